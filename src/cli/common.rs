@@ -1,0 +1,89 @@
+//! What every command shares: config, profiles, the token URI, the PIN source, and I/O.
+
+use super::{Global, InOut};
+use crate::config::{self, Config, PinSource};
+use crate::error::{Exit, Failure};
+use crate::profile::{self, Profile};
+use crate::token::pin::{FdPin, PinPrompt, PinentryPin, TtyPin};
+use crate::token::uri::Pkcs11Uri;
+use std::io::{Read, Write};
+use std::path::Path;
+
+/// Largest mail we accept; bigger input is refused before it is parsed.
+pub const MAX_INPUT: usize = 64 * 1024 * 1024;
+
+pub struct Setup {
+    pub config: Config,
+    pub profiles: Vec<Profile>,
+    pub token_uri: Pkcs11Uri,
+    pub key_uri: Option<Pkcs11Uri>,
+}
+
+pub fn setup(g: &Global) -> Result<Setup, Failure> {
+    let config = config::load(g.config.as_deref())?;
+    let profiles = profile::load_all(config.profiles_dir.as_deref())?;
+    // The command line names what it names; the config file fills in the rest (e.g. module-path).
+    let from_config = config.token.as_deref().map(Pkcs11Uri::parse).transpose()?.unwrap_or_default();
+    let token_uri = match g.token.as_deref() {
+        Some(t) => Pkcs11Uri::parse(t)?.or(&from_config),
+        None => from_config,
+    };
+    let key_uri = g.key.as_deref().or(config.key.as_deref()).map(Pkcs11Uri::parse).transpose()?;
+    Ok(Setup { config, profiles, token_uri, key_uri })
+}
+
+/// PIN sources in order of preference: an explicit --pin-fd (the caller chose it), pinentry when
+/// configured, else the terminal.
+pub fn prompt(g: &Global, config: &Config, io: Option<&InOut>) -> Result<Box<dyn PinPrompt>, Failure> {
+    if let Some(fd) = g.pin_fd {
+        if fd == 0 && io.is_some_and(|io| io.input.is_none()) {
+            return Err(Failure::new(Exit::Usage, "--pin-fd 0 is standard input, which carries the mail here: use another descriptor or --in FILE"));
+        }
+        return Ok(Box::new(FdPin::new(fd)));
+    }
+    Ok(match config.pin_source {
+        PinSource::Pinentry => Box::new(PinentryPin { program: config.pinentry_program.clone() }),
+        PinSource::Terminal => Box::new(TtyPin),
+    })
+}
+
+pub fn read_input(io: &InOut) -> Result<Vec<u8>, Failure> {
+    let mut buf = Vec::new();
+    let limit = MAX_INPUT as u64 + 1;
+    let res = match &io.input {
+        Some(p) => std::fs::File::open(p).and_then(|f| f.take(limit).read_to_end(&mut buf)),
+        None => std::io::stdin().lock().take(limit).read_to_end(&mut buf),
+    };
+    res.map_err(|e| Failure::new(Exit::Io, format!("cannot read {}: {e}", io.input.as_deref().map(|p| p.display().to_string()).unwrap_or("standard input".into()))))?;
+    if buf.len() > MAX_INPUT {
+        return Err(Failure::new(Exit::Usage, format!("input is larger than {} MiB; refused", MAX_INPUT >> 20)));
+    }
+    Ok(buf)
+}
+
+pub fn read_file(p: &Path) -> Result<Vec<u8>, Failure> {
+    let meta = std::fs::metadata(p).map_err(|e| Failure::new(Exit::Usage, format!("cannot read {}: {e}", p.display())))?;
+    if meta.len() > MAX_INPUT as u64 {
+        return Err(Failure::new(Exit::Usage, format!("{} is larger than {} MiB; refused", p.display(), MAX_INPUT >> 20)));
+    }
+    std::fs::read(p).map_err(|e| Failure::new(Exit::Usage, format!("cannot read {}: {e}", p.display())))
+}
+
+/// Write to --out atomically (temp file in the same directory, then rename), or to stdout.
+pub fn write_output(io: &InOut, data: &[u8]) -> Result<(), Failure> {
+    match &io.output {
+        Some(path) => {
+            let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+            let fail = |e: &dyn std::fmt::Display| Failure::new(Exit::Io, format!("cannot write {}: {e}", path.display()));
+            let mut tmp = tempfile::Builder::new().prefix(".ssmax-card-").tempfile_in(dir).map_err(|e| fail(&e))?;
+            tmp.write_all(data).map_err(|e| fail(&e))?;
+            tmp.as_file().sync_all().map_err(|e| fail(&e))?;
+            tmp.persist(path).map_err(|e| fail(&e.error))?;
+            Ok(())
+        }
+        None => {
+            let mut out = std::io::stdout().lock();
+            out.write_all(data).and_then(|_| out.flush()).map_err(|e| Failure::new(Exit::Io, format!("cannot write standard output: {e}")))
+        }
+    }
+}

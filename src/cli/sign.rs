@@ -1,0 +1,150 @@
+//! `ssmax-card sign`: RFC 5322 mail in, S/MIME multipart/signed out, signature made on the token.
+
+use super::common::{prompt, read_input, setup, write_output};
+use super::{Global, InOut};
+use crate::cms::cert;
+use crate::config::SignatureScheme;
+use crate::error::{Exit, Failure};
+use crate::mail::smime::{build_signed, split_fields};
+use crate::mail::{canonicalise, Entity, Field};
+use crate::token::objects::hex;
+use crate::token::signer::{Scheme, TokenSigner};
+use crate::token::uri::Pkcs11Uri;
+use crate::token::{Token, TokenError};
+use std::time::{Duration, SystemTime};
+use x509_cert::Certificate;
+
+/// A certificate on the token chosen to sign, with the CKA_ID that links it to its key.
+pub struct Chosen {
+    pub id: Vec<u8>,
+    pub label: String,
+    pub cert: Certificate,
+}
+
+pub fn run(g: &Global, io: &InOut, pss: bool) -> Result<(), Failure> {
+    let s = setup(g)?;
+    let raw = read_input(io)?;
+    let mail = Entity::parse(&raw)?;
+    let from = mail
+        .from_address()
+        .ok_or_else(|| Failure::new(Exit::Usage, "the mail has no From address: the signature must be bound to one"))?;
+    let (outer, mut content_fields) = split_fields(&mail.fields);
+    if !content_fields.iter().any(|f| f.is("Content-Type")) {
+        let charset = if mail.body.is_ascii() { "us-ascii" } else { "utf-8" };
+        content_fields.insert(0, Field::new("Content-Type", &format!("text/plain; charset={charset}")));
+    }
+    let inner = Entity { fields: content_fields, body: mail.body };
+    let signed = canonicalise(&inner, 0)?;
+
+    let prompt = prompt(g, &s.config, Some(io))?;
+    let mut token = Token::open(&s.token_uri, &s.profiles)?;
+    let operation = format!("sign mail from {from}");
+    // Refuse a wrong From before asking for the PIN, unless the certificate is behind the PIN (JPKI).
+    if token.profile.keys.certificates_need_login {
+        token.login(prompt.as_ref(), &operation, g.allow_final_pin_try)?;
+    }
+    let chosen = choose_signing_cert(&token, s.key_uri.as_ref(), &from)?;
+    token.login(prompt.as_ref(), &operation, g.allow_final_pin_try)?;
+    let key = token
+        .private_keys()?
+        .into_iter()
+        .find(|k| k.id == chosen.id)
+        .ok_or_else(|| TokenError::NoKey(format!("token '{}' has the certificate '{}' but no private key with id {}", token.label, chosen.label, hex(&chosen.id))))?;
+    let scheme = Scheme::for_key(&key.kind, pss || s.config.rsa_signature == SignatureScheme::Pss)?;
+    let key_label = key.label.clone();
+    let spki = chosen.cert.tbs_certificate.subject_public_key_info.clone();
+    let signer = TokenSigner::new(&token, key, scheme, spki)?;
+    let chain = intermediates(&token, &chosen.cert)?;
+    let der = crate::cms::sign::sign_detached(&signer, &chosen.cert, &chain, &signed, Vec::new())?;
+    drop(signer);
+    token.logout();
+    let out = build_signed(&outer, &signed, &der, scheme.hash().micalg());
+    write_output(io, &out)?;
+    eprintln!(
+        "ssmax-card: signed mail from {from} as '{}' with key '{key_label}' on token '{}' ({scheme:?})",
+        cert::subject(&chosen.cert),
+        token.label
+    );
+    Ok(())
+}
+
+/// The token's certificate for `from`: named by --key if given, else any whose rfc822Name is
+/// the From address; it must be valid now and allowed to sign mail.
+pub fn choose_signing_cert(token: &Token, key_uri: Option<&Pkcs11Uri>, from: &str) -> Result<Chosen, Failure> {
+    let wanted_ids = token.profile.signing_ids();
+    let mut candidates = Vec::new();
+    for c in token.certificates()? {
+        if c.anchor || c.id.is_empty() || (!wanted_ids.is_empty() && !wanted_ids.contains(&c.id)) {
+            continue;
+        }
+        if let Some(k) = key_uri {
+            if k.id.as_ref().is_some_and(|id| *id != c.id) || k.object.as_ref().is_some_and(|o| *o != c.label) {
+                continue;
+            }
+        }
+        let Ok(parsed) = cert::parse(&c.der) else { continue };
+        if cert::is_ca(&parsed) {
+            continue;
+        }
+        candidates.push(Chosen { id: c.id, label: c.label, cert: parsed });
+    }
+    if candidates.is_empty() {
+        return Err(Failure::new(
+            Exit::NoKey,
+            match key_uri {
+                Some(k) => format!("token '{}' has no signing certificate matching {k}", token.label),
+                None => format!("token '{}' holds no user certificate to sign with (import one next to your key)", token.label),
+            },
+        ));
+    }
+    let for_from: Vec<Chosen> = candidates.iter().filter(|c| cert::emails(&c.cert).iter().any(|e| e == from)).map(|c| Chosen { id: c.id.clone(), label: c.label.clone(), cert: c.cert.clone() }).collect();
+    if for_from.is_empty() {
+        let names: Vec<String> = candidates.iter().flat_map(|c| cert::emails(&c.cert)).collect();
+        return Err(Failure::new(
+            Exit::NoKey,
+            format!(
+                "refusing to sign: the From address {from} is not in any certificate on token '{}' (they name: {})",
+                token.label,
+                if names.is_empty() { "no e-mail address".into() } else { names.join(", ") }
+            ),
+        ));
+    }
+    let now = SystemTime::now();
+    let mut usable: Vec<Chosen> = Vec::new();
+    let mut reasons = Vec::new();
+    for c in for_from {
+        if now > cert::not_after(&c.cert) {
+            reasons.push(format!("'{}' expired on {} (renew it)", c.label, cert::fmt_time(cert::not_after(&c.cert))));
+        } else if now < cert::not_before(&c.cert) {
+            reasons.push(format!("'{}' is not valid before {}", c.label, cert::fmt_time(cert::not_before(&c.cert))));
+        } else if let Err(r) = cert::check_signing_usage(&c.cert) {
+            reasons.push(format!("'{}' cannot sign mail: {r}", c.label));
+        } else {
+            usable.push(c);
+        }
+    }
+    usable.sort_by_key(|c| std::cmp::Reverse(cert::not_after(&c.cert)));
+    let Some(best) = usable.into_iter().next() else {
+        return Err(Failure::new(Exit::NoKey, format!("no usable certificate for {from}: {}", reasons.join("; "))));
+    };
+    let left = cert::not_after(&best.cert).duration_since(now).unwrap_or_default();
+    if left < Duration::from_secs(30 * 86400) {
+        eprintln!("ssmax-card: warning: the certificate '{}' expires on {} (in {} days): renew it", best.label, cert::fmt_time(cert::not_after(&best.cert)), left.as_secs() / 86400);
+    }
+    Ok(best)
+}
+
+/// CA certificates on the token that lead from `leaf` towards an anchor, to help the verifier.
+fn intermediates(token: &Token, leaf: &Certificate) -> Result<Vec<Certificate>, Failure> {
+    let cas: Vec<Certificate> = token.certificates()?.iter().filter(|c| !c.anchor).filter_map(|c| cert::parse(&c.der).ok()).filter(cert::is_ca).collect();
+    let mut out: Vec<Certificate> = Vec::new();
+    let mut cur = leaf.clone();
+    while let Some(next) = cas.iter().find(|c| c.tbs_certificate.subject == cur.tbs_certificate.issuer && c.tbs_certificate.subject != c.tbs_certificate.issuer) {
+        if out.iter().any(|o| o == next) || out.len() > 8 {
+            break;
+        }
+        out.push(next.clone());
+        cur = next.clone();
+    }
+    Ok(out)
+}

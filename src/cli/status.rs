@@ -1,0 +1,107 @@
+//! `ssmax-card status`: what is plugged in and what it holds. Never asks for a PIN.
+
+use super::common::setup;
+use super::Global;
+use crate::cms::cert;
+use crate::error::Failure;
+use crate::token::objects::hex;
+use crate::token::uri::Pkcs11Uri;
+use crate::token::{candidate_modules, Module, Token};
+use std::time::{Duration, SystemTime};
+
+pub fn run(g: &Global) -> Result<(), Failure> {
+    let s = setup(g)?;
+    let modules = match &s.token_uri.module_path {
+        Some(p) => vec![p.clone()],
+        None => candidate_modules(&s.profiles),
+    };
+    if modules.is_empty() {
+        println!("no PKCS#11 module installed (looked for: softhsm2, opensc, ykcs11); install one or pass --token 'pkcs11:?module-path=...'");
+    }
+    let now = SystemTime::now();
+    for path in modules {
+        println!("module {}", path.display());
+        let module = match Module::load(&path) {
+            Ok(m) => m,
+            Err(e) => {
+                println!("  error: {e}");
+                continue;
+            }
+        };
+        let slots = match module.slots(&s.profiles) {
+            Ok(s) => s,
+            Err(e) => {
+                println!("  error: {e}");
+                continue;
+            }
+        };
+        if slots.is_empty() {
+            println!("  no slots (no reader connected, or pcscd is not running)");
+        }
+        for slot in slots {
+            let Some(t) = &slot.token else {
+                println!("  slot {} '{}': no token", slot.slot.id(), slot.description);
+                continue;
+            };
+            if !t.initialized {
+                println!("  slot {} '{}': uninitialised token", slot.slot.id(), slot.description);
+                continue;
+            }
+            println!("  slot {} '{}': token '{}'", slot.slot.id(), slot.description, t.label);
+            println!("    manufacturer {} / model {} / serial {}", t.manufacturer, t.model, t.serial);
+            println!("    profile      {}", t.profile.as_deref().unwrap_or("none (add one to use this token)"));
+            println!("    PIN          {}", t.pin.describe(s.profiles.iter().find(|p| Some(&p.name) == t.profile.as_ref())));
+            let uri = Pkcs11Uri { token: Some(t.label.clone()), serial: Some(t.serial.clone()), module_path: Some(path.clone()), ..Default::default() };
+            let token = match Token::open(&uri, &s.profiles) {
+                Ok(tok) => tok,
+                Err(e) => {
+                    println!("    error: {e}");
+                    continue;
+                }
+            };
+            for c in token.certificates()? {
+                let Ok(parsed) = cert::parse(&c.der) else {
+                    println!("    certificate id {} '{}': does not parse", hex(&c.id), c.label);
+                    continue;
+                };
+                let role = if c.anchor { "trust anchor" } else if cert::is_ca(&parsed) { "CA certificate" } else { "certificate" };
+                let spki = &parsed.tbs_certificate.subject_public_key_info;
+                let kind = match spki.algorithm.oid.to_string().as_str() {
+                    "1.2.840.113549.1.1.1" => format!("RSA-{}", rsa_bits(spki.subject_public_key.raw_bytes())),
+                    "1.2.840.10045.2.1" => match spki.subject_public_key.raw_bytes().len() {
+                        65 => "EC P-256".into(),
+                        97 => "EC P-384".into(),
+                        _ => "EC".into(),
+                    },
+                    "1.3.101.112" => "Ed25519".into(),
+                    other => other.to_string(),
+                };
+                let until = cert::not_after(&parsed);
+                let expiry = if now > until {
+                    format!("EXPIRED {}", cert::fmt_time(until))
+                } else if until.duration_since(now).unwrap_or_default() < Duration::from_secs(30 * 86400) {
+                    format!("expires {} — WARNING: in under 30 days, renew it", cert::fmt_time(until))
+                } else {
+                    format!("valid until {}", cert::fmt_time(until))
+                };
+                println!("    {role} id {} '{}'", hex(&c.id), c.label);
+                println!("      subject {}", cert::subject(&parsed));
+                let emails = cert::emails(&parsed);
+                if !emails.is_empty() {
+                    println!("      e-mail  {}", emails.join(", "));
+                }
+                println!("      key     {kind}; {expiry}");
+            }
+            if !token.profile.keys.can_decrypt {
+                println!("    note: {}", token.profile.keys.no_decrypt_reason.as_deref().unwrap_or("this token cannot decrypt"));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn rsa_bits(pkcs1: &[u8]) -> usize {
+    use rsa::pkcs1::DecodeRsaPublicKey;
+    use rsa::traits::PublicKeyParts;
+    rsa::RsaPublicKey::from_pkcs1_der(pkcs1).map(|k| k.size() * 8).unwrap_or(0)
+}

@@ -1,0 +1,430 @@
+//! Opening EnvelopedData and AuthEnvelopedData: find the recipient info for a key we hold, have
+//! the token recover the content-encryption key (RSA key transport or ECDH key agreement), then
+//! decrypt the content here (AES-CBC, AES-GCM, ChaCha20-Poly1305).
+
+use super::oaep::{self, OaepHash};
+use super::{cert, content_info, CmsError};
+use cms::content_info::CmsVersion;
+use cms::enveloped_data::{
+    EncryptedContentInfo, EnvelopedData, KeyAgreeRecipientIdentifier, OriginatorIdentifierOrKey, OriginatorInfo, RecipientIdentifier,
+    RecipientInfo, RecipientInfos,
+};
+use const_oid::db::{rfc5911, rfc5912};
+use der::asn1::{ObjectIdentifier, OctetString};
+use der::{Encode, Sequence};
+use x509_cert::attr::Attributes;
+use x509_cert::Certificate;
+use zeroize::Zeroizing;
+
+/// RFC 5083 AuthEnvelopedData (not in the cms crate 0.2).
+#[derive(Clone, Debug, Eq, PartialEq, Sequence)]
+pub struct AuthEnvelopedData {
+    pub version: CmsVersion,
+    #[asn1(context_specific = "0", tag_mode = "IMPLICIT", constructed = "true", optional = "true")]
+    pub originator_info: Option<OriginatorInfo>,
+    pub recip_infos: RecipientInfos,
+    pub auth_encrypted_content_info: EncryptedContentInfo,
+    #[asn1(context_specific = "1", tag_mode = "IMPLICIT", constructed = "true", optional = "true")]
+    pub auth_attrs: Option<Attributes>,
+    pub mac: OctetString,
+    #[asn1(context_specific = "2", tag_mode = "IMPLICIT", constructed = "true", optional = "true")]
+    pub unauth_attrs: Option<Attributes>,
+}
+
+pub const ID_CT_AUTH_ENVELOPED_DATA: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.9.16.1.23");
+
+/// RSA decryption the token is asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RsaOp {
+    Pkcs1v15,
+    /// CKM_RSA_PKCS_OAEP with this hash for label and MGF1.
+    Oaep(OaepHash),
+    /// CKM_RSA_X_509: raw RSA, padding removed here.
+    Raw,
+}
+
+/// The private-key side, as narrow as decryption needs. `certificates` is readable without a
+/// PIN; the operations may ask for one on first use.
+pub trait Decryptor {
+    fn certificates(&self) -> &[Certificate];
+    fn supports(&self, index: usize, op: RsaOp) -> bool;
+    fn rsa_decrypt(&mut self, index: usize, op: RsaOp, data: &[u8]) -> Result<Zeroizing<Vec<u8>>, CmsError>;
+    /// The raw ECDH shared secret Z with the peer's uncompressed point.
+    fn ecdh(&mut self, index: usize, peer_point: &[u8]) -> Result<Zeroizing<Vec<u8>>, CmsError>;
+    /// Why this key holder cannot decrypt at all (JPKI), if so.
+    fn cannot_decrypt(&self) -> Option<String> {
+        None
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ContentAlg {
+    AesCbc(usize),
+    AesGcm(usize),
+    ChaCha20Poly1305,
+}
+
+impl ContentAlg {
+    pub fn name(self) -> String {
+        match self {
+            ContentAlg::AesCbc(n) => format!("AES-{}-CBC", n * 8),
+            ContentAlg::AesGcm(n) => format!("AES-{}-GCM", n * 8),
+            ContentAlg::ChaCha20Poly1305 => "ChaCha20-Poly1305".into(),
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct Opened {
+    pub content: Vec<u8>,
+    pub content_alg: ContentAlg,
+    pub key_transport: &'static str,
+    pub recipient: String,
+}
+
+const ID_RSAES_OAEP: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.7");
+const ID_MGF1: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.8");
+const ID_SHA1: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.14.3.2.26");
+const ID_CHACHA20_POLY1305: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.9.16.3.18");
+const ID_P_SPECIFIED: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.9");
+
+/// RSAES-OAEP-params (RFC 8017 A.2.1): every field has a SHA-1 default.
+#[derive(Clone, Debug, Eq, PartialEq, Sequence)]
+struct OaepParams {
+    #[asn1(context_specific = "0", tag_mode = "EXPLICIT", optional = "true")]
+    hash: Option<spki::AlgorithmIdentifierOwned>,
+    #[asn1(context_specific = "1", tag_mode = "EXPLICIT", optional = "true")]
+    mgf: Option<spki::AlgorithmIdentifierOwned>,
+    #[asn1(context_specific = "2", tag_mode = "EXPLICIT", optional = "true")]
+    psource: Option<spki::AlgorithmIdentifierOwned>,
+}
+
+/// GCMParameters (RFC 5084 §3.2).
+#[derive(Clone, Debug, Eq, PartialEq, Sequence)]
+struct GcmParams {
+    nonce: OctetString,
+    #[asn1(optional = "true")]
+    icv_len: Option<u8>,
+}
+
+/// ECC-CMS-SharedInfo (RFC 5753 §7.2).
+#[derive(Clone, Debug, Eq, PartialEq, Sequence)]
+struct EccCmsSharedInfo {
+    key_info: spki::AlgorithmIdentifierOwned,
+    #[asn1(context_specific = "0", tag_mode = "EXPLICIT", optional = "true")]
+    entity_u_info: Option<OctetString>,
+    #[asn1(context_specific = "2", tag_mode = "EXPLICIT")]
+    supp_pub_info: OctetString,
+}
+
+fn hash_of(oid: &ObjectIdentifier) -> Option<OaepHash> {
+    match *oid {
+        ID_SHA1 => Some(OaepHash::Sha1),
+        rfc5912::ID_SHA_256 => Some(OaepHash::Sha256),
+        rfc5912::ID_SHA_384 => Some(OaepHash::Sha384),
+        rfc5912::ID_SHA_512 => Some(OaepHash::Sha512),
+        _ => None,
+    }
+}
+
+/// Open an EnvelopedData or AuthEnvelopedData ContentInfo.
+pub fn open(der: &[u8], keys: &mut dyn Decryptor) -> Result<Opened, CmsError> {
+    let ci = content_info(der)?;
+    let (infos, eci, auth): (RecipientInfos, EncryptedContentInfo, Option<(Option<Vec<u8>>, Vec<u8>)>) = if ci.content_type == rfc5911::ID_ENVELOPED_DATA {
+        let ed: EnvelopedData = ci.content.decode_as().map_err(|e| CmsError::Malformed(format!("EnvelopedData does not parse: {e}")))?;
+        (ed.recip_infos, ed.encrypted_content, None)
+    } else if ci.content_type == ID_CT_AUTH_ENVELOPED_DATA {
+        let ad: AuthEnvelopedData = ci.content.decode_as().map_err(|e| CmsError::Malformed(format!("AuthEnvelopedData does not parse: {e}")))?;
+        let aad = match &ad.auth_attrs {
+            Some(a) => Some(a.to_der().map_err(|e| CmsError::Malformed(e.to_string()))?),
+            None => None,
+        };
+        (ad.recip_infos, ad.auth_encrypted_content_info, Some((aad, ad.mac.as_bytes().to_vec())))
+    } else {
+        return Err(CmsError::Malformed(format!("content type {} is neither enveloped-data nor auth-enveloped-data", ci.content_type)));
+    };
+    if let Some(why) = keys.cannot_decrypt() {
+        return Err(CmsError::NoKey(why));
+    }
+    let alg = content_alg(&eci, auth.is_some())?;
+    let ciphertext = eci.encrypted_content.as_ref().ok_or_else(|| CmsError::Malformed("no encrypted content (detached content is not supported)".into()))?;
+
+    let (cek, key_transport, recipient) = recover_cek(&infos, keys)?;
+    let content = decrypt_content(alg, &eci, &cek, ciphertext.as_bytes(), auth.as_ref())?;
+    Ok(Opened { content, content_alg: alg, key_transport, recipient })
+}
+
+/// Find the recipient info addressed to one of our certificates and have the token unwrap the key.
+fn recover_cek(infos: &RecipientInfos, keys: &mut dyn Decryptor) -> Result<(Zeroizing<Vec<u8>>, &'static str, String), CmsError> {
+    let certs: Vec<Certificate> = keys.certificates().to_vec();
+    let matches_ias = |ias: &cms::cert::IssuerAndSerialNumber, c: &Certificate| c.tbs_certificate.issuer == ias.issuer && c.tbs_certificate.serial_number == ias.serial_number;
+    let matches_ski = |ski: &[u8], c: &Certificate| cert::subject_key_id(c).as_deref() == Some(ski);
+    let mut kinds_seen = Vec::new();
+    for ri in infos.0.iter() {
+        match ri {
+            RecipientInfo::Ktri(k) => {
+                kinds_seen.push("key transport");
+                let idx = certs.iter().position(|c| match &k.rid {
+                    RecipientIdentifier::IssuerAndSerialNumber(ias) => matches_ias(ias, c),
+                    RecipientIdentifier::SubjectKeyIdentifier(ski) => matches_ski(ski.0.as_bytes(), c),
+                });
+                let Some(idx) = idx else { continue };
+                let who = cert::subject(&certs[idx]);
+                let enc = k.enc_key.as_bytes();
+                let (cek, name) = if k.key_enc_alg.oid == rfc5912::RSA_ENCRYPTION {
+                    (keys.rsa_decrypt(idx, RsaOp::Pkcs1v15, enc)?, "RSA PKCS#1 v1.5")
+                } else if k.key_enc_alg.oid == ID_RSAES_OAEP {
+                    let (hash, mgf, label) = oaep_params(&k.key_enc_alg)?;
+                    let name = match hash {
+                        OaepHash::Sha1 => "RSA-OAEP (SHA-1)",
+                        OaepHash::Sha256 => "RSA-OAEP (SHA-256)",
+                        OaepHash::Sha384 => "RSA-OAEP (SHA-384)",
+                        OaepHash::Sha512 => "RSA-OAEP (SHA-512)",
+                    };
+                    if hash == mgf && label.is_empty() && keys.supports(idx, RsaOp::Oaep(hash)) {
+                        (keys.rsa_decrypt(idx, RsaOp::Oaep(hash), enc)?, name)
+                    } else if keys.supports(idx, RsaOp::Raw) {
+                        // The token lacks this OAEP variant: raw RSA on the token, unpadding here.
+                        let k_len = rsa_modulus_len(&certs[idx])?;
+                        let em = keys.rsa_decrypt(idx, RsaOp::Raw, enc)?;
+                        let m = oaep::decode(&em, k_len, hash, mgf, &label)
+                            .ok_or_else(|| CmsError::Decrypt("the content key does not unwrap with the key on the token (OAEP padding check failed)".into()))?;
+                        (m, name)
+                    } else {
+                        return Err(CmsError::Unsupported(format!("the token offers neither OAEP with {} nor raw RSA", hash.name())));
+                    }
+                } else {
+                    return Err(CmsError::Unsupported(format!("key transport algorithm {}", k.key_enc_alg.oid)));
+                };
+                return Ok((cek, name, who));
+            }
+            RecipientInfo::Kari(kari) => {
+                kinds_seen.push("key agreement");
+                for rek in &kari.recipient_enc_keys {
+                    let idx = certs.iter().position(|c| match &rek.rid {
+                        KeyAgreeRecipientIdentifier::IssuerAndSerialNumber(ias) => matches_ias(ias, c),
+                        KeyAgreeRecipientIdentifier::RKeyId(r) => matches_ski(r.subject_key_identifier.0.as_bytes(), c),
+                    });
+                    let Some(idx) = idx else { continue };
+                    let who = cert::subject(&certs[idx]);
+                    let OriginatorIdentifierOrKey::OriginatorKey(opk) = &kari.originator else {
+                        return Err(CmsError::Unsupported("key agreement with a static originator key".into()));
+                    };
+                    let point = opk.public_key.as_bytes().ok_or_else(|| CmsError::Malformed("originator key is not whole bytes".into()))?;
+                    let (kdf_hash, wrap) = kari_algs(&kari.key_enc_alg)?;
+                    let z = keys.ecdh(idx, point)?;
+                    let kek = x963_kdf(kdf_hash, &z, &wrap, kari.ukm.as_ref().map(|u| u.as_bytes()))?;
+                    let cek = aes_unwrap(&kek, rek.enc_key.as_bytes())?;
+                    return Ok((cek, "ECDH ephemeral-static + AES key wrap", who));
+                }
+            }
+            RecipientInfo::Kekri(_) => kinds_seen.push("pre-shared key (KEKRecipientInfo)"),
+            RecipientInfo::Pwri(_) => kinds_seen.push("password (PasswordRecipientInfo)"),
+            RecipientInfo::Ori(_) => kinds_seen.push("other recipient type"),
+        }
+    }
+    let ours: Vec<String> = certs.iter().map(|c| format!("{} (serial {})", cert::subject(c), c.tbs_certificate.serial_number)).collect();
+    Err(CmsError::NoKey(format!(
+        "the message is not encrypted for any key on the token (recipient types: {}; token certificates: {})",
+        if kinds_seen.is_empty() { "none".into() } else { kinds_seen.join(", ") },
+        if ours.is_empty() { "none".into() } else { ours.join("; ") }
+    )))
+}
+
+fn rsa_modulus_len(c: &Certificate) -> Result<usize, CmsError> {
+    use rsa::pkcs1::DecodeRsaPublicKey;
+    use rsa::traits::PublicKeyParts;
+    let spki = c.tbs_certificate.subject_public_key_info.subject_public_key.raw_bytes();
+    let key = rsa::RsaPublicKey::from_pkcs1_der(spki).map_err(|e| CmsError::Malformed(format!("recipient RSA key: {e}")))?;
+    Ok(key.size())
+}
+
+fn oaep_params(alg: &spki::AlgorithmIdentifierOwned) -> Result<(OaepHash, OaepHash, Vec<u8>), CmsError> {
+    let p = match &alg.parameters {
+        Some(any) => any.decode_as::<OaepParams>().map_err(|e| CmsError::Malformed(format!("RSA-OAEP parameters: {e}")))?,
+        None => OaepParams { hash: None, mgf: None, psource: None },
+    };
+    let hash = match &p.hash {
+        Some(h) => hash_of(&h.oid).ok_or_else(|| CmsError::Unsupported(format!("OAEP hash {}", h.oid)))?,
+        None => OaepHash::Sha1,
+    };
+    let mgf = match &p.mgf {
+        Some(m) if m.oid == ID_MGF1 => {
+            let inner: spki::AlgorithmIdentifierOwned = m
+                .parameters
+                .as_ref()
+                .ok_or_else(|| CmsError::Malformed("MGF1 without a hash".into()))?
+                .decode_as()
+                .map_err(|e| CmsError::Malformed(format!("MGF1 hash: {e}")))?;
+            hash_of(&inner.oid).ok_or_else(|| CmsError::Unsupported(format!("MGF1 hash {}", inner.oid)))?
+        }
+        Some(m) => return Err(CmsError::Unsupported(format!("OAEP mask generation {}", m.oid))),
+        None => OaepHash::Sha1,
+    };
+    let label = match &p.psource {
+        Some(ps) if ps.oid == ID_P_SPECIFIED => match &ps.parameters {
+            Some(v) => v.decode_as::<OctetString>().map_err(|e| CmsError::Malformed(format!("OAEP label: {e}")))?.as_bytes().to_vec(),
+            None => Vec::new(),
+        },
+        Some(ps) => return Err(CmsError::Unsupported(format!("OAEP label source {}", ps.oid))),
+        None => Vec::new(),
+    };
+    Ok((hash, mgf, label))
+}
+
+/// Key-agreement scheme → (KDF hash, key-wrap algorithm OID).
+fn kari_algs(alg: &spki::AlgorithmIdentifierOwned) -> Result<(OaepHash, ObjectIdentifier), CmsError> {
+    let hash = match alg.oid.to_string().as_str() {
+        // dhSinglePass-stdDH-shaXkdf-scheme and the cofactor variants (cofactor 1 on P-256/P-384).
+        "1.3.133.16.840.63.0.2" | "1.3.133.16.840.63.0.3" => OaepHash::Sha1,
+        "1.3.132.1.11.1" | "1.3.132.1.14.1" => OaepHash::Sha256,
+        "1.3.132.1.11.2" | "1.3.132.1.14.2" => OaepHash::Sha384,
+        "1.3.132.1.11.3" | "1.3.132.1.14.3" => OaepHash::Sha512,
+        other => return Err(CmsError::Unsupported(format!("key agreement algorithm {other} (X25519/HKDF and others are not supported yet)"))),
+    };
+    let wrap: spki::AlgorithmIdentifierOwned = alg
+        .parameters
+        .as_ref()
+        .ok_or_else(|| CmsError::Malformed("key agreement without a key-wrap algorithm".into()))?
+        .decode_as()
+        .map_err(|e| CmsError::Malformed(format!("key-wrap algorithm: {e}")))?;
+    Ok((hash, wrap.oid))
+}
+
+fn wrap_key_len(oid: &ObjectIdentifier) -> Result<usize, CmsError> {
+    match oid.to_string().as_str() {
+        "2.16.840.1.101.3.4.1.5" => Ok(16),
+        "2.16.840.1.101.3.4.1.25" => Ok(24),
+        "2.16.840.1.101.3.4.1.45" => Ok(32),
+        other => Err(CmsError::Unsupported(format!("key-wrap algorithm {other}"))),
+    }
+}
+
+/// ANSI X9.63 KDF as RFC 5753 §7.2 applies it.
+fn x963_kdf(hash: OaepHash, z: &[u8], wrap: &ObjectIdentifier, ukm: Option<&[u8]>) -> Result<Zeroizing<Vec<u8>>, CmsError> {
+    use sha2::digest::DynDigest;
+    let len = wrap_key_len(wrap)?;
+    let info = EccCmsSharedInfo {
+        key_info: spki::AlgorithmIdentifierOwned { oid: *wrap, parameters: None },
+        entity_u_info: ukm.map(|u| OctetString::new(u)).transpose().map_err(|e| CmsError::Malformed(e.to_string()))?,
+        supp_pub_info: OctetString::new(((len * 8) as u32).to_be_bytes().to_vec()).map_err(|e| CmsError::Malformed(e.to_string()))?,
+    }
+    .to_der()
+    .map_err(|e| CmsError::Malformed(e.to_string()))?;
+    let mut out = Zeroizing::new(Vec::with_capacity(len + 64));
+    let mut counter = 1u32;
+    while out.len() < len {
+        let mut h: Box<dyn DynDigest> = match hash {
+            OaepHash::Sha1 => Box::new(<sha1::Sha1 as sha2::Digest>::new()),
+            OaepHash::Sha256 => Box::new(<sha2::Sha256 as sha2::Digest>::new()),
+            OaepHash::Sha384 => Box::new(<sha2::Sha384 as sha2::Digest>::new()),
+            OaepHash::Sha512 => Box::new(<sha2::Sha512 as sha2::Digest>::new()),
+        };
+        h.update(z);
+        h.update(&counter.to_be_bytes());
+        h.update(&info);
+        out.extend_from_slice(&h.finalize());
+        counter += 1;
+    }
+    out.truncate(len);
+    Ok(out)
+}
+
+fn aes_unwrap(kek: &[u8], wrapped: &[u8]) -> Result<Zeroizing<Vec<u8>>, CmsError> {
+    let fail = |_| CmsError::Decrypt("the content key does not unwrap (AES key wrap integrity check failed)".into());
+    let out = match kek.len() {
+        16 => aes_kw::KekAes128::try_from(kek).map_err(|_| CmsError::Malformed("KEK length".into()))?.unwrap_vec(wrapped).map_err(fail)?,
+        24 => aes_kw::KekAes192::try_from(kek).map_err(|_| CmsError::Malformed("KEK length".into()))?.unwrap_vec(wrapped).map_err(fail)?,
+        32 => aes_kw::KekAes256::try_from(kek).map_err(|_| CmsError::Malformed("KEK length".into()))?.unwrap_vec(wrapped).map_err(fail)?,
+        n => return Err(CmsError::Malformed(format!("KEK of {n} bytes"))),
+    };
+    Ok(Zeroizing::new(out))
+}
+
+fn content_alg(eci: &EncryptedContentInfo, authenticated: bool) -> Result<ContentAlg, CmsError> {
+    let oid = eci.content_enc_alg.oid.to_string();
+    let alg = match oid.as_str() {
+        "2.16.840.1.101.3.4.1.2" => ContentAlg::AesCbc(16),
+        "2.16.840.1.101.3.4.1.22" => ContentAlg::AesCbc(24),
+        "2.16.840.1.101.3.4.1.42" => ContentAlg::AesCbc(32),
+        "2.16.840.1.101.3.4.1.6" => ContentAlg::AesGcm(16),
+        "2.16.840.1.101.3.4.1.26" => ContentAlg::AesGcm(24),
+        "2.16.840.1.101.3.4.1.46" => ContentAlg::AesGcm(32),
+        _ if eci.content_enc_alg.oid == ID_CHACHA20_POLY1305 => ContentAlg::ChaCha20Poly1305,
+        "1.2.840.113549.3.7" => return Err(CmsError::Unsupported("content encrypted with 3DES (des-ede3-cbc); ask the sender to use AES".into())),
+        other => return Err(CmsError::Unsupported(format!("content encryption algorithm {other}"))),
+    };
+    let aead = !matches!(alg, ContentAlg::AesCbc(_));
+    if aead != authenticated {
+        return Err(CmsError::Malformed(format!("{} must be used with {}", alg.name(), if aead { "AuthEnvelopedData" } else { "EnvelopedData" })));
+    }
+    Ok(alg)
+}
+
+fn decrypt_content(alg: ContentAlg, eci: &EncryptedContentInfo, cek: &[u8], ct: &[u8], auth: Option<&(Option<Vec<u8>>, Vec<u8>)>) -> Result<Vec<u8>, CmsError> {
+    let key_len = match alg {
+        ContentAlg::AesCbc(n) | ContentAlg::AesGcm(n) => n,
+        ContentAlg::ChaCha20Poly1305 => 32,
+    };
+    if cek.len() != key_len {
+        // Also what a wrong key under PKCS#1 v1.5 looks like; say no more than that.
+        return Err(CmsError::Decrypt(format!("the recovered content key has the wrong length for {}", alg.name())));
+    }
+    let params = eci.content_enc_alg.parameters.as_ref().ok_or_else(|| CmsError::Malformed(format!("{} without parameters", alg.name())))?;
+    let integrity = || CmsError::Decrypt("integrity check failed: the message was altered or the key is wrong".into());
+    match alg {
+        ContentAlg::AesCbc(n) => {
+            use cbc::cipher::{block_padding::Pkcs7, BlockDecryptMut, KeyIvInit};
+            let iv = params.decode_as::<OctetString>().map_err(|e| CmsError::Malformed(format!("CBC IV: {e}")))?;
+            let iv = iv.as_bytes();
+            if iv.len() != 16 {
+                return Err(CmsError::Malformed("CBC IV is not 16 bytes".into()));
+            }
+            let bad = |_| CmsError::Decrypt("content does not decrypt (bad padding): the message was altered or the key is wrong".into());
+            match n {
+                16 => cbc::Decryptor::<aes::Aes128>::new(cek.into(), iv.into()).decrypt_padded_vec_mut::<Pkcs7>(ct).map_err(bad),
+                24 => cbc::Decryptor::<aes::Aes192>::new(cek.into(), iv.into()).decrypt_padded_vec_mut::<Pkcs7>(ct).map_err(bad),
+                _ => cbc::Decryptor::<aes::Aes256>::new(cek.into(), iv.into()).decrypt_padded_vec_mut::<Pkcs7>(ct).map_err(bad),
+            }
+        }
+        ContentAlg::AesGcm(n) => {
+            use aes_gcm::aead::{Aead, KeyInit, Payload};
+            let p = params.decode_as::<GcmParams>().map_err(|e| CmsError::Malformed(format!("GCM parameters: {e}")))?;
+            let (aad, tag) = auth.ok_or_else(|| CmsError::Malformed("GCM without a MAC".into()))?;
+            let icv = p.icv_len.unwrap_or(12) as usize;
+            if tag.len() != icv || icv != 16 {
+                return Err(CmsError::Unsupported(format!("AES-GCM with a {}-byte tag (16 supported)", tag.len())));
+            }
+            if p.nonce.as_bytes().len() != 12 {
+                return Err(CmsError::Unsupported(format!("AES-GCM with a {}-byte nonce (12 supported)", p.nonce.as_bytes().len())));
+            }
+            let mut msg = ct.to_vec();
+            msg.extend_from_slice(tag);
+            let payload = Payload { msg: &msg, aad: aad.as_deref().unwrap_or(&[]) };
+            let nonce = aes_gcm::Nonce::from_slice(p.nonce.as_bytes());
+            match n {
+                16 => aes_gcm::Aes128Gcm::new_from_slice(cek).map_err(|_| integrity())?.decrypt(nonce, payload),
+                24 => aes_gcm::AesGcm::<aes::Aes192, aes_gcm::aead::consts::U12>::new_from_slice(cek).map_err(|_| integrity())?.decrypt(nonce, payload),
+                _ => aes_gcm::Aes256Gcm::new_from_slice(cek).map_err(|_| integrity())?.decrypt(nonce, payload),
+            }
+            .map_err(|_| integrity())
+        }
+        ContentAlg::ChaCha20Poly1305 => {
+            use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+            let nonce = params.decode_as::<OctetString>().map_err(|e| CmsError::Malformed(format!("ChaCha20-Poly1305 nonce: {e}")))?;
+            if nonce.as_bytes().len() != 12 {
+                return Err(CmsError::Malformed("ChaCha20-Poly1305 nonce is not 12 bytes".into()));
+            }
+            let (aad, tag) = auth.ok_or_else(|| CmsError::Malformed("ChaCha20-Poly1305 without a MAC".into()))?;
+            if tag.len() != 16 {
+                return Err(CmsError::Malformed("ChaCha20-Poly1305 MAC is not 16 bytes".into()));
+            }
+            let mut msg = ct.to_vec();
+            msg.extend_from_slice(tag);
+            chacha20poly1305::ChaCha20Poly1305::new_from_slice(cek)
+                .map_err(|_| integrity())?
+                .decrypt(chacha20poly1305::Nonce::from_slice(nonce.as_bytes()), Payload { msg: &msg, aad: aad.as_deref().unwrap_or(&[]) })
+                .map_err(|_| integrity())
+        }
+    }
+}

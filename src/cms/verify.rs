@@ -1,0 +1,295 @@
+//! SignedData verification, fail-closed: the message digest, the signature (checked with the
+//! end-entity certificate by rustls-webpki), the chain to a trust anchor at signing time and now,
+//! and e-mail protection usage. Any failure names what failed.
+
+use super::{cert, content_info, CmsError};
+use cms::cert::CertificateChoices;
+use cms::signed_data::{SignedData, SignerIdentifier, SignerInfo};
+use const_oid::db::{rfc5911, rfc5912};
+use der::{Decode, Encode};
+use rustls_pki_types::{CertificateDer, SignatureVerificationAlgorithm, UnixTime};
+use std::time::{Duration, SystemTime};
+use webpki::ring as algs;
+use x509_cert::Certificate;
+
+/// Where trust comes from: anchors (token anchors, `--ca`), and certificates that may help
+/// build a chain or identify a signer (token CA certificates, `--certfile`).
+#[derive(Debug, Default, Clone)]
+pub struct Trust {
+    pub anchors: Vec<Vec<u8>>,
+    pub intermediates: Vec<Vec<u8>>,
+}
+
+#[derive(Debug, Clone)]
+pub struct SignerReport {
+    pub subject: String,
+    pub issuer: String,
+    pub emails: Vec<String>,
+    /// Subjects from the signer up to the anchor.
+    pub chain: Vec<String>,
+    pub signing_time: Option<SystemTime>,
+    pub algorithm: &'static str,
+    pub not_after: SystemTime,
+    /// The signer's own certificate was given as a trust anchor (no issuer chain).
+    pub pinned: bool,
+}
+
+#[derive(Debug)]
+pub struct Verified {
+    pub signers: Vec<SignerReport>,
+    /// The signed content: the encapsulated content, or the detached content given.
+    pub content: Vec<u8>,
+}
+
+const ID_ED25519: der::oid::ObjectIdentifier = der::oid::ObjectIdentifier::new_unwrap("1.3.101.112");
+const ID_RSASSA_PSS: der::oid::ObjectIdentifier = der::oid::ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.10");
+const ID_EC_PUBLIC_KEY: der::oid::ObjectIdentifier = der::oid::ObjectIdentifier::new_unwrap("1.2.840.10045.2.1");
+const SECP384R1: der::oid::ObjectIdentifier = der::oid::ObjectIdentifier::new_unwrap("1.3.132.0.34");
+
+pub fn verify(der: &[u8], detached: Option<&[u8]>, trust: &Trust, now: SystemTime) -> Result<Verified, CmsError> {
+    let ci = content_info(der)?;
+    if ci.content_type != rfc5911::ID_SIGNED_DATA {
+        return Err(CmsError::Malformed(format!("content type {} is not signed-data", ci.content_type)));
+    }
+    let sd: SignedData = ci.content.decode_as().map_err(|e| CmsError::Malformed(format!("SignedData does not parse: {e}")))?;
+    let econtent = sd.encap_content_info.econtent.as_ref().map(|c| {
+        // id-data eContent is an OCTET STRING; other types carry their DER.
+        der::asn1::OctetString::from_der(&c.to_der().unwrap_or_default()).map(|o| o.as_bytes().to_vec()).unwrap_or_else(|_| c.value().to_vec())
+    });
+    let content = match (econtent, detached) {
+        (Some(_), Some(_)) => return Err(CmsError::Malformed("content is both encapsulated and given separately".into())),
+        (Some(c), None) => c,
+        (None, Some(d)) => d.to_vec(),
+        (None, None) => return Err(CmsError::Malformed("detached signature without the signed content".into())),
+    };
+    if sd.signer_infos.0.is_empty() {
+        return Err(CmsError::Verify("the signature has no signers".into()));
+    }
+    let mut embedded: Vec<Vec<u8>> = Vec::new();
+    for c in sd.certificates.iter().flat_map(|s| s.0.iter()) {
+        if let CertificateChoices::Certificate(c) = c {
+            embedded.push(c.to_der().map_err(|e| CmsError::Malformed(e.to_string()))?);
+        }
+    }
+    let mut signers = Vec::new();
+    for si in sd.signer_infos.0.iter() {
+        signers.push(verify_signer(si, sd.encap_content_info.econtent_type, &content, &embedded, trust, now)?);
+    }
+    Ok(Verified { signers, content })
+}
+
+fn find_signer_cert(sid: &SignerIdentifier, pool: &[&Vec<u8>]) -> Option<(Vec<u8>, Certificate)> {
+    pool.iter().filter_map(|d| Certificate::from_der(d).ok().map(|c| ((*d).clone(), c))).find(|(_, c)| match sid {
+        SignerIdentifier::IssuerAndSerialNumber(ias) => c.tbs_certificate.issuer == ias.issuer && c.tbs_certificate.serial_number == ias.serial_number,
+        SignerIdentifier::SubjectKeyIdentifier(ski) => cert::subject_key_id(c).as_deref() == Some(ski.0.as_bytes()),
+    })
+}
+
+fn attr<'a>(si: &'a SignerInfo, oid: der::oid::ObjectIdentifier) -> Result<Option<&'a der::Any>, CmsError> {
+    let Some(attrs) = &si.signed_attrs else { return Ok(None) };
+    let mut found = attrs.iter().filter(|a| a.oid == oid);
+    let Some(a) = found.next() else { return Ok(None) };
+    if found.next().is_some() || a.values.len() != 1 {
+        return Err(CmsError::Verify(format!("signed attribute {oid} must appear once with one value (RFC 5652 §11)")));
+    }
+    Ok(a.values.get(0))
+}
+
+fn verify_signer(
+    si: &SignerInfo,
+    econtent_type: der::oid::ObjectIdentifier,
+    content: &[u8],
+    embedded: &[Vec<u8>],
+    trust: &Trust,
+    now: SystemTime,
+) -> Result<SignerReport, CmsError> {
+    let pool: Vec<&Vec<u8>> = embedded.iter().chain(&trust.intermediates).chain(&trust.anchors).collect();
+    let (signer_der, signer) = find_signer_cert(&si.sid, &pool).ok_or_else(|| {
+        CmsError::Verify("the signer's certificate is neither in the message nor given (pass it with --certfile FILE)".into())
+    })?;
+    let who = cert::subject(&signer);
+
+    // What was signed: the DER of the signed attributes (as a SET), or the content itself.
+    let mut signing_time = None;
+    let hash_name;
+    let signed_bytes = match &si.signed_attrs {
+        Some(attrs) => {
+            let digest_alg = &si.digest_alg.oid;
+            let hash = super::sign::digest_for(digest_alg);
+            let md = attr(si, rfc5911::ID_MESSAGE_DIGEST)?.ok_or_else(|| CmsError::Verify("signed attributes lack the message digest".into()))?;
+            let md = md.decode_as::<der::asn1::OctetString>().map_err(|e| CmsError::Malformed(format!("message digest: {e}")))?;
+            let computed = match hash {
+                Some(h) => h.digest(content),
+                // Ed25519 signers use SHA-512 as the digest algorithm (RFC 8419 §3).
+                None => return Err(CmsError::Unsupported(format!("digest algorithm {digest_alg} (SHA-1 and unknown digests are refused)"))),
+            };
+            hash_name = hash.map(|h| h.micalg()).unwrap_or("?");
+            if md.as_bytes() != computed.as_slice() {
+                return Err(CmsError::Verify(format!("the content does not match the signature of {who}: the mail was altered after signing")));
+            }
+            let ct = attr(si, rfc5911::ID_CONTENT_TYPE)?.ok_or_else(|| CmsError::Verify("signed attributes lack the content type".into()))?;
+            if ct.decode_as::<der::oid::ObjectIdentifier>().ok() != Some(econtent_type) {
+                return Err(CmsError::Verify("the signed content-type attribute does not match the content".into()));
+            }
+            if let Some(t) = attr(si, rfc5911::ID_SIGNING_TIME)? {
+                signing_time = Some(parse_time(t)?);
+            }
+            attrs.to_der().map_err(|e| CmsError::Malformed(e.to_string()))?
+        }
+        None => {
+            hash_name = "none";
+            content.to_vec()
+        }
+    };
+    let (alg, alg_name) = signature_alg(si, &signer)?;
+    let _ = hash_name;
+    let cert_der = CertificateDer::from(signer_der.as_slice());
+    let ee = webpki::EndEntityCert::try_from(&cert_der).map_err(|e| CmsError::Verify(format!("the certificate of {who} is not acceptable: {e:?}")))?;
+    ee.verify_signature(alg, &signed_bytes, si.signature.as_bytes())
+        .map_err(|e| CmsError::Verify(format!("the signature of {who} does not verify ({e:?}): the mail was altered or signed with another key")))?;
+
+    cert::check_signing_usage(&signer).map_err(|r| CmsError::Verify(format!("the certificate of {who} may not sign mail: {r}")))?;
+    let pinned = trust.anchors.iter().any(|a| *a == signer_der);
+    let mut times = vec![("now", now)];
+    if let Some(t) = signing_time {
+        times.insert(0, ("at signing time", t));
+        if t > now + Duration::from_secs(300) {
+            return Err(CmsError::Verify(format!("the signing time {} is in the future", cert::fmt_time(t))));
+        }
+    }
+    let chain = if pinned {
+        for (when, t) in &times {
+            if *t < cert::not_before(&signer) || *t > cert::not_after(&signer) {
+                return Err(CmsError::Verify(format!(
+                    "the certificate of {who} was not valid {when} (valid {} to {})",
+                    cert::fmt_time(cert::not_before(&signer)),
+                    cert::fmt_time(cert::not_after(&signer))
+                )));
+            }
+        }
+        vec![who.clone()]
+    } else {
+        if trust.anchors.is_empty() {
+            return Err(CmsError::Verify("no trust anchors: keep the SSMAX root on the token or pass --ca FILE".into()));
+        }
+        let anchors: Vec<_> = trust
+            .anchors
+            .iter()
+            .filter_map(|a| webpki::anchor_from_trusted_cert(&CertificateDer::from(a.as_slice())).ok().map(|t| t.to_owned()))
+            .collect();
+        let inter: Vec<CertificateDer<'_>> = embedded.iter().chain(&trust.intermediates).map(|d| CertificateDer::from(d.as_slice())).collect();
+        for (when, t) in &times {
+            let unix = UnixTime::since_unix_epoch(t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default());
+            ee.verify_for_usage(
+                webpki::ALL_VERIFICATION_ALGS,
+                &anchors,
+                &inter,
+                unix,
+                webpki::KeyUsage::required_if_present(cert::EKU_EMAIL_DER),
+                None,
+                None,
+            )
+            .map_err(|e| CmsError::Verify(chain_error(&who, &signer, when, e)))?;
+        }
+        chain_subjects(&signer, embedded.iter().chain(&trust.intermediates).chain(&trust.anchors))
+    };
+    Ok(SignerReport {
+        subject: who,
+        issuer: cert::issuer(&signer),
+        emails: cert::emails(&signer),
+        chain,
+        signing_time,
+        algorithm: alg_name,
+        not_after: cert::not_after(&signer),
+        pinned,
+    })
+}
+
+fn chain_error(who: &str, signer: &Certificate, when: &str, e: webpki::Error) -> String {
+    use webpki::Error as E;
+    match e {
+        E::CertExpired { .. } | E::CertNotValidYet { .. } => format!(
+            "a certificate in the chain of {who} was not valid {when} (signer valid {} to {})",
+            cert::fmt_time(cert::not_before(signer)),
+            cert::fmt_time(cert::not_after(signer))
+        ),
+        E::UnknownIssuer => format!("the certificate of {who} is not trusted: its chain does not lead to a trust anchor (issuer: {})", cert::issuer(signer)),
+        E::RequiredEkuNotFoundContext(_) => format!("the certificate of {who} is not for e-mail protection (extended key usage)"),
+        #[allow(deprecated)]
+        E::RequiredEkuNotFound => format!("the certificate of {who} is not for e-mail protection (extended key usage)"),
+        E::InvalidSignatureForPublicKey => format!("a certificate in the chain of {who} has an invalid signature"),
+        other => format!("the certificate chain of {who} is not valid {when}: {other:?}"),
+    }
+}
+
+fn chain_subjects<'a>(signer: &Certificate, pool: impl Iterator<Item = &'a Vec<u8>>) -> Vec<String> {
+    let pool: Vec<Certificate> = pool.filter_map(|d| Certificate::from_der(d).ok()).collect();
+    let mut out = vec![cert::subject(signer)];
+    let mut cur = signer.clone();
+    for _ in 0..8 {
+        if cur.tbs_certificate.issuer == cur.tbs_certificate.subject {
+            break;
+        }
+        match pool.iter().find(|c| c.tbs_certificate.subject == cur.tbs_certificate.issuer) {
+            Some(next) => {
+                out.push(cert::subject(next));
+                cur = next.clone();
+            }
+            None => break,
+        }
+    }
+    out
+}
+
+fn parse_time(t: &der::Any) -> Result<SystemTime, CmsError> {
+    let bad = |e: der::Error| CmsError::Malformed(format!("signing time: {e}"));
+    use der::Tagged;
+    match t.tag() {
+        der::Tag::UtcTime => Ok(t.decode_as::<der::asn1::UtcTime>().map_err(bad)?.to_system_time()),
+        der::Tag::GeneralizedTime => Ok(t.decode_as::<der::asn1::GeneralizedTime>().map_err(bad)?.to_system_time()),
+        other => Err(CmsError::Malformed(format!("signing time has tag {other}"))),
+    }
+}
+
+/// The rustls-webpki algorithm for a SignerInfo, from its signature algorithm, digest and the
+/// signer's key.
+fn signature_alg(si: &SignerInfo, signer: &Certificate) -> Result<(&'static dyn SignatureVerificationAlgorithm, &'static str), CmsError> {
+    let sig = &si.signature_algorithm.oid;
+    let digest = &si.digest_alg.oid;
+    let key = &signer.tbs_certificate.subject_public_key_info.algorithm;
+    let unsupported = || CmsError::Unsupported(format!("signature algorithm {sig} with digest {digest}"));
+    Ok(match *sig {
+        rfc5912::RSA_ENCRYPTION => match *digest {
+            rfc5912::ID_SHA_256 => (algs::RSA_PKCS1_2048_8192_SHA256, "RSA PKCS#1 v1.5 SHA-256"),
+            rfc5912::ID_SHA_384 => (algs::RSA_PKCS1_2048_8192_SHA384, "RSA PKCS#1 v1.5 SHA-384"),
+            rfc5912::ID_SHA_512 => (algs::RSA_PKCS1_2048_8192_SHA512, "RSA PKCS#1 v1.5 SHA-512"),
+            _ => return Err(unsupported()),
+        },
+        rfc5912::SHA_256_WITH_RSA_ENCRYPTION => (algs::RSA_PKCS1_2048_8192_SHA256, "RSA PKCS#1 v1.5 SHA-256"),
+        rfc5912::SHA_384_WITH_RSA_ENCRYPTION => (algs::RSA_PKCS1_2048_8192_SHA384, "RSA PKCS#1 v1.5 SHA-384"),
+        rfc5912::SHA_512_WITH_RSA_ENCRYPTION => (algs::RSA_PKCS1_2048_8192_SHA512, "RSA PKCS#1 v1.5 SHA-512"),
+        ID_RSASSA_PSS => {
+            // ring verifies PSS with MGF1 over the same hash and salt = hash length.
+            let params = si.signature_algorithm.parameters.as_ref().ok_or_else(unsupported)?;
+            let p: rsa::pkcs1::RsaPssParams<'_> = params.decode_as().map_err(|e| CmsError::Malformed(format!("RSA-PSS parameters: {e}")))?;
+            match (p.hash.oid, p.salt_len) {
+                (rfc5912::ID_SHA_256, 32) => (algs::RSA_PSS_2048_8192_SHA256_LEGACY_KEY, "RSA-PSS SHA-256"),
+                (rfc5912::ID_SHA_384, 48) => (algs::RSA_PSS_2048_8192_SHA384_LEGACY_KEY, "RSA-PSS SHA-384"),
+                (rfc5912::ID_SHA_512, 64) => (algs::RSA_PSS_2048_8192_SHA512_LEGACY_KEY, "RSA-PSS SHA-512"),
+                (h, s) => return Err(CmsError::Unsupported(format!("RSA-PSS with hash {h} and salt length {s}"))),
+            }
+        }
+        rfc5912::ECDSA_WITH_SHA_256 | rfc5912::ECDSA_WITH_SHA_384 | ID_EC_PUBLIC_KEY => {
+            let p384 = key.parameters.as_ref().and_then(|p| p.decode_as::<der::oid::ObjectIdentifier>().ok()) == Some(SECP384R1);
+            let h384 = *sig == rfc5912::ECDSA_WITH_SHA_384 || (*sig == ID_EC_PUBLIC_KEY && *digest == rfc5912::ID_SHA_384);
+            match (p384, h384) {
+                (false, false) => (algs::ECDSA_P256_SHA256, "ECDSA P-256 SHA-256"),
+                (false, true) => (algs::ECDSA_P256_SHA384, "ECDSA P-256 SHA-384"),
+                (true, false) => (algs::ECDSA_P384_SHA256, "ECDSA P-384 SHA-256"),
+                (true, true) => (algs::ECDSA_P384_SHA384, "ECDSA P-384 SHA-384"),
+            }
+        }
+        ID_ED25519 => (algs::ED25519, "Ed25519"),
+        _ => return Err(unsupported()),
+    })
+}

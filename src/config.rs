@@ -1,0 +1,76 @@
+//! The config file: TOML at the platform config dir (`directories`), or `--config FILE`.
+
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{file}:{line}: {reason}")]
+    Invalid { file: String, line: usize, reason: String },
+    #[error("cannot read config {file}: {reason}")]
+    Io { file: String, reason: String },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum PinSource {
+    /// The terminal (rpassword); the default.
+    #[default]
+    Terminal,
+    /// A pinentry program (Assuan), e.g. pinentry-gnome3 or pinentry-curses.
+    Pinentry,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum SignatureScheme {
+    #[default]
+    Pkcs1,
+    Pss,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// `pkcs11:` URI of the token (may carry `?module-path=`).
+    pub token: Option<String>,
+    /// `pkcs11:` URI of the signing key.
+    pub key: Option<String>,
+    #[serde(default)]
+    pub pin_source: PinSource,
+    pub pinentry_program: Option<PathBuf>,
+    /// Extra trust anchors (PEM or DER files), added to the anchors on the token.
+    #[serde(default)]
+    pub anchors: Vec<PathBuf>,
+    /// Directory of extra PKCS#11 profiles (*.toml).
+    pub profiles_dir: Option<PathBuf>,
+    /// RSA signature scheme for new signatures.
+    #[serde(default)]
+    pub rsa_signature: SignatureScheme,
+}
+
+pub fn default_path() -> Option<PathBuf> {
+    directories::ProjectDirs::from("jp", "SSMAX", "ssmax-card").map(|d| d.config_dir().join("config.toml"))
+}
+
+/// Load `explicit` (must exist) or the default file (may be absent).
+pub fn load(explicit: Option<&Path>) -> Result<Config, ConfigError> {
+    let (path, must_exist) = match explicit {
+        Some(p) => (p.to_path_buf(), true),
+        None => match default_path() {
+            Some(p) => (p, false),
+            None => return Ok(Config::default()),
+        },
+    };
+    let file = path.display().to_string();
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !must_exist => return Ok(Config::default()),
+        Err(e) => return Err(ConfigError::Io { file, reason: e.to_string() }),
+    };
+    toml::from_str(&text).map_err(|e| ConfigError::Invalid {
+        line: e.span().map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1).unwrap_or(1),
+        file,
+        reason: e.message().to_string(),
+    })
+}

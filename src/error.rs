@@ -1,0 +1,84 @@
+//! The CLI edge: every error becomes one clear line and a documented exit code.
+
+use crate::cms::CmsError;
+use crate::config::ConfigError;
+use crate::mail::MailError;
+use crate::profile::ProfileError;
+use crate::token::uri::UriError;
+use crate::token::TokenError;
+
+/// Exit codes, as documented in README.md.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    VerificationFailed = 1,
+    Usage = 2,
+    TokenNotPresent = 3,
+    WrongPin = 4,
+    PinLocked = 5,
+    NoKey = 6,
+    #[allow(dead_code)] // used by the agent client (later issue)
+    AgentUnreachable = 7,
+    Io = 8,
+}
+
+#[derive(Debug)]
+pub struct Failure {
+    pub exit: Exit,
+    pub message: String,
+}
+
+impl Failure {
+    pub fn new(exit: Exit, message: impl Into<String>) -> Self {
+        Failure { exit, message: message.into() }
+    }
+}
+
+impl From<TokenError> for Failure {
+    fn from(e: TokenError) -> Self {
+        let exit = match &e {
+            TokenError::ModuleLoad { .. } | TokenError::NotPresent(_) => Exit::TokenNotPresent,
+            TokenError::Pkcs11 { .. } if e.is_not_present() => Exit::TokenNotPresent,
+            TokenError::Pkcs11 { .. } => Exit::Io,
+            TokenError::WrongPin { .. } | TokenError::PinRules { .. } | TokenError::NoPinSource(_) => Exit::WrongPin,
+            TokenError::PinLocked(_) | TokenError::FinalTryRefused(_) => Exit::PinLocked,
+            TokenError::NoKey(_) => Exit::NoKey,
+            TokenError::Ambiguous(_) => Exit::Usage,
+        };
+        Failure::new(exit, e.to_string())
+    }
+}
+
+impl From<CmsError> for Failure {
+    fn from(e: CmsError) -> Self {
+        match e {
+            CmsError::Token(t) => t.into(),
+            CmsError::Malformed(_) | CmsError::Unsupported(_) => Failure::new(Exit::Usage, e.to_string()),
+            CmsError::Verify(_) | CmsError::Decrypt(_) => Failure::new(Exit::VerificationFailed, e.to_string()),
+            CmsError::NoKey(_) => Failure::new(Exit::NoKey, e.to_string()),
+        }
+    }
+}
+
+impl From<MailError> for Failure {
+    fn from(e: MailError) -> Self {
+        Failure::new(Exit::Usage, e.to_string())
+    }
+}
+
+impl From<ProfileError> for Failure {
+    fn from(e: ProfileError) -> Self {
+        Failure::new(Exit::Usage, format!("bad profile: {e}"))
+    }
+}
+
+impl From<ConfigError> for Failure {
+    fn from(e: ConfigError) -> Self {
+        Failure::new(Exit::Usage, format!("bad config: {e}"))
+    }
+}
+
+impl From<UriError> for Failure {
+    fn from(e: UriError) -> Self {
+        Failure::new(Exit::Usage, e.to_string())
+    }
+}

@@ -1,0 +1,406 @@
+//! MIME handling: split a mail into header fields and body, find parts, and rewrite an entity into
+//! the canonical, 7-bit-safe form S/MIME signs (RFC 8551 §3.1). Header values are parsed with
+//! mail-parser; part boundaries are found here because a signature covers exact bytes.
+
+pub mod smime;
+
+use mail_parser::{HeaderName, MessageParser};
+
+#[derive(Debug, thiserror::Error)]
+pub enum MailError {
+    #[error("malformed mail: {0}")]
+    Malformed(String),
+}
+
+type Result<T> = std::result::Result<T, MailError>;
+
+/// Deepest multipart nesting we follow; real mail stays far below.
+pub const MAX_DEPTH: usize = 32;
+/// Longest line RFC 5322 §2.1.1 allows; anything longer must be encoded.
+const MAX_LINE: usize = 998;
+
+/// One header field, with its folding kept and line ends made CRLF.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Field {
+    pub name: String,
+    /// The whole field, `Name: value` with continuation lines, ending in CRLF.
+    pub raw: Vec<u8>,
+}
+
+impl Field {
+    pub fn is(&self, name: &str) -> bool {
+        self.name.eq_ignore_ascii_case(name)
+    }
+
+    pub fn is_content(&self) -> bool {
+        self.name.len() > 8 && self.name[..8].eq_ignore_ascii_case("content-")
+    }
+
+    pub fn new(name: &str, value: &str) -> Field {
+        Field { name: name.to_string(), raw: format!("{name}: {value}\r\n").into_bytes() }
+    }
+}
+
+/// A MIME entity: header fields and the body bytes as they were.
+#[derive(Debug, Clone)]
+pub struct Entity<'a> {
+    pub fields: Vec<Field>,
+    pub body: &'a [u8],
+}
+
+impl<'a> Entity<'a> {
+    /// Split at the first empty line. A mail with no empty line is all header.
+    pub fn parse(raw: &'a [u8]) -> Result<Entity<'a>> {
+        let (head, body) = split_head(raw);
+        Ok(Entity { fields: parse_fields(head)?, body })
+    }
+
+    pub fn field(&self, name: &str) -> Option<&Field> {
+        self.fields.iter().find(|f| f.is(name))
+    }
+
+    pub fn header_bytes(&self) -> Vec<u8> {
+        self.fields.iter().flat_map(|f| f.raw.iter().copied()).collect()
+    }
+
+    /// Content-Type as (type/subtype lower-case, parameters), default text/plain (RFC 2045 §5.2).
+    pub fn content_type(&self) -> ContentType {
+        let head = self.header_bytes();
+        let parsed = MessageParser::default().parse_headers(&head);
+        let ct = parsed.as_ref().and_then(|m| m.header(HeaderName::ContentType)).and_then(|v| v.as_content_type());
+        match ct {
+            Some(ct) => ContentType {
+                mime: format!("{}/{}", ct.ctype(), ct.subtype().unwrap_or("")).to_ascii_lowercase(),
+                params: ct.attributes().unwrap_or(&[]).iter().map(|a| (a.name.to_ascii_lowercase(), a.value.to_string())).collect(),
+            },
+            None => ContentType { mime: "text/plain".into(), params: vec![("charset".into(), "us-ascii".into())] },
+        }
+    }
+
+    pub fn transfer_encoding(&self) -> String {
+        self.field("Content-Transfer-Encoding")
+            .map(|f| field_value(f).trim().to_ascii_lowercase())
+            .unwrap_or_else(|| "7bit".into())
+    }
+
+    /// The first address of the From field, lower-cased.
+    pub fn from_address(&self) -> Option<String> {
+        let head = self.header_bytes();
+        let parsed = MessageParser::default().parse_headers(&head)?;
+        let addr = parsed.from()?.first()?.address()?.trim().to_ascii_lowercase();
+        if addr.contains('@') { Some(addr) } else { None }
+    }
+
+    /// The body with its transfer encoding removed.
+    pub fn decoded_body(&self) -> Result<Vec<u8>> {
+        match self.transfer_encoding().as_str() {
+            "base64" => decode_base64(self.body),
+            "quoted-printable" => mail_parser::decoders::quoted_printable::quoted_printable_decode(self.body)
+                .ok_or_else(|| MailError::Malformed("a quoted-printable body does not decode".into())),
+            "7bit" | "8bit" | "binary" => Ok(self.body.to_vec()),
+            other => Err(MailError::Malformed(format!("unknown Content-Transfer-Encoding '{other}'"))),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContentType {
+    pub mime: String,
+    pub params: Vec<(String, String)>,
+}
+
+impl ContentType {
+    pub fn param(&self, name: &str) -> Option<&str> {
+        self.params.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+    }
+}
+
+fn split_head(raw: &[u8]) -> (&[u8], &[u8]) {
+    let mut i = 0;
+    // A mail that starts with an empty line has no header fields.
+    if raw.starts_with(b"\r\n") {
+        return (&[], &raw[2..]);
+    }
+    if raw.starts_with(b"\n") {
+        return (&[], &raw[1..]);
+    }
+    while let Some(nl) = raw[i..].iter().position(|&b| b == b'\n') {
+        let next = i + nl + 1;
+        if raw[next..].starts_with(b"\r\n") {
+            return (&raw[..next], &raw[next + 2..]);
+        }
+        if raw[next..].starts_with(b"\n") {
+            return (&raw[..next], &raw[next + 1..]);
+        }
+        i = next;
+    }
+    (raw, &[])
+}
+
+fn parse_fields(head: &[u8]) -> Result<Vec<Field>> {
+    let mut fields: Vec<Field> = Vec::new();
+    for (n, line) in lines(head).enumerate() {
+        if line.is_empty() {
+            continue;
+        }
+        if line[0] == b' ' || line[0] == b'\t' {
+            let last = fields.last_mut().ok_or_else(|| MailError::Malformed("the first header line is a continuation line".into()))?;
+            last.raw.extend_from_slice(line);
+            last.raw.extend_from_slice(b"\r\n");
+            continue;
+        }
+        let colon = line.iter().position(|&b| b == b':');
+        let name = colon.map(|c| &line[..c]).filter(|n| !n.is_empty() && n.iter().all(|&b| (33..=126).contains(&b)));
+        let Some(name) = name else {
+            return Err(MailError::Malformed(format!("header line {} is not a 'Name: value' field", n + 1)));
+        };
+        let mut raw = line.to_vec();
+        raw.extend_from_slice(b"\r\n");
+        // The name is ASCII 33–126 by the check above.
+        fields.push(Field { name: String::from_utf8_lossy(name).into_owned(), raw });
+    }
+    Ok(fields)
+}
+
+/// Lines without their line ends (LF or CRLF).
+fn lines(data: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let trimmed = data.strip_suffix(b"\n").unwrap_or(data);
+    let empty = data.is_empty();
+    trimmed.split(|&b| b == b'\n').filter(move |_| !empty).map(|l| l.strip_suffix(b"\r").unwrap_or(l))
+}
+
+pub fn field_value(f: &Field) -> String {
+    let s = String::from_utf8_lossy(&f.raw);
+    let v = s.split_once(':').map(|(_, v)| v).unwrap_or("");
+    v.replace("\r\n", "").replace('\n', "").trim().to_string()
+}
+
+/// LF or CRLF line ends → CRLF; a lone CR is left alone (it is flagged as unsafe elsewhere).
+pub fn to_crlf(data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(data.len() + data.len() / 32);
+    for (i, &b) in data.iter().enumerate() {
+        if b == b'\n' && (i == 0 || data[i - 1] != b'\r') {
+            out.push(b'\r');
+        }
+        out.push(b);
+    }
+    out
+}
+
+/// The parts of a multipart body, each exactly as between its delimiter lines
+/// (RFC 2046 §5.1.1: the line end before a delimiter belongs to the delimiter).
+pub fn split_multipart<'a>(body: &'a [u8], boundary: &str) -> Result<Vec<&'a [u8]>> {
+    if boundary.is_empty() || boundary.len() > 70 {
+        return Err(MailError::Malformed("multipart boundary is missing or longer than 70 characters".into()));
+    }
+    let delim = format!("--{boundary}");
+    let delim = delim.as_bytes();
+    let mut parts = Vec::new();
+    let mut start: Option<usize> = None;
+    let mut pos = 0;
+    let mut closed = false;
+    while pos <= body.len() {
+        let line_end = body[pos..].iter().position(|&b| b == b'\n').map(|i| pos + i).unwrap_or(body.len());
+        let line = &body[pos..line_end];
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.starts_with(delim) {
+            let rest = &line[delim.len()..];
+            let is_close = rest.starts_with(b"--");
+            let tail = if is_close { &rest[2..] } else { rest };
+            if tail.iter().all(|&b| b == b' ' || b == b'\t') {
+                if let Some(s) = start {
+                    // Drop the CRLF (or LF) that precedes this delimiter.
+                    let mut end = pos;
+                    if end > s && body[end - 1] == b'\n' {
+                        end -= 1;
+                        if end > s && body[end - 1] == b'\r' {
+                            end -= 1;
+                        }
+                    }
+                    parts.push(&body[s..end.max(s)]);
+                }
+                if is_close {
+                    closed = true;
+                    break;
+                }
+                start = Some((line_end + 1).min(body.len()));
+            }
+        }
+        pos = line_end + 1;
+    }
+    if !closed {
+        return Err(MailError::Malformed(format!("multipart body has no closing delimiter '--{boundary}--'")));
+    }
+    Ok(parts)
+}
+
+/// Does this body survive any SMTP relay unchanged? 7-bit, no NUL or bare CR, lines ≤ 998,
+/// no trailing white space (relays strip it), no line starting "From " (mbox mangles it).
+fn transport_safe(body: &[u8]) -> bool {
+    for line in body.split(|&b| b == b'\n') {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.len() > MAX_LINE
+            || line.iter().any(|&b| b >= 0x80 || b == 0 || b == b'\r')
+            || line.last().is_some_and(|&b| b == b' ' || b == b'\t')
+            || line.starts_with(b"From ")
+        {
+            return false;
+        }
+    }
+    true
+}
+
+/// Rewrite an entity (content header fields + body) into the canonical form that is signed:
+/// CRLF line ends, and any part that a relay could alter re-encoded (text → quoted-printable,
+/// anything else → base64). Multipart structure is kept; preambles and epilogues are dropped.
+pub fn canonicalise(entity: &Entity<'_>, depth: usize) -> Result<Vec<u8>> {
+    if depth > MAX_DEPTH {
+        return Err(MailError::Malformed(format!("MIME parts nested deeper than {MAX_DEPTH} levels")));
+    }
+    let ct = entity.content_type();
+    let mut out = Vec::new();
+    if ct.mime.starts_with("multipart/") {
+        let boundary = ct.param("boundary").ok_or_else(|| MailError::Malformed(format!("{} part has no boundary parameter", ct.mime)))?;
+        if entity.fields.iter().any(|f| f.is("Content-Transfer-Encoding")) {
+            let cte = entity.transfer_encoding();
+            if !matches!(cte.as_str(), "7bit" | "8bit" | "binary") {
+                return Err(MailError::Malformed(format!("a multipart part cannot have Content-Transfer-Encoding {cte}")));
+            }
+        }
+        for f in entity.fields.iter().filter(|f| !f.is("Content-Transfer-Encoding")) {
+            out.extend_from_slice(&f.raw);
+        }
+        out.extend_from_slice(b"\r\n");
+        for part in split_multipart(entity.body, boundary)? {
+            let child = Entity::parse(part)?;
+            out.extend_from_slice(format!("--{boundary}\r\n").as_bytes());
+            out.extend_from_slice(&canonicalise(&child, depth + 1)?);
+            out.extend_from_slice(b"\r\n");
+        }
+        out.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+        return Ok(out);
+    }
+    let cte = entity.transfer_encoding();
+    let safe = transport_safe(entity.body) && matches!(cte.as_str(), "7bit" | "8bit" | "binary" | "quoted-printable" | "base64");
+    if safe {
+        for f in &entity.fields {
+            out.extend_from_slice(&f.raw);
+        }
+        out.extend_from_slice(b"\r\n");
+        out.extend_from_slice(&to_crlf(entity.body));
+        return Ok(out);
+    }
+    if ct.mime == "message/rfc822" || ct.mime == "message/global" {
+        return Err(MailError::Malformed("an attached message contains 8-bit data or over-long lines; attach it as a file instead".into()));
+    }
+    let content = entity.decoded_body()?;
+    for f in entity.fields.iter().filter(|f| !f.is("Content-Transfer-Encoding")) {
+        out.extend_from_slice(&f.raw);
+    }
+    if ct.mime.starts_with("text/") {
+        out.extend_from_slice(b"Content-Transfer-Encoding: quoted-printable\r\n\r\n");
+        out.extend_from_slice(&quoted_printable(&content));
+    } else {
+        out.extend_from_slice(b"Content-Transfer-Encoding: base64\r\n\r\n");
+        out.extend_from_slice(&base64_lines(&content));
+    }
+    Ok(out)
+}
+
+/// Quoted-printable (RFC 2045 §6.7) of text: line breaks stay hard CRLF breaks; lines are cut at
+/// 76; trailing white space, "From " and a leading "." are protected.
+pub fn quoted_printable(text: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(text.len() + text.len() / 8);
+    let body = text.strip_suffix(b"\n").map(|t| t.strip_suffix(b"\r").unwrap_or(t));
+    let had_final_newline = body.is_some();
+    let body = body.unwrap_or(text);
+    let all: Vec<&[u8]> = body.split(|&b| b == b'\n').collect();
+    for (i, line) in all.iter().enumerate() {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let mut col = 0;
+        for (j, &b) in line.iter().enumerate() {
+            let last = j + 1 == line.len();
+            let literal = (b == b' ' || b == b'\t') && !last
+                || (33..=126).contains(&b) && b != b'=' && !(j == 0 && (b == b'.' || (b == b'F' && line.starts_with(b"From "))));
+            let piece: Vec<u8> = if literal { vec![b] } else { format!("={b:02X}").into_bytes() };
+            if col + piece.len() > 75 {
+                out.extend_from_slice(b"=\r\n");
+                col = 0;
+            }
+            col += piece.len();
+            out.extend_from_slice(&piece);
+        }
+        if i + 1 < all.len() || had_final_newline {
+            out.extend_from_slice(b"\r\n");
+        }
+    }
+    out
+}
+
+/// Base64 in 76-character CRLF lines (RFC 2045 §6.8).
+pub fn base64_lines(data: &[u8]) -> Vec<u8> {
+    use base64::Engine;
+    let enc = base64::engine::general_purpose::STANDARD.encode(data);
+    let mut out = Vec::with_capacity(enc.len() + enc.len() / 38 + 2);
+    for chunk in enc.as_bytes().chunks(76) {
+        out.extend_from_slice(chunk);
+        out.extend_from_slice(b"\r\n");
+    }
+    out
+}
+
+pub fn decode_base64(data: &[u8]) -> Result<Vec<u8>> {
+    use base64::Engine;
+    let clean: Vec<u8> = data.iter().copied().filter(|b| !b.is_ascii_whitespace()).collect();
+    base64::engine::general_purpose::STANDARD
+        .decode(&clean)
+        .map_err(|e| MailError::Malformed(format!("base64 body does not decode: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn multipart_parts_exclude_the_line_end_before_each_delimiter() {
+        let body = b"preamble\r\n--b\r\nA\r\n\r\nx\r\n--b\r\nB\r\n--b--\r\nepilogue";
+        let parts = split_multipart(body, "b").unwrap();
+        assert_eq!(parts, vec![&b"A\r\n\r\nx"[..], &b"B"[..]]);
+    }
+
+    #[test]
+    fn multipart_without_closing_delimiter_is_malformed() {
+        assert!(split_multipart(b"--b\r\nA\r\n", "b").is_err());
+    }
+
+    #[test]
+    fn eight_bit_text_is_made_quoted_printable() {
+        let raw = "Content-Type: text/plain; charset=utf-8\n\nこんにちは \nFrom here\n".as_bytes();
+        let e = Entity::parse(raw).unwrap();
+        let c = canonicalise(&e, 0).unwrap();
+        let s = String::from_utf8(c).unwrap();
+        assert!(s.contains("Content-Transfer-Encoding: quoted-printable\r\n\r\n"), "{s}");
+        assert!(s.is_ascii());
+        assert!(s.contains("=46rom here"), "{s}");
+        assert!(s.contains("=20\r\n"), "trailing space protected: {s}");
+        let back = mail_parser::decoders::quoted_printable::quoted_printable_decode(s.split("\r\n\r\n").nth(1).unwrap().as_bytes()).unwrap();
+        assert_eq!(back, "こんにちは \r\nFrom here\r\n".as_bytes());
+    }
+
+    #[test]
+    fn safe_seven_bit_text_is_kept_with_crlf() {
+        let e = Entity::parse(b"Content-Type: text/plain\n\nhello\nworld\n").unwrap();
+        assert_eq!(canonicalise(&e, 0).unwrap(), b"Content-Type: text/plain\r\n\r\nhello\r\nworld\r\n");
+    }
+
+    #[test]
+    fn header_line_that_is_not_a_field_is_malformed() {
+        assert!(Entity::parse(b"From: a@b\nthis is not a header\n\nbody").is_err());
+    }
+
+    #[test]
+    fn from_address_is_found() {
+        let e = Entity::parse(b"From: \"Alice\" <Alice@Example.JP>\nTo: b@c\n\nx").unwrap();
+        assert_eq!(e.from_address().as_deref(), Some("alice@example.jp"));
+    }
+}

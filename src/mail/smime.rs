@@ -1,0 +1,143 @@
+//! S/MIME 4.0 (RFC 8551) wrappers: building multipart/signed, and recognising what a mail
+//! carries (multipart/signed, application/pkcs7-mime, or bare CMS).
+
+use super::{base64_lines, split_multipart, to_crlf, Entity, Field, MailError};
+
+/// What an incoming message is, with the bytes each S/MIME operation needs.
+pub enum Incoming<'a> {
+    /// multipart/signed: the first part exactly as signed (CRLF), and the signature DER.
+    Detached { outer: Entity<'a>, signed: Vec<u8>, signature: Vec<u8> },
+    /// application/pkcs7-mime: enveloped, auth-enveloped or opaque-signed CMS.
+    Opaque { outer: Entity<'a>, cms: Vec<u8>, smime_type: String },
+    /// A bare CMS object (DER or PEM), not wrapped in MIME.
+    Bare(Vec<u8>),
+}
+
+pub fn classify(raw: &[u8]) -> Result<Incoming<'_>, MailError> {
+    let start = raw.trim_ascii_start();
+    if start.first() == Some(&0x30) {
+        return Ok(Incoming::Bare(raw.to_vec()));
+    }
+    if start.starts_with(b"-----BEGIN") {
+        return Ok(Incoming::Bare(start.to_vec()));
+    }
+    let outer = Entity::parse(raw)?;
+    if outer.fields.is_empty() {
+        return Err(MailError::Malformed("input is neither a mail (no header fields) nor a CMS object".into()));
+    }
+    let ct = outer.content_type();
+    match ct.mime.as_str() {
+        "multipart/signed" => {
+            let protocol = ct.param("protocol").unwrap_or("").to_ascii_lowercase();
+            if protocol != "application/pkcs7-signature" && protocol != "application/x-pkcs7-signature" {
+                return Err(MailError::Malformed(format!("multipart/signed with protocol '{protocol}' is not S/MIME")));
+            }
+            let boundary = ct.param("boundary").ok_or_else(|| MailError::Malformed("multipart/signed without a boundary".into()))?;
+            let parts = split_multipart(outer.body, boundary)?;
+            if parts.len() != 2 {
+                return Err(MailError::Malformed(format!("multipart/signed has {} parts, not 2", parts.len())));
+            }
+            let sig_part = Entity::parse(parts[1])?;
+            let sig_ct = sig_part.content_type();
+            if sig_ct.mime != "application/pkcs7-signature" && sig_ct.mime != "application/x-pkcs7-signature" {
+                return Err(MailError::Malformed(format!("the second part is {}, not application/pkcs7-signature", sig_ct.mime)));
+            }
+            let signature = sig_part.decoded_body()?;
+            // RFC 8551 §3.1.1: the signed part is verified in canonical (CRLF) form.
+            let signed = to_crlf(parts[0]);
+            Ok(Incoming::Detached { outer, signed, signature })
+        }
+        "application/pkcs7-mime" | "application/x-pkcs7-mime" => {
+            let smime_type = ct.param("smime-type").unwrap_or("").to_ascii_lowercase();
+            let cms = outer.decoded_body()?;
+            Ok(Incoming::Opaque { outer, cms, smime_type })
+        }
+        other => Err(MailError::Malformed(format!("not an S/MIME message (Content-Type {other})"))),
+    }
+}
+
+/// Fields that describe the content move into the signed part; the rest stay outside.
+pub fn split_fields(fields: &[Field]) -> (Vec<Field>, Vec<Field>) {
+    let mut outer = Vec::new();
+    let mut content = Vec::new();
+    for f in fields {
+        if f.is_content() {
+            content.push(f.clone());
+        } else if !f.is("MIME-Version") {
+            outer.push(f.clone());
+        }
+    }
+    (outer, content)
+}
+
+/// A boundary that does not occur in `content`.
+pub fn boundary_for(content: &[u8]) -> String {
+    use rand_core::RngCore;
+    loop {
+        let mut r = [0u8; 12];
+        rand_core::OsRng.fill_bytes(&mut r);
+        let b = format!("----ssmax-{}", r.iter().map(|x| format!("{x:02x}")).collect::<String>());
+        if !content.windows(b.len()).any(|w| w == b.as_bytes()) {
+            return b;
+        }
+    }
+}
+
+/// multipart/signed around `signed` (already canonical) with the DER signature.
+pub fn build_signed(outer: &[Field], signed: &[u8], signature_der: &[u8], micalg: &str) -> Vec<u8> {
+    let b = boundary_for(signed);
+    let mut out = Vec::with_capacity(signed.len() + signature_der.len() * 2 + 1024);
+    for f in outer {
+        out.extend_from_slice(&f.raw);
+    }
+    out.extend_from_slice(b"MIME-Version: 1.0\r\n");
+    out.extend_from_slice(
+        format!("Content-Type: multipart/signed; protocol=\"application/pkcs7-signature\"; micalg={micalg};\r\n boundary=\"{b}\"\r\n\r\n").as_bytes(),
+    );
+    out.extend_from_slice(b"This is a cryptographically signed message in MIME format.\r\n\r\n");
+    out.extend_from_slice(format!("--{b}\r\n").as_bytes());
+    out.extend_from_slice(signed);
+    out.extend_from_slice(format!("\r\n--{b}\r\n").as_bytes());
+    out.extend_from_slice(
+        b"Content-Type: application/pkcs7-signature; name=\"smime.p7s\"\r\nContent-Transfer-Encoding: base64\r\nContent-Disposition: attachment; filename=\"smime.p7s\"\r\nContent-Description: S/MIME Cryptographic Signature\r\n\r\n",
+    );
+    out.extend_from_slice(&base64_lines(signature_der));
+    out.extend_from_slice(format!("\r\n--{b}--\r\n").as_bytes());
+    out
+}
+
+/// The outer header fields (minus content fields) followed by a decrypted or unwrapped entity.
+pub fn rejoin(outer: &Entity<'_>, inner: &[u8]) -> Vec<u8> {
+    let (fields, _) = split_fields(&outer.fields);
+    let mut out = Vec::with_capacity(inner.len() + 1024);
+    for f in &fields {
+        out.extend_from_slice(&f.raw);
+    }
+    out.extend_from_slice(b"MIME-Version: 1.0\r\n");
+    out.extend_from_slice(&to_crlf(inner));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signed_mail_round_trips_through_classify() {
+        let outer = vec![Field::new("From", "a@b.example"), Field::new("Subject", "x")];
+        let signed = b"Content-Type: text/plain\r\n\r\nhello\r\n";
+        let mail = build_signed(&outer, signed, &[0x30, 0x03, 0x02, 0x01, 0x01], "sha-256");
+        match classify(&mail).unwrap() {
+            Incoming::Detached { signed: s, signature, .. } => {
+                assert_eq!(s, signed);
+                assert_eq!(signature, vec![0x30, 0x03, 0x02, 0x01, 0x01]);
+            }
+            _ => panic!("not detached"),
+        }
+    }
+
+    #[test]
+    fn plain_mail_is_not_smime() {
+        assert!(classify(b"From: a@b\r\nContent-Type: text/plain\r\n\r\nhi").is_err());
+    }
+}

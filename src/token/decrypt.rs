@@ -1,0 +1,159 @@
+//! The token as a CMS `Decryptor`: RSA key transport and ECDH key agreement on the card.
+//! Certificates are read without a PIN; the first private-key operation logs in.
+
+use super::objects::{CertObject, KeyObject};
+use super::pin::PinPrompt;
+use super::raw::{Op, RawModule};
+use super::{Token, TokenError};
+use crate::cms::decrypt::{Decryptor, RsaOp};
+use crate::cms::oaep::OaepHash;
+use crate::cms::CmsError;
+use cryptoki::mechanism::elliptic_curve::{EcKdf, Ecdh1DeriveParams};
+use cryptoki::mechanism::rsa::{PkcsMgfType, PkcsOaepParams, PkcsOaepSource};
+use cryptoki::mechanism::{Mechanism, MechanismType};
+use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass};
+use der::Decode;
+use x509_cert::Certificate;
+use zeroize::Zeroizing;
+
+pub struct TokenDecryptor<'t, 'p> {
+    token: &'t mut Token,
+    prompt: &'p dyn PinPrompt,
+    allow_final_try: bool,
+    operation: String,
+    certs: Vec<Certificate>,
+    objects: Vec<CertObject>,
+    keys: Option<Vec<KeyObject>>,
+}
+
+impl<'t, 'p> TokenDecryptor<'t, 'p> {
+    pub fn new(token: &'t mut Token, prompt: &'p dyn PinPrompt, allow_final_try: bool, operation: &str) -> Result<Self, TokenError> {
+        let wanted = token.profile.decryption_ids();
+        let mut certs = Vec::new();
+        let mut objects = Vec::new();
+        for c in token.certificates()? {
+            if c.anchor || c.id.is_empty() || (!wanted.is_empty() && !wanted.contains(&c.id)) {
+                continue;
+            }
+            // A certificate that does not parse cannot name a recipient; skip it.
+            if let Ok(parsed) = Certificate::from_der(&c.der) {
+                certs.push(parsed);
+                objects.push(c);
+            }
+        }
+        Ok(TokenDecryptor { token, prompt, allow_final_try, operation: operation.to_string(), certs, objects, keys: None })
+    }
+
+    fn key(&mut self, index: usize) -> Result<KeyObject, CmsError> {
+        if self.keys.is_none() {
+            self.token.login(self.prompt, &self.operation, self.allow_final_try)?;
+            self.keys = Some(self.token.private_keys()?);
+        }
+        let id = &self.objects[index].id;
+        self.keys
+            .as_ref()
+            .and_then(|ks| ks.iter().find(|k| &k.id == id))
+            .cloned()
+            .ok_or_else(|| CmsError::NoKey(format!("the token has the certificate '{}' but no private key with its id", self.objects[index].label)))
+    }
+
+    fn run(&self, key: &KeyObject, mech: &Mechanism, data: &[u8]) -> Result<Zeroizing<Vec<u8>>, CmsError> {
+        let out = if key.always_authenticate {
+            let raw = RawModule::load(&self.token.module.path)?;
+            raw.op_with_context_login(Op::Decrypt, self.token.session().handle(), mech, key.handle, self.token.context_pin()?, data)?
+        } else {
+            self.token.session().decrypt(mech, key.handle, data).map_err(|e| {
+                let t = TokenError::ck(e);
+                if t.is_not_present() {
+                    CmsError::Token(t)
+                } else {
+                    CmsError::Decrypt(format!("the key on the token could not unwrap the content key ({t})"))
+                }
+            })?
+        };
+        Ok(Zeroizing::new(out))
+    }
+}
+
+fn oaep_mech(h: OaepHash) -> (MechanismType, PkcsMgfType) {
+    match h {
+        OaepHash::Sha1 => (MechanismType::SHA1, PkcsMgfType::MGF1_SHA1),
+        OaepHash::Sha256 => (MechanismType::SHA256, PkcsMgfType::MGF1_SHA256),
+        OaepHash::Sha384 => (MechanismType::SHA384, PkcsMgfType::MGF1_SHA384),
+        OaepHash::Sha512 => (MechanismType::SHA512, PkcsMgfType::MGF1_SHA512),
+    }
+}
+
+impl Decryptor for TokenDecryptor<'_, '_> {
+    fn certificates(&self) -> &[Certificate] {
+        &self.certs
+    }
+
+    fn supports(&self, _index: usize, op: RsaOp) -> bool {
+        let p = &self.token.profile;
+        match op {
+            RsaOp::Pkcs1v15 => p.allows_decrypt("RSA_PKCS"),
+            RsaOp::Oaep(h) => p.allows_decrypt("RSA_PKCS_OAEP") && p.oaep_hash_on_token(h.name()),
+            RsaOp::Raw => p.allows_decrypt("RSA_X_509"),
+        }
+    }
+
+    fn cannot_decrypt(&self) -> Option<String> {
+        let p = &self.token.profile;
+        (!p.keys.can_decrypt).then(|| p.keys.no_decrypt_reason.clone().unwrap_or_else(|| "this token cannot decrypt".into()))
+    }
+
+    fn rsa_decrypt(&mut self, index: usize, op: RsaOp, data: &[u8]) -> Result<Zeroizing<Vec<u8>>, CmsError> {
+        let key = self.key(index)?;
+        let mech = match op {
+            RsaOp::Pkcs1v15 => Mechanism::RsaPkcs,
+            RsaOp::Oaep(h) => {
+                let (hash, mgf) = oaep_mech(h);
+                Mechanism::RsaPkcsOaep(PkcsOaepParams::new(hash, mgf, PkcsOaepSource::empty()))
+            }
+            RsaOp::Raw => Mechanism::RsaX509,
+        };
+        self.run(&key, &mech, data)
+    }
+
+    fn ecdh(&mut self, index: usize, peer_point: &[u8]) -> Result<Zeroizing<Vec<u8>>, CmsError> {
+        if !self.token.profile.allows_decrypt("ECDH1_DERIVE") {
+            return Err(CmsError::Unsupported(format!("token '{}' does not offer ECDH", self.token.label)));
+        }
+        let key = self.key(index)?;
+        let field_len = match &self.certs[index].tbs_certificate.subject_public_key_info.subject_public_key.raw_bytes().len() {
+            65 => 32,
+            97 => 48,
+            n => return Err(CmsError::Unsupported(format!("EC key with a {n}-byte point"))),
+        };
+        // The peer point must be on our curve before the token sees it.
+        let ok = match field_len {
+            32 => p256::PublicKey::from_sec1_bytes(peer_point).is_ok(),
+            _ => p384::PublicKey::from_sec1_bytes(peer_point).is_ok(),
+        };
+        if !ok {
+            return Err(CmsError::Malformed("the sender's ephemeral key is not a point on the recipient's curve".into()));
+        }
+        let params = Ecdh1DeriveParams::new(EcKdf::null(), peer_point);
+        // The shared secret Z leaves the token as a session object, as it must for the X9.63 KDF
+        // here; the private key never does.
+        let template = [
+            Attribute::Class(ObjectClass::SECRET_KEY),
+            Attribute::KeyType(KeyType::GENERIC_SECRET),
+            Attribute::Token(false),
+            Attribute::Sensitive(false),
+            Attribute::Extractable(true),
+            Attribute::ValueLen((field_len as u64).into()),
+        ];
+        let session = self.token.session();
+        let derived = session.derive_key(&Mechanism::Ecdh1Derive(params), key.handle, &template).map_err(|e| CmsError::Token(TokenError::ck(e)))?;
+        let value = session.get_attributes(derived, &[AttributeType::Value]);
+        let _ = session.destroy_object(derived);
+        let z = value
+            .map_err(|e| CmsError::Token(TokenError::ck(e)))?
+            .into_iter()
+            .find_map(|a| if let Attribute::Value(v) = a { Some(v) } else { None })
+            .ok_or_else(|| CmsError::Decrypt("the token did not return the ECDH secret".into()))?;
+        Ok(Zeroizing::new(z))
+    }
+}

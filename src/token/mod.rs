@@ -1,0 +1,380 @@
+//! The only place that talks to PKCS#11 modules. Everything above sees `Token`, `TokenError`
+//! and the RustCrypto `Signer` in `signer.rs`.
+
+pub mod decrypt;
+pub mod objects;
+pub mod pin;
+mod raw;
+pub mod signer;
+pub mod uri;
+
+use crate::profile::Profile;
+use cryptoki::context::{CInitializeArgs, CInitializeFlags, Function, Pkcs11};
+use cryptoki::error::{Error as CkError, RvError};
+use cryptoki::session::{Session, UserType};
+use cryptoki::slot::Slot;
+use pin::{PinPrompt, PinRequest};
+use secrecy::SecretString;
+use std::path::{Path, PathBuf};
+use uri::Pkcs11Uri;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    #[error("cannot load PKCS#11 module {path}: {reason}")]
+    ModuleLoad { path: PathBuf, reason: String },
+    #[error("{function} failed: {rv}{hint}")]
+    Pkcs11 { function: String, rv: String, hint: String },
+    #[error("{0}")]
+    NotPresent(String),
+    #[error("wrong PIN for token '{token}' ({tries}); it was not retried")]
+    WrongPin { token: String, tries: String },
+    #[error("the PIN of token '{0}' is locked; unblock it with the PUK or your card issuer (a My Number card PIN is reset at the municipal office)")]
+    PinLocked(String),
+    #[error("token '{0}' has one PIN try left: refusing to spend it. If you are sure of the PIN, run again with --allow-final-pin-try")]
+    FinalTryRefused(String),
+    #[error("the PIN does not fit token '{token}' ({reason}); no try was spent")]
+    PinRules { token: String, reason: String },
+    #[error("no way to ask for the PIN: {0}")]
+    NoPinSource(String),
+    #[error("{0}")]
+    NoKey(String),
+    #[error("{0}")]
+    Ambiguous(String),
+}
+
+impl TokenError {
+    /// Map a cryptoki error to one that names the PKCS#11 function and CKR code.
+    pub fn ck(e: CkError) -> Self {
+        match e {
+            CkError::Pkcs11(rv, f) => {
+                let hint = match rv {
+                    RvError::TokenNotPresent | RvError::DeviceRemoved => " — the card or token was removed; insert it and try again",
+                    RvError::SessionHandleInvalid | RvError::SessionClosed => " — the session was closed (card removed or reset); try again",
+                    RvError::UserNotLoggedIn => " — the token forgot the login (another program logged out or the card was reset); try again",
+                    RvError::MechanismInvalid | RvError::MechanismParamInvalid => " — the token does not support this algorithm",
+                    _ => "",
+                };
+                TokenError::Pkcs11 { function: function_name(f), rv: ckr_name(rv), hint: hint.into() }
+            }
+            other => TokenError::Pkcs11 { function: "PKCS#11 call".into(), rv: other.to_string(), hint: String::new() },
+        }
+    }
+
+    pub fn is_not_present(&self) -> bool {
+        match self {
+            TokenError::NotPresent(_) => true,
+            TokenError::Pkcs11 { rv, .. } => rv == "CKR_TOKEN_NOT_PRESENT" || rv == "CKR_DEVICE_REMOVED" || rv == "CKR_SESSION_HANDLE_INVALID",
+            _ => false,
+        }
+    }
+}
+
+pub(crate) fn function_name(f: Function) -> String {
+    format!("C_{f:?}")
+}
+
+/// `PinIncorrect` → `CKR_PIN_INCORRECT`, the name every PKCS#11 document uses.
+pub(crate) fn ckr_name(rv: RvError) -> String {
+    let camel = format!("{rv:?}");
+    let mut out = String::from("CKR");
+    for c in camel.chars() {
+        if c.is_ascii_uppercase() {
+            out.push('_');
+        }
+        out.push(c.to_ascii_uppercase());
+    }
+    out
+}
+
+type Result<T> = std::result::Result<T, TokenError>;
+
+/// The token's PIN state as CK_TOKEN_INFO flags report it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PinFlags {
+    pub count_low: bool,
+    pub final_try: bool,
+    pub locked: bool,
+}
+
+impl PinFlags {
+    pub fn describe(&self, profile: Option<&Profile>) -> String {
+        if self.locked {
+            "locked".into()
+        } else if self.final_try {
+            "one try left".into()
+        } else if self.count_low {
+            match profile.filter(|p| p.pin.reports_retry_flags) {
+                Some(_) => "tries are running low".into(),
+                None => "the token reports an earlier wrong PIN".into(),
+            }
+        } else {
+            "ok".into()
+        }
+    }
+}
+
+/// What one slot holds, for `status` and for error messages that name the slot.
+#[derive(Debug, Clone)]
+pub struct SlotReport {
+    pub slot: Slot,
+    pub description: String,
+    pub token: Option<TokenReport>,
+}
+
+#[derive(Debug, Clone)]
+pub struct TokenReport {
+    pub label: String,
+    pub manufacturer: String,
+    pub model: String,
+    pub serial: String,
+    pub initialized: bool,
+    pub pin: PinFlags,
+    pub profile: Option<String>,
+}
+
+#[derive(Clone)]
+pub struct Module {
+    pub path: PathBuf,
+    ctx: Pkcs11,
+}
+
+impl Module {
+    pub fn load(path: &Path) -> Result<Module> {
+        if !path.exists() {
+            return Err(TokenError::ModuleLoad { path: path.into(), reason: "no such file (is the module's package installed?)".into() });
+        }
+        let ctx = Pkcs11::new(path).map_err(|e| TokenError::ModuleLoad { path: path.into(), reason: e.to_string() })?;
+        match ctx.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK)) {
+            Ok(()) | Err(CkError::Pkcs11(RvError::CryptokiAlreadyInitialized, _)) => {}
+            Err(e) => return Err(TokenError::ck(e)),
+        }
+        Ok(Module { path: path.into(), ctx })
+    }
+
+    pub fn slots(&self, profiles: &[Profile]) -> Result<Vec<SlotReport>> {
+        let mut out = Vec::new();
+        for slot in self.ctx.get_all_slots().map_err(TokenError::ck)? {
+            let info = self.ctx.get_slot_info(slot).map_err(TokenError::ck)?;
+            let token = if info.token_present() {
+                match self.ctx.get_token_info(slot) {
+                    Ok(t) => Some(TokenReport {
+                        label: t.label().trim_end().to_string(),
+                        manufacturer: t.manufacturer_id().trim_end().to_string(),
+                        model: t.model().trim_end().to_string(),
+                        serial: t.serial_number().trim_end().to_string(),
+                        initialized: t.token_initialized(),
+                        pin: PinFlags { count_low: t.user_pin_count_low(), final_try: t.user_pin_final_try(), locked: t.user_pin_locked() },
+                        profile: match_profile(profiles, &self.path, t.label(), t.manufacturer_id(), t.model()).map(|p| p.name.clone()),
+                    }),
+                    // Removed between the two calls: report it as absent.
+                    Err(CkError::Pkcs11(RvError::TokenNotPresent, _)) => None,
+                    Err(e) => return Err(TokenError::ck(e)),
+                }
+            } else {
+                None
+            };
+            out.push(SlotReport { slot, description: info.slot_description().trim_end().to_string(), token });
+        }
+        Ok(out)
+    }
+}
+
+/// The profile for a token: one that lists this module and matches, else one that matches by
+/// manufacturer/model alone (for a module given by path).
+pub fn match_profile<'p>(profiles: &'p [Profile], module: &Path, label: &str, manufacturer: &str, model: &str) -> Option<&'p Profile> {
+    let canon = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+    let module = canon(module);
+    let fits = |p: &&Profile| p.matches(label, manufacturer, model);
+    profiles
+        .iter()
+        .filter(fits)
+        .find(|p| p.module_paths().iter().any(|m| canon(m) == module))
+        .or_else(|| profiles.iter().filter(fits).find(|p| p.matcher.manufacturer.is_some() || p.matcher.model.is_some()))
+}
+
+/// Module paths to search when the user named none: every profile's path that exists here.
+pub fn candidate_modules(profiles: &[Profile]) -> Vec<PathBuf> {
+    let mut seen: Vec<PathBuf> = Vec::new();
+    let mut out = Vec::new();
+    for p in profiles {
+        for m in p.module_paths() {
+            if let Ok(c) = std::fs::canonicalize(m) {
+                if !seen.contains(&c) {
+                    seen.push(c);
+                    out.push(m.clone());
+                }
+            }
+        }
+    }
+    out
+}
+
+/// An open session on the chosen token.
+pub struct Token {
+    pub module: Module,
+    pub slot: Slot,
+    pub slot_description: String,
+    pub label: String,
+    pub profile: Profile,
+    session: Session,
+    /// Held only while this process needs it for context-specific logins; zeroized on drop.
+    pin: Option<SecretString>,
+}
+
+impl Token {
+    /// Find the one token `uri` names (module from the URI, else every profile's module) and open
+    /// a session. No token ⇒ `NotPresent` naming the slots searched, before any PIN is asked.
+    pub fn open(uri: &Pkcs11Uri, profiles: &[Profile]) -> Result<Token> {
+        let modules = match &uri.module_path {
+            Some(p) => vec![p.clone()],
+            None => candidate_modules(profiles),
+        };
+        if modules.is_empty() {
+            return Err(TokenError::NotPresent(
+                "no PKCS#11 module found: install your token's module (softhsm2, opensc or ykcs11) or give one with --token 'pkcs11:?module-path=/path/to/module.so'".into(),
+            ));
+        }
+        let mut searched = Vec::new();
+        let mut found: Vec<(Module, SlotReport, Profile)> = Vec::new();
+        let mut load_errors = Vec::new();
+        for path in modules {
+            let module = match Module::load(&path) {
+                Ok(m) => m,
+                Err(e) => {
+                    load_errors.push(e.to_string());
+                    continue;
+                }
+            };
+            let slots = module.slots(profiles)?;
+            let mut hits = Vec::new();
+            for s in slots {
+                searched.push(format!("{} slot {} '{}': {}", path.display(), s.slot.id(), s.description, describe_slot(&s)));
+                let Some(t) = &s.token else { continue };
+                if !t.initialized || uri.slot_id.is_some_and(|id| id != s.slot.id()) || !uri.matches_token(&t.label, &t.manufacturer, &t.model, &t.serial) {
+                    continue;
+                }
+                let Some(profile) = match_profile(profiles, &path, &t.label, &t.manufacturer, &t.model) else {
+                    if uri.names_token() {
+                        return Err(TokenError::NoKey(format!(
+                            "token '{}' ({} / {}) matches no profile: add a profile for it to your profiles directory",
+                            t.label, t.manufacturer, t.model
+                        )));
+                    }
+                    continue;
+                };
+                hits.push((s.clone(), profile.clone()));
+            }
+            for (s, p) in hits {
+                found.push((module.clone(), s, p));
+            }
+        }
+        if found.len() > 1 && !uri.names_token() {
+            let names: Vec<String> = found.iter().map(|(_, s, _)| format!("'{}'", s.token.as_ref().map(|t| t.label.as_str()).unwrap_or(""))).collect();
+            return Err(TokenError::Ambiguous(format!(
+                "several tokens are present ({}): choose one with --token 'pkcs11:token=LABEL'",
+                names.join(", ")
+            )));
+        }
+        let Some((module, slot, profile)) = found.into_iter().next() else {
+            let wanted = if uri.names_token() { format!("the token {uri}") } else { "a token".to_string() };
+            let mut msg = format!("{wanted} is not present; insert the card or token and try again.");
+            if !searched.is_empty() {
+                msg.push_str(&format!(" Searched: {}.", searched.join("; ")));
+            }
+            if !load_errors.is_empty() {
+                msg.push_str(&format!(" {}", load_errors.join("; ")));
+            }
+            return Err(TokenError::NotPresent(msg));
+        };
+        let session = module.ctx.open_ro_session(slot.slot).map_err(TokenError::ck)?;
+        let label = slot.token.as_ref().map(|t| t.label.clone()).unwrap_or_default();
+        Ok(Token { module, slot: slot.slot, slot_description: slot.description, label, profile, session, pin: None })
+    }
+
+    pub fn session(&self) -> &Session {
+        &self.session
+    }
+
+    /// Fresh PIN flags: read before every login, never remembered.
+    pub fn pin_flags(&self) -> Result<PinFlags> {
+        let t = self.module.ctx.get_token_info(self.slot).map_err(|e| match e {
+            CkError::Pkcs11(RvError::TokenNotPresent, _) => {
+                TokenError::NotPresent(format!("token '{}' was removed from '{}'; insert it and try again", self.label, self.slot_description))
+            }
+            e => TokenError::ck(e),
+        })?;
+        Ok(PinFlags { count_low: t.user_pin_count_low(), final_try: t.user_pin_final_try(), locked: t.user_pin_locked() })
+    }
+
+    pub fn is_logged_in(&self) -> bool {
+        use cryptoki::session::SessionState;
+        matches!(self.session.get_session_info().map(|i| i.session_state()), Ok(SessionState::RoUser) | Ok(SessionState::RwUser))
+    }
+
+    /// Possession is proven by the open session; this adds knowledge: ask for the PIN once,
+    /// check the token's retry flags first, never retry.
+    pub fn login(&mut self, prompt: &dyn PinPrompt, operation: &str, allow_final_try: bool) -> Result<()> {
+        if self.is_logged_in() && self.pin.is_some() {
+            return Ok(());
+        }
+        let flags = self.pin_flags()?;
+        if let Some(warning) = pin::check_flags(&self.label, flags, allow_final_try)? {
+            eprintln!("ssmax-card: warning: {warning}");
+        }
+        let request = PinRequest { token: &self.label, operation, rules: &self.profile.pin };
+        let pin = prompt.ask(&request)?;
+        let pin = pin::apply_rules(&self.profile.pin, pin).map_err(|reason| TokenError::PinRules { token: self.label.clone(), reason })?;
+        match self.session.login(UserType::User, Some(&pin)) {
+            Ok(()) | Err(CkError::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => {}
+            Err(CkError::Pkcs11(RvError::PinIncorrect, _)) => {
+                drop(pin);
+                let after = self.pin_flags().ok();
+                return Err(TokenError::WrongPin { token: self.label.clone(), tries: pin::tries_left(after, &self.profile) });
+            }
+            Err(CkError::Pkcs11(RvError::PinLocked, _)) => return Err(TokenError::PinLocked(self.label.clone())),
+            Err(CkError::Pkcs11(RvError::PinLenRange, _)) => {
+                return Err(TokenError::PinRules { token: self.label.clone(), reason: "the token rejected its length".into() })
+            }
+            Err(e) => return Err(TokenError::ck(e)),
+        }
+        self.pin = Some(pin);
+        Ok(())
+    }
+
+    /// The PIN for a context-specific login, only while this operation runs.
+    pub(crate) fn context_pin(&self) -> Result<&SecretString> {
+        self.pin.as_ref().ok_or_else(|| TokenError::NoPinSource("the key needs a PIN for each use but none was given".into()))
+    }
+
+    /// Forget the PIN and end the login (the card keeps no state for us).
+    pub fn logout(&mut self) {
+        self.pin = None;
+        let _ = self.session.logout();
+    }
+}
+
+impl Drop for Token {
+    fn drop(&mut self) {
+        self.logout();
+    }
+}
+
+fn describe_slot(s: &SlotReport) -> String {
+    match &s.token {
+        None => "empty".into(),
+        Some(t) if !t.initialized => "uninitialised token".into(),
+        Some(t) => format!("token '{}' ({} / {})", t.label, t.manufacturer, t.model),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ckr_names_follow_pkcs11_spelling() {
+        assert_eq!(ckr_name(RvError::PinIncorrect), "CKR_PIN_INCORRECT");
+        assert_eq!(ckr_name(RvError::TokenNotPresent), "CKR_TOKEN_NOT_PRESENT");
+        assert_eq!(function_name(Function::SignInit), "C_SignInit");
+    }
+}

@@ -1,0 +1,161 @@
+//! What a token holds: certificates and private keys, read as attributes (never key values).
+
+use super::{Token, TokenError};
+use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass, ObjectHandle};
+
+#[derive(Debug, Clone)]
+pub struct CertObject {
+    pub id: Vec<u8>,
+    pub label: String,
+    pub der: Vec<u8>,
+    /// The profile marks this certificate as a trust anchor (SSMAX root / org certificate).
+    pub anchor: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Curve {
+    P256,
+    P384,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyKind {
+    Rsa { bits: usize },
+    Ec(Option<Curve>),
+    Other(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct KeyObject {
+    pub handle: ObjectHandle,
+    pub id: Vec<u8>,
+    pub label: String,
+    pub kind: KeyKind,
+    pub can_sign: bool,
+    pub can_decrypt: bool,
+    pub can_derive: bool,
+    pub always_authenticate: bool,
+    pub sensitive: bool,
+    pub extractable: bool,
+}
+
+/// DER of the namedCurve OIDs as CKA_EC_PARAMS carries them.
+const P256_PARAMS: &[u8] = &[0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07];
+const P384_PARAMS: &[u8] = &[0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x22];
+
+impl Token {
+    pub fn certificates(&self) -> Result<Vec<CertObject>, TokenError> {
+        let handles = self.session().find_objects(&[Attribute::Class(ObjectClass::CERTIFICATE)]).map_err(TokenError::ck)?;
+        let mut out = Vec::new();
+        for h in handles {
+            let attrs = self
+                .session()
+                .get_attributes(h, &[AttributeType::Id, AttributeType::Label, AttributeType::Value])
+                .map_err(TokenError::ck)?;
+            let (mut id, mut label, mut der) = (Vec::new(), String::new(), Vec::new());
+            for a in attrs {
+                match a {
+                    Attribute::Id(v) => id = v,
+                    Attribute::Label(v) => label = String::from_utf8_lossy(&v).into_owned(),
+                    Attribute::Value(v) => der = v,
+                    _ => {}
+                }
+            }
+            if der.is_empty() {
+                continue;
+            }
+            let anchor = self.profile.is_anchor(&label, &id);
+            out.push(CertObject { id, label, der, anchor });
+        }
+        Ok(out)
+    }
+
+    pub fn private_keys(&self) -> Result<Vec<KeyObject>, TokenError> {
+        let handles = self.session().find_objects(&[Attribute::Class(ObjectClass::PRIVATE_KEY)]).map_err(TokenError::ck)?;
+        let mut out = Vec::new();
+        for h in handles {
+            let attrs = self
+                .session()
+                .get_attributes(
+                    h,
+                    &[
+                        AttributeType::Id,
+                        AttributeType::Label,
+                        AttributeType::KeyType,
+                        AttributeType::Sign,
+                        AttributeType::Decrypt,
+                        AttributeType::Unwrap,
+                        AttributeType::Derive,
+                        AttributeType::AlwaysAuthenticate,
+                        AttributeType::Sensitive,
+                        AttributeType::Extractable,
+                        AttributeType::Modulus,
+                        AttributeType::EcParams,
+                    ],
+                )
+                .map_err(TokenError::ck)?;
+            let mut k = KeyObject {
+                handle: h,
+                id: Vec::new(),
+                label: String::new(),
+                kind: KeyKind::Other("unknown".into()),
+                can_sign: false,
+                can_decrypt: false,
+                can_derive: false,
+                always_authenticate: false,
+                sensitive: true,
+                extractable: false,
+            };
+            let mut key_type = None;
+            let (mut modulus, mut ec_params) = (None, None);
+            for a in attrs {
+                match a {
+                    Attribute::Id(v) => k.id = v,
+                    Attribute::Label(v) => k.label = String::from_utf8_lossy(&v).into_owned(),
+                    Attribute::KeyType(t) => key_type = Some(t),
+                    Attribute::Sign(b) => k.can_sign = b,
+                    Attribute::Decrypt(b) | Attribute::Unwrap(b) => k.can_decrypt |= b,
+                    Attribute::Derive(b) => k.can_derive = b,
+                    Attribute::AlwaysAuthenticate(b) => k.always_authenticate = b,
+                    Attribute::Sensitive(b) => k.sensitive = b,
+                    Attribute::Extractable(b) => k.extractable = b,
+                    Attribute::Modulus(m) => modulus = Some(m),
+                    Attribute::EcParams(p) => ec_params = Some(p),
+                    _ => {}
+                }
+            }
+            k.kind = match key_type {
+                Some(KeyType::RSA) => {
+                    let m = modulus.unwrap_or_default();
+                    let lead = m.iter().take_while(|&&b| b == 0).count();
+                    KeyKind::Rsa { bits: (m.len() - lead) * 8 }
+                }
+                Some(KeyType::EC) => KeyKind::Ec(match ec_params.as_deref() {
+                    Some(P256_PARAMS) => Some(Curve::P256),
+                    Some(P384_PARAMS) => Some(Curve::P384),
+                    _ => None,
+                }),
+                Some(t) => KeyKind::Other(format!("{t}")),
+                None => KeyKind::Other("unknown".into()),
+            };
+            out.push(k);
+        }
+        Ok(out)
+    }
+}
+
+impl std::fmt::Display for KeyKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            KeyKind::Rsa { bits } => write!(f, "RSA-{bits}"),
+            KeyKind::Ec(Some(Curve::P256)) => write!(f, "EC P-256"),
+            KeyKind::Ec(Some(Curve::P384)) => write!(f, "EC P-384"),
+            KeyKind::Ec(None) => write!(f, "EC (other curve)"),
+            KeyKind::Other(s) => write!(f, "{s}"),
+        }
+    }
+}
+
+pub fn hex(id: &[u8]) -> String {
+    id.iter().map(|b| format!("{b:02x}")).collect()
+}

@@ -1,0 +1,239 @@
+//! Where a PIN comes from and the rules around it. A PIN lives in a `SecretString` (zeroized on
+//! drop) from the moment it is read until the token has it; it is never formatted or logged.
+
+use super::{PinFlags, TokenError};
+use crate::profile::{Charset, Normalise, PinRules, Profile};
+use secrecy::{ExposeSecret, SecretString};
+use std::io::Read;
+use std::path::PathBuf;
+use zeroize::{Zeroize, Zeroizing};
+
+/// What the prompt shows the user, so they know which card and which operation.
+pub struct PinRequest<'a> {
+    pub token: &'a str,
+    pub operation: &'a str,
+    pub rules: &'a PinRules,
+}
+
+/// A source of PINs; the CLI and the agent share the core through this.
+pub trait PinPrompt {
+    fn ask(&self, request: &PinRequest<'_>) -> Result<SecretString, TokenError>;
+}
+
+/// A file descriptor the caller opened for us (`--pin-fd N`): for automation and tests.
+pub struct FdPin {
+    fd: i32,
+    used: std::cell::Cell<bool>,
+}
+
+impl FdPin {
+    pub fn new(fd: i32) -> Self {
+        FdPin { fd, used: std::cell::Cell::new(false) }
+    }
+}
+
+/// Longest PIN we read; PKCS#11 tokens allow at most a few hundred bytes.
+const MAX_PIN_BYTES: usize = 1024;
+
+impl PinPrompt for FdPin {
+    fn ask(&self, _request: &PinRequest<'_>) -> Result<SecretString, TokenError> {
+        // One PIN per invocation: a second read would be an automatic retry.
+        if self.used.replace(true) {
+            return Err(TokenError::NoPinSource("the PIN from --pin-fd was already used once".into()));
+        }
+        if self.fd == 1 || self.fd == 2 || self.fd < 0 {
+            return Err(TokenError::NoPinSource(format!("--pin-fd {} is not readable for a PIN", self.fd)));
+        }
+        #[cfg(unix)]
+        {
+            use std::os::fd::FromRawFd;
+            // SAFETY: the caller handed us this descriptor for exactly this purpose; we own it from here.
+            let file = unsafe { std::fs::File::from_raw_fd(self.fd) };
+            let mut buf = Zeroizing::new(Vec::with_capacity(64));
+            file.take(MAX_PIN_BYTES as u64 + 1)
+                .read_to_end(&mut buf)
+                .map_err(|e| TokenError::NoPinSource(format!("cannot read --pin-fd {}: {e}", self.fd)))?;
+            if buf.len() > MAX_PIN_BYTES {
+                return Err(TokenError::NoPinSource(format!("--pin-fd {} gave more than {MAX_PIN_BYTES} bytes", self.fd)));
+            }
+            // Only the first line is the PIN; a trailing newline is not part of it.
+            let end = buf.iter().position(|&b| b == b'\n' || b == b'\r').unwrap_or(buf.len());
+            buf[end..].zeroize();
+            buf.truncate(end);
+            if buf.is_empty() {
+                return Err(TokenError::NoPinSource(format!("--pin-fd {} gave an empty PIN", self.fd)));
+            }
+            let s = String::from_utf8(std::mem::take(&mut *buf))
+                .map_err(|e| {
+                    let mut v = e.into_bytes();
+                    v.zeroize();
+                    TokenError::NoPinSource(format!("the PIN from --pin-fd {} is not UTF-8", self.fd))
+                })?;
+            Ok(SecretString::from(s))
+        }
+        #[cfg(not(unix))]
+        Err(TokenError::NoPinSource("--pin-fd is only available on Unix".into()))
+    }
+}
+
+/// The controlling terminal, echo off (rpassword).
+pub struct TtyPin;
+
+impl PinPrompt for TtyPin {
+    fn ask(&self, request: &PinRequest<'_>) -> Result<SecretString, TokenError> {
+        let prompt = format!("PIN for '{}' ({}): ", request.token, request.operation);
+        let s = rpassword::prompt_password(prompt).map_err(|e| {
+            TokenError::NoPinSource(format!("no terminal to ask on ({e}); configure pinentry or pass --pin-fd N"))
+        })?;
+        Ok(SecretString::from(s))
+    }
+}
+
+/// A pinentry program (the Assuan ones users already have for GnuPG).
+pub struct PinentryPin {
+    pub program: Option<PathBuf>,
+}
+
+impl PinPrompt for PinentryPin {
+    fn ask(&self, request: &PinRequest<'_>) -> Result<SecretString, TokenError> {
+        let input = match &self.program {
+            Some(p) => pinentry::PassphraseInput::with_binary(p),
+            None => pinentry::PassphraseInput::with_default_binary(),
+        };
+        let Some(mut input) = input else {
+            return Err(TokenError::NoPinSource("pinentry is configured but no pinentry program was found".into()));
+        };
+        let r = request.rules;
+        let description = format!(
+            "Enter the PIN of token \"{}\" to {} ({} to {} characters).",
+            request.token,
+            request.operation,
+            r.min_length.get_ref(),
+            r.max_length
+        );
+        input.with_title("ssmax-card").with_description(&description).with_prompt("PIN:").required("A PIN is required");
+        input.interact().map_err(|e| TokenError::NoPinSource(format!("pinentry: {e}")))
+    }
+}
+
+/// Refuse before `C_Login` when the token says a try would lock it or it is locked already.
+/// Returns a warning to show when tries are running low.
+pub fn check_flags(token: &str, flags: PinFlags, allow_final_try: bool) -> Result<Option<String>, TokenError> {
+    if flags.locked {
+        return Err(TokenError::PinLocked(token.to_string()));
+    }
+    if flags.final_try {
+        if !allow_final_try {
+            return Err(TokenError::FinalTryRefused(token.to_string()));
+        }
+        return Ok(Some(format!("token '{token}' has one PIN try left; a wrong PIN now locks it")));
+    }
+    if flags.count_low {
+        return Ok(Some(format!("token '{token}' reports an earlier wrong PIN: tries may be running low")));
+    }
+    Ok(None)
+}
+
+/// The remaining-tries sentence for a wrong-PIN error, from the flags read after the failure.
+pub fn tries_left(after: Option<PinFlags>, profile: &Profile) -> String {
+    match after {
+        Some(f) if f.locked => "the PIN is now locked".into(),
+        Some(f) if f.final_try => "one try left before it locks".into(),
+        Some(f) if f.count_low && profile.pin.reports_retry_flags => "few tries left".into(),
+        _ if profile.pin.max_tries == 0 => "this token does not count tries".into(),
+        _ => "the token does not say how many tries are left".into(),
+    }
+}
+
+/// Check length and charset before a try is spent, and normalise as the token's official
+/// software does. The reason never contains the PIN.
+pub fn apply_rules(rules: &PinRules, pin: SecretString) -> Result<SecretString, String> {
+    let normalised = match rules.normalise {
+        Normalise::None => pin,
+        Normalise::Uppercase => {
+            let upper = pin.expose_secret().to_ascii_uppercase();
+            drop(pin);
+            SecretString::from(upper)
+        }
+    };
+    let s = normalised.expose_secret();
+    let len = s.chars().count();
+    let (min, max) = (*rules.min_length.get_ref(), rules.max_length);
+    if len < min || len > max {
+        return Err(format!("it must be {min} to {max} characters long, it has {len}"));
+    }
+    let ok = match rules.charset {
+        Charset::Any => true,
+        Charset::Digits => s.chars().all(|c| c.is_ascii_digit()),
+        Charset::UpperAlnum => s.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit()),
+    };
+    if !ok {
+        let what = match rules.charset {
+            Charset::Digits => "digits only",
+            _ => "letters A–Z and digits only",
+        };
+        return Err(format!("it must contain {what}"));
+    }
+    if rules.mix_letters_and_digits && !(s.chars().any(|c| c.is_ascii_digit()) && s.chars().any(|c| c.is_ascii_alphabetic())) {
+        return Err("it must mix letters and digits".into());
+    }
+    Ok(normalised)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::profile::load_all;
+
+    fn profile(name: &str) -> Profile {
+        load_all(None).unwrap().into_iter().find(|p| p.name == name).unwrap()
+    }
+
+    #[test]
+    fn locked_pin_is_refused_before_login() {
+        let f = PinFlags { locked: true, ..Default::default() };
+        assert!(matches!(check_flags("t", f, true), Err(TokenError::PinLocked(_))));
+    }
+
+    #[test]
+    fn final_try_is_refused_unless_allowed() {
+        let f = PinFlags { final_try: true, count_low: true, ..Default::default() };
+        assert!(matches!(check_flags("t", f, false), Err(TokenError::FinalTryRefused(_))));
+        assert!(check_flags("t", f, true).unwrap().unwrap().contains("one PIN try left"));
+    }
+
+    #[test]
+    fn count_low_warns_but_proceeds() {
+        let f = PinFlags { count_low: true, ..Default::default() };
+        assert!(check_flags("t", f, false).unwrap().is_some());
+        assert!(check_flags("t", PinFlags::default(), false).unwrap().is_none());
+    }
+
+    #[test]
+    fn jpki_password_is_uppercased_and_checked_without_spending_a_try() {
+        let p = profile("jpki");
+        let pin = apply_rules(&p.pin, SecretString::from("abc123".to_string())).unwrap();
+        assert_eq!(pin.expose_secret(), "ABC123");
+        let e = apply_rules(&p.pin, SecretString::from("abcdef".to_string())).unwrap_err();
+        assert!(e.contains("mix"), "{e}");
+        let e = apply_rules(&p.pin, SecretString::from("ab-123".to_string())).unwrap_err();
+        assert!(e.contains("A–Z"), "{e}");
+        assert!(!e.contains("ab-123"));
+    }
+
+    #[test]
+    fn piv_pin_length_and_digits_are_checked() {
+        let p = profile("opensc-piv");
+        assert!(apply_rules(&p.pin, SecretString::from("12345".to_string())).unwrap_err().contains("6 to 8"));
+        assert!(apply_rules(&p.pin, SecretString::from("12345a".to_string())).unwrap_err().contains("digits"));
+        assert!(apply_rules(&p.pin, SecretString::from("123456".to_string())).is_ok());
+    }
+
+    #[test]
+    fn tries_left_reports_what_the_token_tells() {
+        let p = profile("yubikey");
+        assert_eq!(tries_left(Some(PinFlags { final_try: true, ..Default::default() }), &p), "one try left before it locks");
+        assert_eq!(tries_left(Some(PinFlags { locked: true, ..Default::default() }), &p), "the PIN is now locked");
+        assert_eq!(tries_left(None, &profile("softhsm2")), "this token does not count tries");
+    }
+}

@@ -1,0 +1,232 @@
+//! A token key as a RustCrypto `Signer`, so the `cms` / `x509-cert` builders use it unchanged.
+//! The message is hashed here and the raw mechanism (CKM_RSA_PKCS, CKM_RSA_PKCS_PSS, CKM_ECDSA)
+//! signs on the token: every card we support offers those, while hash-combined mechanisms vary
+//! (SoftHSM lacks CKM_ECDSA_SHA256).
+
+use super::objects::{Curve, KeyKind, KeyObject};
+use super::raw::{Op, RawModule};
+use super::{Token, TokenError};
+use const_oid::db::rfc5912;
+use cryptoki::mechanism::rsa::{PkcsMgfType, PkcsPssParams};
+use cryptoki::mechanism::{Mechanism, MechanismType};
+use der::asn1::BitString;
+use sha2::Digest;
+use signature::Keypair;
+use spki::{AlgorithmIdentifierOwned, DynSignatureAlgorithmIdentifier, SignatureBitStringEncoding, SubjectPublicKeyInfoOwned};
+use std::cell::RefCell;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hash {
+    Sha256,
+    Sha384,
+    Sha512,
+}
+
+impl Hash {
+    pub fn digest(self, data: &[u8]) -> Vec<u8> {
+        match self {
+            Hash::Sha256 => sha2::Sha256::digest(data).to_vec(),
+            Hash::Sha384 => sha2::Sha384::digest(data).to_vec(),
+            Hash::Sha512 => sha2::Sha512::digest(data).to_vec(),
+        }
+    }
+
+    pub fn oid(self) -> der::oid::ObjectIdentifier {
+        match self {
+            Hash::Sha256 => rfc5912::ID_SHA_256,
+            Hash::Sha384 => rfc5912::ID_SHA_384,
+            Hash::Sha512 => rfc5912::ID_SHA_512,
+        }
+    }
+
+    /// The `micalg` parameter of multipart/signed (RFC 8551 §3.5.3).
+    pub fn micalg(self) -> &'static str {
+        match self {
+            Hash::Sha256 => "sha-256",
+            Hash::Sha384 => "sha-384",
+            Hash::Sha512 => "sha-512",
+        }
+    }
+
+    fn len(self) -> usize {
+        match self {
+            Hash::Sha256 => 32,
+            Hash::Sha384 => 48,
+            Hash::Sha512 => 64,
+        }
+    }
+
+    /// The DER DigestInfo prefix for PKCS#1 v1.5 signatures (RFC 8017 §9.2 note 1).
+    fn digest_info_prefix(self) -> &'static [u8] {
+        match self {
+            Hash::Sha256 => &[0x30, 0x31, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x01, 0x05, 0x00, 0x04, 0x20],
+            Hash::Sha384 => &[0x30, 0x41, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x02, 0x05, 0x00, 0x04, 0x30],
+            Hash::Sha512 => &[0x30, 0x51, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x03, 0x05, 0x00, 0x04, 0x40],
+        }
+    }
+
+    fn mechanism_type(self) -> (MechanismType, PkcsMgfType) {
+        match self {
+            Hash::Sha256 => (MechanismType::SHA256, PkcsMgfType::MGF1_SHA256),
+            Hash::Sha384 => (MechanismType::SHA384, PkcsMgfType::MGF1_SHA384),
+            Hash::Sha512 => (MechanismType::SHA512, PkcsMgfType::MGF1_SHA512),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scheme {
+    RsaPkcs1(Hash),
+    RsaPss(Hash),
+    Ecdsa(Hash, Curve),
+}
+
+impl Scheme {
+    pub fn hash(self) -> Hash {
+        match self {
+            Scheme::RsaPkcs1(h) | Scheme::RsaPss(h) | Scheme::Ecdsa(h, _) => h,
+        }
+    }
+
+    /// The scheme for a key: `pss` picks RSA-PSS over PKCS#1 v1.5; EC keys use their curve's hash.
+    pub fn for_key(kind: &KeyKind, pss: bool) -> Result<Scheme, TokenError> {
+        match kind {
+            KeyKind::Rsa { .. } if pss => Ok(Scheme::RsaPss(Hash::Sha256)),
+            KeyKind::Rsa { .. } => Ok(Scheme::RsaPkcs1(Hash::Sha256)),
+            KeyKind::Ec(Some(Curve::P256)) => Ok(Scheme::Ecdsa(Hash::Sha256, Curve::P256)),
+            KeyKind::Ec(Some(Curve::P384)) => Ok(Scheme::Ecdsa(Hash::Sha384, Curve::P384)),
+            other => Err(TokenError::NoKey(format!("cannot sign mail with a {other} key (supported: RSA, EC P-256, P-384)"))),
+        }
+    }
+
+    fn mechanism_name(self) -> &'static str {
+        match self {
+            Scheme::RsaPkcs1(_) => "RSA_PKCS",
+            Scheme::RsaPss(_) => "RSA_PKCS_PSS",
+            Scheme::Ecdsa(..) => "ECDSA",
+        }
+    }
+}
+
+/// A signature as the token returned it, DER-encoded for ECDSA.
+#[derive(Debug, Clone)]
+pub struct TokenSignature(pub Vec<u8>);
+
+impl SignatureBitStringEncoding for TokenSignature {
+    fn to_bitstring(&self) -> der::Result<BitString> {
+        BitString::from_bytes(&self.0)
+    }
+}
+
+pub struct TokenSigner<'t> {
+    token: &'t Token,
+    key: KeyObject,
+    scheme: Scheme,
+    spki: SubjectPublicKeyInfoOwned,
+    raw: Option<RawModule>,
+    /// The token error behind a failed `try_sign`, so the caller can report it exactly
+    /// (the builders only pass on an opaque `signature::Error`).
+    failure: RefCell<Option<TokenError>>,
+}
+
+impl<'t> TokenSigner<'t> {
+    pub fn new(token: &'t Token, key: KeyObject, scheme: Scheme, spki: SubjectPublicKeyInfoOwned) -> Result<Self, TokenError> {
+        if !key.can_sign {
+            return Err(TokenError::NoKey(format!("key '{}' on token '{}' is not allowed to sign (CKA_SIGN is false)", key.label, token.label)));
+        }
+        if !token.profile.allows_sign(scheme.mechanism_name()) {
+            return Err(TokenError::NoKey(format!(
+                "token '{}' ({} profile) does not offer {} signatures",
+                token.label, token.profile.name, scheme.mechanism_name()
+            )));
+        }
+        let raw = if key.always_authenticate { Some(RawModule::load(&token.module.path)?) } else { None };
+        Ok(TokenSigner { token, key, scheme, spki, raw, failure: RefCell::new(None) })
+    }
+
+    pub fn take_failure(&self) -> Option<TokenError> {
+        self.failure.borrow_mut().take()
+    }
+
+    pub fn scheme(&self) -> Scheme {
+        self.scheme
+    }
+
+    /// Hash `msg` and sign the hash on the token.
+    pub fn sign_on_token(&self, msg: &[u8]) -> Result<Vec<u8>, TokenError> {
+        let hash = self.scheme.hash();
+        let digest = hash.digest(msg);
+        let (mech_type, mgf) = hash.mechanism_type();
+        let pss = PkcsPssParams { hash_alg: mech_type, mgf, s_len: (hash.len() as u64).into() };
+        let (mechanism, data) = match self.scheme {
+            Scheme::RsaPkcs1(h) => (Mechanism::RsaPkcs, [h.digest_info_prefix(), &digest].concat()),
+            Scheme::RsaPss(_) => (Mechanism::RsaPkcsPss(pss), digest),
+            Scheme::Ecdsa(..) => (Mechanism::Ecdsa, digest),
+        };
+        let raw_sig = match &self.raw {
+            // CKA_ALWAYS_AUTHENTICATE: the login must sit between C_SignInit and C_Sign.
+            Some(raw) => raw.op_with_context_login(Op::Sign, self.token.session().handle(), &mechanism, self.key.handle, self.token.context_pin()?, &data)?,
+            None => self.token.session().sign(&mechanism, self.key.handle, &data).map_err(TokenError::ck)?,
+        };
+        match self.scheme {
+            Scheme::Ecdsa(_, curve) => ecdsa_to_der(curve, &raw_sig),
+            _ => Ok(raw_sig),
+        }
+    }
+}
+
+/// PKCS#11 returns r‖s; CMS wants Ecdsa-Sig-Value (RFC 5753 §7.2).
+fn ecdsa_to_der(curve: Curve, raw: &[u8]) -> Result<Vec<u8>, TokenError> {
+    let bad = || TokenError::Pkcs11 { function: "C_Sign".into(), rv: format!("an ECDSA signature of {} bytes", raw.len()), hint: String::new() };
+    Ok(match curve {
+        Curve::P256 => p256::ecdsa::Signature::from_slice(raw).map_err(|_| bad())?.to_der().as_bytes().to_vec(),
+        Curve::P384 => p384::ecdsa::Signature::from_slice(raw).map_err(|_| bad())?.to_der().as_bytes().to_vec(),
+    })
+}
+
+impl Keypair for TokenSigner<'_> {
+    type VerifyingKey = SubjectPublicKeyInfoOwned;
+    fn verifying_key(&self) -> Self::VerifyingKey {
+        self.spki.clone()
+    }
+}
+
+impl DynSignatureAlgorithmIdentifier for TokenSigner<'_> {
+    fn signature_algorithm_identifier(&self) -> spki::Result<AlgorithmIdentifierOwned> {
+        signature_algorithm(self.scheme)
+    }
+}
+
+pub fn signature_algorithm(scheme: Scheme) -> spki::Result<AlgorithmIdentifierOwned> {
+    let null = Some(der::Any::null());
+    Ok(match scheme {
+        Scheme::RsaPkcs1(h) => AlgorithmIdentifierOwned {
+            oid: match h {
+                Hash::Sha256 => rfc5912::SHA_256_WITH_RSA_ENCRYPTION,
+                Hash::Sha384 => rfc5912::SHA_384_WITH_RSA_ENCRYPTION,
+                Hash::Sha512 => rfc5912::SHA_512_WITH_RSA_ENCRYPTION,
+            },
+            parameters: null,
+        },
+        Scheme::RsaPss(Hash::Sha256) => rsa::pss::get_default_pss_signature_algo_id::<sha2::Sha256>()?,
+        Scheme::RsaPss(Hash::Sha384) => rsa::pss::get_default_pss_signature_algo_id::<sha2::Sha384>()?,
+        Scheme::RsaPss(Hash::Sha512) => rsa::pss::get_default_pss_signature_algo_id::<sha2::Sha512>()?,
+        Scheme::Ecdsa(h, _) => AlgorithmIdentifierOwned {
+            oid: match h {
+                Hash::Sha256 => rfc5912::ECDSA_WITH_SHA_256,
+                Hash::Sha384 => rfc5912::ECDSA_WITH_SHA_384,
+                Hash::Sha512 => rfc5912::ECDSA_WITH_SHA_512,
+            },
+            parameters: None,
+        },
+    })
+}
+
+impl signature::Signer<TokenSignature> for TokenSigner<'_> {
+    fn try_sign(&self, msg: &[u8]) -> Result<TokenSignature, signature::Error> {
+        self.sign_on_token(msg).map(TokenSignature).map_err(|e| {
+            *self.failure.borrow_mut() = Some(e);
+            signature::Error::new()
+        })
+    }
+}
