@@ -1,1 +1,11 @@
+//! Integration tests: the real `ssmax-card` binary against real SoftHSM2 tokens, judged by real
+//! `openssl`. Each test provisions its own token in a temporary directory.
 
+mod support;
+
+mod decrypt;
+mod malformed;
+mod pin;
+mod sign;
+mod status;
+mod verify;

@@ -21,7 +21,8 @@ ext() { # name body...
 
 issue() { # CAKEY CACERT CSR|- OUT EXTFILE DAYS [force_pubkey]
   local cakey=$1 cacert=$2 csr=$3 out=$4 extfile=$5 days=$6 force=${7:-}
-  openssl x509 -req -in "$csr" -CA "$cacert" -CAkey "$cakey" -CAcreateserial -days "$days" \
+  # A random serial, not -CAcreateserial: tests provision tokens in parallel from one PKI.
+  openssl x509 -req -in "$csr" -CA "$cacert" -CAkey "$cakey" -set_serial "0x$(openssl rand -hex 12)" -days "$days" \
     -extfile "$extfile" -sha256 ${force:+-force_pubkey "$force"} -out "$out" 2>/dev/null
 }
 

@@ -1,0 +1,136 @@
+use crate::support::*;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const SECRET: &str = "Content-Type: text/plain; charset=us-ascii\r\n\r\nThe merger closes on Friday.\r\n";
+
+fn openssl_encrypt(tok: &Tok, recip: &Path, cipher: &str, keyopts: &[&str]) -> PathBuf {
+    let input = tok.write("secret.txt", SECRET);
+    let out = tok.path("encrypted.eml");
+    ok(Command::new("openssl")
+        .args(["cms", "-encrypt", "-in"])
+        .arg(&input)
+        .arg(format!("-{cipher}"))
+        .arg("-recip")
+        .arg(recip)
+        .args(keyopts)
+        .args(["-from", "bob@example.com", "-to", "alice@example.jp", "-subject", "confidential", "-out"])
+        .arg(&out));
+    out
+}
+
+fn decrypt(tok: &Tok, file: &Path) -> std::process::Output {
+    run(&mut tok.with_pin(&["decrypt", "--in", file.to_str().unwrap()]))
+}
+
+#[test]
+fn decrypt_reads_openssl_mail_for_every_rsa_key_transport_and_aes_mode() {
+    let tok = Tok::new();
+    let alice = pki().join("alice.pem");
+    let oaep = ["-keyopt", "rsa_padding_mode:oaep"];
+    let oaep256 = ["-keyopt", "rsa_padding_mode:oaep", "-keyopt", "rsa_oaep_md:sha256", "-keyopt", "rsa_mgf1_md:sha256"];
+    for cipher in ["aes128", "aes256", "aes-128-gcm", "aes-256-gcm"] {
+        for (kt, opts, name) in [("pkcs1", &[][..], "RSA PKCS#1 v1.5"), ("oaep-sha1", &oaep[..], "RSA-OAEP (SHA-1)"), ("oaep-sha256", &oaep256[..], "RSA-OAEP (SHA-256)")] {
+            let enc = openssl_encrypt(&tok, &alice, cipher, opts);
+            let o = decrypt(&tok, &enc);
+            assert_eq!(code(&o), 0, "{cipher} {kt}: {}", stderr(&o));
+            let out = stdout(&o);
+            assert!(out.contains("The merger closes on Friday."), "{cipher} {kt}: {out}");
+            assert!(out.contains("Subject: confidential"), "outer headers kept: {out}");
+            assert!(stderr(&o).contains(name), "{cipher} {kt}: {}", stderr(&o));
+        }
+    }
+}
+
+#[test]
+fn decrypt_uses_ecdh_on_the_token_for_ec_recipients() {
+    let tok = Tok::new();
+    let ec_cert = tok.dir.path().join("t/alice-ec.pem");
+    for cipher in ["aes128", "aes256", "aes-256-gcm"] {
+        let enc = openssl_encrypt(&tok, &ec_cert, cipher, &[]);
+        let o = decrypt(&tok, &enc);
+        assert_eq!(code(&o), 0, "{cipher}: {}", stderr(&o));
+        assert!(stdout(&o).contains("The merger closes on Friday."));
+        assert!(stderr(&o).contains("ECDH"), "{}", stderr(&o));
+    }
+}
+
+#[test]
+fn decrypt_finds_the_key_of_an_expired_certificate_among_several() {
+    let tok = Tok::new();
+    let p = pki();
+    // Old mail for an expired certificate must stay readable.
+    tok.import(&p.join("alice.key"), &p.join("alice-expired.pem"), "05", "alice-2020");
+    let enc = openssl_encrypt(&tok, &p.join("alice-expired.pem"), "aes256", &[]);
+    let o = decrypt(&tok, &enc);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(stdout(&o).contains("The merger closes on Friday."));
+}
+
+#[test]
+fn decrypt_fails_on_tampered_gcm_mail() {
+    let tok = Tok::new();
+    let enc = openssl_encrypt(&tok, &pki().join("alice.pem"), "aes-256-gcm", &[]);
+    let der = tok.path("enc.der");
+    ok(Command::new("openssl").args(["cms", "-cmsout", "-in"]).arg(&enc).args(["-outform", "DER", "-out"]).arg(&der));
+    let mut bytes = std::fs::read(&der).unwrap();
+    let n = bytes.len();
+    bytes[n - 30] ^= 0x01; // inside the ciphertext / tag
+    std::fs::write(&der, &bytes).unwrap();
+    let o = decrypt(&tok, &der);
+    assert_clear_failure(&o, 1);
+    assert!(stdout(&o).is_empty(), "nothing is output when integrity fails");
+}
+
+#[test]
+fn decrypt_refuses_mail_for_someone_else_without_asking_for_a_pin() {
+    let tok = Tok::new();
+    let enc = openssl_encrypt(&tok, &pki().join("mallory.pem"), "aes256", &[]);
+    let log = tok.path("shim.log");
+    let uri = format!("pkcs11:token={}?module-path={}", LABEL.replace(' ', "%20"), shim().display());
+    let o = run(tok.with_pin(&["decrypt", "--token", &uri, "--in", enc.to_str().unwrap()]).env("SSMAX_SHIM_LOG", &log));
+    assert_clear_failure(&o, 6);
+    assert!(stderr(&o).contains("not encrypted for any key on the token"), "{}", stderr(&o));
+    assert!(!log.exists(), "no C_Login was made");
+}
+
+fn vector(name: &str) -> PathBuf {
+    Path::new(VECTORS).join(name)
+}
+
+#[test]
+fn decrypt_interop_vectors_made_by_another_implementation() {
+    let tok = Tok::new();
+    tok.import(&vector("certs-and-keys/lamps-bob.decrypt.p8.pem"), &vector("certs-and-keys/lamps-bob.encrypt.crt"), "0b", "bob");
+    for (file, how) in [
+        ("encryptedForBobRSAOaep.p7m", "RSA-OAEP (SHA-256), AES-128-CBC"),
+        ("encryptedForBobAndDana.p7m", "AES-128-CBC"),
+        // RFC 8103; openssl 3.0 cannot read this one.
+        ("authEnvelopedForBobChaCha20Poly1305.p7m", "ChaCha20-Poly1305"),
+    ] {
+        let o = decrypt(&tok, &vector(&format!("binary-files/{file}")));
+        assert_eq!(code(&o), 0, "{file}: {}", stderr(&o));
+        assert_eq!(stdout(&o), "This is some sample content.", "{file}");
+        assert!(stderr(&o).contains(how), "{file}: {}", stderr(&o));
+    }
+    let o = decrypt(&tok, &vector("binary-files/encryptedKekri.p7m"));
+    assert_clear_failure(&o, 6);
+    assert!(stderr(&o).contains("pre-shared key (KEKRecipientInfo)"), "{}", stderr(&o));
+}
+
+#[test]
+fn a_signing_only_token_explains_why_it_cannot_decrypt() {
+    // A profile is data: make this SoftHSM2 token behave like a JPKI card (signing only).
+    let tok = Tok::new();
+    let jpki = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/pkcs11-profiles/jpki.toml")).unwrap();
+    let reason = jpki.lines().find(|l| l.starts_with("no_decrypt_reason")).unwrap();
+    let soft = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/pkcs11-profiles/softhsm2.toml")).unwrap();
+    let signing_only = soft.replace("can_decrypt = true", &format!("can_decrypt = false\n{reason}"));
+    std::fs::create_dir_all(tok.path("profiles")).unwrap();
+    tok.write("profiles/softhsm2.toml", signing_only);
+    let config = tok.write("config.toml", format!("profiles_dir = \"{}\"\n", tok.path("profiles").display()));
+    let enc = openssl_encrypt(&tok, &pki().join("alice.pem"), "aes256", &[]);
+    let o = run(&mut tok.with_pin(&["decrypt", "--config", config.to_str().unwrap(), "--in", enc.to_str().unwrap()]));
+    assert_clear_failure(&o, 6);
+    assert!(stderr(&o).contains("only signs: its keys cannot decrypt mail"), "{}", stderr(&o));
+}

@@ -1,0 +1,83 @@
+/*
+ * A PKCS#11 module that sits in front of SoftHSM2 and makes its user PIN behave like a card's:
+ * a try counter that locks, and the COUNT_LOW / FINAL_TRY / LOCKED token flags SoftHSM2 never
+ * reports. It also logs every C_Login so tests can count tries. Test fixture only: built by
+ * softhsm-tests with `cc -shared`, never shipped.
+ *
+ *   SSMAX_SHIM_TARGET  the real module (default /usr/lib/softhsm/libsofthsm2.so)
+ *   SSMAX_SHIM_STATE   file holding "tries max", e.g. "1 3"; absent = no counting
+ *   SSMAX_SHIM_LOG     file that gets one line per C_Login: "login <user type> <rv>"
+ */
+#include <dlfcn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <p11-kit/pkcs11.h>
+
+static CK_FUNCTION_LIST shim;
+static CK_FUNCTION_LIST_PTR real;
+
+static int read_state(long *tries, long *max) {
+    const char *p = getenv("SSMAX_SHIM_STATE");
+    FILE *f = p ? fopen(p, "r") : NULL;
+    if (!f) return 0;
+    int ok = fscanf(f, "%ld %ld", tries, max) == 2;
+    fclose(f);
+    return ok;
+}
+
+static void write_state(long tries, long max) {
+    const char *p = getenv("SSMAX_SHIM_STATE");
+    FILE *f = p ? fopen(p, "w") : NULL;
+    if (!f) return;
+    fprintf(f, "%ld %ld\n", tries, max);
+    fclose(f);
+}
+
+static void log_login(CK_USER_TYPE t, CK_RV rv) {
+    const char *p = getenv("SSMAX_SHIM_LOG");
+    FILE *f = p ? fopen(p, "a") : NULL;
+    if (!f) return;
+    fprintf(f, "login %lu %lu\n", (unsigned long)t, (unsigned long)rv);
+    fclose(f);
+}
+
+static CK_RV shim_GetTokenInfo(CK_SLOT_ID slot, CK_TOKEN_INFO_PTR info) {
+    CK_RV rv = real->C_GetTokenInfo(slot, info);
+    long tries, max;
+    if (rv != CKR_OK || !read_state(&tries, &max)) return rv;
+    info->flags &= ~(CKF_USER_PIN_COUNT_LOW | CKF_USER_PIN_FINAL_TRY | CKF_USER_PIN_LOCKED);
+    if (tries <= 0) info->flags |= CKF_USER_PIN_LOCKED;
+    else if (tries == 1) info->flags |= CKF_USER_PIN_FINAL_TRY | CKF_USER_PIN_COUNT_LOW;
+    else if (tries < max) info->flags |= CKF_USER_PIN_COUNT_LOW;
+    return rv;
+}
+
+static CK_RV shim_Login(CK_SESSION_HANDLE h, CK_USER_TYPE t, CK_UTF8CHAR_PTR pin, CK_ULONG len) {
+    long tries, max;
+    int counting = read_state(&tries, &max);
+    CK_RV rv;
+    if (counting && tries <= 0) {
+        rv = CKR_PIN_LOCKED;
+    } else {
+        rv = real->C_Login(h, t, pin, len);
+        if (counting && rv == CKR_PIN_INCORRECT) write_state(tries - 1, max);
+        if (counting && rv == CKR_OK && t == CKU_USER) write_state(max, max);
+    }
+    log_login(t, rv);
+    return rv;
+}
+
+CK_RV C_GetFunctionList(CK_FUNCTION_LIST_PTR_PTR out) {
+    const char *target = getenv("SSMAX_SHIM_TARGET");
+    void *lib = dlopen(target ? target : "/usr/lib/softhsm/libsofthsm2.so", RTLD_NOW | RTLD_LOCAL);
+    if (!lib) return CKR_GENERAL_ERROR;
+    CK_RV (*get)(CK_FUNCTION_LIST_PTR_PTR) = (CK_RV (*)(CK_FUNCTION_LIST_PTR_PTR))dlsym(lib, "C_GetFunctionList");
+    if (!get || get(&real) != CKR_OK) return CKR_GENERAL_ERROR;
+    memcpy(&shim, real, sizeof shim);
+    shim.C_GetTokenInfo = shim_GetTokenInfo;
+    shim.C_Login = shim_Login;
+    shim.C_GetFunctionList = C_GetFunctionList;
+    *out = &shim;
+    return CKR_OK;
+}

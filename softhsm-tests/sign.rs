@@ -1,0 +1,159 @@
+use crate::support::*;
+use std::process::Command;
+
+fn sign_with(tok: &Tok, key: &str, extra: &[&str], mail: &str) -> std::path::PathBuf {
+    let input = tok.write("mail.eml", mail);
+    let out = tok.path("signed.eml");
+    let key = format!("pkcs11:id=%{key}");
+    let mut args = vec!["sign", "--key", &key, "--in", input.to_str().unwrap(), "--out", out.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    ok(&mut tok.with_pin(&args));
+    out
+}
+
+#[test]
+fn sign_rsa_pkcs1_verifies_with_openssl_cms_and_smime() {
+    let tok = Tok::new();
+    let signed = sign_with(&tok, "01", &[], MAIL);
+    let v = openssl_verify(&signed, &pki().join("root.pem"));
+    assert!(v.status.success(), "openssl cms -verify: {}", stderr(&v));
+    assert!(stderr(&v).contains("Verification successful"));
+    let v = run(Command::new("openssl").args(["smime", "-verify", "-in"]).arg(&signed).arg("-CAfile").arg(pki().join("root.pem")));
+    assert!(v.status.success(), "openssl smime -verify: {}", stderr(&v));
+    assert!(stdout(&v).contains("the figures are attached."));
+    let text = std::fs::read_to_string(&signed).unwrap();
+    assert!(text.contains("micalg=sha-256"));
+    assert!(text.contains("Subject: quarterly figures"));
+}
+
+#[test]
+fn sign_rsa_pss_verifies_with_openssl() {
+    let tok = Tok::new();
+    let signed = sign_with(&tok, "01", &["--pss"], MAIL);
+    let v = openssl_verify(&signed, &pki().join("root.pem"));
+    assert!(v.status.success(), "{}", stderr(&v));
+    // The SignerInfo really is RSASSA-PSS, not PKCS#1 v1.5.
+    let p7s = tok.path("sig.p7s");
+    ok(Command::new("openssl").args(["smime", "-pk7out", "-in"]).arg(&signed).arg("-out").arg(&p7s));
+    let dump = ok(Command::new("openssl").args(["cms", "-cmsout", "-print", "-inform", "PEM", "-in"]).arg(&p7s));
+    assert!(stdout(&dump).contains("rsassaPss"), "{}", stdout(&dump));
+}
+
+#[test]
+fn sign_ecdsa_p256_on_token_generated_key_verifies_with_openssl() {
+    let tok = Tok::new();
+    let signed = sign_with(&tok, "02", &[], MAIL);
+    let v = openssl_verify(&signed, &pki().join("root.pem"));
+    assert!(v.status.success(), "{}", stderr(&v));
+    let text = std::fs::read_to_string(&signed).unwrap();
+    assert!(text.contains("micalg=sha-256"));
+}
+
+#[test]
+fn sign_makes_8bit_long_and_trailing_space_lines_relay_safe_and_openssl_verifies() {
+    let tok = Tok::new();
+    let long = "x".repeat(2500);
+    let mail = format!(
+        "From: alice@example.jp\nTo: b@example.com\nSubject: 8bit\nContent-Type: text/plain; charset=utf-8\nContent-Transfer-Encoding: 8bit\n\n日本語のメール \nFrom the start of a line\n{long}\nend\n"
+    );
+    let signed = sign_with(&tok, "01", &[], &mail);
+    let bytes = std::fs::read(&signed).unwrap();
+    assert!(bytes.is_ascii(), "signed mail must be 7-bit");
+    assert!(bytes.split(|&b| b == b'\n').all(|l| l.len() <= 998), "no line longer than RFC 5322 allows");
+    assert!(!String::from_utf8_lossy(&bytes).contains(&long), "the long line was encoded");
+    let v = openssl_verify(&signed, &pki().join("root.pem"));
+    assert!(v.status.success(), "{}", stderr(&v));
+    // What openssl extracts decodes back to the original text.
+    let content = tok.path("content.eml");
+    ok(Command::new("openssl").args(["cms", "-verify", "-noverify", "-in"]).arg(&signed).arg("-out").arg(&content));
+    let c = std::fs::read_to_string(&content).unwrap();
+    assert!(c.contains("Content-Transfer-Encoding: quoted-printable"));
+    let decoded = ok(Command::new("python3").args(["-c", "import quopri,sys; sys.stdout.buffer.write(quopri.decodestring(sys.stdin.buffer.read().split(b'\\r\\n\\r\\n',1)[1]))"]).stdin(std::fs::File::open(&content).unwrap()));
+    let d = String::from_utf8(decoded.stdout).unwrap();
+    assert!(d.contains("日本語のメール \r\nFrom the start of a line\r\n"), "{d}");
+    assert!(d.contains(&long));
+}
+
+#[test]
+fn sign_keeps_multipart_attachments_and_openssl_verifies() {
+    let tok = Tok::new();
+    let mail = "From: alice@example.jp\nTo: b@example.com\nSubject: att\nMIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=\"XX\"\n\npreamble\n--XX\nContent-Type: text/plain; charset=utf-8\n\nsee attached – ok\n--XX\nContent-Type: application/octet-stream; name=\"a.bin\"\nContent-Transfer-Encoding: binary\n\n\u{1}\u{2}\u{3}\u{ff}binary\n--XX--\n";
+    let signed = sign_with(&tok, "02", &[], mail);
+    assert!(std::fs::read(&signed).unwrap().is_ascii());
+    let v = openssl_verify(&signed, &pki().join("root.pem"));
+    assert!(v.status.success(), "{}", stderr(&v));
+    let own = run(tok.cmd().args(["verify", "--in"]).arg(&signed));
+    assert_eq!(code(&own), 0, "{}", stderr(&own));
+}
+
+#[test]
+fn sign_refuses_from_address_not_in_certificate() {
+    let tok = Tok::new();
+    let input = tok.write("mail.eml", MAIL.replace("alice@example.jp", "ceo@example.jp"));
+    let out = run(&mut tok.with_pin(&["sign", "--in", input.to_str().unwrap()]));
+    assert_clear_failure(&out, 6);
+    assert!(stderr(&out).contains("ceo@example.jp is not in any certificate"), "{}", stderr(&out));
+    assert!(stdout(&out).is_empty());
+}
+
+#[test]
+fn sign_refuses_mail_without_from() {
+    let tok = Tok::new();
+    let input = tok.write("mail.eml", "To: b@example.com\nSubject: x\n\nbody\n");
+    let out = run(&mut tok.with_pin(&["sign", "--in", input.to_str().unwrap()]));
+    assert_clear_failure(&out, 2);
+}
+
+#[test]
+fn sign_with_always_authenticate_key_logs_in_per_use_and_verifies() {
+    let tok = Tok::new();
+    // A key that asks for the PIN on every use, as a PIV 9C or JPKI signature key does.
+    tok.p11(&["--keypairgen", "--key-type", "EC:prime256v1", "--id", "07", "--label", "consent", "--always-auth", "--usage-sign"]);
+    let pubder = tok.path("consent.pub.der");
+    ok(Command::new("pkcs11-tool").env("SOFTHSM2_CONF", &tok.conf).args(["--module", "/usr/lib/softhsm/libsofthsm2.so", "--token-label", LABEL, "--read-object", "--type", "pubkey", "--id", "07", "-o"]).arg(&pubder));
+    let pubpem = tok.path("consent.pub.pem");
+    ok(Command::new("openssl").args(["pkey", "-pubin", "-inform", "DER", "-in"]).arg(&pubder).arg("-out").arg(&pubpem));
+    let cert = tok.path("consent.pem");
+    let p = pki();
+    ok(Command::new("openssl")
+        .args(["x509", "-req", "-in"])
+        .arg(p.join("alice.csr"))
+        .arg("-CA")
+        .arg(p.join("orgca.pem"))
+        .arg("-CAkey")
+        .arg(p.join("orgca.key"))
+        .args(["-CAcreateserial", "-days", "30", "-sha256", "-extfile"])
+        .arg(p.join("alice.ext"))
+        .arg("-force_pubkey")
+        .arg(&pubpem)
+        .arg("-out")
+        .arg(&cert));
+    tok.import_cert(&cert, "07", "consent");
+    let log = tok.path("shim.log");
+    let uri = format!("pkcs11:token={}?module-path={}", LABEL.replace(' ', "%20"), shim().display());
+    let input = tok.write("mail.eml", MAIL);
+    let out = tok.path("signed.eml");
+    let o = run(tok
+        .with_pin(&["sign", "--token", &uri, "--key", "pkcs11:id=%07", "--in", input.to_str().unwrap(), "--out", out.to_str().unwrap()])
+        .env("SSMAX_SHIM_LOG", &log));
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    // CKU_USER (1) then CKU_CONTEXT_SPECIFIC (2), each accepted (rv 0).
+    assert_eq!(std::fs::read_to_string(&log).unwrap(), "login 1 0\nlogin 2 0\n");
+    // Valid for 30 days: sign warns that it expires soon.
+    assert!(stderr(&o).contains("expires on"), "{}", stderr(&o));
+    let v = openssl_verify(&out, &p.join("root.pem"));
+    assert!(v.status.success(), "{}", stderr(&v));
+}
+
+#[test]
+fn sign_output_file_is_written_atomically_and_not_left_half_written_on_failure() {
+    let tok = Tok::new();
+    let input = tok.write("mail.eml", MAIL.replace("alice@", "nobody@"));
+    let out = tok.path("signed.eml");
+    std::fs::write(&out, "previous content").unwrap();
+    let o = run(&mut tok.with_pin(&["sign", "--in", input.to_str().unwrap(), "--out", out.to_str().unwrap()]));
+    assert_eq!(code(&o), 6);
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), "previous content");
+    let leftovers: Vec<_> = std::fs::read_dir(tok.dir.path()).unwrap().filter_map(|e| e.ok()).filter(|e| e.file_name().to_string_lossy().starts_with(".ssmax-card-")).collect();
+    assert!(leftovers.is_empty());
+}

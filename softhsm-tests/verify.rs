@@ -1,0 +1,162 @@
+use crate::support::*;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// A mail signed by openssl with a software key, for certificates we must reject.
+fn openssl_signed(tok: &Tok, cert: &Path, key: &Path, from: &str) -> PathBuf {
+    let body = tok.write("body.txt", "Content-Type: text/plain\r\n\r\nplease pay the invoice\r\n");
+    let out = tok.path("openssl-signed.eml");
+    ok(Command::new("openssl")
+        .args(["cms", "-sign", "-in"])
+        .arg(&body)
+        .arg("-signer")
+        .arg(cert)
+        .arg("-inkey")
+        .arg(key)
+        .args(["-from", from, "-to", "bob@example.com", "-subject", "invoice", "-out"])
+        .arg(&out));
+    out
+}
+
+fn verify(tok: &Tok, mail: &Path) -> std::process::Output {
+    run(tok.cmd().args(["verify", "--in"]).arg(mail))
+}
+
+#[test]
+fn verify_accepts_own_signature_against_anchor_on_token() {
+    let tok = Tok::new();
+    let input = tok.write("mail.eml", MAIL);
+    let signed = tok.path("signed.eml");
+    ok(&mut tok.with_pin(&["sign", "--in", input.to_str().unwrap(), "--out", signed.to_str().unwrap()]));
+    let o = verify(&tok, &signed);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let s = stdout(&o);
+    assert!(s.contains("Good signature from CN=Alice Example,O=Example Org <alice@example.jp>"), "{s}");
+    assert!(s.contains("chain:        CN=Alice Example,O=Example Org <- CN=Example Org CA,O=Example Org <- CN=SSMAX Demo Root,O=SSMAX Demo"), "{s}");
+    assert!(s.contains("From matches: alice@example.jp"));
+}
+
+#[test]
+fn verify_accepts_openssl_signature_and_writes_content() {
+    let tok = Tok::new();
+    let p = pki();
+    let signed = openssl_signed(&tok, &p.join("alice.pem"), &p.join("alice.key"), "alice@example.jp");
+    let content = tok.path("content.eml");
+    let o = run(tok.cmd().args(["verify", "--in"]).arg(&signed).arg("--out").arg(&content));
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let c = std::fs::read_to_string(&content).unwrap();
+    assert!(c.contains("please pay the invoice"));
+    assert!(c.contains("Subject: invoice"));
+}
+
+#[test]
+fn verify_fails_on_tampered_mail() {
+    let tok = Tok::new();
+    let input = tok.write("mail.eml", MAIL);
+    let signed = tok.path("signed.eml");
+    ok(&mut tok.with_pin(&["sign", "--in", input.to_str().unwrap(), "--out", signed.to_str().unwrap()]));
+    let text = std::fs::read_to_string(&signed).unwrap().replace("the figures are attached.", "the figures are attached!");
+    let tampered = tok.write("tampered.eml", text);
+    let o = verify(&tok, &tampered);
+    assert_clear_failure(&o, 1);
+    assert!(stderr(&o).contains("altered"), "{}", stderr(&o));
+    // openssl agrees.
+    assert!(!openssl_verify(&tampered, &pki().join("root.pem")).status.success());
+}
+
+#[test]
+fn verify_fails_when_from_does_not_match_certificate() {
+    let tok = Tok::new();
+    let input = tok.write("mail.eml", MAIL);
+    let signed = tok.path("signed.eml");
+    ok(&mut tok.with_pin(&["sign", "--in", input.to_str().unwrap(), "--out", signed.to_str().unwrap()]));
+    // The From header is outside the signed part: a forger can change it; we must notice.
+    let text = std::fs::read_to_string(&signed).unwrap().replacen("From: Alice Example <alice@example.jp>", "From: CEO <ceo@example.jp>", 1);
+    let forged = tok.write("forged.eml", text);
+    let o = verify(&tok, &forged);
+    assert_clear_failure(&o, 1);
+    assert!(stderr(&o).contains("From address ceo@example.jp is not in the signer's certificate"), "{}", stderr(&o));
+}
+
+#[test]
+fn verify_fails_on_expired_certificate() {
+    let tok = Tok::new();
+    let p = pki();
+    let signed = openssl_signed(&tok, &p.join("alice-expired.pem"), &p.join("alice.key"), "alice@example.jp");
+    let o = verify(&tok, &signed);
+    assert_clear_failure(&o, 1);
+    assert!(stderr(&o).contains("was not valid at signing time") && stderr(&o).contains("2021-01-01"), "{}", stderr(&o));
+}
+
+#[test]
+fn verify_fails_on_certificate_without_email_protection_usage() {
+    let tok = Tok::new();
+    let p = pki();
+    let signed = openssl_signed(&tok, &p.join("alice-wrong-eku.pem"), &p.join("alice.key"), "alice@example.jp");
+    let o = verify(&tok, &signed);
+    assert_clear_failure(&o, 1);
+    assert!(stderr(&o).contains("extended key usage does not include e-mail protection"), "{}", stderr(&o));
+}
+
+#[test]
+fn verify_fails_on_untrusted_root() {
+    let tok = Tok::new();
+    let p = pki();
+    let signed = openssl_signed(&tok, &p.join("mallory.pem"), &p.join("mallory.key"), "mallory@example.jp");
+    let o = verify(&tok, &signed);
+    assert_clear_failure(&o, 1);
+    assert!(stderr(&o).contains("not trusted"), "{}", stderr(&o));
+    // Trusting that root explicitly makes it pass: the failure was only about trust.
+    let o = run(tok.cmd().args(["verify", "--in"]).arg(&signed).arg("--ca").arg(p.join("rogue-root.pem")));
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+}
+
+#[test]
+fn verify_without_token_or_anchor_fails_closed() {
+    let tok = Tok::new();
+    let p = pki();
+    let signed = openssl_signed(&tok, &p.join("alice.pem"), &p.join("alice.key"), "alice@example.jp");
+    let o = run(tok.cmd().args(["verify", "--no-token", "--in"]).arg(&signed));
+    assert_clear_failure(&o, 1);
+    assert!(stderr(&o).contains("no trust anchors"), "{}", stderr(&o));
+}
+
+fn vector(name: &str) -> PathBuf {
+    Path::new(VECTORS).join(name)
+}
+
+#[test]
+fn verify_interop_vectors_signed_by_another_implementation() {
+    let tok = Tok::new();
+    let alice = vector("certs-and-keys/lamps-alice.crt");
+    let carlos = vector("certs-and-keys/lamps-carlos.crt");
+    for (file, who, alg) in [
+        ("signedByAliceRSA.p7m", "Alice Lovelace", "RSA PKCS#1 v1.5 SHA-256"),
+        ("signedByAliceRSAPSS.p7m", "Alice Lovelace", "RSA-PSS SHA-256"),
+        ("signedByCarlosEd25519.p7m", "Carlos Turing", "Ed25519"),
+    ] {
+        let o = run(tok.cmd().args(["verify", "--no-token", "--in"]).arg(vector(&format!("binary-files/{file}"))).arg("--ca").arg(&alice).arg("--ca").arg(&carlos));
+        assert_eq!(code(&o), 0, "{file}: {}", stderr(&o));
+        assert!(stdout(&o).contains(who) && stdout(&o).contains(alg), "{file}: {}", stdout(&o));
+    }
+    let content = tok.write("content.txt", "This is some sample content.");
+    let o = run(tok
+        .cmd()
+        .args(["verify", "--no-token", "--in"])
+        .arg(vector("binary-files/signedByCarlosDetached.p7m"))
+        .arg("--content")
+        .arg(&content)
+        .arg("--ca")
+        .arg(&carlos));
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let wrong = tok.write("wrong.txt", "This is some sample content!");
+    let o = run(tok.cmd().args(["verify", "--no-token", "--in"]).arg(vector("binary-files/signedByCarlosDetached.p7m")).arg("--content").arg(&wrong).arg("--ca").arg(&carlos));
+    assert_clear_failure(&o, 1);
+    // Two signers, certificates not included: both must be found and verified.
+    let o = run(tok.cmd().args(["verify", "--no-token", "--in"]).arg(vector("binary-files/signedByAliceAndCarlosNoCerts.p7m")).arg("--ca").arg(&alice).arg("--ca").arg(&carlos));
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(stdout(&o).matches("Good signature").count(), 2);
+    let o = run(tok.cmd().args(["verify", "--no-token", "--in"]).arg(vector("binary-files/signedByAliceAndCarlosNoCerts.p7m")).arg("--ca").arg(&alice));
+    assert_clear_failure(&o, 1);
+    assert!(stderr(&o).contains("--certfile"), "{}", stderr(&o));
+}
