@@ -61,9 +61,10 @@ pub fn run(g: &Global, io: &InOut, pss: bool) -> Result<(), Failure> {
     let out = build_signed(&outer, &signed, &der, scheme.hash().micalg());
     write_output(io, &out)?;
     eprintln!(
-        "ssmax-card: signed mail from {from} as '{}' with key '{key_label}' on token '{}' ({scheme:?})",
+        "ssmax-card: signed mail from {from} as '{}' with key '{key_label}' on token '{}' ({})",
         cert::subject(&chosen.cert),
-        token.label
+        token.label,
+        scheme.describe()
     );
     Ok(())
 }

@@ -99,6 +99,20 @@ impl Scheme {
         }
     }
 
+    pub fn describe(self) -> String {
+        let h = match self.hash() {
+            Hash::Sha256 => "SHA-256",
+            Hash::Sha384 => "SHA-384",
+            Hash::Sha512 => "SHA-512",
+        };
+        match self {
+            Scheme::RsaPkcs1(_) => format!("RSA PKCS#1 v1.5 {h}"),
+            Scheme::RsaPss(_) => format!("RSA-PSS {h}"),
+            Scheme::Ecdsa(_, Curve::P256) => format!("ECDSA P-256 {h}"),
+            Scheme::Ecdsa(_, Curve::P384) => format!("ECDSA P-384 {h}"),
+        }
+    }
+
     fn mechanism_name(self) -> &'static str {
         match self {
             Scheme::RsaPkcs1(_) => "RSA_PKCS",

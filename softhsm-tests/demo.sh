@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# README command (1): the main job on an embedded default. Provisions a demo SoftHSM2 token with a
+# demo PKI (SSMAX root → org CA → alice@example.jp; an org certificate), then signs a sample mail
+# and decrypts a sample encrypted mail with the key on that token, showing each step.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. softhsm-tests/deps.sh
+ssmax_deps
+cargo build -q --locked
+BIN=$PWD/target/debug/ssmax-card
+DEMO=${SSMAX_DEMO_DIR:-$(mktemp -d /tmp/ssmax-demo.XXXXXX)}
+mkdir -p "$DEMO"
+step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+show() { printf '$ %s\n' "$*"; "$@"; }
+
+step "1. A demo PKI and a SoftHSM2 token holding alice's key (the key never leaves the token)"
+umask 077
+printf 'demo-pin-2468\n' >"$DEMO/pin"   # a file read through --pin-fd, never a command-line value
+bash softhsm-tests/provision.sh pki "$DEMO/pki"
+bash softhsm-tests/provision.sh token "$DEMO/pki" "$DEMO/token" "SSMAX demo card" "$DEMO/pin"
+export SOFTHSM2_CONF=$DEMO/token/softhsm2.conf
+show "$BIN" status
+
+step "2. Sign an outgoing mail on the token"
+cat >"$DEMO/outgoing.eml" <<MAIL
+From: Alice Example <alice@example.jp>
+To: Bob <bob@partner.example>
+Subject: Quarterly figures / 四半期の数字
+Date: $(date -R)
+Content-Type: text/plain; charset=utf-8
+
+Bob,
+
+the figures for Q3 are final. 数字は確定しました。
+
+Alice
+MAIL
+show "$BIN" sign --key 'pkcs11:id=%01' --in "$DEMO/outgoing.eml" --out "$DEMO/signed.eml" --pin-fd 3 3<"$DEMO/pin"
+sed -n '1,16p' "$DEMO/signed.eml"
+echo "   [... signature part ...]"
+
+step "3. openssl (a real peer) checks the signature against the SSMAX root"
+show openssl cms -verify -in "$DEMO/signed.eml" -CAfile "$DEMO/pki/root.pem" -purpose smimesign -out /dev/null
+show "$BIN" verify --in "$DEMO/signed.eml"
+
+step "4. Someone encrypts a mail to alice with openssl (RSA-OAEP SHA-256, AES-256-GCM)"
+printf 'Content-Type: text/plain; charset=utf-8\r\n\r\nThe contract draft is attached. 契約書の草案です。\r\n' >"$DEMO/secret.txt"
+show openssl cms -encrypt -in "$DEMO/secret.txt" -aes-256-gcm -recip "$DEMO/pki/alice.pem" \
+  -keyopt rsa_padding_mode:oaep -keyopt rsa_oaep_md:sha256 -keyopt rsa_mgf1_md:sha256 \
+  -from bob@partner.example -to alice@example.jp -subject "Contract draft" -out "$DEMO/encrypted.eml"
+sed -n '1,8p' "$DEMO/encrypted.eml"
+echo "   [...]"
+
+step "5. Decrypt it: the content key is recovered on the token"
+show "$BIN" decrypt --in "$DEMO/encrypted.eml" --out "$DEMO/decrypted.eml" --pin-fd 3 3<"$DEMO/pin"
+cat "$DEMO/decrypted.eml"
+
+step "Done. Files are in $DEMO"

@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# README command (2): the whole test suite — unit tests and softhsm-tests against real SoftHSM2
+# tokens and real openssl. Installs what it needs when run as root.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. softhsm-tests/deps.sh
+ssmax_deps
+cargo test --locked
