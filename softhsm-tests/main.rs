@@ -3,6 +3,7 @@
 
 mod support;
 
+mod config;
 mod decrypt;
 mod malformed;
 mod pin;

@@ -108,27 +108,8 @@ fn sign_refuses_mail_without_from() {
 fn sign_with_always_authenticate_key_logs_in_per_use_and_verifies() {
     let tok = Tok::new();
     // A key that asks for the PIN on every use, as a PIV 9C or JPKI signature key does.
-    tok.p11(&["--keypairgen", "--key-type", "EC:prime256v1", "--id", "07", "--label", "consent", "--always-auth", "--usage-sign"]);
-    let pubder = tok.path("consent.pub.der");
-    ok(Command::new("pkcs11-tool").env("SOFTHSM2_CONF", &tok.conf).args(["--module", "/usr/lib/softhsm/libsofthsm2.so", "--token-label", LABEL, "--read-object", "--type", "pubkey", "--id", "07", "-o"]).arg(&pubder));
-    let pubpem = tok.path("consent.pub.pem");
-    ok(Command::new("openssl").args(["pkey", "-pubin", "-inform", "DER", "-in"]).arg(&pubder).arg("-out").arg(&pubpem));
-    let cert = tok.path("consent.pem");
+    tok.keygen_with_cert("07", "consent", "EC:prime256v1", &["--always-auth"]);
     let p = pki();
-    ok(Command::new("openssl")
-        .args(["x509", "-req", "-in"])
-        .arg(p.join("alice.csr"))
-        .arg("-CA")
-        .arg(p.join("orgca.pem"))
-        .arg("-CAkey")
-        .arg(p.join("orgca.key"))
-        .args(["-CAcreateserial", "-days", "30", "-sha256", "-extfile"])
-        .arg(p.join("alice.ext"))
-        .arg("-force_pubkey")
-        .arg(&pubpem)
-        .arg("-out")
-        .arg(&cert));
-    tok.import_cert(&cert, "07", "consent");
     let log = tok.path("shim.log");
     let uri = format!("pkcs11:token={}?module-path={}", LABEL.replace(' ', "%20"), shim().display());
     let input = tok.write("mail.eml", MAIL);
@@ -156,4 +137,28 @@ fn sign_output_file_is_written_atomically_and_not_left_half_written_on_failure()
     assert_eq!(std::fs::read_to_string(&out).unwrap(), "previous content");
     let leftovers: Vec<_> = std::fs::read_dir(tok.dir.path()).unwrap().filter_map(|e| e.ok()).filter(|e| e.file_name().to_string_lossy().starts_with(".ssmax-card-")).collect();
     assert!(leftovers.is_empty());
+}
+
+#[test]
+fn sign_ecdsa_p384_uses_sha384_and_verifies_with_openssl() {
+    let tok = Tok::new();
+    tok.keygen_with_cert("09", "alice-p384", "EC:secp384r1", &[]);
+    let signed = sign_with(&tok, "09", &[], MAIL);
+    assert!(std::fs::read_to_string(&signed).unwrap().contains("micalg=sha-384"));
+    let v = openssl_verify(&signed, &pki().join("root.pem"));
+    assert!(v.status.success(), "{}", stderr(&v));
+    let own = run(tok.cmd().args(["verify", "--in"]).arg(&signed));
+    assert!(stdout(&own).contains("ECDSA P-384 SHA-384"), "{}", stdout(&own));
+}
+
+#[test]
+fn signature_carries_signing_time_and_smime_capabilities() {
+    let tok = Tok::new();
+    let signed = sign_with(&tok, "01", &[], MAIL);
+    let p7s = tok.path("sig.p7s");
+    ok(Command::new("openssl").args(["smime", "-pk7out", "-in"]).arg(&signed).arg("-out").arg(&p7s));
+    let dump = stdout(&ok(Command::new("openssl").args(["cms", "-cmsout", "-print", "-inform", "PEM", "-in"]).arg(&p7s)));
+    for want in ["signingTime", "S/MIME Capabilities", "messageDigest", "contentType", "aes-256-gcm"] {
+        assert!(dump.contains(want), "{want} missing:\n{dump}");
+    }
 }

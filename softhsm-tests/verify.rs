@@ -160,3 +160,35 @@ fn verify_interop_vectors_signed_by_another_implementation() {
     assert_clear_failure(&o, 1);
     assert!(stderr(&o).contains("--certfile"), "{}", stderr(&o));
 }
+
+#[test]
+fn verify_opaque_signed_data_mail_from_openssl() {
+    let tok = Tok::new();
+    let p = pki();
+    let body = tok.write("body.txt", "Content-Type: text/plain\r\n\r\nopaque body\r\n");
+    let signed = tok.path("opaque.eml");
+    ok(Command::new("openssl")
+        .args(["smime", "-sign", "-nodetach", "-in"])
+        .arg(&body)
+        .arg("-signer")
+        .arg(p.join("alice.pem"))
+        .arg("-inkey")
+        .arg(p.join("alice.key"))
+        .args(["-from", "alice@example.jp", "-to", "b@example.com", "-subject", "opaque", "-out"])
+        .arg(&signed));
+    assert!(std::fs::read_to_string(&signed).unwrap().contains("smime-type=signed-data"));
+    let content = tok.path("content.eml");
+    let o = run(tok.cmd().args(["verify", "--in"]).arg(&signed).arg("--out").arg(&content));
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(std::fs::read_to_string(&content).unwrap().contains("opaque body"));
+}
+
+#[test]
+fn verify_rejects_a_malformed_anchor_file_as_usage_error() {
+    let tok = Tok::new();
+    let p = pki();
+    let signed = openssl_signed(&tok, &p.join("alice.pem"), &p.join("alice.key"), "alice@example.jp");
+    let bad = tok.write("bad-ca.pem", "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n");
+    let o = run(tok.cmd().args(["verify", "--in"]).arg(&signed).arg("--ca").arg(&bad));
+    assert_clear_failure(&o, 2);
+}

@@ -69,7 +69,7 @@ pub fn load(explicit: Option<&Path>) -> Result<Config, ConfigError> {
         Err(e) => return Err(ConfigError::Io { file, reason: e.to_string() }),
     };
     toml::from_str(&text).map_err(|e| ConfigError::Invalid {
-        line: e.span().map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1).unwrap_or(1),
+        line: e.span().map(|s| text.as_bytes().iter().take(s.start).filter(|&&b| b == b'\n').count() + 1).unwrap_or(1),
         file,
         reason: e.message().to_string(),
     })

@@ -143,6 +143,49 @@ impl Tok {
     }
 }
 
+impl Tok {
+    /// Generate a key pair on the token (never imported) and give it a certificate from the org CA
+    /// for alice@example.jp, stored under the same CKA_ID.
+    pub fn keygen_with_cert(&self, id: &str, label: &str, key_type: &str, extra: &[&str]) -> PathBuf {
+        let mut args = vec!["--keypairgen", "--key-type", key_type, "--id", id, "--label", label, "--usage-sign"];
+        args.extend_from_slice(extra);
+        let gen = stdout(&self.p11(&args));
+        // pkcs11-tool 0.23 cannot read back a P-384 public key, so build the SPKI from the
+        // EC_POINT it prints (a DER OCTET STRING holding the uncompressed point).
+        let point_hex = gen.lines().find_map(|l| l.trim().strip_prefix("EC_POINT:")).expect("EC_POINT in pkcs11-tool output").trim().to_string();
+        let point = hex_decode(&point_hex);
+        let (header, point): (&[u8], &[u8]) = match point.len() {
+            67 => (&[0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00], &point[2..]),
+            99 => (&[0x30, 0x76, 0x30, 0x10, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x22, 0x03, 0x62, 0x00], &point[2..]),
+            n => panic!("unexpected EC_POINT length {n}"),
+        };
+        let pubder = self.write(&format!("{label}.pub.der"), [header, point].concat());
+        let pubpem = self.path(&format!("{label}.pub.pem"));
+        ok(Command::new("openssl").args(["pkey", "-pubin", "-inform", "DER", "-in"]).arg(&pubder).arg("-out").arg(&pubpem));
+        let cert = self.path(&format!("{label}.pem"));
+        let p = pki();
+        ok(Command::new("openssl")
+            .args(["x509", "-req", "-in"])
+            .arg(p.join("alice.csr"))
+            .arg("-CA")
+            .arg(p.join("orgca.pem"))
+            .arg("-CAkey")
+            .arg(p.join("orgca.key"))
+            .args(["-set_serial", &format!("0x{}{id}", std::process::id()), "-days", "30", "-sha256", "-extfile"])
+            .arg(p.join("alice.ext"))
+            .arg("-force_pubkey")
+            .arg(&pubpem)
+            .arg("-out")
+            .arg(&cert));
+        self.import_cert(&cert, id, label);
+        cert
+    }
+}
+
+fn hex_decode(h: &str) -> Vec<u8> {
+    (0..h.len()).step_by(2).map(|i| u8::from_str_radix(&h[i..i + 2], 16).expect("hex")).collect()
+}
+
 pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
