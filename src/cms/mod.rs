@@ -42,3 +42,69 @@ pub fn unarmor(data: &[u8]) -> Result<Vec<u8>, CmsError> {
 pub fn content_info(der: &[u8]) -> Result<cms::content_info::ContentInfo, CmsError> {
     cms::content_info::ContentInfo::from_der(der).map_err(|e| CmsError::Malformed(format!("not a DER CMS ContentInfo: {e}")))
 }
+
+#[cfg(test)]
+mod robustness {
+    //! Mutated CMS and MIME must give errors, never panics. Deterministic, bounded, in-process.
+    use super::decrypt::{Decryptor, RsaOp};
+    use super::*;
+    use x509_cert::Certificate;
+    use zeroize::Zeroizing;
+
+    struct NoKeys(Vec<Certificate>);
+
+    impl Decryptor for NoKeys {
+        fn certificates(&self) -> &[Certificate] {
+            &self.0
+        }
+        fn supports(&self, _: usize, _: RsaOp) -> bool {
+            true
+        }
+        fn rsa_decrypt(&mut self, _: usize, _: RsaOp, data: &[u8]) -> Result<Zeroizing<Vec<u8>>, CmsError> {
+            // Whatever comes back from a token must be handled: echo the input.
+            Ok(Zeroizing::new(data.iter().take(32).copied().collect()))
+        }
+        fn ecdh(&mut self, _: usize, p: &[u8]) -> Result<Zeroizing<Vec<u8>>, CmsError> {
+            Ok(Zeroizing::new(p.iter().take(32).copied().collect()))
+        }
+    }
+
+    fn vectors() -> Vec<Vec<u8>> {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/interop-vectors/examples-cms/binary-files");
+        let mut out: Vec<Vec<u8>> = std::fs::read_dir(&dir).expect("interop vectors beside the repository").filter_map(|e| e.ok()).filter_map(|e| std::fs::read(e.path()).ok()).collect();
+        out.sort();
+        out
+    }
+
+    #[test]
+    fn mutated_cms_never_panics_in_verify_or_decrypt() {
+        let bob = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/interop-vectors/examples-cms/certs-and-keys/lamps-bob.encrypt.crt");
+        let bob = cert::load_file(&bob).unwrap();
+        let mut keys = NoKeys(bob.iter().map(|d| cert::parse(d).unwrap()).collect());
+        let trust = verify::Trust { anchors: bob.clone(), intermediates: vec![] };
+        let mut seed = 0x9e3779b97f4a7c15u64;
+        let mut next = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for v in vectors() {
+            for _ in 0..400 {
+                let mut m = v.clone();
+                for _ in 0..1 + next() % 4 {
+                    let i = (next() as usize) % m.len();
+                    match next() % 3 {
+                        0 => m[i] ^= 1 << (next() % 8),
+                        1 => m.truncate(i.max(1)),
+                        _ => m[i] = (next() & 0xff) as u8,
+                    }
+                }
+                let _ = verify::verify(&m, Some(b"x"), &trust, std::time::SystemTime::now());
+                let _ = verify::verify(&m, None, &trust, std::time::SystemTime::now());
+                let _ = decrypt::open(&m, &mut keys);
+                let _ = crate::mail::smime::classify(&m);
+            }
+        }
+    }
+}

@@ -403,4 +403,38 @@ mod tests {
         let e = Entity::parse(b"From: \"Alice\" <Alice@Example.JP>\nTo: b@c\n\nx").unwrap();
         assert_eq!(e.from_address().as_deref(), Some("alice@example.jp"));
     }
+
+    #[test]
+    fn mutated_mime_never_panics_in_canonicalise_or_classify() {
+        let sample = b"From: a@b.example\nContent-Type: multipart/mixed; boundary=\"X\"\n\n--X\nContent-Type: text/plain; charset=utf-8\nContent-Transfer-Encoding: quoted-printable\n\nh=C3=A9llo =\nworld\n--X\nContent-Type: application/octet-stream\nContent-Transfer-Encoding: base64\n\nAAECAw==\n--X\nContent-Type: multipart/signed; protocol=\"application/pkcs7-signature\"; boundary=Y\n\n--Y\n\nx\n--Y\nContent-Type: application/pkcs7-signature\n\nMAA=\n--Y--\n--X--\n";
+        let mut seed = 0x2545f4914f6cdd1du64;
+        let mut next = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for _ in 0..5000 {
+            let mut m = sample.to_vec();
+            for _ in 0..1 + next() % 4 {
+                let i = (next() as usize) % m.len();
+                match next() % 4 {
+                    0 => m[i] ^= 1 << (next() % 8),
+                    1 => m.truncate(i.max(1)),
+                    2 => m.insert(i, [b'\n', b'-', b'=', 0xff, b':', b'"'][(next() % 6) as usize]),
+                    _ => {
+                        m.remove(i);
+                    }
+                }
+                if m.is_empty() {
+                    m.push(b'x');
+                }
+            }
+            if let Ok(e) = Entity::parse(&m) {
+                let _ = canonicalise(&e, 0);
+                let _ = e.from_address();
+            }
+            let _ = smime::classify(&m);
+        }
+    }
 }
