@@ -91,7 +91,7 @@ fn decrypt_refuses_mail_for_someone_else_without_asking_for_a_pin() {
     let o = run(tok.with_pin(&["decrypt", "--token", &uri, "--in", enc.to_str().unwrap()]).env("SSMAX_SHIM_LOG", &log));
     assert_clear_failure(&o, 6);
     assert!(stderr(&o).contains("not encrypted for any key on the token"), "{}", stderr(&o));
-    assert!(!log.exists(), "no C_Login was made");
+    assert!(!log.exists(), "no C_Login (nor any key operation) was made");
 }
 
 fn vector(name: &str) -> PathBuf {
@@ -133,4 +133,17 @@ fn a_signing_only_token_explains_why_it_cannot_decrypt() {
     let o = run(&mut tok.with_pin(&["decrypt", "--config", config.to_str().unwrap(), "--in", enc.to_str().unwrap()]));
     assert_clear_failure(&o, 6);
     assert!(stderr(&o).contains("only signs: its keys cannot decrypt mail"), "{}", stderr(&o));
+}
+
+#[test]
+fn decrypt_with_always_authenticate_key_logs_in_for_the_operation() {
+    let tok = Tok::new();
+    let cert = tok.keygen_with_cert("08", "consent-rsa", "rsa:2048", &["--always-auth", "--usage-decrypt"]);
+    let enc = openssl_encrypt(&tok, &cert, "aes-256-gcm", &[]);
+    let log = tok.path("shim.log");
+    let uri = format!("pkcs11:token={}?module-path={}", LABEL.replace(' ', "%20"), shim().display());
+    let o = run(tok.with_pin(&["decrypt", "--token", &uri, "--in", enc.to_str().unwrap()]).env("SSMAX_SHIM_LOG", &log));
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(stdout(&o).contains("The merger closes on Friday."));
+    assert_eq!(std::fs::read_to_string(&log).unwrap(), "login 1 0\nC_DecryptInit 0\nlogin 2 0\nC_Decrypt 0\n");
 }

@@ -118,8 +118,8 @@ fn sign_with_always_authenticate_key_logs_in_per_use_and_verifies() {
         .with_pin(&["sign", "--token", &uri, "--key", "pkcs11:id=%07", "--in", input.to_str().unwrap(), "--out", out.to_str().unwrap()])
         .env("SSMAX_SHIM_LOG", &log));
     assert_eq!(code(&o), 0, "{}", stderr(&o));
-    // CKU_USER (1) then CKU_CONTEXT_SPECIFIC (2), each accepted (rv 0).
-    assert_eq!(std::fs::read_to_string(&log).unwrap(), "login 1 0\nlogin 2 0\n");
+    // CKU_USER (1), then CKU_CONTEXT_SPECIFIC (2) between C_SignInit and C_Sign, all accepted (rv 0).
+    assert_eq!(std::fs::read_to_string(&log).unwrap(), "login 1 0\nC_SignInit 0\nlogin 2 0\nC_Sign 0\n");
     // Valid for 30 days: sign warns that it expires soon.
     assert!(stderr(&o).contains("expires on"), "{}", stderr(&o));
     let v = openssl_verify(&out, &p.join("root.pem"));

@@ -18,6 +18,8 @@ fn status_lists_token_profile_pin_state_and_certificates_without_a_pin() {
         "key     EC P-256",
         "trust anchor id a0 'ssmax-anchor-root'",
         "uninitialised token",
+        "key pair id 01 'alice': RSA-2048",
+        "key pair id 02 'alice-ec': EC P-256",
     ] {
         assert!(s.contains(want), "missing '{want}' in:\n{s}");
     }

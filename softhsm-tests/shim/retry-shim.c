@@ -6,7 +6,9 @@
  *
  *   SSMAX_SHIM_TARGET  the real module (default /usr/lib/softhsm/libsofthsm2.so)
  *   SSMAX_SHIM_STATE   file holding "tries max", e.g. "1 3"; absent = no counting
- *   SSMAX_SHIM_LOG     file that gets one line per C_Login: "login <user type> <rv>"
+ *   SSMAX_SHIM_LOG     file that gets one line per C_Login ("login <user type> <rv>") and per
+ *                      C_SignInit / C_Sign / C_DecryptInit / C_Decrypt ("<function> <rv>"), so a
+ *                      test can check where a context-specific login happened
  */
 #include <dlfcn.h>
 #include <stdio.h>
@@ -34,12 +36,43 @@ static void write_state(long tries, long max) {
     fclose(f);
 }
 
-static void log_login(CK_USER_TYPE t, CK_RV rv) {
+static void log_line(const char *what, CK_RV rv) {
     const char *p = getenv("SSMAX_SHIM_LOG");
     FILE *f = p ? fopen(p, "a") : NULL;
     if (!f) return;
-    fprintf(f, "login %lu %lu\n", (unsigned long)t, (unsigned long)rv);
+    fprintf(f, "%s %lu\n", what, (unsigned long)rv);
     fclose(f);
+}
+
+static void log_login(CK_USER_TYPE t, CK_RV rv) {
+    char what[32];
+    snprintf(what, sizeof what, "login %lu", (unsigned long)t);
+    log_line(what, rv);
+}
+
+static CK_RV shim_SignInit(CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE k) {
+    CK_RV rv = real->C_SignInit(h, m, k);
+    log_line("C_SignInit", rv);
+    return rv;
+}
+
+static CK_RV shim_Sign(CK_SESSION_HANDLE h, CK_BYTE_PTR d, CK_ULONG dl, CK_BYTE_PTR s, CK_ULONG_PTR sl) {
+    CK_RV rv = real->C_Sign(h, d, dl, s, sl);
+    /* A length query (s == NULL) is not the signing operation itself. */
+    log_line(s ? "C_Sign" : "C_Sign(length)", rv);
+    return rv;
+}
+
+static CK_RV shim_DecryptInit(CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE k) {
+    CK_RV rv = real->C_DecryptInit(h, m, k);
+    log_line("C_DecryptInit", rv);
+    return rv;
+}
+
+static CK_RV shim_Decrypt(CK_SESSION_HANDLE h, CK_BYTE_PTR c, CK_ULONG cl, CK_BYTE_PTR d, CK_ULONG_PTR dl) {
+    CK_RV rv = real->C_Decrypt(h, c, cl, d, dl);
+    log_line(d ? "C_Decrypt" : "C_Decrypt(length)", rv);
+    return rv;
 }
 
 static CK_RV shim_GetTokenInfo(CK_SLOT_ID slot, CK_TOKEN_INFO_PTR info) {
@@ -77,6 +110,10 @@ CK_RV C_GetFunctionList(CK_FUNCTION_LIST_PTR_PTR out) {
     memcpy(&shim, real, sizeof shim);
     shim.C_GetTokenInfo = shim_GetTokenInfo;
     shim.C_Login = shim_Login;
+    shim.C_SignInit = shim_SignInit;
+    shim.C_Sign = shim_Sign;
+    shim.C_DecryptInit = shim_DecryptInit;
+    shim.C_Decrypt = shim_Decrypt;
     shim.C_GetFunctionList = C_GetFunctionList;
     *out = &shim;
     return CKR_OK;

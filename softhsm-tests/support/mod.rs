@@ -150,16 +150,27 @@ impl Tok {
         let mut args = vec!["--keypairgen", "--key-type", key_type, "--id", id, "--label", label, "--usage-sign"];
         args.extend_from_slice(extra);
         let gen = stdout(&self.p11(&args));
-        // pkcs11-tool 0.23 cannot read back a P-384 public key, so build the SPKI from the
-        // EC_POINT it prints (a DER OCTET STRING holding the uncompressed point).
-        let point_hex = gen.lines().find_map(|l| l.trim().strip_prefix("EC_POINT:")).expect("EC_POINT in pkcs11-tool output").trim().to_string();
-        let point = hex_decode(&point_hex);
-        let (header, point): (&[u8], &[u8]) = match point.len() {
-            67 => (&[0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00], &point[2..]),
-            99 => (&[0x30, 0x76, 0x30, 0x10, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x22, 0x03, 0x62, 0x00], &point[2..]),
-            n => panic!("unexpected EC_POINT length {n}"),
+        let pubder = match gen.lines().find_map(|l| l.trim().strip_prefix("EC_POINT:")) {
+            // pkcs11-tool 0.23 cannot read back a P-384 public key, so build the SPKI from the
+            // EC_POINT it prints (a DER OCTET STRING holding the uncompressed point).
+            Some(point_hex) => {
+                let point = hex_decode(point_hex.trim());
+                let (header, point): (&[u8], &[u8]) = match point.len() {
+                    67 => (&[0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00], &point[2..]),
+                    99 => (&[0x30, 0x76, 0x30, 0x10, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x22, 0x03, 0x62, 0x00], &point[2..]),
+                    n => panic!("unexpected EC_POINT length {n}"),
+                };
+                self.write(&format!("{label}.pub.der"), [header, point].concat())
+            }
+            None => {
+                let der = self.path(&format!("{label}.pub.der"));
+                ok(Command::new("pkcs11-tool")
+                    .env("SOFTHSM2_CONF", &self.conf)
+                    .args(["--module", "/usr/lib/softhsm/libsofthsm2.so", "--token-label", LABEL, "--read-object", "--type", "pubkey", "--id", id, "-o"])
+                    .arg(&der));
+                der
+            }
         };
-        let pubder = self.write(&format!("{label}.pub.der"), [header, point].concat());
         let pubpem = self.path(&format!("{label}.pub.pem"));
         ok(Command::new("openssl").args(["pkey", "-pubin", "-inform", "DER", "-in"]).arg(&pubder).arg("-out").arg(&pubpem));
         let cert = self.path(&format!("{label}.pem"));

@@ -92,6 +92,9 @@ pub fn run(g: &Global) -> Result<(), Failure> {
                 }
                 println!("      key     {kind}; {expiry}");
             }
+            for (id, label, kind) in token.public_keys()? {
+                println!("    key pair id {} '{label}': {kind} (private key on the token; listing it needs the PIN)", hex(&id));
+            }
             if !token.profile.keys.can_decrypt {
                 println!("    note: {}", token.profile.keys.no_decrypt_reason.as_deref().unwrap_or("this token cannot decrypt"));
             }
