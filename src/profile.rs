@@ -61,6 +61,9 @@ pub struct Matcher {
     /// Token labels this profile accepts; empty accepts any label.
     #[serde(default)]
     pub labels: Vec<String>,
+    /// Tokens of this kind with these labels are not for mail: no profile claims them.
+    #[serde(default)]
+    pub ignore_labels: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -169,6 +172,12 @@ impl Profile {
         eq(&self.matcher.manufacturer, manufacturer)
             && eq(&self.matcher.model, model)
             && (self.matcher.labels.is_empty() || self.matcher.labels.iter().any(|l| l == label.trim_end()))
+    }
+
+    /// This profile knows the token and says it is not for mail (JPKI's authentication slot).
+    pub fn ignores(&self, label: &str, manufacturer: &str, model: &str) -> bool {
+        let eq = |want: &Option<String>, have: &str| want.as_deref().is_none_or(|w| w == have.trim_end());
+        eq(&self.matcher.manufacturer, manufacturer) && eq(&self.matcher.model, model) && self.matcher.ignore_labels.iter().any(|l| l == label.trim_end())
     }
 
     pub fn allows_sign(&self, mech: &str) -> bool {
@@ -291,6 +300,19 @@ mod tests {
         assert!(!jpki.keys.can_decrypt);
         assert!(jpki.keys.no_decrypt_reason.as_deref().unwrap().contains("decrypt"));
         assert_eq!(jpki.pin.normalise, Normalise::Uppercase);
+    }
+
+    #[test]
+    fn jpki_authentication_slot_is_claimed_by_no_profile() {
+        let all = load_all(None).unwrap();
+        let m = "/usr/lib/x86_64-linux-gnu/opensc-pkcs11.so".as_ref();
+        let sig = crate::token::match_profile(&all, m, "JPKI (Digital Signature PIN)", "JPKI", "PKCS#15 emulated");
+        assert_eq!(sig.map(|p| p.name.as_str()), Some("jpki"));
+        assert!(crate::token::match_profile(&all, m, "JPKI (User Authentication PIN)", "JPKI", "PKCS#15 emulated").is_none());
+        let piv = crate::token::match_profile(&all, m, "Taro Yamada", "piv_II", "PKCS#15 emulated");
+        assert_eq!(piv.map(|p| p.name.as_str()), Some("opensc-piv"));
+        let other = crate::token::match_profile(&all, m, "CardOS", "Atos", "CardOS M5");
+        assert_eq!(other.map(|p| p.name.as_str()), Some("opensc-generic"));
     }
 
     #[test]

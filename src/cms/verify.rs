@@ -111,7 +111,6 @@ fn verify_signer(
 
     // What was signed: the DER of the signed attributes (as a SET), or the content itself.
     let mut signing_time = None;
-    let hash_name;
     let signed_bytes = match &si.signed_attrs {
         Some(attrs) => {
             let digest_alg = &si.digest_alg.oid;
@@ -120,10 +119,8 @@ fn verify_signer(
             let md = md.decode_as::<der::asn1::OctetString>().map_err(|e| CmsError::Malformed(format!("message digest: {e}")))?;
             let computed = match hash {
                 Some(h) => h.digest(content),
-                // Ed25519 signers use SHA-512 as the digest algorithm (RFC 8419 §3).
                 None => return Err(CmsError::Unsupported(format!("digest algorithm {digest_alg} (SHA-1 and unknown digests are refused)"))),
             };
-            hash_name = hash.map(|h| h.micalg()).unwrap_or("?");
             if md.as_bytes() != computed.as_slice() {
                 return Err(CmsError::Verify(format!("the content does not match the signature of {who}: the mail was altered after signing")));
             }
@@ -136,13 +133,9 @@ fn verify_signer(
             }
             attrs.to_der().map_err(|e| CmsError::Malformed(e.to_string()))?
         }
-        None => {
-            hash_name = "none";
-            content.to_vec()
-        }
+        None => content.to_vec(),
     };
     let (alg, alg_name) = signature_alg(si, &signer)?;
-    let _ = hash_name;
     let cert_der = CertificateDer::from(signer_der.as_slice());
     let ee = webpki::EndEntityCert::try_from(&cert_der).map_err(|e| CmsError::Verify(format!("the certificate of {who} is not acceptable: {e:?}")))?;
     ee.verify_signature(alg, &signed_bytes, si.signature.as_bytes())

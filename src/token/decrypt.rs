@@ -35,8 +35,8 @@ impl<'t, 'p> TokenDecryptor<'t, 'p> {
             if c.anchor || c.id.is_empty() || (!wanted.is_empty() && !wanted.contains(&c.id)) {
                 continue;
             }
-            // A certificate that does not parse cannot name a recipient; skip it.
-            if let Ok(parsed) = Certificate::from_der(&c.der) {
+            // A certificate that does not parse cannot name a recipient; a CA has no mail key.
+            if let Ok(parsed) = Certificate::from_der(&c.der).map_err(|_| ()).and_then(|p| if crate::cms::cert::is_ca(&p) { Err(()) } else { Ok(p) }) {
                 certs.push(parsed);
                 objects.push(c);
             }

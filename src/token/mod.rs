@@ -184,6 +184,9 @@ impl Module {
 pub fn match_profile<'p>(profiles: &'p [Profile], module: &Path, label: &str, manufacturer: &str, model: &str) -> Option<&'p Profile> {
     let canon = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
     let module = canon(module);
+    if profiles.iter().any(|p| p.ignores(label, manufacturer, model)) {
+        return None;
+    }
     let fits = |p: &&Profile| p.matches(label, manufacturer, model);
     profiles
         .iter()

@@ -50,9 +50,7 @@ impl PinPrompt for FdPin {
             // SAFETY: the caller handed us this descriptor for exactly this purpose; we own it from here.
             let file = unsafe { std::fs::File::from_raw_fd(self.fd) };
             let mut buf = Zeroizing::new(Vec::with_capacity(64));
-            file.take(MAX_PIN_BYTES as u64 + 1)
-                .read_to_end(&mut buf)
-                .map_err(|e| TokenError::NoPinSource(format!("cannot read --pin-fd {}: {e}", self.fd)))?;
+            read_pin_bytes(file, self.fd, &mut buf)?;
             if buf.len() > MAX_PIN_BYTES {
                 return Err(TokenError::NoPinSource(format!("--pin-fd {} gave more than {MAX_PIN_BYTES} bytes", self.fd)));
             }
@@ -73,6 +71,33 @@ impl PinPrompt for FdPin {
         }
         #[cfg(not(unix))]
         Err(TokenError::NoPinSource("--pin-fd is only available on Unix".into()))
+    }
+}
+
+/// Read up to MAX_PIN_BYTES + 1 bytes, waiting on a non-blocking descriptor instead of failing.
+#[cfg(unix)]
+fn read_pin_bytes(mut file: std::fs::File, fd: i32, buf: &mut Vec<u8>) -> Result<(), TokenError> {
+    use std::os::fd::AsRawFd;
+    let mut chunk = Zeroizing::new([0u8; 256]);
+    loop {
+        match file.read(&mut chunk[..]) {
+            Ok(0) => return Ok(()),
+            Ok(n) => {
+                buf.extend_from_slice(&chunk[..n]);
+                if buf.len() > MAX_PIN_BYTES {
+                    return Ok(());
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                let mut p = libc::pollfd { fd: file.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+                // SAFETY: one valid pollfd for the duration of the call.
+                if unsafe { libc::poll(&mut p, 1, 120_000) } == 0 {
+                    return Err(TokenError::NoPinSource(format!("no PIN arrived on --pin-fd {fd} within 2 minutes")));
+                }
+            }
+            Err(e) => return Err(TokenError::NoPinSource(format!("cannot read --pin-fd {fd}: {e}"))),
+        }
     }
 }
 
