@@ -147,3 +147,16 @@ fn decrypt_with_always_authenticate_key_logs_in_for_the_operation() {
     assert!(stdout(&o).contains("The merger closes on Friday."));
     assert_eq!(std::fs::read_to_string(&log).unwrap(), "login 1 0\nC_DecryptInit 0\nlogin 2 0\nC_Decrypt 0\n");
 }
+
+#[test]
+fn decrypt_matches_recipients_named_by_subject_key_identifier() {
+    let tok = Tok::new();
+    for (cert, opts) in [(pki().join("alice.pem"), &["-keyid"][..]), (tok.dir.path().join("t/alice-ec.pem"), &["-keyid"][..])] {
+        let enc = openssl_encrypt(&tok, &cert, "aes-256-gcm", opts);
+        let dump = ok(Command::new("openssl").args(["cms", "-cmsout", "-print", "-in"]).arg(&enc));
+        assert!(stdout(&dump).contains("subjectKeyIdentifier") || stdout(&dump).contains("rKeyId"), "{}", stdout(&dump));
+        let o = decrypt(&tok, &enc);
+        assert_eq!(code(&o), 0, "{}", stderr(&o));
+        assert!(stdout(&o).contains("The merger closes on Friday."));
+    }
+}

@@ -4,32 +4,13 @@
 
 use super::oaep::{self, OaepHash};
 use super::{cert, content_info, CmsError};
-use cms::content_info::CmsVersion;
-use cms::enveloped_data::{
-    EncryptedContentInfo, EnvelopedData, KeyAgreeRecipientIdentifier, OriginatorIdentifierOrKey, OriginatorInfo, RecipientIdentifier,
-    RecipientInfo, RecipientInfos,
-};
+use super::asn1::{AuthEnvelopedData, EnvelopedData, KeyAgreeRecipientIdentifier, RecipientInfo};
+use cms::enveloped_data::{EncryptedContentInfo, OriginatorIdentifierOrKey, RecipientIdentifier};
 use const_oid::db::{rfc5911, rfc5912};
-use der::asn1::{ObjectIdentifier, OctetString};
+use der::asn1::{ObjectIdentifier, OctetString, SetOfVec};
 use der::{Encode, Sequence};
-use x509_cert::attr::Attributes;
 use x509_cert::Certificate;
 use zeroize::Zeroizing;
-
-/// RFC 5083 AuthEnvelopedData (not in the cms crate 0.2).
-#[derive(Clone, Debug, Eq, PartialEq, Sequence)]
-pub struct AuthEnvelopedData {
-    pub version: CmsVersion,
-    #[asn1(context_specific = "0", tag_mode = "IMPLICIT", constructed = "true", optional = "true")]
-    pub originator_info: Option<OriginatorInfo>,
-    pub recip_infos: RecipientInfos,
-    pub auth_encrypted_content_info: EncryptedContentInfo,
-    #[asn1(context_specific = "1", tag_mode = "IMPLICIT", constructed = "true", optional = "true")]
-    pub auth_attrs: Option<Attributes>,
-    pub mac: OctetString,
-    #[asn1(context_specific = "2", tag_mode = "IMPLICIT", constructed = "true", optional = "true")]
-    pub unauth_attrs: Option<Attributes>,
-}
 
 pub const ID_CT_AUTH_ENVELOPED_DATA: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.9.16.1.23");
 
@@ -130,7 +111,7 @@ fn hash_of(oid: &ObjectIdentifier) -> Option<OaepHash> {
 /// Open an EnvelopedData or AuthEnvelopedData ContentInfo.
 pub fn open(der: &[u8], keys: &mut dyn Decryptor) -> Result<Opened, CmsError> {
     let ci = content_info(der)?;
-    let (infos, eci, auth): (RecipientInfos, EncryptedContentInfo, Option<(Option<Vec<u8>>, Vec<u8>)>) = if ci.content_type == rfc5911::ID_ENVELOPED_DATA {
+    let (infos, eci, auth): (SetOfVec<RecipientInfo>, EncryptedContentInfo, Option<(Option<Vec<u8>>, Vec<u8>)>) = if ci.content_type == rfc5911::ID_ENVELOPED_DATA {
         let ed: EnvelopedData = ci.content.decode_as().map_err(|e| CmsError::Malformed(format!("EnvelopedData does not parse: {e}")))?;
         (ed.recip_infos, ed.encrypted_content, None)
     } else if ci.content_type == ID_CT_AUTH_ENVELOPED_DATA {
@@ -155,12 +136,12 @@ pub fn open(der: &[u8], keys: &mut dyn Decryptor) -> Result<Opened, CmsError> {
 }
 
 /// Find the recipient info addressed to one of our certificates and have the token unwrap the key.
-fn recover_cek(infos: &RecipientInfos, keys: &mut dyn Decryptor) -> Result<(Zeroizing<Vec<u8>>, &'static str, String), CmsError> {
+fn recover_cek(infos: &SetOfVec<RecipientInfo>, keys: &mut dyn Decryptor) -> Result<(Zeroizing<Vec<u8>>, &'static str, String), CmsError> {
     let certs: Vec<Certificate> = keys.certificates().to_vec();
     let matches_ias = |ias: &cms::cert::IssuerAndSerialNumber, c: &Certificate| c.tbs_certificate.issuer == ias.issuer && c.tbs_certificate.serial_number == ias.serial_number;
     let matches_ski = |ski: &[u8], c: &Certificate| cert::subject_key_id(c).as_deref() == Some(ski);
     let mut kinds_seen = Vec::new();
-    for ri in infos.0.iter() {
+    for ri in infos.iter() {
         match ri {
             RecipientInfo::Ktri(k) => {
                 kinds_seen.push("key transport");
@@ -203,7 +184,7 @@ fn recover_cek(infos: &RecipientInfos, keys: &mut dyn Decryptor) -> Result<(Zero
                 for rek in &kari.recipient_enc_keys {
                     let idx = certs.iter().position(|c| match &rek.rid {
                         KeyAgreeRecipientIdentifier::IssuerAndSerialNumber(ias) => matches_ias(ias, c),
-                        KeyAgreeRecipientIdentifier::RKeyId(r) => matches_ski(r.subject_key_identifier.0.as_bytes(), c),
+                        KeyAgreeRecipientIdentifier::RKeyId(r) => matches_ski(r.subject_key_identifier.as_bytes(), c),
                     });
                     let Some(idx) = idx else { continue };
                     let who = cert::subject(&certs[idx]);
