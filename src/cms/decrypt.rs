@@ -8,7 +8,7 @@ use super::asn1::{AuthEnvelopedData, EnvelopedData, KeyAgreeRecipientIdentifier,
 use cms::enveloped_data::{EncryptedContentInfo, OriginatorIdentifierOrKey, RecipientIdentifier};
 use const_oid::db::{rfc5911, rfc5912};
 use der::asn1::{ObjectIdentifier, OctetString, SetOfVec};
-use der::{Encode, Sequence};
+use der::{Decode, Encode, Sequence};
 use x509_cert::Certificate;
 use zeroize::Zeroizing;
 
@@ -63,29 +63,29 @@ pub struct Opened {
     pub recipient: String,
 }
 
-const ID_RSAES_OAEP: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.7");
-const ID_MGF1: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.8");
+pub(crate) const ID_RSAES_OAEP: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.7");
+pub(crate) const ID_MGF1: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.8");
 const ID_SHA1: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.14.3.2.26");
 const ID_CHACHA20_POLY1305: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.9.16.3.18");
 const ID_P_SPECIFIED: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.9");
 
 /// RSAES-OAEP-params (RFC 8017 A.2.1): every field has a SHA-1 default.
 #[derive(Clone, Debug, Eq, PartialEq, Sequence)]
-struct OaepParams {
+pub(crate) struct OaepParams {
     #[asn1(context_specific = "0", tag_mode = "EXPLICIT", optional = "true")]
-    hash: Option<spki::AlgorithmIdentifierOwned>,
+    pub(crate) hash: Option<spki::AlgorithmIdentifierOwned>,
     #[asn1(context_specific = "1", tag_mode = "EXPLICIT", optional = "true")]
-    mgf: Option<spki::AlgorithmIdentifierOwned>,
+    pub(crate) mgf: Option<spki::AlgorithmIdentifierOwned>,
     #[asn1(context_specific = "2", tag_mode = "EXPLICIT", optional = "true")]
-    psource: Option<spki::AlgorithmIdentifierOwned>,
+    pub(crate) psource: Option<spki::AlgorithmIdentifierOwned>,
 }
 
 /// GCMParameters (RFC 5084 §3.2).
 #[derive(Clone, Debug, Eq, PartialEq, Sequence)]
-struct GcmParams {
-    nonce: OctetString,
+pub(crate) struct GcmParams {
+    pub(crate) nonce: OctetString,
     #[asn1(optional = "true")]
-    icv_len: Option<u8>,
+    pub(crate) icv_len: Option<u8>,
 }
 
 /// ECC-CMS-SharedInfo (RFC 5753 §7.2).
@@ -108,31 +108,119 @@ fn hash_of(oid: &ObjectIdentifier) -> Option<OaepHash> {
     }
 }
 
+/// A parsed EnvelopedData or AuthEnvelopedData: what opening and re-keying need.
+#[derive(Debug, Clone)]
+pub struct Envelope {
+    pub authenticated: bool,
+    pub originator_info: Option<cms::enveloped_data::OriginatorInfo>,
+    pub infos: SetOfVec<RecipientInfo>,
+    pub eci: EncryptedContentInfo,
+    pub auth_attrs: Option<x509_cert::attr::Attributes>,
+    pub mac: Option<OctetString>,
+    pub other_attrs: Option<x509_cert::attr::Attributes>,
+}
+
+impl Envelope {
+    pub fn parse(der: &[u8]) -> Result<Envelope, CmsError> {
+        let ci = content_info(der)?;
+        if ci.content_type == rfc5911::ID_ENVELOPED_DATA {
+            let ed: EnvelopedData = ci.content.decode_as().map_err(|e| CmsError::Malformed(format!("EnvelopedData does not parse: {e}")))?;
+            Ok(Envelope {
+                authenticated: false,
+                originator_info: ed.originator_info,
+                infos: ed.recip_infos,
+                eci: ed.encrypted_content,
+                auth_attrs: None,
+                mac: None,
+                other_attrs: ed.unprotected_attrs,
+            })
+        } else if ci.content_type == ID_CT_AUTH_ENVELOPED_DATA {
+            let ad: AuthEnvelopedData = ci.content.decode_as().map_err(|e| CmsError::Malformed(format!("AuthEnvelopedData does not parse: {e}")))?;
+            Ok(Envelope {
+                authenticated: true,
+                originator_info: ad.originator_info,
+                infos: ad.recip_infos,
+                eci: ad.auth_encrypted_content_info,
+                auth_attrs: ad.auth_attrs,
+                mac: Some(ad.mac),
+                other_attrs: ad.unauth_attrs,
+            })
+        } else {
+            Err(CmsError::Malformed(format!("content type {} is neither enveloped-data nor auth-enveloped-data", ci.content_type)))
+        }
+    }
+
+    /// The content-encryption key, recovered by the key holder (the token's key never leaves it).
+    pub fn recover_cek(&self, keys: &mut dyn Decryptor) -> Result<(Zeroizing<Vec<u8>>, &'static str, String), CmsError> {
+        if let Some(why) = keys.cannot_decrypt() {
+            return Err(CmsError::NoKey(why));
+        }
+        // Refuse unsupported content before anyone is asked for a PIN.
+        content_alg(&self.eci, self.authenticated)?;
+        recover_cek(&self.infos, keys)
+    }
+
+    pub fn content_alg(&self) -> Result<ContentAlg, CmsError> {
+        content_alg(&self.eci, self.authenticated)
+    }
+
+    pub fn decrypt(&self, cek: &[u8]) -> Result<Vec<u8>, CmsError> {
+        let alg = content_alg(&self.eci, self.authenticated)?;
+        let ciphertext = self.eci.encrypted_content.as_ref().ok_or_else(|| CmsError::Malformed("no encrypted content (detached content is not supported)".into()))?;
+        let auth = match (&self.auth_attrs, &self.mac) {
+            (attrs, Some(mac)) => Some((attrs.as_ref().map(|a| a.to_der()).transpose().map_err(|e| CmsError::Malformed(e.to_string()))?, mac.as_bytes().to_vec())),
+            _ => None,
+        };
+        decrypt_content(alg, &self.eci, cek, ciphertext.as_bytes(), auth.as_ref())
+    }
+
+    /// The same envelope — same encrypted content, same MAC — for new recipients only.
+    pub fn with_recipients(&self, infos: Vec<RecipientInfo>) -> Result<Vec<u8>, CmsError> {
+        let enc = |e: der::Error| CmsError::Malformed(format!("encoding the envelope: {e}"));
+        let set = SetOfVec::try_from(infos).map_err(enc)?;
+        let (oid, inner) = if self.authenticated {
+            let mac = self.mac.clone().ok_or_else(|| CmsError::Malformed("auth-enveloped data without a MAC".into()))?;
+            let ad = AuthEnvelopedData {
+                version: cms::content_info::CmsVersion::V0,
+                originator_info: self.originator_info.clone(),
+                recip_infos: set,
+                auth_encrypted_content_info: self.eci.clone(),
+                auth_attrs: self.auth_attrs.clone(),
+                mac,
+                unauth_attrs: self.other_attrs.clone(),
+            };
+            (ID_CT_AUTH_ENVELOPED_DATA, ad.to_der().map_err(enc)?)
+        } else {
+            let version = if self.originator_info.is_some() || self.other_attrs.is_some() || set.iter().any(|r| !matches!(r, RecipientInfo::Ktri(_))) {
+                cms::content_info::CmsVersion::V2
+            } else {
+                cms::content_info::CmsVersion::V0
+            };
+            let ed = EnvelopedData {
+                version,
+                originator_info: self.originator_info.clone(),
+                recip_infos: set,
+                encrypted_content: self.eci.clone(),
+                unprotected_attrs: self.other_attrs.clone(),
+            };
+            (rfc5911::ID_ENVELOPED_DATA, ed.to_der().map_err(enc)?)
+        };
+        let ci = cms::content_info::ContentInfo { content_type: oid, content: der::Any::from_der(&inner).map_err(enc)? };
+        ci.to_der().map_err(enc)
+    }
+
+    /// The raw encrypted content bytes (what re-keying must leave identical).
+    pub fn ciphertext(&self) -> &[u8] {
+        self.eci.encrypted_content.as_ref().map(|o| o.as_bytes()).unwrap_or(&[])
+    }
+}
+
 /// Open an EnvelopedData or AuthEnvelopedData ContentInfo.
 pub fn open(der: &[u8], keys: &mut dyn Decryptor) -> Result<Opened, CmsError> {
-    let ci = content_info(der)?;
-    let (infos, eci, auth): (SetOfVec<RecipientInfo>, EncryptedContentInfo, Option<(Option<Vec<u8>>, Vec<u8>)>) = if ci.content_type == rfc5911::ID_ENVELOPED_DATA {
-        let ed: EnvelopedData = ci.content.decode_as().map_err(|e| CmsError::Malformed(format!("EnvelopedData does not parse: {e}")))?;
-        (ed.recip_infos, ed.encrypted_content, None)
-    } else if ci.content_type == ID_CT_AUTH_ENVELOPED_DATA {
-        let ad: AuthEnvelopedData = ci.content.decode_as().map_err(|e| CmsError::Malformed(format!("AuthEnvelopedData does not parse: {e}")))?;
-        let aad = match &ad.auth_attrs {
-            Some(a) => Some(a.to_der().map_err(|e| CmsError::Malformed(e.to_string()))?),
-            None => None,
-        };
-        (ad.recip_infos, ad.auth_encrypted_content_info, Some((aad, ad.mac.as_bytes().to_vec())))
-    } else {
-        return Err(CmsError::Malformed(format!("content type {} is neither enveloped-data nor auth-enveloped-data", ci.content_type)));
-    };
-    if let Some(why) = keys.cannot_decrypt() {
-        return Err(CmsError::NoKey(why));
-    }
-    let alg = content_alg(&eci, auth.is_some())?;
-    let ciphertext = eci.encrypted_content.as_ref().ok_or_else(|| CmsError::Malformed("no encrypted content (detached content is not supported)".into()))?;
-
-    let (cek, key_transport, recipient) = recover_cek(&infos, keys)?;
-    let content = decrypt_content(alg, &eci, &cek, ciphertext.as_bytes(), auth.as_ref())?;
-    Ok(Opened { content, content_alg: alg, key_transport, recipient })
+    let env = Envelope::parse(der)?;
+    let (cek, key_transport, recipient) = env.recover_cek(keys)?;
+    let content = env.decrypt(&cek)?;
+    Ok(Opened { content, content_alg: env.content_alg()?, key_transport, recipient })
 }
 
 /// Find the recipient info addressed to one of our certificates and have the token unwrap the key.
@@ -282,7 +370,7 @@ fn wrap_key_len(oid: &ObjectIdentifier) -> Result<usize, CmsError> {
 }
 
 /// ANSI X9.63 KDF as RFC 5753 §7.2 applies it.
-fn x963_kdf(hash: OaepHash, z: &[u8], wrap: &ObjectIdentifier, ukm: Option<&[u8]>) -> Result<Zeroizing<Vec<u8>>, CmsError> {
+pub(crate) fn x963_kdf(hash: OaepHash, z: &[u8], wrap: &ObjectIdentifier, ukm: Option<&[u8]>) -> Result<Zeroizing<Vec<u8>>, CmsError> {
     use sha2::digest::DynDigest;
     let len = wrap_key_len(wrap)?;
     let info = EccCmsSharedInfo {

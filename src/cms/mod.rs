@@ -4,8 +4,10 @@
 pub mod asn1;
 pub mod cert;
 pub mod decrypt;
+pub mod encrypt;
 pub mod oaep;
 pub mod sign;
+pub mod signed;
 pub mod verify;
 
 use der::Decode;

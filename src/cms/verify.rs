@@ -2,9 +2,10 @@
 //! end-entity certificate by rustls-webpki), the chain to a trust anchor at signing time and now,
 //! and e-mail protection usage. Any failure names what failed.
 
-use super::{cert, content_info, CmsError};
+use super::{cert, CmsError};
 use cms::cert::CertificateChoices;
-use cms::signed_data::{SignedData, SignerIdentifier, SignerInfo};
+use super::signed::{self, Oid, RawAttribute, SignerInfo};
+use cms::signed_data::SignerIdentifier;
 use const_oid::db::{rfc5911, rfc5912};
 use der::{Decode, Encode};
 use rustls_pki_types::{CertificateDer, SignatureVerificationAlgorithm, UnixTime};
@@ -32,6 +33,9 @@ pub struct SignerReport {
     pub not_after: SystemTime,
     /// The signer's own certificate was given as a trust anchor (no issuer chain).
     pub pinned: bool,
+    /// The signer's certificate (DER) and every signed attribute, for profiles built on top.
+    pub cert_der: Vec<u8>,
+    pub attributes: Vec<RawAttribute>,
 }
 
 #[derive(Debug)]
@@ -47,11 +51,7 @@ const ID_EC_PUBLIC_KEY: der::oid::ObjectIdentifier = der::oid::ObjectIdentifier:
 const SECP384R1: der::oid::ObjectIdentifier = der::oid::ObjectIdentifier::new_unwrap("1.3.132.0.34");
 
 pub fn verify(der: &[u8], detached: Option<&[u8]>, trust: &Trust, now: SystemTime) -> Result<Verified, CmsError> {
-    let ci = content_info(der)?;
-    if ci.content_type != rfc5911::ID_SIGNED_DATA {
-        return Err(CmsError::Malformed(format!("content type {} is not signed-data", ci.content_type)));
-    }
-    let sd: SignedData = ci.content.decode_as().map_err(|e| CmsError::Malformed(format!("SignedData does not parse: {e}")))?;
+    let sd = signed::parse(der)?;
     let econtent = sd.encap_content_info.econtent.as_ref().map(|c| {
         // id-data eContent is an OCTET STRING; other types carry their DER.
         der::asn1::OctetString::from_der(&c.to_der().unwrap_or_default()).map(|o| o.as_bytes().to_vec()).unwrap_or_else(|_| c.value().to_vec())
@@ -62,17 +62,17 @@ pub fn verify(der: &[u8], detached: Option<&[u8]>, trust: &Trust, now: SystemTim
         (None, Some(d)) => d.to_vec(),
         (None, None) => return Err(CmsError::Malformed("detached signature without the signed content".into())),
     };
-    if sd.signer_infos.0.is_empty() {
+    if sd.signer_infos.is_empty() {
         return Err(CmsError::Verify("the signature has no signers".into()));
     }
     let mut embedded: Vec<Vec<u8>> = Vec::new();
-    for c in sd.certificates.iter().flat_map(|s| s.0.iter()) {
+    for c in sd.certificates.iter().flat_map(|s| s.iter()) {
         if let CertificateChoices::Certificate(c) = c {
             embedded.push(c.to_der().map_err(|e| CmsError::Malformed(e.to_string()))?);
         }
     }
     let mut signers = Vec::new();
-    for si in sd.signer_infos.0.iter() {
+    for si in sd.signer_infos.iter() {
         signers.push(verify_signer(si, sd.encap_content_info.econtent_type, &content, &embedded, trust, now)?);
     }
     Ok(Verified { signers, content })
@@ -85,14 +85,8 @@ fn find_signer_cert(sid: &SignerIdentifier, pool: &[&Vec<u8>]) -> Option<(Vec<u8
     })
 }
 
-fn attr<'a>(si: &'a SignerInfo, oid: der::oid::ObjectIdentifier) -> Result<Option<&'a der::Any>, CmsError> {
-    let Some(attrs) = &si.signed_attrs else { return Ok(None) };
-    let mut found = attrs.iter().filter(|a| a.oid == oid);
-    let Some(a) = found.next() else { return Ok(None) };
-    if found.next().is_some() || a.values.len() != 1 {
-        return Err(CmsError::Verify(format!("signed attribute {oid} must appear once with one value (RFC 5652 §11)")));
-    }
-    Ok(a.values.get(0))
+fn attr(si: &SignerInfo, oid: der::oid::ObjectIdentifier) -> Result<Option<&der::Any>, CmsError> {
+    si.attr(&Oid::from_const(oid))
 }
 
 fn verify_signer(
@@ -195,6 +189,8 @@ fn verify_signer(
         algorithm: alg_name,
         not_after: cert::not_after(&signer),
         pinned,
+        cert_der: signer_der,
+        attributes: si.signed_attrs.as_ref().map(|a| a.iter().cloned().collect()).unwrap_or_default(),
     })
 }
 
