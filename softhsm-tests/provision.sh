@@ -2,14 +2,15 @@
 # Builds the demo PKI and SoftHSM2 tokens used by the README demo and by softhsm-tests.
 #
 #   provision.sh pki DIR                 demo PKI in DIR (keys and certificates, openssl only)
-#   provision.sh token PKI DIR LABEL PINFILE
+#   provision.sh token PKI DIR LABEL PINFILE [alice|bob]
 #                                        a SoftHSM2 token store in DIR/tokens with SOFTHSM2_CONF=DIR/softhsm2.conf,
 #                                        holding the user's RSA key (imported) and an EC P-256 key generated on the
 #                                        token (CKA_DERIVE for ECDH), their certificates, and the trust anchors.
 #
 # PKI: "SSMAX Demo Root" → "Example Org CA" → alice@example.jp (RSA-2048, emailProtection), and an org
-# certificate "Example Org (mail)" issued by the root. Extra certificates for negative tests: expired,
-# wrong EKU, and a user under an untrusted root.
+# certificate "Example Org (mail)" issued by the root; on the receiving side "Partner Org (mail)" and
+# Partner Org CA → bob@partner.example. Extra certificates for negative tests: expired, wrong EKU, and
+# a user under an untrusted root.
 set -euo pipefail
 MODULE=${SSMAX_SOFTHSM_MODULE:-/usr/lib/softhsm/libsofthsm2.so}
 SO_PIN=so-pin-12345678
@@ -44,6 +45,10 @@ pki() {
   user_ext alice.ext alice@example.jp emailProtection
   user_ext wrong-eku.ext alice@example.jp serverAuth
   user_ext mallory.ext mallory@example.jp emailProtection
+  user_ext bob.ext bob@partner.example emailProtection
+  ext partner-org.ext "basicConstraints=critical,CA:FALSE" "keyUsage=critical,digitalSignature,keyEncipherment" \
+    "extendedKeyUsage=emailProtection" "subjectAltName=email:mail-gateway@partner.example" \
+    "subjectKeyIdentifier=hash" "authorityKeyIdentifier=keyid"
 
   openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out root.key 2>/dev/null
   openssl req -new -x509 -key root.key -subj "/O=SSMAX Demo/CN=SSMAX Demo Root" -days 3650 \
@@ -54,6 +59,17 @@ pki() {
   openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out org.key 2>/dev/null
   openssl req -new -key org.key -subj "/O=Example Org/CN=Example Org (mail)" -out org.csr
   issue root.key root.pem org.csr org.pem org.ext 1825
+
+  # The receiving side: Partner Org (accredited by the same SSMAX root) and its user bob.
+  openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out partner-org.key 2>/dev/null
+  openssl req -new -key partner-org.key -subj "/O=Partner Org/CN=Partner Org (mail)" -out partner-org.csr
+  issue root.key root.pem partner-org.csr partner-org.pem partner-org.ext 1825
+  openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out partnerca.key 2>/dev/null
+  openssl req -new -key partnerca.key -subj "/O=Partner Org/CN=Partner Org CA" -out partnerca.csr
+  issue root.key root.pem partnerca.csr partnerca.pem ca.ext 3650
+  openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out bob.key 2>/dev/null
+  openssl req -new -key bob.key -subj "/O=Partner Org/CN=Bob Partner" -out bob.csr
+  issue partnerca.key partnerca.pem bob.csr bob.pem bob.ext 730
 
   openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out alice.key 2>/dev/null
   openssl req -new -key alice.key -subj "/O=Example Org/CN=Alice Example" -out alice.csr
@@ -94,7 +110,8 @@ CNF
 }
 
 token() {
-  local pkidir=$1 d=$2 label=$3 pinfile=$4
+  local pkidir=$1 d=$2 label=$3 pinfile=$4 user=${5:-alice}
+  if [ "$user" = bob ]; then bob_token "$@"; return; fi
   mkdir -p "$d/tokens"
   cat >"$d/softhsm2.conf" <<CONF
 directories.tokendir = $d/tokens
@@ -122,8 +139,30 @@ CONF
   p11 --write-object "$pkidir/org.der" --type cert --id a2 --label ssmax-org
 }
 
+# bob's token at Partner Org: his RSA key, his certificate, the SSMAX root and his org's certificate.
+bob_token() {
+  local pkidir=$1 d=$2 label=$3 pinfile=$4
+  mkdir -p "$d/tokens"
+  cat >"$d/softhsm2.conf" <<CONF
+directories.tokendir = $d/tokens
+objectstore.backend = file
+log.level = ERROR
+slots.removable = false
+CONF
+  export SOFTHSM2_CONF=$d/softhsm2.conf
+  local pin
+  pin=$(head -n1 "$pinfile")
+  softhsm2-util --init-token --free --label "$label" --so-pin "$SO_PIN" --pin "$pin" >/dev/null
+  p11() { pkcs11-tool --module "$MODULE" --token-label "$label" --login --pin "$pin" "$@" >/dev/null 2>&1; }
+  softhsm2-util --import "$pkidir/bob.key" --token "$label" --label bob --id 01 --pin "$pin" >/dev/null
+  p11 --write-object "$pkidir/bob.der" --type cert --id 01 --label bob
+  p11 --write-object "$pkidir/root.der" --type cert --id a0 --label ssmax-anchor-root
+  p11 --write-object "$pkidir/partnerca.der" --type cert --id a1 --label partner-ca
+  p11 --write-object "$pkidir/partner-org.der" --type cert --id a2 --label ssmax-org
+}
+
 case ${1:-} in
   pki) pki "$(realpath -m "$2")" ;;
-  token) token "$(realpath "$2")" "$(realpath -m "$3")" "$4" "$(realpath "$5")" ;;
-  *) echo "usage: $0 pki DIR | token PKIDIR DIR LABEL PINFILE" >&2; exit 2 ;;
+  token) token "$(realpath "$2")" "$(realpath -m "$3")" "$4" "$(realpath "$5")" "${6:-alice}" ;;
+  *) echo "usage: $0 pki DIR | token PKIDIR DIR LABEL PINFILE [alice|bob]" >&2; exit 2 ;;
 esac

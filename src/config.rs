@@ -42,6 +42,8 @@ pub struct Config {
     /// Extra trust anchors (PEM or DER files), added to the anchors on the token.
     #[serde(default)]
     pub anchors: Vec<PathBuf>,
+    /// The organisation certificate (PEM/DER) when the token does not hold one.
+    pub org_certificate: Option<PathBuf>,
     /// Directory of extra PKCS#11 profiles (*.toml).
     pub profiles_dir: Option<PathBuf>,
     /// RSA signature scheme for new signatures.

@@ -6,6 +6,7 @@ mod config;
 mod error;
 mod mail;
 mod profile;
+mod ssmax;
 mod token;
 
 use clap::Parser;

@@ -85,6 +85,10 @@ pub struct KeyRoles {
     /// Certificate objects whose label starts with this are trust anchors (SSMAX root, org certificates).
     #[serde(default)]
     pub anchor_label_prefix: Option<String>,
+    /// Certificate objects whose label starts with this are the user's organisation certificate
+    /// (SSMAX: attachments are encrypted to it; its signature is the one a recipient trusts).
+    #[serde(default)]
+    pub org_label_prefix: Option<String>,
     /// Certificate objects with these CKA_IDs (hex) are trust anchors.
     #[serde(default)]
     pub anchor_ids: Vec<Spanned<String>>,
@@ -198,6 +202,10 @@ impl Profile {
 
     pub fn decryption_ids(&self) -> Vec<Vec<u8>> {
         hex_ids(&self.keys.decryption_key_ids)
+    }
+
+    pub fn is_org(&self, label: &str) -> bool {
+        self.keys.org_label_prefix.as_deref().is_some_and(|p| !p.is_empty() && label.starts_with(p))
     }
 
     pub fn is_anchor(&self, label: &str, id: &[u8]) -> bool {

@@ -2,7 +2,11 @@
 
 mod common;
 mod decrypt;
+mod forward;
+mod org;
 mod profiles;
+mod receive;
+mod send;
 mod sign;
 mod status;
 mod verify;
@@ -85,6 +89,81 @@ pub enum Command {
         #[command(flatten)]
         io: InOut,
     },
+    /// SSMAX send: encrypt each attachment to your organisation, label it, sign the mail on the card.
+    Send {
+        #[command(flatten)]
+        io: InOut,
+        /// A file to attach, protected (repeatable; pair each with --label).
+        #[arg(long, value_name = "FILE")]
+        attach: Vec<PathBuf>,
+        /// The plain-text label of the matching --attach.
+        #[arg(long, value_name = "TEXT")]
+        label: Vec<String>,
+        #[arg(long)]
+        pss: bool,
+    },
+    /// SSMAX receive: verify your organisation's signature (certificate on the token), decrypt attachments on the card.
+    Receive {
+        #[command(flatten)]
+        io: InOut,
+        /// Write the decrypted attachments into DIR (mode 0600) instead of printing MIME.
+        #[arg(long, value_name = "DIR")]
+        extract: Option<PathBuf>,
+        /// With --extract: overwrite existing files.
+        #[arg(long)]
+        force: bool,
+    },
+    /// SSMAX forward: keep chosen attachments, re-key them to your organisation on the card, sign.
+    Forward {
+        #[command(flatten)]
+        io: InOut,
+        /// Recipient address (repeatable).
+        #[arg(long, value_name = "ADDR", required = true)]
+        to: Vec<String>,
+        /// Your address (default: the one on your token's certificate).
+        #[arg(long, value_name = "ADDR")]
+        from: Option<String>,
+        /// Attachment to keep, by file name or label (repeatable; none kept by default).
+        #[arg(long, value_name = "NAME")]
+        keep: Vec<String>,
+        /// Text to put above the forwarded message.
+        #[arg(long, value_name = "TEXT")]
+        note: Option<String>,
+        #[arg(long)]
+        pss: bool,
+    },
+    /// Reference organisation hop (tests, demo): verify, inspect, re-key, re-sign.
+    #[command(hide = true)]
+    Org {
+        #[command(flatten)]
+        io: InOut,
+        #[arg(long, value_enum)]
+        role: OrgRole,
+        /// The organisation's private key (PKCS#8 PEM).
+        #[arg(long, value_name = "FILE")]
+        org_key: PathBuf,
+        /// The organisation's certificate.
+        #[arg(long, value_name = "FILE")]
+        org_cert: PathBuf,
+        /// SSMAX root / trust anchors (repeatable).
+        #[arg(long, value_name = "FILE", required = true)]
+        anchor: Vec<PathBuf>,
+        /// Extra certificates for chain building.
+        #[arg(long, value_name = "FILE")]
+        certfile: Vec<PathBuf>,
+        /// Certificate the attachments are re-keyed to.
+        #[arg(long, value_name = "FILE")]
+        next: PathBuf,
+        /// Inspection command, run with each decrypted attachment's path as $1 (exit 0 = clean).
+        #[arg(long, value_name = "CMD")]
+        scanner: Option<String>,
+    },
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+pub enum OrgRole {
+    Sending,
+    Receiving,
 }
 
 pub fn run(cli: Cli) -> Result<(), Failure> {
@@ -95,5 +174,17 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
         Command::Sign { io, pss } => sign::run(g, &io, pss),
         Command::Verify { io, ca, certfile, content, no_token } => verify::run(g, &io, &ca, &certfile, content.as_deref(), no_token),
         Command::Decrypt { io } => decrypt::run(g, &io),
+        Command::Send { io, attach, label, pss } => send::run(g, &io, &attach, &label, pss),
+        Command::Receive { io, extract, force } => receive::run(g, &io, extract.as_deref(), force),
+        Command::Forward { io, to, from, keep, note, pss } => {
+            forward::run(g, &io, forward::ForwardArgs { to: &to, from: from.as_deref(), keep: &keep, note: note.as_deref(), pss })
+        }
+        Command::Org { io, role, org_key, org_cert, anchor, certfile, next, scanner } => {
+            let role = match role {
+                OrgRole::Sending => crate::ssmax::org::Role::Sending,
+                OrgRole::Receiving => crate::ssmax::org::Role::Receiving,
+            };
+            org::run(g, &io, org::OrgArgs { role, key: org_key, cert: org_cert, anchors: anchor, certfile, next, scanner })
+        }
     }
 }

@@ -1,6 +1,6 @@
 //! `ssmax-card sign`: RFC 5322 mail in, S/MIME multipart/signed out, signature made on the token.
 
-use super::common::{prompt, read_input, setup, write_output};
+use super::common::{prompt, read_input, setup, write_output, Setup};
 use super::{Global, InOut};
 use crate::cms::cert;
 use crate::config::SignatureScheme;
@@ -10,6 +10,8 @@ use crate::mail::{canonicalise, Entity, Field};
 use crate::token::objects::hex;
 use crate::token::signer::{Scheme, TokenSigner};
 use crate::token::uri::Pkcs11Uri;
+use crate::ssmax::IdentityMethod;
+use crate::token::pin::PinPrompt;
 use crate::token::{Token, TokenError};
 use std::time::{Duration, SystemTime};
 use x509_cert::Certificate;
@@ -38,13 +40,37 @@ pub fn run(g: &Global, io: &InOut, pss: bool) -> Result<(), Failure> {
 
     let prompt = prompt(g, &s.config, Some(io))?;
     let mut token = Token::open(&s.token_uri, &s.profiles)?;
-    let operation = format!("sign mail from {from}");
-    // Refuse a wrong From before asking for the PIN, unless the certificate is behind the PIN (JPKI).
-    if token.profile.keys.certificates_need_login {
-        token.login(prompt.as_ref(), &operation, g.allow_final_pin_try)?;
+    let done = sign_on_token(g, &s, &mut token, prompt.as_ref(), &from, &signed, pss)?;
+    let out = build_signed(&outer, &signed, &done.der, done.scheme.hash().micalg());
+    write_output(io, &out)?;
+    eprintln!("ssmax-card: {}", done.summary(&from, &token));
+    Ok(())
+}
+
+/// A signature made on the token.
+pub struct Signed {
+    pub der: Vec<u8>,
+    pub scheme: Scheme,
+    pub subject: String,
+    pub key_label: String,
+}
+
+impl Signed {
+    pub fn summary(&self, from: &str, token: &Token) -> String {
+        format!("signed mail from {from} as '{}' with key '{}' on token '{}' ({})", self.subject, self.key_label, token.label, self.scheme.describe())
     }
-    let chosen = choose_signing_cert(&token, s.key_uri.as_ref(), &from)?;
-    token.login(prompt.as_ref(), &operation, g.allow_final_pin_try)?;
+}
+
+/// Both factors, then the signature: choose the certificate for `from` (before the PIN unless the
+/// token hides certificates behind it), log in, sign `content` on the token. The signature
+/// carries the SSMAX identity-method attribute: which factors were checked, and when.
+pub fn sign_on_token(g: &Global, s: &Setup, token: &mut Token, prompt: &dyn PinPrompt, from: &str, content: &[u8], pss: bool) -> Result<Signed, Failure> {
+    let operation = format!("sign mail from {from}");
+    if token.profile.keys.certificates_need_login {
+        token.login(prompt, &operation, g.allow_final_pin_try)?;
+    }
+    let chosen = choose_signing_cert(token, s.key_uri.as_ref(), from)?;
+    token.login(prompt, &operation, g.allow_final_pin_try)?;
     let key = token
         .private_keys()?
         .into_iter()
@@ -52,21 +78,20 @@ pub fn run(g: &Global, io: &InOut, pss: bool) -> Result<(), Failure> {
         .ok_or_else(|| TokenError::NoKey(format!("token '{}' has the certificate '{}' but no private key with id {}", token.label, chosen.label, hex(&chosen.id))))?;
     let scheme = Scheme::for_key(&key.kind, pss || s.config.rsa_signature == SignatureScheme::Pss)?;
     let key_label = key.label.clone();
-    let spki = chosen.cert.tbs_certificate.subject_public_key_info.clone();
-    let signer = TokenSigner::new(&token, key, scheme, spki)?;
-    let chain = intermediates(&token, &chosen.cert)?;
-    let der = crate::cms::sign::sign_detached(&signer, &chosen.cert, &chain, &signed, Vec::new())?;
-    drop(signer);
+    let identity = IdentityMethod {
+        factors: vec![format!("possession of the {} token", token.profile.name), "knowledge of its PIN".into()],
+        token_profile: token.profile.name.clone(),
+        token_description: format!("{} — {}", token.description, token.profile.description),
+        pin_verified_at: token.login_time.unwrap_or_else(SystemTime::now),
+    };
+    let chain = intermediates(token, &chosen.cert)?;
+    let der = {
+        let spki = chosen.cert.tbs_certificate.subject_public_key_info.clone();
+        let signer = TokenSigner::new(token, key, scheme, spki)?;
+        crate::cms::sign::sign_detached(&signer, &chosen.cert, &chain, content, vec![identity.attribute()?])?
+    };
     token.logout();
-    let out = build_signed(&outer, &signed, &der, scheme.hash().micalg());
-    write_output(io, &out)?;
-    eprintln!(
-        "ssmax-card: signed mail from {from} as '{}' with key '{key_label}' on token '{}' ({})",
-        cert::subject(&chosen.cert),
-        token.label,
-        scheme.describe()
-    );
-    Ok(())
+    Ok(Signed { der, scheme, subject: cert::subject(&chosen.cert), key_label })
 }
 
 /// The token's certificate for `from`: named by --key if given, else any whose rfc822Name is

@@ -210,6 +210,7 @@ impl Envelope {
     }
 
     /// The raw encrypted content bytes (what re-keying must leave identical).
+    #[cfg(test)]
     pub fn ciphertext(&self) -> &[u8] {
         self.eci.encrypted_content.as_ref().map(|o| o.as_bytes()).unwrap_or(&[])
     }

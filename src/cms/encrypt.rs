@@ -10,7 +10,7 @@ use cms::content_info::CmsVersion;
 use cms::enveloped_data::{EncryptedContentInfo, KeyTransRecipientInfo, OriginatorIdentifierOrKey, OriginatorPublicKey, RecipientIdentifier};
 use const_oid::db::{rfc5911, rfc5912};
 use der::asn1::{BitString, ObjectIdentifier, OctetString, SetOfVec};
-use der::{Any, Decode};
+use der::Any;
 use rand_core::{OsRng, RngCore};
 use spki::AlgorithmIdentifierOwned;
 use x509_cert::Certificate;
@@ -124,11 +124,6 @@ pub fn encrypt(content: &[u8], recipients: &[Certificate]) -> Result<Vec<u8>, Cm
         other_attrs: None,
     };
     env.with_recipients(infos)
-}
-
-/// Check that DER round-trips as an envelope (used by tests and re-keying).
-pub fn is_envelope(der: &[u8]) -> bool {
-    cms::content_info::ContentInfo::from_der(der).is_ok() && Envelope::parse(der).is_ok()
 }
 
 #[cfg(test)]

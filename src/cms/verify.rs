@@ -159,24 +159,8 @@ fn verify_signer(
         if trust.anchors.is_empty() {
             return Err(CmsError::Verify("no trust anchors: keep the SSMAX root on the token or pass --ca FILE".into()));
         }
-        let anchors: Vec<_> = trust
-            .anchors
-            .iter()
-            .filter_map(|a| webpki::anchor_from_trusted_cert(&CertificateDer::from(a.as_slice())).ok().map(|t| t.to_owned()))
-            .collect();
-        let inter: Vec<CertificateDer<'_>> = embedded.iter().chain(&trust.intermediates).map(|d| CertificateDer::from(d.as_slice())).collect();
         for (when, t) in &times {
-            let unix = UnixTime::since_unix_epoch(t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default());
-            ee.verify_for_usage(
-                webpki::ALL_VERIFICATION_ALGS,
-                &anchors,
-                &inter,
-                unix,
-                webpki::KeyUsage::required_if_present(cert::EKU_EMAIL_DER),
-                None,
-                None,
-            )
-            .map_err(|e| CmsError::Verify(chain_error(&who, &signer, when, e)))?;
+            check_chain(&signer_der, embedded, trust, *t).map_err(|e| CmsError::Verify(chain_error(&who, &signer, when, e)))?;
         }
         chain_subjects(&signer, embedded.iter().chain(&trust.intermediates).chain(&trust.anchors))
     };
@@ -194,7 +178,23 @@ fn verify_signer(
     })
 }
 
-fn chain_error(who: &str, signer: &Certificate, when: &str, e: webpki::Error) -> String {
+/// Does `ee` chain to one of `trust.anchors` at `time`, for e-mail protection?
+pub fn check_chain(ee: &[u8], extra: &[Vec<u8>], trust: &Trust, time: SystemTime) -> Result<(), webpki::Error> {
+    let cert_der = CertificateDer::from(ee);
+    let ee = webpki::EndEntityCert::try_from(&cert_der)?;
+    let anchors: Vec<_> = trust
+        .anchors
+        .iter()
+        .filter_map(|a| webpki::anchor_from_trusted_cert(&CertificateDer::from(a.as_slice())).ok().map(|t| t.to_owned()))
+        .collect();
+    let inter: Vec<CertificateDer<'_>> = extra.iter().chain(&trust.intermediates).map(|d| CertificateDer::from(d.as_slice())).collect();
+    let unix = UnixTime::since_unix_epoch(time.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default());
+    ee.verify_for_usage(webpki::ALL_VERIFICATION_ALGS, &anchors, &inter, unix, webpki::KeyUsage::required_if_present(cert::EKU_EMAIL_DER), None, None)
+        .map(|_| ())
+}
+
+/// One sentence for a chain failure.
+pub fn chain_error(who: &str, signer: &Certificate, when: &str, e: webpki::Error) -> String {
     use webpki::Error as E;
     match e {
         E::CertExpired { .. } | E::CertNotValidYet { .. } => format!(

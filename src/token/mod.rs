@@ -218,7 +218,11 @@ pub struct Token {
     pub slot: Slot,
     pub slot_description: String,
     pub label: String,
+    /// Label, manufacturer, model and serial, for messages and the identity-method attribute.
+    pub description: String,
     pub profile: Profile,
+    /// When the token last accepted the PIN in this process.
+    pub login_time: Option<std::time::SystemTime>,
     session: Session,
     /// Held only while this process needs it for context-specific logins; zeroized on drop.
     pin: Option<SecretString>,
@@ -291,7 +295,8 @@ impl Token {
         };
         let session = module.ctx.open_ro_session(slot.slot).map_err(TokenError::ck)?;
         let label = slot.token.as_ref().map(|t| t.label.clone()).unwrap_or_default();
-        Ok(Token { module, slot: slot.slot, slot_description: slot.description, label, profile, session, pin: None })
+        let description = slot.token.as_ref().map(|t| format!("'{}' ({} {}, serial {})", t.label, t.manufacturer, t.model, t.serial)).unwrap_or_default();
+        Ok(Token { module, slot: slot.slot, slot_description: slot.description, label, description, profile, login_time: None, session, pin: None })
     }
 
     pub fn session(&self) -> &Session {
@@ -341,6 +346,7 @@ impl Token {
             Err(e) => return Err(TokenError::ck(e)),
         }
         self.pin = Some(pin);
+        self.login_time = Some(std::time::SystemTime::now());
         Ok(())
     }
 

@@ -1,0 +1,125 @@
+//! `ssmax-card forward`: verify as on receive, keep the chosen attachments, re-key them to your
+//! organisation (only the content key is decrypted, on the card; the ciphertext stays byte
+//! for byte), sign the new mail on the card.
+
+use super::common::{prompt, read_input, setup, write_output};
+use super::receive::verify_from_org;
+use super::sign::sign_on_token;
+use super::{Global, InOut};
+use crate::cms::decrypt::Envelope;
+use crate::cms::encrypt::recipient_info;
+use crate::cms::{cert, CmsError};
+use crate::error::{Exit, Failure};
+use crate::mail::smime::build_signed;
+use crate::mail::{field_value, quoted_printable, Field};
+use crate::ssmax::mail::{build, Protected};
+use crate::ssmax::{display_name, org_certificate, token_trust};
+use crate::token::decrypt::TokenDecryptor;
+use crate::token::Token;
+
+pub struct ForwardArgs<'a> {
+    pub to: &'a [String],
+    pub from: Option<&'a str>,
+    pub keep: &'a [String],
+    pub note: Option<&'a str>,
+    pub pss: bool,
+}
+
+pub fn run(g: &Global, io: &InOut, a: ForwardArgs<'_>) -> Result<(), Failure> {
+    let s = setup(g)?;
+    if a.to.is_empty() {
+        return Err(Failure::new(Exit::Usage, "give at least one --to address"));
+    }
+    let raw = read_input(io)?;
+    let prompt = prompt(g, &s.config, Some(io))?;
+    let mut token = Token::open(&s.token_uri, &s.profiles)?;
+    let trust = token_trust(&token, &s.config)?;
+    let rec = verify_from_org(&raw, &trust)?;
+    let mut selected = Vec::new();
+    for k in a.keep {
+        let p = rec.parts.protected.iter().find(|p| p.filename == *k || p.label == *k).ok_or_else(|| {
+            let have: Vec<String> = rec.parts.protected.iter().map(|p| format!("'{}' ({})", p.label, p.filename)).collect();
+            Failure::new(Exit::Usage, format!("no attachment named or labelled '{k}' (the mail has: {})", if have.is_empty() { "none".into() } else { have.join(", ") }))
+        })?;
+        if !selected.iter().any(|q: &&Protected| std::ptr::eq(*q, p)) {
+            selected.push(p);
+        }
+    }
+    let org = org_certificate(&trust, &s.config)?;
+    let org_name = display_name(&org);
+    let mut rekeyed = Vec::new();
+    if !selected.is_empty() {
+        let mut dec = TokenDecryptor::new(&mut token, prompt.as_ref(), g.allow_final_pin_try, "forward attachments")?;
+        for p in &selected {
+            let env = Envelope::parse(&p.cms)?;
+            let (cek, _, _) = env.recover_cek(&mut dec).map_err(|e| label_err(e, &p.label))?;
+            let cms = env.with_recipients(vec![recipient_info(&org, &cek)?])?;
+            rekeyed.push(Protected { filename: p.filename.clone(), label: p.label.clone(), cms });
+        }
+    }
+    let from = match a.from {
+        Some(f) => f.to_ascii_lowercase(),
+        None => own_address(&token)?,
+    };
+    let header = |name: &str| rec.outer.field(name).map(field_value).unwrap_or_default();
+    let mut text = String::new();
+    if let Some(n) = a.note {
+        text.push_str(n);
+        text.push_str("\n\n");
+    }
+    text.push_str(&format!(
+        "---------- Forwarded message ----------\nFrom: {}\nDate: {}\nSubject: {}\nTo: {}\n",
+        header("From"),
+        header("Date"),
+        header("Subject"),
+        header("To")
+    ));
+    let mut intro = b"Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n".to_vec();
+    intro.extend_from_slice(&quoted_printable(text.as_bytes()));
+    let mut body = vec![intro];
+    body.extend(rec.parts.body.iter().cloned());
+    let inner = build(&body, &rekeyed, &org_name);
+    let subject = header("Subject");
+    let subject = if subject.to_ascii_lowercase().starts_with("fwd:") { subject } else { format!("Fwd: {subject}") };
+    let date = time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc2822).unwrap_or_default();
+    let outer = vec![
+        Field::new("From", &from),
+        Field::new("To", &a.to.join(", ")),
+        Field::new("Subject", &crate::ssmax::mail::encode_word(&subject)),
+        Field::new("Date", &date),
+    ];
+    let done = sign_on_token(g, &s, &mut token, prompt.as_ref(), &from, &inner, a.pss)?;
+    write_output(io, &build_signed(&outer, &inner, &done.der, done.scheme.hash().micalg()))?;
+    eprintln!("ssmax-card: forwarded {} attachment(s), re-keyed for '{org_name}'; {}", rekeyed.len(), done.summary(&from, &token));
+    Ok(())
+}
+
+fn label_err(e: CmsError, label: &str) -> Failure {
+    let mut f = Failure::from(e);
+    f.message = format!("attachment '{label}': {}", f.message);
+    f
+}
+
+/// The user's own address: the one e-mail address on the token's signing certificates.
+fn own_address(token: &Token) -> Result<String, Failure> {
+    let mut emails: Vec<String> = Vec::new();
+    for c in token.certificates()? {
+        if c.anchor || token.profile.is_org(&c.label) {
+            continue;
+        }
+        if let Ok(p) = cert::parse(&c.der) {
+            if !cert::is_ca(&p) {
+                for e in cert::emails(&p) {
+                    if !emails.contains(&e) {
+                        emails.push(e);
+                    }
+                }
+            }
+        }
+    }
+    match emails.as_slice() {
+        [one] => Ok(one.clone()),
+        [] => Err(Failure::new(Exit::NoKey, "no e-mail address in the certificates on the token")),
+        many => Err(Failure::new(Exit::Usage, format!("the token's certificates name several addresses ({}): choose one with --from", many.join(", ")))),
+    }
+}

@@ -1,0 +1,130 @@
+//! `ssmax-card receive`: verify the receiving organisation's signature against the organisation
+//! certificate on the token, show what the organisations recorded, decrypt each attachment on
+//! the card.
+
+use super::common::{prompt, read_input, setup, write_output};
+use super::{Global, InOut};
+use crate::cms::verify::{verify, SignerReport, Trust};
+use crate::cms::{cert, decrypt, unarmor, CmsError};
+use crate::error::{Exit, Failure};
+use crate::mail::smime::{classify, rejoin, Incoming};
+use crate::mail::Entity;
+use crate::ssmax::mail::{build_opened, parse, safe_filename, Attachment, Parts};
+use crate::ssmax::{display_name, token_trust, ChainInfo, TokenTrust};
+use crate::token::decrypt::TokenDecryptor;
+use crate::token::Token;
+use std::io::Write;
+use std::path::Path;
+use std::time::SystemTime;
+
+/// A mail whose organisation signature checked out.
+pub struct Received<'a> {
+    pub outer: Entity<'a>,
+    pub parts: Parts,
+    pub signer: SignerReport,
+    pub chain: ChainInfo,
+    pub from: String,
+}
+
+/// Fail-closed: the signature must be by an organisation certificate stored on the token, and
+/// the From address must be the original sender the organisations recorded.
+pub fn verify_from_org<'a>(raw: &'a [u8], trust: &TokenTrust) -> Result<Received<'a>, Failure> {
+    let Incoming::Detached { outer, signed, signature } = classify(raw)? else {
+        return Err(Failure::new(Exit::Usage, "not an SSMAX mail: expected multipart/signed from your organisation"));
+    };
+    if trust.orgs.is_empty() {
+        return Err(CmsError::Verify("the token holds no organisation certificate to check the mail against (label 'ssmax-org…')".into()).into());
+    }
+    // Organisation certificates on the token are trusted as themselves; anchors as issuers.
+    let t = Trust { anchors: trust.anchors.iter().chain(&trust.orgs).cloned().collect(), intermediates: trust.others.clone() };
+    let verified = verify(&unarmor(&signature)?, Some(&signed), &t, SystemTime::now())?;
+    let [signer] = <[SignerReport; 1]>::try_from(verified.signers)
+        .map_err(|s| Failure::from(CmsError::Verify(format!("expected one signature (your organisation's), found {}", s.len()))))?;
+    if !trust.orgs.contains(&signer.cert_der) {
+        return Err(CmsError::Verify(format!(
+            "the mail is signed by '{}', which is not your organisation's certificate stored on the token",
+            signer.subject
+        ))
+        .into());
+    }
+    let chain = ChainInfo::from_signer(&signer)?;
+    let from = outer.from_address().ok_or_else(|| Failure::from(CmsError::Verify("the mail has no From address".into())))?;
+    let Some((orig, _)) = &chain.originator else {
+        return Err(CmsError::Verify("the organisation's signature does not record the original sender".into()).into());
+    };
+    if !cert::emails(orig).iter().any(|e| *e == from) {
+        return Err(CmsError::Verify(format!(
+            "the From address {from} is not the original sender the organisations verified ({})",
+            cert::emails(orig).join(", ")
+        ))
+        .into());
+    }
+    let parts = parse(&signed)?;
+    Ok(Received { outer, parts, signer, chain, from })
+}
+
+pub fn run(g: &Global, io: &InOut, extract: Option<&Path>, force: bool) -> Result<(), Failure> {
+    let s = setup(g)?;
+    let raw = read_input(io)?;
+    let prompt = prompt(g, &s.config, Some(io))?;
+    let mut token = Token::open(&s.token_uri, &s.profiles)?;
+    let trust = token_trust(&token, &s.config)?;
+    let rec = verify_from_org(&raw, &trust)?;
+    eprintln!("ssmax-card: verified: signed by your organisation '{}'", rec.signer.subject);
+    for line in rec.chain.lines() {
+        eprintln!("ssmax-card:   {line}");
+    }
+    let mut opened = Vec::new();
+    if !rec.parts.protected.is_empty() {
+        let mut dec = TokenDecryptor::new(&mut token, prompt.as_ref(), g.allow_final_pin_try, &format!("open attachments from {}", rec.from))?;
+        for p in &rec.parts.protected {
+            let o = decrypt::open(&p.cms, &mut dec).map_err(|e| with_label(e, &p.label))?;
+            opened.push(Attachment { filename: p.filename.clone(), label: p.label.clone(), entity: o.content });
+        }
+    }
+    token.logout();
+    match extract {
+        Some(dir) => {
+            for (n, a) in opened.iter().enumerate() {
+                let path = extract_one(dir, a, n + 1, force)?;
+                eprintln!("ssmax-card: wrote {} ({})", path.display(), a.label);
+            }
+        }
+        None => {
+            let org = trust.orgs.first().and_then(|d| cert::parse(d).ok()).map(|c| display_name(&c)).unwrap_or_default();
+            let inner = build_opened(&rec.parts.body, &opened, &format!("{org}; decrypted on your token"));
+            write_output(io, &rejoin(&rec.outer, &inner))?;
+        }
+    }
+    Ok(())
+}
+
+fn with_label(e: CmsError, label: &str) -> Failure {
+    let mut f = Failure::from(e);
+    f.message = format!("attachment '{label}': {}", f.message);
+    f
+}
+
+/// Write one attachment's content into `dir`: a safe name, mode 0600, atomic, and no
+/// overwrite unless `force`.
+fn extract_one(dir: &Path, a: &Attachment, n: usize, force: bool) -> Result<std::path::PathBuf, Failure> {
+    let e = Entity::parse(&a.entity)?;
+    let content = e.decoded_body()?;
+    let path = dir.join(safe_filename(&a.filename, n));
+    let fail = |e: &dyn std::fmt::Display| Failure::new(Exit::Io, format!("cannot write {}: {e}", path.display()));
+    let mut tmp = tempfile::Builder::new().prefix(".ssmax-card-").tempfile_in(dir).map_err(|e| fail(&e))?;
+    tmp.write_all(&content).map_err(|e| fail(&e))?;
+    tmp.as_file().sync_all().map_err(|e| fail(&e))?;
+    if force {
+        tmp.persist(&path).map_err(|e| fail(&e.error))?;
+    } else {
+        tmp.persist_noclobber(&path).map_err(|e| {
+            if e.error.kind() == std::io::ErrorKind::AlreadyExists {
+                Failure::new(Exit::Usage, format!("{} exists; not overwritten (use --force)", path.display()))
+            } else {
+                fail(&e.error)
+            }
+        })?;
+    }
+    Ok(path)
+}

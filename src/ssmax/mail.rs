@@ -1,0 +1,262 @@
+//! The SSMAX message body: a multipart/mixed with the sender's text, a plain-text list of the
+//! protected attachments' labels, and one application/pkcs7-mime part per protected attachment,
+//! each carrying its label in an `SSMAX-Label` header.
+
+use crate::mail::smime::boundary_for;
+use crate::mail::{base64_lines, canonicalise, quoted_printable, split_multipart, Entity, Field, MailError};
+
+/// An attachment in the clear: its MIME entity (headers + body), as it will be encrypted.
+#[derive(Debug, Clone)]
+pub struct Attachment {
+    pub filename: String,
+    pub label: String,
+    pub entity: Vec<u8>,
+}
+
+/// An attachment as it travels: encrypted (CMS DER) with its label in the clear.
+#[derive(Debug, Clone)]
+pub struct Protected {
+    pub filename: String,
+    pub label: String,
+    pub cms: Vec<u8>,
+}
+
+/// A parsed SSMAX body (or draft): the readable parts, and the attachments.
+#[derive(Debug, Clone, Default)]
+pub struct Parts {
+    pub body: Vec<Vec<u8>>,
+    pub attachments: Vec<Attachment>,
+    pub protected: Vec<Protected>,
+}
+
+pub const LABEL_HEADER: &str = "SSMAX-Label";
+pub const FILENAME_HEADER: &str = "SSMAX-Filename";
+pub const PART_HEADER: &str = "SSMAX-Part";
+
+/// A header value, RFC 2047-encoded when it is not plain printable ASCII.
+pub fn encode_word(s: &str) -> String {
+    if s.bytes().all(|b| (0x20..0x7f).contains(&b)) && !s.contains("=?") {
+        s.to_string()
+    } else {
+        use base64::Engine;
+        format!("=?UTF-8?B?{}?=", base64::engine::general_purpose::STANDARD.encode(s.as_bytes()))
+    }
+}
+
+/// An unstructured header's text, RFC 2047 encoded words decoded (mail-parser).
+fn header_text(e: &Entity<'_>, name: &str) -> Option<String> {
+    let raw = &e.field(name)?.raw;
+    let colon = raw.iter().position(|&b| b == b':')?;
+    let value = &raw[colon + 1..];
+    let parsed = mail_parser::parsers::MessageStream::new(value).parse_unstructured();
+    parsed.as_text().map(|t| t.trim().to_string()).filter(|t| !t.is_empty())
+}
+
+fn quote(s: &str) -> String {
+    let enc = encode_word(s);
+    format!("\"{}\"", enc.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+/// The name a part gives its file: Content-Disposition filename, else Content-Type name.
+fn part_filename(e: &Entity<'_>) -> Option<String> {
+    let head = e.header_bytes();
+    let parsed = mail_parser::MessageParser::default().parse_headers(&head)?;
+    let part = parsed.parts.first()?;
+    use mail_parser::MimeHeaders;
+    part.attachment_name().map(|s| s.to_string())
+}
+
+fn is_attachment(e: &Entity<'_>) -> bool {
+    let disp = e.field("Content-Disposition").map(|f| crate::mail::field_value(f).to_ascii_lowercase()).unwrap_or_default();
+    disp.starts_with("attachment") || (part_filename(e).is_some() && !e.content_type().mime.starts_with("text/"))
+}
+
+/// Split a draft's content (its Content-* fields + body) into readable parts and attachments.
+/// Every attachment of a draft is protected; its label is `SSMAX-Label`, else
+/// `Content-Description`, else its file name.
+pub fn parse_draft(content: &Entity<'_>) -> Result<Parts, MailError> {
+    let mut parts = Parts::default();
+    let ct = content.content_type();
+    if ct.mime != "multipart/mixed" {
+        parts.body.push(canonicalise(content, 0)?);
+        return Ok(parts);
+    }
+    let boundary = ct.param("boundary").ok_or_else(|| MailError::Malformed("multipart/mixed draft without a boundary".into()))?;
+    for (n, raw) in split_multipart(content.body, boundary)?.into_iter().enumerate() {
+        let e = Entity::parse(raw)?;
+        if is_attachment(&e) {
+            let filename = part_filename(&e).unwrap_or_else(|| format!("attachment-{}", n + 1));
+            let label = header_text(&e, LABEL_HEADER).or_else(|| header_text(&e, "Content-Description")).unwrap_or_else(|| filename.clone());
+            let fields: Vec<Field> = e.fields.iter().filter(|f| !f.is(LABEL_HEADER)).cloned().collect();
+            let entity = canonicalise(&Entity { fields, body: e.body }, 1)?;
+            parts.attachments.push(Attachment { filename, label, entity });
+        } else {
+            parts.body.push(canonicalise(&e, 1)?);
+        }
+    }
+    Ok(parts)
+}
+
+/// A file given with `--attach FILE --label TEXT`.
+pub fn file_attachment(path: &std::path::Path, label: &str, data: &[u8]) -> Attachment {
+    let filename = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "attachment".into());
+    let mut entity = format!(
+        "Content-Type: application/octet-stream; name={}\r\nContent-Disposition: attachment; filename={}\r\nContent-Transfer-Encoding: base64\r\n\r\n",
+        quote(&filename),
+        quote(&filename)
+    )
+    .into_bytes();
+    entity.extend_from_slice(&base64_lines(data));
+    Attachment { filename, label: label.to_string(), entity }
+}
+
+/// The plain-text list of labels the reader sees.
+fn label_list(labels: &[(String, String)], org: &str) -> Vec<u8> {
+    let mut text = format!("Protected attachments (SSMAX, each encrypted separately for {org}):\n");
+    for (i, (label, file)) in labels.iter().enumerate() {
+        text.push_str(&format!("  [{}] {label} — {file}\n", i + 1));
+    }
+    let mut out = format!("Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n{PART_HEADER}: labels\r\n\r\n").into_bytes();
+    out.extend_from_slice(&quoted_printable(text.as_bytes()));
+    out
+}
+
+fn protected_part(p: &Protected) -> Vec<u8> {
+    let name = format!("{}.p7m", p.filename);
+    let mut out = format!(
+        "Content-Type: application/pkcs7-mime; smime-type=authEnveloped-data; name={}\r\nContent-Disposition: attachment; filename={}\r\nContent-Transfer-Encoding: base64\r\n{LABEL_HEADER}: {}\r\n{FILENAME_HEADER}: {}\r\n\r\n",
+        quote(&name),
+        quote(&name),
+        encode_word(&p.label),
+        encode_word(&p.filename)
+    )
+    .into_bytes();
+    out.extend_from_slice(&base64_lines(&p.cms));
+    out
+}
+
+/// A decrypted attachment for the reader: its entity with the label added.
+fn opened_part(a: &Attachment) -> Vec<u8> {
+    let mut out = format!("{LABEL_HEADER}: {}\r\n", encode_word(&a.label)).into_bytes();
+    out.extend_from_slice(&a.entity);
+    out
+}
+
+fn multipart(parts: &[Vec<u8>]) -> Vec<u8> {
+    let all: Vec<u8> = parts.concat();
+    let b = boundary_for(&all);
+    let mut out = format!("Content-Type: multipart/mixed; boundary=\"{b}\"\r\n\r\n").into_bytes();
+    for p in parts {
+        out.extend_from_slice(format!("--{b}\r\n").as_bytes());
+        out.extend_from_slice(p);
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(format!("--{b}--\r\n").as_bytes());
+    out
+}
+
+/// The body that is signed and sent: text, label list, protected attachments.
+pub fn build(body: &[Vec<u8>], protected: &[Protected], org: &str) -> Vec<u8> {
+    let mut parts: Vec<Vec<u8>> = body.to_vec();
+    if !protected.is_empty() {
+        let labels: Vec<(String, String)> = protected.iter().map(|p| (p.label.clone(), p.filename.clone())).collect();
+        parts.push(label_list(&labels, org));
+        parts.extend(protected.iter().map(protected_part));
+    }
+    multipart(&parts)
+}
+
+/// The body for the reader after decryption: text, label list, opened attachments.
+pub fn build_opened(body: &[Vec<u8>], opened: &[Attachment], org: &str) -> Vec<u8> {
+    let mut parts: Vec<Vec<u8>> = body.to_vec();
+    if !opened.is_empty() {
+        let labels: Vec<(String, String)> = opened.iter().map(|a| (a.label.clone(), a.filename.clone())).collect();
+        parts.push(label_list(&labels, org));
+        parts.extend(opened.iter().map(opened_part));
+    }
+    multipart(&parts)
+}
+
+/// Parse a signed SSMAX body back into readable parts and protected attachments.
+pub fn parse(inner: &[u8]) -> Result<Parts, MailError> {
+    let e = Entity::parse(inner)?;
+    let ct = e.content_type();
+    let mut parts = Parts::default();
+    if ct.mime != "multipart/mixed" {
+        parts.body.push(crate::mail::to_crlf(inner));
+        return Ok(parts);
+    }
+    let boundary = ct.param("boundary").ok_or_else(|| MailError::Malformed("multipart/mixed without a boundary".into()))?;
+    for (n, raw) in split_multipart(e.body, boundary)?.into_iter().enumerate() {
+        let p = Entity::parse(raw)?;
+        let pct = p.content_type();
+        if p.field(PART_HEADER).is_some() {
+            continue; // the label list is rebuilt from the parts themselves
+        }
+        if pct.mime == "application/pkcs7-mime" || pct.mime == "application/x-pkcs7-mime" {
+            let filename = header_text(&p, FILENAME_HEADER)
+                .or_else(|| part_filename(&p).map(|f| f.strip_suffix(".p7m").unwrap_or(&f).to_string()))
+                .unwrap_or_else(|| format!("attachment-{}", n + 1));
+            let label = header_text(&p, LABEL_HEADER).unwrap_or_else(|| filename.clone());
+            parts.protected.push(Protected { filename, label, cms: p.decoded_body()? });
+        } else {
+            parts.body.push(crate::mail::to_crlf(raw));
+        }
+    }
+    Ok(parts)
+}
+
+/// A file name safe to create in an extraction directory: no directories, no parent
+/// references, no control characters, no leading dots.
+pub fn safe_filename(name: &str, n: usize) -> String {
+    let last = name.rsplit(['/', '\\']).next().unwrap_or("");
+    let cleaned: String = last.chars().filter(|c| !c.is_control() && !matches!(c, ':' | '*' | '?' | '"' | '<' | '>' | '|')).collect();
+    let cleaned = cleaned.trim().trim_start_matches('.').to_string();
+    let cleaned: String = cleaned.chars().take(200).collect();
+    if cleaned.is_empty() {
+        format!("attachment-{n}")
+    } else {
+        cleaned
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_and_names_survive_build_and_parse() {
+        let p = Protected { filename: "見積書.pdf".into(), label: "社外秘: 見積 Q3".into(), cms: vec![0x30, 0x00] };
+        let body = vec![b"Content-Type: text/plain\r\n\r\nhello\r\n".to_vec()];
+        let built = build(&body, std::slice::from_ref(&p), "Example Org");
+        assert!(built.is_ascii());
+        let parsed = parse(&built).unwrap();
+        assert_eq!(parsed.body.len(), 1);
+        assert_eq!(parsed.protected.len(), 1);
+        assert_eq!(parsed.protected[0].label, "社外秘: 見積 Q3");
+        assert_eq!(parsed.protected[0].filename, "見積書.pdf");
+        assert_eq!(parsed.protected[0].cms, vec![0x30, 0x00]);
+    }
+
+    #[test]
+    fn extraction_names_cannot_escape_the_directory() {
+        assert_eq!(safe_filename("../../etc/passwd", 1), "passwd");
+        assert_eq!(safe_filename("..\\..\\boot.ini", 1), "boot.ini");
+        assert_eq!(safe_filename("..", 2), "attachment-2");
+        assert_eq!(safe_filename(".bashrc", 3), "bashrc");
+        assert_eq!(safe_filename("a\u{0}b\nc.txt", 4), "abc.txt");
+        assert_eq!(safe_filename("/", 5), "attachment-5");
+    }
+
+    #[test]
+    fn draft_attachments_are_found_with_their_labels() {
+        let draft = b"Content-Type: multipart/mixed; boundary=\"X\"\r\n\r\n--X\r\nContent-Type: text/plain\r\n\r\nsee attached\r\n--X\r\nContent-Type: application/pdf; name=\"q3.pdf\"\r\nContent-Disposition: attachment; filename=\"q3.pdf\"\r\nSSMAX-Label: Q3 figures (confidential)\r\nContent-Transfer-Encoding: base64\r\n\r\nJVBERi0=\r\n--X--\r\n";
+        let e = Entity::parse(draft).unwrap();
+        let p = parse_draft(&e).unwrap();
+        assert_eq!(p.body.len(), 1);
+        assert_eq!(p.attachments.len(), 1);
+        assert_eq!(p.attachments[0].filename, "q3.pdf");
+        assert_eq!(p.attachments[0].label, "Q3 figures (confidential)");
+        assert!(!String::from_utf8_lossy(&p.attachments[0].entity).contains("SSMAX-Label"));
+    }
+}

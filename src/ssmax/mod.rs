@@ -1,0 +1,215 @@
+//! SSMAX mail (docs/ssmax-mail-profile.md): labelled per-attachment encryption to the
+//! organisation, the identity-method attribute, org-chain attributes, receive and forward.
+//! Built only from standard CMS / S/MIME so plain S/MIME tools still verify and decrypt.
+
+pub mod mail;
+pub mod org;
+
+use crate::cms::cert;
+use crate::cms::signed::{Oid, RawAttribute};
+use crate::cms::verify::SignerReport;
+use crate::cms::CmsError;
+use der::asn1::{GeneralizedTime, Utf8StringRef};
+use der::{Decode, Encode, Sequence};
+use std::time::SystemTime;
+use x509_cert::Certificate;
+
+/// id-ssmax: a UUID arc (ITU-T X.667) minted for this profile; nobody else's arc is used.
+pub const SSMAX_UUID: u128 = 177981922264625539930734361460954600427;
+
+pub fn oid_identity_method() -> Oid {
+    Oid::uuid(SSMAX_UUID, &[1])
+}
+pub fn oid_originator() -> Oid {
+    Oid::uuid(SSMAX_UUID, &[2])
+}
+pub fn oid_sending_org() -> Oid {
+    Oid::uuid(SSMAX_UUID, &[3])
+}
+
+/// How the sender was identified when the mail was signed (the "identity verification method
+/// notice" of the SSMAX seeds).
+#[derive(Clone, Debug, Eq, PartialEq, Sequence)]
+pub struct IdentityMethodDer<'a> {
+    pub factors: Vec<Utf8StringRef<'a>>,
+    pub token_profile: Utf8StringRef<'a>,
+    pub token_description: Utf8StringRef<'a>,
+    pub pin_verified_at: GeneralizedTime,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IdentityMethod {
+    pub factors: Vec<String>,
+    pub token_profile: String,
+    pub token_description: String,
+    pub pin_verified_at: SystemTime,
+}
+
+impl IdentityMethod {
+    pub fn attribute(&self) -> Result<RawAttribute, CmsError> {
+        let bad = |e: der::Error| CmsError::Malformed(format!("identity method: {e}"));
+        let factors = self.factors.iter().map(|f| Utf8StringRef::new(f)).collect::<Result<Vec<_>, _>>().map_err(bad)?;
+        let v = IdentityMethodDer {
+            factors,
+            token_profile: Utf8StringRef::new(&self.token_profile).map_err(bad)?,
+            token_description: Utf8StringRef::new(&self.token_description).map_err(bad)?,
+            pin_verified_at: GeneralizedTime::from_system_time(self.pin_verified_at).map_err(bad)?,
+        };
+        RawAttribute::new(&oid_identity_method(), v)
+    }
+
+    pub fn from_attributes(attrs: &[RawAttribute]) -> Result<Option<IdentityMethod>, CmsError> {
+        let Some(a) = attrs.iter().find(|a| a.is(&oid_identity_method())) else { return Ok(None) };
+        let der = a.value()?.to_der().map_err(|e| CmsError::Malformed(e.to_string()))?;
+        let v = IdentityMethodDer::from_der(&der).map_err(|e| CmsError::Malformed(format!("identity method attribute: {e}")))?;
+        Ok(Some(IdentityMethod {
+            factors: v.factors.iter().map(|f| f.as_str().to_string()).collect(),
+            token_profile: v.token_profile.as_str().to_string(),
+            token_description: v.token_description.as_str().to_string(),
+            pin_verified_at: v.pin_verified_at.to_system_time(),
+        }))
+    }
+
+    pub fn describe(&self) -> String {
+        format!(
+            "{} (token: {}, profile {}; PIN verified {})",
+            self.factors.join(" + "),
+            self.token_description,
+            self.token_profile,
+            cert::fmt_time(self.pin_verified_at)
+        )
+    }
+}
+
+/// The sender as the sending organisation verified them.
+#[derive(Clone, Debug, Eq, PartialEq, Sequence)]
+pub struct OriginatorDer {
+    pub certificate: Certificate,
+    pub signing_time: GeneralizedTime,
+}
+
+/// What the organisations recorded about where a mail came from.
+#[derive(Clone, Debug)]
+pub struct ChainInfo {
+    pub originator: Option<(Certificate, SystemTime)>,
+    pub identity: Option<IdentityMethod>,
+    pub sending_org: Option<Certificate>,
+}
+
+impl ChainInfo {
+    pub fn from_signer(s: &SignerReport) -> Result<ChainInfo, CmsError> {
+        let mut originator = None;
+        if let Some(a) = s.attributes.iter().find(|a| a.is(&oid_originator())) {
+            let der = a.value()?.to_der().map_err(|e| CmsError::Malformed(e.to_string()))?;
+            let o = OriginatorDer::from_der(&der).map_err(|e| CmsError::Malformed(format!("originator attribute: {e}")))?;
+            originator = Some((o.certificate, o.signing_time.to_system_time()));
+        }
+        let mut sending_org = None;
+        if let Some(a) = s.attributes.iter().find(|a| a.is(&oid_sending_org())) {
+            let der = a.value()?.to_der().map_err(|e| CmsError::Malformed(e.to_string()))?;
+            sending_org = Some(Certificate::from_der(&der).map_err(|e| CmsError::Malformed(format!("sending-org attribute: {e}")))?);
+        }
+        Ok(ChainInfo { originator, identity: IdentityMethod::from_attributes(&s.attributes)?, sending_org })
+    }
+
+    pub fn originator_attribute(cert: &Certificate, signed_at: SystemTime) -> Result<RawAttribute, CmsError> {
+        let bad = |e: der::Error| CmsError::Malformed(format!("originator: {e}"));
+        RawAttribute::new(&oid_originator(), OriginatorDer { certificate: cert.clone(), signing_time: GeneralizedTime::from_system_time(signed_at).map_err(bad)? })
+    }
+
+    pub fn sending_org_attribute(cert: &Certificate) -> Result<RawAttribute, CmsError> {
+        RawAttribute::new(&oid_sending_org(), cert.clone())
+    }
+
+    pub fn lines(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if let Some(org) = &self.sending_org {
+            out.push(format!("sending organisation: {}", cert::subject(org)));
+        }
+        if let Some((c, t)) = &self.originator {
+            out.push(format!("original sender:      {} <{}>, signed {}", cert::subject(c), cert::emails(c).join(", "), cert::fmt_time(*t)));
+        }
+        if let Some(i) = &self.identity {
+            out.push(format!("identity method:      {}", i.describe()));
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identity_method_round_trips_through_its_attribute() {
+        let t = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_790_000_000);
+        let m = IdentityMethod {
+            factors: vec!["possession".into(), "knowledge".into()],
+            token_profile: "softhsm2".into(),
+            token_description: "SoftHSM2 token 'x'".into(),
+            pin_verified_at: t,
+        };
+        let a = m.attribute().unwrap();
+        assert_eq!(IdentityMethod::from_attributes(&[a]).unwrap(), Some(m));
+        assert!(oid_identity_method().dotted().starts_with("2.25.177981922264625539930734361460954600427."));
+    }
+}
+
+/// What the recipient side trusts: anchors and organisation certificates *from the token* (a
+/// certificate on disk cannot be swapped in), plus anchors the config file names.
+pub struct TokenTrust {
+    pub anchors: Vec<Vec<u8>>,
+    pub orgs: Vec<Vec<u8>>,
+    pub others: Vec<Vec<u8>>,
+}
+
+pub fn token_trust(token: &crate::token::Token, config: &crate::config::Config) -> Result<TokenTrust, CmsError> {
+    let mut t = TokenTrust { anchors: Vec::new(), orgs: Vec::new(), others: Vec::new() };
+    for c in token.certificates()? {
+        if c.anchor {
+            t.anchors.push(c.der);
+        } else if token.profile.is_org(&c.label) {
+            t.orgs.push(c.der);
+        } else {
+            t.others.push(c.der);
+        }
+    }
+    for f in &config.anchors {
+        t.anchors.extend(cert::load_file(f)?);
+    }
+    Ok(t)
+}
+
+/// The organisation certificate attachments are encrypted to: on the token, else the config's;
+/// it must chain to the SSMAX anchors now.
+pub fn org_certificate(trust: &TokenTrust, config: &crate::config::Config) -> Result<Certificate, CmsError> {
+    let mut candidates = trust.orgs.clone();
+    if let Some(f) = &config.org_certificate {
+        candidates.extend(cert::load_file(f)?);
+    }
+    if candidates.is_empty() {
+        return Err(CmsError::NoKey(
+            "no organisation certificate: store it on the token next to your key (label 'ssmax-org…') or set org_certificate in the config".into(),
+        ));
+    }
+    if trust.anchors.is_empty() {
+        return Err(CmsError::Verify("no SSMAX trust anchor on the token or in the config to check the organisation certificate against".into()));
+    }
+    let check = crate::cms::verify::Trust { anchors: trust.anchors.clone(), intermediates: trust.others.clone() };
+    let mut reasons = Vec::new();
+    for der in candidates {
+        let c = cert::parse(&der)?;
+        match crate::cms::verify::check_chain(&der, &[], &check, SystemTime::now()) {
+            Ok(()) if !cert::is_ca(&c) => return Ok(c),
+            Ok(()) => reasons.push(format!("{} is a CA certificate", cert::subject(&c))),
+            Err(e) => reasons.push(crate::cms::verify::chain_error(&cert::subject(&c), &c, "now", e)),
+        }
+    }
+    Err(CmsError::Verify(format!("refusing to encrypt to the organisation certificate: {}", reasons.join("; "))))
+}
+
+/// A short name for a certificate's holder: its CN, else the whole subject.
+pub fn display_name(c: &Certificate) -> String {
+    let subject = cert::subject(c);
+    subject.split(',').find_map(|p| p.trim().strip_prefix("CN=")).map(|s| s.to_string()).unwrap_or(subject)
+}

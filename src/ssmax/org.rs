@@ -1,0 +1,172 @@
+//! Reference organisation steps (seed 000 §6): what a sending and a receiving organisation's
+//! mail servers do with an SSMAX mail. Library code for tests and the demo — not a server.
+//! Organisation keys here are software keys (the issue allows it); user keys never are.
+
+use super::mail::{build, parse, Protected};
+use super::{display_name, ChainInfo, IdentityMethod};
+use crate::cms::decrypt::{Decryptor, Envelope, RsaOp};
+use crate::cms::encrypt::recipient_info;
+use crate::cms::oaep::OaepHash;
+use crate::cms::signed::{self, SignError, SignInput};
+use crate::cms::verify::{verify, Trust};
+use crate::cms::{cert, unarmor, CmsError};
+use crate::mail::smime::{build_signed, classify, split_fields, Incoming};
+use crate::token::signer::Hash;
+use std::time::SystemTime;
+use x509_cert::Certificate;
+use zeroize::Zeroizing;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Verifies its own user, inspects for data leaks, re-keys to the receiving organisation.
+    Sending,
+    /// Verifies the sending organisation, scans for malware, re-keys to the recipient.
+    Receiving,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum OrgError {
+    #[error(transparent)]
+    Cms(#[from] CmsError),
+    #[error(transparent)]
+    Mail(#[from] crate::mail::MailError),
+    #[error("refused: attachment '{label}' was flagged by the inspection: {finding}")]
+    Refused { label: String, finding: String },
+    #[error("inspection could not run: {0}")]
+    Scanner(String),
+}
+
+/// An organisation's RSA key and certificate (software, PKCS#8 PEM).
+pub struct OrgKey {
+    pub cert: Certificate,
+    certs: Vec<Certificate>,
+    key: rsa::RsaPrivateKey,
+}
+
+impl OrgKey {
+    pub fn load(key_pem: &str, cert_der: &[u8]) -> Result<OrgKey, CmsError> {
+        use rsa::pkcs8::DecodePrivateKey;
+        let key = rsa::RsaPrivateKey::from_pkcs8_pem(key_pem).map_err(|e| CmsError::Malformed(format!("organisation key: {e}")))?;
+        let cert = cert::parse(cert_der)?;
+        Ok(OrgKey { certs: vec![cert.clone()], cert, key })
+    }
+}
+
+impl Decryptor for OrgKey {
+    fn certificates(&self) -> &[Certificate] {
+        &self.certs
+    }
+    fn supports(&self, _: usize, op: RsaOp) -> bool {
+        !matches!(op, RsaOp::Raw)
+    }
+    fn rsa_decrypt(&mut self, _: usize, op: RsaOp, data: &[u8]) -> Result<Zeroizing<Vec<u8>>, CmsError> {
+        let r = match op {
+            RsaOp::Pkcs1v15 => self.key.decrypt(rsa::Pkcs1v15Encrypt, data),
+            RsaOp::Oaep(OaepHash::Sha1) => self.key.decrypt(rsa::Oaep::new::<sha1::Sha1>(), data),
+            RsaOp::Oaep(OaepHash::Sha256) => self.key.decrypt(rsa::Oaep::new::<sha2::Sha256>(), data),
+            RsaOp::Oaep(OaepHash::Sha384) => self.key.decrypt(rsa::Oaep::new::<sha2::Sha384>(), data),
+            RsaOp::Oaep(OaepHash::Sha512) => self.key.decrypt(rsa::Oaep::new::<sha2::Sha512>(), data),
+            RsaOp::Raw => return Err(CmsError::Unsupported("raw RSA".into())),
+        };
+        r.map(Zeroizing::new).map_err(|_| CmsError::Decrypt("the organisation key could not unwrap the content key".into()))
+    }
+    fn ecdh(&mut self, _: usize, _: &[u8]) -> Result<Zeroizing<Vec<u8>>, CmsError> {
+        Err(CmsError::Unsupported("EC organisation keys in the reference organisation".into()))
+    }
+}
+
+pub struct Step<'a> {
+    pub role: Role,
+    pub org: &'a mut OrgKey,
+    /// SSMAX root(s), and for a sending organisation its own user CA chain.
+    pub trust: Trust,
+    /// Who can open the attachments after this hop.
+    pub next: &'a Certificate,
+    /// Inspection: a shell command run with the decrypted attachment's path as `$1`;
+    /// exit 0 = clean, anything else = a finding (its output is the reason).
+    pub scanner: Option<&'a str>,
+}
+
+/// One organisation hop: verify, inspect, re-key, replace the signature.
+pub fn relay(step: Step<'_>, raw: &[u8]) -> Result<(Vec<u8>, Vec<String>), OrgError> {
+    let Incoming::Detached { outer, signed, signature } = classify(raw)? else {
+        return Err(CmsError::Malformed("not an SSMAX mail (multipart/signed expected)".into()).into());
+    };
+    let verified = verify(&unarmor(&signature)?, Some(&signed), &step.trust, SystemTime::now())?;
+    let [signer] = <[crate::cms::verify::SignerReport; 1]>::try_from(verified.signers).map_err(|s| CmsError::Verify(format!("expected one signature, found {}", s.len())))?;
+    let from = outer.from_address().ok_or_else(|| CmsError::Verify("the mail has no From address".into()))?;
+    let signer_cert = cert::parse(&signer.cert_der)?;
+    let mut log = Vec::new();
+    let (originator, identity, sending_org) = match step.role {
+        Role::Sending => {
+            if !signer.emails.iter().any(|e| *e == from) {
+                return Err(CmsError::Verify(format!("the From address {from} is not in the sender's certificate")).into());
+            }
+            let identity = IdentityMethod::from_attributes(&signer.attributes)?
+                .ok_or_else(|| CmsError::Verify("the sender's signature does not say how the sender was identified".into()))?;
+            let when = signer.signing_time.ok_or_else(|| CmsError::Verify("the sender's signature has no signing time".into()))?;
+            log.push(format!("verified sender {} <{from}>; identity: {}", signer.subject, identity.describe()));
+            ((signer_cert, when), identity, None)
+        }
+        Role::Receiving => {
+            // An accredited organisation's certificate is issued directly by an SSMAX root;
+            // a user certificate (under an organisation CA) cannot pose as one.
+            if signer.chain.len() != 2 {
+                return Err(CmsError::Verify(format!("'{}' is not an SSMAX organisation certificate (issued directly by an SSMAX root)", signer.subject)).into());
+            }
+            let chain = ChainInfo::from_signer(&signer)?;
+            let (orig, when) = chain.originator.ok_or_else(|| CmsError::Verify("the sending organisation did not record the original sender".into()))?;
+            if !cert::emails(&orig).iter().any(|e| *e == from) {
+                return Err(CmsError::Verify(format!("the From address {from} is not the sender the sending organisation verified")).into());
+            }
+            let identity = chain.identity.ok_or_else(|| CmsError::Verify("the sending organisation did not record how the sender was identified".into()))?;
+            log.push(format!("verified sending organisation {} (SSMAX root {})", signer.subject, signer.chain.last().cloned().unwrap_or_default()));
+            ((orig, when), identity, Some(signer_cert))
+        }
+    };
+    let parts = parse(&signed)?;
+    let mut rekeyed = Vec::new();
+    for p in &parts.protected {
+        let env = Envelope::parse(&p.cms)?;
+        let (cek, _, _) = env.recover_cek(step.org)?;
+        let content = env.decrypt(&cek)?;
+        if let Some(cmd) = step.scanner {
+            inspect(cmd, &p.label, &content)?;
+            log.push(format!("inspected '{}': clean", p.label));
+        }
+        let cms = env.with_recipients(vec![recipient_info(step.next, &cek)?])?;
+        rekeyed.push(Protected { filename: p.filename.clone(), label: p.label.clone(), cms });
+    }
+    let inner = build(&parts.body, &rekeyed, &display_name(step.next));
+    let mut extra = vec![identity.attribute()?, ChainInfo::originator_attribute(&originator.0, originator.1)?];
+    if let Some(org) = &sending_org {
+        extra.push(ChainInfo::sending_org_attribute(org)?);
+    }
+    let signing_key = rsa::pkcs1v15::SigningKey::<sha2::Sha256>::new(step.org.key.clone());
+    let input = SignInput { content: &inner, detached: true, digest: Hash::Sha256, signer_cert: &step.org.cert, chain: &[], extra_attributes: extra };
+    let der = signed::sign::<_, rsa::pkcs1v15::Signature>(&signing_key, input, crate::cms::sign::standard_attributes()?).map_err(|e| match e {
+        SignError::Cms(c) => c,
+        SignError::Signer => CmsError::Malformed("the organisation key did not sign".into()),
+    })?;
+    let (fields, _) = split_fields(&outer.fields);
+    log.push(format!("re-keyed {} attachment(s) to {}; signed as {}", rekeyed.len(), display_name(step.next), cert::subject(&step.org.cert)));
+    Ok((build_signed(&fields, &inner, &der, "sha-256"), log))
+}
+
+fn inspect(cmd: &str, label: &str, content: &[u8]) -> Result<(), OrgError> {
+    use std::io::Write;
+    let mut f = tempfile::Builder::new().prefix("ssmax-inspect-").tempfile().map_err(|e| OrgError::Scanner(e.to_string()))?;
+    f.write_all(content).map_err(|e| OrgError::Scanner(e.to_string()))?;
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("{cmd} \"$1\""))
+        .arg("ssmax-inspect")
+        .arg(f.path())
+        .output()
+        .map_err(|e| OrgError::Scanner(format!("{cmd}: {e}")))?;
+    if out.status.success() {
+        return Ok(());
+    }
+    let said = String::from_utf8_lossy(&out.stdout).trim().to_string() + String::from_utf8_lossy(&out.stderr).trim();
+    Err(OrgError::Refused { label: label.to_string(), finding: if said.is_empty() { format!("scanner exit {:?}", out.status.code()) } else { said } })
+}
