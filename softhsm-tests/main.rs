@@ -8,5 +8,6 @@ mod decrypt;
 mod malformed;
 mod pin;
 mod sign;
+mod ssmax;
 mod status;
 mod verify;

@@ -61,6 +61,11 @@ pub struct Tok {
 
 impl Tok {
     pub fn new() -> Tok {
+        Tok::for_user("alice", LABEL)
+    }
+
+    /// A token for `alice` (Example Org) or `bob` (Partner Org) from the demo PKI.
+    pub fn for_user(user: &str, label: &str) -> Tok {
         let dir = tempfile::Builder::new().prefix("ssmax-tok-").tempdir().expect("tempdir");
         let pin_file = dir.path().join("pin");
         std::fs::write(&pin_file, format!("{PIN}\n")).unwrap();
@@ -69,8 +74,9 @@ impl Tok {
             .arg("token")
             .arg(pki())
             .arg(dir.path().join("t"))
-            .arg(LABEL)
-            .arg(&pin_file));
+            .arg(label)
+            .arg(&pin_file)
+            .arg(user));
         let conf = dir.path().join("t/softhsm2.conf");
         Tok { dir, conf, pin_file }
     }

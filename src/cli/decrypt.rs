@@ -19,7 +19,13 @@ pub fn run(g: &Global, io: &InOut) -> Result<(), Failure> {
             (Some(outer), unarmor(&cms)?)
         }
         Incoming::Bare(der) => (None, unarmor(&der)?),
-        Incoming::Detached { .. } => return Err(Failure::new(Exit::Usage, "this mail is signed, not encrypted: use 'ssmax-card verify'")),
+        Incoming::Detached { signed, .. } => {
+            // SSMAX mail is signed by the organisation with encrypted attachments inside: receive it.
+            if crate::ssmax::mail::parse(&signed).is_ok_and(|p| !p.protected.is_empty()) {
+                return super::receive::receive(g, io, &raw, None, false);
+            }
+            return Err(Failure::new(Exit::Usage, "this mail is signed, not encrypted: use 'ssmax-card verify'"));
+        }
     };
     let operation = match outer.as_ref().and_then(|o| o.from_address()) {
         Some(from) => format!("decrypt mail from {from}"),

@@ -64,12 +64,17 @@ pub fn verify_from_org<'a>(raw: &'a [u8], trust: &TokenTrust) -> Result<Received
 }
 
 pub fn run(g: &Global, io: &InOut, extract: Option<&Path>, force: bool) -> Result<(), Failure> {
-    let s = setup(g)?;
     let raw = read_input(io)?;
+    receive(g, io, &raw, extract, force)
+}
+
+/// The receive path on an already-read mail (`decrypt` uses it for SSMAX mail too).
+pub fn receive(g: &Global, io: &InOut, raw: &[u8], extract: Option<&Path>, force: bool) -> Result<(), Failure> {
+    let s = setup(g)?;
     let prompt = prompt(g, &s.config, Some(io))?;
     let mut token = Token::open(&s.token_uri, &s.profiles)?;
     let trust = token_trust(&token, &s.config)?;
-    let rec = verify_from_org(&raw, &trust)?;
+    let rec = verify_from_org(raw, &trust)?;
     eprintln!("ssmax-card: verified: signed by your organisation '{}'", rec.signer.subject);
     for line in rec.chain.lines() {
         eprintln!("ssmax-card:   {line}");

@@ -131,7 +131,9 @@ pub fn relay(step: Step<'_>, raw: &[u8]) -> Result<(Vec<u8>, Vec<String>), OrgEr
         let (cek, _, _) = env.recover_cek(step.org)?;
         let content = env.decrypt(&cek)?;
         if let Some(cmd) = step.scanner {
-            inspect(cmd, &p.label, &content)?;
+            // Scanners look at the file, not at its MIME transfer encoding.
+            let file = crate::mail::Entity::parse(&content)?.decoded_body()?;
+            inspect(cmd, &p.label, &file)?;
             log.push(format!("inspected '{}': clean", p.label));
         }
         let cms = env.with_recipients(vec![recipient_info(step.next, &cek)?])?;

@@ -1,0 +1,296 @@
+//! The SSMAX chain on SoftHSM2: sender token → sending org → receiving org → recipient token →
+//! forward → the recipient's org again. openssl checks every hop's signature.
+
+use crate::support::*;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+const EICAR: &str = "X5O!P%@AP[4\\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*";
+const MALWARE_SCAN: &str = "grep -q 'EICAR-STANDARD-ANTIVIRUS-TEST-FILE' \"$1\" && { echo 'EICAR test signature'; exit 1; }; exit 0";
+const LEAK_SCAN: &str = "grep -qi 'confidential' \"$1\" && { echo 'marked confidential: may not leave the organisation'; exit 1; }; exit 0";
+
+struct World {
+    alice: Tok,
+    bob: Tok,
+}
+
+impl World {
+    fn new() -> World {
+        World { alice: Tok::for_user("alice", "alice card"), bob: Tok::for_user("bob", "bob card") }
+    }
+
+    fn draft(&self, body: &str) -> PathBuf {
+        self.alice.write("draft.eml", format!("From: Alice Example <alice@example.jp>\nTo: Bob <bob@partner.example>\nSubject: Q3 figures\n\n{body}\n"))
+    }
+
+    fn send(&self, attach: &[(&str, &str, &str)]) -> PathBuf {
+        let draft = self.draft("Bob, the figures are attached.");
+        let out = self.alice.path("sent.eml");
+        let mut args = vec!["send".to_string(), "--in".into(), draft.display().to_string(), "--out".into(), out.display().to_string()];
+        for (name, content, label) in attach {
+            let f = self.alice.write(name, content);
+            args.extend(["--attach".into(), f.display().to_string(), "--label".into(), label.to_string()]);
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let o = run(&mut self.alice.with_pin(&args));
+        assert_eq!(code(&o), 0, "send: {}", stderr(&o));
+        out
+    }
+
+    fn org(&self, role: &str, input: &Path, out: &str, scanner: Option<&str>) -> (Output, PathBuf) {
+        let p = pki();
+        let (key, cert, certfile, next) = match role {
+            "sending" => ("org.key", "org.pem", "orgca.pem", "partner-org.pem"),
+            "receiving" => ("partner-org.key", "partner-org.pem", "partnerca.pem", "bob.pem"),
+            // Partner Org as the sending org of bob's forward, back to Example Org.
+            _ => ("partner-org.key", "partner-org.pem", "partnerca.pem", "org.pem"),
+        };
+        let outp = self.alice.path(out);
+        let mut c = Command::new(BIN);
+        c.args(["org", "--role", if role == "receiving" { "receiving" } else { "sending" }])
+            .arg("--org-key")
+            .arg(p.join(key))
+            .arg("--org-cert")
+            .arg(p.join(cert))
+            .arg("--anchor")
+            .arg(p.join("root.pem"))
+            .arg("--certfile")
+            .arg(p.join(certfile))
+            .arg("--next")
+            .arg(p.join(next))
+            .arg("--in")
+            .arg(input)
+            .arg("--out")
+            .arg(&outp);
+        if let Some(s) = scanner {
+            c.arg("--scanner").arg(s);
+        }
+        (run(&mut c), outp)
+    }
+
+    /// sent → sending org → receiving org: what bob's mailbox gets.
+    fn delivered(&self, attach: &[(&str, &str, &str)]) -> PathBuf {
+        let sent = self.send(attach);
+        let (o, hop1) = self.org("sending", &sent, "hop1.eml", Some(LEAK_SCAN));
+        assert_eq!(code(&o), 0, "sending org: {}", stderr(&o));
+        let (o, hop2) = self.org("receiving", &hop1, "hop2.eml", Some(MALWARE_SCAN));
+        assert_eq!(code(&o), 0, "receiving org: {}", stderr(&o));
+        hop2
+    }
+}
+
+fn openssl_ok(mail: &Path) {
+    let v = openssl_verify(mail, &pki().join("root.pem"));
+    assert!(v.status.success(), "openssl cms -verify {}: {}", mail.display(), stderr(&v));
+}
+
+/// The CMS of the attachment part labelled `label` in a signed SSMAX mail (DER).
+fn attachment_cms(tok: &Tok, mail: &Path, label: &str) -> Vec<u8> {
+    let content = tok.path("inner.eml");
+    ok(Command::new("openssl").args(["cms", "-verify", "-noverify", "-in"]).arg(mail).arg("-out").arg(&content));
+    let text = std::fs::read_to_string(&content).unwrap();
+    let part = text.split("\r\n--").find(|p| p.contains(&format!("SSMAX-Label: {label}"))).unwrap_or_else(|| panic!("no part labelled {label}:\n{text}"));
+    let b64: String = part.split("\r\n\r\n").nth(1).unwrap().lines().map(str::trim).collect();
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.decode(b64).unwrap()
+}
+
+fn encrypted_content(tok: &Tok, der: &[u8]) -> String {
+    let f = tok.write("att.der", der);
+    let dump = stdout(&ok(Command::new("openssl").args(["cms", "-cmsout", "-print", "-inform", "DER", "-in"]).arg(&f)));
+    let start = dump.find("encryptedContent:").expect("encryptedContent in dump");
+    dump[start..].lines().skip(1).take_while(|l| l.trim_start().starts_with(|c: char| c.is_ascii_hexdigit())).collect::<Vec<_>>().join("\n")
+}
+
+fn openssl_decrypt(tok: &Tok, der: &[u8], key: &str, cert: &str) -> Output {
+    let f = tok.write("att-open.der", der);
+    run(Command::new("openssl")
+        .args(["cms", "-decrypt", "-inform", "DER", "-in"])
+        .arg(&f)
+        .arg("-inkey")
+        .arg(pki().join(key))
+        .arg("-recip")
+        .arg(pki().join(cert)))
+}
+
+#[test]
+fn four_party_chain_verifies_at_every_hop_and_forward_keeps_the_ciphertext() {
+    let w = World::new();
+    let sent = w.send(&[("figures.csv", "Q3 revenue: 1,234 MJPY\n", "Q3 figures"), ("notes.txt", "meeting notes\n", "Meeting notes")]);
+    openssl_ok(&sent);
+    // Encrypted to the sending organisation — a plain S/MIME tool with its key opens it, the recipient's cannot.
+    let att = attachment_cms(&w.alice, &sent, "Q3 figures");
+    let o = openssl_decrypt(&w.alice, &att, "org.key", "org.pem");
+    assert!(o.status.success() && stdout(&o).contains("filename=\"figures.csv\""), "{}", stderr(&o));
+    assert!(!openssl_decrypt(&w.alice, &att, "bob.key", "bob.pem").status.success());
+
+    let (o, hop1) = w.org("sending", &sent, "hop1.eml", Some(LEAK_SCAN));
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    openssl_ok(&hop1);
+    let (o, hop2) = w.org("receiving", &hop1, "hop2.eml", Some(MALWARE_SCAN));
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    openssl_ok(&hop2);
+
+    let o = run(&mut w.bob.with_pin(&["receive", "--in", hop2.to_str().unwrap()]));
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let e = stderr(&o);
+    assert!(e.contains("signed by your organisation 'CN=Partner Org (mail),O=Partner Org'"), "{e}");
+    assert!(e.contains("sending organisation: CN=Example Org (mail),O=Example Org"), "{e}");
+    assert!(e.contains("original sender:      CN=Alice Example,O=Example Org <alice@example.jp>"), "{e}");
+    assert!(e.contains("identity method:      possession of the softhsm2 token + knowledge of its PIN"), "{e}");
+    let out = stdout(&o);
+    // `decrypt` on SSMAX mail does the same as `receive`.
+    let d = run(&mut w.bob.with_pin(&["decrypt", "--in", hop2.to_str().unwrap()]));
+    assert_eq!(code(&d), 0, "{}", stderr(&d));
+    assert!(stdout(&d).contains("UTMgcmV2ZW51ZTogMSwyMzQgTUpQWQo="));
+    assert!(out.contains("Bob, the figures are attached."));
+    assert!(out.contains("SSMAX-Label: Q3 figures"));
+    assert!(out.contains("UTMgcmV2ZW51ZTogMSwyMzQgTUpQWQo="), "decrypted attachment body: {out}");
+
+    // Forward only the figures; the ciphertext travels unchanged, re-keyed to Partner Org.
+    let fwd = w.bob.path("fwd.eml");
+    let o = run(&mut w.bob.with_pin(&["forward", "--in", hop2.to_str().unwrap(), "--to", "carol@partner.example", "--keep", "figures.csv", "--out", fwd.to_str().unwrap()]));
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    openssl_ok(&fwd);
+    let before = attachment_cms(&w.bob, &hop2, "Q3 figures");
+    let after = attachment_cms(&w.bob, &fwd, "Q3 figures");
+    assert_ne!(before, after, "new recipient info");
+    assert_eq!(encrypted_content(&w.bob, &before), encrypted_content(&w.bob, &after), "ciphertext byte-identical");
+    assert!(!std::fs::read_to_string(&fwd).unwrap().contains("Meeting notes"), "dropped attachment is gone");
+    assert!(openssl_decrypt(&w.bob, &after, "partner-org.key", "partner-org.pem").status.success(), "the receiving org opens it");
+    assert!(!openssl_decrypt(&w.bob, &after, "bob.key", "bob.pem").status.success(), "bob's own key no longer does");
+    let o = run(&mut w.bob.with_pin(&["decrypt", "--in", w.bob.write("fwd-att.der", &after).to_str().unwrap()]));
+    assert_clear_failure(&o, 6);
+
+    // And Partner Org, now the sending org for bob, accepts bob's forward.
+    let (o, hop3) = w.org("forward", &fwd, "hop3.eml", Some(LEAK_SCAN));
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    openssl_ok(&hop3);
+}
+
+fn tamper(tok: &Tok, mail: &Path, from: &str, to: &str) -> PathBuf {
+    let text = std::fs::read_to_string(mail).unwrap();
+    assert!(text.contains(from), "{from} not in {}", mail.display());
+    tok.write("tampered.eml", text.replacen(from, to, 1))
+}
+
+#[test]
+fn tampering_at_any_hop_is_detected_at_the_next() {
+    let w = World::new();
+    let sent = w.send(&[("figures.csv", "Q3 revenue\n", "Q3 figures")]);
+    let bad = tamper(&w.alice, &sent, "Bob, the figures are attached.", "Bob, pay invoice 77 today.");
+    let (o, _) = w.org("sending", &bad, "x.eml", None);
+    assert_clear_failure(&o, 1);
+
+    let (_, hop1) = w.org("sending", &sent, "hop1.eml", None);
+    let bad = tamper(&w.alice, &hop1, "SSMAX-Label: Q3 figures", "SSMAX-Label: Holiday photos");
+    let (o, _) = w.org("receiving", &bad, "x.eml", None);
+    assert_clear_failure(&o, 1);
+
+    let (_, hop2) = w.org("receiving", &hop1, "hop2.eml", None);
+    let bad = tamper(&w.alice, &hop2, "Bob, the figures are attached.", "Bob, the figures are attached!");
+    let o = run(&mut w.bob.with_pin(&["receive", "--in", bad.to_str().unwrap()]));
+    assert_clear_failure(&o, 1);
+    // A forged From outside the signature is caught too.
+    let bad = tamper(&w.alice, &hop2, "From: Alice Example <alice@example.jp>", "From: CEO <ceo@example.jp>");
+    let o = run(&mut w.bob.with_pin(&["receive", "--in", bad.to_str().unwrap()]));
+    assert_clear_failure(&o, 1);
+    assert!(stderr(&o).contains("not the original sender"), "{}", stderr(&o));
+}
+
+#[test]
+fn eicar_is_stopped_at_the_receiving_org_and_confidential_at_the_sending_org() {
+    let w = World::new();
+    let sent = w.send(&[("tool.com", EICAR, "Handy tool")]);
+    let (o, hop1) = w.org("sending", &sent, "hop1.eml", Some(LEAK_SCAN));
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let (o, _) = w.org("receiving", &hop1, "hop2.eml", Some(MALWARE_SCAN));
+    assert_clear_failure(&o, 1);
+    assert!(stderr(&o).contains("'Handy tool' was flagged") && stderr(&o).contains("EICAR"), "{}", stderr(&o));
+
+    let sent = w.send(&[("plan.txt", "CONFIDENTIAL: merger plan\n", "Plan")]);
+    let (o, _) = w.org("sending", &sent, "hop1.eml", Some(LEAK_SCAN));
+    assert_clear_failure(&o, 1);
+    assert!(stderr(&o).contains("'Plan' was flagged") && stderr(&o).contains("may not leave"), "{}", stderr(&o));
+}
+
+#[test]
+fn recipient_cannot_be_tricked_by_a_certificate_on_disk() {
+    let w = World::new();
+    let p = pki();
+    // Mallory cannot open the attachments, but a plain phishing text needs none.
+    let sent = w.send(&[]);
+    let (_, hop1) = w.org("sending", &sent, "hop1.eml", None);
+    // Mallory re-signs as a "receiving org" with a certificate under a rogue root...
+    let forged = w.alice.path("forged.eml");
+    let o = run(Command::new(BIN)
+        .args(["org", "--role", "receiving", "--org-key"])
+        .arg(p.join("mallory.key"))
+        .arg("--org-cert")
+        .arg(p.join("mallory.pem"))
+        .arg("--anchor")
+        .arg(p.join("root.pem"))
+        .arg("--next")
+        .arg(p.join("bob.pem"))
+        .arg("--in")
+        .arg(&hop1)
+        .arg("--out")
+        .arg(&forged));
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    // ...and gets the rogue root and his certificate onto bob's disk, even into his config.
+    let config = w.bob.write("config.toml", format!("anchors = [\"{}\"]\norg_certificate = \"{}\"\n", p.join("rogue-root.pem").display(), p.join("mallory.pem").display()));
+    let o = run(&mut w.bob.with_pin(&["receive", "--config", config.to_str().unwrap(), "--in", forged.to_str().unwrap()]));
+    assert_clear_failure(&o, 1);
+    assert!(stderr(&o).contains("not your organisation's certificate stored on the token"), "{}", stderr(&o));
+}
+
+#[test]
+fn send_refuses_an_org_certificate_not_chained_to_the_anchors() {
+    let tok = Tok::for_user("alice", "alice card");
+    let o = Command::new("pkcs11-tool")
+        .env("SOFTHSM2_CONF", &tok.conf)
+        .args(["--module", "/usr/lib/softhsm/libsofthsm2.so", "--token-label", "alice card", "--login", "--pin", PIN, "--delete-object", "--type", "cert", "--label", "ssmax-org"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let draft = tok.write("draft.eml", "From: alice@example.jp\nTo: bob@partner.example\nSubject: x\n\nhi\n");
+    let f = tok.write("a.txt", "data");
+    let o = run(&mut tok.with_pin(&["send", "--in", draft.to_str().unwrap(), "--attach", f.to_str().unwrap(), "--label", "A"]));
+    assert_clear_failure(&o, 6);
+    assert!(stderr(&o).contains("no organisation certificate"), "{}", stderr(&o));
+    let config = tok.write("config.toml", format!("org_certificate = \"{}\"\n", pki().join("mallory.pem").display()));
+    let o = run(&mut tok.with_pin(&["send", "--config", config.to_str().unwrap(), "--in", draft.to_str().unwrap(), "--attach", f.to_str().unwrap(), "--label", "A"]));
+    assert_clear_failure(&o, 1);
+    assert!(stderr(&o).contains("refusing to encrypt to the organisation certificate") && stderr(&o).contains("not trusted"), "{}", stderr(&o));
+}
+
+#[test]
+fn receive_extract_writes_private_files_safely_and_never_clobbers() {
+    let w = World::new();
+    // A draft whose attachment name tries to climb out of the extraction directory.
+    let draft = w.alice.write(
+        "draft.eml",
+        "From: alice@example.jp\nTo: bob@partner.example\nSubject: x\nMIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=\"B\"\n\n--B\nContent-Type: text/plain\n\nsee file\n--B\nContent-Type: text/plain; name=\"../../evil.txt\"\nContent-Disposition: attachment; filename=\"../../evil.txt\"\nSSMAX-Label: Report\n\nreport body\n--B--\n",
+    );
+    let sent = w.alice.path("sent.eml");
+    ok(&mut w.alice.with_pin(&["send", "--in", draft.to_str().unwrap(), "--out", sent.to_str().unwrap()]));
+    let (_, hop1) = w.org("sending", &sent, "hop1.eml", None);
+    let (_, hop2) = w.org("receiving", &hop1, "hop2.eml", None);
+    let dir = w.bob.path("inbox/files");
+    std::fs::create_dir_all(&dir).unwrap();
+    let o = run(&mut w.bob.with_pin(&["receive", "--in", hop2.to_str().unwrap(), "--extract", dir.to_str().unwrap()]));
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let file = dir.join("evil.txt");
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "report body");
+    assert!(!w.bob.path("evil.txt").exists() && !w.bob.path("inbox/evil.txt").exists());
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(&file).unwrap().permissions().mode() & 0o777, 0o600);
+    std::fs::write(&file, "edited by bob").unwrap();
+    let o = run(&mut w.bob.with_pin(&["receive", "--in", hop2.to_str().unwrap(), "--extract", dir.to_str().unwrap()]));
+    assert_clear_failure(&o, 2);
+    assert!(stderr(&o).contains("--force"));
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "edited by bob");
+    let o = run(&mut w.bob.with_pin(&["receive", "--in", hop2.to_str().unwrap(), "--extract", dir.to_str().unwrap(), "--force"]));
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "report body");
+}
