@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # README command (1): the main job on an embedded default. Provisions a demo SoftHSM2 token with a
-# demo PKI (SSMAX root → org CA → alice@example.jp; an org certificate), then signs a sample mail
-# and decrypts a sample encrypted mail with the key on that token, showing each step.
+# demo PKI (SSMAX root → org CA → alice@example.jp; an org certificate), signs a sample mail and
+# decrypts a sample encrypted mail with the key on that token, then runs the SSMAX chain
+# (alice → Example Org → Partner Org → bob → forward) showing each hop.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . softhsm-tests/deps.sh
@@ -54,5 +55,45 @@ echo "   [...]"
 step "5. Decrypt it: the content key is recovered on the token"
 show "$BIN" decrypt --in "$DEMO/encrypted.eml" --out "$DEMO/decrypted.eml" --pin-fd 3 3<"$DEMO/pin"
 cat "$DEMO/decrypted.eml"
+
+step "6. SSMAX: alice sends a labelled, protected attachment (encrypted to her organisation, signed on her card)"
+printf 'Product,Q3\nWidgets,1234\n' >"$DEMO/figures.csv"
+cat >"$DEMO/draft.eml" <<MAIL
+From: Alice Example <alice@example.jp>
+To: Bob <bob@partner.example>
+Subject: Q3 figures
+Date: $(date -R)
+
+Bob, the Q3 figures are attached.
+MAIL
+show "$BIN" send --in "$DEMO/draft.eml" --attach "$DEMO/figures.csv" --label "Q3 figures (for Partner Org)" \
+  --out "$DEMO/1-sent.eml" --pin-fd 3 3<"$DEMO/pin"
+show openssl cms -verify -in "$DEMO/1-sent.eml" -CAfile "$DEMO/pki/root.pem" -purpose smimesign -out /dev/null
+
+P=$DEMO/pki
+step "7. Example Org (sending organisation): verify alice, inspect for leaks, re-key to Partner Org, re-sign"
+LEAKS="grep -qi 'confidential' \"\$1\" && { echo 'marked confidential'; exit 1; }; exit 0"
+show "$BIN" org --role sending --org-key "$P/org.key" --org-cert "$P/org.pem" --anchor "$P/root.pem" \
+  --certfile "$P/orgca.pem" --next "$P/partner-org.pem" --scanner "$LEAKS" --in "$DEMO/1-sent.eml" --out "$DEMO/2-from-example-org.eml"
+show openssl cms -verify -in "$DEMO/2-from-example-org.eml" -CAfile "$P/root.pem" -purpose smimesign -out /dev/null
+
+step "8. Partner Org (receiving organisation): verify Example Org, scan for malware, re-key to bob, re-sign"
+MALWARE="grep -q 'EICAR-STANDARD-ANTIVIRUS-TEST-FILE' \"\$1\" && { echo 'EICAR'; exit 1; }; exit 0"
+show "$BIN" org --role receiving --org-key "$P/partner-org.key" --org-cert "$P/partner-org.pem" --anchor "$P/root.pem" \
+  --next "$P/bob.pem" --scanner "$MALWARE" --in "$DEMO/2-from-example-org.eml" --out "$DEMO/3-to-bob.eml"
+show openssl cms -verify -in "$DEMO/3-to-bob.eml" -CAfile "$P/root.pem" -purpose smimesign -out /dev/null
+
+step "9. bob receives: his organisation's signature is checked against the certificate on HIS card"
+printf 'bob-pin-1357\n' >"$DEMO/bob-pin"
+bash softhsm-tests/provision.sh token "$DEMO/pki" "$DEMO/bob-token" "Bob's card" "$DEMO/bob-pin" bob
+mkdir -p "$DEMO/bob-files"
+SOFTHSM2_CONF=$DEMO/bob-token/softhsm2.conf show "$BIN" receive --in "$DEMO/3-to-bob.eml" --extract "$DEMO/bob-files" --pin-fd 3 3<"$DEMO/bob-pin"
+show cat "$DEMO/bob-files/figures.csv"
+
+step "10. bob forwards the figures: only the content key is re-wrapped (for Partner Org) on his card"
+SOFTHSM2_CONF=$DEMO/bob-token/softhsm2.conf show "$BIN" forward --in "$DEMO/3-to-bob.eml" --to carol@partner.example \
+  --keep figures.csv --note "Carol, FYI." --out "$DEMO/4-forward.eml" --pin-fd 3 3<"$DEMO/bob-pin"
+show "$BIN" org --role sending --org-key "$P/partner-org.key" --org-cert "$P/partner-org.pem" --anchor "$P/root.pem" \
+  --certfile "$P/partnerca.pem" --next "$P/org.pem" --in "$DEMO/4-forward.eml" --out "$DEMO/5-forward-from-partner-org.eml"
 
 step "Done. Files are in $DEMO"
