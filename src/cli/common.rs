@@ -12,6 +12,7 @@ use std::path::Path;
 /// Largest mail we accept; bigger input is refused before it is parsed.
 pub const MAX_INPUT: usize = 64 * 1024 * 1024;
 
+#[derive(Clone)]
 pub struct Setup {
     pub config: Config,
     pub profiles: Vec<Profile>,

@@ -1,16 +1,13 @@
 //! `ssmax-card decrypt`: the content key is recovered on the token; the mail is decrypted here.
 
-use super::common::{prompt, read_input, setup, write_output};
-use super::{Global, InOut};
+use super::ctx::Ctx;
 use crate::cms::{decrypt, unarmor};
 use crate::error::{Exit, Failure};
 use crate::mail::smime::{classify, rejoin, Incoming};
 use crate::token::decrypt::TokenDecryptor;
-use crate::token::Token;
 
-pub fn run(g: &Global, io: &InOut) -> Result<(), Failure> {
-    let s = setup(g)?;
-    let raw = read_input(io)?;
+pub fn run(ctx: &mut dyn Ctx) -> Result<(), Failure> {
+    let raw = ctx.input()?;
     let (outer, der) = match classify(&raw)? {
         Incoming::Opaque { outer, cms, smime_type } => {
             if smime_type.contains("signed") {
@@ -22,7 +19,7 @@ pub fn run(g: &Global, io: &InOut) -> Result<(), Failure> {
         Incoming::Detached { signed, .. } => {
             // SSMAX mail is signed by the organisation with encrypted attachments inside: receive it.
             if crate::ssmax::mail::parse(&signed).is_ok_and(|p| !p.protected.is_empty()) {
-                return super::receive::receive(g, io, &raw, None, false);
+                return super::receive::receive(ctx, &raw);
             }
             return Err(Failure::new(Exit::Usage, "this mail is signed, not encrypted: use 'ssmax-card verify'"));
         }
@@ -31,24 +28,22 @@ pub fn run(g: &Global, io: &InOut) -> Result<(), Failure> {
         Some(from) => format!("decrypt mail from {from}"),
         None => "decrypt a message".to_string(),
     };
-    let prompt = prompt(g, &s.config, Some(io))?;
-    let mut token = Token::open(&s.token_uri, &s.profiles)?;
-    let token_label = token.label.clone();
-    let opened = {
-        let mut dec = TokenDecryptor::new(&mut token, prompt.as_ref(), g.allow_final_pin_try, &operation)?;
-        decrypt::open(&der, &mut dec)?
+    let (opened, token_label) = {
+        let p = ctx.token()?;
+        let label = p.token.label.clone();
+        let mut dec = TokenDecryptor::new(p.token, p.prompt, p.g.allow_final_pin_try, &operation)?;
+        (decrypt::open(&der, &mut dec)?, label)
     };
-    token.logout();
     let out = match &outer {
         Some(o) => rejoin(o, &opened.content),
         None => opened.content,
     };
-    write_output(io, &out)?;
-    eprintln!(
-        "ssmax-card: decrypted on token '{token_label}' with the key of '{}' ({}, {})",
+    ctx.output(out)?;
+    ctx.note(format!(
+        "decrypted on token '{token_label}' with the key of '{}' ({}, {})",
         opened.recipient,
         opened.key_transport,
         opened.content_alg.name()
-    );
+    ));
     Ok(())
 }

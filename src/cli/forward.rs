@@ -2,10 +2,9 @@
 //! organisation (only the content key is decrypted, on the card; the ciphertext stays byte
 //! for byte), sign the new mail on the card.
 
-use super::common::{prompt, read_input, setup, write_output};
+use super::ctx::{Ctx, Parts};
 use super::receive::verify_from_org;
 use super::sign::sign_on_token;
-use super::{Global, InOut};
 use crate::cms::decrypt::Envelope;
 use crate::cms::encrypt::recipient_info;
 use crate::cms::{cert, CmsError};
@@ -17,26 +16,34 @@ use crate::ssmax::{display_name, org_certificate, token_trust};
 use crate::token::decrypt::TokenDecryptor;
 use crate::token::Token;
 
-pub struct ForwardArgs<'a> {
-    pub to: &'a [String],
-    pub from: Option<&'a str>,
-    pub keep: &'a [String],
-    pub note: Option<&'a str>,
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+pub struct ForwardArgs {
+    pub to: Vec<String>,
+    pub from: Option<String>,
+    pub keep: Vec<String>,
+    pub note: Option<String>,
     pub pss: bool,
 }
 
-pub fn run(g: &Global, io: &InOut, a: ForwardArgs<'_>) -> Result<(), Failure> {
-    let s = setup(g)?;
+pub fn run(ctx: &mut dyn Ctx, a: &ForwardArgs) -> Result<(), Failure> {
     if a.to.is_empty() {
         return Err(Failure::new(Exit::Usage, "give at least one --to address"));
     }
-    let raw = read_input(io)?;
-    let prompt = prompt(g, &s.config, Some(io))?;
-    let mut token = Token::open(&s.token_uri, &s.profiles)?;
-    let trust = token_trust(&token, &s.config)?;
-    let rec = verify_from_org(&raw, &trust)?;
+    let raw = ctx.input()?;
+    let (out, note) = {
+        let mut p = ctx.token()?;
+        forward(&mut p, a, &raw)?
+    };
+    ctx.output(out)?;
+    ctx.note(note);
+    Ok(())
+}
+
+fn forward(p: &mut Parts<'_>, a: &ForwardArgs, raw: &[u8]) -> Result<(Vec<u8>, String), Failure> {
+    let trust = token_trust(p.token, &p.s.config)?;
+    let rec = verify_from_org(raw, &trust)?;
     let mut selected = Vec::new();
-    for k in a.keep {
+    for k in &a.keep {
         let p = rec.parts.protected.iter().find(|p| p.filename == *k || p.label == *k).ok_or_else(|| {
             let have: Vec<String> = rec.parts.protected.iter().map(|p| format!("'{}' ({})", p.label, p.filename)).collect();
             Failure::new(Exit::Usage, format!("no attachment named or labelled '{k}' (the mail has: {})", if have.is_empty() { "none".into() } else { have.join(", ") }))
@@ -45,11 +52,11 @@ pub fn run(g: &Global, io: &InOut, a: ForwardArgs<'_>) -> Result<(), Failure> {
             selected.push(p);
         }
     }
-    let org = org_certificate(&trust, &s.config)?;
+    let org = org_certificate(&trust, &p.s.config)?;
     let org_name = display_name(&org);
     let mut rekeyed = Vec::new();
     if !selected.is_empty() {
-        let mut dec = TokenDecryptor::new(&mut token, prompt.as_ref(), g.allow_final_pin_try, "forward attachments")?;
+        let mut dec = TokenDecryptor::new(p.token, p.prompt, p.g.allow_final_pin_try, "forward attachments")?;
         for p in &selected {
             let env = Envelope::parse(&p.cms)?;
             let (cek, _, _) = env.recover_cek(&mut dec).map_err(|e| label_err(e, &p.label))?;
@@ -57,13 +64,13 @@ pub fn run(g: &Global, io: &InOut, a: ForwardArgs<'_>) -> Result<(), Failure> {
             rekeyed.push(Protected { filename: p.filename.clone(), label: p.label.clone(), cms });
         }
     }
-    let from = match a.from {
+    let from = match &a.from {
         Some(f) => f.to_ascii_lowercase(),
-        None => own_address(&token)?,
+        None => own_address(p.token)?,
     };
     let header = |name: &str| rec.outer.field(name).map(field_value).unwrap_or_default();
     let mut text = String::new();
-    if let Some(n) = a.note {
+    if let Some(n) = &a.note {
         text.push_str(n);
         text.push_str("\n\n");
     }
@@ -88,10 +95,9 @@ pub fn run(g: &Global, io: &InOut, a: ForwardArgs<'_>) -> Result<(), Failure> {
         Field::new("Subject", &crate::ssmax::mail::encode_word(&subject)),
         Field::new("Date", &date),
     ];
-    let done = sign_on_token(g, &s, &mut token, prompt.as_ref(), &from, &inner, a.pss)?;
-    write_output(io, &build_signed(&outer, &inner, &done.der, done.scheme.hash().micalg()))?;
-    eprintln!("ssmax-card: forwarded {} attachment(s), re-keyed for '{org_name}'; {}", rekeyed.len(), done.summary(&from, &token));
-    Ok(())
+    let done = sign_on_token(p, &from, &inner, a.pss)?;
+    let note = format!("forwarded {} attachment(s), re-keyed for '{org_name}'; {}", rekeyed.len(), done.summary(&from, p.token));
+    Ok((build_signed(&outer, &inner, &done.der, done.scheme.hash().micalg()), note))
 }
 
 fn label_err(e: CmsError, label: &str) -> Failure {

@@ -1,6 +1,7 @@
 //! Command-line definitions (clap) and the commands behind them.
 
 mod common;
+pub mod ctx;
 mod decrypt;
 mod forward;
 mod org;
@@ -168,16 +169,19 @@ pub enum OrgRole {
 
 pub fn run(cli: Cli) -> Result<(), Failure> {
     let g = &cli.global;
+    let no_io = InOut { input: None, output: None };
     match cli.command {
-        Command::Status => status::run(g),
+        Command::Status => status::run(&mut ctx::CliCtx::new(g, &no_io)?),
         Command::Profiles => profiles::run(g),
-        Command::Sign { io, pss } => sign::run(g, &io, pss),
-        Command::Verify { io, ca, certfile, content, no_token } => verify::run(g, &io, &ca, &certfile, content.as_deref(), no_token),
-        Command::Decrypt { io } => decrypt::run(g, &io),
-        Command::Send { io, attach, label, pss } => send::run(g, &io, &attach, &label, pss),
-        Command::Receive { io, extract, force } => receive::run(g, &io, extract.as_deref(), force),
+        Command::Sign { io, pss } => sign::run(&mut ctx::CliCtx::new(g, &io)?, pss),
+        Command::Verify { io, ca, certfile, content, no_token } => {
+            verify::run(&mut ctx::CliCtx::new(g, &io)?, &verify::VerifyArgs { ca, certfile, content, no_token })
+        }
+        Command::Decrypt { io } => decrypt::run(&mut ctx::CliCtx::new(g, &io)?),
+        Command::Send { io, attach, label, pss } => send::run_cli(g, &io, &attach, &label, pss),
+        Command::Receive { io, extract, force } => receive::run_cli(g, &io, extract.as_deref(), force),
         Command::Forward { io, to, from, keep, note, pss } => {
-            forward::run(g, &io, forward::ForwardArgs { to: &to, from: from.as_deref(), keep: &keep, note: note.as_deref(), pss })
+            forward::run(&mut ctx::CliCtx::new(g, &io)?, &forward::ForwardArgs { to, from, keep, note, pss })
         }
         Command::Org { io, role, org_key, org_cert, anchor, certfile, next, scanner } => {
             let role = match role {

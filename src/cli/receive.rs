@@ -2,17 +2,16 @@
 //! certificate on the token, show what the organisations recorded, decrypt each attachment on
 //! the card.
 
-use super::common::{prompt, read_input, setup, write_output};
+use super::ctx::{CliCtx, Ctx};
 use super::{Global, InOut};
 use crate::cms::verify::{verify, SignerReport, Trust};
 use crate::cms::{cert, decrypt, unarmor, CmsError};
 use crate::error::{Exit, Failure};
 use crate::mail::smime::{classify, rejoin, Incoming};
 use crate::mail::Entity;
-use crate::ssmax::mail::{build_opened, parse, safe_filename, Attachment, Parts};
+use crate::ssmax::mail::{build_opened, opened_attachments, parse, safe_filename, Attachment, Parts};
 use crate::ssmax::{display_name, token_trust, ChainInfo, TokenTrust};
 use crate::token::decrypt::TokenDecryptor;
-use crate::token::Token;
 use std::io::Write;
 use std::path::Path;
 use std::time::SystemTime;
@@ -63,43 +62,54 @@ pub fn verify_from_org<'a>(raw: &'a [u8], trust: &TokenTrust) -> Result<Received
     Ok(Received { outer, parts, signer, chain, from })
 }
 
-pub fn run(g: &Global, io: &InOut, extract: Option<&Path>, force: bool) -> Result<(), Failure> {
-    let raw = read_input(io)?;
-    receive(g, io, &raw, extract, force)
+pub fn run_cli(g: &Global, io: &InOut, extract: Option<&Path>, force: bool) -> Result<(), Failure> {
+    let mut ctx = CliCtx::new(g, io)?;
+    let raw = ctx.input()?;
+    let mime = open_mail(&mut ctx, &raw)?;
+    match extract {
+        Some(dir) => extract_all(&mut ctx, &mime, dir, force),
+        None => ctx.output(mime),
+    }
 }
 
 /// The receive path on an already-read mail (`decrypt` uses it for SSMAX mail too).
-pub fn receive(g: &Global, io: &InOut, raw: &[u8], extract: Option<&Path>, force: bool) -> Result<(), Failure> {
-    let s = setup(g)?;
-    let prompt = prompt(g, &s.config, Some(io))?;
-    let mut token = Token::open(&s.token_uri, &s.profiles)?;
-    let trust = token_trust(&token, &s.config)?;
-    let rec = verify_from_org(raw, &trust)?;
-    eprintln!("ssmax-card: verified: signed by your organisation '{}'", rec.signer.subject);
-    for line in rec.chain.lines() {
-        eprintln!("ssmax-card:   {line}");
-    }
-    let mut opened = Vec::new();
-    if !rec.parts.protected.is_empty() {
-        let mut dec = TokenDecryptor::new(&mut token, prompt.as_ref(), g.allow_final_pin_try, &format!("open attachments from {}", rec.from))?;
-        for p in &rec.parts.protected {
-            let o = decrypt::open(&p.cms, &mut dec).map_err(|e| with_label(e, &p.label))?;
-            opened.push(Attachment { filename: p.filename.clone(), label: p.label.clone(), entity: o.content });
-        }
-    }
-    token.logout();
-    match extract {
-        Some(dir) => {
-            for (n, a) in opened.iter().enumerate() {
-                let path = extract_one(dir, a, n + 1, force)?;
-                eprintln!("ssmax-card: wrote {} ({})", path.display(), a.label);
+pub fn receive(ctx: &mut dyn Ctx, raw: &[u8]) -> Result<(), Failure> {
+    let mime = open_mail(ctx, raw)?;
+    ctx.output(mime)
+}
+
+/// Verify, report the chain, decrypt every attachment on the card: the readable mail out.
+pub fn open_mail(ctx: &mut dyn Ctx, raw: &[u8]) -> Result<Vec<u8>, Failure> {
+    let mut notes = Vec::new();
+    let mime = {
+        let p = ctx.token()?;
+        let trust = token_trust(p.token, &p.s.config)?;
+        let rec = verify_from_org(raw, &trust)?;
+        notes.push(format!("verified: signed by your organisation '{}'", rec.signer.subject));
+        notes.extend(rec.chain.lines().into_iter().map(|l| format!("  {l}")));
+        let mut opened = Vec::new();
+        if !rec.parts.protected.is_empty() {
+            let mut dec = TokenDecryptor::new(p.token, p.prompt, p.g.allow_final_pin_try, &format!("open attachments from {}", rec.from))?;
+            for a in &rec.parts.protected {
+                let o = decrypt::open(&a.cms, &mut dec).map_err(|e| with_label(e, &a.label))?;
+                opened.push(Attachment { filename: a.filename.clone(), label: a.label.clone(), entity: o.content });
             }
         }
-        None => {
-            let org = trust.orgs.first().and_then(|d| cert::parse(d).ok()).map(|c| display_name(&c)).unwrap_or_default();
-            let inner = build_opened(&rec.parts.body, &opened, &format!("{org}; decrypted on your token"));
-            write_output(io, &rejoin(&rec.outer, &inner))?;
-        }
+        let org = trust.orgs.first().and_then(|d| cert::parse(d).ok()).map(|c| display_name(&c)).unwrap_or_default();
+        let inner = build_opened(&rec.parts.body, &opened, &format!("{org}; decrypted on your token"));
+        rejoin(&rec.outer, &inner)
+    };
+    for n in notes {
+        ctx.note(n);
+    }
+    Ok(mime)
+}
+
+/// Write every opened attachment of a received mail into `dir`.
+pub fn extract_all(ctx: &mut dyn Ctx, mime: &[u8], dir: &Path, force: bool) -> Result<(), Failure> {
+    for (n, a) in opened_attachments(mime)?.iter().enumerate() {
+        let path = extract_one(dir, a, n + 1, force)?;
+        ctx.note(format!("wrote {} ({})", path.display(), a.label));
     }
     Ok(())
 }

@@ -1,24 +1,31 @@
 //! `ssmax-card send`: each protected attachment encrypted on its own to the sending
 //! organisation, labels in clear, the whole mail signed on the card.
 
-use super::common::{prompt, read_file, read_input, setup, write_output};
+use super::common::read_file;
+use super::ctx::{CliCtx, Ctx};
 use super::sign::sign_on_token;
 use super::{Global, InOut};
 use crate::cms::encrypt;
 use crate::error::{Exit, Failure};
 use crate::mail::smime::{build_signed, split_fields};
 use crate::mail::{Entity, Field};
-use crate::ssmax::mail::{file_attachment, parse_draft, Protected};
+use crate::ssmax::mail::{file_attachment, parse_draft, Attachment, Protected};
 use crate::ssmax::{display_name, org_certificate, token_trust};
-use crate::token::Token;
 use std::path::PathBuf;
 
-pub fn run(g: &Global, io: &InOut, attach: &[PathBuf], labels: &[String], pss: bool) -> Result<(), Failure> {
-    let s = setup(g)?;
+pub fn run_cli(g: &Global, io: &InOut, attach: &[PathBuf], labels: &[String], pss: bool) -> Result<(), Failure> {
     if attach.len() != labels.len() {
         return Err(Failure::new(Exit::Usage, format!("give one --label for each --attach ({} files, {} labels)", attach.len(), labels.len())));
     }
-    let raw = read_input(io)?;
+    let mut extra = Vec::new();
+    for (path, label) in attach.iter().zip(labels) {
+        extra.push(file_attachment(path, label, &read_file(path)?));
+    }
+    run(&mut CliCtx::new(g, io)?, extra, pss)
+}
+
+pub fn run(ctx: &mut dyn Ctx, extra: Vec<Attachment>, pss: bool) -> Result<(), Failure> {
+    let raw = ctx.input()?;
     let mail = Entity::parse(&raw)?;
     let from = mail.from_address().ok_or_else(|| Failure::new(Exit::Usage, "the draft has no From address"))?;
     let (outer, mut content_fields) = split_fields(&mail.fields);
@@ -27,24 +34,26 @@ pub fn run(g: &Global, io: &InOut, attach: &[PathBuf], labels: &[String], pss: b
         content_fields.insert(0, Field::new("Content-Type", &format!("text/plain; charset={charset}")));
     }
     let mut parts = parse_draft(&Entity { fields: content_fields, body: mail.body })?;
-    for (path, label) in attach.iter().zip(labels) {
-        parts.attachments.push(file_attachment(path, label, &read_file(path)?));
+    parts.attachments.extend(extra);
+    let (inner, done, summary, org_name, count) = {
+        let mut p = ctx.token()?;
+        let trust = token_trust(p.token, &p.s.config)?;
+        let org = org_certificate(&trust, &p.s.config)?;
+        let org_name = display_name(&org);
+        let mut protected = Vec::new();
+        for a in &parts.attachments {
+            // Only the organisation can open it: never the recipient's key (the sender manages none).
+            protected.push(Protected { filename: a.filename.clone(), label: a.label.clone(), cms: encrypt::encrypt(&a.entity, std::slice::from_ref(&org))? });
+        }
+        let inner = crate::ssmax::mail::build(&parts.body, &protected, &org_name);
+        let done = sign_on_token(&mut p, &from, &inner, pss)?;
+        let summary = done.summary(&from, p.token);
+        (inner, done, summary, org_name, protected.len())
+    };
+    ctx.output(build_signed(&outer, &inner, &done.der, done.scheme.hash().micalg()))?;
+    for w in &done.warnings {
+        ctx.note(format!("warning: {w}"));
     }
-
-    let prompt = prompt(g, &s.config, Some(io))?;
-    let mut token = Token::open(&s.token_uri, &s.profiles)?;
-    let trust = token_trust(&token, &s.config)?;
-    let org = org_certificate(&trust, &s.config)?;
-    let org_name = display_name(&org);
-    let mut protected = Vec::new();
-    for a in &parts.attachments {
-        // Only the organisation can open it: never the recipient's key (the sender manages none).
-        protected.push(Protected { filename: a.filename.clone(), label: a.label.clone(), cms: encrypt::encrypt(&a.entity, std::slice::from_ref(&org))? });
-    }
-    let inner = crate::ssmax::mail::build(&parts.body, &protected, &org_name);
-    let done = sign_on_token(g, &s, &mut token, prompt.as_ref(), &from, &inner, pss)?;
-    let out = build_signed(&outer, &inner, &done.der, done.scheme.hash().micalg());
-    write_output(io, &out)?;
-    eprintln!("ssmax-card: {} attachment(s) encrypted for '{org_name}'; {}", protected.len(), done.summary(&from, &token));
+    ctx.note(format!("{count} attachment(s) encrypted for '{org_name}'; {summary}"));
     Ok(())
 }

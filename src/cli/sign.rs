@@ -1,7 +1,6 @@
 //! `ssmax-card sign`: RFC 5322 mail in, S/MIME multipart/signed out, signature made on the token.
 
-use super::common::{prompt, read_input, setup, write_output, Setup};
-use super::{Global, InOut};
+use super::ctx::{Ctx, Parts};
 use crate::cms::cert;
 use crate::config::SignatureScheme;
 use crate::error::{Exit, Failure};
@@ -11,7 +10,6 @@ use crate::token::objects::hex;
 use crate::token::signer::{Scheme, TokenSigner};
 use crate::token::uri::Pkcs11Uri;
 use crate::ssmax::IdentityMethod;
-use crate::token::pin::PinPrompt;
 use crate::token::{Token, TokenError};
 use std::time::{Duration, SystemTime};
 use x509_cert::Certificate;
@@ -23,9 +21,8 @@ pub struct Chosen {
     pub cert: Certificate,
 }
 
-pub fn run(g: &Global, io: &InOut, pss: bool) -> Result<(), Failure> {
-    let s = setup(g)?;
-    let raw = read_input(io)?;
+pub fn run(ctx: &mut dyn Ctx, pss: bool) -> Result<(), Failure> {
+    let raw = ctx.input()?;
     let mail = Entity::parse(&raw)?;
     let from = mail
         .from_address()
@@ -37,19 +34,24 @@ pub fn run(g: &Global, io: &InOut, pss: bool) -> Result<(), Failure> {
     }
     let inner = Entity { fields: content_fields, body: mail.body };
     let signed = canonicalise(&inner, 0)?;
-
-    let prompt = prompt(g, &s.config, Some(io))?;
-    let mut token = Token::open(&s.token_uri, &s.profiles)?;
-    let done = sign_on_token(g, &s, &mut token, prompt.as_ref(), &from, &signed, pss)?;
-    let out = build_signed(&outer, &signed, &done.der, done.scheme.hash().micalg());
-    write_output(io, &out)?;
-    eprintln!("ssmax-card: {}", done.summary(&from, &token));
+    let (done, summary) = {
+        let mut p = ctx.token()?;
+        let done = sign_on_token(&mut p, &from, &signed, pss)?;
+        let summary = done.summary(&from, p.token);
+        (done, summary)
+    };
+    ctx.output(build_signed(&outer, &signed, &done.der, done.scheme.hash().micalg()))?;
+    for w in done.warnings {
+        ctx.note(format!("warning: {w}"));
+    }
+    ctx.note(summary);
     Ok(())
 }
 
 /// A signature made on the token.
 pub struct Signed {
     pub der: Vec<u8>,
+    pub warnings: Vec<String>,
     pub scheme: Scheme,
     pub subject: String,
     pub key_label: String,
@@ -64,12 +66,15 @@ impl Signed {
 /// Both factors, then the signature: choose the certificate for `from` (before the PIN unless the
 /// token hides certificates behind it), log in, sign `content` on the token. The signature
 /// carries the SSMAX identity-method attribute: which factors were checked, and when.
-pub fn sign_on_token(g: &Global, s: &Setup, token: &mut Token, prompt: &dyn PinPrompt, from: &str, content: &[u8], pss: bool) -> Result<Signed, Failure> {
+pub fn sign_on_token(p: &mut Parts<'_>, from: &str, content: &[u8], pss: bool) -> Result<Signed, Failure> {
+    let (g, s, prompt) = (p.g, p.s, p.prompt);
+    let token: &mut Token = p.token;
     let operation = format!("sign mail from {from}");
     if token.profile.keys.certificates_need_login {
         token.login(prompt, &operation, g.allow_final_pin_try)?;
     }
-    let chosen = choose_signing_cert(token, s.key_uri.as_ref(), from)?;
+    let mut warnings = Vec::new();
+    let chosen = choose_signing_cert(token, s.key_uri.as_ref(), from, &mut warnings)?;
     token.login(prompt, &operation, g.allow_final_pin_try)?;
     let key = token
         .private_keys()?
@@ -90,13 +95,12 @@ pub fn sign_on_token(g: &Global, s: &Setup, token: &mut Token, prompt: &dyn PinP
         let signer = TokenSigner::new(token, key, scheme, spki)?;
         crate::cms::sign::sign_detached(&signer, &chosen.cert, &chain, content, vec![identity.attribute()?])?
     };
-    token.logout();
-    Ok(Signed { der, scheme, subject: cert::subject(&chosen.cert), key_label })
+    Ok(Signed { der, warnings, scheme, subject: cert::subject(&chosen.cert), key_label })
 }
 
 /// The token's certificate for `from`: named by --key if given, else any whose rfc822Name is
 /// the From address; it must be valid now and allowed to sign mail.
-pub fn choose_signing_cert(token: &Token, key_uri: Option<&Pkcs11Uri>, from: &str) -> Result<Chosen, Failure> {
+pub fn choose_signing_cert(token: &Token, key_uri: Option<&Pkcs11Uri>, from: &str, warnings: &mut Vec<String>) -> Result<Chosen, Failure> {
     let wanted_ids = token.profile.signing_ids();
     let mut candidates = Vec::new();
     for c in token.certificates()? {
@@ -155,7 +159,7 @@ pub fn choose_signing_cert(token: &Token, key_uri: Option<&Pkcs11Uri>, from: &st
     };
     let left = cert::not_after(&best.cert).duration_since(now).unwrap_or_default();
     if left < Duration::from_secs(30 * 86400) {
-        eprintln!("ssmax-card: warning: the certificate '{}' expires on {} (in {} days): renew it", best.label, cert::fmt_time(cert::not_after(&best.cert)), left.as_secs() / 86400);
+        warnings.push(format!("the certificate '{}' expires on {} (in {} days): renew it", best.label, cert::fmt_time(cert::not_after(&best.cert)), left.as_secs() / 86400));
     }
     Ok(best)
 }

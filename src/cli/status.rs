@@ -1,7 +1,6 @@
 //! `ssmax-card status`: what is plugged in and what it holds. Never asks for a PIN.
 
-use super::common::setup;
-use super::Global;
+use super::ctx::Ctx;
 use crate::cms::cert;
 use crate::error::Failure;
 use crate::token::objects::hex;
@@ -9,59 +8,68 @@ use crate::token::uri::Pkcs11Uri;
 use crate::token::{candidate_modules, Module, Token};
 use std::time::{Duration, SystemTime};
 
-pub fn run(g: &Global) -> Result<(), Failure> {
-    let s = setup(g)?;
+/// One line into the report.
+macro_rules! say {
+    ($out:expr, $($arg:tt)*) => {{
+        $out.push_str(&format!($($arg)*));
+        $out.push('\n');
+    }};
+}
+
+pub fn run(ctx: &mut dyn Ctx) -> Result<(), Failure> {
+    let s = ctx.setup().clone();
+    let mut out = String::new();
     let modules = match &s.token_uri.module_path {
         Some(p) => vec![p.clone()],
         None => candidate_modules(&s.profiles),
     };
     if modules.is_empty() {
-        println!("no PKCS#11 module installed (looked for: softhsm2, opensc, ykcs11); install one or pass --token 'pkcs11:?module-path=...'");
+        say!(out, "no PKCS#11 module installed (looked for: softhsm2, opensc, ykcs11); install one or pass --token 'pkcs11:?module-path=...'");
     }
     let now = SystemTime::now();
     for path in modules {
-        println!("module {}", path.display());
+        say!(out, "module {}", path.display());
         let module = match Module::load(&path) {
             Ok(m) => m,
             Err(e) => {
-                println!("  error: {e}");
+                say!(out, "  error: {e}");
                 continue;
             }
         };
         let slots = match module.slots(&s.profiles) {
             Ok(s) => s,
             Err(e) => {
-                println!("  error: {e}");
+                say!(out, "  error: {e}");
                 continue;
             }
         };
         if slots.is_empty() {
-            println!("  no slots (no reader connected, or pcscd is not running)");
+            say!(out, "  no slots (no reader connected, or pcscd is not running)");
         }
         for slot in slots {
             let Some(t) = &slot.token else {
-                println!("  slot {} '{}': no token", slot.slot.id(), slot.description);
+                say!(out, "  slot {} '{}': no token", slot.slot.id(), slot.description);
                 continue;
             };
             if !t.initialized {
-                println!("  slot {} '{}': uninitialised token", slot.slot.id(), slot.description);
+                say!(out, "  slot {} '{}': uninitialised token", slot.slot.id(), slot.description);
                 continue;
             }
-            println!("  slot {} '{}': token '{}'", slot.slot.id(), slot.description, t.label);
-            println!("    manufacturer {} / model {} / serial {}", t.manufacturer, t.model, t.serial);
-            println!("    profile      {}", t.profile.as_deref().unwrap_or("none (add one to use this token)"));
-            println!("    PIN          {}", t.pin.describe(s.profiles.iter().find(|p| Some(&p.name) == t.profile.as_ref())));
+            say!(out, "  slot {} '{}': token '{}'", slot.slot.id(), slot.description, t.label);
+            say!(out, "    manufacturer {} / model {} / serial {}", t.manufacturer, t.model, t.serial);
+            say!(out, "    profile      {}", t.profile.as_deref().unwrap_or("none (add one to use this token)"));
+            say!(out, "    PIN          {}", t.pin.describe(s.profiles.iter().find(|p| Some(&p.name) == t.profile.as_ref())));
             let uri = Pkcs11Uri { token: Some(t.label.clone()), serial: Some(t.serial.clone()), module_path: Some(path.clone()), ..Default::default() };
             let token = match Token::open(&uri, &s.profiles) {
                 Ok(tok) => tok,
                 Err(e) => {
-                    println!("    error: {e}");
+                    say!(out, "    error: {e}");
                     continue;
                 }
             };
             for c in token.certificates()? {
                 let Ok(parsed) = cert::parse(&c.der) else {
-                    println!("    certificate id {} '{}': does not parse", hex(&c.id), c.label);
+                    say!(out, "    certificate id {} '{}': does not parse", hex(&c.id), c.label);
                     continue;
                 };
                 let role = if c.anchor { "trust anchor" } else if cert::is_ca(&parsed) { "CA certificate" } else { "certificate" };
@@ -84,22 +92,23 @@ pub fn run(g: &Global) -> Result<(), Failure> {
                 } else {
                     format!("valid until {}", cert::fmt_time(until))
                 };
-                println!("    {role} id {} '{}'", hex(&c.id), c.label);
-                println!("      subject {}", cert::subject(&parsed));
+                say!(out, "    {role} id {} '{}'", hex(&c.id), c.label);
+                say!(out, "      subject {}", cert::subject(&parsed));
                 let emails = cert::emails(&parsed);
                 if !emails.is_empty() {
-                    println!("      e-mail  {}", emails.join(", "));
+                    say!(out, "      e-mail  {}", emails.join(", "));
                 }
-                println!("      key     {kind}; {expiry}");
+                say!(out, "      key     {kind}; {expiry}");
             }
             for (id, label, kind) in token.public_keys()? {
-                println!("    key pair id {} '{label}': {kind} (private key on the token; listing it needs the PIN)", hex(&id));
+                say!(out, "    key pair id {} '{label}': {kind} (private key on the token; listing it needs the PIN)", hex(&id));
             }
             if !token.profile.keys.can_decrypt {
-                println!("    note: {}", token.profile.keys.no_decrypt_reason.as_deref().unwrap_or("this token cannot decrypt"));
+                say!(out, "    note: {}", token.profile.keys.no_decrypt_reason.as_deref().unwrap_or("this token cannot decrypt"));
             }
         }
     }
+    ctx.report(out);
     Ok(())
 }
 

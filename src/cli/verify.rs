@@ -1,31 +1,38 @@
 //! `ssmax-card verify`: fail-closed verification of signed mail or CMS.
 
-use super::common::{read_file, read_input, setup, write_output};
-use super::{Global, InOut};
+use super::common::read_file;
+use super::ctx::Ctx;
 use crate::cms::cert::{self, load_file};
 use crate::cms::verify::{verify, Trust};
 use crate::cms::{unarmor, CmsError};
 use crate::error::{Exit, Failure};
 use crate::mail::smime::{classify, rejoin, Incoming};
-use crate::token::{Token, TokenError};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::SystemTime;
 
-pub fn run(g: &Global, io: &InOut, ca: &[PathBuf], certfile: &[PathBuf], content: Option<&Path>, no_token: bool) -> Result<(), Failure> {
-    let s = setup(g)?;
-    let raw = read_input(io)?;
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+pub struct VerifyArgs {
+    pub ca: Vec<PathBuf>,
+    pub certfile: Vec<PathBuf>,
+    pub content: Option<PathBuf>,
+    pub no_token: bool,
+}
+
+pub fn run(ctx: &mut dyn Ctx, a: &VerifyArgs) -> Result<(), Failure> {
+    let raw = ctx.input()?;
     let mut trust = Trust::default();
-    for f in ca.iter().chain(&s.config.anchors) {
+    for f in a.ca.iter().chain(&ctx.setup().config.anchors) {
         trust.anchors.extend(load_file(f)?);
     }
-    for f in certfile {
+    for f in &a.certfile {
         trust.intermediates.extend(load_file(f)?);
     }
-    if !no_token {
+    if !a.no_token {
         // Anchors on the token are the ones a PC cannot swap; without a token only --ca counts.
-        match Token::open(&s.token_uri, &s.profiles) {
-            Ok(t) => {
-                for c in t.certificates()? {
+        let named = ctx.setup().token_uri != Default::default();
+        match ctx.token() {
+            Ok(p) => {
+                for c in p.token.certificates()? {
                     if c.anchor {
                         trust.anchors.push(c.der);
                     } else {
@@ -33,11 +40,10 @@ pub fn run(g: &Global, io: &InOut, ca: &[PathBuf], certfile: &[PathBuf], content
                     }
                 }
             }
-            Err(e @ (TokenError::NotPresent(_) | TokenError::ModuleLoad { .. })) if s.token_uri == Default::default() => {
-                let _ = e;
-                eprintln!("ssmax-card: note: no token present; trusting only --ca / configured anchors");
+            Err(f) if f.exit == Exit::TokenNotPresent && !named => {
+                ctx.note("note: no token present; trusting only --ca / configured anchors".into());
             }
-            Err(e) => return Err(e.into()),
+            Err(e) => return Err(e),
         }
     }
     let now = SystemTime::now();
@@ -50,7 +56,7 @@ pub fn run(g: &Global, io: &InOut, ca: &[PathBuf], certfile: &[PathBuf], content
             (verify(&unarmor(&cms)?, None, &trust, now)?, Some(outer))
         }
         Incoming::Bare(der) => {
-            let detached = content.map(read_file).transpose()?;
+            let detached = a.content.as_deref().map(read_file).transpose()?;
             (verify(&unarmor(&der)?, detached.as_deref(), &trust, now)?, None)
         }
     };
@@ -87,13 +93,13 @@ pub fn run(g: &Global, io: &InOut, ca: &[PathBuf], certfile: &[PathBuf], content
             report.push_str(&format!("  From matches: {from}\n"));
         }
     }
-    if io.output.is_some() {
+    if ctx.wants_output() {
         let content = match &outer {
             Some(o) => rejoin(o, &verified.content),
             None => verified.content.clone(),
         };
-        write_output(io, &content)?;
+        ctx.output(content)?;
     }
-    print!("{report}");
+    ctx.report(report);
     Ok(())
 }

@@ -84,6 +84,9 @@ pub fn parse_draft(content: &Entity<'_>) -> Result<Parts, MailError> {
     let boundary = ct.param("boundary").ok_or_else(|| MailError::Malformed("multipart/mixed draft without a boundary".into()))?;
     for (n, raw) in split_multipart(content.body, boundary)?.into_iter().enumerate() {
         let e = Entity::parse(raw)?;
+        if e.field(PART_HEADER).is_some() {
+            continue; // a label list from an earlier round; rebuilt on send
+        }
         if is_attachment(&e) {
             let filename = part_filename(&e).unwrap_or_else(|| format!("attachment-{}", n + 1));
             let label = header_text(&e, LABEL_HEADER).or_else(|| header_text(&e, "Content-Description")).unwrap_or_else(|| filename.clone());
@@ -204,6 +207,28 @@ pub fn parse(inner: &[u8]) -> Result<Parts, MailError> {
         }
     }
     Ok(parts)
+}
+
+/// The opened attachments of a received (decrypted) mail, as `receive` prints it.
+pub fn opened_attachments(mail: &[u8]) -> Result<Vec<Attachment>, MailError> {
+    let outer = Entity::parse(mail)?;
+    let ct = outer.content_type();
+    if ct.mime != "multipart/mixed" {
+        return Ok(Vec::new());
+    }
+    let boundary = ct.param("boundary").ok_or_else(|| MailError::Malformed("multipart/mixed without a boundary".into()))?;
+    let mut out = Vec::new();
+    for (n, raw) in split_multipart(outer.body, boundary)?.into_iter().enumerate() {
+        let p = Entity::parse(raw)?;
+        let Some(label) = header_text(&p, LABEL_HEADER) else { continue };
+        let filename = part_filename(&p).unwrap_or_else(|| format!("attachment-{}", n + 1));
+        let fields: Vec<Field> = p.fields.iter().filter(|f| !f.is(LABEL_HEADER)).cloned().collect();
+        let mut entity: Vec<u8> = fields.iter().flat_map(|f| f.raw.iter().copied()).collect();
+        entity.extend_from_slice(b"\r\n");
+        entity.extend_from_slice(p.body);
+        out.push(Attachment { filename, label, entity });
+    }
+    Ok(out)
 }
 
 /// A file name safe to create in an extraction directory: no directories, no parent
