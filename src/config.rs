@@ -49,6 +49,9 @@ pub struct Config {
     /// RSA signature scheme for new signatures.
     #[serde(default)]
     pub rsa_signature: SignatureScheme,
+    /// The agent's PIN cache, queue and audit log.
+    #[serde(default)]
+    pub agent: crate::agent::AgentConfig,
 }
 
 pub fn default_path() -> Option<PathBuf> {

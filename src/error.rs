@@ -16,9 +16,26 @@ pub enum Exit {
     WrongPin = 4,
     PinLocked = 5,
     NoKey = 6,
-    #[allow(dead_code)] // used by the agent client (later issue)
     AgentUnreachable = 7,
     Io = 8,
+    Busy = 9,
+}
+
+impl Exit {
+    /// The code an agent reported, back into the enum (unknown codes become I/O failures).
+    pub fn from_code(code: u8) -> Exit {
+        match code {
+            1 => Exit::VerificationFailed,
+            2 => Exit::Usage,
+            3 => Exit::TokenNotPresent,
+            4 => Exit::WrongPin,
+            5 => Exit::PinLocked,
+            6 => Exit::NoKey,
+            7 => Exit::AgentUnreachable,
+            9 => Exit::Busy,
+            _ => Exit::Io,
+        }
+    }
 }
 
 #[derive(Debug)]

@@ -1,5 +1,6 @@
 //! ssmax-card: the user-side half of SSMAX. Parses arguments and dispatches; nothing else.
 
+mod agent;
 mod cli;
 mod cms;
 mod config;

@@ -43,7 +43,7 @@ pub fn prompt(g: &Global, config: &Config, io: Option<&InOut>) -> Result<Box<dyn
         return Ok(Box::new(FdPin::new(fd)));
     }
     Ok(match config.pin_source {
-        PinSource::Pinentry => Box::new(PinentryPin { program: config.pinentry_program.clone() }),
+        PinSource::Pinentry => Box::new(PinentryPin { program: config.pinentry_program.clone(), client: None }),
         PinSource::Terminal => Box::new(TtyPin),
     })
 }

@@ -1,18 +1,19 @@
 //! Command-line definitions (clap) and the commands behind them.
 
-mod common;
+pub mod common;
 pub mod ctx;
-mod decrypt;
-mod forward;
+pub mod decrypt;
+pub mod forward;
 mod org;
 mod profiles;
-mod receive;
-mod send;
-mod sign;
-mod status;
-mod verify;
+pub mod receive;
+mod remote;
+pub mod send;
+pub mod sign;
+pub mod status;
+pub mod verify;
 
-use crate::error::Failure;
+use crate::error::{Exit, Failure};
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 
@@ -25,8 +26,25 @@ pub struct Cli {
     pub command: Command,
 }
 
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum AgentMode {
+    /// Use the agent when one is running, else work directly on the token.
+    #[default]
+    Auto,
+    /// Only through the agent (exit 7 when it is not running).
+    Always,
+    /// Never use the agent.
+    Never,
+}
+
 #[derive(Args, Debug, Clone)]
 pub struct Global {
+    /// Whether to go through a running agent.
+    #[arg(long, global = true, value_enum, default_value_t = AgentMode::Auto)]
+    pub agent: AgentMode,
+    /// The agent's socket (default: $SSMAX_CARD_SOCKET, else $XDG_RUNTIME_DIR/ssmax-card/agent.sock).
+    #[arg(long, global = true, value_name = "PATH")]
+    pub socket: Option<PathBuf>,
     /// Config file (TOML); default: the platform config dir's ssmax-card/config.toml.
     #[arg(long, global = true, value_name = "FILE")]
     pub config: Option<PathBuf>,
@@ -133,6 +151,17 @@ pub enum Command {
         #[arg(long)]
         pss: bool,
     },
+    /// Run the agent: own the token, serve mail clients and the CLI on a Unix socket.
+    Agent {
+        /// Append-only, hash-chained audit log (default: the platform data dir's audit.log).
+        #[arg(long, value_name = "FILE")]
+        audit_log: Option<PathBuf>,
+    },
+    /// The audit log.
+    Audit {
+        #[command(subcommand)]
+        what: AuditCommand,
+    },
     /// Reference organisation hop (tests, demo): verify, inspect, re-key, re-sign.
     #[command(hide = true)]
     Org {
@@ -161,6 +190,15 @@ pub enum Command {
     },
 }
 
+#[derive(Subcommand, Debug)]
+pub enum AuditCommand {
+    /// Check every entry's hash and link, and that nothing was cut off the end.
+    Verify {
+        #[arg(long, value_name = "FILE")]
+        log: Option<PathBuf>,
+    },
+}
+
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
 pub enum OrgRole {
     Sending,
@@ -168,6 +206,9 @@ pub enum OrgRole {
 }
 
 pub fn run(cli: Cli) -> Result<(), Failure> {
+    if let Some(result) = remote::try_agent(&cli) {
+        return result;
+    }
     let g = &cli.global;
     let no_io = InOut { input: None, output: None };
     match cli.command {
@@ -182,6 +223,21 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
         Command::Receive { io, extract, force } => receive::run_cli(g, &io, extract.as_deref(), force),
         Command::Forward { io, to, from, keep, note, pss } => {
             forward::run(&mut ctx::CliCtx::new(g, &io)?, &forward::ForwardArgs { to, from, keep, note, pss })
+        }
+        Command::Agent { audit_log } => {
+            let setup = common::setup(g)?;
+            let socket = crate::agent::client::socket_path(g.socket.as_deref());
+            crate::agent::server::run(g, setup, crate::agent::server::AgentArgs { socket, audit_log })
+        }
+        Command::Audit { what: AuditCommand::Verify { log } } => {
+            let setup = common::setup(g)?;
+            let path = log
+                .or(setup.config.agent.audit_log.clone())
+                .or_else(|| directories::ProjectDirs::from("jp", "SSMAX", "ssmax-card").map(|d| d.data_dir().join("audit.log")))
+                .ok_or_else(|| Failure::new(Exit::Usage, "no audit log path; give --log FILE"))?;
+            let (n, _) = crate::agent::audit::verify(&path).map_err(|e| Failure::new(Exit::VerificationFailed, format!("audit log {}: {e}", path.display())))?;
+            println!("audit log {}: {n} entries, chain intact", path.display());
+            Ok(())
         }
         Command::Org { io, role, org_key, org_cert, anchor, certfile, next, scanner } => {
             let role = match role {

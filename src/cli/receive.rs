@@ -67,7 +67,12 @@ pub fn run_cli(g: &Global, io: &InOut, extract: Option<&Path>, force: bool) -> R
     let raw = ctx.input()?;
     let mime = open_mail(&mut ctx, &raw)?;
     match extract {
-        Some(dir) => extract_all(&mut ctx, &mime, dir, force),
+        Some(dir) => {
+            for (path, label) in extract_all(&mime, dir, force)? {
+                ctx.note(format!("wrote {} ({label})", path.display()));
+            }
+            Ok(())
+        }
         None => ctx.output(mime),
     }
 }
@@ -105,13 +110,13 @@ pub fn open_mail(ctx: &mut dyn Ctx, raw: &[u8]) -> Result<Vec<u8>, Failure> {
     Ok(mime)
 }
 
-/// Write every opened attachment of a received mail into `dir`.
-pub fn extract_all(ctx: &mut dyn Ctx, mime: &[u8], dir: &Path, force: bool) -> Result<(), Failure> {
+/// Write every opened attachment of a received mail into `dir`: (path, label) of each.
+pub fn extract_all(mime: &[u8], dir: &Path, force: bool) -> Result<Vec<(std::path::PathBuf, String)>, Failure> {
+    let mut written = Vec::new();
     for (n, a) in opened_attachments(mime)?.iter().enumerate() {
-        let path = extract_one(dir, a, n + 1, force)?;
-        ctx.note(format!("wrote {} ({})", path.display(), a.label));
+        written.push((extract_one(dir, a, n + 1, force)?, a.label.clone()));
     }
-    Ok(())
+    Ok(written)
 }
 
 fn with_label(e: CmsError, label: &str) -> Failure {

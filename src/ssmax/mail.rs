@@ -209,6 +209,26 @@ pub fn parse(inner: &[u8]) -> Result<Parts, MailError> {
     Ok(parts)
 }
 
+/// A draft with `extra` attachments added as MIME parts (each with its `SSMAX-Label`), so the
+/// agent sees one self-contained draft.
+pub fn add_to_draft(raw: &[u8], extra: Vec<Attachment>) -> Result<Vec<u8>, MailError> {
+    if extra.is_empty() {
+        return Ok(raw.to_vec());
+    }
+    let mail = Entity::parse(raw)?;
+    let (outer, mut content) = crate::mail::smime::split_fields(&mail.fields);
+    if !content.iter().any(|f| f.is("Content-Type")) {
+        let charset = if mail.body.is_ascii() { "us-ascii" } else { "utf-8" };
+        content.insert(0, Field::new("Content-Type", &format!("text/plain; charset={charset}")));
+    }
+    let mut parts = parse_draft(&Entity { fields: content, body: mail.body })?;
+    parts.attachments.extend(extra);
+    let mut out: Vec<u8> = outer.iter().flat_map(|f| f.raw.iter().copied()).collect();
+    out.extend_from_slice(b"MIME-Version: 1.0\r\n");
+    out.extend_from_slice(&build_opened(&parts.body, &parts.attachments, "your organisation"));
+    Ok(out)
+}
+
 /// The opened attachments of a received (decrypted) mail, as `receive` prints it.
 pub fn opened_attachments(mail: &[u8]) -> Result<Vec<Attachment>, MailError> {
     let outer = Entity::parse(mail)?;

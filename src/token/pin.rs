@@ -117,6 +117,14 @@ impl PinPrompt for TtyPin {
 /// A pinentry program (the Assuan ones users already have for GnuPG).
 pub struct PinentryPin {
     pub program: Option<PathBuf>,
+    /// Where the user is, when the prompt comes from the agent on a client's behalf.
+    pub client: Option<crate::agent::protocol::ClientEnv>,
+}
+
+impl PinentryPin {
+    pub fn for_client(program: Option<PathBuf>, client: crate::agent::protocol::ClientEnv) -> Self {
+        PinentryPin { program, client: Some(client) }
+    }
 }
 
 impl PinPrompt for PinentryPin {
@@ -137,6 +145,22 @@ impl PinPrompt for PinentryPin {
             r.max_length
         );
         input.with_title("ssmax-card").with_description(&description).with_prompt("PIN:").required("A PIN is required");
+        if let Some(c) = &self.client {
+            let mut o = pinentry::unix::Options::builder();
+            if let Some(t) = c.tty.as_deref() {
+                o = o.tty_name(t);
+            }
+            if let Some(t) = c.term.as_deref() {
+                o = o.tty_type(t);
+            }
+            if let Some(d) = c.display.as_deref() {
+                o = o.x11_display(d);
+            }
+            if let Some(d) = c.wayland_display.as_deref() {
+                o = o.wayland_display(d);
+            }
+            input.with_unix_options(o.build());
+        }
         input.interact().map_err(|e| TokenError::NoPinSource(format!("pinentry: {e}")))
     }
 }

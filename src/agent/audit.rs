@@ -1,0 +1,159 @@
+//! The audit log: append-only JSON lines, each chained to the previous by SHA-256, plus a head
+//! file holding the last sequence number and hash, so an edited, removed or truncated line is
+//! found by `ssmax-card audit verify`. Never the content, never the PIN: a digest of the input.
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Entry {
+    pub seq: u64,
+    pub time: String,
+    pub op: String,
+    pub client_pid: Option<i32>,
+    pub client_exe: Option<String>,
+    /// SHA-256 of the request body (the mail), hex.
+    pub digest: String,
+    /// The token (and key, when named) the operation used.
+    pub key: Option<String>,
+    pub result: String,
+    /// Hash of the previous entry (hex; zeros for the first).
+    pub prev: String,
+    /// SHA-256 over this entry without `hash`, hex.
+    #[serde(default)]
+    pub hash: String,
+}
+
+impl Entry {
+    fn compute_hash(&self) -> String {
+        let mut e = self.clone();
+        e.hash = String::new();
+        let json = serde_json::to_vec(&e).unwrap_or_default();
+        hex(&Sha256::digest(&json))
+    }
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+pub struct AuditLog {
+    path: PathBuf,
+    seq: u64,
+    last: String,
+}
+
+fn head_path(path: &Path) -> PathBuf {
+    let mut p = path.as_os_str().to_owned();
+    p.push(".head");
+    PathBuf::from(p)
+}
+
+impl AuditLog {
+    /// Open (or start) a log; an existing one must verify, or the agent refuses to add to it.
+    pub fn open(path: &Path) -> Result<AuditLog, String> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        }
+        if !path.exists() {
+            return Ok(AuditLog { path: path.to_path_buf(), seq: 0, last: "0".repeat(64) });
+        }
+        let (seq, last) = verify(path)?;
+        Ok(AuditLog { path: path.to_path_buf(), seq, last })
+    }
+
+    pub fn append(&mut self, op: &str, client_pid: Option<i32>, client_exe: Option<String>, body: &[u8], key: Option<String>, result: &str) -> Result<(), String> {
+        let time = time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap_or_default();
+        let mut e = Entry {
+            seq: self.seq + 1,
+            time,
+            op: op.to_string(),
+            client_pid,
+            client_exe,
+            digest: hex(&Sha256::digest(body)),
+            key,
+            result: result.to_string(),
+            prev: self.last.clone(),
+            hash: String::new(),
+        };
+        e.hash = e.compute_hash();
+        let mut line = serde_json::to_vec(&e).map_err(|e| e.to_string())?;
+        line.push(b'\n');
+        let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&self.path).map_err(|e| format!("audit log {}: {e}", self.path.display()))?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let _ = f.set_permissions(std::fs::Permissions::from_mode(0o600));
+        }
+        f.write_all(&line).and_then(|_| f.sync_data()).map_err(|e| format!("audit log {}: {e}", self.path.display()))?;
+        // The head records where the log ends; cutting lines off the end no longer matches it.
+        let head = head_path(&self.path);
+        let dir = head.parent().unwrap_or(Path::new("."));
+        let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| e.to_string())?;
+        writeln!(tmp, "{} {}", e.seq, e.hash).map_err(|e| e.to_string())?;
+        tmp.persist(&head).map_err(|e| e.error.to_string())?;
+        self.seq = e.seq;
+        self.last = e.hash;
+        Ok(())
+    }
+}
+
+/// Check every line's hash and link, and the head: Ok((entries, last hash)) or where it breaks.
+pub fn verify(path: &Path) -> Result<(u64, String), String> {
+    let f = std::fs::File::open(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let mut prev = "0".repeat(64);
+    let mut seq = 0u64;
+    for (n, line) in std::io::BufReader::new(f).lines().enumerate() {
+        let line = line.map_err(|e| format!("line {}: {e}", n + 1))?;
+        let e: Entry = serde_json::from_str(&line).map_err(|e| format!("line {}: not an audit entry ({e})", n + 1))?;
+        if e.seq != seq + 1 {
+            return Err(format!("line {}: sequence {} follows {} — lines were removed or reordered", n + 1, e.seq, seq));
+        }
+        if e.prev != prev {
+            return Err(format!("line {}: does not chain to the line before it — lines were removed or changed", n + 1));
+        }
+        if e.compute_hash() != e.hash {
+            return Err(format!("line {}: its content does not match its hash — the line was edited", n + 1));
+        }
+        seq = e.seq;
+        prev = e.hash;
+    }
+    let head = std::fs::read_to_string(head_path(path)).map_err(|e| format!("cannot read the head file {}: {e}", head_path(path).display()))?;
+    let expected = format!("{seq} {prev}");
+    if head.trim() != expected {
+        return Err(format!("the log ends at entry {seq} but its head file says '{}' — the end of the log was cut off or replaced", head.trim()));
+    }
+    Ok((seq, prev))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn edits_removals_and_truncation_are_detected() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.log");
+        let mut log = AuditLog::open(&path).unwrap();
+        for i in 0..4 {
+            log.append("sign", Some(100 + i), Some("/usr/bin/mutt".into()), format!("mail {i}").as_bytes(), Some("token 'x'".into()), "ok").unwrap();
+        }
+        assert_eq!(verify(&path).unwrap().0, 4);
+        let good = std::fs::read_to_string(&path).unwrap();
+        let lines: Vec<&str> = good.lines().collect();
+
+        std::fs::write(&path, good.replacen("\"result\":\"ok\"", "\"result\":\"no\"", 1)).unwrap();
+        assert!(verify(&path).unwrap_err().contains("edited"));
+        std::fs::write(&path, format!("{}\n{}\n{}\n", lines[0], lines[2], lines[3])).unwrap();
+        assert!(verify(&path).unwrap_err().contains("removed"));
+        std::fs::write(&path, format!("{}\n{}\n{}\n", lines[0], lines[1], lines[2])).unwrap();
+        assert!(verify(&path).unwrap_err().contains("cut off"));
+        std::fs::write(&path, &good).unwrap();
+        // A log that does not verify is not appended to.
+        assert!(AuditLog::open(&path).is_ok());
+        std::fs::write(&path, good.replacen("mutt", "evil", 1)).unwrap();
+        assert!(AuditLog::open(&path).is_err());
+    }
+}

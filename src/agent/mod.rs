@@ -1,0 +1,52 @@
+//! The agent: one long-running process owns the token; mail clients and the CLI call it over a
+//! Unix socket (docs/agent-protocol.md). Requests for a token run one at a time on its worker,
+//! in arrival order, with a bounded queue; PINs come from pinentry on the client's terminal or
+//! display; the PIN is kept only as long as the cache policy says; every operation is audited.
+
+pub mod audit;
+pub mod client;
+pub mod protocol;
+pub mod server;
+
+use serde::Deserialize;
+
+/// How long a PIN (and the login it opened) is kept after an operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum PinCache {
+    /// Ask every time (default: a signature is a deliberate act).
+    #[default]
+    None,
+    /// Keep for `pin_cache_seconds` after the PIN was entered.
+    Ttl,
+    /// Keep until the token is removed or the agent stops.
+    UntilRemoved,
+}
+
+/// `[agent]` in the config file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentConfig {
+    #[serde(default)]
+    pub pin_cache: PinCache,
+    #[serde(default = "default_ttl")]
+    pub pin_cache_seconds: u64,
+    /// Requests waiting for the token beyond this get a "busy" answer.
+    #[serde(default = "default_queue")]
+    pub queue_limit: usize,
+    pub audit_log: Option<std::path::PathBuf>,
+}
+
+fn default_ttl() -> u64 {
+    300
+}
+
+fn default_queue() -> usize {
+    64
+}
+
+impl Default for AgentConfig {
+    fn default() -> Self {
+        AgentConfig { pin_cache: PinCache::None, pin_cache_seconds: default_ttl(), queue_limit: default_queue(), audit_log: None }
+    }
+}

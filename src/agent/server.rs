@@ -1,0 +1,345 @@
+//! The listening side: socket (or systemd socket activation), peer credentials, one connection
+//! thread per client, and the token worker that runs requests one at a time.
+
+use super::audit::AuditLog;
+use super::protocol::{read_message, write_message, ProtocolError, Request, Response, VERSION};
+use super::{AgentConfig, PinCache};
+use crate::cli::common::Setup;
+use crate::cli::ctx::{Ctx, Parts};
+use crate::cli::Global;
+use crate::error::{Exit, Failure};
+use crate::token::pin::{PinPrompt, PinRequest, PinentryPin};
+use crate::token::uri::Pkcs11Uri;
+use crate::token::{Token, TokenError};
+use secrecy::SecretString;
+use std::collections::HashMap;
+use std::os::fd::{AsRawFd, FromRawFd};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+type Events = Arc<Mutex<Vec<mpsc::Sender<Response>>>>;
+
+/// Who is on the other end of a connection (SO_PEERCRED).
+#[derive(Debug, Clone, Copy)]
+struct Peer {
+    pid: i32,
+    uid: u32,
+}
+
+struct Job {
+    req: Request,
+    body: Vec<u8>,
+    peer: Peer,
+    reply: mpsc::Sender<(Response, Vec<u8>)>,
+}
+
+fn peer_of(stream: &UnixStream) -> std::io::Result<Peer> {
+    let mut cred = libc::ucred { pid: 0, uid: 0, gid: 0 };
+    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+    // SAFETY: getsockopt writes at most `len` bytes into `cred`, a plain C struct we own.
+    let rc = unsafe { libc::getsockopt(stream.as_raw_fd(), libc::SOL_SOCKET, libc::SO_PEERCRED, &mut cred as *mut _ as *mut libc::c_void, &mut len) };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(Peer { pid: cred.pid, uid: cred.uid })
+}
+
+/// systemd socket activation (sd_listen_fds): fd 3 when LISTEN_PID is us and LISTEN_FDS is 1.
+fn activated_listener() -> Option<UnixListener> {
+    let pid: u32 = std::env::var("LISTEN_PID").ok()?.parse().ok()?;
+    let fds: u32 = std::env::var("LISTEN_FDS").ok()?.parse().ok()?;
+    if pid != std::process::id() || fds != 1 {
+        return None;
+    }
+    std::env::remove_var("LISTEN_PID");
+    std::env::remove_var("LISTEN_FDS");
+    std::env::remove_var("LISTEN_FDNAMES");
+    // SAFETY: systemd passed us this listening socket as fd 3 and nothing else owns it.
+    Some(unsafe { UnixListener::from_raw_fd(3) })
+}
+
+fn bind(socket: &Path) -> Result<UnixListener, Failure> {
+    let fail = |what: &str, e: std::io::Error| Failure::new(Exit::Io, format!("{what} {}: {e}", socket.display()));
+    if let Some(dir) = socket.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| fail("cannot create the directory of", e))?;
+        // Only this user may even look up the socket.
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(|e| fail("cannot protect the directory of", e))?;
+    }
+    if socket.exists() {
+        if UnixStream::connect(socket).is_ok() {
+            return Err(Failure::new(Exit::Usage, format!("an agent is already listening on {}", socket.display())));
+        }
+        std::fs::remove_file(socket).map_err(|e| fail("cannot remove the stale socket", e))?;
+    }
+    let l = UnixListener::bind(socket).map_err(|e| fail("cannot listen on", e))?;
+    std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o600)).map_err(|e| fail("cannot protect", e))?;
+    Ok(l)
+}
+
+pub struct AgentArgs {
+    pub socket: PathBuf,
+    pub audit_log: Option<PathBuf>,
+}
+
+pub fn run(g: &Global, setup: Setup, a: AgentArgs) -> Result<(), Failure> {
+    let cfg = setup.config.agent.clone();
+    let listener = match activated_listener() {
+        Some(l) => l,
+        None => bind(&a.socket)?,
+    };
+    let audit_path = a.audit_log.or_else(|| cfg.audit_log.clone()).or_else(default_audit_path);
+    let audit = match &audit_path {
+        Some(p) => Some(AuditLog::open(p).map_err(|e| Failure::new(Exit::Io, format!("audit log: {e}")))?),
+        None => None,
+    };
+    let (tx, rx) = mpsc::sync_channel::<Job>(cfg.queue_limit.max(1));
+    let events: Events = Arc::new(Mutex::new(Vec::new()));
+    let worker_events = events.clone();
+    let base = g.clone();
+    std::thread::Builder::new()
+        .name("token-worker".into())
+        .spawn(move || worker(rx, base, setup, cfg, audit, worker_events))
+        .map_err(|e| Failure::new(Exit::Io, format!("cannot start the token worker: {e}")))?;
+    eprintln!("ssmax-card agent: listening on {}", a.socket.display());
+    // SAFETY: getuid cannot fail.
+    let me = unsafe { libc::getuid() };
+    for stream in listener.incoming() {
+        let Ok(mut stream) = stream else { continue };
+        let peer = match peer_of(&stream) {
+            Ok(p) => p,
+            Err(_) => continue,
+        };
+        if peer.uid != me {
+            let refusal = Response { v: VERSION, ok: false, exit: Exit::Usage as u8, error: Some(format!("refused: this agent serves uid {me} only")), ..Default::default() };
+            let _ = write_message(&mut stream, &refusal, &[]);
+            continue;
+        }
+        let (tx, events) = (tx.clone(), events.clone());
+        let _ = std::thread::Builder::new().name(format!("client-{}", peer.pid)).spawn(move || serve(stream, peer, tx, events));
+    }
+    Ok(())
+}
+
+fn default_audit_path() -> Option<PathBuf> {
+    directories::ProjectDirs::from("jp", "SSMAX", "ssmax-card").map(|d| d.data_dir().join("audit.log"))
+}
+
+fn error_response(id: u64, exit: Exit, message: String) -> Response {
+    Response { v: VERSION, id, ok: false, exit: exit as u8, error: Some(message), ..Default::default() }
+}
+
+/// One client connection: requests in order; a client that goes away only ends this thread.
+fn serve(mut stream: UnixStream, peer: Peer, queue: SyncSender<Job>, events: Events) {
+    loop {
+        let (req, body) = match read_message::<Request>(&mut stream) {
+            Ok(m) => m,
+            Err(ProtocolError::Closed) => return,
+            Err(e) => {
+                let _ = write_message(&mut stream, &error_response(0, Exit::Usage, format!("bad request: {e}")), &[]);
+                return;
+            }
+        };
+        if req.v != VERSION {
+            let _ = write_message(&mut stream, &error_response(req.id, Exit::Usage, format!("protocol version {} is not {VERSION}", req.v)), &[]);
+            return;
+        }
+        match req.method.as_str() {
+            "ping" => {
+                let r = Response { v: VERSION, id: req.id, ok: true, notes: vec![format!("ssmax-card agent {}", env!("CARGO_PKG_VERSION"))], ..Default::default() };
+                if write_message(&mut stream, &r, &[]).is_err() {
+                    return;
+                }
+            }
+            "subscribe" => {
+                let (tx, rx) = mpsc::channel();
+                if let Ok(mut subs) = events.lock() {
+                    subs.push(tx);
+                }
+                let r = Response { v: VERSION, id: req.id, ok: true, ..Default::default() };
+                if write_message(&mut stream, &r, &[]).is_err() {
+                    return;
+                }
+                for ev in rx {
+                    if write_message(&mut stream, &ev, &[]).is_err() {
+                        return;
+                    }
+                }
+                return;
+            }
+            _ => {
+                let (rtx, rrx) = mpsc::channel();
+                let id = req.id;
+                let timeout = Duration::from_millis(req.timeout_ms.clamp(1, 3_600_000));
+                let resp = match queue.try_send(Job { req, body, peer, reply: rtx }) {
+                    Err(TrySendError::Full(_)) => (error_response(id, Exit::Busy, "busy: too many requests are waiting for the token; try again shortly".into()), Vec::new()),
+                    Err(TrySendError::Disconnected(_)) => (error_response(id, Exit::Io, "the token worker has stopped; restart the agent".into()), Vec::new()),
+                    Ok(()) => match rrx.recv_timeout(timeout) {
+                        Ok(r) => r,
+                        Err(RecvTimeoutError::Timeout) => (error_response(id, Exit::Io, format!("timed out after {} ms waiting for the token", timeout.as_millis())), Vec::new()),
+                        Err(RecvTimeoutError::Disconnected) => (error_response(id, Exit::Io, "the token worker dropped the request".into()), Vec::new()),
+                    },
+                };
+                if write_message(&mut stream, &resp.0, &resp.1).is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// The one thread that talks to the tokens: requests run here one at a time, in order.
+fn worker(rx: Receiver<Job>, base: Global, setup: Setup, cfg: AgentConfig, mut audit: Option<AuditLog>, events: Events) {
+    let mut tokens: HashMap<String, Token> = HashMap::new();
+    loop {
+        match rx.recv_timeout(Duration::from_secs(1)) {
+            Ok(job) => {
+                let (resp, out, key) = run_job(&job, &base, &setup, &mut tokens, &events);
+                if let Some(log) = audit.as_mut() {
+                    let exe = std::fs::read_link(format!("/proc/{}/exe", job.peer.pid)).ok().map(|p| p.display().to_string());
+                    let result = if resp.ok { "ok".to_string() } else { resp.error.clone().unwrap_or_default() };
+                    if let Err(e) = log.append(&job.req.method, Some(job.peer.pid), exe, &job.body, key, &result) {
+                        eprintln!("ssmax-card agent: audit log: {e}");
+                    }
+                }
+                apply_cache_policy(&mut tokens, &cfg);
+                // The client may have gone away; that must not stop the worker.
+                let _ = job.reply.send((resp, out));
+            }
+            Err(RecvTimeoutError::Timeout) => apply_cache_policy(&mut tokens, &cfg),
+            Err(RecvTimeoutError::Disconnected) => return,
+        }
+    }
+}
+
+fn apply_cache_policy(tokens: &mut HashMap<String, Token>, cfg: &AgentConfig) {
+    for t in tokens.values_mut() {
+        let keep = match cfg.pin_cache {
+            PinCache::None => false,
+            PinCache::Ttl => t.login_time.is_some_and(|at| at.elapsed().map(|e| e.as_secs() < cfg.pin_cache_seconds).unwrap_or(false)),
+            PinCache::UntilRemoved => true,
+        };
+        if !keep && t.login_time.is_some() {
+            t.logout();
+            t.login_time = None;
+        }
+    }
+}
+
+fn run_job(job: &Job, base: &Global, setup: &Setup, tokens: &mut HashMap<String, Token>, events: &Events) -> (Response, Vec<u8>, Option<String>) {
+    let req = &job.req;
+    let mut g = base.clone();
+    g.allow_final_pin_try = req.allow_final_pin_try;
+    let mut s = setup.clone();
+    let parsed = (|| -> Result<(), Failure> {
+        if let Some(t) = &req.token {
+            s.token_uri = Pkcs11Uri::parse(t)?.or(&setup.token_uri);
+        }
+        if let Some(k) = &req.key {
+            s.key_uri = Some(Pkcs11Uri::parse(k)?);
+        }
+        Ok(())
+    })();
+    if let Err(f) = parsed {
+        return (error_response(req.id, f.exit, f.message), Vec::new(), None);
+    }
+    let wants_output = req.args.get("out").and_then(|v| v.as_bool()).unwrap_or(true);
+    let prompt = EventPrompt { inner: PinentryPin::for_client(s.config.pinentry_program.clone(), req.client.clone()), events: events.clone() };
+    let token_key = s.token_uri.to_string();
+    let mut ctx = AgentCtx { g, s, input: Some(job.body.clone()), output: Vec::new(), wants_output, notes: Vec::new(), report: None, tokens, token_key: token_key.clone(), prompt };
+    let result = dispatch(&mut ctx, &req.method, &req.args);
+    let key = ctx.tokens.get(&token_key).map(|t| t.description.clone());
+    if let Err(f) = &result {
+        // A token that went away is forgotten (and logged out): the next request finds it afresh.
+        if f.exit == Exit::TokenNotPresent {
+            ctx.tokens.remove(&token_key);
+        }
+    }
+    let mut resp = Response { v: VERSION, id: req.id, ok: result.is_ok(), exit: 0, notes: std::mem::take(&mut ctx.notes), report: ctx.report.take(), ..Default::default() };
+    if let Err(f) = result {
+        resp.exit = f.exit as u8;
+        resp.error = Some(f.message);
+    }
+    (resp, std::mem::take(&mut ctx.output), key)
+}
+
+fn dispatch(ctx: &mut AgentCtx<'_>, method: &str, args: &serde_json::Value) -> Result<(), Failure> {
+    use crate::cli::{decrypt, forward, receive, send, sign, status, verify};
+    let bad = |e: serde_json::Error| Failure::new(Exit::Usage, format!("bad arguments for {method}: {e}"));
+    let flag = |name: &str| args.get(name).and_then(|v| v.as_bool()).unwrap_or(false);
+    match method {
+        "status" => status::run(ctx),
+        "sign" => sign::run(ctx, flag("pss")),
+        "verify" => verify::run(ctx, &serde_json::from_value(args.clone()).map_err(bad)?),
+        "decrypt" => decrypt::run(ctx),
+        "send" => send::run(ctx, Vec::new(), flag("pss")),
+        "receive" => {
+            let raw = ctx.input()?;
+            receive::receive(ctx, &raw)
+        }
+        "forward" => forward::run(ctx, &serde_json::from_value(args.clone()).map_err(bad)?),
+        other => Err(Failure::new(Exit::Usage, format!("unknown method '{other}'"))),
+    }
+}
+
+struct AgentCtx<'w> {
+    g: Global,
+    s: Setup,
+    input: Option<Vec<u8>>,
+    output: Vec<u8>,
+    wants_output: bool,
+    notes: Vec<String>,
+    report: Option<String>,
+    tokens: &'w mut HashMap<String, Token>,
+    token_key: String,
+    prompt: EventPrompt,
+}
+
+impl Ctx for AgentCtx<'_> {
+    fn setup(&self) -> &Setup {
+        &self.s
+    }
+    fn input(&mut self) -> Result<Vec<u8>, Failure> {
+        Ok(self.input.take().unwrap_or_default())
+    }
+    fn output(&mut self, data: Vec<u8>) -> Result<(), Failure> {
+        self.output = data;
+        Ok(())
+    }
+    fn wants_output(&self) -> bool {
+        self.wants_output
+    }
+    fn report(&mut self, text: String) {
+        self.report = Some(text);
+    }
+    fn note(&mut self, line: String) {
+        self.notes.push(line);
+    }
+    fn token(&mut self) -> Result<Parts<'_>, Failure> {
+        if !self.tokens.contains_key(&self.token_key) {
+            let t = Token::open(&self.s.token_uri, &self.s.profiles)?;
+            self.tokens.insert(self.token_key.clone(), t);
+        }
+        let token = self.tokens.get_mut(&self.token_key).ok_or_else(|| Failure::new(Exit::Io, "internal: token vanished from the agent's table"))?;
+        Ok(Parts { g: &self.g, s: &self.s, token, prompt: &self.prompt })
+    }
+}
+
+/// pinentry on the client's terminal or display, announcing "pin-needed" to subscribers first.
+struct EventPrompt {
+    inner: PinentryPin,
+    events: Events,
+}
+
+impl PinPrompt for EventPrompt {
+    fn ask(&self, request: &PinRequest<'_>) -> Result<SecretString, TokenError> {
+        if let Ok(mut subs) = self.events.lock() {
+            let ev = Response { v: VERSION, ok: true, event: Some("pin-needed".into()), notes: vec![format!("token '{}': {}", request.token, request.operation)], ..Default::default() };
+            subs.retain(|s| s.send(ev.clone()).is_ok());
+        }
+        self.inner.ask(request)
+    }
+}

@@ -1,0 +1,141 @@
+//! `--agent auto|always|never`: the same commands, carried out by a running agent. The client
+//! reads input and writes output itself (atomically, as the CLI does); the agent owns the token.
+
+use super::common::{read_file, read_input, write_output};
+use super::forward::ForwardArgs;
+use super::verify::VerifyArgs;
+use super::{AgentMode, Cli, Command, InOut};
+use crate::agent::client::{call, connect, socket_path};
+use crate::agent::protocol::{ClientEnv, Request, VERSION};
+use crate::error::{Exit, Failure};
+use crate::ssmax::mail::{add_to_draft, file_attachment};
+use std::path::{Path, PathBuf};
+
+/// None when the command runs locally; Some(result) when the agent carried it out (or had to).
+pub fn try_agent(cli: &Cli) -> Option<Result<(), Failure>> {
+    let g = &cli.global;
+    if g.agent == AgentMode::Never {
+        return None;
+    }
+    let eligible = matches!(
+        cli.command,
+        Command::Status | Command::Sign { .. } | Command::Verify { .. } | Command::Decrypt { .. } | Command::Send { .. } | Command::Receive { .. } | Command::Forward { .. }
+    );
+    if !eligible {
+        return None;
+    }
+    // The agent reads its own config and asks for PINs through pinentry: these stay local.
+    if g.pin_fd.is_some() || g.config.is_some() {
+        return match g.agent {
+            AgentMode::Always => Some(Err(Failure::new(Exit::Usage, "--pin-fd and --config are not passed to the agent; use --agent never"))),
+            _ => None,
+        };
+    }
+    let path = socket_path(g.socket.as_deref());
+    let stream = match connect(&path) {
+        Ok(s) => s,
+        Err(e) => {
+            return match g.agent {
+                AgentMode::Always => Some(Err(Failure::new(Exit::AgentUnreachable, e.to_string()))),
+                _ => None,
+            }
+        }
+    };
+    Some(run(cli, stream, &path))
+}
+
+fn absolute(p: &Path) -> PathBuf {
+    std::env::current_dir().map(|d| d.join(p)).unwrap_or_else(|_| p.to_path_buf())
+}
+
+fn client_env() -> ClientEnv {
+    let mut tty = None;
+    for fd in [2, 1, 0] {
+        // SAFETY: isatty/ttyname only read the descriptor's state.
+        unsafe {
+            if libc::isatty(fd) == 1 {
+                let name = libc::ttyname(fd);
+                if !name.is_null() {
+                    tty = Some(std::ffi::CStr::from_ptr(name).to_string_lossy().into_owned());
+                    break;
+                }
+            }
+        }
+    }
+    ClientEnv {
+        tty,
+        term: std::env::var("TERM").ok(),
+        display: std::env::var("DISPLAY").ok(),
+        wayland_display: std::env::var("WAYLAND_DISPLAY").ok(),
+    }
+}
+
+fn run(cli: &Cli, mut stream: std::os::unix::net::UnixStream, path: &Path) -> Result<(), Failure> {
+    let g = &cli.global;
+    let none = InOut { input: None, output: None };
+    let (method, io, args, body, extract): (&str, &InOut, serde_json::Value, Vec<u8>, Option<(&Path, bool)>) = match &cli.command {
+        Command::Status => ("status", &none, serde_json::json!({}), Vec::new(), None),
+        Command::Sign { io, pss } => ("sign", io, serde_json::json!({ "pss": pss }), read_input(io)?, None),
+        Command::Decrypt { io } => ("decrypt", io, serde_json::json!({}), read_input(io)?, None),
+        Command::Verify { io, ca, certfile, content, no_token } => {
+            let a = VerifyArgs {
+                ca: ca.iter().map(|p| absolute(p)).collect(),
+                certfile: certfile.iter().map(|p| absolute(p)).collect(),
+                content: content.as_deref().map(absolute),
+                no_token: *no_token,
+            };
+            let mut v = serde_json::to_value(a).map_err(|e| Failure::new(Exit::Usage, e.to_string()))?;
+            v["out"] = serde_json::Value::Bool(io.output.is_some());
+            ("verify", io, v, read_input(io)?, None)
+        }
+        Command::Send { io, attach, label, pss } => {
+            if attach.len() != label.len() {
+                return Err(Failure::new(Exit::Usage, format!("give one --label for each --attach ({} files, {} labels)", attach.len(), label.len())));
+            }
+            let mut extra = Vec::new();
+            for (p, l) in attach.iter().zip(label) {
+                extra.push(file_attachment(p, l, &read_file(p)?));
+            }
+            ("send", io, serde_json::json!({ "pss": pss }), add_to_draft(&read_input(io)?, extra)?, None)
+        }
+        Command::Receive { io, extract, force } => ("receive", io, serde_json::json!({}), read_input(io)?, extract.as_deref().map(|d| (d, *force))),
+        Command::Forward { io, to, from, keep, note, pss } => {
+            let a = ForwardArgs { to: to.clone(), from: from.clone(), keep: keep.clone(), note: note.clone(), pss: *pss };
+            ("forward", io, serde_json::to_value(a).map_err(|e| Failure::new(Exit::Usage, e.to_string()))?, read_input(io)?, None)
+        }
+        _ => return Err(Failure::new(Exit::Usage, "this command does not run in the agent")),
+    };
+    let req = Request {
+        v: VERSION,
+        id: u64::from(std::process::id()),
+        method: method.to_string(),
+        args,
+        token: g.token.clone(),
+        key: g.key.clone(),
+        allow_final_pin_try: g.allow_final_pin_try,
+        // PIN entry happens inside this time: be generous.
+        timeout_ms: 300_000,
+        client: client_env(),
+    };
+    let (resp, out) = call(&mut stream, path, &req, &body).map_err(|e| Failure::new(Exit::AgentUnreachable, e.to_string()))?;
+    if !resp.ok {
+        return Err(Failure::new(Exit::from_code(resp.exit), resp.error.unwrap_or_else(|| "the agent refused the request".into())));
+    }
+    if let Some(r) = &resp.report {
+        print!("{r}");
+    }
+    match extract {
+        Some((dir, force)) => {
+            for (p, label) in super::receive::extract_all(&out, dir, force)? {
+                eprintln!("ssmax-card: wrote {} ({label})", p.display());
+            }
+        }
+        None if method == "verify" && io.output.is_none() => {}
+        None if method == "status" => {}
+        None => write_output(io, &out)?,
+    }
+    for n in &resp.notes {
+        eprintln!("ssmax-card: {n}");
+    }
+    Ok(())
+}
