@@ -3,6 +3,7 @@
 
 mod support;
 
+mod agent;
 mod config;
 mod decrypt;
 mod malformed;

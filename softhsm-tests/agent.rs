@@ -1,0 +1,313 @@
+//! The agent on a real socket, with a real SoftHSM2 token and a scripted pinentry that speaks
+//! the Assuan protocol.
+
+use crate::support::*;
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+struct Agent {
+    child: Child,
+    socket: PathBuf,
+    audit: PathBuf,
+    pinentry_log: PathBuf,
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A pinentry that logs what it is told and answers GETPIN with `pin_file`'s PIN after `delay`.
+fn pinentry(tok: &Tok, pin_file: &Path, delay_s: &str) -> (PathBuf, PathBuf) {
+    let log = tok.path("pinentry.log");
+    let script = tok.write(
+        "pinentry.sh",
+        format!(
+            "#!/bin/sh\necho \"ENV DISPLAY=$DISPLAY\" >> '{log}'\necho 'OK Pleased to meet you'\nwhile read -r cmd rest; do\n  echo \"$cmd $rest\" >> '{log}'\n  case $cmd in\n    GETPIN) sleep {delay_s}; echo \"D $(head -n1 '{pin}')\"; echo OK ;;\n    BYE) echo OK; exit 0 ;;\n    *) echo OK ;;\n  esac\ndone\n",
+            log = log.display(),
+            pin = pin_file.display()
+        ),
+    );
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    (script, log)
+}
+
+fn start_agent(tok: &Tok, extra_config: &str, delay_s: &str) -> Agent {
+    let (script, log) = pinentry(tok, &tok.pin_file, delay_s);
+    let audit = tok.path("audit.log");
+    let config = tok.write("agent.toml", format!("pinentry_program = \"{}\"\n[agent]\naudit_log = \"{}\"\n{extra_config}", script.display(), audit.display()));
+    let socket = tok.path("run/agent.sock");
+    let child = tok.cmd().args(["agent", "--config"]).arg(&config).arg("--socket").arg(&socket).stderr(Stdio::null()).spawn().unwrap();
+    wait_for(&socket);
+    Agent { child, socket, audit, pinentry_log: log }
+}
+
+fn wait_for(socket: &Path) {
+    let start = Instant::now();
+    while UnixStream::connect(socket).is_err() {
+        assert!(start.elapsed() < Duration::from_secs(10), "agent did not start on {}", socket.display());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The CLI as a client of the agent.
+fn via(tok: &Tok, agent: &Agent, args: &[&str]) -> std::process::Output {
+    let mut c = tok.cmd();
+    c.arg("--agent").arg("always").arg("--socket").arg(&agent.socket).args(args);
+    run(&mut c)
+}
+
+// The wire format, written out here as a second implementation of docs/agent-protocol.md.
+fn send_msg(s: &mut UnixStream, header: &serde_json::Value, body: &[u8]) {
+    let h = serde_json::to_vec(header).unwrap();
+    s.write_all(&(h.len() as u32).to_be_bytes()).unwrap();
+    s.write_all(&h).unwrap();
+    s.write_all(&(body.len() as u32).to_be_bytes()).unwrap();
+    s.write_all(body).unwrap();
+}
+
+fn recv_msg(s: &mut UnixStream) -> std::io::Result<(serde_json::Value, Vec<u8>)> {
+    let mut frame = || -> std::io::Result<Vec<u8>> {
+        let mut len = [0u8; 4];
+        s.read_exact(&mut len)?;
+        let mut buf = vec![0u8; u32::from_be_bytes(len) as usize];
+        s.read_exact(&mut buf)?;
+        Ok(buf)
+    };
+    let h = frame()?;
+    let b = frame()?;
+    Ok((serde_json::from_slice(&h).unwrap(), b))
+}
+
+fn sign_request(id: u64) -> serde_json::Value {
+    serde_json::json!({"v": 1, "id": id, "method": "sign", "args": {}, "key": "pkcs11:id=%02", "timeout_ms": 120000, "client": {}})
+}
+
+fn getpins(agent: &Agent) -> usize {
+    std::fs::read_to_string(&agent.pinentry_log).map(|s| s.lines().filter(|l| l.starts_with("GETPIN")).count()).unwrap_or(0)
+}
+
+#[test]
+fn agent_signs_with_pin_from_pinentry_on_the_clients_display_every_time_by_default() {
+    let tok = Tok::new();
+    let agent = start_agent(&tok, "", "0");
+    let input = tok.write("mail.eml", MAIL);
+    let out = tok.path("signed.eml");
+    for _ in 0..2 {
+        let mut c = tok.cmd();
+        c.env("DISPLAY", ":7").env("TERM", "xterm-test");
+        let o = run(c.args(["--agent", "always", "--socket"]).arg(&agent.socket).args(["sign", "--in"]).arg(&input).arg("--out").arg(&out));
+        assert_eq!(code(&o), 0, "{}", stderr(&o));
+        assert!(stderr(&o).contains("signed mail from alice@example.jp"), "{}", stderr(&o));
+    }
+    let v = openssl_verify(&out, &pki().join("root.pem"));
+    assert!(v.status.success(), "{}", stderr(&v));
+    let log = std::fs::read_to_string(&agent.pinentry_log).unwrap();
+    assert_eq!(getpins(&agent), 2, "asked every time: {log}");
+    // The prompt goes where the user is: their display (pinentry's environment) and terminal type.
+    assert!(log.contains("ENV DISPLAY=:7") && log.contains("ttytype=xterm-test"), "{log}");
+    assert!(log.contains("ssmax test") && log.contains("sign mail from alice@example.jp"), "{log}");
+    // The socket and its directory are private.
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(&agent.socket).unwrap().permissions().mode() & 0o777, 0o600);
+    assert_eq!(std::fs::metadata(agent.socket.parent().unwrap()).unwrap().permissions().mode() & 0o777, 0o700);
+}
+
+#[test]
+fn agent_with_ttl_cache_asks_once_and_the_audit_log_verifies_and_detects_edits() {
+    let tok = Tok::new();
+    let agent = start_agent(&tok, "pin_cache = \"ttl\"\npin_cache_seconds = 60\n", "0");
+    let input = tok.write("mail.eml", MAIL);
+    for _ in 0..3 {
+        let o = via(&tok, &agent, &["sign", "--in", input.to_str().unwrap()]);
+        assert_eq!(code(&o), 0, "{}", stderr(&o));
+    }
+    assert_eq!(getpins(&agent), 1);
+    let o = run(tok.cmd().args(["audit", "verify", "--log"]).arg(&agent.audit));
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(stdout(&o).contains("3 entries, chain intact"), "{}", stdout(&o));
+    let text = std::fs::read_to_string(&agent.audit).unwrap();
+    assert!(text.contains("\"op\":\"sign\"") && text.contains("\"client_exe\""), "{text}");
+    assert!(!text.contains(PIN) && !text.contains("figures are attached"), "no PIN, no content in the audit log");
+    drop(agent);
+    std::fs::write(tok.path("audit.log"), text.replacen("\"result\":\"ok\"", "\"result\":\"failed\"", 1)).unwrap();
+    let o = run(tok.cmd().args(["audit", "verify", "--log"]).arg(tok.path("audit.log")));
+    assert_clear_failure(&o, 1);
+    assert!(stderr(&o).contains("edited"), "{}", stderr(&o));
+}
+
+#[test]
+fn sixteen_clients_times_two_hundred_signatures_all_correct_none_lost() {
+    let tok = Tok::new();
+    let agent = start_agent(&tok, "pin_cache = \"until-removed\"\nqueue_limit = 64\n", "0");
+    let socket = agent.socket.clone();
+    let started = Instant::now();
+    let handles: Vec<_> = (0..16u64)
+        .map(|c| {
+            let socket = socket.clone();
+            std::thread::spawn(move || {
+                let mut s = UnixStream::connect(&socket).unwrap();
+                let mut outs = Vec::new();
+                for i in 0..200u64 {
+                    let id = c * 1000 + i;
+                    let body = format!("From: alice@example.jp\r\nTo: b@example.com\r\nSubject: {id}\r\n\r\nrequest {id} from client {c}\r\n");
+                    send_msg(&mut s, &sign_request(id), body.as_bytes());
+                    let (h, out) = recv_msg(&mut s).unwrap();
+                    assert_eq!(h["id"], id, "response for the request that was asked");
+                    assert_eq!(h["ok"], true, "{h}");
+                    let text = String::from_utf8(out).unwrap();
+                    assert!(text.contains(&format!("request {id} from client {c}")) && text.contains("multipart/signed"));
+                    outs.push(text);
+                }
+                outs
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for h in handles {
+        all.extend(h.join().expect("client thread"));
+    }
+    let elapsed = started.elapsed();
+    assert_eq!(all.len(), 3200, "none lost");
+    assert_eq!(getpins(&agent), 1, "one PIN for the whole run (cache until removed)");
+    // openssl checks a sample of the signatures (every 50th; all share the same code path).
+    for (n, text) in all.iter().enumerate().step_by(50) {
+        let f = tok.write("sample.eml", text);
+        let v = openssl_verify(&f, &pki().join("root.pem"));
+        assert!(v.status.success(), "signature {n}: {}", stderr(&v));
+    }
+    eprintln!("3200 signatures through the agent in {elapsed:?}");
+    let o = run(tok.cmd().args(["audit", "verify", "--log"]).arg(&agent.audit));
+    assert!(stdout(&o).contains("3200 entries"), "{}", stdout(&o));
+}
+
+#[test]
+fn full_queue_answers_busy_and_a_vanished_client_does_not_wedge_the_agent() {
+    let tok = Tok::new();
+    // pinentry takes 2 s: the first request holds the worker, the second fills the queue.
+    let agent = start_agent(&tok, "queue_limit = 1\n", "2");
+    let body = b"From: alice@example.jp\r\nTo: b@example.com\r\n\r\nx\r\n";
+    let mut first = UnixStream::connect(&agent.socket).unwrap();
+    send_msg(&mut first, &sign_request(1), body);
+    std::thread::sleep(Duration::from_millis(300));
+    let mut second = UnixStream::connect(&agent.socket).unwrap();
+    send_msg(&mut second, &sign_request(2), body);
+    std::thread::sleep(Duration::from_millis(300));
+    let mut third = UnixStream::connect(&agent.socket).unwrap();
+    send_msg(&mut third, &sign_request(3), body);
+    let (h, _) = recv_msg(&mut third).unwrap();
+    assert_eq!(h["ok"], false);
+    assert_eq!(h["exit"], 9);
+    assert!(h["error"].as_str().unwrap().contains("busy"), "{h}");
+    // The first client goes away mid-request; the second still gets its answer, and so do later ones.
+    drop(first);
+    let (h, out) = recv_msg(&mut second).unwrap();
+    assert_eq!(h["ok"], true, "{h}");
+    assert!(String::from_utf8_lossy(&out).contains("multipart/signed"));
+    let o = via(&tok, &agent, &["status"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(stdout(&o).contains("token 'ssmax test'"));
+}
+
+#[test]
+fn killed_agent_gives_a_clear_error_and_a_restarted_agent_serves_again() {
+    let tok = Tok::new();
+    let mut agent = start_agent(&tok, "", "3");
+    let input = tok.write("mail.eml", MAIL);
+    let out = tok.path("out/signed.eml");
+    std::fs::create_dir_all(tok.path("out")).unwrap();
+    let mut c = tok.cmd();
+    let client = c.args(["--agent", "always", "--socket"]).arg(&agent.socket).args(["sign", "--in"]).arg(&input).arg("--out").arg(&out).stderr(Stdio::piped()).spawn().unwrap();
+    std::thread::sleep(Duration::from_millis(700));
+    agent.child.kill().unwrap();
+    agent.child.wait().unwrap();
+    let o = client.wait_with_output().unwrap();
+    assert_clear_failure(&o, 7);
+    assert!(stderr(&o).contains("broke off the request"), "{}", stderr(&o));
+    assert_eq!(std::fs::read_dir(tok.path("out")).unwrap().count(), 0, "nothing half-written");
+    // A new agent takes over the stale socket.
+    let agent2 = start_agent(&tok, "", "0");
+    let o = via(&tok, &agent2, &["sign", "--in", input.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    // Not reachable at all: exit 7 with --agent always; auto falls back to the token directly.
+    drop(agent2);
+    let o = via(&tok, &agent, &["status"]);
+    assert_clear_failure(&o, 7);
+}
+
+#[test]
+fn socket_activated_agent_refuses_peers_of_another_uid() {
+    // SAFETY: geteuid only reads our credentials.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: needs root to run a client as another uid");
+        return;
+    }
+    let tok = Tok::new();
+    let (script, _) = pinentry(&tok, &tok.pin_file, "0");
+    let config = tok.write("agent.toml", format!("pinentry_program = \"{}\"\n", script.display()));
+    // systemd-socket-activate opens the socket (world-connectable here) and passes it as fd 3.
+    let dir = tok.path("pub");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::set_permissions(tok.dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+    let socket = dir.join("agent.sock");
+    let mut act = Command::new("systemd-socket-activate");
+    act.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("SOFTHSM2_CONF", &tok.conf)
+        .env("HOME", tok.dir.path())
+        .arg("-l")
+        .arg(&socket)
+        .arg(BIN)
+        .args(["agent", "--config"])
+        .arg(&config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let mut activator = act.spawn().unwrap();
+    wait_for(&socket);
+    std::fs::set_permissions(&socket, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+    let mut c = Command::new(BIN);
+    use std::os::unix::process::CommandExt;
+    c.uid(65534).gid(65534).env_clear().args(["--agent", "always", "--socket"]).arg(&socket).arg("status");
+    let o = run(&mut c);
+    assert_clear_failure(&o, 2);
+    assert!(stderr(&o).contains("refused: this agent serves uid 0 only"), "{}", stderr(&o));
+    // Our own uid is served on the activated socket.
+    let o = run(tok.cmd().args(["--agent", "always", "--socket"]).arg(&socket).arg("status"));
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let _ = activator.kill();
+    let _ = activator.wait();
+}
+
+#[test]
+fn subscribers_are_told_when_a_pin_is_needed() {
+    let tok = Tok::new();
+    let agent = start_agent(&tok, "", "0");
+    let mut sub = UnixStream::connect(&agent.socket).unwrap();
+    send_msg(&mut sub, &serde_json::json!({"v": 1, "id": 1, "method": "subscribe", "timeout_ms": 1000}), b"");
+    let (h, _) = recv_msg(&mut sub).unwrap();
+    assert_eq!(h["ok"], true);
+    let input = tok.write("mail.eml", MAIL);
+    let o = via(&tok, &agent, &["sign", "--in", input.to_str().unwrap()]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    sub.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let (ev, _) = recv_msg(&mut sub).unwrap();
+    assert_eq!(ev["event"], "pin-needed");
+    assert!(ev["notes"][0].as_str().unwrap().contains("sign mail from alice@example.jp"), "{ev}");
+}
+
+#[test]
+fn oversized_request_is_refused_without_reading_it() {
+    let tok = Tok::new();
+    let agent = start_agent(&tok, "", "0");
+    let mut s = UnixStream::connect(&agent.socket).unwrap();
+    s.write_all(&(100u32 * 1024 * 1024).to_be_bytes()).unwrap();
+    let (h, _) = recv_msg(&mut s).unwrap();
+    assert_eq!(h["ok"], false);
+    assert!(h["error"].as_str().unwrap().contains("over the limit"), "{h}");
+}
