@@ -311,3 +311,72 @@ fn oversized_request_is_refused_without_reading_it() {
     assert_eq!(h["ok"], false);
     assert!(h["error"].as_str().unwrap().contains("over the limit"), "{h}");
 }
+
+fn next_event(sub: &mut UnixStream, name: &str) -> serde_json::Value {
+    sub.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    loop {
+        let (ev, _) = recv_msg(sub).unwrap_or_else(|e| panic!("no '{name}' event: {e}"));
+        if ev["event"] == name {
+            return ev;
+        }
+    }
+}
+
+fn subscribe(agent: &Agent) -> UnixStream {
+    let mut sub = UnixStream::connect(&agent.socket).unwrap();
+    send_msg(&mut sub, &serde_json::json!({"v": 1, "id": 1, "method": "subscribe", "timeout_ms": 1000}), b"");
+    assert_eq!(recv_msg(&mut sub).unwrap().0["ok"], true);
+    sub
+}
+
+#[test]
+fn removed_token_forgets_the_pin_never_prompts_and_works_again_when_back() {
+    let tok = Tok::new();
+    let agent = start_agent(&tok, "pin_cache = \"until-removed\"\npresence_poll_ms = 200\n", "0");
+    let mut sub = subscribe(&agent);
+    let input = tok.write("mail.eml", MAIL);
+    let o = via(&tok, &agent, &["sign", "--in", input.to_str().unwrap()]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(getpins(&agent), 1);
+
+    let store = tok.dir.path().join("t/tokens");
+    let away = tok.dir.path().join("t/tokens.away");
+    std::fs::rename(&store, &away).unwrap();
+    let ev = next_event(&mut sub, "token-removed");
+    assert!(ev["notes"][0].as_str().unwrap().contains("PIN forgotten"), "{ev}");
+    // No token: a clear "not present", at once, and never a PIN prompt.
+    for _ in 0..5 {
+        let o = via(&tok, &agent, &["sign", "--in", input.to_str().unwrap()]);
+        assert_clear_failure(&o, 3);
+        assert!(stderr(&o).contains("not present"), "{}", stderr(&o));
+    }
+    assert_eq!(getpins(&agent), 1, "a missing token never turns into a PIN prompt");
+
+    std::fs::rename(&away, &store).unwrap();
+    next_event(&mut sub, "token-inserted");
+    let o = via(&tok, &agent, &["sign", "--in", input.to_str().unwrap()]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(getpins(&agent), 2, "the cached PIN was wiped: a fresh PIN after reinsertion");
+}
+
+#[test]
+fn a_token_recreated_with_a_new_serial_is_rediscovered() {
+    let tok = Tok::new();
+    let agent = start_agent(&tok, "pin_cache = \"until-removed\"\npresence_poll_ms = 200\n", "0");
+    let mut sub = subscribe(&agent);
+    let input = tok.write("mail.eml", MAIL);
+    assert_eq!(code(&via(&tok, &agent, &["sign", "--in", input.to_str().unwrap()])), 0);
+    // The same label, initialised again: SoftHSM2 gives it a new serial.
+    std::fs::remove_dir_all(tok.dir.path().join("t")).unwrap();
+    ok(Command::new("bash")
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/softhsm-tests/provision.sh"))
+        .arg("token")
+        .arg(pki())
+        .arg(tok.dir.path().join("t"))
+        .arg(LABEL)
+        .arg(&tok.pin_file));
+    next_event(&mut sub, "token-inserted");
+    let o = via(&tok, &agent, &["sign", "--in", input.to_str().unwrap()]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(getpins(&agent), 2);
+}

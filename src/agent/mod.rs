@@ -35,6 +35,13 @@ pub struct AgentConfig {
     #[serde(default = "default_queue")]
     pub queue_limit: usize,
     pub audit_log: Option<std::path::PathBuf>,
+    /// How often tokens without PC/SC are looked for (milliseconds).
+    #[serde(default = "default_poll")]
+    pub presence_poll_ms: u64,
+}
+
+fn default_poll() -> u64 {
+    1000
 }
 
 fn default_ttl() -> u64 {
@@ -47,6 +54,6 @@ fn default_queue() -> usize {
 
 impl Default for AgentConfig {
     fn default() -> Self {
-        AgentConfig { pin_cache: PinCache::None, pin_cache_seconds: default_ttl(), queue_limit: default_queue(), audit_log: None }
+        AgentConfig { pin_cache: PinCache::None, pin_cache_seconds: default_ttl(), queue_limit: default_queue(), audit_log: None, presence_poll_ms: default_poll() }
     }
 }

@@ -191,13 +191,119 @@ fn serve(mut stream: UnixStream, peer: Peer, queue: SyncSender<Job>, events: Eve
     }
 }
 
+/// A token the agent has used, watched for removal and return.
+struct Watch {
+    label: String,
+    serial: String,
+    module: PathBuf,
+    reinit: bool,
+    present: bool,
+}
+
+/// Is the token there, seen through a fresh module instance? A child process, because a loaded
+/// SoftHSM2 keeps a stale view of its token directory until C_Finalize. Some(serial) or None.
+fn probe(base: &Global, w: &Watch) -> Option<String> {
+    let uri = Pkcs11Uri { token: Some(w.label.clone()), module_path: Some(w.module.clone()), ..Default::default() };
+    let exe = std::env::current_exe().ok()?;
+    let mut c = std::process::Command::new(exe);
+    c.args(["--agent", "never", "--token", &uri.to_string()]).stdin(std::process::Stdio::null()).stderr(std::process::Stdio::null());
+    if let Some(cfg) = &base.config {
+        c.arg("--config").arg(cfg);
+    }
+    let out = c.arg("probe").output().ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text.lines().next()?;
+    let mut f = line.split('\t');
+    (f.next() == Some("present")).then(|| f.nth(1).unwrap_or("").to_string())
+}
+
+/// End every session through `module` and re-initialise it, so it sees the slot as it is now.
+fn rescan(tokens: &mut HashMap<String, Token>, module: &Path) {
+    tokens.retain(|_, t| t.module.path != module);
+    if let Ok(m) = crate::token::Module::load(module) {
+        let _ = m.finalize();
+    }
+}
+
+fn event(events: &Events, name: &str, note: String) {
+    if let Ok(mut subs) = events.lock() {
+        let ev = Response { v: VERSION, ok: true, event: Some(name.into()), notes: vec![note], ..Default::default() };
+        subs.retain(|s| s.send(ev.clone()).is_ok());
+    }
+}
+
+/// One look at every watched token: removal drops its sessions and cached PIN at once.
+fn check_presence(base: &Global, tokens: &mut HashMap<String, Token>, watches: &mut HashMap<String, Watch>, events: &Events) -> Vec<String> {
+    let mut removed = Vec::new();
+    for (key, w) in watches.iter_mut() {
+        let now = probe(base, w);
+        match (w.present, now) {
+            (true, None) => {
+                tokens.remove(key);
+                if w.reinit {
+                    rescan(tokens, &w.module);
+                }
+                w.present = false;
+                removed.push(key.clone());
+                event(events, "token-removed", format!("token '{}' was removed: sessions closed, PIN forgotten", w.label));
+            }
+            (true, Some(serial)) if serial != w.serial => {
+                tokens.remove(key);
+                rescan(tokens, &w.module);
+                event(events, "token-removed", format!("token '{}' (serial {}) was replaced: sessions closed, PIN forgotten", w.label, w.serial));
+                event(events, "token-inserted", format!("token '{}' (serial {serial}) is present", w.label));
+                w.serial = serial;
+                removed.push(key.clone());
+            }
+            (false, Some(serial)) => {
+                if w.reinit {
+                    rescan(tokens, &w.module);
+                }
+                w.present = true;
+                event(events, "token-inserted", format!("token '{}' (serial {serial}) is present", w.label));
+                w.serial = serial;
+            }
+            _ => {}
+        }
+    }
+    removed
+}
+
 /// The one thread that talks to the tokens: requests run here one at a time, in order.
 fn worker(rx: Receiver<Job>, base: Global, setup: Setup, cfg: AgentConfig, mut audit: Option<AuditLog>, events: Events) {
     let mut tokens: HashMap<String, Token> = HashMap::new();
+    let mut watches: HashMap<String, Watch> = HashMap::new();
+    let poll = Duration::from_millis(cfg.presence_poll_ms.max(100));
+    let mut last_check = std::time::Instant::now();
     loop {
-        match rx.recv_timeout(Duration::from_secs(1)) {
+        match rx.recv_timeout(poll) {
             Ok(job) => {
-                let (resp, out, key) = run_job(&job, &base, &setup, &mut tokens, &events);
+                let (mut resp, out, key) = run_job(&job, &base, &setup, &mut tokens, &events);
+                // Remember what to watch: tokens the agent now holds sessions on.
+                for (k, t) in tokens.iter() {
+                    if t.profile.presence.method != crate::profile::PresenceMethod::Pkcs11Poll {
+                        continue; // PC/SC watching: not yet (see the issue note)
+                    }
+                    let w = watches.entry(k.clone()).or_insert_with(|| Watch {
+                        label: t.label.clone(),
+                        serial: t.serial.clone(),
+                        module: t.module.path.clone(),
+                        reinit: t.profile.presence.reinitialise_to_rescan,
+                        present: true,
+                    });
+                    w.present = true;
+                    w.serial = t.serial.clone();
+                }
+                // A failure on a watched token may be its removal: look now, and say so.
+                let request_key = job.req.token.as_deref().map(|t| Pkcs11Uri::parse(t).map(|u| u.or(&setup.token_uri).to_string()).unwrap_or_default()).unwrap_or_else(|| setup.token_uri.to_string());
+                if !resp.ok && (resp.exit == Exit::NoKey as u8 || resp.exit == Exit::Io as u8) && watches.contains_key(&request_key) {
+                    let gone = check_presence(&base, &mut tokens, &mut watches, &events);
+                    last_check = std::time::Instant::now();
+                    if gone.contains(&request_key) {
+                        resp.exit = Exit::TokenNotPresent as u8;
+                        resp.error = Some("the token was removed while the request ran; insert it and try again".into());
+                    }
+                }
                 if let Some(log) = audit.as_mut() {
                     let exe = std::fs::read_link(format!("/proc/{}/exe", job.peer.pid)).ok().map(|p| p.display().to_string());
                     let result = if resp.ok { "ok".to_string() } else { resp.error.clone().unwrap_or_default() };
@@ -211,6 +317,10 @@ fn worker(rx: Receiver<Job>, base: Global, setup: Setup, cfg: AgentConfig, mut a
             }
             Err(RecvTimeoutError::Timeout) => apply_cache_policy(&mut tokens, &cfg),
             Err(RecvTimeoutError::Disconnected) => return,
+        }
+        if last_check.elapsed() >= poll && !watches.is_empty() {
+            check_presence(&base, &mut tokens, &mut watches, &events);
+            last_check = std::time::Instant::now();
         }
     }
 }

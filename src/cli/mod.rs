@@ -157,6 +157,9 @@ pub enum Command {
         #[arg(long, value_name = "FILE")]
         audit_log: Option<PathBuf>,
     },
+    /// Is the token there? (the agent's presence check; no PIN, no login)
+    #[command(hide = true)]
+    Probe,
     /// The audit log.
     Audit {
         #[command(subcommand)]
@@ -228,6 +231,19 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             let setup = common::setup(g)?;
             let socket = crate::agent::client::socket_path(g.socket.as_deref());
             crate::agent::server::run(g, setup, crate::agent::server::AgentArgs { socket, audit_log })
+        }
+        Command::Probe => {
+            let setup = common::setup(g)?;
+            match crate::token::Token::open(&setup.token_uri, &setup.profiles) {
+                Ok(t) => {
+                    println!("present\t{}\t{}", t.label, t.serial);
+                    Ok(())
+                }
+                Err(e) => {
+                    println!("absent");
+                    Err(e.into())
+                }
+            }
         }
         Command::Audit { what: AuditCommand::Verify { log } } => {
             let setup = common::setup(g)?;

@@ -151,6 +151,13 @@ impl Module {
         Ok(Module { path: path.into(), ctx })
     }
 
+    /// C_Finalize: the next `load` starts the module afresh and sees tokens created or removed
+    /// since (SoftHSM2 reads its token directory only at C_Initialize). Every token opened
+    /// through this module must be dropped first: their sessions end here.
+    pub fn finalize(self) -> Result<()> {
+        self.ctx.finalize().map_err(TokenError::ck)
+    }
+
     pub fn slots(&self, profiles: &[Profile]) -> Result<Vec<SlotReport>> {
         let mut out = Vec::new();
         for slot in self.ctx.get_all_slots().map_err(TokenError::ck)? {
@@ -220,6 +227,7 @@ pub struct Token {
     pub label: String,
     /// Label, manufacturer, model and serial, for messages and the identity-method attribute.
     pub description: String,
+    pub serial: String,
     pub profile: Profile,
     /// When the token last accepted the PIN in this process.
     pub login_time: Option<std::time::SystemTime>,
@@ -296,7 +304,8 @@ impl Token {
         let session = module.ctx.open_ro_session(slot.slot).map_err(TokenError::ck)?;
         let label = slot.token.as_ref().map(|t| t.label.clone()).unwrap_or_default();
         let description = slot.token.as_ref().map(|t| format!("'{}' ({} {}, serial {})", t.label, t.manufacturer, t.model, t.serial)).unwrap_or_default();
-        Ok(Token { module, slot: slot.slot, slot_description: slot.description, label, description, profile, login_time: None, session, pin: None })
+        let serial = slot.token.as_ref().map(|t| t.serial.clone()).unwrap_or_default();
+        Ok(Token { module, slot: slot.slot, slot_description: slot.description, label, description, serial, profile, login_time: None, session, pin: None })
     }
 
     pub fn session(&self) -> &Session {
