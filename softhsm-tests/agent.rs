@@ -111,7 +111,8 @@ fn agent_signs_with_pin_from_pinentry_on_the_clients_display_every_time_by_defau
     assert_eq!(getpins(&agent), 2, "asked every time: {log}");
     // The prompt goes where the user is: their display (pinentry's environment) and terminal type.
     assert!(log.contains("ENV DISPLAY=:7") && log.contains("ttytype=xterm-test"), "{log}");
-    assert!(log.contains("ssmax test") && log.contains("sign mail from alice@example.jp"), "{log}");
+    // It names the token, the operation, the recipients and the key.
+    assert!(log.contains("ssmax test") && log.contains("sign mail from alice@example.jp to Bob <bob@example.com> with key 'alice"), "{log}");
     // The socket and its directory are private.
     use std::os::unix::fs::PermissionsExt;
     assert_eq!(std::fs::metadata(&agent.socket).unwrap().permissions().mode() & 0o777, 0o600);
@@ -379,4 +380,18 @@ fn a_token_recreated_with_a_new_serial_is_rediscovered() {
     let o = via(&tok, &agent, &["sign", "--in", input.to_str().unwrap()]);
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     assert_eq!(getpins(&agent), 2);
+}
+
+#[test]
+fn subscribers_hear_about_certificates_that_expire_soon() {
+    let tok = Tok::new();
+    tok.keygen_with_cert("07", "short-lived", "EC:prime256v1", &[]); // valid for 30 days
+    let agent = start_agent(&tok, "", "0");
+    let mut sub = subscribe(&agent);
+    let o = via(&tok, &agent, &["status"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let input = tok.write("mail.eml", MAIL);
+    assert_eq!(code(&via(&tok, &agent, &["sign", "--key", "pkcs11:id=%01", "--in", input.to_str().unwrap()])), 0);
+    let ev = next_event(&mut sub, "cert-expiring");
+    assert!(ev["notes"][0].as_str().unwrap().contains("'short-lived'") && ev["notes"][0].as_str().unwrap().contains("renew"), "{ev}");
 }

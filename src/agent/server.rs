@@ -232,6 +232,22 @@ fn event(events: &Events, name: &str, note: String) {
     }
 }
 
+/// Tell subscribers about certificates on the token that expire within 30 days.
+fn warn_expiring(t: &Token, events: &Events) {
+    let Ok(certs) = t.certificates() else { return };
+    let now = std::time::SystemTime::now();
+    for c in certs.iter().filter(|c| !c.anchor) {
+        let Ok(parsed) = crate::cms::cert::parse(&c.der) else { continue };
+        let until = crate::cms::cert::not_after(&parsed);
+        let left = until.duration_since(now).unwrap_or_default();
+        if left < Duration::from_secs(30 * 86400) {
+            let when = crate::cms::cert::fmt_time(until);
+            let state = if now > until { format!("expired on {when}") } else { format!("expires on {when} (in {} days)", left.as_secs() / 86400) };
+            event(events, "cert-expiring", format!("certificate '{}' on token '{}' {state}: renew it", c.label, t.label));
+        }
+    }
+}
+
 /// One look at every watched token: removal drops its sessions and cached PIN at once.
 fn check_presence(base: &Global, tokens: &mut HashMap<String, Token>, watches: &mut HashMap<String, Watch>, events: &Events) -> Vec<String> {
     let mut removed = Vec::new();
@@ -281,6 +297,9 @@ fn worker(rx: Receiver<Job>, base: Global, setup: Setup, cfg: AgentConfig, mut a
                 let (mut resp, out, key) = run_job(&job, &base, &setup, &mut tokens, &events);
                 // Remember what to watch: tokens the agent now holds sessions on.
                 for (k, t) in tokens.iter() {
+                    if !watches.contains_key(k) {
+                        warn_expiring(t, &events);
+                    }
                     if t.profile.presence.method != crate::profile::PresenceMethod::Pkcs11Poll {
                         continue; // PC/SC watching: not yet (see the issue note)
                     }

@@ -36,7 +36,8 @@ pub fn run(ctx: &mut dyn Ctx, pss: bool) -> Result<(), Failure> {
     let signed = canonicalise(&inner, 0)?;
     let (done, summary) = {
         let mut p = ctx.token()?;
-        let done = sign_on_token(&mut p, &from, &signed, pss)?;
+        let to = recipients(&mail);
+        let done = sign_on_token(&mut p, &from, &to, &signed, pss)?;
         let summary = done.summary(&from, p.token);
         (done, summary)
     };
@@ -46,6 +47,11 @@ pub fn run(ctx: &mut dyn Ctx, pss: bool) -> Result<(), Failure> {
     }
     ctx.note(summary);
     Ok(())
+}
+
+/// The To and Cc addresses of a mail, for the PIN prompt.
+pub fn recipients(mail: &Entity<'_>) -> String {
+    ["To", "Cc"].iter().filter_map(|h| mail.field(h).map(crate::mail::field_value)).collect::<Vec<_>>().join(", ")
 }
 
 /// A signature made on the token.
@@ -66,16 +72,17 @@ impl Signed {
 /// Both factors, then the signature: choose the certificate for `from` (before the PIN unless the
 /// token hides certificates behind it), log in, sign `content` on the token. The signature
 /// carries the SSMAX identity-method attribute: which factors were checked, and when.
-pub fn sign_on_token(p: &mut Parts<'_>, from: &str, content: &[u8], pss: bool) -> Result<Signed, Failure> {
+/// `to` names the recipients in the PIN prompt, so the user sees what they are signing.
+pub fn sign_on_token(p: &mut Parts<'_>, from: &str, to: &str, content: &[u8], pss: bool) -> Result<Signed, Failure> {
     let (g, s, prompt) = (p.g, p.s, p.prompt);
     let token: &mut Token = p.token;
-    let operation = format!("sign mail from {from}");
+    let to = if to.is_empty() { String::new() } else { format!(" to {to}") };
     if token.profile.keys.certificates_need_login {
-        token.login(prompt, &operation, g.allow_final_pin_try)?;
+        token.login(prompt, &format!("sign mail from {from}{to}"), g.allow_final_pin_try)?;
     }
     let mut warnings = Vec::new();
     let chosen = choose_signing_cert(token, s.key_uri.as_ref(), from, &mut warnings)?;
-    token.login(prompt, &operation, g.allow_final_pin_try)?;
+    token.login(prompt, &format!("sign mail from {from}{to} with key '{}'", chosen.label), g.allow_final_pin_try)?;
     let key = token
         .private_keys()?
         .into_iter()
