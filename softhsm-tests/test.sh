@@ -6,3 +6,5 @@ cd "$(dirname "$0")/.."
 . softhsm-tests/deps.sh
 ssmax_deps
 cargo test --locked
+# The Debian package: built with cargo-deb, its contents and units checked, its binary run.
+bash softhsm-tests/deb-check.sh

@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Builds the Debian package with cargo-deb and checks what it holds, then runs the packaged
+# binary and checks the packaged systemd units. Run by test.sh after the cargo tests.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if ! cargo deb --version >/dev/null 2>&1; then
+  echo "installing cargo-deb" >&2
+  cargo install cargo-deb --locked --version 3.8.0 >/dev/null 2>&1
+fi
+deb=$(cargo deb --locked 2>/dev/null | tail -n1)
+[ -f "$deb" ] || { echo "deb-check: cargo deb produced no package" >&2; exit 1; }
+pass=0 fail=0
+check() { # description, command...
+  local what=$1; shift
+  if "$@" >/dev/null 2>&1; then pass=$((pass + 1)); else fail=$((fail + 1)); echo "deb-check FAILED: $what" >&2; fi
+}
+contents=$(dpkg-deb -c "$deb")
+info=$(dpkg-deb -I "$deb")
+check "binary in /usr/bin" grep -q ' ./usr/bin/ssmax-card$' <<<"$contents"
+check "systemd user socket" grep -q './usr/lib/systemd/user/ssmax-card-agent.socket$' <<<"$contents"
+check "systemd user service" grep -q './usr/lib/systemd/user/ssmax-card-agent.service$' <<<"$contents"
+for p in softhsm2 opensc-piv yubikey jpki opensc-generic; do
+  check "profile $p" grep -q "./usr/share/ssmax-card/pkcs11-profiles/$p.toml$" <<<"$contents"
+done
+check "protocol doc" grep -q './usr/share/doc/ssmax-card/agent-protocol.md$' <<<"$contents"
+check "depends on libc" grep -q 'Depends:.*libc6' <<<"$info"
+check "recommends opensc" grep -q 'Recommends:.*opensc' <<<"$info"
+root=$(mktemp -d)
+trap 'rm -rf "$root"' EXIT
+dpkg-deb -x "$deb" "$root"
+check "packaged binary runs" "$root/usr/bin/ssmax-card" --version
+check "packaged binary lists profiles" "$root/usr/bin/ssmax-card" --agent never profiles
+check "service runs the packaged binary" grep -q '^ExecStart=/usr/bin/ssmax-card agent$' "$root/usr/lib/systemd/user/ssmax-card-agent.service"
+check "socket is private" grep -q '^SocketMode=0600$' "$root/usr/lib/systemd/user/ssmax-card-agent.socket"
+if command -v systemd-analyze >/dev/null 2>&1; then
+  # verify wants ExecStart to exist: point a copy of the units at the extracted binary.
+  units=$root/units
+  mkdir -p "$units"
+  cp "$root"/usr/lib/systemd/user/ssmax-card-agent.* "$units/"
+  sed -i "s#/usr/bin/ssmax-card#$root/usr/bin/ssmax-card#" "$units/ssmax-card-agent.service"
+  check "units pass systemd-analyze verify" env XDG_RUNTIME_DIR="$root" systemd-analyze verify --user \
+    "$units/ssmax-card-agent.socket" "$units/ssmax-card-agent.service"
+fi
+echo "deb-check: $pass passed, $fail failed"
+[ "$fail" -eq 0 ]
