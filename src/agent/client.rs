@@ -36,6 +36,9 @@ pub fn connect(path: &Path) -> Result<UnixStream, ClientError> {
 /// One request, one response.
 pub fn call(stream: &mut UnixStream, path: &Path, req: &Request, body: &[u8]) -> Result<(Response, Vec<u8>), ClientError> {
     let broken = |e: ProtocolError| ClientError::Broken { path: path.display().to_string(), reason: e.to_string() };
-    write_message(stream, req, body).map_err(broken)?;
+    if let Err(e) = write_message(stream, req, body) {
+        // The agent may have answered (a refusal) and closed before reading us: read that first.
+        return read_message::<Response>(stream).map_err(|_| broken(e));
+    }
     read_message::<Response>(stream).map_err(broken)
 }

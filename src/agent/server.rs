@@ -114,8 +114,15 @@ pub fn run(g: &Global, setup: Setup, a: AgentArgs) -> Result<(), Failure> {
             Err(_) => continue,
         };
         if peer.uid != me {
-            let refusal = Response { v: VERSION, ok: false, exit: Exit::Usage as u8, error: Some(format!("refused: this agent serves uid {me} only")), ..Default::default() };
-            let _ = write_message(&mut stream, &refusal, &[]);
+            // In its own thread: a refused peer must not hold up the accept loop.
+            let _ = std::thread::Builder::new().name("refuse".into()).spawn(move || {
+                let refusal = Response { v: VERSION, ok: false, exit: Exit::Usage as u8, error: Some(format!("refused: this agent serves uid {me} only")), ..Default::default() };
+                let _ = write_message(&mut stream, &refusal, &[]);
+                // Close gently so the refusal is read, not lost to a reset; never wait long.
+                let _ = stream.shutdown(std::net::Shutdown::Write);
+                let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
+                let _ = std::io::copy(&mut std::io::Read::take(&mut stream, 1 << 20), &mut std::io::sink());
+            });
             continue;
         }
         let (tx, events) = (tx.clone(), events.clone());
