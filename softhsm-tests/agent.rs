@@ -1,96 +1,11 @@
-//! The agent on a real socket, with a real SoftHSM2 token and a scripted pinentry that speaks
-//! the Assuan protocol.
+//! The agent on a real socket, with a real SoftHSM2 token and a scripted Assuan pinentry.
 
+use crate::support::agent::*;
 use crate::support::*;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-struct Agent {
-    child: Child,
-    socket: PathBuf,
-    audit: PathBuf,
-    pinentry_log: PathBuf,
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A pinentry that logs what it is told and answers GETPIN with `pin_file`'s PIN after `delay`.
-fn pinentry(tok: &Tok, pin_file: &Path, delay_s: &str) -> (PathBuf, PathBuf) {
-    let log = tok.path("pinentry.log");
-    let script = tok.write(
-        "pinentry.sh",
-        format!(
-            "#!/bin/sh\necho \"ENV DISPLAY=$DISPLAY\" >> '{log}'\necho 'OK Pleased to meet you'\nwhile read -r cmd rest; do\n  echo \"$cmd $rest\" >> '{log}'\n  case $cmd in\n    GETPIN) sleep {delay_s}; echo \"D $(head -n1 '{pin}')\"; echo OK ;;\n    BYE) echo OK; exit 0 ;;\n    *) echo OK ;;\n  esac\ndone\n",
-            log = log.display(),
-            pin = pin_file.display()
-        ),
-    );
-    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
-    (script, log)
-}
-
-fn start_agent(tok: &Tok, extra_config: &str, delay_s: &str) -> Agent {
-    let (script, log) = pinentry(tok, &tok.pin_file, delay_s);
-    let audit = tok.path("audit.log");
-    let config = tok.write("agent.toml", format!("pinentry_program = \"{}\"\n[agent]\naudit_log = \"{}\"\n{extra_config}", script.display(), audit.display()));
-    let socket = tok.path("run/agent.sock");
-    let child = tok.cmd().args(["agent", "--config"]).arg(&config).arg("--socket").arg(&socket).stderr(Stdio::null()).spawn().unwrap();
-    wait_for(&socket);
-    Agent { child, socket, audit, pinentry_log: log }
-}
-
-fn wait_for(socket: &Path) {
-    let start = Instant::now();
-    while UnixStream::connect(socket).is_err() {
-        assert!(start.elapsed() < Duration::from_secs(10), "agent did not start on {}", socket.display());
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// The CLI as a client of the agent.
-fn via(tok: &Tok, agent: &Agent, args: &[&str]) -> std::process::Output {
-    let mut c = tok.cmd();
-    c.arg("--agent").arg("always").arg("--socket").arg(&agent.socket).args(args);
-    run(&mut c)
-}
-
-// The wire format, written out here as a second implementation of docs/agent-protocol.md.
-fn send_msg(s: &mut UnixStream, header: &serde_json::Value, body: &[u8]) {
-    let h = serde_json::to_vec(header).unwrap();
-    s.write_all(&(h.len() as u32).to_be_bytes()).unwrap();
-    s.write_all(&h).unwrap();
-    s.write_all(&(body.len() as u32).to_be_bytes()).unwrap();
-    s.write_all(body).unwrap();
-}
-
-fn recv_msg(s: &mut UnixStream) -> std::io::Result<(serde_json::Value, Vec<u8>)> {
-    let mut frame = || -> std::io::Result<Vec<u8>> {
-        let mut len = [0u8; 4];
-        s.read_exact(&mut len)?;
-        let mut buf = vec![0u8; u32::from_be_bytes(len) as usize];
-        s.read_exact(&mut buf)?;
-        Ok(buf)
-    };
-    let h = frame()?;
-    let b = frame()?;
-    Ok((serde_json::from_slice(&h).unwrap(), b))
-}
-
-fn sign_request(id: u64) -> serde_json::Value {
-    serde_json::json!({"v": 1, "id": id, "method": "sign", "args": {}, "key": "pkcs11:id=%02", "timeout_ms": 120000, "client": {}})
-}
-
-fn getpins(agent: &Agent) -> usize {
-    std::fs::read_to_string(&agent.pinentry_log).map(|s| s.lines().filter(|l| l.starts_with("GETPIN")).count()).unwrap_or(0)
-}
 
 #[test]
 fn agent_signs_with_pin_from_pinentry_on_the_clients_display_every_time_by_default() {
@@ -311,23 +226,6 @@ fn oversized_request_is_refused_without_reading_it() {
     let (h, _) = recv_msg(&mut s).unwrap();
     assert_eq!(h["ok"], false);
     assert!(h["error"].as_str().unwrap().contains("over the limit"), "{h}");
-}
-
-fn next_event(sub: &mut UnixStream, name: &str) -> serde_json::Value {
-    sub.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    loop {
-        let (ev, _) = recv_msg(sub).unwrap_or_else(|e| panic!("no '{name}' event: {e}"));
-        if ev["event"] == name {
-            return ev;
-        }
-    }
-}
-
-fn subscribe(agent: &Agent) -> UnixStream {
-    let mut sub = UnixStream::connect(&agent.socket).unwrap();
-    send_msg(&mut sub, &serde_json::json!({"v": 1, "id": 1, "method": "subscribe", "timeout_ms": 1000}), b"");
-    assert_eq!(recv_msg(&mut sub).unwrap().0["ok"], true);
-    sub
 }
 
 #[test]

@@ -67,16 +67,6 @@ impl World {
         }
         (run(&mut c), outp)
     }
-
-    /// sent → sending org → receiving org: what bob's mailbox gets.
-    fn delivered(&self, attach: &[(&str, &str, &str)]) -> PathBuf {
-        let sent = self.send(attach);
-        let (o, hop1) = self.org("sending", &sent, "hop1.eml", Some(LEAK_SCAN));
-        assert_eq!(code(&o), 0, "sending org: {}", stderr(&o));
-        let (o, hop2) = self.org("receiving", &hop1, "hop2.eml", Some(MALWARE_SCAN));
-        assert_eq!(code(&o), 0, "receiving org: {}", stderr(&o));
-        hop2
-    }
 }
 
 fn openssl_ok(mail: &Path) {

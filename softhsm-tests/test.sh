@@ -5,6 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . softhsm-tests/deps.sh
 ssmax_deps
+ssmax_vicc_venv
 cargo test --locked
 # The Debian package: built with cargo-deb, its contents and units checked, its binary run.
 bash softhsm-tests/deb-check.sh

@@ -38,6 +38,10 @@ pub struct AgentConfig {
     /// How often tokens without PC/SC are looked for (milliseconds).
     #[serde(default = "default_poll")]
     pub presence_poll_ms: u64,
+    /// Token label → PC/SC reader: the token counts as present only while a card is in that
+    /// reader (for modules that do not name their reader, or a card paired with a token).
+    #[serde(default)]
+    pub presence_reader: std::collections::HashMap<String, String>,
 }
 
 fn default_poll() -> u64 {
@@ -54,6 +58,6 @@ fn default_queue() -> usize {
 
 impl Default for AgentConfig {
     fn default() -> Self {
-        AgentConfig { pin_cache: PinCache::None, pin_cache_seconds: default_ttl(), queue_limit: default_queue(), audit_log: None, presence_poll_ms: default_poll() }
+        AgentConfig { pin_cache: PinCache::None, pin_cache_seconds: default_ttl(), queue_limit: default_queue(), audit_log: None, presence_poll_ms: default_poll(), presence_reader: Default::default() }
     }
 }

@@ -10,6 +10,7 @@ use crate::cli::Global;
 use crate::error::{Exit, Failure};
 use crate::token::pin::{PinPrompt, PinRequest, PinentryPin};
 use crate::token::uri::Pkcs11Uri;
+use crate::token::presence::Readers;
 use crate::token::{Token, TokenError};
 use secrecy::SecretString;
 use std::collections::HashMap;
@@ -100,9 +101,10 @@ pub fn run(g: &Global, setup: Setup, a: AgentArgs) -> Result<(), Failure> {
     let events: Events = Arc::new(Mutex::new(Vec::new()));
     let worker_events = events.clone();
     let base = g.clone();
+    let readers = Readers::watch();
     std::thread::Builder::new()
         .name("token-worker".into())
-        .spawn(move || worker(rx, base, setup, cfg, audit, worker_events))
+        .spawn(move || worker(rx, base, setup, cfg, audit, worker_events, readers))
         .map_err(|e| Failure::new(Exit::Io, format!("cannot start the token worker: {e}")))?;
     eprintln!("ssmax-card agent: listening on {}", a.socket.display());
     // SAFETY: getuid cannot fail.
@@ -205,6 +207,17 @@ struct Watch {
     module: PathBuf,
     reinit: bool,
     present: bool,
+    /// Watched through this PC/SC reader instead of probing the module.
+    reader: Option<String>,
+}
+
+/// The PC/SC reader a token's presence follows: the config's binding, else the slot's reader
+/// for tokens whose profile says PC/SC.
+fn reader_of(t: &Token, cfg: &AgentConfig) -> Option<(String, bool)> {
+    if let Some(r) = cfg.presence_reader.get(&t.label) {
+        return Some((r.clone(), true));
+    }
+    (t.profile.presence.method == crate::profile::PresenceMethod::Pcsc).then(|| (t.slot_description.clone(), false))
 }
 
 /// Is the token there, seen through a fresh module instance? A child process, because a loaded
@@ -256,19 +269,23 @@ fn warn_expiring(t: &Token, events: &Events) {
 }
 
 /// One look at every watched token: removal drops its sessions and cached PIN at once.
-fn check_presence(base: &Global, tokens: &mut HashMap<String, Token>, watches: &mut HashMap<String, Watch>, events: &Events) -> Vec<String> {
+fn check_presence(base: &Global, tokens: &mut HashMap<String, Token>, watches: &mut HashMap<String, Watch>, events: &Events, readers: &Readers) -> Vec<String> {
     let mut removed = Vec::new();
     for (key, w) in watches.iter_mut() {
-        let now = probe(base, w);
+        let now = match &w.reader {
+            Some(r) => (readers.card_in(r) == Some(true)).then(|| w.serial.clone()),
+            None => probe(base, w),
+        };
         match (w.present, now) {
             (true, None) => {
                 tokens.remove(key);
-                if w.reinit {
+                if w.reinit && w.reader.is_none() {
                     rescan(tokens, &w.module);
                 }
                 w.present = false;
                 removed.push(key.clone());
-                event(events, "token-removed", format!("token '{}' was removed: sessions closed, PIN forgotten", w.label));
+                let from = w.reader.as_ref().map(|r| format!(" from reader '{r}'")).unwrap_or_default();
+                event(events, "token-removed", format!("token '{}' was removed{from}: sessions closed, PIN forgotten", w.label));
             }
             (true, Some(serial)) if serial != w.serial => {
                 tokens.remove(key);
@@ -279,7 +296,7 @@ fn check_presence(base: &Global, tokens: &mut HashMap<String, Token>, watches: &
                 removed.push(key.clone());
             }
             (false, Some(serial)) => {
-                if w.reinit {
+                if w.reinit && w.reader.is_none() {
                     rescan(tokens, &w.module);
                 }
                 w.present = true;
@@ -293,7 +310,7 @@ fn check_presence(base: &Global, tokens: &mut HashMap<String, Token>, watches: &
 }
 
 /// The one thread that talks to the tokens: requests run here one at a time, in order.
-fn worker(rx: Receiver<Job>, base: Global, setup: Setup, cfg: AgentConfig, mut audit: Option<AuditLog>, events: Events) {
+fn worker(rx: Receiver<Job>, base: Global, setup: Setup, cfg: AgentConfig, mut audit: Option<AuditLog>, events: Events, readers: Readers) {
     let mut tokens: HashMap<String, Token> = HashMap::new();
     let mut watches: HashMap<String, Watch> = HashMap::new();
     let poll = Duration::from_millis(cfg.presence_poll_ms.max(100));
@@ -301,14 +318,11 @@ fn worker(rx: Receiver<Job>, base: Global, setup: Setup, cfg: AgentConfig, mut a
     loop {
         match rx.recv_timeout(poll) {
             Ok(job) => {
-                let (mut resp, out, key) = run_job(&job, &base, &setup, &mut tokens, &events);
+                let (mut resp, out, key) = run_job(&job, &base, &setup, &mut tokens, &events, &readers);
                 // Remember what to watch: tokens the agent now holds sessions on.
                 for (k, t) in tokens.iter() {
                     if !watches.contains_key(k) {
                         warn_expiring(t, &events);
-                    }
-                    if t.profile.presence.method != crate::profile::PresenceMethod::Pkcs11Poll {
-                        continue; // PC/SC watching: not yet (see the issue note)
                     }
                     let w = watches.entry(k.clone()).or_insert_with(|| Watch {
                         label: t.label.clone(),
@@ -316,6 +330,7 @@ fn worker(rx: Receiver<Job>, base: Global, setup: Setup, cfg: AgentConfig, mut a
                         module: t.module.path.clone(),
                         reinit: t.profile.presence.reinitialise_to_rescan,
                         present: true,
+                        reader: reader_of(t, &cfg).map(|(r, _)| r),
                     });
                     w.present = true;
                     w.serial = t.serial.clone();
@@ -323,7 +338,7 @@ fn worker(rx: Receiver<Job>, base: Global, setup: Setup, cfg: AgentConfig, mut a
                 // A failure on a watched token may be its removal: look now, and say so.
                 let request_key = job.req.token.as_deref().map(|t| Pkcs11Uri::parse(t).map(|u| u.or(&setup.token_uri).to_string()).unwrap_or_default()).unwrap_or_else(|| setup.token_uri.to_string());
                 if !resp.ok && (resp.exit == Exit::NoKey as u8 || resp.exit == Exit::Io as u8) && watches.contains_key(&request_key) {
-                    let gone = check_presence(&base, &mut tokens, &mut watches, &events);
+                    let gone = check_presence(&base, &mut tokens, &mut watches, &events, &readers);
                     last_check = std::time::Instant::now();
                     if gone.contains(&request_key) {
                         resp.exit = Exit::TokenNotPresent as u8;
@@ -345,7 +360,7 @@ fn worker(rx: Receiver<Job>, base: Global, setup: Setup, cfg: AgentConfig, mut a
             Err(RecvTimeoutError::Disconnected) => return,
         }
         if last_check.elapsed() >= poll && !watches.is_empty() {
-            check_presence(&base, &mut tokens, &mut watches, &events);
+            check_presence(&base, &mut tokens, &mut watches, &events, &readers);
             last_check = std::time::Instant::now();
         }
     }
@@ -365,7 +380,7 @@ fn apply_cache_policy(tokens: &mut HashMap<String, Token>, cfg: &AgentConfig) {
     }
 }
 
-fn run_job(job: &Job, base: &Global, setup: &Setup, tokens: &mut HashMap<String, Token>, events: &Events) -> (Response, Vec<u8>, Option<String>) {
+fn run_job(job: &Job, base: &Global, setup: &Setup, tokens: &mut HashMap<String, Token>, events: &Events, readers: &Readers) -> (Response, Vec<u8>, Option<String>) {
     let req = &job.req;
     let mut g = base.clone();
     g.allow_final_pin_try = req.allow_final_pin_try;
@@ -385,7 +400,7 @@ fn run_job(job: &Job, base: &Global, setup: &Setup, tokens: &mut HashMap<String,
     let wants_output = req.args.get("out").and_then(|v| v.as_bool()).unwrap_or(true);
     let prompt = EventPrompt { inner: PinentryPin::for_client(s.config.pinentry_program.clone(), req.client.clone()), events: events.clone() };
     let token_key = s.token_uri.to_string();
-    let mut ctx = AgentCtx { g, s, input: Some(job.body.clone()), output: Vec::new(), wants_output, notes: Vec::new(), report: None, tokens, token_key: token_key.clone(), prompt };
+    let mut ctx = AgentCtx { g, s, input: Some(job.body.clone()), output: Vec::new(), wants_output, notes: Vec::new(), report: None, tokens, token_key: token_key.clone(), prompt, readers: readers.clone() };
     let result = dispatch(&mut ctx, &req.method, &req.args);
     let key = ctx.tokens.get(&token_key).map(|t| t.description.clone());
     if let Err(f) = &result {
@@ -432,6 +447,7 @@ struct AgentCtx<'w> {
     tokens: &'w mut HashMap<String, Token>,
     token_key: String,
     prompt: EventPrompt,
+    readers: Readers,
 }
 
 impl Ctx for AgentCtx<'_> {
@@ -458,6 +474,20 @@ impl Ctx for AgentCtx<'_> {
         if !self.tokens.contains_key(&self.token_key) {
             let t = Token::open(&self.s.token_uri, &self.s.profiles)?;
             self.tokens.insert(self.token_key.clone(), t);
+        }
+        // Possession first: a token bound to a reader is there only while its card is.
+        let gate = self.tokens.get(&self.token_key).and_then(|t| reader_of(t, &self.s.config.agent).map(|(r, strict)| (t.label.clone(), r, strict)));
+        if let Some((label, reader, strict)) = gate {
+            let refuse = match self.readers.card_in(&reader) {
+                Some(true) => None,
+                Some(false) => Some(format!("token '{label}' is not present: insert the card in reader '{reader}'")),
+                None if strict => Some(format!("token '{label}' follows reader '{reader}', which PC/SC does not show (is pcscd running, is the reader connected?)")),
+                None => None,
+            };
+            if let Some(msg) = refuse {
+                self.tokens.remove(&self.token_key);
+                return Err(TokenError::NotPresent(msg).into());
+            }
         }
         let token = self.tokens.get_mut(&self.token_key).ok_or_else(|| Failure::new(Exit::Io, "internal: token vanished from the agent's table"))?;
         Ok(Parts { g: &self.g, s: &self.s, token, prompt: &self.prompt })

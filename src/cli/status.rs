@@ -48,7 +48,10 @@ pub fn run(ctx: &mut dyn Ctx) -> Result<(), Failure> {
         }
         for slot in slots {
             let Some(t) = &slot.token else {
-                say!(out, "  slot {} '{}': no token", slot.slot.id(), slot.description);
+                match &slot.problem {
+                    Some(p) => say!(out, "  slot {} '{}': {p}", slot.slot.id(), slot.description),
+                    None => say!(out, "  slot {} '{}': no token", slot.slot.id(), slot.description),
+                }
                 continue;
             };
             if !t.initialized {

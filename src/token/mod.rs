@@ -4,6 +4,7 @@
 pub mod decrypt;
 pub mod objects;
 pub mod pin;
+pub mod presence;
 mod raw;
 pub mod signer;
 pub mod uri;
@@ -119,6 +120,8 @@ pub struct SlotReport {
     pub slot: Slot,
     pub description: String,
     pub token: Option<TokenReport>,
+    /// Something is in the slot that is not a usable token (e.g. a card the module does not know).
+    pub problem: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -162,6 +165,7 @@ impl Module {
         let mut out = Vec::new();
         for slot in self.ctx.get_all_slots().map_err(TokenError::ck)? {
             let info = self.ctx.get_slot_info(slot).map_err(TokenError::ck)?;
+            let mut problem = None;
             let token = if info.token_present() {
                 match self.ctx.get_token_info(slot) {
                     Ok(t) => Some(TokenReport {
@@ -175,12 +179,17 @@ impl Module {
                     }),
                     // Removed between the two calls: report it as absent.
                     Err(CkError::Pkcs11(RvError::TokenNotPresent, _)) => None,
-                    Err(e) => return Err(TokenError::ck(e)),
+                    // A card this module cannot use (a bank card, a plain ISO 7816 card): say so
+                    // for this slot, and go on looking in the others.
+                    Err(e) => {
+                        problem = Some(format!("a card the module cannot use ({})", TokenError::ck(e)));
+                        None
+                    }
                 }
             } else {
                 None
             };
-            out.push(SlotReport { slot, description: info.slot_description().trim_end().to_string(), token });
+            out.push(SlotReport { slot, description: info.slot_description().trim_end().to_string(), token, problem });
         }
         Ok(out)
     }
@@ -379,6 +388,7 @@ impl Drop for Token {
 
 fn describe_slot(s: &SlotReport) -> String {
     match &s.token {
+        None if s.problem.is_some() => s.problem.clone().unwrap_or_default(),
         None => "empty".into(),
         Some(t) if !t.initialized => "uninitialised token".into(),
         Some(t) => format!("token '{}' ({} / {})", t.label, t.manufacturer, t.model),
