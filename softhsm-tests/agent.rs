@@ -293,3 +293,26 @@ fn subscribers_hear_about_certificates_that_expire_soon() {
     let ev = next_event(&mut sub, "cert-expiring");
     assert!(ev["notes"][0].as_str().unwrap().contains("'short-lived'") && ev["notes"][0].as_str().unwrap().contains("renew"), "{ev}");
 }
+
+#[test]
+fn a_profile_can_keep_the_pin_and_the_config_overrides_it() {
+    let tok = Tok::new();
+    // A profiles directory whose softhsm2 profile keeps the PIN until the token is removed...
+    let soft = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/pkcs11-profiles/softhsm2.toml")).unwrap();
+    std::fs::create_dir_all(tok.path("profiles")).unwrap();
+    tok.write("profiles/softhsm2.toml", soft.replace("cache = \"none\"", "cache = \"until-removed\""));
+    let top = format!("profiles_dir = \"{}\"\n", tok.path("profiles").display());
+    let agent = start_agent_with(&tok, &top, "", "0");
+    let input = tok.write("mail.eml", MAIL);
+    for _ in 0..3 {
+        assert_eq!(code(&via(&tok, &agent, &["sign", "--in", input.to_str().unwrap()])), 0);
+    }
+    assert_eq!(getpins(&agent), 1, "the profile's policy keeps it");
+    drop(agent);
+    // ...unless the config says otherwise.
+    let agent = start_agent_with(&tok, &top, "pin_cache = \"none\"\n", "0");
+    for _ in 0..2 {
+        assert_eq!(code(&via(&tok, &agent, &["sign", "--in", input.to_str().unwrap()])), 0);
+    }
+    assert_eq!(getpins(&agent), 1 + 2, "the config asks every time");
+}

@@ -140,6 +140,9 @@ pub struct PinRules {
     /// Whether the token reports COUNT_LOW / FINAL_TRY / LOCKED.
     pub reports_retry_flags: bool,
     pub always_authenticate: AlwaysAuthenticate,
+    /// How long the agent keeps this token's PIN (the config's `[agent] pin_cache` overrides it).
+    #[serde(default)]
+    pub cache: Option<crate::agent::PinCache>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

@@ -27,8 +27,9 @@ pub enum PinCache {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AgentConfig {
+    /// Overrides the profile's `pin.cache`; when neither says, `none`.
     #[serde(default)]
-    pub pin_cache: PinCache,
+    pub pin_cache: Option<PinCache>,
     #[serde(default = "default_ttl")]
     pub pin_cache_seconds: u64,
     /// Requests waiting for the token beyond this get a "busy" answer.
@@ -58,6 +59,6 @@ fn default_queue() -> usize {
 
 impl Default for AgentConfig {
     fn default() -> Self {
-        AgentConfig { pin_cache: PinCache::None, pin_cache_seconds: default_ttl(), queue_limit: default_queue(), audit_log: None, presence_poll_ms: default_poll(), presence_reader: Default::default() }
+        AgentConfig { pin_cache: None, pin_cache_seconds: default_ttl(), queue_limit: default_queue(), audit_log: None, presence_poll_ms: default_poll(), presence_reader: Default::default() }
     }
 }

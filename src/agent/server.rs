@@ -368,7 +368,8 @@ fn worker(rx: Receiver<Job>, base: Global, setup: Setup, cfg: AgentConfig, mut a
 
 fn apply_cache_policy(tokens: &mut HashMap<String, Token>, cfg: &AgentConfig) {
     for t in tokens.values_mut() {
-        let keep = match cfg.pin_cache {
+        let policy = cfg.pin_cache.or(t.profile.pin.cache).unwrap_or_default();
+        let keep = match policy {
             PinCache::None => false,
             PinCache::Ttl => t.login_time.is_some_and(|at| at.elapsed().map(|e| e.as_secs() < cfg.pin_cache_seconds).unwrap_or(false)),
             PinCache::UntilRemoved => true,
