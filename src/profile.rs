@@ -79,6 +79,12 @@ pub struct KeyRoles {
     /// Shown to the user when `can_decrypt` is false.
     #[serde(default)]
     pub no_decrypt_reason: Option<String>,
+    /// Whether `ssmax-card keygen` may create key pairs on this token with the user PIN.
+    #[serde(default = "yes")]
+    pub can_generate: bool,
+    /// Shown to the user when `can_generate` is false.
+    #[serde(default)]
+    pub no_generate_reason: Option<String>,
     /// Certificates that are only readable after login (JPKI signature certificate).
     #[serde(default)]
     pub certificates_need_login: bool,
@@ -243,6 +249,9 @@ impl Profile {
         if *p.pin.min_length.get_ref() == 0 || *p.pin.min_length.get_ref() > p.pin.max_length {
             return Err(invalid(Some(p.pin.min_length.span()), "pin.min_length must be between 1 and pin.max_length".into()));
         }
+        if !p.keys.can_generate && p.keys.no_generate_reason.is_none() {
+            return Err(invalid(None, "keys.can_generate = false needs keys.no_generate_reason to tell the user why".into()));
+        }
         if !p.keys.can_decrypt && p.keys.no_decrypt_reason.is_none() {
             return Err(invalid(None, "keys.can_decrypt = false needs keys.no_decrypt_reason to tell the user why".into()));
         }
@@ -276,6 +285,10 @@ pub fn load_all(extra_dir: Option<&Path>) -> Result<Vec<Profile>, ProfileError> 
         }
     }
     Ok(profiles)
+}
+
+fn yes() -> bool {
+    true
 }
 
 fn hex_ids(ids: &[Spanned<String>]) -> Vec<Vec<u8>> {

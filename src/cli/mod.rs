@@ -4,6 +4,7 @@ pub mod common;
 pub mod ctx;
 pub mod decrypt;
 pub mod forward;
+mod lifecycle;
 mod org;
 mod profiles;
 pub mod receive;
@@ -151,6 +152,45 @@ pub enum Command {
         #[arg(long)]
         pss: bool,
     },
+    /// Generate a key pair on the token (sensitive, never extractable).
+    Keygen {
+        #[arg(long = "type", value_enum, default_value_t = KeyType::Rsa2048)]
+        key_type: KeyType,
+        #[arg(long)]
+        label: Option<String>,
+        /// CKA_ID in hex (default: the first free one).
+        #[arg(long)]
+        id: Option<String>,
+    },
+    /// A PKCS#10 certificate request for your mail address, signed on the token (PEM out).
+    Csr {
+        #[command(flatten)]
+        io: InOut,
+        /// The mail address (rfc822Name; emailProtection is requested).
+        #[arg(long)]
+        email: String,
+        /// Subject, e.g. "CN=Alice Example,O=Example Org" (default CN=<email>).
+        #[arg(long)]
+        subject: Option<String>,
+    },
+    /// Store an issued certificate next to its key; older keys for the address only decrypt from now on.
+    ImportCert {
+        #[command(flatten)]
+        io: InOut,
+        #[arg(long)]
+        label: Option<String>,
+    },
+    /// Store an SSMAX root (trust anchor) or, with --org, your organisation's certificate on the token.
+    ImportAnchor {
+        #[command(flatten)]
+        io: InOut,
+        #[arg(long)]
+        org: bool,
+        #[arg(long)]
+        label: Option<String>,
+    },
+    /// The certificates on the token, with expiry.
+    Certs,
     /// Run the agent: own the token, serve mail clients and the CLI on a Unix socket.
     Agent {
         /// Append-only, hash-chained audit log (default: the platform data dir's audit.log).
@@ -193,6 +233,13 @@ pub enum Command {
     },
 }
 
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+pub enum KeyType {
+    Rsa2048,
+    Rsa3072,
+    P256,
+}
+
 #[derive(Subcommand, Debug)]
 pub enum AuditCommand {
     /// Check every entry's hash and link, and that nothing was cut off the end.
@@ -227,6 +274,18 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
         Command::Forward { io, to, from, keep, note, pss } => {
             forward::run(&mut ctx::CliCtx::new(g, &io)?, &forward::ForwardArgs { to, from, keep, note, pss })
         }
+        Command::Keygen { key_type, label, id } => {
+            let spec = match key_type {
+                KeyType::Rsa2048 => crate::token::keys::KeySpec::Rsa2048,
+                KeyType::Rsa3072 => crate::token::keys::KeySpec::Rsa3072,
+                KeyType::P256 => crate::token::keys::KeySpec::P256,
+            };
+            lifecycle::keygen(&mut ctx::CliCtx::new(g, &no_io)?, spec, label.as_deref(), id.as_deref())
+        }
+        Command::Csr { io, email, subject } => lifecycle::csr(&mut ctx::CliCtx::new(g, &io)?, &email, subject.as_deref()),
+        Command::ImportCert { io, label } => lifecycle::import_cert(&mut ctx::CliCtx::new(g, &io)?, label.as_deref()),
+        Command::ImportAnchor { io, org, label } => lifecycle::import_anchor(&mut ctx::CliCtx::new(g, &io)?, org, label.as_deref()),
+        Command::Certs => lifecycle::certs(&mut ctx::CliCtx::new(g, &no_io)?),
         Command::Agent { audit_log } => {
             let setup = common::setup(g)?;
             let socket = crate::agent::client::socket_path(g.socket.as_deref());

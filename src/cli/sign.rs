@@ -160,7 +160,8 @@ pub fn choose_signing_cert(token: &Token, key_uri: Option<&Pkcs11Uri>, from: &st
             usable.push(c);
         }
     }
-    usable.sort_by_key(|c| std::cmp::Reverse(cert::not_after(&c.cert)));
+    // The most recently issued certificate is the current one (renewal); then the longest-lived.
+    usable.sort_by_key(|c| std::cmp::Reverse((cert::not_before(&c.cert), cert::not_after(&c.cert))));
     let Some(best) = usable.into_iter().next() else {
         return Err(Failure::new(Exit::NoKey, format!("no usable certificate for {from}: {}", reasons.join("; "))));
     };

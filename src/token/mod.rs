@@ -2,6 +2,7 @@
 //! and the RustCrypto `Signer` in `signer.rs`.
 
 pub mod decrypt;
+pub mod keys;
 pub mod objects;
 pub mod pin;
 pub mod presence;
@@ -138,7 +139,7 @@ pub struct TokenReport {
 #[derive(Clone)]
 pub struct Module {
     pub path: PathBuf,
-    ctx: Pkcs11,
+    pub(crate) ctx: Pkcs11,
 }
 
 impl Module {

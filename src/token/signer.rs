@@ -146,7 +146,10 @@ pub struct TokenSigner<'t> {
 impl<'t> TokenSigner<'t> {
     pub fn new(token: &'t Token, key: KeyObject, scheme: Scheme, spki: SubjectPublicKeyInfoOwned) -> Result<Self, TokenError> {
         if !key.can_sign {
-            return Err(TokenError::NoKey(format!("key '{}' on token '{}' is not allowed to sign (CKA_SIGN is false)", key.label, token.label)));
+            return Err(TokenError::NoKey(format!(
+                "key '{}' on token '{}' may not sign (CKA_SIGN is false: a renewed key is kept only to decrypt old mail); sign with the current key",
+                key.label, token.label
+            )));
         }
         if !token.profile.allows_sign(scheme.mechanism_name()) {
             return Err(TokenError::NoKey(format!(
@@ -198,10 +201,20 @@ fn ecdsa_to_der(curve: Curve, raw: &[u8]) -> Result<Vec<u8>, TokenError> {
     })
 }
 
+/// The public half of a token key, as the x509-cert request builder wants it.
+#[derive(Clone, Debug)]
+pub struct TokenPublicKey(pub SubjectPublicKeyInfoOwned);
+
+impl spki::EncodePublicKey for TokenPublicKey {
+    fn to_public_key_der(&self) -> spki::Result<spki::Document> {
+        Ok(spki::Document::encode_msg(&self.0)?)
+    }
+}
+
 impl Keypair for TokenSigner<'_> {
-    type VerifyingKey = SubjectPublicKeyInfoOwned;
+    type VerifyingKey = TokenPublicKey;
     fn verifying_key(&self) -> Self::VerifyingKey {
-        self.spki.clone()
+        TokenPublicKey(self.spki.clone())
     }
 }
 

@@ -1,0 +1,210 @@
+//! Registration on the device (SSMAX step 2): keygen on the token, a PKCS#10 request signed on
+//! the token, the issued certificate and the organisation's certificates stored on the token,
+//! renewal that keeps old keys for decryption only.
+
+use super::ctx::{Ctx, Parts};
+use crate::cms::cert;
+use crate::error::{Exit, Failure};
+use crate::profile::parse_hex;
+use crate::token::keys::KeySpec;
+use crate::token::objects::hex;
+use crate::token::signer::{Scheme, TokenSignature, TokenSigner};
+use crate::token::TokenError;
+use der::asn1::Ia5String;
+use der::{Decode, EncodePem};
+use std::str::FromStr;
+use x509_cert::builder::{Builder, RequestBuilder};
+use x509_cert::ext::pkix::name::GeneralName;
+use x509_cert::ext::pkix::{ExtendedKeyUsage, SubjectAltName};
+use x509_cert::name::Name;
+
+fn key_id(p: &Parts<'_>) -> Option<Vec<u8>> {
+    p.s.key_uri.as_ref().and_then(|k| k.id.clone())
+}
+
+pub fn keygen(ctx: &mut dyn Ctx, spec: KeySpec, label: Option<&str>, id: Option<&str>) -> Result<(), Failure> {
+    let note = {
+        let p = ctx.token()?;
+        if !p.token.profile.keys.can_generate {
+            return Err(TokenError::NoKey(format!("token '{}' cannot generate keys here: {}", p.token.label, p.token.profile.keys.no_generate_reason.clone().unwrap_or_default())).into());
+        }
+        let id = match id.or(None) {
+            Some(h) => parse_hex(h).ok_or_else(|| Failure::new(Exit::Usage, format!("--id {h} is not hex")))?,
+            None => match key_id(&p) {
+                Some(i) => i,
+                None => p.token.free_id()?,
+            },
+        };
+        if p.token.public_key(&id).is_ok() {
+            return Err(Failure::new(Exit::Usage, format!("token '{}' already has a key with id {}", p.token.label, hex(&id))));
+        }
+        let label = label.map(str::to_string).unwrap_or_else(|| format!("ssmax-key-{}", hex(&id)));
+        p.token.make_rw()?;
+        p.token.login(p.prompt, &format!("generate a key pair '{label}'"), p.g.allow_final_pin_try)?;
+        p.token.generate(spec, &id, &label)?;
+        format!("generated {spec:?} key pair '{label}' on token '{}': use --key 'pkcs11:id=%{}' (the private key is sensitive and never leaves the token)", p.token.label, hex(&id))
+    };
+    ctx.note(note);
+    Ok(())
+}
+
+/// A PKCS#10 request for `email`, signed on the token with the key --key names.
+pub fn csr(ctx: &mut dyn Ctx, email: &str, subject: Option<&str>) -> Result<(), Failure> {
+    let pem = {
+        let p = ctx.token()?;
+        let id = key_id(&p).ok_or_else(|| Failure::new(Exit::Usage, "name the key with --key 'pkcs11:id=%NN' (keygen prints it)"))?;
+        let spki = p.token.public_key(&id)?;
+        let subject = subject.map(str::to_string).unwrap_or_else(|| format!("CN={email}"));
+        let name = Name::from_str(&subject).map_err(|e| Failure::new(Exit::Usage, format!("--subject '{subject}': {e}")))?;
+        let email_ia5 = Ia5String::new(email).map_err(|_| Failure::new(Exit::Usage, format!("'{email}' is not an ASCII mail address")))?;
+        p.token.login(p.prompt, &format!("sign a certificate request for {email}"), p.g.allow_final_pin_try)?;
+        let key = p.token.private_keys()?.into_iter().find(|k| k.id == id).ok_or_else(|| TokenError::NoKey(format!("no private key with id {}", hex(&id))))?;
+        let scheme = Scheme::for_key(&key.kind, false)?;
+        let signer = TokenSigner::new(p.token, key, scheme, spki)?;
+        let fail = |e: x509_cert::builder::Error| Failure::new(Exit::Io, format!("building the request: {e}"));
+        let mut b = RequestBuilder::new(name, &signer).map_err(fail)?;
+        b.add_extension(&SubjectAltName(vec![GeneralName::Rfc822Name(email_ia5)])).map_err(fail)?;
+        b.add_extension(&ExtendedKeyUsage(vec![cert::EKU_EMAIL])).map_err(fail)?;
+        let req = match b.build::<TokenSignature>() {
+            Ok(r) => r,
+            Err(e) => return Err(signer.take_failure().map(Failure::from).unwrap_or_else(|| fail(e))),
+        };
+        req.to_pem(der::pem::LineEnding::LF).map_err(|e| Failure::new(Exit::Io, e.to_string()))?
+    };
+    ctx.output(pem.into_bytes())?;
+    ctx.note(format!("certificate request for {email} signed on the token"));
+    Ok(())
+}
+
+/// Store the issued certificate next to the key whose public key it carries. Older keys with a
+/// certificate for the same address are retired from signing: they still decrypt old mail.
+pub fn import_cert(ctx: &mut dyn Ctx, label: Option<&str>) -> Result<(), Failure> {
+    let data = ctx.input()?;
+    let ders = parse_certs(&data)?;
+    let mut notes = Vec::new();
+    {
+        let p = ctx.token()?;
+        let leaf = cert::parse(&ders[0])?;
+        let spki = &leaf.tbs_certificate.subject_public_key_info;
+        // The key it belongs to: the public key objects are readable without a PIN.
+        let mut owner = None;
+        for (id, _, _) in p.token.public_keys()? {
+            if p.token.public_key(&id).ok().as_ref() == Some(spki) {
+                owner = Some(id);
+                break;
+            }
+        }
+        let id = owner.ok_or_else(|| {
+            TokenError::NoKey(format!("refusing to import: no key on token '{}' matches the public key of '{}'", p.token.label, cert::subject(&leaf)))
+        })?;
+        if let Some(want) = key_id(&p) {
+            if want != id {
+                return Err(TokenError::NoKey(format!("refusing to import: the certificate belongs to key {}, not {}", hex(&id), hex(&want))).into());
+            }
+        }
+        if p.token.certificates()?.iter().any(|c| c.der == ders[0]) {
+            return Err(Failure::new(Exit::Usage, "this certificate is already on the token"));
+        }
+        let label = label.map(str::to_string).unwrap_or_else(|| format!("{} {}", cert::emails(&leaf).first().cloned().unwrap_or_default(), hex(&id)).trim().to_string());
+        p.token.make_rw()?;
+        p.token.login(p.prompt, &format!("store the certificate of {}", cert::subject(&leaf)), p.g.allow_final_pin_try)?;
+        p.token.store_certificate(&leaf, &id, &label)?;
+        notes.push(format!("stored '{}' next to key {} as '{label}' (valid until {})", cert::subject(&leaf), hex(&id), cert::fmt_time(cert::not_after(&leaf))));
+        // Renewal: the newest key signs; older keys for the same address only decrypt.
+        let emails = cert::emails(&leaf);
+        let keys = p.token.private_keys()?;
+        for c in p.token.certificates()? {
+            if c.id == id || c.anchor {
+                continue;
+            }
+            let Ok(old) = cert::parse(&c.der) else { continue };
+            if cert::is_ca(&old) || !cert::emails(&old).iter().any(|e| emails.contains(e)) || cert::not_before(&old) > cert::not_before(&leaf) {
+                continue;
+            }
+            if let Some(k) = keys.iter().find(|k| k.id == c.id && k.can_sign) {
+                p.token.retire_for_signing(k)?;
+                notes.push(format!("retired key {} ('{}') from signing: it still decrypts mail sent to '{}'", hex(&k.id), k.label, c.label));
+            }
+        }
+    }
+    for n in notes {
+        ctx.note(n);
+    }
+    Ok(())
+}
+
+/// Store an SSMAX root (trust anchor) or the organisation's certificate on the token.
+pub fn import_anchor(ctx: &mut dyn Ctx, org: bool, label: Option<&str>) -> Result<(), Failure> {
+    let data = ctx.input()?;
+    let ders = parse_certs(&data)?;
+    let note = {
+        let p = ctx.token()?;
+        let c = cert::parse(&ders[0])?;
+        let prefix = if org { p.token.profile.keys.org_label_prefix.clone() } else { p.token.profile.keys.anchor_label_prefix.clone() };
+        let prefix = prefix.filter(|x| !x.is_empty()).ok_or_else(|| {
+            TokenError::NoKey(format!("the {} profile does not say how this token marks {}", p.token.profile.name, if org { "organisation certificates" } else { "trust anchors" }))
+        })?;
+        if org {
+            if cert::is_ca(&c) {
+                return Err(Failure::new(Exit::Usage, "an organisation certificate is an end-entity certificate, not a CA"));
+            }
+            cert::check_email_eku(&c).map_err(|r| Failure::new(Exit::Usage, format!("not an organisation mail certificate: {r}")))?;
+        } else if !cert::is_ca(&c) {
+            return Err(Failure::new(Exit::Usage, "a trust anchor must be a CA certificate"));
+        }
+        if p.token.certificates()?.iter().any(|x| x.der == ders[0]) {
+            return Err(Failure::new(Exit::Usage, "this certificate is already on the token"));
+        }
+        let name = crate::ssmax::display_name(&c);
+        let label = label.map(|l| format!("{prefix}-{l}")).unwrap_or_else(|| format!("{prefix}-{name}"));
+        let id = p.token.free_id()?;
+        p.token.make_rw()?;
+        p.token.login(p.prompt, &format!("store the {} '{name}'", if org { "organisation certificate" } else { "trust anchor" }), p.g.allow_final_pin_try)?;
+        p.token.store_certificate(&c, &id, &label)?;
+        format!("stored '{}' on token '{}' as '{label}'", cert::subject(&c), p.token.label)
+    };
+    ctx.note(note);
+    Ok(())
+}
+
+/// The certificates on the token with their expiry (30-day warning).
+pub fn certs(ctx: &mut dyn Ctx) -> Result<(), Failure> {
+    let mut out = String::new();
+    {
+        let p = ctx.token()?;
+        let now = std::time::SystemTime::now();
+        for c in p.token.certificates()? {
+            let Ok(parsed) = cert::parse(&c.der) else { continue };
+            let role = if c.anchor {
+                "anchor"
+            } else if p.token.profile.is_org(&c.label) {
+                "org"
+            } else if cert::is_ca(&parsed) {
+                "ca"
+            } else {
+                "user"
+            };
+            let until = cert::not_after(&parsed);
+            let left = until.duration_since(now).map(|d| d.as_secs() / 86400);
+            let state = match left {
+                Err(_) => "EXPIRED".to_string(),
+                Ok(d) if d < 30 => format!("expires in {d} days — renew it"),
+                Ok(d) => format!("{d} days left"),
+            };
+            out.push_str(&format!("{:<6} id {:<4} {:<28} {} | until {} ({state})\n", role, hex(&c.id), c.label, cert::subject(&parsed), cert::fmt_time(until)));
+        }
+    }
+    ctx.report(out);
+    Ok(())
+}
+
+fn parse_certs(data: &[u8]) -> Result<Vec<Vec<u8>>, Failure> {
+    let bad = |e: &dyn std::fmt::Display| Failure::new(Exit::Usage, format!("not a certificate: {e}"));
+    if data.trim_ascii_start().starts_with(b"-----BEGIN") {
+        let certs = x509_cert::Certificate::load_pem_chain(data).map_err(|e| bad(&e))?;
+        certs.iter().map(|c| der::Encode::to_der(c).map_err(|e| bad(&e))).collect()
+    } else {
+        x509_cert::Certificate::from_der(data).map_err(|e| bad(&e))?;
+        Ok(vec![data.to_vec()])
+    }
+}
