@@ -6,7 +6,6 @@ use crate::config::SignatureScheme;
 use crate::error::{Exit, Failure};
 use crate::mail::smime::{build_signed, split_fields};
 use crate::mail::{canonicalise, Entity, Field};
-use crate::token::objects::hex;
 use crate::token::signer::{Scheme, TokenSigner};
 use crate::token::uri::Pkcs11Uri;
 use crate::ssmax::IdentityMethod;
@@ -81,13 +80,11 @@ pub fn sign_on_token(p: &mut Parts<'_>, from: &str, to: &str, content: &[u8], ps
         token.login(prompt, &format!("sign mail from {from}{to}"), g.allow_final_pin_try)?;
     }
     let mut warnings = Vec::new();
-    let chosen = choose_signing_cert(token, s.key_uri.as_ref(), from, &mut warnings)?;
-    token.login(prompt, &format!("sign mail from {from}{to} with key '{}'", chosen.label), g.allow_final_pin_try)?;
-    let key = token
-        .private_keys()?
-        .into_iter()
-        .find(|k| k.id == chosen.id)
-        .ok_or_else(|| TokenError::NoKey(format!("token '{}' has the certificate '{}' but no private key with id {}", token.label, chosen.label, hex(&chosen.id))))?;
+    let candidates = choose_signing_cert(token, s.key_uri.as_ref(), from)?;
+    // Name the key when there is no choice left to make after login (renewed keys are skipped then).
+    let which = if candidates.len() == 1 { format!(" with key '{}'", candidates[0].label) } else { String::new() };
+    token.login(prompt, &format!("sign mail from {from}{to}{which}"), g.allow_final_pin_try)?;
+    let (chosen, key) = first_signing_key(token, candidates, s.key_uri.is_some(), &mut warnings)?;
     let scheme = Scheme::for_key(&key.kind, pss || s.config.rsa_signature == SignatureScheme::Pss)?;
     let key_label = key.label.clone();
     let identity = IdentityMethod {
@@ -107,7 +104,7 @@ pub fn sign_on_token(p: &mut Parts<'_>, from: &str, to: &str, content: &[u8], ps
 
 /// The token's certificate for `from`: named by --key if given, else any whose rfc822Name is
 /// the From address; it must be valid now and allowed to sign mail.
-pub fn choose_signing_cert(token: &Token, key_uri: Option<&Pkcs11Uri>, from: &str, warnings: &mut Vec<String>) -> Result<Chosen, Failure> {
+pub fn choose_signing_cert(token: &Token, key_uri: Option<&Pkcs11Uri>, from: &str) -> Result<Vec<Chosen>, Failure> {
     let wanted_ids = token.profile.signing_ids();
     let mut candidates = Vec::new();
     for c in token.certificates()? {
@@ -162,14 +159,33 @@ pub fn choose_signing_cert(token: &Token, key_uri: Option<&Pkcs11Uri>, from: &st
     }
     // The most recently issued certificate is the current one (renewal); then the longest-lived.
     usable.sort_by_key(|c| std::cmp::Reverse((cert::not_before(&c.cert), cert::not_after(&c.cert))));
-    let Some(best) = usable.into_iter().next() else {
+    if usable.is_empty() {
         return Err(Failure::new(Exit::NoKey, format!("no usable certificate for {from}: {}", reasons.join("; "))));
-    };
-    let left = cert::not_after(&best.cert).duration_since(now).unwrap_or_default();
-    if left < Duration::from_secs(30 * 86400) {
-        warnings.push(format!("the certificate '{}' expires on {} (in {} days): renew it", best.label, cert::fmt_time(cert::not_after(&best.cert)), left.as_secs() / 86400));
     }
-    Ok(best)
+    Ok(usable)
+}
+
+/// After login: the first candidate whose key may still sign (renewed keys only decrypt).
+fn first_signing_key(token: &Token, candidates: Vec<Chosen>, explicit: bool, warnings: &mut Vec<String>) -> Result<(Chosen, crate::token::objects::KeyObject), Failure> {
+    let keys = token.private_keys()?;
+    let mut retired = None;
+    for c in candidates {
+        let Some(k) = keys.iter().find(|k| k.id == c.id) else { continue };
+        if !k.can_sign && !explicit {
+            retired.get_or_insert(c.label.clone());
+            continue;
+        }
+        let left = cert::not_after(&c.cert).duration_since(SystemTime::now()).unwrap_or_default();
+        if left < Duration::from_secs(30 * 86400) {
+            warnings.push(format!("the certificate '{}' expires on {} (in {} days): renew it", c.label, cert::fmt_time(cert::not_after(&c.cert)), left.as_secs() / 86400));
+        }
+        return Ok((c, k.clone()));
+    }
+    Err(TokenError::NoKey(match retired {
+        Some(l) => format!("the key of '{l}' was renewed and only decrypts old mail; import the new certificate to sign"),
+        None => format!("token '{}' has the certificate but not its private key", token.label),
+    })
+    .into())
 }
 
 /// CA certificates on the token that lead from `leaf` towards an anchor, to help the verifier.
