@@ -49,7 +49,7 @@ pub fn keygen(ctx: &mut dyn Ctx, spec: KeySpec, label: Option<&str>, id: Option<
 }
 
 /// A PKCS#10 request for `email`, signed on the token with the key --key names.
-pub fn csr(ctx: &mut dyn Ctx, email: &str, subject: Option<&str>) -> Result<(), Failure> {
+pub fn csr(ctx: &mut dyn Ctx, email: &str, subject: Option<&str>, attest: bool) -> Result<(), Failure> {
     let pem = {
         let p = ctx.token()?;
         let id = key_id(&p).ok_or_else(|| Failure::new(Exit::Usage, "name the key with --key 'pkcs11:id=%NN' (keygen prints it)"))?;
@@ -70,6 +70,13 @@ pub fn csr(ctx: &mut dyn Ctx, email: &str, subject: Option<&str>) -> Result<(), 
             Err(e) => return Err(signer.take_failure().map(Failure::from).unwrap_or_else(|| fail(e))),
         };
         req.to_pem(der::pem::LineEnding::LF).map_err(|e| Failure::new(Exit::Io, e.to_string()))?
+    };
+    let pem = if attest {
+        use crate::token::attestation::{attach, fetch_signature_slot};
+        let chain = fetch_signature_slot().map_err(|e| Failure::new(Exit::NoKey, format!("attestation: {e}")))?;
+        attach(&pem, &chain).map_err(|e| Failure::new(Exit::NoKey, format!("attestation: {e}")))?
+    } else {
+        pem
     };
     ctx.output(pem.into_bytes())?;
     ctx.note(format!("certificate request for {email} signed on the token"));

@@ -172,6 +172,9 @@ pub enum Command {
         /// Subject, e.g. "CN=Alice Example,O=Example Org" (default CN=<email>).
         #[arg(long)]
         subject: Option<String>,
+        /// YubiKey: append the PIV attestation chain for slot 9C (proof the key was born on it).
+        #[arg(long)]
+        attest: bool,
     },
     /// Store an issued certificate next to its key; older keys for the address only decrypt from now on.
     ImportCert {
@@ -282,7 +285,7 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             };
             lifecycle::keygen(&mut ctx::CliCtx::new(g, &no_io)?, spec, label.as_deref(), id.as_deref())
         }
-        Command::Csr { io, email, subject } => lifecycle::csr(&mut ctx::CliCtx::new(g, &io)?, &email, subject.as_deref()),
+        Command::Csr { io, email, subject, attest } => lifecycle::csr(&mut ctx::CliCtx::new(g, &io)?, &email, subject.as_deref(), attest),
         Command::ImportCert { io, label } => lifecycle::import_cert(&mut ctx::CliCtx::new(g, &io)?, label.as_deref()),
         Command::ImportAnchor { io, org, label } => lifecycle::import_anchor(&mut ctx::CliCtx::new(g, &io)?, org, label.as_deref()),
         Command::Certs => lifecycle::certs(&mut ctx::CliCtx::new(g, &no_io)?),

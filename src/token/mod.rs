@@ -1,6 +1,7 @@
 //! The only place that talks to PKCS#11 modules. Everything above sees `Token`, `TokenError`
 //! and the RustCrypto `Signer` in `signer.rs`.
 
+pub mod attestation;
 pub mod decrypt;
 pub mod keys;
 pub mod objects;
