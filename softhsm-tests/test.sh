@@ -9,5 +9,7 @@ ssmax_vicc_venv
 cargo test --locked
 # The YubiKey attestation path cannot run here (no YubiKey) but must keep compiling.
 cargo check --locked --features yubikey
+# The benchmark harness (docs/benchmarks.md) must keep compiling; running it is `cargo bench`.
+cargo check --locked --benches
 # The Debian package: built with cargo-deb, its contents and units checked, its binary run.
 bash softhsm-tests/deb-check.sh

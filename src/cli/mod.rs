@@ -1,5 +1,6 @@
 //! Command-line definitions (clap) and the commands behind them.
 
+mod bench;
 pub mod common;
 pub mod ctx;
 pub mod decrypt;
@@ -200,6 +201,12 @@ pub enum Command {
         #[arg(long, value_name = "FILE")]
         audit_log: Option<PathBuf>,
     },
+    /// Time the raw token operations in-process (benchmark harness; JSON out).
+    #[command(hide = true)]
+    BenchToken {
+        #[arg(long, default_value_t = 200)]
+        iterations: usize,
+    },
     /// Is the token there? (the agent's presence check; no PIN, no login)
     #[command(hide = true)]
     Probe,
@@ -294,6 +301,7 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             let socket = crate::agent::client::socket_path(g.socket.as_deref());
             crate::agent::server::run(g, setup, crate::agent::server::AgentArgs { socket, audit_log })
         }
+        Command::BenchToken { iterations } => bench::run(&mut ctx::CliCtx::new(g, &no_io)?, iterations),
         Command::Probe => {
             let setup = common::setup(g)?;
             match crate::token::Token::open(&setup.token_uri, &setup.profiles) {

@@ -371,7 +371,7 @@ impl Token {
     }
 
     /// The PIN for a context-specific login, only while this operation runs.
-    pub(crate) fn context_pin(&self) -> Result<&SecretString> {
+    pub fn context_pin(&self) -> Result<&SecretString> {
         self.pin.as_ref().ok_or_else(|| TokenError::NoPinSource("the key needs a PIN for each use but none was given".into()))
     }
 

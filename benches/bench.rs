@@ -1,0 +1,294 @@
+//! `cargo bench`: ssmax-card side by side with `openssl cms` (pkcs11 engine) on the same SoftHSM2
+//! token, in one run; the machine's `openssl speed` as the hashing/AES limit; the agent's latency
+//! and throughput. Medians over repeated runs, peak RSS from /usr/bin/time. Prints a table and
+//! writes the figures as JSON (its path is the last line). Nothing here asserts a time.
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_ssmax-card");
+const PIN: &str = "bench-pin-2468";
+const LABEL: &str = "bench";
+const SOFTHSM: &str = "/usr/lib/softhsm/libsofthsm2.so";
+
+struct Env {
+    dir: PathBuf,
+    conf: PathBuf,
+    pin: PathBuf,
+    ossl_conf: PathBuf,
+}
+
+fn sh(cmd: &mut Command) -> std::process::Output {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(out.status.success(), "{cmd:?}: {}", String::from_utf8_lossy(&out.stderr));
+    out
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[v.len() / 2]
+}
+
+fn pct(v: &[f64], p: f64) -> f64 {
+    let mut s = v.to_vec();
+    s.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    s[((s.len() as f64 - 1.0) * p).round() as usize]
+}
+
+impl Env {
+    fn new() -> Env {
+        let dir = tempfile::Builder::new().prefix("ssmax-bench-").tempdir().unwrap().keep();
+        let here = Path::new(env!("CARGO_MANIFEST_DIR")).join("softhsm-tests/provision.sh");
+        let pin = dir.join("pin");
+        std::fs::write(&pin, format!("{PIN}\n")).unwrap();
+        sh(Command::new("bash").arg(&here).arg("pki").arg(dir.join("pki")));
+        sh(Command::new("bash").arg(&here).arg("token").arg(dir.join("pki")).arg(dir.join("t")).arg(LABEL).arg(&pin));
+        let ossl_conf = dir.join("openssl.cnf");
+        std::fs::write(
+            &ossl_conf,
+            format!("openssl_conf = init\n[init]\nengines = engines\n[engines]\npkcs11 = pkcs11\n[pkcs11]\nengine_id = pkcs11\ndynamic_path = /usr/lib/x86_64-linux-gnu/engines-3/pkcs11.so\nMODULE_PATH = {SOFTHSM}\ninit = 0\n"),
+        )
+        .unwrap();
+        Env { conf: dir.join("t/softhsm2.conf"), dir, pin, ossl_conf }
+    }
+
+    fn p(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    /// Run a shell command line `runs` times: (median wall ms, max peak RSS KiB).
+    fn timed(&self, line: &str, runs: usize) -> (f64, u64) {
+        let mut walls = Vec::new();
+        let mut rss = 0;
+        for _ in 0..runs {
+            let t = Instant::now();
+            let out = Command::new("/usr/bin/time")
+                .args(["-f", "%M", "bash", "-c", line])
+                .env("SOFTHSM2_CONF", &self.conf)
+                .env("OPENSSL_CONF", &self.ossl_conf)
+                .env("HOME", &self.dir)
+                .stdout(Stdio::null())
+                .output()
+                .unwrap();
+            walls.push(t.elapsed().as_secs_f64() * 1000.0);
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(out.status.success(), "{line}: {err}");
+            rss = rss.max(err.lines().last().and_then(|l| l.trim().parse().ok()).unwrap_or(0));
+        }
+        (median(walls), rss)
+    }
+}
+
+/// A mail of about `size` bytes: text, plus a base64 attachment for the larger ones.
+fn mail(size: usize) -> Vec<u8> {
+    let mut m = b"From: Alice Example <alice@example.jp>\r\nTo: Bob <bob@partner.example>\r\nSubject: bench\r\n".to_vec();
+    if size <= 4096 {
+        m.extend_from_slice(b"Content-Type: text/plain\r\n\r\n");
+        while m.len() < size {
+            m.extend_from_slice(b"The quarterly figures are attached; please review them before Friday.\r\n");
+        }
+        return m;
+    }
+    m.extend_from_slice(b"MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"B\"\r\n\r\n--B\r\nContent-Type: text/plain\r\n\r\nSee attached.\r\n--B\r\nContent-Type: application/octet-stream; name=\"data.bin\"\r\nContent-Disposition: attachment; filename=\"data.bin\"\r\nContent-Transfer-Encoding: base64\r\n\r\n");
+    let mut x: u64 = 0x9e3779b97f4a7c15;
+    let raw: Vec<u8> = (0..(size * 3 / 4)).map(|_| {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x as u8
+    }).collect();
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(raw);
+    for chunk in b64.as_bytes().chunks(76) {
+        m.extend_from_slice(chunk);
+        m.extend_from_slice(b"\r\n");
+    }
+    m.extend_from_slice(b"--B--\r\n");
+    m
+}
+
+fn openssl_speed(alg: &str) -> f64 {
+    // Bytes per second for 16 KiB blocks (the largest block openssl speed reports by default).
+    let out = sh(Command::new("openssl").args(["speed", "-evp", alg, "-seconds", "1", "-bytes", "16384"]).stderr(Stdio::null()));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text.lines().last().unwrap_or("");
+    let k: f64 = line.split_whitespace().last().and_then(|v| v.trim_end_matches('k').parse().ok()).unwrap_or(0.0);
+    k * 1000.0
+}
+
+// The agent protocol (docs/agent-protocol.md), as a persistent client.
+fn send_msg(s: &mut UnixStream, header: &serde_json::Value, body: &[u8]) {
+    let h = serde_json::to_vec(header).unwrap();
+    s.write_all(&(h.len() as u32).to_be_bytes()).unwrap();
+    s.write_all(&h).unwrap();
+    s.write_all(&(body.len() as u32).to_be_bytes()).unwrap();
+    s.write_all(body).unwrap();
+}
+
+fn recv_msg(s: &mut UnixStream) -> (serde_json::Value, Vec<u8>) {
+    let mut frame = || {
+        let mut len = [0u8; 4];
+        s.read_exact(&mut len).unwrap();
+        let mut b = vec![0u8; u32::from_be_bytes(len) as usize];
+        s.read_exact(&mut b).unwrap();
+        b
+    };
+    let h = frame();
+    let b = frame();
+    (serde_json::from_slice(&h).unwrap(), b)
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return; // cargo bench -- --list
+    }
+    let env = Env::new();
+    let mut results = serde_json::Map::new();
+    let mut table: Vec<(String, String)> = Vec::new();
+    let mut row = |name: &str, value: String, json: serde_json::Value, results: &mut serde_json::Map<String, serde_json::Value>| {
+        table.push((name.to_string(), value));
+        results.insert(name.to_string(), json);
+    };
+
+    // 1. The raw token floor, in-process through our token layer.
+    let out = sh(Command::new("bash")
+        .args(["-c", &format!("exec {BIN} --agent never bench-token --iterations 300 --pin-fd 3 3<{}", env.pin.display())])
+        .env("SOFTHSM2_CONF", &env.conf)
+        .env("HOME", &env.dir));
+    let floor: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for (k, v) in floor.as_object().unwrap() {
+        row(&format!("token floor: {k}"), format!("{:.3} ms", v.as_f64().unwrap()), v.clone(), &mut results);
+    }
+    let raw_sign_ms = floor["C_Sign RSA-2048 (PKCS#1)"].as_f64().unwrap();
+
+    // 2. The machine's limit.
+    let sha = openssl_speed("sha256");
+    let gcm = openssl_speed("aes-256-gcm");
+    row("openssl speed sha256", format!("{:.0} MB/s", sha / 1e6), sha.into(), &mut results);
+    row("openssl speed aes-256-gcm", format!("{:.0} MB/s", gcm / 1e6), gcm.into(), &mut results);
+
+    // 3. One-shot commands, ours and openssl's, on the same token.
+    let pin = env.pin.display().to_string();
+    let pki = env.p("pki");
+    let key = format!("pkcs11:token={LABEL};id=%01;type=private;pin-value={PIN}");
+    for (name, size, runs) in [("1 KiB", 1024usize, 21usize), ("1 MiB", 1 << 20, 7), ("25 MiB", 25 << 20, 3)] {
+        let m = env.p(&format!("mail-{size}.eml"));
+        std::fs::write(&m, mail(size)).unwrap();
+        let ours_signed = env.p(&format!("ours-{size}.eml"));
+        let (ours, ours_rss) = env.timed(&format!("{BIN} --agent never sign --key 'pkcs11:id=%01' --in {} --out {} --pin-fd 3 3<{pin}", m.display(), ours_signed.display()), runs);
+        let ossl_signed = env.p(&format!("ossl-{size}.eml"));
+        let (ossl, ossl_rss) = env.timed(
+            &format!("openssl cms -sign -engine pkcs11 -keyform engine -inkey '{key}' -signer {} -in {} -out {} 2>/dev/null", pki.join("alice.pem").display(), m.display(), ossl_signed.display()),
+            runs,
+        );
+        row(&format!("sign {name}: ssmax-card one-shot"), format!("{ours:.1} ms, {} MiB RSS", ours_rss / 1024), serde_json::json!({"ms": ours, "rss_kib": ours_rss}), &mut results);
+        row(&format!("sign {name}: openssl cms + engine"), format!("{ossl:.1} ms, {} MiB RSS", ossl_rss / 1024), serde_json::json!({"ms": ossl, "rss_kib": ossl_rss}), &mut results);
+        row(&format!("sign {name}: ratio ours/openssl"), format!("{:.2}×", ours / ossl), (ours / ossl).into(), &mut results);
+        if size > 1 << 20 {
+            let rate = size as f64 / (ours / 1000.0);
+            row(&format!("sign {name}: ours bytes/s vs sha256 limit"), format!("{:.0} MB/s = {:.0}%", rate / 1e6, 100.0 * rate / sha), (rate / sha).into(), &mut results);
+            row(&format!("sign {name}: peak RSS / mail size"), format!("{:.2}×", (ours_rss * 1024) as f64 / size as f64), ((ours_rss * 1024) as f64 / size as f64).into(), &mut results);
+        }
+        let (v_ours, _) = env.timed(&format!("{BIN} --agent never verify --in {} >/dev/null", ours_signed.display()), runs);
+        let (v_ossl, _) = env.timed(&format!("openssl cms -verify -CAfile {} -in {} -out /dev/null 2>/dev/null", pki.join("chain.pem").display(), ours_signed.display()), runs);
+        row(&format!("verify {name}: ours / openssl"), format!("{v_ours:.1} ms / {v_ossl:.1} ms = {:.2}×", v_ours / v_ossl), serde_json::json!({"ours_ms": v_ours, "openssl_ms": v_ossl}), &mut results);
+        let enc = env.p(&format!("enc-{size}.eml"));
+        sh(Command::new("openssl").args(["cms", "-encrypt", "-aes-256-gcm", "-in"]).arg(&m).arg("-recip").arg(pki.join("alice.pem")).arg("-out").arg(&enc));
+        let (d_ours, d_rss) = env.timed(&format!("{BIN} --agent never decrypt --in {} --out {} --pin-fd 3 3<{pin}", enc.display(), env.p("dec-ours").display()), runs);
+        let (d_ossl, d_ossl_rss) = env.timed(
+            &format!("openssl cms -decrypt -engine pkcs11 -keyform engine -inkey '{key}' -recip {} -in {} -out {} 2>/dev/null", pki.join("alice.pem").display(), enc.display(), env.p("dec-ossl").display()),
+            runs,
+        );
+        row(&format!("decrypt {name}: ours / openssl"), format!("{d_ours:.1} ms / {d_ossl:.1} ms = {:.2}×; RSS {} / {} MiB", d_ours / d_ossl, d_rss / 1024, d_ossl_rss / 1024), serde_json::json!({"ours_ms": d_ours, "openssl_ms": d_ossl, "ours_rss_kib": d_rss, "openssl_rss_kib": d_ossl_rss}), &mut results);
+        if size > 1 << 20 {
+            let rate = size as f64 / (d_ours / 1000.0);
+            row(&format!("decrypt {name}: ours bytes/s vs aes-256-gcm limit"), format!("{:.0} MB/s = {:.0}%", rate / 1e6, 100.0 * rate / gcm), (rate / gcm).into(), &mut results);
+        }
+    }
+
+    // 4. The agent: PIN cached, persistent clients.
+    let script = env.p("pinentry.sh");
+    std::fs::write(&script, format!("#!/bin/sh\necho OK\nwhile read -r c r; do case $c in GETPIN) echo \"D {PIN}\"; echo OK;; BYE) echo OK; exit 0;; *) echo OK;; esac; done\n")).unwrap();
+    sh(Command::new("chmod").arg("700").arg(&script));
+    let cfg = env.p("agent.toml");
+    std::fs::write(&cfg, format!("pinentry_program = \"{}\"\n[agent]\npin_cache = \"until-removed\"\naudit_log = \"{}\"\nqueue_limit = 256\n", script.display(), env.p("audit.log").display())).unwrap();
+    let socket = env.p("run/agent.sock");
+    let mut agent = Command::new(BIN).args(["agent", "--config"]).arg(&cfg).arg("--socket").arg(&socket).env("SOFTHSM2_CONF", &env.conf).env("HOME", &env.dir).stderr(Stdio::null()).spawn().unwrap();
+    while UnixStream::connect(&socket).is_err() {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let small = env.p("mail-1024.eml");
+    let line = format!("{BIN} --agent always --socket {} sign --key 'pkcs11:id=%01' --in {} --out {}", socket.display(), small.display(), env.p("agent-out.eml").display());
+    env.timed(&line, 1); // the one PIN entry
+    let (via_agent, _) = env.timed(&line, 21);
+    let ossl_1k = results["sign 1 KiB: openssl cms + engine"]["ms"].as_f64().unwrap();
+    row("sign 1 KiB: CLI through the agent (PIN cached)", format!("{via_agent:.1} ms = {:.2}× openssl", via_agent / ossl_1k), serde_json::json!({"ms": via_agent, "ratio_openssl": via_agent / ossl_1k}), &mut results);
+    let body = std::fs::read(&small).unwrap();
+    let req = |id: u64| serde_json::json!({"v": 1, "id": id, "method": "sign", "args": {}, "key": "pkcs11:id=%01", "timeout_ms": 60000, "client": {}});
+    let mut s = UnixStream::connect(&socket).unwrap();
+    let mut lat = Vec::new();
+    for i in 0..300 {
+        let t = Instant::now();
+        send_msg(&mut s, &req(i), &body);
+        let (h, _) = recv_msg(&mut s);
+        assert_eq!(h["ok"], true, "{h}");
+        lat.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    let p50 = pct(&lat, 0.5);
+    row("agent latency, persistent client, RSA-2048 1 KiB", format!("p50 {p50:.3} ms = raw C_Sign + {:.3} ms", p50 - raw_sign_ms), serde_json::json!({"p50_ms": p50, "over_raw_ms": p50 - raw_sign_ms}), &mut results);
+    for clients in [1usize, 4, 16] {
+        let per = 1600 / clients;
+        let t = Instant::now();
+        let hs: Vec<_> = (0..clients)
+            .map(|c| {
+                let socket = socket.clone();
+                let body = body.clone();
+                std::thread::spawn(move || {
+                    let mut s = UnixStream::connect(&socket).unwrap();
+                    let mut l = Vec::new();
+                    for i in 0..per {
+                        let t = Instant::now();
+                        send_msg(&mut s, &serde_json::json!({"v": 1, "id": (c * 100000 + i) as u64, "method": "sign", "args": {}, "key": "pkcs11:id=%01", "timeout_ms": 60000, "client": {}}), &body);
+                        let (h, out) = recv_msg(&mut s);
+                        assert_eq!(h["ok"], true, "{h}");
+                        assert_eq!(h["id"], (c * 100000 + i) as u64);
+                        assert!(out.starts_with(b"From:"));
+                        l.push(t.elapsed().as_secs_f64() * 1000.0);
+                    }
+                    l
+                })
+            })
+            .collect();
+        let mut all = Vec::new();
+        for h in hs {
+            all.extend(h.join().unwrap());
+        }
+        let secs = t.elapsed().as_secs_f64();
+        let rate = all.len() as f64 / secs;
+        let raw_rate = 1000.0 / raw_sign_ms;
+        row(
+            &format!("agent throughput, {clients} clients, RSA-2048"),
+            format!("{rate:.0}/s = {:.0}% of raw C_Sign; p50 {:.2} ms, p99 {:.2} ms; {} answered", 100.0 * rate / raw_rate, pct(&all, 0.5), pct(&all, 0.99), all.len()),
+            serde_json::json!({"per_s": rate, "of_raw": rate / raw_rate, "p50_ms": pct(&all, 0.5), "p99_ms": pct(&all, 0.99), "answered": all.len()}),
+            &mut results,
+        );
+    }
+    let _ = agent.kill();
+    let _ = agent.wait();
+
+    let width = table.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
+    println!("\nssmax-card benchmark (SoftHSM2 token '{LABEL}', medians)");
+    for (k, v) in &table {
+        println!("  {k:<width$}  {v}");
+    }
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench");
+    std::fs::create_dir_all(&dir).unwrap();
+    let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let path = dir.join(format!("results-{stamp}.json"));
+    std::fs::write(&path, serde_json::to_string_pretty(&serde_json::Value::Object(results)).unwrap()).unwrap();
+    let _ = std::fs::remove_dir_all(&env.dir);
+    println!("{}", path.display());
+}
