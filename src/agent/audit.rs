@@ -43,7 +43,13 @@ pub struct AuditLog {
     path: PathBuf,
     seq: u64,
     last: String,
+    /// Kept open: reopening and renaming per request cost more than the token operation.
+    log: Option<std::fs::File>,
+    head: Option<std::fs::File>,
 }
+
+/// The head line is written in place at a fixed width, so every write covers the whole file.
+const HEAD_WIDTH: usize = 20 + 1 + 64;
 
 fn head_path(path: &Path) -> PathBuf {
     let mut p = path.as_os_str().to_owned();
@@ -58,10 +64,10 @@ impl AuditLog {
             std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
         }
         if !path.exists() {
-            return Ok(AuditLog { path: path.to_path_buf(), seq: 0, last: "0".repeat(64) });
+            return Ok(AuditLog { path: path.to_path_buf(), seq: 0, last: "0".repeat(64), log: None, head: None });
         }
         let (seq, last) = verify(path)?;
-        Ok(AuditLog { path: path.to_path_buf(), seq, last })
+        Ok(AuditLog { path: path.to_path_buf(), seq, last, log: None, head: None })
     }
 
     pub fn append(&mut self, op: &str, client_pid: Option<i32>, client_exe: Option<String>, body: &[u8], key: Option<String>, result: &str) -> Result<(), String> {
@@ -81,19 +87,28 @@ impl AuditLog {
         e.hash = e.compute_hash();
         let mut line = serde_json::to_vec(&e).map_err(|e| e.to_string())?;
         line.push(b'\n');
-        let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&self.path).map_err(|e| format!("audit log {}: {e}", self.path.display()))?;
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            let _ = f.set_permissions(std::fs::Permissions::from_mode(0o600));
+        let err = |e: std::io::Error| format!("audit log {}: {e}", self.path.display());
+        if self.log.is_none() {
+            let f = std::fs::OpenOptions::new().create(true).append(true).open(&self.path).map_err(err)?;
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                let _ = f.set_permissions(std::fs::Permissions::from_mode(0o600));
+            }
+            self.log = Some(f);
         }
-        f.write_all(&line).and_then(|_| f.sync_data()).map_err(|e| format!("audit log {}: {e}", self.path.display()))?;
+        if let Some(f) = self.log.as_mut() {
+            f.write_all(&line).and_then(|_| f.sync_data()).map_err(err)?;
+        }
         // The head records where the log ends; cutting lines off the end no longer matches it.
-        let head = head_path(&self.path);
-        let dir = head.parent().unwrap_or(Path::new("."));
-        let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| e.to_string())?;
-        writeln!(tmp, "{} {}", e.seq, e.hash).map_err(|e| e.to_string())?;
-        tmp.persist(&head).map_err(|e| e.error.to_string())?;
+        if self.head.is_none() {
+            self.head = Some(std::fs::OpenOptions::new().create(true).write(true).truncate(false).open(head_path(&self.path)).map_err(err)?);
+        }
+        if let Some(h) = self.head.as_ref() {
+            use std::os::unix::fs::FileExt;
+            let text = format!("{:<width$}\n", format!("{} {}", e.seq, e.hash), width = HEAD_WIDTH);
+            h.write_all_at(text.as_bytes(), 0).map_err(err)?;
+        }
         self.seq = e.seq;
         self.last = e.hash;
         Ok(())

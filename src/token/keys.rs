@@ -25,6 +25,7 @@ impl Token {
         let rw = self.module.ctx.open_rw_session(self.slot).map_err(TokenError::ck)?;
         // Open the new session before the old one closes: closing the last one would log out.
         let _old = std::mem::replace(&mut self.session, rw);
+        self.invalidate_objects();
         Ok(())
     }
 
@@ -67,6 +68,7 @@ impl Token {
             }
         };
         self.session.generate_key_pair(&mechanism, &public, &private).map_err(TokenError::ck)?;
+        self.invalidate_objects();
         Ok(())
     }
 
@@ -142,11 +144,14 @@ impl Token {
             Attribute::Value(cert.to_der().map_err(enc)?),
         ];
         self.session.create_object(&template).map_err(TokenError::ck)?;
+        self.invalidate_objects();
         Ok(())
     }
 
     /// The key stays for decryption of old mail; it may no longer sign (CKA_SIGN false).
     pub fn retire_for_signing(&self, key: &KeyObject) -> Result<(), TokenError> {
-        self.session.update_attributes(key.handle, &[Attribute::Sign(false)]).map_err(TokenError::ck)
+        self.session.update_attributes(key.handle, &[Attribute::Sign(false)]).map_err(TokenError::ck)?;
+        self.invalidate_objects();
+        Ok(())
     }
 }

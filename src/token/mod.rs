@@ -245,6 +245,7 @@ pub struct Token {
     session: Session,
     /// Held only while this process needs it for context-specific logins; zeroized on drop.
     pin: Option<SecretString>,
+    objects: std::cell::RefCell<objects::ObjectCache>,
 }
 
 impl Token {
@@ -316,7 +317,7 @@ impl Token {
         let label = slot.token.as_ref().map(|t| t.label.clone()).unwrap_or_default();
         let description = slot.token.as_ref().map(|t| format!("'{}' ({} {}, serial {})", t.label, t.manufacturer, t.model, t.serial)).unwrap_or_default();
         let serial = slot.token.as_ref().map(|t| t.serial.clone()).unwrap_or_default();
-        Ok(Token { module, slot: slot.slot, slot_description: slot.description, label, description, serial, profile, login_time: None, session, pin: None })
+        Ok(Token { module, slot: slot.slot, slot_description: slot.description, label, description, serial, profile, login_time: None, session, pin: None, objects: Default::default() })
     }
 
     pub fn session(&self) -> &Session {
@@ -367,6 +368,8 @@ impl Token {
         }
         self.pin = Some(pin);
         self.login_time = Some(std::time::SystemTime::now());
+        // Private objects are visible now: lists read before the login are incomplete.
+        self.invalidate_objects();
         Ok(())
     }
 
@@ -379,6 +382,7 @@ impl Token {
     pub fn logout(&mut self) {
         self.pin = None;
         let _ = self.session.logout();
+        self.invalidate_objects();
     }
 }
 

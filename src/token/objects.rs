@@ -43,8 +43,48 @@ pub struct KeyObject {
 const P256_PARAMS: &[u8] = &[0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07];
 const P384_PARAMS: &[u8] = &[0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x22];
 
+/// How long object lists are reused: reading them costs ~0.4 ms each on SoftHSM2 (it revalidates
+/// every object file), and a signature needs them several times. Another process may change the
+/// token meanwhile, so the reuse is bounded; our own writes and logins clear it at once.
+const CACHE_FOR: std::time::Duration = std::time::Duration::from_secs(5);
+
+#[derive(Default)]
+pub(crate) struct ObjectCache {
+    certs: Option<(std::time::Instant, Vec<CertObject>)>,
+    keys: Option<(std::time::Instant, Vec<KeyObject>)>,
+}
+
 impl Token {
+    /// Forget cached object lists (after a login, a logout or a write).
+    pub fn invalidate_objects(&self) {
+        if let Ok(mut c) = self.objects.try_borrow_mut() {
+            *c = ObjectCache::default();
+        }
+    }
+
     pub fn certificates(&self) -> Result<Vec<CertObject>, TokenError> {
+        if let Some((at, v)) = &self.objects.borrow().certs {
+            if at.elapsed() < CACHE_FOR {
+                return Ok(v.clone());
+            }
+        }
+        let v = self.read_certificates()?;
+        self.objects.borrow_mut().certs = Some((std::time::Instant::now(), v.clone()));
+        Ok(v)
+    }
+
+    pub fn private_keys(&self) -> Result<Vec<KeyObject>, TokenError> {
+        if let Some((at, v)) = &self.objects.borrow().keys {
+            if at.elapsed() < CACHE_FOR {
+                return Ok(v.clone());
+            }
+        }
+        let v = self.read_private_keys()?;
+        self.objects.borrow_mut().keys = Some((std::time::Instant::now(), v.clone()));
+        Ok(v)
+    }
+
+    fn read_certificates(&self) -> Result<Vec<CertObject>, TokenError> {
         let handles = self.session().find_objects(&[Attribute::Class(ObjectClass::CERTIFICATE)]).map_err(TokenError::ck)?;
         let mut out = Vec::new();
         for h in handles {
@@ -100,7 +140,7 @@ impl Token {
         Ok(out)
     }
 
-    pub fn private_keys(&self) -> Result<Vec<KeyObject>, TokenError> {
+    fn read_private_keys(&self) -> Result<Vec<KeyObject>, TokenError> {
         let handles = self.session().find_objects(&[Attribute::Class(ObjectClass::PRIVATE_KEY)]).map_err(TokenError::ck)?;
         let mut out = Vec::new();
         for h in handles {
