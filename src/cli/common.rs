@@ -52,7 +52,12 @@ pub fn read_input(io: &InOut) -> Result<Vec<u8>, Failure> {
     let mut buf = Vec::new();
     let limit = MAX_INPUT as u64 + 1;
     let res = match &io.input {
-        Some(p) => std::fs::File::open(p).and_then(|f| f.take(limit).read_to_end(&mut buf)),
+        Some(p) => std::fs::File::open(p).and_then(|f| {
+            // Size the buffer once: growing it by doubling would briefly hold 1.5× the mail.
+            let len = f.metadata().map(|m| m.len()).unwrap_or(0).min(limit);
+            buf.reserve_exact(len as usize + 1);
+            f.take(limit).read_to_end(&mut buf)
+        }),
         None => std::io::stdin().lock().take(limit).read_to_end(&mut buf),
     };
     res.map_err(|e| Failure::new(Exit::Io, format!("cannot read {}: {e}", io.input.as_deref().map(|p| p.display().to_string()).unwrap_or("standard input".into()))))?;
@@ -72,19 +77,29 @@ pub fn read_file(p: &Path) -> Result<Vec<u8>, Failure> {
 
 /// Write to --out atomically (temp file in the same directory, then rename), or to stdout.
 pub fn write_output(io: &InOut, data: &[u8]) -> Result<(), Failure> {
+    write_output_pieces(io, &[data])
+}
+
+pub fn write_output_pieces(io: &InOut, pieces: &[&[u8]]) -> Result<(), Failure> {
     match &io.output {
         Some(path) => {
             let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
             let fail = |e: &dyn std::fmt::Display| Failure::new(Exit::Io, format!("cannot write {}: {e}", path.display()));
             let mut tmp = tempfile::Builder::new().prefix(".ssmax-card-").tempfile_in(dir).map_err(|e| fail(&e))?;
-            tmp.write_all(data).map_err(|e| fail(&e))?;
+            for p in pieces {
+                tmp.write_all(p).map_err(|e| fail(&e))?;
+            }
             tmp.as_file().sync_all().map_err(|e| fail(&e))?;
             tmp.persist(path).map_err(|e| fail(&e.error))?;
             Ok(())
         }
         None => {
             let mut out = std::io::stdout().lock();
-            out.write_all(data).and_then(|_| out.flush()).map_err(|e| Failure::new(Exit::Io, format!("cannot write standard output: {e}")))
+            pieces
+                .iter()
+                .try_for_each(|p| out.write_all(p))
+                .and_then(|_| out.flush())
+                .map_err(|e| Failure::new(Exit::Io, format!("cannot write standard output: {e}")))
         }
     }
 }

@@ -14,6 +14,10 @@ pub trait Ctx {
     fn input(&mut self) -> Result<Vec<u8>, Failure>;
     /// The command's product (a signed mail, decrypted MIME, verified content).
     fn output(&mut self, data: Vec<u8>) -> Result<(), Failure>;
+    /// The same, given in pieces, so a large product is not copied into one buffer first.
+    fn output_pieces(&mut self, pieces: &[&[u8]]) -> Result<(), Failure> {
+        self.output(pieces.concat())
+    }
     /// Whether the caller asked for the product at all (verify writes content only on --out).
     fn wants_output(&self) -> bool;
     /// A human-readable report (verify, status) — stdout for the CLI.
@@ -54,6 +58,9 @@ impl Ctx for CliCtx<'_> {
     }
     fn output(&mut self, data: Vec<u8>) -> Result<(), Failure> {
         write_output(self.io, &data)
+    }
+    fn output_pieces(&mut self, pieces: &[&[u8]]) -> Result<(), Failure> {
+        super::common::write_output_pieces(self.io, pieces)
     }
     fn wants_output(&self) -> bool {
         self.io.output.is_some()

@@ -46,7 +46,7 @@ pub fn run(ctx: &mut dyn Ctx, extra: Vec<Attachment>, pss: bool) -> Result<(), F
             protected.push(Protected { filename: a.filename.clone(), label: a.label.clone(), cms: encrypt::encrypt(&a.entity, std::slice::from_ref(&org))? });
         }
         let inner = crate::ssmax::mail::build(&parts.body, &protected, &org_name);
-        let done = sign_on_token(&mut p, &from, &super::sign::recipients(&mail), &inner, pss)?;
+        let done = sign_on_token(&mut p, &from, &super::sign::recipients(&mail), &[&inner], pss)?;
         let summary = done.summary(&from, p.token);
         (inner, done, summary, org_name, protected.len())
     };

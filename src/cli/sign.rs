@@ -4,7 +4,7 @@ use super::ctx::{Ctx, Parts};
 use crate::cms::cert;
 use crate::config::SignatureScheme;
 use crate::error::{Exit, Failure};
-use crate::mail::smime::{build_signed, split_fields};
+use crate::mail::smime::{signed_parts, split_fields};
 use crate::mail::{canonicalise, Entity, Field};
 use crate::token::signer::{Scheme, TokenSigner};
 use crate::token::uri::Pkcs11Uri;
@@ -31,16 +31,33 @@ pub fn run(ctx: &mut dyn Ctx, pss: bool) -> Result<(), Failure> {
         let charset = if mail.body.is_ascii() { "us-ascii" } else { "utf-8" };
         content_fields.insert(0, Field::new("Content-Type", &format!("text/plain; charset={charset}")));
     }
-    let inner = Entity { fields: content_fields, body: mail.body };
-    let signed = canonicalise(&inner, 0)?;
+    let to = recipients(&mail);
+    // A body that is already canonical (CRLF, 7-bit, relay-safe: typical of large base64
+    // attachments) is signed and written as it is, without a copy; anything else is rewritten.
+    let mut fields: Vec<u8> = content_fields.iter().flat_map(|f| f.raw.iter().copied()).collect();
+    fields.extend_from_slice(b"\r\n");
+    let entity = Entity { fields: content_fields, body: mail.body };
+    let canonical_copy = if crate::mail::already_canonical(mail.body) {
+        crate::mail::check_structure(&entity, 0)?;
+        None
+    } else {
+        Some(canonicalise(&entity, 0)?)
+    };
+    let signed: Vec<&[u8]> = match &canonical_copy {
+        Some(c) => vec![c.as_slice()],
+        None => vec![fields.as_slice(), mail.body],
+    };
     let (done, summary) = {
         let mut p = ctx.token()?;
-        let to = recipients(&mail);
         let done = sign_on_token(&mut p, &from, &to, &signed, pss)?;
         let summary = done.summary(&from, p.token);
         (done, summary)
     };
-    ctx.output(build_signed(&outer, &signed, &done.der, done.scheme.hash().micalg()))?;
+    let [head, tail] = signed_parts(&outer, &signed, &done.der, done.scheme.hash().micalg());
+    let mut pieces: Vec<&[u8]> = vec![&head];
+    pieces.extend(signed.iter().copied());
+    pieces.push(&tail);
+    ctx.output_pieces(&pieces)?;
     for w in done.warnings {
         ctx.note(format!("warning: {w}"));
     }
@@ -72,7 +89,7 @@ impl Signed {
 /// token hides certificates behind it), log in, sign `content` on the token. The signature
 /// carries the SSMAX identity-method attribute: which factors were checked, and when.
 /// `to` names the recipients in the PIN prompt, so the user sees what they are signing.
-pub fn sign_on_token(p: &mut Parts<'_>, from: &str, to: &str, content: &[u8], pss: bool) -> Result<Signed, Failure> {
+pub fn sign_on_token(p: &mut Parts<'_>, from: &str, to: &str, content: &[&[u8]], pss: bool) -> Result<Signed, Failure> {
     let (g, s, prompt) = (p.g, p.s, p.prompt);
     let token: &mut Token = p.token;
     let to = if to.is_empty() { String::new() } else { format!(" to {to}") };

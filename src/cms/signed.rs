@@ -162,7 +162,8 @@ pub fn parse(der: &[u8]) -> Result<SignedData, CmsError> {
 
 /// What one signature covers and carries.
 pub struct SignInput<'a> {
-    pub content: &'a [u8],
+    /// The signed content, in pieces (hashed in order; never copied into one buffer here).
+    pub content: &'a [&'a [u8]],
     /// Detached (multipart/signed) or encapsulated (opaque) content.
     pub detached: bool,
     pub digest: crate::token::signer::Hash,
@@ -178,7 +179,7 @@ where
     S: Signer<Sig> + DynSignatureAlgorithmIdentifier,
     Sig: SignatureBitStringEncoding,
 {
-    let digest = input.digest.digest(input.content);
+    let digest = input.digest.digest_pieces(input.content);
     standard.push(RawAttribute::new(&Oid::from_const(rfc5911::ID_CONTENT_TYPE), rfc5911::ID_DATA)?);
     standard.push(RawAttribute::new(&Oid::from_const(rfc5911::ID_MESSAGE_DIGEST), OctetString::new(digest).map_err(enc)?)?);
     standard.extend(input.extra_attributes);
@@ -208,7 +209,7 @@ where
             certs.insert(choice).map_err(enc)?;
         }
     }
-    let econtent = if input.detached { None } else { Some(Any::encode_from(&OctetString::new(input.content).map_err(enc)?).map_err(enc)?) };
+    let econtent = if input.detached { None } else { Some(Any::encode_from(&OctetString::new(input.content.concat()).map_err(enc)?).map_err(enc)?) };
     let sd = SignedData {
         version: CmsVersion::V1,
         digest_algorithms: SetOfVec::try_from(vec![digest_alg]).map_err(enc)?,

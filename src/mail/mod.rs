@@ -178,13 +178,21 @@ pub fn field_value(f: &Field) -> String {
 /// LF or CRLF line ends → CRLF; a lone CR is left alone (it is flagged as unsafe elsewhere).
 pub fn to_crlf(data: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(data.len() + data.len() / 32);
-    for (i, &b) in data.iter().enumerate() {
-        if b == b'\n' && (i == 0 || data[i - 1] != b'\r') {
-            out.push(b'\r');
-        }
-        out.push(b);
-    }
+    to_crlf_into(&mut out, data);
     out
+}
+
+/// `to_crlf`, appended to `out` (no intermediate copy of large bodies).
+pub fn to_crlf_into(out: &mut Vec<u8>, data: &[u8]) {
+    let mut start = 0;
+    for nl in memchr::memchr_iter(b'\n', data) {
+        if nl == 0 || data[nl - 1] != b'\r' {
+            out.extend_from_slice(&data[start..nl]);
+            out.extend_from_slice(b"\r\n");
+            start = nl + 1;
+        }
+    }
+    out.extend_from_slice(&data[start..]);
 }
 
 /// The parts of a multipart body, each exactly as between its delimiter lines
@@ -200,7 +208,7 @@ pub fn split_multipart<'a>(body: &'a [u8], boundary: &str) -> Result<Vec<&'a [u8
     let mut pos = 0;
     let mut closed = false;
     while pos <= body.len() {
-        let line_end = body[pos..].iter().position(|&b| b == b'\n').map(|i| pos + i).unwrap_or(body.len());
+        let line_end = memchr::memchr(b'\n', &body[pos..]).map(|i| pos + i).unwrap_or(body.len());
         let line = &body[pos..line_end];
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         if line.starts_with(delim) {
@@ -237,17 +245,45 @@ pub fn split_multipart<'a>(body: &'a [u8], boundary: &str) -> Result<Vec<&'a [u8
 /// Does this body survive any SMTP relay unchanged? 7-bit, no NUL or bare CR, lines ≤ 998,
 /// no trailing white space (relays strip it), no line starting "From " (mbox mangles it).
 fn transport_safe(body: &[u8]) -> bool {
-    for line in body.split(|&b| b == b'\n') {
+    // Whole-buffer checks first: they run at memory speed on large attachments.
+    if !body.is_ascii() || memchr::memchr(0, body).is_some() {
+        return false;
+    }
+    let mut start = 0;
+    loop {
+        let end = memchr::memchr(b'\n', &body[start..]).map(|i| start + i);
+        let line = &body[start..end.unwrap_or(body.len())];
         let line = line.strip_suffix(b"\r").unwrap_or(line);
-        if line.len() > MAX_LINE
-            || line.iter().any(|&b| b >= 0x80 || b == 0 || b == b'\r')
-            || line.last().is_some_and(|&b| b == b' ' || b == b'\t')
-            || line.starts_with(b"From ")
-        {
+        if line.len() > MAX_LINE || memchr::memchr(b'\r', line).is_some() || line.last().is_some_and(|&b| b == b' ' || b == b'\t') || line.starts_with(b"From ") {
             return false;
         }
+        match end {
+            Some(e) => start = e + 1,
+            None => return true,
+        }
     }
-    true
+}
+
+/// Is this body already what `canonicalise` would produce from it: CRLF line ends only, and
+/// relay-safe throughout? Then it can be signed as it is. Checked at memory speed.
+pub fn already_canonical(body: &[u8]) -> bool {
+    memchr::memchr_iter(b'\n', body).all(|i| i > 0 && body[i - 1] == b'\r') && transport_safe(body)
+}
+
+/// The structural checks of `canonicalise` (boundaries present and closed, nesting bounded)
+/// without rewriting anything: for bodies signed as they are.
+pub fn check_structure(entity: &Entity<'_>, depth: usize) -> Result<()> {
+    if depth > MAX_DEPTH {
+        return Err(MailError::Malformed(format!("MIME parts nested deeper than {MAX_DEPTH} levels")));
+    }
+    let ct = entity.content_type();
+    if ct.mime.starts_with("multipart/") {
+        let boundary = ct.param("boundary").ok_or_else(|| MailError::Malformed(format!("{} part has no boundary parameter", ct.mime)))?;
+        for part in split_multipart(entity.body, boundary)? {
+            check_structure(&Entity::parse(part)?, depth + 1)?;
+        }
+    }
+    Ok(())
 }
 
 /// Rewrite an entity (content header fields + body) into the canonical form that is signed:
@@ -287,7 +323,8 @@ pub fn canonicalise(entity: &Entity<'_>, depth: usize) -> Result<Vec<u8>> {
             out.extend_from_slice(&f.raw);
         }
         out.extend_from_slice(b"\r\n");
-        out.extend_from_slice(&to_crlf(entity.body));
+        out.reserve(entity.body.len() + entity.body.len() / 32);
+        to_crlf_into(&mut out, entity.body);
         return Ok(out);
     }
     if ct.mime == "message/rfc822" || ct.mime == "message/global" {

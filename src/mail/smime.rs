@@ -70,14 +70,15 @@ pub fn split_fields(fields: &[Field]) -> (Vec<Field>, Vec<Field>) {
     (outer, content)
 }
 
-/// A boundary that does not occur in `content`.
-pub fn boundary_for(content: &[u8]) -> String {
+/// A boundary that does not occur in `content` (given in pieces; the random part makes a match
+/// across two pieces as unlikely as anywhere else, and a match inside one is checked).
+pub fn boundary_for(content: &[&[u8]]) -> String {
     use rand_core::RngCore;
     loop {
         let mut r = [0u8; 12];
         rand_core::OsRng.fill_bytes(&mut r);
         let b = format!("----ssmax-{}", r.iter().map(|x| format!("{x:02x}")).collect::<String>());
-        if !content.windows(b.len()).any(|w| w == b.as_bytes()) {
+        if content.iter().all(|c| memchr::memmem::find(c, b.as_bytes()).is_none()) {
             return b;
         }
     }
@@ -85,8 +86,15 @@ pub fn boundary_for(content: &[u8]) -> String {
 
 /// multipart/signed around `signed` (already canonical) with the DER signature.
 pub fn build_signed(outer: &[Field], signed: &[u8], signature_der: &[u8], micalg: &str) -> Vec<u8> {
+    let [head, tail] = signed_parts(outer, &[signed], signature_der, micalg);
+    [head.as_slice(), signed, tail.as_slice()].concat()
+}
+
+/// The same message as three pieces (before, the signed part itself, after), so a large mail can
+/// be written out without another copy of its body.
+pub fn signed_parts(outer: &[Field], signed: &[&[u8]], signature_der: &[u8], micalg: &str) -> [Vec<u8>; 2] {
     let b = boundary_for(signed);
-    let mut out = Vec::with_capacity(signed.len() + signature_der.len() * 2 + 1024);
+    let mut out = Vec::with_capacity(1024);
     for f in outer {
         out.extend_from_slice(&f.raw);
     }
@@ -96,14 +104,14 @@ pub fn build_signed(outer: &[Field], signed: &[u8], signature_der: &[u8], micalg
     );
     out.extend_from_slice(b"This is a cryptographically signed message in MIME format.\r\n\r\n");
     out.extend_from_slice(format!("--{b}\r\n").as_bytes());
-    out.extend_from_slice(signed);
-    out.extend_from_slice(format!("\r\n--{b}\r\n").as_bytes());
-    out.extend_from_slice(
+    let mut tail = Vec::with_capacity(signature_der.len() * 2 + 256);
+    tail.extend_from_slice(format!("\r\n--{b}\r\n").as_bytes());
+    tail.extend_from_slice(
         b"Content-Type: application/pkcs7-signature; name=\"smime.p7s\"\r\nContent-Transfer-Encoding: base64\r\nContent-Disposition: attachment; filename=\"smime.p7s\"\r\nContent-Description: S/MIME Cryptographic Signature\r\n\r\n",
     );
-    out.extend_from_slice(&base64_lines(signature_der));
-    out.extend_from_slice(format!("\r\n--{b}--\r\n").as_bytes());
-    out
+    tail.extend_from_slice(&base64_lines(signature_der));
+    tail.extend_from_slice(format!("\r\n--{b}--\r\n").as_bytes());
+    [out, tail]
 }
 
 /// The outer header fields (minus content fields) followed by a decrypted or unwrapped entity.

@@ -147,7 +147,7 @@ fn opened_part(a: &Attachment) -> Vec<u8> {
 
 fn multipart(parts: &[Vec<u8>]) -> Vec<u8> {
     let all: Vec<u8> = parts.concat();
-    let b = boundary_for(&all);
+    let b = boundary_for(&[&all]);
     let mut out = format!("Content-Type: multipart/mixed; boundary=\"{b}\"\r\n\r\n").into_bytes();
     for p in parts {
         out.extend_from_slice(format!("--{b}\r\n").as_bytes());

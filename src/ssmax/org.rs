@@ -145,7 +145,7 @@ pub fn relay(step: Step<'_>, raw: &[u8]) -> Result<(Vec<u8>, Vec<String>), OrgEr
         extra.push(ChainInfo::sending_org_attribute(org)?);
     }
     let signing_key = rsa::pkcs1v15::SigningKey::<sha2::Sha256>::new(step.org.key.clone());
-    let input = SignInput { content: &inner, detached: true, digest: Hash::Sha256, signer_cert: &step.org.cert, chain: &[], extra_attributes: extra };
+    let input = SignInput { content: &[&inner], detached: true, digest: Hash::Sha256, signer_cert: &step.org.cert, chain: &[], extra_attributes: extra };
     let der = signed::sign::<_, rsa::pkcs1v15::Signature>(&signing_key, input, crate::cms::sign::standard_attributes()?).map_err(|e| match e {
         SignError::Cms(c) => c,
         SignError::Signer => CmsError::Malformed("the organisation key did not sign".into()),

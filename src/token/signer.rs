@@ -31,6 +31,22 @@ impl Hash {
         }
     }
 
+    /// The digest of `pieces` as if they were one buffer.
+    pub fn digest_pieces(self, pieces: &[&[u8]]) -> Vec<u8> {
+        fn run<D: Digest>(pieces: &[&[u8]]) -> Vec<u8> {
+            let mut d = D::new();
+            for p in pieces {
+                d.update(p);
+            }
+            d.finalize().to_vec()
+        }
+        match self {
+            Hash::Sha256 => run::<sha2::Sha256>(pieces),
+            Hash::Sha384 => run::<sha2::Sha384>(pieces),
+            Hash::Sha512 => run::<sha2::Sha512>(pieces),
+        }
+    }
+
     pub fn oid(self) -> der::oid::ObjectIdentifier {
         match self {
             Hash::Sha256 => rfc5912::ID_SHA_256,
