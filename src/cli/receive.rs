@@ -97,6 +97,7 @@ pub fn open_mail(ctx: &mut dyn Ctx, raw: &[u8]) -> Result<Vec<u8>, Failure> {
             let mut dec = TokenDecryptor::new(p.token, p.prompt, p.g.allow_final_pin_try, &format!("open attachments from {}", rec.from))?;
             for a in &rec.parts.protected {
                 let o = decrypt::open(&a.cms, &mut dec).map_err(|e| with_label(e, &a.label))?;
+                notes.push(format!("opened '{}' on the token with the key of '{}' ({}, {})", a.label, o.recipient, o.key_transport, o.content_alg.name()));
                 opened.push(Attachment { filename: a.filename.clone(), label: a.label.clone(), entity: o.content });
             }
         }

@@ -3,7 +3,7 @@
 //! decrypt the content here (AES-CBC, AES-GCM, ChaCha20-Poly1305).
 
 use super::oaep::{self, OaepHash};
-use super::{cert, content_info, CmsError};
+use super::{cert, CmsError};
 use super::asn1::{AuthEnvelopedData, EnvelopedData, KeyAgreeRecipientIdentifier, RecipientInfo};
 use cms::enveloped_data::{EncryptedContentInfo, OriginatorIdentifierOrKey, RecipientIdentifier};
 use const_oid::db::{rfc5911, rfc5912};
@@ -122,7 +122,8 @@ pub struct Envelope {
 
 impl Envelope {
     pub fn parse(der: &[u8]) -> Result<Envelope, CmsError> {
-        let ci = content_info(der)?;
+        // Borrow the content: an owned ContentInfo would be one more copy of a large mail.
+        let ci = super::ContentInfoRef::from_der(der).map_err(|e| CmsError::Malformed(format!("not a DER CMS ContentInfo: {e}")))?;
         if ci.content_type == rfc5911::ID_ENVELOPED_DATA {
             let ed: EnvelopedData = ci.content.decode_as().map_err(|e| CmsError::Malformed(format!("EnvelopedData does not parse: {e}")))?;
             Ok(Envelope {
@@ -165,13 +166,18 @@ impl Envelope {
     }
 
     pub fn decrypt(&self, cek: &[u8]) -> Result<Vec<u8>, CmsError> {
+        self.clone().into_plaintext(cek)
+    }
+
+    /// Decrypt in place: the ciphertext buffer becomes the plaintext (no second copy of a large mail).
+    pub fn into_plaintext(mut self, cek: &[u8]) -> Result<Vec<u8>, CmsError> {
         let alg = content_alg(&self.eci, self.authenticated)?;
-        let ciphertext = self.eci.encrypted_content.as_ref().ok_or_else(|| CmsError::Malformed("no encrypted content (detached content is not supported)".into()))?;
         let auth = match (&self.auth_attrs, &self.mac) {
             (attrs, Some(mac)) => Some((attrs.as_ref().map(|a| a.to_der()).transpose().map_err(|e| CmsError::Malformed(e.to_string()))?, mac.as_bytes().to_vec())),
             _ => None,
         };
-        decrypt_content(alg, &self.eci, cek, ciphertext.as_bytes(), auth.as_ref())
+        let ciphertext = self.eci.encrypted_content.take().ok_or_else(|| CmsError::Malformed("no encrypted content (detached content is not supported)".into()))?;
+        decrypt_content(alg, &self.eci, cek, ciphertext.into_bytes(), auth.as_ref())
     }
 
     /// The same envelope — same encrypted content, same MAC — for new recipients only.
@@ -220,8 +226,9 @@ impl Envelope {
 pub fn open(der: &[u8], keys: &mut dyn Decryptor) -> Result<Opened, CmsError> {
     let env = Envelope::parse(der)?;
     let (cek, key_transport, recipient) = env.recover_cek(keys)?;
-    let content = env.decrypt(&cek)?;
-    Ok(Opened { content, content_alg: env.content_alg()?, key_transport, recipient })
+    let content_alg = env.content_alg()?;
+    let content = env.into_plaintext(&cek)?;
+    Ok(Opened { content, content_alg, key_transport, recipient })
 }
 
 /// Find the recipient info addressed to one of our certificates and have the token unwrap the key.
@@ -431,7 +438,7 @@ fn content_alg(eci: &EncryptedContentInfo, authenticated: bool) -> Result<Conten
     Ok(alg)
 }
 
-fn decrypt_content(alg: ContentAlg, eci: &EncryptedContentInfo, cek: &[u8], ct: &[u8], auth: Option<&(Option<Vec<u8>>, Vec<u8>)>) -> Result<Vec<u8>, CmsError> {
+fn decrypt_content(alg: ContentAlg, eci: &EncryptedContentInfo, cek: &[u8], mut buf: Vec<u8>, auth: Option<&(Option<Vec<u8>>, Vec<u8>)>) -> Result<Vec<u8>, CmsError> {
     let key_len = match alg {
         ContentAlg::AesCbc(n) | ContentAlg::AesGcm(n) => n,
         ContentAlg::ChaCha20Poly1305 => 32,
@@ -451,14 +458,16 @@ fn decrypt_content(alg: ContentAlg, eci: &EncryptedContentInfo, cek: &[u8], ct: 
                 return Err(CmsError::Malformed("CBC IV is not 16 bytes".into()));
             }
             let bad = |_| CmsError::Decrypt("content does not decrypt (bad padding): the message was altered or the key is wrong".into());
-            match n {
-                16 => cbc::Decryptor::<aes::Aes128>::new(cek.into(), iv.into()).decrypt_padded_vec_mut::<Pkcs7>(ct).map_err(bad),
-                24 => cbc::Decryptor::<aes::Aes192>::new(cek.into(), iv.into()).decrypt_padded_vec_mut::<Pkcs7>(ct).map_err(bad),
-                _ => cbc::Decryptor::<aes::Aes256>::new(cek.into(), iv.into()).decrypt_padded_vec_mut::<Pkcs7>(ct).map_err(bad),
-            }
+            let len = match n {
+                16 => cbc::Decryptor::<aes::Aes128>::new(cek.into(), iv.into()).decrypt_padded_mut::<Pkcs7>(&mut buf).map_err(bad)?.len(),
+                24 => cbc::Decryptor::<aes::Aes192>::new(cek.into(), iv.into()).decrypt_padded_mut::<Pkcs7>(&mut buf).map_err(bad)?.len(),
+                _ => cbc::Decryptor::<aes::Aes256>::new(cek.into(), iv.into()).decrypt_padded_mut::<Pkcs7>(&mut buf).map_err(bad)?.len(),
+            };
+            buf.truncate(len);
+            Ok(buf)
         }
         ContentAlg::AesGcm(n) => {
-            use aes_gcm::aead::{Aead, KeyInit, Payload};
+            use aes_gcm::aead::{AeadInPlace, KeyInit};
             let p = params.decode_as::<GcmParams>().map_err(|e| CmsError::Malformed(format!("GCM parameters: {e}")))?;
             let (aad, tag) = auth.ok_or_else(|| CmsError::Malformed("GCM without a MAC".into()))?;
             let icv = p.icv_len.unwrap_or(12) as usize;
@@ -468,19 +477,19 @@ fn decrypt_content(alg: ContentAlg, eci: &EncryptedContentInfo, cek: &[u8], ct: 
             if p.nonce.as_bytes().len() != 12 {
                 return Err(CmsError::Unsupported(format!("AES-GCM with a {}-byte nonce (12 supported)", p.nonce.as_bytes().len())));
             }
-            let mut msg = ct.to_vec();
-            msg.extend_from_slice(tag);
-            let payload = Payload { msg: &msg, aad: aad.as_deref().unwrap_or(&[]) };
             let nonce = aes_gcm::Nonce::from_slice(p.nonce.as_bytes());
+            let aad = aad.as_deref().unwrap_or(&[]);
+            let tag = aes_gcm::Tag::from_slice(tag);
             match n {
-                16 => aes_gcm::Aes128Gcm::new_from_slice(cek).map_err(|_| integrity())?.decrypt(nonce, payload),
-                24 => aes_gcm::AesGcm::<aes::Aes192, aes_gcm::aead::consts::U12>::new_from_slice(cek).map_err(|_| integrity())?.decrypt(nonce, payload),
-                _ => aes_gcm::Aes256Gcm::new_from_slice(cek).map_err(|_| integrity())?.decrypt(nonce, payload),
+                16 => aes_gcm::Aes128Gcm::new_from_slice(cek).map_err(|_| integrity())?.decrypt_in_place_detached(nonce, aad, &mut buf, tag),
+                24 => aes_gcm::AesGcm::<aes::Aes192, aes_gcm::aead::consts::U12>::new_from_slice(cek).map_err(|_| integrity())?.decrypt_in_place_detached(nonce, aad, &mut buf, tag),
+                _ => aes_gcm::Aes256Gcm::new_from_slice(cek).map_err(|_| integrity())?.decrypt_in_place_detached(nonce, aad, &mut buf, tag),
             }
-            .map_err(|_| integrity())
+            .map_err(|_| integrity())?;
+            Ok(buf)
         }
         ContentAlg::ChaCha20Poly1305 => {
-            use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+            use chacha20poly1305::aead::{AeadInPlace, KeyInit};
             let nonce = params.decode_as::<OctetString>().map_err(|e| CmsError::Malformed(format!("ChaCha20-Poly1305 nonce: {e}")))?;
             if nonce.as_bytes().len() != 12 {
                 return Err(CmsError::Malformed("ChaCha20-Poly1305 nonce is not 12 bytes".into()));
@@ -489,12 +498,11 @@ fn decrypt_content(alg: ContentAlg, eci: &EncryptedContentInfo, cek: &[u8], ct: 
             if tag.len() != 16 {
                 return Err(CmsError::Malformed("ChaCha20-Poly1305 MAC is not 16 bytes".into()));
             }
-            let mut msg = ct.to_vec();
-            msg.extend_from_slice(tag);
             chacha20poly1305::ChaCha20Poly1305::new_from_slice(cek)
                 .map_err(|_| integrity())?
-                .decrypt(chacha20poly1305::Nonce::from_slice(nonce.as_bytes()), Payload { msg: &msg, aad: aad.as_deref().unwrap_or(&[]) })
-                .map_err(|_| integrity())
+                .decrypt_in_place_detached(chacha20poly1305::Nonce::from_slice(nonce.as_bytes()), aad.as_deref().unwrap_or(&[]), &mut buf, chacha20poly1305::Tag::from_slice(tag))
+                .map_err(|_| integrity())?;
+            Ok(buf)
         }
     }
 }

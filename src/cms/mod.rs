@@ -28,8 +28,8 @@ pub enum CmsError {
     Token(#[from] crate::token::TokenError),
 }
 
-/// Accept DER or PEM ("CMS", "PKCS7"); return DER.
-pub fn unarmor(data: &[u8]) -> Result<Vec<u8>, CmsError> {
+/// Accept DER or PEM ("CMS", "PKCS7"); return DER (borrowed when it already is).
+pub fn unarmor(data: &[u8]) -> Result<std::borrow::Cow<'_, [u8]>, CmsError> {
     let trimmed = data.trim_ascii_start();
     if trimmed.starts_with(b"-----BEGIN") {
         let text = std::str::from_utf8(trimmed).map_err(|_| CmsError::Malformed("PEM is not text".into()))?;
@@ -37,9 +37,17 @@ pub fn unarmor(data: &[u8]) -> Result<Vec<u8>, CmsError> {
         if !matches!(label, "CMS" | "PKCS7" | "PKCS #7 SIGNED DATA") {
             return Err(CmsError::Malformed(format!("PEM label '{label}' is not CMS")));
         }
-        return Ok(der);
+        return Ok(std::borrow::Cow::Owned(der));
     }
-    Ok(data.to_vec())
+    Ok(std::borrow::Cow::Borrowed(data))
+}
+
+/// ContentInfo with its content borrowed from the input.
+#[derive(Clone, Debug, der::Sequence)]
+pub struct ContentInfoRef<'a> {
+    pub content_type: der::oid::ObjectIdentifier,
+    #[asn1(context_specific = "0", tag_mode = "EXPLICIT")]
+    pub content: der::AnyRef<'a>,
 }
 
 pub fn content_info(der: &[u8]) -> Result<cms::content_info::ContentInfo, CmsError> {

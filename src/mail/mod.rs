@@ -264,10 +264,15 @@ fn transport_safe(body: &[u8]) -> bool {
     }
 }
 
+/// Every line end is CRLF.
+pub fn is_crlf(data: &[u8]) -> bool {
+    memchr::memchr_iter(b'\n', data).all(|i| i > 0 && data[i - 1] == b'\r')
+}
+
 /// Is this body already what `canonicalise` would produce from it: CRLF line ends only, and
 /// relay-safe throughout? Then it can be signed as it is. Checked at memory speed.
 pub fn already_canonical(body: &[u8]) -> bool {
-    memchr::memchr_iter(b'\n', body).all(|i| i > 0 && body[i - 1] == b'\r') && transport_safe(body)
+    is_crlf(body) && transport_safe(body)
 }
 
 /// The structural checks of `canonicalise` (boundaries present and closed, nesting bounded)
@@ -386,12 +391,33 @@ pub fn base64_lines(data: &[u8]) -> Vec<u8> {
     out
 }
 
+/// Base64 of a mail body, line by line (no cleaned copy of a large body first).
 pub fn decode_base64(data: &[u8]) -> Result<Vec<u8>> {
     use base64::Engine;
-    let clean: Vec<u8> = data.iter().copied().filter(|b| !b.is_ascii_whitespace()).collect();
-    base64::engine::general_purpose::STANDARD
-        .decode(&clean)
-        .map_err(|e| MailError::Malformed(format!("base64 body does not decode: {e}")))
+    let bad = |e: &dyn std::fmt::Display| MailError::Malformed(format!("base64 body does not decode: {e}"));
+    let mut out = Vec::with_capacity(data.len() / 4 * 3 + 3);
+    // Whole groups of four are decoded per line; a remainder carries into the next line.
+    let mut carry: Vec<u8> = Vec::new();
+    for line in data.split(|&b| b == b'\n') {
+        let line = line.trim_ascii();
+        if line.iter().any(|b| b.is_ascii_whitespace()) {
+            carry.extend(line.iter().copied().filter(|b| !b.is_ascii_whitespace()));
+        } else {
+            carry.extend_from_slice(line);
+        }
+        let whole = carry.len() / 4 * 4;
+        let ends = carry[..whole].ends_with(b"=");
+        let take = if ends { carry.len() } else { whole };
+        if take == 0 {
+            continue;
+        }
+        base64::engine::general_purpose::STANDARD.decode_vec(&carry[..take], &mut out).map_err(|e| bad(&e))?;
+        carry.drain(..take);
+    }
+    if !carry.is_empty() {
+        base64::engine::general_purpose::STANDARD.decode_vec(&carry, &mut out).map_err(|e| bad(&e))?;
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

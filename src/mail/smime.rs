@@ -114,6 +114,14 @@ pub fn signed_parts(outer: &[Field], signed: &[&[u8]], signature_der: &[u8], mic
     [out, tail]
 }
 
+/// The header block `rejoin` puts before a decrypted entity: the outer fields minus content fields.
+pub fn rejoin_head(outer_fields: &[Field]) -> Vec<u8> {
+    let (fields, _) = split_fields(outer_fields);
+    let mut out: Vec<u8> = fields.iter().flat_map(|f| f.raw.iter().copied()).collect();
+    out.extend_from_slice(b"MIME-Version: 1.0\r\n");
+    out
+}
+
 /// The outer header fields (minus content fields) followed by a decrypted or unwrapped entity.
 pub fn rejoin(outer: &Entity<'_>, inner: &[u8]) -> Vec<u8> {
     let (fields, _) = split_fields(&outer.fields);
