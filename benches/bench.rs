@@ -178,7 +178,8 @@ fn main() {
         let m = env.p(&format!("mail-{size}.eml"));
         std::fs::write(&m, mail(size)).unwrap();
         let ours_signed = env.p(&format!("ours-{size}.eml"));
-        let (ours, ours_rss) = env.timed(&format!("{BIN} --agent never sign --key 'pkcs11:id=%01' --in {} --out {} --pin-fd 3 3<{pin}", m.display(), ours_signed.display()), runs);
+        // Like openssl: the token named by URI, output to a plain file (our --out also fsyncs).
+        let (ours, ours_rss) = env.timed(&format!("{BIN} --agent never sign --token 'pkcs11:token={LABEL}' --key 'pkcs11:id=%01' --in {} --pin-fd 3 3<{pin} > {}", m.display(), ours_signed.display()), runs);
         let ossl_signed = env.p(&format!("ossl-{size}.eml"));
         let (ossl, ossl_rss) = env.timed(
             &format!("openssl cms -sign -engine pkcs11 -keyform engine -inkey '{key}' -signer {} -in {} -out {} 2>/dev/null", pki.join("alice.pem").display(), m.display(), ossl_signed.display()),
@@ -192,12 +193,12 @@ fn main() {
             row(&format!("sign {name}: ours bytes/s vs sha256 limit"), format!("{:.0} MB/s = {:.0}%", rate / 1e6, 100.0 * rate / sha), (rate / sha).into(), &mut results);
             row(&format!("sign {name}: peak RSS / mail size"), format!("{:.2}×", (ours_rss * 1024) as f64 / size as f64), ((ours_rss * 1024) as f64 / size as f64).into(), &mut results);
         }
-        let (v_ours, _) = env.timed(&format!("{BIN} --agent never verify --in {} >/dev/null", ours_signed.display()), runs);
+        let (v_ours, _) = env.timed(&format!("{BIN} --agent never verify --token 'pkcs11:token={LABEL}' --in {} >/dev/null", ours_signed.display()), runs);
         let (v_ossl, _) = env.timed(&format!("openssl cms -verify -CAfile {} -in {} -out /dev/null 2>/dev/null", pki.join("chain.pem").display(), ours_signed.display()), runs);
         row(&format!("verify {name}: ours / openssl"), format!("{v_ours:.1} ms / {v_ossl:.1} ms = {:.2}×", v_ours / v_ossl), serde_json::json!({"ours_ms": v_ours, "openssl_ms": v_ossl}), &mut results);
         let enc = env.p(&format!("enc-{size}.eml"));
         sh(Command::new("openssl").args(["cms", "-encrypt", "-aes-256-gcm", "-in"]).arg(&m).arg("-recip").arg(pki.join("alice.pem")).arg("-out").arg(&enc));
-        let (d_ours, d_rss) = env.timed(&format!("{BIN} --agent never decrypt --in {} --out {} --pin-fd 3 3<{pin}", enc.display(), env.p("dec-ours").display()), runs);
+        let (d_ours, d_rss) = env.timed(&format!("{BIN} --agent never decrypt --token 'pkcs11:token={LABEL}' --in {} --pin-fd 3 3<{pin} > {}", enc.display(), env.p("dec-ours").display()), runs);
         let (d_ossl, d_ossl_rss) = env.timed(
             &format!("openssl cms -decrypt -engine pkcs11 -keyform engine -inkey '{key}' -recip {} -in {} -out {} 2>/dev/null", pki.join("alice.pem").display(), enc.display(), env.p("dec-ossl").display()),
             runs,

@@ -184,10 +184,9 @@ pub fn choose_signing_cert(token: &Token, key_uri: Option<&Pkcs11Uri>, from: &st
 
 /// After login: the first candidate whose key may still sign (renewed keys only decrypt).
 fn first_signing_key(token: &Token, candidates: Vec<Chosen>, explicit: bool, warnings: &mut Vec<String>) -> Result<(Chosen, crate::token::objects::KeyObject), Failure> {
-    let keys = token.private_keys()?;
     let mut retired = None;
     for c in candidates {
-        let Some(k) = keys.iter().find(|k| k.id == c.id) else { continue };
+        let Some(k) = token.private_key(&c.id)? else { continue };
         if !k.can_sign && !explicit {
             retired.get_or_insert(c.label.clone());
             continue;
@@ -196,7 +195,7 @@ fn first_signing_key(token: &Token, candidates: Vec<Chosen>, explicit: bool, war
         if left < Duration::from_secs(30 * 86400) {
             warnings.push(format!("the certificate '{}' expires on {} (in {} days): renew it", c.label, cert::fmt_time(cert::not_after(&c.cert)), left.as_secs() / 86400));
         }
-        return Ok((c, k.clone()));
+        return Ok((c, k));
     }
     Err(TokenError::NoKey(match retired {
         Some(l) => format!("the key of '{l}' was renewed and only decrypts old mail; import the new certificate to sign"),

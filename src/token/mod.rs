@@ -294,6 +294,11 @@ impl Token {
             for (s, p) in hits {
                 found.push((module.clone(), s, p));
             }
+            // A URI that names the token is satisfied by the first module that has it: loading
+            // every other module (OpenSC, ykcs11) would only cost time.
+            if uri.names_token() && !found.is_empty() {
+                break;
+            }
         }
         if found.len() > 1 && !uri.names_token() {
             let names: Vec<String> = found.iter().map(|(_, s, _)| format!("'{}'", s.token.as_ref().map(|t| t.label.as_str()).unwrap_or(""))).collect();

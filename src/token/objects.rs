@@ -140,6 +140,11 @@ impl Token {
         Ok(out)
     }
 
+    /// The private key with CKA_ID `id` (from the cached list, which a long-lived agent reuses).
+    pub fn private_key(&self, id: &[u8]) -> Result<Option<KeyObject>, TokenError> {
+        Ok(self.private_keys()?.into_iter().find(|k| k.id == id))
+    }
+
     fn read_private_keys(&self) -> Result<Vec<KeyObject>, TokenError> {
         let handles = self.session().find_objects(&[Attribute::Class(ObjectClass::PRIVATE_KEY)]).map_err(TokenError::ck)?;
         let mut out = Vec::new();
