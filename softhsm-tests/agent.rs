@@ -44,7 +44,7 @@ fn agent_with_ttl_cache_asks_once_and_the_audit_log_verifies_and_detects_edits()
         assert_eq!(code(&o), 0, "{}", stderr(&o));
     }
     assert_eq!(getpins(&agent), 1);
-    let o = run(tok.cmd().args(["audit", "verify", "--log"]).arg(&agent.audit));
+    let o = audit_verified(&tok, &agent, 3);
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     assert!(stdout(&o).contains("3 entries, chain intact"), "{}", stdout(&o));
     let text = std::fs::read_to_string(&agent.audit).unwrap();
@@ -98,7 +98,7 @@ fn sixteen_clients_times_two_hundred_signatures_all_correct_none_lost() {
         assert!(v.status.success(), "signature {n}: {}", stderr(&v));
     }
     eprintln!("3200 signatures through the agent in {elapsed:?}");
-    let o = run(tok.cmd().args(["audit", "verify", "--log"]).arg(&agent.audit));
+    let o = audit_verified(&tok, &agent, 3200);
     assert!(stdout(&o).contains("3200 entries"), "{}", stdout(&o));
 }
 

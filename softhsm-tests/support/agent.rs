@@ -117,3 +117,15 @@ pub fn subscribe(agent: &Agent) -> UnixStream {
     sub
 }
 
+
+/// `audit verify` once the audit thread has written `entries` lines (it writes after answering).
+pub fn audit_verified(tok: &Tok, agent: &Agent, entries: usize) -> std::process::Output {
+    let start = Instant::now();
+    loop {
+        let o = run(tok.cmd().args(["audit", "verify", "--log"]).arg(&agent.audit));
+        if stdout(&o).contains(&format!(": {entries} entries")) || start.elapsed() > Duration::from_secs(5) {
+            return o;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

@@ -66,6 +66,15 @@ impl AuditLog {
         if !path.exists() {
             return Ok(AuditLog { path: path.to_path_buf(), seq: 0, last: "0".repeat(64), log: None, head: None });
         }
+        // A line without its newline is a write the previous agent did not finish (it was
+        // killed mid-write): it was never part of the chain, so it goes before checking.
+        let data = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        if !data.is_empty() && !data.ends_with(b"\n") {
+            let keep = data.iter().rposition(|&b| b == b'\n').map(|i| i + 1).unwrap_or(0);
+            let f = std::fs::OpenOptions::new().write(true).open(path).map_err(|e| format!("cannot repair {}: {e}", path.display()))?;
+            f.set_len(keep as u64).map_err(|e| format!("cannot repair {}: {e}", path.display()))?;
+            eprintln!("ssmax-card agent: audit log: dropped an unfinished last line left by a stopped agent");
+        }
         let (seq, last) = verify(path)?;
         Ok(AuditLog { path: path.to_path_buf(), seq, last, log: None, head: None })
     }
@@ -119,6 +128,7 @@ impl AuditLog {
 pub fn verify(path: &Path) -> Result<(u64, String), String> {
     let f = std::fs::File::open(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let mut prev = "0".repeat(64);
+    let mut before_last = prev.clone();
     let mut seq = 0u64;
     for (n, line) in std::io::BufReader::new(f).lines().enumerate() {
         let line = line.map_err(|e| format!("line {}: {e}", n + 1))?;
@@ -133,11 +143,14 @@ pub fn verify(path: &Path) -> Result<(u64, String), String> {
             return Err(format!("line {}: its content does not match its hash — the line was edited", n + 1));
         }
         seq = e.seq;
-        prev = e.hash;
+        before_last = std::mem::replace(&mut prev, e.hash);
     }
     let head = std::fs::read_to_string(head_path(path)).map_err(|e| format!("cannot read the head file {}: {e}", head_path(path).display()))?;
     let expected = format!("{seq} {prev}");
-    if head.trim() != expected {
+    // The agent writes the line, then the head: stopped in between, the head lags by exactly
+    // one entry. A log cut short has the head ahead of it instead.
+    let lagging = seq > 0 && head.trim() == format!("{} {before_last}", seq - 1);
+    if head.trim() != expected && !lagging {
         return Err(format!("the log ends at entry {seq} but its head file says '{}' — the end of the log was cut off or replaced", head.trim()));
     }
     Ok((seq, prev))
@@ -170,5 +183,27 @@ mod tests {
         assert!(AuditLog::open(&path).is_ok());
         std::fs::write(&path, good.replacen("mutt", "evil", 1)).unwrap();
         assert!(AuditLog::open(&path).is_err());
+    }
+}
+
+#[cfg(test)]
+mod crash_window {
+    use super::*;
+
+    #[test]
+    fn a_head_one_entry_behind_is_the_crash_window_and_is_accepted_then_repaired() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.log");
+        let mut log = AuditLog::open(&path).unwrap();
+        log.append("sign", None, None, b"a", None, "ok").unwrap();
+        let head_after_one = std::fs::read(head_path(&path)).unwrap();
+        log.append("sign", None, None, b"b", None, "ok").unwrap();
+        drop(log);
+        // As if the agent died between writing the line and the head.
+        std::fs::write(head_path(&path), &head_after_one).unwrap();
+        assert_eq!(verify(&path).unwrap().0, 2);
+        let mut log = AuditLog::open(&path).unwrap();
+        log.append("sign", None, None, b"c", None, "ok").unwrap();
+        assert_eq!(verify(&path).unwrap().0, 3);
     }
 }

@@ -31,6 +31,16 @@ struct Peer {
     uid: u32,
 }
 
+/// One audit entry on its way to the audit thread.
+struct AuditEntry {
+    op: String,
+    pid: Option<i32>,
+    exe: Option<String>,
+    body_digest_input: Vec<u8>,
+    key: Option<String>,
+    result: String,
+}
+
 struct Job {
     req: Request,
     body: Vec<u8>,
@@ -97,6 +107,20 @@ pub fn run(g: &Global, setup: Setup, a: AgentArgs) -> Result<(), Failure> {
         Some(p) => Some(AuditLog::open(p).map_err(|e| Failure::new(Exit::Io, format!("audit log: {e}")))?),
         None => None,
     };
+    // The audit log has its own thread: the token worker hands it each entry and goes on, instead
+    // of waiting for the fsync. Entries keep their order and chain; a power cut can lose the last
+    // few, which `audit verify` then reports as a cut-off end, never as an altered one.
+    let audit = audit.map(|mut log| {
+        let (atx, arx) = mpsc::channel::<AuditEntry>();
+        let _ = std::thread::Builder::new().name("audit".into()).spawn(move || {
+            for e in arx {
+                if let Err(err) = log.append(&e.op, e.pid, e.exe, &e.body_digest_input, e.key, &e.result) {
+                    eprintln!("ssmax-card agent: audit log: {err}");
+                }
+            }
+        });
+        atx
+    });
     let (tx, rx) = mpsc::sync_channel::<Job>(cfg.queue_limit.max(1));
     let events: Events = Arc::new(Mutex::new(Vec::new()));
     let worker_events = events.clone();
@@ -310,7 +334,7 @@ fn check_presence(base: &Global, tokens: &mut HashMap<String, Token>, watches: &
 }
 
 /// The one thread that talks to the tokens: requests run here one at a time, in order.
-fn worker(rx: Receiver<Job>, base: Global, setup: Setup, cfg: AgentConfig, mut audit: Option<AuditLog>, events: Events, readers: Readers) {
+fn worker(rx: Receiver<Job>, base: Global, setup: Setup, cfg: AgentConfig, audit: Option<mpsc::Sender<AuditEntry>>, events: Events, readers: Readers) {
     let mut tokens: HashMap<String, Token> = HashMap::new();
     let mut watches: HashMap<String, Watch> = HashMap::new();
     let poll = Duration::from_millis(cfg.presence_poll_ms.max(100));
@@ -345,12 +369,11 @@ fn worker(rx: Receiver<Job>, base: Global, setup: Setup, cfg: AgentConfig, mut a
                         resp.error = Some("the token was removed while the request ran; insert it and try again".into());
                     }
                 }
-                if let Some(log) = audit.as_mut() {
+                if let Some(log) = audit.as_ref() {
                     let exe = std::fs::read_link(format!("/proc/{}/exe", job.peer.pid)).ok().map(|p| p.display().to_string());
                     let result = if resp.ok { "ok".to_string() } else { resp.error.clone().unwrap_or_default() };
-                    if let Err(e) = log.append(&job.req.method, Some(job.peer.pid), exe, &job.body, key, &result) {
-                        eprintln!("ssmax-card agent: audit log: {e}");
-                    }
+                    // The digest is computed on the audit thread; it gets the body itself.
+                    let _ = log.send(AuditEntry { op: job.req.method.clone(), pid: Some(job.peer.pid), exe, body_digest_input: job.body, key, result });
                 }
                 apply_cache_policy(&mut tokens, &cfg);
                 // The client may have gone away; that must not stop the worker.

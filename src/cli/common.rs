@@ -15,14 +15,15 @@ pub const MAX_INPUT: usize = 64 * 1024 * 1024;
 #[derive(Clone)]
 pub struct Setup {
     pub config: Config,
-    pub profiles: Vec<Profile>,
+    /// Shared, not copied: the agent builds a Setup per request.
+    pub profiles: std::sync::Arc<Vec<Profile>>,
     pub token_uri: Pkcs11Uri,
     pub key_uri: Option<Pkcs11Uri>,
 }
 
 pub fn setup(g: &Global) -> Result<Setup, Failure> {
     let config = config::load(g.config.as_deref())?;
-    let profiles = profile::load_all(config.profiles_dir.as_deref())?;
+    let profiles = std::sync::Arc::new(profile::load_all(config.profiles_dir.as_deref())?);
     // The command line names what it names; the config file fills in the rest (e.g. module-path).
     let from_config = config.token.as_deref().map(Pkcs11Uri::parse).transpose()?.unwrap_or_default();
     let token_uri = match g.token.as_deref() {

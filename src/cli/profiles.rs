@@ -4,7 +4,7 @@ use crate::error::Failure;
 
 pub fn run(g: &Global) -> Result<(), Failure> {
     let s = setup(g)?;
-    for p in &s.profiles {
+    for p in s.profiles.iter() {
         let module = p.module_paths().iter().find(|m| m.exists()).map(|m| format!("{} (installed)", m.display()));
         let module = module.or_else(|| p.module_paths().first().map(|m| format!("{} (not installed)", m.display()))).unwrap_or_else(|| "no module for this OS".into());
         println!("{:<16} {}", p.name, p.description);
