@@ -11,5 +11,7 @@ cargo test --locked
 cargo check --locked --features yubikey
 # The benchmark harness (docs/benchmarks.md) must keep compiling; running it is `cargo bench`.
 cargo check --locked --benches
+# A short smoke of every fuzz target (a longer run: bash fuzz/run.sh 600).
+bash fuzz/run.sh 10
 # The Debian package: built with cargo-deb, its contents and units checked, its binary run.
 bash softhsm-tests/deb-check.sh

@@ -1,16 +1,7 @@
 //! ssmax-card: the user-side half of SSMAX. Parses arguments and dispatches; nothing else.
 
-mod agent;
-mod cli;
-mod cms;
-mod config;
-mod error;
-mod mail;
-mod profile;
-mod ssmax;
-mod token;
-
 use clap::Parser;
+use ssmax_card::{cli, error};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {

@@ -1,0 +1,19 @@
+//! CMS from outside: SignedData (with and without detached content), EnvelopedData and
+//! AuthEnvelopedData, PEM armour.
+#![no_main]
+use libfuzzer_sys::fuzz_target;
+use ssmax_card::cms::{decrypt::Envelope, signed, unarmor, verify};
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(der) = unarmor(data) else { return };
+    let _ = signed::parse(&der);
+    let trust = verify::Trust::default();
+    let _ = verify::verify(&der, None, &trust, std::time::SystemTime::now());
+    let _ = verify::verify(&der, Some(b"content"), &trust, std::time::SystemTime::now());
+    if let Ok(env) = Envelope::parse(&der) {
+        let _ = env.content_alg();
+        // A wrong key: every content decryption path must fail cleanly.
+        let _ = env.clone().into_plaintext(&[7u8; 32]);
+        let _ = env.into_plaintext(&[7u8; 16]);
+    }
+});

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Runs every cargo-fuzz target for a bounded time (default 60 s each; CI uses a short smoke).
+#   bash fuzz/run.sh [SECONDS] [TARGET...]
+# Seeds: fuzz/seeds/<target> (real samples: our and openssl's S/MIME, SSMAX mail, certificates,
+# profiles, agent frames) plus ../shared/interop-vectors. A crash fails the run and leaves its input
+# in fuzz/artifacts/<target>/; each one found becomes a regression test.
+# cargo-fuzz needs -Z flags: on the stable toolchain we allow them with RUSTC_BOOTSTRAP=1.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+secs=${1:-60}
+shift || true
+targets=("$@")
+[ ${#targets[@]} -gt 0 ] || targets=(mime cms cert agent_frame profile_config)
+command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked --version 0.13.2 >/dev/null 2>&1
+export RUSTC_BOOTSTRAP=1
+vectors=../shared/interop-vectors/examples-cms
+for t in "${targets[@]}"; do
+  corpus=target/fuzz-corpus/$t
+  mkdir -p "$corpus"
+  cp -n fuzz/seeds/$t/* "$corpus/" 2>/dev/null || true
+  case $t in
+    cms) [ -d "$vectors" ] && cp -n "$vectors"/binary-files/*.p7m "$corpus/" ;;
+    cert) [ -d "$vectors" ] && for c in "$vectors"/certs-and-keys/*.crt; do openssl x509 -in "$c" -outform DER -out "$corpus/$(basename "$c" .crt).der"; done ;;
+  esac
+  log=$(mktemp)
+  if ! cargo fuzz run -O "$t" "$corpus" -- -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 >"$log" 2>&1; then
+    tail -n 40 "$log" >&2
+    echo "fuzz $t: FAILED (input in fuzz/artifacts/$t/)" >&2
+    exit 1
+  fi
+  runs=$(grep -oE 'Done [0-9]+ runs in [0-9]+ second' "$log" | tail -n1)
+  echo "fuzz $t: ${runs:-ran} — no crash (corpus $(ls "$corpus" | wc -l) inputs)"
+  rm -f "$log"
+done

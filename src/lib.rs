@@ -1,0 +1,12 @@
+//! ssmax-card as a library: what the binary, the benchmarks and the fuzz targets share.
+//! The modules are described in docs/architecture.md.
+
+pub mod agent;
+pub mod cli;
+pub mod cms;
+pub mod config;
+pub mod error;
+pub mod mail;
+pub mod profile;
+pub mod ssmax;
+pub mod token;
