@@ -6,6 +6,7 @@ mod support;
 mod agent;
 mod config;
 mod decrypt;
+mod faults;
 mod lifecycle;
 mod malformed;
 mod pin;

@@ -9,15 +9,23 @@
  *   SSMAX_SHIM_LOG     file that gets one line per C_Login ("login <user type> <rv>") and per
  *                      C_SignInit / C_Sign / C_DecryptInit / C_Decrypt ("<function> <rv>"), so a
  *                      test can check where a context-specific login happened
+ *   SSMAX_SHIM_FAULT   file with one fault for the next matching call, consumed when it fires:
+ *                      "<function> ckr <hex>"  the call returns that CKR without reaching SoftHSM2
+ *                                              (after C_SignInit / C_DecryptInit succeeded)
+ *                      "<function> sleep <s>"  the call waits, then goes through
+ *                      functions: C_Sign, C_Decrypt, C_GetTokenInfo, C_FindObjectsInit
  */
 #include <dlfcn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <p11-kit/pkcs11.h>
 
 static CK_FUNCTION_LIST shim;
 static CK_FUNCTION_LIST_PTR real;
+
+static int fault(const char *fn, CK_RV *rv);
 
 static int read_state(long *tries, long *max) {
     const char *p = getenv("SSMAX_SHIM_STATE");
@@ -57,7 +65,16 @@ static CK_RV shim_SignInit(CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_OBJECT_HA
 }
 
 static CK_RV shim_Sign(CK_SESSION_HANDLE h, CK_BYTE_PTR d, CK_ULONG dl, CK_BYTE_PTR s, CK_ULONG_PTR sl) {
-    CK_RV rv = real->C_Sign(h, d, dl, s, sl);
+    CK_RV rv;
+    if (s && fault("C_Sign", &rv)) {
+        /* The card is gone mid-operation: end the operation SoftHSM2 still holds. */
+        CK_BYTE junk[1024];
+        CK_ULONG jl = sizeof junk;
+        real->C_Sign(h, d, dl, junk, &jl);
+        log_line("C_Sign", rv);
+        return rv;
+    }
+    rv = real->C_Sign(h, d, dl, s, sl);
     /* A length query (s == NULL) is not the signing operation itself. */
     log_line(s ? "C_Sign" : "C_Sign(length)", rv);
     return rv;
@@ -70,12 +87,42 @@ static CK_RV shim_DecryptInit(CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_OBJECT
 }
 
 static CK_RV shim_Decrypt(CK_SESSION_HANDLE h, CK_BYTE_PTR c, CK_ULONG cl, CK_BYTE_PTR d, CK_ULONG_PTR dl) {
-    CK_RV rv = real->C_Decrypt(h, c, cl, d, dl);
+    CK_RV rv;
+    if (d && fault("C_Decrypt", &rv)) {
+        CK_BYTE junk[1024];
+        CK_ULONG jl = sizeof junk;
+        real->C_Decrypt(h, c, cl, junk, &jl);
+        log_line("C_Decrypt", rv);
+        return rv;
+    }
+    rv = real->C_Decrypt(h, c, cl, d, dl);
     log_line(d ? "C_Decrypt" : "C_Decrypt(length)", rv);
     return rv;
 }
 
+/* A fault for `fn`: returns 1 and sets *rv when the call must fail, sleeps when told to. */
+static int fault(const char *fn, CK_RV *rv) {
+    const char *p = getenv("SSMAX_SHIM_FAULT");
+    FILE *f = p ? fopen(p, "r") : NULL;
+    if (!f) return 0;
+    char name[64] = {0}, kind[16] = {0};
+    unsigned long arg = 0;
+    int n = fscanf(f, "%63s %15s %lx", name, kind, &arg);
+    fclose(f);
+    if (n != 3 || strcmp(name, fn) != 0) return 0;
+    FILE *w = fopen(p, "w"); /* fire once */
+    if (w) fclose(w);
+    if (strcmp(kind, "sleep") == 0) {
+        sleep((unsigned)arg);
+        return 0;
+    }
+    *rv = (CK_RV)arg;
+    return 1;
+}
+
 static CK_RV shim_GetTokenInfo(CK_SLOT_ID slot, CK_TOKEN_INFO_PTR info) {
+    CK_RV frv;
+    if (fault("C_GetTokenInfo", &frv)) return frv;
     CK_RV rv = real->C_GetTokenInfo(slot, info);
     long tries, max;
     if (rv != CKR_OK || !read_state(&tries, &max)) return rv;

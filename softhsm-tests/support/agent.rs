@@ -45,11 +45,20 @@ pub fn start_agent(tok: &Tok, extra_config: &str, delay_s: &str) -> Agent {
 
 /// `top` goes before the `[agent]` table, `agent_config` into it.
 pub fn start_agent_with(tok: &Tok, top: &str, agent_config: &str, delay_s: &str) -> Agent {
+    start_agent_env(tok, top, agent_config, delay_s, &[])
+}
+
+/// The same, with extra environment for the agent (e.g. the shim's fault file).
+pub fn start_agent_env(tok: &Tok, top: &str, agent_config: &str, delay_s: &str, env: &[(&str, &Path)]) -> Agent {
     let (script, log) = pinentry(tok, &tok.pin_file, delay_s);
     let audit = tok.path("audit.log");
     let config = tok.write("agent.toml", format!("{top}pinentry_program = \"{}\"\n[agent]\naudit_log = \"{}\"\n{agent_config}", script.display(), audit.display()));
     let socket = tok.path("run/agent.sock");
-    let child = tok.cmd().args(["agent", "--config"]).arg(&config).arg("--socket").arg(&socket).stderr(Stdio::null()).spawn().unwrap();
+    let mut cmd = tok.cmd();
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let child = cmd.args(["agent", "--config"]).arg(&config).arg("--socket").arg(&socket).stderr(Stdio::null()).spawn().unwrap();
     wait_for(&socket);
     Agent { child, socket, audit, pinentry_log: log }
 }

@@ -1,0 +1,107 @@
+//! Failures real cards produce and SoftHSM2 never does, injected by softhsm-tests/shim: a card
+//! pulled mid-operation, a session closed or a login lost to another process, a token that
+//! vanishes, a slow module.
+
+use crate::support::agent::*;
+use crate::support::*;
+use std::os::unix::net::UnixStream;
+use std::time::Duration;
+
+const CKR_DEVICE_REMOVED: &str = "32";
+const CKR_SESSION_HANDLE_INVALID: &str = "b3";
+const CKR_USER_NOT_LOGGED_IN: &str = "101";
+const CKR_TOKEN_NOT_PRESENT: &str = "e0";
+
+fn shim_uri() -> String {
+    format!("pkcs11:token={}?module-path={}", LABEL.replace(' ', "%20"), shim().display())
+}
+
+/// Sign through the shim with one fault armed; returns the output and the C_Login count.
+fn sign_with_fault(tok: &Tok, fault: &str, out: &std::path::Path) -> (std::process::Output, usize) {
+    let f = tok.write("fault", fault);
+    let log = tok.path("shim.log");
+    let _ = std::fs::remove_file(&log);
+    let input = tok.write("mail.eml", MAIL);
+    let o = run(tok
+        .with_pin(&["sign", "--token", &shim_uri(), "--key", "pkcs11:id=%01", "--in", input.to_str().unwrap(), "--out", out.to_str().unwrap()])
+        .env("SSMAX_SHIM_FAULT", &f)
+        .env("SSMAX_SHIM_LOG", &log));
+    let logins = std::fs::read_to_string(&log).map(|s| s.lines().filter(|l| l.starts_with("login")).count()).unwrap_or(0);
+    (o, logins)
+}
+
+#[test]
+fn card_pulled_mid_signature_exits_3_writes_nothing_and_never_retries() {
+    let tok = Tok::new();
+    let out = tok.path("signed.eml");
+    let (o, logins) = sign_with_fault(&tok, &format!("C_Sign ckr {CKR_DEVICE_REMOVED}\n"), &out);
+    assert_clear_failure(&o, 3);
+    assert!(stderr(&o).contains("CKR_DEVICE_REMOVED") && stderr(&o).contains("insert it"), "{}", stderr(&o));
+    assert!(!out.exists(), "nothing half-written");
+    assert_eq!(logins, 1, "one login, no retry");
+}
+
+#[test]
+fn card_pulled_mid_decryption_exits_3() {
+    let tok = Tok::new();
+    let input = tok.write("secret.txt", "Content-Type: text/plain\r\n\r\nx\r\n");
+    let enc = tok.path("enc.eml");
+    ok(std::process::Command::new("openssl").args(["cms", "-encrypt", "-aes256", "-in"]).arg(&input).arg("-recip").arg(pki().join("alice.pem")).arg("-out").arg(&enc));
+    let f = tok.write("fault", format!("C_Decrypt ckr {CKR_DEVICE_REMOVED}\n"));
+    let o = run(tok.with_pin(&["decrypt", "--token", &shim_uri(), "--in", enc.to_str().unwrap()]).env("SSMAX_SHIM_FAULT", &f));
+    assert_clear_failure(&o, 3);
+    assert!(stdout(&o).is_empty());
+}
+
+#[test]
+fn a_session_closed_or_a_login_lost_to_another_process_is_a_clear_error() {
+    let tok = Tok::new();
+    let out = tok.path("signed.eml");
+    let (o, _) = sign_with_fault(&tok, &format!("C_Sign ckr {CKR_SESSION_HANDLE_INVALID}\n"), &out);
+    assert_clear_failure(&o, 3);
+    assert!(stderr(&o).contains("CKR_SESSION_HANDLE_INVALID") && stderr(&o).contains("session was closed"), "{}", stderr(&o));
+    let (o, logins) = sign_with_fault(&tok, &format!("C_Sign ckr {CKR_USER_NOT_LOGGED_IN}\n"), &out);
+    assert_clear_failure(&o, 8);
+    assert!(stderr(&o).contains("another program logged out"), "{}", stderr(&o));
+    assert_eq!(logins, 1, "the PIN is not tried again behind the user's back");
+    assert!(!out.exists());
+}
+
+#[test]
+fn a_token_that_reports_itself_absent_is_not_present_and_no_pin_is_read() {
+    let tok = Tok::new();
+    let out = tok.path("signed.eml");
+    let (o, logins) = sign_with_fault(&tok, &format!("C_GetTokenInfo ckr {CKR_TOKEN_NOT_PRESENT}\n"), &out);
+    assert_clear_failure(&o, 3);
+    assert_eq!(logins, 0);
+}
+
+#[test]
+fn agent_forgets_the_pin_when_the_card_is_pulled_mid_signature_and_keeps_serving() {
+    let tok = Tok::new();
+    let fault = tok.write("fault", "");
+    let top = format!("token = \"{}\"\n", shim_uri());
+    let agent = start_agent_env(&tok, &top, "pin_cache = \"until-removed\"\n", "0", &[("SSMAX_SHIM_FAULT", &fault)]);
+    let input = tok.write("mail.eml", MAIL);
+    let sign = || via(&tok, &agent, &["sign", "--key", "pkcs11:id=%01", "--in", input.to_str().unwrap()]);
+    assert_eq!(code(&sign()), 0);
+    assert_eq!(getpins(&agent), 1);
+    std::fs::write(&fault, format!("C_Sign ckr {CKR_DEVICE_REMOVED}\n")).unwrap();
+    let o = sign();
+    assert_clear_failure(&o, 3);
+    assert_eq!(getpins(&agent), 1, "no PIN asked for a pulled card");
+    // The card "comes back": the agent serves again, with a fresh PIN (the cached one was wiped).
+    let o = sign();
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(getpins(&agent), 2);
+    // A slow module: the client's deadline passes with a clear error; the agent is not wedged.
+    std::fs::write(&fault, "C_Sign sleep 2\n").unwrap();
+    let mut s = UnixStream::connect(&agent.socket).unwrap();
+    let body = std::fs::read(&input).unwrap();
+    send_msg(&mut s, &serde_json::json!({"v": 1, "id": 9, "method": "sign", "key": "pkcs11:id=%01", "timeout_ms": 500, "client": {}}), &body);
+    let (h, _) = recv_msg(&mut s).unwrap();
+    assert_eq!(h["ok"], false);
+    assert!(h["error"].as_str().unwrap().contains("timed out"), "{h}");
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(code(&sign()), 0, "the next request works");
+}
