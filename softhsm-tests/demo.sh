@@ -11,6 +11,8 @@ cargo build -q --locked
 BIN=$PWD/target/debug/ssmax-card
 DEMO=${SSMAX_DEMO_DIR:-$(mktemp -d /tmp/ssmax-demo.XXXXXX)}
 mkdir -p "$DEMO"
+# The demo works on its own token: never hand its commands to an agent the user may be running.
+export SSMAX_CARD_SOCKET=$DEMO/no-agent-here.sock
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 show() { printf '$ %s\n' "$*"; "$@"; }
 
