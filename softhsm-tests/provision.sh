@@ -109,9 +109,9 @@ CNF
   for c in *.pem; do openssl x509 -in "$c" -outform DER -out "${c%.pem}.der" 2>/dev/null || true; done
 }
 
-token() {
-  local pkidir=$1 d=$2 label=$3 pinfile=$4 user=${5:-alice}
-  if [ "$user" = bob ]; then bob_token "$@"; return; fi
+# A private SoftHSM2 token store in $1 with one token; sets SOFTHSM2_CONF, pin and p11() for the caller.
+new_store() {
+  local d=$1 label=$2 pinfile=$3
   mkdir -p "$d/tokens"
   cat >"$d/softhsm2.conf" <<CONF
 directories.tokendir = $d/tokens
@@ -120,10 +120,15 @@ log.level = ERROR
 slots.removable = false
 CONF
   export SOFTHSM2_CONF=$d/softhsm2.conf
-  local pin
   pin=$(head -n1 "$pinfile")
   softhsm2-util --init-token --free --label "$label" --so-pin "$SO_PIN" --pin "$pin" >/dev/null
   p11() { pkcs11-tool --module "$MODULE" --token-label "$label" --login --pin "$pin" "$@" >/dev/null 2>&1; }
+}
+
+token() {
+  local pkidir=$1 d=$2 label=$3 pinfile=$4 user=${5:-alice}
+  if [ "$user" = bob ]; then bob_token "$@"; return; fi
+  new_store "$d" "$label" "$pinfile"
   softhsm2-util --import "$pkidir/alice.key" --token "$label" --label alice --id 01 --pin "$pin" >/dev/null
   p11 --write-object "$pkidir/alice.der" --type cert --id 01 --label alice
   # EC key born on the token, with CKA_DERIVE so ECDH decryption works (imported EC keys lack it).
@@ -142,18 +147,7 @@ CONF
 # bob's token at Partner Org: his RSA key, his certificate, the SSMAX root and his org's certificate.
 bob_token() {
   local pkidir=$1 d=$2 label=$3 pinfile=$4
-  mkdir -p "$d/tokens"
-  cat >"$d/softhsm2.conf" <<CONF
-directories.tokendir = $d/tokens
-objectstore.backend = file
-log.level = ERROR
-slots.removable = false
-CONF
-  export SOFTHSM2_CONF=$d/softhsm2.conf
-  local pin
-  pin=$(head -n1 "$pinfile")
-  softhsm2-util --init-token --free --label "$label" --so-pin "$SO_PIN" --pin "$pin" >/dev/null
-  p11() { pkcs11-tool --module "$MODULE" --token-label "$label" --login --pin "$pin" "$@" >/dev/null 2>&1; }
+  new_store "$d" "$label" "$pinfile"
   softhsm2-util --import "$pkidir/bob.key" --token "$label" --label bob --id 01 --pin "$pin" >/dev/null
   p11 --write-object "$pkidir/bob.der" --type cert --id 01 --label bob
   p11 --write-object "$pkidir/root.der" --type cert --id a0 --label ssmax-anchor-root

@@ -5,9 +5,8 @@
 use super::ctx::Ctx;
 use crate::error::{Exit, Failure};
 use crate::token::objects::KeyKind;
-use cryptoki::mechanism::elliptic_curve::{EcKdf, Ecdh1DeriveParams};
 use cryptoki::mechanism::Mechanism;
-use cryptoki::object::{Attribute, KeyType, ObjectClass};
+use cryptoki::object::{Attribute, ObjectClass};
 use cryptoki::session::UserType;
 use std::time::Instant;
 
@@ -52,26 +51,8 @@ pub fn run(ctx: &mut dyn Ctx, iterations: usize) -> Result<(), Failure> {
             out.insert("C_Sign ECDSA P-256".into(), time(n, || session.sign(&Mechanism::Ecdsa, k.handle, &[5u8; 32]).map(|_| ()).map_err(ck))?.into());
             let peer = p256::SecretKey::random(&mut rand_core::OsRng).public_key();
             let point = p256::EncodedPoint::from(peer).as_bytes().to_vec();
-            let template = [
-                Attribute::Class(ObjectClass::SECRET_KEY),
-                Attribute::KeyType(KeyType::GENERIC_SECRET),
-                Attribute::Token(false),
-                Attribute::Sensitive(false),
-                Attribute::Extractable(true),
-                Attribute::ValueLen(32u64.into()),
-            ];
-            out.insert(
-                "C_DeriveKey ECDH P-256".into(),
-                time(n, || {
-                    let h = session.derive_key(&Mechanism::Ecdh1Derive(Ecdh1DeriveParams::new(EcKdf::null(), &point)), k.handle, &template).map_err(ck)?;
-                    session.destroy_object(h).map_err(ck)
-                })?
-                .into(),
-            );
+            out.insert("C_DeriveKey ECDH P-256".into(), time(n, || p.token.ecdh_secret(k, &point, 32).map(|_| ()).map_err(Failure::from))?.into());
         }
-        // Uncached: what one read of each list costs (the agent reuses them for a few seconds).
-        out.insert("find + read certificates (all)".into(), time(n, || { p.token.invalidate_objects(); p.token.certificates().map(|_| ()).map_err(Failure::from) })?.into());
-        out.insert("find + read private key attributes (all)".into(), time(n, || { p.token.invalidate_objects(); p.token.private_keys().map(|_| ()).map_err(Failure::from) })?.into());
         out.insert(
             "C_Login".into(),
             time(n, || {

@@ -134,26 +134,36 @@ impl Decryptor for TokenDecryptor<'_, '_> {
         if !ok {
             return Err(CmsError::Malformed("the sender's ephemeral key is not a point on the recipient's curve".into()));
         }
+        let z = self.token.ecdh_secret(&key, peer_point, field_len).map_err(|e| match e {
+            TokenError::NoKey(m) => CmsError::Decrypt(m),
+            e => CmsError::Token(e),
+        })?;
+        Ok(z)
+    }
+}
+
+impl Token {
+    /// ECDH with the key on the token: the raw shared secret Z (`len` bytes). Z leaves the token
+    /// as a session object, as it must for the X9.63 KDF; the private key never does.
+    pub fn ecdh_secret(&self, key: &KeyObject, peer_point: &[u8], len: usize) -> Result<Zeroizing<Vec<u8>>, TokenError> {
         let params = Ecdh1DeriveParams::new(EcKdf::null(), peer_point);
-        // The shared secret Z leaves the token as a session object, as it must for the X9.63 KDF
-        // here; the private key never does.
         let template = [
             Attribute::Class(ObjectClass::SECRET_KEY),
             Attribute::KeyType(KeyType::GENERIC_SECRET),
             Attribute::Token(false),
             Attribute::Sensitive(false),
             Attribute::Extractable(true),
-            Attribute::ValueLen((field_len as u64).into()),
+            Attribute::ValueLen((len as u64).into()),
         ];
-        let session = self.token.session();
-        let derived = session.derive_key(&Mechanism::Ecdh1Derive(params), key.handle, &template).map_err(|e| CmsError::Token(TokenError::ck(e)))?;
+        let session = self.session();
+        let derived = session.derive_key(&Mechanism::Ecdh1Derive(params), key.handle, &template).map_err(TokenError::ck)?;
         let value = session.get_attributes(derived, &[AttributeType::Value]);
         let _ = session.destroy_object(derived);
         let z = value
-            .map_err(|e| CmsError::Token(TokenError::ck(e)))?
+            .map_err(TokenError::ck)?
             .into_iter()
             .find_map(|a| if let Attribute::Value(v) = a { Some(v) } else { None })
-            .ok_or_else(|| CmsError::Decrypt("the token did not return the ECDH secret".into()))?;
+            .ok_or_else(|| TokenError::NoKey("the token did not return the ECDH secret".into()))?;
         Ok(Zeroizing::new(z))
     }
 }
