@@ -105,3 +105,53 @@ fn agent_forgets_the_pin_when_the_card_is_pulled_mid_signature_and_keeps_serving
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(code(&sign()), 0, "the next request works");
 }
+
+#[test]
+fn agent_restarts_in_place_when_a_token_call_hangs_and_the_next_request_works() {
+    let tok = Tok::new();
+    let fault = tok.write("fault", "");
+    let top = format!("token = \"{}\"\n", shim_uri());
+    let mut agent = start_agent_env(&tok, &top, "pin_cache = \"until-removed\"\ntoken_timeout_ms = 1500\n", "0", &[("SSMAX_SHIM_FAULT", &fault)]);
+    let input = tok.write("mail.eml", MAIL);
+    let out = tok.path("signed.eml");
+    let sign = || via(&tok, &agent, &["sign", "--key", "pkcs11:id=%01", "--in", input.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    assert_eq!(code(&sign()), 0);
+    assert_eq!(getpins(&agent), 1);
+    let mut sub = subscribe(&agent);
+
+    // C_Sign never comes back (ten minutes is "never" for this test). The client is willing to
+    // wait a minute, so it is the agent's watchdog, not the client's deadline, that answers.
+    std::fs::write(&fault, "C_Sign sleep 600\n").unwrap();
+    let body = std::fs::read(&input).unwrap();
+    let started = std::time::Instant::now();
+    let mut hung = UnixStream::connect(&agent.socket).unwrap();
+    send_msg(&mut hung, &serde_json::json!({"v": 1, "id": 41, "method": "sign", "key": "pkcs11:id=%01", "timeout_ms": 60000, "client": {}}), &body);
+    std::thread::sleep(Duration::from_millis(300));
+    let mut queued = UnixStream::connect(&agent.socket).unwrap();
+    send_msg(&mut queued, &serde_json::json!({"v": 1, "id": 42, "method": "sign", "key": "pkcs11:id=%01", "timeout_ms": 60000, "client": {}}), &body);
+
+    let (h, _) = recv_msg(&mut hung).unwrap();
+    assert_eq!((h["ok"].as_bool(), h["exit"].as_u64(), h["id"].as_u64()), (Some(false), Some(8), Some(41)), "{h}");
+    let msg = h["error"].as_str().unwrap();
+    assert!(msg.contains("did not answer") && msg.contains("'sign'") && msg.contains("try again"), "{msg}");
+    assert!(started.elapsed() < Duration::from_secs(10), "the watchdog answered after {:?}", started.elapsed());
+    let (h, _) = recv_msg(&mut queued).unwrap();
+    assert_eq!((h["exit"].as_u64(), h["id"].as_u64(), h["retry_after_ms"].is_u64()), (Some(9), Some(42), true), "the request queued behind the hung call is told it may be sent again: {h}");
+    assert!(next_event(&mut sub, "agent-restarting")["notes"][0].as_str().unwrap().contains("did not answer"));
+
+    // Same process (re-executed in place, so a supervisor sees no crash), socket still served,
+    // module loaded afresh: the next signature works and a real peer accepts it. Sent at once:
+    // if it lands while the old image is still on its way out, the CLI is told to send it again.
+    let o = sign();
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(agent.child.try_wait().unwrap().is_none(), "the agent process is still running");
+    let v = openssl_verify(&out, &pki().join("root.pem"));
+    assert_eq!(code(&v), 0, "{}", stderr(&v));
+    // The cached PIN died with the old image: one more prompt, never a replay.
+    assert_eq!(getpins(&agent), 2);
+    // The audit log survived the restart intact and says what happened.
+    let a = audit_verified(&tok, &agent, 3);
+    assert_eq!(code(&a), 0, "{}{}", stdout(&a), stderr(&a));
+    let log = std::fs::read_to_string(&agent.audit).unwrap();
+    assert!(log.contains("watchdog") && log.contains("did not answer"), "{log}");
+}

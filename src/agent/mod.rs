@@ -7,6 +7,7 @@ pub mod audit;
 pub mod client;
 pub mod protocol;
 pub mod server;
+pub mod watchdog;
 
 use serde::Deserialize;
 
@@ -43,6 +44,14 @@ pub struct AgentConfig {
     /// reader (for modules that do not name their reader, or a card paired with a token).
     #[serde(default)]
     pub presence_reader: std::collections::HashMap<String, String>,
+    /// A token call (PIN entry excluded) running longer than this is taken as hung: the agent
+    /// answers the waiting clients and restarts itself in place (milliseconds).
+    #[serde(default = "default_token_timeout")]
+    pub token_timeout_ms: u64,
+}
+
+fn default_token_timeout() -> u64 {
+    30_000
 }
 
 fn default_poll() -> u64 {
@@ -59,6 +68,6 @@ fn default_queue() -> usize {
 
 impl Default for AgentConfig {
     fn default() -> Self {
-        AgentConfig { pin_cache: None, pin_cache_seconds: default_ttl(), queue_limit: default_queue(), audit_log: None, presence_poll_ms: default_poll(), presence_reader: Default::default() }
+        AgentConfig { pin_cache: None, pin_cache_seconds: default_ttl(), queue_limit: default_queue(), audit_log: None, presence_poll_ms: default_poll(), presence_reader: Default::default(), token_timeout_ms: default_token_timeout() }
     }
 }

@@ -69,6 +69,10 @@ pub struct Response {
     /// Set on event messages of a subscription: token-inserted, token-removed, pin-needed, cert-expiring.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub event: Option<String>,
+    /// Set when the request never reached the token (the agent is restarting): sending it again
+    /// on a new connection after this many milliseconds is safe.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_after_ms: Option<u64>,
 }
 
 fn read_frame(r: &mut impl Read, limit: u32, what: &'static str) -> Result<Vec<u8>, ProtocolError> {

@@ -2,6 +2,7 @@
 //! thread per client, and the token worker that runs requests one at a time.
 
 use super::audit::AuditLog;
+use super::watchdog::{self, Watchdog};
 use super::protocol::{read_message, write_message, ProtocolError, Request, Response, VERSION};
 use super::{AgentConfig, PinCache};
 use crate::cli::common::Setup;
@@ -19,10 +20,22 @@ use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 type Events = Arc<Mutex<Vec<mpsc::Sender<Response>>>>;
+type Reply = mpsc::Sender<(Response, Vec<u8>)>;
+/// The request the worker is running now: the watchdog answers it if the token hangs.
+type Current = Arc<Mutex<Option<(u64, Reply)>>>;
+/// The worker's queue, shared so the watchdog can answer what waits behind a hung call.
+type Queue = Arc<Mutex<Receiver<Job>>>;
+
+/// A poisoned lock here only means another thread panicked mid-update of plain data; the data is
+/// still what we need to answer clients, so go on with it rather than give up.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 /// Who is on the other end of a connection (SO_PEERCRED).
 #[derive(Debug, Clone, Copy)]
@@ -41,11 +54,17 @@ struct AuditEntry {
     result: String,
 }
 
+enum AuditMsg {
+    Entry(AuditEntry),
+    /// Write out what came before, then stop (the agent is about to re-exec).
+    Close(mpsc::Sender<()>),
+}
+
 struct Job {
     req: Request,
     body: Vec<u8>,
     peer: Peer,
-    reply: mpsc::Sender<(Response, Vec<u8>)>,
+    reply: Reply,
 }
 
 fn peer_of(stream: &UnixStream) -> std::io::Result<Peer> {
@@ -59,8 +78,18 @@ fn peer_of(stream: &UnixStream) -> std::io::Result<Peer> {
     Ok(Peer { pid: cred.pid, uid: cred.uid })
 }
 
-/// systemd socket activation (sd_listen_fds): fd 3 when LISTEN_PID is us and LISTEN_FDS is 1.
+/// The socket handed over by our own re-exec (see watchdog.rs), or by systemd socket activation
+/// (sd_listen_fds: fd 3 when LISTEN_PID is us and LISTEN_FDS is 1).
 fn activated_listener() -> Option<UnixListener> {
+    if let Some(fd) = std::env::var(watchdog::LISTEN_FD_VAR).ok().and_then(|v| v.parse::<i32>().ok()) {
+        std::env::remove_var(watchdog::LISTEN_FD_VAR);
+        // SAFETY: our previous image left this listening socket open for us under that number.
+        let l = unsafe { UnixListener::from_raw_fd(fd) };
+        // Closed on any further exec (the probe children must not inherit it).
+        // SAFETY: fcntl on the descriptor we now own.
+        unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+        return Some(l);
+    }
     let pid: u32 = std::env::var("LISTEN_PID").ok()?.parse().ok()?;
     let fds: u32 = std::env::var("LISTEN_FDS").ok()?.parse().ok()?;
     if pid != std::process::id() || fds != 1 {
@@ -111,26 +140,46 @@ pub fn run(g: &Global, setup: Setup, a: AgentArgs) -> Result<(), Failure> {
     // of waiting for the fsync. Entries keep their order and chain; a power cut can lose the last
     // few, which `audit verify` then reports as a cut-off end, never as an altered one.
     let audit = audit.map(|mut log| {
-        let (atx, arx) = mpsc::channel::<AuditEntry>();
+        let (atx, arx) = mpsc::channel::<AuditMsg>();
         let _ = std::thread::Builder::new().name("audit".into()).spawn(move || {
-            for e in arx {
-                if let Err(err) = log.append(&e.op, e.pid, e.exe, &e.body_digest_input, e.key, &e.result) {
-                    eprintln!("ssmax-card agent: audit log: {err}");
+            for m in arx {
+                match m {
+                    AuditMsg::Entry(e) => {
+                        if let Err(err) = log.append(&e.op, e.pid, e.exe, &e.body_digest_input, e.key, &e.result) {
+                            eprintln!("ssmax-card agent: audit log: {err}");
+                        }
+                    }
+                    AuditMsg::Close(done) => {
+                        drop(log);
+                        let _ = done.send(());
+                        return;
+                    }
                 }
             }
         });
         atx
     });
     let (tx, rx) = mpsc::sync_channel::<Job>(cfg.queue_limit.max(1));
+    let queue: Queue = Arc::new(Mutex::new(rx));
+    let current: Current = Arc::new(Mutex::new(None));
+    let dog = Watchdog::new(Duration::from_millis(cfg.token_timeout_ms.max(100)));
     let events: Events = Arc::new(Mutex::new(Vec::new()));
-    let worker_events = events.clone();
     let base = g.clone();
     let readers = Readers::watch();
+    let w = Worker { queue: queue.clone(), current: current.clone(), dog: dog.clone(), audit: audit.clone(), events: events.clone() };
     std::thread::Builder::new()
         .name("token-worker".into())
-        .spawn(move || worker(rx, base, setup, cfg, audit, worker_events, readers))
+        .spawn(move || worker(w, base, setup, cfg, readers))
         .map_err(|e| Failure::new(Exit::Io, format!("cannot start the token worker: {e}")))?;
-    eprintln!("ssmax-card agent: listening on {}", a.socket.display());
+    let (wdog, wevents, fd) = (dog.clone(), events.clone(), listener.as_raw_fd());
+    std::thread::Builder::new()
+        .name("watchdog".into())
+        .spawn(move || watch_for_hangs(wdog, queue, current, audit, wevents, fd))
+        .map_err(|e| Failure::new(Exit::Io, format!("cannot start the watchdog: {e}")))?;
+    match std::env::var(watchdog::RESTARTS_VAR) {
+        Ok(n) => eprintln!("ssmax-card agent: listening on {} (restart {n} after a hung token call)", a.socket.display()),
+        Err(_) => eprintln!("ssmax-card agent: listening on {}", a.socket.display()),
+    }
     // SAFETY: getuid cannot fail.
     let me = unsafe { libc::getuid() };
     for stream in listener.incoming() {
@@ -151,8 +200,8 @@ pub fn run(g: &Global, setup: Setup, a: AgentArgs) -> Result<(), Failure> {
             });
             continue;
         }
-        let (tx, events) = (tx.clone(), events.clone());
-        let _ = std::thread::Builder::new().name(format!("client-{}", peer.pid)).spawn(move || serve(stream, peer, tx, events));
+        let (tx, events, dog) = (tx.clone(), events.clone(), dog.clone());
+        let _ = std::thread::Builder::new().name(format!("client-{}", peer.pid)).spawn(move || serve(stream, peer, tx, events, dog));
     }
     Ok(())
 }
@@ -165,8 +214,13 @@ fn error_response(id: u64, exit: Exit, message: String) -> Response {
     Response { v: VERSION, id, ok: false, exit: exit as u8, error: Some(message), ..Default::default() }
 }
 
+/// For a request that never reached the token because the agent is restarting.
+fn restarting_response(id: u64) -> Response {
+    Response { retry_after_ms: Some(200), ..error_response(id, Exit::Busy, "busy: the agent is restarting after a token call hung; try again in a moment".into()) }
+}
+
 /// One client connection: requests in order; a client that goes away only ends this thread.
-fn serve(mut stream: UnixStream, peer: Peer, queue: SyncSender<Job>, events: Events) {
+fn serve(mut stream: UnixStream, peer: Peer, queue: SyncSender<Job>, events: Events, dog: Arc<Watchdog>) {
     loop {
         let (req, body) = match read_message::<Request>(&mut stream) {
             Ok(m) => m,
@@ -207,6 +261,12 @@ fn serve(mut stream: UnixStream, peer: Peer, queue: SyncSender<Job>, events: Eve
                 let (rtx, rrx) = mpsc::channel();
                 let id = req.id;
                 let timeout = Duration::from_millis(req.timeout_ms.clamp(1, 3_600_000));
+                if dog.restarting.load(Ordering::SeqCst) {
+                    let r = restarting_response(id);
+                    let _ = write_message(&mut stream, &r, &[]);
+                    return;
+                }
+                dog.in_flight.fetch_add(1, Ordering::SeqCst);
                 let resp = match queue.try_send(Job { req, body, peer, reply: rtx }) {
                     Err(TrySendError::Full(_)) => (error_response(id, Exit::Busy, "busy: too many requests are waiting for the token; try again shortly".into()), Vec::new()),
                     Err(TrySendError::Disconnected(_)) => (error_response(id, Exit::Io, "the token worker has stopped; restart the agent".into()), Vec::new()),
@@ -216,7 +276,9 @@ fn serve(mut stream: UnixStream, peer: Peer, queue: SyncSender<Job>, events: Eve
                         Err(RecvTimeoutError::Disconnected) => (error_response(id, Exit::Io, "the token worker dropped the request".into()), Vec::new()),
                     },
                 };
-                if write_message(&mut stream, &resp.0, &resp.1).is_err() {
+                let written = write_message(&mut stream, &resp.0, &resp.1);
+                dog.in_flight.fetch_sub(1, Ordering::SeqCst);
+                if written.is_err() {
                     return;
                 }
             }
@@ -244,6 +306,9 @@ fn reader_of(t: &Token, cfg: &AgentConfig) -> Option<(String, bool)> {
     (t.profile.presence.method == crate::profile::PresenceMethod::Pcsc).then(|| (t.slot_description.clone(), false))
 }
 
+/// How long a presence probe may take (a module's C_Initialize plus slot listing).
+const PROBE_LIMIT: Duration = Duration::from_secs(10);
+
 /// Is the token there, seen through a fresh module instance? A child process, because a loaded
 /// SoftHSM2 keeps a stale view of its token directory until C_Finalize. Some(serial) or None.
 fn probe(base: &Global, w: &Watch) -> Option<String> {
@@ -254,8 +319,24 @@ fn probe(base: &Global, w: &Watch) -> Option<String> {
     if let Some(cfg) = &base.config {
         c.arg("--config").arg(cfg);
     }
-    let out = c.arg("probe").output().ok()?;
-    let text = String::from_utf8_lossy(&out.stdout);
+    let mut child = c.arg("probe").stdout(std::process::Stdio::piped()).spawn().ok()?;
+    // A probe stuck in a hung module is killed: the token counts as absent, which is what the
+    // user sees anyway (it does not answer).
+    let until = std::time::Instant::now() + PROBE_LIMIT;
+    loop {
+        match child.try_wait() {
+            Ok(Some(_)) => break,
+            Ok(None) if std::time::Instant::now() < until => std::thread::sleep(Duration::from_millis(10)),
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return None;
+            }
+        }
+    }
+    let mut out = String::new();
+    std::io::Read::read_to_string(&mut child.stdout.take()?, &mut out).ok()?;
+    let text = out;
     let line = text.lines().next()?;
     let mut f = line.split('\t');
     (f.next() == Some("present")).then(|| f.nth(1).unwrap_or("").to_string())
@@ -333,16 +414,33 @@ fn check_presence(base: &Global, tokens: &mut HashMap<String, Token>, watches: &
     removed
 }
 
+/// What the token worker shares with the rest of the agent.
+struct Worker {
+    queue: Queue,
+    current: Current,
+    dog: Arc<Watchdog>,
+    audit: Option<mpsc::Sender<AuditMsg>>,
+    events: Events,
+}
+
 /// The one thread that talks to the tokens: requests run here one at a time, in order.
-fn worker(rx: Receiver<Job>, base: Global, setup: Setup, cfg: AgentConfig, audit: Option<mpsc::Sender<AuditEntry>>, events: Events, readers: Readers) {
+fn worker(w: Worker, base: Global, setup: Setup, cfg: AgentConfig, readers: Readers) {
+    let Worker { queue, current, dog, audit, events } = w;
     let mut tokens: HashMap<String, Token> = HashMap::new();
     let mut watches: HashMap<String, Watch> = HashMap::new();
     let poll = Duration::from_millis(cfg.presence_poll_ms.max(100));
     let mut last_check = std::time::Instant::now();
     loop {
-        match rx.recv_timeout(poll) {
+        let next = lock(&queue).recv_timeout(poll);
+        if dog.restarting.load(Ordering::SeqCst) {
+            // The watchdog has taken over; this thread only waits for the exec now.
+            return;
+        }
+        match next {
             Ok(job) => {
-                let (mut resp, out, key) = run_job(&job, &base, &setup, &mut tokens, &events, &readers);
+                *lock(&current) = Some((job.req.id, job.reply.clone()));
+                dog.enter(&job.req.method);
+                let (mut resp, out, key) = run_job(&job, &base, &setup, &mut tokens, &events, &readers, &dog);
                 // Remember what to watch: tokens the agent now holds sessions on.
                 for (k, t) in tokens.iter() {
                     if !watches.contains_key(k) {
@@ -369,11 +467,16 @@ fn worker(rx: Receiver<Job>, base: Global, setup: Setup, cfg: AgentConfig, audit
                         resp.error = Some("the token was removed while the request ran; insert it and try again".into());
                     }
                 }
+                dog.leave();
+                if lock(&current).take().is_none() {
+                    // The watchdog already answered this request and is restarting the agent.
+                    return;
+                }
                 if let Some(log) = audit.as_ref() {
                     let exe = std::fs::read_link(format!("/proc/{}/exe", job.peer.pid)).ok().map(|p| p.display().to_string());
                     let result = if resp.ok { "ok".to_string() } else { resp.error.clone().unwrap_or_default() };
                     // The digest is computed on the audit thread; it gets the body itself.
-                    let _ = log.send(AuditEntry { op: job.req.method.clone(), pid: Some(job.peer.pid), exe, body_digest_input: job.body, key, result });
+                    let _ = log.send(AuditMsg::Entry(AuditEntry { op: job.req.method.clone(), pid: Some(job.peer.pid), exe, body_digest_input: job.body, key, result }));
                 }
                 apply_cache_policy(&mut tokens, &cfg);
                 // The client may have gone away; that must not stop the worker.
@@ -383,10 +486,55 @@ fn worker(rx: Receiver<Job>, base: Global, setup: Setup, cfg: AgentConfig, audit
             Err(RecvTimeoutError::Disconnected) => return,
         }
         if last_check.elapsed() >= poll && !watches.is_empty() {
+            dog.enter("presence check");
             check_presence(&base, &mut tokens, &mut watches, &events, &readers);
+            dog.leave();
             last_check = std::time::Instant::now();
         }
     }
+}
+
+/// The watchdog thread: when the worker has been inside the token layer past the limit, answer
+/// everyone who waits, then restart the agent in place (see watchdog.rs for why in place).
+fn watch_for_hangs(dog: Arc<Watchdog>, queue: Queue, current: Current, audit: Option<mpsc::Sender<AuditMsg>>, events: Events, listener: std::os::fd::RawFd) {
+    let tick = (dog.limit / 10).clamp(Duration::from_millis(50), Duration::from_secs(1));
+    let (what, took) = loop {
+        std::thread::sleep(tick);
+        if let Some(o) = dog.overdue() {
+            break o;
+        }
+    };
+    dog.restarting.store(true, Ordering::SeqCst);
+    let msg = format!(
+        "the token did not answer for {:.1} s during '{what}' (limit {} ms, [agent] token_timeout_ms): the agent abandoned the call and restarts with the token module loaded afresh; check the card and reader, then try again",
+        took.as_secs_f64(),
+        dog.limit.as_millis()
+    );
+    eprintln!("ssmax-card agent: {msg}");
+    if let Some((id, reply)) = lock(&current).take() {
+        let _ = reply.send((error_response(id, Exit::Io, msg.clone()), Vec::new()));
+    }
+    // Whoever queued behind the hung call may simply ask again once the agent is back.
+    {
+        let rx = lock(&queue);
+        while let Ok(job) = rx.try_recv() {
+            let _ = job.reply.send((restarting_response(job.req.id), Vec::new()));
+        }
+    }
+    event(&events, "agent-restarting", msg.clone());
+    if let Some(log) = audit {
+        let _ = log.send(AuditMsg::Entry(AuditEntry { op: "watchdog".into(), pid: None, exe: None, body_digest_input: Vec::new(), key: None, result: msg }));
+        let (done, wait) = mpsc::channel();
+        if log.send(AuditMsg::Close(done)).is_ok() {
+            let _ = wait.recv_timeout(Duration::from_secs(5));
+        }
+    }
+    dog.drain_answers(Duration::from_secs(2));
+    let err = watchdog::reexec(listener);
+    // Without the exec the hung call still holds the worker: stop, so a supervisor (systemd's
+    // Restart=on-failure) starts a clean agent, rather than keep a socket nobody serves.
+    eprintln!("ssmax-card agent: cannot restart in place ({err}); exiting");
+    std::process::exit(Exit::Io as i32);
 }
 
 fn apply_cache_policy(tokens: &mut HashMap<String, Token>, cfg: &AgentConfig) {
@@ -404,7 +552,7 @@ fn apply_cache_policy(tokens: &mut HashMap<String, Token>, cfg: &AgentConfig) {
     }
 }
 
-fn run_job(job: &Job, base: &Global, setup: &Setup, tokens: &mut HashMap<String, Token>, events: &Events, readers: &Readers) -> (Response, Vec<u8>, Option<String>) {
+fn run_job(job: &Job, base: &Global, setup: &Setup, tokens: &mut HashMap<String, Token>, events: &Events, readers: &Readers, dog: &Arc<Watchdog>) -> (Response, Vec<u8>, Option<String>) {
     let req = &job.req;
     let mut g = base.clone();
     g.allow_final_pin_try = req.allow_final_pin_try;
@@ -422,7 +570,7 @@ fn run_job(job: &Job, base: &Global, setup: &Setup, tokens: &mut HashMap<String,
         return (error_response(req.id, f.exit, f.message), Vec::new(), None);
     }
     let wants_output = req.args.get("out").and_then(|v| v.as_bool()).unwrap_or(true);
-    let prompt = EventPrompt { inner: PinentryPin::for_client(s.config.pinentry_program.clone(), req.client.clone()), events: events.clone() };
+    let prompt = EventPrompt { inner: PinentryPin::for_client(s.config.pinentry_program.clone(), req.client.clone()), events: events.clone(), dog: dog.clone(), method: req.method.clone() };
     let token_key = s.token_uri.to_string();
     let mut ctx = AgentCtx { g, s, input: Some(job.body.clone()), output: Vec::new(), wants_output, notes: Vec::new(), report: None, tokens, token_key: token_key.clone(), prompt, readers: readers.clone() };
     let result = dispatch(&mut ctx, &req.method, &req.args);
@@ -522,6 +670,8 @@ impl Ctx for AgentCtx<'_> {
 struct EventPrompt {
     inner: PinentryPin,
     events: Events,
+    dog: Arc<Watchdog>,
+    method: String,
 }
 
 impl PinPrompt for EventPrompt {
@@ -530,6 +680,10 @@ impl PinPrompt for EventPrompt {
             let ev = Response { v: VERSION, ok: true, event: Some("pin-needed".into()), notes: vec![format!("token '{}': {}", request.token, request.operation)], ..Default::default() };
             subs.retain(|s| s.send(ev.clone()).is_ok());
         }
-        self.inner.ask(request)
+        // A person typing a PIN is not a hung card: the watchdog looks away meanwhile.
+        self.dog.leave();
+        let pin = self.inner.ask(request);
+        self.dog.enter(&self.method);
+        pin
     }
 }

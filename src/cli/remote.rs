@@ -70,6 +70,9 @@ fn client_env() -> ClientEnv {
     }
 }
 
+/// How long the CLI keeps re-sending a request the agent could not take while restarting.
+const RETRY_BUDGET: std::time::Duration = std::time::Duration::from_secs(10);
+
 fn run(cli: &Cli, mut stream: std::os::unix::net::UnixStream, path: &Path) -> Result<(), Failure> {
     let g = &cli.global;
     let none = InOut { input: None, output: None };
@@ -117,7 +120,23 @@ fn run(cli: &Cli, mut stream: std::os::unix::net::UnixStream, path: &Path) -> Re
         timeout_ms: 300_000,
         client: client_env(),
     };
-    let (resp, out) = call(&mut stream, path, &req, &body).map_err(|e| Failure::new(Exit::AgentUnreachable, e.to_string()))?;
+    let (mut resp, mut out) = call(&mut stream, path, &req, &body).map_err(|e| Failure::new(Exit::AgentUnreachable, e.to_string()))?;
+    // The agent says the request never reached the token (it is restarting after a hung card):
+    // sending it again is safe, and no PIN has been asked for it. Bounded, so a broken agent
+    // still ends in a clear error.
+    let mut waited = std::time::Duration::ZERO;
+    while let Some(ms) = resp.retry_after_ms.filter(|_| !resp.ok && waited < RETRY_BUDGET) {
+        let pause = std::time::Duration::from_millis(ms.clamp(10, 2_000));
+        std::thread::sleep(pause);
+        waited += pause;
+        // The old image may close a connection as it is replaced: that, too, is "not yet".
+        let Ok(mut again) = connect(path) else { continue };
+        match call(&mut again, path, &req, &body) {
+            Ok(r) => (resp, out) = r,
+            Err(e) if waited >= RETRY_BUDGET => return Err(Failure::new(Exit::AgentUnreachable, e.to_string())),
+            Err(_) => continue,
+        }
+    }
     if !resp.ok {
         return Err(Failure::new(Exit::from_code(resp.exit), resp.error.unwrap_or_else(|| "the agent refused the request".into())));
     }

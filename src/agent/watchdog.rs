@@ -1,0 +1,115 @@
+//! Notices a token call that never returns, and gets the agent serving again.
+//!
+//! A PKCS#11 call cannot be cancelled, and a module with a call still running cannot be safely
+//! finalised or re-initialised (PKCS#11 v2.40 §5.4: C_Finalize with other threads inside the
+//! library is undefined). The only clean way out is to leave the process: the watchdog answers
+//! every waiting client with a clear error, flushes the audit log, and re-executes the agent
+//! binary in the same process, handing over the listening socket. The hung thread dies with the
+//! old image, the module is loaded and initialised afresh, and the socket never stops accepting
+//! (connections queue in the kernel during the few milliseconds of the exec). Cached PINs are
+//! gone with the old image, which is what a user expects after a card misbehaved.
+
+use std::os::fd::RawFd;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Environment variable that carries the listening socket's descriptor across the re-exec.
+pub const LISTEN_FD_VAR: &str = "SSMAX_CARD_LISTEN_FD";
+/// How many times this agent has restarted itself (shown in notes and the audit log).
+pub const RESTARTS_VAR: &str = "SSMAX_CARD_AGENT_RESTARTS";
+
+/// Shared between the token worker (which says when it is inside the token layer), the
+/// connection threads (which count answers still to be written) and the watchdog thread.
+pub struct Watchdog {
+    pub limit: Duration,
+    busy: Mutex<Option<(Instant, String)>>,
+    pub restarting: AtomicBool,
+    /// Requests handed to the worker whose answer has not yet been written to the client.
+    pub in_flight: AtomicUsize,
+}
+
+impl Watchdog {
+    pub fn new(limit: Duration) -> Arc<Self> {
+        Arc::new(Watchdog { limit, busy: Mutex::new(None), restarting: AtomicBool::new(false), in_flight: AtomicUsize::new(0) })
+    }
+
+    /// The worker enters the token layer for `what` (a request, a presence check).
+    pub fn enter(&self, what: &str) {
+        if let Ok(mut b) = self.busy.lock() {
+            *b = Some((Instant::now(), what.to_string()));
+        }
+    }
+
+    /// The worker is out of the token layer, or waiting for a person (a PIN prompt is not a
+    /// hung card: it has its own deadline, the client's).
+    pub fn leave(&self) {
+        if let Ok(mut b) = self.busy.lock() {
+            *b = None;
+        }
+    }
+
+    /// What has been running past the limit, if anything.
+    pub fn overdue(&self) -> Option<(String, Duration)> {
+        let b = self.busy.lock().ok()?;
+        let (since, what) = b.as_ref()?;
+        let took = since.elapsed();
+        (took > self.limit).then(|| (what.clone(), took))
+    }
+
+    /// Wait (bounded) until every answer already produced has been written to its client.
+    pub fn drain_answers(&self, within: Duration) {
+        let until = Instant::now() + within;
+        while self.in_flight.load(Ordering::SeqCst) > 0 && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+/// Replace this process image with a fresh agent that keeps listening on `listener`.
+/// Returns only if the exec failed.
+pub fn reexec(listener: RawFd) -> std::io::Error {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: fcntl on a descriptor we own; clearing FD_CLOEXEC lets it survive the exec.
+    if unsafe { libc::fcntl(listener, libc::F_SETFD, 0) } != 0 {
+        return std::io::Error::last_os_error();
+    }
+    let restarts = std::env::var(RESTARTS_VAR).ok().and_then(|v| v.parse::<u64>().ok()).unwrap_or(0) + 1;
+    let mut args = std::env::args_os();
+    let argv0 = args.next().unwrap_or_else(|| "ssmax-card".into());
+    // /proc/self/exe: the binary this process runs, even if a package upgrade replaced the file.
+    std::process::Command::new("/proc/self/exe")
+        .arg0(argv0)
+        .args(args)
+        .env(LISTEN_FD_VAR, listener.to_string())
+        .env(RESTARTS_VAR, restarts.to_string())
+        .env_remove("LISTEN_PID")
+        .env_remove("LISTEN_FDS")
+        .env_remove("LISTEN_FDNAMES")
+        .exec()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_prompt_or_idle_worker_is_never_overdue() {
+        let w = Watchdog::new(Duration::from_millis(1));
+        assert!(w.overdue().is_none());
+        w.enter("sign");
+        w.leave();
+        std::thread::sleep(Duration::from_millis(5));
+        assert!(w.overdue().is_none());
+    }
+
+    #[test]
+    fn a_call_past_the_limit_is_reported_with_what_it_was() {
+        let w = Watchdog::new(Duration::from_millis(1));
+        w.enter("sign");
+        std::thread::sleep(Duration::from_millis(5));
+        let (what, took) = w.overdue().expect("overdue");
+        assert_eq!(what, "sign");
+        assert!(took >= Duration::from_millis(1));
+    }
+}
