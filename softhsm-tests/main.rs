@@ -7,6 +7,7 @@ mod agent;
 mod config;
 mod decrypt;
 mod faults;
+mod limits;
 mod lifecycle;
 mod malformed;
 mod pin;

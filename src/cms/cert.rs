@@ -13,7 +13,17 @@ pub const EKU_ANY: der::oid::ObjectIdentifier = der::oid::ObjectIdentifier::new_
 pub const EKU_EMAIL_DER: &[u8] = &[0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x03, 0x04];
 
 pub fn parse(der: &[u8]) -> Result<Certificate, CmsError> {
+    check_size(der)?;
+    super::bounds::check(der)?;
     Certificate::from_der(der).map_err(|e| CmsError::Malformed(format!("a certificate does not parse: {e}")))
+}
+
+/// Refuse certificates past `MAX_CERT_SIZE` before anything parses their extensions.
+pub fn check_size(der: &[u8]) -> Result<(), CmsError> {
+    if der.len() > super::MAX_CERT_SIZE {
+        return Err(CmsError::Malformed(format!("a certificate of {} bytes is larger than the {} KiB accepted (huge extensions?)", der.len(), super::MAX_CERT_SIZE / 1024)));
+    }
+    Ok(())
 }
 
 /// Certificates from a file: PEM (any number) or one DER.

@@ -122,6 +122,8 @@ pub struct Envelope {
 
 impl Envelope {
     pub fn parse(der: &[u8]) -> Result<Envelope, CmsError> {
+        // Bounds first: this is where a list of recipients would otherwise be sorted (bounds.rs).
+        super::bounds::check(der)?;
         // Borrow the content: an owned ContentInfo would be one more copy of a large mail.
         let ci = super::ContentInfoRef::from_der(der).map_err(|e| CmsError::Malformed(format!("not a DER CMS ContentInfo: {e}")))?;
         if ci.content_type == rfc5911::ID_ENVELOPED_DATA {

@@ -2,6 +2,7 @@
 //! EnvelopedData / AuthEnvelopedData opened with the key on the token.
 
 pub mod asn1;
+pub mod bounds;
 pub mod cert;
 pub mod decrypt;
 pub mod encrypt;
@@ -11,6 +12,18 @@ pub mod signed;
 pub mod verify;
 
 use der::Decode;
+
+// Bounds on what one CMS object may carry. Real mail stays far below them; past them the input
+// is refused with a message naming the bound, before any work per element (README: limits).
+/// RecipientInfos in one EnvelopedData (a mail to a large list still has one per address);
+/// enforced for every SET by bounds.rs, before parsing.
+pub const MAX_RECIPIENTS: usize = 1000;
+/// Certificates carried in one SignedData (a chain is a handful).
+pub const MAX_CERTIFICATES: usize = 100;
+/// SignerInfos in one SignedData.
+pub const MAX_SIGNERS: usize = 16;
+/// One certificate's DER (real ones are 1–4 KiB; a huge one is an extension stuffed to hurt).
+pub const MAX_CERT_SIZE: usize = 64 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CmsError {
@@ -51,6 +64,7 @@ pub struct ContentInfoRef<'a> {
 }
 
 pub fn content_info(der: &[u8]) -> Result<cms::content_info::ContentInfo, CmsError> {
+    bounds::check(der)?;
     cms::content_info::ContentInfo::from_der(der).map_err(|e| CmsError::Malformed(format!("not a DER CMS ContentInfo: {e}")))
 }
 

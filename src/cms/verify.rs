@@ -65,10 +65,19 @@ pub fn verify(der: &[u8], detached: Option<&[u8]>, trust: &Trust, now: SystemTim
     if sd.signer_infos.is_empty() {
         return Err(CmsError::Verify("the signature has no signers".into()));
     }
+    if sd.signer_infos.len() > super::MAX_SIGNERS {
+        return Err(CmsError::Malformed(format!("the signature has {} signers; more than {} are refused", sd.signer_infos.len(), super::MAX_SIGNERS)));
+    }
+    let carried = sd.certificates.as_ref().map_or(0, |s| s.len());
+    if carried > super::MAX_CERTIFICATES {
+        return Err(CmsError::Malformed(format!("the signature carries {carried} certificates; more than {} are refused", super::MAX_CERTIFICATES)));
+    }
     let mut embedded: Vec<Vec<u8>> = Vec::new();
     for c in sd.certificates.iter().flat_map(|s| s.iter()) {
         if let CertificateChoices::Certificate(c) = c {
-            embedded.push(c.to_der().map_err(|e| CmsError::Malformed(e.to_string()))?);
+            let der = c.to_der().map_err(|e| CmsError::Malformed(e.to_string()))?;
+            cert::check_size(&der)?;
+            embedded.push(der);
         }
     }
     let mut signers = Vec::new();

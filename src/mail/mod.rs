@@ -16,6 +16,8 @@ type Result<T> = std::result::Result<T, MailError>;
 
 /// Deepest multipart nesting we follow; real mail stays far below.
 pub const MAX_DEPTH: usize = 32;
+/// Most body parts one multipart may have (each costs a little memory and a parse).
+pub const MAX_PARTS: usize = 1000;
 /// Longest line RFC 5322 §2.1.1 allows; anything longer must be encoded.
 const MAX_LINE: usize = 998;
 
@@ -224,6 +226,9 @@ pub fn split_multipart<'a>(body: &'a [u8], boundary: &str) -> Result<Vec<&'a [u8
                         if end > s && body[end - 1] == b'\r' {
                             end -= 1;
                         }
+                    }
+                    if parts.len() == MAX_PARTS {
+                        return Err(MailError::Malformed(format!("a multipart has more than {MAX_PARTS} parts")));
                     }
                     parts.push(&body[s..end.max(s)]);
                 }
