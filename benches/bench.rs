@@ -19,6 +19,8 @@ struct Env {
     conf: PathBuf,
     pin: PathBuf,
     ossl_conf: PathBuf,
+    /// Median wall time of `/usr/bin/time bash -c ':'`, subtracted from every timed command.
+    harness_ms: f64,
 }
 
 fn sh(cmd: &mut Command) -> std::process::Output {
@@ -52,15 +54,24 @@ impl Env {
             format!("openssl_conf = init\n[init]\nengines = engines\n[engines]\npkcs11 = pkcs11\n[pkcs11]\nengine_id = pkcs11\ndynamic_path = /usr/lib/x86_64-linux-gnu/engines-3/pkcs11.so\nMODULE_PATH = {SOFTHSM}\ninit = 0\n"),
         )
         .unwrap();
-        Env { conf: dir.join("t/softhsm2.conf"), dir, pin, ossl_conf }
+        let mut env = Env { conf: dir.join("t/softhsm2.conf"), dir, pin, ossl_conf, harness_ms: 0.0 };
+        env.harness_ms = env.timed_raw(":", 31).0;
+        env
     }
 
     fn p(&self, name: &str) -> PathBuf {
         self.dir.join(name)
     }
 
-    /// Run a shell command line `runs` times: (median wall ms, max peak RSS KiB).
+    /// Run a shell command line `runs` times: (median wall ms less the harness's own start-up,
+    /// max peak RSS KiB). Like hyperfine, the cost of starting `/usr/bin/time` and `bash` (measured
+    /// once with an empty command) is subtracted, so short commands are compared by their own cost.
     fn timed(&self, line: &str, runs: usize) -> (f64, u64) {
+        let (wall, rss) = self.timed_raw(line, runs);
+        ((wall - self.harness_ms).max(0.0), rss)
+    }
+
+    fn timed_raw(&self, line: &str, runs: usize) -> (f64, u64) {
         let mut walls = Vec::new();
         let mut rss = 0;
         for _ in 0..runs {
@@ -163,6 +174,8 @@ fn main() {
         row(&format!("token floor: {k}"), format!("{:.3} ms", v.as_f64().unwrap()), v.clone(), &mut results);
     }
     let raw_sign_ms = floor["C_Sign RSA-2048 (PKCS#1)"].as_f64().unwrap();
+
+    row("harness start-up (subtracted from each command)", format!("{:.2} ms", env.harness_ms), env.harness_ms.into(), &mut results);
 
     // 2. The machine's limit.
     let sha = openssl_speed("sha256");

@@ -17,7 +17,7 @@ use x509_cert::Certificate;
 pub struct Chosen {
     pub id: Vec<u8>,
     pub label: String,
-    pub cert: Certificate,
+    pub cert: std::sync::Arc<Certificate>,
 }
 
 pub fn run(ctx: &mut dyn Ctx, pss: bool) -> Result<(), Failure> {
@@ -133,7 +133,7 @@ pub fn choose_signing_cert(token: &Token, key_uri: Option<&Pkcs11Uri>, from: &st
                 continue;
             }
         }
-        let Ok(parsed) = cert::parse(&c.der) else { continue };
+        let Some(parsed) = c.parsed else { continue };
         if cert::is_ca(&parsed) {
             continue;
         }
@@ -206,15 +206,15 @@ fn first_signing_key(token: &Token, candidates: Vec<Chosen>, explicit: bool, war
 
 /// CA certificates on the token that lead from `leaf` towards an anchor, to help the verifier.
 fn intermediates(token: &Token, leaf: &Certificate) -> Result<Vec<Certificate>, Failure> {
-    let cas: Vec<Certificate> = token.certificates()?.iter().filter(|c| !c.anchor).filter_map(|c| cert::parse(&c.der).ok()).filter(cert::is_ca).collect();
+    let cas: Vec<std::sync::Arc<Certificate>> = token.certificates()?.iter().filter(|c| !c.anchor).filter_map(|c| c.parsed.clone()).filter(|c| cert::is_ca(c)).collect();
     let mut out: Vec<Certificate> = Vec::new();
-    let mut cur = leaf.clone();
+    let mut cur: &Certificate = leaf;
     while let Some(next) = cas.iter().find(|c| c.tbs_certificate.subject == cur.tbs_certificate.issuer && c.tbs_certificate.subject != c.tbs_certificate.issuer) {
-        if out.iter().any(|o| o == next) || out.len() > 8 {
+        if out.iter().any(|o| o == &**next) || out.len() > 8 {
             break;
         }
-        out.push(next.clone());
-        cur = next.clone();
+        out.push((**next).clone());
+        cur = next;
     }
     Ok(out)
 }

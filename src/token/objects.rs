@@ -10,6 +10,9 @@ pub struct CertObject {
     pub der: Vec<u8>,
     /// The profile marks this certificate as a trust anchor (SSMAX root / org certificate).
     pub anchor: bool,
+    /// Parsed once when the object list is read (the agent reuses the list for many requests);
+    /// None when the value does not parse as a certificate.
+    pub parsed: Option<std::sync::Arc<x509_cert::Certificate>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -105,7 +108,8 @@ impl Token {
                 continue;
             }
             let anchor = self.profile.is_anchor(&label, &id);
-            out.push(CertObject { id, label, der, anchor });
+            let parsed = crate::cms::cert::parse(&der).ok().map(std::sync::Arc::new);
+            out.push(CertObject { id, label, der, anchor, parsed });
         }
         Ok(out)
     }
