@@ -287,6 +287,7 @@ fn serve(mut stream: UnixStream, peer: Peer, queue: SyncSender<Job>, events: Eve
 }
 
 /// A token the agent has used, watched for removal and return.
+#[derive(Clone)]
 struct Watch {
     label: String,
     serial: String,
@@ -295,6 +296,34 @@ struct Watch {
     present: bool,
     /// Watched through this PC/SC reader instead of probing the module.
     reader: Option<String>,
+    /// When a request last succeeded with it: a probe started before then that found nothing
+    /// is stale, not a removal.
+    seen_at: std::time::Instant,
+}
+
+/// Probes of module-watched tokens run on their own thread: a probe starts a process that
+/// initialises the module (10–30 ms), time the token worker would otherwise not be serving.
+struct Prober {
+    tx: mpsc::Sender<Vec<(String, Watch)>>,
+    rx: Receiver<(std::time::Instant, Vec<(String, Option<String>)>)>,
+    busy: bool,
+}
+
+impl Prober {
+    fn start(base: Global) -> Prober {
+        let (tx, batches) = mpsc::channel::<Vec<(String, Watch)>>();
+        let (result_tx, rx) = mpsc::channel();
+        let _ = std::thread::Builder::new().name("presence-probe".into()).spawn(move || {
+            for batch in batches {
+                let started = std::time::Instant::now();
+                let found = batch.iter().map(|(k, w)| (k.clone(), probe(&base, w))).collect();
+                if result_tx.send((started, found)).is_err() {
+                    return;
+                }
+            }
+        });
+        Prober { tx, rx, busy: false }
+    }
 }
 
 /// The PC/SC reader a token's presence follows: the config's binding, else the slot's reader
@@ -373,45 +402,89 @@ fn warn_expiring(t: &Token, events: &Events) {
     }
 }
 
-/// One look at every watched token: removal drops its sessions and cached PIN at once.
+/// Is this watched token there now? Some(serial) or None. Synchronous (probes a module).
+fn observe(base: &Global, w: &Watch, readers: &Readers) -> Option<String> {
+    match &w.reader {
+        Some(r) => (readers.card_in(r) == Some(true)).then(|| w.serial.clone()),
+        None => probe(base, w),
+    }
+}
+
+/// Act on what was observed: removal drops the token's sessions and cached PIN at once.
+/// Returns whether the token the agent held is gone (removed or replaced).
+fn apply_presence(key: &str, w: &mut Watch, now: Option<String>, tokens: &mut HashMap<String, Token>, events: &Events) -> bool {
+    match (w.present, now) {
+        (true, None) => {
+            tokens.remove(key);
+            if w.reinit && w.reader.is_none() {
+                rescan(tokens, &w.module);
+            }
+            w.present = false;
+            let from = w.reader.as_ref().map(|r| format!(" from reader '{r}'")).unwrap_or_default();
+            event(events, "token-removed", format!("token '{}' was removed{from}: sessions closed, PIN forgotten", w.label));
+            true
+        }
+        (true, Some(serial)) if serial != w.serial => {
+            tokens.remove(key);
+            rescan(tokens, &w.module);
+            event(events, "token-removed", format!("token '{}' (serial {}) was replaced: sessions closed, PIN forgotten", w.label, w.serial));
+            event(events, "token-inserted", format!("token '{}' (serial {serial}) is present", w.label));
+            w.serial = serial;
+            true
+        }
+        (false, Some(serial)) => {
+            if w.reinit && w.reader.is_none() {
+                rescan(tokens, &w.module);
+            }
+            w.present = true;
+            event(events, "token-inserted", format!("token '{}' (serial {serial}) is present", w.label));
+            w.serial = serial;
+            false
+        }
+        _ => false,
+    }
+}
+
+/// One synchronous look at every watched token (after a failed request: was it removal?).
 fn check_presence(base: &Global, tokens: &mut HashMap<String, Token>, watches: &mut HashMap<String, Watch>, events: &Events, readers: &Readers) -> Vec<String> {
     let mut removed = Vec::new();
     for (key, w) in watches.iter_mut() {
-        let now = match &w.reader {
-            Some(r) => (readers.card_in(r) == Some(true)).then(|| w.serial.clone()),
-            None => probe(base, w),
-        };
-        match (w.present, now) {
-            (true, None) => {
-                tokens.remove(key);
-                if w.reinit && w.reader.is_none() {
-                    rescan(tokens, &w.module);
-                }
-                w.present = false;
-                removed.push(key.clone());
-                let from = w.reader.as_ref().map(|r| format!(" from reader '{r}'")).unwrap_or_default();
-                event(events, "token-removed", format!("token '{}' was removed{from}: sessions closed, PIN forgotten", w.label));
-            }
-            (true, Some(serial)) if serial != w.serial => {
-                tokens.remove(key);
-                rescan(tokens, &w.module);
-                event(events, "token-removed", format!("token '{}' (serial {}) was replaced: sessions closed, PIN forgotten", w.label, w.serial));
-                event(events, "token-inserted", format!("token '{}' (serial {serial}) is present", w.label));
-                w.serial = serial;
-                removed.push(key.clone());
-            }
-            (false, Some(serial)) => {
-                if w.reinit && w.reader.is_none() {
-                    rescan(tokens, &w.module);
-                }
-                w.present = true;
-                event(events, "token-inserted", format!("token '{}' (serial {serial}) is present", w.label));
-                w.serial = serial;
-            }
-            _ => {}
+        let now = observe(base, w, readers);
+        if apply_presence(key, w, now, tokens, events) {
+            removed.push(key.clone());
         }
     }
     removed
+}
+
+/// The periodic look: readers at once, modules through the prober (results applied as they come).
+fn poll_presence(base: &Global, tokens: &mut HashMap<String, Token>, watches: &mut HashMap<String, Watch>, events: &Events, readers: &Readers, prober: &mut Prober) {
+    for (key, w) in watches.iter_mut().filter(|(_, w)| w.reader.is_some()) {
+        let now = observe(base, w, readers);
+        apply_presence(key, w, now, tokens, events);
+    }
+    if !prober.busy {
+        let batch: Vec<(String, Watch)> = watches.iter().filter(|(_, w)| w.reader.is_none()).map(|(k, w)| (k.clone(), w.clone())).collect();
+        if !batch.is_empty() && prober.tx.send(batch).is_ok() {
+            prober.busy = true;
+        }
+    }
+}
+
+/// Apply finished probes. A "not there" from a probe that started before a request last
+/// succeeded with the token is stale and ignored.
+fn take_probe_results(tokens: &mut HashMap<String, Token>, watches: &mut HashMap<String, Watch>, events: &Events, prober: &mut Prober) {
+    while let Ok((started, found)) = prober.rx.try_recv() {
+        prober.busy = false;
+        for (key, now) in found {
+            if let Some(w) = watches.get_mut(&key) {
+                if now.is_none() && w.seen_at > started {
+                    continue;
+                }
+                apply_presence(&key, w, now, tokens, events);
+            }
+        }
+    }
 }
 
 /// What the token worker shares with the rest of the agent.
@@ -430,8 +503,11 @@ fn worker(w: Worker, base: Global, setup: Setup, cfg: AgentConfig, readers: Read
     let mut watches: HashMap<String, Watch> = HashMap::new();
     let poll = Duration::from_millis(cfg.presence_poll_ms.max(100));
     let mut last_check = std::time::Instant::now();
+    let mut prober = Prober::start(base.clone());
     loop {
-        let next = lock(&queue).recv_timeout(poll);
+        // While a probe runs, wake soon to apply its result.
+        let wait = if prober.busy { poll.min(Duration::from_millis(20)) } else { poll };
+        let next = lock(&queue).recv_timeout(wait);
         if dog.restarting.load(Ordering::SeqCst) {
             // The watchdog has taken over; this thread only waits for the exec now.
             return;
@@ -441,6 +517,7 @@ fn worker(w: Worker, base: Global, setup: Setup, cfg: AgentConfig, readers: Read
                 *lock(&current) = Some((job.req.id, job.reply.clone()));
                 dog.enter(&job.req.method);
                 let (mut resp, out, key) = run_job(&job, &base, &setup, &mut tokens, &events, &readers, &dog);
+                let request_key = job.req.token.as_deref().map(|t| Pkcs11Uri::parse(t).map(|u| u.or(&setup.token_uri).to_string()).unwrap_or_default()).unwrap_or_else(|| setup.token_uri.to_string());
                 // Remember what to watch: tokens the agent now holds sessions on.
                 for (k, t) in tokens.iter() {
                     if !watches.contains_key(k) {
@@ -453,12 +530,15 @@ fn worker(w: Worker, base: Global, setup: Setup, cfg: AgentConfig, readers: Read
                         reinit: t.profile.presence.reinitialise_to_rescan,
                         present: true,
                         reader: reader_of(t, &cfg).map(|(r, _)| r),
+                        seen_at: std::time::Instant::now(),
                     });
                     w.present = true;
                     w.serial = t.serial.clone();
+                    if resp.ok && *k == request_key {
+                        w.seen_at = std::time::Instant::now();
+                    }
                 }
                 // A failure on a watched token may be its removal: look now, and say so.
-                let request_key = job.req.token.as_deref().map(|t| Pkcs11Uri::parse(t).map(|u| u.or(&setup.token_uri).to_string()).unwrap_or_default()).unwrap_or_else(|| setup.token_uri.to_string());
                 if !resp.ok && (resp.exit == Exit::NoKey as u8 || resp.exit == Exit::Io as u8) && watches.contains_key(&request_key) {
                     let gone = check_presence(&base, &mut tokens, &mut watches, &events, &readers);
                     last_check = std::time::Instant::now();
@@ -485,12 +565,13 @@ fn worker(w: Worker, base: Global, setup: Setup, cfg: AgentConfig, readers: Read
             Err(RecvTimeoutError::Timeout) => apply_cache_policy(&mut tokens, &cfg),
             Err(RecvTimeoutError::Disconnected) => return,
         }
+        dog.enter("presence check");
+        take_probe_results(&mut tokens, &mut watches, &events, &mut prober);
         if last_check.elapsed() >= poll && !watches.is_empty() {
-            dog.enter("presence check");
-            check_presence(&base, &mut tokens, &mut watches, &events, &readers);
-            dog.leave();
+            poll_presence(&base, &mut tokens, &mut watches, &events, &readers, &mut prober);
             last_check = std::time::Instant::now();
         }
+        dog.leave();
     }
 }
 
