@@ -22,6 +22,7 @@ check "systemd user service" grep -q './usr/lib/systemd/user/ssmax-card-agent.se
 for p in softhsm2 opensc-piv yubikey jpki opensc-generic; do
   check "profile $p" grep -q "./usr/share/ssmax-card/pkcs11-profiles/$p.toml$" <<<"$contents"
 done
+check "neomutt snippet" grep -q './usr/share/ssmax-card/neomutt/ssmax-card.neomuttrc$' <<<"$contents"
 check "protocol doc" grep -q './usr/share/doc/ssmax-card/agent-protocol.md$' <<<"$contents"
 check "depends on libc" grep -q 'Depends:.*libc6' <<<"$info"
 check "recommends opensc" grep -q 'Recommends:.*opensc' <<<"$info"

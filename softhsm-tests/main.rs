@@ -8,6 +8,7 @@ mod config;
 mod decrypt;
 mod faults;
 mod limits;
+mod mailclients;
 mod lifecycle;
 mod malformed;
 mod pin;

@@ -676,7 +676,10 @@ fn dispatch(ctx: &mut AgentCtx<'_>, method: &str, args: &serde_json::Value) -> R
     let flag = |name: &str| args.get(name).and_then(|v| v.as_bool()).unwrap_or(false);
     match method {
         "status" => status::run(ctx),
-        "sign" => sign::run(ctx, flag("pss")),
+        "sign" => match args.get("signature_only_from").and_then(|v| v.as_str()) {
+            Some(from) => sign::run_signature_only(ctx, flag("pss"), from),
+            None => sign::run(ctx, flag("pss")),
+        },
         "verify" => verify::run(ctx, &serde_json::from_value(args.clone()).map_err(bad)?),
         "decrypt" => decrypt::run(ctx),
         "send" => send::run(ctx, Vec::new(), flag("pss")),

@@ -83,6 +83,8 @@ pub fn write_output(io: &InOut, data: &[u8]) -> Result<(), Failure> {
 
 pub fn write_output_pieces(io: &InOut, pieces: &[&[u8]]) -> Result<(), Failure> {
     match &io.output {
+        // "-": standard output, for commands that print nothing there unless asked (verify).
+        Some(path) if path.as_os_str() == "-" => write_stdout(pieces),
         Some(path) => {
             let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
             let fail = |e: &dyn std::fmt::Display| Failure::new(Exit::Io, format!("cannot write {}: {e}", path.display()));
@@ -94,13 +96,15 @@ pub fn write_output_pieces(io: &InOut, pieces: &[&[u8]]) -> Result<(), Failure> 
             tmp.persist(path).map_err(|e| fail(&e.error))?;
             Ok(())
         }
-        None => {
-            let mut out = std::io::stdout().lock();
-            pieces
-                .iter()
-                .try_for_each(|p| out.write_all(p))
-                .and_then(|_| out.flush())
-                .map_err(|e| Failure::new(Exit::Io, format!("cannot write standard output: {e}")))
-        }
+        None => write_stdout(pieces),
     }
+}
+
+fn write_stdout(pieces: &[&[u8]]) -> Result<(), Failure> {
+    let mut out = std::io::stdout().lock();
+    pieces
+        .iter()
+        .try_for_each(|p| out.write_all(p))
+        .and_then(|_| out.flush())
+        .map_err(|e| Failure::new(Exit::Io, format!("cannot write standard output: {e}")))
 }

@@ -41,11 +41,19 @@ pub struct CliCtx<'a> {
     s: Setup,
     token: Option<Token>,
     prompt: Option<Box<dyn PinPrompt>>,
+    /// `verify --openssl-status`: notes wait for the report, which goes to stderr after the
+    /// status line mail clients look for first.
+    held_notes: Option<Vec<String>>,
 }
 
 impl<'a> CliCtx<'a> {
     pub fn new(g: &'a Global, io: &'a InOut) -> Result<Self, Failure> {
-        Ok(CliCtx { g, io, s: setup(g)?, token: None, prompt: None })
+        Ok(CliCtx { g, io, s: setup(g)?, token: None, prompt: None, held_notes: None })
+    }
+
+    pub fn with_openssl_status(mut self) -> Self {
+        self.held_notes = Some(Vec::new());
+        self
     }
 }
 
@@ -66,10 +74,23 @@ impl Ctx for CliCtx<'_> {
         self.io.output.is_some()
     }
     fn report(&mut self, text: String) {
-        print!("{text}");
+        match self.held_notes.take() {
+            Some(notes) => {
+                eprintln!("Verification successful");
+                eprint!("{text}");
+                for n in notes {
+                    eprintln!("ssmax-card: {n}");
+                }
+            }
+            None => print!("{text}"),
+        }
     }
     fn note(&mut self, line: String) {
-        eprintln!("ssmax-card: {line}");
+        match &mut self.held_notes {
+            Some(held) => held.push(line),
+            None if self.g.quiet => {}
+            None => eprintln!("ssmax-card: {line}"),
+        }
     }
     fn token(&mut self) -> Result<Parts<'_>, Failure> {
         if self.prompt.is_none() {

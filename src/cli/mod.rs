@@ -62,6 +62,9 @@ pub struct Global {
     /// Spend the token's last PIN try (otherwise refused).
     #[arg(long, global = true)]
     pub allow_final_pin_try: bool,
+    /// Print nothing on success but the output (mail clients treat any stderr as a problem).
+    #[arg(long, short = 'q', global = true)]
+    pub quiet: bool,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -69,7 +72,8 @@ pub struct InOut {
     /// Read from FILE instead of standard input.
     #[arg(long = "in", value_name = "FILE")]
     pub input: Option<PathBuf>,
-    /// Write to FILE (atomically: a temporary file, then rename) instead of standard output.
+    /// Write to FILE (atomically: a temporary file, then rename) instead of standard output
+    /// ("-": standard output; verify writes the content only when --out is given).
     #[arg(long = "out", value_name = "FILE")]
     pub output: Option<PathBuf>,
 }
@@ -87,6 +91,13 @@ pub enum Command {
         /// RSA keys: sign with RSA-PSS instead of PKCS#1 v1.5.
         #[arg(long)]
         pss: bool,
+        /// The input is the MIME entity a mail client will send as the first part of
+        /// multipart/signed; write only the detached signature (DER). Needs --from.
+        #[arg(long, requires = "from")]
+        signature_only: bool,
+        /// With --signature-only: the From address of the mail, which the certificate must carry.
+        #[arg(long, value_name = "ADDRESS", requires = "signature_only")]
+        from: Option<String>,
     },
     /// Verify a signed mail (multipart/signed or opaque) or a CMS signature.
     Verify {
@@ -104,6 +115,10 @@ pub enum Command {
         /// Do not read anchors from a token.
         #[arg(long)]
         no_token: bool,
+        /// For mail clients that expect openssl's wording: the first line on stderr is
+        /// "Verification successful" (or "Verification failure"), the report follows on stderr.
+        #[arg(long)]
+        openssl_status: bool,
     },
     /// Decrypt an S/MIME mail (enveloped or auth-enveloped) with the key on the token.
     Decrypt {
@@ -266,6 +281,16 @@ pub enum OrgRole {
 }
 
 pub fn run(cli: Cli) -> Result<(), Failure> {
+    let status_line = matches!(cli.command, Command::Verify { openssl_status: true, .. });
+    let result = run_here_or_in_agent(cli);
+    if status_line && result.is_err() {
+        // The success line is printed with the report, before anything else (see ctx.rs).
+        eprintln!("Verification failure");
+    }
+    result
+}
+
+fn run_here_or_in_agent(cli: Cli) -> Result<(), Failure> {
     if let Some(result) = remote::try_agent(&cli) {
         return result;
     }
@@ -274,9 +299,14 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
     match cli.command {
         Command::Status => status::run(&mut ctx::CliCtx::new(g, &no_io)?),
         Command::Profiles => profiles::run(g),
-        Command::Sign { io, pss } => sign::run(&mut ctx::CliCtx::new(g, &io)?, pss),
-        Command::Verify { io, ca, certfile, content, no_token } => {
-            verify::run(&mut ctx::CliCtx::new(g, &io)?, &verify::VerifyArgs { ca, certfile, content, no_token })
+        Command::Sign { io, pss, signature_only: _, from: Some(from) } => sign::run_signature_only(&mut ctx::CliCtx::new(g, &io)?, pss, &from),
+        Command::Sign { io, pss, .. } => sign::run(&mut ctx::CliCtx::new(g, &io)?, pss),
+        Command::Verify { io, ca, certfile, content, no_token, openssl_status } => {
+            let mut c = ctx::CliCtx::new(g, &io)?;
+            if openssl_status {
+                c = c.with_openssl_status();
+            }
+            verify::run(&mut c, &verify::VerifyArgs { ca, certfile, content, no_token })
         }
         Command::Decrypt { io } => decrypt::run(&mut ctx::CliCtx::new(g, &io)?),
         Command::Send { io, attach, label, pss } => send::run_cli(g, &io, &attach, &label, pss),

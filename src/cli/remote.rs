@@ -78,9 +78,9 @@ fn run(cli: &Cli, mut stream: std::os::unix::net::UnixStream, path: &Path) -> Re
     let none = InOut { input: None, output: None };
     let (method, io, args, body, extract): (&str, &InOut, serde_json::Value, Vec<u8>, Option<(&Path, bool)>) = match &cli.command {
         Command::Status => ("status", &none, serde_json::json!({}), Vec::new(), None),
-        Command::Sign { io, pss } => ("sign", io, serde_json::json!({ "pss": pss }), read_input(io)?, None),
+        Command::Sign { io, pss, from, .. } => ("sign", io, serde_json::json!({ "pss": pss, "signature_only_from": from }), read_input(io)?, None),
         Command::Decrypt { io } => ("decrypt", io, serde_json::json!({}), read_input(io)?, None),
-        Command::Verify { io, ca, certfile, content, no_token } => {
+        Command::Verify { io, ca, certfile, content, no_token, .. } => {
             let a = VerifyArgs {
                 ca: ca.iter().map(|p| absolute(p)).collect(),
                 certfile: certfile.iter().map(|p| absolute(p)).collect(),
@@ -140,7 +140,12 @@ fn run(cli: &Cli, mut stream: std::os::unix::net::UnixStream, path: &Path) -> Re
     if !resp.ok {
         return Err(Failure::new(Exit::from_code(resp.exit), resp.error.unwrap_or_else(|| "the agent refused the request".into())));
     }
-    if let Some(r) = &resp.report {
+    let openssl_status = matches!(cli.command, Command::Verify { openssl_status: true, .. });
+    if openssl_status {
+        // As the local path does: the status line first, then the report, all on stderr.
+        eprintln!("Verification successful");
+        eprint!("{}", resp.report.as_deref().unwrap_or(""));
+    } else if let Some(r) = &resp.report {
         print!("{r}");
     }
     match extract {
@@ -153,8 +158,10 @@ fn run(cli: &Cli, mut stream: std::os::unix::net::UnixStream, path: &Path) -> Re
         None if method == "status" => {}
         None => write_output(io, &out)?,
     }
-    for n in &resp.notes {
-        eprintln!("ssmax-card: {n}");
+    if !g.quiet {
+        for n in &resp.notes {
+            eprintln!("ssmax-card: {n}");
+        }
     }
     Ok(())
 }

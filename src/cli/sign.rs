@@ -65,6 +65,42 @@ pub fn run(ctx: &mut dyn Ctx, pss: bool) -> Result<(), Failure> {
     Ok(())
 }
 
+/// `sign --signature-only --from ADDRESS`: the input is the MIME entity a mail client puts first
+/// in multipart/signed (neomutt's smime_sign_command); the output is only the detached DER
+/// signature. The client sends the entity itself, so it is signed exactly as it will travel
+/// (CRLF line ends), never rewritten: one that would not survive relays is refused instead.
+pub fn run_signature_only(ctx: &mut dyn Ctx, pss: bool, from: &str) -> Result<(), Failure> {
+    let raw = ctx.input()?;
+    let from = from.trim().to_ascii_lowercase();
+    if !from.contains('@') {
+        return Err(Failure::new(Exit::Usage, format!("--from '{from}' is not a mail address")));
+    }
+    let entity = if crate::mail::is_crlf(&raw) { raw } else { crate::mail::to_crlf(&raw) };
+    let parsed = Entity::parse(&entity)?;
+    if !parsed.fields.iter().any(|f| f.is("Content-Type")) {
+        return Err(Failure::new(Exit::Usage, "the input is not a MIME entity (no Content-Type field): give the part to be signed, headers included"));
+    }
+    if !entity.is_ascii() || entity.split(|&b| b == b'\n').any(|l| l.len() > 1000) {
+        return Err(Failure::new(
+            Exit::Usage,
+            "the entity is not 7-bit clean or has lines over 998 characters, so relays would alter it and break the signature: let the mail client encode it (quoted-printable or base64)",
+        ));
+    }
+    crate::mail::check_structure(&parsed, 0)?;
+    let (done, summary) = {
+        let mut p = ctx.token()?;
+        let done = sign_on_token(&mut p, &from, "", &[&entity], pss)?;
+        let summary = done.summary(&from, p.token);
+        (done, summary)
+    };
+    ctx.output(done.der)?;
+    for w in done.warnings {
+        ctx.note(format!("warning: {w}"));
+    }
+    ctx.note(summary);
+    Ok(())
+}
+
 /// The To and Cc addresses of a mail, for the PIN prompt.
 pub fn recipients(mail: &Entity<'_>) -> String {
     ["To", "Cc"].iter().filter_map(|h| mail.field(h).map(crate::mail::field_value)).collect::<Vec<_>>().join(", ")

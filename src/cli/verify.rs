@@ -56,8 +56,18 @@ pub fn run(ctx: &mut dyn Ctx, a: &VerifyArgs) -> Result<(), Failure> {
             (verify(&unarmor(&cms)?, None, &trust, now)?, Some(outer))
         }
         Incoming::Bare(der) => {
+            let der = unarmor(&der)?;
             let detached = a.content.as_deref().map(read_file).transpose()?;
-            (verify(&unarmor(&der)?, detached.as_deref(), &trust, now)?, None)
+            match (verify(&der, detached.as_deref(), &trust, now), &detached) {
+                // A MIME entity is signed in its canonical form, CRLF line ends (RFC 8551 §3.1.1);
+                // a content file saved with bare LFs is the same text: check that form too, as
+                // openssl does in its default text mode. Anything else still fails.
+                (Err(first), Some(content)) if !crate::mail::is_crlf(content) => match verify(&der, Some(&crate::mail::to_crlf(content)), &trust, now) {
+                    Ok(v) => (v, None),
+                    Err(_) => return Err(first.into()),
+                },
+                (result, _) => (result?, None),
+            }
         }
     };
     if let Some(outer) = &outer {
