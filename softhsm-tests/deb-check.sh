@@ -19,6 +19,7 @@ info=$(dpkg-deb -I "$deb")
 check "binary in /usr/bin" grep -q ' ./usr/bin/ssmax-card$' <<<"$contents"
 check "systemd user socket" grep -q './usr/lib/systemd/user/ssmax-card-agent.socket$' <<<"$contents"
 check "systemd user service" grep -q './usr/lib/systemd/user/ssmax-card-agent.service$' <<<"$contents"
+check "smtp front door unit" grep -q './usr/lib/systemd/user/ssmax-card-smtp.service$' <<<"$contents"
 for p in softhsm2 opensc-piv yubikey jpki opensc-generic; do
   check "profile $p" grep -q "./usr/share/ssmax-card/pkcs11-profiles/$p.toml$" <<<"$contents"
 done
@@ -37,10 +38,10 @@ if command -v systemd-analyze >/dev/null 2>&1; then
   # verify wants ExecStart to exist: point a copy of the units at the extracted binary.
   units=$root/units
   mkdir -p "$units"
-  cp "$root"/usr/lib/systemd/user/ssmax-card-agent.* "$units/"
-  sed -i "s#/usr/bin/ssmax-card#$root/usr/bin/ssmax-card#" "$units/ssmax-card-agent.service"
+  cp "$root"/usr/lib/systemd/user/ssmax-card-* "$units/"
+  sed -i "s#/usr/bin/ssmax-card#$root/usr/bin/ssmax-card#" "$units/ssmax-card-agent.service" "$units/ssmax-card-smtp.service"
   check "units pass systemd-analyze verify" env XDG_RUNTIME_DIR="$root" systemd-analyze verify --user \
-    "$units/ssmax-card-agent.socket" "$units/ssmax-card-agent.service"
+    "$units/ssmax-card-agent.socket" "$units/ssmax-card-agent.service" "$units/ssmax-card-smtp.service"
 fi
 echo "deb-check: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]

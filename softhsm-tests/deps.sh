@@ -2,7 +2,7 @@
 # Installs (as root) or names (otherwise) the Debian packages the demo and the tests need.
 # Sourced by demo.sh and test.sh.
 ssmax_deps() {
-  local pkgs=(softhsm2 opensc openssl libp11-kit-dev gcc g++ systemd libpcsclite-dev pkg-config pcscd vsmartcard-vpcd vsmartcard-vpicc python3-venv neomutt tmux)
+  local pkgs=(softhsm2 opensc openssl libp11-kit-dev gcc g++ systemd libpcsclite-dev pkg-config pcscd vsmartcard-vpcd vsmartcard-vpicc python3-venv neomutt tmux postfix sasl2-bin libsasl2-modules swaks)
   local missing=()
   for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -13,6 +13,7 @@ mod lifecycle;
 mod malformed;
 mod pin;
 mod sign;
+mod smtp;
 mod ssmax;
 mod status;
 mod verify;

@@ -52,6 +52,9 @@ pub struct Config {
     /// The agent's PIN cache, queue and audit log.
     #[serde(default)]
     pub agent: crate::agent::AgentConfig,
+    /// The SMTP submission front door (`ssmax-card smtp serve`).
+    #[serde(default)]
+    pub smtp: crate::smtp::SmtpConfig,
 }
 
 pub fn default_path() -> Option<PathBuf> {

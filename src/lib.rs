@@ -8,5 +8,6 @@ pub mod config;
 pub mod error;
 pub mod mail;
 pub mod profile;
+pub mod smtp;
 pub mod ssmax;
 pub mod token;

@@ -1,6 +1,6 @@
 //! The client side: what the CLI uses to reach a running agent.
 
-use super::protocol::{read_message, write_message, ProtocolError, Request, Response};
+use super::protocol::{read_message, write_message, ClientEnv, ProtocolError, Request, Response};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 
@@ -41,4 +41,51 @@ pub fn call(stream: &mut UnixStream, path: &Path, req: &Request, body: &[u8]) ->
         return read_message::<Response>(stream).map_err(|_| broken(e));
     }
     read_message::<Response>(stream).map_err(broken)
+}
+
+/// How long a request the agent could not take (it was restarting) is re-sent.
+const RETRY_BUDGET: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// `call`, then, while the agent answers that the request never reached the token (it is
+/// restarting after a hung card: `retry_after_ms`), the same request again on a new connection,
+/// for at most 10 s. Nothing else is ever re-sent, and no PIN has been asked for such a request.
+pub fn call_retrying(stream: &mut UnixStream, path: &Path, req: &Request, body: &[u8]) -> Result<(Response, Vec<u8>), ClientError> {
+    let (mut resp, mut out) = call(stream, path, req, body)?;
+    let mut waited = std::time::Duration::ZERO;
+    while let Some(ms) = resp.retry_after_ms.filter(|_| !resp.ok && waited < RETRY_BUDGET) {
+        let pause = std::time::Duration::from_millis(ms.clamp(10, 2_000));
+        std::thread::sleep(pause);
+        waited += pause;
+        // The old image may close a connection as it is replaced: that, too, is "not yet".
+        let Ok(mut again) = connect(path) else { continue };
+        match call(&mut again, path, req, body) {
+            Ok(r) => (resp, out) = r,
+            Err(e) if waited >= RETRY_BUDGET => return Err(e),
+            Err(_) => continue,
+        }
+    }
+    Ok((resp, out))
+}
+
+/// Where the user is, so the agent's pinentry appears on their terminal or display.
+pub fn client_env() -> ClientEnv {
+    let mut tty = None;
+    for fd in [2, 1, 0] {
+        // SAFETY: isatty/ttyname only read the descriptor's state.
+        unsafe {
+            if libc::isatty(fd) == 1 {
+                let name = libc::ttyname(fd);
+                if !name.is_null() {
+                    tty = Some(std::ffi::CStr::from_ptr(name).to_string_lossy().into_owned());
+                    break;
+                }
+            }
+        }
+    }
+    ClientEnv {
+        tty,
+        term: std::env::var("TERM").ok(),
+        display: std::env::var("DISPLAY").ok(),
+        wayland_display: std::env::var("WAYLAND_DISPLAY").ok(),
+    }
 }

@@ -10,6 +10,7 @@ mod org;
 mod profiles;
 pub mod receive;
 mod remote;
+mod smtp;
 pub mod send;
 pub mod sign;
 pub mod status;
@@ -230,6 +231,11 @@ pub enum Command {
         #[command(subcommand)]
         what: AuditCommand,
     },
+    /// The SMTP submission front door: mail clients submit here, mail leaves signed on the card.
+    Smtp {
+        #[command(subcommand)]
+        what: SmtpCommand,
+    },
     /// Reference organisation hop (tests, demo): verify, inspect, re-key, re-sign.
     #[command(hide = true)]
     Org {
@@ -263,6 +269,43 @@ pub enum KeyType {
     Rsa2048,
     Rsa3072,
     P256,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SmtpCommand {
+    /// Listen on loopback; SSMAX send in the agent, then relay ([smtp] in the config; flags override).
+    Serve {
+        /// Loopback address:port mail clients connect to (default 127.0.0.1:10587).
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<std::net::SocketAddr>,
+        /// The organisation's submission server, host:port.
+        #[arg(long, value_name = "HOST:PORT")]
+        relay: Option<String>,
+        #[arg(long, value_enum)]
+        relay_tls: Option<crate::smtp::RelayTls>,
+        /// The relay account (its password: `smtp set-relay-password`).
+        #[arg(long, value_name = "USER")]
+        relay_user: Option<String>,
+        /// A CA certificate (PEM) to trust for the relay, besides the system's.
+        #[arg(long, value_name = "FILE")]
+        relay_ca: Option<PathBuf>,
+    },
+    /// Store the relay account's password in the OS keyring (asked on the terminal).
+    SetRelayPassword {
+        #[arg(long, value_name = "HOST:PORT")]
+        relay: Option<String>,
+        #[arg(long, value_name = "USER")]
+        relay_user: Option<String>,
+        /// Read the password from this open file descriptor instead (automation, tests).
+        #[arg(long, value_name = "N")]
+        password_fd: Option<i32>,
+    },
+    /// Print the user name and secret mail clients log in with (made on first use, kept in the OS keyring).
+    ClientSecret {
+        /// Make a new secret (the old one stops working).
+        #[arg(long)]
+        renew: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -345,6 +388,7 @@ fn run_here_or_in_agent(cli: Cli) -> Result<(), Failure> {
                 }
             }
         }
+        Command::Smtp { what } => smtp::run(g, what),
         Command::Audit { what: AuditCommand::Verify { log } } => {
             let setup = common::setup(g)?;
             let path = log

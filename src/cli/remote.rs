@@ -5,8 +5,8 @@ use super::common::{read_file, read_input, write_output};
 use super::forward::ForwardArgs;
 use super::verify::VerifyArgs;
 use super::{AgentMode, Cli, Command, InOut};
-use crate::agent::client::{call, connect, socket_path};
-use crate::agent::protocol::{ClientEnv, Request, VERSION};
+use crate::agent::client::{call_retrying, client_env, connect, socket_path};
+use crate::agent::protocol::{Request, VERSION};
 use crate::error::{Exit, Failure};
 use crate::ssmax::mail::{add_to_draft, file_attachment};
 use std::path::{Path, PathBuf};
@@ -48,30 +48,6 @@ fn absolute(p: &Path) -> PathBuf {
     std::env::current_dir().map(|d| d.join(p)).unwrap_or_else(|_| p.to_path_buf())
 }
 
-fn client_env() -> ClientEnv {
-    let mut tty = None;
-    for fd in [2, 1, 0] {
-        // SAFETY: isatty/ttyname only read the descriptor's state.
-        unsafe {
-            if libc::isatty(fd) == 1 {
-                let name = libc::ttyname(fd);
-                if !name.is_null() {
-                    tty = Some(std::ffi::CStr::from_ptr(name).to_string_lossy().into_owned());
-                    break;
-                }
-            }
-        }
-    }
-    ClientEnv {
-        tty,
-        term: std::env::var("TERM").ok(),
-        display: std::env::var("DISPLAY").ok(),
-        wayland_display: std::env::var("WAYLAND_DISPLAY").ok(),
-    }
-}
-
-/// How long the CLI keeps re-sending a request the agent could not take while restarting.
-const RETRY_BUDGET: std::time::Duration = std::time::Duration::from_secs(10);
 
 fn run(cli: &Cli, mut stream: std::os::unix::net::UnixStream, path: &Path) -> Result<(), Failure> {
     let g = &cli.global;
@@ -120,23 +96,7 @@ fn run(cli: &Cli, mut stream: std::os::unix::net::UnixStream, path: &Path) -> Re
         timeout_ms: 300_000,
         client: client_env(),
     };
-    let (mut resp, mut out) = call(&mut stream, path, &req, &body).map_err(|e| Failure::new(Exit::AgentUnreachable, e.to_string()))?;
-    // The agent says the request never reached the token (it is restarting after a hung card):
-    // sending it again is safe, and no PIN has been asked for it. Bounded, so a broken agent
-    // still ends in a clear error.
-    let mut waited = std::time::Duration::ZERO;
-    while let Some(ms) = resp.retry_after_ms.filter(|_| !resp.ok && waited < RETRY_BUDGET) {
-        let pause = std::time::Duration::from_millis(ms.clamp(10, 2_000));
-        std::thread::sleep(pause);
-        waited += pause;
-        // The old image may close a connection as it is replaced: that, too, is "not yet".
-        let Ok(mut again) = connect(path) else { continue };
-        match call(&mut again, path, &req, &body) {
-            Ok(r) => (resp, out) = r,
-            Err(e) if waited >= RETRY_BUDGET => return Err(Failure::new(Exit::AgentUnreachable, e.to_string())),
-            Err(_) => continue,
-        }
-    }
+    let (resp, out) = call_retrying(&mut stream, path, &req, &body).map_err(|e| Failure::new(Exit::AgentUnreachable, e.to_string()))?;
     if !resp.ok {
         return Err(Failure::new(Exit::from_code(resp.exit), resp.error.unwrap_or_else(|| "the agent refused the request".into())));
     }

@@ -1,0 +1,190 @@
+//! The SMTP submission front door between a real client (swaks) and a real relay (Postfix on
+//! loopback with STARTTLS and SASL AUTH, softhsm-tests/postfix-relay.sh): what arrives is judged
+//! by openssl; what is refused never arrives.
+
+use crate::support::agent::*;
+use crate::support::*;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// The organisation's submission server: a private Postfix.
+struct PostfixRelay {
+    dir: PathBuf,
+    port: u16,
+    user: String,
+}
+
+impl PostfixRelay {
+    fn start(tok: &Tok) -> PostfixRelay {
+        let dir = tok.path("relay");
+        let port = free_port();
+        // Relay accounts live in the user's kernel keyring next to other tests': one per test.
+        let user = format!("sender{port}");
+        let pw = tok.write("relay-password", "correct horse battery staple\n");
+        ok(Command::new("bash").arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("softhsm-tests/postfix-relay.sh")).arg("start").arg(&dir).arg(port.to_string()).arg(&user).arg(&pw));
+        PostfixRelay { dir, port, user }
+    }
+
+    fn stop(&self) {
+        let _ = Command::new("bash").arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("softhsm-tests/postfix-relay.sh")).arg("stop").arg(&self.dir).output();
+    }
+
+    /// The messages delivered so far (the mbox split at its "From " lines).
+    fn delivered(&self) -> Vec<String> {
+        let mbox = std::fs::read_to_string(self.dir.join("mail/inbox")).unwrap_or_default();
+        let mut out: Vec<String> = Vec::new();
+        for line in mbox.split_inclusive('\n') {
+            if line.starts_with("From ") {
+                out.push(String::new());
+            } else if let Some(m) = out.last_mut() {
+                m.push_str(line);
+            }
+        }
+        out
+    }
+
+    fn wait_for(&self, n: usize) -> Vec<String> {
+        let start = Instant::now();
+        loop {
+            let d = self.delivered();
+            if d.len() >= n || start.elapsed() > Duration::from_secs(30) {
+                return d;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for PostfixRelay {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// `ssmax-card smtp serve` wired to the relay and the test's agent; the client's user and secret.
+struct FrontDoor {
+    child: Child,
+    port: u16,
+    user: String,
+    secret: String,
+}
+
+impl Drop for FrontDoor {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn front_door(tok: &Tok, agent: &Agent, relay: &PostfixRelay) -> FrontDoor {
+    let port = free_port();
+    let user = format!("client{port}");
+    let config = tok.write("smtp.toml", format!("[smtp]\nclient_user = \"{user}\"\nrelay = \"127.0.0.1:{}\"\nrelay_user = \"{}\"\n", relay.port, relay.user));
+    // The password goes in on descriptor 3, as a provisioning script would hand it over.
+    let set = run(Command::new("bash")
+        .arg("-c")
+        .arg(format!("exec {BIN} --config {} smtp set-relay-password --password-fd 3 3<{}", config.display(), tok.path("relay-password").display()))
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", tok.dir.path()));
+    assert_eq!(code(&set), 0, "{}", stderr(&set));
+    let shown = ok(tok.cmd().arg("--config").arg(&config).args(["smtp", "client-secret"]));
+    let secret = stdout(&shown).lines().find_map(|l| l.strip_prefix("secret: ")).unwrap().to_string();
+    assert!(stdout(&shown).contains(&format!("user: {user}")));
+    let child = tok
+        .cmd()
+        .arg("--config")
+        .arg(&config)
+        .arg("--socket")
+        .arg(&agent.socket)
+        .args(["smtp", "serve", "--listen", &format!("127.0.0.1:{port}"), "--relay-ca"])
+        .arg(relay.dir.join("ca.pem"))
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(start.elapsed() < Duration::from_secs(10), "the front door did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    FrontDoor { child, port, user, secret }
+}
+
+/// swaks as the mail client; returns its transcript and whether the message was accepted.
+fn swaks(door: &FrontDoor, auth: Option<(&str, &str)>, envelope_from: &str, header_from: &str, attach: Option<&Path>) -> (String, bool) {
+    let mut c = Command::new("swaks");
+    c.args(["--server", &format!("127.0.0.1:{}", door.port), "--from", envelope_from, "--to", "bob@example.com,carol@example.com"]);
+    c.args(["--header", "Subject: quarterly figures", "--header", &format!("From: Alice Example <{header_from}>")]);
+    c.args(["--body", "Hello Bob,\n\nthe figures are attached.\n"]);
+    if let Some((u, p)) = auth {
+        c.args(["--auth", "PLAIN", "--auth-user", u, "--auth-password", p]);
+    }
+    if let Some(a) = attach {
+        c.arg("--attach").arg(format!("@{}", a.display()));
+    }
+    let o = run(&mut c);
+    (format!("{}{}", stdout(&o), stderr(&o)), o.status.success())
+}
+
+#[test]
+fn front_door_signs_on_the_card_encrypts_attachments_and_postfix_delivers_what_openssl_verifies() {
+    let tok = Tok::new();
+    let agent = start_agent(&tok, "", "0");
+    let relay = PostfixRelay::start(&tok);
+    let door = front_door(&tok, &agent, &relay);
+    let report = tok.write("figures.csv", "quarter,revenue\nQ3,12345\n");
+    let (transcript, accepted) = swaks(&door, Some((&door.user, &door.secret)), "alice@example.jp", "alice@example.jp", Some(&report));
+    assert!(accepted && transcript.contains("250 2.0.0 signed on the card and relayed"), "{transcript}");
+    // Two recipients, one message, one PIN.
+    assert_eq!(getpins(&agent), 1, "the card was asked once for the mail");
+    let delivered = relay.wait_for(2);
+    assert_eq!(delivered.len(), 2, "delivered to bob and carol");
+    for mail in &delivered {
+        let f = tok.write("arrived.eml", mail);
+        let v = run(Command::new("openssl").args(["smime", "-verify", "-in"]).arg(&f).arg("-CAfile").arg(pki().join("root.pem")).args(["-purpose", "smimesign"]));
+        assert_eq!(code(&v), 0, "openssl smime -verify of what arrived: {}\n{mail}", stderr(&v));
+        // The attachment travelled encrypted to the organisation, labelled; its text did not.
+        assert!(mail.contains("application/pkcs7-mime") && mail.contains("SSMAX-Label: figures.csv"), "{mail}");
+        assert!(!mail.contains("Q3,12345") && !mail.contains("UTMsMTIzNDU"), "plaintext attachment leaked:\n{mail}");
+        assert!(stdout(&v).contains("the figures are attached"));
+        // Our verifier agrees, From included.
+        let o = run(tok.cmd().args(["--agent", "never", "verify", "--in"]).arg(&f));
+        assert_eq!(code(&o), 0, "{}", stderr(&o));
+        assert!(stdout(&o).contains("From matches: alice@example.jp"));
+    }
+}
+
+#[test]
+fn front_door_refuses_strangers_and_foreign_senders_and_never_loses_or_sends_unsigned() {
+    let tok = Tok::new();
+    let agent = start_agent(&tok, "", "0");
+    let relay = PostfixRelay::start(&tok);
+    let door = front_door(&tok, &agent, &relay);
+
+    // No login: nothing is accepted.
+    let (t, accepted) = swaks(&door, None, "alice@example.jp", "alice@example.jp", None);
+    assert!(!accepted && t.contains("530 5.7.0 authentication required"), "{t}");
+    // Wrong secret.
+    let (t, accepted) = swaks(&door, Some((&door.user, "not-the-secret")), "alice@example.jp", "alice@example.jp", None);
+    assert!(!accepted && t.contains("535 5.7.8"), "{t}");
+    // The envelope claims someone the card does not sign for.
+    let (t, accepted) = swaks(&door, Some((&door.user, &door.secret)), "mallory@example.jp", "alice@example.jp", None);
+    assert!(!accepted && t.contains("553 5.7.1"), "{t}");
+    // A From address the certificate does not carry: the card refuses, the client is told.
+    let (t, accepted) = swaks(&door, Some((&door.user, &door.secret)), "ceo@example.jp", "ceo@example.jp", None);
+    assert!(!accepted && t.contains("554 5.7.1") && t.contains("not in any certificate"), "{t}");
+    assert_eq!(getpins(&agent), 0, "no PIN was asked for any refused message");
+
+    // The relay is down: the client hears a temporary failure; the message is not lost (the
+    // client still has it) and nothing half-sent appears later.
+    relay.stop();
+    let (t, accepted) = swaks(&door, Some((&door.user, &door.secret)), "alice@example.jp", "alice@example.jp", None);
+    assert!(!accepted && t.contains("451 4.4.0") && t.contains("not sent, try again"), "{t}");
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(relay.delivered().is_empty(), "nothing was delivered, signed or unsigned");
+}

@@ -1,0 +1,68 @@
+//! `ssmax-card smtp serve | set-relay-password | client-secret`.
+
+use super::{common, Global, SmtpCommand};
+use crate::error::{Exit, Failure};
+use crate::smtp::{login_name, relay::host_port, relay::Relay, secrets, server};
+use secrecy::{ExposeSecret, SecretString};
+use std::io::BufRead;
+
+pub fn run(g: &Global, what: SmtpCommand) -> Result<(), Failure> {
+    let setup = common::setup(g)?;
+    let mut cfg = setup.config.smtp.clone();
+    match what {
+        SmtpCommand::Serve { listen, relay, relay_tls, relay_user, relay_ca } => {
+            cfg.listen = listen.unwrap_or(cfg.listen);
+            cfg.relay = relay.or(cfg.relay);
+            cfg.relay_tls = relay_tls.unwrap_or(cfg.relay_tls);
+            cfg.relay_user = relay_user.or(cfg.relay_user);
+            cfg.relay_ca = relay_ca.or(cfg.relay_ca);
+            let client_user = cfg.client_user.clone().unwrap_or_else(login_name);
+            // Both secrets are read now, so a locked keyring shows at start, not at the first mail.
+            let client_secret = secrets::client_secret(&client_user, false)?;
+            let password = match (&cfg.relay, &cfg.relay_user) {
+                (Some(r), Some(u)) => Some(secrets::relay_password(&host_port(r)?.0, u)?),
+                _ => None,
+            };
+            let relay = Relay::new(&cfg, password)?;
+            let agent = crate::agent::client::socket_path(g.socket.as_deref());
+            server::run(server::Shared { cfg, client_user, client_secret, relay, agent })
+        }
+        SmtpCommand::SetRelayPassword { relay, relay_user, password_fd } => {
+            let relay = relay.or(cfg.relay).ok_or_else(|| Failure::new(Exit::Usage, "give --relay host:port (or [smtp] relay in the config)"))?;
+            let user = relay_user.or(cfg.relay_user).ok_or_else(|| Failure::new(Exit::Usage, "give --relay-user (or [smtp] relay_user in the config)"))?;
+            let host = host_port(&relay)?.0;
+            let password = match password_fd {
+                Some(fd) => read_fd_line(fd)?,
+                None => SecretString::from(
+                    rpassword::prompt_password(format!("Password for {user} at {host}: ")).map_err(|e| Failure::new(Exit::Io, format!("cannot read the password: {e}")))?,
+                ),
+            };
+            if password.expose_secret().is_empty() {
+                return Err(Failure::new(Exit::Usage, "empty password; nothing stored"));
+            }
+            secrets::store_relay_password(&host, &user, &password)?;
+            eprintln!("ssmax-card: stored the password for {user} at {host} in the OS keyring");
+            Ok(())
+        }
+        SmtpCommand::ClientSecret { renew } => {
+            let user = cfg.client_user.clone().unwrap_or_else(login_name);
+            let secret = secrets::client_secret(&user, renew)?;
+            // Shown once for the mail client's password field; it lives in the OS keyring.
+            println!("user: {user}\nsecret: {}", secret.expose_secret());
+            Ok(())
+        }
+    }
+}
+
+/// The first line from an already-open descriptor (like --pin-fd), at most 1024 bytes.
+fn read_fd_line(fd: i32) -> Result<SecretString, Failure> {
+    use std::os::fd::FromRawFd;
+    if fd < 0 {
+        return Err(Failure::new(Exit::Usage, "--password-fd must be an open descriptor"));
+    }
+    // SAFETY: the caller handed us this open descriptor; we own it from here on.
+    let file = unsafe { std::fs::File::from_raw_fd(fd) };
+    let mut line = zeroize::Zeroizing::new(String::new());
+    std::io::BufReader::new(std::io::Read::take(file, 1024)).read_line(&mut line).map_err(|e| Failure::new(Exit::Io, format!("cannot read --password-fd {fd}: {e}")))?;
+    Ok(SecretString::from(line.trim_end_matches(['\r', '\n']).to_string()))
+}

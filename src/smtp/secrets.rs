@@ -1,0 +1,83 @@
+//! The two secrets of the front door, both in the OS keyring (Secret Service / kernel keyring on
+//! Linux, Keychain on macOS, Credential Manager on Windows), never in a file: the relay account's
+//! password, and the per-user secret local mail clients authenticate with.
+
+use crate::error::{Exit, Failure};
+use secrecy::{ExposeSecret, SecretString};
+
+const SERVICE: &str = "ssmax-card smtp";
+
+/// On Linux the keyring crate keeps entries in the kernel's keyrings: in the session keyring,
+/// linked into the per-user persistent keyring that every process of the user can reach. A
+/// process started without a login session (a systemd service, a container, CI) only borrows
+/// the user-session keyring, which it may not write to (EACCES, reported by the crate as "no
+/// entry"). Give such a process its own session keyring first; the persistent keyring still
+/// carries the entries between processes.
+#[cfg(target_os = "linux")]
+fn ensure_session_keyring() {
+    const KEYCTL_GET_KEYRING_ID: libc::c_long = 0;
+    const KEYCTL_JOIN_SESSION_KEYRING: libc::c_long = 1;
+    const KEY_SPEC_SESSION_KEYRING: libc::c_long = -3;
+    const KEY_SPEC_USER_SESSION_KEYRING: libc::c_long = -5;
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // SAFETY: keyctl with integer arguments and a null name only reads or creates keyrings
+        // of this process; no memory of ours is written.
+        unsafe {
+            let session = libc::syscall(libc::SYS_keyctl, KEYCTL_GET_KEYRING_ID, KEY_SPEC_SESSION_KEYRING, 0);
+            let user_session = libc::syscall(libc::SYS_keyctl, KEYCTL_GET_KEYRING_ID, KEY_SPEC_USER_SESSION_KEYRING, 0);
+            if session < 0 || session == user_session {
+                libc::syscall(libc::SYS_keyctl, KEYCTL_JOIN_SESSION_KEYRING, std::ptr::null::<libc::c_char>());
+            }
+        }
+    });
+}
+
+#[cfg(not(target_os = "linux"))]
+fn ensure_session_keyring() {}
+
+fn keyring_failure(what: &str, e: keyring::Error) -> Failure {
+    Failure::new(Exit::Io, format!("OS keyring: cannot {what}: {e}"))
+}
+
+fn relay_entry(host: &str, user: &str) -> Result<keyring::Entry, Failure> {
+    ensure_session_keyring();
+    keyring::Entry::new(SERVICE, &format!("relay {user}@{host}")).map_err(|e| keyring_failure("open the relay password entry", e))
+}
+
+pub fn relay_password(host: &str, user: &str) -> Result<SecretString, Failure> {
+    match relay_entry(host, user)?.get_password() {
+        Ok(p) => Ok(SecretString::from(p)),
+        Err(keyring::Error::NoEntry) => Err(Failure::new(
+            Exit::Usage,
+            format!("no password for relay account {user}@{host} in the OS keyring: run 'ssmax-card smtp set-relay-password --relay {host} --relay-user {user}'"),
+        )),
+        Err(e) => Err(keyring_failure("read the relay password", e)),
+    }
+}
+
+pub fn store_relay_password(host: &str, user: &str, password: &SecretString) -> Result<(), Failure> {
+    relay_entry(host, user)?.set_password(password.expose_secret()).map_err(|e| keyring_failure("store the relay password", e))
+}
+
+fn client_entry(user: &str) -> Result<keyring::Entry, Failure> {
+    ensure_session_keyring();
+    keyring::Entry::new(SERVICE, &format!("client {user}")).map_err(|e| keyring_failure("open the client secret entry", e))
+}
+
+/// The secret local mail clients log in with; made (random, 32 bytes) the first time.
+pub fn client_secret(user: &str, renew: bool) -> Result<SecretString, Failure> {
+    let entry = client_entry(user)?;
+    if !renew {
+        match entry.get_password() {
+            Ok(s) => return Ok(SecretString::from(s)),
+            Err(keyring::Error::NoEntry) => {}
+            Err(e) => return Err(keyring_failure("read the client secret", e)),
+        }
+    }
+    let mut raw = zeroize::Zeroizing::new([0u8; 32]);
+    rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, raw.as_mut());
+    let secret = SecretString::from(base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, raw.as_ref()));
+    entry.set_password(secret.expose_secret()).map_err(|e| keyring_failure("store the client secret", e))?;
+    Ok(secret)
+}

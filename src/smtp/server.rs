@@ -1,0 +1,338 @@
+//! The listening side: loopback only, AUTH before anything is accepted, one thread per client,
+//! commands parsed by smtp-proto, and the reply to DATA given only after the relay took the
+//! signed message.
+
+use super::relay::Relay;
+use super::SmtpConfig;
+use crate::agent::client::{call_retrying, connect};
+use crate::agent::protocol::{Request, VERSION};
+use crate::error::{Exit, Failure};
+use secrecy::{ExposeSecret, SecretString};
+use smtp_proto::request::receiver::DataReceiver;
+use smtp_proto::{Error as ProtoError, Request as Cmd, AUTH_LOGIN, AUTH_PLAIN};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use subtle::ConstantTimeEq;
+
+/// A command line longer than this is refused (RFC 5321 allows 512; AUTH lines are longer).
+const MAX_LINE: usize = 4096;
+/// Wrong logins on one connection before it is closed.
+const MAX_AUTH_FAILURES: u32 = 3;
+
+pub struct Shared {
+    pub cfg: SmtpConfig,
+    pub client_user: String,
+    pub client_secret: SecretString,
+    pub relay: Relay,
+    /// The agent's socket.
+    pub agent: PathBuf,
+}
+
+/// Listen and serve until the process is stopped.
+pub fn run(shared: Shared) -> Result<(), Failure> {
+    let listen = shared.cfg.listen;
+    if !listen.ip().is_loopback() {
+        return Err(Failure::new(Exit::Usage, format!("the SMTP front door listens on loopback only, not {listen}")));
+    }
+    let listener = TcpListener::bind(listen).map_err(|e| Failure::new(Exit::Io, format!("cannot listen on {listen}: {e}")))?;
+    eprintln!("ssmax-card smtp: listening on {listen}, relaying to {}", shared.relay.name);
+    let shared = Arc::new(shared);
+    for stream in listener.incoming() {
+        let Ok(stream) = stream else { continue };
+        if !stream.peer_addr().is_ok_and(|a| a.ip().is_loopback()) {
+            continue;
+        }
+        let shared = shared.clone();
+        let _ = std::thread::Builder::new().name("smtp-client".into()).spawn(move || {
+            if let Err(e) = Session::new(stream, &shared).and_then(|mut s| s.serve()) {
+                // A client that vanished or timed out only ends its own session.
+                let _ = e;
+            }
+        });
+    }
+    Ok(())
+}
+
+struct Session<'a> {
+    r: BufReader<TcpStream>,
+    w: TcpStream,
+    shared: &'a Shared,
+    authed: bool,
+    auth_failures: u32,
+    from: Option<String>,
+    rcpts: Vec<String>,
+}
+
+/// What a command line turned out to be.
+enum Line {
+    Text(Vec<u8>),
+    TooLong,
+    Closed,
+}
+
+impl<'a> Session<'a> {
+    fn new(stream: TcpStream, shared: &'a Shared) -> std::io::Result<Session<'a>> {
+        stream.set_read_timeout(Some(Duration::from_secs(300)))?;
+        stream.set_write_timeout(Some(Duration::from_secs(60)))?;
+        Ok(Session { r: BufReader::new(stream.try_clone()?), w: stream, shared, authed: false, auth_failures: 0, from: None, rcpts: Vec::new() })
+    }
+
+    fn reply(&mut self, text: &str) -> std::io::Result<()> {
+        self.w.write_all(text.as_bytes())?;
+        self.w.write_all(b"\r\n")
+    }
+
+    fn line(&mut self) -> std::io::Result<Line> {
+        let mut buf = Vec::new();
+        let n = (&mut self.r).take(MAX_LINE as u64 + 1).read_until(b'\n', &mut buf)?;
+        if n == 0 {
+            return Ok(Line::Closed);
+        }
+        if buf.last() != Some(&b'\n') {
+            if buf.len() > MAX_LINE {
+                // Skip the rest of the over-long line.
+                let mut rest = Vec::new();
+                self.r.read_until(b'\n', &mut rest)?;
+                return Ok(Line::TooLong);
+            }
+            return Ok(Line::Closed);
+        }
+        Ok(Line::Text(buf))
+    }
+
+    fn serve(&mut self) -> std::io::Result<()> {
+        self.reply("220 localhost ssmax-card ESMTP submission front door (loopback only)")?;
+        loop {
+            let line = match self.line()? {
+                Line::Closed => return Ok(()),
+                Line::TooLong => {
+                    self.reply("500 5.5.2 line too long")?;
+                    continue;
+                }
+                Line::Text(l) => l,
+            };
+            let cmd = match Cmd::parse(&mut line.iter()) {
+                Ok(c) => c,
+                Err(ProtoError::UnknownCommand) => {
+                    self.reply("500 5.5.1 unknown command")?;
+                    continue;
+                }
+                Err(e) => {
+                    self.reply(&format!("501 5.5.4 syntax error: {e:?}"))?;
+                    continue;
+                }
+            };
+            match cmd {
+                Cmd::Ehlo { .. } => {
+                    let max = self.shared.cfg.max_message_bytes;
+                    self.reply(&format!("250-localhost ssmax-card\r\n250-AUTH PLAIN LOGIN\r\n250-SIZE {max}\r\n250-8BITMIME\r\n250 ENHANCEDSTATUSCODES"))?;
+                }
+                Cmd::Helo { .. } => self.reply("250 localhost")?,
+                Cmd::Auth { mechanism, initial_response } => {
+                    let initial = initial_response.to_string();
+                    if !self.auth(mechanism, &initial)? {
+                        return Ok(());
+                    }
+                }
+                Cmd::Mail { from } => {
+                    if !self.authed {
+                        self.reply("530 5.7.0 authentication required: log in with your ssmax-card client secret")?;
+                    } else if from.size > self.shared.cfg.max_message_bytes {
+                        self.reply(&format!("552 5.3.4 message larger than {} bytes", self.shared.cfg.max_message_bytes))?;
+                    } else {
+                        self.from = Some(from.address.to_string());
+                        self.rcpts.clear();
+                        self.reply("250 2.1.0 sender ok")?;
+                    }
+                }
+                Cmd::Rcpt { to } => {
+                    if self.from.is_none() {
+                        self.reply("503 5.5.1 MAIL first")?;
+                    } else if self.rcpts.len() >= self.shared.cfg.max_recipients {
+                        self.reply(&format!("452 4.5.3 more than {} recipients: send the rest in another message", self.shared.cfg.max_recipients))?;
+                    } else {
+                        self.rcpts.push(to.address.to_string());
+                        self.reply("250 2.1.5 recipient ok")?;
+                    }
+                }
+                Cmd::Data => {
+                    if self.from.is_none() || self.rcpts.is_empty() {
+                        self.reply("503 5.5.1 MAIL and RCPT first")?;
+                        continue;
+                    }
+                    self.reply("354 end data with <CR><LF>.<CR><LF>")?;
+                    let data = self.data()?;
+                    let (from, rcpts) = (self.from.take().unwrap_or_default(), std::mem::take(&mut self.rcpts));
+                    let answer = match data {
+                        Some(data) => submit(self.shared, &from, &rcpts, data),
+                        None => format!("552 5.3.4 message larger than {} bytes; not sent", self.shared.cfg.max_message_bytes),
+                    };
+                    self.reply(&answer)?;
+                }
+                Cmd::Rset => {
+                    self.from = None;
+                    self.rcpts.clear();
+                    self.reply("250 2.0.0 ok")?;
+                }
+                Cmd::Noop { .. } => self.reply("250 2.0.0 ok")?,
+                Cmd::Quit => {
+                    self.reply("221 2.0.0 bye")?;
+                    return Ok(());
+                }
+                Cmd::StartTls => self.reply("502 5.5.1 STARTTLS is not offered on loopback")?,
+                _ => self.reply("502 5.5.1 command not implemented")?,
+            }
+        }
+    }
+
+    /// AUTH PLAIN or LOGIN against the per-user secret; false when the connection must close.
+    fn auth(&mut self, mechanism: u64, initial: &str) -> std::io::Result<bool> {
+        if self.authed {
+            self.reply("503 5.5.1 already authenticated")?;
+            return Ok(true);
+        }
+        let creds = match mechanism {
+            AUTH_PLAIN => {
+                let response = if initial.is_empty() { self.challenge("")? } else { Some(initial.to_string()) };
+                response.and_then(|r| decode(&r)).and_then(|raw| {
+                    let mut it = raw.split(|&b| b == 0);
+                    let (_authz, user, pass) = (it.next()?, it.next()?, it.next()?);
+                    Some((String::from_utf8_lossy(user).into_owned(), SecretString::from(String::from_utf8_lossy(pass).into_owned())))
+                })
+            }
+            AUTH_LOGIN => {
+                let user = if initial.is_empty() { self.challenge("VXNlcm5hbWU6")? } else { Some(initial.to_string()) };
+                match user.and_then(|u| decode(&u)) {
+                    Some(user) => self.challenge("UGFzc3dvcmQ6")?.and_then(|p| decode(&p)).map(|p| (String::from_utf8_lossy(&user).into_owned(), SecretString::from(String::from_utf8_lossy(&p).into_owned()))),
+                    None => None,
+                }
+            }
+            _ => {
+                self.reply("504 5.5.4 use AUTH PLAIN or LOGIN")?;
+                return Ok(true);
+            }
+        };
+        let ok = creds.is_some_and(|(user, pass)| {
+            let user_ok = user.as_bytes().ct_eq(self.shared.client_user.as_bytes());
+            let pass_ok = pass.expose_secret().as_bytes().ct_eq(self.shared.client_secret.expose_secret().as_bytes());
+            bool::from(user_ok & pass_ok)
+        });
+        if ok {
+            self.authed = true;
+            self.reply("235 2.7.0 authenticated")?;
+            return Ok(true);
+        }
+        self.auth_failures += 1;
+        if self.auth_failures >= MAX_AUTH_FAILURES {
+            self.reply("421 4.7.0 too many failed logins; closing")?;
+            return Ok(false);
+        }
+        self.reply("535 5.7.8 wrong user name or client secret ('ssmax-card smtp client-secret' shows it)")?;
+        Ok(true)
+    }
+
+    /// One "334" round; None when the client cancelled ("*") or sent nothing usable.
+    fn challenge(&mut self, prompt: &str) -> std::io::Result<Option<String>> {
+        self.reply(&format!("334 {prompt}"))?;
+        Ok(match self.line()? {
+            Line::Text(l) => {
+                let t = String::from_utf8_lossy(&l).trim().to_string();
+                (t != "*").then_some(t)
+            }
+            _ => None,
+        })
+    }
+
+    /// The message after DATA, dot-unstuffed; None when it was larger than allowed (then read
+    /// to its end and dropped, so the session stays in step).
+    fn data(&mut self) -> std::io::Result<Option<Vec<u8>>> {
+        let max = self.shared.cfg.max_message_bytes;
+        let mut receiver = DataReceiver::new();
+        let mut buf = Vec::new();
+        let mut too_large = false;
+        loop {
+            let chunk = self.r.fill_buf()?;
+            if chunk.is_empty() {
+                return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "client closed during DATA"));
+            }
+            let mut it = chunk.iter();
+            let done = receiver.ingest(&mut it, &mut buf);
+            let used = chunk.len() - it.as_slice().len();
+            self.r.consume(used);
+            if buf.len() > max {
+                too_large = true;
+                buf.clear();
+            }
+            if done {
+                return Ok((!too_large).then_some(buf));
+            }
+        }
+    }
+}
+
+fn decode(b64: &str) -> Option<Vec<u8>> {
+    base64::Engine::decode(&base64::engine::general_purpose::STANDARD, b64.trim()).ok()
+}
+
+/// SSMAX send in the agent, then the relay; the SMTP reply for the client.
+fn submit(shared: &Shared, envelope_from: &str, rcpts: &[String], data: Vec<u8>) -> String {
+    let header_from = match crate::mail::Entity::parse(&data) {
+        Ok(m) => m.from_address(),
+        Err(e) => return format!("554 5.6.0 {e}; not sent"),
+    };
+    let Some(header_from) = header_from else {
+        return "554 5.6.0 the message has no From address; not sent".into();
+    };
+    // The signature binds the From header; the envelope must not claim someone else.
+    if !header_from.eq_ignore_ascii_case(envelope_from) {
+        return format!("553 5.7.1 MAIL FROM <{envelope_from}> is not the From address <{header_from}> the card signs for; not sent");
+    }
+    let signed = match sign_in_agent(shared, data) {
+        Ok(s) => s,
+        Err(reply) => return reply,
+    };
+    match shared.relay.send(envelope_from, rcpts, &signed) {
+        Ok(()) => format!("250 2.0.0 signed on the card and relayed to {}", shared.relay.name),
+        Err(r) if r.permanent => format!("554 5.0.0 {}; not sent", one_line(&r.message)),
+        Err(r) => format!("451 4.4.0 {}; not sent, try again", one_line(&r.message)),
+    }
+}
+
+/// The agent's `send`: protected attachments encrypted to the organisation, signed on the card
+/// (the PIN through the agent's pinentry). Err is the SMTP reply.
+fn sign_in_agent(shared: &Shared, data: Vec<u8>) -> Result<Vec<u8>, String> {
+    let unreachable = |e: &dyn std::fmt::Display| format!("451 4.3.0 {}; not sent, try again", one_line(&e.to_string()));
+    let mut stream = connect(&shared.agent).map_err(|e| unreachable(&e))?;
+    let req = Request {
+        v: VERSION,
+        id: u64::from(std::process::id()),
+        method: "send".into(),
+        args: serde_json::json!({ "pss": false }),
+        token: None,
+        key: None,
+        allow_final_pin_try: false,
+        // PIN entry happens inside this time.
+        timeout_ms: 300_000,
+        client: crate::agent::client::client_env(),
+    };
+    let (resp, out) = call_retrying(&mut stream, &shared.agent, &req, &data).map_err(|e| unreachable(&e))?;
+    if resp.ok {
+        return Ok(out);
+    }
+    let msg = one_line(resp.error.as_deref().unwrap_or("the agent refused the message"));
+    Err(match Exit::from_code(resp.exit) {
+        // The card or the person can fix these; the client keeps the message.
+        Exit::TokenNotPresent | Exit::WrongPin | Exit::Busy | Exit::Io | Exit::AgentUnreachable => format!("451 4.7.0 {msg}; not sent, try again"),
+        Exit::PinLocked => format!("554 5.7.0 {msg}; not sent"),
+        Exit::NoKey => format!("554 5.7.1 {msg}; not sent"),
+        _ => format!("554 5.6.0 {msg}; not sent"),
+    })
+}
+
+/// SMTP replies are one line: fold whatever a message carries.
+fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
