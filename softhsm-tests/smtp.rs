@@ -188,3 +188,36 @@ fn front_door_refuses_strangers_and_foreign_senders_and_never_loses_or_sends_uns
     std::thread::sleep(Duration::from_secs(1));
     assert!(relay.delivered().is_empty(), "nothing was delivered, signed or unsigned");
 }
+
+#[test]
+fn front_door_answers_garbage_with_errors_and_keeps_serving() {
+    use std::io::{BufRead, BufReader, Write};
+    let tok = Tok::new();
+    let agent = start_agent(&tok, "", "0");
+    let relay = PostfixRelay::start(&tok);
+    let door = front_door(&tok, &agent, &relay);
+    let s = std::net::TcpStream::connect(("127.0.0.1", door.port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut r = BufReader::new(s.try_clone().unwrap());
+    let mut w = s;
+    let mut reply = |send: &[u8]| -> String {
+        if !send.is_empty() {
+            w.write_all(send).unwrap();
+        }
+        let mut line = String::new();
+        r.read_line(&mut line).unwrap();
+        line
+    };
+    assert!(reply(b"").starts_with("220 "));
+    assert!(reply(b"\xff\xfe\x00binary\r\n").starts_with("500 "), "binary junk is an unknown command");
+    let mut long = vec![b'A'; 10_000];
+    long.extend_from_slice(b"\r\n");
+    assert!(reply(&long).starts_with("500 5.5.2 line too long"));
+    assert!(reply(b"DATA\r\n").starts_with("503 "), "DATA before MAIL");
+    assert!(reply(b"MAIL FROM:<alice@example.jp>\r\n").starts_with("530 "), "MAIL before AUTH");
+    assert!(reply(b"AUTH PLAIN !!!not-base64!!!\r\n").starts_with("535 "));
+    assert!(reply(b"AUTH CRAM-MD5\r\n").starts_with("504 "));
+    assert!(reply(b"NOOP\r\n").starts_with("250 "), "still serving");
+    assert!(reply(b"QUIT\r\n").starts_with("221 "));
+    assert!(relay.delivered().is_empty());
+}
