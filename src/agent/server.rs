@@ -2,7 +2,7 @@
 //! thread per client, and the token worker that runs requests one at a time.
 
 use super::audit::AuditLog;
-use super::watchdog::{self, Watchdog};
+use super::watchdog::{self, Owed, Watchdog};
 use super::protocol::{read_message, write_message, ProtocolError, Request, Response, VERSION};
 use super::{AgentConfig, PinCache};
 use crate::cli::common::Setup;
@@ -172,9 +172,10 @@ pub fn run(g: &Global, setup: Setup, a: AgentArgs) -> Result<(), Failure> {
         .spawn(move || worker(w, base, setup, cfg, readers))
         .map_err(|e| Failure::new(Exit::Io, format!("cannot start the token worker: {e}")))?;
     let (wdog, wevents, fd) = (dog.clone(), events.clone(), listener.as_raw_fd());
+    let own_path = listener.local_addr().ok().and_then(|a| a.as_pathname().map(Path::to_path_buf));
     std::thread::Builder::new()
         .name("watchdog".into())
-        .spawn(move || watch_for_hangs(wdog, queue, current, audit, wevents, fd))
+        .spawn(move || watch_for_hangs(wdog, queue, current, audit, wevents, fd, own_path))
         .map_err(|e| Failure::new(Exit::Io, format!("cannot start the watchdog: {e}")))?;
     match std::env::var(watchdog::RESTARTS_VAR) {
         Ok(n) => eprintln!("ssmax-card agent: listening on {} (restart {n} after a hung token call)", a.socket.display()),
@@ -182,8 +183,16 @@ pub fn run(g: &Global, setup: Setup, a: AgentArgs) -> Result<(), Failure> {
     }
     // SAFETY: getuid cannot fail.
     let me = unsafe { libc::getuid() };
-    for stream in listener.incoming() {
-        let Ok(mut stream) = stream else { continue };
+    loop {
+        if dog.restarting.load(Ordering::SeqCst) {
+            // The next image accepts from here on; the watchdog waits for this.
+            dog.accept_parked.store(true, Ordering::SeqCst);
+            loop {
+                std::thread::park();
+            }
+        }
+        let Ok((mut stream, _)) = listener.accept() else { continue };
+        let owed = Owed::at_accept(&dog);
         let peer = match peer_of(&stream) {
             Ok(p) => p,
             Err(_) => continue,
@@ -191,6 +200,7 @@ pub fn run(g: &Global, setup: Setup, a: AgentArgs) -> Result<(), Failure> {
         if peer.uid != me {
             // In its own thread: a refused peer must not hold up the accept loop.
             let _ = std::thread::Builder::new().name("refuse".into()).spawn(move || {
+                let _owed = owed;
                 let refusal = Response { v: VERSION, ok: false, exit: Exit::Usage as u8, error: Some(format!("refused: this agent serves uid {me} only")), ..Default::default() };
                 let _ = write_message(&mut stream, &refusal, &[]);
                 // Close gently so the refusal is read, not lost to a reset; never wait long.
@@ -201,9 +211,8 @@ pub fn run(g: &Global, setup: Setup, a: AgentArgs) -> Result<(), Failure> {
             continue;
         }
         let (tx, events, dog) = (tx.clone(), events.clone(), dog.clone());
-        let _ = std::thread::Builder::new().name(format!("client-{}", peer.pid)).spawn(move || serve(stream, peer, tx, events, dog));
+        let _ = std::thread::Builder::new().name(format!("client-{}", peer.pid)).spawn(move || serve(stream, peer, tx, events, dog, owed));
     }
-    Ok(())
 }
 
 fn default_audit_path() -> Option<PathBuf> {
@@ -220,10 +229,13 @@ fn restarting_response(id: u64) -> Response {
 }
 
 /// One client connection: requests in order; a client that goes away only ends this thread.
-fn serve(mut stream: UnixStream, peer: Peer, queue: SyncSender<Job>, events: Events, dog: Arc<Watchdog>) {
+fn serve(mut stream: UnixStream, peer: Peer, queue: SyncSender<Job>, events: Events, dog: Arc<Watchdog>, mut owed: Owed) {
     loop {
         let (req, body) = match read_message::<Request>(&mut stream) {
-            Ok(m) => m,
+            Ok(m) => {
+                owed.owe();
+                m
+            }
             Err(ProtocolError::Closed) => return,
             Err(e) => {
                 let _ = write_message(&mut stream, &error_response(0, Exit::Usage, format!("bad request: {e}")), &[]);
@@ -237,7 +249,9 @@ fn serve(mut stream: UnixStream, peer: Peer, queue: SyncSender<Job>, events: Eve
         match req.method.as_str() {
             "ping" => {
                 let r = Response { v: VERSION, id: req.id, ok: true, notes: vec![format!("ssmax-card agent {}", env!("CARGO_PKG_VERSION"))], ..Default::default() };
-                if write_message(&mut stream, &r, &[]).is_err() {
+                let written = write_message(&mut stream, &r, &[]);
+                owed.settle();
+                if written.is_err() {
                     return;
                 }
             }
@@ -247,7 +261,10 @@ fn serve(mut stream: UnixStream, peer: Peer, queue: SyncSender<Job>, events: Eve
                     subs.push(tx);
                 }
                 let r = Response { v: VERSION, id: req.id, ok: true, ..Default::default() };
-                if write_message(&mut stream, &r, &[]).is_err() {
+                let written = write_message(&mut stream, &r, &[]);
+                // A subscriber waits for events, not answers: it does not hold up a restart.
+                owed.settle();
+                if written.is_err() {
                     return;
                 }
                 for ev in rx {
@@ -266,7 +283,6 @@ fn serve(mut stream: UnixStream, peer: Peer, queue: SyncSender<Job>, events: Eve
                     let _ = write_message(&mut stream, &r, &[]);
                     return;
                 }
-                dog.in_flight.fetch_add(1, Ordering::SeqCst);
                 let resp = match queue.try_send(Job { req, body, peer, reply: rtx }) {
                     Err(TrySendError::Full(_)) => (error_response(id, Exit::Busy, "busy: too many requests are waiting for the token; try again shortly".into()), Vec::new()),
                     Err(TrySendError::Disconnected(_)) => (error_response(id, Exit::Io, "the token worker has stopped; restart the agent".into()), Vec::new()),
@@ -277,7 +293,7 @@ fn serve(mut stream: UnixStream, peer: Peer, queue: SyncSender<Job>, events: Eve
                     },
                 };
                 let written = write_message(&mut stream, &resp.0, &resp.1);
-                dog.in_flight.fetch_sub(1, Ordering::SeqCst);
+                owed.settle();
                 if written.is_err() {
                     return;
                 }
@@ -577,7 +593,7 @@ fn worker(w: Worker, base: Global, setup: Setup, cfg: AgentConfig, readers: Read
 
 /// The watchdog thread: when the worker has been inside the token layer past the limit, answer
 /// everyone who waits, then restart the agent in place (see watchdog.rs for why in place).
-fn watch_for_hangs(dog: Arc<Watchdog>, queue: Queue, current: Current, audit: Option<mpsc::Sender<AuditMsg>>, events: Events, listener: std::os::fd::RawFd) {
+fn watch_for_hangs(dog: Arc<Watchdog>, queue: Queue, current: Current, audit: Option<mpsc::Sender<AuditMsg>>, events: Events, listener: std::os::fd::RawFd, own_path: Option<PathBuf>) {
     let tick = (dog.limit / 10).clamp(Duration::from_millis(50), Duration::from_secs(1));
     let (what, took) = loop {
         std::thread::sleep(tick);
@@ -609,6 +625,11 @@ fn watch_for_hangs(dog: Arc<Watchdog>, queue: Queue, current: Current, audit: Op
         if log.send(AuditMsg::Close(done)).is_ok() {
             let _ = wait.recv_timeout(Duration::from_secs(5));
         }
+    }
+    // Wake the accept loop (blocked in accept) so it sees the flag and parks; a connection it
+    // accepts meanwhile is answered "restarting" before the exec, never cut off.
+    if let Some(p) = &own_path {
+        drop(UnixStream::connect(p));
     }
     dog.drain_answers(Duration::from_secs(2));
     let err = watchdog::reexec(listener);

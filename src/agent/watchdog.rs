@@ -25,13 +25,17 @@ pub struct Watchdog {
     pub limit: Duration,
     busy: Mutex<Option<(Instant, String)>>,
     pub restarting: AtomicBool,
-    /// Requests handed to the worker whose answer has not yet been written to the client.
+    /// Answers owed: a connection accepted but not yet answered once, or a request read and
+    /// not yet answered. The re-exec waits for these, so no client sees a bare hang-up.
     pub in_flight: AtomicUsize,
+    /// The accept loop has seen `restarting` and accepts no more (the kernel queues new
+    /// connections for the next image).
+    pub accept_parked: AtomicBool,
 }
 
 impl Watchdog {
     pub fn new(limit: Duration) -> Arc<Self> {
-        Arc::new(Watchdog { limit, busy: Mutex::new(None), restarting: AtomicBool::new(false), in_flight: AtomicUsize::new(0) })
+        Arc::new(Watchdog { limit, busy: Mutex::new(None), restarting: AtomicBool::new(false), in_flight: AtomicUsize::new(0), accept_parked: AtomicBool::new(false) })
     }
 
     /// The worker enters the token layer for `what` (a request, a presence check).
@@ -57,12 +61,48 @@ impl Watchdog {
         (took > self.limit).then(|| (what.clone(), took))
     }
 
-    /// Wait (bounded) until every answer already produced has been written to its client.
+    /// Wait (bounded) until the accept loop has stopped and every answer owed has been written.
     pub fn drain_answers(&self, within: Duration) {
         let until = Instant::now() + within;
-        while self.in_flight.load(Ordering::SeqCst) > 0 && Instant::now() < until {
+        while (!self.accept_parked.load(Ordering::SeqCst) || self.in_flight.load(Ordering::SeqCst) > 0) && Instant::now() < until {
             std::thread::sleep(Duration::from_millis(10));
         }
+    }
+}
+
+/// One answer owed to a client; dropping it settles the debt (also on every early return).
+pub struct Owed {
+    dog: Arc<Watchdog>,
+    owed: bool,
+}
+
+impl Owed {
+    /// Counted at accept: the client may already have sent its request.
+    pub fn at_accept(dog: &Arc<Watchdog>) -> Owed {
+        dog.in_flight.fetch_add(1, Ordering::SeqCst);
+        Owed { dog: dog.clone(), owed: true }
+    }
+
+    /// A request was read: an answer is owed (again).
+    pub fn owe(&mut self) {
+        if !self.owed {
+            self.dog.in_flight.fetch_add(1, Ordering::SeqCst);
+            self.owed = true;
+        }
+    }
+
+    /// The answer was written (or the client is gone).
+    pub fn settle(&mut self) {
+        if self.owed {
+            self.dog.in_flight.fetch_sub(1, Ordering::SeqCst);
+            self.owed = false;
+        }
+    }
+}
+
+impl Drop for Owed {
+    fn drop(&mut self) {
+        self.settle();
     }
 }
 

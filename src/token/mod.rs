@@ -373,8 +373,10 @@ impl Token {
         }
         self.pin = Some(pin);
         self.login_time = Some(std::time::SystemTime::now());
-        // Private objects are visible now: lists read before the login are incomplete.
-        self.invalidate_objects();
+        // Private objects are visible now: lists read before the login are incomplete. The
+        // certificate list stays unless the profile says certificates hide behind the PIN
+        // (re-reading it cost every one-shot signature a second pass over the token).
+        self.invalidate_private_objects();
         Ok(())
     }
 

@@ -55,6 +55,8 @@ const CACHE_FOR: std::time::Duration = std::time::Duration::from_secs(5);
 pub(crate) struct ObjectCache {
     certs: Option<(std::time::Instant, Vec<CertObject>)>,
     keys: Option<(std::time::Instant, Vec<KeyObject>)>,
+    /// Keys looked up by CKA_ID alone (a signature needs one key, not the list).
+    single_keys: Vec<(std::time::Instant, KeyObject)>,
 }
 
 impl Token {
@@ -62,6 +64,18 @@ impl Token {
     pub fn invalidate_objects(&self) {
         if let Ok(mut c) = self.objects.try_borrow_mut() {
             *c = ObjectCache::default();
+        }
+    }
+
+    /// Forget what a login or logout changes: private keys, and certificates only where the
+    /// profile says they are private objects.
+    pub fn invalidate_private_objects(&self) {
+        if self.profile.keys.certificates_need_login {
+            return self.invalidate_objects();
+        }
+        if let Ok(mut c) = self.objects.try_borrow_mut() {
+            c.keys = None;
+            c.single_keys.clear();
         }
     }
 
@@ -145,12 +159,39 @@ impl Token {
     }
 
     /// The private key with CKA_ID `id` (from the cached list, which a long-lived agent reuses).
+    /// The private key with this CKA_ID. Only that key is read when no list is cached: every
+    /// attribute read of a private object costs SoftHSM2 a decryption and a file check, and a
+    /// one-shot signature needs one key.
     pub fn private_key(&self, id: &[u8]) -> Result<Option<KeyObject>, TokenError> {
-        Ok(self.private_keys()?.into_iter().find(|k| k.id == id))
+        {
+            let cache = self.objects.borrow();
+            if let Some((at, v)) = &cache.keys {
+                if at.elapsed() < CACHE_FOR {
+                    return Ok(v.iter().find(|k| k.id == id).cloned());
+                }
+            }
+            if let Some((_, k)) = cache.single_keys.iter().find(|(at, k)| k.id == id && at.elapsed() < CACHE_FOR) {
+                return Ok(Some(k.clone()));
+            }
+        }
+        let found = self.read_private_keys_matching(Some(id))?.into_iter().find(|k| k.id == id);
+        if let (Some(k), Ok(mut cache)) = (&found, self.objects.try_borrow_mut()) {
+            cache.single_keys.retain(|(at, old)| old.id != id && at.elapsed() < CACHE_FOR);
+            cache.single_keys.push((std::time::Instant::now(), k.clone()));
+        }
+        Ok(found)
     }
 
     fn read_private_keys(&self) -> Result<Vec<KeyObject>, TokenError> {
-        let handles = self.session().find_objects(&[Attribute::Class(ObjectClass::PRIVATE_KEY)]).map_err(TokenError::ck)?;
+        self.read_private_keys_matching(None)
+    }
+
+    fn read_private_keys_matching(&self, id: Option<&[u8]>) -> Result<Vec<KeyObject>, TokenError> {
+        let mut template = vec![Attribute::Class(ObjectClass::PRIVATE_KEY)];
+        if let Some(id) = id {
+            template.push(Attribute::Id(id.to_vec()));
+        }
+        let handles = self.session().find_objects(&template).map_err(TokenError::ck)?;
         let mut out = Vec::new();
         for h in handles {
             let attrs = self
