@@ -221,3 +221,39 @@ fn front_door_answers_garbage_with_errors_and_keeps_serving() {
     assert!(reply(b"QUIT\r\n").starts_with("221 "));
     assert!(relay.delivered().is_empty());
 }
+
+#[test]
+fn front_door_carries_a_large_attachment_whole() {
+    let tok = Tok::new();
+    let agent = start_agent(&tok, "", "0");
+    let relay = PostfixRelay::start(&tok);
+    let door = front_door(&tok, &agent, &relay);
+    // 6 MiB of incompressible data: ~8 MiB of base64 from the client, ~11 MiB signed.
+    let mut data = vec![0u8; 6 << 20];
+    let mut x = 0x9e3779b97f4a7c15u64;
+    for b in data.iter_mut() {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        *b = x as u8;
+    }
+    let big = tok.write("scan.bin", &data);
+    let (t, accepted) = swaks(&door, Some((&door.user, &door.secret)), "alice@example.jp", "alice@example.jp", Some(&big));
+    assert!(accepted, "{}", t.lines().filter(|l| !l.starts_with(" -> ")).collect::<Vec<_>>().join("\n"));
+    let delivered = relay.wait_for(2);
+    let f = tok.write("arrived.eml", &delivered[0]);
+    let v = run(Command::new("openssl").args(["smime", "-verify", "-in"]).arg(&f).arg("-CAfile").arg(pki().join("root.pem")).args(["-purpose", "smimesign", "-out"]).arg(tok.path("content.eml")));
+    assert_eq!(code(&v), 0, "{}", stderr(&v));
+    // The organisation (openssl with its key) opens the attachment: the file, byte for byte.
+    let content = std::fs::read_to_string(tok.path("content.eml")).unwrap();
+    let part = content.split("SSMAX-Label: scan.bin").nth(1).expect("the labelled part");
+    let b64: String = part.split("\r\n\r\n").nth(1).unwrap().split("\r\n--").next().unwrap().split_whitespace().collect();
+    use base64::Engine;
+    let der = base64::engine::general_purpose::STANDARD.decode(b64).unwrap();
+    let cms = tok.write("part.der", der);
+    let opened = tok.path("opened.eml");
+    ok(Command::new("openssl").args(["cms", "-decrypt", "-inform", "DER", "-in"]).arg(&cms).arg("-recip").arg(pki().join("org.pem")).arg("-inkey").arg(pki().join("org.key")).arg("-out").arg(&opened));
+    let entity = std::fs::read_to_string(&opened).unwrap();
+    let body: String = entity.split("\r\n\r\n").nth(1).unwrap().split_whitespace().collect();
+    assert!(base64::engine::general_purpose::STANDARD.decode(body).unwrap() == data, "the attachment arrived altered");
+}

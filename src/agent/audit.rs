@@ -35,6 +35,11 @@ impl Entry {
     }
 }
 
+/// SHA-256 of a request body, as the audit log records it.
+pub fn body_digest(body: &[u8]) -> [u8; 32] {
+    Sha256::digest(body).into()
+}
+
 fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
@@ -80,6 +85,12 @@ impl AuditLog {
     }
 
     pub fn append(&mut self, op: &str, client_pid: Option<i32>, client_exe: Option<String>, body: &[u8], key: Option<String>, result: &str) -> Result<(), String> {
+        self.append_digest(op, client_pid, client_exe, body_digest(body), key, result)
+    }
+
+    /// `append` with the body's SHA-256 already taken (the agent takes it before the body is
+    /// handed on, so the body is never kept twice).
+    pub fn append_digest(&mut self, op: &str, client_pid: Option<i32>, client_exe: Option<String>, digest: [u8; 32], key: Option<String>, result: &str) -> Result<(), String> {
         let time = time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap_or_default();
         let mut e = Entry {
             seq: self.seq + 1,
@@ -87,7 +98,7 @@ impl AuditLog {
             op: op.to_string(),
             client_pid,
             client_exe,
-            digest: hex(&Sha256::digest(body)),
+            digest: hex(&digest),
             key,
             result: result.to_string(),
             prev: self.last.clone(),

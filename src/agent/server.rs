@@ -49,7 +49,7 @@ struct AuditEntry {
     op: String,
     pid: Option<i32>,
     exe: Option<String>,
-    body_digest_input: Vec<u8>,
+    body_digest: [u8; 32],
     key: Option<String>,
     result: String,
 }
@@ -145,7 +145,7 @@ pub fn run(g: &Global, setup: Setup, a: AgentArgs) -> Result<(), Failure> {
             for m in arx {
                 match m {
                     AuditMsg::Entry(e) => {
-                        if let Err(err) = log.append(&e.op, e.pid, e.exe, &e.body_digest_input, e.key, &e.result) {
+                        if let Err(err) = log.append_digest(&e.op, e.pid, e.exe, e.body_digest, e.key, &e.result) {
                             eprintln!("ssmax-card agent: audit log: {err}");
                         }
                     }
@@ -529,10 +529,14 @@ fn worker(w: Worker, base: Global, setup: Setup, cfg: AgentConfig, readers: Read
             return;
         }
         match next {
-            Ok(job) => {
+            Ok(mut job) => {
                 *lock(&current) = Some((job.req.id, job.reply.clone()));
+                // The audit log records the body's digest; the body itself moves on to the
+                // command, so a large mail is held once, not twice.
+                let body_digest = super::audit::body_digest(&job.body);
+                let body = std::mem::take(&mut job.body);
                 dog.enter(&job.req.method);
-                let (mut resp, out, key) = run_job(&job, &base, &setup, &mut tokens, &events, &readers, &dog);
+                let (mut resp, out, key) = run_job(&job, body, &base, &setup, &mut tokens, &events, &readers, &dog);
                 let request_key = job.req.token.as_deref().map(|t| Pkcs11Uri::parse(t).map(|u| u.or(&setup.token_uri).to_string()).unwrap_or_default()).unwrap_or_else(|| setup.token_uri.to_string());
                 // Remember what to watch: tokens the agent now holds sessions on.
                 for (k, t) in tokens.iter() {
@@ -571,8 +575,7 @@ fn worker(w: Worker, base: Global, setup: Setup, cfg: AgentConfig, readers: Read
                 if let Some(log) = audit.as_ref() {
                     let exe = std::fs::read_link(format!("/proc/{}/exe", job.peer.pid)).ok().map(|p| p.display().to_string());
                     let result = if resp.ok { "ok".to_string() } else { resp.error.clone().unwrap_or_default() };
-                    // The digest is computed on the audit thread; it gets the body itself.
-                    let _ = log.send(AuditMsg::Entry(AuditEntry { op: job.req.method.clone(), pid: Some(job.peer.pid), exe, body_digest_input: job.body, key, result }));
+                    let _ = log.send(AuditMsg::Entry(AuditEntry { op: job.req.method.clone(), pid: Some(job.peer.pid), exe, body_digest, key, result }));
                 }
                 apply_cache_policy(&mut tokens, &cfg);
                 // The client may have gone away; that must not stop the worker.
@@ -620,7 +623,7 @@ fn watch_for_hangs(dog: Arc<Watchdog>, queue: Queue, current: Current, audit: Op
     }
     event(&events, "agent-restarting", msg.clone());
     if let Some(log) = audit {
-        let _ = log.send(AuditMsg::Entry(AuditEntry { op: "watchdog".into(), pid: None, exe: None, body_digest_input: Vec::new(), key: None, result: msg }));
+        let _ = log.send(AuditMsg::Entry(AuditEntry { op: "watchdog".into(), pid: None, exe: None, body_digest: super::audit::body_digest(&[]), key: None, result: msg }));
         let (done, wait) = mpsc::channel();
         if log.send(AuditMsg::Close(done)).is_ok() {
             let _ = wait.recv_timeout(Duration::from_secs(5));
@@ -654,7 +657,8 @@ fn apply_cache_policy(tokens: &mut HashMap<String, Token>, cfg: &AgentConfig) {
     }
 }
 
-fn run_job(job: &Job, base: &Global, setup: &Setup, tokens: &mut HashMap<String, Token>, events: &Events, readers: &Readers, dog: &Arc<Watchdog>) -> (Response, Vec<u8>, Option<String>) {
+#[allow(clippy::too_many_arguments)]
+fn run_job(job: &Job, body: Vec<u8>, base: &Global, setup: &Setup, tokens: &mut HashMap<String, Token>, events: &Events, readers: &Readers, dog: &Arc<Watchdog>) -> (Response, Vec<u8>, Option<String>) {
     let req = &job.req;
     let mut g = base.clone();
     g.allow_final_pin_try = req.allow_final_pin_try;
@@ -674,7 +678,7 @@ fn run_job(job: &Job, base: &Global, setup: &Setup, tokens: &mut HashMap<String,
     let wants_output = req.args.get("out").and_then(|v| v.as_bool()).unwrap_or(true);
     let prompt = EventPrompt { inner: PinentryPin::for_client(s.config.pinentry_program.clone(), req.client.clone()), events: events.clone(), dog: dog.clone(), method: req.method.clone() };
     let token_key = s.token_uri.to_string();
-    let mut ctx = AgentCtx { g, s, input: Some(job.body.clone()), output: Vec::new(), wants_output, notes: Vec::new(), report: None, tokens, token_key: token_key.clone(), prompt, readers: readers.clone() };
+    let mut ctx = AgentCtx { g, s, input: Some(body), output: Vec::new(), wants_output, notes: Vec::new(), report: None, tokens, token_key: token_key.clone(), prompt, readers: readers.clone() };
     let result = dispatch(&mut ctx, &req.method, &req.args);
     let key = ctx.tokens.get(&token_key).map(|t| t.description.clone());
     if let Err(f) = &result {

@@ -85,7 +85,8 @@ fn forward(p: &mut Parts<'_>, a: &ForwardArgs, raw: &[u8]) -> Result<(Vec<u8>, S
     intro.extend_from_slice(&quoted_printable(text.as_bytes()));
     let mut body = vec![intro];
     body.extend(rec.parts.body.iter().cloned());
-    let inner = build(&body, &rekeyed, &org_name);
+    let forwarded = rekeyed.len();
+    let inner = build(&body, rekeyed, &org_name);
     let subject = header("Subject");
     let subject = if subject.to_ascii_lowercase().starts_with("fwd:") { subject } else { format!("Fwd: {subject}") };
     let date = time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc2822).unwrap_or_default();
@@ -96,7 +97,7 @@ fn forward(p: &mut Parts<'_>, a: &ForwardArgs, raw: &[u8]) -> Result<(Vec<u8>, S
         Field::new("Date", &date),
     ];
     let done = sign_on_token(p, &from, &a.to.join(", "), &[&inner], a.pss)?;
-    let note = format!("forwarded {} attachment(s), re-keyed for '{org_name}'; {}", rekeyed.len(), done.summary(&from, p.token));
+    let note = format!("forwarded {} attachment(s), re-keyed for '{org_name}'; {}", forwarded, done.summary(&from, p.token));
     Ok((build_signed(&outer, &inner, &done.der, done.scheme.hash().micalg()), note))
 }
 

@@ -35,20 +35,27 @@ pub fn run(ctx: &mut dyn Ctx, extra: Vec<Attachment>, pss: bool) -> Result<(), F
     }
     let mut parts = parse_draft(&Entity { fields: content_fields, body: mail.body })?;
     parts.attachments.extend(extra);
+    // The draft has been copied into its parts: let the original go (large attachments).
+    let to = super::sign::recipients(&mail);
+    drop(mail);
+    drop(raw);
     let (inner, done, summary, org_name, count) = {
         let mut p = ctx.token()?;
         let trust = token_trust(p.token, &p.s.config)?;
         let org = org_certificate(&trust, &p.s.config)?;
         let org_name = display_name(&org);
         let mut protected = Vec::new();
-        for a in &parts.attachments {
+        // Each plaintext attachment is dropped once it is encrypted.
+        for a in std::mem::take(&mut parts.attachments) {
             // Only the organisation can open it: never the recipient's key (the sender manages none).
-            protected.push(Protected { filename: a.filename.clone(), label: a.label.clone(), cms: encrypt::encrypt(&a.entity, std::slice::from_ref(&org))? });
+            let cms = encrypt::encrypt(&a.entity, std::slice::from_ref(&org))?;
+            protected.push(Protected { filename: a.filename, label: a.label, cms });
         }
-        let inner = crate::ssmax::mail::build(&parts.body, &protected, &org_name);
-        let done = sign_on_token(&mut p, &from, &super::sign::recipients(&mail), &[&inner], pss)?;
+        let count = protected.len();
+        let inner = crate::ssmax::mail::build(&parts.body, protected, &org_name);
+        let done = sign_on_token(&mut p, &from, &to, &[&inner], pss)?;
         let summary = done.summary(&from, p.token);
-        (inner, done, summary, org_name, protected.len())
+        (inner, done, summary, org_name, count)
     };
     ctx.output(build_signed(&outer, &inner, &done.der, done.scheme.hash().micalg()))?;
     for w in &done.warnings {

@@ -184,37 +184,35 @@ impl Envelope {
 
     /// The same envelope — same encrypted content, same MAC — for new recipients only.
     pub fn with_recipients(&self, infos: Vec<RecipientInfo>) -> Result<Vec<u8>, CmsError> {
+        self.clone().into_der(infos)
+    }
+
+    /// The envelope for `infos`, encoded straight into one buffer of its final size (a 40 MiB
+    /// attachment is not copied into an intermediate encoding and then again into the ContentInfo).
+    pub fn into_der(self, infos: Vec<RecipientInfo>) -> Result<Vec<u8>, CmsError> {
         let enc = |e: der::Error| CmsError::Malformed(format!("encoding the envelope: {e}"));
         let set = SetOfVec::try_from(infos).map_err(enc)?;
-        let (oid, inner) = if self.authenticated {
-            let mac = self.mac.clone().ok_or_else(|| CmsError::Malformed("auth-enveloped data without a MAC".into()))?;
+        if self.authenticated {
+            let mac = self.mac.ok_or_else(|| CmsError::Malformed("auth-enveloped data without a MAC".into()))?;
             let ad = AuthEnvelopedData {
                 version: cms::content_info::CmsVersion::V0,
-                originator_info: self.originator_info.clone(),
+                originator_info: self.originator_info,
                 recip_infos: set,
-                auth_encrypted_content_info: self.eci.clone(),
-                auth_attrs: self.auth_attrs.clone(),
+                auth_encrypted_content_info: self.eci,
+                auth_attrs: self.auth_attrs,
                 mac,
-                unauth_attrs: self.other_attrs.clone(),
+                unauth_attrs: self.other_attrs,
             };
-            (ID_CT_AUTH_ENVELOPED_DATA, ad.to_der().map_err(enc)?)
+            content_info_der(ID_CT_AUTH_ENVELOPED_DATA, &ad).map_err(enc)
         } else {
             let version = if self.originator_info.is_some() || self.other_attrs.is_some() || set.iter().any(|r| !matches!(r, RecipientInfo::Ktri(_))) {
                 cms::content_info::CmsVersion::V2
             } else {
                 cms::content_info::CmsVersion::V0
             };
-            let ed = EnvelopedData {
-                version,
-                originator_info: self.originator_info.clone(),
-                recip_infos: set,
-                encrypted_content: self.eci.clone(),
-                unprotected_attrs: self.other_attrs.clone(),
-            };
-            (rfc5911::ID_ENVELOPED_DATA, ed.to_der().map_err(enc)?)
-        };
-        let ci = cms::content_info::ContentInfo { content_type: oid, content: der::Any::from_der(&inner).map_err(enc)? };
-        ci.to_der().map_err(enc)
+            let ed = EnvelopedData { version, originator_info: self.originator_info, recip_infos: set, encrypted_content: self.eci, unprotected_attrs: self.other_attrs };
+            content_info_der(rfc5911::ID_ENVELOPED_DATA, &ed).map_err(enc)
+        }
     }
 
     /// The raw encrypted content bytes (what re-keying must leave identical).
@@ -222,6 +220,23 @@ impl Envelope {
     pub fn ciphertext(&self) -> &[u8] {
         self.eci.encrypted_content.as_ref().map(|o| o.as_bytes()).unwrap_or(&[])
     }
+}
+
+/// ContentInfo { content_type, [0] EXPLICIT content } written into one buffer of the final size.
+fn content_info_der(content_type: ObjectIdentifier, content: &impl Encode) -> der::Result<Vec<u8>> {
+    use der::{Header, Tag, TagNumber};
+    let inner_len = content.encoded_len()?;
+    let explicit = Header::new(Tag::ContextSpecific { constructed: true, number: TagNumber::N0 }, inner_len)?;
+    let seq_len = (content_type.encoded_len()? + explicit.encoded_len()?)? + inner_len;
+    let seq_len = seq_len?;
+    let seq = Header::new(Tag::Sequence, seq_len)?;
+    let total = (seq.encoded_len()? + seq_len)?;
+    let mut out = Vec::with_capacity(usize::try_from(total)?);
+    seq.encode_to_vec(&mut out)?;
+    content_type.encode_to_vec(&mut out)?;
+    explicit.encode_to_vec(&mut out)?;
+    content.encode_to_vec(&mut out)?;
+    Ok(out)
 }
 
 /// Open an EnvelopedData or AuthEnvelopedData ContentInfo.

@@ -98,16 +98,18 @@ pub fn recipient_info(cert: &Certificate, cek: &[u8]) -> Result<RecipientInfo, C
 
 /// Encrypt `content` with a fresh AES-256-GCM key for `recipients` (DER ContentInfo out).
 pub fn encrypt(content: &[u8], recipients: &[Certificate]) -> Result<Vec<u8>, CmsError> {
-    use aes_gcm::aead::{Aead, KeyInit};
+    use aes_gcm::aead::{AeadInPlace, KeyInit};
     let mut cek = Zeroizing::new([0u8; 32]);
     OsRng.fill_bytes(&mut cek[..]);
     let mut nonce = [0u8; 12];
     OsRng.fill_bytes(&mut nonce);
     let cipher = aes_gcm::Aes256Gcm::new_from_slice(&cek[..]).map_err(|_| CmsError::Malformed("AES-256 key".into()))?;
-    let mut sealed = cipher
-        .encrypt(aes_gcm::Nonce::from_slice(&nonce), content)
-        .map_err(|_| CmsError::Malformed("AES-GCM encryption failed".into()))?;
-    let tag = sealed.split_off(sealed.len() - 16);
+    // One copy of the content, encrypted in place; the tag travels separately (the MAC field).
+    let mut sealed = content.to_vec();
+    let tag = cipher
+        .encrypt_in_place_detached(aes_gcm::Nonce::from_slice(&nonce), b"", &mut sealed)
+        .map_err(|_| CmsError::Malformed("AES-GCM encryption failed".into()))?
+        .to_vec();
     let params = GcmParams { nonce: OctetString::new(nonce.to_vec()).map_err(enc)?, icv_len: Some(16) };
     let infos = recipients.iter().map(|c| recipient_info(c, &cek[..])).collect::<Result<Vec<_>, _>>()?;
     let env = Envelope {
@@ -123,7 +125,7 @@ pub fn encrypt(content: &[u8], recipients: &[Certificate]) -> Result<Vec<u8>, Cm
         mac: Some(OctetString::new(tag).map_err(enc)?),
         other_attrs: None,
     };
-    env.with_recipients(infos)
+    env.into_der(infos)
 }
 
 #[cfg(test)]

@@ -441,14 +441,25 @@ pub fn quoted_printable(text: &[u8]) -> Vec<u8> {
 
 /// Base64 in 76-character CRLF lines (RFC 2045 §6.8).
 pub fn base64_lines(data: &[u8]) -> Vec<u8> {
-    use base64::Engine;
-    let enc = base64::engine::general_purpose::STANDARD.encode(data);
-    let mut out = Vec::with_capacity(enc.len() + enc.len() / 38 + 2);
-    for chunk in enc.as_bytes().chunks(76) {
-        out.extend_from_slice(chunk);
-        out.extend_from_slice(b"\r\n");
-    }
+    let mut out = Vec::new();
+    base64_lines_into(&mut out, data);
     out
+}
+
+/// `base64_lines` appended to `out`, encoded in runs of 1024 lines: no second full-size buffer.
+pub fn base64_lines_into(out: &mut Vec<u8>, data: &[u8]) {
+    use base64::Engine;
+    const LINE: usize = 57; // input bytes per 76-character line
+    out.reserve(data.len().div_ceil(LINE) * 78);
+    let mut run = String::with_capacity(76 * 1024);
+    for chunk in data.chunks(LINE * 1024) {
+        run.clear();
+        base64::engine::general_purpose::STANDARD.encode_string(chunk, &mut run);
+        for line in run.as_bytes().chunks(76) {
+            out.extend_from_slice(line);
+            out.extend_from_slice(b"\r\n");
+        }
+    }
 }
 
 /// Base64 of a mail body, gathered in 64 KiB runs without line breaks (no cleaned copy of a
@@ -489,6 +500,19 @@ pub fn decode_base64(data: &[u8]) -> Result<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn base64_lines_are_76_characters_and_decode_back() {
+        use base64::Engine;
+        for len in [0usize, 1, 56, 57, 58, 57 * 1024 - 1, 57 * 1024, 57 * 1024 + 1, 200_003] {
+            let data: Vec<u8> = (0..len).map(|i| (i * 7 + 3) as u8).collect();
+            let lines = base64_lines(&data);
+            let plain = base64::engine::general_purpose::STANDARD.encode(&data);
+            let expected: Vec<u8> = plain.as_bytes().chunks(76).flat_map(|c| c.iter().copied().chain(*b"\r\n")).collect();
+            assert_eq!(lines, expected, "length {len}");
+            assert_eq!(decode_base64(&lines).unwrap(), data);
+        }
+    }
 
     /// The plain definition `already_canonical` must agree with (the windowed scan is faster).
     fn canonical_by_definition(body: &[u8]) -> bool {

@@ -134,7 +134,7 @@ fn protected_part(p: &Protected) -> Vec<u8> {
         encode_word(&p.filename)
     )
     .into_bytes();
-    out.extend_from_slice(&base64_lines(&p.cms));
+    crate::mail::base64_lines_into(&mut out, &p.cms);
     out
 }
 
@@ -146,9 +146,10 @@ fn opened_part(a: &Attachment) -> Vec<u8> {
 }
 
 fn multipart(parts: &[Vec<u8>]) -> Vec<u8> {
-    let all: Vec<u8> = parts.concat();
-    let b = boundary_for(&[&all]);
+    let pieces: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
+    let b = boundary_for(&pieces);
     let mut out = format!("Content-Type: multipart/mixed; boundary=\"{b}\"\r\n\r\n").into_bytes();
+    out.reserve(parts.iter().map(|p| p.len() + b.len() + 6).sum::<usize>() + b.len() + 8);
     for p in parts {
         out.extend_from_slice(format!("--{b}\r\n").as_bytes());
         out.extend_from_slice(p);
@@ -159,12 +160,13 @@ fn multipart(parts: &[Vec<u8>]) -> Vec<u8> {
 }
 
 /// The body that is signed and sent: text, label list, protected attachments.
-pub fn build(body: &[Vec<u8>], protected: &[Protected], org: &str) -> Vec<u8> {
+pub fn build(body: &[Vec<u8>], protected: Vec<Protected>, org: &str) -> Vec<u8> {
     let mut parts: Vec<Vec<u8>> = body.to_vec();
     if !protected.is_empty() {
         let labels: Vec<(String, String)> = protected.iter().map(|p| (p.label.clone(), p.filename.clone())).collect();
         parts.push(label_list(&labels, org));
-        parts.extend(protected.iter().map(protected_part));
+        // Each CMS object is dropped as soon as its base64 part exists (large attachments).
+        parts.extend(protected.into_iter().map(|p| protected_part(&p)));
     }
     multipart(&parts)
 }
@@ -273,7 +275,7 @@ mod tests {
     fn labels_and_names_survive_build_and_parse() {
         let p = Protected { filename: "見積書.pdf".into(), label: "社外秘: 見積 Q3".into(), cms: vec![0x30, 0x00] };
         let body = vec![b"Content-Type: text/plain\r\n\r\nhello\r\n".to_vec()];
-        let built = build(&body, std::slice::from_ref(&p), "Example Org");
+        let built = build(&body, vec![p], "Example Org");
         assert!(built.is_ascii());
         let parsed = parse(&built).unwrap();
         assert_eq!(parsed.body.len(), 1);

@@ -139,7 +139,8 @@ pub fn relay(step: Step<'_>, raw: &[u8]) -> Result<(Vec<u8>, Vec<String>), OrgEr
         let cms = env.with_recipients(vec![recipient_info(step.next, &cek)?])?;
         rekeyed.push(Protected { filename: p.filename.clone(), label: p.label.clone(), cms });
     }
-    let inner = build(&parts.body, &rekeyed, &display_name(step.next));
+    let rekeyed_count = rekeyed.len();
+    let inner = build(&parts.body, rekeyed, &display_name(step.next));
     let mut extra = vec![identity.attribute()?, ChainInfo::originator_attribute(&originator.0, originator.1)?];
     if let Some(org) = &sending_org {
         extra.push(ChainInfo::sending_org_attribute(org)?);
@@ -151,7 +152,7 @@ pub fn relay(step: Step<'_>, raw: &[u8]) -> Result<(Vec<u8>, Vec<String>), OrgEr
         SignError::Signer => CmsError::Malformed("the organisation key did not sign".into()),
     })?;
     let (fields, _) = split_fields(&outer.fields);
-    log.push(format!("re-keyed {} attachment(s) to {}; signed as {}", rekeyed.len(), display_name(step.next), cert::subject(&step.org.cert)));
+    log.push(format!("re-keyed {} attachment(s) to {}; signed as {}", rekeyed_count, display_name(step.next), cert::subject(&step.org.cert)));
     Ok((build_signed(&fields, &inner, &der, "sha-256"), log))
 }
 
