@@ -220,6 +220,30 @@ fn front_door_answers_garbage_with_errors_and_keeps_serving() {
     assert!(reply(b"NOOP\r\n").starts_with("250 "), "still serving");
     assert!(reply(b"QUIT\r\n").starts_with("221 "));
     assert!(relay.delivered().is_empty());
+
+    // Connections hold threads: past 32 at once, the next is told to come back.
+    let greeting = |s: &std::net::TcpStream| {
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut line = String::new();
+        BufReader::new(s).read_line(&mut line).unwrap();
+        line
+    };
+    let held: Vec<_> = (0..32).map(|_| std::net::TcpStream::connect(("127.0.0.1", door.port)).unwrap()).collect();
+    for s in &held {
+        assert!(greeting(s).starts_with("220 "));
+    }
+    let extra = std::net::TcpStream::connect(("127.0.0.1", door.port)).unwrap();
+    assert!(greeting(&extra).starts_with("421 "), "the 33rd connection is turned away");
+    drop(held);
+    let start = Instant::now();
+    loop {
+        let s = std::net::TcpStream::connect(("127.0.0.1", door.port)).unwrap();
+        if greeting(&s).starts_with("220 ") {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(10), "slots were not given back");
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 #[test]

@@ -21,6 +21,9 @@ use subtle::ConstantTimeEq;
 const MAX_LINE: usize = 4096;
 /// Wrong logins on one connection before it is closed.
 const MAX_AUTH_FAILURES: u32 = 3;
+/// Connections served at once; more are told to come back (each holds a thread, and any local
+/// user can connect to a loopback port, logged in or not).
+const MAX_CONNECTIONS: usize = 32;
 
 pub struct Shared {
     pub cfg: SmtpConfig,
@@ -40,18 +43,26 @@ pub fn run(shared: Shared) -> Result<(), Failure> {
     let listener = TcpListener::bind(listen).map_err(|e| Failure::new(Exit::Io, format!("cannot listen on {listen}: {e}")))?;
     eprintln!("ssmax-card smtp: listening on {listen}, relaying to {}", shared.relay.name);
     let shared = Arc::new(shared);
+    let open = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     for stream in listener.incoming() {
-        let Ok(stream) = stream else { continue };
+        let Ok(mut stream) = stream else { continue };
         if !stream.peer_addr().is_ok_and(|a| a.ip().is_loopback()) {
             continue;
         }
-        let shared = shared.clone();
-        let _ = std::thread::Builder::new().name("smtp-client".into()).spawn(move || {
-            if let Err(e) = Session::new(stream, &shared).and_then(|mut s| s.serve()) {
-                // A client that vanished or timed out only ends its own session.
-                let _ = e;
-            }
+        if open.fetch_add(1, std::sync::atomic::Ordering::SeqCst) >= MAX_CONNECTIONS {
+            open.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+            let _ = stream.write_all(b"421 4.7.0 too many connections; try again shortly\r\n");
+            continue;
+        }
+        let (shared, done) = (shared.clone(), open.clone());
+        let spawned = std::thread::Builder::new().name("smtp-client".into()).spawn(move || {
+            // A client that vanished or timed out only ends its own session.
+            let _ = Session::new(stream, &shared).and_then(|mut s| s.serve());
+            done.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
         });
+        if spawned.is_err() {
+            open.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+        }
     }
     Ok(())
 }
