@@ -57,7 +57,7 @@ pub fn run(shared: Shared) -> Result<(), Failure> {
         let (shared, done) = (shared.clone(), open.clone());
         let spawned = std::thread::Builder::new().name("smtp-client".into()).spawn(move || {
             // A client that vanished or timed out only ends its own session.
-            let _ = Session::new(stream, &shared).and_then(|mut s| s.serve());
+            let _ = serve_tcp(stream, &shared);
             done.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
         });
         if spawned.is_err() {
@@ -67,9 +67,20 @@ pub fn run(shared: Shared) -> Result<(), Failure> {
     Ok(())
 }
 
-struct Session<'a> {
-    r: BufReader<TcpStream>,
-    w: TcpStream,
+fn serve_tcp(stream: TcpStream, shared: &Shared) -> std::io::Result<()> {
+    stream.set_read_timeout(Some(Duration::from_secs(300)))?;
+    stream.set_write_timeout(Some(Duration::from_secs(60)))?;
+    serve(BufReader::new(stream.try_clone()?), stream, shared)
+}
+
+/// One client's session over any byte streams (TCP here; memory in the fuzz target).
+pub fn serve<R: BufRead, W: Write>(r: R, w: W, shared: &Shared) -> std::io::Result<()> {
+    Session { r, w, shared, authed: false, auth_failures: 0, from: None, rcpts: Vec::new() }.serve()
+}
+
+struct Session<'a, R: BufRead, W: Write> {
+    r: R,
+    w: W,
     shared: &'a Shared,
     authed: bool,
     auth_failures: u32,
@@ -84,13 +95,7 @@ enum Line {
     Closed,
 }
 
-impl<'a> Session<'a> {
-    fn new(stream: TcpStream, shared: &'a Shared) -> std::io::Result<Session<'a>> {
-        stream.set_read_timeout(Some(Duration::from_secs(300)))?;
-        stream.set_write_timeout(Some(Duration::from_secs(60)))?;
-        Ok(Session { r: BufReader::new(stream.try_clone()?), w: stream, shared, authed: false, auth_failures: 0, from: None, rcpts: Vec::new() })
-    }
-
+impl<R: BufRead, W: Write> Session<'_, R, W> {
     fn reply(&mut self, text: &str) -> std::io::Result<()> {
         self.w.write_all(text.as_bytes())?;
         self.w.write_all(b"\r\n")
