@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs (as root) or names (otherwise) the Debian packages the demo and the tests need.
-# Sourced by demo.sh and test.sh.
+# Sourced by demo.sh and test.sh; extra packages as arguments (the tests' mail clients and relay).
 ssmax_deps() {
-  local pkgs=(softhsm2 opensc openssl libp11-kit-dev gcc g++ systemd libpcsclite-dev pkg-config pcscd vsmartcard-vpcd vsmartcard-vpicc python3-venv neomutt tmux postfix sasl2-bin libsasl2-modules swaks)
+  local pkgs=(softhsm2 opensc openssl libp11-kit-dev gcc g++ systemd libpcsclite-dev pkg-config pcscd vsmartcard-vpcd vsmartcard-vpicc python3-venv "$@")
   local missing=()
   for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -4,7 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . softhsm-tests/deps.sh
-ssmax_deps
+# neomutt + tmux: the mail-client tests; postfix + Cyrus SASL: the relay; swaks: the SMTP client.
+ssmax_deps neomutt tmux postfix sasl2-bin libsasl2-modules swaks
 ssmax_vicc_venv
 cargo test --locked
 # The YubiKey attestation path cannot run here (no YubiKey) but must keep compiling.
