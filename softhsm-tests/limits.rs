@@ -28,19 +28,19 @@ fn encrypt_to(tok: &Tok, recipients: &[&Path]) -> PathBuf {
 }
 
 #[test]
-fn decrypt_finds_its_recipient_among_hundreds_and_refuses_more_than_a_thousand() {
+fn decrypt_finds_its_recipient_among_a_thousand_and_refuses_more() {
     let tok = Tok::new();
     let (other, _) = self_signed(&tok, "listmember", "");
     let alice = pki().join("alice.pem");
-    // 300, not 1000: the debug build sorts a SET of 1000 for ~18 s (release: 0.9 s).
-    let mut recipients: Vec<&Path> = vec![other.as_path(); 299];
+    // Alice last of 1000, as a mail to a long list arrives in sender order.
+    let mut recipients: Vec<&Path> = vec![other.as_path(); 999];
     recipients.push(&alice);
     let mail = encrypt_to(&tok, &recipients);
     let o = run(&mut tok.with_pin(&["decrypt", "--in", mail.to_str().unwrap()]));
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     assert!(stdout(&o).contains("for the whole list"));
 
-    recipients.extend(std::iter::repeat_n(other.as_path(), 701));
+    recipients.push(other.as_path());
     let mail = encrypt_to(&tok, &recipients);
     let o = run(&mut tok.with_pin(&["decrypt", "--in", mail.to_str().unwrap()]));
     assert_clear_failure(&o, 2);
