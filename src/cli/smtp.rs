@@ -4,7 +4,6 @@ use super::{common, Global, SmtpCommand};
 use crate::error::{Exit, Failure};
 use crate::smtp::{login_name, relay::host_port, relay::Relay, secrets, server};
 use secrecy::{ExposeSecret, SecretString};
-use std::io::BufRead;
 
 pub fn run(g: &Global, what: SmtpCommand) -> Result<(), Failure> {
     let setup = common::setup(g)?;
@@ -32,7 +31,7 @@ pub fn run(g: &Global, what: SmtpCommand) -> Result<(), Failure> {
             let user = relay_user.or(cfg.relay_user).ok_or_else(|| Failure::new(Exit::Usage, "give --relay-user (or [smtp] relay_user in the config)"))?;
             let host = host_port(&relay)?.0;
             let password = match password_fd {
-                Some(fd) => read_fd_line(fd)?,
+                Some(fd) => crate::token::pin::secret_from_fd(fd, "--password-fd", "password").map_err(|e| Failure::new(Exit::Usage, e))?,
                 None => SecretString::from(
                     rpassword::prompt_password(format!("Password for {user} at {host}: ")).map_err(|e| Failure::new(Exit::Io, format!("cannot read the password: {e}")))?,
                 ),
@@ -52,17 +51,4 @@ pub fn run(g: &Global, what: SmtpCommand) -> Result<(), Failure> {
             Ok(())
         }
     }
-}
-
-/// The first line from an already-open descriptor (like --pin-fd), at most 1024 bytes.
-fn read_fd_line(fd: i32) -> Result<SecretString, Failure> {
-    use std::os::fd::FromRawFd;
-    if fd < 0 {
-        return Err(Failure::new(Exit::Usage, "--password-fd must be an open descriptor"));
-    }
-    // SAFETY: the caller handed us this open descriptor; we own it from here on.
-    let file = unsafe { std::fs::File::from_raw_fd(fd) };
-    let mut line = zeroize::Zeroizing::new(String::new());
-    std::io::BufReader::new(std::io::Read::take(file, 1024)).read_line(&mut line).map_err(|e| Failure::new(Exit::Io, format!("cannot read --password-fd {fd}: {e}")))?;
-    Ok(SecretString::from(line.trim_end_matches(['\r', '\n']).to_string()))
 }

@@ -41,42 +41,48 @@ impl PinPrompt for FdPin {
         if self.used.replace(true) {
             return Err(TokenError::NoPinSource("the PIN from --pin-fd was already used once".into()));
         }
-        if self.fd == 1 || self.fd == 2 || self.fd < 0 {
-            return Err(TokenError::NoPinSource(format!("--pin-fd {} is not readable for a PIN", self.fd)));
-        }
-        #[cfg(unix)]
-        {
-            use std::os::fd::FromRawFd;
-            // SAFETY: the caller handed us this descriptor for exactly this purpose; we own it from here.
-            let file = unsafe { std::fs::File::from_raw_fd(self.fd) };
-            let mut buf = Zeroizing::new(Vec::with_capacity(64));
-            read_pin_bytes(file, self.fd, &mut buf)?;
-            if buf.len() > MAX_PIN_BYTES {
-                return Err(TokenError::NoPinSource(format!("--pin-fd {} gave more than {MAX_PIN_BYTES} bytes", self.fd)));
-            }
-            // Only the first line is the PIN; a trailing newline is not part of it.
-            let end = buf.iter().position(|&b| b == b'\n' || b == b'\r').unwrap_or(buf.len());
-            buf[end..].zeroize();
-            buf.truncate(end);
-            if buf.is_empty() {
-                return Err(TokenError::NoPinSource(format!("--pin-fd {} gave an empty PIN", self.fd)));
-            }
-            let s = String::from_utf8(std::mem::take(&mut *buf))
-                .map_err(|e| {
-                    let mut v = e.into_bytes();
-                    v.zeroize();
-                    TokenError::NoPinSource(format!("the PIN from --pin-fd {} is not UTF-8", self.fd))
-                })?;
-            Ok(SecretString::from(s))
-        }
-        #[cfg(not(unix))]
-        Err(TokenError::NoPinSource("--pin-fd is only available on Unix".into()))
+        secret_from_fd(self.fd, "--pin-fd", "PIN").map_err(TokenError::NoPinSource)
     }
+}
+
+/// The first line of an already-open descriptor, as a secret: the PIN (`--pin-fd`) or another
+/// password handed over the same way (`flag` and `what` name it in errors). At most 1024 bytes;
+/// a non-blocking descriptor is waited on for up to 2 minutes; the buffer is wiped.
+pub fn secret_from_fd(fd: i32, flag: &str, what: &str) -> Result<SecretString, String> {
+    if fd == 1 || fd == 2 || fd < 0 {
+        return Err(format!("{flag} {fd} is not readable for a {what}"));
+    }
+    #[cfg(unix)]
+    {
+        use std::os::fd::FromRawFd;
+        // SAFETY: the caller handed us this descriptor for exactly this purpose; we own it from here.
+        let file = unsafe { std::fs::File::from_raw_fd(fd) };
+        let mut buf = Zeroizing::new(Vec::with_capacity(64));
+        read_pin_bytes(file, fd, flag, &mut buf)?;
+        if buf.len() > MAX_PIN_BYTES {
+            return Err(format!("{flag} {fd} gave more than {MAX_PIN_BYTES} bytes"));
+        }
+        // Only the first line is the secret; a trailing newline is not part of it.
+        let end = buf.iter().position(|&b| b == b'\n' || b == b'\r').unwrap_or(buf.len());
+        buf[end..].zeroize();
+        buf.truncate(end);
+        if buf.is_empty() {
+            return Err(format!("{flag} {fd} gave an empty {what}"));
+        }
+        let s = String::from_utf8(std::mem::take(&mut *buf)).map_err(|e| {
+            let mut v = e.into_bytes();
+            v.zeroize();
+            format!("the {what} from {flag} {fd} is not UTF-8")
+        })?;
+        Ok(SecretString::from(s))
+    }
+    #[cfg(not(unix))]
+    Err(format!("{flag} is only available on Unix"))
 }
 
 /// Read up to MAX_PIN_BYTES + 1 bytes, waiting on a non-blocking descriptor instead of failing.
 #[cfg(unix)]
-fn read_pin_bytes(mut file: std::fs::File, fd: i32, buf: &mut Vec<u8>) -> Result<(), TokenError> {
+fn read_pin_bytes(mut file: std::fs::File, fd: i32, flag: &str, buf: &mut Vec<u8>) -> Result<(), String> {
     use std::os::fd::AsRawFd;
     let mut chunk = Zeroizing::new([0u8; 256]);
     loop {
@@ -93,10 +99,10 @@ fn read_pin_bytes(mut file: std::fs::File, fd: i32, buf: &mut Vec<u8>) -> Result
                 let mut p = libc::pollfd { fd: file.as_raw_fd(), events: libc::POLLIN, revents: 0 };
                 // SAFETY: one valid pollfd for the duration of the call.
                 if unsafe { libc::poll(&mut p, 1, 120_000) } == 0 {
-                    return Err(TokenError::NoPinSource(format!("no PIN arrived on --pin-fd {fd} within 2 minutes")));
+                    return Err(format!("nothing arrived on {flag} {fd} within 2 minutes"));
                 }
             }
-            Err(e) => return Err(TokenError::NoPinSource(format!("cannot read --pin-fd {fd}: {e}"))),
+            Err(e) => return Err(format!("cannot read {flag} {fd}: {e}")),
         }
     }
 }
