@@ -63,6 +63,9 @@ enum AuditMsg {
 struct Job {
     req: Request,
     body: Vec<u8>,
+    /// SHA-256 of the body for the audit log, taken on the client's connection thread: clients
+    /// hash in parallel, the one token worker never does.
+    body_digest: [u8; 32],
     peer: Peer,
     reply: Reply,
 }
@@ -283,7 +286,8 @@ fn serve(mut stream: UnixStream, peer: Peer, queue: SyncSender<Job>, events: Eve
                     let _ = write_message(&mut stream, &r, &[]);
                     return;
                 }
-                let resp = match queue.try_send(Job { req, body, peer, reply: rtx }) {
+                let body_digest = super::audit::body_digest(&body);
+                let resp = match queue.try_send(Job { req, body, body_digest, peer, reply: rtx }) {
                     Err(TrySendError::Full(_)) => (error_response(id, Exit::Busy, "busy: too many requests are waiting for the token; try again shortly".into()), Vec::new()),
                     Err(TrySendError::Disconnected(_)) => (error_response(id, Exit::Io, "the token worker has stopped; restart the agent".into()), Vec::new()),
                     Ok(()) => match rrx.recv_timeout(timeout) {
@@ -531,9 +535,8 @@ fn worker(w: Worker, base: Global, setup: Setup, cfg: AgentConfig, readers: Read
         match next {
             Ok(mut job) => {
                 *lock(&current) = Some((job.req.id, job.reply.clone()));
-                // The audit log records the body's digest; the body itself moves on to the
-                // command, so a large mail is held once, not twice.
-                let body_digest = super::audit::body_digest(&job.body);
+                // The body moves on to the command (a large mail is held once, not twice); the
+                // audit log gets its digest.
                 let body = std::mem::take(&mut job.body);
                 dog.enter(&job.req.method);
                 let (mut resp, out, key) = run_job(&job, body, &base, &setup, &mut tokens, &events, &readers, &dog);
@@ -575,7 +578,7 @@ fn worker(w: Worker, base: Global, setup: Setup, cfg: AgentConfig, readers: Read
                 if let Some(log) = audit.as_ref() {
                     let exe = std::fs::read_link(format!("/proc/{}/exe", job.peer.pid)).ok().map(|p| p.display().to_string());
                     let result = if resp.ok { "ok".to_string() } else { resp.error.clone().unwrap_or_default() };
-                    let _ = log.send(AuditMsg::Entry(AuditEntry { op: job.req.method.clone(), pid: Some(job.peer.pid), exe, body_digest, key, result }));
+                    let _ = log.send(AuditMsg::Entry(AuditEntry { op: job.req.method.clone(), pid: Some(job.peer.pid), exe, body_digest: job.body_digest, key, result }));
                 }
                 apply_cache_policy(&mut tokens, &cfg);
                 // The client may have gone away; that must not stop the worker.
@@ -584,13 +587,17 @@ fn worker(w: Worker, base: Global, setup: Setup, cfg: AgentConfig, readers: Read
             Err(RecvTimeoutError::Timeout) => apply_cache_policy(&mut tokens, &cfg),
             Err(RecvTimeoutError::Disconnected) => return,
         }
-        dog.enter("presence check");
-        take_probe_results(&mut tokens, &mut watches, &events, &mut prober);
-        if last_check.elapsed() >= poll && !watches.is_empty() {
-            poll_presence(&base, &mut tokens, &mut watches, &events, &readers, &mut prober);
-            last_check = std::time::Instant::now();
+        let due = last_check.elapsed() >= poll && !watches.is_empty();
+        // Only when there is something to do: this runs after every request.
+        if prober.busy || due {
+            dog.enter("presence check");
+            take_probe_results(&mut tokens, &mut watches, &events, &mut prober);
+            if due {
+                poll_presence(&base, &mut tokens, &mut watches, &events, &readers, &mut prober);
+                last_check = std::time::Instant::now();
+            }
+            dog.leave();
         }
-        dog.leave();
     }
 }
 
