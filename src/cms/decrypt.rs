@@ -125,12 +125,9 @@ pub struct Envelope {
 /// parser then says what is wrong).
 fn recipient_elements(der: &[u8]) -> Option<(std::ops::Range<usize>, Vec<std::ops::Range<usize>>)> {
     use der::{Decode, Header, Tag};
-    // (header length, content length) of the TLV at `pos`.
+    // (header, header length, content length) of the TLV at `pos`.
     let tlv = |pos: usize| -> Option<(Header, usize, usize)> {
-        let h = Header::from_der(der.get(pos..)?).ok().or_else(|| {
-            let mut r = der::SliceReader::new(der.get(pos..)?).ok()?;
-            Header::decode(&mut r).ok()
-        })?;
+        let h = Header::decode(&mut der::SliceReader::new(der.get(pos..)?).ok()?).ok()?;
         let hl = usize::try_from(h.encoded_len().ok()?).ok()?;
         let cl = usize::try_from(h.length).ok()?;
         Some((h, hl, cl))

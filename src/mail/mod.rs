@@ -247,42 +247,28 @@ pub fn split_multipart<'a>(body: &'a [u8], boundary: &str) -> Result<Vec<&'a [u8
     Ok(parts)
 }
 
-/// Does this body survive any SMTP relay unchanged? 7-bit, no NUL or bare CR, lines ≤ 998,
-/// no trailing white space (relays strip it), no line starting "From " (mbox mangles it).
-fn transport_safe(body: &[u8]) -> bool {
-    // Whole-buffer checks first: they run at memory speed on large attachments.
-    if !body.is_ascii() || memchr::memchr(0, body).is_some() {
-        return false;
-    }
-    let mut start = 0;
-    loop {
-        let end = memchr::memchr(b'\n', &body[start..]).map(|i| start + i);
-        let line = &body[start..end.unwrap_or(body.len())];
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        if line.len() > MAX_LINE || memchr::memchr(b'\r', line).is_some() || line.last().is_some_and(|&b| b == b' ' || b == b'\t') || line.starts_with(b"From ") {
-            return false;
-        }
-        match end {
-            Some(e) => start = e + 1,
-            None => return true,
-        }
-    }
-}
-
 /// Every line end is CRLF.
 pub fn is_crlf(data: &[u8]) -> bool {
     memchr::memchr_iter(b'\n', data).all(|i| i > 0 && data[i - 1] == b'\r')
 }
 
+/// Does this body survive any SMTP relay unchanged? 7-bit, no NUL or bare CR, lines ≤ 998,
+/// no trailing white space (relays strip it), no line starting "From " (mbox mangles it).
+fn transport_safe(body: &[u8]) -> bool {
+    safe_lines(body, false)
+}
+
 /// Is this body already what `canonicalise` would produce from it: CRLF line ends only, and
-/// transport-safe. One pass in cache-sized windows (each window is scanned several times while
-/// it is in cache, not the whole mail from memory several times): this check sits in front of
-/// hashing on every large signature.
+/// transport-safe. This check sits in front of hashing on every large signature.
 pub fn already_canonical(body: &[u8]) -> bool {
+    safe_lines(body, true)
+}
+
+/// The line rules of `transport_safe` (and, with `crlf_only`, CRLF line ends), checked in one
+/// pass of cache-sized windows: each window is scanned several times while it is in cache,
+/// rather than the whole mail from memory several times.
+fn safe_lines(body: &[u8], crlf_only: bool) -> bool {
     const WINDOW: usize = 64 * 1024;
-    if body.is_empty() {
-        return true;
-    }
     let mut start = 0;
     while start < body.len() {
         // A window ends just after a line end (or at the end of the body), so lines stay whole.
@@ -296,7 +282,7 @@ pub fn already_canonical(body: &[u8]) -> bool {
                 None => return false,
             }
         };
-        if !canonical_window(&body[start..end]) {
+        if !safe_window(&body[start..end], crlf_only) {
             return false;
         }
         start = end;
@@ -304,14 +290,14 @@ pub fn already_canonical(body: &[u8]) -> bool {
     true
 }
 
-/// `already_canonical` for whole lines (the last one may lack its line end).
-fn canonical_window(w: &[u8]) -> bool {
+/// `safe_lines` for whole lines (the last one may lack its line end).
+fn safe_window(w: &[u8], crlf_only: bool) -> bool {
     if !w.is_ascii() || memchr::memchr(0, w).is_some() {
         return false;
     }
-    // Every CR must be the one before an LF: as many CRs as LFs, and each LF preceded by one.
-    let lfs = memchr::memchr_iter(b'\n', w).count();
-    if memchr::memchr_iter(b'\r', w).count() != lfs {
+    // CRLF only: every CR must be the one before an LF — as many CRs as LFs, each LF preceded
+    // by one — which also rules out a CR inside a line without looking for it per line.
+    if crlf_only && memchr::memchr_iter(b'\r', w).count() != memchr::memchr_iter(b'\n', w).count() {
         return false;
     }
     let mut line_start = 0;
@@ -319,15 +305,13 @@ fn canonical_window(w: &[u8]) -> bool {
         if lf == w.len() && line_start == w.len() {
             break;
         }
-        let line = if lf < w.len() {
-            if lf == 0 || w[lf - 1] != b'\r' {
-                return false;
-            }
-            &w[line_start..lf - 1]
-        } else {
-            &w[line_start..]
+        let raw = &w[line_start..lf];
+        let line = match raw.strip_suffix(b"\r") {
+            Some(text) => text,
+            None if crlf_only && lf < w.len() => return false,
+            None => raw,
         };
-        if line.len() > MAX_LINE || line.last().is_some_and(|&b| b == b' ' || b == b'\t') || line.starts_with(b"From ") {
+        if (!crlf_only && memchr::memchr(b'\r', line).is_some()) || line.len() > MAX_LINE || line.last().is_some_and(|&b| b == b' ' || b == b'\t') || line.starts_with(b"From ") {
             return false;
         }
         line_start = lf + 1;
@@ -527,6 +511,16 @@ mod tests {
             })
     }
 
+    /// The same line rules without the CRLF requirement: a line may end in CR LF or LF.
+    fn transport_safe_by_definition(body: &[u8]) -> bool {
+        body.is_ascii()
+            && !body.contains(&0)
+            && body.split(|&b| b == b'\n').all(|l| {
+                let text = l.strip_suffix(b"\r").unwrap_or(l);
+                !text.contains(&b'\r') && text.len() <= MAX_LINE && !text.ends_with(b" ") && !text.ends_with(b"\t") && !text.starts_with(b"From ")
+            })
+    }
+
     #[test]
     fn windowed_canonical_check_agrees_with_the_definition() {
         let mut seed = 0x2545f4914f6cdd1du64;
@@ -553,6 +547,7 @@ mod tests {
                 }
             }
             assert_eq!(already_canonical(&body), canonical_by_definition(&body), "round {round}: {:?}", String::from_utf8_lossy(&body[..body.len().min(200)]));
+            assert_eq!(transport_safe(&body), transport_safe_by_definition(&body), "round {round}: {:?}", String::from_utf8_lossy(&body[..body.len().min(200)]));
         }
         // Across windows: canonical, then one flaw at a time far past the first window.
         let mut big: Vec<u8> = Vec::new();
