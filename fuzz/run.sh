@@ -2,7 +2,7 @@
 # Runs every cargo-fuzz target for a bounded time (default 60 s each; CI uses a short smoke).
 #   bash fuzz/run.sh [SECONDS] [TARGET...]
 # Seeds: fuzz/seeds/<target> (real samples: our and openssl's S/MIME, SSMAX mail, certificates,
-# profiles, agent frames) plus ../shared/interop-vectors. A crash fails the run and leaves its input
+# profiles, agent frames) plus softhsm-tests/interop-vectors. A crash fails the run and leaves its input
 # in fuzz/artifacts/<target>/; each one found becomes a regression test.
 # cargo-fuzz needs -Z flags: on the stable toolchain we allow them with RUSTC_BOOTSTRAP=1.
 set -euo pipefail
@@ -13,7 +13,7 @@ targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=(mime cms cert agent_frame profile_config smtp_session)
 command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked --version 0.13.2 >/dev/null 2>&1
 export RUSTC_BOOTSTRAP=1
-vectors=../shared/interop-vectors/examples-cms
+vectors=softhsm-tests/interop-vectors/examples-cms
 for t in "${targets[@]}"; do
   corpus=target/fuzz-corpus/$t
   mkdir -p "$corpus"

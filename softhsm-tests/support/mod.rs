@@ -12,7 +12,7 @@ use std::sync::OnceLock;
 pub const BIN: &str = env!("CARGO_BIN_EXE_ssmax-card");
 pub const PIN: &str = "4711-test-pin";
 pub const LABEL: &str = "ssmax test";
-pub const VECTORS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/interop-vectors/examples-cms");
+pub const VECTORS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/softhsm-tests/interop-vectors/examples-cms");
 
 fn here() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("softhsm-tests")

@@ -154,7 +154,7 @@ mod tests {
 
     fn bob() -> (Certificate, rsa::RsaPrivateKey) {
         use rsa::pkcs8::DecodePrivateKey;
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/interop-vectors/examples-cms/certs-and-keys");
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("softhsm-tests/interop-vectors/examples-cms/certs-and-keys");
         let cert = crate::cms::cert::load_file(&dir.join("lamps-bob.encrypt.crt")).unwrap();
         let key = rsa::RsaPrivateKey::from_pkcs8_pem(&std::fs::read_to_string(dir.join("lamps-bob.decrypt.p8.pem")).unwrap()).unwrap();
         (crate::cms::cert::parse(&cert[0]).unwrap(), key)

@@ -95,15 +95,15 @@ mod robustness {
     }
 
     fn vectors() -> Vec<Vec<u8>> {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/interop-vectors/examples-cms/binary-files");
-        let mut out: Vec<Vec<u8>> = std::fs::read_dir(&dir).expect("interop vectors beside the repository").filter_map(|e| e.ok()).filter_map(|e| std::fs::read(e.path()).ok()).collect();
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("softhsm-tests/interop-vectors/examples-cms/binary-files");
+        let mut out: Vec<Vec<u8>> = std::fs::read_dir(&dir).expect("softhsm-tests/interop-vectors").filter_map(|e| e.ok()).filter_map(|e| std::fs::read(e.path()).ok()).collect();
         out.sort();
         out
     }
 
     #[test]
     fn mutated_cms_never_panics_in_verify_or_decrypt() {
-        let bob = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/interop-vectors/examples-cms/certs-and-keys/lamps-bob.encrypt.crt");
+        let bob = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("softhsm-tests/interop-vectors/examples-cms/certs-and-keys/lamps-bob.encrypt.crt");
         let bob = cert::load_file(&bob).unwrap();
         let mut keys = NoKeys(bob.iter().map(|d| cert::parse(d).unwrap()).collect());
         let trust = verify::Trust { anchors: bob.clone(), intermediates: vec![] };
