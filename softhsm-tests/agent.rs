@@ -187,7 +187,11 @@ fn socket_activated_agent_refuses_peers_of_another_uid() {
     let mut activator = act.spawn().unwrap();
     wait_for(&socket);
     std::fs::set_permissions(&socket, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
-    let mut c = Command::new(BIN);
+    // The other uid may not reach the build directory (a clone under a 0700 temporary
+    // directory): it runs a copy of the binary from the world-readable directory.
+    let bin = dir.join("ssmax-card");
+    std::fs::copy(BIN, &bin).unwrap();
+    let mut c = Command::new(&bin);
     use std::os::unix::process::CommandExt;
     c.uid(65534).gid(65534).env_clear().args(["--agent", "always", "--socket"]).arg(&socket).arg("status");
     let o = run(&mut c);
