@@ -494,14 +494,18 @@ pub(crate) fn x963_kdf(hash: OaepHash, z: &[u8], wrap: &ObjectIdentifier, ukm: O
 }
 
 fn aes_unwrap(kek: &[u8], wrapped: &[u8]) -> Result<Zeroizing<Vec<u8>>, CmsError> {
+    use aes_kw::cipher::KeyInit;
     let fail = |_| CmsError::Decrypt("the content key does not unwrap (AES key wrap integrity check failed)".into());
-    let out = match kek.len() {
-        16 => aes_kw::KekAes128::try_from(kek).map_err(|_| CmsError::Malformed("KEK length".into()))?.unwrap_vec(wrapped).map_err(fail)?,
-        24 => aes_kw::KekAes192::try_from(kek).map_err(|_| CmsError::Malformed("KEK length".into()))?.unwrap_vec(wrapped).map_err(fail)?,
-        32 => aes_kw::KekAes256::try_from(kek).map_err(|_| CmsError::Malformed("KEK length".into()))?.unwrap_vec(wrapped).map_err(fail)?,
+    let bad_kek = |_| CmsError::Malformed("KEK length".into());
+    let mut out = Zeroizing::new(vec![0u8; wrapped.len()]);
+    let len = match kek.len() {
+        16 => aes_kw::KwAes128::new_from_slice(kek).map_err(bad_kek)?.unwrap_key(wrapped, &mut out).map_err(fail)?.len(),
+        24 => aes_kw::KwAes192::new_from_slice(kek).map_err(bad_kek)?.unwrap_key(wrapped, &mut out).map_err(fail)?.len(),
+        32 => aes_kw::KwAes256::new_from_slice(kek).map_err(bad_kek)?.unwrap_key(wrapped, &mut out).map_err(fail)?.len(),
         n => return Err(CmsError::Malformed(format!("KEK of {n} bytes"))),
     };
-    Ok(Zeroizing::new(out))
+    out.truncate(len);
+    Ok(out)
 }
 
 fn content_alg(eci: &EncryptedContentInfo, authenticated: bool) -> Result<ContentAlg, CmsError> {
@@ -537,23 +541,24 @@ fn decrypt_content(alg: ContentAlg, eci: &EncryptedContentInfo, cek: &[u8], mut 
     let integrity = || CmsError::Decrypt("integrity check failed: the message was altered or the key is wrong".into());
     match alg {
         ContentAlg::AesCbc(n) => {
-            use cbc::cipher::{block_padding::Pkcs7, BlockDecryptMut, KeyIvInit};
+            use cbc::cipher::{block_padding::Pkcs7, BlockModeDecrypt, KeyIvInit};
             let iv = params.decode_as::<OctetString>().map_err(|e| CmsError::Malformed(format!("CBC IV: {e}")))?;
             let iv = iv.as_bytes();
             if iv.len() != 16 {
                 return Err(CmsError::Malformed("CBC IV is not 16 bytes".into()));
             }
             let bad = |_| CmsError::Decrypt("content does not decrypt (bad padding): the message was altered or the key is wrong".into());
+            let bad_key = |_| CmsError::Malformed("CBC key or IV length".into());
             let len = match n {
-                16 => cbc::Decryptor::<aes::Aes128>::new(cek.into(), iv.into()).decrypt_padded_mut::<Pkcs7>(&mut buf).map_err(bad)?.len(),
-                24 => cbc::Decryptor::<aes::Aes192>::new(cek.into(), iv.into()).decrypt_padded_mut::<Pkcs7>(&mut buf).map_err(bad)?.len(),
-                _ => cbc::Decryptor::<aes::Aes256>::new(cek.into(), iv.into()).decrypt_padded_mut::<Pkcs7>(&mut buf).map_err(bad)?.len(),
+                16 => cbc::Decryptor::<aes::Aes128>::new_from_slices(cek, iv).map_err(bad_key)?.decrypt_padded::<Pkcs7>(&mut buf).map_err(bad)?.len(),
+                24 => cbc::Decryptor::<aes::Aes192>::new_from_slices(cek, iv).map_err(bad_key)?.decrypt_padded::<Pkcs7>(&mut buf).map_err(bad)?.len(),
+                _ => cbc::Decryptor::<aes::Aes256>::new_from_slices(cek, iv).map_err(bad_key)?.decrypt_padded::<Pkcs7>(&mut buf).map_err(bad)?.len(),
             };
             buf.truncate(len);
             Ok(buf)
         }
         ContentAlg::AesGcm(n) => {
-            use aes_gcm::aead::{AeadInPlace, KeyInit};
+            use aes_gcm::aead::{AeadInOut, KeyInit};
             let p = params.decode_as::<GcmParams>().map_err(|e| CmsError::Malformed(format!("GCM parameters: {e}")))?;
             let (aad, tag) = auth.ok_or_else(|| CmsError::Malformed("GCM without a MAC".into()))?;
             let icv = p.icv_len.unwrap_or(12) as usize;
@@ -563,19 +568,20 @@ fn decrypt_content(alg: ContentAlg, eci: &EncryptedContentInfo, cek: &[u8], mut 
             if p.nonce.as_bytes().len() != 12 {
                 return Err(CmsError::Unsupported(format!("AES-GCM with a {}-byte nonce (12 supported)", p.nonce.as_bytes().len())));
             }
-            let nonce = aes_gcm::Nonce::from_slice(p.nonce.as_bytes());
+            let nonce = aes_gcm::Nonce::<aes_gcm::aead::consts::U12>::try_from(p.nonce.as_bytes()).map_err(|_| integrity())?;
             let aad = aad.as_deref().unwrap_or(&[]);
-            let tag = aes_gcm::Tag::from_slice(tag);
+            let tag = aes_gcm::Tag::<aes_gcm::aead::consts::U16>::try_from(tag.as_slice()).map_err(|_| integrity())?;
+            let data = buf.as_mut_slice().into();
             match n {
-                16 => aes_gcm::Aes128Gcm::new_from_slice(cek).map_err(|_| integrity())?.decrypt_in_place_detached(nonce, aad, &mut buf, tag),
-                24 => aes_gcm::AesGcm::<aes::Aes192, aes_gcm::aead::consts::U12>::new_from_slice(cek).map_err(|_| integrity())?.decrypt_in_place_detached(nonce, aad, &mut buf, tag),
-                _ => aes_gcm::Aes256Gcm::new_from_slice(cek).map_err(|_| integrity())?.decrypt_in_place_detached(nonce, aad, &mut buf, tag),
+                16 => aes_gcm::Aes128Gcm::new_from_slice(cek).map_err(|_| integrity())?.decrypt_inout_detached(&nonce, aad, data, &tag),
+                24 => aes_gcm::AesGcm::<aes::Aes192, aes_gcm::aead::consts::U12>::new_from_slice(cek).map_err(|_| integrity())?.decrypt_inout_detached(&nonce, aad, data, &tag),
+                _ => aes_gcm::Aes256Gcm::new_from_slice(cek).map_err(|_| integrity())?.decrypt_inout_detached(&nonce, aad, data, &tag),
             }
             .map_err(|_| integrity())?;
             Ok(buf)
         }
         ContentAlg::ChaCha20Poly1305 => {
-            use chacha20poly1305::aead::{AeadInPlace, KeyInit};
+            use chacha20poly1305::aead::{AeadInOut, KeyInit};
             let nonce = params.decode_as::<OctetString>().map_err(|e| CmsError::Malformed(format!("ChaCha20-Poly1305 nonce: {e}")))?;
             if nonce.as_bytes().len() != 12 {
                 return Err(CmsError::Malformed("ChaCha20-Poly1305 nonce is not 12 bytes".into()));
@@ -584,9 +590,11 @@ fn decrypt_content(alg: ContentAlg, eci: &EncryptedContentInfo, cek: &[u8], mut 
             if tag.len() != 16 {
                 return Err(CmsError::Malformed("ChaCha20-Poly1305 MAC is not 16 bytes".into()));
             }
+            let nonce = chacha20poly1305::Nonce::try_from(nonce.as_bytes()).map_err(|_| integrity())?;
+            let tag = chacha20poly1305::Tag::try_from(tag.as_slice()).map_err(|_| integrity())?;
             chacha20poly1305::ChaCha20Poly1305::new_from_slice(cek)
                 .map_err(|_| integrity())?
-                .decrypt_in_place_detached(chacha20poly1305::Nonce::from_slice(nonce.as_bytes()), aad.as_deref().unwrap_or(&[]), &mut buf, chacha20poly1305::Tag::from_slice(tag))
+                .decrypt_inout_detached(&nonce, aad.as_deref().unwrap_or(&[]), buf.as_mut_slice().into(), &tag)
                 .map_err(|_| integrity())?;
             Ok(buf)
         }

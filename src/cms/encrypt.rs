@@ -76,8 +76,9 @@ pub fn recipient_info(cert: &Certificate, cek: &[u8]) -> Result<RecipientInfo, C
             _ => return Err(CmsError::Unsupported("recipient EC key on a curve other than P-256 / P-384".into())),
         };
         let kek = x963_kdf(OaepHash::Sha256, &z, &AES256_WRAP, None)?;
-        let kek = aes_kw::KekAes256::try_from(&kek[..]).map_err(|_| CmsError::Malformed("KEK length".into()))?;
-        let wrapped = kek.wrap_vec(cek).map_err(|_| CmsError::Malformed("AES key wrap of the content key".into()))?;
+        let kek = <aes_kw::KwAes256 as aes_kw::cipher::KeyInit>::new_from_slice(&kek[..]).map_err(|_| CmsError::Malformed("KEK length".into()))?;
+        let mut wrapped = vec![0u8; cek.len() + aes_kw::IV_LEN];
+        kek.wrap_key(cek, &mut wrapped).map_err(|_| CmsError::Malformed("AES key wrap of the content key".into()))?;
         let wrap_alg = AlgorithmIdentifierOwned { oid: AES256_WRAP, parameters: None };
         return Ok(RecipientInfo::Kari(KeyAgreeRecipientInfo {
             version: CmsVersion::V3,
@@ -98,7 +99,7 @@ pub fn recipient_info(cert: &Certificate, cek: &[u8]) -> Result<RecipientInfo, C
 
 /// Encrypt `content` with a fresh AES-256-GCM key for `recipients` (DER ContentInfo out).
 pub fn encrypt(content: &[u8], recipients: &[Certificate]) -> Result<Vec<u8>, CmsError> {
-    use aes_gcm::aead::{AeadInPlace, KeyInit};
+    use aes_gcm::aead::{AeadInOut, KeyInit};
     let mut cek = Zeroizing::new([0u8; 32]);
     OsRng.fill_bytes(&mut cek[..]);
     let mut nonce = [0u8; 12];
@@ -107,7 +108,7 @@ pub fn encrypt(content: &[u8], recipients: &[Certificate]) -> Result<Vec<u8>, Cm
     // One copy of the content, encrypted in place; the tag travels separately (the MAC field).
     let mut sealed = content.to_vec();
     let tag = cipher
-        .encrypt_in_place_detached(aes_gcm::Nonce::from_slice(&nonce), b"", &mut sealed)
+        .encrypt_inout_detached(&nonce.into(), b"", sealed.as_mut_slice().into())
         .map_err(|_| CmsError::Malformed("AES-GCM encryption failed".into()))?
         .to_vec();
     let params = GcmParams { nonce: OctetString::new(nonce.to_vec()).map_err(enc)?, icv_len: Some(16) };
