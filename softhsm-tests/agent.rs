@@ -233,6 +233,57 @@ fn oversized_request_is_refused_without_reading_it() {
 }
 
 #[test]
+fn a_body_and_its_reply_can_travel_as_files_and_anything_but_a_regular_file_is_refused() {
+    use std::os::fd::AsRawFd;
+    let tok = Tok::new();
+    let agent = start_agent(&tok, "", "0");
+    let mail = tok.write("mail.eml", MAIL);
+    let body = std::fs::File::open(&mail).unwrap();
+    // The reply file already holds more than the reply: the agent writes from offset 0 and says
+    // how long the product is.
+    let reply_path = tok.write("reply.eml", &vec![b'x'; 100_000]);
+    let reply = std::fs::OpenOptions::new().read(true).write(true).open(&reply_path).unwrap();
+    let mut s = UnixStream::connect(&agent.socket).unwrap();
+    let mut req = sign_request(1);
+    req["body_in_fd"] = true.into();
+    req["reply_in_fd"] = true.into();
+    send_msg_with_fds(&mut s, &req, b"", &[body.as_raw_fd(), reply.as_raw_fd()]);
+    let (h, inline) = recv_msg(&mut s).unwrap();
+    assert_eq!(h["ok"], true, "{h}");
+    assert!(inline.is_empty(), "the product is in the file, not the socket");
+    let len = h["body_in_fd"].as_u64().unwrap() as usize;
+    let signed = tok.write("signed.eml", &std::fs::read(&reply_path).unwrap()[..len]);
+    let v = openssl_verify(&signed, &pki().join("root.pem"));
+    assert!(v.status.success(), "{}", stderr(&v));
+
+    // The same connection goes on, with a plain request after one that carried descriptors.
+    send_msg(&mut s, &sign_request(2), MAIL.as_bytes());
+    let (h, out) = recv_msg(&mut s).unwrap();
+    assert_eq!((h["ok"].as_bool(), h["id"].as_u64()), (Some(true), Some(2)), "{h}");
+    assert!(!out.is_empty());
+
+    // A pipe could hold the agent for as long as its writer liked: refused, and the
+    // connection still answers.
+    let (rd, _wr) = std::io::pipe().unwrap();
+    let mut req = sign_request(3);
+    req["body_in_fd"] = true.into();
+    send_msg_with_fds(&mut s, &req, b"", &[rd.as_raw_fd()]);
+    let (h, _) = recv_msg(&mut s).unwrap();
+    assert_eq!((h["ok"].as_bool(), h["exit"].as_u64()), (Some(false), Some(2)), "{h}");
+    assert!(h["error"].as_str().unwrap().contains("not a regular file"), "{h}");
+
+    // A request that names a descriptor it did not pass.
+    let mut req = sign_request(4);
+    req["reply_in_fd"] = true.into();
+    send_msg(&mut s, &req, MAIL.as_bytes());
+    let (h, _) = recv_msg(&mut s).unwrap();
+    assert_eq!(h["exit"], 2, "{h}");
+    assert!(h["error"].as_str().unwrap().contains("names 1 file descriptor(s) and passed 0"), "{h}");
+    // One PIN per signature (the default policy), and none for the refused requests.
+    assert_eq!(getpins(&agent), 2);
+}
+
+#[test]
 fn removed_token_forgets_the_pin_never_prompts_and_works_again_when_back() {
     let tok = Tok::new();
     let agent = start_agent(&tok, "pin_cache = \"until-removed\"\npresence_poll_ms = 200\n", "0");

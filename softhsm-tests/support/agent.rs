@@ -138,3 +138,32 @@ pub fn audit_verified(tok: &Tok, agent: &Agent, entries: usize) -> std::process:
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// `send_msg` with descriptors passed alongside (SCM_RIGHTS on the first byte), written with
+/// plain libc as a second implementation of the protocol's "body_in_fd" / "reply_in_fd".
+pub fn send_msg_with_fds(s: &mut UnixStream, header: &serde_json::Value, body: &[u8], fds: &[std::os::fd::RawFd]) {
+    use std::os::fd::AsRawFd;
+    let h = serde_json::to_vec(header).unwrap();
+    let len = (h.len() as u32).to_be_bytes();
+    let fd_bytes = std::mem::size_of_val(fds) as u32;
+    // SAFETY: CMSG_SPACE/CMSG_LEN are arithmetic; the control buffer is sized by CMSG_SPACE and
+    // aligned for cmsghdr (u64 words); every pointer handed to sendmsg points into live buffers.
+    unsafe {
+        let mut control = vec![0u64; (libc::CMSG_SPACE(fd_bytes) as usize).div_ceil(8)];
+        let mut iov = libc::iovec { iov_base: len.as_ptr() as *mut libc::c_void, iov_len: 4 };
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.as_mut_ptr() as *mut libc::c_void;
+        msg.msg_controllen = libc::CMSG_SPACE(fd_bytes) as usize;
+        let c = libc::CMSG_FIRSTHDR(&msg);
+        (*c).cmsg_level = libc::SOL_SOCKET;
+        (*c).cmsg_type = libc::SCM_RIGHTS;
+        (*c).cmsg_len = libc::CMSG_LEN(fd_bytes) as usize;
+        std::ptr::copy_nonoverlapping(fds.as_ptr(), libc::CMSG_DATA(c) as *mut std::os::fd::RawFd, fds.len());
+        assert_eq!(libc::sendmsg(s.as_raw_fd(), &msg, 0), 4);
+    }
+    s.write_all(&h).unwrap();
+    s.write_all(&(body.len() as u32).to_be_bytes()).unwrap();
+    s.write_all(body).unwrap();
+}

@@ -1,6 +1,7 @@
 //! The client side: what the CLI uses to reach a running agent.
 
-use super::protocol::{read_message, write_message, ClientEnv, ProtocolError, Request, Response};
+use super::protocol::{read_message, write_message_with_fds, ClientEnv, ProtocolError, Request, Response};
+use std::os::fd::BorrowedFd;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 
@@ -33,10 +34,10 @@ pub fn connect(path: &Path) -> Result<UnixStream, ClientError> {
     UnixStream::connect(path).map_err(|e| ClientError::Unreachable { path: path.display().to_string(), reason: e.to_string() })
 }
 
-/// One request, one response.
-pub fn call(stream: &mut UnixStream, path: &Path, req: &Request, body: &[u8]) -> Result<(Response, Vec<u8>), ClientError> {
+/// One request, one response; `fds` travel with the request (see `Request::body_in_fd`).
+pub fn call(stream: &mut UnixStream, path: &Path, req: &Request, body: &[u8], fds: &[BorrowedFd<'_>]) -> Result<(Response, Vec<u8>), ClientError> {
     let broken = |e: ProtocolError| ClientError::Broken { path: path.display().to_string(), reason: e.to_string() };
-    if let Err(e) = write_message(stream, req, body) {
+    if let Err(e) = write_message_with_fds(stream, req, body, fds) {
         // The agent may have answered (a refusal) and closed before reading us: read that first.
         return read_message::<Response>(stream).map_err(|_| broken(e));
     }
@@ -48,9 +49,10 @@ const RETRY_BUDGET: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// `call`, then, while the agent answers that the request never reached the token (it is
 /// restarting after a hung card: `retry_after_ms`), the same request again on a new connection,
-/// for at most 10 s. Nothing else is ever re-sent, and no PIN has been asked for such a request.
-pub fn call_retrying(stream: &mut UnixStream, path: &Path, req: &Request, body: &[u8]) -> Result<(Response, Vec<u8>), ClientError> {
-    let (mut resp, mut out) = call(stream, path, req, body)?;
+/// for at most 10 s. Nothing else is ever re-sent, and no PIN has been asked for such a request
+/// (nor anything written to a reply descriptor: the agent writes those from offset 0).
+pub fn call_retrying(stream: &mut UnixStream, path: &Path, req: &Request, body: &[u8], fds: &[BorrowedFd<'_>]) -> Result<(Response, Vec<u8>), ClientError> {
+    let (mut resp, mut out) = call(stream, path, req, body, fds)?;
     let mut waited = std::time::Duration::ZERO;
     while let Some(ms) = resp.retry_after_ms.filter(|_| !resp.ok && waited < RETRY_BUDGET) {
         let pause = std::time::Duration::from_millis(ms.clamp(10, 2_000));
@@ -58,7 +60,7 @@ pub fn call_retrying(stream: &mut UnixStream, path: &Path, req: &Request, body: 
         waited += pause;
         // The old image may close a connection as it is replaced: that, too, is "not yet".
         let Ok(mut again) = connect(path) else { continue };
-        match call(&mut again, path, req, body) {
+        match call(&mut again, path, req, body, fds) {
             Ok(r) => (resp, out) = r,
             Err(e) if waited >= RETRY_BUDGET => return Err(e),
             Err(_) => continue,

@@ -1,15 +1,21 @@
 //! The agent protocol (docs/agent-protocol.md): over a Unix stream socket, every message is a
 //! JSON header frame followed by a body frame; each frame is a 4-byte big-endian length and
-//! that many bytes. Bodies carry whole mails, binary-safe.
+//! that many bytes. Bodies carry whole mails, binary-safe. A large body may instead travel as
+//! a file descriptor passed with the message (SCM_RIGHTS), and so may the reply's.
 
 use serde::{Deserialize, Serialize};
-use std::io::{Read, Write};
+use std::io::{IoSlice, IoSliceMut, Read, Write};
+use std::mem::MaybeUninit;
+use std::os::fd::{BorrowedFd, OwnedFd};
+use std::os::unix::net::UnixStream;
 
 pub const VERSION: u32 = 1;
 /// Largest header we read (JSON): requests are small.
 pub const MAX_HEADER: u32 = 64 * 1024;
 /// Largest body we read: the same limit as the CLI's input.
 pub const MAX_BODY: u32 = 64 * 1024 * 1024;
+/// Descriptors a request may carry: its body and the file for the reply.
+pub const MAX_FDS: usize = 2;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProtocolError {
@@ -21,6 +27,8 @@ pub enum ProtocolError {
     TooLarge { what: &'static str, size: u32, limit: u32 },
     #[error("bad header: {0}")]
     Json(#[from] serde_json::Error),
+    #[error("more than {MAX_FDS} file descriptors with one message")]
+    TooManyFds,
 }
 
 /// What the client tells the agent about where the user is, so pinentry appears there.
@@ -51,6 +59,18 @@ pub struct Request {
     pub timeout_ms: u64,
     #[serde(default)]
     pub client: ClientEnv,
+    /// The body is not in the body frame but in the first descriptor passed with the message:
+    /// a regular file, read whole from offset 0.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub body_in_fd: bool,
+    /// Write the reply's body into the last descriptor passed (a regular file, from offset 0)
+    /// instead of the body frame; the response says how many bytes (`body_in_fd`).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub reply_in_fd: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -73,6 +93,9 @@ pub struct Response {
     /// on a new connection after this many milliseconds is safe.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_after_ms: Option<u64>,
+    /// The reply's body went into the descriptor the request passed: this many bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body_in_fd: Option<u64>,
 }
 
 fn read_frame(r: &mut impl Read, limit: u32, what: &'static str) -> Result<Vec<u8>, ProtocolError> {
@@ -113,6 +136,62 @@ pub fn write_message<H: Serialize>(w: &mut impl Write, header: &H, body: &[u8]) 
     Ok(())
 }
 
+/// `write_message`, with `fds` passed alongside (attached to the first byte of the message).
+pub fn write_message_with_fds<H: Serialize>(sock: &UnixStream, header: &H, body: &[u8], fds: &[BorrowedFd<'_>]) -> Result<(), ProtocolError> {
+    use rustix::net::{sendmsg, SendAncillaryBuffer, SendAncillaryMessage, SendFlags};
+    if fds.len() > MAX_FDS {
+        return Err(ProtocolError::TooManyFds);
+    }
+    let h = serde_json::to_vec(header)?;
+    let len = u32::try_from(h.len()).map_err(|_| ProtocolError::TooLarge { what: "header", size: u32::MAX, limit: MAX_HEADER })?.to_be_bytes();
+    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS))];
+    let mut control = SendAncillaryBuffer::new(&mut space);
+    if !fds.is_empty() && !control.push(SendAncillaryMessage::ScmRights(fds)) {
+        return Err(ProtocolError::TooManyFds);
+    }
+    let sent = sendmsg(sock, &[IoSlice::new(&len)], &mut control, SendFlags::NOSIGNAL).map_err(std::io::Error::from)?;
+    let mut w = sock;
+    // The descriptors rode on the first byte; whatever of the length did not go, goes plainly.
+    w.write_all(&len[sent.min(4)..])?;
+    w.write_all(&h)?;
+    write_frame(&mut w, body)?;
+    w.flush()?;
+    Ok(())
+}
+
+/// `read_message` from a socket, with the descriptors passed alongside (close-on-exec). The
+/// first bytes of every message are read with recvmsg: a plain read would discard them.
+pub fn read_message_with_fds<H: for<'de> Deserialize<'de>>(sock: &UnixStream) -> Result<(H, Vec<u8>, Vec<OwnedFd>), ProtocolError> {
+    use rustix::net::{recvmsg, RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, ReturnFlags};
+    let mut prefix = [0u8; 4];
+    let mut got = 0;
+    let mut fds = Vec::new();
+    while got < prefix.len() {
+        let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS))];
+        let mut control = RecvAncillaryBuffer::new(&mut space);
+        let msg = match recvmsg(sock, &mut [IoSliceMut::new(&mut prefix[got..])], &mut control, RecvFlags::CMSG_CLOEXEC) {
+            Ok(m) => m,
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(std::io::Error::from(e).into()),
+        };
+        for m in control.drain() {
+            if let RecvAncillaryMessage::ScmRights(received) = m {
+                fds.extend(received);
+            }
+        }
+        // The kernel closed what did not fit; the request cannot be what the client meant.
+        if msg.flags.contains(ReturnFlags::CTRUNC) || fds.len() > MAX_FDS {
+            return Err(ProtocolError::TooManyFds);
+        }
+        if msg.bytes == 0 {
+            return Err(ProtocolError::Closed);
+        }
+        got += msg.bytes;
+    }
+    let (header, body) = read_message(&mut prefix.as_slice().chain(sock))?;
+    Ok((header, body, fds))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -120,7 +199,7 @@ mod tests {
     #[test]
     fn messages_round_trip_binary_bodies() {
         let mut buf = Vec::new();
-        let req = Request { v: VERSION, id: 7, method: "sign".into(), args: serde_json::json!({"pss": true}), token: None, key: None, allow_final_pin_try: false, timeout_ms: 1000, client: ClientEnv::default() };
+        let req = Request { v: VERSION, id: 7, method: "sign".into(), args: serde_json::json!({"pss": true}), token: None, key: None, allow_final_pin_try: false, timeout_ms: 1000, client: ClientEnv::default(), body_in_fd: false, reply_in_fd: false };
         write_message(&mut buf, &req, &[0, 255, 13, 10]).unwrap();
         let (back, body): (Request, Vec<u8>) = read_message(&mut buf.as_slice()).unwrap();
         assert_eq!(back.id, 7);
@@ -132,5 +211,35 @@ mod tests {
         let mut buf = Vec::new();
         buf.extend_from_slice(&(MAX_HEADER + 1).to_be_bytes());
         assert!(matches!(read_message::<Request>(&mut buf.as_slice()), Err(ProtocolError::TooLarge { .. })));
+    }
+
+    #[test]
+    fn descriptors_travel_with_their_message_and_the_next_message_reads_plainly() {
+        use std::os::fd::AsFd;
+        use std::os::unix::fs::FileExt;
+        let (a, b) = UnixStream::pair().unwrap();
+        let mut file = tempfile::tempfile().unwrap();
+        file.write_all(b"body in a file").unwrap();
+        let req = Request { v: VERSION, id: 1, method: "sign".into(), args: serde_json::Value::Null, token: None, key: None, allow_final_pin_try: false, timeout_ms: 1, client: ClientEnv::default(), body_in_fd: true, reply_in_fd: false };
+        write_message_with_fds(&a, &req, &[], &[file.as_fd()]).unwrap();
+        write_message(&mut &a, &req, b"inline").unwrap();
+        let (first, body, fds): (Request, _, _) = read_message_with_fds(&b).unwrap();
+        assert!(first.body_in_fd && body.is_empty());
+        assert_eq!(fds.len(), 1);
+        let passed = std::fs::File::from(fds.into_iter().next().unwrap());
+        let mut buf = [0u8; 14];
+        passed.read_exact_at(&mut buf, 0).unwrap();
+        assert_eq!(&buf, b"body in a file");
+        let (_, body, fds): (Request, _, _) = read_message_with_fds(&b).unwrap();
+        assert_eq!((body.as_slice(), fds.len()), (&b"inline"[..], 0));
+    }
+
+    #[test]
+    fn more_descriptors_than_allowed_are_refused() {
+        use std::os::fd::AsFd;
+        let (a, _b) = UnixStream::pair().unwrap();
+        let f = tempfile::tempfile().unwrap();
+        let three = [f.as_fd(), f.as_fd(), f.as_fd()];
+        assert!(matches!(write_message_with_fds(&a, &Response::default(), &[], &three), Err(ProtocolError::TooManyFds)));
     }
 }

@@ -3,7 +3,7 @@
 
 use super::audit::AuditLog;
 use super::watchdog::{self, Owed, Watchdog};
-use super::protocol::{read_message, write_message, ProtocolError, Request, Response, VERSION};
+use super::protocol::{read_message_with_fds, write_message, ProtocolError, Request, Response, MAX_BODY, VERSION};
 use super::{AgentConfig, PinCache};
 use crate::cli::common::Setup;
 use crate::cli::ctx::{Ctx, Parts};
@@ -15,7 +15,9 @@ use crate::token::presence::Readers;
 use crate::token::{Token, TokenError};
 use secrecy::SecretString;
 use std::collections::HashMap;
-use std::os::fd::{AsRawFd, FromRawFd};
+use std::fs::File;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::fs::FileExt;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
@@ -68,6 +70,8 @@ struct Job {
     body_digest: [u8; 32],
     peer: Peer,
     reply: Reply,
+    /// Where the command's product goes when the client passed a file for it.
+    reply_file: Option<File>,
 }
 
 fn peer_of(stream: &UnixStream) -> std::io::Result<Peer> {
@@ -234,7 +238,7 @@ fn restarting_response(id: u64) -> Response {
 /// One client connection: requests in order; a client that goes away only ends this thread.
 fn serve(mut stream: UnixStream, peer: Peer, queue: SyncSender<Job>, events: Events, dog: Arc<Watchdog>, mut owed: Owed) {
     loop {
-        let (req, body) = match read_message::<Request>(&mut stream) {
+        let (req, body, fds) = match read_message_with_fds::<Request>(&stream) {
             Ok(m) => {
                 owed.owe();
                 m
@@ -286,8 +290,19 @@ fn serve(mut stream: UnixStream, peer: Peer, queue: SyncSender<Job>, events: Eve
                     let _ = write_message(&mut stream, &r, &[]);
                     return;
                 }
+                let (body, reply_file) = match passed_files(&req, body, fds) {
+                    Ok(b) => b,
+                    Err(msg) => {
+                        let written = write_message(&mut stream, &error_response(id, Exit::Usage, msg), &[]);
+                        owed.settle();
+                        if written.is_err() {
+                            return;
+                        }
+                        continue;
+                    }
+                };
                 let body_digest = super::audit::body_digest(&body);
-                let resp = match queue.try_send(Job { req, body, body_digest, peer, reply: rtx }) {
+                let resp = match queue.try_send(Job { req, body, body_digest, peer, reply: rtx, reply_file }) {
                     Err(TrySendError::Full(_)) => (error_response(id, Exit::Busy, "busy: too many requests are waiting for the token; try again shortly".into()), Vec::new()),
                     Err(TrySendError::Disconnected(_)) => (error_response(id, Exit::Io, "the token worker has stopped; restart the agent".into()), Vec::new()),
                     Ok(()) => match rrx.recv_timeout(timeout) {
@@ -304,6 +319,47 @@ fn serve(mut stream: UnixStream, peer: Peer, queue: SyncSender<Job>, events: Eve
             }
         }
     }
+}
+
+/// The body and the reply file a request passed as descriptors. Regular files only: a pipe or a
+/// socket could hold this thread or the token worker for as long as its writer liked.
+fn passed_files(req: &Request, body: Vec<u8>, fds: Vec<OwnedFd>) -> Result<(Vec<u8>, Option<File>), String> {
+    let wanted = usize::from(req.body_in_fd) + usize::from(req.reply_in_fd);
+    if fds.len() != wanted {
+        return Err(format!("bad request: it names {wanted} file descriptor(s) and passed {}", fds.len()));
+    }
+    let regular = |f: File| -> Result<(File, u64), String> {
+        let m = f.metadata().map_err(|e| format!("bad request: a passed file descriptor: {e}"))?;
+        if !m.file_type().is_file() {
+            return Err("bad request: a passed file descriptor is not a regular file".into());
+        }
+        Ok((f, m.len()))
+    };
+    // In this order: the body's file, then the reply's.
+    let mut files = fds.into_iter().map(File::from);
+    let body_file = if req.body_in_fd { files.next() } else { None };
+    let reply_file = if req.reply_in_fd { files.next() } else { None };
+    let body = match body_file {
+        Some(f) => {
+            if !body.is_empty() {
+                return Err("bad request: a body both in the message and in a file descriptor".into());
+            }
+            let (f, len) = regular(f)?;
+            if len > u64::from(MAX_BODY) {
+                return Err(format!("body of {len} bytes is over the limit of {MAX_BODY}"));
+            }
+            // One allocation of the exact size, read from offset 0 whatever the client's position.
+            let mut buf = vec![0u8; len as usize];
+            f.read_exact_at(&mut buf, 0).map_err(|e| format!("reading the body from its file descriptor: {e}"))?;
+            buf
+        }
+        None => body,
+    };
+    let reply = match reply_file {
+        Some(f) => Some(regular(f)?.0),
+        None => None,
+    };
+    Ok((body, reply))
 }
 
 /// A token the agent has used, watched for removal and return.
@@ -685,7 +741,8 @@ fn run_job(job: &Job, body: Vec<u8>, base: &Global, setup: &Setup, tokens: &mut 
     let wants_output = req.args.get("out").and_then(|v| v.as_bool()).unwrap_or(true);
     let prompt = EventPrompt { inner: PinentryPin::for_client(s.config.pinentry_program.clone(), req.client.clone()), events: events.clone(), dog: dog.clone(), method: req.method.clone() };
     let token_key = s.token_uri.to_string();
-    let mut ctx = AgentCtx { g, s, input: Some(body), output: Vec::new(), wants_output, notes: Vec::new(), report: None, tokens, token_key: token_key.clone(), prompt, readers: readers.clone() };
+    let reply_file = job.reply_file.as_ref().map(|f| (f, 0));
+    let mut ctx = AgentCtx { g, s, input: Some(body), output: Vec::new(), reply_file, wants_output, notes: Vec::new(), report: None, tokens, token_key: token_key.clone(), prompt, readers: readers.clone() };
     let result = dispatch(&mut ctx, &req.method, &req.args);
     let key = ctx.tokens.get(&token_key).map(|t| t.description.clone());
     if let Err(f) = &result {
@@ -694,7 +751,8 @@ fn run_job(job: &Job, body: Vec<u8>, base: &Global, setup: &Setup, tokens: &mut 
             ctx.tokens.remove(&token_key);
         }
     }
-    let mut resp = Response { v: VERSION, id: req.id, ok: result.is_ok(), exit: 0, notes: std::mem::take(&mut ctx.notes), report: ctx.report.take(), ..Default::default() };
+    let body_in_fd = ctx.reply_file.map(|(_, written)| written);
+    let mut resp = Response { v: VERSION, id: req.id, ok: result.is_ok(), exit: 0, notes: std::mem::take(&mut ctx.notes), report: ctx.report.take(), body_in_fd, ..Default::default() };
     if let Err(f) = result {
         resp.exit = f.exit as u8;
         resp.error = Some(f.message);
@@ -729,6 +787,8 @@ struct AgentCtx<'w> {
     s: Setup,
     input: Option<Vec<u8>>,
     output: Vec<u8>,
+    /// The client's file for the product, and how much is in it.
+    reply_file: Option<(&'w File, u64)>,
     wants_output: bool,
     notes: Vec<String>,
     report: Option<String>,
@@ -746,7 +806,22 @@ impl Ctx for AgentCtx<'_> {
         Ok(self.input.take().unwrap_or_default())
     }
     fn output(&mut self, data: Vec<u8>) -> Result<(), Failure> {
-        self.output = data;
+        match self.reply_file {
+            Some(_) => self.output_pieces(&[&data]),
+            None => {
+                self.output = data;
+                Ok(())
+            }
+        }
+    }
+    fn output_pieces(&mut self, pieces: &[&[u8]]) -> Result<(), Failure> {
+        let Some((file, written)) = &mut self.reply_file else {
+            return self.output(pieces.concat());
+        };
+        for p in pieces {
+            file.write_all_at(p, *written).map_err(|e| Failure::new(Exit::Io, format!("writing the product to the client's file: {e}")))?;
+            *written += p.len() as u64;
+        }
         Ok(())
     }
     fn wants_output(&self) -> bool {

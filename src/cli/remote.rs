@@ -95,8 +95,10 @@ fn run(cli: &Cli, mut stream: std::os::unix::net::UnixStream, path: &Path) -> Re
         // PIN entry happens inside this time: be generous.
         timeout_ms: 300_000,
         client: client_env(),
+        body_in_fd: false,
+        reply_in_fd: false,
     };
-    let (resp, out) = call_retrying(&mut stream, path, &req, &body).map_err(|e| Failure::new(Exit::AgentUnreachable, e.to_string()))?;
+    let (resp, out) = call_retrying(&mut stream, path, &req, &body, &[]).map_err(|e| Failure::new(Exit::AgentUnreachable, e.to_string()))?;
     if !resp.ok {
         return Err(Failure::new(Exit::from_code(resp.exit), resp.error.unwrap_or_else(|| "the agent refused the request".into())));
     }

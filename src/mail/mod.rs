@@ -118,25 +118,34 @@ impl ContentType {
 }
 
 fn split_head(raw: &[u8]) -> (&[u8], &[u8]) {
-    let mut i = 0;
+    match header_end(raw) {
+        Some((head, body)) => (&raw[..head], &raw[body..]),
+        None => (raw, &[]),
+    }
+}
+
+/// Where the header block ends (before its empty line) and the body starts (after it), if the
+/// mail has an empty line at all.
+pub fn header_end(raw: &[u8]) -> Option<(usize, usize)> {
     // A mail that starts with an empty line has no header fields.
     if raw.starts_with(b"\r\n") {
-        return (&[], &raw[2..]);
+        return Some((0, 2));
     }
     if raw.starts_with(b"\n") {
-        return (&[], &raw[1..]);
+        return Some((0, 1));
     }
-    while let Some(nl) = raw[i..].iter().position(|&b| b == b'\n') {
+    let mut i = 0;
+    while let Some(nl) = memchr::memchr(b'\n', &raw[i..]) {
         let next = i + nl + 1;
         if raw[next..].starts_with(b"\r\n") {
-            return (&raw[..next], &raw[next + 2..]);
+            return Some((next, next + 2));
         }
         if raw[next..].starts_with(b"\n") {
-            return (&raw[..next], &raw[next + 1..]);
+            return Some((next, next + 1));
         }
         i = next;
     }
-    (raw, &[])
+    None
 }
 
 fn parse_fields(head: &[u8]) -> Result<Vec<Field>> {
@@ -431,10 +440,15 @@ pub fn base64_lines(data: &[u8]) -> Vec<u8> {
 }
 
 /// `base64_lines` appended to `out`, encoded in runs of 1024 lines: no second full-size buffer.
+/// How many bytes `base64_lines_into` writes for `len` bytes of data.
+pub fn base64_lines_len(len: usize) -> usize {
+    len.div_ceil(57) * 78
+}
+
 pub fn base64_lines_into(out: &mut Vec<u8>, data: &[u8]) {
     use base64::Engine;
     const LINE: usize = 57; // input bytes per 76-character line
-    out.reserve(data.len().div_ceil(LINE) * 78);
+    out.reserve(base64_lines_len(data.len()));
     let mut run = String::with_capacity(76 * 1024);
     for chunk in data.chunks(LINE * 1024) {
         run.clear();

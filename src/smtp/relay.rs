@@ -4,14 +4,31 @@
 use super::{RelayTls, SmtpConfig};
 use crate::error::{Exit, Failure};
 use lettre::transport::smtp::authentication::{Credentials, Mechanism};
-use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
-use lettre::{SmtpTransport, Transport};
+use lettre::transport::smtp::client::{Certificate, SmtpConnection, TlsParameters};
+use lettre::transport::smtp::commands::{Data, Mail, Rcpt};
+use lettre::transport::smtp::extension::{ClientId, Extension, MailBodyParameter, MailParameter};
 use secrecy::{ExposeSecret, SecretString};
 use std::time::Duration;
 
+/// Pieces the message goes to the relay in: lettre dot-stuffs each into a buffer of its size.
+const CHUNK: usize = 256 * 1024;
+const TIMEOUT: Duration = Duration::from_secs(120);
+
 pub struct Relay {
-    transport: SmtpTransport,
+    host: String,
+    port: u16,
+    secure: Secure,
+    credentials: Option<Credentials>,
     pub name: String,
+}
+
+enum Secure {
+    /// STARTTLS, and no message without it.
+    Starttls(TlsParameters),
+    /// TLS from the first byte (port 465).
+    Wrapper(TlsParameters),
+    /// Only for a relay on this machine.
+    Plain,
 }
 
 /// What the relay said when it did not take a message.
@@ -44,33 +61,86 @@ impl Relay {
             }
             b.build().map_err(|e| Failure::new(Exit::Usage, format!("TLS settings for {host}: {e}")))
         };
-        let tls = match cfg.relay_tls {
-            RelayTls::Starttls => Tls::Required(tls_params()?),
-            RelayTls::Tls => Tls::Wrapper(tls_params()?),
+        let secure = match cfg.relay_tls {
+            RelayTls::Starttls => Secure::Starttls(tls_params()?),
+            RelayTls::Tls => Secure::Wrapper(tls_params()?),
             RelayTls::None => {
                 // Credentials and signed mail in clear text are acceptable only on this machine.
                 let local = host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
                 if !local {
                     return Err(Failure::new(Exit::Usage, format!("relay_tls = none is only allowed for a relay on this machine, not {host}")));
                 }
-                Tls::None
+                Secure::Plain
             }
         };
-        let mut b = SmtpTransport::builder_dangerous(host.clone()).port(port).tls(tls).timeout(Some(Duration::from_secs(120)));
-        if let (Some(user), Some(pw)) = (&cfg.relay_user, password) {
-            b = b.credentials(Credentials::new(user.clone(), pw.expose_secret().to_string())).authentication(vec![Mechanism::Plain, Mechanism::Login]);
-        }
-        Ok(Relay { transport: b.build(), name: format!("{host}:{port}") })
+        let credentials = match (&cfg.relay_user, password) {
+            (Some(user), Some(pw)) => Some(Credentials::new(user.clone(), pw.expose_secret().to_string())),
+            _ => None,
+        };
+        Ok(Relay { name: format!("{host}:{port}"), host, port, secure, credentials })
     }
 
-    /// Hand one message to the relay; Ok only when it answered 250 to the data.
+    /// A connection ready for MAIL: encrypted as configured, logged in.
+    fn connect(&self) -> Result<SmtpConnection, lettre::transport::smtp::Error> {
+        let hello = ClientId::default();
+        let wrapper = match &self.secure {
+            Secure::Wrapper(p) => Some(p),
+            _ => None,
+        };
+        let mut conn = SmtpConnection::connect((self.host.as_str(), self.port), Some(TIMEOUT), &hello, wrapper, None)?;
+        if let Secure::Starttls(p) = &self.secure {
+            // Fails when the relay does not offer STARTTLS: required, not opportunistic.
+            conn.starttls(p, &hello)?;
+        }
+        if let Some(c) = &self.credentials {
+            conn.auth(&[Mechanism::Plain, Mechanism::Login], c)?;
+        }
+        Ok(conn)
+    }
+
+    /// Hand one message to the relay; Ok only when it answered 250 to the data. The message
+    /// goes out in pieces (lettre's SMTP connection, as its transport would drive it, but with
+    /// an iterator), so a large mail is not copied whole once more here.
     pub fn send(&self, from: &str, to: &[String], message: &[u8]) -> Result<(), Refused> {
         let addr = |a: &str| a.parse::<lettre::Address>().map_err(|e| Refused { permanent: true, message: format!("address '{a}': {e}") });
+        let from = addr(from)?;
         let rcpts = to.iter().map(|t| addr(t)).collect::<Result<Vec<_>, _>>()?;
-        let envelope = lettre::address::Envelope::new(Some(addr(from)?), rcpts).map_err(|e| Refused { permanent: true, message: e.to_string() })?;
-        match self.transport.send_raw(&envelope, message) {
-            Ok(_) => Ok(()),
-            Err(e) => Err(Refused { permanent: e.is_permanent(), message: format!("relay {}: {e}", self.name) }),
+        let refused = |e: lettre::transport::smtp::Error| Refused { permanent: e.is_permanent(), message: format!("relay {}: {e}", self.name) };
+        let mut conn = self.connect().map_err(refused)?;
+        let mut params = Vec::new();
+        let needs_utf8 = std::iter::once(&from).chain(&rcpts).any(|a| !AsRef::<str>::as_ref(a).is_ascii());
+        if needs_utf8 {
+            if !conn.server_info().supports_feature(Extension::SmtpUtfEight) {
+                conn.abort();
+                return Err(Refused { permanent: true, message: format!("relay {} does not take non-ASCII addresses (no SMTPUTF8)", self.name) });
+            }
+            params.push(MailParameter::SmtpUtfEight);
+        }
+        if !message.is_ascii() {
+            if !conn.server_info().supports_feature(Extension::EightBitMime) {
+                conn.abort();
+                return Err(Refused { permanent: true, message: format!("relay {} does not take 8-bit text (no 8BITMIME)", self.name) });
+            }
+            params.push(MailParameter::Body(MailBodyParameter::EightBitMime));
+        }
+        let sent = (|| {
+            conn.command(Mail::new(Some(from), params))?;
+            for r in rcpts {
+                conn.command(Rcpt::new(r, vec![]))?;
+            }
+            conn.command(Data)?;
+            conn.message_iter(message.chunks(CHUNK))
+        })();
+        match sent {
+            Ok(_) => {
+                // Taken: a failing QUIT changes nothing about that.
+                let _ = conn.quit();
+                Ok(())
+            }
+            Err(e) => {
+                conn.abort();
+                Err(refused(e))
+            }
         }
     }
 }

@@ -10,7 +10,10 @@ use crate::error::{Exit, Failure};
 use secrecy::{ExposeSecret, SecretString};
 use smtp_proto::request::receiver::DataReceiver;
 use smtp_proto::{Error as ProtoError, Request as Cmd, AUTH_LOGIN, AUTH_PLAIN};
+use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Write};
+use std::os::fd::AsFd;
+use std::os::unix::fs::FileExt;
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -183,8 +186,9 @@ impl<R: BufRead, W: Write> Session<'_, R, W> {
                     let data = self.data()?;
                     let (from, rcpts) = (self.from.take().unwrap_or_default(), std::mem::take(&mut self.rcpts));
                     let answer = match data {
-                        Some(data) => submit(self.shared, &from, &rcpts, data),
-                        None => format!("552 5.3.4 message larger than {} bytes; not sent", self.shared.cfg.max_message_bytes),
+                        Received::Spooled(spool) => submit(self.shared, &from, &rcpts, &spool),
+                        Received::TooLarge => format!("552 5.3.4 message larger than {} bytes; not sent", self.shared.cfg.max_message_bytes),
+                        Received::SpoolFailed(e) => format!("451 4.3.0 cannot hold the message for signing ({e}); not sent, try again"),
                     };
                     self.reply(&answer)?;
                 }
@@ -262,13 +266,18 @@ impl<R: BufRead, W: Write> Session<'_, R, W> {
         })
     }
 
-    /// The message after DATA, dot-unstuffed; None when it was larger than allowed (then read
-    /// to its end and dropped, so the session stays in step).
-    fn data(&mut self) -> std::io::Result<Option<Vec<u8>>> {
-        let max = self.shared.cfg.max_message_bytes;
+    /// The message after DATA, dot-unstuffed, written to a spool file as it arrives (a large
+    /// mail is never held whole in this process). Too large or unspoolable: read to its end and
+    /// dropped, so the session stays in step.
+    fn data(&mut self) -> std::io::Result<Received> {
+        const FLUSH_AT: usize = 64 * 1024;
+        let max = self.shared.cfg.max_message_bytes as u64;
         let mut receiver = DataReceiver::new();
-        let mut buf = Vec::new();
-        let mut too_large = false;
+        // Unlinked from the start (O_TMPFILE under $TMPDIR, private to the unit with PrivateTmp):
+        // nothing is left behind whatever happens next.
+        let mut spool = tempfile::tempfile().map_err(|e| e.to_string());
+        let mut buf = Vec::with_capacity(FLUSH_AT + 4096);
+        let mut total = 0u64;
         loop {
             let chunk = self.r.fill_buf()?;
             if chunk.is_empty() {
@@ -278,24 +287,47 @@ impl<R: BufRead, W: Write> Session<'_, R, W> {
             let done = receiver.ingest(&mut it, &mut buf);
             let used = chunk.len() - it.as_slice().len();
             self.r.consume(used);
-            if buf.len() > max {
-                too_large = true;
+            if buf.len() >= FLUSH_AT || done {
+                total += buf.len() as u64;
+                if let (Ok(f), true) = (&mut spool, total <= max) {
+                    if let Err(e) = f.write_all(&buf) {
+                        spool = Err(e.to_string());
+                    }
+                }
                 buf.clear();
             }
             if done {
-                return Ok((!too_large).then_some(buf));
+                return Ok(match spool {
+                    _ if total > max => Received::TooLarge,
+                    Ok(f) => Received::Spooled(f),
+                    Err(e) => Received::SpoolFailed(e),
+                });
             }
         }
     }
+}
+
+/// What DATA left us with.
+enum Received {
+    Spooled(File),
+    TooLarge,
+    SpoolFailed(String),
 }
 
 fn decode(b64: &str) -> Option<Vec<u8>> {
     base64::Engine::decode(&base64::engine::general_purpose::STANDARD, b64.trim()).ok()
 }
 
+/// A header block longer than this is refused (it is read into memory to find From).
+const MAX_HEADER_BLOCK: usize = 1024 * 1024;
+
 /// SSMAX send in the agent, then the relay; the SMTP reply for the client.
-fn submit(shared: &Shared, envelope_from: &str, rcpts: &[String], data: Vec<u8>) -> String {
-    let header_from = match crate::mail::Entity::parse(&data) {
+fn submit(shared: &Shared, envelope_from: &str, rcpts: &[String], spool: &File) -> String {
+    let head = match header_block(spool) {
+        Ok(h) => h,
+        Err(e) => return format!("554 5.6.0 {e}; not sent"),
+    };
+    let header_from = match crate::mail::Entity::parse(&head) {
         Ok(m) => m.from_address(),
         Err(e) => return format!("554 5.6.0 {e}; not sent"),
     };
@@ -306,7 +338,7 @@ fn submit(shared: &Shared, envelope_from: &str, rcpts: &[String], data: Vec<u8>)
     if !header_from.eq_ignore_ascii_case(envelope_from) {
         return format!("553 5.7.1 MAIL FROM <{envelope_from}> is not the From address <{header_from}> the card signs for; not sent");
     }
-    let signed = match sign_in_agent(shared, data) {
+    let signed = match sign_in_agent(shared, spool) {
         Ok(s) => s,
         Err(reply) => return reply,
     };
@@ -317,10 +349,33 @@ fn submit(shared: &Shared, envelope_from: &str, rcpts: &[String], data: Vec<u8>)
     }
 }
 
+/// The message's header block, up to its empty line (or the whole message if it has no body).
+fn header_block(spool: &File) -> Result<Vec<u8>, String> {
+    let mut head = Vec::new();
+    let mut chunk = vec![0u8; 64 * 1024];
+    loop {
+        let n = spool.read_at(&mut chunk, head.len() as u64).map_err(|e| format!("reading the spooled message: {e}"))?;
+        head.extend_from_slice(&chunk[..n]);
+        if let Some((end, _)) = crate::mail::header_end(&head) {
+            head.truncate(end);
+            return Ok(head);
+        }
+        if n == 0 {
+            return Ok(head);
+        }
+        if head.len() > MAX_HEADER_BLOCK {
+            return Err(format!("the header block is longer than {MAX_HEADER_BLOCK} bytes"));
+        }
+    }
+}
+
 /// The agent's `send`: protected attachments encrypted to the organisation, signed on the card
-/// (the PIN through the agent's pinentry). Err is the SMTP reply.
-fn sign_in_agent(shared: &Shared, data: Vec<u8>) -> Result<Vec<u8>, String> {
+/// (the PIN through the agent's pinentry). The message goes to the agent as the spool's
+/// descriptor and comes back in another file: neither crosses the socket. Err is the SMTP reply.
+fn sign_in_agent(shared: &Shared, spool: &File) -> Result<memmap2::Mmap, String> {
     let unreachable = |e: &dyn std::fmt::Display| format!("451 4.3.0 {}; not sent, try again", one_line(&e.to_string()));
+    let local = |e: std::io::Error| format!("451 4.3.0 cannot hold the signed message ({e}); not sent, try again");
+    let signed = tempfile::tempfile().map_err(local)?;
     let mut stream = connect(&shared.agent).map_err(|e| unreachable(&e))?;
     let req = Request {
         v: VERSION,
@@ -333,10 +388,22 @@ fn sign_in_agent(shared: &Shared, data: Vec<u8>) -> Result<Vec<u8>, String> {
         // PIN entry happens inside this time.
         timeout_ms: 300_000,
         client: crate::agent::client::client_env(),
+        body_in_fd: true,
+        reply_in_fd: true,
     };
-    let (resp, out) = call_retrying(&mut stream, &shared.agent, &req, &data).map_err(|e| unreachable(&e))?;
+    let (resp, _) = call_retrying(&mut stream, &shared.agent, &req, &[], &[spool.as_fd(), signed.as_fd()]).map_err(|e| unreachable(&e))?;
     if resp.ok {
-        return Ok(out);
+        let len = resp.body_in_fd.ok_or_else(|| unreachable(&"the agent did not say how long the signed message is"))?;
+        // Mapped, not read: the relay takes it in pieces straight from the page cache. A read
+        // error there would be a SIGBUS before the final dot, so the relay drops the message
+        // rather than deliver part of it.
+        // SAFETY: the file is unlinked and this process's own; the agent, the only other holder,
+        // has finished writing it (it answered), so nothing changes or truncates it under the map.
+        let map = unsafe { memmap2::Mmap::map(&signed) }.map_err(local)?;
+        if map.len() as u64 != len {
+            return Err(unreachable(&format!("the agent wrote {} bytes but said {len}", map.len())));
+        }
+        return Ok(map);
     }
     let msg = one_line(resp.error.as_deref().unwrap_or("the agent refused the message"));
     Err(match Exit::from_code(resp.exit) {
