@@ -129,7 +129,7 @@ fn stage_rates(ctx: &mut dyn Ctx, out: &mut serde_json::Map<String, serde_json::
     let Some(mine) = certs.iter().filter(|c| !c.anchor && rsa_key(&c.id)).find_map(|c| c.parsed.clone()) else {
         return Ok(());
     };
-    let der = crate::cms::encrypt::encrypt(&body, &[(*mine).clone()])?;
+    let der = crate::cms::encrypt::encrypt(body.clone(), &[(*mine).clone()])?;
     let env = crate::cms::decrypt::Envelope::parse(&der)?;
     let mut dec = crate::token::decrypt::TokenDecryptor::new(p.token, p.prompt, p.g.allow_final_pin_try, "benchmark decryption")?;
     let (cek, _, _) = env.recover_cek(&mut dec)?;

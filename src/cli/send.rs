@@ -7,7 +7,7 @@ use super::sign::sign_on_token;
 use super::{Global, InOut};
 use crate::cms::encrypt;
 use crate::error::{Exit, Failure};
-use crate::mail::smime::{build_signed, split_fields};
+use crate::mail::smime::{signed_parts, split_fields};
 use crate::mail::{Entity, Field};
 use crate::ssmax::mail::{file_attachment, parse_draft, Attachment, Protected};
 use crate::ssmax::{display_name, org_certificate, token_trust};
@@ -45,10 +45,10 @@ pub fn run(ctx: &mut dyn Ctx, extra: Vec<Attachment>, pss: bool) -> Result<(), F
         let org = org_certificate(&trust, &p.s.config)?;
         let org_name = display_name(&org);
         let mut protected = Vec::new();
-        // Each plaintext attachment is dropped once it is encrypted.
+        // Each attachment is encrypted in its own buffer: no plaintext copy outlives the loop.
         for a in std::mem::take(&mut parts.attachments) {
             // Only the organisation can open it: never the recipient's key (the sender manages none).
-            let cms = encrypt::encrypt(&a.entity, std::slice::from_ref(&org))?;
+            let cms = encrypt::encrypt(a.entity, std::slice::from_ref(&org))?;
             protected.push(Protected { filename: a.filename, label: a.label, cms });
         }
         let count = protected.len();
@@ -57,7 +57,8 @@ pub fn run(ctx: &mut dyn Ctx, extra: Vec<Attachment>, pss: bool) -> Result<(), F
         let summary = done.summary(&from, p.token);
         (inner, done, summary, org_name, count)
     };
-    ctx.output(build_signed(&outer, &inner, &done.der, done.scheme.hash().micalg()))?;
+    let [head, tail] = signed_parts(&outer, &[&inner], &done.der, done.scheme.hash().micalg());
+    ctx.output_pieces(&[&head, &inner, &tail])?;
     for w in &done.warnings {
         ctx.note(format!("warning: {w}"));
     }

@@ -97,16 +97,18 @@ pub fn recipient_info(cert: &Certificate, cek: &[u8]) -> Result<RecipientInfo, C
     Err(CmsError::Unsupported(format!("encrypting to a {} key", spki.algorithm.oid)))
 }
 
-/// Encrypt `content` with a fresh AES-256-GCM key for `recipients` (DER ContentInfo out).
-pub fn encrypt(content: &[u8], recipients: &[Certificate]) -> Result<Vec<u8>, CmsError> {
+/// Encrypt `content` with a fresh AES-256-GCM key for `recipients` (DER ContentInfo out). The
+/// buffer is encrypted in place: the plaintext is gone once this returns, and a large
+/// attachment is not held twice.
+pub fn encrypt(content: Vec<u8>, recipients: &[Certificate]) -> Result<Vec<u8>, CmsError> {
     use aes_gcm::aead::{AeadInOut, KeyInit};
     let mut cek = Zeroizing::new([0u8; 32]);
     OsRng.fill_bytes(&mut cek[..]);
     let mut nonce = [0u8; 12];
     OsRng.fill_bytes(&mut nonce);
     let cipher = aes_gcm::Aes256Gcm::new_from_slice(&cek[..]).map_err(|_| CmsError::Malformed("AES-256 key".into()))?;
-    // One copy of the content, encrypted in place; the tag travels separately (the MAC field).
-    let mut sealed = content.to_vec();
+    // The tag travels separately (the MAC field).
+    let mut sealed = content;
     let tag = cipher
         .encrypt_inout_detached(&nonce.into(), b"", sealed.as_mut_slice().into())
         .map_err(|_| CmsError::Malformed("AES-GCM encryption failed".into()))?
@@ -164,7 +166,7 @@ mod tests {
     #[test]
     fn envelope_opens_and_rekeying_keeps_the_ciphertext() {
         let (cert, key) = bob();
-        let der = encrypt(b"attachment bytes", std::slice::from_ref(&cert)).unwrap();
+        let der = encrypt(b"attachment bytes".to_vec(), std::slice::from_ref(&cert)).unwrap();
         let mut soft = Soft(vec![cert.clone()], key);
         assert_eq!(open(&der, &mut soft).unwrap().content, b"attachment bytes");
         let env = Envelope::parse(&der).unwrap();

@@ -124,18 +124,17 @@ fn label_list(labels: &[(String, String)], org: &str) -> Vec<u8> {
     out
 }
 
-fn protected_part(p: &Protected) -> Vec<u8> {
+/// The header of a protected part; its base64 follows.
+fn protected_head(p: &Protected) -> Vec<u8> {
     let name = format!("{}.p7m", p.filename);
-    let mut out = format!(
+    format!(
         "Content-Type: application/pkcs7-mime; smime-type=authEnveloped-data; name={}\r\nContent-Disposition: attachment; filename={}\r\nContent-Transfer-Encoding: base64\r\n{LABEL_HEADER}: {}\r\n{FILENAME_HEADER}: {}\r\n\r\n",
         quote(&name),
         quote(&name),
         encode_word(&p.label),
         encode_word(&p.filename)
     )
-    .into_bytes();
-    crate::mail::base64_lines_into(&mut out, &p.cms);
-    out
+    .into_bytes()
 }
 
 /// A decrypted attachment for the reader: its entity with the label added.
@@ -145,14 +144,44 @@ fn opened_part(a: &Attachment) -> Vec<u8> {
     out
 }
 
-fn multipart(parts: &[Vec<u8>]) -> Vec<u8> {
-    let pieces: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
-    let b = boundary_for(&pieces);
-    let mut out = format!("Content-Type: multipart/mixed; boundary=\"{b}\"\r\n\r\n").into_bytes();
-    out.reserve(parts.iter().map(|p| p.len() + b.len() + 6).sum::<usize>() + b.len() + 8);
+/// A part of a multipart being built: its bytes, or a header with data to go in as base64.
+enum Piece {
+    Bytes(Vec<u8>),
+    Base64 { head: Vec<u8>, data: Vec<u8> },
+}
+
+/// multipart/mixed, written once into a buffer of its final size; each base64 part's data is
+/// encoded straight in and dropped (a large attachment is held as data + text, never text twice).
+fn multipart(parts: Vec<Piece>) -> Vec<u8> {
+    // Base64 text cannot contain the boundary ('-' is not in its alphabet): only what else is
+    // there needs checking.
+    let visible: Vec<&[u8]> = parts
+        .iter()
+        .map(|p| match p {
+            Piece::Bytes(b) => b.as_slice(),
+            Piece::Base64 { head, .. } => head.as_slice(),
+        })
+        .collect();
+    let b = boundary_for(&visible);
+    let head = format!("Content-Type: multipart/mixed; boundary=\"{b}\"\r\n\r\n");
+    let size: usize = parts
+        .iter()
+        .map(|p| match p {
+            Piece::Bytes(x) => x.len(),
+            Piece::Base64 { head, data } => head.len() + crate::mail::base64_lines_len(data.len()),
+        } + b.len() + 6)
+        .sum();
+    let mut out = Vec::with_capacity(head.len() + size + b.len() + 8);
+    out.extend_from_slice(head.as_bytes());
     for p in parts {
         out.extend_from_slice(format!("--{b}\r\n").as_bytes());
-        out.extend_from_slice(p);
+        match p {
+            Piece::Bytes(x) => out.extend_from_slice(&x),
+            Piece::Base64 { head, data } => {
+                out.extend_from_slice(&head);
+                crate::mail::base64_lines_into(&mut out, &data);
+            }
+        }
         out.extend_from_slice(b"\r\n");
     }
     out.extend_from_slice(format!("--{b}--\r\n").as_bytes());
@@ -161,25 +190,24 @@ fn multipart(parts: &[Vec<u8>]) -> Vec<u8> {
 
 /// The body that is signed and sent: text, label list, protected attachments.
 pub fn build(body: &[Vec<u8>], protected: Vec<Protected>, org: &str) -> Vec<u8> {
-    let mut parts: Vec<Vec<u8>> = body.to_vec();
+    let mut parts: Vec<Piece> = body.iter().cloned().map(Piece::Bytes).collect();
     if !protected.is_empty() {
         let labels: Vec<(String, String)> = protected.iter().map(|p| (p.label.clone(), p.filename.clone())).collect();
-        parts.push(label_list(&labels, org));
-        // Each CMS object is dropped as soon as its base64 part exists (large attachments).
-        parts.extend(protected.into_iter().map(|p| protected_part(&p)));
+        parts.push(Piece::Bytes(label_list(&labels, org)));
+        parts.extend(protected.into_iter().map(|p| Piece::Base64 { head: protected_head(&p), data: p.cms }));
     }
-    multipart(&parts)
+    multipart(parts)
 }
 
 /// The body for the reader after decryption: text, label list, opened attachments.
 pub fn build_opened(body: &[Vec<u8>], opened: &[Attachment], org: &str) -> Vec<u8> {
-    let mut parts: Vec<Vec<u8>> = body.to_vec();
+    let mut parts: Vec<Piece> = body.iter().cloned().map(Piece::Bytes).collect();
     if !opened.is_empty() {
         let labels: Vec<(String, String)> = opened.iter().map(|a| (a.label.clone(), a.filename.clone())).collect();
-        parts.push(label_list(&labels, org));
-        parts.extend(opened.iter().map(opened_part));
+        parts.push(Piece::Bytes(label_list(&labels, org)));
+        parts.extend(opened.iter().map(opened_part).map(Piece::Bytes));
     }
-    multipart(&parts)
+    multipart(parts)
 }
 
 /// Parse a signed SSMAX body back into readable parts and protected attachments.
