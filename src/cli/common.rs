@@ -86,18 +86,31 @@ pub fn write_output_pieces(io: &InOut, pieces: &[&[u8]]) -> Result<(), Failure> 
         // "-": standard output, for commands that print nothing there unless asked (verify).
         Some(path) if path.as_os_str() == "-" => write_stdout(pieces),
         Some(path) => {
-            let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-            let fail = |e: &dyn std::fmt::Display| Failure::new(Exit::Io, format!("cannot write {}: {e}", path.display()));
-            let mut tmp = tempfile::Builder::new().prefix(".ssmax-card-").tempfile_in(dir).map_err(|e| fail(&e))?;
+            let mut tmp = output_temp(path)?;
             for p in pieces {
-                tmp.write_all(p).map_err(|e| fail(&e))?;
+                tmp.write_all(p).map_err(|e| output_failure(path, &e))?;
             }
-            tmp.as_file().sync_all().map_err(|e| fail(&e))?;
-            tmp.persist(path).map_err(|e| fail(&e.error))?;
-            Ok(())
+            persist_output(tmp, path)
         }
         None => write_stdout(pieces),
     }
+}
+
+fn output_failure(path: &Path, e: &dyn std::fmt::Display) -> Failure {
+    Failure::new(Exit::Io, format!("cannot write {}: {e}", path.display()))
+}
+
+/// The temp file an --out file is written as (same directory, so the rename is atomic).
+pub fn output_temp(path: &Path) -> Result<tempfile::NamedTempFile, Failure> {
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    tempfile::Builder::new().prefix(".ssmax-card-").tempfile_in(dir).map_err(|e| output_failure(path, &e))
+}
+
+/// Make the finished temp file the --out file: on disk first, then renamed over it.
+pub fn persist_output(tmp: tempfile::NamedTempFile, path: &Path) -> Result<(), Failure> {
+    tmp.as_file().sync_all().map_err(|e| output_failure(path, &e))?;
+    tmp.persist(path).map_err(|e| output_failure(path, &e.error))?;
+    Ok(())
 }
 
 fn write_stdout(pieces: &[&[u8]]) -> Result<(), Failure> {

@@ -1,7 +1,8 @@
 //! `--agent auto|always|never`: the same commands, carried out by a running agent. The client
-//! reads input and writes output itself (atomically, as the CLI does); the agent owns the token.
+//! opens input and output itself (output atomically, as the CLI does) and hands the agent files
+//! where it can, not bytes; the agent owns the token.
 
-use super::common::{read_file, read_input, write_output};
+use super::common::{output_temp, persist_output, read_file, read_input, write_output};
 use super::forward::ForwardArgs;
 use super::verify::VerifyArgs;
 use super::{AgentMode, Cli, Command, InOut};
@@ -9,6 +10,8 @@ use crate::agent::client::{call_retrying, client_env, connect, socket_path};
 use crate::agent::protocol::{Request, VERSION};
 use crate::error::{Exit, Failure};
 use crate::ssmax::mail::{add_to_draft, file_attachment};
+use std::fs::File;
+use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 
 /// None when the command runs locally; Some(result) when the agent carried it out (or had to).
@@ -52,10 +55,10 @@ fn absolute(p: &Path) -> PathBuf {
 fn run(cli: &Cli, mut stream: std::os::unix::net::UnixStream, path: &Path) -> Result<(), Failure> {
     let g = &cli.global;
     let none = InOut { input: None, output: None };
-    let (method, io, args, body, extract): (&str, &InOut, serde_json::Value, Vec<u8>, Option<(&Path, bool)>) = match &cli.command {
-        Command::Status => ("status", &none, serde_json::json!({}), Vec::new(), None),
-        Command::Sign { io, pss, from, .. } => ("sign", io, serde_json::json!({ "pss": pss, "signature_only_from": from }), read_input(io)?, None),
-        Command::Decrypt { io } => ("decrypt", io, serde_json::json!({}), read_input(io)?, None),
+    let (method, io, args, body, extract): (&str, &InOut, serde_json::Value, Body, Option<(&Path, bool)>) = match &cli.command {
+        Command::Status => ("status", &none, serde_json::json!({}), Body::Inline(Vec::new()), None),
+        Command::Sign { io, pss, from, .. } => ("sign", io, serde_json::json!({ "pss": pss, "signature_only_from": from }), Body::of(io)?, None),
+        Command::Decrypt { io } => ("decrypt", io, serde_json::json!({}), Body::of(io)?, None),
         Command::Verify { io, ca, certfile, content, no_token, .. } => {
             let a = VerifyArgs {
                 ca: ca.iter().map(|p| absolute(p)).collect(),
@@ -65,7 +68,7 @@ fn run(cli: &Cli, mut stream: std::os::unix::net::UnixStream, path: &Path) -> Re
             };
             let mut v = serde_json::to_value(a).map_err(|e| Failure::new(Exit::Usage, e.to_string()))?;
             v["out"] = serde_json::Value::Bool(io.output.is_some());
-            ("verify", io, v, read_input(io)?, None)
+            ("verify", io, v, Body::of(io)?, None)
         }
         Command::Send { io, attach, label, pss } => {
             if attach.len() != label.len() {
@@ -75,12 +78,12 @@ fn run(cli: &Cli, mut stream: std::os::unix::net::UnixStream, path: &Path) -> Re
             for (p, l) in attach.iter().zip(label) {
                 extra.push(file_attachment(p, l, &read_file(p)?));
             }
-            ("send", io, serde_json::json!({ "pss": pss }), add_to_draft(&read_input(io)?, extra)?, None)
+            ("send", io, serde_json::json!({ "pss": pss }), Body::Inline(add_to_draft(&read_input(io)?, extra)?), None)
         }
-        Command::Receive { io, extract, force } => ("receive", io, serde_json::json!({}), read_input(io)?, extract.as_deref().map(|d| (d, *force))),
+        Command::Receive { io, extract, force } => ("receive", io, serde_json::json!({}), Body::of(io)?, extract.as_deref().map(|d| (d, *force))),
         Command::Forward { io, to, from, keep, note, pss } => {
             let a = ForwardArgs { to: to.clone(), from: from.clone(), keep: keep.clone(), note: note.clone(), pss: *pss };
-            ("forward", io, serde_json::to_value(a).map_err(|e| Failure::new(Exit::Usage, e.to_string()))?, read_input(io)?, None)
+            ("forward", io, serde_json::to_value(a).map_err(|e| Failure::new(Exit::Usage, e.to_string()))?, Body::of(io)?, None)
         }
         _ => return Err(Failure::new(Exit::Usage, "this command does not run in the agent")),
     };
@@ -95,10 +98,21 @@ fn run(cli: &Cli, mut stream: std::os::unix::net::UnixStream, path: &Path) -> Re
         // PIN entry happens inside this time: be generous.
         timeout_ms: 300_000,
         client: client_env(),
-        body_in_fd: false,
+        body_in_fd: matches!(body, Body::File(_)),
         reply_in_fd: false,
     };
-    let (resp, out) = call_retrying(&mut stream, path, &req, &body, &[]).map_err(|e| Failure::new(Exit::AgentUnreachable, e.to_string()))?;
+    // The product goes straight into the --out file's temp file when there is one.
+    let out_file = match (&extract, io.output.as_deref()) {
+        (None, Some(p)) if p.as_os_str() != "-" && method != "status" => Some((output_temp(p)?, p)),
+        _ => None,
+    };
+    let req = Request { reply_in_fd: out_file.is_some(), ..req };
+    let (inline, mut fds) = match &body {
+        Body::Inline(b) => (b.as_slice(), Vec::new()),
+        Body::File(f) => (&[][..], vec![f.as_fd()]),
+    };
+    fds.extend(out_file.as_ref().map(|(t, _)| t.as_file().as_fd()));
+    let (resp, out) = call_retrying(&mut stream, path, &req, inline, &fds).map_err(|e| Failure::new(Exit::AgentUnreachable, e.to_string()))?;
     if !resp.ok {
         return Err(Failure::new(Exit::from_code(resp.exit), resp.error.unwrap_or_else(|| "the agent refused the request".into())));
     }
@@ -118,7 +132,14 @@ fn run(cli: &Cli, mut stream: std::os::unix::net::UnixStream, path: &Path) -> Re
         }
         None if method == "verify" && io.output.is_none() => {}
         None if method == "status" => {}
-        None => write_output(io, &out)?,
+        None => match out_file {
+            Some((tmp, p)) => {
+                let len = resp.body_in_fd.ok_or_else(|| Failure::new(Exit::Io, "the agent did not say how long its product is"))?;
+                tmp.as_file().set_len(len).map_err(|e| Failure::new(Exit::Io, format!("cannot write {}: {e}", p.display())))?;
+                persist_output(tmp, p)?;
+            }
+            None => write_output(io, &out)?,
+        },
     }
     if !g.quiet {
         for n in &resp.notes {
@@ -126,4 +147,23 @@ fn run(cli: &Cli, mut stream: std::os::unix::net::UnixStream, path: &Path) -> Re
         }
     }
     Ok(())
+}
+
+/// A request's input: a regular file the agent reads itself, or bytes (standard input, a pipe,
+/// a draft assembled here).
+enum Body {
+    Inline(Vec<u8>),
+    File(File),
+}
+
+impl Body {
+    fn of(io: &InOut) -> Result<Body, Failure> {
+        if let Some(p) = &io.input {
+            let f = File::open(p).map_err(|e| Failure::new(Exit::Io, format!("cannot read {}: {e}", p.display())))?;
+            if f.metadata().is_ok_and(|m| m.file_type().is_file()) {
+                return Ok(Body::File(f));
+            }
+        }
+        read_input(io).map(Body::Inline)
+    }
 }
