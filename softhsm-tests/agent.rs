@@ -281,6 +281,15 @@ fn a_body_and_its_reply_can_travel_as_files_and_anything_but_a_regular_file_is_r
     assert!(h["error"].as_str().unwrap().contains("names 1 file descriptor(s) and passed 0"), "{h}");
     // One PIN per signature (the default policy), and none for the refused requests.
     assert_eq!(getpins(&agent), 2);
+
+    // More descriptors than a request can use: the kernel would have to drop some, so the
+    // request is refused whole and that connection closed.
+    let mut s = UnixStream::connect(&agent.socket).unwrap();
+    send_msg_with_fds(&mut s, &sign_request(5), b"", &[body.as_raw_fd(), body.as_raw_fd(), reply.as_raw_fd()]);
+    let (h, _) = recv_msg(&mut s).unwrap();
+    assert!(h["error"].as_str().unwrap().contains("more than 2 file descriptors"), "{h}");
+    assert!(recv_msg(&mut s).is_err(), "the connection is closed");
+    assert_eq!(getpins(&agent), 2);
 }
 
 #[test]
