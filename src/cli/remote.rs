@@ -87,6 +87,11 @@ fn run(cli: &Cli, mut stream: std::os::unix::net::UnixStream, path: &Path) -> Re
         }
         _ => return Err(Failure::new(Exit::Usage, "this command does not run in the agent")),
     };
+    // The product goes straight into the --out file's temp file when there is one.
+    let out_file = match (&extract, io.output.as_deref()) {
+        (None, Some(p)) if p.as_os_str() != "-" && method != "status" => Some((output_temp(p)?, p)),
+        _ => None,
+    };
     let req = Request {
         v: VERSION,
         id: u64::from(std::process::id()),
@@ -99,14 +104,8 @@ fn run(cli: &Cli, mut stream: std::os::unix::net::UnixStream, path: &Path) -> Re
         timeout_ms: 300_000,
         client: client_env(),
         body_in_fd: matches!(body, Body::File(_)),
-        reply_in_fd: false,
+        reply_in_fd: out_file.is_some(),
     };
-    // The product goes straight into the --out file's temp file when there is one.
-    let out_file = match (&extract, io.output.as_deref()) {
-        (None, Some(p)) if p.as_os_str() != "-" && method != "status" => Some((output_temp(p)?, p)),
-        _ => None,
-    };
-    let req = Request { reply_in_fd: out_file.is_some(), ..req };
     let (inline, mut fds) = match &body {
         Body::Inline(b) => (b.as_slice(), Vec::new()),
         Body::File(f) => (&[][..], vec![f.as_fd()]),
