@@ -130,13 +130,16 @@ fn openssl_speed(alg: &str) -> f64 {
     k * 1000.0
 }
 
-// The agent protocol (docs/agent-protocol.md), as a persistent client.
+// The agent protocol (docs/agent-protocol.md), as a persistent client. The message goes in one
+// write, as the agent's own client library sends it.
 fn send_msg(s: &mut UnixStream, header: &serde_json::Value, body: &[u8]) {
     let h = serde_json::to_vec(header).unwrap();
-    s.write_all(&(h.len() as u32).to_be_bytes()).unwrap();
-    s.write_all(&h).unwrap();
-    s.write_all(&(body.len() as u32).to_be_bytes()).unwrap();
-    s.write_all(body).unwrap();
+    let mut m = Vec::with_capacity(h.len() + body.len() + 8);
+    m.extend_from_slice(&(h.len() as u32).to_be_bytes());
+    m.extend_from_slice(&h);
+    m.extend_from_slice(&(body.len() as u32).to_be_bytes());
+    m.extend_from_slice(body);
+    s.write_all(&m).unwrap();
 }
 
 fn recv_msg(s: &mut UnixStream) -> (serde_json::Value, Vec<u8>) {

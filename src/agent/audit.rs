@@ -85,28 +85,32 @@ impl AuditLog {
     }
 
     pub fn append(&mut self, op: &str, client_pid: Option<i32>, client_exe: Option<String>, body: &[u8], key: Option<String>, result: &str) -> Result<(), String> {
-        self.append_digest(op, client_pid, client_exe, body_digest(body), key, result)
+        self.append_all(std::iter::once(NewEntry { op: op.into(), client_pid, client_exe, digest: body_digest(body), key, result: result.into() }))
     }
 
-    /// `append` with the body's SHA-256 already taken (the agent takes it before the body is
-    /// handed on, so the body is never kept twice).
-    pub fn append_digest(&mut self, op: &str, client_pid: Option<i32>, client_exe: Option<String>, digest: [u8; 32], key: Option<String>, result: &str) -> Result<(), String> {
-        let time = time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap_or_default();
-        let mut e = Entry {
-            seq: self.seq + 1,
-            time,
-            op: op.to_string(),
-            client_pid,
-            client_exe,
-            digest: hex(&digest),
-            key,
-            result: result.to_string(),
-            prev: self.last.clone(),
-            hash: String::new(),
-        };
-        e.hash = e.compute_hash();
-        let mut line = serde_json::to_vec(&e).map_err(|e| e.to_string())?;
-        line.push(b'\n');
+    /// Append entries in order, made durable together with one fsync (the agent's audit thread
+    /// writes whatever queued up meanwhile as one batch). Line, then head, entry by entry: a stop
+    /// between two writes leaves the head behind by one entry at most, which `verify` accepts.
+    pub fn append_all(&mut self, entries: impl IntoIterator<Item = NewEntry>) -> Result<(), String> {
+        let mut wrote = false;
+        for n in entries {
+            let time = time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap_or_default();
+            let mut e = Entry { seq: self.seq + 1, time, op: n.op, client_pid: n.client_pid, client_exe: n.client_exe, digest: hex(&n.digest), key: n.key, result: n.result, prev: self.last.clone(), hash: String::new() };
+            e.hash = e.compute_hash();
+            let mut line = serde_json::to_vec(&e).map_err(|e| e.to_string())?;
+            line.push(b'\n');
+            self.write_line(&line, e.seq, &e.hash)?;
+            self.seq = e.seq;
+            self.last = e.hash;
+            wrote = true;
+        }
+        if let (true, Some(f)) = (wrote, self.log.as_ref()) {
+            f.sync_data().map_err(|e| format!("audit log {}: {e}", self.path.display()))?;
+        }
+        Ok(())
+    }
+
+    fn write_line(&mut self, line: &[u8], seq: u64, hash: &str) -> Result<(), String> {
         let err = |e: std::io::Error| format!("audit log {}: {e}", self.path.display());
         if self.log.is_none() {
             let f = std::fs::OpenOptions::new().create(true).append(true).open(&self.path).map_err(err)?;
@@ -118,7 +122,7 @@ impl AuditLog {
             self.log = Some(f);
         }
         if let Some(f) = self.log.as_mut() {
-            f.write_all(&line).and_then(|_| f.sync_data()).map_err(err)?;
+            f.write_all(line).map_err(err)?;
         }
         // The head records where the log ends; cutting lines off the end no longer matches it.
         if self.head.is_none() {
@@ -126,13 +130,22 @@ impl AuditLog {
         }
         if let Some(h) = self.head.as_ref() {
             use std::os::unix::fs::FileExt;
-            let text = format!("{:<width$}\n", format!("{} {}", e.seq, e.hash), width = HEAD_WIDTH);
+            let text = format!("{:<width$}\n", format!("{seq} {hash}"), width = HEAD_WIDTH);
             h.write_all_at(text.as_bytes(), 0).map_err(err)?;
         }
-        self.seq = e.seq;
-        self.last = e.hash;
         Ok(())
     }
+}
+
+/// An entry to append: what happened, before it gets its place in the chain.
+pub struct NewEntry {
+    pub op: String,
+    pub client_pid: Option<i32>,
+    pub client_exe: Option<String>,
+    /// SHA-256 of the request body.
+    pub digest: [u8; 32],
+    pub key: Option<String>,
+    pub result: String,
 }
 
 /// Check every line's hash and link, and the head: Ok((entries, last hash)) or where it breaks.

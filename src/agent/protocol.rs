@@ -98,40 +98,57 @@ pub struct Response {
     pub body_in_fd: Option<u64>,
 }
 
-fn read_frame(r: &mut impl Read, limit: u32, what: &'static str) -> Result<Vec<u8>, ProtocolError> {
-    let mut len = [0u8; 4];
-    match r.read_exact(&mut len) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Err(ProtocolError::Closed),
-        Err(e) => return Err(e.into()),
-    }
+fn read_exactly(r: &mut impl Read, buf: &mut [u8]) -> Result<(), ProtocolError> {
+    r.read_exact(buf).map_err(|e| if e.kind() == std::io::ErrorKind::UnexpectedEof { ProtocolError::Closed } else { e.into() })
+}
+
+fn frame_size(len: [u8; 4], limit: u32, what: &'static str) -> Result<usize, ProtocolError> {
     let size = u32::from_be_bytes(len);
     if size > limit {
         return Err(ProtocolError::TooLarge { what, size, limit });
     }
-    let mut buf = vec![0u8; size as usize];
-    r.read_exact(&mut buf).map_err(|e| if e.kind() == std::io::ErrorKind::UnexpectedEof { ProtocolError::Closed } else { e.into() })?;
-    Ok(buf)
+    Ok(size as usize)
 }
 
-fn write_frame(w: &mut impl Write, data: &[u8]) -> Result<(), ProtocolError> {
+fn frame_len(data: &[u8]) -> Result<[u8; 4], ProtocolError> {
     let len = u32::try_from(data.len()).map_err(|_| ProtocolError::TooLarge { what: "frame", size: u32::MAX, limit: MAX_BODY })?;
-    w.write_all(&len.to_be_bytes())?;
-    w.write_all(data)?;
+    Ok(len.to_be_bytes())
+}
+
+/// Write every slice, in as few calls as the kernel allows. A message goes out in one write, so
+/// the other end wakes once for it rather than once per frame.
+fn write_all_slices(w: &mut impl Write, mut bufs: &mut [IoSlice<'_>]) -> std::io::Result<()> {
+    IoSlice::advance_slices(&mut bufs, 0);
+    while !bufs.is_empty() {
+        match w.write_vectored(bufs) {
+            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(n) => IoSlice::advance_slices(&mut bufs, n),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
     Ok(())
 }
 
 /// Read one message: a header of type `H` and its body.
 pub fn read_message<H: for<'de> Deserialize<'de>>(r: &mut impl Read) -> Result<(H, Vec<u8>), ProtocolError> {
-    let header = read_frame(r, MAX_HEADER, "header")?;
-    let body = read_frame(r, MAX_BODY, "body")?;
+    let mut len = [0u8; 4];
+    read_exactly(r, &mut len)?;
+    // The header and the body's length in one read.
+    let mut header = vec![0u8; frame_size(len, MAX_HEADER, "header")? + 4];
+    read_exactly(r, &mut header)?;
+    let split = header.len() - 4;
+    len.copy_from_slice(&header[split..]);
+    header.truncate(split);
+    let mut body = vec![0u8; frame_size(len, MAX_BODY, "body")?];
+    read_exactly(r, &mut body)?;
     Ok((serde_json::from_slice(&header)?, body))
 }
 
 pub fn write_message<H: Serialize>(w: &mut impl Write, header: &H, body: &[u8]) -> Result<(), ProtocolError> {
     let h = serde_json::to_vec(header)?;
-    write_frame(w, &h)?;
-    write_frame(w, body)?;
+    let (hl, bl) = (frame_len(&h)?, frame_len(body)?);
+    write_all_slices(w, &mut [IoSlice::new(&hl), IoSlice::new(&h), IoSlice::new(&bl), IoSlice::new(body)])?;
     w.flush()?;
     Ok(())
 }
@@ -143,19 +160,18 @@ pub fn write_message_with_fds<H: Serialize>(sock: &UnixStream, header: &H, body:
         return Err(ProtocolError::TooManyFds);
     }
     let h = serde_json::to_vec(header)?;
-    let len = u32::try_from(h.len()).map_err(|_| ProtocolError::TooLarge { what: "header", size: u32::MAX, limit: MAX_HEADER })?.to_be_bytes();
+    let (hl, bl) = (frame_len(&h)?, frame_len(body)?);
     let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS))];
     let mut control = SendAncillaryBuffer::new(&mut space);
     if !fds.is_empty() && !control.push(SendAncillaryMessage::ScmRights(fds)) {
         return Err(ProtocolError::TooManyFds);
     }
-    let sent = sendmsg(sock, &[IoSlice::new(&len)], &mut control, SendFlags::NOSIGNAL).map_err(std::io::Error::from)?;
-    let mut w = sock;
-    // The descriptors rode on the first byte; whatever of the length did not go, goes plainly.
-    w.write_all(&len[sent.min(4)..])?;
-    w.write_all(&h)?;
-    write_frame(&mut w, body)?;
-    w.flush()?;
+    let mut slices = [IoSlice::new(&hl), IoSlice::new(&h), IoSlice::new(&bl), IoSlice::new(body)];
+    let sent = sendmsg(sock, &slices, &mut control, SendFlags::NOSIGNAL).map_err(std::io::Error::from)?;
+    // The descriptors rode on the first byte; whatever did not go, goes plainly.
+    let mut rest = &mut slices[..];
+    IoSlice::advance_slices(&mut rest, sent);
+    write_all_slices(&mut &*sock, rest)?;
     Ok(())
 }
 

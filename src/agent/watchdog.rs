@@ -19,7 +19,7 @@ pub const LISTEN_FD_VAR: &str = "SSMAX_CARD_LISTEN_FD";
 /// How many times this agent has restarted itself (shown in notes and the audit log).
 pub const RESTARTS_VAR: &str = "SSMAX_CARD_AGENT_RESTARTS";
 
-/// Shared between the token worker (which says when it is inside the token layer), the
+/// Shared between the holder of the token turn (which says when it is inside the token layer), the
 /// connection threads (which count answers still to be written) and the watchdog thread.
 pub struct Watchdog {
     pub limit: Duration,
@@ -38,14 +38,14 @@ impl Watchdog {
         Arc::new(Watchdog { limit, busy: Mutex::new(None), restarting: AtomicBool::new(false), in_flight: AtomicUsize::new(0), accept_parked: AtomicBool::new(false) })
     }
 
-    /// The worker enters the token layer for `what` (a request, a presence check).
+    /// The holder of the turn enters the token layer for `what` (a request, a presence check).
     pub fn enter(&self, what: &str) {
         if let Ok(mut b) = self.busy.lock() {
             *b = Some((Instant::now(), what.to_string()));
         }
     }
 
-    /// The worker is out of the token layer, or waiting for a person (a PIN prompt is not a
+    /// The holder is out of the token layer, or waiting for a person (a PIN prompt is not a
     /// hung card: it has its own deadline, the client's).
     pub fn leave(&self) {
         if let Ok(mut b) = self.busy.lock() {
@@ -59,6 +59,13 @@ impl Watchdog {
         let (since, what) = b.as_ref()?;
         let took = since.elapsed();
         (took > self.limit).then(|| (what.clone(), took))
+    }
+
+    /// The watchdog wrote the answer a connection thread owed (that thread is stuck in the
+    /// token, or its client's deadline passed): the debt is settled here, and that thread calls
+    /// `Owed::settled_elsewhere`.
+    pub fn settled_for_another(&self) {
+        self.in_flight.fetch_sub(1, Ordering::SeqCst);
     }
 
     /// Wait (bounded) until the accept loop has stopped and every answer owed has been written.
@@ -100,6 +107,13 @@ impl Owed {
     }
 }
 
+impl Owed {
+    /// The watchdog answered this request and settled for it (`Watchdog::settled_for_another`).
+    pub fn settled_elsewhere(&mut self) {
+        self.owed = false;
+    }
+}
+
 impl Drop for Owed {
     fn drop(&mut self) {
         self.settle();
@@ -134,7 +148,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_prompt_or_idle_worker_is_never_overdue() {
+    fn a_prompt_or_an_idle_token_is_never_overdue() {
         let w = Watchdog::new(Duration::from_millis(1));
         assert!(w.overdue().is_none());
         w.enter("sign");

@@ -26,6 +26,9 @@ pub trait Ctx {
     fn note(&mut self, line: String);
     /// The token and the PIN prompt, with the settings: a command needs them all at once.
     fn token(&mut self) -> Result<Parts<'_>, Failure>;
+    /// The command will not use the token again: the agent lets the next request have it while
+    /// this one writes its product (the CLI has nothing to do).
+    fn done_with_token(&mut self) {}
 }
 
 pub struct Parts<'c> {

@@ -36,14 +36,18 @@ pub fn run(ctx: &mut dyn Ctx) -> Result<(), Failure> {
         Some(from) => format!("decrypt mail from {from}"),
         None => "decrypt a message".to_string(),
     };
-    let (content, alg, transport, recipient, token_label) = {
+    let (cek, transport, recipient, token_label) = {
         let p = ctx.token()?;
         let label = p.token.label.clone();
         let mut dec = TokenDecryptor::new(p.token, p.prompt, p.g.allow_final_pin_try, &operation)?;
         let (cek, transport, recipient) = env.recover_cek(&mut dec)?;
-        let alg = env.content_alg()?;
-        (env.into_plaintext(&cek)?, alg, transport, recipient, label)
+        (cek, transport, recipient, label)
     };
+    // The content key is all the token gives; the bulk decryption needs it no more.
+    ctx.done_with_token();
+    let alg = env.content_alg()?;
+    let content = env.into_plaintext(&cek)?;
+    drop(cek);
     match &outer {
         Some(fields) => {
             let head = rejoin_head(fields);

@@ -34,6 +34,7 @@ pub fn run(ctx: &mut dyn Ctx, a: &ForwardArgs) -> Result<(), Failure> {
         let mut p = ctx.token()?;
         forward(&mut p, a, &raw)?
     };
+    ctx.done_with_token();
     ctx.output(out)?;
     ctx.note(note);
     Ok(())

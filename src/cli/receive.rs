@@ -105,6 +105,7 @@ pub fn open_mail(ctx: &mut dyn Ctx, raw: &[u8]) -> Result<Vec<u8>, Failure> {
         let inner = build_opened(&rec.parts.body, &opened, &format!("{org}; decrypted on your token"));
         rejoin(&rec.outer, &inner)
     };
+    ctx.done_with_token();
     for n in notes {
         ctx.note(n);
     }

@@ -57,6 +57,7 @@ pub fn run(ctx: &mut dyn Ctx, extra: Vec<Attachment>, pss: bool) -> Result<(), F
         let summary = done.summary(&from, p.token);
         (inner, done, summary, org_name, count)
     };
+    ctx.done_with_token();
     let [head, tail] = signed_parts(&outer, &[&inner], &done.der, done.scheme.hash().micalg());
     ctx.output_pieces(&[&head, &inner, &tail])?;
     for w in &done.warnings {

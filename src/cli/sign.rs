@@ -53,6 +53,7 @@ pub fn run(ctx: &mut dyn Ctx, pss: bool) -> Result<(), Failure> {
         let summary = done.summary(&from, p.token);
         (done, summary)
     };
+    ctx.done_with_token();
     let [head, tail] = signed_parts(&outer, &signed, &done.der, done.scheme.hash().micalg());
     let mut pieces: Vec<&[u8]> = vec![&head];
     pieces.extend(signed.iter().copied());
@@ -93,6 +94,7 @@ pub fn run_signature_only(ctx: &mut dyn Ctx, pss: bool, from: &str) -> Result<()
         let summary = done.summary(&from, p.token);
         (done, summary)
     };
+    ctx.done_with_token();
     ctx.output(done.der)?;
     for w in done.warnings {
         ctx.note(format!("warning: {w}"));
@@ -152,7 +154,8 @@ pub fn sign_on_token(p: &mut Parts<'_>, from: &str, to: &str, content: &[&[u8]],
         let signer = TokenSigner::new(token, key, scheme, spki)?;
         crate::cms::sign::sign_detached(&signer, &chosen.cert, &chain, content, vec![identity.attribute()?])?
     };
-    Ok(Signed { der, warnings, scheme, subject: cert::subject(&chosen.cert), key_label })
+    let subject = cert::subject(&chosen.cert);
+    Ok(Signed { der, warnings, scheme, subject, key_label })
 }
 
 /// The token's certificate for `from`: named by --key if given, else any whose rfc822Name is

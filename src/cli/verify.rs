@@ -45,6 +45,7 @@ pub fn run(ctx: &mut dyn Ctx, a: &VerifyArgs) -> Result<(), Failure> {
             }
             Err(e) => return Err(e),
         }
+        ctx.done_with_token();
     }
     let now = SystemTime::now();
     let (verified, outer) = match classify(&raw)? {

@@ -1,0 +1,315 @@
+//! Which tokens are there: the tokens the agent holds open, watched for removal and return
+//! (through PC/SC readers, or by probing the module from a child process), and what the holder
+//! of the token turn does before and after each request.
+
+use super::protocol::{Response, VERSION};
+use super::{AgentConfig, PinCache};
+use crate::cli::Global;
+use crate::error::Exit;
+use crate::token::presence::Readers;
+use crate::token::uri::Pkcs11Uri;
+use crate::token::Token;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{self, Receiver};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Subscribers to agent events (`subscribe`).
+pub(super) type Events = Arc<Mutex<Vec<mpsc::Sender<Response>>>>;
+
+/// What the holder of the token turn works with.
+pub(super) struct Desk {
+    /// Open tokens by URI: sessions and logins (the PIN cache) live here.
+    pub tokens: HashMap<String, Token>,
+    watches: HashMap<String, Watch>,
+    last_check: Instant,
+    prober: Prober,
+    base: Global,
+    cfg: AgentConfig,
+    events: Events,
+    readers: Readers,
+}
+
+impl Desk {
+    pub fn new(base: Global, cfg: AgentConfig, events: Events, readers: Readers) -> Desk {
+        Desk { tokens: HashMap::new(), watches: HashMap::new(), last_check: Instant::now(), prober: Prober::start(base.clone()), base, cfg, events, readers }
+    }
+
+    /// After a request on `request_key`: watch every token the agent now holds sessions on, and
+    /// when a request on a watched token failed as a removed one would, look now. Returns whether
+    /// that token turned out to be gone.
+    pub fn after_request(&mut self, request_key: &str, ok: bool, exit: u8) -> bool {
+        let (base, cfg, events, readers) = (&self.base, &self.cfg, &self.events, &self.readers);
+        for (k, t) in self.tokens.iter() {
+            if !self.watches.contains_key(k) {
+                warn_expiring(t, events);
+            }
+            let w = self.watches.entry(k.clone()).or_insert_with(|| Watch {
+                label: t.label.clone(),
+                serial: t.serial.clone(),
+                module: t.module.path.clone(),
+                reinit: t.profile.presence.reinitialise_to_rescan,
+                present: true,
+                reader: reader_of(t, cfg).map(|(r, _)| r),
+                seen_at: Instant::now(),
+            });
+            w.present = true;
+            w.serial = t.serial.clone();
+            if ok && k == request_key {
+                w.seen_at = Instant::now();
+            }
+        }
+        let mut gone = false;
+        if !ok && (exit == Exit::NoKey as u8 || exit == Exit::Io as u8) && self.watches.contains_key(request_key) {
+            gone = check_presence(base, &mut self.tokens, &mut self.watches, events, readers).iter().any(|k| k == request_key);
+            self.last_check = Instant::now();
+        }
+        apply_cache_policy(&mut self.tokens, cfg);
+        gone
+    }
+
+    /// Between requests: forget PINs whose time is up, apply finished probes, start the next
+    /// look when one is due. Returns how long until it should run again.
+    pub fn housekeeping(&mut self, dog: &super::watchdog::Watchdog) -> Duration {
+        let (base, cfg, events, readers) = (&self.base, &self.cfg, &self.events, &self.readers);
+        let poll = Duration::from_millis(cfg.presence_poll_ms.max(100));
+        apply_cache_policy(&mut self.tokens, cfg);
+        let due = self.last_check.elapsed() >= poll && !self.watches.is_empty();
+        if self.prober.busy || due {
+            dog.enter("presence check");
+            take_probe_results(&mut self.tokens, &mut self.watches, events, &mut self.prober);
+            if due {
+                poll_presence(base, &mut self.tokens, &mut self.watches, events, readers, &mut self.prober);
+                self.last_check = Instant::now();
+            }
+            dog.leave();
+        }
+        // While a probe runs, come back soon to apply its result.
+        if self.prober.busy {
+            poll.min(Duration::from_millis(20))
+        } else {
+            poll
+        }
+    }
+}
+
+fn apply_cache_policy(tokens: &mut HashMap<String, Token>, cfg: &AgentConfig) {
+    for t in tokens.values_mut() {
+        let policy = cfg.pin_cache.or(t.profile.pin.cache).unwrap_or_default();
+        let keep = match policy {
+            PinCache::None => false,
+            PinCache::Ttl => t.login_time.is_some_and(|at| at.elapsed().map(|e| e.as_secs() < cfg.pin_cache_seconds).unwrap_or(false)),
+            PinCache::UntilRemoved => true,
+        };
+        if !keep && t.login_time.is_some() {
+            t.logout();
+            t.login_time = None;
+        }
+    }
+}
+
+/// A token the agent has used, watched for removal and return.
+#[derive(Clone)]
+struct Watch {
+    label: String,
+    serial: String,
+    module: PathBuf,
+    reinit: bool,
+    present: bool,
+    /// Watched through this PC/SC reader instead of probing the module.
+    reader: Option<String>,
+    /// When a request last succeeded with it: a probe started before then that found nothing
+    /// is stale, not a removal.
+    seen_at: Instant,
+}
+
+/// Probes of module-watched tokens run on their own thread: a probe starts a process that
+/// initialises the module (10–30 ms), time the token would otherwise not be serving anyone.
+/// When a batch of probes started, and what each found (Some(serial) when present).
+type ProbeResult = (Instant, Vec<(String, Option<String>)>);
+
+struct Prober {
+    tx: mpsc::Sender<Vec<(String, Watch)>>,
+    rx: Receiver<ProbeResult>,
+    busy: bool,
+}
+
+impl Prober {
+    fn start(base: Global) -> Prober {
+        let (tx, batches) = mpsc::channel::<Vec<(String, Watch)>>();
+        let (result_tx, rx) = mpsc::channel();
+        let _ = std::thread::Builder::new().name("presence-probe".into()).spawn(move || {
+            for batch in batches {
+                let started = Instant::now();
+                let found = batch.iter().map(|(k, w)| (k.clone(), probe(&base, w))).collect();
+                if result_tx.send((started, found)).is_err() {
+                    return;
+                }
+            }
+        });
+        Prober { tx, rx, busy: false }
+    }
+}
+
+/// The PC/SC reader a token's presence follows: the config's binding, else the slot's reader
+/// for tokens whose profile says PC/SC.
+pub(super) fn reader_of(t: &Token, cfg: &AgentConfig) -> Option<(String, bool)> {
+    if let Some(r) = cfg.presence_reader.get(&t.label) {
+        return Some((r.clone(), true));
+    }
+    (t.profile.presence.method == crate::profile::PresenceMethod::Pcsc).then(|| (t.slot_description.clone(), false))
+}
+
+/// How long a presence probe may take (a module's C_Initialize plus slot listing).
+const PROBE_LIMIT: Duration = Duration::from_secs(10);
+
+/// Is the token there, seen through a fresh module instance? A child process, because a loaded
+/// SoftHSM2 keeps a stale view of its token directory until C_Finalize. Some(serial) or None.
+fn probe(base: &Global, w: &Watch) -> Option<String> {
+    let uri = Pkcs11Uri { token: Some(w.label.clone()), module_path: Some(w.module.clone()), ..Default::default() };
+    let exe = std::env::current_exe().ok()?;
+    let mut c = std::process::Command::new(exe);
+    c.args(["--agent", "never", "--token", &uri.to_string()]).stdin(std::process::Stdio::null()).stderr(std::process::Stdio::null());
+    if let Some(cfg) = &base.config {
+        c.arg("--config").arg(cfg);
+    }
+    let mut child = c.arg("probe").stdout(std::process::Stdio::piped()).spawn().ok()?;
+    // A probe stuck in a hung module is killed: the token counts as absent, which is what the
+    // user sees anyway (it does not answer).
+    let until = Instant::now() + PROBE_LIMIT;
+    loop {
+        match child.try_wait() {
+            Ok(Some(_)) => break,
+            Ok(None) if Instant::now() < until => std::thread::sleep(Duration::from_millis(10)),
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return None;
+            }
+        }
+    }
+    let mut out = String::new();
+    std::io::Read::read_to_string(&mut child.stdout.take()?, &mut out).ok()?;
+    let text = out;
+    let line = text.lines().next()?;
+    let mut f = line.split('\t');
+    (f.next() == Some("present")).then(|| f.nth(1).unwrap_or("").to_string())
+}
+
+/// End every session through `module` and re-initialise it, so it sees the slot as it is now.
+fn rescan(tokens: &mut HashMap<String, Token>, module: &Path) {
+    tokens.retain(|_, t| t.module.path != module);
+    if let Ok(m) = crate::token::Module::load(module) {
+        let _ = m.finalize();
+    }
+}
+
+pub(super) fn event(events: &Events, name: &str, note: String) {
+    if let Ok(mut subs) = events.lock() {
+        let ev = Response { v: VERSION, ok: true, event: Some(name.into()), notes: vec![note], ..Default::default() };
+        subs.retain(|s| s.send(ev.clone()).is_ok());
+    }
+}
+
+/// Tell subscribers about certificates on the token that expire within 30 days.
+fn warn_expiring(t: &Token, events: &Events) {
+    let Ok(certs) = t.certificates() else { return };
+    let now = std::time::SystemTime::now();
+    for c in certs.iter().filter(|c| !c.anchor) {
+        let Ok(parsed) = crate::cms::cert::parse(&c.der) else { continue };
+        let until = crate::cms::cert::not_after(&parsed);
+        let left = until.duration_since(now).unwrap_or_default();
+        if left < Duration::from_secs(30 * 86400) {
+            let when = crate::cms::cert::fmt_time(until);
+            let state = if now > until { format!("expired on {when}") } else { format!("expires on {when} (in {} days)", left.as_secs() / 86400) };
+            event(events, "cert-expiring", format!("certificate '{}' on token '{}' {state}: renew it", c.label, t.label));
+        }
+    }
+}
+
+/// Is this watched token there now? Some(serial) or None. Synchronous (probes a module).
+fn observe(base: &Global, w: &Watch, readers: &Readers) -> Option<String> {
+    match &w.reader {
+        Some(r) => (readers.card_in(r) == Some(true)).then(|| w.serial.clone()),
+        None => probe(base, w),
+    }
+}
+
+/// Act on what was observed: removal drops the token's sessions and cached PIN at once.
+/// Returns whether the token the agent held is gone (removed or replaced).
+fn apply_presence(key: &str, w: &mut Watch, now: Option<String>, tokens: &mut HashMap<String, Token>, events: &Events) -> bool {
+    match (w.present, now) {
+        (true, None) => {
+            tokens.remove(key);
+            if w.reinit && w.reader.is_none() {
+                rescan(tokens, &w.module);
+            }
+            w.present = false;
+            let from = w.reader.as_ref().map(|r| format!(" from reader '{r}'")).unwrap_or_default();
+            event(events, "token-removed", format!("token '{}' was removed{from}: sessions closed, PIN forgotten", w.label));
+            true
+        }
+        (true, Some(serial)) if serial != w.serial => {
+            tokens.remove(key);
+            rescan(tokens, &w.module);
+            event(events, "token-removed", format!("token '{}' (serial {}) was replaced: sessions closed, PIN forgotten", w.label, w.serial));
+            event(events, "token-inserted", format!("token '{}' (serial {serial}) is present", w.label));
+            w.serial = serial;
+            true
+        }
+        (false, Some(serial)) => {
+            if w.reinit && w.reader.is_none() {
+                rescan(tokens, &w.module);
+            }
+            w.present = true;
+            event(events, "token-inserted", format!("token '{}' (serial {serial}) is present", w.label));
+            w.serial = serial;
+            false
+        }
+        _ => false,
+    }
+}
+
+/// One synchronous look at every watched token (after a failed request: was it removal?).
+fn check_presence(base: &Global, tokens: &mut HashMap<String, Token>, watches: &mut HashMap<String, Watch>, events: &Events, readers: &Readers) -> Vec<String> {
+    let mut removed = Vec::new();
+    for (key, w) in watches.iter_mut() {
+        let now = observe(base, w, readers);
+        if apply_presence(key, w, now, tokens, events) {
+            removed.push(key.clone());
+        }
+    }
+    removed
+}
+
+/// The periodic look: readers at once, modules through the prober (results applied as they come).
+fn poll_presence(base: &Global, tokens: &mut HashMap<String, Token>, watches: &mut HashMap<String, Watch>, events: &Events, readers: &Readers, prober: &mut Prober) {
+    for (key, w) in watches.iter_mut().filter(|(_, w)| w.reader.is_some()) {
+        let now = observe(base, w, readers);
+        apply_presence(key, w, now, tokens, events);
+    }
+    if !prober.busy {
+        let batch: Vec<(String, Watch)> = watches.iter().filter(|(_, w)| w.reader.is_none()).map(|(k, w)| (k.clone(), w.clone())).collect();
+        if !batch.is_empty() && prober.tx.send(batch).is_ok() {
+            prober.busy = true;
+        }
+    }
+}
+
+/// Apply finished probes. A "not there" from a probe that started before a request last
+/// succeeded with the token is stale and ignored.
+fn take_probe_results(tokens: &mut HashMap<String, Token>, watches: &mut HashMap<String, Watch>, events: &Events, prober: &mut Prober) {
+    while let Ok((started, found)) = prober.rx.try_recv() {
+        prober.busy = false;
+        for (key, now) in found {
+            if let Some(w) = watches.get_mut(&key) {
+                if now.is_none() && w.seen_at > started {
+                    continue;
+                }
+                apply_presence(&key, w, now, tokens, events);
+            }
+        }
+    }
+}
+
