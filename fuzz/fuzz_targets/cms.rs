@@ -10,6 +10,13 @@ fuzz_target!(|data: &[u8]| {
     let trust = verify::Trust::default();
     let _ = verify::verify(&der, None, &trust, std::time::SystemTime::now());
     let _ = verify::verify(&der, Some(b"content"), &trust, std::time::SystemTime::now());
+    // Taking the DER whole must see what parsing a copy sees (the ciphertext moves, nothing else).
+    let moved = Envelope::parse_owned(der.to_vec()).map(|e| format!("{e:?}"));
+    let copied = Envelope::parse(&der).map(|e| format!("{e:?}"));
+    assert_eq!(moved.is_ok(), copied.is_ok());
+    if let (Ok(a), Ok(b)) = (&moved, &copied) {
+        assert_eq!(a, b);
+    }
     if let Ok(env) = Envelope::parse(&der) {
         let _ = env.content_alg();
         // A wrong key: every content decryption path must fail cleanly.

@@ -14,6 +14,12 @@ fuzz_target!(|data: &[u8]| {
         let _ = ssmax_card::ssmax::mail::parse_draft(&e);
     }
     let _ = smime::classify(data);
+    // In-place decoding of an opaque S/MIME body must give what decoding a copy gives.
+    if let Ok(Ok(taken)) = smime::take_opaque(data.to_vec()) {
+        if let Ok(smime::Incoming::Opaque { cms, .. }) = smime::classify(data) {
+            assert_eq!(taken.cms, cms);
+        }
+    }
     let _ = ssmax_card::ssmax::mail::parse(data);
     let _ = ssmax_card::ssmax::mail::opened_attachments(data);
 });

@@ -3,35 +3,36 @@
 use super::ctx::Ctx;
 use crate::cms::{decrypt, unarmor};
 use crate::error::{Exit, Failure};
-use crate::mail::smime::{classify, rejoin_head, Incoming};
+use crate::mail::smime::{classify, rejoin_head, take_opaque, Incoming};
 use crate::token::decrypt::TokenDecryptor;
 
 pub fn run(ctx: &mut dyn Ctx) -> Result<(), Failure> {
     let raw = ctx.input()?;
-    let (outer, der, from): (Option<Vec<crate::mail::Field>>, Vec<u8>, Option<String>) = match classify(&raw)? {
-        Incoming::Opaque { outer, cms, smime_type } => {
-            if smime_type.contains("signed") {
-                return Err(Failure::new(Exit::Usage, "this mail is signed, not encrypted: use 'ssmax-card verify'"));
+    // An encrypted mail is decoded where it lies: mail, CMS and ciphertext share one buffer.
+    let (outer, der, from): (Option<Vec<crate::mail::Field>>, Vec<u8>, Option<String>) = match take_opaque(raw)? {
+        Ok(mail) => {
+            if mail.smime_type.contains("signed") {
+                return Err(signed_not_encrypted());
             }
-            let der = match unarmor(&cms)? {
-                std::borrow::Cow::Borrowed(_) => cms,
+            let der = match unarmor(&mail.cms)? {
+                std::borrow::Cow::Borrowed(_) => mail.cms,
                 std::borrow::Cow::Owned(v) => v,
             };
-            (Some(outer.fields.clone()), der, outer.from_address())
+            (Some(mail.fields), der, mail.from)
         }
-        Incoming::Bare(der) => (None, unarmor(&der)?.into_owned(), None),
-        Incoming::Detached { signed, .. } => {
-            // SSMAX mail is signed by the organisation with encrypted attachments inside: receive it.
-            if crate::ssmax::mail::parse(&signed).is_ok_and(|p| !p.protected.is_empty()) {
-                return super::receive::receive(ctx, &raw);
+        Err(raw) => match classify(&raw)? {
+            Incoming::Bare(der) => (None, unarmor(&der)?.into_owned(), None),
+            Incoming::Detached { signed, .. } => {
+                // SSMAX mail is signed by the organisation with encrypted attachments inside: receive it.
+                if crate::ssmax::mail::parse(&signed).is_ok_and(|p| !p.protected.is_empty()) {
+                    return super::receive::receive(ctx, &raw);
+                }
+                return Err(signed_not_encrypted());
             }
-            return Err(Failure::new(Exit::Usage, "this mail is signed, not encrypted: use 'ssmax-card verify'"));
-        }
+            Incoming::Opaque { .. } => return Err(Failure::new(Exit::Usage, "internal: an S/MIME mail was not taken apart")),
+        },
     };
-    // From here only the envelope is needed: let the mail and its DER go (bounded memory).
-    drop(raw);
-    let env = decrypt::Envelope::parse(&der)?;
-    drop(der);
+    let env = decrypt::Envelope::parse_owned(der)?;
     let operation = match &from {
         Some(from) => format!("decrypt mail from {from}"),
         None => "decrypt a message".to_string(),
@@ -61,4 +62,8 @@ pub fn run(ctx: &mut dyn Ctx) -> Result<(), Failure> {
     }
     ctx.note(format!("decrypted on token '{token_label}' with the key of '{recipient}' ({transport}, {})", alg.name()));
     Ok(())
+}
+
+fn signed_not_encrypted() -> Failure {
+    Failure::new(Exit::Usage, "this mail is signed, not encrypted: use 'ssmax-card verify'")
 }

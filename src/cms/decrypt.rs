@@ -161,6 +161,73 @@ fn recipient_elements(der: &[u8]) -> Option<(std::ops::Range<usize>, Vec<std::op
     (at == content.end).then_some((content, elements))
 }
 
+/// Where the encryptedContent of an (Auth)EnvelopedData ContentInfo is, and the same DER without
+/// it: the four enclosing lengths shortened, nothing else changed. None when it is not where DER
+/// puts it (a primitive [0] ending the EncryptedContentInfo); the typed parser then judges.
+fn without_content(der: &[u8]) -> Option<(Vec<u8>, std::ops::Range<usize>)> {
+    use der::{Decode, Encode, Header, Tag, TagNumber};
+    let tlv = |pos: usize| -> Option<(Header, usize, usize)> {
+        let h = Header::decode(&mut der::SliceReader::new(der.get(pos..)?).ok()?).ok()?;
+        let hl = usize::try_from(h.encoded_len().ok()?).ok()?;
+        let cl = usize::try_from(h.length).ok()?;
+        (pos + hl + cl <= der.len()).then_some((h, hl, cl))
+    };
+    // (where, header, header length, content length) of ContentInfo, [0], the envelope, and
+    // the EncryptedContentInfo: each encloses the next.
+    let mut enclosing = Vec::with_capacity(4);
+    let (h, hl, cl) = tlv(0)?;
+    enclosing.push((0, h, hl, cl));
+    let (_, thl, tcl) = tlv(hl)?; // contentType
+    let mut pos = hl + thl + tcl;
+    for _ in 0..2 {
+        let (h, hl, cl) = tlv(pos)?; // [0] EXPLICIT, then the (Auth)EnvelopedData SEQUENCE
+        enclosing.push((pos, h, hl, cl));
+        pos += hl;
+    }
+    let (_, vhl, vcl) = tlv(pos)?; // version
+    pos += vhl + vcl;
+    let (mut h, mut hl, mut cl) = tlv(pos)?;
+    if h.tag != Tag::Set {
+        pos += hl + cl; // originatorInfo [0]
+        (h, hl, cl) = tlv(pos)?;
+    }
+    (h.tag == Tag::Set).then_some(())?;
+    pos += hl + cl;
+    let (h, hl, cl) = tlv(pos)?;
+    (h.tag == Tag::Sequence).then_some(())?;
+    enclosing.push((pos, h, hl, cl));
+    let eci_end = pos + hl + cl;
+    pos += hl;
+    for _ in 0..2 {
+        let (_, fhl, fcl) = tlv(pos)?; // contentType, contentEncryptionAlgorithm
+        pos += fhl + fcl;
+    }
+    let (h, hl, cl) = tlv(pos)?;
+    let primitive_0 = Tag::ContextSpecific { constructed: false, number: TagNumber::N0 };
+    (h.tag == primitive_0 && pos + hl + cl == eci_end).then_some(())?;
+    let (field, content) = (pos..eci_end, pos + hl..eci_end);
+    // From the inside out: a shorter length can take fewer bytes to write, and the header
+    // around it then shrinks by that much more.
+    let mut shrink = field.len();
+    let mut headers = Vec::with_capacity(4);
+    for &(_, h, hl, cl) in enclosing.iter().rev() {
+        let mut new = Vec::with_capacity(hl);
+        Header::new(h.tag, cl.checked_sub(shrink)?).ok()?.encode_to_vec(&mut new).ok()?;
+        shrink += hl.checked_sub(new.len())?;
+        headers.push(new);
+    }
+    let mut out = Vec::with_capacity(der.len() - shrink);
+    let mut copied = 0;
+    for (&(at, _, hl, _), new) in enclosing.iter().zip(headers.iter().rev()) {
+        out.extend_from_slice(&der[copied..at]);
+        out.extend_from_slice(new);
+        copied = at + hl;
+    }
+    out.extend_from_slice(&der[copied..field.start]);
+    out.extend_from_slice(&der[field.end..]);
+    Some((out, content))
+}
+
 impl Envelope {
     pub fn parse(der: &[u8]) -> Result<Envelope, CmsError> {
         // Bounds first: this is where a list of recipients would otherwise be sorted (bounds.rs).
@@ -190,6 +257,20 @@ impl Envelope {
             }
         }
         Self::parse_checked(der)
+    }
+
+    /// `parse`, taking the DER: the encrypted content stays in this buffer (moved to its front)
+    /// instead of being copied out of it, so a large mail is in memory once.
+    pub fn parse_owned(mut der: Vec<u8>) -> Result<Envelope, CmsError> {
+        super::bounds::check(&der)?;
+        let Some((rest, content)) = without_content(&der) else { return Self::parse(&der) };
+        let mut env = Self::parse(&rest)?;
+        let len = content.len();
+        der.copy_within(content, 0);
+        der.truncate(len);
+        der.shrink_to_fit();
+        env.eci.encrypted_content = Some(OctetString::new(der).map_err(|e| CmsError::Malformed(format!("encrypted content: {e}")))?);
+        Ok(env)
     }
 
     fn parse_checked(der: &[u8]) -> Result<Envelope, CmsError> {

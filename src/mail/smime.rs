@@ -1,7 +1,7 @@
 //! S/MIME 4.0 (RFC 8551) wrappers: building multipart/signed, and recognising what a mail
 //! carries (multipart/signed, application/pkcs7-mime, or bare CMS).
 
-use super::{base64_lines, split_multipart, to_crlf, Entity, Field, MailError};
+use super::{base64_lines, decode_base64_in_place, split_multipart, to_crlf, Entity, Field, MailError};
 
 /// What an incoming message is, with the bytes each S/MIME operation needs.
 pub enum Incoming<'a> {
@@ -54,6 +54,49 @@ pub fn classify(raw: &[u8]) -> Result<Incoming<'_>, MailError> {
         }
         other => Err(MailError::Malformed(format!("not an S/MIME message (Content-Type {other})"))),
     }
+}
+
+/// An application/pkcs7-mime mail taken apart in its own buffer.
+pub struct OpaqueMail {
+    pub fields: Vec<Field>,
+    pub from: Option<String>,
+    pub smime_type: String,
+    /// The CMS it carries, decoded where the mail was (a base64 body is decoded in place).
+    pub cms: Vec<u8>,
+}
+
+/// `raw` as an application/pkcs7-mime mail, or `raw` given back untouched for `classify` when it
+/// is anything else. Unlike `classify`, the mail and its decoded CMS are never held side by side:
+/// for a large encrypted mail that is the difference between 1.4× and 2.4× its size in memory.
+pub fn take_opaque(mut raw: Vec<u8>) -> Result<std::result::Result<OpaqueMail, Vec<u8>>, MailError> {
+    let start = raw.trim_ascii_start();
+    if start.first() == Some(&0x30) || start.starts_with(b"-----BEGIN") {
+        return Ok(Err(raw));
+    }
+    let (fields, from, smime_type, body) = {
+        let outer = Entity::parse(&raw)?;
+        let ct = outer.content_type();
+        if outer.fields.is_empty() || !matches!(ct.mime.as_str(), "application/pkcs7-mime" | "application/x-pkcs7-mime") {
+            (None, None, String::new(), None)
+        } else {
+            let smime_type = ct.param("smime-type").unwrap_or("").to_ascii_lowercase();
+            let body = match outer.transfer_encoding().as_str() {
+                "base64" => Err(raw.len() - outer.body.len()),
+                // Rare for CMS (binary in a mail): a copy is fine.
+                _ => Ok(outer.decoded_body()?),
+            };
+            (Some(outer.fields.clone()), outer.from_address(), smime_type, Some(body))
+        }
+    };
+    let (Some(fields), Some(body)) = (fields, body) else { return Ok(Err(raw)) };
+    let cms = match body {
+        Ok(decoded) => decoded,
+        Err(body_at) => {
+            decode_base64_in_place(&mut raw, body_at)?;
+            raw
+        }
+    };
+    Ok(Ok(OpaqueMail { fields, from, smime_type, cms }))
 }
 
 /// Fields that describe the content move into the signed part; the rest stay outside.
