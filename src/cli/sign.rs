@@ -9,6 +9,7 @@ use crate::mail::{canonicalise, Entity, Field};
 use crate::token::signer::{Scheme, TokenSigner};
 use crate::token::uri::Pkcs11Uri;
 use crate::ssmax::IdentityMethod;
+use crate::token::objects::CertObject;
 use crate::token::{Token, TokenError};
 use std::time::{Duration, SystemTime};
 use x509_cert::Certificate;
@@ -18,6 +19,8 @@ pub struct Chosen {
     pub id: Vec<u8>,
     pub label: String,
     pub cert: std::sync::Arc<Certificate>,
+    /// What `cert` was parsed from (carried in the signature as it is).
+    pub der: Vec<u8>,
 }
 
 pub fn run(ctx: &mut dyn Ctx, pss: bool) -> Result<(), Failure> {
@@ -149,10 +152,11 @@ pub fn sign_on_token(p: &mut Parts<'_>, from: &str, to: &str, content: &[&[u8]],
         pin_verified_at: token.login_time.unwrap_or_else(SystemTime::now),
     };
     let chain = intermediates(token, &chosen.cert)?;
+    let certificates: Vec<&[u8]> = std::iter::once(chosen.der.as_slice()).chain(chain.iter().map(|c| c.der.as_slice())).collect();
     let der = {
         let spki = chosen.cert.tbs_certificate.subject_public_key_info.clone();
         let signer = TokenSigner::new(token, key, scheme, spki)?;
-        crate::cms::sign::sign_detached(&signer, &chosen.cert, &chain, content, vec![identity.attribute()?])?
+        crate::cms::sign::sign_detached(&signer, &chosen.cert, &certificates, content, vec![identity.attribute()?])?
     };
     let subject = cert::subject(&chosen.cert);
     Ok(Signed { der, warnings, scheme, subject, key_label })
@@ -176,7 +180,7 @@ pub fn choose_signing_cert(token: &Token, key_uri: Option<&Pkcs11Uri>, from: &st
         if cert::is_ca(&parsed) {
             continue;
         }
-        candidates.push(Chosen { id: c.id, label: c.label, cert: parsed });
+        candidates.push(Chosen { id: c.id, label: c.label, cert: parsed, der: c.der });
     }
     if candidates.is_empty() {
         return Err(Failure::new(
@@ -187,7 +191,7 @@ pub fn choose_signing_cert(token: &Token, key_uri: Option<&Pkcs11Uri>, from: &st
             },
         ));
     }
-    let for_from: Vec<Chosen> = candidates.iter().filter(|c| cert::emails(&c.cert).iter().any(|e| e == from)).map(|c| Chosen { id: c.id.clone(), label: c.label.clone(), cert: c.cert.clone() }).collect();
+    let for_from: Vec<Chosen> = candidates.iter().filter(|c| cert::emails(&c.cert).iter().any(|e| e == from)).map(|c| Chosen { id: c.id.clone(), label: c.label.clone(), cert: c.cert.clone(), der: c.der.clone() }).collect();
     if for_from.is_empty() {
         let names: Vec<String> = candidates.iter().flat_map(|c| cert::emails(&c.cert)).collect();
         return Err(Failure::new(
@@ -244,15 +248,16 @@ fn first_signing_key(token: &Token, candidates: Vec<Chosen>, explicit: bool, war
 }
 
 /// CA certificates on the token that lead from `leaf` towards an anchor, to help the verifier.
-fn intermediates(token: &Token, leaf: &Certificate) -> Result<Vec<Certificate>, Failure> {
-    let cas: Vec<std::sync::Arc<Certificate>> = token.certificates()?.iter().filter(|c| !c.anchor).filter_map(|c| c.parsed.clone()).filter(|c| cert::is_ca(c)).collect();
-    let mut out: Vec<Certificate> = Vec::new();
+fn intermediates(token: &Token, leaf: &Certificate) -> Result<Vec<CertObject>, Failure> {
+    let all = token.certificates()?;
+    let cas: Vec<(&CertObject, &Certificate)> = all.iter().filter(|c| !c.anchor).filter_map(|c| Some((c, c.parsed.as_deref()?))).filter(|(_, p)| cert::is_ca(p)).collect();
+    let mut out: Vec<CertObject> = Vec::new();
     let mut cur: &Certificate = leaf;
-    while let Some(next) = cas.iter().find(|c| c.tbs_certificate.subject == cur.tbs_certificate.issuer && c.tbs_certificate.subject != c.tbs_certificate.issuer) {
-        if out.iter().any(|o| o == &**next) || out.len() > 8 {
+    while let Some((obj, next)) = cas.iter().find(|(_, c)| c.tbs_certificate.subject == cur.tbs_certificate.issuer && c.tbs_certificate.subject != c.tbs_certificate.issuer) {
+        if out.iter().any(|o| o.der == obj.der) || out.len() > 8 {
             break;
         }
-        out.push((**next).clone());
+        out.push((*obj).clone());
         cur = next;
     }
     Ok(out)

@@ -34,8 +34,9 @@ pub fn standard_attributes() -> Result<Vec<RawAttribute>, CmsError> {
 }
 
 /// Sign `content` (already canonical) on the token; DER ContentInfo with detached content out.
-pub fn sign_detached(signer: &TokenSigner<'_>, cert: &Certificate, chain: &[Certificate], content: &[&[u8]], extra: Vec<RawAttribute>) -> Result<Vec<u8>, CmsError> {
-    let input = SignInput { content, detached: true, digest: signer.scheme().hash(), signer_cert: cert, chain, extra_attributes: extra };
+/// `certificates`: the DER of `cert` and of its chain, to carry in the signature.
+pub fn sign_detached(signer: &TokenSigner<'_>, cert: &Certificate, certificates: &[&[u8]], content: &[&[u8]], extra: Vec<RawAttribute>) -> Result<Vec<u8>, CmsError> {
+    let input = SignInput { content, detached: true, digest: signer.scheme().hash(), signer_cert: cert, certificates, extra_attributes: extra };
     match signed::sign(signer, input, standard_attributes()?) {
         Ok(der) => Ok(der),
         Err(SignError::Cms(e)) => Err(e),

@@ -168,7 +168,10 @@ pub struct SignInput<'a> {
     pub detached: bool,
     pub digest: crate::token::signer::Hash,
     pub signer_cert: &'a x509_cert::Certificate,
-    pub chain: &'a [x509_cert::Certificate],
+    /// The certificates to carry (the signer's and its chain), as the DER they were read as: any
+    /// order, duplicates allowed. Spliced in as they are: encoding the parsed certificates again
+    /// was a fifth of the agent's own work on a small signature.
+    pub certificates: &'a [&'a [u8]],
     pub extra_attributes: Vec<RawAttribute>,
 }
 
@@ -183,6 +186,8 @@ where
     standard.push(RawAttribute::new(&Oid::from_const(rfc5911::ID_CONTENT_TYPE), rfc5911::ID_DATA)?);
     standard.push(RawAttribute::new(&Oid::from_const(rfc5911::ID_MESSAGE_DIGEST), OctetString::new(digest).map_err(enc)?)?);
     standard.extend(input.extra_attributes);
+    // In DER order already: the SET OF's own sort encodes both sides of every comparison.
+    standard.sort_by_cached_key(|a| a.to_der().unwrap_or_default());
     let attrs = SetOfVec::try_from(standard).map_err(enc)?;
     let to_sign = attrs.to_der().map_err(enc)?;
     let sig = signer.try_sign(&to_sign).map_err(|_| SignError::Signer)?;
@@ -202,24 +207,78 @@ where
         signature,
         unsigned_attrs: None,
     };
-    let mut certs = SetOfVec::new();
-    for c in std::iter::once(cert).chain(input.chain) {
-        let choice = CertificateChoices::Certificate(c.clone());
-        if !certs.iter().any(|x| *x == choice) {
-            certs.insert(choice).map_err(enc)?;
-        }
-    }
     let econtent = if input.detached { None } else { Some(Any::encode_from(&OctetString::new(input.content.concat()).map_err(enc)?).map_err(enc)?) };
-    let sd = SignedData {
-        version: CmsVersion::V1,
+    let sd = SignedDataOut {
         digest_algorithms: SetOfVec::try_from(vec![digest_alg]).map_err(enc)?,
         encap_content_info: EncapsulatedContentInfo { econtent_type: rfc5911::ID_DATA, econtent },
-        certificates: Some(certs),
-        crls: None,
+        certificates: CertificateSetDer::new(input.certificates).map_err(enc)?,
         signer_infos: SetOfVec::try_from(vec![si]).map_err(enc)?,
     };
-    let ci = cms::content_info::ContentInfo { content_type: rfc5911::ID_SIGNED_DATA, content: Any::from_der(&sd.to_der().map_err(enc)?).map_err(enc)? };
+    let sd = sd.to_der().map_err(enc)?;
+    let ci = super::ContentInfoRef { content_type: rfc5911::ID_SIGNED_DATA, content: der::AnyRef::from_der(&sd).map_err(enc)? };
     Ok(ci.to_der().map_err(enc)?)
+}
+
+/// `SignedData` as we write it: version 1, no CRLs, certificates as DER already.
+struct SignedDataOut<'a> {
+    digest_algorithms: SetOfVec<AlgorithmIdentifierOwned>,
+    encap_content_info: EncapsulatedContentInfo,
+    certificates: CertificateSetDer<'a>,
+    signer_infos: SetOfVec<SignerInfo>,
+}
+
+impl der::FixedTag for SignedDataOut<'_> {
+    const TAG: der::Tag = der::Tag::Sequence;
+}
+
+impl der::EncodeValue for SignedDataOut<'_> {
+    fn value_len(&self) -> der::Result<der::Length> {
+        CmsVersion::V1.encoded_len()? + self.digest_algorithms.encoded_len()? + self.encap_content_info.encoded_len()? + self.certificates.encoded_len()? + self.signer_infos.encoded_len()?
+    }
+
+    fn encode_value(&self, w: &mut impl der::Writer) -> der::Result<()> {
+        CmsVersion::V1.encode(w)?;
+        self.digest_algorithms.encode(w)?;
+        self.encap_content_info.encode(w)?;
+        self.certificates.encode(w)?;
+        self.signer_infos.encode(w)
+    }
+}
+
+/// `certificates [0] IMPLICIT CertificateSet` from certificates' DER: each checked to be one
+/// certificate, duplicates dropped, in the order DER gives a SET OF (by their encodings).
+struct CertificateSetDer<'a> {
+    sorted: Vec<&'a [u8]>,
+    len: der::Length,
+}
+
+impl<'a> CertificateSetDer<'a> {
+    fn new(certs: &[&'a [u8]]) -> der::Result<Self> {
+        for c in certs {
+            // One whole TLV each (callers pass the DER a certificate was parsed from; parsing it
+            // again here would cost what splicing saves).
+            let h = der::Header::decode(&mut der::SliceReader::new(c)?)?;
+            if h.tag != der::Tag::Sequence || usize::try_from((h.encoded_len()? + h.length)?)? != c.len() {
+                return Err(der::ErrorKind::Length { tag: der::Tag::Sequence }.into());
+            }
+        }
+        let mut sorted = certs.to_vec();
+        sorted.sort_unstable();
+        sorted.dedup();
+        let len = sorted.iter().try_fold(der::Length::ZERO, |n, c| n + der::Length::try_from(c.len())?)?;
+        Ok(CertificateSetDer { sorted, len })
+    }
+}
+
+impl Encode for CertificateSetDer<'_> {
+    fn encoded_len(&self) -> der::Result<der::Length> {
+        self.len.for_tlv()
+    }
+
+    fn encode(&self, w: &mut impl der::Writer) -> der::Result<()> {
+        der::Header::new(der::Tag::ContextSpecific { constructed: true, number: der::TagNumber::N0 }, self.len)?.encode(w)?;
+        self.sorted.iter().try_for_each(|c| w.write(c))
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
