@@ -21,6 +21,7 @@ pub struct Chosen {
     pub cert: std::sync::Arc<Certificate>,
     /// What `cert` was parsed from (carried in the signature as it is).
     pub der: Vec<u8>,
+    pub subject: std::sync::Arc<str>,
 }
 
 pub fn run(ctx: &mut dyn Ctx, pss: bool) -> Result<(), Failure> {
@@ -158,8 +159,7 @@ pub fn sign_on_token(p: &mut Parts<'_>, from: &str, to: &str, content: &[&[u8]],
         let signer = TokenSigner::new(token, key, scheme, spki)?;
         crate::cms::sign::sign_detached(&signer, &chosen.cert, &certificates, content, vec![identity.attribute()?])?
     };
-    let subject = cert::subject(&chosen.cert);
-    Ok(Signed { der, warnings, scheme, subject, key_label })
+    Ok(Signed { der, warnings, scheme, subject: chosen.subject.to_string(), key_label })
 }
 
 /// The token's certificate for `from`: named by --key if given, else any whose rfc822Name is
@@ -180,7 +180,7 @@ pub fn choose_signing_cert(token: &Token, key_uri: Option<&Pkcs11Uri>, from: &st
         if cert::is_ca(&parsed) {
             continue;
         }
-        candidates.push(Chosen { id: c.id, label: c.label, cert: parsed, der: c.der });
+        candidates.push(Chosen { id: c.id, label: c.label, cert: parsed, der: c.der, subject: c.subject });
     }
     if candidates.is_empty() {
         return Err(Failure::new(
@@ -191,7 +191,7 @@ pub fn choose_signing_cert(token: &Token, key_uri: Option<&Pkcs11Uri>, from: &st
             },
         ));
     }
-    let for_from: Vec<Chosen> = candidates.iter().filter(|c| cert::emails(&c.cert).iter().any(|e| e == from)).map(|c| Chosen { id: c.id.clone(), label: c.label.clone(), cert: c.cert.clone(), der: c.der.clone() }).collect();
+    let for_from: Vec<Chosen> = candidates.iter().filter(|c| cert::emails(&c.cert).iter().any(|e| e == from)).map(|c| Chosen { id: c.id.clone(), label: c.label.clone(), cert: c.cert.clone(), der: c.der.clone(), subject: c.subject.clone() }).collect();
     if for_from.is_empty() {
         let names: Vec<String> = candidates.iter().flat_map(|c| cert::emails(&c.cert)).collect();
         return Err(Failure::new(

@@ -13,6 +13,9 @@ pub struct CertObject {
     /// Parsed once when the object list is read (the agent reuses the list for many requests);
     /// None when the value does not parse as a certificate.
     pub parsed: Option<std::sync::Arc<x509_cert::Certificate>>,
+    /// The parsed certificate's subject as text (formatting a name looks every attribute type up
+    /// in const-oid's table: too slow to do per signature). Empty when it does not parse.
+    pub subject: std::sync::Arc<str>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -123,7 +126,8 @@ impl Token {
             }
             let anchor = self.profile.is_anchor(&label, &id);
             let parsed = crate::cms::cert::parse(&der).ok().map(std::sync::Arc::new);
-            out.push(CertObject { id, label, der, anchor, parsed });
+            let subject = parsed.as_deref().map(crate::cms::cert::subject).unwrap_or_default().into();
+            out.push(CertObject { id, label, der, anchor, parsed, subject });
         }
         Ok(out)
     }
