@@ -97,7 +97,7 @@ fn forward(p: &mut Parts<'_>, a: &ForwardArgs, raw: &[u8]) -> Result<(Vec<u8>, S
         Field::new("Subject", &crate::ssmax::mail::encode_word(&subject)),
         Field::new("Date", &date),
     ];
-    let done = sign_on_token(p, &from, &a.to.join(", "), &[&inner], a.pss)?;
+    let done = sign_on_token(p, &from, &a.to.join(", "), &[&inner], None, a.pss)?;
     let note = format!("forwarded {} attachment(s), re-keyed for '{org_name}'; {}", forwarded, done.summary(&from, p.token));
     Ok((build_signed(&outer, &inner, &done.der, done.scheme.hash().micalg()), note))
 }

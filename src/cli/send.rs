@@ -53,7 +53,7 @@ pub fn run(ctx: &mut dyn Ctx, extra: Vec<Attachment>, pss: bool) -> Result<(), F
         }
         let count = protected.len();
         let inner = crate::ssmax::mail::build(&parts.body, protected, &org_name);
-        let done = sign_on_token(&mut p, &from, &to, &[&inner], pss)?;
+        let done = sign_on_token(&mut p, &from, &to, &[&inner], None, pss)?;
         let summary = done.summary(&from, p.token);
         (inner, done, summary, org_name, count)
     };

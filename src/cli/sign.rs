@@ -6,7 +6,7 @@ use crate::config::SignatureScheme;
 use crate::error::{Exit, Failure};
 use crate::mail::smime::{signed_parts, split_fields};
 use crate::mail::{canonicalise, Entity, Field};
-use crate::token::signer::{Scheme, TokenSigner};
+use crate::token::signer::{Hash, Scheme, TokenSigner};
 use crate::token::uri::Pkcs11Uri;
 use crate::ssmax::IdentityMethod;
 use crate::token::objects::CertObject;
@@ -41,19 +41,24 @@ pub fn run(ctx: &mut dyn Ctx, pss: bool) -> Result<(), Failure> {
     let mut fields: Vec<u8> = content_fields.iter().flat_map(|f| f.raw.iter().copied()).collect();
     fields.extend_from_slice(b"\r\n");
     let entity = Entity { fields: content_fields, body: mail.body };
-    let canonical_copy = if crate::mail::already_canonical(mail.body) {
-        crate::mail::check_structure(&entity, 0)?;
-        None
-    } else {
-        Some(canonicalise(&entity, 0)?)
+    // The digest is taken here, before the token is needed (the agent serves other clients
+    // meanwhile), and for a large body beside the canonical check rather than after it.
+    let as_is = crate::mail::canonical_digest(&fields, mail.body, |pieces| Hash::Sha256.digest_pieces(pieces));
+    let canonical_copy = match as_is {
+        Some(_) => {
+            crate::mail::check_structure(&entity, 0)?;
+            None
+        }
+        None => Some(canonicalise(&entity, 0)?),
     };
     let signed: Vec<&[u8]> = match &canonical_copy {
         Some(c) => vec![c.as_slice()],
         None => vec![fields.as_slice(), mail.body],
     };
+    let sha256 = as_is.unwrap_or_else(|| Hash::Sha256.digest_pieces(&signed));
     let (done, summary) = {
         let mut p = ctx.token()?;
-        let done = sign_on_token(&mut p, &from, &to, &signed, pss)?;
+        let done = sign_on_token(&mut p, &from, &to, &signed, Some(&sha256), pss)?;
         let summary = done.summary(&from, p.token);
         (done, summary)
     };
@@ -94,7 +99,7 @@ pub fn run_signature_only(ctx: &mut dyn Ctx, pss: bool, from: &str) -> Result<()
     crate::mail::check_structure(&parsed, 0)?;
     let (done, summary) = {
         let mut p = ctx.token()?;
-        let done = sign_on_token(&mut p, &from, "", &[&entity], pss)?;
+        let done = sign_on_token(&mut p, &from, "", &[&entity], None, pss)?;
         let summary = done.summary(&from, p.token);
         (done, summary)
     };
@@ -131,7 +136,7 @@ impl Signed {
 /// token hides certificates behind it), log in, sign `content` on the token. The signature
 /// carries the SSMAX identity-method attribute: which factors were checked, and when.
 /// `to` names the recipients in the PIN prompt, so the user sees what they are signing.
-pub fn sign_on_token(p: &mut Parts<'_>, from: &str, to: &str, content: &[&[u8]], pss: bool) -> Result<Signed, Failure> {
+pub fn sign_on_token(p: &mut Parts<'_>, from: &str, to: &str, content: &[&[u8]], sha256: Option<&[u8]>, pss: bool) -> Result<Signed, Failure> {
     let (g, s, prompt) = (p.g, p.s, p.prompt);
     let token: &mut Token = p.token;
     let to = if to.is_empty() { String::new() } else { format!(" to {to}") };
@@ -157,7 +162,7 @@ pub fn sign_on_token(p: &mut Parts<'_>, from: &str, to: &str, content: &[&[u8]],
     let der = {
         let spki = chosen.cert.tbs_certificate.subject_public_key_info.clone();
         let signer = TokenSigner::new(token, key, scheme, spki)?;
-        crate::cms::sign::sign_detached(&signer, &chosen.cert, &certificates, content, vec![identity.attribute()?])?
+        crate::cms::sign::sign_detached(&signer, &chosen.cert, &certificates, content, sha256, vec![identity.attribute()?])?
     };
     Ok(Signed { der, warnings, scheme, subject: chosen.subject.to_string(), key_label })
 }

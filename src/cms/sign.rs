@@ -34,9 +34,10 @@ pub fn standard_attributes() -> Result<Vec<RawAttribute>, CmsError> {
 }
 
 /// Sign `content` (already canonical) on the token; DER ContentInfo with detached content out.
-/// `certificates`: the DER of `cert` and of its chain, to carry in the signature.
-pub fn sign_detached(signer: &TokenSigner<'_>, cert: &Certificate, certificates: &[&[u8]], content: &[&[u8]], extra: Vec<RawAttribute>) -> Result<Vec<u8>, CmsError> {
-    let input = SignInput { content, detached: true, digest: signer.scheme().hash(), signer_cert: cert, certificates, extra_attributes: extra };
+/// `certificates`: the DER of `cert` and of its chain, to carry in the signature; `sha256`: the
+/// content's SHA-256 if already taken.
+pub fn sign_detached(signer: &TokenSigner<'_>, cert: &Certificate, certificates: &[&[u8]], content: &[&[u8]], sha256: Option<&[u8]>, extra: Vec<RawAttribute>) -> Result<Vec<u8>, CmsError> {
+    let input = SignInput { content, detached: true, digest: signer.scheme().hash(), sha256, signer_cert: cert, certificates, extra_attributes: extra };
     match signed::sign(signer, input, standard_attributes()?) {
         Ok(der) => Ok(der),
         Err(SignError::Cms(e)) => Err(e),

@@ -167,6 +167,9 @@ pub struct SignInput<'a> {
     /// Detached (multipart/signed) or encapsulated (opaque) content.
     pub detached: bool,
     pub digest: crate::token::signer::Hash,
+    /// The content's SHA-256, when the caller took it already (beside the canonical check,
+    /// before the token was needed); used when `digest` is SHA-256.
+    pub sha256: Option<&'a [u8]>,
     pub signer_cert: &'a x509_cert::Certificate,
     /// The certificates to carry (the signer's and its chain), as the DER they were read as: any
     /// order, duplicates allowed. Spliced in as they are: encoding the parsed certificates again
@@ -182,7 +185,10 @@ where
     S: Signer<Sig> + DynSignatureAlgorithmIdentifier,
     Sig: SignatureBitStringEncoding,
 {
-    let digest = input.digest.digest_pieces(input.content);
+    let digest = match input.sha256 {
+        Some(d) if input.digest == crate::token::signer::Hash::Sha256 => d.to_vec(),
+        _ => input.digest.digest_pieces(input.content),
+    };
     standard.push(RawAttribute::new(&Oid::from_const(rfc5911::ID_CONTENT_TYPE), rfc5911::ID_DATA)?);
     standard.push(RawAttribute::new(&Oid::from_const(rfc5911::ID_MESSAGE_DIGEST), OctetString::new(digest).map_err(enc)?)?);
     standard.extend(input.extra_attributes);

@@ -147,7 +147,7 @@ pub fn relay(step: Step<'_>, raw: &[u8]) -> Result<(Vec<u8>, Vec<String>), OrgEr
     }
     let signing_key = rsa::pkcs1v15::SigningKey::<sha2::Sha256>::new(step.org.key.clone());
     let org_der = der::Encode::to_der(&step.org.cert).map_err(|e| CmsError::Malformed(format!("the organisation certificate: {e}")))?;
-    let input = SignInput { content: &[&inner], detached: true, digest: Hash::Sha256, signer_cert: &step.org.cert, certificates: &[&org_der], extra_attributes: extra };
+    let input = SignInput { content: &[&inner], detached: true, digest: Hash::Sha256, sha256: None, signer_cert: &step.org.cert, certificates: &[&org_der], extra_attributes: extra };
     let der = signed::sign::<_, rsa::pkcs1v15::Signature>(&signing_key, input, crate::cms::sign::standard_attributes()?).map_err(|e| match e {
         SignError::Cms(c) => c,
         SignError::Signer => CmsError::Malformed("the organisation key did not sign".into()),
