@@ -41,7 +41,7 @@ pub fn body_digest(body: &[u8]) -> [u8; 32] {
 }
 
 fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
+    base16ct::lower::encode_string(b)
 }
 
 pub struct AuditLog {

@@ -120,7 +120,7 @@ pub fn boundary_for(content: &[&[u8]]) -> String {
     loop {
         let mut r = [0u8; 12];
         rand_core::OsRng.fill_bytes(&mut r);
-        let b = format!("----ssmax-{}", r.iter().map(|x| format!("{x:02x}")).collect::<String>());
+        let b = format!("----ssmax-{}", base16ct::lower::encode_string(&r));
         if content.iter().all(|c| memchr::memmem::find(c, b.as_bytes()).is_none()) {
             return b;
         }

@@ -281,5 +281,5 @@ impl std::fmt::Display for KeyKind {
 }
 
 pub fn hex(id: &[u8]) -> String {
-    id.iter().map(|b| format!("{b:02x}")).collect()
+    base16ct::lower::encode_string(id)
 }
