@@ -516,8 +516,10 @@ impl Base64Runs {
 
     /// Take one line (without its LF); decode into `out` what is ready.
     fn line(&mut self, line: &[u8], out: &mut Vec<u8>) -> Result<()> {
-        let line = line.trim_ascii();
-        if line.iter().any(|b| b.is_ascii_whitespace()) {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        // Any byte up to the space could be white space: look closer only then. A fold without
+        // early exit, so it runs as vector code over the 76 characters of a line.
+        if line.iter().fold(false, |seen, &b| seen | (b <= b' ')) {
             self.carry.extend(line.iter().copied().filter(|b| !b.is_ascii_whitespace()));
         } else {
             self.carry.extend_from_slice(line);
