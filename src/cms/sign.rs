@@ -16,6 +16,14 @@ struct SmimeCapability {
     parameters: Option<Any>,
 }
 
+/// AES-256-GCM, AES-128-GCM, AES-256-CBC, AES-128-CBC: parsed at compile time, not per signature.
+const CAPABILITIES: [ObjectIdentifier; 4] = [
+    ObjectIdentifier::new_unwrap("2.16.840.1.101.3.4.1.46"),
+    ObjectIdentifier::new_unwrap("2.16.840.1.101.3.4.1.6"),
+    ObjectIdentifier::new_unwrap("2.16.840.1.101.3.4.1.42"),
+    ObjectIdentifier::new_unwrap("2.16.840.1.101.3.4.1.2"),
+];
+
 /// Signing time (UTCTime until 2049, RFC 5652 §11.3) and what we can read, strongest first
 /// (RFC 8551 §2.7.1): AES-256/128-GCM, then AES-256/128-CBC.
 pub fn standard_attributes() -> Result<Vec<RawAttribute>, CmsError> {
@@ -26,10 +34,7 @@ pub fn standard_attributes() -> Result<Vec<RawAttribute>, CmsError> {
     } else {
         RawAttribute::new(&Oid::from_const(rfc5911::ID_SIGNING_TIME), der::asn1::GeneralizedTime::from_date_time(now))?
     };
-    let caps: Vec<SmimeCapability> = ["2.16.840.1.101.3.4.1.46", "2.16.840.1.101.3.4.1.6", "2.16.840.1.101.3.4.1.42", "2.16.840.1.101.3.4.1.2"]
-        .iter()
-        .map(|o| SmimeCapability { capability_id: ObjectIdentifier::new_unwrap(o), parameters: None })
-        .collect();
+    let caps: Vec<SmimeCapability> = CAPABILITIES.iter().map(|&o| SmimeCapability { capability_id: o, parameters: None }).collect();
     Ok(vec![time, RawAttribute::new(&Oid::from_const(rfc5911::SMIME_CAPABILITIES), caps)?])
 }
 

@@ -490,7 +490,9 @@ pub fn base64_lines_into(out: &mut Vec<u8>, data: &[u8]) {
     use base64::Engine;
     const LINE: usize = 57; // input bytes per 76-character line
     out.reserve(base64_lines_len(data.len()));
-    let mut run = String::with_capacity(76 * 1024);
+    // Sized for what this call encodes: a 77 KB scratch buffer for a 300-byte signature made
+    // malloc consolidate its free lists on every request in the agent.
+    let mut run = String::with_capacity(data.len().min(LINE * 1024).div_ceil(3) * 4);
     for chunk in data.chunks(LINE * 1024) {
         run.clear();
         base64::engine::general_purpose::STANDARD.encode_string(chunk, &mut run);
