@@ -31,17 +31,13 @@ impl Entry {
         let mut e = self.clone();
         e.hash = String::new();
         let json = serde_json::to_vec(&e).unwrap_or_default();
-        hex(&Sha256::digest(&json))
+        base16ct::lower::encode_string(&Sha256::digest(&json))
     }
 }
 
 /// SHA-256 of a request body, as the audit log records it.
 pub fn body_digest(body: &[u8]) -> [u8; 32] {
     Sha256::digest(body).into()
-}
-
-fn hex(b: &[u8]) -> String {
-    base16ct::lower::encode_string(b)
 }
 
 pub struct AuditLog {
@@ -95,7 +91,7 @@ impl AuditLog {
         let mut wrote = false;
         for n in entries {
             let time = time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap_or_default();
-            let mut e = Entry { seq: self.seq + 1, time, op: n.op, client_pid: n.client_pid, client_exe: n.client_exe, digest: hex(&n.digest), key: n.key, result: n.result, prev: self.last.clone(), hash: String::new() };
+            let mut e = Entry { seq: self.seq + 1, time, op: n.op, client_pid: n.client_pid, client_exe: n.client_exe, digest: base16ct::lower::encode_string(&n.digest), key: n.key, result: n.result, prev: self.last.clone(), hash: String::new() };
             e.hash = e.compute_hash();
             let mut line = serde_json::to_vec(&e).map_err(|e| e.to_string())?;
             line.push(b'\n');

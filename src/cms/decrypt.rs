@@ -120,63 +120,31 @@ pub struct Envelope {
     pub other_attrs: Option<x509_cert::attr::Attributes>,
 }
 
-/// Where the RecipientInfos of an (Auth)EnvelopedData ContentInfo are: the SET's content and
-/// each element, as byte ranges. None when the structure is not the expected one (the typed
-/// parser then says what is wrong).
-fn recipient_elements(der: &[u8]) -> Option<(std::ops::Range<usize>, Vec<std::ops::Range<usize>>)> {
-    use der::{Decode, Header, Tag};
-    // (header, header length, content length) of the TLV at `pos`.
-    let tlv = |pos: usize| -> Option<(Header, usize, usize)> {
-        let h = Header::decode(&mut der::SliceReader::new(der.get(pos..)?).ok()?).ok()?;
-        let hl = usize::try_from(h.encoded_len().ok()?).ok()?;
-        let cl = usize::try_from(h.length).ok()?;
-        Some((h, hl, cl))
-    };
-    let (outer, hl, _) = tlv(0)?;
-    (outer.tag == Tag::Sequence).then_some(())?;
-    let mut pos = hl;
-    let (_, hl, cl) = tlv(pos)?; // contentType
-    pos += hl + cl;
-    let (_, hl, _) = tlv(pos)?; // [0] EXPLICIT
-    pos += hl;
-    let (_, hl, _) = tlv(pos)?; // (Auth)EnvelopedData SEQUENCE
-    pos += hl;
-    let (_, hl, cl) = tlv(pos)?; // version
-    pos += hl + cl;
-    let (mut h, mut hl, mut cl) = tlv(pos)?;
-    if h.tag != Tag::Set {
-        // originatorInfo [0]
-        pos += hl + cl;
-        (h, hl, cl) = tlv(pos)?;
-    }
-    (h.tag == Tag::Set).then_some(())?;
-    let content = pos + hl..pos + hl + cl;
-    let mut elements = Vec::new();
-    let mut at = content.start;
-    while at < content.end {
-        let (_, ehl, ecl) = tlv(at)?;
-        elements.push(at..at + ehl + ecl);
-        at += ehl + ecl;
-    }
-    (at == content.end).then_some((content, elements))
+/// (header, header length, content length) of the TLV at `pos`, which must fit in `der`.
+fn tlv_at(der: &[u8], pos: usize) -> Option<(der::Header, usize, usize)> {
+    use der::Decode;
+    let h = der::Header::decode(&mut der::SliceReader::new(der.get(pos..)?).ok()?).ok()?;
+    let hl = usize::try_from(der::Encode::encoded_len(&h).ok()?).ok()?;
+    let cl = usize::try_from(h.length).ok()?;
+    (pos + hl + cl <= der.len()).then_some((h, hl, cl))
 }
 
-/// Where the encryptedContent of an (Auth)EnvelopedData ContentInfo is, and the same DER without
-/// it: the four enclosing lengths shortened, nothing else changed. None when it is not where DER
-/// puts it (a primitive [0] ending the EncryptedContentInfo); the typed parser then judges.
-fn without_content(der: &[u8]) -> Option<(Vec<u8>, std::ops::Range<usize>)> {
-    use der::{Decode, Encode, Header, Tag, TagNumber};
-    let tlv = |pos: usize| -> Option<(Header, usize, usize)> {
-        let h = Header::decode(&mut der::SliceReader::new(der.get(pos..)?).ok()?).ok()?;
-        let hl = usize::try_from(h.encoded_len().ok()?).ok()?;
-        let cl = usize::try_from(h.length).ok()?;
-        (pos + hl + cl <= der.len()).then_some((h, hl, cl))
-    };
-    // (where, header, header length, content length) of ContentInfo, [0], the envelope, and
-    // the EncryptedContentInfo: each encloses the next.
-    let mut enclosing = Vec::with_capacity(4);
+/// The outline of an (Auth)EnvelopedData ContentInfo up to its RecipientInfos. None when the
+/// structure is not the expected one (the typed parser then says what is wrong).
+struct Outline {
+    /// (where, header, header length, content length) of the ContentInfo, its [0] and the
+    /// envelope SEQUENCE: each encloses the next.
+    enclosing: Vec<(usize, der::Header, usize, usize)>,
+    /// Where the RecipientInfos SET starts, its header length and content length.
+    set: (usize, usize, usize),
+}
+
+fn outline(der: &[u8]) -> Option<Outline> {
+    use der::Tag;
+    let tlv = |pos| tlv_at(der, pos);
     let (h, hl, cl) = tlv(0)?;
-    enclosing.push((0, h, hl, cl));
+    (h.tag == Tag::Sequence).then_some(())?;
+    let mut enclosing = vec![(0, h, hl, cl)];
     let (_, thl, tcl) = tlv(hl)?; // contentType
     let mut pos = hl + thl + tcl;
     for _ in 0..2 {
@@ -191,8 +159,31 @@ fn without_content(der: &[u8]) -> Option<(Vec<u8>, std::ops::Range<usize>)> {
         pos += hl + cl; // originatorInfo [0]
         (h, hl, cl) = tlv(pos)?;
     }
-    (h.tag == Tag::Set).then_some(())?;
-    pos += hl + cl;
+    (h.tag == Tag::Set).then_some(Outline { enclosing, set: (pos, hl, cl) })
+}
+
+/// Where the RecipientInfos are: the SET's content and each element, as byte ranges.
+fn recipient_elements(der: &[u8]) -> Option<(std::ops::Range<usize>, Vec<std::ops::Range<usize>>)> {
+    let (pos, hl, cl) = outline(der)?.set;
+    let content = pos + hl..pos + hl + cl;
+    let mut elements = Vec::new();
+    let mut at = content.start;
+    while at < content.end {
+        let (_, ehl, ecl) = tlv_at(der, at)?;
+        elements.push(at..at + ehl + ecl);
+        at += ehl + ecl;
+    }
+    (at == content.end).then_some((content, elements))
+}
+
+/// Where the encryptedContent of an (Auth)EnvelopedData ContentInfo is, and the same DER without
+/// it: the four enclosing lengths shortened, nothing else changed. None when it is not where DER
+/// puts it (a primitive [0] ending the EncryptedContentInfo); the typed parser then judges.
+fn without_content(der: &[u8]) -> Option<(Vec<u8>, std::ops::Range<usize>)> {
+    use der::{Encode, Header, Tag, TagNumber};
+    let tlv = |pos| tlv_at(der, pos);
+    let Outline { mut enclosing, set: (set_at, set_hl, set_cl) } = outline(der)?;
+    let mut pos = set_at + set_hl + set_cl;
     let (h, hl, cl) = tlv(pos)?;
     (h.tag == Tag::Sequence).then_some(())?;
     enclosing.push((pos, h, hl, cl));
