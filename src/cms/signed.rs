@@ -301,6 +301,33 @@ mod tests {
     use super::*;
 
     #[test]
+    fn carried_certificates_are_the_given_der_once_each_in_set_order() {
+        use rsa::pkcs8::DecodePrivateKey;
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("softhsm-tests/interop-vectors/examples-cms/certs-and-keys");
+        let der_of = |name: &str| crate::cms::cert::load_file(&dir.join(name)).unwrap().remove(0);
+        let (alice, bob) = (der_of("lamps-alice.crt"), der_of("lamps-bob.encrypt.crt"));
+        let alice_cert = x509_cert::Certificate::from_der(&alice).unwrap();
+        let pem = std::fs::read_to_string(dir.join("lamps-alice.p8.pem")).unwrap();
+        let key = rsa::pkcs1v15::SigningKey::<sha2::Sha256>::new(rsa::RsaPrivateKey::from_pkcs8_pem(&pem).unwrap());
+        // The signer's certificate twice (as leaf and again in a chain), in the wrong order.
+        let given: Vec<&[u8]> = vec![&bob, &alice, &alice];
+        let input = SignInput { content: &[b"hello"], detached: true, digest: crate::token::signer::Hash::Sha256, sha256: None, signer_cert: &alice_cert, certificates: &given, extra_attributes: vec![] };
+        let der = sign::<_, rsa::pkcs1v15::Signature>(&key, input, vec![]).unwrap();
+        // Decoding a SET OF checks its DER order; the certificates come back byte for byte.
+        let sd = parse(&der).unwrap();
+        let carried: Vec<Vec<u8>> = sd.certificates.unwrap().iter().map(|c| c.to_der().unwrap()).collect();
+        let mut expected = vec![alice.clone(), bob.clone()];
+        expected.sort();
+        assert_eq!(carried, expected);
+        // Anything but one whole certificate-shaped TLV is refused, not spliced in.
+        let mut trailing = alice.clone();
+        trailing.push(0);
+        let bad: Vec<&[u8]> = vec![&trailing];
+        let input = SignInput { content: &[b"hello"], detached: true, digest: crate::token::signer::Hash::Sha256, sha256: None, signer_cert: &alice_cert, certificates: &bad, extra_attributes: vec![] };
+        assert!(sign::<_, rsa::pkcs1v15::Signature>(&key, input, vec![]).is_err());
+    }
+
+    #[test]
     fn uuid_oids_encode_like_x667_says() {
         // 2.25.329800735698586629295641978511506172918 is X.667's own example.
         let oid = Oid::uuid(329800735698586629295641978511506172918, &[]);
