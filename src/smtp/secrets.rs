@@ -65,6 +65,14 @@ fn client_entry(user: &str) -> Result<keyring::Entry, Failure> {
     keyring::Entry::new(SERVICE, &format!("client {user}")).map_err(|e| keyring_failure("open the client secret entry", e))
 }
 
+/// 32 random bytes in hex. Not URL-safe base64: one such secret in 64 began with '-', which
+/// command-line clients (swaks among them) take for an option.
+fn new_client_secret() -> SecretString {
+    let mut raw = zeroize::Zeroizing::new([0u8; 32]);
+    rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, raw.as_mut());
+    SecretString::from(base16ct::lower::encode_string(raw.as_ref()))
+}
+
 /// The secret local mail clients log in with; made (random, 32 bytes) the first time.
 pub fn client_secret(user: &str, renew: bool) -> Result<SecretString, Failure> {
     let entry = client_entry(user)?;
@@ -75,9 +83,24 @@ pub fn client_secret(user: &str, renew: bool) -> Result<SecretString, Failure> {
             Err(e) => return Err(keyring_failure("read the client secret", e)),
         }
     }
-    let mut raw = zeroize::Zeroizing::new([0u8; 32]);
-    rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, raw.as_mut());
-    let secret = SecretString::from(base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, raw.as_ref()));
+    let secret = new_client_secret();
     entry.set_password(secret.expose_secret()).map_err(|e| keyring_failure("store the client secret", e))?;
     Ok(secret)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_secrets_are_256_bit_hex_that_no_command_line_takes_for_an_option() {
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..2000 {
+            let s = new_client_secret();
+            let s = s.expose_secret();
+            assert_eq!(s.len(), 64);
+            assert!(s.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()), "{s}");
+            assert!(seen.insert(s.to_string()), "a secret repeated");
+        }
+    }
 }
