@@ -177,9 +177,11 @@ fn recipient_elements(der: &[u8]) -> Option<(std::ops::Range<usize>, Vec<std::op
 }
 
 /// Where the encryptedContent of an (Auth)EnvelopedData ContentInfo is, and the same DER without
-/// it: the four enclosing lengths shortened, nothing else changed. None when it is not where DER
-/// puts it (a primitive [0] ending the EncryptedContentInfo); the typed parser then judges.
-fn without_content(der: &[u8]) -> Option<(Vec<u8>, std::ops::Range<usize>)> {
+/// it: the four enclosing lengths shortened, nothing else changed. The content is one primitive
+/// `[0]`, or a constructed `[0]` of OCTET STRING chunks as BER writers send it (ber.rs leaves
+/// the IMPLICIT tag alone); the chunks' contents are returned in order. None when the field is
+/// not where the schema puts it (the typed parser then judges).
+fn without_content(der: &[u8]) -> Option<(Vec<u8>, Vec<std::ops::Range<usize>>)> {
     use der::{Encode, Header, Tag, TagNumber};
     let tlv = |pos| tlv_at(der, pos);
     let Outline { mut enclosing, set: (set_at, set_hl, set_cl) } = outline(der)?;
@@ -194,9 +196,23 @@ fn without_content(der: &[u8]) -> Option<(Vec<u8>, std::ops::Range<usize>)> {
         pos += fhl + fcl;
     }
     let (h, hl, cl) = tlv(pos)?;
-    let primitive_0 = Tag::ContextSpecific { constructed: false, number: TagNumber::N0 };
-    (h.tag == primitive_0 && pos + hl + cl == eci_end).then_some(())?;
-    let (field, content) = (pos..eci_end, pos + hl..eci_end);
+    (pos + hl + cl == eci_end).then_some(())?;
+    let field = pos..eci_end;
+    let content = if h.tag == (Tag::ContextSpecific { constructed: false, number: TagNumber::N0 }) {
+        vec![pos + hl..eci_end]
+    } else if h.tag == (Tag::ContextSpecific { constructed: true, number: TagNumber::N0 }) {
+        let mut chunks = Vec::new();
+        let mut at = pos + hl;
+        while at < eci_end {
+            let (c, chl, ccl) = tlv(at)?;
+            (c.tag == Tag::OctetString).then_some(())?;
+            chunks.push(at + chl..at + chl + ccl);
+            at += chl + ccl;
+        }
+        chunks
+    } else {
+        return None;
+    };
     // From the inside out: a shorter length can take fewer bytes to write, and the header
     // around it then shrinks by that much more.
     let mut shrink = field.len();
@@ -220,9 +236,36 @@ fn without_content(der: &[u8]) -> Option<(Vec<u8>, std::ops::Range<usize>)> {
 }
 
 impl Envelope {
-    pub fn parse(der: &[u8]) -> Result<Envelope, CmsError> {
+    /// An envelope from BER or DER; see `parse_owned`.
+    pub fn parse(input: &[u8]) -> Result<Envelope, CmsError> {
+        Self::parse_owned(input.to_vec())
+    }
+
+    /// An envelope from BER or DER, taking the buffer: the encrypted content stays in it (its
+    /// chunks moved to the front) instead of being copied out, so a large DER mail is in memory
+    /// once; BER is rewritten as DER first (ber.rs), one more copy while both exist.
+    pub fn parse_owned(mut der: Vec<u8>) -> Result<Envelope, CmsError> {
+        if let Some(normalized) = super::ber::normalize(&der)? {
+            der = normalized;
+        }
         // Bounds first: this is where a list of recipients would otherwise be sorted (bounds.rs).
-        super::bounds::check(der)?;
+        super::bounds::check(&der)?;
+        let Some((rest, chunks)) = without_content(&der) else { return Self::parse_sorted(&der) };
+        let mut env = Self::parse_sorted(&rest)?;
+        let mut len = 0;
+        for chunk in chunks {
+            let n = chunk.len();
+            der.copy_within(chunk, len);
+            len += n;
+        }
+        der.truncate(len);
+        der.shrink_to_fit();
+        env.eci.encrypted_content = Some(OctetString::new(der).map_err(|e| CmsError::Malformed(format!("encrypted content: {e}")))?);
+        Ok(env)
+    }
+
+    /// The typed parse of DER, after putting a long list of recipients in order.
+    fn parse_sorted(der: &[u8]) -> Result<Envelope, CmsError> {
         // The DER parser sorts a SET OF by insertion, re-encoding both sides of every comparison:
         // a mail to a long list arrives in sender order and costs n²/2 comparisons (~0.9 s for
         // 1000). Order the RecipientInfos with the parser's own comparison, but in n·log n
@@ -250,23 +293,9 @@ impl Envelope {
         Self::parse_checked(der)
     }
 
-    /// `parse`, taking the DER: the encrypted content stays in this buffer (moved to its front)
-    /// instead of being copied out of it, so a large mail is in memory once.
-    pub fn parse_owned(mut der: Vec<u8>) -> Result<Envelope, CmsError> {
-        super::bounds::check(&der)?;
-        let Some((rest, content)) = without_content(&der) else { return Self::parse(&der) };
-        let mut env = Self::parse(&rest)?;
-        let len = content.len();
-        der.copy_within(content, 0);
-        der.truncate(len);
-        der.shrink_to_fit();
-        env.eci.encrypted_content = Some(OctetString::new(der).map_err(|e| CmsError::Malformed(format!("encrypted content: {e}")))?);
-        Ok(env)
-    }
-
     fn parse_checked(der: &[u8]) -> Result<Envelope, CmsError> {
         // Borrow the content: an owned ContentInfo would be one more copy of a large mail.
-        let ci = super::ContentInfoRef::from_der(der).map_err(|e| CmsError::Malformed(format!("not a DER CMS ContentInfo: {e}")))?;
+        let ci = super::ContentInfoRef::from_der(der).map_err(|e| CmsError::Malformed(format!("not a CMS ContentInfo: {e}")))?;
         if ci.content_type == rfc5911::ID_ENVELOPED_DATA {
             let ed: EnvelopedData = ci.content.decode_as().map_err(|e| CmsError::Malformed(format!("EnvelopedData does not parse: {e}")))?;
             Ok(Envelope {

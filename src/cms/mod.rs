@@ -2,6 +2,7 @@
 //! EnvelopedData / AuthEnvelopedData opened with the key on the token.
 
 pub mod asn1;
+pub mod ber;
 pub mod bounds;
 pub mod cert;
 pub mod decrypt;
@@ -63,9 +64,12 @@ pub struct ContentInfoRef<'a> {
     pub content: der::AnyRef<'a>,
 }
 
-pub fn content_info(der: &[u8]) -> Result<cms::content_info::ContentInfo, CmsError> {
+/// A ContentInfo from BER or DER (ber.rs rewrites BER first).
+pub fn content_info(input: &[u8]) -> Result<cms::content_info::ContentInfo, CmsError> {
+    let normalized = ber::normalize(input)?;
+    let der = normalized.as_deref().unwrap_or(input);
     bounds::check(der)?;
-    cms::content_info::ContentInfo::from_der(der).map_err(|e| CmsError::Malformed(format!("not a DER CMS ContentInfo: {e}")))
+    cms::content_info::ContentInfo::from_der(der).map_err(|e| CmsError::Malformed(format!("not a CMS ContentInfo: {e}")))
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 //! so `cms::signed_data::SignedData` rejects such a message. These types keep attribute types as
 //! raw DER and reuse `cms` / `x509-cert` for everything else. Any RustCrypto `Signer` signs.
 
+use super::asn1::BerSetOf;
 use super::CmsError;
 use cms::cert::CertificateChoices;
 use cms::content_info::CmsVersion;
@@ -18,7 +19,7 @@ use spki::{AlgorithmIdentifierOwned, DynSignatureAlgorithmIdentifier, SignatureB
 #[derive(Clone, Debug, Eq, PartialEq, Sequence)]
 pub struct RawAttribute {
     pub oid: Any,
-    pub values: SetOfVec<Any>,
+    pub values: BerSetOf<Any>,
 }
 
 impl ValueOrd for RawAttribute {
@@ -30,8 +31,7 @@ impl ValueOrd for RawAttribute {
 
 impl RawAttribute {
     pub fn new(oid: &Oid, value: impl Encode) -> Result<Self, CmsError> {
-        let mut values = SetOfVec::new();
-        values.insert(Any::from_der(&value.to_der().map_err(enc)?).map_err(enc)?).map_err(enc)?;
+        let values = BerSetOf::from_vec(vec![Any::from_der(&value.to_der().map_err(enc)?).map_err(enc)?]).map_err(enc)?;
         Ok(RawAttribute { oid: oid.to_any()?, values })
     }
 
@@ -110,11 +110,11 @@ pub struct SignerInfo {
     pub sid: SignerIdentifier,
     pub digest_alg: AlgorithmIdentifierOwned,
     #[asn1(context_specific = "0", tag_mode = "IMPLICIT", constructed = "true", optional = "true")]
-    pub signed_attrs: Option<SetOfVec<RawAttribute>>,
+    pub signed_attrs: Option<BerSetOf<RawAttribute>>,
     pub signature_algorithm: AlgorithmIdentifierOwned,
     pub signature: OctetString,
     #[asn1(context_specific = "1", tag_mode = "IMPLICIT", constructed = "true", optional = "true")]
-    pub unsigned_attrs: Option<SetOfVec<RawAttribute>>,
+    pub unsigned_attrs: Option<BerSetOf<RawAttribute>>,
 }
 
 impl ValueOrd for SignerInfo {
@@ -139,13 +139,13 @@ impl SignerInfo {
 #[derive(Clone, Debug, Eq, PartialEq, Sequence)]
 pub struct SignedData {
     pub version: CmsVersion,
-    pub digest_algorithms: SetOfVec<AlgorithmIdentifierOwned>,
+    pub digest_algorithms: BerSetOf<AlgorithmIdentifierOwned>,
     pub encap_content_info: EncapsulatedContentInfo,
     #[asn1(context_specific = "0", tag_mode = "IMPLICIT", constructed = "true", optional = "true")]
-    pub certificates: Option<SetOfVec<CertificateChoices>>,
+    pub certificates: Option<BerSetOf<CertificateChoices>>,
     #[asn1(context_specific = "1", tag_mode = "IMPLICIT", constructed = "true", optional = "true")]
-    pub crls: Option<SetOfVec<Any>>,
-    pub signer_infos: SetOfVec<SignerInfo>,
+    pub crls: Option<BerSetOf<Any>>,
+    pub signer_infos: BerSetOf<SignerInfo>,
 }
 
 fn enc(e: der::Error) -> CmsError {
@@ -192,9 +192,7 @@ where
     standard.push(RawAttribute::new(&Oid::from_const(rfc5911::ID_CONTENT_TYPE), rfc5911::ID_DATA)?);
     standard.push(RawAttribute::new(&Oid::from_const(rfc5911::ID_MESSAGE_DIGEST), OctetString::new(digest).map_err(enc)?)?);
     standard.extend(input.extra_attributes);
-    // In DER order already: the SET OF's own sort encodes both sides of every comparison.
-    standard.sort_by_cached_key(|a| a.to_der().unwrap_or_default());
-    let attrs = SetOfVec::try_from(standard).map_err(enc)?;
+    let attrs = BerSetOf::from_vec(standard).map_err(enc)?;
     let to_sign = attrs.to_der().map_err(enc)?;
     let sig = signer.try_sign(&to_sign).map_err(|_| SignError::Signer)?;
     let sig = sig.to_bitstring().map_err(enc)?;

@@ -77,7 +77,10 @@ pub fn verify(der: &[u8], detached: Option<&[u8]>, trust: &Trust, now: SystemTim
         if let CertificateChoices::Certificate(c) = c {
             let der = c.to_der().map_err(|e| CmsError::Malformed(e.to_string()))?;
             cert::check_size(&der)?;
-            embedded.push(der);
+            // NSS carries the signer's certificate twice by default.
+            if !embedded.contains(&der) {
+                embedded.push(der);
+            }
         }
     }
     let mut signers = Vec::new();
