@@ -11,6 +11,7 @@ mod limits;
 mod mailclients;
 mod lifecycle;
 mod malformed;
+mod peers;
 mod pin;
 mod sign;
 mod smtp;

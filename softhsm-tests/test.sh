@@ -4,8 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . softhsm-tests/deps.sh
-# neomutt + tmux: the mail-client tests; postfix + Cyrus SASL: the relay; swaks: the SMTP client.
-ssmax_deps neomutt tmux postfix sasl2-bin libsasl2-modules swaks
+# neomutt + tmux: the mail-client tests; postfix + Cyrus SASL: the relay; swaks: the SMTP client;
+# NSS tools (cmsutil) and gpgsm: independent S/MIME peers.
+ssmax_deps neomutt tmux postfix sasl2-bin libsasl2-modules swaks libnss3-tools gpgsm
 ssmax_vicc_venv
 cargo test --locked
 # The YubiKey attestation path cannot run here (no YubiKey) but must keep compiling.
