@@ -160,3 +160,32 @@ fn decrypt_matches_recipients_named_by_subject_key_identifier() {
         assert!(stdout(&o).contains("The merger closes on Friday."));
     }
 }
+
+#[test]
+fn decrypt_reads_old_des_ede3_mail_and_says_the_algorithm_is_legacy() {
+    let tok = Tok::new();
+    let enc = openssl_encrypt(&tok, &pki().join("alice.pem"), "des3", &[]);
+    let o = decrypt(&tok, &enc);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(stdout(&o).contains("The merger closes on Friday."));
+    assert!(stderr(&o).contains("DES-EDE3-CBC, a legacy algorithm"), "{}", stderr(&o));
+}
+
+#[test]
+fn a_well_formed_envelope_with_an_algorithm_we_do_not_know_cannot_be_decrypted_and_is_not_malformed() {
+    let tok = Tok::new();
+    let enc = openssl_encrypt(&tok, &pki().join("alice.pem"), "aes256", &[]);
+    // aes-256-cbc (…1.42) → an unassigned arc of the same length (…1.43): well-formed, unknown.
+    let text = std::fs::read_to_string(&enc).unwrap();
+    let (head, body) = text.split_once("\n\n").unwrap();
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let mut der = b64.decode(body.replace(['\n', '\r'], "")).unwrap();
+    let oid = [0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x01, 0x2a];
+    let at = der.windows(oid.len()).position(|w| w == oid).expect("aes-256-cbc in the envelope");
+    der[at + oid.len() - 1] = 0x2b;
+    let unknown = tok.write("unknown.eml", format!("{head}\n\n{}\n", b64.encode(&der)));
+    let o = decrypt(&tok, &unknown);
+    assert_clear_failure(&o, 6);
+    assert!(stderr(&o).contains("cannot decrypt: the content is encrypted with algorithm 2.16.840.1.101.3.4.1.43"), "{}", stderr(&o));
+}

@@ -23,11 +23,15 @@ fn nss_db(tok: &Tok, name: &str, with_bob: bool) -> PathBuf {
     std::fs::create_dir_all(&dir).unwrap();
     let db = format!("sql:{}", dir.display());
     ok(Command::new("certutil").args(["-N", "--empty-password", "-d", &db]));
-    ok(Command::new("certutil").args(["-A", "-n", "root", "-t", "C,C,C", "-d", &db, "-i"]).arg(p.join("root.pem")));
+    ok(Command::new("certutil")
+        .args(["-A", "-n", "root", "-t", "C,C,C", "-d", &db, "-i"])
+        .arg(p.join("root.pem")));
     if with_bob {
         let p12 = tok.path(&format!("{name}-bob.p12"));
         ok(Command::new("openssl")
-            .args(["pkcs12", "-export", "-name", "bob", "-passout", "pass:x", "-inkey"])
+            .args([
+                "pkcs12", "-export", "-name", "bob", "-passout", "pass:x", "-inkey",
+            ])
             .arg(p.join("bob.key"))
             .arg("-in")
             .arg(p.join("bob.pem"))
@@ -35,14 +39,21 @@ fn nss_db(tok: &Tok, name: &str, with_bob: bool) -> PathBuf {
             .arg(p.join("partnerca.pem"))
             .arg("-out")
             .arg(&p12));
-        ok(Command::new("pk12util").args(["-W", "x", "-d", &db, "-i"]).arg(&p12));
-        ok(Command::new("certutil").args(["-A", "-n", "alice", "-t", ",,", "-d", &db, "-i"]).arg(p.join("alice.pem")));
+        ok(Command::new("pk12util")
+            .args(["-W", "x", "-d", &db, "-i"])
+            .arg(&p12));
+        ok(Command::new("certutil")
+            .args(["-A", "-n", "alice", "-t", ",,", "-d", &db, "-i"])
+            .arg(p.join("alice.pem")));
     }
     dir
 }
 
 fn cmsutil(db: &Path, args: &[&str]) -> std::process::Output {
-    ok(Command::new("cmsutil").args(args).arg("-d").arg(format!("sql:{}", db.display())))
+    ok(Command::new("cmsutil")
+        .args(args)
+        .arg("-d")
+        .arg(format!("sql:{}", db.display())))
 }
 
 /// A private GnuPG home for gpgsm: bob's key imported from PKCS#12, the SSMAX root trusted,
@@ -56,26 +67,57 @@ impl Gpgsm {
         let p = pki();
         let home = tok.path(name);
         std::fs::create_dir_all(&home).unwrap();
-        std::fs::set_permissions(&home, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+        std::fs::set_permissions(&home, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+            .unwrap();
         std::fs::write(home.join("gpg-agent.conf"), "allow-loopback-pinentry\n").unwrap();
-        std::fs::write(home.join("gpgsm.conf"), "disable-crl-checks\ndisable-dirmngr\n").unwrap();
+        std::fs::write(
+            home.join("gpgsm.conf"),
+            "disable-crl-checks\ndisable-dirmngr\n",
+        )
+        .unwrap();
         let g = Gpgsm { home };
-        ok(&mut g.cmd(&["--import"]).arg(p.join("root.pem")));
-        let fpr = stdout(&ok(&mut g.cmd(&["--with-colons", "--fingerprint", "SSMAX Demo Root"])));
-        let fpr = fpr.lines().find_map(|l| l.strip_prefix("fpr:")).and_then(|l| l.split(':').nth(8)).expect("root fingerprint").to_string();
+        ok(g.cmd(&["--import"]).arg(p.join("root.pem")));
+        let fpr = stdout(&ok(&mut g.cmd(&[
+            "--with-colons",
+            "--fingerprint",
+            "SSMAX Demo Root",
+        ])));
+        let fpr = fpr
+            .lines()
+            .find_map(|l| l.strip_prefix("fpr:"))
+            .and_then(|l| l.split(':').nth(8))
+            .expect("root fingerprint")
+            .to_string();
         std::fs::write(g.home.join("trustlist.txt"), format!("{fpr} S relax\n")).unwrap();
         if with_bob {
             // gpgsm 2.2 reads PKCS#12 with 3DES key bags and a plain certificate bag only.
             let p12 = tok.path(&format!("{name}-bob.p12"));
             ok(Command::new("openssl")
-                .args(["pkcs12", "-export", "-name", "bob", "-keypbe", "PBE-SHA1-3DES", "-certpbe", "NONE", "-macalg", "sha1", "-passout", "pass:x", "-inkey"])
+                .args([
+                    "pkcs12",
+                    "-export",
+                    "-name",
+                    "bob",
+                    "-keypbe",
+                    "PBE-SHA1-3DES",
+                    "-certpbe",
+                    "NONE",
+                    "-macalg",
+                    "sha1",
+                    "-passout",
+                    "pass:x",
+                    "-inkey",
+                ])
                 .arg(p.join("bob.key"))
                 .arg("-in")
                 .arg(p.join("bob.pem"))
                 .arg("-out")
                 .arg(&p12));
-            g.with_passphrase(&mut g.cmd(&["--import"]).arg(&p12));
-            ok(&mut g.cmd(&["--import"]).arg(p.join("partnerca.pem")).arg(p.join("orgca.pem")).arg(p.join("alice.pem")));
+            g.with_passphrase(g.cmd(&["--import"]).arg(&p12));
+            ok(g.cmd(&["--import"])
+                .arg(p.join("partnerca.pem"))
+                .arg(p.join("orgca.pem"))
+                .arg(p.join("alice.pem")));
         }
         g
     }
@@ -83,14 +125,24 @@ impl Gpgsm {
     fn cmd(&self, args: &[&str]) -> Command {
         let mut c = Command::new("gpgsm");
         // Options end at the first file name: the passphrase descriptor goes first, always.
-        c.env("GNUPGHOME", &self.home).args(["--batch", "--pinentry-mode", "loopback", "--passphrase-fd", "0"]).args(args);
+        c.env("GNUPGHOME", &self.home)
+            .args([
+                "--batch",
+                "--pinentry-mode",
+                "loopback",
+                "--passphrase-fd",
+                "0",
+            ])
+            .args(args);
         c
     }
 
     /// The passphrase of the imported key on descriptor 0, as gpgsm's loopback mode reads it.
     fn with_passphrase(&self, cmd: &mut Command) -> std::process::Output {
         use std::io::Write;
-        cmd.stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+        cmd.stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
         let mut child = cmd.spawn().expect("gpgsm");
         child.stdin.take().unwrap().write_all(b"x\n").unwrap();
         let out = child.wait_with_output().unwrap();
@@ -101,13 +153,19 @@ impl Gpgsm {
 
 impl Drop for Gpgsm {
     fn drop(&mut self) {
-        let _ = Command::new("gpgconf").env("GNUPGHOME", &self.home).args(["--kill", "all"]).output();
+        let _ = Command::new("gpgconf")
+            .env("GNUPGHOME", &self.home)
+            .args(["--kill", "all"])
+            .output();
     }
 }
 
 fn b64_lines(der: &[u8]) -> String {
     let s = base64::engine::general_purpose::STANDARD.encode(der);
-    s.as_bytes().chunks(76).map(|l| format!("{}\r\n", std::str::from_utf8(l).unwrap())).collect()
+    s.as_bytes()
+        .chunks(76)
+        .map(|l| format!("{}\r\n", std::str::from_utf8(l).unwrap()))
+        .collect()
 }
 
 const BOB_HEADERS: &str = "From: Bob Partner <bob@partner.example>\r\nTo: Alice Example <alice@example.jp>\r\nSubject: contract\r\nDate: Wed, 02 Dec 2026 10:00:00 +0900\r\nMIME-Version: 1.0\r\n";
@@ -129,7 +187,11 @@ fn pkcs7_mime(smime_type: &str, der: &[u8]) -> String {
 }
 
 fn assert_ber(der: &[u8], who: &str) {
-    assert_eq!(&der[..2], &[0x30, 0x80], "{who} writes indefinite lengths; the test must keep its output as produced");
+    assert_eq!(
+        &der[..2],
+        &[0x30, 0x80],
+        "{who} writes indefinite lengths; the test must keep its output as produced"
+    );
 }
 
 /// The peer's signed mail verifies with bob's chain up to the root on alice's token; one byte
@@ -139,8 +201,14 @@ fn signed_mail_verifies_and_a_tamper_fails(tok: &Tok, name: &str, mail: &str) {
     let o = run(tok.cmd().args(["verify", "--in"]).arg(&file));
     assert_eq!(code(&o), 0, "{name}: {}", stderr(&o));
     let s = stdout(&o);
-    assert!(s.contains("Good signature from CN=Bob Partner,O=Partner Org <bob@partner.example>"), "{name}: {s}");
-    assert!(s.contains("From matches: bob@partner.example"), "{name}: {s}");
+    assert!(
+        s.contains("Good signature from CN=Bob Partner,O=Partner Org <bob@partner.example>"),
+        "{name}: {s}"
+    );
+    assert!(
+        s.contains("From matches: bob@partner.example"),
+        "{name}: {s}"
+    );
     let tampered = tampered_text(mail);
     let file = tok.write(&format!("{name}-tampered.eml"), tampered);
     let o = run(tok.cmd().args(["verify", "--in"]).arg(&file));
@@ -153,8 +221,13 @@ fn tampered_text(mail: &str) -> String {
         return mail.replace("the contract is signed", "the contrast is signed");
     }
     let (head, body) = mail.split_once("\r\n\r\n").unwrap();
-    let mut der = base64::engine::general_purpose::STANDARD.decode(body.replace("\r\n", "")).unwrap();
-    let at = der.windows(8).position(|w| w == b"contract").expect("the content is inside the CMS");
+    let mut der = base64::engine::general_purpose::STANDARD
+        .decode(body.replace("\r\n", ""))
+        .unwrap();
+    let at = der
+        .windows(8)
+        .position(|w| w == b"contract")
+        .expect("the content is inside the CMS");
     der[at + 6] = b's';
     format!("{head}\r\n\r\n{}", b64_lines(&der))
 }
@@ -165,18 +238,59 @@ fn nss_signed_mail_verifies_detached_and_opaque() {
     let db = nss_db(&tok, "nss", true);
     let entity = tok.write("entity.txt", BOB_ENTITY);
     let sig = tok.path("nss.p7s");
-    cmsutil(&db, &["-S", "-T", "-N", "bob", "-G", "-P", "-i", entity.to_str().unwrap(), "-o", sig.to_str().unwrap()]);
+    cmsutil(
+        &db,
+        &[
+            "-S",
+            "-T",
+            "-N",
+            "bob",
+            "-G",
+            "-P",
+            "-i",
+            entity.to_str().unwrap(),
+            "-o",
+            sig.to_str().unwrap(),
+        ],
+    );
     let sig = std::fs::read(&sig).unwrap();
     assert_ber(&sig, "cmsutil");
     let bob = std::fs::read(pki().join("bob.der")).unwrap();
-    assert_eq!(sig.windows(bob.len()).filter(|w| *w == bob.as_slice()).count(), 2, "NSS carries the signer's certificate twice");
-    signed_mail_verifies_and_a_tamper_fails(&tok, "nss-detached", &multipart_signed(BOB_ENTITY, &sig));
+    assert_eq!(
+        sig.windows(bob.len())
+            .filter(|w| *w == bob.as_slice())
+            .count(),
+        2,
+        "NSS carries the signer's certificate twice"
+    );
+    signed_mail_verifies_and_a_tamper_fails(
+        &tok,
+        "nss-detached",
+        &multipart_signed(BOB_ENTITY, &sig),
+    );
 
     let opaque = tok.path("nss.p7m");
-    cmsutil(&db, &["-S", "-N", "bob", "-G", "-P", "-i", entity.to_str().unwrap(), "-o", opaque.to_str().unwrap()]);
+    cmsutil(
+        &db,
+        &[
+            "-S",
+            "-N",
+            "bob",
+            "-G",
+            "-P",
+            "-i",
+            entity.to_str().unwrap(),
+            "-o",
+            opaque.to_str().unwrap(),
+        ],
+    );
     let opaque = std::fs::read(&opaque).unwrap();
     assert_ber(&opaque, "cmsutil");
-    signed_mail_verifies_and_a_tamper_fails(&tok, "nss-opaque", &pkcs7_mime("signed-data", &opaque));
+    signed_mail_verifies_and_a_tamper_fails(
+        &tok,
+        "nss-opaque",
+        &pkcs7_mime("signed-data", &opaque),
+    );
 }
 
 #[test]
@@ -186,14 +300,33 @@ fn nss_encrypted_mail_decrypts_on_the_token() {
     let entity = tok.write("entity.txt", BOB_ENTITY);
     let env = tok.path("nss-env.p7m");
     // cmsutil makes RSA key transport (PKCS#1 v1.5) with AES-CBC; it cannot make ECDH recipients.
-    cmsutil(&db, &["-E", "-r", "alice", "-i", entity.to_str().unwrap(), "-o", env.to_str().unwrap()]);
+    cmsutil(
+        &db,
+        &[
+            "-E",
+            "-r",
+            "alice",
+            "-i",
+            entity.to_str().unwrap(),
+            "-o",
+            env.to_str().unwrap(),
+        ],
+    );
     let env = std::fs::read(&env).unwrap();
     assert_ber(&env, "cmsutil");
     let mail = tok.write("nss-env.eml", pkcs7_mime("enveloped-data", &env));
     let o = run(&mut tok.with_pin(&["decrypt", "--in", mail.to_str().unwrap()]));
     assert_eq!(code(&o), 0, "{}", stderr(&o));
-    assert!(stdout(&o).contains("the contract is signed."), "{}", stdout(&o));
-    assert!(stderr(&o).contains("RSA PKCS#1 v1.5, AES-"), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("the contract is signed."),
+        "{}",
+        stdout(&o)
+    );
+    assert!(
+        stderr(&o).contains("RSA PKCS#1 v1.5, AES-"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 #[test]
@@ -202,16 +335,46 @@ fn gpgsm_signed_mail_verifies_detached_and_opaque() {
     let g = Gpgsm::new(&tok, "gnupg", true);
     let entity = tok.write("entity.txt", BOB_ENTITY);
     let sig = tok.path("gpgsm.p7s");
-    g.with_passphrase(g.cmd(&["-u", "bob@partner.example", "--include-certs", "-1", "--detach-sign", "-o"]).arg(&sig).arg(&entity));
+    g.with_passphrase(
+        g.cmd(&[
+            "-u",
+            "bob@partner.example",
+            "--include-certs",
+            "-1",
+            "--detach-sign",
+            "-o",
+        ])
+        .arg(&sig)
+        .arg(&entity),
+    );
     let sig = std::fs::read(&sig).unwrap();
     assert_ber(&sig, "gpgsm");
-    signed_mail_verifies_and_a_tamper_fails(&tok, "gpgsm-detached", &multipart_signed(BOB_ENTITY, &sig));
+    signed_mail_verifies_and_a_tamper_fails(
+        &tok,
+        "gpgsm-detached",
+        &multipart_signed(BOB_ENTITY, &sig),
+    );
 
     let opaque = tok.path("gpgsm.p7m");
-    g.with_passphrase(g.cmd(&["-u", "bob@partner.example", "--include-certs", "-1", "--sign", "-o"]).arg(&opaque).arg(&entity));
+    g.with_passphrase(
+        g.cmd(&[
+            "-u",
+            "bob@partner.example",
+            "--include-certs",
+            "-1",
+            "--sign",
+            "-o",
+        ])
+        .arg(&opaque)
+        .arg(&entity),
+    );
     let opaque = std::fs::read(&opaque).unwrap();
     assert_ber(&opaque, "gpgsm");
-    signed_mail_verifies_and_a_tamper_fails(&tok, "gpgsm-opaque", &pkcs7_mime("signed-data", &opaque));
+    signed_mail_verifies_and_a_tamper_fails(
+        &tok,
+        "gpgsm-opaque",
+        &pkcs7_mime("signed-data", &opaque),
+    );
 }
 
 #[test]
@@ -220,21 +383,41 @@ fn gpgsm_encrypted_mail_decrypts_on_the_token() {
     let g = Gpgsm::new(&tok, "gnupg", true);
     let entity = tok.write("entity.txt", BOB_ENTITY);
     let env = tok.path("gpgsm-env.p7m");
-    ok(&mut g.cmd(&["-r", "alice@example.jp", "--encrypt", "-o"]).arg(&env).arg(&entity));
+    ok(g.cmd(&["-r", "alice@example.jp", "--encrypt", "-o"])
+        .arg(&env)
+        .arg(&entity));
     let env = std::fs::read(&env).unwrap();
     assert_ber(&env, "gpgsm");
     let mail = tok.write("gpgsm-env.eml", pkcs7_mime("enveloped-data", &env));
     let o = run(&mut tok.with_pin(&["decrypt", "--in", mail.to_str().unwrap()]));
     assert_eq!(code(&o), 0, "{}", stderr(&o));
-    assert!(stdout(&o).contains("the contract is signed."), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains("the contract is signed."),
+        "{}",
+        stdout(&o)
+    );
 }
 
 /// Our detached signature over `entity`, made on alice's token with the key `key_id`.
 fn our_signature(tok: &Tok, key_id: &str) -> (PathBuf, PathBuf) {
-    let entity = tok.write("ours-entity.txt", "Content-Type: text/plain; charset=utf-8\r\n\r\nFrom the card.\r\n");
+    let entity = tok.write(
+        "ours-entity.txt",
+        "Content-Type: text/plain; charset=utf-8\r\n\r\nFrom the card.\r\n",
+    );
     let sig = tok.path(&format!("ours-{key_id}.p7s"));
     let key = format!("pkcs11:id=%{key_id}");
-    ok(&mut tok.with_pin(&["sign", "--key", &key, "--signature-only", "--from", "alice@example.jp", "--in", entity.to_str().unwrap(), "--out", sig.to_str().unwrap()]));
+    ok(&mut tok.with_pin(&[
+        "sign",
+        "--key",
+        &key,
+        "--signature-only",
+        "--from",
+        "alice@example.jp",
+        "--in",
+        entity.to_str().unwrap(),
+        "--out",
+        sig.to_str().unwrap(),
+    ]));
     (entity, sig)
 }
 
@@ -245,13 +428,47 @@ fn our_signatures_verify_in_nss_trusting_only_the_root() {
     let db = nss_db(&tok, "nss-root-only", false);
     for key_id in ["01", "02"] {
         let (entity, sig) = our_signature(&tok, key_id);
-        let o = cmsutil(&db, &["-D", "-n", "-h", "1", "-i", sig.to_str().unwrap(), "-c", entity.to_str().unwrap()]);
+        let o = cmsutil(
+            &db,
+            &[
+                "-D",
+                "-n",
+                "-h",
+                "1",
+                "-i",
+                sig.to_str().unwrap(),
+                "-c",
+                entity.to_str().unwrap(),
+            ],
+        );
         let report = stdout(&o);
-        assert!(report.contains("signer0.status=GoodSignature"), "key {key_id}: {report}");
+        assert!(
+            report.contains("signer0.status=GoodSignature"),
+            "key {key_id}: {report}"
+        );
         // NSS checks the certificate chain for e-mail signing as part of GoodSignature.
-        let bad = tok.write("tampered-entity.txt", "Content-Type: text/plain; charset=utf-8\r\n\r\nFrom the cart.\r\n");
-        let o = run(Command::new("cmsutil").args(["-D", "-n", "-h", "1", "-i", sig.to_str().unwrap(), "-c", bad.to_str().unwrap(), "-d"]).arg(format!("sql:{}", db.display())));
-        assert!(!stdout(&o).contains("GoodSignature"), "NSS must refuse a tampered content: {}", stdout(&o));
+        let bad = tok.write(
+            "tampered-entity.txt",
+            "Content-Type: text/plain; charset=utf-8\r\n\r\nFrom the cart.\r\n",
+        );
+        let o = run(Command::new("cmsutil")
+            .args([
+                "-D",
+                "-n",
+                "-h",
+                "1",
+                "-i",
+                sig.to_str().unwrap(),
+                "-c",
+                bad.to_str().unwrap(),
+                "-d",
+            ])
+            .arg(format!("sql:{}", db.display())));
+        assert!(
+            !stdout(&o).contains("GoodSignature"),
+            "NSS must refuse a tampered content: {}",
+            stdout(&o)
+        );
     }
 }
 
@@ -261,8 +478,12 @@ fn our_signatures_verify_in_gpgsm_trusting_only_the_root() {
     let g = Gpgsm::new(&tok, "gnupg-root-only", false);
     for key_id in ["01", "02"] {
         let (entity, sig) = our_signature(&tok, key_id);
-        let o = run(&mut g.cmd(&["--verify"]).arg(&sig).arg(&entity));
+        let o = run(g.cmd(&["--verify"]).arg(&sig).arg(&entity));
         let e = stderr(&o);
-        assert!(o.status.success() && e.contains("Good signature from \"/CN=Alice Example/O=Example Org\""), "key {key_id}: {e}");
+        assert!(
+            o.status.success()
+                && e.contains("Good signature from \"/CN=Alice Example/O=Example Org\""),
+            "key {key_id}: {e}"
+        );
     }
 }

@@ -192,3 +192,59 @@ fn verify_rejects_a_malformed_anchor_file_as_usage_error() {
     let o = run(tok.cmd().args(["verify", "--in"]).arg(&signed).arg("--ca").arg(&bad));
     assert_clear_failure(&o, 2);
 }
+
+/// bob's software key signs with openssl, RSA-PSS with the given parameters.
+fn pss_signed(tok: &Tok, md: &str, salt: &str, mgf: &str) -> PathBuf {
+    let p = pki();
+    let body = tok.write("body.txt", "Content-Type: text/plain\r\n\r\nPSS from another writer\r\n");
+    let out = tok.path(&format!("pss-{md}-{salt}-{mgf}.eml"));
+    ok(Command::new("openssl")
+        .args(["cms", "-sign", "-in"])
+        .arg(&body)
+        .arg("-signer")
+        .arg(p.join("bob.pem"))
+        .arg("-inkey")
+        .arg(p.join("bob.key"))
+        .arg("-certfile")
+        .arg(p.join("partnerca.pem"))
+        .args(["-md", md, "-keyopt", "rsa_padding_mode:pss", "-keyopt", &format!("rsa_pss_saltlen:{salt}"), "-keyopt", &format!("rsa_mgf1_md:{mgf}")])
+        .args(["-from", "bob@partner.example", "-to", "alice@example.jp", "-subject", "pss", "-out"])
+        .arg(&out));
+    out
+}
+
+#[test]
+fn verify_accepts_rsa_pss_with_any_salt_length_and_mgf1_hash() {
+    let tok = Tok::new();
+    for (md, salt, mgf, name) in [
+        ("sha256", "32", "sha256", "RSA-PSS SHA-256\n"),
+        ("sha256", "20", "sha256", "RSA-PSS SHA-256 (salt 20 bytes)"),
+        ("sha384", "0", "sha384", "RSA-PSS SHA-384 (salt 0 bytes)"),
+        ("sha512", "max", "sha512", "RSA-PSS SHA-512 (salt 190 bytes)"),
+        ("sha256", "64", "sha512", "RSA-PSS SHA-256 (salt 64 bytes, MGF1 SHA-512)"),
+        ("sha512", "20", "sha256", "RSA-PSS SHA-512 (salt 20 bytes, MGF1 SHA-256)"),
+    ] {
+        let signed = pss_signed(&tok, md, salt, mgf);
+        let o = verify(&tok, &signed);
+        assert_eq!(code(&o), 0, "{md} salt {salt} mgf {mgf}: {}", stderr(&o));
+        assert!(stdout(&o).contains(&format!("algorithm:    {name}")), "{md} salt {salt} mgf {mgf}: {}", stdout(&o));
+        let tampered = tok.write("pss-tampered.eml", std::fs::read_to_string(&signed).unwrap().replace("PSS from another", "PSS from anOther"));
+        assert_clear_failure(&verify(&tok, &tampered), 1);
+    }
+}
+
+#[test]
+fn a_sha1_signature_is_a_verification_failure_that_names_sha1() {
+    let tok = Tok::new();
+    for signed in [pss_signed(&tok, "sha1", "20", "sha1"), {
+        let p = pki();
+        let body = tok.write("body.txt", "Content-Type: text/plain\r\n\r\nold client\r\n");
+        let out = tok.path("sha1.eml");
+        ok(Command::new("openssl").args(["cms", "-sign", "-md", "sha1", "-in"]).arg(&body).arg("-signer").arg(p.join("bob.pem")).arg("-inkey").arg(p.join("bob.key")).args(["-from", "bob@partner.example", "-out"]).arg(&out));
+        out
+    }] {
+        let o = verify(&tok, &signed);
+        assert_clear_failure(&o, 1);
+        assert!(stderr(&o).contains("uses SHA-1, which is refused"), "{}", stderr(&o));
+    }
+}

@@ -71,7 +71,7 @@ impl From<CmsError> for Failure {
             CmsError::Token(t) => t.into(),
             CmsError::Malformed(_) | CmsError::Unsupported(_) => Failure::new(Exit::Usage, e.to_string()),
             CmsError::Verify(_) | CmsError::Decrypt(_) => Failure::new(Exit::VerificationFailed, e.to_string()),
-            CmsError::NoKey(_) => Failure::new(Exit::NoKey, e.to_string()),
+            CmsError::NoKey(_) | CmsError::CannotDecrypt(_) => Failure::new(Exit::NoKey, e.to_string()),
         }
     }
 }

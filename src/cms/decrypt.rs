@@ -40,6 +40,8 @@ pub trait Decryptor {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ContentAlg {
+    /// DES-EDE3-CBC: read so that old mail stays readable, never written.
+    DesEde3Cbc,
     AesCbc(usize),
     AesGcm(usize),
     ChaCha20Poly1305,
@@ -48,6 +50,7 @@ pub enum ContentAlg {
 impl ContentAlg {
     pub fn name(self) -> String {
         match self {
+            ContentAlg::DesEde3Cbc => "DES-EDE3-CBC, a legacy algorithm".into(),
             ContentAlg::AesCbc(n) => format!("AES-{}-CBC", n * 8),
             ContentAlg::AesGcm(n) => format!("AES-{}-GCM", n * 8),
             ContentAlg::ChaCha20Poly1305 => "ChaCha20-Poly1305".into(),
@@ -65,7 +68,7 @@ pub struct Opened {
 
 pub(crate) const ID_RSAES_OAEP: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.7");
 pub(crate) const ID_MGF1: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.8");
-const ID_SHA1: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.14.3.2.26");
+pub(crate) const ID_SHA1: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.14.3.2.26");
 const ID_CHACHA20_POLY1305: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.9.16.3.18");
 const ID_P_SPECIFIED: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.9");
 
@@ -98,7 +101,7 @@ struct EccCmsSharedInfo {
     supp_pub_info: OctetString,
 }
 
-fn hash_of(oid: &ObjectIdentifier) -> Option<OaepHash> {
+pub(crate) fn hash_of(oid: &ObjectIdentifier) -> Option<OaepHash> {
     match *oid {
         ID_SHA1 => Some(OaepHash::Sha1),
         rfc5912::ID_SHA_256 => Some(OaepHash::Sha256),
@@ -199,7 +202,7 @@ fn without_content(der: &[u8]) -> Option<(Vec<u8>, Vec<std::ops::Range<usize>>)>
     (pos + hl + cl == eci_end).then_some(())?;
     let field = pos..eci_end;
     let content = if h.tag == (Tag::ContextSpecific { constructed: false, number: TagNumber::N0 }) {
-        vec![pos + hl..eci_end]
+        std::iter::once(pos + hl..eci_end).collect()
     } else if h.tag == (Tag::ContextSpecific { constructed: true, number: TagNumber::N0 }) {
         let mut chunks = Vec::new();
         let mut at = pos + hl;
@@ -455,10 +458,10 @@ fn recover_cek(infos: &SetOfVec<RecipientInfo>, keys: &mut dyn Decryptor) -> Res
                             .ok_or_else(|| CmsError::Decrypt("the content key does not unwrap with the key on the token (OAEP padding check failed)".into()))?;
                         (m, name)
                     } else {
-                        return Err(CmsError::Unsupported(format!("the token offers neither OAEP with {} nor raw RSA", hash.name())));
+                        return Err(CmsError::CannotDecrypt(format!("the token offers neither OAEP with {} nor raw RSA", hash.name())));
                     }
                 } else {
-                    return Err(CmsError::Unsupported(format!("key transport algorithm {}", k.key_enc_alg.oid)));
+                    return Err(CmsError::CannotDecrypt(format!("key transport algorithm {}", k.key_enc_alg.oid)));
                 };
                 return Ok((cek, name, who));
             }
@@ -472,7 +475,7 @@ fn recover_cek(infos: &SetOfVec<RecipientInfo>, keys: &mut dyn Decryptor) -> Res
                     let Some(idx) = idx else { continue };
                     let who = cert::subject(&certs[idx]);
                     let OriginatorIdentifierOrKey::OriginatorKey(opk) = &kari.originator else {
-                        return Err(CmsError::Unsupported("key agreement with a static originator key".into()));
+                        return Err(CmsError::CannotDecrypt("key agreement with a static originator key".into()));
                     };
                     let point = opk.public_key.as_bytes().ok_or_else(|| CmsError::Malformed("originator key is not whole bytes".into()))?;
                     let (kdf_hash, wrap) = kari_algs(&kari.key_enc_alg)?;
@@ -509,7 +512,7 @@ fn oaep_params(alg: &spki::AlgorithmIdentifierOwned) -> Result<(OaepHash, OaepHa
         None => OaepParams { hash: None, mgf: None, psource: None },
     };
     let hash = match &p.hash {
-        Some(h) => hash_of(&h.oid).ok_or_else(|| CmsError::Unsupported(format!("OAEP hash {}", h.oid)))?,
+        Some(h) => hash_of(&h.oid).ok_or_else(|| CmsError::CannotDecrypt(format!("OAEP hash {}", h.oid)))?,
         None => OaepHash::Sha1,
     };
     let mgf = match &p.mgf {
@@ -520,9 +523,9 @@ fn oaep_params(alg: &spki::AlgorithmIdentifierOwned) -> Result<(OaepHash, OaepHa
                 .ok_or_else(|| CmsError::Malformed("MGF1 without a hash".into()))?
                 .decode_as()
                 .map_err(|e| CmsError::Malformed(format!("MGF1 hash: {e}")))?;
-            hash_of(&inner.oid).ok_or_else(|| CmsError::Unsupported(format!("MGF1 hash {}", inner.oid)))?
+            hash_of(&inner.oid).ok_or_else(|| CmsError::CannotDecrypt(format!("MGF1 hash {}", inner.oid)))?
         }
-        Some(m) => return Err(CmsError::Unsupported(format!("OAEP mask generation {}", m.oid))),
+        Some(m) => return Err(CmsError::CannotDecrypt(format!("OAEP mask generation {}", m.oid))),
         None => OaepHash::Sha1,
     };
     let label = match &p.psource {
@@ -530,7 +533,7 @@ fn oaep_params(alg: &spki::AlgorithmIdentifierOwned) -> Result<(OaepHash, OaepHa
             Some(v) => v.decode_as::<OctetString>().map_err(|e| CmsError::Malformed(format!("OAEP label: {e}")))?.as_bytes().to_vec(),
             None => Vec::new(),
         },
-        Some(ps) => return Err(CmsError::Unsupported(format!("OAEP label source {}", ps.oid))),
+        Some(ps) => return Err(CmsError::CannotDecrypt(format!("OAEP label source {}", ps.oid))),
         None => Vec::new(),
     };
     Ok((hash, mgf, label))
@@ -544,7 +547,7 @@ fn kari_algs(alg: &spki::AlgorithmIdentifierOwned) -> Result<(OaepHash, ObjectId
         "1.3.132.1.11.1" | "1.3.132.1.14.1" => OaepHash::Sha256,
         "1.3.132.1.11.2" | "1.3.132.1.14.2" => OaepHash::Sha384,
         "1.3.132.1.11.3" | "1.3.132.1.14.3" => OaepHash::Sha512,
-        other => return Err(CmsError::Unsupported(format!("key agreement algorithm {other} (X25519/HKDF and others are not supported yet)"))),
+        other => return Err(CmsError::CannotDecrypt(format!("key agreement algorithm {other} (X25519/HKDF and others are not supported yet)"))),
     };
     let wrap: spki::AlgorithmIdentifierOwned = alg
         .parameters
@@ -560,7 +563,7 @@ fn wrap_key_len(oid: &ObjectIdentifier) -> Result<usize, CmsError> {
         "2.16.840.1.101.3.4.1.5" => Ok(16),
         "2.16.840.1.101.3.4.1.25" => Ok(24),
         "2.16.840.1.101.3.4.1.45" => Ok(32),
-        other => Err(CmsError::Unsupported(format!("key-wrap algorithm {other}"))),
+        other => Err(CmsError::CannotDecrypt(format!("key-wrap algorithm {other}"))),
     }
 }
 
@@ -619,10 +622,12 @@ fn content_alg(eci: &EncryptedContentInfo, authenticated: bool) -> Result<Conten
         "2.16.840.1.101.3.4.1.26" => ContentAlg::AesGcm(24),
         "2.16.840.1.101.3.4.1.46" => ContentAlg::AesGcm(32),
         _ if eci.content_enc_alg.oid == ID_CHACHA20_POLY1305 => ContentAlg::ChaCha20Poly1305,
-        "1.2.840.113549.3.7" => return Err(CmsError::Unsupported("content encrypted with 3DES (des-ede3-cbc); ask the sender to use AES".into())),
-        other => return Err(CmsError::Unsupported(format!("content encryption algorithm {other}"))),
+        "1.2.840.113549.3.7" => ContentAlg::DesEde3Cbc,
+        "1.2.840.113549.3.2" => return Err(CmsError::CannotDecrypt("the content is encrypted with RC2, which is refused as broken: ask the sender to use AES".into())),
+        "1.3.14.3.2.7" => return Err(CmsError::CannotDecrypt("the content is encrypted with single DES, which is refused as broken: ask the sender to use AES".into())),
+        other => return Err(CmsError::CannotDecrypt(format!("the content is encrypted with algorithm {other}, which ssmax-card does not know"))),
     };
-    let aead = !matches!(alg, ContentAlg::AesCbc(_));
+    let aead = !matches!(alg, ContentAlg::AesCbc(_) | ContentAlg::DesEde3Cbc);
     if aead != authenticated {
         return Err(CmsError::Malformed(format!("{} must be used with {}", alg.name(), if aead { "AuthEnvelopedData" } else { "EnvelopedData" })));
     }
@@ -631,6 +636,7 @@ fn content_alg(eci: &EncryptedContentInfo, authenticated: bool) -> Result<Conten
 
 fn decrypt_content(alg: ContentAlg, eci: &EncryptedContentInfo, cek: &[u8], mut buf: Vec<u8>, auth: Option<&(Option<Vec<u8>>, Vec<u8>)>) -> Result<Vec<u8>, CmsError> {
     let key_len = match alg {
+        ContentAlg::DesEde3Cbc => 24,
         ContentAlg::AesCbc(n) | ContentAlg::AesGcm(n) => n,
         ContentAlg::ChaCha20Poly1305 => 32,
     };
@@ -641,6 +647,17 @@ fn decrypt_content(alg: ContentAlg, eci: &EncryptedContentInfo, cek: &[u8], mut 
     let params = eci.content_enc_alg.parameters.as_ref().ok_or_else(|| CmsError::Malformed(format!("{} without parameters", alg.name())))?;
     let integrity = || CmsError::Decrypt("integrity check failed: the message was altered or the key is wrong".into());
     match alg {
+        ContentAlg::DesEde3Cbc => {
+            use cbc::cipher::{block_padding::Pkcs7, BlockModeDecrypt, KeyIvInit};
+            let iv = params.decode_as::<OctetString>().map_err(|e| CmsError::Malformed(format!("CBC IV: {e}")))?;
+            let len = cbc::Decryptor::<des::TdesEde3>::new_from_slices(cek, iv.as_bytes())
+                .map_err(|_| CmsError::Malformed("DES-EDE3-CBC IV is not 8 bytes".into()))?
+                .decrypt_padded::<Pkcs7>(&mut buf)
+                .map_err(|_| CmsError::Decrypt("content does not decrypt (bad padding): the message was altered or the key is wrong".into()))?
+                .len();
+            buf.truncate(len);
+            Ok(buf)
+        }
         ContentAlg::AesCbc(n) => {
             use cbc::cipher::{block_padding::Pkcs7, BlockModeDecrypt, KeyIvInit};
             let iv = params.decode_as::<OctetString>().map_err(|e| CmsError::Malformed(format!("CBC IV: {e}")))?;
@@ -664,10 +681,10 @@ fn decrypt_content(alg: ContentAlg, eci: &EncryptedContentInfo, cek: &[u8], mut 
             let (aad, tag) = auth.ok_or_else(|| CmsError::Malformed("GCM without a MAC".into()))?;
             let icv = p.icv_len.unwrap_or(12) as usize;
             if tag.len() != icv || icv != 16 {
-                return Err(CmsError::Unsupported(format!("AES-GCM with a {}-byte tag (16 supported)", tag.len())));
+                return Err(CmsError::CannotDecrypt(format!("AES-GCM with a {}-byte tag (16 supported)", tag.len())));
             }
             if p.nonce.as_bytes().len() != 12 {
-                return Err(CmsError::Unsupported(format!("AES-GCM with a {}-byte nonce (12 supported)", p.nonce.as_bytes().len())));
+                return Err(CmsError::CannotDecrypt(format!("AES-GCM with a {}-byte nonce (12 supported)", p.nonce.as_bytes().len())));
             }
             let nonce = aes_gcm::Nonce::<aes_gcm::aead::consts::U12>::try_from(p.nonce.as_bytes()).map_err(|_| integrity())?;
             let aad = aad.as_deref().unwrap_or(&[]);

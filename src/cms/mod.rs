@@ -8,6 +8,7 @@ pub mod cert;
 pub mod decrypt;
 pub mod encrypt;
 pub mod oaep;
+pub mod pss;
 pub mod sign;
 pub mod signed;
 pub mod verify;
@@ -30,8 +31,13 @@ pub const MAX_CERT_SIZE: usize = 64 * 1024;
 pub enum CmsError {
     #[error("malformed CMS: {0}")]
     Malformed(String),
+    /// Something we are asked to write that we do not (encrypting to an unknown key type).
     #[error("unsupported: {0}")]
     Unsupported(String),
+    /// A well-formed envelope we cannot open: an algorithm we refuse or do not know, or a key
+    /// the token cannot use for it. Not malformed input.
+    #[error("cannot decrypt: {0}")]
+    CannotDecrypt(String),
     #[error("verification failed: {0}")]
     Verify(String),
     #[error("decryption failed: {0}")]

@@ -15,12 +15,21 @@ pub enum OaepHash {
 }
 
 impl OaepHash {
-    fn hasher(self) -> Box<dyn DynDigest> {
+    pub(crate) fn hasher(self) -> Box<dyn DynDigest> {
         match self {
             OaepHash::Sha1 => Box::new(sha1::Sha1::new()),
             OaepHash::Sha256 => Box::new(sha2::Sha256::new()),
             OaepHash::Sha384 => Box::new(sha2::Sha384::new()),
             OaepHash::Sha512 => Box::new(sha2::Sha512::new()),
+        }
+    }
+
+    pub fn output_len(self) -> usize {
+        match self {
+            OaepHash::Sha1 => 20,
+            OaepHash::Sha256 => 32,
+            OaepHash::Sha384 => 48,
+            OaepHash::Sha512 => 64,
         }
     }
 
@@ -34,7 +43,7 @@ impl OaepHash {
     }
 }
 
-fn mgf1_xor(out: &mut [u8], hash: OaepHash, seed: &[u8]) {
+pub(crate) fn mgf1_xor(out: &mut [u8], hash: OaepHash, seed: &[u8]) {
     let mut counter = 0u32;
     let mut done = 0;
     while done < out.len() {

@@ -29,7 +29,7 @@ pub struct SignerReport {
     /// Subjects from the signer up to the anchor.
     pub chain: Vec<String>,
     pub signing_time: Option<SystemTime>,
-    pub algorithm: &'static str,
+    pub algorithm: String,
     pub not_after: SystemTime,
     /// The signer's own certificate was given as a trust anchor (no issuer chain).
     pub pinned: bool,
@@ -125,7 +125,7 @@ fn verify_signer(
             let md = md.decode_as::<der::asn1::OctetString>().map_err(|e| CmsError::Malformed(format!("message digest: {e}")))?;
             let computed = match hash {
                 Some(h) => h.digest(content),
-                None => return Err(CmsError::Unsupported(format!("digest algorithm {digest_alg} (SHA-1 and unknown digests are refused)"))),
+                None => return Err(refused(&who, digest_alg)),
             };
             if md.as_bytes() != computed.as_slice() {
                 return Err(CmsError::Verify(format!("the content does not match the signature of {who}: the mail was altered after signing")));
@@ -141,11 +141,19 @@ fn verify_signer(
         }
         None => content.to_vec(),
     };
-    let (alg, alg_name) = signature_alg(si, &signer)?;
+    let (check, alg_name) = signature_alg(si, &signer, &who)?;
     let cert_der = CertificateDer::from(signer_der.as_slice());
     let ee = webpki::EndEntityCert::try_from(&cert_der).map_err(|e| CmsError::Verify(format!("the certificate of {who} is not acceptable: {e:?}")))?;
-    ee.verify_signature(alg, &signed_bytes, si.signature.as_bytes())
-        .map_err(|e| CmsError::Verify(format!("the signature of {who} does not verify ({e:?}): the mail was altered or signed with another key")))?;
+    let altered = |why: String| CmsError::Verify(format!("the signature of {who} does not verify ({why}): the mail was altered or signed with another key"));
+    match check {
+        Check::Webpki(alg) => ee.verify_signature(alg, &signed_bytes, si.signature.as_bytes()).map_err(|e| altered(format!("{e:?}")))?,
+        Check::Pss(p) => {
+            let key = signer.tbs_certificate.subject_public_key_info.subject_public_key.raw_bytes();
+            if !super::pss::verify(key, p, &signed_bytes, si.signature.as_bytes()) {
+                return Err(altered("RSA-PSS".into()));
+            }
+        }
+    }
 
     cert::check_signing_usage(&signer).map_err(|r| CmsError::Verify(format!("the certificate of {who} may not sign mail: {r}")))?;
     let pinned = trust.anchors.iter().any(|a| *a == signer_der);
@@ -252,45 +260,103 @@ fn parse_time(t: &der::Any) -> Result<SystemTime, CmsError> {
     }
 }
 
-/// The rustls-webpki algorithm for a SignerInfo, from its signature algorithm, digest and the
-/// signer's key.
-fn signature_alg(si: &SignerInfo, signer: &Certificate) -> Result<(&'static dyn SignatureVerificationAlgorithm, &'static str), CmsError> {
+/// How a signature is checked: rustls-webpki for what it knows, pss.rs for RSA-PSS with other
+/// parameters.
+enum Check {
+    Webpki(&'static dyn SignatureVerificationAlgorithm),
+    Pss(super::pss::Params),
+}
+
+/// A name for the digests and signature algorithms we refuse, for the message that says so.
+fn refused_name(oid: &der::oid::ObjectIdentifier) -> Option<&'static str> {
+    Some(match oid.to_string().as_str() {
+        "1.3.14.3.2.26" | "1.2.840.113549.1.1.5" | "1.2.840.10045.4.1" | "1.2.840.10040.4.3" => "SHA-1",
+        "1.2.840.113549.2.5" | "1.2.840.113549.1.1.4" => "MD5",
+        "1.2.840.113549.2.2" | "1.2.840.113549.1.1.2" => "MD2",
+        "2.16.840.1.101.3.4.2.4" | "1.2.840.113549.1.1.14" => "SHA-224",
+        _ => return None,
+    })
+}
+
+/// A well-formed signature made with an algorithm we do not accept: a verification failure
+/// that names the algorithm, not malformed input.
+fn refused(who: &str, oid: &der::oid::ObjectIdentifier) -> CmsError {
+    match refused_name(oid) {
+        Some("SHA-1") => CmsError::Verify(format!("the signature of {who} uses SHA-1, which is refused as broken (as Thunderbird does): ask the sender to sign with SHA-256")),
+        Some(name) => CmsError::Verify(format!("the signature of {who} uses {name}, which is refused as too weak: ask the sender to sign with SHA-256")),
+        None => CmsError::Verify(format!("the signature of {who} uses algorithm {oid}, which ssmax-card does not verify")),
+    }
+}
+
+/// How to check a SignerInfo's signature, from its signature algorithm, digest and the
+/// signer's key; and the algorithm's name for the report.
+fn signature_alg(si: &SignerInfo, signer: &Certificate, who: &str) -> Result<(Check, String), CmsError> {
     let sig = &si.signature_algorithm.oid;
     let digest = &si.digest_alg.oid;
     let key = &signer.tbs_certificate.subject_public_key_info.algorithm;
-    let unsupported = || CmsError::Unsupported(format!("signature algorithm {sig} with digest {digest}"));
-    Ok(match *sig {
+    if super::sign::digest_for(digest).is_none() {
+        return Err(refused(who, digest));
+    }
+    let named = |alg: &'static dyn SignatureVerificationAlgorithm, name: &str| Ok((Check::Webpki(alg), name.to_string()));
+    match *sig {
         rfc5912::RSA_ENCRYPTION => match *digest {
-            rfc5912::ID_SHA_256 => (algs::RSA_PKCS1_2048_8192_SHA256, "RSA PKCS#1 v1.5 SHA-256"),
-            rfc5912::ID_SHA_384 => (algs::RSA_PKCS1_2048_8192_SHA384, "RSA PKCS#1 v1.5 SHA-384"),
-            rfc5912::ID_SHA_512 => (algs::RSA_PKCS1_2048_8192_SHA512, "RSA PKCS#1 v1.5 SHA-512"),
-            _ => return Err(unsupported()),
+            rfc5912::ID_SHA_256 => named(algs::RSA_PKCS1_2048_8192_SHA256, "RSA PKCS#1 v1.5 SHA-256"),
+            rfc5912::ID_SHA_384 => named(algs::RSA_PKCS1_2048_8192_SHA384, "RSA PKCS#1 v1.5 SHA-384"),
+            _ => named(algs::RSA_PKCS1_2048_8192_SHA512, "RSA PKCS#1 v1.5 SHA-512"),
         },
-        rfc5912::SHA_256_WITH_RSA_ENCRYPTION => (algs::RSA_PKCS1_2048_8192_SHA256, "RSA PKCS#1 v1.5 SHA-256"),
-        rfc5912::SHA_384_WITH_RSA_ENCRYPTION => (algs::RSA_PKCS1_2048_8192_SHA384, "RSA PKCS#1 v1.5 SHA-384"),
-        rfc5912::SHA_512_WITH_RSA_ENCRYPTION => (algs::RSA_PKCS1_2048_8192_SHA512, "RSA PKCS#1 v1.5 SHA-512"),
+        rfc5912::SHA_256_WITH_RSA_ENCRYPTION => named(algs::RSA_PKCS1_2048_8192_SHA256, "RSA PKCS#1 v1.5 SHA-256"),
+        rfc5912::SHA_384_WITH_RSA_ENCRYPTION => named(algs::RSA_PKCS1_2048_8192_SHA384, "RSA PKCS#1 v1.5 SHA-384"),
+        rfc5912::SHA_512_WITH_RSA_ENCRYPTION => named(algs::RSA_PKCS1_2048_8192_SHA512, "RSA PKCS#1 v1.5 SHA-512"),
         ID_RSASSA_PSS => {
-            // ring verifies PSS with MGF1 over the same hash and salt = hash length.
-            let params = si.signature_algorithm.parameters.as_ref().ok_or_else(unsupported)?;
+            let params = si.signature_algorithm.parameters.as_ref().ok_or_else(|| CmsError::Malformed("RSA-PSS without parameters".into()))?;
             let p: rsa::pkcs1::RsaPssParams<'_> = params.decode_as().map_err(|e| CmsError::Malformed(format!("RSA-PSS parameters: {e}")))?;
-            match (p.hash.oid, p.salt_len) {
-                (rfc5912::ID_SHA_256, 32) => (algs::RSA_PSS_2048_8192_SHA256_LEGACY_KEY, "RSA-PSS SHA-256"),
-                (rfc5912::ID_SHA_384, 48) => (algs::RSA_PSS_2048_8192_SHA384_LEGACY_KEY, "RSA-PSS SHA-384"),
-                (rfc5912::ID_SHA_512, 64) => (algs::RSA_PSS_2048_8192_SHA512_LEGACY_KEY, "RSA-PSS SHA-512"),
-                (h, s) => return Err(CmsError::Unsupported(format!("RSA-PSS with hash {h} and salt length {s}"))),
+            let hash = super::decrypt::hash_of(&p.hash.oid).ok_or_else(|| refused(who, &p.hash.oid))?;
+            if p.mask_gen.oid != super::decrypt::ID_MGF1 {
+                return Err(CmsError::Verify(format!("the signature of {who} uses RSA-PSS with mask generation {}, which ssmax-card does not verify", p.mask_gen.oid)));
             }
+            let mgf_oid = p.mask_gen.parameters.as_ref().map(|a| a.oid).unwrap_or(super::decrypt::ID_SHA1);
+            let mgf = super::decrypt::hash_of(&mgf_oid).ok_or_else(|| refused(who, &mgf_oid))?;
+            if hash == super::oaep::OaepHash::Sha1 {
+                return Err(refused(who, &p.hash.oid));
+            }
+            if p.hash.oid != *digest {
+                return Err(CmsError::Verify(format!("the signature of {who} states RSA-PSS over {} but a digest of {digest}", p.hash.oid)));
+            }
+            let salt_len = usize::from(p.salt_len);
+            let (h, m) = (hash_label(hash), hash_label(mgf));
+            let name = if hash == mgf && salt_len == hash.output_len() {
+                format!("RSA-PSS {h}")
+            } else if hash == mgf {
+                format!("RSA-PSS {h} (salt {salt_len} bytes)")
+            } else {
+                format!("RSA-PSS {h} (salt {salt_len} bytes, MGF1 {m})")
+            };
+            Ok((Check::Pss(super::pss::Params { hash, mgf, salt_len }), name))
         }
-        rfc5912::ECDSA_WITH_SHA_256 | rfc5912::ECDSA_WITH_SHA_384 | ID_EC_PUBLIC_KEY => {
+        rfc5912::ECDSA_WITH_SHA_256 | rfc5912::ECDSA_WITH_SHA_384 | rfc5912::ECDSA_WITH_SHA_512 | ID_EC_PUBLIC_KEY => {
             let p384 = key.parameters.as_ref().and_then(|p| p.decode_as::<der::oid::ObjectIdentifier>().ok()) == Some(SECP384R1);
             let h384 = *sig == rfc5912::ECDSA_WITH_SHA_384 || (*sig == ID_EC_PUBLIC_KEY && *digest == rfc5912::ID_SHA_384);
+            if *sig == rfc5912::ECDSA_WITH_SHA_512 || (*sig == ID_EC_PUBLIC_KEY && *digest == rfc5912::ID_SHA_512) {
+                return Err(CmsError::Verify(format!("the signature of {who} uses ECDSA with SHA-512, which ssmax-card does not verify yet")));
+            }
             match (p384, h384) {
-                (false, false) => (algs::ECDSA_P256_SHA256, "ECDSA P-256 SHA-256"),
-                (false, true) => (algs::ECDSA_P256_SHA384, "ECDSA P-256 SHA-384"),
-                (true, false) => (algs::ECDSA_P384_SHA256, "ECDSA P-384 SHA-256"),
-                (true, true) => (algs::ECDSA_P384_SHA384, "ECDSA P-384 SHA-384"),
+                (false, false) => named(algs::ECDSA_P256_SHA256, "ECDSA P-256 SHA-256"),
+                (false, true) => named(algs::ECDSA_P256_SHA384, "ECDSA P-256 SHA-384"),
+                (true, false) => named(algs::ECDSA_P384_SHA256, "ECDSA P-384 SHA-256"),
+                (true, true) => named(algs::ECDSA_P384_SHA384, "ECDSA P-384 SHA-384"),
             }
         }
-        ID_ED25519 => (algs::ED25519, "Ed25519"),
-        _ => return Err(unsupported()),
-    })
+        ID_ED25519 => named(algs::ED25519, "Ed25519"),
+        _ => Err(refused(who, sig)),
+    }
+}
+
+fn hash_label(h: super::oaep::OaepHash) -> &'static str {
+    use super::oaep::OaepHash;
+    match h {
+        OaepHash::Sha1 => "SHA-1",
+        OaepHash::Sha256 => "SHA-256",
+        OaepHash::Sha384 => "SHA-384",
+        OaepHash::Sha512 => "SHA-512",
+    }
 }

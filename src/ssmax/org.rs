@@ -66,12 +66,12 @@ impl Decryptor for OrgKey {
             RsaOp::Oaep(OaepHash::Sha256) => self.key.decrypt(rsa::Oaep::new::<sha2::Sha256>(), data),
             RsaOp::Oaep(OaepHash::Sha384) => self.key.decrypt(rsa::Oaep::new::<sha2::Sha384>(), data),
             RsaOp::Oaep(OaepHash::Sha512) => self.key.decrypt(rsa::Oaep::new::<sha2::Sha512>(), data),
-            RsaOp::Raw => return Err(CmsError::Unsupported("raw RSA".into())),
+            RsaOp::Raw => return Err(CmsError::CannotDecrypt("raw RSA".into())),
         };
         r.map(Zeroizing::new).map_err(|_| CmsError::Decrypt("the organisation key could not unwrap the content key".into()))
     }
     fn ecdh(&mut self, _: usize, _: &[u8]) -> Result<Zeroizing<Vec<u8>>, CmsError> {
-        Err(CmsError::Unsupported("EC organisation keys in the reference organisation".into()))
+        Err(CmsError::CannotDecrypt("EC organisation keys in the reference organisation".into()))
     }
 }
 

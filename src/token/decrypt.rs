@@ -118,13 +118,13 @@ impl Decryptor for TokenDecryptor<'_, '_> {
 
     fn ecdh(&mut self, index: usize, peer_point: &[u8]) -> Result<Zeroizing<Vec<u8>>, CmsError> {
         if !self.token.profile.allows_decrypt("ECDH1_DERIVE") {
-            return Err(CmsError::Unsupported(format!("token '{}' does not offer ECDH", self.token.label)));
+            return Err(CmsError::CannotDecrypt(format!("token '{}' does not offer ECDH", self.token.label)));
         }
         let key = self.key(index)?;
         let field_len = match &self.certs[index].tbs_certificate.subject_public_key_info.subject_public_key.raw_bytes().len() {
             65 => 32,
             97 => 48,
-            n => return Err(CmsError::Unsupported(format!("EC key with a {n}-byte point"))),
+            n => return Err(CmsError::CannotDecrypt(format!("EC key with a {n}-byte point"))),
         };
         // The peer point must be on our curve before the token sees it.
         let ok = match field_len {
