@@ -248,3 +248,60 @@ fn a_sha1_signature_is_a_verification_failure_that_names_sha1() {
         assert!(stderr(&o).contains("uses SHA-1, which is refused"), "{}", stderr(&o));
     }
 }
+
+/// A certificate in the style of older Japanese CAs: names as BMPString (and a T.61 OU), the
+/// address only as a PKCS #9 emailAddress in the subject, no subjectAltName.
+fn legacy_style_signed(tok: &Tok, from: &str) -> PathBuf {
+    let p = pki();
+    let cnf = tok.write("bmp.cnf", "[req]\ndistinguished_name=dn\nstring_mask=default\n[dn]\n");
+    let ext = tok.write("nosan.ext", "basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=emailProtection\n");
+    let csr = tok.path("yamada.csr");
+    ok(Command::new("openssl")
+        .args(["req", "-new", "-utf8", "-config"])
+        .arg(&cnf)
+        .arg("-key")
+        .arg(p.join("bob.key"))
+        .args(["-subj", "/O=株式会社パートナー/OU=Ventes é/CN=山田 太郎/emailAddress=yamada@partner.example", "-out"])
+        .arg(&csr));
+    let cert = tok.path("yamada.pem");
+    ok(Command::new("openssl")
+        .args(["x509", "-req", "-in"])
+        .arg(&csr)
+        .arg("-CA")
+        .arg(p.join("partnerca.pem"))
+        .arg("-CAkey")
+        .arg(p.join("partnerca.key"))
+        .args(["-set_serial", "77", "-days", "30", "-extfile"])
+        .arg(&ext)
+        .arg("-out")
+        .arg(&cert));
+    let der = String::from_utf8_lossy(&ok(Command::new("openssl").args(["asn1parse", "-in"]).arg(&cert)).stdout).to_string();
+    assert!(der.contains("BMPSTRING") && der.contains("T61STRING"), "openssl wrote other string types: {der}");
+    let body = tok.write("body.txt", "Content-Type: text/plain\r\n\r\nkonnichiwa\r\n");
+    let out = tok.path("yamada.eml");
+    ok(Command::new("openssl")
+        .args(["cms", "-sign", "-in"])
+        .arg(&body)
+        .arg("-signer")
+        .arg(&cert)
+        .arg("-inkey")
+        .arg(p.join("bob.key"))
+        .arg("-certfile")
+        .arg(p.join("partnerca.pem"))
+        .args(["-from", from, "-out"])
+        .arg(&out));
+    out
+}
+
+#[test]
+fn names_in_bmp_and_teletex_strings_print_readably_and_a_subject_email_address_counts_for_from() {
+    let tok = Tok::new();
+    // The domain part in another case still matches.
+    let o = verify(&tok, &legacy_style_signed(&tok, "Yamada <yamada@Partner.EXAMPLE>"));
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let s = stdout(&o);
+    assert!(s.contains("Good signature from emailAddress=yamada@partner.example,CN=山田 太郎,OU=Ventes é,O=株式会社パートナー <yamada@partner.example>"), "{s}");
+    assert!(s.contains("From matches: yamada@partner.example"), "{s}");
+    let o = verify(&tok, &legacy_style_signed(&tok, "yamada@partner.example.evil"));
+    assert_clear_failure(&o, 1);
+}

@@ -39,16 +39,122 @@ pub fn load_file(path: &std::path::Path) -> Result<Vec<Vec<u8>>, CmsError> {
 }
 
 pub fn subject(cert: &Certificate) -> String {
-    cert.tbs_certificate.subject.to_string()
+    name(&cert.tbs_certificate.subject)
 }
 
 pub fn issuer(cert: &Certificate) -> String {
-    cert.tbs_certificate.issuer.to_string()
+    name(&cert.tbs_certificate.issuer)
 }
 
-/// rfc822Name entries of the subjectAltName, lower-cased.
+/// PKCS #9 emailAddress, the subject attribute older CAs put the address in.
+const EMAIL_ADDRESS: der::oid::ObjectIdentifier = der::oid::ObjectIdentifier::new_unwrap("1.2.840.113549.1.9.1");
+
+/// A distinguished name as RFC 4514 writes it (most significant last), with every string type
+/// decoded: Japanese company and person names often come as BMPString, old ones as
+/// TeletexString. (UniversalString never gets here: `der` 0.7 cannot read its tag, so a
+/// certificate using it does not parse.) Characters that would change how the line reads (controls, bidirectional
+/// overrides) are escaped, so a name cannot pass itself off as another on a terminal.
+pub fn name(n: &x509_cert::name::Name) -> String {
+    let mut out = String::new();
+    for (i, rdn) in n.0.iter().rev().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        for (j, atv) in rdn.0.iter().enumerate() {
+            if j > 0 {
+                out.push('+');
+            }
+            attribute(&mut out, atv);
+        }
+    }
+    out
+}
+
+fn attribute(out: &mut String, atv: &x509_cert::attr::AttributeTypeAndValue) {
+    use std::fmt::Write;
+    match (attribute_key(&atv.oid), string_value(&atv.value)) {
+        (Some(key), Some(val)) => {
+            out.push_str(&key);
+            out.push('=');
+            let last = val.chars().count().saturating_sub(1);
+            for (i, c) in val.chars().enumerate() {
+                match c {
+                    '#' if i == 0 => out.push_str("\\#"),
+                    ' ' if i == 0 || i == last => out.push_str("\\ "),
+                    '"' | '+' | ',' | ';' | '<' | '>' | '\\' => {
+                        out.push('\\');
+                        out.push(c);
+                    }
+                    c if misleading(c) => {
+                        let mut buf = [0u8; 4];
+                        for b in c.encode_utf8(&mut buf).bytes() {
+                            let _ = write!(out, "\\{b:02x}");
+                        }
+                    }
+                    c => out.push(c),
+                }
+            }
+        }
+        _ => {
+            let _ = write!(out, "{}=#", atv.oid);
+            for b in atv.value.to_der().unwrap_or_default() {
+                let _ = write!(out, "{b:02x}");
+            }
+        }
+    }
+}
+
+/// RFC 4514's short names for the usual attributes; other known ones by their name in
+/// const-oid's database (a linear scan, so only for the unusual).
+fn attribute_key(oid: &der::oid::ObjectIdentifier) -> Option<String> {
+    use const_oid::db::rfc4519;
+    let short = match *oid {
+        rfc4519::CN => "CN",
+        rfc4519::O => "O",
+        rfc4519::OU => "OU",
+        rfc4519::C => "C",
+        rfc4519::L => "L",
+        rfc4519::ST => "ST",
+        rfc4519::STREET => "STREET",
+        rfc4519::DC => "DC",
+        rfc4519::UID => "UID",
+        rfc4519::SERIAL_NUMBER => "SERIALNUMBER",
+        EMAIL_ADDRESS => "emailAddress",
+        _ => {
+            return const_oid::db::DB.by_oid(oid).map(str::to_ascii_uppercase);
+        }
+    };
+    Some(short.to_string())
+}
+
+/// Controls, and the format characters that reorder or hide text (bidi overrides, isolates,
+/// marks, zero-width characters).
+fn misleading(c: char) -> bool {
+    c.is_control() || matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2060}'..='\u{2069}' | '\u{feff}')
+}
+
+/// The text of a directory string, whatever its ASN.1 string type.
+fn string_value(v: &der::Any) -> Option<String> {
+    use der::{Tag, Tagged};
+    let bytes = v.value();
+    match v.tag() {
+        Tag::Utf8String | Tag::PrintableString | Tag::Ia5String | Tag::VisibleString | Tag::NumericString => std::str::from_utf8(bytes).ok().map(str::to_string),
+        // T.61 in theory; Latin-1 in every certificate that uses it in practice.
+        Tag::TeletexString => Some(bytes.iter().map(|&b| char::from(b)).collect()),
+        Tag::BmpString => {
+            if bytes.len() % 2 != 0 {
+                return None;
+            }
+            char::decode_utf16(bytes.chunks_exact(2).map(|c| u16::from_be_bytes([c[0], c[1]]))).collect::<Result<String, _>>().ok()
+        }
+        _ => None,
+    }
+}
+
+/// The certificate's e-mail addresses, lower-cased: rfc822Name entries of the subjectAltName
+/// and, as RFC 8550 §3 still allows, PKCS #9 emailAddress attributes of the subject.
 pub fn emails(cert: &Certificate) -> Vec<String> {
-    match cert.tbs_certificate.get::<SubjectAltName>() {
+    let mut out: Vec<String> = match cert.tbs_certificate.get::<SubjectAltName>() {
         Ok(Some((_, san))) => san
             .0
             .iter()
@@ -58,7 +164,18 @@ pub fn emails(cert: &Certificate) -> Vec<String> {
             })
             .collect(),
         _ => Vec::new(),
+    };
+    for atv in cert.tbs_certificate.subject.0.iter().flat_map(|rdn| rdn.0.iter()) {
+        if atv.oid == EMAIL_ADDRESS {
+            if let Some(e) = string_value(&atv.value).filter(|e| e.is_ascii() && e.contains('@')) {
+                let e = e.to_ascii_lowercase();
+                if !out.contains(&e) {
+                    out.push(e);
+                }
+            }
+        }
     }
+    out
 }
 
 pub fn key_usage(cert: &Certificate) -> Option<KeyUsage> {
@@ -110,5 +227,27 @@ pub fn fmt_time(t: std::time::SystemTime) -> String {
     match der::DateTime::from_system_time(t) {
         Ok(d) => format!("{:04}-{:02}-{:02} {:02}:{:02}:{:02} UTC", d.year(), d.month(), d.day(), d.hour(), d.minutes(), d.seconds()),
         Err(_) => "an unrepresentable time".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use x509_cert::name::Name;
+
+    fn name_of(s: &str) -> Name {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn a_name_cannot_reorder_or_hide_text_on_the_terminal() {
+        // U+202E (right-to-left override) would print "CN=Alice" backwards after it.
+        let n = name_of("CN=Alice\u{202e}gpj.exe,O=Example\nOrg");
+        assert_eq!(name(&n), "CN=Alice\\e2\\80\\aegpj.exe,O=Example\\0aOrg");
+    }
+
+    #[test]
+    fn rfc4514_specials_are_escaped() {
+        assert_eq!(name(&name_of("CN=Smith\\, John,O=A\\+B")), "CN=Smith\\, John,O=A\\+B");
     }
 }
