@@ -134,3 +134,43 @@ fn anchors_and_the_org_certificate_go_on_the_token_and_certs_lists_them() {
     assert!(s.contains("org    id") && s.contains("ssmax-org-Example Org (mail)"), "{s}");
     assert!(s.contains("user   id 01") && s.contains("days left"), "{s}");
 }
+
+#[test]
+fn import_cert_keeps_a_bundles_issuers_so_a_correspondent_trusting_only_the_root_verifies() {
+    for format in ["pem", "pkcs7"] {
+        let tok = Tok::new();
+        // No Example Org CA on this token: the chain must come from the bundle the CA hands out.
+        tok.p11(&["--delete-object", "--type", "cert", "--id", "a1"]);
+        let o = run(&mut tok.with_pin(&["keygen", "--type", "p256", "--id", "31", "--label", "key-31"]));
+        assert_eq!(code(&o), 0, "{}", stderr(&o));
+        let csr = tok.path("req.pem");
+        let o = run(&mut tok.with_pin(&["csr", "--key", "pkcs11:id=%31", "--email", "alice@example.jp", "--subject", "CN=Alice Example,O=Example Org", "--out", csr.to_str().unwrap()]));
+        assert_eq!(code(&o), 0, "{}", stderr(&o));
+        let cert = openssl_ca(&tok, &csr, "cert.pem");
+        let p = pki();
+        let pem = [std::fs::read_to_string(&cert).unwrap(), std::fs::read_to_string(p.join("orgca.pem")).unwrap(), std::fs::read_to_string(p.join("root.pem")).unwrap()].concat();
+        let bundle = tok.write("bundle.pem", &pem);
+        let bundle = if format == "pkcs7" {
+            let p7 = tok.path("bundle.p7b");
+            ok(Command::new("openssl").args(["crl2pkcs7", "-nocrl", "-outform", "DER", "-certfile"]).arg(&bundle).arg("-out").arg(&p7));
+            p7
+        } else {
+            bundle
+        };
+        let o = run(&mut tok.with_pin(&["import-cert", "--in", bundle.to_str().unwrap()]));
+        assert_eq!(code(&o), 0, "{format}: {}", stderr(&o));
+        let e = stderr(&o);
+        assert!(e.contains("stored the issuer 'CN=Example Org CA,O=Example Org'"), "{format}: {e}");
+        assert!(e.contains("not stored: the root 'CN=SSMAX Demo Root,O=SSMAX Demo'"), "{format}: {e}");
+        // The issuer is a plain certificate on the token, never a trust anchor.
+        let objects = stdout(&tok.p11(&["--list-objects", "--type", "cert"]));
+        assert_eq!(objects.matches("label:      ssmax-anchor").count(), 1, "{format}: {objects}");
+        assert!(objects.contains("label:      ca-"), "{format}: {objects}");
+        let input = tok.write("mail.eml", MAIL);
+        let signed = tok.path("signed.eml");
+        let o = run(&mut tok.with_pin(&["sign", "--key", "pkcs11:id=%31", "--in", input.to_str().unwrap(), "--out", signed.to_str().unwrap()]));
+        assert_eq!(code(&o), 0, "{format}: {}", stderr(&o));
+        let v = openssl_verify(&signed, &p.join("root.pem"));
+        assert!(v.status.success(), "{format}: only the root is trusted, the chain travels in the signature: {}", stderr(&v));
+    }
+}

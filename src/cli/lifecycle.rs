@@ -88,10 +88,14 @@ pub fn csr(ctx: &mut dyn Ctx, email: &str, subject: Option<&str>, attest: bool) 
 pub fn import_cert(ctx: &mut dyn Ctx, label: Option<&str>) -> Result<(), Failure> {
     let data = ctx.input()?;
     let ders = parse_certs(&data)?;
+    let bundle: Vec<(Vec<u8>, x509_cert::Certificate)> = ders.into_iter().map(|d| cert::parse(&d).map(|c| (d, c))).collect::<Result<_, _>>()?;
+    // A CA's bundle lists the certificate and its issuers, in any order (a PKCS#7 SET is sorted).
+    let leaf_at = bundle.iter().position(|(_, c)| !cert::is_ca(c)).ok_or_else(|| Failure::new(Exit::Usage, "the input holds only CA certificates: import-cert wants your certificate (and may carry its issuers)"))?;
+    let ders = vec![bundle[leaf_at].0.clone()];
     let mut notes = Vec::new();
     {
         let p = ctx.token()?;
-        let leaf = cert::parse(&ders[0])?;
+        let leaf = bundle[leaf_at].1.clone();
         let spki = &leaf.tbs_certificate.subject_public_key_info;
         // The key it belongs to: the public key objects are readable without a PIN.
         let mut owner = None;
@@ -117,6 +121,7 @@ pub fn import_cert(ctx: &mut dyn Ctx, label: Option<&str>) -> Result<(), Failure
         p.token.login(p.prompt, &format!("store the certificate of {}", cert::subject(&leaf)), p.g.allow_final_pin_try)?;
         p.token.store_certificate(&leaf, &id, &label)?;
         notes.push(format!("stored '{}' next to key {} as '{label}' (valid until {})", cert::subject(&leaf), hex(&id), cert::fmt_time(cert::not_after(&leaf))));
+        store_issuers(&p, &bundle, &leaf, &mut notes)?;
         // Renewal: the newest key signs; older keys for the same address only decrypt.
         let emails = cert::emails(&leaf);
         let keys = p.token.private_keys()?;
@@ -205,8 +210,54 @@ pub fn certs(ctx: &mut dyn Ctx) -> Result<(), Failure> {
     Ok(())
 }
 
+/// The issuing CAs a bundle carries for `leaf`, stored as plain certificates — never as trust
+/// anchors — so that every signature carries the chain and a correspondent who trusts only
+/// the SSMAX root can verify it. A self-signed root in the bundle is not stored: trusting a
+/// root is import-anchor's decision.
+fn store_issuers(p: &crate::cli::ctx::Parts<'_>, bundle: &[(Vec<u8>, x509_cert::Certificate)], leaf: &x509_cert::Certificate, notes: &mut Vec<String>) -> Result<(), Failure> {
+    let on_token: Vec<Vec<u8>> = p.token.certificates()?.into_iter().map(|c| c.der).collect();
+    let mut cur = leaf;
+    for _ in 0..bundle.len() {
+        let Some((der, ca)) = bundle.iter().find(|(_, c)| cert::is_ca(c) && c.tbs_certificate.subject == cur.tbs_certificate.issuer) else { break };
+        if ca.tbs_certificate.subject == ca.tbs_certificate.issuer {
+            notes.push(format!("not stored: the root '{}' from the bundle (a trust anchor is stored with import-anchor only)", cert::subject(ca)));
+            break;
+        }
+        if on_token.contains(der) {
+            notes.push(format!("the issuer '{}' is on the token already", cert::subject(ca)));
+        } else {
+            let label = format!("ca-{}", crate::ssmax::display_name(ca));
+            let id = p.token.free_id()?;
+            p.token.store_certificate(ca, &id, &label)?;
+            notes.push(format!("stored the issuer '{}' as '{label}' (carried in signatures, not trusted as an anchor)", cert::subject(ca)));
+        }
+        cur = ca;
+    }
+    Ok(())
+}
+
+/// Certificates from PEM (any number), one DER certificate, or a PKCS#7 / CMS certs-only
+/// bundle (`.p7b`, `.p7c`; DER or PEM), as CAs hand them out.
 fn parse_certs(data: &[u8]) -> Result<Vec<Vec<u8>>, Failure> {
     let bad = |e: &dyn std::fmt::Display| Failure::new(Exit::Usage, format!("not a certificate: {e}"));
+    let trimmed = data.trim_ascii_start();
+    if trimmed.starts_with(b"-----BEGIN PKCS7") || trimmed.starts_with(b"-----BEGIN CMS") || (!trimmed.starts_with(b"-----BEGIN") && crate::cms::signed::parse(data).is_ok()) {
+        let der = crate::cms::unarmor(data)?;
+        let sd = crate::cms::signed::parse(&der)?;
+        let certs: Vec<Vec<u8>> = sd
+            .certificates
+            .iter()
+            .flat_map(|s| s.iter())
+            .filter_map(|c| match c {
+                cms::cert::CertificateChoices::Certificate(c) => der::Encode::to_der(c).ok(),
+                _ => None,
+            })
+            .collect();
+        if certs.is_empty() {
+            return Err(Failure::new(Exit::Usage, "the PKCS#7 bundle holds no certificates"));
+        }
+        return Ok(certs);
+    }
     if data.trim_ascii_start().starts_with(b"-----BEGIN") {
         let certs = x509_cert::Certificate::load_pem_chain(data).map_err(|e| bad(&e))?;
         certs.iter().map(|c| der::Encode::to_der(c).map_err(|e| bad(&e))).collect()
