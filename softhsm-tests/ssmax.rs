@@ -284,3 +284,46 @@ fn receive_extract_writes_private_files_safely_and_never_clobbers() {
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     assert_eq!(std::fs::read_to_string(&file).unwrap(), "report body");
 }
+
+/// The header sections (not bodies) of every MIME entity in `mail`, as lines.
+fn header_lines(mail: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for chunk in mail.split("\r\n--") {
+        let head = chunk.split("\r\n\r\n").next().unwrap_or("");
+        out.extend(head.split("\r\n").skip(1).map(str::to_string));
+    }
+    out
+}
+
+#[test]
+fn japanese_attachment_names_arrive_decoded_and_are_written_as_rfc_2231() {
+    let w = World::new();
+    // An ISO-2022-JP name in RFC 2231 sections split inside an escape sequence (見積書_2026年12月.pdf),
+    // and a raw Shift_JIS name (請求書.xlsx) as old Japanese clients send it.
+    let mut draft = b"From: alice@example.jp\nTo: bob@partner.example\nSubject: =?ISO-2022-JP?B?GyRCOCtAUT1xGyhC?=\nMIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=\"B\"\n\n--B\nContent-Type: text/plain\n\nsee files\n--B\nContent-Type: application/pdf\nContent-Disposition: attachment;\n filename*0*=ISO-2022-JP''%1B%24B8%2B%40Q%3Dq%1B%28B_2026%1B;\n filename*1*=%24BG%2F%1B%28B12%1B%24B7n%1B%28B.pdf\nContent-Transfer-Encoding: base64\n\nJVBERi0xLjQK\n--B\nContent-Type: application/vnd.ms-excel; name=\"".to_vec();
+    draft.extend_from_slice(b"\x90\xbf\x8b\x81\x8f\x91.xlsx\"\nContent-Transfer-Encoding: base64\n\nUEsDBA==\n--B--\n");
+    let draft = w.alice.write("draft.eml", draft);
+    let sent = w.alice.path("sent.eml");
+    let o = run(&mut w.alice.with_pin(&["send", "--in", draft.to_str().unwrap(), "--out", sent.to_str().unwrap()]));
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let (o, hop1) = w.org("sending", &sent, "hop1.eml", None);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let (o, hop2) = w.org("receiving", &hop1, "hop2.eml", None);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    for mail in [&sent, &hop1, &hop2] {
+        let text = std::fs::read_to_string(mail).unwrap();
+        for line in header_lines(&text) {
+            assert!(line.len() <= 78, "{}: a header line over 78 characters: {line}", mail.display());
+            let is_param_line = line.contains("name=") || line.contains("name*") || line.contains("filename");
+            assert!(!(is_param_line && line.contains("=?")), "{}: an encoded word inside a parameter: {line}", mail.display());
+        }
+        assert!(text.contains("filename*=UTF-8''%E8%A6%8B%E7%A9%8D%E6%9B%B8_2026%E5%B9%B412%E6%9C%88.pdf.p7m"), "{}: {text}", mail.display());
+    }
+    let dir = w.bob.path("files");
+    std::fs::create_dir_all(&dir).unwrap();
+    let o = run(&mut w.bob.with_pin(&["receive", "--in", hop2.to_str().unwrap(), "--extract", dir.to_str().unwrap()]));
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(std::fs::read(dir.join("見積書_2026年12月.pdf")).unwrap(), b"%PDF-1.4\n");
+    assert_eq!(std::fs::read(dir.join("請求書.xlsx")).unwrap(), b"PK\x03\x04");
+    assert!(stderr(&o).contains("(見積書_2026年12月.pdf)"), "the label is the decoded name: {}", stderr(&o));
+}

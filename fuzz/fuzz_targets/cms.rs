@@ -1,10 +1,14 @@
-//! CMS from outside: SignedData (with and without detached content), EnvelopedData and
-//! AuthEnvelopedData, PEM armour.
+//! CMS from outside, BER or DER: SignedData (with and without detached content), EnvelopedData
+//! and AuthEnvelopedData, PEM armour. Seeded with NSS's and gpgsm's BER as they wrote it.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use ssmax_card::cms::{decrypt::Envelope, signed, unarmor, verify};
+use ssmax_card::cms::{ber, decrypt::Envelope, signed, unarmor, verify};
 
 fuzz_target!(|data: &[u8]| {
+    // BER in, DER out: what comes out is DER by the same rules (nothing left to rewrite).
+    if let Ok(Some(der)) = ber::normalize(data) {
+        assert!(matches!(ber::normalize(&der), Ok(None)), "normalized output is not DER");
+    }
     let Ok(der) = unarmor(data) else { return };
     let _ = signed::parse(&der);
     let trust = verify::Trust::default();

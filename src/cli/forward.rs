@@ -93,8 +93,8 @@ fn forward(p: &mut Parts<'_>, a: &ForwardArgs, raw: &[u8]) -> Result<(Vec<u8>, S
     let date = time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc2822).unwrap_or_default();
     let outer = vec![
         Field::new("From", &from),
-        Field::new("To", &a.to.join(", ")),
-        Field::new("Subject", &crate::ssmax::mail::encode_word(&subject)),
+        Field::written("To", crate::mail::fields::address_list("To", &a.to)),
+        Field::written("Subject", crate::mail::fields::unstructured("Subject", &subject)),
         Field::new("Date", &date),
     ];
     let done = sign_on_token(p, &from, &a.to.join(", "), &[&inner], None, a.pss)?;

@@ -91,7 +91,7 @@ pub fn import_cert(ctx: &mut dyn Ctx, label: Option<&str>) -> Result<(), Failure
     let bundle: Vec<(Vec<u8>, x509_cert::Certificate)> = ders.into_iter().map(|d| cert::parse(&d).map(|c| (d, c))).collect::<Result<_, _>>()?;
     // A CA's bundle lists the certificate and its issuers, in any order (a PKCS#7 SET is sorted).
     let leaf_at = bundle.iter().position(|(_, c)| !cert::is_ca(c)).ok_or_else(|| Failure::new(Exit::Usage, "the input holds only CA certificates: import-cert wants your certificate (and may carry its issuers)"))?;
-    let ders = vec![bundle[leaf_at].0.clone()];
+    let leaf_der = bundle[leaf_at].0.clone();
     let mut notes = Vec::new();
     {
         let p = ctx.token()?;
@@ -113,7 +113,7 @@ pub fn import_cert(ctx: &mut dyn Ctx, label: Option<&str>) -> Result<(), Failure
                 return Err(TokenError::NoKey(format!("refusing to import: the certificate belongs to key {}, not {}", hex(&id), hex(&want))).into());
             }
         }
-        if p.token.certificates()?.iter().any(|c| c.der == ders[0]) {
+        if p.token.certificates()?.iter().any(|c| c.der == leaf_der) {
             return Err(Failure::new(Exit::Usage, "this certificate is already on the token"));
         }
         let label = label.map(str::to_string).unwrap_or_else(|| format!("{} {}", cert::emails(&leaf).first().cloned().unwrap_or_default(), hex(&id)).trim().to_string());

@@ -2,6 +2,7 @@
 //! the canonical, 7-bit-safe form S/MIME signs (RFC 8551 §3.1). Header values are parsed with
 //! mail-parser; part boundaries are found here because a signature covers exact bytes.
 
+pub mod fields;
 pub mod smime;
 
 use mail_parser::{HeaderName, MessageParser};
@@ -40,6 +41,11 @@ impl Field {
 
     pub fn new(name: &str, value: &str) -> Field {
         Field { name: name.to_string(), raw: format!("{name}: {value}\r\n").into_bytes() }
+    }
+
+    /// A field already written whole (`Name: value` folded, ending in CRLF; see fields.rs).
+    pub fn written(name: &str, whole: String) -> Field {
+        Field { name: name.to_string(), raw: whole.into_bytes() }
     }
 }
 

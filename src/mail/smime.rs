@@ -143,7 +143,7 @@ pub fn signed_parts(outer: &[Field], signed: &[&[u8]], signature_der: &[u8], mic
     }
     out.extend_from_slice(b"MIME-Version: 1.0\r\n");
     out.extend_from_slice(
-        format!("Content-Type: multipart/signed; protocol=\"application/pkcs7-signature\"; micalg={micalg};\r\n boundary=\"{b}\"\r\n\r\n").as_bytes(),
+        format!("Content-Type: multipart/signed; protocol=\"application/pkcs7-signature\";\r\n micalg={micalg}; boundary=\"{b}\"\r\n\r\n").as_bytes(),
     );
     out.extend_from_slice(b"This is a cryptographically signed message in MIME format.\r\n\r\n");
     out.extend_from_slice(format!("--{b}\r\n").as_bytes());

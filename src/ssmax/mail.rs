@@ -3,7 +3,7 @@
 //! each carrying its label in an `SSMAX-Label` header.
 
 use crate::mail::smime::boundary_for;
-use crate::mail::{base64_lines, canonicalise, quoted_printable, split_multipart, Entity, Field, MailError};
+use crate::mail::{base64_lines, canonicalise, fields, quoted_printable, split_multipart, Entity, Field, MailError};
 
 /// An attachment in the clear: its MIME entity (headers + body), as it will be encrypted.
 #[derive(Debug, Clone)]
@@ -33,16 +33,6 @@ pub const LABEL_HEADER: &str = "SSMAX-Label";
 pub const FILENAME_HEADER: &str = "SSMAX-Filename";
 pub const PART_HEADER: &str = "SSMAX-Part";
 
-/// A header value, RFC 2047-encoded when it is not plain printable ASCII.
-pub fn encode_word(s: &str) -> String {
-    if s.bytes().all(|b| (0x20..0x7f).contains(&b)) && !s.contains("=?") {
-        s.to_string()
-    } else {
-        use base64::Engine;
-        format!("=?UTF-8?B?{}?=", base64::engine::general_purpose::STANDARD.encode(s.as_bytes()))
-    }
-}
-
 /// An unstructured header's text, RFC 2047 encoded words decoded (mail-parser).
 fn header_text(e: &Entity<'_>, name: &str) -> Option<String> {
     let raw = &e.field(name)?.raw;
@@ -52,18 +42,29 @@ fn header_text(e: &Entity<'_>, name: &str) -> Option<String> {
     parsed.as_text().map(|t| t.trim().to_string()).filter(|t| !t.is_empty())
 }
 
-fn quote(s: &str) -> String {
-    let enc = encode_word(s);
-    format!("\"{}\"", enc.replace('\\', "\\\\").replace('"', "\\\""))
+/// The name a part gives its file: Content-Disposition filename, else Content-Type name,
+/// decoded however the sender's client wrote it (fields.rs).
+fn part_filename(e: &Entity<'_>) -> Option<String> {
+    let charset = e.content_type().param("charset").map(str::to_string);
+    let value = |name: &str| {
+        let raw = &e.field(name)?.raw;
+        let colon = raw.iter().position(|&b| b == b':')?;
+        Some(raw[colon + 1..].to_vec())
+    };
+    let from = |field: &str, param: &str| value(field).and_then(|v| fields::param(&v, param, charset.as_deref())).filter(|n| !n.trim().is_empty());
+    from("Content-Disposition", "filename").or_else(|| from("Content-Type", "name"))
 }
 
-/// The name a part gives its file: Content-Disposition filename, else Content-Type name.
-fn part_filename(e: &Entity<'_>) -> Option<String> {
-    let head = e.header_bytes();
-    let parsed = mail_parser::MessageParser::default().parse_headers(&head)?;
-    let part = parsed.parts.first()?;
-    use mail_parser::MimeHeaders;
-    part.attachment_name().map(|s| s.to_string())
+/// `Content-Type: {mime}; name=…` and `Content-Disposition: attachment; filename=…` for a file,
+/// the name as RFC 2231 when it is not ASCII, each field folded at 78.
+fn file_fields(mime: &str, name: &str) -> String {
+    let mut ct = format!("Content-Type: {mime}");
+    let mut len = ct.len();
+    fields::write_param(&mut ct, &mut len, "name", name);
+    let mut cd = String::from("Content-Disposition: attachment");
+    let mut len = cd.len();
+    fields::write_param(&mut cd, &mut len, "filename", name);
+    format!("{ct}\r\n{cd}\r\n")
 }
 
 fn is_attachment(e: &Entity<'_>) -> bool {
@@ -103,12 +104,7 @@ pub fn parse_draft(content: &Entity<'_>) -> Result<Parts, MailError> {
 /// A file given with `--attach FILE --label TEXT`.
 pub fn file_attachment(path: &std::path::Path, label: &str, data: &[u8]) -> Attachment {
     let filename = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "attachment".into());
-    let mut entity = format!(
-        "Content-Type: application/octet-stream; name={}\r\nContent-Disposition: attachment; filename={}\r\nContent-Transfer-Encoding: base64\r\n\r\n",
-        quote(&filename),
-        quote(&filename)
-    )
-    .into_bytes();
+    let mut entity = format!("{}Content-Transfer-Encoding: base64\r\n\r\n", file_fields("application/octet-stream", &filename)).into_bytes();
     entity.extend_from_slice(&base64_lines(data));
     Attachment { filename, label: label.to_string(), entity }
 }
@@ -128,18 +124,17 @@ fn label_list(labels: &[(String, String)], org: &str) -> Vec<u8> {
 fn protected_head(p: &Protected) -> Vec<u8> {
     let name = format!("{}.p7m", p.filename);
     format!(
-        "Content-Type: application/pkcs7-mime; smime-type=authEnveloped-data; name={}\r\nContent-Disposition: attachment; filename={}\r\nContent-Transfer-Encoding: base64\r\n{LABEL_HEADER}: {}\r\n{FILENAME_HEADER}: {}\r\n\r\n",
-        quote(&name),
-        quote(&name),
-        encode_word(&p.label),
-        encode_word(&p.filename)
+        "{}Content-Transfer-Encoding: base64\r\n{}{}\r\n",
+        file_fields("application/pkcs7-mime; smime-type=authEnveloped-data", &name),
+        fields::unstructured(LABEL_HEADER, &p.label),
+        fields::unstructured(FILENAME_HEADER, &p.filename)
     )
     .into_bytes()
 }
 
 /// A decrypted attachment for the reader: its entity with the label added.
 fn opened_part(a: &Attachment) -> Vec<u8> {
-    let mut out = format!("{LABEL_HEADER}: {}\r\n", encode_word(&a.label)).into_bytes();
+    let mut out = fields::unstructured(LABEL_HEADER, &a.label).into_bytes();
     out.extend_from_slice(&a.entity);
     out
 }
@@ -333,5 +328,26 @@ mod tests {
         assert_eq!(p.attachments[0].filename, "q3.pdf");
         assert_eq!(p.attachments[0].label, "Q3 figures (confidential)");
         assert!(!String::from_utf8_lossy(&p.attachments[0].entity).contains("SSMAX-Label"));
+    }
+
+    #[test]
+    fn japanese_file_names_arrive_decoded_whatever_the_encoding() {
+        let cases: &[(&[u8], &str)] = &[
+            (b"filename*0*=UTF-8''%E8%A6%8B%E7%A9%8D; filename*1*=%E6%9B%B8.pdf", "2231 continuation at a character boundary"),
+            (b"filename*0*=UTF-8''%E8%A6; filename*1*=%8B%E7%A9%8D%E6%9B%B8.pdf", "2231 continuation inside a character"),
+            (b"filename*=Shift_JIS''%8C%A9%90%CF%8F%91.pdf", "2231 in Shift_JIS"),
+            (b"filename*0*=ISO-2022-JP''%1B%24B8%2B%40Q; filename*1*==q%1B%28B.pdf", "2231 in ISO-2022-JP split inside an escape sequence"),
+            (b"filename=\"=?ISO-2022-JP?B?GyRCOCtAUT1xGyhC?=.pdf\"", "2047 inside quotes, as Outlook and Becky! write it"),
+            (b"filename=\"=?EUC-JP?B?uKvA0b3x?=.pdf\"", "2047 in EUC-JP"),
+            (b"filename=\"\x8c\xa9\x90\xcf\x8f\x91.pdf\"", "raw Shift_JIS bytes"),
+            (b"filename=\"\xe8\xa6\x8b\xe7\xa9\x8d\xe6\x9b\xb8.pdf\"", "raw UTF-8 bytes"),
+        ];
+        for (param, what) in cases {
+            let mut raw = b"Content-Type: application/pdf\r\nContent-Disposition: attachment;\r\n ".to_vec();
+            raw.extend_from_slice(param);
+            raw.extend_from_slice(b"\r\n\r\nJVBERi0=\r\n");
+            let e = Entity::parse(&raw).unwrap();
+            assert_eq!(part_filename(&e).as_deref(), Some("見積書.pdf"), "{what}");
+        }
     }
 }
