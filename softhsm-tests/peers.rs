@@ -1,12 +1,14 @@
 //! Independent S/MIME implementations as peers, their output taken as produced (BER with
 //! indefinite lengths and chunked content, certificates repeated — nothing re-encoded):
-//! NSS `cmsutil` (Thunderbird's S/MIME library) and `gpgsm` sign as bob and encrypt to alice;
-//! ssmax-card verifies and decrypts on alice's token. Our signatures verify in each of them with
-//! nothing but the SSMAX root trusted.
+//! NSS `cmsutil` (Thunderbird's S/MIME library), `gpgsm` and Bouncy Castle (Debian's Java
+//! packages, driven by peers/BcPeer.java) sign as bob and encrypt to alice; ssmax-card verifies
+//! and decrypts on alice's token. Our signatures verify in each of them with nothing but the
+//! SSMAX root trusted, and Bouncy Castle opens our SSMAX attachments with the organisation's key.
 //!
 //! What a peer cannot do is said where it would be tested: NSS `cmsutil` makes no ECDH
 //! recipients and no AuthEnvelopedData; gpgsm 2.2 makes no RSA-PSS signatures, no OAEP and no
-//! AuthEnvelopedData.
+//! AuthEnvelopedData; Bouncy Castle 1.72's JCA signer makes no RSA-PSS with MGF1 over another
+//! hash (openssl does, in verify.rs) and has no streaming AuthEnvelopedData generator.
 
 use crate::support::*;
 use base64::Engine;
@@ -486,4 +488,118 @@ fn our_signatures_verify_in_gpgsm_trusting_only_the_root() {
             "key {key_id}: {e}"
         );
     }
+}
+
+/// Bouncy Castle: BcPeer.java compiled once per run against Debian's jars; the classpath.
+fn bc_classpath() -> &'static str {
+    static CP: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    CP.get_or_init(|| {
+        let jars = ["/usr/share/java/bcprov.jar", "/usr/share/java/bcpkix.jar", "/usr/share/java/bcutil.jar"].join(":");
+        let dir = tempfile::Builder::new().prefix("ssmax-bc-").tempdir().expect("tempdir").keep();
+        let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("softhsm-tests/peers/BcPeer.java");
+        ok(Command::new("javac").args(["-cp", &jars, "-d"]).arg(&dir).arg(src));
+        format!("{}:{jars}", dir.display())
+    })
+}
+
+fn bc(args: &[&str]) -> std::process::Output {
+    ok(Command::new("java").args(["-cp", bc_classpath(), "BcPeer"]).args(args))
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+#[test]
+fn bouncy_castle_signed_mail_verifies_for_pkcs1_and_pss() {
+    let tok = Tok::for_user("alice", LABEL);
+    let p = pki();
+    let entity = tok.write("entity.txt", BOB_ENTITY);
+    for (mode, name) in [("pkcs1", "RSA PKCS#1 v1.5 SHA-256"), ("pss", "RSA-PSS SHA-256\n"), ("pss-salt20", "RSA-PSS SHA-256 (salt 20 bytes)")] {
+        for form in ["detached", "opaque"] {
+            let out = tok.path(&format!("bc-{mode}-{form}.p7"));
+            bc(&["sign", mode, s(&p.join("bob.pem")), s(&p.join("bob.key")), s(&p.join("partnerca.pem")), s(&entity), s(&out), form]);
+            let der = std::fs::read(&out).unwrap();
+            assert_ber(&der, "Bouncy Castle's streaming generator");
+            let mail = if form == "detached" { multipart_signed(BOB_ENTITY, &der) } else { pkcs7_mime("signed-data", &der) };
+            let name_of = format!("bc-{mode}-{form}");
+            signed_mail_verifies_and_a_tamper_fails(&tok, &name_of, &mail);
+            let o = run(tok.cmd().args(["verify", "--in"]).arg(tok.path(&format!("{name_of}.eml"))));
+            assert!(stdout(&o).contains(&format!("algorithm:    {name}")), "{mode} {form}: {}", stdout(&o));
+        }
+    }
+}
+
+#[test]
+fn bouncy_castle_encrypted_mail_decrypts_on_the_token_for_every_key_transport_and_cipher() {
+    let tok = Tok::for_user("alice", LABEL);
+    let alice = pki().join("alice.pem");
+    let p256 = tok.dir.path().join("t/alice-ec.pem");
+    let p384 = tok.keygen_with_cert("05", "alice-p384", "EC:secp384r1", &["--usage-derive"]);
+    let entity = tok.write("entity.txt", BOB_ENTITY);
+    // Every key transport and every content cipher at least once, without a run per pair.
+    for (kt, cipher, recipient, transport, content) in [
+        ("pkcs1", "aes128-cbc", &alice, "RSA PKCS#1 v1.5", "AES-128-CBC"),
+        ("pkcs1", "aes256-gcm", &alice, "RSA PKCS#1 v1.5", "AES-256-GCM"),
+        ("oaep-sha1", "aes256-cbc", &alice, "RSA-OAEP (SHA-1)", "AES-256-CBC"),
+        ("oaep-sha1", "aes128-gcm", &alice, "RSA-OAEP (SHA-1)", "AES-128-GCM"),
+        ("oaep-sha256", "aes256-gcm", &alice, "RSA-OAEP (SHA-256)", "AES-256-GCM"),
+        ("oaep-sha512", "aes128-cbc", &alice, "RSA-OAEP (SHA-512)", "AES-128-CBC"),
+        ("ecdh", "aes256-cbc", &p256, "ECDH", "AES-256-CBC"),
+        ("ecdh", "aes256-gcm", &p256, "ECDH", "AES-256-GCM"),
+        ("ecdh", "aes128-gcm", &p384, "ECDH", "AES-128-GCM"),
+    ] {
+        let out = tok.path("bc-env.p7m");
+        bc(&["encrypt", kt, cipher, s(recipient), s(&entity), s(&out)]);
+        let der = std::fs::read(&out).unwrap();
+        assert_ber(&der, "Bouncy Castle");
+        let mail = tok.write("bc-env.eml", pkcs7_mime("enveloped-data", &der));
+        let o = run(&mut tok.with_pin(&["decrypt", "--in", s(&mail)]));
+        assert_eq!(code(&o), 0, "{kt} {cipher}: {}", stderr(&o));
+        assert!(stdout(&o).contains("the contract is signed."), "{kt} {cipher}: {}", stdout(&o));
+        let e = stderr(&o);
+        assert!(e.contains(transport) && e.contains(content), "{kt} {cipher}: {e}");
+    }
+}
+
+#[test]
+fn our_signatures_verify_in_bouncy_castle_trusting_only_the_root() {
+    let tok = Tok::for_user("alice", LABEL);
+    let root = pki().join("root.pem");
+    for (key_id, pss, alg) in [("01", false, "1.2.840.113549.1.1.1"), ("01", true, "1.2.840.113549.1.1.10"), ("02", false, "1.2.840.10045.4.3.2")] {
+        let entity = tok.write("ours-entity.txt", "Content-Type: text/plain; charset=utf-8\r\n\r\nFrom the card.\r\n");
+        let sig = tok.path("ours.p7s");
+        let key = format!("pkcs11:id=%{key_id}");
+        let mut args = vec!["sign", "--key", &key, "--signature-only", "--from", "alice@example.jp", "--in", s(&entity), "--out", s(&sig)];
+        if pss {
+            args.push("--pss");
+        }
+        ok(&mut tok.with_pin(&args));
+        let o = bc(&["verify", s(&root), s(&sig), s(&entity)]);
+        let out = stdout(&o);
+        assert!(out.contains("verified CN=Alice Example,O=Example Org via 2 certificate(s) to the root") && out.contains(alg), "key {key_id} pss {pss}: {out}");
+        let bad = tok.write("tampered.txt", "Content-Type: text/plain; charset=utf-8\r\n\r\nFrom the cart.\r\n");
+        let o = run(Command::new("java").args(["-cp", bc_classpath(), "BcPeer", "verify", s(&root), s(&sig), s(&bad)]));
+        assert!(!o.status.success(), "Bouncy Castle must refuse a tampered content");
+    }
+}
+
+#[test]
+fn bouncy_castle_opens_our_ssmax_attachments_with_the_organisation_key() {
+    let tok = Tok::for_user("alice", LABEL);
+    let p = pki();
+    let draft = tok.write("draft.eml", "From: Alice Example <alice@example.jp>\nTo: Bob <bob@partner.example>\nSubject: Q3\n\nthe figures\n");
+    let file = tok.write("figures.csv", "Q3 revenue: 1,234 MJPY\n");
+    let sent = tok.path("sent.eml");
+    ok(&mut tok.with_pin(&["send", "--in", s(&draft), "--attach", s(&file), "--label", "Q3 figures", "--out", s(&sent)]));
+    let inner = stdout(&ok(tok.cmd().args(["verify", "--in", s(&sent), "--out", "-"])));
+    let part = inner.split("\r\n--").find(|p| p.contains("SSMAX-Label: Q3 figures")).unwrap_or_else(|| panic!("no protected part:\n{inner}"));
+    let b64: String = part.split("\r\n\r\n").nth(1).unwrap().lines().map(str::trim).collect();
+    let att = tok.write("att.p7m", base64::engine::general_purpose::STANDARD.decode(b64).unwrap());
+    let out = tok.path("att.out");
+    bc(&["decrypt", s(&p.join("org.key")), s(&p.join("org.pem")), s(&att), s(&out)]);
+    let opened = std::fs::read_to_string(&out).unwrap();
+    assert!(opened.contains("filename=\"figures.csv\""), "{opened}");
+    let body = opened.split("\r\n\r\n").nth(1).unwrap();
+    assert_eq!(base64::engine::general_purpose::STANDARD.decode(body.replace("\r\n", "")).unwrap(), b"Q3 revenue: 1,234 MJPY\n");
 }

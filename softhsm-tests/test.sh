@@ -5,8 +5,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . softhsm-tests/deps.sh
 # neomutt + tmux: the mail-client tests; postfix + Cyrus SASL: the relay; swaks: the SMTP client;
-# NSS tools (cmsutil) and gpgsm: independent S/MIME peers.
-ssmax_deps neomutt tmux postfix sasl2-bin libsasl2-modules swaks libnss3-tools gpgsm
+# NSS tools (cmsutil), gpgsm and Bouncy Castle (Java): independent S/MIME peers.
+ssmax_deps neomutt tmux postfix sasl2-bin libsasl2-modules swaks libnss3-tools gpgsm \
+  openjdk-17-jdk-headless libbcprov-java libbcpkix-java libbcutil-java
 ssmax_vicc_venv
 cargo test --locked
 # The YubiKey attestation path cannot run here (no YubiKey) but must keep compiling.

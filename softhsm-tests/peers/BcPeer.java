@@ -1,0 +1,172 @@
+// Bouncy Castle (Debian's libbcprov/libbcpkix) as an independent S/MIME peer for softhsm-tests/peers.rs.
+// Its streaming generators write BER (indefinite lengths, chunked content), which the tests keep as produced.
+//
+//   sign MODE CERT KEY CHAIN IN OUT detached|opaque     MODE: pkcs1 | pss | pss-salt20 | ecdsa
+//   encrypt KT CIPHER RECIPIENT_CERT IN OUT             KT: pkcs1 | oaep-sha1 | oaep-sha256 | oaep-sha512 | ecdh
+//                                                       CIPHER: aes128-cbc | aes256-cbc | aes128-gcm | aes256-gcm
+//   verify ROOT SIG CONTENT|-                           signature and chain to ROOT (certificates from the message)
+//   decrypt KEY CERT IN OUT                             enveloped-data or auth-enveloped-data
+import java.io.*;
+import java.nio.file.*;
+import java.security.*;
+import java.security.cert.*;
+import java.security.spec.*;
+import java.util.*;
+import javax.crypto.spec.*;
+import org.bouncycastle.asn1.ASN1ObjectIdentifier;
+import org.bouncycastle.asn1.cms.ContentInfo;
+import org.bouncycastle.asn1.pkcs.PKCSObjectIdentifiers;
+import org.bouncycastle.asn1.pkcs.PrivateKeyInfo;
+import org.bouncycastle.cert.X509CertificateHolder;
+import org.bouncycastle.cert.jcajce.*;
+import org.bouncycastle.cms.*;
+import org.bouncycastle.cms.jcajce.*;
+import org.bouncycastle.jce.provider.BouncyCastleProvider;
+import org.bouncycastle.openssl.PEMParser;
+import org.bouncycastle.openssl.jcajce.JcaPEMKeyConverter;
+import org.bouncycastle.operator.jcajce.*;
+import org.bouncycastle.util.Store;
+
+public class BcPeer {
+    static X509Certificate cert(String path) throws Exception {
+        try (PEMParser p = new PEMParser(new FileReader(path))) {
+            return new JcaX509CertificateConverter().setProvider("BC").getCertificate((X509CertificateHolder) p.readObject());
+        }
+    }
+
+    static List<X509Certificate> certs(String path) throws Exception {
+        List<X509Certificate> out = new ArrayList<>();
+        try (PEMParser p = new PEMParser(new FileReader(path))) {
+            Object o;
+            while ((o = p.readObject()) != null) {
+                out.add(new JcaX509CertificateConverter().setProvider("BC").getCertificate((X509CertificateHolder) o));
+            }
+        }
+        return out;
+    }
+
+    static PrivateKey key(String path) throws Exception {
+        try (PEMParser p = new PEMParser(new FileReader(path))) {
+            return new JcaPEMKeyConverter().setProvider("BC").getPrivateKey((PrivateKeyInfo) p.readObject());
+        }
+    }
+
+    public static void main(String[] a) throws Exception {
+        Security.addProvider(new BouncyCastleProvider());
+        switch (a[0]) {
+            case "sign" -> sign(a[1], a[2], a[3], a[4], a[5], a[6], a[7].equals("detached"));
+            case "encrypt" -> encrypt(a[1], a[2], a[3], a[4], a[5]);
+            case "verify" -> verify(a[1], a[2], a[3]);
+            case "decrypt" -> decrypt(a[1], a[2], a[3], a[4]);
+            default -> throw new IllegalArgumentException(a[0]);
+        }
+    }
+
+    static void sign(String mode, String certPath, String keyPath, String chainPath, String in, String out, boolean detached) throws Exception {
+        X509Certificate signer = cert(certPath);
+        JcaContentSignerBuilder b = switch (mode) {
+            case "pkcs1" -> new JcaContentSignerBuilder("SHA256withRSA");
+            case "pss" -> new JcaContentSignerBuilder("SHA256withRSAandMGF1");
+            case "pss-salt20" -> new JcaContentSignerBuilder("SHA256withRSAandMGF1",
+                new PSSParameterSpec("SHA-256", "MGF1", MGF1ParameterSpec.SHA256, 20, 1));
+            case "ecdsa" -> new JcaContentSignerBuilder("SHA256withECDSA");
+            default -> throw new IllegalArgumentException(mode);
+        };
+        CMSSignedDataStreamGenerator gen = new CMSSignedDataStreamGenerator();
+        gen.addSignerInfoGenerator(new JcaSignerInfoGeneratorBuilder(new JcaDigestCalculatorProviderBuilder().setProvider("BC").build())
+            .build(b.setProvider("BC").build(key(keyPath)), signer));
+        List<X509Certificate> all = new ArrayList<>(List.of(signer));
+        all.addAll(certs(chainPath));
+        gen.addCertificates(new JcaCertStore(all));
+        try (OutputStream o = new FileOutputStream(out); OutputStream s = gen.open(o, !detached)) {
+            s.write(Files.readAllBytes(Path.of(in)));
+        }
+    }
+
+    static void encrypt(String kt, String cipher, String recipPath, String in, String out) throws Exception {
+        X509Certificate recip = cert(recipPath);
+        RecipientInfoGenerator rig = switch (kt) {
+            case "pkcs1" -> new JceKeyTransRecipientInfoGenerator(recip);
+            case "oaep-sha1", "oaep-sha256", "oaep-sha512" -> {
+                String h = kt.equals("oaep-sha1") ? "SHA-1" : kt.equals("oaep-sha256") ? "SHA-256" : "SHA-512";
+                OAEPParameterSpec spec = new OAEPParameterSpec(h, "MGF1", new MGF1ParameterSpec(h), PSource.PSpecified.DEFAULT);
+                yield new JceKeyTransRecipientInfoGenerator(recip, new JcaAlgorithmParametersConverter().getAlgorithmIdentifier(PKCSObjectIdentifiers.id_RSAES_OAEP, spec));
+            }
+            case "ecdh" -> {
+                KeyPairGenerator g = KeyPairGenerator.getInstance("EC", "BC");
+                g.initialize(((java.security.interfaces.ECPublicKey) recip.getPublicKey()).getParams());
+                KeyPair eph = g.generateKeyPair();
+                yield new JceKeyAgreeRecipientInfoGenerator(CMSAlgorithm.ECDH_SHA256KDF, eph.getPrivate(), eph.getPublic(), CMSAlgorithm.AES256_WRAP)
+                    .addRecipient(recip).setProvider("BC");
+            }
+            default -> throw new IllegalArgumentException(kt);
+        };
+        if (rig instanceof JceKeyTransRecipientInfoGenerator k) {
+            k.setProvider("BC");
+        }
+        ASN1ObjectIdentifier alg = switch (cipher) {
+            case "aes128-cbc" -> CMSAlgorithm.AES128_CBC;
+            case "aes256-cbc" -> CMSAlgorithm.AES256_CBC;
+            case "aes128-gcm" -> CMSAlgorithm.AES128_GCM;
+            case "aes256-gcm" -> CMSAlgorithm.AES256_GCM;
+            default -> throw new IllegalArgumentException(cipher);
+        };
+        byte[] data = Files.readAllBytes(Path.of(in));
+        try (OutputStream o = new FileOutputStream(out)) {
+            if (cipher.endsWith("gcm")) {
+                // bcpkix 1.72 has no streaming generator for AuthEnvelopedData.
+                CMSAuthEnvelopedDataGenerator gen = new CMSAuthEnvelopedDataGenerator();
+                gen.addRecipientInfoGenerator(rig);
+                o.write(gen.generate(new CMSProcessableByteArray(data), (org.bouncycastle.operator.OutputAEADEncryptor) new JceCMSContentEncryptorBuilder(alg).setProvider("BC").build()).getEncoded());
+            } else {
+                CMSEnvelopedDataStreamGenerator gen = new CMSEnvelopedDataStreamGenerator();
+                gen.addRecipientInfoGenerator(rig);
+                try (OutputStream s = gen.open(o, new JceCMSContentEncryptorBuilder(alg).setProvider("BC").build())) {
+                    s.write(data);
+                }
+            }
+        }
+    }
+
+    static void verify(String rootPath, String sigPath, String contentPath) throws Exception {
+        byte[] sig = Files.readAllBytes(Path.of(sigPath));
+        CMSSignedData sd = contentPath.equals("-") ? new CMSSignedData(sig)
+            : new CMSSignedData(new CMSProcessableByteArray(Files.readAllBytes(Path.of(contentPath))), sig);
+        Store<X509CertificateHolder> store = sd.getCertificates();
+        JcaX509CertificateConverter conv = new JcaX509CertificateConverter().setProvider("BC");
+        List<X509Certificate> carried = new ArrayList<>();
+        for (X509CertificateHolder h : store.getMatches(null)) {
+            carried.add(conv.getCertificate(h));
+        }
+        for (SignerInformation si : sd.getSignerInfos().getSigners()) {
+            @SuppressWarnings("unchecked")
+            Collection<X509CertificateHolder> found = store.getMatches(si.getSID());
+            X509Certificate signer = conv.getCertificate(found.iterator().next());
+            if (!si.verify(new JcaSimpleSignerInfoVerifierBuilder().setProvider("BC").build(signer))) {
+                throw new SecurityException("signature does not verify");
+            }
+            // The chain from the signer to ROOT, built from the certificates the message carries.
+            X509CertSelector target = new X509CertSelector();
+            target.setCertificate(signer);
+            PKIXBuilderParameters params = new PKIXBuilderParameters(Set.of(new TrustAnchor(cert(rootPath), null)), target);
+            params.addCertStore(CertStore.getInstance("Collection", new CollectionCertStoreParameters(carried), "BC"));
+            params.setRevocationEnabled(false);
+            PKIXCertPathBuilderResult r = (PKIXCertPathBuilderResult) CertPathBuilder.getInstance("PKIX", "BC").build(params);
+            System.out.println("verified " + signer.getSubjectX500Principal().getName() + " via " + r.getCertPath().getCertificates().size() + " certificate(s) to the root; signature " + si.getEncryptionAlgOID());
+        }
+    }
+
+    static void decrypt(String keyPath, String certPath, String in, String out) throws Exception {
+        byte[] data = Files.readAllBytes(Path.of(in));
+        X509Certificate me = cert(certPath);
+        PrivateKey k = key(keyPath);
+        ContentInfo ci = ContentInfo.getInstance(data);
+        RecipientInformationStore recipients = ci.getContentType().equals(PKCSObjectIdentifiers.id_ct_authEnvelopedData)
+            ? new CMSAuthEnvelopedData(data).getRecipientInfos() : new CMSEnvelopedData(data).getRecipientInfos();
+        RecipientInformation r = recipients.get(new JceKeyTransRecipientId(me));
+        if (r == null) {
+            throw new IllegalStateException("not encrypted for " + me.getSubjectX500Principal());
+        }
+        Files.write(Path.of(out), r.getContent(new JceKeyTransEnvelopedRecipient(k).setProvider("BC")));
+    }
+}
