@@ -12,6 +12,7 @@ mod mailclients;
 mod lifecycle;
 mod malformed;
 mod peers;
+mod samples;
 mod pin;
 mod sign;
 mod smtp;

@@ -3,7 +3,7 @@
 use super::common::read_file;
 use super::ctx::Ctx;
 use crate::cms::cert::{self, load_file};
-use crate::cms::verify::{verify, Trust};
+use crate::cms::verify::{verify, Trust, Verified};
 use crate::cms::{unarmor, CmsError};
 use crate::error::{Exit, Failure};
 use crate::mail::smime::{classify, rejoin, Incoming};
@@ -73,20 +73,81 @@ pub fn run(ctx: &mut dyn Ctx, a: &VerifyArgs) -> Result<(), Failure> {
     };
     if let Some(outer) = &outer {
         let from = outer.from_address().ok_or_else(|| Failure::from(CmsError::Verify("the mail has no From address to compare with the certificate".into())))?;
-        for signer in &verified.signers {
-            if !signer.emails.iter().any(|e| *e == from) {
-                return Err(CmsError::Verify(format!(
-                    "the From address {from} is not in the signer's certificate ({} names: {})",
-                    signer.subject,
-                    if signer.emails.is_empty() { "no e-mail address".into() } else { signer.emails.join(", ") }
-                ))
-                .into());
-            }
-        }
+        check_from(&verified, &from)?;
     }
     let mut report = String::new();
+    signer_report(&mut report, &verified, "Good signature from");
+    if let Some(outer) = &outer {
+        if let Some(from) = outer.from_address() {
+            report.push_str(&format!("  From matches: {from}\n"));
+        }
+    }
+    // A signature around another (a signed message signed again on its way): each layer is
+    // verified the same way, fail-closed; the content written is the innermost one.
+    let mut content = verified.content;
+    if outer.is_some() {
+        for layer in 2..=MAX_LAYERS + 1 {
+            let inner = match classify(&content) {
+                Ok(Incoming::Detached { outer: e, signed, signature }) => (verify(&unarmor(&signature)?, Some(&signed), &trust, now), e),
+                Ok(Incoming::Opaque { outer: e, cms, smime_type }) if !smime_type.contains("enveloped") => (verify(&unarmor(&cms)?, None, &trust, now), e),
+                Ok(Incoming::Opaque { .. }) => {
+                    report.push_str("  the signed content is encrypted: decrypt it with 'ssmax-card decrypt'\n");
+                    break;
+                }
+                _ => break,
+            };
+            if layer > MAX_LAYERS {
+                return Err(Failure::new(Exit::Usage, format!("signatures nested more than {MAX_LAYERS} deep; refused")));
+            }
+            let (result, entity) = inner;
+            let v = result.map_err(|e| {
+                let mut f = Failure::from(e);
+                f.message = format!("inner signature (layer {layer}): {}", f.message);
+                f
+            })?;
+            // The inner content's own From, when it has one, must match its signer too.
+            let own_from = entity.from_address();
+            if let Some(from) = &own_from {
+                check_from(&v, from)?;
+            }
+            signer_report(&mut report, &v, &format!("Inner signature (layer {layer}) from"));
+            if let Some(from) = own_from {
+                report.push_str(&format!("  From matches: {from}\n"));
+            }
+            content = v.content;
+        }
+    }
+    if ctx.wants_output() {
+        let content = match &outer {
+            Some(o) => rejoin(o, &content),
+            None => content,
+        };
+        ctx.output(content)?;
+    }
+    ctx.report(report);
+    Ok(())
+}
+
+/// Signatures inside signatures verified before refusing (real mail has one or two).
+const MAX_LAYERS: usize = 4;
+
+fn check_from(verified: &Verified, from: &str) -> Result<(), Failure> {
+    for signer in &verified.signers {
+        if !signer.emails.iter().any(|e| e == from) {
+            return Err(CmsError::Verify(format!(
+                "the From address {from} is not in the signer's certificate ({} names: {})",
+                signer.subject,
+                if signer.emails.is_empty() { "no e-mail address".into() } else { signer.emails.join(", ") }
+            ))
+            .into());
+        }
+    }
+    Ok(())
+}
+
+fn signer_report(report: &mut String, verified: &Verified, heading: &str) {
     for s in &verified.signers {
-        report.push_str(&format!("Good signature from {} <{}>\n", s.subject, s.emails.join(", ")));
+        report.push_str(&format!("{heading} {} <{}>\n", s.subject, s.emails.join(", ")));
         report.push_str(&format!("  issued by:    {}\n", s.issuer));
         report.push_str(&format!("  algorithm:    {}\n", s.algorithm));
         if let Some(t) = s.signing_time {
@@ -99,18 +160,4 @@ pub fn run(ctx: &mut dyn Ctx, a: &VerifyArgs) -> Result<(), Failure> {
             report.push_str(&format!("  chain:        {}\n", s.chain.join(" <- ")));
         }
     }
-    if let Some(outer) = &outer {
-        if let Some(from) = outer.from_address() {
-            report.push_str(&format!("  From matches: {from}\n"));
-        }
-    }
-    if ctx.wants_output() {
-        let content = match &outer {
-            Some(o) => rejoin(o, &verified.content),
-            None => verified.content.clone(),
-        };
-        ctx.output(content)?;
-    }
-    ctx.report(report);
-    Ok(())
 }

@@ -57,7 +57,9 @@ pub fn verify(der: &[u8], detached: Option<&[u8]>, trust: &Trust, now: SystemTim
         der::asn1::OctetString::from_der(&c.to_der().unwrap_or_default()).map(|o| o.as_bytes().to_vec()).unwrap_or_else(|_| c.value().to_vec())
     });
     let content = match (econtent, detached) {
-        (Some(_), Some(_)) => return Err(CmsError::Malformed("content is both encapsulated and given separately".into())),
+        // Well-formed, but a detached signature must not carry content of its own (RFC 8551
+        // §3.5.3); which of the two would the reader be shown? Refused as a verification.
+        (Some(_), Some(_)) => return Err(CmsError::Verify("the signature carries content of its own besides the signed part: refused".into())),
         (Some(c), None) => c,
         (None, Some(d)) => d.to_vec(),
         (None, None) => return Err(CmsError::Malformed("detached signature without the signed content".into())),
