@@ -603,3 +603,40 @@ fn bouncy_castle_opens_our_ssmax_attachments_with_the_organisation_key() {
     let body = opened.split("\r\n\r\n").nth(1).unwrap();
     assert_eq!(base64::engine::general_purpose::STANDARD.decode(body.replace("\r\n", "")).unwrap(), b"Q3 revenue: 1,234 MJPY\n");
 }
+
+/// openssl's view of an envelope's encrypted content (chunks joined), as hex dump lines.
+fn openssl_encrypted_content(tok: &Tok, der: &[u8]) -> String {
+    let f = tok.write("dump-in.der", der);
+    let dump = stdout(&ok(Command::new("openssl").args(["cms", "-cmsout", "-print", "-inform", "DER", "-in"]).arg(&f)));
+    let start = dump.find("encryptedContent:").expect("encryptedContent in dump");
+    let lines: Vec<&str> = dump[start..].lines().skip(1).take_while(|l| l.trim_start().starts_with(|c: char| c.is_ascii_hexdigit())).collect();
+    assert!(!lines.is_empty(), "{dump}");
+    lines.join("\n")
+}
+
+#[test]
+fn rekeying_a_bouncy_castle_ber_envelope_keeps_its_encrypted_bytes() {
+    use ssmax_card::cms::decrypt::Envelope;
+    use ssmax_card::cms::encrypt::recipient_info;
+    let tok = Tok::for_user("alice", LABEL);
+    let p = pki();
+    // More than one chunk of Bouncy Castle's streaming output.
+    let content = tok.write("big.txt", "Q3 figures, line after line.\r\n".repeat(4000));
+    for cipher in ["aes256-cbc", "aes256-gcm"] {
+        let out = tok.path("bc-org.p7m");
+        bc(&["encrypt", "pkcs1", cipher, s(&p.join("org.pem")), s(&content), s(&out)]);
+        let ber = std::fs::read(&out).unwrap();
+        assert_ber(&ber, "Bouncy Castle");
+        // What the organisation hop does: the content key recovered with the organisation's key,
+        // wrapped again for the next organisation; the encrypted content untouched.
+        let env = Envelope::parse(&ber).unwrap();
+        let mut org = ssmax_card::ssmax::org::OrgKey::load(&std::fs::read_to_string(p.join("org.key")).unwrap(), &std::fs::read(p.join("org.der")).unwrap()).unwrap();
+        let (cek, _, _) = env.recover_cek(&mut org).unwrap();
+        let next = ssmax_card::cms::cert::parse(&std::fs::read(p.join("partner-org.der")).unwrap()).unwrap();
+        let rekeyed = env.with_recipients(vec![recipient_info(&next, &cek).unwrap()]).unwrap();
+        assert_eq!(openssl_encrypted_content(&tok, &rekeyed), openssl_encrypted_content(&tok, &ber), "{cipher}: the encrypted bytes must stay identical");
+        let f = tok.write("rekeyed.der", &rekeyed);
+        let o = ok(Command::new("openssl").args(["cms", "-decrypt", "-inform", "DER", "-binary", "-in"]).arg(&f).arg("-inkey").arg(p.join("partner-org.key")));
+        assert_eq!(o.stdout, std::fs::read(&content).unwrap(), "{cipher}: the next organisation opens it");
+    }
+}
