@@ -173,3 +173,38 @@ fn enveloped_data_with_a_hundred_thousand_recipients_is_refused_before_parsing()
         assert!(stderr(&o).contains("a SET with 100000 elements"), "{cmd}: {}", stderr(&o));
     }
 }
+
+#[test]
+fn ber_with_indefinite_lengths_gets_the_same_bounds_as_der() {
+    let tok = Tok::new();
+    // ContentInfo { envelopedData, [0] { EnvelopedData { version, <body> } } }, all indefinite.
+    let envelope = |body: &[u8]| {
+        let mut v = vec![0x30, 0x80, 0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x07, 0x03, 0xa0, 0x80, 0x30, 0x80, 0x02, 0x01, 0x00];
+        v.extend_from_slice(body);
+        v.extend([0, 0, 0, 0, 0, 0]);
+        v
+    };
+    let nested: Vec<u8> = [0x30u8, 0x80].repeat(100);
+    let mut wide_set = vec![0x31, 0x80];
+    for _ in 0..1001 {
+        wide_set.extend([0x30, 0x80, 0x00, 0x00]);
+    }
+    wide_set.extend([0x00, 0x00]);
+    let mut many = vec![0x30, 0x80];
+    for _ in 0..(1 << 20) + 1 {
+        many.extend([0x30, 0x80, 0x00, 0x00]);
+    }
+    many.extend([0x00, 0x00]);
+    for (what, body, reason) in [
+        ("nesting", envelope(&nested), "nested deeper than 64 levels"),
+        ("a wide SET", envelope(&wide_set), "a SET with 1001 elements"),
+        ("many values", envelope(&many), "constructed values; refused"),
+    ] {
+        let f = tok.write("ber.p7m", &body);
+        for cmd in ["decrypt", "verify"] {
+            let o = run(&mut tok.with_pin(&[cmd, "--in", f.to_str().unwrap()]));
+            assert_clear_failure(&o, 2);
+            assert!(stderr(&o).contains(reason), "{what} via {cmd}: {}", stderr(&o));
+        }
+    }
+}
