@@ -362,3 +362,64 @@ fn hash_label(h: super::oaep::OaepHash) -> &'static str {
         OaepHash::Sha512 => "SHA-512",
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `der` rewritten as BER the way a careless writer might: every constructed value with an
+    /// indefinite length, and the elements of every multi-element `[0]` (certificates, signed
+    /// attributes) in reverse order.
+    fn to_careless_ber(der: &[u8], out: &mut Vec<u8>) {
+        let mut r = der::SliceReader::new(der).unwrap();
+        while !der::Reader::is_finished(&r) {
+            let h = der::Header::decode(&mut r).unwrap();
+            let body = der::Reader::read_slice(&mut r, h.length).unwrap();
+            let mut tag = Vec::new();
+            der::Encode::encode_to_vec(&h.tag, &mut tag).unwrap();
+            if !h.tag.is_constructed() {
+                der::Encode::encode_to_vec(&h, out).unwrap();
+                out.extend_from_slice(body);
+                continue;
+            }
+            out.extend_from_slice(&tag);
+            out.push(0x80);
+            let mut children = Vec::new();
+            let mut cr = der::SliceReader::new(body).unwrap();
+            while !der::Reader::is_finished(&cr) {
+                let ch = der::Header::decode(&mut cr).unwrap();
+                let start = body.len() - usize::try_from(der::Reader::remaining_len(&cr)).unwrap() - usize::try_from(ch.encoded_len().unwrap()).unwrap();
+                der::Reader::read_slice(&mut cr, ch.length).unwrap();
+                let end = body.len() - usize::try_from(der::Reader::remaining_len(&cr)).unwrap();
+                children.push(&body[start..end]);
+            }
+            if tag == [0xa0] && children.len() > 1 {
+                children.reverse();
+            }
+            for c in children {
+                to_careless_ber(c, out);
+            }
+            out.extend_from_slice(&[0, 0]);
+        }
+    }
+
+    #[test]
+    fn signed_attributes_received_unsorted_in_ber_are_checked_over_their_der() {
+        use rsa::pkcs8::DecodePrivateKey;
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("softhsm-tests/interop-vectors/examples-cms/certs-and-keys");
+        let alice = cert::load_file(&dir.join("lamps-alice.crt")).unwrap().remove(0);
+        let alice_cert = Certificate::from_der(&alice).unwrap();
+        let key = rsa::pkcs1v15::SigningKey::<sha2::Sha256>::new(rsa::RsaPrivateKey::from_pkcs8_pem(&std::fs::read_to_string(dir.join("lamps-alice.p8.pem")).unwrap()).unwrap());
+        let input = signed::SignInput { content: &[b"hello"], detached: true, digest: crate::token::signer::Hash::Sha256, sha256: None, signer_cert: &alice_cert, certificates: &[&alice], extra_attributes: vec![] };
+        let der = signed::sign::<_, rsa::pkcs1v15::Signature>(&key, input, super::super::sign::standard_attributes().unwrap()).unwrap();
+        let mut ber = Vec::new();
+        to_careless_ber(&der, &mut ber);
+        assert_ne!(ber, der);
+        assert_eq!(&ber[..2], &[0x30, 0x80]);
+        let trust = Trust { anchors: vec![alice.clone()], intermediates: vec![] };
+        let v = verify(&ber, Some(b"hello"), &trust, SystemTime::now()).unwrap();
+        assert_eq!(v.signers.len(), 1);
+        // The same bytes with the content changed still fail: the attributes are not taken on trust.
+        assert!(matches!(verify(&ber, Some(b"hellO"), &trust, SystemTime::now()), Err(CmsError::Verify(_))));
+    }
+}
