@@ -188,6 +188,15 @@ fn pkcs7_mime(smime_type: &str, der: &[u8]) -> String {
     )
 }
 
+/// A peer's signature as its mail client sends it: multipart/signed or application/pkcs7-mime.
+fn signed_mail(form: &str, der: &[u8]) -> String {
+    if form == "detached" {
+        multipart_signed(BOB_ENTITY, der)
+    } else {
+        pkcs7_mime("signed-data", der)
+    }
+}
+
 fn assert_ber(der: &[u8], who: &str) {
     assert_eq!(
         &der[..2],
@@ -239,60 +248,37 @@ fn nss_signed_mail_verifies_detached_and_opaque() {
     let tok = Tok::for_user("alice", LABEL);
     let db = nss_db(&tok, "nss", true);
     let entity = tok.write("entity.txt", BOB_ENTITY);
-    let sig = tok.path("nss.p7s");
-    cmsutil(
-        &db,
-        &[
-            "-S",
-            "-T",
-            "-N",
-            "bob",
-            "-G",
-            "-P",
-            "-i",
-            entity.to_str().unwrap(),
-            "-o",
-            sig.to_str().unwrap(),
-        ],
-    );
-    let sig = std::fs::read(&sig).unwrap();
-    assert_ber(&sig, "cmsutil");
     let bob = std::fs::read(pki().join("bob.der")).unwrap();
-    assert_eq!(
-        sig.windows(bob.len())
-            .filter(|w| *w == bob.as_slice())
-            .count(),
-        2,
-        "NSS carries the signer's certificate twice"
-    );
-    signed_mail_verifies_and_a_tamper_fails(
-        &tok,
-        "nss-detached",
-        &multipart_signed(BOB_ENTITY, &sig),
-    );
-
-    let opaque = tok.path("nss.p7m");
-    cmsutil(
-        &db,
-        &[
+    for (form, flags) in [("detached", &["-T"][..]), ("opaque", &[][..])] {
+        let out = tok.path(&format!("nss-{form}.p7"));
+        let mut args = vec![
             "-S",
             "-N",
             "bob",
             "-G",
             "-P",
             "-i",
-            entity.to_str().unwrap(),
+            s(&entity),
             "-o",
-            opaque.to_str().unwrap(),
-        ],
-    );
-    let opaque = std::fs::read(&opaque).unwrap();
-    assert_ber(&opaque, "cmsutil");
-    signed_mail_verifies_and_a_tamper_fails(
-        &tok,
-        "nss-opaque",
-        &pkcs7_mime("signed-data", &opaque),
-    );
+            s(&out),
+        ];
+        args.extend_from_slice(flags);
+        cmsutil(&db, &args);
+        let der = std::fs::read(&out).unwrap();
+        assert_ber(&der, "cmsutil");
+        assert_eq!(
+            der.windows(bob.len())
+                .filter(|w| *w == bob.as_slice())
+                .count(),
+            2,
+            "NSS carries the signer's certificate twice"
+        );
+        signed_mail_verifies_and_a_tamper_fails(
+            &tok,
+            &format!("nss-{form}"),
+            &signed_mail(form, &der),
+        );
+    }
 }
 
 #[test]
@@ -336,47 +322,28 @@ fn gpgsm_signed_mail_verifies_detached_and_opaque() {
     let tok = Tok::for_user("alice", LABEL);
     let g = Gpgsm::new(&tok, "gnupg", true);
     let entity = tok.write("entity.txt", BOB_ENTITY);
-    let sig = tok.path("gpgsm.p7s");
-    g.with_passphrase(
-        g.cmd(&[
-            "-u",
-            "bob@partner.example",
-            "--include-certs",
-            "-1",
-            "--detach-sign",
-            "-o",
-        ])
-        .arg(&sig)
-        .arg(&entity),
-    );
-    let sig = std::fs::read(&sig).unwrap();
-    assert_ber(&sig, "gpgsm");
-    signed_mail_verifies_and_a_tamper_fails(
-        &tok,
-        "gpgsm-detached",
-        &multipart_signed(BOB_ENTITY, &sig),
-    );
-
-    let opaque = tok.path("gpgsm.p7m");
-    g.with_passphrase(
-        g.cmd(&[
-            "-u",
-            "bob@partner.example",
-            "--include-certs",
-            "-1",
-            "--sign",
-            "-o",
-        ])
-        .arg(&opaque)
-        .arg(&entity),
-    );
-    let opaque = std::fs::read(&opaque).unwrap();
-    assert_ber(&opaque, "gpgsm");
-    signed_mail_verifies_and_a_tamper_fails(
-        &tok,
-        "gpgsm-opaque",
-        &pkcs7_mime("signed-data", &opaque),
-    );
+    for (form, command) in [("detached", "--detach-sign"), ("opaque", "--sign")] {
+        let out = tok.path(&format!("gpgsm-{form}.p7"));
+        g.with_passphrase(
+            g.cmd(&[
+                "-u",
+                "bob@partner.example",
+                "--include-certs",
+                "-1",
+                command,
+                "-o",
+            ])
+            .arg(&out)
+            .arg(&entity),
+        );
+        let der = std::fs::read(&out).unwrap();
+        assert_ber(&der, "gpgsm");
+        signed_mail_verifies_and_a_tamper_fails(
+            &tok,
+            &format!("gpgsm-{form}"),
+            &signed_mail(form, &der),
+        );
+    }
 }
 
 #[test]
@@ -494,16 +461,31 @@ fn our_signatures_verify_in_gpgsm_trusting_only_the_root() {
 fn bc_classpath() -> &'static str {
     static CP: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     CP.get_or_init(|| {
-        let jars = ["/usr/share/java/bcprov.jar", "/usr/share/java/bcpkix.jar", "/usr/share/java/bcutil.jar"].join(":");
-        let dir = tempfile::Builder::new().prefix("ssmax-bc-").tempdir().expect("tempdir").keep();
-        let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("softhsm-tests/peers/BcPeer.java");
-        ok(Command::new("javac").args(["-cp", &jars, "-d"]).arg(&dir).arg(src));
+        let jars = [
+            "/usr/share/java/bcprov.jar",
+            "/usr/share/java/bcpkix.jar",
+            "/usr/share/java/bcutil.jar",
+        ]
+        .join(":");
+        let dir = tempfile::Builder::new()
+            .prefix("ssmax-bc-")
+            .tempdir()
+            .expect("tempdir")
+            .keep();
+        let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("softhsm-tests/peers/BcPeer.java");
+        ok(Command::new("javac")
+            .args(["-cp", &jars, "-d"])
+            .arg(&dir)
+            .arg(src));
         format!("{}:{jars}", dir.display())
     })
 }
 
 fn bc(args: &[&str]) -> std::process::Output {
-    ok(Command::new("java").args(["-cp", bc_classpath(), "BcPeer"]).args(args))
+    ok(Command::new("java")
+        .args(["-cp", bc_classpath(), "BcPeer"])
+        .args(args))
 }
 
 fn s(p: &Path) -> &str {
@@ -515,17 +497,36 @@ fn bouncy_castle_signed_mail_verifies_for_pkcs1_and_pss() {
     let tok = Tok::for_user("alice", LABEL);
     let p = pki();
     let entity = tok.write("entity.txt", BOB_ENTITY);
-    for (mode, name) in [("pkcs1", "RSA PKCS#1 v1.5 SHA-256"), ("pss", "RSA-PSS SHA-256\n"), ("pss-salt20", "RSA-PSS SHA-256 (salt 20 bytes)")] {
+    for (mode, name) in [
+        ("pkcs1", "RSA PKCS#1 v1.5 SHA-256"),
+        ("pss", "RSA-PSS SHA-256\n"),
+        ("pss-salt20", "RSA-PSS SHA-256 (salt 20 bytes)"),
+    ] {
         for form in ["detached", "opaque"] {
             let out = tok.path(&format!("bc-{mode}-{form}.p7"));
-            bc(&["sign", mode, s(&p.join("bob.pem")), s(&p.join("bob.key")), s(&p.join("partnerca.pem")), s(&entity), s(&out), form]);
+            bc(&[
+                "sign",
+                mode,
+                s(&p.join("bob.pem")),
+                s(&p.join("bob.key")),
+                s(&p.join("partnerca.pem")),
+                s(&entity),
+                s(&out),
+                form,
+            ]);
             let der = std::fs::read(&out).unwrap();
             assert_ber(&der, "Bouncy Castle's streaming generator");
-            let mail = if form == "detached" { multipart_signed(BOB_ENTITY, &der) } else { pkcs7_mime("signed-data", &der) };
             let name_of = format!("bc-{mode}-{form}");
-            signed_mail_verifies_and_a_tamper_fails(&tok, &name_of, &mail);
-            let o = run(tok.cmd().args(["verify", "--in"]).arg(tok.path(&format!("{name_of}.eml"))));
-            assert!(stdout(&o).contains(&format!("algorithm:    {name}")), "{mode} {form}: {}", stdout(&o));
+            signed_mail_verifies_and_a_tamper_fails(&tok, &name_of, &signed_mail(form, &der));
+            let o = run(tok
+                .cmd()
+                .args(["verify", "--in"])
+                .arg(tok.path(&format!("{name_of}.eml"))));
+            assert!(
+                stdout(&o).contains(&format!("algorithm:    {name}")),
+                "{mode} {form}: {}",
+                stdout(&o)
+            );
         }
     }
 }
@@ -539,12 +540,48 @@ fn bouncy_castle_encrypted_mail_decrypts_on_the_token_for_every_key_transport_an
     let entity = tok.write("entity.txt", BOB_ENTITY);
     // Every key transport and every content cipher at least once, without a run per pair.
     for (kt, cipher, recipient, transport, content) in [
-        ("pkcs1", "aes128-cbc", &alice, "RSA PKCS#1 v1.5", "AES-128-CBC"),
-        ("pkcs1", "aes256-gcm", &alice, "RSA PKCS#1 v1.5", "AES-256-GCM"),
-        ("oaep-sha1", "aes256-cbc", &alice, "RSA-OAEP (SHA-1)", "AES-256-CBC"),
-        ("oaep-sha1", "aes128-gcm", &alice, "RSA-OAEP (SHA-1)", "AES-128-GCM"),
-        ("oaep-sha256", "aes256-gcm", &alice, "RSA-OAEP (SHA-256)", "AES-256-GCM"),
-        ("oaep-sha512", "aes128-cbc", &alice, "RSA-OAEP (SHA-512)", "AES-128-CBC"),
+        (
+            "pkcs1",
+            "aes128-cbc",
+            &alice,
+            "RSA PKCS#1 v1.5",
+            "AES-128-CBC",
+        ),
+        (
+            "pkcs1",
+            "aes256-gcm",
+            &alice,
+            "RSA PKCS#1 v1.5",
+            "AES-256-GCM",
+        ),
+        (
+            "oaep-sha1",
+            "aes256-cbc",
+            &alice,
+            "RSA-OAEP (SHA-1)",
+            "AES-256-CBC",
+        ),
+        (
+            "oaep-sha1",
+            "aes128-gcm",
+            &alice,
+            "RSA-OAEP (SHA-1)",
+            "AES-128-GCM",
+        ),
+        (
+            "oaep-sha256",
+            "aes256-gcm",
+            &alice,
+            "RSA-OAEP (SHA-256)",
+            "AES-256-GCM",
+        ),
+        (
+            "oaep-sha512",
+            "aes128-cbc",
+            &alice,
+            "RSA-OAEP (SHA-512)",
+            "AES-128-CBC",
+        ),
         ("ecdh", "aes256-cbc", &p256, "ECDH", "AES-256-CBC"),
         ("ecdh", "aes256-gcm", &p256, "ECDH", "AES-256-GCM"),
         ("ecdh", "aes128-gcm", &p384, "ECDH", "AES-128-GCM"),
@@ -556,9 +593,16 @@ fn bouncy_castle_encrypted_mail_decrypts_on_the_token_for_every_key_transport_an
         let mail = tok.write("bc-env.eml", pkcs7_mime("enveloped-data", &der));
         let o = run(&mut tok.with_pin(&["decrypt", "--in", s(&mail)]));
         assert_eq!(code(&o), 0, "{kt} {cipher}: {}", stderr(&o));
-        assert!(stdout(&o).contains("the contract is signed."), "{kt} {cipher}: {}", stdout(&o));
+        assert!(
+            stdout(&o).contains("the contract is signed."),
+            "{kt} {cipher}: {}",
+            stdout(&o)
+        );
         let e = stderr(&o);
-        assert!(e.contains(transport) && e.contains(content), "{kt} {cipher}: {e}");
+        assert!(
+            e.contains(transport) && e.contains(content),
+            "{kt} {cipher}: {e}"
+        );
     }
 }
 
@@ -566,21 +610,58 @@ fn bouncy_castle_encrypted_mail_decrypts_on_the_token_for_every_key_transport_an
 fn our_signatures_verify_in_bouncy_castle_trusting_only_the_root() {
     let tok = Tok::for_user("alice", LABEL);
     let root = pki().join("root.pem");
-    for (key_id, pss, alg) in [("01", false, "1.2.840.113549.1.1.1"), ("01", true, "1.2.840.113549.1.1.10"), ("02", false, "1.2.840.10045.4.3.2")] {
-        let entity = tok.write("ours-entity.txt", "Content-Type: text/plain; charset=utf-8\r\n\r\nFrom the card.\r\n");
+    for (key_id, pss, alg) in [
+        ("01", false, "1.2.840.113549.1.1.1"),
+        ("01", true, "1.2.840.113549.1.1.10"),
+        ("02", false, "1.2.840.10045.4.3.2"),
+    ] {
+        let entity = tok.write(
+            "ours-entity.txt",
+            "Content-Type: text/plain; charset=utf-8\r\n\r\nFrom the card.\r\n",
+        );
         let sig = tok.path("ours.p7s");
         let key = format!("pkcs11:id=%{key_id}");
-        let mut args = vec!["sign", "--key", &key, "--signature-only", "--from", "alice@example.jp", "--in", s(&entity), "--out", s(&sig)];
+        let mut args = vec![
+            "sign",
+            "--key",
+            &key,
+            "--signature-only",
+            "--from",
+            "alice@example.jp",
+            "--in",
+            s(&entity),
+            "--out",
+            s(&sig),
+        ];
         if pss {
             args.push("--pss");
         }
         ok(&mut tok.with_pin(&args));
         let o = bc(&["verify", s(&root), s(&sig), s(&entity)]);
         let out = stdout(&o);
-        assert!(out.contains("verified CN=Alice Example,O=Example Org via 2 certificate(s) to the root") && out.contains(alg), "key {key_id} pss {pss}: {out}");
-        let bad = tok.write("tampered.txt", "Content-Type: text/plain; charset=utf-8\r\n\r\nFrom the cart.\r\n");
-        let o = run(Command::new("java").args(["-cp", bc_classpath(), "BcPeer", "verify", s(&root), s(&sig), s(&bad)]));
-        assert!(!o.status.success(), "Bouncy Castle must refuse a tampered content");
+        assert!(
+            out.contains(
+                "verified CN=Alice Example,O=Example Org via 2 certificate(s) to the root"
+            ) && out.contains(alg),
+            "key {key_id} pss {pss}: {out}"
+        );
+        let bad = tok.write(
+            "tampered.txt",
+            "Content-Type: text/plain; charset=utf-8\r\n\r\nFrom the cart.\r\n",
+        );
+        let o = run(Command::new("java").args([
+            "-cp",
+            bc_classpath(),
+            "BcPeer",
+            "verify",
+            s(&root),
+            s(&sig),
+            s(&bad),
+        ]));
+        assert!(
+            !o.status.success(),
+            "Bouncy Castle must refuse a tampered content"
+        );
     }
 }
 
@@ -591,25 +672,74 @@ fn bouncy_castle_opens_our_ssmax_attachments_with_the_organisation_key() {
     let draft = tok.write("draft.eml", "From: Alice Example <alice@example.jp>\nTo: Bob <bob@partner.example>\nSubject: Q3\n\nthe figures\n");
     let file = tok.write("figures.csv", "Q3 revenue: 1,234 MJPY\n");
     let sent = tok.path("sent.eml");
-    ok(&mut tok.with_pin(&["send", "--in", s(&draft), "--attach", s(&file), "--label", "Q3 figures", "--out", s(&sent)]));
-    let inner = stdout(&ok(tok.cmd().args(["verify", "--in", s(&sent), "--out", "-"])));
-    let part = inner.split("\r\n--").find(|p| p.contains("SSMAX-Label: Q3 figures")).unwrap_or_else(|| panic!("no protected part:\n{inner}"));
-    let b64: String = part.split("\r\n\r\n").nth(1).unwrap().lines().map(str::trim).collect();
-    let att = tok.write("att.p7m", base64::engine::general_purpose::STANDARD.decode(b64).unwrap());
+    ok(&mut tok.with_pin(&[
+        "send",
+        "--in",
+        s(&draft),
+        "--attach",
+        s(&file),
+        "--label",
+        "Q3 figures",
+        "--out",
+        s(&sent),
+    ]));
+    let inner = stdout(&ok(tok.cmd().args([
+        "verify",
+        "--in",
+        s(&sent),
+        "--out",
+        "-",
+    ])));
+    let part = inner
+        .split("\r\n--")
+        .find(|p| p.contains("SSMAX-Label: Q3 figures"))
+        .unwrap_or_else(|| panic!("no protected part:\n{inner}"));
+    let b64: String = part
+        .split("\r\n\r\n")
+        .nth(1)
+        .unwrap()
+        .lines()
+        .map(str::trim)
+        .collect();
+    let att = tok.write(
+        "att.p7m",
+        base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .unwrap(),
+    );
     let out = tok.path("att.out");
-    bc(&["decrypt", s(&p.join("org.key")), s(&p.join("org.pem")), s(&att), s(&out)]);
+    bc(&[
+        "decrypt",
+        s(&p.join("org.key")),
+        s(&p.join("org.pem")),
+        s(&att),
+        s(&out),
+    ]);
     let opened = std::fs::read_to_string(&out).unwrap();
     assert!(opened.contains("filename=\"figures.csv\""), "{opened}");
     let body = opened.split("\r\n\r\n").nth(1).unwrap();
-    assert_eq!(base64::engine::general_purpose::STANDARD.decode(body.replace("\r\n", "")).unwrap(), b"Q3 revenue: 1,234 MJPY\n");
+    assert_eq!(
+        base64::engine::general_purpose::STANDARD
+            .decode(body.replace("\r\n", ""))
+            .unwrap(),
+        b"Q3 revenue: 1,234 MJPY\n"
+    );
 }
 
 /// openssl's view of an envelope's encrypted content (chunks joined), as hex dump lines.
 fn openssl_encrypted_content(tok: &Tok, der: &[u8]) -> String {
     let f = tok.write("dump-in.der", der);
-    let dump = stdout(&ok(Command::new("openssl").args(["cms", "-cmsout", "-print", "-inform", "DER", "-in"]).arg(&f)));
-    let start = dump.find("encryptedContent:").expect("encryptedContent in dump");
-    let lines: Vec<&str> = dump[start..].lines().skip(1).take_while(|l| l.trim_start().starts_with(|c: char| c.is_ascii_hexdigit())).collect();
+    let dump = stdout(&ok(Command::new("openssl")
+        .args(["cms", "-cmsout", "-print", "-inform", "DER", "-in"])
+        .arg(&f)));
+    let start = dump
+        .find("encryptedContent:")
+        .expect("encryptedContent in dump");
+    let lines: Vec<&str> = dump[start..]
+        .lines()
+        .skip(1)
+        .take_while(|l| l.trim_start().starts_with(|c: char| c.is_ascii_hexdigit()))
+        .collect();
     assert!(!lines.is_empty(), "{dump}");
     lines.join("\n")
 }
@@ -624,19 +754,45 @@ fn rekeying_a_bouncy_castle_ber_envelope_keeps_its_encrypted_bytes() {
     let content = tok.write("big.txt", "Q3 figures, line after line.\r\n".repeat(4000));
     for cipher in ["aes256-cbc", "aes256-gcm"] {
         let out = tok.path("bc-org.p7m");
-        bc(&["encrypt", "pkcs1", cipher, s(&p.join("org.pem")), s(&content), s(&out)]);
+        bc(&[
+            "encrypt",
+            "pkcs1",
+            cipher,
+            s(&p.join("org.pem")),
+            s(&content),
+            s(&out),
+        ]);
         let ber = std::fs::read(&out).unwrap();
         assert_ber(&ber, "Bouncy Castle");
         // What the organisation hop does: the content key recovered with the organisation's key,
         // wrapped again for the next organisation; the encrypted content untouched.
         let env = Envelope::parse(&ber).unwrap();
-        let mut org = ssmax_card::ssmax::org::OrgKey::load(&std::fs::read_to_string(p.join("org.key")).unwrap(), &std::fs::read(p.join("org.der")).unwrap()).unwrap();
+        let mut org = ssmax_card::ssmax::org::OrgKey::load(
+            &std::fs::read_to_string(p.join("org.key")).unwrap(),
+            &std::fs::read(p.join("org.der")).unwrap(),
+        )
+        .unwrap();
         let (cek, _, _) = env.recover_cek(&mut org).unwrap();
-        let next = ssmax_card::cms::cert::parse(&std::fs::read(p.join("partner-org.der")).unwrap()).unwrap();
-        let rekeyed = env.with_recipients(vec![recipient_info(&next, &cek).unwrap()]).unwrap();
-        assert_eq!(openssl_encrypted_content(&tok, &rekeyed), openssl_encrypted_content(&tok, &ber), "{cipher}: the encrypted bytes must stay identical");
+        let next = ssmax_card::cms::cert::parse(&std::fs::read(p.join("partner-org.der")).unwrap())
+            .unwrap();
+        let rekeyed = env
+            .with_recipients(vec![recipient_info(&next, &cek).unwrap()])
+            .unwrap();
+        assert_eq!(
+            openssl_encrypted_content(&tok, &rekeyed),
+            openssl_encrypted_content(&tok, &ber),
+            "{cipher}: the encrypted bytes must stay identical"
+        );
         let f = tok.write("rekeyed.der", &rekeyed);
-        let o = ok(Command::new("openssl").args(["cms", "-decrypt", "-inform", "DER", "-binary", "-in"]).arg(&f).arg("-inkey").arg(p.join("partner-org.key")));
-        assert_eq!(o.stdout, std::fs::read(&content).unwrap(), "{cipher}: the next organisation opens it");
+        let o = ok(Command::new("openssl")
+            .args(["cms", "-decrypt", "-inform", "DER", "-binary", "-in"])
+            .arg(&f)
+            .arg("-inkey")
+            .arg(p.join("partner-org.key")));
+        assert_eq!(
+            o.stdout,
+            std::fs::read(&content).unwrap(),
+            "{cipher}: the next organisation opens it"
+        );
     }
 }
