@@ -197,6 +197,23 @@ fn signed_mail(form: &str, der: &[u8]) -> String {
     }
 }
 
+/// A peer's enveloped-data, as its mail client sends it, decrypts on alice's token; the success
+/// line names what was used.
+fn encrypted_mail_decrypts(tok: &Tok, peer: &str, der: &[u8], names: &[&str]) {
+    assert_ber(der, peer);
+    let mail = tok.write("peer-env.eml", pkcs7_mime("enveloped-data", der));
+    let o = run(&mut tok.with_pin(&["decrypt", "--in", mail.to_str().unwrap()]));
+    assert_eq!(code(&o), 0, "{peer}: {}", stderr(&o));
+    assert!(
+        stdout(&o).contains("the contract is signed."),
+        "{peer}: {}",
+        stdout(&o)
+    );
+    for name in names {
+        assert!(stderr(&o).contains(name), "{peer}: {name}: {}", stderr(&o));
+    }
+}
+
 fn assert_ber(der: &[u8], who: &str) {
     assert_eq!(
         &der[..2],
@@ -300,20 +317,11 @@ fn nss_encrypted_mail_decrypts_on_the_token() {
             env.to_str().unwrap(),
         ],
     );
-    let env = std::fs::read(&env).unwrap();
-    assert_ber(&env, "cmsutil");
-    let mail = tok.write("nss-env.eml", pkcs7_mime("enveloped-data", &env));
-    let o = run(&mut tok.with_pin(&["decrypt", "--in", mail.to_str().unwrap()]));
-    assert_eq!(code(&o), 0, "{}", stderr(&o));
-    assert!(
-        stdout(&o).contains("the contract is signed."),
-        "{}",
-        stdout(&o)
-    );
-    assert!(
-        stderr(&o).contains("RSA PKCS#1 v1.5, AES-"),
-        "{}",
-        stderr(&o)
+    encrypted_mail_decrypts(
+        &tok,
+        "cmsutil",
+        &std::fs::read(&env).unwrap(),
+        &["RSA PKCS#1 v1.5, AES-"],
     );
 }
 
@@ -355,27 +363,24 @@ fn gpgsm_encrypted_mail_decrypts_on_the_token() {
     ok(g.cmd(&["-r", "alice@example.jp", "--encrypt", "-o"])
         .arg(&env)
         .arg(&entity));
-    let env = std::fs::read(&env).unwrap();
-    assert_ber(&env, "gpgsm");
-    let mail = tok.write("gpgsm-env.eml", pkcs7_mime("enveloped-data", &env));
-    let o = run(&mut tok.with_pin(&["decrypt", "--in", mail.to_str().unwrap()]));
-    assert_eq!(code(&o), 0, "{}", stderr(&o));
-    assert!(
-        stdout(&o).contains("the contract is signed."),
-        "{}",
-        stdout(&o)
+    encrypted_mail_decrypts(
+        &tok,
+        "gpgsm",
+        &std::fs::read(&env).unwrap(),
+        &["RSA PKCS#1 v1.5"],
     );
 }
 
-/// Our detached signature over `entity`, made on alice's token with the key `key_id`.
-fn our_signature(tok: &Tok, key_id: &str) -> (PathBuf, PathBuf) {
+/// Our detached signature over a small entity, made on alice's token with the key `key_id`
+/// (RSA-PSS when `pss`); the entity and the signature files.
+fn our_signature(tok: &Tok, key_id: &str, pss: bool) -> (PathBuf, PathBuf) {
     let entity = tok.write(
         "ours-entity.txt",
         "Content-Type: text/plain; charset=utf-8\r\n\r\nFrom the card.\r\n",
     );
-    let sig = tok.path(&format!("ours-{key_id}.p7s"));
+    let sig = tok.path(&format!("ours-{key_id}-{pss}.p7s"));
     let key = format!("pkcs11:id=%{key_id}");
-    ok(&mut tok.with_pin(&[
+    let mut args = vec![
         "sign",
         "--key",
         &key,
@@ -383,10 +388,14 @@ fn our_signature(tok: &Tok, key_id: &str) -> (PathBuf, PathBuf) {
         "--from",
         "alice@example.jp",
         "--in",
-        entity.to_str().unwrap(),
+        s(&entity),
         "--out",
-        sig.to_str().unwrap(),
-    ]));
+        s(&sig),
+    ];
+    if pss {
+        args.push("--pss");
+    }
+    ok(&mut tok.with_pin(&args));
     (entity, sig)
 }
 
@@ -396,7 +405,7 @@ fn our_signatures_verify_in_nss_trusting_only_the_root() {
     // Only the root: the Example Org CA must come from the signature itself.
     let db = nss_db(&tok, "nss-root-only", false);
     for key_id in ["01", "02"] {
-        let (entity, sig) = our_signature(&tok, key_id);
+        let (entity, sig) = our_signature(&tok, key_id, false);
         let o = cmsutil(
             &db,
             &[
@@ -446,7 +455,7 @@ fn our_signatures_verify_in_gpgsm_trusting_only_the_root() {
     let tok = Tok::for_user("alice", LABEL);
     let g = Gpgsm::new(&tok, "gnupg-root-only", false);
     for key_id in ["01", "02"] {
-        let (entity, sig) = our_signature(&tok, key_id);
+        let (entity, sig) = our_signature(&tok, key_id, false);
         let o = run(g.cmd(&["--verify"]).arg(&sig).arg(&entity));
         let e = stderr(&o);
         assert!(
@@ -588,20 +597,11 @@ fn bouncy_castle_encrypted_mail_decrypts_on_the_token_for_every_key_transport_an
     ] {
         let out = tok.path("bc-env.p7m");
         bc(&["encrypt", kt, cipher, s(recipient), s(&entity), s(&out)]);
-        let der = std::fs::read(&out).unwrap();
-        assert_ber(&der, "Bouncy Castle");
-        let mail = tok.write("bc-env.eml", pkcs7_mime("enveloped-data", &der));
-        let o = run(&mut tok.with_pin(&["decrypt", "--in", s(&mail)]));
-        assert_eq!(code(&o), 0, "{kt} {cipher}: {}", stderr(&o));
-        assert!(
-            stdout(&o).contains("the contract is signed."),
-            "{kt} {cipher}: {}",
-            stdout(&o)
-        );
-        let e = stderr(&o);
-        assert!(
-            e.contains(transport) && e.contains(content),
-            "{kt} {cipher}: {e}"
+        encrypted_mail_decrypts(
+            &tok,
+            &format!("Bouncy Castle {kt} {cipher}"),
+            &std::fs::read(&out).unwrap(),
+            &[transport, content],
         );
     }
 }
@@ -615,28 +615,7 @@ fn our_signatures_verify_in_bouncy_castle_trusting_only_the_root() {
         ("01", true, "1.2.840.113549.1.1.10"),
         ("02", false, "1.2.840.10045.4.3.2"),
     ] {
-        let entity = tok.write(
-            "ours-entity.txt",
-            "Content-Type: text/plain; charset=utf-8\r\n\r\nFrom the card.\r\n",
-        );
-        let sig = tok.path("ours.p7s");
-        let key = format!("pkcs11:id=%{key_id}");
-        let mut args = vec![
-            "sign",
-            "--key",
-            &key,
-            "--signature-only",
-            "--from",
-            "alice@example.jp",
-            "--in",
-            s(&entity),
-            "--out",
-            s(&sig),
-        ];
-        if pss {
-            args.push("--pss");
-        }
-        ok(&mut tok.with_pin(&args));
+        let (entity, sig) = our_signature(&tok, key_id, pss);
         let o = bc(&["verify", s(&root), s(&sig), s(&entity)]);
         let out = stdout(&o);
         assert!(
