@@ -326,4 +326,11 @@ fn japanese_attachment_names_arrive_decoded_and_are_written_as_rfc_2231() {
     assert_eq!(std::fs::read(dir.join("見積書_2026年12月.pdf")).unwrap(), b"%PDF-1.4\n");
     assert_eq!(std::fs::read(dir.join("請求書.xlsx")).unwrap(), b"PK\x03\x04");
     assert!(stderr(&o).contains("(見積書_2026年12月.pdf)"), "the label is the decoded name: {}", stderr(&o));
+    // Forwarded, the ISO-2022-JP subject is read as the reader saw it and written again as UTF-8.
+    let fwd = w.bob.path("fwd.eml");
+    let o = run(&mut w.bob.with_pin(&["forward", "--in", hop2.to_str().unwrap(), "--to", "carol@partner.example", "--out", fwd.to_str().unwrap()]));
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let text = std::fs::read_to_string(&fwd).unwrap();
+    assert!(text.contains("Subject: =?UTF-8?B?RndkOiDopovnqY3mm7g=?="), "{text}");
+    assert!(text.contains("Subject: =E8=A6=8B=E7=A9=8D=E6=9B=B8"), "the forwarded-message intro: {text}");
 }

@@ -10,7 +10,7 @@ use crate::cms::encrypt::recipient_info;
 use crate::cms::{cert, CmsError};
 use crate::error::{Exit, Failure};
 use crate::mail::smime::build_signed;
-use crate::mail::{field_value, quoted_printable, Field};
+use crate::mail::{quoted_printable, Field};
 use crate::ssmax::mail::{build, Protected};
 use crate::ssmax::{display_name, org_certificate, token_trust};
 use crate::token::decrypt::TokenDecryptor;
@@ -69,7 +69,8 @@ fn forward(p: &mut Parts<'_>, a: &ForwardArgs, raw: &[u8]) -> Result<(Vec<u8>, S
         Some(f) => f.to_ascii_lowercase(),
         None => own_address(p.token)?,
     };
-    let header = |name: &str| rec.outer.field(name).map(field_value).unwrap_or_default();
+    // As the reader saw them: a Japanese subject arrives as ISO-2022-JP encoded words.
+    let header = |name: &str| rec.outer.text(name).unwrap_or_default();
     let mut text = String::new();
     if let Some(n) = &a.note {
         text.push_str(n);

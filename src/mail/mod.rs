@@ -67,6 +67,15 @@ impl<'a> Entity<'a> {
         self.fields.iter().find(|f| f.is(name))
     }
 
+    /// A field's value as text for people: RFC 2047 encoded words decoded in whatever charset
+    /// they name (mail-parser, `full_encoding`), unfolded and trimmed.
+    pub fn text(&self, name: &str) -> Option<String> {
+        let raw = &self.field(name)?.raw;
+        let colon = raw.iter().position(|&b| b == b':')?;
+        let parsed = mail_parser::parsers::MessageStream::new(&raw[colon + 1..]).parse_unstructured();
+        parsed.as_text().map(|t| t.trim().to_string()).filter(|t| !t.is_empty())
+    }
+
     pub fn header_bytes(&self) -> Vec<u8> {
         self.fields.iter().flat_map(|f| f.raw.iter().copied()).collect()
     }

@@ -33,15 +33,6 @@ pub const LABEL_HEADER: &str = "SSMAX-Label";
 pub const FILENAME_HEADER: &str = "SSMAX-Filename";
 pub const PART_HEADER: &str = "SSMAX-Part";
 
-/// An unstructured header's text, RFC 2047 encoded words decoded (mail-parser).
-fn header_text(e: &Entity<'_>, name: &str) -> Option<String> {
-    let raw = &e.field(name)?.raw;
-    let colon = raw.iter().position(|&b| b == b':')?;
-    let value = &raw[colon + 1..];
-    let parsed = mail_parser::parsers::MessageStream::new(value).parse_unstructured();
-    parsed.as_text().map(|t| t.trim().to_string()).filter(|t| !t.is_empty())
-}
-
 /// The name a part gives its file: Content-Disposition filename, else Content-Type name,
 /// decoded however the sender's client wrote it (fields.rs).
 fn part_filename(e: &Entity<'_>) -> Option<String> {
@@ -90,7 +81,7 @@ pub fn parse_draft(content: &Entity<'_>) -> Result<Parts, MailError> {
         }
         if is_attachment(&e) {
             let filename = part_filename(&e).unwrap_or_else(|| format!("attachment-{}", n + 1));
-            let label = header_text(&e, LABEL_HEADER).or_else(|| header_text(&e, "Content-Description")).unwrap_or_else(|| filename.clone());
+            let label = e.text(LABEL_HEADER).or_else(|| e.text("Content-Description")).unwrap_or_else(|| filename.clone());
             let fields: Vec<Field> = e.fields.iter().filter(|f| !f.is(LABEL_HEADER)).cloned().collect();
             let entity = canonicalise(&Entity { fields, body: e.body }, 1)?;
             parts.attachments.push(Attachment { filename, label, entity });
@@ -222,10 +213,10 @@ pub fn parse(inner: &[u8]) -> Result<Parts, MailError> {
             continue; // the label list is rebuilt from the parts themselves
         }
         if pct.mime == "application/pkcs7-mime" || pct.mime == "application/x-pkcs7-mime" {
-            let filename = header_text(&p, FILENAME_HEADER)
+            let filename = p.text(FILENAME_HEADER)
                 .or_else(|| part_filename(&p).map(|f| f.strip_suffix(".p7m").unwrap_or(&f).to_string()))
                 .unwrap_or_else(|| format!("attachment-{}", n + 1));
-            let label = header_text(&p, LABEL_HEADER).unwrap_or_else(|| filename.clone());
+            let label = p.text(LABEL_HEADER).unwrap_or_else(|| filename.clone());
             parts.protected.push(Protected { filename, label, cms: p.decoded_body()? });
         } else {
             parts.body.push(crate::mail::to_crlf(raw));
@@ -265,7 +256,7 @@ pub fn opened_attachments(mail: &[u8]) -> Result<Vec<Attachment>, MailError> {
     let mut out = Vec::new();
     for (n, raw) in split_multipart(outer.body, boundary)?.into_iter().enumerate() {
         let p = Entity::parse(raw)?;
-        let Some(label) = header_text(&p, LABEL_HEADER) else { continue };
+        let Some(label) = p.text(LABEL_HEADER) else { continue };
         let filename = part_filename(&p).unwrap_or_else(|| format!("attachment-{}", n + 1));
         let fields: Vec<Field> = p.fields.iter().filter(|f| !f.is(LABEL_HEADER)).cloned().collect();
         let mut entity: Vec<u8> = fields.iter().flat_map(|f| f.raw.iter().copied()).collect();
