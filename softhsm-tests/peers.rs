@@ -502,22 +502,26 @@ fn s(p: &Path) -> &str {
 }
 
 #[test]
-fn bouncy_castle_signed_mail_verifies_for_pkcs1_and_pss() {
+fn bouncy_castle_signed_mail_verifies_for_pkcs1_pss_and_ecdsa() {
     let tok = Tok::for_user("alice", LABEL);
     let p = pki();
     let entity = tok.write("entity.txt", BOB_ENTITY);
-    for (mode, name) in [
-        ("pkcs1", "RSA PKCS#1 v1.5 SHA-256"),
-        ("pss", "RSA-PSS SHA-256\n"),
-        ("pss-salt20", "RSA-PSS SHA-256 (salt 20 bytes)"),
+    let rsa = (p.join("bob.pem"), p.join("bob.key"));
+    let (p256, p384) = (bob_ec(&tok, "P-256"), bob_ec(&tok, "P-384"));
+    for (mode, (cert, key), name) in [
+        ("pkcs1", &rsa, "RSA PKCS#1 v1.5 SHA-256"),
+        ("pss", &rsa, "RSA-PSS SHA-256\n"),
+        ("pss-salt20", &rsa, "RSA-PSS SHA-256 (salt 20 bytes)"),
+        ("ecdsa", &p256, "ECDSA P-256 SHA-256"),
+        ("ecdsa-sha384", &p384, "ECDSA P-384 SHA-384"),
     ] {
         for form in ["detached", "opaque"] {
             let out = tok.path(&format!("bc-{mode}-{form}.p7"));
             bc(&[
                 "sign",
                 mode,
-                s(&p.join("bob.pem")),
-                s(&p.join("bob.key")),
+                s(cert),
+                s(key),
                 s(&p.join("partnerca.pem")),
                 s(&entity),
                 s(&out),
@@ -538,6 +542,58 @@ fn bouncy_castle_signed_mail_verifies_for_pkcs1_and_pss() {
             );
         }
     }
+}
+
+/// An EC key and certificate for bob (software, the peer's own), from the Partner Org CA.
+fn bob_ec(tok: &Tok, curve: &str) -> (PathBuf, PathBuf) {
+    let p = pki();
+    let (key, csr, cert) = (
+        tok.path(&format!("bob-{curve}.key")),
+        tok.path(&format!("bob-{curve}.csr")),
+        tok.path(&format!("bob-{curve}.pem")),
+    );
+    ok(Command::new("openssl")
+        .args([
+            "genpkey",
+            "-algorithm",
+            "EC",
+            "-pkeyopt",
+            &format!("ec_paramgen_curve:{curve}"),
+            "-out",
+        ])
+        .arg(&key));
+    ok(Command::new("openssl")
+        .args([
+            "req",
+            "-new",
+            "-subj",
+            "/O=Partner Org/CN=Bob Partner",
+            "-key",
+        ])
+        .arg(&key)
+        .arg("-out")
+        .arg(&csr));
+    ok(Command::new("openssl")
+        .args([
+            "x509",
+            "-req",
+            "-days",
+            "30",
+            "-sha256",
+            "-set_serial",
+            &format!("0x0e{}", &curve[2..]),
+            "-in",
+        ])
+        .arg(&csr)
+        .arg("-CA")
+        .arg(p.join("partnerca.pem"))
+        .arg("-CAkey")
+        .arg(p.join("partnerca.key"))
+        .arg("-extfile")
+        .arg(p.join("bob.ext"))
+        .arg("-out")
+        .arg(&cert));
+    (cert, key)
 }
 
 #[test]

@@ -70,6 +70,7 @@ public class BcPeer {
             case "pss-salt20" -> new JcaContentSignerBuilder("SHA256withRSAandMGF1",
                 new PSSParameterSpec("SHA-256", "MGF1", MGF1ParameterSpec.SHA256, 20, 1));
             case "ecdsa" -> new JcaContentSignerBuilder("SHA256withECDSA");
+            case "ecdsa-sha384" -> new JcaContentSignerBuilder("SHA384withECDSA");
             default -> throw new IllegalArgumentException(mode);
         };
         CMSSignedDataStreamGenerator gen = new CMSSignedDataStreamGenerator();
