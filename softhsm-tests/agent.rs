@@ -380,3 +380,29 @@ fn a_profile_can_keep_the_pin_and_the_config_overrides_it() {
     }
     assert_eq!(getpins(&agent), 1 + 2, "the config asks every time");
 }
+
+#[test]
+fn a_client_that_closes_without_reading_the_answer_ends_only_its_own_connection() {
+    let tok = Tok::new();
+    let mut agent = start_agent(&tok, "", "0");
+    // An answer larger than the socket buffer, so the agent is still writing when it finds the
+    // peer gone: the content of a signed 1 MiB mail, verified inline.
+    let big = format!("{MAIL}{}", "0123456789abcdef\n".repeat(64 * 1024));
+    let input = tok.write("big.eml", &big);
+    let signed = tok.path("big-signed.eml");
+    ok(&mut tok.with_pin(&["--agent", "never", "sign", "--in", input.to_str().unwrap(), "--out", signed.to_str().unwrap()]));
+    let signed = std::fs::read(&signed).unwrap();
+    let ping = serde_json::json!({"v": 1, "id": 1, "method": "ping", "args": {}, "timeout_ms": 10000, "client": {}});
+    let verify = serde_json::json!({"v": 1, "id": 2, "method": "verify", "args": {}, "timeout_ms": 10000, "client": {}});
+    for (req, body) in [(&ping, &b""[..]), (&verify, &signed[..])] {
+        for _ in 0..10 {
+            let mut s = UnixStream::connect(&agent.socket).unwrap();
+            send_msg(&mut s, req, body);
+            drop(s);
+        }
+    }
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert!(agent.child.try_wait().unwrap().is_none(), "the agent died: {:?}", agent.child.try_wait());
+    let o = via(&tok, &agent, &["verify", "--in", tok.path("big-signed.eml").to_str().unwrap()]);
+    assert_eq!(code(&o), 0, "the agent still serves others: {}", stderr(&o));
+}

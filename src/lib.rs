@@ -7,6 +7,7 @@ pub mod cms;
 pub mod config;
 pub mod error;
 pub mod mail;
+pub mod process;
 pub mod profile;
 pub mod smtp;
 pub mod ssmax;

@@ -139,6 +139,7 @@ pub struct AgentArgs {
 }
 
 pub fn run(g: &Global, setup: Setup, a: AgentArgs) -> Result<(), Failure> {
+    crate::process::survive_vanished_peers();
     let cfg = setup.config.agent.clone();
     let listener = match activated_listener() {
         Some(l) => l,
