@@ -178,3 +178,37 @@ fn private_keys_on_the_token_are_sensitive_and_never_extractable() {
         assert!(!flags.contains(&"extractable"), "{access}");
     }
 }
+
+#[test]
+fn pin_fd_takes_the_first_line_without_waiting_for_the_writer_to_close() {
+    let tok = Tok::new();
+    let fifo = tok.path("pin.fifo");
+    ok(Command::new("mkfifo").arg(&fifo));
+    // Held open for writing, as a password manager holds its pipe, until the command is done.
+    let mut writer = std::fs::OpenOptions::new().read(true).write(true).open(&fifo).unwrap();
+    writer.write_all(format!("{PIN}\n").as_bytes()).unwrap();
+    let input = tok.write("mail.eml", MAIL);
+    let out = tok.path("signed.eml");
+    let mut child = tok
+        .cmd_with_pin(&fifo, &["sign", "--in", input.to_str().unwrap(), "--out", out.to_str().unwrap()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if start.elapsed() > std::time::Duration::from_secs(60) {
+            let _ = child.kill();
+            panic!("sign still waits for the PIN writer to close");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let mut err = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
+    assert!(status.success(), "{err}");
+    assert!(openssl_verify(&out, &pki().join("root.pem")).status.success());
+    drop(writer);
+}

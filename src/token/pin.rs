@@ -59,11 +59,12 @@ pub fn secret_from_fd(fd: i32, flag: &str, what: &str) -> Result<SecretString, S
         let file = unsafe { std::fs::File::from_raw_fd(fd) };
         let mut buf = Zeroizing::new(Vec::with_capacity(64));
         read_pin_bytes(file, fd, flag, &mut buf)?;
-        if buf.len() > MAX_PIN_BYTES {
-            return Err(format!("{flag} {fd} gave more than {MAX_PIN_BYTES} bytes"));
-        }
         // Only the first line is the secret; a trailing newline is not part of it.
         let end = buf.iter().position(|&b| b == b'\n' || b == b'\r').unwrap_or(buf.len());
+        if end > MAX_PIN_BYTES {
+            buf.zeroize();
+            return Err(format!("{flag} {fd} gave more than {MAX_PIN_BYTES} bytes"));
+        }
         buf[end..].zeroize();
         buf.truncate(end);
         if buf.is_empty() {
@@ -80,32 +81,40 @@ pub fn secret_from_fd(fd: i32, flag: &str, what: &str) -> Result<SecretString, S
     Err(format!("{flag} is only available on Unix"))
 }
 
-/// Read up to MAX_PIN_BYTES + 1 bytes, waiting on a non-blocking descriptor instead of failing.
 #[cfg(unix)]
+/// Read up to the first newline (or end of file): a writer that keeps the descriptor open (a
+/// password manager, a FIFO opened read-write) must not hold us until it closes. Every wait,
+/// blocking descriptor or not, ends with the 2-minute deadline.
 fn read_pin_bytes(mut file: std::fs::File, fd: i32, flag: &str, buf: &mut Vec<u8>) -> Result<(), String> {
-    use std::os::fd::AsRawFd;
+    use rustix::event::{poll, PollFd, PollFlags, Timespec};
+    let deadline = std::time::Instant::now() + PIN_FD_WAIT;
     let mut chunk = Zeroizing::new([0u8; 256]);
     loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let timeout = Timespec { tv_sec: left.as_secs() as i64, tv_nsec: i64::from(left.subsec_nanos()) };
+        let mut fds = [PollFd::new(&file, PollFlags::IN)];
+        match poll(&mut fds, Some(&timeout)) {
+            Ok(0) => return Err(format!("no PIN line arrived on {flag} {fd} within {} minutes", PIN_FD_WAIT.as_secs() / 60)),
+            Ok(_) => {}
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(format!("cannot wait for {flag} {fd}: {e}")),
+        }
         match file.read(&mut chunk[..]) {
             Ok(0) => return Ok(()),
             Ok(n) => {
                 buf.extend_from_slice(&chunk[..n]);
-                if buf.len() > MAX_PIN_BYTES {
+                if buf.contains(&b'\n') || buf.len() > MAX_PIN_BYTES {
                     return Ok(());
                 }
             }
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                let mut p = libc::pollfd { fd: file.as_raw_fd(), events: libc::POLLIN, revents: 0 };
-                // SAFETY: one valid pollfd for the duration of the call.
-                if unsafe { libc::poll(&mut p, 1, 120_000) } == 0 {
-                    return Err(format!("nothing arrived on {flag} {fd} within 2 minutes"));
-                }
-            }
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::Interrupted | std::io::ErrorKind::WouldBlock) => {}
             Err(e) => return Err(format!("cannot read {flag} {fd}: {e}")),
         }
     }
 }
+
+/// How long `--pin-fd` (and `--password-fd`) waits for its first line (README: limits).
+const PIN_FD_WAIT: std::time::Duration = std::time::Duration::from_secs(120);
 
 /// The controlling terminal, echo off (rpassword).
 pub struct TtyPin;
