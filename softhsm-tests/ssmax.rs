@@ -334,3 +334,24 @@ fn japanese_attachment_names_arrive_decoded_and_are_written_as_rfc_2231() {
     assert!(text.contains("Subject: =?UTF-8?B?RndkOiDopovnqY3mm7g=?="), "{text}");
     assert!(text.contains("Subject: =E8=A6=8B=E7=A9=8D=E6=9B=B8"), "the forwarded-message intro: {text}");
 }
+
+#[test]
+fn extracted_names_cannot_pass_for_other_names() {
+    let w = World::new();
+    // "invoice<RLO>fdp.exe" shows as "invoiceexe.pdf"; "CON.txt" is a device on Windows.
+    let draft = w.alice.write(
+        "draft.eml",
+        "From: alice@example.jp\nTo: bob@partner.example\nSubject: x\nMIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=\"B\"\n\n--B\nContent-Type: text/plain\n\nsee files\n--B\nContent-Type: application/octet-stream\nContent-Disposition: attachment; filename=\"invoice\u{202e}fdp.exe\"\n\nMZ\n--B\nContent-Type: text/plain\nContent-Disposition: attachment; filename=\"CON.txt\"\n\ndevice\n--B--\n",
+    );
+    let sent = w.alice.path("sent.eml");
+    ok(&mut w.alice.with_pin(&["send", "--in", draft.to_str().unwrap(), "--out", sent.to_str().unwrap()]));
+    let (_, hop1) = w.org("sending", &sent, "hop1.eml", None);
+    let (_, hop2) = w.org("receiving", &hop1, "hop2.eml", None);
+    let dir = w.bob.path("files");
+    std::fs::create_dir_all(&dir).unwrap();
+    let o = run(&mut w.bob.with_pin(&["receive", "--in", hop2.to_str().unwrap(), "--extract", dir.to_str().unwrap()]));
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let mut names: Vec<String> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    names.sort();
+    assert_eq!(names, ["_CON.txt", "invoicefdp.exe"]);
+}

@@ -268,17 +268,36 @@ pub fn opened_attachments(mail: &[u8]) -> Result<Vec<Attachment>, MailError> {
 }
 
 /// A file name safe to create in an extraction directory: no directories, no parent
-/// references, no control characters, no leading dots.
+/// references, no control characters, no leading dots; no character that makes a name read
+/// as another (bidirectional overrides and isolates turn `\u{202e}txt.exe` into "exe.txt" on
+/// screen; zero-width characters hide); and no name Windows reserves for a device (`CON`,
+/// `com1.csv`), which is prefixed with `_` so the file stays usable when copied there.
 pub fn safe_filename(name: &str, n: usize) -> String {
     let last = name.rsplit(['/', '\\']).next().unwrap_or("");
-    let cleaned: String = last.chars().filter(|c| !c.is_control() && !matches!(c, ':' | '*' | '?' | '"' | '<' | '>' | '|')).collect();
-    let cleaned = cleaned.trim().trim_start_matches('.').to_string();
+    let cleaned: String = last.chars().filter(|&c| !c.is_control() && !misleading(c) && !matches!(c, ':' | '*' | '?' | '"' | '<' | '>' | '|')).collect();
+    // Windows drops trailing dots and spaces, which would make two names one.
+    let cleaned = cleaned.trim().trim_start_matches('.').trim_end_matches(['.', ' ']).to_string();
     let cleaned: String = cleaned.chars().take(200).collect();
     if cleaned.is_empty() {
-        format!("attachment-{n}")
-    } else {
-        cleaned
+        return format!("attachment-{n}");
     }
+    if reserved_on_windows(&cleaned) {
+        return format!("_{cleaned}");
+    }
+    cleaned
+}
+
+/// Format characters that reorder or hide text: bidirectional marks, embeddings, overrides and
+/// isolates, the Arabic letter mark, zero-width characters and the byte-order mark.
+fn misleading(c: char) -> bool {
+    matches!(c, '\u{061c}' | '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2060}'..='\u{2069}' | '\u{feff}')
+}
+
+/// CON, PRN, AUX, NUL, COM1–9, LPT1–9, whatever the case and whatever follows the first dot.
+fn reserved_on_windows(name: &str) -> bool {
+    let stem = name.split('.').next().unwrap_or("").trim_end().to_ascii_uppercase();
+    matches!(stem.as_str(), "CON" | "PRN" | "AUX" | "NUL")
+        || ((stem.starts_with("COM") || stem.starts_with("LPT")) && stem.len() == 4 && matches!(stem.as_bytes()[3], b'1'..=b'9'))
 }
 
 #[cfg(test)]
@@ -307,6 +326,18 @@ mod tests {
         assert_eq!(safe_filename(".bashrc", 3), "bashrc");
         assert_eq!(safe_filename("a\u{0}b\nc.txt", 4), "abc.txt");
         assert_eq!(safe_filename("/", 5), "attachment-5");
+    }
+
+    #[test]
+    fn extraction_names_cannot_pass_for_other_names() {
+        assert_eq!(safe_filename("invoice\u{202e}fdp.exe", 1), "invoicefdp.exe");
+        assert_eq!(safe_filename("a\u{2066}b\u{2069}\u{200b}c.txt", 1), "abc.txt");
+        assert_eq!(safe_filename("CON", 1), "_CON");
+        assert_eq!(safe_filename("com1.csv", 1), "_com1.csv");
+        assert_eq!(safe_filename("nul .txt", 1), "_nul .txt");
+        assert_eq!(safe_filename("report. . .", 1), "report");
+        assert_eq!(safe_filename("COM10.txt", 1), "COM10.txt");
+        assert_eq!(safe_filename("console.log", 1), "console.log");
     }
 
     #[test]
