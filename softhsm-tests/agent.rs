@@ -406,3 +406,13 @@ fn a_client_that_closes_without_reading_the_answer_ends_only_its_own_connection(
     let o = via(&tok, &agent, &["verify", "--in", tok.path("big-signed.eml").to_str().unwrap()]);
     assert_eq!(code(&o), 0, "the agent still serves others: {}", stderr(&o));
 }
+
+#[test]
+fn the_agent_refuses_pin_fd_instead_of_failing_every_signature_later() {
+    let tok = Tok::new();
+    let socket = tok.path("run/agent.sock");
+    let o = run(&mut tok.with_pin(&["agent", "--socket", socket.to_str().unwrap()]));
+    assert_clear_failure(&o, 2);
+    assert!(stderr(&o).contains("takes no --pin-fd"), "{}", stderr(&o));
+    assert!(!socket.exists(), "nothing listens");
+}

@@ -370,6 +370,14 @@ fn run_here_or_in_agent(cli: Cli) -> Result<(), Failure> {
         Command::ImportAnchor { io, org, label } => lifecycle::import_anchor(&mut ctx::CliCtx::new(g, &io)?, org, label.as_deref()),
         Command::Certs => lifecycle::certs(&mut ctx::CliCtx::new(g, &no_io)?),
         Command::Agent { audit_log } => {
+            // One descriptor holds one PIN, and the agent serves many requests from many clients:
+            // it asks each client's pinentry instead. Accepting the option would fail every sign.
+            if g.pin_fd.is_some() {
+                return Err(Failure::new(
+                    Exit::Usage,
+                    "the agent asks for PINs with pinentry on the client's display and takes no --pin-fd; give --pin-fd to a one-shot command (with --agent never) instead",
+                ));
+            }
             let setup = common::setup(g)?;
             let socket = crate::agent::client::socket_path(g.socket.as_deref());
             crate::agent::server::run(g, setup, crate::agent::server::AgentArgs { socket, audit_log })
