@@ -206,7 +206,7 @@ impl Walk<'_> {
         let ident_len = h.ident.len();
         if !h.constructed {
             let Len::Definite(n) = h.len else {
-                unreachable!("header() refuses primitive indefinite")
+                return Err(bad("a primitive value with indefinite length"));
             };
             let content = &self.input[h.content..h.content + n];
             let fix_bool =
@@ -323,7 +323,7 @@ impl Walk<'_> {
                 continue;
             }
             let Len::Definite(n) = c.len else {
-                unreachable!("header() refuses primitive indefinite")
+                return Err(bad("a primitive value with indefinite length"));
             };
             let mut data = &self.input[c.content..c.content + n];
             if acc.tag == BIT_STRING {
