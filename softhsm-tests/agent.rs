@@ -285,9 +285,9 @@ fn a_body_and_its_reply_can_travel_as_files_and_anything_but_a_regular_file_is_r
     // More descriptors than a request can use: the kernel would have to drop some, so the
     // request is refused whole and that connection closed.
     let mut s = UnixStream::connect(&agent.socket).unwrap();
-    send_msg_with_fds(&mut s, &sign_request(5), b"", &[body.as_raw_fd(), body.as_raw_fd(), reply.as_raw_fd()]);
+    send_msg_with_fds(&mut s, &sign_request(5), b"", &[body.as_raw_fd(); 19]);
     let (h, _) = recv_msg(&mut s).unwrap();
-    assert!(h["error"].as_str().unwrap().contains("more than 2 file descriptors"), "{h}");
+    assert!(h["error"].as_str().unwrap().contains("more than 18 file descriptors"), "{h}");
     assert!(recv_msg(&mut s).is_err(), "the connection is closed");
     assert_eq!(getpins(&agent), 2);
 }
@@ -415,4 +415,47 @@ fn the_agent_refuses_pin_fd_instead_of_failing_every_signature_later() {
     assert_clear_failure(&o, 2);
     assert!(stderr(&o).contains("takes no --pin-fd"), "{}", stderr(&o));
     assert!(!socket.exists(), "nothing listens");
+}
+
+/// The agent's peak resident memory so far (VmHWM), in KiB.
+fn agent_peak_kib(agent: &Agent) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{}/status", agent.child.id())).unwrap();
+    status.lines().find_map(|l| l.strip_prefix("VmHWM:")).and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok()).unwrap()
+}
+
+#[test]
+fn the_agent_reads_only_files_its_client_opened_never_a_path_it_names() {
+    let tok = Tok::new();
+    let agent = start_agent(&tok, "", "0");
+    let signed = tok.path("signed.eml");
+    ok(&mut tok.with_pin(&["--agent", "never", "sign", "--in", tok.write("mail.eml", MAIL).to_str().unwrap(), "--out", signed.to_str().unwrap()]));
+    // A path in the arguments, as a client of the old protocol or a hostile one sends it: refused
+    // by name, and nothing is opened (the agent would have read /dev/zero until memory ran out).
+    let before = agent_peak_kib(&agent);
+    let mut s = UnixStream::connect(&agent.socket).unwrap();
+    let req = serde_json::json!({"v": 1, "id": 3, "method": "verify", "args": {"ca": ["/dev/zero"], "no_token": true}, "timeout_ms": 10000, "client": {}});
+    send_msg(&mut s, &req, &std::fs::read(&signed).unwrap());
+    let (resp, _) = recv_msg(&mut s).unwrap();
+    assert_eq!((resp["ok"].as_bool(), resp["exit"].as_u64()), (Some(false), Some(2)), "{resp}");
+    assert!(resp["error"].as_str().unwrap().contains("unknown field `ca`"), "{resp}");
+    assert!(agent_peak_kib(&agent) < before + 8 * 1024, "the agent grew from {before} to {} KiB", agent_peak_kib(&agent));
+
+    // The client opens what the user names, with the user's rights, and passes descriptors.
+    let o = via(&tok, &agent, &["verify", "--no-token", "--ca", "/dev/zero", "--in", signed.to_str().unwrap()]);
+    assert_clear_failure(&o, 2);
+    assert!(stderr(&o).contains("/dev/zero is a character device"), "{}", stderr(&o));
+    let root = pki().join("root.pem");
+    let o = via(&tok, &agent, &["verify", "--no-token", "--ca", root.to_str().unwrap(), "--in", signed.to_str().unwrap()]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(stdout(&o).contains("Good signature from"), "{}", stdout(&o));
+    let o = via(&tok, &agent, &["verify", "--no-token", "--in", signed.to_str().unwrap()]);
+    assert_clear_failure(&o, 1);
+    // A detached signature's content travels the same way.
+    let (sig, carlos) = (vector("binary-files/signedByCarlosDetached.p7m"), vector("certs-and-keys/lamps-carlos.crt"));
+    let content = tok.write("content.txt", "This is some sample content.");
+    let o = via(&tok, &agent, &["verify", "--no-token", "--in", sig.to_str().unwrap(), "--content", content.to_str().unwrap(), "--ca", carlos.to_str().unwrap()]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let wrong = tok.write("wrong.txt", "This is some sample content!");
+    let o = via(&tok, &agent, &["verify", "--no-token", "--in", sig.to_str().unwrap(), "--content", wrong.to_str().unwrap(), "--ca", carlos.to_str().unwrap()]);
+    assert_clear_failure(&o, 1);
 }

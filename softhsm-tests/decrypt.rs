@@ -94,10 +94,6 @@ fn decrypt_refuses_mail_for_someone_else_without_asking_for_a_pin() {
     assert!(!log.exists(), "no C_Login (nor any key operation) was made");
 }
 
-fn vector(name: &str) -> PathBuf {
-    Path::new(VECTORS).join(name)
-}
-
 #[test]
 fn decrypt_interop_vectors_made_by_another_implementation() {
     let tok = Tok::new();

@@ -208,3 +208,36 @@ fn ber_with_indefinite_lengths_gets_the_same_bounds_as_der() {
         }
     }
 }
+
+#[test]
+fn verify_refuses_a_certificate_file_that_is_not_a_regular_file_without_reading_it() {
+    let tok = Tok::new();
+    let mail = tok.write("mail.eml", MAIL);
+    // A FIFO whose writer never closes: reading it would wait for ever.
+    let fifo = tok.path("anchors.fifo");
+    ok(Command::new("mkfifo").arg(&fifo));
+    let _writer = std::fs::OpenOptions::new().read(true).write(true).open(&fifo).unwrap();
+    for (flag, path, kind) in [("--ca", Path::new("/dev/zero"), "a character device"), ("--certfile", fifo.as_path(), "a FIFO"), ("--ca", tok.dir.path(), "a directory")] {
+        let o = run(tok.cmd().args(["verify", "--no-token", "--in"]).arg(&mail).arg(flag).arg(path));
+        assert_clear_failure(&o, 2);
+        assert!(stderr(&o).contains(kind) && stderr(&o).contains("not a regular file"), "{flag} {}: {}", path.display(), stderr(&o));
+    }
+    let o = run(tok.cmd().arg("--config").arg("/dev/zero").arg("status"));
+    assert_clear_failure(&o, 2);
+    assert!(stderr(&o).contains("/dev/zero is a character device"), "{}", stderr(&o));
+}
+
+#[test]
+fn a_200_mb_certificate_file_is_refused_at_its_limit_not_read() {
+    let tok = Tok::new();
+    let mail = tok.write("mail.eml", MAIL);
+    let huge = tok.path("huge.pem");
+    std::fs::File::create(&huge).unwrap().set_len(200 << 20).unwrap();
+    let mut cmd = tok.cmd();
+    cmd.args(["verify", "--no-token", "--in"]).arg(&mail).arg("--ca").arg(&huge);
+    let (o, peak_kib) = run_measured(&cmd);
+    assert_clear_failure(&o, 2);
+    assert!(stderr(&o).contains("is larger than 4 MiB; refused"), "{}", stderr(&o));
+    // The whole file would be 204,800 KiB; the process itself needs a few MiB.
+    assert!(peak_kib < 32 * 1024, "peak resident memory {peak_kib} KiB");
+}

@@ -219,6 +219,7 @@ fn front_door_answers_garbage_with_errors_and_keeps_serving() {
     assert!(reply(b"AUTH CRAM-MD5\r\n").starts_with("504 "));
     assert!(reply(b"NOOP\r\n").starts_with("250 "), "still serving");
     assert!(reply(b"QUIT\r\n").starts_with("221 "));
+    assert_eq!(reply(b""), "", "closed after QUIT");
     assert!(relay.delivered().is_empty());
 
     // Connections hold threads: past 32 at once, the next is told to come back.

@@ -5,9 +5,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . softhsm-tests/deps.sh
 # neomutt + tmux: the mail-client tests; postfix + Cyrus SASL: the relay; swaks: the SMTP client;
-# NSS tools (cmsutil), gpgsm and Bouncy Castle (Java): independent S/MIME peers.
+# NSS tools (cmsutil), gpgsm and Bouncy Castle (Java): independent S/MIME peers; time: peak memory.
 ssmax_deps neomutt tmux postfix sasl2-bin libsasl2-modules swaks libnss3-tools gpgsm \
-  openjdk-17-jdk-headless libbcprov-java libbcpkix-java libbcutil-java
+  openjdk-17-jdk-headless libbcprov-java libbcpkix-java libbcutil-java time
 ssmax_vicc_venv
 cargo test --locked
 # The YubiKey attestation path cannot run here (no YubiKey) but must keep compiling.

@@ -121,10 +121,6 @@ fn verify_without_token_or_anchor_fails_closed() {
     assert!(stderr(&o).contains("no trust anchors"), "{}", stderr(&o));
 }
 
-fn vector(name: &str) -> PathBuf {
-    Path::new(VECTORS).join(name)
-}
-
 #[test]
 fn verify_interop_vectors_signed_by_another_implementation() {
     let tok = Tok::new();

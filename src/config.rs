@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 pub enum ConfigError {
     #[error("{file}:{line}: {reason}")]
     Invalid { file: String, line: usize, reason: String },
-    #[error("cannot read config {file}: {reason}")]
-    Io { file: String, reason: String },
+    #[error("config: {0}")]
+    Read(#[from] crate::files::ReadError),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
@@ -71,10 +71,10 @@ pub fn load(explicit: Option<&Path>) -> Result<Config, ConfigError> {
         },
     };
     let file = path.display().to_string();
-    let text = match std::fs::read_to_string(&path) {
+    let text = match crate::files::read_regular_text(&path, crate::files::MAX_TEXT_FILE) {
         Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !must_exist => return Ok(Config::default()),
-        Err(e) => return Err(ConfigError::Io { file, reason: e.to_string() }),
+        Err(e) if e.is_not_found() && !must_exist => return Ok(Config::default()),
+        Err(e) => return Err(e.into()),
     };
     toml::from_str(&text).map_err(|e| ConfigError::Invalid {
         line: e.span().map(|s| text.as_bytes().iter().take(s.start).filter(|&&b| b == b'\n').count() + 1).unwrap_or(1),

@@ -72,7 +72,14 @@ impl From<CmsError> for Failure {
             CmsError::Malformed(_) | CmsError::Unsupported(_) => Failure::new(Exit::Usage, e.to_string()),
             CmsError::Verify(_) | CmsError::Decrypt(_) => Failure::new(Exit::VerificationFailed, e.to_string()),
             CmsError::NoKey(_) | CmsError::CannotDecrypt(_) => Failure::new(Exit::NoKey, e.to_string()),
+            CmsError::Read(r) => r.into(),
         }
+    }
+}
+
+impl From<crate::files::ReadError> for Failure {
+    fn from(e: crate::files::ReadError) -> Self {
+        Failure::new(if e.is_usage() { Exit::Usage } else { Exit::Io }, e.to_string())
     }
 }
 

@@ -6,6 +6,7 @@ pub mod cli;
 pub mod cms;
 pub mod config;
 pub mod error;
+pub mod files;
 pub mod mail;
 pub mod process;
 pub mod profile;

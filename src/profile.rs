@@ -13,6 +13,8 @@ pub enum ProfileError {
     Invalid { file: String, line: usize, reason: String },
     #[error("cannot read profile {file}: {source}")]
     Io { file: String, source: std::io::Error },
+    #[error(transparent)]
+    Read(#[from] crate::files::ReadError),
 }
 
 const BUILTIN: &[(&str, &str)] = &[
@@ -278,7 +280,7 @@ pub fn load_all(extra_dir: Option<&Path>) -> Result<Vec<Profile>, ProfileError> 
         paths.sort();
         for path in paths {
             let file = path.display().to_string();
-            let text = std::fs::read_to_string(&path).map_err(|source| ProfileError::Io { file: file.clone(), source })?;
+            let text = crate::files::read_regular_text(&path, crate::files::MAX_TEXT_FILE)?;
             let p = Profile::parse(&file, &text)?;
             profiles.retain(|q| q.name != p.name);
             profiles.push(p);

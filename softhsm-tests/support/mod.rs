@@ -29,6 +29,11 @@ pub fn ok(cmd: &mut Command) -> Output {
     out
 }
 
+/// A file of the RFC 9216 interop vectors (softhsm-tests/interop-vectors).
+pub fn vector(name: &str) -> PathBuf {
+    Path::new(VECTORS).join(name)
+}
+
 /// The demo PKI, built once per test run by the same script the README demo uses.
 pub fn pki() -> &'static Path {
     static PKI: OnceLock<PathBuf> = OnceLock::new();
@@ -218,6 +223,26 @@ pub fn code(o: &Output) -> i32 {
     let e = stderr(o);
     assert!(!e.contains("panicked"), "panic: {e}");
     o.status.code().expect("killed by a signal")
+}
+
+/// Run `cmd` under /usr/bin/time: its output and its peak resident memory in KiB.
+pub fn run_measured(cmd: &Command) -> (Output, u64) {
+    let report = tempfile::NamedTempFile::new().expect("temp file");
+    let mut timed = Command::new("/usr/bin/time");
+    timed.args(["-f", "%M", "-o"]).arg(report.path()).arg(cmd.get_program()).args(cmd.get_args());
+    for (k, v) in cmd.get_envs() {
+        match v {
+            Some(v) => timed.env(k, v),
+            None => timed.env_remove(k),
+        };
+    }
+    if let Some(d) = cmd.get_current_dir() {
+        timed.current_dir(d);
+    }
+    let out = run(&mut timed);
+    let text = std::fs::read_to_string(report.path()).expect("/usr/bin/time's report");
+    let kib = text.lines().last().and_then(|l| l.trim().parse().ok()).unwrap_or_else(|| panic!("no peak memory in {text:?}"));
+    (out, kib)
 }
 
 pub fn assert_clear_failure(o: &Output, want: i32) {

@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use std::io::{BufRead, Write};
+use std::io::{BufRead, Read, Write};
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -69,11 +69,9 @@ impl AuditLog {
         }
         // A line without its newline is a write the previous agent did not finish (it was
         // killed mid-write): it was never part of the chain, so it goes before checking.
-        let data = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-        if !data.is_empty() && !data.ends_with(b"\n") {
-            let keep = data.iter().rposition(|&b| b == b'\n').map(|i| i + 1).unwrap_or(0);
+        if let Some(keep) = unfinished_tail(path).map_err(|e| format!("cannot read {}: {e}", path.display()))? {
             let f = std::fs::OpenOptions::new().write(true).open(path).map_err(|e| format!("cannot repair {}: {e}", path.display()))?;
-            f.set_len(keep as u64).map_err(|e| format!("cannot repair {}: {e}", path.display()))?;
+            f.set_len(keep).map_err(|e| format!("cannot repair {}: {e}", path.display()))?;
             eprintln!("ssmax-card agent: audit log: dropped an unfinished last line left by a stopped agent");
         }
         let (seq, last) = verify(path)?;
@@ -144,15 +142,43 @@ pub struct NewEntry {
     pub result: String,
 }
 
+/// Where the log should end when its last line has no newline (None when it is whole). Reads
+/// only the tail: an unfinished line is at most one entry long.
+fn unfinished_tail(path: &Path) -> std::io::Result<Option<u64>> {
+    use std::os::unix::fs::FileExt;
+    let f = std::fs::File::open(path)?;
+    let len = f.metadata()?.len();
+    let from = len.saturating_sub(MAX_LINE as u64 + 1);
+    let mut tail = vec![0u8; (len - from) as usize];
+    f.read_exact_at(&mut tail, from)?;
+    if tail.last().is_none_or(|&b| b == b'\n') {
+        return Ok(None);
+    }
+    Ok(Some(tail.iter().rposition(|&b| b == b'\n').map_or(from, |i| from + i as u64 + 1)))
+}
+
+/// Longest line `verify` reads: an entry is a few hundred bytes; a longer line is not one.
+const MAX_LINE: usize = 64 * 1024;
+
 /// Check every line's hash and link, and the head: Ok((entries, last hash)) or where it breaks.
 pub fn verify(path: &Path) -> Result<(u64, String), String> {
     let f = std::fs::File::open(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let mut prev = "0".repeat(64);
     let mut before_last = prev.clone();
     let mut seq = 0u64;
-    for (n, line) in std::io::BufReader::new(f).lines().enumerate() {
-        let line = line.map_err(|e| format!("line {}: {e}", n + 1))?;
-        let e: Entry = serde_json::from_str(&line).map_err(|e| format!("line {}: not an audit entry ({e})", n + 1))?;
+    let mut reader = std::io::BufReader::new(f);
+    let mut buf = Vec::new();
+    for n in 0.. {
+        buf.clear();
+        (&mut reader).take(MAX_LINE as u64 + 1).read_until(b'\n', &mut buf).map_err(|e| format!("line {}: {e}", n + 1))?;
+        if buf.is_empty() {
+            break;
+        }
+        if buf.len() > MAX_LINE {
+            return Err(format!("line {}: longer than {MAX_LINE} bytes — not an audit entry", n + 1));
+        }
+        let line = std::str::from_utf8(buf.strip_suffix(b"\n").unwrap_or(&buf)).map_err(|_| format!("line {}: not UTF-8 text", n + 1))?;
+        let e: Entry = serde_json::from_str(line).map_err(|e| format!("line {}: not an audit entry ({e})", n + 1))?;
         if e.seq != seq + 1 {
             return Err(format!("line {}: sequence {} follows {} — lines were removed or reordered", n + 1, e.seq, seq));
         }
@@ -165,7 +191,7 @@ pub fn verify(path: &Path) -> Result<(u64, String), String> {
         seq = e.seq;
         before_last = std::mem::replace(&mut prev, e.hash);
     }
-    let head = std::fs::read_to_string(head_path(path)).map_err(|e| format!("cannot read the head file {}: {e}", head_path(path).display()))?;
+    let head = crate::files::read_regular_text(&head_path(path), 4096).map_err(|e| format!("the head file: {e}"))?;
     let expected = format!("{seq} {prev}");
     // The agent writes the line, then the head: stopped in between, the head lags by exactly
     // one entry. A log cut short has the head ahead of it instead.
@@ -225,5 +251,28 @@ mod crash_window {
         let mut log = AuditLog::open(&path).unwrap();
         log.append("sign", None, None, b"c", None, "ok").unwrap();
         assert_eq!(verify(&path).unwrap().0, 3);
+    }
+
+    #[test]
+    fn a_line_cut_off_mid_write_is_dropped_and_the_log_goes_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.log");
+        let mut log = AuditLog::open(&path).unwrap();
+        log.append("sign", None, None, b"a", None, "ok").unwrap();
+        drop(log);
+        let whole = std::fs::read(&path).unwrap();
+        std::fs::OpenOptions::new().append(true).open(&path).unwrap().write_all(b"{\"seq\":2,\"ts\":").unwrap();
+        let mut log = AuditLog::open(&path).unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), whole);
+        log.append("sign", None, None, b"b", None, "ok").unwrap();
+        assert_eq!(verify(&path).unwrap().0, 2);
+    }
+
+    #[test]
+    fn a_line_longer_than_any_entry_is_refused_not_read_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.log");
+        std::fs::write(&path, vec![b'x'; MAX_LINE * 3]).unwrap();
+        assert!(verify(&path).unwrap_err().contains("longer than"));
     }
 }

@@ -14,8 +14,10 @@ pub const VERSION: u32 = 1;
 pub const MAX_HEADER: u32 = 64 * 1024;
 /// Largest body we read: the same limit as the CLI's input.
 pub const MAX_BODY: u32 = 64 * 1024 * 1024;
-/// Descriptors a request may carry: its body and the file for the reply.
-pub const MAX_FDS: usize = 2;
+/// Files a request may pass besides its body and its reply (`Request::passed`).
+pub const MAX_PASSED: usize = 16;
+/// Descriptors a request may carry: its body, the passed files and the file for the reply.
+pub const MAX_FDS: usize = 2 + MAX_PASSED;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProtocolError {
@@ -67,6 +69,40 @@ pub struct Request {
     /// instead of the body frame; the response says how many bytes (`body_in_fd`).
     #[serde(default, skip_serializing_if = "is_false")]
     pub reply_in_fd: bool,
+    /// Files the client opened for the request (the agent never opens a path a client names:
+    /// it would read with the agent's rights, not the client's). One descriptor each, after
+    /// the body's and before the reply's, in this order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub passed: Vec<Passed>,
+}
+
+/// What a passed file holds. Each is a regular file, read whole from offset 0 within its limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Passed {
+    /// verify: the detached content (`--content`); at most `MAX_BODY` bytes.
+    Content,
+    /// verify: trust anchors (`--ca`), PEM or DER; at most `files::MAX_CERT_FILE` bytes.
+    Anchors,
+    /// verify: intermediate certificates (`--certfile`), likewise.
+    Intermediates,
+}
+
+impl Passed {
+    pub fn name(self) -> &'static str {
+        match self {
+            Passed::Content => "content",
+            Passed::Anchors => "anchors",
+            Passed::Intermediates => "intermediates",
+        }
+    }
+
+    pub fn limit(self) -> u64 {
+        match self {
+            Passed::Content => u64::from(MAX_BODY),
+            Passed::Anchors | Passed::Intermediates => crate::files::MAX_CERT_FILE,
+        }
+    }
 }
 
 fn is_false(b: &bool) -> bool {
@@ -215,7 +251,7 @@ mod tests {
     #[test]
     fn messages_round_trip_binary_bodies() {
         let mut buf = Vec::new();
-        let req = Request { v: VERSION, id: 7, method: "sign".into(), args: serde_json::json!({"pss": true}), token: None, key: None, allow_final_pin_try: false, timeout_ms: 1000, client: ClientEnv::default(), body_in_fd: false, reply_in_fd: false };
+        let req = Request { v: VERSION, id: 7, method: "sign".into(), args: serde_json::json!({"pss": true}), token: None, key: None, allow_final_pin_try: false, timeout_ms: 1000, client: ClientEnv::default(), body_in_fd: false, reply_in_fd: false, passed: Vec::new() };
         write_message(&mut buf, &req, &[0, 255, 13, 10]).unwrap();
         let (back, body): (Request, Vec<u8>) = read_message(&mut buf.as_slice()).unwrap();
         assert_eq!(back.id, 7);
@@ -236,7 +272,7 @@ mod tests {
         let (a, b) = UnixStream::pair().unwrap();
         let mut file = tempfile::tempfile().unwrap();
         file.write_all(b"body in a file").unwrap();
-        let req = Request { v: VERSION, id: 1, method: "sign".into(), args: serde_json::Value::Null, token: None, key: None, allow_final_pin_try: false, timeout_ms: 1, client: ClientEnv::default(), body_in_fd: true, reply_in_fd: false };
+        let req = Request { v: VERSION, id: 1, method: "sign".into(), args: serde_json::Value::Null, token: None, key: None, allow_final_pin_try: false, timeout_ms: 1, client: ClientEnv::default(), body_in_fd: true, reply_in_fd: false, passed: Vec::new() };
         write_message_with_fds(&a, &req, &[], &[file.as_fd()]).unwrap();
         write_message(&mut &a, &req, b"inline").unwrap();
         let (first, body, fds): (Request, _, _) = read_message_with_fds(&b).unwrap();
@@ -255,7 +291,7 @@ mod tests {
         use std::os::fd::AsFd;
         let (a, _b) = UnixStream::pair().unwrap();
         let f = tempfile::tempfile().unwrap();
-        let three = [f.as_fd(), f.as_fd(), f.as_fd()];
-        assert!(matches!(write_message_with_fds(&a, &Response::default(), &[], &three), Err(ProtocolError::TooManyFds)));
+        let too_many = vec![f.as_fd(); MAX_FDS + 1];
+        assert!(matches!(write_message_with_fds(&a, &Response::default(), &[], &too_many), Err(ProtocolError::TooManyFds)));
     }
 }

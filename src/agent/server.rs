@@ -5,7 +5,7 @@
 
 use super::audit::AuditLog;
 use super::presence::{event, reader_of, Desk, Events};
-use super::protocol::{read_message_with_fds, write_message, ProtocolError, Request, Response, MAX_BODY, VERSION};
+use super::protocol::{read_message_with_fds, write_message, Passed, ProtocolError, Request, Response, MAX_BODY, VERSION};
 use super::turnstile::{Refused, Turn, Turnstile};
 use super::watchdog::{self, Owed, Watchdog};
 use super::AgentConfig;
@@ -320,7 +320,7 @@ fn serve(stream: Arc<UnixStream>, peer: Peer, agent: &Agent, mut owed: Owed) {
                     let _ = write_message(&mut &*stream, &restarting_response(id), &[]);
                     return;
                 }
-                let (body, reply_file) = match passed_files(&req, body, fds) {
+                let Received { body, passed, reply } = match passed_files(&req, body, fds) {
                     Ok(b) => b,
                     Err(msg) => {
                         let written = write_message(&mut &*stream, &error_response(id, Exit::Usage, msg), &[]);
@@ -332,8 +332,8 @@ fn serve(stream: Arc<UnixStream>, peer: Peer, agent: &Agent, mut owed: Owed) {
                     }
                 };
                 let timeout = Duration::from_millis(req.timeout_ms.clamp(1, 3_600_000));
-                let job = Job { req: &req, peer, reply_file: reply_file.as_ref(), stream: &stream, deadline: received + timeout, timeout };
-                let Some((resp, out)) = run_job(agent, job, body) else {
+                let job = Job { req: &req, peer, reply_file: reply.as_ref(), stream: &stream, deadline: received + timeout, timeout };
+                let Some((resp, out)) = run_job(agent, job, body, passed) else {
                     // The watchdog answered it (a hung token, or the client's deadline).
                     owed.settled_elsewhere();
                     if dog.restarting.load(Ordering::SeqCst) {
@@ -351,10 +351,18 @@ fn serve(stream: Arc<UnixStream>, peer: Peer, agent: &Agent, mut owed: Owed) {
     }
 }
 
-/// The body and the reply file a request passed as descriptors. Regular files only: a pipe or a
-/// socket could hold this thread (and the token turn) for as long as its writer liked.
-fn passed_files(req: &Request, body: Vec<u8>, fds: Vec<OwnedFd>) -> Result<(Vec<u8>, Option<File>), String> {
-    let wanted = usize::from(req.body_in_fd) + usize::from(req.reply_in_fd);
+/// What a request passed: its body (from the message or a descriptor), the files it passed for
+/// the command (read), and the file for the reply.
+struct Received {
+    body: Vec<u8>,
+    passed: Vec<(Passed, Vec<u8>)>,
+    reply: Option<File>,
+}
+
+/// Read the descriptors a request passed. Regular files only: a pipe or a socket could hold
+/// this thread (and the token turn) for as long as its writer liked; each within its limit.
+fn passed_files(req: &Request, body: Vec<u8>, fds: Vec<OwnedFd>) -> Result<Received, String> {
+    let wanted = usize::from(req.body_in_fd) + req.passed.len() + usize::from(req.reply_in_fd);
     if fds.len() != wanted {
         return Err(format!("bad request: it names {wanted} file descriptor(s) and passed {}", fds.len()));
     }
@@ -365,9 +373,19 @@ fn passed_files(req: &Request, body: Vec<u8>, fds: Vec<OwnedFd>) -> Result<(Vec<
         }
         Ok((f, m.len()))
     };
-    // In this order: the body's file, then the reply's.
+    // In this order: the body's file, the passed files, then the reply's.
     let mut files = fds.into_iter().map(File::from);
     let body_file = if req.body_in_fd { files.next() } else { None };
+    let mut passed = Vec::with_capacity(req.passed.len());
+    for (kind, f) in req.passed.iter().zip(files.by_ref()) {
+        let (f, len) = regular(f)?;
+        if len > kind.limit() {
+            return Err(format!("a passed {} file of {len} bytes is over the limit of {}", kind.name(), crate::files::size(kind.limit())));
+        }
+        let mut buf = vec![0u8; len as usize];
+        f.read_exact_at(&mut buf, 0).map_err(|e| format!("reading a passed {} file: {e}", kind.name()))?;
+        passed.push((*kind, buf));
+    }
     let reply_file = if req.reply_in_fd { files.next() } else { None };
     let body = match body_file {
         Some(f) => {
@@ -389,7 +407,7 @@ fn passed_files(req: &Request, body: Vec<u8>, fds: Vec<OwnedFd>) -> Result<(Vec<
         Some(f) => Some(regular(f)?.0),
         None => None,
     };
-    Ok((body, reply))
+    Ok(Received { body, passed, reply })
 }
 
 
@@ -407,7 +425,7 @@ struct Job<'r> {
 /// Run one request. The command parses its input here, in parallel with other clients, and takes
 /// the token turn when it first needs the token, keeping it to the end. None when the watchdog
 /// has answered the request meanwhile (a hung token, or the client's deadline).
-fn run_job(agent: &Agent, job: Job<'_>, body: Vec<u8>) -> Option<(Response, Vec<u8>)> {
+fn run_job(agent: &Agent, job: Job<'_>, body: Vec<u8>, passed: Vec<(Passed, Vec<u8>)>) -> Option<(Response, Vec<u8>)> {
     let req = job.req;
     // The audit log gets a digest of the body, taken before the body moves on to the command (a
     // large mail is held once, not twice).
@@ -428,7 +446,7 @@ fn run_job(agent: &Agent, job: Job<'_>, body: Vec<u8>) -> Option<(Response, Vec<
     let prompt = EventPrompt { inner: PinentryPin::for_client(s.config.pinentry_program.clone(), req.client.clone()), events: agent.events.clone(), dog: agent.dog.clone(), method: req.method.clone() };
     let token_key = s.token_uri.to_string();
     let mut ctx = AgentCtx { g, s, input: Some(body), output: Vec::new(), reply_file: job.reply_file.map(|f| (f, 0)), wants_output, notes: Vec::new(), report: None, agent, job: &job, turn: None, refused: None, answered_elsewhere: false, key: None, token_key, prompt };
-    let result = parsed.and_then(|()| dispatch(&mut ctx, &req.method, &req.args));
+    let result = parsed.and_then(|()| dispatch(&mut ctx, &req.method, &req.args, passed));
     let body_in_fd = ctx.reply_file.map(|(_, written)| written);
     let mut resp = Response { v: VERSION, id: req.id, ok: result.is_ok(), exit: 0, notes: std::mem::take(&mut ctx.notes), report: ctx.report.take(), body_in_fd, ..Default::default() };
     if let Err(f) = &result {
@@ -536,9 +554,12 @@ fn watch_for_hangs(agent: &Agent, listener: std::os::fd::RawFd, own_path: Option
     std::process::exit(Exit::Io as i32);
 }
 
-fn dispatch(ctx: &mut AgentCtx<'_>, method: &str, args: &serde_json::Value) -> Result<(), Failure> {
+fn dispatch(ctx: &mut AgentCtx<'_>, method: &str, args: &serde_json::Value, passed: Vec<(Passed, Vec<u8>)>) -> Result<(), Failure> {
     use crate::cli::{decrypt, forward, receive, send, sign, status, verify};
     let bad = |e: serde_json::Error| Failure::new(Exit::Usage, format!("bad arguments for {method}: {e}"));
+    if !passed.is_empty() && method != "verify" {
+        return Err(Failure::new(Exit::Usage, format!("bad request: {method} takes no passed files")));
+    }
     let flag = |name: &str| args.get(name).and_then(|v| v.as_bool()).unwrap_or(false);
     match method {
         "status" => status::run(ctx),
@@ -546,7 +567,10 @@ fn dispatch(ctx: &mut AgentCtx<'_>, method: &str, args: &serde_json::Value) -> R
             Some(from) => sign::run_signature_only(ctx, flag("pss"), from),
             None => sign::run(ctx, flag("pss")),
         },
-        "verify" => verify::run(ctx, &serde_json::from_value(args.clone()).map_err(bad)?),
+        "verify" => {
+            let wire: VerifyWire = serde_json::from_value(args.clone()).map_err(bad)?;
+            verify::run(ctx, &wire.with(passed)?)
+        }
         "decrypt" => decrypt::run(ctx),
         "send" => send::run(ctx, Vec::new(), flag("pss")),
         "receive" => {
@@ -555,6 +579,33 @@ fn dispatch(ctx: &mut AgentCtx<'_>, method: &str, args: &serde_json::Value) -> R
         }
         "forward" => forward::run(ctx, &serde_json::from_value(args.clone()).map_err(bad)?),
         other => Err(Failure::new(Exit::Usage, format!("unknown method '{other}'"))),
+    }
+}
+
+/// verify's arguments on the wire. Certificates and the detached content come as passed
+/// descriptors, never as paths: a path would be read with the agent's rights, not the client's.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct VerifyWire {
+    #[serde(default)]
+    no_token: bool,
+    /// Read by `run_job`: whether the client wants the verified content.
+    #[serde(default, rename = "out")]
+    _out: bool,
+}
+
+impl VerifyWire {
+    fn with(self, passed: Vec<(Passed, Vec<u8>)>) -> Result<crate::cli::verify::VerifyArgs, Failure> {
+        let mut a = crate::cli::verify::VerifyArgs { no_token: self.no_token, ..Default::default() };
+        for (kind, data) in passed {
+            match kind {
+                Passed::Anchors => a.anchors.extend(crate::cms::cert::load_bytes(&data, "a passed --ca file")?),
+                Passed::Intermediates => a.intermediates.extend(crate::cms::cert::load_bytes(&data, "a passed --certfile file")?),
+                Passed::Content if a.content.is_none() => a.content = Some(data),
+                Passed::Content => return Err(Failure::new(Exit::Usage, "bad request: more than one content file")),
+            }
+        }
+        Ok(a)
     }
 }
 

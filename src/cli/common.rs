@@ -3,14 +3,15 @@
 use super::{Global, InOut};
 use crate::config::{self, Config, PinSource};
 use crate::error::{Exit, Failure};
+use crate::files;
 use crate::profile::{self, Profile};
 use crate::token::pin::{FdPin, PinPrompt, PinentryPin, TtyPin};
 use crate::token::uri::Pkcs11Uri;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::Path;
 
 /// Largest mail we accept; bigger input is refused before it is parsed.
-pub const MAX_INPUT: usize = 64 * 1024 * 1024;
+pub const MAX_INPUT: usize = crate::files::MAX_MAIL as usize;
 
 #[derive(Clone)]
 pub struct Setup {
@@ -49,31 +50,46 @@ pub fn prompt(g: &Global, config: &Config, io: Option<&InOut>) -> Result<Box<dyn
     })
 }
 
+/// The mail: `--in FILE` or standard input, at most `MAX_INPUT` bytes. `--in` may name a pipe
+/// (`--in <(…)`, a FIFO) as standard input may be one; a device or a directory is refused.
 pub fn read_input(io: &InOut) -> Result<Vec<u8>, Failure> {
-    let mut buf = Vec::new();
-    let limit = MAX_INPUT as u64 + 1;
-    let res = match &io.input {
-        Some(p) => std::fs::File::open(p).and_then(|f| {
-            // Size the buffer once: growing it by doubling would briefly hold 1.5× the mail.
-            let len = f.metadata().map(|m| m.len()).unwrap_or(0).min(limit);
-            buf.reserve_exact(len as usize + 1);
-            f.take(limit).read_to_end(&mut buf)
-        }),
-        None => std::io::stdin().lock().take(limit).read_to_end(&mut buf),
+    let Some(p) = &io.input else {
+        let mut buf = Vec::new();
+        files::read_stream(std::io::stdin().lock(), files::MAX_MAIL, &mut buf).map_err(|e| Failure::new(Exit::Io, format!("cannot read standard input: {e}")))?;
+        if buf.len() as u64 > files::MAX_MAIL {
+            return Err(Failure::new(Exit::Usage, format!("input is larger than {}; refused", files::size(files::MAX_MAIL))));
+        }
+        return Ok(buf);
     };
-    res.map_err(|e| Failure::new(Exit::Io, format!("cannot read {}: {e}", io.input.as_deref().map(|p| p.display().to_string()).unwrap_or("standard input".into()))))?;
-    if buf.len() > MAX_INPUT {
-        return Err(Failure::new(Exit::Usage, format!("input is larger than {} MiB; refused", MAX_INPUT >> 20)));
-    }
-    Ok(buf)
+    read_opened_input(open_input(p)?, p)
 }
 
-pub fn read_file(p: &Path) -> Result<Vec<u8>, Failure> {
-    let meta = std::fs::metadata(p).map_err(|e| Failure::new(Exit::Usage, format!("cannot read {}: {e}", p.display())))?;
-    if meta.len() > MAX_INPUT as u64 {
-        return Err(Failure::new(Exit::Usage, format!("{} is larger than {} MiB; refused", p.display(), MAX_INPUT >> 20)));
+/// The rest of `read_input`, for a caller that has opened `--in` itself.
+pub fn read_opened_input(f: std::fs::File, p: &Path) -> Result<Vec<u8>, Failure> {
+    files::read_limited(f, files::MAX_MAIL)
+        .map_err(|source| Failure::from(files::ReadError::Io { path: p.to_path_buf(), source }))?
+        .ok_or_else(|| Failure::new(Exit::Usage, format!("input is larger than {}; refused", files::size(files::MAX_MAIL))))
+}
+
+/// `--in FILE` opened for reading: a regular file or a pipe, nothing else.
+pub fn open_input(p: &Path) -> Result<std::fs::File, Failure> {
+    use std::os::unix::fs::FileTypeExt;
+    let io = |source| Failure::from(files::ReadError::Io { path: p.to_path_buf(), source });
+    // A blocking open: a FIFO named here is meant to be waited for, as `cat` would.
+    let f = std::fs::File::open(p).map_err(io)?;
+    let t = f.metadata().map_err(io)?.file_type();
+    if t.is_file() || t.is_fifo() {
+        return Ok(f);
     }
-    std::fs::read(p).map_err(|e| Failure::new(Exit::Usage, format!("cannot read {}: {e}", p.display())))
+    match files::open_regular(p) {
+        Err(e) => Err(e.into()),
+        Ok(_) => Err(io(std::io::Error::other("changed while it was opened"))),
+    }
+}
+
+/// A file named by an option (`--content`, `--attach`, a key): a regular file of at most `limit`.
+pub fn read_file(p: &Path, limit: u64) -> Result<Vec<u8>, Failure> {
+    Ok(files::read_regular(p, limit)?)
 }
 
 /// Write to --out atomically (temp file in the same directory, then rename), or to stdout.

@@ -349,7 +349,7 @@ fn run_here_or_in_agent(cli: Cli) -> Result<(), Failure> {
             if openssl_status {
                 c = c.with_openssl_status();
             }
-            verify::run(&mut c, &verify::VerifyArgs { ca, certfile, content, no_token })
+            verify::run(&mut c, &verify::VerifyArgs::from_files(&ca, &certfile, content.as_deref(), no_token)?)
         }
         Command::Decrypt { io } => decrypt::run(&mut ctx::CliCtx::new(g, &io)?),
         Command::Send { io, attach, label, pss } => send::run_cli(g, &io, &attach, &label, pss),

@@ -20,7 +20,7 @@ pub struct OrgArgs {
 
 pub fn run(_g: &Global, io: &InOut, a: OrgArgs) -> Result<(), Failure> {
     let raw = read_input(io)?;
-    let key_pem = String::from_utf8(read_file(&a.key)?).map_err(|_| Failure::new(Exit::Usage, "the organisation key is not PEM text"))?;
+    let key_pem = String::from_utf8(read_file(&a.key, crate::files::MAX_TEXT_FILE)?).map_err(|_| Failure::new(Exit::Usage, "the organisation key is not PEM text"))?;
     let cert_der = load_file(&a.cert)?.into_iter().next().ok_or_else(|| Failure::new(Exit::Usage, "no organisation certificate"))?;
     let mut org = OrgKey::load(&key_pem, &cert_der)?;
     let mut trust = Trust::default();

@@ -2,17 +2,16 @@
 //! opens input and output itself (output atomically, as the CLI does) and hands the agent files
 //! where it can, not bytes; the agent owns the token.
 
-use super::common::{output_temp, persist_output, read_file, read_input, write_output};
+use super::common::{open_input, output_temp, persist_output, read_file, read_input, read_opened_input, write_output};
 use super::forward::ForwardArgs;
-use super::verify::VerifyArgs;
 use super::{AgentMode, Cli, Command, InOut};
 use crate::agent::client::{call_retrying, client_env, connect, socket_path};
-use crate::agent::protocol::{Request, VERSION};
+use crate::agent::protocol::{Passed, Request, MAX_PASSED, VERSION};
 use crate::error::{Exit, Failure};
 use crate::ssmax::mail::{add_to_draft, file_attachment};
 use std::fs::File;
 use std::os::fd::AsFd;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// None when the command runs locally; Some(result) when the agent carried it out (or had to).
 pub fn try_agent(cli: &Cli) -> Option<Result<(), Failure>> {
@@ -47,28 +46,25 @@ pub fn try_agent(cli: &Cli) -> Option<Result<(), Failure>> {
     Some(run(cli, stream, &path))
 }
 
-fn absolute(p: &Path) -> PathBuf {
-    std::env::current_dir().map(|d| d.join(p)).unwrap_or_else(|_| p.to_path_buf())
-}
-
 
 fn run(cli: &Cli, mut stream: std::os::unix::net::UnixStream, path: &Path) -> Result<(), Failure> {
     let g = &cli.global;
     let none = InOut { input: None, output: None };
+    // Files the agent is to read: opened here, with this user's rights, and passed as descriptors.
+    let mut passed: Vec<(Passed, File)> = Vec::new();
     let (method, io, args, body, extract): (&str, &InOut, serde_json::Value, Body, Option<(&Path, bool)>) = match &cli.command {
         Command::Status => ("status", &none, serde_json::json!({}), Body::Inline(Vec::new()), None),
         Command::Sign { io, pss, from, .. } => ("sign", io, serde_json::json!({ "pss": pss, "signature_only_from": from }), Body::of(io)?, None),
         Command::Decrypt { io } => ("decrypt", io, serde_json::json!({}), Body::of(io)?, None),
         Command::Verify { io, ca, certfile, content, no_token, .. } => {
-            let a = VerifyArgs {
-                ca: ca.iter().map(|p| absolute(p)).collect(),
-                certfile: certfile.iter().map(|p| absolute(p)).collect(),
-                content: content.as_deref().map(absolute),
-                no_token: *no_token,
-            };
-            let mut v = serde_json::to_value(a).map_err(|e| Failure::new(Exit::Usage, e.to_string()))?;
-            v["out"] = serde_json::Value::Bool(io.output.is_some());
-            ("verify", io, v, Body::of(io)?, None)
+            let named = ca.iter().map(|p| (Passed::Anchors, p)).chain(certfile.iter().map(|p| (Passed::Intermediates, p))).chain(content.iter().map(|p| (Passed::Content, p)));
+            for (kind, p) in named {
+                passed.push((kind, crate::files::open_regular(p)?));
+            }
+            if passed.len() > MAX_PASSED {
+                return Err(Failure::new(Exit::Usage, format!("at most {MAX_PASSED} --ca, --certfile and --content files go to the agent; use --agent never")));
+            }
+            ("verify", io, serde_json::json!({ "no_token": no_token, "out": io.output.is_some() }), Body::of(io)?, None)
         }
         Command::Send { io, attach, label, pss } => {
             if attach.len() != label.len() {
@@ -76,7 +72,7 @@ fn run(cli: &Cli, mut stream: std::os::unix::net::UnixStream, path: &Path) -> Re
             }
             let mut extra = Vec::new();
             for (p, l) in attach.iter().zip(label) {
-                extra.push(file_attachment(p, l, &read_file(p)?));
+                extra.push(file_attachment(p, l, &read_file(p, crate::files::MAX_MAIL)?));
             }
             ("send", io, serde_json::json!({ "pss": pss }), Body::Inline(add_to_draft(&read_input(io)?, extra)?), None)
         }
@@ -105,11 +101,13 @@ fn run(cli: &Cli, mut stream: std::os::unix::net::UnixStream, path: &Path) -> Re
         client: client_env(),
         body_in_fd: matches!(body, Body::File(_)),
         reply_in_fd: out_file.is_some(),
+        passed: passed.iter().map(|(k, _)| *k).collect(),
     };
     let (inline, mut fds) = match &body {
         Body::Inline(b) => (b.as_slice(), Vec::new()),
         Body::File(f) => (&[][..], vec![f.as_fd()]),
     };
+    fds.extend(passed.iter().map(|(_, f)| f.as_fd()));
     fds.extend(out_file.as_ref().map(|(t, _)| t.as_file().as_fd()));
     let (resp, out) = call_retrying(&mut stream, path, &req, inline, &fds).map_err(|e| Failure::new(Exit::AgentUnreachable, e.to_string()))?;
     if !resp.ok {
@@ -157,12 +155,13 @@ enum Body {
 
 impl Body {
     fn of(io: &InOut) -> Result<Body, Failure> {
-        if let Some(p) = &io.input {
-            let f = File::open(p).map_err(|e| Failure::new(Exit::Io, format!("cannot read {}: {e}", p.display())))?;
-            if f.metadata().is_ok_and(|m| m.file_type().is_file()) {
-                return Ok(Body::File(f));
-            }
+        let Some(p) = &io.input else {
+            return read_input(io).map(Body::Inline);
+        };
+        let f = open_input(p)?;
+        if f.metadata().is_ok_and(|m| m.file_type().is_file()) {
+            return Ok(Body::File(f));
         }
-        read_input(io).map(Body::Inline)
+        read_opened_input(f, p).map(Body::Inline)
     }
 }

@@ -19,7 +19,7 @@ pub fn run_cli(g: &Global, io: &InOut, attach: &[PathBuf], labels: &[String], ps
     }
     let mut extra = Vec::new();
     for (path, label) in attach.iter().zip(labels) {
-        extra.push(file_attachment(path, label, &read_file(path)?));
+        extra.push(file_attachment(path, label, &read_file(path, crate::files::MAX_MAIL)?));
     }
     run(&mut CliCtx::new(g, io)?, extra, pss)
 }

@@ -7,25 +7,34 @@ use crate::cms::verify::{verify, Trust, Verified};
 use crate::cms::{unarmor, CmsError};
 use crate::error::{Exit, Failure};
 use crate::mail::smime::{classify, rejoin, Incoming};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+/// What the user gave besides the mail, already read: the CLI reads the files it names, the
+/// agent the descriptors its client passed (it never opens a client's path itself).
+#[derive(Debug, Clone, Default)]
 pub struct VerifyArgs {
-    pub ca: Vec<PathBuf>,
-    pub certfile: Vec<PathBuf>,
-    pub content: Option<PathBuf>,
+    /// DER certificates from `--ca`.
+    pub anchors: Vec<Vec<u8>>,
+    /// DER certificates from `--certfile`.
+    pub intermediates: Vec<Vec<u8>>,
+    /// `--content`: what a bare detached signature signs.
+    pub content: Option<Vec<u8>>,
     pub no_token: bool,
+}
+
+impl VerifyArgs {
+    pub fn from_files(ca: &[PathBuf], certfile: &[PathBuf], content: Option<&Path>, no_token: bool) -> Result<VerifyArgs, Failure> {
+        let certs = |paths: &[PathBuf]| -> Result<Vec<Vec<u8>>, Failure> { paths.iter().map(|p| Ok(load_file(p)?)).collect::<Result<Vec<_>, Failure>>().map(|v| v.concat()) };
+        Ok(VerifyArgs { anchors: certs(ca)?, intermediates: certs(certfile)?, content: content.map(|p| read_file(p, crate::files::MAX_MAIL)).transpose()?, no_token })
+    }
 }
 
 pub fn run(ctx: &mut dyn Ctx, a: &VerifyArgs) -> Result<(), Failure> {
     let raw = ctx.input()?;
-    let mut trust = Trust::default();
-    for f in a.ca.iter().chain(&ctx.setup().config.anchors) {
+    let mut trust = Trust { anchors: a.anchors.clone(), intermediates: a.intermediates.clone() };
+    for f in &ctx.setup().config.anchors {
         trust.anchors.extend(load_file(f)?);
-    }
-    for f in &a.certfile {
-        trust.intermediates.extend(load_file(f)?);
     }
     if !a.no_token {
         // Anchors on the token are the ones a PC cannot swap; without a token only --ca counts.
@@ -58,8 +67,8 @@ pub fn run(ctx: &mut dyn Ctx, a: &VerifyArgs) -> Result<(), Failure> {
         }
         Incoming::Bare(der) => {
             let der = unarmor(&der)?;
-            let detached = a.content.as_deref().map(read_file).transpose()?;
-            match (verify(&der, detached.as_deref(), &trust, now), &detached) {
+            let detached = a.content.as_deref();
+            match (verify(&der, detached, &trust, now), detached) {
                 // A MIME entity is signed in its canonical form, CRLF line ends (RFC 8551 §3.1.1);
                 // a content file saved with bare LFs is the same text: check that form too, as
                 // openssl does in its default text mode. Anything else still fails.

@@ -26,15 +26,20 @@ pub fn check_size(der: &[u8]) -> Result<(), CmsError> {
     Ok(())
 }
 
-/// Certificates from a file: PEM (any number) or one DER.
+/// Certificates from a file: PEM (any number) or one DER, in a regular file of at most
+/// `files::MAX_CERT_FILE`.
 pub fn load_file(path: &std::path::Path) -> Result<Vec<Vec<u8>>, CmsError> {
-    let data = std::fs::read(path).map_err(|e| CmsError::Malformed(format!("cannot read {}: {e}", path.display())))?;
+    load_bytes(&crate::files::read_regular(path, crate::files::MAX_CERT_FILE)?, &path.display().to_string())
+}
+
+/// Certificates from the bytes of a file (`what` names it in errors): PEM (any number) or one DER.
+pub fn load_bytes(data: &[u8], what: &str) -> Result<Vec<Vec<u8>>, CmsError> {
     if data.starts_with(b"-----BEGIN") || data.windows(11).any(|w| w == b"-----BEGIN ") {
-        let certs = Certificate::load_pem_chain(&data).map_err(|e| CmsError::Malformed(format!("{}: not PEM certificates: {e}", path.display())))?;
+        let certs = Certificate::load_pem_chain(data).map_err(|e| CmsError::Malformed(format!("{what}: not PEM certificates: {e}")))?;
         certs.iter().map(|c| c.to_der().map_err(|e| CmsError::Malformed(e.to_string()))).collect()
     } else {
-        parse(&data)?;
-        Ok(vec![data])
+        parse(data)?;
+        Ok(vec![data.to_vec()])
     }
 }
 

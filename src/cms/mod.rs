@@ -46,6 +46,8 @@ pub enum CmsError {
     NoKey(String),
     #[error(transparent)]
     Token(#[from] crate::token::TokenError),
+    #[error(transparent)]
+    Read(#[from] crate::files::ReadError),
 }
 
 /// Accept DER or PEM ("CMS", "PKCS7"); return DER (borrowed when it already is).

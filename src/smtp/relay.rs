@@ -56,7 +56,7 @@ impl Relay {
         let tls_params = || -> Result<TlsParameters, Failure> {
             let mut b = TlsParameters::builder(host.clone());
             if let Some(ca) = &cfg.relay_ca {
-                let pem = std::fs::read(ca).map_err(|e| Failure::new(Exit::Usage, format!("relay CA {}: {e}", ca.display())))?;
+                let pem = crate::files::read_regular(ca, crate::files::MAX_CERT_FILE).map_err(|e| Failure::new(Exit::Usage, format!("relay CA: {e}")))?;
                 b = b.add_root_certificate(Certificate::from_pem(&pem).map_err(|e| Failure::new(Exit::Usage, format!("relay CA {}: {e}", ca.display())))?);
             }
             b.build().map_err(|e| Failure::new(Exit::Usage, format!("TLS settings for {host}: {e}")))

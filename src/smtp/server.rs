@@ -60,9 +60,13 @@ pub fn run(shared: Shared) -> Result<(), Failure> {
         }
         let (shared, done) = (shared.clone(), open.clone());
         let spawned = std::thread::Builder::new().name("smtp-client".into()).spawn(move || {
+            // The connection is counted out before it closes: a client that has seen it close
+            // and comes straight back is not turned away as one too many.
+            let closes_last = stream.try_clone();
             // A client that vanished or timed out only ends its own session.
             let _ = serve_tcp(stream, &shared);
             done.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+            drop(closes_last);
         });
         if spawned.is_err() {
             open.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
@@ -391,6 +395,7 @@ fn sign_in_agent(shared: &Shared, spool: &File) -> Result<memmap2::Mmap, String>
         client: crate::agent::client::client_env(),
         body_in_fd: true,
         reply_in_fd: true,
+        passed: Vec::new(),
     };
     let (resp, _) = call_retrying(&mut stream, &shared.agent, &req, &[], &[spool.as_fd(), signed.as_fd()]).map_err(|e| unreachable(&e))?;
     if resp.ok {
