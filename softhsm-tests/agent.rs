@@ -459,3 +459,83 @@ fn the_agent_reads_only_files_its_client_opened_never_a_path_it_names() {
     let o = via(&tok, &agent, &["verify", "--no-token", "--in", sig.to_str().unwrap(), "--content", wrong.to_str().unwrap(), "--ca", carlos.to_str().unwrap()]);
     assert_clear_failure(&o, 1);
 }
+
+/// The agent's thread count (from /proc).
+fn agent_threads(agent: &Agent) -> usize {
+    let status = std::fs::read_to_string(format!("/proc/{}/status", agent.child.id())).unwrap();
+    status.lines().find_map(|l| l.strip_prefix("Threads:")).and_then(|v| v.trim().parse().ok()).unwrap()
+}
+
+/// Room for `n` more descriptors in this process (and the agents it starts).
+fn allow_descriptors(n: u64) {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit/setrlimit read and write a plain struct we own.
+    unsafe {
+        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim), 0);
+        if lim.rlim_cur < n {
+            lim.rlim_cur = n.min(lim.rlim_max);
+            assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &lim), 0);
+        }
+    }
+}
+
+#[test]
+fn fifteen_hundred_idle_connections_cost_the_agent_its_connection_cap_in_threads_not_one_each() {
+    allow_descriptors(4096);
+    let tok = Tok::new();
+    let agent = start_agent(&tok, "max_connections = 16\n", "0");
+    let base = agent_threads(&agent);
+    let held: Vec<UnixStream> = (0..1500).map(|_| UnixStream::connect(&agent.socket).unwrap()).collect();
+    std::thread::sleep(Duration::from_millis(500));
+    let threads = agent_threads(&agent);
+    assert!(threads <= base + 16, "{threads} threads with 1,500 connections (at rest {base}, cap 16)");
+    // The first 16 are served; the 17th is told why it is not, and that it may come back.
+    let mut over = held[16].try_clone().unwrap();
+    over.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let (resp, _) = recv_msg(&mut over).unwrap();
+    assert_eq!(resp["exit"], 9, "{resp}");
+    assert!(resp["error"].as_str().unwrap().contains("busy: the agent is serving 16 connections, its limit ([agent] max_connections)"), "{resp}");
+    assert!(resp["retry_after_ms"].as_u64().is_some(), "{resp}");
+    assert!(recv_msg(&mut over).is_err(), "and closed");
+    let mut served = held[0].try_clone().unwrap();
+    send_msg(&mut served, &serde_json::json!({"v": 1, "id": 1, "method": "ping", "timeout_ms": 1000, "client": {}}), b"");
+    assert_eq!(recv_msg(&mut served).unwrap().0["ok"], true, "a connection within the cap is served");
+    drop(held);
+    drop(served);
+    drop(over);
+    // Once they are gone, the places are free again: the CLI gets through.
+    let o = via(&tok, &agent, &["status"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+}
+
+#[test]
+fn a_connection_that_never_completes_a_request_is_closed_after_the_idle_time() {
+    let tok = Tok::new();
+    let agent = start_agent(&tok, "idle_timeout_ms = 600\n", "0");
+    // Silent, and dripping: a byte of a header every 100 ms never adds up to more time.
+    let mut silent = UnixStream::connect(&agent.socket).unwrap();
+    let mut drip = UnixStream::connect(&agent.socket).unwrap();
+    let start = Instant::now();
+    let header = br#"{"v":1,"id":1,"method":"ping","timeout_ms":1000,"client":{}}"#;
+    drip.write_all(&(header.len() as u32).to_be_bytes()).unwrap();
+    for b in header.iter().take(20) {
+        if drip.write_all(&[*b]).is_err() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    for s in [&mut silent, &mut drip] {
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let (resp, _) = recv_msg(s).unwrap();
+        assert!(resp["error"].as_str().unwrap().contains("closing an idle connection: no full request within 0.6 s"), "{resp}");
+        assert!(recv_msg(s).is_err(), "and closed");
+    }
+    assert!(start.elapsed() < Duration::from_secs(5), "{:?}", start.elapsed());
+    // A client that asks in time, and again after each answer, keeps its connection.
+    let mut s = UnixStream::connect(&agent.socket).unwrap();
+    for id in 0..3 {
+        std::thread::sleep(Duration::from_millis(300));
+        send_msg(&mut s, &serde_json::json!({"v": 1, "id": id, "method": "ping", "timeout_ms": 1000, "client": {}}), b"");
+        assert_eq!(recv_msg(&mut s).unwrap().0["ok"], true);
+    }
+}

@@ -49,6 +49,21 @@ pub struct AgentConfig {
     /// answers the waiting clients and restarts itself in place (milliseconds).
     #[serde(default = "default_token_timeout")]
     pub token_timeout_ms: u64,
+    /// Connections served at once (subscribers included); the next is answered "busy" and closed.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// A connection must deliver each full request within this long of opening or of its last
+    /// answer, and read each answer within it; otherwise it is closed (milliseconds).
+    #[serde(default = "default_idle_timeout")]
+    pub idle_timeout_ms: u64,
+}
+
+fn default_max_connections() -> usize {
+    64
+}
+
+fn default_idle_timeout() -> u64 {
+    60_000
 }
 
 fn default_token_timeout() -> u64 {
@@ -69,6 +84,15 @@ fn default_queue() -> usize {
 
 impl Default for AgentConfig {
     fn default() -> Self {
-        AgentConfig { pin_cache: None, pin_cache_seconds: default_ttl(), queue_limit: default_queue(), audit_log: None, presence_poll_ms: default_poll(), presence_reader: Default::default(), token_timeout_ms: default_token_timeout() }
+        AgentConfig {
+            pin_cache: None,
+            pin_cache_seconds: default_ttl(),
+            queue_limit: default_queue(),
+            audit_log: None,
+            presence_poll_ms: default_poll(), presence_reader: Default::default(),
+            token_timeout_ms: default_token_timeout(),
+            max_connections: default_max_connections(),
+            idle_timeout_ms: default_idle_timeout(),
+        }
     }
 }

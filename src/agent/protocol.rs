@@ -31,6 +31,13 @@ pub enum ProtocolError {
     Json(#[from] serde_json::Error),
     #[error("more than {MAX_FDS} file descriptors with one message")]
     TooManyFds,
+    #[error("no full request within {}", seconds(.0))]
+    TimedOut(std::time::Duration),
+}
+
+/// "60 s", "1.5 s", "0.6 s".
+fn seconds(d: &std::time::Duration) -> String {
+    format!("{} s", d.as_millis() as f64 / 1000.0)
 }
 
 /// What the client tells the agent about where the user is, so pinentry appears there.
@@ -211,9 +218,48 @@ pub fn write_message_with_fds<H: Serialize>(sock: &UnixStream, header: &H, body:
     Ok(())
 }
 
+/// A socket read that gives up at a deadline, however the bytes are spread out: a client that
+/// sends one byte a minute gets no longer than one that sends nothing.
+struct Until<'s> {
+    sock: &'s UnixStream,
+    deadline: std::time::Instant,
+}
+
+impl Until<'_> {
+    /// Arm the socket's receive timeout with what is left; Err once nothing is.
+    fn arm(&self) -> std::io::Result<()> {
+        let left = self.deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return Err(std::io::ErrorKind::TimedOut.into());
+        }
+        self.sock.set_read_timeout(Some(left))
+    }
+}
+
+impl Read for Until<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.arm()?;
+        (&mut &*self.sock).read(buf)
+    }
+}
+
+/// `read_message_with_fds`, which must have the whole message within `limit` from now.
+pub fn read_message_with_fds_within<H: for<'de> Deserialize<'de>>(sock: &UnixStream, limit: std::time::Duration) -> Result<(H, Vec<u8>, Vec<OwnedFd>), ProtocolError> {
+    let deadline = std::time::Instant::now() + limit;
+    let timed = |e: ProtocolError| match e {
+        ProtocolError::Io(io) if matches!(io.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => ProtocolError::TimedOut(limit),
+        e => e,
+    };
+    read_with_fds(sock, Some(Until { sock, deadline })).map_err(timed)
+}
+
 /// `read_message` from a socket, with the descriptors passed alongside (close-on-exec). The
 /// first bytes of every message are read with recvmsg: a plain read would discard them.
 pub fn read_message_with_fds<H: for<'de> Deserialize<'de>>(sock: &UnixStream) -> Result<(H, Vec<u8>, Vec<OwnedFd>), ProtocolError> {
+    read_with_fds(sock, None)
+}
+
+fn read_with_fds<H: for<'de> Deserialize<'de>>(sock: &UnixStream, until: Option<Until<'_>>) -> Result<(H, Vec<u8>, Vec<OwnedFd>), ProtocolError> {
     use rustix::net::{recvmsg, RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, ReturnFlags};
     let mut prefix = [0u8; 4];
     let mut got = 0;
@@ -221,6 +267,9 @@ pub fn read_message_with_fds<H: for<'de> Deserialize<'de>>(sock: &UnixStream) ->
     while got < prefix.len() {
         let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS))];
         let mut control = RecvAncillaryBuffer::new(&mut space);
+        if let Some(u) = &until {
+            u.arm()?;
+        }
         let msg = match recvmsg(sock, &mut [IoSliceMut::new(&mut prefix[got..])], &mut control, RecvFlags::CMSG_CLOEXEC) {
             Ok(m) => m,
             Err(rustix::io::Errno::INTR) => continue,
@@ -240,7 +289,10 @@ pub fn read_message_with_fds<H: for<'de> Deserialize<'de>>(sock: &UnixStream) ->
         }
         got += msg.bytes;
     }
-    let (header, body) = read_message(&mut prefix.as_slice().chain(sock))?;
+    let (header, body) = match until {
+        Some(u) => read_message(&mut prefix.as_slice().chain(u))?,
+        None => read_message(&mut prefix.as_slice().chain(sock))?,
+    };
     Ok((header, body, fds))
 }
 

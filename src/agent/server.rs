@@ -5,7 +5,7 @@
 
 use super::audit::AuditLog;
 use super::presence::{event, reader_of, Desk, Events};
-use super::protocol::{read_message_with_fds, write_message, Passed, ProtocolError, Request, Response, MAX_BODY, VERSION};
+use super::protocol::{read_message_with_fds_within, write_message, Passed, ProtocolError, Request, Response, MAX_BODY, VERSION};
 use super::turnstile::{Refused, Turn, Turnstile};
 use super::watchdog::{self, Owed, Watchdog};
 use super::AgentConfig;
@@ -24,7 +24,7 @@ use std::os::unix::fs::FileExt;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -188,6 +188,9 @@ pub fn run(g: &Global, setup: Setup, a: AgentArgs) -> Result<(), Failure> {
     // SAFETY: getuid cannot fail.
     let me = unsafe { libc::getuid() };
     let dog = agent.dog.clone();
+    let door = TurnAway::start()?;
+    let open = Arc::new(AtomicUsize::new(0));
+    let cap = agent.cfg.max_connections.max(1);
     loop {
         if dog.restarting.load(Ordering::SeqCst) {
             // The next image accepts from here on; the watchdog waits for this.
@@ -196,27 +199,104 @@ pub fn run(g: &Global, setup: Setup, a: AgentArgs) -> Result<(), Failure> {
                 std::thread::park();
             }
         }
-        let Ok((mut stream, _)) = listener.accept() else { continue };
+        let Ok((stream, _)) = listener.accept() else {
+            // Out of descriptors (EMFILE) or a connection reset before it was taken: wait a
+            // moment rather than spin on an accept that fails at once.
+            std::thread::sleep(Duration::from_millis(10));
+            continue;
+        };
         let owed = Owed::at_accept(&dog);
         let peer = match peer_of(&stream) {
             Ok(p) => p,
             Err(_) => continue,
         };
         if peer.uid != me {
-            // In its own thread: a refused peer must not hold up the accept loop.
-            let _ = std::thread::Builder::new().name("refuse".into()).spawn(move || {
-                let _owed = owed;
-                let refusal = Response { v: VERSION, ok: false, exit: Exit::Usage as u8, error: Some(format!("refused: this agent serves uid {me} only")), ..Default::default() };
-                let _ = write_message(&mut stream, &refusal, &[]);
-                // Close gently so the refusal is read, not lost to a reset; never wait long.
-                let _ = stream.shutdown(std::net::Shutdown::Write);
-                let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
-                let _ = std::io::copy(&mut std::io::Read::take(&mut stream, 1 << 20), &mut std::io::sink());
-            });
+            door.refuse(stream, owed, error_response(0, Exit::Usage, format!("refused: this agent serves uid {me} only")));
             continue;
         }
+        if open.load(Ordering::SeqCst) >= cap {
+            let busy = Response {
+                retry_after_ms: Some(200),
+                ..error_response(0, Exit::Busy, format!("busy: the agent is serving {cap} connections, its limit ([agent] max_connections); try again in a moment"))
+            };
+            door.refuse(stream, owed, busy);
+            continue;
+        }
+        let counted = Counted::new(&open);
         let agent = agent.clone();
-        let _ = std::thread::Builder::new().name(format!("client-{}", peer.pid)).spawn(move || serve(Arc::new(stream), peer, &agent, owed));
+        let spawned = std::thread::Builder::new().name(format!("client-{}", peer.pid)).spawn(move || {
+            let stream = Arc::new(stream);
+            // The connection is counted out before it closes: a client that has seen it close
+            // and comes straight back is not turned away as one too many.
+            let closes_last = stream.clone();
+            serve(stream, peer, &agent, owed);
+            drop(counted);
+            drop(closes_last);
+        });
+        // Without a thread the closure (and the count it holds) is dropped here.
+        let _ = spawned;
+    }
+}
+
+/// Read and drop what a client sends until it closes or `deadline` passes.
+fn drain_until(stream: &UnixStream, deadline: Instant) {
+    let mut buf = [0u8; 4096];
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() || stream.set_read_timeout(Some(left)).is_err() {
+            return;
+        }
+        match std::io::Read::read(&mut &*stream, &mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+    }
+}
+
+/// One open client connection, counted while it lives.
+struct Counted(Arc<AtomicUsize>);
+
+impl Counted {
+    fn new(open: &Arc<AtomicUsize>) -> Counted {
+        open.fetch_add(1, Ordering::SeqCst);
+        Counted(open.clone())
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Connections the agent will not serve (another user's, one over the cap) get their answer
+/// from one thread, one at a time: turning clients away must not cost a thread each. Past
+/// `TURN_AWAY_QUEUE` waiting, the rest are closed unanswered.
+struct TurnAway(mpsc::SyncSender<(UnixStream, Owed, Response)>);
+
+const TURN_AWAY_QUEUE: usize = 64;
+
+impl TurnAway {
+    fn start() -> Result<TurnAway, Failure> {
+        let (tx, rx) = mpsc::sync_channel::<(UnixStream, Owed, Response)>(TURN_AWAY_QUEUE);
+        std::thread::Builder::new()
+            .name("turn-away".into())
+            .spawn(move || {
+                for (mut stream, _owed, answer) in rx {
+                    let _ = stream.set_write_timeout(Some(Duration::from_millis(200)));
+                    let _ = write_message(&mut stream, &answer, &[]);
+                    // Close gently so the answer is read, not lost to a reset (the client may
+                    // have sent its request already); never longer than a moment in all.
+                    let _ = stream.shutdown(std::net::Shutdown::Write);
+                    drain_until(&stream, Instant::now() + Duration::from_millis(200));
+                }
+            })
+            .map_err(|e| Failure::new(Exit::Io, format!("cannot start the agent: {e}")))?;
+        Ok(TurnAway(tx))
+    }
+
+    fn refuse(&self, stream: UnixStream, owed: Owed, answer: Response) {
+        let _ = self.0.try_send((stream, owed, answer));
     }
 }
 
@@ -271,13 +351,22 @@ fn restarting_response(id: u64) -> Response {
 
 fn serve(stream: Arc<UnixStream>, peer: Peer, agent: &Agent, mut owed: Owed) {
     let dog = &agent.dog;
+    let idle = Duration::from_millis(agent.cfg.idle_timeout_ms.max(100));
+    // A client that does not read its answer holds this thread no longer than one that sends
+    // nothing.
+    let _ = stream.set_write_timeout(Some(idle));
     loop {
-        let (req, body, fds) = match read_message_with_fds::<Request>(&stream) {
+        let (req, body, fds) = match read_message_with_fds_within::<Request>(&stream, idle) {
             Ok(m) => {
                 owed.owe();
                 m
             }
             Err(ProtocolError::Closed) => return,
+            Err(e @ ProtocolError::TimedOut(_)) => {
+                let msg = format!("closing an idle connection: {e} ([agent] idle_timeout_ms)");
+                let _ = write_message(&mut &*stream, &error_response(0, Exit::Usage, msg), &[]);
+                return;
+            }
             Err(e) => {
                 let _ = write_message(&mut &*stream, &error_response(0, Exit::Usage, format!("bad request: {e}")), &[]);
                 return;
@@ -307,12 +396,20 @@ fn serve(stream: Arc<UnixStream>, peer: Peer, agent: &Agent, mut owed: Owed) {
                 if written.is_err() {
                     return;
                 }
-                for ev in rx {
-                    if write_message(&mut &*stream, &ev, &[]).is_err() {
-                        return;
+                // Events as they come; between them, a subscriber that has gone (or sends
+                // anything: it has nothing to send) ends the subscription and frees its place.
+                loop {
+                    match rx.recv_timeout(SUBSCRIBER_CHECK) {
+                        Ok(ev) => {
+                            if write_message(&mut &*stream, &ev, &[]).is_err() {
+                                return;
+                            }
+                        }
+                        Err(mpsc::RecvTimeoutError::Timeout) if readable_or_closed(&stream) => return,
+                        Err(mpsc::RecvTimeoutError::Timeout) => {}
+                        Err(mpsc::RecvTimeoutError::Disconnected) => return,
                     }
                 }
-                return;
             }
             _ => {
                 let id = req.id;
@@ -349,6 +446,16 @@ fn serve(stream: Arc<UnixStream>, peer: Peer, agent: &Agent, mut owed: Owed) {
             }
         }
     }
+}
+
+/// How often a quiet subscription checks that its client is still there.
+const SUBSCRIBER_CHECK: Duration = Duration::from_secs(1);
+
+/// The client closed its end or sent something (poll without waiting).
+fn readable_or_closed(stream: &UnixStream) -> bool {
+    use rustix::event::{poll, PollFd, PollFlags};
+    let mut fds = [PollFd::new(stream, PollFlags::IN)];
+    poll(&mut fds, Some(&rustix::event::Timespec { tv_sec: 0, tv_nsec: 0 })).is_ok_and(|n| n > 0)
 }
 
 /// What a request passed: its body (from the message or a descriptor), the files it passed for
