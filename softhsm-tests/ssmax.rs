@@ -355,3 +355,93 @@ fn extracted_names_cannot_pass_for_other_names() {
     names.sort();
     assert_eq!(names, ["_CON.txt", "invoicefdp.exe"]);
 }
+
+/// Bob's extraction directory's entries, sorted (temporary files included).
+fn entries(dir: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn extraction_is_all_or_nothing_and_same_names_are_told_apart() {
+    let w = World::new();
+    let part = |name: &str, body: &str| format!("--B\nContent-Type: text/plain\nContent-Disposition: attachment; filename=\"{name}\"\n\n{body}\n");
+    let draft = w.alice.write(
+        "draft.eml",
+        format!(
+            "From: alice@example.jp\nTo: bob@partner.example\nSubject: x\nMIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=\"B\"\n\n--B\nContent-Type: text/plain\n\nsee files\n{}{}{}{}--B--\n",
+            part("same.txt", "first"),
+            part("same.txt", "second"),
+            part("SAME.TXT", "third"),
+            part("other.txt", "other")
+        ),
+    );
+    let sent = w.alice.path("sent.eml");
+    ok(&mut w.alice.with_pin(&["send", "--in", draft.to_str().unwrap(), "--out", sent.to_str().unwrap()]));
+    let (_, hop1) = w.org("sending", &sent, "hop1.eml", None);
+    let (_, hop2) = w.org("receiving", &hop1, "hop2.eml", None);
+    let receive = |dir: &std::path::Path, extra: &[&str]| {
+        let mut args = vec!["receive", "--in", hop2.to_str().unwrap(), "--extract", dir.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        run(&mut w.bob.with_pin(&args))
+    };
+
+    let dir = w.bob.path("files");
+    std::fs::create_dir_all(&dir).unwrap();
+    let o = receive(&dir, &[]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(entries(&dir), ["SAME (3).TXT", "other.txt", "same (2).txt", "same.txt"]);
+    let read = |name: &str| std::fs::read_to_string(dir.join(name)).unwrap();
+    assert_eq!([read("same.txt"), read("same (2).txt"), read("SAME (3).TXT")], ["first", "second", "third"]);
+    assert!(stderr(&o).contains("same (2).txt (same.txt): another attachment is also named 'same.txt'"), "{}", stderr(&o));
+
+    // One name taken: nothing is written, not even the attachments before it.
+    let dir = w.bob.path("again");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("other.txt"), "bob's own").unwrap();
+    let o = receive(&dir, &[]);
+    assert_clear_failure(&o, 2);
+    assert!(stderr(&o).contains("other.txt exist(s); nothing was written (use --force to replace)"), "{}", stderr(&o));
+    assert_eq!(entries(&dir), ["other.txt"], "no attachment and no temporary file left");
+    assert_eq!(std::fs::read_to_string(dir.join("other.txt")).unwrap(), "bob's own");
+    let o = receive(&dir, &["--force"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(entries(&dir).len(), 4);
+    assert_eq!(std::fs::read_to_string(dir.join("other.txt")).unwrap(), "other");
+}
+
+#[test]
+fn extraction_refuses_a_directory_that_is_a_symbolic_link_unless_named_as_dir_slash_dot() {
+    let w = World::new();
+    let draft = w.alice.write(
+        "draft.eml",
+        "From: alice@example.jp\nTo: bob@partner.example\nSubject: x\nMIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=\"B\"\n\n--B\nContent-Type: text/plain\n\nsee file\n--B\nContent-Type: text/plain\nContent-Disposition: attachment; filename=\"report.txt\"\n\nreport\n--B--\n",
+    );
+    let sent = w.alice.path("sent.eml");
+    ok(&mut w.alice.with_pin(&["send", "--in", draft.to_str().unwrap(), "--out", sent.to_str().unwrap()]));
+    let (_, hop1) = w.org("sending", &sent, "hop1.eml", None);
+    let (_, hop2) = w.org("receiving", &hop1, "hop2.eml", None);
+    // Someone else's directory, reached through a link planted where Bob expects his own.
+    let elsewhere = w.bob.path("elsewhere");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    let link = w.bob.path("downloads");
+    std::os::unix::fs::symlink(&elsewhere, &link).unwrap();
+    let o = run(&mut w.bob.with_pin(&["receive", "--in", hop2.to_str().unwrap(), "--extract", link.to_str().unwrap()]));
+    assert_clear_failure(&o, 2);
+    assert!(stderr(&o).contains("is a symbolic link; nothing was written (name it as") && stderr(&o).contains("downloads/. to extract where it leads"), "{}", stderr(&o));
+    assert!(entries(&elsewhere).is_empty());
+    let explicit = format!("{}/.", link.display());
+    let o = run(&mut w.bob.with_pin(&["receive", "--in", hop2.to_str().unwrap(), "--extract", &explicit]));
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(entries(&elsewhere), ["report.txt"]);
+    // A file where the directory should be, and a directory where a file would go.
+    let o = run(&mut w.bob.with_pin(&["receive", "--in", hop2.to_str().unwrap(), "--extract", sent.to_str().unwrap()]));
+    assert_clear_failure(&o, 2);
+    assert!(stderr(&o).contains("is not a directory"), "{}", stderr(&o));
+    let dir = w.bob.path("with-dir");
+    std::fs::create_dir_all(dir.join("report.txt")).unwrap();
+    let o = run(&mut w.bob.with_pin(&["receive", "--in", hop2.to_str().unwrap(), "--extract", dir.to_str().unwrap(), "--force"]));
+    assert_clear_failure(&o, 2);
+    assert!(stderr(&o).contains("report.txt is a directory; nothing was written"), "{}", stderr(&o));
+}

@@ -4,6 +4,7 @@ mod bench;
 pub mod common;
 pub mod ctx;
 pub mod decrypt;
+mod extract;
 pub mod forward;
 mod lifecycle;
 mod org;
@@ -143,7 +144,8 @@ pub enum Command {
     Receive {
         #[command(flatten)]
         io: InOut,
-        /// Write the decrypted attachments into DIR (mode 0600) instead of printing MIME.
+        /// Write the decrypted attachments into DIR (mode 0600), all or none, instead of printing
+        /// MIME. A DIR that is a symbolic link is refused unless named as DIR/.
         #[arg(long, value_name = "DIR")]
         extract: Option<PathBuf>,
         /// With --extract: overwrite existing files.

@@ -9,10 +9,9 @@ use crate::cms::{cert, decrypt, unarmor, CmsError};
 use crate::error::{Exit, Failure};
 use crate::mail::smime::{classify, rejoin, Incoming};
 use crate::mail::Entity;
-use crate::ssmax::mail::{build_opened, opened_attachments, parse, safe_filename, Attachment, Parts};
+use crate::ssmax::mail::{build_opened, parse, Attachment, Parts};
 use crate::ssmax::{display_name, token_trust, ChainInfo, TokenTrust};
 use crate::token::decrypt::TokenDecryptor;
-use std::io::Write;
 use std::path::Path;
 use std::time::SystemTime;
 
@@ -68,8 +67,8 @@ pub fn run_cli(g: &Global, io: &InOut, extract: Option<&Path>, force: bool) -> R
     let mime = open_mail(&mut ctx, &raw)?;
     match extract {
         Some(dir) => {
-            for (path, label) in extract_all(&mime, dir, force)? {
-                ctx.note(format!("wrote {} ({label})", path.display()));
+            for x in super::extract::extract_all(&mime, dir, force)? {
+                ctx.note(x.note());
             }
             Ok(())
         }
@@ -112,41 +111,8 @@ pub fn open_mail(ctx: &mut dyn Ctx, raw: &[u8]) -> Result<Vec<u8>, Failure> {
     Ok(mime)
 }
 
-/// Write every opened attachment of a received mail into `dir`: (path, label) of each.
-pub fn extract_all(mime: &[u8], dir: &Path, force: bool) -> Result<Vec<(std::path::PathBuf, String)>, Failure> {
-    let mut written = Vec::new();
-    for (n, a) in opened_attachments(mime)?.iter().enumerate() {
-        written.push((extract_one(dir, a, n + 1, force)?, a.label.clone()));
-    }
-    Ok(written)
-}
-
 fn with_label(e: CmsError, label: &str) -> Failure {
     let mut f = Failure::from(e);
     f.message = format!("attachment '{label}': {}", f.message);
     f
-}
-
-/// Write one attachment's content into `dir`: a safe name, mode 0600, atomic, and no
-/// overwrite unless `force`.
-fn extract_one(dir: &Path, a: &Attachment, n: usize, force: bool) -> Result<std::path::PathBuf, Failure> {
-    let e = Entity::parse(&a.entity)?;
-    let content = e.decoded_body()?;
-    let path = dir.join(safe_filename(&a.filename, n));
-    let fail = |e: &dyn std::fmt::Display| Failure::new(Exit::Io, format!("cannot write {}: {e}", path.display()));
-    let mut tmp = tempfile::Builder::new().prefix(".ssmax-card-").tempfile_in(dir).map_err(|e| fail(&e))?;
-    tmp.write_all(&content).map_err(|e| fail(&e))?;
-    tmp.as_file().sync_all().map_err(|e| fail(&e))?;
-    if force {
-        tmp.persist(&path).map_err(|e| fail(&e.error))?;
-    } else {
-        tmp.persist_noclobber(&path).map_err(|e| {
-            if e.error.kind() == std::io::ErrorKind::AlreadyExists {
-                Failure::new(Exit::Usage, format!("{} exists; not overwritten (use --force)", path.display()))
-            } else {
-                fail(&e.error)
-            }
-        })?;
-    }
-    Ok(path)
 }

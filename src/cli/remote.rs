@@ -123,8 +123,8 @@ fn run(cli: &Cli, mut stream: std::os::unix::net::UnixStream, path: &Path) -> Re
     }
     match extract {
         Some((dir, force)) => {
-            for (p, label) in super::receive::extract_all(&out, dir, force)? {
-                eprintln!("ssmax-card: wrote {} ({label})", p.display());
+            for x in super::extract::extract_all(&out, dir, force)? {
+                eprintln!("ssmax-card: {}", x.note());
             }
         }
         None if method == "verify" && io.output.is_none() => {}
