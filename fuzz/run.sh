@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 secs=${1:-60}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(mime cms cert agent_frame profile_config smtp_session)
+[ ${#targets[@]} -gt 0 ] || targets=(mime cms cert agent_frame agent_session profile_config smtp_session)
 command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked --version 0.13.2 >/dev/null 2>&1
 export RUSTC_BOOTSTRAP=1
 vectors=softhsm-tests/interop-vectors/examples-cms
@@ -28,6 +28,11 @@ for t in "${targets[@]}"; do
     echo "fuzz $t: FAILED (input in fuzz/artifacts/$t/)" >&2
     exit 1
   fi
+  # agent_session's in-process agent keeps its socket and audit log in a directory named for its
+  # process: remove those whose process has ended.
+  for d in "${TMPDIR:-/tmp}"/ssmax-fuzz-agent-*; do
+    if [ -d "$d" ] && ! kill -0 "${d##*-}" 2>/dev/null; then rm -rf "$d"; fi
+  done
   runs=$(grep -oE 'Done [0-9]+ runs in [0-9]+ second' "$log" | tail -n1)
   echo "fuzz $t: ${runs:-ran} — no crash (corpus $(ls "$corpus" | wc -l) inputs)"
   rm -f "$log"
