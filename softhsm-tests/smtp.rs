@@ -82,6 +82,11 @@ impl Drop for FrontDoor {
 }
 
 fn front_door(tok: &Tok, agent: &Agent, relay: &PostfixRelay) -> FrontDoor {
+    front_door_to(tok, &agent.socket, relay)
+}
+
+/// The front door, with whatever listens on `agent_socket` as its agent.
+fn front_door_to(tok: &Tok, agent_socket: &Path, relay: &PostfixRelay) -> FrontDoor {
     let port = free_port();
     let user = format!("client{port}");
     let config = tok.write("smtp.toml", format!("[smtp]\nclient_user = \"{user}\"\nrelay = \"127.0.0.1:{}\"\nrelay_user = \"{}\"\n", relay.port, relay.user));
@@ -101,7 +106,7 @@ fn front_door(tok: &Tok, agent: &Agent, relay: &PostfixRelay) -> FrontDoor {
         .arg("--config")
         .arg(&config)
         .arg("--socket")
-        .arg(&agent.socket)
+        .arg(agent_socket)
         .args(["smtp", "serve", "--listen", &format!("127.0.0.1:{port}"), "--relay-ca"])
         .arg(relay.dir.join("ca.pem"))
         .stderr(Stdio::null())
@@ -281,4 +286,37 @@ fn front_door_carries_a_large_attachment_whole() {
     let entity = std::fs::read_to_string(&opened).unwrap();
     let body: String = entity.split("\r\n\r\n").nth(1).unwrap().split_whitespace().collect();
     assert!(base64::engine::general_purpose::STANDARD.decode(body).unwrap() == data, "the attachment arrived altered");
+}
+
+#[test]
+fn front_door_survives_an_agent_that_hangs_up_on_it_and_clients_that_leave() {
+    use std::io::Write;
+    let tok = Tok::new();
+    let relay = PostfixRelay::start(&tok);
+    // An "agent" that takes each connection and closes it at once, as one that crashed or is
+    // restarting would: the door's request goes to a closed socket. (Its writes there and to
+    // mail clients are sent with MSG_NOSIGNAL; ignoring SIGPIPE process-wide is the backstop.)
+    let hangs_up = tok.path("run/hangs-up.sock");
+    std::fs::create_dir_all(hangs_up.parent().unwrap()).unwrap();
+    let listener = std::os::unix::net::UnixListener::bind(&hangs_up).unwrap();
+    std::thread::spawn(move || {
+        for s in listener.incoming() {
+            drop(s);
+        }
+    });
+    let mut door = front_door_to(&tok, &hangs_up, &relay);
+    for _ in 0..3 {
+        let (transcript, accepted) = swaks(&door, Some((&door.user, &door.secret)), "alice@example.jp", "alice@example.jp", None);
+        assert!(!accepted && transcript.contains("451"), "a temporary failure, nothing relayed: {transcript}");
+        assert!(door.child.try_wait().unwrap().is_none(), "the front door died: {:?}", door.child.try_wait());
+    }
+    // Mail clients that send and leave without reading a reply end only their own sessions.
+    for _ in 0..50 {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", door.port)).unwrap();
+        let _ = s.write_all(&b"NOOP\r\n".repeat(200));
+        drop(s);
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(door.child.try_wait().unwrap().is_none(), "the front door died: {:?}", door.child.try_wait());
+    assert!(relay.delivered().is_empty());
 }
