@@ -3,6 +3,8 @@
 //! and throughput. Medians over repeated runs, peak RSS from /usr/bin/time. Prints a table and
 //! writes the figures as JSON (its path is the last line). Nothing here asserts a time.
 
+#![deny(clippy::undocumented_unsafe_blocks)]
+
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
@@ -95,7 +97,8 @@ impl Env {
 
 /// A mail of about `size` bytes: text, plus a base64 attachment for the larger ones.
 fn mail(size: usize) -> Vec<u8> {
-    let mut m = b"From: Alice Example <alice@example.jp>\r\nTo: Bob <bob@partner.example>\r\nSubject: bench\r\n".to_vec();
+    let mut m =
+        b"From: Alice Example <alice@example.jp>\r\nTo: Bob <bob@partner.example>\r\nSubject: bench\r\n".to_vec();
     if size <= 4096 {
         m.extend_from_slice(b"Content-Type: text/plain\r\n\r\n");
         while m.len() < size {
@@ -105,12 +108,14 @@ fn mail(size: usize) -> Vec<u8> {
     }
     m.extend_from_slice(b"MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"B\"\r\n\r\n--B\r\nContent-Type: text/plain\r\n\r\nSee attached.\r\n--B\r\nContent-Type: application/octet-stream; name=\"data.bin\"\r\nContent-Disposition: attachment; filename=\"data.bin\"\r\nContent-Transfer-Encoding: base64\r\n\r\n");
     let mut x: u64 = 0x9e3779b97f4a7c15;
-    let raw: Vec<u8> = (0..(size * 3 / 4)).map(|_| {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        x as u8
-    }).collect();
+    let raw: Vec<u8> = (0..(size * 3 / 4))
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
     use base64::Engine;
     let b64 = base64::engine::general_purpose::STANDARD.encode(raw);
     for chunk in b64.as_bytes().chunks(76) {
@@ -123,7 +128,9 @@ fn mail(size: usize) -> Vec<u8> {
 
 fn openssl_speed(alg: &str) -> f64 {
     // Bytes per second for 16 KiB blocks (the largest block openssl speed reports by default).
-    let out = sh(Command::new("openssl").args(["speed", "-evp", alg, "-seconds", "1", "-bytes", "16384"]).stderr(Stdio::null()));
+    let out = sh(Command::new("openssl")
+        .args(["speed", "-evp", alg, "-seconds", "1", "-bytes", "16384"])
+        .stderr(Stdio::null()));
     let text = String::from_utf8_lossy(&out.stdout);
     let line = text.lines().last().unwrap_or("");
     let k: f64 = line.split_whitespace().last().and_then(|v| v.trim_end_matches('k').parse().ok()).unwrap_or(0.0);
@@ -181,7 +188,14 @@ fn openssl_checks_all(env: &Env, name: &str, signed: &[Vec<u8>], expected_conten
 fn instructions(env: &Env, line: &str) -> f64 {
     let out = env.p("callgrind.one");
     let cmd = format!("exec valgrind --tool=callgrind --callgrind-out-file={} {line}", out.display());
-    let o = Command::new("bash").args(["-c", &cmd]).env("SOFTHSM2_CONF", &env.conf).env("OPENSSL_CONF", &env.ossl_conf).env("HOME", &env.dir).stdout(Stdio::null()).output().unwrap();
+    let o = Command::new("bash")
+        .args(["-c", &cmd])
+        .env("SOFTHSM2_CONF", &env.conf)
+        .env("OPENSSL_CONF", &env.ossl_conf)
+        .env("HOME", &env.dir)
+        .stdout(Stdio::null())
+        .output()
+        .unwrap();
     assert!(o.status.success(), "{line}: {}", String::from_utf8_lossy(&o.stderr));
     let err = String::from_utf8_lossy(&o.stderr);
     let n = err.lines().find_map(|l| l.split("Collected :").nth(1)).map(|n| n.trim().parse::<f64>().unwrap());
@@ -212,7 +226,11 @@ fn agent_instructions(env: &Env, cfg: &Path, body: &[u8]) -> (f64, f64) {
     let mut s = UnixStream::connect(&socket).unwrap();
     let mut sign = |n: u64| {
         for i in 0..n {
-            send_msg(&mut s, &serde_json::json!({"v": 1, "id": i, "method": "sign", "args": {}, "key": "pkcs11:id=%01", "timeout_ms": 600000, "client": {}}), body);
+            send_msg(
+                &mut s,
+                &serde_json::json!({"v": 1, "id": i, "method": "sign", "args": {}, "key": "pkcs11:id=%01", "timeout_ms": 600000, "client": {}}),
+                body,
+            );
             let (h, _) = recv_msg(&mut s);
             assert_eq!(h["ok"], true, "{h}");
         }
@@ -229,9 +247,16 @@ fn agent_instructions(env: &Env, cfg: &Path, body: &[u8]) -> (f64, f64) {
     let _ = agent.kill();
     let _ = agent.wait();
     let dump = PathBuf::from(format!("{}.1", out.display()));
-    let report = String::from_utf8(sh(Command::new("callgrind_annotate").arg("--inclusive=yes").arg(&dump)).stdout).unwrap();
+    let report =
+        String::from_utf8(sh(Command::new("callgrind_annotate").arg("--inclusive=yes").arg(&dump)).stdout).unwrap();
     let count = |needle: &str| -> f64 {
-        report.lines().filter(|l| l.contains(needle)).filter_map(|l| l.split_whitespace().next()).map(|n| n.replace(',', "").parse::<f64>().unwrap()).next().unwrap_or(0.0)
+        report
+            .lines()
+            .filter(|l| l.contains(needle))
+            .filter_map(|l| l.split_whitespace().next())
+            .map(|n| n.replace(',', "").parse::<f64>().unwrap())
+            .next()
+            .unwrap_or(0.0)
     };
     let total = count("PROGRAM TOTALS");
     let token = count(":C_SignInit [") + count(":C_Sign [");
@@ -247,14 +272,20 @@ fn main() {
     let env = Env::new();
     let mut results = serde_json::Map::new();
     let mut table: Vec<(String, String)> = Vec::new();
-    let mut row = |name: &str, value: String, json: serde_json::Value, results: &mut serde_json::Map<String, serde_json::Value>| {
+    let mut row = |name: &str,
+                   value: String,
+                   json: serde_json::Value,
+                   results: &mut serde_json::Map<String, serde_json::Value>| {
         table.push((name.to_string(), value));
         results.insert(name.to_string(), json);
     };
 
     // 1. The raw token floor, in-process through our token layer.
     let out = sh(Command::new("bash")
-        .args(["-c", &format!("exec {BIN} --agent never bench-token --iterations 300 --pin-fd 3 3<{}", env.pin.display())])
+        .args([
+            "-c",
+            &format!("exec {BIN} --agent never bench-token --iterations 300 --pin-fd 3 3<{}", env.pin.display()),
+        ])
         .env("SOFTHSM2_CONF", &env.conf)
         .env("HOME", &env.dir));
     let floor: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -263,7 +294,12 @@ fn main() {
     }
     let raw_sign_ms = floor["C_Sign RSA-2048 (PKCS#1)"].as_f64().unwrap();
 
-    row("harness start-up (subtracted from each command)", format!("{:.2} ms", env.harness_ms), env.harness_ms.into(), &mut results);
+    row(
+        "harness start-up (subtracted from each command)",
+        format!("{:.2} ms", env.harness_ms),
+        env.harness_ms.into(),
+        &mut results,
+    );
 
     // 2. The machine's limit.
     let sha = openssl_speed("sha256");
@@ -274,9 +310,15 @@ fn main() {
     // are bound by: what the "hashed or decrypted at ≥ 70%" target is about.
     for (k, v) in floor.as_object().unwrap().iter().filter(|(k, _)| k.starts_with("stage:")) {
         let rate = v.as_f64().unwrap();
-        let (limit, name) = if k.contains("decrypt") || k.contains("envelope") { (gcm, "aes-256-gcm") } else { (sha, "sha256") };
+        let (limit, name) =
+            if k.contains("decrypt") || k.contains("envelope") { (gcm, "aes-256-gcm") } else { (sha, "sha256") };
         let label = k.trim_end_matches(", bytes/s");
-        row(label, format!("{:.0} MB/s = {:.0}% of openssl {name}", rate / 1e6, 100.0 * rate / limit), serde_json::json!({"bytes_per_s": rate, "of_limit": rate / limit}), &mut results);
+        row(
+            label,
+            format!("{:.0} MB/s = {:.0}% of openssl {name}", rate / 1e6, 100.0 * rate / limit),
+            serde_json::json!({"bytes_per_s": rate, "of_limit": rate / limit}),
+            &mut results,
+        );
     }
 
     // 3. One-shot commands, ours and openssl's, on the same token.
@@ -291,31 +333,107 @@ fn main() {
         let (ours, ours_rss) = env.timed(&format!("{BIN} --agent never sign --token 'pkcs11:token={LABEL}' --key 'pkcs11:id=%01' --in {} --pin-fd 3 3<{pin} > {}", m.display(), ours_signed.display()), runs);
         let ossl_signed = env.p(&format!("ossl-{size}.eml"));
         let (ossl, ossl_rss) = env.timed(
-            &format!("openssl cms -sign -engine pkcs11 -keyform engine -inkey '{key}' -signer {} -in {} -out {} 2>/dev/null", pki.join("alice.pem").display(), m.display(), ossl_signed.display()),
+            &format!(
+                "openssl cms -sign -engine pkcs11 -keyform engine -inkey '{key}' -signer {} -in {} -out {} 2>/dev/null",
+                pki.join("alice.pem").display(),
+                m.display(),
+                ossl_signed.display()
+            ),
             runs,
         );
-        row(&format!("sign {name}: ssmax-card one-shot"), format!("{ours:.1} ms, {} MiB RSS", ours_rss / 1024), serde_json::json!({"ms": ours, "rss_kib": ours_rss}), &mut results);
-        row(&format!("sign {name}: openssl cms + engine"), format!("{ossl:.1} ms, {} MiB RSS", ossl_rss / 1024), serde_json::json!({"ms": ossl, "rss_kib": ossl_rss}), &mut results);
-        row(&format!("sign {name}: ratio ours/openssl"), format!("{:.2}×", ours / ossl), (ours / ossl).into(), &mut results);
+        row(
+            &format!("sign {name}: ssmax-card one-shot"),
+            format!("{ours:.1} ms, {} MiB RSS", ours_rss / 1024),
+            serde_json::json!({"ms": ours, "rss_kib": ours_rss}),
+            &mut results,
+        );
+        row(
+            &format!("sign {name}: openssl cms + engine"),
+            format!("{ossl:.1} ms, {} MiB RSS", ossl_rss / 1024),
+            serde_json::json!({"ms": ossl, "rss_kib": ossl_rss}),
+            &mut results,
+        );
+        row(
+            &format!("sign {name}: ratio ours/openssl"),
+            format!("{:.2}×", ours / ossl),
+            (ours / ossl).into(),
+            &mut results,
+        );
         if size > 1 << 20 {
             let rate = size as f64 / (ours / 1000.0);
-            row(&format!("sign {name}: ours bytes/s vs sha256 limit"), format!("{:.0} MB/s = {:.0}%", rate / 1e6, 100.0 * rate / sha), (rate / sha).into(), &mut results);
-            row(&format!("sign {name}: peak RSS / mail size"), format!("{:.2}×", (ours_rss * 1024) as f64 / size as f64), ((ours_rss * 1024) as f64 / size as f64).into(), &mut results);
+            row(
+                &format!("sign {name}: ours bytes/s vs sha256 limit"),
+                format!("{:.0} MB/s = {:.0}%", rate / 1e6, 100.0 * rate / sha),
+                (rate / sha).into(),
+                &mut results,
+            );
+            row(
+                &format!("sign {name}: peak RSS / mail size"),
+                format!("{:.2}×", (ours_rss * 1024) as f64 / size as f64),
+                ((ours_rss * 1024) as f64 / size as f64).into(),
+                &mut results,
+            );
         }
-        let (v_ours, _) = env.timed(&format!("{BIN} --agent never verify --token 'pkcs11:token={LABEL}' --in {} >/dev/null", ours_signed.display()), runs);
-        let (v_ossl, _) = env.timed(&format!("openssl cms -verify -CAfile {} -in {} -out /dev/null 2>/dev/null", pki.join("chain.pem").display(), ours_signed.display()), runs);
-        row(&format!("verify {name}: ours / openssl"), format!("{v_ours:.1} ms / {v_ossl:.1} ms = {:.2}×", v_ours / v_ossl), serde_json::json!({"ours_ms": v_ours, "openssl_ms": v_ossl}), &mut results);
+        let (v_ours, _) = env.timed(
+            &format!(
+                "{BIN} --agent never verify --token 'pkcs11:token={LABEL}' --in {} >/dev/null",
+                ours_signed.display()
+            ),
+            runs,
+        );
+        let (v_ossl, _) = env.timed(
+            &format!(
+                "openssl cms -verify -CAfile {} -in {} -out /dev/null 2>/dev/null",
+                pki.join("chain.pem").display(),
+                ours_signed.display()
+            ),
+            runs,
+        );
+        row(
+            &format!("verify {name}: ours / openssl"),
+            format!("{v_ours:.1} ms / {v_ossl:.1} ms = {:.2}×", v_ours / v_ossl),
+            serde_json::json!({"ours_ms": v_ours, "openssl_ms": v_ossl}),
+            &mut results,
+        );
         let enc = env.p(&format!("enc-{size}.eml"));
-        sh(Command::new("openssl").args(["cms", "-encrypt", "-aes-256-gcm", "-in"]).arg(&m).arg("-recip").arg(pki.join("alice.pem")).arg("-out").arg(&enc));
-        let (d_ours, d_rss) = env.timed(&format!("{BIN} --agent never decrypt --token 'pkcs11:token={LABEL}' --in {} --pin-fd 3 3<{pin} > {}", enc.display(), env.p("dec-ours").display()), runs);
+        sh(Command::new("openssl")
+            .args(["cms", "-encrypt", "-aes-256-gcm", "-in"])
+            .arg(&m)
+            .arg("-recip")
+            .arg(pki.join("alice.pem"))
+            .arg("-out")
+            .arg(&enc));
+        let (d_ours, d_rss) = env.timed(
+            &format!(
+                "{BIN} --agent never decrypt --token 'pkcs11:token={LABEL}' --in {} --pin-fd 3 3<{pin} > {}",
+                enc.display(),
+                env.p("dec-ours").display()
+            ),
+            runs,
+        );
         let (d_ossl, d_ossl_rss) = env.timed(
             &format!("openssl cms -decrypt -engine pkcs11 -keyform engine -inkey '{key}' -recip {} -in {} -out {} 2>/dev/null", pki.join("alice.pem").display(), enc.display(), env.p("dec-ossl").display()),
             runs,
         );
-        row(&format!("decrypt {name}: ours / openssl"), format!("{d_ours:.1} ms / {d_ossl:.1} ms = {:.2}×; RSS {} / {} MiB", d_ours / d_ossl, d_rss / 1024, d_ossl_rss / 1024), serde_json::json!({"ours_ms": d_ours, "openssl_ms": d_ossl, "ours_rss_kib": d_rss, "openssl_rss_kib": d_ossl_rss}), &mut results);
+        row(
+            &format!("decrypt {name}: ours / openssl"),
+            format!(
+                "{d_ours:.1} ms / {d_ossl:.1} ms = {:.2}×; RSS {} / {} MiB",
+                d_ours / d_ossl,
+                d_rss / 1024,
+                d_ossl_rss / 1024
+            ),
+            serde_json::json!({"ours_ms": d_ours, "openssl_ms": d_ossl, "ours_rss_kib": d_rss, "openssl_rss_kib": d_ossl_rss}),
+            &mut results,
+        );
         if size > 1 << 20 {
             let rate = size as f64 / (d_ours / 1000.0);
-            row(&format!("decrypt {name}: ours bytes/s vs aes-256-gcm limit"), format!("{:.0} MB/s = {:.0}%", rate / 1e6, 100.0 * rate / gcm), (rate / gcm).into(), &mut results);
+            row(
+                &format!("decrypt {name}: ours bytes/s vs aes-256-gcm limit"),
+                format!("{:.0} MB/s = {:.0}%", rate / 1e6, 100.0 * rate / gcm),
+                (rate / gcm).into(),
+                &mut results,
+            );
         }
     }
 
@@ -326,7 +444,11 @@ fn main() {
     let gpe = gh.join("pinentry.sh");
     std::fs::write(&gpe, format!("#!/bin/sh\necho OK\nwhile read -r c r; do case $c in GETPIN) echo \"D {PIN}\"; echo OK;; BYE) echo OK; exit 0;; *) echo OK;; esac; done\n")).unwrap();
     sh(Command::new("chmod").arg("700").arg(&gpe));
-    std::fs::write(gh.join("gpg-agent.conf"), format!("scdaemon-program /usr/bin/gnupg-pkcs11-scd\npinentry-program {}\n", gpe.display())).unwrap();
+    std::fs::write(
+        gh.join("gpg-agent.conf"),
+        format!("scdaemon-program /usr/bin/gnupg-pkcs11-scd\npinentry-program {}\n", gpe.display()),
+    )
+    .unwrap();
     std::fs::write(gh.join("gnupg-pkcs11-scd.conf"), format!("providers p1\nprovider-p1-library {SOFTHSM}\n")).unwrap();
     std::fs::write(gh.join("gpgsm.conf"), "disable-crl-checks\n").unwrap();
     let gpg = |args: &str| format!("GNUPGHOME={} gpgsm --batch --disable-dirmngr {args}", gh.display());
@@ -338,15 +460,34 @@ fn main() {
         .unwrap_or(false);
     if gpg_ok {
         let small = env.p("mail-1024.eml");
-        let sign = gpg(&format!("-u alice@example.jp --detach-sign --base64 < {} > {}", small.display(), env.p("gpgsm.p7s").display()));
+        let sign = gpg(&format!(
+            "-u alice@example.jp --detach-sign --base64 < {} > {}",
+            small.display(),
+            env.p("gpgsm.p7s").display()
+        ));
         env.timed(&sign, 1); // starts gpg-agent and the scd, enters the PIN
         let (warm, _) = env.timed(&sign, 21);
         let (cold, _) = env.timed(&format!("GNUPGHOME={} gpgconf --kill gpg-agent; {sign}", gh.display()), 7);
-        row("sign 1 KiB: gpgsm + gpg-agent + gnupg-pkcs11-scd, warm", format!("{warm:.1} ms"), warm.into(), &mut results);
-        row("sign 1 KiB: gpgsm + gpg-agent + gnupg-pkcs11-scd, cold", format!("{cold:.1} ms"), cold.into(), &mut results);
+        row(
+            "sign 1 KiB: gpgsm + gpg-agent + gnupg-pkcs11-scd, warm",
+            format!("{warm:.1} ms"),
+            warm.into(),
+            &mut results,
+        );
+        row(
+            "sign 1 KiB: gpgsm + gpg-agent + gnupg-pkcs11-scd, cold",
+            format!("{cold:.1} ms"),
+            cold.into(),
+            &mut results,
+        );
         let _ = Command::new("bash").args(["-c", &format!("GNUPGHOME={} gpgconf --kill all", gh.display())]).status();
     } else {
-        row("sign 1 KiB: gpgsm", "n/a (install gpgsm and gnupg-pkcs11-scd)".into(), serde_json::Value::Null, &mut results);
+        row(
+            "sign 1 KiB: gpgsm",
+            "n/a (install gpgsm and gnupg-pkcs11-scd)".into(),
+            serde_json::Value::Null,
+            &mut results,
+        );
     }
 
     // 5. The agent: PIN cached, persistent clients.
@@ -356,13 +497,27 @@ fn main() {
     let cfg = env.p("agent.toml");
     std::fs::write(&cfg, format!("pinentry_program = \"{}\"\n[agent]\npin_cache = \"until-removed\"\naudit_log = \"{}\"\nqueue_limit = 256\n", script.display(), env.p("audit.log").display())).unwrap();
     let socket = env.p("run/agent.sock");
-    let mut agent = Command::new(BIN).args(["agent", "--config"]).arg(&cfg).arg("--socket").arg(&socket).env("SOFTHSM2_CONF", &env.conf).env("HOME", &env.dir).stderr(Stdio::null()).spawn().unwrap();
+    let mut agent = Command::new(BIN)
+        .args(["agent", "--config"])
+        .arg(&cfg)
+        .arg("--socket")
+        .arg(&socket)
+        .env("SOFTHSM2_CONF", &env.conf)
+        .env("HOME", &env.dir)
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
     while UnixStream::connect(&socket).is_err() {
         std::thread::sleep(Duration::from_millis(20));
     }
     let small = env.p("mail-1024.eml");
     // Output to a redirected stdout, like the one-shot rows and `openssl -out` (`--out` adds an fsync).
-    let line = format!("{BIN} --agent always --socket {} sign --key 'pkcs11:id=%01' --in {} > {}", socket.display(), small.display(), env.p("agent-out.eml").display());
+    let line = format!(
+        "{BIN} --agent always --socket {} sign --key 'pkcs11:id=%01' --in {} > {}",
+        socket.display(),
+        small.display(),
+        env.p("agent-out.eml").display()
+    );
     env.timed(&line, 1); // the one PIN entry
     let (via_agent, _) = env.timed(&line, 21);
     let ossl_1k = results["sign 1 KiB: openssl cms + engine"]["ms"].as_f64().unwrap();
@@ -378,9 +533,17 @@ fn main() {
     // descriptors, so neither crosses the socket (--out also fsyncs, which openssl -out does not).
     for (name, size) in [("1 MiB", 1usize << 20), ("25 MiB", 25 << 20)] {
         let sock = socket.display();
-        let sign = format!("{BIN} --agent always --socket {sock} sign --key 'pkcs11:id=%01' --in {} --out {}", env.p(&format!("mail-{size}.eml")).display(), env.p("agent-big.eml").display());
+        let sign = format!(
+            "{BIN} --agent always --socket {sock} sign --key 'pkcs11:id=%01' --in {} --out {}",
+            env.p(&format!("mail-{size}.eml")).display(),
+            env.p("agent-big.eml").display()
+        );
         let (s_ms, s_rss) = env.timed(&sign, 5);
-        let dec = format!("{BIN} --agent always --socket {sock} decrypt --in {} --out {}", env.p(&format!("enc-{size}.eml")).display(), env.p("agent-dec.eml").display());
+        let dec = format!(
+            "{BIN} --agent always --socket {sock} decrypt --in {} --out {}",
+            env.p(&format!("enc-{size}.eml")).display(),
+            env.p("agent-dec.eml").display()
+        );
         let (d_ms, d_rss) = env.timed(&dec, 5);
         let ossl_s = results[&format!("sign {name}: openssl cms + engine")]["ms"].as_f64().unwrap();
         let ossl_d = results[&format!("decrypt {name}: ours / openssl")]["openssl_ms"].as_f64().unwrap();
@@ -424,13 +587,22 @@ fn main() {
     }
     openssl_checks_all(&env, "latency", &answers, &expected);
     let p50 = pct(&lat, 0.5);
-    row("agent latency, persistent client, RSA-2048 1 KiB", format!("p50 {p50:.3} ms = raw C_Sign + {:.3} ms", p50 - raw_sign_ms), serde_json::json!({"p50_ms": p50, "over_raw_ms": p50 - raw_sign_ms}), &mut results);
+    row(
+        "agent latency, persistent client, RSA-2048 1 KiB",
+        format!("p50 {p50:.3} ms = raw C_Sign + {:.3} ms", p50 - raw_sign_ms),
+        serde_json::json!({"p50_ms": p50, "over_raw_ms": p50 - raw_sign_ms}),
+        &mut results,
+    );
     // The same with the P-256 key, whose C_Sign is a tenth of RSA's: what is left is our own work.
     let raw_ec_ms = floor["C_Sign ECDSA P-256"].as_f64().unwrap();
     let mut ec_lat = Vec::new();
     for i in 0..305 {
         let t = Instant::now();
-        send_msg(&mut s, &serde_json::json!({"v": 1, "id": i, "method": "sign", "args": {}, "key": "pkcs11:id=%02", "timeout_ms": 60000, "client": {}}), &body);
+        send_msg(
+            &mut s,
+            &serde_json::json!({"v": 1, "id": i, "method": "sign", "args": {}, "key": "pkcs11:id=%02", "timeout_ms": 60000, "client": {}}),
+            &body,
+        );
         let (h, _) = recv_msg(&mut s);
         // The first few read the key's objects; the rest is the steady state.
         if i >= 5 {
@@ -439,7 +611,12 @@ fn main() {
         assert_eq!(h["ok"], true, "{h}");
     }
     let ec50 = pct(&ec_lat, 0.5);
-    row("agent latency, persistent client, ECDSA P-256 1 KiB", format!("p50 {ec50:.3} ms = raw C_Sign + {:.3} ms", ec50 - raw_ec_ms), serde_json::json!({"p50_ms": ec50, "over_raw_ms": ec50 - raw_ec_ms}), &mut results);
+    row(
+        "agent latency, persistent client, ECDSA P-256 1 KiB",
+        format!("p50 {ec50:.3} ms = raw C_Sign + {:.3} ms", ec50 - raw_ec_ms),
+        serde_json::json!({"p50_ms": ec50, "over_raw_ms": ec50 - raw_ec_ms}),
+        &mut results,
+    );
     // What of that is the socket and the two wake-ups alone: a request that touches no token.
     let mut pings = Vec::new();
     for i in 0..300 {
@@ -450,7 +627,12 @@ fn main() {
         assert_eq!(h["ok"], true, "{h}");
     }
     let ping = pct(&pings, 0.5);
-    row("agent round trip, ping (no token, no work)", format!("p50 {ping:.3} ms"), serde_json::json!({"p50_ms": ping}), &mut results);
+    row(
+        "agent round trip, ping (no token, no work)",
+        format!("p50 {ping:.3} ms"),
+        serde_json::json!({"p50_ms": ping}),
+        &mut results,
+    );
     for clients in [1usize, 4, 16] {
         let per = 1600 / clients;
         let t = Instant::now();
@@ -498,12 +680,30 @@ fn main() {
     // the way wall times do, so they say what a gap is made of.
     if Command::new("valgrind").arg("--version").output().is_ok_and(|o| o.status.success()) {
         let ours = instructions(&env, &format!("{BIN} --agent never sign --token 'pkcs11:token={LABEL}' --key 'pkcs11:id=%01' --in {} --pin-fd 3 3<{pin} >/dev/null", small.display()));
-        let ossl = instructions(&env, &format!("openssl cms -sign -engine pkcs11 -keyform engine -inkey '{key}' -signer {} -in {} -out /dev/null", pki.join("alice.pem").display(), small.display()));
-        row("sign 1 KiB one-shot, instructions: ours / openssl", format!("{:.1}M / {:.1}M = {:.2}×", ours / 1e6, ossl / 1e6, ours / ossl), serde_json::json!({"ours": ours, "openssl": ossl, "ratio": ours / ossl}), &mut results);
+        let ossl = instructions(
+            &env,
+            &format!(
+                "openssl cms -sign -engine pkcs11 -keyform engine -inkey '{key}' -signer {} -in {} -out /dev/null",
+                pki.join("alice.pem").display(),
+                small.display()
+            ),
+        );
+        row(
+            "sign 1 KiB one-shot, instructions: ours / openssl",
+            format!("{:.1}M / {:.1}M = {:.2}×", ours / 1e6, ossl / 1e6, ours / ossl),
+            serde_json::json!({"ours": ours, "openssl": ossl, "ratio": ours / ossl}),
+            &mut results,
+        );
         let (per, token) = agent_instructions(&env, &cfg, &body);
         row(
             "agent, instructions per RSA-2048 1 KiB signature",
-            format!("{:.2}M = C_SignInit + C_Sign {:.2}M + ours {:.2}M ({:.1}% on top of the token)", per / 1e6, token / 1e6, (per - token) / 1e6, 100.0 * (per - token) / token),
+            format!(
+                "{:.2}M = C_SignInit + C_Sign {:.2}M + ours {:.2}M ({:.1}% on top of the token)",
+                per / 1e6,
+                token / 1e6,
+                (per - token) / 1e6,
+                100.0 * (per - token) / token
+            ),
             serde_json::json!({"per_request": per, "in_token": token, "ours": per - token}),
             &mut results,
         );

@@ -16,7 +16,13 @@ fn agent_signs_with_pin_from_pinentry_on_the_clients_display_every_time_by_defau
     for _ in 0..2 {
         let mut c = tok.cmd();
         c.env("DISPLAY", ":7").env("TERM", "xterm-test");
-        let o = run(c.args(["--agent", "always", "--socket"]).arg(&agent.socket).args(["sign", "--in"]).arg(&input).arg("--out").arg(&out));
+        let o = run(c
+            .args(["--agent", "always", "--socket"])
+            .arg(&agent.socket)
+            .args(["sign", "--in"])
+            .arg(&input)
+            .arg("--out")
+            .arg(&out));
         assert_eq!(code(&o), 0, "{}", stderr(&o));
         assert!(stderr(&o).contains("signed mail from alice@example.jp"), "{}", stderr(&o));
     }
@@ -27,7 +33,10 @@ fn agent_signs_with_pin_from_pinentry_on_the_clients_display_every_time_by_defau
     // The prompt goes where the user is: their display (pinentry's environment) and terminal type.
     assert!(log.contains("ENV DISPLAY=:7") && log.contains("ttytype=xterm-test"), "{log}");
     // It names the token, the operation, the recipients and the key.
-    assert!(log.contains("ssmax test") && log.contains("sign mail from alice@example.jp to Bob <bob@example.com>"), "{log}");
+    assert!(
+        log.contains("ssmax test") && log.contains("sign mail from alice@example.jp to Bob <bob@example.com>"),
+        "{log}"
+    );
     // The socket and its directory are private.
     use std::os::unix::fs::PermissionsExt;
     assert_eq!(std::fs::metadata(&agent.socket).unwrap().permissions().mode() & 0o777, 0o600);
@@ -138,7 +147,16 @@ fn killed_agent_gives_a_clear_error_and_a_restarted_agent_serves_again() {
     let out = tok.path("out/signed.eml");
     std::fs::create_dir_all(tok.path("out")).unwrap();
     let mut c = tok.cmd();
-    let client = c.args(["--agent", "always", "--socket"]).arg(&agent.socket).args(["sign", "--in"]).arg(&input).arg("--out").arg(&out).stderr(Stdio::piped()).spawn().unwrap();
+    let client = c
+        .args(["--agent", "always", "--socket"])
+        .arg(&agent.socket)
+        .args(["sign", "--in"])
+        .arg(&input)
+        .arg("--out")
+        .arg(&out)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
     std::thread::sleep(Duration::from_millis(700));
     agent.child.kill().unwrap();
     agent.child.wait().unwrap();
@@ -241,7 +259,7 @@ fn a_body_and_its_reply_can_travel_as_files_and_anything_but_a_regular_file_is_r
     let body = std::fs::File::open(&mail).unwrap();
     // The reply file already holds more than the reply: the agent writes from offset 0 and says
     // how long the product is.
-    let reply_path = tok.write("reply.eml", &vec![b'x'; 100_000]);
+    let reply_path = tok.write("reply.eml", vec![b'x'; 100_000]);
     let reply = std::fs::OpenOptions::new().read(true).write(true).open(&reply_path).unwrap();
     let mut s = UnixStream::connect(&agent.socket).unwrap();
     let mut req = sign_request(1);
@@ -355,7 +373,11 @@ fn subscribers_hear_about_certificates_that_expire_soon() {
     let input = tok.write("mail.eml", MAIL);
     assert_eq!(code(&via(&tok, &agent, &["sign", "--key", "pkcs11:id=%01", "--in", input.to_str().unwrap()])), 0);
     let ev = next_event(&mut sub, "cert-expiring");
-    assert!(ev["notes"][0].as_str().unwrap().contains("'short-lived'") && ev["notes"][0].as_str().unwrap().contains("renew"), "{ev}");
+    assert!(
+        ev["notes"][0].as_str().unwrap().contains("'short-lived'")
+            && ev["notes"][0].as_str().unwrap().contains("renew"),
+        "{ev}"
+    );
 }
 
 #[test]
@@ -390,10 +412,19 @@ fn a_client_that_closes_without_reading_the_answer_ends_only_its_own_connection(
     let big = format!("{MAIL}{}", "0123456789abcdef\n".repeat(64 * 1024));
     let input = tok.write("big.eml", &big);
     let signed = tok.path("big-signed.eml");
-    ok(&mut tok.with_pin(&["--agent", "never", "sign", "--in", input.to_str().unwrap(), "--out", signed.to_str().unwrap()]));
+    ok(&mut tok.with_pin(&[
+        "--agent",
+        "never",
+        "sign",
+        "--in",
+        input.to_str().unwrap(),
+        "--out",
+        signed.to_str().unwrap(),
+    ]));
     let signed = std::fs::read(&signed).unwrap();
     let ping = serde_json::json!({"v": 1, "id": 1, "method": "ping", "args": {}, "timeout_ms": 10000, "client": {}});
-    let verify = serde_json::json!({"v": 1, "id": 2, "method": "verify", "args": {}, "timeout_ms": 10000, "client": {}});
+    let verify =
+        serde_json::json!({"v": 1, "id": 2, "method": "verify", "args": {}, "timeout_ms": 10000, "client": {}});
     for (req, body) in [(&ping, &b""[..]), (&verify, &signed[..])] {
         for _ in 0..10 {
             let mut s = UnixStream::connect(&agent.socket).unwrap();
@@ -420,7 +451,11 @@ fn the_agent_refuses_pin_fd_instead_of_failing_every_signature_later() {
 /// The agent's peak resident memory so far (VmHWM), in KiB.
 fn agent_peak_kib(agent: &Agent) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{}/status", agent.child.id())).unwrap();
-    status.lines().find_map(|l| l.strip_prefix("VmHWM:")).and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok()).unwrap()
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
 }
 
 #[test]
@@ -428,7 +463,15 @@ fn the_agent_reads_only_files_its_client_opened_never_a_path_it_names() {
     let tok = Tok::new();
     let agent = start_agent(&tok, "", "0");
     let signed = tok.path("signed.eml");
-    ok(&mut tok.with_pin(&["--agent", "never", "sign", "--in", tok.write("mail.eml", MAIL).to_str().unwrap(), "--out", signed.to_str().unwrap()]));
+    ok(&mut tok.with_pin(&[
+        "--agent",
+        "never",
+        "sign",
+        "--in",
+        tok.write("mail.eml", MAIL).to_str().unwrap(),
+        "--out",
+        signed.to_str().unwrap(),
+    ]));
     // A path in the arguments, as a client of the old protocol or a hostile one sends it: refused
     // by name, and nothing is opened (the agent would have read /dev/zero until memory ran out).
     let before = agent_peak_kib(&agent);
@@ -438,14 +481,19 @@ fn the_agent_reads_only_files_its_client_opened_never_a_path_it_names() {
     let (resp, _) = recv_msg(&mut s).unwrap();
     assert_eq!((resp["ok"].as_bool(), resp["exit"].as_u64()), (Some(false), Some(2)), "{resp}");
     assert!(resp["error"].as_str().unwrap().contains("unknown field `ca`"), "{resp}");
-    assert!(agent_peak_kib(&agent) < before + 8 * 1024, "the agent grew from {before} to {} KiB", agent_peak_kib(&agent));
+    assert!(
+        agent_peak_kib(&agent) < before + 8 * 1024,
+        "the agent grew from {before} to {} KiB",
+        agent_peak_kib(&agent)
+    );
 
     // The client opens what the user names, with the user's rights, and passes descriptors.
     let o = via(&tok, &agent, &["verify", "--no-token", "--ca", "/dev/zero", "--in", signed.to_str().unwrap()]);
     assert_clear_failure(&o, 2);
     assert!(stderr(&o).contains("/dev/zero is a character device"), "{}", stderr(&o));
     let root = pki().join("root.pem");
-    let o = via(&tok, &agent, &["verify", "--no-token", "--ca", root.to_str().unwrap(), "--in", signed.to_str().unwrap()]);
+    let o =
+        via(&tok, &agent, &["verify", "--no-token", "--ca", root.to_str().unwrap(), "--in", signed.to_str().unwrap()]);
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     assert!(stdout(&o).contains("Good signature from"), "{}", stdout(&o));
     let o = via(&tok, &agent, &["verify", "--no-token", "--in", signed.to_str().unwrap()]);
@@ -453,10 +501,36 @@ fn the_agent_reads_only_files_its_client_opened_never_a_path_it_names() {
     // A detached signature's content travels the same way.
     let (sig, carlos) = (vector("binary-files/signedByCarlosDetached.p7m"), vector("certs-and-keys/lamps-carlos.crt"));
     let content = tok.write("content.txt", "This is some sample content.");
-    let o = via(&tok, &agent, &["verify", "--no-token", "--in", sig.to_str().unwrap(), "--content", content.to_str().unwrap(), "--ca", carlos.to_str().unwrap()]);
+    let o = via(
+        &tok,
+        &agent,
+        &[
+            "verify",
+            "--no-token",
+            "--in",
+            sig.to_str().unwrap(),
+            "--content",
+            content.to_str().unwrap(),
+            "--ca",
+            carlos.to_str().unwrap(),
+        ],
+    );
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     let wrong = tok.write("wrong.txt", "This is some sample content!");
-    let o = via(&tok, &agent, &["verify", "--no-token", "--in", sig.to_str().unwrap(), "--content", wrong.to_str().unwrap(), "--ca", carlos.to_str().unwrap()]);
+    let o = via(
+        &tok,
+        &agent,
+        &[
+            "verify",
+            "--no-token",
+            "--in",
+            sig.to_str().unwrap(),
+            "--content",
+            wrong.to_str().unwrap(),
+            "--ca",
+            carlos.to_str().unwrap(),
+        ],
+    );
     assert_clear_failure(&o, 1);
 }
 
@@ -494,11 +568,21 @@ fn fifteen_hundred_idle_connections_cost_the_agent_its_connection_cap_in_threads
     over.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let (resp, _) = recv_msg(&mut over).unwrap();
     assert_eq!(resp["exit"], 9, "{resp}");
-    assert!(resp["error"].as_str().unwrap().contains("busy: the agent is serving 16 connections, its limit ([agent] max_connections)"), "{resp}");
+    assert!(
+        resp["error"]
+            .as_str()
+            .unwrap()
+            .contains("busy: the agent is serving 16 connections, its limit ([agent] max_connections)"),
+        "{resp}"
+    );
     assert!(resp["retry_after_ms"].as_u64().is_some(), "{resp}");
     assert!(recv_msg(&mut over).is_err(), "and closed");
     let mut served = held[0].try_clone().unwrap();
-    send_msg(&mut served, &serde_json::json!({"v": 1, "id": 1, "method": "ping", "timeout_ms": 1000, "client": {}}), b"");
+    send_msg(
+        &mut served,
+        &serde_json::json!({"v": 1, "id": 1, "method": "ping", "timeout_ms": 1000, "client": {}}),
+        b"",
+    );
     assert_eq!(recv_msg(&mut served).unwrap().0["ok"], true, "a connection within the cap is served");
     drop(held);
     drop(served);
@@ -527,7 +611,10 @@ fn a_connection_that_never_completes_a_request_is_closed_after_the_idle_time() {
     for s in [&mut silent, &mut drip] {
         s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
         let (resp, _) = recv_msg(s).unwrap();
-        assert!(resp["error"].as_str().unwrap().contains("closing an idle connection: no full request within 0.6 s"), "{resp}");
+        assert!(
+            resp["error"].as_str().unwrap().contains("closing an idle connection: no full request within 0.6 s"),
+            "{resp}"
+        );
         assert!(recv_msg(s).is_err(), "and closed");
     }
     assert!(start.elapsed() < Duration::from_secs(5), "{:?}", start.elapsed());
@@ -535,7 +622,11 @@ fn a_connection_that_never_completes_a_request_is_closed_after_the_idle_time() {
     let mut s = UnixStream::connect(&agent.socket).unwrap();
     for id in 0..3 {
         std::thread::sleep(Duration::from_millis(300));
-        send_msg(&mut s, &serde_json::json!({"v": 1, "id": id, "method": "ping", "timeout_ms": 1000, "client": {}}), b"");
+        send_msg(
+            &mut s,
+            &serde_json::json!({"v": 1, "id": id, "method": "ping", "timeout_ms": 1000, "client": {}}),
+            b"",
+        );
         assert_eq!(recv_msg(&mut s).unwrap().0["ok"], true);
     }
 }

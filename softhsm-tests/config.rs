@@ -11,10 +11,26 @@ fn config_file_names_the_token_and_the_command_line_overrides_it() {
     let o = run(&mut tok.with_pin(&["sign", "--config", config.to_str().unwrap(), "--in", input.to_str().unwrap()]));
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     assert!(stderr(&o).contains("key 'alice-ec'") && stderr(&o).contains("ECDSA"), "{}", stderr(&o));
-    let o = run(&mut tok.with_pin(&["sign", "--config", config.to_str().unwrap(), "--key", "pkcs11:id=%01", "--in", input.to_str().unwrap()]));
+    let o = run(&mut tok.with_pin(&[
+        "sign",
+        "--config",
+        config.to_str().unwrap(),
+        "--key",
+        "pkcs11:id=%01",
+        "--in",
+        input.to_str().unwrap(),
+    ]));
     assert!(stderr(&o).contains("key 'alice'") && stderr(&o).contains("RSA"), "{}", stderr(&o));
     // The config's module-path stays when the command line names only the token.
-    let o = run(&mut tok.with_pin(&["sign", "--config", config.to_str().unwrap(), "--token", "pkcs11:token=other", "--in", input.to_str().unwrap()]));
+    let o = run(&mut tok.with_pin(&[
+        "sign",
+        "--config",
+        config.to_str().unwrap(),
+        "--token",
+        "pkcs11:token=other",
+        "--in",
+        input.to_str().unwrap(),
+    ]));
     assert_clear_failure(&o, 3);
     assert!(stderr(&o).contains("token=other"), "{}", stderr(&o));
 }
@@ -57,7 +73,8 @@ fn pinentry_is_used_when_configured_and_names_token_and_operation() {
         ),
     );
     std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
-    let config = tok.write("config.toml", format!("pin_source = \"pinentry\"\npinentry_program = \"{}\"\n", script.display()));
+    let config =
+        tok.write("config.toml", format!("pin_source = \"pinentry\"\npinentry_program = \"{}\"\n", script.display()));
     let input = tok.write("mail.eml", MAIL);
     let o = run(tok.cmd().args(["sign", "--config"]).arg(&config).arg("--in").arg(&input));
     assert_eq!(code(&o), 0, "{}", stderr(&o));

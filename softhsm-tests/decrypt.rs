@@ -28,9 +28,14 @@ fn decrypt_reads_openssl_mail_for_every_rsa_key_transport_and_aes_mode() {
     let tok = Tok::new();
     let alice = pki().join("alice.pem");
     let oaep = ["-keyopt", "rsa_padding_mode:oaep"];
-    let oaep256 = ["-keyopt", "rsa_padding_mode:oaep", "-keyopt", "rsa_oaep_md:sha256", "-keyopt", "rsa_mgf1_md:sha256"];
+    let oaep256 =
+        ["-keyopt", "rsa_padding_mode:oaep", "-keyopt", "rsa_oaep_md:sha256", "-keyopt", "rsa_mgf1_md:sha256"];
     for cipher in ["aes128", "aes256", "aes-128-gcm", "aes-256-gcm"] {
-        for (kt, opts, name) in [("pkcs1", &[][..], "RSA PKCS#1 v1.5"), ("oaep-sha1", &oaep[..], "RSA-OAEP (SHA-1)"), ("oaep-sha256", &oaep256[..], "RSA-OAEP (SHA-256)")] {
+        for (kt, opts, name) in [
+            ("pkcs1", &[][..], "RSA PKCS#1 v1.5"),
+            ("oaep-sha1", &oaep[..], "RSA-OAEP (SHA-1)"),
+            ("oaep-sha256", &oaep256[..], "RSA-OAEP (SHA-256)"),
+        ] {
             let enc = openssl_encrypt(&tok, &alice, cipher, opts);
             let o = decrypt(&tok, &enc);
             assert_eq!(code(&o), 0, "{cipher} {kt}: {}", stderr(&o));
@@ -97,7 +102,12 @@ fn decrypt_refuses_mail_for_someone_else_without_asking_for_a_pin() {
 #[test]
 fn decrypt_interop_vectors_made_by_another_implementation() {
     let tok = Tok::new();
-    tok.import(&vector("certs-and-keys/lamps-bob.decrypt.p8.pem"), &vector("certs-and-keys/lamps-bob.encrypt.crt"), "0b", "bob");
+    tok.import(
+        &vector("certs-and-keys/lamps-bob.decrypt.p8.pem"),
+        &vector("certs-and-keys/lamps-bob.encrypt.crt"),
+        "0b",
+        "bob",
+    );
     for (file, how) in [
         ("encryptedForBobRSAOaep.p7m", "RSA-OAEP (SHA-256), AES-128-CBC"),
         ("encryptedForBobAndDana.p7m", "AES-128-CBC"),
@@ -147,10 +157,16 @@ fn decrypt_with_always_authenticate_key_logs_in_for_the_operation() {
 #[test]
 fn decrypt_matches_recipients_named_by_subject_key_identifier() {
     let tok = Tok::new();
-    for (cert, opts) in [(pki().join("alice.pem"), &["-keyid"][..]), (tok.dir.path().join("t/alice-ec.pem"), &["-keyid"][..])] {
+    for (cert, opts) in
+        [(pki().join("alice.pem"), &["-keyid"][..]), (tok.dir.path().join("t/alice-ec.pem"), &["-keyid"][..])]
+    {
         let enc = openssl_encrypt(&tok, &cert, "aes-256-gcm", opts);
         let dump = ok(Command::new("openssl").args(["cms", "-cmsout", "-print", "-in"]).arg(&enc));
-        assert!(stdout(&dump).contains("subjectKeyIdentifier") || stdout(&dump).contains("rKeyId"), "{}", stdout(&dump));
+        assert!(
+            stdout(&dump).contains("subjectKeyIdentifier") || stdout(&dump).contains("rKeyId"),
+            "{}",
+            stdout(&dump)
+        );
         let o = decrypt(&tok, &enc);
         assert_eq!(code(&o), 0, "{}", stderr(&o));
         assert!(stdout(&o).contains("The merger closes on Friday."));
@@ -183,5 +199,9 @@ fn a_well_formed_envelope_with_an_algorithm_we_do_not_know_cannot_be_decrypted_a
     let unknown = tok.write("unknown.eml", format!("{head}\n\n{}\n", b64.encode(&der)));
     let o = decrypt(&tok, &unknown);
     assert_clear_failure(&o, 6);
-    assert!(stderr(&o).contains("cannot decrypt: the content is encrypted with algorithm 2.16.840.1.101.3.4.1.43"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("cannot decrypt: the content is encrypted with algorithm 2.16.840.1.101.3.4.1.43"),
+        "{}",
+        stderr(&o)
+    );
 }

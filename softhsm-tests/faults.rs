@@ -23,10 +23,21 @@ fn sign_with_fault(tok: &Tok, fault: &str, out: &std::path::Path) -> (std::proce
     let _ = std::fs::remove_file(&log);
     let input = tok.write("mail.eml", MAIL);
     let o = run(tok
-        .with_pin(&["sign", "--token", &shim_uri(), "--key", "pkcs11:id=%01", "--in", input.to_str().unwrap(), "--out", out.to_str().unwrap()])
+        .with_pin(&[
+            "sign",
+            "--token",
+            &shim_uri(),
+            "--key",
+            "pkcs11:id=%01",
+            "--in",
+            input.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ])
         .env("SSMAX_SHIM_FAULT", &f)
         .env("SSMAX_SHIM_LOG", &log));
-    let logins = std::fs::read_to_string(&log).map(|s| s.lines().filter(|l| l.starts_with("login")).count()).unwrap_or(0);
+    let logins =
+        std::fs::read_to_string(&log).map(|s| s.lines().filter(|l| l.starts_with("login")).count()).unwrap_or(0);
     (o, logins)
 }
 
@@ -46,9 +57,17 @@ fn card_pulled_mid_decryption_exits_3() {
     let tok = Tok::new();
     let input = tok.write("secret.txt", "Content-Type: text/plain\r\n\r\nx\r\n");
     let enc = tok.path("enc.eml");
-    ok(std::process::Command::new("openssl").args(["cms", "-encrypt", "-aes256", "-in"]).arg(&input).arg("-recip").arg(pki().join("alice.pem")).arg("-out").arg(&enc));
+    ok(std::process::Command::new("openssl")
+        .args(["cms", "-encrypt", "-aes256", "-in"])
+        .arg(&input)
+        .arg("-recip")
+        .arg(pki().join("alice.pem"))
+        .arg("-out")
+        .arg(&enc));
     let f = tok.write("fault", format!("C_Decrypt ckr {CKR_DEVICE_REMOVED}\n"));
-    let o = run(tok.with_pin(&["decrypt", "--token", &shim_uri(), "--in", enc.to_str().unwrap()]).env("SSMAX_SHIM_FAULT", &f));
+    let o = run(tok
+        .with_pin(&["decrypt", "--token", &shim_uri(), "--in", enc.to_str().unwrap()])
+        .env("SSMAX_SHIM_FAULT", &f));
     assert_clear_failure(&o, 3);
     assert!(stdout(&o).is_empty());
 }
@@ -59,7 +78,11 @@ fn a_session_closed_or_a_login_lost_to_another_process_is_a_clear_error() {
     let out = tok.path("signed.eml");
     let (o, _) = sign_with_fault(&tok, &format!("C_Sign ckr {CKR_SESSION_HANDLE_INVALID}\n"), &out);
     assert_clear_failure(&o, 3);
-    assert!(stderr(&o).contains("CKR_SESSION_HANDLE_INVALID") && stderr(&o).contains("session was closed"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("CKR_SESSION_HANDLE_INVALID") && stderr(&o).contains("session was closed"),
+        "{}",
+        stderr(&o)
+    );
     let (o, logins) = sign_with_fault(&tok, &format!("C_Sign ckr {CKR_USER_NOT_LOGGED_IN}\n"), &out);
     assert_clear_failure(&o, 8);
     assert!(stderr(&o).contains("another program logged out"), "{}", stderr(&o));
@@ -98,7 +121,11 @@ fn agent_forgets_the_pin_when_the_card_is_pulled_mid_signature_and_keeps_serving
     std::fs::write(&fault, "C_Sign sleep 2\n").unwrap();
     let mut s = UnixStream::connect(&agent.socket).unwrap();
     let body = std::fs::read(&input).unwrap();
-    send_msg(&mut s, &serde_json::json!({"v": 1, "id": 9, "method": "sign", "key": "pkcs11:id=%01", "timeout_ms": 500, "client": {}}), &body);
+    send_msg(
+        &mut s,
+        &serde_json::json!({"v": 1, "id": 9, "method": "sign", "key": "pkcs11:id=%01", "timeout_ms": 500, "client": {}}),
+        &body,
+    );
     let (h, _) = recv_msg(&mut s).unwrap();
     assert_eq!(h["ok"], false);
     assert!(h["error"].as_str().unwrap().contains("timed out"), "{h}");
@@ -111,10 +138,22 @@ fn agent_restarts_in_place_when_a_token_call_hangs_and_the_next_request_works() 
     let tok = Tok::new();
     let fault = tok.write("fault", "");
     let top = format!("token = \"{}\"\n", shim_uri());
-    let mut agent = start_agent_env(&tok, &top, "pin_cache = \"until-removed\"\ntoken_timeout_ms = 1500\n", "0", &[("SSMAX_SHIM_FAULT", &fault)]);
+    let mut agent = start_agent_env(
+        &tok,
+        &top,
+        "pin_cache = \"until-removed\"\ntoken_timeout_ms = 1500\n",
+        "0",
+        &[("SSMAX_SHIM_FAULT", &fault)],
+    );
     let input = tok.write("mail.eml", MAIL);
     let out = tok.path("signed.eml");
-    let sign = || via(&tok, &agent, &["sign", "--key", "pkcs11:id=%01", "--in", input.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    let sign = || {
+        via(
+            &tok,
+            &agent,
+            &["sign", "--key", "pkcs11:id=%01", "--in", input.to_str().unwrap(), "--out", out.to_str().unwrap()],
+        )
+    };
     assert_eq!(code(&sign()), 0);
     assert_eq!(getpins(&agent), 1);
     let mut sub = subscribe(&agent);
@@ -125,10 +164,18 @@ fn agent_restarts_in_place_when_a_token_call_hangs_and_the_next_request_works() 
     let body = std::fs::read(&input).unwrap();
     let started = std::time::Instant::now();
     let mut hung = UnixStream::connect(&agent.socket).unwrap();
-    send_msg(&mut hung, &serde_json::json!({"v": 1, "id": 41, "method": "sign", "key": "pkcs11:id=%01", "timeout_ms": 60000, "client": {}}), &body);
+    send_msg(
+        &mut hung,
+        &serde_json::json!({"v": 1, "id": 41, "method": "sign", "key": "pkcs11:id=%01", "timeout_ms": 60000, "client": {}}),
+        &body,
+    );
     std::thread::sleep(Duration::from_millis(300));
     let mut queued = UnixStream::connect(&agent.socket).unwrap();
-    send_msg(&mut queued, &serde_json::json!({"v": 1, "id": 42, "method": "sign", "key": "pkcs11:id=%01", "timeout_ms": 60000, "client": {}}), &body);
+    send_msg(
+        &mut queued,
+        &serde_json::json!({"v": 1, "id": 42, "method": "sign", "key": "pkcs11:id=%01", "timeout_ms": 60000, "client": {}}),
+        &body,
+    );
 
     let (h, _) = recv_msg(&mut hung).unwrap();
     assert_eq!((h["ok"].as_bool(), h["exit"].as_u64(), h["id"].as_u64()), (Some(false), Some(8), Some(41)), "{h}");
@@ -136,7 +183,11 @@ fn agent_restarts_in_place_when_a_token_call_hangs_and_the_next_request_works() 
     assert!(msg.contains("did not answer") && msg.contains("'sign'") && msg.contains("try again"), "{msg}");
     assert!(started.elapsed() < Duration::from_secs(10), "the watchdog answered after {:?}", started.elapsed());
     let (h, _) = recv_msg(&mut queued).unwrap();
-    assert_eq!((h["exit"].as_u64(), h["id"].as_u64(), h["retry_after_ms"].is_u64()), (Some(9), Some(42), true), "the request queued behind the hung call is told it may be sent again: {h}");
+    assert_eq!(
+        (h["exit"].as_u64(), h["id"].as_u64(), h["retry_after_ms"].is_u64()),
+        (Some(9), Some(42), true),
+        "the request queued behind the hung call is told it may be sent again: {h}"
+    );
     assert!(next_event(&mut sub, "agent-restarting")["notes"][0].as_str().unwrap().contains("did not answer"));
 
     // Same process (re-executed in place, so a supervisor sees no crash), socket still served,

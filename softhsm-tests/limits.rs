@@ -11,7 +11,20 @@ fn self_signed(tok: &Tok, name: &str, ext: &str) -> (PathBuf, PathBuf) {
     let cfg = tok.write(&format!("{name}.cnf"), format!("[req]\ndistinguished_name = dn\nprompt = no\n[dn]\nCN = {name}\n[ext]\nkeyUsage = digitalSignature\nextendedKeyUsage = emailProtection\nsubjectAltName = email:{name}@example.jp\n{ext}\n"));
     let (key, cert) = (tok.path(&format!("{name}.key")), tok.path(&format!("{name}.pem")));
     ok(Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "30", "-extensions", "ext", "-config"])
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-days",
+            "30",
+            "-extensions",
+            "ext",
+            "-config",
+        ])
         .arg(&cfg)
         .arg("-keyout")
         .arg(&key)
@@ -23,7 +36,12 @@ fn self_signed(tok: &Tok, name: &str, ext: &str) -> (PathBuf, PathBuf) {
 fn encrypt_to(tok: &Tok, recipients: &[&Path]) -> PathBuf {
     let input = tok.write("secret.txt", "Content-Type: text/plain\r\n\r\nfor the whole list\r\n");
     let out = tok.path("to-many.eml");
-    ok(Command::new("openssl").args(["cms", "-encrypt", "-aes256", "-in"]).arg(&input).arg("-out").arg(&out).args(recipients));
+    ok(Command::new("openssl")
+        .args(["cms", "-encrypt", "-aes256", "-in"])
+        .arg(&input)
+        .arg("-out")
+        .arg(&out)
+        .args(recipients));
     out
 }
 
@@ -44,7 +62,12 @@ fn decrypt_finds_its_recipient_among_a_thousand_and_refuses_more() {
     let mail = encrypt_to(&tok, &recipients);
     let o = run(&mut tok.with_pin(&["decrypt", "--in", mail.to_str().unwrap()]));
     assert_clear_failure(&o, 2);
-    assert!(stderr(&o).contains("a SET with 1001 elements (recipients, certificates or attributes); more than 1000 are refused"), "{}", stderr(&o));
+    assert!(
+        stderr(&o)
+            .contains("a SET with 1001 elements (recipients, certificates or attributes); more than 1000 are refused"),
+        "{}",
+        stderr(&o)
+    );
     assert!(stdout(&o).is_empty());
 }
 
@@ -83,7 +106,15 @@ fn verify_refuses_a_certificate_with_a_huge_extension() {
     let (cert, key) = self_signed(&tok, "bloated", &format!("nsComment = \"{}\"", "A".repeat(70_000)));
     let body = tok.write("body.txt", "Content-Type: text/plain\r\n\r\nlook at my certificate\r\n");
     let out = tok.path("signed.eml");
-    ok(Command::new("openssl").args(["cms", "-sign", "-in"]).arg(&body).arg("-signer").arg(&cert).arg("-inkey").arg(&key).args(["-from", "bloated@example.jp", "-out"]).arg(&out));
+    ok(Command::new("openssl")
+        .args(["cms", "-sign", "-in"])
+        .arg(&body)
+        .arg("-signer")
+        .arg(&cert)
+        .arg("-inkey")
+        .arg(&key)
+        .args(["-from", "bloated@example.jp", "-out"])
+        .arg(&out));
     let o = run(tok.cmd().args(["verify", "--ca"]).arg(&cert).arg("--in").arg(&out));
     assert_clear_failure(&o, 2);
     assert!(stderr(&o).contains("larger than the 64 KiB accepted"), "{}", stderr(&o));
@@ -117,7 +148,8 @@ fn a_multipart_with_more_parts_than_the_limit_is_refused_and_one_at_the_limit_si
 fn header_fields_with_invalid_utf8_are_signed_and_verified_without_being_trusted_as_names() {
     let tok = Tok::new();
     // Latin-1 display name and a broken UTF-8 subject, as old clients still send them.
-    let m = b"From: Ali\xe7e \xff <alice@example.jp>\nTo: bob@example.com\nSubject: caf\xc3\x28 menu\n\nlunch?\n".to_vec();
+    let m =
+        b"From: Ali\xe7e \xff <alice@example.jp>\nTo: bob@example.com\nSubject: caf\xc3\x28 menu\n\nlunch?\n".to_vec();
     let input = tok.write("latin1.eml", &m);
     let signed = tok.path("signed.eml");
     let o = run(&mut tok.with_pin(&["sign", "--in", input.to_str().unwrap(), "--out", signed.to_str().unwrap()]));
@@ -179,7 +211,10 @@ fn ber_with_indefinite_lengths_gets_the_same_bounds_as_der() {
     let tok = Tok::new();
     // ContentInfo { envelopedData, [0] { EnvelopedData { version, <body> } } }, all indefinite.
     let envelope = |body: &[u8]| {
-        let mut v = vec![0x30, 0x80, 0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x07, 0x03, 0xa0, 0x80, 0x30, 0x80, 0x02, 0x01, 0x00];
+        let mut v = vec![
+            0x30, 0x80, 0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x07, 0x03, 0xa0, 0x80, 0x30, 0x80, 0x02,
+            0x01, 0x00,
+        ];
         v.extend_from_slice(body);
         v.extend([0, 0, 0, 0, 0, 0]);
         v
@@ -217,10 +252,19 @@ fn verify_refuses_a_certificate_file_that_is_not_a_regular_file_without_reading_
     let fifo = tok.path("anchors.fifo");
     ok(Command::new("mkfifo").arg(&fifo));
     let _writer = std::fs::OpenOptions::new().read(true).write(true).open(&fifo).unwrap();
-    for (flag, path, kind) in [("--ca", Path::new("/dev/zero"), "a character device"), ("--certfile", fifo.as_path(), "a FIFO"), ("--ca", tok.dir.path(), "a directory")] {
+    for (flag, path, kind) in [
+        ("--ca", Path::new("/dev/zero"), "a character device"),
+        ("--certfile", fifo.as_path(), "a FIFO"),
+        ("--ca", tok.dir.path(), "a directory"),
+    ] {
         let o = run(tok.cmd().args(["verify", "--no-token", "--in"]).arg(&mail).arg(flag).arg(path));
         assert_clear_failure(&o, 2);
-        assert!(stderr(&o).contains(kind) && stderr(&o).contains("not a regular file"), "{flag} {}: {}", path.display(), stderr(&o));
+        assert!(
+            stderr(&o).contains(kind) && stderr(&o).contains("not a regular file"),
+            "{flag} {}: {}",
+            path.display(),
+            stderr(&o)
+        );
     }
     let o = run(tok.cmd().arg("--config").arg("/dev/zero").arg("status"));
     assert_clear_failure(&o, 2);

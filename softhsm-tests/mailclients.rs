@@ -16,7 +16,17 @@ struct Tmux {
 impl Tmux {
     fn start(tok: &Tok, command: &str) -> Tmux {
         let socket = tok.path("tmux.sock");
-        ok(Command::new("tmux").arg("-S").arg(&socket).args(["new-session", "-d", "-s", "t", "-x", "120", "-y", "40", command]));
+        ok(Command::new("tmux").arg("-S").arg(&socket).args([
+            "new-session",
+            "-d",
+            "-s",
+            "t",
+            "-x",
+            "120",
+            "-y",
+            "40",
+            command,
+        ]));
         Tmux { socket }
     }
 
@@ -53,7 +63,10 @@ impl Drop for Tmux {
 fn neomutt(tok: &Tok, agent: &Agent, mbox: &Path) -> Tmux {
     let snippet = Path::new(env!("CARGO_MANIFEST_DIR")).join("packaging/neomutt/ssmax-card.neomuttrc");
     let sink = tok.write("sink.sh", format!("#!/bin/sh\ncat > {}\n", tok.path("sent.eml").display()));
-    let editor = tok.write("editor.sh", "#!/bin/sh\nprintf 'Hello Bob,\\n\\nthe figures are attached, signed on the card.\\n' >> \"$1\"\n");
+    let editor = tok.write(
+        "editor.sh",
+        "#!/bin/sh\nprintf 'Hello Bob,\\n\\nthe figures are attached, signed on the card.\\n' >> \"$1\"\n",
+    );
     for f in [&sink, &editor] {
         ok(Command::new("chmod").arg("700").arg(f));
     }
@@ -119,7 +132,12 @@ fn neomutt_signs_on_the_card_through_the_agent_and_openssl_verifies_what_it_send
     let sent = tok.path("sent.eml");
     let mail = std::fs::read_to_string(&sent).unwrap();
     assert!(mail.contains("Content-Type: multipart/signed") && mail.contains("the figures are attached"), "{mail}");
-    let v = run(Command::new("openssl").args(["smime", "-verify", "-in"]).arg(&sent).arg("-CAfile").arg(pki().join("root.pem")).args(["-purpose", "smimesign"]));
+    let v = run(Command::new("openssl")
+        .args(["smime", "-verify", "-in"])
+        .arg(&sent)
+        .arg("-CAfile")
+        .arg(pki().join("root.pem"))
+        .args(["-purpose", "smimesign"]));
     assert_eq!(code(&v), 0, "openssl smime -verify: {}", stderr(&v));
     assert!(stdout(&v).contains("signed on the card"));
     assert_eq!(getpins(&agent), 1, "the PIN was asked once, by the agent's pinentry");
@@ -135,7 +153,10 @@ fn neomutt_opens_encrypted_mail_on_the_card_and_verifies_signed_mail() {
     let agent = start_agent(&tok, "", "0");
     // Bob's encrypted mail (openssl; AES-256-CBC, as neomutt only knows enveloped-data) and a
     // mail Alice signed with the CLI.
-    let secret = tok.write("secret.txt", "Content-Type: text/plain; charset=us-ascii\r\n\r\nThe merger closes on Friday, said the card.\r\n");
+    let secret = tok.write(
+        "secret.txt",
+        "Content-Type: text/plain; charset=us-ascii\r\n\r\nThe merger closes on Friday, said the card.\r\n",
+    );
     let enc = ok(Command::new("openssl")
         .args(["cms", "-encrypt", "-aes256", "-in"])
         .arg(&secret)
@@ -144,7 +165,15 @@ fn neomutt_opens_encrypted_mail_on_the_card_and_verifies_signed_mail() {
         .args(["-from", "bob@example.com", "-to", "alice@example.jp", "-subject", "confidential"]));
     let plain = tok.write("plain.eml", MAIL);
     let signed = tok.path("signed.eml");
-    ok(&mut tok.with_pin(&["--agent", "never", "sign", "--in", plain.to_str().unwrap(), "--out", signed.to_str().unwrap()]));
+    ok(&mut tok.with_pin(&[
+        "--agent",
+        "never",
+        "sign",
+        "--in",
+        plain.to_str().unwrap(),
+        "--out",
+        signed.to_str().unwrap(),
+    ]));
     let mut mbox = b"From bob@example.com Wed Nov 25 02:00:00 2026\n".to_vec();
     mbox.extend(enc.stdout.iter().filter(|&&b| b != b'\r'));
     mbox.extend_from_slice(b"\nFrom alice@example.jp Wed Nov 25 02:01:00 2026\n");
@@ -163,6 +192,9 @@ fn neomutt_opens_encrypted_mail_on_the_card_and_verifies_signed_mail() {
 
     t.keys(&["j"]);
     let screen = t.wait_for("S/MIME signature successfully verified");
-    assert!(screen.contains("Verification successful") && screen.contains("Good signature from CN=Alice Example"), "{screen}");
+    assert!(
+        screen.contains("Verification successful") && screen.contains("Good signature from CN=Alice Example"),
+        "{screen}"
+    );
     assert!(screen.contains("the figures are attached"), "{screen}");
 }

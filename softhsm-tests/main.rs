@@ -1,19 +1,21 @@
 //! Integration tests: the real `ssmax-card` binary against real SoftHSM2 tokens, judged by real
 //! `openssl`. Each test provisions its own token in a temporary directory.
 
+#![deny(clippy::undocumented_unsafe_blocks)]
+
 mod support;
 
 mod agent;
 mod config;
 mod decrypt;
 mod faults;
+mod lifecycle;
 mod limits;
 mod mailclients;
-mod lifecycle;
 mod malformed;
 mod peers;
-mod samples;
 mod pin;
+mod samples;
 mod sign;
 mod smtp;
 mod ssmax;

@@ -3,7 +3,8 @@
 use crate::support::*;
 
 fn corpus() -> Vec<(&'static str, Vec<u8>)> {
-    let sig_ct = "Content-Type: multipart/signed; protocol=\"application/pkcs7-signature\"; micalg=sha-256; boundary=\"b\"\n\n";
+    let sig_ct =
+        "Content-Type: multipart/signed; protocol=\"application/pkcs7-signature\"; micalg=sha-256; boundary=\"b\"\n\n";
     let mut deep = String::from("From: alice@example.jp\n");
     for i in 0..40 {
         deep.push_str(&format!("Content-Type: multipart/mixed; boundary=\"b{i}\"\n\n--b{i}\n"));
@@ -45,10 +46,17 @@ fn malformed_inputs_exit_2_with_a_clear_error_for_verify_decrypt_and_sign() {
             let o = run(&mut tok.with_pin(&[cmd, "--in", input.to_str().unwrap()]));
             let c = code(&o);
             // sign accepts well-formed plain mail; everything else is refused as malformed.
-            if cmd == "sign" && (name == "plain mail" || name.starts_with("signed") || name.starts_with("signature") || name.starts_with("pkcs7")) {
+            if cmd == "sign"
+                && (name == "plain mail"
+                    || name.starts_with("signed")
+                    || name.starts_with("signature")
+                    || name.starts_with("pkcs7"))
+            {
                 continue;
             }
-            if cmd == "sign" && (name == "empty" || name.contains("DER") || name.contains("garbage") || name.contains("PEM")) {
+            if cmd == "sign"
+                && (name == "empty" || name.contains("DER") || name.contains("garbage") || name.contains("PEM"))
+            {
                 // No From address: refused as a usage error too.
                 assert_eq!(c, 2, "{cmd} on {name}: {}", stderr(&o));
                 continue;

@@ -2,6 +2,8 @@
 //! binary: while the virtual card is in, OpenSC takes seconds to give up on it, so nothing else
 //! should be searching all modules at the same time (cargo runs test binaries one by one).
 
+#![deny(clippy::undocumented_unsafe_blocks)]
+
 #[path = "support/mod.rs"]
 mod support;
 
@@ -18,8 +20,16 @@ struct Pcsc {
 
 impl Pcsc {
     fn start() -> Pcsc {
-        let running = Command::new("pgrep").arg("-x").arg("pcscd").output().map(|o| o.status.success()).unwrap_or(false);
-        let pcscd = (!running).then(|| Command::new("pcscd").arg("--foreground").stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("pcscd (Debian package pcscd)"));
+        let running =
+            Command::new("pgrep").arg("-x").arg("pcscd").output().map(|o| o.status.success()).unwrap_or(false);
+        let pcscd = (!running).then(|| {
+            Command::new("pcscd")
+                .arg("--foreground")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("pcscd (Debian package pcscd)")
+        });
         Pcsc { pcscd }
     }
 

@@ -9,7 +9,14 @@ fn shimmed(tok: &Tok, tries: u32, max: u32) -> (String, std::path::PathBuf, std:
     (format!("pkcs11:token={}?module-path={}", LABEL.replace(' ', "%20"), shim().display()), state, log)
 }
 
-fn sign_via_shim(tok: &Tok, uri: &str, state: &std::path::Path, log: &std::path::Path, pin_file: &std::path::Path, extra: &[&str]) -> std::process::Output {
+fn sign_via_shim(
+    tok: &Tok,
+    uri: &str,
+    state: &std::path::Path,
+    log: &std::path::Path,
+    pin_file: &std::path::Path,
+    extra: &[&str],
+) -> std::process::Output {
     let input = tok.write("mail.eml", MAIL);
     let mut args = vec!["sign", "--token", uri, "--in", input.to_str().unwrap()];
     args.extend_from_slice(extra);
@@ -51,7 +58,11 @@ fn wrong_pin_reports_final_try_when_the_token_tells() {
     let wrong = tok.write("wrong-pin", "9999-wrong\n");
     let o = sign_via_shim(&tok, &uri, &state, &log, &wrong, &[]);
     assert_clear_failure(&o, 4);
-    assert!(stderr(&o).contains("warning: token 'ssmax test' reports an earlier wrong PIN"), "count-low warns: {}", stderr(&o));
+    assert!(
+        stderr(&o).contains("warning: token 'ssmax test' reports an earlier wrong PIN"),
+        "count-low warns: {}",
+        stderr(&o)
+    );
     assert!(stderr(&o).contains("one try left before it locks"), "{}", stderr(&o));
 }
 
@@ -94,7 +105,8 @@ fn pin_breaking_profile_rules_is_refused_without_spending_a_try() {
 fn absent_token_gives_3_naming_what_to_insert_and_never_asks_for_a_pin() {
     let tok = Tok::new();
     let input = tok.write("mail.eml", MAIL);
-    let o = run(tok.cmd().args(["sign", "--token", "pkcs11:token=Employee%20Card", "--pin-fd", "9", "--in"]).arg(&input));
+    let o =
+        run(tok.cmd().args(["sign", "--token", "pkcs11:token=Employee%20Card", "--pin-fd", "9", "--in"]).arg(&input));
     assert_clear_failure(&o, 3);
     let e = stderr(&o);
     assert!(e.contains("token=Employee%20Card") && e.contains("not present") && e.contains("insert"), "{e}");
@@ -130,7 +142,9 @@ fn pin_never_appears_in_argv_environment_or_output_and_core_dumps_are_off() {
     drop(writer);
     let out = child.wait_with_output().unwrap();
     assert_eq!(code(&out), 0, "{}", stderr(&out));
-    for (what, data) in [("argv", &cmdline), ("environment", &environ), ("stdout", &out.stdout), ("stderr", &out.stderr)] {
+    for (what, data) in
+        [("argv", &cmdline), ("environment", &environ), ("stdout", &out.stdout), ("stderr", &out.stderr)]
+    {
         assert!(!String::from_utf8_lossy(data).contains(PIN), "PIN found in {what}");
     }
     assert!(String::from_utf8_lossy(&cmdline).contains("--pin-fd"), "we looked at the right process");
@@ -172,7 +186,8 @@ fn private_keys_on_the_token_are_sensitive_and_never_extractable() {
     let keys: Vec<&str> = s.split("Private Key Object").skip(1).collect();
     assert_eq!(keys.len(), 2, "{s}");
     for k in keys {
-        let access = k.lines().find(|l| l.trim_start().starts_with("Access:")).unwrap_or_else(|| panic!("no Access line: {k}"));
+        let access =
+            k.lines().find(|l| l.trim_start().starts_with("Access:")).unwrap_or_else(|| panic!("no Access line: {k}"));
         let flags: Vec<&str> = access.split(':').nth(1).unwrap_or("").split(',').map(str::trim).collect();
         assert!(flags.contains(&"sensitive"), "{access}");
         assert!(!flags.contains(&"extractable"), "{access}");

@@ -18,7 +18,11 @@ fn sign_rsa_pkcs1_verifies_with_openssl_cms_and_smime() {
     let v = openssl_verify(&signed, &pki().join("root.pem"));
     assert!(v.status.success(), "openssl cms -verify: {}", stderr(&v));
     assert!(stderr(&v).contains("Verification successful"));
-    let v = run(Command::new("openssl").args(["smime", "-verify", "-in"]).arg(&signed).arg("-CAfile").arg(pki().join("root.pem")));
+    let v = run(Command::new("openssl")
+        .args(["smime", "-verify", "-in"])
+        .arg(&signed)
+        .arg("-CAfile")
+        .arg(pki().join("root.pem")));
     assert!(v.status.success(), "openssl smime -verify: {}", stderr(&v));
     assert!(stdout(&v).contains("the figures are attached."));
     let text = std::fs::read_to_string(&signed).unwrap();
@@ -69,7 +73,8 @@ fn sign_makes_8bit_long_and_trailing_space_lines_relay_safe_and_openssl_verifies
     let c = std::fs::read_to_string(&content).unwrap();
     assert!(c.contains("Content-Transfer-Encoding: quoted-printable"));
     let qp = c.split("\r\n\r\n").nth(1).unwrap_or("");
-    let d = String::from_utf8(mail_parser::decoders::quoted_printable::quoted_printable_decode(qp.as_bytes()).unwrap()).unwrap();
+    let d = String::from_utf8(mail_parser::decoders::quoted_printable::quoted_printable_decode(qp.as_bytes()).unwrap())
+        .unwrap();
     assert!(d.contains("日本語のメール \r\nFrom the start of a line\r\n"), "{d}");
     assert!(d.contains(&long));
 }
@@ -115,7 +120,17 @@ fn sign_with_always_authenticate_key_logs_in_per_use_and_verifies() {
     let input = tok.write("mail.eml", MAIL);
     let out = tok.path("signed.eml");
     let o = run(tok
-        .with_pin(&["sign", "--token", &uri, "--key", "pkcs11:id=%07", "--in", input.to_str().unwrap(), "--out", out.to_str().unwrap()])
+        .with_pin(&[
+            "sign",
+            "--token",
+            &uri,
+            "--key",
+            "pkcs11:id=%07",
+            "--in",
+            input.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ])
         .env("SSMAX_SHIM_LOG", &log));
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     // CKU_USER (1), then CKU_CONTEXT_SPECIFIC (2) between C_SignInit and C_Sign, all accepted (rv 0).
@@ -135,7 +150,11 @@ fn sign_output_file_is_written_atomically_and_not_left_half_written_on_failure()
     let o = run(&mut tok.with_pin(&["sign", "--in", input.to_str().unwrap(), "--out", out.to_str().unwrap()]));
     assert_eq!(code(&o), 6);
     assert_eq!(std::fs::read_to_string(&out).unwrap(), "previous content");
-    let leftovers: Vec<_> = std::fs::read_dir(tok.dir.path()).unwrap().filter_map(|e| e.ok()).filter(|e| e.file_name().to_string_lossy().starts_with(".ssmax-card-")).collect();
+    let leftovers: Vec<_> = std::fs::read_dir(tok.dir.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with(".ssmax-card-"))
+        .collect();
     assert!(leftovers.is_empty());
 }
 
@@ -157,7 +176,8 @@ fn signature_carries_signing_time_and_smime_capabilities() {
     let signed = sign_with(&tok, "01", &[], MAIL);
     let p7s = tok.path("sig.p7s");
     ok(Command::new("openssl").args(["smime", "-pk7out", "-in"]).arg(&signed).arg("-out").arg(&p7s));
-    let dump = stdout(&ok(Command::new("openssl").args(["cms", "-cmsout", "-print", "-inform", "PEM", "-in"]).arg(&p7s)));
+    let dump =
+        stdout(&ok(Command::new("openssl").args(["cms", "-cmsout", "-print", "-inform", "PEM", "-in"]).arg(&p7s)));
     for want in ["signingTime", "S/MIME Capabilities", "messageDigest", "contentType", "aes-256-gcm"] {
         assert!(dump.contains(want), "{want} missing:\n{dump}");
     }

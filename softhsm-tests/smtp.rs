@@ -26,12 +26,22 @@ impl PostfixRelay {
         // Relay accounts live in the user's kernel keyring next to other tests': one per test.
         let user = format!("sender{port}");
         let pw = tok.write("relay-password", "correct horse battery staple\n");
-        ok(Command::new("bash").arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("softhsm-tests/postfix-relay.sh")).arg("start").arg(&dir).arg(port.to_string()).arg(&user).arg(&pw));
+        ok(Command::new("bash")
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("softhsm-tests/postfix-relay.sh"))
+            .arg("start")
+            .arg(&dir)
+            .arg(port.to_string())
+            .arg(&user)
+            .arg(&pw));
         PostfixRelay { dir, port, user }
     }
 
     fn stop(&self) {
-        let _ = Command::new("bash").arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("softhsm-tests/postfix-relay.sh")).arg("stop").arg(&self.dir).output();
+        let _ = Command::new("bash")
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("softhsm-tests/postfix-relay.sh"))
+            .arg("stop")
+            .arg(&self.dir)
+            .output();
     }
 
     /// The messages delivered so far (the mbox split at its "From " lines).
@@ -89,11 +99,21 @@ fn front_door(tok: &Tok, agent: &Agent, relay: &PostfixRelay) -> FrontDoor {
 fn front_door_to(tok: &Tok, agent_socket: &Path, relay: &PostfixRelay) -> FrontDoor {
     let port = free_port();
     let user = format!("client{port}");
-    let config = tok.write("smtp.toml", format!("[smtp]\nclient_user = \"{user}\"\nrelay = \"127.0.0.1:{}\"\nrelay_user = \"{}\"\n", relay.port, relay.user));
+    let config = tok.write(
+        "smtp.toml",
+        format!(
+            "[smtp]\nclient_user = \"{user}\"\nrelay = \"127.0.0.1:{}\"\nrelay_user = \"{}\"\n",
+            relay.port, relay.user
+        ),
+    );
     // The password goes in on descriptor 3, as a provisioning script would hand it over.
     let set = run(Command::new("bash")
         .arg("-c")
-        .arg(format!("exec {BIN} --config {} smtp set-relay-password --password-fd 3 3<{}", config.display(), tok.path("relay-password").display()))
+        .arg(format!(
+            "exec {BIN} --config {} smtp set-relay-password --password-fd 3 3<{}",
+            config.display(),
+            tok.path("relay-password").display()
+        ))
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("HOME", tok.dir.path()));
@@ -121,9 +141,22 @@ fn front_door_to(tok: &Tok, agent_socket: &Path, relay: &PostfixRelay) -> FrontD
 }
 
 /// swaks as the mail client; returns its transcript and whether the message was accepted.
-fn swaks(door: &FrontDoor, auth: Option<(&str, &str)>, envelope_from: &str, header_from: &str, attach: Option<&Path>) -> (String, bool) {
+fn swaks(
+    door: &FrontDoor,
+    auth: Option<(&str, &str)>,
+    envelope_from: &str,
+    header_from: &str,
+    attach: Option<&Path>,
+) -> (String, bool) {
     let mut c = Command::new("swaks");
-    c.args(["--server", &format!("127.0.0.1:{}", door.port), "--from", envelope_from, "--to", "bob@example.com,carol@example.com"]);
+    c.args([
+        "--server",
+        &format!("127.0.0.1:{}", door.port),
+        "--from",
+        envelope_from,
+        "--to",
+        "bob@example.com,carol@example.com",
+    ]);
     c.args(["--header", "Subject: quarterly figures", "--header", &format!("From: Alice Example <{header_from}>")]);
     c.args(["--body", "Hello Bob,\n\nthe figures are attached.\n"]);
     if let Some((u, p)) = auth {
@@ -143,7 +176,8 @@ fn front_door_signs_on_the_card_encrypts_attachments_and_postfix_delivers_what_o
     let relay = PostfixRelay::start(&tok);
     let door = front_door(&tok, &agent, &relay);
     let report = tok.write("figures.csv", "quarter,revenue\nQ3,12345\n");
-    let (transcript, accepted) = swaks(&door, Some((&door.user, &door.secret)), "alice@example.jp", "alice@example.jp", Some(&report));
+    let (transcript, accepted) =
+        swaks(&door, Some((&door.user, &door.secret)), "alice@example.jp", "alice@example.jp", Some(&report));
     assert!(accepted && transcript.contains("250 2.0.0 signed on the card and relayed"), "{transcript}");
     // Two recipients, one message, one PIN.
     assert_eq!(getpins(&agent), 1, "the card was asked once for the mail");
@@ -151,7 +185,12 @@ fn front_door_signs_on_the_card_encrypts_attachments_and_postfix_delivers_what_o
     assert_eq!(delivered.len(), 2, "delivered to bob and carol");
     for mail in &delivered {
         let f = tok.write("arrived.eml", mail);
-        let v = run(Command::new("openssl").args(["smime", "-verify", "-in"]).arg(&f).arg("-CAfile").arg(pki().join("root.pem")).args(["-purpose", "smimesign"]));
+        let v = run(Command::new("openssl")
+            .args(["smime", "-verify", "-in"])
+            .arg(&f)
+            .arg("-CAfile")
+            .arg(pki().join("root.pem"))
+            .args(["-purpose", "smimesign"]));
         assert_eq!(code(&v), 0, "openssl smime -verify of what arrived: {}\n{mail}", stderr(&v));
         // The attachment travelled encrypted to the organisation, labelled; its text did not.
         assert!(mail.contains("application/pkcs7-mime") && mail.contains("SSMAX-Label: figures.csv"), "{mail}");
@@ -175,7 +214,8 @@ fn front_door_refuses_strangers_and_foreign_senders_and_never_loses_or_sends_uns
     let (t, accepted) = swaks(&door, None, "alice@example.jp", "alice@example.jp", None);
     assert!(!accepted && t.contains("530 5.7.0 authentication required"), "{t}");
     // Wrong secret.
-    let (t, accepted) = swaks(&door, Some((&door.user, "not-the-secret")), "alice@example.jp", "alice@example.jp", None);
+    let (t, accepted) =
+        swaks(&door, Some((&door.user, "not-the-secret")), "alice@example.jp", "alice@example.jp", None);
     assert!(!accepted && t.contains("535 5.7.8"), "{t}");
     // The envelope claims someone the card does not sign for.
     let (t, accepted) = swaks(&door, Some((&door.user, &door.secret)), "mallory@example.jp", "alice@example.jp", None);
@@ -268,21 +308,37 @@ fn front_door_carries_a_large_attachment_whole() {
         *b = x as u8;
     }
     let big = tok.write("scan.bin", &data);
-    let (t, accepted) = swaks(&door, Some((&door.user, &door.secret)), "alice@example.jp", "alice@example.jp", Some(&big));
+    let (t, accepted) =
+        swaks(&door, Some((&door.user, &door.secret)), "alice@example.jp", "alice@example.jp", Some(&big));
     assert!(accepted, "{}", t.lines().filter(|l| !l.starts_with(" -> ")).collect::<Vec<_>>().join("\n"));
     let delivered = relay.wait_for(2);
     let f = tok.write("arrived.eml", &delivered[0]);
-    let v = run(Command::new("openssl").args(["smime", "-verify", "-in"]).arg(&f).arg("-CAfile").arg(pki().join("root.pem")).args(["-purpose", "smimesign", "-out"]).arg(tok.path("content.eml")));
+    let v = run(Command::new("openssl")
+        .args(["smime", "-verify", "-in"])
+        .arg(&f)
+        .arg("-CAfile")
+        .arg(pki().join("root.pem"))
+        .args(["-purpose", "smimesign", "-out"])
+        .arg(tok.path("content.eml")));
     assert_eq!(code(&v), 0, "{}", stderr(&v));
     // The organisation (openssl with its key) opens the attachment: the file, byte for byte.
     let content = std::fs::read_to_string(tok.path("content.eml")).unwrap();
     let part = content.split("SSMAX-Label: scan.bin").nth(1).expect("the labelled part");
-    let b64: String = part.split("\r\n\r\n").nth(1).unwrap().split("\r\n--").next().unwrap().split_whitespace().collect();
+    let b64: String =
+        part.split("\r\n\r\n").nth(1).unwrap().split("\r\n--").next().unwrap().split_whitespace().collect();
     use base64::Engine;
     let der = base64::engine::general_purpose::STANDARD.decode(b64).unwrap();
     let cms = tok.write("part.der", der);
     let opened = tok.path("opened.eml");
-    ok(Command::new("openssl").args(["cms", "-decrypt", "-inform", "DER", "-in"]).arg(&cms).arg("-recip").arg(pki().join("org.pem")).arg("-inkey").arg(pki().join("org.key")).arg("-out").arg(&opened));
+    ok(Command::new("openssl")
+        .args(["cms", "-decrypt", "-inform", "DER", "-in"])
+        .arg(&cms)
+        .arg("-recip")
+        .arg(pki().join("org.pem"))
+        .arg("-inkey")
+        .arg(pki().join("org.key"))
+        .arg("-out")
+        .arg(&opened));
     let entity = std::fs::read_to_string(&opened).unwrap();
     let body: String = entity.split("\r\n\r\n").nth(1).unwrap().split_whitespace().collect();
     assert!(base64::engine::general_purpose::STANDARD.decode(body).unwrap() == data, "the attachment arrived altered");
@@ -306,7 +362,8 @@ fn front_door_survives_an_agent_that_hangs_up_on_it_and_clients_that_leave() {
     });
     let mut door = front_door_to(&tok, &hangs_up, &relay);
     for _ in 0..3 {
-        let (transcript, accepted) = swaks(&door, Some((&door.user, &door.secret)), "alice@example.jp", "alice@example.jp", None);
+        let (transcript, accepted) =
+            swaks(&door, Some((&door.user, &door.secret)), "alice@example.jp", "alice@example.jp", None);
         assert!(!accepted && transcript.contains("451"), "a temporary failure, nothing relayed: {transcript}");
         assert!(door.child.try_wait().unwrap().is_none(), "the front door died: {:?}", door.child.try_wait());
     }

@@ -6,8 +6,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 const EICAR: &str = "X5O!P%@AP[4\\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*";
-const MALWARE_SCAN: &str = "grep -q 'EICAR-STANDARD-ANTIVIRUS-TEST-FILE' \"$1\" && { echo 'EICAR test signature'; exit 1; }; exit 0";
-const LEAK_SCAN: &str = "grep -qi 'confidential' \"$1\" && { echo 'marked confidential: may not leave the organisation'; exit 1; }; exit 0";
+const MALWARE_SCAN: &str =
+    "grep -q 'EICAR-STANDARD-ANTIVIRUS-TEST-FILE' \"$1\" && { echo 'EICAR test signature'; exit 1; }; exit 0";
+const LEAK_SCAN: &str =
+    "grep -qi 'confidential' \"$1\" && { echo 'marked confidential: may not leave the organisation'; exit 1; }; exit 0";
 
 struct World {
     alice: Tok,
@@ -26,7 +28,13 @@ impl World {
     fn send(&self, attach: &[(&str, &str, &str)]) -> PathBuf {
         let draft = self.draft("Bob, the figures are attached.");
         let out = self.alice.path("sent.eml");
-        let mut args = vec!["send".to_string(), "--in".into(), draft.display().to_string(), "--out".into(), out.display().to_string()];
+        let mut args = vec![
+            "send".to_string(),
+            "--in".into(),
+            draft.display().to_string(),
+            "--out".into(),
+            out.display().to_string(),
+        ];
         for (name, content, label) in attach {
             let f = self.alice.write(name, content);
             args.extend(["--attach".into(), f.display().to_string(), "--label".into(), label.to_string()]);
@@ -79,7 +87,10 @@ fn attachment_cms(tok: &Tok, mail: &Path, label: &str) -> Vec<u8> {
     let content = tok.path("inner.eml");
     ok(Command::new("openssl").args(["cms", "-verify", "-noverify", "-in"]).arg(mail).arg("-out").arg(&content));
     let text = std::fs::read_to_string(&content).unwrap();
-    let part = text.split("\r\n--").find(|p| p.contains(&format!("SSMAX-Label: {label}"))).unwrap_or_else(|| panic!("no part labelled {label}:\n{text}"));
+    let part = text
+        .split("\r\n--")
+        .find(|p| p.contains(&format!("SSMAX-Label: {label}")))
+        .unwrap_or_else(|| panic!("no part labelled {label}:\n{text}"));
     let b64: String = part.split("\r\n\r\n").nth(1).unwrap().lines().map(str::trim).collect();
     use base64::Engine;
     base64::engine::general_purpose::STANDARD.decode(b64).unwrap()
@@ -89,7 +100,12 @@ fn encrypted_content(tok: &Tok, der: &[u8]) -> String {
     let f = tok.write("att.der", der);
     let dump = stdout(&ok(Command::new("openssl").args(["cms", "-cmsout", "-print", "-inform", "DER", "-in"]).arg(&f)));
     let start = dump.find("encryptedContent:").expect("encryptedContent in dump");
-    dump[start..].lines().skip(1).take_while(|l| l.trim_start().starts_with(|c: char| c.is_ascii_hexdigit())).collect::<Vec<_>>().join("\n")
+    dump[start..]
+        .lines()
+        .skip(1)
+        .take_while(|l| l.trim_start().starts_with(|c: char| c.is_ascii_hexdigit()))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 fn openssl_decrypt(tok: &Tok, der: &[u8], key: &str, cert: &str) -> Output {
@@ -106,7 +122,10 @@ fn openssl_decrypt(tok: &Tok, der: &[u8], key: &str, cert: &str) -> Output {
 #[test]
 fn four_party_chain_verifies_at_every_hop_and_forward_keeps_the_ciphertext() {
     let w = World::new();
-    let sent = w.send(&[("figures.csv", "Q3 revenue: 1,234 MJPY\n", "Q3 figures"), ("notes.txt", "meeting notes\n", "Meeting notes")]);
+    let sent = w.send(&[
+        ("figures.csv", "Q3 revenue: 1,234 MJPY\n", "Q3 figures"),
+        ("notes.txt", "meeting notes\n", "Meeting notes"),
+    ]);
     openssl_ok(&sent);
     // Encrypted to the sending organisation — a plain S/MIME tool with its key opens it, the recipient's cannot.
     let att = attachment_cms(&w.alice, &sent, "Q3 figures");
@@ -139,7 +158,17 @@ fn four_party_chain_verifies_at_every_hop_and_forward_keeps_the_ciphertext() {
 
     // Forward only the figures; the ciphertext travels unchanged, re-keyed to Partner Org.
     let fwd = w.bob.path("fwd.eml");
-    let o = run(&mut w.bob.with_pin(&["forward", "--in", hop2.to_str().unwrap(), "--to", "carol@partner.example", "--keep", "figures.csv", "--out", fwd.to_str().unwrap()]));
+    let o = run(&mut w.bob.with_pin(&[
+        "forward",
+        "--in",
+        hop2.to_str().unwrap(),
+        "--to",
+        "carol@partner.example",
+        "--keep",
+        "figures.csv",
+        "--out",
+        fwd.to_str().unwrap(),
+    ]));
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     openssl_ok(&fwd);
     let before = attachment_cms(&w.bob, &hop2, "Q3 figures");
@@ -147,7 +176,10 @@ fn four_party_chain_verifies_at_every_hop_and_forward_keeps_the_ciphertext() {
     assert_ne!(before, after, "new recipient info");
     assert_eq!(encrypted_content(&w.bob, &before), encrypted_content(&w.bob, &after), "ciphertext byte-identical");
     assert!(!std::fs::read_to_string(&fwd).unwrap().contains("Meeting notes"), "dropped attachment is gone");
-    assert!(openssl_decrypt(&w.bob, &after, "partner-org.key", "partner-org.pem").status.success(), "the receiving org opens it");
+    assert!(
+        openssl_decrypt(&w.bob, &after, "partner-org.key", "partner-org.pem").status.success(),
+        "the receiving org opens it"
+    );
     assert!(!openssl_decrypt(&w.bob, &after, "bob.key", "bob.pem").status.success(), "bob's own key no longer does");
     let o = run(&mut w.bob.with_pin(&["decrypt", "--in", w.bob.write("fwd-att.der", &after).to_str().unwrap()]));
     assert_clear_failure(&o, 6);
@@ -228,8 +260,16 @@ fn recipient_cannot_be_tricked_by_a_certificate_on_disk() {
         .arg(&forged));
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     // ...and gets the rogue root and his certificate onto bob's disk, even into his config.
-    let config = w.bob.write("config.toml", format!("anchors = [\"{}\"]\norg_certificate = \"{}\"\n", p.join("rogue-root.pem").display(), p.join("mallory.pem").display()));
-    let o = run(&mut w.bob.with_pin(&["receive", "--config", config.to_str().unwrap(), "--in", forged.to_str().unwrap()]));
+    let config = w.bob.write(
+        "config.toml",
+        format!(
+            "anchors = [\"{}\"]\norg_certificate = \"{}\"\n",
+            p.join("rogue-root.pem").display(),
+            p.join("mallory.pem").display()
+        ),
+    );
+    let o =
+        run(&mut w.bob.with_pin(&["receive", "--config", config.to_str().unwrap(), "--in", forged.to_str().unwrap()]));
     assert_clear_failure(&o, 1);
     assert!(stderr(&o).contains("not your organisation's certificate stored on the token"), "{}", stderr(&o));
 }
@@ -239,19 +279,55 @@ fn send_refuses_an_org_certificate_not_chained_to_the_anchors() {
     let tok = Tok::for_user("alice", "alice card");
     let o = Command::new("pkcs11-tool")
         .env("SOFTHSM2_CONF", &tok.conf)
-        .args(["--module", "/usr/lib/softhsm/libsofthsm2.so", "--token-label", "alice card", "--login", "--pin", PIN, "--delete-object", "--type", "cert", "--label", "ssmax-org"])
+        .args([
+            "--module",
+            "/usr/lib/softhsm/libsofthsm2.so",
+            "--token-label",
+            "alice card",
+            "--login",
+            "--pin",
+            PIN,
+            "--delete-object",
+            "--type",
+            "cert",
+            "--label",
+            "ssmax-org",
+        ])
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
     let draft = tok.write("draft.eml", "From: alice@example.jp\nTo: bob@partner.example\nSubject: x\n\nhi\n");
     let f = tok.write("a.txt", "data");
-    let o = run(&mut tok.with_pin(&["send", "--in", draft.to_str().unwrap(), "--attach", f.to_str().unwrap(), "--label", "A"]));
+    let o = run(&mut tok.with_pin(&[
+        "send",
+        "--in",
+        draft.to_str().unwrap(),
+        "--attach",
+        f.to_str().unwrap(),
+        "--label",
+        "A",
+    ]));
     assert_clear_failure(&o, 6);
     assert!(stderr(&o).contains("no organisation certificate"), "{}", stderr(&o));
     let config = tok.write("config.toml", format!("org_certificate = \"{}\"\n", pki().join("mallory.pem").display()));
-    let o = run(&mut tok.with_pin(&["send", "--config", config.to_str().unwrap(), "--in", draft.to_str().unwrap(), "--attach", f.to_str().unwrap(), "--label", "A"]));
+    let o = run(&mut tok.with_pin(&[
+        "send",
+        "--config",
+        config.to_str().unwrap(),
+        "--in",
+        draft.to_str().unwrap(),
+        "--attach",
+        f.to_str().unwrap(),
+        "--label",
+        "A",
+    ]));
     assert_clear_failure(&o, 1);
-    assert!(stderr(&o).contains("refusing to encrypt to the organisation certificate") && stderr(&o).contains("not trusted"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("refusing to encrypt to the organisation certificate")
+            && stderr(&o).contains("not trusted"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 #[test]
@@ -280,7 +356,14 @@ fn receive_extract_writes_private_files_safely_and_never_clobbers() {
     assert_clear_failure(&o, 2);
     assert!(stderr(&o).contains("--force"));
     assert_eq!(std::fs::read_to_string(&file).unwrap(), "edited by bob");
-    let o = run(&mut w.bob.with_pin(&["receive", "--in", hop2.to_str().unwrap(), "--extract", dir.to_str().unwrap(), "--force"]));
+    let o = run(&mut w.bob.with_pin(&[
+        "receive",
+        "--in",
+        hop2.to_str().unwrap(),
+        "--extract",
+        dir.to_str().unwrap(),
+        "--force",
+    ]));
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     assert_eq!(std::fs::read_to_string(&file).unwrap(), "report body");
 }
@@ -315,9 +398,17 @@ fn japanese_attachment_names_arrive_decoded_and_are_written_as_rfc_2231() {
         for line in header_lines(&text) {
             assert!(line.len() <= 78, "{}: a header line over 78 characters: {line}", mail.display());
             let is_param_line = line.contains("name=") || line.contains("name*") || line.contains("filename");
-            assert!(!(is_param_line && line.contains("=?")), "{}: an encoded word inside a parameter: {line}", mail.display());
+            assert!(
+                !(is_param_line && line.contains("=?")),
+                "{}: an encoded word inside a parameter: {line}",
+                mail.display()
+            );
         }
-        assert!(text.contains("filename*=UTF-8''%E8%A6%8B%E7%A9%8D%E6%9B%B8_2026%E5%B9%B412%E6%9C%88.pdf.p7m"), "{}: {text}", mail.display());
+        assert!(
+            text.contains("filename*=UTF-8''%E8%A6%8B%E7%A9%8D%E6%9B%B8_2026%E5%B9%B412%E6%9C%88.pdf.p7m"),
+            "{}: {text}",
+            mail.display()
+        );
     }
     let dir = w.bob.path("files");
     std::fs::create_dir_all(&dir).unwrap();
@@ -328,7 +419,15 @@ fn japanese_attachment_names_arrive_decoded_and_are_written_as_rfc_2231() {
     assert!(stderr(&o).contains("(見積書_2026年12月.pdf)"), "the label is the decoded name: {}", stderr(&o));
     // Forwarded, the ISO-2022-JP subject is read as the reader saw it and written again as UTF-8.
     let fwd = w.bob.path("fwd.eml");
-    let o = run(&mut w.bob.with_pin(&["forward", "--in", hop2.to_str().unwrap(), "--to", "carol@partner.example", "--out", fwd.to_str().unwrap()]));
+    let o = run(&mut w.bob.with_pin(&[
+        "forward",
+        "--in",
+        hop2.to_str().unwrap(),
+        "--to",
+        "carol@partner.example",
+        "--out",
+        fwd.to_str().unwrap(),
+    ]));
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     let text = std::fs::read_to_string(&fwd).unwrap();
     assert!(text.contains("Subject: =?UTF-8?B?RndkOiDopovnqY3mm7g=?="), "{text}");
@@ -351,14 +450,16 @@ fn extracted_names_cannot_pass_for_other_names() {
     std::fs::create_dir_all(&dir).unwrap();
     let o = run(&mut w.bob.with_pin(&["receive", "--in", hop2.to_str().unwrap(), "--extract", dir.to_str().unwrap()]));
     assert_eq!(code(&o), 0, "{}", stderr(&o));
-    let mut names: Vec<String> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    let mut names: Vec<String> =
+        std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
     names.sort();
     assert_eq!(names, ["_CON.txt", "invoicefdp.exe"]);
 }
 
 /// Bob's extraction directory's entries, sorted (temporary files included).
 fn entries(dir: &std::path::Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    let mut names: Vec<String> =
+        std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
     names.sort();
     names
 }
@@ -366,7 +467,9 @@ fn entries(dir: &std::path::Path) -> Vec<String> {
 #[test]
 fn extraction_is_all_or_nothing_and_same_names_are_told_apart() {
     let w = World::new();
-    let part = |name: &str, body: &str| format!("--B\nContent-Type: text/plain\nContent-Disposition: attachment; filename=\"{name}\"\n\n{body}\n");
+    let part = |name: &str, body: &str| {
+        format!("--B\nContent-Type: text/plain\nContent-Disposition: attachment; filename=\"{name}\"\n\n{body}\n")
+    };
     let draft = w.alice.write(
         "draft.eml",
         format!(
@@ -394,7 +497,11 @@ fn extraction_is_all_or_nothing_and_same_names_are_told_apart() {
     assert_eq!(entries(&dir), ["SAME (3).TXT", "other.txt", "same (2).txt", "same.txt"]);
     let read = |name: &str| std::fs::read_to_string(dir.join(name)).unwrap();
     assert_eq!([read("same.txt"), read("same (2).txt"), read("SAME (3).TXT")], ["first", "second", "third"]);
-    assert!(stderr(&o).contains("same (2).txt (same.txt): another attachment is also named 'same.txt'"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("same (2).txt (same.txt): another attachment is also named 'same.txt'"),
+        "{}",
+        stderr(&o)
+    );
 
     // One name taken: nothing is written, not even the attachments before it.
     let dir = w.bob.path("again");
@@ -429,7 +536,12 @@ fn extraction_refuses_a_directory_that_is_a_symbolic_link_unless_named_as_dir_sl
     std::os::unix::fs::symlink(&elsewhere, &link).unwrap();
     let o = run(&mut w.bob.with_pin(&["receive", "--in", hop2.to_str().unwrap(), "--extract", link.to_str().unwrap()]));
     assert_clear_failure(&o, 2);
-    assert!(stderr(&o).contains("is a symbolic link; nothing was written (name it as") && stderr(&o).contains("downloads/. to extract where it leads"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("is a symbolic link; nothing was written (name it as")
+            && stderr(&o).contains("downloads/. to extract where it leads"),
+        "{}",
+        stderr(&o)
+    );
     assert!(entries(&elsewhere).is_empty());
     let explicit = format!("{}/.", link.display());
     let o = run(&mut w.bob.with_pin(&["receive", "--in", hop2.to_str().unwrap(), "--extract", &explicit]));
@@ -441,7 +553,14 @@ fn extraction_refuses_a_directory_that_is_a_symbolic_link_unless_named_as_dir_sl
     assert!(stderr(&o).contains("is not a directory"), "{}", stderr(&o));
     let dir = w.bob.path("with-dir");
     std::fs::create_dir_all(dir.join("report.txt")).unwrap();
-    let o = run(&mut w.bob.with_pin(&["receive", "--in", hop2.to_str().unwrap(), "--extract", dir.to_str().unwrap(), "--force"]));
+    let o = run(&mut w.bob.with_pin(&[
+        "receive",
+        "--in",
+        hop2.to_str().unwrap(),
+        "--extract",
+        dir.to_str().unwrap(),
+        "--force",
+    ]));
     assert_clear_failure(&o, 2);
     assert!(stderr(&o).contains("report.txt is a directory; nothing was written"), "{}", stderr(&o));
 }

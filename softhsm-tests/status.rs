@@ -4,7 +4,7 @@ use std::process::Command;
 #[test]
 fn status_lists_token_profile_pin_state_and_certificates_without_a_pin() {
     let tok = Tok::new();
-    let o = run(&mut tok.cmd().arg("status"));
+    let o = run(tok.cmd().arg("status"));
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     let s = stdout(&o);
     for want in [
@@ -30,13 +30,13 @@ fn status_warns_about_expired_and_soon_expiring_certificates() {
     let tok = Tok::new();
     let p = pki();
     tok.import_cert(&p.join("alice-expired.pem"), "05", "alice-2020");
-    let o = run(&mut tok.cmd().arg("status"));
+    let o = run(tok.cmd().arg("status"));
     assert!(stdout(&o).contains("EXPIRED 2021-01-01"), "{}", stdout(&o));
 }
 
 #[test]
 fn profiles_lists_every_token_kind() {
-    let o = ok(&mut Command::new(BIN).arg("profiles"));
+    let o = ok(Command::new(BIN).arg("profiles"));
     let s = stdout(&o);
     for name in ["softhsm2", "opensc-piv", "yubikey", "jpki", "opensc-generic"] {
         assert!(s.lines().any(|l| l.starts_with(name)), "{name} missing:\n{s}");

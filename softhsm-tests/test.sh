@@ -9,11 +9,17 @@ cd "$(dirname "$0")/.."
 ssmax_deps neomutt tmux postfix sasl2-bin libsasl2-modules swaks libnss3-tools gpgsm \
   openjdk-17-jdk-headless libbcprov-java libbcpkix-java libbcutil-java time
 ssmax_vicc_venv
+# rustup's default profile has both; a minimal one gets them here.
+for c in rustfmt clippy; do
+  cargo "${c/rustfmt/fmt}" --version >/dev/null 2>&1 || rustup component add "$c"
+done
+# Style gate: formatted (rustfmt.toml) and lint-free, benches, tests and fuzz targets included.
+cargo fmt --check
+(cd fuzz && cargo fmt --check)
+cargo clippy --locked --all-targets -- -D warnings
+# The YubiKey attestation path cannot run here (no YubiKey) but must keep compiling, lint-free.
+cargo clippy --locked --all-targets --features yubikey -- -D warnings
 cargo test --locked
-# The YubiKey attestation path cannot run here (no YubiKey) but must keep compiling.
-cargo check --locked --features yubikey
-# The benchmark harness (docs/benchmarks.md) must keep compiling; running it is `cargo bench`.
-cargo check --locked --benches
 # A short smoke of every fuzz target (a longer run: bash fuzz/run.sh 600).
 bash fuzz/run.sh 10
 # The Debian package: built with cargo-deb, its contents and units checked, its binary run.

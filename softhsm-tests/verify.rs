@@ -55,7 +55,8 @@ fn verify_fails_on_tampered_mail() {
     let input = tok.write("mail.eml", MAIL);
     let signed = tok.path("signed.eml");
     ok(&mut tok.with_pin(&["sign", "--in", input.to_str().unwrap(), "--out", signed.to_str().unwrap()]));
-    let text = std::fs::read_to_string(&signed).unwrap().replace("the figures are attached.", "the figures are attached!");
+    let text =
+        std::fs::read_to_string(&signed).unwrap().replace("the figures are attached.", "the figures are attached!");
     let tampered = tok.write("tampered.eml", text);
     let o = verify(&tok, &tampered);
     assert_clear_failure(&o, 1);
@@ -71,7 +72,11 @@ fn verify_fails_when_from_does_not_match_certificate() {
     let signed = tok.path("signed.eml");
     ok(&mut tok.with_pin(&["sign", "--in", input.to_str().unwrap(), "--out", signed.to_str().unwrap()]));
     // The From header is outside the signed part: a forger can change it; we must notice.
-    let text = std::fs::read_to_string(&signed).unwrap().replacen("From: Alice Example <alice@example.jp>", "From: CEO <ceo@example.jp>", 1);
+    let text = std::fs::read_to_string(&signed).unwrap().replacen(
+        "From: Alice Example <alice@example.jp>",
+        "From: CEO <ceo@example.jp>",
+        1,
+    );
     let forged = tok.write("forged.eml", text);
     let o = verify(&tok, &forged);
     assert_clear_failure(&o, 1);
@@ -85,7 +90,11 @@ fn verify_fails_on_expired_certificate() {
     let signed = openssl_signed(&tok, &p.join("alice-expired.pem"), &p.join("alice.key"), "alice@example.jp");
     let o = verify(&tok, &signed);
     assert_clear_failure(&o, 1);
-    assert!(stderr(&o).contains("was not valid at signing time") && stderr(&o).contains("2021-01-01"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("was not valid at signing time") && stderr(&o).contains("2021-01-01"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 #[test]
@@ -131,7 +140,14 @@ fn verify_interop_vectors_signed_by_another_implementation() {
         ("signedByAliceRSAPSS.p7m", "Alice Lovelace", "RSA-PSS SHA-256"),
         ("signedByCarlosEd25519.p7m", "Carlos Turing", "Ed25519"),
     ] {
-        let o = run(tok.cmd().args(["verify", "--no-token", "--in"]).arg(vector(&format!("binary-files/{file}"))).arg("--ca").arg(&alice).arg("--ca").arg(&carlos));
+        let o = run(tok
+            .cmd()
+            .args(["verify", "--no-token", "--in"])
+            .arg(vector(&format!("binary-files/{file}")))
+            .arg("--ca")
+            .arg(&alice)
+            .arg("--ca")
+            .arg(&carlos));
         assert_eq!(code(&o), 0, "{file}: {}", stderr(&o));
         assert!(stdout(&o).contains(who) && stdout(&o).contains(alg), "{file}: {}", stdout(&o));
     }
@@ -146,13 +162,32 @@ fn verify_interop_vectors_signed_by_another_implementation() {
         .arg(&carlos));
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     let wrong = tok.write("wrong.txt", "This is some sample content!");
-    let o = run(tok.cmd().args(["verify", "--no-token", "--in"]).arg(vector("binary-files/signedByCarlosDetached.p7m")).arg("--content").arg(&wrong).arg("--ca").arg(&carlos));
+    let o = run(tok
+        .cmd()
+        .args(["verify", "--no-token", "--in"])
+        .arg(vector("binary-files/signedByCarlosDetached.p7m"))
+        .arg("--content")
+        .arg(&wrong)
+        .arg("--ca")
+        .arg(&carlos));
     assert_clear_failure(&o, 1);
     // Two signers, certificates not included: both must be found and verified.
-    let o = run(tok.cmd().args(["verify", "--no-token", "--in"]).arg(vector("binary-files/signedByAliceAndCarlosNoCerts.p7m")).arg("--ca").arg(&alice).arg("--ca").arg(&carlos));
+    let o = run(tok
+        .cmd()
+        .args(["verify", "--no-token", "--in"])
+        .arg(vector("binary-files/signedByAliceAndCarlosNoCerts.p7m"))
+        .arg("--ca")
+        .arg(&alice)
+        .arg("--ca")
+        .arg(&carlos));
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     assert_eq!(stdout(&o).matches("Good signature").count(), 2);
-    let o = run(tok.cmd().args(["verify", "--no-token", "--in"]).arg(vector("binary-files/signedByAliceAndCarlosNoCerts.p7m")).arg("--ca").arg(&alice));
+    let o = run(tok
+        .cmd()
+        .args(["verify", "--no-token", "--in"])
+        .arg(vector("binary-files/signedByAliceAndCarlosNoCerts.p7m"))
+        .arg("--ca")
+        .arg(&alice));
     assert_clear_failure(&o, 1);
     assert!(stderr(&o).contains("--certfile"), "{}", stderr(&o));
 }
@@ -203,7 +238,16 @@ fn pss_signed(tok: &Tok, md: &str, salt: &str, mgf: &str) -> PathBuf {
         .arg(p.join("bob.key"))
         .arg("-certfile")
         .arg(p.join("partnerca.pem"))
-        .args(["-md", md, "-keyopt", "rsa_padding_mode:pss", "-keyopt", &format!("rsa_pss_saltlen:{salt}"), "-keyopt", &format!("rsa_mgf1_md:{mgf}")])
+        .args([
+            "-md",
+            md,
+            "-keyopt",
+            "rsa_padding_mode:pss",
+            "-keyopt",
+            &format!("rsa_pss_saltlen:{salt}"),
+            "-keyopt",
+            &format!("rsa_mgf1_md:{mgf}"),
+        ])
         .args(["-from", "bob@partner.example", "-to", "alice@example.jp", "-subject", "pss", "-out"])
         .arg(&out));
     out
@@ -224,7 +268,10 @@ fn verify_accepts_rsa_pss_with_any_salt_length_and_mgf1_hash() {
         let o = verify(&tok, &signed);
         assert_eq!(code(&o), 0, "{md} salt {salt} mgf {mgf}: {}", stderr(&o));
         assert!(stdout(&o).contains(&format!("algorithm:    {name}")), "{md} salt {salt} mgf {mgf}: {}", stdout(&o));
-        let tampered = tok.write("pss-tampered.eml", std::fs::read_to_string(&signed).unwrap().replace("PSS from another", "PSS from anOther"));
+        let tampered = tok.write(
+            "pss-tampered.eml",
+            std::fs::read_to_string(&signed).unwrap().replace("PSS from another", "PSS from anOther"),
+        );
         assert_clear_failure(&verify(&tok, &tampered), 1);
     }
 }
@@ -236,7 +283,15 @@ fn a_sha1_signature_is_a_verification_failure_that_names_sha1() {
         let p = pki();
         let body = tok.write("body.txt", "Content-Type: text/plain\r\n\r\nold client\r\n");
         let out = tok.path("sha1.eml");
-        ok(Command::new("openssl").args(["cms", "-sign", "-md", "sha1", "-in"]).arg(&body).arg("-signer").arg(p.join("bob.pem")).arg("-inkey").arg(p.join("bob.key")).args(["-from", "bob@partner.example", "-out"]).arg(&out));
+        ok(Command::new("openssl")
+            .args(["cms", "-sign", "-md", "sha1", "-in"])
+            .arg(&body)
+            .arg("-signer")
+            .arg(p.join("bob.pem"))
+            .arg("-inkey")
+            .arg(p.join("bob.key"))
+            .args(["-from", "bob@partner.example", "-out"])
+            .arg(&out));
         out
     }] {
         let o = verify(&tok, &signed);
@@ -250,7 +305,10 @@ fn a_sha1_signature_is_a_verification_failure_that_names_sha1() {
 fn legacy_style_signed(tok: &Tok, from: &str) -> PathBuf {
     let p = pki();
     let cnf = tok.write("bmp.cnf", "[req]\ndistinguished_name=dn\nstring_mask=default\n[dn]\n");
-    let ext = tok.write("nosan.ext", "basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=emailProtection\n");
+    let ext = tok.write(
+        "nosan.ext",
+        "basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=emailProtection\n",
+    );
     let csr = tok.path("yamada.csr");
     ok(Command::new("openssl")
         .args(["req", "-new", "-utf8", "-config"])
@@ -271,7 +329,8 @@ fn legacy_style_signed(tok: &Tok, from: &str) -> PathBuf {
         .arg(&ext)
         .arg("-out")
         .arg(&cert));
-    let der = String::from_utf8_lossy(&ok(Command::new("openssl").args(["asn1parse", "-in"]).arg(&cert)).stdout).to_string();
+    let der =
+        String::from_utf8_lossy(&ok(Command::new("openssl").args(["asn1parse", "-in"]).arg(&cert)).stdout).to_string();
     assert!(der.contains("BMPSTRING") && der.contains("T61STRING"), "openssl wrote other string types: {der}");
     let body = tok.write("body.txt", "Content-Type: text/plain\r\n\r\nkonnichiwa\r\n");
     let out = tok.path("yamada.eml");

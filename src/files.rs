@@ -17,10 +17,7 @@ pub const MAX_TEXT_FILE: u64 = 1024 * 1024;
 #[derive(Debug, thiserror::Error)]
 pub enum ReadError {
     #[error("cannot read {}: {source}", path.display())]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Io { path: PathBuf, source: std::io::Error },
     #[error("{} is {kind}, not a regular file; refused", path.display())]
     NotRegular { path: PathBuf, kind: &'static str },
     #[error("{} is larger than {}; refused", path.display(), size(*limit))]
@@ -51,7 +48,7 @@ impl ReadError {
 
 /// "64 MiB", "4 MiB", "512 KiB".
 pub fn size(bytes: u64) -> String {
-    if bytes % (1024 * 1024) == 0 {
+    if bytes.is_multiple_of(1024 * 1024) {
         format!("{} MiB", bytes >> 20)
     } else {
         format!("{} KiB", bytes >> 10)
@@ -63,21 +60,11 @@ pub fn size(bytes: u64) -> String {
 /// so a path swapped between a check and the open cannot slip through.
 pub fn open_regular(path: &Path) -> Result<File, ReadError> {
     use std::os::unix::fs::OpenOptionsExt;
-    let io = |source| ReadError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK)
-        .open(path)
-        .map_err(io)?;
+    let io = |source| ReadError::Io { path: path.to_path_buf(), source };
+    let file = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK).open(path).map_err(io)?;
     let kind = file.metadata().map_err(io)?.file_type();
     if !kind.is_file() {
-        return Err(ReadError::NotRegular {
-            path: path.to_path_buf(),
-            kind: describe(kind),
-        });
+        return Err(ReadError::NotRegular { path: path.to_path_buf(), kind: describe(kind) });
     }
     Ok(file)
 }
@@ -86,14 +73,8 @@ pub fn open_regular(path: &Path) -> Result<File, ReadError> {
 pub fn read_regular(path: &Path, limit: u64) -> Result<Vec<u8>, ReadError> {
     let file = open_regular(path)?;
     read_limited(file, limit)
-        .map_err(|source| ReadError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?
-        .ok_or_else(|| ReadError::TooLarge {
-            path: path.to_path_buf(),
-            limit,
-        })
+        .map_err(|source| ReadError::Io { path: path.to_path_buf(), source })?
+        .ok_or_else(|| ReadError::TooLarge { path: path.to_path_buf(), limit })
 }
 
 /// As `read_regular`, for text.
@@ -148,16 +129,7 @@ mod tests {
     #[test]
     fn a_device_is_refused_before_anything_is_read() {
         let e = read_regular(Path::new("/dev/zero"), MAX_CERT_FILE).unwrap_err();
-        assert!(
-            matches!(
-                e,
-                ReadError::NotRegular {
-                    kind: "a character device",
-                    ..
-                }
-            ),
-            "{e}"
-        );
+        assert!(matches!(e, ReadError::NotRegular { kind: "a character device", .. }), "{e}");
         assert!(e.is_usage());
     }
 
@@ -165,18 +137,8 @@ mod tests {
     fn a_fifo_without_a_writer_is_refused_without_waiting() {
         let dir = tempfile::tempdir().unwrap();
         let fifo = dir.path().join("f");
-        assert!(std::process::Command::new("mkfifo")
-            .arg(&fifo)
-            .status()
-            .unwrap()
-            .success());
-        assert!(matches!(
-            read_regular(&fifo, 10),
-            Err(ReadError::NotRegular {
-                kind: "a FIFO (named pipe)",
-                ..
-            })
-        ));
+        assert!(std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+        assert!(matches!(read_regular(&fifo, 10), Err(ReadError::NotRegular { kind: "a FIFO (named pipe)", .. })));
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! ssmax-card as a library: what the binary, the benchmarks and the fuzz targets share.
 //! The modules are described in docs/architecture.md.
 
+#![deny(clippy::undocumented_unsafe_blocks)]
+
 pub mod agent;
 pub mod cli;
 pub mod cms;

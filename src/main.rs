@@ -1,5 +1,7 @@
 //! ssmax-card: the user-side half of SSMAX. Parses arguments and dispatches; nothing else.
 
+#![deny(clippy::undocumented_unsafe_blocks)]
+
 use clap::Parser;
 use ssmax_card::{cli, error};
 use std::process::ExitCode;

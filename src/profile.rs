@@ -192,7 +192,9 @@ impl Profile {
     /// This profile knows the token and says it is not for mail (JPKI's authentication slot).
     pub fn ignores(&self, label: &str, manufacturer: &str, model: &str) -> bool {
         let eq = |want: &Option<String>, have: &str| want.as_deref().is_none_or(|w| w == have.trim_end());
-        eq(&self.matcher.manufacturer, manufacturer) && eq(&self.matcher.model, model) && self.matcher.ignore_labels.iter().any(|l| l == label.trim_end())
+        eq(&self.matcher.manufacturer, manufacturer)
+            && eq(&self.matcher.model, model)
+            && self.matcher.ignore_labels.iter().any(|l| l == label.trim_end())
     }
 
     pub fn allows_sign(&self, mech: &str) -> bool {
@@ -235,7 +237,10 @@ impl Profile {
         p.source = file.to_string();
         for m in p.mechanisms.sign.iter().chain(&p.mechanisms.decrypt) {
             if !MECHANISMS.contains(&m.get_ref().as_str()) {
-                return Err(invalid(Some(m.span()), format!("unknown mechanism '{}' (known: {})", m.get_ref(), MECHANISMS.join(", "))));
+                return Err(invalid(
+                    Some(m.span()),
+                    format!("unknown mechanism '{}' (known: {})", m.get_ref(), MECHANISMS.join(", ")),
+                ));
             }
         }
         for h in &p.mechanisms.oaep_hashes {
@@ -249,13 +254,22 @@ impl Profile {
             }
         }
         if *p.pin.min_length.get_ref() == 0 || *p.pin.min_length.get_ref() > p.pin.max_length {
-            return Err(invalid(Some(p.pin.min_length.span()), "pin.min_length must be between 1 and pin.max_length".into()));
+            return Err(invalid(
+                Some(p.pin.min_length.span()),
+                "pin.min_length must be between 1 and pin.max_length".into(),
+            ));
         }
         if !p.keys.can_generate && p.keys.no_generate_reason.is_none() {
-            return Err(invalid(None, "keys.can_generate = false needs keys.no_generate_reason to tell the user why".into()));
+            return Err(invalid(
+                None,
+                "keys.can_generate = false needs keys.no_generate_reason to tell the user why".into(),
+            ));
         }
         if !p.keys.can_decrypt && p.keys.no_decrypt_reason.is_none() {
-            return Err(invalid(None, "keys.can_decrypt = false needs keys.no_decrypt_reason to tell the user why".into()));
+            return Err(invalid(
+                None,
+                "keys.can_decrypt = false needs keys.no_decrypt_reason to tell the user why".into(),
+            ));
         }
         if p.name.is_empty() || !p.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
             return Err(invalid(None, format!("name '{}' must be non-empty letters, digits and '-'", p.name)));
@@ -276,7 +290,10 @@ pub fn load_all(extra_dir: Option<&Path>) -> Result<Vec<Profile>, ProfileError> 
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(profiles),
             Err(source) => return Err(ProfileError::Io { file: dir.display().to_string(), source }),
         };
-        let mut paths: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.extension().is_some_and(|x| x == "toml")).collect();
+        let mut paths: Vec<PathBuf> = entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+            .collect();
         paths.sort();
         for path in paths {
             let file = path.display().to_string();
@@ -298,7 +315,7 @@ fn hex_ids(ids: &[Spanned<String>]) -> Vec<Vec<u8>> {
 }
 
 pub fn parse_hex(s: &str) -> Option<Vec<u8>> {
-    if s.is_empty() || s.len() % 2 != 0 {
+    if s.is_empty() || !s.len().is_multiple_of(2) {
         return None;
     }
     (0..s.len()).step_by(2).map(|i| s.get(i..i + 2).and_then(|h| u8::from_str_radix(h, 16).ok())).collect()
@@ -334,7 +351,8 @@ mod tests {
         let m = "/usr/lib/x86_64-linux-gnu/opensc-pkcs11.so".as_ref();
         let sig = crate::token::match_profile(&all, m, "JPKI (Digital Signature PIN)", "JPKI", "PKCS#15 emulated");
         assert_eq!(sig.map(|p| p.name.as_str()), Some("jpki"));
-        assert!(crate::token::match_profile(&all, m, "JPKI (User Authentication PIN)", "JPKI", "PKCS#15 emulated").is_none());
+        assert!(crate::token::match_profile(&all, m, "JPKI (User Authentication PIN)", "JPKI", "PKCS#15 emulated")
+            .is_none());
         let piv = crate::token::match_profile(&all, m, "Taro Yamada", "piv_II", "PKCS#15 emulated");
         assert_eq!(piv.map(|p| p.name.as_str()), Some("opensc-piv"));
         let other = crate::token::match_profile(&all, m, "CardOS", "Atos", "CardOS M5");

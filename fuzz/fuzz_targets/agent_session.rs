@@ -55,7 +55,20 @@ fn agent() -> &'static PathBuf {
 fn still_answers(socket: &PathBuf) {
     let mut s = UnixStream::connect(socket).expect("the agent still accepts");
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let ping = Request { v: VERSION, id: 1, method: "ping".into(), args: Default::default(), token: None, key: None, allow_final_pin_try: false, timeout_ms: 5000, client: Default::default(), body_in_fd: false, reply_in_fd: false, passed: Vec::new() };
+    let ping = Request {
+        v: VERSION,
+        id: 1,
+        method: "ping".into(),
+        args: Default::default(),
+        token: None,
+        key: None,
+        allow_final_pin_try: false,
+        timeout_ms: 5000,
+        client: Default::default(),
+        body_in_fd: false,
+        reply_in_fd: false,
+        passed: Vec::new(),
+    };
     write_message(&mut s, &ping, &[]).expect("ping sent");
     let (resp, _): (Response, _) = read_message(&mut s).expect("the agent still answers");
     // Busy (over the connection cap) is an answer too.

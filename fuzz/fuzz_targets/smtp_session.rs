@@ -9,9 +9,21 @@ use std::sync::OnceLock;
 fn shared() -> &'static server::Shared {
     static SHARED: OnceLock<server::Shared> = OnceLock::new();
     SHARED.get_or_init(|| {
-        let cfg = SmtpConfig { relay: Some("127.0.0.1:9".into()), relay_tls: RelayTls::None, max_message_bytes: 64 * 1024, max_recipients: 8, ..Default::default() };
+        let cfg = SmtpConfig {
+            relay: Some("127.0.0.1:9".into()),
+            relay_tls: RelayTls::None,
+            max_message_bytes: 64 * 1024,
+            max_recipients: 8,
+            ..Default::default()
+        };
         let relay = Relay::new(&cfg, None).expect("relay settings");
-        server::Shared { cfg, client_user: "fuzz".into(), client_secret: "fuzz-secret".to_string().into(), relay, agent: "/nonexistent/ssmax-card-agent.sock".into() }
+        server::Shared {
+            cfg,
+            client_user: "fuzz".into(),
+            client_secret: "fuzz-secret".to_string().into(),
+            relay,
+            agent: "/nonexistent/ssmax-card-agent.sock".into(),
+        }
     })
 }
 

@@ -52,13 +52,27 @@ pub fn start_agent_with(tok: &Tok, top: &str, agent_config: &str, delay_s: &str)
 pub fn start_agent_env(tok: &Tok, top: &str, agent_config: &str, delay_s: &str, env: &[(&str, &Path)]) -> Agent {
     let (script, log) = pinentry(tok, &tok.pin_file, delay_s);
     let audit = tok.path("audit.log");
-    let config = tok.write("agent.toml", format!("{top}pinentry_program = \"{}\"\n[agent]\naudit_log = \"{}\"\n{agent_config}", script.display(), audit.display()));
+    let config = tok.write(
+        "agent.toml",
+        format!(
+            "{top}pinentry_program = \"{}\"\n[agent]\naudit_log = \"{}\"\n{agent_config}",
+            script.display(),
+            audit.display()
+        ),
+    );
     let socket = tok.path("run/agent.sock");
     let mut cmd = tok.cmd();
     for (k, v) in env {
         cmd.env(k, v);
     }
-    let child = cmd.args(["agent", "--config"]).arg(&config).arg("--socket").arg(&socket).stderr(Stdio::null()).spawn().unwrap();
+    let child = cmd
+        .args(["agent", "--config"])
+        .arg(&config)
+        .arg("--socket")
+        .arg(&socket)
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
     wait_for(&socket);
     Agent { child, socket, audit, pinentry_log: log }
 }
@@ -84,7 +98,8 @@ pub fn send_msg(s: &mut UnixStream, header: &serde_json::Value, body: &[u8]) {
     s.write_all(&(h.len() as u32).to_be_bytes()).unwrap();
     // The agent may refuse on the first four bytes (too many descriptors) and close before the
     // rest arrives; its answer is what the caller checks.
-    let _ = s.write_all(&h).and_then(|()| s.write_all(&(body.len() as u32).to_be_bytes())).and_then(|()| s.write_all(body));
+    let _ =
+        s.write_all(&h).and_then(|()| s.write_all(&(body.len() as u32).to_be_bytes())).and_then(|()| s.write_all(body));
 }
 
 pub fn recv_msg(s: &mut UnixStream) -> std::io::Result<(serde_json::Value, Vec<u8>)> {
@@ -105,9 +120,10 @@ pub fn sign_request(id: u64) -> serde_json::Value {
 }
 
 pub fn getpins(agent: &Agent) -> usize {
-    std::fs::read_to_string(&agent.pinentry_log).map(|s| s.lines().filter(|l| l.starts_with("GETPIN")).count()).unwrap_or(0)
+    std::fs::read_to_string(&agent.pinentry_log)
+        .map(|s| s.lines().filter(|l| l.starts_with("GETPIN")).count())
+        .unwrap_or(0)
 }
-
 
 pub fn next_event(sub: &mut UnixStream, name: &str) -> serde_json::Value {
     sub.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
@@ -125,7 +141,6 @@ pub fn subscribe(agent: &Agent) -> UnixStream {
     assert_eq!(recv_msg(&mut sub).unwrap().0["ok"], true);
     sub
 }
-
 
 /// `audit verify` once the audit thread has written `entries` lines (it writes after answering).
 pub fn audit_verified(tok: &Tok, agent: &Agent, entries: usize) -> std::process::Output {

@@ -25,7 +25,12 @@ pub fn run(cmd: &mut Command) -> Output {
 
 pub fn ok(cmd: &mut Command) -> Output {
     let out = run(cmd);
-    assert!(out.status.success(), "{cmd:?} failed:\n{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     out
 }
 
@@ -169,8 +174,20 @@ impl Tok {
             Some(point_hex) => {
                 let point = hex_decode(point_hex.trim());
                 let (header, point): (&[u8], &[u8]) = match point.len() {
-                    67 => (&[0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00], &point[2..]),
-                    99 => (&[0x30, 0x76, 0x30, 0x10, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x22, 0x03, 0x62, 0x00], &point[2..]),
+                    67 => (
+                        &[
+                            0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x08,
+                            0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00,
+                        ],
+                        &point[2..],
+                    ),
+                    99 => (
+                        &[
+                            0x30, 0x76, 0x30, 0x10, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x05,
+                            0x2b, 0x81, 0x04, 0x00, 0x22, 0x03, 0x62, 0x00,
+                        ],
+                        &point[2..],
+                    ),
                     n => panic!("unexpected EC_POINT length {n}"),
                 };
                 self.write(&format!("{label}.pub.der"), [header, point].concat())
@@ -179,13 +196,28 @@ impl Tok {
                 let der = self.path(&format!("{label}.pub.der"));
                 ok(Command::new("pkcs11-tool")
                     .env("SOFTHSM2_CONF", &self.conf)
-                    .args(["--module", "/usr/lib/softhsm/libsofthsm2.so", "--token-label", LABEL, "--read-object", "--type", "pubkey", "--id", id, "-o"])
+                    .args([
+                        "--module",
+                        "/usr/lib/softhsm/libsofthsm2.so",
+                        "--token-label",
+                        LABEL,
+                        "--read-object",
+                        "--type",
+                        "pubkey",
+                        "--id",
+                        id,
+                        "-o",
+                    ])
                     .arg(&der));
                 der
             }
         };
         let pubpem = self.path(&format!("{label}.pub.pem"));
-        ok(Command::new("openssl").args(["pkey", "-pubin", "-inform", "DER", "-in"]).arg(&pubder).arg("-out").arg(&pubpem));
+        ok(Command::new("openssl")
+            .args(["pkey", "-pubin", "-inform", "DER", "-in"])
+            .arg(&pubder)
+            .arg("-out")
+            .arg(&pubpem));
         let cert = self.path(&format!("{label}.pem"));
         let p = pki();
         ok(Command::new("openssl")
@@ -241,7 +273,8 @@ pub fn run_measured(cmd: &Command) -> (Output, u64) {
     }
     let out = run(&mut timed);
     let text = std::fs::read_to_string(report.path()).expect("/usr/bin/time's report");
-    let kib = text.lines().last().and_then(|l| l.trim().parse().ok()).unwrap_or_else(|| panic!("no peak memory in {text:?}"));
+    let kib =
+        text.lines().last().and_then(|l| l.trim().parse().ok()).unwrap_or_else(|| panic!("no peak memory in {text:?}"));
     (out, kib)
 }
 
@@ -256,5 +289,10 @@ pub fn assert_clear_failure(o: &Output, want: i32) {
 pub const MAIL: &str = "From: Alice Example <alice@example.jp>\nTo: Bob <bob@example.com>\nSubject: quarterly figures\nDate: Tue, 24 Nov 2026 10:00:00 +0900\n\nHello Bob,\n\nthe figures are attached.\n";
 
 pub fn openssl_verify(mail: &Path, ca: &Path) -> Output {
-    run(Command::new("openssl").args(["cms", "-verify", "-in"]).arg(mail).arg("-CAfile").arg(ca).args(["-purpose", "smimesign"]))
+    run(Command::new("openssl")
+        .args(["cms", "-verify", "-in"])
+        .arg(mail)
+        .arg("-CAfile")
+        .arg(ca)
+        .args(["-purpose", "smimesign"]))
 }

@@ -70,7 +70,10 @@ impl AuditLog {
         // A line without its newline is a write the previous agent did not finish (it was
         // killed mid-write): it was never part of the chain, so it goes before checking.
         if let Some(keep) = unfinished_tail(path).map_err(|e| format!("cannot read {}: {e}", path.display()))? {
-            let f = std::fs::OpenOptions::new().write(true).open(path).map_err(|e| format!("cannot repair {}: {e}", path.display()))?;
+            let f = std::fs::OpenOptions::new()
+                .write(true)
+                .open(path)
+                .map_err(|e| format!("cannot repair {}: {e}", path.display()))?;
             f.set_len(keep).map_err(|e| format!("cannot repair {}: {e}", path.display()))?;
             eprintln!("ssmax-card agent: audit log: dropped an unfinished last line left by a stopped agent");
         }
@@ -78,8 +81,23 @@ impl AuditLog {
         Ok(AuditLog { path: path.to_path_buf(), seq, last, log: None, head: None })
     }
 
-    pub fn append(&mut self, op: &str, client_pid: Option<i32>, client_exe: Option<String>, body: &[u8], key: Option<String>, result: &str) -> Result<(), String> {
-        self.append_all(std::iter::once(NewEntry { op: op.into(), client_pid, client_exe, digest: body_digest(body), key, result: result.into() }))
+    pub fn append(
+        &mut self,
+        op: &str,
+        client_pid: Option<i32>,
+        client_exe: Option<String>,
+        body: &[u8],
+        key: Option<String>,
+        result: &str,
+    ) -> Result<(), String> {
+        self.append_all(std::iter::once(NewEntry {
+            op: op.into(),
+            client_pid,
+            client_exe,
+            digest: body_digest(body),
+            key,
+            result: result.into(),
+        }))
     }
 
     /// Append entries in order, made durable together with one fsync (the agent's audit thread
@@ -88,8 +106,21 @@ impl AuditLog {
     pub fn append_all(&mut self, entries: impl IntoIterator<Item = NewEntry>) -> Result<(), String> {
         let mut wrote = false;
         for n in entries {
-            let time = time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap_or_default();
-            let mut e = Entry { seq: self.seq + 1, time, op: n.op, client_pid: n.client_pid, client_exe: n.client_exe, digest: base16ct::lower::encode_string(&n.digest), key: n.key, result: n.result, prev: self.last.clone(), hash: String::new() };
+            let time = time::OffsetDateTime::now_utc()
+                .format(&time::format_description::well_known::Rfc3339)
+                .unwrap_or_default();
+            let mut e = Entry {
+                seq: self.seq + 1,
+                time,
+                op: n.op,
+                client_pid: n.client_pid,
+                client_exe: n.client_exe,
+                digest: base16ct::lower::encode_string(&n.digest),
+                key: n.key,
+                result: n.result,
+                prev: self.last.clone(),
+                hash: String::new(),
+            };
             e.hash = e.compute_hash();
             let mut line = serde_json::to_vec(&e).map_err(|e| e.to_string())?;
             line.push(b'\n');
@@ -120,7 +151,14 @@ impl AuditLog {
         }
         // The head records where the log ends; cutting lines off the end no longer matches it.
         if self.head.is_none() {
-            self.head = Some(std::fs::OpenOptions::new().create(true).write(true).truncate(false).open(head_path(&self.path)).map_err(err)?);
+            self.head = Some(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .write(true)
+                    .truncate(false)
+                    .open(head_path(&self.path))
+                    .map_err(err)?,
+            );
         }
         if let Some(h) = self.head.as_ref() {
             use std::os::unix::fs::FileExt;
@@ -170,20 +208,32 @@ pub fn verify(path: &Path) -> Result<(u64, String), String> {
     let mut buf = Vec::new();
     for n in 0.. {
         buf.clear();
-        (&mut reader).take(MAX_LINE as u64 + 1).read_until(b'\n', &mut buf).map_err(|e| format!("line {}: {e}", n + 1))?;
+        (&mut reader)
+            .take(MAX_LINE as u64 + 1)
+            .read_until(b'\n', &mut buf)
+            .map_err(|e| format!("line {}: {e}", n + 1))?;
         if buf.is_empty() {
             break;
         }
         if buf.len() > MAX_LINE {
             return Err(format!("line {}: longer than {MAX_LINE} bytes — not an audit entry", n + 1));
         }
-        let line = std::str::from_utf8(buf.strip_suffix(b"\n").unwrap_or(&buf)).map_err(|_| format!("line {}: not UTF-8 text", n + 1))?;
+        let line = std::str::from_utf8(buf.strip_suffix(b"\n").unwrap_or(&buf))
+            .map_err(|_| format!("line {}: not UTF-8 text", n + 1))?;
         let e: Entry = serde_json::from_str(line).map_err(|e| format!("line {}: not an audit entry ({e})", n + 1))?;
         if e.seq != seq + 1 {
-            return Err(format!("line {}: sequence {} follows {} — lines were removed or reordered", n + 1, e.seq, seq));
+            return Err(format!(
+                "line {}: sequence {} follows {} — lines were removed or reordered",
+                n + 1,
+                e.seq,
+                seq
+            ));
         }
         if e.prev != prev {
-            return Err(format!("line {}: does not chain to the line before it — lines were removed or changed", n + 1));
+            return Err(format!(
+                "line {}: does not chain to the line before it — lines were removed or changed",
+                n + 1
+            ));
         }
         if e.compute_hash() != e.hash {
             return Err(format!("line {}: its content does not match its hash — the line was edited", n + 1));
@@ -197,7 +247,10 @@ pub fn verify(path: &Path) -> Result<(u64, String), String> {
     // one entry. A log cut short has the head ahead of it instead.
     let lagging = seq > 0 && head.trim() == format!("{} {before_last}", seq - 1);
     if head.trim() != expected && !lagging {
-        return Err(format!("the log ends at entry {seq} but its head file says '{}' — the end of the log was cut off or replaced", head.trim()));
+        return Err(format!(
+            "the log ends at entry {seq} but its head file says '{}' — the end of the log was cut off or replaced",
+            head.trim()
+        ));
     }
     Ok((seq, prev))
 }
@@ -212,7 +265,15 @@ mod tests {
         let path = dir.path().join("audit.log");
         let mut log = AuditLog::open(&path).unwrap();
         for i in 0..4 {
-            log.append("sign", Some(100 + i), Some("/usr/bin/mutt".into()), format!("mail {i}").as_bytes(), Some("token 'x'".into()), "ok").unwrap();
+            log.append(
+                "sign",
+                Some(100 + i),
+                Some("/usr/bin/mutt".into()),
+                format!("mail {i}").as_bytes(),
+                Some("token 'x'".into()),
+                "ok",
+            )
+            .unwrap();
         }
         assert_eq!(verify(&path).unwrap().0, 4);
         let good = std::fs::read_to_string(&path).unwrap();

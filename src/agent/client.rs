@@ -31,11 +31,18 @@ pub enum ClientError {
 }
 
 pub fn connect(path: &Path) -> Result<UnixStream, ClientError> {
-    UnixStream::connect(path).map_err(|e| ClientError::Unreachable { path: path.display().to_string(), reason: e.to_string() })
+    UnixStream::connect(path)
+        .map_err(|e| ClientError::Unreachable { path: path.display().to_string(), reason: e.to_string() })
 }
 
 /// One request, one response; `fds` travel with the request (see `Request::body_in_fd`).
-pub fn call(stream: &mut UnixStream, path: &Path, req: &Request, body: &[u8], fds: &[BorrowedFd<'_>]) -> Result<(Response, Vec<u8>), ClientError> {
+pub fn call(
+    stream: &mut UnixStream,
+    path: &Path,
+    req: &Request,
+    body: &[u8],
+    fds: &[BorrowedFd<'_>],
+) -> Result<(Response, Vec<u8>), ClientError> {
     let broken = |e: ProtocolError| ClientError::Broken { path: path.display().to_string(), reason: e.to_string() };
     if let Err(e) = write_message_with_fds(stream, req, body, fds) {
         // The agent may have answered (a refusal) and closed before reading us: read that first.
@@ -51,7 +58,13 @@ const RETRY_BUDGET: std::time::Duration = std::time::Duration::from_secs(10);
 /// restarting after a hung card: `retry_after_ms`), the same request again on a new connection,
 /// for at most 10 s. Nothing else is ever re-sent, and no PIN has been asked for such a request
 /// (nor anything written to a reply descriptor: the agent writes those from offset 0).
-pub fn call_retrying(stream: &mut UnixStream, path: &Path, req: &Request, body: &[u8], fds: &[BorrowedFd<'_>]) -> Result<(Response, Vec<u8>), ClientError> {
+pub fn call_retrying(
+    stream: &mut UnixStream,
+    path: &Path,
+    req: &Request,
+    body: &[u8],
+    fds: &[BorrowedFd<'_>],
+) -> Result<(Response, Vec<u8>), ClientError> {
     let (mut resp, mut out) = call(stream, path, req, body, fds)?;
     let mut waited = std::time::Duration::ZERO;
     while let Some(ms) = resp.retry_after_ms.filter(|_| !resp.ok && waited < RETRY_BUDGET) {

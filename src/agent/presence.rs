@@ -33,7 +33,16 @@ pub(super) struct Desk {
 
 impl Desk {
     pub fn new(base: Global, cfg: AgentConfig, events: Events, readers: Readers) -> Desk {
-        Desk { tokens: HashMap::new(), watches: HashMap::new(), last_check: Instant::now(), prober: Prober::start(base.clone()), base, cfg, events, readers }
+        Desk {
+            tokens: HashMap::new(),
+            watches: HashMap::new(),
+            last_check: Instant::now(),
+            prober: Prober::start(base.clone()),
+            base,
+            cfg,
+            events,
+            readers,
+        }
     }
 
     /// After a request on `request_key`: watch every token the agent now holds sessions on, and
@@ -62,7 +71,9 @@ impl Desk {
         }
         let mut gone = false;
         if !ok && (exit == Exit::NoKey as u8 || exit == Exit::Io as u8) && self.watches.contains_key(request_key) {
-            gone = check_presence(base, &mut self.tokens, &mut self.watches, events, readers).iter().any(|k| k == request_key);
+            gone = check_presence(base, &mut self.tokens, &mut self.watches, events, readers)
+                .iter()
+                .any(|k| k == request_key);
             self.last_check = Instant::now();
         }
         apply_cache_policy(&mut self.tokens, cfg);
@@ -99,7 +110,9 @@ fn apply_cache_policy(tokens: &mut HashMap<String, Token>, cfg: &AgentConfig) {
         let policy = cfg.pin_cache.or(t.profile.pin.cache).unwrap_or_default();
         let keep = match policy {
             PinCache::None => false,
-            PinCache::Ttl => t.login_time.is_some_and(|at| at.elapsed().map(|e| e.as_secs() < cfg.pin_cache_seconds).unwrap_or(false)),
+            PinCache::Ttl => t
+                .login_time
+                .is_some_and(|at| at.elapsed().map(|e| e.as_secs() < cfg.pin_cache_seconds).unwrap_or(false)),
             PinCache::UntilRemoved => true,
         };
         if !keep && t.login_time.is_some() {
@@ -170,7 +183,9 @@ fn probe(base: &Global, w: &Watch) -> Option<String> {
     let uri = Pkcs11Uri { token: Some(w.label.clone()), module_path: Some(w.module.clone()), ..Default::default() };
     let exe = std::env::current_exe().ok()?;
     let mut c = std::process::Command::new(exe);
-    c.args(["--agent", "never", "--token", &uri.to_string()]).stdin(std::process::Stdio::null()).stderr(std::process::Stdio::null());
+    c.args(["--agent", "never", "--token", &uri.to_string()])
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
     if let Some(cfg) = &base.config {
         c.arg("--config").arg(cfg);
     }
@@ -222,8 +237,16 @@ fn warn_expiring(t: &Token, events: &Events) {
         let left = until.duration_since(now).unwrap_or_default();
         if left < Duration::from_secs(30 * 86400) {
             let when = crate::cms::cert::fmt_time(until);
-            let state = if now > until { format!("expired on {when}") } else { format!("expires on {when} (in {} days)", left.as_secs() / 86400) };
-            event(events, "cert-expiring", format!("certificate '{}' on token '{}' {state}: renew it", c.label, t.label));
+            let state = if now > until {
+                format!("expired on {when}")
+            } else {
+                format!("expires on {when} (in {} days)", left.as_secs() / 86400)
+            };
+            event(
+                events,
+                "cert-expiring",
+                format!("certificate '{}' on token '{}' {state}: renew it", c.label, t.label),
+            );
         }
     }
 }
@@ -238,7 +261,13 @@ fn observe(base: &Global, w: &Watch, readers: &Readers) -> Option<String> {
 
 /// Act on what was observed: removal drops the token's sessions and cached PIN at once.
 /// Returns whether the token the agent held is gone (removed or replaced).
-fn apply_presence(key: &str, w: &mut Watch, now: Option<String>, tokens: &mut HashMap<String, Token>, events: &Events) -> bool {
+fn apply_presence(
+    key: &str,
+    w: &mut Watch,
+    now: Option<String>,
+    tokens: &mut HashMap<String, Token>,
+    events: &Events,
+) -> bool {
     match (w.present, now) {
         (true, None) => {
             tokens.remove(key);
@@ -247,13 +276,21 @@ fn apply_presence(key: &str, w: &mut Watch, now: Option<String>, tokens: &mut Ha
             }
             w.present = false;
             let from = w.reader.as_ref().map(|r| format!(" from reader '{r}'")).unwrap_or_default();
-            event(events, "token-removed", format!("token '{}' was removed{from}: sessions closed, PIN forgotten", w.label));
+            event(
+                events,
+                "token-removed",
+                format!("token '{}' was removed{from}: sessions closed, PIN forgotten", w.label),
+            );
             true
         }
         (true, Some(serial)) if serial != w.serial => {
             tokens.remove(key);
             rescan(tokens, &w.module);
-            event(events, "token-removed", format!("token '{}' (serial {}) was replaced: sessions closed, PIN forgotten", w.label, w.serial));
+            event(
+                events,
+                "token-removed",
+                format!("token '{}' (serial {}) was replaced: sessions closed, PIN forgotten", w.label, w.serial),
+            );
             event(events, "token-inserted", format!("token '{}' (serial {serial}) is present", w.label));
             w.serial = serial;
             true
@@ -272,7 +309,13 @@ fn apply_presence(key: &str, w: &mut Watch, now: Option<String>, tokens: &mut Ha
 }
 
 /// One synchronous look at every watched token (after a failed request: was it removal?).
-fn check_presence(base: &Global, tokens: &mut HashMap<String, Token>, watches: &mut HashMap<String, Watch>, events: &Events, readers: &Readers) -> Vec<String> {
+fn check_presence(
+    base: &Global,
+    tokens: &mut HashMap<String, Token>,
+    watches: &mut HashMap<String, Watch>,
+    events: &Events,
+    readers: &Readers,
+) -> Vec<String> {
     let mut removed = Vec::new();
     for (key, w) in watches.iter_mut() {
         let now = observe(base, w, readers);
@@ -284,13 +327,21 @@ fn check_presence(base: &Global, tokens: &mut HashMap<String, Token>, watches: &
 }
 
 /// The periodic look: readers at once, modules through the prober (results applied as they come).
-fn poll_presence(base: &Global, tokens: &mut HashMap<String, Token>, watches: &mut HashMap<String, Watch>, events: &Events, readers: &Readers, prober: &mut Prober) {
+fn poll_presence(
+    base: &Global,
+    tokens: &mut HashMap<String, Token>,
+    watches: &mut HashMap<String, Watch>,
+    events: &Events,
+    readers: &Readers,
+    prober: &mut Prober,
+) {
     for (key, w) in watches.iter_mut().filter(|(_, w)| w.reader.is_some()) {
         let now = observe(base, w, readers);
         apply_presence(key, w, now, tokens, events);
     }
     if !prober.busy {
-        let batch: Vec<(String, Watch)> = watches.iter().filter(|(_, w)| w.reader.is_none()).map(|(k, w)| (k.clone(), w.clone())).collect();
+        let batch: Vec<(String, Watch)> =
+            watches.iter().filter(|(_, w)| w.reader.is_none()).map(|(k, w)| (k.clone(), w.clone())).collect();
         if !batch.is_empty() && prober.tx.send(batch).is_ok() {
             prober.busy = true;
         }
@@ -299,7 +350,12 @@ fn poll_presence(base: &Global, tokens: &mut HashMap<String, Token>, watches: &m
 
 /// Apply finished probes. A "not there" from a probe that started before a request last
 /// succeeded with the token is stale and ignored.
-fn take_probe_results(tokens: &mut HashMap<String, Token>, watches: &mut HashMap<String, Watch>, events: &Events, prober: &mut Prober) {
+fn take_probe_results(
+    tokens: &mut HashMap<String, Token>,
+    watches: &mut HashMap<String, Watch>,
+    events: &Events,
+    prober: &mut Prober,
+) {
     while let Ok((started, found)) = prober.rx.try_recv() {
         prober.busy = false;
         for (key, now) in found {
@@ -312,4 +368,3 @@ fn take_probe_results(tokens: &mut HashMap<String, Token>, watches: &mut HashMap
         }
     }
 }
-

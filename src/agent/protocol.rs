@@ -142,7 +142,13 @@ pub struct Response {
 }
 
 fn read_exactly(r: &mut impl Read, buf: &mut [u8]) -> Result<(), ProtocolError> {
-    r.read_exact(buf).map_err(|e| if e.kind() == std::io::ErrorKind::UnexpectedEof { ProtocolError::Closed } else { e.into() })
+    r.read_exact(buf).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::UnexpectedEof {
+            ProtocolError::Closed
+        } else {
+            e.into()
+        }
+    })
 }
 
 fn frame_size(len: [u8; 4], limit: u32, what: &'static str) -> Result<usize, ProtocolError> {
@@ -154,7 +160,11 @@ fn frame_size(len: [u8; 4], limit: u32, what: &'static str) -> Result<usize, Pro
 }
 
 fn frame_len(data: &[u8]) -> Result<[u8; 4], ProtocolError> {
-    let len = u32::try_from(data.len()).map_err(|_| ProtocolError::TooLarge { what: "frame", size: u32::MAX, limit: MAX_BODY })?;
+    let len = u32::try_from(data.len()).map_err(|_| ProtocolError::TooLarge {
+        what: "frame",
+        size: u32::MAX,
+        limit: MAX_BODY,
+    })?;
     Ok(len.to_be_bytes())
 }
 
@@ -197,7 +207,12 @@ pub fn write_message<H: Serialize>(w: &mut impl Write, header: &H, body: &[u8]) 
 }
 
 /// `write_message`, with `fds` passed alongside (attached to the first byte of the message).
-pub fn write_message_with_fds<H: Serialize>(sock: &UnixStream, header: &H, body: &[u8], fds: &[BorrowedFd<'_>]) -> Result<(), ProtocolError> {
+pub fn write_message_with_fds<H: Serialize>(
+    sock: &UnixStream,
+    header: &H,
+    body: &[u8],
+    fds: &[BorrowedFd<'_>],
+) -> Result<(), ProtocolError> {
     use rustix::net::{sendmsg, SendAncillaryBuffer, SendAncillaryMessage, SendFlags};
     if fds.len() > MAX_FDS {
         return Err(ProtocolError::TooManyFds);
@@ -244,10 +259,15 @@ impl Read for Until<'_> {
 }
 
 /// `read_message_with_fds`, which must have the whole message within `limit` from now.
-pub fn read_message_with_fds_within<H: for<'de> Deserialize<'de>>(sock: &UnixStream, limit: std::time::Duration) -> Result<(H, Vec<u8>, Vec<OwnedFd>), ProtocolError> {
+pub fn read_message_with_fds_within<H: for<'de> Deserialize<'de>>(
+    sock: &UnixStream,
+    limit: std::time::Duration,
+) -> Result<(H, Vec<u8>, Vec<OwnedFd>), ProtocolError> {
     let deadline = std::time::Instant::now() + limit;
     let timed = |e: ProtocolError| match e {
-        ProtocolError::Io(io) if matches!(io.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => ProtocolError::TimedOut(limit),
+        ProtocolError::Io(io) if matches!(io.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+            ProtocolError::TimedOut(limit)
+        }
         e => e,
     };
     read_with_fds(sock, Some(Until { sock, deadline })).map_err(timed)
@@ -255,11 +275,16 @@ pub fn read_message_with_fds_within<H: for<'de> Deserialize<'de>>(sock: &UnixStr
 
 /// `read_message` from a socket, with the descriptors passed alongside (close-on-exec). The
 /// first bytes of every message are read with recvmsg: a plain read would discard them.
-pub fn read_message_with_fds<H: for<'de> Deserialize<'de>>(sock: &UnixStream) -> Result<(H, Vec<u8>, Vec<OwnedFd>), ProtocolError> {
+pub fn read_message_with_fds<H: for<'de> Deserialize<'de>>(
+    sock: &UnixStream,
+) -> Result<(H, Vec<u8>, Vec<OwnedFd>), ProtocolError> {
     read_with_fds(sock, None)
 }
 
-fn read_with_fds<H: for<'de> Deserialize<'de>>(sock: &UnixStream, until: Option<Until<'_>>) -> Result<(H, Vec<u8>, Vec<OwnedFd>), ProtocolError> {
+fn read_with_fds<H: for<'de> Deserialize<'de>>(
+    sock: &UnixStream,
+    until: Option<Until<'_>>,
+) -> Result<(H, Vec<u8>, Vec<OwnedFd>), ProtocolError> {
     use rustix::net::{recvmsg, RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, ReturnFlags};
     let mut prefix = [0u8; 4];
     let mut got = 0;
@@ -270,7 +295,8 @@ fn read_with_fds<H: for<'de> Deserialize<'de>>(sock: &UnixStream, until: Option<
         if let Some(u) = &until {
             u.arm()?;
         }
-        let msg = match recvmsg(sock, &mut [IoSliceMut::new(&mut prefix[got..])], &mut control, RecvFlags::CMSG_CLOEXEC) {
+        let msg = match recvmsg(sock, &mut [IoSliceMut::new(&mut prefix[got..])], &mut control, RecvFlags::CMSG_CLOEXEC)
+        {
             Ok(m) => m,
             Err(rustix::io::Errno::INTR) => continue,
             Err(e) => return Err(std::io::Error::from(e).into()),
@@ -303,7 +329,20 @@ mod tests {
     #[test]
     fn messages_round_trip_binary_bodies() {
         let mut buf = Vec::new();
-        let req = Request { v: VERSION, id: 7, method: "sign".into(), args: serde_json::json!({"pss": true}), token: None, key: None, allow_final_pin_try: false, timeout_ms: 1000, client: ClientEnv::default(), body_in_fd: false, reply_in_fd: false, passed: Vec::new() };
+        let req = Request {
+            v: VERSION,
+            id: 7,
+            method: "sign".into(),
+            args: serde_json::json!({"pss": true}),
+            token: None,
+            key: None,
+            allow_final_pin_try: false,
+            timeout_ms: 1000,
+            client: ClientEnv::default(),
+            body_in_fd: false,
+            reply_in_fd: false,
+            passed: Vec::new(),
+        };
         write_message(&mut buf, &req, &[0, 255, 13, 10]).unwrap();
         let (back, body): (Request, Vec<u8>) = read_message(&mut buf.as_slice()).unwrap();
         assert_eq!(back.id, 7);
@@ -324,7 +363,20 @@ mod tests {
         let (a, b) = UnixStream::pair().unwrap();
         let mut file = tempfile::tempfile().unwrap();
         file.write_all(b"body in a file").unwrap();
-        let req = Request { v: VERSION, id: 1, method: "sign".into(), args: serde_json::Value::Null, token: None, key: None, allow_final_pin_try: false, timeout_ms: 1, client: ClientEnv::default(), body_in_fd: true, reply_in_fd: false, passed: Vec::new() };
+        let req = Request {
+            v: VERSION,
+            id: 1,
+            method: "sign".into(),
+            args: serde_json::Value::Null,
+            token: None,
+            key: None,
+            allow_final_pin_try: false,
+            timeout_ms: 1,
+            client: ClientEnv::default(),
+            body_in_fd: true,
+            reply_in_fd: false,
+            passed: Vec::new(),
+        };
         write_message_with_fds(&a, &req, &[], &[file.as_fd()]).unwrap();
         write_message(&mut &a, &req, b"inline").unwrap();
         let (first, body, fds): (Request, _, _) = read_message_with_fds(&b).unwrap();
@@ -344,6 +396,9 @@ mod tests {
         let (a, _b) = UnixStream::pair().unwrap();
         let f = tempfile::tempfile().unwrap();
         let too_many = vec![f.as_fd(); MAX_FDS + 1];
-        assert!(matches!(write_message_with_fds(&a, &Response::default(), &[], &too_many), Err(ProtocolError::TooManyFds)));
+        assert!(matches!(
+            write_message_with_fds(&a, &Response::default(), &[], &too_many),
+            Err(ProtocolError::TooManyFds)
+        ));
     }
 }

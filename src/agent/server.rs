@@ -5,7 +5,9 @@
 
 use super::audit::AuditLog;
 use super::presence::{event, reader_of, Desk, Events};
-use super::protocol::{read_message_with_fds_within, write_message, Passed, ProtocolError, Request, Response, MAX_BODY, VERSION};
+use super::protocol::{
+    read_message_with_fds_within, write_message, Passed, ProtocolError, Request, Response, MAX_BODY, VERSION,
+};
 use super::turnstile::{Refused, Turn, Turnstile};
 use super::watchdog::{self, Owed, Watchdog};
 use super::AgentConfig;
@@ -84,7 +86,15 @@ fn peer_of(stream: &UnixStream) -> std::io::Result<Peer> {
     let mut cred = libc::ucred { pid: 0, uid: 0, gid: 0 };
     let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
     // SAFETY: getsockopt writes at most `len` bytes into `cred`, a plain C struct we own.
-    let rc = unsafe { libc::getsockopt(stream.as_raw_fd(), libc::SOL_SOCKET, libc::SO_PEERCRED, &mut cred as *mut _ as *mut libc::c_void, &mut len) };
+    let rc = unsafe {
+        libc::getsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_PEERCRED,
+            &mut cred as *mut _ as *mut libc::c_void,
+            &mut len,
+        )
+    };
     if rc != 0 {
         return Err(std::io::Error::last_os_error());
     }
@@ -120,7 +130,8 @@ fn bind(socket: &Path) -> Result<UnixListener, Failure> {
     if let Some(dir) = socket.parent() {
         std::fs::create_dir_all(dir).map_err(|e| fail("cannot create the directory of", e))?;
         // Only this user may even look up the socket.
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(|e| fail("cannot protect the directory of", e))?;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+            .map_err(|e| fail("cannot protect the directory of", e))?;
     }
     if socket.exists() {
         if UnixStream::connect(socket).is_ok() {
@@ -160,7 +171,10 @@ pub fn run(g: &Global, setup: Setup, a: AgentArgs) -> Result<(), Failure> {
     });
     let (readers, events): (Readers, Events) = (Readers::watch(), Arc::new(Mutex::new(Vec::new())));
     let agent = Arc::new(Agent {
-        desk: Turnstile::new(Desk::new(g.clone(), cfg.clone(), events.clone(), readers.clone()), cfg.queue_limit.max(1)),
+        desk: Turnstile::new(
+            Desk::new(g.clone(), cfg.clone(), events.clone(), readers.clone()),
+            cfg.queue_limit.max(1),
+        ),
         base: g.clone(),
         setup,
         readers,
@@ -182,7 +196,9 @@ pub fn run(g: &Global, setup: Setup, a: AgentArgs) -> Result<(), Failure> {
         .spawn(move || watch_for_hangs(&wagent, fd, own_path))
         .map_err(|e| Failure::new(Exit::Io, format!("cannot start the watchdog: {e}")))?;
     match std::env::var(watchdog::RESTARTS_VAR) {
-        Ok(n) => eprintln!("ssmax-card agent: listening on {} (restart {n} after a hung token call)", a.socket.display()),
+        Ok(n) => {
+            eprintln!("ssmax-card agent: listening on {} (restart {n} after a hung token call)", a.socket.display())
+        }
         Err(_) => eprintln!("ssmax-card agent: listening on {}", a.socket.display()),
     }
     // SAFETY: getuid cannot fail.
@@ -211,7 +227,11 @@ pub fn run(g: &Global, setup: Setup, a: AgentArgs) -> Result<(), Failure> {
             Err(_) => continue,
         };
         if peer.uid != me {
-            door.refuse(stream, owed, error_response(0, Exit::Usage, format!("refused: this agent serves uid {me} only")));
+            door.refuse(
+                stream,
+                owed,
+                error_response(0, Exit::Usage, format!("refused: this agent serves uid {me} only")),
+            );
             continue;
         }
         if open.load(Ordering::SeqCst) >= cap {
@@ -315,7 +335,14 @@ fn write_audit(mut log: AuditLog, rx: mpsc::Receiver<AuditMsg>) {
         let mut next = Some(first);
         while let Some(m) = next.take() {
             match m {
-                AuditMsg::Entry(e) => batch.push(super::audit::NewEntry { op: e.op, client_pid: e.pid, client_exe: e.exe, digest: e.body_digest, key: e.key, result: e.result }),
+                AuditMsg::Entry(e) => batch.push(super::audit::NewEntry {
+                    op: e.op,
+                    client_pid: e.pid,
+                    client_exe: e.exe,
+                    digest: e.body_digest,
+                    key: e.key,
+                    result: e.result,
+                }),
                 AuditMsg::Close(done) => {
                     close = Some(done);
                     break;
@@ -346,7 +373,14 @@ fn error_response(id: u64, exit: Exit, message: String) -> Response {
 
 /// For a request that never reached the token because the agent is restarting.
 fn restarting_response(id: u64) -> Response {
-    Response { retry_after_ms: Some(200), ..error_response(id, Exit::Busy, "busy: the agent is restarting after a token call hung; try again in a moment".into()) }
+    Response {
+        retry_after_ms: Some(200),
+        ..error_response(
+            id,
+            Exit::Busy,
+            "busy: the agent is restarting after a token call hung; try again in a moment".into(),
+        )
+    }
 }
 
 fn serve(stream: Arc<UnixStream>, peer: Peer, agent: &Agent, mut owed: Owed) {
@@ -374,12 +408,22 @@ fn serve(stream: Arc<UnixStream>, peer: Peer, agent: &Agent, mut owed: Owed) {
         };
         let received = Instant::now();
         if req.v != VERSION {
-            let _ = write_message(&mut &*stream, &error_response(req.id, Exit::Usage, format!("protocol version {} is not {VERSION}", req.v)), &[]);
+            let _ = write_message(
+                &mut &*stream,
+                &error_response(req.id, Exit::Usage, format!("protocol version {} is not {VERSION}", req.v)),
+                &[],
+            );
             return;
         }
         match req.method.as_str() {
             "ping" => {
-                let r = Response { v: VERSION, id: req.id, ok: true, notes: vec![format!("ssmax-card agent {}", env!("CARGO_PKG_VERSION"))], ..Default::default() };
+                let r = Response {
+                    v: VERSION,
+                    id: req.id,
+                    ok: true,
+                    notes: vec![format!("ssmax-card agent {}", env!("CARGO_PKG_VERSION"))],
+                    ..Default::default()
+                };
                 let written = write_message(&mut &*stream, &r, &[]);
                 owed.settle();
                 if written.is_err() {
@@ -429,7 +473,14 @@ fn serve(stream: Arc<UnixStream>, peer: Peer, agent: &Agent, mut owed: Owed) {
                     }
                 };
                 let timeout = Duration::from_millis(req.timeout_ms.clamp(1, 3_600_000));
-                let job = Job { req: &req, peer, reply_file: reply.as_ref(), stream: &stream, deadline: received + timeout, timeout };
+                let job = Job {
+                    req: &req,
+                    peer,
+                    reply_file: reply.as_ref(),
+                    stream: &stream,
+                    deadline: received + timeout,
+                    timeout,
+                };
                 let Some((resp, out)) = run_job(agent, job, body, passed) else {
                     // The watchdog answered it (a hung token, or the client's deadline).
                     owed.settled_elsewhere();
@@ -487,7 +538,11 @@ fn passed_files(req: &Request, body: Vec<u8>, fds: Vec<OwnedFd>) -> Result<Recei
     for (kind, f) in req.passed.iter().zip(files.by_ref()) {
         let (f, len) = regular(f)?;
         if len > kind.limit() {
-            return Err(format!("a passed {} file of {len} bytes is over the limit of {}", kind.name(), crate::files::size(kind.limit())));
+            return Err(format!(
+                "a passed {} file of {len} bytes is over the limit of {}",
+                kind.name(),
+                crate::files::size(kind.limit())
+            ));
         }
         let mut buf = vec![0u8; len as usize];
         f.read_exact_at(&mut buf, 0).map_err(|e| format!("reading a passed {} file: {e}", kind.name()))?;
@@ -517,7 +572,6 @@ fn passed_files(req: &Request, body: Vec<u8>, fds: Vec<OwnedFd>) -> Result<Recei
     Ok(Received { body, passed, reply })
 }
 
-
 /// A request as its connection thread runs it.
 struct Job<'r> {
     req: &'r Request,
@@ -536,7 +590,12 @@ fn run_job(agent: &Agent, job: Job<'_>, body: Vec<u8>, passed: Vec<(Passed, Vec<
     let req = job.req;
     // The audit log gets a digest of the body, taken before the body moves on to the command (a
     // large mail is held once, not twice).
-    let audit = agent.audit.as_ref().map(|log| Audit { log, pid: job.peer.pid, body_digest: super::audit::body_digest(&body), exe: std::fs::read_link(format!("/proc/{}/exe", job.peer.pid)).ok().map(|p| p.display().to_string()) });
+    let audit = agent.audit.as_ref().map(|log| Audit {
+        log,
+        pid: job.peer.pid,
+        body_digest: super::audit::body_digest(&body),
+        exe: std::fs::read_link(format!("/proc/{}/exe", job.peer.pid)).ok().map(|p| p.display().to_string()),
+    });
     let mut g = agent.base.clone();
     g.allow_final_pin_try = req.allow_final_pin_try;
     let mut s = agent.setup.clone();
@@ -550,12 +609,43 @@ fn run_job(agent: &Agent, job: Job<'_>, body: Vec<u8>, passed: Vec<(Passed, Vec<
         Ok(())
     })();
     let wants_output = req.args.get("out").and_then(|v| v.as_bool()).unwrap_or(true);
-    let prompt = EventPrompt { inner: PinentryPin::for_client(s.config.pinentry_program.clone(), req.client.clone()), events: agent.events.clone(), dog: agent.dog.clone(), method: req.method.clone() };
+    let prompt = EventPrompt {
+        inner: PinentryPin::for_client(s.config.pinentry_program.clone(), req.client.clone()),
+        events: agent.events.clone(),
+        dog: agent.dog.clone(),
+        method: req.method.clone(),
+    };
     let token_key = s.token_uri.to_string();
-    let mut ctx = AgentCtx { g, s, input: Some(body), output: Vec::new(), reply_file: job.reply_file.map(|f| (f, 0)), wants_output, notes: Vec::new(), report: None, agent, job: &job, turn: None, refused: None, answered_elsewhere: false, key: None, token_key, prompt };
+    let mut ctx = AgentCtx {
+        g,
+        s,
+        input: Some(body),
+        output: Vec::new(),
+        reply_file: job.reply_file.map(|f| (f, 0)),
+        wants_output,
+        notes: Vec::new(),
+        report: None,
+        agent,
+        job: &job,
+        turn: None,
+        refused: None,
+        answered_elsewhere: false,
+        key: None,
+        token_key,
+        prompt,
+    };
     let result = parsed.and_then(|()| dispatch(&mut ctx, &req.method, &req.args, passed));
     let body_in_fd = ctx.reply_file.map(|(_, written)| written);
-    let mut resp = Response { v: VERSION, id: req.id, ok: result.is_ok(), exit: 0, notes: std::mem::take(&mut ctx.notes), report: ctx.report.take(), body_in_fd, ..Default::default() };
+    let mut resp = Response {
+        v: VERSION,
+        id: req.id,
+        ok: result.is_ok(),
+        exit: 0,
+        notes: std::mem::take(&mut ctx.notes),
+        report: ctx.report.take(),
+        body_in_fd,
+        ..Default::default()
+    };
     if let Err(f) = &result {
         resp.exit = f.exit as u8;
         resp.error = Some(f.message.clone());
@@ -583,7 +673,14 @@ struct Audit<'a> {
 fn log_request(audit: Option<Audit<'_>>, req: &Request, resp: &Response, key: Option<String>) {
     if let Some(a) = audit {
         let result = if resp.ok { "ok".to_string() } else { resp.error.clone().unwrap_or_default() };
-        let _ = a.log.send(AuditMsg::Entry(AuditEntry { op: req.method.clone(), pid: Some(a.pid), exe: a.exe, body_digest: a.body_digest, key, result }));
+        let _ = a.log.send(AuditMsg::Entry(AuditEntry {
+            op: req.method.clone(),
+            pid: Some(a.pid),
+            exe: a.exe,
+            body_digest: a.body_digest,
+            key,
+            result,
+        }));
     }
 }
 
@@ -610,7 +707,8 @@ fn watch_for_hangs(agent: &Agent, listener: std::os::fd::RawFd, own_path: Option
     let tick = (dog.limit / 10).clamp(Duration::from_millis(50), Duration::from_secs(1));
     let (what, took) = loop {
         // Wake in time for the deadline of the request that holds the turn.
-        let until_deadline = lock(&agent.current).as_ref().map(|r| r.deadline.saturating_duration_since(Instant::now()));
+        let until_deadline =
+            lock(&agent.current).as_ref().map(|r| r.deadline.saturating_duration_since(Instant::now()));
         std::thread::sleep(until_deadline.map_or(tick, |d| d.min(tick)).max(Duration::from_millis(5)));
         if let Some(o) = dog.overdue() {
             break o;
@@ -642,7 +740,14 @@ fn watch_for_hangs(agent: &Agent, listener: std::os::fd::RawFd, own_path: Option
     agent.desk.close();
     event(&agent.events, "agent-restarting", msg.clone());
     if let Some(log) = &agent.audit {
-        let _ = log.send(AuditMsg::Entry(AuditEntry { op: "watchdog".into(), pid: None, exe: None, body_digest: super::audit::body_digest(&[]), key: None, result: msg }));
+        let _ = log.send(AuditMsg::Entry(AuditEntry {
+            op: "watchdog".into(),
+            pid: None,
+            exe: None,
+            body_digest: super::audit::body_digest(&[]),
+            key: None,
+            result: msg,
+        }));
         let (done, wait) = mpsc::channel();
         if log.send(AuditMsg::Close(done)).is_ok() {
             let _ = wait.recv_timeout(Duration::from_secs(5));
@@ -661,7 +766,12 @@ fn watch_for_hangs(agent: &Agent, listener: std::os::fd::RawFd, own_path: Option
     std::process::exit(Exit::Io as i32);
 }
 
-fn dispatch(ctx: &mut AgentCtx<'_>, method: &str, args: &serde_json::Value, passed: Vec<(Passed, Vec<u8>)>) -> Result<(), Failure> {
+fn dispatch(
+    ctx: &mut AgentCtx<'_>,
+    method: &str,
+    args: &serde_json::Value,
+    passed: Vec<(Passed, Vec<u8>)>,
+) -> Result<(), Failure> {
     use crate::cli::{decrypt, forward, receive, send, sign, status, verify};
     let bad = |e: serde_json::Error| Failure::new(Exit::Usage, format!("bad arguments for {method}: {e}"));
     if !passed.is_empty() && method != "verify" {
@@ -707,7 +817,9 @@ impl VerifyWire {
         for (kind, data) in passed {
             match kind {
                 Passed::Anchors => a.anchors.extend(crate::cms::cert::load_bytes(&data, "a passed --ca file")?),
-                Passed::Intermediates => a.intermediates.extend(crate::cms::cert::load_bytes(&data, "a passed --certfile file")?),
+                Passed::Intermediates => {
+                    a.intermediates.extend(crate::cms::cert::load_bytes(&data, "a passed --certfile file")?)
+                }
                 Passed::Content if a.content.is_none() => a.content = Some(data),
                 Passed::Content => return Err(Failure::new(Exit::Usage, "bad request: more than one content file")),
             }
@@ -761,16 +873,29 @@ impl AgentCtx<'_> {
         match self.agent.desk.take(self.job.deadline) {
             Ok(turn) => {
                 self.agent.dog.enter(&self.job.req.method);
-                *lock(&self.agent.current) = Some(Running { id: self.job.req.id, stream: self.job.stream.clone(), deadline: self.job.deadline, timeout: self.job.timeout });
+                *lock(&self.agent.current) = Some(Running {
+                    id: self.job.req.id,
+                    stream: self.job.stream.clone(),
+                    deadline: self.job.deadline,
+                    timeout: self.job.timeout,
+                });
                 self.turn = Some(turn);
                 Ok(())
             }
             Err(r) => {
                 self.refused = Some(r);
                 Err(match r {
-                    Refused::Busy => Failure::new(Exit::Busy, "busy: too many requests are waiting for the token; try again shortly"),
-                    Refused::TimedOut => Failure::new(Exit::Io, format!("timed out after {} ms waiting for the token", self.job.timeout.as_millis())),
-                    Refused::Closed => Failure::new(Exit::Busy, "busy: the agent is restarting after a token call hung; try again in a moment"),
+                    Refused::Busy => {
+                        Failure::new(Exit::Busy, "busy: too many requests are waiting for the token; try again shortly")
+                    }
+                    Refused::TimedOut => Failure::new(
+                        Exit::Io,
+                        format!("timed out after {} ms waiting for the token", self.job.timeout.as_millis()),
+                    ),
+                    Refused::Closed => Failure::new(
+                        Exit::Busy,
+                        "busy: the agent is restarting after a token call hung; try again in a moment",
+                    ),
                 })
             }
         }
@@ -798,7 +923,8 @@ impl Ctx for AgentCtx<'_> {
             return self.output(pieces.concat());
         };
         for p in pieces {
-            file.write_all_at(p, *written).map_err(|e| Failure::new(Exit::Io, format!("writing the product to the client's file: {e}")))?;
+            file.write_all_at(p, *written)
+                .map_err(|e| Failure::new(Exit::Io, format!("writing the product to the client's file: {e}")))?;
             *written += p.len() as u64;
         }
         Ok(())
@@ -827,7 +953,10 @@ impl Ctx for AgentCtx<'_> {
             desk.tokens.insert(self.token_key.clone(), t);
         }
         // Possession first: a token bound to a reader is there only while its card is.
-        let gate = desk.tokens.get(&self.token_key).and_then(|t| reader_of(t, &self.s.config.agent).map(|(r, strict)| (t.label.clone(), r, strict)));
+        let gate = desk
+            .tokens
+            .get(&self.token_key)
+            .and_then(|t| reader_of(t, &self.s.config.agent).map(|(r, strict)| (t.label.clone(), r, strict)));
         if let Some((label, reader, strict)) = gate {
             let refuse = match self.agent.readers.card_in(&reader) {
                 Some(true) => None,
@@ -840,7 +969,10 @@ impl Ctx for AgentCtx<'_> {
                 return Err(TokenError::NotPresent(msg).into());
             }
         }
-        let token = desk.tokens.get_mut(&self.token_key).ok_or_else(|| Failure::new(Exit::Io, "internal: token vanished from the agent's table"))?;
+        let token = desk
+            .tokens
+            .get_mut(&self.token_key)
+            .ok_or_else(|| Failure::new(Exit::Io, "internal: token vanished from the agent's table"))?;
         Ok(Parts { g: &self.g, s: &self.s, token, prompt: &self.prompt })
     }
 }
@@ -856,7 +988,13 @@ struct EventPrompt {
 impl PinPrompt for EventPrompt {
     fn ask(&self, request: &PinRequest<'_>) -> Result<SecretString, TokenError> {
         if let Ok(mut subs) = self.events.lock() {
-            let ev = Response { v: VERSION, ok: true, event: Some("pin-needed".into()), notes: vec![format!("token '{}': {}", request.token, request.operation)], ..Default::default() };
+            let ev = Response {
+                v: VERSION,
+                ok: true,
+                event: Some("pin-needed".into()),
+                notes: vec![format!("token '{}': {}", request.token, request.operation)],
+                ..Default::default()
+            };
             subs.retain(|s| s.send(ev.clone()).is_ok());
         }
         // A person typing a PIN is not a hung card: the watchdog looks away meanwhile.

@@ -55,7 +55,17 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl<T> Turnstile<T> {
     /// `capacity`: how many may wait while one holds the turn.
     pub fn new(value: T, capacity: usize) -> Self {
-        Turnstile { line: Mutex::new(Line { held: false, next_ticket: 0, waiting: VecDeque::new(), granted: None, closed: false }), value: Mutex::new(value), capacity }
+        Turnstile {
+            line: Mutex::new(Line {
+                held: false,
+                next_ticket: 0,
+                waiting: VecDeque::new(),
+                granted: None,
+                closed: false,
+            }),
+            value: Mutex::new(value),
+            capacity,
+        }
     }
 
     /// Wait for the turn until `deadline`.
@@ -169,7 +179,11 @@ mod tests {
     }
 
     /// Start a waiter and return once it is in line.
-    fn queue_up(gate: &Arc<Turnstile<Vec<u32>>>, n: u32, deadline_ms: u64) -> std::thread::JoinHandle<Result<(), Refused>> {
+    fn queue_up(
+        gate: &Arc<Turnstile<Vec<u32>>>,
+        n: u32,
+        deadline_ms: u64,
+    ) -> std::thread::JoinHandle<Result<(), Refused>> {
         let before = gate.waiting();
         let g = gate.clone();
         let h = std::thread::spawn(move || g.take(soon(deadline_ms)).map(|mut v| v.push(n)));

@@ -35,7 +35,13 @@ pub struct Watchdog {
 
 impl Watchdog {
     pub fn new(limit: Duration) -> Arc<Self> {
-        Arc::new(Watchdog { limit, busy: Mutex::new(None), restarting: AtomicBool::new(false), in_flight: AtomicUsize::new(0), accept_parked: AtomicBool::new(false) })
+        Arc::new(Watchdog {
+            limit,
+            busy: Mutex::new(None),
+            restarting: AtomicBool::new(false),
+            in_flight: AtomicUsize::new(0),
+            accept_parked: AtomicBool::new(false),
+        })
     }
 
     /// The holder of the turn enters the token layer for `what` (a request, a presence check).
@@ -71,7 +77,9 @@ impl Watchdog {
     /// Wait (bounded) until the accept loop has stopped and every answer owed has been written.
     pub fn drain_answers(&self, within: Duration) {
         let until = Instant::now() + within;
-        while (!self.accept_parked.load(Ordering::SeqCst) || self.in_flight.load(Ordering::SeqCst) > 0) && Instant::now() < until {
+        while (!self.accept_parked.load(Ordering::SeqCst) || self.in_flight.load(Ordering::SeqCst) > 0)
+            && Instant::now() < until
+        {
             std::thread::sleep(Duration::from_millis(10));
         }
     }

@@ -41,20 +41,41 @@ pub fn run(ctx: &mut dyn Ctx, iterations: usize) -> Result<(), Failure> {
         let session = p.token.session();
         let ck = |e| Failure::from(crate::token::TokenError::ck(e));
         let mut out = serde_json::Map::new();
-        let digest_info = [&[0x30u8, 0x31, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x01, 0x05, 0x00, 0x04, 0x20][..], &[7u8; 32]].concat();
+        let digest_info = [
+            &[
+                0x30u8, 0x31, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x01, 0x05, 0x00,
+                0x04, 0x20,
+            ][..],
+            &[7u8; 32],
+        ]
+        .concat();
         if let Some(k) = &rsa {
-            out.insert("C_Sign RSA-2048 (PKCS#1)".into(), time(n, || session.sign(&Mechanism::RsaPkcs, k.handle, &digest_info).map(|_| ()).map_err(ck))?.into());
-            let ct = session.find_objects(&[Attribute::Class(ObjectClass::PUBLIC_KEY), Attribute::Id(k.id.clone())]).map_err(ck)?;
+            out.insert(
+                "C_Sign RSA-2048 (PKCS#1)".into(),
+                time(n, || session.sign(&Mechanism::RsaPkcs, k.handle, &digest_info).map(|_| ()).map_err(ck))?.into(),
+            );
+            let ct = session
+                .find_objects(&[Attribute::Class(ObjectClass::PUBLIC_KEY), Attribute::Id(k.id.clone())])
+                .map_err(ck)?;
             if let Some(pubk) = ct.first() {
                 let c = session.encrypt(&Mechanism::RsaPkcs, *pubk, &[9u8; 32]).map_err(ck)?;
-                out.insert("C_Decrypt RSA-2048 (PKCS#1)".into(), time(n, || session.decrypt(&Mechanism::RsaPkcs, k.handle, &c).map(|_| ()).map_err(ck))?.into());
+                out.insert(
+                    "C_Decrypt RSA-2048 (PKCS#1)".into(),
+                    time(n, || session.decrypt(&Mechanism::RsaPkcs, k.handle, &c).map(|_| ()).map_err(ck))?.into(),
+                );
             }
         }
         if let Some(k) = &ec {
-            out.insert("C_Sign ECDSA P-256".into(), time(n, || session.sign(&Mechanism::Ecdsa, k.handle, &[5u8; 32]).map(|_| ()).map_err(ck))?.into());
+            out.insert(
+                "C_Sign ECDSA P-256".into(),
+                time(n, || session.sign(&Mechanism::Ecdsa, k.handle, &[5u8; 32]).map(|_| ()).map_err(ck))?.into(),
+            );
             let peer = p256::SecretKey::random(&mut rand_core::OsRng).public_key();
             let point = p256::EncodedPoint::from(peer).as_bytes().to_vec();
-            out.insert("C_DeriveKey ECDH P-256".into(), time(n, || p.token.ecdh_secret(k, &point, 32).map(|_| ()).map_err(Failure::from))?.into());
+            out.insert(
+                "C_DeriveKey ECDH P-256".into(),
+                time(n, || p.token.ecdh_secret(k, &point, 32).map(|_| ()).map_err(Failure::from))?.into(),
+            );
         }
         out.insert(
             "C_Login".into(),
@@ -132,7 +153,8 @@ fn stage_rates(ctx: &mut dyn Ctx, out: &mut serde_json::Map<String, serde_json::
     };
     let der = crate::cms::encrypt::encrypt(body.clone(), &[(*mine).clone()])?;
     let env = crate::cms::decrypt::Envelope::parse(&der)?;
-    let mut dec = crate::token::decrypt::TokenDecryptor::new(p.token, p.prompt, p.g.allow_final_pin_try, "benchmark decryption")?;
+    let mut dec =
+        crate::token::decrypt::TokenDecryptor::new(p.token, p.prompt, p.g.allow_final_pin_try, "benchmark decryption")?;
     let (cek, _, _) = env.recover_cek(&mut dec)?;
     let mut runs = Vec::new();
     for _ in 0..7 {

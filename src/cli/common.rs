@@ -40,7 +40,10 @@ pub fn setup(g: &Global) -> Result<Setup, Failure> {
 pub fn prompt(g: &Global, config: &Config, io: Option<&InOut>) -> Result<Box<dyn PinPrompt>, Failure> {
     if let Some(fd) = g.pin_fd {
         if fd == 0 && io.is_some_and(|io| io.input.is_none()) {
-            return Err(Failure::new(Exit::Usage, "--pin-fd 0 is standard input, which carries the mail here: use another descriptor or --in FILE"));
+            return Err(Failure::new(
+                Exit::Usage,
+                "--pin-fd 0 is standard input, which carries the mail here: use another descriptor or --in FILE",
+            ));
         }
         return Ok(Box::new(FdPin::new(fd)));
     }
@@ -55,9 +58,13 @@ pub fn prompt(g: &Global, config: &Config, io: Option<&InOut>) -> Result<Box<dyn
 pub fn read_input(io: &InOut) -> Result<Vec<u8>, Failure> {
     let Some(p) = &io.input else {
         let mut buf = Vec::new();
-        files::read_stream(std::io::stdin().lock(), files::MAX_MAIL, &mut buf).map_err(|e| Failure::new(Exit::Io, format!("cannot read standard input: {e}")))?;
+        files::read_stream(std::io::stdin().lock(), files::MAX_MAIL, &mut buf)
+            .map_err(|e| Failure::new(Exit::Io, format!("cannot read standard input: {e}")))?;
         if buf.len() as u64 > files::MAX_MAIL {
-            return Err(Failure::new(Exit::Usage, format!("input is larger than {}; refused", files::size(files::MAX_MAIL))));
+            return Err(Failure::new(
+                Exit::Usage,
+                format!("input is larger than {}; refused", files::size(files::MAX_MAIL)),
+            ));
         }
         return Ok(buf);
     };
@@ -68,7 +75,9 @@ pub fn read_input(io: &InOut) -> Result<Vec<u8>, Failure> {
 pub fn read_opened_input(f: std::fs::File, p: &Path) -> Result<Vec<u8>, Failure> {
     files::read_limited(f, files::MAX_MAIL)
         .map_err(|source| Failure::from(files::ReadError::Io { path: p.to_path_buf(), source }))?
-        .ok_or_else(|| Failure::new(Exit::Usage, format!("input is larger than {}; refused", files::size(files::MAX_MAIL))))
+        .ok_or_else(|| {
+            Failure::new(Exit::Usage, format!("input is larger than {}; refused", files::size(files::MAX_MAIL)))
+        })
 }
 
 /// `--in FILE` opened for reading: a regular file or a pipe, nothing else.

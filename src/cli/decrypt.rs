@@ -29,7 +29,9 @@ pub fn run(ctx: &mut dyn Ctx) -> Result<(), Failure> {
                 }
                 return Err(signed_not_encrypted());
             }
-            Incoming::Opaque { .. } => return Err(Failure::new(Exit::Usage, "internal: an S/MIME mail was not taken apart")),
+            Incoming::Opaque { .. } => {
+                return Err(Failure::new(Exit::Usage, "internal: an S/MIME mail was not taken apart"))
+            }
         },
     };
     let env = decrypt::Envelope::parse_owned(der)?;

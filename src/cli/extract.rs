@@ -26,11 +26,9 @@ impl Extracted {
     /// The line the user sees for it.
     pub fn note(&self) -> String {
         match &self.asked_for {
-            Some(name) => format!(
-                "wrote {} ({}): another attachment is also named '{name}'",
-                self.path.display(),
-                self.label
-            ),
+            Some(name) => {
+                format!("wrote {} ({}): another attachment is also named '{name}'", self.path.display(), self.label)
+            }
             None => format!("wrote {} ({})", self.path.display(), self.label),
         }
     }
@@ -54,16 +52,10 @@ pub fn extract_all(mime: &[u8], dir: &Path, force: bool) -> Result<Vec<Extracted
     let mut clashes = Vec::new();
     for p in &plan {
         match rustix::fs::statat(&dirfd, p.name.as_str(), AtFlags::SYMLINK_NOFOLLOW) {
-            Ok(st)
-                if rustix::fs::FileType::from_raw_mode(st.st_mode)
-                    == rustix::fs::FileType::Directory =>
-            {
+            Ok(st) if rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::Directory => {
                 return Err(Failure::new(
                     Exit::Usage,
-                    format!(
-                        "{} is a directory; nothing was written",
-                        at(&p.name).display()
-                    ),
+                    format!("{} is a directory; nothing was written", at(&p.name).display()),
                 ));
             }
             Ok(_) => clashes.push(at(&p.name).display().to_string()),
@@ -74,62 +66,35 @@ pub fn extract_all(mime: &[u8], dir: &Path, force: bool) -> Result<Vec<Extracted
     if !force && !clashes.is_empty() {
         return Err(Failure::new(
             Exit::Usage,
-            format!(
-                "{} exist(s); nothing was written (use --force to replace)",
-                clashes.join(", ")
-            ),
+            format!("{} exist(s); nothing was written (use --force to replace)", clashes.join(", ")),
         ));
     }
-    let mut temps = Temps {
-        dir: &dirfd,
-        names: Vec::new(),
-    };
+    let mut temps = Temps { dir: &dirfd, names: Vec::new() };
     for p in &plan {
-        let tmp = temps
-            .create(&p.content)
-            .map_err(|e| io_failure(&at(&p.name), e))?;
+        let tmp = temps.create(&p.content).map_err(|e| io_failure(&at(&p.name), e))?;
         temps.names.push(tmp);
     }
-    let flags = if force {
-        RenameFlags::empty()
-    } else {
-        RenameFlags::NOREPLACE
-    };
+    let flags = if force { RenameFlags::empty() } else { RenameFlags::NOREPLACE };
     let mut placed: Vec<&str> = Vec::new();
     for (p, tmp) in plan.iter().zip(temps.names.clone()) {
-        if let Err(e) =
-            rustix::fs::renameat_with(&dirfd, tmp.as_str(), &dirfd, p.name.as_str(), flags)
-        {
+        if let Err(e) = rustix::fs::renameat_with(&dirfd, tmp.as_str(), &dirfd, p.name.as_str(), flags) {
             // Take back what this run put in place, so the directory is as it was (a file
             // replaced under --force stays replaced: its old content is gone).
             for name in &placed {
                 let _ = rustix::fs::unlinkat(&dirfd, *name, AtFlags::empty());
             }
-            let why = if e == rustix::io::Errno::EXIST {
-                "it appeared while extracting".to_string()
-            } else {
-                e.to_string()
-            };
+            let why =
+                if e == rustix::io::Errno::EXIST { "it appeared while extracting".to_string() } else { e.to_string() };
             return Err(Failure::new(
                 Exit::Io,
-                format!(
-                    "cannot write {}: {why}; nothing was kept",
-                    at(&p.name).display()
-                ),
+                format!("cannot write {}: {why}; nothing was kept", at(&p.name).display()),
             ));
         }
         temps.names.retain(|n| *n != tmp);
         placed.push(&p.name);
     }
     rustix::fs::fsync(&dirfd).map_err(|e| io_failure(dir, e))?;
-    Ok(plan
-        .into_iter()
-        .map(|p| Extracted {
-            path: at(&p.name),
-            label: p.label,
-            asked_for: p.asked_for,
-        })
-        .collect())
+    Ok(plan.into_iter().map(|p| Extracted { path: at(&p.name), label: p.label, asked_for: p.asked_for }).collect())
 }
 
 /// Decode every attachment and give each a distinct safe name, before anything touches the
@@ -148,12 +113,7 @@ fn plan(mime: &[u8]) -> Result<Vec<Planned>, Failure> {
             k += 1;
         }
         let asked_for = (name != wanted).then_some(wanted);
-        plan.push(Planned {
-            name,
-            asked_for,
-            label: a.label,
-            content,
-        });
+        plan.push(Planned { name, asked_for, label: a.label, content });
     }
     Ok(plan)
 }
@@ -181,24 +141,25 @@ fn open_target_dir(dir: &Path) -> Result<OwnedFd, Failure> {
         match e {
             _ if is_link && !explicit => Failure::new(
                 Exit::Usage,
-                format!("{} is a symbolic link; nothing was written (name it as {}/. to extract where it leads)", dir.display(), dir.display()),
+                format!(
+                    "{} is a symbolic link; nothing was written (name it as {}/. to extract where it leads)",
+                    dir.display(),
+                    dir.display()
+                ),
             ),
-            rustix::io::Errno::NOENT => Failure::new(Exit::Usage, format!("{} does not exist; nothing was written", dir.display())),
-            rustix::io::Errno::NOTDIR => Failure::new(Exit::Usage, format!("{} is not a directory; nothing was written", dir.display())),
+            rustix::io::Errno::NOENT => {
+                Failure::new(Exit::Usage, format!("{} does not exist; nothing was written", dir.display()))
+            }
+            rustix::io::Errno::NOTDIR => {
+                Failure::new(Exit::Usage, format!("{} is not a directory; nothing was written", dir.display()))
+            }
             e => io_failure(dir, e),
         }
     })
 }
 
 fn io_failure(path: &Path, e: rustix::io::Errno) -> Failure {
-    Failure::new(
-        Exit::Io,
-        format!(
-            "cannot write {}: {}; nothing was written",
-            path.display(),
-            std::io::Error::from(e)
-        ),
-    )
+    Failure::new(Exit::Io, format!("cannot write {}: {}; nothing was written", path.display(), std::io::Error::from(e)))
 }
 
 /// Temporary files in the extraction directory, removed unless renamed into place.

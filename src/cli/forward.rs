@@ -46,8 +46,15 @@ fn forward(p: &mut Parts<'_>, a: &ForwardArgs, raw: &[u8]) -> Result<(Vec<u8>, S
     let mut selected = Vec::new();
     for k in &a.keep {
         let p = rec.parts.protected.iter().find(|p| p.filename == *k || p.label == *k).ok_or_else(|| {
-            let have: Vec<String> = rec.parts.protected.iter().map(|p| format!("'{}' ({})", p.label, p.filename)).collect();
-            Failure::new(Exit::Usage, format!("no attachment named or labelled '{k}' (the mail has: {})", if have.is_empty() { "none".into() } else { have.join(", ") }))
+            let have: Vec<String> =
+                rec.parts.protected.iter().map(|p| format!("'{}' ({})", p.label, p.filename)).collect();
+            Failure::new(
+                Exit::Usage,
+                format!(
+                    "no attachment named or labelled '{k}' (the mail has: {})",
+                    if have.is_empty() { "none".into() } else { have.join(", ") }
+                ),
+            )
         })?;
         if !selected.iter().any(|q: &&Protected| std::ptr::eq(*q, p)) {
             selected.push(p);
@@ -83,7 +90,8 @@ fn forward(p: &mut Parts<'_>, a: &ForwardArgs, raw: &[u8]) -> Result<(Vec<u8>, S
         header("Subject"),
         header("To")
     ));
-    let mut intro = b"Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n".to_vec();
+    let mut intro =
+        b"Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n".to_vec();
     intro.extend_from_slice(&quoted_printable(text.as_bytes()));
     let mut body = vec![intro];
     body.extend(rec.parts.body.iter().cloned());
@@ -91,7 +99,8 @@ fn forward(p: &mut Parts<'_>, a: &ForwardArgs, raw: &[u8]) -> Result<(Vec<u8>, S
     let inner = build(&body, rekeyed, &org_name);
     let subject = header("Subject");
     let subject = if subject.to_ascii_lowercase().starts_with("fwd:") { subject } else { format!("Fwd: {subject}") };
-    let date = time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc2822).unwrap_or_default();
+    let date =
+        time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc2822).unwrap_or_default();
     let outer = vec![
         Field::new("From", &from),
         Field::written("To", crate::mail::fields::address_list("To", &a.to)),
@@ -99,7 +108,8 @@ fn forward(p: &mut Parts<'_>, a: &ForwardArgs, raw: &[u8]) -> Result<(Vec<u8>, S
         Field::new("Date", &date),
     ];
     let done = sign_on_token(p, &from, &a.to.join(", "), &[&inner], None, a.pss)?;
-    let note = format!("forwarded {} attachment(s), re-keyed for '{org_name}'; {}", forwarded, done.summary(&from, p.token));
+    let note =
+        format!("forwarded {} attachment(s), re-keyed for '{org_name}'; {}", forwarded, done.summary(&from, p.token));
     Ok((build_signed(&outer, &inner, &done.der, done.scheme.hash().micalg()), note))
 }
 
@@ -129,6 +139,9 @@ fn own_address(token: &Token) -> Result<String, Failure> {
     match emails.as_slice() {
         [one] => Ok(one.clone()),
         [] => Err(Failure::new(Exit::NoKey, "no e-mail address in the certificates on the token")),
-        many => Err(Failure::new(Exit::Usage, format!("the token's certificates name several addresses ({}): choose one with --from", many.join(", ")))),
+        many => Err(Failure::new(
+            Exit::Usage,
+            format!("the token's certificates name several addresses ({}): choose one with --from", many.join(", ")),
+        )),
     }
 }

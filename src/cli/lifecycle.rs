@@ -26,7 +26,12 @@ pub fn keygen(ctx: &mut dyn Ctx, spec: KeySpec, label: Option<&str>, id: Option<
     let note = {
         let p = ctx.token()?;
         if !p.token.profile.keys.can_generate {
-            return Err(TokenError::NoKey(format!("token '{}' cannot generate keys here: {}", p.token.label, p.token.profile.keys.no_generate_reason.clone().unwrap_or_default())).into());
+            return Err(TokenError::NoKey(format!(
+                "token '{}' cannot generate keys here: {}",
+                p.token.label,
+                p.token.profile.keys.no_generate_reason.clone().unwrap_or_default()
+            ))
+            .into());
         }
         let id = match id.or(None) {
             Some(h) => parse_hex(h).ok_or_else(|| Failure::new(Exit::Usage, format!("--id {h} is not hex")))?,
@@ -36,7 +41,10 @@ pub fn keygen(ctx: &mut dyn Ctx, spec: KeySpec, label: Option<&str>, id: Option<
             },
         };
         if p.token.public_key(&id).is_ok() {
-            return Err(Failure::new(Exit::Usage, format!("token '{}' already has a key with id {}", p.token.label, hex(&id))));
+            return Err(Failure::new(
+                Exit::Usage,
+                format!("token '{}' already has a key with id {}", p.token.label, hex(&id)),
+            ));
         }
         let label = label.map(str::to_string).unwrap_or_else(|| format!("ssmax-key-{}", hex(&id)));
         p.token.make_rw()?;
@@ -52,13 +60,21 @@ pub fn keygen(ctx: &mut dyn Ctx, spec: KeySpec, label: Option<&str>, id: Option<
 pub fn csr(ctx: &mut dyn Ctx, email: &str, subject: Option<&str>, attest: bool) -> Result<(), Failure> {
     let pem = {
         let p = ctx.token()?;
-        let id = key_id(&p).ok_or_else(|| Failure::new(Exit::Usage, "name the key with --key 'pkcs11:id=%NN' (keygen prints it)"))?;
+        let id = key_id(&p)
+            .ok_or_else(|| Failure::new(Exit::Usage, "name the key with --key 'pkcs11:id=%NN' (keygen prints it)"))?;
         let spki = p.token.public_key(&id)?;
         let subject = subject.map(str::to_string).unwrap_or_else(|| format!("CN={email}"));
-        let name = Name::from_str(&subject).map_err(|e| Failure::new(Exit::Usage, format!("--subject '{subject}': {e}")))?;
-        let email_ia5 = Ia5String::new(email).map_err(|_| Failure::new(Exit::Usage, format!("'{email}' is not an ASCII mail address")))?;
+        let name =
+            Name::from_str(&subject).map_err(|e| Failure::new(Exit::Usage, format!("--subject '{subject}': {e}")))?;
+        let email_ia5 = Ia5String::new(email)
+            .map_err(|_| Failure::new(Exit::Usage, format!("'{email}' is not an ASCII mail address")))?;
         p.token.login(p.prompt, &format!("sign a certificate request for {email}"), p.g.allow_final_pin_try)?;
-        let key = p.token.private_keys()?.into_iter().find(|k| k.id == id).ok_or_else(|| TokenError::NoKey(format!("no private key with id {}", hex(&id))))?;
+        let key = p
+            .token
+            .private_keys()?
+            .into_iter()
+            .find(|k| k.id == id)
+            .ok_or_else(|| TokenError::NoKey(format!("no private key with id {}", hex(&id))))?;
         let scheme = Scheme::for_key(&key.kind, false)?;
         let signer = TokenSigner::new(p.token, key, scheme, spki)?;
         let fail = |e: x509_cert::builder::Error| Failure::new(Exit::Io, format!("building the request: {e}"));
@@ -88,9 +104,15 @@ pub fn csr(ctx: &mut dyn Ctx, email: &str, subject: Option<&str>, attest: bool) 
 pub fn import_cert(ctx: &mut dyn Ctx, label: Option<&str>) -> Result<(), Failure> {
     let data = ctx.input()?;
     let ders = parse_certs(&data)?;
-    let bundle: Vec<(Vec<u8>, x509_cert::Certificate)> = ders.into_iter().map(|d| cert::parse(&d).map(|c| (d, c))).collect::<Result<_, _>>()?;
+    let bundle: Vec<(Vec<u8>, x509_cert::Certificate)> =
+        ders.into_iter().map(|d| cert::parse(&d).map(|c| (d, c))).collect::<Result<_, _>>()?;
     // A CA's bundle lists the certificate and its issuers, in any order (a PKCS#7 SET is sorted).
-    let leaf_at = bundle.iter().position(|(_, c)| !cert::is_ca(c)).ok_or_else(|| Failure::new(Exit::Usage, "the input holds only CA certificates: import-cert wants your certificate (and may carry its issuers)"))?;
+    let leaf_at = bundle.iter().position(|(_, c)| !cert::is_ca(c)).ok_or_else(|| {
+        Failure::new(
+            Exit::Usage,
+            "the input holds only CA certificates: import-cert wants your certificate (and may carry its issuers)",
+        )
+    })?;
     let leaf_der = bundle[leaf_at].0.clone();
     let mut notes = Vec::new();
     {
@@ -106,21 +128,41 @@ pub fn import_cert(ctx: &mut dyn Ctx, label: Option<&str>) -> Result<(), Failure
             }
         }
         let id = owner.ok_or_else(|| {
-            TokenError::NoKey(format!("refusing to import: no key on token '{}' matches the public key of '{}'", p.token.label, cert::subject(&leaf)))
+            TokenError::NoKey(format!(
+                "refusing to import: no key on token '{}' matches the public key of '{}'",
+                p.token.label,
+                cert::subject(&leaf)
+            ))
         })?;
         if let Some(want) = key_id(&p) {
             if want != id {
-                return Err(TokenError::NoKey(format!("refusing to import: the certificate belongs to key {}, not {}", hex(&id), hex(&want))).into());
+                return Err(TokenError::NoKey(format!(
+                    "refusing to import: the certificate belongs to key {}, not {}",
+                    hex(&id),
+                    hex(&want)
+                ))
+                .into());
             }
         }
         if p.token.certificates()?.iter().any(|c| c.der == leaf_der) {
             return Err(Failure::new(Exit::Usage, "this certificate is already on the token"));
         }
-        let label = label.map(str::to_string).unwrap_or_else(|| format!("{} {}", cert::emails(&leaf).first().cloned().unwrap_or_default(), hex(&id)).trim().to_string());
+        let label = label.map(str::to_string).unwrap_or_else(|| {
+            format!("{} {}", cert::emails(&leaf).first().cloned().unwrap_or_default(), hex(&id)).trim().to_string()
+        });
         p.token.make_rw()?;
-        p.token.login(p.prompt, &format!("store the certificate of {}", cert::subject(&leaf)), p.g.allow_final_pin_try)?;
+        p.token.login(
+            p.prompt,
+            &format!("store the certificate of {}", cert::subject(&leaf)),
+            p.g.allow_final_pin_try,
+        )?;
         p.token.store_certificate(&leaf, &id, &label)?;
-        notes.push(format!("stored '{}' next to key {} as '{label}' (valid until {})", cert::subject(&leaf), hex(&id), cert::fmt_time(cert::not_after(&leaf))));
+        notes.push(format!(
+            "stored '{}' next to key {} as '{label}' (valid until {})",
+            cert::subject(&leaf),
+            hex(&id),
+            cert::fmt_time(cert::not_after(&leaf))
+        ));
         store_issuers(&p, &bundle, &leaf, &mut notes)?;
         // Renewal: the newest key signs; older keys for the same address only decrypt.
         let emails = cert::emails(&leaf);
@@ -130,12 +172,20 @@ pub fn import_cert(ctx: &mut dyn Ctx, label: Option<&str>) -> Result<(), Failure
                 continue;
             }
             let Ok(old) = cert::parse(&c.der) else { continue };
-            if cert::is_ca(&old) || !cert::emails(&old).iter().any(|e| emails.contains(e)) || cert::not_before(&old) > cert::not_before(&leaf) {
+            if cert::is_ca(&old)
+                || !cert::emails(&old).iter().any(|e| emails.contains(e))
+                || cert::not_before(&old) > cert::not_before(&leaf)
+            {
                 continue;
             }
             if let Some(k) = keys.iter().find(|k| k.id == c.id && k.can_sign) {
                 p.token.retire_for_signing(k)?;
-                notes.push(format!("retired key {} ('{}') from signing: it still decrypts mail sent to '{}'", hex(&k.id), k.label, c.label));
+                notes.push(format!(
+                    "retired key {} ('{}') from signing: it still decrypts mail sent to '{}'",
+                    hex(&k.id),
+                    k.label,
+                    c.label
+                ));
             }
         }
     }
@@ -152,15 +202,27 @@ pub fn import_anchor(ctx: &mut dyn Ctx, org: bool, label: Option<&str>) -> Resul
     let note = {
         let p = ctx.token()?;
         let c = cert::parse(&ders[0])?;
-        let prefix = if org { p.token.profile.keys.org_label_prefix.clone() } else { p.token.profile.keys.anchor_label_prefix.clone() };
+        let prefix = if org {
+            p.token.profile.keys.org_label_prefix.clone()
+        } else {
+            p.token.profile.keys.anchor_label_prefix.clone()
+        };
         let prefix = prefix.filter(|x| !x.is_empty()).ok_or_else(|| {
-            TokenError::NoKey(format!("the {} profile does not say how this token marks {}", p.token.profile.name, if org { "organisation certificates" } else { "trust anchors" }))
+            TokenError::NoKey(format!(
+                "the {} profile does not say how this token marks {}",
+                p.token.profile.name,
+                if org { "organisation certificates" } else { "trust anchors" }
+            ))
         })?;
         if org {
             if cert::is_ca(&c) {
-                return Err(Failure::new(Exit::Usage, "an organisation certificate is an end-entity certificate, not a CA"));
+                return Err(Failure::new(
+                    Exit::Usage,
+                    "an organisation certificate is an end-entity certificate, not a CA",
+                ));
             }
-            cert::check_email_eku(&c).map_err(|r| Failure::new(Exit::Usage, format!("not an organisation mail certificate: {r}")))?;
+            cert::check_email_eku(&c)
+                .map_err(|r| Failure::new(Exit::Usage, format!("not an organisation mail certificate: {r}")))?;
         } else if !cert::is_ca(&c) {
             return Err(Failure::new(Exit::Usage, "a trust anchor must be a CA certificate"));
         }
@@ -171,7 +233,11 @@ pub fn import_anchor(ctx: &mut dyn Ctx, org: bool, label: Option<&str>) -> Resul
         let label = label.map(|l| format!("{prefix}-{l}")).unwrap_or_else(|| format!("{prefix}-{name}"));
         let id = p.token.free_id()?;
         p.token.make_rw()?;
-        p.token.login(p.prompt, &format!("store the {} '{name}'", if org { "organisation certificate" } else { "trust anchor" }), p.g.allow_final_pin_try)?;
+        p.token.login(
+            p.prompt,
+            &format!("store the {} '{name}'", if org { "organisation certificate" } else { "trust anchor" }),
+            p.g.allow_final_pin_try,
+        )?;
         p.token.store_certificate(&c, &id, &label)?;
         format!("stored '{}' on token '{}' as '{label}'", cert::subject(&c), p.token.label)
     };
@@ -203,7 +269,14 @@ pub fn certs(ctx: &mut dyn Ctx) -> Result<(), Failure> {
                 Ok(d) if d < 30 => format!("expires in {d} days — renew it"),
                 Ok(d) => format!("{d} days left"),
             };
-            out.push_str(&format!("{:<6} id {:<4} {:<28} {} | until {} ({state})\n", role, hex(&c.id), c.label, cert::subject(&parsed), cert::fmt_time(until)));
+            out.push_str(&format!(
+                "{:<6} id {:<4} {:<28} {} | until {} ({state})\n",
+                role,
+                hex(&c.id),
+                c.label,
+                cert::subject(&parsed),
+                cert::fmt_time(until)
+            ));
         }
     }
     ctx.report(out);
@@ -214,13 +287,25 @@ pub fn certs(ctx: &mut dyn Ctx) -> Result<(), Failure> {
 /// anchors — so that every signature carries the chain and a correspondent who trusts only
 /// the SSMAX root can verify it. A self-signed root in the bundle is not stored: trusting a
 /// root is import-anchor's decision.
-fn store_issuers(p: &crate::cli::ctx::Parts<'_>, bundle: &[(Vec<u8>, x509_cert::Certificate)], leaf: &x509_cert::Certificate, notes: &mut Vec<String>) -> Result<(), Failure> {
+fn store_issuers(
+    p: &crate::cli::ctx::Parts<'_>,
+    bundle: &[(Vec<u8>, x509_cert::Certificate)],
+    leaf: &x509_cert::Certificate,
+    notes: &mut Vec<String>,
+) -> Result<(), Failure> {
     let on_token: Vec<Vec<u8>> = p.token.certificates()?.into_iter().map(|c| c.der).collect();
     let mut cur = leaf;
     for _ in 0..bundle.len() {
-        let Some((der, ca)) = bundle.iter().find(|(_, c)| cert::is_ca(c) && c.tbs_certificate.subject == cur.tbs_certificate.issuer) else { break };
+        let Some((der, ca)) =
+            bundle.iter().find(|(_, c)| cert::is_ca(c) && c.tbs_certificate.subject == cur.tbs_certificate.issuer)
+        else {
+            break;
+        };
         if ca.tbs_certificate.subject == ca.tbs_certificate.issuer {
-            notes.push(format!("not stored: the root '{}' from the bundle (a trust anchor is stored with import-anchor only)", cert::subject(ca)));
+            notes.push(format!(
+                "not stored: the root '{}' from the bundle (a trust anchor is stored with import-anchor only)",
+                cert::subject(ca)
+            ));
             break;
         }
         if on_token.contains(der) {
@@ -229,7 +314,10 @@ fn store_issuers(p: &crate::cli::ctx::Parts<'_>, bundle: &[(Vec<u8>, x509_cert::
             let label = format!("ca-{}", crate::ssmax::display_name(ca));
             let id = p.token.free_id()?;
             p.token.store_certificate(ca, &id, &label)?;
-            notes.push(format!("stored the issuer '{}' as '{label}' (carried in signatures, not trusted as an anchor)", cert::subject(ca)));
+            notes.push(format!(
+                "stored the issuer '{}' as '{label}' (carried in signatures, not trusted as an anchor)",
+                cert::subject(ca)
+            ));
         }
         cur = ca;
     }
@@ -241,7 +329,10 @@ fn store_issuers(p: &crate::cli::ctx::Parts<'_>, bundle: &[(Vec<u8>, x509_cert::
 fn parse_certs(data: &[u8]) -> Result<Vec<Vec<u8>>, Failure> {
     let bad = |e: &dyn std::fmt::Display| Failure::new(Exit::Usage, format!("not a certificate: {e}"));
     let trimmed = data.trim_ascii_start();
-    if trimmed.starts_with(b"-----BEGIN PKCS7") || trimmed.starts_with(b"-----BEGIN CMS") || (!trimmed.starts_with(b"-----BEGIN") && crate::cms::signed::parse(data).is_ok()) {
+    if trimmed.starts_with(b"-----BEGIN PKCS7")
+        || trimmed.starts_with(b"-----BEGIN CMS")
+        || (!trimmed.starts_with(b"-----BEGIN") && crate::cms::signed::parse(data).is_ok())
+    {
         let der = crate::cms::unarmor(data)?;
         let sd = crate::cms::signed::parse(&der)?;
         let certs: Vec<Vec<u8>> = sd

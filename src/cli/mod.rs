@@ -11,9 +11,9 @@ mod org;
 mod profiles;
 pub mod receive;
 mod remote;
-mod smtp;
 pub mod send;
 pub mod sign;
+mod smtp;
 pub mod status;
 pub mod verify;
 
@@ -344,7 +344,9 @@ fn run_here_or_in_agent(cli: Cli) -> Result<(), Failure> {
     match cli.command {
         Command::Status => status::run(&mut ctx::CliCtx::new(g, &no_io)?),
         Command::Profiles => profiles::run(g),
-        Command::Sign { io, pss, signature_only: _, from: Some(from) } => sign::run_signature_only(&mut ctx::CliCtx::new(g, &io)?, pss, &from),
+        Command::Sign { io, pss, signature_only: _, from: Some(from) } => {
+            sign::run_signature_only(&mut ctx::CliCtx::new(g, &io)?, pss, &from)
+        }
         Command::Sign { io, pss, .. } => sign::run(&mut ctx::CliCtx::new(g, &io)?, pss),
         Command::Verify { io, ca, certfile, content, no_token, openssl_status } => {
             let mut c = ctx::CliCtx::new(g, &io)?;
@@ -367,9 +369,13 @@ fn run_here_or_in_agent(cli: Cli) -> Result<(), Failure> {
             };
             lifecycle::keygen(&mut ctx::CliCtx::new(g, &no_io)?, spec, label.as_deref(), id.as_deref())
         }
-        Command::Csr { io, email, subject, attest } => lifecycle::csr(&mut ctx::CliCtx::new(g, &io)?, &email, subject.as_deref(), attest),
+        Command::Csr { io, email, subject, attest } => {
+            lifecycle::csr(&mut ctx::CliCtx::new(g, &io)?, &email, subject.as_deref(), attest)
+        }
         Command::ImportCert { io, label } => lifecycle::import_cert(&mut ctx::CliCtx::new(g, &io)?, label.as_deref()),
-        Command::ImportAnchor { io, org, label } => lifecycle::import_anchor(&mut ctx::CliCtx::new(g, &io)?, org, label.as_deref()),
+        Command::ImportAnchor { io, org, label } => {
+            lifecycle::import_anchor(&mut ctx::CliCtx::new(g, &io)?, org, label.as_deref())
+        }
         Command::Certs => lifecycle::certs(&mut ctx::CliCtx::new(g, &no_io)?),
         Command::Agent { audit_log } => {
             // One descriptor holds one PIN, and the agent serves many requests from many clients:
@@ -403,9 +409,12 @@ fn run_here_or_in_agent(cli: Cli) -> Result<(), Failure> {
             let setup = common::setup(g)?;
             let path = log
                 .or(setup.config.agent.audit_log.clone())
-                .or_else(|| directories::ProjectDirs::from("jp", "SSMAX", "ssmax-card").map(|d| d.data_dir().join("audit.log")))
+                .or_else(|| {
+                    directories::ProjectDirs::from("jp", "SSMAX", "ssmax-card").map(|d| d.data_dir().join("audit.log"))
+                })
                 .ok_or_else(|| Failure::new(Exit::Usage, "no audit log path; give --log FILE"))?;
-            let (n, _) = crate::agent::audit::verify(&path).map_err(|e| Failure::new(Exit::VerificationFailed, format!("audit log {}: {e}", path.display())))?;
+            let (n, _) = crate::agent::audit::verify(&path)
+                .map_err(|e| Failure::new(Exit::VerificationFailed, format!("audit log {}: {e}", path.display())))?;
             println!("audit log {}: {n} entries, chain intact", path.display());
             Ok(())
         }
@@ -414,7 +423,11 @@ fn run_here_or_in_agent(cli: Cli) -> Result<(), Failure> {
                 OrgRole::Sending => crate::ssmax::org::Role::Sending,
                 OrgRole::Receiving => crate::ssmax::org::Role::Receiving,
             };
-            org::run(g, &io, org::OrgArgs { role, key: org_key, cert: org_cert, anchors: anchor, certfile, next, scanner })
+            org::run(
+                g,
+                &io,
+                org::OrgArgs { role, key: org_key, cert: org_cert, anchors: anchor, certfile, next, scanner },
+            )
         }
     }
 }

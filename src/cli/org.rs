@@ -20,8 +20,12 @@ pub struct OrgArgs {
 
 pub fn run(_g: &Global, io: &InOut, a: OrgArgs) -> Result<(), Failure> {
     let raw = read_input(io)?;
-    let key_pem = String::from_utf8(read_file(&a.key, crate::files::MAX_TEXT_FILE)?).map_err(|_| Failure::new(Exit::Usage, "the organisation key is not PEM text"))?;
-    let cert_der = load_file(&a.cert)?.into_iter().next().ok_or_else(|| Failure::new(Exit::Usage, "no organisation certificate"))?;
+    let key_pem = String::from_utf8(read_file(&a.key, crate::files::MAX_TEXT_FILE)?)
+        .map_err(|_| Failure::new(Exit::Usage, "the organisation key is not PEM text"))?;
+    let cert_der = load_file(&a.cert)?
+        .into_iter()
+        .next()
+        .ok_or_else(|| Failure::new(Exit::Usage, "no organisation certificate"))?;
     let mut org = OrgKey::load(&key_pem, &cert_der)?;
     let mut trust = Trust::default();
     for f in &a.anchors {
@@ -30,7 +34,8 @@ pub fn run(_g: &Global, io: &InOut, a: OrgArgs) -> Result<(), Failure> {
     for f in &a.certfile {
         trust.intermediates.extend(load_file(f)?);
     }
-    let next_der = load_file(&a.next)?.into_iter().next().ok_or_else(|| Failure::new(Exit::Usage, "no --next certificate"))?;
+    let next_der =
+        load_file(&a.next)?.into_iter().next().ok_or_else(|| Failure::new(Exit::Usage, "no --next certificate"))?;
     let next = cert::parse(&next_der)?;
     let step = Step { role: a.role, org: &mut org, trust, next: &next, scanner: a.scanner.as_deref() };
     let (out, log) = relay(step, &raw).map_err(|e| match e {

@@ -31,13 +31,20 @@ pub fn verify_from_org<'a>(raw: &'a [u8], trust: &TokenTrust) -> Result<Received
         return Err(Failure::new(Exit::Usage, "not an SSMAX mail: expected multipart/signed from your organisation"));
     };
     if trust.orgs.is_empty() {
-        return Err(CmsError::Verify("the token holds no organisation certificate to check the mail against (label 'ssmax-org…')".into()).into());
+        return Err(CmsError::Verify(
+            "the token holds no organisation certificate to check the mail against (label 'ssmax-org…')".into(),
+        )
+        .into());
     }
     // Organisation certificates on the token are trusted as themselves; anchors as issuers.
-    let t = Trust { anchors: trust.anchors.iter().chain(&trust.orgs).cloned().collect(), intermediates: trust.others.clone() };
+    let t = Trust {
+        anchors: trust.anchors.iter().chain(&trust.orgs).cloned().collect(),
+        intermediates: trust.others.clone(),
+    };
     let verified = verify(&unarmor(&signature)?, Some(&signed), &t, SystemTime::now())?;
-    let [signer] = <[SignerReport; 1]>::try_from(verified.signers)
-        .map_err(|s| Failure::from(CmsError::Verify(format!("expected one signature (your organisation's), found {}", s.len()))))?;
+    let [signer] = <[SignerReport; 1]>::try_from(verified.signers).map_err(|s| {
+        Failure::from(CmsError::Verify(format!("expected one signature (your organisation's), found {}", s.len())))
+    })?;
     if !trust.orgs.contains(&signer.cert_der) {
         return Err(CmsError::Verify(format!(
             "the mail is signed by '{}', which is not your organisation's certificate stored on the token",
@@ -46,11 +53,12 @@ pub fn verify_from_org<'a>(raw: &'a [u8], trust: &TokenTrust) -> Result<Received
         .into());
     }
     let chain = ChainInfo::from_signer(&signer)?;
-    let from = outer.from_address().ok_or_else(|| Failure::from(CmsError::Verify("the mail has no From address".into())))?;
+    let from =
+        outer.from_address().ok_or_else(|| Failure::from(CmsError::Verify("the mail has no From address".into())))?;
     let Some((orig, _)) = &chain.originator else {
         return Err(CmsError::Verify("the organisation's signature does not record the original sender".into()).into());
     };
-    if !cert::emails(orig).iter().any(|e| *e == from) {
+    if !cert::emails(orig).contains(&from) {
         return Err(CmsError::Verify(format!(
             "the From address {from} is not the original sender the organisations verified ({})",
             cert::emails(orig).join(", ")
@@ -93,10 +101,21 @@ pub fn open_mail(ctx: &mut dyn Ctx, raw: &[u8]) -> Result<Vec<u8>, Failure> {
         notes.extend(rec.chain.lines().into_iter().map(|l| format!("  {l}")));
         let mut opened = Vec::new();
         if !rec.parts.protected.is_empty() {
-            let mut dec = TokenDecryptor::new(p.token, p.prompt, p.g.allow_final_pin_try, &format!("open attachments from {}", rec.from))?;
+            let mut dec = TokenDecryptor::new(
+                p.token,
+                p.prompt,
+                p.g.allow_final_pin_try,
+                &format!("open attachments from {}", rec.from),
+            )?;
             for a in &rec.parts.protected {
                 let o = decrypt::open(&a.cms, &mut dec).map_err(|e| with_label(e, &a.label))?;
-                notes.push(format!("opened '{}' on the token with the key of '{}' ({}, {})", a.label, o.recipient, o.key_transport, o.content_alg.name()));
+                notes.push(format!(
+                    "opened '{}' on the token with the key of '{}' ({}, {})",
+                    a.label,
+                    o.recipient,
+                    o.key_transport,
+                    o.content_alg.name()
+                ));
                 opened.push(Attachment { filename: a.filename.clone(), label: a.label.clone(), entity: o.content });
             }
         }

@@ -21,7 +21,13 @@ pub fn try_agent(cli: &Cli) -> Option<Result<(), Failure>> {
     }
     let eligible = matches!(
         cli.command,
-        Command::Status | Command::Sign { .. } | Command::Verify { .. } | Command::Decrypt { .. } | Command::Send { .. } | Command::Receive { .. } | Command::Forward { .. }
+        Command::Status
+            | Command::Sign { .. }
+            | Command::Verify { .. }
+            | Command::Decrypt { .. }
+            | Command::Send { .. }
+            | Command::Receive { .. }
+            | Command::Forward { .. }
     );
     if !eligible {
         return None;
@@ -29,7 +35,10 @@ pub fn try_agent(cli: &Cli) -> Option<Result<(), Failure>> {
     // The agent reads its own config and asks for PINs through pinentry: these stay local.
     if g.pin_fd.is_some() || g.config.is_some() {
         return match g.agent {
-            AgentMode::Always => Some(Err(Failure::new(Exit::Usage, "--pin-fd and --config are not passed to the agent; use --agent never"))),
+            AgentMode::Always => Some(Err(Failure::new(
+                Exit::Usage,
+                "--pin-fd and --config are not passed to the agent; use --agent never",
+            ))),
             _ => None,
         };
     }
@@ -46,29 +55,44 @@ pub fn try_agent(cli: &Cli) -> Option<Result<(), Failure>> {
     Some(run(cli, stream, &path))
 }
 
-
 fn run(cli: &Cli, mut stream: std::os::unix::net::UnixStream, path: &Path) -> Result<(), Failure> {
     let g = &cli.global;
     let none = InOut { input: None, output: None };
     // Files the agent is to read: opened here, with this user's rights, and passed as descriptors.
     let mut passed: Vec<(Passed, File)> = Vec::new();
-    let (method, io, args, body, extract): (&str, &InOut, serde_json::Value, Body, Option<(&Path, bool)>) = match &cli.command {
+    let (method, io, args, body, extract): (&str, &InOut, serde_json::Value, Body, Option<(&Path, bool)>) = match &cli
+        .command
+    {
         Command::Status => ("status", &none, serde_json::json!({}), Body::Inline(Vec::new()), None),
-        Command::Sign { io, pss, from, .. } => ("sign", io, serde_json::json!({ "pss": pss, "signature_only_from": from }), Body::of(io)?, None),
+        Command::Sign { io, pss, from, .. } => {
+            ("sign", io, serde_json::json!({ "pss": pss, "signature_only_from": from }), Body::of(io)?, None)
+        }
         Command::Decrypt { io } => ("decrypt", io, serde_json::json!({}), Body::of(io)?, None),
         Command::Verify { io, ca, certfile, content, no_token, .. } => {
-            let named = ca.iter().map(|p| (Passed::Anchors, p)).chain(certfile.iter().map(|p| (Passed::Intermediates, p))).chain(content.iter().map(|p| (Passed::Content, p)));
+            let named = ca
+                .iter()
+                .map(|p| (Passed::Anchors, p))
+                .chain(certfile.iter().map(|p| (Passed::Intermediates, p)))
+                .chain(content.iter().map(|p| (Passed::Content, p)));
             for (kind, p) in named {
                 passed.push((kind, crate::files::open_regular(p)?));
             }
             if passed.len() > MAX_PASSED {
-                return Err(Failure::new(Exit::Usage, format!("at most {MAX_PASSED} --ca, --certfile and --content files go to the agent; use --agent never")));
+                return Err(Failure::new(
+                    Exit::Usage,
+                    format!(
+                        "at most {MAX_PASSED} --ca, --certfile and --content files go to the agent; use --agent never"
+                    ),
+                ));
             }
             ("verify", io, serde_json::json!({ "no_token": no_token, "out": io.output.is_some() }), Body::of(io)?, None)
         }
         Command::Send { io, attach, label, pss } => {
             if attach.len() != label.len() {
-                return Err(Failure::new(Exit::Usage, format!("give one --label for each --attach ({} files, {} labels)", attach.len(), label.len())));
+                return Err(Failure::new(
+                    Exit::Usage,
+                    format!("give one --label for each --attach ({} files, {} labels)", attach.len(), label.len()),
+                ));
             }
             let mut extra = Vec::new();
             for (p, l) in attach.iter().zip(label) {
@@ -76,10 +100,19 @@ fn run(cli: &Cli, mut stream: std::os::unix::net::UnixStream, path: &Path) -> Re
             }
             ("send", io, serde_json::json!({ "pss": pss }), Body::Inline(add_to_draft(&read_input(io)?, extra)?), None)
         }
-        Command::Receive { io, extract, force } => ("receive", io, serde_json::json!({}), Body::of(io)?, extract.as_deref().map(|d| (d, *force))),
+        Command::Receive { io, extract, force } => {
+            ("receive", io, serde_json::json!({}), Body::of(io)?, extract.as_deref().map(|d| (d, *force)))
+        }
         Command::Forward { io, to, from, keep, note, pss } => {
-            let a = ForwardArgs { to: to.clone(), from: from.clone(), keep: keep.clone(), note: note.clone(), pss: *pss };
-            ("forward", io, serde_json::to_value(a).map_err(|e| Failure::new(Exit::Usage, e.to_string()))?, Body::of(io)?, None)
+            let a =
+                ForwardArgs { to: to.clone(), from: from.clone(), keep: keep.clone(), note: note.clone(), pss: *pss };
+            (
+                "forward",
+                io,
+                serde_json::to_value(a).map_err(|e| Failure::new(Exit::Usage, e.to_string()))?,
+                Body::of(io)?,
+                None,
+            )
         }
         _ => return Err(Failure::new(Exit::Usage, "this command does not run in the agent")),
     };
@@ -109,9 +142,13 @@ fn run(cli: &Cli, mut stream: std::os::unix::net::UnixStream, path: &Path) -> Re
     };
     fds.extend(passed.iter().map(|(_, f)| f.as_fd()));
     fds.extend(out_file.as_ref().map(|(t, _)| t.as_file().as_fd()));
-    let (resp, out) = call_retrying(&mut stream, path, &req, inline, &fds).map_err(|e| Failure::new(Exit::AgentUnreachable, e.to_string()))?;
+    let (resp, out) = call_retrying(&mut stream, path, &req, inline, &fds)
+        .map_err(|e| Failure::new(Exit::AgentUnreachable, e.to_string()))?;
     if !resp.ok {
-        return Err(Failure::new(Exit::from_code(resp.exit), resp.error.unwrap_or_else(|| "the agent refused the request".into())));
+        return Err(Failure::new(
+            Exit::from_code(resp.exit),
+            resp.error.unwrap_or_else(|| "the agent refused the request".into()),
+        ));
     }
     let openssl_status = matches!(cli.command, Command::Verify { openssl_status: true, .. });
     if openssl_status {
@@ -131,8 +168,12 @@ fn run(cli: &Cli, mut stream: std::os::unix::net::UnixStream, path: &Path) -> Re
         None if method == "status" => {}
         None => match out_file {
             Some((tmp, p)) => {
-                let len = resp.body_in_fd.ok_or_else(|| Failure::new(Exit::Io, "the agent did not say how long its product is"))?;
-                tmp.as_file().set_len(len).map_err(|e| Failure::new(Exit::Io, format!("cannot write {}: {e}", p.display())))?;
+                let len = resp
+                    .body_in_fd
+                    .ok_or_else(|| Failure::new(Exit::Io, "the agent did not say how long its product is"))?;
+                tmp.as_file()
+                    .set_len(len)
+                    .map_err(|e| Failure::new(Exit::Io, format!("cannot write {}: {e}", p.display())))?;
                 persist_output(tmp, p)?;
             }
             None => write_output(io, &out)?,

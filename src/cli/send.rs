@@ -15,7 +15,10 @@ use std::path::PathBuf;
 
 pub fn run_cli(g: &Global, io: &InOut, attach: &[PathBuf], labels: &[String], pss: bool) -> Result<(), Failure> {
     if attach.len() != labels.len() {
-        return Err(Failure::new(Exit::Usage, format!("give one --label for each --attach ({} files, {} labels)", attach.len(), labels.len())));
+        return Err(Failure::new(
+            Exit::Usage,
+            format!("give one --label for each --attach ({} files, {} labels)", attach.len(), labels.len()),
+        ));
     }
     let mut extra = Vec::new();
     for (path, label) in attach.iter().zip(labels) {

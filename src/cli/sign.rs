@@ -6,10 +6,10 @@ use crate::config::SignatureScheme;
 use crate::error::{Exit, Failure};
 use crate::mail::smime::{signed_parts, split_fields};
 use crate::mail::{canonicalise, Entity, Field};
-use crate::token::signer::{Hash, Scheme, TokenSigner};
-use crate::token::uri::Pkcs11Uri;
 use crate::ssmax::IdentityMethod;
 use crate::token::objects::CertObject;
+use crate::token::signer::{Hash, Scheme, TokenSigner};
+use crate::token::uri::Pkcs11Uri;
 use crate::token::{Token, TokenError};
 use std::time::{Duration, SystemTime};
 use x509_cert::Certificate;
@@ -88,7 +88,10 @@ pub fn run_signature_only(ctx: &mut dyn Ctx, pss: bool, from: &str) -> Result<()
     let entity = if crate::mail::is_crlf(&raw) { raw } else { crate::mail::to_crlf(&raw) };
     let parsed = Entity::parse(&entity)?;
     if !parsed.fields.iter().any(|f| f.is("Content-Type")) {
-        return Err(Failure::new(Exit::Usage, "the input is not a MIME entity (no Content-Type field): give the part to be signed, headers included"));
+        return Err(Failure::new(
+            Exit::Usage,
+            "the input is not a MIME entity (no Content-Type field): give the part to be signed, headers included",
+        ));
     }
     if !entity.is_ascii() || entity.split(|&b| b == b'\n').any(|l| l.len() > 1000) {
         return Err(Failure::new(
@@ -128,7 +131,13 @@ pub struct Signed {
 
 impl Signed {
     pub fn summary(&self, from: &str, token: &Token) -> String {
-        format!("signed mail from {from} as '{}' with key '{}' on token '{}' ({})", self.subject, self.key_label, token.label, self.scheme.describe())
+        format!(
+            "signed mail from {from} as '{}' with key '{}' on token '{}' ({})",
+            self.subject,
+            self.key_label,
+            token.label,
+            self.scheme.describe()
+        )
     }
 }
 
@@ -136,7 +145,14 @@ impl Signed {
 /// token hides certificates behind it), log in, sign `content` on the token. The signature
 /// carries the SSMAX identity-method attribute: which factors were checked, and when.
 /// `to` names the recipients in the PIN prompt, so the user sees what they are signing.
-pub fn sign_on_token(p: &mut Parts<'_>, from: &str, to: &str, content: &[&[u8]], sha256: Option<&[u8]>, pss: bool) -> Result<Signed, Failure> {
+pub fn sign_on_token(
+    p: &mut Parts<'_>,
+    from: &str,
+    to: &str,
+    content: &[&[u8]],
+    sha256: Option<&[u8]>,
+    pss: bool,
+) -> Result<Signed, Failure> {
     let (g, s, prompt) = (p.g, p.s, p.prompt);
     let token: &mut Token = p.token;
     let to = if to.is_empty() { String::new() } else { format!(" to {to}") };
@@ -158,11 +174,19 @@ pub fn sign_on_token(p: &mut Parts<'_>, from: &str, to: &str, content: &[&[u8]],
         pin_verified_at: token.login_time.unwrap_or_else(SystemTime::now),
     };
     let chain = intermediates(token, &chosen.cert)?;
-    let certificates: Vec<&[u8]> = std::iter::once(chosen.der.as_slice()).chain(chain.iter().map(|c| c.der.as_slice())).collect();
+    let certificates: Vec<&[u8]> =
+        std::iter::once(chosen.der.as_slice()).chain(chain.iter().map(|c| c.der.as_slice())).collect();
     let der = {
         let spki = chosen.cert.tbs_certificate.subject_public_key_info.clone();
         let signer = TokenSigner::new(token, key, scheme, spki)?;
-        crate::cms::sign::sign_detached(&signer, &chosen.cert, &certificates, content, sha256, vec![identity.attribute()?])?
+        crate::cms::sign::sign_detached(
+            &signer,
+            &chosen.cert,
+            &certificates,
+            content,
+            sha256,
+            vec![identity.attribute()?],
+        )?
     };
     Ok(Signed { der, warnings, scheme, subject: chosen.subject.to_string(), key_label })
 }
@@ -192,11 +216,24 @@ pub fn choose_signing_cert(token: &Token, key_uri: Option<&Pkcs11Uri>, from: &st
             Exit::NoKey,
             match key_uri {
                 Some(k) => format!("token '{}' has no signing certificate matching {k}", token.label),
-                None => format!("token '{}' holds no user certificate to sign with (import one next to your key)", token.label),
+                None => format!(
+                    "token '{}' holds no user certificate to sign with (import one next to your key)",
+                    token.label
+                ),
             },
         ));
     }
-    let for_from: Vec<Chosen> = candidates.iter().filter(|c| cert::emails(&c.cert).iter().any(|e| e == from)).map(|c| Chosen { id: c.id.clone(), label: c.label.clone(), cert: c.cert.clone(), der: c.der.clone(), subject: c.subject.clone() }).collect();
+    let for_from: Vec<Chosen> = candidates
+        .iter()
+        .filter(|c| cert::emails(&c.cert).iter().any(|e| e == from))
+        .map(|c| Chosen {
+            id: c.id.clone(),
+            label: c.label.clone(),
+            cert: c.cert.clone(),
+            der: c.der.clone(),
+            subject: c.subject.clone(),
+        })
+        .collect();
     if for_from.is_empty() {
         let names: Vec<String> = candidates.iter().flat_map(|c| cert::emails(&c.cert)).collect();
         return Err(Failure::new(
@@ -231,7 +268,12 @@ pub fn choose_signing_cert(token: &Token, key_uri: Option<&Pkcs11Uri>, from: &st
 }
 
 /// After login: the first candidate whose key may still sign (renewed keys only decrypt).
-fn first_signing_key(token: &Token, candidates: Vec<Chosen>, explicit: bool, warnings: &mut Vec<String>) -> Result<(Chosen, crate::token::objects::KeyObject), Failure> {
+fn first_signing_key(
+    token: &Token,
+    candidates: Vec<Chosen>,
+    explicit: bool,
+    warnings: &mut Vec<String>,
+) -> Result<(Chosen, crate::token::objects::KeyObject), Failure> {
     let mut retired = None;
     for c in candidates {
         let Some(k) = token.private_key(&c.id)? else { continue };
@@ -241,12 +283,19 @@ fn first_signing_key(token: &Token, candidates: Vec<Chosen>, explicit: bool, war
         }
         let left = cert::not_after(&c.cert).duration_since(SystemTime::now()).unwrap_or_default();
         if left < Duration::from_secs(30 * 86400) {
-            warnings.push(format!("the certificate '{}' expires on {} (in {} days): renew it", c.label, cert::fmt_time(cert::not_after(&c.cert)), left.as_secs() / 86400));
+            warnings.push(format!(
+                "the certificate '{}' expires on {} (in {} days): renew it",
+                c.label,
+                cert::fmt_time(cert::not_after(&c.cert)),
+                left.as_secs() / 86400
+            ));
         }
         return Ok((c, k));
     }
     Err(TokenError::NoKey(match retired {
-        Some(l) => format!("the key of '{l}' was renewed and only decrypts old mail; import the new certificate to sign"),
+        Some(l) => {
+            format!("the key of '{l}' was renewed and only decrypts old mail; import the new certificate to sign")
+        }
         None => format!("token '{}' has the certificate but not its private key", token.label),
     })
     .into())
@@ -255,10 +304,17 @@ fn first_signing_key(token: &Token, candidates: Vec<Chosen>, explicit: bool, war
 /// CA certificates on the token that lead from `leaf` towards an anchor, to help the verifier.
 fn intermediates(token: &Token, leaf: &Certificate) -> Result<Vec<CertObject>, Failure> {
     let all = token.certificates()?;
-    let cas: Vec<(&CertObject, &Certificate)> = all.iter().filter(|c| !c.anchor).filter_map(|c| Some((c, c.parsed.as_deref()?))).filter(|(_, p)| cert::is_ca(p)).collect();
+    let cas: Vec<(&CertObject, &Certificate)> = all
+        .iter()
+        .filter(|c| !c.anchor)
+        .filter_map(|c| Some((c, c.parsed.as_deref()?)))
+        .filter(|(_, p)| cert::is_ca(p))
+        .collect();
     let mut out: Vec<CertObject> = Vec::new();
     let mut cur: &Certificate = leaf;
-    while let Some((obj, next)) = cas.iter().find(|(_, c)| c.tbs_certificate.subject == cur.tbs_certificate.issuer && c.tbs_certificate.subject != c.tbs_certificate.issuer) {
+    while let Some((obj, next)) = cas.iter().find(|(_, c)| {
+        c.tbs_certificate.subject == cur.tbs_certificate.issuer && c.tbs_certificate.subject != c.tbs_certificate.issuer
+    }) {
         if out.iter().any(|o| o.der == obj.der) || out.len() > 8 {
             break;
         }

@@ -27,13 +27,19 @@ pub fn run(g: &Global, what: SmtpCommand) -> Result<(), Failure> {
             server::run(server::Shared { cfg, client_user, client_secret, relay, agent })
         }
         SmtpCommand::SetRelayPassword { relay, relay_user, password_fd } => {
-            let relay = relay.or(cfg.relay).ok_or_else(|| Failure::new(Exit::Usage, "give --relay host:port (or [smtp] relay in the config)"))?;
-            let user = relay_user.or(cfg.relay_user).ok_or_else(|| Failure::new(Exit::Usage, "give --relay-user (or [smtp] relay_user in the config)"))?;
+            let relay = relay
+                .or(cfg.relay)
+                .ok_or_else(|| Failure::new(Exit::Usage, "give --relay host:port (or [smtp] relay in the config)"))?;
+            let user = relay_user
+                .or(cfg.relay_user)
+                .ok_or_else(|| Failure::new(Exit::Usage, "give --relay-user (or [smtp] relay_user in the config)"))?;
             let host = host_port(&relay)?.0;
             let password = match password_fd {
-                Some(fd) => crate::token::pin::secret_from_fd(fd, "--password-fd", "password").map_err(|e| Failure::new(Exit::Usage, e))?,
+                Some(fd) => crate::token::pin::secret_from_fd(fd, "--password-fd", "password")
+                    .map_err(|e| Failure::new(Exit::Usage, e))?,
                 None => SecretString::from(
-                    rpassword::prompt_password(format!("Password for {user} at {host}: ")).map_err(|e| Failure::new(Exit::Io, format!("cannot read the password: {e}")))?,
+                    rpassword::prompt_password(format!("Password for {user} at {host}: "))
+                        .map_err(|e| Failure::new(Exit::Io, format!("cannot read the password: {e}")))?,
                 ),
             };
             if password.expose_secret().is_empty() {

@@ -61,8 +61,17 @@ pub fn run(ctx: &mut dyn Ctx) -> Result<(), Failure> {
             say!(out, "  slot {} '{}': token '{}'", slot.slot.id(), slot.description, t.label);
             say!(out, "    manufacturer {} / model {} / serial {}", t.manufacturer, t.model, t.serial);
             say!(out, "    profile      {}", t.profile.as_deref().unwrap_or("none (add one to use this token)"));
-            say!(out, "    PIN          {}", t.pin.describe(s.profiles.iter().find(|p| Some(&p.name) == t.profile.as_ref())));
-            let uri = Pkcs11Uri { token: Some(t.label.clone()), serial: Some(t.serial.clone()), module_path: Some(path.clone()), ..Default::default() };
+            say!(
+                out,
+                "    PIN          {}",
+                t.pin.describe(s.profiles.iter().find(|p| Some(&p.name) == t.profile.as_ref()))
+            );
+            let uri = Pkcs11Uri {
+                token: Some(t.label.clone()),
+                serial: Some(t.serial.clone()),
+                module_path: Some(path.clone()),
+                ..Default::default()
+            };
             let token = match Token::open(&uri, &s.profiles) {
                 Ok(tok) => tok,
                 Err(e) => {
@@ -75,7 +84,13 @@ pub fn run(ctx: &mut dyn Ctx) -> Result<(), Failure> {
                     say!(out, "    certificate id {} '{}': does not parse", hex(&c.id), c.label);
                     continue;
                 };
-                let role = if c.anchor { "trust anchor" } else if cert::is_ca(&parsed) { "CA certificate" } else { "certificate" };
+                let role = if c.anchor {
+                    "trust anchor"
+                } else if cert::is_ca(&parsed) {
+                    "CA certificate"
+                } else {
+                    "certificate"
+                };
                 let spki = &parsed.tbs_certificate.subject_public_key_info;
                 let kind = match spki.algorithm.oid.to_string().as_str() {
                     "1.2.840.113549.1.1.1" => format!("RSA-{}", rsa_bits(spki.subject_public_key.raw_bytes())),
@@ -104,10 +119,18 @@ pub fn run(ctx: &mut dyn Ctx) -> Result<(), Failure> {
                 say!(out, "      key     {kind}; {expiry}");
             }
             for (id, label, kind) in token.public_keys()? {
-                say!(out, "    key pair id {} '{label}': {kind} (private key on the token; listing it needs the PIN)", hex(&id));
+                say!(
+                    out,
+                    "    key pair id {} '{label}': {kind} (private key on the token; listing it needs the PIN)",
+                    hex(&id)
+                );
             }
             if !token.profile.keys.can_decrypt {
-                say!(out, "    note: {}", token.profile.keys.no_decrypt_reason.as_deref().unwrap_or("this token cannot decrypt"));
+                say!(
+                    out,
+                    "    note: {}",
+                    token.profile.keys.no_decrypt_reason.as_deref().unwrap_or("this token cannot decrypt")
+                );
             }
         }
     }

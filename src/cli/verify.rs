@@ -24,9 +24,21 @@ pub struct VerifyArgs {
 }
 
 impl VerifyArgs {
-    pub fn from_files(ca: &[PathBuf], certfile: &[PathBuf], content: Option<&Path>, no_token: bool) -> Result<VerifyArgs, Failure> {
-        let certs = |paths: &[PathBuf]| -> Result<Vec<Vec<u8>>, Failure> { paths.iter().map(|p| Ok(load_file(p)?)).collect::<Result<Vec<_>, Failure>>().map(|v| v.concat()) };
-        Ok(VerifyArgs { anchors: certs(ca)?, intermediates: certs(certfile)?, content: content.map(|p| read_file(p, crate::files::MAX_MAIL)).transpose()?, no_token })
+    pub fn from_files(
+        ca: &[PathBuf],
+        certfile: &[PathBuf],
+        content: Option<&Path>,
+        no_token: bool,
+    ) -> Result<VerifyArgs, Failure> {
+        let certs = |paths: &[PathBuf]| -> Result<Vec<Vec<u8>>, Failure> {
+            paths.iter().map(|p| Ok(load_file(p)?)).collect::<Result<Vec<_>, Failure>>().map(|v| v.concat())
+        };
+        Ok(VerifyArgs {
+            anchors: certs(ca)?,
+            intermediates: certs(certfile)?,
+            content: content.map(|p| read_file(p, crate::files::MAX_MAIL)).transpose()?,
+            no_token,
+        })
     }
 }
 
@@ -58,7 +70,9 @@ pub fn run(ctx: &mut dyn Ctx, a: &VerifyArgs) -> Result<(), Failure> {
     }
     let now = SystemTime::now();
     let (verified, outer) = match classify(&raw)? {
-        Incoming::Detached { outer, signed, signature } => (verify(&unarmor(&signature)?, Some(&signed), &trust, now)?, Some(outer)),
+        Incoming::Detached { outer, signed, signature } => {
+            (verify(&unarmor(&signature)?, Some(&signed), &trust, now)?, Some(outer))
+        }
         Incoming::Opaque { outer, cms, smime_type } => {
             if smime_type.contains("enveloped") {
                 return Err(Failure::new(Exit::Usage, "this mail is encrypted, not signed: use 'ssmax-card decrypt'"));
@@ -72,16 +86,20 @@ pub fn run(ctx: &mut dyn Ctx, a: &VerifyArgs) -> Result<(), Failure> {
                 // A MIME entity is signed in its canonical form, CRLF line ends (RFC 8551 §3.1.1);
                 // a content file saved with bare LFs is the same text: check that form too, as
                 // openssl does in its default text mode. Anything else still fails.
-                (Err(first), Some(content)) if !crate::mail::is_crlf(content) => match verify(&der, Some(&crate::mail::to_crlf(content)), &trust, now) {
-                    Ok(v) => (v, None),
-                    Err(_) => return Err(first.into()),
-                },
+                (Err(first), Some(content)) if !crate::mail::is_crlf(content) => {
+                    match verify(&der, Some(&crate::mail::to_crlf(content)), &trust, now) {
+                        Ok(v) => (v, None),
+                        Err(_) => return Err(first.into()),
+                    }
+                }
                 (result, _) => (result?, None),
             }
         }
     };
     if let Some(outer) = &outer {
-        let from = outer.from_address().ok_or_else(|| Failure::from(CmsError::Verify("the mail has no From address to compare with the certificate".into())))?;
+        let from = outer.from_address().ok_or_else(|| {
+            Failure::from(CmsError::Verify("the mail has no From address to compare with the certificate".into()))
+        })?;
         check_from(&verified, &from)?;
     }
     let mut report = String::new();
@@ -97,8 +115,12 @@ pub fn run(ctx: &mut dyn Ctx, a: &VerifyArgs) -> Result<(), Failure> {
     if outer.is_some() {
         for layer in 2..=MAX_LAYERS + 1 {
             let inner = match classify(&content) {
-                Ok(Incoming::Detached { outer: e, signed, signature }) => (verify(&unarmor(&signature)?, Some(&signed), &trust, now), e),
-                Ok(Incoming::Opaque { outer: e, cms, smime_type }) if !smime_type.contains("enveloped") => (verify(&unarmor(&cms)?, None, &trust, now), e),
+                Ok(Incoming::Detached { outer: e, signed, signature }) => {
+                    (verify(&unarmor(&signature)?, Some(&signed), &trust, now), e)
+                }
+                Ok(Incoming::Opaque { outer: e, cms, smime_type }) if !smime_type.contains("enveloped") => {
+                    (verify(&unarmor(&cms)?, None, &trust, now), e)
+                }
                 Ok(Incoming::Opaque { .. }) => {
                     report.push_str("  the signed content is encrypted: decrypt it with 'ssmax-card decrypt'\n");
                     break;
@@ -106,7 +128,10 @@ pub fn run(ctx: &mut dyn Ctx, a: &VerifyArgs) -> Result<(), Failure> {
                 _ => break,
             };
             if layer > MAX_LAYERS {
-                return Err(Failure::new(Exit::Usage, format!("signatures nested more than {MAX_LAYERS} deep; refused")));
+                return Err(Failure::new(
+                    Exit::Usage,
+                    format!("signatures nested more than {MAX_LAYERS} deep; refused"),
+                ));
             }
             let (result, entity) = inner;
             let v = result.map_err(|e| {

@@ -13,8 +13,8 @@
 use cms::cert::IssuerAndSerialNumber;
 use cms::content_info::CmsVersion;
 use cms::enveloped_data::{
-    EncryptedContentInfo, KekRecipientInfo, KeyTransRecipientInfo, OriginatorIdentifierOrKey, OriginatorInfo, OtherRecipientInfo,
-    PasswordRecipientInfo, UserKeyingMaterial,
+    EncryptedContentInfo, KekRecipientInfo, KeyTransRecipientInfo, OriginatorIdentifierOrKey, OriginatorInfo,
+    OtherRecipientInfo, PasswordRecipientInfo, UserKeyingMaterial,
 };
 use core::cmp::Ordering;
 use der::asn1::{GeneralizedTime, OctetString, SetOfVec};
@@ -30,7 +30,8 @@ pub struct BerSetOf<T>(Vec<T>);
 
 impl<T: Encode> BerSetOf<T> {
     pub fn from_vec(elements: Vec<T>) -> der::Result<Self> {
-        let mut keyed = elements.into_iter().map(|e| Ok((e.to_der()?, e))).collect::<der::Result<Vec<(Vec<u8>, T)>>>()?;
+        let mut keyed =
+            elements.into_iter().map(|e| Ok((e.to_der()?, e))).collect::<der::Result<Vec<(Vec<u8>, T)>>>()?;
         keyed.sort_by(|a, b| a.0.cmp(&b.0));
         Ok(BerSetOf(keyed.into_iter().map(|(_, e)| e).collect()))
     }

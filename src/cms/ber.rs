@@ -24,12 +24,7 @@ pub const MAX_CONSTRUCTED: usize = 1 << 20;
 
 /// DER for `input`, or `None` when `input` is DER already (as far as encoding rules go).
 pub fn normalize(input: &[u8]) -> Result<Option<Vec<u8>>, CmsError> {
-    let mut w = Walk {
-        input,
-        lens: Vec::new(),
-        next_len: 0,
-        out: None,
-    };
+    let mut w = Walk { input, lens: Vec::new(), next_len: 0, out: None };
     let (end, der_len, changed) = w.top_level()?;
     if !changed && end == input.len() {
         return Ok(None);
@@ -172,14 +167,7 @@ impl Walk<'_> {
                 return Err(bad("a value is longer than what contains it"));
             }
         }
-        Ok(Header {
-            ident,
-            constructed,
-            universal,
-            len,
-            minimal,
-            content: p,
-        })
+        Ok(Header { ident, constructed, universal, len, minimal, content: p })
     }
 
     /// Is there an end-of-contents marker at `pos`?
@@ -188,16 +176,9 @@ impl Walk<'_> {
     }
 
     /// One value at `pos` (inside `..end`): (where it ends, its DER length, whether it changes).
-    fn value(
-        &mut self,
-        pos: usize,
-        end: usize,
-        depth: usize,
-    ) -> Result<(usize, usize, bool), CmsError> {
+    fn value(&mut self, pos: usize, end: usize, depth: usize) -> Result<(usize, usize, bool), CmsError> {
         if depth > MAX_NESTING {
-            return Err(CmsError::Malformed(format!(
-                "BER nested deeper than {MAX_NESTING} levels"
-            )));
+            return Err(CmsError::Malformed(format!("BER nested deeper than {MAX_NESTING} levels")));
         }
         let h = self.header(pos, end)?;
         if self.input[pos] == 0 {
@@ -209,8 +190,7 @@ impl Walk<'_> {
                 return Err(bad("a primitive value with indefinite length"));
             };
             let content = &self.input[h.content..h.content + n];
-            let fix_bool =
-                h.universal == Some(BOOLEAN) && n == 1 && content[0] != 0 && content[0] != 0xff;
+            let fix_bool = h.universal == Some(BOOLEAN) && n == 1 && content[0] != 0 && content[0] != 0xff;
             if let Some(out) = &mut self.out {
                 out.extend_from_slice(&self.input[h.ident.clone()]);
                 write_len(out, n);
@@ -220,11 +200,7 @@ impl Walk<'_> {
                     out.extend_from_slice(content);
                 }
             }
-            return Ok((
-                h.content + n,
-                ident_len + len_len(n) + n,
-                !h.minimal || fix_bool,
-            ));
+            return Ok((h.content + n, ident_len + len_len(n) + n, !h.minimal || fix_bool));
         }
         let slot = self.slot()?;
         if let Some(tag) = h.universal.filter(|t| is_string(*t)) {
@@ -237,21 +213,12 @@ impl Walk<'_> {
                     out.push(unused as u8);
                 }
             }
-            let mut acc = StringAcc {
-                tag,
-                len: 0,
-                last_unused: None,
-                bits_slot: None,
-            };
+            let mut acc = StringAcc { tag, len: 0, last_unused: None, bits_slot: None };
             if tag == BIT_STRING {
                 acc.bits_slot = Some(self.slot()?);
             }
             let next = self.chunks(&h, end, depth, &mut acc)?;
-            let content_len = if tag == BIT_STRING {
-                acc.len + 1
-            } else {
-                acc.len
-            };
+            let content_len = if tag == BIT_STRING { acc.len + 1 } else { acc.len };
             if self.out.is_none() {
                 self.lens[slot] = content_len;
                 if let Some(s) = acc.bits_slot {
@@ -291,17 +258,9 @@ impl Walk<'_> {
 
     /// The chunks of a constructed string, each of the same type, primitive or (BER allows it)
     /// constructed again; their contents are measured or written in order.
-    fn chunks(
-        &mut self,
-        h: &Header,
-        end: usize,
-        depth: usize,
-        acc: &mut StringAcc,
-    ) -> Result<usize, CmsError> {
+    fn chunks(&mut self, h: &Header, end: usize, depth: usize, acc: &mut StringAcc) -> Result<usize, CmsError> {
         if depth > MAX_NESTING {
-            return Err(CmsError::Malformed(format!(
-                "BER nested deeper than {MAX_NESTING} levels"
-            )));
+            return Err(CmsError::Malformed(format!("BER nested deeper than {MAX_NESTING} levels")));
         }
         let stop = match h.len {
             Len::Definite(n) => h.content + n,
@@ -327,13 +286,9 @@ impl Walk<'_> {
             };
             let mut data = &self.input[c.content..c.content + n];
             if acc.tag == BIT_STRING {
-                let (&unused, rest) = data
-                    .split_first()
-                    .ok_or_else(|| bad("an empty BIT STRING chunk"))?;
+                let (&unused, rest) = data.split_first().ok_or_else(|| bad("an empty BIT STRING chunk"))?;
                 if acc.last_unused.is_some_and(|u| u != 0) {
-                    return Err(bad(
-                        "a BIT STRING chunk with unused bits before the last chunk",
-                    ));
+                    return Err(bad("a BIT STRING chunk with unused bits before the last chunk"));
                 }
                 if unused > 7 || (rest.is_empty() && unused != 0) {
                     return Err(bad("a BIT STRING chunk with a wrong unused-bits count"));
@@ -355,9 +310,7 @@ impl Walk<'_> {
         self.next_len += 1;
         if self.out.is_none() {
             if self.lens.len() >= MAX_CONSTRUCTED {
-                return Err(CmsError::Malformed(format!(
-                    "more than {MAX_CONSTRUCTED} constructed values; refused"
-                )));
+                return Err(CmsError::Malformed(format!("more than {MAX_CONSTRUCTED} constructed values; refused")));
             }
             self.lens.push(0);
         }
@@ -388,44 +341,29 @@ mod tests {
 
     #[test]
     fn indefinite_lengths_become_definite() {
-        let ber = [
-            0x30, 0x80, 0x02, 0x01, 0x05, 0x30, 0x80, 0x05, 0x00, 0x00, 0x00, 0x00, 0x00,
-        ];
-        assert_eq!(
-            norm(&ber),
-            [0x30, 0x07, 0x02, 0x01, 0x05, 0x30, 0x02, 0x05, 0x00]
-        );
+        let ber = [0x30, 0x80, 0x02, 0x01, 0x05, 0x30, 0x80, 0x05, 0x00, 0x00, 0x00, 0x00, 0x00];
+        assert_eq!(norm(&ber), [0x30, 0x07, 0x02, 0x01, 0x05, 0x30, 0x02, 0x05, 0x00]);
     }
 
     #[test]
     fn a_chunked_octet_string_becomes_one_primitive_string() {
         // Indefinite, with a nested constructed chunk: BER allows both.
-        let ber = [
-            0x24, 0x80, 0x04, 0x02, b'a', b'b', 0x24, 0x03, 0x04, 0x01, b'c', 0x04, 0x00, 0x00,
-            0x00,
-        ];
+        let ber = [0x24, 0x80, 0x04, 0x02, b'a', b'b', 0x24, 0x03, 0x04, 0x01, b'c', 0x04, 0x00, 0x00, 0x00];
         assert_eq!(norm(&ber), [0x04, 0x03, b'a', b'b', b'c']);
     }
 
     #[test]
     fn a_chunked_bit_string_keeps_the_last_chunks_unused_bits() {
-        let ber = [
-            0x23, 0x80, 0x03, 0x02, 0x00, 0xff, 0x03, 0x02, 0x04, 0xf0, 0x00, 0x00,
-        ];
+        let ber = [0x23, 0x80, 0x03, 0x02, 0x00, 0xff, 0x03, 0x02, 0x04, 0xf0, 0x00, 0x00];
         assert_eq!(norm(&ber), [0x03, 0x03, 0x04, 0xff, 0xf0]);
-        let wrong = [
-            0x23, 0x80, 0x03, 0x02, 0x04, 0xff, 0x03, 0x02, 0x00, 0xf0, 0x00, 0x00,
-        ];
+        let wrong = [0x23, 0x80, 0x03, 0x02, 0x04, 0xff, 0x03, 0x02, 0x00, 0xf0, 0x00, 0x00];
         assert!(normalize(&wrong).is_err());
     }
 
     #[test]
     fn long_and_padded_lengths_become_minimal() {
         assert_eq!(norm(&[0x04, 0x81, 0x01, 0xaa]), [0x04, 0x01, 0xaa]);
-        assert_eq!(
-            norm(&[0x04, 0x84, 0x00, 0x00, 0x00, 0x01, 0xaa]),
-            [0x04, 0x01, 0xaa]
-        );
+        assert_eq!(norm(&[0x04, 0x84, 0x00, 0x00, 0x00, 0x01, 0xaa]), [0x04, 0x01, 0xaa]);
         let mut long = vec![0x04, 0x82, 0x00, 0x80];
         long.extend([7u8; 128]);
         let mut want = vec![0x04, 0x81, 0x80];
@@ -436,50 +374,30 @@ mod tests {
     #[test]
     fn an_implicitly_tagged_chunked_string_keeps_its_chunks_for_the_schema() {
         // encryptedContent [0] IMPLICIT OCTET STRING, constructed, as gpgsm writes it.
-        let ber = [
-            0xa0, 0x80, 0x24, 0x80, 0x04, 0x01, b'x', 0x00, 0x00, 0x04, 0x01, b'y', 0x00, 0x00,
-        ];
+        let ber = [0xa0, 0x80, 0x24, 0x80, 0x04, 0x01, b'x', 0x00, 0x00, 0x04, 0x01, b'y', 0x00, 0x00];
         assert_eq!(norm(&ber), [0xa0, 0x06, 0x04, 0x01, b'x', 0x04, 0x01, b'y']);
     }
 
     #[test]
     fn a_boolean_true_is_written_as_ff() {
-        assert_eq!(
-            norm(&[0x30, 0x03, 0x01, 0x01, 0x01]),
-            [0x30, 0x03, 0x01, 0x01, 0xff]
-        );
+        assert_eq!(norm(&[0x30, 0x03, 0x01, 0x01, 0x01]), [0x30, 0x03, 0x01, 0x01, 0xff]);
     }
 
     #[test]
     fn trailing_zero_padding_is_dropped_and_other_trailing_values_kept() {
         assert_eq!(norm(&[0x05, 0x00, 0x00, 0x00, 0x00]), [0x05, 0x00]);
-        assert_eq!(
-            norm(&[0x30, 0x80, 0x00, 0x00, 0x05, 0x00]),
-            [0x30, 0x00, 0x05, 0x00]
-        );
+        assert_eq!(norm(&[0x30, 0x80, 0x00, 0x00, 0x05, 0x00]), [0x30, 0x00, 0x05, 0x00]);
     }
 
     #[test]
     fn broken_ber_is_refused_with_a_reason() {
         for (bytes, why) in [
-            (
-                &[0x30, 0x80, 0x02, 0x01, 0x05][..],
-                "an unterminated indefinite value",
-            ),
-            (
-                &[0x04, 0x80, 0x00, 0x00][..],
-                "a primitive indefinite value",
-            ),
+            (&[0x30, 0x80, 0x02, 0x01, 0x05][..], "an unterminated indefinite value"),
+            (&[0x04, 0x80, 0x00, 0x00][..], "a primitive indefinite value"),
             (&[0x04, 0x05, 0x00][..], "a length past the end"),
-            (
-                &[0x24, 0x80, 0x02, 0x01, 0x00, 0x00, 0x00][..],
-                "a chunk of another type",
-            ),
+            (&[0x24, 0x80, 0x02, 0x01, 0x00, 0x00, 0x00][..], "a chunk of another type"),
             (&[0x04, 0xff][..], "a reserved length octet"),
-            (
-                &[0x04, 0x89, 1, 0, 0, 0, 0, 0, 0, 0, 0][..],
-                "a length over usize",
-            ),
+            (&[0x04, 0x89, 1, 0, 0, 0, 0, 0, 0, 0, 0][..], "a length over usize"),
             (&[0x00, 0x00][..], "an end-of-contents marker alone"),
         ] {
             assert!(normalize(bytes).is_err(), "{why} must be refused");
@@ -496,10 +414,7 @@ mod tests {
         for _ in 0..100 {
             v.extend([0x00, 0x00]);
         }
-        assert!(normalize(&v)
-            .unwrap_err()
-            .to_string()
-            .contains("nested deeper"));
+        assert!(normalize(&v).unwrap_err().to_string().contains("nested deeper"));
     }
 
     #[test]
@@ -509,9 +424,6 @@ mod tests {
             v.extend([0x30, 0x00]);
         }
         v.extend([0x00, 0x00]);
-        assert!(normalize(&v)
-            .unwrap_err()
-            .to_string()
-            .contains("constructed values"));
+        assert!(normalize(&v).unwrap_err().to_string().contains("constructed values"));
     }
 }

@@ -21,7 +21,11 @@ pub fn parse(der: &[u8]) -> Result<Certificate, CmsError> {
 /// Refuse certificates past `MAX_CERT_SIZE` before anything parses their extensions.
 pub fn check_size(der: &[u8]) -> Result<(), CmsError> {
     if der.len() > super::MAX_CERT_SIZE {
-        return Err(CmsError::Malformed(format!("a certificate of {} bytes is larger than the {} KiB accepted (huge extensions?)", der.len(), super::MAX_CERT_SIZE / 1024)));
+        return Err(CmsError::Malformed(format!(
+            "a certificate of {} bytes is larger than the {} KiB accepted (huge extensions?)",
+            der.len(),
+            super::MAX_CERT_SIZE / 1024
+        )));
     }
     Ok(())
 }
@@ -35,7 +39,8 @@ pub fn load_file(path: &std::path::Path) -> Result<Vec<Vec<u8>>, CmsError> {
 /// Certificates from the bytes of a file (`what` names it in errors): PEM (any number) or one DER.
 pub fn load_bytes(data: &[u8], what: &str) -> Result<Vec<Vec<u8>>, CmsError> {
     if data.starts_with(b"-----BEGIN") || data.windows(11).any(|w| w == b"-----BEGIN ") {
-        let certs = Certificate::load_pem_chain(data).map_err(|e| CmsError::Malformed(format!("{what}: not PEM certificates: {e}")))?;
+        let certs = Certificate::load_pem_chain(data)
+            .map_err(|e| CmsError::Malformed(format!("{what}: not PEM certificates: {e}")))?;
         certs.iter().map(|c| c.to_der().map_err(|e| CmsError::Malformed(e.to_string()))).collect()
     } else {
         parse(data)?;
@@ -135,7 +140,8 @@ fn attribute_key(oid: &der::oid::ObjectIdentifier) -> Option<String> {
 /// Controls, and the format characters that reorder or hide text (bidi overrides, isolates,
 /// marks, zero-width characters).
 fn misleading(c: char) -> bool {
-    c.is_control() || matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2060}'..='\u{2069}' | '\u{feff}')
+    c.is_control()
+        || matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2060}'..='\u{2069}' | '\u{feff}')
 }
 
 /// The text of a directory string, whatever its ASN.1 string type.
@@ -143,14 +149,18 @@ fn string_value(v: &der::Any) -> Option<String> {
     use der::{Tag, Tagged};
     let bytes = v.value();
     match v.tag() {
-        Tag::Utf8String | Tag::PrintableString | Tag::Ia5String | Tag::VisibleString | Tag::NumericString => std::str::from_utf8(bytes).ok().map(str::to_string),
+        Tag::Utf8String | Tag::PrintableString | Tag::Ia5String | Tag::VisibleString | Tag::NumericString => {
+            std::str::from_utf8(bytes).ok().map(str::to_string)
+        }
         // T.61 in theory; Latin-1 in every certificate that uses it in practice.
         Tag::TeletexString => Some(bytes.iter().map(|&b| char::from(b)).collect()),
         Tag::BmpString => {
-            if bytes.len() % 2 != 0 {
+            if !bytes.len().is_multiple_of(2) {
                 return None;
             }
-            char::decode_utf16(bytes.chunks_exact(2).map(|c| u16::from_be_bytes([c[0], c[1]]))).collect::<Result<String, _>>().ok()
+            char::decode_utf16(bytes.chunks_exact(2).map(|c| u16::from_be_bytes([c[0], c[1]])))
+                .collect::<Result<String, _>>()
+                .ok()
         }
         _ => None,
     }
@@ -230,7 +240,15 @@ pub fn check_email_eku(cert: &Certificate) -> Result<(), String> {
 
 pub fn fmt_time(t: std::time::SystemTime) -> String {
     match der::DateTime::from_system_time(t) {
-        Ok(d) => format!("{:04}-{:02}-{:02} {:02}:{:02}:{:02} UTC", d.year(), d.month(), d.day(), d.hour(), d.minutes(), d.seconds()),
+        Ok(d) => format!(
+            "{:04}-{:02}-{:02} {:02}:{:02}:{:02} UTC",
+            d.year(),
+            d.month(),
+            d.day(),
+            d.hour(),
+            d.minutes(),
+            d.seconds()
+        ),
         Err(_) => "an unrepresentable time".into(),
     }
 }

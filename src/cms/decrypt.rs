@@ -2,9 +2,9 @@
 //! the token recover the content-encryption key (RSA key transport or ECDH key agreement), then
 //! decrypt the content here (AES-CBC, AES-GCM, ChaCha20-Poly1305).
 
+use super::asn1::{AuthEnvelopedData, EnvelopedData, KeyAgreeRecipientIdentifier, RecipientInfo};
 use super::oaep::{self, OaepHash};
 use super::{cert, CmsError};
-use super::asn1::{AuthEnvelopedData, EnvelopedData, KeyAgreeRecipientIdentifier, RecipientInfo};
 use cms::enveloped_data::{EncryptedContentInfo, OriginatorIdentifierOrKey, RecipientIdentifier};
 use const_oid::db::{rfc5911, rfc5912};
 use der::asn1::{ObjectIdentifier, OctetString, SetOfVec};
@@ -263,7 +263,8 @@ impl Envelope {
         }
         der.truncate(len);
         der.shrink_to_fit();
-        env.eci.encrypted_content = Some(OctetString::new(der).map_err(|e| CmsError::Malformed(format!("encrypted content: {e}")))?);
+        env.eci.encrypted_content =
+            Some(OctetString::new(der).map_err(|e| CmsError::Malformed(format!("encrypted content: {e}")))?);
         Ok(env)
     }
 
@@ -275,7 +276,8 @@ impl Envelope {
         // comparisons, in a copy; the parser then only confirms the order (n - 1 comparisons).
         // Recipients are not covered by any MAC, so their order carries no meaning.
         if let Some((set, elements)) = recipient_elements(der).filter(|(_, e)| e.len() > 64) {
-            let decoded: Option<Vec<RecipientInfo>> = elements.iter().map(|r| RecipientInfo::from_der(&der[r.clone()]).ok()).collect();
+            let decoded: Option<Vec<RecipientInfo>> =
+                elements.iter().map(|r| RecipientInfo::from_der(&der[r.clone()]).ok()).collect();
             if let Some(decoded) = decoded {
                 use der::DerOrd;
                 let before = |a: &RecipientInfo, b: &RecipientInfo| a.der_cmp(b).unwrap_or(std::cmp::Ordering::Equal);
@@ -298,9 +300,13 @@ impl Envelope {
 
     fn parse_checked(der: &[u8]) -> Result<Envelope, CmsError> {
         // Borrow the content: an owned ContentInfo would be one more copy of a large mail.
-        let ci = super::ContentInfoRef::from_der(der).map_err(|e| CmsError::Malformed(format!("not a CMS ContentInfo: {e}")))?;
+        let ci = super::ContentInfoRef::from_der(der)
+            .map_err(|e| CmsError::Malformed(format!("not a CMS ContentInfo: {e}")))?;
         if ci.content_type == rfc5911::ID_ENVELOPED_DATA {
-            let ed: EnvelopedData = ci.content.decode_as().map_err(|e| CmsError::Malformed(format!("EnvelopedData does not parse: {e}")))?;
+            let ed: EnvelopedData = ci
+                .content
+                .decode_as()
+                .map_err(|e| CmsError::Malformed(format!("EnvelopedData does not parse: {e}")))?;
             Ok(Envelope {
                 authenticated: false,
                 originator_info: ed.originator_info,
@@ -311,7 +317,10 @@ impl Envelope {
                 other_attrs: ed.unprotected_attrs,
             })
         } else if ci.content_type == ID_CT_AUTH_ENVELOPED_DATA {
-            let ad: AuthEnvelopedData = ci.content.decode_as().map_err(|e| CmsError::Malformed(format!("AuthEnvelopedData does not parse: {e}")))?;
+            let ad: AuthEnvelopedData = ci
+                .content
+                .decode_as()
+                .map_err(|e| CmsError::Malformed(format!("AuthEnvelopedData does not parse: {e}")))?;
             Ok(Envelope {
                 authenticated: true,
                 originator_info: ad.originator_info,
@@ -322,12 +331,18 @@ impl Envelope {
                 other_attrs: ad.unauth_attrs,
             })
         } else {
-            Err(CmsError::Malformed(format!("content type {} is neither enveloped-data nor auth-enveloped-data", ci.content_type)))
+            Err(CmsError::Malformed(format!(
+                "content type {} is neither enveloped-data nor auth-enveloped-data",
+                ci.content_type
+            )))
         }
     }
 
     /// The content-encryption key, recovered by the key holder (the token's key never leaves it).
-    pub fn recover_cek(&self, keys: &mut dyn Decryptor) -> Result<(Zeroizing<Vec<u8>>, &'static str, String), CmsError> {
+    pub fn recover_cek(
+        &self,
+        keys: &mut dyn Decryptor,
+    ) -> Result<(Zeroizing<Vec<u8>>, &'static str, String), CmsError> {
         if let Some(why) = keys.cannot_decrypt() {
             return Err(CmsError::NoKey(why));
         }
@@ -348,10 +363,16 @@ impl Envelope {
     pub fn into_plaintext(mut self, cek: &[u8]) -> Result<Vec<u8>, CmsError> {
         let alg = content_alg(&self.eci, self.authenticated)?;
         let auth = match (&self.auth_attrs, &self.mac) {
-            (attrs, Some(mac)) => Some((attrs.as_ref().map(|a| a.to_der()).transpose().map_err(|e| CmsError::Malformed(e.to_string()))?, mac.as_bytes().to_vec())),
+            (attrs, Some(mac)) => Some((
+                attrs.as_ref().map(|a| a.to_der()).transpose().map_err(|e| CmsError::Malformed(e.to_string()))?,
+                mac.as_bytes().to_vec(),
+            )),
             _ => None,
         };
-        let ciphertext = self.eci.encrypted_content.take().ok_or_else(|| CmsError::Malformed("no encrypted content (detached content is not supported)".into()))?;
+        let ciphertext =
+            self.eci.encrypted_content.take().ok_or_else(|| {
+                CmsError::Malformed("no encrypted content (detached content is not supported)".into())
+            })?;
         decrypt_content(alg, &self.eci, cek, ciphertext.into_bytes(), auth.as_ref())
     }
 
@@ -378,12 +399,21 @@ impl Envelope {
             };
             content_info_der(ID_CT_AUTH_ENVELOPED_DATA, &ad).map_err(enc)
         } else {
-            let version = if self.originator_info.is_some() || self.other_attrs.is_some() || set.iter().any(|r| !matches!(r, RecipientInfo::Ktri(_))) {
+            let version = if self.originator_info.is_some()
+                || self.other_attrs.is_some()
+                || set.iter().any(|r| !matches!(r, RecipientInfo::Ktri(_)))
+            {
                 cms::content_info::CmsVersion::V2
             } else {
                 cms::content_info::CmsVersion::V0
             };
-            let ed = EnvelopedData { version, originator_info: self.originator_info, recip_infos: set, encrypted_content: self.eci, unprotected_attrs: self.other_attrs };
+            let ed = EnvelopedData {
+                version,
+                originator_info: self.originator_info,
+                recip_infos: set,
+                encrypted_content: self.eci,
+                unprotected_attrs: self.other_attrs,
+            };
             content_info_der(rfc5911::ID_ENVELOPED_DATA, &ed).map_err(enc)
         }
     }
@@ -422,9 +452,14 @@ pub fn open(der: &[u8], keys: &mut dyn Decryptor) -> Result<Opened, CmsError> {
 }
 
 /// Find the recipient info addressed to one of our certificates and have the token unwrap the key.
-fn recover_cek(infos: &SetOfVec<RecipientInfo>, keys: &mut dyn Decryptor) -> Result<(Zeroizing<Vec<u8>>, &'static str, String), CmsError> {
+fn recover_cek(
+    infos: &SetOfVec<RecipientInfo>,
+    keys: &mut dyn Decryptor,
+) -> Result<(Zeroizing<Vec<u8>>, &'static str, String), CmsError> {
     let certs: Vec<Certificate> = keys.certificates().to_vec();
-    let matches_ias = |ias: &cms::cert::IssuerAndSerialNumber, c: &Certificate| c.tbs_certificate.issuer == ias.issuer && c.tbs_certificate.serial_number == ias.serial_number;
+    let matches_ias = |ias: &cms::cert::IssuerAndSerialNumber, c: &Certificate| {
+        c.tbs_certificate.issuer == ias.issuer && c.tbs_certificate.serial_number == ias.serial_number
+    };
     let matches_ski = |ski: &[u8], c: &Certificate| cert::subject_key_id(c).as_deref() == Some(ski);
     let mut kinds_seen = Vec::new();
     for ri in infos.iter() {
@@ -454,11 +489,18 @@ fn recover_cek(infos: &SetOfVec<RecipientInfo>, keys: &mut dyn Decryptor) -> Res
                         // The token lacks this OAEP variant: raw RSA on the token, unpadding here.
                         let k_len = rsa_modulus_len(&certs[idx])?;
                         let em = keys.rsa_decrypt(idx, RsaOp::Raw, enc)?;
-                        let m = oaep::decode(&em, k_len, hash, mgf, &label)
-                            .ok_or_else(|| CmsError::Decrypt("the content key does not unwrap with the key on the token (OAEP padding check failed)".into()))?;
+                        let m = oaep::decode(&em, k_len, hash, mgf, &label).ok_or_else(|| {
+                            CmsError::Decrypt(
+                                "the content key does not unwrap with the key on the token (OAEP padding check failed)"
+                                    .into(),
+                            )
+                        })?;
                         (m, name)
                     } else {
-                        return Err(CmsError::CannotDecrypt(format!("the token offers neither OAEP with {} nor raw RSA", hash.name())));
+                        return Err(CmsError::CannotDecrypt(format!(
+                            "the token offers neither OAEP with {} nor raw RSA",
+                            hash.name()
+                        )));
                     }
                 } else {
                     return Err(CmsError::CannotDecrypt(format!("key transport algorithm {}", k.key_enc_alg.oid)));
@@ -477,7 +519,10 @@ fn recover_cek(infos: &SetOfVec<RecipientInfo>, keys: &mut dyn Decryptor) -> Res
                     let OriginatorIdentifierOrKey::OriginatorKey(opk) = &kari.originator else {
                         return Err(CmsError::CannotDecrypt("key agreement with a static originator key".into()));
                     };
-                    let point = opk.public_key.as_bytes().ok_or_else(|| CmsError::Malformed("originator key is not whole bytes".into()))?;
+                    let point = opk
+                        .public_key
+                        .as_bytes()
+                        .ok_or_else(|| CmsError::Malformed("originator key is not whole bytes".into()))?;
                     let (kdf_hash, wrap) = kari_algs(&kari.key_enc_alg)?;
                     let z = keys.ecdh(idx, point)?;
                     let kek = x963_kdf(kdf_hash, &z, &wrap, kari.ukm.as_ref().map(|u| u.as_bytes()))?;
@@ -490,7 +535,8 @@ fn recover_cek(infos: &SetOfVec<RecipientInfo>, keys: &mut dyn Decryptor) -> Res
             RecipientInfo::Ori(_) => kinds_seen.push("other recipient type"),
         }
     }
-    let ours: Vec<String> = certs.iter().map(|c| format!("{} (serial {})", cert::subject(c), c.tbs_certificate.serial_number)).collect();
+    let ours: Vec<String> =
+        certs.iter().map(|c| format!("{} (serial {})", cert::subject(c), c.tbs_certificate.serial_number)).collect();
     Err(CmsError::NoKey(format!(
         "the message is not encrypted for any key on the token (recipient types: {}; token certificates: {})",
         if kinds_seen.is_empty() { "none".into() } else { kinds_seen.join(", ") },
@@ -502,13 +548,16 @@ fn rsa_modulus_len(c: &Certificate) -> Result<usize, CmsError> {
     use rsa::pkcs1::DecodeRsaPublicKey;
     use rsa::traits::PublicKeyParts;
     let spki = c.tbs_certificate.subject_public_key_info.subject_public_key.raw_bytes();
-    let key = rsa::RsaPublicKey::from_pkcs1_der(spki).map_err(|e| CmsError::Malformed(format!("recipient RSA key: {e}")))?;
+    let key =
+        rsa::RsaPublicKey::from_pkcs1_der(spki).map_err(|e| CmsError::Malformed(format!("recipient RSA key: {e}")))?;
     Ok(key.size())
 }
 
 fn oaep_params(alg: &spki::AlgorithmIdentifierOwned) -> Result<(OaepHash, OaepHash, Vec<u8>), CmsError> {
     let p = match &alg.parameters {
-        Some(any) => any.decode_as::<OaepParams>().map_err(|e| CmsError::Malformed(format!("RSA-OAEP parameters: {e}")))?,
+        Some(any) => {
+            any.decode_as::<OaepParams>().map_err(|e| CmsError::Malformed(format!("RSA-OAEP parameters: {e}")))?
+        }
         None => OaepParams { hash: None, mgf: None, psource: None },
     };
     let hash = match &p.hash {
@@ -530,7 +579,11 @@ fn oaep_params(alg: &spki::AlgorithmIdentifierOwned) -> Result<(OaepHash, OaepHa
     };
     let label = match &p.psource {
         Some(ps) if ps.oid == ID_P_SPECIFIED => match &ps.parameters {
-            Some(v) => v.decode_as::<OctetString>().map_err(|e| CmsError::Malformed(format!("OAEP label: {e}")))?.as_bytes().to_vec(),
+            Some(v) => v
+                .decode_as::<OctetString>()
+                .map_err(|e| CmsError::Malformed(format!("OAEP label: {e}")))?
+                .as_bytes()
+                .to_vec(),
             None => Vec::new(),
         },
         Some(ps) => return Err(CmsError::CannotDecrypt(format!("OAEP label source {}", ps.oid))),
@@ -547,7 +600,11 @@ fn kari_algs(alg: &spki::AlgorithmIdentifierOwned) -> Result<(OaepHash, ObjectId
         "1.3.132.1.11.1" | "1.3.132.1.14.1" => OaepHash::Sha256,
         "1.3.132.1.11.2" | "1.3.132.1.14.2" => OaepHash::Sha384,
         "1.3.132.1.11.3" | "1.3.132.1.14.3" => OaepHash::Sha512,
-        other => return Err(CmsError::CannotDecrypt(format!("key agreement algorithm {other} (X25519/HKDF and others are not supported yet)"))),
+        other => {
+            return Err(CmsError::CannotDecrypt(format!(
+                "key agreement algorithm {other} (X25519/HKDF and others are not supported yet)"
+            )))
+        }
     };
     let wrap: spki::AlgorithmIdentifierOwned = alg
         .parameters
@@ -568,13 +625,19 @@ fn wrap_key_len(oid: &ObjectIdentifier) -> Result<usize, CmsError> {
 }
 
 /// ANSI X9.63 KDF as RFC 5753 §7.2 applies it.
-pub(crate) fn x963_kdf(hash: OaepHash, z: &[u8], wrap: &ObjectIdentifier, ukm: Option<&[u8]>) -> Result<Zeroizing<Vec<u8>>, CmsError> {
+pub(crate) fn x963_kdf(
+    hash: OaepHash,
+    z: &[u8],
+    wrap: &ObjectIdentifier,
+    ukm: Option<&[u8]>,
+) -> Result<Zeroizing<Vec<u8>>, CmsError> {
     use sha2::digest::DynDigest;
     let len = wrap_key_len(wrap)?;
     let info = EccCmsSharedInfo {
         key_info: spki::AlgorithmIdentifierOwned { oid: *wrap, parameters: None },
-        entity_u_info: ukm.map(|u| OctetString::new(u)).transpose().map_err(|e| CmsError::Malformed(e.to_string()))?,
-        supp_pub_info: OctetString::new(((len * 8) as u32).to_be_bytes().to_vec()).map_err(|e| CmsError::Malformed(e.to_string()))?,
+        entity_u_info: ukm.map(OctetString::new).transpose().map_err(|e| CmsError::Malformed(e.to_string()))?,
+        supp_pub_info: OctetString::new(((len * 8) as u32).to_be_bytes().to_vec())
+            .map_err(|e| CmsError::Malformed(e.to_string()))?,
     }
     .to_der()
     .map_err(|e| CmsError::Malformed(e.to_string()))?;
@@ -603,9 +666,15 @@ fn aes_unwrap(kek: &[u8], wrapped: &[u8]) -> Result<Zeroizing<Vec<u8>>, CmsError
     let bad_kek = |_| CmsError::Malformed("KEK length".into());
     let mut out = Zeroizing::new(vec![0u8; wrapped.len()]);
     let len = match kek.len() {
-        16 => aes_kw::KwAes128::new_from_slice(kek).map_err(bad_kek)?.unwrap_key(wrapped, &mut out).map_err(fail)?.len(),
-        24 => aes_kw::KwAes192::new_from_slice(kek).map_err(bad_kek)?.unwrap_key(wrapped, &mut out).map_err(fail)?.len(),
-        32 => aes_kw::KwAes256::new_from_slice(kek).map_err(bad_kek)?.unwrap_key(wrapped, &mut out).map_err(fail)?.len(),
+        16 => {
+            aes_kw::KwAes128::new_from_slice(kek).map_err(bad_kek)?.unwrap_key(wrapped, &mut out).map_err(fail)?.len()
+        }
+        24 => {
+            aes_kw::KwAes192::new_from_slice(kek).map_err(bad_kek)?.unwrap_key(wrapped, &mut out).map_err(fail)?.len()
+        }
+        32 => {
+            aes_kw::KwAes256::new_from_slice(kek).map_err(bad_kek)?.unwrap_key(wrapped, &mut out).map_err(fail)?.len()
+        }
         n => return Err(CmsError::Malformed(format!("KEK of {n} bytes"))),
     };
     out.truncate(len);
@@ -623,18 +692,41 @@ fn content_alg(eci: &EncryptedContentInfo, authenticated: bool) -> Result<Conten
         "2.16.840.1.101.3.4.1.46" => ContentAlg::AesGcm(32),
         _ if eci.content_enc_alg.oid == ID_CHACHA20_POLY1305 => ContentAlg::ChaCha20Poly1305,
         "1.2.840.113549.3.7" => ContentAlg::DesEde3Cbc,
-        "1.2.840.113549.3.2" => return Err(CmsError::CannotDecrypt("the content is encrypted with RC2, which is refused as broken: ask the sender to use AES".into())),
-        "1.3.14.3.2.7" => return Err(CmsError::CannotDecrypt("the content is encrypted with single DES, which is refused as broken: ask the sender to use AES".into())),
-        other => return Err(CmsError::CannotDecrypt(format!("the content is encrypted with algorithm {other}, which ssmax-card does not know"))),
+        "1.2.840.113549.3.2" => {
+            return Err(CmsError::CannotDecrypt(
+                "the content is encrypted with RC2, which is refused as broken: ask the sender to use AES".into(),
+            ))
+        }
+        "1.3.14.3.2.7" => {
+            return Err(CmsError::CannotDecrypt(
+                "the content is encrypted with single DES, which is refused as broken: ask the sender to use AES"
+                    .into(),
+            ))
+        }
+        other => {
+            return Err(CmsError::CannotDecrypt(format!(
+                "the content is encrypted with algorithm {other}, which ssmax-card does not know"
+            )))
+        }
     };
     let aead = !matches!(alg, ContentAlg::AesCbc(_) | ContentAlg::DesEde3Cbc);
     if aead != authenticated {
-        return Err(CmsError::Malformed(format!("{} must be used with {}", alg.name(), if aead { "AuthEnvelopedData" } else { "EnvelopedData" })));
+        return Err(CmsError::Malformed(format!(
+            "{} must be used with {}",
+            alg.name(),
+            if aead { "AuthEnvelopedData" } else { "EnvelopedData" }
+        )));
     }
     Ok(alg)
 }
 
-fn decrypt_content(alg: ContentAlg, eci: &EncryptedContentInfo, cek: &[u8], mut buf: Vec<u8>, auth: Option<&(Option<Vec<u8>>, Vec<u8>)>) -> Result<Vec<u8>, CmsError> {
+fn decrypt_content(
+    alg: ContentAlg,
+    eci: &EncryptedContentInfo,
+    cek: &[u8],
+    mut buf: Vec<u8>,
+    auth: Option<&(Option<Vec<u8>>, Vec<u8>)>,
+) -> Result<Vec<u8>, CmsError> {
     let key_len = match alg {
         ContentAlg::DesEde3Cbc => 24,
         ContentAlg::AesCbc(n) | ContentAlg::AesGcm(n) => n,
@@ -644,7 +736,11 @@ fn decrypt_content(alg: ContentAlg, eci: &EncryptedContentInfo, cek: &[u8], mut 
         // Also what a wrong key under PKCS#1 v1.5 looks like; say no more than that.
         return Err(CmsError::Decrypt(format!("the recovered content key has the wrong length for {}", alg.name())));
     }
-    let params = eci.content_enc_alg.parameters.as_ref().ok_or_else(|| CmsError::Malformed(format!("{} without parameters", alg.name())))?;
+    let params = eci
+        .content_enc_alg
+        .parameters
+        .as_ref()
+        .ok_or_else(|| CmsError::Malformed(format!("{} without parameters", alg.name())))?;
     let integrity = || CmsError::Decrypt("integrity check failed: the message was altered or the key is wrong".into());
     match alg {
         ContentAlg::DesEde3Cbc => {
@@ -653,7 +749,11 @@ fn decrypt_content(alg: ContentAlg, eci: &EncryptedContentInfo, cek: &[u8], mut 
             let len = cbc::Decryptor::<des::TdesEde3>::new_from_slices(cek, iv.as_bytes())
                 .map_err(|_| CmsError::Malformed("DES-EDE3-CBC IV is not 8 bytes".into()))?
                 .decrypt_padded::<Pkcs7>(&mut buf)
-                .map_err(|_| CmsError::Decrypt("content does not decrypt (bad padding): the message was altered or the key is wrong".into()))?
+                .map_err(|_| {
+                    CmsError::Decrypt(
+                        "content does not decrypt (bad padding): the message was altered or the key is wrong".into(),
+                    )
+                })?
                 .len();
             buf.truncate(len);
             Ok(buf)
@@ -665,12 +765,28 @@ fn decrypt_content(alg: ContentAlg, eci: &EncryptedContentInfo, cek: &[u8], mut 
             if iv.len() != 16 {
                 return Err(CmsError::Malformed("CBC IV is not 16 bytes".into()));
             }
-            let bad = |_| CmsError::Decrypt("content does not decrypt (bad padding): the message was altered or the key is wrong".into());
+            let bad = |_| {
+                CmsError::Decrypt(
+                    "content does not decrypt (bad padding): the message was altered or the key is wrong".into(),
+                )
+            };
             let bad_key = |_| CmsError::Malformed("CBC key or IV length".into());
             let len = match n {
-                16 => cbc::Decryptor::<aes::Aes128>::new_from_slices(cek, iv).map_err(bad_key)?.decrypt_padded::<Pkcs7>(&mut buf).map_err(bad)?.len(),
-                24 => cbc::Decryptor::<aes::Aes192>::new_from_slices(cek, iv).map_err(bad_key)?.decrypt_padded::<Pkcs7>(&mut buf).map_err(bad)?.len(),
-                _ => cbc::Decryptor::<aes::Aes256>::new_from_slices(cek, iv).map_err(bad_key)?.decrypt_padded::<Pkcs7>(&mut buf).map_err(bad)?.len(),
+                16 => cbc::Decryptor::<aes::Aes128>::new_from_slices(cek, iv)
+                    .map_err(bad_key)?
+                    .decrypt_padded::<Pkcs7>(&mut buf)
+                    .map_err(bad)?
+                    .len(),
+                24 => cbc::Decryptor::<aes::Aes192>::new_from_slices(cek, iv)
+                    .map_err(bad_key)?
+                    .decrypt_padded::<Pkcs7>(&mut buf)
+                    .map_err(bad)?
+                    .len(),
+                _ => cbc::Decryptor::<aes::Aes256>::new_from_slices(cek, iv)
+                    .map_err(bad_key)?
+                    .decrypt_padded::<Pkcs7>(&mut buf)
+                    .map_err(bad)?
+                    .len(),
             };
             buf.truncate(len);
             Ok(buf)
@@ -684,23 +800,35 @@ fn decrypt_content(alg: ContentAlg, eci: &EncryptedContentInfo, cek: &[u8], mut 
                 return Err(CmsError::CannotDecrypt(format!("AES-GCM with a {}-byte tag (16 supported)", tag.len())));
             }
             if p.nonce.as_bytes().len() != 12 {
-                return Err(CmsError::CannotDecrypt(format!("AES-GCM with a {}-byte nonce (12 supported)", p.nonce.as_bytes().len())));
+                return Err(CmsError::CannotDecrypt(format!(
+                    "AES-GCM with a {}-byte nonce (12 supported)",
+                    p.nonce.as_bytes().len()
+                )));
             }
-            let nonce = aes_gcm::Nonce::<aes_gcm::aead::consts::U12>::try_from(p.nonce.as_bytes()).map_err(|_| integrity())?;
+            let nonce =
+                aes_gcm::Nonce::<aes_gcm::aead::consts::U12>::try_from(p.nonce.as_bytes()).map_err(|_| integrity())?;
             let aad = aad.as_deref().unwrap_or(&[]);
             let tag = aes_gcm::Tag::<aes_gcm::aead::consts::U16>::try_from(tag.as_slice()).map_err(|_| integrity())?;
             let data = buf.as_mut_slice().into();
             match n {
-                16 => aes_gcm::Aes128Gcm::new_from_slice(cek).map_err(|_| integrity())?.decrypt_inout_detached(&nonce, aad, data, &tag),
-                24 => aes_gcm::AesGcm::<aes::Aes192, aes_gcm::aead::consts::U12>::new_from_slice(cek).map_err(|_| integrity())?.decrypt_inout_detached(&nonce, aad, data, &tag),
-                _ => aes_gcm::Aes256Gcm::new_from_slice(cek).map_err(|_| integrity())?.decrypt_inout_detached(&nonce, aad, data, &tag),
+                16 => aes_gcm::Aes128Gcm::new_from_slice(cek)
+                    .map_err(|_| integrity())?
+                    .decrypt_inout_detached(&nonce, aad, data, &tag),
+                24 => aes_gcm::AesGcm::<aes::Aes192, aes_gcm::aead::consts::U12>::new_from_slice(cek)
+                    .map_err(|_| integrity())?
+                    .decrypt_inout_detached(&nonce, aad, data, &tag),
+                _ => aes_gcm::Aes256Gcm::new_from_slice(cek)
+                    .map_err(|_| integrity())?
+                    .decrypt_inout_detached(&nonce, aad, data, &tag),
             }
             .map_err(|_| integrity())?;
             Ok(buf)
         }
         ContentAlg::ChaCha20Poly1305 => {
             use chacha20poly1305::aead::{AeadInOut, KeyInit};
-            let nonce = params.decode_as::<OctetString>().map_err(|e| CmsError::Malformed(format!("ChaCha20-Poly1305 nonce: {e}")))?;
+            let nonce = params
+                .decode_as::<OctetString>()
+                .map_err(|e| CmsError::Malformed(format!("ChaCha20-Poly1305 nonce: {e}")))?;
             if nonce.as_bytes().len() != 12 {
                 return Err(CmsError::Malformed("ChaCha20-Poly1305 nonce is not 12 bytes".into()));
             }

@@ -7,7 +7,9 @@ use super::oaep::OaepHash;
 use super::CmsError;
 use cms::cert::IssuerAndSerialNumber;
 use cms::content_info::CmsVersion;
-use cms::enveloped_data::{EncryptedContentInfo, KeyTransRecipientInfo, OriginatorIdentifierOrKey, OriginatorPublicKey, RecipientIdentifier};
+use cms::enveloped_data::{
+    EncryptedContentInfo, KeyTransRecipientInfo, OriginatorIdentifierOrKey, OriginatorPublicKey, RecipientIdentifier,
+};
 use const_oid::db::{rfc5911, rfc5912};
 use der::asn1::{BitString, ObjectIdentifier, OctetString, SetOfVec};
 use der::Any;
@@ -28,7 +30,10 @@ fn enc(e: der::Error) -> CmsError {
 }
 
 fn ias(cert: &Certificate) -> IssuerAndSerialNumber {
-    IssuerAndSerialNumber { issuer: cert.tbs_certificate.issuer.clone(), serial_number: cert.tbs_certificate.serial_number.clone() }
+    IssuerAndSerialNumber {
+        issuer: cert.tbs_certificate.issuer.clone(),
+        serial_number: cert.tbs_certificate.serial_number.clone(),
+    }
 }
 
 fn sha256_id() -> AlgorithmIdentifierOwned {
@@ -39,22 +44,32 @@ fn sha256_id() -> AlgorithmIdentifierOwned {
 /// RSA → RSA-OAEP (SHA-256) key transport; EC P-256/P-384 → ECDH ephemeral-static + AES-256 key wrap.
 pub fn recipient_info(cert: &Certificate, cek: &[u8]) -> Result<RecipientInfo, CmsError> {
     let spki = &cert.tbs_certificate.subject_public_key_info;
-    let key_bits = spki.subject_public_key.as_bytes().ok_or_else(|| CmsError::Malformed("recipient public key is not whole bytes".into()))?;
+    let key_bits = spki
+        .subject_public_key
+        .as_bytes()
+        .ok_or_else(|| CmsError::Malformed("recipient public key is not whole bytes".into()))?;
     if spki.algorithm.oid == rfc5912::RSA_ENCRYPTION {
         use rsa::pkcs1::DecodeRsaPublicKey;
-        let key = rsa::RsaPublicKey::from_pkcs1_der(key_bits).map_err(|e| CmsError::Malformed(format!("recipient RSA key: {e}")))?;
+        let key = rsa::RsaPublicKey::from_pkcs1_der(key_bits)
+            .map_err(|e| CmsError::Malformed(format!("recipient RSA key: {e}")))?;
         let wrapped = key
             .encrypt(&mut OsRng, rsa::Oaep::new::<sha2::Sha256>(), cek)
             .map_err(|e| CmsError::Unsupported(format!("RSA-OAEP to this key: {e}")))?;
         let params = OaepParams {
             hash: Some(sha256_id()),
-            mgf: Some(AlgorithmIdentifierOwned { oid: ID_MGF1, parameters: Some(Any::encode_from(&sha256_id()).map_err(enc)?) }),
+            mgf: Some(AlgorithmIdentifierOwned {
+                oid: ID_MGF1,
+                parameters: Some(Any::encode_from(&sha256_id()).map_err(enc)?),
+            }),
             psource: None,
         };
         return Ok(RecipientInfo::Ktri(KeyTransRecipientInfo {
             version: CmsVersion::V0,
             rid: RecipientIdentifier::IssuerAndSerialNumber(ias(cert)),
-            key_enc_alg: AlgorithmIdentifierOwned { oid: ID_RSAES_OAEP, parameters: Some(Any::encode_from(&params).map_err(enc)?) },
+            key_enc_alg: AlgorithmIdentifierOwned {
+                oid: ID_RSAES_OAEP,
+                parameters: Some(Any::encode_from(&params).map_err(enc)?),
+            },
             enc_key: OctetString::new(wrapped).map_err(enc)?,
         }));
     }
@@ -62,13 +77,15 @@ pub fn recipient_info(cert: &Certificate, cek: &[u8]) -> Result<RecipientInfo, C
         let curve = spki.algorithm.parameters.as_ref().and_then(|p| p.decode_as::<ObjectIdentifier>().ok());
         let (ephemeral_point, z): (Vec<u8>, Zeroizing<Vec<u8>>) = match curve {
             Some(c) if c == P256 => {
-                let peer = p256::PublicKey::from_sec1_bytes(key_bits).map_err(|_| CmsError::Malformed("recipient P-256 key".into()))?;
+                let peer = p256::PublicKey::from_sec1_bytes(key_bits)
+                    .map_err(|_| CmsError::Malformed("recipient P-256 key".into()))?;
                 let eph = p256::ecdh::EphemeralSecret::random(&mut OsRng);
                 let point = p256::EncodedPoint::from(eph.public_key()).as_bytes().to_vec();
                 (point, Zeroizing::new(eph.diffie_hellman(&peer).raw_secret_bytes().to_vec()))
             }
             Some(c) if c == P384 => {
-                let peer = p384::PublicKey::from_sec1_bytes(key_bits).map_err(|_| CmsError::Malformed("recipient P-384 key".into()))?;
+                let peer = p384::PublicKey::from_sec1_bytes(key_bits)
+                    .map_err(|_| CmsError::Malformed("recipient P-384 key".into()))?;
                 let eph = p384::ecdh::EphemeralSecret::random(&mut OsRng);
                 let point = p384::EncodedPoint::from(eph.public_key()).as_bytes().to_vec();
                 (point, Zeroizing::new(eph.diffie_hellman(&peer).raw_secret_bytes().to_vec()))
@@ -76,7 +93,8 @@ pub fn recipient_info(cert: &Certificate, cek: &[u8]) -> Result<RecipientInfo, C
             _ => return Err(CmsError::Unsupported("recipient EC key on a curve other than P-256 / P-384".into())),
         };
         let kek = x963_kdf(OaepHash::Sha256, &z, &AES256_WRAP, None)?;
-        let kek = <aes_kw::KwAes256 as aes_kw::cipher::KeyInit>::new_from_slice(&kek[..]).map_err(|_| CmsError::Malformed("KEK length".into()))?;
+        let kek = <aes_kw::KwAes256 as aes_kw::cipher::KeyInit>::new_from_slice(&kek[..])
+            .map_err(|_| CmsError::Malformed("KEK length".into()))?;
         let mut wrapped = vec![0u8; cek.len() + aes_kw::IV_LEN];
         kek.wrap_key(cek, &mut wrapped).map_err(|_| CmsError::Malformed("AES key wrap of the content key".into()))?;
         let wrap_alg = AlgorithmIdentifierOwned { oid: AES256_WRAP, parameters: None };
@@ -87,7 +105,10 @@ pub fn recipient_info(cert: &Certificate, cek: &[u8]) -> Result<RecipientInfo, C
                 public_key: BitString::from_bytes(&ephemeral_point).map_err(enc)?,
             }),
             ukm: None,
-            key_enc_alg: AlgorithmIdentifierOwned { oid: ECDH_SHA256_KDF, parameters: Some(Any::encode_from(&wrap_alg).map_err(enc)?) },
+            key_enc_alg: AlgorithmIdentifierOwned {
+                oid: ECDH_SHA256_KDF,
+                parameters: Some(Any::encode_from(&wrap_alg).map_err(enc)?),
+            },
             recipient_enc_keys: vec![RecipientEncryptedKey {
                 rid: KeyAgreeRecipientIdentifier::IssuerAndSerialNumber(ias(cert)),
                 enc_key: OctetString::new(wrapped).map_err(enc)?,
@@ -121,7 +142,10 @@ pub fn encrypt(content: Vec<u8>, recipients: &[Certificate]) -> Result<Vec<u8>, 
         infos: SetOfVec::new(),
         eci: EncryptedContentInfo {
             content_type: rfc5911::ID_DATA,
-            content_enc_alg: AlgorithmIdentifierOwned { oid: AES256_GCM, parameters: Some(Any::encode_from(&params).map_err(enc)?) },
+            content_enc_alg: AlgorithmIdentifierOwned {
+                oid: AES256_GCM,
+                parameters: Some(Any::encode_from(&params).map_err(enc)?),
+            },
             encrypted_content: Some(OctetString::new(sealed).map_err(enc)?),
         },
         auth_attrs: None,
@@ -157,9 +181,12 @@ mod tests {
 
     fn bob() -> (Certificate, rsa::RsaPrivateKey) {
         use rsa::pkcs8::DecodePrivateKey;
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("softhsm-tests/interop-vectors/examples-cms/certs-and-keys");
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("softhsm-tests/interop-vectors/examples-cms/certs-and-keys");
         let cert = crate::cms::cert::load_file(&dir.join("lamps-bob.encrypt.crt")).unwrap();
-        let key = rsa::RsaPrivateKey::from_pkcs8_pem(&std::fs::read_to_string(dir.join("lamps-bob.decrypt.p8.pem")).unwrap()).unwrap();
+        let key =
+            rsa::RsaPrivateKey::from_pkcs8_pem(&std::fs::read_to_string(dir.join("lamps-bob.decrypt.p8.pem")).unwrap())
+                .unwrap();
         (crate::cms::cert::parse(&cert[0]).unwrap(), key)
     }
 

@@ -55,7 +55,8 @@ pub fn unarmor(data: &[u8]) -> Result<std::borrow::Cow<'_, [u8]>, CmsError> {
     let trimmed = data.trim_ascii_start();
     if trimmed.starts_with(b"-----BEGIN") {
         let text = std::str::from_utf8(trimmed).map_err(|_| CmsError::Malformed("PEM is not text".into()))?;
-        let (label, der) = der::pem::decode_vec(text.as_bytes()).map_err(|e| CmsError::Malformed(format!("PEM does not decode: {e}")))?;
+        let (label, der) = der::pem::decode_vec(text.as_bytes())
+            .map_err(|e| CmsError::Malformed(format!("PEM does not decode: {e}")))?;
         if !matches!(label, "CMS" | "PKCS7" | "PKCS #7 SIGNED DATA") {
             return Err(CmsError::Malformed(format!("PEM label '{label}' is not CMS")));
         }
@@ -77,7 +78,8 @@ pub fn content_info(input: &[u8]) -> Result<cms::content_info::ContentInfo, CmsE
     let normalized = ber::normalize(input)?;
     let der = normalized.as_deref().unwrap_or(input);
     bounds::check(der)?;
-    cms::content_info::ContentInfo::from_der(der).map_err(|e| CmsError::Malformed(format!("not a CMS ContentInfo: {e}")))
+    cms::content_info::ContentInfo::from_der(der)
+        .map_err(|e| CmsError::Malformed(format!("not a CMS ContentInfo: {e}")))
 }
 
 #[cfg(test)]
@@ -107,15 +109,21 @@ mod robustness {
     }
 
     fn vectors() -> Vec<Vec<u8>> {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("softhsm-tests/interop-vectors/examples-cms/binary-files");
-        let mut out: Vec<Vec<u8>> = std::fs::read_dir(&dir).expect("softhsm-tests/interop-vectors").filter_map(|e| e.ok()).filter_map(|e| std::fs::read(e.path()).ok()).collect();
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("softhsm-tests/interop-vectors/examples-cms/binary-files");
+        let mut out: Vec<Vec<u8>> = std::fs::read_dir(&dir)
+            .expect("softhsm-tests/interop-vectors")
+            .filter_map(|e| e.ok())
+            .filter_map(|e| std::fs::read(e.path()).ok())
+            .collect();
         out.sort();
         out
     }
 
     #[test]
     fn mutated_cms_never_panics_in_verify_or_decrypt() {
-        let bob = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("softhsm-tests/interop-vectors/examples-cms/certs-and-keys/lamps-bob.encrypt.crt");
+        let bob = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("softhsm-tests/interop-vectors/examples-cms/certs-and-keys/lamps-bob.encrypt.crt");
         let bob = cert::load_file(&bob).unwrap();
         let mut keys = NoKeys(bob.iter().map(|d| cert::parse(d).unwrap()).collect());
         let trust = verify::Trust { anchors: bob.clone(), intermediates: vec![] };

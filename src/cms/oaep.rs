@@ -3,7 +3,7 @@
 //! in constant time, so timing does not tell which check failed.
 
 use sha2::digest::{Digest, DynDigest};
-use subtle::{ConditionallySelectable, ConstantTimeEq, Choice};
+use subtle::{Choice, ConditionallySelectable, ConstantTimeEq};
 use zeroize::Zeroizing;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

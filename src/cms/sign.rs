@@ -30,24 +30,46 @@ pub fn standard_attributes() -> Result<Vec<RawAttribute>, CmsError> {
     let bad = |e: der::Error| CmsError::Malformed(format!("signed attributes: {e}"));
     let now = der::DateTime::from_system_time(std::time::SystemTime::now()).map_err(bad)?;
     let time = if (1950..2050).contains(&now.year()) {
-        RawAttribute::new(&Oid::from_const(rfc5911::ID_SIGNING_TIME), der::asn1::UtcTime::from_date_time(now).map_err(bad)?)?
+        RawAttribute::new(
+            &Oid::from_const(rfc5911::ID_SIGNING_TIME),
+            der::asn1::UtcTime::from_date_time(now).map_err(bad)?,
+        )?
     } else {
         RawAttribute::new(&Oid::from_const(rfc5911::ID_SIGNING_TIME), der::asn1::GeneralizedTime::from_date_time(now))?
     };
-    let caps: Vec<SmimeCapability> = CAPABILITIES.iter().map(|&o| SmimeCapability { capability_id: o, parameters: None }).collect();
+    let caps: Vec<SmimeCapability> =
+        CAPABILITIES.iter().map(|&o| SmimeCapability { capability_id: o, parameters: None }).collect();
     Ok(vec![time, RawAttribute::new(&Oid::from_const(rfc5911::SMIME_CAPABILITIES), caps)?])
 }
 
 /// Sign `content` (already canonical) on the token; DER ContentInfo with detached content out.
 /// `certificates`: the DER of `cert` and of its chain, to carry in the signature; `sha256`: the
 /// content's SHA-256 if already taken.
-pub fn sign_detached(signer: &TokenSigner<'_>, cert: &Certificate, certificates: &[&[u8]], content: &[&[u8]], sha256: Option<&[u8]>, extra: Vec<RawAttribute>) -> Result<Vec<u8>, CmsError> {
-    let input = SignInput { content, detached: true, digest: signer.scheme().hash(), sha256, signer_cert: cert, certificates, extra_attributes: extra };
+pub fn sign_detached(
+    signer: &TokenSigner<'_>,
+    cert: &Certificate,
+    certificates: &[&[u8]],
+    content: &[&[u8]],
+    sha256: Option<&[u8]>,
+    extra: Vec<RawAttribute>,
+) -> Result<Vec<u8>, CmsError> {
+    let input = SignInput {
+        content,
+        detached: true,
+        digest: signer.scheme().hash(),
+        sha256,
+        signer_cert: cert,
+        certificates,
+        extra_attributes: extra,
+    };
     match signed::sign(signer, input, standard_attributes()?) {
         Ok(der) => Ok(der),
         Err(SignError::Cms(e)) => Err(e),
         // The token's own error says what went wrong (PIN, removal, mechanism).
-        Err(SignError::Signer) => Err(signer.take_failure().map(CmsError::Token).unwrap_or_else(|| CmsError::Malformed("the token did not sign".into()))),
+        Err(SignError::Signer) => Err(signer
+            .take_failure()
+            .map(CmsError::Token)
+            .unwrap_or_else(|| CmsError::Malformed("the token did not sign".into()))),
     }
 }
 

@@ -31,7 +31,8 @@ impl ValueOrd for RawAttribute {
 
 impl RawAttribute {
     pub fn new(oid: &Oid, value: impl Encode) -> Result<Self, CmsError> {
-        let values = BerSetOf::from_vec(vec![Any::from_der(&value.to_der().map_err(enc)?).map_err(enc)?]).map_err(enc)?;
+        let values =
+            BerSetOf::from_vec(vec![Any::from_der(&value.to_der().map_err(enc)?).map_err(enc)?]).map_err(enc)?;
         Ok(RawAttribute { oid: oid.to_any()?, values })
     }
 
@@ -84,7 +85,13 @@ impl Oid {
         }
         let mut parts = Vec::new();
         if let Some(&first) = arcs.first() {
-            let (a, b) = if first < 40 { (0, first) } else if first < 80 { (1, first - 40) } else { (2, first - 80) };
+            let (a, b) = if first < 40 {
+                (0, first)
+            } else if first < 80 {
+                (1, first - 40)
+            } else {
+                (2, first - 80)
+            };
             parts.push(a.to_string());
             parts.push(b.to_string());
         }
@@ -190,7 +197,8 @@ where
         _ => input.digest.digest_pieces(input.content),
     };
     standard.push(RawAttribute::new(&Oid::from_const(rfc5911::ID_CONTENT_TYPE), rfc5911::ID_DATA)?);
-    standard.push(RawAttribute::new(&Oid::from_const(rfc5911::ID_MESSAGE_DIGEST), OctetString::new(digest).map_err(enc)?)?);
+    standard
+        .push(RawAttribute::new(&Oid::from_const(rfc5911::ID_MESSAGE_DIGEST), OctetString::new(digest).map_err(enc)?)?);
     standard.extend(input.extra_attributes);
     let attrs = BerSetOf::from_vec(standard).map_err(enc)?;
     let to_sign = attrs.to_der().map_err(enc)?;
@@ -211,7 +219,11 @@ where
         signature,
         unsigned_attrs: None,
     };
-    let econtent = if input.detached { None } else { Some(Any::encode_from(&OctetString::new(input.content.concat()).map_err(enc)?).map_err(enc)?) };
+    let econtent = if input.detached {
+        None
+    } else {
+        Some(Any::encode_from(&OctetString::new(input.content.concat()).map_err(enc)?).map_err(enc)?)
+    };
     let sd = SignedDataOut {
         digest_algorithms: SetOfVec::try_from(vec![digest_alg]).map_err(enc)?,
         encap_content_info: EncapsulatedContentInfo { econtent_type: rfc5911::ID_DATA, econtent },
@@ -219,7 +231,10 @@ where
         signer_infos: SetOfVec::try_from(vec![si]).map_err(enc)?,
     };
     let sd = sd.to_der().map_err(enc)?;
-    let ci = super::ContentInfoRef { content_type: rfc5911::ID_SIGNED_DATA, content: der::AnyRef::from_der(&sd).map_err(enc)? };
+    let ci = super::ContentInfoRef {
+        content_type: rfc5911::ID_SIGNED_DATA,
+        content: der::AnyRef::from_der(&sd).map_err(enc)?,
+    };
     Ok(ci.to_der().map_err(enc)?)
 }
 
@@ -237,7 +252,11 @@ impl der::FixedTag for SignedDataOut<'_> {
 
 impl der::EncodeValue for SignedDataOut<'_> {
     fn value_len(&self) -> der::Result<der::Length> {
-        CmsVersion::V1.encoded_len()? + self.digest_algorithms.encoded_len()? + self.encap_content_info.encoded_len()? + self.certificates.encoded_len()? + self.signer_infos.encoded_len()?
+        CmsVersion::V1.encoded_len()?
+            + self.digest_algorithms.encoded_len()?
+            + self.encap_content_info.encoded_len()?
+            + self.certificates.encoded_len()?
+            + self.signer_infos.encoded_len()?
     }
 
     fn encode_value(&self, w: &mut impl der::Writer) -> der::Result<()> {
@@ -280,7 +299,8 @@ impl Encode for CertificateSetDer<'_> {
     }
 
     fn encode(&self, w: &mut impl der::Writer) -> der::Result<()> {
-        der::Header::new(der::Tag::ContextSpecific { constructed: true, number: der::TagNumber::N0 }, self.len)?.encode(w)?;
+        der::Header::new(der::Tag::ContextSpecific { constructed: true, number: der::TagNumber::N0 }, self.len)?
+            .encode(w)?;
         self.sorted.iter().try_for_each(|c| w.write(c))
     }
 }
@@ -301,7 +321,8 @@ mod tests {
     #[test]
     fn carried_certificates_are_the_given_der_once_each_in_set_order() {
         use rsa::pkcs8::DecodePrivateKey;
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("softhsm-tests/interop-vectors/examples-cms/certs-and-keys");
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("softhsm-tests/interop-vectors/examples-cms/certs-and-keys");
         let der_of = |name: &str| crate::cms::cert::load_file(&dir.join(name)).unwrap().remove(0);
         let (alice, bob) = (der_of("lamps-alice.crt"), der_of("lamps-bob.encrypt.crt"));
         let alice_cert = x509_cert::Certificate::from_der(&alice).unwrap();
@@ -309,7 +330,15 @@ mod tests {
         let key = rsa::pkcs1v15::SigningKey::<sha2::Sha256>::new(rsa::RsaPrivateKey::from_pkcs8_pem(&pem).unwrap());
         // The signer's certificate twice (as leaf and again in a chain), in the wrong order.
         let given: Vec<&[u8]> = vec![&bob, &alice, &alice];
-        let input = SignInput { content: &[b"hello"], detached: true, digest: crate::token::signer::Hash::Sha256, sha256: None, signer_cert: &alice_cert, certificates: &given, extra_attributes: vec![] };
+        let input = SignInput {
+            content: &[b"hello"],
+            detached: true,
+            digest: crate::token::signer::Hash::Sha256,
+            sha256: None,
+            signer_cert: &alice_cert,
+            certificates: &given,
+            extra_attributes: vec![],
+        };
         let der = sign::<_, rsa::pkcs1v15::Signature>(&key, input, vec![]).unwrap();
         // Decoding a SET OF checks its DER order; the certificates come back byte for byte.
         let sd = parse(&der).unwrap();
@@ -321,7 +350,15 @@ mod tests {
         let mut trailing = alice.clone();
         trailing.push(0);
         let bad: Vec<&[u8]> = vec![&trailing];
-        let input = SignInput { content: &[b"hello"], detached: true, digest: crate::token::signer::Hash::Sha256, sha256: None, signer_cert: &alice_cert, certificates: &bad, extra_attributes: vec![] };
+        let input = SignInput {
+            content: &[b"hello"],
+            detached: true,
+            digest: crate::token::signer::Hash::Sha256,
+            sha256: None,
+            signer_cert: &alice_cert,
+            certificates: &bad,
+            extra_attributes: vec![],
+        };
         assert!(sign::<_, rsa::pkcs1v15::Signature>(&key, input, vec![]).is_err());
     }
 

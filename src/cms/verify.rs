@@ -2,9 +2,9 @@
 //! end-entity certificate by rustls-webpki), the chain to a trust anchor at signing time and now,
 //! and e-mail protection usage. Any failure names what failed.
 
+use super::signed::{self, Oid, RawAttribute, SignerInfo};
 use super::{cert, CmsError};
 use cms::cert::CertificateChoices;
-use super::signed::{self, Oid, RawAttribute, SignerInfo};
 use cms::signed_data::SignerIdentifier;
 use const_oid::db::{rfc5911, rfc5912};
 use der::{Decode, Encode};
@@ -54,12 +54,18 @@ pub fn verify(der: &[u8], detached: Option<&[u8]>, trust: &Trust, now: SystemTim
     let sd = signed::parse(der)?;
     let econtent = sd.encap_content_info.econtent.as_ref().map(|c| {
         // id-data eContent is an OCTET STRING; other types carry their DER.
-        der::asn1::OctetString::from_der(&c.to_der().unwrap_or_default()).map(|o| o.as_bytes().to_vec()).unwrap_or_else(|_| c.value().to_vec())
+        der::asn1::OctetString::from_der(&c.to_der().unwrap_or_default())
+            .map(|o| o.as_bytes().to_vec())
+            .unwrap_or_else(|_| c.value().to_vec())
     });
     let content = match (econtent, detached) {
         // Well-formed, but a detached signature must not carry content of its own (RFC 8551
         // §3.5.3); which of the two would the reader be shown? Refused as a verification.
-        (Some(_), Some(_)) => return Err(CmsError::Verify("the signature carries content of its own besides the signed part: refused".into())),
+        (Some(_), Some(_)) => {
+            return Err(CmsError::Verify(
+                "the signature carries content of its own besides the signed part: refused".into(),
+            ))
+        }
         (Some(c), None) => c,
         (None, Some(d)) => d.to_vec(),
         (None, None) => return Err(CmsError::Malformed("detached signature without the signed content".into())),
@@ -68,11 +74,18 @@ pub fn verify(der: &[u8], detached: Option<&[u8]>, trust: &Trust, now: SystemTim
         return Err(CmsError::Verify("the signature has no signers".into()));
     }
     if sd.signer_infos.len() > super::MAX_SIGNERS {
-        return Err(CmsError::Malformed(format!("the signature has {} signers; more than {} are refused", sd.signer_infos.len(), super::MAX_SIGNERS)));
+        return Err(CmsError::Malformed(format!(
+            "the signature has {} signers; more than {} are refused",
+            sd.signer_infos.len(),
+            super::MAX_SIGNERS
+        )));
     }
     let carried = sd.certificates.as_ref().map_or(0, |s| s.len());
     if carried > super::MAX_CERTIFICATES {
-        return Err(CmsError::Malformed(format!("the signature carries {carried} certificates; more than {} are refused", super::MAX_CERTIFICATES)));
+        return Err(CmsError::Malformed(format!(
+            "the signature carries {carried} certificates; more than {} are refused",
+            super::MAX_CERTIFICATES
+        )));
     }
     let mut embedded: Vec<Vec<u8>> = Vec::new();
     for c in sd.certificates.iter().flat_map(|s| s.iter()) {
@@ -94,7 +107,9 @@ pub fn verify(der: &[u8], detached: Option<&[u8]>, trust: &Trust, now: SystemTim
 
 fn find_signer_cert(sid: &SignerIdentifier, pool: &[&Vec<u8>]) -> Option<(Vec<u8>, Certificate)> {
     pool.iter().filter_map(|d| Certificate::from_der(d).ok().map(|c| ((*d).clone(), c))).find(|(_, c)| match sid {
-        SignerIdentifier::IssuerAndSerialNumber(ias) => c.tbs_certificate.issuer == ias.issuer && c.tbs_certificate.serial_number == ias.serial_number,
+        SignerIdentifier::IssuerAndSerialNumber(ias) => {
+            c.tbs_certificate.issuer == ias.issuer && c.tbs_certificate.serial_number == ias.serial_number
+        }
         SignerIdentifier::SubjectKeyIdentifier(ski) => cert::subject_key_id(c).as_deref() == Some(ski.0.as_bytes()),
     })
 }
@@ -113,7 +128,9 @@ fn verify_signer(
 ) -> Result<SignerReport, CmsError> {
     let pool: Vec<&Vec<u8>> = embedded.iter().chain(&trust.intermediates).chain(&trust.anchors).collect();
     let (signer_der, signer) = find_signer_cert(&si.sid, &pool).ok_or_else(|| {
-        CmsError::Verify("the signer's certificate is neither in the message nor given (pass it with --certfile FILE)".into())
+        CmsError::Verify(
+            "the signer's certificate is neither in the message nor given (pass it with --certfile FILE)".into(),
+        )
     })?;
     let who = cert::subject(&signer);
 
@@ -123,16 +140,22 @@ fn verify_signer(
         Some(attrs) => {
             let digest_alg = &si.digest_alg.oid;
             let hash = super::sign::digest_for(digest_alg);
-            let md = attr(si, rfc5911::ID_MESSAGE_DIGEST)?.ok_or_else(|| CmsError::Verify("signed attributes lack the message digest".into()))?;
-            let md = md.decode_as::<der::asn1::OctetString>().map_err(|e| CmsError::Malformed(format!("message digest: {e}")))?;
+            let md = attr(si, rfc5911::ID_MESSAGE_DIGEST)?
+                .ok_or_else(|| CmsError::Verify("signed attributes lack the message digest".into()))?;
+            let md = md
+                .decode_as::<der::asn1::OctetString>()
+                .map_err(|e| CmsError::Malformed(format!("message digest: {e}")))?;
             let computed = match hash {
                 Some(h) => h.digest(content),
                 None => return Err(refused(&who, digest_alg)),
             };
             if md.as_bytes() != computed.as_slice() {
-                return Err(CmsError::Verify(format!("the content does not match the signature of {who}: the mail was altered after signing")));
+                return Err(CmsError::Verify(format!(
+                    "the content does not match the signature of {who}: the mail was altered after signing"
+                )));
             }
-            let ct = attr(si, rfc5911::ID_CONTENT_TYPE)?.ok_or_else(|| CmsError::Verify("signed attributes lack the content type".into()))?;
+            let ct = attr(si, rfc5911::ID_CONTENT_TYPE)?
+                .ok_or_else(|| CmsError::Verify("signed attributes lack the content type".into()))?;
             if ct.decode_as::<der::oid::ObjectIdentifier>().ok() != Some(econtent_type) {
                 return Err(CmsError::Verify("the signed content-type attribute does not match the content".into()));
             }
@@ -145,10 +168,17 @@ fn verify_signer(
     };
     let (check, alg_name) = signature_alg(si, &signer, &who)?;
     let cert_der = CertificateDer::from(signer_der.as_slice());
-    let ee = webpki::EndEntityCert::try_from(&cert_der).map_err(|e| CmsError::Verify(format!("the certificate of {who} is not acceptable: {e:?}")))?;
-    let altered = |why: String| CmsError::Verify(format!("the signature of {who} does not verify ({why}): the mail was altered or signed with another key"));
+    let ee = webpki::EndEntityCert::try_from(&cert_der)
+        .map_err(|e| CmsError::Verify(format!("the certificate of {who} is not acceptable: {e:?}")))?;
+    let altered = |why: String| {
+        CmsError::Verify(format!(
+            "the signature of {who} does not verify ({why}): the mail was altered or signed with another key"
+        ))
+    };
     match check {
-        Check::Webpki(alg) => ee.verify_signature(alg, &signed_bytes, si.signature.as_bytes()).map_err(|e| altered(format!("{e:?}")))?,
+        Check::Webpki(alg) => {
+            ee.verify_signature(alg, &signed_bytes, si.signature.as_bytes()).map_err(|e| altered(format!("{e:?}")))?
+        }
         Check::Pss(p) => {
             let key = signer.tbs_certificate.subject_public_key_info.subject_public_key.raw_bytes();
             if !super::pss::verify(key, p, &signed_bytes, si.signature.as_bytes()) {
@@ -157,8 +187,9 @@ fn verify_signer(
         }
     }
 
-    cert::check_signing_usage(&signer).map_err(|r| CmsError::Verify(format!("the certificate of {who} may not sign mail: {r}")))?;
-    let pinned = trust.anchors.iter().any(|a| *a == signer_der);
+    cert::check_signing_usage(&signer)
+        .map_err(|r| CmsError::Verify(format!("the certificate of {who} may not sign mail: {r}")))?;
+    let pinned = trust.anchors.contains(&signer_der);
     let mut times = vec![("now", now)];
     if let Some(t) = signing_time {
         times.insert(0, ("at signing time", t));
@@ -179,10 +210,13 @@ fn verify_signer(
         vec![who.clone()]
     } else {
         if trust.anchors.is_empty() {
-            return Err(CmsError::Verify("no trust anchors: keep the SSMAX root on the token or pass --ca FILE".into()));
+            return Err(CmsError::Verify(
+                "no trust anchors: keep the SSMAX root on the token or pass --ca FILE".into(),
+            ));
         }
         for (when, t) in &times {
-            check_chain(&signer_der, embedded, trust, *t).map_err(|e| CmsError::Verify(chain_error(&who, &signer, when, e)))?;
+            check_chain(&signer_der, embedded, trust, *t)
+                .map_err(|e| CmsError::Verify(chain_error(&who, &signer, when, e)))?;
         }
         chain_subjects(&signer, embedded.iter().chain(&trust.intermediates).chain(&trust.anchors))
     };
@@ -207,12 +241,23 @@ pub fn check_chain(ee: &[u8], extra: &[Vec<u8>], trust: &Trust, time: SystemTime
     let anchors: Vec<_> = trust
         .anchors
         .iter()
-        .filter_map(|a| webpki::anchor_from_trusted_cert(&CertificateDer::from(a.as_slice())).ok().map(|t| t.to_owned()))
+        .filter_map(|a| {
+            webpki::anchor_from_trusted_cert(&CertificateDer::from(a.as_slice())).ok().map(|t| t.to_owned())
+        })
         .collect();
-    let inter: Vec<CertificateDer<'_>> = extra.iter().chain(&trust.intermediates).map(|d| CertificateDer::from(d.as_slice())).collect();
+    let inter: Vec<CertificateDer<'_>> =
+        extra.iter().chain(&trust.intermediates).map(|d| CertificateDer::from(d.as_slice())).collect();
     let unix = UnixTime::since_unix_epoch(time.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default());
-    ee.verify_for_usage(webpki::ALL_VERIFICATION_ALGS, &anchors, &inter, unix, webpki::KeyUsage::required_if_present(cert::EKU_EMAIL_DER), None, None)
-        .map(|_| ())
+    ee.verify_for_usage(
+        webpki::ALL_VERIFICATION_ALGS,
+        &anchors,
+        &inter,
+        unix,
+        webpki::KeyUsage::required_if_present(cert::EKU_EMAIL_DER),
+        None,
+        None,
+    )
+    .map(|_| ())
 }
 
 /// One sentence for a chain failure.
@@ -224,8 +269,13 @@ pub fn chain_error(who: &str, signer: &Certificate, when: &str, e: webpki::Error
             cert::fmt_time(cert::not_before(signer)),
             cert::fmt_time(cert::not_after(signer))
         ),
-        E::UnknownIssuer => format!("the certificate of {who} is not trusted: its chain does not lead to a trust anchor (issuer: {})", cert::issuer(signer)),
-        E::RequiredEkuNotFoundContext(_) => format!("the certificate of {who} is not for e-mail protection (extended key usage)"),
+        E::UnknownIssuer => format!(
+            "the certificate of {who} is not trusted: its chain does not lead to a trust anchor (issuer: {})",
+            cert::issuer(signer)
+        ),
+        E::RequiredEkuNotFoundContext(_) => {
+            format!("the certificate of {who} is not for e-mail protection (extended key usage)")
+        }
         #[allow(deprecated)]
         E::RequiredEkuNotFound => format!("the certificate of {who} is not for e-mail protection (extended key usage)"),
         E::InvalidSignatureForPublicKey => format!("a certificate in the chain of {who} has an invalid signature"),
@@ -299,7 +349,8 @@ fn signature_alg(si: &SignerInfo, signer: &Certificate, who: &str) -> Result<(Ch
     if super::sign::digest_for(digest).is_none() {
         return Err(refused(who, digest));
     }
-    let named = |alg: &'static dyn SignatureVerificationAlgorithm, name: &str| Ok((Check::Webpki(alg), name.to_string()));
+    let named =
+        |alg: &'static dyn SignatureVerificationAlgorithm, name: &str| Ok((Check::Webpki(alg), name.to_string()));
     match *sig {
         rfc5912::RSA_ENCRYPTION => match *digest {
             rfc5912::ID_SHA_256 => named(algs::RSA_PKCS1_2048_8192_SHA256, "RSA PKCS#1 v1.5 SHA-256"),
@@ -310,11 +361,19 @@ fn signature_alg(si: &SignerInfo, signer: &Certificate, who: &str) -> Result<(Ch
         rfc5912::SHA_384_WITH_RSA_ENCRYPTION => named(algs::RSA_PKCS1_2048_8192_SHA384, "RSA PKCS#1 v1.5 SHA-384"),
         rfc5912::SHA_512_WITH_RSA_ENCRYPTION => named(algs::RSA_PKCS1_2048_8192_SHA512, "RSA PKCS#1 v1.5 SHA-512"),
         ID_RSASSA_PSS => {
-            let params = si.signature_algorithm.parameters.as_ref().ok_or_else(|| CmsError::Malformed("RSA-PSS without parameters".into()))?;
-            let p: rsa::pkcs1::RsaPssParams<'_> = params.decode_as().map_err(|e| CmsError::Malformed(format!("RSA-PSS parameters: {e}")))?;
+            let params = si
+                .signature_algorithm
+                .parameters
+                .as_ref()
+                .ok_or_else(|| CmsError::Malformed("RSA-PSS without parameters".into()))?;
+            let p: rsa::pkcs1::RsaPssParams<'_> =
+                params.decode_as().map_err(|e| CmsError::Malformed(format!("RSA-PSS parameters: {e}")))?;
             let hash = super::decrypt::hash_of(&p.hash.oid).ok_or_else(|| refused(who, &p.hash.oid))?;
             if p.mask_gen.oid != super::decrypt::ID_MGF1 {
-                return Err(CmsError::Verify(format!("the signature of {who} uses RSA-PSS with mask generation {}, which ssmax-card does not verify", p.mask_gen.oid)));
+                return Err(CmsError::Verify(format!(
+                    "the signature of {who} uses RSA-PSS with mask generation {}, which ssmax-card does not verify",
+                    p.mask_gen.oid
+                )));
             }
             let mgf_oid = p.mask_gen.parameters.as_ref().map(|a| a.oid).unwrap_or(super::decrypt::ID_SHA1);
             let mgf = super::decrypt::hash_of(&mgf_oid).ok_or_else(|| refused(who, &mgf_oid))?;
@@ -322,7 +381,10 @@ fn signature_alg(si: &SignerInfo, signer: &Certificate, who: &str) -> Result<(Ch
                 return Err(refused(who, &p.hash.oid));
             }
             if p.hash.oid != *digest {
-                return Err(CmsError::Verify(format!("the signature of {who} states RSA-PSS over {} but a digest of {digest}", p.hash.oid)));
+                return Err(CmsError::Verify(format!(
+                    "the signature of {who} states RSA-PSS over {} but a digest of {digest}",
+                    p.hash.oid
+                )));
             }
             let salt_len = usize::from(p.salt_len);
             let (h, m) = (hash_label(hash), hash_label(mgf));
@@ -336,10 +398,14 @@ fn signature_alg(si: &SignerInfo, signer: &Certificate, who: &str) -> Result<(Ch
             Ok((Check::Pss(super::pss::Params { hash, mgf, salt_len }), name))
         }
         rfc5912::ECDSA_WITH_SHA_256 | rfc5912::ECDSA_WITH_SHA_384 | rfc5912::ECDSA_WITH_SHA_512 | ID_EC_PUBLIC_KEY => {
-            let p384 = key.parameters.as_ref().and_then(|p| p.decode_as::<der::oid::ObjectIdentifier>().ok()) == Some(SECP384R1);
-            let h384 = *sig == rfc5912::ECDSA_WITH_SHA_384 || (*sig == ID_EC_PUBLIC_KEY && *digest == rfc5912::ID_SHA_384);
+            let p384 = key.parameters.as_ref().and_then(|p| p.decode_as::<der::oid::ObjectIdentifier>().ok())
+                == Some(SECP384R1);
+            let h384 =
+                *sig == rfc5912::ECDSA_WITH_SHA_384 || (*sig == ID_EC_PUBLIC_KEY && *digest == rfc5912::ID_SHA_384);
             if *sig == rfc5912::ECDSA_WITH_SHA_512 || (*sig == ID_EC_PUBLIC_KEY && *digest == rfc5912::ID_SHA_512) {
-                return Err(CmsError::Verify(format!("the signature of {who} uses ECDSA with SHA-512, which ssmax-card does not verify yet")));
+                return Err(CmsError::Verify(format!(
+                    "the signature of {who} uses ECDSA with SHA-512, which ssmax-card does not verify yet"
+                )));
             }
             match (p384, h384) {
                 (false, false) => named(algs::ECDSA_P256_SHA256, "ECDSA P-256 SHA-256"),
@@ -388,7 +454,9 @@ mod tests {
             let mut cr = der::SliceReader::new(body).unwrap();
             while !der::Reader::is_finished(&cr) {
                 let ch = der::Header::decode(&mut cr).unwrap();
-                let start = body.len() - usize::try_from(der::Reader::remaining_len(&cr)).unwrap() - usize::try_from(ch.encoded_len().unwrap()).unwrap();
+                let start = body.len()
+                    - usize::try_from(der::Reader::remaining_len(&cr)).unwrap()
+                    - usize::try_from(ch.encoded_len().unwrap()).unwrap();
                 der::Reader::read_slice(&mut cr, ch.length).unwrap();
                 let end = body.len() - usize::try_from(der::Reader::remaining_len(&cr)).unwrap();
                 children.push(&body[start..end]);
@@ -406,12 +474,29 @@ mod tests {
     #[test]
     fn signed_attributes_received_unsorted_in_ber_are_checked_over_their_der() {
         use rsa::pkcs8::DecodePrivateKey;
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("softhsm-tests/interop-vectors/examples-cms/certs-and-keys");
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("softhsm-tests/interop-vectors/examples-cms/certs-and-keys");
         let alice = cert::load_file(&dir.join("lamps-alice.crt")).unwrap().remove(0);
         let alice_cert = Certificate::from_der(&alice).unwrap();
-        let key = rsa::pkcs1v15::SigningKey::<sha2::Sha256>::new(rsa::RsaPrivateKey::from_pkcs8_pem(&std::fs::read_to_string(dir.join("lamps-alice.p8.pem")).unwrap()).unwrap());
-        let input = signed::SignInput { content: &[b"hello"], detached: true, digest: crate::token::signer::Hash::Sha256, sha256: None, signer_cert: &alice_cert, certificates: &[&alice], extra_attributes: vec![] };
-        let der = signed::sign::<_, rsa::pkcs1v15::Signature>(&key, input, super::super::sign::standard_attributes().unwrap()).unwrap();
+        let key = rsa::pkcs1v15::SigningKey::<sha2::Sha256>::new(
+            rsa::RsaPrivateKey::from_pkcs8_pem(&std::fs::read_to_string(dir.join("lamps-alice.p8.pem")).unwrap())
+                .unwrap(),
+        );
+        let input = signed::SignInput {
+            content: &[b"hello"],
+            detached: true,
+            digest: crate::token::signer::Hash::Sha256,
+            sha256: None,
+            signer_cert: &alice_cert,
+            certificates: &[&alice],
+            extra_attributes: vec![],
+        };
+        let der = signed::sign::<_, rsa::pkcs1v15::Signature>(
+            &key,
+            input,
+            super::super::sign::standard_attributes().unwrap(),
+        )
+        .unwrap();
         let mut ber = Vec::new();
         to_careless_ber(&der, &mut ber);
         assert_ne!(ber, der);

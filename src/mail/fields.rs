@@ -52,7 +52,8 @@ pub fn param(value: &[u8], name: &str, part_charset: Option<&str>) -> Option<Str
     if !segments.is_empty() {
         segments.sort_by_key(|(i, _, _)| *i);
         // Sections must count up from 0 (RFC 2231 §3); a gap ends the value.
-        let joined: Vec<(bool, Vec<u8>)> = segments.into_iter().enumerate().take_while(|(n, (i, _, _))| n == i).map(|(_, (_, e, v))| (e, v)).collect();
+        let joined: Vec<(bool, Vec<u8>)> =
+            segments.into_iter().enumerate().take_while(|(n, (i, _, _))| n == i).map(|(_, (_, e, v))| (e, v)).collect();
         if let Some(text) = extended_value(&joined) {
             return Some(text);
         }
@@ -315,7 +316,13 @@ pub fn write_param(out: &mut String, line_len: &mut usize, name: &str, value: &s
         let mut buf = [0u8; 4];
         c.encode_utf8(&mut buf)
             .bytes()
-            .map(|b| if b.is_ascii_alphanumeric() || b"!#$&+-.^_`|~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") })
+            .map(|b| {
+                if b.is_ascii_alphanumeric() || b"!#$&+-.^_`|~".contains(&b) {
+                    (b as char).to_string()
+                } else {
+                    format!("%{b:02X}")
+                }
+            })
             .collect()
     };
     let whole = format!("{name}*=UTF-8''{}", value.chars().map(encode).collect::<String>());
@@ -345,7 +352,8 @@ mod tests {
 
     #[test]
     fn written_names_read_back_and_no_line_passes_78() {
-        for name in ["q3.pdf", "見積書_2026年12月.pdf", "a name with \"quotes\" and spaces.txt", &"長い名前".repeat(30)] {
+        for name in ["q3.pdf", "見積書_2026年12月.pdf", "a name with \"quotes\" and spaces.txt", &"長い名前".repeat(30)]
+        {
             let mut field = String::from("Content-Disposition: attachment");
             let mut len = field.len();
             write_param(&mut field, &mut len, "filename", name);

@@ -32,7 +32,9 @@ pub fn classify(raw: &[u8]) -> Result<Incoming<'_>, MailError> {
             if protocol != "application/pkcs7-signature" && protocol != "application/x-pkcs7-signature" {
                 return Err(MailError::Malformed(format!("multipart/signed with protocol '{protocol}' is not S/MIME")));
             }
-            let boundary = ct.param("boundary").ok_or_else(|| MailError::Malformed("multipart/signed without a boundary".into()))?;
+            let boundary = ct
+                .param("boundary")
+                .ok_or_else(|| MailError::Malformed("multipart/signed without a boundary".into()))?;
             let parts = split_multipart(outer.body, boundary)?;
             if parts.len() != 2 {
                 return Err(MailError::Malformed(format!("multipart/signed has {} parts, not 2", parts.len())));
@@ -40,7 +42,10 @@ pub fn classify(raw: &[u8]) -> Result<Incoming<'_>, MailError> {
             let sig_part = Entity::parse(parts[1])?;
             let sig_ct = sig_part.content_type();
             if sig_ct.mime != "application/pkcs7-signature" && sig_ct.mime != "application/x-pkcs7-signature" {
-                return Err(MailError::Malformed(format!("the second part is {}, not application/pkcs7-signature", sig_ct.mime)));
+                return Err(MailError::Malformed(format!(
+                    "the second part is {}, not application/pkcs7-signature",
+                    sig_ct.mime
+                )));
             }
             let signature = sig_part.decoded_body()?;
             // RFC 8551 §3.1.1: the signed part is verified in canonical (CRLF) form.
@@ -76,7 +81,8 @@ pub fn take_opaque(mut raw: Vec<u8>) -> Result<std::result::Result<OpaqueMail, V
     let (fields, from, smime_type, body) = {
         let outer = Entity::parse(&raw)?;
         let ct = outer.content_type();
-        if outer.fields.is_empty() || !matches!(ct.mime.as_str(), "application/pkcs7-mime" | "application/x-pkcs7-mime") {
+        if outer.fields.is_empty() || !matches!(ct.mime.as_str(), "application/pkcs7-mime" | "application/x-pkcs7-mime")
+        {
             (None, None, String::new(), None)
         } else {
             let smime_type = ct.param("smime-type").unwrap_or("").to_ascii_lowercase();

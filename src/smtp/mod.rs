@@ -86,7 +86,8 @@ pub fn login_name() -> String {
     // and this runs before the front door starts threads.
     let from_passwd = unsafe {
         let pw = libc::getpwuid(libc::getuid());
-        (!pw.is_null() && !(*pw).pw_name.is_null()).then(|| std::ffi::CStr::from_ptr((*pw).pw_name).to_string_lossy().into_owned())
+        (!pw.is_null() && !(*pw).pw_name.is_null())
+            .then(|| std::ffi::CStr::from_ptr((*pw).pw_name).to_string_lossy().into_owned())
     };
     from_passwd.or_else(|| std::env::var("USER").ok()).unwrap_or_else(|| "user".into())
 }

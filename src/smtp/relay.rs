@@ -51,13 +51,19 @@ pub fn host_port(relay: &str) -> Result<(String, u16), Failure> {
 
 impl Relay {
     pub fn new(cfg: &SmtpConfig, password: Option<SecretString>) -> Result<Relay, Failure> {
-        let relay = cfg.relay.as_deref().ok_or_else(|| Failure::new(Exit::Usage, "no relay: give --relay host:port or [smtp] relay in the config"))?;
+        let relay = cfg.relay.as_deref().ok_or_else(|| {
+            Failure::new(Exit::Usage, "no relay: give --relay host:port or [smtp] relay in the config")
+        })?;
         let (host, port) = host_port(relay)?;
         let tls_params = || -> Result<TlsParameters, Failure> {
             let mut b = TlsParameters::builder(host.clone());
             if let Some(ca) = &cfg.relay_ca {
-                let pem = crate::files::read_regular(ca, crate::files::MAX_CERT_FILE).map_err(|e| Failure::new(Exit::Usage, format!("relay CA: {e}")))?;
-                b = b.add_root_certificate(Certificate::from_pem(&pem).map_err(|e| Failure::new(Exit::Usage, format!("relay CA {}: {e}", ca.display())))?);
+                let pem = crate::files::read_regular(ca, crate::files::MAX_CERT_FILE)
+                    .map_err(|e| Failure::new(Exit::Usage, format!("relay CA: {e}")))?;
+                b = b.add_root_certificate(
+                    Certificate::from_pem(&pem)
+                        .map_err(|e| Failure::new(Exit::Usage, format!("relay CA {}: {e}", ca.display())))?,
+                );
             }
             b.build().map_err(|e| Failure::new(Exit::Usage, format!("TLS settings for {host}: {e}")))
         };
@@ -68,7 +74,10 @@ impl Relay {
                 // Credentials and signed mail in clear text are acceptable only on this machine.
                 let local = host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
                 if !local {
-                    return Err(Failure::new(Exit::Usage, format!("relay_tls = none is only allowed for a relay on this machine, not {host}")));
+                    return Err(Failure::new(
+                        Exit::Usage,
+                        format!("relay_tls = none is only allowed for a relay on this machine, not {host}"),
+                    ));
                 }
                 Secure::Plain
             }
@@ -102,24 +111,36 @@ impl Relay {
     /// goes out in pieces (lettre's SMTP connection, as its transport would drive it, but with
     /// an iterator), so a large mail is not copied whole once more here.
     pub fn send(&self, from: &str, to: &[String], message: &[u8]) -> Result<(), Refused> {
-        let addr = |a: &str| a.parse::<lettre::Address>().map_err(|e| Refused { permanent: true, message: format!("address '{a}': {e}") });
+        let addr = |a: &str| {
+            a.parse::<lettre::Address>()
+                .map_err(|e| Refused { permanent: true, message: format!("address '{a}': {e}") })
+        };
         let from = addr(from)?;
         let rcpts = to.iter().map(|t| addr(t)).collect::<Result<Vec<_>, _>>()?;
-        let refused = |e: lettre::transport::smtp::Error| Refused { permanent: e.is_permanent(), message: format!("relay {}: {e}", self.name) };
+        let refused = |e: lettre::transport::smtp::Error| Refused {
+            permanent: e.is_permanent(),
+            message: format!("relay {}: {e}", self.name),
+        };
         let mut conn = self.connect().map_err(refused)?;
         let mut params = Vec::new();
         let needs_utf8 = std::iter::once(&from).chain(&rcpts).any(|a| !AsRef::<str>::as_ref(a).is_ascii());
         if needs_utf8 {
             if !conn.server_info().supports_feature(Extension::SmtpUtfEight) {
                 conn.abort();
-                return Err(Refused { permanent: true, message: format!("relay {} does not take non-ASCII addresses (no SMTPUTF8)", self.name) });
+                return Err(Refused {
+                    permanent: true,
+                    message: format!("relay {} does not take non-ASCII addresses (no SMTPUTF8)", self.name),
+                });
             }
             params.push(MailParameter::SmtpUtfEight);
         }
         if !message.is_ascii() {
             if !conn.server_info().supports_feature(Extension::EightBitMime) {
                 conn.abort();
-                return Err(Refused { permanent: true, message: format!("relay {} does not take 8-bit text (no 8BITMIME)", self.name) });
+                return Err(Refused {
+                    permanent: true,
+                    message: format!("relay {} does not take 8-bit text (no 8BITMIME)", self.name),
+                });
             }
             params.push(MailParameter::Body(MailBodyParameter::EightBitMime));
         }

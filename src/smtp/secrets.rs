@@ -42,7 +42,8 @@ fn keyring_failure(what: &str, e: keyring::Error) -> Failure {
 
 fn relay_entry(host: &str, user: &str) -> Result<keyring::Entry, Failure> {
     ensure_session_keyring();
-    keyring::Entry::new(SERVICE, &format!("relay {user}@{host}")).map_err(|e| keyring_failure("open the relay password entry", e))
+    keyring::Entry::new(SERVICE, &format!("relay {user}@{host}"))
+        .map_err(|e| keyring_failure("open the relay password entry", e))
 }
 
 pub fn relay_password(host: &str, user: &str) -> Result<SecretString, Failure> {
@@ -57,12 +58,15 @@ pub fn relay_password(host: &str, user: &str) -> Result<SecretString, Failure> {
 }
 
 pub fn store_relay_password(host: &str, user: &str, password: &SecretString) -> Result<(), Failure> {
-    relay_entry(host, user)?.set_password(password.expose_secret()).map_err(|e| keyring_failure("store the relay password", e))
+    relay_entry(host, user)?
+        .set_password(password.expose_secret())
+        .map_err(|e| keyring_failure("store the relay password", e))
 }
 
 fn client_entry(user: &str) -> Result<keyring::Entry, Failure> {
     ensure_session_keyring();
-    keyring::Entry::new(SERVICE, &format!("client {user}")).map_err(|e| keyring_failure("open the client secret entry", e))
+    keyring::Entry::new(SERVICE, &format!("client {user}"))
+        .map_err(|e| keyring_failure("open the client secret entry", e))
 }
 
 /// 32 random bytes in hex. Not URL-safe base64: one such secret in 64 began with '-', which

@@ -12,9 +12,9 @@ use smtp_proto::request::receiver::DataReceiver;
 use smtp_proto::{Error as ProtoError, Request as Cmd, AUTH_LOGIN, AUTH_PLAIN};
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
 use std::os::fd::AsFd;
 use std::os::unix::fs::FileExt;
-use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -44,7 +44,8 @@ pub fn run(shared: Shared) -> Result<(), Failure> {
     if !listen.ip().is_loopback() {
         return Err(Failure::new(Exit::Usage, format!("the SMTP front door listens on loopback only, not {listen}")));
     }
-    let listener = TcpListener::bind(listen).map_err(|e| Failure::new(Exit::Io, format!("cannot listen on {listen}: {e}")))?;
+    let listener =
+        TcpListener::bind(listen).map_err(|e| Failure::new(Exit::Io, format!("cannot listen on {listen}: {e}")))?;
     eprintln!("ssmax-card smtp: listening on {listen}, relaying to {}", shared.relay.name);
     let shared = Arc::new(shared);
     let open = Arc::new(std::sync::atomic::AtomicUsize::new(0));
@@ -165,7 +166,10 @@ impl<R: BufRead, W: Write> Session<'_, R, W> {
                     if !self.authed {
                         self.reply("530 5.7.0 authentication required: log in with your ssmax-card client secret")?;
                     } else if from.size > self.shared.cfg.max_message_bytes {
-                        self.reply(&format!("552 5.3.4 message larger than {} bytes", self.shared.cfg.max_message_bytes))?;
+                        self.reply(&format!(
+                            "552 5.3.4 message larger than {} bytes",
+                            self.shared.cfg.max_message_bytes
+                        ))?;
                     } else {
                         self.from = Some(from.address.to_string());
                         self.rcpts.clear();
@@ -176,7 +180,10 @@ impl<R: BufRead, W: Write> Session<'_, R, W> {
                     if self.from.is_none() {
                         self.reply("503 5.5.1 MAIL first")?;
                     } else if self.rcpts.len() >= self.shared.cfg.max_recipients {
-                        self.reply(&format!("452 4.5.3 more than {} recipients: send the rest in another message", self.shared.cfg.max_recipients))?;
+                        self.reply(&format!(
+                            "452 4.5.3 more than {} recipients: send the rest in another message",
+                            self.shared.cfg.max_recipients
+                        ))?;
                     } else {
                         self.rcpts.push(to.address.to_string());
                         self.reply("250 2.1.5 recipient ok")?;
@@ -192,8 +199,13 @@ impl<R: BufRead, W: Write> Session<'_, R, W> {
                     let (from, rcpts) = (self.from.take().unwrap_or_default(), std::mem::take(&mut self.rcpts));
                     let answer = match data {
                         Received::Spooled(spool) => submit(self.shared, &from, &rcpts, &spool),
-                        Received::TooLarge => format!("552 5.3.4 message larger than {} bytes; not sent", self.shared.cfg.max_message_bytes),
-                        Received::SpoolFailed(e) => format!("451 4.3.0 cannot hold the message for signing ({e}); not sent, try again"),
+                        Received::TooLarge => format!(
+                            "552 5.3.4 message larger than {} bytes; not sent",
+                            self.shared.cfg.max_message_bytes
+                        ),
+                        Received::SpoolFailed(e) => {
+                            format!("451 4.3.0 cannot hold the message for signing ({e}); not sent, try again")
+                        }
                     };
                     self.reply(&answer)?;
                 }
@@ -225,13 +237,21 @@ impl<R: BufRead, W: Write> Session<'_, R, W> {
                 response.and_then(|r| decode(&r)).and_then(|raw| {
                     let mut it = raw.split(|&b| b == 0);
                     let (_authz, user, pass) = (it.next()?, it.next()?, it.next()?);
-                    Some((String::from_utf8_lossy(user).into_owned(), SecretString::from(String::from_utf8_lossy(pass).into_owned())))
+                    Some((
+                        String::from_utf8_lossy(user).into_owned(),
+                        SecretString::from(String::from_utf8_lossy(pass).into_owned()),
+                    ))
                 })
             }
             AUTH_LOGIN => {
                 let user = if initial.is_empty() { self.challenge("VXNlcm5hbWU6")? } else { Some(initial.to_string()) };
                 match user.and_then(|u| decode(&u)) {
-                    Some(user) => self.challenge("UGFzc3dvcmQ6")?.and_then(|p| decode(&p)).map(|p| (String::from_utf8_lossy(&user).into_owned(), SecretString::from(String::from_utf8_lossy(&p).into_owned()))),
+                    Some(user) => self.challenge("UGFzc3dvcmQ6")?.and_then(|p| decode(&p)).map(|p| {
+                        (
+                            String::from_utf8_lossy(&user).into_owned(),
+                            SecretString::from(String::from_utf8_lossy(&p).into_owned()),
+                        )
+                    }),
                     None => None,
                 }
             }
@@ -359,7 +379,8 @@ fn header_block(spool: &File) -> Result<Vec<u8>, String> {
     let mut head = Vec::new();
     let mut chunk = vec![0u8; 64 * 1024];
     loop {
-        let n = spool.read_at(&mut chunk, head.len() as u64).map_err(|e| format!("reading the spooled message: {e}"))?;
+        let n =
+            spool.read_at(&mut chunk, head.len() as u64).map_err(|e| format!("reading the spooled message: {e}"))?;
         head.extend_from_slice(&chunk[..n]);
         if let Some((end, _)) = crate::mail::header_end(&head) {
             head.truncate(end);
@@ -378,7 +399,8 @@ fn header_block(spool: &File) -> Result<Vec<u8>, String> {
 /// (the PIN through the agent's pinentry). The message goes to the agent as the spool's
 /// descriptor and comes back in another file: neither crosses the socket. Err is the SMTP reply.
 fn sign_in_agent(shared: &Shared, spool: &File) -> Result<memmap2::Mmap, String> {
-    let unreachable = |e: &dyn std::fmt::Display| format!("451 4.3.0 {}; not sent, try again", one_line(&e.to_string()));
+    let unreachable =
+        |e: &dyn std::fmt::Display| format!("451 4.3.0 {}; not sent, try again", one_line(&e.to_string()));
     let local = |e: std::io::Error| format!("451 4.3.0 cannot hold the signed message ({e}); not sent, try again");
     let signed = tempfile::tempfile().map_err(local)?;
     let mut stream = connect(&shared.agent).map_err(|e| unreachable(&e))?;
@@ -397,9 +419,11 @@ fn sign_in_agent(shared: &Shared, spool: &File) -> Result<memmap2::Mmap, String>
         reply_in_fd: true,
         passed: Vec::new(),
     };
-    let (resp, _) = call_retrying(&mut stream, &shared.agent, &req, &[], &[spool.as_fd(), signed.as_fd()]).map_err(|e| unreachable(&e))?;
+    let (resp, _) = call_retrying(&mut stream, &shared.agent, &req, &[], &[spool.as_fd(), signed.as_fd()])
+        .map_err(|e| unreachable(&e))?;
     if resp.ok {
-        let len = resp.body_in_fd.ok_or_else(|| unreachable(&"the agent did not say how long the signed message is"))?;
+        let len =
+            resp.body_in_fd.ok_or_else(|| unreachable(&"the agent did not say how long the signed message is"))?;
         // Mapped, not read: the relay takes it in pieces straight from the page cache. A read
         // error there would be a SIGBUS before the final dot, so the relay drops the message
         // rather than deliver part of it.
@@ -414,7 +438,9 @@ fn sign_in_agent(shared: &Shared, spool: &File) -> Result<memmap2::Mmap, String>
     let msg = one_line(resp.error.as_deref().unwrap_or("the agent refused the message"));
     Err(match Exit::from_code(resp.exit) {
         // The card or the person can fix these; the client keeps the message.
-        Exit::TokenNotPresent | Exit::WrongPin | Exit::Busy | Exit::Io | Exit::AgentUnreachable => format!("451 4.7.0 {msg}; not sent, try again"),
+        Exit::TokenNotPresent | Exit::WrongPin | Exit::Busy | Exit::Io | Exit::AgentUnreachable => {
+            format!("451 4.7.0 {msg}; not sent, try again")
+        }
         Exit::PinLocked => format!("554 5.7.0 {msg}; not sent"),
         Exit::NoKey => format!("554 5.7.1 {msg}; not sent"),
         _ => format!("554 5.6.0 {msg}; not sent"),

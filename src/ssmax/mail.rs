@@ -42,7 +42,9 @@ fn part_filename(e: &Entity<'_>) -> Option<String> {
         let colon = raw.iter().position(|&b| b == b':')?;
         Some(raw[colon + 1..].to_vec())
     };
-    let from = |field: &str, param: &str| value(field).and_then(|v| fields::param(&v, param, charset.as_deref())).filter(|n| !n.trim().is_empty());
+    let from = |field: &str, param: &str| {
+        value(field).and_then(|v| fields::param(&v, param, charset.as_deref())).filter(|n| !n.trim().is_empty())
+    };
     from("Content-Disposition", "filename").or_else(|| from("Content-Type", "name"))
 }
 
@@ -59,7 +61,8 @@ fn file_fields(mime: &str, name: &str) -> String {
 }
 
 fn is_attachment(e: &Entity<'_>) -> bool {
-    let disp = e.field("Content-Disposition").map(|f| crate::mail::field_value(f).to_ascii_lowercase()).unwrap_or_default();
+    let disp =
+        e.field("Content-Disposition").map(|f| crate::mail::field_value(f).to_ascii_lowercase()).unwrap_or_default();
     disp.starts_with("attachment") || (part_filename(e).is_some() && !e.content_type().mime.starts_with("text/"))
 }
 
@@ -73,7 +76,8 @@ pub fn parse_draft(content: &Entity<'_>) -> Result<Parts, MailError> {
         parts.body.push(canonicalise(content, 0)?);
         return Ok(parts);
     }
-    let boundary = ct.param("boundary").ok_or_else(|| MailError::Malformed("multipart/mixed draft without a boundary".into()))?;
+    let boundary =
+        ct.param("boundary").ok_or_else(|| MailError::Malformed("multipart/mixed draft without a boundary".into()))?;
     for (n, raw) in split_multipart(content.body, boundary)?.into_iter().enumerate() {
         let e = Entity::parse(raw)?;
         if e.field(PART_HEADER).is_some() {
@@ -81,7 +85,8 @@ pub fn parse_draft(content: &Entity<'_>) -> Result<Parts, MailError> {
         }
         if is_attachment(&e) {
             let filename = part_filename(&e).unwrap_or_else(|| format!("attachment-{}", n + 1));
-            let label = e.text(LABEL_HEADER).or_else(|| e.text("Content-Description")).unwrap_or_else(|| filename.clone());
+            let label =
+                e.text(LABEL_HEADER).or_else(|| e.text("Content-Description")).unwrap_or_else(|| filename.clone());
             let fields: Vec<Field> = e.fields.iter().filter(|f| !f.is(LABEL_HEADER)).cloned().collect();
             let entity = canonicalise(&Entity { fields, body: e.body }, 1)?;
             parts.attachments.push(Attachment { filename, label, entity });
@@ -95,7 +100,9 @@ pub fn parse_draft(content: &Entity<'_>) -> Result<Parts, MailError> {
 /// A file given with `--attach FILE --label TEXT`.
 pub fn file_attachment(path: &std::path::Path, label: &str, data: &[u8]) -> Attachment {
     let filename = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "attachment".into());
-    let mut entity = format!("{}Content-Transfer-Encoding: base64\r\n\r\n", file_fields("application/octet-stream", &filename)).into_bytes();
+    let mut entity =
+        format!("{}Content-Transfer-Encoding: base64\r\n\r\n", file_fields("application/octet-stream", &filename))
+            .into_bytes();
     entity.extend_from_slice(&base64_lines(data));
     Attachment { filename, label: label.to_string(), entity }
 }
@@ -205,7 +212,8 @@ pub fn parse(inner: &[u8]) -> Result<Parts, MailError> {
         parts.body.push(crate::mail::to_crlf(inner));
         return Ok(parts);
     }
-    let boundary = ct.param("boundary").ok_or_else(|| MailError::Malformed("multipart/mixed without a boundary".into()))?;
+    let boundary =
+        ct.param("boundary").ok_or_else(|| MailError::Malformed("multipart/mixed without a boundary".into()))?;
     for (n, raw) in split_multipart(e.body, boundary)?.into_iter().enumerate() {
         let p = Entity::parse(raw)?;
         let pct = p.content_type();
@@ -213,7 +221,8 @@ pub fn parse(inner: &[u8]) -> Result<Parts, MailError> {
             continue; // the label list is rebuilt from the parts themselves
         }
         if pct.mime == "application/pkcs7-mime" || pct.mime == "application/x-pkcs7-mime" {
-            let filename = p.text(FILENAME_HEADER)
+            let filename = p
+                .text(FILENAME_HEADER)
                 .or_else(|| part_filename(&p).map(|f| f.strip_suffix(".p7m").unwrap_or(&f).to_string()))
                 .unwrap_or_else(|| format!("attachment-{}", n + 1));
             let label = p.text(LABEL_HEADER).unwrap_or_else(|| filename.clone());
@@ -252,7 +261,8 @@ pub fn opened_attachments(mail: &[u8]) -> Result<Vec<Attachment>, MailError> {
     if ct.mime != "multipart/mixed" {
         return Ok(Vec::new());
     }
-    let boundary = ct.param("boundary").ok_or_else(|| MailError::Malformed("multipart/mixed without a boundary".into()))?;
+    let boundary =
+        ct.param("boundary").ok_or_else(|| MailError::Malformed("multipart/mixed without a boundary".into()))?;
     let mut out = Vec::new();
     for (n, raw) in split_multipart(outer.body, boundary)?.into_iter().enumerate() {
         let p = Entity::parse(raw)?;
@@ -274,7 +284,10 @@ pub fn opened_attachments(mail: &[u8]) -> Result<Vec<Attachment>, MailError> {
 /// `com1.csv`), which is prefixed with `_` so the file stays usable when copied there.
 pub fn safe_filename(name: &str, n: usize) -> String {
     let last = name.rsplit(['/', '\\']).next().unwrap_or("");
-    let cleaned: String = last.chars().filter(|&c| !c.is_control() && !misleading(c) && !matches!(c, ':' | '*' | '?' | '"' | '<' | '>' | '|')).collect();
+    let cleaned: String = last
+        .chars()
+        .filter(|&c| !c.is_control() && !misleading(c) && !matches!(c, ':' | '*' | '?' | '"' | '<' | '>' | '|'))
+        .collect();
     // Windows drops trailing dots and spaces, which would make two names one.
     let cleaned = cleaned.trim().trim_start_matches('.').trim_end_matches(['.', ' ']).to_string();
     let cleaned: String = cleaned.chars().take(200).collect();
@@ -297,7 +310,9 @@ fn misleading(c: char) -> bool {
 fn reserved_on_windows(name: &str) -> bool {
     let stem = name.split('.').next().unwrap_or("").trim_end().to_ascii_uppercase();
     matches!(stem.as_str(), "CON" | "PRN" | "AUX" | "NUL")
-        || ((stem.starts_with("COM") || stem.starts_with("LPT")) && stem.len() == 4 && matches!(stem.as_bytes()[3], b'1'..=b'9'))
+        || ((stem.starts_with("COM") || stem.starts_with("LPT"))
+            && stem.len() == 4
+            && matches!(stem.as_bytes()[3], b'1'..=b'9'))
 }
 
 #[cfg(test)]
@@ -306,7 +321,8 @@ mod tests {
 
     #[test]
     fn labels_and_names_survive_build_and_parse() {
-        let p = Protected { filename: "見積書.pdf".into(), label: "社外秘: 見積 Q3".into(), cms: vec![0x30, 0x00] };
+        let p =
+            Protected { filename: "見積書.pdf".into(), label: "社外秘: 見積 Q3".into(), cms: vec![0x30, 0x00] };
         let body = vec![b"Content-Type: text/plain\r\n\r\nhello\r\n".to_vec()];
         let built = build(&body, vec![p], "Example Org");
         assert!(built.is_ascii());
@@ -355,11 +371,23 @@ mod tests {
     #[test]
     fn japanese_file_names_arrive_decoded_whatever_the_encoding() {
         let cases: &[(&[u8], &str)] = &[
-            (b"filename*0*=UTF-8''%E8%A6%8B%E7%A9%8D; filename*1*=%E6%9B%B8.pdf", "2231 continuation at a character boundary"),
-            (b"filename*0*=UTF-8''%E8%A6; filename*1*=%8B%E7%A9%8D%E6%9B%B8.pdf", "2231 continuation inside a character"),
+            (
+                b"filename*0*=UTF-8''%E8%A6%8B%E7%A9%8D; filename*1*=%E6%9B%B8.pdf",
+                "2231 continuation at a character boundary",
+            ),
+            (
+                b"filename*0*=UTF-8''%E8%A6; filename*1*=%8B%E7%A9%8D%E6%9B%B8.pdf",
+                "2231 continuation inside a character",
+            ),
             (b"filename*=Shift_JIS''%8C%A9%90%CF%8F%91.pdf", "2231 in Shift_JIS"),
-            (b"filename*0*=ISO-2022-JP''%1B%24B8%2B%40Q; filename*1*==q%1B%28B.pdf", "2231 in ISO-2022-JP split inside an escape sequence"),
-            (b"filename=\"=?ISO-2022-JP?B?GyRCOCtAUT1xGyhC?=.pdf\"", "2047 inside quotes, as Outlook and Becky! write it"),
+            (
+                b"filename*0*=ISO-2022-JP''%1B%24B8%2B%40Q; filename*1*==q%1B%28B.pdf",
+                "2231 in ISO-2022-JP split inside an escape sequence",
+            ),
+            (
+                b"filename=\"=?ISO-2022-JP?B?GyRCOCtAUT1xGyhC?=.pdf\"",
+                "2047 inside quotes, as Outlook and Becky! write it",
+            ),
             (b"filename=\"=?EUC-JP?B?uKvA0b3x?=.pdf\"", "2047 in EUC-JP"),
             (b"filename=\"\x8c\xa9\x90\xcf\x8f\x91.pdf\"", "raw Shift_JIS bytes"),
             (b"filename=\"\xe8\xa6\x8b\xe7\xa9\x8d\xe6\x9b\xb8.pdf\"", "raw UTF-8 bytes"),

@@ -48,7 +48,7 @@ pub struct IdentityMethod {
 impl IdentityMethod {
     pub fn attribute(&self) -> Result<RawAttribute, CmsError> {
         let bad = |e: der::Error| CmsError::Malformed(format!("identity method: {e}"));
-        let factors = self.factors.iter().map(|f| Utf8StringRef::new(f)).collect::<Result<Vec<_>, _>>().map_err(bad)?;
+        let factors = self.factors.iter().map(Utf8StringRef::new).collect::<Result<Vec<_>, _>>().map_err(bad)?;
         let v = IdentityMethodDer {
             factors,
             token_profile: Utf8StringRef::new(&self.token_profile).map_err(bad)?,
@@ -61,7 +61,8 @@ impl IdentityMethod {
     pub fn from_attributes(attrs: &[RawAttribute]) -> Result<Option<IdentityMethod>, CmsError> {
         let Some(a) = attrs.iter().find(|a| a.is(&oid_identity_method())) else { return Ok(None) };
         let der = a.value()?.to_der().map_err(|e| CmsError::Malformed(e.to_string()))?;
-        let v = IdentityMethodDer::from_der(&der).map_err(|e| CmsError::Malformed(format!("identity method attribute: {e}")))?;
+        let v = IdentityMethodDer::from_der(&der)
+            .map_err(|e| CmsError::Malformed(format!("identity method attribute: {e}")))?;
         Ok(Some(IdentityMethod {
             factors: v.factors.iter().map(|f| f.as_str().to_string()).collect(),
             token_profile: v.token_profile.as_str().to_string(),
@@ -101,20 +102,29 @@ impl ChainInfo {
         let mut originator = None;
         if let Some(a) = s.attributes.iter().find(|a| a.is(&oid_originator())) {
             let der = a.value()?.to_der().map_err(|e| CmsError::Malformed(e.to_string()))?;
-            let o = OriginatorDer::from_der(&der).map_err(|e| CmsError::Malformed(format!("originator attribute: {e}")))?;
+            let o =
+                OriginatorDer::from_der(&der).map_err(|e| CmsError::Malformed(format!("originator attribute: {e}")))?;
             originator = Some((o.certificate, o.signing_time.to_system_time()));
         }
         let mut sending_org = None;
         if let Some(a) = s.attributes.iter().find(|a| a.is(&oid_sending_org())) {
             let der = a.value()?.to_der().map_err(|e| CmsError::Malformed(e.to_string()))?;
-            sending_org = Some(Certificate::from_der(&der).map_err(|e| CmsError::Malformed(format!("sending-org attribute: {e}")))?);
+            sending_org = Some(
+                Certificate::from_der(&der).map_err(|e| CmsError::Malformed(format!("sending-org attribute: {e}")))?,
+            );
         }
         Ok(ChainInfo { originator, identity: IdentityMethod::from_attributes(&s.attributes)?, sending_org })
     }
 
     pub fn originator_attribute(cert: &Certificate, signed_at: SystemTime) -> Result<RawAttribute, CmsError> {
         let bad = |e: der::Error| CmsError::Malformed(format!("originator: {e}"));
-        RawAttribute::new(&oid_originator(), OriginatorDer { certificate: cert.clone(), signing_time: GeneralizedTime::from_system_time(signed_at).map_err(bad)? })
+        RawAttribute::new(
+            &oid_originator(),
+            OriginatorDer {
+                certificate: cert.clone(),
+                signing_time: GeneralizedTime::from_system_time(signed_at).map_err(bad)?,
+            },
+        )
     }
 
     pub fn sending_org_attribute(cert: &Certificate) -> Result<RawAttribute, CmsError> {
@@ -127,31 +137,17 @@ impl ChainInfo {
             out.push(format!("sending organisation: {}", cert::subject(org)));
         }
         if let Some((c, t)) = &self.originator {
-            out.push(format!("original sender:      {} <{}>, signed {}", cert::subject(c), cert::emails(c).join(", "), cert::fmt_time(*t)));
+            out.push(format!(
+                "original sender:      {} <{}>, signed {}",
+                cert::subject(c),
+                cert::emails(c).join(", "),
+                cert::fmt_time(*t)
+            ));
         }
         if let Some(i) = &self.identity {
             out.push(format!("identity method:      {}", i.describe()));
         }
         out
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn identity_method_round_trips_through_its_attribute() {
-        let t = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_790_000_000);
-        let m = IdentityMethod {
-            factors: vec!["possession".into(), "knowledge".into()],
-            token_profile: "softhsm2".into(),
-            token_description: "SoftHSM2 token 'x'".into(),
-            pin_verified_at: t,
-        };
-        let a = m.attribute().unwrap();
-        assert_eq!(IdentityMethod::from_attributes(&[a]).unwrap(), Some(m));
-        assert!(oid_identity_method().dotted().starts_with("2.25.177981922264625539930734361460954600427."));
     }
 }
 
@@ -193,7 +189,9 @@ pub fn org_certificate(trust: &TokenTrust, config: &crate::config::Config) -> Re
         ));
     }
     if trust.anchors.is_empty() {
-        return Err(CmsError::Verify("no SSMAX trust anchor on the token or in the config to check the organisation certificate against".into()));
+        return Err(CmsError::Verify(
+            "no SSMAX trust anchor on the token or in the config to check the organisation certificate against".into(),
+        ));
     }
     let check = crate::cms::verify::Trust { anchors: trust.anchors.clone(), intermediates: trust.others.clone() };
     let mut reasons = Vec::new();
@@ -212,4 +210,23 @@ pub fn org_certificate(trust: &TokenTrust, config: &crate::config::Config) -> Re
 pub fn display_name(c: &Certificate) -> String {
     let subject = cert::subject(c);
     subject.split(',').find_map(|p| p.trim().strip_prefix("CN=")).map(|s| s.to_string()).unwrap_or(subject)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identity_method_round_trips_through_its_attribute() {
+        let t = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_790_000_000);
+        let m = IdentityMethod {
+            factors: vec!["possession".into(), "knowledge".into()],
+            token_profile: "softhsm2".into(),
+            token_description: "SoftHSM2 token 'x'".into(),
+            pin_verified_at: t,
+        };
+        let a = m.attribute().unwrap();
+        assert_eq!(IdentityMethod::from_attributes(&[a]).unwrap(), Some(m));
+        assert!(oid_identity_method().dotted().starts_with("2.25.177981922264625539930734361460954600427."));
+    }
 }

@@ -46,7 +46,8 @@ pub struct OrgKey {
 impl OrgKey {
     pub fn load(key_pem: &str, cert_der: &[u8]) -> Result<OrgKey, CmsError> {
         use rsa::pkcs8::DecodePrivateKey;
-        let key = rsa::RsaPrivateKey::from_pkcs8_pem(key_pem).map_err(|e| CmsError::Malformed(format!("organisation key: {e}")))?;
+        let key = rsa::RsaPrivateKey::from_pkcs8_pem(key_pem)
+            .map_err(|e| CmsError::Malformed(format!("organisation key: {e}")))?;
         let cert = cert::parse(cert_der)?;
         Ok(OrgKey { certs: vec![cert.clone()], cert, key })
     }
@@ -68,7 +69,8 @@ impl Decryptor for OrgKey {
             RsaOp::Oaep(OaepHash::Sha512) => self.key.decrypt(rsa::Oaep::new::<sha2::Sha512>(), data),
             RsaOp::Raw => return Err(CmsError::CannotDecrypt("raw RSA".into())),
         };
-        r.map(Zeroizing::new).map_err(|_| CmsError::Decrypt("the organisation key could not unwrap the content key".into()))
+        r.map(Zeroizing::new)
+            .map_err(|_| CmsError::Decrypt("the organisation key could not unwrap the content key".into()))
     }
     fn ecdh(&mut self, _: usize, _: &[u8]) -> Result<Zeroizing<Vec<u8>>, CmsError> {
         Err(CmsError::CannotDecrypt("EC organisation keys in the reference organisation".into()))
@@ -93,18 +95,24 @@ pub fn relay(step: Step<'_>, raw: &[u8]) -> Result<(Vec<u8>, Vec<String>), OrgEr
         return Err(CmsError::Malformed("not an SSMAX mail (multipart/signed expected)".into()).into());
     };
     let verified = verify(&unarmor(&signature)?, Some(&signed), &step.trust, SystemTime::now())?;
-    let [signer] = <[crate::cms::verify::SignerReport; 1]>::try_from(verified.signers).map_err(|s| CmsError::Verify(format!("expected one signature, found {}", s.len())))?;
+    let [signer] = <[crate::cms::verify::SignerReport; 1]>::try_from(verified.signers)
+        .map_err(|s| CmsError::Verify(format!("expected one signature, found {}", s.len())))?;
     let from = outer.from_address().ok_or_else(|| CmsError::Verify("the mail has no From address".into()))?;
     let signer_cert = cert::parse(&signer.cert_der)?;
     let mut log = Vec::new();
     let (originator, identity, sending_org) = match step.role {
         Role::Sending => {
-            if !signer.emails.iter().any(|e| *e == from) {
-                return Err(CmsError::Verify(format!("the From address {from} is not in the sender's certificate")).into());
+            if !signer.emails.contains(&from) {
+                return Err(
+                    CmsError::Verify(format!("the From address {from} is not in the sender's certificate")).into()
+                );
             }
-            let identity = IdentityMethod::from_attributes(&signer.attributes)?
-                .ok_or_else(|| CmsError::Verify("the sender's signature does not say how the sender was identified".into()))?;
-            let when = signer.signing_time.ok_or_else(|| CmsError::Verify("the sender's signature has no signing time".into()))?;
+            let identity = IdentityMethod::from_attributes(&signer.attributes)?.ok_or_else(|| {
+                CmsError::Verify("the sender's signature does not say how the sender was identified".into())
+            })?;
+            let when = signer
+                .signing_time
+                .ok_or_else(|| CmsError::Verify("the sender's signature has no signing time".into()))?;
             log.push(format!("verified sender {} <{from}>; identity: {}", signer.subject, identity.describe()));
             ((signer_cert, when), identity, None)
         }
@@ -112,15 +120,30 @@ pub fn relay(step: Step<'_>, raw: &[u8]) -> Result<(Vec<u8>, Vec<String>), OrgEr
             // An accredited organisation's certificate is issued directly by an SSMAX root;
             // a user certificate (under an organisation CA) cannot pose as one.
             if signer.chain.len() != 2 {
-                return Err(CmsError::Verify(format!("'{}' is not an SSMAX organisation certificate (issued directly by an SSMAX root)", signer.subject)).into());
+                return Err(CmsError::Verify(format!(
+                    "'{}' is not an SSMAX organisation certificate (issued directly by an SSMAX root)",
+                    signer.subject
+                ))
+                .into());
             }
             let chain = ChainInfo::from_signer(&signer)?;
-            let (orig, when) = chain.originator.ok_or_else(|| CmsError::Verify("the sending organisation did not record the original sender".into()))?;
-            if !cert::emails(&orig).iter().any(|e| *e == from) {
-                return Err(CmsError::Verify(format!("the From address {from} is not the sender the sending organisation verified")).into());
+            let (orig, when) = chain.originator.ok_or_else(|| {
+                CmsError::Verify("the sending organisation did not record the original sender".into())
+            })?;
+            if !cert::emails(&orig).contains(&from) {
+                return Err(CmsError::Verify(format!(
+                    "the From address {from} is not the sender the sending organisation verified"
+                ))
+                .into());
             }
-            let identity = chain.identity.ok_or_else(|| CmsError::Verify("the sending organisation did not record how the sender was identified".into()))?;
-            log.push(format!("verified sending organisation {} (SSMAX root {})", signer.subject, signer.chain.last().cloned().unwrap_or_default()));
+            let identity = chain.identity.ok_or_else(|| {
+                CmsError::Verify("the sending organisation did not record how the sender was identified".into())
+            })?;
+            log.push(format!(
+                "verified sending organisation {} (SSMAX root {})",
+                signer.subject,
+                signer.chain.last().cloned().unwrap_or_default()
+            ));
             ((orig, when), identity, Some(signer_cert))
         }
     };
@@ -146,20 +169,37 @@ pub fn relay(step: Step<'_>, raw: &[u8]) -> Result<(Vec<u8>, Vec<String>), OrgEr
         extra.push(ChainInfo::sending_org_attribute(org)?);
     }
     let signing_key = rsa::pkcs1v15::SigningKey::<sha2::Sha256>::new(step.org.key.clone());
-    let org_der = der::Encode::to_der(&step.org.cert).map_err(|e| CmsError::Malformed(format!("the organisation certificate: {e}")))?;
-    let input = SignInput { content: &[&inner], detached: true, digest: Hash::Sha256, sha256: None, signer_cert: &step.org.cert, certificates: &[&org_der], extra_attributes: extra };
-    let der = signed::sign::<_, rsa::pkcs1v15::Signature>(&signing_key, input, crate::cms::sign::standard_attributes()?).map_err(|e| match e {
-        SignError::Cms(c) => c,
-        SignError::Signer => CmsError::Malformed("the organisation key did not sign".into()),
-    })?;
+    let org_der = der::Encode::to_der(&step.org.cert)
+        .map_err(|e| CmsError::Malformed(format!("the organisation certificate: {e}")))?;
+    let input = SignInput {
+        content: &[&inner],
+        detached: true,
+        digest: Hash::Sha256,
+        sha256: None,
+        signer_cert: &step.org.cert,
+        certificates: &[&org_der],
+        extra_attributes: extra,
+    };
+    let der =
+        signed::sign::<_, rsa::pkcs1v15::Signature>(&signing_key, input, crate::cms::sign::standard_attributes()?)
+            .map_err(|e| match e {
+                SignError::Cms(c) => c,
+                SignError::Signer => CmsError::Malformed("the organisation key did not sign".into()),
+            })?;
     let (fields, _) = split_fields(&outer.fields);
-    log.push(format!("re-keyed {} attachment(s) to {}; signed as {}", rekeyed_count, display_name(step.next), cert::subject(&step.org.cert)));
+    log.push(format!(
+        "re-keyed {} attachment(s) to {}; signed as {}",
+        rekeyed_count,
+        display_name(step.next),
+        cert::subject(&step.org.cert)
+    ));
     Ok((build_signed(&fields, &inner, &der, "sha-256"), log))
 }
 
 fn inspect(cmd: &str, label: &str, content: &[u8]) -> Result<(), OrgError> {
     use std::io::Write;
-    let mut f = tempfile::Builder::new().prefix("ssmax-inspect-").tempfile().map_err(|e| OrgError::Scanner(e.to_string()))?;
+    let mut f =
+        tempfile::Builder::new().prefix("ssmax-inspect-").tempfile().map_err(|e| OrgError::Scanner(e.to_string()))?;
     f.write_all(content).map_err(|e| OrgError::Scanner(e.to_string()))?;
     let out = std::process::Command::new("sh")
         .arg("-c")
@@ -172,5 +212,8 @@ fn inspect(cmd: &str, label: &str, content: &[u8]) -> Result<(), OrgError> {
         return Ok(());
     }
     let said = String::from_utf8_lossy(&out.stdout).trim().to_string() + String::from_utf8_lossy(&out.stderr).trim();
-    Err(OrgError::Refused { label: label.to_string(), finding: if said.is_empty() { format!("scanner exit {:?}", out.status.code()) } else { said } })
+    Err(OrgError::Refused {
+        label: label.to_string(),
+        finding: if said.is_empty() { format!("scanner exit {:?}", out.status.code()) } else { said },
+    })
 }

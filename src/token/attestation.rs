@@ -19,9 +19,11 @@ pub enum AttestationError {
 /// intermediate), PEM, after checking the attestation certifies the very key the CSR is for.
 pub fn attach(csr_pem: &str, chain: &[Vec<u8>]) -> Result<String, AttestationError> {
     use der::{DecodePem, Encode, EncodePem};
-    let req = CertReq::from_pem(csr_pem.as_bytes()).map_err(|e| AttestationError::Malformed(format!("request: {e}")))?;
+    let req =
+        CertReq::from_pem(csr_pem.as_bytes()).map_err(|e| AttestationError::Malformed(format!("request: {e}")))?;
     let first = chain.first().ok_or_else(|| AttestationError::Malformed("empty attestation chain".into()))?;
-    let att = <Certificate as der::Decode>::from_der(first).map_err(|e| AttestationError::Malformed(format!("attestation certificate: {e}")))?;
+    let att = <Certificate as der::Decode>::from_der(first)
+        .map_err(|e| AttestationError::Malformed(format!("attestation certificate: {e}")))?;
     let same = att.tbs_certificate.subject_public_key_info.to_der().ok() == req.info.public_key.to_der().ok();
     if !same {
         return Err(AttestationError::KeyMismatch);
@@ -71,7 +73,14 @@ mod tests {
         let spki_der = subject_key.verifying_key().to_public_key_der().unwrap();
         let spki = spki::SubjectPublicKeyInfoOwned::from_der(spki_der.as_bytes()).unwrap();
         let b = CertificateBuilder::new(
-            Profile::Leaf { issuer: Name::from_str("CN=Yubico PIV Attestation").unwrap(), enable_key_agreement: false, enable_key_encipherment: false },
+            Profile::Leaf {
+                issuer: Name::from_str("CN=Yubico PIV Attestation").unwrap(),
+                enable_key_agreement: false,
+                enable_key_encipherment: false,
+                // The yubikey crate turns on x509-cert's "hazmat", which adds this field.
+                #[cfg(feature = "yubikey")]
+                include_subject_key_identifier: true,
+            },
             x509_cert::serial_number::SerialNumber::from(7u32),
             x509_cert::time::Validity::from_now(std::time::Duration::from_secs(3600)).unwrap(),
             Name::from_str("CN=YubiKey PIV Attestation 9c").unwrap(),

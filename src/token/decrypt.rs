@@ -27,7 +27,12 @@ pub struct TokenDecryptor<'t, 'p> {
 }
 
 impl<'t, 'p> TokenDecryptor<'t, 'p> {
-    pub fn new(token: &'t mut Token, prompt: &'p dyn PinPrompt, allow_final_try: bool, operation: &str) -> Result<Self, TokenError> {
+    pub fn new(
+        token: &'t mut Token,
+        prompt: &'p dyn PinPrompt,
+        allow_final_try: bool,
+        operation: &str,
+    ) -> Result<Self, TokenError> {
         let wanted = token.profile.decryption_ids();
         let mut certs = Vec::new();
         let mut objects = Vec::new();
@@ -36,12 +41,26 @@ impl<'t, 'p> TokenDecryptor<'t, 'p> {
                 continue;
             }
             // A certificate that does not parse cannot name a recipient; a CA has no mail key.
-            if let Ok(parsed) = Certificate::from_der(&c.der).map_err(|_| ()).and_then(|p| if crate::cms::cert::is_ca(&p) { Err(()) } else { Ok(p) }) {
+            if let Ok(parsed) = Certificate::from_der(&c.der).map_err(|_| ()).and_then(|p| {
+                if crate::cms::cert::is_ca(&p) {
+                    Err(())
+                } else {
+                    Ok(p)
+                }
+            }) {
                 certs.push(parsed);
                 objects.push(c);
             }
         }
-        Ok(TokenDecryptor { token, prompt, allow_final_try, operation: operation.to_string(), certs, objects, keys: None })
+        Ok(TokenDecryptor {
+            token,
+            prompt,
+            allow_final_try,
+            operation: operation.to_string(),
+            certs,
+            objects,
+            keys: None,
+        })
     }
 
     fn key(&mut self, index: usize) -> Result<KeyObject, CmsError> {
@@ -50,17 +69,25 @@ impl<'t, 'p> TokenDecryptor<'t, 'p> {
             self.keys = Some(self.token.private_keys()?);
         }
         let id = &self.objects[index].id;
-        self.keys
-            .as_ref()
-            .and_then(|ks| ks.iter().find(|k| &k.id == id))
-            .cloned()
-            .ok_or_else(|| CmsError::NoKey(format!("the token has the certificate '{}' but no private key with its id", self.objects[index].label)))
+        self.keys.as_ref().and_then(|ks| ks.iter().find(|k| &k.id == id)).cloned().ok_or_else(|| {
+            CmsError::NoKey(format!(
+                "the token has the certificate '{}' but no private key with its id",
+                self.objects[index].label
+            ))
+        })
     }
 
     fn run(&self, key: &KeyObject, mech: &Mechanism, data: &[u8]) -> Result<Zeroizing<Vec<u8>>, CmsError> {
         let out = if key.always_authenticate {
             let raw = RawModule::load(&self.token.module.path)?;
-            raw.op_with_context_login(Op::Decrypt, self.token.session().handle(), mech, key.handle, self.token.context_pin()?, data)?
+            raw.op_with_context_login(
+                Op::Decrypt,
+                self.token.session().handle(),
+                mech,
+                key.handle,
+                self.token.context_pin()?,
+                data,
+            )?
         } else {
             self.token.session().decrypt(mech, key.handle, data).map_err(|e| {
                 let t = TokenError::ck(e);
@@ -100,7 +127,8 @@ impl Decryptor for TokenDecryptor<'_, '_> {
 
     fn cannot_decrypt(&self) -> Option<String> {
         let p = &self.token.profile;
-        (!p.keys.can_decrypt).then(|| p.keys.no_decrypt_reason.clone().unwrap_or_else(|| "this token cannot decrypt".into()))
+        (!p.keys.can_decrypt)
+            .then(|| p.keys.no_decrypt_reason.clone().unwrap_or_else(|| "this token cannot decrypt".into()))
     }
 
     fn rsa_decrypt(&mut self, index: usize, op: RsaOp, data: &[u8]) -> Result<Zeroizing<Vec<u8>>, CmsError> {
@@ -121,18 +149,21 @@ impl Decryptor for TokenDecryptor<'_, '_> {
             return Err(CmsError::CannotDecrypt(format!("token '{}' does not offer ECDH", self.token.label)));
         }
         let key = self.key(index)?;
-        let field_len = match &self.certs[index].tbs_certificate.subject_public_key_info.subject_public_key.raw_bytes().len() {
-            65 => 32,
-            97 => 48,
-            n => return Err(CmsError::CannotDecrypt(format!("EC key with a {n}-byte point"))),
-        };
+        let field_len =
+            match &self.certs[index].tbs_certificate.subject_public_key_info.subject_public_key.raw_bytes().len() {
+                65 => 32,
+                97 => 48,
+                n => return Err(CmsError::CannotDecrypt(format!("EC key with a {n}-byte point"))),
+            };
         // The peer point must be on our curve before the token sees it.
         let ok = match field_len {
             32 => p256::PublicKey::from_sec1_bytes(peer_point).is_ok(),
             _ => p384::PublicKey::from_sec1_bytes(peer_point).is_ok(),
         };
         if !ok {
-            return Err(CmsError::Malformed("the sender's ephemeral key is not a point on the recipient's curve".into()));
+            return Err(CmsError::Malformed(
+                "the sender's ephemeral key is not a point on the recipient's curve".into(),
+            ));
         }
         let z = self.token.ecdh_secret(&key, peer_point, field_len).map_err(|e| match e {
             TokenError::NoKey(m) => CmsError::Decrypt(m),
@@ -145,7 +176,12 @@ impl Decryptor for TokenDecryptor<'_, '_> {
 impl Token {
     /// ECDH with the key on the token: the raw shared secret Z (`len` bytes). Z leaves the token
     /// as a session object, as it must for the X9.63 KDF; the private key never does.
-    pub fn ecdh_secret(&self, key: &KeyObject, peer_point: &[u8], len: usize) -> Result<Zeroizing<Vec<u8>>, TokenError> {
+    pub fn ecdh_secret(
+        &self,
+        key: &KeyObject,
+        peer_point: &[u8],
+        len: usize,
+    ) -> Result<Zeroizing<Vec<u8>>, TokenError> {
         let params = Ecdh1DeriveParams::new(EcKdf::null(), peer_point);
         let template = [
             Attribute::Class(ObjectClass::SECRET_KEY),
@@ -156,7 +192,8 @@ impl Token {
             Attribute::ValueLen((len as u64).into()),
         ];
         let session = self.session();
-        let derived = session.derive_key(&Mechanism::Ecdh1Derive(params), key.handle, &template).map_err(TokenError::ck)?;
+        let derived =
+            session.derive_key(&Mechanism::Ecdh1Derive(params), key.handle, &template).map_err(TokenError::ck)?;
         let value = session.get_attributes(derived, &[AttributeType::Value]);
         let _ = session.destroy_object(derived);
         let z = value

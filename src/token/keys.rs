@@ -42,13 +42,21 @@ impl Token {
                 }
             }
         }
-        (1u8..=0xff).map(|i| vec![i]).find(|id| !used.contains(id)).ok_or_else(|| TokenError::NoKey("no free CKA_ID left on the token".into()))
+        (1u8..=0xff)
+            .map(|i| vec![i])
+            .find(|id| !used.contains(id))
+            .ok_or_else(|| TokenError::NoKey("no free CKA_ID left on the token".into()))
     }
 
     /// Generate a key pair on the token: sensitive, never extractable, with `id` and `label`.
     pub fn generate(&self, spec: KeySpec, id: &[u8], label: &str) -> Result<(), TokenError> {
         let common = |private: bool| {
-            vec![Attribute::Token(true), Attribute::Private(private), Attribute::Id(id.to_vec()), Attribute::Label(label.as_bytes().to_vec())]
+            vec![
+                Attribute::Token(true),
+                Attribute::Private(private),
+                Attribute::Id(id.to_vec()),
+                Attribute::Label(label.as_bytes().to_vec()),
+            ]
         };
         let mut public = common(false);
         let mut private = common(true);
@@ -57,7 +65,11 @@ impl Token {
         let mechanism = match spec {
             KeySpec::Rsa2048 | KeySpec::Rsa3072 => {
                 let bits: u64 = if spec == KeySpec::Rsa2048 { 2048 } else { 3072 };
-                public.extend([Attribute::ModulusBits(bits.into()), Attribute::PublicExponent(vec![1, 0, 1]), Attribute::Encrypt(true)]);
+                public.extend([
+                    Attribute::ModulusBits(bits.into()),
+                    Attribute::PublicExponent(vec![1, 0, 1]),
+                    Attribute::Encrypt(true),
+                ]);
                 private.push(Attribute::Decrypt(true));
                 Mechanism::RsaPkcsKeyPairGen
             }
@@ -78,10 +90,21 @@ impl Token {
             .session
             .find_objects(&[Attribute::Class(ObjectClass::PUBLIC_KEY), Attribute::Id(id.to_vec())])
             .map_err(TokenError::ck)?;
-        let h = *handles.first().ok_or_else(|| TokenError::NoKey(format!("no public key with id {} on token '{}'", hex(id), self.label)))?;
+        let h = *handles
+            .first()
+            .ok_or_else(|| TokenError::NoKey(format!("no public key with id {} on token '{}'", hex(id), self.label)))?;
         let attrs = self
             .session
-            .get_attributes(h, &[AttributeType::KeyType, AttributeType::Modulus, AttributeType::PublicExponent, AttributeType::EcParams, AttributeType::EcPoint])
+            .get_attributes(
+                h,
+                &[
+                    AttributeType::KeyType,
+                    AttributeType::Modulus,
+                    AttributeType::PublicExponent,
+                    AttributeType::EcParams,
+                    AttributeType::EcPoint,
+                ],
+            )
             .map_err(TokenError::ck)?;
         let (mut kt, mut n, mut e, mut params, mut point) = (None, None, None, None, None);
         for a in attrs {

@@ -51,10 +51,18 @@ impl TokenError {
         match e {
             CkError::Pkcs11(rv, f) => {
                 let hint = match rv {
-                    RvError::TokenNotPresent | RvError::DeviceRemoved => " — the card or token was removed; insert it and try again",
-                    RvError::SessionHandleInvalid | RvError::SessionClosed => " — the session was closed (card removed or reset); try again",
-                    RvError::UserNotLoggedIn => " — the token forgot the login (another program logged out or the card was reset); try again",
-                    RvError::MechanismInvalid | RvError::MechanismParamInvalid => " — the token does not support this algorithm",
+                    RvError::TokenNotPresent | RvError::DeviceRemoved => {
+                        " — the card or token was removed; insert it and try again"
+                    }
+                    RvError::SessionHandleInvalid | RvError::SessionClosed => {
+                        " — the session was closed (card removed or reset); try again"
+                    }
+                    RvError::UserNotLoggedIn => {
+                        " — the token forgot the login (another program logged out or the card was reset); try again"
+                    }
+                    RvError::MechanismInvalid | RvError::MechanismParamInvalid => {
+                        " — the token does not support this algorithm"
+                    }
                     _ => "",
                 };
                 TokenError::Pkcs11 { function: function_name(f), rv: ckr_name(rv), hint: hint.into() }
@@ -66,7 +74,9 @@ impl TokenError {
     pub fn is_not_present(&self) -> bool {
         match self {
             TokenError::NotPresent(_) => true,
-            TokenError::Pkcs11 { rv, .. } => rv == "CKR_TOKEN_NOT_PRESENT" || rv == "CKR_DEVICE_REMOVED" || rv == "CKR_SESSION_HANDLE_INVALID",
+            TokenError::Pkcs11 { rv, .. } => {
+                rv == "CKR_TOKEN_NOT_PRESENT" || rv == "CKR_DEVICE_REMOVED" || rv == "CKR_SESSION_HANDLE_INVALID"
+            }
             _ => false,
         }
     }
@@ -146,7 +156,10 @@ pub struct Module {
 impl Module {
     pub fn load(path: &Path) -> Result<Module> {
         if !path.exists() {
-            return Err(TokenError::ModuleLoad { path: path.into(), reason: "no such file (is the module's package installed?)".into() });
+            return Err(TokenError::ModuleLoad {
+                path: path.into(),
+                reason: "no such file (is the module's package installed?)".into(),
+            });
         }
         let ctx = Pkcs11::new(path).map_err(|e| TokenError::ModuleLoad { path: path.into(), reason: e.to_string() })?;
         match ctx.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK)) {
@@ -176,8 +189,13 @@ impl Module {
                         model: t.model().trim_end().to_string(),
                         serial: t.serial_number().trim_end().to_string(),
                         initialized: t.token_initialized(),
-                        pin: PinFlags { count_low: t.user_pin_count_low(), final_try: t.user_pin_final_try(), locked: t.user_pin_locked() },
-                        profile: match_profile(profiles, &self.path, t.label(), t.manufacturer_id(), t.model()).map(|p| p.name.clone()),
+                        pin: PinFlags {
+                            count_low: t.user_pin_count_low(),
+                            final_try: t.user_pin_final_try(),
+                            locked: t.user_pin_locked(),
+                        },
+                        profile: match_profile(profiles, &self.path, t.label(), t.manufacturer_id(), t.model())
+                            .map(|p| p.name.clone()),
                     }),
                     // Removed between the two calls: report it as absent.
                     Err(CkError::Pkcs11(RvError::TokenNotPresent, _)) => None,
@@ -199,18 +217,22 @@ impl Module {
 
 /// The profile for a token: one that lists this module and matches, else one that matches by
 /// manufacturer/model alone (for a module given by path).
-pub fn match_profile<'p>(profiles: &'p [Profile], module: &Path, label: &str, manufacturer: &str, model: &str) -> Option<&'p Profile> {
+pub fn match_profile<'p>(
+    profiles: &'p [Profile],
+    module: &Path,
+    label: &str,
+    manufacturer: &str,
+    model: &str,
+) -> Option<&'p Profile> {
     let canon = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
     let module = canon(module);
     if profiles.iter().any(|p| p.ignores(label, manufacturer, model)) {
         return None;
     }
     let fits = |p: &&Profile| p.matches(label, manufacturer, model);
-    profiles
-        .iter()
-        .filter(fits)
-        .find(|p| p.module_paths().iter().any(|m| canon(m) == module))
-        .or_else(|| profiles.iter().filter(fits).find(|p| p.matcher.manufacturer.is_some() || p.matcher.model.is_some()))
+    profiles.iter().filter(fits).find(|p| p.module_paths().iter().any(|m| canon(m) == module)).or_else(|| {
+        profiles.iter().filter(fits).find(|p| p.matcher.manufacturer.is_some() || p.matcher.model.is_some())
+    })
 }
 
 /// Module paths to search when the user named none: every profile's path that exists here.
@@ -275,9 +297,18 @@ impl Token {
             let slots = module.slots(profiles)?;
             let mut hits = Vec::new();
             for s in slots {
-                searched.push(format!("{} slot {} '{}': {}", path.display(), s.slot.id(), s.description, describe_slot(&s)));
+                searched.push(format!(
+                    "{} slot {} '{}': {}",
+                    path.display(),
+                    s.slot.id(),
+                    s.description,
+                    describe_slot(&s)
+                ));
                 let Some(t) = &s.token else { continue };
-                if !t.initialized || uri.slot_id.is_some_and(|id| id != s.slot.id()) || !uri.matches_token(&t.label, &t.manufacturer, &t.model, &t.serial) {
+                if !t.initialized
+                    || uri.slot_id.is_some_and(|id| id != s.slot.id())
+                    || !uri.matches_token(&t.label, &t.manufacturer, &t.model, &t.serial)
+                {
                     continue;
                 }
                 let Some(profile) = match_profile(profiles, &path, &t.label, &t.manufacturer, &t.model) else {
@@ -301,7 +332,10 @@ impl Token {
             }
         }
         if found.len() > 1 && !uri.names_token() {
-            let names: Vec<String> = found.iter().map(|(_, s, _)| format!("'{}'", s.token.as_ref().map(|t| t.label.as_str()).unwrap_or(""))).collect();
+            let names: Vec<String> = found
+                .iter()
+                .map(|(_, s, _)| format!("'{}'", s.token.as_ref().map(|t| t.label.as_str()).unwrap_or("")))
+                .collect();
             return Err(TokenError::Ambiguous(format!(
                 "several tokens are present ({}): choose one with --token 'pkcs11:token=LABEL'",
                 names.join(", ")
@@ -320,9 +354,25 @@ impl Token {
         };
         let session = module.ctx.open_ro_session(slot.slot).map_err(TokenError::ck)?;
         let label = slot.token.as_ref().map(|t| t.label.clone()).unwrap_or_default();
-        let description = slot.token.as_ref().map(|t| format!("'{}' ({} {}, serial {})", t.label, t.manufacturer, t.model, t.serial)).unwrap_or_default();
+        let description = slot
+            .token
+            .as_ref()
+            .map(|t| format!("'{}' ({} {}, serial {})", t.label, t.manufacturer, t.model, t.serial))
+            .unwrap_or_default();
         let serial = slot.token.as_ref().map(|t| t.serial.clone()).unwrap_or_default();
-        Ok(Token { module, slot: slot.slot, slot_description: slot.description, label, description, serial, profile, login_time: None, session, pin: None, objects: Default::default() })
+        Ok(Token {
+            module,
+            slot: slot.slot,
+            slot_description: slot.description,
+            label,
+            description,
+            serial,
+            profile,
+            login_time: None,
+            session,
+            pin: None,
+            objects: Default::default(),
+        })
     }
 
     pub fn session(&self) -> &Session {
@@ -332,17 +382,25 @@ impl Token {
     /// Fresh PIN flags: read before every login, never remembered.
     pub fn pin_flags(&self) -> Result<PinFlags> {
         let t = self.module.ctx.get_token_info(self.slot).map_err(|e| match e {
-            CkError::Pkcs11(RvError::TokenNotPresent, _) => {
-                TokenError::NotPresent(format!("token '{}' was removed from '{}'; insert it and try again", self.label, self.slot_description))
-            }
+            CkError::Pkcs11(RvError::TokenNotPresent, _) => TokenError::NotPresent(format!(
+                "token '{}' was removed from '{}'; insert it and try again",
+                self.label, self.slot_description
+            )),
             e => TokenError::ck(e),
         })?;
-        Ok(PinFlags { count_low: t.user_pin_count_low(), final_try: t.user_pin_final_try(), locked: t.user_pin_locked() })
+        Ok(PinFlags {
+            count_low: t.user_pin_count_low(),
+            final_try: t.user_pin_final_try(),
+            locked: t.user_pin_locked(),
+        })
     }
 
     pub fn is_logged_in(&self) -> bool {
         use cryptoki::session::SessionState;
-        matches!(self.session.get_session_info().map(|i| i.session_state()), Ok(SessionState::RoUser) | Ok(SessionState::RwUser))
+        matches!(
+            self.session.get_session_info().map(|i| i.session_state()),
+            Ok(SessionState::RoUser) | Ok(SessionState::RwUser)
+        )
     }
 
     /// Possession is proven by the open session; this adds knowledge: ask for the PIN once,
@@ -357,17 +415,24 @@ impl Token {
         }
         let request = PinRequest { token: &self.label, operation, rules: &self.profile.pin };
         let pin = prompt.ask(&request)?;
-        let pin = pin::apply_rules(&self.profile.pin, pin).map_err(|reason| TokenError::PinRules { token: self.label.clone(), reason })?;
+        let pin = pin::apply_rules(&self.profile.pin, pin)
+            .map_err(|reason| TokenError::PinRules { token: self.label.clone(), reason })?;
         match self.session.login(UserType::User, Some(&pin)) {
             Ok(()) | Err(CkError::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => {}
             Err(CkError::Pkcs11(RvError::PinIncorrect, _)) => {
                 drop(pin);
                 let after = self.pin_flags().ok();
-                return Err(TokenError::WrongPin { token: self.label.clone(), tries: pin::tries_left(after, &self.profile) });
+                return Err(TokenError::WrongPin {
+                    token: self.label.clone(),
+                    tries: pin::tries_left(after, &self.profile),
+                });
             }
             Err(CkError::Pkcs11(RvError::PinLocked, _)) => return Err(TokenError::PinLocked(self.label.clone())),
             Err(CkError::Pkcs11(RvError::PinLenRange, _)) => {
-                return Err(TokenError::PinRules { token: self.label.clone(), reason: "the token rejected its length".into() })
+                return Err(TokenError::PinRules {
+                    token: self.label.clone(),
+                    reason: "the token rejected its length".into(),
+                })
             }
             Err(e) => return Err(TokenError::ck(e)),
         }
@@ -382,7 +447,9 @@ impl Token {
 
     /// The PIN for a context-specific login, only while this operation runs.
     pub fn context_pin(&self) -> Result<&SecretString> {
-        self.pin.as_ref().ok_or_else(|| TokenError::NoPinSource("the key needs a PIN for each use but none was given".into()))
+        self.pin
+            .as_ref()
+            .ok_or_else(|| TokenError::NoPinSource("the key needs a PIN for each use but none was given".into()))
     }
 
     /// Forget the PIN and end the login (the card keeps no state for us).

@@ -105,7 +105,8 @@ impl Token {
     }
 
     fn read_certificates(&self) -> Result<Vec<CertObject>, TokenError> {
-        let handles = self.session().find_objects(&[Attribute::Class(ObjectClass::CERTIFICATE)]).map_err(TokenError::ck)?;
+        let handles =
+            self.session().find_objects(&[Attribute::Class(ObjectClass::CERTIFICATE)]).map_err(TokenError::ck)?;
         let mut out = Vec::new();
         for h in handles {
             let attrs = self
@@ -134,19 +135,31 @@ impl Token {
 
     /// Public-key objects: readable without a PIN, they show which key pairs a token holds.
     pub fn public_keys(&self) -> Result<Vec<(Vec<u8>, String, String)>, TokenError> {
-        let handles = self.session().find_objects(&[Attribute::Class(ObjectClass::PUBLIC_KEY)]).map_err(TokenError::ck)?;
+        let handles =
+            self.session().find_objects(&[Attribute::Class(ObjectClass::PUBLIC_KEY)]).map_err(TokenError::ck)?;
         let mut out = Vec::new();
         for h in handles {
             let attrs = self
                 .session()
-                .get_attributes(h, &[AttributeType::Id, AttributeType::Label, AttributeType::KeyType, AttributeType::Modulus, AttributeType::EcParams])
+                .get_attributes(
+                    h,
+                    &[
+                        AttributeType::Id,
+                        AttributeType::Label,
+                        AttributeType::KeyType,
+                        AttributeType::Modulus,
+                        AttributeType::EcParams,
+                    ],
+                )
                 .map_err(TokenError::ck)?;
             let (mut id, mut label, mut kind) = (Vec::new(), String::new(), String::from("unknown"));
             for a in attrs {
                 match a {
                     Attribute::Id(v) => id = v,
                     Attribute::Label(v) => label = String::from_utf8_lossy(&v).into_owned(),
-                    Attribute::Modulus(m) => kind = format!("RSA-{}", (m.len() - m.iter().take_while(|&&b| b == 0).count()) * 8),
+                    Attribute::Modulus(m) => {
+                        kind = format!("RSA-{}", (m.len() - m.iter().take_while(|&&b| b == 0).count()) * 8)
+                    }
                     Attribute::EcParams(p) => {
                         kind = match p.as_slice() {
                             P256_PARAMS => "EC P-256".into(),

@@ -94,7 +94,9 @@ fn read_pin_bytes(mut file: std::fs::File, fd: i32, flag: &str, buf: &mut Vec<u8
         let timeout = Timespec { tv_sec: left.as_secs() as i64, tv_nsec: i64::from(left.subsec_nanos()) };
         let mut fds = [PollFd::new(&file, PollFlags::IN)];
         match poll(&mut fds, Some(&timeout)) {
-            Ok(0) => return Err(format!("no PIN line arrived on {flag} {fd} within {} minutes", PIN_FD_WAIT.as_secs() / 60)),
+            Ok(0) => {
+                return Err(format!("no PIN line arrived on {flag} {fd} within {} minutes", PIN_FD_WAIT.as_secs() / 60))
+            }
             Ok(_) => {}
             Err(rustix::io::Errno::INTR) => continue,
             Err(e) => return Err(format!("cannot wait for {flag} {fd}: {e}")),
@@ -238,7 +240,9 @@ pub fn apply_rules(rules: &PinRules, pin: SecretString) -> Result<SecretString, 
         };
         return Err(format!("it must contain {what}"));
     }
-    if rules.mix_letters_and_digits && !(s.chars().any(|c| c.is_ascii_digit()) && s.chars().any(|c| c.is_ascii_alphabetic())) {
+    if rules.mix_letters_and_digits
+        && !(s.chars().any(|c| c.is_ascii_digit()) && s.chars().any(|c| c.is_ascii_alphabetic()))
+    {
         return Err("it must mix letters and digits".into());
     }
     Ok(normalised)
@@ -296,7 +300,10 @@ mod tests {
     #[test]
     fn tries_left_reports_what_the_token_tells() {
         let p = profile("yubikey");
-        assert_eq!(tries_left(Some(PinFlags { final_try: true, ..Default::default() }), &p), "one try left before it locks");
+        assert_eq!(
+            tries_left(Some(PinFlags { final_try: true, ..Default::default() }), &p),
+            "one try left before it locks"
+        );
         assert_eq!(tries_left(Some(PinFlags { locked: true, ..Default::default() }), &p), "the PIN is now locked");
         assert_eq!(tries_left(None, &profile("softhsm2")), "this token does not count tries");
     }

@@ -52,9 +52,14 @@ impl Readers {
                 Err(e) => return Err(e),
             };
             // Keep what we know about readers still there; new ones start UNAWARE.
-            let mut states: Vec<pcsc::ReaderState> = vec![pcsc::ReaderState::new(pcsc::PNP_NOTIFICATION(), pcsc::State::UNAWARE)];
+            let mut states: Vec<pcsc::ReaderState> =
+                vec![pcsc::ReaderState::new(pcsc::PNP_NOTIFICATION(), pcsc::State::UNAWARE)];
             for n in &names {
-                let prev = known.iter().find(|k| k.name() == n.as_c_str()).map(|k| k.event_state()).unwrap_or(pcsc::State::UNAWARE);
+                let prev = known
+                    .iter()
+                    .find(|k| k.name() == n.as_c_str())
+                    .map(|k| k.event_state())
+                    .unwrap_or(pcsc::State::UNAWARE);
                 states.push(pcsc::ReaderState::new(CString::from(n.as_c_str()), prev - pcsc::State::CHANGED));
             }
             match ctx.get_status_change(Duration::from_secs(2), &mut states) {

@@ -5,7 +5,7 @@
 use super::TokenError;
 use cryptoki::mechanism::Mechanism;
 use cryptoki::object::ObjectHandle;
-use cryptoki_sys::{CK_FUNCTION_LIST, CK_MECHANISM, CK_RV, CK_SESSION_HANDLE, CK_ULONG, CKR_OK, CKU_CONTEXT_SPECIFIC};
+use cryptoki_sys::{CKR_OK, CKU_CONTEXT_SPECIFIC, CK_FUNCTION_LIST, CK_MECHANISM, CK_RV, CK_SESSION_HANDLE, CK_ULONG};
 use secrecy::{ExposeSecret, SecretString};
 use std::path::Path;
 
@@ -28,9 +28,10 @@ fn check(rv: CK_RV, function: &str) -> Result<(), TokenError> {
     let name = cryptoki::error::Rv::from(rv);
     match name {
         cryptoki::error::Rv::Error(e) => Err(match e {
-            cryptoki::error::RvError::PinIncorrect => {
-                TokenError::WrongPin { token: String::new(), tries: "context-specific login for a key that asks the PIN on every use".into() }
-            }
+            cryptoki::error::RvError::PinIncorrect => TokenError::WrongPin {
+                token: String::new(),
+                tries: "context-specific login for a key that asks the PIN on every use".into(),
+            },
             cryptoki::error::RvError::PinLocked => TokenError::PinLocked(String::new()),
             e => TokenError::Pkcs11 { function: function.into(), rv: super::ckr_name(e), hint: String::new() },
         }),
@@ -88,7 +89,10 @@ impl RawModule {
             // some modules would treat as a new operation needing another login.
             let mut out = vec![0u8; 4096];
             let mut len = out.len() as CK_ULONG;
-            check(call(session, data.as_ptr() as *mut u8, data.len() as CK_ULONG, out.as_mut_ptr(), &mut len), call_name)?;
+            check(
+                call(session, data.as_ptr() as *mut u8, data.len() as CK_ULONG, out.as_mut_ptr(), &mut len),
+                call_name,
+            )?;
             out.truncate(len as usize);
             Ok(out)
         }

@@ -12,7 +12,9 @@ use cryptoki::mechanism::{Mechanism, MechanismType};
 use der::asn1::BitString;
 use sha2::Digest;
 use signature::Keypair;
-use spki::{AlgorithmIdentifierOwned, DynSignatureAlgorithmIdentifier, SignatureBitStringEncoding, SubjectPublicKeyInfoOwned};
+use spki::{
+    AlgorithmIdentifierOwned, DynSignatureAlgorithmIdentifier, SignatureBitStringEncoding, SubjectPublicKeyInfoOwned,
+};
 use std::cell::RefCell;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,9 +77,18 @@ impl Hash {
     /// The DER DigestInfo prefix for PKCS#1 v1.5 signatures (RFC 8017 §9.2 note 1).
     fn digest_info_prefix(self) -> &'static [u8] {
         match self {
-            Hash::Sha256 => &[0x30, 0x31, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x01, 0x05, 0x00, 0x04, 0x20],
-            Hash::Sha384 => &[0x30, 0x41, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x02, 0x05, 0x00, 0x04, 0x30],
-            Hash::Sha512 => &[0x30, 0x51, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x03, 0x05, 0x00, 0x04, 0x40],
+            Hash::Sha256 => &[
+                0x30, 0x31, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x01, 0x05, 0x00,
+                0x04, 0x20,
+            ],
+            Hash::Sha384 => &[
+                0x30, 0x41, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x02, 0x05, 0x00,
+                0x04, 0x30,
+            ],
+            Hash::Sha512 => &[
+                0x30, 0x51, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x03, 0x05, 0x00,
+                0x04, 0x40,
+            ],
         }
     }
 
@@ -111,7 +122,9 @@ impl Scheme {
             KeyKind::Rsa { .. } => Ok(Scheme::RsaPkcs1(Hash::Sha256)),
             KeyKind::Ec(Some(Curve::P256)) => Ok(Scheme::Ecdsa(Hash::Sha256, Curve::P256)),
             KeyKind::Ec(Some(Curve::P384)) => Ok(Scheme::Ecdsa(Hash::Sha384, Curve::P384)),
-            other => Err(TokenError::NoKey(format!("cannot sign mail with a {other} key (supported: RSA, EC P-256, P-384)"))),
+            other => {
+                Err(TokenError::NoKey(format!("cannot sign mail with a {other} key (supported: RSA, EC P-256, P-384)")))
+            }
         }
     }
 
@@ -160,7 +173,12 @@ pub struct TokenSigner<'t> {
 }
 
 impl<'t> TokenSigner<'t> {
-    pub fn new(token: &'t Token, key: KeyObject, scheme: Scheme, spki: SubjectPublicKeyInfoOwned) -> Result<Self, TokenError> {
+    pub fn new(
+        token: &'t Token,
+        key: KeyObject,
+        scheme: Scheme,
+        spki: SubjectPublicKeyInfoOwned,
+    ) -> Result<Self, TokenError> {
         if !key.can_sign {
             return Err(TokenError::NoKey(format!(
                 "key '{}' on token '{}' may not sign (CKA_SIGN is false: a renewed key is kept only to decrypt old mail); sign with the current key",
@@ -170,7 +188,9 @@ impl<'t> TokenSigner<'t> {
         if !token.profile.allows_sign(scheme.mechanism_name()) {
             return Err(TokenError::NoKey(format!(
                 "token '{}' ({} profile) does not offer {} signatures",
-                token.label, token.profile.name, scheme.mechanism_name()
+                token.label,
+                token.profile.name,
+                scheme.mechanism_name()
             )));
         }
         let raw = if key.always_authenticate { Some(RawModule::load(&token.module.path)?) } else { None };
@@ -198,7 +218,14 @@ impl<'t> TokenSigner<'t> {
         };
         let raw_sig = match &self.raw {
             // CKA_ALWAYS_AUTHENTICATE: the login must sit between C_SignInit and C_Sign.
-            Some(raw) => raw.op_with_context_login(Op::Sign, self.token.session().handle(), &mechanism, self.key.handle, self.token.context_pin()?, &data)?,
+            Some(raw) => raw.op_with_context_login(
+                Op::Sign,
+                self.token.session().handle(),
+                &mechanism,
+                self.key.handle,
+                self.token.context_pin()?,
+                &data,
+            )?,
             None => self.token.session().sign(&mechanism, self.key.handle, &data).map_err(TokenError::ck)?,
         };
         match self.scheme {
@@ -210,7 +237,11 @@ impl<'t> TokenSigner<'t> {
 
 /// PKCS#11 returns r‖s; CMS wants Ecdsa-Sig-Value (RFC 5753 §7.2).
 fn ecdsa_to_der(curve: Curve, raw: &[u8]) -> Result<Vec<u8>, TokenError> {
-    let bad = || TokenError::Pkcs11 { function: "C_Sign".into(), rv: format!("an ECDSA signature of {} bytes", raw.len()), hint: String::new() };
+    let bad = || TokenError::Pkcs11 {
+        function: "C_Sign".into(),
+        rv: format!("an ECDSA signature of {} bytes", raw.len()),
+        hint: String::new(),
+    };
     Ok(match curve {
         Curve::P256 => p256::ecdsa::Signature::from_slice(raw).map_err(|_| bad())?.to_der().as_bytes().to_vec(),
         Curve::P384 => p384::ecdsa::Signature::from_slice(raw).map_err(|_| bad())?.to_der().as_bytes().to_vec(),

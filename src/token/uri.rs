@@ -38,26 +38,22 @@ pub struct Pkcs11Uri {
 
 impl Pkcs11Uri {
     pub fn parse(text: &str) -> Result<Self, UriError> {
-        let rest = text
-            .strip_prefix("pkcs11:")
-            .ok_or_else(|| UriError(format!("'{text}' does not start with 'pkcs11:'")))?;
+        let rest =
+            text.strip_prefix("pkcs11:").ok_or_else(|| UriError(format!("'{text}' does not start with 'pkcs11:'")))?;
         let (path, query) = match rest.split_once('?') {
             Some((p, q)) => (p, Some(q)),
             None => (rest, None),
         };
         let mut uri = Pkcs11Uri::default();
         for attr in path.split(';').filter(|a| !a.is_empty()) {
-            let (name, raw) = attr
-                .split_once('=')
-                .ok_or_else(|| UriError(format!("path attribute '{attr}' has no '='")))?;
+            let (name, raw) =
+                attr.split_once('=').ok_or_else(|| UriError(format!("path attribute '{attr}' has no '='")))?;
             let bytes = percent_decode(raw)?;
             match name {
                 "id" => set_once(&mut uri.id, bytes, name)?,
                 "slot-id" => {
                     let s = utf8(bytes, name)?;
-                    let n = s
-                        .parse::<u64>()
-                        .map_err(|_| UriError(format!("slot-id '{s}' is not a number")))?;
+                    let n = s.parse::<u64>().map_err(|_| UriError(format!("slot-id '{s}' is not a number")))?;
                     set_once(&mut uri.slot_id, n, name)?
                 }
                 "type" => {
@@ -86,18 +82,15 @@ impl Pkcs11Uri {
                         // RFC 7512 §2.3: library-version is informative only; we accept and ignore it.
                         "library-version" => continue,
                         n if n.starts_with("x-") => continue,
-                        other => {
-                            return Err(UriError(format!("unknown path attribute '{other}'")))
-                        }
+                        other => return Err(UriError(format!("unknown path attribute '{other}'"))),
                     };
                     set_once(slot, value, name)?
                 }
             }
         }
         for attr in query.into_iter().flat_map(|q| q.split('&')).filter(|a| !a.is_empty()) {
-            let (name, raw) = attr
-                .split_once('=')
-                .ok_or_else(|| UriError(format!("query attribute '{attr}' has no '='")))?;
+            let (name, raw) =
+                attr.split_once('=').ok_or_else(|| UriError(format!("query attribute '{attr}' has no '='")))?;
             match name {
                 "module-path" => {
                     let v = utf8(percent_decode(raw)?, name)?;
@@ -123,8 +116,19 @@ impl Pkcs11Uri {
             ($($f:ident),*) => { $( if self.$f.is_none() { self.$f = defaults.$f.clone(); } )* };
         }
         fill!(
-            token, manufacturer, model, serial, slot_description, slot_manufacturer, slot_id,
-            library_manufacturer, library_description, id, object, object_type, module_path,
+            token,
+            manufacturer,
+            model,
+            serial,
+            slot_description,
+            slot_manufacturer,
+            slot_id,
+            library_manufacturer,
+            library_description,
+            id,
+            object,
+            object_type,
+            module_path,
             module_name
         );
         self
@@ -135,11 +139,18 @@ impl Pkcs11Uri {
         fn ok(want: &Option<String>, have: &str) -> bool {
             want.as_deref().is_none_or(|w| w.trim_end() == have.trim_end())
         }
-        ok(&self.token, label) && ok(&self.manufacturer, manufacturer) && ok(&self.model, model) && ok(&self.serial, serial)
+        ok(&self.token, label)
+            && ok(&self.manufacturer, manufacturer)
+            && ok(&self.model, model)
+            && ok(&self.serial, serial)
     }
 
     pub fn names_token(&self) -> bool {
-        self.token.is_some() || self.serial.is_some() || self.model.is_some() || self.manufacturer.is_some() || self.slot_id.is_some()
+        self.token.is_some()
+            || self.serial.is_some()
+            || self.model.is_some()
+            || self.manufacturer.is_some()
+            || self.slot_id.is_some()
     }
 }
 
