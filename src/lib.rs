@@ -10,6 +10,7 @@ pub mod config;
 pub mod error;
 pub mod files;
 pub mod mail;
+pub mod ops;
 pub mod process;
 pub mod profile;
 pub mod smtp;

@@ -27,20 +27,11 @@ fn agent() -> &'static PathBuf {
             ),
         )
         .expect("config");
-        let g = ssmax_card::cli::Global {
-            agent: ssmax_card::cli::AgentMode::Never,
-            socket: None,
-            config: Some(config),
-            token: None,
-            key: None,
-            pin_fd: None,
-            allow_final_pin_try: false,
-            quiet: true,
-        };
-        let setup = ssmax_card::cli::common::setup(&g).expect("setup");
-        let args = ssmax_card::agent::server::AgentArgs { socket: socket.clone(), audit_log: None };
+        let setup = ssmax_card::ops::setup::Setup::load(Some(&config), None, None).expect("setup");
+        let args =
+            ssmax_card::agent::server::AgentArgs { socket: socket.clone(), audit_log: None, config_path: Some(config) };
         std::thread::spawn(move || {
-            let r = ssmax_card::agent::server::run(&g, setup, args);
+            let r = ssmax_card::agent::server::run(setup, args);
             panic!("the agent stopped: {:?}", r.err().map(|f| f.message));
         });
         let start = Instant::now();

@@ -4,7 +4,6 @@
 
 use super::protocol::{Response, VERSION};
 use super::{AgentConfig, PinCache};
-use crate::cli::Global;
 use crate::error::Exit;
 use crate::token::presence::Readers;
 use crate::token::uri::Pkcs11Uri;
@@ -25,14 +24,15 @@ pub(super) struct Desk {
     watches: HashMap<String, Watch>,
     last_check: Instant,
     prober: Prober,
-    base: Global,
+    /// The agent's config file, passed on to token probes.
+    base: Option<PathBuf>,
     cfg: AgentConfig,
     events: Events,
     readers: Readers,
 }
 
 impl Desk {
-    pub fn new(base: Global, cfg: AgentConfig, events: Events, readers: Readers) -> Desk {
+    pub fn new(base: Option<PathBuf>, cfg: AgentConfig, events: Events, readers: Readers) -> Desk {
         Desk {
             tokens: HashMap::new(),
             watches: HashMap::new(),
@@ -71,7 +71,7 @@ impl Desk {
         }
         let mut gone = false;
         if !ok && (exit == Exit::NoKey as u8 || exit == Exit::Io as u8) && self.watches.contains_key(request_key) {
-            gone = check_presence(base, &mut self.tokens, &mut self.watches, events, readers)
+            gone = check_presence(base.as_deref(), &mut self.tokens, &mut self.watches, events, readers)
                 .iter()
                 .any(|k| k == request_key);
             self.last_check = Instant::now();
@@ -91,7 +91,7 @@ impl Desk {
             dog.enter("presence check");
             take_probe_results(&mut self.tokens, &mut self.watches, events, &mut self.prober);
             if due {
-                poll_presence(base, &mut self.tokens, &mut self.watches, events, readers, &mut self.prober);
+                poll_presence(base.as_deref(), &mut self.tokens, &mut self.watches, events, readers, &mut self.prober);
                 self.last_check = Instant::now();
             }
             dog.leave();
@@ -149,13 +149,13 @@ struct Prober {
 }
 
 impl Prober {
-    fn start(base: Global) -> Prober {
+    fn start(base: Option<PathBuf>) -> Prober {
         let (tx, batches) = mpsc::channel::<Vec<(String, Watch)>>();
         let (result_tx, rx) = mpsc::channel();
         let _ = std::thread::Builder::new().name("presence-probe".into()).spawn(move || {
             for batch in batches {
                 let started = Instant::now();
-                let found = batch.iter().map(|(k, w)| (k.clone(), probe(&base, w))).collect();
+                let found = batch.iter().map(|(k, w)| (k.clone(), probe(base.as_deref(), w))).collect();
                 if result_tx.send((started, found)).is_err() {
                     return;
                 }
@@ -179,14 +179,14 @@ const PROBE_LIMIT: Duration = Duration::from_secs(10);
 
 /// Is the token there, seen through a fresh module instance? A child process, because a loaded
 /// SoftHSM2 keeps a stale view of its token directory until C_Finalize. Some(serial) or None.
-fn probe(base: &Global, w: &Watch) -> Option<String> {
+fn probe(base: Option<&Path>, w: &Watch) -> Option<String> {
     let uri = Pkcs11Uri { token: Some(w.label.clone()), module_path: Some(w.module.clone()), ..Default::default() };
     let exe = std::env::current_exe().ok()?;
     let mut c = std::process::Command::new(exe);
     c.args(["--agent", "never", "--token", &uri.to_string()])
         .stdin(std::process::Stdio::null())
         .stderr(std::process::Stdio::null());
-    if let Some(cfg) = &base.config {
+    if let Some(cfg) = base {
         c.arg("--config").arg(cfg);
     }
     let mut child = c.arg("probe").stdout(std::process::Stdio::piped()).spawn().ok()?;
@@ -252,7 +252,7 @@ fn warn_expiring(t: &Token, events: &Events) {
 }
 
 /// Is this watched token there now? Some(serial) or None. Synchronous (probes a module).
-fn observe(base: &Global, w: &Watch, readers: &Readers) -> Option<String> {
+fn observe(base: Option<&Path>, w: &Watch, readers: &Readers) -> Option<String> {
     match &w.reader {
         Some(r) => (readers.card_in(r) == Some(true)).then(|| w.serial.clone()),
         None => probe(base, w),
@@ -310,7 +310,7 @@ fn apply_presence(
 
 /// One synchronous look at every watched token (after a failed request: was it removal?).
 fn check_presence(
-    base: &Global,
+    base: Option<&Path>,
     tokens: &mut HashMap<String, Token>,
     watches: &mut HashMap<String, Watch>,
     events: &Events,
@@ -328,7 +328,7 @@ fn check_presence(
 
 /// The periodic look: readers at once, modules through the prober (results applied as they come).
 fn poll_presence(
-    base: &Global,
+    base: Option<&Path>,
     tokens: &mut HashMap<String, Token>,
     watches: &mut HashMap<String, Watch>,
     events: &Events,

@@ -11,10 +11,9 @@ use super::protocol::{
 use super::turnstile::{Refused, Turn, Turnstile};
 use super::watchdog::{self, Owed, Watchdog};
 use super::AgentConfig;
-use crate::cli::common::Setup;
-use crate::cli::ctx::{Ctx, Parts};
-use crate::cli::Global;
 use crate::error::{Exit, Failure};
+use crate::ops::ctx::{Ctx, Parts};
+use crate::ops::setup::Setup;
 use crate::token::pin::{PinPrompt, PinRequest, PinentryPin};
 use crate::token::presence::Readers;
 use crate::token::uri::Pkcs11Uri;
@@ -40,7 +39,6 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// What the connection threads, the housekeeper and the watchdog share.
 struct Agent {
     desk: Turnstile<Desk>,
-    base: Global,
     setup: Setup,
     cfg: AgentConfig,
     readers: Readers,
@@ -147,9 +145,11 @@ fn bind(socket: &Path) -> Result<UnixListener, Failure> {
 pub struct AgentArgs {
     pub socket: PathBuf,
     pub audit_log: Option<PathBuf>,
+    /// The config file the agent was started with, for the token probes it starts.
+    pub config_path: Option<PathBuf>,
 }
 
-pub fn run(g: &Global, setup: Setup, a: AgentArgs) -> Result<(), Failure> {
+pub fn run(setup: Setup, a: AgentArgs) -> Result<(), Failure> {
     crate::process::survive_vanished_peers();
     let cfg = setup.config.agent.clone();
     let listener = match activated_listener() {
@@ -172,10 +172,9 @@ pub fn run(g: &Global, setup: Setup, a: AgentArgs) -> Result<(), Failure> {
     let (readers, events): (Readers, Events) = (Readers::watch(), Arc::new(Mutex::new(Vec::new())));
     let agent = Arc::new(Agent {
         desk: Turnstile::new(
-            Desk::new(g.clone(), cfg.clone(), events.clone(), readers.clone()),
+            Desk::new(a.config_path.clone(), cfg.clone(), events.clone(), readers.clone()),
             cfg.queue_limit.max(1),
         ),
-        base: g.clone(),
         setup,
         readers,
         events,
@@ -596,8 +595,6 @@ fn run_job(agent: &Agent, job: Job<'_>, body: Vec<u8>, passed: Vec<(Passed, Vec<
         body_digest: super::audit::body_digest(&body),
         exe: std::fs::read_link(format!("/proc/{}/exe", job.peer.pid)).ok().map(|p| p.display().to_string()),
     });
-    let mut g = agent.base.clone();
-    g.allow_final_pin_try = req.allow_final_pin_try;
     let mut s = agent.setup.clone();
     let parsed = (|| -> Result<(), Failure> {
         if let Some(t) = &req.token {
@@ -617,7 +614,7 @@ fn run_job(agent: &Agent, job: Job<'_>, body: Vec<u8>, passed: Vec<(Passed, Vec<
     };
     let token_key = s.token_uri.to_string();
     let mut ctx = AgentCtx {
-        g,
+        allow_final_pin_try: req.allow_final_pin_try,
         s,
         input: Some(body),
         output: Vec::new(),
@@ -772,7 +769,7 @@ fn dispatch(
     args: &serde_json::Value,
     passed: Vec<(Passed, Vec<u8>)>,
 ) -> Result<(), Failure> {
-    use crate::cli::{decrypt, forward, receive, send, sign, status, verify};
+    use crate::ops::{decrypt, forward, receive, send, sign, status, verify};
     let bad = |e: serde_json::Error| Failure::new(Exit::Usage, format!("bad arguments for {method}: {e}"));
     if !passed.is_empty() && method != "verify" {
         return Err(Failure::new(Exit::Usage, format!("bad request: {method} takes no passed files")));
@@ -812,8 +809,8 @@ struct VerifyWire {
 }
 
 impl VerifyWire {
-    fn with(self, passed: Vec<(Passed, Vec<u8>)>) -> Result<crate::cli::verify::VerifyArgs, Failure> {
-        let mut a = crate::cli::verify::VerifyArgs { no_token: self.no_token, ..Default::default() };
+    fn with(self, passed: Vec<(Passed, Vec<u8>)>) -> Result<crate::ops::verify::VerifyArgs, Failure> {
+        let mut a = crate::ops::verify::VerifyArgs { no_token: self.no_token, ..Default::default() };
         for (kind, data) in passed {
             match kind {
                 Passed::Anchors => a.anchors.extend(crate::cms::cert::load_bytes(&data, "a passed --ca file")?),
@@ -829,7 +826,7 @@ impl VerifyWire {
 }
 
 struct AgentCtx<'w> {
-    g: Global,
+    allow_final_pin_try: bool,
     s: Setup,
     input: Option<Vec<u8>>,
     output: Vec<u8>,
@@ -973,7 +970,7 @@ impl Ctx for AgentCtx<'_> {
             .tokens
             .get_mut(&self.token_key)
             .ok_or_else(|| Failure::new(Exit::Io, "internal: token vanished from the agent's table"))?;
-        Ok(Parts { g: &self.g, s: &self.s, token, prompt: &self.prompt })
+        Ok(Parts { allow_final_pin_try: self.allow_final_pin_try, s: &self.s, token, prompt: &self.prompt })
     }
 }
 

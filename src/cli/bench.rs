@@ -2,8 +2,8 @@
 //! (C_Initialize, C_Login, C_Sign RSA / ECDSA, C_Decrypt RSA, C_DeriveKey ECDH). JSON out, for
 //! the benchmark harness in benches/bench.rs. Not a test: nothing here asserts a time.
 
-use super::ctx::Ctx;
 use crate::error::{Exit, Failure};
+use crate::ops::ctx::Ctx;
 use crate::token::objects::KeyKind;
 use cryptoki::mechanism::Mechanism;
 use cryptoki::object::{Attribute, ObjectClass};
@@ -33,7 +33,7 @@ pub fn run(ctx: &mut dyn Ctx, iterations: usize) -> Result<(), Failure> {
     let report = {
         let p = ctx.token()?;
         let path = p.token.module.path.clone();
-        p.token.login(p.prompt, "benchmark the token", p.g.allow_final_pin_try)?;
+        p.token.login(p.prompt, "benchmark the token", p.allow_final_pin_try)?;
         let pin = p.token.context_pin()?.clone();
         let keys = p.token.private_keys()?;
         let rsa = keys.iter().find(|k| matches!(k.kind, KeyKind::Rsa { bits: 2048 }) && k.can_sign).cloned();
@@ -145,7 +145,7 @@ fn stage_rates(ctx: &mut dyn Ctx, out: &mut serde_json::Map<String, serde_json::
     // the token once, then only the in-place decryption is timed.
     let p = ctx.token()?;
     let certs = p.token.certificates()?;
-    p.token.login(p.prompt, "benchmark decryption", p.g.allow_final_pin_try)?;
+    p.token.login(p.prompt, "benchmark decryption", p.allow_final_pin_try)?;
     let keys = p.token.private_keys()?;
     let rsa_key = |id: &[u8]| keys.iter().any(|k| k.id == id && matches!(k.kind, KeyKind::Rsa { .. }));
     let Some(mine) = certs.iter().filter(|c| !c.anchor && rsa_key(&c.id)).find_map(|c| c.parsed.clone()) else {
@@ -154,7 +154,7 @@ fn stage_rates(ctx: &mut dyn Ctx, out: &mut serde_json::Map<String, serde_json::
     let der = crate::cms::encrypt::encrypt(body.clone(), &[(*mine).clone()])?;
     let env = crate::cms::decrypt::Envelope::parse(&der)?;
     let mut dec =
-        crate::token::decrypt::TokenDecryptor::new(p.token, p.prompt, p.g.allow_final_pin_try, "benchmark decryption")?;
+        crate::token::decrypt::TokenDecryptor::new(p.token, p.prompt, p.allow_final_pin_try, "benchmark decryption")?;
     let (cek, _, _) = env.recover_cek(&mut dec)?;
     let mut runs = Vec::new();
     for _ in 0..7 {

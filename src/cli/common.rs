@@ -1,38 +1,20 @@
-//! What every command shares: config, profiles, the token URI, the PIN source, and I/O.
+//! What every command run from the command line shares: its settings, the PIN source, and I/O.
 
 use super::{Global, InOut};
-use crate::config::{self, Config, PinSource};
+use crate::config::{Config, PinSource};
 use crate::error::{Exit, Failure};
 use crate::files;
-use crate::profile::{self, Profile};
+use crate::ops::setup::Setup;
 use crate::token::pin::{FdPin, PinPrompt, PinentryPin, TtyPin};
-use crate::token::uri::Pkcs11Uri;
 use std::io::Write;
 use std::path::Path;
 
 /// Largest mail we accept; bigger input is refused before it is parsed.
 pub const MAX_INPUT: usize = crate::files::MAX_MAIL as usize;
 
-#[derive(Clone)]
-pub struct Setup {
-    pub config: Config,
-    /// Shared, not copied: the agent builds a Setup per request.
-    pub profiles: std::sync::Arc<Vec<Profile>>,
-    pub token_uri: Pkcs11Uri,
-    pub key_uri: Option<Pkcs11Uri>,
-}
-
+/// The settings for a command run from this command line (`--config`, `--token`, `--key`).
 pub fn setup(g: &Global) -> Result<Setup, Failure> {
-    let config = config::load(g.config.as_deref())?;
-    let profiles = std::sync::Arc::new(profile::load_all(config.profiles_dir.as_deref())?);
-    // The command line names what it names; the config file fills in the rest (e.g. module-path).
-    let from_config = config.token.as_deref().map(Pkcs11Uri::parse).transpose()?.unwrap_or_default();
-    let token_uri = match g.token.as_deref() {
-        Some(t) => Pkcs11Uri::parse(t)?.or(&from_config),
-        None => from_config,
-    };
-    let key_uri = g.key.as_deref().or(config.key.as_deref()).map(Pkcs11Uri::parse).transpose()?;
-    Ok(Setup { config, profiles, token_uri, key_uri })
+    Setup::load(g.config.as_deref(), g.token.as_deref(), g.key.as_deref())
 }
 
 /// PIN sources in order of preference: an explicit --pin-fd (the caller chose it), pinentry when

@@ -1,42 +1,13 @@
-//! What a command needs from where it runs: its input, somewhere for its output and notes, the
-//! token and a PIN prompt. The CLI runs commands against stdin/stdout and a token it opens; the
-//! agent runs the same commands against a request, a response and the token it owns.
+//! The command line as a place to run an operation: standard input or `--in`, standard output
+//! or `--out`, notes on standard error, a token this process opens and a PIN prompt here.
 
-use super::common::{prompt, read_input, setup, write_output, Setup};
+use super::common::{prompt, read_input, setup, write_output};
 use super::{Global, InOut};
 use crate::error::Failure;
+use crate::ops::ctx::{Ctx, Parts};
+use crate::ops::setup::Setup;
 use crate::token::pin::PinPrompt;
 use crate::token::Token;
-
-pub trait Ctx {
-    fn setup(&self) -> &Setup;
-    /// The mail or CMS the command works on.
-    fn input(&mut self) -> Result<Vec<u8>, Failure>;
-    /// The command's product (a signed mail, decrypted MIME, verified content).
-    fn output(&mut self, data: Vec<u8>) -> Result<(), Failure>;
-    /// The same, given in pieces, so a large product is not copied into one buffer first.
-    fn output_pieces(&mut self, pieces: &[&[u8]]) -> Result<(), Failure> {
-        self.output(pieces.concat())
-    }
-    /// Whether the caller asked for the product at all (verify writes content only on --out).
-    fn wants_output(&self) -> bool;
-    /// A human-readable report (verify, status) — stdout for the CLI.
-    fn report(&mut self, text: String);
-    /// One line about what happened (stderr for the CLI).
-    fn note(&mut self, line: String);
-    /// The token and the PIN prompt, with the settings: a command needs them all at once.
-    fn token(&mut self) -> Result<Parts<'_>, Failure>;
-    /// The command will not use the token again: the agent lets the next request have it while
-    /// this one writes its product (the CLI has nothing to do).
-    fn done_with_token(&mut self) {}
-}
-
-pub struct Parts<'c> {
-    pub g: &'c Global,
-    pub s: &'c Setup,
-    pub token: &'c mut Token,
-    pub prompt: &'c dyn PinPrompt,
-}
 
 pub struct CliCtx<'a> {
     g: &'a Global,
@@ -103,7 +74,9 @@ impl Ctx for CliCtx<'_> {
             self.token = Some(Token::open(&self.s.token_uri, &self.s.profiles)?);
         }
         match (self.token.as_mut(), self.prompt.as_deref()) {
-            (Some(token), Some(prompt)) => Ok(Parts { g: self.g, s: &self.s, token, prompt }),
+            (Some(token), Some(prompt)) => {
+                Ok(Parts { allow_final_pin_try: self.g.allow_final_pin_try, s: &self.s, token, prompt })
+            }
             _ => Err(Failure::new(crate::error::Exit::Io, "internal: token or prompt missing")),
         }
     }

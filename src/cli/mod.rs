@@ -1,23 +1,18 @@
-//! Command-line definitions (clap) and the commands behind them.
+//! The command-line face: clap definitions, and each command handed to an operation (`crate::ops`)
+//! run here or in an agent.
 
 mod bench;
 pub mod common;
 pub mod ctx;
-pub mod decrypt;
 mod extract;
-pub mod forward;
-mod lifecycle;
+mod local;
 mod org;
 mod profiles;
-pub mod receive;
 mod remote;
-pub mod send;
-pub mod sign;
 mod smtp;
-pub mod status;
-pub mod verify;
 
 use crate::error::{Exit, Failure};
+use crate::ops::{decrypt, forward, lifecycle, sign, status, verify};
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 
@@ -356,8 +351,8 @@ fn run_here_or_in_agent(cli: Cli) -> Result<(), Failure> {
             verify::run(&mut c, &verify::VerifyArgs::from_files(&ca, &certfile, content.as_deref(), no_token)?)
         }
         Command::Decrypt { io } => decrypt::run(&mut ctx::CliCtx::new(g, &io)?),
-        Command::Send { io, attach, label, pss } => send::run_cli(g, &io, &attach, &label, pss),
-        Command::Receive { io, extract, force } => receive::run_cli(g, &io, extract.as_deref(), force),
+        Command::Send { io, attach, label, pss } => local::run_send(g, &io, &attach, &label, pss),
+        Command::Receive { io, extract, force } => local::run_receive(g, &io, extract.as_deref(), force),
         Command::Forward { io, to, from, keep, note, pss } => {
             forward::run(&mut ctx::CliCtx::new(g, &io)?, &forward::ForwardArgs { to, from, keep, note, pss })
         }
@@ -388,7 +383,10 @@ fn run_here_or_in_agent(cli: Cli) -> Result<(), Failure> {
             }
             let setup = common::setup(g)?;
             let socket = crate::agent::client::socket_path(g.socket.as_deref());
-            crate::agent::server::run(g, setup, crate::agent::server::AgentArgs { socket, audit_log })
+            crate::agent::server::run(
+                setup,
+                crate::agent::server::AgentArgs { socket, audit_log, config_path: g.config.clone() },
+            )
         }
         Command::BenchToken { iterations } => bench::run(&mut ctx::CliCtx::new(g, &no_io)?, iterations),
         Command::Probe => {

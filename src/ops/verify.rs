@@ -1,6 +1,5 @@
 //! `ssmax-card verify`: fail-closed verification of signed mail or CMS.
 
-use super::common::read_file;
 use super::ctx::Ctx;
 use crate::cms::cert::{self, load_file};
 use crate::cms::verify::{verify, Trust, Verified};
@@ -36,7 +35,7 @@ impl VerifyArgs {
         Ok(VerifyArgs {
             anchors: certs(ca)?,
             intermediates: certs(certfile)?,
-            content: content.map(|p| read_file(p, crate::files::MAX_MAIL)).transpose()?,
+            content: content.map(|p| crate::files::read_regular(p, crate::files::MAX_MAIL)).transpose()?,
             no_token,
         })
     }

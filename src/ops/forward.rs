@@ -64,7 +64,7 @@ fn forward(p: &mut Parts<'_>, a: &ForwardArgs, raw: &[u8]) -> Result<(Vec<u8>, S
     let org_name = display_name(&org);
     let mut rekeyed = Vec::new();
     if !selected.is_empty() {
-        let mut dec = TokenDecryptor::new(p.token, p.prompt, p.g.allow_final_pin_try, "forward attachments")?;
+        let mut dec = TokenDecryptor::new(p.token, p.prompt, p.allow_final_pin_try, "forward attachments")?;
         for p in &selected {
             let env = Envelope::parse(&p.cms)?;
             let (cek, _, _) = env.recover_cek(&mut dec).map_err(|e| label_err(e, &p.label))?;

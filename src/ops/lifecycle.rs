@@ -48,7 +48,7 @@ pub fn keygen(ctx: &mut dyn Ctx, spec: KeySpec, label: Option<&str>, id: Option<
         }
         let label = label.map(str::to_string).unwrap_or_else(|| format!("ssmax-key-{}", hex(&id)));
         p.token.make_rw()?;
-        p.token.login(p.prompt, &format!("generate a key pair '{label}'"), p.g.allow_final_pin_try)?;
+        p.token.login(p.prompt, &format!("generate a key pair '{label}'"), p.allow_final_pin_try)?;
         p.token.generate(spec, &id, &label)?;
         format!("generated {spec:?} key pair '{label}' on token '{}': use --key 'pkcs11:id=%{}' (the private key is sensitive and never leaves the token)", p.token.label, hex(&id))
     };
@@ -68,7 +68,7 @@ pub fn csr(ctx: &mut dyn Ctx, email: &str, subject: Option<&str>, attest: bool) 
             Name::from_str(&subject).map_err(|e| Failure::new(Exit::Usage, format!("--subject '{subject}': {e}")))?;
         let email_ia5 = Ia5String::new(email)
             .map_err(|_| Failure::new(Exit::Usage, format!("'{email}' is not an ASCII mail address")))?;
-        p.token.login(p.prompt, &format!("sign a certificate request for {email}"), p.g.allow_final_pin_try)?;
+        p.token.login(p.prompt, &format!("sign a certificate request for {email}"), p.allow_final_pin_try)?;
         let key = p
             .token
             .private_keys()?
@@ -154,7 +154,7 @@ pub fn import_cert(ctx: &mut dyn Ctx, label: Option<&str>) -> Result<(), Failure
         p.token.login(
             p.prompt,
             &format!("store the certificate of {}", cert::subject(&leaf)),
-            p.g.allow_final_pin_try,
+            p.allow_final_pin_try,
         )?;
         p.token.store_certificate(&leaf, &id, &label)?;
         notes.push(format!(
@@ -236,7 +236,7 @@ pub fn import_anchor(ctx: &mut dyn Ctx, org: bool, label: Option<&str>) -> Resul
         p.token.login(
             p.prompt,
             &format!("store the {} '{name}'", if org { "organisation certificate" } else { "trust anchor" }),
-            p.g.allow_final_pin_try,
+            p.allow_final_pin_try,
         )?;
         p.token.store_certificate(&c, &id, &label)?;
         format!("stored '{}' on token '{}' as '{label}'", cert::subject(&c), p.token.label)
@@ -288,7 +288,7 @@ pub fn certs(ctx: &mut dyn Ctx) -> Result<(), Failure> {
 /// the SSMAX root can verify it. A self-signed root in the bundle is not stored: trusting a
 /// root is import-anchor's decision.
 fn store_issuers(
-    p: &crate::cli::ctx::Parts<'_>,
+    p: &crate::ops::ctx::Parts<'_>,
     bundle: &[(Vec<u8>, x509_cert::Certificate)],
     leaf: &x509_cert::Certificate,
     notes: &mut Vec<String>,

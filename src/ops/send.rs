@@ -1,31 +1,14 @@
 //! `ssmax-card send`: each protected attachment encrypted on its own to the sending
 //! organisation, labels in clear, the whole mail signed on the card.
 
-use super::common::read_file;
-use super::ctx::{CliCtx, Ctx};
+use super::ctx::Ctx;
 use super::sign::sign_on_token;
-use super::{Global, InOut};
 use crate::cms::encrypt;
 use crate::error::{Exit, Failure};
 use crate::mail::smime::{signed_parts, split_fields};
 use crate::mail::{Entity, Field};
-use crate::ssmax::mail::{file_attachment, parse_draft, Attachment, Protected};
+use crate::ssmax::mail::{parse_draft, Attachment, Protected};
 use crate::ssmax::{display_name, org_certificate, token_trust};
-use std::path::PathBuf;
-
-pub fn run_cli(g: &Global, io: &InOut, attach: &[PathBuf], labels: &[String], pss: bool) -> Result<(), Failure> {
-    if attach.len() != labels.len() {
-        return Err(Failure::new(
-            Exit::Usage,
-            format!("give one --label for each --attach ({} files, {} labels)", attach.len(), labels.len()),
-        ));
-    }
-    let mut extra = Vec::new();
-    for (path, label) in attach.iter().zip(labels) {
-        extra.push(file_attachment(path, label, &read_file(path, crate::files::MAX_MAIL)?));
-    }
-    run(&mut CliCtx::new(g, io)?, extra, pss)
-}
 
 pub fn run(ctx: &mut dyn Ctx, extra: Vec<Attachment>, pss: bool) -> Result<(), Failure> {
     let raw = ctx.input()?;

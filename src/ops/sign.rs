@@ -153,17 +153,17 @@ pub fn sign_on_token(
     sha256: Option<&[u8]>,
     pss: bool,
 ) -> Result<Signed, Failure> {
-    let (g, s, prompt) = (p.g, p.s, p.prompt);
+    let (allow_final_pin_try, s, prompt) = (p.allow_final_pin_try, p.s, p.prompt);
     let token: &mut Token = p.token;
     let to = if to.is_empty() { String::new() } else { format!(" to {to}") };
     if token.profile.keys.certificates_need_login {
-        token.login(prompt, &format!("sign mail from {from}{to}"), g.allow_final_pin_try)?;
+        token.login(prompt, &format!("sign mail from {from}{to}"), allow_final_pin_try)?;
     }
     let mut warnings = Vec::new();
     let candidates = choose_signing_cert(token, s.key_uri.as_ref(), from)?;
     // Name the key when there is no choice left to make after login (renewed keys are skipped then).
     let which = if candidates.len() == 1 { format!(" with key '{}'", candidates[0].label) } else { String::new() };
-    token.login(prompt, &format!("sign mail from {from}{to}{which}"), g.allow_final_pin_try)?;
+    token.login(prompt, &format!("sign mail from {from}{to}{which}"), allow_final_pin_try)?;
     let (chosen, key) = first_signing_key(token, candidates, s.key_uri.is_some(), &mut warnings)?;
     let scheme = Scheme::for_key(&key.kind, pss || s.config.rsa_signature == SignatureScheme::Pss)?;
     let key_label = key.label.clone();

@@ -2,8 +2,7 @@
 //! certificate on the token, show what the organisations recorded, decrypt each attachment on
 //! the card.
 
-use super::ctx::{CliCtx, Ctx};
-use super::{Global, InOut};
+use super::ctx::Ctx;
 use crate::cms::verify::{verify, SignerReport, Trust};
 use crate::cms::{cert, decrypt, unarmor, CmsError};
 use crate::error::{Exit, Failure};
@@ -12,7 +11,6 @@ use crate::mail::Entity;
 use crate::ssmax::mail::{build_opened, parse, Attachment, Parts};
 use crate::ssmax::{display_name, token_trust, ChainInfo, TokenTrust};
 use crate::token::decrypt::TokenDecryptor;
-use std::path::Path;
 use std::time::SystemTime;
 
 /// A mail whose organisation signature checked out.
@@ -69,21 +67,6 @@ pub fn verify_from_org<'a>(raw: &'a [u8], trust: &TokenTrust) -> Result<Received
     Ok(Received { outer, parts, signer, chain, from })
 }
 
-pub fn run_cli(g: &Global, io: &InOut, extract: Option<&Path>, force: bool) -> Result<(), Failure> {
-    let mut ctx = CliCtx::new(g, io)?;
-    let raw = ctx.input()?;
-    let mime = open_mail(&mut ctx, &raw)?;
-    match extract {
-        Some(dir) => {
-            for x in super::extract::extract_all(&mime, dir, force)? {
-                ctx.note(x.note());
-            }
-            Ok(())
-        }
-        None => ctx.output(mime),
-    }
-}
-
 /// The receive path on an already-read mail (`decrypt` uses it for SSMAX mail too).
 pub fn receive(ctx: &mut dyn Ctx, raw: &[u8]) -> Result<(), Failure> {
     let mime = open_mail(ctx, raw)?;
@@ -104,7 +87,7 @@ pub fn open_mail(ctx: &mut dyn Ctx, raw: &[u8]) -> Result<Vec<u8>, Failure> {
             let mut dec = TokenDecryptor::new(
                 p.token,
                 p.prompt,
-                p.g.allow_final_pin_try,
+                p.allow_final_pin_try,
                 &format!("open attachments from {}", rec.from),
             )?;
             for a in &rec.parts.protected {

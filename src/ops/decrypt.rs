@@ -42,7 +42,7 @@ pub fn run(ctx: &mut dyn Ctx) -> Result<(), Failure> {
     let (cek, transport, recipient, token_label) = {
         let p = ctx.token()?;
         let label = p.token.label.clone();
-        let mut dec = TokenDecryptor::new(p.token, p.prompt, p.g.allow_final_pin_try, &operation)?;
+        let mut dec = TokenDecryptor::new(p.token, p.prompt, p.allow_final_pin_try, &operation)?;
         let (cek, transport, recipient) = env.recover_cek(&mut dec)?;
         (cek, transport, recipient, label)
     };

@@ -1,0 +1,39 @@
+//! What an operation needs from where it runs: its input, somewhere for its output and notes,
+//! the token and a PIN prompt. The CLI runs operations against stdin/stdout and a token it
+//! opens; the agent runs the same operations against a request, a response and the token it owns.
+
+use super::setup::Setup;
+use crate::error::Failure;
+use crate::token::pin::PinPrompt;
+use crate::token::Token;
+
+pub trait Ctx {
+    fn setup(&self) -> &Setup;
+    /// The mail or CMS the command works on.
+    fn input(&mut self) -> Result<Vec<u8>, Failure>;
+    /// The command's product (a signed mail, decrypted MIME, verified content).
+    fn output(&mut self, data: Vec<u8>) -> Result<(), Failure>;
+    /// The same, given in pieces, so a large product is not copied into one buffer first.
+    fn output_pieces(&mut self, pieces: &[&[u8]]) -> Result<(), Failure> {
+        self.output(pieces.concat())
+    }
+    /// Whether the caller asked for the product at all (verify writes content only on --out).
+    fn wants_output(&self) -> bool;
+    /// A human-readable report (verify, status) — stdout for the CLI.
+    fn report(&mut self, text: String);
+    /// One line about what happened (stderr for the CLI).
+    fn note(&mut self, line: String);
+    /// The token and the PIN prompt, with the settings: a command needs them all at once.
+    fn token(&mut self) -> Result<Parts<'_>, Failure>;
+    /// The command will not use the token again: the agent lets the next request have it while
+    /// this one writes its product (the CLI has nothing to do).
+    fn done_with_token(&mut self) {}
+}
+
+pub struct Parts<'c> {
+    /// The user said to spend a token's last PIN try (`--allow-final-pin-try`).
+    pub allow_final_pin_try: bool,
+    pub s: &'c Setup,
+    pub token: &'c mut Token,
+    pub prompt: &'c dyn PinPrompt,
+}
