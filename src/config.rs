@@ -1,6 +1,9 @@
-//! The config file: TOML at the platform config dir (`directories`), or `--config FILE`.
+//! The config file: TOML at the platform config dir (`directories`), or `--config FILE`; every
+//! table of it (`[agent]`, `[smtp]`) is typed here.
 
+use crate::profile::PinCache;
 use serde::Deserialize;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
@@ -51,10 +54,10 @@ pub struct Config {
     pub rsa_signature: SignatureScheme,
     /// The agent's PIN cache, queue and audit log.
     #[serde(default)]
-    pub agent: crate::agent::AgentConfig,
+    pub agent: AgentConfig,
     /// The SMTP submission front door (`ssmax-card smtp serve`).
     #[serde(default)]
-    pub smtp: crate::smtp::SmtpConfig,
+    pub smtp: SmtpConfig,
 }
 
 pub fn default_path() -> Option<PathBuf> {
@@ -81,4 +84,144 @@ pub fn load(explicit: Option<&Path>) -> Result<Config, ConfigError> {
         file,
         reason: e.message().to_string(),
     })
+}
+
+/// `[agent]` in the config file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentConfig {
+    /// Overrides the profile's `pin.cache`; when neither says, `none`.
+    #[serde(default)]
+    pub pin_cache: Option<PinCache>,
+    #[serde(default = "default_ttl")]
+    pub pin_cache_seconds: u64,
+    /// Requests waiting for the token beyond this get a "busy" answer.
+    #[serde(default = "default_queue")]
+    pub queue_limit: usize,
+    pub audit_log: Option<std::path::PathBuf>,
+    /// How often tokens without PC/SC are looked for (milliseconds).
+    #[serde(default = "default_poll")]
+    pub presence_poll_ms: u64,
+    /// Token label → PC/SC reader: the token counts as present only while a card is in that
+    /// reader (for modules that do not name their reader, or a card paired with a token).
+    #[serde(default)]
+    pub presence_reader: std::collections::HashMap<String, String>,
+    /// A token call (PIN entry excluded) running longer than this is taken as hung: the agent
+    /// answers the waiting clients and restarts itself in place (milliseconds).
+    #[serde(default = "default_token_timeout")]
+    pub token_timeout_ms: u64,
+    /// Connections served at once (subscribers included); the next is answered "busy" and closed.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// A connection must deliver each full request within this long of opening or of its last
+    /// answer, and read each answer within it; otherwise it is closed (milliseconds).
+    #[serde(default = "default_idle_timeout")]
+    pub idle_timeout_ms: u64,
+}
+
+fn default_max_connections() -> usize {
+    64
+}
+
+fn default_idle_timeout() -> u64 {
+    60_000
+}
+
+fn default_token_timeout() -> u64 {
+    30_000
+}
+
+fn default_poll() -> u64 {
+    1000
+}
+
+fn default_ttl() -> u64 {
+    300
+}
+
+fn default_queue() -> usize {
+    64
+}
+
+impl Default for AgentConfig {
+    fn default() -> Self {
+        AgentConfig {
+            pin_cache: None,
+            pin_cache_seconds: default_ttl(),
+            queue_limit: default_queue(),
+            audit_log: None,
+            presence_poll_ms: default_poll(),
+            presence_reader: Default::default(),
+            token_timeout_ms: default_token_timeout(),
+            max_connections: default_max_connections(),
+            idle_timeout_ms: default_idle_timeout(),
+        }
+    }
+}
+
+/// How the front door talks to the relay.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum RelayTls {
+    /// Plain connection upgraded with STARTTLS (port 587); refused if the relay does not offer it.
+    #[default]
+    Starttls,
+    /// TLS from the first byte (port 465).
+    Tls,
+    /// No TLS: only for a relay on this machine (refused for any other host).
+    None,
+}
+
+/// `[smtp]` in the config file; command-line flags override each field.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmtpConfig {
+    /// Where mail clients connect: a loopback address only.
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// The organisation's submission server, host:port.
+    pub relay: Option<String>,
+    #[serde(default)]
+    pub relay_tls: RelayTls,
+    /// The account on the relay; its password is in the OS keyring (`smtp set-relay-password`).
+    pub relay_user: Option<String>,
+    /// A CA certificate (PEM) to trust for the relay, besides the system's.
+    pub relay_ca: Option<PathBuf>,
+    /// The user name mail clients authenticate with (default: the login name).
+    pub client_user: Option<String>,
+    /// Largest message accepted from a client (bytes; the agent's frame limit bounds it).
+    #[serde(default = "default_max_message")]
+    pub max_message_bytes: usize,
+    /// Most recipients per message.
+    #[serde(default = "default_max_recipients")]
+    pub max_recipients: usize,
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 10587))
+}
+
+/// Encrypted attachments grow by a third in base64 and the signed mail must fit the agent's
+/// 64 MiB frame: 40 MiB in leaves room.
+fn default_max_message() -> usize {
+    40 << 20
+}
+
+fn default_max_recipients() -> usize {
+    100
+}
+
+impl Default for SmtpConfig {
+    fn default() -> Self {
+        SmtpConfig {
+            listen: default_listen(),
+            relay: None,
+            relay_tls: RelayTls::default(),
+            relay_user: None,
+            relay_ca: None,
+            client_user: None,
+            max_message_bytes: default_max_message(),
+            max_recipients: default_max_recipients(),
+        }
+    }
 }

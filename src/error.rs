@@ -55,7 +55,7 @@ impl From<TokenError> for Failure {
         let exit = match &e {
             TokenError::ModuleLoad { .. } | TokenError::NotPresent(_) => Exit::TokenNotPresent,
             TokenError::Pkcs11 { .. } if e.is_not_present() => Exit::TokenNotPresent,
-            TokenError::Pkcs11 { .. } => Exit::Io,
+            TokenError::Pkcs11 { .. } | TokenError::Library(_) | TokenError::BadAnswer { .. } => Exit::Io,
             TokenError::WrongPin { .. } | TokenError::PinRules { .. } | TokenError::NoPinSource(_) => Exit::WrongPin,
             TokenError::PinLocked(_) | TokenError::FinalTryRefused(_) => Exit::PinLocked,
             TokenError::NoKey(_) => Exit::NoKey,
@@ -68,7 +68,10 @@ impl From<TokenError> for Failure {
 impl From<CmsError> for Failure {
     fn from(e: CmsError) -> Self {
         match e {
-            CmsError::Token(t) => t.into(),
+            CmsError::Key(k) => match k.downcast::<TokenError>() {
+                Ok(t) => (*t).into(),
+                Err(other) => Failure::new(Exit::Io, other.to_string()),
+            },
             CmsError::Malformed(_) | CmsError::Unsupported(_) => Failure::new(Exit::Usage, e.to_string()),
             CmsError::Verify(_) | CmsError::Decrypt(_) => Failure::new(Exit::VerificationFailed, e.to_string()),
             CmsError::NoKey(_) | CmsError::CannotDecrypt(_) => Failure::new(Exit::NoKey, e.to_string()),

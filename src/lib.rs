@@ -13,6 +13,7 @@ pub mod mail;
 pub mod ops;
 pub mod process;
 pub mod profile;
+pub mod prompt;
 pub mod smtp;
 pub mod ssmax;
 pub mod token;

@@ -150,7 +150,7 @@ pub struct PinRules {
     pub always_authenticate: AlwaysAuthenticate,
     /// How long the agent keeps this token's PIN (the config's `[agent] pin_cache` overrides it).
     #[serde(default)]
-    pub cache: Option<crate::agent::PinCache>,
+    pub cache: Option<PinCache>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -325,6 +325,39 @@ fn line_of(text: &str, offset: usize) -> usize {
     text.as_bytes().iter().take(offset).filter(|&&b| b == b'\n').count() + 1
 }
 
+/// The profile for a token: one that lists this module and matches, else one that matches by
+/// manufacturer/model alone (for a module given by path).
+pub fn match_profile<'p>(
+    profiles: &'p [Profile],
+    module: &Path,
+    label: &str,
+    manufacturer: &str,
+    model: &str,
+) -> Option<&'p Profile> {
+    let canon = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+    let module = canon(module);
+    if profiles.iter().any(|p| p.ignores(label, manufacturer, model)) {
+        return None;
+    }
+    let fits = |p: &&Profile| p.matches(label, manufacturer, model);
+    profiles.iter().filter(fits).find(|p| p.module_paths().iter().any(|m| canon(m) == module)).or_else(|| {
+        profiles.iter().filter(fits).find(|p| p.matcher.manufacturer.is_some() || p.matcher.model.is_some())
+    })
+}
+
+/// How long a PIN (and the login it opened) is kept after an operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum PinCache {
+    /// Ask every time (default: a signature is a deliberate act).
+    #[default]
+    None,
+    /// Keep for `pin_cache_seconds` after the PIN was entered.
+    Ttl,
+    /// Keep until the token is removed or the agent stops.
+    UntilRemoved,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -349,13 +382,12 @@ mod tests {
     fn jpki_authentication_slot_is_claimed_by_no_profile() {
         let all = load_all(None).unwrap();
         let m = "/usr/lib/x86_64-linux-gnu/opensc-pkcs11.so".as_ref();
-        let sig = crate::token::match_profile(&all, m, "JPKI (Digital Signature PIN)", "JPKI", "PKCS#15 emulated");
+        let sig = match_profile(&all, m, "JPKI (Digital Signature PIN)", "JPKI", "PKCS#15 emulated");
         assert_eq!(sig.map(|p| p.name.as_str()), Some("jpki"));
-        assert!(crate::token::match_profile(&all, m, "JPKI (User Authentication PIN)", "JPKI", "PKCS#15 emulated")
-            .is_none());
-        let piv = crate::token::match_profile(&all, m, "Taro Yamada", "piv_II", "PKCS#15 emulated");
+        assert!(match_profile(&all, m, "JPKI (User Authentication PIN)", "JPKI", "PKCS#15 emulated").is_none());
+        let piv = match_profile(&all, m, "Taro Yamada", "piv_II", "PKCS#15 emulated");
         assert_eq!(piv.map(|p| p.name.as_str()), Some("opensc-piv"));
-        let other = crate::token::match_profile(&all, m, "CardOS", "Atos", "CardOS M5");
+        let other = match_profile(&all, m, "CardOS", "Atos", "CardOS M5");
         assert_eq!(other.map(|p| p.name.as_str()), Some("opensc-generic"));
     }
 

@@ -3,8 +3,9 @@
 //! of the token turn does before and after each request.
 
 use super::protocol::{Response, VERSION};
-use super::{AgentConfig, PinCache};
+use crate::config::AgentConfig;
 use crate::error::Exit;
+use crate::profile::PinCache;
 use crate::token::presence::Readers;
 use crate::token::uri::Pkcs11Uri;
 use crate::token::Token;

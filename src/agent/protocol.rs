@@ -9,6 +9,8 @@ use std::mem::MaybeUninit;
 use std::os::fd::{BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 
+pub use crate::prompt::ClientEnv;
+
 pub const VERSION: u32 = 1;
 /// Largest header we read (JSON): requests are small.
 pub const MAX_HEADER: u32 = 64 * 1024;
@@ -38,15 +40,6 @@ pub enum ProtocolError {
 /// "60 s", "1.5 s", "0.6 s".
 fn seconds(d: &std::time::Duration) -> String {
     format!("{} s", d.as_millis() as f64 / 1000.0)
-}
-
-/// What the client tells the agent about where the user is, so pinentry appears there.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct ClientEnv {
-    pub tty: Option<String>,
-    pub term: Option<String>,
-    pub display: Option<String>,
-    pub wayland_display: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

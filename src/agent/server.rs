@@ -10,11 +10,12 @@ use super::protocol::{
 };
 use super::turnstile::{Refused, Turn, Turnstile};
 use super::watchdog::{self, Owed, Watchdog};
-use super::AgentConfig;
+use crate::config::AgentConfig;
 use crate::error::{Exit, Failure};
 use crate::ops::ctx::{Ctx, Parts};
 use crate::ops::setup::Setup;
-use crate::token::pin::{PinPrompt, PinRequest, PinentryPin};
+use crate::prompt::PinentryPin;
+use crate::token::pin::{PinPrompt, PinRequest};
 use crate::token::presence::Readers;
 use crate::token::uri::Pkcs11Uri;
 use crate::token::{Token, TokenError};

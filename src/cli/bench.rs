@@ -112,7 +112,7 @@ pub fn run(ctx: &mut dyn Ctx, iterations: usize) -> Result<(), Failure> {
 /// The per-byte stages of sign and decrypt on a 25 MiB mail, in-process and without file I/O or
 /// process start (MB/s): what the "hashed or decrypted at close to openssl speed" target names.
 fn stage_rates(ctx: &mut dyn Ctx, out: &mut serde_json::Map<String, serde_json::Value>) -> Result<(), Failure> {
-    use crate::token::signer::Hash;
+    use crate::cms::digest::Hash;
     const SIZE: usize = 25 << 20;
     let rate = |ms: f64| SIZE as f64 / (ms / 1000.0);
     // A canonical body, as a large base64 attachment is: 76-character lines, CRLF.

@@ -5,7 +5,8 @@ use crate::config::{Config, PinSource};
 use crate::error::{Exit, Failure};
 use crate::files;
 use crate::ops::setup::Setup;
-use crate::token::pin::{FdPin, PinPrompt, PinentryPin, TtyPin};
+use crate::prompt::{FdPin, PinentryPin, TtyPin};
+use crate::token::pin::PinPrompt;
 use std::io::Write;
 use std::path::Path;
 

@@ -35,7 +35,7 @@ pub fn run(g: &Global, what: SmtpCommand) -> Result<(), Failure> {
                 .ok_or_else(|| Failure::new(Exit::Usage, "give --relay-user (or [smtp] relay_user in the config)"))?;
             let host = host_port(&relay)?.0;
             let password = match password_fd {
-                Some(fd) => crate::token::pin::secret_from_fd(fd, "--password-fd", "password")
+                Some(fd) => crate::prompt::secret_from_fd(fd, "--password-fd", "password")
                     .map_err(|e| Failure::new(Exit::Usage, e))?,
                 None => SecretString::from(
                     rpassword::prompt_password(format!("Password for {user} at {host}: "))

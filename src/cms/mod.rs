@@ -6,6 +6,7 @@ pub mod ber;
 pub mod bounds;
 pub mod cert;
 pub mod decrypt;
+pub mod digest;
 pub mod encrypt;
 pub mod oaep;
 pub mod pss;
@@ -44,8 +45,10 @@ pub enum CmsError {
     Decrypt(String),
     #[error("no usable key: {0}")]
     NoKey(String),
+    /// The key's own failure (a token's: wrong PIN, card removed, mechanism refused), kept whole
+    /// so the edge can tell which; cms knows keys only through the Signer and Decryptor seams.
     #[error(transparent)]
-    Token(#[from] crate::token::TokenError),
+    Key(Box<dyn std::error::Error + Send + Sync>),
     #[error(transparent)]
     Read(#[from] crate::files::ReadError),
 }

@@ -1,12 +1,12 @@
-//! Signatures for S/MIME, made by a token key through the RustCrypto `Signer` seam.
+//! What every S/MIME signature we make carries (signing time, S/MIME capabilities) and the
+//! digests we accept in the ones we verify.
 
-use super::signed::{self, Oid, RawAttribute, SignError, SignInput};
+use super::digest::Hash;
+use super::signed::{Oid, RawAttribute};
 use super::CmsError;
-use crate::token::signer::{Hash, TokenSigner};
 use const_oid::db::{rfc5911, rfc5912};
 use der::asn1::ObjectIdentifier;
 use der::{Any, Sequence};
-use x509_cert::Certificate;
 
 /// SMIMECapability (RFC 8551 §2.5.2).
 #[derive(Clone, Debug, Eq, PartialEq, Sequence)]
@@ -40,37 +40,6 @@ pub fn standard_attributes() -> Result<Vec<RawAttribute>, CmsError> {
     let caps: Vec<SmimeCapability> =
         CAPABILITIES.iter().map(|&o| SmimeCapability { capability_id: o, parameters: None }).collect();
     Ok(vec![time, RawAttribute::new(&Oid::from_const(rfc5911::SMIME_CAPABILITIES), caps)?])
-}
-
-/// Sign `content` (already canonical) on the token; DER ContentInfo with detached content out.
-/// `certificates`: the DER of `cert` and of its chain, to carry in the signature; `sha256`: the
-/// content's SHA-256 if already taken.
-pub fn sign_detached(
-    signer: &TokenSigner<'_>,
-    cert: &Certificate,
-    certificates: &[&[u8]],
-    content: &[&[u8]],
-    sha256: Option<&[u8]>,
-    extra: Vec<RawAttribute>,
-) -> Result<Vec<u8>, CmsError> {
-    let input = SignInput {
-        content,
-        detached: true,
-        digest: signer.scheme().hash(),
-        sha256,
-        signer_cert: cert,
-        certificates,
-        extra_attributes: extra,
-    };
-    match signed::sign(signer, input, standard_attributes()?) {
-        Ok(der) => Ok(der),
-        Err(SignError::Cms(e)) => Err(e),
-        // The token's own error says what went wrong (PIN, removal, mechanism).
-        Err(SignError::Signer) => Err(signer
-            .take_failure()
-            .map(CmsError::Token)
-            .unwrap_or_else(|| CmsError::Malformed("the token did not sign".into()))),
-    }
 }
 
 /// The digest OIDs we accept on verification; SHA-1 is refused (RFC 8551 §2.1).

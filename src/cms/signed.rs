@@ -173,7 +173,7 @@ pub struct SignInput<'a> {
     pub content: &'a [&'a [u8]],
     /// Detached (multipart/signed) or encapsulated (opaque) content.
     pub detached: bool,
-    pub digest: crate::token::signer::Hash,
+    pub digest: crate::cms::digest::Hash,
     /// The content's SHA-256, when the caller took it already (beside the canonical check,
     /// before the token was needed); used when `digest` is SHA-256.
     pub sha256: Option<&'a [u8]>,
@@ -193,7 +193,7 @@ where
     Sig: SignatureBitStringEncoding,
 {
     let digest = match input.sha256 {
-        Some(d) if input.digest == crate::token::signer::Hash::Sha256 => d.to_vec(),
+        Some(d) if input.digest == crate::cms::digest::Hash::Sha256 => d.to_vec(),
         _ => input.digest.digest_pieces(input.content),
     };
     standard.push(RawAttribute::new(&Oid::from_const(rfc5911::ID_CONTENT_TYPE), rfc5911::ID_DATA)?);
@@ -333,7 +333,7 @@ mod tests {
         let input = SignInput {
             content: &[b"hello"],
             detached: true,
-            digest: crate::token::signer::Hash::Sha256,
+            digest: crate::cms::digest::Hash::Sha256,
             sha256: None,
             signer_cert: &alice_cert,
             certificates: &given,
@@ -353,7 +353,7 @@ mod tests {
         let input = SignInput {
             content: &[b"hello"],
             detached: true,
-            digest: crate::token::signer::Hash::Sha256,
+            digest: crate::cms::digest::Hash::Sha256,
             sha256: None,
             signer_cert: &alice_cert,
             certificates: &bad,

@@ -485,7 +485,7 @@ mod tests {
         let input = signed::SignInput {
             content: &[b"hello"],
             detached: true,
-            digest: crate::token::signer::Hash::Sha256,
+            digest: crate::cms::digest::Hash::Sha256,
             sha256: None,
             signer_cert: &alice_cert,
             certificates: &[&alice],

@@ -179,7 +179,7 @@ pub fn sign_on_token(
     let der = {
         let spki = chosen.cert.tbs_certificate.subject_public_key_info.clone();
         let signer = TokenSigner::new(token, key, scheme, spki)?;
-        crate::cms::sign::sign_detached(
+        crate::token::signer::sign_detached(
             &signer,
             &chosen.cert,
             &certificates,

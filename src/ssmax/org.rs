@@ -5,13 +5,13 @@
 use super::mail::{build, parse, Protected};
 use super::{display_name, ChainInfo, IdentityMethod};
 use crate::cms::decrypt::{Decryptor, Envelope, RsaOp};
+use crate::cms::digest::Hash;
 use crate::cms::encrypt::recipient_info;
 use crate::cms::oaep::OaepHash;
 use crate::cms::signed::{self, SignError, SignInput};
 use crate::cms::verify::{verify, Trust};
 use crate::cms::{cert, unarmor, CmsError};
 use crate::mail::smime::{build_signed, classify, split_fields, Incoming};
-use crate::token::signer::Hash;
 use std::time::SystemTime;
 use x509_cert::Certificate;
 use zeroize::Zeroizing;

@@ -92,7 +92,7 @@ impl<'t, 'p> TokenDecryptor<'t, 'p> {
             self.token.session().decrypt(mech, key.handle, data).map_err(|e| {
                 let t = TokenError::ck(e);
                 if t.is_not_present() {
-                    CmsError::Token(t)
+                    CmsError::from(t)
                 } else {
                     CmsError::Decrypt(format!("the key on the token could not unwrap the content key ({t})"))
                 }
@@ -167,7 +167,7 @@ impl Decryptor for TokenDecryptor<'_, '_> {
         }
         let z = self.token.ecdh_secret(&key, peer_point, field_len).map_err(|e| match e {
             TokenError::NoKey(m) => CmsError::Decrypt(m),
-            e => CmsError::Token(e),
+            e => CmsError::from(e),
         })?;
         Ok(z)
     }

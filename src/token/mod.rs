@@ -25,8 +25,15 @@ use uri::Pkcs11Uri;
 pub enum TokenError {
     #[error("cannot load PKCS#11 module {path}: {reason}")]
     ModuleLoad { path: PathBuf, reason: String },
-    #[error("{function} failed: {rv}{hint}")]
-    Pkcs11 { function: String, rv: String, hint: String },
+    /// A PKCS#11 call the token refused, as cryptoki names it: decisions match on `rv`.
+    #[error("{} failed: {}{}", function_name(*.function), ckr_name(*.rv), hint(*.rv))]
+    Pkcs11 { function: Function, rv: RvError },
+    /// The PKCS#11 library failed outside a return value (cryptoki's own checks, a bad pointer).
+    #[error("PKCS#11: {0}")]
+    Library(String),
+    /// The token answered, but not with what PKCS#11 promises (an ECDSA signature of the wrong size).
+    #[error("{function} returned {what}")]
+    BadAnswer { function: &'static str, what: String },
     #[error("{0}")]
     NotPresent(String),
     #[error("wrong PIN for token '{token}' ({tries}); it was not retried")]
@@ -49,25 +56,8 @@ impl TokenError {
     /// Map a cryptoki error to one that names the PKCS#11 function and CKR code.
     pub fn ck(e: CkError) -> Self {
         match e {
-            CkError::Pkcs11(rv, f) => {
-                let hint = match rv {
-                    RvError::TokenNotPresent | RvError::DeviceRemoved => {
-                        " — the card or token was removed; insert it and try again"
-                    }
-                    RvError::SessionHandleInvalid | RvError::SessionClosed => {
-                        " — the session was closed (card removed or reset); try again"
-                    }
-                    RvError::UserNotLoggedIn => {
-                        " — the token forgot the login (another program logged out or the card was reset); try again"
-                    }
-                    RvError::MechanismInvalid | RvError::MechanismParamInvalid => {
-                        " — the token does not support this algorithm"
-                    }
-                    _ => "",
-                };
-                TokenError::Pkcs11 { function: function_name(f), rv: ckr_name(rv), hint: hint.into() }
-            }
-            other => TokenError::Pkcs11 { function: "PKCS#11 call".into(), rv: other.to_string(), hint: String::new() },
+            CkError::Pkcs11(rv, function) => TokenError::Pkcs11 { function, rv },
+            other => TokenError::Library(other.to_string()),
         }
     }
 
@@ -75,10 +65,33 @@ impl TokenError {
         match self {
             TokenError::NotPresent(_) => true,
             TokenError::Pkcs11 { rv, .. } => {
-                rv == "CKR_TOKEN_NOT_PRESENT" || rv == "CKR_DEVICE_REMOVED" || rv == "CKR_SESSION_HANDLE_INVALID"
+                matches!(rv, RvError::TokenNotPresent | RvError::DeviceRemoved | RvError::SessionHandleInvalid)
             }
             _ => false,
         }
+    }
+}
+
+impl From<TokenError> for crate::cms::CmsError {
+    fn from(e: TokenError) -> Self {
+        crate::cms::CmsError::Key(Box::new(e))
+    }
+}
+
+/// What a user can do about a return value, when there is something.
+fn hint(rv: RvError) -> &'static str {
+    match rv {
+        RvError::TokenNotPresent | RvError::DeviceRemoved => {
+            " — the card or token was removed; insert it and try again"
+        }
+        RvError::SessionHandleInvalid | RvError::SessionClosed => {
+            " — the session was closed (card removed or reset); try again"
+        }
+        RvError::UserNotLoggedIn => {
+            " — the token forgot the login (another program logged out or the card was reset); try again"
+        }
+        RvError::MechanismInvalid | RvError::MechanismParamInvalid => " — the token does not support this algorithm",
+        _ => "",
     }
 }
 
@@ -194,8 +207,14 @@ impl Module {
                             final_try: t.user_pin_final_try(),
                             locked: t.user_pin_locked(),
                         },
-                        profile: match_profile(profiles, &self.path, t.label(), t.manufacturer_id(), t.model())
-                            .map(|p| p.name.clone()),
+                        profile: crate::profile::match_profile(
+                            profiles,
+                            &self.path,
+                            t.label(),
+                            t.manufacturer_id(),
+                            t.model(),
+                        )
+                        .map(|p| p.name.clone()),
                     }),
                     // Removed between the two calls: report it as absent.
                     Err(CkError::Pkcs11(RvError::TokenNotPresent, _)) => None,
@@ -213,26 +232,6 @@ impl Module {
         }
         Ok(out)
     }
-}
-
-/// The profile for a token: one that lists this module and matches, else one that matches by
-/// manufacturer/model alone (for a module given by path).
-pub fn match_profile<'p>(
-    profiles: &'p [Profile],
-    module: &Path,
-    label: &str,
-    manufacturer: &str,
-    model: &str,
-) -> Option<&'p Profile> {
-    let canon = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
-    let module = canon(module);
-    if profiles.iter().any(|p| p.ignores(label, manufacturer, model)) {
-        return None;
-    }
-    let fits = |p: &&Profile| p.matches(label, manufacturer, model);
-    profiles.iter().filter(fits).find(|p| p.module_paths().iter().any(|m| canon(m) == module)).or_else(|| {
-        profiles.iter().filter(fits).find(|p| p.matcher.manufacturer.is_some() || p.matcher.model.is_some())
-    })
 }
 
 /// Module paths to search when the user named none: every profile's path that exists here.
@@ -311,7 +310,8 @@ impl Token {
                 {
                     continue;
                 }
-                let Some(profile) = match_profile(profiles, &path, &t.label, &t.manufacturer, &t.model) else {
+                let Some(profile) = crate::profile::match_profile(profiles, &path, &t.label, &t.manufacturer, &t.model)
+                else {
                     if uri.names_token() {
                         return Err(TokenError::NoKey(format!(
                             "token '{}' ({} / {}) matches no profile: add a profile for it to your profiles directory",

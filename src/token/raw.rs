@@ -3,6 +3,7 @@
 //! function list for it, on the session cryptoki opened.
 
 use super::TokenError;
+use cryptoki::context::Function;
 use cryptoki::mechanism::Mechanism;
 use cryptoki::object::ObjectHandle;
 use cryptoki_sys::{CKR_OK, CKU_CONTEXT_SPECIFIC, CK_FUNCTION_LIST, CK_MECHANISM, CK_RV, CK_SESSION_HANDLE, CK_ULONG};
@@ -21,7 +22,7 @@ pub(crate) enum Op {
     Decrypt,
 }
 
-fn check(rv: CK_RV, function: &str) -> Result<(), TokenError> {
+fn check(rv: CK_RV, function: Function) -> Result<(), TokenError> {
     if rv == CKR_OK {
         return Ok(());
     }
@@ -33,7 +34,7 @@ fn check(rv: CK_RV, function: &str) -> Result<(), TokenError> {
                 tries: "context-specific login for a key that asks the PIN on every use".into(),
             },
             cryptoki::error::RvError::PinLocked => TokenError::PinLocked(String::new()),
-            e => TokenError::Pkcs11 { function: function.into(), rv: super::ckr_name(e), hint: String::new() },
+            e => TokenError::Pkcs11 { function, rv: e },
         }),
         cryptoki::error::Rv::Ok => Ok(()),
     }
@@ -49,7 +50,7 @@ impl RawModule {
         unsafe {
             let get: libloading::Symbol<unsafe extern "C" fn(*mut *mut CK_FUNCTION_LIST) -> CK_RV> =
                 lib.get(b"C_GetFunctionList\0").map_err(|e| load_err(e.to_string()))?;
-            check(get(&mut list), "C_GetFunctionList")?;
+            check(get(&mut list), Function::GetFunctionList)?;
         }
         if list.is_null() {
             return Err(load_err("C_GetFunctionList returned no list".into()));
@@ -72,19 +73,21 @@ impl RawModule {
         unsafe {
             let f = &*self.list;
             let (init, init_name) = match op {
-                Op::Sign => (f.C_SignInit, "C_SignInit"),
-                Op::Decrypt => (f.C_DecryptInit, "C_DecryptInit"),
+                Op::Sign => (f.C_SignInit, Function::SignInit),
+                Op::Decrypt => (f.C_DecryptInit, Function::DecryptInit),
             };
-            let init = init.ok_or_else(|| TokenError::NoKey(format!("the module has no {init_name}")))?;
+            let init = init
+                .ok_or_else(|| TokenError::NoKey(format!("the module has no {}", super::function_name(init_name))))?;
             check(init(session, &mut mech, key.handle()), init_name)?;
             let login = f.C_Login.ok_or_else(|| TokenError::NoKey("the module has no C_Login".into()))?;
             let p = pin.expose_secret().as_bytes();
-            check(login(session, CKU_CONTEXT_SPECIFIC, p.as_ptr() as *mut u8, p.len() as CK_ULONG), "C_Login")?;
+            check(login(session, CKU_CONTEXT_SPECIFIC, p.as_ptr() as *mut u8, p.len() as CK_ULONG), Function::Login)?;
             let (call, call_name) = match op {
-                Op::Sign => (f.C_Sign, "C_Sign"),
-                Op::Decrypt => (f.C_Decrypt, "C_Decrypt"),
+                Op::Sign => (f.C_Sign, Function::Sign),
+                Op::Decrypt => (f.C_Decrypt, Function::Decrypt),
             };
-            let call = call.ok_or_else(|| TokenError::NoKey(format!("the module has no {call_name}")))?;
+            let call = call
+                .ok_or_else(|| TokenError::NoKey(format!("the module has no {}", super::function_name(call_name))))?;
             // Large enough for any RSA-16384 result or EC signature; avoids a second call that
             // some modules would treat as a new operation needing another login.
             let mut out = vec![0u8; 4096];

@@ -6,74 +6,29 @@
 use super::objects::{Curve, KeyKind, KeyObject};
 use super::raw::{Op, RawModule};
 use super::{Token, TokenError};
+use crate::cms::signed::{self, RawAttribute, SignError, SignInput};
+use crate::cms::CmsError;
 use const_oid::db::rfc5912;
 use cryptoki::mechanism::rsa::{PkcsMgfType, PkcsPssParams};
 use cryptoki::mechanism::{Mechanism, MechanismType};
 use der::asn1::BitString;
-use sha2::Digest;
 use signature::Keypair;
 use spki::{
     AlgorithmIdentifierOwned, DynSignatureAlgorithmIdentifier, SignatureBitStringEncoding, SubjectPublicKeyInfoOwned,
 };
 use std::cell::RefCell;
+use x509_cert::Certificate;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Hash {
-    Sha256,
-    Sha384,
-    Sha512,
+pub use crate::cms::digest::Hash;
+
+/// What the token needs to know about a hash: the PKCS#1 v1.5 DigestInfo prefix and the
+/// PKCS#11 mechanism and MGF for RSA-PSS.
+trait OnToken {
+    fn digest_info_prefix(self) -> &'static [u8];
+    fn mechanism_type(self) -> (MechanismType, PkcsMgfType);
 }
 
-impl Hash {
-    pub fn digest(self, data: &[u8]) -> Vec<u8> {
-        match self {
-            Hash::Sha256 => sha2::Sha256::digest(data).to_vec(),
-            Hash::Sha384 => sha2::Sha384::digest(data).to_vec(),
-            Hash::Sha512 => sha2::Sha512::digest(data).to_vec(),
-        }
-    }
-
-    /// The digest of `pieces` as if they were one buffer.
-    pub fn digest_pieces(self, pieces: &[&[u8]]) -> Vec<u8> {
-        fn run<D: Digest>(pieces: &[&[u8]]) -> Vec<u8> {
-            let mut d = D::new();
-            for p in pieces {
-                d.update(p);
-            }
-            d.finalize().to_vec()
-        }
-        match self {
-            Hash::Sha256 => run::<sha2::Sha256>(pieces),
-            Hash::Sha384 => run::<sha2::Sha384>(pieces),
-            Hash::Sha512 => run::<sha2::Sha512>(pieces),
-        }
-    }
-
-    pub fn oid(self) -> der::oid::ObjectIdentifier {
-        match self {
-            Hash::Sha256 => rfc5912::ID_SHA_256,
-            Hash::Sha384 => rfc5912::ID_SHA_384,
-            Hash::Sha512 => rfc5912::ID_SHA_512,
-        }
-    }
-
-    /// The `micalg` parameter of multipart/signed (RFC 8551 §3.5.3).
-    pub fn micalg(self) -> &'static str {
-        match self {
-            Hash::Sha256 => "sha-256",
-            Hash::Sha384 => "sha-384",
-            Hash::Sha512 => "sha-512",
-        }
-    }
-
-    fn len(self) -> usize {
-        match self {
-            Hash::Sha256 => 32,
-            Hash::Sha384 => 48,
-            Hash::Sha512 => 64,
-        }
-    }
-
+impl OnToken for Hash {
     /// The DER DigestInfo prefix for PKCS#1 v1.5 signatures (RFC 8017 §9.2 note 1).
     fn digest_info_prefix(self) -> &'static [u8] {
         match self {
@@ -210,7 +165,7 @@ impl<'t> TokenSigner<'t> {
         let hash = self.scheme.hash();
         let digest = hash.digest(msg);
         let (mech_type, mgf) = hash.mechanism_type();
-        let pss = PkcsPssParams { hash_alg: mech_type, mgf, s_len: (hash.len() as u64).into() };
+        let pss = PkcsPssParams { hash_alg: mech_type, mgf, s_len: (hash.output_len() as u64).into() };
         let (mechanism, data) = match self.scheme {
             Scheme::RsaPkcs1(h) => (Mechanism::RsaPkcs, [h.digest_info_prefix(), &digest].concat()),
             Scheme::RsaPss(_) => (Mechanism::RsaPkcsPss(pss), digest),
@@ -237,11 +192,8 @@ impl<'t> TokenSigner<'t> {
 
 /// PKCS#11 returns r‖s; CMS wants Ecdsa-Sig-Value (RFC 5753 §7.2).
 fn ecdsa_to_der(curve: Curve, raw: &[u8]) -> Result<Vec<u8>, TokenError> {
-    let bad = || TokenError::Pkcs11 {
-        function: "C_Sign".into(),
-        rv: format!("an ECDSA signature of {} bytes", raw.len()),
-        hint: String::new(),
-    };
+    let bad =
+        || TokenError::BadAnswer { function: "C_Sign", what: format!("an ECDSA signature of {} bytes", raw.len()) };
     Ok(match curve {
         Curve::P256 => p256::ecdsa::Signature::from_slice(raw).map_err(|_| bad())?.to_der().as_bytes().to_vec(),
         Curve::P384 => p384::ecdsa::Signature::from_slice(raw).map_err(|_| bad())?.to_der().as_bytes().to_vec(),
@@ -302,5 +254,36 @@ impl signature::Signer<TokenSignature> for TokenSigner<'_> {
             *self.failure.borrow_mut() = Some(e);
             signature::Error::new()
         })
+    }
+}
+
+/// Sign `content` (already canonical) on the token; DER ContentInfo with detached content out.
+/// `certificates`: the DER of `cert` and of its chain, to carry in the signature; `sha256`: the
+/// content's SHA-256 if already taken.
+pub fn sign_detached(
+    signer: &TokenSigner<'_>,
+    cert: &Certificate,
+    certificates: &[&[u8]],
+    content: &[&[u8]],
+    sha256: Option<&[u8]>,
+    extra: Vec<RawAttribute>,
+) -> Result<Vec<u8>, CmsError> {
+    let input = SignInput {
+        content,
+        detached: true,
+        digest: signer.scheme().hash(),
+        sha256,
+        signer_cert: cert,
+        certificates,
+        extra_attributes: extra,
+    };
+    match signed::sign(signer, input, crate::cms::sign::standard_attributes()?) {
+        Ok(der) => Ok(der),
+        Err(SignError::Cms(e)) => Err(e),
+        // The token's own error says what went wrong (PIN, removal, mechanism).
+        Err(SignError::Signer) => Err(signer
+            .take_failure()
+            .map(CmsError::from)
+            .unwrap_or_else(|| CmsError::Malformed("the token did not sign".into()))),
     }
 }
