@@ -25,8 +25,9 @@ pub trait Ctx {
     fn note(&mut self, line: String);
     /// The token and the PIN prompt, with the settings: a command needs them all at once.
     fn token(&mut self) -> Result<Parts<'_>, Failure>;
-    /// The command will not use the token again: the agent lets the next request have it while
-    /// this one writes its product (the CLI has nothing to do).
+    /// The command is done with the token for now: the agent lets the next request have it while
+    /// this one works without it (the CLI has nothing to do). Asking for the token again waits
+    /// for a new turn.
     fn done_with_token(&mut self) {}
 }
 

@@ -25,23 +25,32 @@ pub fn run(ctx: &mut dyn Ctx, extra: Vec<Attachment>, pss: bool) -> Result<(), F
     let to = super::sign::recipients(&mail);
     drop(mail);
     drop(raw);
-    let (inner, done, summary, org_name, count) = {
-        let mut p = ctx.token()?;
+    let (org_name, org, logged_in) = {
+        let p = ctx.token()?;
         let trust = token_trust(p.token, &p.s.config)?;
         let org = org_certificate(&trust, &p.s.config)?;
-        let org_name = display_name(&org);
-        let mut protected = Vec::new();
-        // Each attachment is encrypted in its own buffer: no plaintext copy outlives the loop.
-        for a in std::mem::take(&mut parts.attachments) {
-            // Only the organisation can open it: never the recipient's key (the sender manages none).
-            let cms = encrypt::encrypt(a.entity, std::slice::from_ref(&org))?;
-            protected.push(Protected { filename: a.filename, label: a.label, cms });
-        }
-        let count = protected.len();
-        let inner = crate::ssmax::mail::build(&parts.body, protected, &org_name);
+        (display_name(&org), org, p.token.profile.keys.certificates_need_login)
+    };
+    // Encryption needs only the organisation's certificate: other clients may use the token
+    // meanwhile, and signing takes a new turn. A token that needed the PIN to show its
+    // certificates keeps the turn, so the user is asked once.
+    if !logged_in {
+        ctx.done_with_token();
+    }
+    let mut protected = Vec::new();
+    // Each attachment is encrypted in its own buffer: no plaintext copy outlives the loop.
+    for a in std::mem::take(&mut parts.attachments) {
+        // Only the organisation can open it: never the recipient's key (the sender manages none).
+        let cms = encrypt::encrypt(a.entity, std::slice::from_ref(&org))?;
+        protected.push(Protected { filename: a.filename, label: a.label, cms });
+    }
+    let count = protected.len();
+    let inner = crate::ssmax::mail::build(&parts.body, protected, &org_name);
+    let (done, summary) = {
+        let mut p = ctx.token()?;
         let done = sign_on_token(&mut p, &from, &to, &[&inner], None, pss)?;
         let summary = done.summary(&from, p.token);
-        (inner, done, summary, org_name, count)
+        (done, summary)
     };
     ctx.done_with_token();
     let [head, tail] = signed_parts(&outer, &[&inner], &done.der, done.scheme.hash().micalg());
