@@ -42,6 +42,114 @@ fn seconds(d: &std::time::Duration) -> String {
     format!("{} s", d.as_millis() as f64 / 1000.0)
 }
 
+/// A request's method with its arguments: one type for the client that writes it and the agent
+/// that reads it. On the wire they stay two fields, `method` and `args` (docs/agent-protocol.md).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Call {
+    Ping,
+    Status,
+    Subscribe,
+    Sign(SignArgs),
+    /// Certificates and detached content come as `Request::passed` files, never as paths.
+    Verify(VerifyArgs),
+    Decrypt,
+    Send(SendArgs),
+    Receive,
+    Forward(ForwardArgs),
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SignArgs {
+    pub pss: bool,
+    /// Sign the MIME entity a mail client will send and answer with the detached signature only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signature_only_from: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct VerifyArgs {
+    pub no_token: bool,
+    /// The client wants the verified content back.
+    pub out: bool,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SendArgs {
+    pub pss: bool,
+}
+
+pub use crate::ops::forward::ForwardArgs;
+
+/// Why a request's method and arguments are not a `Call`.
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    #[error("unknown method '{0}'")]
+    UnknownMethod(String),
+    #[error("bad arguments for {method}: {source}")]
+    BadArgs { method: &'static str, source: serde_json::Error },
+}
+
+impl Call {
+    pub fn method(&self) -> &'static str {
+        match self {
+            Call::Ping => "ping",
+            Call::Status => "status",
+            Call::Subscribe => "subscribe",
+            Call::Sign(_) => "sign",
+            Call::Verify(_) => "verify",
+            Call::Decrypt => "decrypt",
+            Call::Send(_) => "send",
+            Call::Receive => "receive",
+            Call::Forward(_) => "forward",
+        }
+    }
+
+    /// The `args` object on the wire.
+    pub fn args(&self) -> serde_json::Value {
+        let value = match self {
+            Call::Sign(a) => serde_json::to_value(a),
+            Call::Verify(a) => serde_json::to_value(a),
+            Call::Send(a) => serde_json::to_value(a),
+            Call::Forward(a) => serde_json::to_value(a),
+            Call::Ping | Call::Status | Call::Subscribe | Call::Decrypt | Call::Receive => {
+                return serde_json::Value::Object(Default::default())
+            }
+        };
+        // Plain structs of bools, strings and lists always serialise.
+        value.unwrap_or_default()
+    }
+
+    /// Read `method` and `args` as sent: absent or null arguments are the defaults; arguments a
+    /// method does not take are refused by name (a path in verify's `ca` among them). Methods
+    /// without arguments ignore whatever comes with them.
+    pub fn from_wire(method: &str, args: &serde_json::Value) -> Result<Call, CallError> {
+        fn parse<T: for<'de> Deserialize<'de> + Default>(
+            method: &'static str,
+            args: &serde_json::Value,
+        ) -> Result<T, CallError> {
+            if args.is_null() {
+                return Ok(T::default());
+            }
+            T::deserialize(args).map_err(|source| CallError::BadArgs { method, source })
+        }
+        Ok(match method {
+            "ping" => Call::Ping,
+            "status" => Call::Status,
+            "subscribe" => Call::Subscribe,
+            "decrypt" => Call::Decrypt,
+            "receive" => Call::Receive,
+            "sign" => Call::Sign(parse("sign", args)?),
+            "verify" => Call::Verify(parse("verify", args)?),
+            "send" => Call::Send(parse("send", args)?),
+            "forward" => Call::Forward(parse("forward", args)?),
+            other => return Err(CallError::UnknownMethod(other.to_string())),
+        })
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Request {
     pub v: u32,
@@ -102,6 +210,13 @@ impl Passed {
             Passed::Content => u64::from(MAX_BODY),
             Passed::Anchors | Passed::Intermediates => crate::files::MAX_CERT_FILE,
         }
+    }
+}
+
+impl Request {
+    /// The method and arguments as a `Call`.
+    pub fn call(&self) -> Result<Call, CallError> {
+        Call::from_wire(&self.method, &self.args)
     }
 }
 
@@ -318,6 +433,41 @@ fn read_with_fds<H: for<'de> Deserialize<'de>>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_call_reads_back_from_the_wire_as_written() {
+        let calls = [
+            Call::Ping,
+            Call::Status,
+            Call::Subscribe,
+            Call::Sign(SignArgs { pss: true, signature_only_from: Some("alice@example.jp".into()) }),
+            Call::Verify(VerifyArgs { no_token: true, out: true }),
+            Call::Decrypt,
+            Call::Send(SendArgs { pss: false }),
+            Call::Receive,
+            Call::Forward(ForwardArgs {
+                to: vec!["carol@example.jp".into()],
+                keep: vec!["Report".into()],
+                ..Default::default()
+            }),
+        ];
+        for c in calls {
+            let wire = serde_json::to_string(&c.args()).unwrap();
+            assert_eq!(Call::from_wire(c.method(), &serde_json::from_str(&wire).unwrap()).unwrap(), c, "{wire}");
+        }
+    }
+
+    #[test]
+    fn arguments_a_method_does_not_take_are_refused_by_name() {
+        let e = Call::from_wire("verify", &serde_json::json!({"ca": ["/dev/zero"]})).unwrap_err();
+        assert!(e.to_string().starts_with("bad arguments for verify: unknown field `ca`"), "{e}");
+        assert!(
+            matches!(Call::from_wire("sing", &serde_json::Value::Null), Err(CallError::UnknownMethod(m)) if m == "sing")
+        );
+        // Absent arguments are the defaults; methods without any ignore what comes.
+        assert_eq!(Call::from_wire("sign", &serde_json::Value::Null).unwrap(), Call::Sign(SignArgs::default()));
+        assert_eq!(Call::from_wire("ping", &serde_json::json!({})).unwrap(), Call::Ping);
+    }
 
     #[test]
     fn messages_round_trip_binary_bodies() {

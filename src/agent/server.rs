@@ -6,7 +6,8 @@
 use super::audit::AuditLog;
 use super::presence::{event, reader_of, Desk, Events};
 use super::protocol::{
-    read_message_with_fds_within, write_message, Passed, ProtocolError, Request, Response, MAX_BODY, VERSION,
+    read_message_with_fds_within, write_message, Call, Passed, ProtocolError, Request, Response, VerifyArgs, MAX_BODY,
+    VERSION,
 };
 use super::turnstile::{Refused, Turn, Turnstile};
 use super::watchdog::{self, Owed, Watchdog};
@@ -415,8 +416,19 @@ fn serve(stream: Arc<UnixStream>, peer: Peer, agent: &Agent, mut owed: Owed) {
             );
             return;
         }
-        match req.method.as_str() {
-            "ping" => {
+        let call = match req.call() {
+            Ok(c) => c,
+            Err(e) => {
+                let written = write_message(&mut &*stream, &error_response(req.id, Exit::Usage, e.to_string()), &[]);
+                owed.settle();
+                if written.is_err() {
+                    return;
+                }
+                continue;
+            }
+        };
+        match call {
+            Call::Ping => {
                 let r = Response {
                     v: VERSION,
                     id: req.id,
@@ -430,7 +442,7 @@ fn serve(stream: Arc<UnixStream>, peer: Peer, agent: &Agent, mut owed: Owed) {
                     return;
                 }
             }
-            "subscribe" => {
+            Call::Subscribe => {
                 let (tx, rx) = mpsc::channel();
                 lock(&agent.events).push(tx);
                 let r = Response { v: VERSION, id: req.id, ok: true, ..Default::default() };
@@ -455,7 +467,7 @@ fn serve(stream: Arc<UnixStream>, peer: Peer, agent: &Agent, mut owed: Owed) {
                     }
                 }
             }
-            _ => {
+            call => {
                 let id = req.id;
                 if dog.restarting.load(Ordering::SeqCst) {
                     let _ = write_message(&mut &*stream, &restarting_response(id), &[]);
@@ -481,7 +493,7 @@ fn serve(stream: Arc<UnixStream>, peer: Peer, agent: &Agent, mut owed: Owed) {
                     deadline: received + timeout,
                     timeout,
                 };
-                let Some((resp, out)) = run_job(agent, job, body, passed) else {
+                let Some((resp, out)) = run_job(agent, job, call, body, passed) else {
                     // The watchdog answered it (a hung token, or the client's deadline).
                     owed.settled_elsewhere();
                     if dog.restarting.load(Ordering::SeqCst) {
@@ -586,7 +598,13 @@ struct Job<'r> {
 /// Run one request. The command parses its input here, in parallel with other clients, and takes
 /// the token turn when it first needs the token, keeping it to the end. None when the watchdog
 /// has answered the request meanwhile (a hung token, or the client's deadline).
-fn run_job(agent: &Agent, job: Job<'_>, body: Vec<u8>, passed: Vec<(Passed, Vec<u8>)>) -> Option<(Response, Vec<u8>)> {
+fn run_job(
+    agent: &Agent,
+    job: Job<'_>,
+    call: Call,
+    body: Vec<u8>,
+    passed: Vec<(Passed, Vec<u8>)>,
+) -> Option<(Response, Vec<u8>)> {
     let req = job.req;
     // The audit log gets a digest of the body, taken before the body moves on to the command (a
     // large mail is held once, not twice).
@@ -606,7 +624,10 @@ fn run_job(agent: &Agent, job: Job<'_>, body: Vec<u8>, passed: Vec<(Passed, Vec<
         }
         Ok(())
     })();
-    let wants_output = req.args.get("out").and_then(|v| v.as_bool()).unwrap_or(true);
+    let wants_output = match &call {
+        Call::Verify(v) => v.out,
+        _ => true,
+    };
     let prompt = EventPrompt {
         inner: PinentryPin::for_client(s.config.pinentry_program.clone(), req.client.clone()),
         events: agent.events.clone(),
@@ -632,7 +653,7 @@ fn run_job(agent: &Agent, job: Job<'_>, body: Vec<u8>, passed: Vec<(Passed, Vec<
         token_key,
         prompt,
     };
-    let result = parsed.and_then(|()| dispatch(&mut ctx, &req.method, &req.args, passed));
+    let result = parsed.and_then(|()| dispatch(&mut ctx, call, passed));
     let body_in_fd = ctx.reply_file.map(|(_, written)| written);
     let mut resp = Response {
         v: VERSION,
@@ -764,66 +785,43 @@ fn watch_for_hangs(agent: &Agent, listener: std::os::fd::RawFd, own_path: Option
     std::process::exit(Exit::Io as i32);
 }
 
-fn dispatch(
-    ctx: &mut AgentCtx<'_>,
-    method: &str,
-    args: &serde_json::Value,
-    passed: Vec<(Passed, Vec<u8>)>,
-) -> Result<(), Failure> {
+fn dispatch(ctx: &mut AgentCtx<'_>, call: Call, passed: Vec<(Passed, Vec<u8>)>) -> Result<(), Failure> {
     use crate::ops::{decrypt, forward, receive, send, sign, status, verify};
-    let bad = |e: serde_json::Error| Failure::new(Exit::Usage, format!("bad arguments for {method}: {e}"));
-    if !passed.is_empty() && method != "verify" {
-        return Err(Failure::new(Exit::Usage, format!("bad request: {method} takes no passed files")));
+    if !passed.is_empty() && !matches!(call, Call::Verify(_)) {
+        return Err(Failure::new(Exit::Usage, format!("bad request: {} takes no passed files", call.method())));
     }
-    let flag = |name: &str| args.get(name).and_then(|v| v.as_bool()).unwrap_or(false);
-    match method {
-        "status" => status::run(ctx),
-        "sign" => match args.get("signature_only_from").and_then(|v| v.as_str()) {
-            Some(from) => sign::run_signature_only(ctx, flag("pss"), from),
-            None => sign::run(ctx, flag("pss")),
+    match call {
+        Call::Status => status::run(ctx),
+        Call::Sign(a) => match &a.signature_only_from {
+            Some(from) => sign::run_signature_only(ctx, a.pss, from),
+            None => sign::run(ctx, a.pss),
         },
-        "verify" => {
-            let wire: VerifyWire = serde_json::from_value(args.clone()).map_err(bad)?;
-            verify::run(ctx, &wire.with(passed)?)
-        }
-        "decrypt" => decrypt::run(ctx),
-        "send" => send::run(ctx, Vec::new(), flag("pss")),
-        "receive" => {
+        Call::Verify(a) => verify::run(ctx, &verify_args(&a, passed)?),
+        Call::Decrypt => decrypt::run(ctx),
+        Call::Send(a) => send::run(ctx, Vec::new(), a.pss),
+        Call::Receive => {
             let raw = ctx.input()?;
             receive::receive(ctx, &raw)
         }
-        "forward" => forward::run(ctx, &serde_json::from_value(args.clone()).map_err(bad)?),
-        other => Err(Failure::new(Exit::Usage, format!("unknown method '{other}'"))),
+        Call::Forward(a) => forward::run(ctx, &a),
+        Call::Ping | Call::Subscribe => Err(Failure::new(Exit::Usage, "internal: answered by the connection")),
     }
 }
 
-/// verify's arguments on the wire. Certificates and the detached content come as passed
-/// descriptors, never as paths: a path would be read with the agent's rights, not the client's.
-#[derive(serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct VerifyWire {
-    #[serde(default)]
-    no_token: bool,
-    /// Read by `run_job`: whether the client wants the verified content.
-    #[serde(default, rename = "out")]
-    _out: bool,
-}
-
-impl VerifyWire {
-    fn with(self, passed: Vec<(Passed, Vec<u8>)>) -> Result<crate::ops::verify::VerifyArgs, Failure> {
-        let mut a = crate::ops::verify::VerifyArgs { no_token: self.no_token, ..Default::default() };
-        for (kind, data) in passed {
-            match kind {
-                Passed::Anchors => a.anchors.extend(crate::cms::cert::load_bytes(&data, "a passed --ca file")?),
-                Passed::Intermediates => {
-                    a.intermediates.extend(crate::cms::cert::load_bytes(&data, "a passed --certfile file")?)
-                }
-                Passed::Content if a.content.is_none() => a.content = Some(data),
-                Passed::Content => return Err(Failure::new(Exit::Usage, "bad request: more than one content file")),
+/// verify's options from its wire arguments and the files its client passed.
+fn verify_args(a: &VerifyArgs, passed: Vec<(Passed, Vec<u8>)>) -> Result<crate::ops::verify::VerifyArgs, Failure> {
+    let mut v = crate::ops::verify::VerifyArgs { no_token: a.no_token, ..Default::default() };
+    for (kind, data) in passed {
+        match kind {
+            Passed::Anchors => v.anchors.extend(crate::cms::cert::load_bytes(&data, "a passed --ca file")?),
+            Passed::Intermediates => {
+                v.intermediates.extend(crate::cms::cert::load_bytes(&data, "a passed --certfile file")?)
             }
+            Passed::Content if v.content.is_none() => v.content = Some(data),
+            Passed::Content => return Err(Failure::new(Exit::Usage, "bad request: more than one content file")),
         }
-        Ok(a)
     }
+    Ok(v)
 }
 
 struct AgentCtx<'w> {

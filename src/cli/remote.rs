@@ -3,10 +3,9 @@
 //! where it can, not bytes; the agent owns the token.
 
 use super::common::{open_input, output_temp, persist_output, read_file, read_input, read_opened_input, write_output};
-use super::forward::ForwardArgs;
 use super::{AgentMode, Cli, Command, InOut};
 use crate::agent::client::{call_retrying, client_env, connect, socket_path};
-use crate::agent::protocol::{Passed, Request, MAX_PASSED, VERSION};
+use crate::agent::protocol::{Call, ForwardArgs, Passed, Request, SendArgs, SignArgs, VerifyArgs, MAX_PASSED, VERSION};
 use crate::error::{Exit, Failure};
 use crate::ssmax::mail::{add_to_draft, file_attachment};
 use std::fs::File;
@@ -60,14 +59,12 @@ fn run(cli: &Cli, mut stream: std::os::unix::net::UnixStream, path: &Path) -> Re
     let none = InOut { input: None, output: None };
     // Files the agent is to read: opened here, with this user's rights, and passed as descriptors.
     let mut passed: Vec<(Passed, File)> = Vec::new();
-    let (method, io, args, body, extract): (&str, &InOut, serde_json::Value, Body, Option<(&Path, bool)>) = match &cli
-        .command
-    {
-        Command::Status => ("status", &none, serde_json::json!({}), Body::Inline(Vec::new()), None),
+    let (call, io, body, extract): (Call, &InOut, Body, Option<(&Path, bool)>) = match &cli.command {
+        Command::Status => (Call::Status, &none, Body::Inline(Vec::new()), None),
         Command::Sign { io, pss, from, .. } => {
-            ("sign", io, serde_json::json!({ "pss": pss, "signature_only_from": from }), Body::of(io)?, None)
+            (Call::Sign(SignArgs { pss: *pss, signature_only_from: from.clone() }), io, Body::of(io)?, None)
         }
-        Command::Decrypt { io } => ("decrypt", io, serde_json::json!({}), Body::of(io)?, None),
+        Command::Decrypt { io } => (Call::Decrypt, io, Body::of(io)?, None),
         Command::Verify { io, ca, certfile, content, no_token, .. } => {
             let named = ca
                 .iter()
@@ -85,7 +82,7 @@ fn run(cli: &Cli, mut stream: std::os::unix::net::UnixStream, path: &Path) -> Re
                     ),
                 ));
             }
-            ("verify", io, serde_json::json!({ "no_token": no_token, "out": io.output.is_some() }), Body::of(io)?, None)
+            (Call::Verify(VerifyArgs { no_token: *no_token, out: io.output.is_some() }), io, Body::of(io)?, None)
         }
         Command::Send { io, attach, label, pss } => {
             if attach.len() != label.len() {
@@ -98,34 +95,28 @@ fn run(cli: &Cli, mut stream: std::os::unix::net::UnixStream, path: &Path) -> Re
             for (p, l) in attach.iter().zip(label) {
                 extra.push(file_attachment(p, l, &read_file(p, crate::files::MAX_MAIL)?));
             }
-            ("send", io, serde_json::json!({ "pss": pss }), Body::Inline(add_to_draft(&read_input(io)?, extra)?), None)
+            (Call::Send(SendArgs { pss: *pss }), io, Body::Inline(add_to_draft(&read_input(io)?, extra)?), None)
         }
         Command::Receive { io, extract, force } => {
-            ("receive", io, serde_json::json!({}), Body::of(io)?, extract.as_deref().map(|d| (d, *force)))
+            (Call::Receive, io, Body::of(io)?, extract.as_deref().map(|d| (d, *force)))
         }
         Command::Forward { io, to, from, keep, note, pss } => {
             let a =
                 ForwardArgs { to: to.clone(), from: from.clone(), keep: keep.clone(), note: note.clone(), pss: *pss };
-            (
-                "forward",
-                io,
-                serde_json::to_value(a).map_err(|e| Failure::new(Exit::Usage, e.to_string()))?,
-                Body::of(io)?,
-                None,
-            )
+            (Call::Forward(a), io, Body::of(io)?, None)
         }
         _ => return Err(Failure::new(Exit::Usage, "this command does not run in the agent")),
     };
     // The product goes straight into the --out file's temp file when there is one.
     let out_file = match (&extract, io.output.as_deref()) {
-        (None, Some(p)) if p.as_os_str() != "-" && method != "status" => Some((output_temp(p)?, p)),
+        (None, Some(p)) if p.as_os_str() != "-" && call != Call::Status => Some((output_temp(p)?, p)),
         _ => None,
     };
     let req = Request {
         v: VERSION,
         id: u64::from(std::process::id()),
-        method: method.to_string(),
-        args,
+        method: call.method().to_string(),
+        args: call.args(),
         token: g.token.clone(),
         key: g.key.clone(),
         allow_final_pin_try: g.allow_final_pin_try,
@@ -164,8 +155,8 @@ fn run(cli: &Cli, mut stream: std::os::unix::net::UnixStream, path: &Path) -> Re
                 eprintln!("ssmax-card: {}", x.note());
             }
         }
-        None if method == "verify" && io.output.is_none() => {}
-        None if method == "status" => {}
+        None if matches!(call, Call::Verify(_)) && io.output.is_none() => {}
+        None if call == Call::Status => {}
         None => match out_file {
             Some((tmp, p)) => {
                 let len = resp

@@ -16,7 +16,8 @@ use crate::ssmax::{display_name, org_certificate, token_trust};
 use crate::token::decrypt::TokenDecryptor;
 use crate::token::Token;
 
-#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct ForwardArgs {
     pub to: Vec<String>,
     pub from: Option<String>,

@@ -5,7 +5,7 @@
 use super::relay::Relay;
 use super::SmtpConfig;
 use crate::agent::client::{call_retrying, connect};
-use crate::agent::protocol::{Request, VERSION};
+use crate::agent::protocol::{Call, Request, SendArgs, VERSION};
 use crate::error::{Exit, Failure};
 use secrecy::{ExposeSecret, SecretString};
 use smtp_proto::request::receiver::DataReceiver;
@@ -404,11 +404,12 @@ fn sign_in_agent(shared: &Shared, spool: &File) -> Result<memmap2::Mmap, String>
     let local = |e: std::io::Error| format!("451 4.3.0 cannot hold the signed message ({e}); not sent, try again");
     let signed = tempfile::tempfile().map_err(local)?;
     let mut stream = connect(&shared.agent).map_err(|e| unreachable(&e))?;
+    let call = Call::Send(SendArgs { pss: false });
     let req = Request {
         v: VERSION,
         id: u64::from(std::process::id()),
-        method: "send".into(),
-        args: serde_json::json!({ "pss": false }),
+        method: call.method().into(),
+        args: call.args(),
         token: None,
         key: None,
         allow_final_pin_try: false,
