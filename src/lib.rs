@@ -17,3 +17,80 @@ pub mod prompt;
 pub mod smtp;
 pub mod ssmax;
 pub mod token;
+
+/// The layering docs/architecture.md draws, checked on the source: each module may use those on
+/// lower floors (and, among the faces, cli → agent, cli → smtp, smtp → agent); only `token/`
+/// speaks PKCS#11.
+#[cfg(test)]
+mod layering {
+    use std::path::Path;
+
+    /// Floor of each top-level module, lowest first.
+    const FLOORS: &[(&str, u8)] = &[
+        ("files", 0),
+        ("process", 0),
+        ("mail", 1),
+        ("cms", 2),
+        ("profile", 3),
+        ("config", 4),
+        ("token", 5),
+        ("prompt", 6),
+        ("ssmax", 6),
+        ("error", 6),
+        ("ops", 7),
+        ("agent", 8),
+        ("smtp", 8),
+        ("cli", 8),
+    ];
+    const FACE_EDGES: &[(&str, &str)] = &[("cli", "agent"), ("cli", "smtp"), ("smtp", "agent")];
+
+    fn floor(module: &str) -> u8 {
+        FLOORS.iter().find(|(m, _)| *m == module).map(|(_, f)| *f).unwrap_or_else(|| panic!("{module} has no floor"))
+    }
+
+    fn sources(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                sources(&p, out);
+            } else if p.extension().is_some_and(|x| x == "rs") {
+                out.push(p);
+            }
+        }
+    }
+
+    #[test]
+    fn no_module_uses_one_on_a_higher_floor_and_only_token_speaks_pkcs11() {
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let mut files = Vec::new();
+        sources(&src, &mut files);
+        let mut wrong = Vec::new();
+        for f in files {
+            let rel = f.strip_prefix(&src).unwrap();
+            let top = rel.iter().next().unwrap().to_string_lossy().trim_end_matches(".rs").to_string();
+            if top == "lib" || top == "main" {
+                continue;
+            }
+            let text = std::fs::read_to_string(&f).unwrap();
+            for (at, _) in text.match_indices("crate::") {
+                let name: String = text[at + 7..].chars().take_while(|c| c.is_ascii_lowercase() || *c == '_').collect();
+                if name.is_empty() || name == top {
+                    continue;
+                }
+                let allowed = floor(&name) < floor(&top) || FACE_EDGES.contains(&(top.as_str(), name.as_str()));
+                if !allowed {
+                    wrong.push(format!("{}: {top} uses {name}", rel.display()));
+                }
+            }
+            if text.contains("crate::{") {
+                wrong.push(format!("{}: a grouped crate::{{…}} import (write one path per module)", rel.display()));
+            }
+            if top != "token" && (text.contains("cryptoki::") || text.contains("cryptoki_sys::")) {
+                wrong.push(format!("{}: uses cryptoki outside token/", rel.display()));
+            }
+        }
+        wrong.sort();
+        wrong.dedup();
+        assert!(wrong.is_empty(), "imports against the layering:\n{}", wrong.join("\n"));
+    }
+}

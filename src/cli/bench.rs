@@ -1,13 +1,10 @@
-//! `ssmax-card bench-token`: the raw token floor, timed in-process through our token layer
-//! (C_Initialize, C_Login, C_Sign RSA / ECDSA, C_Decrypt RSA, C_DeriveKey ECDH). JSON out, for
-//! the benchmark harness in benches/bench.rs. Not a test: nothing here asserts a time.
+//! `ssmax-card bench-token`: the raw token floor (token/floor.rs) and the per-byte stages of sign
+//! and decrypt, timed in-process. JSON out, for the benchmark harness in benches/bench.rs. Not a
+//! test: nothing here asserts a time.
 
 use crate::error::{Exit, Failure};
 use crate::ops::ctx::Ctx;
 use crate::token::objects::KeyKind;
-use cryptoki::mechanism::Mechanism;
-use cryptoki::object::{Attribute, ObjectClass};
-use cryptoki::session::UserType;
 use std::time::Instant;
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -32,73 +29,7 @@ pub fn run(ctx: &mut dyn Ctx, iterations: usize) -> Result<(), Failure> {
     stage_rates(ctx, &mut stages)?;
     let report = {
         let p = ctx.token()?;
-        let path = p.token.module.path.clone();
-        p.token.login(p.prompt, "benchmark the token", p.allow_final_pin_try)?;
-        let pin = p.token.context_pin()?.clone();
-        let keys = p.token.private_keys()?;
-        let rsa = keys.iter().find(|k| matches!(k.kind, KeyKind::Rsa { bits: 2048 }) && k.can_sign).cloned();
-        let ec = keys.iter().find(|k| matches!(k.kind, KeyKind::Ec(_)) && k.can_derive).cloned();
-        let session = p.token.session();
-        let ck = |e| Failure::from(crate::token::TokenError::ck(e));
-        let mut out = serde_json::Map::new();
-        let digest_info = [
-            &[
-                0x30u8, 0x31, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x01, 0x05, 0x00,
-                0x04, 0x20,
-            ][..],
-            &[7u8; 32],
-        ]
-        .concat();
-        if let Some(k) = &rsa {
-            out.insert(
-                "C_Sign RSA-2048 (PKCS#1)".into(),
-                time(n, || session.sign(&Mechanism::RsaPkcs, k.handle, &digest_info).map(|_| ()).map_err(ck))?.into(),
-            );
-            let ct = session
-                .find_objects(&[Attribute::Class(ObjectClass::PUBLIC_KEY), Attribute::Id(k.id.clone())])
-                .map_err(ck)?;
-            if let Some(pubk) = ct.first() {
-                let c = session.encrypt(&Mechanism::RsaPkcs, *pubk, &[9u8; 32]).map_err(ck)?;
-                out.insert(
-                    "C_Decrypt RSA-2048 (PKCS#1)".into(),
-                    time(n, || session.decrypt(&Mechanism::RsaPkcs, k.handle, &c).map(|_| ()).map_err(ck))?.into(),
-                );
-            }
-        }
-        if let Some(k) = &ec {
-            out.insert(
-                "C_Sign ECDSA P-256".into(),
-                time(n, || session.sign(&Mechanism::Ecdsa, k.handle, &[5u8; 32]).map(|_| ()).map_err(ck))?.into(),
-            );
-            let peer = p256::SecretKey::random(&mut rand_core::OsRng).public_key();
-            let point = p256::EncodedPoint::from(peer).as_bytes().to_vec();
-            out.insert(
-                "C_DeriveKey ECDH P-256".into(),
-                time(n, || p.token.ecdh_secret(k, &point, 32).map(|_| ()).map_err(Failure::from))?.into(),
-            );
-        }
-        out.insert(
-            "C_Login".into(),
-            time(n, || {
-                session.logout().map_err(ck)?;
-                session.login(UserType::User, Some(&pin)).map_err(ck)
-            })?
-            .into(),
-        );
-        // C_Initialize of a fresh module instance in this process: finalize, then load again.
-        let mut inits = Vec::new();
-        drop(keys);
-        let _ = p.token;
-        for _ in 0..n.min(20) {
-            if let Ok(m) = crate::token::Module::load(&path) {
-                let _ = m.finalize();
-            }
-            let t = Instant::now();
-            let m = crate::token::Module::load(&path)?;
-            inits.push(t.elapsed().as_secs_f64() * 1000.0);
-            drop(m);
-        }
-        out.insert("C_Initialize".into(), median(inits).into());
+        let out = crate::token::floor::measure(p.token, p.prompt, p.allow_final_pin_try, n)?;
         serde_json::Value::Object(out)
     };
     let mut report = report;

@@ -3,6 +3,7 @@
 
 pub mod attestation;
 pub mod decrypt;
+pub mod floor;
 pub mod keys;
 pub mod objects;
 pub mod pin;
