@@ -11,7 +11,7 @@ pub mod error;
 pub mod files;
 pub mod mail;
 pub mod ops;
-pub mod process;
+pub mod platform;
 pub mod profile;
 pub mod prompt;
 pub mod smtp;
@@ -28,7 +28,7 @@ mod layering {
     /// Floor of each top-level module, lowest first.
     const FLOORS: &[(&str, u8)] = &[
         ("files", 0),
-        ("process", 0),
+        ("platform", 0),
         ("mail", 1),
         ("cms", 2),
         ("profile", 3),

@@ -7,7 +7,7 @@ use ssmax_card::{cli, error};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    ssmax_card::process::harden();
+    ssmax_card::platform::harden();
     let args = match cli::Cli::try_parse() {
         Ok(a) => a,
         Err(e) => {

@@ -96,10 +96,9 @@ pub fn via(tok: &Tok, agent: &Agent, args: &[&str]) -> std::process::Output {
 pub fn send_msg(s: &mut UnixStream, header: &serde_json::Value, body: &[u8]) {
     let h = serde_json::to_vec(header).unwrap();
     s.write_all(&(h.len() as u32).to_be_bytes()).unwrap();
-    // The agent may refuse on the first four bytes (too many descriptors) and close before the
-    // rest arrives; its answer is what the caller checks.
-    let _ =
-        s.write_all(&h).and_then(|()| s.write_all(&(body.len() as u32).to_be_bytes())).and_then(|()| s.write_all(body));
+    s.write_all(&h).unwrap();
+    s.write_all(&(body.len() as u32).to_be_bytes()).unwrap();
+    s.write_all(body).unwrap();
 }
 
 pub fn recv_msg(s: &mut UnixStream) -> std::io::Result<(serde_json::Value, Vec<u8>)> {
@@ -178,7 +177,8 @@ pub fn send_msg_with_fds(s: &mut UnixStream, header: &serde_json::Value, body: &
         std::ptr::copy_nonoverlapping(fds.as_ptr(), libc::CMSG_DATA(c) as *mut std::os::fd::RawFd, fds.len());
         assert_eq!(libc::sendmsg(s.as_raw_fd(), &msg, 0), 4);
     }
-    s.write_all(&h).unwrap();
-    s.write_all(&(body.len() as u32).to_be_bytes()).unwrap();
-    s.write_all(body).unwrap();
+    // The agent may refuse on the first four bytes (too many descriptors) and close before the
+    // rest arrives; its answer is what the caller checks.
+    let _ =
+        s.write_all(&h).and_then(|()| s.write_all(&(body.len() as u32).to_be_bytes())).and_then(|()| s.write_all(body));
 }

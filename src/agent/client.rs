@@ -17,8 +17,7 @@ pub fn socket_path(explicit: Option<&Path>) -> PathBuf {
     let base = directories::BaseDirs::new().and_then(|b| b.runtime_dir().map(Path::to_path_buf));
     match base {
         Some(dir) => dir.join("ssmax-card").join("agent.sock"),
-        // SAFETY: getuid cannot fail.
-        None => PathBuf::from(format!("/tmp/ssmax-card-{}", unsafe { libc::getuid() })).join("agent.sock"),
+        None => PathBuf::from(format!("/tmp/ssmax-card-{}", crate::platform::uid())).join("agent.sock"),
     }
 }
 
@@ -84,19 +83,7 @@ pub fn call_retrying(
 
 /// Where the user is, so the agent's pinentry appears on their terminal or display.
 pub fn client_env() -> ClientEnv {
-    let mut tty = None;
-    for fd in [2, 1, 0] {
-        // SAFETY: isatty/ttyname only read the descriptor's state.
-        unsafe {
-            if libc::isatty(fd) == 1 {
-                let name = libc::ttyname(fd);
-                if !name.is_null() {
-                    tty = Some(std::ffi::CStr::from_ptr(name).to_string_lossy().into_owned());
-                    break;
-                }
-            }
-        }
-    }
+    let tty = crate::platform::terminal_name();
     ClientEnv {
         tty,
         term: std::env::var("TERM").ok(),

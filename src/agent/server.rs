@@ -15,6 +15,7 @@ use crate::config::AgentConfig;
 use crate::error::{Exit, Failure};
 use crate::ops::ctx::{Ctx, Parts};
 use crate::ops::setup::Setup;
+use crate::platform::Peer;
 use crate::prompt::PinentryPin;
 use crate::token::pin::{PinPrompt, PinRequest};
 use crate::token::presence::Readers;
@@ -59,13 +60,6 @@ struct Running {
     timeout: Duration,
 }
 
-/// Who is on the other end of a connection (SO_PEERCRED).
-#[derive(Debug, Clone, Copy)]
-struct Peer {
-    pid: i32,
-    uid: u32,
-}
-
 /// One audit entry on its way to the audit thread.
 struct AuditEntry {
     op: String,
@@ -82,25 +76,6 @@ enum AuditMsg {
     Close(mpsc::Sender<()>),
 }
 
-fn peer_of(stream: &UnixStream) -> std::io::Result<Peer> {
-    let mut cred = libc::ucred { pid: 0, uid: 0, gid: 0 };
-    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
-    // SAFETY: getsockopt writes at most `len` bytes into `cred`, a plain C struct we own.
-    let rc = unsafe {
-        libc::getsockopt(
-            stream.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_PEERCRED,
-            &mut cred as *mut _ as *mut libc::c_void,
-            &mut len,
-        )
-    };
-    if rc != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(Peer { pid: cred.pid, uid: cred.uid })
-}
-
 /// The socket handed over by our own re-exec (see watchdog.rs), or by systemd socket activation
 /// (sd_listen_fds: fd 3 when LISTEN_PID is us and LISTEN_FDS is 1).
 fn activated_listener() -> Option<UnixListener> {
@@ -109,8 +84,7 @@ fn activated_listener() -> Option<UnixListener> {
         // SAFETY: our previous image left this listening socket open for us under that number.
         let l = unsafe { UnixListener::from_raw_fd(fd) };
         // Closed on any further exec (the probe children must not inherit it).
-        // SAFETY: fcntl on the descriptor we now own.
-        unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+        let _ = crate::platform::set_close_on_exec(&l, true);
         return Some(l);
     }
     let pid: u32 = std::env::var("LISTEN_PID").ok()?.parse().ok()?;
@@ -152,7 +126,7 @@ pub struct AgentArgs {
 }
 
 pub fn run(setup: Setup, a: AgentArgs) -> Result<(), Failure> {
-    crate::process::survive_vanished_peers();
+    crate::platform::survive_vanished_peers();
     let cfg = setup.config.agent.clone();
     let listener = match activated_listener() {
         Some(l) => l,
@@ -202,8 +176,7 @@ pub fn run(setup: Setup, a: AgentArgs) -> Result<(), Failure> {
         }
         Err(_) => eprintln!("ssmax-card agent: listening on {}", a.socket.display()),
     }
-    // SAFETY: getuid cannot fail.
-    let me = unsafe { libc::getuid() };
+    let me = crate::platform::uid();
     let dog = agent.dog.clone();
     let door = TurnAway::start()?;
     let open = Arc::new(AtomicUsize::new(0));
@@ -223,7 +196,7 @@ pub fn run(setup: Setup, a: AgentArgs) -> Result<(), Failure> {
             continue;
         };
         let owed = Owed::at_accept(&dog);
-        let peer = match peer_of(&stream) {
+        let peer = match crate::platform::peer_of(&stream) {
             Ok(p) => p,
             Err(_) => continue,
         };

@@ -132,9 +132,11 @@ impl Drop for Owed {
 /// Returns only if the exec failed.
 pub fn reexec(listener: RawFd) -> std::io::Error {
     use std::os::unix::process::CommandExt;
-    // SAFETY: fcntl on a descriptor we own; clearing FD_CLOEXEC lets it survive the exec.
-    if unsafe { libc::fcntl(listener, libc::F_SETFD, 0) } != 0 {
-        return std::io::Error::last_os_error();
+    // SAFETY: the listening socket is ours and stays open for the whole call.
+    let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(listener) };
+    // Clearing close-on-exec lets it survive the exec.
+    if let Err(e) = crate::platform::set_close_on_exec(fd, false) {
+        return e;
     }
     let restarts = std::env::var(RESTARTS_VAR).ok().and_then(|v| v.parse::<u64>().ok()).unwrap_or(0) + 1;
     let mut args = std::env::args_os();

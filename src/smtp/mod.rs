@@ -13,12 +13,5 @@ pub use crate::config::{RelayTls, SmtpConfig};
 
 /// The login name, the default SMTP user of the front door.
 pub fn login_name() -> String {
-    // SAFETY: getpwuid returns a pointer into static storage or null; the name is copied at once
-    // and this runs before the front door starts threads.
-    let from_passwd = unsafe {
-        let pw = libc::getpwuid(libc::getuid());
-        (!pw.is_null() && !(*pw).pw_name.is_null())
-            .then(|| std::ffi::CStr::from_ptr((*pw).pw_name).to_string_lossy().into_owned())
-    };
-    from_passwd.or_else(|| std::env::var("USER").ok()).unwrap_or_else(|| "user".into())
+    crate::platform::login_name()
 }

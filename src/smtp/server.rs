@@ -39,7 +39,7 @@ pub struct Shared {
 
 /// Listen and serve until the process is stopped.
 pub fn run(shared: Shared) -> Result<(), Failure> {
-    crate::process::survive_vanished_peers();
+    crate::platform::survive_vanished_peers();
     let listen = shared.cfg.listen;
     if !listen.ip().is_loopback() {
         return Err(Failure::new(Exit::Usage, format!("the SMTP front door listens on loopback only, not {listen}")));

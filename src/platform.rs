@@ -1,0 +1,81 @@
+//! The operating system, behind one narrow interface: process hardening and signals, who is on
+//! the other end of a Unix socket, descriptor flags, the terminal and the login name. rustix
+//! where it offers the call safely; libc only where it does not (signal dispositions, the
+//! password database). A port to another system starts here (the descriptor passing of the agent
+//! protocol is in agent/protocol.rs).
+//!
+//! One-shot commands behave like other Unix filters: a closed output pipe ends them quietly
+//! (`ssmax-card verify … | head`). A server must not: a client that sends a request and goes
+//! away before reading the answer would otherwise kill the agent or the SMTP front door for
+//! everyone (SIGPIPE, exit 141). Servers ignore SIGPIPE, so such a write fails with EPIPE and
+//! ends that one connection.
+
+use std::os::fd::AsFd;
+
+/// A PIN passes through this process's memory: keep it out of core files and away from
+/// same-user debuggers; a closed pipe ends a one-shot command quietly.
+pub fn harden() {
+    // SAFETY: setting a signal's disposition to its default installs no handler and touches no
+    // memory.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+    let none = rustix::process::Rlimit { current: Some(0), maximum: Some(0) };
+    let _ = rustix::process::setrlimit(rustix::process::Resource::Core, none);
+    let _ = rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable);
+}
+
+/// For long-running servers (agent, SMTP front door): a peer that vanishes costs its own
+/// connection only; writes to it fail with EPIPE instead of killing the process.
+pub fn survive_vanished_peers() {
+    // SAFETY: setting a signal's disposition to SIG_IGN installs no handler and touches no
+    // memory; it is process-wide, which is what a server wants.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+    }
+}
+
+/// This process's user id.
+pub fn uid() -> u32 {
+    rustix::process::getuid().as_raw()
+}
+
+/// The process and user on the other end of a Unix stream socket (SO_PEERCRED).
+#[derive(Debug, Clone, Copy)]
+pub struct Peer {
+    pub pid: i32,
+    pub uid: u32,
+}
+
+pub fn peer_of(socket: impl AsFd) -> std::io::Result<Peer> {
+    let cred = rustix::net::sockopt::socket_peercred(socket)?;
+    Ok(Peer { pid: cred.pid.as_raw_nonzero().get(), uid: cred.uid.as_raw() })
+}
+
+/// Whether `fd` is closed when this process executes another program.
+pub fn set_close_on_exec(fd: impl AsFd, close: bool) -> std::io::Result<()> {
+    let flags = if close { rustix::io::FdFlags::CLOEXEC } else { rustix::io::FdFlags::empty() };
+    Ok(rustix::io::fcntl_setfd(fd, flags)?)
+}
+
+/// The terminal on standard error, output or input, if any (so pinentry can ask there).
+/// ttyname_r, not ttyname: the agent's clients run this from many threads.
+pub fn terminal_name() -> Option<String> {
+    [std::io::stderr().as_fd(), std::io::stdout().as_fd(), std::io::stdin().as_fd()]
+        .into_iter()
+        .filter(|fd| rustix::termios::isatty(fd))
+        .find_map(|fd| rustix::termios::ttyname(fd, Vec::new()).ok())
+        .map(|name| name.to_string_lossy().into_owned())
+}
+
+/// The login name (the password database, else $USER).
+pub fn login_name() -> String {
+    // SAFETY: getpwuid returns a pointer into static storage or null; the name is copied at once
+    // and this runs before the front door starts threads.
+    let from_passwd = unsafe {
+        let pw = libc::getpwuid(libc::getuid());
+        (!pw.is_null() && !(*pw).pw_name.is_null())
+            .then(|| std::ffi::CStr::from_ptr((*pw).pw_name).to_string_lossy().into_owned())
+    };
+    from_passwd.or_else(|| std::env::var("USER").ok()).unwrap_or_else(|| "user".into())
+}
