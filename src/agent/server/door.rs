@@ -1,0 +1,100 @@
+//! The front door of the agent's socket: the listener (our own re-exec's, systemd's or a new
+//! one) and the connections it turns away, answered by one thread.
+
+use super::*;
+
+/// The socket handed over by our own re-exec (see watchdog.rs), or by systemd socket activation
+/// (sd_listen_fds: fd 3 when LISTEN_PID is us and LISTEN_FDS is 1).
+pub(super) fn activated_listener() -> Option<UnixListener> {
+    if let Some(fd) = std::env::var(watchdog::LISTEN_FD_VAR).ok().and_then(|v| v.parse::<i32>().ok()) {
+        std::env::remove_var(watchdog::LISTEN_FD_VAR);
+        // SAFETY: our previous image left this listening socket open for us under that number.
+        let l = unsafe { UnixListener::from_raw_fd(fd) };
+        // Closed on any further exec (the probe children must not inherit it).
+        let _ = crate::platform::set_close_on_exec(&l, true);
+        return Some(l);
+    }
+    let pid: u32 = std::env::var("LISTEN_PID").ok()?.parse().ok()?;
+    let fds: u32 = std::env::var("LISTEN_FDS").ok()?.parse().ok()?;
+    if pid != std::process::id() || fds != 1 {
+        return None;
+    }
+    std::env::remove_var("LISTEN_PID");
+    std::env::remove_var("LISTEN_FDS");
+    std::env::remove_var("LISTEN_FDNAMES");
+    // SAFETY: systemd passed us this listening socket as fd 3 and nothing else owns it.
+    Some(unsafe { UnixListener::from_raw_fd(3) })
+}
+
+pub(super) fn bind(socket: &Path) -> Result<UnixListener, Failure> {
+    let fail = |what: &str, e: std::io::Error| Failure::new(Exit::Io, format!("{what} {}: {e}", socket.display()));
+    if let Some(dir) = socket.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| fail("cannot create the directory of", e))?;
+        // Only this user may even look up the socket.
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+            .map_err(|e| fail("cannot protect the directory of", e))?;
+    }
+    if socket.exists() {
+        if UnixStream::connect(socket).is_ok() {
+            return Err(Failure::new(Exit::Usage, format!("an agent is already listening on {}", socket.display())));
+        }
+        std::fs::remove_file(socket).map_err(|e| fail("cannot remove the stale socket", e))?;
+    }
+    let l = UnixListener::bind(socket).map_err(|e| fail("cannot listen on", e))?;
+    std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o600)).map_err(|e| fail("cannot protect", e))?;
+    Ok(l)
+}
+
+/// Read and drop what a client sends until it closes or `deadline` passes.
+pub(super) fn drain_until(stream: &UnixStream, deadline: Instant) {
+    let mut buf = [0u8; 4096];
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() || stream.set_read_timeout(Some(left)).is_err() {
+            return;
+        }
+        match std::io::Read::read(&mut &*stream, &mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+    }
+}
+
+impl Counted {
+    pub(super) fn new(open: &Arc<AtomicUsize>) -> Counted {
+        open.fetch_add(1, Ordering::SeqCst);
+        Counted(open.clone())
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+pub(super) const TURN_AWAY_QUEUE: usize = 64;
+
+impl TurnAway {
+    pub(super) fn start() -> Result<TurnAway, Failure> {
+        let (tx, rx) = mpsc::sync_channel::<(UnixStream, Owed, Response)>(TURN_AWAY_QUEUE);
+        std::thread::Builder::new()
+            .name("turn-away".into())
+            .spawn(move || {
+                for (mut stream, _owed, answer) in rx {
+                    let _ = stream.set_write_timeout(Some(Duration::from_millis(200)));
+                    let _ = write_message(&mut stream, &answer, &[]);
+                    // Close gently so the answer is read, not lost to a reset (the client may
+                    // have sent its request already); never longer than a moment in all.
+                    let _ = stream.shutdown(std::net::Shutdown::Write);
+                    drain_until(&stream, Instant::now() + Duration::from_millis(200));
+                }
+            })
+            .map_err(|e| Failure::new(Exit::Io, format!("cannot start the agent: {e}")))?;
+        Ok(TurnAway(tx))
+    }
+
+    pub(super) fn refuse(&self, stream: UnixStream, owed: Owed, answer: Response) {
+        let _ = self.0.try_send((stream, owed, answer));
+    }
+}

@@ -1,0 +1,367 @@
+//! The agent as a whole: what its threads share, the accept loop, the housekeeper and the
+//! watchdog thread. One connection thread per client (connection.rs), at most max_connections
+//! (door.rs turns the rest away). A request runs on its client's thread (job.rs); the part of it
+//! that uses a token waits for the token turn (turnstile.rs), so tokens serve one request at a
+//! time, in arrival order, and a small signature costs no thread hand-off. Audit entries go to
+//! their own thread (audit_writer.rs).
+
+use super::audit::AuditLog;
+use super::presence::{event, reader_of, Desk, Events};
+use super::protocol::{
+    read_message_with_fds_within, write_message, Call, Passed, ProtocolError, Request, Response, VerifyArgs, MAX_BODY,
+    VERSION,
+};
+use super::turnstile::{Refused, Turn, Turnstile};
+use super::watchdog::{self, Owed, Watchdog};
+use crate::config::AgentConfig;
+use crate::error::{Exit, Failure};
+use crate::ops::ctx::{Ctx, Parts};
+use crate::ops::setup::Setup;
+use crate::platform::Peer;
+use crate::prompt::PinentryPin;
+use crate::token::pin::{PinPrompt, PinRequest};
+use crate::token::presence::Readers;
+use crate::token::uri::Pkcs11Uri;
+use crate::token::{Token, TokenError};
+use secrecy::SecretString;
+use std::fs::File;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::fs::FileExt;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+mod audit_writer;
+mod connection;
+mod door;
+mod job;
+
+use audit_writer::*;
+use connection::*;
+use door::*;
+use job::*;
+
+/// A poisoned lock here only means another thread panicked mid-update of plain data; the data is
+/// still what we need to answer clients, so go on with it rather than give up.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// What the connection threads, the housekeeper and the watchdog share.
+struct Agent {
+    desk: Turnstile<Desk>,
+    setup: Setup,
+    cfg: AgentConfig,
+    readers: Readers,
+    events: Events,
+    dog: Arc<Watchdog>,
+    audit: Option<mpsc::Sender<AuditMsg>>,
+    /// The request that holds the token turn: the watchdog answers it when the token hangs or
+    /// its client's deadline passes.
+    current: Mutex<Option<Running>>,
+}
+
+struct Running {
+    id: u64,
+    stream: Arc<UnixStream>,
+    deadline: Instant,
+    timeout: Duration,
+}
+
+/// One audit entry on its way to the audit thread.
+struct AuditEntry {
+    op: String,
+    pid: Option<i32>,
+    exe: Option<String>,
+    body_digest: [u8; 32],
+    key: Option<String>,
+    result: String,
+}
+
+enum AuditMsg {
+    Entry(AuditEntry),
+    /// Write out what came before, then stop (the agent is about to re-exec).
+    Close(mpsc::Sender<()>),
+}
+
+pub struct AgentArgs {
+    pub socket: PathBuf,
+    pub audit_log: Option<PathBuf>,
+    /// The config file the agent was started with, for the token probes it starts.
+    pub config_path: Option<PathBuf>,
+}
+
+pub fn run(setup: Setup, a: AgentArgs) -> Result<(), Failure> {
+    crate::platform::survive_vanished_peers();
+    let cfg = setup.config.agent.clone();
+    let listener = match activated_listener() {
+        Some(l) => l,
+        None => bind(&a.socket)?,
+    };
+    let audit_path = a.audit_log.or_else(|| cfg.audit_log.clone()).or_else(default_audit_path);
+    let audit = match &audit_path {
+        Some(p) => Some(AuditLog::open(p).map_err(|e| Failure::new(Exit::Io, format!("audit log: {e}")))?),
+        None => None,
+    };
+    // The audit log has its own thread: a request hands it the entry and goes on, instead of
+    // waiting for the fsync. Entries keep their order and chain; a power cut can lose the last
+    // few, which `audit verify` then reports as a cut-off end, never as an altered one.
+    let audit = audit.map(|log| {
+        let (atx, arx) = mpsc::channel::<AuditMsg>();
+        let _ = std::thread::Builder::new().name("audit".into()).spawn(move || write_audit(log, arx));
+        atx
+    });
+    let (readers, events): (Readers, Events) = (Readers::watch(), Arc::new(Mutex::new(Vec::new())));
+    let agent = Arc::new(Agent {
+        desk: Turnstile::new(
+            Desk::new(a.config_path.clone(), cfg.clone(), events.clone(), readers.clone()),
+            cfg.queue_limit.max(1),
+        ),
+        setup,
+        readers,
+        events,
+        dog: Watchdog::new(Duration::from_millis(cfg.token_timeout_ms.max(100))),
+        audit,
+        current: Mutex::new(None),
+        cfg,
+    });
+    let house = agent.clone();
+    std::thread::Builder::new()
+        .name("housekeeper".into())
+        .spawn(move || housekeeper(&house))
+        .map_err(|e| Failure::new(Exit::Io, format!("cannot start the presence watcher: {e}")))?;
+    let (wagent, fd) = (agent.clone(), listener.as_raw_fd());
+    let own_path = listener.local_addr().ok().and_then(|a| a.as_pathname().map(Path::to_path_buf));
+    std::thread::Builder::new()
+        .name("watchdog".into())
+        .spawn(move || watch_for_hangs(&wagent, fd, own_path))
+        .map_err(|e| Failure::new(Exit::Io, format!("cannot start the watchdog: {e}")))?;
+    match std::env::var(watchdog::RESTARTS_VAR) {
+        Ok(n) => {
+            eprintln!("ssmax-card agent: listening on {} (restart {n} after a hung token call)", a.socket.display())
+        }
+        Err(_) => eprintln!("ssmax-card agent: listening on {}", a.socket.display()),
+    }
+    let me = crate::platform::uid();
+    let dog = agent.dog.clone();
+    let door = TurnAway::start()?;
+    let open = Arc::new(AtomicUsize::new(0));
+    let cap = agent.cfg.max_connections.max(1);
+    loop {
+        if dog.restarting.load(Ordering::SeqCst) {
+            // The next image accepts from here on; the watchdog waits for this.
+            dog.accept_parked.store(true, Ordering::SeqCst);
+            loop {
+                std::thread::park();
+            }
+        }
+        let Ok((stream, _)) = listener.accept() else {
+            // Out of descriptors (EMFILE) or a connection reset before it was taken: wait a
+            // moment rather than spin on an accept that fails at once.
+            std::thread::sleep(Duration::from_millis(10));
+            continue;
+        };
+        let owed = Owed::at_accept(&dog);
+        let peer = match crate::platform::peer_of(&stream) {
+            Ok(p) => p,
+            Err(_) => continue,
+        };
+        if peer.uid != me {
+            door.refuse(
+                stream,
+                owed,
+                error_response(0, Exit::Usage, format!("refused: this agent serves uid {me} only")),
+            );
+            continue;
+        }
+        if open.load(Ordering::SeqCst) >= cap {
+            let busy = Response {
+                retry_after_ms: Some(200),
+                ..error_response(0, Exit::Busy, format!("busy: the agent is serving {cap} connections, its limit ([agent] max_connections); try again in a moment"))
+            };
+            door.refuse(stream, owed, busy);
+            continue;
+        }
+        let counted = Counted::new(&open);
+        let agent = agent.clone();
+        let spawned = std::thread::Builder::new().name(format!("client-{}", peer.pid)).spawn(move || {
+            let stream = Arc::new(stream);
+            // The connection is counted out before it closes: a client that has seen it close
+            // and comes straight back is not turned away as one too many.
+            let closes_last = stream.clone();
+            serve(stream, peer, &agent, owed);
+            drop(counted);
+            drop(closes_last);
+        });
+        // Without a thread the closure (and the count it holds) is dropped here.
+        let _ = spawned;
+    }
+}
+
+/// One open client connection, counted while it lives.
+struct Counted(Arc<AtomicUsize>);
+
+/// Connections the agent will not serve (another user's, one over the cap) get their answer
+/// from one thread, one at a time: turning clients away must not cost a thread each. Past
+/// `TURN_AWAY_QUEUE` waiting, the rest are closed unanswered.
+struct TurnAway(mpsc::SyncSender<(UnixStream, Owed, Response)>);
+
+fn error_response(id: u64, exit: Exit, message: String) -> Response {
+    Response { v: VERSION, id, ok: false, exit: exit as u8, error: Some(message), ..Default::default() }
+}
+
+/// For a request that never reached the token because the agent is restarting.
+fn restarting_response(id: u64) -> Response {
+    Response {
+        retry_after_ms: Some(200),
+        ..error_response(
+            id,
+            Exit::Busy,
+            "busy: the agent is restarting after a token call hung; try again in a moment".into(),
+        )
+    }
+}
+
+/// What a request passed: its body (from the message or a descriptor), the files it passed for
+/// the command (read), and the file for the reply.
+struct Received {
+    body: Vec<u8>,
+    passed: Vec<(Passed, Vec<u8>)>,
+    reply: Option<File>,
+}
+
+/// A request as its connection thread runs it.
+struct Job<'r> {
+    req: &'r Request,
+    peer: Peer,
+    /// Where the command's product goes when the client passed a file for it.
+    reply_file: Option<&'r File>,
+    stream: &'r Arc<UnixStream>,
+    deadline: Instant,
+    timeout: Duration,
+}
+
+/// What the audit log will say about a request, gathered before the body moves on.
+struct Audit<'a> {
+    log: &'a mpsc::Sender<AuditMsg>,
+    pid: i32,
+    body_digest: [u8; 32],
+    exe: Option<String>,
+}
+
+/// The housekeeper: between requests, takes the turn to forget PINs whose time is up and to
+/// look for removed and returned tokens.
+fn housekeeper(agent: &Agent) {
+    let mut wait = Duration::from_millis(agent.cfg.presence_poll_ms.max(100));
+    loop {
+        std::thread::sleep(wait);
+        match agent.desk.take(Instant::now() + Duration::from_secs(3600)) {
+            Ok(mut desk) => wait = desk.housekeeping(&agent.dog),
+            Err(Refused::Closed) => return,
+            // A full line: the requests come first, look again next time.
+            Err(_) => {}
+        }
+    }
+}
+
+/// The watchdog thread: answers the request holding the turn when its client's deadline passes;
+/// when the token has been inside a call past the limit, answers everyone who waits, then
+/// restarts the agent in place (see watchdog.rs for why in place).
+fn watch_for_hangs(agent: &Agent, listener: std::os::fd::RawFd, own_path: Option<PathBuf>) {
+    let dog = &agent.dog;
+    let tick = (dog.limit / 10).clamp(Duration::from_millis(50), Duration::from_secs(1));
+    let (what, took) = loop {
+        // Wake in time for the deadline of the request that holds the turn.
+        let until_deadline =
+            lock(&agent.current).as_ref().map(|r| r.deadline.saturating_duration_since(Instant::now()));
+        std::thread::sleep(until_deadline.map_or(tick, |d| d.min(tick)).max(Duration::from_millis(5)));
+        if let Some(o) = dog.overdue() {
+            break o;
+        }
+        let mut current = lock(&agent.current);
+        if current.as_ref().is_some_and(|r| Instant::now() >= r.deadline) {
+            if let Some(r) = current.take() {
+                drop(current);
+                // The operation goes on (a token call cannot be interrupted); its product is dropped.
+                let msg = format!("timed out after {} ms waiting for the token", r.timeout.as_millis());
+                let _ = write_message(&mut &*r.stream, &error_response(r.id, Exit::Io, msg), &[]);
+                dog.settled_for_another();
+            }
+        }
+    };
+    dog.restarting.store(true, Ordering::SeqCst);
+    let msg = format!(
+        "the token did not answer for {:.1} s during '{what}' (limit {} ms, [agent] token_timeout_ms): the agent abandoned the call and restarts with the token module loaded afresh; check the card and reader, then try again",
+        took.as_secs_f64(),
+        dog.limit.as_millis()
+    );
+    eprintln!("ssmax-card agent: {msg}");
+    let hung = lock(&agent.current).take();
+    if let Some(r) = hung {
+        let _ = write_message(&mut &*r.stream, &error_response(r.id, Exit::Io, msg.clone()), &[]);
+        dog.settled_for_another();
+    }
+    // Whoever waits behind the hung call is told it may simply ask again once the agent is back.
+    agent.desk.close();
+    event(&agent.events, "agent-restarting", msg.clone());
+    if let Some(log) = &agent.audit {
+        let _ = log.send(AuditMsg::Entry(AuditEntry {
+            op: "watchdog".into(),
+            pid: None,
+            exe: None,
+            body_digest: super::audit::body_digest(&[]),
+            key: None,
+            result: msg,
+        }));
+        let (done, wait) = mpsc::channel();
+        if log.send(AuditMsg::Close(done)).is_ok() {
+            let _ = wait.recv_timeout(Duration::from_secs(5));
+        }
+    }
+    // Wake the accept loop (blocked in accept) so it sees the flag and parks; a connection it
+    // accepts meanwhile is answered "restarting" before the exec, never cut off.
+    if let Some(p) = &own_path {
+        drop(UnixStream::connect(p));
+    }
+    dog.drain_answers(Duration::from_secs(2));
+    let err = watchdog::reexec(listener);
+    // Without the exec the hung call still holds the turn: stop, so a supervisor (systemd's
+    // Restart=on-failure) starts a clean agent, rather than keep a socket nobody serves.
+    eprintln!("ssmax-card agent: cannot restart in place ({err}); exiting");
+    std::process::exit(Exit::Io as i32);
+}
+
+struct AgentCtx<'w> {
+    allow_final_pin_try: bool,
+    s: Setup,
+    input: Option<Vec<u8>>,
+    output: Vec<u8>,
+    /// The client's file for the product, and how much is in it.
+    reply_file: Option<(&'w File, u64)>,
+    wants_output: bool,
+    notes: Vec<String>,
+    report: Option<String>,
+    agent: &'w Agent,
+    job: &'w Job<'w>,
+    /// Taken when the command first asks for the token, held until the request is answered.
+    turn: Option<Turn<'w, Desk>>,
+    refused: Option<Refused>,
+    /// The watchdog answered while this request held the turn (deadline passed, token hung).
+    answered_elsewhere: bool,
+    /// The token used, for the audit log.
+    key: Option<String>,
+    token_key: String,
+    prompt: EventPrompt,
+}
+
+/// pinentry on the client's terminal or display, announcing "pin-needed" to subscribers first.
+struct EventPrompt {
+    inner: PinentryPin,
+    events: Events,
+    dog: Arc<Watchdog>,
+    method: String,
+}
