@@ -1,0 +1,244 @@
+//! A mail as header fields and body: fields with their folding kept, Content-Type, the exact
+//! byte ranges of multipart parts.
+
+use super::*;
+
+/// One header field, with its folding kept and line ends made CRLF.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Field {
+    pub name: String,
+    /// The whole field, `Name: value` with continuation lines, ending in CRLF.
+    pub raw: Vec<u8>,
+}
+
+impl Field {
+    pub fn is(&self, name: &str) -> bool {
+        self.name.eq_ignore_ascii_case(name)
+    }
+
+    pub fn is_content(&self) -> bool {
+        self.name.len() > 8 && self.name[..8].eq_ignore_ascii_case("content-")
+    }
+
+    pub fn new(name: &str, value: &str) -> Field {
+        Field { name: name.to_string(), raw: format!("{name}: {value}\r\n").into_bytes() }
+    }
+
+    /// A field already written whole (`Name: value` folded, ending in CRLF; see fields.rs).
+    pub fn written(name: &str, whole: String) -> Field {
+        Field { name: name.to_string(), raw: whole.into_bytes() }
+    }
+}
+
+/// A MIME entity: header fields and the body bytes as they were.
+#[derive(Debug, Clone)]
+pub struct Entity<'a> {
+    pub fields: Vec<Field>,
+    pub body: &'a [u8],
+}
+
+impl<'a> Entity<'a> {
+    /// Split at the first empty line. A mail with no empty line is all header.
+    pub fn parse(raw: &'a [u8]) -> Result<Entity<'a>> {
+        let (head, body) = split_head(raw);
+        Ok(Entity { fields: parse_fields(head)?, body })
+    }
+
+    pub fn field(&self, name: &str) -> Option<&Field> {
+        self.fields.iter().find(|f| f.is(name))
+    }
+
+    /// A field's value as text for people: RFC 2047 encoded words decoded in whatever charset
+    /// they name (mail-parser, `full_encoding`), unfolded and trimmed.
+    pub fn text(&self, name: &str) -> Option<String> {
+        let raw = &self.field(name)?.raw;
+        let colon = raw.iter().position(|&b| b == b':')?;
+        let parsed = mail_parser::parsers::MessageStream::new(&raw[colon + 1..]).parse_unstructured();
+        parsed.as_text().map(|t| t.trim().to_string()).filter(|t| !t.is_empty())
+    }
+
+    pub fn header_bytes(&self) -> Vec<u8> {
+        self.fields.iter().flat_map(|f| f.raw.iter().copied()).collect()
+    }
+
+    /// Content-Type as (type/subtype lower-case, parameters), default text/plain (RFC 2045 §5.2).
+    pub fn content_type(&self) -> ContentType {
+        let head = self.header_bytes();
+        let parsed = MessageParser::default().parse_headers(&head);
+        let ct = parsed.as_ref().and_then(|m| m.header(HeaderName::ContentType)).and_then(|v| v.as_content_type());
+        match ct {
+            Some(ct) => ContentType {
+                mime: format!("{}/{}", ct.ctype(), ct.subtype().unwrap_or("")).to_ascii_lowercase(),
+                params: ct
+                    .attributes()
+                    .unwrap_or(&[])
+                    .iter()
+                    .map(|a| (a.name.to_ascii_lowercase(), a.value.to_string()))
+                    .collect(),
+            },
+            None => ContentType { mime: "text/plain".into(), params: vec![("charset".into(), "us-ascii".into())] },
+        }
+    }
+
+    pub fn transfer_encoding(&self) -> String {
+        self.field("Content-Transfer-Encoding")
+            .map(|f| field_value(f).trim().to_ascii_lowercase())
+            .unwrap_or_else(|| "7bit".into())
+    }
+
+    /// The first address of the From field, lower-cased.
+    pub fn from_address(&self) -> Option<String> {
+        let head = self.header_bytes();
+        let parsed = MessageParser::default().parse_headers(&head)?;
+        let addr = parsed.from()?.first()?.address()?.trim().to_ascii_lowercase();
+        if addr.contains('@') {
+            Some(addr)
+        } else {
+            None
+        }
+    }
+
+    /// The body with its transfer encoding removed.
+    pub fn decoded_body(&self) -> Result<Vec<u8>> {
+        match self.transfer_encoding().as_str() {
+            "base64" => decode_base64(self.body),
+            "quoted-printable" => mail_parser::decoders::quoted_printable::quoted_printable_decode(self.body)
+                .ok_or_else(|| MailError::Malformed("a quoted-printable body does not decode".into())),
+            "7bit" | "8bit" | "binary" => Ok(self.body.to_vec()),
+            other => Err(MailError::Malformed(format!("unknown Content-Transfer-Encoding '{other}'"))),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContentType {
+    pub mime: String,
+    pub params: Vec<(String, String)>,
+}
+
+impl ContentType {
+    pub fn param(&self, name: &str) -> Option<&str> {
+        self.params.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+    }
+}
+
+pub(super) fn split_head(raw: &[u8]) -> (&[u8], &[u8]) {
+    match header_end(raw) {
+        Some((head, body)) => (&raw[..head], &raw[body..]),
+        None => (raw, &[]),
+    }
+}
+
+/// Where the header block ends (before its empty line) and the body starts (after it), if the
+/// mail has an empty line at all.
+pub fn header_end(raw: &[u8]) -> Option<(usize, usize)> {
+    // A mail that starts with an empty line has no header fields.
+    if raw.starts_with(b"\r\n") {
+        return Some((0, 2));
+    }
+    if raw.starts_with(b"\n") {
+        return Some((0, 1));
+    }
+    let mut i = 0;
+    while let Some(nl) = memchr::memchr(b'\n', &raw[i..]) {
+        let next = i + nl + 1;
+        if raw[next..].starts_with(b"\r\n") {
+            return Some((next, next + 2));
+        }
+        if raw[next..].starts_with(b"\n") {
+            return Some((next, next + 1));
+        }
+        i = next;
+    }
+    None
+}
+
+pub(super) fn parse_fields(head: &[u8]) -> Result<Vec<Field>> {
+    let mut fields: Vec<Field> = Vec::new();
+    for (n, line) in lines(head).enumerate() {
+        if line.is_empty() {
+            continue;
+        }
+        if line[0] == b' ' || line[0] == b'\t' {
+            let last = fields
+                .last_mut()
+                .ok_or_else(|| MailError::Malformed("the first header line is a continuation line".into()))?;
+            last.raw.extend_from_slice(line);
+            last.raw.extend_from_slice(b"\r\n");
+            continue;
+        }
+        let colon = line.iter().position(|&b| b == b':');
+        let name = colon.map(|c| &line[..c]).filter(|n| !n.is_empty() && n.iter().all(|&b| (33..=126).contains(&b)));
+        let Some(name) = name else {
+            return Err(MailError::Malformed(format!("header line {} is not a 'Name: value' field", n + 1)));
+        };
+        let mut raw = line.to_vec();
+        raw.extend_from_slice(b"\r\n");
+        // The name is ASCII 33–126 by the check above.
+        fields.push(Field { name: String::from_utf8_lossy(name).into_owned(), raw });
+    }
+    Ok(fields)
+}
+
+/// Lines without their line ends (LF or CRLF).
+pub(super) fn lines(data: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let trimmed = data.strip_suffix(b"\n").unwrap_or(data);
+    let empty = data.is_empty();
+    trimmed.split(|&b| b == b'\n').filter(move |_| !empty).map(|l| l.strip_suffix(b"\r").unwrap_or(l))
+}
+
+pub fn field_value(f: &Field) -> String {
+    let s = String::from_utf8_lossy(&f.raw);
+    let v = s.split_once(':').map(|(_, v)| v).unwrap_or("");
+    v.replace("\r\n", "").replace('\n', "").trim().to_string()
+}
+
+/// The parts of a multipart body, each exactly as between its delimiter lines
+/// (RFC 2046 §5.1.1: the line end before a delimiter belongs to the delimiter).
+pub fn split_multipart<'a>(body: &'a [u8], boundary: &str) -> Result<Vec<&'a [u8]>> {
+    if boundary.is_empty() || boundary.len() > 70 {
+        return Err(MailError::Malformed("multipart boundary is missing or longer than 70 characters".into()));
+    }
+    let delim = format!("--{boundary}");
+    let delim = delim.as_bytes();
+    let mut parts = Vec::new();
+    let mut start: Option<usize> = None;
+    let mut pos = 0;
+    let mut closed = false;
+    while pos <= body.len() {
+        let line_end = memchr::memchr(b'\n', &body[pos..]).map(|i| pos + i).unwrap_or(body.len());
+        let line = &body[pos..line_end];
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.starts_with(delim) {
+            let rest = &line[delim.len()..];
+            let is_close = rest.starts_with(b"--");
+            let tail = if is_close { &rest[2..] } else { rest };
+            if tail.iter().all(|&b| b == b' ' || b == b'\t') {
+                if let Some(s) = start {
+                    // Drop the CRLF (or LF) that precedes this delimiter.
+                    let mut end = pos;
+                    if end > s && body[end - 1] == b'\n' {
+                        end -= 1;
+                        if end > s && body[end - 1] == b'\r' {
+                            end -= 1;
+                        }
+                    }
+                    if parts.len() == MAX_PARTS {
+                        return Err(MailError::Malformed(format!("a multipart has more than {MAX_PARTS} parts")));
+                    }
+                    parts.push(&body[s..end.max(s)]);
+                }
+                if is_close {
+                    closed = true;
+                    break;
+                }
+                start = Some((line_end + 1).min(body.len()));
+            }
+        }
+        pos = line_end + 1;
+    }
+    if !closed {
+        return Err(MailError::Malformed(format!("multipart body has no closing delimiter '--{boundary}--'")));
+    }
+    Ok(parts)
+}
