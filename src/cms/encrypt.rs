@@ -1,8 +1,9 @@
 //! Making envelopes: AES-256-GCM AuthEnvelopedData (RFC 5083/5084) to a certificate, and the
 //! RecipientInfo that re-keying puts on an existing envelope. Only public-key operations here.
 
+use super::algorithms::{x963_kdf, GcmParams, OaepParams, ID_MGF1, ID_RSAES_OAEP};
 use super::asn1::{KeyAgreeRecipientIdentifier, KeyAgreeRecipientInfo, RecipientEncryptedKey, RecipientInfo};
-use super::decrypt::{x963_kdf, Envelope, GcmParams, OaepParams, ID_MGF1, ID_RSAES_OAEP};
+use super::decrypt::Envelope;
 use super::oaep::OaepHash;
 use super::CmsError;
 use cms::cert::IssuerAndSerialNumber;

@@ -1,6 +1,7 @@
 //! CMS (RFC 5652): SignedData built with a token signer and verified against trust anchors;
 //! EnvelopedData / AuthEnvelopedData opened with the key on the token.
 
+pub mod algorithms;
 pub mod asn1;
 pub mod ber;
 pub mod bounds;

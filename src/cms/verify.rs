@@ -319,13 +319,26 @@ enum Check {
     Pss(super::pss::Params),
 }
 
-/// A name for the digests and signature algorithms we refuse, for the message that says so.
-fn refused_name(oid: &der::oid::ObjectIdentifier) -> Option<&'static str> {
-    Some(match oid.to_string().as_str() {
-        "1.3.14.3.2.26" | "1.2.840.113549.1.1.5" | "1.2.840.10045.4.1" | "1.2.840.10040.4.3" => "SHA-1",
-        "1.2.840.113549.2.5" | "1.2.840.113549.1.1.4" => "MD5",
-        "1.2.840.113549.2.2" | "1.2.840.113549.1.1.2" => "MD2",
-        "2.16.840.1.101.3.4.2.4" | "1.2.840.113549.1.1.14" => "SHA-224",
+/// ecdsa-with-SHA1 (RFC 3279; const-oid does not name it).
+const ECDSA_WITH_SHA_1: der::oid::ObjectIdentifier = der::oid::ObjectIdentifier::new_unwrap("1.2.840.10045.4.1");
+
+/// The digest behind a signature or digest algorithm we refuse.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Weak {
+    Sha1,
+    Md5,
+    Md2,
+    Sha224,
+}
+
+fn weak_digest(oid: &der::oid::ObjectIdentifier) -> Option<Weak> {
+    Some(match *oid {
+        rfc5912::ID_SHA_1 | rfc5912::SHA_1_WITH_RSA_ENCRYPTION | ECDSA_WITH_SHA_1 | rfc5912::DSA_WITH_SHA_1 => {
+            Weak::Sha1
+        }
+        rfc5912::ID_MD_5 | rfc5912::MD_5_WITH_RSA_ENCRYPTION => Weak::Md5,
+        rfc5912::ID_MD_2 | rfc5912::MD_2_WITH_RSA_ENCRYPTION => Weak::Md2,
+        rfc5912::ID_SHA_224 | rfc5912::SHA_224_WITH_RSA_ENCRYPTION => Weak::Sha224,
         _ => return None,
     })
 }
@@ -333,9 +346,15 @@ fn refused_name(oid: &der::oid::ObjectIdentifier) -> Option<&'static str> {
 /// A well-formed signature made with an algorithm we do not accept: a verification failure
 /// that names the algorithm, not malformed input.
 fn refused(who: &str, oid: &der::oid::ObjectIdentifier) -> CmsError {
-    match refused_name(oid) {
-        Some("SHA-1") => CmsError::Verify(format!("the signature of {who} uses SHA-1, which is refused as broken (as Thunderbird does): ask the sender to sign with SHA-256")),
-        Some(name) => CmsError::Verify(format!("the signature of {who} uses {name}, which is refused as too weak: ask the sender to sign with SHA-256")),
+    let name = |w| match w {
+        Weak::Sha1 => "SHA-1",
+        Weak::Md5 => "MD5",
+        Weak::Md2 => "MD2",
+        Weak::Sha224 => "SHA-224",
+    };
+    match weak_digest(oid) {
+        Some(Weak::Sha1) => CmsError::Verify(format!("the signature of {who} uses SHA-1, which is refused as broken (as Thunderbird does): ask the sender to sign with SHA-256")),
+        Some(w) => CmsError::Verify(format!("the signature of {who} uses {}, which is refused as too weak: ask the sender to sign with SHA-256", name(w))),
         None => CmsError::Verify(format!("the signature of {who} uses algorithm {oid}, which ssmax-card does not verify")),
     }
 }
@@ -368,15 +387,15 @@ fn signature_alg(si: &SignerInfo, signer: &Certificate, who: &str) -> Result<(Ch
                 .ok_or_else(|| CmsError::Malformed("RSA-PSS without parameters".into()))?;
             let p: rsa::pkcs1::RsaPssParams<'_> =
                 params.decode_as().map_err(|e| CmsError::Malformed(format!("RSA-PSS parameters: {e}")))?;
-            let hash = super::decrypt::hash_of(&p.hash.oid).ok_or_else(|| refused(who, &p.hash.oid))?;
-            if p.mask_gen.oid != super::decrypt::ID_MGF1 {
+            let hash = super::algorithms::hash_of(&p.hash.oid).ok_or_else(|| refused(who, &p.hash.oid))?;
+            if p.mask_gen.oid != super::algorithms::ID_MGF1 {
                 return Err(CmsError::Verify(format!(
                     "the signature of {who} uses RSA-PSS with mask generation {}, which ssmax-card does not verify",
                     p.mask_gen.oid
                 )));
             }
-            let mgf_oid = p.mask_gen.parameters.as_ref().map(|a| a.oid).unwrap_or(super::decrypt::ID_SHA1);
-            let mgf = super::decrypt::hash_of(&mgf_oid).ok_or_else(|| refused(who, &mgf_oid))?;
+            let mgf_oid = p.mask_gen.parameters.as_ref().map(|a| a.oid).unwrap_or(super::algorithms::ID_SHA1);
+            let mgf = super::algorithms::hash_of(&mgf_oid).ok_or_else(|| refused(who, &mgf_oid))?;
             if hash == super::oaep::OaepHash::Sha1 {
                 return Err(refused(who, &p.hash.oid));
             }

@@ -6,6 +6,7 @@ use crate::error::Failure;
 use crate::token::objects::hex;
 use crate::token::uri::Pkcs11Uri;
 use crate::token::{candidate_modules, Module, Token};
+use const_oid::db::{rfc5912, rfc8410};
 use std::time::{Duration, SystemTime};
 
 /// One line into the report.
@@ -92,14 +93,14 @@ pub fn run(ctx: &mut dyn Ctx) -> Result<(), Failure> {
                     "certificate"
                 };
                 let spki = &parsed.tbs_certificate.subject_public_key_info;
-                let kind = match spki.algorithm.oid.to_string().as_str() {
-                    "1.2.840.113549.1.1.1" => format!("RSA-{}", rsa_bits(spki.subject_public_key.raw_bytes())),
-                    "1.2.840.10045.2.1" => match spki.subject_public_key.raw_bytes().len() {
+                let kind = match spki.algorithm.oid {
+                    rfc5912::RSA_ENCRYPTION => format!("RSA-{}", rsa_bits(spki.subject_public_key.raw_bytes())),
+                    rfc5912::ID_EC_PUBLIC_KEY => match spki.subject_public_key.raw_bytes().len() {
                         65 => "EC P-256".into(),
                         97 => "EC P-384".into(),
                         _ => "EC".into(),
                     },
-                    "1.3.101.112" => "Ed25519".into(),
+                    rfc8410::ID_ED_25519 => "Ed25519".into(),
                     other => other.to_string(),
                 };
                 let until = cert::not_after(&parsed);

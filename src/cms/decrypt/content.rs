@@ -1,0 +1,170 @@
+//! The content ciphers: AES-CBC, AES-GCM, ChaCha20-Poly1305 and (to read old mail) DES-EDE3-CBC,
+//! decrypted in place.
+
+use super::*;
+
+pub(crate) fn content_alg(eci: &EncryptedContentInfo, authenticated: bool) -> Result<ContentAlg, CmsError> {
+    let oid = eci.content_enc_alg.oid.to_string();
+    let alg = match oid.as_str() {
+        "2.16.840.1.101.3.4.1.2" => ContentAlg::AesCbc(16),
+        "2.16.840.1.101.3.4.1.22" => ContentAlg::AesCbc(24),
+        "2.16.840.1.101.3.4.1.42" => ContentAlg::AesCbc(32),
+        "2.16.840.1.101.3.4.1.6" => ContentAlg::AesGcm(16),
+        "2.16.840.1.101.3.4.1.26" => ContentAlg::AesGcm(24),
+        "2.16.840.1.101.3.4.1.46" => ContentAlg::AesGcm(32),
+        _ if eci.content_enc_alg.oid == ID_CHACHA20_POLY1305 => ContentAlg::ChaCha20Poly1305,
+        "1.2.840.113549.3.7" => ContentAlg::DesEde3Cbc,
+        "1.2.840.113549.3.2" => {
+            return Err(CmsError::CannotDecrypt(
+                "the content is encrypted with RC2, which is refused as broken: ask the sender to use AES".into(),
+            ))
+        }
+        "1.3.14.3.2.7" => {
+            return Err(CmsError::CannotDecrypt(
+                "the content is encrypted with single DES, which is refused as broken: ask the sender to use AES"
+                    .into(),
+            ))
+        }
+        other => {
+            return Err(CmsError::CannotDecrypt(format!(
+                "the content is encrypted with algorithm {other}, which ssmax-card does not know"
+            )))
+        }
+    };
+    let aead = !matches!(alg, ContentAlg::AesCbc(_) | ContentAlg::DesEde3Cbc);
+    if aead != authenticated {
+        return Err(CmsError::Malformed(format!(
+            "{} must be used with {}",
+            alg.name(),
+            if aead { "AuthEnvelopedData" } else { "EnvelopedData" }
+        )));
+    }
+    Ok(alg)
+}
+
+pub(crate) fn decrypt_content(
+    alg: ContentAlg,
+    eci: &EncryptedContentInfo,
+    cek: &[u8],
+    mut buf: Vec<u8>,
+    auth: Option<&(Option<Vec<u8>>, Vec<u8>)>,
+) -> Result<Vec<u8>, CmsError> {
+    let key_len = match alg {
+        ContentAlg::DesEde3Cbc => 24,
+        ContentAlg::AesCbc(n) | ContentAlg::AesGcm(n) => n,
+        ContentAlg::ChaCha20Poly1305 => 32,
+    };
+    if cek.len() != key_len {
+        // Also what a wrong key under PKCS#1 v1.5 looks like; say no more than that.
+        return Err(CmsError::Decrypt(format!("the recovered content key has the wrong length for {}", alg.name())));
+    }
+    let params = eci
+        .content_enc_alg
+        .parameters
+        .as_ref()
+        .ok_or_else(|| CmsError::Malformed(format!("{} without parameters", alg.name())))?;
+    let integrity = || CmsError::Decrypt("integrity check failed: the message was altered or the key is wrong".into());
+    match alg {
+        ContentAlg::DesEde3Cbc => {
+            use cbc::cipher::{block_padding::Pkcs7, BlockModeDecrypt, KeyIvInit};
+            let iv = params.decode_as::<OctetString>().map_err(|e| CmsError::Malformed(format!("CBC IV: {e}")))?;
+            let len = cbc::Decryptor::<des::TdesEde3>::new_from_slices(cek, iv.as_bytes())
+                .map_err(|_| CmsError::Malformed("DES-EDE3-CBC IV is not 8 bytes".into()))?
+                .decrypt_padded::<Pkcs7>(&mut buf)
+                .map_err(|_| {
+                    CmsError::Decrypt(
+                        "content does not decrypt (bad padding): the message was altered or the key is wrong".into(),
+                    )
+                })?
+                .len();
+            buf.truncate(len);
+            Ok(buf)
+        }
+        ContentAlg::AesCbc(n) => {
+            use cbc::cipher::{block_padding::Pkcs7, BlockModeDecrypt, KeyIvInit};
+            let iv = params.decode_as::<OctetString>().map_err(|e| CmsError::Malformed(format!("CBC IV: {e}")))?;
+            let iv = iv.as_bytes();
+            if iv.len() != 16 {
+                return Err(CmsError::Malformed("CBC IV is not 16 bytes".into()));
+            }
+            let bad = |_| {
+                CmsError::Decrypt(
+                    "content does not decrypt (bad padding): the message was altered or the key is wrong".into(),
+                )
+            };
+            let bad_key = |_| CmsError::Malformed("CBC key or IV length".into());
+            let len = match n {
+                16 => cbc::Decryptor::<aes::Aes128>::new_from_slices(cek, iv)
+                    .map_err(bad_key)?
+                    .decrypt_padded::<Pkcs7>(&mut buf)
+                    .map_err(bad)?
+                    .len(),
+                24 => cbc::Decryptor::<aes::Aes192>::new_from_slices(cek, iv)
+                    .map_err(bad_key)?
+                    .decrypt_padded::<Pkcs7>(&mut buf)
+                    .map_err(bad)?
+                    .len(),
+                _ => cbc::Decryptor::<aes::Aes256>::new_from_slices(cek, iv)
+                    .map_err(bad_key)?
+                    .decrypt_padded::<Pkcs7>(&mut buf)
+                    .map_err(bad)?
+                    .len(),
+            };
+            buf.truncate(len);
+            Ok(buf)
+        }
+        ContentAlg::AesGcm(n) => {
+            use aes_gcm::aead::{AeadInOut, KeyInit};
+            let p = params.decode_as::<GcmParams>().map_err(|e| CmsError::Malformed(format!("GCM parameters: {e}")))?;
+            let (aad, tag) = auth.ok_or_else(|| CmsError::Malformed("GCM without a MAC".into()))?;
+            let icv = p.icv_len.unwrap_or(12) as usize;
+            if tag.len() != icv || icv != 16 {
+                return Err(CmsError::CannotDecrypt(format!("AES-GCM with a {}-byte tag (16 supported)", tag.len())));
+            }
+            if p.nonce.as_bytes().len() != 12 {
+                return Err(CmsError::CannotDecrypt(format!(
+                    "AES-GCM with a {}-byte nonce (12 supported)",
+                    p.nonce.as_bytes().len()
+                )));
+            }
+            let nonce =
+                aes_gcm::Nonce::<aes_gcm::aead::consts::U12>::try_from(p.nonce.as_bytes()).map_err(|_| integrity())?;
+            let aad = aad.as_deref().unwrap_or(&[]);
+            let tag = aes_gcm::Tag::<aes_gcm::aead::consts::U16>::try_from(tag.as_slice()).map_err(|_| integrity())?;
+            let data = buf.as_mut_slice().into();
+            match n {
+                16 => aes_gcm::Aes128Gcm::new_from_slice(cek)
+                    .map_err(|_| integrity())?
+                    .decrypt_inout_detached(&nonce, aad, data, &tag),
+                24 => aes_gcm::AesGcm::<aes::Aes192, aes_gcm::aead::consts::U12>::new_from_slice(cek)
+                    .map_err(|_| integrity())?
+                    .decrypt_inout_detached(&nonce, aad, data, &tag),
+                _ => aes_gcm::Aes256Gcm::new_from_slice(cek)
+                    .map_err(|_| integrity())?
+                    .decrypt_inout_detached(&nonce, aad, data, &tag),
+            }
+            .map_err(|_| integrity())?;
+            Ok(buf)
+        }
+        ContentAlg::ChaCha20Poly1305 => {
+            use chacha20poly1305::aead::{AeadInOut, KeyInit};
+            let nonce = params
+                .decode_as::<OctetString>()
+                .map_err(|e| CmsError::Malformed(format!("ChaCha20-Poly1305 nonce: {e}")))?;
+            if nonce.as_bytes().len() != 12 {
+                return Err(CmsError::Malformed("ChaCha20-Poly1305 nonce is not 12 bytes".into()));
+            }
+            let (aad, tag) = auth.ok_or_else(|| CmsError::Malformed("ChaCha20-Poly1305 without a MAC".into()))?;
+            if tag.len() != 16 {
+                return Err(CmsError::Malformed("ChaCha20-Poly1305 MAC is not 16 bytes".into()));
+            }
+            let nonce = chacha20poly1305::Nonce::try_from(nonce.as_bytes()).map_err(|_| integrity())?;
+            let tag = chacha20poly1305::Tag::try_from(tag.as_slice()).map_err(|_| integrity())?;
+            chacha20poly1305::ChaCha20Poly1305::new_from_slice(cek)
+                .map_err(|_| integrity())?
+                .decrypt_inout_detached(&nonce, aad.as_deref().unwrap_or(&[]), buf.as_mut_slice().into(), &tag)
+                .map_err(|_| integrity())?;
+            Ok(buf)
+        }
+    }
+}
