@@ -4,6 +4,7 @@
 
 pub mod audit;
 pub mod client;
+mod desk;
 mod presence;
 pub mod protocol;
 pub mod server;

@@ -1,11 +1,8 @@
-//! Which tokens are there: the tokens the agent holds open, watched for removal and return
-//! (through PC/SC readers, or by probing the module from a child process), and what the holder
-//! of the token turn does before and after each request.
+//! Which tokens are there: the tokens the agent has used, watched for removal and return (through
+//! PC/SC readers, or by probing the module from a child process), and the events that say so.
 
 use super::protocol::{Response, VERSION};
 use crate::config::AgentConfig;
-use crate::error::Exit;
-use crate::profile::PinCache;
 use crate::token::presence::Readers;
 use crate::token::uri::Pkcs11Uri;
 use crate::token::Token;
@@ -18,139 +15,34 @@ use std::time::{Duration, Instant};
 /// Subscribers to agent events (`subscribe`).
 pub(super) type Events = Arc<Mutex<Vec<mpsc::Sender<Response>>>>;
 
-/// What the holder of the token turn works with.
-pub(super) struct Desk {
-    /// Open tokens by URI: sessions and logins (the PIN cache) live here.
-    pub tokens: HashMap<String, Token>,
-    watches: HashMap<String, Watch>,
-    last_check: Instant,
-    prober: Prober,
-    /// The agent's config file, passed on to token probes.
-    base: Option<PathBuf>,
-    cfg: AgentConfig,
-    events: Events,
-    readers: Readers,
-}
-
-impl Desk {
-    pub fn new(base: Option<PathBuf>, cfg: AgentConfig, events: Events, readers: Readers) -> Desk {
-        Desk {
-            tokens: HashMap::new(),
-            watches: HashMap::new(),
-            last_check: Instant::now(),
-            prober: Prober::start(base.clone()),
-            base,
-            cfg,
-            events,
-            readers,
-        }
-    }
-
-    /// After a request on `request_key`: watch every token the agent now holds sessions on, and
-    /// when a request on a watched token failed as a removed one would, look now. Returns whether
-    /// that token turned out to be gone.
-    pub fn after_request(&mut self, request_key: &str, ok: bool, exit: u8) -> bool {
-        let (base, cfg, events, readers) = (&self.base, &self.cfg, &self.events, &self.readers);
-        for (k, t) in self.tokens.iter() {
-            if !self.watches.contains_key(k) {
-                warn_expiring(t, events);
-            }
-            let w = self.watches.entry(k.clone()).or_insert_with(|| Watch {
-                label: t.label.clone(),
-                serial: t.serial.clone(),
-                module: t.module.path.clone(),
-                reinit: t.profile.presence.reinitialise_to_rescan,
-                present: true,
-                reader: reader_of(t, cfg).map(|(r, _)| r),
-                seen_at: Instant::now(),
-            });
-            w.present = true;
-            w.serial = t.serial.clone();
-            if ok && k == request_key {
-                w.seen_at = Instant::now();
-            }
-        }
-        let mut gone = false;
-        if !ok && (exit == Exit::NoKey as u8 || exit == Exit::Io as u8) && self.watches.contains_key(request_key) {
-            gone = check_presence(base.as_deref(), &mut self.tokens, &mut self.watches, events, readers)
-                .iter()
-                .any(|k| k == request_key);
-            self.last_check = Instant::now();
-        }
-        apply_cache_policy(&mut self.tokens, cfg);
-        gone
-    }
-
-    /// Between requests: forget PINs whose time is up, apply finished probes, start the next
-    /// look when one is due. Returns how long until it should run again.
-    pub fn housekeeping(&mut self, dog: &super::watchdog::Watchdog) -> Duration {
-        let (base, cfg, events, readers) = (&self.base, &self.cfg, &self.events, &self.readers);
-        let poll = Duration::from_millis(cfg.presence_poll_ms.max(100));
-        apply_cache_policy(&mut self.tokens, cfg);
-        let due = self.last_check.elapsed() >= poll && !self.watches.is_empty();
-        if self.prober.busy || due {
-            dog.enter("presence check");
-            take_probe_results(&mut self.tokens, &mut self.watches, events, &mut self.prober);
-            if due {
-                poll_presence(base.as_deref(), &mut self.tokens, &mut self.watches, events, readers, &mut self.prober);
-                self.last_check = Instant::now();
-            }
-            dog.leave();
-        }
-        // While a probe runs, come back soon to apply its result.
-        if self.prober.busy {
-            poll.min(Duration::from_millis(20))
-        } else {
-            poll
-        }
-    }
-}
-
-fn apply_cache_policy(tokens: &mut HashMap<String, Token>, cfg: &AgentConfig) {
-    for t in tokens.values_mut() {
-        let policy = cfg.pin_cache.or(t.profile.pin.cache).unwrap_or_default();
-        let keep = match policy {
-            PinCache::None => false,
-            PinCache::Ttl => t
-                .login_time
-                .is_some_and(|at| at.elapsed().map(|e| e.as_secs() < cfg.pin_cache_seconds).unwrap_or(false)),
-            PinCache::UntilRemoved => true,
-        };
-        if !keep && t.login_time.is_some() {
-            t.logout();
-            t.login_time = None;
-        }
-    }
-}
-
 /// A token the agent has used, watched for removal and return.
 #[derive(Clone)]
-struct Watch {
-    label: String,
-    serial: String,
-    module: PathBuf,
-    reinit: bool,
-    present: bool,
+pub(super) struct Watch {
+    pub(super) label: String,
+    pub(super) serial: String,
+    pub(super) module: PathBuf,
+    pub(super) reinit: bool,
+    pub(super) present: bool,
     /// Watched through this PC/SC reader instead of probing the module.
-    reader: Option<String>,
+    pub(super) reader: Option<String>,
     /// When a request last succeeded with it: a probe started before then that found nothing
     /// is stale, not a removal.
-    seen_at: Instant,
+    pub(super) seen_at: Instant,
 }
 
 /// Probes of module-watched tokens run on their own thread: a probe starts a process that
 /// initialises the module (10–30 ms), time the token would otherwise not be serving anyone.
 /// When a batch of probes started, and what each found (Some(serial) when present).
-type ProbeResult = (Instant, Vec<(String, Option<String>)>);
+pub(super) type ProbeResult = (Instant, Vec<(String, Option<String>)>);
 
-struct Prober {
-    tx: mpsc::Sender<Vec<(String, Watch)>>,
-    rx: Receiver<ProbeResult>,
-    busy: bool,
+pub(super) struct Prober {
+    pub(super) tx: mpsc::Sender<Vec<(String, Watch)>>,
+    pub(super) rx: Receiver<ProbeResult>,
+    pub(super) busy: bool,
 }
 
 impl Prober {
-    fn start(base: Option<PathBuf>) -> Prober {
+    pub(super) fn start(base: Option<PathBuf>) -> Prober {
         let (tx, batches) = mpsc::channel::<Vec<(String, Watch)>>();
         let (result_tx, rx) = mpsc::channel();
         let _ = std::thread::Builder::new().name("presence-probe".into()).spawn(move || {
@@ -176,11 +68,11 @@ pub(super) fn reader_of(t: &Token, cfg: &AgentConfig) -> Option<(String, bool)> 
 }
 
 /// How long a presence probe may take (a module's C_Initialize plus slot listing).
-const PROBE_LIMIT: Duration = Duration::from_secs(10);
+pub(super) const PROBE_LIMIT: Duration = Duration::from_secs(10);
 
 /// Is the token there, seen through a fresh module instance? A child process, because a loaded
 /// SoftHSM2 keeps a stale view of its token directory until C_Finalize. Some(serial) or None.
-fn probe(base: Option<&Path>, w: &Watch) -> Option<String> {
+pub(super) fn probe(base: Option<&Path>, w: &Watch) -> Option<String> {
     let uri = Pkcs11Uri { token: Some(w.label.clone()), module_path: Some(w.module.clone()), ..Default::default() };
     let exe = std::env::current_exe().ok()?;
     let mut c = std::process::Command::new(exe);
@@ -214,7 +106,7 @@ fn probe(base: Option<&Path>, w: &Watch) -> Option<String> {
 }
 
 /// End every session through `module` and re-initialise it, so it sees the slot as it is now.
-fn rescan(tokens: &mut HashMap<String, Token>, module: &Path) {
+pub(super) fn rescan(tokens: &mut HashMap<String, Token>, module: &Path) {
     tokens.retain(|_, t| t.module.path != module);
     if let Ok(m) = crate::token::Module::load(module) {
         let _ = m.finalize();
@@ -229,7 +121,7 @@ pub(super) fn event(events: &Events, name: &str, note: String) {
 }
 
 /// Tell subscribers about certificates on the token that expire within 30 days.
-fn warn_expiring(t: &Token, events: &Events) {
+pub(super) fn warn_expiring(t: &Token, events: &Events) {
     let Ok(certs) = t.certificates() else { return };
     let now = std::time::SystemTime::now();
     for c in certs.iter().filter(|c| !c.anchor) {
@@ -253,7 +145,7 @@ fn warn_expiring(t: &Token, events: &Events) {
 }
 
 /// Is this watched token there now? Some(serial) or None. Synchronous (probes a module).
-fn observe(base: Option<&Path>, w: &Watch, readers: &Readers) -> Option<String> {
+pub(super) fn observe(base: Option<&Path>, w: &Watch, readers: &Readers) -> Option<String> {
     match &w.reader {
         Some(r) => (readers.card_in(r) == Some(true)).then(|| w.serial.clone()),
         None => probe(base, w),
@@ -262,7 +154,7 @@ fn observe(base: Option<&Path>, w: &Watch, readers: &Readers) -> Option<String> 
 
 /// Act on what was observed: removal drops the token's sessions and cached PIN at once.
 /// Returns whether the token the agent held is gone (removed or replaced).
-fn apply_presence(
+pub(super) fn apply_presence(
     key: &str,
     w: &mut Watch,
     now: Option<String>,
@@ -310,7 +202,7 @@ fn apply_presence(
 }
 
 /// One synchronous look at every watched token (after a failed request: was it removal?).
-fn check_presence(
+pub(super) fn check_presence(
     base: Option<&Path>,
     tokens: &mut HashMap<String, Token>,
     watches: &mut HashMap<String, Watch>,
@@ -328,7 +220,7 @@ fn check_presence(
 }
 
 /// The periodic look: readers at once, modules through the prober (results applied as they come).
-fn poll_presence(
+pub(super) fn poll_presence(
     base: Option<&Path>,
     tokens: &mut HashMap<String, Token>,
     watches: &mut HashMap<String, Watch>,
@@ -351,7 +243,7 @@ fn poll_presence(
 
 /// Apply finished probes. A "not there" from a probe that started before a request last
 /// succeeded with the token is stale and ignored.
-fn take_probe_results(
+pub(super) fn take_probe_results(
     tokens: &mut HashMap<String, Token>,
     watches: &mut HashMap<String, Watch>,
     events: &Events,

@@ -1,6 +1,7 @@
 //! Commands run here rather than in an agent: the operations (`crate::ops`) with what only the
 //! command line has — files named by options, and attachments written into a directory.
 
+use super::common;
 use super::common::read_file;
 use super::ctx::CliCtx;
 use super::{Global, InOut};
@@ -37,4 +38,51 @@ pub fn run_receive(g: &Global, io: &InOut, extract: Option<&Path>, force: bool) 
         }
         None => ctx.output(mime),
     }
+}
+
+/// `ssmax-card agent`: serve this user's mail clients until stopped.
+pub fn run_agent(g: &Global, audit_log: Option<PathBuf>) -> Result<(), Failure> {
+    // One descriptor holds one PIN, and the agent serves many requests from many clients:
+    // it asks each client's pinentry instead. Accepting the option would fail every sign.
+    if g.pin_fd.is_some() {
+        return Err(Failure::new(
+            Exit::Usage,
+            "the agent asks for PINs with pinentry on the client's display and takes no --pin-fd; give --pin-fd to a one-shot command (with --agent never) instead",
+        ));
+    }
+    let setup = common::setup(g)?;
+    let socket = crate::agent::client::socket_path(g.socket.as_deref());
+    crate::agent::server::run(
+        setup,
+        crate::agent::server::AgentArgs { socket, audit_log, config_path: g.config.clone() },
+    )
+}
+
+/// `ssmax-card probe` (the agent's presence check, in a fresh process): "present\tLABEL\tSERIAL"
+/// or "absent".
+pub fn probe(g: &Global) -> Result<(), Failure> {
+    let setup = common::setup(g)?;
+    match crate::token::Token::open(&setup.token_uri, &setup.profiles) {
+        Ok(t) => {
+            println!("present\t{}\t{}", t.label, t.serial);
+            Ok(())
+        }
+        Err(e) => {
+            println!("absent");
+            Err(e.into())
+        }
+    }
+}
+
+/// `ssmax-card audit verify`: check the agent's hash-chained audit log.
+pub fn audit_verify(g: &Global, log: Option<PathBuf>) -> Result<(), Failure> {
+    let setup = common::setup(g)?;
+    let path = log
+        .or(setup.config.agent.audit_log.clone())
+        .or_else(|| directories::ProjectDirs::from("jp", "SSMAX", "ssmax-card").map(|d| d.data_dir().join("audit.log")))
+        .ok_or_else(|| Failure::new(Exit::Usage, "no audit log path; give --log FILE"))?;
+    let (n, _) = crate::agent::audit::verify(&path)
+        .map_err(|e| Failure::new(Exit::VerificationFailed, format!("audit log {}: {e}", path.display())))?;
+    println!("audit log {}: {n} entries, chain intact", path.display());
+    Ok(())
 }

@@ -11,7 +11,7 @@ mod profiles;
 mod remote;
 mod smtp;
 
-use crate::error::{Exit, Failure};
+use crate::error::Failure;
 use crate::ops::{decrypt, forward, lifecycle, sign, status, verify};
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
@@ -372,50 +372,11 @@ fn run_here_or_in_agent(cli: Cli) -> Result<(), Failure> {
             lifecycle::import_anchor(&mut ctx::CliCtx::new(g, &io)?, org, label.as_deref())
         }
         Command::Certs => lifecycle::certs(&mut ctx::CliCtx::new(g, &no_io)?),
-        Command::Agent { audit_log } => {
-            // One descriptor holds one PIN, and the agent serves many requests from many clients:
-            // it asks each client's pinentry instead. Accepting the option would fail every sign.
-            if g.pin_fd.is_some() {
-                return Err(Failure::new(
-                    Exit::Usage,
-                    "the agent asks for PINs with pinentry on the client's display and takes no --pin-fd; give --pin-fd to a one-shot command (with --agent never) instead",
-                ));
-            }
-            let setup = common::setup(g)?;
-            let socket = crate::agent::client::socket_path(g.socket.as_deref());
-            crate::agent::server::run(
-                setup,
-                crate::agent::server::AgentArgs { socket, audit_log, config_path: g.config.clone() },
-            )
-        }
+        Command::Agent { audit_log } => local::run_agent(g, audit_log),
         Command::BenchToken { iterations } => bench::run(&mut ctx::CliCtx::new(g, &no_io)?, iterations),
-        Command::Probe => {
-            let setup = common::setup(g)?;
-            match crate::token::Token::open(&setup.token_uri, &setup.profiles) {
-                Ok(t) => {
-                    println!("present\t{}\t{}", t.label, t.serial);
-                    Ok(())
-                }
-                Err(e) => {
-                    println!("absent");
-                    Err(e.into())
-                }
-            }
-        }
+        Command::Probe => local::probe(g),
         Command::Smtp { what } => smtp::run(g, what),
-        Command::Audit { what: AuditCommand::Verify { log } } => {
-            let setup = common::setup(g)?;
-            let path = log
-                .or(setup.config.agent.audit_log.clone())
-                .or_else(|| {
-                    directories::ProjectDirs::from("jp", "SSMAX", "ssmax-card").map(|d| d.data_dir().join("audit.log"))
-                })
-                .ok_or_else(|| Failure::new(Exit::Usage, "no audit log path; give --log FILE"))?;
-            let (n, _) = crate::agent::audit::verify(&path)
-                .map_err(|e| Failure::new(Exit::VerificationFailed, format!("audit log {}: {e}", path.display())))?;
-            println!("audit log {}: {n} entries, chain intact", path.display());
-            Ok(())
-        }
+        Command::Audit { what: AuditCommand::Verify { log } } => local::audit_verify(g, log),
         Command::Org { io, role, org_key, org_cert, anchor, certfile, next, scanner } => {
             let role = match role {
                 OrgRole::Sending => crate::ssmax::org::Role::Sending,

@@ -73,15 +73,17 @@ pub(super) fn run_job(
         body_in_fd,
         ..Default::default()
     };
+    let mut failed = result.as_ref().err().map(|f| f.exit);
     if let Err(f) = &result {
         resp.exit = f.exit as u8;
         resp.error = Some(f.message.clone());
     }
     if ctx.refused == Some(Refused::Closed) {
         resp = restarting_response(req.id);
+        failed = Some(Exit::Busy);
     }
     // The turn is still held when the command failed on the token or never said it was done.
-    if ctx.release(resp.ok, resp.exit) {
+    if ctx.release(failed) {
         resp.exit = Exit::TokenNotPresent as u8;
         resp.error = Some("the token was removed while the request ran; insert it and try again".into());
     }
@@ -132,17 +134,17 @@ pub(super) fn verify_args(
 }
 
 impl AgentCtx<'_> {
-    /// Give the turn back, after noting what the request did to the tokens. `ok`, `exit`: how
-    /// the token part went. Returns whether the token turned out to be removed.
-    pub(super) fn release(&mut self, ok: bool, exit: u8) -> bool {
+    /// Give the turn back, after noting what the request did to the tokens (`failed`: how, if
+    /// it did). Returns whether the token turned out to be removed.
+    pub(super) fn release(&mut self, failed: Option<Exit>) -> bool {
         let Some(mut desk) = self.turn.take() else { return false };
         self.key = desk.tokens.get(&self.token_key).map(|t| t.description.clone());
         // A token that went away is forgotten (and logged out): the next request finds it afresh.
-        if exit == Exit::TokenNotPresent as u8 {
+        if failed == Some(Exit::TokenNotPresent) {
             desk.tokens.remove(&self.token_key);
         }
         // A failure on a watched token may be its removal: look now, and say so.
-        let gone = desk.after_request(&self.token_key, ok, exit);
+        let gone = desk.after_request(&self.token_key, failed);
         self.agent.dog.leave();
         self.answered_elsewhere = lock(&self.agent.current).take().is_none();
         drop(desk);
@@ -219,7 +221,7 @@ impl Ctx for AgentCtx<'_> {
         self.notes.push(line);
     }
     fn done_with_token(&mut self) {
-        self.release(true, 0);
+        self.release(None);
     }
     fn token(&mut self) -> Result<Parts<'_>, Failure> {
         if self.turn.is_none() {

@@ -6,7 +6,8 @@
 //! their own thread (audit_writer.rs).
 
 use super::audit::AuditLog;
-use super::presence::{event, reader_of, Desk, Events};
+use super::desk::Desk;
+use super::presence::{event, reader_of, Events};
 use super::protocol::{
     read_message_with_fds_within, write_message, Call, Passed, ProtocolError, Request, Response, VerifyArgs, MAX_BODY,
     VERSION,
