@@ -448,14 +448,19 @@ fn the_agent_refuses_pin_fd_instead_of_failing_every_signature_later() {
     assert!(!socket.exists(), "nothing listens");
 }
 
-/// The agent's peak resident memory so far (VmHWM), in KiB.
-fn agent_peak_kib(agent: &Agent) -> u64 {
+/// A number from the agent's /proc status (`VmHWM:` in KiB, `Threads:`).
+fn agent_status(agent: &Agent, field: &str) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{}/status", agent.child.id())).unwrap();
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .find_map(|l| l.strip_prefix(field))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap()
+}
+
+/// The agent's peak resident memory so far, in KiB.
+fn agent_peak_kib(agent: &Agent) -> u64 {
+    agent_status(agent, "VmHWM:")
 }
 
 #[test]
@@ -534,10 +539,9 @@ fn the_agent_reads_only_files_its_client_opened_never_a_path_it_names() {
     assert_clear_failure(&o, 1);
 }
 
-/// The agent's thread count (from /proc).
-fn agent_threads(agent: &Agent) -> usize {
-    let status = std::fs::read_to_string(format!("/proc/{}/status", agent.child.id())).unwrap();
-    status.lines().find_map(|l| l.strip_prefix("Threads:")).and_then(|v| v.trim().parse().ok()).unwrap()
+/// The agent's thread count.
+fn agent_threads(agent: &Agent) -> u64 {
+    agent_status(agent, "Threads:")
 }
 
 /// Room for `n` more descriptors in this process (and the agents it starts).

@@ -75,6 +75,17 @@ impl World {
         }
         (run(&mut c), outp)
     }
+
+    /// Alice sends `draft` (a multipart/mixed body with attachments) through both organisations:
+    /// the mail as it reaches Bob.
+    fn delivered(&self, draft: impl AsRef<str>) -> PathBuf {
+        let draft = self.alice.write("draft.eml", draft.as_ref());
+        let sent = self.alice.path("sent.eml");
+        ok(&mut self.alice.with_pin(&["send", "--in", draft.to_str().unwrap(), "--out", sent.to_str().unwrap()]));
+        let (_, hop1) = self.org("sending", &sent, "hop1.eml", None);
+        let (_, hop2) = self.org("receiving", &hop1, "hop2.eml", None);
+        hop2
+    }
 }
 
 fn openssl_ok(mail: &Path) {
@@ -334,14 +345,9 @@ fn send_refuses_an_org_certificate_not_chained_to_the_anchors() {
 fn receive_extract_writes_private_files_safely_and_never_clobbers() {
     let w = World::new();
     // A draft whose attachment name tries to climb out of the extraction directory.
-    let draft = w.alice.write(
-        "draft.eml",
+    let hop2 = w.delivered(
         "From: alice@example.jp\nTo: bob@partner.example\nSubject: x\nMIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=\"B\"\n\n--B\nContent-Type: text/plain\n\nsee file\n--B\nContent-Type: text/plain; name=\"../../evil.txt\"\nContent-Disposition: attachment; filename=\"../../evil.txt\"\nSSMAX-Label: Report\n\nreport body\n--B--\n",
     );
-    let sent = w.alice.path("sent.eml");
-    ok(&mut w.alice.with_pin(&["send", "--in", draft.to_str().unwrap(), "--out", sent.to_str().unwrap()]));
-    let (_, hop1) = w.org("sending", &sent, "hop1.eml", None);
-    let (_, hop2) = w.org("receiving", &hop1, "hop2.eml", None);
     let dir = w.bob.path("inbox/files");
     std::fs::create_dir_all(&dir).unwrap();
     let o = run(&mut w.bob.with_pin(&["receive", "--in", hop2.to_str().unwrap(), "--extract", dir.to_str().unwrap()]));
@@ -438,14 +444,9 @@ fn japanese_attachment_names_arrive_decoded_and_are_written_as_rfc_2231() {
 fn extracted_names_cannot_pass_for_other_names() {
     let w = World::new();
     // "invoice<RLO>fdp.exe" shows as "invoiceexe.pdf"; "CON.txt" is a device on Windows.
-    let draft = w.alice.write(
-        "draft.eml",
+    let hop2 = w.delivered(
         "From: alice@example.jp\nTo: bob@partner.example\nSubject: x\nMIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=\"B\"\n\n--B\nContent-Type: text/plain\n\nsee files\n--B\nContent-Type: application/octet-stream\nContent-Disposition: attachment; filename=\"invoice\u{202e}fdp.exe\"\n\nMZ\n--B\nContent-Type: text/plain\nContent-Disposition: attachment; filename=\"CON.txt\"\n\ndevice\n--B--\n",
     );
-    let sent = w.alice.path("sent.eml");
-    ok(&mut w.alice.with_pin(&["send", "--in", draft.to_str().unwrap(), "--out", sent.to_str().unwrap()]));
-    let (_, hop1) = w.org("sending", &sent, "hop1.eml", None);
-    let (_, hop2) = w.org("receiving", &hop1, "hop2.eml", None);
     let dir = w.bob.path("files");
     std::fs::create_dir_all(&dir).unwrap();
     let o = run(&mut w.bob.with_pin(&["receive", "--in", hop2.to_str().unwrap(), "--extract", dir.to_str().unwrap()]));
@@ -470,8 +471,7 @@ fn extraction_is_all_or_nothing_and_same_names_are_told_apart() {
     let part = |name: &str, body: &str| {
         format!("--B\nContent-Type: text/plain\nContent-Disposition: attachment; filename=\"{name}\"\n\n{body}\n")
     };
-    let draft = w.alice.write(
-        "draft.eml",
+    let hop2 = w.delivered(
         format!(
             "From: alice@example.jp\nTo: bob@partner.example\nSubject: x\nMIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=\"B\"\n\n--B\nContent-Type: text/plain\n\nsee files\n{}{}{}{}--B--\n",
             part("same.txt", "first"),
@@ -480,10 +480,6 @@ fn extraction_is_all_or_nothing_and_same_names_are_told_apart() {
             part("other.txt", "other")
         ),
     );
-    let sent = w.alice.path("sent.eml");
-    ok(&mut w.alice.with_pin(&["send", "--in", draft.to_str().unwrap(), "--out", sent.to_str().unwrap()]));
-    let (_, hop1) = w.org("sending", &sent, "hop1.eml", None);
-    let (_, hop2) = w.org("receiving", &hop1, "hop2.eml", None);
     let receive = |dir: &std::path::Path, extra: &[&str]| {
         let mut args = vec!["receive", "--in", hop2.to_str().unwrap(), "--extract", dir.to_str().unwrap()];
         args.extend_from_slice(extra);
@@ -521,14 +517,9 @@ fn extraction_is_all_or_nothing_and_same_names_are_told_apart() {
 #[test]
 fn extraction_refuses_a_directory_that_is_a_symbolic_link_unless_named_as_dir_slash_dot() {
     let w = World::new();
-    let draft = w.alice.write(
-        "draft.eml",
+    let hop2 = w.delivered(
         "From: alice@example.jp\nTo: bob@partner.example\nSubject: x\nMIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=\"B\"\n\n--B\nContent-Type: text/plain\n\nsee file\n--B\nContent-Type: text/plain\nContent-Disposition: attachment; filename=\"report.txt\"\n\nreport\n--B--\n",
     );
-    let sent = w.alice.path("sent.eml");
-    ok(&mut w.alice.with_pin(&["send", "--in", draft.to_str().unwrap(), "--out", sent.to_str().unwrap()]));
-    let (_, hop1) = w.org("sending", &sent, "hop1.eml", None);
-    let (_, hop2) = w.org("receiving", &hop1, "hop2.eml", None);
     // Someone else's directory, reached through a link planted where Bob expects his own.
     let elsewhere = w.bob.path("elsewhere");
     std::fs::create_dir_all(&elsewhere).unwrap();
@@ -548,7 +539,7 @@ fn extraction_refuses_a_directory_that_is_a_symbolic_link_unless_named_as_dir_sl
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     assert_eq!(entries(&elsewhere), ["report.txt"]);
     // A file where the directory should be, and a directory where a file would go.
-    let o = run(&mut w.bob.with_pin(&["receive", "--in", hop2.to_str().unwrap(), "--extract", sent.to_str().unwrap()]));
+    let o = run(&mut w.bob.with_pin(&["receive", "--in", hop2.to_str().unwrap(), "--extract", hop2.to_str().unwrap()]));
     assert_clear_failure(&o, 2);
     assert!(stderr(&o).contains("is not a directory"), "{}", stderr(&o));
     let dir = w.bob.path("with-dir");

@@ -4,22 +4,13 @@
 
 use crate::error::{Exit, Failure};
 use crate::ops::ctx::Ctx;
+use crate::token::floor::median;
 use crate::token::objects::KeyKind;
 use std::time::Instant;
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
-    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
-}
-
-fn time<F: FnMut() -> Result<(), Failure>>(n: usize, mut f: F) -> Result<f64, Failure> {
-    let mut v = Vec::with_capacity(n);
-    for _ in 0..n {
-        let t = Instant::now();
-        f()?;
-        v.push(t.elapsed().as_secs_f64() * 1000.0);
-    }
-    Ok(median(v))
+/// `token::floor::time` for stages that fail as commands do.
+fn time<F: FnMut() -> Result<(), Failure>>(n: usize, f: F) -> Result<f64, Failure> {
+    crate::token::floor::time(n, f)
 }
 
 pub fn run(ctx: &mut dyn Ctx, iterations: usize) -> Result<(), Failure> {

@@ -11,12 +11,14 @@ use cryptoki::object::{Attribute, ObjectClass};
 use cryptoki::session::UserType;
 use std::time::Instant;
 
-fn median(mut v: Vec<f64>) -> f64 {
+/// The middle of `v` (NaN when empty).
+pub fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
     v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
 }
 
-fn time<F: FnMut() -> Result<(), TokenError>>(n: usize, mut f: F) -> Result<f64, TokenError> {
+/// The median time of `n` runs of `f`, in milliseconds; the first error stops it.
+pub fn time<E, F: FnMut() -> Result<(), E>>(n: usize, mut f: F) -> Result<f64, E> {
     let mut v = Vec::with_capacity(n);
     for _ in 0..n {
         let t = Instant::now();
