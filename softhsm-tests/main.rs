@@ -20,4 +20,5 @@ mod sign;
 mod smtp;
 mod ssmax;
 mod status;
+mod tokens;
 mod verify;

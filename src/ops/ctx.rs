@@ -4,6 +4,7 @@
 
 use super::setup::Setup;
 use crate::error::Failure;
+use crate::token::objects::CertObject;
 use crate::token::pin::PinPrompt;
 use crate::token::Token;
 
@@ -25,6 +26,23 @@ pub trait Ctx {
     fn note(&mut self, line: String);
     /// The token and the PIN prompt, with the settings: a command needs them all at once.
     fn token(&mut self) -> Result<Parts<'_>, Failure>;
+    /// The certificates of the token the settings name, or of every present token a profile
+    /// matches when they name none and there are several: what needs no key (the anchors a
+    /// verification trusts) needs no choice of token. No PIN is asked.
+    fn token_certificates(&mut self) -> Result<Vec<CertObject>, Failure> {
+        let uri = self.setup().token_uri.clone();
+        if !uri.names_token() {
+            let all = Token::open_all(&uri, &self.setup().profiles)?;
+            if all.len() > 1 {
+                let mut certs = Vec::new();
+                for t in &all {
+                    certs.extend(t.certificates()?);
+                }
+                return Ok(certs);
+            }
+        }
+        Ok(self.token()?.token.certificates()?)
+    }
     /// The command is done with the token for now: the agent lets the next request have it while
     /// this one works without it (the CLI has nothing to do). Asking for the token again waits
     /// for a new turn.

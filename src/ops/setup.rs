@@ -23,11 +23,17 @@ impl Setup {
         let config = config::load(config_path)?;
         let profiles = std::sync::Arc::new(profile::load_all(config.profiles_dir.as_deref())?);
         let from_config = config.token.as_deref().map(Pkcs11Uri::parse).transpose()?.unwrap_or_default();
-        let token_uri = match token {
-            Some(t) => Pkcs11Uri::parse(t)?.or(&from_config),
-            None => from_config,
+        let named = token.map(Pkcs11Uri::parse).transpose()?.unwrap_or_default();
+        let key_named = key.map(Pkcs11Uri::parse).transpose()?;
+        let key_configured = config.key.as_deref().map(Pkcs11Uri::parse).transpose()?;
+        // A key URI that names its token selects that token; one that contradicts --token is an
+        // error. The config's key counts only when --token names nothing itself.
+        let named = match (&key_named, &key_configured, token) {
+            (Some(k), _, _) => named.with_token_of(k)?,
+            (None, Some(k), None) => named.with_token_of(k)?,
+            _ => named,
         };
-        let key_uri = key.or(config.key.as_deref()).map(Pkcs11Uri::parse).transpose()?;
-        Ok(Setup { config, profiles, token_uri, key_uri })
+        let token_uri = named.or(&from_config);
+        Ok(Setup { config, profiles, token_uri, key_uri: key_named.or(key_configured) })
     }
 }

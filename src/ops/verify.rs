@@ -50,9 +50,9 @@ pub fn run(ctx: &mut dyn Ctx, a: &VerifyArgs) -> Result<(), Failure> {
     if !a.no_token {
         // Anchors on the token are the ones a PC cannot swap; without a token only --ca counts.
         let named = ctx.setup().token_uri != Default::default();
-        match ctx.token() {
-            Ok(p) => {
-                for c in p.token.certificates()? {
+        match ctx.token_certificates() {
+            Ok(certs) => {
+                for c in certs {
                     if c.anchor {
                         trust.anchors.push(c.der);
                     } else {

@@ -145,6 +145,7 @@ impl PinFlags {
 pub struct SlotReport {
     pub slot: Slot,
     pub description: String,
+    pub manufacturer: String,
     pub token: Option<TokenReport>,
     /// Something is in the slot that is not a usable token (e.g. a card the module does not know).
     pub problem: Option<String>,
@@ -229,7 +230,13 @@ impl Module {
             } else {
                 None
             };
-            out.push(SlotReport { slot, description: info.slot_description().trim_end().to_string(), token, problem });
+            out.push(SlotReport {
+                slot,
+                description: info.slot_description().trim_end().to_string(),
+                manufacturer: info.manufacturer_id().trim_end().to_string(),
+                token,
+                problem,
+            });
         }
         Ok(out)
     }
@@ -270,14 +277,63 @@ pub struct Token {
     objects: std::cell::RefCell<objects::ObjectCache>,
 }
 
+/// What looking for tokens found, and where it looked (for the message when nothing fits).
+struct Search {
+    found: Vec<(Module, SlotReport, Profile)>,
+    searched: Vec<String>,
+    load_errors: Vec<String>,
+}
+
 impl Token {
     /// Find the one token `uri` names (module from the URI, else every profile's module) and open
     /// a session. No token ⇒ `NotPresent` naming the slots searched, before any PIN is asked.
     pub fn open(uri: &Pkcs11Uri, profiles: &[Profile]) -> Result<Token> {
+        let Search { found, searched, load_errors } = Self::find(uri, profiles)?;
+        if found.len() > 1 && !uri.names_token() {
+            let names: Vec<String> = found
+                .iter()
+                .map(|(_, s, _)| format!("'{}'", s.token.as_ref().map(|t| t.label.as_str()).unwrap_or("")))
+                .collect();
+            return Err(TokenError::Ambiguous(format!(
+                "several tokens are present ({}): choose one with --token 'pkcs11:token=LABEL'",
+                names.join(", ")
+            )));
+        }
+        let Some(first) = found.into_iter().next() else {
+            return Err(Self::not_present(uri, &searched, &load_errors));
+        };
+        Self::from_found(first)
+    }
+
+    /// Every present token `uri` selects (every one a profile matches when it names none), for
+    /// what needs no choice: the trust anchors of all of them.
+    pub fn open_all(uri: &Pkcs11Uri, profiles: &[Profile]) -> Result<Vec<Token>> {
+        Self::find(uri, profiles)?.found.into_iter().map(Self::from_found).collect()
+    }
+
+    fn not_present(uri: &Pkcs11Uri, searched: &[String], load_errors: &[String]) -> TokenError {
+        let wanted = if uri.names_token() { format!("the token {uri}") } else { "a token".to_string() };
+        let mut msg = format!("{wanted} is not present; insert the card or token and try again.");
+        if !searched.is_empty() {
+            msg.push_str(&format!(" Searched: {}.", searched.join("; ")));
+        }
+        if !load_errors.is_empty() {
+            msg.push_str(&format!(" {}", load_errors.join("; ")));
+        }
+        TokenError::NotPresent(msg)
+    }
+
+    fn modules_for(uri: &Pkcs11Uri, profiles: &[Profile]) -> Vec<PathBuf> {
         let modules = match &uri.module_path {
             Some(p) => vec![p.clone()],
             None => candidate_modules(profiles),
         };
+        modules.into_iter().filter(|m| uri.matches_module(m)).collect()
+    }
+
+    /// The present tokens `uri` selects, with their module, slot and profile.
+    fn find(uri: &Pkcs11Uri, profiles: &[Profile]) -> Result<Search> {
+        let modules = Self::modules_for(uri, profiles);
         if modules.is_empty() {
             return Err(TokenError::NotPresent(
                 "no PKCS#11 module found: install your token's module (softhsm2, opensc or ykcs11) or give one with --token 'pkcs11:?module-path=/path/to/module.so'".into(),
@@ -307,6 +363,7 @@ impl Token {
                 let Some(t) = &s.token else { continue };
                 if !t.initialized
                     || uri.slot_id.is_some_and(|id| id != s.slot.id())
+                    || !uri.matches_slot(&s.description, &s.manufacturer)
                     || !uri.matches_token(&t.label, &t.manufacturer, &t.model, &t.serial)
                 {
                     continue;
@@ -332,27 +389,10 @@ impl Token {
                 break;
             }
         }
-        if found.len() > 1 && !uri.names_token() {
-            let names: Vec<String> = found
-                .iter()
-                .map(|(_, s, _)| format!("'{}'", s.token.as_ref().map(|t| t.label.as_str()).unwrap_or("")))
-                .collect();
-            return Err(TokenError::Ambiguous(format!(
-                "several tokens are present ({}): choose one with --token 'pkcs11:token=LABEL'",
-                names.join(", ")
-            )));
-        }
-        let Some((module, slot, profile)) = found.into_iter().next() else {
-            let wanted = if uri.names_token() { format!("the token {uri}") } else { "a token".to_string() };
-            let mut msg = format!("{wanted} is not present; insert the card or token and try again.");
-            if !searched.is_empty() {
-                msg.push_str(&format!(" Searched: {}.", searched.join("; ")));
-            }
-            if !load_errors.is_empty() {
-                msg.push_str(&format!(" {}", load_errors.join("; ")));
-            }
-            return Err(TokenError::NotPresent(msg));
-        };
+        Ok(Search { found, searched, load_errors })
+    }
+
+    fn from_found((module, slot, profile): (Module, SlotReport, Profile)) -> Result<Token> {
         let session = module.ctx.open_ro_session(slot.slot).map_err(TokenError::ck)?;
         let label = slot.token.as_ref().map(|t| t.label.clone()).unwrap_or_default();
         let description = slot

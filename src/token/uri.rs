@@ -145,12 +145,63 @@ impl Pkcs11Uri {
             && ok(&self.serial, serial)
     }
 
+    /// The slot's own attributes (slot-description, slot-manufacturer) fit.
+    pub fn matches_slot(&self, description: &str, manufacturer: &str) -> bool {
+        fn ok(want: &Option<String>, have: &str) -> bool {
+            want.as_deref().is_none_or(|w| w.trim_end() == have.trim_end())
+        }
+        ok(&self.slot_description, description) && ok(&self.slot_manufacturer, manufacturer)
+    }
+
+    /// The module's file fits `module-name` (RFC 7512 §2.3: the library's name without directory,
+    /// "lib" prefix or suffix: `softhsm2` for /usr/lib/softhsm/libsofthsm2.so).
+    pub fn matches_module(&self, path: &std::path::Path) -> bool {
+        let Some(want) = &self.module_name else { return true };
+        let file = path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
+        let stem = file.split('.').next().unwrap_or("");
+        stem == want || stem.strip_prefix("lib") == Some(want.as_str()) || file == *want
+    }
+
     pub fn names_token(&self) -> bool {
         self.token.is_some()
             || self.serial.is_some()
             || self.model.is_some()
             || self.manufacturer.is_some()
             || self.slot_id.is_some()
+            || self.slot_description.is_some()
+    }
+
+    /// `self` with the token-selecting attributes of `other` (a key URI that names its token):
+    /// an attribute both name differently is an error that names it.
+    pub fn with_token_of(mut self, other: &Pkcs11Uri) -> Result<Self, UriError> {
+        macro_rules! take {
+            ($($f:ident: $name:literal),*) => { $(
+                match (&self.$f, &other.$f) {
+                    (Some(a), Some(b)) if a != b => {
+                        return Err(UriError(format!(
+                            "the token names {} {:?} and the key names {:?}: they contradict each other",
+                            $name, a, b
+                        )))
+                    }
+                    (None, Some(b)) => self.$f = Some(b.clone()),
+                    _ => {}
+                }
+            )* };
+        }
+        take!(
+            token: "token",
+            manufacturer: "manufacturer",
+            model: "model",
+            serial: "serial",
+            slot_description: "slot-description",
+            slot_manufacturer: "slot-manufacturer",
+            slot_id: "slot-id",
+            library_manufacturer: "library-manufacturer",
+            library_description: "library-description",
+            module_path: "module-path",
+            module_name: "module-name"
+        );
+        Ok(self)
     }
 }
 
@@ -237,6 +288,27 @@ impl fmt::Display for Pkcs11Uri {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_key_names_its_token_and_may_not_contradict_the_token_named() {
+        let key = Pkcs11Uri::parse("pkcs11:token=Card;serial=42;id=%01?module-path=/m.so").unwrap();
+        let t = Pkcs11Uri::default().with_token_of(&key).unwrap();
+        assert_eq!((t.token.as_deref(), t.serial.as_deref(), t.id), (Some("Card"), Some("42"), None));
+        assert_eq!(t.module_path.as_deref(), Some(std::path::Path::new("/m.so")));
+        let same = Pkcs11Uri::parse("pkcs11:token=Card").unwrap().with_token_of(&key).unwrap();
+        assert_eq!(same.serial.as_deref(), Some("42"));
+        let e = Pkcs11Uri::parse("pkcs11:serial=7").unwrap().with_token_of(&key).unwrap_err();
+        assert!(e.to_string().contains("serial \"7\" and the key names \"42\""), "{e}");
+    }
+
+    #[test]
+    fn module_name_is_the_library_without_directory_prefix_or_suffix() {
+        let u = Pkcs11Uri::parse("pkcs11:?module-name=softhsm2").unwrap();
+        assert!(u.matches_module(std::path::Path::new("/usr/lib/softhsm/libsofthsm2.so")));
+        assert!(!u.matches_module(std::path::Path::new("/usr/lib/x86_64-linux-gnu/opensc-pkcs11.so")));
+        let o = Pkcs11Uri::parse("pkcs11:?module-name=opensc-pkcs11").unwrap();
+        assert!(o.matches_module(std::path::Path::new("/usr/lib/x86_64-linux-gnu/opensc-pkcs11.so")));
+    }
 
     #[test]
     fn parses_token_object_and_module_path() {

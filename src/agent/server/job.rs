@@ -24,11 +24,20 @@ pub(super) fn run_job(
     });
     let mut s = agent.setup.clone();
     let parsed = (|| -> Result<(), Failure> {
-        if let Some(t) = &req.token {
-            s.token_uri = Pkcs11Uri::parse(t)?.or(&agent.setup.token_uri);
+        // As Setup::load does it: a key that names its token selects it, and must agree with
+        // the token the client named.
+        let named = req.token.as_deref().map(Pkcs11Uri::parse).transpose()?;
+        let key = req.key.as_deref().map(Pkcs11Uri::parse).transpose()?;
+        let named = match (named, &key) {
+            (Some(t), Some(k)) => Some(t.with_token_of(k)?),
+            (None, Some(k)) => Some(Pkcs11Uri::default().with_token_of(k)?),
+            (named, None) => named,
+        };
+        if let Some(t) = named {
+            s.token_uri = t.or(&agent.setup.token_uri);
         }
-        if let Some(k) = &req.key {
-            s.key_uri = Some(Pkcs11Uri::parse(k)?);
+        if key.is_some() {
+            s.key_uri = key;
         }
         Ok(())
     })();
