@@ -1,8 +1,7 @@
 //! The operating system, behind one narrow interface: process hardening and signals, who is on
 //! the other end of a Unix socket, descriptor flags, the terminal and the login name. rustix
 //! where it offers the call safely; libc only where it does not (signal dispositions, the
-//! password database). A port to another system starts here (the descriptor passing of the agent
-//! protocol is in agent/protocol.rs).
+//! password database). A port to another system starts here.
 //!
 //! One-shot commands behave like other Unix filters: a closed output pipe ends them quietly
 //! (`ssmax-card verify … | head`). A server must not: a client that sends a request and goes
@@ -10,7 +9,10 @@
 //! everyone (SIGPIPE, exit 141). Servers ignore SIGPIPE, so such a write fails with EPIPE and
 //! ends that one connection.
 
-use std::os::fd::AsFd;
+use std::io::{IoSlice, IoSliceMut};
+use std::mem::MaybeUninit;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::net::UnixStream;
 
 /// A PIN passes through this process's memory: keep it out of core files and away from
 /// same-user debuggers; a closed pipe ends a one-shot command quietly.
@@ -78,4 +80,46 @@ pub fn login_name() -> String {
             .then(|| std::ffi::CStr::from_ptr((*pw).pw_name).to_string_lossy().into_owned())
     };
     from_passwd.or_else(|| std::env::var("USER").ok()).unwrap_or_else(|| "user".into())
+}
+
+/// The most descriptors one message may carry here, in either direction.
+pub const MAX_DESCRIPTORS: usize = 32;
+
+/// Send `slices` with `fds` attached to the first byte (SCM_RIGHTS), never raising SIGPIPE.
+/// Returns how many bytes went; the caller sends the rest plainly.
+pub fn send_with_descriptors(
+    sock: &UnixStream,
+    slices: &[IoSlice<'_>],
+    fds: &[BorrowedFd<'_>],
+) -> std::io::Result<usize> {
+    use rustix::net::{sendmsg, SendAncillaryBuffer, SendAncillaryMessage, SendFlags};
+    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(MAX_DESCRIPTORS))];
+    let mut control = SendAncillaryBuffer::new(&mut space);
+    if fds.len() > MAX_DESCRIPTORS || (!fds.is_empty() && !control.push(SendAncillaryMessage::ScmRights(fds))) {
+        return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, "descriptors do not fit"));
+    }
+    Ok(sendmsg(sock, slices, &mut control, SendFlags::NOSIGNAL)?)
+}
+
+/// What one receive brought: bytes, the descriptors that rode on them (close-on-exec), and
+/// whether the kernel had to drop descriptors that did not fit.
+pub struct Received {
+    pub bytes: usize,
+    pub fds: Vec<OwnedFd>,
+    pub truncated: bool,
+}
+
+/// Receive into `buf`, with room for up to `MAX_DESCRIPTORS` passed alongside.
+pub fn recv_with_descriptors(sock: &UnixStream, buf: &mut [u8]) -> std::io::Result<Received> {
+    use rustix::net::{recvmsg, RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, ReturnFlags};
+    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(MAX_DESCRIPTORS))];
+    let mut control = RecvAncillaryBuffer::new(&mut space);
+    let msg = recvmsg(sock, &mut [IoSliceMut::new(buf)], &mut control, RecvFlags::CMSG_CLOEXEC)?;
+    let mut fds = Vec::new();
+    for m in control.drain() {
+        if let RecvAncillaryMessage::ScmRights(received) = m {
+            fds.extend(received);
+        }
+    }
+    Ok(Received { bytes: msg.bytes, fds, truncated: msg.flags.contains(ReturnFlags::CTRUNC) })
 }

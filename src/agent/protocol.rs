@@ -4,8 +4,7 @@
 //! a file descriptor passed with the message (SCM_RIGHTS), and so may the reply's.
 
 use serde::{Deserialize, Serialize};
-use std::io::{IoSlice, IoSliceMut, Read, Write};
-use std::mem::MaybeUninit;
+use std::io::{IoSlice, Read, Write};
 use std::os::fd::{BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 
@@ -20,6 +19,7 @@ pub const MAX_BODY: u32 = 64 * 1024 * 1024;
 pub const MAX_PASSED: usize = 16;
 /// Descriptors a request may carry: its body, the passed files and the file for the reply.
 pub const MAX_FDS: usize = 2 + MAX_PASSED;
+const _: () = assert!(MAX_FDS <= crate::platform::MAX_DESCRIPTORS);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProtocolError {
@@ -321,19 +321,13 @@ pub fn write_message_with_fds<H: Serialize>(
     body: &[u8],
     fds: &[BorrowedFd<'_>],
 ) -> Result<(), ProtocolError> {
-    use rustix::net::{sendmsg, SendAncillaryBuffer, SendAncillaryMessage, SendFlags};
     if fds.len() > MAX_FDS {
         return Err(ProtocolError::TooManyFds);
     }
     let h = serde_json::to_vec(header)?;
     let (hl, bl) = (frame_len(&h)?, frame_len(body)?);
-    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS))];
-    let mut control = SendAncillaryBuffer::new(&mut space);
-    if !fds.is_empty() && !control.push(SendAncillaryMessage::ScmRights(fds)) {
-        return Err(ProtocolError::TooManyFds);
-    }
     let mut slices = [IoSlice::new(&hl), IoSlice::new(&h), IoSlice::new(&bl), IoSlice::new(body)];
-    let sent = sendmsg(sock, &slices, &mut control, SendFlags::NOSIGNAL).map_err(std::io::Error::from)?;
+    let sent = crate::platform::send_with_descriptors(sock, &slices, fds)?;
     // The descriptors rode on the first byte; whatever did not go, goes plainly.
     let mut rest = &mut slices[..];
     IoSlice::advance_slices(&mut rest, sent);
@@ -393,35 +387,27 @@ fn read_with_fds<H: for<'de> Deserialize<'de>>(
     sock: &UnixStream,
     until: Option<Until<'_>>,
 ) -> Result<(H, Vec<u8>, Vec<OwnedFd>), ProtocolError> {
-    use rustix::net::{recvmsg, RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, ReturnFlags};
     let mut prefix = [0u8; 4];
     let mut got = 0;
     let mut fds = Vec::new();
     while got < prefix.len() {
-        let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS))];
-        let mut control = RecvAncillaryBuffer::new(&mut space);
         if let Some(u) = &until {
             u.arm()?;
         }
-        let msg = match recvmsg(sock, &mut [IoSliceMut::new(&mut prefix[got..])], &mut control, RecvFlags::CMSG_CLOEXEC)
-        {
-            Ok(m) => m,
-            Err(rustix::io::Errno::INTR) => continue,
-            Err(e) => return Err(std::io::Error::from(e).into()),
+        let r = match crate::platform::recv_with_descriptors(sock, &mut prefix[got..]) {
+            Ok(r) => r,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e.into()),
         };
-        for m in control.drain() {
-            if let RecvAncillaryMessage::ScmRights(received) = m {
-                fds.extend(received);
-            }
-        }
+        fds.extend(r.fds);
         // The kernel closed what did not fit; the request cannot be what the client meant.
-        if msg.flags.contains(ReturnFlags::CTRUNC) || fds.len() > MAX_FDS {
+        if r.truncated || fds.len() > MAX_FDS {
             return Err(ProtocolError::TooManyFds);
         }
-        if msg.bytes == 0 {
+        if r.bytes == 0 {
             return Err(ProtocolError::Closed);
         }
-        got += msg.bytes;
+        got += r.bytes;
     }
     let (header, body) = match until {
         Some(u) => read_message(&mut prefix.as_slice().chain(u))?,
