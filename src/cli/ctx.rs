@@ -66,6 +66,13 @@ impl Ctx for CliCtx<'_> {
             None => eprintln!("ssmax-card: {line}"),
         }
     }
+    fn holds_token(&mut self) -> Result<bool, Failure> {
+        Ok(self.token.is_some())
+    }
+    fn adopt_token(&mut self, token: Token) -> Result<(), Failure> {
+        self.token = Some(token);
+        Ok(())
+    }
     fn token(&mut self) -> Result<Parts<'_>, Failure> {
         if self.prompt.is_none() {
             self.prompt = Some(prompt(self.g, &self.s.config, Some(self.io))?);

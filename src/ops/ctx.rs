@@ -29,10 +29,11 @@ pub trait Ctx {
     /// The certificates of the token the settings name, or of every present token a profile
     /// matches when they name none and there are several: what needs no key (the anchors a
     /// verification trusts) needs no choice of token. No PIN is asked.
+    /// The one token found is kept as this command's token: it is looked for once.
     fn token_certificates(&mut self) -> Result<Vec<CertObject>, Failure> {
         let uri = self.setup().token_uri.clone();
-        if !uri.names_token() {
-            let all = Token::open_all(&uri, &self.setup().profiles)?;
+        if !uri.names_token() && !self.holds_token()? {
+            let mut all = Token::open_all(&uri, &self.setup().profiles)?;
             if all.len() > 1 {
                 let mut certs = Vec::new();
                 for t in &all {
@@ -40,9 +41,16 @@ pub trait Ctx {
                 }
                 return Ok(certs);
             }
+            if let Some(t) = all.pop() {
+                self.adopt_token(t)?;
+            }
         }
         Ok(self.token()?.token.certificates()?)
     }
+    /// The token the settings select is open already (the agent: the turn is taken to look).
+    fn holds_token(&mut self) -> Result<bool, Failure>;
+    /// Use `token`, found by looking, as the token the settings select.
+    fn adopt_token(&mut self, token: Token) -> Result<(), Failure>;
     /// The command is done with the token for now: the agent lets the next request have it while
     /// this one works without it (the CLI has nothing to do). Asking for the token again waits
     /// for a new turn.

@@ -232,6 +232,22 @@ impl Ctx for AgentCtx<'_> {
     fn done_with_token(&mut self) {
         self.release(None);
     }
+    fn holds_token(&mut self) -> Result<bool, Failure> {
+        if self.turn.is_none() {
+            self.take_turn()?;
+        }
+        Ok(self.turn.as_deref().is_some_and(|desk| desk.tokens.contains_key(&self.token_key)))
+    }
+    fn adopt_token(&mut self, token: Token) -> Result<(), Failure> {
+        if self.turn.is_none() {
+            self.take_turn()?;
+        }
+        let Some(desk) = self.turn.as_deref_mut() else {
+            return Err(Failure::new(Exit::Io, "internal: the token turn vanished"));
+        };
+        desk.tokens.insert(self.token_key.clone(), token);
+        Ok(())
+    }
     fn token(&mut self) -> Result<Parts<'_>, Failure> {
         if self.turn.is_none() {
             self.take_turn()?;
