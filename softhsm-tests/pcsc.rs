@@ -13,51 +13,22 @@ use std::time::{Duration, Instant};
 use support::agent::*;
 use support::*;
 
-/// pcscd with the vpcd virtual readers (started here unless one runs), and the vicc card.
-struct Pcsc {
-    pcscd: Option<Child>,
-}
-
-impl Pcsc {
-    fn start() -> Pcsc {
-        let running =
-            Command::new("pgrep").arg("-x").arg("pcscd").output().map(|o| o.status.success()).unwrap_or(false);
-        let pcscd = (!running).then(|| {
-            Command::new("pcscd")
-                .arg("--foreground")
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("pcscd (Debian package pcscd)")
-        });
-        Pcsc { pcscd }
-    }
-
-    fn card(&self) -> Child {
-        let venv = concat!(env!("CARGO_MANIFEST_DIR"), "/target/vicc-venv/bin/python");
-        assert!(Path::new(venv).exists(), "run softhsm-tests/test.sh (it makes the vicc venv)");
-        Command::new(venv)
-            .env("PYTHONPATH", "/usr/lib/python3/site-packages/virtualsmartcard")
-            .args(["/usr/bin/vicc", "-t", "iso7816"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("vicc (Debian package vsmartcard-vpicc)")
-    }
-}
-
-impl Drop for Pcsc {
-    fn drop(&mut self) {
-        if let Some(p) = self.pcscd.as_mut() {
-            let _ = p.kill();
-            let _ = p.wait();
-        }
-    }
+/// The vicc card (vsmartcard's Python emulator of a plain ISO 7816 card).
+fn vicc() -> Child {
+    let venv = concat!(env!("CARGO_MANIFEST_DIR"), "/target/vicc-venv/bin/python");
+    assert!(Path::new(venv).exists(), "run softhsm-tests/test.sh (it makes the vicc venv)");
+    Command::new(venv)
+        .env("PYTHONPATH", "/usr/lib/python3/site-packages/virtualsmartcard")
+        .args(["/usr/bin/vicc", "-t", "iso7816"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("vicc (Debian package vsmartcard-vpicc)")
 }
 
 #[test]
 fn token_bound_to_a_pcsc_reader_follows_the_card_in_it() {
-    let pcsc = Pcsc::start();
+    let _pcscd = Pcscd::start();
     let tok = Tok::new();
     let agent = start_agent_with(&tok, "token = \"pkcs11:token=ssmax%20test?module-path=/usr/lib/softhsm/libsofthsm2.so\"\n", "pin_cache = \"until-removed\"\npresence_poll_ms = 200\n[agent.presence_reader]\n\"ssmax test\" = \"Virtual PCD 00 00\"\n", "0");
     let input = tok.write("mail.eml", MAIL);
@@ -67,7 +38,7 @@ fn token_bound_to_a_pcsc_reader_follows_the_card_in_it() {
     assert!(stderr(&o).contains("insert the card in reader 'Virtual PCD 00 00'"), "{}", stderr(&o));
     assert_eq!(getpins(&agent), 0);
 
-    let mut card = pcsc.card();
+    let mut card = vicc();
     let start = Instant::now();
     let o = loop {
         let o = via(&tok, &agent, &["sign", "--in", input.to_str().unwrap()]);
@@ -88,7 +59,7 @@ fn token_bound_to_a_pcsc_reader_follows_the_card_in_it() {
     assert_clear_failure(&o, 3);
     assert_eq!(getpins(&agent), 1, "no PIN prompt without the card");
 
-    let mut card = pcsc.card();
+    let mut card = vicc();
     next_event(&mut sub, "token-inserted");
     let o = via(&tok, &agent, &["sign", "--in", input.to_str().unwrap()]);
     assert_eq!(code(&o), 0, "{}", stderr(&o));

@@ -5,9 +5,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . softhsm-tests/deps.sh
 # neomutt + tmux: the mail-client tests; postfix + Cyrus SASL: the relay; swaks: the SMTP client;
-# NSS tools (cmsutil), gpgsm and Bouncy Castle (Java): independent S/MIME peers; time: peak memory.
+# NSS tools (cmsutil), gpgsm and Bouncy Castle (Java): independent S/MIME peers; time: peak memory;
+# ykcs11: Yubico's module, tried against the virtual PIV card (and failing without pcscd elsewhere).
 ssmax_deps neomutt tmux postfix sasl2-bin libsasl2-modules swaks libnss3-tools gpgsm \
-  openjdk-17-jdk-headless libbcprov-java libbcpkix-java libbcutil-java time
+  openjdk-17-jdk-headless libbcprov-java libbcpkix-java libbcutil-java time ykcs11
 ssmax_vicc_venv
 # rustup's default profile has both; a minimal one gets them here.
 for c in rustfmt clippy; do

@@ -81,6 +81,11 @@ pub struct KeyRoles {
     /// Shown to the user when `can_decrypt` is false.
     #[serde(default)]
     pub no_decrypt_reason: Option<String>,
+    /// The signing certificate identifies a person, not a mailbox (My Number card): what it
+    /// discloses. A plain `sign` with it needs the user's confirmation; SSMAX `send` does not,
+    /// since the organisation replaces the signature and binds the From address itself.
+    #[serde(default)]
+    pub personal_certificate: Option<String>,
     /// Whether `ssmax-card keygen` may create key pairs on this token with the user PIN.
     #[serde(default = "yes")]
     pub can_generate: bool,

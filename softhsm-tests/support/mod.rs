@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod agent;
+pub mod vcard;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -295,4 +296,34 @@ pub fn openssl_verify(mail: &Path, ca: &Path) -> Output {
         .arg("-CAfile")
         .arg(ca)
         .args(["-purpose", "smimesign"]))
+}
+
+/// pcscd with the vpcd virtual readers: started here unless one already runs, stopped on drop.
+pub struct Pcscd {
+    child: Option<std::process::Child>,
+}
+
+impl Pcscd {
+    pub fn start() -> Pcscd {
+        let running =
+            Command::new("pgrep").arg("-x").arg("pcscd").output().map(|o| o.status.success()).unwrap_or(false);
+        let child = (!running).then(|| {
+            Command::new("pcscd")
+                .arg("--foreground")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("pcscd (Debian package pcscd)")
+        });
+        Pcscd { child }
+    }
+}
+
+impl Drop for Pcscd {
+    fn drop(&mut self) {
+        if let Some(p) = self.child.as_mut() {
+            let _ = p.kill();
+            let _ = p.wait();
+        }
+    }
 }

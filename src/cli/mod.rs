@@ -95,6 +95,10 @@ pub enum Command {
         /// With --signature-only: the From address of the mail, which the certificate must carry.
         #[arg(long, value_name = "ADDRESS", requires = "signature_only")]
         from: Option<String>,
+        /// Sign with a certificate that names you rather than your mailbox (My Number card:
+        /// name, address, date of birth, sex), knowing every recipient sees it.
+        #[arg(long, conflicts_with = "signature_only")]
+        personal_certificate: bool,
     },
     /// Verify a signed mail (multipart/signed or opaque) or a CMS signature.
     Verify {
@@ -339,10 +343,14 @@ fn run_here_or_in_agent(cli: Cli) -> Result<(), Failure> {
     match cli.command {
         Command::Status => status::run(&mut ctx::CliCtx::new(g, &no_io)?),
         Command::Profiles => profiles::run(g),
-        Command::Sign { io, pss, signature_only: _, from: Some(from) } => {
+        Command::Sign { io, pss, from: Some(from), .. } => {
             sign::run_signature_only(&mut ctx::CliCtx::new(g, &io)?, pss, &from)
         }
-        Command::Sign { io, pss, .. } => sign::run(&mut ctx::CliCtx::new(g, &io)?, pss),
+        Command::Sign { io, pss, personal_certificate, .. } => {
+            let binding =
+                if personal_certificate { sign::Binding::PersonalConfirmed } else { sign::Binding::Certificate };
+            sign::run(&mut ctx::CliCtx::new(g, &io)?, pss, binding)
+        }
         Command::Verify { io, ca, certfile, content, no_token, openssl_status } => {
             let mut c = ctx::CliCtx::new(g, &io)?;
             if openssl_status {

@@ -108,7 +108,7 @@ fn forward(p: &mut Parts<'_>, a: &ForwardArgs, raw: &[u8]) -> Result<(Vec<u8>, S
         Field::written("Subject", crate::mail::fields::unstructured("Subject", &subject)),
         Field::new("Date", &date),
     ];
-    let done = sign_on_token(p, &from, &a.to.join(", "), &[&inner], None, a.pss)?;
+    let done = sign_on_token(p, &from, &a.to.join(", "), &[&inner], None, a.pss, super::sign::Binding::Organisation)?;
     let note =
         format!("forwarded {} attachment(s), re-keyed for '{org_name}'; {}", forwarded, done.summary(&from, p.token));
     Ok((build_signed(&outer, &inner, &done.der, done.scheme.hash().micalg()), note))

@@ -48,7 +48,7 @@ pub fn run(ctx: &mut dyn Ctx, extra: Vec<Attachment>, pss: bool) -> Result<(), F
     let inner = crate::ssmax::mail::build(&parts.body, protected, &org_name);
     let (done, summary) = {
         let mut p = ctx.token()?;
-        let done = sign_on_token(&mut p, &from, &to, &[&inner], None, pss)?;
+        let done = sign_on_token(&mut p, &from, &to, &[&inner], None, pss, super::sign::Binding::Organisation)?;
         let summary = done.summary(&from, p.token);
         (done, summary)
     };

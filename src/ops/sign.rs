@@ -24,7 +24,19 @@ pub struct Chosen {
     pub subject: std::sync::Arc<str>,
 }
 
-pub fn run(ctx: &mut dyn Ctx, pss: bool) -> Result<(), Failure> {
+/// How the signature is bound to the From address.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Binding {
+    /// Plain S/MIME: the certificate must carry the From address.
+    Certificate,
+    /// The user confirmed (`--personal-certificate`) signing with a certificate that names them,
+    /// not their mailbox: recipients see its personal data and no From binding.
+    PersonalConfirmed,
+    /// SSMAX `send` / `forward`: the organisation verifies the sender and re-signs, binding From.
+    Organisation,
+}
+
+pub fn run(ctx: &mut dyn Ctx, pss: bool, binding: Binding) -> Result<(), Failure> {
     let raw = ctx.input()?;
     let mail = Entity::parse(&raw)?;
     let from = mail
@@ -58,7 +70,7 @@ pub fn run(ctx: &mut dyn Ctx, pss: bool) -> Result<(), Failure> {
     let sha256 = as_is.unwrap_or_else(|| Hash::Sha256.digest_pieces(&signed));
     let (done, summary) = {
         let mut p = ctx.token()?;
-        let done = sign_on_token(&mut p, &from, &to, &signed, Some(&sha256), pss)?;
+        let done = sign_on_token(&mut p, &from, &to, &signed, Some(&sha256), pss, binding)?;
         let summary = done.summary(&from, p.token);
         (done, summary)
     };
@@ -102,7 +114,7 @@ pub fn run_signature_only(ctx: &mut dyn Ctx, pss: bool, from: &str) -> Result<()
     crate::mail::check_structure(&parsed, 0)?;
     let (done, summary) = {
         let mut p = ctx.token()?;
-        let done = sign_on_token(&mut p, &from, "", &[&entity], None, pss)?;
+        let done = sign_on_token(&mut p, &from, "", &[&entity], None, pss, Binding::Certificate)?;
         let summary = done.summary(&from, p.token);
         (done, summary)
     };
@@ -152,15 +164,35 @@ pub fn sign_on_token(
     content: &[&[u8]],
     sha256: Option<&[u8]>,
     pss: bool,
+    binding: Binding,
 ) -> Result<Signed, Failure> {
     let (allow_final_pin_try, s, prompt) = (p.allow_final_pin_try, p.s, p.prompt);
     let token: &mut Token = p.token;
     let to = if to.is_empty() { String::new() } else { format!(" to {to}") };
+    let mut warnings = Vec::new();
+    // Decided from the profile, before the PIN: a refusal must not cost the user a try.
+    let personal = token.profile.keys.personal_certificate.clone();
+    if let Some(what) = &personal {
+        match binding {
+            Binding::Certificate => {
+                return Err(Failure::new(
+                    Exit::NoKey,
+                    format!(
+                        "not signing with token '{}' unasked: {what}, so every recipient would see all of it and none could bind it to {from}. Send through your organisation with `ssmax-card send` (it re-signs the mail), or confirm this one with --personal-certificate",
+                        token.label
+                    ),
+                ))
+            }
+            Binding::PersonalConfirmed => warnings.push(format!(
+                "signed with a personal certificate at your request: {what}; recipients see it, and strict mail clients reject a signature whose certificate does not name {from}"
+            )),
+            Binding::Organisation => {}
+        }
+    }
     if token.profile.keys.certificates_need_login {
         token.login(prompt, &format!("sign mail from {from}{to}"), allow_final_pin_try)?;
     }
-    let mut warnings = Vec::new();
-    let candidates = choose_signing_cert(token, s.key_uri.as_ref(), from)?;
+    let candidates = choose_signing_cert(token, s.key_uri.as_ref(), from, personal.is_some())?;
     // Name the key when there is no choice left to make after login (renewed keys are skipped then).
     let which = if candidates.len() == 1 { format!(" with key '{}'", candidates[0].label) } else { String::new() };
     token.login(prompt, &format!("sign mail from {from}{to}{which}"), allow_final_pin_try)?;
@@ -193,7 +225,14 @@ pub fn sign_on_token(
 
 /// The token's certificate for `from`: named by --key if given, else any whose rfc822Name is
 /// the From address; it must be valid now and allowed to sign mail.
-pub fn choose_signing_cert(token: &Token, key_uri: Option<&Pkcs11Uri>, from: &str) -> Result<Vec<Chosen>, Failure> {
+/// `personal`: the token's certificates name a person, not a mailbox (the caller has decided the
+/// binding), so they are not filtered by the From address.
+pub fn choose_signing_cert(
+    token: &Token,
+    key_uri: Option<&Pkcs11Uri>,
+    from: &str,
+    personal: bool,
+) -> Result<Vec<Chosen>, Failure> {
     let wanted_ids = token.profile.signing_ids();
     let mut candidates = Vec::new();
     for c in token.certificates()? {
@@ -225,7 +264,7 @@ pub fn choose_signing_cert(token: &Token, key_uri: Option<&Pkcs11Uri>, from: &st
     }
     let for_from: Vec<Chosen> = candidates
         .iter()
-        .filter(|c| cert::emails(&c.cert).iter().any(|e| e == from))
+        .filter(|c| personal || cert::emails(&c.cert).iter().any(|e| e == from))
         .map(|c| Chosen {
             id: c.id.clone(),
             label: c.label.clone(),

@@ -78,26 +78,16 @@ impl<'t, 'p> TokenDecryptor<'t, 'p> {
     }
 
     fn run(&self, key: &KeyObject, mech: &Mechanism, data: &[u8]) -> Result<Zeroizing<Vec<u8>>, CmsError> {
-        let out = if key.always_authenticate {
-            let raw = RawModule::load(&self.token.module.path)?;
-            raw.op_with_context_login(
-                Op::Decrypt,
-                self.token.session().handle(),
-                mech,
-                key.handle,
-                self.token.context_pin()?,
-                data,
-            )?
-        } else {
-            self.token.session().decrypt(mech, key.handle, data).map_err(|e| {
-                let t = TokenError::ck(e);
-                if t.is_not_present() {
-                    CmsError::from(t)
-                } else {
+        let raw = RawModule::load(&self.token.module.path)?;
+        let context_pin = if key.always_authenticate { Some(self.token.context_pin()?) } else { None };
+        let out = raw
+            .single_call(Op::Decrypt, self.token.session().handle(), mech, key.handle, context_pin, data)
+            .map_err(|t| match t {
+                TokenError::Pkcs11 { .. } if !t.is_not_present() => {
                     CmsError::Decrypt(format!("the key on the token could not unwrap the content key ({t})"))
                 }
-            })?
-        };
+                t => CmsError::from(t),
+            })?;
         Ok(Zeroizing::new(out))
     }
 }

@@ -350,7 +350,15 @@ impl Token {
                     continue;
                 }
             };
-            let slots = module.slots(profiles)?;
+            // One module that cannot list its slots (ykcs11 without pcscd: CKR_DEVICE_ERROR) must
+            // not hide the tokens of the others; it is named if nothing is found.
+            let slots = match module.slots(profiles) {
+                Ok(s) => s,
+                Err(e) => {
+                    load_errors.push(format!("{}: {e}", path.display()));
+                    continue;
+                }
+            };
             let mut hits = Vec::new();
             for s in slots {
                 searched.push(format!(

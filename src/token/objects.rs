@@ -63,6 +63,11 @@ pub(crate) struct ObjectCache {
 }
 
 impl Token {
+    /// Objects this token shows before login may still refuse to be read until then.
+    fn hidden_until_login(&self) -> bool {
+        self.profile.keys.certificates_need_login && !self.is_logged_in()
+    }
+
     /// Forget cached object lists (after a login, a logout or a write).
     pub fn invalidate_objects(&self) {
         if let Ok(mut c) = self.objects.try_borrow_mut() {
@@ -109,10 +114,17 @@ impl Token {
             self.session().find_objects(&[Attribute::Class(ObjectClass::CERTIFICATE)]).map_err(TokenError::ck)?;
         let mut out = Vec::new();
         for h in handles {
-            let attrs = self
+            let attrs = match self
                 .session()
                 .get_attributes(h, &[AttributeType::Id, AttributeType::Label, AttributeType::Value])
-                .map_err(TokenError::ck)?;
+            {
+                Ok(a) => a,
+                // OpenSC lists the JPKI signature certificate before login, but reading it then
+                // fails (the card answers 6982, OpenSC says CKR_GENERAL_ERROR): it is read after
+                // the login the profile asks for.
+                Err(_) if self.hidden_until_login() => continue,
+                Err(e) => return Err(TokenError::ck(e)),
+            };
             let (mut id, mut label, mut der) = (Vec::new(), String::new(), Vec::new());
             for a in attrs {
                 match a {
@@ -139,19 +151,21 @@ impl Token {
             self.session().find_objects(&[Attribute::Class(ObjectClass::PUBLIC_KEY)]).map_err(TokenError::ck)?;
         let mut out = Vec::new();
         for h in handles {
-            let attrs = self
-                .session()
-                .get_attributes(
-                    h,
-                    &[
-                        AttributeType::Id,
-                        AttributeType::Label,
-                        AttributeType::KeyType,
-                        AttributeType::Modulus,
-                        AttributeType::EcParams,
-                    ],
-                )
-                .map_err(TokenError::ck)?;
+            let attrs = match self.session().get_attributes(
+                h,
+                &[
+                    AttributeType::Id,
+                    AttributeType::Label,
+                    AttributeType::KeyType,
+                    AttributeType::Modulus,
+                    AttributeType::EcParams,
+                ],
+            ) {
+                Ok(a) => a,
+                // A public key OpenSC takes from a certificate hidden until login (JPKI).
+                Err(_) if self.hidden_until_login() => continue,
+                Err(e) => return Err(TokenError::ck(e)),
+            };
             let (mut id, mut label, mut kind) = (Vec::new(), String::new(), String::from("unknown"));
             for a in attrs {
                 match a {

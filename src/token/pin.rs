@@ -42,6 +42,9 @@ pub fn tries_left(after: Option<PinFlags>, profile: &Profile) -> String {
         Some(f) if f.locked => "the PIN is now locked".into(),
         Some(f) if f.final_try => "one try left before it locks".into(),
         Some(f) if f.count_low && profile.pin.reports_retry_flags => "few tries left".into(),
+        // A token that raises FINAL_TRY at one try left has more when it does not: OpenSC's PIV
+        // driver knows no maximum, so COUNT_LOW never comes, but FINAL_TRY and LOCKED do.
+        Some(_) if profile.pin.reports_retry_flags => "more than one try left".into(),
         _ if profile.pin.max_tries == 0 => "this token does not count tries".into(),
         _ => "the token does not say how many tries are left".into(),
     }

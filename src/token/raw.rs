@@ -1,6 +1,9 @@
-//! The one sequence cryptoki cannot express: a context-specific login between C_xxxInit and the
-//! single-part call (PKCS#11 v2.40 §5.1, CKA_ALWAYS_AUTHENTICATE). We call the module's own
-//! function list for it, on the session cryptoki opened.
+//! Two sequences cryptoki cannot express, called through the module's own function list on the
+//! session cryptoki opened: a context-specific login between C_xxxInit and the single-part call
+//! (PKCS#11 v2.40 §5.1, CKA_ALWAYS_AUTHENTICATE), and a single-part call made once with a buffer
+//! large enough for any answer. cryptoki asks for the length first (a call with no buffer) and
+//! OpenSC answers that call for C_Decrypt by running the key operation on the card: every
+//! decryption cost two card operations (measured on the virtual PIV card, softhsm-tests/cards.rs).
 
 use super::TokenError;
 use cryptoki::context::Function;
@@ -58,14 +61,15 @@ impl RawModule {
         Ok(RawModule { _lib: lib, list })
     }
 
-    /// C_SignInit / C_DecryptInit → C_Login(CKU_CONTEXT_SPECIFIC) → C_Sign / C_Decrypt.
-    pub(crate) fn op_with_context_login(
+    /// C_SignInit / C_DecryptInit → C_Login(CKU_CONTEXT_SPECIFIC) when `context_pin` is given →
+    /// one C_Sign / C_Decrypt.
+    pub(crate) fn single_call(
         &self,
         op: Op,
         session: CK_SESSION_HANDLE,
         mechanism: &Mechanism,
         key: ObjectHandle,
-        pin: &SecretString,
+        context_pin: Option<&SecretString>,
         data: &[u8],
     ) -> Result<Vec<u8>, TokenError> {
         let mut mech: CK_MECHANISM = mechanism.into();
@@ -79,9 +83,14 @@ impl RawModule {
             let init = init
                 .ok_or_else(|| TokenError::NoKey(format!("the module has no {}", super::function_name(init_name))))?;
             check(init(session, &mut mech, key.handle()), init_name)?;
-            let login = f.C_Login.ok_or_else(|| TokenError::NoKey("the module has no C_Login".into()))?;
-            let p = pin.expose_secret().as_bytes();
-            check(login(session, CKU_CONTEXT_SPECIFIC, p.as_ptr() as *mut u8, p.len() as CK_ULONG), Function::Login)?;
+            if let Some(pin) = context_pin {
+                let login = f.C_Login.ok_or_else(|| TokenError::NoKey("the module has no C_Login".into()))?;
+                let p = pin.expose_secret().as_bytes();
+                check(
+                    login(session, CKU_CONTEXT_SPECIFIC, p.as_ptr() as *mut u8, p.len() as CK_ULONG),
+                    Function::Login,
+                )?;
+            }
             let (call, call_name) = match op {
                 Op::Sign => (f.C_Sign, Function::Sign),
                 Op::Decrypt => (f.C_Decrypt, Function::Decrypt),

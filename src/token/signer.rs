@@ -173,12 +173,12 @@ impl<'t> TokenSigner<'t> {
         };
         let raw_sig = match &self.raw {
             // CKA_ALWAYS_AUTHENTICATE: the login must sit between C_SignInit and C_Sign.
-            Some(raw) => raw.op_with_context_login(
+            Some(raw) => raw.single_call(
                 Op::Sign,
                 self.token.session().handle(),
                 &mechanism,
                 self.key.handle,
-                self.token.context_pin()?,
+                Some(self.token.context_pin()?),
                 &data,
             )?,
             None => self.token.session().sign(&mechanism, self.key.handle, &data).map_err(TokenError::ck)?,

@@ -109,7 +109,7 @@ pub(super) fn dispatch(ctx: &mut AgentCtx<'_>, call: Call, passed: Vec<(Passed, 
         Call::Status => status::run(ctx),
         Call::Sign(a) => match &a.signature_only_from {
             Some(from) => sign::run_signature_only(ctx, a.pss, from),
-            None => sign::run(ctx, a.pss),
+            None => sign::run(ctx, a.pss, sign::Binding::Certificate),
         },
         Call::Verify(a) => verify::run(ctx, &verify_args(&a, passed)?),
         Call::Decrypt => decrypt::run(ctx),

@@ -1,0 +1,406 @@
+//! Real card drivers on virtual cards: pcscd, the vpcd reader and OpenSC's PIV and JPKI drivers,
+//! with the cards answered by softhsm-tests/support/vcard. Its own test binary, one test at a
+//! time: the tests share pcscd and the two vpcd readers.
+
+#![deny(clippy::undocumented_unsafe_blocks)]
+
+#[path = "support/mod.rs"]
+mod support;
+
+use rsa::pkcs8::DecodePrivateKey;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant};
+use support::vcard::jpki::{self, Jpki};
+use support::vcard::piv::{self, Piv};
+use support::vcard::{Applet, Inserted, Seen, VirtualCard};
+use support::*;
+
+const CARD_PIN: &str = "123456";
+const CARD_PUK: &str = "12345678";
+
+/// One test at a time owns pcscd and the readers.
+fn readers() -> (MutexGuard<'static, ()>, Pcscd) {
+    static ONE: Mutex<()> = Mutex::new(());
+    let guard = ONE.lock().unwrap_or_else(|e| e.into_inner());
+    (guard, Pcscd::start())
+}
+
+fn rsa_key(name: &str) -> rsa::RsaPrivateKey {
+    rsa::RsaPrivateKey::from_pkcs8_pem(&std::fs::read_to_string(pki().join(name)).unwrap()).unwrap()
+}
+
+fn der(name: &str) -> Vec<u8> {
+    std::fs::read(pki().join(name)).unwrap()
+}
+
+/// Alice's PIV employee card: her RSA-2048 key and certificate in 9A, 9C and 9D.
+fn alice_piv() -> VirtualCard<Piv> {
+    let cert = der("alice.der");
+    VirtualCard::new(
+        Piv::new(CARD_PIN, CARD_PUK, 3)
+            .with_key(piv::AUTH, piv::Key::Rsa(Box::new(rsa_key("alice.key"))), &cert)
+            .with_key(piv::SIGN, piv::Key::Rsa(Box::new(rsa_key("alice.key"))), &cert)
+            .with_key(piv::KEY_MGMT, piv::Key::Rsa(Box::new(rsa_key("alice.key"))), &cert),
+    )
+}
+
+/// A JPKI-like PKI made once per run with openssl: a signature CA and an authentication CA, and
+/// one holder's two certificates. As in J-LIS's profile, the signature certificate names the
+/// person (and where they live), not a mailbox; the authentication certificate names no one.
+fn jpki_pki() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = tempfile::Builder::new().prefix("ssmax-jpki-").tempdir().unwrap().keep();
+        let sh = r#"set -e
+for k in sign-ca auth-ca sign auth; do openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out $k.key 2>/dev/null; done
+printf 'basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign\nsubjectKeyIdentifier=hash\n' > ca.ext
+openssl req -new -x509 -key sign-ca.key -subj "/C=JP/O=JPKI/OU=JPKI for digital signature" -days 3650 -extensions v3_ca -out sign-ca.pem 2>/dev/null
+openssl req -new -x509 -key auth-ca.key -subj "/C=JP/O=JPKI/OU=JPKI for user authentication" -days 3650 -extensions v3_ca -out auth-ca.pem 2>/dev/null
+printf 'basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature,nonRepudiation\nsubjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid\n' > sign.ext
+printf 'basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=clientAuth\n' > auth.ext
+openssl req -new -key sign.key -subj "/C=JP/L=Chiyoda-ku, Tokyo/CN=Yamada Taro" -out sign.csr
+openssl x509 -req -in sign.csr -CA sign-ca.pem -CAkey sign-ca.key -set_serial 0x1001 -days 730 -extfile sign.ext -out sign.pem 2>/dev/null
+openssl req -new -key auth.key -subj "/C=JP/CN=J0000000000000" -out auth.csr
+openssl x509 -req -in auth.csr -CA auth-ca.pem -CAkey auth-ca.key -set_serial 0x2001 -days 730 -extfile auth.ext -out auth.pem 2>/dev/null
+for c in sign-ca auth-ca sign auth; do openssl x509 -in $c.pem -outform DER -out $c.der; done
+"#;
+        ok(Command::new("bash").arg("-c").arg(sh).current_dir(&dir));
+        dir
+    })
+}
+
+const JPKI_AUTH_PIN: &str = "1234";
+const JPKI_PASSWORD: &str = "ABC123";
+
+/// Yamada Taro's My Number card.
+fn my_number_card() -> VirtualCard<Jpki> {
+    let d = jpki_pki();
+    let key = |n: &str| rsa::RsaPrivateKey::from_pkcs8_pem(&std::fs::read_to_string(d.join(n)).unwrap()).unwrap();
+    let der = |n: &str| std::fs::read(d.join(n)).unwrap();
+    let (auth, sign, auth_ca, sign_ca) = (der("auth.der"), der("sign.der"), der("auth-ca.der"), der("sign-ca.der"));
+    VirtualCard::new(Jpki::new(
+        JPKI_AUTH_PIN,
+        JPKI_PASSWORD,
+        key("auth.key"),
+        key("sign.key"),
+        jpki::Certificates { auth: &auth, sign: &sign, auth_ca: &auth_ca, sign_ca: &sign_ca },
+    ))
+}
+
+/// A user of the card: a private HOME and an empty SoftHSM2 store, so only cards are tokens.
+struct User {
+    dir: tempfile::TempDir,
+}
+
+impl User {
+    fn new() -> User {
+        let dir = tempfile::Builder::new().prefix("ssmax-card-").tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("softhsm")).unwrap();
+        std::fs::write(
+            dir.path().join("softhsm2.conf"),
+            format!("directories.tokendir = {}/softhsm\n", dir.path().display()),
+        )
+        .unwrap();
+        User { dir }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn write(&self, name: &str, data: impl AsRef<[u8]>) -> PathBuf {
+        let p = self.path(name);
+        std::fs::write(&p, data).unwrap();
+        p
+    }
+
+    /// The binary, with `pin` (if any) on descriptor 3 as automation gives it.
+    fn cmd(&self, pin: Option<&str>, args: &[&str]) -> Command {
+        let mut c = Command::new("bash");
+        c.env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("SOFTHSM2_CONF", self.path("softhsm2.conf"))
+            .env("HOME", self.dir.path())
+            .env("XDG_CONFIG_HOME", self.path("config"))
+            .stdin(Stdio::null());
+        match pin {
+            Some(p) => {
+                let f = self.write("pin", format!("{p}\n"));
+                c.env("SSMAX_TEST_PIN_FILE", f)
+                    .arg("-c")
+                    .arg("exec \"$0\" \"$@\" --pin-fd 3 3<\"$SSMAX_TEST_PIN_FILE\"");
+            }
+            None => {
+                c.arg("-c").arg("exec \"$0\" \"$@\"");
+            }
+        }
+        c.arg(BIN).args(args);
+        c
+    }
+}
+
+/// Insert and wait until OpenSC sees a token in the reader.
+fn insert<A: Applet + 'static>(card: &VirtualCard<A>, reader: u16) -> Inserted {
+    let inserted = card.insert(reader);
+    let start = Instant::now();
+    let name = format!("Virtual PCD 00 0{reader}");
+    loop {
+        let o = run(Command::new("opensc-tool").arg("-l"));
+        if stdout(&o).lines().any(|l| l.contains(&name) && l.contains("Yes")) {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(10), "the card never showed in {name}: {}", stdout(&o));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    card.take_seen();
+    inserted
+}
+
+/// Whole commands of one kind (a chained command counts once).
+fn count(seen: &[Seen], ins: u8) -> usize {
+    seen.iter().filter(|s| s.ins == ins && s.cla & 0x10 == 0).count()
+}
+
+fn table(seen: &[Seen]) -> String {
+    seen.iter().map(|s| s.name()).collect::<Vec<_>>().join(", ")
+}
+
+/// openssl judges the signature; a PIV card carries the holder's certificates only, so the
+/// issuing CA's certificate comes from the PKI.
+fn openssl_verifies(signed: &Path) {
+    let store = signed.with_file_name("root-and-orgca.pem");
+    let both = [std::fs::read(pki().join("root.pem")).unwrap(), std::fs::read(pki().join("orgca.pem")).unwrap()];
+    std::fs::write(&store, both.concat()).unwrap();
+    let v = run(Command::new("openssl")
+        .args(["cms", "-verify", "-purpose", "smimesign", "-in"])
+        .arg(signed)
+        .arg("-CAfile")
+        .arg(&store));
+    assert!(v.status.success(), "openssl cms -verify: {}", stderr(&v));
+}
+
+fn sign(user: &User, pin: Option<&str>, extra: &[&str]) -> (std::process::Output, PathBuf) {
+    let mail = user.write("mail.eml", MAIL);
+    let out = user.path("signed.eml");
+    let mut args = vec!["sign", "--in", mail.to_str().unwrap(), "--out", out.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    (run(&mut user.cmd(pin, &args)), out)
+}
+
+fn openssl_encrypt(user: &User, recip: &Path, opts: &[&str]) -> PathBuf {
+    let input = user.write("secret.txt", "Content-Type: text/plain\r\n\r\nThe merger closes on Friday.\r\n");
+    let out = user.path("encrypted.eml");
+    ok(Command::new("openssl")
+        .args(["cms", "-encrypt", "-aes-256-gcm", "-in"])
+        .arg(&input)
+        .arg("-recip")
+        .arg(recip)
+        .args(opts)
+        .args(["-from", "bob@example.com", "-to", "alice@example.jp", "-subject", "confidential", "-out"])
+        .arg(&out));
+    out
+}
+
+#[test]
+fn piv_card_through_opensc_signs_mail_that_openssl_verifies_with_one_verify_per_signature() {
+    let _r = readers();
+    let card = alice_piv();
+    let _in = insert(&card, 0);
+    let user = User::new();
+    let o = run(&mut user.cmd(None, &["status"]));
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(stdout(&o).contains("Alice Example"), "{}", stdout(&o));
+    assert!(stdout(&o).contains("opensc-piv"), "{}", stdout(&o));
+    let status = card.take_seen();
+    println!("status: {} card commands: {}", status.len(), table(&status));
+
+    let (o, signed) = sign(&user, Some(CARD_PIN), &[]);
+    let seen = card.take_seen();
+    println!("one-shot sign: {} card commands: {}", seen.len(), table(&seen));
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    openssl_verifies(&signed);
+    // 9C is "PIN Always": the card needs a VERIFY right before its one signature.
+    assert_eq!(card.with(|c| c.operations.clone()), [(piv::SIGN, 1)].into());
+    let verifies: Vec<&Seen> = seen.iter().filter(|s| s.ins == 0x20 && s.lc > 0).collect();
+    assert_eq!(verifies.len(), 2, "user login and the context-specific login: {}", table(&seen));
+    let last_two: Vec<u8> =
+        seen.iter().filter(|s| s.ins != 0xC0 && s.cla & 0x10 == 0).rev().take(2).map(|s| s.ins).collect();
+    assert_eq!(last_two, [0x87, 0x20], "VERIFY immediately before the signature: {}", table(&seen));
+    assert_eq!(card.with(|c| c.pin_tries()), 3);
+}
+
+#[test]
+fn piv_card_decrypts_openssl_mail_with_raw_rsa_on_the_card_for_pkcs1_and_oaep() {
+    let _r = readers();
+    let card = alice_piv();
+    let _in = insert(&card, 0);
+    let user = User::new();
+    let oaep256 =
+        ["-keyopt", "rsa_padding_mode:oaep", "-keyopt", "rsa_oaep_md:sha256", "-keyopt", "rsa_mgf1_md:sha256"];
+    for (name, opts) in [("RSA PKCS#1 v1.5", &[][..]), ("RSA-OAEP (SHA-256)", &oaep256[..])] {
+        let enc = openssl_encrypt(&user, &pki().join("alice.pem"), opts);
+        let o = run(&mut user.cmd(Some(CARD_PIN), &["decrypt", "--in", enc.to_str().unwrap()]));
+        let seen = card.take_seen();
+        println!("decrypt ({name}): {} card commands: {}", seen.len(), table(&seen));
+        assert_eq!(code(&o), 0, "{name}: {}", stderr(&o));
+        assert!(stdout(&o).contains("The merger closes on Friday."), "{name}: {}", stdout(&o));
+        assert!(stderr(&o).contains(name), "{}", stderr(&o));
+        assert_eq!(
+            count(&seen, 0x87),
+            1,
+            "one key operation, on 9D: {} {:?}",
+            table(&seen),
+            card.with(|c| c.operations.clone())
+        );
+    }
+    assert_eq!(card.with(|c| c.operations.clone()), [(piv::KEY_MGMT, 2)].into());
+}
+
+#[test]
+fn piv_wrong_pin_spends_exactly_one_of_the_cards_tries_and_the_right_one_restores_them() {
+    let _r = readers();
+    let card = alice_piv();
+    let _in = insert(&card, 0);
+    let user = User::new();
+    let (o, _) = sign(&user, Some("654321"), &[]);
+    assert_clear_failure(&o, 4);
+    assert!(stderr(&o).contains("more than one try left"), "what the card reports: {}", stderr(&o));
+    let seen = card.take_seen();
+    assert_eq!(seen.iter().filter(|s| s.ins == 0x20 && s.lc > 0).count(), 1, "never retried: {}", table(&seen));
+    assert_eq!(card.with(|c| c.pin_tries()), 2);
+    let (o, signed) = sign(&user, Some(CARD_PIN), &[]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    openssl_verifies(&signed);
+    assert_eq!(card.with(|c| c.pin_tries()), 3);
+}
+
+#[test]
+fn piv_final_try_is_refused_and_a_blocked_card_is_refused_before_any_try() {
+    let _r = readers();
+    let card = alice_piv();
+    let _in = insert(&card, 0);
+    let user = User::new();
+    for _ in 0..2 {
+        let (o, _) = sign(&user, Some("654321"), &[]);
+        assert_clear_failure(&o, 4);
+    }
+    assert_eq!(card.with(|c| c.pin_tries()), 1);
+    card.take_seen();
+    let (o, _) = sign(&user, Some("654321"), &[]);
+    assert_clear_failure(&o, 5);
+    let seen = card.take_seen();
+    assert_eq!(seen.iter().filter(|s| s.ins == 0x20 && s.lc > 0).count(), 0, "no try spent: {}", table(&seen));
+    assert_eq!(card.with(|c| c.pin_tries()), 1);
+
+    let (o, _) = sign(&user, Some("654321"), &["--allow-final-pin-try"]);
+    assert_clear_failure(&o, 5);
+    assert_eq!(card.with(|c| c.pin_tries()), 0);
+    card.take_seen();
+    let (o, _) = sign(&user, Some(CARD_PIN), &["--allow-final-pin-try"]);
+    assert_clear_failure(&o, 5);
+    assert!(stderr(&o).contains("locked"), "{}", stderr(&o));
+    let seen = card.take_seen();
+    assert_eq!(
+        seen.iter().filter(|s| s.ins == 0x20 && s.lc > 0).count(),
+        0,
+        "nothing sent to a blocked card: {}",
+        table(&seen)
+    );
+}
+
+#[test]
+fn my_number_card_status_shows_its_signature_token_and_never_offers_the_authentication_one() {
+    let _r = readers();
+    let card = my_number_card();
+    let _in = insert(&card, 1);
+    let user = User::new();
+    let o = run(&mut user.cmd(None, &["status"]));
+    let seen = card.take_seen();
+    println!("status: {} card commands: {}", seen.len(), table(&seen));
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(out.contains("JPKI (Digital Signature PIN)"), "{out}");
+    assert!(out.contains("jpki"), "{out}");
+    assert_eq!(count(&seen, 0x20) - seen.iter().filter(|s| s.ins == 0x20 && s.lc == 0).count(), 0, "no PIN sent");
+}
+
+#[test]
+fn my_number_card_plain_sign_is_refused_before_the_password_and_with_confirmation_signs_on_the_card() {
+    let _r = readers();
+    let card = my_number_card();
+    let _in = insert(&card, 1);
+    let user = User::new();
+    let (o, _) = sign(&user, Some("abc123"), &[]);
+    assert_clear_failure(&o, 6);
+    assert!(stderr(&o).contains("date of birth"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("--personal-certificate"), "{}", stderr(&o));
+    let seen = card.take_seen();
+    assert_eq!(seen.iter().filter(|s| s.ins == 0x20 && s.lc > 0).count(), 0, "no password sent: {}", table(&seen));
+
+    // Given in lower case, as users type it: upper-cased as the official client does.
+    let (o, signed) = sign(&user, Some("abc123"), &["--personal-certificate"]);
+    let seen = card.take_seen();
+    println!("one-shot sign: {} card commands: {}", seen.len(), table(&seen));
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(stderr(&o).contains("personal certificate"), "the warning: {}", stderr(&o));
+    assert_eq!(card.with(|c| (c.signatures, c.sign_tries())), (1, 5));
+    let v = run(Command::new("openssl")
+        .args(["cms", "-verify", "-in"])
+        .arg(&signed)
+        .arg("-CAfile")
+        .arg(jpki_pki().join("sign-ca.pem")));
+    assert!(v.status.success(), "openssl cms -verify: {}", stderr(&v));
+}
+
+#[test]
+fn my_number_card_password_that_breaks_its_rules_spends_no_try_and_a_wrong_one_spends_one() {
+    let _r = readers();
+    let card = my_number_card();
+    let _in = insert(&card, 1);
+    let user = User::new();
+    for bad in ["abc", "ABCDEFG"] {
+        let (o, _) = sign(&user, Some(bad), &["--personal-certificate"]);
+        assert_clear_failure(&o, 4);
+        assert_eq!(card.with(|c| c.sign_tries()), 5, "{bad}: {}", stderr(&o));
+    }
+    let (o, _) = sign(&user, Some("XYZ789"), &["--personal-certificate"]);
+    assert_clear_failure(&o, 4);
+    assert_eq!(card.with(|c| c.sign_tries()), 4);
+    let seen = card.take_seen();
+    assert_eq!(seen.iter().filter(|s| s.ins == 0x20 && s.lc > 0).count(), 1, "never retried: {}", table(&seen));
+}
+
+#[test]
+fn my_number_card_cannot_decrypt_and_says_so_without_asking_for_the_password() {
+    let _r = readers();
+    let card = my_number_card();
+    let _in = insert(&card, 1);
+    let user = User::new();
+    let enc = openssl_encrypt(&user, &jpki_pki().join("sign.pem"), &[]);
+    let o = run(&mut user.cmd(Some(JPKI_PASSWORD), &["decrypt", "--in", enc.to_str().unwrap()]));
+    assert_clear_failure(&o, 6);
+    assert!(stderr(&o).contains("only signs"), "{}", stderr(&o));
+    let seen = card.take_seen();
+    assert_eq!(seen.iter().filter(|s| s.ins == 0x20 && s.lc > 0).count(), 0, "no password sent: {}", table(&seen));
+}
+
+/// Yubico's module against the same PIV card: it offers no slot for a reader that is not a
+/// YubiKey's and sends the card nothing (observed with ykcs11 2.2.0), so a PIV employee card is
+/// OpenSC's to serve; the yubikey profile never claims it.
+#[test]
+fn ykcs11_offers_no_slot_for_a_piv_card_in_another_reader_and_sends_it_nothing() {
+    let _r = readers();
+    let card = alice_piv();
+    let _in = insert(&card, 0);
+    let module = "/usr/lib/x86_64-linux-gnu/libykcs11.so";
+    let o = run(Command::new("pkcs11-tool").args(["--module", module, "-L"]));
+    let said = format!("{}{}", stdout(&o), stderr(&o));
+    assert!(said.contains("No slots"), "{said}");
+    assert_eq!(card.take_seen(), []);
+    // And with it installed, status still finds the card through OpenSC.
+    let o = run(&mut User::new().cmd(None, &["status"]));
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(stdout(&o).contains("Alice Example"), "{}", stdout(&o));
+}
