@@ -404,3 +404,45 @@ fn ykcs11_offers_no_slot_for_a_piv_card_in_another_reader_and_sends_it_nothing()
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     assert!(stdout(&o).contains("Alice Example"), "{}", stdout(&o));
 }
+
+#[test]
+fn my_number_card_signs_an_ssmax_send_without_confirmation_and_the_signature_names_the_card() {
+    let _r = readers();
+    let card = my_number_card();
+    let _in = insert(&card, 1);
+    let user = User::new();
+    let config = user.write(
+        "config.toml",
+        format!(
+            "anchors = [\"{}\"]\norg_certificate = \"{}\"\n",
+            pki().join("root.pem").display(),
+            pki().join("org.pem").display()
+        ),
+    );
+    let draft = user.write("draft.eml", MAIL);
+    let sent = user.path("sent.eml");
+    let o = run(&mut user.cmd(
+        Some("abc123"),
+        &[
+            "send",
+            "--config",
+            config.to_str().unwrap(),
+            "--in",
+            draft.to_str().unwrap(),
+            "--out",
+            sent.to_str().unwrap(),
+        ],
+    ));
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(card.with(|c| c.signatures), 1);
+    let v = run(Command::new("openssl")
+        .args(["cms", "-verify", "-in"])
+        .arg(&sent)
+        .arg("-CAfile")
+        .arg(jpki_pki().join("sign-ca.pem")));
+    assert!(v.status.success(), "openssl cms -verify: {}", stderr(&v));
+    let p7 = user.path("sig.p7s");
+    ok(Command::new("openssl").args(["smime", "-pk7out", "-in"]).arg(&sent).arg("-out").arg(&p7));
+    let dump = ok(Command::new("openssl").args(["cms", "-cmsout", "-print", "-inform", "PEM", "-in"]).arg(&p7));
+    assert!(stdout(&dump).contains("My Number card"), "identity method names the card: {}", stdout(&dump));
+}
