@@ -2,7 +2,7 @@
 # Installs (as root) or names (otherwise) the Debian packages the demo and the tests need.
 # Sourced by demo.sh and test.sh; extra packages as arguments (the tests' mail clients and relay).
 ssmax_deps() {
-  local pkgs=(softhsm2 opensc openssl libp11-kit-dev gcc g++ systemd libpcsclite-dev pkg-config pcscd vsmartcard-vpcd vsmartcard-vpicc python3-venv "$@")
+  local pkgs=(softhsm2 opensc openssl libp11-kit-dev gcc g++ systemd libpcsclite-dev pkg-config pcscd vsmartcard-vpcd "$@")
   local missing=()
   for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -16,12 +16,4 @@ ssmax_deps() {
     echo "missing packages; run:  sudo apt-get install -y ${missing[*]}" >&2
     return 1
   fi
-}
-
-# The virtual smart card (vicc) needs pycryptodome under the name Debian's package lacks: a venv
-# from Debian's own interpreter (shared/TOKEN-FACTS.md), made once under target/.
-ssmax_vicc_venv() {
-  local v=target/vicc-venv
-  [ -x "$v/bin/python" ] && "$v/bin/python" -c 'import Crypto' 2>/dev/null && return 0
-  /usr/bin/python3 -m venv --system-site-packages "$v" && "$v/bin/pip" install -q pycryptodome
 }

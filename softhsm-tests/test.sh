@@ -9,7 +9,6 @@ cd "$(dirname "$0")/.."
 # ykcs11: Yubico's module, tried against the virtual PIV card (and failing without pcscd elsewhere).
 ssmax_deps neomutt tmux postfix sasl2-bin libsasl2-modules swaks libnss3-tools gpgsm \
   openjdk-17-jdk-headless libbcprov-java libbcpkix-java libbcutil-java time ykcs11
-ssmax_vicc_venv
 # rustup's default profile has both; a minimal one gets them here.
 for c in rustfmt clippy; do
   cargo "${c/rustfmt/fmt}" --version >/dev/null 2>&1 || rustup component add "$c"

@@ -76,6 +76,20 @@ pub trait Applet: Send {
     fn command(&mut self, apdu: &Apdu) -> Reply;
 }
 
+/// A card with no application: an ISO 7816 card that answers every command "instruction not
+/// supported". Enough to stand for "the card is in the reader".
+pub struct Blank;
+
+impl Applet for Blank {
+    fn atr(&self) -> Vec<u8> {
+        vec![0x3B, 0x95, 0x13, 0x81, 0x01, 0x80, 0x73, 0xFF, 0x01, 0x00, 0x0B]
+    }
+    fn reset(&mut self) {}
+    fn command(&mut self, _: &Apdu) -> Reply {
+        Reply::sw(sw::INS_NOT_SUPPORTED)
+    }
+}
+
 /// One command as it reached the card (each chained part and each GET RESPONSE counts).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Seen {
