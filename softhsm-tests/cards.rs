@@ -9,9 +9,10 @@ mod support;
 
 use rsa::pkcs8::DecodePrivateKey;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
+use support::agent::*;
 use support::vcard::jpki::{self, Jpki};
 use support::vcard::piv::{self, Piv};
 use support::vcard::{Applet, Inserted, Seen, VirtualCard};
@@ -89,55 +90,15 @@ fn my_number_card() -> VirtualCard<Jpki> {
     ))
 }
 
-/// A user of the card: a private HOME and an empty SoftHSM2 store, so only cards are tokens.
-struct User {
-    dir: tempfile::TempDir,
-}
-
-impl User {
-    fn new() -> User {
-        let dir = tempfile::Builder::new().prefix("ssmax-card-").tempdir().unwrap();
-        std::fs::create_dir(dir.path().join("softhsm")).unwrap();
-        std::fs::write(
-            dir.path().join("softhsm2.conf"),
-            format!("directories.tokendir = {}/softhsm\n", dir.path().display()),
-        )
-        .unwrap();
-        User { dir }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    fn write(&self, name: &str, data: impl AsRef<[u8]>) -> PathBuf {
-        let p = self.path(name);
-        std::fs::write(&p, data).unwrap();
-        p
-    }
-
-    /// The binary, with `pin` (if any) on descriptor 3 as automation gives it.
-    fn cmd(&self, pin: Option<&str>, args: &[&str]) -> Command {
-        let mut c = Command::new("bash");
-        c.env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("SOFTHSM2_CONF", self.path("softhsm2.conf"))
-            .env("HOME", self.dir.path())
-            .env("XDG_CONFIG_HOME", self.path("config"))
-            .stdin(Stdio::null());
-        match pin {
-            Some(p) => {
-                let f = self.write("pin", format!("{p}\n"));
-                c.env("SSMAX_TEST_PIN_FILE", f)
-                    .arg("-c")
-                    .arg("exec \"$0\" \"$@\" --pin-fd 3 3<\"$SSMAX_TEST_PIN_FILE\"");
-            }
-            None => {
-                c.arg("-c").arg("exec \"$0\" \"$@\"");
-            }
+/// The binary for `user`, with `pin` (if any) on descriptor 3 as automation gives it.
+fn cmd(user: &Tok, pin: Option<&str>, args: &[&str]) -> Command {
+    match pin {
+        Some(p) => user.cmd_with_pin(&user.write("pin-given", format!("{p}\n")), args),
+        None => {
+            let mut c = user.cmd();
+            c.args(args);
+            c
         }
-        c.arg(BIN).args(args);
-        c
     }
 }
 
@@ -181,15 +142,15 @@ fn openssl_verifies(signed: &Path) {
     assert!(v.status.success(), "openssl cms -verify: {}", stderr(&v));
 }
 
-fn sign(user: &User, pin: Option<&str>, extra: &[&str]) -> (std::process::Output, PathBuf) {
+fn sign(user: &Tok, pin: Option<&str>, extra: &[&str]) -> (std::process::Output, PathBuf) {
     let mail = user.write("mail.eml", MAIL);
     let out = user.path("signed.eml");
     let mut args = vec!["sign", "--in", mail.to_str().unwrap(), "--out", out.to_str().unwrap()];
     args.extend_from_slice(extra);
-    (run(&mut user.cmd(pin, &args)), out)
+    (run(&mut cmd(&user, pin, &args)), out)
 }
 
-fn openssl_encrypt(user: &User, recip: &Path, opts: &[&str]) -> PathBuf {
+fn openssl_encrypt(user: &Tok, recip: &Path, opts: &[&str]) -> PathBuf {
     let input = user.write("secret.txt", "Content-Type: text/plain\r\n\r\nThe merger closes on Friday.\r\n");
     let out = user.path("encrypted.eml");
     ok(Command::new("openssl")
@@ -208,8 +169,8 @@ fn piv_card_through_opensc_signs_mail_that_openssl_verifies_with_one_verify_per_
     let _r = readers();
     let card = alice_piv();
     let _in = insert(&card, 0);
-    let user = User::new();
-    let o = run(&mut user.cmd(None, &["status"]));
+    let user = Tok::without_tokens(CARD_PIN);
+    let o = run(&mut cmd(&user, None, &["status"]));
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     assert!(stdout(&o).contains("Alice Example"), "{}", stdout(&o));
     assert!(stdout(&o).contains("opensc-piv"), "{}", stdout(&o));
@@ -236,12 +197,12 @@ fn piv_card_decrypts_openssl_mail_with_raw_rsa_on_the_card_for_pkcs1_and_oaep() 
     let _r = readers();
     let card = alice_piv();
     let _in = insert(&card, 0);
-    let user = User::new();
+    let user = Tok::without_tokens(CARD_PIN);
     let oaep256 =
         ["-keyopt", "rsa_padding_mode:oaep", "-keyopt", "rsa_oaep_md:sha256", "-keyopt", "rsa_mgf1_md:sha256"];
     for (name, opts) in [("RSA PKCS#1 v1.5", &[][..]), ("RSA-OAEP (SHA-256)", &oaep256[..])] {
         let enc = openssl_encrypt(&user, &pki().join("alice.pem"), opts);
-        let o = run(&mut user.cmd(Some(CARD_PIN), &["decrypt", "--in", enc.to_str().unwrap()]));
+        let o = run(&mut cmd(&user, Some(CARD_PIN), &["decrypt", "--in", enc.to_str().unwrap()]));
         let seen = card.take_seen();
         println!("decrypt ({name}): {} card commands: {}", seen.len(), table(&seen));
         assert_eq!(code(&o), 0, "{name}: {}", stderr(&o));
@@ -263,7 +224,7 @@ fn piv_wrong_pin_spends_exactly_one_of_the_cards_tries_and_the_right_one_restore
     let _r = readers();
     let card = alice_piv();
     let _in = insert(&card, 0);
-    let user = User::new();
+    let user = Tok::without_tokens(CARD_PIN);
     let (o, _) = sign(&user, Some("654321"), &[]);
     assert_clear_failure(&o, 4);
     assert!(stderr(&o).contains("more than one try left"), "what the card reports: {}", stderr(&o));
@@ -281,7 +242,7 @@ fn piv_final_try_is_refused_and_a_blocked_card_is_refused_before_any_try() {
     let _r = readers();
     let card = alice_piv();
     let _in = insert(&card, 0);
-    let user = User::new();
+    let user = Tok::without_tokens(CARD_PIN);
     for _ in 0..2 {
         let (o, _) = sign(&user, Some("654321"), &[]);
         assert_clear_failure(&o, 4);
@@ -315,8 +276,8 @@ fn my_number_card_status_shows_its_signature_token_and_never_offers_the_authenti
     let _r = readers();
     let card = my_number_card();
     let _in = insert(&card, 1);
-    let user = User::new();
-    let o = run(&mut user.cmd(None, &["status"]));
+    let user = Tok::without_tokens(CARD_PIN);
+    let o = run(&mut cmd(&user, None, &["status"]));
     let seen = card.take_seen();
     println!("status: {} card commands: {}", seen.len(), table(&seen));
     assert_eq!(code(&o), 0, "{}", stderr(&o));
@@ -331,7 +292,7 @@ fn my_number_card_plain_sign_is_refused_before_the_password_and_with_confirmatio
     let _r = readers();
     let card = my_number_card();
     let _in = insert(&card, 1);
-    let user = User::new();
+    let user = Tok::without_tokens(CARD_PIN);
     let (o, _) = sign(&user, Some("abc123"), &[]);
     assert_clear_failure(&o, 6);
     assert!(stderr(&o).contains("date of birth"), "{}", stderr(&o));
@@ -359,7 +320,7 @@ fn my_number_card_password_that_breaks_its_rules_spends_no_try_and_a_wrong_one_s
     let _r = readers();
     let card = my_number_card();
     let _in = insert(&card, 1);
-    let user = User::new();
+    let user = Tok::without_tokens(CARD_PIN);
     for bad in ["abc", "ABCDEFG"] {
         let (o, _) = sign(&user, Some(bad), &["--personal-certificate"]);
         assert_clear_failure(&o, 4);
@@ -377,9 +338,9 @@ fn my_number_card_cannot_decrypt_and_says_so_without_asking_for_the_password() {
     let _r = readers();
     let card = my_number_card();
     let _in = insert(&card, 1);
-    let user = User::new();
+    let user = Tok::without_tokens(CARD_PIN);
     let enc = openssl_encrypt(&user, &jpki_pki().join("sign.pem"), &[]);
-    let o = run(&mut user.cmd(Some(JPKI_PASSWORD), &["decrypt", "--in", enc.to_str().unwrap()]));
+    let o = run(&mut cmd(&user, Some(JPKI_PASSWORD), &["decrypt", "--in", enc.to_str().unwrap()]));
     assert_clear_failure(&o, 6);
     assert!(stderr(&o).contains("only signs"), "{}", stderr(&o));
     let seen = card.take_seen();
@@ -400,7 +361,7 @@ fn ykcs11_offers_no_slot_for_a_piv_card_in_another_reader_and_sends_it_nothing()
     assert!(said.contains("No slots"), "{said}");
     assert_eq!(card.take_seen(), []);
     // And with it installed, status still finds the card through OpenSC.
-    let o = run(&mut User::new().cmd(None, &["status"]));
+    let o = run(&mut cmd(&Tok::without_tokens(CARD_PIN), None, &["status"]));
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     assert!(stdout(&o).contains("Alice Example"), "{}", stdout(&o));
 }
@@ -410,7 +371,7 @@ fn my_number_card_signs_an_ssmax_send_without_confirmation_and_the_signature_nam
     let _r = readers();
     let card = my_number_card();
     let _in = insert(&card, 1);
-    let user = User::new();
+    let user = Tok::without_tokens(CARD_PIN);
     let config = user.write(
         "config.toml",
         format!(
@@ -421,7 +382,8 @@ fn my_number_card_signs_an_ssmax_send_without_confirmation_and_the_signature_nam
     );
     let draft = user.write("draft.eml", MAIL);
     let sent = user.path("sent.eml");
-    let o = run(&mut user.cmd(
+    let o = run(&mut cmd(
+        &user,
         Some("abc123"),
         &[
             "send",
@@ -445,4 +407,61 @@ fn my_number_card_signs_an_ssmax_send_without_confirmation_and_the_signature_nam
     ok(Command::new("openssl").args(["smime", "-pk7out", "-in"]).arg(&sent).arg("-out").arg(&p7));
     let dump = ok(Command::new("openssl").args(["cms", "-cmsout", "-print", "-inform", "PEM", "-in"]).arg(&p7));
     assert!(stdout(&dump).contains("My Number card"), "identity method names the card: {}", stdout(&dump));
+}
+
+/// The warm agent: PIN cached until the card leaves; the card is pulled in the middle of a
+/// signature, then comes back.
+#[test]
+fn piv_card_through_the_agent_warm_signature_costs_only_the_signature_and_a_pulled_card_wipes_the_pin() {
+    let _r = readers();
+    let card = alice_piv();
+    let inserted = insert(&card, 0);
+    let user = Tok::without_tokens(CARD_PIN);
+    let agent = start_agent_with(&user, "", "pin_cache = \"until-removed\"\n", "0");
+    let mail = user.write("mail.eml", MAIL);
+    let signed = user.path("signed.eml");
+    let sign = || via(&user, &agent, &["sign", "--in", mail.to_str().unwrap(), "--out", signed.to_str().unwrap()]);
+    let o = sign();
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let cold = card.take_seen();
+    println!("agent, first signature: {} card commands: {}", cold.len(), table(&cold));
+    let o = sign();
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let warm = card.take_seen();
+    println!("agent, warm signature: {} card commands: {}", warm.len(), table(&warm));
+    openssl_verifies(&signed);
+    assert_eq!(getpins(&agent), 1, "the PIN was asked once");
+    // 9C asks for the PIN at every signature (SP 800-73-4 "PIN always"): VERIFY, then the
+    // signature; nothing is re-read from the card.
+    assert_eq!(count(&warm, 0x20), 1, "{}", table(&warm));
+    assert_eq!(count(&warm, 0x87), 1, "{}", table(&warm));
+    assert_eq!(count(&warm, 0xA4) + count(&warm, 0xB0), 0, "nothing re-read: {}", table(&warm));
+
+    let mut sub = subscribe(&agent);
+    card.pull_when(0x87);
+    let o = sign();
+    assert_clear_failure(&o, 3);
+    next_event(&mut sub, "token-removed");
+    drop(inserted);
+    assert_eq!(card.with(|c| c.operations.clone()), [(piv::SIGN, 2)].into(), "no signature made");
+
+    let _back = insert(&card, 0);
+    next_event(&mut sub, "token-inserted");
+    let o = sign();
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(getpins(&agent), 2, "a fresh PIN after the card came back: the old one was wiped");
+}
+
+#[test]
+fn piv_card_pulled_during_a_one_shot_signature_is_reported_as_removed() {
+    let _r = readers();
+    let card = alice_piv();
+    let inserted = insert(&card, 0);
+    let user = Tok::without_tokens(CARD_PIN);
+    card.pull_when(0x87);
+    let (o, signed) = sign(&user, Some(CARD_PIN), &[]);
+    assert_clear_failure(&o, 3);
+    assert!(stderr(&o).contains("removed"), "{}", stderr(&o));
+    assert!(!signed.exists(), "nothing half-written");
+    drop(inserted);
 }

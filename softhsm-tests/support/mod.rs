@@ -94,6 +94,18 @@ impl Tok {
         Tok { dir, conf, pin_file }
     }
 
+    /// A user whose only tokens are cards: an empty SoftHSM2 store, and `pin` in `pin_file`.
+    pub fn without_tokens(pin: &str) -> Tok {
+        let dir = tempfile::Builder::new().prefix("ssmax-card-").tempdir().expect("tempdir");
+        let store = dir.path().join("softhsm");
+        std::fs::create_dir(&store).unwrap();
+        let conf = dir.path().join("softhsm2.conf");
+        std::fs::write(&conf, format!("directories.tokendir = {}\n", store.display())).unwrap();
+        let pin_file = dir.path().join("pin");
+        std::fs::write(&pin_file, format!("{pin}\n")).unwrap();
+        Tok { dir, conf, pin_file }
+    }
+
     pub fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
     }

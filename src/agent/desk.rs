@@ -12,6 +12,10 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+/// How long a failed request waits for its card's reader to report a removal (OpenSC says
+/// CKR_GENERAL_ERROR, not CKR_DEVICE_REMOVED, for a card pulled during a command).
+const CARD_LEAVES_WITHIN: Duration = Duration::from_secs(1);
+
 /// What the holder of the token turn works with.
 pub(super) struct Desk {
     /// Open tokens by URI: sessions and logins (the PIN cache) live here.
@@ -67,6 +71,9 @@ impl Desk {
         }
         let mut gone = false;
         if matches!(failed, Some(Exit::NoKey | Exit::Io)) && self.watches.contains_key(request_key) {
+            if let Some(reader) = self.watches.get(request_key).and_then(|w| w.reader.clone()) {
+                readers.card_leaves(&reader, CARD_LEAVES_WITHIN);
+            }
             gone = check_presence(base.as_deref(), &mut self.tokens, &mut self.watches, events, readers)
                 .iter()
                 .any(|k| k == request_key);

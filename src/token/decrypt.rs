@@ -82,6 +82,7 @@ impl<'t, 'p> TokenDecryptor<'t, 'p> {
         let context_pin = if key.always_authenticate { Some(self.token.context_pin()?) } else { None };
         let out = raw
             .single_call(Op::Decrypt, self.token.session().handle(), mech, key.handle, context_pin, data)
+            .map_err(|e| self.token.explain_failure(e))
             .map_err(|t| match t {
                 TokenError::Pkcs11 { .. } if !t.is_not_present() => {
                     CmsError::Decrypt(format!("the key on the token could not unwrap the content key ({t})"))

@@ -424,6 +424,33 @@ impl Token {
         })
     }
 
+    /// A failed operation may be a card pulled mid-command: OpenSC reports that as
+    /// CKR_GENERAL_ERROR (measured with a card leaving a vpcd reader during GENERAL AUTHENTICATE),
+    /// not CKR_DEVICE_REMOVED. Ask the slot for up to a second (pcscd may learn of it a moment
+    /// after the command failed); a token that is gone is reported as not present.
+    pub fn explain_failure(&self, e: TokenError) -> TokenError {
+        if !matches!(
+            e,
+            TokenError::Pkcs11 { rv: RvError::GeneralError | RvError::DeviceError | RvError::FunctionFailed, .. }
+        ) {
+            return e;
+        }
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(1);
+        loop {
+            match self.module.ctx.get_slot_info(self.slot) {
+                Ok(info) if !info.token_present() => {
+                    return TokenError::NotPresent(format!(
+                        "token '{}' was removed during the operation; insert it and try again",
+                        self.label
+                    ))
+                }
+                Err(_) => return e,
+                Ok(_) if std::time::Instant::now() >= until => return e,
+                Ok(_) => std::thread::sleep(std::time::Duration::from_millis(100)),
+            }
+        }
+    }
+
     pub fn session(&self) -> &Session {
         &self.session
     }

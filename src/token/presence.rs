@@ -80,6 +80,21 @@ impl Readers {
         }
     }
 
+    /// Whether the card leaves `reader` within `within`. An operation fails the moment the card
+    /// goes, and pcscd may tell a moment later: the answer to "was it pulled?" is worth that wait.
+    pub fn card_leaves(&self, reader: &str, within: Duration) -> bool {
+        let until = std::time::Instant::now() + within;
+        loop {
+            if self.card_in(reader) == Some(false) {
+                return true;
+            }
+            if std::time::Instant::now() >= until {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// Some(card present) for a known reader; None when PC/SC is down or the reader is unknown.
     pub fn card_in(&self, reader: &str) -> Option<bool> {
         if !self.available.lock().map(|a| *a).unwrap_or(false) {

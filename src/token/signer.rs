@@ -180,9 +180,10 @@ impl<'t> TokenSigner<'t> {
                 self.key.handle,
                 Some(self.token.context_pin()?),
                 &data,
-            )?,
-            None => self.token.session().sign(&mechanism, self.key.handle, &data).map_err(TokenError::ck)?,
-        };
+            ),
+            None => self.token.session().sign(&mechanism, self.key.handle, &data).map_err(TokenError::ck),
+        }
+        .map_err(|e| self.token.explain_failure(e))?;
         match self.scheme {
             Scheme::Ecdsa(_, curve) => ecdsa_to_der(curve, &raw_sig),
             _ => Ok(raw_sig),

@@ -131,11 +131,13 @@ impl Seen {
 pub struct VirtualCard<A> {
     applet: Arc<Mutex<A>>,
     seen: Arc<Mutex<Vec<Seen>>>,
+    /// Leave the reader when this instruction arrives, before answering it.
+    pull_at: Arc<Mutex<Option<u8>>>,
 }
 
 impl<A> Clone for VirtualCard<A> {
     fn clone(&self) -> Self {
-        VirtualCard { applet: self.applet.clone(), seen: self.seen.clone() }
+        VirtualCard { applet: self.applet.clone(), seen: self.seen.clone(), pull_at: self.pull_at.clone() }
     }
 }
 
@@ -147,7 +149,7 @@ pub struct Inserted {
 
 impl<A: Applet + 'static> VirtualCard<A> {
     pub fn new(applet: A) -> VirtualCard<A> {
-        VirtualCard { applet: Arc::new(Mutex::new(applet)), seen: Arc::default() }
+        VirtualCard { applet: Arc::new(Mutex::new(applet)), seen: Arc::default(), pull_at: Arc::default() }
     }
 
     /// Put the card into vpcd reader `reader` (0 → "Virtual PCD 00 00"). Waits up to 10 s for
@@ -166,6 +168,11 @@ impl<A: Applet + 'static> VirtualCard<A> {
         let card = self.clone();
         let thread = std::thread::spawn(move || while link.serve_one(&card).is_ok() {});
         Inserted { stream, thread: Some(thread) }
+    }
+
+    /// The user pulls the card out the moment instruction `ins` reaches it (mid-operation).
+    pub fn pull_when(&self, ins: u8) {
+        *self.pull_at.lock().unwrap() = Some(ins);
     }
 
     /// Every command the card has received since the last `take_seen`.
@@ -223,6 +230,10 @@ impl Link {
             }
             [4] => Some(card.applet.lock().unwrap().atr()),
             [_] => None,
+            [_, ins, ..] if card.pull_at.lock().unwrap().take_if(|i| i == ins).is_some() => {
+                let _ = self.stream.shutdown(Shutdown::Both);
+                return Err(std::io::ErrorKind::ConnectionAborted.into());
+            }
             apdu => Some(self.command(card, apdu)),
         };
         if let Some(a) = answer {
