@@ -147,7 +147,7 @@ fn sign(user: &Tok, pin: Option<&str>, extra: &[&str]) -> (std::process::Output,
     let out = user.path("signed.eml");
     let mut args = vec!["sign", "--in", mail.to_str().unwrap(), "--out", out.to_str().unwrap()];
     args.extend_from_slice(extra);
-    (run(&mut cmd(&user, pin, &args)), out)
+    (run(&mut cmd(user, pin, &args)), out)
 }
 
 fn openssl_encrypt(user: &Tok, recip: &Path, opts: &[&str]) -> PathBuf {
