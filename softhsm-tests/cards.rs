@@ -465,3 +465,65 @@ fn piv_card_pulled_during_a_one_shot_signature_is_reported_as_removed() {
     assert!(!signed.exists(), "nothing half-written");
     drop(inserted);
 }
+
+/// Bob's PIV card: his RSA-2048 key and certificate in 9A, 9C and 9D.
+fn bob_piv() -> VirtualCard<Piv> {
+    let cert = der("bob.der");
+    let key = || piv::Key::Rsa(Box::new(rsa_key("bob.key")));
+    VirtualCard::new(
+        Piv::new(CARD_PIN, CARD_PUK, 3).with_key(piv::AUTH, key(), &cert).with_key(piv::SIGN, key(), &cert).with_key(
+            piv::KEY_MGMT,
+            key(),
+            &cert,
+        ),
+    )
+}
+
+/// What the issue calls "all at once": alice's SoftHSM2 token, bob's PIV card and Yamada's My
+/// Number card present together, one agent serving them.
+#[test]
+fn softhsm_token_piv_card_and_my_number_card_at_once_need_no_choice_of_token() {
+    let _r = readers();
+    let piv = bob_piv();
+    let _p = insert(&piv, 0);
+    let jpki = my_number_card();
+    let _j = insert(&jpki, 1);
+    let tok = Tok::new();
+    let o = run(tok.cmd().args(["--agent", "never", "status"]));
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(stdout(&o).contains("jpki sets this slot aside"), "{}", stdout(&o));
+    assert!(!stdout(&o).contains("error:"), "{}", stdout(&o));
+    for label in ["ssmax test", "Bob Partner", "JPKI (Digital Signature PIN)"] {
+        assert!(stdout(&o).contains(label), "status shows {label}: {}", stdout(&o));
+    }
+    let agent = start_agent_answering(
+        &tok,
+        "pin_cache = \"until-removed\"\n",
+        &[("ssmax test", PIN), ("Bob Partner", CARD_PIN), ("JPKI", JPKI_PASSWORD)],
+    );
+    let bob_mail = "From: Bob Partner <bob@partner.example>\nTo: Alice <alice@example.jp>\nSubject: re\n\nThanks.\n";
+    for (mail, token) in [(MAIL, "ssmax test"), (bob_mail, "Bob Partner")] {
+        let input = tok.write("mail.eml", mail);
+        let signed = tok.path("signed.eml");
+        let o = via(&tok, &agent, &["sign", "--in", input.to_str().unwrap(), "--out", signed.to_str().unwrap()]);
+        assert_eq!(code(&o), 0, "{token}: {}", stderr(&o));
+        assert!(stderr(&o).contains(&format!("on token '{token}'")), "{}", stderr(&o));
+        if token == "ssmax test" {
+            // verify needs no key, so no choice: the anchors of every token are trusted.
+            let o = via(&tok, &agent, &["verify", "--in", signed.to_str().unwrap()]);
+            assert_eq!(code(&o), 0, "{}", stderr(&o));
+        }
+    }
+    assert_eq!(piv.with(|c| c.operations.clone()), [(piv::SIGN, 1)].into());
+    for (who, token) in [("alice", "ssmax test"), ("bob", "Bob Partner")] {
+        let enc = openssl_encrypt(&tok, &pki().join(format!("{who}.pem")), &[]);
+        let o = via(&tok, &agent, &["decrypt", "--in", enc.to_str().unwrap()]);
+        assert_eq!(code(&o), 0, "{who}: {}", stderr(&o));
+        assert!(stderr(&o).contains(&format!("on token '{token}'")), "{who}: {}", stderr(&o));
+    }
+    assert_eq!(getpins(&agent), 2, "one PIN per token that was used; the My Number card was never asked");
+    // The My Number card signs only when the user confirms its personal certificate.
+    let (o, _) = sign(&tok, Some(JPKI_PASSWORD), &["--agent", "never", "--personal-certificate"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(jpki.with(|c| c.signatures), 1);
+}

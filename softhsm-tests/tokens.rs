@@ -2,9 +2,151 @@
 //! card, a card and a YubiKey): a URI that names a token selects it wherever it is given, and what
 //! needs no key needs no choice of token.
 
-use crate::support::agent::{start_agent, via};
+use crate::support::agent::{getpins, start_agent, via};
 use crate::support::*;
 use std::process::Command;
+
+/// A second token in `tok`'s SoftHSM2 store holding `user`'s key and certificate (id 01), with
+/// the test PIN: another card of the same person, or someone else's.
+fn add_token_for(tok: &Tok, label: &str, user: &str) {
+    ok(Command::new("softhsm2-util").env("SOFTHSM2_CONF", &tok.conf).args([
+        "--init-token",
+        "--free",
+        "--label",
+        label,
+        "--so-pin",
+        "spare-so-pin",
+        "--pin",
+        PIN,
+    ]));
+    let key = pki().join(format!("{user}.key"));
+    ok(Command::new("softhsm2-util").env("SOFTHSM2_CONF", &tok.conf).args([
+        "--import",
+        key.to_str().unwrap(),
+        "--token",
+        label,
+        "--label",
+        user,
+        "--id",
+        "01",
+        "--pin",
+        PIN,
+    ]));
+    let cert = pki().join(format!("{user}.der"));
+    ok(Command::new("pkcs11-tool").env("SOFTHSM2_CONF", &tok.conf).args([
+        "--module",
+        "/usr/lib/softhsm/libsofthsm2.so",
+        "--token-label",
+        label,
+        "--login",
+        "--pin",
+        PIN,
+        "--write-object",
+        cert.to_str().unwrap(),
+        "--type",
+        "cert",
+        "--id",
+        "01",
+        "--label",
+        user,
+    ]));
+}
+
+const BOB_MAIL: &str =
+    "From: Bob Partner <bob@partner.example>\nTo: Alice <alice@example.jp>\nSubject: re: figures\n\nThanks.\n";
+
+#[test]
+fn sign_picks_the_token_whose_certificate_carries_the_from_address() {
+    let tok = Tok::new();
+    add_token_for(&tok, "bob card", "bob");
+    for (mail, who, token) in [(MAIL, "alice", "ssmax test"), (BOB_MAIL, "bob", "bob card")] {
+        let input = tok.write("mail.eml", mail);
+        let out = tok.path("signed.eml");
+        let o = run(&mut tok.with_pin(&[
+            "--agent",
+            "never",
+            "sign",
+            "--in",
+            input.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ]));
+        assert_eq!(code(&o), 0, "{who}: {}", stderr(&o));
+        assert!(stderr(&o).contains(&format!("on token '{token}'")), "{who}: {}", stderr(&o));
+        if who == "alice" {
+            assert!(openssl_verify(&out, &pki().join("root.pem")).status.success());
+        }
+    }
+    // An address no token carries: said, naming the tokens looked at, before any PIN.
+    let input = tok.write("mail.eml", MAIL.replace("alice@example.jp", "carol@example.jp"));
+    let o = run(&mut tok.with_pin(&["--agent", "never", "sign", "--in", input.to_str().unwrap()]));
+    assert_clear_failure(&o, 6);
+    let e = stderr(&o);
+    assert!(
+        e.contains("none of the tokens present (") && e.contains("'ssmax test'") && e.contains("'bob card'"),
+        "{e}"
+    );
+}
+
+#[test]
+fn sign_asks_for_a_token_only_when_two_carry_the_from_address() {
+    let tok = Tok::new();
+    add_token_for(&tok, "alice spare card", "alice");
+    let input = tok.write("mail.eml", MAIL);
+    let o = run(&mut tok.with_pin(&["--agent", "never", "sign", "--in", input.to_str().unwrap()]));
+    assert_clear_failure(&o, 2);
+    let e = stderr(&o);
+    assert!(e.contains("several tokens hold a signing certificate for alice@example.jp ("), "{e}");
+    assert!(e.contains("'ssmax test'") && e.contains("'alice spare card'"), "{e}");
+    let o = run(&mut tok.with_pin(&[
+        "--agent",
+        "never",
+        "--token",
+        "pkcs11:token=alice%20spare%20card",
+        "sign",
+        "--in",
+        input.to_str().unwrap(),
+    ]));
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+}
+
+#[test]
+fn decrypt_finds_the_recipients_key_on_whichever_token_holds_it() {
+    let tok = Tok::new();
+    add_token_for(&tok, "bob card", "bob");
+    for (who, token) in [("alice", "ssmax test"), ("bob", "bob card")] {
+        let secret = tok.write("secret.txt", "Content-Type: text/plain\r\n\r\nFor one reader only.\r\n");
+        let enc = tok.path("enc.eml");
+        ok(Command::new("openssl")
+            .args(["cms", "-encrypt", "-aes-256-gcm", "-in"])
+            .arg(&secret)
+            .arg("-recip")
+            .arg(pki().join(format!("{who}.pem")))
+            .arg("-out")
+            .arg(&enc));
+        let o = run(&mut tok.with_pin(&["--agent", "never", "decrypt", "--in", enc.to_str().unwrap()]));
+        assert_eq!(code(&o), 0, "{who}: {}", stderr(&o));
+        assert!(stdout(&o).contains("For one reader only."), "{who}");
+        assert!(stderr(&o).contains(&format!("on token '{token}'")), "{who}: {}", stderr(&o));
+    }
+}
+
+#[test]
+fn the_agent_keeps_each_tokens_login_and_signs_for_whoever_the_mail_is_from() {
+    let tok = Tok::new();
+    add_token_for(&tok, "bob card", "bob");
+    let agent = start_agent(&tok, "pin_cache = \"until-removed\"\n", "0");
+    let alice = tok.write("alice.eml", MAIL);
+    let bob = tok.write("bob.eml", BOB_MAIL);
+    for round in 0..2 {
+        for (input, token) in [(&alice, "ssmax test"), (&bob, "bob card")] {
+            let o = via(&tok, &agent, &["sign", "--in", input.to_str().unwrap()]);
+            assert_eq!(code(&o), 0, "round {round}: {}", stderr(&o));
+            assert!(stderr(&o).contains(&format!("on token '{token}'")), "{}", stderr(&o));
+        }
+    }
+    assert_eq!(getpins(&agent), 2, "one PIN per token, each kept while the other is used");
+}
 
 /// A second, empty token in the same SoftHSM2 store as `tok`'s.
 fn add_spare_token(tok: &Tok, label: &str) {
@@ -30,10 +172,6 @@ fn a_key_uri_that_names_its_token_selects_it_among_several() {
     add_spare_token(&tok, "spare");
     let mail = tok.write("mail.eml", MAIL);
     let out = tok.path("signed.eml");
-    // Naming no token is a real question now, and the answer lists them.
-    let o = run(&mut tok.with_pin(&["--agent", "never", "sign", "--in", mail.to_str().unwrap()]));
-    assert_clear_failure(&o, 2);
-    assert!(stderr(&o).contains("several tokens are present") && stderr(&o).contains("'spare'"), "{}", stderr(&o));
     let key = key_on_alices_token();
     let o = run(&mut tok.with_pin(&[
         "--agent",

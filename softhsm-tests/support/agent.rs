@@ -51,6 +51,34 @@ pub fn start_agent_with(tok: &Tok, top: &str, agent_config: &str, delay_s: &str)
 /// The same, with extra environment for the agent (e.g. the shim's fault file).
 pub fn start_agent_env(tok: &Tok, top: &str, agent_config: &str, delay_s: &str, env: &[(&str, &Path)]) -> Agent {
     let (script, log) = pinentry(tok, &tok.pin_file, delay_s);
+    start_agent_script(tok, &script, log, top, agent_config, env)
+}
+
+/// An agent whose pinentry answers each token its own PIN: `answers` pairs a text the prompt's
+/// description contains (the token's label) with the PIN to give.
+pub fn start_agent_answering(tok: &Tok, agent_config: &str, answers: &[(&str, &str)]) -> Agent {
+    let log = tok.path("pinentry.log");
+    let cases: String =
+        answers.iter().map(|(needle, pin)| format!("      *'{needle}'*) echo \"D {pin}\" ;;\n")).collect();
+    let script = tok.write(
+        "pinentry-by-token.sh",
+        format!(
+            "#!/bin/sh\necho 'OK Pleased to meet you'\ndesc=\nwhile read -r cmd rest; do\n  echo \"$cmd $rest\" >> '{log}'\n  case $cmd in\n    SETDESC) desc=$rest; echo OK ;;\n    GETPIN)\n      case $desc in\n{cases}      *) echo 'D none' ;;\n      esac\n      echo OK ;;\n    BYE) echo OK; exit 0 ;;\n    *) echo OK ;;\n  esac\ndone\n",
+            log = log.display()
+        ),
+    );
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    start_agent_script(tok, &script, log, "", agent_config, &[])
+}
+
+fn start_agent_script(
+    tok: &Tok,
+    script: &Path,
+    log: PathBuf,
+    top: &str,
+    agent_config: &str,
+    env: &[(&str, &Path)],
+) -> Agent {
     let audit = tok.path("audit.log");
     let config = tok.write(
         "agent.toml",

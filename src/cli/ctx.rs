@@ -66,6 +66,12 @@ impl Ctx for CliCtx<'_> {
             None => eprintln!("ssmax-card: {line}"),
         }
     }
+    fn use_held(&mut self, fits: &dyn Fn(&Token) -> Result<bool, Failure>) -> Result<bool, Failure> {
+        match &self.token {
+            Some(t) => fits(t),
+            None => Ok(false),
+        }
+    }
     fn holds_token(&mut self) -> Result<bool, Failure> {
         Ok(self.token.is_some())
     }

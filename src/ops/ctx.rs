@@ -3,7 +3,7 @@
 //! opens; the agent runs the same operations against a request, a response and the token it owns.
 
 use super::setup::Setup;
-use crate::error::Failure;
+use crate::error::{Exit, Failure};
 use crate::token::objects::CertObject;
 use crate::token::pin::PinPrompt;
 use crate::token::Token;
@@ -47,6 +47,50 @@ pub trait Ctx {
         }
         Ok(self.token()?.token.certificates()?)
     }
+    /// With several tokens present and none named by the settings: make the one `fits` accepts
+    /// (judged without a PIN, from what each shows) this command's token. `what` says what is
+    /// looked for, in messages. A token already held that fits is kept (the agent's PIN cache);
+    /// with one token present, or one named, there is nothing to choose.
+    fn choose_token(&mut self, what: &str, fits: &dyn Fn(&Token) -> Result<bool, Failure>) -> Result<(), Failure> {
+        let uri = self.setup().token_uri.clone();
+        if uri.names_token() || self.use_held(fits)? {
+            return Ok(());
+        }
+        let all = Token::open_all(&uri, &self.setup().profiles)?;
+        if all.len() <= 1 {
+            return match all.into_iter().next() {
+                Some(t) => self.adopt_token(t),
+                None => Ok(()),
+            };
+        }
+        let names: Vec<String> = all.iter().map(|t| format!("'{}'", t.label)).collect();
+        let mut fit = Vec::new();
+        for t in all {
+            if fits(&t)? {
+                fit.push(t);
+            }
+        }
+        if fit.len() > 1 {
+            let labels: Vec<String> = fit.iter().map(|t| format!("'{}'", t.label)).collect();
+            return Err(Failure::new(
+                Exit::Usage,
+                format!(
+                    "several tokens hold {what} ({}): choose one with --token 'pkcs11:token=LABEL' or `token` in the config",
+                    labels.join(", ")
+                ),
+            ));
+        }
+        match fit.pop() {
+            Some(t) => self.adopt_token(t),
+            None => Err(Failure::new(
+                Exit::NoKey,
+                format!("none of the tokens present ({}) holds {what}", names.join(", ")),
+            )),
+        }
+    }
+    /// Use a token this command (the agent: any request) already holds for these settings if
+    /// `fits` accepts it. Returns whether one was.
+    fn use_held(&mut self, fits: &dyn Fn(&Token) -> Result<bool, Failure>) -> Result<bool, Failure>;
     /// The token the settings select is open already (the agent: the turn is taken to look).
     fn holds_token(&mut self) -> Result<bool, Failure>;
     /// Use `token`, found by looking, as the token the settings select.

@@ -31,6 +31,10 @@ pub fn run(ctx: &mut dyn Ctx, a: &ForwardArgs) -> Result<(), Failure> {
         return Err(Failure::new(Exit::Usage, "give at least one --to address"));
     }
     let raw = ctx.input()?;
+    // Without --from the address is the token's own: then a token must be named if several are present.
+    if let Some(from) = &a.from {
+        super::sign::choose_signing_token(ctx, &from.to_ascii_lowercase(), super::sign::Binding::Organisation)?;
+    }
     let (out, note) = {
         let mut p = ctx.token()?;
         forward(&mut p, a, &raw)?

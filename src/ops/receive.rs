@@ -76,6 +76,7 @@ pub fn receive(ctx: &mut dyn Ctx, raw: &[u8]) -> Result<(), Failure> {
 /// Verify, report the chain, decrypt every attachment on the card: the readable mail out.
 pub fn open_mail(ctx: &mut dyn Ctx, raw: &[u8]) -> Result<Vec<u8>, Failure> {
     let mut notes = Vec::new();
+    ctx.choose_token("keys that decrypt", &|t| Ok(t.profile.keys.can_decrypt))?;
     let mime = {
         let p = ctx.token()?;
         let trust = token_trust(p.token, &p.s.config)?;

@@ -25,6 +25,7 @@ pub fn run(ctx: &mut dyn Ctx, extra: Vec<Attachment>, pss: bool) -> Result<(), F
     let to = super::sign::recipients(&mail);
     drop(mail);
     drop(raw);
+    super::sign::choose_signing_token(ctx, &from, super::sign::Binding::Organisation)?;
     let (org_name, org, logged_in) = {
         let p = ctx.token()?;
         let trust = token_trust(p.token, &p.s.config)?;

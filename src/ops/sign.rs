@@ -68,6 +68,7 @@ pub fn run(ctx: &mut dyn Ctx, pss: bool, binding: Binding) -> Result<(), Failure
         None => vec![fields.as_slice(), mail.body],
     };
     let sha256 = as_is.unwrap_or_else(|| Hash::Sha256.digest_pieces(&signed));
+    choose_signing_token(ctx, &from, binding)?;
     let (done, summary) = {
         let mut p = ctx.token()?;
         let done = sign_on_token(&mut p, &from, &to, &signed, Some(&sha256), pss, binding)?;
@@ -85,6 +86,38 @@ pub fn run(ctx: &mut dyn Ctx, pss: bool, binding: Binding) -> Result<(), Failure
     }
     ctx.note(summary);
     Ok(())
+}
+
+/// Whether `token` can sign for `from` under `binding`, judged without a PIN: a certificate
+/// for the address, or (where the binding allows) a personal certificate (My Number card).
+fn signs_for(token: &Token, from: &str, personal: bool) -> Result<bool, Failure> {
+    if token.profile.keys.personal_certificate.is_some() {
+        return Ok(personal);
+    }
+    if personal {
+        return Ok(false);
+    }
+    let ids = token.profile.signing_ids();
+    Ok(token.certificates()?.iter().any(|c| {
+        !c.anchor
+            && (ids.is_empty() || ids.contains(&c.id))
+            && c.parsed.as_deref().is_some_and(|p| !cert::is_ca(p) && cert::emails(p).iter().any(|e| e == from))
+    }))
+}
+
+/// With several tokens present and none named: the one whose certificate carries `from`. For
+/// SSMAX (the organisation binds From) a personal certificate serves when no token carries it.
+pub fn choose_signing_token(ctx: &mut dyn Ctx, from: &str, binding: Binding) -> Result<(), Failure> {
+    let by_address = format!("a signing certificate for {from}");
+    let personal = "a personal certificate (My Number card)";
+    match binding {
+        Binding::Certificate => ctx.choose_token(&by_address, &|t| signs_for(t, from, false)),
+        Binding::PersonalConfirmed => ctx.choose_token(personal, &|t| signs_for(t, from, true)),
+        Binding::Organisation => match ctx.choose_token(&by_address, &|t| signs_for(t, from, false)) {
+            Err(f) if f.exit == Exit::NoKey => ctx.choose_token(personal, &|t| signs_for(t, from, true)),
+            other => other,
+        },
+    }
 }
 
 /// `sign --signature-only --from ADDRESS`: the input is the MIME entity a mail client puts first
@@ -112,6 +145,7 @@ pub fn run_signature_only(ctx: &mut dyn Ctx, pss: bool, from: &str) -> Result<()
         ));
     }
     crate::mail::check_structure(&parsed, 0)?;
+    choose_signing_token(ctx, &from, Binding::Certificate)?;
     let (done, summary) = {
         let mut p = ctx.token()?;
         let done = sign_on_token(&mut p, &from, "", &[&entity], None, pss, Binding::Certificate)?;

@@ -61,6 +61,12 @@ pub fn run(ctx: &mut dyn Ctx) -> Result<(), Failure> {
             }
             say!(out, "  slot {} '{}': token '{}'", slot.slot.id(), slot.description, t.label);
             say!(out, "    manufacturer {} / model {} / serial {}", t.manufacturer, t.model, t.serial);
+            let set_aside = s.profiles.iter().find(|p| p.ignores(&t.label, &t.manufacturer, &t.model));
+            if let (None, Some(p)) = (&t.profile, set_aside) {
+                // Known and not for mail (JPKI's authentication slot): said, and left alone.
+                say!(out, "    profile      {} sets this slot aside: it is not for mail", p.name);
+                continue;
+            }
             say!(out, "    profile      {}", t.profile.as_deref().unwrap_or("none (add one to use this token)"));
             say!(
                 out,

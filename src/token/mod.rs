@@ -538,7 +538,11 @@ impl Token {
 
 impl Drop for Token {
     fn drop(&mut self) {
-        self.logout();
+        // The login state belongs to the token, shared by every session this process has on it:
+        // a Token opened only to look (choosing among several) must not log out the one in use.
+        if self.login_time.is_some() {
+            self.logout();
+        }
     }
 }
 

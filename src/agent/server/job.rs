@@ -232,6 +232,20 @@ impl Ctx for AgentCtx<'_> {
     fn done_with_token(&mut self) {
         self.release(None);
     }
+    fn use_held(&mut self, fits: &dyn Fn(&Token) -> Result<bool, Failure>) -> Result<bool, Failure> {
+        if self.turn.is_none() {
+            self.take_turn()?;
+        }
+        let Some(desk) = self.turn.as_deref() else { return Ok(false) };
+        let base = self.s.token_uri.to_string();
+        for (key, t) in &desk.tokens {
+            if key_selects(key, &base) && fits(t)? {
+                self.token_key = key.clone();
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
     fn holds_token(&mut self) -> Result<bool, Failure> {
         if self.turn.is_none() {
             self.take_turn()?;
@@ -245,6 +259,9 @@ impl Ctx for AgentCtx<'_> {
         let Some(desk) = self.turn.as_deref_mut() else {
             return Err(Failure::new(Exit::Io, "internal: the token turn vanished"));
         };
+        // Each token found by looking is kept under its own key, so several stay open at once,
+        // each with its login (PIN cache), and the next request finds the one it needs.
+        self.token_key = chosen_key(&self.s.token_uri.to_string(), &token);
         desk.tokens.insert(self.token_key.clone(), token);
         Ok(())
     }
@@ -302,4 +319,14 @@ impl PinPrompt for EventPrompt {
         self.dog.enter(&self.method);
         pin
     }
+}
+
+/// The desk key of a token found by looking under the settings' URI `base`.
+fn chosen_key(base: &str, token: &Token) -> String {
+    format!("{base}\u{0}{}\u{0}{}", token.label, token.serial)
+}
+
+/// Whether a desk key belongs to the settings' URI: the URI itself, or a token chosen under it.
+fn key_selects(key: &str, base: &str) -> bool {
+    key == base || key.strip_prefix(base).is_some_and(|rest| rest.starts_with('\u{0}'))
 }

@@ -243,6 +243,11 @@ impl Envelope {
         recover_cek(&self.infos, keys)
     }
 
+    /// Whether the message is encrypted for one of `certs` (no key needed to tell).
+    pub fn addressed_to(&self, certs: &[Certificate]) -> bool {
+        names_any(&self.infos, certs)
+    }
+
     pub fn content_alg(&self) -> Result<ContentAlg, CmsError> {
         content_alg(&self.eci, self.authenticated)
     }

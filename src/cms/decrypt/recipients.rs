@@ -4,15 +4,36 @@
 use super::*;
 
 /// Find the recipient info addressed to one of our certificates and have the token unwrap the key.
+fn matches_ias(ias: &cms::cert::IssuerAndSerialNumber, c: &Certificate) -> bool {
+    c.tbs_certificate.issuer == ias.issuer && c.tbs_certificate.serial_number == ias.serial_number
+}
+
+fn matches_ski(ski: &[u8], c: &Certificate) -> bool {
+    cert::subject_key_id(c).as_deref() == Some(ski)
+}
+
+/// Whether any recipient of `infos` is named by one of `certs` (key transport or agreement).
+pub(crate) fn names_any(infos: &SetOfVec<RecipientInfo>, certs: &[Certificate]) -> bool {
+    infos.iter().any(|ri| match ri {
+        RecipientInfo::Ktri(k) => certs.iter().any(|c| match &k.rid {
+            RecipientIdentifier::IssuerAndSerialNumber(ias) => matches_ias(ias, c),
+            RecipientIdentifier::SubjectKeyIdentifier(ski) => matches_ski(ski.0.as_bytes(), c),
+        }),
+        RecipientInfo::Kari(kari) => kari.recipient_enc_keys.iter().any(|rek| {
+            certs.iter().any(|c| match &rek.rid {
+                KeyAgreeRecipientIdentifier::IssuerAndSerialNumber(ias) => matches_ias(ias, c),
+                KeyAgreeRecipientIdentifier::RKeyId(r) => matches_ski(r.subject_key_identifier.as_bytes(), c),
+            })
+        }),
+        _ => false,
+    })
+}
+
 pub(crate) fn recover_cek(
     infos: &SetOfVec<RecipientInfo>,
     keys: &mut dyn Decryptor,
 ) -> Result<(Zeroizing<Vec<u8>>, &'static str, String), CmsError> {
     let certs: Vec<Certificate> = keys.certificates().to_vec();
-    let matches_ias = |ias: &cms::cert::IssuerAndSerialNumber, c: &Certificate| {
-        c.tbs_certificate.issuer == ias.issuer && c.tbs_certificate.serial_number == ias.serial_number
-    };
-    let matches_ski = |ski: &[u8], c: &Certificate| cert::subject_key_id(c).as_deref() == Some(ski);
     let mut kinds_seen = Vec::new();
     for ri in infos.iter() {
         match ri {
