@@ -217,7 +217,11 @@ struct Link {
 impl Link {
     fn serve_one<A: Applet>(&mut self, card: &VirtualCard<A>) -> std::io::Result<()> {
         let mut len = [0u8; 2];
+        // vpcd writes the length and the body apart; with Nagle on its side, the body waits for
+        // our ACK of the length, which Linux delays by 40 ms unless asked not to (every read).
+        let _ = rustix::net::sockopt::set_tcp_quickack(&self.stream, true);
         self.stream.read_exact(&mut len)?;
+        let _ = rustix::net::sockopt::set_tcp_quickack(&self.stream, true);
         let mut body = vec![0u8; usize::from(u16::from_be_bytes(len))];
         self.stream.read_exact(&mut body)?;
         let answer = match body.as_slice() {
@@ -238,8 +242,7 @@ impl Link {
         };
         if let Some(a) = answer {
             let n = u16::try_from(a.len()).expect("short answer");
-            self.stream.write_all(&n.to_be_bytes())?;
-            self.stream.write_all(&a)?;
+            self.stream.write_all(&[n.to_be_bytes().as_slice(), &a].concat())?;
         }
         Ok(())
     }
