@@ -19,6 +19,7 @@ use support::vcard::{Applet, Inserted, Seen, VirtualCard};
 use support::*;
 
 const CARD_PIN: &str = "123456";
+const OPENSC: &str = "/usr/lib/x86_64-linux-gnu/opensc-pkcs11.so";
 const CARD_PUK: &str = "12345678";
 
 /// One test at a time owns pcscd and the readers.
@@ -36,14 +37,43 @@ fn der(name: &str) -> Vec<u8> {
     std::fs::read(pki().join(name)).unwrap()
 }
 
-/// Alice's PIV employee card: her RSA-2048 key and certificate in 9A, 9C and 9D.
+/// Alice's PIV card keys besides her mail encryption key (the demo PKI's alice.key): a PIV
+/// Authentication key whose certificate names her for logging in (no mailbox), and a digital
+/// signature key whose certificate carries her address. Made once per run; (key PEM, cert DER).
+fn alice_piv_keys() -> &'static [(String, Vec<u8>); 2] {
+    static KEYS: OnceLock<[(String, Vec<u8>); 2]> = OnceLock::new();
+    KEYS.get_or_init(|| {
+        let dir = tempfile::Builder::new().prefix("ssmax-piv-").tempdir().unwrap();
+        let sh = r#"set -e
+printf 'basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=clientAuth\n' > auth.ext
+for k in auth sign; do openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out $k.key 2>/dev/null; done
+openssl req -new -key auth.key -subj "/O=Example Org/CN=Alice Example (PIV Authentication)" -out auth.csr
+openssl x509 -req -in auth.csr -CA "$1/orgca.pem" -CAkey "$1/orgca.key" -set_serial 0x3001 -days 730 -extfile auth.ext -outform DER -out auth.der 2>/dev/null
+openssl req -new -key sign.key -subj "/O=Example Org/CN=Alice Example" -out sign.csr
+openssl x509 -req -in sign.csr -CA "$1/orgca.pem" -CAkey "$1/orgca.key" -set_serial 0x3002 -days 730 -extfile "$1/alice.ext" -outform DER -out sign.der 2>/dev/null
+"#;
+        ok(Command::new("bash").arg("-c").arg(sh).arg("piv").arg(pki()).current_dir(dir.path()));
+        let read = |n: &str| {
+            (std::fs::read_to_string(dir.path().join(format!("{n}.key"))).unwrap(), std::fs::read(dir.path().join(format!("{n}.der"))).unwrap())
+        };
+        [read("auth"), read("sign")]
+    })
+}
+
+fn rsa_pem(pem: &str) -> piv::Key {
+    piv::Key::Rsa(Box::new(rsa::RsaPrivateKey::from_pkcs8_pem(pem).unwrap()))
+}
+
+/// Alice's PIV employee card as issued: three keys — 9A PIV Authentication, 9C digital
+/// signature (her mail signing certificate), 9D key management (the certificate mail is
+/// encrypted to, the demo PKI's alice.pem).
 fn alice_piv() -> VirtualCard<Piv> {
-    let cert = der("alice.der");
+    let [(auth_key, auth), (sign_key, sign)] = alice_piv_keys();
     VirtualCard::new(
         Piv::new(CARD_PIN, CARD_PUK, 3)
-            .with_key(piv::AUTH, piv::Key::Rsa(Box::new(rsa_key("alice.key"))), &cert)
-            .with_key(piv::SIGN, piv::Key::Rsa(Box::new(rsa_key("alice.key"))), &cert)
-            .with_key(piv::KEY_MGMT, piv::Key::Rsa(Box::new(rsa_key("alice.key"))), &cert),
+            .with_key(piv::AUTH, rsa_pem(auth_key), auth)
+            .with_key(piv::SIGN, rsa_pem(sign_key), sign)
+            .with_key(piv::KEY_MGMT, piv::Key::Rsa(Box::new(rsa_key("alice.key"))), &der("alice.der")),
     )
 }
 
@@ -526,4 +556,139 @@ fn softhsm_token_piv_card_and_my_number_card_at_once_need_no_choice_of_token() {
     let (o, _) = sign(&tok, Some(JPKI_PASSWORD), &["--agent", "never", "--personal-certificate"]);
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     assert_eq!(jpki.with(|c| c.signatures), 1);
+}
+
+/// Card commands per operation: ours beside openssl cms + libp11's pkcs11 engine and gpgsm +
+/// gpg-agent + gnupg-pkcs11-scd, all through OpenSC on the same virtual PIV card.
+#[test]
+fn piv_card_commands_per_operation_against_openssl_engine_and_gpgsm() {
+    let _r = readers();
+    let card = alice_piv();
+    let _in = insert(&card, 0);
+    let user = Tok::without_tokens(CARD_PIN);
+    let mut rows: Vec<(String, usize)> = Vec::new();
+    let mut measure = |name: &str, o: std::process::Output| {
+        assert!(o.status.success(), "{name}: {}{}", stdout(&o), stderr(&o));
+        let seen = card.take_seen();
+        println!("{name}: {} — {}", seen.len(), table(&seen));
+        rows.push((name.to_string(), seen.len()));
+    };
+    let mail = user.write("mail.eml", MAIL);
+    let alice = pki().join("alice.pem");
+    measure("ours: status", run(&mut cmd(&user, None, &["status"])));
+    measure("ours: sign, one-shot", sign(&user, Some(CARD_PIN), &[]).0);
+    let enc = openssl_encrypt(&user, &alice, &[]);
+    measure(
+        "ours: decrypt, one-shot",
+        run(&mut cmd(&user, Some(CARD_PIN), &["decrypt", "--in", enc.to_str().unwrap()])),
+    );
+
+    let conf = user.write(
+        "openssl.cnf",
+        format!("openssl_conf = init\n[init]\nengines = engines\n[engines]\npkcs11 = pkcs11\n[pkcs11]\nengine_id = pkcs11\ndynamic_path = /usr/lib/x86_64-linux-gnu/engines-3/pkcs11.so\nMODULE_PATH = {OPENSC}\ninit = 0\n"),
+    );
+    // libp11 asks for the PIN again at each use of the PIN-always key, on the terminal or stdin.
+    let answers = user.write("pins.txt", format!("{CARD_PIN}\n{CARD_PIN}\n{CARD_PIN}\n"));
+    let openssl = |args: &[&str]| {
+        let mut c = Command::new("openssl");
+        c.env("OPENSSL_CONF", &conf).args(args).stdin(std::fs::File::open(&answers).unwrap());
+        run(&mut c)
+    };
+    let signer = user.path("piv-sign.pem");
+    let sign_der = user.write("piv-sign.der", &alice_piv_keys()[1].1);
+    ok(Command::new("openssl").args(["x509", "-inform", "DER", "-in"]).arg(&sign_der).arg("-out").arg(&signer));
+    let sign_key = format!("pkcs11:manufacturer=piv_II;id=%02;type=private;pin-value={CARD_PIN}");
+    let out = user.path("ossl.eml");
+    measure(
+        "openssl cms + engine: sign",
+        openssl(&[
+            "cms",
+            "-sign",
+            "-engine",
+            "pkcs11",
+            "-keyform",
+            "engine",
+            "-inkey",
+            &sign_key,
+            "-signer",
+            signer.to_str().unwrap(),
+            "-in",
+            mail.to_str().unwrap(),
+            "-out",
+            out.to_str().unwrap(),
+        ]),
+    );
+    let dec_key = format!("pkcs11:manufacturer=piv_II;id=%03;type=private;pin-value={CARD_PIN}");
+    measure(
+        "openssl cms + engine: decrypt",
+        openssl(&[
+            "cms",
+            "-decrypt",
+            "-engine",
+            "pkcs11",
+            "-keyform",
+            "engine",
+            "-inkey",
+            &dec_key,
+            "-recip",
+            alice.to_str().unwrap(),
+            "-in",
+            enc.to_str().unwrap(),
+            "-out",
+            user.path("ossl.txt").to_str().unwrap(),
+        ]),
+    );
+
+    let agent = start_agent_with(&user, "", "pin_cache = \"until-removed\"\n", "0");
+    let signed = user.path("agent.eml");
+    let via_agent = || via(&user, &agent, &["sign", "--in", mail.to_str().unwrap(), "--out", signed.to_str().unwrap()]);
+    measure("ours: sign, agent cold", via_agent());
+    measure("ours: sign, agent warm", via_agent());
+    drop(agent);
+
+    let gh = user.path("gnupg");
+    std::fs::create_dir(&gh).unwrap();
+    std::fs::set_permissions(&gh, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    let pe = user.write("gpg-pinentry.sh", format!("#!/bin/sh\necho OK\nwhile read -r c r; do case $c in GETPIN) echo \"D {CARD_PIN}\"; echo OK;; BYE) echo OK; exit 0;; *) echo OK;; esac; done\n"));
+    std::fs::set_permissions(&pe, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    std::fs::write(
+        gh.join("gpg-agent.conf"),
+        format!("scdaemon-program /usr/bin/gnupg-pkcs11-scd\npinentry-program {}\n", pe.display()),
+    )
+    .unwrap();
+    std::fs::write(gh.join("gnupg-pkcs11-scd.conf"), format!("providers p1\nprovider-p1-library {OPENSC}\n")).unwrap();
+    std::fs::write(gh.join("gpgsm.conf"), "disable-crl-checks\n").unwrap();
+    let gpg = |script: &str| run(Command::new("bash").env("GNUPGHOME", &gh).arg("-c").arg(script));
+    let root = pki().join("root.pem");
+    let orgca = pki().join("orgca.pem");
+    let o = gpg(&format!(
+        "gpgsm --batch --disable-dirmngr --import {} {} && gpgsm --batch --disable-dirmngr --learn-card && echo \"$(gpgsm --with-colons --list-keys 'SSMAX Demo Root' | awk -F: '/^fpr/{{print $10; exit}}') S relax\" > $GNUPGHOME/trustlist.txt",
+        root.display(),
+        orgca.display()
+    ));
+    card.take_seen();
+    assert!(o.status.success(), "gpgsm set-up: {}", stderr(&o));
+    // Two certificates on the card carry her address (signature and key management): gpgsm
+    // must be told which, by fingerprint.
+    let fpr =
+        stdout(&ok(Command::new("openssl").args(["x509", "-noout", "-fingerprint", "-sha1", "-in"]).arg(&signer)));
+    let fpr: String = fpr.split('=').nth(1).unwrap_or_default().trim().replace(':', "");
+    let gsign = format!(
+        "gpgsm --batch --disable-dirmngr -u {fpr} --detach-sign --base64 < {} > {}",
+        mail.display(),
+        user.path("g.p7s").display()
+    );
+    measure("gpgsm + scd: sign, agent cold", gpg(&gsign));
+    measure("gpgsm + scd: sign, agent warm", gpg(&gsign));
+    gpg("gpgconf --kill all");
+    for (name, n) in &rows {
+        println!("| {name} | {n} |");
+    }
+    let n = |name: &str| rows.iter().find(|(r, _)| r == name).map(|(_, n)| *n).unwrap_or(usize::MAX);
+    // Through OpenSC everyone pays its binding of the card (36 commands here) once per process;
+    // past that, ours sends no more than the peers: the same decryption, and a warm signature
+    // that is the lock checks, the PIN-always VERIFY and the signature alone.
+    assert!(n("ours: decrypt, one-shot") <= n("openssl cms + engine: decrypt"));
+    assert!(n("ours: sign, agent warm") <= n("gpgsm + scd: sign, agent warm"));
+    assert_eq!(card.with(|c| c.operations.clone()), [(piv::SIGN, 6), (piv::KEY_MGMT, 2)].into(), "no extra key use");
 }

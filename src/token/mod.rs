@@ -115,6 +115,9 @@ pub(crate) fn ckr_name(rv: RvError) -> String {
 
 type Result<T> = std::result::Result<T, TokenError>;
 
+/// How long the PIN flags read while finding a token stand for a fresh read.
+const FOUND_FLAGS_FOR: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// The token's PIN state as CK_TOKEN_INFO flags report it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct PinFlags {
@@ -274,6 +277,9 @@ pub struct Token {
     session: Session,
     /// Held only while this process needs it for context-specific logins; zeroized on drop.
     pin: Option<SecretString>,
+    /// The PIN flags read when the token was found, for the first login of a command that
+    /// follows at once: on a card each C_GetTokenInfo costs a lock and a VERIFY.
+    found_flags: Option<(std::time::Instant, PinFlags)>,
     objects: std::cell::RefCell<objects::ObjectCache>,
 }
 
@@ -420,6 +426,7 @@ impl Token {
             login_time: None,
             session,
             pin: None,
+            found_flags: slot.token.as_ref().map(|t| (std::time::Instant::now(), t.pin)),
             objects: Default::default(),
         })
     }
@@ -455,7 +462,7 @@ impl Token {
         &self.session
     }
 
-    /// Fresh PIN flags: read before every login, never remembered.
+    /// PIN flags read from the token now.
     pub fn pin_flags(&self) -> Result<PinFlags> {
         let t = self.module.ctx.get_token_info(self.slot).map_err(|e| match e {
             CkError::Pkcs11(RvError::TokenNotPresent, _) => TokenError::NotPresent(format!(
@@ -482,10 +489,17 @@ impl Token {
     /// Possession is proven by the open session; this adds knowledge: ask for the PIN once,
     /// check the token's retry flags first, never retry.
     pub fn login(&mut self, prompt: &dyn PinPrompt, operation: &str, allow_final_try: bool) -> Result<()> {
-        if self.is_logged_in() && self.pin.is_some() {
+        // The PIN first: asking the module whether the session is logged in costs a card lock
+        // (OpenSC checks the card's state), and a token never logged in here cannot be.
+        if self.pin.is_some() && self.is_logged_in() {
             return Ok(());
         }
-        let flags = self.pin_flags()?;
+        // Read before every login: the flags from finding the token serve only the login that
+        // follows within seconds, before any other PIN was tried by this process.
+        let flags = match self.found_flags.take() {
+            Some((at, f)) if at.elapsed() < FOUND_FLAGS_FOR => f,
+            _ => self.pin_flags()?,
+        };
         if let Some(warning) = pin::check_flags(&self.label, flags, allow_final_try)? {
             eprintln!("ssmax-card: warning: {warning}");
         }
