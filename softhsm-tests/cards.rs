@@ -60,6 +60,39 @@ openssl x509 -req -in sign.csr -CA "$1/orgca.pem" -CAkey "$1/orgca.key" -set_ser
     })
 }
 
+/// Alice's P-256 PIV card: an ECDSA signature key (9C) and an ECDH key-management key (9D), each
+/// with a certificate for her address. Made once per run; (key PEM, cert DER, cert PEM path).
+fn alice_p256_keys() -> &'static [(String, Vec<u8>, PathBuf); 2] {
+    static KEYS: OnceLock<[(String, Vec<u8>, PathBuf); 2]> = OnceLock::new();
+    KEYS.get_or_init(|| {
+        let dir = tempfile::Builder::new().prefix("ssmax-piv-ec-").tempdir().unwrap().keep();
+        let sh = r#"set -e
+serial=4000
+for k in sign kmgmt; do
+  serial=$((serial + 1))
+  openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out $k.key 2>/dev/null
+  openssl req -new -key $k.key -subj "/O=Example Org/CN=Alice Example" -out $k.csr
+  openssl x509 -req -in $k.csr -CA "$1/orgca.pem" -CAkey "$1/orgca.key" -set_serial 0x$serial -days 730 -extfile "$1/alice.ext" -out $k.pem 2>/dev/null
+  openssl x509 -in $k.pem -outform DER -out $k.der
+done
+"#;
+        ok(Command::new("bash").arg("-c").arg(sh).arg("piv-ec").arg(pki()).current_dir(&dir));
+        let read = |n: &str| {
+            (
+                std::fs::read_to_string(dir.join(format!("{n}.key"))).unwrap(),
+                std::fs::read(dir.join(format!("{n}.der"))).unwrap(),
+                dir.join(format!("{n}.pem")),
+            )
+        };
+        [read("sign"), read("kmgmt")]
+    })
+}
+
+fn p256_pem(pem: &str) -> piv::Key {
+    use p256::pkcs8::DecodePrivateKey as _;
+    piv::Key::P256(p256::SecretKey::from_pkcs8_pem(pem).unwrap())
+}
+
 fn rsa_pem(pem: &str) -> piv::Key {
     piv::Key::Rsa(Box::new(rsa::RsaPrivateKey::from_pkcs8_pem(pem).unwrap()))
 }
@@ -691,4 +724,29 @@ fn piv_card_commands_per_operation_against_openssl_engine_and_gpgsm() {
     assert!(n("ours: decrypt, one-shot") <= n("openssl cms + engine: decrypt"));
     assert!(n("ours: sign, agent warm") <= n("gpgsm + scd: sign, agent warm"));
     assert_eq!(card.with(|c| c.operations.clone()), [(piv::SIGN, 6), (piv::KEY_MGMT, 2)].into(), "no extra key use");
+}
+
+#[test]
+fn piv_p256_card_signs_with_ecdsa_and_decrypts_ecdh_mail_on_the_card() {
+    let _r = readers();
+    let [(sign_key, sign_der, _), (kmgmt_key, kmgmt_der, kmgmt_pem)] = alice_p256_keys();
+    let [(auth_key, auth), _] = alice_piv_keys();
+    let card = VirtualCard::new(
+        Piv::new(CARD_PIN, CARD_PUK, 3)
+            .with_key(piv::AUTH, rsa_pem(auth_key), auth)
+            .with_key(piv::SIGN, p256_pem(sign_key), sign_der)
+            .with_key(piv::KEY_MGMT, p256_pem(kmgmt_key), kmgmt_der),
+    );
+    let _in = insert(&card, 0);
+    let user = Tok::without_tokens(CARD_PIN);
+    let (o, signed) = sign(&user, Some(CARD_PIN), &[]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(stderr(&o).contains("ECDSA P-256"), "{}", stderr(&o));
+    openssl_verifies(&signed);
+    let enc = openssl_encrypt(&user, kmgmt_pem, &[]);
+    let o = run(&mut cmd(&user, Some(CARD_PIN), &["decrypt", "--in", enc.to_str().unwrap()]));
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(stdout(&o).contains("The merger closes on Friday."), "{}", stdout(&o));
+    assert!(stderr(&o).contains("ECDH"), "{}", stderr(&o));
+    assert_eq!(card.with(|c| c.operations.clone()), [(piv::SIGN, 1), (piv::KEY_MGMT, 1)].into());
 }
