@@ -750,3 +750,35 @@ fn piv_p256_card_signs_with_ecdsa_and_decrypts_ecdh_mail_on_the_card() {
     assert!(stderr(&o).contains("ECDH"), "{}", stderr(&o));
     assert_eq!(card.with(|c| c.operations.clone()), [(piv::SIGN, 1), (piv::KEY_MGMT, 1)].into());
 }
+
+#[test]
+fn pulling_one_card_leaves_the_other_token_working_with_its_pin_kept() {
+    let _r = readers();
+    let card = bob_piv();
+    let inserted = insert(&card, 0);
+    let tok = Tok::new();
+    let agent = start_agent_answering(
+        &tok,
+        "pin_cache = \"until-removed\"\n",
+        &[("ssmax test", PIN), ("Bob Partner", CARD_PIN)],
+    );
+    let alice = tok.write("alice.eml", MAIL);
+    let bob = tok.write(
+        "bob.eml",
+        "From: Bob Partner <bob@partner.example>\nTo: Alice <alice@example.jp>\nSubject: re\n\nThanks.\n",
+    );
+    let sign = |m: &Path| via(&tok, &agent, &["sign", "--in", m.to_str().unwrap()]);
+    assert_eq!(code(&sign(&alice)), 0);
+    assert_eq!(code(&sign(&bob)), 0);
+    assert_eq!(getpins(&agent), 2);
+    let mut sub = subscribe(&agent);
+    inserted.pull();
+    next_event(&mut sub, "token-removed");
+    // Bob's certificate left with his card: no token present carries his address.
+    let o = sign(&bob);
+    assert_clear_failure(&o, 6);
+    assert!(stderr(&o).contains("bob@partner.example is not in any certificate"), "{}", stderr(&o));
+    let o = sign(&alice);
+    assert_eq!(code(&o), 0, "the other token goes on: {}", stderr(&o));
+    assert_eq!(getpins(&agent), 2, "and keeps its PIN");
+}
