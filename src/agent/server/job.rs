@@ -262,7 +262,8 @@ impl Ctx for AgentCtx<'_> {
         // Each token found by looking is kept under its own key, so several stay open at once,
         // each with its login (PIN cache), and the next request finds the one it needs.
         self.token_key = chosen_key(&self.s.token_uri.to_string(), &token);
-        desk.tokens.insert(self.token_key.clone(), token);
+        // Found again by looking: the one held already keeps its session and login.
+        desk.tokens.entry(self.token_key.clone()).or_insert(token);
         Ok(())
     }
     fn token(&mut self) -> Result<Parts<'_>, Failure> {
