@@ -1,6 +1,7 @@
 //! `cargo bench`: ssmax-card side by side with `openssl cms` (pkcs11 engine) on the same SoftHSM2
 //! token, in one run; the machine's `openssl speed` as the hashing/AES limit; the agent's latency
-//! and throughput. Medians over repeated runs, peak RSS from /usr/bin/time. Prints a table and
+//! and throughput; card commands per operation on a virtual PIV card (through the cards test).
+//! Medians over repeated runs, peak RSS from /usr/bin/time. Prints a table and
 //! writes the figures as JSON (its path is the last line). Nothing here asserts a time.
 
 #![deny(clippy::undocumented_unsafe_blocks)]
@@ -709,6 +710,38 @@ fn main() {
         );
     } else {
         row("instructions", "n/a (install valgrind)".into(), serde_json::Value::Null, &mut results);
+    }
+
+    // 7. Card commands on a virtual PIV card through OpenSC, ours beside openssl's engine and
+    // gpgsm: counted at the card by the test that asserts on them (softhsm-tests/cards.rs), run
+    // here for its table. What users wait for on a real card is this count, not these times.
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let counted = Command::new(&cargo)
+        .args(["test", "--quiet", "--test", "cards", "piv_card_commands_per_operation", "--", "--nocapture"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output();
+    let lines: Vec<(String, u64)> = counted
+        .as_ref()
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .filter_map(|l| {
+                    let mut cells = l.strip_prefix("| ")?.strip_suffix(" |")?.split(" | ");
+                    Some((cells.next()?.to_string(), cells.next()?.parse().ok()?))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    if lines.is_empty() {
+        row(
+            "card commands (virtual PIV card)",
+            "n/a (needs pcscd, vsmartcard-vpcd, opensc, gnupg-pkcs11-scd)".into(),
+            serde_json::Value::Null,
+            &mut results,
+        );
+    }
+    for (name, n) in lines {
+        row(&format!("card commands, {name}"), format!("{n} APDUs"), n.into(), &mut results);
     }
 
     let width = table.iter().map(|(k, _)| k.len()).max().unwrap_or(0);

@@ -782,3 +782,28 @@ fn pulling_one_card_leaves_the_other_token_working_with_its_pin_kept() {
     assert_eq!(code(&o), 0, "the other token goes on: {}", stderr(&o));
     assert_eq!(getpins(&agent), 2, "and keeps its PIN");
 }
+
+/// A card holds only its holder's certificates; a recipient who trusts only the SSMAX root needs
+/// the issuing CA in the signature. `intermediates` in the config supplies it.
+#[test]
+fn piv_card_signature_carries_the_configured_issuing_ca_so_a_root_only_recipient_verifies() {
+    let _r = readers();
+    let card = alice_piv();
+    let _in = insert(&card, 0);
+    let user = Tok::without_tokens(CARD_PIN);
+    let root_only = |signed: &Path| {
+        run(Command::new("openssl")
+            .args(["cms", "-verify", "-purpose", "smimesign", "-in"])
+            .arg(signed)
+            .arg("-CAfile")
+            .arg(pki().join("root.pem")))
+    };
+    let (o, signed) = sign(&user, Some(CARD_PIN), &[]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(!root_only(&signed).status.success(), "without the CA the chain cannot be built");
+    let config = user.write("config.toml", format!("intermediates = [\"{}\"]\n", pki().join("orgca.pem").display()));
+    let (o, signed) = sign(&user, Some(CARD_PIN), &["--config", config.to_str().unwrap()]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let v = root_only(&signed);
+    assert!(v.status.success(), "{}", stderr(&v));
+}

@@ -45,6 +45,10 @@ pub struct Config {
     /// Extra trust anchors (PEM or DER files), added to the anchors on the token.
     #[serde(default)]
     pub anchors: Vec<PathBuf>,
+    /// CA certificates (PEM or DER files) sent along with signatures when the token lacks them:
+    /// a PIV or My Number card holds only its holder's certificates.
+    #[serde(default)]
+    pub intermediates: Vec<PathBuf>,
     /// The organisation certificate (PEM/DER) when the token does not hold one.
     pub org_certificate: Option<PathBuf>,
     /// Directory of extra PKCS#11 profiles (*.toml).

@@ -7,7 +7,6 @@ use crate::error::{Exit, Failure};
 use crate::mail::smime::{signed_parts, split_fields};
 use crate::mail::{canonicalise, Entity, Field};
 use crate::ssmax::IdentityMethod;
-use crate::token::objects::CertObject;
 use crate::token::signer::{Hash, Scheme, TokenSigner};
 use crate::token::uri::Pkcs11Uri;
 use crate::token::{Token, TokenError};
@@ -239,9 +238,9 @@ pub fn sign_on_token(
         token_description: format!("{} — {}", token.description, token.profile.description),
         pin_verified_at: token.login_time.unwrap_or_else(SystemTime::now),
     };
-    let chain = intermediates(token, &chosen.cert)?;
+    let chain = intermediates(token, &chosen.cert, &s.config.intermediates)?;
     let certificates: Vec<&[u8]> =
-        std::iter::once(chosen.der.as_slice()).chain(chain.iter().map(|c| c.der.as_slice())).collect();
+        std::iter::once(chosen.der.as_slice()).chain(chain.iter().map(|c| c.as_slice())).collect();
     let der = {
         let spki = chosen.cert.tbs_certificate.subject_public_key_info.clone();
         let signer = TokenSigner::new(token, key, scheme, spki)?;
@@ -374,24 +373,36 @@ fn first_signing_key(
     .into())
 }
 
-/// CA certificates on the token that lead from `leaf` towards an anchor, to help the verifier.
-fn intermediates(token: &Token, leaf: &Certificate) -> Result<Vec<CertObject>, Failure> {
-    let all = token.certificates()?;
-    let cas: Vec<(&CertObject, &Certificate)> = all
-        .iter()
+/// CA certificates that lead from `leaf` towards an anchor, to help the verifier: those on the
+/// token, then those the config names (`intermediates`: a card carries only its holder's
+/// certificates, and a recipient who trusts only the root needs the issuing CA too). DER.
+fn intermediates(
+    token: &Token,
+    leaf: &Certificate,
+    configured: &[std::path::PathBuf],
+) -> Result<Vec<Vec<u8>>, Failure> {
+    let mut pool: Vec<(Vec<u8>, Certificate)> = token
+        .certificates()?
+        .into_iter()
         .filter(|c| !c.anchor)
-        .filter_map(|c| Some((c, c.parsed.as_deref()?)))
-        .filter(|(_, p)| cert::is_ca(p))
+        .filter_map(|c| Some((c.der.clone(), (*c.parsed?).clone())))
         .collect();
-    let mut out: Vec<CertObject> = Vec::new();
+    for f in configured {
+        for der in cert::load_file(f)? {
+            let parsed = cert::parse(&der)?;
+            pool.push((der, parsed));
+        }
+    }
+    pool.retain(|(_, c)| cert::is_ca(c));
+    let mut out: Vec<Vec<u8>> = Vec::new();
     let mut cur: &Certificate = leaf;
-    while let Some((obj, next)) = cas.iter().find(|(_, c)| {
+    while let Some((der, next)) = pool.iter().find(|(_, c)| {
         c.tbs_certificate.subject == cur.tbs_certificate.issuer && c.tbs_certificate.subject != c.tbs_certificate.issuer
     }) {
-        if out.iter().any(|o| o.der == obj.der) || out.len() > 8 {
+        if out.contains(der) || out.len() > 8 {
             break;
         }
-        out.push((*obj).clone());
+        out.push(der.clone());
         cur = next;
     }
     Ok(out)
