@@ -584,11 +584,19 @@ fn softhsm_token_piv_card_and_my_number_card_at_once_need_no_choice_of_token() {
         assert_eq!(code(&o), 0, "{who}: {}", stderr(&o));
         assert!(stderr(&o).contains(&format!("on token '{token}'")), "{who}: {}", stderr(&o));
     }
-    assert_eq!(getpins(&agent), 2, "one PIN per token that was used; the My Number card was never asked");
-    // The My Number card signs only when the user confirms its personal certificate.
+    assert_eq!(getpins(&agent), 2, "one PIN per token that was used; the My Number card not yet asked");
+    // The My Number card signs only when the user confirms its personal certificate, through
+    // the agent as on its own.
+    let input = tok.write("mail.eml", MAIL);
+    let o = via(&tok, &agent, &["sign", "--in", input.to_str().unwrap()]);
+    assert_eq!(code(&o), 0, "the From address picks alice's token: {}", stderr(&o));
+    let o = via(&tok, &agent, &["sign", "--personal-certificate", "--in", input.to_str().unwrap()]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(stderr(&o).contains("on token 'JPKI (Digital Signature PIN)'"), "{}", stderr(&o));
+    assert_eq!(jpki.with(|c| c.signatures), 1);
     let (o, _) = sign(&tok, Some(JPKI_PASSWORD), &["--agent", "never", "--personal-certificate"]);
     assert_eq!(code(&o), 0, "{}", stderr(&o));
-    assert_eq!(jpki.with(|c| c.signatures), 1);
+    assert_eq!(jpki.with(|c| c.signatures), 2);
 }
 
 /// Card commands per operation: ours beside openssl cms + libp11's pkcs11 engine and gpgsm +

@@ -65,6 +65,9 @@ pub struct SignArgs {
     /// Sign the MIME entity a mail client will send and answer with the detached signature only.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub signature_only_from: Option<String>,
+    /// The user confirmed signing with a personal certificate (`--personal-certificate`).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub personal_certificate: bool,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -426,7 +429,11 @@ mod tests {
             Call::Ping,
             Call::Status,
             Call::Subscribe,
-            Call::Sign(SignArgs { pss: true, signature_only_from: Some("alice@example.jp".into()) }),
+            Call::Sign(SignArgs {
+                pss: true,
+                signature_only_from: Some("alice@example.jp".into()),
+                personal_certificate: false,
+            }),
             Call::Verify(VerifyArgs { no_token: true, out: true }),
             Call::Decrypt,
             Call::Send(SendArgs { pss: false }),

@@ -61,9 +61,16 @@ fn run(cli: &Cli, mut stream: std::os::unix::net::UnixStream, path: &Path) -> Re
     let mut passed: Vec<(Passed, File)> = Vec::new();
     let (call, io, body, extract): (Call, &InOut, Body, Option<(&Path, bool)>) = match &cli.command {
         Command::Status => (Call::Status, &none, Body::Inline(Vec::new()), None),
-        Command::Sign { io, pss, from, .. } => {
-            (Call::Sign(SignArgs { pss: *pss, signature_only_from: from.clone() }), io, Body::of(io)?, None)
-        }
+        Command::Sign { io, pss, from, personal_certificate, .. } => (
+            Call::Sign(SignArgs {
+                pss: *pss,
+                signature_only_from: from.clone(),
+                personal_certificate: *personal_certificate,
+            }),
+            io,
+            Body::of(io)?,
+            None,
+        ),
         Command::Decrypt { io } => (Call::Decrypt, io, Body::of(io)?, None),
         Command::Verify { io, ca, certfile, content, no_token, .. } => {
             let named = ca

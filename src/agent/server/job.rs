@@ -109,6 +109,7 @@ pub(super) fn dispatch(ctx: &mut AgentCtx<'_>, call: Call, passed: Vec<(Passed, 
         Call::Status => status::run(ctx),
         Call::Sign(a) => match &a.signature_only_from {
             Some(from) => sign::run_signature_only(ctx, a.pss, from),
+            None if a.personal_certificate => sign::run(ctx, a.pss, sign::Binding::PersonalConfirmed),
             None => sign::run(ctx, a.pss, sign::Binding::Certificate),
         },
         Call::Verify(a) => verify::run(ctx, &verify_args(&a, passed)?),
