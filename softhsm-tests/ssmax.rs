@@ -555,3 +555,17 @@ fn extraction_refuses_a_directory_that_is_a_symbolic_link_unless_named_as_dir_sl
     assert_clear_failure(&o, 2);
     assert!(stderr(&o).contains("report.txt is a directory; nothing was written"), "{}", stderr(&o));
 }
+
+#[test]
+fn receive_opens_the_attachments_on_the_token_they_are_for_among_several() {
+    let w = World::new();
+    let sent = w.send(&[("figures.csv", "Q3 revenue: 1,234 MJPY\n", "Q3 figures")]);
+    let (_, hop1) = w.org("sending", &sent, "hop1.eml", None);
+    let (_, hop2) = w.org("receiving", &hop1, "hop2.eml", None);
+    // Bob also carries a card of alice's (a shared desk): both decrypt, one is for this mail.
+    crate::tokens::add_token_for(&w.bob, "alice card", "alice");
+    let o = run(&mut w.bob.with_pin(&["--agent", "never", "receive", "--in", hop2.to_str().unwrap()]));
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(stdout(&o).contains("UTMgcmV2ZW51ZTogMSwyMzQgTUpQWQo="), "the attachment, decrypted: {}", stdout(&o));
+    assert!(stderr(&o).contains("with the key of 'CN=Bob Partner"), "{}", stderr(&o));
+}

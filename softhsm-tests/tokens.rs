@@ -8,7 +8,7 @@ use std::process::Command;
 
 /// A second token in `tok`'s SoftHSM2 store holding `user`'s key and certificate (id 01), with
 /// the test PIN: another card of the same person, or someone else's.
-fn add_token_for(tok: &Tok, label: &str, user: &str) {
+pub(crate) fn add_token_for(tok: &Tok, label: &str, user: &str) {
     ok(Command::new("softhsm2-util").env("SOFTHSM2_CONF", &tok.conf).args([
         "--init-token",
         "--free",

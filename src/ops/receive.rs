@@ -73,10 +73,42 @@ pub fn receive(ctx: &mut dyn Ctx, raw: &[u8]) -> Result<(), Failure> {
     ctx.output(mime)
 }
 
+/// The envelopes of an SSMAX mail's protected attachments, read without verifying anything (what
+/// does not parse is left out: the verification that follows says why).
+fn attachment_envelopes(raw: &[u8]) -> Vec<decrypt::Envelope> {
+    let Ok(Incoming::Detached { signed, .. }) = classify(raw) else { return Vec::new() };
+    let Ok(parts) = parse(&signed) else { return Vec::new() };
+    parts
+        .protected
+        .iter()
+        .filter_map(|a| {
+            decrypt::without_content(&a.cms).and_then(|(outline, _)| decrypt::Envelope::parse(&outline).ok())
+        })
+        .collect()
+}
+
 /// Verify, report the chain, decrypt every attachment on the card: the readable mail out.
 pub fn open_mail(ctx: &mut dyn Ctx, raw: &[u8]) -> Result<Vec<u8>, Failure> {
     let mut notes = Vec::new();
-    ctx.choose_token("keys that decrypt", &|t| Ok(t.profile.keys.can_decrypt))?;
+    // Unverified, only to choose among several tokens: whom the protected attachments are for.
+    // Read only when there is a choice to make (several tokens), and without the ciphertexts.
+    let for_whom = std::cell::OnceCell::new();
+    ctx.choose_token("a key the attachments are encrypted for", &|t| {
+        if !t.profile.keys.can_decrypt {
+            return Ok(false);
+        }
+        let for_whom = for_whom.get_or_init(|| attachment_envelopes(raw));
+        if for_whom.is_empty() {
+            return Ok(true);
+        }
+        let certs: Vec<_> = t
+            .certificates()?
+            .into_iter()
+            .filter(|c| !c.anchor)
+            .filter_map(|c| c.parsed.map(|p| (*p).clone()))
+            .collect();
+        Ok(for_whom.iter().any(|e| e.addressed_to(&certs)))
+    })?;
     let mime = {
         let p = ctx.token()?;
         let trust = token_trust(p.token, &p.s.config)?;
