@@ -15,6 +15,7 @@ mod mailclients;
 mod malformed;
 mod peers;
 mod pin;
+mod revocation;
 mod samples;
 mod sign;
 mod smtp;

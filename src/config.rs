@@ -45,6 +45,11 @@ pub struct Config {
     /// Extra trust anchors (PEM or DER files), added to the anchors on the token.
     #[serde(default)]
     pub anchors: Vec<PathBuf>,
+    /// Certificate revocation lists (PEM or DER files) that verification checks chains against.
+    #[serde(default)]
+    pub crls: Vec<PathBuf>,
+    /// How strictly revocation is checked (`require`, `prefer`, `off`); `prefer` when absent.
+    pub revocation: Option<crate::cms::revocation::Policy>,
     /// CA certificates (PEM or DER files) sent along with signatures when the token lacks them:
     /// a PIV or My Number card holds only its holder's certificates.
     #[serde(default)]

@@ -76,6 +76,9 @@ pub struct VerifyArgs {
     pub no_token: bool,
     /// The client wants the verified content back.
     pub out: bool,
+    /// `--revocation`, when given (else the agent's config says).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub revocation: Option<crate::cms::revocation::Policy>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -197,6 +200,8 @@ pub enum Passed {
     Anchors,
     /// verify: intermediate certificates (`--certfile`), likewise.
     Intermediates,
+    /// verify: CRLs (`--crl`), PEM or DER, likewise.
+    Crls,
 }
 
 impl Passed {
@@ -205,13 +210,14 @@ impl Passed {
             Passed::Content => "content",
             Passed::Anchors => "anchors",
             Passed::Intermediates => "intermediates",
+            Passed::Crls => "crls",
         }
     }
 
     pub fn limit(self) -> u64 {
         match self {
             Passed::Content => u64::from(MAX_BODY),
-            Passed::Anchors | Passed::Intermediates => crate::files::MAX_CERT_FILE,
+            Passed::Anchors | Passed::Intermediates | Passed::Crls => crate::files::MAX_CERT_FILE,
         }
     }
 }
@@ -434,7 +440,7 @@ mod tests {
                 signature_only_from: Some("alice@example.jp".into()),
                 personal_certificate: false,
             }),
-            Call::Verify(VerifyArgs { no_token: true, out: true }),
+            Call::Verify(VerifyArgs { no_token: true, out: true, revocation: None }),
             Call::Decrypt,
             Call::Send(SendArgs { pss: false }),
             Call::Receive,

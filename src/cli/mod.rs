@@ -116,6 +116,13 @@ pub enum Command {
         /// Do not read anchors from a token.
         #[arg(long)]
         no_token: bool,
+        /// Certificate revocation lists (PEM or DER), added to `crls` in the config.
+        #[arg(long, value_name = "FILE")]
+        crl: Vec<PathBuf>,
+        /// require: a certificate of the chain with no current CRL fails; prefer: it is a
+        /// warning; off: revocation is not looked at. Default: `revocation` in the config, else prefer.
+        #[arg(long, value_enum)]
+        revocation: Option<crate::cms::revocation::Policy>,
         /// For mail clients that expect openssl's wording: the first line on stderr is
         /// "Verification successful" (or "Verification failure"), the report follows on stderr.
         #[arg(long)]
@@ -351,12 +358,17 @@ fn run_here_or_in_agent(cli: Cli) -> Result<(), Failure> {
                 if personal_certificate { sign::Binding::PersonalConfirmed } else { sign::Binding::Certificate };
             sign::run(&mut ctx::CliCtx::new(g, &io)?, pss, binding)
         }
-        Command::Verify { io, ca, certfile, content, no_token, openssl_status } => {
+        Command::Verify { io, ca, certfile, content, no_token, crl, revocation, openssl_status } => {
             let mut c = ctx::CliCtx::new(g, &io)?;
             if openssl_status {
                 c = c.with_openssl_status();
             }
-            verify::run(&mut c, &verify::VerifyArgs::from_files(&ca, &certfile, content.as_deref(), no_token)?)
+            let mut args = verify::VerifyArgs::from_files(&ca, &certfile, content.as_deref(), no_token)?;
+            for f in &crl {
+                args.crls.extend(crate::cms::revocation::load_file(f)?);
+            }
+            args.revocation = revocation;
+            verify::run(&mut c, &args)
         }
         Command::Decrypt { io } => decrypt::run(&mut ctx::CliCtx::new(g, &io)?),
         Command::Send { io, attach, label, pss } => local::run_send(g, &io, &attach, &label, pss),

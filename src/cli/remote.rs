@@ -72,11 +72,12 @@ fn run(cli: &Cli, mut stream: std::os::unix::net::UnixStream, path: &Path) -> Re
             None,
         ),
         Command::Decrypt { io } => (Call::Decrypt, io, Body::of(io)?, None),
-        Command::Verify { io, ca, certfile, content, no_token, .. } => {
+        Command::Verify { io, ca, certfile, content, no_token, crl, revocation, .. } => {
             let named = ca
                 .iter()
                 .map(|p| (Passed::Anchors, p))
                 .chain(certfile.iter().map(|p| (Passed::Intermediates, p)))
+                .chain(crl.iter().map(|p| (Passed::Crls, p)))
                 .chain(content.iter().map(|p| (Passed::Content, p)));
             for (kind, p) in named {
                 passed.push((kind, crate::files::open_regular(p)?));
@@ -85,11 +86,12 @@ fn run(cli: &Cli, mut stream: std::os::unix::net::UnixStream, path: &Path) -> Re
                 return Err(Failure::new(
                     Exit::Usage,
                     format!(
-                        "at most {MAX_PASSED} --ca, --certfile and --content files go to the agent; use --agent never"
+                        "at most {MAX_PASSED} --ca, --certfile, --crl and --content files go to the agent; use --agent never"
                     ),
                 ));
             }
-            (Call::Verify(VerifyArgs { no_token: *no_token, out: io.output.is_some() }), io, Body::of(io)?, None)
+            let args = VerifyArgs { no_token: *no_token, out: io.output.is_some(), revocation: *revocation };
+            (Call::Verify(args), io, Body::of(io)?, None)
         }
         Command::Send { io, attach, label, pss } => {
             if attach.len() != label.len() {

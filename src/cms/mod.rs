@@ -11,6 +11,7 @@ pub mod digest;
 pub mod encrypt;
 pub mod oaep;
 pub mod pss;
+pub mod revocation;
 pub mod sign;
 pub mod signed;
 pub mod verify;
@@ -130,7 +131,7 @@ mod robustness {
             .join("softhsm-tests/interop-vectors/examples-cms/certs-and-keys/lamps-bob.encrypt.crt");
         let bob = cert::load_file(&bob).unwrap();
         let mut keys = NoKeys(bob.iter().map(|d| cert::parse(d).unwrap()).collect());
-        let trust = verify::Trust { anchors: bob.clone(), intermediates: vec![] };
+        let trust = verify::Trust { anchors: bob.clone(), ..Default::default() };
         let mut seed = 0x9e3779b97f4a7c15u64;
         let mut next = || {
             seed ^= seed << 13;

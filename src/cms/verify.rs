@@ -3,7 +3,7 @@
 //! and e-mail protection usage. Any failure names what failed.
 
 use super::signed::{self, Oid, RawAttribute, SignerInfo};
-use super::{cert, CmsError};
+use super::{cert, revocation, CmsError};
 use cms::cert::CertificateChoices;
 use cms::signed_data::SignerIdentifier;
 use const_oid::db::{rfc5911, rfc5912};
@@ -19,6 +19,9 @@ use x509_cert::Certificate;
 pub struct Trust {
     pub anchors: Vec<Vec<u8>>,
     pub intermediates: Vec<Vec<u8>>,
+    /// CRLs to check every certificate of the chain against, and how strictly.
+    pub crls: Vec<revocation::Crl>,
+    pub revocation: revocation::Policy,
 }
 
 #[derive(Debug, Clone)]
@@ -33,6 +36,8 @@ pub struct SignerReport {
     pub not_after: SystemTime,
     /// The signer's own certificate was given as a trust anchor (no issuer chain).
     pub pinned: bool,
+    /// What the revocation check found (a revoked certificate is a failure, not a report).
+    pub revocation: revocation::Status,
     /// The signer's certificate (DER) and every signed attribute, for profiles built on top.
     pub cert_der: Vec<u8>,
     pub attributes: Vec<RawAttribute>,
@@ -220,6 +225,18 @@ fn verify_signer(
         }
         chain_subjects(&signer, embedded.iter().chain(&trust.intermediates).chain(&trust.anchors))
     };
+    // Revocation is judged now, whatever the signing time says: a signing time is the signer's
+    // own claim, and a stolen key can claim any.
+    let revocation = if pinned {
+        revocation::Status::Unknown("the signer's certificate is itself a trust anchor".into())
+    } else {
+        check_revocation(&signer_der, embedded, trust, now).map_err(|e| {
+            let chain: Vec<&[u8]> = std::iter::once(signer_der.as_slice())
+                .chain(embedded.iter().chain(&trust.intermediates).map(|d| d.as_slice()))
+                .collect();
+            CmsError::Verify(revocation_error(&who, &chain, &trust.crls, e))
+        })?
+    };
     Ok(SignerReport {
         subject: who,
         issuer: cert::issuer(&signer),
@@ -229,6 +246,7 @@ fn verify_signer(
         algorithm: alg_name,
         not_after: cert::not_after(&signer),
         pinned,
+        revocation,
         cert_der: signer_der,
         attributes: si.signed_attrs.as_ref().map(|a| a.iter().cloned().collect()).unwrap_or_default(),
     })
@@ -236,6 +254,79 @@ fn verify_signer(
 
 /// Does `ee` chain to one of `trust.anchors` at `time`, for e-mail protection?
 pub fn check_chain(ee: &[u8], extra: &[Vec<u8>], trust: &Trust, time: SystemTime) -> Result<(), webpki::Error> {
+    path(ee, extra, trust, time, None)
+}
+
+/// The revocation status of every certificate of `ee`'s chain at `time`, by `trust.crls` under
+/// `trust.revocation`. A revoked certificate, or (`require`) one whose status is unknown or
+/// whose CRL is out of date, is an error; under `prefer` those two are a status to report.
+pub fn check_revocation(
+    ee: &[u8],
+    extra: &[Vec<u8>],
+    trust: &Trust,
+    time: SystemTime,
+) -> Result<revocation::Status, webpki::Error> {
+    use revocation::{Policy, Status};
+    use webpki::{ExpirationPolicy, RevocationCheckDepth, RevocationOptionsBuilder, UnknownStatusPolicy};
+    if trust.revocation == Policy::Off {
+        return Ok(Status::NotChecked);
+    }
+    let lists = revocation::as_webpki(&trust.crls);
+    let refs: Vec<&webpki::CertRevocationList<'_>> = lists.iter().collect();
+    let Ok(builder) = RevocationOptionsBuilder::new(&refs) else {
+        return match trust.revocation {
+            Policy::Require => Err(webpki::Error::UnknownRevocationStatus),
+            _ => Ok(Status::Unknown("no CRL given (--crl, or crls in the config)".into())),
+        };
+    };
+    let run = |status, expiry| {
+        let options = builder
+            .with_depth(RevocationCheckDepth::Chain)
+            .with_status_policy(status)
+            .with_expiration_policy(expiry)
+            .build();
+        path(ee, extra, trust, time, Some(options))
+    };
+    match run(UnknownStatusPolicy::Deny, ExpirationPolicy::Enforce) {
+        Ok(()) => Ok(Status::NotRevoked),
+        Err(e @ (webpki::Error::UnknownRevocationStatus | webpki::Error::CrlExpired { .. }))
+            if trust.revocation == Policy::Prefer =>
+        {
+            // Still a failure if any list that is there names a certificate of the chain.
+            run(UnknownStatusPolicy::Allow, ExpirationPolicy::Ignore)?;
+            Ok(Status::Unknown(match e {
+                webpki::Error::CrlExpired { .. } => "a CRL for the chain is out of date".into(),
+                _ => "no CRL covers every certificate of the chain".into(),
+            }))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// One sentence for a revocation failure.
+pub fn revocation_error(who: &str, chain: &[&[u8]], crls: &[revocation::Crl], e: webpki::Error) -> String {
+    match e {
+        webpki::Error::CertRevoked => match revocation::who_is_revoked(chain, crls) {
+            Some(r) => format!("{r}: the signature of {who} is not to be trusted"),
+            None => format!("a certificate in the chain of {who} was revoked"),
+        },
+        webpki::Error::UnknownRevocationStatus => format!(
+            "the revocation status of the chain of {who} is unknown (--revocation require): no CRL from every issuer in it"
+        ),
+        webpki::Error::CrlExpired { .. } => format!(
+            "a CRL for the chain of {who} is out of date (--revocation require): fetch a current one"
+        ),
+        other => format!("the revocation check of {who} failed: {other:?}"),
+    }
+}
+
+fn path(
+    ee: &[u8],
+    extra: &[Vec<u8>],
+    trust: &Trust,
+    time: SystemTime,
+    revocation: Option<webpki::RevocationOptions<'_>>,
+) -> Result<(), webpki::Error> {
     let cert_der = CertificateDer::from(ee);
     let ee = webpki::EndEntityCert::try_from(&cert_der)?;
     let anchors: Vec<_> = trust
@@ -254,7 +345,7 @@ pub fn check_chain(ee: &[u8], extra: &[Vec<u8>], trust: &Trust, time: SystemTime
         &inter,
         unix,
         webpki::KeyUsage::required_if_present(cert::EKU_EMAIL_DER),
-        None,
+        revocation,
         None,
     )
     .map(|_| ())
@@ -520,7 +611,7 @@ mod tests {
         to_careless_ber(&der, &mut ber);
         assert_ne!(ber, der);
         assert_eq!(&ber[..2], &[0x30, 0x80]);
-        let trust = Trust { anchors: vec![alice.clone()], intermediates: vec![] };
+        let trust = Trust { anchors: vec![alice.clone()], ..Default::default() };
         let v = verify(&ber, Some(b"hello"), &trust, SystemTime::now()).unwrap();
         assert_eq!(v.signers.len(), 1);
         // The same bytes with the content changed still fail: the attributes are not taken on trust.

@@ -38,6 +38,7 @@ pub fn verify_from_org<'a>(raw: &'a [u8], trust: &TokenTrust) -> Result<Received
     let t = Trust {
         anchors: trust.anchors.iter().chain(&trust.orgs).cloned().collect(),
         intermediates: trust.others.clone(),
+        ..Default::default()
     };
     let verified = verify(&unarmor(&signature)?, Some(&signed), &t, SystemTime::now())?;
     let [signer] = <[SignerReport; 1]>::try_from(verified.signers).map_err(|s| {

@@ -20,6 +20,10 @@ pub struct VerifyArgs {
     /// `--content`: what a bare detached signature signs.
     pub content: Option<Vec<u8>>,
     pub no_token: bool,
+    /// `--crl`.
+    pub crls: Vec<crate::cms::revocation::Crl>,
+    /// `--revocation`.
+    pub revocation: Option<crate::cms::revocation::Policy>,
 }
 
 impl VerifyArgs {
@@ -37,16 +41,22 @@ impl VerifyArgs {
             intermediates: certs(certfile)?,
             content: content.map(|p| crate::files::read_regular(p, crate::files::MAX_MAIL)).transpose()?,
             no_token,
+            ..Default::default()
         })
     }
 }
 
 pub fn run(ctx: &mut dyn Ctx, a: &VerifyArgs) -> Result<(), Failure> {
     let raw = ctx.input()?;
-    let mut trust = Trust { anchors: a.anchors.clone(), intermediates: a.intermediates.clone() };
+    let mut trust = Trust { anchors: a.anchors.clone(), intermediates: a.intermediates.clone(), ..Default::default() };
     for f in &ctx.setup().config.anchors {
         trust.anchors.extend(load_file(f)?);
     }
+    trust.crls = a.crls.clone();
+    for f in &ctx.setup().config.crls {
+        trust.crls.extend(crate::cms::revocation::load_file(f)?);
+    }
+    trust.revocation = a.revocation.or(ctx.setup().config.revocation).unwrap_or_default();
     if !a.no_token {
         // Anchors on the token are the ones a PC cannot swap; without a token only --ca counts.
         let named = ctx.setup().token_uri != Default::default();
@@ -192,5 +202,6 @@ fn signer_report(report: &mut String, verified: &Verified, heading: &str) {
         } else {
             report.push_str(&format!("  chain:        {}\n", s.chain.join(" <- ")));
         }
+        report.push_str(&format!("  revocation:   {}\n", s.revocation.describe()));
     }
 }

@@ -193,7 +193,11 @@ pub fn org_certificate(trust: &TokenTrust, config: &crate::config::Config) -> Re
             "no SSMAX trust anchor on the token or in the config to check the organisation certificate against".into(),
         ));
     }
-    let check = crate::cms::verify::Trust { anchors: trust.anchors.clone(), intermediates: trust.others.clone() };
+    let check = crate::cms::verify::Trust {
+        anchors: trust.anchors.clone(),
+        intermediates: trust.others.clone(),
+        ..Default::default()
+    };
     let mut reasons = Vec::new();
     for der in candidates {
         let c = cert::parse(&der)?;

@@ -129,13 +129,14 @@ pub(super) fn verify_args(
     a: &VerifyArgs,
     passed: Vec<(Passed, Vec<u8>)>,
 ) -> Result<crate::ops::verify::VerifyArgs, Failure> {
-    let mut v = crate::ops::verify::VerifyArgs { no_token: a.no_token, ..Default::default() };
+    let mut v = crate::ops::verify::VerifyArgs { no_token: a.no_token, revocation: a.revocation, ..Default::default() };
     for (kind, data) in passed {
         match kind {
             Passed::Anchors => v.anchors.extend(crate::cms::cert::load_bytes(&data, "a passed --ca file")?),
             Passed::Intermediates => {
                 v.intermediates.extend(crate::cms::cert::load_bytes(&data, "a passed --certfile file")?)
             }
+            Passed::Crls => v.crls.extend(crate::cms::revocation::load_bytes(&data, "a passed --crl file")?),
             Passed::Content if v.content.is_none() => v.content = Some(data),
             Passed::Content => return Err(Failure::new(Exit::Usage, "bad request: more than one content file")),
         }

@@ -1,0 +1,158 @@
+//! Revocation by CRLs made with `openssl ca -revoke` / `-gencrl`: a lost card's certificate stops
+//! being trusted.
+
+use crate::support::agent::{start_agent, via};
+use crate::support::*;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// A CA's CRL, made by `openssl ca` in `dir`: `revoked` certificates (with a reason), and the
+/// update times (`next` in openssl's YYYYMMDDHHMMSSZ form; a week from now when None).
+fn crl(dir: &Path, ca: &str, revoked: &[(&str, &str)], times: Option<(&str, &str)>) -> PathBuf {
+    let d = dir.join(format!("ca-{ca}-{}", revoked.len()));
+    std::fs::create_dir_all(&d).unwrap();
+    std::fs::write(d.join("index.txt"), "").unwrap();
+    std::fs::write(d.join("crlnumber"), "01\n").unwrap();
+    let cnf = d.join("ca.cnf");
+    std::fs::write(
+        &cnf,
+        format!(
+            "[ca]\ndefault_ca = d\n[d]\ndatabase = {0}/index.txt\ncrlnumber = {0}/crlnumber\ndefault_md = sha256\ndefault_crl_days = 7\n",
+            d.display()
+        ),
+    )
+    .unwrap();
+    let ca_args = |c: &mut Command| {
+        c.args(["ca", "-batch", "-config"])
+            .arg(&cnf)
+            .arg("-keyfile")
+            .arg(pki().join(format!("{ca}.key")))
+            .arg("-cert")
+            .arg(pki().join(format!("{ca}.pem")));
+    };
+    for (cert, reason) in revoked {
+        let mut c = Command::new("openssl");
+        ca_args(&mut c);
+        ok(c.arg("-revoke").arg(pki().join(cert)).args(["-crl_reason", reason]));
+    }
+    let out = d.join(format!("{ca}.crl"));
+    let mut c = Command::new("openssl");
+    ca_args(&mut c);
+    c.arg("-gencrl").arg("-out").arg(&out);
+    if let Some((last, next)) = times {
+        c.args(["-crl_lastupdate", last, "-crl_nextupdate", next]);
+    }
+    ok(&mut c);
+    out
+}
+
+fn signed_by_alice(tok: &Tok) -> PathBuf {
+    let input = tok.write("mail.eml", MAIL);
+    let out = tok.path("signed.eml");
+    ok(&mut tok.with_pin(&[
+        "sign",
+        "--key",
+        "pkcs11:id=%01",
+        "--in",
+        input.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]));
+    out
+}
+
+fn verify(tok: &Tok, mail: &Path, extra: &[&str]) -> std::process::Output {
+    let mut args = vec!["--agent", "never", "verify", "--in", mail.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    run(tok.cmd().args(args))
+}
+
+#[test]
+fn a_revoked_signer_certificate_fails_verification_naming_date_and_reason() {
+    let tok = Tok::new();
+    let signed = signed_by_alice(&tok);
+    let dir = tok.path("crls");
+    let org = crl(&dir, "orgca", &[("alice.pem", "keyCompromise")], None);
+    let root = crl(&dir, "root", &[], None);
+    let o = verify(&tok, &signed, &["--crl", org.to_str().unwrap(), "--crl", root.to_str().unwrap()]);
+    assert_clear_failure(&o, 1);
+    let e = stderr(&o);
+    assert!(e.contains("CN=Alice Example,O=Example Org") && e.contains("was revoked on"), "{e}");
+    assert!(e.contains("(key compromise)"), "{e}");
+    // The agent gets the same lists as descriptors the client opened.
+    let agent = start_agent(&tok, "", "0");
+    let o = via(&tok, &agent, &["verify", "--in", signed.to_str().unwrap(), "--crl", org.to_str().unwrap()]);
+    assert_clear_failure(&o, 1);
+    assert!(stderr(&o).contains("was revoked on"), "{}", stderr(&o));
+}
+
+#[test]
+fn current_crls_that_list_nothing_of_the_chain_say_not_revoked() {
+    let tok = Tok::new();
+    let signed = signed_by_alice(&tok);
+    let dir = tok.path("crls");
+    // Bob's certificate is revoked by another CA: nothing to do with alice's chain.
+    let org = crl(&dir, "orgca", &[], None);
+    let root = crl(&dir, "root", &[], None);
+    let o = verify(
+        &tok,
+        &signed,
+        &["--revocation", "require", "--crl", org.to_str().unwrap(), "--crl", root.to_str().unwrap()],
+    );
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(stdout(&o).contains("revocation:   not revoked"), "{}", stdout(&o));
+}
+
+#[test]
+fn an_unknown_status_fails_under_require_and_is_said_under_prefer() {
+    let tok = Tok::new();
+    let signed = signed_by_alice(&tok);
+    let dir = tok.path("crls");
+    // Only the organisation CA's list: the CA certificate itself has no status from the root.
+    let org = crl(&dir, "orgca", &[], None);
+    let o = verify(&tok, &signed, &["--revocation", "require", "--crl", org.to_str().unwrap()]);
+    assert_clear_failure(&o, 1);
+    assert!(stderr(&o).contains("revocation status of the chain"), "{}", stderr(&o));
+    let o = verify(&tok, &signed, &["--crl", org.to_str().unwrap()]);
+    assert_eq!(code(&o), 0, "prefer is the default: {}", stderr(&o));
+    assert!(stdout(&o).contains("revocation status unknown: no CRL covers every certificate"), "{}", stdout(&o));
+    // No list at all: said, not silently skipped; with require, refused.
+    let o = verify(&tok, &signed, &[]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(stdout(&o).contains("revocation status unknown: no CRL given"), "{}", stdout(&o));
+    let o = verify(&tok, &signed, &["--revocation", "require"]);
+    assert_clear_failure(&o, 1);
+    let o = verify(&tok, &signed, &["--revocation", "off"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(stdout(&o).contains("revocation:   not checked"), "{}", stdout(&o));
+}
+
+#[test]
+fn an_out_of_date_crl_fails_under_require_and_is_said_under_prefer_but_its_revocations_still_count() {
+    let tok = Tok::new();
+    let signed = signed_by_alice(&tok);
+    let dir = tok.path("crls");
+    let stale = Some(("20250101000000Z", "20250108000000Z"));
+    let org = crl(&dir, "orgca", &[], stale);
+    let root = crl(&dir, "root", &[], stale);
+    let args = ["--crl", org.to_str().unwrap(), "--crl", root.to_str().unwrap()];
+    let o = verify(&tok, &signed, &[&["--revocation", "require"][..], &args].concat());
+    assert_clear_failure(&o, 1);
+    assert!(stderr(&o).contains("out of date"), "{}", stderr(&o));
+    let o = verify(&tok, &signed, &args);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(stdout(&o).contains("a CRL for the chain is out of date"), "{}", stdout(&o));
+    let revoked = crl(&dir, "orgca", &[("alice.pem", "superseded")], stale);
+    let o = verify(&tok, &signed, &["--crl", revoked.to_str().unwrap(), "--crl", root.to_str().unwrap()]);
+    assert_clear_failure(&o, 1);
+    assert!(stderr(&o).contains("(superseded)"), "{}", stderr(&o));
+}
+
+#[test]
+fn a_file_that_is_not_a_crl_is_refused_clearly() {
+    let tok = Tok::new();
+    let signed = signed_by_alice(&tok);
+    let o = verify(&tok, &signed, &["--crl", pki().join("alice.pem").to_str().unwrap()]);
+    assert_clear_failure(&o, 2);
+    assert!(stderr(&o).contains("not an X509 CRL"), "{}", stderr(&o));
+}
