@@ -8,7 +8,7 @@ use std::process::Command;
 
 /// A CA's CRL, made by `openssl ca` in `dir`: `revoked` certificates (with a reason), and the
 /// update times (`next` in openssl's YYYYMMDDHHMMSSZ form; a week from now when None).
-fn crl(dir: &Path, ca: &str, revoked: &[(&str, &str)], times: Option<(&str, &str)>) -> PathBuf {
+pub(crate) fn crl(dir: &Path, ca: &str, revoked: &[(&str, &str)], times: Option<(&str, &str)>) -> PathBuf {
     let d = dir.join(format!("ca-{ca}-{}", revoked.len()));
     std::fs::create_dir_all(&d).unwrap();
     std::fs::write(d.join("index.txt"), "").unwrap();
@@ -155,4 +155,59 @@ fn a_file_that_is_not_a_crl_is_refused_clearly() {
     let o = verify(&tok, &signed, &["--crl", pki().join("alice.pem").to_str().unwrap()]);
     assert_clear_failure(&o, 2);
     assert!(stderr(&o).contains("not an X509 CRL"), "{}", stderr(&o));
+}
+
+fn config_with(tok: &Tok, crls: &[&Path]) -> PathBuf {
+    let list: Vec<String> = crls.iter().map(|p| format!("\"{}\"", p.display())).collect();
+    tok.write("revocation.toml", format!("crls = [{}]\n", list.join(", ")))
+}
+
+#[test]
+fn sign_refuses_a_revoked_certificate_before_asking_for_the_pin() {
+    let tok = Tok::new();
+    let dir = tok.path("crls");
+    let org = crl(&dir, "orgca", &[("alice.pem", "keyCompromise")], None);
+    let root = crl(&dir, "root", &[], None);
+    let config = config_with(&tok, &[&org, &root]);
+    let input = tok.write("mail.eml", MAIL);
+    // No PIN source at all: a prompt would fail differently (exit 4).
+    let o = run(tok.cmd().args([
+        "--agent",
+        "never",
+        "--config",
+        config.to_str().unwrap(),
+        "sign",
+        "--key",
+        "pkcs11:id=%01",
+        "--in",
+        input.to_str().unwrap(),
+    ]));
+    assert_clear_failure(&o, 6);
+    let e = stderr(&o);
+    assert!(e.contains("refusing to sign") && e.contains("was revoked on") && e.contains("(key compromise)"), "{e}");
+}
+
+#[test]
+fn send_refuses_to_encrypt_to_a_revoked_organisation_certificate() {
+    let tok = Tok::new();
+    let dir = tok.path("crls");
+    let root = crl(&dir, "root", &[("org.pem", "cessationOfOperation")], None);
+    let org = crl(&dir, "orgca", &[], None);
+    let config = config_with(&tok, &[&org, &root]);
+    let draft = tok.write("draft.eml", MAIL);
+    let o = run(&mut tok.with_pin(&[
+        "--agent",
+        "never",
+        "--config",
+        config.to_str().unwrap(),
+        "send",
+        "--in",
+        draft.to_str().unwrap(),
+    ]));
+    assert_clear_failure(&o, 1);
+    let e = stderr(&o);
+    assert!(
+        e.contains("refusing to encrypt to the organisation certificate") && e.contains("(cessation of operation)"),
+        "{e}"
+    );
 }

@@ -569,3 +569,22 @@ fn receive_opens_the_attachments_on_the_token_they_are_for_among_several() {
     assert!(stdout(&o).contains("UTMgcmV2ZW51ZTogMSwyMzQgTUpQWQo="), "the attachment, decrypted: {}", stdout(&o));
     assert!(stderr(&o).contains("with the key of 'CN=Bob Partner"), "{}", stderr(&o));
 }
+
+#[test]
+fn receive_refuses_mail_signed_by_an_organisation_whose_certificate_was_revoked() {
+    let w = World::new();
+    let sent = w.send(&[("figures.csv", "Q3 revenue: 1,234 MJPY\n", "Q3 figures")]);
+    let (_, hop1) = w.org("sending", &sent, "hop1.eml", None);
+    let (_, hop2) = w.org("receiving", &hop1, "hop2.eml", None);
+    // Partner Org lost its accreditation: the SSMAX root revoked its certificate.
+    let root = crate::revocation::crl(&w.bob.path("crls"), "root", &[("partner-org.pem", "affiliationChanged")], None);
+    let config = w.bob.write("revoked.toml", format!("crls = [\"{}\"]\n", root.display()));
+    let o =
+        run(&mut w.bob.with_pin(&["--config", config.to_str().unwrap(), "receive", "--in", hop2.to_str().unwrap()]));
+    assert_clear_failure(&o, 1);
+    let e = stderr(&o);
+    assert!(
+        e.contains("Partner Org (mail)") && e.contains("was revoked on") && e.contains("(affiliation changed)"),
+        "{e}"
+    );
+}

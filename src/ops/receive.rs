@@ -51,6 +51,9 @@ pub fn verify_from_org<'a>(raw: &'a [u8], trust: &TokenTrust) -> Result<Received
         ))
         .into());
     }
+    // Trusted as itself on the token, so path validation did not look: a revoked organisation
+    // (accreditation lost) is refused here.
+    trust.check_revocation(&signer.cert_der, &format!("your organisation '{}'", signer.subject))?;
     let chain = ChainInfo::from_signer(&signer)?;
     let from =
         outer.from_address().ok_or_else(|| Failure::from(CmsError::Verify("the mail has no From address".into())))?;

@@ -226,6 +226,21 @@ pub fn sign_on_token(
         token.login(prompt, &format!("sign mail from {from}{to}"), allow_final_pin_try)?;
     }
     let candidates = choose_signing_cert(token, s.key_uri.as_ref(), from, personal.is_some())?;
+    // Before the PIN: a revoked certificate is not one to type it for.
+    let mut refusal = None;
+    let candidates: Vec<Chosen> = candidates
+        .into_iter()
+        .filter(|c| match refuse_revoked(token, s, &c.der) {
+            Ok(()) => true,
+            Err(f) => {
+                refusal.get_or_insert(f);
+                false
+            }
+        })
+        .collect();
+    if let (true, Some(f)) = (candidates.is_empty(), refusal) {
+        return Err(f);
+    }
     // Name the key when there is no choice left to make after login (renewed keys are skipped then).
     let which = if candidates.len() == 1 { format!(" with key '{}'", candidates[0].label) } else { String::new() };
     token.login(prompt, &format!("sign mail from {from}{to}{which}"), allow_final_pin_try)?;
@@ -337,6 +352,42 @@ pub fn choose_signing_cert(
         return Err(Failure::new(Exit::NoKey, format!("no usable certificate for {from}: {}", reasons.join("; "))));
     }
     Ok(usable)
+}
+
+/// A revoked certificate (a card reported lost) is not signed with: checked against the
+/// config's CRLs when its chain can be built here. A chain that cannot be built is the
+/// verifier's business, not a reason to refuse; a status the policy requires is.
+fn refuse_revoked(token: &Token, s: &crate::ops::setup::Setup, der: &[u8]) -> Result<(), Failure> {
+    use crate::cms::revocation::Policy;
+    use webpki::Error as E;
+    let mut trust = crate::ssmax::token_trust(token, &s.config)?;
+    if trust.revocation == Policy::Off || (trust.crls.is_empty() && trust.revocation != Policy::Require) {
+        return Ok(());
+    }
+    for f in &s.config.intermediates {
+        trust.others.extend(cert::load_file(f)?);
+    }
+    let check = trust.for_chains();
+    match crate::cms::verify::check_revocation(der, &[], &check, SystemTime::now()) {
+        Ok(_) => Ok(()),
+        Err(e @ E::CertRevoked) => Err(Failure::new(
+            Exit::NoKey,
+            format!(
+                "refusing to sign: {} — ask your organisation for a new certificate",
+                crate::cms::verify::revocation_error("your certificate", &[der], &trust.crls, e)
+            ),
+        )),
+        Err(e @ (E::UnknownRevocationStatus | E::CrlExpired { .. })) if trust.revocation == Policy::Require => {
+            Err(Failure::new(
+                Exit::NoKey,
+                format!(
+                    "refusing to sign: {}",
+                    crate::cms::verify::revocation_error("your certificate", &[der], &trust.crls, e)
+                ),
+            ))
+        }
+        Err(_) => Ok(()),
+    }
 }
 
 /// After login: the first candidate whose key may still sign (renewed keys only decrypt).

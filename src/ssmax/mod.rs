@@ -157,10 +157,44 @@ pub struct TokenTrust {
     pub anchors: Vec<Vec<u8>>,
     pub orgs: Vec<Vec<u8>>,
     pub others: Vec<Vec<u8>>,
+    /// The config's revocation lists and policy.
+    pub crls: Vec<crate::cms::revocation::Crl>,
+    pub revocation: crate::cms::revocation::Policy,
+}
+
+impl TokenTrust {
+    /// Path validation against the anchors (organisation certificates are not anchors here),
+    /// with the revocation lists.
+    pub fn for_chains(&self) -> crate::cms::verify::Trust {
+        crate::cms::verify::Trust {
+            anchors: self.anchors.clone(),
+            intermediates: self.others.clone(),
+            crls: self.crls.clone(),
+            revocation: self.revocation,
+        }
+    }
+
+    /// Refuse a certificate (`what` says whose) that a revocation list names, or whose status the
+    /// policy requires and cannot be had. Checked now.
+    pub fn check_revocation(&self, der: &[u8], what: &str) -> Result<crate::cms::revocation::Status, CmsError> {
+        crate::cms::verify::check_revocation(der, &[], &self.for_chains(), SystemTime::now()).map_err(|e| {
+            let chain: Vec<&[u8]> = std::iter::once(der).chain(self.others.iter().map(|d| d.as_slice())).collect();
+            CmsError::Verify(crate::cms::verify::revocation_error(what, &chain, &self.crls, e))
+        })
+    }
 }
 
 pub fn token_trust(token: &crate::token::Token, config: &crate::config::Config) -> Result<TokenTrust, CmsError> {
-    let mut t = TokenTrust { anchors: Vec::new(), orgs: Vec::new(), others: Vec::new() };
+    let mut t = TokenTrust {
+        anchors: Vec::new(),
+        orgs: Vec::new(),
+        others: Vec::new(),
+        crls: Vec::new(),
+        revocation: config.revocation.unwrap_or_default(),
+    };
+    for f in &config.crls {
+        t.crls.extend(crate::cms::revocation::load_file(f)?);
+    }
     for c in token.certificates()? {
         if c.anchor {
             t.anchors.push(c.der);
@@ -193,16 +227,17 @@ pub fn org_certificate(trust: &TokenTrust, config: &crate::config::Config) -> Re
             "no SSMAX trust anchor on the token or in the config to check the organisation certificate against".into(),
         ));
     }
-    let check = crate::cms::verify::Trust {
-        anchors: trust.anchors.clone(),
-        intermediates: trust.others.clone(),
-        ..Default::default()
-    };
+    let check = trust.for_chains();
     let mut reasons = Vec::new();
     for der in candidates {
         let c = cert::parse(&der)?;
         match crate::cms::verify::check_chain(&der, &[], &check, SystemTime::now()) {
-            Ok(()) if !cert::is_ca(&c) => return Ok(c),
+            Ok(()) if !cert::is_ca(&c) => {
+                match trust.check_revocation(&der, &format!("the organisation '{}'", cert::subject(&c))) {
+                    Ok(_) => return Ok(c),
+                    Err(e) => reasons.push(e.to_string()),
+                }
+            }
             Ok(()) => reasons.push(format!("{} is a CA certificate", cert::subject(&c))),
             Err(e) => reasons.push(crate::cms::verify::chain_error(&cert::subject(&c), &c, "now", e)),
         }
