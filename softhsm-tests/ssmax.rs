@@ -588,3 +588,37 @@ fn receive_refuses_mail_signed_by_an_organisation_whose_certificate_was_revoked(
         "{e}"
     );
 }
+
+#[test]
+fn the_sending_organisation_refuses_mail_signed_with_a_card_reported_lost() {
+    let w = World::new();
+    let sent = w.send(&[("figures.csv", "Q3 revenue: 1,234 MJPY\n", "Q3 figures")]);
+    // Alice reported her card lost: Example Org CA revoked her certificate.
+    let dir = w.alice.path("crls");
+    // Both her certificates (RSA and the EC one her card made): the newer one signs.
+    let ec = w.alice.dir.path().join("t/alice-ec.pem");
+    let lost = [("alice.pem", "keyCompromise"), (ec.to_str().unwrap(), "keyCompromise")];
+    let org = crate::revocation::crl(&dir, "orgca", &lost, None);
+    let root = crate::revocation::crl(&dir, "root", &[], None);
+    let p = pki();
+    let o = run(Command::new(BIN)
+        .args(["org", "--role", "sending", "--org-key"])
+        .arg(p.join("org.key"))
+        .arg("--org-cert")
+        .arg(p.join("org.pem"))
+        .arg("--anchor")
+        .arg(p.join("root.pem"))
+        .arg("--certfile")
+        .arg(p.join("orgca.pem"))
+        .arg("--crl")
+        .arg(&org)
+        .arg("--crl")
+        .arg(&root)
+        .arg("--next")
+        .arg(p.join("partner-org.pem"))
+        .arg("--in")
+        .arg(&sent));
+    assert_clear_failure(&o, 1);
+    let e = stderr(&o);
+    assert!(e.contains("CN=Alice Example") && e.contains("was revoked on") && e.contains("(key compromise)"), "{e}");
+}

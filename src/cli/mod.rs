@@ -263,6 +263,12 @@ pub enum Command {
         /// Extra certificates for chain building.
         #[arg(long, value_name = "FILE")]
         certfile: Vec<PathBuf>,
+        /// Certificate revocation lists the sender's chain is checked against.
+        #[arg(long, value_name = "FILE")]
+        crl: Vec<PathBuf>,
+        /// How strictly (default prefer).
+        #[arg(long, value_enum)]
+        revocation: Option<crate::cms::revocation::Policy>,
         /// Certificate the attachments are re-keyed to.
         #[arg(long, value_name = "FILE")]
         next: PathBuf,
@@ -397,7 +403,7 @@ fn run_here_or_in_agent(cli: Cli) -> Result<(), Failure> {
         Command::Probe => local::probe(g),
         Command::Smtp { what } => smtp::run(g, what),
         Command::Audit { what: AuditCommand::Verify { log } } => local::audit_verify(g, log),
-        Command::Org { io, role, org_key, org_cert, anchor, certfile, next, scanner } => {
+        Command::Org { io, role, org_key, org_cert, anchor, certfile, crl, revocation, next, scanner } => {
             let role = match role {
                 OrgRole::Sending => crate::ssmax::org::Role::Sending,
                 OrgRole::Receiving => crate::ssmax::org::Role::Receiving,
@@ -405,7 +411,17 @@ fn run_here_or_in_agent(cli: Cli) -> Result<(), Failure> {
             org::run(
                 g,
                 &io,
-                org::OrgArgs { role, key: org_key, cert: org_cert, anchors: anchor, certfile, next, scanner },
+                org::OrgArgs {
+                    role,
+                    key: org_key,
+                    cert: org_cert,
+                    anchors: anchor,
+                    certfile,
+                    crls: crl,
+                    revocation: revocation.unwrap_or_default(),
+                    next,
+                    scanner,
+                },
             )
         }
     }

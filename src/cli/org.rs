@@ -14,6 +14,8 @@ pub struct OrgArgs {
     pub cert: PathBuf,
     pub anchors: Vec<PathBuf>,
     pub certfile: Vec<PathBuf>,
+    pub crls: Vec<PathBuf>,
+    pub revocation: crate::cms::revocation::Policy,
     pub next: PathBuf,
     pub scanner: Option<String>,
 }
@@ -34,6 +36,10 @@ pub fn run(_g: &Global, io: &InOut, a: OrgArgs) -> Result<(), Failure> {
     for f in &a.certfile {
         trust.intermediates.extend(load_file(f)?);
     }
+    for f in &a.crls {
+        trust.crls.extend(crate::cms::revocation::load_file(f)?);
+    }
+    trust.revocation = a.revocation;
     let next_der =
         load_file(&a.next)?.into_iter().next().ok_or_else(|| Failure::new(Exit::Usage, "no --next certificate"))?;
     let next = cert::parse(&next_der)?;
