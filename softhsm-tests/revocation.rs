@@ -211,3 +211,75 @@ fn send_refuses_to_encrypt_to_a_revoked_organisation_certificate() {
         "{e}"
     );
 }
+
+/// Alice's key with a certificate whose CRL distribution point is `server`'s `orgca.crl`,
+/// stored on her token under id 03: what an organisation issues once it publishes its CRL.
+fn cert_with_distribution_point(tok: &Tok, server: &crate::support::http::Server) -> PathBuf {
+    let ext = tok.write(
+        "cdp.ext",
+        format!(
+            "basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature,nonRepudiation,keyEncipherment\nextendedKeyUsage=emailProtection\nsubjectAltName=email:alice@example.jp\ncrlDistributionPoints=URI:{}\n",
+            server.url("orgca.crl")
+        ),
+    );
+    let pem = tok.path("alice-cdp.pem");
+    ok(Command::new("openssl")
+        .args(["x509", "-req", "-in"])
+        .arg(pki().join("alice.csr"))
+        .arg("-CA")
+        .arg(pki().join("orgca.pem"))
+        .arg("-CAkey")
+        .arg(pki().join("orgca.key"))
+        .args(["-set_serial", "0x5eed0001", "-days", "30", "-sha256", "-extfile"])
+        .arg(&ext)
+        .arg("-out")
+        .arg(&pem));
+    tok.import(&pki().join("alice.key"), &pem, "03", "alice-cdp");
+    pem
+}
+
+fn signed_with(tok: &Tok, id: &str) -> PathBuf {
+    let input = tok.write("mail.eml", MAIL);
+    let out = tok.path("signed-cdp.eml");
+    let key = format!("pkcs11:id=%{id}");
+    ok(&mut tok.with_pin(&["sign", "--key", &key, "--in", input.to_str().unwrap(), "--out", out.to_str().unwrap()]));
+    out
+}
+
+#[test]
+fn the_crl_is_fetched_from_the_distribution_point_cached_and_used_while_the_server_is_down() {
+    let tok = Tok::new();
+    let server = crate::support::http::Server::start();
+    let pem = cert_with_distribution_point(&tok, &server);
+    let signed = signed_with(&tok, "03");
+    let dir = tok.path("crls");
+    let revoked = crl(&dir, "orgca", &[(pem.to_str().unwrap(), "keyCompromise")], None);
+    server.put("orgca.crl", std::fs::read(&revoked).unwrap());
+    let o = verify(&tok, &signed, &[]);
+    assert_clear_failure(&o, 1);
+    assert!(stderr(&o).contains("was revoked on") && stderr(&o).contains("(key compromise)"), "{}", stderr(&o));
+    assert_eq!(server.requests.load(std::sync::atomic::Ordering::SeqCst), 1);
+    // The list is current: the next verification asks nobody, even with the server gone.
+    server.go_down();
+    let o = verify(&tok, &signed, &[]);
+    assert_clear_failure(&o, 1);
+    assert!(stderr(&o).contains("was revoked on"), "{}", stderr(&o));
+    assert_eq!(server.requests.load(std::sync::atomic::Ordering::SeqCst), 1, "served from the cache");
+}
+
+#[test]
+fn an_unreachable_or_huge_distribution_point_is_said_and_judged_by_the_policy() {
+    let tok = Tok::new();
+    let server = crate::support::http::Server::start();
+    cert_with_distribution_point(&tok, &server);
+    let signed = signed_with(&tok, "03");
+    server.put("orgca.crl", vec![0x30; 5 << 20]);
+    let o = verify(&tok, &signed, &[]);
+    assert_eq!(code(&o), 0, "prefer: {}", stderr(&o));
+    assert!(stderr(&o).contains("larger than 4 MiB; refused"), "{}", stderr(&o));
+    assert!(stdout(&o).contains("revocation status unknown"), "{}", stdout(&o));
+    server.go_down();
+    let o = verify(&tok, &signed, &["--revocation", "require"]);
+    assert_clear_failure(&o, 1);
+    assert!(stderr(&o).contains("HTTP 503"), "{}", stderr(&o));
+}

@@ -50,6 +50,12 @@ pub struct Config {
     pub crls: Vec<PathBuf>,
     /// How strictly revocation is checked (`require`, `prefer`, `off`); `prefer` when absent.
     pub revocation: Option<crate::cms::revocation::Policy>,
+    /// Fetch CRLs from the certificates' distribution points (default true; false: the cache only).
+    pub crl_fetch: Option<bool>,
+    /// Where fetched CRLs are kept (default: the platform cache directory, …/ssmax-card/crls).
+    pub crl_cache_dir: Option<PathBuf>,
+    /// Bound on each CRL fetch, whole (default 10 000).
+    pub crl_fetch_timeout_ms: Option<u64>,
     /// CA certificates (PEM or DER files) sent along with signatures when the token lacks them:
     /// a PIV or My Number card holds only its holder's certificates.
     #[serde(default)]

@@ -7,6 +7,7 @@ pub mod agent;
 pub mod cli;
 pub mod cms;
 pub mod config;
+pub mod crl_store;
 pub mod error;
 pub mod files;
 pub mod mail;
@@ -36,6 +37,7 @@ mod layering {
         ("token", 5),
         ("prompt", 6),
         ("ssmax", 6),
+        ("crl_store", 6),
         ("error", 6),
         ("ops", 7),
         ("agent", 8),

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod agent;
+pub mod http;
 pub mod vcard;
 
 use std::path::{Path, PathBuf};

@@ -252,6 +252,21 @@ fn verify_signer(
     })
 }
 
+/// The certificates a SignedData carries (DER), for what needs them before verification (the
+/// CRL distribution points they name). Nothing is checked here.
+pub fn carried_certificates(der: &[u8]) -> Vec<Vec<u8>> {
+    let Ok(sd) = signed::parse(der) else { return Vec::new() };
+    sd.certificates
+        .iter()
+        .flat_map(|s| s.iter())
+        .take(super::MAX_CERTIFICATES)
+        .filter_map(|c| match c {
+            CertificateChoices::Certificate(c) => c.to_der().ok(),
+            _ => None,
+        })
+        .collect()
+}
+
 /// Does `ee` chain to one of `trust.anchors` at `time`, for e-mail protection?
 pub fn check_chain(ee: &[u8], extra: &[Vec<u8>], trust: &Trust, time: SystemTime) -> Result<(), webpki::Error> {
     path(ee, extra, trust, time, None)

@@ -80,16 +80,21 @@ pub fn run(ctx: &mut dyn Ctx, a: &VerifyArgs) -> Result<(), Failure> {
     let now = SystemTime::now();
     let (verified, outer) = match classify(&raw)? {
         Incoming::Detached { outer, signed, signature } => {
-            (verify(&unarmor(&signature)?, Some(&signed), &trust, now)?, Some(outer))
+            let der = unarmor(&signature)?;
+            add_fetched_crls(&der, &mut trust, ctx);
+            (verify(&der, Some(&signed), &trust, now)?, Some(outer))
         }
         Incoming::Opaque { outer, cms, smime_type } => {
             if smime_type.contains("enveloped") {
                 return Err(Failure::new(Exit::Usage, "this mail is encrypted, not signed: use 'ssmax-card decrypt'"));
             }
-            (verify(&unarmor(&cms)?, None, &trust, now)?, Some(outer))
+            let der = unarmor(&cms)?;
+            add_fetched_crls(&der, &mut trust, ctx);
+            (verify(&der, None, &trust, now)?, Some(outer))
         }
         Incoming::Bare(der) => {
             let der = unarmor(&der)?;
+            add_fetched_crls(&der, &mut trust, ctx);
             let detached = a.content.as_deref();
             match (verify(&der, detached, &trust, now), detached) {
                 // A MIME entity is signed in its canonical form, CRLF line ends (RFC 8551 §3.1.1);
@@ -186,6 +191,23 @@ fn check_from(verified: &Verified, from: &str) -> Result<(), Failure> {
         }
     }
     Ok(())
+}
+
+/// The lists the distribution points of the chain's certificates name (those the signature
+/// carries and the intermediates known here), from the cache or fetched, unless revocation is
+/// off. What could not be had is noted; the policy judges it.
+fn add_fetched_crls(der: &[u8], trust: &mut Trust, ctx: &mut dyn Ctx) {
+    if trust.revocation == crate::cms::revocation::Policy::Off {
+        return;
+    }
+    let store = crate::crl_store::Store::from_config(&ctx.setup().config);
+    let carried = crate::cms::verify::carried_certificates(der);
+    let certs: Vec<&[u8]> = carried.iter().chain(&trust.intermediates).map(|c| c.as_slice()).collect();
+    let (crls, notes) = store.lists_for(&certs);
+    trust.crls.extend(crls);
+    for n in notes {
+        ctx.note(format!("warning: {n}"));
+    }
 }
 
 fn signer_report(report: &mut String, verified: &Verified, heading: &str) {
