@@ -283,3 +283,19 @@ fn an_unreachable_or_huge_distribution_point_is_said_and_judged_by_the_policy() 
     assert_clear_failure(&o, 1);
     assert!(stderr(&o).contains("HTTP 503"), "{}", stderr(&o));
 }
+
+#[test]
+fn status_shows_each_certificates_revocation() {
+    let tok = Tok::new();
+    let dir = tok.path("crls");
+    let org = crl(&dir, "orgca", &[("alice.pem", "keyCompromise")], None);
+    let root = crl(&dir, "root", &[], None);
+    let config = config_with(&tok, &[&org, &root]);
+    let o = run(tok.cmd().args(["--agent", "never", "--config", config.to_str().unwrap(), "status"]));
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(out.contains("revocation REVOKED: the certificate 'CN=Alice Example,O=Example Org'"), "{out}");
+    assert!(out.contains("(key compromise)"), "{out}");
+    // Her EC certificate (another serial) is on a current list that does not name it.
+    assert!(out.contains("revocation not revoked"), "{out}");
+}

@@ -86,7 +86,9 @@ pub fn run(ctx: &mut dyn Ctx) -> Result<(), Failure> {
                     continue;
                 }
             };
-            for c in token.certificates()? {
+            let certificates = token.certificates()?;
+            let revocation = Revocation::for_token(&token, &s.config, &certificates)?;
+            for c in certificates {
                 let Ok(parsed) = cert::parse(&c.der) else {
                     say!(out, "    certificate id {} '{}': does not parse", hex(&c.id), c.label);
                     continue;
@@ -124,6 +126,9 @@ pub fn run(ctx: &mut dyn Ctx) -> Result<(), Failure> {
                     say!(out, "      e-mail  {}", emails.join(", "));
                 }
                 say!(out, "      key     {kind}; {expiry}");
+                if role == "certificate" {
+                    say!(out, "      revocation {}", revocation.of(&c.der));
+                }
             }
             for (id, label, kind) in token.public_keys()? {
                 say!(
@@ -149,4 +154,46 @@ fn rsa_bits(pkcs1: &[u8]) -> usize {
     use rsa::pkcs1::DecodeRsaPublicKey;
     use rsa::traits::PublicKeyParts;
     rsa::RsaPublicKey::from_pkcs1_der(pkcs1).map(|k| k.size() * 8).unwrap_or(0)
+}
+
+/// What status says about a user certificate's revocation: its chain to the token's (and the
+/// config's) anchors, checked against the config's CRLs and those its distribution points name.
+struct Revocation {
+    trust: Option<crate::ssmax::TokenTrust>,
+}
+
+impl Revocation {
+    fn for_token(
+        token: &Token,
+        config: &crate::config::Config,
+        certificates: &[crate::token::objects::CertObject],
+    ) -> Result<Revocation, Failure> {
+        let mut trust = crate::ssmax::token_trust(token, config)?;
+        if trust.revocation == crate::cms::revocation::Policy::Off || trust.anchors.is_empty() {
+            return Ok(Revocation { trust: None });
+        }
+        for f in &config.intermediates {
+            trust.others.extend(cert::load_file(f)?);
+        }
+        let ders: Vec<&[u8]> =
+            certificates.iter().map(|c| c.der.as_slice()).chain(trust.others.iter().map(|d| d.as_slice())).collect();
+        let (crls, _) = crate::crl_store::Store::from_config(config).lists_for(&ders);
+        trust.crls.extend(crls);
+        Ok(Revocation { trust: Some(trust) })
+    }
+
+    fn of(&self, der: &[u8]) -> String {
+        let Some(trust) = &self.trust else { return "not checked (no trust anchor here, or revocation off)".into() };
+        if crate::cms::verify::check_chain(der, &[], &trust.for_chains(), SystemTime::now()).is_err() {
+            return "not checked (its chain does not lead to an anchor here)".into();
+        }
+        let check = trust.for_chains();
+        match crate::cms::verify::check_revocation(der, &[], &check, SystemTime::now()) {
+            Ok(status) => status.describe(),
+            Err(e @ webpki::Error::CertRevoked) => {
+                format!("REVOKED: {}", crate::cms::verify::revocation_error("this certificate", &[der], &trust.crls, e))
+            }
+            Err(e) => crate::cms::verify::revocation_error("this certificate", &[der], &trust.crls, e),
+        }
+    }
 }
