@@ -255,16 +255,19 @@ fn the_crl_is_fetched_from_the_distribution_point_cached_and_used_while_the_serv
     let dir = tok.path("crls");
     let revoked = crl(&dir, "orgca", &[(pem.to_str().unwrap(), "keyCompromise")], None);
     server.put("orgca.crl", std::fs::read(&revoked).unwrap());
+    // (Signing asked too, before the list was published: 404, a status unknown, no refusal.)
+    let asked = || server.requests.load(std::sync::atomic::Ordering::SeqCst);
+    let before = asked();
     let o = verify(&tok, &signed, &[]);
     assert_clear_failure(&o, 1);
     assert!(stderr(&o).contains("was revoked on") && stderr(&o).contains("(key compromise)"), "{}", stderr(&o));
-    assert_eq!(server.requests.load(std::sync::atomic::Ordering::SeqCst), 1);
+    assert_eq!(asked(), before + 1);
     // The list is current: the next verification asks nobody, even with the server gone.
     server.go_down();
     let o = verify(&tok, &signed, &[]);
     assert_clear_failure(&o, 1);
     assert!(stderr(&o).contains("was revoked on"), "{}", stderr(&o));
-    assert_eq!(server.requests.load(std::sync::atomic::Ordering::SeqCst), 1, "served from the cache");
+    assert_eq!(asked(), before + 1, "served from the cache");
 }
 
 #[test]
@@ -298,4 +301,25 @@ fn status_shows_each_certificates_revocation() {
     assert!(out.contains("(key compromise)"), "{out}");
     // Her EC certificate (another serial) is on a current list that does not name it.
     assert!(out.contains("revocation not revoked"), "{out}");
+}
+
+#[test]
+fn sign_fetches_the_list_its_certificate_names_and_refuses_when_revoked() {
+    let tok = Tok::new();
+    let server = crate::support::http::Server::start();
+    let pem = cert_with_distribution_point(&tok, &server);
+    let revoked = crl(&tok.path("crls"), "orgca", &[(pem.to_str().unwrap(), "keyCompromise")], None);
+    server.put("orgca.crl", std::fs::read(&revoked).unwrap());
+    let input = tok.write("mail.eml", MAIL);
+    let o = run(&mut tok.with_pin(&[
+        "--agent",
+        "never",
+        "sign",
+        "--key",
+        "pkcs11:id=%03",
+        "--in",
+        input.to_str().unwrap(),
+    ]));
+    assert_clear_failure(&o, 6);
+    assert!(stderr(&o).contains("refusing to sign") && stderr(&o).contains("(key compromise)"), "{}", stderr(&o));
 }

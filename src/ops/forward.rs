@@ -47,7 +47,7 @@ pub fn run(ctx: &mut dyn Ctx, a: &ForwardArgs) -> Result<(), Failure> {
 
 fn forward(p: &mut Parts<'_>, a: &ForwardArgs, raw: &[u8]) -> Result<(Vec<u8>, String), Failure> {
     let trust = token_trust(p.token, &p.s.config)?;
-    let rec = verify_from_org(raw, &trust)?;
+    let rec = verify_from_org(raw, &trust, &p.s.config)?;
     let mut selected = Vec::new();
     for k in &a.keep {
         let p = rec.parts.protected.iter().find(|p| p.filename == *k || p.label == *k).ok_or_else(|| {

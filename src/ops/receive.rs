@@ -24,7 +24,11 @@ pub struct Received<'a> {
 
 /// Fail-closed: the signature must be by an organisation certificate stored on the token, and
 /// the From address must be the original sender the organisations recorded.
-pub fn verify_from_org<'a>(raw: &'a [u8], trust: &TokenTrust) -> Result<Received<'a>, Failure> {
+pub fn verify_from_org<'a>(
+    raw: &'a [u8],
+    trust: &TokenTrust,
+    config: &crate::config::Config,
+) -> Result<Received<'a>, Failure> {
     let Incoming::Detached { outer, signed, signature } = classify(raw)? else {
         return Err(Failure::new(Exit::Usage, "not an SSMAX mail: expected multipart/signed from your organisation"));
     };
@@ -53,7 +57,9 @@ pub fn verify_from_org<'a>(raw: &'a [u8], trust: &TokenTrust) -> Result<Received
     }
     // Trusted as itself on the token, so path validation did not look: a revoked organisation
     // (accreditation lost) is refused here.
-    trust.check_revocation(&signer.cert_der, &format!("your organisation '{}'", signer.subject))?;
+    let mut with_lists = trust.clone();
+    with_lists.add_lists_for(&[&signer.cert_der], config);
+    with_lists.check_revocation(&signer.cert_der, &format!("your organisation '{}'", signer.subject))?;
     let chain = ChainInfo::from_signer(&signer)?;
     let from =
         outer.from_address().ok_or_else(|| Failure::from(CmsError::Verify("the mail has no From address".into())))?;
@@ -116,7 +122,7 @@ pub fn open_mail(ctx: &mut dyn Ctx, raw: &[u8]) -> Result<Vec<u8>, Failure> {
     let mime = {
         let p = ctx.token()?;
         let trust = token_trust(p.token, &p.s.config)?;
-        let rec = verify_from_org(raw, &trust)?;
+        let rec = verify_from_org(raw, &trust, &p.s.config)?;
         notes.push(format!("verified: signed by your organisation '{}'", rec.signer.subject));
         notes.extend(rec.chain.lines().into_iter().map(|l| format!("  {l}")));
         let mut opened = Vec::new();

@@ -361,12 +361,14 @@ fn refuse_revoked(token: &Token, s: &crate::ops::setup::Setup, der: &[u8]) -> Re
     use crate::cms::revocation::Policy;
     use webpki::Error as E;
     let mut trust = crate::ssmax::token_trust(token, &s.config)?;
-    if trust.revocation == Policy::Off || (trust.crls.is_empty() && trust.revocation != Policy::Require) {
+    let named = cert::parse(der).map(|c| !crate::crl_store::distribution_points(&c).is_empty()).unwrap_or(false);
+    if trust.revocation == Policy::Off || (trust.crls.is_empty() && !named && trust.revocation != Policy::Require) {
         return Ok(());
     }
     for f in &s.config.intermediates {
         trust.others.extend(cert::load_file(f)?);
     }
+    trust.add_lists_for(&[der], &s.config);
     let check = trust.for_chains();
     match crate::cms::verify::check_revocation(der, &[], &check, SystemTime::now()) {
         Ok(_) => Ok(()),

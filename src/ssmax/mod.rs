@@ -153,6 +153,7 @@ impl ChainInfo {
 
 /// What the recipient side trusts: anchors and organisation certificates *from the token* (a
 /// certificate on disk cannot be swapped in), plus anchors the config file names.
+#[derive(Clone)]
 pub struct TokenTrust {
     pub anchors: Vec<Vec<u8>>,
     pub orgs: Vec<Vec<u8>>,
@@ -172,6 +173,18 @@ impl TokenTrust {
             crls: self.crls.clone(),
             revocation: self.revocation,
         }
+    }
+
+    /// Add the lists the distribution points of `certs` (DER) name, from the cache or fetched
+    /// (`crl_store`), unless revocation is off. Returns what could not be had.
+    pub fn add_lists_for(&mut self, certs: &[&[u8]], config: &crate::config::Config) -> Vec<String> {
+        if self.revocation == crate::cms::revocation::Policy::Off {
+            return Vec::new();
+        }
+        let with_chain: Vec<&[u8]> = certs.iter().copied().chain(self.others.iter().map(|d| d.as_slice())).collect();
+        let (crls, notes) = crate::crl_store::Store::from_config(config).lists_for(&with_chain);
+        self.crls.extend(crls);
+        notes
     }
 
     /// Refuse a certificate (`what` says whose) that a revocation list names, or whose status the
@@ -227,6 +240,10 @@ pub fn org_certificate(trust: &TokenTrust, config: &crate::config::Config) -> Re
             "no SSMAX trust anchor on the token or in the config to check the organisation certificate against".into(),
         ));
     }
+    let mut trust_here = trust.clone();
+    let refs: Vec<&[u8]> = candidates.iter().map(|d| d.as_slice()).collect();
+    trust_here.add_lists_for(&refs, config);
+    let trust = &trust_here;
     let check = trust.for_chains();
     let mut reasons = Vec::new();
     for der in candidates {
