@@ -9,16 +9,7 @@ use std::process::Command;
 /// A second token in `tok`'s SoftHSM2 store holding `user`'s key and certificate (id 01), with
 /// the test PIN: another card of the same person, or someone else's.
 pub(crate) fn add_token_for(tok: &Tok, label: &str, user: &str) {
-    ok(Command::new("softhsm2-util").env("SOFTHSM2_CONF", &tok.conf).args([
-        "--init-token",
-        "--free",
-        "--label",
-        label,
-        "--so-pin",
-        "spare-so-pin",
-        "--pin",
-        PIN,
-    ]));
+    init_token(tok, label, PIN);
     let key = pki().join(format!("{user}.key"));
     ok(Command::new("softhsm2-util").env("SOFTHSM2_CONF", &tok.conf).args([
         "--import",
@@ -150,6 +141,10 @@ fn the_agent_keeps_each_tokens_login_and_signs_for_whoever_the_mail_is_from() {
 
 /// A second, empty token in the same SoftHSM2 store as `tok`'s.
 fn add_spare_token(tok: &Tok, label: &str) {
+    init_token(tok, label, "spare-pin");
+}
+
+fn init_token(tok: &Tok, label: &str, pin: &str) {
     ok(Command::new("softhsm2-util").env("SOFTHSM2_CONF", &tok.conf).args([
         "--init-token",
         "--free",
@@ -158,7 +153,7 @@ fn add_spare_token(tok: &Tok, label: &str) {
         "--so-pin",
         "spare-so-pin",
         "--pin",
-        "spare-pin",
+        pin,
     ]));
 }
 

@@ -40,13 +40,7 @@ pub fn run(ctx: &mut dyn Ctx) -> Result<(), Failure> {
         None => "decrypt a message".to_string(),
     };
     ctx.choose_token("a key this message is encrypted for", &|t| {
-        let certs: Vec<_> = t
-            .certificates()?
-            .into_iter()
-            .filter(|c| !c.anchor)
-            .filter_map(|c| c.parsed.map(|p| (*p).clone()))
-            .collect();
-        Ok(t.profile.keys.can_decrypt && env.addressed_to(&certs))
+        Ok(t.profile.keys.can_decrypt && env.addressed_to(&t.holder_certificates()?))
     })?;
     let (cek, transport, recipient, token_label) = {
         let p = ctx.token()?;

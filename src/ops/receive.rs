@@ -111,12 +111,7 @@ pub fn open_mail(ctx: &mut dyn Ctx, raw: &[u8]) -> Result<Vec<u8>, Failure> {
         if for_whom.is_empty() {
             return Ok(true);
         }
-        let certs: Vec<_> = t
-            .certificates()?
-            .into_iter()
-            .filter(|c| !c.anchor)
-            .filter_map(|c| c.parsed.map(|p| (*p).clone()))
-            .collect();
+        let certs = t.holder_certificates()?;
         Ok(for_whom.iter().any(|e| e.addressed_to(&certs)))
     })?;
     let mime = {

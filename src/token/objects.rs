@@ -145,6 +145,17 @@ impl Token {
         Ok(out)
     }
 
+    /// The parsed certificates that are not trust anchors (the holder's, and CAs kept beside
+    /// them): what a message's recipients are matched against.
+    pub fn holder_certificates(&self) -> Result<Vec<x509_cert::Certificate>, TokenError> {
+        Ok(self
+            .certificates()?
+            .into_iter()
+            .filter(|c| !c.anchor)
+            .filter_map(|c| c.parsed.map(|p| (*p).clone()))
+            .collect())
+    }
+
     /// Public-key objects: readable without a PIN, they show which key pairs a token holds.
     pub fn public_keys(&self) -> Result<Vec<(Vec<u8>, String, String)>, TokenError> {
         let handles =
