@@ -323,3 +323,23 @@ fn sign_fetches_the_list_its_certificate_names_and_refuses_when_revoked() {
     assert_clear_failure(&o, 6);
     assert!(stderr(&o).contains("refusing to sign") && stderr(&o).contains("(key compromise)"), "{}", stderr(&o));
 }
+
+#[test]
+fn a_slow_distribution_point_costs_no_more_than_the_configured_time() {
+    let tok = Tok::new();
+    let server = crate::support::http::Server::start();
+    cert_with_distribution_point(&tok, &server);
+    let signed = signed_with(&tok, "03");
+    server.put("orgca.crl", std::fs::read(crl(&tok.path("crls"), "orgca", &[], None)).unwrap());
+    server.go_slow();
+    let config = tok.write(
+        "slow.toml",
+        format!("crl_fetch_timeout_ms = 400\ncrl_cache_dir = \"{}\"\n", tok.path("empty-cache").display()),
+    );
+    let started = std::time::Instant::now();
+    let o = verify(&tok, &signed, &["--config", config.to_str().unwrap()]);
+    let took = started.elapsed();
+    assert_eq!(code(&o), 0, "prefer: {}", stderr(&o));
+    assert!(stderr(&o).contains("cannot fetch it"), "{}", stderr(&o));
+    assert!(took < std::time::Duration::from_secs(3), "the 3 s server was not waited for: {took:?}");
+}

@@ -54,7 +54,7 @@ pub struct Config {
     pub crl_fetch: Option<bool>,
     /// Where fetched CRLs are kept (default: the platform cache directory, …/ssmax-card/crls).
     pub crl_cache_dir: Option<PathBuf>,
-    /// Bound on each CRL fetch, whole (default 10 000).
+    /// Bound on the CRL fetches of one operation, all together (default 10 000).
     pub crl_fetch_timeout_ms: Option<u64>,
     /// CA certificates (PEM or DER files) sent along with signatures when the token lacks them:
     /// a PIV or My Number card holds only its holder's certificates.

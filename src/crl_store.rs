@@ -24,7 +24,7 @@ pub struct Store {
     pub dir: Option<PathBuf>,
     /// Fetch over the network (else the cache only: offline).
     pub fetch: bool,
-    /// Bound on each whole fetch: connecting, sending, reading.
+    /// Bound on all the fetches of one verification together: connecting, sending, reading.
     pub timeout: Duration,
 }
 
@@ -51,8 +51,11 @@ impl Store {
         }
         let mut crls = Vec::new();
         let mut notes = Vec::new();
+        // One timeout bounds all fetches of a verification together, however many points.
+        let until = std::time::Instant::now() + self.timeout;
         for url in urls {
-            match self.list(&url) {
+            let left = until.saturating_duration_since(std::time::Instant::now());
+            match self.list(&url, left) {
                 Ok(c) => crls.push(c),
                 Err(why) => notes.push(format!("no CRL from {url}: {why}")),
             }
@@ -62,7 +65,7 @@ impl Store {
 
     /// One list: the cached one while current; else fetched (and cached); else the cached one
     /// however old (the policy judges an out-of-date list).
-    fn list(&self, url: &str) -> Result<Crl, String> {
+    fn list(&self, url: &str, time_left: Duration) -> Result<Crl, String> {
         let cached = self.cache_path(url).and_then(|p| {
             let data = crate::files::read_regular(&p, MAX_CRL).ok()?;
             revocation::load_bytes(&data, url).ok()?.into_iter().next()
@@ -75,7 +78,10 @@ impl Store {
         if !self.fetch {
             return cached.ok_or_else(|| "not in the cache, and fetching is off (crl_fetch = false)".into());
         }
-        match self.fetch(url) {
+        if time_left < Duration::from_millis(100) {
+            return cached.ok_or_else(|| "not fetched: the time for fetching (crl_fetch_timeout_ms) is spent".into());
+        }
+        match self.fetch(url, time_left) {
             Ok(c) => {
                 if let Some(p) = self.cache_path(url) {
                     // A cache that cannot be written only costs the next fetch.
@@ -87,8 +93,8 @@ impl Store {
         }
     }
 
-    fn fetch(&self, url: &str) -> Result<Crl, String> {
-        let agent = ureq::AgentBuilder::new().timeout(self.timeout).redirects(0).build();
+    fn fetch(&self, url: &str, timeout: Duration) -> Result<Crl, String> {
+        let agent = ureq::AgentBuilder::new().timeout(timeout).redirects(0).build();
         let response = agent.get(url).call().map_err(|e| match e {
             ureq::Error::Status(code, _) => format!("the server answered HTTP {code}"),
             ureq::Error::Transport(t) => format!("cannot fetch it ({})", t.kind()),

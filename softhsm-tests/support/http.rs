@@ -13,6 +13,7 @@ pub struct Server {
     files: Arc<Mutex<HashMap<String, Vec<u8>>>>,
     pub requests: Arc<AtomicUsize>,
     down: Arc<AtomicBool>,
+    slow: Arc<AtomicBool>,
 }
 
 impl Server {
@@ -38,6 +39,11 @@ impl Server {
         self.files.lock().unwrap().insert(format!("/{path}"), body);
     }
 
+    /// From now on, every answer waits 3 s before its first byte.
+    pub fn go_slow(&self) {
+        self.slow.store(true, Ordering::SeqCst);
+    }
+
     /// From now on, every request is answered 503.
     pub fn go_down(&self) {
         self.down.store(true, Ordering::SeqCst);
@@ -57,6 +63,9 @@ impl Server {
             }
         }
         self.requests.fetch_add(1, Ordering::SeqCst);
+        if self.slow.load(Ordering::SeqCst) {
+            std::thread::sleep(std::time::Duration::from_secs(3));
+        }
         let mut conn = conn;
         let body = self.files.lock().unwrap().get(&path).cloned();
         let _ = match body {
