@@ -22,11 +22,12 @@ const CARD_PIN: &str = "123456";
 const OPENSC: &str = "/usr/lib/x86_64-linux-gnu/opensc-pkcs11.so";
 const CARD_PUK: &str = "12345678";
 
-/// One test at a time owns pcscd and the readers.
-fn readers() -> (MutexGuard<'static, ()>, Pcscd) {
+/// One test at a time owns pcscd and the readers. pcscd is stopped before the next test may
+/// start its own (a tuple drops its fields in order: pcscd first, then the lock).
+fn readers() -> (Pcscd, MutexGuard<'static, ()>) {
     static ONE: Mutex<()> = Mutex::new(());
     let guard = ONE.lock().unwrap_or_else(|e| e.into_inner());
-    (guard, Pcscd::start())
+    (Pcscd::start(), guard)
 }
 
 fn rsa_key(name: &str) -> rsa::RsaPrivateKey {

@@ -312,31 +312,66 @@ pub fn openssl_verify(mail: &Path, ca: &Path) -> Output {
 }
 
 /// pcscd with the vpcd virtual readers: started here unless one already runs, stopped on drop.
+/// Ready when vpcd listens for its first card; stopped with SIGTERM so that it removes its
+/// socket and pid file (after a SIGKILL they stay, and the next pcscd may refuse to start).
 pub struct Pcscd {
     child: Option<std::process::Child>,
+}
+
+/// Whether something listens on vpcd's first reader port (35963 = 0x8C7B) on loopback.
+fn vpcd_listens() -> bool {
+    std::fs::read_to_string("/proc/net/tcp")
+        .map(|t| {
+            t.lines().any(|l| {
+                l.split_whitespace().nth(1).is_some_and(|a| a.ends_with(":8C7B"))
+                    && l.split_whitespace().nth(3) == Some("0A")
+            })
+        })
+        .unwrap_or(false)
 }
 
 impl Pcscd {
     pub fn start() -> Pcscd {
         let running =
             Command::new("pgrep").arg("-x").arg("pcscd").output().map(|o| o.status.success()).unwrap_or(false);
-        let child = (!running).then(|| {
-            Command::new("pcscd")
-                .arg("--foreground")
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("pcscd (Debian package pcscd)")
-        });
-        Pcscd { child }
+        if running {
+            return Pcscd { child: None };
+        }
+        // Left by a pcscd that did not stop cleanly; no pcscd runs now.
+        let _ = std::fs::remove_file("/run/pcscd/pcscd.pid");
+        let _ = std::fs::remove_file("/run/pcscd/pcscd.comm");
+        let mut child = Command::new("pcscd")
+            .arg("--foreground")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("pcscd (Debian package pcscd)");
+        let start = std::time::Instant::now();
+        while !vpcd_listens() {
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("pcscd stopped at start ({status})");
+            }
+            assert!(start.elapsed() < std::time::Duration::from_secs(10), "vpcd never listened on 127.0.0.1:35963");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        Pcscd { child: Some(child) }
     }
 }
 
 impl Drop for Pcscd {
     fn drop(&mut self) {
-        if let Some(p) = self.child.as_mut() {
-            let _ = p.kill();
-            let _ = p.wait();
+        let Some(p) = self.child.as_mut() else { return };
+        if let Some(pid) = rustix::process::Pid::from_raw(p.id() as i32) {
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
         }
+        let start = std::time::Instant::now();
+        while start.elapsed() < std::time::Duration::from_secs(3) {
+            if let Ok(Some(_)) = p.try_wait() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let _ = p.kill();
+        let _ = p.wait();
     }
 }
