@@ -3,7 +3,7 @@
 //! current, so a verification makes no request when a current list is cached. A list that
 //! cannot be had is said, and the revocation policy judges what that means.
 
-use crate::cms::revocation::{self, Crl};
+use crate::cms::revocation::{self, Shared};
 use der::Decode;
 use sha2::{Digest, Sha256};
 use std::io::Read;
@@ -39,7 +39,7 @@ impl Store {
 
     /// The current lists for the distribution points `certs` (DER) name, and a note for each
     /// point whose list could not be had.
-    pub fn lists_for(&self, certs: &[&[u8]]) -> (Vec<Crl>, Vec<String>) {
+    pub fn lists_for(&self, certs: &[&[u8]]) -> (Vec<Shared>, Vec<String>) {
         let mut urls: Vec<String> = Vec::new();
         for der in certs {
             let Ok(c) = Certificate::from_der(der) else { continue };
@@ -65,7 +65,7 @@ impl Store {
 
     /// One list: the cached one while current; else fetched (and cached); else the cached one
     /// however old (the policy judges an out-of-date list).
-    fn list(&self, url: &str, time_left: Duration) -> Result<Crl, String> {
+    fn list(&self, url: &str, time_left: Duration) -> Result<Shared, String> {
         let cached = self.cache_path(url).and_then(|p| {
             let data = crate::files::read_regular(&p, MAX_CRL).ok()?;
             revocation::load_bytes(&data, url).ok()?.into_iter().next()
@@ -93,7 +93,7 @@ impl Store {
         }
     }
 
-    fn fetch(&self, url: &str, timeout: Duration) -> Result<Crl, String> {
+    fn fetch(&self, url: &str, timeout: Duration) -> Result<Shared, String> {
         let agent = ureq::AgentBuilder::new().timeout(timeout).redirects(0).build();
         let response = agent.get(url).call().map_err(|e| match e {
             ureq::Error::Status(code, _) => format!("the server answered HTTP {code}"),
@@ -119,6 +119,19 @@ impl Store {
         let name: String = Sha256::digest(url.as_bytes()).iter().map(|b| format!("{b:02x}")).collect();
         self.dir.as_ref().map(|d| d.join(format!("{name}.crl")))
     }
+}
+
+/// The lists the distribution points of `certs` (DER) name, under `config`'s store, unless the
+/// policy is off; and a note for each that could not be had.
+pub fn lists_for(
+    certs: &[&[u8]],
+    policy: revocation::Policy,
+    config: &crate::config::Config,
+) -> (Vec<Shared>, Vec<String>) {
+    if policy == revocation::Policy::Off {
+        return (Vec::new(), Vec::new());
+    }
+    Store::from_config(config).lists_for(certs)
 }
 
 /// The http: URIs of a certificate's CRL distribution points (LDAP and others are not fetched).

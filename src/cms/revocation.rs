@@ -43,14 +43,17 @@ impl Status {
     }
 }
 
-/// A CRL as given: the DER, parsed once.
-#[derive(Debug, Clone)]
+/// A CRL as given: the DER, parsed once, in the form rustls-webpki checks against.
+#[derive(Debug)]
 pub struct Crl {
     pub der: Vec<u8>,
-    pub parsed: OwnedCertRevocationList,
+    pub list: CertRevocationList<'static>,
 }
 
-fn parse_der(der: Vec<u8>, what: &str) -> Result<Crl, CmsError> {
+/// Lists are shared, not copied: a parsed list holds a map of every revoked serial.
+pub type Shared = std::sync::Arc<Crl>;
+
+fn parse_der(der: Vec<u8>, what: &str) -> Result<Shared, CmsError> {
     let parsed = OwnedCertRevocationList::from_der(&der).map_err(|e| {
         CmsError::Malformed(match e {
             webpki::Error::UnsupportedIndirectCrl => format!("{what}: an indirect CRL, which is not supported"),
@@ -58,12 +61,12 @@ fn parse_der(der: Vec<u8>, what: &str) -> Result<Crl, CmsError> {
             e => format!("{what}: not a CRL ({e:?})"),
         })
     })?;
-    Ok(Crl { der, parsed })
+    Ok(std::sync::Arc::new(Crl { der, list: CertRevocationList::Owned(parsed) }))
 }
 
 /// CRLs from the bytes of a file (`what` names it in errors): PEM (`X509 CRL` blocks, any
 /// number) or one DER.
-pub fn load_bytes(data: &[u8], what: &str) -> Result<Vec<Crl>, CmsError> {
+pub fn load_bytes(data: &[u8], what: &str) -> Result<Vec<Shared>, CmsError> {
     if data.trim_ascii_start().starts_with(b"-----BEGIN") {
         let text =
             std::str::from_utf8(data).map_err(|_| CmsError::Malformed(format!("{what}: PEM that is not text")))?;
@@ -92,24 +95,24 @@ pub fn load_bytes(data: &[u8], what: &str) -> Result<Vec<Crl>, CmsError> {
     }
 }
 
-pub fn load_file(path: &std::path::Path) -> Result<Vec<Crl>, CmsError> {
+pub fn load_file(path: &std::path::Path) -> Result<Vec<Shared>, CmsError> {
     load_bytes(&crate::files::read_regular(path, crate::files::MAX_CERT_FILE)?, &path.display().to_string())
 }
 
 /// The lists as rustls-webpki takes them.
-pub fn as_webpki(crls: &[Crl]) -> Vec<CertRevocationList<'_>> {
-    crls.iter().map(|c| CertRevocationList::Owned(c.parsed.clone())).collect()
+pub fn as_webpki(crls: &[Shared]) -> Vec<&CertRevocationList<'static>> {
+    crls.iter().map(|c| &c.list).collect()
 }
 
 /// "the certificate of X was revoked on DATE (reason)" for the first certificate of `chain` (DER,
 /// signer first) that one of `crls` lists, or None.
-pub fn who_is_revoked(chain: &[&[u8]], crls: &[Crl]) -> Option<String> {
+pub fn who_is_revoked(chain: &[&[u8]], crls: &[Shared]) -> Option<String> {
     for der in chain {
         let Ok(c) = Certificate::from_der(der) else { continue };
         let issuer = der::Encode::to_der(&c.tbs_certificate.issuer).ok()?;
         let serial = c.tbs_certificate.serial_number.as_bytes();
         for crl in crls {
-            let list = CertRevocationList::Owned(crl.parsed.clone());
+            let list = &crl.list;
             if list.issuer() != issuer_value(&issuer) {
                 continue;
             }

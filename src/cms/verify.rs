@@ -20,7 +20,7 @@ pub struct Trust {
     pub anchors: Vec<Vec<u8>>,
     pub intermediates: Vec<Vec<u8>>,
     /// CRLs to check every certificate of the chain against, and how strictly.
-    pub crls: Vec<revocation::Crl>,
+    pub crls: Vec<revocation::Shared>,
     pub revocation: revocation::Policy,
 }
 
@@ -56,6 +56,18 @@ const ID_EC_PUBLIC_KEY: der::oid::ObjectIdentifier = der::oid::ObjectIdentifier:
 const SECP384R1: der::oid::ObjectIdentifier = der::oid::ObjectIdentifier::new_unwrap("1.3.132.0.34");
 
 pub fn verify(der: &[u8], detached: Option<&[u8]>, trust: &Trust, now: SystemTime) -> Result<Verified, CmsError> {
+    verify_with_lists(der, detached, trust, now, &mut |_| Vec::new())
+}
+
+/// `verify`, with `lists` asked for the revocation lists the chain's certificates (those the
+/// signature carries, then `trust.intermediates`; DER) lead to, once the signature is parsed.
+pub fn verify_with_lists(
+    der: &[u8],
+    detached: Option<&[u8]>,
+    trust: &Trust,
+    now: SystemTime,
+    lists: &mut dyn FnMut(&[&[u8]]) -> Vec<revocation::Shared>,
+) -> Result<Verified, CmsError> {
     let sd = signed::parse(der)?;
     let econtent = sd.encap_content_info.econtent.as_ref().map(|c| {
         // id-data eContent is an OCTET STRING; other types carry their DER.
@@ -103,6 +115,15 @@ pub fn verify(der: &[u8], detached: Option<&[u8]>, trust: &Trust, now: SystemTim
             }
         }
     }
+    let chain: Vec<&[u8]> = embedded.iter().chain(&trust.intermediates).map(|d| d.as_slice()).collect();
+    let fetched = lists(&chain);
+    let with_lists;
+    let trust = if fetched.is_empty() {
+        trust
+    } else {
+        with_lists = Trust { crls: [trust.crls.clone(), fetched].concat(), ..trust.clone() };
+        &with_lists
+    };
     let mut signers = Vec::new();
     for si in sd.signer_infos.iter() {
         signers.push(verify_signer(si, sd.encap_content_info.econtent_type, &content, &embedded, trust, now)?);
@@ -252,21 +273,6 @@ fn verify_signer(
     })
 }
 
-/// The certificates a SignedData carries (DER), for what needs them before verification (the
-/// CRL distribution points they name). Nothing is checked here.
-pub fn carried_certificates(der: &[u8]) -> Vec<Vec<u8>> {
-    let Ok(sd) = signed::parse(der) else { return Vec::new() };
-    sd.certificates
-        .iter()
-        .flat_map(|s| s.iter())
-        .take(super::MAX_CERTIFICATES)
-        .filter_map(|c| match c {
-            CertificateChoices::Certificate(c) => c.to_der().ok(),
-            _ => None,
-        })
-        .collect()
-}
-
 /// Does `ee` chain to one of `trust.anchors` at `time`, for e-mail protection?
 pub fn check_chain(ee: &[u8], extra: &[Vec<u8>], trust: &Trust, time: SystemTime) -> Result<(), webpki::Error> {
     path(ee, extra, trust, time, None)
@@ -286,8 +292,7 @@ pub fn check_revocation(
     if trust.revocation == Policy::Off {
         return Ok(Status::NotChecked);
     }
-    let lists = revocation::as_webpki(&trust.crls);
-    let refs: Vec<&webpki::CertRevocationList<'_>> = lists.iter().collect();
+    let refs = revocation::as_webpki(&trust.crls);
     let Ok(builder) = RevocationOptionsBuilder::new(&refs) else {
         return match trust.revocation {
             Policy::Require => Err(webpki::Error::UnknownRevocationStatus),
@@ -319,7 +324,7 @@ pub fn check_revocation(
 }
 
 /// One sentence for a revocation failure.
-pub fn revocation_error(who: &str, chain: &[&[u8]], crls: &[revocation::Crl], e: webpki::Error) -> String {
+pub fn revocation_error(who: &str, chain: &[&[u8]], crls: &[revocation::Shared], e: webpki::Error) -> String {
     match e {
         webpki::Error::CertRevoked => match revocation::who_is_revoked(chain, crls) {
             Some(r) => format!("{r}: the signature of {who} is not to be trusted"),

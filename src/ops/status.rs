@@ -172,13 +172,8 @@ impl Revocation {
         if trust.revocation == crate::cms::revocation::Policy::Off || trust.anchors.is_empty() {
             return Ok(Revocation { trust: None });
         }
-        for f in &config.intermediates {
-            trust.others.extend(cert::load_file(f)?);
-        }
-        let ders: Vec<&[u8]> =
-            certificates.iter().map(|c| c.der.as_slice()).chain(trust.others.iter().map(|d| d.as_slice())).collect();
-        let (crls, _) = crate::crl_store::Store::from_config(config).lists_for(&ders);
-        trust.crls.extend(crls);
+        let ders: Vec<&[u8]> = certificates.iter().map(|c| c.der.as_slice()).collect();
+        trust.add_lists_for(&ders, config);
         Ok(Revocation { trust: Some(trust) })
     }
 

@@ -2,7 +2,7 @@
 
 use super::ctx::Ctx;
 use crate::cms::cert::{self, load_file};
-use crate::cms::verify::{verify, Trust, Verified};
+use crate::cms::verify::{verify_with_lists, Trust, Verified};
 use crate::cms::{unarmor, CmsError};
 use crate::error::{Exit, Failure};
 use crate::mail::smime::{classify, rejoin, Incoming};
@@ -21,7 +21,7 @@ pub struct VerifyArgs {
     pub content: Option<Vec<u8>>,
     pub no_token: bool,
     /// `--crl`.
-    pub crls: Vec<crate::cms::revocation::Crl>,
+    pub crls: Vec<crate::cms::revocation::Shared>,
     /// `--revocation`.
     pub revocation: Option<crate::cms::revocation::Policy>,
 }
@@ -78,30 +78,38 @@ pub fn run(ctx: &mut dyn Ctx, a: &VerifyArgs) -> Result<(), Failure> {
         ctx.done_with_token();
     }
     let now = SystemTime::now();
+    // The lists the distribution points of the chain's certificates name, from the cache or
+    // fetched once the signature is parsed; what could not be had is noted, the policy judges it.
+    let config = ctx.setup().config.clone();
+    let policy = trust.revocation;
+    let mut lists = |certs: &[&[u8]]| {
+        let (crls, notes) = crate::crl_store::lists_for(certs, policy, &config);
+        for n in notes {
+            ctx.note(format!("warning: {n}"));
+        }
+        crls
+    };
     let (verified, outer) = match classify(&raw)? {
         Incoming::Detached { outer, signed, signature } => {
             let der = unarmor(&signature)?;
-            add_fetched_crls(&der, &mut trust, ctx);
-            (verify(&der, Some(&signed), &trust, now)?, Some(outer))
+            (verify_with_lists(&der, Some(&signed), &trust, now, &mut lists)?, Some(outer))
         }
         Incoming::Opaque { outer, cms, smime_type } => {
             if smime_type.contains("enveloped") {
                 return Err(Failure::new(Exit::Usage, "this mail is encrypted, not signed: use 'ssmax-card decrypt'"));
             }
             let der = unarmor(&cms)?;
-            add_fetched_crls(&der, &mut trust, ctx);
-            (verify(&der, None, &trust, now)?, Some(outer))
+            (verify_with_lists(&der, None, &trust, now, &mut lists)?, Some(outer))
         }
         Incoming::Bare(der) => {
             let der = unarmor(&der)?;
-            add_fetched_crls(&der, &mut trust, ctx);
             let detached = a.content.as_deref();
-            match (verify(&der, detached, &trust, now), detached) {
+            match (verify_with_lists(&der, detached, &trust, now, &mut lists), detached) {
                 // A MIME entity is signed in its canonical form, CRLF line ends (RFC 8551 §3.1.1);
                 // a content file saved with bare LFs is the same text: check that form too, as
                 // openssl does in its default text mode. Anything else still fails.
                 (Err(first), Some(content)) if !crate::mail::is_crlf(content) => {
-                    match verify(&der, Some(&crate::mail::to_crlf(content)), &trust, now) {
+                    match verify_with_lists(&der, Some(&crate::mail::to_crlf(content)), &trust, now, &mut lists) {
                         Ok(v) => (v, None),
                         Err(_) => return Err(first.into()),
                     }
@@ -130,10 +138,10 @@ pub fn run(ctx: &mut dyn Ctx, a: &VerifyArgs) -> Result<(), Failure> {
         for layer in 2..=MAX_LAYERS + 1 {
             let inner = match classify(&content) {
                 Ok(Incoming::Detached { outer: e, signed, signature }) => {
-                    (verify(&unarmor(&signature)?, Some(&signed), &trust, now), e)
+                    (verify_with_lists(&unarmor(&signature)?, Some(&signed), &trust, now, &mut lists), e)
                 }
                 Ok(Incoming::Opaque { outer: e, cms, smime_type }) if !smime_type.contains("enveloped") => {
-                    (verify(&unarmor(&cms)?, None, &trust, now), e)
+                    (verify_with_lists(&unarmor(&cms)?, None, &trust, now, &mut lists), e)
                 }
                 Ok(Incoming::Opaque { .. }) => {
                     report.push_str("  the signed content is encrypted: decrypt it with 'ssmax-card decrypt'\n");
@@ -191,23 +199,6 @@ fn check_from(verified: &Verified, from: &str) -> Result<(), Failure> {
         }
     }
     Ok(())
-}
-
-/// The lists the distribution points of the chain's certificates name (those the signature
-/// carries and the intermediates known here), from the cache or fetched, unless revocation is
-/// off. What could not be had is noted; the policy judges it.
-fn add_fetched_crls(der: &[u8], trust: &mut Trust, ctx: &mut dyn Ctx) {
-    if trust.revocation == crate::cms::revocation::Policy::Off {
-        return;
-    }
-    let store = crate::crl_store::Store::from_config(&ctx.setup().config);
-    let carried = crate::cms::verify::carried_certificates(der);
-    let certs: Vec<&[u8]> = carried.iter().chain(&trust.intermediates).map(|c| c.as_slice()).collect();
-    let (crls, notes) = store.lists_for(&certs);
-    trust.crls.extend(crls);
-    for n in notes {
-        ctx.note(format!("warning: {n}"));
-    }
 }
 
 fn signer_report(report: &mut String, verified: &Verified, heading: &str) {

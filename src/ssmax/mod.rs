@@ -159,7 +159,7 @@ pub struct TokenTrust {
     pub orgs: Vec<Vec<u8>>,
     pub others: Vec<Vec<u8>>,
     /// The config's revocation lists and policy.
-    pub crls: Vec<crate::cms::revocation::Crl>,
+    pub crls: Vec<crate::cms::revocation::Shared>,
     pub revocation: crate::cms::revocation::Policy,
 }
 
@@ -178,11 +178,8 @@ impl TokenTrust {
     /// Add the lists the distribution points of `certs` (DER) name, from the cache or fetched
     /// (`crl_store`), unless revocation is off. Returns what could not be had.
     pub fn add_lists_for(&mut self, certs: &[&[u8]], config: &crate::config::Config) -> Vec<String> {
-        if self.revocation == crate::cms::revocation::Policy::Off {
-            return Vec::new();
-        }
         let with_chain: Vec<&[u8]> = certs.iter().copied().chain(self.others.iter().map(|d| d.as_slice())).collect();
-        let (crls, notes) = crate::crl_store::Store::from_config(config).lists_for(&with_chain);
+        let (crls, notes) = crate::crl_store::lists_for(&with_chain, self.revocation, config);
         self.crls.extend(crls);
         notes
     }
@@ -219,6 +216,10 @@ pub fn token_trust(token: &crate::token::Token, config: &crate::config::Config) 
     }
     for f in &config.anchors {
         t.anchors.extend(cert::load_file(f)?);
+    }
+    // A card holds only its holder's certificates: the issuing CAs the config names build chains.
+    for f in &config.intermediates {
+        t.others.extend(cert::load_file(f)?);
     }
     Ok(t)
 }
