@@ -157,6 +157,13 @@ fn init_token(tok: &Tok, label: &str, pin: &str) {
     ]));
 }
 
+/// `sign` without the agent, the key named by `key`.
+fn sign_with_key(tok: &Tok, key: &str, mail: &std::path::Path, out: &std::path::Path) -> std::process::Output {
+    let args =
+        ["--agent", "never", "--key", key, "sign", "--in", mail.to_str().unwrap(), "--out", out.to_str().unwrap()];
+    run(&mut tok.with_pin(&args))
+}
+
 fn key_on_alices_token() -> String {
     format!("pkcs11:token={};id=%01", LABEL.replace(' ', "%20"))
 }
@@ -168,17 +175,7 @@ fn a_key_uri_that_names_its_token_selects_it_among_several() {
     let mail = tok.write("mail.eml", MAIL);
     let out = tok.path("signed.eml");
     let key = key_on_alices_token();
-    let o = run(&mut tok.with_pin(&[
-        "--agent",
-        "never",
-        "--key",
-        &key,
-        "sign",
-        "--in",
-        mail.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ]));
+    let o = sign_with_key(&tok, &key, &mail, &out);
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     assert!(openssl_verify(&out, &pki().join("root.pem")).status.success());
     // --token and --key naming different tokens contradict each other: said, not guessed.
@@ -231,17 +228,8 @@ fn verify_trusts_the_anchors_of_every_present_token_without_asking_which() {
     let mail = tok.write("mail.eml", MAIL);
     let signed = tok.path("signed.eml");
     let key = key_on_alices_token();
-    ok(&mut tok.with_pin(&[
-        "--agent",
-        "never",
-        "--key",
-        &key,
-        "sign",
-        "--in",
-        mail.to_str().unwrap(),
-        "--out",
-        signed.to_str().unwrap(),
-    ]));
+    let o = sign_with_key(&tok, &key, &mail, &signed);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
     let o = run(tok.cmd().args(["--agent", "never", "verify", "--in", signed.to_str().unwrap()]));
     assert_eq!(code(&o), 0, "the root on alice's token is trusted: {}", stderr(&o));
     assert!(stdout(&o).contains("Good signature from"), "{}", stdout(&o));
