@@ -2,7 +2,7 @@
 //! card, a card and a YubiKey): a URI that names a token selects it wherever it is given, and what
 //! needs no key needs no choice of token.
 
-use crate::support::agent::{getpins, start_agent, via};
+use crate::support::agent::{answer_once_exists, getpins, start_agent, start_agent_answering, via};
 use crate::support::*;
 use std::process::Command;
 
@@ -137,6 +137,37 @@ fn the_agent_keeps_each_tokens_login_and_signs_for_whoever_the_mail_is_from() {
         }
     }
     assert_eq!(getpins(&agent), 2, "one PIN per token, each kept while the other is used");
+}
+
+#[test]
+fn a_pin_prompt_on_one_token_does_not_hold_up_a_request_on_another() {
+    let tok = Tok::new();
+    add_token_for(&tok, "bob card", "bob");
+    let typed = tok.path("alice-has-typed");
+    let agent = start_agent_answering(
+        &tok,
+        "pin_cache = \"until-removed\"\n",
+        &[("ssmax test", &answer_once_exists(&typed, PIN)), ("bob card", PIN)],
+    );
+    let alice = tok.write("alice.eml", MAIL);
+    let bob = tok.write("bob.eml", BOB_MAIL);
+    std::thread::scope(|s| {
+        let alices = s.spawn(|| via(&tok, &agent, &["sign", "--in", alice.to_str().unwrap()]));
+        let asked = std::time::Instant::now();
+        while !std::fs::read_to_string(&agent.pinentry_log).unwrap_or_default().contains("ssmax test") {
+            assert!(asked.elapsed() < std::time::Duration::from_secs(20), "alice's PIN was never asked");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let o = via(&tok, &agent, &["sign", "--in", bob.to_str().unwrap()]);
+        assert_eq!(code(&o), 0, "{}", stderr(&o));
+        assert!(stderr(&o).contains("on token 'bob card'"), "{}", stderr(&o));
+        assert!(!alices.is_finished(), "bob's mail was signed while alice's PIN prompt was still open");
+        std::fs::write(&typed, "").unwrap();
+        let o = alices.join().unwrap();
+        assert_eq!(code(&o), 0, "{}", stderr(&o));
+        assert!(stderr(&o).contains("on token 'ssmax test'"), "{}", stderr(&o));
+    });
+    assert_eq!(getpins(&agent), 2);
 }
 
 /// A second, empty token in the same SoftHSM2 store as `tok`'s.

@@ -71,6 +71,12 @@ pub fn start_agent_answering(tok: &Tok, agent_config: &str, answers: &[(&str, &s
     start_agent_script(tok, &script, log, "", agent_config, &[])
 }
 
+/// An answer for `start_agent_answering` that is given only once `file` exists: a person who
+/// has not finished typing.
+pub fn answer_once_exists(file: &Path, pin: &str) -> String {
+    format!("$(while [ ! -e '{}' ]; do sleep 0.02; done){pin}", file.display())
+}
+
 fn start_agent_script(
     tok: &Tok,
     script: &Path,
@@ -98,7 +104,10 @@ fn start_agent_script(
         .arg(&config)
         .arg("--socket")
         .arg(&socket)
-        .stderr(Stdio::null())
+        .stderr(match std::env::var_os("SSMAX_TEST_AGENT_STDERR") {
+            Some(p) => Stdio::from(std::fs::File::create(p).unwrap()),
+            None => Stdio::null(),
+        })
         .spawn()
         .unwrap();
     wait_for(&socket);

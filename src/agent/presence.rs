@@ -1,6 +1,7 @@
 //! Which tokens are there: the tokens the agent has used, watched for removal and return (through
 //! PC/SC readers, or by probing the module from a child process), and the events that say so.
 
+use super::desk::{forget, rescan, Lanes};
 use super::protocol::{Response, VERSION};
 use crate::config::AgentConfig;
 use crate::token::presence::Readers;
@@ -105,14 +106,6 @@ pub(super) fn probe(base: Option<&Path>, w: &Watch) -> Option<String> {
     (f.next() == Some("present")).then(|| f.nth(1).unwrap_or("").to_string())
 }
 
-/// End every session through `module` and re-initialise it, so it sees the slot as it is now.
-pub(super) fn rescan(tokens: &mut HashMap<String, Token>, module: &Path) {
-    tokens.retain(|_, t| t.module.path != module);
-    if let Ok(m) = crate::token::Module::load(module) {
-        let _ = m.finalize();
-    }
-}
-
 pub(super) fn event(events: &Events, name: &str, note: String) {
     if let Ok(mut subs) = events.lock() {
         let ev = Response { v: VERSION, ok: true, event: Some(name.into()), notes: vec![note], ..Default::default() };
@@ -153,19 +146,26 @@ pub(super) fn observe(base: Option<&Path>, w: &Watch, readers: &Readers) -> Opti
 }
 
 /// Act on what was observed: removal drops the token's sessions and cached PIN at once.
-/// Returns whether the token the agent held is gone (removed or replaced).
+/// Returns whether the token the agent held is gone (removed or replaced). What needs its
+/// module re-initialised waits while a request uses a module (`may_rescan` false): the next
+/// look sees it again.
 pub(super) fn apply_presence(
     key: &str,
     w: &mut Watch,
     now: Option<String>,
-    tokens: &mut HashMap<String, Token>,
+    lanes: &mut Lanes,
     events: &Events,
+    may_rescan: bool,
 ) -> bool {
+    let by_module = w.reinit && w.reader.is_none();
     match (w.present, now) {
         (true, None) => {
-            tokens.remove(key);
-            if w.reinit && w.reader.is_none() {
-                rescan(tokens, &w.module);
+            if by_module && !may_rescan {
+                return false;
+            }
+            forget(lanes, key);
+            if by_module {
+                rescan(lanes, &w.module);
             }
             w.present = false;
             let from = w.reader.as_ref().map(|r| format!(" from reader '{r}'")).unwrap_or_default();
@@ -177,8 +177,11 @@ pub(super) fn apply_presence(
             true
         }
         (true, Some(serial)) if serial != w.serial => {
-            tokens.remove(key);
-            rescan(tokens, &w.module);
+            if !may_rescan {
+                return false;
+            }
+            forget(lanes, key);
+            rescan(lanes, &w.module);
             event(
                 events,
                 "token-removed",
@@ -189,8 +192,11 @@ pub(super) fn apply_presence(
             true
         }
         (false, Some(serial)) => {
-            if w.reinit && w.reader.is_none() {
-                rescan(tokens, &w.module);
+            if by_module {
+                if !may_rescan {
+                    return false;
+                }
+                rescan(lanes, &w.module);
             }
             w.present = true;
             event(events, "token-inserted", format!("token '{}' (serial {serial}) is present", w.label));
@@ -204,15 +210,16 @@ pub(super) fn apply_presence(
 /// One synchronous look at every watched token (after a failed request: was it removal?).
 pub(super) fn check_presence(
     base: Option<&Path>,
-    tokens: &mut HashMap<String, Token>,
+    lanes: &mut Lanes,
     watches: &mut HashMap<String, Watch>,
     events: &Events,
     readers: &Readers,
+    may_rescan: bool,
 ) -> Vec<String> {
     let mut removed = Vec::new();
     for (key, w) in watches.iter_mut() {
         let now = observe(base, w, readers);
-        if apply_presence(key, w, now, tokens, events) {
+        if apply_presence(key, w, now, lanes, events, may_rescan) {
             removed.push(key.clone());
         }
     }
@@ -222,15 +229,16 @@ pub(super) fn check_presence(
 /// The periodic look: readers at once, modules through the prober (results applied as they come).
 pub(super) fn poll_presence(
     base: Option<&Path>,
-    tokens: &mut HashMap<String, Token>,
+    lanes: &mut Lanes,
     watches: &mut HashMap<String, Watch>,
     events: &Events,
     readers: &Readers,
     prober: &mut Prober,
+    may_rescan: bool,
 ) {
     for (key, w) in watches.iter_mut().filter(|(_, w)| w.reader.is_some()) {
         let now = observe(base, w, readers);
-        apply_presence(key, w, now, tokens, events);
+        apply_presence(key, w, now, lanes, events, may_rescan);
     }
     if !prober.busy {
         let batch: Vec<(String, Watch)> =
@@ -244,10 +252,11 @@ pub(super) fn poll_presence(
 /// Apply finished probes. A "not there" from a probe that started before a request last
 /// succeeded with the token is stale and ignored.
 pub(super) fn take_probe_results(
-    tokens: &mut HashMap<String, Token>,
+    lanes: &mut Lanes,
     watches: &mut HashMap<String, Watch>,
     events: &Events,
     prober: &mut Prober,
+    may_rescan: bool,
 ) {
     while let Ok((started, found)) = prober.rx.try_recv() {
         prober.busy = false;
@@ -256,7 +265,7 @@ pub(super) fn take_probe_results(
                 if now.is_none() && w.seen_at > started {
                     continue;
                 }
-                apply_presence(&key, w, now, tokens, events);
+                apply_presence(&key, w, now, lanes, events, may_rescan);
             }
         }
     }

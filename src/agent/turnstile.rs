@@ -1,15 +1,16 @@
 //! One caller at a time, in arrival order, with a bounded line and a deadline for each waiter.
 //!
-//! The agent's tokens are used by whichever connection thread holds the turn, rather than handed
-//! to a worker thread and back: two thread hand-offs per request cost more than the agent's own
-//! work on a small signature. A `Mutex` alone would do for exclusion but not for the rest: it is
-//! not FIFO (a busy client could starve others), has no deadline and no bound on the line, and
-//! cannot tell its waiters that the agent is restarting. The turn passes straight to the next
-//! waiter, so a newcomer never overtakes the line.
+//! Each token the agent holds has its own turnstile: a request uses a token while it holds that
+//! token's turn, on its own connection thread (two thread hand-offs per request would cost more
+//! than the agent's own work on a small signature), and a request on another token never waits
+//! for it. A `Mutex` alone would do for exclusion but not for the rest: it is not FIFO (a busy
+//! client could starve others), has no deadline and no bound on the line, and cannot tell its
+//! waiters that the agent is restarting. The turn passes straight to the next waiter, so a
+//! newcomer never overtakes the line. A turn owns its turnstile (an `Arc`), so it can be kept
+//! while the table of turnstiles changes.
 
 use std::collections::VecDeque;
-use std::ops::{Deref, DerefMut};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::Thread;
 use std::time::Instant;
 
@@ -33,29 +34,26 @@ struct Line {
     closed: bool,
 }
 
-pub struct Turnstile<T> {
+pub struct Turnstile {
     line: Mutex<Line>,
-    /// Locked only by the holder of the turn, so never contended.
-    value: Mutex<T>,
     capacity: usize,
 }
 
-/// The turn: access to the value until dropped, then the next in line gets it.
-pub struct Turn<'a, T> {
-    gate: &'a Turnstile<T>,
-    value: MutexGuard<'a, T>,
+/// The turn, until dropped; then the next in line gets it.
+pub struct Turn {
+    gate: Arc<Turnstile>,
 }
 
-/// A poisoned lock only means a holder panicked; the line and the value are still what the next
-/// caller needs (a token table, a queue of waiters), so go on with them.
+/// A poisoned lock only means a holder panicked; the line is still what the next caller needs,
+/// so go on with it.
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-impl<T> Turnstile<T> {
+impl Turnstile {
     /// `capacity`: how many may wait while one holds the turn.
-    pub fn new(value: T, capacity: usize) -> Self {
-        Turnstile {
+    pub fn new(capacity: usize) -> Arc<Self> {
+        Arc::new(Turnstile {
             line: Mutex::new(Line {
                 held: false,
                 next_ticket: 0,
@@ -63,21 +61,19 @@ impl<T> Turnstile<T> {
                 granted: None,
                 closed: false,
             }),
-            value: Mutex::new(value),
             capacity,
-        }
+        })
     }
 
     /// Wait for the turn until `deadline`.
-    pub fn take(&self, deadline: Instant) -> Result<Turn<'_, T>, Refused> {
+    pub fn take(self: &Arc<Self>, deadline: Instant) -> Result<Turn, Refused> {
         let mut line = lock(&self.line);
         if line.closed {
             return Err(Refused::Closed);
         }
         if !line.held && line.waiting.is_empty() {
             line.held = true;
-            drop(line);
-            return Ok(self.turn());
+            return Ok(Turn { gate: self.clone() });
         }
         if line.waiting.len() >= self.capacity {
             return Err(Refused::Busy);
@@ -98,8 +94,7 @@ impl<T> Turnstile<T> {
                 return Err(Refused::Closed);
             }
             if granted {
-                drop(line);
-                return Ok(self.turn());
+                return Ok(Turn { gate: self.clone() });
             }
             let now = Instant::now();
             if now >= deadline {
@@ -112,6 +107,12 @@ impl<T> Turnstile<T> {
             std::thread::park_timeout(deadline - now);
             line = lock(&self.line);
         }
+    }
+
+    /// Nobody holds the turn or waits for it.
+    pub fn is_idle(&self) -> bool {
+        let line = lock(&self.line);
+        !line.held && line.waiting.is_empty()
     }
 
     /// Refuse everyone from now on, and wake whoever waits so they can say so.
@@ -129,10 +130,6 @@ impl<T> Turnstile<T> {
         lock(&self.line).waiting.len()
     }
 
-    fn turn(&self) -> Turn<'_, T> {
-        Turn { gate: self, value: lock(&self.value) }
-    }
-
     fn pass_on(mut line: MutexGuard<'_, Line>) {
         match line.waiting.pop_front() {
             Some((ticket, thread)) => {
@@ -146,24 +143,9 @@ impl<T> Turnstile<T> {
     }
 }
 
-impl<T> Deref for Turn<'_, T> {
-    type Target = T;
-    fn deref(&self) -> &T {
-        &self.value
-    }
-}
-
-impl<T> DerefMut for Turn<'_, T> {
-    fn deref_mut(&mut self) -> &mut T {
-        &mut self.value
-    }
-}
-
-impl<T> Drop for Turn<'_, T> {
+impl Drop for Turn {
     fn drop(&mut self) {
-        // The value's guard goes right after this; the next holder, woken here, waits for it at
-        // most that long.
-        Turnstile::<T>::pass_on(lock(&self.gate.line));
+        Turnstile::pass_on(lock(&self.gate.line));
     }
 }
 
@@ -171,22 +153,22 @@ impl<T> Drop for Turn<'_, T> {
 mod tests {
     use super::*;
     use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::sync::Arc;
     use std::time::Duration;
 
     fn soon(ms: u64) -> Instant {
         Instant::now() + Duration::from_millis(ms)
     }
 
-    /// Start a waiter and return once it is in line.
+    /// Start a waiter that notes `n` in `seen` when given the turn; return once it is in line.
     fn queue_up(
-        gate: &Arc<Turnstile<Vec<u32>>>,
+        gate: &Arc<Turnstile>,
+        seen: &Arc<Mutex<Vec<u32>>>,
         n: u32,
         deadline_ms: u64,
     ) -> std::thread::JoinHandle<Result<(), Refused>> {
         let before = gate.waiting();
-        let g = gate.clone();
-        let h = std::thread::spawn(move || g.take(soon(deadline_ms)).map(|mut v| v.push(n)));
+        let (g, seen) = (gate.clone(), seen.clone());
+        let h = std::thread::spawn(move || g.take(soon(deadline_ms)).map(|_turn| lock(&seen).push(n)));
         while gate.waiting() == before && !h.is_finished() {
             std::thread::sleep(Duration::from_millis(1));
         }
@@ -195,21 +177,21 @@ mod tests {
 
     #[test]
     fn waiters_get_the_turn_in_the_order_they_came() {
-        let gate = Arc::new(Turnstile::new(Vec::new(), 16));
+        let (gate, seen) = (Turnstile::new(16), Arc::new(Mutex::new(Vec::new())));
         let first = gate.take(soon(1000)).expect("free");
-        let hs: Vec<_> = (0..6).map(|n| queue_up(&gate, n, 10_000)).collect();
+        let hs: Vec<_> = (0..6).map(|n| queue_up(&gate, &seen, n, 10_000)).collect();
         drop(first);
         for h in hs {
             h.join().expect("thread").expect("turn");
         }
-        assert_eq!(*gate.take(soon(1000)).expect("free"), vec![0, 1, 2, 3, 4, 5]);
+        assert_eq!(*lock(&seen), vec![0, 1, 2, 3, 4, 5]);
     }
 
     #[test]
     fn a_full_line_is_refused_at_once_as_busy() {
-        let gate = Arc::new(Turnstile::new(Vec::new(), 1));
+        let (gate, seen) = (Turnstile::new(1), Arc::new(Mutex::new(Vec::new())));
         let held = gate.take(soon(1000)).expect("free");
-        let waiter = queue_up(&gate, 1, 10_000);
+        let waiter = queue_up(&gate, &seen, 1, 10_000);
         let t = Instant::now();
         assert_eq!(gate.take(soon(10_000)).err(), Some(Refused::Busy));
         assert!(t.elapsed() < Duration::from_secs(5));
@@ -219,22 +201,22 @@ mod tests {
 
     #[test]
     fn a_waiter_past_its_deadline_leaves_the_line_and_is_never_given_the_turn() {
-        let gate = Arc::new(Turnstile::new(Vec::new(), 4));
+        let (gate, seen) = (Turnstile::new(4), Arc::new(Mutex::new(Vec::new())));
         let held = gate.take(soon(1000)).expect("free");
-        let late = queue_up(&gate, 1, 30);
-        let patient = queue_up(&gate, 2, 10_000);
+        let late = queue_up(&gate, &seen, 1, 30);
+        let patient = queue_up(&gate, &seen, 2, 10_000);
         assert_eq!(late.join().expect("thread"), Err(Refused::TimedOut));
         assert_eq!(gate.waiting(), 1);
         drop(held);
         assert_eq!(patient.join().expect("thread"), Ok(()));
-        assert_eq!(*gate.take(soon(1000)).expect("free"), vec![2]);
+        assert_eq!(*lock(&seen), vec![2]);
     }
 
     #[test]
     fn closing_wakes_every_waiter_with_closed_and_refuses_newcomers() {
-        let gate = Arc::new(Turnstile::new(Vec::new(), 8));
+        let (gate, seen) = (Turnstile::new(8), Arc::new(Mutex::new(Vec::new())));
         let _stuck = gate.take(soon(1000)).expect("free");
-        let hs: Vec<_> = (0..3).map(|n| queue_up(&gate, n, 60_000)).collect();
+        let hs: Vec<_> = (0..3).map(|n| queue_up(&gate, &seen, n, 60_000)).collect();
         let t = Instant::now();
         gate.close();
         for h in hs {
@@ -245,17 +227,30 @@ mod tests {
     }
 
     #[test]
+    fn idle_only_when_nobody_holds_the_turn_or_waits_for_it() {
+        let (gate, seen) = (Turnstile::new(4), Arc::new(Mutex::new(Vec::new())));
+        assert!(gate.is_idle());
+        let held = gate.take(soon(1000)).expect("free");
+        assert!(!gate.is_idle());
+        let waiter = queue_up(&gate, &seen, 1, 10_000);
+        drop(held);
+        assert_eq!(waiter.join().expect("thread"), Ok(()));
+        assert!(gate.is_idle());
+    }
+
+    #[test]
     fn only_one_holds_the_turn_at_a_time_under_contention() {
-        let gate = Arc::new(Turnstile::new(0u64, 64));
+        let gate = Turnstile::new(64);
         let inside = Arc::new(AtomicUsize::new(0));
+        let count = Arc::new(AtomicUsize::new(0));
         let hs: Vec<_> = (0..8)
             .map(|_| {
-                let (gate, inside) = (gate.clone(), inside.clone());
+                let (gate, inside, count) = (gate.clone(), inside.clone(), count.clone());
                 std::thread::spawn(move || {
                     for _ in 0..500 {
-                        let mut v = gate.take(soon(60_000)).expect("turn");
+                        let _turn = gate.take(soon(60_000)).expect("turn");
                         assert_eq!(inside.fetch_add(1, Ordering::SeqCst), 0, "two holders at once");
-                        *v += 1;
+                        count.fetch_add(1, Ordering::SeqCst);
                         inside.fetch_sub(1, Ordering::SeqCst);
                     }
                 })
@@ -264,6 +259,6 @@ mod tests {
         for h in hs {
             h.join().expect("no holder saw another");
         }
-        assert_eq!(*gate.take(soon(1000)).expect("free"), 4000);
+        assert_eq!(count.load(Ordering::SeqCst), 4000);
     }
 }

@@ -9,6 +9,7 @@
 //! (connections queue in the kernel during the few milliseconds of the exec). Cached PINs are
 //! gone with the old image, which is what a user expects after a card misbehaved.
 
+use std::collections::HashMap;
 use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -19,11 +20,12 @@ pub const LISTEN_FD_VAR: &str = "SSMAX_CARD_LISTEN_FD";
 /// How many times this agent has restarted itself (shown in notes and the audit log).
 pub const RESTARTS_VAR: &str = "SSMAX_CARD_AGENT_RESTARTS";
 
-/// Shared between the holder of the token turn (which says when it is inside the token layer), the
-/// connection threads (which count answers still to be written) and the watchdog thread.
+/// Shared between the holders of token turns (each says when it is inside the token layer, under
+/// its own id), the connection threads (which count answers still to be written) and the
+/// watchdog thread.
 pub struct Watchdog {
     pub limit: Duration,
-    busy: Mutex<Option<(Instant, String)>>,
+    busy: Mutex<HashMap<u64, (Instant, String)>>,
     pub restarting: AtomicBool,
     /// Answers owed: a connection accepted but not yet answered once, or a request read and
     /// not yet answered. The re-exec waits for these, so no client sees a bare hang-up.
@@ -37,32 +39,32 @@ impl Watchdog {
     pub fn new(limit: Duration) -> Arc<Self> {
         Arc::new(Watchdog {
             limit,
-            busy: Mutex::new(None),
+            busy: Mutex::new(HashMap::new()),
             restarting: AtomicBool::new(false),
             in_flight: AtomicUsize::new(0),
             accept_parked: AtomicBool::new(false),
         })
     }
 
-    /// The holder of the turn enters the token layer for `what` (a request, a presence check).
-    pub fn enter(&self, what: &str) {
+    /// Holder `id` enters the token layer for `what` (a request, a presence check).
+    pub fn enter(&self, id: u64, what: &str) {
         if let Ok(mut b) = self.busy.lock() {
-            *b = Some((Instant::now(), what.to_string()));
+            b.insert(id, (Instant::now(), what.to_string()));
         }
     }
 
-    /// The holder is out of the token layer, or waiting for a person (a PIN prompt is not a
+    /// Holder `id` is out of the token layer, or waiting for a person (a PIN prompt is not a
     /// hung card: it has its own deadline, the client's).
-    pub fn leave(&self) {
+    pub fn leave(&self, id: u64) {
         if let Ok(mut b) = self.busy.lock() {
-            *b = None;
+            b.remove(&id);
         }
     }
 
-    /// What has been running past the limit, if anything.
+    /// The longest call running past the limit, if any.
     pub fn overdue(&self) -> Option<(String, Duration)> {
         let b = self.busy.lock().ok()?;
-        let (since, what) = b.as_ref()?;
+        let (since, what) = b.values().min_by_key(|(since, _)| *since)?;
         let took = since.elapsed();
         (took > self.limit).then(|| (what.clone(), took))
     }
@@ -161,8 +163,8 @@ mod tests {
     fn a_prompt_or_an_idle_token_is_never_overdue() {
         let w = Watchdog::new(Duration::from_millis(1));
         assert!(w.overdue().is_none());
-        w.enter("sign");
-        w.leave();
+        w.enter(1, "sign");
+        w.leave(1);
         std::thread::sleep(Duration::from_millis(5));
         assert!(w.overdue().is_none());
     }
@@ -170,8 +172,10 @@ mod tests {
     #[test]
     fn a_call_past_the_limit_is_reported_with_what_it_was() {
         let w = Watchdog::new(Duration::from_millis(1));
-        w.enter("sign");
+        w.enter(1, "sign");
         std::thread::sleep(Duration::from_millis(5));
+        w.enter(2, "decrypt");
+        w.leave(2);
         let (what, took) = w.overdue().expect("overdue");
         assert_eq!(what, "sign");
         assert!(took >= Duration::from_millis(1));

@@ -6,6 +6,7 @@ use super::{Global, InOut};
 use crate::error::Failure;
 use crate::ops::ctx::{Ctx, Parts};
 use crate::ops::setup::Setup;
+use crate::token::objects::Shown;
 use crate::token::pin::PinPrompt;
 use crate::token::Token;
 
@@ -66,9 +67,9 @@ impl Ctx for CliCtx<'_> {
             None => eprintln!("ssmax-card: {line}"),
         }
     }
-    fn use_held(&mut self, fits: &dyn Fn(&Token) -> Result<bool, Failure>) -> Result<bool, Failure> {
+    fn use_held(&mut self, fits: &dyn Fn(&Shown) -> Result<bool, Failure>) -> Result<bool, Failure> {
         match &self.token {
-            Some(t) => fits(t),
+            Some(t) => fits(&t.shown()?),
             None => Ok(false),
         }
     }

@@ -4,7 +4,7 @@
 
 use super::setup::Setup;
 use crate::error::{Exit, Failure};
-use crate::token::objects::CertObject;
+use crate::token::objects::{CertObject, Shown};
 use crate::token::pin::PinPrompt;
 use crate::token::Token;
 
@@ -51,7 +51,7 @@ pub trait Ctx {
     /// (judged without a PIN, from what each shows) this command's token. `what` says what is
     /// looked for, in messages. A token already held that fits is kept (the agent's PIN cache);
     /// with one token present, or one named, there is nothing to choose.
-    fn choose_token(&mut self, what: &str, fits: &dyn Fn(&Token) -> Result<bool, Failure>) -> Result<(), Failure> {
+    fn choose_token(&mut self, what: &str, fits: &dyn Fn(&Shown) -> Result<bool, Failure>) -> Result<(), Failure> {
         let uri = self.setup().token_uri.clone();
         if uri.names_token() || self.use_held(fits)? {
             return Ok(());
@@ -66,7 +66,7 @@ pub trait Ctx {
         let names: Vec<String> = all.iter().map(|t| format!("'{}'", t.label)).collect();
         let mut fit = Vec::new();
         for t in all {
-            if fits(&t)? {
+            if fits(&t.shown()?)? {
                 fit.push(t);
             }
         }
@@ -90,11 +90,14 @@ pub trait Ctx {
     }
     /// Use a token this command (the agent: any request) already holds for these settings if
     /// `fits` accepts it. Returns whether one was.
-    fn use_held(&mut self, fits: &dyn Fn(&Token) -> Result<bool, Failure>) -> Result<bool, Failure>;
+    fn use_held(&mut self, fits: &dyn Fn(&Shown) -> Result<bool, Failure>) -> Result<bool, Failure>;
     /// The token the settings select is open already (the agent: the turn is taken to look).
     fn holds_token(&mut self) -> Result<bool, Failure>;
     /// Use `token`, found by looking, as the token the settings select.
     fn adopt_token(&mut self, token: Token) -> Result<(), Failure>;
+    /// The command is about to call into modules itself (status lists every slot): the agent
+    /// re-initialises none meanwhile.
+    fn using_modules(&mut self) {}
     /// The command is done with the token for now: the agent lets the next request have it while
     /// this one works without it (the CLI has nothing to do). Asking for the token again waits
     /// for a new turn.

@@ -40,7 +40,7 @@ pub fn run(ctx: &mut dyn Ctx) -> Result<(), Failure> {
         None => "decrypt a message".to_string(),
     };
     ctx.choose_token("a key this message is encrypted for", &|t| {
-        Ok(t.profile.keys.can_decrypt && env.addressed_to(&t.holder_certificates()?))
+        Ok(t.profile.keys.can_decrypt && env.addressed_to(&t.holder_certificates()))
     })?;
     let (cek, transport, recipient, token_label) = {
         let p = ctx.token()?;

@@ -111,7 +111,7 @@ pub fn open_mail(ctx: &mut dyn Ctx, raw: &[u8]) -> Result<Vec<u8>, Failure> {
         if for_whom.is_empty() {
             return Ok(true);
         }
-        let certs = t.holder_certificates()?;
+        let certs = t.holder_certificates();
         Ok(for_whom.iter().any(|e| e.addressed_to(&certs)))
     })?;
     let mime = {

@@ -7,6 +7,7 @@ use crate::error::{Exit, Failure};
 use crate::mail::smime::{signed_parts, split_fields};
 use crate::mail::{canonicalise, Entity, Field};
 use crate::ssmax::IdentityMethod;
+use crate::token::objects::Shown;
 use crate::token::signer::{Hash, Scheme, TokenSigner};
 use crate::token::uri::Pkcs11Uri;
 use crate::token::{Token, TokenError};
@@ -89,7 +90,7 @@ pub fn run(ctx: &mut dyn Ctx, pss: bool, binding: Binding) -> Result<(), Failure
 
 /// Whether `token` can sign for `from` under `binding`, judged without a PIN: a certificate
 /// for the address, or (where the binding allows) a personal certificate (My Number card).
-fn signs_for(token: &Token, from: &str, personal: bool) -> Result<bool, Failure> {
+fn signs_for(token: &Shown, from: &str, personal: bool) -> Result<bool, Failure> {
     if token.profile.keys.personal_certificate.is_some() {
         return Ok(personal);
     }
@@ -97,7 +98,7 @@ fn signs_for(token: &Token, from: &str, personal: bool) -> Result<bool, Failure>
         return Ok(false);
     }
     let ids = token.profile.signing_ids();
-    Ok(token.certificates()?.iter().any(|c| {
+    Ok(token.certificates.iter().any(|c| {
         !c.anchor
             && (ids.is_empty() || ids.contains(&c.id))
             && c.parsed.as_deref().is_some_and(|p| !cert::is_ca(p) && cert::emails(p).iter().any(|e| e == from))

@@ -28,6 +28,7 @@ pub fn run(ctx: &mut dyn Ctx) -> Result<(), Failure> {
         say!(out, "no PKCS#11 module installed (looked for: softhsm2, opensc, ykcs11); install one or pass --token 'pkcs11:?module-path=...'");
     }
     let now = SystemTime::now();
+    ctx.using_modules();
     for path in modules {
         say!(out, "module {}", path.display());
         let module = match Module::load(&path) {

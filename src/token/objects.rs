@@ -18,6 +18,23 @@ pub struct CertObject {
     pub subject: std::sync::Arc<str>,
 }
 
+/// What a token shows without a PIN (its profile and certificates): enough to judge whether it
+/// is the token an operation needs, also while another request has the token itself.
+#[derive(Clone)]
+pub struct Shown {
+    pub label: String,
+    pub profile: crate::profile::Profile,
+    pub certificates: Vec<CertObject>,
+}
+
+impl Shown {
+    /// The parsed certificates that are not trust anchors (the holder's, and CAs kept beside
+    /// them): what a message's recipients are matched against.
+    pub fn holder_certificates(&self) -> Vec<x509_cert::Certificate> {
+        self.certificates.iter().filter(|c| !c.anchor).filter_map(|c| c.parsed.as_deref().cloned()).collect()
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Curve {
     P256,
@@ -145,15 +162,9 @@ impl Token {
         Ok(out)
     }
 
-    /// The parsed certificates that are not trust anchors (the holder's, and CAs kept beside
-    /// them): what a message's recipients are matched against.
-    pub fn holder_certificates(&self) -> Result<Vec<x509_cert::Certificate>, TokenError> {
-        Ok(self
-            .certificates()?
-            .into_iter()
-            .filter(|c| !c.anchor)
-            .filter_map(|c| c.parsed.map(|p| (*p).clone()))
-            .collect())
+    /// What the token shows without a PIN, kept apart from the token (see `Shown`).
+    pub fn shown(&self) -> Result<Shown, TokenError> {
+        Ok(Shown { label: self.label.clone(), profile: self.profile.clone(), certificates: self.certificates()? })
     }
 
     /// Public-key objects: readable without a PIN, they show which key pairs a token holds.

@@ -1,10 +1,20 @@
-//! One request run as a job: its Ctx (the request's input, the response's output, the token
-//! turn taken when the operation first asks for the token) and the operation it calls.
+//! One request run as a job: its Ctx (the request's input, the response's output, the turn of
+//! the token it uses, taken when the operation first asks for it) and the operation it calls.
 
 use super::*;
+use crate::agent::desk::wait_for_leaving;
+use crate::token::objects::Shown;
+
+/// The token a request uses, out of the agent's table while the request holds its turn.
+pub(super) struct Held {
+    key: String,
+    /// None until opened (the agent had not used this token yet).
+    token: Option<Token>,
+    turn: Turn,
+}
 
 /// Run one request. The command parses its input here, in parallel with other clients, and takes
-/// the token turn when it first needs the token, keeping it to the end. None when the watchdog
+/// its token's turn when it first needs the token, keeping it until done with it. None when the watchdog
 /// has answered the request meanwhile (a hung token, or the client's deadline).
 pub(super) fn run_job(
     agent: &Agent,
@@ -45,10 +55,12 @@ pub(super) fn run_job(
         Call::Verify(v) => v.out,
         _ => true,
     };
+    let serial = agent.serials.fetch_add(1, Ordering::SeqCst);
     let prompt = EventPrompt {
         inner: PinentryPin::for_client(s.config.pinentry_program.clone(), req.client.clone()),
         events: agent.events.clone(),
         dog: agent.dog.clone(),
+        serial,
         method: req.method.clone(),
     };
     let token_key = s.token_uri.to_string();
@@ -63,7 +75,10 @@ pub(super) fn run_job(
         report: None,
         agent,
         job: &job,
-        turn: None,
+        serial,
+        held: None,
+        modules: None,
+        looking: None,
         refused: None,
         answered_elsewhere: false,
         key: None,
@@ -144,35 +159,61 @@ pub(super) fn verify_args(
     Ok(v)
 }
 
-impl AgentCtx<'_> {
-    /// Give the turn back, after noting what the request did to the tokens (`failed`: how, if
-    /// it did). Returns whether the token turned out to be removed.
+impl<'w> AgentCtx<'w> {
+    /// Give the token and its turn back, after noting what the request did to it (`failed`:
+    /// how, if it did). Returns whether the token turned out to be removed.
     pub(super) fn release(&mut self, failed: Option<Exit>) -> bool {
-        let Some(mut desk) = self.turn.take() else { return false };
-        self.key = desk.tokens.get(&self.token_key).map(|t| t.description.clone());
-        // A token that went away is forgotten (and logged out): the next request finds it afresh.
-        if failed == Some(Exit::TokenNotPresent) {
-            desk.tokens.remove(&self.token_key);
+        self.looking = None;
+        let Some(held) = self.held.take() else { return false };
+        self.key = held.token.as_ref().map(|t| t.description.clone());
+        let agent = self.agent;
+        // What it shows is read before the table is locked (a look past the object cache calls
+        // into the token).
+        let shown = held.token.as_ref().and_then(|t| t.shown().ok());
+        let reader = {
+            let mut desk = lock(&agent.desk);
+            desk.put_back(&held.key, held.token, shown, failed);
+            desk.reader_to_ask(&held.key, failed)
+        };
+        // Then this request's hold on the modules goes, so a rescan after a removal can run if
+        // no other request uses one.
+        self.modules = None;
+        if let Some(r) = reader {
+            wait_for_leaving(&agent.readers, &r);
         }
-        // A failure on a watched token may be its removal: look now, and say so.
-        let gone = desk.after_request(&self.token_key, failed);
-        self.agent.dog.leave();
-        self.answered_elsewhere = lock(&self.agent.current).take().is_none();
-        drop(desk);
+        let unused = agent.modules.try_write().ok();
+        let gone = lock(&agent.desk).after_request(&held.key, failed, unused.is_some());
+        drop(unused);
+        agent.dog.leave(self.serial);
+        self.answered_elsewhere |= lock(&agent.current).remove(&self.serial).is_none();
+        drop(held.turn);
         gone
     }
 
-    pub(super) fn take_turn(&mut self) -> Result<(), Failure> {
-        match self.agent.desk.take(self.job.deadline) {
+    /// The command looks at every token present: one request at a time does.
+    fn start_looking(&mut self) {
+        self.hold_modules();
+        if self.looking.is_none() {
+            self.looking = Some(lock(&self.agent.looking));
+        }
+    }
+
+    /// From here until the request is done with its token, no module is re-initialised.
+    fn hold_modules(&mut self) {
+        if self.modules.is_none() {
+            self.modules = Some(self.agent.modules.read().unwrap_or_else(|e| e.into_inner()));
+        }
+    }
+
+    /// Wait for the turn of the token under `key` and take the token out of the table.
+    fn take_turn(&mut self, key: &str) -> Result<(), Failure> {
+        self.release(None);
+        self.hold_modules();
+        let gate = lock(&self.agent.desk).gate(key);
+        match gate.and_then(|g| g.take(self.job.deadline)) {
             Ok(turn) => {
-                self.agent.dog.enter(&self.job.req.method);
-                *lock(&self.agent.current) = Some(Running {
-                    id: self.job.req.id,
-                    stream: self.job.stream.clone(),
-                    deadline: self.job.deadline,
-                    timeout: self.job.timeout,
-                });
-                self.turn = Some(turn);
+                let token = lock(&self.agent.desk).lend(key);
+                self.start_holding(key, token, turn);
                 Ok(())
             }
             Err(r) => {
@@ -192,6 +233,22 @@ impl AgentCtx<'_> {
                 })
             }
         }
+    }
+
+    fn start_holding(&mut self, key: &str, token: Option<Token>, turn: Turn) {
+        self.hold_modules();
+        self.agent.dog.enter(self.serial, &self.job.req.method);
+        lock(&self.agent.current).insert(
+            self.serial,
+            Running {
+                id: self.job.req.id,
+                stream: self.job.stream.clone(),
+                deadline: self.job.deadline,
+                timeout: self.job.timeout,
+            },
+        );
+        self.token_key = key.to_string();
+        self.held = Some(Held { key: key.to_string(), token, turn });
     }
 }
 
@@ -234,55 +291,75 @@ impl Ctx for AgentCtx<'_> {
     fn done_with_token(&mut self) {
         self.release(None);
     }
-    fn use_held(&mut self, fits: &dyn Fn(&Token) -> Result<bool, Failure>) -> Result<bool, Failure> {
-        if self.turn.is_none() {
-            self.take_turn()?;
-        }
-        let Some(desk) = self.turn.as_deref() else { return Ok(false) };
-        let base = self.s.token_uri.to_string();
-        for (key, t) in &desk.tokens {
-            if key_selects(key, &base) && fits(t)? {
-                self.token_key = key.clone();
+    fn using_modules(&mut self) {
+        self.hold_modules();
+    }
+    fn use_held(&mut self, fits: &dyn Fn(&Shown) -> Result<bool, Failure>) -> Result<bool, Failure> {
+        self.hold_modules();
+        if let Some(t) = self.held.as_ref().and_then(|h| h.token.as_ref()) {
+            if fits(&t.shown()?)? {
                 return Ok(true);
             }
+            self.release(None);
         }
+        // Judged by what each showed when last given back, so a token busy with another request
+        // need not be waited for to know it is not the one; the one that fits is waited for.
+        let known = lock(&self.agent.desk).known(&self.s.token_uri.to_string());
+        for (key, shown) in known {
+            if !fits(&shown)? {
+                continue;
+            }
+            self.take_turn(&key)?;
+            if self.held.as_ref().is_some_and(|h| h.token.is_some()) {
+                return Ok(true);
+            }
+            // Forgotten meanwhile (removed): found afresh by looking.
+            self.release(None);
+            break;
+        }
+        // What follows looks at every token present.
+        self.start_looking();
         Ok(false)
     }
     fn holds_token(&mut self) -> Result<bool, Failure> {
-        if self.turn.is_none() {
-            self.take_turn()?;
+        if self.held.is_none() {
+            let known = lock(&self.agent.desk).lanes.contains_key(&self.token_key);
+            if !known {
+                self.start_looking();
+                return Ok(false);
+            }
+            self.take_turn(&self.token_key.clone())?;
         }
-        Ok(self.turn.as_deref().is_some_and(|desk| desk.tokens.contains_key(&self.token_key)))
+        Ok(self.held.as_ref().is_some_and(|h| h.token.is_some()))
     }
     fn adopt_token(&mut self, token: Token) -> Result<(), Failure> {
-        if self.turn.is_none() {
-            self.take_turn()?;
-        }
-        let Some(desk) = self.turn.as_deref_mut() else {
-            return Err(Failure::new(Exit::Io, "internal: the token turn vanished"));
-        };
         // Each token found by looking is kept under its own key, so several stay open at once,
         // each with its login (PIN cache), and the next request finds the one it needs.
-        self.token_key = chosen_key(&self.s.token_uri.to_string(), &token);
+        let key = chosen_key(&self.s.token_uri.to_string(), &token);
+        self.looking = None;
+        if self.held.as_ref().map(|h| &h.key) != Some(&key) {
+            self.take_turn(&key)?;
+        }
         // Found again by looking: the one held already keeps its session and login.
-        desk.tokens.entry(self.token_key.clone()).or_insert(token);
+        if let Some(h) = self.held.as_mut() {
+            h.token.get_or_insert(token);
+        }
         Ok(())
     }
     fn token(&mut self) -> Result<Parts<'_>, Failure> {
-        if self.turn.is_none() {
-            self.take_turn()?;
+        if self.held.is_none() {
+            self.take_turn(&self.token_key.clone())?;
         }
-        let Some(desk) = self.turn.as_deref_mut() else {
+        let Some(held) = self.held.as_mut() else {
             return Err(Failure::new(Exit::Io, "internal: the token turn vanished"));
         };
-        if !desk.tokens.contains_key(&self.token_key) {
-            let t = Token::open(&self.s.token_uri, &self.s.profiles)?;
-            desk.tokens.insert(self.token_key.clone(), t);
+        if held.token.is_none() {
+            held.token = Some(Token::open(&self.s.token_uri, &self.s.profiles)?);
         }
         // Possession first: a token bound to a reader is there only while its card is.
-        let gate = desk
-            .tokens
-            .get(&self.token_key)
+        let gate = held
+            .token
+            .as_ref()
             .and_then(|t| reader_of(t, &self.s.config.agent).map(|(r, strict)| (t.label.clone(), r, strict)));
         if let Some((label, reader, strict)) = gate {
             let refuse = match self.agent.readers.card_in(&reader) {
@@ -292,13 +369,13 @@ impl Ctx for AgentCtx<'_> {
                 None => None,
             };
             if let Some(msg) = refuse {
-                desk.tokens.remove(&self.token_key);
+                held.token = None;
                 return Err(TokenError::NotPresent(msg).into());
             }
         }
-        let token = desk
-            .tokens
-            .get_mut(&self.token_key)
+        let token = held
+            .token
+            .as_mut()
             .ok_or_else(|| Failure::new(Exit::Io, "internal: token vanished from the agent's table"))?;
         Ok(Parts { allow_final_pin_try: self.allow_final_pin_try, s: &self.s, token, prompt: &self.prompt })
     }
@@ -317,9 +394,9 @@ impl PinPrompt for EventPrompt {
             subs.retain(|s| s.send(ev.clone()).is_ok());
         }
         // A person typing a PIN is not a hung card: the watchdog looks away meanwhile.
-        self.dog.leave();
+        self.dog.leave(self.serial);
         let pin = self.inner.ask(request);
-        self.dog.enter(&self.method);
+        self.dog.enter(self.serial, &self.method);
         pin
     }
 }
@@ -327,9 +404,4 @@ impl PinPrompt for EventPrompt {
 /// The desk key of a token found by looking under the settings' URI `base`.
 fn chosen_key(base: &str, token: &Token) -> String {
     format!("{base}\u{0}{}\u{0}{}", token.label, token.serial)
-}
-
-/// Whether a desk key belongs to the settings' URI: the URI itself, or a token chosen under it.
-fn key_selects(key: &str, base: &str) -> bool {
-    key == base || key.strip_prefix(base).is_some_and(|rest| rest.starts_with('\u{0}'))
 }

@@ -1,9 +1,9 @@
 //! The agent as a whole: what its threads share, the accept loop, the housekeeper and the
 //! watchdog thread. One connection thread per client (connection.rs), at most max_connections
 //! (door.rs turns the rest away). A request runs on its client's thread (job.rs); the part of it
-//! that uses a token waits for the token turn (turnstile.rs), so tokens serve one request at a
-//! time, in arrival order, and a small signature costs no thread hand-off. Audit entries go to
-//! their own thread (audit_writer.rs).
+//! that uses a token waits for that token's turn (turnstile.rs, desk.rs), so each token serves
+//! one request at a time, in arrival order, while the others serve theirs, and a small signature
+//! costs no thread hand-off. Audit entries go to their own thread (audit_writer.rs).
 
 use super::audit::AuditLog;
 use super::desk::Desk;
@@ -12,7 +12,7 @@ use super::protocol::{
     read_message_with_fds_within, write_message, Call, Passed, ProtocolError, Request, Response, VerifyArgs, MAX_BODY,
     VERSION,
 };
-use super::turnstile::{Refused, Turn, Turnstile};
+use super::turnstile::{Refused, Turn};
 use super::watchdog::{self, Owed, Watchdog};
 use crate::config::AgentConfig;
 use crate::error::{Exit, Failure};
@@ -25,15 +25,16 @@ use crate::token::presence::Readers;
 use crate::token::uri::Pkcs11Uri;
 use crate::token::{Token, TokenError};
 use secrecy::SecretString;
+use std::collections::HashMap;
 use std::fs::File;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::FileExt;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard};
 use std::time::{Duration, Instant};
 
 mod audit_writer;
@@ -54,17 +55,40 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 /// What the connection threads, the housekeeper and the watchdog share.
 struct Agent {
-    desk: Turnstile<Desk>,
+    desk: Mutex<Desk>,
+    /// Held for reading by every request while it may call into a module; a module is
+    /// re-initialised (presence.rs) only under the write lock, taken without waiting.
+    modules: RwLock<()>,
+    /// Held by a request while it looks for tokens (opens every module, a session on each
+    /// token): one looks at a time.
+    looking: Mutex<()>,
+    /// Numbers the requests (and the housekeeper, 0) for the watchdog.
+    serials: AtomicU64,
     setup: Setup,
     cfg: AgentConfig,
     readers: Readers,
     events: Events,
     dog: Arc<Watchdog>,
     audit: Option<mpsc::Sender<AuditMsg>>,
-    /// The request that holds the token turn: the watchdog answers it when the token hangs or
-    /// its client's deadline passes.
-    current: Mutex<Option<Running>>,
+    /// The requests that hold a token's turn, by serial: the watchdog answers one when its token
+    /// hangs or its client's deadline passes.
+    current: Mutex<HashMap<u64, Running>>,
 }
+
+/// Close every token's line, for the restart. A hung call may hold the table's lock: then the
+/// waiters are left to their deadlines (or to the restart).
+fn close_lanes(agent: &Agent) {
+    for _ in 0..100 {
+        match agent.desk.try_lock() {
+            Ok(mut d) => return d.close(),
+            Err(std::sync::TryLockError::Poisoned(e)) => return e.into_inner().close(),
+            Err(std::sync::TryLockError::WouldBlock) => std::thread::sleep(Duration::from_millis(10)),
+        }
+    }
+}
+
+/// The watchdog's name for the housekeeper.
+const HOUSEKEEPER: u64 = 0;
 
 struct Running {
     id: u64,
@@ -118,16 +142,16 @@ pub fn run(setup: Setup, a: AgentArgs) -> Result<(), Failure> {
     });
     let (readers, events): (Readers, Events) = (Readers::watch(), Arc::new(Mutex::new(Vec::new())));
     let agent = Arc::new(Agent {
-        desk: Turnstile::new(
-            Desk::new(a.config_path.clone(), cfg.clone(), events.clone(), readers.clone()),
-            cfg.queue_limit.max(1),
-        ),
+        desk: Mutex::new(Desk::new(a.config_path.clone(), cfg.clone(), events.clone(), readers.clone())),
+        modules: RwLock::new(()),
+        looking: Mutex::new(()),
+        serials: AtomicU64::new(HOUSEKEEPER + 1),
         setup,
         readers,
         events,
         dog: Watchdog::new(Duration::from_millis(cfg.token_timeout_ms.max(100))),
         audit,
-        current: Mutex::new(None),
+        current: Mutex::new(HashMap::new()),
         cfg,
     });
     let house = agent.clone();
@@ -254,44 +278,49 @@ struct Audit<'a> {
     exe: Option<String>,
 }
 
-/// The housekeeper: between requests, takes the turn to forget PINs whose time is up and to
-/// look for removed and returned tokens.
+/// The housekeeper: forgets PINs whose time is up and looks for removed and returned tokens,
+/// among the tokens no request has out.
 fn housekeeper(agent: &Agent) {
     let mut wait = Duration::from_millis(agent.cfg.presence_poll_ms.max(100));
     loop {
         std::thread::sleep(wait);
-        match agent.desk.take(Instant::now() + Duration::from_secs(3600)) {
-            Ok(mut desk) => wait = desk.housekeeping(&agent.dog),
-            Err(Refused::Closed) => return,
-            // A full line: the requests come first, look again next time.
-            Err(_) => {}
+        // Re-initialising a module waits for a moment when no request uses one.
+        let unused = agent.modules.try_write().ok();
+        let mut desk = lock(&agent.desk);
+        if desk.is_closed() {
+            return;
         }
+        agent.dog.enter(HOUSEKEEPER, "presence check");
+        wait = desk.housekeeping(unused.is_some()).0;
+        agent.dog.leave(HOUSEKEEPER);
     }
 }
 
-/// The watchdog thread: answers the request holding the turn when its client's deadline passes;
-/// when the token has been inside a call past the limit, answers everyone who waits, then
+/// The watchdog thread: answers a request holding a token's turn when its client's deadline
+/// passes; when a token has been inside a call past the limit, answers everyone who waits, then
 /// restarts the agent in place (see watchdog.rs for why in place).
 fn watch_for_hangs(agent: &Agent, listener: std::os::fd::RawFd, own_path: Option<PathBuf>) {
     let dog = &agent.dog;
     let tick = (dog.limit / 10).clamp(Duration::from_millis(50), Duration::from_secs(1));
     let (what, took) = loop {
-        // Wake in time for the deadline of the request that holds the turn.
+        // Wake in time for the earliest deadline of the requests that hold a turn.
         let until_deadline =
-            lock(&agent.current).as_ref().map(|r| r.deadline.saturating_duration_since(Instant::now()));
+            lock(&agent.current).values().map(|r| r.deadline.saturating_duration_since(Instant::now())).min();
         std::thread::sleep(until_deadline.map_or(tick, |d| d.min(tick)).max(Duration::from_millis(5)));
         if let Some(o) = dog.overdue() {
             break o;
         }
-        let mut current = lock(&agent.current);
-        if current.as_ref().is_some_and(|r| Instant::now() >= r.deadline) {
-            if let Some(r) = current.take() {
-                drop(current);
-                // The operation goes on (a token call cannot be interrupted); its product is dropped.
-                let msg = format!("timed out after {} ms waiting for the token", r.timeout.as_millis());
-                let _ = write_message(&mut &*r.stream, &error_response(r.id, Exit::Io, msg), &[]);
-                dog.settled_for_another();
-            }
+        let now = Instant::now();
+        let late: Vec<Running> = {
+            let mut current = lock(&agent.current);
+            let ids: Vec<u64> = current.iter().filter(|(_, r)| now >= r.deadline).map(|(id, _)| *id).collect();
+            ids.iter().filter_map(|id| current.remove(id)).collect()
+        };
+        for r in late {
+            // The operation goes on (a token call cannot be interrupted); its product is dropped.
+            let msg = format!("timed out after {} ms waiting for the token", r.timeout.as_millis());
+            let _ = write_message(&mut &*r.stream, &error_response(r.id, Exit::Io, msg), &[]);
+            dog.settled_for_another();
         }
     };
     dog.restarting.store(true, Ordering::SeqCst);
@@ -301,13 +330,16 @@ fn watch_for_hangs(agent: &Agent, listener: std::os::fd::RawFd, own_path: Option
         dog.limit.as_millis()
     );
     eprintln!("ssmax-card agent: {msg}");
-    let hung = lock(&agent.current).take();
-    if let Some(r) = hung {
+    // The hung call's client, and every other client a token serves right now (the restart ends
+    // their calls too), are told why.
+    let running: Vec<Running> = lock(&agent.current).drain().map(|(_, r)| r).collect();
+    for r in running {
         let _ = write_message(&mut &*r.stream, &error_response(r.id, Exit::Io, msg.clone()), &[]);
         dog.settled_for_another();
     }
-    // Whoever waits behind the hung call is told it may simply ask again once the agent is back.
-    agent.desk.close();
+    // Whoever waits for a turn is told it may simply ask again once the agent is back. The table
+    // is not locked if a hung call holds it: its lanes are closed through their own turnstiles.
+    close_lanes(agent);
     event(&agent.events, "agent-restarting", msg.clone());
     if let Some(log) = &agent.audit {
         let _ = log.send(AuditMsg::Entry(AuditEntry {
@@ -348,8 +380,15 @@ struct AgentCtx<'w> {
     report: Option<String>,
     agent: &'w Agent,
     job: &'w Job<'w>,
-    /// Taken when the command first asks for the token, held until the request is answered.
-    turn: Option<Turn<'w, Desk>>,
+    /// This request's number for the watchdog.
+    serial: u64,
+    /// Taken when the command first asks for a token, held until it is done with it.
+    held: Option<Held>,
+    /// While the command may call into a module (see Agent::modules).
+    modules: Option<RwLockReadGuard<'w, ()>>,
+    /// While the command looks at every token present (between use_held or holds_token finding
+    /// none and adopt_token).
+    looking: Option<MutexGuard<'w, ()>>,
     refused: Option<Refused>,
     /// The watchdog answered while this request held the turn (deadline passed, token hung).
     answered_elsewhere: bool,
@@ -364,5 +403,7 @@ struct EventPrompt {
     inner: PinentryPin,
     events: Events,
     dog: Arc<Watchdog>,
+    /// The request's number for the watchdog.
+    serial: u64,
     method: String,
 }
