@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 secs=${1:-60}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(mime cms cert crl agent_frame agent_session profile_config smtp_session)
+[ ${#targets[@]} -gt 0 ] || targets=(mime cms cert crl ocsp agent_frame agent_session profile_config smtp_session)
 command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked --version 0.13.2 >/dev/null 2>&1
 export RUSTC_BOOTSTRAP=1
 vectors=softhsm-tests/interop-vectors/examples-cms

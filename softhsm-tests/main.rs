@@ -13,6 +13,7 @@ mod lifecycle;
 mod limits;
 mod mailclients;
 mod malformed;
+mod ocsp;
 mod peers;
 mod pin;
 mod revocation;

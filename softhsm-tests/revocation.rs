@@ -115,11 +115,15 @@ fn an_unknown_status_fails_under_require_and_is_said_under_prefer() {
     assert!(stderr(&o).contains("revocation status of the chain"), "{}", stderr(&o));
     let o = verify(&tok, &signed, &["--crl", org.to_str().unwrap()]);
     assert_eq!(code(&o), 0, "prefer is the default: {}", stderr(&o));
-    assert!(stdout(&o).contains("revocation status unknown: no CRL covers every certificate"), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains("revocation status unknown: no CRL or OCSP answer covers every certificate"),
+        "{}",
+        stdout(&o)
+    );
     // No list at all: said, not silently skipped; with require, refused.
     let o = verify(&tok, &signed, &[]);
     assert_eq!(code(&o), 0, "{}", stderr(&o));
-    assert!(stdout(&o).contains("revocation status unknown: no CRL given"), "{}", stdout(&o));
+    assert!(stdout(&o).contains("revocation status unknown: no CRL or OCSP answer to be had"), "{}", stdout(&o));
     let o = verify(&tok, &signed, &["--revocation", "require"]);
     assert_clear_failure(&o, 1);
     let o = verify(&tok, &signed, &["--revocation", "off"]);

@@ -1,9 +1,12 @@
-//! CRLs from the certificates' distribution points (RFC 5280 §4.2.1.13): fetched over HTTP with
-//! a bound on size and time, kept on disk until their nextUpdate, and used from there while
-//! current, so a verification makes no request when a current list is cached. A list that
-//! cannot be had is said, and the revocation policy judges what that means.
+//! Revocation evidence from the network: CRLs from the certificates' distribution points (RFC
+//! 5280 §4.2.1.13), and OCSP answers (RFC 6960) from their responders for a certificate no current
+//! CRL covers. Fetched over HTTP with a bound on size and on the time of all fetches together,
+//! kept on disk until their nextUpdate and used from there while current, so a verification
+//! makes no request when current evidence is cached. What cannot be had is said, and the
+//! revocation policy judges what that means.
 
-use crate::cms::revocation::{self, Shared};
+use crate::cms::ocsp;
+use crate::cms::revocation::{self, Evidence, Shared};
 use der::Decode;
 use sha2::{Digest, Sha256};
 use std::io::Read;
@@ -37,30 +40,121 @@ impl Store {
         Store { dir, fetch: config.crl_fetch.unwrap_or(true), timeout }
     }
 
-    /// The current lists for the distribution points `certs` (DER) name, and a note for each
-    /// point whose list could not be had.
-    pub fn lists_for(&self, certs: &[&[u8]]) -> (Vec<Shared>, Vec<String>) {
+    /// The current lists for the distribution points `certs` (DER) name; then, for each of
+    /// `certs` with an OCSP responder that no current list (`given` or fetched) covers, the
+    /// responder's answer (its issuer found among `certs` and `anchors`). And a note for each
+    /// list or answer that could not be had.
+    pub fn evidence_for(&self, certs: &[&[u8]], anchors: &[&[u8]], given: &[Shared]) -> (Evidence, Vec<String>) {
+        let mut parsed: Vec<Certificate> = Vec::new();
+        for c in certs.iter().filter_map(|d| Certificate::from_der(d).ok()) {
+            if !parsed.contains(&c) {
+                parsed.push(c);
+            }
+        }
         let mut urls: Vec<String> = Vec::new();
-        for der in certs {
-            let Ok(c) = Certificate::from_der(der) else { continue };
-            for u in distribution_points(&c) {
+        for c in &parsed {
+            for u in distribution_points(c) {
                 if !urls.contains(&u) && urls.len() < MAX_POINTS {
                     urls.push(u);
                 }
             }
         }
-        let mut crls = Vec::new();
+        let mut found = Evidence::default();
         let mut notes = Vec::new();
         // One timeout bounds all fetches of a verification together, however many points.
         let until = std::time::Instant::now() + self.timeout;
         for url in urls {
             let left = until.saturating_duration_since(std::time::Instant::now());
             match self.list(&url, left) {
-                Ok(c) => crls.push(c),
+                Ok(c) => found.crls.push(c),
                 Err(why) => notes.push(format!("no CRL from {url}: {why}")),
             }
         }
-        (crls, notes)
+        let issuers: Vec<Certificate> =
+            parsed.iter().cloned().chain(anchors.iter().filter_map(|d| Certificate::from_der(d).ok())).collect();
+        let now = SystemTime::now();
+        let mut asked = 0;
+        for c in &parsed {
+            let tbs = &c.tbs_certificate;
+            let urls = ocsp::responders(c);
+            let covered = revocation::list_for(c, &[given, &found.crls].concat(), now) == Some(true);
+            if urls.is_empty() || covered || tbs.issuer == tbs.subject || asked >= MAX_POINTS {
+                continue;
+            }
+            let Some(issuer) = issuers.iter().find(|i| i.tbs_certificate.subject == tbs.issuer) else {
+                notes.push(format!(
+                    "no OCSP answer for '{}': its issuer's certificate is not here",
+                    crate::cms::cert::subject(c)
+                ));
+                continue;
+            };
+            asked += 1;
+            match self.answer(c, issuer, &urls, until) {
+                Ok(a) => found.ocsp.push(a),
+                Err(why) => notes.push(format!("no OCSP answer for '{}': {why}", crate::cms::cert::subject(c))),
+            }
+        }
+        (found, notes)
+    }
+
+    /// The answer about `c`: the cached one while current; else asked of its responders (and
+    /// cached when it says until when it holds).
+    fn answer(
+        &self,
+        c: &Certificate,
+        issuer: &Certificate,
+        urls: &[String],
+        until: std::time::Instant,
+    ) -> Result<ocsp::Shared, String> {
+        let now = SystemTime::now();
+        let path = self.answer_path(c);
+        if let Some(p) = &path {
+            if let Ok(data) = crate::files::read_regular(p, ocsp::MAX_RESPONSE) {
+                if let Ok(a) = ocsp::check(&data, c, issuer, None, now) {
+                    return Ok(std::sync::Arc::new(a));
+                }
+            }
+        }
+        if !self.fetch {
+            return Err("not in the cache, and fetching is off (crl_fetch = false)".into());
+        }
+        let mut why = String::from("no responder");
+        for url in urls {
+            let left = until.saturating_duration_since(std::time::Instant::now());
+            if left < Duration::from_millis(100) {
+                return Err("not asked: the time for fetching (crl_fetch_timeout_ms) is spent".into());
+            }
+            let mut nonce = [0u8; 16];
+            rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut nonce);
+            let request = ocsp::request(c, issuer, &nonce).map_err(|e| e.to_string())?;
+            let body = match post(url, &request, left) {
+                Ok(b) => b,
+                Err(e) => {
+                    why = format!("{url}: {e}");
+                    continue;
+                }
+            };
+            match ocsp::check(&body, c, issuer, Some(&nonce), SystemTime::now()) {
+                Ok(a) => {
+                    if let (Some(p), Some(_)) = (&path, a.next_update) {
+                        // A cache that cannot be written only costs the next request.
+                        let _ = write_atomically(p, &a.der);
+                    }
+                    return Ok(std::sync::Arc::new(a));
+                }
+                Err(e) => why = format!("{url}: {e}"),
+            }
+        }
+        Err(why)
+    }
+
+    fn answer_path(&self, c: &Certificate) -> Option<PathBuf> {
+        let issuer = der::Encode::to_der(&c.tbs_certificate.issuer).ok()?;
+        let mut h = Sha256::new();
+        h.update(&issuer);
+        h.update(c.tbs_certificate.serial_number.as_bytes());
+        let name: String = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
+        self.dir.as_ref().map(|d| d.join(format!("ocsp-{name}.der")))
     }
 
     /// One list: the cached one while current; else fetched (and cached); else the cached one
@@ -99,15 +193,7 @@ impl Store {
             ureq::Error::Status(code, _) => format!("the server answered HTTP {code}"),
             ureq::Error::Transport(t) => format!("cannot fetch it ({})", t.kind()),
         })?;
-        let mut body = Vec::new();
-        response
-            .into_reader()
-            .take(MAX_CRL + 1)
-            .read_to_end(&mut body)
-            .map_err(|e| format!("reading it failed ({e})"))?;
-        if body.len() as u64 > MAX_CRL {
-            return Err(format!("it is larger than {} MiB; refused", MAX_CRL >> 20));
-        }
+        let body = read_bounded(response, MAX_CRL)?;
         revocation::load_bytes(&body, url)
             .map_err(|e| e.to_string())?
             .into_iter()
@@ -121,17 +207,42 @@ impl Store {
     }
 }
 
-/// The lists the distribution points of `certs` (DER) name, under `config`'s store, unless the
-/// policy is off; and a note for each that could not be had.
-pub fn lists_for(
+/// What the distribution points and responders of `certs` (DER; `anchors` as the topmost's
+/// issuers) give under `config`'s store beside the lists `given`, unless the policy is off; and a
+/// note for each piece that could not be had.
+pub fn evidence_for(
     certs: &[&[u8]],
+    anchors: &[&[u8]],
+    given: &[Shared],
     policy: revocation::Policy,
     config: &crate::config::Config,
-) -> (Vec<Shared>, Vec<String>) {
+) -> (Evidence, Vec<String>) {
     if policy == revocation::Policy::Off {
-        return (Vec::new(), Vec::new());
+        return (Evidence::default(), Vec::new());
     }
-    Store::from_config(config).lists_for(certs)
+    Store::from_config(config).evidence_for(certs, anchors, given)
+}
+
+/// POST an OCSP request; the answer's body, bounded.
+fn post(url: &str, request: &[u8], timeout: Duration) -> Result<Vec<u8>, String> {
+    let agent = ureq::AgentBuilder::new().timeout(timeout).redirects(0).build();
+    let response =
+        agent.post(url).set("Content-Type", "application/ocsp-request").send_bytes(request).map_err(|e| match e {
+            ureq::Error::Status(code, _) => format!("the responder answered HTTP {code}"),
+            ureq::Error::Transport(t) => format!("cannot reach it ({})", t.kind()),
+        })?;
+    read_bounded(response, ocsp::MAX_RESPONSE)
+}
+
+/// A response's body, refused past `max` bytes (read no further than one byte beyond).
+fn read_bounded(response: ureq::Response, max: u64) -> Result<Vec<u8>, String> {
+    let mut body = Vec::new();
+    response.into_reader().take(max + 1).read_to_end(&mut body).map_err(|e| format!("reading it failed ({e})"))?;
+    if body.len() as u64 > max {
+        let size = if max >= 1 << 20 { format!("{} MiB", max >> 20) } else { format!("{} KiB", max >> 10) };
+        return Err(format!("it is larger than {size}; refused"));
+    }
+    Ok(body)
 }
 
 /// The http: URIs of a certificate's CRL distribution points (LDAP and others are not fetched).

@@ -318,16 +318,25 @@ pub struct Pcscd {
     child: Option<std::process::Child>,
 }
 
-/// Whether something listens on vpcd's first reader port (35963 = 0x8C7B) on loopback.
+/// Whether something listens on vpcd's first reader port (35963) on loopback.
 fn vpcd_listens() -> bool {
-    std::fs::read_to_string("/proc/net/tcp")
-        .map(|t| {
-            t.lines().any(|l| {
-                l.split_whitespace().nth(1).is_some_and(|a| a.ends_with(":8C7B"))
-                    && l.split_whitespace().nth(3) == Some("0A")
+    listens(35963)
+}
+
+/// Whether a socket listens on TCP `port` (IPv4 or IPv6), seen without connecting to it: a
+/// single-threaded server (`openssl ocsp`) would wait on a probe connection.
+pub fn listens(port: u16) -> bool {
+    let suffix = format!(":{port:04X}");
+    ["/proc/net/tcp", "/proc/net/tcp6"].iter().any(|f| {
+        std::fs::read_to_string(f)
+            .map(|t| {
+                t.lines().any(|l| {
+                    l.split_whitespace().nth(1).is_some_and(|a| a.ends_with(&suffix))
+                        && l.split_whitespace().nth(3) == Some("0A")
+                })
             })
-        })
-        .unwrap_or(false)
+            .unwrap_or(false)
+    })
 }
 
 impl Pcscd {

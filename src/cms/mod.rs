@@ -10,6 +10,7 @@ pub mod decrypt;
 pub mod digest;
 pub mod encrypt;
 pub mod oaep;
+pub mod ocsp;
 pub mod pss;
 pub mod revocation;
 pub mod sign;

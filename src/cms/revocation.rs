@@ -36,7 +36,9 @@ pub enum Status {
 impl Status {
     pub fn describe(&self) -> String {
         match self {
-            Status::NotRevoked => "not revoked (every certificate in the chain checked against a current CRL)".into(),
+            Status::NotRevoked => {
+                "not revoked (every certificate in the chain checked against a current CRL or OCSP answer)".into()
+            }
             Status::Unknown(why) => format!("revocation status unknown: {why}"),
             Status::NotChecked => "not checked (--revocation off)".into(),
         }
@@ -52,6 +54,18 @@ pub struct Crl {
 
 /// Lists are shared, not copied: a parsed list holds a map of every revoked serial.
 pub type Shared = std::sync::Arc<Crl>;
+
+/// Asked, once a signature is parsed, for what its chain's certificates (DER) lead to, given
+/// the anchors (DER) as the topmost's issuers.
+pub type Finder<'a> = dyn FnMut(&[&[u8]], &[&[u8]]) -> Evidence + 'a;
+
+/// What was found about a chain's certificates beyond the lists already given: CRLs from their
+/// distribution points, OCSP answers from their responders.
+#[derive(Debug, Default)]
+pub struct Evidence {
+    pub crls: Vec<Shared>,
+    pub ocsp: Vec<super::ocsp::Shared>,
+}
 
 fn parse_der(der: Vec<u8>, what: &str) -> Result<Shared, CmsError> {
     let parsed = OwnedCertRevocationList::from_der(&der).map_err(|e| {
@@ -140,6 +154,20 @@ pub fn who_is_revoked(chain: &[&[u8]], crls: &[Shared]) -> Option<String> {
 }
 
 /// webpki gives the CRL issuer as the Name's contents, without the outer SEQUENCE header.
+/// Is there a list from `c`'s issuer among `crls`, and (`current`) is it current at `now`?
+pub fn list_for(c: &Certificate, crls: &[Shared], now: std::time::SystemTime) -> Option<bool> {
+    let issuer = der::Encode::to_der(&c.tbs_certificate.issuer).ok()?;
+    let mut found = None;
+    for crl in crls.iter().filter(|l| l.list.issuer() == issuer_value(&issuer)) {
+        let current = x509_cert::crl::CertificateList::from_der(&crl.der)
+            .ok()
+            .and_then(|l| l.tbs_cert_list.next_update)
+            .is_some_and(|n| n.to_system_time() > now);
+        found = Some(found.unwrap_or(false) || current);
+    }
+    found
+}
+
 fn issuer_value(name_der: &[u8]) -> &[u8] {
     let header_len = match name_der.get(1) {
         Some(&n) if n < 0x80 => 2,

@@ -3,7 +3,7 @@
 //! and e-mail protection usage. Any failure names what failed.
 
 use super::signed::{self, Oid, RawAttribute, SignerInfo};
-use super::{cert, revocation, CmsError};
+use super::{cert, ocsp, revocation, CmsError};
 use cms::cert::CertificateChoices;
 use cms::signed_data::SignerIdentifier;
 use const_oid::db::{rfc5911, rfc5912};
@@ -21,6 +21,8 @@ pub struct Trust {
     pub intermediates: Vec<Vec<u8>>,
     /// CRLs to check every certificate of the chain against, and how strictly.
     pub crls: Vec<revocation::Shared>,
+    /// Checked OCSP answers about certificates of the chain.
+    pub ocsp: Vec<ocsp::Shared>,
     pub revocation: revocation::Policy,
 }
 
@@ -56,17 +58,18 @@ const ID_EC_PUBLIC_KEY: der::oid::ObjectIdentifier = der::oid::ObjectIdentifier:
 const SECP384R1: der::oid::ObjectIdentifier = der::oid::ObjectIdentifier::new_unwrap("1.3.132.0.34");
 
 pub fn verify(der: &[u8], detached: Option<&[u8]>, trust: &Trust, now: SystemTime) -> Result<Verified, CmsError> {
-    verify_with_lists(der, detached, trust, now, &mut |_| Vec::new())
+    verify_with_lists(der, detached, trust, now, &mut |_, _| revocation::Evidence::default())
 }
 
-/// `verify`, with `lists` asked for the revocation lists the chain's certificates (those the
-/// signature carries, then `trust.intermediates`; DER) lead to, once the signature is parsed.
+/// `verify`, with `lists` asked for what the chain's certificates (those the signature carries,
+/// then `trust.intermediates`; DER) lead to — CRLs, OCSP answers — once the signature is parsed;
+/// it is given the anchors too, as the issuers of the topmost.
 pub fn verify_with_lists(
     der: &[u8],
     detached: Option<&[u8]>,
     trust: &Trust,
     now: SystemTime,
-    lists: &mut dyn FnMut(&[&[u8]]) -> Vec<revocation::Shared>,
+    lists: &mut revocation::Finder<'_>,
 ) -> Result<Verified, CmsError> {
     let sd = signed::parse(der)?;
     let econtent = sd.encap_content_info.econtent.as_ref().map(|c| {
@@ -116,12 +119,17 @@ pub fn verify_with_lists(
         }
     }
     let chain: Vec<&[u8]> = embedded.iter().chain(&trust.intermediates).map(|d| d.as_slice()).collect();
-    let fetched = lists(&chain);
+    let anchors: Vec<&[u8]> = trust.anchors.iter().map(|d| d.as_slice()).collect();
+    let fetched = lists(&chain, &anchors);
     let with_lists;
-    let trust = if fetched.is_empty() {
+    let trust = if fetched.crls.is_empty() && fetched.ocsp.is_empty() {
         trust
     } else {
-        with_lists = Trust { crls: [trust.crls.clone(), fetched].concat(), ..trust.clone() };
+        with_lists = Trust {
+            crls: [trust.crls.clone(), fetched.crls].concat(),
+            ocsp: [trust.ocsp.clone(), fetched.ocsp].concat(),
+            ..trust.clone()
+        };
         &with_lists
     };
     let mut signers = Vec::new();
@@ -255,7 +263,7 @@ fn verify_signer(
             let chain: Vec<&[u8]> = std::iter::once(signer_der.as_slice())
                 .chain(embedded.iter().chain(&trust.intermediates).map(|d| d.as_slice()))
                 .collect();
-            CmsError::Verify(revocation_error(&who, &chain, &trust.crls, e))
+            CmsError::Verify(revocation_error(&who, &chain, trust, e))
         })?
     };
     Ok(SignerReport {
@@ -278,9 +286,10 @@ pub fn check_chain(ee: &[u8], extra: &[Vec<u8>], trust: &Trust, time: SystemTime
     path(ee, extra, trust, time, None)
 }
 
-/// The revocation status of every certificate of `ee`'s chain at `time`, by `trust.crls` under
-/// `trust.revocation`. A revoked certificate, or (`require`) one whose status is unknown or
-/// whose CRL is out of date, is an error; under `prefer` those two are a status to report.
+/// The revocation status of every certificate of `ee`'s chain at `time`, by `trust.crls` and
+/// `trust.ocsp` under `trust.revocation`. A revoked certificate, or (`require`) one whose status
+/// is unknown or whose CRL is out of date, is an error; under `prefer` those two are a status to
+/// report. Each certificate is known by a current CRL from its issuer or a current OCSP answer.
 pub fn check_revocation(
     ee: &[u8],
     extra: &[Vec<u8>],
@@ -292,52 +301,114 @@ pub fn check_revocation(
     if trust.revocation == Policy::Off {
         return Ok(Status::NotChecked);
     }
+    let chain = issued_chain(ee, extra, trust);
+    let ocsp_says = |c: &Certificate| trust.ocsp.iter().find(|a| a.about(c)).map(|a| &a.state);
+    if chain.iter().any(|c| matches!(ocsp_says(c), Some(ocsp::State::Revoked { .. }))) {
+        return Err(webpki::Error::CertRevoked);
+    }
     let refs = revocation::as_webpki(&trust.crls);
-    let Ok(builder) = RevocationOptionsBuilder::new(&refs) else {
-        return match trust.revocation {
-            Policy::Require => Err(webpki::Error::UnknownRevocationStatus),
-            _ => Ok(Status::Unknown("no CRL given (--crl, or crls in the config)".into())),
+    if let Ok(builder) = RevocationOptionsBuilder::new(&refs) {
+        let run = |status, expiry| {
+            let options = builder
+                .with_depth(RevocationCheckDepth::Chain)
+                .with_status_policy(status)
+                .with_expiration_policy(expiry)
+                .build();
+            path(ee, extra, trust, time, Some(options))
         };
-    };
-    let run = |status, expiry| {
-        let options = builder
-            .with_depth(RevocationCheckDepth::Chain)
-            .with_status_policy(status)
-            .with_expiration_policy(expiry)
-            .build();
-        path(ee, extra, trust, time, Some(options))
-    };
-    match run(UnknownStatusPolicy::Deny, ExpirationPolicy::Enforce) {
-        Ok(()) => Ok(Status::NotRevoked),
-        Err(e @ (webpki::Error::UnknownRevocationStatus | webpki::Error::CrlExpired { .. }))
-            if trust.revocation == Policy::Prefer =>
-        {
-            // Still a failure if any list that is there names a certificate of the chain.
-            run(UnknownStatusPolicy::Allow, ExpirationPolicy::Ignore)?;
-            Ok(Status::Unknown(match e {
-                webpki::Error::CrlExpired { .. } => "a CRL for the chain is out of date".into(),
-                _ => "no CRL covers every certificate of the chain".into(),
-            }))
+        // A certificate that any list there names fails, whatever the policy and the list's age.
+        run(UnknownStatusPolicy::Allow, ExpirationPolicy::Ignore)?;
+        if run(UnknownStatusPolicy::Deny, ExpirationPolicy::Enforce).is_ok() {
+            return Ok(Status::NotRevoked);
         }
-        Err(e) => Err(e),
+    }
+    let mut stale = false;
+    let mut unknown = false;
+    for c in &chain {
+        if matches!(ocsp_says(c), Some(ocsp::State::Good)) {
+            continue;
+        }
+        match revocation::list_for(c, &trust.crls, time) {
+            Some(true) => {}
+            Some(false) => stale = true,
+            None => unknown = true,
+        }
+    }
+    match (unknown, stale, trust.revocation) {
+        (false, false, _) => Ok(Status::NotRevoked),
+        (true, _, Policy::Require) => Err(webpki::Error::UnknownRevocationStatus),
+        (false, true, Policy::Require) => Err(webpki::Error::CrlExpired {
+            time: UnixTime::since_unix_epoch(time.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default()),
+            next_update: UnixTime::since_unix_epoch(Duration::ZERO),
+        }),
+        (true, _, _) if trust.crls.is_empty() && trust.ocsp.is_empty() => Ok(Status::Unknown(
+            "no CRL or OCSP answer to be had (--crl, crls in the config, or the certificates' own)".into(),
+        )),
+        (true, _, _) => Ok(Status::Unknown("no CRL or OCSP answer covers every certificate of the chain".into())),
+        (false, true, _) => Ok(Status::Unknown("a CRL for the chain is out of date".into())),
     }
 }
 
+/// `ee` and its issuers up to, not including, an anchor (or a self-signed certificate), found by
+/// name among `extra`, the intermediates and the anchors: the certificates whose status counts.
+fn issued_chain(ee: &[u8], extra: &[Vec<u8>], trust: &Trust) -> Vec<Certificate> {
+    let Ok(first) = Certificate::from_der(ee) else { return Vec::new() };
+    let pool: Vec<(bool, Certificate)> = extra
+        .iter()
+        .chain(&trust.intermediates)
+        .map(|d| (false, d))
+        .chain(trust.anchors.iter().map(|d| (true, d)))
+        .filter_map(|(anchor, d)| Certificate::from_der(d).ok().map(|c| (anchor, c)))
+        .collect();
+    let mut chain = vec![first];
+    while chain.len() < 8 {
+        let Some(last) = chain.last() else { break };
+        let tbs = &last.tbs_certificate;
+        if tbs.issuer == tbs.subject {
+            break;
+        }
+        match pool.iter().find(|(_, c)| c.tbs_certificate.subject == tbs.issuer) {
+            Some((false, c)) if !chain.contains(c) => chain.push(c.clone()),
+            _ => break,
+        }
+    }
+    chain
+}
+
 /// One sentence for a revocation failure.
-pub fn revocation_error(who: &str, chain: &[&[u8]], crls: &[revocation::Shared], e: webpki::Error) -> String {
+pub fn revocation_error(who: &str, chain: &[&[u8]], trust: &Trust, e: webpki::Error) -> String {
     match e {
-        webpki::Error::CertRevoked => match revocation::who_is_revoked(chain, crls) {
-            Some(r) => format!("{r}: the signature of {who} is not to be trusted"),
-            None => format!("a certificate in the chain of {who} was revoked"),
-        },
+        webpki::Error::CertRevoked => {
+            match revocation::who_is_revoked(chain, &trust.crls).or_else(|| ocsp_revoked(chain, &trust.ocsp)) {
+                Some(r) => format!("{r}: the signature of {who} is not to be trusted"),
+                None => format!("a certificate in the chain of {who} was revoked"),
+            }
+        }
         webpki::Error::UnknownRevocationStatus => format!(
-            "the revocation status of the chain of {who} is unknown (--revocation require): no CRL from every issuer in it"
+            "the revocation status of the chain of {who} is unknown (--revocation require): no CRL or OCSP answer for every certificate in it"
         ),
         webpki::Error::CrlExpired { .. } => format!(
             "a CRL for the chain of {who} is out of date (--revocation require): fetch a current one"
         ),
         other => format!("the revocation check of {who} failed: {other:?}"),
     }
+}
+
+/// "the certificate of X was revoked on DATE (reason), says the OCSP responder …" for the first
+/// certificate of `chain` an answer calls revoked.
+fn ocsp_revoked(chain: &[&[u8]], answers: &[ocsp::Shared]) -> Option<String> {
+    chain.iter().filter_map(|d| Certificate::from_der(d).ok()).find_map(|c| {
+        answers.iter().filter(|a| a.about(&c)).find_map(|a| match &a.state {
+            ocsp::State::Revoked { at, reason } => Some(format!(
+                "the certificate '{}' (serial {}) was revoked on {} ({reason}), says the OCSP answer signed by {}",
+                cert::subject(&c),
+                c.tbs_certificate.serial_number,
+                cert::fmt_time(*at),
+                a.signed_by
+            )),
+            _ => None,
+        })
+    })
 }
 
 fn path(

@@ -362,7 +362,9 @@ fn refuse_revoked(token: &Token, s: &crate::ops::setup::Setup, der: &[u8]) -> Re
     use crate::cms::revocation::Policy;
     use webpki::Error as E;
     let mut trust = crate::ssmax::token_trust(token, &s.config)?;
-    let named = cert::parse(der).map(|c| !crate::crl_store::distribution_points(&c).is_empty()).unwrap_or(false);
+    let named = cert::parse(der)
+        .map(|c| !crate::crl_store::distribution_points(&c).is_empty() || !crate::cms::ocsp::responders(&c).is_empty())
+        .unwrap_or(false);
     if trust.revocation == Policy::Off || (trust.crls.is_empty() && !named && trust.revocation != Policy::Require) {
         return Ok(());
     }
@@ -374,7 +376,7 @@ fn refuse_revoked(token: &Token, s: &crate::ops::setup::Setup, der: &[u8]) -> Re
             Exit::NoKey,
             format!(
                 "refusing to sign: {} — ask your organisation for a new certificate",
-                crate::cms::verify::revocation_error("your certificate", &[der], &trust.crls, e)
+                crate::cms::verify::revocation_error("your certificate", &[der], &check, e)
             ),
         )),
         Err(e @ (E::UnknownRevocationStatus | E::CrlExpired { .. })) if trust.revocation == Policy::Require => {
@@ -382,7 +384,7 @@ fn refuse_revoked(token: &Token, s: &crate::ops::setup::Setup, der: &[u8]) -> Re
                 Exit::NoKey,
                 format!(
                     "refusing to sign: {}",
-                    crate::cms::verify::revocation_error("your certificate", &[der], &trust.crls, e)
+                    crate::cms::verify::revocation_error("your certificate", &[der], &check, e)
                 ),
             ))
         }

@@ -187,9 +187,9 @@ impl Revocation {
         match crate::cms::verify::check_revocation(der, &[], &check, SystemTime::now()) {
             Ok(status) => status.describe(),
             Err(e @ webpki::Error::CertRevoked) => {
-                format!("REVOKED: {}", crate::cms::verify::revocation_error("this certificate", &[der], &trust.crls, e))
+                format!("REVOKED: {}", crate::cms::verify::revocation_error("this certificate", &[der], &check, e))
             }
-            Err(e) => crate::cms::verify::revocation_error("this certificate", &[der], &trust.crls, e),
+            Err(e) => crate::cms::verify::revocation_error("this certificate", &[der], &check, e),
         }
     }
 }

@@ -82,12 +82,13 @@ pub fn run(ctx: &mut dyn Ctx, a: &VerifyArgs) -> Result<(), Failure> {
     // fetched once the signature is parsed; what could not be had is noted, the policy judges it.
     let config = ctx.setup().config.clone();
     let policy = trust.revocation;
-    let mut lists = |certs: &[&[u8]]| {
-        let (crls, notes) = crate::crl_store::lists_for(certs, policy, &config);
+    let given = trust.crls.clone();
+    let mut lists = |certs: &[&[u8]], anchors: &[&[u8]]| {
+        let (found, notes) = crate::crl_store::evidence_for(certs, anchors, &given, policy, &config);
         for n in notes {
             ctx.note(format!("warning: {n}"));
         }
-        crls
+        found
     };
     let (verified, outer) = match classify(&raw)? {
         Incoming::Detached { outer, signed, signature } => {

@@ -158,8 +158,9 @@ pub struct TokenTrust {
     pub anchors: Vec<Vec<u8>>,
     pub orgs: Vec<Vec<u8>>,
     pub others: Vec<Vec<u8>>,
-    /// The config's revocation lists and policy.
+    /// The config's revocation lists (and what was fetched), OCSP answers, and the policy.
     pub crls: Vec<crate::cms::revocation::Shared>,
+    pub ocsp: Vec<crate::cms::ocsp::Shared>,
     pub revocation: crate::cms::revocation::Policy,
 }
 
@@ -171,16 +172,19 @@ impl TokenTrust {
             anchors: self.anchors.clone(),
             intermediates: self.others.clone(),
             crls: self.crls.clone(),
+            ocsp: self.ocsp.clone(),
             revocation: self.revocation,
         }
     }
 
-    /// Add the lists the distribution points of `certs` (DER) name, from the cache or fetched
-    /// (`crl_store`), unless revocation is off. Returns what could not be had.
+    /// Add what the distribution points and OCSP responders of `certs` (DER) give, from the
+    /// cache or fetched (`crl_store`), unless revocation is off. Returns what could not be had.
     pub fn add_lists_for(&mut self, certs: &[&[u8]], config: &crate::config::Config) -> Vec<String> {
         let with_chain: Vec<&[u8]> = certs.iter().copied().chain(self.others.iter().map(|d| d.as_slice())).collect();
-        let (crls, notes) = crate::crl_store::lists_for(&with_chain, self.revocation, config);
-        self.crls.extend(crls);
+        let anchors: Vec<&[u8]> = self.anchors.iter().map(|d| d.as_slice()).collect();
+        let (found, notes) = crate::crl_store::evidence_for(&with_chain, &anchors, &self.crls, self.revocation, config);
+        self.crls.extend(found.crls);
+        self.ocsp.extend(found.ocsp);
         notes
     }
 
@@ -189,7 +193,7 @@ impl TokenTrust {
     pub fn check_revocation(&self, der: &[u8], what: &str) -> Result<crate::cms::revocation::Status, CmsError> {
         crate::cms::verify::check_revocation(der, &[], &self.for_chains(), SystemTime::now()).map_err(|e| {
             let chain: Vec<&[u8]> = std::iter::once(der).chain(self.others.iter().map(|d| d.as_slice())).collect();
-            CmsError::Verify(crate::cms::verify::revocation_error(what, &chain, &self.crls, e))
+            CmsError::Verify(crate::cms::verify::revocation_error(what, &chain, &self.for_chains(), e))
         })
     }
 }
@@ -200,6 +204,7 @@ pub fn token_trust(token: &crate::token::Token, config: &crate::config::Config) 
         orgs: Vec::new(),
         others: Vec::new(),
         crls: Vec::new(),
+        ocsp: Vec::new(),
         revocation: config.revocation.unwrap_or_default(),
     };
     for f in &config.crls {
