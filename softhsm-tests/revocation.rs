@@ -152,6 +152,33 @@ fn an_out_of_date_crl_fails_under_require_and_is_said_under_prefer_but_its_revoc
     assert!(stderr(&o).contains("(superseded)"), "{}", stderr(&o));
 }
 
+/// openssl's YYYYMMDDHHMMSSZ for now moved by `hours`.
+fn hours_from_now(hours: i64) -> String {
+    stdout(&ok(Command::new("date").args(["-u", "-d", &format!("{hours} hours"), "+%Y%m%d%H%M%SZ"]))).trim().to_string()
+}
+
+#[test]
+fn a_crl_just_past_its_next_update_counts_within_the_grace_and_is_said() {
+    let tok = Tok::new();
+    let signed = signed_by_alice(&tok);
+    let dir = tok.path("crls");
+    let late = Some((hours_from_now(-48), hours_from_now(-2)));
+    let late = late.as_ref().map(|(a, b)| (a.as_str(), b.as_str()));
+    let org = crl(&dir, "orgca", &[], late);
+    let root = crl(&dir, "root", &[], None);
+    let args = ["--revocation", "require", "--crl", org.to_str().unwrap(), "--crl", root.to_str().unwrap()];
+    let o = verify(&tok, &signed, &args);
+    assert_eq!(code(&o), 0, "two hours late, within the default 24 h: {}", stderr(&o));
+    assert!(stdout(&o).contains("past its nextUpdate, within the grace of 24 h"), "{}", stdout(&o));
+    let config = tok.write("no-grace.toml", "revocation_grace_hours = 1\n");
+    let o = run(tok
+        .cmd()
+        .args(["--agent", "never", "--config", config.to_str().unwrap(), "verify", "--in", signed.to_str().unwrap()])
+        .args(args));
+    assert_clear_failure(&o, 1);
+    assert!(stderr(&o).contains("out of date"), "past a one-hour grace: {}", stderr(&o));
+}
+
 #[test]
 fn a_file_that_is_not_a_crl_is_refused_clearly() {
     let tok = Tok::new();

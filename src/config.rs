@@ -50,6 +50,8 @@ pub struct Config {
     pub crls: Vec<PathBuf>,
     /// How strictly revocation is checked (`require`, `prefer`, `off`); `prefer` when absent.
     pub revocation: Option<crate::cms::revocation::Policy>,
+    /// How long past its nextUpdate a CRL still counts, with a note, under any policy (default 24).
+    pub revocation_grace_hours: Option<u64>,
     /// Fetch CRLs from the certificates' distribution points (default true; false: the cache only).
     pub crl_fetch: Option<bool>,
     /// Where fetched CRLs are kept (default: the platform cache directory, …/ssmax-card/crls).
@@ -73,6 +75,16 @@ pub struct Config {
     /// The SMTP submission front door (`ssmax-card smtp serve`).
     #[serde(default)]
     pub smtp: SmtpConfig,
+}
+
+/// How long past nextUpdate a CRL still counts when the config says nothing.
+pub const DEFAULT_GRACE_HOURS: u64 = 24;
+
+impl Config {
+    /// How long past its nextUpdate a CRL still counts (`revocation_grace_hours`).
+    pub fn revocation_grace(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.revocation_grace_hours.unwrap_or(DEFAULT_GRACE_HOURS).saturating_mul(3600))
+    }
 }
 
 pub fn default_path() -> Option<PathBuf> {

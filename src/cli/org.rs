@@ -40,6 +40,7 @@ pub fn run(_g: &Global, io: &InOut, a: OrgArgs) -> Result<(), Failure> {
         trust.crls.extend(crate::cms::revocation::load_file(f)?);
     }
     trust.revocation = a.revocation;
+    trust.grace = std::time::Duration::from_secs(crate::config::DEFAULT_GRACE_HOURS * 3600);
     let next_der =
         load_file(&a.next)?.into_iter().next().ok_or_else(|| Failure::new(Exit::Usage, "no --next certificate"))?;
     let next = cert::parse(&next_der)?;

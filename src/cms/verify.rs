@@ -24,6 +24,8 @@ pub struct Trust {
     /// Checked OCSP answers about certificates of the chain.
     pub ocsp: Vec<ocsp::Shared>,
     pub revocation: revocation::Policy,
+    /// How long past its nextUpdate a CRL still counts (said in the status).
+    pub grace: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -322,19 +324,24 @@ pub fn check_revocation(
             return Ok(Status::NotRevoked);
         }
     }
-    let mut stale = false;
-    let mut unknown = false;
+    let (mut stale, mut unknown, mut in_grace) = (false, false, false);
+    let graced = time.checked_sub(trust.grace).unwrap_or(time);
     for c in &chain {
         if matches!(ocsp_says(c), Some(ocsp::State::Good)) {
             continue;
         }
-        match revocation::list_for(c, &trust.crls, time) {
-            Some(true) => {}
-            Some(false) => stale = true,
-            None => unknown = true,
+        match (revocation::list_for(c, &trust.crls, time), revocation::list_for(c, &trust.crls, graced)) {
+            (Some(true), _) => {}
+            (_, Some(true)) => in_grace = true,
+            (Some(false), _) => stale = true,
+            (None, _) => unknown = true,
         }
     }
     match (unknown, stale, trust.revocation) {
+        (false, false, _) if in_grace => Ok(Status::Unknown(format!(
+            "a CRL for the chain is past its nextUpdate, within the grace of {} h (revocation_grace_hours)",
+            trust.grace.as_secs() / 3600
+        ))),
         (false, false, _) => Ok(Status::NotRevoked),
         (true, _, Policy::Require) => Err(webpki::Error::UnknownRevocationStatus),
         (false, true, Policy::Require) => Err(webpki::Error::CrlExpired {

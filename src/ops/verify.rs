@@ -57,6 +57,7 @@ pub fn run(ctx: &mut dyn Ctx, a: &VerifyArgs) -> Result<(), Failure> {
         trust.crls.extend(crate::cms::revocation::load_file(f)?);
     }
     trust.revocation = a.revocation.or(ctx.setup().config.revocation).unwrap_or_default();
+    trust.grace = ctx.setup().config.revocation_grace();
     if !a.no_token {
         // Anchors on the token are the ones a PC cannot swap; without a token only --ca counts.
         let named = ctx.setup().token_uri != Default::default();

@@ -162,6 +162,7 @@ pub struct TokenTrust {
     pub crls: Vec<crate::cms::revocation::Shared>,
     pub ocsp: Vec<crate::cms::ocsp::Shared>,
     pub revocation: crate::cms::revocation::Policy,
+    pub grace: std::time::Duration,
 }
 
 impl TokenTrust {
@@ -174,6 +175,7 @@ impl TokenTrust {
             crls: self.crls.clone(),
             ocsp: self.ocsp.clone(),
             revocation: self.revocation,
+            grace: self.grace,
         }
     }
 
@@ -206,6 +208,7 @@ pub fn token_trust(token: &crate::token::Token, config: &crate::config::Config) 
         crls: Vec::new(),
         ocsp: Vec::new(),
         revocation: config.revocation.unwrap_or_default(),
+        grace: config.revocation_grace(),
     };
     for f in &config.crls {
         t.crls.extend(crate::cms::revocation::load_file(f)?);
