@@ -374,3 +374,44 @@ fn a_slow_distribution_point_costs_no_more_than_the_configured_time() {
     assert!(stderr(&o).contains("cannot fetch it"), "{}", stderr(&o));
     assert!(took < std::time::Duration::from_secs(3), "the 3 s server was not waited for: {took:?}");
 }
+
+/// The agent's background refresh fetches the list again before it runs out: the CA's newer list,
+/// which revokes alice, reaches the cache with no verification asking for it.
+#[test]
+fn the_agent_fetches_again_a_cached_crl_that_runs_out_soon_so_no_verification_waits_for_it() {
+    let tok = Tok::new();
+    let server = crate::support::http::Server::start();
+    let pem = cert_with_distribution_point(&tok, &server);
+    let signed = signed_with(&tok, "03");
+    let dir = tok.path("crls");
+    let (last, next) = (hours_from_now(-1), hours_from_now(1));
+    let first = crl(&dir, "orgca", &[], Some((last.as_str(), next.as_str())));
+    server.put("orgca.crl", std::fs::read(&first).unwrap());
+    let asked = || server.requests.load(std::sync::atomic::Ordering::SeqCst);
+    let o = verify(&tok, &signed, &[]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let after_verify = asked();
+    let cache = tok.path(".cache/ssmax-card/crls");
+    let cached = || -> Vec<u8> {
+        let f = std::fs::read_dir(&cache).unwrap().flatten().find(|e| e.path().extension().is_some_and(|x| x == "crl"));
+        f.map(|e| std::fs::read(e.path()).unwrap()).unwrap_or_default()
+    };
+    let before = cached();
+    assert!(!before.is_empty(), "the list was cached");
+    let second = crl(&dir, "orgca", &[(pem.to_str().unwrap(), "keyCompromise")], None);
+    server.put("orgca.crl", std::fs::read(&second).unwrap());
+    let agent = start_agent(&tok, "revocation_refresh_ms = 100\nrevocation_refresh_ahead_minutes = 120\n", "0");
+    let start = std::time::Instant::now();
+    while cached() == before {
+        assert!(start.elapsed() < std::time::Duration::from_secs(20), "the agent never refreshed the list");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(asked() > after_verify);
+    drop(agent);
+    server.go_down();
+    let asked_before = asked();
+    let o = verify(&tok, &signed, &[]);
+    assert_clear_failure(&o, 1);
+    assert!(stderr(&o).contains("was revoked on") && stderr(&o).contains("(key compromise)"), "{}", stderr(&o));
+    assert_eq!(asked(), asked_before, "the refreshed list served from the cache");
+}

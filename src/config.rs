@@ -144,6 +144,21 @@ pub struct AgentConfig {
     /// answer, and read each answer within it; otherwise it is closed (milliseconds).
     #[serde(default = "default_idle_timeout")]
     pub idle_timeout_ms: u64,
+    /// How often the agent fetches again the cached CRLs and OCSP answers that run out soon
+    /// (milliseconds; 0: never).
+    #[serde(default = "default_refresh")]
+    pub revocation_refresh_ms: u64,
+    /// "Soon": within this many minutes of their nextUpdate.
+    #[serde(default = "default_refresh_ahead")]
+    pub revocation_refresh_ahead_minutes: u64,
+}
+
+fn default_refresh() -> u64 {
+    300_000
+}
+
+fn default_refresh_ahead() -> u64 {
+    60
 }
 
 fn default_max_connections() -> usize {
@@ -182,6 +197,8 @@ impl Default for AgentConfig {
             token_timeout_ms: default_token_timeout(),
             max_connections: default_max_connections(),
             idle_timeout_ms: default_idle_timeout(),
+            revocation_refresh_ms: default_refresh(),
+            revocation_refresh_ahead_minutes: default_refresh_ahead(),
         }
     }
 }

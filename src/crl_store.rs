@@ -29,7 +29,13 @@ pub struct Store {
     pub fetch: bool,
     /// Bound on all the fetches of one verification together: connecting, sending, reading.
     pub timeout: Duration,
+    /// A cached list or answer counts as current only while its nextUpdate is further away than
+    /// this (zero for a verification; the agent's refreshing asks ahead).
+    pub fresh_for: Duration,
 }
+
+/// At most this many cached entries are looked at by one refresh.
+const MAX_REFRESH: usize = 256;
 
 impl Store {
     pub fn from_config(config: &crate::config::Config) -> Store {
@@ -37,7 +43,41 @@ impl Store {
             directories::ProjectDirs::from("jp", "SSMAX", "ssmax-card").map(|d| d.cache_dir().join("crls"))
         });
         let timeout = Duration::from_millis(config.crl_fetch_timeout_ms.unwrap_or(10_000));
-        Store { dir, fetch: config.crl_fetch.unwrap_or(true), timeout }
+        Store { dir, fetch: config.crl_fetch.unwrap_or(true), timeout, fresh_for: Duration::ZERO }
+    }
+
+    /// Fetch again what the cache holds that runs out within `ahead`: the agent does this in the
+    /// background, so a mail is not held up by a fetch when the cached entry runs out. What cannot
+    /// be fetched is noted; the cached entry stays while it holds.
+    pub fn refresh(&self, ahead: Duration) -> Vec<String> {
+        let Some(dir) = &self.dir else { return Vec::new() };
+        let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
+        let store = Store { fresh_for: ahead, ..self.clone() };
+        let until = std::time::Instant::now() + self.timeout;
+        let mut notes = Vec::new();
+        for path in entries.flatten().take(MAX_REFRESH).map(|e| e.path()) {
+            let left = until.saturating_duration_since(std::time::Instant::now());
+            match path.extension().and_then(|x| x.to_str()) {
+                Some("url") => {
+                    let Ok(url) = crate::files::read_regular(&path, 4096) else { continue };
+                    let url = String::from_utf8_lossy(&url).trim().to_string();
+                    if let Err(why) = store.list(&url, left) {
+                        notes.push(format!("no CRL from {url}: {why}"));
+                    }
+                }
+                Some("for") => {
+                    let Ok(pem) = crate::files::read_regular(&path, ocsp::MAX_RESPONSE) else { continue };
+                    let Ok(certs) = crate::cms::cert::load_bytes(&pem, "a cached OCSP request") else { continue };
+                    let parsed: Vec<Certificate> = certs.iter().filter_map(|d| Certificate::from_der(d).ok()).collect();
+                    let [c, issuer] = parsed.as_slice() else { continue };
+                    if let Err(why) = store.answer(c, issuer, &ocsp::responders(c), until) {
+                        notes.push(format!("no OCSP answer for '{}': {why}", crate::cms::cert::subject(c)));
+                    }
+                }
+                _ => {}
+            }
+        }
+        notes
     }
 
     /// The current lists for the distribution points `certs` (DER) name; then, for each of
@@ -108,13 +148,33 @@ impl Store {
     ) -> Result<ocsp::Shared, String> {
         let now = SystemTime::now();
         let path = self.answer_path(c);
-        if let Some(p) = &path {
-            if let Ok(data) = crate::files::read_regular(p, ocsp::MAX_RESPONSE) {
-                if let Ok(a) = ocsp::check(&data, c, issuer, None, now) {
-                    return Ok(std::sync::Arc::new(a));
-                }
+        let cached = path
+            .as_ref()
+            .and_then(|p| crate::files::read_regular(p, ocsp::MAX_RESPONSE).ok())
+            .and_then(|data| ocsp::check(&data, c, issuer, None, now).ok())
+            .map(std::sync::Arc::new);
+        if let Some(a) = &cached {
+            if a.next_update.is_some_and(|n| n > now + self.fresh_for) {
+                return Ok(a.clone());
             }
         }
+        match self.ask(c, issuer, urls, until, path.as_deref()) {
+            Ok(a) => Ok(a),
+            // Still current, only due for a refresh.
+            Err(why) => cached.ok_or(why),
+        }
+    }
+
+    /// Ask `c`'s responders; a checked answer is cached at `path` when it says until when it
+    /// holds, with what is needed to ask again.
+    fn ask(
+        &self,
+        c: &Certificate,
+        issuer: &Certificate,
+        urls: &[String],
+        until: std::time::Instant,
+        path: Option<&Path>,
+    ) -> Result<ocsp::Shared, String> {
         if !self.fetch {
             return Err("not in the cache, and fetching is off (crl_fetch = false)".into());
         }
@@ -136,9 +196,10 @@ impl Store {
             };
             match ocsp::check(&body, c, issuer, Some(&nonce), SystemTime::now()) {
                 Ok(a) => {
-                    if let (Some(p), Some(_)) = (&path, a.next_update) {
+                    if let (Some(p), Some(_)) = (path, a.next_update) {
                         // A cache that cannot be written only costs the next request.
                         let _ = write_atomically(p, &a.der);
+                        let _ = write_atomically(&p.with_extension("for"), &pem_pair(c, issuer));
                     }
                     return Ok(std::sync::Arc::new(a));
                 }
@@ -165,7 +226,7 @@ impl Store {
             revocation::load_bytes(&data, url).ok()?.into_iter().next()
         });
         if let Some(c) = &cached {
-            if next_update(&c.der).is_some_and(|n| n > SystemTime::now()) {
+            if next_update(&c.der).is_some_and(|n| n > SystemTime::now() + self.fresh_for) {
                 return Ok(c.clone());
             }
         }
@@ -180,6 +241,7 @@ impl Store {
                 if let Some(p) = self.cache_path(url) {
                     // A cache that cannot be written only costs the next fetch.
                     let _ = write_atomically(&p, &c.der);
+                    let _ = write_atomically(&p.with_extension("url"), url.as_bytes());
                 }
                 Ok(c)
             }
@@ -268,10 +330,17 @@ fn next_update(der: &[u8]) -> Option<SystemTime> {
     list.tbs_cert_list.next_update.map(|t| t.to_system_time())
 }
 
+/// A certificate and its issuer, as PEM: what a refresh needs to ask about it again.
+fn pem_pair(c: &Certificate, issuer: &Certificate) -> Vec<u8> {
+    use der::EncodePem;
+    [c, issuer].iter().filter_map(|x| x.to_pem(der::pem::LineEnding::LF).ok()).collect::<String>().into_bytes()
+}
+
 fn write_atomically(path: &Path, data: &[u8]) -> std::io::Result<()> {
     let dir = path.parent().ok_or(std::io::ErrorKind::InvalidInput)?;
     std::fs::create_dir_all(dir)?;
-    let tmp = dir.join(format!(".{}.tmp", std::process::id()));
-    std::fs::write(&tmp, data)?;
-    std::fs::rename(&tmp, path)
+    // A name of its own per write: the agent's refreshing and its requests may write at once.
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+    std::io::Write::write_all(&mut tmp, data)?;
+    tmp.persist(path).map(|_| ()).map_err(|e| e.error)
 }

@@ -159,6 +159,15 @@ pub fn run(setup: Setup, a: AgentArgs) -> Result<(), Failure> {
         .name("housekeeper".into())
         .spawn(move || housekeeper(&house))
         .map_err(|e| Failure::new(Exit::Io, format!("cannot start the presence watcher: {e}")))?;
+    let refresh = Duration::from_millis(agent.cfg.revocation_refresh_ms);
+    let revocation_off = agent.setup.config.revocation == Some(crate::cms::revocation::Policy::Off);
+    if !refresh.is_zero() && !revocation_off {
+        let fresh = agent.clone();
+        std::thread::Builder::new()
+            .name("revocation-refresh".into())
+            .spawn(move || refresh_revocation(&fresh, refresh))
+            .map_err(|e| Failure::new(Exit::Io, format!("cannot start the revocation refresher: {e}")))?;
+    }
     let (wagent, fd) = (agent.clone(), listener.as_raw_fd());
     let own_path = listener.local_addr().ok().and_then(|a| a.as_pathname().map(Path::to_path_buf));
     std::thread::Builder::new()
@@ -293,6 +302,19 @@ fn housekeeper(agent: &Agent) {
         agent.dog.enter(HOUSEKEEPER, "presence check");
         wait = desk.housekeeping(unused.is_some()).0;
         agent.dog.leave(HOUSEKEEPER);
+    }
+}
+
+/// Fetches again, ahead of their nextUpdate, the CRLs and OCSP answers the cache holds (those
+/// the agent's requests fetched), so no request waits for a fetch when its entry runs out.
+fn refresh_revocation(agent: &Agent, every: Duration) {
+    let store = crate::crl_store::Store::from_config(&agent.setup.config);
+    let ahead = Duration::from_secs(agent.cfg.revocation_refresh_ahead_minutes.saturating_mul(60));
+    while !agent.dog.restarting.load(Ordering::SeqCst) {
+        std::thread::sleep(every);
+        for note in store.refresh(ahead) {
+            eprintln!("ssmax-card agent: revocation refresh: {note}");
+        }
     }
 }
 
