@@ -96,6 +96,13 @@ CNF
   openssl ca -batch -config ca-db/ca.cnf -cert orgca.pem -keyfile orgca.key -in alice.csr \
     -startdate 20200101000000Z -enddate 20210101000000Z -extfile alice.ext -out alice-expired.pem 2>/dev/null
   openssl x509 -in alice-expired.pem -out alice-expired.pem
+  # Each CA's (empty) revocation list: the organisation hop requires a status for every chain.
+  # A crlnumber makes them version 2 CRLs, the only version rustls-webpki reads.
+  echo 01 >ca-db/crlnumber
+  sed "s|^\[d\]\$|[d]\ncrlnumber = $d/ca-db/crlnumber|" ca-db/ca.cnf >ca-db/crl.cnf
+  for ca in root orgca partnerca; do
+    openssl ca -batch -config ca-db/crl.cnf -cert "$ca.pem" -keyfile "$ca.key" -gencrl -crldays 30 -out "$ca.crl" 2>/dev/null
+  done
 
   # An unrelated root that no one trusts, with a user that looks right otherwise.
   openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out rogue-root.key 2>/dev/null

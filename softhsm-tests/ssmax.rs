@@ -64,6 +64,7 @@ impl World {
             .arg(p.join("root.pem"))
             .arg("--certfile")
             .arg(p.join(certfile))
+            .args(["root", "orgca", "partnerca"].iter().flat_map(|ca| ["--crl".into(), p.join(format!("{ca}.crl"))]))
             .arg("--next")
             .arg(p.join(next))
             .arg("--in")
@@ -263,6 +264,8 @@ fn recipient_cannot_be_tricked_by_a_certificate_on_disk() {
         .arg(p.join("mallory.pem"))
         .arg("--anchor")
         .arg(p.join("root.pem"))
+        .arg("--crl")
+        .arg(p.join("root.crl"))
         .arg("--next")
         .arg(p.join("bob.pem"))
         .arg("--in")
@@ -621,4 +624,79 @@ fn the_sending_organisation_refuses_mail_signed_with_a_card_reported_lost() {
     assert_clear_failure(&o, 1);
     let e = stderr(&o);
     assert!(e.contains("CN=Alice Example") && e.contains("was revoked on") && e.contains("(key compromise)"), "{e}");
+}
+
+#[test]
+fn receive_refuses_when_the_organisation_publishes_its_status_and_it_cannot_be_had_unless_the_config_prefers() {
+    let w = World::new();
+    let sent = w.send(&[("figures.csv", "Q3 revenue: 1,234 MJPY\n", "Q3 figures")]);
+    let p = pki();
+    // Partner Org's certificate names a distribution point where nobody answers.
+    let ext = w.bob.write(
+        "cdp.ext",
+        "basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=emailProtection\nsubjectAltName=email:mail-gateway@partner.example\ncrlDistributionPoints=URI:http://127.0.0.1:9/root.crl\n",
+    );
+    let org_cert = w.bob.path("partner-org-cdp.pem");
+    ok(Command::new("openssl")
+        .args(["x509", "-req", "-in"])
+        .arg(p.join("partner-org.csr"))
+        .arg("-CA")
+        .arg(p.join("root.pem"))
+        .arg("-CAkey")
+        .arg(p.join("root.key"))
+        .args(["-set_serial", "0x5eed0010", "-days", "30", "-sha256", "-extfile"])
+        .arg(&ext)
+        .arg("-out")
+        .arg(&org_cert));
+    let der = w.bob.path("partner-org-cdp.der");
+    ok(Command::new("openssl").args(["x509", "-outform", "DER", "-in"]).arg(&org_cert).arg("-out").arg(&der));
+    ok(Command::new("pkcs11-tool")
+        .env("SOFTHSM2_CONF", &w.bob.conf)
+        .args(["--module", "/usr/lib/softhsm/libsofthsm2.so", "--token-label", "bob card", "--login", "--pin", PIN])
+        .arg("--write-object")
+        .arg(&der)
+        .args(["--type", "cert", "--id", "a3", "--label", "ssmax-org-cdp"]));
+    // Example Org re-keys to that certificate.
+    let hop1 = w.alice.path("hop1.eml");
+    ok(Command::new(BIN)
+        .args(["org", "--role", "sending", "--org-key"])
+        .arg(p.join("org.key"))
+        .arg("--org-cert")
+        .arg(p.join("org.pem"))
+        .arg("--anchor")
+        .arg(p.join("root.pem"))
+        .arg("--certfile")
+        .arg(p.join("orgca.pem"))
+        .args(["root", "orgca"].iter().flat_map(|ca| ["--crl".into(), p.join(format!("{ca}.crl"))]))
+        .arg("--next")
+        .arg(&org_cert)
+        .arg("--in")
+        .arg(&sent)
+        .arg("--out")
+        .arg(&hop1));
+    let hop2 = w.bob.path("hop2.eml");
+    ok(Command::new(BIN)
+        .args(["org", "--role", "receiving", "--org-key"])
+        .arg(p.join("partner-org.key"))
+        .arg("--org-cert")
+        .arg(&org_cert)
+        .arg("--anchor")
+        .arg(p.join("root.pem"))
+        .arg("--crl")
+        .arg(p.join("root.crl"))
+        .arg("--next")
+        .arg(p.join("bob.pem"))
+        .arg("--in")
+        .arg(&hop1)
+        .arg("--out")
+        .arg(&hop2));
+    let o = run(&mut w.bob.with_pin(&["receive", "--in", hop2.to_str().unwrap()]));
+    assert_clear_failure(&o, 1);
+    let e = stderr(&o);
+    assert!(e.contains("no CRL from http://127.0.0.1:9/root.crl"), "said why: {e}");
+    assert!(e.contains("your organisation") && e.contains("is unknown (--revocation require)"), "{e}");
+    let config = w.bob.write("prefer.toml", "revocation = \"prefer\"\n");
+    let o =
+        run(&mut w.bob.with_pin(&["--config", config.to_str().unwrap(), "receive", "--in", hop2.to_str().unwrap()]));
+    assert_eq!(code(&o), 0, "the config chose prefer: {}", stderr(&o));
 }

@@ -266,7 +266,8 @@ pub enum Command {
         /// Certificate revocation lists the sender's chain is checked against.
         #[arg(long, value_name = "FILE")]
         crl: Vec<PathBuf>,
-        /// How strictly (default prefer).
+        /// How strictly (default require: an organisation has its CAs' lists, and passes on no
+        /// mail whose sender's status it cannot tell).
         #[arg(long, value_enum)]
         revocation: Option<crate::cms::revocation::Policy>,
         /// Certificate the attachments are re-keyed to.
@@ -418,7 +419,7 @@ fn run_here_or_in_agent(cli: Cli) -> Result<(), Failure> {
                     anchors: anchor,
                     certfile,
                     crls: crl,
-                    revocation: revocation.unwrap_or_default(),
+                    revocation: revocation.unwrap_or(crate::cms::revocation::Policy::Require),
                     next,
                     scanner,
                 },

@@ -58,8 +58,23 @@ pub fn verify_from_org<'a>(
     // Trusted as itself on the token, so path validation did not look: a revoked organisation
     // (accreditation lost) is refused here.
     let mut with_lists = trust.clone();
-    with_lists.add_lists_for(&[&signer.cert_der], config);
-    with_lists.check_revocation(&signer.cert_der, &format!("your organisation '{}'", signer.subject))?;
+    // Stricter than a plain verify: when the organisation's certificate says where its status is
+    // published (a distribution point, a responder), a status that cannot be had refuses the
+    // mail, unless the config chose a policy itself.
+    let published = cert::parse(&signer.cert_der).is_ok_and(|c| {
+        !crate::crl_store::distribution_points(&c).is_empty() || !crate::cms::ocsp::responders(&c).is_empty()
+    });
+    if config.revocation.is_none() && published {
+        with_lists.revocation = crate::cms::revocation::Policy::Require;
+    }
+    let missing = with_lists.add_lists_for(&[&signer.cert_der], config);
+    with_lists.check_revocation(&signer.cert_der, &format!("your organisation '{}'", signer.subject)).map_err(|e| {
+        match e {
+            // What could not be fetched is the reason the status is unknown: said with it.
+            CmsError::Verify(m) if !missing.is_empty() => CmsError::Verify(format!("{m} ({})", missing.join("; "))),
+            e => e,
+        }
+    })?;
     let chain = ChainInfo::from_signer(&signer)?;
     let from =
         outer.from_address().ok_or_else(|| Failure::from(CmsError::Verify("the mail has no From address".into())))?;
