@@ -16,6 +16,30 @@ struct World {
     bob: Tok,
 }
 
+/// `ssmax-card org` as `role` with `key` and `cert` (PKI file names or paths), the demo root as
+/// anchor, re-keying `input` to `next` into `out`; callers add --certfile, --crl and the rest.
+fn hop(role: &str, key: &Path, cert: &Path, next: &Path, input: &Path, out: &Path) -> Command {
+    let mut c = Command::new(BIN);
+    c.args(["org", "--role", role, "--org-key"])
+        .arg(key)
+        .arg("--org-cert")
+        .arg(cert)
+        .arg("--anchor")
+        .arg(pki().join("root.pem"))
+        .arg("--next")
+        .arg(next)
+        .arg("--in")
+        .arg(input)
+        .arg("--out")
+        .arg(out);
+    c
+}
+
+/// `--crl` for each of these CAs' lists in the demo PKI.
+fn crls_of(cas: &[&str]) -> Vec<std::ffi::OsString> {
+    cas.iter().flat_map(|ca| ["--crl".into(), pki().join(format!("{ca}.crl")).into_os_string()]).collect()
+}
+
 impl World {
     fn new() -> World {
         World { alice: Tok::for_user("alice", "alice card"), bob: Tok::for_user("bob", "bob card") }
@@ -54,23 +78,9 @@ impl World {
             _ => ("partner-org.key", "partner-org.pem", "partnerca.pem", "org.pem"),
         };
         let outp = self.alice.path(out);
-        let mut c = Command::new(BIN);
-        c.args(["org", "--role", if role == "receiving" { "receiving" } else { "sending" }])
-            .arg("--org-key")
-            .arg(p.join(key))
-            .arg("--org-cert")
-            .arg(p.join(cert))
-            .arg("--anchor")
-            .arg(p.join("root.pem"))
-            .arg("--certfile")
-            .arg(p.join(certfile))
-            .args(["root", "orgca", "partnerca"].iter().flat_map(|ca| ["--crl".into(), p.join(format!("{ca}.crl"))]))
-            .arg("--next")
-            .arg(p.join(next))
-            .arg("--in")
-            .arg(input)
-            .arg("--out")
-            .arg(&outp);
+        let role = if role == "receiving" { "receiving" } else { "sending" };
+        let mut c = hop(role, &p.join(key), &p.join(cert), &p.join(next), input, &outp);
+        c.arg("--certfile").arg(p.join(certfile)).args(crls_of(&["root", "orgca", "partnerca"]));
         if let Some(s) = scanner {
             c.arg("--scanner").arg(s);
         }
@@ -658,38 +668,13 @@ fn receive_refuses_when_the_organisation_publishes_its_status_and_it_cannot_be_h
         .args(["--type", "cert", "--id", "a3", "--label", "ssmax-org-cdp"]));
     // Example Org re-keys to that certificate.
     let hop1 = w.alice.path("hop1.eml");
-    ok(Command::new(BIN)
-        .args(["org", "--role", "sending", "--org-key"])
-        .arg(p.join("org.key"))
-        .arg("--org-cert")
-        .arg(p.join("org.pem"))
-        .arg("--anchor")
-        .arg(p.join("root.pem"))
+    ok(hop("sending", &p.join("org.key"), &p.join("org.pem"), &org_cert, &sent, &hop1)
         .arg("--certfile")
         .arg(p.join("orgca.pem"))
-        .args(["root", "orgca"].iter().flat_map(|ca| ["--crl".into(), p.join(format!("{ca}.crl"))]))
-        .arg("--next")
-        .arg(&org_cert)
-        .arg("--in")
-        .arg(&sent)
-        .arg("--out")
-        .arg(&hop1));
+        .args(crls_of(&["root", "orgca"])));
     let hop2 = w.bob.path("hop2.eml");
-    ok(Command::new(BIN)
-        .args(["org", "--role", "receiving", "--org-key"])
-        .arg(p.join("partner-org.key"))
-        .arg("--org-cert")
-        .arg(&org_cert)
-        .arg("--anchor")
-        .arg(p.join("root.pem"))
-        .arg("--crl")
-        .arg(p.join("root.crl"))
-        .arg("--next")
-        .arg(p.join("bob.pem"))
-        .arg("--in")
-        .arg(&hop1)
-        .arg("--out")
-        .arg(&hop2));
+    ok(hop("receiving", &p.join("partner-org.key"), &org_cert, &p.join("bob.pem"), &hop1, &hop2)
+        .args(crls_of(&["root"])));
     let o = run(&mut w.bob.with_pin(&["receive", "--in", hop2.to_str().unwrap()]));
     assert_clear_failure(&o, 1);
     let e = stderr(&o);
