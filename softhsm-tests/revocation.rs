@@ -188,6 +188,32 @@ fn a_file_that_is_not_a_crl_is_refused_clearly() {
     assert!(stderr(&o).contains("not an X509 CRL"), "{}", stderr(&o));
 }
 
+#[test]
+fn revocation_given_on_the_command_line_rules_sign_and_travels_to_the_agent() {
+    let tok = Tok::new();
+    let input = tok.write("mail.eml", MAIL);
+    let sign = |extra: &[&str]| {
+        let mut args = vec!["sign", "--key", "pkcs11:id=%01", "--in", input.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        run(&mut tok.with_pin(&args))
+    };
+    // No list and no distribution point: signing goes on unless the user requires a status.
+    assert_eq!(code(&sign(&["--agent", "never"])), 0);
+    let o = sign(&["--agent", "never", "--revocation", "require"]);
+    assert_clear_failure(&o, 6);
+    assert!(stderr(&o).contains("refusing to sign") && stderr(&o).contains("--revocation require"), "{}", stderr(&o));
+    let agent = start_agent(&tok, "", "0");
+    let via_agent = |extra: &[&str]| {
+        let mut args = vec!["sign", "--key", "pkcs11:id=%01", "--in", input.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        via(&tok, &agent, &args)
+    };
+    let o = via_agent(&["--revocation", "require"]);
+    assert_clear_failure(&o, 6);
+    assert!(stderr(&o).contains("--revocation require"), "{}", stderr(&o));
+    assert_eq!(code(&via_agent(&[])), 0, "the next request has the agent's own policy again");
+}
+
 fn config_with(tok: &Tok, crls: &[&Path]) -> PathBuf {
     let list: Vec<String> = crls.iter().map(|p| format!("\"{}\"", p.display())).collect();
     tok.write("revocation.toml", format!("crls = [{}]\n", list.join(", ")))

@@ -54,6 +54,7 @@ fn still_answers(socket: &PathBuf) {
         token: None,
         key: None,
         allow_final_pin_try: false,
+        revocation: None,
         timeout_ms: 5000,
         client: Default::default(),
         body_in_fd: false,

@@ -171,6 +171,9 @@ pub struct Request {
     pub key: Option<String>,
     #[serde(default)]
     pub allow_final_pin_try: bool,
+    /// The client's revocation policy (`--revocation`), over the agent's config for this request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revocation: Option<crate::cms::revocation::Policy>,
     /// Give up after this long (the token operation itself cannot be interrupted).
     pub timeout_ms: u64,
     #[serde(default)]
@@ -479,6 +482,7 @@ mod tests {
             token: None,
             key: None,
             allow_final_pin_try: false,
+            revocation: None,
             timeout_ms: 1000,
             client: ClientEnv::default(),
             body_in_fd: false,
@@ -513,6 +517,7 @@ mod tests {
             token: None,
             key: None,
             allow_final_pin_try: false,
+            revocation: None,
             timeout_ms: 1,
             client: ClientEnv::default(),
             body_in_fd: true,

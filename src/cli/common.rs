@@ -15,7 +15,11 @@ pub const MAX_INPUT: usize = crate::files::MAX_MAIL as usize;
 
 /// The settings for a command run from this command line (`--config`, `--token`, `--key`).
 pub fn setup(g: &Global) -> Result<Setup, Failure> {
-    Setup::load(g.config.as_deref(), g.token.as_deref(), g.key.as_deref())
+    let mut s = Setup::load(g.config.as_deref(), g.token.as_deref(), g.key.as_deref())?;
+    if g.revocation.is_some() {
+        s.config.revocation = g.revocation;
+    }
+    Ok(s)
 }
 
 /// PIN sources in order of preference: an explicit --pin-fd (the caller chose it), pinentry when

@@ -62,6 +62,11 @@ pub struct Global {
     /// Print nothing on success but the output (mail clients treat any stderr as a problem).
     #[arg(long, short = 'q', global = true)]
     pub quiet: bool,
+    /// Revocation of every certificate relied on — require: no current CRL or OCSP answer is a
+    /// failure; prefer: a warning; off: not looked at. Default: `revocation` in the config, else
+    /// prefer (the organisation hop: require).
+    #[arg(long, global = true, value_enum)]
+    pub revocation: Option<crate::cms::revocation::Policy>,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -119,10 +124,6 @@ pub enum Command {
         /// Certificate revocation lists (PEM or DER), added to `crls` in the config.
         #[arg(long, value_name = "FILE")]
         crl: Vec<PathBuf>,
-        /// require: a certificate of the chain with no current CRL fails; prefer: it is a
-        /// warning; off: revocation is not looked at. Default: `revocation` in the config, else prefer.
-        #[arg(long, value_enum)]
-        revocation: Option<crate::cms::revocation::Policy>,
         /// For mail clients that expect openssl's wording: the first line on stderr is
         /// "Verification successful" (or "Verification failure"), the report follows on stderr.
         #[arg(long)]
@@ -266,10 +267,6 @@ pub enum Command {
         /// Certificate revocation lists the sender's chain is checked against.
         #[arg(long, value_name = "FILE")]
         crl: Vec<PathBuf>,
-        /// How strictly (default require: an organisation has its CAs' lists, and passes on no
-        /// mail whose sender's status it cannot tell).
-        #[arg(long, value_enum)]
-        revocation: Option<crate::cms::revocation::Policy>,
         /// Certificate the attachments are re-keyed to.
         #[arg(long, value_name = "FILE")]
         next: PathBuf,
@@ -365,7 +362,7 @@ fn run_here_or_in_agent(cli: Cli) -> Result<(), Failure> {
                 if personal_certificate { sign::Binding::PersonalConfirmed } else { sign::Binding::Certificate };
             sign::run(&mut ctx::CliCtx::new(g, &io)?, pss, binding)
         }
-        Command::Verify { io, ca, certfile, content, no_token, crl, revocation, openssl_status } => {
+        Command::Verify { io, ca, certfile, content, no_token, crl, openssl_status } => {
             let mut c = ctx::CliCtx::new(g, &io)?;
             if openssl_status {
                 c = c.with_openssl_status();
@@ -374,7 +371,7 @@ fn run_here_or_in_agent(cli: Cli) -> Result<(), Failure> {
             for f in &crl {
                 args.crls.extend(crate::cms::revocation::load_file(f)?);
             }
-            args.revocation = revocation;
+            args.revocation = g.revocation;
             verify::run(&mut c, &args)
         }
         Command::Decrypt { io } => decrypt::run(&mut ctx::CliCtx::new(g, &io)?),
@@ -404,7 +401,7 @@ fn run_here_or_in_agent(cli: Cli) -> Result<(), Failure> {
         Command::Probe => local::probe(g),
         Command::Smtp { what } => smtp::run(g, what),
         Command::Audit { what: AuditCommand::Verify { log } } => local::audit_verify(g, log),
-        Command::Org { io, role, org_key, org_cert, anchor, certfile, crl, revocation, next, scanner } => {
+        Command::Org { io, role, org_key, org_cert, anchor, certfile, crl, next, scanner } => {
             let role = match role {
                 OrgRole::Sending => crate::ssmax::org::Role::Sending,
                 OrgRole::Receiving => crate::ssmax::org::Role::Receiving,
@@ -419,7 +416,9 @@ fn run_here_or_in_agent(cli: Cli) -> Result<(), Failure> {
                     anchors: anchor,
                     certfile,
                     crls: crl,
-                    revocation: revocation.unwrap_or(crate::cms::revocation::Policy::Require),
+                    // An organisation has its CAs' lists: it passes on no mail whose sender's
+                    // status it cannot tell.
+                    revocation: g.revocation.unwrap_or(crate::cms::revocation::Policy::Require),
                     next,
                     scanner,
                 },

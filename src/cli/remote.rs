@@ -72,7 +72,7 @@ fn run(cli: &Cli, mut stream: std::os::unix::net::UnixStream, path: &Path) -> Re
             None,
         ),
         Command::Decrypt { io } => (Call::Decrypt, io, Body::of(io)?, None),
-        Command::Verify { io, ca, certfile, content, no_token, crl, revocation, .. } => {
+        Command::Verify { io, ca, certfile, content, no_token, crl, .. } => {
             let named = ca
                 .iter()
                 .map(|p| (Passed::Anchors, p))
@@ -90,7 +90,7 @@ fn run(cli: &Cli, mut stream: std::os::unix::net::UnixStream, path: &Path) -> Re
                     ),
                 ));
             }
-            let args = VerifyArgs { no_token: *no_token, out: io.output.is_some(), revocation: *revocation };
+            let args = VerifyArgs { no_token: *no_token, out: io.output.is_some(), revocation: g.revocation };
             (Call::Verify(args), io, Body::of(io)?, None)
         }
         Command::Send { io, attach, label, pss } => {
@@ -129,6 +129,7 @@ fn run(cli: &Cli, mut stream: std::os::unix::net::UnixStream, path: &Path) -> Re
         token: g.token.clone(),
         key: g.key.clone(),
         allow_final_pin_try: g.allow_final_pin_try,
+        revocation: g.revocation,
         // PIN entry happens inside this time: be generous.
         timeout_ms: 300_000,
         client: client_env(),

@@ -413,6 +413,7 @@ fn sign_in_agent(shared: &Shared, spool: &File) -> Result<memmap2::Mmap, String>
         token: None,
         key: None,
         allow_final_pin_try: false,
+        revocation: None,
         // PIN entry happens inside this time.
         timeout_ms: 300_000,
         client: crate::agent::client::client_env(),

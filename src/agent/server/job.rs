@@ -49,6 +49,9 @@ pub(super) fn run_job(
         if key.is_some() {
             s.key_uri = key;
         }
+        if req.revocation.is_some() {
+            s.config.revocation = req.revocation;
+        }
         Ok(())
     })();
     let wants_output = match &call {
