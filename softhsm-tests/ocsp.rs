@@ -236,3 +236,31 @@ fn an_answer_from_a_responder_the_issuer_did_not_authorise_is_refused_and_a_dele
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     assert!(stdout(&o).contains("revocation:   not revoked"), "{}", stdout(&o));
 }
+
+#[test]
+fn the_agent_asks_again_for_a_cached_answer_that_runs_out_soon() {
+    let Case { tok, port, db, root_crl, signed, .. } = Case::new();
+    let _responder = Responder::start(&db, port, (&pki().join("orgca.pem"), &pki().join("orgca.key")));
+    let o = verify(&tok, &signed, &root_crl, &[]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let cache = tok.path(".cache/ssmax-card/crls");
+    let answer = || -> Vec<u8> {
+        let f = std::fs::read_dir(&cache).unwrap().flatten().find(|e| {
+            e.file_name().to_string_lossy().starts_with("ocsp-") && e.path().extension().is_some_and(|x| x == "der")
+        });
+        f.map(|e| std::fs::read(e.path()).unwrap()).unwrap_or_default()
+    };
+    let first = answer();
+    assert!(!first.is_empty(), "the answer was cached");
+    // openssl's answers hold a day: "soon" is within two days here.
+    let _agent = crate::support::agent::start_agent(
+        &tok,
+        "revocation_refresh_ms = 100\nrevocation_refresh_ahead_minutes = 2880\n",
+        "0",
+    );
+    let start = Instant::now();
+    while answer() == first {
+        assert!(start.elapsed() < Duration::from_secs(20), "the agent never asked again");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
