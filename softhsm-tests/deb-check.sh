@@ -7,7 +7,7 @@ if ! cargo deb --version >/dev/null 2>&1; then
   echo "installing cargo-deb" >&2
   cargo install cargo-deb --locked --version 3.8.0 >/dev/null 2>&1
 fi
-deb=$(cargo deb --locked 2>/dev/null | tail -n1)
+deb=$(bash packaging/deb.sh 2>/dev/null | tail -n1)
 [ -f "$deb" ] || { echo "deb-check: cargo deb produced no package" >&2; exit 1; }
 pass=0 fail=0
 check() { # description, command...
@@ -25,6 +25,11 @@ for p in softhsm2 opensc-piv yubikey jpki opensc-generic; do
 done
 check "neomutt snippet" grep -q './usr/share/ssmax-card/neomutt/ssmax-card.neomuttrc$' <<<"$contents"
 check "protocol doc" grep -q './usr/share/doc/ssmax-card/agent-protocol.md$' <<<"$contents"
+check "manual page" grep -q './usr/share/man/man1/ssmax-card.1.gz$' <<<"$contents"
+check "manual page per command" grep -q './usr/share/man/man1/ssmax-card-verify.1.gz$' <<<"$contents"
+check "bash completion" grep -q './usr/share/bash-completion/completions/ssmax-card$' <<<"$contents"
+check "zsh completion" grep -q './usr/share/zsh/vendor-completions/_ssmax-card$' <<<"$contents"
+check "fish completion" grep -q './usr/share/fish/vendor_completions.d/ssmax-card.fish$' <<<"$contents"
 check "depends on libc" grep -q 'Depends:.*libc6' <<<"$info"
 check "recommends opensc" grep -q 'Recommends:.*opensc' <<<"$info"
 root=$(mktemp -d)
@@ -33,6 +38,8 @@ dpkg-deb -x "$deb" "$root"
 check "packaged binary runs" "$root/usr/bin/ssmax-card" --version
 check "packaged binary lists profiles" "$root/usr/bin/ssmax-card" --agent never profiles
 check "service runs the packaged binary" grep -q '^ExecStart=/usr/bin/ssmax-card agent$' "$root/usr/lib/systemd/user/ssmax-card-agent.service"
+check "manual page renders" bash -c "man -l '$root/usr/share/man/man1/ssmax-card.1.gz' | grep -q 'Sign and decrypt mail'"
+check "bash completion completes a subcommand" bash -c "bash packaging/complete-check.sh '$root/usr/share/bash-completion/completions/ssmax-card' | grep -qx verify"
 check "socket is private" grep -q '^SocketMode=0600$' "$root/usr/lib/systemd/user/ssmax-card-agent.socket"
 if command -v systemd-analyze >/dev/null 2>&1; then
   # verify wants ExecStart to exist: point a copy of the units at the extracted binary.

@@ -7,8 +7,9 @@ cd "$(dirname "$0")/.."
 # neomutt + tmux: the mail-client tests; postfix + Cyrus SASL: the relay; swaks: the SMTP client;
 # NSS tools (cmsutil), gpgsm and Bouncy Castle (Java): independent S/MIME peers; time: peak memory;
 # ykcs11: Yubico's module, tried against the virtual PIV card (and failing without pcscd elsewhere).
+# man-db: the packaged manual page is rendered by deb-check.
 ssmax_deps neomutt tmux postfix sasl2-bin libsasl2-modules swaks libnss3-tools gpgsm \
-  openjdk-17-jdk-headless libbcprov-java libbcpkix-java libbcutil-java time ykcs11
+  openjdk-17-jdk-headless libbcprov-java libbcpkix-java libbcutil-java time ykcs11 man-db
 # rustup's default profile has both; a minimal one gets them here.
 for c in rustfmt clippy; do
   cargo "${c/rustfmt/fmt}" --version >/dev/null 2>&1 || rustup component add "$c"

@@ -4,6 +4,7 @@
 mod bench;
 pub mod common;
 pub mod ctx;
+pub mod docs;
 mod extract;
 mod local;
 mod org;
@@ -235,6 +236,12 @@ pub enum Command {
     /// Is the token there? (the agent's presence check; no PIN, no login)
     #[command(hide = true)]
     Probe,
+    /// Write the manual pages and shell completions under DIR (the package build runs this).
+    #[command(hide = true)]
+    GenerateDocs {
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
     /// The audit log.
     Audit {
         #[command(subcommand)]
@@ -399,6 +406,7 @@ fn run_here_or_in_agent(cli: Cli) -> Result<(), Failure> {
         Command::Agent { audit_log } => local::run_agent(g, audit_log),
         Command::BenchToken { iterations } => bench::run(&mut ctx::CliCtx::new(g, &no_io)?, iterations),
         Command::Probe => local::probe(g),
+        Command::GenerateDocs { out } => docs::generate(&out),
         Command::Smtp { what } => smtp::run(g, what),
         Command::Audit { what: AuditCommand::Verify { log } } => local::audit_verify(g, log),
         Command::Org { io, role, org_key, org_cert, anchor, certfile, crl, next, scanner } => {
