@@ -123,17 +123,25 @@ pub fn recipient_info(cert: &Certificate, cek: &[u8]) -> Result<RecipientInfo, C
 /// buffer is encrypted in place: the plaintext is gone once this returns, and a large
 /// attachment is not held twice.
 pub fn encrypt(content: Vec<u8>, recipients: &[Certificate]) -> Result<Vec<u8>, CmsError> {
-    use aes_gcm::aead::{AeadInOut, KeyInit};
     let mut cek = Zeroizing::new([0u8; 32]);
     OsRng.fill_bytes(&mut cek[..]);
     let mut nonce = [0u8; 12];
     OsRng.fill_bytes(&mut nonce);
-    let cipher = aes_gcm::Aes256Gcm::new_from_slice(&cek[..]).map_err(|_| CmsError::Malformed("AES-256 key".into()))?;
+    // ring's AES-GCM: the assembly BoringSSL uses. A fresh key per message, so the random nonce
+    // is unique for it.
+    let failed = |_| CmsError::Malformed("AES-GCM encryption failed".into());
+    let key =
+        ring::aead::LessSafeKey::new(ring::aead::UnboundKey::new(&ring::aead::AES_256_GCM, &cek[..]).map_err(failed)?);
     // The tag travels separately (the MAC field).
     let mut sealed = content;
-    let tag = cipher
-        .encrypt_inout_detached(&nonce.into(), b"", sealed.as_mut_slice().into())
-        .map_err(|_| CmsError::Malformed("AES-GCM encryption failed".into()))?
+    let tag = key
+        .seal_in_place_separate_tag(
+            ring::aead::Nonce::assume_unique_for_key(nonce),
+            ring::aead::Aad::empty(),
+            &mut sealed,
+        )
+        .map_err(failed)?
+        .as_ref()
         .to_vec();
     let params = GcmParams { nonce: OctetString::new(nonce.to_vec()).map_err(enc)?, icv_len: Some(16) };
     let infos = recipients.iter().map(|c| recipient_info(c, &cek[..])).collect::<Result<Vec<_>, _>>()?;

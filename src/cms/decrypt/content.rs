@@ -114,7 +114,6 @@ pub(crate) fn decrypt_content(
             Ok(buf)
         }
         ContentAlg::AesGcm(n) => {
-            use aes_gcm::aead::{AeadInOut, KeyInit};
             let p = params.decode_as::<GcmParams>().map_err(|e| CmsError::Malformed(format!("GCM parameters: {e}")))?;
             let (aad, tag) = auth.ok_or_else(|| CmsError::Malformed("GCM without a MAC".into()))?;
             let icv = p.icv_len.unwrap_or(12) as usize;
@@ -127,27 +126,28 @@ pub(crate) fn decrypt_content(
                     p.nonce.as_bytes().len()
                 )));
             }
-            let nonce =
-                aes_gcm::Nonce::<aes_gcm::aead::consts::U12>::try_from(p.nonce.as_bytes()).map_err(|_| integrity())?;
             let aad = aad.as_deref().unwrap_or(&[]);
-            let tag = aes_gcm::Tag::<aes_gcm::aead::consts::U16>::try_from(tag.as_slice()).map_err(|_| integrity())?;
-            let data = buf.as_mut_slice().into();
-            match n {
-                16 => aes_gcm::Aes128Gcm::new_from_slice(cek)
-                    .map_err(|_| integrity())?
-                    .decrypt_inout_detached(&nonce, aad, data, &tag),
-                24 => aes_gcm::AesGcm::<aes::Aes192, aes_gcm::aead::consts::U12>::new_from_slice(cek)
-                    .map_err(|_| integrity())?
-                    .decrypt_inout_detached(&nonce, aad, data, &tag),
-                _ => aes_gcm::Aes256Gcm::new_from_slice(cek)
-                    .map_err(|_| integrity())?
-                    .decrypt_inout_detached(&nonce, aad, data, &tag),
-            }
-            .map_err(|_| integrity())?;
+            let alg = match n {
+                16 => &ring::aead::AES_128_GCM,
+                32 => &ring::aead::AES_256_GCM,
+                // ring has no AES-192: RustCrypto's, for the rare mail that uses it.
+                _ => {
+                    use aes_gcm::aead::{AeadInOut, KeyInit};
+                    let nonce = aes_gcm::Nonce::<aes_gcm::aead::consts::U12>::try_from(p.nonce.as_bytes())
+                        .map_err(|_| integrity())?;
+                    let tag = aes_gcm::Tag::<aes_gcm::aead::consts::U16>::try_from(tag.as_slice())
+                        .map_err(|_| integrity())?;
+                    aes_gcm::AesGcm::<aes::Aes192, aes_gcm::aead::consts::U12>::new_from_slice(cek)
+                        .map_err(|_| integrity())?
+                        .decrypt_inout_detached(&nonce, aad, buf.as_mut_slice().into(), &tag)
+                        .map_err(|_| integrity())?;
+                    return Ok(buf);
+                }
+            };
+            open_with_ring(alg, cek, p.nonce.as_bytes(), aad, tag, &mut buf).map_err(|_| integrity())?;
             Ok(buf)
         }
         ContentAlg::ChaCha20Poly1305 => {
-            use chacha20poly1305::aead::{AeadInOut, KeyInit};
             let nonce = params
                 .decode_as::<OctetString>()
                 .map_err(|e| CmsError::Malformed(format!("ChaCha20-Poly1305 nonce: {e}")))?;
@@ -158,13 +158,26 @@ pub(crate) fn decrypt_content(
             if tag.len() != 16 {
                 return Err(CmsError::Malformed("ChaCha20-Poly1305 MAC is not 16 bytes".into()));
             }
-            let nonce = chacha20poly1305::Nonce::try_from(nonce.as_bytes()).map_err(|_| integrity())?;
-            let tag = chacha20poly1305::Tag::try_from(tag.as_slice()).map_err(|_| integrity())?;
-            chacha20poly1305::ChaCha20Poly1305::new_from_slice(cek)
-                .map_err(|_| integrity())?
-                .decrypt_inout_detached(&nonce, aad.as_deref().unwrap_or(&[]), buf.as_mut_slice().into(), &tag)
+            let aad = aad.as_deref().unwrap_or(&[]);
+            open_with_ring(&ring::aead::CHACHA20_POLY1305, cek, nonce.as_bytes(), aad, tag, &mut buf)
                 .map_err(|_| integrity())?;
             Ok(buf)
         }
     }
+}
+
+/// Decrypt `buf` in place with ring's AEAD (the assembly BoringSSL uses), checking `tag`.
+fn open_with_ring(
+    alg: &'static ring::aead::Algorithm,
+    key: &[u8],
+    nonce: &[u8],
+    aad: &[u8],
+    tag: &[u8],
+    buf: &mut [u8],
+) -> Result<(), ring::error::Unspecified> {
+    let key = ring::aead::LessSafeKey::new(ring::aead::UnboundKey::new(alg, key)?);
+    let nonce = ring::aead::Nonce::try_assume_unique_for_key(nonce)?;
+    let tag = ring::aead::Tag::try_from(tag)?;
+    key.open_in_place_separate_tag(nonce, ring::aead::Aad::from(aad), tag, buf, 0..)?;
+    Ok(())
 }
