@@ -3,6 +3,9 @@
 # tokens and real openssl. Installs what it needs when run as root.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Each stage's time on stderr, so a slow CI says where its minutes went.
+started=$SECONDS
+stage() { echo "test.sh: ${1} done at $((SECONDS - started)) s" >&2; }
 . softhsm-tests/deps.sh
 # neomutt + tmux: the mail-client tests; postfix + Cyrus SASL: the relay; swaks: the SMTP client;
 # NSS tools (cmsutil), gpgsm and Bouncy Castle (Java): independent S/MIME peers; time: peak memory;
@@ -10,6 +13,7 @@ cd "$(dirname "$0")/.."
 # man-db: the packaged manual page is rendered by deb-check.
 ssmax_deps neomutt tmux postfix sasl2-bin libsasl2-modules swaks libnss3-tools gpgsm \
   openjdk-17-jdk-headless libbcprov-java libbcpkix-java libbcutil-java time ykcs11 man-db
+stage "packages"
 # rustup's default profile has both; a minimal one gets them here.
 for c in rustfmt clippy; do
   cargo "${c/rustfmt/fmt}" --version >/dev/null 2>&1 || rustup component add "$c"
@@ -18,10 +22,16 @@ done
 cargo fmt --check
 (cd fuzz && cargo fmt --check)
 cargo clippy --locked --all-targets -- -D warnings
+stage "fmt + clippy"
 # The YubiKey attestation path cannot run here (no YubiKey) but must keep compiling, lint-free.
 cargo clippy --locked --all-targets --features yubikey -- -D warnings
+stage "clippy (yubikey)"
 cargo test --locked
+stage "cargo test"
 # A short smoke of every fuzz target (a longer run: bash fuzz/run.sh 600).
 bash fuzz/run.sh 10
-# The Debian package: built with cargo-deb, its contents and units checked, its binary run.
+stage "fuzz smoke"
+# The Debian package: built by packaging/deb.sh (cargo-deb, with the manual pages and completions),
+# its contents and units checked, its page rendered, its completion and binary run.
 bash softhsm-tests/deb-check.sh
+stage "deb-check"
