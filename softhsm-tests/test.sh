@@ -10,9 +10,9 @@ stage() { echo "test.sh: ${1} done at $((SECONDS - started)) s" >&2; }
 # neomutt + tmux: the mail-client tests; postfix + Cyrus SASL: the relay; swaks: the SMTP client;
 # NSS tools (cmsutil), gpgsm and Bouncy Castle (Java): independent S/MIME peers; time: peak memory;
 # ykcs11: Yubico's module, tried against the virtual PIV card (and failing without pcscd elsewhere).
-# man-db: the packaged manual page is rendered by deb-check.
+# man-db: deb-check renders the packaged manual page; dpkg-dev: dpkg-shlibdeps for the package.
 ssmax_deps neomutt tmux postfix sasl2-bin libsasl2-modules swaks libnss3-tools gpgsm \
-  openjdk-17-jdk-headless libbcprov-java libbcpkix-java libbcutil-java time ykcs11 man-db
+  openjdk-17-jdk-headless libbcprov-java libbcpkix-java libbcutil-java time ykcs11 man-db dpkg-dev
 stage "packages"
 # rustup's default profile has both; a minimal one gets them here.
 for c in rustfmt clippy; do
@@ -31,7 +31,7 @@ stage "cargo test"
 # A short smoke of every fuzz target (a longer run: bash fuzz/run.sh 600).
 bash fuzz/run.sh 10
 stage "fuzz smoke"
-# The Debian package: built by packaging/deb.sh (cargo-deb, with the manual pages and completions),
+# The Debian package: built by packaging/deb.sh (dpkg-deb, with the manual pages and completions),
 # its contents and units checked, its page rendered, its completion and binary run.
 bash softhsm-tests/deb-check.sh
 stage "deb-check"
