@@ -3,14 +3,20 @@
 # shell completions the binary writes from its own clap definitions, the systemd user units, the
 # PKCS#11 profiles, the neomutt hooks and the docs. Depends comes from dpkg-shlibdeps, as
 # debhelper would have it. Prints the package's path last.
+#   bash packaging/deb.sh            the release build, as users get it
+#   bash packaging/deb.sh --dev      the dev build the tests made (CI checks the layout without
+#                                    compiling everything a second time, optimised)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release --locked
+profile=release
+if [ "${1:-}" = --dev ]; then profile=debug; fi
+if [ "$profile" = release ]; then cargo build --release --locked; else cargo build --locked; fi
+bin=target/$profile/ssmax-card
 version=$(sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -n1)
 arch=$(dpkg --print-architecture)
 root=target/debian-root
 rm -rf "$root" target/assets
-target/release/ssmax-card generate-docs --out target/assets
+"$bin" generate-docs --out target/assets
 gzip -9n target/assets/man/man1/*.1
 
 put() { # mode, destination directory, files...
@@ -19,7 +25,7 @@ put() { # mode, destination directory, files...
   install -d -m 755 "$dir"
   install -m "$mode" "$@" "$dir"
 }
-put 755 usr/bin target/release/ssmax-card
+put 755 usr/bin "$bin"
 strip --strip-unneeded "$root/usr/bin/ssmax-card"
 put 644 usr/lib/systemd/user packaging/systemd/ssmax-card-agent.socket packaging/systemd/ssmax-card-agent.service \
   packaging/systemd/ssmax-card-smtp.service
