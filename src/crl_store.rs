@@ -113,11 +113,12 @@ impl Store {
         let issuers: Vec<Certificate> =
             parsed.iter().cloned().chain(anchors.iter().filter_map(|d| Certificate::from_der(d).ok())).collect();
         let now = SystemTime::now();
+        let lists = [given, &found.crls].concat();
         let mut asked = 0;
         for c in &parsed {
             let tbs = &c.tbs_certificate;
             let urls = ocsp::responders(c);
-            let covered = revocation::list_for(c, &[given, &found.crls].concat(), now) == Some(true);
+            let covered = revocation::list_for(c, &lists, now) == Some(true);
             if urls.is_empty() || covered || tbs.issuer == tbs.subject || asked >= MAX_POINTS {
                 continue;
             }
@@ -226,7 +227,7 @@ impl Store {
             revocation::load_bytes(&data, url).ok()?.into_iter().next()
         });
         if let Some(c) = &cached {
-            if next_update(&c.der).is_some_and(|n| n > SystemTime::now() + self.fresh_for) {
+            if c.next_update.is_some_and(|n| n > SystemTime::now() + self.fresh_for) {
                 return Ok(c.clone());
             }
         }
@@ -323,11 +324,6 @@ pub fn distribution_points(c: &Certificate) -> Vec<String> {
             _ => None,
         })
         .collect()
-}
-
-fn next_update(der: &[u8]) -> Option<SystemTime> {
-    let list = x509_cert::crl::CertificateList::from_der(der).ok()?;
-    list.tbs_cert_list.next_update.map(|t| t.to_system_time())
 }
 
 /// A certificate and its issuer, as PEM: what a refresh needs to ask about it again.

@@ -185,7 +185,10 @@ pub fn check(
         CertStatus::Good(_) => State::Good,
         CertStatus::Revoked(info) => State::Revoked {
             at: info.revocation_time.0.to_system_time(),
-            reason: info.revocation_reason.map(reason_name).unwrap_or("no reason given"),
+            reason: info
+                .revocation_reason
+                .map(|r| super::revocation::reason_text(r as u8))
+                .unwrap_or("no reason given"),
         },
         CertStatus::Unknown(_) => State::Unknown,
     };
@@ -268,22 +271,6 @@ fn verify_signed(signer: &[u8], basic: &BasicOcspResponse, tbs: &[u8]) -> Result
     } else {
         format!("an unsupported algorithm ({})", basic.signature_algorithm.oid)
     })
-}
-
-fn reason_name(r: x509_cert::ext::pkix::CrlReason) -> &'static str {
-    use x509_cert::ext::pkix::CrlReason as R;
-    match r {
-        R::Unspecified => "unspecified",
-        R::KeyCompromise => "key compromise",
-        R::CaCompromise => "CA compromise",
-        R::AffiliationChanged => "affiliation changed",
-        R::Superseded => "superseded",
-        R::CessationOfOperation => "cessation of operation",
-        R::CertificateHold => "certificate hold",
-        R::RemoveFromCRL => "removed from CRL",
-        R::PrivilegeWithdrawn => "privilege withdrawn",
-        R::AaCompromise => "AA compromise",
-    }
 }
 
 #[cfg(test)]

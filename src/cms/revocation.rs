@@ -5,7 +5,7 @@
 use super::{cert, CmsError};
 use der::Decode;
 use serde::{Deserialize, Serialize};
-use webpki::{CertRevocationList, OwnedCertRevocationList, RevocationReason};
+use webpki::{CertRevocationList, OwnedCertRevocationList};
 use x509_cert::Certificate;
 
 /// How strictly revocation is checked.
@@ -50,6 +50,8 @@ impl Status {
 pub struct Crl {
     pub der: Vec<u8>,
     pub list: CertRevocationList<'static>,
+    /// Until when it is current (none: it does not say, and is never current).
+    pub next_update: Option<std::time::SystemTime>,
 }
 
 /// Lists are shared, not copied: a parsed list holds a map of every revoked serial.
@@ -75,7 +77,11 @@ fn parse_der(der: Vec<u8>, what: &str) -> Result<Shared, CmsError> {
             e => format!("{what}: not a CRL ({e:?})"),
         })
     })?;
-    Ok(std::sync::Arc::new(Crl { der, list: CertRevocationList::Owned(parsed) }))
+    let next_update = x509_cert::crl::CertificateList::from_der(&der)
+        .ok()
+        .and_then(|l| l.tbs_cert_list.next_update)
+        .map(|t| t.to_system_time());
+    Ok(std::sync::Arc::new(Crl { der, list: CertRevocationList::Owned(parsed), next_update }))
 }
 
 /// CRLs from the bytes of a file (`what` names it in errors): PEM (`X509 CRL` blocks, any
@@ -139,7 +145,7 @@ pub fn who_is_revoked(chain: &[&[u8]], crls: &[Shared]) -> Option<String> {
             let found = list.find_serial(serial).ok().flatten().or_else(|| list.find_serial(stripped).ok().flatten());
             if let Some(r) = found {
                 let when = std::time::UNIX_EPOCH + std::time::Duration::from_secs(r.revocation_date.as_secs());
-                let reason = r.reason_code.map(reason_name).unwrap_or("no reason given");
+                let reason = r.reason_code.map(|c| reason_text(c as u8)).unwrap_or("no reason given");
                 return Some(format!(
                     "the certificate '{}' (serial {}) was revoked on {} ({reason}) by {}",
                     cert::subject(&c),
@@ -153,21 +159,18 @@ pub fn who_is_revoked(chain: &[&[u8]], crls: &[Shared]) -> Option<String> {
     None
 }
 
-/// webpki gives the CRL issuer as the Name's contents, without the outer SEQUENCE header.
 /// Is there a list from `c`'s issuer among `crls`, and (`current`) is it current at `now`?
 pub fn list_for(c: &Certificate, crls: &[Shared], now: std::time::SystemTime) -> Option<bool> {
     let issuer = der::Encode::to_der(&c.tbs_certificate.issuer).ok()?;
     let mut found = None;
     for crl in crls.iter().filter(|l| l.list.issuer() == issuer_value(&issuer)) {
-        let current = x509_cert::crl::CertificateList::from_der(&crl.der)
-            .ok()
-            .and_then(|l| l.tbs_cert_list.next_update)
-            .is_some_and(|n| n.to_system_time() > now);
+        let current = crl.next_update.is_some_and(|n| n > now);
         found = Some(found.unwrap_or(false) || current);
     }
     found
 }
 
+/// webpki gives the CRL issuer as the Name's contents, without the outer SEQUENCE header.
 fn issuer_value(name_der: &[u8]) -> &[u8] {
     let header_len = match name_der.get(1) {
         Some(&n) if n < 0x80 => 2,
@@ -177,18 +180,20 @@ fn issuer_value(name_der: &[u8]) -> &[u8] {
     name_der.get(header_len..).unwrap_or_default()
 }
 
-fn reason_name(r: RevocationReason) -> &'static str {
-    match r {
-        RevocationReason::Unspecified => "unspecified",
-        RevocationReason::KeyCompromise => "key compromise",
-        RevocationReason::CaCompromise => "CA compromise",
-        RevocationReason::AffiliationChanged => "affiliation changed",
-        RevocationReason::Superseded => "superseded",
-        RevocationReason::CessationOfOperation => "cessation of operation",
-        RevocationReason::CertificateHold => "certificate hold",
-        RevocationReason::RemoveFromCrl => "removed from CRL",
-        RevocationReason::PrivilegeWithdrawn => "privilege withdrawn",
-        RevocationReason::AaCompromise => "AA compromise",
+/// The words for a CRLReason code (RFC 5280 §5.3.1), as CRLs and OCSP answers give it.
+pub fn reason_text(code: u8) -> &'static str {
+    match code {
+        0 => "unspecified",
+        1 => "key compromise",
+        2 => "CA compromise",
+        3 => "affiliation changed",
+        4 => "superseded",
+        5 => "cessation of operation",
+        6 => "certificate hold",
+        8 => "removed from CRL",
+        9 => "privilege withdrawn",
+        10 => "AA compromise",
+        _ => "a reason this program does not know",
     }
 }
 
