@@ -94,13 +94,13 @@ impl From<MailError> for Failure {
 
 impl From<ProfileError> for Failure {
     fn from(e: ProfileError) -> Self {
-        Failure::new(Exit::Usage, format!("bad profile: {e}"))
+        Failure::new(Exit::Usage, crate::tr!("bad-profile", error = e.to_string()))
     }
 }
 
 impl From<ConfigError> for Failure {
     fn from(e: ConfigError) -> Self {
-        Failure::new(Exit::Usage, format!("bad config: {e}"))
+        Failure::new(Exit::Usage, crate::tr!("bad-config", error = e.to_string()))
     }
 }
 

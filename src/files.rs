@@ -16,11 +16,11 @@ pub const MAX_TEXT_FILE: u64 = 1024 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReadError {
-    #[error("cannot read {}: {source}", path.display())]
+    #[error("{}", crate::tr!("file-cannot-read", path = .path, error = .source.to_string()))]
     Io { path: PathBuf, source: std::io::Error },
-    #[error("{} is {kind}, not a regular file; refused", path.display())]
-    NotRegular { path: PathBuf, kind: &'static str },
-    #[error("{} is larger than {}; refused", path.display(), size(*limit))]
+    #[error("{}", crate::tr!("file-not-regular", path = .path, kind = .kind.text()))]
+    NotRegular { path: PathBuf, kind: FileKind },
+    #[error("{}", crate::tr!("file-too-large", path = .path, limit = size(*.limit)))]
     TooLarge { path: PathBuf, limit: u64 },
 }
 
@@ -104,20 +104,44 @@ pub fn read_stream(r: impl Read, limit: u64, buf: &mut Vec<u8>) -> std::io::Resu
     r.take(limit + 1).read_to_end(buf).map(drop)
 }
 
-fn describe(t: std::fs::FileType) -> &'static str {
+/// What stands at a path where a regular file was expected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileKind {
+    Directory,
+    Fifo,
+    CharDevice,
+    BlockDevice,
+    Socket,
+    Other,
+}
+
+impl FileKind {
+    fn text(self) -> String {
+        match self {
+            FileKind::Directory => crate::tr!("file-kind-directory"),
+            FileKind::Fifo => crate::tr!("file-kind-fifo"),
+            FileKind::CharDevice => crate::tr!("file-kind-char-device"),
+            FileKind::BlockDevice => crate::tr!("file-kind-block-device"),
+            FileKind::Socket => crate::tr!("file-kind-socket"),
+            FileKind::Other => crate::tr!("file-kind-other"),
+        }
+    }
+}
+
+fn describe(t: std::fs::FileType) -> FileKind {
     use std::os::unix::fs::FileTypeExt;
     if t.is_dir() {
-        "a directory"
+        FileKind::Directory
     } else if t.is_fifo() {
-        "a FIFO (named pipe)"
+        FileKind::Fifo
     } else if t.is_char_device() {
-        "a character device"
+        FileKind::CharDevice
     } else if t.is_block_device() {
-        "a block device"
+        FileKind::BlockDevice
     } else if t.is_socket() {
-        "a socket"
+        FileKind::Socket
     } else {
-        "not a file"
+        FileKind::Other
     }
 }
 
@@ -129,7 +153,7 @@ mod tests {
     #[test]
     fn a_device_is_refused_before_anything_is_read() {
         let e = read_regular(Path::new("/dev/zero"), MAX_CERT_FILE).unwrap_err();
-        assert!(matches!(e, ReadError::NotRegular { kind: "a character device", .. }), "{e}");
+        assert!(matches!(e, ReadError::NotRegular { kind: FileKind::CharDevice, .. }), "{e}");
         assert!(e.is_usage());
     }
 
@@ -138,7 +162,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let fifo = dir.path().join("f");
         assert!(std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success());
-        assert!(matches!(read_regular(&fifo, 10), Err(ReadError::NotRegular { kind: "a FIFO (named pipe)", .. })));
+        assert!(matches!(read_regular(&fifo, 10), Err(ReadError::NotRegular { kind: FileKind::Fifo, .. })));
     }
 
     #[test]

@@ -17,6 +17,9 @@ pub struct ClientEnv {
     pub term: Option<String>,
     pub display: Option<String>,
     pub wayland_display: Option<String>,
+    /// The language the client's messages are in (`en`, `ja`): the agent answers in it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lang: Option<String>,
 }
 
 /// A file descriptor the caller opened for us (`--pin-fd N`): for automation and tests.
@@ -38,7 +41,7 @@ impl PinPrompt for FdPin {
     fn ask(&self, _request: &PinRequest<'_>) -> Result<SecretString, TokenError> {
         // One PIN per invocation: a second read would be an automatic retry.
         if self.used.replace(true) {
-            return Err(TokenError::NoPinSource("the PIN from --pin-fd was already used once".into()));
+            return Err(TokenError::NoPinSource(crate::tr!("pin-fd-used")));
         }
         secret_from_fd(self.fd, "--pin-fd", "PIN").map_err(TokenError::NoPinSource)
     }
@@ -122,10 +125,9 @@ pub struct TtyPin;
 
 impl PinPrompt for TtyPin {
     fn ask(&self, request: &PinRequest<'_>) -> Result<SecretString, TokenError> {
-        let prompt = format!("PIN for '{}' ({}): ", request.token, request.operation);
-        let s = rpassword::prompt_password(prompt).map_err(|e| {
-            TokenError::NoPinSource(format!("no terminal to ask on ({e}); configure pinentry or pass --pin-fd N"))
-        })?;
+        let prompt = crate::tr!("pin-tty-prompt", token = request.token, operation = request.operation);
+        let s = rpassword::prompt_password(format!("{prompt} "))
+            .map_err(|e| TokenError::NoPinSource(crate::tr!("pin-no-terminal", error = e.to_string())))?;
         Ok(SecretString::from(s))
     }
 }
@@ -150,17 +152,18 @@ impl PinPrompt for PinentryPin {
             None => pinentry::PassphraseInput::with_default_binary(),
         };
         let Some(mut input) = input else {
-            return Err(TokenError::NoPinSource("pinentry is configured but no pinentry program was found".into()));
+            return Err(TokenError::NoPinSource(crate::tr!("pin-no-pinentry")));
         };
         let r = request.rules;
-        let description = format!(
-            "Enter the PIN of token \"{}\" to {} ({} to {} characters).",
-            request.token,
-            request.operation,
-            r.min_length.get_ref(),
-            r.max_length
+        let description = crate::tr!(
+            "pin-entry-description",
+            token = request.token,
+            operation = request.operation,
+            min = *r.min_length.get_ref(),
+            max = r.max_length
         );
-        input.with_title("ssmax-card").with_description(&description).with_prompt("PIN:").required("A PIN is required");
+        let required = crate::tr!("pin-entry-required");
+        input.with_title("ssmax-card").with_description(&description).with_prompt("PIN:").required(&required);
         if let Some(c) = &self.client {
             let mut o = pinentry::unix::Options::builder();
             if let Some(t) = c.tty.as_deref() {

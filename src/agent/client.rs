@@ -23,9 +23,9 @@ pub fn socket_path(explicit: Option<&Path>) -> PathBuf {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    #[error("the agent at {path} is not reachable ({reason}); start it with 'ssmax-card agent' or use --agent never")]
+    #[error("{}", crate::tr!("agent-unreachable", path = .path, reason = .reason))]
     Unreachable { path: String, reason: String },
-    #[error("the agent at {path} broke off the request ({reason}); it may have stopped — run the command again")]
+    #[error("{}", crate::tr!("agent-broke-off", path = .path, reason = .reason))]
     Broken { path: String, reason: String },
 }
 
@@ -89,5 +89,6 @@ pub fn client_env() -> ClientEnv {
         term: std::env::var("TERM").ok(),
         display: std::env::var("DISPLAY").ok(),
         wayland_display: std::env::var("WAYLAND_DISPLAY").ok(),
+        lang: Some(crate::l10n::current().tag().to_string()),
     }
 }

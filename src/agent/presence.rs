@@ -123,16 +123,13 @@ pub(super) fn warn_expiring(t: &Token, events: &Events) {
         let left = until.duration_since(now).unwrap_or_default();
         if left < Duration::from_secs(30 * 86400) {
             let when = crate::cms::cert::fmt_time(until);
-            let state = if now > until {
-                format!("expired on {when}")
+            let note = if now > until {
+                crate::tr!("event-certificate-expired", label = c.label, token = t.label, when = when)
             } else {
-                format!("expires on {when} (in {} days)", left.as_secs() / 86400)
+                let days = left.as_secs() / 86400;
+                crate::tr!("event-certificate-expiring", label = c.label, token = t.label, when = when, days = days)
             };
-            event(
-                events,
-                "cert-expiring",
-                format!("certificate '{}' on token '{}' {state}: renew it", c.label, t.label),
-            );
+            event(events, "cert-expiring", note);
         }
     }
 }
@@ -168,12 +165,11 @@ pub(super) fn apply_presence(
                 rescan(lanes, &w.module);
             }
             w.present = false;
-            let from = w.reader.as_ref().map(|r| format!(" from reader '{r}'")).unwrap_or_default();
-            event(
-                events,
-                "token-removed",
-                format!("token '{}' was removed{from}: sessions closed, PIN forgotten", w.label),
-            );
+            let note = match &w.reader {
+                Some(r) => crate::tr!("event-token-removed-from", token = w.label, reader = r),
+                None => crate::tr!("event-token-removed", token = w.label),
+            };
+            event(events, "token-removed", note);
             true
         }
         (true, Some(serial)) if serial != w.serial => {
@@ -182,12 +178,8 @@ pub(super) fn apply_presence(
             }
             forget(lanes, key);
             rescan(lanes, &w.module);
-            event(
-                events,
-                "token-removed",
-                format!("token '{}' (serial {}) was replaced: sessions closed, PIN forgotten", w.label, w.serial),
-            );
-            event(events, "token-inserted", format!("token '{}' (serial {serial}) is present", w.label));
+            event(events, "token-removed", crate::tr!("event-token-replaced", token = w.label, serial = w.serial));
+            event(events, "token-inserted", crate::tr!("event-token-inserted", token = w.label, serial = serial));
             w.serial = serial;
             true
         }
@@ -199,7 +191,7 @@ pub(super) fn apply_presence(
                 rescan(lanes, &w.module);
             }
             w.present = true;
-            event(events, "token-inserted", format!("token '{}' (serial {serial}) is present", w.label));
+            event(events, "token-inserted", crate::tr!("event-token-inserted", token = w.label, serial = serial));
             w.serial = serial;
             false
         }

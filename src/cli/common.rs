@@ -27,10 +27,7 @@ pub fn setup(g: &Global) -> Result<Setup, Failure> {
 pub fn prompt(g: &Global, config: &Config, io: Option<&InOut>) -> Result<Box<dyn PinPrompt>, Failure> {
     if let Some(fd) = g.pin_fd {
         if fd == 0 && io.is_some_and(|io| io.input.is_none()) {
-            return Err(Failure::new(
-                Exit::Usage,
-                "--pin-fd 0 is standard input, which carries the mail here: use another descriptor or --in FILE",
-            ));
+            return Err(Failure::new(Exit::Usage, crate::tr!("cli-pin-fd-stdin")));
         }
         return Ok(Box::new(FdPin::new(fd)));
     }
@@ -46,12 +43,9 @@ pub fn read_input(io: &InOut) -> Result<Vec<u8>, Failure> {
     let Some(p) = &io.input else {
         let mut buf = Vec::new();
         files::read_stream(std::io::stdin().lock(), files::MAX_MAIL, &mut buf)
-            .map_err(|e| Failure::new(Exit::Io, format!("cannot read standard input: {e}")))?;
+            .map_err(|e| Failure::new(Exit::Io, crate::tr!("cli-cannot-read-stdin", error = e.to_string())))?;
         if buf.len() as u64 > files::MAX_MAIL {
-            return Err(Failure::new(
-                Exit::Usage,
-                format!("input is larger than {}; refused", files::size(files::MAX_MAIL)),
-            ));
+            return Err(too_large());
         }
         return Ok(buf);
     };
@@ -62,9 +56,11 @@ pub fn read_input(io: &InOut) -> Result<Vec<u8>, Failure> {
 pub fn read_opened_input(f: std::fs::File, p: &Path) -> Result<Vec<u8>, Failure> {
     files::read_limited(f, files::MAX_MAIL)
         .map_err(|source| Failure::from(files::ReadError::Io { path: p.to_path_buf(), source }))?
-        .ok_or_else(|| {
-            Failure::new(Exit::Usage, format!("input is larger than {}; refused", files::size(files::MAX_MAIL)))
-        })
+        .ok_or_else(too_large)
+}
+
+fn too_large() -> Failure {
+    Failure::new(Exit::Usage, crate::tr!("cli-input-too-large", limit = files::size(files::MAX_MAIL)))
 }
 
 /// `--in FILE` opened for reading: a regular file or a pipe, nothing else.
@@ -109,7 +105,7 @@ pub fn write_output_pieces(io: &InOut, pieces: &[&[u8]]) -> Result<(), Failure> 
 }
 
 fn output_failure(path: &Path, e: &dyn std::fmt::Display) -> Failure {
-    Failure::new(Exit::Io, format!("cannot write {}: {e}", path.display()))
+    Failure::new(Exit::Io, crate::tr!("cli-cannot-write", path = path, error = e.to_string()))
 }
 
 /// The temp file an --out file is written as (same directory, so the rename is atomic).
@@ -131,5 +127,5 @@ fn write_stdout(pieces: &[&[u8]]) -> Result<(), Failure> {
         .iter()
         .try_for_each(|p| out.write_all(p))
         .and_then(|_| out.flush())
-        .map_err(|e| Failure::new(Exit::Io, format!("cannot write standard output: {e}")))
+        .map_err(|e| Failure::new(Exit::Io, crate::tr!("cli-cannot-write-stdout", error = e.to_string())))
 }

@@ -15,7 +15,7 @@ pub fn run_send(g: &Global, io: &InOut, attach: &[PathBuf], labels: &[String], p
     if attach.len() != labels.len() {
         return Err(Failure::new(
             Exit::Usage,
-            format!("give one --label for each --attach ({} files, {} labels)", attach.len(), labels.len()),
+            crate::tr!("cli-labels-per-attachment", files = attach.len(), labels = labels.len()),
         ));
     }
     let mut extra = Vec::new();
@@ -45,10 +45,7 @@ pub fn run_agent(g: &Global, audit_log: Option<PathBuf>) -> Result<(), Failure> 
     // One descriptor holds one PIN, and the agent serves many requests from many clients:
     // it asks each client's pinentry instead. Accepting the option would fail every sign.
     if g.pin_fd.is_some() {
-        return Err(Failure::new(
-            Exit::Usage,
-            "the agent asks for PINs with pinentry on the client's display and takes no --pin-fd; give --pin-fd to a one-shot command (with --agent never) instead",
-        ));
+        return Err(Failure::new(Exit::Usage, crate::tr!("cli-agent-no-pin-fd")));
     }
     let setup = common::setup(g)?;
     let socket = crate::agent::client::socket_path(g.socket.as_deref());
@@ -80,9 +77,10 @@ pub fn audit_verify(g: &Global, log: Option<PathBuf>) -> Result<(), Failure> {
     let path = log
         .or(setup.config.agent.audit_log.clone())
         .or_else(|| directories::ProjectDirs::from("jp", "SSMAX", "ssmax-card").map(|d| d.data_dir().join("audit.log")))
-        .ok_or_else(|| Failure::new(Exit::Usage, "no audit log path; give --log FILE"))?;
-    let (n, _) = crate::agent::audit::verify(&path)
-        .map_err(|e| Failure::new(Exit::VerificationFailed, format!("audit log {}: {e}", path.display())))?;
-    println!("audit log {}: {n} entries, chain intact", path.display());
+        .ok_or_else(|| Failure::new(Exit::Usage, crate::tr!("cli-no-audit-log")))?;
+    let (n, _) = crate::agent::audit::verify(&path).map_err(|e| {
+        Failure::new(Exit::VerificationFailed, crate::tr!("audit-broken", path = path, error = e.to_string()))
+    })?;
+    println!("{}", crate::tr!("audit-intact", path = path, entries = n));
     Ok(())
 }

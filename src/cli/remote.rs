@@ -34,10 +34,7 @@ pub fn try_agent(cli: &Cli) -> Option<Result<(), Failure>> {
     // The agent reads its own config and asks for PINs through pinentry: these stay local.
     if g.pin_fd.is_some() || g.config.is_some() {
         return match g.agent {
-            AgentMode::Always => Some(Err(Failure::new(
-                Exit::Usage,
-                "--pin-fd and --config are not passed to the agent; use --agent never",
-            ))),
+            AgentMode::Always => Some(Err(Failure::new(Exit::Usage, crate::tr!("cli-not-for-agent")))),
             _ => None,
         };
     }
@@ -83,12 +80,7 @@ fn run(cli: &Cli, mut stream: std::os::unix::net::UnixStream, path: &Path) -> Re
                 passed.push((kind, crate::files::open_regular(p)?));
             }
             if passed.len() > MAX_PASSED {
-                return Err(Failure::new(
-                    Exit::Usage,
-                    format!(
-                        "at most {MAX_PASSED} --ca, --certfile, --crl and --content files go to the agent; use --agent never"
-                    ),
-                ));
+                return Err(Failure::new(Exit::Usage, crate::tr!("cli-too-many-files-for-agent", most = MAX_PASSED)));
             }
             let args = VerifyArgs { no_token: *no_token, out: io.output.is_some(), revocation: g.revocation };
             (Call::Verify(args), io, Body::of(io)?, None)
@@ -97,7 +89,7 @@ fn run(cli: &Cli, mut stream: std::os::unix::net::UnixStream, path: &Path) -> Re
             if attach.len() != label.len() {
                 return Err(Failure::new(
                     Exit::Usage,
-                    format!("give one --label for each --attach ({} files, {} labels)", attach.len(), label.len()),
+                    crate::tr!("cli-labels-per-attachment", files = attach.len(), labels = label.len()),
                 ));
             }
             let mut extra = Vec::new();
@@ -148,7 +140,7 @@ fn run(cli: &Cli, mut stream: std::os::unix::net::UnixStream, path: &Path) -> Re
     if !resp.ok {
         return Err(Failure::new(
             Exit::from_code(resp.exit),
-            resp.error.unwrap_or_else(|| "the agent refused the request".into()),
+            resp.error.unwrap_or_else(|| crate::tr!("agent-refused")),
         ));
     }
     let openssl_status = matches!(cli.command, Command::Verify { openssl_status: true, .. });
@@ -169,12 +161,10 @@ fn run(cli: &Cli, mut stream: std::os::unix::net::UnixStream, path: &Path) -> Re
         None if call == Call::Status => {}
         None => match out_file {
             Some((tmp, p)) => {
-                let len = resp
-                    .body_in_fd
-                    .ok_or_else(|| Failure::new(Exit::Io, "the agent did not say how long its product is"))?;
-                tmp.as_file()
-                    .set_len(len)
-                    .map_err(|e| Failure::new(Exit::Io, format!("cannot write {}: {e}", p.display())))?;
+                let len = resp.body_in_fd.ok_or_else(|| Failure::new(Exit::Io, crate::tr!("agent-no-length")))?;
+                tmp.as_file().set_len(len).map_err(|e| {
+                    Failure::new(Exit::Io, crate::tr!("cli-cannot-write", path = p, error = e.to_string()))
+                })?;
                 persist_output(tmp, p)?;
             }
             None => write_output(io, &out)?,

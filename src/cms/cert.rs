@@ -223,7 +223,7 @@ pub fn is_ca(cert: &Certificate) -> bool {
 pub fn check_signing_usage(cert: &Certificate) -> Result<(), String> {
     if let Some(ku) = key_usage(cert) {
         if !(ku.digital_signature() || ku.non_repudiation()) {
-            return Err("its key usage does not allow digital signatures".into());
+            return Err(crate::tr!("cert-usage-no-signature"));
         }
     }
     check_email_eku(cert)
@@ -232,7 +232,7 @@ pub fn check_signing_usage(cert: &Certificate) -> Result<(), String> {
 pub fn check_email_eku(cert: &Certificate) -> Result<(), String> {
     if let Some(eku) = extended_key_usage(cert) {
         if !eku.0.iter().any(|o| *o == EKU_EMAIL || *o == EKU_ANY) {
-            return Err("its extended key usage does not include e-mail protection".into());
+            return Err(crate::tr!("cert-usage-no-email"));
         }
     }
     Ok(())

@@ -33,20 +33,20 @@ pub const MAX_CERT_SIZE: usize = 64 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CmsError {
-    #[error("malformed CMS: {0}")]
+    #[error("{}", crate::tr!("cms-malformed", detail = .0))]
     Malformed(String),
     /// Something we are asked to write that we do not (encrypting to an unknown key type).
-    #[error("unsupported: {0}")]
+    #[error("{}", crate::tr!("cms-unsupported", detail = .0))]
     Unsupported(String),
     /// A well-formed envelope we cannot open: an algorithm we refuse or do not know, or a key
     /// the token cannot use for it. Not malformed input.
-    #[error("cannot decrypt: {0}")]
+    #[error("{}", crate::tr!("cms-cannot-decrypt", detail = .0))]
     CannotDecrypt(String),
-    #[error("verification failed: {0}")]
+    #[error("{}", crate::tr!("cms-verify-failed", detail = .0))]
     Verify(String),
-    #[error("decryption failed: {0}")]
+    #[error("{}", crate::tr!("cms-decrypt-failed", detail = .0))]
     Decrypt(String),
-    #[error("no usable key: {0}")]
+    #[error("{}", crate::tr!("cms-no-key", detail = .0))]
     NoKey(String),
     /// The key's own failure (a token's: wrong PIN, card removed, mechanism refused), kept whole
     /// so the edge can tell which; cms knows keys only through the Signer and Decryptor seams.

@@ -36,11 +36,9 @@ pub enum Status {
 impl Status {
     pub fn describe(&self) -> String {
         match self {
-            Status::NotRevoked => {
-                "not revoked (every certificate in the chain checked against a current CRL or OCSP answer)".into()
-            }
-            Status::Unknown(why) => format!("revocation status unknown: {why}"),
-            Status::NotChecked => "not checked (--revocation off)".into(),
+            Status::NotRevoked => crate::tr!("revocation-status-good"),
+            Status::Unknown(why) => crate::tr!("revocation-status-unknown", why = why),
+            Status::NotChecked => crate::tr!("revocation-status-off"),
         }
     }
 }

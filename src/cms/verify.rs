@@ -83,17 +83,13 @@ pub fn verify_with_lists(
     let content = match (econtent, detached) {
         // Well-formed, but a detached signature must not carry content of its own (RFC 8551
         // §3.5.3); which of the two would the reader be shown? Refused as a verification.
-        (Some(_), Some(_)) => {
-            return Err(CmsError::Verify(
-                "the signature carries content of its own besides the signed part: refused".into(),
-            ))
-        }
+        (Some(_), Some(_)) => return Err(CmsError::Verify(crate::tr!("verify-content-twice"))),
         (Some(c), None) => c,
         (None, Some(d)) => d.to_vec(),
         (None, None) => return Err(CmsError::Malformed("detached signature without the signed content".into())),
     };
     if sd.signer_infos.is_empty() {
-        return Err(CmsError::Verify("the signature has no signers".into()));
+        return Err(CmsError::Verify(crate::tr!("verify-no-signers")));
     }
     if sd.signer_infos.len() > super::MAX_SIGNERS {
         return Err(CmsError::Malformed(format!(
@@ -163,11 +159,8 @@ fn verify_signer(
     now: SystemTime,
 ) -> Result<SignerReport, CmsError> {
     let pool: Vec<&Vec<u8>> = embedded.iter().chain(&trust.intermediates).chain(&trust.anchors).collect();
-    let (signer_der, signer) = find_signer_cert(&si.sid, &pool).ok_or_else(|| {
-        CmsError::Verify(
-            "the signer's certificate is neither in the message nor given (pass it with --certfile FILE)".into(),
-        )
-    })?;
+    let (signer_der, signer) =
+        find_signer_cert(&si.sid, &pool).ok_or_else(|| CmsError::Verify(crate::tr!("verify-no-signer-certificate")))?;
     let who = cert::subject(&signer);
 
     // What was signed: the DER of the signed attributes (as a SET), or the content itself.
@@ -177,7 +170,7 @@ fn verify_signer(
             let digest_alg = &si.digest_alg.oid;
             let hash = super::sign::digest_for(digest_alg);
             let md = attr(si, rfc5911::ID_MESSAGE_DIGEST)?
-                .ok_or_else(|| CmsError::Verify("signed attributes lack the message digest".into()))?;
+                .ok_or_else(|| CmsError::Verify(crate::tr!("verify-no-message-digest")))?;
             let md = md
                 .decode_as::<der::asn1::OctetString>()
                 .map_err(|e| CmsError::Malformed(format!("message digest: {e}")))?;
@@ -186,14 +179,12 @@ fn verify_signer(
                 None => return Err(refused(&who, digest_alg)),
             };
             if md.as_bytes() != computed.as_slice() {
-                return Err(CmsError::Verify(format!(
-                    "the content does not match the signature of {who}: the mail was altered after signing"
-                )));
+                return Err(CmsError::Verify(crate::tr!("verify-content-altered", who = who)));
             }
             let ct = attr(si, rfc5911::ID_CONTENT_TYPE)?
-                .ok_or_else(|| CmsError::Verify("signed attributes lack the content type".into()))?;
+                .ok_or_else(|| CmsError::Verify(crate::tr!("verify-no-content-type")))?;
             if ct.decode_as::<der::oid::ObjectIdentifier>().ok() != Some(econtent_type) {
-                return Err(CmsError::Verify("the signed content-type attribute does not match the content".into()));
+                return Err(CmsError::Verify(crate::tr!("verify-content-type-differs")));
             }
             if let Some(t) = attr(si, rfc5911::ID_SIGNING_TIME)? {
                 signing_time = Some(parse_time(t)?);
@@ -204,13 +195,10 @@ fn verify_signer(
     };
     let (check, alg_name) = signature_alg(si, &signer, &who)?;
     let cert_der = CertificateDer::from(signer_der.as_slice());
-    let ee = webpki::EndEntityCert::try_from(&cert_der)
-        .map_err(|e| CmsError::Verify(format!("the certificate of {who} is not acceptable: {e:?}")))?;
-    let altered = |why: String| {
-        CmsError::Verify(format!(
-            "the signature of {who} does not verify ({why}): the mail was altered or signed with another key"
-        ))
-    };
+    let ee = webpki::EndEntityCert::try_from(&cert_der).map_err(|e| {
+        CmsError::Verify(crate::tr!("verify-certificate-unacceptable", who = who, error = format!("{e:?}")))
+    })?;
+    let altered = |why: String| CmsError::Verify(crate::tr!("verify-signature-altered", who = who, why = why));
     match check {
         Check::Webpki(alg) => {
             ee.verify_signature(alg, &signed_bytes, si.signature.as_bytes()).map_err(|e| altered(format!("{e:?}")))?
@@ -224,31 +212,31 @@ fn verify_signer(
     }
 
     cert::check_signing_usage(&signer)
-        .map_err(|r| CmsError::Verify(format!("the certificate of {who} may not sign mail: {r}")))?;
+        .map_err(|r| CmsError::Verify(crate::tr!("verify-certificate-usage", who = who, reason = r)))?;
     let pinned = trust.anchors.contains(&signer_der);
-    let mut times = vec![("now", now)];
+    let mut times = vec![(crate::tr!("verify-when-now"), now)];
     if let Some(t) = signing_time {
-        times.insert(0, ("at signing time", t));
+        times.insert(0, (crate::tr!("verify-when-signed"), t));
         if t > now + Duration::from_secs(300) {
-            return Err(CmsError::Verify(format!("the signing time {} is in the future", cert::fmt_time(t))));
+            return Err(CmsError::Verify(crate::tr!("verify-signing-time-future", when = cert::fmt_time(t))));
         }
     }
     let chain = if pinned {
         for (when, t) in &times {
             if *t < cert::not_before(&signer) || *t > cert::not_after(&signer) {
-                return Err(CmsError::Verify(format!(
-                    "the certificate of {who} was not valid {when} (valid {} to {})",
-                    cert::fmt_time(cert::not_before(&signer)),
-                    cert::fmt_time(cert::not_after(&signer))
+                return Err(CmsError::Verify(crate::tr!(
+                    "verify-certificate-not-valid",
+                    who = who,
+                    when = when,
+                    from = cert::fmt_time(cert::not_before(&signer)),
+                    until = cert::fmt_time(cert::not_after(&signer))
                 )));
             }
         }
         vec![who.clone()]
     } else {
         if trust.anchors.is_empty() {
-            return Err(CmsError::Verify(
-                "no trust anchors: keep the SSMAX root on the token or pass --ca FILE".into(),
-            ));
+            return Err(CmsError::Verify(crate::tr!("verify-no-anchors")));
         }
         for (when, t) in &times {
             check_chain(&signer_der, embedded, trust, *t)
@@ -259,7 +247,7 @@ fn verify_signer(
     // Revocation is judged now, whatever the signing time says: a signing time is the signer's
     // own claim, and a stolen key can claim any.
     let revocation = if pinned {
-        revocation::Status::Unknown("the signer's certificate is itself a trust anchor".into())
+        revocation::Status::Unknown(crate::tr!("revocation-signer-is-anchor"))
     } else {
         check_revocation(&signer_der, embedded, trust, now).map_err(|e| {
             let chain: Vec<&[u8]> = std::iter::once(signer_der.as_slice())
@@ -338,21 +326,20 @@ pub fn check_revocation(
         }
     }
     match (unknown, stale, trust.revocation) {
-        (false, false, _) if in_grace => Ok(Status::Unknown(format!(
-            "a CRL for the chain is past its nextUpdate, within the grace of {} h (revocation_grace_hours)",
-            trust.grace.as_secs() / 3600
-        ))),
+        (false, false, _) if in_grace => {
+            Ok(Status::Unknown(crate::tr!("revocation-in-grace", hours = trust.grace.as_secs() / 3600)))
+        }
         (false, false, _) => Ok(Status::NotRevoked),
         (true, _, Policy::Require) => Err(webpki::Error::UnknownRevocationStatus),
         (false, true, Policy::Require) => Err(webpki::Error::CrlExpired {
             time: UnixTime::since_unix_epoch(time.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default()),
             next_update: UnixTime::since_unix_epoch(Duration::ZERO),
         }),
-        (true, _, _) if trust.crls.is_empty() && trust.ocsp.is_empty() => Ok(Status::Unknown(
-            "no CRL or OCSP answer to be had (--crl, crls in the config, or the certificates' own)".into(),
-        )),
-        (true, _, _) => Ok(Status::Unknown("no CRL or OCSP answer covers every certificate of the chain".into())),
-        (false, true, _) => Ok(Status::Unknown("a CRL for the chain is out of date".into())),
+        (true, _, _) if trust.crls.is_empty() && trust.ocsp.is_empty() => {
+            Ok(Status::Unknown(crate::tr!("revocation-nothing-to-be-had")))
+        }
+        (true, _, _) => Ok(Status::Unknown(crate::tr!("revocation-not-covered"))),
+        (false, true, _) => Ok(Status::Unknown(crate::tr!("revocation-out-of-date"))),
     }
 }
 
@@ -387,17 +374,13 @@ pub fn revocation_error(who: &str, chain: &[&[u8]], trust: &Trust, e: webpki::Er
     match e {
         webpki::Error::CertRevoked => {
             match revocation::who_is_revoked(chain, &trust.crls).or_else(|| ocsp_revoked(chain, &trust.ocsp)) {
-                Some(r) => format!("{r}: the signature of {who} is not to be trusted"),
-                None => format!("a certificate in the chain of {who} was revoked"),
+                Some(r) => crate::tr!("revoked-named", revoked = r, who = who),
+                None => crate::tr!("revoked-in-chain", who = who),
             }
         }
-        webpki::Error::UnknownRevocationStatus => format!(
-            "the revocation status of the chain of {who} is unknown (--revocation require): no CRL or OCSP answer for every certificate in it"
-        ),
-        webpki::Error::CrlExpired { .. } => format!(
-            "a CRL for the chain of {who} is out of date (--revocation require): fetch a current one"
-        ),
-        other => format!("the revocation check of {who} failed: {other:?}"),
+        webpki::Error::UnknownRevocationStatus => crate::tr!("revocation-required-unknown", who = who),
+        webpki::Error::CrlExpired { .. } => crate::tr!("revocation-required-stale", who = who),
+        other => crate::tr!("revocation-check-failed", who = who, error = format!("{other:?}")),
     }
 }
 
@@ -406,12 +389,13 @@ pub fn revocation_error(who: &str, chain: &[&[u8]], trust: &Trust, e: webpki::Er
 fn ocsp_revoked(chain: &[&[u8]], answers: &[ocsp::Shared]) -> Option<String> {
     chain.iter().filter_map(|d| Certificate::from_der(d).ok()).find_map(|c| {
         answers.iter().filter(|a| a.about(&c)).find_map(|a| match &a.state {
-            ocsp::State::Revoked { at, reason } => Some(format!(
-                "the certificate '{}' (serial {}) was revoked on {} ({reason}), says the OCSP answer signed by {}",
-                cert::subject(&c),
-                c.tbs_certificate.serial_number,
-                cert::fmt_time(*at),
-                a.signed_by
+            ocsp::State::Revoked { at, reason } => Some(crate::tr!(
+                "revoked-by-ocsp",
+                subject = cert::subject(&c),
+                serial = c.tbs_certificate.serial_number.to_string(),
+                when = cert::fmt_time(*at),
+                reason = reason.to_string(),
+                responder = a.signed_by
             )),
             _ => None,
         })
@@ -453,22 +437,18 @@ fn path(
 pub fn chain_error(who: &str, signer: &Certificate, when: &str, e: webpki::Error) -> String {
     use webpki::Error as E;
     match e {
-        E::CertExpired { .. } | E::CertNotValidYet { .. } => format!(
-            "a certificate in the chain of {who} was not valid {when} (signer valid {} to {})",
-            cert::fmt_time(cert::not_before(signer)),
-            cert::fmt_time(cert::not_after(signer))
+        E::CertExpired { .. } | E::CertNotValidYet { .. } => crate::tr!(
+            "chain-not-valid-then",
+            who = who,
+            when = when,
+            from = cert::fmt_time(cert::not_before(signer)),
+            until = cert::fmt_time(cert::not_after(signer))
         ),
-        E::UnknownIssuer => format!(
-            "the certificate of {who} is not trusted: its chain does not lead to a trust anchor (issuer: {})",
-            cert::issuer(signer)
-        ),
-        E::RequiredEkuNotFoundContext(_) => {
-            format!("the certificate of {who} is not for e-mail protection (extended key usage)")
-        }
+        E::UnknownIssuer => crate::tr!("chain-untrusted", who = who, issuer = cert::issuer(signer)),
         #[allow(deprecated)]
-        E::RequiredEkuNotFound => format!("the certificate of {who} is not for e-mail protection (extended key usage)"),
-        E::InvalidSignatureForPublicKey => format!("a certificate in the chain of {who} has an invalid signature"),
-        other => format!("the certificate chain of {who} is not valid {when}: {other:?}"),
+        E::RequiredEkuNotFoundContext(_) | E::RequiredEkuNotFound => crate::tr!("chain-not-for-email", who = who),
+        E::InvalidSignatureForPublicKey => crate::tr!("chain-bad-signature", who = who),
+        other => crate::tr!("chain-invalid", who = who, when = when, error = format!("{other:?}")),
     }
 }
 
@@ -542,9 +522,9 @@ fn refused(who: &str, oid: &der::oid::ObjectIdentifier) -> CmsError {
         Weak::Sha224 => "SHA-224",
     };
     match weak_digest(oid) {
-        Some(Weak::Sha1) => CmsError::Verify(format!("the signature of {who} uses SHA-1, which is refused as broken (as Thunderbird does): ask the sender to sign with SHA-256")),
-        Some(w) => CmsError::Verify(format!("the signature of {who} uses {}, which is refused as too weak: ask the sender to sign with SHA-256", name(w))),
-        None => CmsError::Verify(format!("the signature of {who} uses algorithm {oid}, which ssmax-card does not verify")),
+        Some(Weak::Sha1) => CmsError::Verify(crate::tr!("verify-sha1-refused", who = who)),
+        Some(w) => CmsError::Verify(crate::tr!("verify-weak-digest", who = who, digest = name(w))),
+        None => CmsError::Verify(crate::tr!("verify-unknown-algorithm", who = who, oid = oid.to_string())),
     }
 }
 

@@ -16,7 +16,7 @@ use mail_parser::{HeaderName, MessageParser};
 
 #[derive(Debug, thiserror::Error)]
 pub enum MailError {
-    #[error("malformed mail: {0}")]
+    #[error("{}", crate::tr!("mail-malformed", detail = .0))]
     Malformed(String),
 }
 

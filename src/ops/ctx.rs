@@ -74,18 +74,14 @@ pub trait Ctx {
             let labels: Vec<String> = fit.iter().map(|t| format!("'{}'", t.label)).collect();
             return Err(Failure::new(
                 Exit::Usage,
-                format!(
-                    "several tokens hold {what} ({}): choose one with --token 'pkcs11:token=LABEL' or `token` in the config",
-                    labels.join(", ")
-                ),
+                crate::tr!("token-several-hold", what = what, tokens = labels.join(", ")),
             ));
         }
         match fit.pop() {
             Some(t) => self.adopt_token(t),
-            None => Err(Failure::new(
-                Exit::NoKey,
-                format!("none of the tokens present ({}) holds {what}", names.join(", ")),
-            )),
+            None => {
+                Err(Failure::new(Exit::NoKey, crate::tr!("token-none-holds", what = what, tokens = names.join(", "))))
+            }
         }
     }
     /// Use a token this command (the agent: any request) already holds for these settings if

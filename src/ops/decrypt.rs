@@ -36,10 +36,10 @@ pub fn run(ctx: &mut dyn Ctx) -> Result<(), Failure> {
     };
     let env = decrypt::Envelope::parse_owned(der)?;
     let operation = match &from {
-        Some(from) => format!("decrypt mail from {from}"),
-        None => "decrypt a message".to_string(),
+        Some(from) => crate::tr!("decrypt-operation-from", from = from),
+        None => crate::tr!("decrypt-operation"),
     };
-    ctx.choose_token("a key this message is encrypted for", &|t| {
+    ctx.choose_token(&crate::tr!("decrypt-wanted-key"), &|t| {
         Ok(t.profile.keys.can_decrypt && env.addressed_to(&t.holder_certificates()))
     })?;
     let (cek, transport, recipient, token_label) = {
@@ -65,10 +65,16 @@ pub fn run(ctx: &mut dyn Ctx) -> Result<(), Failure> {
         }
         None => ctx.output(content)?,
     }
-    ctx.note(format!("decrypted on token '{token_label}' with the key of '{recipient}' ({transport}, {})", alg.name()));
+    ctx.note(crate::tr!(
+        "decrypt-done",
+        token = token_label,
+        recipient = recipient,
+        transport = transport.to_string(),
+        algorithm = alg.name()
+    ));
     Ok(())
 }
 
 fn signed_not_encrypted() -> Failure {
-    Failure::new(Exit::Usage, "this mail is signed, not encrypted: use 'ssmax-card verify'")
+    Failure::new(Exit::Usage, crate::tr!("decrypt-is-signed"))
 }

@@ -39,9 +39,7 @@ pub enum Binding {
 pub fn run(ctx: &mut dyn Ctx, pss: bool, binding: Binding) -> Result<(), Failure> {
     let raw = ctx.input()?;
     let mail = Entity::parse(&raw)?;
-    let from = mail
-        .from_address()
-        .ok_or_else(|| Failure::new(Exit::Usage, "the mail has no From address: the signature must be bound to one"))?;
+    let from = mail.from_address().ok_or_else(|| Failure::new(Exit::Usage, crate::tr!("sign-no-from")))?;
     let (outer, mut content_fields) = split_fields(&mail.fields);
     if !content_fields.iter().any(|f| f.is("Content-Type")) {
         let charset = if mail.body.is_ascii() { "us-ascii" } else { "utf-8" };
@@ -82,7 +80,7 @@ pub fn run(ctx: &mut dyn Ctx, pss: bool, binding: Binding) -> Result<(), Failure
     pieces.push(&tail);
     ctx.output_pieces(&pieces)?;
     for w in done.warnings {
-        ctx.note(format!("warning: {w}"));
+        ctx.note(crate::tr!("warning", text = w));
     }
     ctx.note(summary);
     Ok(())
@@ -108,8 +106,8 @@ fn signs_for(token: &Shown, from: &str, personal: bool) -> Result<bool, Failure>
 /// With several tokens present and none named: the one whose certificate carries `from`. For
 /// SSMAX (the organisation binds From) a personal certificate serves when no token carries it.
 pub fn choose_signing_token(ctx: &mut dyn Ctx, from: &str, binding: Binding) -> Result<(), Failure> {
-    let by_address = format!("a signing certificate for {from}");
-    let personal = "a personal certificate (My Number card)";
+    let by_address = crate::tr!("sign-wanted-certificate", from = from);
+    let personal = &crate::tr!("sign-wanted-personal");
     match binding {
         Binding::Certificate => ctx.choose_token(&by_address, &|t| signs_for(t, from, false)),
         Binding::PersonalConfirmed => ctx.choose_token(personal, &|t| signs_for(t, from, true)),
@@ -128,21 +126,15 @@ pub fn run_signature_only(ctx: &mut dyn Ctx, pss: bool, from: &str) -> Result<()
     let raw = ctx.input()?;
     let from = from.trim().to_ascii_lowercase();
     if !from.contains('@') {
-        return Err(Failure::new(Exit::Usage, format!("--from '{from}' is not a mail address")));
+        return Err(Failure::new(Exit::Usage, crate::tr!("sign-from-not-address", from = from)));
     }
     let entity = if crate::mail::is_crlf(&raw) { raw } else { crate::mail::to_crlf(&raw) };
     let parsed = Entity::parse(&entity)?;
     if !parsed.fields.iter().any(|f| f.is("Content-Type")) {
-        return Err(Failure::new(
-            Exit::Usage,
-            "the input is not a MIME entity (no Content-Type field): give the part to be signed, headers included",
-        ));
+        return Err(Failure::new(Exit::Usage, crate::tr!("sign-not-mime-entity")));
     }
     if !entity.is_ascii() || entity.split(|&b| b == b'\n').any(|l| l.len() > 1000) {
-        return Err(Failure::new(
-            Exit::Usage,
-            "the entity is not 7-bit clean or has lines over 998 characters, so relays would alter it and break the signature: let the mail client encode it (quoted-printable or base64)",
-        ));
+        return Err(Failure::new(Exit::Usage, crate::tr!("sign-not-7bit")));
     }
     crate::mail::check_structure(&parsed, 0)?;
     choose_signing_token(ctx, &from, Binding::Certificate)?;
@@ -155,7 +147,7 @@ pub fn run_signature_only(ctx: &mut dyn Ctx, pss: bool, from: &str) -> Result<()
     ctx.done_with_token();
     ctx.output(done.der)?;
     for w in done.warnings {
-        ctx.note(format!("warning: {w}"));
+        ctx.note(crate::tr!("warning", text = w));
     }
     ctx.note(summary);
     Ok(())
@@ -177,12 +169,13 @@ pub struct Signed {
 
 impl Signed {
     pub fn summary(&self, from: &str, token: &Token) -> String {
-        format!(
-            "signed mail from {from} as '{}' with key '{}' on token '{}' ({})",
-            self.subject,
-            self.key_label,
-            token.label,
-            self.scheme.describe()
+        crate::tr!(
+            "sign-done",
+            from = from,
+            subject = self.subject,
+            key = self.key_label,
+            token = token.label,
+            scheme = self.scheme.describe()
         )
     }
 }
@@ -202,7 +195,7 @@ pub fn sign_on_token(
 ) -> Result<Signed, Failure> {
     let (allow_final_pin_try, s, prompt) = (p.allow_final_pin_try, p.s, p.prompt);
     let token: &mut Token = p.token;
-    let to = if to.is_empty() { String::new() } else { format!(" to {to}") };
+    let to = if to.is_empty() { String::new() } else { crate::tr!("sign-operation-to", to = to) };
     let mut warnings = Vec::new();
     // Decided from the profile, before the PIN: a refusal must not cost the user a try.
     let personal = token.profile.keys.personal_certificate.clone();
@@ -211,20 +204,17 @@ pub fn sign_on_token(
             Binding::Certificate => {
                 return Err(Failure::new(
                     Exit::NoKey,
-                    format!(
-                        "not signing with token '{}' unasked: {what}, so every recipient would see all of it and none could bind it to {from}. Send through your organisation with `ssmax-card send` (it re-signs the mail), or confirm this one with --personal-certificate",
-                        token.label
-                    ),
+                    crate::tr!("sign-personal-unasked", token = token.label, what = what, from = from),
                 ))
             }
-            Binding::PersonalConfirmed => warnings.push(format!(
-                "signed with a personal certificate at your request: {what}; recipients see it, and strict mail clients reject a signature whose certificate does not name {from}"
-            )),
+            Binding::PersonalConfirmed => {
+                warnings.push(crate::tr!("sign-personal-confirmed", what = what, from = from))
+            }
             Binding::Organisation => {}
         }
     }
     if token.profile.keys.certificates_need_login {
-        token.login(prompt, &format!("sign mail from {from}{to}"), allow_final_pin_try)?;
+        token.login(prompt, &crate::tr!("sign-operation", from = from, to = to), allow_final_pin_try)?;
     }
     let candidates = choose_signing_cert(token, s.key_uri.as_ref(), from, personal.is_some())?;
     // Before the PIN: a revoked certificate is not one to type it for.
@@ -243,8 +233,11 @@ pub fn sign_on_token(
         return Err(f);
     }
     // Name the key when there is no choice left to make after login (renewed keys are skipped then).
-    let which = if candidates.len() == 1 { format!(" with key '{}'", candidates[0].label) } else { String::new() };
-    token.login(prompt, &format!("sign mail from {from}{to}{which}"), allow_final_pin_try)?;
+    let operation = match candidates.as_slice() {
+        [only] => crate::tr!("sign-operation-key", from = from, to = to, key = only.label),
+        _ => crate::tr!("sign-operation", from = from, to = to),
+    };
+    token.login(prompt, &operation, allow_final_pin_try)?;
     let (chosen, key) = first_signing_key(token, candidates, s.key_uri.is_some(), &mut warnings)?;
     let scheme = Scheme::for_key(&key.kind, pss || s.config.rsa_signature == SignatureScheme::Pss)?;
     let key_label = key.label.clone();
@@ -303,11 +296,8 @@ pub fn choose_signing_cert(
         return Err(Failure::new(
             Exit::NoKey,
             match key_uri {
-                Some(k) => format!("token '{}' has no signing certificate matching {k}", token.label),
-                None => format!(
-                    "token '{}' holds no user certificate to sign with (import one next to your key)",
-                    token.label
-                ),
+                Some(k) => crate::tr!("sign-no-matching-certificate", token = token.label, uri = k.to_string()),
+                None => crate::tr!("sign-no-certificate", token = token.label),
             },
         ));
     }
@@ -326,11 +316,11 @@ pub fn choose_signing_cert(
         let names: Vec<String> = candidates.iter().flat_map(|c| cert::emails(&c.cert)).collect();
         return Err(Failure::new(
             Exit::NoKey,
-            format!(
-                "refusing to sign: the From address {from} is not in any certificate on token '{}' (they name: {})",
-                token.label,
-                if names.is_empty() { "no e-mail address".into() } else { names.join(", ") }
-            ),
+            if names.is_empty() {
+                crate::tr!("sign-from-not-in-certificate-none", from = from, token = token.label)
+            } else {
+                crate::tr!("sign-from-not-in-certificate", from = from, token = token.label, names = names.join(", "))
+            },
         ));
     }
     let now = SystemTime::now();
@@ -338,11 +328,13 @@ pub fn choose_signing_cert(
     let mut reasons = Vec::new();
     for c in for_from {
         if now > cert::not_after(&c.cert) {
-            reasons.push(format!("'{}' expired on {} (renew it)", c.label, cert::fmt_time(cert::not_after(&c.cert))));
+            let when = cert::fmt_time(cert::not_after(&c.cert));
+            reasons.push(crate::tr!("sign-certificate-expired", label = c.label, when = when));
         } else if now < cert::not_before(&c.cert) {
-            reasons.push(format!("'{}' is not valid before {}", c.label, cert::fmt_time(cert::not_before(&c.cert))));
+            let when = cert::fmt_time(cert::not_before(&c.cert));
+            reasons.push(crate::tr!("sign-certificate-not-yet-valid", label = c.label, when = when));
         } else if let Err(r) = cert::check_signing_usage(&c.cert) {
-            reasons.push(format!("'{}' cannot sign mail: {r}", c.label));
+            reasons.push(crate::tr!("sign-certificate-wrong-usage", label = c.label, reason = r));
         } else {
             usable.push(c);
         }
@@ -350,7 +342,7 @@ pub fn choose_signing_cert(
     // The most recently issued certificate is the current one (renewal); then the longest-lived.
     usable.sort_by_key(|c| std::cmp::Reverse((cert::not_before(&c.cert), cert::not_after(&c.cert))));
     if usable.is_empty() {
-        return Err(Failure::new(Exit::NoKey, format!("no usable certificate for {from}: {}", reasons.join("; "))));
+        return Err(Failure::new(Exit::NoKey, crate::tr!("sign-no-usable", from = from, reasons = reasons.join("; "))));
     }
     Ok(usable)
 }
@@ -374,17 +366,18 @@ fn refuse_revoked(token: &Token, s: &crate::ops::setup::Setup, der: &[u8]) -> Re
         Ok(_) => Ok(()),
         Err(e @ E::CertRevoked) => Err(Failure::new(
             Exit::NoKey,
-            format!(
-                "refusing to sign: {} — ask your organisation for a new certificate",
-                crate::cms::verify::revocation_error("your certificate", &[der], &check, e)
+            crate::tr!(
+                "sign-revoked",
+                reason = crate::cms::verify::revocation_error(&crate::tr!("sign-your-certificate"), &[der], &check, e)
             ),
         )),
         Err(e @ (E::UnknownRevocationStatus | E::CrlExpired { .. })) if trust.revocation == Policy::Require => {
             Err(Failure::new(
                 Exit::NoKey,
-                format!(
-                    "refusing to sign: {}",
-                    crate::cms::verify::revocation_error("your certificate", &[der], &check, e)
+                crate::tr!(
+                    "sign-revocation-unknown",
+                    reason =
+                        crate::cms::verify::revocation_error(&crate::tr!("sign-your-certificate"), &[der], &check, e)
                 ),
             ))
         }
@@ -408,20 +401,15 @@ fn first_signing_key(
         }
         let left = cert::not_after(&c.cert).duration_since(SystemTime::now()).unwrap_or_default();
         if left < Duration::from_secs(30 * 86400) {
-            warnings.push(format!(
-                "the certificate '{}' expires on {} (in {} days): renew it",
-                c.label,
-                cert::fmt_time(cert::not_after(&c.cert)),
-                left.as_secs() / 86400
-            ));
+            let when = cert::fmt_time(cert::not_after(&c.cert));
+            let days = left.as_secs() / 86400;
+            warnings.push(crate::tr!("sign-certificate-expiring", label = c.label, when = when, days = days));
         }
         return Ok((c, k));
     }
     Err(TokenError::NoKey(match retired {
-        Some(l) => {
-            format!("the key of '{l}' was renewed and only decrypts old mail; import the new certificate to sign")
-        }
-        None => format!("token '{}' has the certificate but not its private key", token.label),
+        Some(l) => crate::tr!("sign-key-retired", label = l),
+        None => crate::tr!("sign-no-private-key", token = token.label),
     })
     .into())
 }

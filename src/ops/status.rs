@@ -10,11 +10,9 @@ use const_oid::db::{rfc5912, rfc8410};
 use std::time::{Duration, SystemTime};
 
 /// One line into the report.
-macro_rules! say {
-    ($out:expr, $($arg:tt)*) => {{
-        $out.push_str(&format!($($arg)*));
-        $out.push('\n');
-    }};
+fn say(out: &mut String, line: String) {
+    out.push_str(&line);
+    out.push('\n');
 }
 
 pub fn run(ctx: &mut dyn Ctx) -> Result<(), Failure> {
@@ -25,55 +23,78 @@ pub fn run(ctx: &mut dyn Ctx) -> Result<(), Failure> {
         None => candidate_modules(&s.profiles),
     };
     if modules.is_empty() {
-        say!(out, "no PKCS#11 module installed (looked for: softhsm2, opensc, ykcs11); install one or pass --token 'pkcs11:?module-path=...'");
+        say(&mut out, crate::tr!("status-no-module"));
     }
     let now = SystemTime::now();
     ctx.using_modules();
     for path in modules {
-        say!(out, "module {}", path.display());
+        say(&mut out, crate::tr!("status-module", path = path));
         let module = match Module::load(&path) {
             Ok(m) => m,
             Err(e) => {
-                say!(out, "  error: {e}");
+                say(&mut out, crate::tr!("status-module-error", error = e.to_string()));
                 continue;
             }
         };
         let slots = match module.slots(&s.profiles) {
             Ok(s) => s,
             Err(e) => {
-                say!(out, "  error: {e}");
+                say(&mut out, crate::tr!("status-module-error", error = e.to_string()));
                 continue;
             }
         };
         if slots.is_empty() {
-            say!(out, "  no slots (no reader connected, or pcscd is not running)");
+            say(&mut out, crate::tr!("status-no-slots"));
         }
         for slot in slots {
             let Some(t) = &slot.token else {
                 match &slot.problem {
-                    Some(p) => say!(out, "  slot {} '{}': {p}", slot.slot.id(), slot.description),
-                    None => say!(out, "  slot {} '{}': no token", slot.slot.id(), slot.description),
+                    Some(p) => say(
+                        &mut out,
+                        crate::tr!(
+                            "status-slot-problem",
+                            slot = slot.slot.id(),
+                            description = slot.description,
+                            problem = p
+                        ),
+                    ),
+                    None => say(
+                        &mut out,
+                        crate::tr!("status-slot-empty", slot = slot.slot.id(), description = slot.description),
+                    ),
                 }
                 continue;
             };
             if !t.initialized {
-                say!(out, "  slot {} '{}': uninitialised token", slot.slot.id(), slot.description);
+                say(
+                    &mut out,
+                    crate::tr!("status-slot-uninitialised", slot = slot.slot.id(), description = slot.description),
+                );
                 continue;
             }
-            say!(out, "  slot {} '{}': token '{}'", slot.slot.id(), slot.description, t.label);
-            say!(out, "    manufacturer {} / model {} / serial {}", t.manufacturer, t.model, t.serial);
+            say(
+                &mut out,
+                crate::tr!("status-slot-token", slot = slot.slot.id(), description = slot.description, token = t.label),
+            );
+            say(
+                &mut out,
+                crate::tr!("status-token-model", manufacturer = t.manufacturer, model = t.model, serial = t.serial),
+            );
             let set_aside = s.profiles.iter().find(|p| p.ignores(&t.label, &t.manufacturer, &t.model));
             if let (None, Some(p)) = (&t.profile, set_aside) {
                 // Known and not for mail (JPKI's authentication slot): said, and left alone.
-                say!(out, "    profile      {} sets this slot aside: it is not for mail", p.name);
+                say(&mut out, crate::tr!("status-profile-aside", profile = p.name));
                 continue;
             }
-            say!(out, "    profile      {}", t.profile.as_deref().unwrap_or("none (add one to use this token)"));
-            say!(
-                out,
-                "    PIN          {}",
-                t.pin.describe(s.profiles.iter().find(|p| Some(&p.name) == t.profile.as_ref()))
+            say(
+                &mut out,
+                match t.profile.as_deref() {
+                    Some(p) => crate::tr!("status-profile", profile = p),
+                    None => crate::tr!("status-profile-none"),
+                },
             );
+            let pin = t.pin.describe(s.profiles.iter().find(|p| Some(&p.name) == t.profile.as_ref()));
+            say(&mut out, crate::tr!("status-pin", state = pin));
             let uri = Pkcs11Uri {
                 token: Some(t.label.clone()),
                 serial: Some(t.serial.clone()),
@@ -83,7 +104,7 @@ pub fn run(ctx: &mut dyn Ctx) -> Result<(), Failure> {
             let token = match Token::open(&uri, &s.profiles) {
                 Ok(tok) => tok,
                 Err(e) => {
-                    say!(out, "    error: {e}");
+                    say(&mut out, crate::tr!("status-token-error", error = e.to_string()));
                     continue;
                 }
             };
@@ -91,15 +112,17 @@ pub fn run(ctx: &mut dyn Ctx) -> Result<(), Failure> {
             let revocation = Revocation::for_token(&token, &s.config, &certificates)?;
             for c in certificates {
                 let Ok(parsed) = cert::parse(&c.der) else {
-                    say!(out, "    certificate id {} '{}': does not parse", hex(&c.id), c.label);
+                    say(&mut out, crate::tr!("status-certificate-unparsable", id = hex(&c.id), label = c.label));
                     continue;
                 };
-                let role = if c.anchor {
-                    "trust anchor"
+                let (id, label) = (hex(&c.id), &c.label);
+                let user_certificate = !c.anchor && !cert::is_ca(&parsed);
+                let heading = if c.anchor {
+                    crate::tr!("status-anchor", id = id, label = label)
                 } else if cert::is_ca(&parsed) {
-                    "CA certificate"
+                    crate::tr!("status-ca-certificate", id = id, label = label)
                 } else {
-                    "certificate"
+                    crate::tr!("status-certificate", id = id, label = label)
                 };
                 let spki = &parsed.tbs_certificate.subject_public_key_info;
                 let kind = match spki.algorithm.oid {
@@ -113,36 +136,35 @@ pub fn run(ctx: &mut dyn Ctx) -> Result<(), Failure> {
                     other => other.to_string(),
                 };
                 let until = cert::not_after(&parsed);
+                let when = cert::fmt_time(until);
                 let expiry = if now > until {
-                    format!("EXPIRED {}", cert::fmt_time(until))
+                    crate::tr!("status-expired", when = when)
                 } else if until.duration_since(now).unwrap_or_default() < Duration::from_secs(30 * 86400) {
-                    format!("expires {} — WARNING: in under 30 days, renew it", cert::fmt_time(until))
+                    crate::tr!("status-expiring", when = when)
                 } else {
-                    format!("valid until {}", cert::fmt_time(until))
+                    crate::tr!("status-valid-until", when = when)
                 };
-                say!(out, "    {role} id {} '{}'", hex(&c.id), c.label);
-                say!(out, "      subject {}", cert::subject(&parsed));
+                say(&mut out, heading);
+                say(&mut out, crate::tr!("status-subject", subject = cert::subject(&parsed)));
                 let emails = cert::emails(&parsed);
                 if !emails.is_empty() {
-                    say!(out, "      e-mail  {}", emails.join(", "));
+                    say(&mut out, crate::tr!("status-emails", emails = emails.join(", ")));
                 }
-                say!(out, "      key     {kind}; {expiry}");
-                if role == "certificate" {
-                    say!(out, "      revocation {}", revocation.of(&c.der));
+                say(&mut out, crate::tr!("status-key", kind = kind, expiry = expiry));
+                if user_certificate {
+                    say(&mut out, crate::tr!("status-revocation", status = revocation.of(&c.der)));
                 }
             }
             for (id, label, kind) in token.public_keys()? {
-                say!(
-                    out,
-                    "    key pair id {} '{label}': {kind} (private key on the token; listing it needs the PIN)",
-                    hex(&id)
-                );
+                say(&mut out, crate::tr!("status-key-pair", id = hex(&id), label = label, kind = kind));
             }
             if !token.profile.keys.can_decrypt {
-                say!(
-                    out,
-                    "    note: {}",
-                    token.profile.keys.no_decrypt_reason.as_deref().unwrap_or("this token cannot decrypt")
+                say(
+                    &mut out,
+                    match token.profile.keys.no_decrypt_reason.as_deref() {
+                        Some(reason) => crate::tr!("status-note", note = reason),
+                        None => crate::tr!("status-cannot-decrypt"),
+                    },
                 );
             }
         }
@@ -179,17 +201,18 @@ impl Revocation {
     }
 
     fn of(&self, der: &[u8]) -> String {
-        let Some(trust) = &self.trust else { return "not checked (no trust anchor here, or revocation off)".into() };
+        let Some(trust) = &self.trust else { return crate::tr!("status-revocation-no-trust") };
         if crate::cms::verify::check_chain(der, &[], &trust.for_chains(), SystemTime::now()).is_err() {
-            return "not checked (its chain does not lead to an anchor here)".into();
+            return crate::tr!("status-revocation-no-chain");
         }
+        let this = crate::tr!("status-this-certificate");
         let check = trust.for_chains();
         match crate::cms::verify::check_revocation(der, &[], &check, SystemTime::now()) {
             Ok(status) => status.describe(),
             Err(e @ webpki::Error::CertRevoked) => {
-                format!("REVOKED: {}", crate::cms::verify::revocation_error("this certificate", &[der], &check, e))
+                crate::tr!("status-revoked", reason = crate::cms::verify::revocation_error(&this, &[der], &check, e))
             }
-            Err(e) => crate::cms::verify::revocation_error("this certificate", &[der], &check, e),
+            Err(e) => crate::cms::verify::revocation_error(&this, &[der], &check, e),
         }
     }
 }

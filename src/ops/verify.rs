@@ -87,7 +87,7 @@ pub fn run(ctx: &mut dyn Ctx, a: &VerifyArgs) -> Result<(), Failure> {
     let mut lists = |certs: &[&[u8]], anchors: &[&[u8]]| {
         let (found, notes) = crate::crl_store::evidence_for(certs, anchors, &given, policy, &config);
         for n in notes {
-            ctx.note(format!("warning: {n}"));
+            ctx.note(crate::tr!("warning", text = n));
         }
         found
     };
@@ -98,7 +98,7 @@ pub fn run(ctx: &mut dyn Ctx, a: &VerifyArgs) -> Result<(), Failure> {
         }
         Incoming::Opaque { outer, cms, smime_type } => {
             if smime_type.contains("enveloped") {
-                return Err(Failure::new(Exit::Usage, "this mail is encrypted, not signed: use 'ssmax-card decrypt'"));
+                return Err(Failure::new(Exit::Usage, crate::tr!("verify-is-encrypted")));
             }
             let der = unarmor(&cms)?;
             (verify_with_lists(&der, None, &trust, now, &mut lists)?, Some(outer))
@@ -121,16 +121,14 @@ pub fn run(ctx: &mut dyn Ctx, a: &VerifyArgs) -> Result<(), Failure> {
         }
     };
     if let Some(outer) = &outer {
-        let from = outer.from_address().ok_or_else(|| {
-            Failure::from(CmsError::Verify("the mail has no From address to compare with the certificate".into()))
-        })?;
+        let from = outer.from_address().ok_or_else(|| Failure::from(CmsError::Verify(crate::tr!("verify-no-from"))))?;
         check_from(&verified, &from)?;
     }
     let mut report = String::new();
-    signer_report(&mut report, &verified, "Good signature from");
+    signer_report(&mut report, &verified, None);
     if let Some(outer) = &outer {
         if let Some(from) = outer.from_address() {
-            report.push_str(&format!("  From matches: {from}\n"));
+            line(&mut report, crate::tr!("report-from-matches", from = from));
         }
     }
     // A signature around another (a signed message signed again on its way): each layer is
@@ -152,15 +150,12 @@ pub fn run(ctx: &mut dyn Ctx, a: &VerifyArgs) -> Result<(), Failure> {
                 _ => break,
             };
             if layer > MAX_LAYERS {
-                return Err(Failure::new(
-                    Exit::Usage,
-                    format!("signatures nested more than {MAX_LAYERS} deep; refused"),
-                ));
+                return Err(Failure::new(Exit::Usage, crate::tr!("verify-too-deep", layers = MAX_LAYERS)));
             }
             let (result, entity) = inner;
             let v = result.map_err(|e| {
                 let mut f = Failure::from(e);
-                f.message = format!("inner signature (layer {layer}): {}", f.message);
+                f.message = crate::tr!("verify-inner-failed", layer = layer, error = f.message);
                 f
             })?;
             // The inner content's own From, when it has one, must match its signer too.
@@ -168,9 +163,9 @@ pub fn run(ctx: &mut dyn Ctx, a: &VerifyArgs) -> Result<(), Failure> {
             if let Some(from) = &own_from {
                 check_from(&v, from)?;
             }
-            signer_report(&mut report, &v, &format!("Inner signature (layer {layer}) from"));
+            signer_report(&mut report, &v, Some(layer));
             if let Some(from) = own_from {
-                report.push_str(&format!("  From matches: {from}\n"));
+                line(&mut report, crate::tr!("report-from-matches", from = from));
             }
             content = v.content;
         }
@@ -192,31 +187,45 @@ const MAX_LAYERS: usize = 4;
 fn check_from(verified: &Verified, from: &str) -> Result<(), Failure> {
     for signer in &verified.signers {
         if !signer.emails.iter().any(|e| e == from) {
-            return Err(CmsError::Verify(format!(
-                "the From address {from} is not in the signer's certificate ({} names: {})",
-                signer.subject,
-                if signer.emails.is_empty() { "no e-mail address".into() } else { signer.emails.join(", ") }
-            ))
+            let names = signer.emails.join(", ");
+            return Err(CmsError::Verify(if names.is_empty() {
+                crate::tr!("verify-from-mismatch-none", from = from, subject = signer.subject)
+            } else {
+                crate::tr!("verify-from-mismatch", from = from, subject = signer.subject, names = names)
+            })
             .into());
         }
     }
     Ok(())
 }
 
-fn signer_report(report: &mut String, verified: &Verified, heading: &str) {
+fn line(report: &mut String, text: String) {
+    report.push_str(&text);
+    report.push('\n');
+}
+
+/// The report of each signer: the outer signature (`layer` None) or one nested inside it.
+fn signer_report(report: &mut String, verified: &Verified, layer: Option<usize>) {
     for s in &verified.signers {
-        report.push_str(&format!("{heading} {} <{}>\n", s.subject, s.emails.join(", ")));
-        report.push_str(&format!("  issued by:    {}\n", s.issuer));
-        report.push_str(&format!("  algorithm:    {}\n", s.algorithm));
+        let (subject, emails) = (&s.subject, s.emails.join(", "));
+        line(
+            report,
+            match layer {
+                None => crate::tr!("report-good", subject = subject, emails = emails),
+                Some(layer) => crate::tr!("report-inner", layer = layer, subject = subject, emails = emails),
+            },
+        );
+        line(report, crate::tr!("report-issuer", issuer = s.issuer));
+        line(report, crate::tr!("report-algorithm", algorithm = s.algorithm));
         if let Some(t) = s.signing_time {
-            report.push_str(&format!("  signed at:    {}\n", cert::fmt_time(t)));
+            line(report, crate::tr!("report-signed-at", when = cert::fmt_time(t)));
         }
-        report.push_str(&format!("  valid until:  {}\n", cert::fmt_time(s.not_after)));
+        line(report, crate::tr!("report-valid-until", when = cert::fmt_time(s.not_after)));
         if s.pinned {
-            report.push_str("  trust:        the signer's certificate itself is a trust anchor\n");
+            line(report, crate::tr!("report-pinned"));
         } else {
-            report.push_str(&format!("  chain:        {}\n", s.chain.join(" <- ")));
+            line(report, crate::tr!("report-chain", chain = s.chain.join(" <- ")));
         }
-        report.push_str(&format!("  revocation:   {}\n", s.revocation.describe()));
+        line(report, crate::tr!("report-revocation", status = s.revocation.describe()));
     }
 }

@@ -265,7 +265,9 @@ pub fn org_certificate(trust: &TokenTrust, config: &crate::config::Config) -> Re
                 }
             }
             Ok(()) => reasons.push(format!("{} is a CA certificate", cert::subject(&c))),
-            Err(e) => reasons.push(crate::cms::verify::chain_error(&cert::subject(&c), &c, "now", e)),
+            Err(e) => {
+                reasons.push(crate::cms::verify::chain_error(&cert::subject(&c), &c, &crate::tr!("verify-when-now"), e))
+            }
         }
     }
     Err(CmsError::Verify(format!("refusing to encrypt to the organisation certificate: {}", reasons.join("; "))))

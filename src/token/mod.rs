@@ -24,28 +24,28 @@ use uri::Pkcs11Uri;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TokenError {
-    #[error("cannot load PKCS#11 module {path}: {reason}")]
+    #[error("{}", crate::tr!("token-module-load", path = .path, reason = .reason))]
     ModuleLoad { path: PathBuf, reason: String },
     /// A PKCS#11 call the token refused, as cryptoki names it: decisions match on `rv`.
-    #[error("{} failed: {}{}", function_name(*.function), ckr_name(*.rv), hint(*.rv))]
+    #[error("{}", pkcs11_failure(*.function, *.rv))]
     Pkcs11 { function: Function, rv: RvError },
     /// The PKCS#11 library failed outside a return value (cryptoki's own checks, a bad pointer).
     #[error("PKCS#11: {0}")]
     Library(String),
     /// The token answered, but not with what PKCS#11 promises (an ECDSA signature of the wrong size).
-    #[error("{function} returned {what}")]
+    #[error("{}", crate::tr!("token-bad-answer", function = .function, what = .what))]
     BadAnswer { function: &'static str, what: String },
     #[error("{0}")]
     NotPresent(String),
-    #[error("wrong PIN for token '{token}' ({tries}); it was not retried")]
+    #[error("{}", crate::tr!("token-wrong-pin", token = .token, tries = .tries))]
     WrongPin { token: String, tries: String },
-    #[error("the PIN of token '{0}' is locked; unblock it with the PUK or your card issuer (a My Number card PIN is reset at the municipal office)")]
+    #[error("{}", crate::tr!("token-pin-locked", token = .0))]
     PinLocked(String),
-    #[error("token '{0}' has one PIN try left: refusing to spend it. If you are sure of the PIN, run again with --allow-final-pin-try")]
+    #[error("{}", crate::tr!("token-final-try-refused", token = .0))]
     FinalTryRefused(String),
-    #[error("the PIN does not fit token '{token}' ({reason}); no try was spent")]
+    #[error("{}", crate::tr!("token-pin-rules", token = .token, reason = .reason))]
     PinRules { token: String, reason: String },
-    #[error("no way to ask for the PIN: {0}")]
+    #[error("{}", crate::tr!("token-no-pin-source", reason = .0))]
     NoPinSource(String),
     #[error("{0}")]
     NoKey(String),
@@ -79,20 +79,21 @@ impl From<TokenError> for crate::cms::CmsError {
     }
 }
 
-/// What a user can do about a return value, when there is something.
-fn hint(rv: RvError) -> &'static str {
+/// `C_Sign failed: CKR_…`, and what a user can do about it when there is something.
+fn pkcs11_failure(function: Function, rv: RvError) -> String {
+    let (function, code) = (function_name(function), ckr_name(rv));
     match rv {
         RvError::TokenNotPresent | RvError::DeviceRemoved => {
-            " — the card or token was removed; insert it and try again"
+            crate::tr!("token-removed", function = function, code = code)
         }
         RvError::SessionHandleInvalid | RvError::SessionClosed => {
-            " — the session was closed (card removed or reset); try again"
+            crate::tr!("token-session-closed", function = function, code = code)
         }
-        RvError::UserNotLoggedIn => {
-            " — the token forgot the login (another program logged out or the card was reset); try again"
+        RvError::UserNotLoggedIn => crate::tr!("token-logged-out", function = function, code = code),
+        RvError::MechanismInvalid | RvError::MechanismParamInvalid => {
+            crate::tr!("token-mechanism-unsupported", function = function, code = code)
         }
-        RvError::MechanismInvalid | RvError::MechanismParamInvalid => " — the token does not support this algorithm",
-        _ => "",
+        _ => crate::tr!("token-call-failed", function = function, code = code),
     }
 }
 
@@ -129,16 +130,16 @@ pub struct PinFlags {
 impl PinFlags {
     pub fn describe(&self, profile: Option<&Profile>) -> String {
         if self.locked {
-            "locked".into()
+            crate::tr!("pin-state-locked")
         } else if self.final_try {
-            "one try left".into()
+            crate::tr!("pin-state-final-try")
         } else if self.count_low {
             match profile.filter(|p| p.pin.reports_retry_flags) {
-                Some(_) => "tries are running low".into(),
-                None => "the token reports an earlier wrong PIN".into(),
+                Some(_) => crate::tr!("pin-state-low"),
+                None => crate::tr!("pin-state-earlier-wrong"),
             }
         } else {
-            "ok".into()
+            crate::tr!("pin-state-ok")
         }
     }
 }
@@ -174,10 +175,7 @@ pub struct Module {
 impl Module {
     pub fn load(path: &Path) -> Result<Module> {
         if !path.exists() {
-            return Err(TokenError::ModuleLoad {
-                path: path.into(),
-                reason: "no such file (is the module's package installed?)".into(),
-            });
+            return Err(TokenError::ModuleLoad { path: path.into(), reason: crate::tr!("token-module-missing") });
         }
         let ctx = Pkcs11::new(path).map_err(|e| TokenError::ModuleLoad { path: path.into(), reason: e.to_string() })?;
         match ctx.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK)) {
@@ -226,7 +224,7 @@ impl Module {
                     // A card this module cannot use (a bank card, a plain ISO 7816 card): say so
                     // for this slot, and go on looking in the others.
                     Err(e) => {
-                        problem = Some(format!("a card the module cannot use ({})", TokenError::ck(e)));
+                        problem = Some(crate::tr!("token-unusable-card", error = TokenError::ck(e).to_string()));
                         None
                     }
                 }
@@ -300,10 +298,7 @@ impl Token {
                 .iter()
                 .map(|(_, s, _)| format!("'{}'", s.token.as_ref().map(|t| t.label.as_str()).unwrap_or("")))
                 .collect();
-            return Err(TokenError::Ambiguous(format!(
-                "several tokens are present ({}): choose one with --token 'pkcs11:token=LABEL'",
-                names.join(", ")
-            )));
+            return Err(TokenError::Ambiguous(crate::tr!("token-ambiguous", tokens = names.join(", "))));
         }
         let Some(first) = found.into_iter().next() else {
             return Err(Self::not_present(uri, &searched, &load_errors));
@@ -318,13 +313,18 @@ impl Token {
     }
 
     fn not_present(uri: &Pkcs11Uri, searched: &[String], load_errors: &[String]) -> TokenError {
-        let wanted = if uri.names_token() { format!("the token {uri}") } else { "a token".to_string() };
-        let mut msg = format!("{wanted} is not present; insert the card or token and try again.");
+        let mut msg = if uri.names_token() {
+            crate::tr!("token-named-absent", uri = uri.to_string())
+        } else {
+            crate::tr!("token-none-present")
+        };
         if !searched.is_empty() {
-            msg.push_str(&format!(" Searched: {}.", searched.join("; ")));
+            msg.push(' ');
+            msg.push_str(&crate::tr!("token-searched", slots = searched.join("; ")));
         }
         if !load_errors.is_empty() {
-            msg.push_str(&format!(" {}", load_errors.join("; ")));
+            msg.push(' ');
+            msg.push_str(&load_errors.join("; "));
         }
         TokenError::NotPresent(msg)
     }
@@ -341,9 +341,7 @@ impl Token {
     fn find(uri: &Pkcs11Uri, profiles: &[Profile]) -> Result<Search> {
         let modules = Self::modules_for(uri, profiles);
         if modules.is_empty() {
-            return Err(TokenError::NotPresent(
-                "no PKCS#11 module found: install your token's module (softhsm2, opensc or ykcs11) or give one with --token 'pkcs11:?module-path=/path/to/module.so'".into(),
-            ));
+            return Err(TokenError::NotPresent(crate::tr!("token-no-module")));
         }
         let mut searched = Vec::new();
         let mut found: Vec<(Module, SlotReport, Profile)> = Vec::new();
@@ -367,12 +365,12 @@ impl Token {
             };
             let mut hits = Vec::new();
             for s in slots {
-                searched.push(format!(
-                    "{} slot {} '{}': {}",
-                    path.display(),
-                    s.slot.id(),
-                    s.description,
-                    describe_slot(&s)
+                searched.push(crate::tr!(
+                    "token-slot",
+                    module = path,
+                    slot = s.slot.id(),
+                    description = s.description,
+                    state = describe_slot(&s)
                 ));
                 let Some(t) = &s.token else { continue };
                 if !t.initialized
@@ -385,9 +383,11 @@ impl Token {
                 let Some(profile) = crate::profile::match_profile(profiles, &path, &t.label, &t.manufacturer, &t.model)
                 else {
                     if uri.names_token() {
-                        return Err(TokenError::NoKey(format!(
-                            "token '{}' ({} / {}) matches no profile: add a profile for it to your profiles directory",
-                            t.label, t.manufacturer, t.model
+                        return Err(TokenError::NoKey(crate::tr!(
+                            "token-no-profile",
+                            token = t.label,
+                            manufacturer = t.manufacturer,
+                            model = t.model
                         )));
                     }
                     continue;
@@ -446,10 +446,7 @@ impl Token {
         loop {
             match self.module.ctx.get_slot_info(self.slot) {
                 Ok(info) if !info.token_present() => {
-                    return TokenError::NotPresent(format!(
-                        "token '{}' was removed during the operation; insert it and try again",
-                        self.label
-                    ))
+                    return TokenError::NotPresent(crate::tr!("token-removed-during", token = self.label))
                 }
                 Err(_) => return e,
                 Ok(_) if std::time::Instant::now() >= until => return e,
@@ -465,9 +462,10 @@ impl Token {
     /// PIN flags read from the token now.
     pub fn pin_flags(&self) -> Result<PinFlags> {
         let t = self.module.ctx.get_token_info(self.slot).map_err(|e| match e {
-            CkError::Pkcs11(RvError::TokenNotPresent, _) => TokenError::NotPresent(format!(
-                "token '{}' was removed from '{}'; insert it and try again",
-                self.label, self.slot_description
+            CkError::Pkcs11(RvError::TokenNotPresent, _) => TokenError::NotPresent(crate::tr!(
+                "token-removed-from",
+                token = self.label,
+                slot = self.slot_description
             )),
             e => TokenError::ck(e),
         })?;
@@ -501,7 +499,7 @@ impl Token {
             _ => self.pin_flags()?,
         };
         if let Some(warning) = pin::check_flags(&self.label, flags, allow_final_try)? {
-            eprintln!("ssmax-card: warning: {warning}");
+            eprintln!("ssmax-card: {}", crate::tr!("warning", text = warning));
         }
         let request = PinRequest { token: &self.label, operation, rules: &self.profile.pin };
         let pin = prompt.ask(&request)?;
@@ -521,7 +519,7 @@ impl Token {
             Err(CkError::Pkcs11(RvError::PinLenRange, _)) => {
                 return Err(TokenError::PinRules {
                     token: self.label.clone(),
-                    reason: "the token rejected its length".into(),
+                    reason: crate::tr!("pin-length-rejected"),
                 })
             }
             Err(e) => return Err(TokenError::ck(e)),
@@ -537,9 +535,7 @@ impl Token {
 
     /// The PIN for a context-specific login, only while this operation runs.
     pub fn context_pin(&self) -> Result<&SecretString> {
-        self.pin
-            .as_ref()
-            .ok_or_else(|| TokenError::NoPinSource("the key needs a PIN for each use but none was given".into()))
+        self.pin.as_ref().ok_or_else(|| TokenError::NoPinSource(crate::tr!("pin-context-missing")))
     }
 
     /// Forget the PIN and end the login (the card keeps no state for us).
@@ -563,9 +559,9 @@ impl Drop for Token {
 fn describe_slot(s: &SlotReport) -> String {
     match &s.token {
         None if s.problem.is_some() => s.problem.clone().unwrap_or_default(),
-        None => "empty".into(),
-        Some(t) if !t.initialized => "uninitialised token".into(),
-        Some(t) => format!("token '{}' ({} / {})", t.label, t.manufacturer, t.model),
+        None => crate::tr!("slot-empty"),
+        Some(t) if !t.initialized => crate::tr!("slot-uninitialised"),
+        Some(t) => crate::tr!("slot-token", token = t.label, manufacturer = t.manufacturer, model = t.model),
     }
 }
 

@@ -28,10 +28,10 @@ pub fn check_flags(token: &str, flags: PinFlags, allow_final_try: bool) -> Resul
         if !allow_final_try {
             return Err(TokenError::FinalTryRefused(token.to_string()));
         }
-        return Ok(Some(format!("token '{token}' has one PIN try left; a wrong PIN now locks it")));
+        return Ok(Some(crate::tr!("pin-final-try-warning", token = token)));
     }
     if flags.count_low {
-        return Ok(Some(format!("token '{token}' reports an earlier wrong PIN: tries may be running low")));
+        return Ok(Some(crate::tr!("pin-low-warning", token = token)));
     }
     Ok(None)
 }
@@ -39,14 +39,14 @@ pub fn check_flags(token: &str, flags: PinFlags, allow_final_try: bool) -> Resul
 /// The remaining-tries sentence for a wrong-PIN error, from the flags read after the failure.
 pub fn tries_left(after: Option<PinFlags>, profile: &Profile) -> String {
     match after {
-        Some(f) if f.locked => "the PIN is now locked".into(),
-        Some(f) if f.final_try => "one try left before it locks".into(),
-        Some(f) if f.count_low && profile.pin.reports_retry_flags => "few tries left".into(),
+        Some(f) if f.locked => crate::tr!("pin-tries-locked"),
+        Some(f) if f.final_try => crate::tr!("pin-tries-final"),
+        Some(f) if f.count_low && profile.pin.reports_retry_flags => crate::tr!("pin-tries-few"),
         // A token that raises FINAL_TRY at one try left has more when it does not: OpenSC's PIV
         // driver knows no maximum, so COUNT_LOW never comes, but FINAL_TRY and LOCKED do.
-        Some(_) if profile.pin.reports_retry_flags => "more than one try left".into(),
-        _ if profile.pin.max_tries == 0 => "this token does not count tries".into(),
-        _ => "the token does not say how many tries are left".into(),
+        Some(_) if profile.pin.reports_retry_flags => crate::tr!("pin-tries-more"),
+        _ if profile.pin.max_tries == 0 => crate::tr!("pin-tries-uncounted"),
+        _ => crate::tr!("pin-tries-unknown"),
     }
 }
 
@@ -65,7 +65,7 @@ pub fn apply_rules(rules: &PinRules, pin: SecretString) -> Result<SecretString, 
     let len = s.chars().count();
     let (min, max) = (*rules.min_length.get_ref(), rules.max_length);
     if len < min || len > max {
-        return Err(format!("it must be {min} to {max} characters long, it has {len}"));
+        return Err(crate::tr!("pin-rule-length", min = min, max = max, length = len));
     }
     let ok = match rules.charset {
         Charset::Any => true,
@@ -73,16 +73,15 @@ pub fn apply_rules(rules: &PinRules, pin: SecretString) -> Result<SecretString, 
         Charset::UpperAlnum => s.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit()),
     };
     if !ok {
-        let what = match rules.charset {
-            Charset::Digits => "digits only",
-            _ => "letters A–Z and digits only",
-        };
-        return Err(format!("it must contain {what}"));
+        return Err(match rules.charset {
+            Charset::Digits => crate::tr!("pin-rule-digits"),
+            _ => crate::tr!("pin-rule-upper-alnum"),
+        });
     }
     if rules.mix_letters_and_digits
         && !(s.chars().any(|c| c.is_ascii_digit()) && s.chars().any(|c| c.is_ascii_alphabetic()))
     {
-        return Err("it must mix letters and digits".into());
+        return Err(crate::tr!("pin-rule-mix"));
     }
     Ok(normalised)
 }

@@ -2,6 +2,7 @@
 //! subscriptions answered here, everything else run as a job.
 
 use super::*;
+use crate::l10n::Lang;
 
 pub(super) fn serve(stream: Arc<UnixStream>, peer: Peer, agent: &Agent, mut owed: Owed) {
     let dog = &agent.dog;
@@ -112,7 +113,9 @@ pub(super) fn serve(stream: Arc<UnixStream>, peer: Peer, agent: &Agent, mut owed
                     deadline: received + timeout,
                     timeout,
                 };
-                let Some((resp, out)) = run_job(agent, job, call, body, passed) else {
+                let lang = req.client.lang.as_deref().and_then(Lang::from_tag).unwrap_or_else(crate::l10n::current);
+                let answered = crate::l10n::speaking(lang, || run_job(agent, job, call, body, passed));
+                let Some((resp, out)) = answered else {
                     // The watchdog answered it (a hung token, or the client's deadline).
                     owed.settled_elsewhere();
                     if dog.restarting.load(Ordering::SeqCst) {

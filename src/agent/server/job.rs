@@ -112,7 +112,7 @@ pub(super) fn run_job(
     // The turn is still held when the command failed on the token or never said it was done.
     if ctx.release(failed) {
         resp.exit = Exit::TokenNotPresent as u8;
-        resp.error = Some("the token was removed while the request ran; insert it and try again".into());
+        resp.error = Some(crate::tr!("agent-token-removed-during"));
     }
     log_request(audit, req, &resp, ctx.key.take());
     (!ctx.answered_elsewhere).then(|| (resp, std::mem::take(&mut ctx.output)))
@@ -222,17 +222,11 @@ impl<'w> AgentCtx<'w> {
             Err(r) => {
                 self.refused = Some(r);
                 Err(match r {
-                    Refused::Busy => {
-                        Failure::new(Exit::Busy, "busy: too many requests are waiting for the token; try again shortly")
+                    Refused::Busy => Failure::new(Exit::Busy, crate::tr!("agent-busy-queue")),
+                    Refused::TimedOut => {
+                        Failure::new(Exit::Io, crate::tr!("agent-timed-out", ms = self.job.timeout.as_millis() as u64))
                     }
-                    Refused::TimedOut => Failure::new(
-                        Exit::Io,
-                        format!("timed out after {} ms waiting for the token", self.job.timeout.as_millis()),
-                    ),
-                    Refused::Closed => Failure::new(
-                        Exit::Busy,
-                        "busy: the agent is restarting after a token call hung; try again in a moment",
-                    ),
+                    Refused::Closed => Failure::new(Exit::Busy, crate::tr!("agent-busy-restarting")),
                 })
             }
         }
@@ -367,8 +361,8 @@ impl Ctx for AgentCtx<'_> {
         if let Some((label, reader, strict)) = gate {
             let refuse = match self.agent.readers.card_in(&reader) {
                 Some(true) => None,
-                Some(false) => Some(format!("token '{label}' is not present: insert the card in reader '{reader}'")),
-                None if strict => Some(format!("token '{label}' follows reader '{reader}', which PC/SC does not show (is pcscd running, is the reader connected?)")),
+                Some(false) => Some(crate::tr!("agent-card-not-in-reader", token = label, reader = reader)),
+                None if strict => Some(crate::tr!("agent-reader-not-shown", token = label, reader = reader)),
                 None => None,
             };
             if let Some(msg) = refuse {
@@ -391,7 +385,7 @@ impl PinPrompt for EventPrompt {
                 v: VERSION,
                 ok: true,
                 event: Some("pin-needed".into()),
-                notes: vec![format!("token '{}': {}", request.token, request.operation)],
+                notes: vec![crate::tr!("event-pin-needed", token = request.token, operation = request.operation)],
                 ..Default::default()
             };
             subs.retain(|s| s.send(ev.clone()).is_ok());

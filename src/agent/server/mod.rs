@@ -175,10 +175,8 @@ pub fn run(setup: Setup, a: AgentArgs) -> Result<(), Failure> {
         .spawn(move || watch_for_hangs(&wagent, fd, own_path))
         .map_err(|e| Failure::new(Exit::Io, format!("cannot start the watchdog: {e}")))?;
     match std::env::var(watchdog::RESTARTS_VAR) {
-        Ok(n) => {
-            eprintln!("ssmax-card agent: listening on {} (restart {n} after a hung token call)", a.socket.display())
-        }
-        Err(_) => eprintln!("ssmax-card agent: listening on {}", a.socket.display()),
+        Ok(n) => eprintln!("ssmax-card agent: {}", crate::tr!("agent-listening-again", socket = a.socket, restart = n)),
+        Err(_) => eprintln!("ssmax-card agent: {}", crate::tr!("agent-listening", socket = a.socket)),
     }
     let me = crate::platform::uid();
     let dog = agent.dog.clone();
@@ -208,14 +206,14 @@ pub fn run(setup: Setup, a: AgentArgs) -> Result<(), Failure> {
             door.refuse(
                 stream,
                 owed,
-                error_response(0, Exit::Usage, format!("refused: this agent serves uid {me} only")),
+                error_response(0, Exit::Usage, crate::tr!("agent-other-uid", uid = me.to_string())),
             );
             continue;
         }
         if open.load(Ordering::SeqCst) >= cap {
             let busy = Response {
                 retry_after_ms: Some(200),
-                ..error_response(0, Exit::Busy, format!("busy: the agent is serving {cap} connections, its limit ([agent] max_connections); try again in a moment"))
+                ..error_response(0, Exit::Busy, crate::tr!("agent-busy-connections", limit = cap))
             };
             door.refuse(stream, owed, busy);
             continue;
@@ -340,16 +338,17 @@ fn watch_for_hangs(agent: &Agent, listener: std::os::fd::RawFd, own_path: Option
         };
         for r in late {
             // The operation goes on (a token call cannot be interrupted); its product is dropped.
-            let msg = format!("timed out after {} ms waiting for the token", r.timeout.as_millis());
+            let msg = crate::tr!("agent-timed-out", ms = r.timeout.as_millis() as u64);
             let _ = write_message(&mut &*r.stream, &error_response(r.id, Exit::Io, msg), &[]);
             dog.settled_for_another();
         }
     };
     dog.restarting.store(true, Ordering::SeqCst);
-    let msg = format!(
-        "the token did not answer for {:.1} s during '{what}' (limit {} ms, [agent] token_timeout_ms): the agent abandoned the call and restarts with the token module loaded afresh; check the card and reader, then try again",
-        took.as_secs_f64(),
-        dog.limit.as_millis()
+    let msg = crate::tr!(
+        "agent-token-hung",
+        seconds = format!("{:.1}", took.as_secs_f64()),
+        what = what,
+        limit = dog.limit.as_millis() as u64
     );
     eprintln!("ssmax-card agent: {msg}");
     // The hung call's client, and every other client a token serves right now (the restart ends

@@ -1,0 +1,265 @@
+# English messages of ssmax-card. Keys are named in the code with tr!("key", name = value).
+# Every message here has its twin in ja.ftl with the same placeholders (a unit test checks).
+
+## token/: what a PKCS#11 token did
+
+token-module-load = cannot load PKCS#11 module { $path }: { $reason }
+token-removed = { $function } failed: { $code } — the card or token was removed; insert it and try again
+token-session-closed = { $function } failed: { $code } — the session was closed (card removed or reset); try again
+token-logged-out = { $function } failed: { $code } — the token forgot the login (another program logged out or the card was reset); try again
+token-mechanism-unsupported = { $function } failed: { $code } — the token does not support this algorithm
+token-call-failed = { $function } failed: { $code }
+token-bad-answer = { $function } returned { $what }
+token-wrong-pin = wrong PIN for token '{ $token }' ({ $tries }); it was not retried
+token-pin-locked = the PIN of token '{ $token }' is locked; unblock it with the PUK or your card issuer (a My Number card PIN is reset at the municipal office)
+token-final-try-refused = token '{ $token }' has one PIN try left: refusing to spend it. If you are sure of the PIN, run again with --allow-final-pin-try
+token-pin-rules = the PIN does not fit token '{ $token }' ({ $reason }); no try was spent
+token-no-pin-source = no way to ask for the PIN: { $reason }
+token-module-missing = no such file (is the module's package installed?)
+token-unusable-card = a card the module cannot use ({ $error })
+token-ambiguous = several tokens are present ({ $tokens }): choose one with --token 'pkcs11:token=LABEL'
+token-named-absent = the token { $uri } is not present; insert the card or token and try again.
+token-none-present = a token is not present; insert the card or token and try again.
+token-searched = Searched: { $slots }.
+token-no-module = no PKCS#11 module found: install your token's module (softhsm2, opensc or ykcs11) or give one with --token 'pkcs11:?module-path=/path/to/module.so'
+token-slot = { $module } slot { $slot } '{ $description }': { $state }
+token-no-profile = token '{ $token }' ({ $manufacturer } / { $model }) matches no profile: add a profile for it to your profiles directory
+token-removed-during = token '{ $token }' was removed during the operation; insert it and try again
+token-removed-from = token '{ $token }' was removed from '{ $slot }'; insert it and try again
+warning = warning: { $text }
+slot-empty = empty
+slot-uninitialised = uninitialised token
+slot-token = token '{ $token }' ({ $manufacturer } / { $model })
+
+## PIN
+
+pin-state-locked = locked
+pin-state-final-try = one try left
+pin-state-low = tries are running low
+pin-state-earlier-wrong = the token reports an earlier wrong PIN
+pin-state-ok = ok
+pin-length-rejected = the token rejected its length
+pin-context-missing = the key needs a PIN for each use but none was given
+pin-final-try-warning = token '{ $token }' has one PIN try left; a wrong PIN now locks it
+pin-low-warning = token '{ $token }' reports an earlier wrong PIN: tries may be running low
+pin-tries-locked = the PIN is now locked
+pin-tries-final = one try left before it locks
+pin-tries-few = few tries left
+pin-tries-more = more than one try left
+pin-tries-uncounted = this token does not count tries
+pin-tries-unknown = the token does not say how many tries are left
+pin-rule-length = it must be { $min } to { $max } characters long, it has { $length }
+pin-rule-digits = it must contain digits only
+pin-rule-upper-alnum = it must contain letters A–Z and digits only
+pin-rule-mix = it must mix letters and digits
+
+## PIN sources
+
+pin-fd-used = the PIN from --pin-fd was already used once
+pin-tty-prompt = PIN for '{ $token }' ({ $operation }):
+pin-no-terminal = no terminal to ask on ({ $error }); configure pinentry or pass --pin-fd N
+pin-no-pinentry = pinentry is configured but no pinentry program was found
+pin-entry-description = Enter the PIN of token "{ $token }" to { $operation } ({ $min } to { $max } characters).
+pin-entry-required = A PIN is required
+
+## Signing
+
+sign-no-from = the mail has no From address: the signature must be bound to one
+sign-wanted-certificate = a signing certificate for { $from }
+sign-wanted-personal = a personal certificate (My Number card)
+sign-from-not-address = --from '{ $from }' is not a mail address
+sign-not-mime-entity = the input is not a MIME entity (no Content-Type field): give the part to be signed, headers included
+sign-not-7bit = the entity is not 7-bit clean or has lines over 998 characters, so relays would alter it and break the signature: let the mail client encode it (quoted-printable or base64)
+sign-done = signed mail from { $from } as '{ $subject }' with key '{ $key }' on token '{ $token }' ({ $scheme })
+sign-operation = sign mail from { $from }{ $to }
+sign-operation-key = sign mail from { $from }{ $to } with key '{ $key }'
+sign-operation-to = { " " }to { $to }
+sign-personal-unasked = not signing with token '{ $token }' unasked: { $what }, so every recipient would see all of it and none could bind it to { $from }. Send through your organisation with `ssmax-card send` (it re-signs the mail), or confirm this one with --personal-certificate
+sign-personal-confirmed = signed with a personal certificate at your request: { $what }; recipients see it, and strict mail clients reject a signature whose certificate does not name { $from }
+sign-no-matching-certificate = token '{ $token }' has no signing certificate matching { $uri }
+sign-no-certificate = token '{ $token }' holds no user certificate to sign with (import one next to your key)
+sign-from-not-in-certificate = refusing to sign: the From address { $from } is not in any certificate on token '{ $token }' (they name: { $names })
+sign-from-not-in-certificate-none = refusing to sign: the From address { $from } is not in any certificate on token '{ $token }' (they name no e-mail address)
+sign-certificate-expired = '{ $label }' expired on { $when } (renew it)
+sign-certificate-not-yet-valid = '{ $label }' is not valid before { $when }
+sign-certificate-wrong-usage = '{ $label }' cannot sign mail: { $reason }
+sign-no-usable = no usable certificate for { $from }: { $reasons }
+sign-your-certificate = your certificate
+sign-revoked = refusing to sign: { $reason } — ask your organisation for a new certificate
+sign-revocation-unknown = refusing to sign: { $reason }
+sign-certificate-expiring = the certificate '{ $label }' expires on { $when } (in { $days } days): renew it
+sign-key-retired = the key of '{ $label }' was renewed and only decrypts old mail; import the new certificate to sign
+sign-no-private-key = token '{ $token }' has the certificate but not its private key
+token-several-hold = several tokens hold { $what } ({ $tokens }): choose one with --token 'pkcs11:token=LABEL' or `token` in the config
+token-none-holds = none of the tokens present ({ $tokens }) holds { $what }
+cert-usage-no-signature = its key usage does not allow digital signatures
+cert-usage-no-email = its extended key usage does not include e-mail protection
+
+## Verification
+
+verify-content-twice = the signature carries content of its own besides the signed part: refused
+verify-no-signers = the signature has no signers
+verify-no-signer-certificate = the signer's certificate is neither in the message nor given (pass it with --certfile FILE)
+verify-no-message-digest = signed attributes lack the message digest
+verify-content-altered = the content does not match the signature of { $who }: the mail was altered after signing
+verify-no-content-type = signed attributes lack the content type
+verify-content-type-differs = the signed content-type attribute does not match the content
+verify-certificate-unacceptable = the certificate of { $who } is not acceptable: { $error }
+verify-signature-altered = the signature of { $who } does not verify ({ $why }): the mail was altered or signed with another key
+verify-certificate-usage = the certificate of { $who } may not sign mail: { $reason }
+verify-when-now = now
+verify-when-signed = at signing time
+verify-signing-time-future = the signing time { $when } is in the future
+verify-certificate-not-valid = the certificate of { $who } was not valid { $when } (valid { $from } to { $until })
+verify-no-anchors = no trust anchors: keep the SSMAX root on the token or pass --ca FILE
+verify-sha1-refused = the signature of { $who } uses SHA-1, which is refused as broken (as Thunderbird does): ask the sender to sign with SHA-256
+verify-weak-digest = the signature of { $who } uses { $digest }, which is refused as too weak: ask the sender to sign with SHA-256
+verify-unknown-algorithm = the signature of { $who } uses algorithm { $oid }, which ssmax-card does not verify
+chain-not-valid-then = a certificate in the chain of { $who } was not valid { $when } (signer valid { $from } to { $until })
+chain-untrusted = the certificate of { $who } is not trusted: its chain does not lead to a trust anchor (issuer: { $issuer })
+chain-not-for-email = the certificate of { $who } is not for e-mail protection (extended key usage)
+chain-bad-signature = a certificate in the chain of { $who } has an invalid signature
+chain-invalid = the certificate chain of { $who } is not valid { $when }: { $error }
+
+## Revocation
+
+revocation-signer-is-anchor = the signer's certificate is itself a trust anchor
+revocation-in-grace = a CRL for the chain is past its nextUpdate, within the grace of { $hours } h (revocation_grace_hours)
+revocation-nothing-to-be-had = no CRL or OCSP answer to be had (--crl, crls in the config, or the certificates' own)
+revocation-not-covered = no CRL or OCSP answer covers every certificate of the chain
+revocation-out-of-date = a CRL for the chain is out of date
+revoked-named = { $revoked }: the signature of { $who } is not to be trusted
+revoked-in-chain = a certificate in the chain of { $who } was revoked
+revocation-required-unknown = the revocation status of the chain of { $who } is unknown (--revocation require): no CRL or OCSP answer for every certificate in it
+revocation-required-stale = a CRL for the chain of { $who } is out of date (--revocation require): fetch a current one
+revocation-check-failed = the revocation check of { $who } failed: { $error }
+revoked-by-ocsp = the certificate '{ $subject }' (serial { $serial }) was revoked on { $when } ({ $reason }), says the OCSP answer signed by { $responder }
+
+## Error headings
+
+cms-malformed = malformed CMS: { $detail }
+cms-unsupported = unsupported: { $detail }
+cms-cannot-decrypt = cannot decrypt: { $detail }
+cms-verify-failed = verification failed: { $detail }
+cms-decrypt-failed = decryption failed: { $detail }
+cms-no-key = no usable key: { $detail }
+mail-malformed = malformed mail: { $detail }
+file-cannot-read = cannot read { $path }: { $error }
+file-not-regular = { $path } is { $kind }, not a regular file; refused
+file-too-large = { $path } is larger than { $limit }; refused
+bad-profile = bad profile: { $error }
+bad-config = bad config: { $error }
+file-kind-directory = a directory
+file-kind-fifo = a FIFO (named pipe)
+file-kind-char-device = a character device
+file-kind-block-device = a block device
+file-kind-socket = a socket
+file-kind-other = not a file
+revocation-status-good = not revoked (every certificate in the chain checked against a current CRL or OCSP answer)
+revocation-status-unknown = revocation status unknown: { $why }
+revocation-status-off = not checked (--revocation off)
+
+## The verification report
+
+verify-is-encrypted = this mail is encrypted, not signed: use 'ssmax-card decrypt'
+verify-no-from = the mail has no From address to compare with the certificate
+verify-too-deep = signatures nested more than { $layers } deep; refused
+verify-inner-failed = inner signature (layer { $layer }): { $error }
+verify-from-mismatch = the From address { $from } is not in the signer's certificate ({ $subject } names: { $names })
+verify-from-mismatch-none = the From address { $from } is not in the signer's certificate ({ $subject } names no e-mail address)
+report-good = Good signature from { $subject } <{ $emails }>
+report-inner = Inner signature (layer { $layer }) from { $subject } <{ $emails }>
+report-issuer = { "  " }issued by:    { $issuer }
+report-algorithm = { "  " }algorithm:    { $algorithm }
+report-signed-at = { "  " }signed at:    { $when }
+report-valid-until = { "  " }valid until:  { $when }
+report-pinned = { "  " }trust:        the signer's certificate itself is a trust anchor
+report-chain = { "  " }chain:        { $chain }
+report-revocation = { "  " }revocation:   { $status }
+report-from-matches = { "  " }From matches: { $from }
+
+## status
+
+status-no-module = no PKCS#11 module installed (looked for: softhsm2, opensc, ykcs11); install one or pass --token 'pkcs11:?module-path=...'
+status-module = module { $path }
+status-module-error = { "  " }error: { $error }
+status-no-slots = { "  " }no slots (no reader connected, or pcscd is not running)
+status-slot-problem = { "  " }slot { $slot } '{ $description }': { $problem }
+status-slot-empty = { "  " }slot { $slot } '{ $description }': no token
+status-slot-uninitialised = { "  " }slot { $slot } '{ $description }': uninitialised token
+status-slot-token = { "  " }slot { $slot } '{ $description }': token '{ $token }'
+status-token-model = { "    " }manufacturer { $manufacturer } / model { $model } / serial { $serial }
+status-profile-aside = { "    " }profile      { $profile } sets this slot aside: it is not for mail
+status-profile = { "    " }profile      { $profile }
+status-profile-none = { "    " }profile      none (add one to use this token)
+status-pin = { "    " }PIN          { $state }
+status-token-error = { "    " }error: { $error }
+status-certificate-unparsable = { "    " }certificate id { $id } '{ $label }': does not parse
+status-anchor = { "    " }trust anchor id { $id } '{ $label }'
+status-ca-certificate = { "    " }CA certificate id { $id } '{ $label }'
+status-certificate = { "    " }certificate id { $id } '{ $label }'
+status-expired = EXPIRED { $when }
+status-expiring = expires { $when } — WARNING: in under 30 days, renew it
+status-valid-until = valid until { $when }
+status-subject = { "      " }subject { $subject }
+status-emails = { "      " }e-mail  { $emails }
+status-key = { "      " }key     { $kind }; { $expiry }
+status-revocation = { "      " }revocation { $status }
+status-key-pair = { "    " }key pair id { $id } '{ $label }': { $kind } (private key on the token; listing it needs the PIN)
+status-note = { "    " }note: { $note }
+status-cannot-decrypt = { "    " }note: this token cannot decrypt
+status-revocation-no-trust = not checked (no trust anchor here, or revocation off)
+status-revocation-no-chain = not checked (its chain does not lead to an anchor here)
+status-this-certificate = this certificate
+status-revoked = REVOKED: { $reason }
+
+## Decryption
+
+decrypt-operation-from = decrypt mail from { $from }
+decrypt-operation = decrypt a message
+decrypt-wanted-key = a key this message is encrypted for
+decrypt-done = decrypted on token '{ $token }' with the key of '{ $recipient }' ({ $transport }, { $algorithm })
+decrypt-is-signed = this mail is signed, not encrypted: use 'ssmax-card verify'
+
+## The command line
+
+cli-pin-fd-stdin = --pin-fd 0 is standard input, which carries the mail here: use another descriptor or --in FILE
+cli-cannot-read-stdin = cannot read standard input: { $error }
+cli-input-too-large = input is larger than { $limit }; refused
+cli-cannot-write = cannot write { $path }: { $error }
+cli-cannot-write-stdout = cannot write standard output: { $error }
+cli-labels-per-attachment = give one --label for each --attach ({ $files } files, { $labels } labels)
+cli-agent-no-pin-fd = the agent asks for PINs with pinentry on the client's display and takes no --pin-fd; give --pin-fd to a one-shot command (with --agent never) instead
+cli-no-audit-log = no audit log path; give --log FILE
+audit-broken = audit log { $path }: { $error }
+audit-intact = audit log { $path }: { $entries } entries, chain intact
+
+## Agent
+
+agent-unreachable = the agent at { $path } is not reachable ({ $reason }); start it with 'ssmax-card agent' or use --agent never
+agent-broke-off = the agent at { $path } broke off the request ({ $reason }); it may have stopped — run the command again
+cli-not-for-agent = --pin-fd and --config are not passed to the agent; use --agent never
+cli-too-many-files-for-agent = at most { $most } --ca, --certfile, --crl and --content files go to the agent; use --agent never
+agent-refused = the agent refused the request
+agent-no-length = the agent did not say how long its product is
+agent-token-removed-during = the token was removed while the request ran; insert it and try again
+agent-busy-queue = busy: too many requests are waiting for the token; try again shortly
+agent-timed-out = timed out after { $ms } ms waiting for the token
+agent-busy-restarting = busy: the agent is restarting after a token call hung; try again in a moment
+agent-card-not-in-reader = token '{ $token }' is not present: insert the card in reader '{ $reader }'
+agent-reader-not-shown = token '{ $token }' follows reader '{ $reader }', which PC/SC does not show (is pcscd running, is the reader connected?)
+agent-listening = listening on { $socket }
+agent-listening-again = listening on { $socket } (restart { $restart } after a hung token call)
+agent-other-uid = refused: this agent serves uid { $uid } only
+agent-busy-connections = busy: the agent is serving { $limit } connections, its limit ([agent] max_connections); try again in a moment
+agent-token-hung = the token did not answer for { $seconds } s during '{ $what }' (limit { $limit } ms, [agent] token_timeout_ms): the agent abandoned the call and restarts with the token module loaded afresh; check the card and reader, then try again
+
+## Agent events
+
+event-pin-needed = token '{ $token }': { $operation }
+event-certificate-expired = certificate '{ $label }' on token '{ $token }' expired on { $when }: renew it
+event-certificate-expiring = certificate '{ $label }' on token '{ $token }' expires on { $when } (in { $days } days): renew it
+event-token-removed = token '{ $token }' was removed: sessions closed, PIN forgotten
+event-token-removed-from = token '{ $token }' was removed from reader '{ $reader }': sessions closed, PIN forgotten
+event-token-replaced = token '{ $token }' (serial { $serial }) was replaced: sessions closed, PIN forgotten
+event-token-inserted = token '{ $token }' (serial { $serial }) is present
