@@ -263,3 +263,177 @@ event-token-removed = token '{ $token }' was removed: sessions closed, PIN forgo
 event-token-removed-from = token '{ $token }' was removed from reader '{ $reader }': sessions closed, PIN forgotten
 event-token-replaced = token '{ $token }' (serial { $serial }) was replaced: sessions closed, PIN forgotten
 event-token-inserted = token '{ $token }' (serial { $serial }) is present
+
+## Keys and certificates on the token
+
+keygen-impossible = token '{ $token }' cannot generate keys here: { $reason }
+keygen-id-not-hex = --id { $id } is not hex
+keygen-id-taken = token '{ $token }' already has a key with id { $id }
+keygen-operation = generate a key pair '{ $label }'
+keygen-done = generated { $kind } key pair '{ $label }' on token '{ $token }': use --key 'pkcs11:id=%{ $id }' (the private key is sensitive and never leaves the token)
+csr-no-key = name the key with --key 'pkcs11:id=%NN' (keygen prints it)
+csr-bad-subject = --subject '{ $subject }': { $error }
+csr-bad-email = '{ $email }' is not an ASCII mail address
+csr-operation = sign a certificate request for { $email }
+csr-no-private-key = no private key with id { $id }
+csr-build-failed = building the request: { $error }
+csr-attestation-failed = attestation: { $error }
+csr-done = certificate request for { $email } signed on the token
+import-only-ca = the input holds only CA certificates: import-cert wants your certificate (and may carry its issuers)
+import-no-matching-key = refusing to import: no key on token '{ $token }' matches the public key of '{ $subject }'
+import-other-key = refusing to import: the certificate belongs to key { $id }, not { $wanted }
+import-already-there = this certificate is already on the token
+import-operation = store the certificate of { $subject }
+import-done = stored '{ $subject }' next to key { $id } as '{ $label }' (valid until { $until })
+import-retired = retired key { $id } ('{ $key }') from signing: it still decrypts mail sent to '{ $certificate }'
+import-root-not-stored = not stored: the root '{ $subject }' from the bundle (a trust anchor is stored with import-anchor only)
+import-issuer-there = the issuer '{ $subject }' is on the token already
+import-issuer-stored = stored the issuer '{ $subject }' as '{ $label }' (carried in signatures, not trusted as an anchor)
+import-not-certificate = not a certificate: { $error }
+import-empty-bundle = the PKCS#7 bundle holds no certificates
+anchor-profile-no-org-prefix = the { $profile } profile does not say how this token marks organisation certificates
+anchor-profile-no-prefix = the { $profile } profile does not say how this token marks trust anchors
+anchor-org-is-ca = an organisation certificate is an end-entity certificate, not a CA
+anchor-org-not-mail = not an organisation mail certificate: { $reason }
+anchor-not-ca = a trust anchor must be a CA certificate
+anchor-operation-org = store the organisation certificate '{ $name }'
+anchor-operation = store the trust anchor '{ $name }'
+anchor-done = stored '{ $subject }' on token '{ $token }' as '{ $label }'
+certs-expired = EXPIRED
+certs-expiring = expires in { $days } days — renew it
+certs-days-left = { $days } days left
+
+## SSMAX: send, receive, forward
+
+send-no-from = the draft has no From address
+send-done = { $count } attachment(s) encrypted for '{ $org }'; { $summary }
+receive-not-ssmax = not an SSMAX mail: expected multipart/signed from your organisation
+receive-no-org-certificate = the token holds no organisation certificate to check the mail against (label 'ssmax-org…')
+receive-signature-count = expected one signature (your organisation's), found { $found }
+receive-not-your-org = the mail is signed by '{ $subject }', which is not your organisation's certificate stored on the token
+receive-your-org = your organisation '{ $subject }'
+receive-no-from = the mail has no From address
+receive-no-originator = the organisation's signature does not record the original sender
+receive-from-not-originator = the From address { $from } is not the original sender the organisations verified ({ $verified })
+receive-wanted-key = a key the attachments are encrypted for
+receive-verified = verified: signed by your organisation '{ $subject }'
+receive-operation = open attachments from { $from }
+receive-opened = opened '{ $label }' on the token with the key of '{ $recipient }' ({ $transport }, { $algorithm })
+attachment-failed = attachment '{ $label }': { $error }
+forward-no-to = give at least one --to address
+forward-no-such-attachment = no attachment named or labelled '{ $wanted }' (the mail has: { $have })
+forward-no-such-attachment-none = no attachment named or labelled '{ $wanted }' (the mail has none)
+forward-operation = forward attachments
+forward-done = forwarded { $count } attachment(s), re-keyed for '{ $org }'; { $summary }
+forward-no-address = no e-mail address in the certificates on the token
+forward-several-addresses = the token's certificates name several addresses ({ $addresses }): choose one with --from
+identity-describe = { $factors } (token: { $token }, profile { $profile }; PIN verified { $when })
+chain-sending-org = sending organisation: { $subject }
+chain-original-sender = original sender:      { $subject } <{ $emails }>, signed { $when }
+chain-identity = identity method:      { $method }
+org-no-certificate = no organisation certificate: store it on the token next to your key (label 'ssmax-org…') or set org_certificate in the config
+org-no-anchor = no SSMAX trust anchor on the token or in the config to check the organisation certificate against
+org-whose = the organisation '{ $subject }'
+org-is-ca = { $subject } is a CA certificate
+org-refused = refusing to encrypt to the organisation certificate: { $reasons }
+
+## Extracting attachments
+
+extract-wrote = wrote { $path } ({ $label })
+extract-wrote-renamed = wrote { $path } ({ $label }): another attachment is also named '{ $name }'
+extract-is-directory = { $path } is a directory; nothing was written
+extract-exists = { $paths } exist(s); nothing was written (use --force to replace)
+extract-appeared = it appeared while extracting
+extract-nothing-kept = cannot write { $path }: { $error }; nothing was kept
+extract-symlink = { $path } is a symbolic link; nothing was written (name it as { $path }/. to extract where it leads)
+extract-no-directory = { $path } does not exist; nothing was written
+extract-not-directory = { $path } is not a directory; nothing was written
+extract-cannot-write = cannot write { $path }: { $error }; nothing was written
+
+## Fetching CRLs and OCSP answers
+
+crl-none-from = no CRL from { $url }: { $why }
+ocsp-none-for = no OCSP answer for '{ $subject }': { $why }
+ocsp-no-issuer = no OCSP answer for '{ $subject }': its issuer's certificate is not here
+fetch-off = not in the cache, and fetching is off (crl_fetch = false)
+ocsp-no-responder = no responder
+ocsp-time-spent = not asked: the time for fetching (crl_fetch_timeout_ms) is spent
+crl-time-spent = not fetched: the time for fetching (crl_fetch_timeout_ms) is spent
+crl-http-status = the server answered HTTP { $code }
+crl-transport = cannot fetch it ({ $kind })
+crl-empty-answer = the answer holds no CRL
+ocsp-http-status = the responder answered HTTP { $code }
+ocsp-transport = cannot reach it ({ $kind })
+fetch-read-failed = reading it failed ({ $error })
+fetch-too-large = it is larger than { $size }; refused
+
+## Keys on the token
+
+key-no-free-id = no free CKA_ID left on the token
+key-no-public-key = no public key with id { $id } on token '{ $token }'
+key-public-unusable = the public key with id { $id } is unusable: { $reason }
+key-cannot-encode-certificate = cannot encode the certificate: { $error }
+key-cannot-sign-kind = cannot sign mail with a { $kind } key (supported: RSA, EC P-256, P-384)
+key-may-not-sign = key '{ $key }' on token '{ $token }' may not sign (CKA_SIGN is false: a renewed key is kept only to decrypt old mail); sign with the current key
+key-mechanism-not-offered = token '{ $token }' ({ $profile } profile) does not offer { $mechanism } signatures
+module-lacks = the module has no { $function }
+key-no-ecdh-secret = the token did not return the ECDH secret
+key-certificate-without-key = the token has the certificate '{ $label }' but no private key with its id
+key-unwrap-failed = the key on the token could not unwrap the content key ({ $error })
+key-token-cannot-decrypt = this token cannot decrypt
+key-no-ecdh = token '{ $token }' does not offer ECDH
+secret-pin = PIN
+secret-password = password
+secret-fd-unreadable = { $flag } { $fd } is not readable for a { $what }
+secret-too-long = { $flag } { $fd } gave more than { $most } bytes
+secret-empty = { $flag } { $fd } gave an empty { $what }
+secret-not-utf8 = the { $what } from { $flag } { $fd } is not UTF-8
+secret-unix-only = { $flag } is only available on Unix
+secret-timed-out = no PIN line arrived on { $flag } { $fd } within { $minutes } minutes
+secret-cannot-wait = cannot wait for { $flag } { $fd }: { $error }
+secret-cannot-read = cannot read { $flag } { $fd }: { $error }
+
+## SMTP front door
+
+smtp-give-relay = give --relay host:port (or [smtp] relay in the config)
+smtp-give-relay-user = give --relay-user (or [smtp] relay_user in the config)
+smtp-password-prompt = Password for { $user } at { $host }:
+smtp-password-unread = cannot read the password: { $error }
+smtp-password-empty = empty password; nothing stored
+smtp-password-stored = stored the password for { $user } at { $host } in the OS keyring
+smtp-relay-not-host-port = relay '{ $relay }' is not host:port
+smtp-no-relay = no relay: give --relay host:port or [smtp] relay in the config
+smtp-relay-ca = relay CA: { $error }
+smtp-relay-ca-file = relay CA { $path }: { $error }
+smtp-tls-settings = TLS settings for { $host }: { $error }
+smtp-plain-not-local = relay_tls = none is only allowed for a relay on this machine, not { $host }
+keyring-failed = OS keyring: cannot { $what }: { $error }
+keyring-no-relay-password = no password for relay account { $user }@{ $host } in the OS keyring: run 'ssmax-card smtp set-relay-password --relay { $host } --relay-user { $user }'
+smtp-loopback-only = the SMTP front door listens on loopback only, not { $listen }
+smtp-cannot-listen = cannot listen on { $listen }: { $error }
+smtp-listening = listening on { $listen }, relaying to { $relay }
+agent-already-listening = an agent is already listening on { $socket }
+keyring-open-relay = open the relay password entry
+keyring-read-relay = read the relay password
+keyring-store-relay = store the relay password
+keyring-open-client = open the client secret entry
+keyring-read-client = read the client secret
+keyring-store-client = store the client secret
+
+## pkcs11: URIs, config, profiles
+
+uri-invalid = invalid pkcs11: URI: { $reason }
+uri-no-scheme = '{ $text }' does not start with 'pkcs11:'
+uri-path-no-equals = path attribute '{ $attribute }' has no '='
+uri-slot-not-number = slot-id '{ $value }' is not a number
+uri-unknown-type = unknown object type '{ $value }'
+uri-unknown-path-attribute = unknown path attribute '{ $attribute }'
+uri-query-no-equals = query attribute '{ $attribute }' has no '='
+uri-pin-refused = '{ $attribute }' is not accepted: give the PIN through pinentry, the terminal or --pin-fd
+uri-unknown-query-attribute = unknown query attribute '{ $attribute }'
+uri-contradiction = the token names { $attribute } { $token } and the key names { $key }: they contradict each other
+uri-twice = attribute '{ $attribute }' appears twice
+uri-not-utf8 = attribute '{ $attribute }' is not UTF-8
+uri-bad-escape = bad percent-escape in '{ $text }'
+config-unreadable = config: { $error }
+profile-unreadable = cannot read profile { $file }: { $error }

@@ -72,7 +72,7 @@ sign-not-7bit = エンティティが 7 ビットでないか 998 文字を超�
 sign-done = { $from } のメールに「{ $subject }」として署名しました(トークン「{ $token }」の鍵「{ $key }」、{ $scheme })
 sign-operation = { $from } のメールに署名{ $to }
 sign-operation-key = { $from } のメールに鍵「{ $key }」で署名{ $to }
-sign-operation-to = { " " }(宛先 { $to })
+sign-operation-to = (宛先 { $to })
 sign-personal-unasked = 確認なしにトークン「{ $token }」では署名しません: { $what }。受信者全員にその内容が見え、しかも { $from } と結び付けられません。`ssmax-card send` で組織経由で送る(組織が署名し直します)か、--personal-certificate で確認してください
 sign-personal-confirmed = ご指示により個人の証明書で署名しました: { $what }。受信者にはその内容が見え、厳格なメールクライアントは { $from } を含まない証明書の署名を拒否します
 sign-no-matching-certificate = トークン「{ $token }」に { $uri } に合う署名用証明書がありません
@@ -262,3 +262,177 @@ event-token-removed = トークン「{ $token }」が取り外されました。
 event-token-removed-from = トークン「{ $token }」がリーダー「{ $reader }」から取り外されました。セッションを閉じ、PIN を消去しました
 event-token-replaced = トークン「{ $token }」(シリアル { $serial })が差し替えられました。セッションを閉じ、PIN を消去しました
 event-token-inserted = トークン「{ $token }」(シリアル { $serial })が接続されています
+
+## トークン上の鍵と証明書
+
+keygen-impossible = トークン「{ $token }」ではここで鍵を生成できません: { $reason }
+keygen-id-not-hex = --id { $id } は 16 進数ではありません
+keygen-id-taken = トークン「{ $token }」には id { $id } の鍵がすでにあります
+keygen-operation = 鍵ペア「{ $label }」を生成
+keygen-done = トークン「{ $token }」に { $kind } の鍵ペア「{ $label }」を生成しました。--key 'pkcs11:id=%{ $id }' で使います(秘密鍵は取り出し不可で、トークンの外に出ることはありません)
+csr-no-key = --key 'pkcs11:id=%NN' で鍵を指定してください(keygen が表示します)
+csr-bad-subject = --subject「{ $subject }」: { $error }
+csr-bad-email = 「{ $email }」は ASCII のメールアドレスではありません
+csr-operation = { $email } の証明書要求に署名
+csr-no-private-key = id { $id } の秘密鍵がありません
+csr-build-failed = 要求の作成: { $error }
+csr-attestation-failed = アテステーション: { $error }
+csr-done = { $email } の証明書要求にトークン上で署名しました
+import-only-ca = 入力には CA 証明書しかありません。import-cert にはあなたの証明書を渡してください(発行者の証明書を含めても構いません)
+import-no-matching-key = インポートを拒否しました: トークン「{ $token }」に「{ $subject }」の公開鍵と合う鍵がありません
+import-other-key = インポートを拒否しました: この証明書は鍵 { $wanted } ではなく鍵 { $id } のものです
+import-already-there = この証明書はすでにトークンにあります
+import-operation = { $subject } の証明書を保存
+import-done = 「{ $subject }」を鍵 { $id } と並べて「{ $label }」として保存しました({ $until } まで有効)
+import-retired = 鍵 { $id }(「{ $key }」)を署名から外しました。「{ $certificate }」宛てのメールの復号には引き続き使えます
+import-root-not-stored = 保存していません: バンドル内のルート「{ $subject }」(トラストアンカーは import-anchor でのみ保存します)
+import-issuer-there = 発行者「{ $subject }」はすでにトークンにあります
+import-issuer-stored = 発行者「{ $subject }」を「{ $label }」として保存しました(署名に添えるためで、トラストアンカーとしては信頼しません)
+import-not-certificate = 証明書ではありません: { $error }
+import-empty-bundle = PKCS#7 バンドルに証明書がありません
+anchor-profile-no-org-prefix = { $profile } プロファイルには、このトークンで組織証明書をどう示すかが書かれていません
+anchor-profile-no-prefix = { $profile } プロファイルには、このトークンでトラストアンカーをどう示すかが書かれていません
+anchor-org-is-ca = 組織証明書はエンドエンティティ証明書であり、CA ではありません
+anchor-org-not-mail = 組織のメール用証明書ではありません: { $reason }
+anchor-not-ca = トラストアンカーは CA 証明書である必要があります
+anchor-operation-org = 組織証明書「{ $name }」を保存
+anchor-operation = トラストアンカー「{ $name }」を保存
+anchor-done = 「{ $subject }」をトークン「{ $token }」に「{ $label }」として保存しました
+certs-expired = 期限切れ
+certs-expiring = あと { $days } 日で期限切れ — 更新してください
+certs-days-left = 残り { $days } 日
+
+## SSMAX: 送信・受信・転送
+
+send-no-from = 下書きに From アドレスがありません
+send-done = 添付ファイル { $count } 件を「{ $org }」宛てに暗号化しました。{ $summary }
+receive-not-ssmax = SSMAX のメールではありません。組織からの multipart/signed を想定しています
+receive-no-org-certificate = メールを照合する組織証明書がトークンにありません(ラベル 'ssmax-org…')
+receive-signature-count = 署名は一つ(組織のもの)のはずですが、{ $found } 個あります
+receive-not-your-org = メールは「{ $subject }」が署名しています。これはトークンに保存された組織の証明書ではありません
+receive-your-org = あなたの組織「{ $subject }」
+receive-no-from = メールに From アドレスがありません
+receive-no-originator = 組織の署名に元の送信者が記録されていません
+receive-from-not-originator = From アドレス { $from } は、組織が確認した元の送信者({ $verified })ではありません
+receive-wanted-key = 添付ファイルの宛先の鍵
+receive-verified = 検証済み: あなたの組織「{ $subject }」の署名
+receive-operation = { $from } からの添付ファイルを開く
+receive-opened = 「{ $label }」をトークン上で「{ $recipient }」の鍵により開きました({ $transport }、{ $algorithm })
+attachment-failed = 添付ファイル「{ $label }」: { $error }
+forward-no-to = --to でアドレスを一つ以上指定してください
+forward-no-such-attachment = 「{ $wanted }」という名前またはラベルの添付ファイルはありません(メールにあるのは: { $have })
+forward-no-such-attachment-none = 「{ $wanted }」という名前またはラベルの添付ファイルはありません(メールに添付ファイルはありません)
+forward-operation = 添付ファイルを転送
+forward-done = 添付ファイル { $count } 件を「{ $org }」宛てに暗号化し直して転送しました。{ $summary }
+forward-no-address = トークンの証明書にメールアドレスがありません
+forward-several-addresses = トークンの証明書に複数のアドレスがあります({ $addresses })。--from で一つを選んでください
+identity-describe = { $factors }(トークン: { $token }、プロファイル { $profile }、PIN 確認 { $when })
+chain-sending-org = 送信側の組織: { $subject }
+chain-original-sender = 元の送信者:   { $subject } <{ $emails }>、署名 { $when }
+chain-identity = 本人確認方法: { $method }
+org-no-certificate = 組織証明書がありません。鍵と並べてトークンに保存する(ラベル 'ssmax-org…')か、設定の org_certificate を指定してください
+org-no-anchor = 組織証明書を確認するための SSMAX トラストアンカーがトークンにも設定にもありません
+org-whose = 組織「{ $subject }」
+org-is-ca = { $subject } は CA 証明書です
+org-refused = 組織証明書宛ての暗号化を拒否しました: { $reasons }
+
+## 添付ファイルの保存
+
+extract-wrote = { $path } に保存しました({ $label })
+extract-wrote-renamed = { $path } に保存しました({ $label })。同じ名前「{ $name }」の添付ファイルがほかにもあります
+extract-is-directory = { $path } はディレクトリです。何も書き込んでいません
+extract-exists = { $paths } がすでにあります。何も書き込んでいません(置き換えるには --force)
+extract-appeared = 保存中に同じ名前のファイルが現れました
+extract-nothing-kept = { $path } に書き込めません: { $error }。何も残していません
+extract-symlink = { $path } はシンボリックリンクです。何も書き込んでいません(リンク先に保存するには { $path }/. と指定してください)
+extract-no-directory = { $path } がありません。何も書き込んでいません
+extract-not-directory = { $path } はディレクトリではありません。何も書き込んでいません
+extract-cannot-write = { $path } に書き込めません: { $error }。何も書き込んでいません
+
+## CRL と OCSP 応答の取得
+
+crl-none-from = { $url } から CRL を得られません: { $why }
+ocsp-none-for = 「{ $subject }」の OCSP 応答を得られません: { $why }
+ocsp-no-issuer = 「{ $subject }」の OCSP 応答を得られません: 発行者の証明書がここにありません
+fetch-off = キャッシュになく、取得はオフです(crl_fetch = false)
+ocsp-no-responder = 応答者がありません
+ocsp-time-spent = 問い合わせていません: 取得に使える時間(crl_fetch_timeout_ms)を使い切りました
+crl-time-spent = 取得していません: 取得に使える時間(crl_fetch_timeout_ms)を使い切りました
+crl-http-status = サーバーが HTTP { $code } を返しました
+crl-transport = 取得できません({ $kind })
+crl-empty-answer = 応答に CRL がありません
+ocsp-http-status = 応答者が HTTP { $code } を返しました
+ocsp-transport = 接続できません({ $kind })
+fetch-read-failed = 読み込みに失敗しました({ $error })
+fetch-too-large = { $size } を超えています。拒否しました
+
+## トークン上の鍵
+
+key-no-free-id = トークンに空いている CKA_ID がありません
+key-no-public-key = トークン「{ $token }」に id { $id } の公開鍵がありません
+key-public-unusable = id { $id } の公開鍵は使えません: { $reason }
+key-cannot-encode-certificate = 証明書を符号化できません: { $error }
+key-cannot-sign-kind = { $kind } の鍵ではメールに署名できません(対応: RSA、EC P-256、P-384)
+key-may-not-sign = トークン「{ $token }」の鍵「{ $key }」は署名に使えません(CKA_SIGN が false: 更新済みの鍵は古いメールの復号のためだけに残しています)。現在の鍵で署名してください
+key-mechanism-not-offered = トークン「{ $token }」({ $profile } プロファイル)は { $mechanism } の署名に対応していません
+module-lacks = モジュールに { $function } がありません
+key-no-ecdh-secret = トークンが ECDH の共有秘密を返しませんでした
+key-certificate-without-key = トークンには証明書「{ $label }」がありますが、同じ id の秘密鍵がありません
+key-unwrap-failed = トークン上の鍵でコンテンツ鍵を取り出せませんでした({ $error })
+key-token-cannot-decrypt = このトークンは復号できません
+key-no-ecdh = トークン「{ $token }」は ECDH に対応していません
+secret-pin = PIN
+secret-password = パスワード
+secret-fd-unreadable = { $flag } { $fd } からは{ $what }を読めません
+secret-too-long = { $flag } { $fd } から { $most } バイトを超えるデータが来ました
+secret-empty = { $flag } { $fd } から来た{ $what }が空です
+secret-not-utf8 = { $flag } { $fd } から来た{ $what }が UTF-8 ではありません
+secret-unix-only = { $flag } は Unix でのみ使えます
+secret-timed-out = { $flag } { $fd } に { $minutes } 分以内に PIN の行が届きませんでした
+secret-cannot-wait = { $flag } { $fd } を待てません: { $error }
+secret-cannot-read = { $flag } { $fd } を読めません: { $error }
+
+## SMTP 受付
+
+smtp-give-relay = --relay host:port を指定してください(または設定の [smtp] relay)
+smtp-give-relay-user = --relay-user を指定してください(または設定の [smtp] relay_user)
+smtp-password-prompt = { $host } の { $user } のパスワード:
+smtp-password-unread = パスワードを読めません: { $error }
+smtp-password-empty = パスワードが空です。何も保存していません
+smtp-password-stored = { $host } の { $user } のパスワードを OS のキーリングに保存しました
+smtp-relay-not-host-port = リレー「{ $relay }」は host:port の形ではありません
+smtp-no-relay = リレーがありません。--relay host:port または設定の [smtp] relay を指定してください
+smtp-relay-ca = リレーの CA: { $error }
+smtp-relay-ca-file = リレーの CA { $path }: { $error }
+smtp-tls-settings = { $host } の TLS 設定: { $error }
+smtp-plain-not-local = relay_tls = none はこのマシン上のリレーにのみ使えます。{ $host } には使えません
+keyring-failed = OS のキーリング: { $what } ができません: { $error }
+keyring-no-relay-password = OS のキーリングにリレーのアカウント { $user }@{ $host } のパスワードがありません。'ssmax-card smtp set-relay-password --relay { $host } --relay-user { $user }' を実行してください
+smtp-loopback-only = SMTP 受付はループバックでのみ待ち受けます。{ $listen } では待ち受けません
+smtp-cannot-listen = { $listen } で待ち受けできません: { $error }
+smtp-listening = { $listen } で待ち受け、{ $relay } へ中継します
+agent-already-listening = { $socket } ではすでにエージェントが待ち受けています
+keyring-open-relay = リレーのパスワード項目を開くこと
+keyring-read-relay = リレーのパスワードを読むこと
+keyring-store-relay = リレーのパスワードを保存すること
+keyring-open-client = クライアントの秘密の項目を開くこと
+keyring-read-client = クライアントの秘密を読むこと
+keyring-store-client = クライアントの秘密を保存すること
+
+## pkcs11: URI・設定・プロファイル
+
+uri-invalid = pkcs11: URI が不正です: { $reason }
+uri-no-scheme = 「{ $text }」が 'pkcs11:' で始まっていません
+uri-path-no-equals = パス属性「{ $attribute }」に '=' がありません
+uri-slot-not-number = slot-id「{ $value }」は数値ではありません
+uri-unknown-type = 不明なオブジェクト種別「{ $value }」
+uri-unknown-path-attribute = 不明なパス属性「{ $attribute }」
+uri-query-no-equals = クエリ属性「{ $attribute }」に '=' がありません
+uri-pin-refused = 「{ $attribute }」は受け付けません。PIN は pinentry、端末、または --pin-fd で渡してください
+uri-unknown-query-attribute = 不明なクエリ属性「{ $attribute }」
+uri-contradiction = トークンは { $attribute } に { $token }、鍵は { $key } を指定しています。互いに矛盾しています
+uri-twice = 属性「{ $attribute }」が二度現れます
+uri-not-utf8 = 属性「{ $attribute }」が UTF-8 ではありません
+uri-bad-escape = 「{ $text }」のパーセントエスケープが不正です
+config-unreadable = 設定: { $error }
+profile-unreadable = プロファイル { $file } を読めません: { $error }

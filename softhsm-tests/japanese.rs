@@ -139,3 +139,41 @@ fn an_english_agent_answers_a_japanese_client_in_japanese_and_an_english_one_in_
     let prompt = std::fs::read_to_string(&agent.pinentry_log).unwrap();
     assert!(prompt.contains("PIN を入力してください"), "the agent's pinentry asks in the client's language: {prompt}");
 }
+
+#[test]
+fn the_terminal_prompt_is_japanese_in_a_japanese_locale() {
+    use std::io::{Read, Write};
+    let tok = Tok::new();
+    let input = tok.write("mail.eml", MAIL);
+    let config = tok.write("config.toml", "pin_source = \"terminal\"\n");
+    // `script` gives the command a terminal of its own; the PIN is typed once the prompt shows.
+    let command = format!("{BIN} sign --config '{}' --in '{}' --out /dev/null", config.display(), input.display());
+    let mut c = Command::new("script");
+    let mut child = c
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("SOFTHSM2_CONF", &tok.conf)
+        .env("HOME", tok.dir.path())
+        .env("LANG", "ja_JP.UTF-8")
+        .args(["-qec", &command, "/dev/null"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = child.stdout.take().unwrap();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 256];
+    while !String::from_utf8_lossy(&seen).contains("):") {
+        let n = out.read(&mut buf).unwrap();
+        assert!(n > 0, "no prompt came: {}", String::from_utf8_lossy(&seen));
+        seen.extend_from_slice(&buf[..n]);
+    }
+    // rpassword turns echo off just after it prints the prompt: a person is never that quick.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    writeln!(child.stdin.take().unwrap(), "{PIN}").unwrap();
+    out.read_to_end(&mut seen).unwrap();
+    assert!(child.wait().unwrap().success(), "{}", String::from_utf8_lossy(&seen));
+    let transcript = String::from_utf8_lossy(&seen);
+    assert!(transcript.contains("「ssmax test」の PIN(alice@example.jp のメールに"), "{transcript}");
+    assert!(transcript.contains("署名しました"), "{transcript}");
+}

@@ -97,6 +97,17 @@ fn front_door(tok: &Tok, agent: &Agent, relay: &PostfixRelay) -> FrontDoor {
 
 /// The front door, with whatever listens on `agent_socket` as its agent.
 fn front_door_to(tok: &Tok, agent_socket: &Path, relay: &PostfixRelay) -> FrontDoor {
+    front_door_in(tok, agent_socket, relay, None, None)
+}
+
+/// The same in a locale (`LANG`), its standard error (its log) into `log`.
+fn front_door_in(
+    tok: &Tok,
+    agent_socket: &Path,
+    relay: &PostfixRelay,
+    lang: Option<&str>,
+    log: Option<&Path>,
+) -> FrontDoor {
     let port = free_port();
     let user = format!("client{port}");
     let config = tok.write(
@@ -121,15 +132,21 @@ fn front_door_to(tok: &Tok, agent_socket: &Path, relay: &PostfixRelay) -> FrontD
     let shown = ok(tok.cmd().arg("--config").arg(&config).args(["smtp", "client-secret"]));
     let secret = stdout(&shown).lines().find_map(|l| l.strip_prefix("secret: ")).unwrap().to_string();
     assert!(stdout(&shown).contains(&format!("user: {user}")));
-    let child = tok
-        .cmd()
+    let mut cmd = tok.cmd();
+    if let Some(l) = lang {
+        cmd.env("LANG", l);
+    }
+    let child = cmd
         .arg("--config")
         .arg(&config)
         .arg("--socket")
         .arg(agent_socket)
         .args(["smtp", "serve", "--listen", &format!("127.0.0.1:{port}"), "--relay-ca"])
         .arg(relay.dir.join("ca.pem"))
-        .stderr(Stdio::null())
+        .stderr(match log {
+            Some(p) => Stdio::from(std::fs::File::create(p).unwrap()),
+            None => Stdio::null(),
+        })
         .spawn()
         .unwrap();
     let start = Instant::now();
@@ -376,4 +393,19 @@ fn front_door_survives_an_agent_that_hangs_up_on_it_and_clients_that_leave() {
     std::thread::sleep(Duration::from_millis(300));
     assert!(door.child.try_wait().unwrap().is_none(), "the front door died: {:?}", door.child.try_wait());
     assert!(relay.delivered().is_empty());
+}
+
+#[test]
+fn front_door_in_a_japanese_locale_replies_in_ascii_and_logs_the_japanese_reason() {
+    let tok = Tok::new();
+    let agent = start_agent(&tok, "", "0");
+    let relay = PostfixRelay::start(&tok);
+    let log = tok.path("front-door.log");
+    let door = front_door_in(&tok, &agent.socket, &relay, Some("ja_JP.UTF-8"), Some(&log));
+    let (t, accepted) = swaks(&door, Some((&door.user, &door.secret)), "ceo@example.jp", "ceo@example.jp", None);
+    let reply = t.lines().find(|l| l.contains("554 5.7.1")).unwrap_or_default();
+    assert!(!accepted && reply.contains("no usable key or certificate on the card"), "{t}");
+    assert!(reply.is_ascii(), "an SMTP reply is ASCII: {reply}");
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert!(logged.contains("署名を拒否しました: From アドレス ceo@example.jp"), "{logged}");
 }

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 pub enum ConfigError {
     #[error("{file}:{line}: {reason}")]
     Invalid { file: String, line: usize, reason: String },
-    #[error("config: {0}")]
+    #[error("{}", crate::tr!("config-unreadable", error = .0.to_string()))]
     Read(#[from] crate::files::ReadError),
 }
 

@@ -62,7 +62,7 @@ impl Store {
                     let Ok(url) = crate::files::read_regular(&path, 4096) else { continue };
                     let url = String::from_utf8_lossy(&url).trim().to_string();
                     if let Err(why) = store.list(&url, left) {
-                        notes.push(format!("no CRL from {url}: {why}"));
+                        notes.push(crate::tr!("crl-none-from", url = url, why = why));
                     }
                 }
                 Some("for") => {
@@ -71,7 +71,7 @@ impl Store {
                     let parsed: Vec<Certificate> = certs.iter().filter_map(|d| Certificate::from_der(d).ok()).collect();
                     let [c, issuer] = parsed.as_slice() else { continue };
                     if let Err(why) = store.answer(c, issuer, &ocsp::responders(c), until) {
-                        notes.push(format!("no OCSP answer for '{}': {why}", crate::cms::cert::subject(c)));
+                        notes.push(crate::tr!("ocsp-none-for", subject = crate::cms::cert::subject(c), why = why));
                     }
                 }
                 _ => {}
@@ -107,7 +107,7 @@ impl Store {
             let left = until.saturating_duration_since(std::time::Instant::now());
             match self.list(&url, left) {
                 Ok(c) => found.crls.push(c),
-                Err(why) => notes.push(format!("no CRL from {url}: {why}")),
+                Err(why) => notes.push(crate::tr!("crl-none-from", url = url, why = why)),
             }
         }
         let issuers: Vec<Certificate> =
@@ -123,16 +123,13 @@ impl Store {
                 continue;
             }
             let Some(issuer) = issuers.iter().find(|i| i.tbs_certificate.subject == tbs.issuer) else {
-                notes.push(format!(
-                    "no OCSP answer for '{}': its issuer's certificate is not here",
-                    crate::cms::cert::subject(c)
-                ));
+                notes.push(crate::tr!("ocsp-no-issuer", subject = crate::cms::cert::subject(c)));
                 continue;
             };
             asked += 1;
             match self.answer(c, issuer, &urls, until) {
                 Ok(a) => found.ocsp.push(a),
-                Err(why) => notes.push(format!("no OCSP answer for '{}': {why}", crate::cms::cert::subject(c))),
+                Err(why) => notes.push(crate::tr!("ocsp-none-for", subject = crate::cms::cert::subject(c), why = why)),
             }
         }
         (found, notes)
@@ -177,13 +174,13 @@ impl Store {
         path: Option<&Path>,
     ) -> Result<ocsp::Shared, String> {
         if !self.fetch {
-            return Err("not in the cache, and fetching is off (crl_fetch = false)".into());
+            return Err(crate::tr!("fetch-off"));
         }
-        let mut why = String::from("no responder");
+        let mut why = crate::tr!("ocsp-no-responder");
         for url in urls {
             let left = until.saturating_duration_since(std::time::Instant::now());
             if left < Duration::from_millis(100) {
-                return Err("not asked: the time for fetching (crl_fetch_timeout_ms) is spent".into());
+                return Err(crate::tr!("ocsp-time-spent"));
             }
             let mut nonce = [0u8; 16];
             rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut nonce);
@@ -232,10 +229,10 @@ impl Store {
             }
         }
         if !self.fetch {
-            return cached.ok_or_else(|| "not in the cache, and fetching is off (crl_fetch = false)".into());
+            return cached.ok_or_else(|| crate::tr!("fetch-off"));
         }
         if time_left < Duration::from_millis(100) {
-            return cached.ok_or_else(|| "not fetched: the time for fetching (crl_fetch_timeout_ms) is spent".into());
+            return cached.ok_or_else(|| crate::tr!("crl-time-spent"));
         }
         match self.fetch(url, time_left) {
             Ok(c) => {
@@ -253,15 +250,15 @@ impl Store {
     fn fetch(&self, url: &str, timeout: Duration) -> Result<Shared, String> {
         let agent = ureq::AgentBuilder::new().timeout(timeout).redirects(0).build();
         let response = agent.get(url).call().map_err(|e| match e {
-            ureq::Error::Status(code, _) => format!("the server answered HTTP {code}"),
-            ureq::Error::Transport(t) => format!("cannot fetch it ({})", t.kind()),
+            ureq::Error::Status(code, _) => crate::tr!("crl-http-status", code = code),
+            ureq::Error::Transport(t) => crate::tr!("crl-transport", kind = t.kind().to_string()),
         })?;
         let body = read_bounded(response, MAX_CRL)?;
         revocation::load_bytes(&body, url)
             .map_err(|e| e.to_string())?
             .into_iter()
             .next()
-            .ok_or_else(|| "the answer holds no CRL".into())
+            .ok_or_else(|| crate::tr!("crl-empty-answer"))
     }
 
     fn cache_path(&self, url: &str) -> Option<PathBuf> {
@@ -291,8 +288,8 @@ fn post(url: &str, request: &[u8], timeout: Duration) -> Result<Vec<u8>, String>
     let agent = ureq::AgentBuilder::new().timeout(timeout).redirects(0).build();
     let response =
         agent.post(url).set("Content-Type", "application/ocsp-request").send_bytes(request).map_err(|e| match e {
-            ureq::Error::Status(code, _) => format!("the responder answered HTTP {code}"),
-            ureq::Error::Transport(t) => format!("cannot reach it ({})", t.kind()),
+            ureq::Error::Status(code, _) => crate::tr!("ocsp-http-status", code = code),
+            ureq::Error::Transport(t) => crate::tr!("ocsp-transport", kind = t.kind().to_string()),
         })?;
     read_bounded(response, ocsp::MAX_RESPONSE)
 }
@@ -300,10 +297,14 @@ fn post(url: &str, request: &[u8], timeout: Duration) -> Result<Vec<u8>, String>
 /// A response's body, refused past `max` bytes (read no further than one byte beyond).
 fn read_bounded(response: ureq::Response, max: u64) -> Result<Vec<u8>, String> {
     let mut body = Vec::new();
-    response.into_reader().take(max + 1).read_to_end(&mut body).map_err(|e| format!("reading it failed ({e})"))?;
+    response
+        .into_reader()
+        .take(max + 1)
+        .read_to_end(&mut body)
+        .map_err(|e| crate::tr!("fetch-read-failed", error = e.to_string()))?;
     if body.len() as u64 > max {
         let size = if max >= 1 << 20 { format!("{} MiB", max >> 20) } else { format!("{} KiB", max >> 10) };
-        return Err(format!("it is larger than {size}; refused"));
+        return Err(crate::tr!("fetch-too-large", size = size));
     }
     Ok(body)
 }

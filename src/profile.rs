@@ -11,7 +11,7 @@ use toml::Spanned;
 pub enum ProfileError {
     #[error("{file}:{line}: {reason}")]
     Invalid { file: String, line: usize, reason: String },
-    #[error("cannot read profile {file}: {source}")]
+    #[error("{}", crate::tr!("profile-unreadable", file = .file, error = .source.to_string()))]
     Io { file: String, source: std::io::Error },
     #[error(transparent)]
     Read(#[from] crate::files::ReadError),

@@ -43,7 +43,7 @@ impl PinPrompt for FdPin {
         if self.used.replace(true) {
             return Err(TokenError::NoPinSource(crate::tr!("pin-fd-used")));
         }
-        secret_from_fd(self.fd, "--pin-fd", "PIN").map_err(TokenError::NoPinSource)
+        secret_from_fd(self.fd, "--pin-fd", &crate::tr!("secret-pin")).map_err(TokenError::NoPinSource)
     }
 }
 
@@ -52,7 +52,7 @@ impl PinPrompt for FdPin {
 /// a non-blocking descriptor is waited on for up to 2 minutes; the buffer is wiped.
 pub fn secret_from_fd(fd: i32, flag: &str, what: &str) -> Result<SecretString, String> {
     if fd == 1 || fd == 2 || fd < 0 {
-        return Err(format!("{flag} {fd} is not readable for a {what}"));
+        return Err(crate::tr!("secret-fd-unreadable", flag = flag, fd = fd, what = what));
     }
     #[cfg(unix)]
     {
@@ -65,22 +65,22 @@ pub fn secret_from_fd(fd: i32, flag: &str, what: &str) -> Result<SecretString, S
         let end = buf.iter().position(|&b| b == b'\n' || b == b'\r').unwrap_or(buf.len());
         if end > MAX_PIN_BYTES {
             buf.zeroize();
-            return Err(format!("{flag} {fd} gave more than {MAX_PIN_BYTES} bytes"));
+            return Err(crate::tr!("secret-too-long", flag = flag, fd = fd, most = MAX_PIN_BYTES));
         }
         buf[end..].zeroize();
         buf.truncate(end);
         if buf.is_empty() {
-            return Err(format!("{flag} {fd} gave an empty {what}"));
+            return Err(crate::tr!("secret-empty", flag = flag, fd = fd, what = what));
         }
         let s = String::from_utf8(std::mem::take(&mut *buf)).map_err(|e| {
             let mut v = e.into_bytes();
             v.zeroize();
-            format!("the {what} from {flag} {fd} is not UTF-8")
+            crate::tr!("secret-not-utf8", flag = flag, fd = fd, what = what)
         })?;
         Ok(SecretString::from(s))
     }
     #[cfg(not(unix))]
-    Err(format!("{flag} is only available on Unix"))
+    Err(crate::tr!("secret-unix-only", flag = flag))
 }
 
 #[cfg(unix)]
@@ -97,11 +97,12 @@ fn read_pin_bytes(mut file: std::fs::File, fd: i32, flag: &str, buf: &mut Vec<u8
         let mut fds = [PollFd::new(&file, PollFlags::IN)];
         match poll(&mut fds, Some(&timeout)) {
             Ok(0) => {
-                return Err(format!("no PIN line arrived on {flag} {fd} within {} minutes", PIN_FD_WAIT.as_secs() / 60))
+                let minutes = PIN_FD_WAIT.as_secs() / 60;
+                return Err(crate::tr!("secret-timed-out", flag = flag, fd = fd, minutes = minutes));
             }
             Ok(_) => {}
             Err(rustix::io::Errno::INTR) => continue,
-            Err(e) => return Err(format!("cannot wait for {flag} {fd}: {e}")),
+            Err(e) => return Err(crate::tr!("secret-cannot-wait", flag = flag, fd = fd, error = e.to_string())),
         }
         match file.read(&mut chunk[..]) {
             Ok(0) => return Ok(()),
@@ -112,7 +113,7 @@ fn read_pin_bytes(mut file: std::fs::File, fd: i32, flag: &str, buf: &mut Vec<u8
                 }
             }
             Err(e) if matches!(e.kind(), std::io::ErrorKind::Interrupted | std::io::ErrorKind::WouldBlock) => {}
-            Err(e) => return Err(format!("cannot read {flag} {fd}: {e}")),
+            Err(e) => return Err(crate::tr!("secret-cannot-read", flag = flag, fd = fd, error = e.to_string())),
         }
     }
 }

@@ -26,10 +26,8 @@ impl Extracted {
     /// The line the user sees for it.
     pub fn note(&self) -> String {
         match &self.asked_for {
-            Some(name) => {
-                format!("wrote {} ({}): another attachment is also named '{name}'", self.path.display(), self.label)
-            }
-            None => format!("wrote {} ({})", self.path.display(), self.label),
+            Some(name) => crate::tr!("extract-wrote-renamed", path = self.path, label = self.label, name = name),
+            None => crate::tr!("extract-wrote", path = self.path, label = self.label),
         }
     }
 }
@@ -53,10 +51,7 @@ pub fn extract_all(mime: &[u8], dir: &Path, force: bool) -> Result<Vec<Extracted
     for p in &plan {
         match rustix::fs::statat(&dirfd, p.name.as_str(), AtFlags::SYMLINK_NOFOLLOW) {
             Ok(st) if rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::Directory => {
-                return Err(Failure::new(
-                    Exit::Usage,
-                    format!("{} is a directory; nothing was written", at(&p.name).display()),
-                ));
+                return Err(Failure::new(Exit::Usage, crate::tr!("extract-is-directory", path = at(&p.name))));
             }
             Ok(_) => clashes.push(at(&p.name).display().to_string()),
             Err(rustix::io::Errno::NOENT) => {}
@@ -64,10 +59,7 @@ pub fn extract_all(mime: &[u8], dir: &Path, force: bool) -> Result<Vec<Extracted
         }
     }
     if !force && !clashes.is_empty() {
-        return Err(Failure::new(
-            Exit::Usage,
-            format!("{} exist(s); nothing was written (use --force to replace)", clashes.join(", ")),
-        ));
+        return Err(Failure::new(Exit::Usage, crate::tr!("extract-exists", paths = clashes.join(", "))));
     }
     let mut temps = Temps { dir: &dirfd, names: Vec::new() };
     for p in &plan {
@@ -83,12 +75,8 @@ pub fn extract_all(mime: &[u8], dir: &Path, force: bool) -> Result<Vec<Extracted
             for name in &placed {
                 let _ = rustix::fs::unlinkat(&dirfd, *name, AtFlags::empty());
             }
-            let why =
-                if e == rustix::io::Errno::EXIST { "it appeared while extracting".to_string() } else { e.to_string() };
-            return Err(Failure::new(
-                Exit::Io,
-                format!("cannot write {}: {why}; nothing was kept", at(&p.name).display()),
-            ));
+            let why = if e == rustix::io::Errno::EXIST { crate::tr!("extract-appeared") } else { e.to_string() };
+            return Err(Failure::new(Exit::Io, crate::tr!("extract-nothing-kept", path = at(&p.name), error = why)));
         }
         temps.names.retain(|n| *n != tmp);
         placed.push(&p.name);
@@ -139,27 +127,16 @@ fn open_target_dir(dir: &Path) -> Result<OwnedFd, Failure> {
     rustix::fs::openat(CWD, dir, flags, Mode::empty()).map_err(|e| {
         let is_link = std::fs::symlink_metadata(dir).is_ok_and(|m| m.file_type().is_symlink());
         match e {
-            _ if is_link && !explicit => Failure::new(
-                Exit::Usage,
-                format!(
-                    "{} is a symbolic link; nothing was written (name it as {}/. to extract where it leads)",
-                    dir.display(),
-                    dir.display()
-                ),
-            ),
-            rustix::io::Errno::NOENT => {
-                Failure::new(Exit::Usage, format!("{} does not exist; nothing was written", dir.display()))
-            }
-            rustix::io::Errno::NOTDIR => {
-                Failure::new(Exit::Usage, format!("{} is not a directory; nothing was written", dir.display()))
-            }
+            _ if is_link && !explicit => Failure::new(Exit::Usage, crate::tr!("extract-symlink", path = dir)),
+            rustix::io::Errno::NOENT => Failure::new(Exit::Usage, crate::tr!("extract-no-directory", path = dir)),
+            rustix::io::Errno::NOTDIR => Failure::new(Exit::Usage, crate::tr!("extract-not-directory", path = dir)),
             e => io_failure(dir, e),
         }
     })
 }
 
 fn io_failure(path: &Path, e: rustix::io::Errno) -> Failure {
-    Failure::new(Exit::Io, format!("cannot write {}: {}; nothing was written", path.display(), std::io::Error::from(e)))
+    Failure::new(Exit::Io, crate::tr!("extract-cannot-write", path = path, error = std::io::Error::from(e).to_string()))
 }
 
 /// Temporary files in the extraction directory, removed unless renamed into place.

@@ -27,26 +27,27 @@ pub fn run(g: &Global, what: SmtpCommand) -> Result<(), Failure> {
             server::run(server::Shared { cfg, client_user, client_secret, relay, agent })
         }
         SmtpCommand::SetRelayPassword { relay, relay_user, password_fd } => {
-            let relay = relay
-                .or(cfg.relay)
-                .ok_or_else(|| Failure::new(Exit::Usage, "give --relay host:port (or [smtp] relay in the config)"))?;
+            let relay = relay.or(cfg.relay).ok_or_else(|| Failure::new(Exit::Usage, crate::tr!("smtp-give-relay")))?;
             let user = relay_user
                 .or(cfg.relay_user)
-                .ok_or_else(|| Failure::new(Exit::Usage, "give --relay-user (or [smtp] relay_user in the config)"))?;
+                .ok_or_else(|| Failure::new(Exit::Usage, crate::tr!("smtp-give-relay-user")))?;
             let host = host_port(&relay)?.0;
             let password = match password_fd {
-                Some(fd) => crate::prompt::secret_from_fd(fd, "--password-fd", "password")
+                Some(fd) => crate::prompt::secret_from_fd(fd, "--password-fd", &crate::tr!("secret-password"))
                     .map_err(|e| Failure::new(Exit::Usage, e))?,
                 None => SecretString::from(
-                    rpassword::prompt_password(format!("Password for {user} at {host}: "))
-                        .map_err(|e| Failure::new(Exit::Io, format!("cannot read the password: {e}")))?,
+                    rpassword::prompt_password(format!(
+                        "{} ",
+                        crate::tr!("smtp-password-prompt", user = user, host = host)
+                    ))
+                    .map_err(|e| Failure::new(Exit::Io, crate::tr!("smtp-password-unread", error = e.to_string())))?,
                 ),
             };
             if password.expose_secret().is_empty() {
-                return Err(Failure::new(Exit::Usage, "empty password; nothing stored"));
+                return Err(Failure::new(Exit::Usage, crate::tr!("smtp-password-empty")));
             }
             secrets::store_relay_password(&host, &user, &password)?;
-            eprintln!("ssmax-card: stored the password for {user} at {host} in the OS keyring");
+            eprintln!("ssmax-card: {}", crate::tr!("smtp-password-stored", user = user, host = host));
             Ok(())
         }
         SmtpCommand::ClientSecret { renew } => {

@@ -28,7 +28,7 @@ pub struct ForwardArgs {
 
 pub fn run(ctx: &mut dyn Ctx, a: &ForwardArgs) -> Result<(), Failure> {
     if a.to.is_empty() {
-        return Err(Failure::new(Exit::Usage, "give at least one --to address"));
+        return Err(Failure::new(Exit::Usage, crate::tr!("forward-no-to")));
     }
     let raw = ctx.input()?;
     // Without --from the address is the token's own: then a token must be named if several are present.
@@ -55,10 +55,11 @@ fn forward(p: &mut Parts<'_>, a: &ForwardArgs, raw: &[u8]) -> Result<(Vec<u8>, S
                 rec.parts.protected.iter().map(|p| format!("'{}' ({})", p.label, p.filename)).collect();
             Failure::new(
                 Exit::Usage,
-                format!(
-                    "no attachment named or labelled '{k}' (the mail has: {})",
-                    if have.is_empty() { "none".into() } else { have.join(", ") }
-                ),
+                if have.is_empty() {
+                    crate::tr!("forward-no-such-attachment-none", wanted = k)
+                } else {
+                    crate::tr!("forward-no-such-attachment", wanted = k, have = have.join(", "))
+                },
             )
         })?;
         if !selected.iter().any(|q: &&Protected| std::ptr::eq(*q, p)) {
@@ -69,7 +70,8 @@ fn forward(p: &mut Parts<'_>, a: &ForwardArgs, raw: &[u8]) -> Result<(Vec<u8>, S
     let org_name = display_name(&org);
     let mut rekeyed = Vec::new();
     if !selected.is_empty() {
-        let mut dec = TokenDecryptor::new(p.token, p.prompt, p.allow_final_pin_try, "forward attachments")?;
+        let operation = crate::tr!("forward-operation");
+        let mut dec = TokenDecryptor::new(p.token, p.prompt, p.allow_final_pin_try, &operation)?;
         for p in &selected {
             let env = Envelope::parse(&p.cms)?;
             let (cek, _, _) = env.recover_cek(&mut dec).map_err(|e| label_err(e, &p.label))?;
@@ -113,14 +115,13 @@ fn forward(p: &mut Parts<'_>, a: &ForwardArgs, raw: &[u8]) -> Result<(Vec<u8>, S
         Field::new("Date", &date),
     ];
     let done = sign_on_token(p, &from, &a.to.join(", "), &[&inner], None, a.pss, super::sign::Binding::Organisation)?;
-    let note =
-        format!("forwarded {} attachment(s), re-keyed for '{org_name}'; {}", forwarded, done.summary(&from, p.token));
+    let note = crate::tr!("forward-done", count = forwarded, org = org_name, summary = done.summary(&from, p.token));
     Ok((build_signed(&outer, &inner, &done.der, done.scheme.hash().micalg()), note))
 }
 
 fn label_err(e: CmsError, label: &str) -> Failure {
     let mut f = Failure::from(e);
-    f.message = format!("attachment '{label}': {}", f.message);
+    f.message = crate::tr!("attachment-failed", label = label, error = f.message);
     f
 }
 
@@ -143,10 +144,7 @@ fn own_address(token: &Token) -> Result<String, Failure> {
     }
     match emails.as_slice() {
         [one] => Ok(one.clone()),
-        [] => Err(Failure::new(Exit::NoKey, "no e-mail address in the certificates on the token")),
-        many => Err(Failure::new(
-            Exit::Usage,
-            format!("the token's certificates name several addresses ({}): choose one with --from", many.join(", ")),
-        )),
+        [] => Err(Failure::new(Exit::NoKey, crate::tr!("forward-no-address"))),
+        many => Err(Failure::new(Exit::Usage, crate::tr!("forward-several-addresses", addresses = many.join(", ")))),
     }
 }

@@ -26,31 +26,28 @@ pub fn keygen(ctx: &mut dyn Ctx, spec: KeySpec, label: Option<&str>, id: Option<
     let note = {
         let p = ctx.token()?;
         if !p.token.profile.keys.can_generate {
-            return Err(TokenError::NoKey(format!(
-                "token '{}' cannot generate keys here: {}",
-                p.token.label,
-                p.token.profile.keys.no_generate_reason.clone().unwrap_or_default()
-            ))
-            .into());
+            let reason = p.token.profile.keys.no_generate_reason.clone().unwrap_or_default();
+            return Err(
+                TokenError::NoKey(crate::tr!("keygen-impossible", token = p.token.label, reason = reason)).into()
+            );
         }
         let id = match id.or(None) {
-            Some(h) => parse_hex(h).ok_or_else(|| Failure::new(Exit::Usage, format!("--id {h} is not hex")))?,
+            Some(h) => {
+                parse_hex(h).ok_or_else(|| Failure::new(Exit::Usage, crate::tr!("keygen-id-not-hex", id = h)))?
+            }
             None => match key_id(&p) {
                 Some(i) => i,
                 None => p.token.free_id()?,
             },
         };
         if p.token.public_key(&id).is_ok() {
-            return Err(Failure::new(
-                Exit::Usage,
-                format!("token '{}' already has a key with id {}", p.token.label, hex(&id)),
-            ));
+            return Err(Failure::new(Exit::Usage, crate::tr!("keygen-id-taken", token = p.token.label, id = hex(&id))));
         }
         let label = label.map(str::to_string).unwrap_or_else(|| format!("ssmax-key-{}", hex(&id)));
         p.token.make_rw()?;
-        p.token.login(p.prompt, &format!("generate a key pair '{label}'"), p.allow_final_pin_try)?;
+        p.token.login(p.prompt, &crate::tr!("keygen-operation", label = label), p.allow_final_pin_try)?;
         p.token.generate(spec, &id, &label)?;
-        format!("generated {spec:?} key pair '{label}' on token '{}': use --key 'pkcs11:id=%{}' (the private key is sensitive and never leaves the token)", p.token.label, hex(&id))
+        crate::tr!("keygen-done", kind = format!("{spec:?}"), label = label, token = p.token.label, id = hex(&id))
     };
     ctx.note(note);
     Ok(())
@@ -60,24 +57,26 @@ pub fn keygen(ctx: &mut dyn Ctx, spec: KeySpec, label: Option<&str>, id: Option<
 pub fn csr(ctx: &mut dyn Ctx, email: &str, subject: Option<&str>, attest: bool) -> Result<(), Failure> {
     let pem = {
         let p = ctx.token()?;
-        let id = key_id(&p)
-            .ok_or_else(|| Failure::new(Exit::Usage, "name the key with --key 'pkcs11:id=%NN' (keygen prints it)"))?;
+        let id = key_id(&p).ok_or_else(|| Failure::new(Exit::Usage, crate::tr!("csr-no-key")))?;
         let spki = p.token.public_key(&id)?;
         let subject = subject.map(str::to_string).unwrap_or_else(|| format!("CN={email}"));
-        let name =
-            Name::from_str(&subject).map_err(|e| Failure::new(Exit::Usage, format!("--subject '{subject}': {e}")))?;
-        let email_ia5 = Ia5String::new(email)
-            .map_err(|_| Failure::new(Exit::Usage, format!("'{email}' is not an ASCII mail address")))?;
-        p.token.login(p.prompt, &format!("sign a certificate request for {email}"), p.allow_final_pin_try)?;
+        let name = Name::from_str(&subject).map_err(|e| {
+            Failure::new(Exit::Usage, crate::tr!("csr-bad-subject", subject = subject, error = e.to_string()))
+        })?;
+        let email_ia5 =
+            Ia5String::new(email).map_err(|_| Failure::new(Exit::Usage, crate::tr!("csr-bad-email", email = email)))?;
+        p.token.login(p.prompt, &crate::tr!("csr-operation", email = email), p.allow_final_pin_try)?;
         let key = p
             .token
             .private_keys()?
             .into_iter()
             .find(|k| k.id == id)
-            .ok_or_else(|| TokenError::NoKey(format!("no private key with id {}", hex(&id))))?;
+            .ok_or_else(|| TokenError::NoKey(crate::tr!("csr-no-private-key", id = hex(&id))))?;
         let scheme = Scheme::for_key(&key.kind, false)?;
         let signer = TokenSigner::new(p.token, key, scheme, spki)?;
-        let fail = |e: x509_cert::builder::Error| Failure::new(Exit::Io, format!("building the request: {e}"));
+        let fail = |e: x509_cert::builder::Error| {
+            Failure::new(Exit::Io, crate::tr!("csr-build-failed", error = e.to_string()))
+        };
         let mut b = RequestBuilder::new(name, &signer).map_err(fail)?;
         b.add_extension(&SubjectAltName(vec![GeneralName::Rfc822Name(email_ia5)])).map_err(fail)?;
         b.add_extension(&ExtendedKeyUsage(vec![cert::EKU_EMAIL])).map_err(fail)?;
@@ -89,13 +88,14 @@ pub fn csr(ctx: &mut dyn Ctx, email: &str, subject: Option<&str>, attest: bool) 
     };
     let pem = if attest {
         use crate::token::attestation::{attach, fetch_signature_slot};
-        let chain = fetch_signature_slot().map_err(|e| Failure::new(Exit::NoKey, format!("attestation: {e}")))?;
-        attach(&pem, &chain).map_err(|e| Failure::new(Exit::NoKey, format!("attestation: {e}")))?
+        let attestation = |e: String| Failure::new(Exit::NoKey, crate::tr!("csr-attestation-failed", error = e));
+        let chain = fetch_signature_slot().map_err(|e| attestation(e.to_string()))?;
+        attach(&pem, &chain).map_err(|e| attestation(e.to_string()))?
     } else {
         pem
     };
     ctx.output(pem.into_bytes())?;
-    ctx.note(format!("certificate request for {email} signed on the token"));
+    ctx.note(crate::tr!("csr-done", email = email));
     Ok(())
 }
 
@@ -107,12 +107,10 @@ pub fn import_cert(ctx: &mut dyn Ctx, label: Option<&str>) -> Result<(), Failure
     let bundle: Vec<(Vec<u8>, x509_cert::Certificate)> =
         ders.into_iter().map(|d| cert::parse(&d).map(|c| (d, c))).collect::<Result<_, _>>()?;
     // A CA's bundle lists the certificate and its issuers, in any order (a PKCS#7 SET is sorted).
-    let leaf_at = bundle.iter().position(|(_, c)| !cert::is_ca(c)).ok_or_else(|| {
-        Failure::new(
-            Exit::Usage,
-            "the input holds only CA certificates: import-cert wants your certificate (and may carry its issuers)",
-        )
-    })?;
+    let leaf_at = bundle
+        .iter()
+        .position(|(_, c)| !cert::is_ca(c))
+        .ok_or_else(|| Failure::new(Exit::Usage, crate::tr!("import-only-ca")))?;
     let leaf_der = bundle[leaf_at].0.clone();
     let mut notes = Vec::new();
     {
@@ -128,24 +126,21 @@ pub fn import_cert(ctx: &mut dyn Ctx, label: Option<&str>) -> Result<(), Failure
             }
         }
         let id = owner.ok_or_else(|| {
-            TokenError::NoKey(format!(
-                "refusing to import: no key on token '{}' matches the public key of '{}'",
-                p.token.label,
-                cert::subject(&leaf)
+            TokenError::NoKey(crate::tr!(
+                "import-no-matching-key",
+                token = p.token.label,
+                subject = cert::subject(&leaf)
             ))
         })?;
         if let Some(want) = key_id(&p) {
             if want != id {
-                return Err(TokenError::NoKey(format!(
-                    "refusing to import: the certificate belongs to key {}, not {}",
-                    hex(&id),
-                    hex(&want)
-                ))
-                .into());
+                return Err(
+                    TokenError::NoKey(crate::tr!("import-other-key", id = hex(&id), wanted = hex(&want))).into()
+                );
             }
         }
         if p.token.certificates()?.iter().any(|c| c.der == leaf_der) {
-            return Err(Failure::new(Exit::Usage, "this certificate is already on the token"));
+            return Err(Failure::new(Exit::Usage, crate::tr!("import-already-there")));
         }
         let label = label.map(str::to_string).unwrap_or_else(|| {
             format!("{} {}", cert::emails(&leaf).first().cloned().unwrap_or_default(), hex(&id)).trim().to_string()
@@ -153,15 +148,16 @@ pub fn import_cert(ctx: &mut dyn Ctx, label: Option<&str>) -> Result<(), Failure
         p.token.make_rw()?;
         p.token.login(
             p.prompt,
-            &format!("store the certificate of {}", cert::subject(&leaf)),
+            &crate::tr!("import-operation", subject = cert::subject(&leaf)),
             p.allow_final_pin_try,
         )?;
         p.token.store_certificate(&leaf, &id, &label)?;
-        notes.push(format!(
-            "stored '{}' next to key {} as '{label}' (valid until {})",
-            cert::subject(&leaf),
-            hex(&id),
-            cert::fmt_time(cert::not_after(&leaf))
+        notes.push(crate::tr!(
+            "import-done",
+            subject = cert::subject(&leaf),
+            id = hex(&id),
+            label = label,
+            until = cert::fmt_time(cert::not_after(&leaf))
         ));
         store_issuers(&p, &bundle, &leaf, &mut notes)?;
         // Renewal: the newest key signs; older keys for the same address only decrypt.
@@ -180,12 +176,7 @@ pub fn import_cert(ctx: &mut dyn Ctx, label: Option<&str>) -> Result<(), Failure
             }
             if let Some(k) = keys.iter().find(|k| k.id == c.id && k.can_sign) {
                 p.token.retire_for_signing(k)?;
-                notes.push(format!(
-                    "retired key {} ('{}') from signing: it still decrypts mail sent to '{}'",
-                    hex(&k.id),
-                    k.label,
-                    c.label
-                ));
+                notes.push(crate::tr!("import-retired", id = hex(&k.id), key = k.label, certificate = c.label));
             }
         }
     }
@@ -208,26 +199,23 @@ pub fn import_anchor(ctx: &mut dyn Ctx, org: bool, label: Option<&str>) -> Resul
             p.token.profile.keys.anchor_label_prefix.clone()
         };
         let prefix = prefix.filter(|x| !x.is_empty()).ok_or_else(|| {
-            TokenError::NoKey(format!(
-                "the {} profile does not say how this token marks {}",
-                p.token.profile.name,
-                if org { "organisation certificates" } else { "trust anchors" }
-            ))
+            TokenError::NoKey(if org {
+                crate::tr!("anchor-profile-no-org-prefix", profile = p.token.profile.name)
+            } else {
+                crate::tr!("anchor-profile-no-prefix", profile = p.token.profile.name)
+            })
         })?;
         if org {
             if cert::is_ca(&c) {
-                return Err(Failure::new(
-                    Exit::Usage,
-                    "an organisation certificate is an end-entity certificate, not a CA",
-                ));
+                return Err(Failure::new(Exit::Usage, crate::tr!("anchor-org-is-ca")));
             }
             cert::check_email_eku(&c)
-                .map_err(|r| Failure::new(Exit::Usage, format!("not an organisation mail certificate: {r}")))?;
+                .map_err(|r| Failure::new(Exit::Usage, crate::tr!("anchor-org-not-mail", reason = r)))?;
         } else if !cert::is_ca(&c) {
-            return Err(Failure::new(Exit::Usage, "a trust anchor must be a CA certificate"));
+            return Err(Failure::new(Exit::Usage, crate::tr!("anchor-not-ca")));
         }
         if p.token.certificates()?.iter().any(|x| x.der == ders[0]) {
-            return Err(Failure::new(Exit::Usage, "this certificate is already on the token"));
+            return Err(Failure::new(Exit::Usage, crate::tr!("import-already-there")));
         }
         let name = crate::ssmax::display_name(&c);
         let label = label.map(|l| format!("{prefix}-{l}")).unwrap_or_else(|| format!("{prefix}-{name}"));
@@ -235,11 +223,15 @@ pub fn import_anchor(ctx: &mut dyn Ctx, org: bool, label: Option<&str>) -> Resul
         p.token.make_rw()?;
         p.token.login(
             p.prompt,
-            &format!("store the {} '{name}'", if org { "organisation certificate" } else { "trust anchor" }),
+            &if org {
+                crate::tr!("anchor-operation-org", name = name)
+            } else {
+                crate::tr!("anchor-operation", name = name)
+            },
             p.allow_final_pin_try,
         )?;
         p.token.store_certificate(&c, &id, &label)?;
-        format!("stored '{}' on token '{}' as '{label}'", cert::subject(&c), p.token.label)
+        crate::tr!("anchor-done", subject = cert::subject(&c), token = p.token.label, label = label)
     };
     ctx.note(note);
     Ok(())
@@ -265,9 +257,9 @@ pub fn certs(ctx: &mut dyn Ctx) -> Result<(), Failure> {
             let until = cert::not_after(&parsed);
             let left = until.duration_since(now).map(|d| d.as_secs() / 86400);
             let state = match left {
-                Err(_) => "EXPIRED".to_string(),
-                Ok(d) if d < 30 => format!("expires in {d} days — renew it"),
-                Ok(d) => format!("{d} days left"),
+                Err(_) => crate::tr!("certs-expired"),
+                Ok(d) if d < 30 => crate::tr!("certs-expiring", days = d),
+                Ok(d) => crate::tr!("certs-days-left", days = d),
             };
             out.push_str(&format!(
                 "{:<6} id {:<4} {:<28} {} | until {} ({state})\n",
@@ -302,22 +294,16 @@ fn store_issuers(
             break;
         };
         if ca.tbs_certificate.subject == ca.tbs_certificate.issuer {
-            notes.push(format!(
-                "not stored: the root '{}' from the bundle (a trust anchor is stored with import-anchor only)",
-                cert::subject(ca)
-            ));
+            notes.push(crate::tr!("import-root-not-stored", subject = cert::subject(ca)));
             break;
         }
         if on_token.contains(der) {
-            notes.push(format!("the issuer '{}' is on the token already", cert::subject(ca)));
+            notes.push(crate::tr!("import-issuer-there", subject = cert::subject(ca)));
         } else {
             let label = format!("ca-{}", crate::ssmax::display_name(ca));
             let id = p.token.free_id()?;
             p.token.store_certificate(ca, &id, &label)?;
-            notes.push(format!(
-                "stored the issuer '{}' as '{label}' (carried in signatures, not trusted as an anchor)",
-                cert::subject(ca)
-            ));
+            notes.push(crate::tr!("import-issuer-stored", subject = cert::subject(ca), label = label));
         }
         cur = ca;
     }
@@ -327,7 +313,9 @@ fn store_issuers(
 /// Certificates from PEM (any number), one DER certificate, or a PKCS#7 / CMS certs-only
 /// bundle (`.p7b`, `.p7c`; DER or PEM), as CAs hand them out.
 fn parse_certs(data: &[u8]) -> Result<Vec<Vec<u8>>, Failure> {
-    let bad = |e: &dyn std::fmt::Display| Failure::new(Exit::Usage, format!("not a certificate: {e}"));
+    let bad = |e: &dyn std::fmt::Display| {
+        Failure::new(Exit::Usage, crate::tr!("import-not-certificate", error = e.to_string()))
+    };
     let trimmed = data.trim_ascii_start();
     if trimmed.starts_with(b"-----BEGIN PKCS7")
         || trimmed.starts_with(b"-----BEGIN CMS")
@@ -345,7 +333,7 @@ fn parse_certs(data: &[u8]) -> Result<Vec<Vec<u8>>, Failure> {
             })
             .collect();
         if certs.is_empty() {
-            return Err(Failure::new(Exit::Usage, "the PKCS#7 bundle holds no certificates"));
+            return Err(Failure::new(Exit::Usage, crate::tr!("import-empty-bundle")));
         }
         return Ok(certs);
     }

@@ -30,13 +30,10 @@ pub fn verify_from_org<'a>(
     config: &crate::config::Config,
 ) -> Result<Received<'a>, Failure> {
     let Incoming::Detached { outer, signed, signature } = classify(raw)? else {
-        return Err(Failure::new(Exit::Usage, "not an SSMAX mail: expected multipart/signed from your organisation"));
+        return Err(Failure::new(Exit::Usage, crate::tr!("receive-not-ssmax")));
     };
     if trust.orgs.is_empty() {
-        return Err(CmsError::Verify(
-            "the token holds no organisation certificate to check the mail against (label 'ssmax-org…')".into(),
-        )
-        .into());
+        return Err(CmsError::Verify(crate::tr!("receive-no-org-certificate")).into());
     }
     // Organisation certificates on the token are trusted as themselves; anchors as issuers.
     let t = Trust {
@@ -45,15 +42,10 @@ pub fn verify_from_org<'a>(
         ..Default::default()
     };
     let verified = verify(&unarmor(&signature)?, Some(&signed), &t, SystemTime::now())?;
-    let [signer] = <[SignerReport; 1]>::try_from(verified.signers).map_err(|s| {
-        Failure::from(CmsError::Verify(format!("expected one signature (your organisation's), found {}", s.len())))
-    })?;
+    let [signer] = <[SignerReport; 1]>::try_from(verified.signers)
+        .map_err(|s| Failure::from(CmsError::Verify(crate::tr!("receive-signature-count", found = s.len()))))?;
     if !trust.orgs.contains(&signer.cert_der) {
-        return Err(CmsError::Verify(format!(
-            "the mail is signed by '{}', which is not your organisation's certificate stored on the token",
-            signer.subject
-        ))
-        .into());
+        return Err(CmsError::Verify(crate::tr!("receive-not-your-org", subject = signer.subject)).into());
     }
     // Trusted as itself on the token, so path validation did not look: a revoked organisation
     // (accreditation lost) is refused here.
@@ -68,7 +60,8 @@ pub fn verify_from_org<'a>(
         with_lists.revocation = crate::cms::revocation::Policy::Require;
     }
     let missing = with_lists.add_lists_for(&[&signer.cert_der], config);
-    with_lists.check_revocation(&signer.cert_der, &format!("your organisation '{}'", signer.subject)).map_err(|e| {
+    let whose = crate::tr!("receive-your-org", subject = signer.subject);
+    with_lists.check_revocation(&signer.cert_der, &whose).map_err(|e| {
         match e {
             // What could not be fetched is the reason the status is unknown: said with it.
             CmsError::Verify(m) if !missing.is_empty() => CmsError::Verify(format!("{m} ({})", missing.join("; "))),
@@ -76,17 +69,15 @@ pub fn verify_from_org<'a>(
         }
     })?;
     let chain = ChainInfo::from_signer(&signer)?;
-    let from =
-        outer.from_address().ok_or_else(|| Failure::from(CmsError::Verify("the mail has no From address".into())))?;
+    let from = outer.from_address().ok_or_else(|| Failure::from(CmsError::Verify(crate::tr!("receive-no-from"))))?;
     let Some((orig, _)) = &chain.originator else {
-        return Err(CmsError::Verify("the organisation's signature does not record the original sender".into()).into());
+        return Err(CmsError::Verify(crate::tr!("receive-no-originator")).into());
     };
     if !cert::emails(orig).contains(&from) {
-        return Err(CmsError::Verify(format!(
-            "the From address {from} is not the original sender the organisations verified ({})",
-            cert::emails(orig).join(", ")
-        ))
-        .into());
+        let verified = cert::emails(orig).join(", ");
+        return Err(
+            CmsError::Verify(crate::tr!("receive-from-not-originator", from = from, verified = verified)).into()
+        );
     }
     let parts = parse(&signed)?;
     Ok(Received { outer, parts, signer, chain, from })
@@ -118,7 +109,7 @@ pub fn open_mail(ctx: &mut dyn Ctx, raw: &[u8]) -> Result<Vec<u8>, Failure> {
     // Unverified, only to choose among several tokens: whom the protected attachments are for.
     // Read only when there is a choice to make (several tokens), and without the ciphertexts.
     let for_whom = std::cell::OnceCell::new();
-    ctx.choose_token("a key the attachments are encrypted for", &|t| {
+    ctx.choose_token(&crate::tr!("receive-wanted-key"), &|t| {
         if !t.profile.keys.can_decrypt {
             return Ok(false);
         }
@@ -133,7 +124,7 @@ pub fn open_mail(ctx: &mut dyn Ctx, raw: &[u8]) -> Result<Vec<u8>, Failure> {
         let p = ctx.token()?;
         let trust = token_trust(p.token, &p.s.config)?;
         let rec = verify_from_org(raw, &trust, &p.s.config)?;
-        notes.push(format!("verified: signed by your organisation '{}'", rec.signer.subject));
+        notes.push(crate::tr!("receive-verified", subject = rec.signer.subject));
         notes.extend(rec.chain.lines().into_iter().map(|l| format!("  {l}")));
         let mut opened = Vec::new();
         if !rec.parts.protected.is_empty() {
@@ -141,16 +132,16 @@ pub fn open_mail(ctx: &mut dyn Ctx, raw: &[u8]) -> Result<Vec<u8>, Failure> {
                 p.token,
                 p.prompt,
                 p.allow_final_pin_try,
-                &format!("open attachments from {}", rec.from),
+                &crate::tr!("receive-operation", from = rec.from),
             )?;
             for a in &rec.parts.protected {
                 let o = decrypt::open(&a.cms, &mut dec).map_err(|e| with_label(e, &a.label))?;
-                notes.push(format!(
-                    "opened '{}' on the token with the key of '{}' ({}, {})",
-                    a.label,
-                    o.recipient,
-                    o.key_transport,
-                    o.content_alg.name()
+                notes.push(crate::tr!(
+                    "receive-opened",
+                    label = a.label,
+                    recipient = o.recipient,
+                    transport = o.key_transport.to_string(),
+                    algorithm = o.content_alg.name()
                 ));
                 opened.push(Attachment { filename: a.filename.clone(), label: a.label.clone(), entity: o.content });
             }
@@ -168,6 +159,6 @@ pub fn open_mail(ctx: &mut dyn Ctx, raw: &[u8]) -> Result<Vec<u8>, Failure> {
 
 fn with_label(e: CmsError, label: &str) -> Failure {
     let mut f = Failure::from(e);
-    f.message = format!("attachment '{label}': {}", f.message);
+    f.message = crate::tr!("attachment-failed", label = label, error = f.message);
     f
 }

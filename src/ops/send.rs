@@ -13,7 +13,7 @@ use crate::ssmax::{display_name, org_certificate, token_trust};
 pub fn run(ctx: &mut dyn Ctx, extra: Vec<Attachment>, pss: bool) -> Result<(), Failure> {
     let raw = ctx.input()?;
     let mail = Entity::parse(&raw)?;
-    let from = mail.from_address().ok_or_else(|| Failure::new(Exit::Usage, "the draft has no From address"))?;
+    let from = mail.from_address().ok_or_else(|| Failure::new(Exit::Usage, crate::tr!("send-no-from")))?;
     let (outer, mut content_fields) = split_fields(&mail.fields);
     if !content_fields.iter().any(|f| f.is("Content-Type")) {
         let charset = if mail.body.is_ascii() { "us-ascii" } else { "utf-8" };
@@ -57,8 +57,8 @@ pub fn run(ctx: &mut dyn Ctx, extra: Vec<Attachment>, pss: bool) -> Result<(), F
     let [head, tail] = signed_parts(&outer, &[&inner], &done.der, done.scheme.hash().micalg());
     ctx.output_pieces(&[&head, &inner, &tail])?;
     for w in &done.warnings {
-        ctx.note(format!("warning: {w}"));
+        ctx.note(crate::tr!("warning", text = w));
     }
-    ctx.note(format!("{count} attachment(s) encrypted for '{org_name}'; {summary}"));
+    ctx.note(crate::tr!("send-done", count = count, org = org_name, summary = summary));
     Ok(())
 }

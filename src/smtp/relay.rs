@@ -40,7 +40,7 @@ pub struct Refused {
 }
 
 pub fn host_port(relay: &str) -> Result<(String, u16), Failure> {
-    let bad = || Failure::new(Exit::Usage, format!("relay '{relay}' is not host:port"));
+    let bad = || Failure::new(Exit::Usage, crate::tr!("smtp-relay-not-host-port", relay = relay));
     let (host, port) = relay.rsplit_once(':').ok_or_else(bad)?;
     let port = port.parse::<u16>().map_err(|_| bad())?;
     if host.is_empty() {
@@ -51,21 +51,20 @@ pub fn host_port(relay: &str) -> Result<(String, u16), Failure> {
 
 impl Relay {
     pub fn new(cfg: &SmtpConfig, password: Option<SecretString>) -> Result<Relay, Failure> {
-        let relay = cfg.relay.as_deref().ok_or_else(|| {
-            Failure::new(Exit::Usage, "no relay: give --relay host:port or [smtp] relay in the config")
-        })?;
+        let relay = cfg.relay.as_deref().ok_or_else(|| Failure::new(Exit::Usage, crate::tr!("smtp-no-relay")))?;
         let (host, port) = host_port(relay)?;
         let tls_params = || -> Result<TlsParameters, Failure> {
             let mut b = TlsParameters::builder(host.clone());
             if let Some(ca) = &cfg.relay_ca {
                 let pem = crate::files::read_regular(ca, crate::files::MAX_CERT_FILE)
-                    .map_err(|e| Failure::new(Exit::Usage, format!("relay CA: {e}")))?;
-                b = b.add_root_certificate(
-                    Certificate::from_pem(&pem)
-                        .map_err(|e| Failure::new(Exit::Usage, format!("relay CA {}: {e}", ca.display())))?,
-                );
+                    .map_err(|e| Failure::new(Exit::Usage, crate::tr!("smtp-relay-ca", error = e.to_string())))?;
+                b = b.add_root_certificate(Certificate::from_pem(&pem).map_err(|e| {
+                    Failure::new(Exit::Usage, crate::tr!("smtp-relay-ca-file", path = ca, error = e.to_string()))
+                })?);
             }
-            b.build().map_err(|e| Failure::new(Exit::Usage, format!("TLS settings for {host}: {e}")))
+            b.build().map_err(|e| {
+                Failure::new(Exit::Usage, crate::tr!("smtp-tls-settings", host = host, error = e.to_string()))
+            })
         };
         let secure = match cfg.relay_tls {
             RelayTls::Starttls => Secure::Starttls(tls_params()?),
@@ -74,10 +73,7 @@ impl Relay {
                 // Credentials and signed mail in clear text are acceptable only on this machine.
                 let local = host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
                 if !local {
-                    return Err(Failure::new(
-                        Exit::Usage,
-                        format!("relay_tls = none is only allowed for a relay on this machine, not {host}"),
-                    ));
+                    return Err(Failure::new(Exit::Usage, crate::tr!("smtp-plain-not-local", host = host)));
                 }
                 Secure::Plain
             }

@@ -37,36 +37,35 @@ fn ensure_session_keyring() {
 fn ensure_session_keyring() {}
 
 fn keyring_failure(what: &str, e: keyring::Error) -> Failure {
-    Failure::new(Exit::Io, format!("OS keyring: cannot {what}: {e}"))
+    Failure::new(Exit::Io, crate::tr!("keyring-failed", what = what, error = e.to_string()))
 }
 
 fn relay_entry(host: &str, user: &str) -> Result<keyring::Entry, Failure> {
     ensure_session_keyring();
     keyring::Entry::new(SERVICE, &format!("relay {user}@{host}"))
-        .map_err(|e| keyring_failure("open the relay password entry", e))
+        .map_err(|e| keyring_failure(&crate::tr!("keyring-open-relay"), e))
 }
 
 pub fn relay_password(host: &str, user: &str) -> Result<SecretString, Failure> {
     match relay_entry(host, user)?.get_password() {
         Ok(p) => Ok(SecretString::from(p)),
-        Err(keyring::Error::NoEntry) => Err(Failure::new(
-            Exit::Usage,
-            format!("no password for relay account {user}@{host} in the OS keyring: run 'ssmax-card smtp set-relay-password --relay {host} --relay-user {user}'"),
-        )),
-        Err(e) => Err(keyring_failure("read the relay password", e)),
+        Err(keyring::Error::NoEntry) => {
+            Err(Failure::new(Exit::Usage, crate::tr!("keyring-no-relay-password", user = user, host = host)))
+        }
+        Err(e) => Err(keyring_failure(&crate::tr!("keyring-read-relay"), e)),
     }
 }
 
 pub fn store_relay_password(host: &str, user: &str, password: &SecretString) -> Result<(), Failure> {
     relay_entry(host, user)?
         .set_password(password.expose_secret())
-        .map_err(|e| keyring_failure("store the relay password", e))
+        .map_err(|e| keyring_failure(&crate::tr!("keyring-store-relay"), e))
 }
 
 fn client_entry(user: &str) -> Result<keyring::Entry, Failure> {
     ensure_session_keyring();
     keyring::Entry::new(SERVICE, &format!("client {user}"))
-        .map_err(|e| keyring_failure("open the client secret entry", e))
+        .map_err(|e| keyring_failure(&crate::tr!("keyring-open-client"), e))
 }
 
 /// 32 random bytes in hex. Not URL-safe base64: one such secret in 64 began with '-', which
@@ -84,11 +83,11 @@ pub fn client_secret(user: &str, renew: bool) -> Result<SecretString, Failure> {
         match entry.get_password() {
             Ok(s) => return Ok(SecretString::from(s)),
             Err(keyring::Error::NoEntry) => {}
-            Err(e) => return Err(keyring_failure("read the client secret", e)),
+            Err(e) => return Err(keyring_failure(&crate::tr!("keyring-read-client"), e)),
         }
     }
     let secret = new_client_secret();
-    entry.set_password(secret.expose_secret()).map_err(|e| keyring_failure("store the client secret", e))?;
+    entry.set_password(secret.expose_secret()).map_err(|e| keyring_failure(&crate::tr!("keyring-store-client"), e))?;
     Ok(secret)
 }
 

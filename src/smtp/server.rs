@@ -42,11 +42,15 @@ pub fn run(shared: Shared) -> Result<(), Failure> {
     crate::platform::survive_vanished_peers();
     let listen = shared.cfg.listen;
     if !listen.ip().is_loopback() {
-        return Err(Failure::new(Exit::Usage, format!("the SMTP front door listens on loopback only, not {listen}")));
+        return Err(Failure::new(Exit::Usage, crate::tr!("smtp-loopback-only", listen = listen.to_string())));
     }
-    let listener =
-        TcpListener::bind(listen).map_err(|e| Failure::new(Exit::Io, format!("cannot listen on {listen}: {e}")))?;
-    eprintln!("ssmax-card smtp: listening on {listen}, relaying to {}", shared.relay.name);
+    let listener = TcpListener::bind(listen).map_err(|e| {
+        Failure::new(Exit::Io, crate::tr!("smtp-cannot-listen", listen = listen.to_string(), error = e.to_string()))
+    })?;
+    eprintln!(
+        "ssmax-card smtp: {}",
+        crate::tr!("smtp-listening", listen = listen.to_string(), relay = shared.relay.name)
+    );
     let shared = Arc::new(shared);
     let open = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     for stream in listener.incoming() {
@@ -437,8 +441,9 @@ fn sign_in_agent(shared: &Shared, spool: &File) -> Result<memmap2::Mmap, String>
         }
         return Ok(map);
     }
-    let msg = one_line(resp.error.as_deref().unwrap_or("the agent refused the message"));
-    Err(match Exit::from_code(resp.exit) {
+    let exit = Exit::from_code(resp.exit);
+    let msg = reply_text(resp.error.as_deref().unwrap_or("the agent refused the message"), exit);
+    Err(match exit {
         // The card or the person can fix these; the client keeps the message.
         Exit::TokenNotPresent | Exit::WrongPin | Exit::Busy | Exit::Io | Exit::AgentUnreachable => {
             format!("451 4.7.0 {msg}; not sent, try again")
@@ -447,6 +452,26 @@ fn sign_in_agent(shared: &Shared, spool: &File) -> Result<memmap2::Mmap, String>
         Exit::NoKey => format!("554 5.7.1 {msg}; not sent"),
         _ => format!("554 5.6.0 {msg}; not sent"),
     })
+}
+
+/// The agent answers in the user's language (its PIN prompt is for them); an SMTP reply is
+/// ASCII (RFC 5321 §4.2). A message that is not goes to the log, the reply says what kind it was.
+fn reply_text(message: &str, exit: Exit) -> String {
+    let line = one_line(message);
+    if line.is_ascii() {
+        return line;
+    }
+    eprintln!("ssmax-card smtp: {line}");
+    let kind = match exit {
+        Exit::TokenNotPresent => "the card or token is not present",
+        Exit::WrongPin => "the PIN was not accepted",
+        Exit::PinLocked => "the PIN is locked",
+        Exit::NoKey => "no usable key or certificate on the card",
+        Exit::Busy => "the agent is busy",
+        Exit::VerificationFailed => "a certificate check failed",
+        _ => "the agent refused the message",
+    };
+    format!("{kind} (the ssmax-card smtp log has the details)")
 }
 
 /// SMTP replies are one line: fold whatever a message carries.

@@ -72,12 +72,12 @@ impl IdentityMethod {
     }
 
     pub fn describe(&self) -> String {
-        format!(
-            "{} (token: {}, profile {}; PIN verified {})",
-            self.factors.join(" + "),
-            self.token_description,
-            self.token_profile,
-            cert::fmt_time(self.pin_verified_at)
+        crate::tr!(
+            "identity-describe",
+            factors = self.factors.join(" + "),
+            token = self.token_description,
+            profile = self.token_profile,
+            when = cert::fmt_time(self.pin_verified_at)
         )
     }
 }
@@ -134,18 +134,18 @@ impl ChainInfo {
     pub fn lines(&self) -> Vec<String> {
         let mut out = Vec::new();
         if let Some(org) = &self.sending_org {
-            out.push(format!("sending organisation: {}", cert::subject(org)));
+            out.push(crate::tr!("chain-sending-org", subject = cert::subject(org)));
         }
         if let Some((c, t)) = &self.originator {
-            out.push(format!(
-                "original sender:      {} <{}>, signed {}",
-                cert::subject(c),
-                cert::emails(c).join(", "),
-                cert::fmt_time(*t)
+            out.push(crate::tr!(
+                "chain-original-sender",
+                subject = cert::subject(c),
+                emails = cert::emails(c).join(", "),
+                when = cert::fmt_time(*t)
             ));
         }
         if let Some(i) = &self.identity {
-            out.push(format!("identity method:      {}", i.describe()));
+            out.push(crate::tr!("chain-identity", method = i.describe()));
         }
         out
     }
@@ -240,14 +240,10 @@ pub fn org_certificate(trust: &TokenTrust, config: &crate::config::Config) -> Re
         candidates.extend(cert::load_file(f)?);
     }
     if candidates.is_empty() {
-        return Err(CmsError::NoKey(
-            "no organisation certificate: store it on the token next to your key (label 'ssmax-org…') or set org_certificate in the config".into(),
-        ));
+        return Err(CmsError::NoKey(crate::tr!("org-no-certificate")));
     }
     if trust.anchors.is_empty() {
-        return Err(CmsError::Verify(
-            "no SSMAX trust anchor on the token or in the config to check the organisation certificate against".into(),
-        ));
+        return Err(CmsError::Verify(crate::tr!("org-no-anchor")));
     }
     let mut trust_here = trust.clone();
     let refs: Vec<&[u8]> = candidates.iter().map(|d| d.as_slice()).collect();
@@ -259,18 +255,18 @@ pub fn org_certificate(trust: &TokenTrust, config: &crate::config::Config) -> Re
         let c = cert::parse(&der)?;
         match crate::cms::verify::check_chain(&der, &[], &check, SystemTime::now()) {
             Ok(()) if !cert::is_ca(&c) => {
-                match trust.check_revocation(&der, &format!("the organisation '{}'", cert::subject(&c))) {
+                match trust.check_revocation(&der, &crate::tr!("org-whose", subject = cert::subject(&c))) {
                     Ok(_) => return Ok(c),
                     Err(e) => reasons.push(e.to_string()),
                 }
             }
-            Ok(()) => reasons.push(format!("{} is a CA certificate", cert::subject(&c))),
+            Ok(()) => reasons.push(crate::tr!("org-is-ca", subject = cert::subject(&c))),
             Err(e) => {
                 reasons.push(crate::cms::verify::chain_error(&cert::subject(&c), &c, &crate::tr!("verify-when-now"), e))
             }
         }
     }
-    Err(CmsError::Verify(format!("refusing to encrypt to the organisation certificate: {}", reasons.join("; "))))
+    Err(CmsError::Verify(crate::tr!("org-refused", reasons = reasons.join("; "))))
 }
 
 /// A short name for a certificate's holder: its CN, else the whole subject.

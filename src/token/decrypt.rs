@@ -70,10 +70,7 @@ impl<'t, 'p> TokenDecryptor<'t, 'p> {
         }
         let id = &self.objects[index].id;
         self.keys.as_ref().and_then(|ks| ks.iter().find(|k| &k.id == id)).cloned().ok_or_else(|| {
-            CmsError::NoKey(format!(
-                "the token has the certificate '{}' but no private key with its id",
-                self.objects[index].label
-            ))
+            CmsError::NoKey(crate::tr!("key-certificate-without-key", label = self.objects[index].label))
         })
     }
 
@@ -85,7 +82,7 @@ impl<'t, 'p> TokenDecryptor<'t, 'p> {
             .map_err(|e| self.token.explain_failure(e))
             .map_err(|t| match t {
                 TokenError::Pkcs11 { .. } if !t.is_not_present() => {
-                    CmsError::Decrypt(format!("the key on the token could not unwrap the content key ({t})"))
+                    CmsError::Decrypt(crate::tr!("key-unwrap-failed", error = t.to_string()))
                 }
                 t => CmsError::from(t),
             })?;
@@ -119,7 +116,7 @@ impl Decryptor for TokenDecryptor<'_, '_> {
     fn cannot_decrypt(&self) -> Option<String> {
         let p = &self.token.profile;
         (!p.keys.can_decrypt)
-            .then(|| p.keys.no_decrypt_reason.clone().unwrap_or_else(|| "this token cannot decrypt".into()))
+            .then(|| p.keys.no_decrypt_reason.clone().unwrap_or_else(|| crate::tr!("key-token-cannot-decrypt")))
     }
 
     fn rsa_decrypt(&mut self, index: usize, op: RsaOp, data: &[u8]) -> Result<Zeroizing<Vec<u8>>, CmsError> {
@@ -137,7 +134,7 @@ impl Decryptor for TokenDecryptor<'_, '_> {
 
     fn ecdh(&mut self, index: usize, peer_point: &[u8]) -> Result<Zeroizing<Vec<u8>>, CmsError> {
         if !self.token.profile.allows_decrypt("ECDH1_DERIVE") {
-            return Err(CmsError::CannotDecrypt(format!("token '{}' does not offer ECDH", self.token.label)));
+            return Err(CmsError::CannotDecrypt(crate::tr!("key-no-ecdh", token = self.token.label)));
         }
         let key = self.key(index)?;
         let field_len =
@@ -191,7 +188,7 @@ impl Token {
             .map_err(TokenError::ck)?
             .into_iter()
             .find_map(|a| if let Attribute::Value(v) = a { Some(v) } else { None })
-            .ok_or_else(|| TokenError::NoKey("the token did not return the ECDH secret".into()))?;
+            .ok_or_else(|| TokenError::NoKey(crate::tr!("key-no-ecdh-secret")))?;
         Ok(Zeroizing::new(z))
     }
 }

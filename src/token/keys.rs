@@ -45,7 +45,7 @@ impl Token {
         (1u8..=0xff)
             .map(|i| vec![i])
             .find(|id| !used.contains(id))
-            .ok_or_else(|| TokenError::NoKey("no free CKA_ID left on the token".into()))
+            .ok_or_else(|| TokenError::NoKey(crate::tr!("key-no-free-id")))
     }
 
     /// Generate a key pair on the token: sensitive, never extractable, with `id` and `label`.
@@ -92,7 +92,7 @@ impl Token {
             .map_err(TokenError::ck)?;
         let h = *handles
             .first()
-            .ok_or_else(|| TokenError::NoKey(format!("no public key with id {} on token '{}'", hex(id), self.label)))?;
+            .ok_or_else(|| TokenError::NoKey(crate::tr!("key-no-public-key", id = hex(id), token = self.label)))?;
         let attrs = self
             .session
             .get_attributes(
@@ -117,7 +117,7 @@ impl Token {
                 _ => {}
             }
         }
-        let bad = |what: &str| TokenError::NoKey(format!("the public key with id {} is unusable: {what}", hex(id)));
+        let bad = |what: &str| TokenError::NoKey(crate::tr!("key-public-unusable", id = hex(id), reason = what));
         match kt {
             Some(KeyType::RSA) => {
                 use rsa::pkcs8::EncodePublicKey;
@@ -152,7 +152,7 @@ impl Token {
 
     /// Store a certificate object (CKA_ID `id`) next to its key, or as an anchor.
     pub fn store_certificate(&self, cert: &x509_cert::Certificate, id: &[u8], label: &str) -> Result<(), TokenError> {
-        let enc = |e: der::Error| TokenError::NoKey(format!("cannot encode the certificate: {e}"));
+        let enc = |e: der::Error| TokenError::NoKey(crate::tr!("key-cannot-encode-certificate", error = e.to_string()));
         let tbs = &cert.tbs_certificate;
         let template = vec![
             Attribute::Class(ObjectClass::CERTIFICATE),

@@ -80,11 +80,13 @@ impl RawModule {
                 Op::Sign => (f.C_SignInit, Function::SignInit),
                 Op::Decrypt => (f.C_DecryptInit, Function::DecryptInit),
             };
-            let init = init
-                .ok_or_else(|| TokenError::NoKey(format!("the module has no {}", super::function_name(init_name))))?;
+            let init = init.ok_or_else(|| {
+                TokenError::NoKey(crate::tr!("module-lacks", function = super::function_name(init_name)))
+            })?;
             check(init(session, &mut mech, key.handle()), init_name)?;
             if let Some(pin) = context_pin {
-                let login = f.C_Login.ok_or_else(|| TokenError::NoKey("the module has no C_Login".into()))?;
+                let login =
+                    f.C_Login.ok_or_else(|| TokenError::NoKey(crate::tr!("module-lacks", function = "C_Login")))?;
                 let p = pin.expose_secret().as_bytes();
                 check(
                     login(session, CKU_CONTEXT_SPECIFIC, p.as_ptr() as *mut u8, p.len() as CK_ULONG),
@@ -95,8 +97,9 @@ impl RawModule {
                 Op::Sign => (f.C_Sign, Function::Sign),
                 Op::Decrypt => (f.C_Decrypt, Function::Decrypt),
             };
-            let call = call
-                .ok_or_else(|| TokenError::NoKey(format!("the module has no {}", super::function_name(call_name))))?;
+            let call = call.ok_or_else(|| {
+                TokenError::NoKey(crate::tr!("module-lacks", function = super::function_name(call_name)))
+            })?;
             // Large enough for any RSA-16384 result or EC signature; avoids a second call that
             // some modules would treat as a new operation needing another login.
             let mut out = vec![0u8; 4096];

@@ -77,9 +77,7 @@ impl Scheme {
             KeyKind::Rsa { .. } => Ok(Scheme::RsaPkcs1(Hash::Sha256)),
             KeyKind::Ec(Some(Curve::P256)) => Ok(Scheme::Ecdsa(Hash::Sha256, Curve::P256)),
             KeyKind::Ec(Some(Curve::P384)) => Ok(Scheme::Ecdsa(Hash::Sha384, Curve::P384)),
-            other => {
-                Err(TokenError::NoKey(format!("cannot sign mail with a {other} key (supported: RSA, EC P-256, P-384)")))
-            }
+            other => Err(TokenError::NoKey(crate::tr!("key-cannot-sign-kind", kind = other.to_string()))),
         }
     }
 
@@ -135,17 +133,14 @@ impl<'t> TokenSigner<'t> {
         spki: SubjectPublicKeyInfoOwned,
     ) -> Result<Self, TokenError> {
         if !key.can_sign {
-            return Err(TokenError::NoKey(format!(
-                "key '{}' on token '{}' may not sign (CKA_SIGN is false: a renewed key is kept only to decrypt old mail); sign with the current key",
-                key.label, token.label
-            )));
+            return Err(TokenError::NoKey(crate::tr!("key-may-not-sign", key = key.label, token = token.label)));
         }
         if !token.profile.allows_sign(scheme.mechanism_name()) {
-            return Err(TokenError::NoKey(format!(
-                "token '{}' ({} profile) does not offer {} signatures",
-                token.label,
-                token.profile.name,
-                scheme.mechanism_name()
+            return Err(TokenError::NoKey(crate::tr!(
+                "key-mechanism-not-offered",
+                token = token.label,
+                profile = token.profile.name,
+                mechanism = scheme.mechanism_name()
             )));
         }
         let raw = if key.always_authenticate { Some(RawModule::load(&token.module.path)?) } else { None };

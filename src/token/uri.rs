@@ -4,7 +4,7 @@ use std::fmt;
 use std::path::PathBuf;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("invalid pkcs11: URI: {0}")]
+#[error("{}", crate::tr!("uri-invalid", reason = .0))]
 pub struct UriError(pub String);
 
 /// The object class named by the `type` path attribute.
@@ -38,8 +38,7 @@ pub struct Pkcs11Uri {
 
 impl Pkcs11Uri {
     pub fn parse(text: &str) -> Result<Self, UriError> {
-        let rest =
-            text.strip_prefix("pkcs11:").ok_or_else(|| UriError(format!("'{text}' does not start with 'pkcs11:'")))?;
+        let rest = text.strip_prefix("pkcs11:").ok_or_else(|| UriError(crate::tr!("uri-no-scheme", text = text)))?;
         let (path, query) = match rest.split_once('?') {
             Some((p, q)) => (p, Some(q)),
             None => (rest, None),
@@ -47,13 +46,13 @@ impl Pkcs11Uri {
         let mut uri = Pkcs11Uri::default();
         for attr in path.split(';').filter(|a| !a.is_empty()) {
             let (name, raw) =
-                attr.split_once('=').ok_or_else(|| UriError(format!("path attribute '{attr}' has no '='")))?;
+                attr.split_once('=').ok_or_else(|| UriError(crate::tr!("uri-path-no-equals", attribute = attr)))?;
             let bytes = percent_decode(raw)?;
             match name {
                 "id" => set_once(&mut uri.id, bytes, name)?,
                 "slot-id" => {
                     let s = utf8(bytes, name)?;
-                    let n = s.parse::<u64>().map_err(|_| UriError(format!("slot-id '{s}' is not a number")))?;
+                    let n = s.parse::<u64>().map_err(|_| UriError(crate::tr!("uri-slot-not-number", value = s)))?;
                     set_once(&mut uri.slot_id, n, name)?
                 }
                 "type" => {
@@ -63,7 +62,7 @@ impl Pkcs11Uri {
                         "private" => ObjectType::Private,
                         "public" => ObjectType::Public,
                         "secret-key" => ObjectType::SecretKey,
-                        other => return Err(UriError(format!("unknown object type '{other}'"))),
+                        other => return Err(UriError(crate::tr!("uri-unknown-type", value = other))),
                     };
                     set_once(&mut uri.object_type, t, name)?
                 }
@@ -82,7 +81,7 @@ impl Pkcs11Uri {
                         // RFC 7512 §2.3: library-version is informative only; we accept and ignore it.
                         "library-version" => continue,
                         n if n.starts_with("x-") => continue,
-                        other => return Err(UriError(format!("unknown path attribute '{other}'"))),
+                        other => return Err(UriError(crate::tr!("uri-unknown-path-attribute", attribute = other))),
                     };
                     set_once(slot, value, name)?
                 }
@@ -90,7 +89,7 @@ impl Pkcs11Uri {
         }
         for attr in query.into_iter().flat_map(|q| q.split('&')).filter(|a| !a.is_empty()) {
             let (name, raw) =
-                attr.split_once('=').ok_or_else(|| UriError(format!("query attribute '{attr}' has no '='")))?;
+                attr.split_once('=').ok_or_else(|| UriError(crate::tr!("uri-query-no-equals", attribute = attr)))?;
             match name {
                 "module-path" => {
                     let v = utf8(percent_decode(raw)?, name)?;
@@ -98,13 +97,9 @@ impl Pkcs11Uri {
                 }
                 "module-name" => set_once(&mut uri.module_name, utf8(percent_decode(raw)?, name)?, name)?,
                 // A PIN in a URI ends up in shell history, process listings and config files.
-                "pin-value" | "pin-source" => {
-                    return Err(UriError(format!(
-                        "'{name}' is not accepted: give the PIN through pinentry, the terminal or --pin-fd"
-                    )))
-                }
+                "pin-value" | "pin-source" => return Err(UriError(crate::tr!("uri-pin-refused", attribute = name))),
                 n if n.starts_with("x-") => {}
-                other => return Err(UriError(format!("unknown query attribute '{other}'"))),
+                other => return Err(UriError(crate::tr!("uri-unknown-query-attribute", attribute = other))),
             }
         }
         Ok(uri)
@@ -178,9 +173,11 @@ impl Pkcs11Uri {
             ($($f:ident: $name:literal),*) => { $(
                 match (&self.$f, &other.$f) {
                     (Some(a), Some(b)) if a != b => {
-                        return Err(UriError(format!(
-                            "the token names {} {:?} and the key names {:?}: they contradict each other",
-                            $name, a, b
+                        return Err(UriError(crate::tr!(
+                            "uri-contradiction",
+                            attribute = $name,
+                            token = format!("{a:?}"),
+                            key = format!("{b:?}")
                         )))
                     }
                     (None, Some(b)) => self.$f = Some(b.clone()),
@@ -207,14 +204,14 @@ impl Pkcs11Uri {
 
 fn set_once<T>(slot: &mut Option<T>, value: T, name: &str) -> Result<(), UriError> {
     if slot.is_some() {
-        return Err(UriError(format!("attribute '{name}' appears twice")));
+        return Err(UriError(crate::tr!("uri-twice", attribute = name)));
     }
     *slot = Some(value);
     Ok(())
 }
 
 fn utf8(bytes: Vec<u8>, name: &str) -> Result<String, UriError> {
-    String::from_utf8(bytes).map_err(|_| UriError(format!("attribute '{name}' is not UTF-8")))
+    String::from_utf8(bytes).map_err(|_| UriError(crate::tr!("uri-not-utf8", attribute = name)))
 }
 
 fn percent_decode(s: &str) -> Result<Vec<u8>, UriError> {
@@ -227,7 +224,7 @@ fn percent_decode(s: &str) -> Result<Vec<u8>, UriError> {
                 .get(i + 1..i + 3)
                 .and_then(|h| std::str::from_utf8(h).ok())
                 .and_then(|h| u8::from_str_radix(h, 16).ok())
-                .ok_or_else(|| UriError(format!("bad percent-escape in '{s}'")))?;
+                .ok_or_else(|| UriError(crate::tr!("uri-bad-escape", text = s)))?;
             out.push(hex);
             i += 3;
         } else {

@@ -36,7 +36,7 @@ pub(super) fn bind(socket: &Path) -> Result<UnixListener, Failure> {
     }
     if socket.exists() {
         if UnixStream::connect(socket).is_ok() {
-            return Err(Failure::new(Exit::Usage, format!("an agent is already listening on {}", socket.display())));
+            return Err(Failure::new(Exit::Usage, crate::tr!("agent-already-listening", socket = socket)));
         }
         std::fs::remove_file(socket).map_err(|e| fail("cannot remove the stale socket", e))?;
     }
