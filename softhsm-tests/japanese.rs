@@ -147,7 +147,9 @@ fn the_terminal_prompt_is_japanese_in_a_japanese_locale() {
     let input = tok.write("mail.eml", MAIL);
     let config = tok.write("config.toml", "pin_source = \"terminal\"\n");
     // `script` gives the command a terminal of its own; the PIN is typed once the prompt shows.
-    let command = format!("{BIN} sign --config '{}' --in '{}' --out /dev/null", config.display(), input.display());
+    let signed = tok.path("signed.eml");
+    let command =
+        format!("{BIN} sign --config '{}' --in '{}' --out '{}'", config.display(), input.display(), signed.display());
     let mut c = Command::new("script");
     let mut child = c
         .env_clear()

@@ -182,3 +182,42 @@ fn signature_carries_signing_time_and_smime_capabilities() {
         assert!(dump.contains(want), "{want} missing:\n{dump}");
     }
 }
+
+/// `--out` naming a FIFO (as `/dev/null` or a terminal would be): the signed mail is written into
+/// it, and it is still a FIFO afterwards (renaming a temp file over it would replace it).
+fn sign_into_fifo(tok: &Tok, agent: Option<&crate::support::agent::Agent>) {
+    use std::os::unix::fs::FileTypeExt;
+    let fifo = tok.path("out.fifo");
+    ok(Command::new("mkfifo").arg(&fifo));
+    let reader = Command::new("cat").arg(&fifo).stdout(std::process::Stdio::piped()).spawn().unwrap();
+    let input = tok.write("mail.eml", MAIL);
+    let mut c = tok.with_pin(&["sign", "--in", input.to_str().unwrap(), "--out", fifo.to_str().unwrap()]);
+    if let Some(a) = agent {
+        c = tok.cmd();
+        c.arg("--agent").arg("always").arg("--socket").arg(&a.socket).arg("sign").arg("--in").arg(&input);
+        c.arg("--out").arg(&fifo);
+    }
+    let o = run(&mut c);
+    let still_fifo = std::fs::symlink_metadata(&fifo).is_ok_and(|m| m.file_type().is_fifo());
+    if !still_fifo {
+        let mut reader = reader;
+        let _ = reader.kill();
+        panic!("--out replaced the FIFO with a file: {}", stderr(&o));
+    }
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let read = reader.wait_with_output().unwrap();
+    let signed = tok.write("signed.eml", &read.stdout);
+    assert!(openssl_verify(&signed, &pki().join("root.pem")).status.success(), "{}", stdout(&read));
+}
+
+#[test]
+fn sign_writes_into_a_fifo_named_by_out_and_leaves_it_a_fifo() {
+    sign_into_fifo(&Tok::new(), None);
+}
+
+#[test]
+fn sign_through_the_agent_writes_into_a_fifo_named_by_out_and_leaves_it_a_fifo() {
+    let tok = Tok::new();
+    let agent = crate::support::agent::start_agent(&tok, "", "0");
+    sign_into_fifo(&tok, Some(&agent));
+}

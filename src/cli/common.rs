@@ -89,10 +89,20 @@ pub fn write_output(io: &InOut, data: &[u8]) -> Result<(), Failure> {
     write_output_pieces(io, &[data])
 }
 
+/// `--out` names something that is there and is not a file (`/dev/null`, a FIFO, a terminal):
+/// written into, never renamed over (that would put a regular file in a device's place).
+pub fn writes_in_place(path: &Path) -> bool {
+    std::fs::metadata(path).is_ok_and(|m| !m.is_file() && !m.is_dir())
+}
+
 pub fn write_output_pieces(io: &InOut, pieces: &[&[u8]]) -> Result<(), Failure> {
     match &io.output {
         // "-": standard output, for commands that print nothing there unless asked (verify).
         Some(path) if path.as_os_str() == "-" => write_stdout(pieces),
+        Some(path) if writes_in_place(path) => {
+            let mut f = std::fs::OpenOptions::new().write(true).open(path).map_err(|e| output_failure(path, &e))?;
+            pieces.iter().try_for_each(|p| f.write_all(p)).map_err(|e| output_failure(path, &e))
+        }
         Some(path) => {
             let mut tmp = output_temp(path)?;
             for p in pieces {

@@ -2,7 +2,9 @@
 //! opens input and output itself (output atomically, as the CLI does) and hands the agent files
 //! where it can, not bytes; the agent owns the token.
 
-use super::common::{open_input, output_temp, persist_output, read_file, read_input, read_opened_input, write_output};
+use super::common::{
+    open_input, output_temp, persist_output, read_file, read_input, read_opened_input, write_output, writes_in_place,
+};
 use super::{AgentMode, Cli, Command, InOut};
 use crate::agent::client::{call_retrying, client_env, connect, socket_path};
 use crate::agent::protocol::{Call, ForwardArgs, Passed, Request, SendArgs, SignArgs, VerifyArgs, MAX_PASSED, VERSION};
@@ -110,7 +112,9 @@ fn run(cli: &Cli, mut stream: std::os::unix::net::UnixStream, path: &Path) -> Re
     };
     // The product goes straight into the --out file's temp file when there is one.
     let out_file = match (&extract, io.output.as_deref()) {
-        (None, Some(p)) if p.as_os_str() != "-" && call != Call::Status => Some((output_temp(p)?, p)),
+        (None, Some(p)) if p.as_os_str() != "-" && call != Call::Status && !writes_in_place(p) => {
+            Some((output_temp(p)?, p))
+        }
         _ => None,
     };
     let req = Request {
