@@ -437,3 +437,31 @@ uri-not-utf8 = attribute '{ $attribute }' is not UTF-8
 uri-bad-escape = bad percent-escape in '{ $text }'
 config-unreadable = config: { $error }
 profile-unreadable = cannot read profile { $file }: { $error }
+
+## Decryption, in detail
+
+decrypt-broken-cipher = the content is encrypted with { $cipher }, which is refused as broken: ask the sender to use AES
+decrypt-unknown-cipher = the content is encrypted with algorithm { $oid }, which ssmax-card does not know
+decrypt-key-length = the recovered content key has the wrong length for { $algorithm }
+decrypt-integrity = integrity check failed: the message was altered or the key is wrong
+decrypt-token-certificate = { $subject } (serial { $serial })
+decrypt-none = none
+decrypt-not-for-us = the message is not encrypted for any key on the token (recipient types: { $kinds }; token certificates: { $ours })
+verify-pss-mask-unsupported = the signature of { $who } uses RSA-PSS with mask generation { $oid }, which ssmax-card does not verify
+verify-pss-digest-mismatch = the signature of { $who } states RSA-PSS over { $stated } but a digest of { $digest }
+verify-ecdsa-sha512 = the signature of { $who } uses ECDSA with SHA-512, which ssmax-card does not verify yet
+ocsp-refused = OCSP answer refused: { $why }
+agent-start-presence = cannot start the presence watcher: { $error }
+agent-start-refresher = cannot start the revocation refresher: { $error }
+agent-start-watchdog = cannot start the watchdog: { $error }
+agent-cannot-restart = cannot restart in place ({ $error }); exiting
+agent-revocation-refresh = revocation refresh: { $note }
+audit-failed = audit log: { $error }
+audit-repaired = audit log: dropped an unfinished last line left by a stopped agent
+agent-reply-file = writing the product to the client's file: { $error }
+agent-socket-mkdir = cannot create the directory of { $socket }
+agent-socket-protect-dir = cannot protect the directory of { $socket }
+agent-socket-stale = cannot remove the stale socket { $socket }
+agent-socket-listen = cannot listen on { $socket }
+agent-socket-protect = cannot protect { $socket }
+agent-cannot-start = cannot start the agent: { $error }

@@ -436,3 +436,31 @@ uri-not-utf8 = 属性「{ $attribute }」が UTF-8 ではありません
 uri-bad-escape = 「{ $text }」のパーセントエスケープが不正です
 config-unreadable = 設定: { $error }
 profile-unreadable = プロファイル { $file } を読めません: { $error }
+
+## 復号の詳細
+
+decrypt-broken-cipher = 内容は { $cipher } で暗号化されています。破られた方式として拒否します。送信者に AES を使うよう依頼してください
+decrypt-unknown-cipher = 内容はアルゴリズム { $oid } で暗号化されています。ssmax-card はこれを知りません
+decrypt-key-length = 取り出したコンテンツ鍵の長さが { $algorithm } に合いません
+decrypt-integrity = 完全性の検査に失敗しました。メッセージが改変されたか、鍵が違います
+decrypt-token-certificate = { $subject }(シリアル { $serial })
+decrypt-none = なし
+decrypt-not-for-us = メッセージはトークン上のどの鍵宛てにも暗号化されていません(受信者の種類: { $kinds }。トークンの証明書: { $ours })
+verify-pss-mask-unsupported = { $who } の署名はマスク生成関数 { $oid } の RSA-PSS を使っています。ssmax-card はこれを検証しません
+verify-pss-digest-mismatch = { $who } の署名は { $stated } による RSA-PSS を示していますが、ダイジェストは { $digest } です
+verify-ecdsa-sha512 = { $who } の署名は SHA-512 の ECDSA を使っています。ssmax-card はまだこれを検証しません
+ocsp-refused = OCSP 応答を拒否しました: { $why }
+agent-start-presence = 在席監視を開始できません: { $error }
+agent-start-refresher = 失効情報の更新を開始できません: { $error }
+agent-start-watchdog = ウォッチドッグを開始できません: { $error }
+agent-cannot-restart = その場で再起動できません({ $error })。終了します
+agent-revocation-refresh = 失効情報の更新: { $note }
+audit-failed = 監査ログ: { $error }
+audit-repaired = 監査ログ: 停止したエージェントが残した書きかけの最終行を削除しました
+agent-reply-file = 結果をクライアントのファイルに書き込めません: { $error }
+agent-socket-mkdir = { $socket } のディレクトリを作成できません
+agent-socket-protect-dir = { $socket } のディレクトリを保護できません
+agent-socket-stale = 古いソケット { $socket } を削除できません
+agent-socket-listen = { $socket } で待ち受けできません
+agent-socket-protect = { $socket } を保護できません
+agent-cannot-start = エージェントを開始できません: { $error }

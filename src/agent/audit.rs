@@ -75,7 +75,7 @@ impl AuditLog {
                 .open(path)
                 .map_err(|e| format!("cannot repair {}: {e}", path.display()))?;
             f.set_len(keep).map_err(|e| format!("cannot repair {}: {e}", path.display()))?;
-            eprintln!("ssmax-card agent: audit log: dropped an unfinished last line left by a stopped agent");
+            eprintln!("ssmax-card agent: {}", crate::tr!("audit-repaired"));
         }
         let (seq, last) = verify(path)?;
         Ok(AuditLog { path: path.to_path_buf(), seq, last, log: None, head: None })

@@ -128,7 +128,7 @@ pub fn check(
     nonce: Option<&[u8]>,
     now: SystemTime,
 ) -> Result<Answer, CmsError> {
-    let refuse = |why: String| CmsError::Verify(format!("OCSP answer refused: {why}"));
+    let refuse = |why: String| CmsError::Verify(crate::tr!("ocsp-refused", why = why));
     let bad = |e: der::Error| refuse(format!("not an OCSP response ({e})"));
     let response = OcspResponse::from_der(der).map_err(bad)?;
     if response.response_status != OcspResponseStatus::Successful {

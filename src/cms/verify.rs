@@ -558,9 +558,10 @@ fn signature_alg(si: &SignerInfo, signer: &Certificate, who: &str) -> Result<(Ch
                 params.decode_as().map_err(|e| CmsError::Malformed(format!("RSA-PSS parameters: {e}")))?;
             let hash = super::algorithms::hash_of(&p.hash.oid).ok_or_else(|| refused(who, &p.hash.oid))?;
             if p.mask_gen.oid != super::algorithms::ID_MGF1 {
-                return Err(CmsError::Verify(format!(
-                    "the signature of {who} uses RSA-PSS with mask generation {}, which ssmax-card does not verify",
-                    p.mask_gen.oid
+                return Err(CmsError::Verify(crate::tr!(
+                    "verify-pss-mask-unsupported",
+                    who = who,
+                    oid = p.mask_gen.oid.to_string()
                 )));
             }
             let mgf_oid = p.mask_gen.parameters.as_ref().map(|a| a.oid).unwrap_or(super::algorithms::ID_SHA1);
@@ -569,9 +570,11 @@ fn signature_alg(si: &SignerInfo, signer: &Certificate, who: &str) -> Result<(Ch
                 return Err(refused(who, &p.hash.oid));
             }
             if p.hash.oid != *digest {
-                return Err(CmsError::Verify(format!(
-                    "the signature of {who} states RSA-PSS over {} but a digest of {digest}",
-                    p.hash.oid
+                return Err(CmsError::Verify(crate::tr!(
+                    "verify-pss-digest-mismatch",
+                    who = who,
+                    stated = p.hash.oid.to_string(),
+                    digest = digest.to_string()
                 )));
             }
             let salt_len = usize::from(p.salt_len);
@@ -591,9 +594,7 @@ fn signature_alg(si: &SignerInfo, signer: &Certificate, who: &str) -> Result<(Ch
             let h384 =
                 *sig == rfc5912::ECDSA_WITH_SHA_384 || (*sig == ID_EC_PUBLIC_KEY && *digest == rfc5912::ID_SHA_384);
             if *sig == rfc5912::ECDSA_WITH_SHA_512 || (*sig == ID_EC_PUBLIC_KEY && *digest == rfc5912::ID_SHA_512) {
-                return Err(CmsError::Verify(format!(
-                    "the signature of {who} uses ECDSA with SHA-512, which ssmax-card does not verify yet"
-                )));
+                return Err(CmsError::Verify(crate::tr!("verify-ecdsa-sha512", who = who)));
             }
             match (p384, h384) {
                 (false, false) => named(algs::ECDSA_P256_SHA256, "ECDSA P-256 SHA-256"),

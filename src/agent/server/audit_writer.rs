@@ -35,7 +35,7 @@ pub(super) fn write_audit(mut log: AuditLog, rx: mpsc::Receiver<AuditMsg>) {
             }
         }
         if let Err(err) = log.append_all(batch) {
-            eprintln!("ssmax-card agent: audit log: {err}");
+            eprintln!("ssmax-card agent: {}", crate::tr!("audit-failed", error = err.to_string()));
         }
         if let Some(done) = close {
             drop(log);

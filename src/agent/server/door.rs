@@ -27,21 +27,22 @@ pub(super) fn activated_listener() -> Option<UnixListener> {
 }
 
 pub(super) fn bind(socket: &Path) -> Result<UnixListener, Failure> {
-    let fail = |what: &str, e: std::io::Error| Failure::new(Exit::Io, format!("{what} {}: {e}", socket.display()));
+    let fail = |what: String, e: std::io::Error| Failure::new(Exit::Io, format!("{what}: {e}"));
     if let Some(dir) = socket.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| fail("cannot create the directory of", e))?;
+        std::fs::create_dir_all(dir).map_err(|e| fail(crate::tr!("agent-socket-mkdir", socket = socket), e))?;
         // Only this user may even look up the socket.
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
-            .map_err(|e| fail("cannot protect the directory of", e))?;
+            .map_err(|e| fail(crate::tr!("agent-socket-protect-dir", socket = socket), e))?;
     }
     if socket.exists() {
         if UnixStream::connect(socket).is_ok() {
             return Err(Failure::new(Exit::Usage, crate::tr!("agent-already-listening", socket = socket)));
         }
-        std::fs::remove_file(socket).map_err(|e| fail("cannot remove the stale socket", e))?;
+        std::fs::remove_file(socket).map_err(|e| fail(crate::tr!("agent-socket-stale", socket = socket), e))?;
     }
-    let l = UnixListener::bind(socket).map_err(|e| fail("cannot listen on", e))?;
-    std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o600)).map_err(|e| fail("cannot protect", e))?;
+    let l = UnixListener::bind(socket).map_err(|e| fail(crate::tr!("agent-socket-listen", socket = socket), e))?;
+    std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o600))
+        .map_err(|e| fail(crate::tr!("agent-socket-protect", socket = socket), e))?;
     Ok(l)
 }
 
@@ -90,7 +91,7 @@ impl TurnAway {
                     drain_until(&stream, Instant::now() + Duration::from_millis(200));
                 }
             })
-            .map_err(|e| Failure::new(Exit::Io, format!("cannot start the agent: {e}")))?;
+            .map_err(|e| Failure::new(Exit::Io, crate::tr!("agent-cannot-start", error = e.to_string())))?;
         Ok(TurnAway(tx))
     }
 

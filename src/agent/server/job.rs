@@ -271,7 +271,7 @@ impl Ctx for AgentCtx<'_> {
         };
         for p in pieces {
             file.write_all_at(p, *written)
-                .map_err(|e| Failure::new(Exit::Io, format!("writing the product to the client's file: {e}")))?;
+                .map_err(|e| Failure::new(Exit::Io, crate::tr!("agent-reply-file", error = e.to_string())))?;
             *written += p.len() as u64;
         }
         Ok(())

@@ -129,7 +129,7 @@ pub fn run(setup: Setup, a: AgentArgs) -> Result<(), Failure> {
     };
     let audit_path = a.audit_log.or_else(|| cfg.audit_log.clone()).or_else(default_audit_path);
     let audit = match &audit_path {
-        Some(p) => Some(AuditLog::open(p).map_err(|e| Failure::new(Exit::Io, format!("audit log: {e}")))?),
+        Some(p) => Some(AuditLog::open(p).map_err(|e| Failure::new(Exit::Io, crate::tr!("audit-failed", error = e)))?),
         None => None,
     };
     // The audit log has its own thread: a request hands it the entry and goes on, instead of
@@ -158,7 +158,7 @@ pub fn run(setup: Setup, a: AgentArgs) -> Result<(), Failure> {
     std::thread::Builder::new()
         .name("housekeeper".into())
         .spawn(move || housekeeper(&house))
-        .map_err(|e| Failure::new(Exit::Io, format!("cannot start the presence watcher: {e}")))?;
+        .map_err(|e| Failure::new(Exit::Io, crate::tr!("agent-start-presence", error = e.to_string())))?;
     let refresh = Duration::from_millis(agent.cfg.revocation_refresh_ms);
     let revocation_off = agent.setup.config.revocation == Some(crate::cms::revocation::Policy::Off);
     if !refresh.is_zero() && !revocation_off {
@@ -166,14 +166,14 @@ pub fn run(setup: Setup, a: AgentArgs) -> Result<(), Failure> {
         std::thread::Builder::new()
             .name("revocation-refresh".into())
             .spawn(move || refresh_revocation(&fresh, refresh))
-            .map_err(|e| Failure::new(Exit::Io, format!("cannot start the revocation refresher: {e}")))?;
+            .map_err(|e| Failure::new(Exit::Io, crate::tr!("agent-start-refresher", error = e.to_string())))?;
     }
     let (wagent, fd) = (agent.clone(), listener.as_raw_fd());
     let own_path = listener.local_addr().ok().and_then(|a| a.as_pathname().map(Path::to_path_buf));
     std::thread::Builder::new()
         .name("watchdog".into())
         .spawn(move || watch_for_hangs(&wagent, fd, own_path))
-        .map_err(|e| Failure::new(Exit::Io, format!("cannot start the watchdog: {e}")))?;
+        .map_err(|e| Failure::new(Exit::Io, crate::tr!("agent-start-watchdog", error = e.to_string())))?;
     match std::env::var(watchdog::RESTARTS_VAR) {
         Ok(n) => eprintln!("ssmax-card agent: {}", crate::tr!("agent-listening-again", socket = a.socket, restart = n)),
         Err(_) => eprintln!("ssmax-card agent: {}", crate::tr!("agent-listening", socket = a.socket)),
@@ -311,7 +311,7 @@ fn refresh_revocation(agent: &Agent, every: Duration) {
     while !agent.dog.restarting.load(Ordering::SeqCst) {
         std::thread::sleep(every);
         for note in store.refresh(ahead) {
-            eprintln!("ssmax-card agent: revocation refresh: {note}");
+            eprintln!("ssmax-card agent: {}", crate::tr!("agent-revocation-refresh", note = note));
         }
     }
 }
@@ -385,7 +385,7 @@ fn watch_for_hangs(agent: &Agent, listener: std::os::fd::RawFd, own_path: Option
     let err = watchdog::reexec(listener);
     // Without the exec the hung call still holds the turn: stop, so a supervisor (systemd's
     // Restart=on-failure) starts a clean agent, rather than keep a socket nobody serves.
-    eprintln!("ssmax-card agent: cannot restart in place ({err}); exiting");
+    eprintln!("ssmax-card agent: {}", crate::tr!("agent-cannot-restart", error = err.to_string()));
     std::process::exit(Exit::Io as i32);
 }
 

@@ -15,21 +15,12 @@ pub(crate) fn content_alg(eci: &EncryptedContentInfo, authenticated: bool) -> Re
         _ if eci.content_enc_alg.oid == ID_CHACHA20_POLY1305 => ContentAlg::ChaCha20Poly1305,
         "1.2.840.113549.3.7" => ContentAlg::DesEde3Cbc,
         "1.2.840.113549.3.2" => {
-            return Err(CmsError::CannotDecrypt(
-                "the content is encrypted with RC2, which is refused as broken: ask the sender to use AES".into(),
-            ))
+            return Err(CmsError::CannotDecrypt(crate::tr!("decrypt-broken-cipher", cipher = "RC2")))
         }
         "1.3.14.3.2.7" => {
-            return Err(CmsError::CannotDecrypt(
-                "the content is encrypted with single DES, which is refused as broken: ask the sender to use AES"
-                    .into(),
-            ))
+            return Err(CmsError::CannotDecrypt(crate::tr!("decrypt-broken-cipher", cipher = "single DES")))
         }
-        other => {
-            return Err(CmsError::CannotDecrypt(format!(
-                "the content is encrypted with algorithm {other}, which ssmax-card does not know"
-            )))
-        }
+        other => return Err(CmsError::CannotDecrypt(crate::tr!("decrypt-unknown-cipher", oid = other))),
     };
     let aead = !matches!(alg, ContentAlg::AesCbc(_) | ContentAlg::DesEde3Cbc);
     if aead != authenticated {
@@ -56,14 +47,14 @@ pub(crate) fn decrypt_content(
     };
     if cek.len() != key_len {
         // Also what a wrong key under PKCS#1 v1.5 looks like; say no more than that.
-        return Err(CmsError::Decrypt(format!("the recovered content key has the wrong length for {}", alg.name())));
+        return Err(CmsError::Decrypt(crate::tr!("decrypt-key-length", algorithm = alg.name())));
     }
     let params = eci
         .content_enc_alg
         .parameters
         .as_ref()
         .ok_or_else(|| CmsError::Malformed(format!("{} without parameters", alg.name())))?;
-    let integrity = || CmsError::Decrypt("integrity check failed: the message was altered or the key is wrong".into());
+    let integrity = || CmsError::Decrypt(crate::tr!("decrypt-integrity"));
     match alg {
         ContentAlg::DesEde3Cbc => {
             use cbc::cipher::{block_padding::Pkcs7, BlockModeDecrypt, KeyIvInit};

@@ -108,13 +108,17 @@ pub(crate) fn recover_cek(
             RecipientInfo::Ori(_) => kinds_seen.push("other recipient type"),
         }
     }
-    let ours: Vec<String> =
-        certs.iter().map(|c| format!("{} (serial {})", cert::subject(c), c.tbs_certificate.serial_number)).collect();
-    Err(CmsError::NoKey(format!(
-        "the message is not encrypted for any key on the token (recipient types: {}; token certificates: {})",
-        if kinds_seen.is_empty() { "none".into() } else { kinds_seen.join(", ") },
-        if ours.is_empty() { "none".into() } else { ours.join("; ") }
-    )))
+    let ours: Vec<String> = certs
+        .iter()
+        .map(|c| {
+            let serial = c.tbs_certificate.serial_number.to_string();
+            crate::tr!("decrypt-token-certificate", subject = cert::subject(c), serial = serial)
+        })
+        .collect();
+    let none = || crate::tr!("decrypt-none");
+    let kinds = if kinds_seen.is_empty() { none() } else { kinds_seen.join(", ") };
+    let ours = if ours.is_empty() { none() } else { ours.join("; ") };
+    Err(CmsError::NoKey(crate::tr!("decrypt-not-for-us", kinds = kinds, ours = ours)))
 }
 
 pub(crate) fn rsa_modulus_len(c: &Certificate) -> Result<usize, CmsError> {
