@@ -29,7 +29,7 @@ stage "clippy (yubikey)"
 cargo test --locked
 stage "cargo test"
 # A short smoke of every fuzz target (a longer run: bash fuzz/run.sh 600).
-bash fuzz/run.sh 10
+FUZZ_CODEGEN_UNITS=16 bash fuzz/run.sh 10
 stage "fuzz smoke"
 # The Debian package: built by packaging/deb.sh (dpkg-deb, with the manual pages and completions),
 # its contents and units checked, its page rendered, its completion and binary run.
