@@ -35,10 +35,15 @@ impl Lang {
             .unwrap_or(Lang::En)
     }
 
-    /// `ja_JP.UTF-8`, `ja_JP.eucJP`, `ja` → Japanese; anything else (`C`, `POSIX`, `en_US`) → English.
+    /// `ja_JP.UTF-8` → Japanese; anything else → English (`C`, `en_US.UTF-8`, and also
+    /// `ja_JP.eucJP` or a bare `ja_JP`, whose terminals would show UTF-8 text as garbage: what
+    /// is written is UTF-8, and English is ASCII).
     pub fn from_locale(locale: &str) -> Lang {
-        let language = locale.split(['_', '.', '@', '-']).next().unwrap_or("");
-        if language.eq_ignore_ascii_case("ja") {
+        let without_modifier = locale.split('@').next().unwrap_or("");
+        let (name, codeset) = without_modifier.split_once('.').unwrap_or((without_modifier, ""));
+        let language = name.split(['_', '-']).next().unwrap_or("");
+        let utf8 = codeset.eq_ignore_ascii_case("UTF-8") || codeset.eq_ignore_ascii_case("utf8");
+        if language.eq_ignore_ascii_case("ja") && utf8 {
             Lang::Ja
         } else {
             Lang::En

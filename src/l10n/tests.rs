@@ -156,10 +156,17 @@ fn japanese_is_chosen_by_the_first_locale_variable_set() {
     let v = |s: &str| Some(OsString::from(s));
     assert_eq!(Lang::from_variables([None, None, v("ja_JP.UTF-8")]), Lang::Ja);
     assert_eq!(Lang::from_variables([v("C"), None, v("ja_JP.UTF-8")]), Lang::En);
-    assert_eq!(Lang::from_variables([v(""), v("ja_JP.eucJP"), v("en_US.UTF-8")]), Lang::Ja);
+    assert_eq!(Lang::from_variables([v(""), v("ja_JP.utf8"), v("en_US.UTF-8")]), Lang::Ja);
     assert_eq!(Lang::from_variables([None, None, None]), Lang::En);
-    assert_eq!(Lang::from_locale("ja"), Lang::Ja);
-    assert_eq!(Lang::from_locale("jam_JM"), Lang::En);
+    assert_eq!(Lang::from_locale("ja_JP.UTF-8@calendar=japanese"), Lang::Ja);
+    assert_eq!(Lang::from_locale("jam_JM.UTF-8"), Lang::En);
+}
+
+#[test]
+fn a_japanese_locale_that_is_not_utf8_gets_english_rather_than_garbage() {
+    for locale in ["ja_JP.eucJP", "ja_JP.SJIS", "ja_JP", "ja"] {
+        assert_eq!(Lang::from_locale(locale), Lang::En, "{locale}");
+    }
 }
 
 #[test]
