@@ -35,7 +35,7 @@ pub fn normalize(input: &[u8]) -> Result<Option<Vec<u8>>, CmsError> {
 }
 
 fn bad(what: impl Into<String>) -> CmsError {
-    CmsError::Malformed(format!("not BER: {}", what.into()))
+    CmsError::Malformed(crate::tr!("ber-invalid", error = what.into()))
 }
 
 #[derive(Clone, Copy)]
@@ -178,7 +178,7 @@ impl Walk<'_> {
     /// One value at `pos` (inside `..end`): (where it ends, its DER length, whether it changes).
     fn value(&mut self, pos: usize, end: usize, depth: usize) -> Result<(usize, usize, bool), CmsError> {
         if depth > MAX_NESTING {
-            return Err(CmsError::Malformed(format!("BER nested deeper than {MAX_NESTING} levels")));
+            return Err(CmsError::Malformed(crate::tr!("ber-too-deep", levels = MAX_NESTING)));
         }
         let h = self.header(pos, end)?;
         if self.input[pos] == 0 {
@@ -260,7 +260,7 @@ impl Walk<'_> {
     /// constructed again; their contents are measured or written in order.
     fn chunks(&mut self, h: &Header, end: usize, depth: usize, acc: &mut StringAcc) -> Result<usize, CmsError> {
         if depth > MAX_NESTING {
-            return Err(CmsError::Malformed(format!("BER nested deeper than {MAX_NESTING} levels")));
+            return Err(CmsError::Malformed(crate::tr!("ber-too-deep", levels = MAX_NESTING)));
         }
         let stop = match h.len {
             Len::Definite(n) => h.content + n,
@@ -310,7 +310,7 @@ impl Walk<'_> {
         self.next_len += 1;
         if self.out.is_none() {
             if self.lens.len() >= MAX_CONSTRUCTED {
-                return Err(CmsError::Malformed(format!("more than {MAX_CONSTRUCTED} constructed values; refused")));
+                return Err(CmsError::Malformed(crate::tr!("ber-too-many-values", most = MAX_CONSTRUCTED)));
             }
             self.lens.push(0);
         }

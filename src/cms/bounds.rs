@@ -28,13 +28,13 @@ pub fn check(der: &[u8]) -> Result<(), CmsError> {
 }
 
 fn malformed(e: der::Error) -> CmsError {
-    CmsError::Malformed(format!("not DER: {e}"))
+    CmsError::Malformed(crate::tr!("der-invalid", error = e.to_string()))
 }
 
 /// Walk the TLVs in `data`; returns how many there are at this level.
 fn walk(data: &[u8], depth: usize, budget: &mut u64) -> Result<u64, CmsError> {
     if depth > MAX_NESTING {
-        return Err(CmsError::Malformed(format!("DER nested deeper than {MAX_NESTING} levels")));
+        return Err(CmsError::Malformed(crate::tr!("der-too-deep", levels = MAX_NESTING)));
     }
     let mut r = SliceReader::new(data).map_err(malformed)?;
     let mut count = 0u64;
@@ -49,12 +49,16 @@ fn walk(data: &[u8], depth: usize, budget: &mut u64) -> Result<u64, CmsError> {
         let sorted = matches!(h.tag, Tag::Set | Tag::ContextSpecific { .. });
         if sorted {
             if n > MAX_SET_ELEMENTS {
-                return Err(CmsError::Malformed(format!("a SET with {n} elements (recipients, certificates or attributes); more than {MAX_SET_ELEMENTS} are refused")));
+                return Err(CmsError::Malformed(crate::tr!(
+                    "der-set-too-large",
+                    elements = n,
+                    most = MAX_SET_ELEMENTS
+                )));
             }
             let cost = n * n.saturating_sub(1) / 2;
-            *budget = budget.checked_sub(cost).ok_or_else(|| {
-                CmsError::Malformed(format!("too many SET elements overall (more than {SORT_BUDGET} orderings to check); refused before parsing"))
-            })?;
+            *budget = budget
+                .checked_sub(cost)
+                .ok_or_else(|| CmsError::Malformed(crate::tr!("der-sort-budget", most = SORT_BUDGET)))?;
         }
     }
     Ok(count)

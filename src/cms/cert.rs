@@ -15,16 +15,16 @@ pub const EKU_EMAIL_DER: &[u8] = &[0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x03, 0x0
 pub fn parse(der: &[u8]) -> Result<Certificate, CmsError> {
     check_size(der)?;
     super::bounds::check(der)?;
-    Certificate::from_der(der).map_err(|e| CmsError::Malformed(format!("a certificate does not parse: {e}")))
+    Certificate::from_der(der).map_err(|e| CmsError::Malformed(crate::tr!("cert-unparsable", error = e.to_string())))
 }
 
 /// Refuse certificates past `MAX_CERT_SIZE` before anything parses their extensions.
 pub fn check_size(der: &[u8]) -> Result<(), CmsError> {
     if der.len() > super::MAX_CERT_SIZE {
-        return Err(CmsError::Malformed(format!(
-            "a certificate of {} bytes is larger than the {} KiB accepted (huge extensions?)",
-            der.len(),
-            super::MAX_CERT_SIZE / 1024
+        return Err(CmsError::Malformed(crate::tr!(
+            "cert-too-large",
+            size = der.len(),
+            limit = super::MAX_CERT_SIZE / 1024
         )));
     }
     Ok(())
@@ -40,7 +40,7 @@ pub fn load_file(path: &std::path::Path) -> Result<Vec<Vec<u8>>, CmsError> {
 pub fn load_bytes(data: &[u8], what: &str) -> Result<Vec<Vec<u8>>, CmsError> {
     if data.starts_with(b"-----BEGIN") || data.windows(11).any(|w| w == b"-----BEGIN ") {
         let certs = Certificate::load_pem_chain(data)
-            .map_err(|e| CmsError::Malformed(format!("{what}: not PEM certificates: {e}")))?;
+            .map_err(|e| CmsError::Malformed(crate::tr!("cert-not-pem", what = what, error = e.to_string())))?;
         certs.iter().map(|c| c.to_der().map_err(|e| CmsError::Malformed(e.to_string()))).collect()
     } else {
         parse(data)?;

@@ -60,11 +60,11 @@ pub enum CmsError {
 pub fn unarmor(data: &[u8]) -> Result<std::borrow::Cow<'_, [u8]>, CmsError> {
     let trimmed = data.trim_ascii_start();
     if trimmed.starts_with(b"-----BEGIN") {
-        let text = std::str::from_utf8(trimmed).map_err(|_| CmsError::Malformed("PEM is not text".into()))?;
+        let text = std::str::from_utf8(trimmed).map_err(|_| CmsError::Malformed(crate::tr!("pem-not-text")))?;
         let (label, der) = der::pem::decode_vec(text.as_bytes())
-            .map_err(|e| CmsError::Malformed(format!("PEM does not decode: {e}")))?;
+            .map_err(|e| CmsError::Malformed(crate::tr!("pem-undecodable", error = e.to_string())))?;
         if !matches!(label, "CMS" | "PKCS7" | "PKCS #7 SIGNED DATA") {
-            return Err(CmsError::Malformed(format!("PEM label '{label}' is not CMS")));
+            return Err(CmsError::Malformed(crate::tr!("pem-not-cms", label = label)));
         }
         return Ok(std::borrow::Cow::Owned(der));
     }
@@ -85,7 +85,7 @@ pub fn content_info(input: &[u8]) -> Result<cms::content_info::ContentInfo, CmsE
     let der = normalized.as_deref().unwrap_or(input);
     bounds::check(der)?;
     cms::content_info::ContentInfo::from_der(der)
-        .map_err(|e| CmsError::Malformed(format!("not a CMS ContentInfo: {e}")))
+        .map_err(|e| CmsError::Malformed(crate::tr!("cms-not-content-info", error = e.to_string())))
 }
 
 #[cfg(test)]

@@ -87,7 +87,7 @@ fn parse_der(der: Vec<u8>, what: &str) -> Result<Shared, CmsError> {
 pub fn load_bytes(data: &[u8], what: &str) -> Result<Vec<Shared>, CmsError> {
     if data.trim_ascii_start().starts_with(b"-----BEGIN") {
         let text =
-            std::str::from_utf8(data).map_err(|_| CmsError::Malformed(format!("{what}: PEM that is not text")))?;
+            std::str::from_utf8(data).map_err(|_| CmsError::Malformed(crate::tr!("crl-pem-not-text", what = what)))?;
         let mut out = Vec::new();
         let mut rest = text;
         while let Some(start) = rest.find("-----BEGIN") {
@@ -95,17 +95,17 @@ pub fn load_bytes(data: &[u8], what: &str) -> Result<Vec<Shared>, CmsError> {
             let end = block
                 .find("-----END")
                 .and_then(|e| block[e..].find('\n').map(|n| e + n + 1).or(Some(block.len())))
-                .ok_or_else(|| CmsError::Malformed(format!("{what}: a PEM block without its END line")))?;
+                .ok_or_else(|| CmsError::Malformed(crate::tr!("crl-pem-no-end", what = what)))?;
             let (label, der) = der::pem::decode_vec(&block.as_bytes()[..end])
-                .map_err(|e| CmsError::Malformed(format!("{what}: bad PEM: {e}")))?;
+                .map_err(|e| CmsError::Malformed(crate::tr!("crl-bad-pem", what = what, error = e.to_string())))?;
             if label != "X509 CRL" {
-                return Err(CmsError::Malformed(format!("{what}: a PEM '{label}' block, not an X509 CRL")));
+                return Err(CmsError::Malformed(crate::tr!("crl-pem-other", what = what, label = label)));
             }
             out.push(parse_der(der, what)?);
             rest = &block[end..];
         }
         if out.is_empty() {
-            return Err(CmsError::Malformed(format!("{what}: no CRL in it")));
+            return Err(CmsError::Malformed(crate::tr!("crl-none-in", what = what)));
         }
         Ok(out)
     } else {

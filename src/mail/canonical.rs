@@ -126,13 +126,13 @@ pub(super) fn byte_classes(w: &[u8]) -> (bool, usize, usize) {
 /// without rewriting anything: for bodies signed as they are.
 pub fn check_structure(entity: &Entity<'_>, depth: usize) -> Result<()> {
     if depth > MAX_DEPTH {
-        return Err(MailError::Malformed(format!("MIME parts nested deeper than {MAX_DEPTH} levels")));
+        return Err(MailError::Malformed(crate::tr!("mail-too-deep", levels = MAX_DEPTH)));
     }
     let ct = entity.content_type();
     if ct.mime.starts_with("multipart/") {
         let boundary = ct
             .param("boundary")
-            .ok_or_else(|| MailError::Malformed(format!("{} part has no boundary parameter", ct.mime)))?;
+            .ok_or_else(|| MailError::Malformed(crate::tr!("mail-part-no-boundary", mime = ct.mime)))?;
         for part in split_multipart(entity.body, boundary)? {
             check_structure(&Entity::parse(part)?, depth + 1)?;
         }
@@ -145,20 +145,18 @@ pub fn check_structure(entity: &Entity<'_>, depth: usize) -> Result<()> {
 /// anything else → base64). Multipart structure is kept; preambles and epilogues are dropped.
 pub fn canonicalise(entity: &Entity<'_>, depth: usize) -> Result<Vec<u8>> {
     if depth > MAX_DEPTH {
-        return Err(MailError::Malformed(format!("MIME parts nested deeper than {MAX_DEPTH} levels")));
+        return Err(MailError::Malformed(crate::tr!("mail-too-deep", levels = MAX_DEPTH)));
     }
     let ct = entity.content_type();
     let mut out = Vec::new();
     if ct.mime.starts_with("multipart/") {
         let boundary = ct
             .param("boundary")
-            .ok_or_else(|| MailError::Malformed(format!("{} part has no boundary parameter", ct.mime)))?;
+            .ok_or_else(|| MailError::Malformed(crate::tr!("mail-part-no-boundary", mime = ct.mime)))?;
         if entity.fields.iter().any(|f| f.is("Content-Transfer-Encoding")) {
             let cte = entity.transfer_encoding();
             if !matches!(cte.as_str(), "7bit" | "8bit" | "binary") {
-                return Err(MailError::Malformed(format!(
-                    "a multipart part cannot have Content-Transfer-Encoding {cte}"
-                )));
+                return Err(MailError::Malformed(crate::tr!("mail-multipart-encoding", encoding = cte)));
             }
         }
         for f in entity.fields.iter().filter(|f| !f.is("Content-Transfer-Encoding")) {
@@ -187,9 +185,7 @@ pub fn canonicalise(entity: &Entity<'_>, depth: usize) -> Result<Vec<u8>> {
         return Ok(out);
     }
     if ct.mime == "message/rfc822" || ct.mime == "message/global" {
-        return Err(MailError::Malformed(
-            "an attached message contains 8-bit data or over-long lines; attach it as a file instead".into(),
-        ));
+        return Err(MailError::Malformed(crate::tr!("mail-attached-message-8bit")));
     }
     let content = entity.decoded_body()?;
     for f in entity.fields.iter().filter(|f| !f.is("Content-Transfer-Encoding")) {

@@ -113,7 +113,7 @@ impl Base64Runs {
         use base64::Engine;
         base64::engine::general_purpose::STANDARD
             .decode_vec(run, out)
-            .map_err(|e| MailError::Malformed(format!("base64 body does not decode: {e}")))
+            .map_err(|e| MailError::Malformed(crate::tr!("mail-base64", error = e.to_string())))
     }
 }
 

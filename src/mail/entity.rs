@@ -103,9 +103,9 @@ impl<'a> Entity<'a> {
         match self.transfer_encoding().as_str() {
             "base64" => decode_base64(self.body),
             "quoted-printable" => mail_parser::decoders::quoted_printable::quoted_printable_decode(self.body)
-                .ok_or_else(|| MailError::Malformed("a quoted-printable body does not decode".into())),
+                .ok_or_else(|| MailError::Malformed(crate::tr!("mail-quoted-printable"))),
             "7bit" | "8bit" | "binary" => Ok(self.body.to_vec()),
-            other => Err(MailError::Malformed(format!("unknown Content-Transfer-Encoding '{other}'"))),
+            other => Err(MailError::Malformed(crate::tr!("mail-unknown-encoding", encoding = other))),
         }
     }
 }
@@ -160,9 +160,8 @@ pub(super) fn parse_fields(head: &[u8]) -> Result<Vec<Field>> {
             continue;
         }
         if line[0] == b' ' || line[0] == b'\t' {
-            let last = fields
-                .last_mut()
-                .ok_or_else(|| MailError::Malformed("the first header line is a continuation line".into()))?;
+            let last =
+                fields.last_mut().ok_or_else(|| MailError::Malformed(crate::tr!("mail-first-line-continued")))?;
             last.raw.extend_from_slice(line);
             last.raw.extend_from_slice(b"\r\n");
             continue;
@@ -170,7 +169,7 @@ pub(super) fn parse_fields(head: &[u8]) -> Result<Vec<Field>> {
         let colon = line.iter().position(|&b| b == b':');
         let name = colon.map(|c| &line[..c]).filter(|n| !n.is_empty() && n.iter().all(|&b| (33..=126).contains(&b)));
         let Some(name) = name else {
-            return Err(MailError::Malformed(format!("header line {} is not a 'Name: value' field", n + 1)));
+            return Err(MailError::Malformed(crate::tr!("mail-bad-header-line", line = n + 1)));
         };
         let mut raw = line.to_vec();
         raw.extend_from_slice(b"\r\n");
@@ -197,7 +196,7 @@ pub fn field_value(f: &Field) -> String {
 /// (RFC 2046 §5.1.1: the line end before a delimiter belongs to the delimiter).
 pub fn split_multipart<'a>(body: &'a [u8], boundary: &str) -> Result<Vec<&'a [u8]>> {
     if boundary.is_empty() || boundary.len() > 70 {
-        return Err(MailError::Malformed("multipart boundary is missing or longer than 70 characters".into()));
+        return Err(MailError::Malformed(crate::tr!("mail-bad-boundary")));
     }
     let delim = format!("--{boundary}");
     let delim = delim.as_bytes();
@@ -224,7 +223,7 @@ pub fn split_multipart<'a>(body: &'a [u8], boundary: &str) -> Result<Vec<&'a [u8
                         }
                     }
                     if parts.len() == MAX_PARTS {
-                        return Err(MailError::Malformed(format!("a multipart has more than {MAX_PARTS} parts")));
+                        return Err(MailError::Malformed(crate::tr!("mail-too-many-parts", most = MAX_PARTS)));
                     }
                     parts.push(&body[s..end.max(s)]);
                 }
@@ -238,7 +237,7 @@ pub fn split_multipart<'a>(body: &'a [u8], boundary: &str) -> Result<Vec<&'a [u8
         pos = line_end + 1;
     }
     if !closed {
-        return Err(MailError::Malformed(format!("multipart body has no closing delimiter '--{boundary}--'")));
+        return Err(MailError::Malformed(crate::tr!("mail-no-closing-delimiter", boundary = boundary)));
     }
     Ok(parts)
 }

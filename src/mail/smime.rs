@@ -23,29 +23,24 @@ pub fn classify(raw: &[u8]) -> Result<Incoming<'_>, MailError> {
     }
     let outer = Entity::parse(raw)?;
     if outer.fields.is_empty() {
-        return Err(MailError::Malformed("input is neither a mail (no header fields) nor a CMS object".into()));
+        return Err(MailError::Malformed(crate::tr!("smime-neither")));
     }
     let ct = outer.content_type();
     match ct.mime.as_str() {
         "multipart/signed" => {
             let protocol = ct.param("protocol").unwrap_or("").to_ascii_lowercase();
             if protocol != "application/pkcs7-signature" && protocol != "application/x-pkcs7-signature" {
-                return Err(MailError::Malformed(format!("multipart/signed with protocol '{protocol}' is not S/MIME")));
+                return Err(MailError::Malformed(crate::tr!("smime-other-protocol", protocol = protocol)));
             }
-            let boundary = ct
-                .param("boundary")
-                .ok_or_else(|| MailError::Malformed("multipart/signed without a boundary".into()))?;
+            let boundary = ct.param("boundary").ok_or_else(|| MailError::Malformed(crate::tr!("smime-no-boundary")))?;
             let parts = split_multipart(outer.body, boundary)?;
             if parts.len() != 2 {
-                return Err(MailError::Malformed(format!("multipart/signed has {} parts, not 2", parts.len())));
+                return Err(MailError::Malformed(crate::tr!("smime-part-count", parts = parts.len())));
             }
             let sig_part = Entity::parse(parts[1])?;
             let sig_ct = sig_part.content_type();
             if sig_ct.mime != "application/pkcs7-signature" && sig_ct.mime != "application/x-pkcs7-signature" {
-                return Err(MailError::Malformed(format!(
-                    "the second part is {}, not application/pkcs7-signature",
-                    sig_ct.mime
-                )));
+                return Err(MailError::Malformed(crate::tr!("smime-second-part", mime = sig_ct.mime)));
             }
             let signature = sig_part.decoded_body()?;
             // RFC 8551 §3.1.1: the signed part is verified in canonical (CRLF) form.
@@ -57,7 +52,7 @@ pub fn classify(raw: &[u8]) -> Result<Incoming<'_>, MailError> {
             let cms = outer.decoded_body()?;
             Ok(Incoming::Opaque { outer, cms, smime_type })
         }
-        other => Err(MailError::Malformed(format!("not an S/MIME message (Content-Type {other})"))),
+        other => Err(MailError::Malformed(crate::tr!("smime-not-smime", mime = other))),
     }
 }
 

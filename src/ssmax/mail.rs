@@ -76,8 +76,7 @@ pub fn parse_draft(content: &Entity<'_>) -> Result<Parts, MailError> {
         parts.body.push(canonicalise(content, 0)?);
         return Ok(parts);
     }
-    let boundary =
-        ct.param("boundary").ok_or_else(|| MailError::Malformed("multipart/mixed draft without a boundary".into()))?;
+    let boundary = ct.param("boundary").ok_or_else(|| MailError::Malformed(crate::tr!("ssmax-draft-no-boundary")))?;
     for (n, raw) in split_multipart(content.body, boundary)?.into_iter().enumerate() {
         let e = Entity::parse(raw)?;
         if e.field(PART_HEADER).is_some() {
@@ -212,8 +211,7 @@ pub fn parse(inner: &[u8]) -> Result<Parts, MailError> {
         parts.body.push(crate::mail::to_crlf(inner));
         return Ok(parts);
     }
-    let boundary =
-        ct.param("boundary").ok_or_else(|| MailError::Malformed("multipart/mixed without a boundary".into()))?;
+    let boundary = ct.param("boundary").ok_or_else(|| MailError::Malformed(crate::tr!("ssmax-mixed-no-boundary")))?;
     for (n, raw) in split_multipart(e.body, boundary)?.into_iter().enumerate() {
         let p = Entity::parse(raw)?;
         let pct = p.content_type();
@@ -261,8 +259,7 @@ pub fn opened_attachments(mail: &[u8]) -> Result<Vec<Attachment>, MailError> {
     if ct.mime != "multipart/mixed" {
         return Ok(Vec::new());
     }
-    let boundary =
-        ct.param("boundary").ok_or_else(|| MailError::Malformed("multipart/mixed without a boundary".into()))?;
+    let boundary = ct.param("boundary").ok_or_else(|| MailError::Malformed(crate::tr!("ssmax-mixed-no-boundary")))?;
     let mut out = Vec::new();
     for (n, raw) in split_multipart(outer.body, boundary)?.into_iter().enumerate() {
         let p = Entity::parse(raw)?;
