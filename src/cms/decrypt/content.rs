@@ -62,11 +62,7 @@ pub(crate) fn decrypt_content(
             let len = cbc::Decryptor::<des::TdesEde3>::new_from_slices(cek, iv.as_bytes())
                 .map_err(|_| CmsError::Malformed("DES-EDE3-CBC IV is not 8 bytes".into()))?
                 .decrypt_padded::<Pkcs7>(&mut buf)
-                .map_err(|_| {
-                    CmsError::Decrypt(
-                        "content does not decrypt (bad padding): the message was altered or the key is wrong".into(),
-                    )
-                })?
+                .map_err(|_| CmsError::Decrypt(crate::tr!("decrypt-bad-padding")))?
                 .len();
             buf.truncate(len);
             Ok(buf)
@@ -78,11 +74,7 @@ pub(crate) fn decrypt_content(
             if iv.len() != 16 {
                 return Err(CmsError::Malformed("CBC IV is not 16 bytes".into()));
             }
-            let bad = |_| {
-                CmsError::Decrypt(
-                    "content does not decrypt (bad padding): the message was altered or the key is wrong".into(),
-                )
-            };
+            let bad = |_| CmsError::Decrypt(crate::tr!("decrypt-bad-padding"));
             let bad_key = |_| CmsError::Malformed("CBC key or IV length".into());
             let len = match n {
                 16 => cbc::Decryptor::<aes::Aes128>::new_from_slices(cek, iv)
@@ -109,13 +101,10 @@ pub(crate) fn decrypt_content(
             let (aad, tag) = auth.ok_or_else(|| CmsError::Malformed("GCM without a MAC".into()))?;
             let icv = p.icv_len.unwrap_or(12) as usize;
             if tag.len() != icv || icv != 16 {
-                return Err(CmsError::CannotDecrypt(format!("AES-GCM with a {}-byte tag (16 supported)", tag.len())));
+                return Err(CmsError::CannotDecrypt(crate::tr!("decrypt-gcm-tag", bytes = tag.len())));
             }
             if p.nonce.as_bytes().len() != 12 {
-                return Err(CmsError::CannotDecrypt(format!(
-                    "AES-GCM with a {}-byte nonce (12 supported)",
-                    p.nonce.as_bytes().len()
-                )));
+                return Err(CmsError::CannotDecrypt(crate::tr!("decrypt-gcm-nonce", bytes = p.nonce.as_bytes().len())));
             }
             let aad = aad.as_deref().unwrap_or(&[]);
             let alg = match n {

@@ -62,21 +62,17 @@ pub(crate) fn recover_cek(
                         // The token lacks this OAEP variant: raw RSA on the token, unpadding here.
                         let k_len = rsa_modulus_len(&certs[idx])?;
                         let em = keys.rsa_decrypt(idx, RsaOp::Raw, enc)?;
-                        let m = oaep::decode(&em, k_len, hash, mgf, &label).ok_or_else(|| {
-                            CmsError::Decrypt(
-                                "the content key does not unwrap with the key on the token (OAEP padding check failed)"
-                                    .into(),
-                            )
-                        })?;
+                        let m = oaep::decode(&em, k_len, hash, mgf, &label)
+                            .ok_or_else(|| CmsError::Decrypt(crate::tr!("decrypt-oaep-padding")))?;
                         (m, name)
                     } else {
-                        return Err(CmsError::CannotDecrypt(format!(
-                            "the token offers neither OAEP with {} nor raw RSA",
-                            hash.name()
-                        )));
+                        return Err(CmsError::CannotDecrypt(crate::tr!("decrypt-no-oaep", hash = hash.name())));
                     }
                 } else {
-                    return Err(CmsError::CannotDecrypt(format!("key transport algorithm {}", k.key_enc_alg.oid)));
+                    return Err(CmsError::CannotDecrypt(crate::tr!(
+                        "decrypt-key-transport",
+                        oid = k.key_enc_alg.oid.to_string()
+                    )));
                 };
                 return Ok((cek, name, who));
             }
@@ -90,7 +86,7 @@ pub(crate) fn recover_cek(
                     let Some(idx) = idx else { continue };
                     let who = cert::subject(&certs[idx]);
                     let OriginatorIdentifierOrKey::OriginatorKey(opk) = &kari.originator else {
-                        return Err(CmsError::CannotDecrypt("key agreement with a static originator key".into()));
+                        return Err(CmsError::CannotDecrypt(crate::tr!("decrypt-static-originator")));
                     };
                     let point = opk
                         .public_key
@@ -138,7 +134,8 @@ pub(crate) fn oaep_params(alg: &spki::AlgorithmIdentifierOwned) -> Result<(OaepH
         None => OaepParams { hash: None, mgf: None, psource: None },
     };
     let hash = match &p.hash {
-        Some(h) => hash_of(&h.oid).ok_or_else(|| CmsError::CannotDecrypt(format!("OAEP hash {}", h.oid)))?,
+        Some(h) => hash_of(&h.oid)
+            .ok_or_else(|| CmsError::CannotDecrypt(crate::tr!("decrypt-oaep-hash", oid = h.oid.to_string())))?,
         None => OaepHash::Sha1,
     };
     let mgf = match &p.mgf {
@@ -149,9 +146,10 @@ pub(crate) fn oaep_params(alg: &spki::AlgorithmIdentifierOwned) -> Result<(OaepH
                 .ok_or_else(|| CmsError::Malformed("MGF1 without a hash".into()))?
                 .decode_as()
                 .map_err(|e| CmsError::Malformed(format!("MGF1 hash: {e}")))?;
-            hash_of(&inner.oid).ok_or_else(|| CmsError::CannotDecrypt(format!("MGF1 hash {}", inner.oid)))?
+            hash_of(&inner.oid)
+                .ok_or_else(|| CmsError::CannotDecrypt(crate::tr!("decrypt-mgf1-hash", oid = inner.oid.to_string())))?
         }
-        Some(m) => return Err(CmsError::CannotDecrypt(format!("OAEP mask generation {}", m.oid))),
+        Some(m) => return Err(CmsError::CannotDecrypt(crate::tr!("decrypt-oaep-mask", oid = m.oid.to_string()))),
         None => OaepHash::Sha1,
     };
     let label = match &p.psource {
@@ -163,7 +161,7 @@ pub(crate) fn oaep_params(alg: &spki::AlgorithmIdentifierOwned) -> Result<(OaepH
                 .to_vec(),
             None => Vec::new(),
         },
-        Some(ps) => return Err(CmsError::CannotDecrypt(format!("OAEP label source {}", ps.oid))),
+        Some(ps) => return Err(CmsError::CannotDecrypt(crate::tr!("decrypt-oaep-label", oid = ps.oid.to_string()))),
         None => Vec::new(),
     };
     Ok((hash, mgf, label))
@@ -171,12 +169,8 @@ pub(crate) fn oaep_params(alg: &spki::AlgorithmIdentifierOwned) -> Result<(OaepH
 
 /// Key-agreement scheme → (KDF hash, key-wrap algorithm OID).
 pub(crate) fn kari_algs(alg: &spki::AlgorithmIdentifierOwned) -> Result<(OaepHash, ObjectIdentifier), CmsError> {
-    let hash = kdf_hash_of(&alg.oid).ok_or_else(|| {
-        CmsError::CannotDecrypt(format!(
-            "key agreement algorithm {} (X25519/HKDF and others are not supported yet)",
-            alg.oid
-        ))
-    })?;
+    let hash = kdf_hash_of(&alg.oid)
+        .ok_or_else(|| CmsError::CannotDecrypt(crate::tr!("decrypt-key-agreement", oid = alg.oid.to_string())))?;
     let wrap: spki::AlgorithmIdentifierOwned = alg
         .parameters
         .as_ref()
@@ -188,7 +182,7 @@ pub(crate) fn kari_algs(alg: &spki::AlgorithmIdentifierOwned) -> Result<(OaepHas
 
 pub(crate) fn aes_unwrap(kek: &[u8], wrapped: &[u8]) -> Result<Zeroizing<Vec<u8>>, CmsError> {
     use aes_kw::cipher::KeyInit;
-    let fail = |_| CmsError::Decrypt("the content key does not unwrap (AES key wrap integrity check failed)".into());
+    let fail = |_| CmsError::Decrypt(crate::tr!("decrypt-key-wrap"));
     let bad_kek = |_| CmsError::Malformed("KEK length".into());
     let mut out = Zeroizing::new(vec![0u8; wrapped.len()]);
     let len = match kek.len() {
