@@ -520,3 +520,4 @@ decrypt-oaep-mask = OAEP mask generation { $oid }
 decrypt-oaep-label = OAEP label source { $oid }
 decrypt-key-agreement = key agreement algorithm { $oid } (X25519/HKDF and others are not supported yet)
 decrypt-key-wrap = the content key does not unwrap (AES key wrap integrity check failed)
+agent-queue-full = it has taken no new connection for { $seconds } s

@@ -519,3 +519,4 @@ decrypt-oaep-mask = OAEP のマスク生成関数 { $oid }
 decrypt-oaep-label = OAEP のラベルの出所 { $oid }
 decrypt-key-agreement = 鍵合意アルゴリズム { $oid }(X25519/HKDF などにはまだ対応していません)
 decrypt-key-wrap = コンテンツ鍵を取り出せません(AES 鍵ラップの完全性検査に失敗)
+agent-queue-full = { $seconds } 秒間、新しい接続を受け付けていません

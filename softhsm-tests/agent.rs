@@ -551,7 +551,11 @@ fn fifteen_hundred_idle_connections_cost_the_agent_its_connection_cap_in_threads
     allow_descriptors(4096);
     let tok = Tok::new();
     let agent = start_agent(&tok, "max_connections = 16\n", "0");
-    let held: Vec<UnixStream> = (0..1500).map(|_| UnixStream::connect(&agent.socket).unwrap()).collect();
+    // Connected the way the CLI connects: a kernel may answer a momentarily full queue of new
+    // connections with EAGAIN even to a blocking connect.
+    let held: Vec<UnixStream> = (0..1500)
+        .map(|_| ssmax_card::platform::connect_unix(&agent.socket, Duration::from_secs(30)).unwrap())
+        .collect();
     std::thread::sleep(Duration::from_millis(500));
     // 16 connection threads and the agent's own (7 at rest: accept loop, audit, housekeeper,
     // watchdog, turn-away, presence probes and readers), with room for ones started later.
@@ -623,4 +627,45 @@ fn a_connection_that_never_completes_a_request_is_closed_after_the_idle_time() {
         );
         assert_eq!(recv_msg(&mut s).unwrap().0["ok"], true);
     }
+}
+
+/// A socket somebody listens on but takes nobody in from: its queue of new connections is full.
+fn wedged_listener(socket: &std::path::Path) -> (std::os::unix::net::UnixListener, UnixStream) {
+    use std::os::fd::AsRawFd;
+    std::fs::create_dir_all(socket.parent().unwrap()).unwrap();
+    let l = std::os::unix::net::UnixListener::bind(socket).unwrap();
+    // SAFETY: listen on a socket we own only changes the length of its queue.
+    assert_eq!(unsafe { libc::listen(l.as_raw_fd(), 0) }, 0);
+    let first = UnixStream::connect(socket).unwrap();
+    (l, first)
+}
+
+#[test]
+fn a_listener_that_takes_nobody_in_costs_the_cli_ten_seconds_and_a_clear_7_not_a_hang() {
+    let tok = Tok::new();
+    let socket = tok.path("run/agent.sock");
+    let _wedged = wedged_listener(&socket);
+    let mut c = tok.cmd();
+    c.args(["--agent", "always", "--socket"]).arg(&socket).arg("status");
+    let mut child = c.stderr(Stdio::piped()).spawn().unwrap();
+    let start = Instant::now();
+    while child.try_wait().unwrap().is_none() && start.elapsed() < Duration::from_secs(60) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let o = child.wait_with_output().unwrap();
+    assert_clear_failure(&o, 7);
+    assert!(stderr(&o).contains("it has taken no new connection for 10 s"), "{}", stderr(&o));
+}
+
+#[test]
+fn an_agent_does_not_take_the_socket_of_a_busy_one_whose_queue_is_full() {
+    let tok = Tok::new();
+    let socket = tok.path("run/agent.sock");
+    let _wedged = wedged_listener(&socket);
+    let mut c = tok.cmd();
+    let o = run(c.args(["agent", "--socket"]).arg(&socket));
+    assert_clear_failure(&o, 2);
+    assert!(stderr(&o).contains("an agent is already listening on"), "{}", stderr(&o));
+    assert!(socket.exists(), "the busy agent's socket is left where it is");
 }

@@ -1,7 +1,7 @@
-//! The operating system, behind one narrow interface: process hardening and signals, who is on
-//! the other end of a Unix socket, descriptor flags, the terminal and the login name. rustix
-//! where it offers the call safely; libc only where it does not (signal dispositions, the
-//! password database). A port to another system starts here.
+//! The operating system, behind one narrow interface: process hardening and signals, connecting
+//! to a Unix socket and who is on its other end, descriptor flags, the terminal and the login
+//! name. rustix where it offers the call safely; libc only where it does not (signal
+//! dispositions, the password database). A port to another system starts here.
 //!
 //! One-shot commands behave like other Unix filters: a closed output pipe ends them quietly
 //! (`ssmax-card verify … | head`). A server must not: a client that sends a request and goes
@@ -13,6 +13,8 @@ use std::io::{IoSlice, IoSliceMut};
 use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::time::{Duration, Instant};
 
 /// A PIN passes through this process's memory: keep it out of core files and away from
 /// same-user debuggers; a closed pipe ends a one-shot command quietly.
@@ -82,6 +84,42 @@ pub fn login_name() -> String {
     from_passwd.or_else(|| std::env::var("USER").ok()).unwrap_or_else(|| "user".into())
 }
 
+/// Connect to the Unix stream socket at `path`, waiting at most `patience` for room in its queue
+/// of new connections. A blocking connect would wait for ever on a listener that stopped
+/// accepting, and some kernels answer a full queue with EAGAIN even to a blocking socket: a
+/// non-blocking connect, tried again until `patience` runs out, behaves the same everywhere.
+/// A queue still full then is `ErrorKind::WouldBlock`: somebody listens but takes nobody in.
+pub fn connect_unix(path: &Path, patience: Duration) -> std::io::Result<UnixStream> {
+    use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
+    let addr = SocketAddrUnix::new(path)?;
+    let sock = rustix::net::socket_with(
+        AddressFamily::UNIX,
+        SocketType::STREAM,
+        SocketFlags::CLOEXEC | SocketFlags::NONBLOCK,
+        None,
+    )?;
+    let deadline = Instant::now() + patience;
+    let mut pause = Duration::from_millis(1);
+    loop {
+        match rustix::net::connect(&sock, &addr) {
+            Ok(()) => break,
+            Err(rustix::io::Errno::INTR) => {}
+            Err(rustix::io::Errno::AGAIN) => {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Err(std::io::ErrorKind::WouldBlock.into());
+                }
+                std::thread::sleep(pause.min(left));
+                pause = (pause * 2).min(Duration::from_millis(50));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    // A Unix stream connect completes at once or not at all: nothing is in progress here.
+    rustix::io::ioctl_fionbio(&sock, false)?;
+    Ok(UnixStream::from(sock))
+}
+
 /// The most descriptors one message may carry here, in either direction.
 pub const MAX_DESCRIPTORS: usize = 32;
 
@@ -122,4 +160,65 @@ pub fn recv_with_descriptors(sock: &UnixStream, buf: &mut [u8]) -> std::io::Resu
         }
     }
     Ok(Received { bytes: msg.bytes, fds, truncated: msg.flags.contains(ReturnFlags::CTRUNC) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::net::UnixListener;
+
+    /// A listener whose queue of new connections holds one, filled and not accepted.
+    fn full_listener(dir: &Path) -> (std::path::PathBuf, OwnedFd, UnixStream) {
+        use rustix::net::{AddressFamily, SocketAddrUnix, SocketType};
+        let path = dir.join("full.sock");
+        let l = rustix::net::socket(AddressFamily::UNIX, SocketType::STREAM, None).unwrap();
+        rustix::net::bind(&l, &SocketAddrUnix::new(&path).unwrap()).unwrap();
+        rustix::net::listen(&l, 0).unwrap();
+        let first = UnixStream::connect(&path).unwrap();
+        (path, l, first)
+    }
+
+    #[test]
+    fn connect_waits_for_room_in_a_full_queue_and_gets_in_once_the_listener_accepts() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, listener, _first) = full_listener(dir.path());
+        let listener = UnixListener::from(listener);
+        let acceptor = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(200));
+            let a = listener.accept().unwrap().0;
+            let b = listener.accept().unwrap().0;
+            (a, b)
+        });
+        let mut s = connect_unix(&path, Duration::from_secs(30)).unwrap();
+        let (_a, mut b) = acceptor.join().unwrap();
+        // It is an ordinary blocking stream once in.
+        std::io::Write::write_all(&mut s, b"hello").unwrap();
+        let mut got = [0u8; 5];
+        std::io::Read::read_exact(&mut b, &mut got).unwrap();
+        assert_eq!(&got, b"hello");
+        s.set_read_timeout(None).unwrap();
+        assert!(!rustix::fs::fcntl_getfl(&s).unwrap().contains(rustix::fs::OFlags::NONBLOCK));
+    }
+
+    #[test]
+    fn connect_to_a_queue_that_stays_full_gives_up_with_would_block_after_its_patience() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, _listener, _first) = full_listener(dir.path());
+        let start = Instant::now();
+        let e = connect_unix(&path, Duration::from_millis(300)).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::WouldBlock, "{e}");
+        assert!(start.elapsed() >= Duration::from_millis(300), "{:?}", start.elapsed());
+    }
+
+    #[test]
+    fn connect_to_no_socket_or_one_nobody_listens_on_fails_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("missing.sock");
+        let e = connect_unix(&missing, Duration::from_secs(30)).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::NotFound, "{e}");
+        let stale = dir.path().join("stale.sock");
+        drop(UnixListener::bind(&stale).unwrap());
+        let e = connect_unix(&stale, Duration::from_secs(30)).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::ConnectionRefused, "{e}");
+    }
 }

@@ -29,9 +29,19 @@ pub enum ClientError {
     Broken { path: String, reason: String },
 }
 
+/// How long a client waits for room in the agent's queue of new connections.
+const CONNECT_PATIENCE: std::time::Duration = std::time::Duration::from_secs(10);
+
 pub fn connect(path: &Path) -> Result<UnixStream, ClientError> {
-    UnixStream::connect(path)
-        .map_err(|e| ClientError::Unreachable { path: path.display().to_string(), reason: e.to_string() })
+    crate::platform::connect_unix(path, CONNECT_PATIENCE).map_err(|e| {
+        let reason = match e.kind() {
+            std::io::ErrorKind::WouldBlock => {
+                crate::tr!("agent-queue-full", seconds = CONNECT_PATIENCE.as_secs())
+            }
+            _ => e.to_string(),
+        };
+        ClientError::Unreachable { path: path.display().to_string(), reason }
+    })
 }
 
 /// One request, one response; `fds` travel with the request (see `Request::body_in_fd`).

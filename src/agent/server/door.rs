@@ -35,7 +35,9 @@ pub(super) fn bind(socket: &Path) -> Result<UnixListener, Failure> {
             .map_err(|e| fail(crate::tr!("agent-socket-protect-dir", socket = socket), e))?;
     }
     if socket.exists() {
-        if UnixStream::connect(socket).is_ok() {
+        // A full queue is somebody listening too: never take the socket from a busy agent.
+        let probe = crate::platform::connect_unix(socket, std::time::Duration::ZERO);
+        if probe.is_ok() || probe.is_err_and(|e| e.kind() == std::io::ErrorKind::WouldBlock) {
             return Err(Failure::new(Exit::Usage, crate::tr!("agent-already-listening", socket = socket)));
         }
         std::fs::remove_file(socket).map_err(|e| fail(crate::tr!("agent-socket-stale", socket = socket), e))?;

@@ -377,9 +377,10 @@ fn watch_for_hangs(agent: &Agent, listener: std::os::fd::RawFd, own_path: Option
         }
     }
     // Wake the accept loop (blocked in accept) so it sees the flag and parks; a connection it
-    // accepts meanwhile is answered "restarting" before the exec, never cut off.
+    // accepts meanwhile is answered "restarting" before the exec, never cut off. A full queue
+    // wakes it as well, so this never waits.
     if let Some(p) = &own_path {
-        drop(UnixStream::connect(p));
+        drop(crate::platform::connect_unix(p, Duration::ZERO));
     }
     dog.drain_answers(Duration::from_secs(2));
     let err = watchdog::reexec(listener);
