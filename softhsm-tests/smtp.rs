@@ -252,6 +252,31 @@ fn front_door_refuses_strangers_and_foreign_senders_and_never_loses_or_sends_uns
 }
 
 #[test]
+fn front_door_refuses_a_message_with_two_from_fields_or_two_mailboxes_before_any_pin() {
+    let tok = Tok::new();
+    let agent = start_agent(&tok, "", "0");
+    let relay = PostfixRelay::start(&tok);
+    let door = front_door(&tok, &agent, &relay);
+    let send = |headers: &[&str]| {
+        let mut c = Command::new("swaks");
+        c.args(["--server", &format!("127.0.0.1:{}", door.port), "--from", "alice@example.jp"]);
+        c.args(["--to", "bob@example.com", "--auth", "PLAIN", "--auth-user", &door.user, "--auth-password"]);
+        c.arg(&door.secret).args(["--header", "Subject: payment", "--body", "Today, please.\n"]);
+        for h in headers {
+            c.args(["--add-header", h]);
+        }
+        let o = run(&mut c);
+        (format!("{}{}", stdout(&o), stderr(&o)), o.status.success())
+    };
+    let (t, accepted) = send(&["From: CEO <ceo@bank.example>"]);
+    assert!(!accepted && t.contains("554 5.6.0 the mail has 2 From fields"), "{t}");
+    let two = send(&[]);
+    assert!(two.1, "the same message with one From goes through: {}", two.0);
+    assert_eq!(relay.wait_for(1).len(), 1);
+    assert_eq!(getpins(&agent), 1, "the refused message asked for no PIN");
+}
+
+#[test]
 fn front_door_answers_garbage_with_errors_and_keeps_serving() {
     use std::io::{BufRead, BufReader, Write};
     let tok = Tok::new();

@@ -583,6 +583,36 @@ fn receive_opens_the_attachments_on_the_token_they_are_for_among_several() {
     assert!(stderr(&o).contains("with the key of 'CN=Bob Partner"), "{}", stderr(&o));
 }
 
+/// `mail` with `field` put in front of its header.
+fn with_field_in_front(tok: &Tok, mail: &Path, field: &str, name: &str) -> PathBuf {
+    tok.write(name, [field.as_bytes(), b"\r\n", &std::fs::read(mail).unwrap()].concat())
+}
+
+#[test]
+fn a_second_from_is_refused_by_both_organisations_and_by_receive() {
+    let w = World::new();
+    let sent = w.send(&[("figures.csv", "Q3 revenue: 1,234 MJPY\n", "Q3 figures")]);
+    let forged = with_field_in_front(&w.alice, &sent, "From: CEO <ceo@example.jp>", "forged-sent.eml");
+    let (o, _) = w.org("sending", &forged, "hop1-forged.eml", None);
+    assert_clear_failure(&o, 1);
+    assert!(stderr(&o).contains("the mail has 2 From fields"), "{}", stderr(&o));
+    let (o, hop1) = w.org("sending", &sent, "hop1.eml", None);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let forged = with_field_in_front(&w.alice, &hop1, "From: CEO <ceo@example.jp>", "forged-hop1.eml");
+    let (o, _) = w.org("receiving", &forged, "hop2-forged.eml", None);
+    assert_clear_failure(&o, 1);
+    assert!(stderr(&o).contains("the mail has 2 From fields"), "{}", stderr(&o));
+    let (_, hop2) = w.org("receiving", &hop1, "hop2.eml", None);
+    for field in ["From: CEO <ceo@example.jp>", "From: alice@example.jp, ceo@example.jp"] {
+        let forged = with_field_in_front(&w.bob, &hop2, field, "forged-hop2.eml");
+        let o = run(&mut w.bob.with_pin(&["receive", "--in", forged.to_str().unwrap()]));
+        assert_clear_failure(&o, 1);
+        assert!(stderr(&o).contains("2 From fields"), "{field}: {}", stderr(&o));
+    }
+    let o = run(&mut w.bob.with_pin(&["receive", "--in", hop2.to_str().unwrap()]));
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+}
+
 #[test]
 fn receive_refuses_mail_signed_by_an_organisation_whose_certificate_was_revoked() {
     let w = World::new();

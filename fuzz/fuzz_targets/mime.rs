@@ -1,12 +1,17 @@
 //! Incoming and outgoing mail: header parsing, multipart splitting, canonicalisation, S/MIME
-//! classification and the SSMAX body parser.
+//! classification, the sender (one From field, one mailbox) and the SSMAX body parser.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 use ssmax_card::mail::{canonicalise, check_structure, smime, Entity};
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(e) = Entity::parse(data) {
-        let _ = e.from_address();
+        // A sender is named only by exactly one From field holding exactly one address.
+        if let Ok(from) = e.from_address() {
+            assert_eq!(e.fields.iter().filter(|f| f.is("From")).count(), 1);
+            assert_eq!(from.matches('@').count(), 1, "{from}");
+            assert!(!from.contains(char::is_whitespace), "{from}");
+        }
         let _ = e.content_type();
         let _ = e.decoded_body();
         let _ = check_structure(&e, 0);

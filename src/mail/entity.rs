@@ -86,16 +86,47 @@ impl<'a> Entity<'a> {
             .unwrap_or_else(|| "7bit".into())
     }
 
-    /// The first address of the From field, lower-cased.
-    pub fn from_address(&self) -> Option<String> {
+    /// The one sender's address, lower-cased: exactly one From field naming exactly one mailbox
+    /// (RFC 5322 §3.6). A second From field, or a second mailbox, is refused, not skipped: mail
+    /// programs show one of them, and which one is theirs to choose, not ours.
+    pub fn from_address(&self) -> std::result::Result<String, FromError> {
+        let froms: Vec<&Field> = self.fields.iter().filter(|f| f.is("From")).collect();
+        let field = match froms.as_slice() {
+            [] => return Err(FromError::Missing),
+            [one] => *one,
+            several => return Err(FromError::Fields(several.len())),
+        };
+        // A bare CR is a line end to some readers: a field hidden behind one would be a From
+        // they show and we did not count.
         let head = self.header_bytes();
-        let parsed = MessageParser::default().parse_headers(&head)?;
-        let addr = parsed.from()?.first()?.address()?.trim().to_ascii_lowercase();
-        if addr.contains('@') {
-            Some(addr)
-        } else {
-            None
+        if head.windows(2).any(|w| w[0] == b'\r' && w[1] != b'\n') || head.ends_with(b"\r") {
+            return Err(FromError::BareCr);
         }
+        let colon = field.raw.iter().position(|&b| b == b':').ok_or(FromError::Missing)?;
+        let value = &field.raw[colon + 1..];
+        let mailboxes: Vec<Option<String>> =
+            match mail_parser::parsers::MessageStream::new(value).parse_address().into_address() {
+                Some(mail_parser::Address::List(list)) => {
+                    list.into_iter().map(|a| a.address.map(|x| x.into_owned())).collect()
+                }
+                Some(mail_parser::Address::Group(_)) => return Err(FromError::Group),
+                None => Vec::new(),
+            };
+        let address = match mailboxes.as_slice() {
+            [] => return Err(FromError::NotAnAddress),
+            [Some(a)] => a.trim().to_ascii_lowercase(),
+            [None] => return Err(FromError::NotAnAddress),
+            several => return Err(FromError::Mailboxes(several.len())),
+        };
+        if !is_addr_spec(&address) {
+            return Err(FromError::NotAnAddress);
+        }
+        Ok(address)
+    }
+
+    /// Does the header name a sender at all (one From field or several)?
+    pub fn has_from(&self) -> bool {
+        self.field("From").is_some()
     }
 
     /// The body with its transfer encoding removed.
@@ -107,6 +138,39 @@ impl<'a> Entity<'a> {
             "7bit" | "8bit" | "binary" => Ok(self.body.to_vec()),
             other => Err(MailError::Malformed(crate::tr!("mail-unknown-encoding", encoding = other))),
         }
+    }
+}
+
+/// Why a mail's From field names no one sender.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum FromError {
+    #[error("{}", crate::tr!("from-missing"))]
+    Missing,
+    /// This many From fields.
+    #[error("{}", crate::tr!("from-several-fields", count = *.0))]
+    Fields(usize),
+    /// One From field with this many mailboxes.
+    #[error("{}", crate::tr!("from-several-mailboxes", count = *.0))]
+    Mailboxes(usize),
+    #[error("{}", crate::tr!("from-group"))]
+    Group,
+    #[error("{}", crate::tr!("from-not-an-address"))]
+    NotAnAddress,
+    #[error("{}", crate::tr!("from-bare-cr"))]
+    BareCr,
+}
+
+/// `local@domain`, one `@`, nothing empty, no space or control: what a certificate's
+/// rfc822Name can hold and a From address is compared with.
+fn is_addr_spec(a: &str) -> bool {
+    match a.split_once('@') {
+        Some((local, domain)) => {
+            !local.is_empty()
+                && !domain.is_empty()
+                && !domain.contains('@')
+                && a.chars().all(|c| !c.is_whitespace() && !c.is_control() && c != '<' && c != '>')
+        }
+        None => false,
     }
 }
 

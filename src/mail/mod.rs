@@ -236,10 +236,53 @@ mod tests {
         assert!(Entity::parse(b"From: a@b\nthis is not a header\n\nbody").is_err());
     }
 
+    fn from_of(head: &str) -> std::result::Result<String, FromError> {
+        Entity::parse(format!("{head}\nTo: b@c.example\n\nx").as_bytes()).unwrap().from_address()
+    }
+
     #[test]
     fn from_address_is_found() {
-        let e = Entity::parse(b"From: \"Alice\" <Alice@Example.JP>\nTo: b@c\n\nx").unwrap();
-        assert_eq!(e.from_address().as_deref(), Some("alice@example.jp"));
+        assert_eq!(from_of("From: \"Alice\" <Alice@Example.JP>").as_deref(), Ok("alice@example.jp"));
+        assert_eq!(from_of("From: alice@example.jp").as_deref(), Ok("alice@example.jp"));
+        assert_eq!(from_of("FROM: alice@example.jp (Alice)").as_deref(), Ok("alice@example.jp"));
+        assert_eq!(from_of("From:\n  =?UTF-8?B?5bGx55Sw?= <alice@example.jp>").as_deref(), Ok("alice@example.jp"));
+        // A display name that looks like an address names no one: the address is what counts.
+        assert_eq!(from_of("From: ceo@bank.example <alice@example.jp>").as_deref(), Ok("alice@example.jp"));
+    }
+
+    #[test]
+    fn a_second_from_field_is_refused_wherever_it_stands() {
+        assert_eq!(from_of("From: CEO <ceo@bank.example>\nFrom: alice@example.jp"), Err(FromError::Fields(2)));
+        assert_eq!(from_of("From: alice@example.jp\nSubject: x\nfrom: ceo@bank.example"), Err(FromError::Fields(2)));
+        assert_eq!(from_of("From: a@x.example\nFrom: a@x.example\nFrom: a@x.example"), Err(FromError::Fields(3)));
+    }
+
+    #[test]
+    fn a_from_with_several_mailboxes_or_a_group_or_no_address_is_refused() {
+        assert_eq!(from_of("From: alice@example.jp, ceo@bank.example"), Err(FromError::Mailboxes(2)));
+        assert_eq!(from_of("From: Alice <alice@example.jp>,\n CEO <ceo@bank.example>"), Err(FromError::Mailboxes(2)));
+        assert_eq!(from_of("From: Staff: alice@example.jp, ceo@bank.example;"), Err(FromError::Group));
+        assert_eq!(from_of("From: Alice"), Err(FromError::NotAnAddress));
+        assert_eq!(from_of("From: <>"), Err(FromError::NotAnAddress));
+        assert_eq!(from_of("From:"), Err(FromError::NotAnAddress));
+        assert_eq!(from_of("Subject: none"), Err(FromError::Missing));
+        // Two addresses a reader could take either of, in forms the parser does not split.
+        for two in [
+            "From: ceo@bank.example alice@example.jp",
+            "From: <alice@example.jp> <ceo@bank.example>",
+            "From: <alice@example.jp> ceo@bank.example",
+            "From: alice@example.jp\n\tceo@bank.example",
+            "From: <ceo@bank.example\"> alice@example.jp",
+            "From: alice@@example.jp",
+        ] {
+            assert_eq!(from_of(two), Err(FromError::NotAnAddress), "{two}");
+        }
+        assert_eq!(from_of("From: alice@example.jp;ceo@bank.example"), Err(FromError::Group));
+    }
+
+    #[test]
+    fn a_bare_cr_that_could_hide_a_from_field_is_refused() {
+        assert_eq!(from_of("From: alice@example.jp\nX-Note: x\rFrom: ceo@bank.example"), Err(FromError::BareCr));
     }
 
     #[test]

@@ -86,7 +86,7 @@ pub fn take_opaque(mut raw: Vec<u8>) -> Result<std::result::Result<OpaqueMail, V
                 // Rare for CMS (binary in a mail): a copy is fine.
                 _ => Ok(outer.decoded_body()?),
             };
-            (Some(outer.fields.clone()), outer.from_address(), smime_type, Some(body))
+            (Some(outer.fields.clone()), outer.from_address().ok(), smime_type, Some(body))
         }
     };
     let (Some(fields), Some(body)) = (fields, body) else { return Ok(Err(raw)) };

@@ -69,7 +69,12 @@ pub fn verify_from_org<'a>(
         }
     })?;
     let chain = ChainInfo::from_signer(&signer)?;
-    let from = outer.from_address().ok_or_else(|| Failure::from(CmsError::Verify(crate::tr!("receive-no-from"))))?;
+    let from = outer.from_address().map_err(|e| {
+        Failure::from(CmsError::Verify(match e {
+            crate::mail::FromError::Missing => crate::tr!("receive-no-from"),
+            e => e.to_string(),
+        }))
+    })?;
     let Some((orig, _)) = &chain.originator else {
         return Err(CmsError::Verify(crate::tr!("receive-no-originator")).into());
     };

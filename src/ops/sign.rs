@@ -39,7 +39,10 @@ pub enum Binding {
 pub fn run(ctx: &mut dyn Ctx, pss: bool, binding: Binding) -> Result<(), Failure> {
     let raw = ctx.input()?;
     let mail = Entity::parse(&raw)?;
-    let from = mail.from_address().ok_or_else(|| Failure::new(Exit::Usage, crate::tr!("sign-no-from")))?;
+    let from = mail.from_address().map_err(|e| match e {
+        crate::mail::FromError::Missing => Failure::new(Exit::Usage, crate::tr!("sign-no-from")),
+        e => Failure::new(Exit::Usage, crate::tr!("sign-from-refused", why = e.to_string())),
+    })?;
     let (outer, mut content_fields) = split_fields(&mail.fields);
     if !content_fields.iter().any(|f| f.is("Content-Type")) {
         let charset = if mail.body.is_ascii() { "us-ascii" } else { "utf-8" };

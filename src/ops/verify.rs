@@ -6,6 +6,7 @@ use crate::cms::verify::{verify_with_lists, Trust, Verified};
 use crate::cms::{unarmor, CmsError};
 use crate::error::{Exit, Failure};
 use crate::mail::smime::{classify, rejoin, Incoming};
+use crate::mail::{Entity, FromError};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
@@ -120,16 +121,25 @@ pub fn run(ctx: &mut dyn Ctx, a: &VerifyArgs) -> Result<(), Failure> {
             }
         }
     };
-    if let Some(outer) = &outer {
-        let from = outer.from_address().ok_or_else(|| Failure::from(CmsError::Verify(crate::tr!("verify-no-from"))))?;
-        check_from(&verified, &from)?;
-    }
+    // The address the mail programs show: one From field, one mailbox, in the certificate.
+    let from = match &outer {
+        Some(outer) => {
+            let from = outer.from_address().map_err(|e| {
+                Failure::from(CmsError::Verify(match e {
+                    FromError::Missing => crate::tr!("verify-no-from"),
+                    e => e.to_string(),
+                }))
+            })?;
+            check_from(&verified, &from)?;
+            same_sender_inside(&verified.content, &from)?;
+            Some(from)
+        }
+        None => None,
+    };
     let mut report = String::new();
     signer_report(&mut report, &verified, None);
-    if let Some(outer) = &outer {
-        if let Some(from) = outer.from_address() {
-            line(&mut report, crate::tr!("report-from-matches", from = from));
-        }
+    if let Some(from) = &from {
+        line(&mut report, crate::tr!("report-from-matches", from = from));
     }
     // A signature around another (a signed message signed again on its way): each layer is
     // verified the same way, fail-closed; the content written is the innermost one.
@@ -158,11 +168,25 @@ pub fn run(ctx: &mut dyn Ctx, a: &VerifyArgs) -> Result<(), Failure> {
                 f.message = crate::tr!("verify-inner-failed", layer = layer, error = f.message);
                 f
             })?;
-            // The inner content's own From, when it has one, must match its signer too.
-            let own_from = entity.from_address();
-            if let Some(from) = &own_from {
-                check_from(&v, from)?;
-            }
+            // The inner content's own From, when it has one, is the sender the outer From
+            // showed, and must match its signer too.
+            let own_from = match (&from, entity.has_from()) {
+                (Some(outer_from), true) => {
+                    let own = entity.from_address().map_err(|e| inner_from_refused(layer, e))?;
+                    if own != *outer_from {
+                        return Err(CmsError::Verify(crate::tr!(
+                            "verify-inner-from-differs",
+                            inner = own,
+                            outer = outer_from
+                        ))
+                        .into());
+                    }
+                    check_from(&v, &own)?;
+                    Some(own)
+                }
+                _ => None,
+            };
+            same_sender_inside(&v.content, from.as_deref().unwrap_or_default())?;
             signer_report(&mut report, &v, Some(layer));
             if let Some(from) = own_from {
                 line(&mut report, crate::tr!("report-from-matches", from = from));
@@ -179,6 +203,35 @@ pub fn run(ctx: &mut dyn Ctx, a: &VerifyArgs) -> Result<(), Failure> {
     }
     ctx.report(report);
     Ok(())
+}
+
+/// Where the signed content carries header fields of its own (RFC 8551 §3.1 header protection:
+/// the part itself, or a message/rfc822 inside it), a From among them is the sender the outer
+/// From showed: one field, one mailbox, the same address.
+fn same_sender_inside(content: &[u8], outer_from: &str) -> Result<(), Failure> {
+    let Ok(part) = Entity::parse(content) else { return Ok(()) };
+    let wrapped = if part.content_type().mime == "message/rfc822" { part.decoded_body().ok() } else { None };
+    let wrapped = wrapped.as_deref().and_then(|m| Entity::parse(m).ok());
+    for e in std::iter::once(&part).chain(wrapped.as_ref()) {
+        if !e.has_from() {
+            continue;
+        }
+        let inner = e.from_address().map_err(|e| {
+            Failure::from(CmsError::Verify(crate::tr!("verify-protected-from-refused", why = e.to_string())))
+        })?;
+        if inner != outer_from {
+            return Err(
+                CmsError::Verify(crate::tr!("verify-inner-from-differs", inner = inner, outer = outer_from)).into()
+            );
+        }
+    }
+    Ok(())
+}
+
+fn inner_from_refused(layer: usize, e: FromError) -> Failure {
+    let mut f = Failure::from(CmsError::Verify(e.to_string()));
+    f.message = crate::tr!("verify-inner-failed", layer = layer, error = f.message);
+    f
 }
 
 /// Signatures inside signatures verified before refusing (real mail has one or two).

@@ -356,12 +356,16 @@ fn submit(shared: &Shared, envelope_from: &str, rcpts: &[String], spool: &File) 
         Ok(h) => h,
         Err(e) => return format!("554 5.6.0 {e}; not sent"),
     };
-    let header_from = match crate::mail::Entity::parse(&head) {
-        Ok(m) => m.from_address(),
+    let header_from = match crate::mail::Entity::parse(&head).map(|m| m.from_address()) {
+        Ok(Ok(from)) => from,
+        Ok(Err(crate::mail::FromError::Missing)) => {
+            return "554 5.6.0 the message has no From address; not sent".into()
+        }
+        // RFC 5321 replies are ASCII: the reason in English, whatever the locale.
+        Ok(Err(e)) => {
+            return format!("554 5.6.0 {}; not sent", crate::l10n::speaking(crate::l10n::Lang::En, || e.to_string()))
+        }
         Err(e) => return format!("554 5.6.0 {e}; not sent"),
-    };
-    let Some(header_from) = header_from else {
-        return "554 5.6.0 the message has no From address; not sent".into();
     };
     // The signature binds the From header; the envelope must not claim someone else.
     if !header_from.eq_ignore_ascii_case(envelope_from) {

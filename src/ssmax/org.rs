@@ -97,7 +97,7 @@ pub fn relay(step: Step<'_>, raw: &[u8]) -> Result<(Vec<u8>, Vec<String>), OrgEr
     let verified = verify(&unarmor(&signature)?, Some(&signed), &step.trust, SystemTime::now())?;
     let [signer] = <[crate::cms::verify::SignerReport; 1]>::try_from(verified.signers)
         .map_err(|s| CmsError::Verify(format!("expected one signature, found {}", s.len())))?;
-    let from = outer.from_address().ok_or_else(|| CmsError::Verify("the mail has no From address".into()))?;
+    let from = outer.from_address().map_err(|e| CmsError::Verify(e.to_string()))?;
     let signer_cert = cert::parse(&signer.cert_der)?;
     let mut log = Vec::new();
     let (originator, identity, sending_org) = match step.role {
