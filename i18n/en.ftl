@@ -357,7 +357,7 @@ extract-cannot-write = cannot write { $path }: { $error }; nothing was written
 
 crl-none-from = no CRL from { $url }: { $why }
 ocsp-none-for = no OCSP answer for '{ $subject }': { $why }
-ocsp-no-issuer = no OCSP answer for '{ $subject }': its issuer's certificate is not here
+crl-not-from-issuer = the list is not signed by '{ $issuer }', the issuer of the certificate that names it
 fetch-off = not in the cache, and fetching is off (crl_fetch = false)
 ocsp-no-responder = no responder
 ocsp-time-spent = not asked: the time for fetching (crl_fetch_timeout_ms) is spent

@@ -356,7 +356,7 @@ extract-cannot-write = { $path } に書き込めません: { $error }。何も�
 
 crl-none-from = { $url } から CRL を得られません: { $why }
 ocsp-none-for = 「{ $subject }」の OCSP 応答を得られません: { $why }
-ocsp-no-issuer = 「{ $subject }」の OCSP 応答を得られません: 発行者の証明書がここにありません
+crl-not-from-issuer = そのリストは、それを指す証明書の発行者「{ $issuer }」の署名がありません
 fetch-off = キャッシュになく、取得はオフです(crl_fetch = false)
 ocsp-no-responder = 応答者がありません
 ocsp-time-spent = 問い合わせていません: 取得に使える時間(crl_fetch_timeout_ms)を使い切りました

@@ -7,6 +7,7 @@
 
 use crate::cms::ocsp;
 use crate::cms::revocation::{self, Evidence, Shared};
+use crate::cms::verify::ValidPath;
 use der::Decode;
 use sha2::{Digest, Sha256};
 use std::io::Read;
@@ -48,7 +49,9 @@ impl Store {
 
     /// Fetch again what the cache holds that runs out within `ahead`: the agent does this in the
     /// background, so a mail is not held up by a fetch when the cached entry runs out. What cannot
-    /// be fetched is noted; the cached entry stays while it holds.
+    /// be fetched is noted; the cached entry stays while it holds. Every entry remembers the
+    /// issuer it was checked against; entries of the older layout that did not are removed
+    /// (their URLs came from whatever a sender embedded, and are never asked again).
     pub fn refresh(&self, ahead: Duration) -> Vec<String> {
         let Some(dir) = &self.dir else { return Vec::new() };
         let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
@@ -56,22 +59,28 @@ impl Store {
         let until = std::time::Instant::now() + self.timeout;
         let mut notes = Vec::new();
         for path in entries.flatten().take(MAX_REFRESH).map(|e| e.path()) {
+            if is_old_layout(&path) {
+                let _ = std::fs::remove_file(&path);
+                continue;
+            }
             let left = until.saturating_duration_since(std::time::Instant::now());
             match path.extension().and_then(|x| x.to_str()) {
                 Some("url") => {
                     let Ok(url) = crate::files::read_regular(&path, 4096) else { continue };
                     let url = String::from_utf8_lossy(&url).trim().to_string();
-                    if let Err(why) = store.list(&url, left) {
+                    let Some([issuer_der]) = read_pems(&path.with_extension("issuer")) else { continue };
+                    let Ok(issuer) = Certificate::from_der(&issuer_der) else { continue };
+                    if let Err(why) = store.list(&url, &issuer_der, &issuer, left) {
                         notes.push(crate::tr!("crl-none-from", url = url, why = why));
                     }
                 }
-                Some("for") => {
-                    let Ok(pem) = crate::files::read_regular(&path, ocsp::MAX_RESPONSE) else { continue };
-                    let Ok(certs) = crate::cms::cert::load_bytes(&pem, "a cached OCSP request") else { continue };
-                    let parsed: Vec<Certificate> = certs.iter().filter_map(|d| Certificate::from_der(d).ok()).collect();
-                    let [c, issuer] = parsed.as_slice() else { continue };
-                    if let Err(why) = store.answer(c, issuer, &ocsp::responders(c), until) {
-                        notes.push(crate::tr!("ocsp-none-for", subject = crate::cms::cert::subject(c), why = why));
+                Some("pair") => {
+                    let Some([c, issuer]) = read_pems(&path) else { continue };
+                    let (Ok(c), Ok(issuer)) = (Certificate::from_der(&c), Certificate::from_der(&issuer)) else {
+                        continue;
+                    };
+                    if let Err(why) = store.answer(&c, &issuer, &ocsp::responders(&c), until) {
+                        notes.push(crate::tr!("ocsp-none-for", subject = crate::cms::cert::subject(&c), why = why));
                     }
                 }
                 _ => {}
@@ -80,63 +89,55 @@ impl Store {
         notes
     }
 
-    /// The current lists for the distribution points `certs` (DER) name; then, for each of
-    /// `certs` with an OCSP responder that no current list (`given` or fetched) covers, the
-    /// responder's answer (its issuer found among `certs` and `anchors`). And a note for each
-    /// list or answer that could not be had.
-    pub fn evidence_for(&self, certs: &[&[u8]], anchors: &[&[u8]], given: &[Shared]) -> (Evidence, Vec<String>) {
-        let mut parsed: Vec<Certificate> = Vec::new();
-        for c in certs.iter().filter_map(|d| Certificate::from_der(d).ok()) {
-            if !parsed.contains(&c) {
-                parsed.push(c);
-            }
-        }
-        let mut urls: Vec<String> = Vec::new();
-        for c in &parsed {
-            for u in distribution_points(c) {
-                if !urls.contains(&u) && urls.len() < MAX_POINTS {
-                    urls.push(u);
-                }
-            }
-        }
+    /// The evidence about each link of a validated `path`: the current lists its distribution
+    /// points name, each signed by the link's issuer; then, for a link with an OCSP responder
+    /// that no current list (`given` or fetched) covers, the responder's answer, checked against
+    /// that issuer. And a note for each list or answer that could not be had. Nothing is asked
+    /// about a certificate that is not on the path: a sender can put any certificate, with any
+    /// URL, in a signature.
+    pub fn evidence_for(&self, path: &ValidPath, given: &[Shared]) -> (Evidence, Vec<String>) {
+        let links = path.links();
         let mut found = Evidence::default();
         let mut notes = Vec::new();
         // One timeout bounds all fetches of a verification together, however many points.
         let until = std::time::Instant::now() + self.timeout;
-        for url in urls {
-            let left = until.saturating_duration_since(std::time::Instant::now());
-            match self.list(&url, left) {
-                Ok(c) => found.crls.push(c),
-                Err(why) => notes.push(crate::tr!("crl-none-from", url = url, why = why)),
+        let mut points = 0;
+        for link in &links {
+            for url in distribution_points(link.cert) {
+                if points == MAX_POINTS {
+                    break;
+                }
+                points += 1;
+                let left = until.saturating_duration_since(std::time::Instant::now());
+                match self.list(&url, link.issuer_der, link.issuer, left) {
+                    Ok(c) if !found.crls.iter().any(|f| f.der == c.der) => found.crls.push(c),
+                    Ok(_) => {}
+                    Err(why) => notes.push(crate::tr!("crl-none-from", url = url, why = why)),
+                }
             }
         }
-        let issuers: Vec<Certificate> =
-            parsed.iter().cloned().chain(anchors.iter().filter_map(|d| Certificate::from_der(d).ok())).collect();
         let now = SystemTime::now();
         let lists = [given, &found.crls].concat();
         let mut asked = 0;
-        for c in &parsed {
-            let tbs = &c.tbs_certificate;
-            let urls = ocsp::responders(c);
-            let covered = revocation::list_for(c, &lists, now) == Some(true);
-            if urls.is_empty() || covered || tbs.issuer == tbs.subject || asked >= MAX_POINTS {
+        for link in &links {
+            let urls = ocsp::responders(link.cert);
+            let covered = revocation::list_for(link, &lists, now) == Some(true);
+            if urls.is_empty() || covered || asked >= MAX_POINTS {
                 continue;
             }
-            let Some(issuer) = issuers.iter().find(|i| i.tbs_certificate.subject == tbs.issuer) else {
-                notes.push(crate::tr!("ocsp-no-issuer", subject = crate::cms::cert::subject(c)));
-                continue;
-            };
             asked += 1;
-            match self.answer(c, issuer, &urls, until) {
+            match self.answer(link.cert, link.issuer, &urls, until) {
                 Ok(a) => found.ocsp.push(a),
-                Err(why) => notes.push(crate::tr!("ocsp-none-for", subject = crate::cms::cert::subject(c), why = why)),
+                Err(why) => {
+                    notes.push(crate::tr!("ocsp-none-for", subject = crate::cms::cert::subject(link.cert), why = why))
+                }
             }
         }
         (found, notes)
     }
 
-    /// The answer about `c`: the cached one while current; else asked of its responders (and
-    /// cached when it says until when it holds).
+    /// The answer about `c` from `issuer`: the cached one while current; else asked of its
+    /// responders (and cached when it says until when it holds).
     fn answer(
         &self,
         c: &Certificate,
@@ -145,7 +146,7 @@ impl Store {
         until: std::time::Instant,
     ) -> Result<ocsp::Shared, String> {
         let now = SystemTime::now();
-        let path = self.answer_path(c);
+        let path = self.answer_path(c, issuer);
         let cached = path
             .as_ref()
             .and_then(|p| crate::files::read_regular(p, ocsp::MAX_RESPONSE).ok())
@@ -197,7 +198,7 @@ impl Store {
                     if let (Some(p), Some(_)) = (path, a.next_update) {
                         // A cache that cannot be written only costs the next request.
                         let _ = write_atomically(p, &a.der);
-                        let _ = write_atomically(&p.with_extension("for"), &pem_pair(c, issuer));
+                        let _ = write_atomically(&p.with_extension("pair"), &pems(&[c, issuer]));
                     }
                     return Ok(std::sync::Arc::new(a));
                 }
@@ -207,22 +208,25 @@ impl Store {
         Err(why)
     }
 
-    fn answer_path(&self, c: &Certificate) -> Option<PathBuf> {
-        let issuer = der::Encode::to_der(&c.tbs_certificate.issuer).ok()?;
+    /// Where the answer about `c` from `issuer` is cached: named by the issuer's key and the
+    /// serial, so two issuers of one name never share an entry.
+    fn answer_path(&self, c: &Certificate, issuer: &Certificate) -> Option<PathBuf> {
         let mut h = Sha256::new();
-        h.update(&issuer);
+        h.update(ocsp::key_hash(issuer));
         h.update(c.tbs_certificate.serial_number.as_bytes());
-        let name: String = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
-        self.dir.as_ref().map(|d| d.join(format!("ocsp-{name}.der")))
+        self.dir.as_ref().map(|d| d.join(format!("answer-{}.der", hex(&h.finalize()))))
     }
 
-    /// One list: the cached one while current; else fetched (and cached); else the cached one
-    /// however old (the policy judges an out-of-date list).
-    fn list(&self, url: &str, time_left: Duration) -> Result<Shared, String> {
-        let cached = self.cache_path(url).and_then(|p| {
-            let data = crate::files::read_regular(&p, MAX_CRL).ok()?;
+    /// One list from `url`, which must be signed by `issuer` (the issuer of the certificate
+    /// that names it, on a validated path): the cached one while current; else fetched (and
+    /// cached); else the cached one however old (the policy judges an out-of-date list).
+    fn list(&self, url: &str, issuer_der: &[u8], issuer: &Certificate, time_left: Duration) -> Result<Shared, String> {
+        let path = self.cache_path(url, issuer);
+        let cached = path.as_ref().and_then(|p| {
+            let data = crate::files::read_regular(p, MAX_CRL).ok()?;
             revocation::load_bytes(&data, url).ok()?.into_iter().next()
         });
+        let cached = cached.filter(|c| revocation::signed_by_issuer(c, issuer_der));
         if let Some(c) = &cached {
             if c.next_update.is_some_and(|n| n > SystemTime::now() + self.fresh_for) {
                 return Ok(c.clone());
@@ -234,12 +238,20 @@ impl Store {
         if time_left < Duration::from_millis(100) {
             return cached.ok_or_else(|| crate::tr!("crl-time-spent"));
         }
-        match self.fetch(url, time_left) {
+        let fetched = self.fetch(url, time_left).and_then(|c| {
+            if revocation::signed_by_issuer(&c, issuer_der) {
+                Ok(c)
+            } else {
+                Err(crate::tr!("crl-not-from-issuer", issuer = crate::cms::cert::subject(issuer)))
+            }
+        });
+        match fetched {
             Ok(c) => {
-                if let Some(p) = self.cache_path(url) {
+                if let Some(p) = path {
                     // A cache that cannot be written only costs the next fetch.
                     let _ = write_atomically(&p, &c.der);
                     let _ = write_atomically(&p.with_extension("url"), url.as_bytes());
+                    let _ = write_atomically(&p.with_extension("issuer"), &pems(&[issuer]));
                 }
                 Ok(c)
             }
@@ -261,18 +273,41 @@ impl Store {
             .ok_or_else(|| crate::tr!("crl-empty-answer"))
     }
 
-    fn cache_path(&self, url: &str) -> Option<PathBuf> {
-        let name: String = Sha256::digest(url.as_bytes()).iter().map(|b| format!("{b:02x}")).collect();
-        self.dir.as_ref().map(|d| d.join(format!("{name}.crl")))
+    /// Where the list from `url` signed by `issuer` is cached.
+    fn cache_path(&self, url: &str, issuer: &Certificate) -> Option<PathBuf> {
+        let mut h = Sha256::new();
+        h.update(ocsp::key_hash(issuer));
+        h.update(url.as_bytes());
+        self.dir.as_ref().map(|d| d.join(format!("list-{}.crl", hex(&h.finalize()))))
     }
 }
 
-/// What the distribution points and responders of `certs` (DER; `anchors` as the topmost's
-/// issuers) give under `config`'s store beside the lists `given`, unless the policy is off; and a
-/// note for each piece that could not be had.
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A cache entry of the layout before entries named their issuer: `<sha256>.crl` / `.url`,
+/// `ocsp-<sha256>.der` / `.for`.
+fn is_old_layout(path: &Path) -> bool {
+    let Some(name) = path.file_name().and_then(|n| n.to_str()) else { return false };
+    let hex64 = |s: &str| s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit());
+    match name.rsplit_once('.') {
+        Some((stem, "crl" | "url")) => hex64(stem),
+        Some((stem, "der" | "for")) => stem.strip_prefix("ocsp-").is_some_and(hex64),
+        _ => false,
+    }
+}
+
+/// The certificates of a PEM file the cache wrote, as DER (None if it cannot be read).
+fn read_pems<const N: usize>(path: &Path) -> Option<[Vec<u8>; N]> {
+    let pem = crate::files::read_regular(path, ocsp::MAX_RESPONSE).ok()?;
+    crate::cms::cert::load_bytes(&pem, "a cache entry").ok()?.try_into().ok()
+}
+
+/// The evidence about a validated `path` under `config`'s store beside the lists `given`, unless
+/// the policy is off; and a note for each piece that could not be had.
 pub fn evidence_for(
-    certs: &[&[u8]],
-    anchors: &[&[u8]],
+    path: &ValidPath,
     given: &[Shared],
     policy: revocation::Policy,
     config: &crate::config::Config,
@@ -280,7 +315,7 @@ pub fn evidence_for(
     if policy == revocation::Policy::Off {
         return (Evidence::default(), Vec::new());
     }
-    Store::from_config(config).evidence_for(certs, anchors, given)
+    Store::from_config(config).evidence_for(path, given)
 }
 
 /// POST an OCSP request; the answer's body, bounded.
@@ -327,10 +362,10 @@ pub fn distribution_points(c: &Certificate) -> Vec<String> {
         .collect()
 }
 
-/// A certificate and its issuer, as PEM: what a refresh needs to ask about it again.
-fn pem_pair(c: &Certificate, issuer: &Certificate) -> Vec<u8> {
+/// Certificates as PEM: what a refresh needs to ask about an entry again.
+fn pems(certs: &[&Certificate]) -> Vec<u8> {
     use der::EncodePem;
-    [c, issuer].iter().filter_map(|x| x.to_pem(der::pem::LineEnding::LF).ok()).collect::<String>().into_bytes()
+    certs.iter().filter_map(|x| x.to_pem(der::pem::LineEnding::LF).ok()).collect::<String>().into_bytes()
 }
 
 fn write_atomically(path: &Path, data: &[u8]) -> std::io::Result<()> {

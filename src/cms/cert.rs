@@ -238,6 +238,50 @@ pub fn check_email_eku(cert: &Certificate) -> Result<(), String> {
     Ok(())
 }
 
+/// Why a signature over some `tbs` bytes is not one by a certificate's key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NotSignedBy {
+    /// The signer's certificate could not be read by rustls-webpki.
+    Certificate(String),
+    /// No algorithm rustls-webpki knows is named by this identifier.
+    Algorithm(der::oid::ObjectIdentifier),
+    /// Known algorithm, and the signature does not verify with the key.
+    Signature,
+}
+
+impl std::fmt::Display for NotSignedBy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            NotSignedBy::Certificate(e) => write!(f, "the signer's certificate: {e}"),
+            NotSignedBy::Algorithm(oid) => write!(f, "an unsupported algorithm ({oid})"),
+            NotSignedBy::Signature => write!(f, "it does not verify with the signer's key"),
+        }
+    }
+}
+
+/// Is `signature` over `tbs` (exactly as received) made by the key of `signer` (DER), with the
+/// algorithm `alg` names? The algorithms are rustls-webpki's, named as it names them (an
+/// AlgorithmIdentifier's contents); the same check OCSP answers and CRLs both get.
+pub fn signed_by(
+    signer: &[u8],
+    alg: &spki::AlgorithmIdentifierOwned,
+    tbs: &[u8],
+    signature: &[u8],
+) -> Result<(), NotSignedBy> {
+    let signer = rustls_pki_types::CertificateDer::from(signer);
+    let ee = webpki::EndEntityCert::try_from(&signer).map_err(|e| NotSignedBy::Certificate(format!("{e:?}")))?;
+    let alg_der = alg.to_der().map_err(|_| NotSignedBy::Algorithm(alg.oid))?;
+    let alg_id = der::asn1::AnyRef::from_der(&alg_der).map_err(|_| NotSignedBy::Algorithm(alg.oid))?.value().to_vec();
+    let mut known = false;
+    for a in webpki::ALL_VERIFICATION_ALGS.iter().filter(|a| a.signature_alg_id().as_ref() == alg_id.as_slice()) {
+        known = true;
+        if ee.verify_signature(*a, tbs, signature).is_ok() {
+            return Ok(());
+        }
+    }
+    Err(if known { NotSignedBy::Signature } else { NotSignedBy::Algorithm(alg.oid) })
+}
+
 pub fn fmt_time(t: std::time::SystemTime) -> String {
     match der::DateTime::from_system_time(t) {
         Ok(d) => format!(

@@ -46,8 +46,10 @@ pub enum State {
 pub struct Answer {
     /// The whole OCSPResponse, as cached.
     pub der: Vec<u8>,
-    /// Whom it is about: the certificate's issuer (DER Name) and serial.
+    /// Whom it is about: the certificate's issuer (DER Name and the SHA-256 of its public key,
+    /// the issuer it was checked against) and serial.
     issuer: Vec<u8>,
+    issuer_key: [u8; 32],
     serial: Vec<u8>,
     pub state: State,
     pub this_update: SystemTime,
@@ -60,10 +62,12 @@ pub struct Answer {
 pub type Shared = std::sync::Arc<Answer>;
 
 impl Answer {
-    /// Is this the answer about `c`?
-    pub fn about(&self, c: &Certificate) -> bool {
+    /// Is this the answer about `c` as issued by `issuer` (the next certificate of a validated
+    /// path)? A name and a serial alone are not enough: anyone can make a CA of that name.
+    pub fn about(&self, c: &Certificate, issuer: &Certificate) -> bool {
         c.tbs_certificate.serial_number.as_bytes() == self.serial.as_slice()
             && c.tbs_certificate.issuer.to_der().is_ok_and(|i| i == self.issuer)
+            && key_hash(issuer) == self.issuer_key
     }
 
     /// Current at `now`: not issued in the future (beyond a little clock skew), not past its
@@ -195,6 +199,7 @@ pub fn check(
     let answer = Answer {
         der: der.to_vec(),
         issuer: cert.tbs_certificate.issuer.to_der().map_err(bad)?,
+        issuer_key: key_hash(issuer),
         serial: cert.tbs_certificate.serial_number.as_bytes().to_vec(),
         state,
         this_update,
@@ -209,6 +214,12 @@ pub fn check(
         )));
     }
     Ok(answer)
+}
+
+/// SHA-256 of a certificate's public key (the BIT STRING's contents), as answers remember
+/// their issuer.
+pub fn key_hash(c: &Certificate) -> [u8; 32] {
+    Sha256::digest(c.tbs_certificate.subject_public_key_info.subject_public_key.raw_bytes()).into()
 }
 
 /// Does the ResponderID name this certificate (by subject, or by SHA-1 of its public key)?
@@ -250,27 +261,10 @@ fn authorised(delegate: &[u8], issuer: &[u8], now: SystemTime) -> Result<(), web
     .map(|_| ())
 }
 
-/// The response's signature over `tbs`, by the key of `signer` (DER), with any algorithm
-/// rustls-webpki knows that the response names.
+/// The response's signature over `tbs`, by the key of `signer` (DER).
 fn verify_signed(signer: &[u8], basic: &BasicOcspResponse, tbs: &[u8]) -> Result<(), String> {
-    let signer = CertificateDer::from(signer);
-    let ee = webpki::EndEntityCert::try_from(&signer).map_err(|e| format!("the signer's certificate: {e:?}"))?;
-    let alg = basic.signature_algorithm.to_der().map_err(|e| e.to_string())?;
-    // The algorithm identifier's contents, as rustls-webpki names its algorithms.
-    let alg_id = AnyRef::from_der(&alg).map_err(|e| e.to_string())?.value().to_vec();
     let signature = basic.signature.as_bytes().ok_or("a signature that is not whole octets")?;
-    let mut known = false;
-    for a in webpki::ALL_VERIFICATION_ALGS.iter().filter(|a| a.signature_alg_id().as_ref() == alg_id.as_slice()) {
-        known = true;
-        if ee.verify_signature(*a, tbs, signature).is_ok() {
-            return Ok(());
-        }
-    }
-    Err(if known {
-        "it does not verify with the signer's key".into()
-    } else {
-        format!("an unsupported algorithm ({})", basic.signature_algorithm.oid)
-    })
+    cert::signed_by(signer, &basic.signature_algorithm, tbs, signature).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
@@ -322,7 +316,7 @@ mod tests {
         let (ee, ca) = (ocsp_pki("ee.der"), ocsp_pki("ca.der"));
         let good = check(&openssl_answer("good.der"), &ee, &ca, Some(&NONCE), at(60)).unwrap();
         assert_eq!(good.state, State::Good);
-        assert!(good.about(&ee) && good.signed_by.contains("the issuer"));
+        assert!(good.about(&ee, &ca) && !good.about(&ee, &seed("root.der")) && good.signed_by.contains("the issuer"));
         assert!(good.next_update.is_some());
         let revoked = check(&openssl_answer("revoked.der"), &ee, &ca, Some(&NONCE), at(60)).unwrap();
         assert!(matches!(revoked.state, State::Revoked { reason: "key compromise", .. }), "{:?}", revoked.state);

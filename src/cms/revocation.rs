@@ -55,9 +55,8 @@ pub struct Crl {
 /// Lists are shared, not copied: a parsed list holds a map of every revoked serial.
 pub type Shared = std::sync::Arc<Crl>;
 
-/// Asked, once a signature is parsed, for what its chain's certificates (DER) lead to, given
-/// the anchors (DER) as the topmost's issuers.
-pub type Finder<'a> = dyn FnMut(&[&[u8]], &[&[u8]]) -> Evidence + 'a;
+/// Asked, once a signature and its chain are good, for the evidence about the path validated.
+pub type Finder<'a> = dyn FnMut(&super::verify::ValidPath) -> Evidence + 'a;
 
 /// What was found about a chain's certificates beyond the lists already given: CRLs from their
 /// distribution points, OCSP answers from their responders.
@@ -122,18 +121,24 @@ pub fn as_webpki(crls: &[Shared]) -> Vec<&CertRevocationList<'static>> {
     crls.iter().map(|c| &c.list).collect()
 }
 
-/// "the certificate of X was revoked on DATE (reason)" for the first certificate of `chain` (DER,
-/// signer first) that one of `crls` lists, or None.
-pub fn who_is_revoked(chain: &[&[u8]], crls: &[Shared]) -> Option<String> {
-    for der in chain {
-        let Ok(c) = Certificate::from_der(der) else { continue };
-        let issuer = der::Encode::to_der(&c.tbs_certificate.issuer).ok()?;
+/// One certificate of a validated path and its issuer there (the next certificate, or the
+/// anchor): the pair revocation evidence must be about. `end_entity`: the first of the path.
+#[derive(Debug, Clone, Copy)]
+pub struct Link<'a> {
+    pub cert: &'a Certificate,
+    pub issuer_der: &'a [u8],
+    pub issuer: &'a Certificate,
+    pub end_entity: bool,
+}
+
+/// "the certificate of X was revoked on DATE (reason)" for the first certificate of `links`
+/// (signer first) that one of `crls` lists, among the lists that speak for it; or None.
+pub fn who_is_revoked(links: &[Link<'_>], crls: &[Shared]) -> Option<String> {
+    for link in links {
+        let c = link.cert;
         let serial = c.tbs_certificate.serial_number.as_bytes();
-        for crl in crls {
+        for crl in crls.iter().filter(|l| speaks_for(l, link)) {
             let list = &crl.list;
-            if list.issuer() != issuer_value(&issuer) {
-                continue;
-            }
             // The list keys serials as their DER INTEGER contents; a leading zero octet (for a
             // high first bit) may or may not be kept, so both forms are asked.
             let stripped = match serial {
@@ -146,10 +151,10 @@ pub fn who_is_revoked(chain: &[&[u8]], crls: &[Shared]) -> Option<String> {
                 let reason = r.reason_code.map(|c| reason_text(c as u8)).unwrap_or("no reason given");
                 return Some(format!(
                     "the certificate '{}' (serial {}) was revoked on {} ({reason}) by {}",
-                    cert::subject(&c),
+                    cert::subject(c),
                     c.tbs_certificate.serial_number,
                     cert::fmt_time(when),
-                    cert::issuer(&c)
+                    cert::issuer(c)
                 ));
             }
         }
@@ -157,15 +162,90 @@ pub fn who_is_revoked(chain: &[&[u8]], crls: &[Shared]) -> Option<String> {
     None
 }
 
-/// Is there a list from `c`'s issuer among `crls`, and (`current`) is it current at `now`?
-pub fn list_for(c: &Certificate, crls: &[Shared], now: std::time::SystemTime) -> Option<bool> {
-    let issuer = der::Encode::to_der(&c.tbs_certificate.issuer).ok()?;
+/// Is there a list that speaks for `link` among `crls`, and (`current`) is one current at `now`?
+pub fn list_for(link: &Link<'_>, crls: &[Shared], now: std::time::SystemTime) -> Option<bool> {
     let mut found = None;
-    for crl in crls.iter().filter(|l| l.list.issuer() == issuer_value(&issuer)) {
+    for crl in crls.iter().filter(|l| speaks_for(l, link)) {
         let current = crl.next_update.is_some_and(|n| n > now);
         found = Some(found.unwrap_or(false) || current);
     }
     found
+}
+
+/// Does `crl` speak for `link.cert`: issued under the name of its issuer, signed by the key of
+/// the issuer of the validated path, with a scope (issuingDistributionPoint) that takes the
+/// certificate in? What rustls-webpki asks of a list during path validation, asked of one link.
+pub fn speaks_for(crl: &Crl, link: &Link<'_>) -> bool {
+    let Ok(issuer) = der::Encode::to_der(&link.cert.tbs_certificate.issuer) else { return false };
+    crl.list.issuer() == issuer_value(&issuer) && signed_by_issuer(crl, link.issuer_der) && in_scope(crl, link)
+}
+
+/// Is the list signed by the key of `issuer` (DER)? Checked over its tbsCertList as received.
+pub fn signed_by_issuer(crl: &Crl, issuer: &[u8]) -> bool {
+    let Ok(list) = x509_cert::crl::CertificateList::from_der(&crl.der) else { return false };
+    let (Some(tbs), Some(signature)) = (first_element(&crl.der), list.signature.as_bytes()) else { return false };
+    cert::signed_by(issuer, &list.signature_algorithm, tbs, signature).is_ok()
+}
+
+/// The first element inside the outer SEQUENCE of `der`, header included, exactly as it is.
+fn first_element(der: &[u8]) -> Option<&[u8]> {
+    use der::Reader;
+    let mut outer = der::SliceReader::new(der).ok()?;
+    let header = der::Header::decode(&mut outer).ok()?;
+    let body = outer.read_slice(header.length).ok()?;
+    let mut inner = der::SliceReader::new(body).ok()?;
+    let first = der::Header::decode(&mut inner).ok()?;
+    let len = usize::try_from((der::Encode::encoded_len(&first).ok()? + first.length).ok()?).ok()?;
+    body.get(..len)
+}
+
+/// The scope an issuingDistributionPoint gives, as RFC 5280 §5.2.5 and rustls-webpki read it:
+/// no extension covers every certificate of the issuer; user-only and CA-only lists cover only
+/// those; a certificate that names distribution points is covered by a list whose point names
+/// one of the same URIs.
+fn in_scope(crl: &Crl, link: &Link<'_>) -> bool {
+    use x509_cert::ext::pkix::crl::dp::IssuingDistributionPoint;
+    use x509_cert::ext::pkix::name::{DistributionPointName, GeneralName};
+    let Ok(list) = x509_cert::crl::CertificateList::from_der(&crl.der) else { return false };
+    let Some(ext) = list
+        .tbs_cert_list
+        .crl_extensions
+        .iter()
+        .flatten()
+        .find(|e| e.extn_id == <IssuingDistributionPoint as const_oid::AssociatedOid>::OID)
+    else {
+        return true;
+    };
+    let Ok(idp) = IssuingDistributionPoint::from_der(ext.extn_value.as_bytes()) else { return false };
+    if idp.only_contains_attribute_certs
+        || idp.indirect_crl
+        || idp.only_some_reasons.is_some()
+        || (idp.only_contains_user_certs && !link.end_entity)
+        || (idp.only_contains_ca_certs && link.end_entity)
+    {
+        return false;
+    }
+    let Ok(Some((_, points))) = link.cert.tbs_certificate.get::<x509_cert::ext::pkix::CrlDistributionPoints>() else {
+        return true;
+    };
+    let uris = |name: &Option<DistributionPointName>| -> Vec<String> {
+        match name {
+            Some(DistributionPointName::FullName(names)) => names
+                .iter()
+                .filter_map(|n| match n {
+                    GeneralName::UniformResourceIdentifier(u) => Some(u.to_string()),
+                    _ => None,
+                })
+                .collect(),
+            _ => Vec::new(),
+        }
+    };
+    let listed = uris(&idp.distribution_point);
+    points
+        .0
+        .iter()
+        .filter(|p| p.crl_issuer.is_none() && p.reasons.is_none())
+        .any(|p| uris(&p.distribution_point).iter().any(|u| listed.contains(u)))
 }
 
 /// webpki gives the CRL issuer as the Name's contents, without the outer SEQUENCE header.

@@ -33,8 +33,10 @@ pub struct SignerReport {
     pub subject: String,
     pub issuer: String,
     pub emails: Vec<String>,
-    /// Subjects from the signer up to the anchor.
+    /// Subjects from the signer up to the anchor, along the path rustls-webpki validated.
     pub chain: Vec<String>,
+    /// That path (None when the signer's own certificate is an anchor).
+    pub path: Option<ValidPath>,
     pub signing_time: Option<SystemTime>,
     pub algorithm: String,
     pub not_after: SystemTime,
@@ -60,12 +62,11 @@ const ID_EC_PUBLIC_KEY: der::oid::ObjectIdentifier = der::oid::ObjectIdentifier:
 const SECP384R1: der::oid::ObjectIdentifier = der::oid::ObjectIdentifier::new_unwrap("1.3.132.0.34");
 
 pub fn verify(der: &[u8], detached: Option<&[u8]>, trust: &Trust, now: SystemTime) -> Result<Verified, CmsError> {
-    verify_with_lists(der, detached, trust, now, &mut |_, _| revocation::Evidence::default())
+    verify_with_lists(der, detached, trust, now, &mut |_| revocation::Evidence::default())
 }
 
-/// `verify`, with `lists` asked for what the chain's certificates (those the signature carries,
-/// then `trust.intermediates`; DER) lead to — CRLs, OCSP answers — once the signature is parsed;
-/// it is given the anchors too, as the issuers of the topmost.
+/// `verify`, with `lists` asked for the revocation evidence (CRLs, OCSP answers) of each signer's
+/// validated path, once every signature and chain has been checked.
 pub fn verify_with_lists(
     der: &[u8],
     detached: Option<&[u8]>,
@@ -116,23 +117,28 @@ pub fn verify_with_lists(
             }
         }
     }
-    let chain: Vec<&[u8]> = embedded.iter().chain(&trust.intermediates).map(|d| d.as_slice()).collect();
-    let anchors: Vec<&[u8]> = trust.anchors.iter().map(|d| d.as_slice()).collect();
-    let fetched = lists(&chain, &anchors);
-    let with_lists;
-    let trust = if fetched.crls.is_empty() && fetched.ocsp.is_empty() {
-        trust
-    } else {
-        with_lists = Trust {
-            crls: [trust.crls.clone(), fetched.crls].concat(),
-            ocsp: [trust.ocsp.clone(), fetched.ocsp].concat(),
-            ..trust.clone()
-        };
-        &with_lists
-    };
     let mut signers = Vec::new();
     for si in sd.signer_infos.iter() {
         signers.push(verify_signer(si, sd.encap_content_info.econtent_type, &content, &embedded, trust, now)?);
+    }
+    // Only now, every signature and chain good, is revocation evidence sought: for the paths
+    // rustls-webpki validated, never for what else the sender put in the signature.
+    let mut trust = std::borrow::Cow::Borrowed(trust);
+    for s in &mut signers {
+        let Some(path) = &s.path else {
+            s.revocation = revocation::Status::Unknown(crate::tr!("revocation-signer-is-anchor"));
+            continue;
+        };
+        let fetched = lists(path);
+        if !fetched.crls.is_empty() || !fetched.ocsp.is_empty() {
+            let t = trust.to_mut();
+            t.crls.extend(fetched.crls);
+            t.ocsp.extend(fetched.ocsp);
+        }
+        // Revocation is judged now, whatever the signing time says: a signing time is the
+        // signer's own claim, and a stolen key can claim any.
+        s.revocation = check_revocation(path, &trust, now)
+            .map_err(|e| CmsError::Verify(revocation_error(&s.subject, path, &trust, e)))?;
     }
     Ok(Verified { signers, content })
 }
@@ -221,7 +227,7 @@ fn verify_signer(
             return Err(CmsError::Verify(crate::tr!("verify-signing-time-future", when = cert::fmt_time(t))));
         }
     }
-    let chain = if pinned {
+    let path = if pinned {
         for (when, t) in &times {
             if *t < cert::not_before(&signer) || *t > cert::not_after(&signer) {
                 return Err(CmsError::Verify(crate::tr!(
@@ -233,56 +239,107 @@ fn verify_signer(
                 )));
             }
         }
-        vec![who.clone()]
+        None
     } else {
         if trust.anchors.is_empty() {
             return Err(CmsError::Verify(crate::tr!("verify-no-anchors")));
         }
+        let mut now_path = None;
         for (when, t) in &times {
-            check_chain(&signer_der, embedded, trust, *t)
+            let p = valid_path(&signer_der, embedded, trust, *t)
                 .map_err(|e| CmsError::Verify(chain_error(&who, &signer, when, e)))?;
+            now_path = Some(p);
         }
-        chain_subjects(&signer, embedded.iter().chain(&trust.intermediates).chain(&trust.anchors))
+        // `times` ends with now: the path reported and checked for revocation is today's.
+        now_path
     };
-    // Revocation is judged now, whatever the signing time says: a signing time is the signer's
-    // own claim, and a stolen key can claim any.
-    let revocation = if pinned {
-        revocation::Status::Unknown(crate::tr!("revocation-signer-is-anchor"))
-    } else {
-        check_revocation(&signer_der, embedded, trust, now).map_err(|e| {
-            let chain: Vec<&[u8]> = std::iter::once(signer_der.as_slice())
-                .chain(embedded.iter().chain(&trust.intermediates).map(|d| d.as_slice()))
-                .collect();
-            CmsError::Verify(revocation_error(&who, &chain, trust, e))
-        })?
+    let chain = match &path {
+        Some(p) => p.subjects(),
+        None => vec![who.clone()],
     };
     Ok(SignerReport {
         subject: who,
         issuer: cert::issuer(&signer),
         emails: cert::emails(&signer),
         chain,
+        path,
         signing_time,
         algorithm: alg_name,
         not_after: cert::not_after(&signer),
         pinned,
-        revocation,
+        // Judged by the caller once every signer's chain is known good.
+        revocation: revocation::Status::NotChecked,
         cert_der: signer_der,
         attributes: si.signed_attrs.as_ref().map(|a| a.iter().cloned().collect()).unwrap_or_default(),
     })
 }
 
-/// Does `ee` chain to one of `trust.anchors` at `time`, for e-mail protection?
-pub fn check_chain(ee: &[u8], extra: &[Vec<u8>], trust: &Trust, time: SystemTime) -> Result<(), webpki::Error> {
-    path(ee, extra, trust, time, None)
+/// A path rustls-webpki validated to one of the anchors: the end-entity certificate first, then
+/// each issuer, the anchor last (DER as given, and parsed). Revocation evidence is sought and
+/// counted only for the links of such a path, each certificate with the issuer it has there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ValidPath {
+    der: Vec<Vec<u8>>,
+    parsed: Vec<Certificate>,
 }
 
-/// The revocation status of every certificate of `ee`'s chain at `time`, by `trust.crls` and
-/// `trust.ocsp` under `trust.revocation`. A revoked certificate, or (`require`) one whose status
-/// is unknown or whose CRL is out of date, is an error; under `prefer` those two are a status to
-/// report. Each certificate is known by a current CRL from its issuer or a current OCSP answer.
+impl ValidPath {
+    /// Every certificate, signer first, anchor last.
+    pub fn certificates(&self) -> &[Vec<u8>] {
+        &self.der
+    }
+
+    pub fn end_entity(&self) -> &[u8] {
+        &self.der[0]
+    }
+
+    pub fn anchor(&self) -> &[u8] {
+        &self.der[self.der.len() - 1]
+    }
+
+    /// The certificates between the end entity and the anchor.
+    pub fn intermediates(&self) -> &[Vec<u8>] {
+        &self.der[1..self.der.len() - 1]
+    }
+
+    /// Each certificate but the anchor, with its issuer on the path.
+    pub fn links(&self) -> Vec<revocation::Link<'_>> {
+        (0..self.der.len() - 1)
+            .map(|i| revocation::Link {
+                cert: &self.parsed[i],
+                issuer_der: &self.der[i + 1],
+                issuer: &self.parsed[i + 1],
+                end_entity: i == 0,
+            })
+            .collect()
+    }
+
+    pub fn subjects(&self) -> Vec<String> {
+        self.parsed.iter().map(cert::subject).collect()
+    }
+}
+
+/// The path by which `ee` chains to one of `trust.anchors` at `time`, for e-mail protection,
+/// through `extra` and `trust.intermediates`.
+pub fn valid_path(ee: &[u8], extra: &[Vec<u8>], trust: &Trust, time: SystemTime) -> Result<ValidPath, webpki::Error> {
+    let inter: Vec<&[u8]> = extra.iter().chain(&trust.intermediates).map(|d| d.as_slice()).collect();
+    let anchors: Vec<&[u8]> = trust.anchors.iter().map(|d| d.as_slice()).collect();
+    webpki_path(ee, &inter, &anchors, time, None)
+}
+
+/// Does `ee` chain to one of `trust.anchors` at `time`, for e-mail protection?
+pub fn check_chain(ee: &[u8], extra: &[Vec<u8>], trust: &Trust, time: SystemTime) -> Result<(), webpki::Error> {
+    valid_path(ee, extra, trust, time).map(|_| ())
+}
+
+/// The revocation status of every certificate of a validated `path` at `time`, by `trust.crls`
+/// and `trust.ocsp` under `trust.revocation`. A revoked certificate, or (`require`) one whose
+/// status is unknown or whose CRL is out of date, is an error; under `prefer` those two are a
+/// status to report. Each certificate is known by a current CRL or a current OCSP answer from
+/// its issuer on the path: a list counts only if that issuer's key signed it, an answer only if
+/// it was checked against that issuer.
 pub fn check_revocation(
-    ee: &[u8],
-    extra: &[Vec<u8>],
+    path: &ValidPath,
     trust: &Trust,
     time: SystemTime,
 ) -> Result<revocation::Status, webpki::Error> {
@@ -291,20 +348,22 @@ pub fn check_revocation(
     if trust.revocation == Policy::Off {
         return Ok(Status::NotChecked);
     }
-    let chain = issued_chain(ee, extra, trust);
-    let ocsp_says = |c: &Certificate| trust.ocsp.iter().find(|a| a.about(c)).map(|a| &a.state);
-    if chain.iter().any(|c| matches!(ocsp_says(c), Some(ocsp::State::Revoked { .. }))) {
+    let links = path.links();
+    let ocsp_says = |l: &revocation::Link<'_>| trust.ocsp.iter().find(|a| a.about(l.cert, l.issuer)).map(|a| &a.state);
+    if links.iter().any(|l| matches!(ocsp_says(l), Some(ocsp::State::Revoked { .. }))) {
         return Err(webpki::Error::CertRevoked);
     }
     let refs = revocation::as_webpki(&trust.crls);
     if let Ok(builder) = RevocationOptionsBuilder::new(&refs) {
+        // The same path again, now with the lists: its intermediates and its anchor only.
+        let inter: Vec<&[u8]> = path.intermediates().iter().map(|d| d.as_slice()).collect();
         let run = |status, expiry| {
             let options = builder
                 .with_depth(RevocationCheckDepth::Chain)
                 .with_status_policy(status)
                 .with_expiration_policy(expiry)
                 .build();
-            path(ee, extra, trust, time, Some(options))
+            webpki_path(path.end_entity(), &inter, &[path.anchor()], time, Some(options))
         };
         // A certificate that any list there names fails, whatever the policy and the list's age.
         run(UnknownStatusPolicy::Allow, ExpirationPolicy::Ignore)?;
@@ -314,11 +373,11 @@ pub fn check_revocation(
     }
     let (mut stale, mut unknown, mut in_grace) = (false, false, false);
     let graced = time.checked_sub(trust.grace).unwrap_or(time);
-    for c in &chain {
-        if matches!(ocsp_says(c), Some(ocsp::State::Good)) {
+    for l in &links {
+        if matches!(ocsp_says(l), Some(ocsp::State::Good)) {
             continue;
         }
-        match (revocation::list_for(c, &trust.crls, time), revocation::list_for(c, &trust.crls, graced)) {
+        match (revocation::list_for(l, &trust.crls, time), revocation::list_for(l, &trust.crls, graced)) {
             (Some(true), _) => {}
             (_, Some(true)) => in_grace = true,
             (Some(false), _) => stale = true,
@@ -343,37 +402,12 @@ pub fn check_revocation(
     }
 }
 
-/// `ee` and its issuers up to, not including, an anchor (or a self-signed certificate), found by
-/// name among `extra`, the intermediates and the anchors: the certificates whose status counts.
-fn issued_chain(ee: &[u8], extra: &[Vec<u8>], trust: &Trust) -> Vec<Certificate> {
-    let Ok(first) = Certificate::from_der(ee) else { return Vec::new() };
-    let pool: Vec<(bool, Certificate)> = extra
-        .iter()
-        .chain(&trust.intermediates)
-        .map(|d| (false, d))
-        .chain(trust.anchors.iter().map(|d| (true, d)))
-        .filter_map(|(anchor, d)| Certificate::from_der(d).ok().map(|c| (anchor, c)))
-        .collect();
-    let mut chain = vec![first];
-    while chain.len() < 8 {
-        let Some(last) = chain.last() else { break };
-        let tbs = &last.tbs_certificate;
-        if tbs.issuer == tbs.subject {
-            break;
-        }
-        match pool.iter().find(|(_, c)| c.tbs_certificate.subject == tbs.issuer) {
-            Some((false, c)) if !chain.contains(c) => chain.push(c.clone()),
-            _ => break,
-        }
-    }
-    chain
-}
-
-/// One sentence for a revocation failure.
-pub fn revocation_error(who: &str, chain: &[&[u8]], trust: &Trust, e: webpki::Error) -> String {
+/// One sentence for a revocation failure of `path`.
+pub fn revocation_error(who: &str, path: &ValidPath, trust: &Trust, e: webpki::Error) -> String {
     match e {
         webpki::Error::CertRevoked => {
-            match revocation::who_is_revoked(chain, &trust.crls).or_else(|| ocsp_revoked(chain, &trust.ocsp)) {
+            let links = path.links();
+            match revocation::who_is_revoked(&links, &trust.crls).or_else(|| ocsp_revoked(&links, &trust.ocsp)) {
                 Some(r) => crate::tr!("revoked-named", revoked = r, who = who),
                 None => crate::tr!("revoked-in-chain", who = who),
             }
@@ -385,14 +419,14 @@ pub fn revocation_error(who: &str, chain: &[&[u8]], trust: &Trust, e: webpki::Er
 }
 
 /// "the certificate of X was revoked on DATE (reason), says the OCSP responder …" for the first
-/// certificate of `chain` an answer calls revoked.
-fn ocsp_revoked(chain: &[&[u8]], answers: &[ocsp::Shared]) -> Option<String> {
-    chain.iter().filter_map(|d| Certificate::from_der(d).ok()).find_map(|c| {
-        answers.iter().filter(|a| a.about(&c)).find_map(|a| match &a.state {
+/// link an answer calls revoked.
+fn ocsp_revoked(links: &[revocation::Link<'_>], answers: &[ocsp::Shared]) -> Option<String> {
+    links.iter().find_map(|l| {
+        answers.iter().filter(|a| a.about(l.cert, l.issuer)).find_map(|a| match &a.state {
             ocsp::State::Revoked { at, reason } => Some(crate::tr!(
                 "revoked-by-ocsp",
-                subject = cert::subject(&c),
-                serial = c.tbs_certificate.serial_number.to_string(),
+                subject = cert::subject(l.cert),
+                serial = l.cert.tbs_certificate.serial_number.to_string(),
                 when = cert::fmt_time(*at),
                 reason = reason.to_string(),
                 responder = a.signed_by
@@ -402,35 +436,47 @@ fn ocsp_revoked(chain: &[&[u8]], answers: &[ocsp::Shared]) -> Option<String> {
     })
 }
 
-fn path(
+/// rustls-webpki's path from `ee` through `intermediates` to one of `anchors` at `time` for
+/// e-mail protection (with `revocation`, checked against its lists), as DER signer first.
+fn webpki_path(
     ee: &[u8],
-    extra: &[Vec<u8>],
-    trust: &Trust,
+    intermediates: &[&[u8]],
+    anchors: &[&[u8]],
     time: SystemTime,
     revocation: Option<webpki::RevocationOptions<'_>>,
-) -> Result<(), webpki::Error> {
+) -> Result<ValidPath, webpki::Error> {
     let cert_der = CertificateDer::from(ee);
-    let ee = webpki::EndEntityCert::try_from(&cert_der)?;
-    let anchors: Vec<_> = trust
-        .anchors
+    let end_entity = webpki::EndEntityCert::try_from(&cert_der)?;
+    let trusted: Vec<(&[u8], rustls_pki_types::TrustAnchor<'static>)> = anchors
         .iter()
-        .filter_map(|a| {
-            webpki::anchor_from_trusted_cert(&CertificateDer::from(a.as_slice())).ok().map(|t| t.to_owned())
-        })
+        .filter_map(|a| webpki::anchor_from_trusted_cert(&CertificateDer::from(*a)).ok().map(|t| (*a, t.to_owned())))
         .collect();
-    let inter: Vec<CertificateDer<'_>> =
-        extra.iter().chain(&trust.intermediates).map(|d| CertificateDer::from(d.as_slice())).collect();
+    let roots: Vec<_> = trusted.iter().map(|(_, t)| t.clone()).collect();
+    let inter: Vec<CertificateDer<'_>> = intermediates.iter().map(|d| CertificateDer::from(*d)).collect();
     let unix = UnixTime::since_unix_epoch(time.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default());
-    ee.verify_for_usage(
+    let verified = end_entity.verify_for_usage(
         webpki::ALL_VERIFICATION_ALGS,
-        &anchors,
+        &roots,
         &inter,
         unix,
         webpki::KeyUsage::required_if_present(cert::EKU_EMAIL_DER),
         revocation,
         None,
-    )
-    .map(|_| ())
+    )?;
+    let mut der = vec![ee.to_vec()];
+    der.extend(verified.intermediate_certificates().map(|c| c.der().to_vec()));
+    let anchor = verified.anchor();
+    let (anchor_der, _) = trusted
+        .iter()
+        .find(|(_, t)| t.subject == anchor.subject && t.subject_public_key_info == anchor.subject_public_key_info)
+        .ok_or(webpki::Error::UnknownIssuer)?;
+    der.push(anchor_der.to_vec());
+    let parsed = der
+        .iter()
+        .map(|d| Certificate::from_der(d))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|_| webpki::Error::BadDer)?;
+    Ok(ValidPath { der, parsed })
 }
 
 /// One sentence for a chain failure.
@@ -450,25 +496,6 @@ pub fn chain_error(who: &str, signer: &Certificate, when: &str, e: webpki::Error
         E::InvalidSignatureForPublicKey => crate::tr!("chain-bad-signature", who = who),
         other => crate::tr!("chain-invalid", who = who, when = when, error = format!("{other:?}")),
     }
-}
-
-fn chain_subjects<'a>(signer: &Certificate, pool: impl Iterator<Item = &'a Vec<u8>>) -> Vec<String> {
-    let pool: Vec<Certificate> = pool.filter_map(|d| Certificate::from_der(d).ok()).collect();
-    let mut out = vec![cert::subject(signer)];
-    let mut cur = signer.clone();
-    for _ in 0..8 {
-        if cur.tbs_certificate.issuer == cur.tbs_certificate.subject {
-            break;
-        }
-        match pool.iter().find(|c| c.tbs_certificate.subject == cur.tbs_certificate.issuer) {
-            Some(next) => {
-                out.push(cert::subject(next));
-                cur = next.clone();
-            }
-            None => break,
-        }
-    }
-    out
 }
 
 fn parse_time(t: &der::Any) -> Result<SystemTime, CmsError> {

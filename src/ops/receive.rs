@@ -59,9 +59,20 @@ pub fn verify_from_org<'a>(
     if config.revocation.is_none() && published {
         with_lists.revocation = crate::cms::revocation::Policy::Require;
     }
-    let missing = with_lists.add_lists_for(&[&signer.cert_der], config);
     let whose = crate::tr!("receive-your-org", subject = signer.subject);
-    with_lists.check_revocation(&signer.cert_der, &whose).map_err(|e| {
+    let path = match with_lists.path_for(&signer.cert_der) {
+        Ok(p) => Some(p),
+        Err(_) if with_lists.revocation == crate::cms::revocation::Policy::Off => None,
+        // Its status is published by its issuer: without a path to an anchor there is no issuer
+        // whose word counts.
+        Err(e) => {
+            let c = cert::parse(&signer.cert_der)?;
+            let why = crate::cms::verify::chain_error(&whose, &c, &crate::tr!("verify-when-now"), e);
+            return Err(CmsError::Verify(why).into());
+        }
+    };
+    let missing = path.as_ref().map(|p| with_lists.add_lists_for(p, config)).unwrap_or_default();
+    path.as_ref().map(|p| with_lists.check_revocation(p, &whose)).transpose().map_err(|e| {
         match e {
             // What could not be fetched is the reason the status is unknown: said with it.
             CmsError::Verify(m) if !missing.is_empty() => CmsError::Verify(format!("{m} ({})", missing.join("; "))),

@@ -363,26 +363,24 @@ fn refuse_revoked(token: &Token, s: &crate::ops::setup::Setup, der: &[u8]) -> Re
     if trust.revocation == Policy::Off || (trust.crls.is_empty() && !named && trust.revocation != Policy::Require) {
         return Ok(());
     }
-    trust.add_lists_for(&[der], &s.config);
+    let path = match trust.path_for(der) {
+        Ok(p) => p,
+        // No issuer here whose word on it counts: unknown, which only `require` refuses.
+        Err(_) if trust.revocation == Policy::Require => {
+            let who = crate::tr!("sign-your-certificate");
+            let reason = crate::tr!("revocation-required-unknown", who = who);
+            return Err(Failure::new(Exit::NoKey, crate::tr!("sign-revocation-unknown", reason = reason)));
+        }
+        Err(_) => return Ok(()),
+    };
+    trust.add_lists_for(&path, &s.config);
     let check = trust.for_chains();
-    match crate::cms::verify::check_revocation(der, &[], &check, SystemTime::now()) {
+    let why = |e| crate::cms::verify::revocation_error(&crate::tr!("sign-your-certificate"), &path, &check, e);
+    match crate::cms::verify::check_revocation(&path, &check, SystemTime::now()) {
         Ok(_) => Ok(()),
-        Err(e @ E::CertRevoked) => Err(Failure::new(
-            Exit::NoKey,
-            crate::tr!(
-                "sign-revoked",
-                reason = crate::cms::verify::revocation_error(&crate::tr!("sign-your-certificate"), &[der], &check, e)
-            ),
-        )),
+        Err(e @ E::CertRevoked) => Err(Failure::new(Exit::NoKey, crate::tr!("sign-revoked", reason = why(e)))),
         Err(e @ (E::UnknownRevocationStatus | E::CrlExpired { .. })) if trust.revocation == Policy::Require => {
-            Err(Failure::new(
-                Exit::NoKey,
-                crate::tr!(
-                    "sign-revocation-unknown",
-                    reason =
-                        crate::cms::verify::revocation_error(&crate::tr!("sign-your-certificate"), &[der], &check, e)
-                ),
-            ))
+            Err(Failure::new(Exit::NoKey, crate::tr!("sign-revocation-unknown", reason = why(e))))
         }
         Err(_) => Ok(()),
     }

@@ -195,24 +195,25 @@ impl Revocation {
         if trust.revocation == crate::cms::revocation::Policy::Off || trust.anchors.is_empty() {
             return Ok(Revocation { trust: None });
         }
-        let ders: Vec<&[u8]> = certificates.iter().map(|c| c.der.as_slice()).collect();
-        trust.add_lists_for(&ders, config);
+        for c in certificates {
+            if let Ok(path) = trust.path_for(&c.der) {
+                trust.add_lists_for(&path, config);
+            }
+        }
         Ok(Revocation { trust: Some(trust) })
     }
 
     fn of(&self, der: &[u8]) -> String {
         let Some(trust) = &self.trust else { return crate::tr!("status-revocation-no-trust") };
-        if crate::cms::verify::check_chain(der, &[], &trust.for_chains(), SystemTime::now()).is_err() {
-            return crate::tr!("status-revocation-no-chain");
-        }
+        let Ok(path) = trust.path_for(der) else { return crate::tr!("status-revocation-no-chain") };
         let this = crate::tr!("status-this-certificate");
         let check = trust.for_chains();
-        match crate::cms::verify::check_revocation(der, &[], &check, SystemTime::now()) {
+        match crate::cms::verify::check_revocation(&path, &check, SystemTime::now()) {
             Ok(status) => status.describe(),
             Err(e @ webpki::Error::CertRevoked) => {
-                crate::tr!("status-revoked", reason = crate::cms::verify::revocation_error(&this, &[der], &check, e))
+                crate::tr!("status-revoked", reason = crate::cms::verify::revocation_error(&this, &path, &check, e))
             }
-            Err(e) => crate::cms::verify::revocation_error(&this, &[der], &check, e),
+            Err(e) => crate::cms::verify::revocation_error(&this, &path, &check, e),
         }
     }
 }

@@ -80,13 +80,13 @@ pub fn run(ctx: &mut dyn Ctx, a: &VerifyArgs) -> Result<(), Failure> {
         ctx.done_with_token();
     }
     let now = SystemTime::now();
-    // The lists the distribution points of the chain's certificates name, from the cache or
-    // fetched once the signature is parsed; what could not be had is noted, the policy judges it.
+    // The evidence about each validated path (its CRLs, OCSP answers), from the cache or fetched
+    // once the signature and chain are good; what could not be had is noted, the policy judges it.
     let config = ctx.setup().config.clone();
     let policy = trust.revocation;
     let given = trust.crls.clone();
-    let mut lists = |certs: &[&[u8]], anchors: &[&[u8]]| {
-        let (found, notes) = crate::crl_store::evidence_for(certs, anchors, &given, policy, &config);
+    let mut lists = |path: &crate::cms::verify::ValidPath| {
+        let (found, notes) = crate::crl_store::evidence_for(path, &given, policy, &config);
         for n in notes {
             ctx.note(crate::tr!("warning", text = n));
         }

@@ -7,7 +7,7 @@ pub mod org;
 
 use crate::cms::cert;
 use crate::cms::signed::{Oid, RawAttribute};
-use crate::cms::verify::SignerReport;
+use crate::cms::verify::{SignerReport, ValidPath};
 use crate::cms::CmsError;
 use der::asn1::{GeneralizedTime, Utf8StringRef};
 use der::{Decode, Encode, Sequence};
@@ -179,24 +179,26 @@ impl TokenTrust {
         }
     }
 
-    /// Add what the distribution points and OCSP responders of `certs` (DER) give, from the
+    /// The path by which `der` chains to the anchors now.
+    pub fn path_for(&self, der: &[u8]) -> Result<ValidPath, webpki::Error> {
+        crate::cms::verify::valid_path(der, &[], &self.for_chains(), SystemTime::now())
+    }
+
+    /// Add what the distribution points and OCSP responders of a validated `path` give, from the
     /// cache or fetched (`crl_store`), unless revocation is off. Returns what could not be had.
-    pub fn add_lists_for(&mut self, certs: &[&[u8]], config: &crate::config::Config) -> Vec<String> {
-        let with_chain: Vec<&[u8]> = certs.iter().copied().chain(self.others.iter().map(|d| d.as_slice())).collect();
-        let anchors: Vec<&[u8]> = self.anchors.iter().map(|d| d.as_slice()).collect();
-        let (found, notes) = crate::crl_store::evidence_for(&with_chain, &anchors, &self.crls, self.revocation, config);
+    pub fn add_lists_for(&mut self, path: &ValidPath, config: &crate::config::Config) -> Vec<String> {
+        let (found, notes) = crate::crl_store::evidence_for(path, &self.crls, self.revocation, config);
         self.crls.extend(found.crls);
         self.ocsp.extend(found.ocsp);
         notes
     }
 
-    /// Refuse a certificate (`what` says whose) that a revocation list names, or whose status the
-    /// policy requires and cannot be had. Checked now.
-    pub fn check_revocation(&self, der: &[u8], what: &str) -> Result<crate::cms::revocation::Status, CmsError> {
-        crate::cms::verify::check_revocation(der, &[], &self.for_chains(), SystemTime::now()).map_err(|e| {
-            let chain: Vec<&[u8]> = std::iter::once(der).chain(self.others.iter().map(|d| d.as_slice())).collect();
-            CmsError::Verify(crate::cms::verify::revocation_error(what, &chain, &self.for_chains(), e))
-        })
+    /// Refuse a validated path (`what` says whose) that a revocation list or answer names, or
+    /// whose status the policy requires and cannot be had. Checked now.
+    pub fn check_revocation(&self, path: &ValidPath, what: &str) -> Result<crate::cms::revocation::Status, CmsError> {
+        let trust = self.for_chains();
+        crate::cms::verify::check_revocation(path, &trust, SystemTime::now())
+            .map_err(|e| CmsError::Verify(crate::cms::verify::revocation_error(what, path, &trust, e)))
     }
 }
 
@@ -245,22 +247,19 @@ pub fn org_certificate(trust: &TokenTrust, config: &crate::config::Config) -> Re
     if trust.anchors.is_empty() {
         return Err(CmsError::Verify(crate::tr!("org-no-anchor")));
     }
-    let mut trust_here = trust.clone();
-    let refs: Vec<&[u8]> = candidates.iter().map(|d| d.as_slice()).collect();
-    trust_here.add_lists_for(&refs, config);
-    let trust = &trust_here;
-    let check = trust.for_chains();
     let mut reasons = Vec::new();
     for der in candidates {
         let c = cert::parse(&der)?;
-        match crate::cms::verify::check_chain(&der, &[], &check, SystemTime::now()) {
-            Ok(()) if !cert::is_ca(&c) => {
-                match trust.check_revocation(&der, &crate::tr!("org-whose", subject = cert::subject(&c))) {
+        match trust.path_for(&der) {
+            Ok(path) if !cert::is_ca(&c) => {
+                let mut trust = trust.clone();
+                trust.add_lists_for(&path, config);
+                match trust.check_revocation(&path, &crate::tr!("org-whose", subject = cert::subject(&c))) {
                     Ok(_) => return Ok(c),
                     Err(e) => reasons.push(e.to_string()),
                 }
             }
-            Ok(()) => reasons.push(crate::tr!("org-is-ca", subject = cert::subject(&c))),
+            Ok(_) => reasons.push(crate::tr!("org-is-ca", subject = cert::subject(&c))),
             Err(e) => {
                 reasons.push(crate::cms::verify::chain_error(&cert::subject(&c), &c, &crate::tr!("verify-when-now"), e))
             }
