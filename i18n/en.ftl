@@ -241,6 +241,8 @@ audit-intact = audit log { $path }: { $entries } entries, chain intact
 
 agent-unreachable = the agent at { $path } is not reachable ({ $reason }); start it with 'ssmax-card agent' or use --agent never
 agent-broke-off = the agent at { $path } broke off the request ({ $reason }); it may have stopped — run the command again
+agent-not-ours = refusing the socket { $path }: it is held by user { $uid }, not by you, so whatever listens there is not your agent (nothing was sent to it)
+agent-module-refused = the agent loads only the PKCS#11 modules its own configuration and profiles name, and '{ $module }' is not one of them; name it in the agent's config (token = "pkcs11:…?module-path=…") or in a profile, or use --agent never
 cli-not-for-agent = --pin-fd and --config are not passed to the agent; use --agent never
 cli-too-many-files-for-agent = at most { $most } --ca, --certfile, --crl and --content files go to the agent; use --agent never
 agent-refused = the agent refused the request
@@ -356,8 +358,8 @@ extract-cannot-write = cannot write { $path }: { $error }; nothing was written
 ## Fetching CRLs and OCSP answers
 
 crl-none-from = no CRL from { $url }: { $why }
-ocsp-none-for = no OCSP answer for '{ $subject }': { $why }
 crl-not-from-issuer = the list is not signed by '{ $issuer }', the issuer of the certificate that names it
+ocsp-none-for = no OCSP answer for '{ $subject }': { $why }
 fetch-off = not in the cache, and fetching is off (crl_fetch = false)
 ocsp-no-responder = no responder
 ocsp-time-spent = not asked: the time for fetching (crl_fetch_timeout_ms) is spent
@@ -463,7 +465,10 @@ audit-failed = audit log: { $error }
 audit-repaired = audit log: dropped an unfinished last line left by a stopped agent
 agent-reply-file = writing the product to the client's file: { $error }
 agent-socket-mkdir = cannot create the directory of { $socket }
-agent-socket-protect-dir = cannot protect the directory of { $socket }
+agent-socket-dir-symlink = refusing the socket directory { $dir }: it is a symbolic link; remove it, or choose another place with --socket
+agent-socket-dir-not-dir = refusing the socket directory { $dir }: it is not a directory
+agent-socket-dir-not-ours = refusing the socket directory { $dir }: it belongs to user { $uid }, not to you (someone may have made it first to take your agent's place); choose another place with --socket or set XDG_RUNTIME_DIR
+agent-socket-dir-open = refusing the socket directory { $dir }: its mode is { $mode }, open to other users; make it private with 'chmod 700 { $dir }'
 agent-socket-stale = cannot remove the stale socket { $socket }
 agent-socket-listen = cannot listen on { $socket }
 agent-socket-protect = cannot protect { $socket }
@@ -474,17 +479,17 @@ agent-cannot-start = cannot start the agent: { $error }
 mail-base64 = base64 body does not decode: { $error }
 mail-quoted-printable = a quoted-printable body does not decode
 mail-unknown-encoding = unknown Content-Transfer-Encoding '{ $encoding }'
-mail-first-line-continued = the first header line is a continuation line
-mail-bad-header-line = header line { $line } is not a 'Name: value' field
-mail-bad-boundary = multipart boundary is missing or longer than 70 characters
-mail-too-many-parts = a multipart has more than { $most } parts
-mail-no-closing-delimiter = multipart body has no closing delimiter '--{ $boundary }--'
 from-missing = the mail has no From field
 from-several-fields = the mail has { $count } From fields; a mail has exactly one (RFC 5322 §3.6), and a mail program may show another than the one checked
 from-several-mailboxes = the From field names { $count } mailboxes; a signed mail comes from exactly one sender
 from-group = the From field is a group, not a mailbox
 from-not-an-address = the From field holds no mail address
 from-bare-cr = a header line holds a bare CR, which some mail programs read as a line end
+mail-first-line-continued = the first header line is a continuation line
+mail-bad-header-line = header line { $line } is not a 'Name: value' field
+mail-bad-boundary = multipart boundary is missing or longer than 70 characters
+mail-too-many-parts = a multipart has more than { $most } parts
+mail-no-closing-delimiter = multipart body has no closing delimiter '--{ $boundary }--'
 smime-neither = input is neither a mail (no header fields) nor a CMS object
 smime-other-protocol = multipart/signed with protocol '{ $protocol }' is not S/MIME
 smime-no-boundary = multipart/signed without a boundary

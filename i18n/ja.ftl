@@ -240,6 +240,8 @@ audit-intact = 監査ログ { $path }: { $entries } 件、チェーンは改ざ�
 
 agent-unreachable = { $path } のエージェントに接続できません({ $reason })。'ssmax-card agent' で起動するか --agent never を使ってください
 agent-broke-off = { $path } のエージェントが要求を中断しました({ $reason })。停止した可能性があります — コマンドをもう一度実行してください
+agent-not-ours = ソケット { $path } を使いません: ユーザー { $uid } のもので、あなたのエージェントではありません(何も送っていません)
+agent-module-refused = エージェントは自分の設定とプロファイルにある PKCS#11 モジュールだけを読み込みます。'{ $module }' はそのどれでもありません。エージェントの設定 (token = "pkcs11:…?module-path=…") かプロファイルに書くか、--agent never を使ってください
 cli-not-for-agent = --pin-fd と --config はエージェントに渡されません。--agent never を使ってください
 cli-too-many-files-for-agent = エージェントに渡せる --ca、--certfile、--crl、--content のファイルは { $most } 個までです。--agent never を使ってください
 agent-refused = エージェントが要求を拒否しました
@@ -355,8 +357,8 @@ extract-cannot-write = { $path } に書き込めません: { $error }。何も�
 ## CRL と OCSP 応答の取得
 
 crl-none-from = { $url } から CRL を得られません: { $why }
-ocsp-none-for = 「{ $subject }」の OCSP 応答を得られません: { $why }
 crl-not-from-issuer = そのリストは、それを指す証明書の発行者「{ $issuer }」の署名がありません
+ocsp-none-for = 「{ $subject }」の OCSP 応答を得られません: { $why }
 fetch-off = キャッシュになく、取得はオフです(crl_fetch = false)
 ocsp-no-responder = 応答者がありません
 ocsp-time-spent = 問い合わせていません: 取得に使える時間(crl_fetch_timeout_ms)を使い切りました
@@ -462,7 +464,10 @@ audit-failed = 監査ログ: { $error }
 audit-repaired = 監査ログ: 停止したエージェントが残した書きかけの最終行を削除しました
 agent-reply-file = 結果をクライアントのファイルに書き込めません: { $error }
 agent-socket-mkdir = { $socket } のディレクトリを作成できません
-agent-socket-protect-dir = { $socket } のディレクトリを保護できません
+agent-socket-dir-symlink = ソケットのディレクトリ { $dir } を使いません: シンボリックリンクです。削除するか、--socket で別の場所を指定してください
+agent-socket-dir-not-dir = ソケットのディレクトリ { $dir } を使いません: ディレクトリではありません
+agent-socket-dir-not-ours = ソケットのディレクトリ { $dir } を使いません: ユーザー { $uid } のもので、あなたのものではありません(エージェントになりすますために先に作られた可能性があります)。--socket で別の場所を指定するか XDG_RUNTIME_DIR を設定してください
+agent-socket-dir-open = ソケットのディレクトリ { $dir } を使いません: モードが { $mode } で他のユーザーに開いています。'chmod 700 { $dir }' で非公開にしてください
 agent-socket-stale = 古いソケット { $socket } を削除できません
 agent-socket-listen = { $socket } で待ち受けできません
 agent-socket-protect = { $socket } を保護できません
@@ -473,17 +478,17 @@ agent-cannot-start = エージェントを開始できません: { $error }
 mail-base64 = base64 の本文を復号できません: { $error }
 mail-quoted-printable = quoted-printable の本文を復号できません
 mail-unknown-encoding = 不明な Content-Transfer-Encoding「{ $encoding }」
-mail-first-line-continued = ヘッダーの最初の行が継続行です
-mail-bad-header-line = ヘッダーの { $line } 行目が「名前: 値」の形ではありません
-mail-bad-boundary = multipart の boundary がないか、70 文字を超えています
-mail-too-many-parts = multipart の部分が { $most } 個を超えています
-mail-no-closing-delimiter = multipart の本文に終わりの区切り '--{ $boundary }--' がありません
 from-missing = メールに From フィールドがありません
 from-several-fields = メールに From フィールドが { $count } 個あります。From は 1 個だけです (RFC 5322 §3.6)。メールソフトは照合したものと別の From を表示するかもしれません
 from-several-mailboxes = From フィールドに { $count } 個のメールボックスがあります。署名されたメールの差出人は 1 人だけです
 from-group = From フィールドがメールボックスではなくグループです
 from-not-an-address = From フィールドにメールアドレスがありません
 from-bare-cr = ヘッダー行に単独の CR があります。メールソフトによっては行末と読みます
+mail-first-line-continued = ヘッダーの最初の行が継続行です
+mail-bad-header-line = ヘッダーの { $line } 行目が「名前: 値」の形ではありません
+mail-bad-boundary = multipart の boundary がないか、70 文字を超えています
+mail-too-many-parts = multipart の部分が { $most } 個を超えています
+mail-no-closing-delimiter = multipart の本文に終わりの区切り '--{ $boundary }--' がありません
 smime-neither = 入力はメール(ヘッダーフィールドがありません)でも CMS オブジェクトでもありません
 smime-other-protocol = protocol が「{ $protocol }」の multipart/signed は S/MIME ではありません
 smime-no-boundary = boundary のない multipart/signed です

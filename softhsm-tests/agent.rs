@@ -213,14 +213,30 @@ fn socket_activated_agent_refuses_peers_of_another_uid() {
     use std::os::unix::process::CommandExt;
     c.uid(65534).gid(65534).env_clear().args(["--agent", "always", "--socket"]).arg(&socket).arg("status");
     let o = run(&mut c);
-    assert_clear_failure(&o, 2);
-    assert!(stderr(&o).contains("refused: this agent serves uid 0 only"), "{}", stderr(&o));
+    // Our client will not talk to another user's agent at all.
+    assert_clear_failure(&o, 7);
+    assert!(stderr(&o).contains("it is held by user 0, not by you"), "{}", stderr(&o));
+    // A client that does not look (the protocol by hand) is refused by the agent.
+    let mut raw = as_user(65534, RAW_PING).unwrap();
+    let o = run(raw.arg(&socket));
+    assert!(stdout(&o).contains("refused: this agent serves uid 0 only"), "{}{}", stdout(&o), stderr(&o));
     // Our own uid is served on the activated socket.
     let o = run(tok.cmd().args(["--agent", "always", "--socket"]).arg(&socket).arg("status"));
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     let _ = activator.kill();
     let _ = activator.wait();
 }
+
+/// A ping by hand on the socket `sys.argv[1]`: the answer's header, printed.
+const RAW_PING: &str = r#"
+import json, socket, struct, sys
+s = socket.socket(socket.AF_UNIX)
+s.connect(sys.argv[1])
+h = json.dumps({"v": 1, "id": 1, "method": "ping", "timeout_ms": 1000}).encode()
+s.sendall(struct.pack(">I", len(h)) + h + struct.pack(">I", 0))
+n = struct.unpack(">I", s.recv(4, socket.MSG_WAITALL))[0]
+print(s.recv(n, socket.MSG_WAITALL).decode())
+"#;
 
 #[test]
 fn subscribers_are_told_when_a_pin_is_needed() {
@@ -632,7 +648,10 @@ fn a_connection_that_never_completes_a_request_is_closed_after_the_idle_time() {
 /// A socket somebody listens on but takes nobody in from: its queue of new connections is full.
 fn wedged_listener(socket: &std::path::Path) -> (std::os::unix::net::UnixListener, UnixStream) {
     use std::os::fd::AsRawFd;
-    std::fs::create_dir_all(socket.parent().unwrap()).unwrap();
+    // The private directory an agent of ours makes.
+    std::os::unix::fs::DirBuilderExt::mode(&mut std::fs::DirBuilder::new(), 0o700)
+        .create(socket.parent().unwrap())
+        .unwrap();
     let l = std::os::unix::net::UnixListener::bind(socket).unwrap();
     // SAFETY: listen on a socket we own only changes the length of its queue.
     assert_eq!(unsafe { libc::listen(l.as_raw_fd(), 0) }, 0);

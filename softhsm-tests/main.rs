@@ -9,6 +9,7 @@ mod agent;
 mod config;
 mod decrypt;
 mod faults;
+mod forgery;
 mod japanese;
 mod lifecycle;
 mod limits;

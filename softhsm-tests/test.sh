@@ -12,9 +12,10 @@ stage() { echo "test.sh: ${1} done at $((SECONDS - started)) s" >&2; }
 # ykcs11: Yubico's module, tried against the virtual PIV card (and failing without pcscd elsewhere).
 # man-db: deb-check renders the packaged manual page; dpkg-dev: dpkg-shlibdeps for the package.
 # libp11's openssl engine and gnupg-pkcs11-scd: the card-command count beside openssl and gpgsm.
+# python3: another user's process (a squatted socket, a raw protocol client) under setpriv.
 ssmax_deps neomutt tmux postfix sasl2-bin libsasl2-modules swaks libnss3-tools gpgsm \
   openjdk-17-jdk-headless libbcprov-java libbcpkix-java libbcutil-java time ykcs11 man-db dpkg-dev \
-  libengine-pkcs11-openssl gnupg-pkcs11-scd
+  libengine-pkcs11-openssl gnupg-pkcs11-scd python3
 stage "packages"
 # rustup's default profile has both; a minimal one gets them here.
 for c in rustfmt clippy; do

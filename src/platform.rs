@@ -120,6 +120,49 @@ pub fn connect_unix(path: &Path, patience: Duration) -> std::io::Result<UnixStre
     Ok(UnixStream::from(sock))
 }
 
+/// Why a directory is not this user's private one.
+#[derive(Debug)]
+pub enum NotPrivate {
+    /// It is a symbolic link (to wherever its maker chose).
+    Symlink,
+    NotADirectory,
+    /// It belongs to this user id.
+    Owner(u32),
+    /// Group or others have these permission bits on it.
+    Open(u32),
+    Io(std::io::Error),
+}
+
+/// Make `dir` (mode 0700, its parents as needed) unless it exists, then check that it is this
+/// user's own, private directory: not a symbolic link, owned by this uid, no access for group or
+/// others. Nothing is changed on a directory that exists: one made by someone else stays theirs,
+/// and is refused.
+pub fn private_dir(dir: &Path) -> Result<(), NotPrivate> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+    if let Some(parent) = dir.parent() {
+        std::fs::create_dir_all(parent).map_err(NotPrivate::Io)?;
+    }
+    match std::fs::DirBuilder::new().mode(0o700).create(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(NotPrivate::Io(e)),
+    }
+    let meta = std::fs::symlink_metadata(dir).map_err(NotPrivate::Io)?;
+    if meta.file_type().is_symlink() {
+        return Err(NotPrivate::Symlink);
+    }
+    if !meta.is_dir() {
+        return Err(NotPrivate::NotADirectory);
+    }
+    if meta.uid() != uid() {
+        return Err(NotPrivate::Owner(meta.uid()));
+    }
+    if meta.mode() & 0o077 != 0 {
+        return Err(NotPrivate::Open(meta.mode() & 0o777));
+    }
+    Ok(())
+}
+
 /// The most descriptors one message may carry here, in either direction.
 pub const MAX_DESCRIPTORS: usize = 32;
 

@@ -384,3 +384,23 @@ impl Drop for Pcscd {
         let _ = p.wait();
     }
 }
+
+/// `python3 -c script args…` as another user (`setpriv`, the tests run as root): a process of
+/// someone else on the same machine. None when not root.
+pub fn as_user(uid: u32, script: &str) -> Option<Command> {
+    // SAFETY: geteuid only reads our credentials.
+    if unsafe { libc::geteuid() } != 0 {
+        return None;
+    }
+    let mut c = Command::new("setpriv");
+    c.args([&format!("--reuid={uid}"), &format!("--regid={uid}"), "--clear-groups", "/usr/bin/python3", "-c", script]);
+    c.env_clear().env("PATH", std::env::var("PATH").unwrap_or_default());
+    Some(c)
+}
+
+/// A directory another user may create things in: a fresh temporary directory given to `uid`.
+pub fn dir_for_user(uid: u32) -> tempfile::TempDir {
+    let d = tempfile::Builder::new().prefix("ssmax-other-").tempdir().expect("tempdir");
+    std::os::unix::fs::chown(d.path(), Some(uid), Some(uid)).unwrap();
+    d
+}

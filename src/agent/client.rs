@@ -27,12 +27,27 @@ pub enum ClientError {
     Unreachable { path: String, reason: String },
     #[error("{}", crate::tr!("agent-broke-off", path = .path, reason = .reason))]
     Broken { path: String, reason: String },
+    /// The socket's listener runs as another user: someone else's process, not our agent.
+    #[error("{}", crate::tr!("agent-not-ours", path = .path, uid = *.uid))]
+    NotOurs { path: String, uid: u32 },
 }
 
 /// How long a client waits for room in the agent's queue of new connections.
 const CONNECT_PATIENCE: std::time::Duration = std::time::Duration::from_secs(10);
 
+/// Connect to the agent at `path`, and make sure it is ours before a byte is sent: the listener
+/// must run as this user (SO_PEERCRED). A socket under /tmp can be made first by anyone.
 pub fn connect(path: &Path) -> Result<UnixStream, ClientError> {
+    let stream = connect_any(path)?;
+    let peer = crate::platform::peer_of(&stream)
+        .map_err(|e| ClientError::Unreachable { path: path.display().to_string(), reason: e.to_string() })?;
+    if peer.uid != crate::platform::uid() {
+        return Err(ClientError::NotOurs { path: path.display().to_string(), uid: peer.uid });
+    }
+    Ok(stream)
+}
+
+fn connect_any(path: &Path) -> Result<UnixStream, ClientError> {
     crate::platform::connect_unix(path, CONNECT_PATIENCE).map_err(|e| {
         let reason = match e.kind() {
             std::io::ErrorKind::WouldBlock => {

@@ -46,8 +46,15 @@ pub fn try_agent(cli: &Cli) -> Option<Result<(), Failure>> {
         Err(e) => {
             return match g.agent {
                 AgentMode::Always => Some(Err(Failure::new(Exit::AgentUnreachable, e.to_string()))),
+                // Someone else's listener is no agent: said, then the work is done here.
+                _ if matches!(e, crate::agent::client::ClientError::NotOurs { .. }) => {
+                    if !g.quiet {
+                        eprintln!("ssmax-card: {}", crate::tr!("warning", text = e.to_string()));
+                    }
+                    None
+                }
                 _ => None,
-            }
+            };
         }
     };
     Some(run(cli, stream, &path))

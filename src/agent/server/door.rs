@@ -28,11 +28,25 @@ pub(super) fn activated_listener() -> Option<UnixListener> {
 
 pub(super) fn bind(socket: &Path) -> Result<UnixListener, Failure> {
     let fail = |what: String, e: std::io::Error| Failure::new(Exit::Io, format!("{what}: {e}"));
-    if let Some(dir) = socket.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| fail(crate::tr!("agent-socket-mkdir", socket = socket), e))?;
-        // Only this user may even look up the socket.
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
-            .map_err(|e| fail(crate::tr!("agent-socket-protect-dir", socket = socket), e))?;
+    // Only this user may even look up the socket: a directory someone else made first (under
+    // /tmp anyone can) would let them replace the socket, or listen in its place.
+    if let Some(dir) = socket.parent().filter(|d| !d.as_os_str().is_empty()) {
+        use crate::platform::NotPrivate;
+        let dir_name = dir.display().to_string();
+        crate::platform::private_dir(dir).map_err(|e| match e {
+            NotPrivate::Io(e) => fail(crate::tr!("agent-socket-mkdir", socket = socket), e),
+            NotPrivate::Symlink => Failure::new(Exit::Usage, crate::tr!("agent-socket-dir-symlink", dir = dir_name)),
+            NotPrivate::NotADirectory => {
+                Failure::new(Exit::Usage, crate::tr!("agent-socket-dir-not-dir", dir = dir_name))
+            }
+            NotPrivate::Owner(uid) => {
+                Failure::new(Exit::Usage, crate::tr!("agent-socket-dir-not-ours", dir = dir_name, uid = uid))
+            }
+            NotPrivate::Open(mode) => Failure::new(
+                Exit::Usage,
+                crate::tr!("agent-socket-dir-open", dir = dir_name, mode = format!("{mode:o}")),
+            ),
+        })?;
     }
     if socket.exists() {
         // A full queue is somebody listening too: never take the socket from a busy agent.

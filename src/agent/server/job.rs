@@ -36,8 +36,11 @@ pub(super) fn run_job(
     let parsed = (|| -> Result<(), Failure> {
         // As Setup::load does it: a key that names its token selects it, and must agree with
         // the token the client named.
-        let named = req.token.as_deref().map(Pkcs11Uri::parse).transpose()?;
-        let key = req.key.as_deref().map(Pkcs11Uri::parse).transpose()?;
+        let mut named = req.token.as_deref().map(Pkcs11Uri::parse).transpose()?;
+        let mut key = req.key.as_deref().map(Pkcs11Uri::parse).transpose()?;
+        for uri in named.iter_mut().chain(key.iter_mut()) {
+            only_known_module(uri, &agent.setup)?;
+        }
         let named = match (named, &key) {
             (Some(t), Some(k)) => Some(t.with_token_of(k)?),
             (None, Some(k)) => Some(Pkcs11Uri::default().with_token_of(k)?),
@@ -401,4 +404,22 @@ impl PinPrompt for EventPrompt {
 /// The desk key of a token found by looking under the settings' URI `base`.
 fn chosen_key(base: &str, token: &Token) -> String {
     format!("{base}\u{0}{}\u{0}{}", token.label, token.serial)
+}
+
+/// A module is code run inside the agent, which holds cached PINs: the agent loads only the
+/// modules its own configuration and profiles name. A request that names one by path is taken
+/// only when the path is one of those, and then the agent's own path is what is loaded (a
+/// client's path could be a link it changes after the check).
+fn only_known_module(uri: &mut Pkcs11Uri, setup: &Setup) -> Result<(), Failure> {
+    let Some(asked) = uri.module_path.take() else { return Ok(()) };
+    let canon = |p: &std::path::Path| std::fs::canonicalize(p).ok();
+    let known = crate::token::candidate_modules(&setup.profiles).into_iter().chain(setup.token_uri.module_path.clone());
+    let asked_canon = canon(&asked);
+    for k in known {
+        if k == asked || (asked_canon.is_some() && canon(&k) == asked_canon) {
+            uri.module_path = Some(k);
+            return Ok(());
+        }
+    }
+    Err(Failure::new(Exit::Usage, crate::tr!("agent-module-refused", module = asked.display().to_string())))
 }
