@@ -125,6 +125,7 @@ chain-invalid = the certificate chain of { $who } is not valid { $when }: { $err
 ## Revocation
 
 revocation-signer-is-anchor = the signer's certificate is itself a trust anchor
+revocation-required-pinned = a revocation status is required (--revocation require), but { $who } is trusted as itself (its own certificate is an anchor), with no issuer to ask
 revocation-in-grace = a CRL for the chain is past its nextUpdate, within the grace of { $hours } h (revocation_grace_hours)
 revocation-nothing-to-be-had = no CRL or OCSP answer to be had (--crl, crls in the config, or the certificates' own)
 revocation-not-covered = no CRL or OCSP answer covers every certificate of the chain

@@ -124,6 +124,7 @@ chain-invalid = { $who } の証明書チェーンは{ $when }の時点で有効�
 ## 失効確認
 
 revocation-signer-is-anchor = 署名者の証明書自体がトラストアンカーです
+revocation-required-pinned = 失効状態が必要です (--revocation require) が、{ $who } は自分自身の証明書がトラストアンカーで、問い合わせる発行者がありません
 revocation-in-grace = チェーンの CRL は nextUpdate を過ぎていますが、猶予期間 { $hours } 時間(revocation_grace_hours)の範囲内です
 revocation-nothing-to-be-had = CRL も OCSP 応答も得られません(--crl、設定の crls、または証明書自身の配布点)
 revocation-not-covered = チェーンのすべての証明書を確認できる CRL または OCSP 応答がありません

@@ -441,3 +441,40 @@ fn the_agent_fetches_again_a_cached_crl_that_runs_out_soon_so_no_verification_wa
     assert!(stderr(&o).contains("was revoked on") && stderr(&o).contains("(key compromise)"), "{}", stderr(&o));
     assert_eq!(asked(), asked_before, "the refreshed list served from the cache");
 }
+
+#[test]
+fn an_older_list_from_the_same_ca_does_not_hide_the_newer_one_that_revokes() {
+    let tok = Tok::new();
+    let signed = signed_by_alice(&tok);
+    let dir = tok.path("crls");
+    // Both current; the older (from before the card was lost) names nobody.
+    let (last, next) = (hours_from_now(-48), hours_from_now(120));
+    let old = crl(&dir, "orgca", &[], Some((&last, &next)));
+    let new = crl(&dir, "orgca", &[("alice.pem", "keyCompromise")], None);
+    let expired = crl(&tok.path("crls-expired"), "orgca", &[], Some(("20250101000000Z", "20250108000000Z")));
+    let root = crl(&dir, "root", &[], None);
+    for older in [&old, &expired] {
+        for policy in ["prefer", "require"] {
+            let args = [
+                "--revocation",
+                policy,
+                "--crl",
+                older.to_str().unwrap(),
+                "--crl",
+                new.to_str().unwrap(),
+                "--crl",
+                root.to_str().unwrap(),
+            ];
+            let o = verify(&tok, &signed, &args);
+            assert_clear_failure(&o, 1);
+            assert!(stderr(&o).contains("was revoked on") && stderr(&o).contains("(key compromise)"), "{}", stderr(&o));
+        }
+    }
+    // The older alone is still a good list for what it says.
+    let o = verify(
+        &tok,
+        &signed,
+        &["--revocation", "require", "--crl", old.to_str().unwrap(), "--crl", root.to_str().unwrap()],
+    );
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+}

@@ -50,6 +50,8 @@ pub struct Crl {
     pub list: CertRevocationList<'static>,
     /// Until when it is current (none: it does not say, and is never current).
     pub next_update: Option<std::time::SystemTime>,
+    /// When it was issued: of two lists from one issuer, the newer speaks.
+    pub this_update: std::time::SystemTime,
 }
 
 /// Lists are shared, not copied: a parsed list holds a map of every revoked serial.
@@ -74,11 +76,10 @@ fn parse_der(der: Vec<u8>, what: &str) -> Result<Shared, CmsError> {
             e => format!("{what}: not a CRL ({e:?})"),
         })
     })?;
-    let next_update = x509_cert::crl::CertificateList::from_der(&der)
-        .ok()
-        .and_then(|l| l.tbs_cert_list.next_update)
-        .map(|t| t.to_system_time());
-    Ok(std::sync::Arc::new(Crl { der, list: CertRevocationList::Owned(parsed), next_update }))
+    let tbs = x509_cert::crl::CertificateList::from_der(&der).ok().map(|l| l.tbs_cert_list);
+    let next_update = tbs.as_ref().and_then(|t| t.next_update).map(|t| t.to_system_time());
+    let this_update = tbs.map(|t| t.this_update.to_system_time()).unwrap_or(std::time::UNIX_EPOCH);
+    Ok(std::sync::Arc::new(Crl { der, list: CertRevocationList::Owned(parsed), next_update, this_update }))
 }
 
 /// CRLs from the bytes of a file (`what` names it in errors): PEM (`X509 CRL` blocks, any
@@ -116,9 +117,14 @@ pub fn load_file(path: &std::path::Path) -> Result<Vec<Shared>, CmsError> {
     load_bytes(&crate::files::read_regular(path, crate::files::MAX_CERT_FILE)?, &path.display().to_string())
 }
 
-/// The lists as rustls-webpki takes them.
+/// The lists as rustls-webpki takes them, the newest first. rustls-webpki asks only the first
+/// list that covers a certificate: an older list from the same issuer (a stale file named in the
+/// config, or one an attacker on the path replays) must not stand in front of the one that
+/// revokes it.
 pub fn as_webpki(crls: &[Shared]) -> Vec<&CertRevocationList<'static>> {
-    crls.iter().map(|c| &c.list).collect()
+    let mut newest_first: Vec<&Shared> = crls.iter().collect();
+    newest_first.sort_by_key(|c| std::cmp::Reverse(c.this_update));
+    newest_first.into_iter().map(|c| &c.list).collect()
 }
 
 /// One certificate of a validated path and its issuer there (the next certificate, or the
@@ -132,44 +138,41 @@ pub struct Link<'a> {
 }
 
 /// "the certificate of X was revoked on DATE (reason)" for the first certificate of `links`
-/// (signer first) that one of `crls` lists, among the lists that speak for it; or None.
+/// (signer first) that the newest list speaking for it names; or None.
 pub fn who_is_revoked(links: &[Link<'_>], crls: &[Shared]) -> Option<String> {
-    for link in links {
+    links.iter().find_map(|link| {
         let c = link.cert;
+        let list = &newest_for(link, crls)?.list;
+        // The list keys serials as their DER INTEGER contents; a leading zero octet (for a high
+        // first bit) may or may not be kept, so both forms are asked.
         let serial = c.tbs_certificate.serial_number.as_bytes();
-        for crl in crls.iter().filter(|l| speaks_for(l, link)) {
-            let list = &crl.list;
-            // The list keys serials as their DER INTEGER contents; a leading zero octet (for a
-            // high first bit) may or may not be kept, so both forms are asked.
-            let stripped = match serial {
-                [0, rest @ ..] if !rest.is_empty() => rest,
-                s => s,
-            };
-            let found = list.find_serial(serial).ok().flatten().or_else(|| list.find_serial(stripped).ok().flatten());
-            if let Some(r) = found {
-                let when = std::time::UNIX_EPOCH + std::time::Duration::from_secs(r.revocation_date.as_secs());
-                let reason = r.reason_code.map(|c| reason_text(c as u8)).unwrap_or("no reason given");
-                return Some(format!(
-                    "the certificate '{}' (serial {}) was revoked on {} ({reason}) by {}",
-                    cert::subject(c),
-                    c.tbs_certificate.serial_number,
-                    cert::fmt_time(when),
-                    cert::issuer(c)
-                ));
-            }
-        }
-    }
-    None
+        let stripped = match serial {
+            [0, rest @ ..] if !rest.is_empty() => rest,
+            s => s,
+        };
+        let r = list.find_serial(serial).ok().flatten().or_else(|| list.find_serial(stripped).ok().flatten())?;
+        let when = std::time::UNIX_EPOCH + std::time::Duration::from_secs(r.revocation_date.as_secs());
+        let reason = r.reason_code.map(|c| reason_text(c as u8)).unwrap_or("no reason given");
+        Some(format!(
+            "the certificate '{}' (serial {}) was revoked on {} ({reason}) by {}",
+            cert::subject(c),
+            c.tbs_certificate.serial_number,
+            cert::fmt_time(when),
+            cert::issuer(c)
+        ))
+    })
 }
 
-/// Is there a list that speaks for `link` among `crls`, and (`current`) is one current at `now`?
+/// Is there a list that speaks for `link` among `crls`, and (`current`) is the newest of them
+/// current at `now`?
 pub fn list_for(link: &Link<'_>, crls: &[Shared], now: std::time::SystemTime) -> Option<bool> {
-    let mut found = None;
-    for crl in crls.iter().filter(|l| speaks_for(l, link)) {
-        let current = crl.next_update.is_some_and(|n| n > now);
-        found = Some(found.unwrap_or(false) || current);
-    }
-    found
+    newest_for(link, crls).map(|crl| crl.next_update.is_some_and(|n| n > now))
+}
+
+/// Of the lists that speak for `link`, the newest (latest thisUpdate): what it says is what the
+/// issuer says now; an older one cannot take back a revocation.
+pub fn newest_for<'a>(link: &Link<'_>, crls: &'a [Shared]) -> Option<&'a Crl> {
+    crls.iter().filter(|l| speaks_for(l, link)).max_by_key(|l| l.this_update).map(|l| l.as_ref())
 }
 
 /// Does `crl` speak for `link.cert`: issued under the name of its issuer, signed by the key of

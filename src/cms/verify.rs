@@ -126,7 +126,14 @@ pub fn verify_with_lists(
     let mut trust = std::borrow::Cow::Borrowed(trust);
     for s in &mut signers {
         let Some(path) = &s.path else {
-            s.revocation = revocation::Status::Unknown(crate::tr!("revocation-signer-is-anchor"));
+            // Trusted as itself: no issuer here whose word on it could be had.
+            if trust.revocation == revocation::Policy::Require {
+                return Err(CmsError::Verify(crate::tr!("revocation-required-pinned", who = s.subject)));
+            }
+            s.revocation = match trust.revocation {
+                revocation::Policy::Off => revocation::Status::NotChecked,
+                _ => revocation::Status::Unknown(crate::tr!("revocation-signer-is-anchor")),
+            };
             continue;
         };
         let fetched = lists(path);
