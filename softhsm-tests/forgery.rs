@@ -11,10 +11,17 @@ use std::time::{Duration, Instant};
 /// `content` (a MIME entity) signed by alice with openssl (her key and certificate from the demo
 /// PKI, the organisation CA carried along), with `From: alice@example.jp` outside.
 fn openssl_signed(tok: &Tok, name: &str, content: &str) -> String {
+    openssl_signed_as(tok, name, content, &[])
+}
+
+/// The same, with more options for `openssl cms -sign` (`-binary`: the bytes as they are).
+fn openssl_signed_as(tok: &Tok, name: &str, content: &str, options: &[&str]) -> String {
     let input = tok.write(&format!("{name}.content"), content);
     let out = tok.path(&format!("{name}.eml"));
     ok(Command::new("openssl")
-        .args(["cms", "-sign", "-in"])
+        .args(["cms", "-sign"])
+        .args(options)
+        .arg("-in")
         .arg(&input)
         .arg("-signer")
         .arg(pki().join("alice.pem"))
@@ -82,6 +89,62 @@ fn verify_refuses_signed_content_whose_own_from_names_another_sender() {
     let o = verify(&tok, "doubled.eml", &openssl_signed(&tok, "doubled", &doubled));
     assert_clear_failure(&o, 1);
     assert!(stderr(&o).contains("the From inside the signed content: the mail has 2 From fields"), "{}", stderr(&o));
+}
+
+#[test]
+fn verify_refuses_signed_content_whose_header_hides_or_garbles_a_sender_and_keeps_forwarded_ones() {
+    let tok = Tok::new();
+    let ceo = "From: CEO <ceo@bank.example>\r\nSubject: wire the money\r\n\r\nToday.\r\n";
+    let cases = [
+        (
+            "obsolete",
+            "Content-Type: message/rfc822\r\n\r\nFrom : CEO <ceo@bank.example>\r\n\r\nx\r\n".to_string(),
+            "cannot be read",
+        ),
+        ("bare-cr", format!("X-A: b\rFrom: CEO <ceo@bank.example>\r\n{PLAIN}"), "bare CR"),
+        (
+            "two-types",
+            format!("Content-Type: message/rfc822\r\nContent-Type: text/plain\r\n\r\n{ceo}"),
+            "2 Content-Type fields",
+        ),
+        (
+            "encoding",
+            format!("Content-Type: message/rfc822\r\nContent-Transfer-Encoding: 8-bit\r\n\r\n{ceo}"),
+            "cannot be read",
+        ),
+        ("global", format!("Content-Type: message/global\r\n\r\n{ceo}"), "names another sender (ceo@bank.example)"),
+        ("continued", format!(" continued\r\nFrom: CEO <ceo@bank.example>\r\n{PLAIN}"), "cannot be read"),
+        ("nul", format!("From: ceo@bank.example\0 <alice@example.jp>\r\n{PLAIN}"), "control character"),
+    ];
+    for (name, content, why) in cases {
+        let o = verify(&tok, &format!("{name}.eml"), &openssl_signed_as(&tok, name, &content, &["-binary"]));
+        assert_clear_failure(&o, 1);
+        assert!(stderr(&o).contains(why), "{name}: {}", stderr(&o));
+    }
+    // A forwarded message, attached inside the content, keeps its own sender.
+    let forwarded = format!(
+        "Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nSee below.\r\n--b\r\nContent-Type: message/rfc822\r\n\r\n{ceo}--b--\r\n"
+    );
+    let o = verify(&tok, "forwarded.eml", &openssl_signed_as(&tok, "forwarded", &forwarded, &["-binary"]));
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    // And the outer From: a NUL in its display name.
+    let signed = openssl_signed(&tok, "outer-nul", PLAIN);
+    let nul = signed.replacen("From: alice@example.jp", "From: ceo@bank.example\0 <alice@example.jp>", 1);
+    let o = verify(&tok, "outer-nul.eml", &nul);
+    assert_clear_failure(&o, 1);
+    assert!(stderr(&o).contains("control character"), "{}", stderr(&o));
+}
+
+#[test]
+fn sign_refuses_a_mail_whose_whole_content_is_someone_elses_message() {
+    let tok = Tok::new();
+    let draft = tok.write(
+        "wrapped.eml",
+        "From: Alice Example <alice@example.jp>\nTo: bob@example.com\nContent-Type: message/rfc822\n\nFrom: CEO <ceo@bank.example>\nSubject: wire the money\n\nToday.\n",
+    );
+    let o = run(&mut tok.with_pin(&["sign", "--in", draft.to_str().unwrap()]));
+    assert_clear_failure(&o, 2);
+    assert!(stderr(&o).contains("names another sender (ceo@bank.example)"), "{}", stderr(&o));
 }
 
 #[test]

@@ -104,6 +104,11 @@ impl<'a> Entity<'a> {
         }
         let colon = field.raw.iter().position(|&b| b == b':').ok_or(FromError::Missing)?;
         let value = &field.raw[colon + 1..];
+        // A NUL or another control ends or hides text for some readers (a display name cut at
+        // a NUL shows whatever came before it).
+        if value.iter().any(|&b| b.is_ascii_control() && !matches!(b, b'\t' | b'\r' | b'\n')) {
+            return Err(FromError::Control);
+        }
         let mailboxes: Vec<Option<String>> =
             match mail_parser::parsers::MessageStream::new(value).parse_address().into_address() {
                 Some(mail_parser::Address::List(list)) => {
@@ -158,6 +163,56 @@ pub enum FromError {
     NotAnAddress,
     #[error("{}", crate::tr!("from-bare-cr"))]
     BareCr,
+    #[error("{}", crate::tr!("from-control"))]
+    Control,
+}
+
+/// Why signed content names another sender than the mail shows.
+#[derive(Debug, thiserror::Error)]
+pub enum InnerSender {
+    /// Its header fields cannot be read, so what a reader would take from them is unknown.
+    #[error("{}", crate::tr!("inner-sender-unreadable", error = .0.to_string()))]
+    Unreadable(MailError),
+    #[error("{}", crate::tr!("inner-sender-from", why = .0.to_string()))]
+    From(FromError),
+    /// It names this address.
+    #[error("{}", crate::tr!("inner-sender-differs", inner = .inner, outer = .outer))]
+    Differs { inner: String, outer: String },
+    /// This many Content-Type fields: readers choose differently which counts.
+    #[error("{}", crate::tr!("inner-sender-content-types", count = *.0))]
+    ContentTypes(usize),
+}
+
+/// Where signed content carries header fields of its own (RFC 8551 §3.1 header protection: the
+/// signed entity itself, or the message/rfc822 it wraps), a From among them must be the one the
+/// mail shows (`outer_from`): exactly one field, one mailbox, the same address. What cannot be
+/// read is refused, not passed: a reader may read it another way. A message attached deeper
+/// down (a forwarded one inside a multipart) is content, and keeps its own From.
+pub fn sender_inside(content: &[u8], outer_from: &str) -> std::result::Result<(), InnerSender> {
+    sender_of_entity(content, outer_from, true)
+}
+
+fn sender_of_entity(raw: &[u8], outer_from: &str, may_wrap: bool) -> std::result::Result<(), InnerSender> {
+    let e = Entity::parse(raw).map_err(InnerSender::Unreadable)?;
+    let head = e.header_bytes();
+    if head.windows(2).any(|w| w[0] == b'\r' && w[1] != b'\n') || head.ends_with(b"\r") {
+        return Err(InnerSender::From(FromError::BareCr));
+    }
+    if e.has_from() {
+        let inner = e.from_address().map_err(InnerSender::From)?;
+        if inner != outer_from {
+            return Err(InnerSender::Differs { inner, outer: outer_from.to_string() });
+        }
+    }
+    let types = e.fields.iter().filter(|f| f.is("Content-Type")).count();
+    if types > 1 {
+        return Err(InnerSender::ContentTypes(types));
+    }
+    if may_wrap && matches!(e.content_type().mime.as_str(), "message/rfc822" | "message/global") {
+        let message = e.decoded_body().map_err(InnerSender::Unreadable)?;
+        return sender_of_entity(&message, outer_from, false);
+    }
+    Ok(())
 }
 
 /// `local@domain`, one `@`, nothing empty, no space or control: what a certificate's

@@ -95,6 +95,7 @@ pub fn verify_from_org<'a>(
             CmsError::Verify(crate::tr!("receive-from-not-originator", from = from, verified = verified)).into()
         );
     }
+    crate::mail::sender_inside(&signed, &from).map_err(|e| Failure::from(CmsError::Verify(e.to_string())))?;
     let parts = parse(&signed)?;
     Ok(Received { outer, parts, signer, chain, from })
 }

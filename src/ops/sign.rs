@@ -43,6 +43,10 @@ pub fn run(ctx: &mut dyn Ctx, pss: bool, binding: Binding) -> Result<(), Failure
         crate::mail::FromError::Missing => Failure::new(Exit::Usage, crate::tr!("sign-no-from")),
         e => Failure::new(Exit::Usage, crate::tr!("sign-from-refused", why = e.to_string())),
     })?;
+    // What will be signed must not name another sender (a message/rfc822 of someone else's as
+    // the whole content): a reader honouring header protection would show that one.
+    crate::mail::sender_inside(&raw, &from)
+        .map_err(|e| Failure::new(Exit::Usage, crate::tr!("sign-from-refused", why = e.to_string())))?;
     let (outer, mut content_fields) = split_fields(&mail.fields);
     if !content_fields.iter().any(|f| f.is("Content-Type")) {
         let charset = if mail.body.is_ascii() { "us-ascii" } else { "utf-8" };

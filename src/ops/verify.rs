@@ -6,7 +6,7 @@ use crate::cms::verify::{verify_with_lists, Trust, Verified};
 use crate::cms::{unarmor, CmsError};
 use crate::error::{Exit, Failure};
 use crate::mail::smime::{classify, rejoin, Incoming};
-use crate::mail::{Entity, FromError};
+use crate::mail::FromError;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
@@ -168,24 +168,12 @@ pub fn run(ctx: &mut dyn Ctx, a: &VerifyArgs) -> Result<(), Failure> {
                 f.message = crate::tr!("verify-inner-failed", layer = layer, error = f.message);
                 f
             })?;
-            // The inner content's own From, when it has one, is the sender the outer From
-            // showed, and must match its signer too.
-            let own_from = match (&from, entity.has_from()) {
-                (Some(outer_from), true) => {
-                    let own = entity.from_address().map_err(|e| inner_from_refused(layer, e))?;
-                    if own != *outer_from {
-                        return Err(CmsError::Verify(crate::tr!(
-                            "verify-inner-from-differs",
-                            inner = own,
-                            outer = outer_from
-                        ))
-                        .into());
-                    }
-                    check_from(&v, &own)?;
-                    Some(own)
-                }
-                _ => None,
-            };
+            // This layer's own From (checked to be the one the mail shows, with the content
+            // that carried it) must be in its signer's certificate too.
+            let own_from = from.clone().filter(|_| entity.has_from());
+            if let Some(f) = &own_from {
+                check_from(&v, f)?;
+            }
             same_sender_inside(&v.content, from.as_deref().unwrap_or_default())?;
             signer_report(&mut report, &v, Some(layer));
             if let Some(from) = own_from {
@@ -205,33 +193,10 @@ pub fn run(ctx: &mut dyn Ctx, a: &VerifyArgs) -> Result<(), Failure> {
     Ok(())
 }
 
-/// Where the signed content carries header fields of its own (RFC 8551 §3.1 header protection:
-/// the part itself, or a message/rfc822 inside it), a From among them is the sender the outer
-/// From showed: one field, one mailbox, the same address.
+/// The sender named inside the signed content, if any, is the one the mail shows
+/// (`mail::sender_inside`).
 fn same_sender_inside(content: &[u8], outer_from: &str) -> Result<(), Failure> {
-    let Ok(part) = Entity::parse(content) else { return Ok(()) };
-    let wrapped = if part.content_type().mime == "message/rfc822" { part.decoded_body().ok() } else { None };
-    let wrapped = wrapped.as_deref().and_then(|m| Entity::parse(m).ok());
-    for e in std::iter::once(&part).chain(wrapped.as_ref()) {
-        if !e.has_from() {
-            continue;
-        }
-        let inner = e.from_address().map_err(|e| {
-            Failure::from(CmsError::Verify(crate::tr!("verify-protected-from-refused", why = e.to_string())))
-        })?;
-        if inner != outer_from {
-            return Err(
-                CmsError::Verify(crate::tr!("verify-inner-from-differs", inner = inner, outer = outer_from)).into()
-            );
-        }
-    }
-    Ok(())
-}
-
-fn inner_from_refused(layer: usize, e: FromError) -> Failure {
-    let mut f = Failure::from(CmsError::Verify(e.to_string()));
-    f.message = crate::tr!("verify-inner-failed", layer = layer, error = f.message);
-    f
+    crate::mail::sender_inside(content, outer_from).map_err(|e| CmsError::Verify(e.to_string()).into())
 }
 
 /// Signatures inside signatures verified before refusing (real mail has one or two).

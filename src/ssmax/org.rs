@@ -98,6 +98,7 @@ pub fn relay(step: Step<'_>, raw: &[u8]) -> Result<(Vec<u8>, Vec<String>), OrgEr
     let [signer] = <[crate::cms::verify::SignerReport; 1]>::try_from(verified.signers)
         .map_err(|s| CmsError::Verify(format!("expected one signature, found {}", s.len())))?;
     let from = outer.from_address().map_err(|e| CmsError::Verify(e.to_string()))?;
+    crate::mail::sender_inside(&signed, &from).map_err(|e| CmsError::Verify(e.to_string()))?;
     let signer_cert = cert::parse(&signer.cert_der)?;
     let mut log = Vec::new();
     let (originator, identity, sending_org) = match step.role {
