@@ -87,6 +87,72 @@ fn decrypt_fails_on_tampered_gcm_mail() {
     assert!(stdout(&o).is_empty(), "nothing is output when integrity fails");
 }
 
+/// `mail` (openssl's S/MIME) as DER, changed by `edit`, written as `name`.
+fn edited_der(tok: &Tok, mail: &Path, name: &str, edit: impl FnOnce(&mut Vec<u8>)) -> PathBuf {
+    let der = tok.path(name);
+    ok(Command::new("openssl").args(["cms", "-cmsout", "-in"]).arg(mail).args(["-outform", "DER", "-out"]).arg(&der));
+    let mut bytes = std::fs::read(&der).unwrap();
+    edit(&mut bytes);
+    std::fs::write(&der, &bytes).unwrap();
+    der
+}
+
+fn position(hay: &[u8], needle: &[u8]) -> usize {
+    hay.windows(needle.len()).position(|w| w == needle).expect("pattern in the envelope")
+}
+
+#[test]
+fn every_way_an_envelope_fails_to_decrypt_gets_the_same_answer() {
+    let tok = Tok::new();
+    let alice = pki().join("alice.pem");
+    // A content key that does not unwrap is replaced by a random one, so these failures show
+    // as the content's own. Under AES-GCM that is certain; under CBC a random key passes the
+    // padding check one time in 256 (and gives garbage), so CBC is tried only for padding.
+    let gcm256 = openssl_encrypt(&tok, &alice, "aes-256-gcm", &[]);
+    // The content key under PKCS#1 v1.5 replaced: it no longer unwraps on the token.
+    let unwrap = edited_der(&tok, &gcm256, "unwrap.der", |b| {
+        let at = position(b, &[0x04, 0x82, 0x01, 0x00]) + 4;
+        for (i, x) in b[at + 1..at + 256].iter_mut().enumerate() {
+            *x = (i as u8).wrapping_mul(37) ^ 0x5a;
+        }
+        b[at] = 0;
+    });
+    // The last byte of the next-to-last block changed: the padding length byte is off by one.
+    let cbc = openssl_encrypt(&tok, &alice, "aes256", &[]);
+    let padding = edited_der(&tok, &cbc, "padding.der", |b| {
+        let n = b.len();
+        b[n - 17] ^= 0x01;
+    });
+    // A 16-byte content key for AES-256-GCM (the algorithm identifier changed from AES-128-GCM).
+    let gcm128 = openssl_encrypt(&tok, &alice, "aes-128-gcm", &[]);
+    let length = edited_der(&tok, &gcm128, "length.der", |b| {
+        let at = position(b, &[0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x01, 0x06]);
+        b[at + 10] = 0x2e;
+    });
+    // The same under OAEP, and a GCM tag that fails.
+    let oaep = openssl_encrypt(&tok, &alice, "aes-256-gcm", &["-keyopt", "rsa_padding_mode:oaep"]);
+    let oaep_unwrap = edited_der(&tok, &oaep, "oaep.der", |b| {
+        let at = position(b, &[0x04, 0x82, 0x01, 0x00]) + 4;
+        b[at + 100] ^= 0x01;
+    });
+    let tag = edited_der(&tok, &gcm256, "tag.der", |b| {
+        let n = b.len();
+        b[n - 3] ^= 0x01;
+    });
+    let mut answers = Vec::new();
+    for (what, f) in [("unwrap", unwrap), ("padding", padding), ("length", length), ("oaep", oaep_unwrap), ("tag", tag)]
+    {
+        let o = decrypt(&tok, &f);
+        assert_clear_failure(&o, 1);
+        assert!(stdout(&o).is_empty(), "{what}: nothing is output");
+        answers.push((what, stderr(&o)));
+    }
+    for (what, e) in &answers {
+        assert_eq!(e, &answers[0].1, "{what} is answered like {}", answers[0].0);
+    }
+    assert!(answers[0].1.contains("it was altered, or it was not encrypted for this key"), "{}", answers[0].1);
+}
+
 #[test]
 fn decrypt_refuses_mail_for_someone_else_without_asking_for_a_pin() {
     let tok = Tok::new();

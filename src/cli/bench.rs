@@ -77,7 +77,7 @@ fn stage_rates(ctx: &mut dyn Ctx, out: &mut serde_json::Map<String, serde_json::
     let env = crate::cms::decrypt::Envelope::parse(&der)?;
     let mut dec =
         crate::token::decrypt::TokenDecryptor::new(p.token, p.prompt, p.allow_final_pin_try, "benchmark decryption")?;
-    let (cek, _, _) = env.recover_cek(&mut dec)?;
+    let (cek, _, _) = env.cek_for_reading(&mut dec)?;
     let mut runs = Vec::new();
     for _ in 0..7 {
         let e = env.clone();

@@ -46,7 +46,7 @@ pub fn run(ctx: &mut dyn Ctx) -> Result<(), Failure> {
         let p = ctx.token()?;
         let label = p.token.label.clone();
         let mut dec = TokenDecryptor::new(p.token, p.prompt, p.allow_final_pin_try, &operation)?;
-        let (cek, transport, recipient) = env.recover_cek(&mut dec)?;
+        let (cek, transport, recipient) = env.cek_for_reading(&mut dec)?;
         (cek, transport, recipient, label)
     };
     // The content key is all the token gives; the bulk decryption needs it no more.

@@ -82,7 +82,7 @@ impl<'t, 'p> TokenDecryptor<'t, 'p> {
             .map_err(|e| self.token.explain_failure(e))
             .map_err(|t| match t {
                 TokenError::Pkcs11 { .. } if !t.is_not_present() => {
-                    CmsError::Decrypt(crate::tr!("key-unwrap-failed", error = t.to_string()))
+                    CmsError::Decrypt(crate::tr!("decrypt-failed-uniform"))
                 }
                 t => CmsError::from(t),
             })?;

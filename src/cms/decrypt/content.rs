@@ -33,6 +33,23 @@ pub(crate) fn content_alg(eci: &EncryptedContentInfo, authenticated: bool) -> Re
     Ok(alg)
 }
 
+/// The one answer for content that does not decrypt, whichever step found it (a content key that
+/// did not unwrap, of the wrong length, bad padding, a failed integrity check): a reader who can
+/// tell the steps apart has an oracle on the key (RFC 3218 §2.3).
+pub(crate) fn undecryptable() -> CmsError {
+    CmsError::Decrypt(crate::tr!("decrypt-failed-uniform"))
+}
+
+impl ContentAlg {
+    pub(crate) fn key_len(self) -> usize {
+        match self {
+            ContentAlg::DesEde3Cbc => 24,
+            ContentAlg::AesCbc(n) | ContentAlg::AesGcm(n) => n,
+            ContentAlg::ChaCha20Poly1305 => 32,
+        }
+    }
+}
+
 pub(crate) fn decrypt_content(
     alg: ContentAlg,
     eci: &EncryptedContentInfo,
@@ -40,21 +57,15 @@ pub(crate) fn decrypt_content(
     mut buf: Vec<u8>,
     auth: Option<&(Option<Vec<u8>>, Vec<u8>)>,
 ) -> Result<Vec<u8>, CmsError> {
-    let key_len = match alg {
-        ContentAlg::DesEde3Cbc => 24,
-        ContentAlg::AesCbc(n) | ContentAlg::AesGcm(n) => n,
-        ContentAlg::ChaCha20Poly1305 => 32,
-    };
-    if cek.len() != key_len {
-        // Also what a wrong key under PKCS#1 v1.5 looks like; say no more than that.
-        return Err(CmsError::Decrypt(crate::tr!("decrypt-key-length", algorithm = alg.name())));
+    if cek.len() != alg.key_len() {
+        return Err(undecryptable());
     }
     let params = eci
         .content_enc_alg
         .parameters
         .as_ref()
         .ok_or_else(|| CmsError::Malformed(format!("{} without parameters", alg.name())))?;
-    let integrity = || CmsError::Decrypt(crate::tr!("decrypt-integrity"));
+    let integrity = undecryptable;
     match alg {
         ContentAlg::DesEde3Cbc => {
             use cbc::cipher::{block_padding::Pkcs7, BlockModeDecrypt, KeyIvInit};
@@ -62,7 +73,7 @@ pub(crate) fn decrypt_content(
             let len = cbc::Decryptor::<des::TdesEde3>::new_from_slices(cek, iv.as_bytes())
                 .map_err(|_| CmsError::Malformed("DES-EDE3-CBC IV is not 8 bytes".into()))?
                 .decrypt_padded::<Pkcs7>(&mut buf)
-                .map_err(|_| CmsError::Decrypt(crate::tr!("decrypt-bad-padding")))?
+                .map_err(|_| undecryptable())?
                 .len();
             buf.truncate(len);
             Ok(buf)
@@ -74,7 +85,7 @@ pub(crate) fn decrypt_content(
             if iv.len() != 16 {
                 return Err(CmsError::Malformed("CBC IV is not 16 bytes".into()));
             }
-            let bad = |_| CmsError::Decrypt(crate::tr!("decrypt-bad-padding"));
+            let bad = |_| undecryptable();
             let bad_key = |_| CmsError::Malformed("CBC key or IV length".into());
             let len = match n {
                 16 => cbc::Decryptor::<aes::Aes128>::new_from_slices(cek, iv)

@@ -231,10 +231,39 @@ impl Envelope {
     }
 
     /// The content-encryption key, recovered by the key holder (the token's key never leaves it).
+    /// The content key, for re-keying: a key that does not unwrap is a failure here (the
+    /// content is never decrypted to find out).
     pub fn recover_cek(
         &self,
         keys: &mut dyn Decryptor,
     ) -> Result<(Zeroizing<Vec<u8>>, &'static str, String), CmsError> {
+        match self.unwrap_cek(keys)? {
+            (Unwrapped::Key(k), transport, who) => Ok((k, transport, who)),
+            (Unwrapped::Failed, ..) => Err(undecryptable()),
+        }
+    }
+
+    /// The content key, for reading the content: one that does not unwrap, or has the wrong
+    /// length, is replaced by a random one of the right length, so that every failure shows
+    /// as the content's own (RFC 3218 §2.3: no oracle on the key for whoever sent the mail).
+    pub fn cek_for_reading(
+        &self,
+        keys: &mut dyn Decryptor,
+    ) -> Result<(Zeroizing<Vec<u8>>, &'static str, String), CmsError> {
+        let alg = content_alg(&self.eci, self.authenticated)?;
+        let (unwrapped, transport, who) = self.unwrap_cek(keys)?;
+        let cek = match unwrapped {
+            Unwrapped::Key(k) if k.len() == alg.key_len() => k,
+            _ => {
+                let mut random = Zeroizing::new(vec![0u8; alg.key_len()]);
+                rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut random);
+                random
+            }
+        };
+        Ok((cek, transport, who))
+    }
+
+    fn unwrap_cek(&self, keys: &mut dyn Decryptor) -> Result<(Unwrapped, &'static str, String), CmsError> {
         if let Some(why) = keys.cannot_decrypt() {
             return Err(CmsError::NoKey(why));
         }

@@ -78,7 +78,7 @@ pub struct Opened {
 /// Open an EnvelopedData or AuthEnvelopedData ContentInfo.
 pub fn open(der: &[u8], keys: &mut dyn Decryptor) -> Result<Opened, CmsError> {
     let env = Envelope::parse(der)?;
-    let (cek, key_transport, recipient) = env.recover_cek(keys)?;
+    let (cek, key_transport, recipient) = env.cek_for_reading(keys)?;
     let content_alg = env.content_alg()?;
     let content = env.into_plaintext(&cek)?;
     Ok(Opened { content, content_alg, key_transport, recipient })

@@ -29,10 +29,26 @@ pub(crate) fn names_any(infos: &SetOfVec<RecipientInfo>, certs: &[Certificate]) 
     })
 }
 
+/// What the key holder made of the encrypted content key.
+pub(crate) enum Unwrapped {
+    Key(Zeroizing<Vec<u8>>),
+    /// It did not unwrap: the padding, the OAEP check or the key wrap failed. Which, is not said.
+    Failed,
+}
+
+/// The key's answer, with a failure to unwrap (the data, not the token) told apart from the rest.
+fn unwrapped(r: Result<Zeroizing<Vec<u8>>, CmsError>) -> Result<Unwrapped, CmsError> {
+    match r {
+        Ok(k) => Ok(Unwrapped::Key(k)),
+        Err(CmsError::Decrypt(_)) => Ok(Unwrapped::Failed),
+        Err(e) => Err(e),
+    }
+}
+
 pub(crate) fn recover_cek(
     infos: &SetOfVec<RecipientInfo>,
     keys: &mut dyn Decryptor,
-) -> Result<(Zeroizing<Vec<u8>>, &'static str, String), CmsError> {
+) -> Result<(Unwrapped, &'static str, String), CmsError> {
     let certs: Vec<Certificate> = keys.certificates().to_vec();
     let mut kinds_seen = Vec::new();
     for ri in infos.iter() {
@@ -47,7 +63,7 @@ pub(crate) fn recover_cek(
                 let who = cert::subject(&certs[idx]);
                 let enc = k.enc_key.as_bytes();
                 let (cek, name) = if k.key_enc_alg.oid == rfc5912::RSA_ENCRYPTION {
-                    (keys.rsa_decrypt(idx, RsaOp::Pkcs1v15, enc)?, "RSA PKCS#1 v1.5")
+                    (unwrapped(keys.rsa_decrypt(idx, RsaOp::Pkcs1v15, enc))?, "RSA PKCS#1 v1.5")
                 } else if k.key_enc_alg.oid == ID_RSAES_OAEP {
                     let (hash, mgf, label) = oaep_params(&k.key_enc_alg)?;
                     let name = match hash {
@@ -57,13 +73,16 @@ pub(crate) fn recover_cek(
                         OaepHash::Sha512 => "RSA-OAEP (SHA-512)",
                     };
                     if hash == mgf && label.is_empty() && keys.supports(idx, RsaOp::Oaep(hash)) {
-                        (keys.rsa_decrypt(idx, RsaOp::Oaep(hash), enc)?, name)
+                        (unwrapped(keys.rsa_decrypt(idx, RsaOp::Oaep(hash), enc))?, name)
                     } else if keys.supports(idx, RsaOp::Raw) {
                         // The token lacks this OAEP variant: raw RSA on the token, unpadding here.
                         let k_len = rsa_modulus_len(&certs[idx])?;
-                        let em = keys.rsa_decrypt(idx, RsaOp::Raw, enc)?;
-                        let m = oaep::decode(&em, k_len, hash, mgf, &label)
-                            .ok_or_else(|| CmsError::Decrypt(crate::tr!("decrypt-oaep-padding")))?;
+                        let m = match unwrapped(keys.rsa_decrypt(idx, RsaOp::Raw, enc))? {
+                            Unwrapped::Key(em) => {
+                                oaep::decode(&em, k_len, hash, mgf, &label).map_or(Unwrapped::Failed, Unwrapped::Key)
+                            }
+                            Unwrapped::Failed => Unwrapped::Failed,
+                        };
                         (m, name)
                     } else {
                         return Err(CmsError::CannotDecrypt(crate::tr!("decrypt-no-oaep", hash = hash.name())));
@@ -95,7 +114,7 @@ pub(crate) fn recover_cek(
                     let (kdf_hash, wrap) = kari_algs(&kari.key_enc_alg)?;
                     let z = keys.ecdh(idx, point)?;
                     let kek = x963_kdf(kdf_hash, &z, &wrap, kari.ukm.as_ref().map(|u| u.as_bytes()))?;
-                    let cek = aes_unwrap(&kek, rek.enc_key.as_bytes())?;
+                    let cek = unwrapped(aes_unwrap(&kek, rek.enc_key.as_bytes()))?;
                     return Ok((cek, "ECDH ephemeral-static + AES key wrap", who));
                 }
             }
@@ -182,7 +201,7 @@ pub(crate) fn kari_algs(alg: &spki::AlgorithmIdentifierOwned) -> Result<(OaepHas
 
 pub(crate) fn aes_unwrap(kek: &[u8], wrapped: &[u8]) -> Result<Zeroizing<Vec<u8>>, CmsError> {
     use aes_kw::cipher::KeyInit;
-    let fail = |_| CmsError::Decrypt(crate::tr!("decrypt-key-wrap"));
+    let fail = |_| undecryptable();
     let bad_kek = |_| CmsError::Malformed("KEK length".into());
     let mut out = Zeroizing::new(vec![0u8; wrapped.len()]);
     let len = match kek.len() {
