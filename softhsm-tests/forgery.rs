@@ -316,3 +316,42 @@ fn the_agent_loads_no_module_a_request_names() {
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     assert!(!mark.exists(), "the named library was never loaded");
 }
+
+#[test]
+fn a_cached_pin_never_stands_in_for_the_pin_an_always_authenticate_key_asks_at_each_use() {
+    let tok = Tok::new();
+    // A key that asks for the PIN on every use, as a PIV 9C or JPKI signature key does.
+    tok.keygen_with_cert("07", "consent", "EC:prime256v1", &["--always-auth"]);
+    let agent = start_agent(&tok, "pin_cache = \"ttl\"\npin_cache_seconds = 300\n", "0");
+    let input = tok.write("mail.eml", MAIL);
+    let sign = |key: &str| via(&tok, &agent, &["--key", key, "sign", "--in", input.to_str().unwrap()]);
+    let o = sign("pkcs11:id=%07");
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(crate::support::agent::getpins(&agent), 1, "one PIN serves the login and this use");
+    let o = sign("pkcs11:id=%07");
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(crate::support::agent::getpins(&agent), 2, "the next use asks again");
+    // A key without the flag signs on the cached login.
+    let o = sign("pkcs11:id=%01");
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(crate::support::agent::getpins(&agent), 2);
+}
+
+#[test]
+fn the_pin_prompt_shows_what_the_mail_says_without_controls_bidi_overrides_or_endless_text() {
+    let tok = Tok::new();
+    let agent = start_agent(&tok, "", "0");
+    let many: Vec<String> = (0..60).map(|i| format!("person{i}@example.com")).collect();
+    let mail = format!(
+        "From: Alice Example <alice@example.jp>\nTo: \"moc.elpmaxe@ob\u{202e}\" <bob@example.com>, {}\nSubject: x\n\nhello\n",
+        many.join(", ")
+    );
+    let input = tok.write("mail.eml", mail);
+    let o = via(&tok, &agent, &["sign", "--in", input.to_str().unwrap()]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let log = std::fs::read_to_string(&agent.pinentry_log).unwrap();
+    let desc = log.lines().find(|l| l.starts_with("SETDESC")).expect("a description");
+    assert!(!desc.contains('\u{202e}'), "{desc}");
+    assert!(desc.contains("sign mail from alice@example.jp"), "{desc}");
+    assert!(desc.contains('…') && desc.chars().count() < 400, "capped: {} characters: {desc}", desc.chars().count());
+}

@@ -126,7 +126,7 @@ pub struct TtyPin;
 
 impl PinPrompt for TtyPin {
     fn ask(&self, request: &PinRequest<'_>) -> Result<SecretString, TokenError> {
-        let prompt = crate::tr!("pin-tty-prompt", token = request.token, operation = request.operation);
+        let prompt = crate::tr!("pin-tty-prompt", token = request.token_shown(), operation = request.operation_shown());
         let s = rpassword::prompt_password(format!("{prompt} "))
             .map_err(|e| TokenError::NoPinSource(crate::tr!("pin-no-terminal", error = e.to_string())))?;
         Ok(SecretString::from(s))
@@ -158,8 +158,8 @@ impl PinPrompt for PinentryPin {
         let r = request.rules;
         let description = crate::tr!(
             "pin-entry-description",
-            token = request.token,
-            operation = request.operation,
+            token = request.token_shown(),
+            operation = request.operation_shown(),
             min = *r.min_length.get_ref(),
             max = r.max_length
         );

@@ -103,9 +103,19 @@ impl Desk {
         Ok(lane.gate.clone())
     }
 
-    /// Take the token under `key` out of the table; the caller holds its turn.
+    /// Take the token under `key` out of the table; the caller holds its turn. A card pulled
+    /// from its reader since the last look, even if back already, ends the login first: the PIN
+    /// it cached was for the card as it was (cheap to ask: pcscd's table, no card command).
+    /// Whatever PIN the token holds from an earlier request is a cached one from here on.
     pub fn lend(&mut self, key: &str) -> Option<Token> {
-        self.lanes.get_mut(key).and_then(|l| l.token.take())
+        if let Some(w) = self.watches.get_mut(key).filter(|w| w.reader.is_some()) {
+            look(self.base.as_deref(), key, w, &mut self.lanes, &self.events, &self.readers, false);
+        }
+        let mut token = self.lanes.get_mut(key).and_then(|l| l.token.take());
+        if let Some(t) = token.as_mut() {
+            t.pin_is_cached();
+        }
+        token
     }
 
     /// The tokens held under `base`, as they showed when last given back: those nobody uses or
@@ -161,6 +171,7 @@ impl Desk {
                 reinit: t.profile.presence.reinitialise_to_rescan,
                 present: true,
                 reader: reader_of(t, cfg).map(|(r, _)| r),
+                events: reader_of(t, cfg).and_then(|(r, _)| readers.card_events(&r)).map(|(_, n)| n),
                 seen_at: Instant::now(),
             });
             w.present = true;

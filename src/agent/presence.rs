@@ -26,6 +26,8 @@ pub(super) struct Watch {
     pub(super) present: bool,
     /// Watched through this PC/SC reader instead of probing the module.
     pub(super) reader: Option<String>,
+    /// pcscd's count of insertions and removals in that reader when the watch last looked.
+    pub(super) events: Option<u32>,
     /// When a request last succeeded with it: a probe started before then that found nothing
     /// is stale, not a removal.
     pub(super) seen_at: Instant,
@@ -142,6 +144,32 @@ pub(super) fn observe(base: Option<&Path>, w: &Watch, readers: &Readers) -> Opti
     }
 }
 
+/// Whether the card left the reader since the watch last looked (pcscd's count of insertions
+/// and removals moved), even if it is back now; the watch remembers the count it saw.
+fn left_since_last_look(w: &mut Watch, readers: &Readers) -> bool {
+    let Some((_, count)) = w.reader.as_deref().and_then(|r| readers.card_events(r)) else { return false };
+    let moved = w.events.is_some_and(|seen| seen != count);
+    w.events = Some(count);
+    moved
+}
+
+/// Look at a watched token and act on it: a card pulled and put back between two looks is a
+/// removal too (its login, the PIN cache, ends) and then an insertion. Returns whether the
+/// token the agent held is gone.
+pub(super) fn look(
+    base: Option<&Path>,
+    key: &str,
+    w: &mut Watch,
+    lanes: &mut Lanes,
+    events: &Events,
+    readers: &Readers,
+    may_rescan: bool,
+) -> bool {
+    let now = observe(base, w, readers);
+    let left = left_since_last_look(w, readers) && apply_presence(key, w, None, lanes, events, may_rescan);
+    apply_presence(key, w, now, lanes, events, may_rescan) || left
+}
+
 /// Act on what was observed: removal drops the token's sessions and cached PIN at once.
 /// Returns whether the token the agent held is gone (removed or replaced). What needs its
 /// module re-initialised waits while a request uses a module (`may_rescan` false): the next
@@ -210,8 +238,7 @@ pub(super) fn check_presence(
 ) -> Vec<String> {
     let mut removed = Vec::new();
     for (key, w) in watches.iter_mut() {
-        let now = observe(base, w, readers);
-        if apply_presence(key, w, now, lanes, events, may_rescan) {
+        if look(base, key, w, lanes, events, readers, may_rescan) {
             removed.push(key.clone());
         }
     }
@@ -229,8 +256,7 @@ pub(super) fn poll_presence(
     may_rescan: bool,
 ) {
     for (key, w) in watches.iter_mut().filter(|(_, w)| w.reader.is_some()) {
-        let now = observe(base, w, readers);
-        apply_presence(key, w, now, lanes, events, may_rescan);
+        look(base, key, w, lanes, events, readers, may_rescan);
     }
     if !prober.busy {
         let batch: Vec<(String, Watch)> =

@@ -246,6 +246,9 @@ pub fn sign_on_token(
     };
     token.login(prompt, &operation, allow_final_pin_try)?;
     let (chosen, key) = first_signing_key(token, candidates, s.key_uri.is_some(), &mut warnings)?;
+    if key.always_authenticate {
+        token.fresh_pin_for_context(prompt, &operation, allow_final_pin_try)?;
+    }
     let scheme = Scheme::for_key(&key.kind, pss || s.config.rsa_signature == SignatureScheme::Pss)?;
     let key_label = key.label.clone();
     let identity = IdentityMethod {

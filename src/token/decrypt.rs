@@ -74,13 +74,18 @@ impl<'t, 'p> TokenDecryptor<'t, 'p> {
         })
     }
 
-    fn run(&self, key: &KeyObject, mech: &Mechanism, data: &[u8]) -> Result<Zeroizing<Vec<u8>>, CmsError> {
+    fn run(&mut self, key: &KeyObject, mech: &Mechanism, data: &[u8]) -> Result<Zeroizing<Vec<u8>>, CmsError> {
         let raw = RawModule::load(&self.token.module.path)?;
+        if key.always_authenticate {
+            self.token.fresh_pin_for_context(self.prompt, &self.operation, self.allow_final_try)?;
+        }
         let context_pin = if key.always_authenticate { Some(self.token.context_pin()?) } else { None };
         let out = raw
             .single_call(Op::Decrypt, self.token.session().handle(), mech, key.handle, context_pin, data)
             .map_err(|e| self.token.explain_failure(e))
             .map_err(|t| match t {
+                // The data did not decrypt under this key: said no more precisely than any other
+                // failure of the content (cms::decrypt answers them all alike).
                 TokenError::Pkcs11 { .. } if !t.is_not_present() => {
                     CmsError::Decrypt(crate::tr!("decrypt-failed-uniform"))
                 }

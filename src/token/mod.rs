@@ -275,6 +275,9 @@ pub struct Token {
     session: Session,
     /// Held only while this process needs it for context-specific logins; zeroized on drop.
     pin: Option<SecretString>,
+    /// `pin` was entered for the operation at hand and has served no context-specific login
+    /// yet: a CKA_ALWAYS_AUTHENTICATE key takes only such a PIN, never a cached one.
+    pin_fresh: std::cell::Cell<bool>,
     /// The PIN flags read when the token was found, for the first login of a command that
     /// follows at once: on a card each C_GetTokenInfo costs a lock and a VERIFY.
     found_flags: Option<(std::time::Instant, PinFlags)>,
@@ -426,6 +429,7 @@ impl Token {
             login_time: None,
             session,
             pin: None,
+            pin_fresh: std::cell::Cell::new(false),
             found_flags: slot.token.as_ref().map(|t| (std::time::Instant::now(), t.pin)),
             objects: Default::default(),
         })
@@ -525,6 +529,7 @@ impl Token {
             Err(e) => return Err(TokenError::ck(e)),
         }
         self.pin = Some(pin);
+        self.pin_fresh.set(true);
         self.login_time = Some(std::time::SystemTime::now());
         // Private objects are visible now: lists read before the login are incomplete. The
         // certificate list stays unless the profile says certificates hide behind the PIN
@@ -533,14 +538,47 @@ impl Token {
         Ok(())
     }
 
-    /// The PIN for a context-specific login, only while this operation runs.
+    /// The PIN for one context-specific login: one entered for this operation (at its login, or
+    /// by `fresh_pin_for_context`), once.
     pub fn context_pin(&self) -> Result<&SecretString> {
-        self.pin.as_ref().ok_or_else(|| TokenError::NoPinSource(crate::tr!("pin-context-missing")))
+        let fresh = self.pin_fresh.replace(false);
+        self.pin.as_ref().filter(|_| fresh).ok_or_else(|| TokenError::NoPinSource(crate::tr!("pin-context-missing")))
+    }
+
+    /// Before an operation with a CKA_ALWAYS_AUTHENTICATE key (each use needs the PIN, the
+    /// card's own rule): ask for the PIN again unless it was entered for this very operation.
+    /// The login stays as it is; the card checks this PIN at the context-specific login.
+    pub fn fresh_pin_for_context(
+        &mut self,
+        prompt: &dyn PinPrompt,
+        operation: &str,
+        allow_final_try: bool,
+    ) -> Result<()> {
+        if self.pin_fresh.get() && self.pin.is_some() {
+            return Ok(());
+        }
+        let flags = self.pin_flags()?;
+        if let Some(warning) = pin::check_flags(&self.label, flags, allow_final_try)? {
+            eprintln!("ssmax-card: {}", crate::tr!("warning", text = warning));
+        }
+        let request = PinRequest { token: &self.label, operation, rules: &self.profile.pin };
+        let pin = pin::apply_rules(&self.profile.pin, prompt.ask(&request)?)
+            .map_err(|reason| TokenError::PinRules { token: self.label.clone(), reason })?;
+        self.pin = Some(pin);
+        self.pin_fresh.set(true);
+        Ok(())
+    }
+
+    /// The operation at hand is over: a PIN kept from it (the agent's cache) is no longer one
+    /// entered for the next.
+    pub fn pin_is_cached(&mut self) {
+        self.pin_fresh.set(false);
     }
 
     /// Forget the PIN and end the login (the card keeps no state for us).
     pub fn logout(&mut self) {
         self.pin = None;
+        self.pin_fresh.set(false);
         let _ = self.session.logout();
         self.invalidate_objects();
     }

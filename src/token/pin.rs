@@ -13,6 +13,48 @@ pub struct PinRequest<'a> {
     pub rules: &'a PinRules,
 }
 
+/// The longest operation a prompt shows, and the longest token label (in characters).
+const MAX_OPERATION_SHOWN: usize = 200;
+const MAX_LABEL_SHOWN: usize = 64;
+
+impl PinRequest<'_> {
+    /// The operation as a prompt shows it. It holds what a mail says (its From, To and Cc,
+    /// unverified when decrypting): no control, bidi or zero-width characters that could
+    /// reorder the prompt or hide part of it, and no text longer than a prompt has room for.
+    pub fn operation_shown(&self) -> String {
+        shown(self.operation, MAX_OPERATION_SHOWN)
+    }
+
+    /// The token's label (what the card says of itself), the same way.
+    pub fn token_shown(&self) -> String {
+        shown(self.token, MAX_LABEL_SHOWN)
+    }
+}
+
+/// `text` with controls and the format characters that reorder or hide text (bidi overrides and
+/// isolates, marks, zero-width characters, the BOM) dropped, runs of white space made one
+/// space, and at most `max` characters kept (the rest said by "…").
+pub fn shown(text: &str, max: usize) -> String {
+    let hidden = |c: char| matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2060}'..='\u{2069}' | '\u{feff}' | '\u{061c}');
+    let mut out = String::new();
+    let (mut count, mut space) = (0, false);
+    for c in text.chars().filter(|&c| !hidden(c)) {
+        if c.is_whitespace() || c.is_control() {
+            space = !out.is_empty();
+            continue;
+        }
+        for c in if std::mem::take(&mut space) { vec![' ', c] } else { vec![c] } {
+            if count == max {
+                out.push('…');
+                return out;
+            }
+            out.push(c);
+            count += 1;
+        }
+    }
+    out
+}
+
 /// A source of PINs; the CLI and the agent share the core through this.
 pub trait PinPrompt {
     fn ask(&self, request: &PinRequest<'_>) -> Result<SecretString, TokenError>;
@@ -93,6 +135,19 @@ mod tests {
 
     fn profile(name: &str) -> Profile {
         load_all(None).unwrap().into_iter().find(|p| p.name == name).unwrap()
+    }
+
+    #[test]
+    fn a_prompt_shows_no_control_bidi_or_zero_width_character_and_no_endless_text() {
+        // U+202E would show "ceo@bank.example" as "elpmaxe.knab@oec" after it, the CR rewrite
+        // the line, the zero-width space split what looks like one address.
+        let text = "sign mail from a\u{202e}lpmaxe.knab@oec\r\n to b\u{200b}ob@x.example\t\x1b[2J";
+        assert_eq!(shown(text, 200), "sign mail from alpmaxe.knab@oec to bob@x.example [2J");
+        let long = "x".repeat(1000);
+        assert_eq!(shown(&long, 200).chars().count(), 201);
+        assert!(shown(&long, 200).ends_with('…'));
+        assert_eq!(shown("  \u{2066}\u{2069} ", 10), "");
+        assert_eq!(shown("山田 太郎 <taro@example.jp>", 200), "山田 太郎 <taro@example.jp>");
     }
 
     #[test]

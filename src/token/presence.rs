@@ -6,10 +6,11 @@ use std::ffi::CString;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-/// Reader name → a card is in it. Empty while PC/SC is unavailable.
+/// Reader name → (a card is in it, how many insertions and removals pcscd has counted there).
+/// Empty while PC/SC is unavailable.
 #[derive(Clone, Default)]
 pub struct Readers {
-    state: Arc<Mutex<HashMap<String, bool>>>,
+    state: Arc<Mutex<HashMap<String, (bool, u32)>>>,
     available: Arc<Mutex<bool>>,
 }
 
@@ -70,7 +71,8 @@ impl Readers {
             if let Ok(mut s) = self.state.lock() {
                 s.clear();
                 for rs in states.iter().skip(1) {
-                    s.insert(rs.name().to_string_lossy().into_owned(), rs.event_state().contains(pcsc::State::PRESENT));
+                    let present = rs.event_state().contains(pcsc::State::PRESENT);
+                    s.insert(rs.name().to_string_lossy().into_owned(), (present, rs.event_count()));
                 }
             }
             for rs in states.iter_mut() {
@@ -97,6 +99,12 @@ impl Readers {
 
     /// Some(card present) for a known reader; None when PC/SC is down or the reader is unknown.
     pub fn card_in(&self, reader: &str) -> Option<bool> {
+        self.card_events(reader).map(|(present, _)| present)
+    }
+
+    /// Some((card present, pcscd's count of insertions and removals)) for a known reader: a
+    /// count that moved says the card left, even when it is back by the time anyone looks.
+    pub fn card_events(&self, reader: &str) -> Option<(bool, u32)> {
         if !self.available.lock().map(|a| *a).unwrap_or(false) {
             return None;
         }
