@@ -18,7 +18,8 @@ pub struct Relay {
     host: String,
     port: u16,
     secure: Secure,
-    credentials: Option<Credentials>,
+    /// The account, its password kept as a secret (zeroized on drop) for the door's lifetime.
+    credentials: Option<(String, SecretString)>,
     pub name: String,
 }
 
@@ -79,7 +80,7 @@ impl Relay {
             }
         };
         let credentials = match (&cfg.relay_user, password) {
-            (Some(user), Some(pw)) => Some(Credentials::new(user.clone(), pw.expose_secret().to_string())),
+            (Some(user), Some(pw)) => Some((user.clone(), pw)),
             _ => None,
         };
         Ok(Relay { name: format!("{host}:{port}"), host, port, secure, credentials })
@@ -97,8 +98,12 @@ impl Relay {
             // Fails when the relay does not offer STARTTLS: required, not opportunistic.
             conn.starttls(p, &hello)?;
         }
-        if let Some(c) = &self.credentials {
-            conn.auth(&[Mechanism::Plain, Mechanism::Login], c)?;
+        if let Some((user, password)) = &self.credentials {
+            // lettre takes the password as a plain String: made for this AUTH, dropped after it.
+            let c = Credentials::new(user.clone(), password.expose_secret().to_string());
+            let authenticated = conn.auth(&[Mechanism::Plain, Mechanism::Login], &c);
+            drop(c);
+            authenticated?;
         }
         Ok(conn)
     }
