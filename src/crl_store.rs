@@ -376,3 +376,46 @@ fn write_atomically(path: &Path, data: &[u8]) -> std::io::Result<()> {
     std::io::Write::write_all(&mut tmp, data)?;
     tmp.persist(path).map(|_| ()).map_err(|e| e.error)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refresh_removes_the_older_cache_layout_and_asks_none_of_its_urls() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let url = format!("http://{}/orgca.crl", listener.local_addr().unwrap());
+        let dir = tempfile::tempdir().unwrap();
+        let old = [format!("{}.url", "a".repeat(64)), format!("{}.crl", "b".repeat(64))];
+        let old_ocsp = [format!("ocsp-{}.der", "c".repeat(64)), format!("ocsp-{}.for", "c".repeat(64))];
+        for name in old.iter().chain(&old_ocsp) {
+            std::fs::write(dir.path().join(name), &url).unwrap();
+        }
+        // Not ours to remove: names of another shape.
+        std::fs::write(dir.path().join("notes.txt"), "keep").unwrap();
+        let store = Store {
+            dir: Some(dir.path().into()),
+            fetch: true,
+            timeout: Duration::from_secs(2),
+            fresh_for: Duration::ZERO,
+        };
+        assert!(store.refresh(Duration::from_secs(3600)).is_empty());
+        for name in old.iter().chain(&old_ocsp) {
+            assert!(!dir.path().join(name).exists(), "{name} was removed");
+        }
+        assert!(dir.path().join("notes.txt").exists());
+        assert!(listener.accept().is_err(), "no request was made to a URL of the old layout");
+    }
+
+    #[test]
+    fn only_the_older_layout_is_taken_for_it() {
+        let hex = "0123456789abcdef".repeat(4);
+        assert!(is_old_layout(Path::new(&format!("/c/{hex}.url"))));
+        assert!(is_old_layout(Path::new(&format!("/c/ocsp-{hex}.der"))));
+        assert!(!is_old_layout(Path::new(&format!("/c/list-{hex}.crl"))));
+        assert!(!is_old_layout(Path::new(&format!("/c/answer-{hex}.der"))));
+        assert!(!is_old_layout(Path::new("/c/ocsp-short.der")));
+        assert!(!is_old_layout(Path::new(&format!("/c/{}.url", &hex[1..]))));
+    }
+}

@@ -18,6 +18,8 @@ fuzz_target!(|data: &[u8]| {
         let _ = canonicalise(&e, 0);
         let _ = ssmax_card::ssmax::mail::parse_draft(&e);
     }
+    // Signed content as it arrives inside a signature: its sender, if it names one.
+    let _ = ssmax_card::mail::sender_inside(data, "alice@example.jp");
     let _ = smime::classify(data);
     // In-place decoding of an opaque S/MIME body must give what decoding a copy gives.
     if let Ok(Ok(taken)) = smime::take_opaque(data.to_vec()) {
