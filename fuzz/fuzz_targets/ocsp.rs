@@ -14,7 +14,7 @@ fuzz_target!(|data: &[u8]| {
     // When the seeds were current, so the checks run to the end.
     let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_796_222_700);
     if let Ok(a) = ocsp::check(data, &ee, &ca, Some(&[0x8a; 16]), now) {
-        let _ = a.about(&ee) && a.current(now);
+        let _ = a.about(&ee, &ca) && a.current(now);
     }
     let _ = ocsp::check(data, &ee, &ca, None, now);
 });
