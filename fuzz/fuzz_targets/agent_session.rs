@@ -16,7 +16,8 @@ fn agent() -> &'static PathBuf {
     static SOCKET: OnceLock<PathBuf> = OnceLock::new();
     SOCKET.get_or_init(|| {
         let dir = std::env::temp_dir().join(format!("ssmax-fuzz-agent-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("temp dir");
+        // Private, as a runtime directory is: the agent refuses one open to other users.
+        std::os::unix::fs::DirBuilderExt::mode(&mut std::fs::DirBuilder::new(), 0o700).create(&dir).expect("temp dir");
         let config = dir.join("config.toml");
         let socket = dir.join("agent.sock");
         std::fs::write(
