@@ -715,3 +715,133 @@ fn receive_refuses_when_the_organisation_publishes_its_status_and_it_cannot_be_h
         run(&mut w.bob.with_pin(&["--config", config.to_str().unwrap(), "receive", "--in", hop2.to_str().unwrap()]));
     assert_eq!(code(&o), 0, "the config chose prefer: {}", stderr(&o));
 }
+
+/// alice's own `sign` (her card, the identity-method attribute included) of a mail she built
+/// by hand: what a sender who does not use `send` can put before her organisation.
+fn signed_by_hand(w: &World, name: &str, mail: &str) -> PathBuf {
+    let draft = w.alice.write(&format!("{name}.draft"), mail);
+    let out = w.alice.path(&format!("{name}.eml"));
+    ok(&mut w.alice.with_pin(&["sign", "--in", draft.to_str().unwrap(), "--out", out.to_str().unwrap()]));
+    out
+}
+
+fn base64(data: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(data)
+}
+
+#[test]
+fn a_part_marked_as_protected_but_sent_in_the_clear_is_refused_by_the_hop() {
+    let w = World::new();
+    let mail = format!(
+        "From: Alice Example <alice@example.jp>\nTo: Bob <bob@partner.example>\nSubject: invoice\nContent-Type: multipart/mixed; boundary=\"b\"\n\n--b\nContent-Type: text/plain\n\nPlease pay the attached invoice.\n--b\nContent-Type: application/pdf; name=\"invoice.pdf\"\nContent-Disposition: attachment; filename=\"invoice.pdf\"\nSSMAX-Label: invoice.pdf\nContent-Transfer-Encoding: base64\n\n{}\n--b--\n",
+        base64(format!("{EICAR} confidential").as_bytes())
+    );
+    let signed = signed_by_hand(&w, "smuggled", &mail);
+    // The sending hop is where such a mail arrives (the receiving one takes no mail from users).
+    let (o, out) = w.org("sending", &signed, "hop1.eml", Some(MALWARE_SCAN));
+    assert_ne!(code(&o), 0, "the hop passed it on");
+    let e = stderr(&o);
+    assert!(e.contains("carries SSMAX-Label or SSMAX-Filename but is not an encrypted attachment"), "{e}");
+    assert!(!out.exists(), "nothing written");
+}
+
+#[test]
+fn the_hops_scan_every_file_in_the_clear_and_inside_an_attachment_at_any_depth() {
+    let w = World::new();
+    // EICAR as a file inside a multipart that is itself the protected attachment.
+    let nested = format!(
+        "From: Alice Example <alice@example.jp>\nTo: Bob <bob@partner.example>\nSubject: report\nContent-Type: multipart/mixed; boundary=\"out\"\n\n--out\nContent-Type: text/plain\n\nThe report.\n--out\nContent-Type: multipart/mixed; boundary=\"in\"\nContent-Disposition: attachment; filename=\"report.zip\"\nSSMAX-Label: Report\n\n--in\nContent-Type: text/plain\n\ncover\n--in\nContent-Type: application/octet-stream; name=\"report.pdf.exe\"\nContent-Transfer-Encoding: base64\n\n{}\n--in--\n--out--\n",
+        base64(EICAR.as_bytes())
+    );
+    let draft = w.alice.write("nested.draft", nested);
+    let sent = w.alice.path("nested.eml");
+    ok(&mut w.alice.with_pin(&["send", "--in", draft.to_str().unwrap(), "--out", sent.to_str().unwrap()]));
+    let (o, hop1) = w.org("sending", &sent, "hop1.eml", Some(LEAK_SCAN));
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let (o, _) = w.org("receiving", &hop1, "hop2.eml", Some(MALWARE_SCAN));
+    assert_clear_failure(&o, 1);
+    assert!(stderr(&o).contains("'Report' was flagged") && stderr(&o).contains("EICAR"), "{}", stderr(&o));
+    // The text the mail carries in the clear is looked at too.
+    let plain = w.alice.write(
+        "plain.draft",
+        "From: Alice Example <alice@example.jp>\nTo: Bob <bob@partner.example>\nSubject: notes\n\nThis is confidential.\n",
+    );
+    let sent = w.alice.path("plain.eml");
+    ok(&mut w.alice.with_pin(&["send", "--in", plain.to_str().unwrap(), "--out", sent.to_str().unwrap()]));
+    let (o, _) = w.org("sending", &sent, "hop1-plain.eml", Some(LEAK_SCAN));
+    assert_clear_failure(&o, 1);
+    assert!(stderr(&o).contains("'text part 1' was flagged"), "{}", stderr(&o));
+}
+
+#[test]
+fn an_attachment_encrypted_with_cbc_is_refused_whatever_its_label_says() {
+    let w = World::new();
+    let entity = w.alice.write("entity.txt", "Content-Type: text/plain\r\n\r\nnotes\r\n");
+    let der = w.alice.path("cbc.der");
+    ok(Command::new("openssl")
+        .args(["cms", "-encrypt", "-aes256", "-binary", "-outform", "DER", "-in"])
+        .arg(&entity)
+        .arg("-out")
+        .arg(&der)
+        .arg(pki().join("org.pem")));
+    let mail = format!(
+        "From: Alice Example <alice@example.jp>\nTo: Bob <bob@partner.example>\nSubject: notes\nContent-Type: multipart/mixed; boundary=\"b\"\n\n--b\nContent-Type: text/plain\n\nNotes attached.\n--b\nContent-Type: application/pkcs7-mime; smime-type=authEnveloped-data; name=\"notes.txt.p7m\"\nContent-Disposition: attachment; filename=\"notes.txt.p7m\"\nContent-Transfer-Encoding: base64\nSSMAX-Label: Notes\nSSMAX-Filename: notes.txt\n\n{}\n--b--\n",
+        base64(&std::fs::read(&der).unwrap())
+    );
+    let signed = signed_by_hand(&w, "cbc", &mail);
+    let (o, _) = w.org("sending", &signed, "hop1.eml", None);
+    assert_clear_failure(&o, 1);
+    assert!(stderr(&o).contains("'Notes' is encrypted with AES-256-CBC"), "{}", stderr(&o));
+}
+
+#[test]
+fn the_sending_hop_signs_only_for_its_own_organisations_users() {
+    let w = World::new();
+    let draft = w.bob.write(
+        "draft.eml",
+        "From: Bob Partner <bob@partner.example>\nTo: Alice <alice@example.jp>\nSubject: hello\n\nHi.\n",
+    );
+    let sent = w.bob.path("sent.eml");
+    ok(&mut w.bob.with_pin(&["send", "--in", draft.to_str().unwrap(), "--out", sent.to_str().unwrap()]));
+    // Example Org's hop, with every list: bob's chain reaches the shared SSMAX root, but not
+    // through Example Org's CA.
+    let (o, _) = w.org("sending", &sent, "hop1.eml", None);
+    assert_clear_failure(&o, 1);
+    assert!(stderr(&o).contains("is not a user of this organisation"), "{}", stderr(&o));
+    // His own organisation's hop takes it.
+    let (o, _) = w.org("forward", &sent, "hop1-partner.eml", None);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+}
+
+#[test]
+fn receive_refuses_a_from_whose_display_name_or_form_shows_another_sender_and_escapes_labels() {
+    let w = World::new();
+    let sent = w.send(&[("figures.csv", "Q3\n", "Q3\n  original sender: CN=Carol CEO \u{1b}[2J")]);
+    let (_, hop1) = w.org("sending", &sent, "hop1.eml", None);
+    let (_, hop2) = w.org("receiving", &hop1, "hop2.eml", None);
+    let o = run(&mut w.bob.with_pin(&["receive", "--in", hop2.to_str().unwrap()]));
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let e = stderr(&o);
+    assert!(
+        !e.lines().any(|l| l.trim_start_matches("ssmax-card:").trim_start().starts_with("original sender: CN=Carol")),
+        "a label made a line of its own: {e}"
+    );
+    assert!(!e.contains('\u{1b}'), "an escape sequence reached the terminal: {e}");
+    assert!(e.contains("Q3\\0a  original sender: CN=Carol CEO \\1b[2J"), "{e}");
+    let text = std::fs::read_to_string(&hop2).unwrap();
+    let line = text.lines().find(|l| l.starts_with("From: ")).unwrap().to_string();
+    for forged in [
+        "From: Alice <alice@example.jp>, CEO <ceo@example.jp>",
+        "From: \"ceo@example.jp\" <alice@example.jp>",
+        "From: Board: CEO <alice@example.jp>;",
+    ] {
+        let edited = w.bob.write("edited.eml", text.replacen(&line, forged, 1));
+        let o = run(&mut w.bob.with_pin(&["receive", "--in", edited.to_str().unwrap()]));
+        assert_clear_failure(&o, 1);
+        assert!(!stdout(&o).contains("Q3"), "{forged}: nothing opened");
+    }
+    let claims = w.bob.write("claims.eml", text.replacen(&line, "From: \"ceo@example.jp\" <alice@example.jp>", 1));
+    let o = run(&mut w.bob.with_pin(&["receive", "--in", claims.to_str().unwrap()]));
+    assert!(stderr(&o).contains("display name shows another address (ceo@example.jp)"), "{}", stderr(&o));
+}

@@ -125,6 +125,35 @@ pub fn text(key: &str, args: &[(&str, FluentValue<'_>)]) -> String {
     key.to_string()
 }
 
+/// Format characters that reorder or hide text: bidirectional marks, embeddings, overrides and
+/// isolates (U+202E shows "exe.txt" for "txt.exe"), the Arabic letter mark, zero-width
+/// characters and the byte-order mark.
+pub fn misleading(c: char) -> bool {
+    matches!(c, '\u{061c}' | '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2060}'..='\u{2069}' | '\u{feff}')
+}
+
+/// Text from outside (a mail's labels, file names, names it carries) as a terminal line may show
+/// it: controls and the characters `misleading` names written as their UTF-8 bytes (`\0a`,
+/// `\e2\80\ae`), and the backslash doubled, so no such text starts a line of its own, moves
+/// the cursor, or reorders what follows.
+pub fn escaped(text: &str) -> String {
+    use std::fmt::Write;
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c == '\\' {
+            out.push_str("\\\\");
+        } else if c.is_control() || misleading(c) {
+            let mut buf = [0u8; 4];
+            for b in c.encode_utf8(&mut buf).bytes() {
+                let _ = write!(out, "\\{b:02x}");
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// What a message's placeholder can be given: text as is, numbers as numbers (so that a
 /// catalogue can choose a plural by them).
 pub trait ToArg {

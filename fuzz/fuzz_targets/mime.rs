@@ -29,4 +29,6 @@ fuzz_target!(|data: &[u8]| {
     }
     let _ = ssmax_card::ssmax::mail::parse(data);
     let _ = ssmax_card::ssmax::mail::opened_attachments(data);
+    // What an organisation's inspection is given: every file, through multiparts and messages.
+    let _ = ssmax_card::ssmax::mail::leaves(data);
 });

@@ -26,8 +26,13 @@ impl Extracted {
     /// The line the user sees for it.
     pub fn note(&self) -> String {
         match &self.asked_for {
-            Some(name) => crate::tr!("extract-wrote-renamed", path = self.path, label = self.label, name = name),
-            None => crate::tr!("extract-wrote", path = self.path, label = self.label),
+            Some(name) => crate::tr!(
+                "extract-wrote-renamed",
+                path = self.path,
+                label = crate::l10n::escaped(&self.label),
+                name = name
+            ),
+            None => crate::tr!("extract-wrote", path = self.path, label = crate::l10n::escaped(&self.label)),
         }
     }
 }

@@ -137,11 +137,9 @@ fn attribute_key(oid: &der::oid::ObjectIdentifier) -> Option<String> {
     Some(short.to_string())
 }
 
-/// Controls, and the format characters that reorder or hide text (bidi overrides, isolates,
-/// marks, zero-width characters).
+/// Controls, and the format characters that reorder or hide text (l10n::misleading).
 fn misleading(c: char) -> bool {
-    c.is_control()
-        || matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2060}'..='\u{2069}' | '\u{feff}')
+    c.is_control() || crate::l10n::misleading(c)
 }
 
 /// The text of a directory string, whatever its ASN.1 string type.

@@ -129,6 +129,21 @@ impl<'a> Entity<'a> {
         Ok(address)
     }
 
+    /// An address the From's display name shows that is not the From address itself
+    /// (`"ceo@example.jp" <alice@example.jp>`): mail programs show the name, so the name claims
+    /// a sender too. None when the name shows none, or shows the same address.
+    pub fn from_name_claims(&self) -> Option<String> {
+        let address = self.from_address().ok()?;
+        let raw = &self.field("From")?.raw;
+        let colon = raw.iter().position(|&b| b == b':')?;
+        let parsed = mail_parser::parsers::MessageStream::new(&raw[colon + 1..]).parse_address().into_address()?;
+        let mail_parser::Address::List(list) = parsed else { return None };
+        let name = list.first()?.name.as_deref()?.to_string();
+        name.split(|c: char| c.is_whitespace() || "<>\"'(),;[]".contains(c))
+            .map(|w| w.trim_matches('.').to_ascii_lowercase())
+            .find(|w| w.contains('@') && is_addr_spec(w) && *w != address)
+    }
+
     /// Does the header name a sender at all (one From field or several)?
     pub fn has_from(&self) -> bool {
         self.field("From").is_some()
@@ -223,7 +238,9 @@ fn is_addr_spec(a: &str) -> bool {
             !local.is_empty()
                 && !domain.is_empty()
                 && !domain.contains('@')
-                && a.chars().all(|c| !c.is_whitespace() && !c.is_control() && c != '<' && c != '>')
+                && a.chars().all(|c| {
+                    !c.is_whitespace() && !c.is_control() && !crate::l10n::misleading(c) && c != '<' && c != '>'
+                })
         }
         None => false,
     }

@@ -5,9 +5,9 @@
 use super::ctx::{Ctx, Parts};
 use super::receive::verify_from_org;
 use super::sign::sign_on_token;
+use crate::cms::cert;
 use crate::cms::decrypt::Envelope;
 use crate::cms::encrypt::recipient_info;
-use crate::cms::{cert, CmsError};
 use crate::error::{Exit, Failure};
 use crate::mail::smime::build_signed;
 use crate::mail::{quoted_printable, Field};
@@ -74,7 +74,7 @@ fn forward(p: &mut Parts<'_>, a: &ForwardArgs, raw: &[u8]) -> Result<(Vec<u8>, S
         let mut dec = TokenDecryptor::new(p.token, p.prompt, p.allow_final_pin_try, &operation)?;
         for p in &selected {
             let env = Envelope::parse(&p.cms)?;
-            let (cek, _, _) = env.recover_cek(&mut dec).map_err(|e| label_err(e, &p.label))?;
+            let (cek, _, _) = env.recover_cek(&mut dec).map_err(|e| super::receive::with_label(e, &p.label))?;
             let cms = env.with_recipients(vec![recipient_info(&org, &cek)?])?;
             rekeyed.push(Protected { filename: p.filename.clone(), label: p.label.clone(), cms });
         }
@@ -117,12 +117,6 @@ fn forward(p: &mut Parts<'_>, a: &ForwardArgs, raw: &[u8]) -> Result<(Vec<u8>, S
     let done = sign_on_token(p, &from, &a.to.join(", "), &[&inner], None, a.pss, super::sign::Binding::Organisation)?;
     let note = crate::tr!("forward-done", count = forwarded, org = org_name, summary = done.summary(&from, p.token));
     Ok((build_signed(&outer, &inner, &done.der, done.scheme.hash().micalg()), note))
-}
-
-fn label_err(e: CmsError, label: &str) -> Failure {
-    let mut f = Failure::from(e);
-    f.message = crate::tr!("attachment-failed", label = label, error = f.message);
-    f
 }
 
 /// The user's own address: the one e-mail address on the token's signing certificates.

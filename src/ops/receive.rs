@@ -96,6 +96,12 @@ pub fn verify_from_org<'a>(
         );
     }
     crate::mail::sender_inside(&signed, &from).map_err(|e| Failure::from(CmsError::Verify(e.to_string())))?;
+    // What an SSMAX recipient sees as the sender is what the organisations vouched for: a display
+    // name showing another address is refused here, not only said.
+    if let Some(claim) = outer.from_name_claims() {
+        let why = crate::tr!("from-name-claims", claim = crate::l10n::escaped(&claim), from = from);
+        return Err(CmsError::Verify(why).into());
+    }
     let parts = parse(&signed)?;
     Ok(Received { outer, parts, signer, chain, from })
 }
@@ -118,6 +124,13 @@ fn attachment_envelopes(raw: &[u8]) -> Vec<decrypt::Envelope> {
             decrypt::without_content(&a.cms).and_then(|(outline, _)| decrypt::Envelope::parse(&outline).ok())
         })
         .collect()
+}
+
+/// One protected attachment, which must be what the profile allows (AES-GCM), opened.
+fn open_protected(cms: &[u8], label: &str, keys: &mut dyn decrypt::Decryptor) -> Result<decrypt::Opened, CmsError> {
+    let env = decrypt::Envelope::parse(cms)?;
+    crate::ssmax::check_protected(&env, label)?;
+    env.open(keys)
 }
 
 /// Verify, report the chain, decrypt every attachment on the card: the readable mail out.
@@ -152,10 +165,10 @@ pub fn open_mail(ctx: &mut dyn Ctx, raw: &[u8]) -> Result<Vec<u8>, Failure> {
                 &crate::tr!("receive-operation", from = rec.from),
             )?;
             for a in &rec.parts.protected {
-                let o = decrypt::open(&a.cms, &mut dec).map_err(|e| with_label(e, &a.label))?;
+                let o = open_protected(&a.cms, &a.label, &mut dec).map_err(|e| with_label(e, &a.label))?;
                 notes.push(crate::tr!(
                     "receive-opened",
-                    label = a.label,
+                    label = crate::l10n::escaped(&a.label),
                     recipient = o.recipient,
                     transport = o.key_transport.to_string(),
                     algorithm = o.content_alg.name()
@@ -174,8 +187,9 @@ pub fn open_mail(ctx: &mut dyn Ctx, raw: &[u8]) -> Result<Vec<u8>, Failure> {
     Ok(mime)
 }
 
-fn with_label(e: CmsError, label: &str) -> Failure {
+/// A failure about one attachment, named by its label (the sender's text, escaped).
+pub(super) fn with_label(e: CmsError, label: &str) -> Failure {
     let mut f = Failure::from(e);
-    f.message = crate::tr!("attachment-failed", label = label, error = f.message);
+    f.message = crate::tr!("attachment-failed", label = crate::l10n::escaped(label), error = f.message);
     f
 }

@@ -141,6 +141,14 @@ pub fn run(ctx: &mut dyn Ctx, a: &VerifyArgs) -> Result<(), Failure> {
     if let Some(from) = &from {
         line(&mut report, crate::tr!("report-from-matches", from = from));
     }
+    // A display name that is itself another address: what the reader sees first is not checked.
+    let claimed = outer.as_ref().and_then(|o| o.from_name_claims()).map(|claim| {
+        let from = from.as_deref().unwrap_or_default();
+        crate::tr!("warning", text = crate::tr!("from-name-claims", claim = crate::l10n::escaped(&claim), from = from))
+    });
+    if let Some(w) = &claimed {
+        line(&mut report, format!("  {w}"));
+    }
     // A signature around another (a signed message signed again on its way): each layer is
     // verified the same way, fail-closed; the content written is the innermost one.
     let mut content = verified.content;
@@ -189,6 +197,9 @@ pub fn run(ctx: &mut dyn Ctx, a: &VerifyArgs) -> Result<(), Failure> {
         };
         ctx.output(content)?;
     }
+    if let Some(w) = claimed {
+        ctx.note(w);
+    }
     ctx.report(report);
     Ok(())
 }
@@ -225,7 +236,7 @@ fn line(report: &mut String, text: String) {
 /// The report of each signer: the outer signature (`layer` None) or one nested inside it.
 fn signer_report(report: &mut String, verified: &Verified, layer: Option<usize>) {
     for s in &verified.signers {
-        let (subject, emails) = (&s.subject, s.emails.join(", "));
+        let (subject, emails) = (&s.subject, crate::l10n::escaped(&s.emails.join(", ")));
         line(
             report,
             match layer {

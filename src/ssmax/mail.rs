@@ -218,6 +218,12 @@ pub fn parse(inner: &[u8]) -> Result<Parts, MailError> {
         if p.field(PART_HEADER).is_some() {
             continue; // the label list is rebuilt from the parts themselves
         }
+        let marked = p.field(LABEL_HEADER).is_some() || p.field(FILENAME_HEADER).is_some();
+        if marked && pct.mime != "application/pkcs7-mime" && pct.mime != "application/x-pkcs7-mime" {
+            // Marked as a protected attachment, in the clear: it was never encrypted, so no
+            // organisation inspected it as one, and it must not be taken for one.
+            return Err(MailError::Malformed(crate::tr!("ssmax-marked-plaintext", part = n + 1, mime = pct.mime)));
+        }
         if pct.mime == "application/pkcs7-mime" || pct.mime == "application/x-pkcs7-mime" {
             let filename = p
                 .text(FILENAME_HEADER)
@@ -230,6 +236,40 @@ pub fn parse(inner: &[u8]) -> Result<Parts, MailError> {
         }
     }
     Ok(parts)
+}
+
+/// Every leaf of a MIME entity, its transfer encoding removed: what an inspection must see (a
+/// file inside a multipart inside an attachment is as much a file as one at the top). Multipart
+/// and message/rfc822 are walked, at most `mail::MAX_DEPTH` deep and `mail::MAX_PARTS` leaves
+/// in all; past either the entity is refused.
+pub fn leaves(entity: &[u8]) -> Result<Vec<Vec<u8>>, MailError> {
+    let mut out = Vec::new();
+    walk_leaves(entity, 0, &mut out)?;
+    Ok(out)
+}
+
+fn walk_leaves(raw: &[u8], depth: usize, out: &mut Vec<Vec<u8>>) -> Result<(), MailError> {
+    if depth > crate::mail::MAX_DEPTH {
+        return Err(MailError::Malformed(crate::tr!("mail-too-deep", levels = crate::mail::MAX_DEPTH)));
+    }
+    let e = Entity::parse(raw)?;
+    let ct = e.content_type();
+    if ct.mime.starts_with("multipart/") {
+        let boundary =
+            ct.param("boundary").ok_or_else(|| MailError::Malformed(crate::tr!("ssmax-mixed-no-boundary")))?;
+        for part in split_multipart(e.body, boundary)? {
+            walk_leaves(part, depth + 1, out)?;
+        }
+        return Ok(());
+    }
+    if matches!(ct.mime.as_str(), "message/rfc822" | "message/global") {
+        return walk_leaves(&e.decoded_body()?, depth + 1, out);
+    }
+    if out.len() == crate::mail::MAX_PARTS {
+        return Err(MailError::Malformed(crate::tr!("mail-too-many-parts", most = crate::mail::MAX_PARTS)));
+    }
+    out.push(e.decoded_body()?);
+    Ok(())
 }
 
 /// A draft with `extra` attachments added as MIME parts (each with its `SSMAX-Label`), so the
@@ -283,7 +323,9 @@ pub fn safe_filename(name: &str, n: usize) -> String {
     let last = name.rsplit(['/', '\\']).next().unwrap_or("");
     let cleaned: String = last
         .chars()
-        .filter(|&c| !c.is_control() && !misleading(c) && !matches!(c, ':' | '*' | '?' | '"' | '<' | '>' | '|'))
+        .filter(|&c| {
+            !c.is_control() && !crate::l10n::misleading(c) && !matches!(c, ':' | '*' | '?' | '"' | '<' | '>' | '|')
+        })
         .collect();
     // Windows drops trailing dots and spaces, which would make two names one.
     let cleaned = cleaned.trim().trim_start_matches('.').trim_end_matches(['.', ' ']).to_string();
@@ -295,12 +337,6 @@ pub fn safe_filename(name: &str, n: usize) -> String {
         return format!("_{cleaned}");
     }
     cleaned
-}
-
-/// Format characters that reorder or hide text: bidirectional marks, embeddings, overrides and
-/// isolates, the Arabic letter mark, zero-width characters and the byte-order mark.
-fn misleading(c: char) -> bool {
-    matches!(c, '\u{061c}' | '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2060}'..='\u{2069}' | '\u{feff}')
 }
 
 /// CON, PRN, AUX, NUL, COM1–9, LPT1–9, whatever the case and whatever follows the first dot.
@@ -351,6 +387,26 @@ mod tests {
         assert_eq!(safe_filename("report. . .", 1), "report");
         assert_eq!(safe_filename("COM10.txt", 1), "COM10.txt");
         assert_eq!(safe_filename("console.log", 1), "console.log");
+    }
+
+    #[test]
+    fn a_received_part_marked_as_protected_must_be_an_envelope() {
+        for marker in ["SSMAX-Label: invoice.pdf", "ssmax-filename: invoice.pdf"] {
+            let body = format!("Content-Type: multipart/mixed; boundary=\"X\"\r\n\r\n--X\r\nContent-Type: text/plain\r\n\r\npay\r\n--X\r\nContent-Type: application/pdf\r\n{marker}\r\n\r\n%PDF\r\n--X--\r\n");
+            let e = parse(body.as_bytes()).unwrap_err().to_string();
+            assert!(e.contains("part 2 (application/pdf) carries SSMAX-Label"), "{e}");
+        }
+    }
+
+    #[test]
+    fn every_leaf_is_found_through_multiparts_and_messages_and_the_walk_is_bounded() {
+        let nested = b"Content-Type: multipart/mixed; boundary=a\r\n\r\n--a\r\nContent-Type: text/plain\r\n\r\none\r\n--a\r\nContent-Type: message/rfc822\r\n\r\nContent-Type: multipart/alternative; boundary=b\r\n\r\n--b\r\nContent-Transfer-Encoding: base64\r\n\r\ndHdv\r\n--b\r\n\r\nthree\r\n--b--\r\n--a--\r\n";
+        assert_eq!(leaves(nested).unwrap(), vec![b"one".to_vec(), b"two".to_vec(), b"three".to_vec()]);
+        let mut deep = b"x".to_vec();
+        for _ in 0..40 {
+            deep = [b"Content-Type: message/rfc822\r\n\r\n".as_slice(), &deep].concat();
+        }
+        assert!(leaves(&deep).unwrap_err().to_string().contains("nested deeper"));
     }
 
     #[test]

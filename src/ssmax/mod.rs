@@ -72,11 +72,13 @@ impl IdentityMethod {
     }
 
     pub fn describe(&self) -> String {
+        // Every string here is the signer's claim, carried in the mail.
+        let e = crate::l10n::escaped;
         crate::tr!(
             "identity-describe",
-            factors = self.factors.join(" + "),
-            token = self.token_description,
-            profile = self.token_profile,
+            factors = self.factors.iter().map(|f| e(f)).collect::<Vec<_>>().join(" + "),
+            token = e(&self.token_description),
+            profile = e(&self.token_profile),
             when = cert::fmt_time(self.pin_verified_at)
         )
     }
@@ -140,7 +142,7 @@ impl ChainInfo {
             out.push(crate::tr!(
                 "chain-original-sender",
                 subject = cert::subject(c),
-                emails = cert::emails(c).join(", "),
+                emails = crate::l10n::escaped(&cert::emails(c).join(", ")),
                 when = cert::fmt_time(*t)
             ));
         }
@@ -266,6 +268,16 @@ pub fn org_certificate(trust: &TokenTrust, config: &crate::config::Config) -> Re
         }
     }
     Err(CmsError::Verify(crate::tr!("org-refused", reasons = reasons.join("; "))))
+}
+
+/// An SSMAX protected attachment is an AuthEnvelopedData with AES-GCM (docs/ssmax-mail-profile.md):
+/// anything else — CBC, which an attacker can alter unseen, labelled as authenticated — is
+/// refused by the hops and by receive. Plain S/MIME `decrypt` still reads CBC and 3DES.
+pub fn check_protected(env: &crate::cms::decrypt::Envelope, label: &str) -> Result<(), CmsError> {
+    match env.content_alg()? {
+        crate::cms::decrypt::ContentAlg::AesGcm(_) => Ok(()),
+        other => Err(CmsError::Verify(crate::tr!("ssmax-not-gcm", label = label, algorithm = other.name()))),
+    }
 }
 
 /// A short name for a certificate's holder: its CN, else the whole subject.

@@ -2,7 +2,7 @@
 //! mail servers do with an SSMAX mail. Library code for tests and the demo — not a server.
 //! Organisation keys here are software keys (the issue allows it); user keys never are.
 
-use super::mail::{build, parse, Protected};
+use super::mail::{build, leaves, parse, Protected};
 use super::{display_name, ChainInfo, IdentityMethod};
 use crate::cms::decrypt::{Decryptor, Envelope, RsaOp};
 use crate::cms::digest::Hash;
@@ -99,10 +99,25 @@ pub fn relay(step: Step<'_>, raw: &[u8]) -> Result<(Vec<u8>, Vec<String>), OrgEr
         .map_err(|s| CmsError::Verify(format!("expected one signature, found {}", s.len())))?;
     let from = outer.from_address().map_err(|e| CmsError::Verify(e.to_string()))?;
     crate::mail::sender_inside(&signed, &from).map_err(|e| CmsError::Verify(e.to_string()))?;
+    if let Some(claim) = outer.from_name_claims() {
+        let why = crate::tr!("from-name-claims", claim = crate::l10n::escaped(&claim), from = from);
+        return Err(CmsError::Verify(why).into());
+    }
     let signer_cert = cert::parse(&signer.cert_der)?;
     let mut log = Vec::new();
     let (originator, identity, sending_org) = match step.role {
         Role::Sending => {
+            // Only this organisation's own users: the certificate's issuer on the validated path
+            // is one of the organisation's CAs (the intermediates this hop was given), not any
+            // CA under the shared SSMAX root.
+            let issuer = signer.path.as_ref().and_then(|p| p.certificates().get(1));
+            if !issuer.is_some_and(|i| step.trust.intermediates.contains(i)) {
+                return Err(CmsError::Verify(format!(
+                    "'{}' is not a user of this organisation: the certificate was issued by '{}', not by one of its own CAs",
+                    signer.subject, signer.issuer
+                ))
+                .into());
+            }
             if !signer.emails.contains(&from) {
                 return Err(
                     CmsError::Verify(format!("the From address {from} is not in the sender's certificate")).into()
@@ -120,7 +135,9 @@ pub fn relay(step: Step<'_>, raw: &[u8]) -> Result<(Vec<u8>, Vec<String>), OrgEr
         Role::Receiving => {
             // An accredited organisation's certificate is issued directly by an SSMAX root;
             // a user certificate (under an organisation CA) cannot pose as one.
-            if signer.chain.len() != 2 {
+            // Recognised by the path rustls-webpki validated (one step from an SSMAX root),
+            // never by names among the certificates the signature carries.
+            if signer.path.as_ref().map(|p| p.certificates().len()) != Some(2) {
                 return Err(CmsError::Verify(format!(
                     "'{}' is not an SSMAX organisation certificate (issued directly by an SSMAX root)",
                     signer.subject
@@ -149,16 +166,27 @@ pub fn relay(step: Step<'_>, raw: &[u8]) -> Result<(Vec<u8>, Vec<String>), OrgEr
         }
     };
     let parts = parse(&signed)?;
+    // Everything passed on is inspected, in the clear or not; scanners look at each file, not
+    // at multiparts or transfer encodings.
+    if let Some(cmd) = step.scanner {
+        for (i, b) in parts.body.iter().enumerate() {
+            for leaf in leaves(b)? {
+                inspect(cmd, &format!("text part {}", i + 1), &leaf)?;
+            }
+        }
+    }
     let mut rekeyed = Vec::new();
     for p in &parts.protected {
         let env = Envelope::parse(&p.cms)?;
+        super::check_protected(&env, &p.label)?;
         let (cek, _, _) = env.recover_cek(step.org)?;
         let content = env.decrypt(&cek)?;
         if let Some(cmd) = step.scanner {
-            // Scanners look at the file, not at its MIME transfer encoding.
-            let file = crate::mail::Entity::parse(&content)?.decoded_body()?;
-            inspect(cmd, &p.label, &file)?;
-            log.push(format!("inspected '{}': clean", p.label));
+            let files = leaves(&content)?;
+            for file in &files {
+                inspect(cmd, &p.label, file)?;
+            }
+            log.push(format!("inspected '{}' ({} file(s)): clean", crate::l10n::escaped(&p.label), files.len()));
         }
         let cms = env.with_recipients(vec![recipient_info(step.next, &cek)?])?;
         rekeyed.push(Protected { filename: p.filename.clone(), label: p.label.clone(), cms });
@@ -213,8 +241,13 @@ fn inspect(cmd: &str, label: &str, content: &[u8]) -> Result<(), OrgError> {
         return Ok(());
     }
     let said = String::from_utf8_lossy(&out.stdout).trim().to_string() + String::from_utf8_lossy(&out.stderr).trim();
+    // The label is the sender's text, the finding whatever the scanner printed: both escaped.
     Err(OrgError::Refused {
-        label: label.to_string(),
-        finding: if said.is_empty() { format!("scanner exit {:?}", out.status.code()) } else { said },
+        label: crate::l10n::escaped(label),
+        finding: if said.is_empty() {
+            format!("scanner exit {:?}", out.status.code())
+        } else {
+            crate::l10n::escaped(&said)
+        },
     })
 }

@@ -35,7 +35,7 @@ impl PinRequest<'_> {
 /// isolates, marks, zero-width characters, the BOM) dropped, runs of white space made one
 /// space, and at most `max` characters kept (the rest said by "…").
 pub fn shown(text: &str, max: usize) -> String {
-    let hidden = |c: char| matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2060}'..='\u{2069}' | '\u{feff}' | '\u{061c}');
+    let hidden = crate::l10n::misleading;
     let mut out = String::new();
     let (mut count, mut space) = (0, false);
     for c in text.chars().filter(|&c| !hidden(c)) {

@@ -77,9 +77,16 @@ pub struct Opened {
 
 /// Open an EnvelopedData or AuthEnvelopedData ContentInfo.
 pub fn open(der: &[u8], keys: &mut dyn Decryptor) -> Result<Opened, CmsError> {
-    let env = Envelope::parse(der)?;
-    let (cek, key_transport, recipient) = env.cek_for_reading(keys)?;
-    let content_alg = env.content_alg()?;
-    let content = env.into_plaintext(&cek)?;
-    Ok(Opened { content, content_alg, key_transport, recipient })
+    Envelope::parse(der)?.open(keys)
+}
+
+impl Envelope {
+    /// Recover the content key with `keys` and decrypt the content (a key that does not unwrap
+    /// fails as the content does: `cek_for_reading`).
+    pub fn open(self, keys: &mut dyn Decryptor) -> Result<Opened, CmsError> {
+        let (cek, key_transport, recipient) = self.cek_for_reading(keys)?;
+        let content_alg = self.content_alg()?;
+        let content = self.into_plaintext(&cek)?;
+        Ok(Opened { content, content_alg, key_transport, recipient })
+    }
 }
