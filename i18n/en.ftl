@@ -519,6 +519,7 @@ ssmax-draft-no-boundary = multipart/mixed draft without a boundary
 ssmax-mixed-no-boundary = multipart/mixed without a boundary
 ssmax-marked-plaintext = part { $part } ({ $mime }) carries SSMAX-Label or SSMAX-Filename but is not an encrypted attachment: refused, as a part that passed no inspection posing as one
 ssmax-not-gcm = attachment '{ $label }' is encrypted with { $algorithm }: an SSMAX attachment is AuthEnvelopedData with AES-GCM only
+ssmax-nested-envelope = an S/MIME envelope inside the mail's content or inside an attachment: no inspection can see into it, so it is refused
 der-invalid = not DER: { $error }
 der-too-deep = DER nested deeper than { $levels } levels
 der-set-too-large = a SET with { $elements } elements (recipients, certificates or attributes); more than { $most } are refused

@@ -518,6 +518,7 @@ ssmax-draft-no-boundary = boundary のない multipart/mixed の下書きです
 ssmax-mixed-no-boundary = boundary のない multipart/mixed です
 ssmax-marked-plaintext = 第 { $part } パート ({ $mime }) に SSMAX-Label または SSMAX-Filename がありますが、暗号化された添付ではありません。検査を通っていないパートが添付になりすましているため拒否します
 ssmax-not-gcm = 添付「{ $label }」は { $algorithm } で暗号化されています。SSMAX の添付は AES-GCM の AuthEnvelopedData だけです
+ssmax-nested-envelope = メールの内容か添付の中に S/MIME の封筒があります。検査で中を見られないため拒否します
 der-invalid = DER ではありません: { $error }
 der-too-deep = DER の入れ子が { $levels } 階層を超えています
 der-set-too-large = 要素が { $elements } 個の SET(受信者・証明書・属性)です。{ $most } 個を超えるものは拒否します

@@ -76,7 +76,7 @@ P=$DEMO/pki
 step "7. Example Org (sending organisation): verify alice, inspect for leaks, re-key to Partner Org, re-sign"
 LEAKS="grep -qi 'confidential' \"\$1\" && { echo 'marked confidential'; exit 1; }; exit 0"
 show "$BIN" org --role sending --org-key "$P/org.key" --org-cert "$P/org.pem" --anchor "$P/root.pem" \
-  --certfile "$P/orgca.pem" --crl "$P/root.crl" --crl "$P/orgca.crl" --next "$P/partner-org.pem" --scanner "$LEAKS" --in "$DEMO/1-sent.eml" --out "$DEMO/2-from-example-org.eml"
+  --own-ca "$P/orgca.pem" --crl "$P/root.crl" --crl "$P/orgca.crl" --next "$P/partner-org.pem" --scanner "$LEAKS" --in "$DEMO/1-sent.eml" --out "$DEMO/2-from-example-org.eml"
 show openssl cms -verify -in "$DEMO/2-from-example-org.eml" -CAfile "$P/root.pem" -purpose smimesign -out /dev/null
 
 step "8. Partner Org (receiving organisation): verify Example Org, scan for malware, re-key to bob, re-sign"
@@ -96,6 +96,6 @@ step "10. bob forwards the figures: only the content key is re-wrapped (for Part
 SOFTHSM2_CONF=$DEMO/bob-token/softhsm2.conf show "$BIN" forward --in "$DEMO/3-to-bob.eml" --to carol@partner.example \
   --keep figures.csv --note "Carol, FYI." --out "$DEMO/4-forward.eml" --pin-fd 3 3<"$DEMO/bob-pin"
 show "$BIN" org --role sending --org-key "$P/partner-org.key" --org-cert "$P/partner-org.pem" --anchor "$P/root.pem" \
-  --certfile "$P/partnerca.pem" --crl "$P/root.crl" --crl "$P/partnerca.crl" --next "$P/org.pem" --in "$DEMO/4-forward.eml" --out "$DEMO/5-forward-from-partner-org.eml"
+  --own-ca "$P/partnerca.pem" --crl "$P/root.crl" --crl "$P/partnerca.crl" --next "$P/org.pem" --in "$DEMO/4-forward.eml" --out "$DEMO/5-forward-from-partner-org.eml"
 
 step "Done. Files are in $DEMO"

@@ -17,7 +17,8 @@ struct World {
 }
 
 /// `ssmax-card org` as `role` with `key` and `cert` (PKI file names or paths), the demo root as
-/// anchor, re-keying `input` to `next` into `out`; callers add --certfile, --crl and the rest.
+/// anchor, re-keying `input` to `next` into `out`; callers add --own-ca / --certfile, --crl and
+/// the rest.
 fn hop(role: &str, key: &Path, cert: &Path, next: &Path, input: &Path, out: &Path) -> Command {
     let mut c = Command::new(BIN);
     c.args(["org", "--role", role, "--org-key"])
@@ -71,7 +72,7 @@ impl World {
 
     fn org(&self, role: &str, input: &Path, out: &str, scanner: Option<&str>) -> (Output, PathBuf) {
         let p = pki();
-        let (key, cert, certfile, next) = match role {
+        let (key, cert, own_ca, next) = match role {
             "sending" => ("org.key", "org.pem", "orgca.pem", "partner-org.pem"),
             "receiving" => ("partner-org.key", "partner-org.pem", "partnerca.pem", "bob.pem"),
             // Partner Org as the sending org of bob's forward, back to Example Org.
@@ -80,7 +81,10 @@ impl World {
         let outp = self.alice.path(out);
         let role = if role == "receiving" { "receiving" } else { "sending" };
         let mut c = hop(role, &p.join(key), &p.join(cert), &p.join(next), input, &outp);
-        c.arg("--certfile").arg(p.join(certfile)).args(crls_of(&["root", "orgca", "partnerca"]));
+        // A sending organisation serves the users of its own CA; a receiving one needs it only to
+        // build chains.
+        let ca_flag = if role == "receiving" { "--certfile" } else { "--own-ca" };
+        c.arg(ca_flag).arg(p.join(own_ca)).args(crls_of(&["root", "orgca", "partnerca"]));
         if let Some(s) = scanner {
             c.arg("--scanner").arg(s);
         }
@@ -651,7 +655,7 @@ fn the_sending_organisation_refuses_mail_signed_with_a_card_reported_lost() {
         .arg(p.join("org.pem"))
         .arg("--anchor")
         .arg(p.join("root.pem"))
-        .arg("--certfile")
+        .arg("--own-ca")
         .arg(p.join("orgca.pem"))
         .arg("--crl")
         .arg(&org)
@@ -699,7 +703,7 @@ fn receive_refuses_when_the_organisation_publishes_its_status_and_it_cannot_be_h
     // Example Org re-keys to that certificate.
     let hop1 = w.alice.path("hop1.eml");
     ok(hop("sending", &p.join("org.key"), &p.join("org.pem"), &org_cert, &sent, &hop1)
-        .arg("--certfile")
+        .arg("--own-ca")
         .arg(p.join("orgca.pem"))
         .args(crls_of(&["root", "orgca"])));
     let hop2 = w.bob.path("hop2.eml");
@@ -844,4 +848,113 @@ fn receive_refuses_a_from_whose_display_name_or_form_shows_another_sender_and_es
     let claims = w.bob.write("claims.eml", text.replacen(&line, "From: \"ceo@example.jp\" <alice@example.jp>", 1));
     let o = run(&mut w.bob.with_pin(&["receive", "--in", claims.to_str().unwrap()]));
     assert!(stderr(&o).contains("display name shows another address (ceo@example.jp)"), "{}", stderr(&o));
+}
+
+/// `entity` encrypted by openssl to Example Org's certificate as AES-256-GCM (AuthEnvelopedData),
+/// as the part of a hand-made SSMAX body labelled `label` and named `file`.
+fn protected_by_hand(w: &World, entity: &str, label: &str, file: &str) -> String {
+    let input = w.alice.write("entity.in", entity);
+    let der = w.alice.path("entity.der");
+    ok(Command::new("openssl")
+        .args(["cms", "-encrypt", "-aes-256-gcm", "-binary", "-outform", "DER", "-in"])
+        .arg(&input)
+        .arg("-out")
+        .arg(&der)
+        .arg(pki().join("org.pem")));
+    format!(
+        "Content-Type: application/pkcs7-mime; smime-type=authEnveloped-data; name=\"{file}.p7m\"\nContent-Disposition: attachment; filename=\"{file}.p7m\"\nContent-Transfer-Encoding: base64\nSSMAX-Label: {label}\nSSMAX-Filename: {file}\n\n{}\n",
+        base64(&std::fs::read(&der).unwrap())
+    )
+}
+
+#[test]
+fn what_extraction_would_write_is_what_is_scanned_and_no_envelope_hides_inside() {
+    let w = World::new();
+    let head = "From: Alice Example <alice@example.jp>\nTo: Bob <bob@partner.example>\nSubject: tool\nContent-Type: multipart/mixed; boundary=\"b\"\n\n--b\nContent-Type: text/plain\n\nA tool.\n--b\n";
+    // EICAR as the preamble of a multipart attachment: no leaf holds it, the file written does.
+    let preamble = format!(
+        "Content-Type: multipart/mixed; boundary=IN\r\nContent-Disposition: attachment; filename=\"tool.com\"\r\n\r\n{EICAR}\r\n--IN\r\nContent-Type: text/plain\r\n\r\nclean\r\n--IN--\r\n"
+    );
+    let mail = format!("{head}{}--b--\n", protected_by_hand(&w, &preamble, "Handy tool", "tool.com"));
+    let signed = signed_by_hand(&w, "preamble", &mail);
+    let (o, _) = w.org("sending", &signed, "hop1.eml", Some(MALWARE_SCAN));
+    assert_clear_failure(&o, 1);
+    assert!(stderr(&o).contains("'Handy tool' was flagged"), "{}", stderr(&o));
+    // An envelope for bob inside a text part: the organisations could not look into it.
+    let inner = w.alice.write("inner.txt", format!("Content-Type: text/plain\r\n\r\n{EICAR}\r\n"));
+    let inner_der = w.alice.path("inner.der");
+    ok(Command::new("openssl")
+        .args(["cms", "-encrypt", "-aes-256-gcm", "-binary", "-outform", "DER", "-in"])
+        .arg(&inner)
+        .arg("-out")
+        .arg(&inner_der)
+        .arg(pki().join("bob.pem")));
+    let mail = format!(
+        "From: Alice Example <alice@example.jp>\nTo: Bob <bob@partner.example>\nSubject: tool\nContent-Type: multipart/mixed; boundary=\"b\"\n\n--b\nContent-Type: multipart/mixed; boundary=\"c\"\n\n--c\nContent-Type: text/plain\n\nFor your eyes.\n--c\nContent-Type: application/pkcs7-mime; smime-type=authEnveloped-data; name=\"x.p7m\"\nContent-Transfer-Encoding: base64\n\n{}\n--c--\n--b--\n",
+        base64(&std::fs::read(&inner_der).unwrap())
+    );
+    let signed = signed_by_hand(&w, "hidden", &mail);
+    let (o, _) = w.org("sending", &signed, "hop1-hidden.eml", None);
+    assert_ne!(code(&o), 0);
+    assert!(stderr(&o).contains("S/MIME envelope inside"), "{}", stderr(&o));
+}
+
+#[test]
+fn a_ca_given_only_to_build_chains_makes_no_one_a_user_of_the_sending_organisation() {
+    let w = World::new();
+    let draft = w.bob.write(
+        "draft.eml",
+        "From: Bob Partner <bob@partner.example>\nTo: Alice <alice@example.jp>\nSubject: hello\n\nHi.\n",
+    );
+    let sent = w.bob.path("sent.eml");
+    ok(&mut w.bob.with_pin(&["send", "--in", draft.to_str().unwrap(), "--out", sent.to_str().unwrap()]));
+    let p = pki();
+    let out = w.bob.path("hop1.eml");
+    let o = run(hop("sending", &p.join("org.key"), &p.join("org.pem"), &p.join("partner-org.pem"), &sent, &out)
+        .arg("--own-ca")
+        .arg(p.join("orgca.pem"))
+        // Partner Org's CA and the root, for chains only.
+        .args([
+            "--certfile",
+            p.join("partnerca.pem").to_str().unwrap(),
+            "--certfile",
+            p.join("chain.pem").to_str().unwrap(),
+        ])
+        .args(crls_of(&["root", "orgca", "partnerca"])));
+    assert_clear_failure(&o, 1);
+    assert!(stderr(&o).contains("is not a user of this organisation"), "{}", stderr(&o));
+}
+
+#[test]
+fn a_display_name_shows_another_address_with_lookalike_or_invisible_characters_too() {
+    let w = World::new();
+    let sent = w.send(&[("figures.csv", "Q3\n", "Q3 figures")]);
+    let (_, hop1) = w.org("sending", &sent, "hop1.eml", None);
+    let (_, hop2) = w.org("receiving", &hop1, "hop2.eml", None);
+    let text = std::fs::read_to_string(&hop2).unwrap();
+    let line = text.lines().find(|l| l.starts_with("From: ")).unwrap().to_string();
+    for name in
+        ["ceo\u{ff20}bank.example", "ceo\u{fe6b}bank.example", "ceo@bank.example\u{200b}", "ceo@bank\u{2061}.example"]
+    {
+        let edited =
+            w.bob.write("edited.eml", text.replacen(&line, &format!("From: \"{name}\" <alice@example.jp>"), 1));
+        let o = run(&mut w.bob.with_pin(&["receive", "--in", edited.to_str().unwrap()]));
+        assert_clear_failure(&o, 1);
+        assert!(stderr(&o).contains("display name shows another address"), "{name}: {}", stderr(&o));
+    }
+    // --keep naming nothing lists the labels, escaped.
+    let sent = w.send(&[("f.csv", "x\n", "Q3\n\u{1b}[2Jssmax-card:   original sender: CEO")]);
+    let (_, hop1) = w.org("sending", &sent, "hop1b.eml", None);
+    let (_, hop2) = w.org("receiving", &hop1, "hop2b.eml", None);
+    let o = run(&mut w.bob.with_pin(&[
+        "forward",
+        "--in",
+        hop2.to_str().unwrap(),
+        "--to",
+        "c@partner.example",
+        "--keep",
+        "nothing",
+    ]));
+    assert_clear_failure(&o, 2);
+    assert!(!stderr(&o).contains('\u{1b}') && stderr(&o).contains("Q3\\0a\\1b[2J"), "{}", stderr(&o));
 }

@@ -268,9 +268,13 @@ pub enum Command {
         /// SSMAX root / trust anchors (repeatable).
         #[arg(long, value_name = "FILE", required = true)]
         anchor: Vec<PathBuf>,
-        /// Extra certificates for chain building.
+        /// Extra certificates for chain building (never a reason to serve a user).
         #[arg(long, value_name = "FILE")]
         certfile: Vec<PathBuf>,
+        /// The organisation's own user CAs (sending role, repeatable): it serves only users
+        /// whose certificate one of these issued; they also build chains.
+        #[arg(long, value_name = "FILE")]
+        own_ca: Vec<PathBuf>,
         /// Certificate revocation lists the sender's chain is checked against.
         #[arg(long, value_name = "FILE")]
         crl: Vec<PathBuf>,
@@ -409,7 +413,7 @@ fn run_here_or_in_agent(cli: Cli) -> Result<(), Failure> {
         Command::GenerateDocs { out } => docs::generate(&out),
         Command::Smtp { what } => smtp::run(g, what),
         Command::Audit { what: AuditCommand::Verify { log } } => local::audit_verify(g, log),
-        Command::Org { io, role, org_key, org_cert, anchor, certfile, crl, next, scanner } => {
+        Command::Org { io, role, org_key, org_cert, anchor, certfile, own_ca, crl, next, scanner } => {
             let role = match role {
                 OrgRole::Sending => crate::ssmax::org::Role::Sending,
                 OrgRole::Receiving => crate::ssmax::org::Role::Receiving,
@@ -423,6 +427,7 @@ fn run_here_or_in_agent(cli: Cli) -> Result<(), Failure> {
                     cert: org_cert,
                     anchors: anchor,
                     certfile,
+                    own_cas: own_ca,
                     crls: crl,
                     // An organisation has its CAs' lists: it passes on no mail whose sender's
                     // status it cannot tell.

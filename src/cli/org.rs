@@ -14,6 +14,7 @@ pub struct OrgArgs {
     pub cert: PathBuf,
     pub anchors: Vec<PathBuf>,
     pub certfile: Vec<PathBuf>,
+    pub own_cas: Vec<PathBuf>,
     pub crls: Vec<PathBuf>,
     pub revocation: crate::cms::revocation::Policy,
     pub next: PathBuf,
@@ -36,6 +37,11 @@ pub fn run(_g: &Global, io: &InOut, a: OrgArgs) -> Result<(), Failure> {
     for f in &a.certfile {
         trust.intermediates.extend(load_file(f)?);
     }
+    let mut own_cas = Vec::new();
+    for f in &a.own_cas {
+        own_cas.extend(load_file(f)?);
+    }
+    trust.intermediates.extend(own_cas.iter().cloned());
     for f in &a.crls {
         trust.crls.extend(crate::cms::revocation::load_file(f)?);
     }
@@ -44,7 +50,7 @@ pub fn run(_g: &Global, io: &InOut, a: OrgArgs) -> Result<(), Failure> {
     let next_der =
         load_file(&a.next)?.into_iter().next().ok_or_else(|| Failure::new(Exit::Usage, "no --next certificate"))?;
     let next = cert::parse(&next_der)?;
-    let step = Step { role: a.role, org: &mut org, trust, next: &next, scanner: a.scanner.as_deref() };
+    let step = Step { role: a.role, org: &mut org, trust, own_cas, next: &next, scanner: a.scanner.as_deref() };
     let (out, log) = relay(step, &raw).map_err(|e| match e {
         OrgError::Cms(c) => Failure::from(c),
         OrgError::Mail(m) => Failure::from(m),

@@ -138,10 +138,19 @@ impl<'a> Entity<'a> {
         let colon = raw.iter().position(|&b| b == b':')?;
         let parsed = mail_parser::parsers::MessageStream::new(&raw[colon + 1..]).parse_address().into_address()?;
         let mail_parser::Address::List(list) = parsed else { return None };
-        let name = list.first()?.name.as_deref()?.to_string();
+        // What a reader sees: characters that show nothing dropped, the at-sign's lookalikes
+        // (full-width, small) read as one; any word with one in it is an address to them.
+        let name: String = list
+            .first()?
+            .name
+            .as_deref()?
+            .chars()
+            .filter(|&c| !crate::l10n::misleading(c) && !c.is_control())
+            .map(|c| if matches!(c, '\u{ff20}' | '\u{fe6b}') { '@' } else { c })
+            .collect();
         name.split(|c: char| c.is_whitespace() || "<>\"'(),;[]".contains(c))
-            .map(|w| w.trim_matches('.').to_ascii_lowercase())
-            .find(|w| w.contains('@') && is_addr_spec(w) && *w != address)
+            .map(|w| w.trim_matches('.').to_lowercase())
+            .find(|w| w.split_once('@').is_some_and(|(l, d)| !l.is_empty() && !d.is_empty()) && *w != address)
     }
 
     /// Does the header name a sender at all (one From field or several)?
@@ -156,7 +165,9 @@ impl<'a> Entity<'a> {
             "quoted-printable" => mail_parser::decoders::quoted_printable::quoted_printable_decode(self.body)
                 .ok_or_else(|| MailError::Malformed(crate::tr!("mail-quoted-printable"))),
             "7bit" | "8bit" | "binary" => Ok(self.body.to_vec()),
-            other => Err(MailError::Malformed(crate::tr!("mail-unknown-encoding", encoding = other))),
+            other => {
+                Err(MailError::Malformed(crate::tr!("mail-unknown-encoding", encoding = crate::l10n::escaped(other))))
+            }
         }
     }
 }

@@ -51,8 +51,12 @@ fn forward(p: &mut Parts<'_>, a: &ForwardArgs, raw: &[u8]) -> Result<(Vec<u8>, S
     let mut selected = Vec::new();
     for k in &a.keep {
         let p = rec.parts.protected.iter().find(|p| p.filename == *k || p.label == *k).ok_or_else(|| {
-            let have: Vec<String> =
-                rec.parts.protected.iter().map(|p| format!("'{}' ({})", p.label, p.filename)).collect();
+            let have: Vec<String> = rec
+                .parts
+                .protected
+                .iter()
+                .map(|p| format!("'{}' ({})", crate::l10n::escaped(&p.label), crate::l10n::escaped(&p.filename)))
+                .collect();
             Failure::new(
                 Exit::Usage,
                 if have.is_empty() {

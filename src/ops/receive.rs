@@ -91,9 +91,12 @@ pub fn verify_from_org<'a>(
     };
     if !cert::emails(orig).contains(&from) {
         let verified = cert::emails(orig).join(", ");
-        return Err(
-            CmsError::Verify(crate::tr!("receive-from-not-originator", from = from, verified = verified)).into()
-        );
+        return Err(CmsError::Verify(crate::tr!(
+            "receive-from-not-originator",
+            from = from,
+            verified = crate::l10n::escaped(&verified)
+        ))
+        .into());
     }
     crate::mail::sender_inside(&signed, &from).map_err(|e| Failure::from(CmsError::Verify(e.to_string())))?;
     // What an SSMAX recipient sees as the sender is what the organisations vouched for: a display

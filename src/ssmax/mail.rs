@@ -109,8 +109,10 @@ pub fn file_attachment(path: &std::path::Path, label: &str, data: &[u8]) -> Atta
 /// The plain-text list of labels the reader sees.
 fn label_list(labels: &[(String, String)], org: &str) -> Vec<u8> {
     let mut text = format!("Protected attachments (SSMAX, each encrypted separately for {org}):\n");
+    // The sender's text, in a list the reader takes line by line: no line of its own.
+    let e = crate::l10n::escaped;
     for (i, (label, file)) in labels.iter().enumerate() {
-        text.push_str(&format!("  [{}] {label} — {file}\n", i + 1));
+        text.push_str(&format!("  [{}] {} — {}\n", i + 1, e(label), e(file)));
     }
     let mut out = format!("Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n{PART_HEADER}: labels\r\n\r\n").into_bytes();
     out.extend_from_slice(&quoted_printable(text.as_bytes()));
@@ -222,7 +224,11 @@ pub fn parse(inner: &[u8]) -> Result<Parts, MailError> {
         if marked && pct.mime != "application/pkcs7-mime" && pct.mime != "application/x-pkcs7-mime" {
             // Marked as a protected attachment, in the clear: it was never encrypted, so no
             // organisation inspected it as one, and it must not be taken for one.
-            return Err(MailError::Malformed(crate::tr!("ssmax-marked-plaintext", part = n + 1, mime = pct.mime)));
+            return Err(MailError::Malformed(crate::tr!(
+                "ssmax-marked-plaintext",
+                part = n + 1,
+                mime = crate::l10n::escaped(&pct.mime)
+            )));
         }
         if pct.mime == "application/pkcs7-mime" || pct.mime == "application/x-pkcs7-mime" {
             let filename = p
@@ -238,13 +244,20 @@ pub fn parse(inner: &[u8]) -> Result<Parts, MailError> {
     Ok(parts)
 }
 
-/// Every leaf of a MIME entity, its transfer encoding removed: what an inspection must see (a
-/// file inside a multipart inside an attachment is as much a file as one at the top). Multipart
-/// and message/rfc822 are walked, at most `mail::MAX_DEPTH` deep and `mail::MAX_PARTS` leaves
-/// in all; past either the entity is refused.
+/// What an inspection must see of a MIME entity, each with its transfer encoding removed: the
+/// whole body, exactly what `receive --extract` writes (a multipart's preamble and epilogue, an
+/// attached message's header fields included), and then every leaf inside it (a file inside a
+/// multipart inside an attachment is as much a file as one at the top). Multipart and
+/// message/rfc822 are walked, at most `mail::MAX_DEPTH` deep and `mail::MAX_PARTS` leaves in
+/// all; past either the entity is refused. So is an S/MIME envelope inside: no inspection can
+/// see into it, and it would reach the reader as it came.
 pub fn leaves(entity: &[u8]) -> Result<Vec<Vec<u8>>, MailError> {
+    let whole = Entity::parse(entity)?.decoded_body()?;
     let mut out = Vec::new();
     walk_leaves(entity, 0, &mut out)?;
+    if !out.contains(&whole) {
+        out.insert(0, whole);
+    }
     Ok(out)
 }
 
@@ -264,6 +277,9 @@ fn walk_leaves(raw: &[u8], depth: usize, out: &mut Vec<Vec<u8>>) -> Result<(), M
     }
     if matches!(ct.mime.as_str(), "message/rfc822" | "message/global") {
         return walk_leaves(&e.decoded_body()?, depth + 1, out);
+    }
+    if matches!(ct.mime.as_str(), "application/pkcs7-mime" | "application/x-pkcs7-mime") {
+        return Err(MailError::Malformed(crate::tr!("ssmax-nested-envelope")));
     }
     if out.len() == crate::mail::MAX_PARTS {
         return Err(MailError::Malformed(crate::tr!("mail-too-many-parts", most = crate::mail::MAX_PARTS)));
@@ -401,7 +417,14 @@ mod tests {
     #[test]
     fn every_leaf_is_found_through_multiparts_and_messages_and_the_walk_is_bounded() {
         let nested = b"Content-Type: multipart/mixed; boundary=a\r\n\r\n--a\r\nContent-Type: text/plain\r\n\r\none\r\n--a\r\nContent-Type: message/rfc822\r\n\r\nContent-Type: multipart/alternative; boundary=b\r\n\r\n--b\r\nContent-Transfer-Encoding: base64\r\n\r\ndHdv\r\n--b\r\n\r\nthree\r\n--b--\r\n--a--\r\n";
-        assert_eq!(leaves(nested).unwrap(), vec![b"one".to_vec(), b"two".to_vec(), b"three".to_vec()]);
+        let found = leaves(nested).unwrap();
+        // The whole body first (what extraction would write), then each file in it.
+        assert_eq!(&found[1..], &[b"one".to_vec(), b"two".to_vec(), b"three".to_vec()]);
+        assert!(found[0].starts_with(b"--a\r\n") && found[0].ends_with(b"--a--\r\n"));
+        // A file on its own is not given twice.
+        assert_eq!(leaves(b"Content-Type: text/plain\r\n\r\nsolo").unwrap(), vec![b"solo".to_vec()]);
+        let envelope = b"Content-Type: multipart/mixed; boundary=a\r\n\r\n--a\r\nContent-Type: application/pkcs7-mime; smime-type=enveloped-data\r\n\r\nMAA=\r\n--a--\r\n";
+        assert!(leaves(envelope).unwrap_err().to_string().contains("S/MIME envelope inside"));
         let mut deep = b"x".to_vec();
         for _ in 0..40 {
             deep = [b"Content-Type: message/rfc822\r\n\r\n".as_slice(), &deep].concat();

@@ -276,7 +276,11 @@ pub fn org_certificate(trust: &TokenTrust, config: &crate::config::Config) -> Re
 pub fn check_protected(env: &crate::cms::decrypt::Envelope, label: &str) -> Result<(), CmsError> {
     match env.content_alg()? {
         crate::cms::decrypt::ContentAlg::AesGcm(_) => Ok(()),
-        other => Err(CmsError::Verify(crate::tr!("ssmax-not-gcm", label = label, algorithm = other.name()))),
+        other => Err(CmsError::Verify(crate::tr!(
+            "ssmax-not-gcm",
+            label = crate::l10n::escaped(label),
+            algorithm = other.name()
+        ))),
     }
 }
 

@@ -80,8 +80,10 @@ impl Decryptor for OrgKey {
 pub struct Step<'a> {
     pub role: Role,
     pub org: &'a mut OrgKey,
-    /// SSMAX root(s), and for a sending organisation its own user CA chain.
+    /// SSMAX root(s), and certificates that help build chains.
     pub trust: Trust,
+    /// A sending organisation's own user CAs: it serves only users these issued.
+    pub own_cas: Vec<Vec<u8>>,
     /// Who can open the attachments after this hop.
     pub next: &'a Certificate,
     /// Inspection: a shell command run with the decrypted attachment's path as `$1`;
@@ -108,10 +110,11 @@ pub fn relay(step: Step<'_>, raw: &[u8]) -> Result<(Vec<u8>, Vec<String>), OrgEr
     let (originator, identity, sending_org) = match step.role {
         Role::Sending => {
             // Only this organisation's own users: the certificate's issuer on the validated path
-            // is one of the organisation's CAs (the intermediates this hop was given), not any
-            // CA under the shared SSMAX root.
-            let issuer = signer.path.as_ref().and_then(|p| p.certificates().get(1));
-            if !issuer.is_some_and(|i| step.trust.intermediates.contains(i)) {
+            // is one of the organisation's own CAs (named as such, not merely given to build
+            // chains), never an anchor, not any CA under the shared SSMAX root.
+            let path = signer.path.as_ref();
+            let issuer = path.filter(|p| p.certificates().len() > 2).and_then(|p| p.certificates().get(1));
+            if !issuer.is_some_and(|i| step.own_cas.contains(i)) {
                 return Err(CmsError::Verify(format!(
                     "'{}' is not a user of this organisation: the certificate was issued by '{}', not by one of its own CAs",
                     signer.subject, signer.issuer
@@ -168,10 +171,21 @@ pub fn relay(step: Step<'_>, raw: &[u8]) -> Result<(Vec<u8>, Vec<String>), OrgEr
     let parts = parse(&signed)?;
     // Everything passed on is inspected, in the clear or not; scanners look at each file, not
     // at multiparts or transfer encodings.
-    if let Some(cmd) = step.scanner {
-        for (i, b) in parts.body.iter().enumerate() {
-            for leaf in leaves(b)? {
-                inspect(cmd, &format!("text part {}", i + 1), &leaf)?;
+    // Each file costs a scanner process: at most MAX_PARTS for the whole mail.
+    let mut budget = crate::mail::MAX_PARTS;
+    let mut spend = |n: usize| -> Result<(), OrgError> {
+        budget = budget.checked_sub(n).ok_or_else(|| {
+            crate::mail::MailError::Malformed(crate::tr!("mail-too-many-parts", most = crate::mail::MAX_PARTS))
+        })?;
+        Ok(())
+    };
+    for (i, b) in parts.body.iter().enumerate() {
+        // Even without a scanner: an envelope hidden in the text passes no hop.
+        let files = leaves(b)?;
+        if let Some(cmd) = step.scanner {
+            spend(files.len())?;
+            for leaf in &files {
+                inspect(cmd, &format!("text part {}", i + 1), leaf)?;
             }
         }
     }
@@ -181,8 +195,9 @@ pub fn relay(step: Step<'_>, raw: &[u8]) -> Result<(Vec<u8>, Vec<String>), OrgEr
         super::check_protected(&env, &p.label)?;
         let (cek, _, _) = env.recover_cek(step.org)?;
         let content = env.decrypt(&cek)?;
+        let files = leaves(&content)?;
         if let Some(cmd) = step.scanner {
-            let files = leaves(&content)?;
+            spend(files.len())?;
             for file in &files {
                 inspect(cmd, &p.label, file)?;
             }
