@@ -958,3 +958,26 @@ fn a_display_name_shows_another_address_with_lookalike_or_invisible_characters_t
     assert_clear_failure(&o, 2);
     assert!(!stderr(&o).contains('\u{1b}') && stderr(&o).contains("Q3\\0a\\1b[2J"), "{}", stderr(&o));
 }
+
+#[test]
+fn the_receiving_hop_refuses_an_original_sender_who_is_not_a_user_of_the_sending_organisation() {
+    let w = World::new();
+    let draft = w.bob.write(
+        "draft.eml",
+        "From: Bob Partner <bob@partner.example>\nTo: Alice <alice@example.jp>\nSubject: hello\n\nHi.\n",
+    );
+    let sent = w.bob.path("sent.eml");
+    ok(&mut w.bob.with_pin(&["send", "--in", draft.to_str().unwrap(), "--out", sent.to_str().unwrap()]));
+    // Example Org's hop, misconfigured (or lying): it serves Partner Org's CA as if its own, and
+    // records bob as its original sender.
+    let p = pki();
+    let hop1 = w.alice.path("hop1.eml");
+    ok(hop("sending", &p.join("org.key"), &p.join("org.pem"), &p.join("partner-org.pem"), &sent, &hop1)
+        .arg("--own-ca")
+        .arg(p.join("partnerca.pem"))
+        .args(crls_of(&["root", "partnerca"])));
+    let (o, _) = w.org("receiving", &hop1, "hop2.eml", None);
+    assert_clear_failure(&o, 1);
+    let e = stderr(&o);
+    assert!(e.contains("is a user of 'CN=Partner Org CA,O=Partner Org', not of the sending organisation"), "{e}");
+}

@@ -142,6 +142,17 @@ fn misleading(c: char) -> bool {
     c.is_control() || crate::l10n::misleading(c)
 }
 
+/// The organizationName values of a name, in order, joined by '+' (None when it has none).
+pub fn organization(n: &x509_cert::name::Name) -> Option<String> {
+    let values: Vec<String> =
+        n.0.iter()
+            .flat_map(|rdn| rdn.0.iter())
+            .filter(|atv| atv.oid == const_oid::db::rfc4519::O)
+            .filter_map(|atv| string_value(&atv.value))
+            .collect();
+    (!values.is_empty()).then(|| values.join("+"))
+}
+
 /// The text of a directory string, whatever its ASN.1 string type.
 fn string_value(v: &der::Any) -> Option<String> {
     use der::{Tag, Tagged};

@@ -54,6 +54,9 @@ pub struct Verified {
     pub signers: Vec<SignerReport>,
     /// The signed content: the encapsulated content, or the detached content given.
     pub content: Vec<u8>,
+    /// The certificates the signature carries (DER, each once): material to build other paths
+    /// with, never trusted for being there.
+    pub carried: Vec<Vec<u8>>,
 }
 
 const ID_ED25519: der::oid::ObjectIdentifier = der::oid::ObjectIdentifier::new_unwrap("1.3.101.112");
@@ -147,7 +150,7 @@ pub fn verify_with_lists(
         s.revocation = check_revocation(path, &trust, now)
             .map_err(|e| CmsError::Verify(revocation_error(&s.subject, path, &trust, e)))?;
     }
-    Ok(Verified { signers, content })
+    Ok(Verified { signers, content, carried: embedded })
 }
 
 fn find_signer_cert(sid: &SignerIdentifier, pool: &[&Vec<u8>]) -> Option<(Vec<u8>, Certificate)> {

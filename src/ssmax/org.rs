@@ -97,6 +97,8 @@ pub fn relay(step: Step<'_>, raw: &[u8]) -> Result<(Vec<u8>, Vec<String>), OrgEr
         return Err(CmsError::Malformed("not an SSMAX mail (multipart/signed expected)".into()).into());
     };
     let verified = verify(&unarmor(&signature)?, Some(&signed), &step.trust, SystemTime::now())?;
+    let verified_carried = verified.carried.clone();
+    let mut originator_chain: Vec<Vec<u8>> = Vec::new();
     let [signer] = <[crate::cms::verify::SignerReport; 1]>::try_from(verified.signers)
         .map_err(|s| CmsError::Verify(format!("expected one signature, found {}", s.len())))?;
     let from = outer.from_address().map_err(|e| CmsError::Verify(e.to_string()))?;
@@ -133,6 +135,7 @@ pub fn relay(step: Step<'_>, raw: &[u8]) -> Result<(Vec<u8>, Vec<String>), OrgEr
                 .signing_time
                 .ok_or_else(|| CmsError::Verify("the sender's signature has no signing time".into()))?;
             log.push(format!("verified sender {} <{from}>; identity: {}", signer.subject, identity.describe()));
+            originator_chain = path.map(|p| p.intermediates().to_vec()).unwrap_or_default();
             ((signer_cert, when), identity, None)
         }
         Role::Receiving => {
@@ -157,6 +160,7 @@ pub fn relay(step: Step<'_>, raw: &[u8]) -> Result<(Vec<u8>, Vec<String>), OrgEr
                 ))
                 .into());
             }
+            check_originator(&orig, when, &signer_cert, &verified_carried, &step.trust)?;
             let identity = chain.identity.ok_or_else(|| {
                 CmsError::Verify("the sending organisation did not record how the sender was identified".into())
             })?;
@@ -215,13 +219,17 @@ pub fn relay(step: Step<'_>, raw: &[u8]) -> Result<(Vec<u8>, Vec<String>), OrgEr
     let signing_key = rsa::pkcs1v15::SigningKey::<sha2::Sha256>::new(step.org.key.clone());
     let org_der = der::Encode::to_der(&step.org.cert)
         .map_err(|e| CmsError::Malformed(format!("the organisation certificate: {e}")))?;
+    // The sender's CAs travel with the organisation's signature, so the receiving organisation
+    // can validate the originator certificate itself.
+    let mut carried: Vec<&[u8]> = vec![&org_der];
+    carried.extend(originator_chain.iter().map(|c| c.as_slice()));
     let input = SignInput {
         content: &[&inner],
         detached: true,
         digest: Hash::Sha256,
         sha256: None,
         signer_cert: &step.org.cert,
-        certificates: &[&org_der],
+        certificates: &carried,
         extra_attributes: extra,
     };
     let der =
@@ -238,6 +246,43 @@ pub fn relay(step: Step<'_>, raw: &[u8]) -> Result<(Vec<u8>, Vec<String>), OrgEr
         cert::subject(&step.org.cert)
     ));
     Ok((build_signed(&fields, &inner, &der, "sha-256"), log))
+}
+
+/// The original sender the sending organisation recorded must be one of its users: the
+/// certificate chains, at the time the sender signed, through exactly one CA to an SSMAX root, and
+/// that CA belongs to the sending organisation — the profile's mark: the same organizationName
+/// as the organisation's certificate (docs/ssmax-mail-profile.md). What cannot be checked is
+/// refused.
+fn check_originator(
+    orig: &Certificate,
+    signed_at: SystemTime,
+    sending_org: &Certificate,
+    carried: &[Vec<u8>],
+    trust: &Trust,
+) -> Result<(), CmsError> {
+    let der = der::Encode::to_der(orig).map_err(|e| CmsError::Malformed(format!("originator certificate: {e}")))?;
+    let who = cert::subject(orig);
+    let path = crate::cms::verify::valid_path(&der, carried, trust, signed_at).map_err(|e| {
+        CmsError::Verify(format!(
+            "the original sender '{who}' does not chain to an SSMAX root: {}",
+            crate::cms::verify::chain_error(&who, orig, "when it signed", e)
+        ))
+    })?;
+    let [user_ca] = path.intermediates() else {
+        return Err(CmsError::Verify(format!(
+            "the original sender '{who}' is not issued by an organisation CA under an SSMAX root"
+        )));
+    };
+    let ca = cert::parse(user_ca)?;
+    let org_of = |c: &Certificate| cert::organization(&c.tbs_certificate.subject);
+    if org_of(&ca).is_none() || org_of(&ca) != org_of(sending_org) {
+        return Err(CmsError::Verify(format!(
+            "the original sender '{who}' is a user of '{}', not of the sending organisation '{}'",
+            cert::subject(&ca),
+            cert::subject(sending_org)
+        )));
+    }
+    Ok(())
 }
 
 fn inspect(cmd: &str, label: &str, content: &[u8]) -> Result<(), OrgError> {
