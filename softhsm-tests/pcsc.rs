@@ -20,6 +20,19 @@ fn readers() -> (Pcscd, MutexGuard<'static, ()>) {
     (Pcscd::start(), guard)
 }
 
+/// A signature through the agent, tried again for up to 10 s while the agent has yet to see the
+/// card just inserted.
+fn sign_once_the_agent_sees_the_card(tok: &Tok, agent: &Agent, input: &std::path::Path) -> std::process::Output {
+    let start = Instant::now();
+    loop {
+        let o = via(tok, agent, &["sign", "--in", input.to_str().unwrap()]);
+        if code(&o) == 0 || start.elapsed() > Duration::from_secs(10) {
+            return o;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 #[test]
 fn token_bound_to_a_pcsc_reader_follows_the_card_in_it() {
     let _r = readers();
@@ -34,14 +47,7 @@ fn token_bound_to_a_pcsc_reader_follows_the_card_in_it() {
     assert_eq!(getpins(&agent), 0);
 
     let inserted = card.insert(0);
-    let start = Instant::now();
-    let o = loop {
-        let o = via(&tok, &agent, &["sign", "--in", input.to_str().unwrap()]);
-        if code(&o) == 0 || start.elapsed() > Duration::from_secs(10) {
-            break o;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    let o = sign_once_the_agent_sees_the_card(&tok, &agent, &input);
     assert_eq!(code(&o), 0, "with the card in the reader: {}", stderr(&o));
     assert_eq!(getpins(&agent), 1);
 
@@ -92,14 +98,7 @@ fn a_card_pulled_and_put_back_between_two_looks_of_the_agent_costs_its_pin() {
     let input = tok.write("mail.eml", MAIL);
     let inserted = card.insert(0);
     wait_for_reader(true);
-    let start = Instant::now();
-    let o = loop {
-        let o = via(&tok, &agent, &["sign", "--in", input.to_str().unwrap()]);
-        if code(&o) == 0 || start.elapsed() > Duration::from_secs(10) {
-            break o;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    let o = sign_once_the_agent_sees_the_card(&tok, &agent, &input);
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     let o = via(&tok, &agent, &["sign", "--in", input.to_str().unwrap()]);
     assert_eq!(code(&o), 0, "{}", stderr(&o));

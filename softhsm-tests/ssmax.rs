@@ -46,6 +46,17 @@ impl World {
         World { alice: Tok::for_user("alice", "alice card"), bob: Tok::for_user("bob", "bob card") }
     }
 
+    /// Bob (Partner Org) sends alice a note without attachments, with `send` on his card.
+    fn bob_sends_a_note(&self) -> PathBuf {
+        let draft = self.bob.write(
+            "draft.eml",
+            "From: Bob Partner <bob@partner.example>\nTo: Alice <alice@example.jp>\nSubject: hello\n\nHi.\n",
+        );
+        let sent = self.bob.path("sent.eml");
+        ok(&mut self.bob.with_pin(&["send", "--in", draft.to_str().unwrap(), "--out", sent.to_str().unwrap()]));
+        sent
+    }
+
     fn draft(&self, body: &str) -> PathBuf {
         self.alice.write("draft.eml", format!("From: Alice Example <alice@example.jp>\nTo: Bob <bob@partner.example>\nSubject: Q3 figures\n\n{body}\n"))
     }
@@ -802,12 +813,7 @@ fn an_attachment_encrypted_with_cbc_is_refused_whatever_its_label_says() {
 #[test]
 fn the_sending_hop_signs_only_for_its_own_organisations_users() {
     let w = World::new();
-    let draft = w.bob.write(
-        "draft.eml",
-        "From: Bob Partner <bob@partner.example>\nTo: Alice <alice@example.jp>\nSubject: hello\n\nHi.\n",
-    );
-    let sent = w.bob.path("sent.eml");
-    ok(&mut w.bob.with_pin(&["send", "--in", draft.to_str().unwrap(), "--out", sent.to_str().unwrap()]));
+    let sent = w.bob_sends_a_note();
     // Example Org's hop, with every list: bob's chain reaches the shared SSMAX root, but not
     // through Example Org's CA.
     let (o, _) = w.org("sending", &sent, "hop1.eml", None);
@@ -902,12 +908,7 @@ fn what_extraction_would_write_is_what_is_scanned_and_no_envelope_hides_inside()
 #[test]
 fn a_ca_given_only_to_build_chains_makes_no_one_a_user_of_the_sending_organisation() {
     let w = World::new();
-    let draft = w.bob.write(
-        "draft.eml",
-        "From: Bob Partner <bob@partner.example>\nTo: Alice <alice@example.jp>\nSubject: hello\n\nHi.\n",
-    );
-    let sent = w.bob.path("sent.eml");
-    ok(&mut w.bob.with_pin(&["send", "--in", draft.to_str().unwrap(), "--out", sent.to_str().unwrap()]));
+    let sent = w.bob_sends_a_note();
     let p = pki();
     let out = w.bob.path("hop1.eml");
     let o = run(hop("sending", &p.join("org.key"), &p.join("org.pem"), &p.join("partner-org.pem"), &sent, &out)
@@ -962,12 +963,7 @@ fn a_display_name_shows_another_address_with_lookalike_or_invisible_characters_t
 #[test]
 fn the_receiving_hop_refuses_an_original_sender_who_is_not_a_user_of_the_sending_organisation() {
     let w = World::new();
-    let draft = w.bob.write(
-        "draft.eml",
-        "From: Bob Partner <bob@partner.example>\nTo: Alice <alice@example.jp>\nSubject: hello\n\nHi.\n",
-    );
-    let sent = w.bob.path("sent.eml");
-    ok(&mut w.bob.with_pin(&["send", "--in", draft.to_str().unwrap(), "--out", sent.to_str().unwrap()]));
+    let sent = w.bob_sends_a_note();
     // Example Org's hop, misconfigured (or lying): it serves Partner Org's CA as if its own, and
     // records bob as its original sender.
     let p = pki();

@@ -228,7 +228,7 @@ impl Store {
         });
         let cached = cached.filter(|c| revocation::signed_by_issuer(c, issuer_der));
         if let Some(c) = &cached {
-            if c.next_update.is_some_and(|n| n > SystemTime::now() + self.fresh_for) {
+            if c.current_at(SystemTime::now() + self.fresh_for) {
                 return Ok(c.clone());
             }
         }

@@ -54,6 +54,13 @@ pub struct Crl {
     pub this_update: std::time::SystemTime,
 }
 
+impl Crl {
+    /// Before its nextUpdate at `t` (a list that names none is never current).
+    pub fn current_at(&self, t: std::time::SystemTime) -> bool {
+        self.next_update.is_some_and(|n| n > t)
+    }
+}
+
 /// Lists are shared, not copied: a parsed list holds a map of every revoked serial.
 pub type Shared = std::sync::Arc<Crl>;
 
@@ -166,7 +173,7 @@ pub fn who_is_revoked(links: &[Link<'_>], crls: &[Shared]) -> Option<String> {
 /// Is there a list that speaks for `link` among `crls`, and (`current`) is the newest of them
 /// current at `now`?
 pub fn list_for(link: &Link<'_>, crls: &[Shared], now: std::time::SystemTime) -> Option<bool> {
-    newest_for(link, crls).map(|crl| crl.next_update.is_some_and(|n| n > now))
+    newest_for(link, crls).map(|crl| crl.current_at(now))
 }
 
 /// Of the lists that speak for `link`, the newest (latest thisUpdate): what it says is what the
@@ -180,12 +187,20 @@ pub fn newest_for<'a>(link: &Link<'_>, crls: &'a [Shared]) -> Option<&'a Crl> {
 /// certificate in? What rustls-webpki asks of a list during path validation, asked of one link.
 pub fn speaks_for(crl: &Crl, link: &Link<'_>) -> bool {
     let Ok(issuer) = der::Encode::to_der(&link.cert.tbs_certificate.issuer) else { return false };
-    crl.list.issuer() == issuer_value(&issuer) && signed_by_issuer(crl, link.issuer_der) && in_scope(crl, link)
+    if crl.list.issuer() != issuer_value(&issuer) {
+        return false;
+    }
+    // Parsed once; the signature, the costly part, checked last.
+    let Ok(list) = x509_cert::crl::CertificateList::from_der(&crl.der) else { return false };
+    in_scope(&list, link) && signed_under(crl, &list, link.issuer_der)
 }
 
 /// Is the list signed by the key of `issuer` (DER)? Checked over its tbsCertList as received.
 pub fn signed_by_issuer(crl: &Crl, issuer: &[u8]) -> bool {
-    let Ok(list) = x509_cert::crl::CertificateList::from_der(&crl.der) else { return false };
+    x509_cert::crl::CertificateList::from_der(&crl.der).is_ok_and(|list| signed_under(crl, &list, issuer))
+}
+
+fn signed_under(crl: &Crl, list: &x509_cert::crl::CertificateList, issuer: &[u8]) -> bool {
     let (Some(tbs), Some(signature)) = (first_element(&crl.der), list.signature.as_bytes()) else { return false };
     cert::signed_by(issuer, &list.signature_algorithm, tbs, signature).is_ok()
 }
@@ -206,10 +221,9 @@ fn first_element(der: &[u8]) -> Option<&[u8]> {
 /// no extension covers every certificate of the issuer; user-only and CA-only lists cover only
 /// those; a certificate that names distribution points is covered by a list whose point names
 /// one of the same URIs.
-fn in_scope(crl: &Crl, link: &Link<'_>) -> bool {
+fn in_scope(list: &x509_cert::crl::CertificateList, link: &Link<'_>) -> bool {
     use x509_cert::ext::pkix::crl::dp::IssuingDistributionPoint;
     use x509_cert::ext::pkix::name::{DistributionPointName, GeneralName};
-    let Ok(list) = x509_cert::crl::CertificateList::from_der(&crl.der) else { return false };
     let Some(ext) = list
         .tbs_cert_list
         .crl_extensions

@@ -387,11 +387,11 @@ pub fn check_revocation(
         if matches!(ocsp_says(l), Some(ocsp::State::Good)) {
             continue;
         }
-        match (revocation::list_for(l, &trust.crls, time), revocation::list_for(l, &trust.crls, graced)) {
-            (Some(true), _) => {}
-            (_, Some(true)) => in_grace = true,
-            (Some(false), _) => stale = true,
-            (None, _) => unknown = true,
+        match revocation::newest_for(l, &trust.crls).map(|c| (c.current_at(time), c.current_at(graced))) {
+            Some((true, _)) => {}
+            Some((_, true)) => in_grace = true,
+            Some(_) => stale = true,
+            None => unknown = true,
         }
     }
     match (unknown, stale, trust.revocation) {

@@ -96,10 +96,7 @@ impl<'a> Entity<'a> {
             [one] => *one,
             several => return Err(FromError::Fields(several.len())),
         };
-        // A bare CR is a line end to some readers: a field hidden behind one would be a From
-        // they show and we did not count.
-        let head = self.header_bytes();
-        if head.windows(2).any(|w| w[0] == b'\r' && w[1] != b'\n') || head.ends_with(b"\r") {
+        if self.has_bare_cr() {
             return Err(FromError::BareCr);
         }
         let colon = field.raw.iter().position(|&b| b == b':').ok_or(FromError::Missing)?;
@@ -151,6 +148,13 @@ impl<'a> Entity<'a> {
         name.split(|c: char| c.is_whitespace() || "<>\"'(),;[]".contains(c))
             .map(|w| w.trim_matches('.').to_lowercase())
             .find(|w| w.split_once('@').is_some_and(|(l, d)| !l.is_empty() && !d.is_empty()) && *w != address)
+    }
+
+    /// A CR not followed by LF in the header: a line end to some readers, so a field hidden
+    /// behind one would be a field they see and we did not count.
+    pub fn has_bare_cr(&self) -> bool {
+        let head = self.header_bytes();
+        head.windows(2).any(|w| w[0] == b'\r' && w[1] != b'\n') || head.ends_with(b"\r")
     }
 
     /// Does the header name a sender at all (one From field or several)?
@@ -220,8 +224,7 @@ pub fn sender_inside(content: &[u8], outer_from: &str) -> std::result::Result<()
 
 fn sender_of_entity(raw: &[u8], outer_from: &str, may_wrap: bool) -> std::result::Result<(), InnerSender> {
     let e = Entity::parse(raw).map_err(InnerSender::Unreadable)?;
-    let head = e.header_bytes();
-    if head.windows(2).any(|w| w[0] == b'\r' && w[1] != b'\n') || head.ends_with(b"\r") {
+    if e.has_bare_cr() {
         return Err(InnerSender::From(FromError::BareCr));
     }
     if e.has_from() {

@@ -502,13 +502,7 @@ impl Token {
             Some((at, f)) if at.elapsed() < FOUND_FLAGS_FOR => f,
             _ => self.pin_flags()?,
         };
-        if let Some(warning) = pin::check_flags(&self.label, flags, allow_final_try)? {
-            eprintln!("ssmax-card: {}", crate::tr!("warning", text = warning));
-        }
-        let request = PinRequest { token: &self.label, operation, rules: &self.profile.pin };
-        let pin = prompt.ask(&request)?;
-        let pin = pin::apply_rules(&self.profile.pin, pin)
-            .map_err(|reason| TokenError::PinRules { token: self.label.clone(), reason })?;
+        let pin = self.ask_pin(flags, prompt, operation, allow_final_try)?;
         match self.session.login(UserType::User, Some(&pin)) {
             Ok(()) | Err(CkError::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => {}
             Err(CkError::Pkcs11(RvError::PinIncorrect, _)) => {
@@ -538,6 +532,23 @@ impl Token {
         Ok(())
     }
 
+    /// A PIN from `prompt`, after the retry `flags` allow a try (a final one only when allowed),
+    /// checked against the profile's rules before the token sees it.
+    fn ask_pin(
+        &self,
+        flags: PinFlags,
+        prompt: &dyn PinPrompt,
+        operation: &str,
+        allow_final_try: bool,
+    ) -> Result<SecretString> {
+        if let Some(warning) = pin::check_flags(&self.label, flags, allow_final_try)? {
+            eprintln!("ssmax-card: {}", crate::tr!("warning", text = warning));
+        }
+        let request = PinRequest { token: &self.label, operation, rules: &self.profile.pin };
+        pin::apply_rules(&self.profile.pin, prompt.ask(&request)?)
+            .map_err(|reason| TokenError::PinRules { token: self.label.clone(), reason })
+    }
+
     /// The PIN for one context-specific login: one entered for this operation (at its login, or
     /// by `fresh_pin_for_context`), once.
     pub fn context_pin(&self) -> Result<&SecretString> {
@@ -558,12 +569,7 @@ impl Token {
             return Ok(());
         }
         let flags = self.pin_flags()?;
-        if let Some(warning) = pin::check_flags(&self.label, flags, allow_final_try)? {
-            eprintln!("ssmax-card: {}", crate::tr!("warning", text = warning));
-        }
-        let request = PinRequest { token: &self.label, operation, rules: &self.profile.pin };
-        let pin = pin::apply_rules(&self.profile.pin, prompt.ask(&request)?)
-            .map_err(|reason| TokenError::PinRules { token: self.label.clone(), reason })?;
+        let pin = self.ask_pin(flags, prompt, operation, allow_final_try)?;
         self.pin = Some(pin);
         self.pin_fresh.set(true);
         Ok(())
