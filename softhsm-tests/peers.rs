@@ -326,7 +326,7 @@ fn our_signatures_verify_in_gpgsm_trusting_only_the_root() {
 }
 
 /// Bouncy Castle: BcPeer.java compiled once per run against Debian's jars; the classpath.
-fn bc_classpath() -> &'static str {
+pub(crate) fn bc_classpath() -> &'static str {
     static CP: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     CP.get_or_init(|| {
         let jars = ["/usr/share/java/bcprov.jar", "/usr/share/java/bcpkix.jar", "/usr/share/java/bcutil.jar"].join(":");
@@ -337,7 +337,7 @@ fn bc_classpath() -> &'static str {
     })
 }
 
-fn bc(args: &[&str]) -> std::process::Output {
+pub(crate) fn bc(args: &[&str]) -> std::process::Output {
     ok(Command::new("java").args(["-cp", bc_classpath(), "BcPeer"]).args(args))
 }
 

@@ -133,27 +133,60 @@ fn attachment_cms(tok: &Tok, mail: &Path, label: &str) -> Vec<u8> {
     base64::engine::general_purpose::STANDARD.decode(b64).unwrap()
 }
 
-fn encrypted_content(tok: &Tok, der: &[u8]) -> String {
+/// The encrypted content bytes of an AuthEnvelopedData, found with `openssl asn1parse` (the
+/// implicit [0] primitive after the content-encryption algorithm).
+fn encrypted_content(tok: &Tok, der: &[u8]) -> Vec<u8> {
     let f = tok.write("att.der", der);
-    let dump = stdout(&ok(Command::new("openssl").args(["cms", "-cmsout", "-print", "-inform", "DER", "-in"]).arg(&f)));
-    let start = dump.find("encryptedContent:").expect("encryptedContent in dump");
-    dump[start..]
-        .lines()
-        .skip(1)
-        .take_while(|l| l.trim_start().starts_with(|c: char| c.is_ascii_hexdigit()))
-        .collect::<Vec<_>>()
-        .join("\n")
+    let dump = stdout(&ok(Command::new("openssl").args(["asn1parse", "-inform", "DER", "-in"]).arg(&f)));
+    let after_alg = dump.split_once(":aes-256-gcm").expect("AES-256-GCM content").1;
+    let line = after_alg.lines().find(|l| l.contains("prim: cont [ 0 ]")).expect("encryptedContent");
+    // "  516:d=4  hl=2 l=   7 prim: cont [ 0 ]"
+    let num = |key: &str| -> usize {
+        let rest = line.split(key).nth(1).unwrap().trim_start();
+        rest.split(|c: char| !c.is_ascii_digit()).next().unwrap().parse().unwrap()
+    };
+    let at: usize = line.trim_start().split(':').next().unwrap().parse().unwrap();
+    let (hl, l) = (num("hl="), num(" l="));
+    der[at + hl..at + hl + l].to_vec()
 }
 
-fn openssl_decrypt(tok: &Tok, der: &[u8], key: &str, cert: &str) -> Output {
+/// Bouncy Castle opens an SSMAX attachment with `key` (authAttrs as the GCM additional data, RFC
+/// 5083) and prints its binding. (openssl 3.0 cannot: it reads authAttrs with the wrong tag,
+/// openssl/openssl#26101, and does not authenticate them.)
+fn bc_open(tok: &Tok, der: &[u8], key: &str, cert: &str) -> Output {
     let f = tok.write("att-open.der", der);
-    run(Command::new("openssl")
-        .args(["cms", "-decrypt", "-inform", "DER", "-in"])
-        .arg(&f)
-        .arg("-inkey")
-        .arg(pki().join(key))
-        .arg("-recip")
-        .arg(pki().join(cert)))
+    let out = tok.path("att-open.out");
+    let (k, c) = (pki().join(key), pki().join(cert));
+    run(Command::new("java").args(["-cp", crate::peers::bc_classpath(), "BcPeer", "ssmax-open"]).args([
+        k.to_str().unwrap(),
+        c.to_str().unwrap(),
+        f.to_str().unwrap(),
+        out.to_str().unwrap(),
+    ]))
+}
+
+/// The serial of a certificate (PEM) in hex, as Bouncy Castle prints it.
+fn serial_of(cert: &Path) -> String {
+    let o = ok(Command::new("openssl").args(["x509", "-noout", "-serial", "-in"]).arg(cert));
+    stdout(&o).trim().trim_start_matches("serial=").trim_start_matches('0').to_ascii_lowercase()
+}
+
+/// The certificate that signed `mail` (PEM, written beside it).
+fn signer_of(tok: &Tok, mail: &Path) -> PathBuf {
+    let out = tok.path("signer.pem");
+    ok(Command::new("openssl")
+        .args(["cms", "-verify", "-noverify", "-out", "/dev/null", "-in"])
+        .arg(mail)
+        .arg("-signer")
+        .arg(&out));
+    out
+}
+
+/// The certificate alice's card signs with (it holds two: the RSA and the EC one).
+fn alices_signing_certificate(w: &World) -> PathBuf {
+    let mail =
+        signed_by_hand(w, "probe", "From: Alice Example <alice@example.jp>\nTo: Bob <bob@partner.example>\n\nprobe\n");
+    signer_of(&w.alice, &mail)
 }
 
 #[test]
@@ -164,11 +197,18 @@ fn four_party_chain_verifies_at_every_hop_and_forward_keeps_the_ciphertext() {
         ("notes.txt", "meeting notes\n", "Meeting notes"),
     ]);
     openssl_ok(&sent);
-    // Encrypted to the sending organisation — a plain S/MIME tool with its key opens it, the recipient's cannot.
+    // Encrypted to the sending organisation — another CMS implementation with its key opens it,
+    // the recipient's cannot — and bound to alice, its label and its name.
     let att = attachment_cms(&w.alice, &sent, "Q3 figures");
-    let o = openssl_decrypt(&w.alice, &att, "org.key", "org.pem");
-    assert!(o.status.success() && stdout(&o).contains("filename=\"figures.csv\""), "{}", stderr(&o));
-    assert!(!openssl_decrypt(&w.alice, &att, "bob.key", "bob.pem").status.success());
+    let o = bc_open(&w.alice, &att, "org.key", "org.pem");
+    assert!(o.status.success(), "{}", stderr(&o));
+    let binding = stdout(&o);
+    let alice = signer_of(&w.alice, &sent);
+    assert!(binding.contains(&format!("originator serial {} issuer ", serial_of(&alice))), "{binding}");
+    assert!(binding.contains("label Q3 figures\nfilename figures.csv\n"), "{binding}");
+    let opened = std::fs::read_to_string(w.alice.path("att-open.out")).unwrap();
+    assert!(opened.contains("filename=\"figures.csv\""), "{opened}");
+    assert!(!bc_open(&w.alice, &att, "bob.key", "bob.pem").status.success());
 
     let (o, hop1) = w.org("sending", &sent, "hop1.eml", Some(LEAK_SCAN));
     assert_eq!(code(&o), 0, "{}", stderr(&o));
@@ -213,18 +253,39 @@ fn four_party_chain_verifies_at_every_hop_and_forward_keeps_the_ciphertext() {
     assert_ne!(before, after, "new recipient info");
     assert_eq!(encrypted_content(&w.bob, &before), encrypted_content(&w.bob, &after), "ciphertext byte-identical");
     assert!(!std::fs::read_to_string(&fwd).unwrap().contains("Meeting notes"), "dropped attachment is gone");
-    assert!(
-        openssl_decrypt(&w.bob, &after, "partner-org.key", "partner-org.pem").status.success(),
-        "the receiving org opens it"
-    );
-    assert!(!openssl_decrypt(&w.bob, &after, "bob.key", "bob.pem").status.success(), "bob's own key no longer does");
+    let o = bc_open(&w.bob, &after, "partner-org.key", "partner-org.pem");
+    assert!(o.status.success(), "bob's organisation opens it: {}", stderr(&o));
+    assert!(stdout(&o).contains(&format!("originator serial {} ", serial_of(&alice))), "still alice's");
+    assert!(!bc_open(&w.bob, &after, "bob.key", "bob.pem").status.success(), "bob's own key no longer does");
     let o = run(&mut w.bob.with_pin(&["decrypt", "--in", w.bob.write("fwd-att.der", &after).to_str().unwrap()]));
     assert_clear_failure(&o, 6);
 
-    // And Partner Org, now the sending org for bob, accepts bob's forward.
+    // And Partner Org, now the sending org for bob, accepts bob's forward: alice encrypted it,
+    // bob showed he could open it.
     let (o, hop3) = w.org("forward", &fwd, "hop3.eml", Some(LEAK_SCAN));
     assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("'Q3 figures' forwarded by the sender; first encrypted by certificate"),
+        "{}",
+        stderr(&o)
+    );
     openssl_ok(&hop3);
+    // Example Org receives it for alice, who sees whose attachment it first was.
+    let p = pki();
+    let hop4 = w.alice.path("hop4.eml");
+    let o = run(hop("receiving", &p.join("org.key"), &p.join("org.pem"), &p.join("alice.pem"), &hop3, &hop4)
+        .arg("--certfile")
+        .arg(p.join("partnerca.pem"))
+        .args(crls_of(&["root", "orgca", "partnerca"])));
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let o = run(&mut w.alice.with_pin(&["receive", "--in", hop4.to_str().unwrap()]));
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("forwarded by the sender, who showed they could open it; first encrypted by certificate"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(stdout(&o).contains("UTMgcmV2ZW51ZTogMSwyMzQgTUpQWQo="));
 }
 
 fn tamper(tok: &Tok, mail: &Path, from: &str, to: &str) -> PathBuf {
@@ -856,21 +917,36 @@ fn receive_refuses_a_from_whose_display_name_or_form_shows_another_sender_and_es
     assert!(stderr(&o).contains("display name shows another address (ceo@example.jp)"), "{}", stderr(&o));
 }
 
-/// `entity` encrypted by openssl to Example Org's certificate as AES-256-GCM (AuthEnvelopedData),
-/// as the part of a hand-made SSMAX body labelled `label` and named `file`.
-fn protected_by_hand(w: &World, entity: &str, label: &str, file: &str) -> String {
-    let input = w.alice.write("entity.in", entity);
-    let der = w.alice.path("entity.der");
-    ok(Command::new("openssl")
-        .args(["cms", "-encrypt", "-aes-256-gcm", "-binary", "-outform", "DER", "-in"])
-        .arg(&input)
-        .arg("-out")
-        .arg(&der)
-        .arg(pki().join("org.pem")));
+/// `entity` as an SSMAX attachment made by Bouncy Castle as the profile says: AES-256-GCM to `to`,
+/// bound to `sender` (a certificate file), `label` and `file` (`to`: a PKI file name).
+fn bc_protect(tok: &Tok, entity: &str, sender: &Path, label: &str, file: &str, to: &str) -> Vec<u8> {
+    let input = tok.write("entity.in", entity);
+    let der = tok.path("entity.der");
+    let to = pki().join(to);
+    ok(Command::new("java").args(["-cp", crate::peers::bc_classpath(), "BcPeer", "ssmax-protect"]).args([
+        sender.to_str().unwrap(),
+        label,
+        file,
+        to.to_str().unwrap(),
+        input.to_str().unwrap(),
+        der.to_str().unwrap(),
+    ]));
+    std::fs::read(&der).unwrap()
+}
+
+/// The part of a hand-made SSMAX body carrying `der`, labelled `label` and named `file`.
+fn protected_part(der: &[u8], label: &str, file: &str) -> String {
     format!(
         "Content-Type: application/pkcs7-mime; smime-type=authEnveloped-data; name=\"{file}.p7m\"\nContent-Disposition: attachment; filename=\"{file}.p7m\"\nContent-Transfer-Encoding: base64\nSSMAX-Label: {label}\nSSMAX-Filename: {file}\n\n{}\n",
-        base64(&std::fs::read(&der).unwrap())
+        base64(der)
     )
+}
+
+/// `entity` as alice's attachment to Example Org, made by hand (Bouncy Castle), labelled `label`
+/// and named `file`.
+fn protected_by_hand(w: &World, entity: &str, label: &str, file: &str) -> String {
+    let alice = alices_signing_certificate(w);
+    protected_part(&bc_protect(&w.alice, entity, &alice, label, file, "org.pem"), label, file)
 }
 
 #[test]
@@ -976,4 +1052,91 @@ fn the_receiving_hop_refuses_an_original_sender_who_is_not_a_user_of_the_sending
     assert_clear_failure(&o, 1);
     let e = stderr(&o);
     assert!(e.contains("is a user of 'CN=Partner Org CA,O=Partner Org', not of the sending organisation"), "{e}");
+}
+
+const ALICE_NOTES: &str = "From: Alice Example <alice@example.jp>\nTo: Bob <bob@partner.example>\nSubject: notes\nContent-Type: multipart/mixed; boundary=\"b\"\n\n--b\nContent-Type: text/plain\n\nMy meeting notes.\n--b\n";
+
+#[test]
+fn an_envelope_the_sender_did_not_make_is_not_re_keyed_under_their_name_label_or_file_name() {
+    let w = World::new();
+    let payroll = "Content-Type: text/csv; name=\"payroll.csv\"\r\nContent-Disposition: attachment; filename=\"payroll.csv\"\r\n\r\nname,salary\r\n";
+    let notes = "Content-Type: text/plain; name=\"notes.txt\"\r\nContent-Disposition: attachment; filename=\"notes.txt\"\r\n\r\nnotes\r\n";
+    // Encrypted to Example Org by someone else: alice cannot open it, the organisation can.
+    let unbound = {
+        let input = w.alice.write("payroll.in", payroll);
+        let der = w.alice.path("payroll.der");
+        ok(Command::new("openssl")
+            .args(["cms", "-encrypt", "-aes-256-gcm", "-binary", "-outform", "DER", "-in"])
+            .arg(&input)
+            .arg("-out")
+            .arg(&der)
+            .arg(pki().join("org.pem")));
+        std::fs::read(&der).unwrap()
+    };
+    let alice = alices_signing_certificate(&w);
+    let bobs = bc_protect(&w.alice, payroll, &pki().join("bob.pem"), "Payroll", "payroll.csv", "org.pem");
+    let relabelled = bc_protect(&w.alice, payroll, &alice, "Payroll", "payroll.csv", "org.pem");
+    let renamed_inside = bc_protect(&w.alice, payroll, &alice, "Notes", "notes.txt", "org.pem");
+    let notes_der = bc_protect(&w.alice, notes, &alice, "Notes", "notes.txt", "org.pem");
+    let cases: [(&str, &[u8], &str, &str, &str); 5] = [
+        ("unbound", &unbound, "Alice's meeting notes", "notes.txt", "is not bound to a sender"),
+        ("someone else's", &bobs, "Payroll", "payroll.csv", "was encrypted by certificate"),
+        ("relabelled", &relabelled, "Alice's meeting notes", "payroll.csv", "was encrypted under the label 'Payroll'"),
+        ("renamed", &notes_der, "Notes", "payroll.csv", "is sent as 'payroll.csv' but was encrypted as 'notes.txt'"),
+        (
+            "another file inside",
+            &renamed_inside,
+            "Notes",
+            "notes.txt",
+            "holds a file named 'payroll.csv', not 'notes.txt'",
+        ),
+    ];
+    for (what, der, label, file, said) in cases {
+        let mail = format!("{ALICE_NOTES}{}--b--\n", protected_part(der, label, file));
+        let signed = signed_by_hand(&w, "pasted", &mail);
+        let (o, out) = w.org("sending", &signed, "hop1.eml", None);
+        assert_clear_failure(&o, 1);
+        assert!(stderr(&o).contains(said), "{what}: {}", stderr(&o));
+        assert!(!out.exists(), "{what}: nothing written");
+    }
+    assert!(
+        stderr(
+            &w.org(
+                "sending",
+                &signed_by_hand(
+                    &w,
+                    "bobs",
+                    &format!("{ALICE_NOTES}{}--b--\n", protected_part(&bobs, "Payroll", "payroll.csv"))
+                ),
+                "h.eml",
+                None
+            )
+            .0
+        )
+        .contains("not by the sender 'CN=Alice Example,O=Example Org'"),
+        "the message names the sender"
+    );
+    // alice's own envelope, under its own label and name, passes.
+    let mail = format!("{ALICE_NOTES}{}--b--\n", protected_part(&notes_der, "Notes", "notes.txt"));
+    let (o, _) = w.org("sending", &signed_by_hand(&w, "own", &mail), "hop1-own.eml", None);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+}
+
+#[test]
+fn a_forward_of_an_envelope_the_forwarder_could_not_open_is_refused() {
+    let w = World::new();
+    // An envelope alice made for Partner Org (say, carried to another of its users), which bob
+    // pastes into his own mail as if he had received and forwarded it: he never held its key.
+    let entity = "Content-Type: text/plain; name=\"plan.txt\"\r\nContent-Disposition: attachment; filename=\"plan.txt\"\r\n\r\nplan\r\n";
+    let der = bc_protect(&w.bob, entity, &pki().join("alice.pem"), "Plan", "plan.txt", "partner-org.pem");
+    let mail = format!(
+        "From: Bob Partner <bob@partner.example>\nTo: Carol <carol@example.jp>\nSubject: Fwd: plan\nContent-Type: multipart/mixed; boundary=\"b\"\n\n--b\nContent-Type: text/plain\n\nForwarded.\n--b\n{}--b--\n",
+        protected_part(&der, "Plan", "plan.txt")
+    );
+    let draft = w.bob.write("fwd.draft", mail);
+    let signed = w.bob.path("fwd-by-hand.eml");
+    ok(&mut w.bob.with_pin(&["sign", "--in", draft.to_str().unwrap(), "--out", signed.to_str().unwrap()]));
+    let (o, _) = w.org("forward", &signed, "hop1-fwd.eml", None);
+    assert_clear_failure(&o, 1);
+    assert!(stderr(&o).contains("not by the sender 'CN=Bob Partner"), "{}", stderr(&o));
 }

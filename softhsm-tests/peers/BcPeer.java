@@ -6,6 +6,11 @@
 //                                                       CIPHER: aes128-cbc | aes256-cbc | aes128-gcm | aes256-gcm
 //   verify ROOT SIG CONTENT|-                           signature and chain to ROOT (certificates from the message)
 //   decrypt KEY CERT IN OUT                             enveloped-data or auth-enveloped-data
+//   ssmax-protect SENDER LABEL FILENAME RECIPIENT IN OUT an SSMAX attachment as the profile binds it
+//                                                       (docs/ssmax-mail-profile.md): AES-256-GCM,
+//                                                       RSA-OAEP-SHA256, authAttrs content-type + id-ssmax.4
+//   ssmax-open KEY CERT IN OUT                          decrypt (authAttrs as the GCM additional data)
+//                                                       and print the id-ssmax.4 binding
 import java.io.*;
 import java.nio.file.*;
 import java.security.*;
@@ -13,7 +18,12 @@ import java.security.cert.*;
 import java.security.spec.*;
 import java.util.*;
 import javax.crypto.spec.*;
-import org.bouncycastle.asn1.ASN1ObjectIdentifier;
+import org.bouncycastle.asn1.*;
+import org.bouncycastle.asn1.cms.Attribute;
+import org.bouncycastle.asn1.cms.AttributeTable;
+import org.bouncycastle.asn1.cms.CMSAttributes;
+import org.bouncycastle.asn1.cms.CMSObjectIdentifiers;
+import org.bouncycastle.asn1.cms.IssuerAndSerialNumber;
 import org.bouncycastle.asn1.cms.ContentInfo;
 import org.bouncycastle.asn1.pkcs.PKCSObjectIdentifiers;
 import org.bouncycastle.asn1.pkcs.PrivateKeyInfo;
@@ -58,6 +68,8 @@ public class BcPeer {
             case "encrypt" -> encrypt(a[1], a[2], a[3], a[4], a[5]);
             case "verify" -> verify(a[1], a[2], a[3]);
             case "decrypt" -> decrypt(a[1], a[2], a[3], a[4]);
+            case "ssmax-protect" -> ssmaxProtect(a[1], a[2], a[3], a[4], a[5], a[6]);
+            case "ssmax-open" -> ssmaxOpen(a[1], a[2], a[3], a[4]);
             default -> throw new IllegalArgumentException(a[0]);
         }
     }
@@ -162,12 +174,60 @@ public class BcPeer {
         X509Certificate me = cert(certPath);
         PrivateKey k = key(keyPath);
         ContentInfo ci = ContentInfo.getInstance(data);
-        RecipientInformationStore recipients = ci.getContentType().equals(PKCSObjectIdentifiers.id_ct_authEnvelopedData)
+        boolean auth = ci.getContentType().equals(PKCSObjectIdentifiers.id_ct_authEnvelopedData);
+        RecipientInformationStore recipients = auth
             ? new CMSAuthEnvelopedData(data).getRecipientInfos() : new CMSEnvelopedData(data).getRecipientInfos();
         RecipientInformation r = recipients.get(new JceKeyTransRecipientId(me));
         if (r == null) {
             throw new IllegalStateException("not encrypted for " + me.getSubjectX500Principal());
         }
-        Files.write(Path.of(out), r.getContent(new JceKeyTransEnvelopedRecipient(k).setProvider("BC")));
+        // With authenticated attributes, only the AuthEnveloped recipient feeds them to GCM (bcpkix 1.72).
+        Recipient rec = auth ? new JceKeyTransAuthEnvelopedRecipient(k).setProvider("BC") : new JceKeyTransEnvelopedRecipient(k).setProvider("BC");
+        Files.write(Path.of(out), r.getContent(rec));
+    }
+
+    /** id-ssmax (docs/ssmax-mail-profile.md); .4 is an attachment's binding. */
+    static final ASN1ObjectIdentifier ID_SSMAX_ATTACHMENT =
+        new ASN1ObjectIdentifier("2.25.177981922264625539930734361460954600427.4");
+
+    static void ssmaxProtect(String senderPath, String label, String filename, String recipPath, String in, String out) throws Exception {
+        X509CertificateHolder sender = new JcaX509CertificateHolder(cert(senderPath));
+        ASN1EncodableVector binding = new ASN1EncodableVector();
+        binding.add(new IssuerAndSerialNumber(sender.getIssuer(), sender.getSerialNumber()));
+        binding.add(new DERUTF8String(label));
+        binding.add(new DERUTF8String(filename));
+        Hashtable<ASN1ObjectIdentifier, Attribute> attrs = new Hashtable<>();
+        attrs.put(CMSAttributes.contentType, new Attribute(CMSAttributes.contentType, new DERSet(CMSObjectIdentifiers.data)));
+        attrs.put(ID_SSMAX_ATTACHMENT, new Attribute(ID_SSMAX_ATTACHMENT, new DERSet(new DERSequence(binding))));
+        OAEPParameterSpec spec = new OAEPParameterSpec("SHA-256", "MGF1", new MGF1ParameterSpec("SHA-256"), PSource.PSpecified.DEFAULT);
+        JceKeyTransRecipientInfoGenerator rig = new JceKeyTransRecipientInfoGenerator(cert(recipPath),
+            new JcaAlgorithmParametersConverter().getAlgorithmIdentifier(PKCSObjectIdentifiers.id_RSAES_OAEP, spec));
+        rig.setProvider("BC");
+        CMSAuthEnvelopedDataGenerator gen = new CMSAuthEnvelopedDataGenerator();
+        gen.addRecipientInfoGenerator(rig);
+        gen.setAuthenticatedAttributeGenerator(new SimpleAttributeTableGenerator(new AttributeTable(attrs)));
+        byte[] data = Files.readAllBytes(Path.of(in));
+        Files.write(Path.of(out), gen.generate(new CMSProcessableByteArray(data),
+            (org.bouncycastle.operator.OutputAEADEncryptor) new JceCMSContentEncryptorBuilder(CMSAlgorithm.AES256_GCM).setProvider("BC").build()).getEncoded());
+    }
+
+    static void ssmaxOpen(String keyPath, String certPath, String in, String out) throws Exception {
+        CMSAuthEnvelopedData ad = new CMSAuthEnvelopedData(Files.readAllBytes(Path.of(in)));
+        X509Certificate me = cert(certPath);
+        RecipientInformation r = ad.getRecipientInfos().get(new JceKeyTransRecipientId(me));
+        if (r == null) {
+            throw new IllegalStateException("not encrypted for " + me.getSubjectX500Principal());
+        }
+        Files.write(Path.of(out), r.getContent(new JceKeyTransAuthEnvelopedRecipient(key(keyPath)).setProvider("BC")));
+        AttributeTable attrs = ad.getAuthAttrs();
+        Attribute b = attrs == null ? null : attrs.get(ID_SSMAX_ATTACHMENT);
+        if (b == null) {
+            throw new SecurityException("no SSMAX binding among the authenticated attributes");
+        }
+        ASN1Sequence s = ASN1Sequence.getInstance(b.getAttrValues().getObjectAt(0));
+        IssuerAndSerialNumber who = IssuerAndSerialNumber.getInstance(s.getObjectAt(0));
+        System.out.println("originator serial " + who.getSerialNumber().getValue().toString(16) + " issuer " + who.getName());
+        System.out.println("label " + ASN1UTF8String.getInstance(s.getObjectAt(1)).getString());
+        System.out.println("filename " + ASN1UTF8String.getInstance(s.getObjectAt(2)).getString());
     }
 }

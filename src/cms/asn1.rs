@@ -10,6 +10,7 @@
 //!
 //! Everything else is reused from `cms`.
 
+use super::signed::RawAttribute;
 use cms::cert::IssuerAndSerialNumber;
 use cms::content_info::CmsVersion;
 use cms::enveloped_data::{
@@ -20,7 +21,6 @@ use core::cmp::Ordering;
 use der::asn1::{GeneralizedTime, OctetString, SetOfVec};
 use der::{Any, Choice, Encode, Sequence, ValueOrd};
 use spki::AlgorithmIdentifierOwned;
-use x509_cert::attr::Attributes;
 
 /// A SET OF as received: any order, repeated elements kept, held in DER order (by each
 /// element's encoding, sorted in n·log n) so that encoding it again gives the DER SET OF — what
@@ -90,7 +90,7 @@ pub struct EnvelopedData {
     pub recip_infos: SetOfVec<RecipientInfo>,
     pub encrypted_content: EncryptedContentInfo,
     #[asn1(context_specific = "1", tag_mode = "IMPLICIT", constructed = "true", optional = "true")]
-    pub unprotected_attrs: Option<Attributes>,
+    pub unprotected_attrs: Option<BerSetOf<RawAttribute>>,
 }
 
 #[derive(Clone, Debug, Eq, PartialEq, Sequence)]
@@ -101,10 +101,10 @@ pub struct AuthEnvelopedData {
     pub recip_infos: SetOfVec<RecipientInfo>,
     pub auth_encrypted_content_info: EncryptedContentInfo,
     #[asn1(context_specific = "1", tag_mode = "IMPLICIT", constructed = "true", optional = "true")]
-    pub auth_attrs: Option<Attributes>,
+    pub auth_attrs: Option<BerSetOf<RawAttribute>>,
     pub mac: OctetString,
     #[asn1(context_specific = "2", tag_mode = "IMPLICIT", constructed = "true", optional = "true")]
-    pub unauth_attrs: Option<Attributes>,
+    pub unauth_attrs: Option<BerSetOf<RawAttribute>>,
 }
 
 #[derive(Clone, Debug, Eq, PartialEq, Choice)]

@@ -123,6 +123,17 @@ pub fn recipient_info(cert: &Certificate, cek: &[u8]) -> Result<RecipientInfo, C
 /// buffer is encrypted in place: the plaintext is gone once this returns, and a large
 /// attachment is not held twice.
 pub fn encrypt(content: Vec<u8>, recipients: &[Certificate]) -> Result<Vec<u8>, CmsError> {
+    encrypt_with(content, recipients, None)
+}
+
+/// As `encrypt`, with authenticated attributes: their DER (a SET OF, RFC 5083 §2.2) is the
+/// GCM additional data, so they cannot be changed or moved to another envelope unseen, and
+/// re-keying carries them unchanged.
+pub fn encrypt_with(
+    content: Vec<u8>,
+    recipients: &[Certificate],
+    auth_attrs: Option<super::asn1::BerSetOf<super::signed::RawAttribute>>,
+) -> Result<Vec<u8>, CmsError> {
     let mut cek = Zeroizing::new([0u8; 32]);
     OsRng.fill_bytes(&mut cek[..]);
     let mut nonce = [0u8; 12];
@@ -133,11 +144,15 @@ pub fn encrypt(content: Vec<u8>, recipients: &[Certificate]) -> Result<Vec<u8>, 
     let key =
         ring::aead::LessSafeKey::new(ring::aead::UnboundKey::new(&ring::aead::AES_256_GCM, &cek[..]).map_err(failed)?);
     // The tag travels separately (the MAC field).
+    let aad = match &auth_attrs {
+        Some(a) => der::Encode::to_der(a).map_err(enc)?,
+        None => Vec::new(),
+    };
     let mut sealed = content;
     let tag = key
         .seal_in_place_separate_tag(
             ring::aead::Nonce::assume_unique_for_key(nonce),
-            ring::aead::Aad::empty(),
+            ring::aead::Aad::from(&aad[..]),
             &mut sealed,
         )
         .map_err(failed)?
@@ -157,20 +172,21 @@ pub fn encrypt(content: Vec<u8>, recipients: &[Certificate]) -> Result<Vec<u8>, 
             },
             encrypted_content: Some(OctetString::new(sealed).map_err(enc)?),
         },
-        auth_attrs: None,
+        auth_attrs,
         mac: Some(OctetString::new(tag).map_err(enc)?),
         other_attrs: None,
     };
     env.into_der(infos)
 }
 
+/// A software key in the Decryptor seat, to check our envelopes open (unit tests only: a
+/// user's key is never a software key).
 #[cfg(test)]
-mod tests {
+pub(crate) mod soft {
     use super::*;
-    use crate::cms::decrypt::{open, Decryptor, RsaOp};
+    use crate::cms::decrypt::{Decryptor, RsaOp};
 
-    /// A software key in the Decryptor seat, to check our envelopes open (tests only).
-    struct Soft(Vec<Certificate>, rsa::RsaPrivateKey);
+    pub(crate) struct Soft(pub Vec<Certificate>, pub rsa::RsaPrivateKey);
 
     impl Decryptor for Soft {
         fn certificates(&self) -> &[Certificate] {
@@ -188,7 +204,8 @@ mod tests {
         }
     }
 
-    fn bob() -> (Certificate, rsa::RsaPrivateKey) {
+    /// The RFC 9216 example recipient: certificate and key.
+    pub(crate) fn bob() -> (Certificate, rsa::RsaPrivateKey) {
         use rsa::pkcs8::DecodePrivateKey;
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("softhsm-tests/interop-vectors/examples-cms/certs-and-keys");
@@ -198,6 +215,13 @@ mod tests {
                 .unwrap();
         (crate::cms::cert::parse(&cert[0]).unwrap(), key)
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::soft::{bob, Soft};
+    use super::*;
+    use crate::cms::decrypt::open;
 
     #[test]
     fn envelope_opens_and_rekeying_keeps_the_ciphertext() {
@@ -211,5 +235,27 @@ mod tests {
         assert_ne!(rekeyed, der, "a new RecipientInfo");
         assert_eq!(Envelope::parse(&rekeyed).unwrap().ciphertext(), env.ciphertext());
         assert_eq!(open(&rekeyed, &mut soft).unwrap().content, b"attachment bytes");
+    }
+
+    #[test]
+    fn authenticated_attributes_are_bound_to_the_content() {
+        use crate::cms::asn1::BerSetOf;
+        use crate::cms::signed::{Oid, RawAttribute};
+        let (cert, key) = bob();
+        let attr = |v: &str| {
+            let a = RawAttribute::new(
+                &Oid::from_const(ObjectIdentifier::new_unwrap("1.2.3.4")),
+                der::asn1::Utf8StringRef::new(v).unwrap(),
+            )
+            .unwrap();
+            BerSetOf::from_vec(vec![a]).unwrap()
+        };
+        let der = encrypt_with(b"payroll".to_vec(), std::slice::from_ref(&cert), Some(attr("label one"))).unwrap();
+        let mut soft = Soft(vec![cert.clone()], key);
+        assert_eq!(open(&der, &mut soft).unwrap().content, b"payroll");
+        let mut env = Envelope::parse(&der).unwrap();
+        env.auth_attrs = Some(attr("label two"));
+        let swapped = env.with_recipients(env.infos.iter().cloned().collect()).unwrap();
+        assert!(open(&swapped, &mut soft).is_err(), "another label must not open");
     }
 }

@@ -4,13 +4,14 @@
 
 use super::ctx::{Ctx, Parts};
 use super::receive::verify_from_org;
-use super::sign::sign_on_token;
-use crate::cms::cert;
+use super::sign::sign_built_on_token;
 use crate::cms::decrypt::Envelope;
 use crate::cms::encrypt::recipient_info;
+use crate::cms::{cert, CmsError};
 use crate::error::{Exit, Failure};
 use crate::mail::smime::build_signed;
 use crate::mail::{quoted_printable, Field};
+use crate::ssmax::binding;
 use crate::ssmax::mail::{build, Protected};
 use crate::ssmax::{display_name, org_certificate, token_trust};
 use crate::token::decrypt::TokenDecryptor;
@@ -72,15 +73,22 @@ fn forward(p: &mut Parts<'_>, a: &ForwardArgs, raw: &[u8]) -> Result<(Vec<u8>, S
     }
     let org = org_certificate(&trust, &p.s.config)?;
     let org_name = display_name(&org);
-    let mut rekeyed = Vec::new();
+    // Each kept attachment with its content key, recovered on the card: the binding is checked
+    // as on receive, and the key shows the forwarder could open it (binding.rs).
+    let mut kept = Vec::new();
     if !selected.is_empty() {
+        let Some((sender, _)) = &rec.chain.originator else {
+            return Err(CmsError::Verify(crate::tr!("receive-no-originator")).into());
+        };
         let operation = crate::tr!("forward-operation");
         let mut dec = TokenDecryptor::new(p.token, p.prompt, p.allow_final_pin_try, &operation)?;
         for p in &selected {
+            let label = |e| super::receive::with_label(e, &p.label);
             let env = Envelope::parse(&p.cms)?;
-            let (cek, _, _) = env.recover_cek(&mut dec).map_err(|e| super::receive::with_label(e, &p.label))?;
-            let cms = env.with_recipients(vec![recipient_info(&org, &cek)?])?;
-            rekeyed.push(Protected { filename: p.filename.clone(), label: p.label.clone(), cms });
+            crate::ssmax::check_protected(&env, &p.label).map_err(label)?;
+            let (cek, _, _) = env.recover_cek(&mut dec).map_err(label)?;
+            binding::check(&env, &p.label, &p.filename, sender, &cek).map_err(label)?;
+            kept.push((*p, env, cek));
         }
     }
     let from = match &a.from {
@@ -106,8 +114,7 @@ fn forward(p: &mut Parts<'_>, a: &ForwardArgs, raw: &[u8]) -> Result<(Vec<u8>, S
     intro.extend_from_slice(&quoted_printable(text.as_bytes()));
     let mut body = vec![intro];
     body.extend(rec.parts.body.iter().cloned());
-    let forwarded = rekeyed.len();
-    let inner = build(&body, rekeyed, &org_name);
+    let forwarded = kept.len();
     let subject = header("Subject");
     let subject = if subject.to_ascii_lowercase().starts_with("fwd:") { subject } else { format!("Fwd: {subject}") };
     let date =
@@ -118,7 +125,20 @@ fn forward(p: &mut Parts<'_>, a: &ForwardArgs, raw: &[u8]) -> Result<(Vec<u8>, S
         Field::written("Subject", crate::mail::fields::unstructured("Subject", &subject)),
         Field::new("Date", &date),
     ];
-    let done = sign_on_token(p, &from, &a.to.join(", "), &[&inner], None, a.pss, super::sign::Binding::Organisation)?;
+    let mut kept = Some(kept);
+    let mut build_for = |signer: &x509_cert::Certificate| -> Result<Vec<u8>, Failure> {
+        let mut rekeyed = Vec::new();
+        for (p, mut env, cek) in kept.take().unwrap_or_default() {
+            if binding::read(&env, &p.label)?.originator != binding::ias(signer) {
+                binding::add_forward_proof(&mut env, &cek, signer)?;
+            }
+            let cms = env.with_recipients(vec![recipient_info(&org, &cek)?])?;
+            rekeyed.push(Protected { filename: p.filename.clone(), label: p.label.clone(), cms });
+        }
+        Ok(build(&body, rekeyed, &org_name))
+    };
+    let (done, inner) =
+        sign_built_on_token(p, &from, &a.to.join(", "), &mut build_for, a.pss, super::sign::Binding::Organisation)?;
     let note = crate::tr!("forward-done", count = forwarded, org = org_name, summary = done.summary(&from, p.token));
     Ok((build_signed(&outer, &inner, &done.der, done.scheme.hash().micalg()), note))
 }

@@ -8,6 +8,7 @@ use crate::cms::{cert, decrypt, unarmor, CmsError};
 use crate::error::{Exit, Failure};
 use crate::mail::smime::{classify, rejoin, Incoming};
 use crate::mail::Entity;
+use crate::ssmax::binding::{self, Origin};
 use crate::ssmax::mail::{build_opened, parse, Attachment, Parts};
 use crate::ssmax::{display_name, token_trust, ChainInfo, TokenTrust};
 use crate::token::decrypt::TokenDecryptor;
@@ -129,11 +130,26 @@ fn attachment_envelopes(raw: &[u8]) -> Vec<decrypt::Envelope> {
         .collect()
 }
 
-/// One protected attachment, which must be what the profile allows (AES-GCM), opened.
-fn open_protected(cms: &[u8], label: &str, keys: &mut dyn decrypt::Decryptor) -> Result<decrypt::Opened, CmsError> {
-    let env = decrypt::Envelope::parse(cms)?;
-    crate::ssmax::check_protected(&env, label)?;
-    env.open(keys)
+/// One protected attachment, which must be what the profile allows (AES-GCM, bound to its
+/// sender, label and name), opened.
+fn open_protected(
+    a: &crate::ssmax::mail::Protected,
+    sender: &x509_cert::Certificate,
+    keys: &mut dyn decrypt::Decryptor,
+) -> Result<(decrypt::Opened, Origin), CmsError> {
+    let env = decrypt::Envelope::parse(&a.cms)?;
+    crate::ssmax::check_protected(&env, &a.label)?;
+    // Before the card is asked: an attachment bound to nobody is not worth a PIN try.
+    binding::read(&env, &a.label)?;
+    let (cek, key_transport, recipient) = env.cek_for_reading(keys)?;
+    let content_alg = env.content_alg()?;
+    let head = env.without_ciphertext();
+    // The content opens first: a key that did not unwrap fails there, as every other failure
+    // to decrypt does (cek_for_reading), never as a binding that does not check.
+    let content = env.into_plaintext(&cek)?;
+    let origin = binding::check(&head, &a.label, &a.filename, sender, &cek)?;
+    binding::check_entity_name(&content, &a.label, &a.filename)?;
+    Ok((decrypt::Opened { content, content_alg, key_transport, recipient }, origin))
 }
 
 /// Verify, report the chain, decrypt every attachment on the card: the readable mail out.
@@ -167,8 +183,11 @@ pub fn open_mail(ctx: &mut dyn Ctx, raw: &[u8]) -> Result<Vec<u8>, Failure> {
                 p.allow_final_pin_try,
                 &crate::tr!("receive-operation", from = rec.from),
             )?;
+            let Some((sender, _)) = &rec.chain.originator else {
+                return Err(CmsError::Verify(crate::tr!("receive-no-originator")).into());
+            };
             for a in &rec.parts.protected {
-                let o = open_protected(&a.cms, &a.label, &mut dec).map_err(|e| with_label(e, &a.label))?;
+                let (o, origin) = open_protected(a, sender, &mut dec).map_err(|e| with_label(e, &a.label))?;
                 notes.push(crate::tr!(
                     "receive-opened",
                     label = crate::l10n::escaped(&a.label),
@@ -176,6 +195,12 @@ pub fn open_mail(ctx: &mut dyn Ctx, raw: &[u8]) -> Result<Vec<u8>, Failure> {
                     transport = o.key_transport.to_string(),
                     algorithm = o.content_alg.name()
                 ));
+                if let Origin::Forwarded { first } = origin {
+                    notes.push(format!(
+                        "  {}",
+                        crate::tr!("receive-forwarded-attachment", first = binding::describe(&first))
+                    ));
+                }
                 opened.push(Attachment { filename: a.filename.clone(), label: a.label.clone(), entity: o.content });
             }
         }

@@ -2,12 +2,13 @@
 //! organisation, labels in clear, the whole mail signed on the card.
 
 use super::ctx::Ctx;
-use super::sign::sign_on_token;
+use super::sign::sign_built_on_token;
 use crate::cms::encrypt;
 use crate::error::{Exit, Failure};
 use crate::mail::smime::{signed_parts, split_fields};
 use crate::mail::{Entity, Field};
-use crate::ssmax::mail::{parse_draft, Attachment, Protected};
+use crate::ssmax::binding;
+use crate::ssmax::mail::{as_field_reads, parse_draft, Attachment, Protected, FILENAME_HEADER, LABEL_HEADER};
 use crate::ssmax::{display_name, org_certificate, token_trust};
 
 pub fn run(ctx: &mut dyn Ctx, extra: Vec<Attachment>, pss: bool) -> Result<(), Failure> {
@@ -29,32 +30,34 @@ pub fn run(ctx: &mut dyn Ctx, extra: Vec<Attachment>, pss: bool) -> Result<(), F
     drop(mail);
     drop(raw);
     super::sign::choose_signing_token(ctx, &from, super::sign::Binding::Organisation)?;
-    let (org_name, org, logged_in) = {
-        let p = ctx.token()?;
+    let attachments = std::mem::take(&mut parts.attachments);
+    let count = attachments.len();
+    let (done, summary, inner) = {
+        let mut p = ctx.token()?;
         let trust = token_trust(p.token, &p.s.config)?;
         let org = org_certificate(&trust, &p.s.config)?;
-        (display_name(&org), org, p.token.profile.keys.certificates_need_login)
-    };
-    // Encryption needs only the organisation's certificate: other clients may use the token
-    // meanwhile, and signing takes a new turn. A token that needed the PIN to show its
-    // certificates keeps the turn, so the user is asked once.
-    if !logged_in {
-        ctx.done_with_token();
-    }
-    let mut protected = Vec::new();
-    // Each attachment is encrypted in its own buffer: no plaintext copy outlives the loop.
-    for a in std::mem::take(&mut parts.attachments) {
-        // Only the organisation can open it: never the recipient's key (the sender manages none).
-        let cms = encrypt::encrypt(a.entity, std::slice::from_ref(&org))?;
-        protected.push(Protected { filename: a.filename, label: a.label, cms });
-    }
-    let count = protected.len();
-    let inner = crate::ssmax::mail::build(&parts.body, protected, &org_name);
-    let (done, summary) = {
-        let mut p = ctx.token()?;
-        let done = sign_on_token(&mut p, &from, &to, &[&inner], None, pss, super::sign::Binding::Organisation)?;
+        let org_name = display_name(&org);
+        let mut attachments = Some(attachments);
+        // Each attachment is bound to the certificate that signs (its sender), so it is
+        // encrypted once that certificate is chosen; each in its own buffer, so no plaintext
+        // copy outlives the loop.
+        let mut build = |signer: &x509_cert::Certificate| -> Result<Vec<u8>, Failure> {
+            let mut protected = Vec::new();
+            for a in attachments.take().unwrap_or_default() {
+                // As the hops and the reader will read the fields back.
+                let label = as_field_reads(LABEL_HEADER, &a.label).unwrap_or_else(|| a.filename.clone());
+                let filename = as_field_reads(FILENAME_HEADER, &a.filename).unwrap_or_default();
+                let attrs = binding::auth_attrs(signer, &label, &filename)?;
+                // Only the organisation can open it: never the recipient's key (the sender manages none).
+                let cms = encrypt::encrypt_with(a.entity, std::slice::from_ref(&org), Some(attrs))?;
+                protected.push(Protected { filename, label, cms });
+            }
+            Ok(crate::ssmax::mail::build(&parts.body, protected, &org_name))
+        };
+        let (done, inner) =
+            sign_built_on_token(&mut p, &from, &to, &mut build, pss, super::sign::Binding::Organisation)?;
         let summary = done.summary(&from, p.token);
-        (done, summary)
+        (done, crate::tr!("send-done", count = count, org = org_name, summary = summary), inner)
     };
     ctx.done_with_token();
     let [head, tail] = signed_parts(&outer, &[&inner], &done.der, done.scheme.hash().micalg());
@@ -62,6 +65,6 @@ pub fn run(ctx: &mut dyn Ctx, extra: Vec<Attachment>, pss: bool) -> Result<(), F
     for w in &done.warnings {
         ctx.note(crate::tr!("warning", text = w));
     }
-    ctx.note(crate::tr!("send-done", count = count, org = org_name, summary = summary));
+    ctx.note(summary);
     Ok(())
 }

@@ -200,6 +200,37 @@ pub fn sign_on_token(
     pss: bool,
     binding: Binding,
 ) -> Result<Signed, Failure> {
+    sign_content(p, from, to, Content::Given(content, sha256), pss, binding).map(|(signed, _)| signed)
+}
+
+/// As `sign_on_token`, for content that names the signing certificate: `build` makes it once
+/// the certificate is chosen (an SSMAX mail binds each attachment to its sender). The content
+/// comes back with the signature.
+pub fn sign_built_on_token(
+    p: &mut Parts<'_>,
+    from: &str,
+    to: &str,
+    build: &mut dyn FnMut(&Certificate) -> Result<Vec<u8>, Failure>,
+    pss: bool,
+    binding: Binding,
+) -> Result<(Signed, Vec<u8>), Failure> {
+    sign_content(p, from, to, Content::ForSigner(build), pss, binding)
+}
+
+/// What is signed: given (with its SHA-256 when already known), or built for the signer.
+enum Content<'c> {
+    Given(&'c [&'c [u8]], Option<&'c [u8]>),
+    ForSigner(&'c mut dyn FnMut(&Certificate) -> Result<Vec<u8>, Failure>),
+}
+
+fn sign_content(
+    p: &mut Parts<'_>,
+    from: &str,
+    to: &str,
+    content: Content<'_>,
+    pss: bool,
+    binding: Binding,
+) -> Result<(Signed, Vec<u8>), Failure> {
     let (allow_final_pin_try, s, prompt) = (p.allow_final_pin_try, p.s, p.prompt);
     let token: &mut Token = p.token;
     let to = if to.is_empty() { String::new() } else { crate::tr!("sign-operation-to", to = to) };
@@ -260,6 +291,11 @@ pub fn sign_on_token(
     let chain = intermediates(token, &chosen.cert, &s.config.intermediates)?;
     let certificates: Vec<&[u8]> =
         std::iter::once(chosen.der.as_slice()).chain(chain.iter().map(|c| c.as_slice())).collect();
+    let (built, given, sha256) = match content {
+        Content::Given(pieces, sha256) => (Vec::new(), Some(pieces), sha256),
+        Content::ForSigner(build) => (build(&chosen.cert)?, None, None),
+    };
+    let built_pieces = [built.as_slice()];
     let der = {
         let spki = chosen.cert.tbs_certificate.subject_public_key_info.clone();
         let signer = TokenSigner::new(token, key, scheme, spki)?;
@@ -267,12 +303,12 @@ pub fn sign_on_token(
             &signer,
             &chosen.cert,
             &certificates,
-            content,
+            given.unwrap_or(&built_pieces),
             sha256,
             vec![identity.attribute()?],
         )?
     };
-    Ok(Signed { der, warnings, scheme, subject: chosen.subject.to_string(), key_label })
+    Ok((Signed { der, warnings, scheme, subject: chosen.subject.to_string(), key_label }, built))
 }
 
 /// The token's certificate for `from`: named by --key if given, else any whose rfc822Name is

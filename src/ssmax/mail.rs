@@ -48,6 +48,18 @@ fn part_filename(e: &Entity<'_>) -> Option<String> {
     from("Content-Disposition", "filename").or_else(|| from("Content-Type", "name"))
 }
 
+/// The file name a decrypted attachment's entity gives itself, if any.
+pub fn entity_filename(e: &Entity<'_>) -> Option<String> {
+    part_filename(e)
+}
+
+/// A label or file name as a reader of its `SSMAX-Label` / `SSMAX-Filename` field gets it back
+/// (surrounding space and folds do not survive a header): what an attachment is bound to.
+pub fn as_field_reads(name: &str, text: &str) -> Option<String> {
+    let field = format!("{}\r\n\r\n", fields::unstructured(name, text));
+    Entity::parse(field.as_bytes()).ok().and_then(|e| e.text(name))
+}
+
 /// `Content-Type: {mime}; name=…` and `Content-Disposition: attachment; filename=…` for a file,
 /// the name as RFC 2231 when it is not ASCII, each field folded at 78.
 fn file_fields(mime: &str, name: &str) -> String {

@@ -2,6 +2,7 @@
 //! organisation, the identity-method attribute, org-chain attributes, receive and forward.
 //! Built only from standard CMS / S/MIME so plain S/MIME tools still verify and decrypt.
 
+pub mod binding;
 pub mod mail;
 pub mod org;
 

@@ -2,6 +2,7 @@
 //! mail servers do with an SSMAX mail. Library code for tests and the demo — not a server.
 //! Organisation keys here are software keys (the issue allows it); user keys never are.
 
+use super::binding::{self, Origin};
 use super::mail::{build, leaves, parse, Protected};
 use super::{display_name, ChainInfo, IdentityMethod};
 use crate::cms::decrypt::{Decryptor, Envelope, RsaOp};
@@ -199,6 +200,17 @@ pub fn relay(step: Step<'_>, raw: &[u8]) -> Result<(Vec<u8>, Vec<String>), OrgEr
         super::check_protected(&env, &p.label)?;
         let (cek, _, _) = env.recover_cek(step.org)?;
         let content = env.decrypt(&cek)?;
+        // Bound to who encrypted it, under which label and name: only the sender's own
+        // attachments, or those the sender shows it could open, are re-keyed.
+        match binding::check(&env, &p.label, &p.filename, &originator.0, &cek)? {
+            Origin::Sender => {}
+            Origin::Forwarded { first } => log.push(format!(
+                "'{}' forwarded by the sender; first encrypted by {}",
+                crate::l10n::escaped(&p.label),
+                binding::describe(&first)
+            )),
+        }
+        binding::check_entity_name(&content, &p.label, &p.filename)?;
         let files = leaves(&content)?;
         if let Some(cmd) = step.scanner {
             spend(files.len())?;

@@ -10,9 +10,10 @@ pub struct Envelope {
     pub originator_info: Option<cms::enveloped_data::OriginatorInfo>,
     pub infos: SetOfVec<RecipientInfo>,
     pub eci: EncryptedContentInfo,
-    pub auth_attrs: Option<x509_cert::attr::Attributes>,
+    /// As received, held in DER order: their DER is the AEAD's additional data (RFC 5083 §2.2).
+    pub auth_attrs: Option<crate::cms::asn1::BerSetOf<crate::cms::signed::RawAttribute>>,
     pub mac: Option<OctetString>,
-    pub other_attrs: Option<x509_cert::attr::Attributes>,
+    pub other_attrs: Option<crate::cms::asn1::BerSetOf<crate::cms::signed::RawAttribute>>,
 }
 
 /// (header, header length, content length) of the TLV at `pos`, which must fit in `der`.
@@ -341,6 +342,25 @@ impl Envelope {
                 unprotected_attrs: self.other_attrs,
             };
             content_info_der(rfc5911::ID_ENVELOPED_DATA, &ed).map_err(enc)
+        }
+    }
+
+    /// Everything but the encrypted content (recipients, attributes, MAC), so checks on them
+    /// can follow `into_plaintext`, which consumes the envelope, without a second copy of a
+    /// large attachment.
+    pub fn without_ciphertext(&self) -> Envelope {
+        Envelope {
+            authenticated: self.authenticated,
+            originator_info: self.originator_info.clone(),
+            infos: self.infos.clone(),
+            eci: EncryptedContentInfo {
+                content_type: self.eci.content_type,
+                content_enc_alg: self.eci.content_enc_alg.clone(),
+                encrypted_content: None,
+            },
+            auth_attrs: self.auth_attrs.clone(),
+            mac: self.mac.clone(),
+            other_attrs: self.other_attrs.clone(),
         }
     }
 
