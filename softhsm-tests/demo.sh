@@ -74,9 +74,18 @@ show openssl cms -verify -in "$DEMO/1-sent.eml" -CAfile "$DEMO/pki/root.pem" -pu
 
 P=$DEMO/pki
 step "7. Example Org (sending organisation): verify alice, inspect for leaks, re-key to Partner Org, re-sign"
+# What each organisation registered about its users' tokens: the identity method it states.
+cat >"$DEMO/example-org-tokens.toml" <<TOML
+[[token]]
+issuer = "pki/orgca.pem"
+kind = "softhsm2"
+description = "Example Org staff token (SoftHSM2 stand-in for a card)"
+enrolment = "identity checked in person at issuance"
+TOML
+sed -e 's/orgca/partnerca/; s/Example Org/Partner Org/' "$DEMO/example-org-tokens.toml" >"$DEMO/partner-org-tokens.toml"
 LEAKS="grep -qi 'confidential' \"\$1\" && { echo 'marked confidential'; exit 1; }; exit 0"
 show "$BIN" org --role sending --org-key "$P/org.key" --org-cert "$P/org.pem" --anchor "$P/root.pem" \
-  --own-ca "$P/orgca.pem" --crl "$P/root.crl" --crl "$P/orgca.crl" --next "$P/partner-org.pem" --scanner "$LEAKS" --in "$DEMO/1-sent.eml" --out "$DEMO/2-from-example-org.eml"
+  --registry "$DEMO/example-org-tokens.toml" --own-ca "$P/orgca.pem" --crl "$P/root.crl" --crl "$P/orgca.crl" --next "$P/partner-org.pem" --scanner "$LEAKS" --in "$DEMO/1-sent.eml" --out "$DEMO/2-from-example-org.eml"
 show openssl cms -verify -in "$DEMO/2-from-example-org.eml" -CAfile "$P/root.pem" -purpose smimesign -out /dev/null
 
 step "8. Partner Org (receiving organisation): verify Example Org, scan for malware, re-key to bob, re-sign"
@@ -96,6 +105,6 @@ step "10. bob forwards the figures: only the content key is re-wrapped (for Part
 SOFTHSM2_CONF=$DEMO/bob-token/softhsm2.conf show "$BIN" forward --in "$DEMO/3-to-bob.eml" --to carol@partner.example \
   --keep figures.csv --note "Carol, FYI." --out "$DEMO/4-forward.eml" --pin-fd 3 3<"$DEMO/bob-pin"
 show "$BIN" org --role sending --org-key "$P/partner-org.key" --org-cert "$P/partner-org.pem" --anchor "$P/root.pem" \
-  --own-ca "$P/partnerca.pem" --crl "$P/root.crl" --crl "$P/partnerca.crl" --next "$P/org.pem" --in "$DEMO/4-forward.eml" --out "$DEMO/5-forward-from-partner-org.eml"
+  --registry "$DEMO/partner-org-tokens.toml" --own-ca "$P/partnerca.pem" --crl "$P/root.crl" --crl "$P/partnerca.crl" --next "$P/org.pem" --in "$DEMO/4-forward.eml" --out "$DEMO/5-forward-from-partner-org.eml"
 
 step "Done. Files are in $DEMO"

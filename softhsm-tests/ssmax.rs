@@ -16,9 +16,27 @@ struct World {
     bob: Tok,
 }
 
+/// The token registry both organisations keep (`--registry`): every certificate their user CAs
+/// issue is on a SoftHSM2 token, handed out in person.
+fn registry() -> &'static Path {
+    static REGISTRY: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    REGISTRY.get_or_init(|| {
+        let p = pki();
+        let path = p.parent().unwrap().join("registry.toml");
+        let entry = |ca: &str, org: &str| {
+            format!(
+                "[[token]]\nissuer = \"{}\"\nkind = \"softhsm2\"\ndescription = \"{org} staff token (SoftHSM2 stand-in)\"\nenrolment = \"identity checked in person at issuance\"\n",
+                p.join(ca).display()
+            )
+        };
+        std::fs::write(&path, entry("orgca.pem", "Example Org") + &entry("partnerca.pem", "Partner Org")).unwrap();
+        path
+    })
+}
+
 /// `ssmax-card org` as `role` with `key` and `cert` (PKI file names or paths), the demo root as
-/// anchor, re-keying `input` to `next` into `out`; callers add --own-ca / --certfile, --crl and
-/// the rest.
+/// anchor, re-keying `input` to `next` into `out`; a sending hop with the organisations' token
+/// registry; callers add --own-ca / --certfile, --crl and the rest.
 fn hop(role: &str, key: &Path, cert: &Path, next: &Path, input: &Path, out: &Path) -> Command {
     let mut c = Command::new(BIN);
     c.args(["org", "--role", role, "--org-key"])
@@ -33,6 +51,9 @@ fn hop(role: &str, key: &Path, cert: &Path, next: &Path, input: &Path, out: &Pat
         .arg(input)
         .arg("--out")
         .arg(out);
+    if role == "sending" {
+        c.arg("--registry").arg(registry());
+    }
     c
 }
 
@@ -223,7 +244,10 @@ fn four_party_chain_verifies_at_every_hop_and_forward_keeps_the_ciphertext() {
     assert!(e.contains("signed by your organisation 'CN=Partner Org (mail),O=Partner Org'"), "{e}");
     assert!(e.contains("sending organisation: CN=Example Org (mail),O=Example Org"), "{e}");
     assert!(e.contains("original sender:      CN=Alice Example,O=Example Org <alice@example.jp>"), "{e}");
-    assert!(e.contains("identity method:      possession of the softhsm2 token + knowledge of its PIN"), "{e}");
+    assert!(
+        e.contains("identity method:      possession of the softhsm2 token Example Org registered for this certificate + knowledge of its PIN (token: Example Org staff token (SoftHSM2 stand-in) (registered by Example Org; identity checked in person at issuance), profile softhsm2;"),
+        "{e}"
+    );
     let out = stdout(&o);
     // `decrypt` on SSMAX mail does the same as `receive`.
     let d = run(&mut w.bob.with_pin(&["decrypt", "--in", hop2.to_str().unwrap()]));
@@ -1139,4 +1163,208 @@ fn a_forward_of_an_envelope_the_forwarder_could_not_open_is_refused() {
     let (o, _) = w.org("forward", &signed, "hop1-fwd.eml", None);
     assert_clear_failure(&o, 1);
     assert!(stderr(&o).contains("not by the sender 'CN=Bob Partner"), "{}", stderr(&o));
+}
+
+/// alice's config with a profile of her own for her SoftHSM2 token: `name` and `description`.
+fn alice_claims(w: &World, name: &str, description: &str) -> PathBuf {
+    let soft = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/pkcs11-profiles/softhsm2.toml")).unwrap();
+    let claimed = soft.replacen("name = \"softhsm2\"", &format!("name = \"{name}\""), 1).replacen(
+        "description = \"SoftHSM2 software token (test and demo stand-in for a card)\"",
+        &format!("description = \"{description}\""),
+        1,
+    );
+    let dir = w.alice.path(&format!("profiles-{name}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("claimed.toml"), claimed).unwrap();
+    if name != "softhsm2" {
+        // The built-in profile would match first: this one replaces it and matches nothing.
+        std::fs::write(dir.join("softhsm2.toml"), soft.replacen("model = \"SoftHSM v2\"", "model = \"none\"", 1))
+            .unwrap();
+    }
+    w.alice.write(&format!("config-{name}.toml"), format!("profiles_dir = \"{}\"\n", dir.display()))
+}
+
+/// alice sends a note with `config`.
+fn alice_sends_with(w: &World, config: &Path, name: &str) -> PathBuf {
+    let draft = w.draft("Bob, a note.");
+    let sent = w.alice.path(&format!("{name}.eml"));
+    ok(&mut w.alice.with_pin(&[
+        "send",
+        "--config",
+        config.to_str().unwrap(),
+        "--in",
+        draft.to_str().unwrap(),
+        "--out",
+        sent.to_str().unwrap(),
+    ]));
+    sent
+}
+
+#[test]
+fn the_identity_method_bob_sees_is_what_the_organisation_registered_not_what_alices_client_says() {
+    let w = World::new();
+    // The client calls her token another kind: the organisation registered SoftHSM2 for her.
+    let sent = alice_sends_with(&w, &alice_claims(&w, "yubikey-fips", "YubiKey 5 FIPS"), "other-kind");
+    let (o, out) = w.org("sending", &sent, "hop1-kind.eml", None);
+    assert_clear_failure(&o, 1);
+    let e = stderr(&o);
+    assert!(
+        e.contains("says its key is on a 'yubikey-fips' token, but Example Org registered a 'softhsm2' token"),
+        "{e}"
+    );
+    assert!(!out.exists());
+    // The right kind, a made-up description: the organisation's own words reach bob, not the client's.
+    let sent = alice_sends_with(&w, &alice_claims(&w, "softhsm2", "YubiKey 5 FIPS, in-person ID check"), "fips");
+    let (o, hop1) = w.org("sending", &sent, "hop1-fips.eml", None);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let (o, hop2) = w.org("receiving", &hop1, "hop2-fips.eml", None);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let o = run(&mut w.bob.with_pin(&["receive", "--in", hop2.to_str().unwrap()]));
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let e = stderr(&o);
+    assert!(!e.contains("FIPS"), "{e}");
+    assert!(e.contains("token: Example Org staff token (SoftHSM2 stand-in) (registered by Example Org;"), "{e}");
+}
+
+#[test]
+fn a_sending_organisation_without_a_registration_for_the_sender_refuses() {
+    let w = World::new();
+    let sent = w.send(&[]);
+    let p = pki();
+    // A registry that knows only Partner Org's users.
+    let only_partner = w.alice.write(
+        "partner-only.toml",
+        format!(
+            "[[token]]\nissuer = \"{}\"\nkind = \"softhsm2\"\ndescription = \"Partner card\"\n",
+            p.join("partnerca.pem").display()
+        ),
+    );
+    for registry in [None, Some(&only_partner)] {
+        let out = w.alice.path("hop1-unregistered.eml");
+        let mut c = Command::new(BIN);
+        c.args(["org", "--role", "sending", "--org-key"])
+            .arg(p.join("org.key"))
+            .args(["--org-cert", p.join("org.pem").to_str().unwrap(), "--anchor", p.join("root.pem").to_str().unwrap()])
+            .args([
+                "--own-ca",
+                p.join("orgca.pem").to_str().unwrap(),
+                "--next",
+                p.join("partner-org.pem").to_str().unwrap(),
+            ])
+            .args(crls_of(&["root", "orgca"]))
+            .arg("--in")
+            .arg(&sent)
+            .arg("--out")
+            .arg(&out);
+        if let Some(r) = registry {
+            c.arg("--registry").arg(r);
+        }
+        let o = run(&mut c);
+        assert_clear_failure(&o, 1);
+        let e = stderr(&o);
+        let said =
+            if registry.is_some() { "registered no token for 'CN=Alice Example" } else { "has no token registry" };
+        assert!(e.contains(said), "{e}");
+        assert!(!out.exists());
+    }
+}
+
+/// A token maker's attestation chain made with openssl: a root, a device certificate under it
+/// (YubiKey's F9), and the slot attestation for `subject_cert`'s key with Yubico's extensions
+/// (firmware 5.4.3, serial 12345678, PIN once, touch never). Returns (chain PEM, root PEM).
+fn attestation_for(tok: &Tok, subject_cert: &Path, name: &str) -> (PathBuf, PathBuf) {
+    let f = |n: &str| tok.path(&format!("{name}-{n}"));
+    let sh = |script: String| ok(Command::new("bash").arg("-c").arg(script));
+    sh(format!(
+        "set -e
+        openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout {rk} -out {root} -days 30 -subj '/CN=Token Maker Attestation Root' -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign
+        openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout {dk} -out {dcsr} -subj '/CN=Token Device Attestation'
+        printf 'basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign\n' > {dext}
+        openssl x509 -req -in {dcsr} -CA {root} -CAkey {rk} -set_serial 2 -days 30 -extfile {dext} -out {dev}
+        openssl x509 -in {subject} -pubkey -noout > {pubk}
+        printf '1.3.6.1.4.1.41482.3.3=DER:05:04:03\n1.3.6.1.4.1.41482.3.7=ASN1:INTEGER:12345678\n1.3.6.1.4.1.41482.3.8=DER:02:01\n' > {aext}
+        openssl req -new -key {dk} -subj '/CN=Token PIV Attestation 9c' -out {acsr}
+        openssl x509 -req -in {acsr} -CA {dev} -CAkey {dk} -set_serial 3 -days 30 -force_pubkey {pubk} -extfile {aext} -out {att}
+        cat {att} {dev} > {chain}",
+        rk = f("root.key").display(),
+        root = f("root.pem").display(),
+        dk = f("dev.key").display(),
+        dcsr = f("dev.csr").display(),
+        dext = f("dev.ext").display(),
+        dev = f("dev.pem").display(),
+        subject = subject_cert.display(),
+        pubk = f("subject.pub").display(),
+        aext = f("att.ext").display(),
+        acsr = f("att.csr").display(),
+        att = f("att.pem").display(),
+        chain = f("chain.pem").display(),
+    ));
+    (f("chain.pem"), f("root.pem"))
+}
+
+#[test]
+fn a_token_attestation_is_checked_when_registered_and_stated_with_what_it_certifies() {
+    let w = World::new();
+    let alice = alices_signing_certificate(&w);
+    let (chain, root) = attestation_for(&w.alice, &alice, "good");
+    let registry = |attestation: &Path| {
+        w.alice.write(
+            "attested.toml",
+            format!(
+                "[[token]]\ncertificate = \"{}\"\nkind = \"softhsm2\"\ndescription = \"alice's token\"\nattestation = \"{}\"\n",
+                alice.display(),
+                attestation.display()
+            ),
+        )
+    };
+    let sent = w.send(&[]);
+    let p = pki();
+    let run_hop = |registry: &Path, roots: &[&Path]| {
+        let out = w.alice.path("hop1-attested.eml");
+        let _ = std::fs::remove_file(&out);
+        let mut c = Command::new(BIN);
+        c.args(["org", "--role", "sending", "--org-key"])
+            .arg(p.join("org.key"))
+            .args(["--org-cert", p.join("org.pem").to_str().unwrap(), "--anchor", p.join("root.pem").to_str().unwrap()])
+            .args([
+                "--own-ca",
+                p.join("orgca.pem").to_str().unwrap(),
+                "--next",
+                p.join("partner-org.pem").to_str().unwrap(),
+            ])
+            .args(crls_of(&["root", "orgca"]))
+            .arg("--registry")
+            .arg(registry)
+            .arg("--in")
+            .arg(&sent)
+            .arg("--out")
+            .arg(&out);
+        for r in roots {
+            c.arg("--attestation-root").arg(r);
+        }
+        (run(&mut c), out)
+    };
+    let (o, out) = run_hop(&registry(&chain), &[&root]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let e = stderr(&o);
+    assert!(
+        e.contains(
+            "key born on the token, attested: serial 12345678, firmware 5.4.3, PIN once per session, touch never"
+        ),
+        "{e}"
+    );
+    assert!(std::fs::read(&out).is_ok());
+    // Another key's attestation, a chain to another root, no root at all: the registry is refused.
+    let (bobs, _) = attestation_for(&w.alice, &pki().join("bob.pem"), "bob");
+    let (_, other_root) = attestation_for(&w.alice, &alice, "other");
+    for (attestation, roots, said) in [
+        (&bobs, vec![root.as_path()], "certifies another key"),
+        (&chain, vec![other_root.as_path()], "is not signed by an attestation root"),
+        (&chain, vec![], "no --attestation-root"),
+    ] {
+        let (o, out) = run_hop(&registry(attestation), &roots);
+        assert_clear_failure(&o, 2);
+        assert!(stderr(&o).contains(said), "{said}: {}", stderr(&o));
+        assert!(!out.exists());
+    }
 }

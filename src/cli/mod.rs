@@ -284,6 +284,13 @@ pub enum Command {
         /// Inspection command, run with each decrypted attachment's path as $1 (exit 0 = clean).
         #[arg(long, value_name = "CMD")]
         scanner: Option<String>,
+        /// What the organisation registered about its users' tokens (sending role; TOML,
+        /// docs/ssmax-mail-profile.md): the identity method it states comes from here.
+        #[arg(long, value_name = "FILE")]
+        registry: Option<PathBuf>,
+        /// Roots the registry's token attestations chain to (Yubico's PIV root; repeatable).
+        #[arg(long, value_name = "FILE")]
+        attestation_root: Vec<PathBuf>,
     },
 }
 
@@ -413,7 +420,20 @@ fn run_here_or_in_agent(cli: Cli) -> Result<(), Failure> {
         Command::GenerateDocs { out } => docs::generate(&out),
         Command::Smtp { what } => smtp::run(g, what),
         Command::Audit { what: AuditCommand::Verify { log } } => local::audit_verify(g, log),
-        Command::Org { io, role, org_key, org_cert, anchor, certfile, own_ca, crl, next, scanner } => {
+        Command::Org {
+            io,
+            role,
+            org_key,
+            org_cert,
+            anchor,
+            certfile,
+            own_ca,
+            crl,
+            next,
+            scanner,
+            registry,
+            attestation_root,
+        } => {
             let role = match role {
                 OrgRole::Sending => crate::ssmax::org::Role::Sending,
                 OrgRole::Receiving => crate::ssmax::org::Role::Receiving,
@@ -434,6 +454,8 @@ fn run_here_or_in_agent(cli: Cli) -> Result<(), Failure> {
                     revocation: g.revocation.unwrap_or(crate::cms::revocation::Policy::Require),
                     next,
                     scanner,
+                    registry,
+                    attestation_roots: attestation_root,
                 },
             )
         }

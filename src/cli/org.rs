@@ -6,6 +6,7 @@ use crate::cms::cert::{self, load_file};
 use crate::cms::verify::Trust;
 use crate::error::{Exit, Failure};
 use crate::ssmax::org::{relay, OrgError, OrgKey, Role, Step};
+use crate::ssmax::registry::Registry;
 use std::path::PathBuf;
 
 pub struct OrgArgs {
@@ -19,6 +20,8 @@ pub struct OrgArgs {
     pub revocation: crate::cms::revocation::Policy,
     pub next: PathBuf,
     pub scanner: Option<String>,
+    pub registry: Option<PathBuf>,
+    pub attestation_roots: Vec<PathBuf>,
 }
 
 pub fn run(_g: &Global, io: &InOut, a: OrgArgs) -> Result<(), Failure> {
@@ -50,7 +53,25 @@ pub fn run(_g: &Global, io: &InOut, a: OrgArgs) -> Result<(), Failure> {
     let next_der =
         load_file(&a.next)?.into_iter().next().ok_or_else(|| Failure::new(Exit::Usage, "no --next certificate"))?;
     let next = cert::parse(&next_der)?;
-    let step = Step { role: a.role, org: &mut org, trust, own_cas, next: &next, scanner: a.scanner.as_deref() };
+    let mut roots = Vec::new();
+    for f in &a.attestation_roots {
+        roots.extend(load_file(f)?);
+    }
+    let registry = a
+        .registry
+        .as_deref()
+        .map(|p| Registry::load(p, &roots))
+        .transpose()
+        .map_err(|e| Failure::new(Exit::Usage, e.to_string()))?;
+    let step = Step {
+        role: a.role,
+        org: &mut org,
+        trust,
+        own_cas,
+        registry: registry.as_ref(),
+        next: &next,
+        scanner: a.scanner.as_deref(),
+    };
     let (out, log) = relay(step, &raw).map_err(|e| match e {
         OrgError::Cms(c) => Failure::from(c),
         OrgError::Mail(m) => Failure::from(m),

@@ -5,6 +5,7 @@
 pub mod binding;
 pub mod mail;
 pub mod org;
+pub mod registry;
 
 use crate::cms::cert;
 use crate::cms::signed::{Oid, RawAttribute};

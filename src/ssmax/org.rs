@@ -4,6 +4,7 @@
 
 use super::binding::{self, Origin};
 use super::mail::{build, leaves, parse, Protected};
+use super::registry::{self, Registry};
 use super::{display_name, ChainInfo, IdentityMethod};
 use crate::cms::decrypt::{Decryptor, Envelope, RsaOp};
 use crate::cms::digest::Hash;
@@ -85,6 +86,9 @@ pub struct Step<'a> {
     pub trust: Trust,
     /// A sending organisation's own user CAs: it serves only users these issued.
     pub own_cas: Vec<Vec<u8>>,
+    /// What a sending organisation registered about its users' tokens: the identity method it
+    /// states comes from here, never from the sender's client.
+    pub registry: Option<&'a Registry>,
     /// Who can open the attachments after this hop.
     pub next: &'a Certificate,
     /// Inspection: a shell command run with the decrypted attachment's path as `$1`;
@@ -129,9 +133,24 @@ pub fn relay(step: Step<'_>, raw: &[u8]) -> Result<(Vec<u8>, Vec<String>), OrgEr
                     CmsError::Verify(format!("the From address {from} is not in the sender's certificate")).into()
                 );
             }
-            let identity = IdentityMethod::from_attributes(&signer.attributes)?.ok_or_else(|| {
+            let claim = IdentityMethod::from_attributes(&signer.attributes)?.ok_or_else(|| {
                 CmsError::Verify("the sender's signature does not say how the sender was identified".into())
             })?;
+            let registry = step.registry.ok_or_else(|| {
+                CmsError::Verify(
+                    "this organisation has no token registry (--registry): it cannot say how its users are identified"
+                        .into(),
+                )
+            })?;
+            let registered = path.and_then(|p| registry.lookup(&signer.cert_der, p)).ok_or_else(|| {
+                CmsError::Verify(format!(
+                    "this organisation registered no token for '{}': it cannot say how the sender was identified",
+                    signer.subject
+                ))
+            })?;
+            let org_name = cert::organization(&step.org.cert.tbs_certificate.subject)
+                .unwrap_or_else(|| display_name(&step.org.cert));
+            let identity = registry::stated(registered, &claim, &org_name).map_err(CmsError::Verify)?;
             let when = signer
                 .signing_time
                 .ok_or_else(|| CmsError::Verify("the sender's signature has no signing time".into()))?;
