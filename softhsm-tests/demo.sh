@@ -91,7 +91,7 @@ show openssl cms -verify -in "$DEMO/2-from-example-org.eml" -CAfile "$P/root.pem
 step "8. Partner Org (receiving organisation): verify Example Org, scan for malware, re-key to bob, re-sign"
 MALWARE="grep -q 'EICAR-STANDARD-ANTIVIRUS-TEST-FILE' \"\$1\" && { echo 'EICAR'; exit 1; }; exit 0"
 show "$BIN" org --role receiving --org-key "$P/partner-org.key" --org-cert "$P/partner-org.pem" --anchor "$P/root.pem" \
-  --crl "$P/root.crl" --next "$P/bob.pem" --scanner "$MALWARE" --in "$DEMO/2-from-example-org.eml" --out "$DEMO/3-to-bob.eml"
+  --crl "$P/root.crl" --crl "$P/orgca.crl" --next "$P/bob.pem" --scanner "$MALWARE" --in "$DEMO/2-from-example-org.eml" --out "$DEMO/3-to-bob.eml"
 show openssl cms -verify -in "$DEMO/3-to-bob.eml" -CAfile "$P/root.pem" -purpose smimesign -out /dev/null
 
 step "9. bob receives: his organisation's signature is checked against the certificate on HIS card"

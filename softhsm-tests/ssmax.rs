@@ -374,8 +374,7 @@ fn recipient_cannot_be_tricked_by_a_certificate_on_disk() {
         .arg(p.join("mallory.pem"))
         .arg("--anchor")
         .arg(p.join("root.pem"))
-        .arg("--crl")
-        .arg(p.join("root.crl"))
+        .args(crls_of(&["root", "orgca"]))
         .arg("--next")
         .arg(p.join("bob.pem"))
         .arg("--in")
@@ -804,7 +803,7 @@ fn receive_refuses_when_the_organisation_publishes_its_status_and_it_cannot_be_h
         .args(crls_of(&["root", "orgca"])));
     let hop2 = w.bob.path("hop2.eml");
     ok(hop("receiving", &p.join("partner-org.key"), &org_cert, &p.join("bob.pem"), &hop1, &hop2)
-        .args(crls_of(&["root"])));
+        .args(crls_of(&["root", "orgca"])));
     let o = run(&mut w.bob.with_pin(&["receive", "--in", hop2.to_str().unwrap()]));
     assert_clear_failure(&o, 1);
     let e = stderr(&o);
@@ -1367,4 +1366,38 @@ fn a_token_attestation_is_checked_when_registered_and_stated_with_what_it_certif
         assert!(stderr(&o).contains(said), "{said}: {}", stderr(&o));
         assert!(!out.exists());
     }
+}
+
+#[test]
+fn the_receiving_organisation_refuses_an_original_sender_whose_card_was_reported_lost_since() {
+    let w = World::new();
+    let sent = w.send(&[("figures.csv", "Q3\n", "Q3 figures")]);
+    // Example Org passed it while alice's certificate was good...
+    let (o, hop1) = w.org("sending", &sent, "hop1.eml", None);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    // ...then she reported her card lost, and Partner Org has Example Org CA's new list.
+    let alice = signer_of(&w.alice, &sent);
+    let lost = [(alice.to_str().unwrap(), "keyCompromise")];
+    let dir = w.alice.path("crls");
+    let orgca = crate::revocation::crl(&dir, "orgca", &lost, None);
+    let p = pki();
+    let receiving = |crls: &[&Path]| {
+        let out = w.alice.path("hop2-lost.eml");
+        let mut c =
+            hop("receiving", &p.join("partner-org.key"), &p.join("partner-org.pem"), &p.join("bob.pem"), &hop1, &out);
+        for crl in crls {
+            c.arg("--crl").arg(crl);
+        }
+        (run(&mut c), out)
+    };
+    let (o, out) = receiving(&[&p.join("root.crl"), &orgca]);
+    assert_clear_failure(&o, 1);
+    let e = stderr(&o);
+    assert!(e.contains("the original sender 'CN=Alice Example") && e.contains("(key compromise)"), "{e}");
+    assert!(!out.exists());
+    // Without Example Org CA's list the receiving organisation cannot tell, and refuses.
+    let (o, out) = receiving(&[&p.join("root.crl")]);
+    assert_clear_failure(&o, 1);
+    assert!(stderr(&o).contains("the original sender 'CN=Alice Example"), "{}", stderr(&o));
+    assert!(!out.exists());
 }

@@ -282,8 +282,8 @@ pub fn relay(step: Step<'_>, raw: &[u8]) -> Result<(Vec<u8>, Vec<String>), OrgEr
 /// The original sender the sending organisation recorded must be one of its users: the
 /// certificate chains, at the time the sender signed, through exactly one CA to an SSMAX root, and
 /// that CA belongs to the sending organisation — the profile's mark: the same organizationName
-/// as the organisation's certificate (docs/ssmax-mail-profile.md). What cannot be checked is
-/// refused.
+/// as the organisation's certificate (docs/ssmax-mail-profile.md), and nothing on that path is
+/// revoked now. What cannot be checked is refused.
 fn check_originator(
     orig: &Certificate,
     signed_at: SystemTime,
@@ -298,6 +298,12 @@ fn check_originator(
             "the original sender '{who}' does not chain to an SSMAX root: {}",
             crate::cms::verify::chain_error(&who, orig, "when it signed", e)
         ))
+    })?;
+    // The sending organisation looked when the sender signed; a card reported lost since, or a
+    // CA that lost its standing, is refused here too. What cannot be had counts as policy says
+    // (an organisation requires it).
+    crate::cms::verify::check_revocation(&path, trust, SystemTime::now()).map_err(|e| {
+        CmsError::Verify(crate::cms::verify::revocation_error(&format!("the original sender '{who}'"), &path, trust, e))
     })?;
     let [user_ca] = path.intermediates() else {
         return Err(CmsError::Verify(format!(
