@@ -1401,3 +1401,65 @@ fn the_receiving_organisation_refuses_an_original_sender_whose_card_was_reported
     assert!(stderr(&o).contains("the original sender 'CN=Alice Example"), "{}", stderr(&o));
     assert!(!out.exists());
 }
+
+/// The independent sending organisation of the tests (peers/reference_hop.py: openssl, Python's
+/// email package and Bouncy Castle, from docs/ssmax-mail-profile.md alone), as Example Org.
+fn reference_hop(w: &World, input: &Path, out: &str) -> (Output, PathBuf) {
+    let p = pki();
+    let outp = w.alice.path(out);
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("softhsm-tests/peers/reference_hop.py");
+    let o = run(Command::new("python3")
+        .arg(script)
+        .arg(crate::peers::bc_classpath())
+        .args(["root.pem", "orgca.pem", "org.key", "org.pem", "partner-org.pem"].map(|f| p.join(f)))
+        .arg(registry())
+        .arg(input)
+        .arg(&outp));
+    (o, outp)
+}
+
+#[test]
+fn an_independent_sending_organisation_following_the_profile_interoperates_and_refuses_the_same() {
+    let w = World::new();
+    let sent = w.send(&[
+        ("figures.csv", "Q3 revenue: 1,234 MJPY\n", "Q3 figures"),
+        ("見積書.txt", "見積 Q3\n", "社外秘: 見積"),
+    ]);
+    let (o, hop1) = reference_hop(&w, &sent, "ref-hop1.eml");
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    openssl_ok(&hop1);
+    // ssmax-card's receiving organisation and bob's receive take what it made.
+    let (o, hop2) = w.org("receiving", &hop1, "ref-hop2.eml", Some(MALWARE_SCAN));
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let o = run(&mut w.bob.with_pin(&["receive", "--in", hop2.to_str().unwrap()]));
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let e = stderr(&o);
+    assert!(e.contains("sending organisation: CN=Example Org (mail),O=Example Org"), "{e}");
+    assert!(e.contains("original sender:      CN=Alice Example,O=Example Org <alice@example.jp>"), "{e}");
+    assert!(
+        e.contains("identity method:      possession of the softhsm2 token Example Org registered for this certificate + knowledge of its PIN (token: Example Org staff token (SoftHSM2 stand-in) (registered by Example Org), profile softhsm2"),
+        "{e}"
+    );
+    assert!(e.contains("opened '社外秘: 見積'"), "{e}");
+    assert!(stdout(&o).contains("UTMgcmV2ZW51ZTogMSwyMzQgTUpQWQo="), "{}", stdout(&o));
+    // And it refuses what ssmax-card's sending organisation refuses.
+    let alice = alices_signing_certificate(&w);
+    let payroll = "Content-Type: text/csv; name=\"payroll.csv\"\r\nContent-Disposition: attachment; filename=\"payroll.csv\"\r\n\r\nname,salary\r\n";
+    let bobs = bc_protect(&w.alice, payroll, &pki().join("bob.pem"), "Payroll", "payroll.csv", "org.pem");
+    let relabelled = bc_protect(&w.alice, payroll, &alice, "Payroll", "payroll.csv", "org.pem");
+    let renamed_inside = bc_protect(&w.alice, payroll, &alice, "Notes", "notes.txt", "org.pem");
+    for (what, der, label, file) in [
+        ("someone else's", &bobs, "Payroll", "payroll.csv"),
+        ("relabelled", &relabelled, "Alice's meeting notes", "payroll.csv"),
+        ("another file inside", &renamed_inside, "Notes", "notes.txt"),
+    ] {
+        let mail = format!("{ALICE_NOTES}{}--b--\n", protected_part(der, label, file));
+        let signed = signed_by_hand(&w, "pasted-ref", &mail);
+        let (o, out) = reference_hop(&w, &signed, "ref-pasted.eml");
+        assert_eq!(code(&o), 1, "{what}: {}", stderr(&o));
+        assert!(stderr(&o).contains("reference hop: refused"), "{what}: {}", stderr(&o));
+        assert!(!out.exists(), "{what}");
+        let (o, _) = w.org("sending", &signed, "ours-pasted.eml", None);
+        assert_clear_failure(&o, 1);
+    }
+}

@@ -11,6 +11,14 @@
 //                                                       RSA-OAEP-SHA256, authAttrs content-type + id-ssmax.4
 //   ssmax-open KEY CERT IN OUT                          decrypt (authAttrs as the GCM additional data)
 //                                                       and print the id-ssmax.4 binding
+//   ssmax-rekey KEY CERT SENDER LABEL FILENAME NEXT IN OUT ENTITY
+//                                                       the reference hop's re-keying: open, check the
+//                                                       binding names SENDER, LABEL and FILENAME, write
+//                                                       the entity, encrypt it anew to NEXT, same authAttrs
+//   ssmax-org-sign ORG_KEY ORG_CERT SENDER_SIG CONTENT OUT KIND DESCRIPTION ORG CHAIN
+//                                                       the reference hop's signature: the sender's claimed
+//                                                       token kind must be KIND; identityMethod stated,
+//                                                       originator recorded, CHAIN carried
 import java.io.*;
 import java.nio.file.*;
 import java.security.*;
@@ -70,6 +78,8 @@ public class BcPeer {
             case "decrypt" -> decrypt(a[1], a[2], a[3], a[4]);
             case "ssmax-protect" -> ssmaxProtect(a[1], a[2], a[3], a[4], a[5], a[6]);
             case "ssmax-open" -> ssmaxOpen(a[1], a[2], a[3], a[4]);
+            case "ssmax-rekey" -> ssmaxRekey(a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8], a[9]);
+            case "ssmax-org-sign" -> ssmaxOrgSign(a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8], a[9]);
             default -> throw new IllegalArgumentException(a[0]);
         }
     }
@@ -229,5 +239,89 @@ public class BcPeer {
         System.out.println("originator serial " + who.getSerialNumber().getValue().toString(16) + " issuer " + who.getName());
         System.out.println("label " + ASN1UTF8String.getInstance(s.getObjectAt(1)).getString());
         System.out.println("filename " + ASN1UTF8String.getInstance(s.getObjectAt(2)).getString());
+    }
+
+    static final ASN1ObjectIdentifier ID_SSMAX_IDENTITY =
+        new ASN1ObjectIdentifier("2.25.177981922264625539930734361460954600427.1");
+    static final ASN1ObjectIdentifier ID_SSMAX_ORIGINATOR =
+        new ASN1ObjectIdentifier("2.25.177981922264625539930734361460954600427.2");
+
+    static void ssmaxRekey(String keyPath, String certPath, String senderPath, String label, String filename,
+                           String nextPath, String in, String out, String entityOut) throws Exception {
+        CMSAuthEnvelopedData ad = new CMSAuthEnvelopedData(Files.readAllBytes(Path.of(in)));
+        RecipientInformation r = ad.getRecipientInfos().get(new JceKeyTransRecipientId(cert(certPath)));
+        if (r == null) {
+            throw new SecurityException("not encrypted to this organisation");
+        }
+        byte[] entity = r.getContent(new JceKeyTransAuthEnvelopedRecipient(key(keyPath)).setProvider("BC"));
+        AttributeTable attrs = ad.getAuthAttrs();
+        Attribute b = attrs == null ? null : attrs.get(ID_SSMAX_ATTACHMENT);
+        if (b == null) {
+            throw new SecurityException("refused: the attachment '" + label + "' is not bound to a sender");
+        }
+        ASN1Sequence s = ASN1Sequence.getInstance(b.getAttrValues().getObjectAt(0));
+        IssuerAndSerialNumber who = IssuerAndSerialNumber.getInstance(s.getObjectAt(0));
+        X509CertificateHolder sender = new JcaX509CertificateHolder(cert(senderPath));
+        if (!who.getName().equals(sender.getIssuer()) || !who.getSerialNumber().getValue().equals(sender.getSerialNumber())) {
+            throw new SecurityException("refused: the attachment '" + label + "' was encrypted by someone else than the sender");
+        }
+        if (!ASN1UTF8String.getInstance(s.getObjectAt(1)).getString().equals(label)
+            || !ASN1UTF8String.getInstance(s.getObjectAt(2)).getString().equals(filename)) {
+            throw new SecurityException("refused: the attachment '" + label + "' was encrypted under another label or file name");
+        }
+        Files.write(Path.of(entityOut), entity);
+        // Bouncy Castle cannot replace only the recipient infos: the same content and the same
+        // authenticated attributes, encrypted anew.
+        OAEPParameterSpec spec = new OAEPParameterSpec("SHA-256", "MGF1", new MGF1ParameterSpec("SHA-256"), PSource.PSpecified.DEFAULT);
+        JceKeyTransRecipientInfoGenerator rig = new JceKeyTransRecipientInfoGenerator(cert(nextPath),
+            new JcaAlgorithmParametersConverter().getAlgorithmIdentifier(PKCSObjectIdentifiers.id_RSAES_OAEP, spec));
+        rig.setProvider("BC");
+        CMSAuthEnvelopedDataGenerator gen = new CMSAuthEnvelopedDataGenerator();
+        gen.addRecipientInfoGenerator(rig);
+        gen.setAuthenticatedAttributeGenerator(new SimpleAttributeTableGenerator(attrs));
+        Files.write(Path.of(out), gen.generate(new CMSProcessableByteArray(entity),
+            (org.bouncycastle.operator.OutputAEADEncryptor) new JceCMSContentEncryptorBuilder(CMSAlgorithm.AES256_GCM).setProvider("BC").build()).getEncoded());
+    }
+
+    static void ssmaxOrgSign(String keyPath, String certPath, String senderSig, String contentPath, String out,
+                             String kind, String description, String orgName, String chainPath) throws Exception {
+        CMSSignedData sent = new CMSSignedData(Files.readAllBytes(Path.of(senderSig)));
+        SignerInformation si = sent.getSignerInfos().getSigners().iterator().next();
+        @SuppressWarnings("unchecked")
+        X509CertificateHolder sender = (X509CertificateHolder) sent.getCertificates().getMatches(si.getSID()).iterator().next();
+        AttributeTable signed = si.getSignedAttributes();
+        Attribute claim = signed.get(ID_SSMAX_IDENTITY);
+        Attribute when = signed.get(CMSAttributes.signingTime);
+        if (claim == null || when == null) {
+            throw new SecurityException("refused: the sender's signature does not say how and when the sender was identified");
+        }
+        ASN1Sequence c = ASN1Sequence.getInstance(claim.getAttrValues().getObjectAt(0));
+        String claimedKind = ASN1UTF8String.getInstance(c.getObjectAt(1)).getString();
+        if (!claimedKind.equals(kind)) {
+            throw new SecurityException("refused: the sender's client claims a '" + claimedKind + "' token, the organisation registered '" + kind + "'");
+        }
+        ASN1EncodableVector factors = new ASN1EncodableVector();
+        factors.add(new DERUTF8String("possession of the " + kind + " token " + orgName + " registered for this certificate"));
+        factors.add(new DERUTF8String("knowledge of its PIN"));
+        ASN1EncodableVector stated = new ASN1EncodableVector();
+        stated.add(new DERSequence(factors));
+        stated.add(new DERUTF8String(kind));
+        stated.add(new DERUTF8String(description + " (registered by " + orgName + ")"));
+        stated.add(c.getObjectAt(3));
+        ASN1EncodableVector originator = new ASN1EncodableVector();
+        originator.add(sender.toASN1Structure());
+        originator.add(new DERGeneralizedTime(org.bouncycastle.asn1.cms.Time.getInstance(when.getAttrValues().getObjectAt(0)).getDate()));
+        Hashtable<ASN1ObjectIdentifier, Attribute> extra = new Hashtable<>();
+        extra.put(ID_SSMAX_IDENTITY, new Attribute(ID_SSMAX_IDENTITY, new DERSet(new DERSequence(stated))));
+        extra.put(ID_SSMAX_ORIGINATOR, new Attribute(ID_SSMAX_ORIGINATOR, new DERSet(new DERSequence(originator))));
+        X509Certificate me = cert(certPath);
+        CMSSignedDataGenerator gen = new CMSSignedDataGenerator();
+        gen.addSignerInfoGenerator(new JcaSimpleSignerInfoGeneratorBuilder().setProvider("BC")
+            .setSignedAttributeGenerator(new AttributeTable(extra)).build("SHA256withRSA", key(keyPath), me));
+        List<X509Certificate> carried = new ArrayList<>(List.of(me));
+        carried.addAll(certs(chainPath));
+        gen.addCertificates(new JcaCertStore(carried));
+        CMSSignedData sig = gen.generate(new CMSProcessableByteArray(Files.readAllBytes(Path.of(contentPath))), false);
+        Files.write(Path.of(out), sig.getEncoded());
     }
 }
