@@ -288,11 +288,7 @@ fn four_party_chain_verifies_at_every_hop_and_forward_keeps_the_ciphertext() {
     // bob showed he could open it.
     let (o, hop3) = w.org("forward", &fwd, "hop3.eml", Some(LEAK_SCAN));
     assert_eq!(code(&o), 0, "{}", stderr(&o));
-    assert!(
-        stderr(&o).contains("'Q3 figures' forwarded by the sender; first encrypted by certificate"),
-        "{}",
-        stderr(&o)
-    );
+    assert!(stderr(&o).contains("'Q3 figures' forwarded by the sender, who held its key"), "{}", stderr(&o));
     openssl_ok(&hop3);
     // Example Org receives it for alice, who sees whose attachment it first was.
     let p = pki();
@@ -305,7 +301,10 @@ fn four_party_chain_verifies_at_every_hop_and_forward_keeps_the_ciphertext() {
     let o = run(&mut w.alice.with_pin(&["receive", "--in", hop4.to_str().unwrap()]));
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     assert!(
-        stderr(&o).contains("forwarded by the sender, who showed they could open it; first encrypted by certificate"),
+        // Whose envelope it first was is only its own binding's word: never shown as a fact.
+        stderr(&o).contains(
+            "forwarded by the sender, who showed they held its key (who first encrypted it cannot be checked)"
+        ),
         "{}",
         stderr(&o)
     );
@@ -1353,10 +1352,36 @@ fn a_token_attestation_is_checked_when_registered_and_stated_with_what_it_certif
         "{e}"
     );
     assert!(std::fs::read(&out).is_ok());
-    // Another key's attestation, a chain to another root, no root at all: the registry is refused.
+    // Another key's attestation, a chain to another root, no root at all, and a key a genuine
+    // device attested (a slot key) vouching for alice's software key: the registry is refused.
     let (bobs, _) = attestation_for(&w.alice, &pki().join("bob.pem"), "bob");
     let (_, other_root) = attestation_for(&w.alice, &alice, "other");
+    let slot_key = w.alice.path("slot.key");
+    ok(Command::new("openssl")
+        .args(["genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out"])
+        .arg(&slot_key));
+    let slot_cert = w.alice.path("slot.pem");
+    ok(Command::new("openssl")
+        .args(["req", "-x509", "-key"])
+        .arg(&slot_key)
+        .args(["-subj", "/CN=slot", "-days", "30", "-out"])
+        .arg(&slot_cert));
+    let (slot_chain, slot_root) = attestation_for(&w.alice, &slot_cert, "slot");
+    let forged_leaf = w.alice.path("forged-leaf.pem");
+    ok(Command::new("bash").arg("-c").arg(format!(
+        "set -e; openssl x509 -in {a} -pubkey -noout > {d}/alice.pub; openssl req -new -key {k} -subj '/CN=Token PIV Attestation 9c' -out {d}/forged.csr; printf '1.3.6.1.4.1.41482.3.7=ASN1:INTEGER:99999999\\n' > {d}/forged.ext; openssl x509 -req -in {d}/forged.csr -CA {s} -CAkey {k} -set_serial 9 -days 30 -force_pubkey {d}/alice.pub -extfile {d}/forged.ext -out {f}",
+        a = alice.display(),
+        d = w.alice.dir.path().display(),
+        k = slot_key.display(),
+        s = slot_cert.display(),
+        f = forged_leaf.display()
+    )));
+    let forged = w.alice.write(
+        "forged-chain.pem",
+        std::fs::read_to_string(&forged_leaf).unwrap() + &std::fs::read_to_string(&slot_chain).unwrap(),
+    );
     for (attestation, roots, said) in [
+        (&forged, vec![slot_root.as_path()], "signs another but is not a CA"),
         (&bobs, vec![root.as_path()], "certifies another key"),
         (&chain, vec![other_root.as_path()], "is not signed by an attestation root"),
         (&chain, vec![], "no --attestation-root"),

@@ -127,11 +127,17 @@ pub fn text(key: &str, args: &[(&str, FluentValue<'_>)]) -> String {
 
 /// Format characters that reorder or hide text: bidirectional marks, embeddings, overrides and
 /// isolates (U+202E shows "exe.txt" for "txt.exe"), the Arabic letter mark, zero-width
-/// characters, the soft hyphen (shown or not, as the terminal likes) and the byte-order mark.
+/// characters, the soft hyphen (shown or not, as the terminal likes), the byte-order mark, and
+/// the line and paragraph separators (U+2028, U+2029), which some viewers break lines on.
 pub fn misleading(c: char) -> bool {
     matches!(
         c,
-        '\u{00ad}' | '\u{061c}' | '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2060}'..='\u{2069}' | '\u{feff}'
+        '\u{00ad}'
+            | '\u{061c}'
+            | '\u{200b}'..='\u{200f}'
+            | '\u{2028}'..='\u{202e}'
+            | '\u{2060}'..='\u{2069}'
+            | '\u{feff}'
     )
 }
 

@@ -37,7 +37,8 @@ impl RawAttribute {
     }
 
     pub fn is(&self, oid: &Oid) -> bool {
-        self.oid.value() == oid.0.as_slice()
+        // The type must be an OBJECT IDENTIFIER: the same bytes under another tag are not it.
+        der::Tagged::tag(&self.oid) == der::Tag::ObjectIdentifier && self.oid.value() == oid.0.as_slice()
     }
 
     /// The single value (RFC 5652 §11: these attributes have exactly one).

@@ -61,6 +61,39 @@ pub fn param(value: &[u8], name: &str, part_charset: Option<&str>) -> Option<Str
     plain.map(|v| plain_value(&v, part_charset))
 }
 
+/// Every form parameter `name` is given in (plain, RFC 2231 single, RFC 2231 sections), each
+/// decoded; `None` for a form that cannot be read (sections not counting up from 0, a bad
+/// charset). Where a reader picks one form and another reader another, they must agree.
+pub fn param_forms(value: &[u8], name: &str, part_charset: Option<&str>) -> Vec<Option<String>> {
+    let (mut plain, mut single, mut segments) = (Vec::new(), Vec::new(), Vec::new());
+    for (pname, pvalue) in split_params(value) {
+        let lower = pname.to_ascii_lowercase();
+        let Some(rest) = lower.strip_prefix(&name.to_ascii_lowercase()) else { continue };
+        if rest.is_empty() {
+            plain.push(Some(plain_value(&pvalue, part_charset)));
+        } else if rest == "*" {
+            single.push(extended_value(&[(true, pvalue)]));
+        } else if let Some(section) = rest.strip_prefix('*') {
+            let (digits, extended) = match section.strip_suffix('*') {
+                Some(d) => (d, true),
+                None => (section, false),
+            };
+            match digits.parse::<usize>() {
+                Ok(index) if index < MAX_SEGMENTS => segments.push((index, extended, pvalue)),
+                _ => return vec![None],
+            }
+        }
+    }
+    let mut forms: Vec<Option<String>> = plain.into_iter().chain(single).collect();
+    if !segments.is_empty() {
+        segments.sort_by_key(|(i, _, _)| *i);
+        let counts_up = segments.iter().enumerate().all(|(n, (i, _, _))| n == *i);
+        let joined: Vec<(bool, Vec<u8>)> = segments.into_iter().map(|(_, e, v)| (e, v)).collect();
+        forms.push(if counts_up { extended_value(&joined) } else { None });
+    }
+    forms
+}
+
 /// RFC 2231 §4: `charset'language'%XX…` in the first segment, the charset applied once to all
 /// segments' bytes.
 fn extended_value(segments: &[(bool, Vec<u8>)]) -> Option<String> {

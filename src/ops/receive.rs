@@ -195,11 +195,8 @@ pub fn open_mail(ctx: &mut dyn Ctx, raw: &[u8]) -> Result<Vec<u8>, Failure> {
                     transport = o.key_transport.to_string(),
                     algorithm = o.content_alg.name()
                 ));
-                if let Origin::Forwarded { first } = origin {
-                    notes.push(format!(
-                        "  {}",
-                        crate::tr!("receive-forwarded-attachment", first = binding::describe(&first))
-                    ));
+                if origin == Origin::Forwarded {
+                    notes.push(format!("  {}", crate::tr!("receive-forwarded-attachment")));
                 }
                 opened.push(Attachment { filename: a.filename.clone(), label: a.label.clone(), entity: o.content });
             }

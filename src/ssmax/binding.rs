@@ -61,8 +61,10 @@ pub struct Binding {
 pub enum Origin {
     /// Encrypted by the sender.
     Sender,
-    /// Encrypted by someone else and forwarded by the sender, who could open it.
-    Forwarded { first: IssuerAndSerialNumber },
+    /// Forwarded by the sender, who held its key. Who first encrypted it is only what the
+    /// binding says: whoever makes an envelope writes its binding and can prove they hold its key,
+    /// so that name is shown nowhere as a fact.
+    Forwarded,
 }
 
 fn malformed(what: &str) -> impl Fn(der::Error) -> CmsError + '_ {
@@ -78,7 +80,13 @@ pub fn ias(cert: &Certificate) -> IssuerAndSerialNumber {
 
 /// A certificate named by issuer and serial, for messages.
 pub fn describe(who: &IssuerAndSerialNumber) -> String {
-    let serial: String = who.serial_number.as_bytes().iter().map(|b| format!("{b:02x}")).collect();
+    // As `openssl x509 -serial` shows it: without the sign byte DER puts before a high bit.
+    let bytes = who.serial_number.as_bytes();
+    let bytes = match bytes {
+        [0, next, ..] if *next >= 0x80 => &bytes[1..],
+        _ => bytes,
+    };
+    let serial: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
     crate::tr!("ssmax-binding-certificate", serial = serial, issuer = crate::cms::cert::name(&who.issuer))
 }
 
@@ -129,33 +137,44 @@ fn proof_message(forwarder: &IssuerAndSerialNumber, env: &Envelope) -> Result<Ve
 }
 
 /// Record that `forwarder` (who holds `cek`) forwards `env`: the proof goes into the
-/// unauthenticated attributes, next to those of earlier forwards.
+/// unauthenticated attributes, next to the valid proofs of earlier forwards. Anything else
+/// there (unauthenticated, so anyone's to add) is dropped, so planted junk cannot use up the
+/// forwards an envelope may record.
 pub fn add_forward_proof(env: &mut Envelope, cek: &[u8], forwarder: &Certificate) -> Result<(), CmsError> {
     let who = ias(forwarder);
-    let tag = ring::hmac::sign(&proof_key(cek), &proof_message(&who, env)?);
-    let value = ForwardedDer { forwarder: who, proof: OctetString::new(tag.as_ref()).map_err(malformed("proof"))? };
-    let mut attrs: Vec<RawAttribute> = env.other_attrs.as_ref().map(|a| a.as_slice().to_vec()).unwrap_or_default();
-    if attrs.iter().filter(|a| a.is(&oid_forwarded())).count() >= MAX_FORWARDS {
+    let mut kept = Vec::new();
+    for a in env.other_attrs.as_ref().map(|a| a.as_slice()).unwrap_or_default() {
+        if proof_in(a).is_some_and(|f| proof_holds(env, &f, cek)) {
+            kept.push(a.clone());
+        }
+    }
+    if kept.len() >= MAX_FORWARDS {
         return Err(CmsError::Verify(crate::tr!("ssmax-too-many-forwards", most = MAX_FORWARDS)));
     }
-    attrs.push(RawAttribute::new(&oid_forwarded(), value)?);
-    env.other_attrs = Some(BerSetOf::from_vec(attrs).map_err(malformed("forward proofs"))?);
+    let tag = ring::hmac::sign(&proof_key(cek), &proof_message(&who, env)?);
+    let value = ForwardedDer { forwarder: who, proof: OctetString::new(tag.as_ref()).map_err(malformed("proof"))? };
+    kept.push(RawAttribute::new(&oid_forwarded(), value)?);
+    env.other_attrs = Some(BerSetOf::from_vec(kept).map_err(malformed("forward proofs"))?);
     Ok(())
 }
 
-/// Whether `env` carries a valid proof that `who` held `cek`.
-fn forwarded_by(env: &Envelope, who: &IssuerAndSerialNumber, cek: &[u8]) -> Result<bool, CmsError> {
-    let Some(attrs) = &env.other_attrs else { return Ok(false) };
-    let key = proof_key(cek);
-    let message = proof_message(who, env)?;
-    for a in attrs.iter().filter(|a| a.is(&oid_forwarded())).take(MAX_FORWARDS) {
-        let Ok(der) = a.value().and_then(|v| v.to_der().map_err(malformed("forward proof"))) else { continue };
-        let Ok(f) = ForwardedDer::from_der(&der) else { continue };
-        if f.forwarder == *who && ring::hmac::verify(&key, &message, f.proof.as_bytes()).is_ok() {
-            return Ok(true);
-        }
+/// The forward proof an attribute carries, if it is one.
+fn proof_in(a: &RawAttribute) -> Option<ForwardedDer> {
+    if !a.is(&oid_forwarded()) {
+        return None;
     }
-    Ok(false)
+    ForwardedDer::from_der(&a.value().ok()?.to_der().ok()?).ok()
+}
+
+fn proof_holds(env: &Envelope, f: &ForwardedDer, cek: &[u8]) -> bool {
+    proof_message(&f.forwarder, env).is_ok_and(|m| ring::hmac::verify(&proof_key(cek), &m, f.proof.as_bytes()).is_ok())
+}
+
+/// Whether `env` carries a valid proof that `who` held `cek`. Every proof naming `who` is
+/// tried (the attribute set itself is bounded when parsed), whatever else is there.
+fn forwarded_by(env: &Envelope, who: &IssuerAndSerialNumber, cek: &[u8]) -> bool {
+    let Some(attrs) = &env.other_attrs else { return false };
+    attrs.iter().filter_map(proof_in).any(|f| f.forwarder == *who && proof_holds(env, &f, cek))
 }
 
 /// Check that `env`, sent by `sender` as `label` / `filename` with content key `cek` (recovered,
@@ -185,8 +204,8 @@ pub fn check(
     if b.originator == me {
         return Ok(Origin::Sender);
     }
-    if forwarded_by(env, &me, cek)? {
-        return Ok(Origin::Forwarded { first: b.originator });
+    if forwarded_by(env, &me, cek) {
+        return Ok(Origin::Forwarded);
     }
     Err(CmsError::Verify(crate::tr!(
         "ssmax-not-senders",
@@ -196,21 +215,38 @@ pub fn check(
     )))
 }
 
-/// The decrypted entity must name the file its binding names (or name none).
+/// The decrypted entity must name the file its binding names, or name none: every name it gives
+/// — Content-Disposition filename and Content-Type name, in every form (plain, RFC 2231) — since
+/// mail clients differ in which one they show; and one field of each, as clients differ in which
+/// of two they read.
 pub fn check_entity_name(entity: &[u8], label: &str, filename: &str) -> Result<(), CmsError> {
-    let named = crate::mail::Entity::parse(entity)
-        .map_err(|e| CmsError::Malformed(e.to_string()))
-        .map(|e| super::mail::entity_filename(&e))?;
-    match named {
-        // Surrounding space does not survive a header field, so it does not count here either.
-        Some(n) if n.trim() != filename.trim() => Err(CmsError::Verify(crate::tr!(
-            "ssmax-entity-name",
-            label = crate::l10n::escaped(label),
-            named = crate::l10n::escaped(&n),
-            filename = crate::l10n::escaped(filename)
-        ))),
-        _ => Ok(()),
+    let e = crate::mail::Entity::parse(entity).map_err(|e| CmsError::Malformed(e.to_string()))?;
+    let esc = crate::l10n::escaped;
+    let charset = e.content_type().param("charset").map(str::to_string);
+    for (field, param) in [("Content-Disposition", "filename"), ("Content-Type", "name")] {
+        let mut fields = e.fields.iter().filter(|f| f.is(field));
+        let (Some(f), None) = (fields.next(), fields.next()) else { continue };
+        let value = f.raw.iter().position(|&b| b == b':').map(|c| &f.raw[c + 1..]).unwrap_or_default();
+        for form in crate::mail::fields::param_forms(value, param, charset.as_deref()) {
+            let named = form.ok_or_else(|| {
+                CmsError::Verify(crate::tr!("ssmax-entity-name-unreadable", label = esc(label), field = field))
+            })?;
+            if named.trim() != filename.trim() {
+                return Err(CmsError::Verify(crate::tr!(
+                    "ssmax-entity-name",
+                    label = esc(label),
+                    named = esc(&named),
+                    filename = esc(filename)
+                )));
+            }
+        }
     }
+    for field in ["Content-Disposition", "Content-Type"] {
+        if e.fields.iter().filter(|f| f.is(field)).count() > 1 {
+            return Err(CmsError::Verify(crate::tr!("ssmax-entity-two-fields", label = esc(label), field = field)));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -256,20 +292,64 @@ mod tests {
     #[test]
     fn a_forward_is_accepted_only_from_someone_who_held_the_content_key() {
         let (mut env, cek) = alices_attachment();
-        let (alice, carlos) = (lamps("lamps-alice.crt"), lamps("lamps-carlos.crt"));
+        let carlos = lamps("lamps-carlos.crt");
         // Proof made with another key: worthless.
         let mut forged = env.clone();
         add_forward_proof(&mut forged, &[7u8; 32], &carlos).unwrap();
         assert!(check(&forged, "Q3", "q3.csv", &carlos, &cek).is_err());
         add_forward_proof(&mut env, &cek, &carlos).unwrap();
-        assert_eq!(check(&env, "Q3", "q3.csv", &carlos, &cek).unwrap(), Origin::Forwarded { first: ias(&alice) });
+        assert_eq!(check(&env, "Q3", "q3.csv", &carlos, &cek).unwrap(), Origin::Forwarded);
         // The proof names carlos: nobody else can present it as theirs.
         let (bob_cert, _) = bob();
         assert!(check(&env, "Q3", "q3.csv", &bob_cert, &cek).is_err());
         // It survives re-keying, as the binding does.
         let rekeyed = env.with_recipients(vec![recipient_info(&bob_cert, &cek).unwrap()]).unwrap();
         let again = Envelope::parse(&rekeyed).unwrap();
-        assert!(matches!(check(&again, "Q3", "q3.csv", &carlos, &cek), Ok(Origin::Forwarded { .. })));
+        assert_eq!(check(&again, "Q3", "q3.csv", &carlos, &cek).unwrap(), Origin::Forwarded);
+    }
+
+    #[test]
+    fn planted_proofs_neither_hide_a_valid_one_nor_use_up_the_forwards() {
+        let (mut env, cek) = alices_attachment();
+        let carlos = lamps("lamps-carlos.crt");
+        let junk = |n: u8| -> Vec<RawAttribute> {
+            (0..n)
+                .map(|i| {
+                    let bogus = ForwardedDer { forwarder: ias(&carlos), proof: OctetString::new(vec![i; 32]).unwrap() };
+                    RawAttribute::new(&oid_forwarded(), bogus).unwrap()
+                })
+                .collect()
+        };
+        // More junk than forwards allowed: the next forward still goes through, and drops it.
+        env.other_attrs = Some(BerSetOf::from_vec(junk(40)).unwrap());
+        add_forward_proof(&mut env, &cek, &carlos).unwrap();
+        assert_eq!(env.other_attrs.as_ref().unwrap().len(), 1, "only the valid proof is kept");
+        // A valid proof among junk that sorts before it is found.
+        let mut mixed = junk(40);
+        mixed.extend(env.other_attrs.as_ref().unwrap().iter().cloned());
+        env.other_attrs = Some(BerSetOf::from_vec(mixed).unwrap());
+        assert_eq!(check(&env, "Q3", "q3.csv", &carlos, &cek).unwrap(), Origin::Forwarded);
+        let (bob_cert, _) = bob();
+        add_forward_proof(&mut env, &cek, &bob_cert).unwrap();
+        assert_eq!(env.other_attrs.as_ref().unwrap().len(), 2, "the two valid proofs, no junk");
+    }
+
+    #[test]
+    fn every_name_the_decrypted_file_gives_must_be_the_bound_one() {
+        let ok = |head: &str| check_entity_name(format!("{head}\r\n\r\nx").as_bytes(), "L", "a.csv");
+        assert!(ok("Content-Type: text/csv").is_ok(), "no name at all");
+        assert!(ok("Content-Type: text/csv; name=\"a.csv\"\r\nContent-Disposition: attachment; filename=\" a.csv\"")
+            .is_ok());
+        for (head, said) in [
+            ("Content-Disposition: attachment; filename=\"a.csv\"\r\nContent-Disposition: attachment; filename=\"evil.exe\"", "two Content-Disposition"),
+            ("Content-Type: text/csv; name=\"evil.exe\"\r\nContent-Disposition: attachment; filename=\"a.csv\"", "'evil.exe'"),
+            ("Content-Type: text/csv; name=\"a.csv\"\r\nContent-Disposition: attachment; filename*1=\"evil.exe\"", "cannot be read"),
+            ("Content-Disposition: attachment; filename=\"evil.exe\"; filename*=utf-8''a.csv", "'evil.exe'"),
+            ("Content-Disposition: attachment; filename=\"a.csv\"; filename=\"evil.exe\"", "'evil.exe'"),
+        ] {
+            let e = ok(head).unwrap_err().to_string();
+            assert!(e.contains(said), "{head}: {e}");
+        }
     }
 
     #[test]

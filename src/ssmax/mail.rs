@@ -48,11 +48,6 @@ fn part_filename(e: &Entity<'_>) -> Option<String> {
     from("Content-Disposition", "filename").or_else(|| from("Content-Type", "name"))
 }
 
-/// The file name a decrypted attachment's entity gives itself, if any.
-pub fn entity_filename(e: &Entity<'_>) -> Option<String> {
-    part_filename(e)
-}
-
 /// A label or file name as a reader of its `SSMAX-Label` / `SSMAX-Filename` field gets it back
 /// (surrounding space and folds do not survive a header): what an attachment is bound to.
 pub fn as_field_reads(name: &str, text: &str) -> Option<String> {
@@ -242,6 +237,16 @@ pub fn parse(inner: &[u8]) -> Result<Parts, MailError> {
                 mime = crate::l10n::escaped(&pct.mime)
             )));
         }
+        if !marked {
+            if let Some(mime) = marked_inside(raw, 0)? {
+                // The same, one or more levels down: a plaintext file labelled as protected.
+                return Err(MailError::Malformed(crate::tr!(
+                    "ssmax-marked-plaintext",
+                    part = n + 1,
+                    mime = crate::l10n::escaped(&mime)
+                )));
+            }
+        }
         if pct.mime == "application/pkcs7-mime" || pct.mime == "application/x-pkcs7-mime" {
             let filename = p
                 .text(FILENAME_HEADER)
@@ -254,6 +259,30 @@ pub fn parse(inner: &[u8]) -> Result<Parts, MailError> {
         }
     }
     Ok(parts)
+}
+
+/// The type of a part inside `raw` (a multipart or an attached message, walked as `leaves`
+/// walks them) that carries `SSMAX-Label` or `SSMAX-Filename`: only a top-level envelope may.
+fn marked_inside(raw: &[u8], depth: usize) -> Result<Option<String>, MailError> {
+    if depth > crate::mail::MAX_DEPTH {
+        return Err(MailError::Malformed(crate::tr!("mail-too-deep", levels = crate::mail::MAX_DEPTH)));
+    }
+    let e = Entity::parse(raw)?;
+    let ct = e.content_type();
+    if depth > 0 && (e.field(LABEL_HEADER).is_some() || e.field(FILENAME_HEADER).is_some()) {
+        return Ok(Some(ct.mime));
+    }
+    if ct.mime.starts_with("multipart/") {
+        let Some(boundary) = ct.param("boundary") else { return Ok(None) };
+        for part in split_multipart(e.body, boundary)? {
+            if let Some(m) = marked_inside(part, depth + 1)? {
+                return Ok(Some(m));
+            }
+        }
+    } else if matches!(ct.mime.as_str(), "message/rfc822" | "message/global") {
+        return marked_inside(&e.decoded_body()?, depth + 1);
+    }
+    Ok(None)
 }
 
 /// What an inspection must see of a MIME entity, each with its transfer encoding removed: the
@@ -424,6 +453,13 @@ mod tests {
             let e = parse(body.as_bytes()).unwrap_err().to_string();
             assert!(e.contains("part 2 (application/pdf) carries SSMAX-Label"), "{e}");
         }
+    }
+
+    #[test]
+    fn a_part_marked_as_protected_deeper_down_is_refused_too() {
+        let body = "Content-Type: multipart/mixed; boundary=\"X\"\r\n\r\n--X\r\nContent-Type: multipart/mixed; boundary=\"Y\"\r\n\r\n--Y\r\nContent-Type: text/plain\r\n\r\nProtected attachments: [1] Board minutes\r\n--Y\r\nContent-Type: application/pdf\r\nSSMAX-Label: Board minutes\r\n\r\n%PDF\r\n--Y--\r\n--X--\r\n";
+        let e = parse(body.as_bytes()).unwrap_err().to_string();
+        assert!(e.contains("part 1 (application/pdf) carries SSMAX-Label"), "{e}");
     }
 
     #[test]

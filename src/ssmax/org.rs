@@ -223,10 +223,9 @@ pub fn relay(step: Step<'_>, raw: &[u8]) -> Result<(Vec<u8>, Vec<String>), OrgEr
         // attachments, or those the sender shows it could open, are re-keyed.
         match binding::check(&env, &p.label, &p.filename, &originator.0, &cek)? {
             Origin::Sender => {}
-            Origin::Forwarded { first } => log.push(format!(
-                "'{}' forwarded by the sender; first encrypted by {}",
-                crate::l10n::escaped(&p.label),
-                binding::describe(&first)
+            Origin::Forwarded => log.push(format!(
+                "'{}' forwarded by the sender, who held its key (who first encrypted it is the envelope's word only)",
+                crate::l10n::escaped(&p.label)
             )),
         }
         binding::check_entity_name(&content, &p.label, &p.filename)?;

@@ -198,7 +198,10 @@ pub fn stated(r: &Registered, claim: &IdentityMethod, org: &str) -> Result<Ident
         if let Some(t) = a.touch_policy {
             facts.push(format!("touch {}", t.name()));
         }
-        description.push_str(&format!("; key born on the token, attested: {}", facts.join(", ")));
+        description.push_str("; key born on the token, attested");
+        if !facts.is_empty() {
+            description.push_str(&format!(": {}", facts.join(", ")));
+        }
     }
     Ok(IdentityMethod {
         factors,
@@ -220,9 +223,29 @@ fn check_attestation(subject: &[u8], chain: &[Vec<u8>], roots: &[Vec<u8>]) -> Re
     if roots.is_empty() {
         return Err("an attestation is given but no --attestation-root to check it against".into());
     }
-    // Each link is signed by the next certificate in the file, the last by a root.
+    // Each link is signed by the next certificate in the file, the last by a root; every
+    // issuer is a CA allowed to sign certificates (a key that merely is attested, a slot key,
+    // cannot vouch for another key); every certificate is valid now.
+    let now = std::time::SystemTime::now();
+    let may_issue = |c: &x509_cert::Certificate| cert::is_ca(c) && cert::key_usage(c).is_none_or(|u| u.key_cert_sign());
+    for r in roots {
+        let root = cert::parse(r).map_err(|e| e.to_string())?;
+        if !may_issue(&root) {
+            return Err(format!("attestation root '{}' is not a CA", cert::subject(&root)));
+        }
+    }
     for (i, der) in chain.iter().enumerate() {
         let c = cert::parse(der).map_err(|e| e.to_string())?;
+        if i > 0 && !may_issue(&c) {
+            return Err(format!(
+                "attestation certificate {} ('{}') signs another but is not a CA",
+                i + 1,
+                cert::subject(&c)
+            ));
+        }
+        if now < cert::not_before(&c) || now > cert::not_after(&c) {
+            return Err(format!("attestation certificate {} ('{}') is not valid now", i + 1, cert::subject(&c)));
+        }
         let tbs = c.tbs_certificate.to_der().map_err(|e| e.to_string())?;
         let sig = c.signature.as_bytes().ok_or("an attestation signature with unused bits")?;
         let by = |issuer: &[u8]| cert::signed_by(issuer, &c.signature_algorithm, &tbs, sig).is_ok();
