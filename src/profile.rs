@@ -277,7 +277,10 @@ impl Profile {
             ));
         }
         if p.name.is_empty() || !p.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
-            return Err(invalid(None, format!("name '{}' must be non-empty letters, digits and '-'", crate::l10n::escaped(&p.name))));
+            return Err(invalid(
+                None,
+                format!("name '{}' must be non-empty letters, digits and '-'", crate::l10n::escaped(&p.name)),
+            ));
         }
         Ok(p)
     }
