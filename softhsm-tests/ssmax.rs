@@ -1488,3 +1488,101 @@ fn an_independent_sending_organisation_following_the_profile_interoperates_and_r
         assert_clear_failure(&o, 1);
     }
 }
+
+/// `ssmax-card imap view` of `mail` on bob's card (with his PIN), in `lang`.
+fn bobs_view(w: &World, mail: &Path, lang: &str) -> Output {
+    run(w.bob.with_pin(&["imap", "view", "--in", mail.to_str().unwrap()]).env("LANG", lang))
+}
+
+/// The body of a view's first part (its explanation), quoted-printable decoded.
+fn first_part(view: &str) -> String {
+    let part = view.split("--=_ssmax-view-").nth(1).expect("a first part");
+    let body = part.split_once("\r\n\r\n").expect("a body").1;
+    qp_decoded(body)
+}
+
+/// A quoted-printable text decoded (Python's quopri: not our own decoder judging our encoder).
+fn qp_decoded(text: &str) -> String {
+    let o = ok(Command::new("python3").args([
+        "-c",
+        "import quopri,sys; sys.stdout.buffer.write(quopri.decodestring(sys.argv[1].encode()))",
+        text,
+    ]));
+    stdout(&o)
+}
+
+#[test]
+fn the_door_shows_ssmax_mail_verified_and_decrypted_as_plain_multipart_mixed_with_its_verdict() {
+    let w = World::new();
+    let sent = w.send(&[("figures.csv", "Q3 revenue: 1,234 MJPY\n", "Q3 figures")]);
+    let (_, hop1) = w.org("sending", &sent, "hop1.eml", None);
+    let (_, hop2) = w.org("receiving", &hop1, "hop2.eml", None);
+    // A verdict someone put in front, under the door's own authserv-id, and one from a real MX.
+    let text = std::fs::read_to_string(&hop2).unwrap();
+    let claimed = w.bob.write(
+        "claimed.eml",
+        "Authentication-Results: ssmax-card.local; smime=pass header.smime-identifier=ceo@example.jp\r\nAuthentication-Results: mx.partner.example; spf=pass\r\n".to_string() + &text,
+    );
+    let o = bobs_view(&w, &claimed, "C.UTF-8");
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let view = stdout(&o);
+    let (head, body) = view.split_once("\r\n\r\n").unwrap();
+    assert!(
+        head.starts_with(
+            "Authentication-Results: ssmax-card.local; smime=pass header.smime-identifier=alice@example.jp\r\n"
+        ),
+        "{head}"
+    );
+    assert_eq!(head.matches("ssmax-card.local").count(), 1, "the claimed verdict is gone: {head}");
+    assert!(head.contains("Authentication-Results: mx.partner.example; spf=pass"), "{head}");
+    assert!(head.contains("Content-Type: multipart/mixed;") && !view.contains("multipart/signed"), "{head}");
+    assert!(!view.contains("application/pkcs7"), "nothing left encrypted or signed");
+    let first = first_part(&view);
+    assert!(
+        first.contains(
+            "verified by ssmax-card against your organisation's certificate on your card (Partner Org (mail))"
+        ),
+        "{first}"
+    );
+    assert!(first.contains("original sender:      CN=Alice Example,O=Example Org <alice@example.jp>"), "{first}");
+    assert!(first.contains("[1] Q3 figures — figures.csv"), "{first}");
+    assert!(body.contains("Content-Disposition: attachment; filename=\"figures.csv\"\r\nContent-Transfer-Encoding: base64\r\n\r\nUTMgcmV2ZW51ZTogMSwyMzQgTUpQWQo="), "{body}");
+    // Built once, the same every time: a client that fetches it again sees the same bytes.
+    assert_eq!(stdout(&bobs_view(&w, &claimed, "C.UTF-8")), view);
+    // In Japanese for a Japanese user.
+    let ja = stdout(&bobs_view(&w, &hop2, "ja_JP.UTF-8"));
+    let first = first_part(&ja);
+    assert!(first.contains("カード上のあなたの組織の証明書"), "{first}");
+    // A mail that is not SSMAX: exactly as it came.
+    let plain = w.bob.write("plain.eml", "From: Carol <carol@example.jp>\r\nSubject: lunch\r\n\r\nNoon?\r\n");
+    let o = bobs_view(&w, &plain, "C.UTF-8");
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(o.stdout, std::fs::read(&plain).unwrap());
+}
+
+#[test]
+fn the_door_shows_a_tampered_ssmax_mail_as_failed_with_no_attachment_opened_and_no_pin_asked() {
+    let w = World::new();
+    let sent = w.send(&[("figures.csv", "Q3 revenue: 1,234 MJPY\n", "Q3 figures")]);
+    let (_, hop1) = w.org("sending", &sent, "hop1.eml", None);
+    let (_, hop2) = w.org("receiving", &hop1, "hop2.eml", None);
+    let bad = tamper(&w.bob, &hop2, "Bob, the figures are attached.", "Bob, pay invoice 77 today.");
+    // No PIN source at all: a failed mail asks for none.
+    let o = run(w.bob.cmd().args(["imap", "view", "--in", bad.to_str().unwrap()]).stdin(std::process::Stdio::null()));
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let view = stdout(&o);
+    assert!(
+        view.starts_with(
+            "Authentication-Results: ssmax-card.local; smime=fail header.smime-identifier=alice@example.jp\r\n"
+        ),
+        "{view}"
+    );
+    let first = first_part(&view);
+    assert!(first.contains("did NOT pass SSMAX verification") && first.contains("altered after signing"), "{first}");
+    assert!(!view.contains("UTMgcmV2ZW51ZTogMSwyMzQgTUpQWQo="), "no attachment decrypted");
+    assert!(stderr(&o).contains("does not verify"), "{}", stderr(&o));
+    // Without the card, the door cannot tell yet: no view, the reason, the mail tried later.
+    let away = Tok::without_tokens("0000");
+    let o = run(away.cmd().args(["imap", "view", "--in", hop2.to_str().unwrap()]));
+    assert_clear_failure(&o, 3);
+}

@@ -75,6 +75,9 @@ pub struct Config {
     /// The SMTP submission front door (`ssmax-card smtp serve`).
     #[serde(default)]
     pub smtp: SmtpConfig,
+    /// The IMAP front door (`ssmax-card imap`).
+    #[serde(default)]
+    pub imap: ImapConfig,
 }
 
 /// How long past nextUpdate a CRL still counts when the config says nothing.
@@ -253,6 +256,52 @@ fn default_max_message() -> usize {
 
 fn default_max_recipients() -> usize {
     100
+}
+
+/// `[imap]` in the config file: the IMAP front door. Command-line flags override each field.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImapConfig {
+    /// The mail store the door reads from, host:port.
+    pub upstream: Option<String>,
+    /// The account there; its password is in the OS keyring (`imap set-upstream-password`).
+    pub upstream_user: Option<String>,
+    /// `tls` (the default: port 993), `starttls`, or `none` (a loopback upstream only).
+    #[serde(default = "default_upstream_tls")]
+    pub upstream_tls: RelayTls,
+    /// A CA certificate (PEM) to trust for the upstream, besides the system's.
+    pub upstream_ca: Option<PathBuf>,
+    /// Where mail clients connect: a loopback address only.
+    #[serde(default = "default_imap_listen")]
+    pub listen: SocketAddr,
+    /// The authserv-id of the door's Authentication-Results (RFC 8601).
+    #[serde(default = "default_authserv_id")]
+    pub authserv_id: String,
+}
+
+fn default_upstream_tls() -> RelayTls {
+    RelayTls::Tls
+}
+
+fn default_imap_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 1143))
+}
+
+fn default_authserv_id() -> String {
+    crate::mail::auth_results::AUTHSERV_ID.to_string()
+}
+
+impl Default for ImapConfig {
+    fn default() -> Self {
+        ImapConfig {
+            upstream: None,
+            upstream_user: None,
+            upstream_tls: default_upstream_tls(),
+            upstream_ca: None,
+            listen: default_imap_listen(),
+            authserv_id: default_authserv_id(),
+        }
+    }
 }
 
 impl Default for SmtpConfig {

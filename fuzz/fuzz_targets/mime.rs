@@ -1,5 +1,6 @@
 //! Incoming and outgoing mail: header parsing, multipart splitting, canonicalisation, S/MIME
-//! classification, the sender (one From field, one mailbox) and the SSMAX body parser.
+//! classification, the sender (one From field, one mailbox), the SSMAX body parser, and what the
+//! IMAP door reads of a mail before judging it (is it SSMAX; which verdicts claim to be its own).
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 use ssmax_card::mail::{canonicalise, check_structure, smime, Entity};
@@ -17,7 +18,11 @@ fuzz_target!(|data: &[u8]| {
         let _ = check_structure(&e, 0);
         let _ = canonicalise(&e, 0);
         let _ = ssmax_card::ssmax::mail::parse_draft(&e);
+        for f in &e.fields {
+            let _ = ssmax_card::mail::auth_results::is_ours(f, "ssmax-card.local");
+        }
     }
+    let _ = ssmax_card::ops::view::is_ssmax(data);
     // Signed content as it arrives inside a signature: its sender, if it names one.
     let _ = ssmax_card::mail::sender_inside(data, "alice@example.jp");
     let _ = smime::classify(data);

@@ -40,6 +40,22 @@ pub fn run_receive(g: &Global, io: &InOut, extract: Option<&Path>, force: bool) 
     }
 }
 
+/// `ssmax-card imap view`: the door's view of one mail, and its verdict on stderr.
+pub fn run_view(g: &Global, io: &InOut, authserv_id: Option<String>) -> Result<(), Failure> {
+    let mut ctx = CliCtx::new(g, io)?;
+    let raw = ctx.input()?;
+    let id = authserv_id.unwrap_or_else(|| ctx.setup().config.imap.authserv_id.clone());
+    let view = crate::ops::view::view(&mut ctx, &raw, &id)?;
+    let note = match &view.verdict {
+        crate::ops::view::Verdict::Untouched => crate::tr!("view-untouched"),
+        crate::ops::view::Verdict::Pass { sender } => crate::tr!("view-pass", sender = sender.as_str()),
+        crate::ops::view::Verdict::Fail { why } => crate::tr!("view-fail", why = why.as_str()),
+    };
+    ctx.output(view.mail)?;
+    ctx.note(note);
+    Ok(())
+}
+
 /// `ssmax-card agent`: serve this user's mail clients until stopped.
 pub fn run_agent(g: &Global, audit_log: Option<PathBuf>) -> Result<(), Failure> {
     // One descriptor holds one PIN, and the agent serves many requests from many clients:

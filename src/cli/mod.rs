@@ -252,6 +252,11 @@ pub enum Command {
         #[command(subcommand)]
         what: SmtpCommand,
     },
+    /// The IMAP front door: mail clients read SSMAX mail verified and decrypted on the card.
+    Imap {
+        #[command(subcommand)]
+        what: ImapCommand,
+    },
     /// Reference organisation hop (tests, demo): verify, inspect, re-key, re-sign.
     #[command(hide = true)]
     Org {
@@ -299,6 +304,20 @@ pub enum KeyType {
     Rsa2048,
     Rsa3072,
     P256,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ImapCommand {
+    /// What the door shows a mail client for one mail: an SSMAX mail verified against your
+    /// organisation's certificate on the card and its attachments decrypted (a plain
+    /// multipart/mixed with Authentication-Results); any other mail unchanged.
+    View {
+        #[command(flatten)]
+        io: InOut,
+        /// The authserv-id of Authentication-Results (default: [imap] authserv_id, else ssmax-card.local).
+        #[arg(long, value_name = "ID")]
+        authserv_id: Option<String>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -419,6 +438,7 @@ fn run_here_or_in_agent(cli: Cli) -> Result<(), Failure> {
         Command::Probe => local::probe(g),
         Command::GenerateDocs { out } => docs::generate(&out),
         Command::Smtp { what } => smtp::run(g, what),
+        Command::Imap { what: ImapCommand::View { io, authserv_id } } => local::run_view(g, &io, authserv_id),
         Command::Audit { what: AuditCommand::Verify { log } } => local::audit_verify(g, log),
         Command::Org {
             io,

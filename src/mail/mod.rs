@@ -2,6 +2,7 @@
 //! the canonical, 7-bit-safe form S/MIME signs (RFC 8551 §3.1). Header values are parsed with
 //! mail-parser; part boundaries are found here because a signature covers exact bytes.
 
+pub mod auth_results;
 mod canonical;
 mod encoding;
 mod entity;

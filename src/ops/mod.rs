@@ -12,3 +12,4 @@ pub mod setup;
 pub mod sign;
 pub mod status;
 pub mod verify;
+pub mod view;

@@ -152,8 +152,33 @@ fn open_protected(
     Ok((decrypt::Opened { content, content_alg, key_transport, recipient }, origin))
 }
 
+/// An SSMAX mail verified against the organisation certificate on the token, each attachment
+/// decrypted on the card.
+pub struct OpenedMail<'a> {
+    pub rec: Received<'a>,
+    /// Each attachment as decrypted, its entity as the sender attached it.
+    pub opened: Vec<(Attachment, Origin)>,
+    /// The organisation certificate on the token that the mail is signed with, for the reader.
+    pub org: String,
+    /// What `receive` tells the user, line by line.
+    pub notes: Vec<String>,
+}
+
 /// Verify, report the chain, decrypt every attachment on the card: the readable mail out.
 pub fn open_mail(ctx: &mut dyn Ctx, raw: &[u8]) -> Result<Vec<u8>, Failure> {
+    let o = open(ctx, raw)?;
+    let opened: Vec<Attachment> = o.opened.into_iter().map(|(a, _)| a).collect();
+    let inner = build_opened(&o.rec.parts.body, &opened, &format!("{}; decrypted on your token", o.org));
+    let mime = rejoin(&o.rec.outer, &inner);
+    for n in o.notes {
+        ctx.note(n);
+    }
+    Ok(mime)
+}
+
+/// Verify an SSMAX mail and decrypt its attachments on the card (the token chosen among several
+/// by whom the attachments are for).
+pub fn open<'a>(ctx: &mut dyn Ctx, raw: &'a [u8]) -> Result<OpenedMail<'a>, Failure> {
     let mut notes = Vec::new();
     // Unverified, only to choose among several tokens: whom the protected attachments are for.
     // Read only when there is a choice to make (several tokens), and without the ciphertexts.
@@ -169,7 +194,7 @@ pub fn open_mail(ctx: &mut dyn Ctx, raw: &[u8]) -> Result<Vec<u8>, Failure> {
         let certs = t.holder_certificates();
         Ok(for_whom.iter().any(|e| e.addressed_to(&certs)))
     })?;
-    let mime = {
+    let opened = {
         let p = ctx.token()?;
         let trust = token_trust(p.token, &p.s.config)?;
         let rec = verify_from_org(raw, &trust, &p.s.config)?;
@@ -198,18 +223,15 @@ pub fn open_mail(ctx: &mut dyn Ctx, raw: &[u8]) -> Result<Vec<u8>, Failure> {
                 if origin == Origin::Forwarded {
                     notes.push(format!("  {}", crate::tr!("receive-forwarded-attachment")));
                 }
-                opened.push(Attachment { filename: a.filename.clone(), label: a.label.clone(), entity: o.content });
+                let a = Attachment { filename: a.filename.clone(), label: a.label.clone(), entity: o.content };
+                opened.push((a, origin));
             }
         }
         let org = trust.orgs.first().and_then(|d| cert::parse(d).ok()).map(|c| display_name(&c)).unwrap_or_default();
-        let inner = build_opened(&rec.parts.body, &opened, &format!("{org}; decrypted on your token"));
-        rejoin(&rec.outer, &inner)
+        OpenedMail { rec, opened, org, notes }
     };
     ctx.done_with_token();
-    for n in notes {
-        ctx.note(n);
-    }
-    Ok(mime)
+    Ok(opened)
 }
 
 /// A failure about one attachment, named by its label (the sender's text, escaped).

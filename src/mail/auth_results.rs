@@ -1,0 +1,100 @@
+//! `Authentication-Results` (RFC 8601) as the IMAP door writes it, with the S/MIME method of
+//! RFC 7281: the door's verdict, and the fields that only claim to be it.
+
+use super::Field;
+
+/// The default authserv-id of the door's Authentication-Results.
+pub const AUTHSERV_ID: &str = "ssmax-card.local";
+
+/// Whether `field` is an Authentication-Results field under `authserv_id`: one the door writes,
+/// so one that arrived with the mail is a claim the door removes (RFC 8601 §5).
+pub fn is_ours(field: &Field, authserv_id: &str) -> bool {
+    if !field.is("Authentication-Results") {
+        return false;
+    }
+    let value = crate::mail::field_value(field);
+    authserv_id_of(&value).is_some_and(|id| id.eq_ignore_ascii_case(authserv_id))
+}
+
+/// The authserv-id a field value starts with: after any comments, up to white space or ';'.
+fn authserv_id_of(value: &str) -> Option<&str> {
+    let mut rest = value.trim_start();
+    // Comments may nest; a field that never closes one names no id anyone can rely on.
+    while rest.starts_with('(') {
+        let mut depth = 0usize;
+        let mut end = None;
+        for (i, c) in rest.char_indices() {
+            match c {
+                '(' => depth += 1,
+                ')' => {
+                    depth -= 1;
+                    if depth == 0 {
+                        end = Some(i + 1);
+                        break;
+                    }
+                }
+                _ => {}
+            }
+        }
+        rest = rest[end?..].trim_start();
+    }
+    let id = rest.split(|c: char| c == ';' || c.is_whitespace()).next()?;
+    (!id.is_empty()).then_some(id)
+}
+
+/// The door's verdict on a mail's S/MIME signature.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Smime {
+    Pass,
+    Fail,
+}
+
+/// `Authentication-Results: <id>; smime=pass|fail header.smime-identifier=<address>`.
+pub fn field(authserv_id: &str, verdict: &Smime, identifier: Option<&str>) -> Field {
+    let result = match verdict {
+        Smime::Pass => "pass",
+        Smime::Fail => "fail",
+    };
+    let mut value = format!("{authserv_id}; smime={result}");
+    // An addr-spec as mail-parser read it: printable ASCII without specials that would end it.
+    if let Some(id) = identifier.filter(|a| a.bytes().all(|b| b.is_ascii_graphic() && !b";()\"\\".contains(&b))) {
+        value.push_str(&format!(" header.smime-identifier={id}"));
+    }
+    Field::new("Authentication-Results", &value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn f(v: &str) -> Field {
+        Field::new("Authentication-Results", v)
+    }
+
+    #[test]
+    fn a_verdict_under_our_authserv_id_is_a_claim_whatever_its_spelling() {
+        for v in [
+            "ssmax-card.local; smime=pass header.smime-identifier=ceo@example.jp",
+            "SSMAX-Card.Local 1; smime=pass",
+            " (looks harmless) ssmax-card.local;smime=pass",
+            "(a (nested) comment) ssmax-card.local ; none",
+        ] {
+            assert!(is_ours(&f(v), "ssmax-card.local"), "{v}");
+        }
+        for v in ["mx.example.jp; smime=pass", "ssmax-card.local.evil; dkim=pass", "(unclosed ssmax-card.local; x"] {
+            assert!(!is_ours(&f(v), "ssmax-card.local"), "{v}");
+        }
+        assert!(!is_ours(&Field::new("X-Authentication-Results", "ssmax-card.local; smime=pass"), "ssmax-card.local"));
+    }
+
+    #[test]
+    fn the_field_names_the_verdict_and_a_plain_address_only() {
+        let pass = field("ssmax-card.local", &Smime::Pass, Some("alice@example.jp"));
+        assert_eq!(
+            pass.raw,
+            b"Authentication-Results: ssmax-card.local; smime=pass header.smime-identifier=alice@example.jp\r\n"
+        );
+        let odd = field("ssmax-card.local", &Smime::Fail, Some("a;b@example.jp"));
+        assert_eq!(odd.raw, b"Authentication-Results: ssmax-card.local; smime=fail\r\n");
+    }
+}

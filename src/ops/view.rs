@@ -1,0 +1,154 @@
+//! What the IMAP door shows a mail client for one mail (issue 28, docs/mail-clients.md): a mail
+//! that is not SSMAX exactly as it is; an SSMAX mail as a plain multipart/mixed *view* — the
+//! mail's own header fields less any that claim the door's verdict, the door's
+//! `Authentication-Results`, a first text part saying who vouched for the mail, the mail's text
+//! parts, each protected attachment decrypted on the card as the sender attached it. Never
+//! multipart/signed: the content changed, and the verdict is the door's, made against the
+//! certificate on the card. A mail that fails gets no attachment decrypted and says why.
+//! The same mail and verdict give the same bytes (the boundary comes from the mail): a view
+//! rebuilt after eviction is the one the client has.
+
+use super::ctx::Ctx;
+use super::receive::{open, OpenedMail};
+use crate::error::{Exit, Failure};
+use crate::mail::auth_results::{self, Smime};
+use crate::mail::smime::{classify, split_fields, Incoming};
+use crate::mail::{quoted_printable, Entity, Field};
+use crate::ssmax::binding::Origin;
+use sha2::Digest;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Not an SSMAX mail: served as it is.
+    Untouched,
+    /// Verified against the organisation certificate on the card, every attachment opened.
+    Pass { sender: String },
+    /// Signed as SSMAX mail, but it does not verify (or an attachment does not open): why.
+    Fail { why: String },
+}
+
+pub struct View {
+    pub mail: Vec<u8>,
+    pub verdict: Verdict,
+}
+
+/// Whether `raw` is an SSMAX mail: multipart/signed whose signature an organisation made (it
+/// records the original sender) or whose content carries SSMAX parts. Read without verifying
+/// anything: it decides only which way the mail is judged, never that it passes.
+pub fn is_ssmax(raw: &[u8]) -> bool {
+    let Ok(Incoming::Detached { signed, signature, .. }) = classify(raw) else { return false };
+    let by_organisation =
+        crate::cms::unarmor(&signature).ok().and_then(|der| crate::cms::signed::parse(&der).ok()).is_some_and(|sd| {
+            sd.signer_infos.iter().any(|si| {
+                si.signed_attrs.as_ref().is_some_and(|a| a.iter().any(|a| a.is(&crate::ssmax::oid_originator())))
+            })
+        });
+    by_organisation
+        || crate::ssmax::mail::parse(&signed).is_ok_and(|p| !p.protected.is_empty())
+        || Entity::parse(&signed).is_ok_and(|e| e.content_type().mime == "multipart/mixed" && has_ssmax_part(&signed))
+}
+
+fn has_ssmax_part(signed: &[u8]) -> bool {
+    memchr::memmem::find(signed, crate::ssmax::mail::PART_HEADER.as_bytes()).is_some()
+        || memchr::memmem::find(signed, crate::ssmax::mail::LABEL_HEADER.as_bytes()).is_some()
+}
+
+/// The view of `raw`. A failure that is about the mail (it does not verify, an attachment does
+/// not open) is the view's verdict; one that is about the card (absent, PIN declined) is the
+/// caller's to show, and the mail is tried again later.
+pub fn view(ctx: &mut dyn Ctx, raw: &[u8], authserv_id: &str) -> Result<View, Failure> {
+    if !is_ssmax(raw) {
+        return Ok(View { mail: raw.to_vec(), verdict: Verdict::Untouched });
+    }
+    match open(ctx, raw) {
+        Ok(o) => Ok(passed(raw, &o, authserv_id)),
+        // About the mail: it does not verify, is malformed, or is not for a key on this card.
+        Err(f) if matches!(f.exit, Exit::VerificationFailed | Exit::Usage | Exit::NoKey) => {
+            Ok(failed(raw, &f.message, authserv_id))
+        }
+        Err(f) => Err(f),
+    }
+}
+
+fn passed(raw: &[u8], o: &OpenedMail<'_>, authserv_id: &str) -> View {
+    let mut text = crate::tr!("view-verified", org = o.org.as_str());
+    text.push('\n');
+    for l in o.rec.chain.lines() {
+        text.push_str(&format!("  {l}\n"));
+    }
+    if !o.opened.is_empty() {
+        text.push('\n');
+        text.push_str(&crate::tr!("view-attachments"));
+        text.push('\n');
+        let e = crate::l10n::escaped;
+        for (i, (a, origin)) in o.opened.iter().enumerate() {
+            text.push_str(&format!("  [{}] {} — {}\n", i + 1, e(&a.label), e(&a.filename)));
+            if *origin == Origin::Forwarded {
+                text.push_str(&format!("      {}\n", crate::tr!("receive-forwarded-attachment")));
+            }
+        }
+    }
+    let mut parts = vec![text_part(&text)];
+    parts.extend(o.rec.parts.body.iter().cloned());
+    parts.extend(o.opened.iter().map(|(a, _)| a.entity.clone()));
+    let verdict = Verdict::Pass { sender: o.rec.from.clone() };
+    View { mail: assemble(raw, &o.rec.outer.fields, &verdict, authserv_id, parts), verdict }
+}
+
+fn failed(raw: &[u8], why: &str, authserv_id: &str) -> View {
+    let verdict = Verdict::Fail { why: why.to_string() };
+    let text = crate::tr!("view-failed", why = crate::l10n::escaped(why));
+    let mut parts = vec![text_part(&format!("{text}\n"))];
+    let mut fields = Vec::new();
+    if let Ok(Incoming::Detached { outer, signed, .. }) = classify(raw) {
+        fields = outer.fields.clone();
+        // The text the mail carries, for what it is worth: its protected parts stay closed.
+        if let Ok(p) = crate::ssmax::mail::parse(&signed) {
+            parts.extend(p.body);
+        }
+    }
+    View { mail: assemble(raw, &fields, &verdict, authserv_id, parts), verdict }
+}
+
+fn text_part(text: &str) -> Vec<u8> {
+    let mut out =
+        b"Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n".to_vec();
+    out.extend_from_slice(&quoted_printable(text.as_bytes()));
+    out
+}
+
+/// The view's header — the mail's own fields but its content fields and any verdict claimed
+/// under our authserv-id, our verdict first (RFC 8601 §5) — and a multipart/mixed of `parts`
+/// under a boundary taken from the mail's digest and found in no part.
+fn assemble(raw: &[u8], fields: &[Field], verdict: &Verdict, authserv_id: &str, parts: Vec<Vec<u8>>) -> Vec<u8> {
+    let (outer, _) = split_fields(fields);
+    let (smime, sender) = match verdict {
+        Verdict::Pass { sender } => (Smime::Pass, Some(sender.as_str())),
+        _ => (Smime::Fail, None),
+    };
+    let from = Entity::parse(raw).ok().and_then(|e| e.from_address().ok());
+    let identifier = sender.map(str::to_string).or(from);
+    let mut out = auth_results::field(authserv_id, &smime, identifier.as_deref()).raw;
+    for f in outer.iter().filter(|f| !auth_results::is_ours(f, authserv_id)) {
+        out.extend_from_slice(&f.raw);
+    }
+    let digest = sha2::Sha256::digest(raw);
+    let mut boundary = format!("=_ssmax-view-{}", base16ct::lower::encode_string(&digest[..12]));
+    let mut n = 0;
+    while parts.iter().any(|p| memchr::memmem::find(p, boundary.as_bytes()).is_some()) {
+        n += 1;
+        boundary = format!("=_ssmax-view-{}-{n}", base16ct::lower::encode_string(&digest[..12]));
+    }
+    out.extend_from_slice(
+        format!("MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"{boundary}\"\r\n\r\n").as_bytes(),
+    );
+    // The line end before each delimiter belongs to the delimiter (RFC 2046 §5.1.1): every
+    // part's bytes stay exactly as they are.
+    for p in parts {
+        out.extend_from_slice(format!("--{boundary}\r\n").as_bytes());
+        out.extend_from_slice(&p);
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+    out
+}
