@@ -1586,3 +1586,28 @@ fn the_door_shows_a_tampered_ssmax_mail_as_failed_with_no_attachment_opened_and_
     let o = run(away.cmd().args(["imap", "view", "--in", hop2.to_str().unwrap()]));
     assert_clear_failure(&o, 3);
 }
+
+#[test]
+fn the_agent_builds_the_same_view_the_door_will_serve_asking_the_pin_through_its_pinentry() {
+    use crate::support::agent::{getpins, recv_msg, send_msg, start_agent};
+    let w = World::new();
+    let sent = w.send(&[("figures.csv", "Q3 revenue: 1,234 MJPY\n", "Q3 figures")]);
+    let (_, hop1) = w.org("sending", &sent, "hop1.eml", None);
+    let (_, hop2) = w.org("receiving", &hop1, "hop2.eml", None);
+    let agent = start_agent(&w.bob, "", "0");
+    let mut s = std::os::unix::net::UnixStream::connect(&agent.socket).unwrap();
+    let request = serde_json::json!({"v": 1, "id": 7, "method": "view", "args": {}, "timeout_ms": 60000, "client": {}});
+    send_msg(&mut s, &request, &std::fs::read(&hop2).unwrap());
+    let (resp, body) = recv_msg(&mut s).unwrap();
+    assert_eq!(resp["ok"], true, "{resp}");
+    assert_eq!(getpins(&agent), 1, "the PIN through the agent's pinentry, once");
+    // Byte for byte what `imap view` gives: the door's view does not depend on who builds it.
+    assert_eq!(body, bobs_view(&w, &hop2, "C.UTF-8").stdout);
+    // An argument the method does not take is refused by name.
+    let mut s = std::os::unix::net::UnixStream::connect(&agent.socket).unwrap();
+    let bad = serde_json::json!({"v": 1, "id": 8, "method": "view", "args": {"path": "/etc/passwd"}, "timeout_ms": 1000, "client": {}});
+    send_msg(&mut s, &bad, b"");
+    let (resp, _) = recv_msg(&mut s).unwrap();
+    assert_eq!(resp["ok"], false);
+    assert!(resp["error"].as_str().unwrap_or_default().contains("path"), "{resp}");
+}

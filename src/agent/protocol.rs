@@ -56,6 +56,8 @@ pub enum Call {
     Send(SendArgs),
     Receive,
     Forward(ForwardArgs),
+    /// The IMAP door's view of one mail (ops/view.rs).
+    View(ViewArgs),
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -87,6 +89,13 @@ pub struct SendArgs {
     pub pss: bool,
 }
 
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ViewArgs {
+    /// The authserv-id of the view's Authentication-Results; empty: the default.
+    pub authserv_id: String,
+}
+
 pub use crate::ops::forward::ForwardArgs;
 
 /// Why a request's method and arguments are not a `Call`.
@@ -110,6 +119,7 @@ impl Call {
             Call::Send(_) => "send",
             Call::Receive => "receive",
             Call::Forward(_) => "forward",
+            Call::View(_) => "view",
         }
     }
 
@@ -120,6 +130,7 @@ impl Call {
             Call::Verify(a) => serde_json::to_value(a),
             Call::Send(a) => serde_json::to_value(a),
             Call::Forward(a) => serde_json::to_value(a),
+            Call::View(a) => serde_json::to_value(a),
             Call::Ping | Call::Status | Call::Subscribe | Call::Decrypt | Call::Receive => {
                 return serde_json::Value::Object(Default::default())
             }
@@ -151,6 +162,7 @@ impl Call {
             "verify" => Call::Verify(parse("verify", args)?),
             "send" => Call::Send(parse("send", args)?),
             "forward" => Call::Forward(parse("forward", args)?),
+            "view" => Call::View(parse("view", args)?),
             other => return Err(CallError::UnknownMethod(other.to_string())),
         })
     }
@@ -160,7 +172,7 @@ impl Call {
 pub struct Request {
     pub v: u32,
     pub id: u64,
-    /// ping, status, sign, verify, decrypt, send, receive, forward, subscribe
+    /// ping, status, sign, verify, decrypt, send, receive, forward, view, subscribe
     pub method: String,
     #[serde(default)]
     pub args: serde_json::Value,

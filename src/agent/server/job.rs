@@ -122,7 +122,7 @@ pub(super) fn run_job(
 }
 
 pub(super) fn dispatch(ctx: &mut AgentCtx<'_>, call: Call, passed: Vec<(Passed, Vec<u8>)>) -> Result<(), Failure> {
-    use crate::ops::{decrypt, forward, receive, send, sign, status, verify};
+    use crate::ops::{decrypt, forward, receive, send, sign, status, verify, view};
     if !passed.is_empty() && !matches!(call, Call::Verify(_)) {
         return Err(Failure::new(Exit::Usage, format!("bad request: {} takes no passed files", call.method())));
     }
@@ -141,6 +141,12 @@ pub(super) fn dispatch(ctx: &mut AgentCtx<'_>, call: Call, passed: Vec<(Passed, 
             receive::receive(ctx, &raw)
         }
         Call::Forward(a) => forward::run(ctx, &a),
+        Call::View(a) => {
+            let raw = ctx.input()?;
+            let id = if a.authserv_id.is_empty() { ctx.setup().config.imap.authserv_id.clone() } else { a.authserv_id };
+            let v = view::view(ctx, &raw, &id)?;
+            ctx.output(v.mail)
+        }
         Call::Ping | Call::Subscribe => Err(Failure::new(Exit::Usage, "internal: answered by the connection")),
     }
 }
