@@ -1611,3 +1611,190 @@ fn the_agent_builds_the_same_view_the_door_will_serve_asking_the_pin_through_its
     assert_eq!(resp["ok"], false);
     assert!(resp["error"].as_str().unwrap_or_default().contains("path"), "{resp}");
 }
+
+/// The organisation's mail store for the IMAP door: a private Dovecot on a loopback port.
+struct Dovecot {
+    dir: PathBuf,
+    port: u16,
+    user: String,
+    password: String,
+}
+
+impl Dovecot {
+    fn start(tok: &Tok) -> Dovecot {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let dir = tok.path("dovecot");
+        let (user, password) = (format!("bob{port}"), "mail store password".to_string());
+        ok(Command::new("bash").arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("softhsm-tests/dovecot.sh")).args([
+            "start",
+            dir.to_str().unwrap(),
+            &port.to_string(),
+            &user,
+            &password,
+        ]));
+        Dovecot { dir, port, user, password }
+    }
+
+    /// Put messages in INBOX as a delivery would (Python's imaplib as the client).
+    fn deliver(&self, mails: &[&Path]) {
+        let script = "import imaplib,sys\nm=imaplib.IMAP4('127.0.0.1',int(sys.argv[1]))\nm.login(sys.argv[2],sys.argv[3])\nfor f in sys.argv[4:]:\n    typ,_=m.append('INBOX',None,None,open(f,'rb').read()); assert typ=='OK'\nm.logout()\n";
+        ok(Command::new("python3")
+            .args(["-c", script, &self.port.to_string(), &self.user, &self.password])
+            .args(mails));
+    }
+}
+
+impl Drop for Dovecot {
+    fn drop(&mut self) {
+        let _ = Command::new("bash")
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("softhsm-tests/dovecot.sh"))
+            .args(["stop", self.dir.to_str().unwrap()])
+            .status();
+    }
+}
+
+struct ImapDoor {
+    child: std::process::Child,
+    port: u16,
+    user: String,
+    secret: String,
+}
+
+impl Drop for ImapDoor {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `ssmax-card imap serve` for bob, reading `store` through bob's agent at `socket`.
+fn imap_door(tok: &Tok, socket: &Path, store: &Dovecot) -> ImapDoor {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let user = format!("client{port}");
+    let config = tok.write(
+        "imap.toml",
+        format!(
+            "[smtp]\nclient_user = \"{user}\"\n[imap]\nupstream = \"127.0.0.1:{}\"\nupstream_user = \"{}\"\nupstream_tls = \"none\"\n",
+            store.port, store.user
+        ),
+    );
+    let pw = tok.write("store-password", format!("{}\n", store.password));
+    let set = run(Command::new("bash")
+        .arg("-c")
+        .arg(format!(
+            "exec {BIN} --config {} imap set-upstream-password --password-fd 3 3<{}",
+            config.display(),
+            pw.display()
+        ))
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", tok.dir.path()));
+    assert_eq!(code(&set), 0, "{}", stderr(&set));
+    let shown = ok(tok.cmd().arg("--config").arg(&config).args(["smtp", "client-secret"]));
+    let secret = stdout(&shown).lines().find_map(|l| l.strip_prefix("secret: ")).unwrap().to_string();
+    let child = tok
+        .cmd()
+        .arg("--config")
+        .arg(&config)
+        .arg("--socket")
+        .arg(socket)
+        .args(["imap", "serve", "--listen", &format!("127.0.0.1:{port}")])
+        .stderr(std::process::Stdio::from(std::fs::File::create(tok.path("imap-door.log")).unwrap()))
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(start.elapsed() < std::time::Duration::from_secs(10), "the IMAP door did not start");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    ImapDoor { child, port, user, secret }
+}
+
+/// mbsync (Debian's isync) pulls INBOX through the door into a Maildir; its output.
+fn mbsync(tok: &Tok, door: &ImapDoor) -> Output {
+    let maildir = tok.path("Mail");
+    std::fs::create_dir_all(&maildir).unwrap();
+    let rc = tok.write(
+        "mbsyncrc",
+        format!(
+            "IMAPAccount door\nHost 127.0.0.1\nPort {}\nUser {}\nPass {}\nSSLType None\nAuthMechs PLAIN\n\nIMAPStore door\nAccount door\n\nMaildirStore local\nPath {m}/\nInbox {m}/INBOX\n\nChannel inbox\nFar :door:INBOX\nNear :local:INBOX\nSync Pull\nCreate Near\nSyncState *\n",
+            door.port,
+            door.user,
+            door.secret,
+            m = maildir.display()
+        ),
+    );
+    run(Command::new("mbsync").arg("-V").arg("-c").arg(&rc).arg("inbox"))
+}
+
+/// The messages mbsync wrote, by content.
+fn maildir_messages(tok: &Tok) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    for sub in ["new", "cur"] {
+        if let Ok(entries) = std::fs::read_dir(tok.path("Mail").join("INBOX").join(sub)) {
+            for e in entries.flatten() {
+                out.push((e.file_name().to_string_lossy().into_owned(), std::fs::read(e.path()).unwrap()));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn mbsync_through_the_imap_door_gets_ssmax_mail_decrypted_and_other_mail_as_it_is() {
+    let w = World::new();
+    let sent = w.send(&[("figures.csv", "Q3 revenue: 1,234 MJPY\n", "Q3 figures")]);
+    let (_, hop1) = w.org("sending", &sent, "hop1.eml", None);
+    let (_, hop2) = w.org("receiving", &hop1, "hop2.eml", None);
+    let tampered = tamper(&w.bob, &hop2, "Bob, the figures are attached.", "Bob, pay invoice 77 today.");
+    let plain = w.bob.write(
+        "plain.eml",
+        "From: =?UTF-8?B?5bGx55Sw?= <yamada@example.jp>\r\nTo: bob@partner.example\r\nSubject: =?UTF-8?B?5piO5pel44Gu5Lya6K2w?=\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n明日の会議\r\n",
+    );
+    let store = Dovecot::start(&w.bob);
+    store.deliver(&[&hop2, &plain, &tampered]);
+    let agent = crate::support::agent::start_agent(&w.bob, "", "0");
+    let door = imap_door(&w.bob, &agent.socket, &store);
+    let o = mbsync(&w.bob, &door);
+    assert_eq!(
+        code(&o),
+        0,
+        "{}{}\n{}",
+        stdout(&o),
+        stderr(&o),
+        std::fs::read_to_string(w.bob.path("imap-door.log")).unwrap_or_default()
+    );
+    let got = maildir_messages(&w.bob);
+    assert_eq!(got.len(), 3, "{:?}", got.iter().map(|g| &g.0).collect::<Vec<_>>());
+    // As mbsync writes them: LF line ends, and its own X-TUID field (its tracking) taken out.
+    let text: Vec<String> = got
+        .iter()
+        .map(|(_, b)| {
+            let t = String::from_utf8_lossy(b).replace("\r\n", "\n");
+            t.lines().filter(|l| !l.starts_with("X-TUID: ")).map(|l| format!("{l}\n")).collect()
+        })
+        .collect();
+    let ssmax = text.iter().find(|t| t.contains("smime=pass")).expect("the SSMAX mail, verified");
+    assert!(ssmax.starts_with(
+        "Authentication-Results: ssmax-card.local; smime=pass header.smime-identifier=alice@example.jp\n"
+    ));
+    assert!(ssmax.contains("UTMgcmV2ZW51ZTogMSwyMzQgTUpQWQo=") && !ssmax.contains("application/pkcs7"), "{ssmax}");
+    let failed = text.iter().find(|t| t.contains("smime=fail")).expect("the tampered one, failed");
+    assert!(!failed.contains("UTMgcmV2ZW51ZTogMSwyMzQgTUpQWQo="), "no attachment opened: {failed}");
+    let want = std::fs::read_to_string(&plain).unwrap().replace("\r\n", "\n");
+    assert!(text.contains(&want), "the plain mail byte for byte: {text:?}");
+    assert_eq!(crate::support::agent::getpins(&agent), 1, "one PIN, for the mail that opened");
+    // A second sync finds nothing new and changes nothing.
+    let o = mbsync(&w.bob, &door);
+    assert_eq!(code(&o), 0, "{}{}", stdout(&o), stderr(&o));
+    assert_eq!(maildir_messages(&w.bob), got);
+    // Three wrong secrets: NO, NO, and the connection closed.
+    let script = "import imaplib,sys\nm=imaplib.IMAP4('127.0.0.1',int(sys.argv[1]))\nfor i in range(3):\n    try:\n        m.login(sys.argv[2],'wrong'); print('IN')\n    except imaplib.IMAP4.error as e: print('NO', e)\n    except Exception as e: print('CLOSED', type(e).__name__); break\n";
+    let o = run(Command::new("python3").args(["-c", script, &door.port.to_string(), &door.user]));
+    let lines = stdout(&o);
+    assert_eq!(lines.matches("NO ").count(), 3, "{lines}{}", stderr(&o));
+    assert!(!lines.lines().any(|l| l == "IN"), "{lines}");
+    assert!(lines.contains("too many wrong logins"), "the third closes the connection: {lines}");
+    assert!(store.dir.exists());
+}

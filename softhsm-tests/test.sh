@@ -13,9 +13,10 @@ stage() { echo "test.sh: ${1} done at $((SECONDS - started)) s" >&2; }
 # man-db: deb-check renders the packaged manual page; dpkg-dev: dpkg-shlibdeps for the package.
 # libp11's openssl engine and gnupg-pkcs11-scd: the card-command count beside openssl and gpgsm.
 # python3: another user's process (a squatted socket, a raw protocol client) under setpriv.
+# dovecot-imapd + isync: the IMAP door's upstream mail store and mbsync as its client.
 ssmax_deps neomutt tmux postfix sasl2-bin libsasl2-modules swaks libnss3-tools gpgsm \
   openjdk-17-jdk-headless libbcprov-java libbcpkix-java libbcutil-java time ykcs11 man-db dpkg-dev \
-  libengine-pkcs11-openssl gnupg-pkcs11-scd python3
+  libengine-pkcs11-openssl gnupg-pkcs11-scd python3 dovecot-imapd isync
 stage "packages"
 # rustup's default profile has both; a minimal one gets them here.
 for c in rustfmt clippy; do

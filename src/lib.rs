@@ -10,6 +10,7 @@ pub mod config;
 pub mod crl_store;
 pub mod error;
 pub mod files;
+pub mod imap;
 pub mod l10n;
 pub mod mail;
 pub mod ops;
@@ -21,7 +22,8 @@ pub mod ssmax;
 pub mod token;
 
 /// The layering docs/architecture.md draws, checked on the source: each module may use those on
-/// lower floors (and, among the faces, cli → agent, cli → smtp, smtp → agent); only `token/`
+/// lower floors (and, among the faces, cli → agent / smtp / imap, smtp → agent, imap → agent /
+/// smtp); only `token/`
 /// speaks PKCS#11.
 #[cfg(test)]
 mod layering {
@@ -45,9 +47,18 @@ mod layering {
         ("ops", 8),
         ("agent", 9),
         ("smtp", 9),
+        ("imap", 9),
         ("cli", 9),
     ];
-    const FACE_EDGES: &[(&str, &str)] = &[("cli", "agent"), ("cli", "smtp"), ("smtp", "agent")];
+    const FACE_EDGES: &[(&str, &str)] = &[
+        ("cli", "agent"),
+        ("cli", "smtp"),
+        ("cli", "imap"),
+        ("smtp", "agent"),
+        ("imap", "agent"),
+        // The IMAP door logs clients in with the SMTP door's client secret, from its keyring.
+        ("imap", "smtp"),
+    ];
 
     fn floor(module: &str) -> u8 {
         FLOORS.iter().find(|(m, _)| *m == module).map(|(_, f)| *f).unwrap_or_else(|| panic!("{module} has no floor"))

@@ -6,6 +6,7 @@ pub mod common;
 pub mod ctx;
 pub mod docs;
 mod extract;
+mod imap;
 mod local;
 mod org;
 mod profiles;
@@ -318,6 +319,34 @@ pub enum ImapCommand {
         #[arg(long, value_name = "ID")]
         authserv_id: Option<String>,
     },
+    /// Listen on loopback; show the upstream's INBOX, each SSMAX mail as its view built in the
+    /// agent ([imap] in the config; flags override). In progress: read-only, INBOX only.
+    Serve {
+        /// Loopback address:port mail clients connect to (default 127.0.0.1:1143).
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<std::net::SocketAddr>,
+        /// The mail store, host:port.
+        #[arg(long, value_name = "HOST:PORT")]
+        upstream: Option<String>,
+        /// The account there (its password: `imap set-upstream-password`).
+        #[arg(long, value_name = "USER")]
+        upstream_user: Option<String>,
+        #[arg(long, value_enum)]
+        upstream_tls: Option<crate::config::RelayTls>,
+        /// A CA certificate (PEM) to trust for the upstream, besides the system's.
+        #[arg(long, value_name = "FILE")]
+        upstream_ca: Option<PathBuf>,
+    },
+    /// Store the upstream account's password in the OS keyring (asked on the terminal).
+    SetUpstreamPassword {
+        #[arg(long, value_name = "HOST:PORT")]
+        upstream: Option<String>,
+        #[arg(long, value_name = "USER")]
+        upstream_user: Option<String>,
+        /// Read the password from this file descriptor (automation) instead of the terminal.
+        #[arg(long, value_name = "N")]
+        password_fd: Option<i32>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -439,6 +468,7 @@ fn run_here_or_in_agent(cli: Cli) -> Result<(), Failure> {
         Command::GenerateDocs { out } => docs::generate(&out),
         Command::Smtp { what } => smtp::run(g, what),
         Command::Imap { what: ImapCommand::View { io, authserv_id } } => local::run_view(g, &io, authserv_id),
+        Command::Imap { what } => imap::run(g, what),
         Command::Audit { what: AuditCommand::Verify { log } } => local::audit_verify(g, log),
         Command::Org {
             io,

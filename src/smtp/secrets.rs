@@ -56,6 +56,29 @@ pub fn relay_password(host: &str, user: &str) -> Result<SecretString, Failure> {
     }
 }
 
+/// The IMAP door's upstream account password (`imap set-upstream-password`).
+fn upstream_entry(host: &str, user: &str) -> Result<keyring::Entry, Failure> {
+    ensure_session_keyring();
+    keyring::Entry::new(SERVICE, &format!("imap upstream {user}@{host}"))
+        .map_err(|e| keyring_failure(&crate::tr!("keyring-open-relay"), e))
+}
+
+pub fn upstream_password(host: &str, user: &str) -> Result<SecretString, Failure> {
+    match upstream_entry(host, user)?.get_password() {
+        Ok(p) => Ok(SecretString::from(p)),
+        Err(keyring::Error::NoEntry) => {
+            Err(Failure::new(Exit::Usage, crate::tr!("keyring-no-upstream-password", user = user, host = host)))
+        }
+        Err(e) => Err(keyring_failure(&crate::tr!("keyring-read-relay"), e)),
+    }
+}
+
+pub fn store_upstream_password(host: &str, user: &str, password: &SecretString) -> Result<(), Failure> {
+    upstream_entry(host, user)?
+        .set_password(password.expose_secret())
+        .map_err(|e| keyring_failure(&crate::tr!("keyring-store-relay"), e))
+}
+
 pub fn store_relay_password(host: &str, user: &str, password: &SecretString) -> Result<(), Failure> {
     relay_entry(host, user)?
         .set_password(password.expose_secret())

@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# A private Dovecot IMAP server on a loopback port, for the IMAP door's tests (an upstream mail
+# store): `start DIR PORT USER PASSWORD`, `stop DIR`. Plain IMAP on 127.0.0.1 only; its own
+# base, state and mail directories under DIR; mail owned by the dovecot system user.
+set -euo pipefail
+case $1 in
+  start)
+    dir=$2 port=$3 user=$4 pass=$5
+    mkdir -p "$dir/run" "$dir/state" "$dir/home"
+    chown dovecot: "$dir/home"
+    printf '%s:{PLAIN}%s\n' "$user" "$pass" >"$dir/passwd"
+    cat >"$dir/dovecot.conf" <<CONF
+base_dir = $dir/run
+state_dir = $dir/state
+log_path = $dir/dovecot.log
+protocols = imap
+listen = 127.0.0.1
+ssl = no
+disable_plaintext_auth = no
+auth_mechanisms = plain login
+first_valid_uid = 1
+passdb {
+  driver = passwd-file
+  args = scheme=PLAIN $dir/passwd
+}
+userdb {
+  driver = static
+  args = uid=dovecot gid=dovecot home=$dir/home/%u
+}
+mail_location = maildir:~/Maildir
+service imap-login {
+  inet_listener imap {
+    address = 127.0.0.1
+    port = $port
+  }
+  inet_listener imaps {
+    port = 0
+  }
+}
+service stats {
+  unix_listener stats-reader {
+    mode = 0666
+  }
+  unix_listener stats-writer {
+    mode = 0666
+  }
+}
+CONF
+    # Detached from our output: the caller waits for this script, not for the daemon.
+    dovecot -c "$dir/dovecot.conf" </dev/null >/dev/null 2>&1
+    for _ in $(seq 100); do
+      (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && exit 0
+      sleep 0.05
+    done
+    echo "dovecot did not start: $(tail -5 "$dir/dovecot.log" 2>/dev/null)" >&2
+    exit 1
+    ;;
+  stop)
+    dir=$2
+    [ -f "$dir/run/master.pid" ] && kill "$(cat "$dir/run/master.pid")" 2>/dev/null || true
+    ;;
+esac

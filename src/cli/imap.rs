@@ -1,0 +1,80 @@
+//! `ssmax-card imap serve | set-upstream-password` (`imap view` is a local operation).
+
+use super::{common, Global, ImapCommand};
+use crate::config::RelayTls;
+use crate::error::{Exit, Failure};
+use crate::smtp::{login_name, relay::host_port, secrets};
+use secrecy::{ExposeSecret, SecretString};
+
+pub fn run(g: &Global, what: ImapCommand) -> Result<(), Failure> {
+    let setup = common::setup(g)?;
+    let mut cfg = setup.config.imap.clone();
+    match what {
+        ImapCommand::View { .. } => Err(Failure::new(Exit::Usage, "internal: imap view runs locally")),
+        ImapCommand::Serve { listen, upstream, upstream_user, upstream_tls, upstream_ca } => {
+            cfg.listen = listen.unwrap_or(cfg.listen);
+            cfg.upstream = upstream.or(cfg.upstream);
+            cfg.upstream_user = upstream_user.or(cfg.upstream_user);
+            cfg.upstream_tls = upstream_tls.unwrap_or(cfg.upstream_tls);
+            cfg.upstream_ca = upstream_ca.or(cfg.upstream_ca);
+            let upstream =
+                cfg.upstream.clone().ok_or_else(|| Failure::new(Exit::Usage, crate::tr!("imap-give-upstream")))?;
+            let user = cfg
+                .upstream_user
+                .clone()
+                .ok_or_else(|| Failure::new(Exit::Usage, crate::tr!("imap-give-upstream-user")))?;
+            let (host, _) = host_port(&upstream)?;
+            if cfg.upstream_tls != RelayTls::None {
+                // TLS to the upstream (rustls) is the next piece of the door; until then it says so.
+                return Err(Failure::new(Exit::Usage, crate::tr!("imap-tls-not-yet")));
+            }
+            let loopback = std::net::ToSocketAddrs::to_socket_addrs(&upstream.as_str())
+                .map(|mut a| a.all(|a| a.ip().is_loopback()))
+                .unwrap_or(false);
+            if !loopback {
+                return Err(Failure::new(Exit::Usage, crate::tr!("imap-plain-loopback-only", upstream = upstream)));
+            }
+            let client_user = setup.config.smtp.client_user.clone().unwrap_or_else(login_name);
+            // Read now, so a locked keyring shows at start, not at the first client.
+            let client_secret = secrets::client_secret(&client_user, false)?;
+            let upstream_password = secrets::upstream_password(&host, &user)?;
+            let agent = crate::agent::client::socket_path(g.socket.as_deref());
+            crate::imap::run(crate::imap::Shared {
+                cfg,
+                upstream,
+                upstream_user: user,
+                upstream_password,
+                client_user,
+                client_secret,
+                agent,
+                mirror: Default::default(),
+                refreshing: Default::default(),
+            })
+        }
+        ImapCommand::SetUpstreamPassword { upstream, upstream_user, password_fd } => {
+            let upstream =
+                upstream.or(cfg.upstream).ok_or_else(|| Failure::new(Exit::Usage, crate::tr!("imap-give-upstream")))?;
+            let user = upstream_user
+                .or(cfg.upstream_user)
+                .ok_or_else(|| Failure::new(Exit::Usage, crate::tr!("imap-give-upstream-user")))?;
+            let host = host_port(&upstream)?.0;
+            let password = match password_fd {
+                Some(fd) => crate::prompt::secret_from_fd(fd, "--password-fd", &crate::tr!("secret-password"))
+                    .map_err(|e| Failure::new(Exit::Usage, e))?,
+                None => SecretString::from(
+                    rpassword::prompt_password(format!(
+                        "{} ",
+                        crate::tr!("smtp-password-prompt", user = user, host = host)
+                    ))
+                    .map_err(|e| Failure::new(Exit::Io, crate::tr!("smtp-password-unread", error = e.to_string())))?,
+                ),
+            };
+            if password.expose_secret().is_empty() {
+                return Err(Failure::new(Exit::Usage, crate::tr!("smtp-password-empty")));
+            }
+            secrets::store_upstream_password(&host, &user, &password)?;
+            eprintln!("ssmax-card: {}", crate::tr!("smtp-password-stored", user = user, host = host));
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,431 @@
+//! One mail client's IMAP session with the door (imap-next's server flows over a blocking
+//! socket): log in with the client secret, list and select INBOX, fetch from the mirror.
+//! What the door does not do yet is refused with NO, never half done.
+
+use super::mirror::Message;
+use super::Shared;
+use imap_next::imap_types::auth::{AuthMechanism, AuthenticateData};
+use imap_next::imap_types::command::{Command, CommandBody};
+use imap_next::imap_types::core::{AString, IString, Literal, NString, QuotedChar, Tag, Vec1};
+use imap_next::imap_types::fetch::{Macro, MacroOrMessageDataItemNames, MessageDataItem, MessageDataItemName, Section};
+use imap_next::imap_types::flag::Flag;
+use imap_next::imap_types::mailbox::Mailbox;
+use imap_next::imap_types::response::{Capability, Code, Data, Greeting, Status};
+use imap_next::imap_types::sequence::{SeqOrUid, Sequence, SequenceSet};
+use imap_next::server::{Event, Options, Server};
+use imap_next::{Interrupt, Io, State};
+use secrecy::ExposeSecret;
+use std::io::{Read, Write};
+use std::num::NonZeroU32;
+use subtle::ConstantTimeEq;
+
+/// Wrong logins on one connection before it is closed.
+const MAX_AUTH_FAILURES: u32 = 3;
+
+struct Session<'a, S: Read + Write> {
+    stream: S,
+    server: Server,
+    shared: &'a Shared,
+    authed: bool,
+    failures: u32,
+    selected: bool,
+    done: bool,
+    /// An AUTHENTICATE waiting for the client's response.
+    auth_tag: Option<Tag<'static>>,
+}
+
+/// Serve one client until it logs out, closes, or breaks the protocol.
+pub fn serve<S: Read + Write>(stream: S, shared: &Shared) -> std::io::Result<()> {
+    let greeting = Greeting::ok(None, "ssmax-card IMAP front door ready (loopback only)")
+        .unwrap_or_else(|_| Greeting::ok(None, "ready").expect("a constant greeting"));
+    let mut options = Options::default();
+    // Commands carry no messages here (APPEND is not taken yet): a few KiB is plenty.
+    options.max_literal_size = 64 * 1024;
+    options.max_command_size = 128 * 1024;
+    let mut s = Session {
+        stream,
+        server: Server::new(options, greeting),
+        shared,
+        authed: false,
+        failures: 0,
+        selected: false,
+        done: false,
+        auth_tag: None,
+    };
+    s.run()
+}
+
+fn ok(tag: &Tag<'static>, text: &'static str) -> Status<'static> {
+    Status::ok(Some(tag.clone()), None, text).expect("a constant text")
+}
+
+fn no(tag: &Tag<'static>, text: &'static str) -> Status<'static> {
+    Status::no(Some(tag.clone()), None, text).expect("a constant text")
+}
+
+fn bad(tag: &Tag<'static>, text: &'static str) -> Status<'static> {
+    Status::bad(Some(tag.clone()), None, text).expect("a constant text")
+}
+
+impl<S: Read + Write> Session<'_, S> {
+    fn run(&mut self) -> std::io::Result<()> {
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            match self.server.next() {
+                Ok(event) => self.on(event),
+                Err(Interrupt::Io(Io::Output(bytes))) => self.stream.write_all(&bytes)?,
+                // Everything queued is written (BYE and the tagged OK of LOGOUT among it).
+                Err(Interrupt::Io(Io::NeedMoreInput)) => {
+                    if self.done {
+                        return Ok(());
+                    }
+                    let n = self.stream.read(&mut buf)?;
+                    if n == 0 {
+                        return Ok(());
+                    }
+                    self.server.enqueue_input(&buf[..n]);
+                }
+                // A line the parser could not take: said, and the session goes on.
+                Err(Interrupt::Error(_)) => {
+                    let status = Status::bad(None, None, "the command could not be read").expect("a constant text");
+                    self.server.enqueue_status(status);
+                }
+            }
+        }
+    }
+
+    fn on(&mut self, event: Event) {
+        match event {
+            Event::CommandReceived { command } => self.command(command),
+            Event::CommandAuthenticateReceived { command_authenticate: a } => {
+                if a.mechanism != AuthMechanism::Plain {
+                    let _ = self.server.authenticate_finish(no(&a.tag, "only AUTHENTICATE PLAIN"));
+                } else if let Some(initial) = a.initial_response {
+                    let ok = self.plain(initial.declassify().as_ref());
+                    self.finish_auth(&a.tag, ok);
+                } else {
+                    self.auth_tag = Some(a.tag);
+                    // SASL: an empty challenge, "+ " (RFC 3501 §6.2.2).
+                    let empty = imap_next::imap_types::response::CommandContinuationRequest::base64(Vec::new());
+                    let _ = self.server.authenticate_continue(empty);
+                }
+            }
+            Event::AuthenticateDataReceived { authenticate_data } => {
+                let tag = self.auth_tag.take();
+                let Some(tag) = tag else { return };
+                match authenticate_data {
+                    AuthenticateData::Continue(data) => {
+                        let ok = self.plain(data.declassify().as_ref());
+                        self.finish_auth(&tag, ok);
+                    }
+                    AuthenticateData::Cancel => {
+                        let _ = self.server.authenticate_finish(bad(&tag, "authentication cancelled"));
+                    }
+                }
+            }
+            Event::IdleCommandReceived { tag } => {
+                let _ = self.server.idle_reject(no(&tag, "IDLE is not offered yet"));
+            }
+            _ => {}
+        }
+    }
+
+    /// SASL PLAIN: authzid NUL authcid NUL password; the door's user and client secret.
+    fn plain(&self, data: &[u8]) -> bool {
+        let mut it = data.split(|&b| b == 0);
+        let (Some(authz), Some(user), Some(secret), None) = (it.next(), it.next(), it.next(), it.next()) else {
+            return false;
+        };
+        (authz.is_empty() || authz == user) && self.credentials(user, secret)
+    }
+
+    fn credentials(&self, user: &[u8], secret: &[u8]) -> bool {
+        let want = self.shared.client_secret.expose_secret().as_bytes();
+        let user_ok = user == self.shared.client_user.as_bytes();
+        bool::from(secret.ct_eq(want)) && user_ok
+    }
+
+    fn finish_auth(&mut self, tag: &Tag<'static>, ok: bool) {
+        if ok {
+            self.authed = true;
+            let _ = self.server.authenticate_finish(ok_status(tag, "logged in"));
+        } else {
+            let status = self.refused(tag);
+            let _ = self.server.authenticate_finish(status);
+        }
+    }
+
+    /// A wrong login: NO, and the connection closed at the third.
+    fn refused(&mut self, tag: &Tag<'static>) -> Status<'static> {
+        self.failures += 1;
+        if self.failures >= MAX_AUTH_FAILURES {
+            self.done = true;
+            self.server.enqueue_status(Status::bye(None, "too many wrong logins").expect("a constant text"));
+        }
+        no(tag, "wrong user name or client secret (ssmax-card smtp client-secret shows them)")
+    }
+
+    fn command(&mut self, command: Command<'static>) {
+        let tag = command.tag;
+        let status = match command.body {
+            CommandBody::Capability => {
+                self.server.enqueue_data(capabilities());
+                ok(&tag, "capabilities listed")
+            }
+            CommandBody::Noop => {
+                if self.selected {
+                    self.refresh();
+                }
+                ok(&tag, "done")
+            }
+            CommandBody::Logout => {
+                self.done = true;
+                self.server.enqueue_status(Status::bye(None, "logging out").expect("a constant text"));
+                ok(&tag, "logged out")
+            }
+            CommandBody::Login { username, password } => {
+                let user: &[u8] = username.as_ref();
+                let secret = password.declassify();
+                let secret: &[u8] = secret.as_ref();
+                if self.credentials(user, secret) {
+                    self.authed = true;
+                    ok(&tag, "logged in")
+                } else {
+                    self.refused(&tag)
+                }
+            }
+            _ if !self.authed => no(&tag, "log in first"),
+            CommandBody::List { mailbox_wildcard, .. } | CommandBody::Lsub { mailbox_wildcard, .. } => {
+                let pattern: &[u8] = match &mailbox_wildcard {
+                    imap_next::imap_types::mailbox::ListMailbox::Token(t) => t.as_ref(),
+                    imap_next::imap_types::mailbox::ListMailbox::String(s) => s.as_ref(),
+                };
+                if matches!(pattern, b"*" | b"%") || pattern.eq_ignore_ascii_case(b"inbox") {
+                    self.server.enqueue_data(Data::List {
+                        items: Vec::new(),
+                        delimiter: QuotedChar::try_from('/').ok(),
+                        mailbox: Mailbox::Inbox,
+                    });
+                }
+                ok(&tag, "listed")
+            }
+            CommandBody::Select { mailbox } | CommandBody::Examine { mailbox } => {
+                if mailbox != Mailbox::Inbox {
+                    self.selected = false;
+                    no(&tag, "the door shows INBOX only")
+                } else {
+                    self.select(&tag)
+                }
+            }
+            CommandBody::Fetch { sequence_set, macro_or_item_names, uid } => {
+                if !self.selected {
+                    bad(&tag, "select a mailbox first")
+                } else {
+                    self.fetch(&tag, &sequence_set, macro_or_item_names, uid)
+                }
+            }
+            CommandBody::Close | CommandBody::Unselect => {
+                self.selected = false;
+                ok(&tag, "closed")
+            }
+            _ => no(&tag, "not offered by the door yet"),
+        };
+        self.server.enqueue_status(status);
+    }
+
+    fn refresh(&mut self) -> usize {
+        if let Err(e) = super::refresh(self.shared) {
+            eprintln!("ssmax-card imap: {e}");
+        }
+        self.shared.mirror.lock().unwrap_or_else(|p| p.into_inner()).messages.len()
+    }
+
+    fn select(&mut self, tag: &Tag<'static>) -> Status<'static> {
+        let exists = self.refresh();
+        let mirror = self.shared.mirror.lock().unwrap_or_else(|p| p.into_inner());
+        self.server.enqueue_data(Data::Flags(vec![
+            Flag::Seen,
+            Flag::Answered,
+            Flag::Flagged,
+            Flag::Deleted,
+            Flag::Draft,
+        ]));
+        self.server.enqueue_data(Data::Exists(exists as u32));
+        self.server.enqueue_data(Data::Recent(0));
+        if let Some(v) = NonZeroU32::new(mirror.uidvalidity) {
+            if let Ok(s) = Status::ok(None, Some(Code::UidValidity(v)), "UIDs valid") {
+                self.server.enqueue_status(s);
+            }
+        }
+        if let Some(n) = NonZeroU32::new(mirror.uidnext()) {
+            if let Ok(s) = Status::ok(None, Some(Code::UidNext(n)), "predicted next UID") {
+                self.server.enqueue_status(s);
+            }
+        }
+        self.selected = true;
+        Status::ok(Some(tag.clone()), Some(Code::ReadOnly), "INBOX selected, read-only").expect("a constant text")
+    }
+
+    fn fetch(
+        &mut self,
+        tag: &Tag<'static>,
+        set: &SequenceSet,
+        names: MacroOrMessageDataItemNames<'static>,
+        uid: bool,
+    ) -> Status<'static> {
+        let names = match names {
+            MacroOrMessageDataItemNames::Macro(Macro::Fast) => {
+                vec![MessageDataItemName::Flags, MessageDataItemName::InternalDate, MessageDataItemName::Rfc822Size]
+            }
+            MacroOrMessageDataItemNames::Macro(_) => return no(tag, "ENVELOPE and BODYSTRUCTURE are not offered yet"),
+            MacroOrMessageDataItemNames::MessageDataItemNames(n) => n,
+        };
+        if names.iter().any(|n| {
+            matches!(
+                n,
+                MessageDataItemName::Envelope
+                    | MessageDataItemName::BodyStructure
+                    | MessageDataItemName::Body
+                    | MessageDataItemName::Binary { .. }
+                    | MessageDataItemName::BinarySize { .. }
+            )
+        }) {
+            return no(tag, "ENVELOPE, BODYSTRUCTURE and BINARY are not offered yet");
+        }
+        let mirror = self.shared.mirror.lock().unwrap_or_else(|p| p.into_inner());
+        let last_seq = mirror.messages.len() as u32;
+        let last_uid = mirror.messages.last().map(|m| m.uid.get()).unwrap_or(0);
+        let mut responses = Vec::new();
+        for (i, m) in mirror.messages.iter().enumerate() {
+            let seq = i as u32 + 1;
+            let wanted = if uid { contains(set, m.uid.get(), last_uid) } else { contains(set, seq, last_seq) };
+            if !wanted {
+                continue;
+            }
+            let mut items = Vec::new();
+            if uid {
+                items.push(MessageDataItem::Uid(m.uid));
+            }
+            for n in &names {
+                if let Some(item) = item_for(m, n) {
+                    if !(uid && matches!(item, MessageDataItem::Uid(_))) {
+                        items.push(item);
+                    }
+                }
+            }
+            if let (Ok(items), Some(seq)) = (Vec1::try_from(items), NonZeroU32::new(seq)) {
+                responses.push(Data::Fetch { seq, items });
+            }
+        }
+        drop(mirror);
+        for r in responses {
+            self.server.enqueue_data(r);
+        }
+        ok(tag, "fetched")
+    }
+}
+
+fn ok_status(tag: &Tag<'static>, text: &'static str) -> Status<'static> {
+    ok(tag, text)
+}
+
+fn capabilities() -> Data<'static> {
+    let caps = vec![Capability::Imap4Rev1, Capability::Auth(AuthMechanism::Plain)];
+    Data::Capability(Vec1::try_from(caps).expect("two capabilities"))
+}
+
+/// Whether `value` is in `set` (`*` being `largest`): looked up, never expanded, so `1:4294967295`
+/// costs what `1:2` does.
+fn contains(set: &SequenceSet, value: u32, largest: u32) -> bool {
+    let v = |s: &SeqOrUid| match s {
+        SeqOrUid::Value(n) => n.get(),
+        SeqOrUid::Asterisk => largest,
+    };
+    set.0.as_ref().iter().any(|s| match s {
+        Sequence::Single(a) => v(a) == value,
+        Sequence::Range(a, b) => {
+            let (lo, hi) = (v(a).min(v(b)), v(a).max(v(b)));
+            (lo..=hi).contains(&value)
+        }
+    })
+}
+
+/// The bytes as an IMAP literal (NIL for what a literal cannot carry: a NUL byte).
+fn literal(bytes: &[u8]) -> NString<'static> {
+    match Literal::try_from(bytes.to_vec()) {
+        Ok(l) => NString(Some(IString::Literal(l))),
+        Err(_) => NString(None),
+    }
+}
+
+/// The header block of a message (its blank line included) and the rest.
+fn split_header(view: &[u8]) -> (&[u8], &[u8]) {
+    match memchr::memmem::find(view, b"\r\n\r\n") {
+        Some(i) => view.split_at(i + 4),
+        None => (view, &[][..]),
+    }
+}
+
+/// The header fields of `header` named (or, with `not`, not named) in `names`, with the blank line.
+fn header_fields(header: &[u8], names: &[AString<'_>], not: bool) -> Vec<u8> {
+    let wanted = |line: &[u8]| {
+        let name = line.split(|&b| b == b':').next().unwrap_or_default();
+        let named = names.iter().any(|n| {
+            let n: &[u8] = n.as_ref();
+            n.eq_ignore_ascii_case(name.trim_ascii())
+        });
+        named != not
+    };
+    let mut out = Vec::new();
+    let mut keep = false;
+    for line in header.split_inclusive(|&b| b == b'\n') {
+        if line == b"\r\n" {
+            break;
+        }
+        if !line.starts_with(b" ") && !line.starts_with(b"\t") {
+            keep = wanted(line);
+        }
+        if keep {
+            out.extend_from_slice(line);
+        }
+    }
+    out.extend_from_slice(b"\r\n");
+    out
+}
+
+/// One FETCH item of a message, from its view.
+fn item_for(m: &Message, name: &MessageDataItemName<'static>) -> Option<MessageDataItem<'static>> {
+    let view = m.view.as_slice();
+    Some(match name {
+        MessageDataItemName::Uid => MessageDataItem::Uid(m.uid),
+        MessageDataItemName::Flags => MessageDataItem::Flags(m.flags.clone()),
+        MessageDataItemName::InternalDate => MessageDataItem::InternalDate(m.internal_date.clone()?),
+        MessageDataItemName::Rfc822Size => MessageDataItem::Rfc822Size(u32::try_from(view.len()).ok()?),
+        MessageDataItemName::Rfc822 => MessageDataItem::Rfc822(literal(view)),
+        MessageDataItemName::Rfc822Header => MessageDataItem::Rfc822Header(literal(split_header(view).0)),
+        MessageDataItemName::Rfc822Text => MessageDataItem::Rfc822Text(literal(split_header(view).1)),
+        MessageDataItemName::BodyExt { section, partial, .. } => {
+            let (header, text) = split_header(view);
+            let whole: Vec<u8> = match section {
+                None => view.to_vec(),
+                Some(Section::Header(None)) => header.to_vec(),
+                Some(Section::Text(None)) => text.to_vec(),
+                Some(Section::HeaderFields(None, names)) => header_fields(header, names.as_ref(), false),
+                Some(Section::HeaderFieldsNot(None, names)) => header_fields(header, names.as_ref(), true),
+                // Parts inside the message: not offered yet (an empty string, as for a part
+                // that is not there).
+                Some(_) => Vec::new(),
+            };
+            let (data, origin) = match partial {
+                Some((start, len)) => {
+                    let start = (*start as usize).min(whole.len());
+                    let end = start.saturating_add(len.get() as usize).min(whole.len());
+                    (whole[start..end].to_vec(), Some(start as u32))
+                }
+                None => (whole, None),
+            };
+            MessageDataItem::BodyExt { section: section.clone(), origin, data: literal(&data) }
+        }
+        _ => return None,
+    })
+}

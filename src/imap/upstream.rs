@@ -1,0 +1,189 @@
+//! The door's connection to the organisation's mail store: an IMAP client (imap-next's flows,
+//! imap-codec's parser) over a blocking socket, bounded in what it reads and how long it waits.
+//! The upstream is mail the door only reads and passes on: it never gets a decrypted byte.
+
+use imap_next::client::{Client, Event, Options};
+use imap_next::imap_types::command::{Command, CommandBody};
+use imap_next::imap_types::core::{AString, Tag};
+use imap_next::imap_types::fetch::{MacroOrMessageDataItemNames, MessageDataItem, MessageDataItemName};
+use imap_next::imap_types::flag::FlagFetch;
+use imap_next::imap_types::mailbox::Mailbox;
+use imap_next::imap_types::response::{Code, Data, Status, StatusKind};
+use imap_next::imap_types::sequence::SequenceSet;
+use imap_next::{Interrupt, Io, State};
+use secrecy::{ExposeSecret, SecretString};
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+/// The largest response the door takes from the upstream: one message with room for a
+/// response's framing (the door serves messages up to 64 MiB).
+const MAX_RESPONSE: u32 = 64 << 20 | 1 << 16;
+
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    #[error("the mail store {0}: {1}")]
+    Io(String, std::io::Error),
+    #[error("the mail store {0} answered what the door cannot read: {1}")]
+    Protocol(String, String),
+    #[error("the mail store {0} refused {1}: {2}")]
+    Refused(String, &'static str, String),
+    #[error("the mail store {0} closed the connection")]
+    Closed(String),
+}
+
+/// One message as the upstream holds it.
+pub struct Fetched {
+    pub uid: u32,
+    pub flags: Vec<FlagFetch<'static>>,
+    pub internal_date: Option<imap_next::imap_types::datetime::DateTime>,
+    pub body: Vec<u8>,
+}
+
+pub struct Upstream {
+    name: String,
+    stream: TcpStream,
+    client: Client,
+    tags: u32,
+}
+
+impl Upstream {
+    /// Connect without TLS (the caller allows it only for a loopback upstream) and log in.
+    pub fn login_plain(addr: &str, user: &str, password: &SecretString) -> Result<Upstream, UpstreamError> {
+        let name = addr.to_string();
+        let io = |e| UpstreamError::Io(name.clone(), e);
+        let stream = TcpStream::connect(addr).map_err(io)?;
+        stream.set_read_timeout(Some(Duration::from_secs(120))).map_err(io)?;
+        stream.set_write_timeout(Some(Duration::from_secs(60))).map_err(io)?;
+        let mut options = Options::default();
+        options.max_response_size = MAX_RESPONSE;
+        let mut up = Upstream { name, stream, client: Client::new(options), tags: 0 };
+        loop {
+            if let Event::GreetingReceived { .. } = up.next()? {
+                break;
+            }
+        }
+        let login = CommandBody::login(
+            AString::try_from(user.to_string())
+                .map_err(|e| UpstreamError::Protocol(up.name.clone(), format!("user name: {e}")))?,
+            AString::try_from(password.expose_secret().to_string())
+                .map_err(|_| UpstreamError::Protocol(up.name.clone(), "the password cannot be sent".into()))?,
+        )
+        .map_err(|e| UpstreamError::Protocol(up.name.clone(), e.to_string()))?;
+        up.run(login, "LOGIN")?;
+        Ok(up)
+    }
+
+    fn next(&mut self) -> Result<Event, UpstreamError> {
+        let mut buf = [0u8; 64 * 1024];
+        loop {
+            match self.client.next() {
+                Ok(event) => return Ok(event),
+                Err(Interrupt::Io(Io::Output(bytes))) => {
+                    self.stream.write_all(&bytes).map_err(|e| UpstreamError::Io(self.name.clone(), e))?
+                }
+                Err(Interrupt::Io(Io::NeedMoreInput)) => {
+                    let n = self.stream.read(&mut buf).map_err(|e| UpstreamError::Io(self.name.clone(), e))?;
+                    if n == 0 {
+                        return Err(UpstreamError::Closed(self.name.clone()));
+                    }
+                    self.client.enqueue_input(&buf[..n]);
+                }
+                Err(Interrupt::Error(e)) => return Err(UpstreamError::Protocol(self.name.clone(), e.to_string())),
+            }
+        }
+    }
+
+    /// Send one command; the untagged data that came with it, and its tagged OK.
+    fn run(&mut self, body: CommandBody<'static>, what: &'static str) -> Result<Vec<Data<'static>>, UpstreamError> {
+        self.tags += 1;
+        let tag = Tag::try_from(format!("s{}", self.tags))
+            .map_err(|e| UpstreamError::Protocol(self.name.clone(), e.to_string()))?;
+        self.client.enqueue_command(Command { tag: tag.clone(), body });
+        let mut data = Vec::new();
+        loop {
+            match self.next()? {
+                Event::DataReceived { data: d } => data.push(d),
+                Event::StatusReceived { status: Status::Tagged(t) } if t.tag == tag => {
+                    return match t.body.kind {
+                        StatusKind::Ok => Ok(data),
+                        _ => Err(UpstreamError::Refused(self.name.clone(), what, t.body.text.to_string())),
+                    };
+                }
+                Event::StatusReceived { status: Status::Bye(b) } => {
+                    return Err(UpstreamError::Refused(self.name.clone(), what, b.text.to_string()))
+                }
+                Event::CommandRejected { status, .. } => {
+                    return Err(UpstreamError::Refused(self.name.clone(), what, format!("{status:?}")))
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// SELECT (read-only: EXAMINE) a mailbox: its UIDVALIDITY.
+    pub fn examine(&mut self, mailbox: &str) -> Result<u32, UpstreamError> {
+        let mailbox = Mailbox::try_from(mailbox.to_string())
+            .map_err(|e| UpstreamError::Protocol(self.name.clone(), e.to_string()))?;
+        self.tags += 1;
+        let tag = Tag::try_from(format!("s{}", self.tags))
+            .map_err(|e| UpstreamError::Protocol(self.name.clone(), e.to_string()))?;
+        self.client.enqueue_command(Command { tag: tag.clone(), body: CommandBody::Examine { mailbox } });
+        let mut validity = None;
+        loop {
+            match self.next()? {
+                Event::StatusReceived { status: Status::Untagged(u) } => {
+                    if let Some(Code::UidValidity(v)) = u.code {
+                        validity = Some(v.get());
+                    }
+                }
+                Event::StatusReceived { status: Status::Tagged(t) } if t.tag == tag => {
+                    if t.body.kind != StatusKind::Ok {
+                        return Err(UpstreamError::Refused(self.name.clone(), "EXAMINE", t.body.text.to_string()));
+                    }
+                    return validity.ok_or_else(|| {
+                        UpstreamError::Protocol(self.name.clone(), "no UIDVALIDITY for the mailbox".into())
+                    });
+                }
+                Event::StatusReceived { status: Status::Bye(b) } => {
+                    return Err(UpstreamError::Refused(self.name.clone(), "EXAMINE", b.text.to_string()))
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Every message whose UID is in `uids` (`n:*`), with its flags, date and whole body.
+    pub fn fetch(&mut self, uids: &str, with_body: bool) -> Result<Vec<Fetched>, UpstreamError> {
+        let set = SequenceSet::try_from(uids).map_err(|e| UpstreamError::Protocol(self.name.clone(), e.to_string()))?;
+        let mut items = vec![MessageDataItemName::Uid, MessageDataItemName::Flags, MessageDataItemName::InternalDate];
+        if with_body {
+            items.push(MessageDataItemName::BodyExt { section: None, partial: None, peek: true });
+        }
+        let body = CommandBody::Fetch {
+            sequence_set: set,
+            macro_or_item_names: MacroOrMessageDataItemNames::MessageDataItemNames(items),
+            uid: true,
+        };
+        let mut out = Vec::new();
+        for d in self.run(body, "FETCH")? {
+            let Data::Fetch { items, .. } = d else { continue };
+            let mut f = Fetched { uid: 0, flags: Vec::new(), internal_date: None, body: Vec::new() };
+            for item in items.into_iter() {
+                match item {
+                    MessageDataItem::Uid(u) => f.uid = u.get(),
+                    MessageDataItem::Flags(fl) => f.flags = fl,
+                    MessageDataItem::InternalDate(d) => f.internal_date = Some(d),
+                    MessageDataItem::BodyExt { data, .. } => {
+                        f.body = data.0.map(|s| s.as_ref().to_vec()).unwrap_or_default()
+                    }
+                    _ => {}
+                }
+            }
+            if f.uid != 0 {
+                out.push(f);
+            }
+        }
+        Ok(out)
+    }
+}
