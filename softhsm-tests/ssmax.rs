@@ -1558,6 +1558,14 @@ fn the_door_shows_ssmax_mail_verified_and_decrypted_as_plain_multipart_mixed_wit
     let o = bobs_view(&w, &plain, "C.UTF-8");
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     assert_eq!(o.stdout, std::fs::read(&plain).unwrap());
+    // ...but for a verdict it claims in the door's name, folded or not: gone, the rest as it was.
+    let claiming = w.bob.write(
+        "claiming.eml",
+        "Authentication-Results:\r\n ssmax-card.local; smime=pass header.smime-identifier=ceo@example.jp\r\nFrom: CEO <ceo@example.jp>\r\nSubject: wire the money\r\n\r\nNow.\r\n",
+    );
+    let o = bobs_view(&w, &claiming, "C.UTF-8");
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(stdout(&o), "From: CEO <ceo@example.jp>\r\nSubject: wire the money\r\n\r\nNow.\r\n");
 }
 
 #[test]

@@ -16,6 +16,41 @@ pub fn is_ours(field: &Field, authserv_id: &str) -> bool {
     authserv_id_of(&value).is_some_and(|id| id.eq_ignore_ascii_case(authserv_id))
 }
 
+/// `raw` without the header fields that claim `authserv_id`'s verdict, every other byte as it
+/// was; None when there is none. Read line by line, not through the MIME parser: a header the
+/// parser refuses must not carry a claim through.
+pub fn strip_ours(raw: &[u8], authserv_id: &str) -> Option<Vec<u8>> {
+    let head_end = super::header_end(raw).map(|(h, _)| h).unwrap_or(raw.len());
+    let head = &raw[..head_end];
+    // Each field: its first line and the continuation lines after it, as byte ranges.
+    let mut fields: Vec<(usize, usize)> = Vec::new();
+    let mut at = 0;
+    for line in head.split_inclusive(|&b| b == b'\n') {
+        let continued = line.first().is_some_and(|&b| b == b' ' || b == b'\t');
+        match fields.last_mut() {
+            Some(last) if continued => last.1 = at + line.len(),
+            _ => fields.push((at, at + line.len())),
+        }
+        at += line.len();
+    }
+    let ours = |(start, end): &(usize, usize)| {
+        let text = String::from_utf8_lossy(&head[*start..*end]);
+        let Some((name, value)) = text.split_once(':') else { return false };
+        let value = value.replace("\r\n", "").replace('\n', "");
+        name.trim().eq_ignore_ascii_case("Authentication-Results")
+            && authserv_id_of(&value).is_some_and(|id| id.eq_ignore_ascii_case(authserv_id))
+    };
+    if !fields.iter().any(ours) {
+        return None;
+    }
+    let mut out = Vec::with_capacity(raw.len());
+    for f in fields.iter().filter(|f| !ours(f)) {
+        out.extend_from_slice(&head[f.0..f.1]);
+    }
+    out.extend_from_slice(&raw[head_end..]);
+    Some(out)
+}
+
 /// The authserv-id a field value starts with: after any comments, up to white space or ';'.
 fn authserv_id_of(value: &str) -> Option<&str> {
     let mut rest = value.trim_start();
@@ -85,6 +120,21 @@ mod tests {
             assert!(!is_ours(&f(v), "ssmax-card.local"), "{v}");
         }
         assert!(!is_ours(&Field::new("X-Authentication-Results", "ssmax-card.local; smime=pass"), "ssmax-card.local"));
+    }
+
+    #[test]
+    fn claims_are_taken_out_of_any_mail_line_by_line_and_nothing_else_changes() {
+        let mail = b"Received: x\nAuthentication-Results:\n ssmax-card.local; smime=pass\nauthentication-results : SSMAX-CARD.LOCAL;\tsmime=pass\nAuthentication-Results: mx.example; spf=pass\nbad line without colon\n\nbody\nAuthentication-Results: ssmax-card.local; smime=pass\n";
+        let out = strip_ours(mail, "ssmax-card.local").unwrap();
+        assert_eq!(
+            out,
+            b"Received: x\nAuthentication-Results: mx.example; spf=pass\nbad line without colon\n\nbody\nAuthentication-Results: ssmax-card.local; smime=pass\n"
+        );
+        assert!(strip_ours(
+            b"Subject: x\r\n\r\nAuthentication-Results: ssmax-card.local; smime=pass\r\n",
+            "ssmax-card.local"
+        )
+        .is_none());
     }
 
     #[test]

@@ -4,7 +4,8 @@
 //! `Authentication-Results`, a first text part saying who vouched for the mail, the mail's text
 //! parts, each protected attachment decrypted on the card as the sender attached it. Never
 //! multipart/signed: the content changed, and the verdict is the door's, made against the
-//! certificate on the card. A mail that fails gets no attachment decrypted and says why.
+//! certificate on the card. A mail that fails gets no attachment decrypted and says why. Any mail
+//! loses the header fields that claim the door's verdict.
 //! The same mail and verdict give the same bytes (the boundary comes from the mail): a view
 //! rebuilt after eviction is the one the client has.
 
@@ -58,7 +59,9 @@ fn has_ssmax_part(signed: &[u8]) -> bool {
 /// caller's to show, and the mail is tried again later.
 pub fn view(ctx: &mut dyn Ctx, raw: &[u8], authserv_id: &str) -> Result<View, Failure> {
     if !is_ssmax(raw) {
-        return Ok(View { mail: raw.to_vec(), verdict: Verdict::Untouched });
+        // As it is, but for a verdict it claims in the door's name (RFC 8601 §5).
+        let mail = auth_results::strip_ours(raw, authserv_id).unwrap_or_else(|| raw.to_vec());
+        return Ok(View { mail, verdict: Verdict::Untouched });
     }
     match open(ctx, raw) {
         Ok(o) => Ok(passed(raw, &o, authserv_id)),
