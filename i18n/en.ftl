@@ -329,7 +329,6 @@ view-attachments = Protected attachments, decrypted on your card:
 view-failed = This mail did NOT pass SSMAX verification, and none of its protected attachments was opened. Do not trust who it says it is from. Why: { $why }
 imap-give-upstream = name the mail store: --upstream HOST:PORT or upstream in [imap]
 imap-give-upstream-user = name the account on the mail store: --upstream-user or upstream_user in [imap]
-imap-tls-not-yet = TLS to the mail store is not built yet: for now the door reads a mail store on this machine only, with --upstream-tls none
 imap-plain-loopback-only = { $upstream } is not on this machine: without TLS the door reads only a mail store on a loopback address
 view-untouched = not an SSMAX mail: shown as it is
 view-pass = SSMAX mail from { $sender }: verified, attachments decrypted on the card

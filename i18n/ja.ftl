@@ -328,7 +328,6 @@ view-attachments = 保護された添付(カード上で復号しました):
 view-failed = このメールは SSMAX の検証に失敗しました。保護された添付は一つも開いていません。差出人の表示を信用しないでください。理由: { $why }
 imap-give-upstream = メールストアを指定してください: --upstream HOST:PORT または [imap] の upstream
 imap-give-upstream-user = メールストアのアカウントを指定してください: --upstream-user または [imap] の upstream_user
-imap-tls-not-yet = メールストアへの TLS はまだありません。今はこのマシン上のメールストアだけを --upstream-tls none で読めます
 imap-plain-loopback-only = { $upstream } はこのマシン上にありません。TLS なしではループバックアドレスのメールストアだけを読みます
 view-untouched = SSMAX のメールではありません。そのまま表示します
 view-pass = { $sender } からの SSMAX メール: 検証し、添付をカード上で復号しました

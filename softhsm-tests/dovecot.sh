@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # A private Dovecot IMAP server on a loopback port, for the IMAP door's tests (an upstream mail
-# store): `start DIR PORT USER PASSWORD`, `stop DIR`. Plain IMAP on 127.0.0.1 only; its own
-# base, state and mail directories under DIR; mail owned by the dovecot system user.
+# store): `start DIR PORT USER PASSWORD [CERT KEY TLS_PORT]`, `stop DIR`. IMAP on 127.0.0.1 only
+# (with CERT and KEY: STARTTLS on PORT, TLS from the first byte on TLS_PORT); its own base, state
+# and mail directories under DIR; mail owned by the dovecot system user.
 set -euo pipefail
 case $1 in
   start)
-    dir=$2 port=$3 user=$4 pass=$5
+    dir=$2 port=$3 user=$4 pass=$5 cert=${6:-} key=${7:-} tls_port=${8:-0}
     mkdir -p "$dir/run" "$dir/state" "$dir/home"
     chown dovecot: "$dir/home"
     printf '%s:{PLAIN}%s\n' "$user" "$pass" >"$dir/passwd"
@@ -15,7 +16,7 @@ state_dir = $dir/state
 log_path = $dir/dovecot.log
 protocols = imap
 listen = 127.0.0.1
-ssl = no
+$(if [ -n "$cert" ]; then printf 'ssl = yes\nssl_cert = <%s\nssl_key = <%s\n' "$cert" "$key"; else echo 'ssl = no'; fi)
 disable_plaintext_auth = no
 auth_mechanisms = plain login
 first_valid_uid = 1
@@ -34,7 +35,8 @@ service imap-login {
     port = $port
   }
   inet_listener imaps {
-    port = 0
+    address = 127.0.0.1
+    port = $tls_port
   }
 }
 service stats {

@@ -1624,23 +1624,52 @@ fn the_agent_builds_the_same_view_the_door_will_serve_asking_the_pin_through_its
 struct Dovecot {
     dir: PathBuf,
     port: u16,
+    /// With TLS: the port for TLS from the first byte, and the CA of its certificate.
+    tls: Option<(u16, PathBuf)>,
     user: String,
     password: String,
 }
 
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
 impl Dovecot {
     fn start(tok: &Tok) -> Dovecot {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        Dovecot::start_with(tok, false)
+    }
+
+    /// With `tls`: a certificate for 127.0.0.1 from a CA of its own (STARTTLS on `port`).
+    fn start_with(tok: &Tok, tls: bool) -> Dovecot {
+        let port = free_port();
         let dir = tok.path("dovecot");
         let (user, password) = (format!("bob{port}"), "mail store password".to_string());
-        ok(Command::new("bash").arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("softhsm-tests/dovecot.sh")).args([
-            "start",
-            dir.to_str().unwrap(),
-            &port.to_string(),
-            &user,
-            &password,
-        ]));
-        Dovecot { dir, port, user, password }
+        let mut args =
+            vec!["start".to_string(), dir.display().to_string(), port.to_string(), user.clone(), password.clone()];
+        let mut tls_info = None;
+        if tls {
+            let d = tok.path("mail-tls");
+            std::fs::create_dir_all(&d).unwrap();
+            ok(Command::new("bash").current_dir(&d).arg("-c").arg(
+                "set -e
+                openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout ca.key -out ca.pem -days 30 -subj '/CN=Mail Store Test CA' -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign 2>/dev/null
+                openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout srv.key -out srv.csr -subj /CN=localhost 2>/dev/null
+                printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\\nextendedKeyUsage=serverAuth\\n' > srv.ext
+                openssl x509 -req -in srv.csr -CA ca.pem -CAkey ca.key -set_serial 5 -days 30 -extfile srv.ext -out srv.pem 2>/dev/null
+                chmod 644 srv.key",
+            ));
+            let tls_port = free_port();
+            args.extend([
+                d.join("srv.pem").display().to_string(),
+                d.join("srv.key").display().to_string(),
+                tls_port.to_string(),
+            ]);
+            tls_info = Some((tls_port, d.join("ca.pem")));
+        }
+        ok(Command::new("bash")
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("softhsm-tests/dovecot.sh"))
+            .args(&args));
+        Dovecot { dir, port, tls: tls_info, user, password }
     }
 
     /// Put messages in INBOX as a delivery would (Python's imaplib as the client).
@@ -1677,14 +1706,16 @@ impl Drop for ImapDoor {
 
 /// `ssmax-card imap serve` for bob, reading `store` through bob's agent at `socket`.
 fn imap_door(tok: &Tok, socket: &Path, store: &Dovecot) -> ImapDoor {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    imap_door_with(tok, socket, store, &format!("upstream = \"127.0.0.1:{}\"\nupstream_tls = \"none\"\n", store.port))
+}
+
+/// The same with `upstream` (lines of [imap]: upstream, upstream_tls, upstream_ca).
+fn imap_door_with(tok: &Tok, socket: &Path, store: &Dovecot, upstream: &str) -> ImapDoor {
+    let port = free_port();
     let user = format!("client{port}");
     let config = tok.write(
-        "imap.toml",
-        format!(
-            "[smtp]\nclient_user = \"{user}\"\n[imap]\nupstream = \"127.0.0.1:{}\"\nupstream_user = \"{}\"\nupstream_tls = \"none\"\n",
-            store.port, store.user
-        ),
+        &format!("imap-{port}.toml"),
+        format!("[smtp]\nclient_user = \"{user}\"\n[imap]\n{upstream}upstream_user = \"{}\"\n", store.user),
     );
     let pw = tok.write("store-password", format!("{}\n", store.password));
     let set = run(Command::new("bash")
@@ -1707,7 +1738,7 @@ fn imap_door(tok: &Tok, socket: &Path, store: &Dovecot) -> ImapDoor {
         .arg("--socket")
         .arg(socket)
         .args(["imap", "serve", "--listen", &format!("127.0.0.1:{port}")])
-        .stderr(std::process::Stdio::from(std::fs::File::create(tok.path("imap-door.log")).unwrap()))
+        .stderr(std::process::Stdio::from(std::fs::File::create(tok.path(&format!("imap-door-{port}.log"))).unwrap()))
         .spawn()
         .unwrap();
     let start = std::time::Instant::now();
@@ -1720,10 +1751,14 @@ fn imap_door(tok: &Tok, socket: &Path, store: &Dovecot) -> ImapDoor {
 
 /// mbsync (Debian's isync) pulls INBOX through the door into a Maildir; its output.
 fn mbsync(tok: &Tok, door: &ImapDoor) -> Output {
-    let maildir = tok.path("Mail");
+    mbsync_into(tok, door, "Mail")
+}
+
+fn mbsync_into(tok: &Tok, door: &ImapDoor, dir: &str) -> Output {
+    let maildir = tok.path(dir);
     std::fs::create_dir_all(&maildir).unwrap();
     let rc = tok.write(
-        "mbsyncrc",
+        &format!("mbsyncrc-{dir}"),
         format!(
             "IMAPAccount door\nHost 127.0.0.1\nPort {}\nUser {}\nPass {}\nSSLType None\nAuthMechs PLAIN\n\nIMAPStore door\nAccount door\n\nMaildirStore local\nPath {m}/\nInbox {m}/INBOX\n\nChannel inbox\nFar :door:INBOX\nNear :local:INBOX\nSync Pull\nCreate Near\nSyncState *\n",
             door.port,
@@ -1771,7 +1806,7 @@ fn mbsync_through_the_imap_door_gets_ssmax_mail_decrypted_and_other_mail_as_it_i
         "{}{}\n{}",
         stdout(&o),
         stderr(&o),
-        std::fs::read_to_string(w.bob.path("imap-door.log")).unwrap_or_default()
+        std::fs::read_to_string(w.bob.path(&format!("imap-door-{}.log", door.port))).unwrap_or_default()
     );
     let got = maildir_messages(&w.bob);
     assert_eq!(got.len(), 3, "{:?}", got.iter().map(|g| &g.0).collect::<Vec<_>>());
@@ -1805,4 +1840,53 @@ fn mbsync_through_the_imap_door_gets_ssmax_mail_decrypted_and_other_mail_as_it_i
     assert!(!lines.lines().any(|l| l == "IN"), "{lines}");
     assert!(lines.contains("too many wrong logins"), "the third closes the connection: {lines}");
     assert!(store.dir.exists());
+}
+
+#[test]
+fn the_imap_door_reads_its_mail_store_over_tls_or_starttls_and_refuses_a_certificate_it_cannot_trust() {
+    let w = World::new();
+    let store = Dovecot::start_with(&w.bob, true);
+    let plain = w.bob.write("plain.eml", "From: Carol <carol@example.jp>\r\nSubject: lunch\r\n\r\nNoon?\r\n");
+    store.deliver(&[&plain]);
+    let agent = crate::support::agent::start_agent(&w.bob, "", "0");
+    let (tls_port, ca) = store.tls.clone().unwrap();
+    let ca = ca.display().to_string();
+    for (name, upstream) in [
+        ("tls", format!("upstream = \"127.0.0.1:{tls_port}\"\nupstream_tls = \"tls\"\nupstream_ca = \"{ca}\"\n")),
+        (
+            "starttls",
+            format!("upstream = \"127.0.0.1:{}\"\nupstream_tls = \"starttls\"\nupstream_ca = \"{ca}\"\n", store.port),
+        ),
+    ] {
+        let door = imap_door_with(&w.bob, &agent.socket, &store, &upstream);
+        let o = mbsync_into(&w.bob, &door, name);
+        assert_eq!(code(&o), 0, "{name}: {}{}", stdout(&o), stderr(&o));
+        let got = std::fs::read_dir(w.bob.path(name).join("INBOX/new")).unwrap().count();
+        assert_eq!(got, 1, "{name}");
+    }
+    // Without the mail store's CA: TLS fails, the client is told so, nothing falls back.
+    let untrusted = format!("upstream = \"127.0.0.1:{tls_port}\"\nupstream_tls = \"tls\"\n");
+    let door = imap_door_with(&w.bob, &agent.socket, &store, &untrusted);
+    let script = "import imaplib,sys\nm=imaplib.IMAP4('127.0.0.1',int(sys.argv[1]))\nm.login(sys.argv[2],sys.argv[3])\nprint(m.select('INBOX', readonly=True))\n";
+    let o = run(Command::new("python3").args(["-c", script, &door.port.to_string(), &door.user, &door.secret]));
+    let said = stdout(&o);
+    assert!(said.contains("NO") && said.contains("the mail store cannot be read"), "{said}{}", stderr(&o));
+    assert!(said.to_lowercase().contains("certificate"), "says why: {said}");
+    // A mail store on another host without TLS is refused at start.
+    let o = run(w.bob.cmd().args([
+        "imap",
+        "serve",
+        "--upstream",
+        "192.0.2.1:143",
+        "--upstream-user",
+        "x",
+        "--upstream-tls",
+        "none",
+    ]));
+    assert_clear_failure(&o, 2);
+    assert!(
+        stderr(&o).contains("without TLS the door reads only a mail store on a loopback address"),
+        "{}",
+        stderr(&o)
+    );
 }

@@ -21,6 +21,8 @@ fn shared() -> &'static Shared {
         Shared {
             cfg: ImapConfig { upstream_tls: RelayTls::None, ..Default::default() },
             upstream: "127.0.0.1:9".into(),
+            upstream_host: "127.0.0.1".into(),
+            security: ssmax_card::imap::upstream::Security::Plain,
             upstream_user: "fuzz".into(),
             upstream_password: "x".to_string().into(),
             client_user: "fuzz".into(),

@@ -24,16 +24,32 @@ pub fn run(g: &Global, what: ImapCommand) -> Result<(), Failure> {
                 .clone()
                 .ok_or_else(|| Failure::new(Exit::Usage, crate::tr!("imap-give-upstream-user")))?;
             let (host, _) = host_port(&upstream)?;
-            if cfg.upstream_tls != RelayTls::None {
-                // TLS to the upstream (rustls) is the next piece of the door; until then it says so.
-                return Err(Failure::new(Exit::Usage, crate::tr!("imap-tls-not-yet")));
-            }
-            let loopback = std::net::ToSocketAddrs::to_socket_addrs(&upstream.as_str())
-                .map(|mut a| a.all(|a| a.ip().is_loopback()))
-                .unwrap_or(false);
-            if !loopback {
-                return Err(Failure::new(Exit::Usage, crate::tr!("imap-plain-loopback-only", upstream = upstream)));
-            }
+            let ca = match &cfg.upstream_ca {
+                Some(f) => crate::cms::cert::load_file(f)?,
+                None => Vec::new(),
+            };
+            let tls = || {
+                crate::imap::upstream::tls_config(&ca).map_err(|e| {
+                    Failure::new(Exit::Usage, crate::tr!("smtp-tls-settings", host = host.as_str(), error = e))
+                })
+            };
+            let security = match cfg.upstream_tls {
+                RelayTls::Tls => crate::imap::upstream::Security::Tls(tls()?),
+                RelayTls::Starttls => crate::imap::upstream::Security::Starttls(tls()?),
+                RelayTls::None => {
+                    // The account's password and the mail in clear text: on this machine only.
+                    let loopback = std::net::ToSocketAddrs::to_socket_addrs(&upstream.as_str())
+                        .map(|mut a| a.all(|a| a.ip().is_loopback()))
+                        .unwrap_or(false);
+                    if !loopback {
+                        return Err(Failure::new(
+                            Exit::Usage,
+                            crate::tr!("imap-plain-loopback-only", upstream = upstream),
+                        ));
+                    }
+                    crate::imap::upstream::Security::Plain
+                }
+            };
             let client_user = setup.config.smtp.client_user.clone().unwrap_or_else(login_name);
             // Read now, so a locked keyring shows at start, not at the first client.
             let client_secret = secrets::client_secret(&client_user, false)?;
@@ -42,6 +58,8 @@ pub fn run(g: &Global, what: ImapCommand) -> Result<(), Failure> {
             crate::imap::run(crate::imap::Shared {
                 cfg,
                 upstream,
+                upstream_host: host,
+                security,
                 upstream_user: user,
                 upstream_password,
                 client_user,

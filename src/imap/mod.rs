@@ -20,6 +20,9 @@ const MAX_CONNECTIONS: usize = 32;
 pub struct Shared {
     pub cfg: ImapConfig,
     pub upstream: String,
+    /// The upstream's host name, as its TLS certificate names it.
+    pub upstream_host: String,
+    pub security: upstream::Security,
     pub upstream_user: String,
     pub upstream_password: SecretString,
     pub client_user: String,
@@ -38,7 +41,13 @@ pub struct Shared {
 pub fn refresh(shared: &Shared) -> Result<(), upstream::UpstreamError> {
     let Ok(_one) = shared.refreshing.try_lock() else { return Ok(()) };
     let known = shared.mirror.lock().unwrap_or_else(|p| p.into_inner()).known();
-    let mut up = upstream::Upstream::login_plain(&shared.upstream, &shared.upstream_user, &shared.upstream_password)?;
+    let mut up = upstream::Upstream::login(
+        &shared.upstream,
+        &shared.upstream_host,
+        &shared.security,
+        &shared.upstream_user,
+        &shared.upstream_password,
+    )?;
     let update = mirror::update(&mut up, &shared.agent, &shared.cfg.authserv_id, known)?;
     for p in &update.pending {
         eprintln!("ssmax-card imap: not shown yet: {p}");

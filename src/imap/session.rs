@@ -174,7 +174,13 @@ impl<S: Read + Write> Session<'_, S> {
             }
             CommandBody::Noop => {
                 if self.selected {
-                    self.refresh();
+                    if let Err(why) = self.refresh() {
+                        if let Ok(s) =
+                            Status::no(None, Some(Code::Alert), format!("the mail store cannot be read: {why}"))
+                        {
+                            self.server.enqueue_status(s);
+                        }
+                    }
                 }
                 ok(&tag, "done")
             }
@@ -233,15 +239,30 @@ impl<S: Read + Write> Session<'_, S> {
         self.server.enqueue_status(status);
     }
 
-    fn refresh(&mut self) -> usize {
+    /// Bring the mirror up to the upstream: the messages now there, or why the upstream could
+    /// not be read (one line of printable text, for a NO).
+    fn refresh(&mut self) -> Result<usize, String> {
         if let Err(e) = super::refresh(self.shared) {
             eprintln!("ssmax-card imap: {e}");
+            let line: String = e.to_string().chars().map(|c| if c.is_control() { ' ' } else { c }).take(300).collect();
+            return Err(line);
         }
-        self.shared.mirror.lock().unwrap_or_else(|p| p.into_inner()).messages.len()
+        Ok(self.shared.mirror.lock().unwrap_or_else(|p| p.into_inner()).messages.len())
     }
 
     fn select(&mut self, tag: &Tag<'static>) -> Status<'static> {
-        let exists = self.refresh();
+        let exists = match self.refresh() {
+            Ok(n) => n,
+            Err(why) => {
+                self.selected = false;
+                return Status::no(
+                    Some(tag.clone()),
+                    Some(Code::Alert),
+                    format!("the mail store cannot be read: {why}"),
+                )
+                .unwrap_or_else(|_| no(tag, "the mail store cannot be read (the door's log says why)"));
+            }
+        };
         let mirror = self.shared.mirror.lock().unwrap_or_else(|p| p.into_inner());
         self.server.enqueue_data(Data::Flags(vec![
             Flag::Seen,

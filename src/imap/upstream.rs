@@ -14,6 +14,7 @@ use imap_next::{Interrupt, Io, State};
 use secrecy::{ExposeSecret, SecretString};
 use std::io::{Read, Write};
 use std::net::TcpStream;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// The largest response the door takes from the upstream: one message with room for a
@@ -40,21 +41,111 @@ pub struct Fetched {
     pub body: Vec<u8>,
 }
 
+/// How the door talks to the upstream: TLS from the first byte, STARTTLS (required, never
+/// opportunistic), or plain (the caller allows it for a loopback upstream only).
+#[derive(Clone)]
+pub enum Security {
+    Tls(Arc<rustls::ClientConfig>),
+    Starttls(Arc<rustls::ClientConfig>),
+    Plain,
+}
+
+/// The system's roots and `extra` (the config's upstream_ca, DER), for rustls with ring.
+pub fn tls_config(extra: &[Vec<u8>]) -> Result<Arc<rustls::ClientConfig>, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    let native = rustls_native_certs::load_native_certs();
+    for c in native.certs {
+        // One unreadable system root does not stop the others.
+        let _ = roots.add(c);
+    }
+    for der in extra {
+        roots.add(rustls_pki_types::CertificateDer::from(der.clone())).map_err(|e| e.to_string())?;
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
+enum Conn {
+    Plain(TcpStream),
+    Tls(Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>),
+    /// Between the plain socket and its TLS wrapping.
+    Moved,
+}
+
+fn moved() -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::NotConnected, "the connection is being secured")
+}
+
+impl Read for Conn {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Conn::Plain(s) => s.read(buf),
+            Conn::Tls(s) => s.read(buf),
+            Conn::Moved => Err(moved()),
+        }
+    }
+}
+
+impl Write for Conn {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Conn::Plain(s) => s.write(buf),
+            Conn::Tls(s) => s.write(buf),
+            Conn::Moved => Err(moved()),
+        }
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Conn::Plain(s) => s.flush(),
+            Conn::Tls(s) => s.flush(),
+            Conn::Moved => Err(moved()),
+        }
+    }
+}
+
+/// `tcp` wrapped in TLS for `host`; the handshake completes here, so a certificate the roots do
+/// not vouch for is this error, never a fallback.
+fn wrap(tcp: TcpStream, host: &str, config: &Arc<rustls::ClientConfig>) -> std::io::Result<Conn> {
+    let name = rustls_pki_types::ServerName::try_from(host.to_string())
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+    let conn = rustls::ClientConnection::new(config.clone(), name).map_err(std::io::Error::other)?;
+    let mut stream = rustls::StreamOwned::new(conn, tcp);
+    while stream.conn.is_handshaking() {
+        stream.conn.complete_io(&mut stream.sock)?;
+    }
+    Ok(Conn::Tls(Box::new(stream)))
+}
+
 pub struct Upstream {
     name: String,
-    stream: TcpStream,
+    stream: Conn,
     client: Client,
     tags: u32,
 }
 
 impl Upstream {
-    /// Connect without TLS (the caller allows it only for a loopback upstream) and log in.
-    pub fn login_plain(addr: &str, user: &str, password: &SecretString) -> Result<Upstream, UpstreamError> {
+    /// Connect to `addr` (`host` names it for TLS), secured as `security` says, and log in.
+    pub fn login(
+        addr: &str,
+        host: &str,
+        security: &Security,
+        user: &str,
+        password: &SecretString,
+    ) -> Result<Upstream, UpstreamError> {
         let name = addr.to_string();
         let io = |e| UpstreamError::Io(name.clone(), e);
-        let stream = TcpStream::connect(addr).map_err(io)?;
-        stream.set_read_timeout(Some(Duration::from_secs(120))).map_err(io)?;
-        stream.set_write_timeout(Some(Duration::from_secs(60))).map_err(io)?;
+        let tcp = TcpStream::connect(addr).map_err(io)?;
+        tcp.set_read_timeout(Some(Duration::from_secs(120))).map_err(io)?;
+        tcp.set_write_timeout(Some(Duration::from_secs(60))).map_err(io)?;
+        let stream = match security {
+            Security::Tls(config) => wrap(tcp, host, config).map_err(io)?,
+            _ => Conn::Plain(tcp),
+        };
         let mut options = Options::default();
         options.max_response_size = MAX_RESPONSE;
         let mut up = Upstream { name, stream, client: Client::new(options), tags: 0 };
@@ -62,6 +153,13 @@ impl Upstream {
             if let Event::GreetingReceived { .. } = up.next()? {
                 break;
             }
+        }
+        if let Security::Starttls(config) = security {
+            up.run(CommandBody::StartTLS, "STARTTLS")?;
+            let Conn::Plain(tcp) = std::mem::replace(&mut up.stream, Conn::Moved) else {
+                return Err(UpstreamError::Protocol(up.name.clone(), "TLS twice".into()));
+            };
+            up.stream = wrap(tcp, host, config).map_err(|e| UpstreamError::Io(up.name.clone(), e))?;
         }
         let login = CommandBody::login(
             AString::try_from(user.to_string())
