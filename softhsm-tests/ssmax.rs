@@ -1832,6 +1832,22 @@ fn mbsync_through_the_imap_door_gets_ssmax_mail_decrypted_and_other_mail_as_it_i
     let o = mbsync(&w.bob, &door);
     assert_eq!(code(&o), 0, "{}{}", stdout(&o), stderr(&o));
     assert_eq!(maildir_messages(&w.bob), got);
+    // A client that stays: a new mail reaches it at its next NOOP, as EXISTS.
+    let script = "import imaplib,sys\nd=imaplib.IMAP4('127.0.0.1',int(sys.argv[1]))\nd.login(sys.argv[2],sys.argv[3])\nprint('selected', d.select('INBOX', readonly=True)[1])\ns=imaplib.IMAP4('127.0.0.1',int(sys.argv[4]))\ns.login(sys.argv[5],sys.argv[6])\ns.append('INBOX',None,None,open(sys.argv[7],'rb').read())\nd.noop()\nprint('exists', d.response('EXISTS')[1])\nprint('fetched', d.fetch('4','(RFC822.SIZE)')[1])\n";
+    let o = run(Command::new("python3").args([
+        "-c",
+        script,
+        &door.port.to_string(),
+        &door.user,
+        &door.secret,
+        &store.port.to_string(),
+        &store.user,
+        &store.password,
+        plain.to_str().unwrap(),
+    ]));
+    let said = stdout(&o);
+    assert!(said.contains("selected [b'3']") && said.contains("exists [b'3', b'4']"), "{said}{}", stderr(&o));
+    assert!(said.contains("RFC822.SIZE"), "{said}");
     // Three wrong secrets: NO, NO, and the connection closed.
     let script = "import imaplib,sys\nm=imaplib.IMAP4('127.0.0.1',int(sys.argv[1]))\nfor i in range(3):\n    try:\n        m.login(sys.argv[2],'wrong'); print('IN')\n    except imaplib.IMAP4.error as e: print('NO', e)\n    except Exception as e: print('CLOSED', type(e).__name__); break\n";
     let o = run(Command::new("python3").args(["-c", script, &door.port.to_string(), &door.user]));

@@ -29,6 +29,9 @@ struct Session<'a, S: Read + Write> {
     authed: bool,
     failures: u32,
     selected: bool,
+    /// The UIDs this client knows, in sequence-number order: sequence numbers change only when
+    /// the client is told (EXPUNGE, EXISTS), whatever other clients' refreshes did meanwhile.
+    known: Vec<NonZeroU32>,
     done: bool,
     /// An AUTHENTICATE waiting for the client's response.
     auth_tag: Option<Tag<'static>>,
@@ -49,6 +52,7 @@ pub fn serve<S: Read + Write>(stream: S, shared: &Shared) -> std::io::Result<()>
         authed: false,
         failures: 0,
         selected: false,
+        known: Vec::new(),
         done: false,
         auth_tag: None,
     };
@@ -174,11 +178,14 @@ impl<S: Read + Write> Session<'_, S> {
             }
             CommandBody::Noop => {
                 if self.selected {
-                    if let Err(why) = self.refresh() {
-                        if let Ok(s) =
-                            Status::no(None, Some(Code::Alert), format!("the mail store cannot be read: {why}"))
-                        {
-                            self.server.enqueue_status(s);
+                    match self.refresh() {
+                        Ok(_) => self.tell_changes(),
+                        Err(why) => {
+                            if let Ok(s) =
+                                Status::no(None, Some(Code::Alert), format!("the mail store cannot be read: {why}"))
+                            {
+                                self.server.enqueue_status(s);
+                            }
                         }
                     }
                 }
@@ -251,8 +258,8 @@ impl<S: Read + Write> Session<'_, S> {
     }
 
     fn select(&mut self, tag: &Tag<'static>) -> Status<'static> {
-        let exists = match self.refresh() {
-            Ok(n) => n,
+        match self.refresh() {
+            Ok(_) => {}
             Err(why) => {
                 self.selected = false;
                 return Status::no(
@@ -262,8 +269,9 @@ impl<S: Read + Write> Session<'_, S> {
                 )
                 .unwrap_or_else(|_| no(tag, "the mail store cannot be read (the door's log says why)"));
             }
-        };
+        }
         let mirror = self.shared.mirror.lock().unwrap_or_else(|p| p.into_inner());
+        self.known = mirror.messages.iter().map(|m| m.uid).collect();
         self.server.enqueue_data(Data::Flags(vec![
             Flag::Seen,
             Flag::Answered,
@@ -271,7 +279,7 @@ impl<S: Read + Write> Session<'_, S> {
             Flag::Deleted,
             Flag::Draft,
         ]));
-        self.server.enqueue_data(Data::Exists(exists as u32));
+        self.server.enqueue_data(Data::Exists(self.known.len() as u32));
         self.server.enqueue_data(Data::Recent(0));
         if let Some(v) = NonZeroU32::new(mirror.uidvalidity) {
             if let Ok(s) = Status::ok(None, Some(Code::UidValidity(v)), "UIDs valid") {
@@ -285,6 +293,30 @@ impl<S: Read + Write> Session<'_, S> {
         }
         self.selected = true;
         Status::ok(Some(tag.clone()), Some(Code::ReadOnly), "INBOX selected, read-only").expect("a constant text")
+    }
+
+    /// Tell the client what changed in the mailbox since it was last told: each message gone
+    /// (EXPUNGE, highest sequence number first, so the others' numbers hold), then how many
+    /// there are (EXISTS) when new ones came.
+    fn tell_changes(&mut self) {
+        let now: Vec<NonZeroU32> = {
+            let mirror = self.shared.mirror.lock().unwrap_or_else(|p| p.into_inner());
+            mirror.messages.iter().map(|m| m.uid).collect()
+        };
+        for i in (0..self.known.len()).rev() {
+            if now.binary_search(&self.known[i]).is_err() {
+                self.known.remove(i);
+                if let Some(seq) = NonZeroU32::new(i as u32 + 1) {
+                    self.server.enqueue_data(Data::Expunge(seq));
+                }
+            }
+        }
+        let last = self.known.last().copied();
+        let before = self.known.len();
+        self.known.extend(now.into_iter().filter(|u| last.is_none_or(|l| *u > l)));
+        if self.known.len() != before {
+            self.server.enqueue_data(Data::Exists(self.known.len() as u32));
+        }
     }
 
     fn fetch(
@@ -314,15 +346,19 @@ impl<S: Read + Write> Session<'_, S> {
             return no(tag, "ENVELOPE, BODYSTRUCTURE and BINARY are not offered yet");
         }
         let mirror = self.shared.mirror.lock().unwrap_or_else(|p| p.into_inner());
-        let last_seq = mirror.messages.len() as u32;
-        let last_uid = mirror.messages.last().map(|m| m.uid.get()).unwrap_or(0);
+        let last_seq = self.known.len() as u32;
+        let last_uid = self.known.last().map(|u| u.get()).unwrap_or(0);
         let mut responses = Vec::new();
-        for (i, m) in mirror.messages.iter().enumerate() {
+        for (i, known) in self.known.iter().enumerate() {
             let seq = i as u32 + 1;
-            let wanted = if uid { contains(set, m.uid.get(), last_uid) } else { contains(set, seq, last_seq) };
+            let wanted = if uid { contains(set, known.get(), last_uid) } else { contains(set, seq, last_seq) };
             if !wanted {
                 continue;
             }
+            // Gone from the mirror since the client was last told: nothing to show (RFC 3501
+            // §7.4.1 lets a server answer nothing for such a message) until EXPUNGE says so.
+            let Ok(at) = mirror.messages.binary_search_by_key(known, |m| m.uid) else { continue };
+            let m = &mirror.messages[at];
             let mut items = Vec::new();
             if uid {
                 items.push(MessageDataItem::Uid(m.uid));
