@@ -239,6 +239,7 @@ impl<S: Read + Write> Session<'_, S> {
             }
             CommandBody::Close | CommandBody::Unselect => {
                 self.selected = false;
+                self.known.clear();
                 ok(&tag, "closed")
             }
             _ => no(&tag, "not offered by the door yet"),
