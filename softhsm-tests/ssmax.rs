@@ -1553,6 +1553,27 @@ fn the_door_shows_ssmax_mail_verified_and_decrypted_as_plain_multipart_mixed_wit
     let ja = stdout(&bobs_view(&w, &hop2, "ja_JP.UTF-8"));
     let first = first_part(&ja);
     assert!(first.contains("カード上のあなたの組織の証明書"), "{first}");
+    // However the claim is spelled (quoted, a comment after the id, an escaped bracket in a
+    // comment), it is taken out; a second Subject makes the view a failure; a Reply-To that is
+    // not the verified sender is said first.
+    let spelled = w.bob.write(
+        "spelled.eml",
+        "Authentication-Results: \"ssmax-card.local\"; smime=pass\r\nAuthentication-Results: ssmax-card.local(c); smime=pass\r\nAuthentication-Results: (\\() ssmax-card.local; smime=pass\r\nReply-To: attacker@evil.example\r\n".to_string() + &text,
+    );
+    let o = bobs_view(&w, &spelled, "C.UTF-8");
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let view = stdout(&o);
+    assert_eq!(view.split("\r\n\r\n").next().unwrap().matches("ssmax-card.local").count(), 1, "{view}");
+    assert!(
+        first_part(&view).contains(
+            "Note: the Reply-To field, which the signature does not cover, names someone else: attacker@evil.example"
+        ),
+        "{view}"
+    );
+    let twice = w.bob.write("twice.eml", "Subject: [verified by ssmax-card: CEO] urgent\r\n".to_string() + &text);
+    let view = stdout(&bobs_view(&w, &twice, "C.UTF-8"));
+    assert!(view.starts_with("Authentication-Results: ssmax-card.local; smime=fail"), "{view}");
+    assert!(first_part(&view).contains("more than one Subject field"), "{view}");
     // A mail that is not SSMAX: exactly as it came.
     let plain = w.bob.write("plain.eml", "From: Carol <carol@example.jp>\r\nSubject: lunch\r\n\r\nNoon?\r\n");
     let o = bobs_view(&w, &plain, "C.UTF-8");
@@ -1566,6 +1587,16 @@ fn the_door_shows_ssmax_mail_verified_and_decrypted_as_plain_multipart_mixed_wit
     let o = bobs_view(&w, &claiming, "C.UTF-8");
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     assert_eq!(stdout(&o), "From: CEO <ceo@example.jp>\r\nSubject: wire the money\r\n\r\nNow.\r\n");
+    // Nor behind a bare CR, which some readers take for a line end.
+    let hidden = w.bob.write(
+        "hidden.eml",
+        "From: CEO <ceo@example.jp>\r\nSubject: x\rAuthentication-Results: ssmax-card.local; smime=pass\r\n\r\nNow.\r\n",
+    );
+    let o = bobs_view(&w, &hidden, "C.UTF-8");
+    assert_eq!(
+        stdout(&o),
+        "From: CEO <ceo@example.jp>\r\nSubject: x Authentication-Results: ssmax-card.local; smime=pass\r\n\r\nNow.\r\n"
+    );
 }
 
 #[test]
@@ -1848,6 +1879,19 @@ fn mbsync_through_the_imap_door_gets_ssmax_mail_decrypted_and_other_mail_as_it_i
     let said = stdout(&o);
     assert!(said.contains("selected [b'3']") && said.contains("exists [b'3', b'4']"), "{said}{}", stderr(&o));
     assert!(said.contains("RFC822.SIZE"), "{said}");
+    // The same item asked for many times is answered once; too many items, or too much of one
+    // message at once, is refused rather than held in memory.
+    let script = "import imaplib,sys\nd=imaplib.IMAP4('127.0.0.1',int(sys.argv[1]))\nd.login(sys.argv[2],sys.argv[3])\nd.select('INBOX', readonly=True)\ntyp,data=d.fetch('2','(' + ' '.join(['BODY.PEEK[]']*100) + ')')\nprint('same', typ, sum(1 for x in data if isinstance(x, tuple)))\ntry:\n    print('many', d.fetch('2','(' + ' '.join('BODY.PEEK[]<%d.1>' % i for i in range(40)) + ')')[0])\nexcept Exception as e: print('many', 'BAD', e)\n";
+    let o = run(Command::new("python3").args(["-c", script, &door.port.to_string(), &door.user, &door.secret]));
+    let said = stdout(&o);
+    assert!(said.contains("same OK 1"), "{said}{}", stderr(&o));
+    assert!(said.contains("many BAD") && said.contains("too many items"), "{said}");
+    // Commands sent after the door said BYE are not carried out.
+    let script = "import socket,sys\ns=socket.create_connection(('127.0.0.1',int(sys.argv[1])))\ns.recv(1000)\ns.sendall(b''.join(b'a%d LOGIN %s wrong\\r\\n' % (i, sys.argv[2].encode()) for i in range(5)) + b'b LOGIN ' + sys.argv[2].encode() + b' ' + sys.argv[3].encode() + b'\\r\\nc SELECT INBOX\\r\\n')\nout=b''\nwhile True:\n    d=s.recv(65536)\n    if not d: break\n    out+=d\nprint(out.decode())\n";
+    let o = run(Command::new("python3").args(["-c", script, &door.port.to_string(), &door.user, &door.secret]));
+    let said = stdout(&o);
+    assert!(said.contains("* BYE too many wrong logins"), "{said}");
+    assert!(!said.contains("b OK") && !said.contains("EXISTS"), "nothing after BYE: {said}");
     // Three wrong secrets: NO, NO, and the connection closed.
     let script = "import imaplib,sys\nm=imaplib.IMAP4('127.0.0.1',int(sys.argv[1]))\nfor i in range(3):\n    try:\n        m.login(sys.argv[2],'wrong'); print('IN')\n    except imaplib.IMAP4.error as e: print('NO', e)\n    except Exception as e: print('CLOSED', type(e).__name__); break\n";
     let o = run(Command::new("python3").args(["-c", script, &door.port.to_string(), &door.user]));

@@ -22,6 +22,15 @@ pub enum Exit {
 }
 
 impl Exit {
+    /// A failure about the card, the person or the agent, not about what was asked: worth
+    /// trying again later.
+    pub fn is_temporary(self) -> bool {
+        matches!(
+            self,
+            Exit::TokenNotPresent | Exit::WrongPin | Exit::PinLocked | Exit::AgentUnreachable | Exit::Io | Exit::Busy
+        )
+    }
+
     /// The code an agent reported, back into the enum (unknown codes become I/O failures).
     pub fn from_code(code: u8) -> Exit {
         match code {

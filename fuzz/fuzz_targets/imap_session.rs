@@ -52,6 +52,10 @@ impl Write for Client<'_> {
     }
 }
 
+impl session::Idle for Client<'_> {
+    fn set_idle(&mut self, _: std::time::Duration) {}
+}
+
 fuzz_target!(|data: &[u8]| {
     let _ = session::serve(Client(data), shared());
 });

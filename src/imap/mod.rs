@@ -81,8 +81,7 @@ pub fn run(shared: Shared) -> Result<(), Failure> {
         }
         let (shared, done) = (shared.clone(), open.clone());
         let spawned = std::thread::Builder::new().name("imap-client".into()).spawn(move || {
-            // RFC 3501 §5.4: an idle client is logged out after at least 30 minutes.
-            let _ = stream.set_read_timeout(Some(std::time::Duration::from_secs(31 * 60)));
+            // The silence allowed is the session's to set (session::Idle).
             let _ = stream.set_write_timeout(Some(std::time::Duration::from_secs(60)));
             let _ = session::serve(stream, &shared);
             done.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);

@@ -22,7 +22,7 @@ use subtle::ConstantTimeEq;
 /// Wrong logins on one connection before it is closed.
 const MAX_AUTH_FAILURES: u32 = 3;
 
-struct Session<'a, S: Read + Write> {
+struct Session<'a, S: Read + Write + Idle> {
     stream: S,
     server: Server,
     shared: &'a Shared,
@@ -32,13 +32,49 @@ struct Session<'a, S: Read + Write> {
     /// The UIDs this client knows, in sequence-number order: sequence numbers change only when
     /// the client is told (EXPUNGE, EXISTS), whatever other clients' refreshes did meanwhile.
     known: Vec<NonZeroU32>,
+    /// A FETCH being answered one message at a time, each written before the next is built.
+    fetching: Option<Fetching>,
+    /// Commands that arrived while a FETCH was being answered.
+    deferred: std::collections::VecDeque<Event>,
     done: bool,
     /// An AUTHENTICATE waiting for the client's response.
     auth_tag: Option<Tag<'static>>,
 }
 
+struct Fetching {
+    tag: Tag<'static>,
+    names: Vec<MessageDataItemName<'static>>,
+    uid: bool,
+    /// (sequence number, UID) still to answer.
+    todo: std::collections::VecDeque<(NonZeroU32, NonZeroU32)>,
+}
+
+/// Items one FETCH may name (the same item twice counts once).
+const MAX_FETCH_ITEMS: usize = 32;
+/// Bytes one message's FETCH response may carry: a client asking for the same 64 MiB many
+/// times over gets NO, not the door's memory.
+const MAX_RESPONSE_BYTES: usize = 160 << 20;
+
+/// How long a connection may stay silent: short before login (any local user can connect, and
+/// connections are few), the RFC's 30 minutes after.
+pub trait Idle {
+    fn set_idle(&mut self, limit: std::time::Duration);
+}
+
+impl Idle for std::net::TcpStream {
+    fn set_idle(&mut self, limit: std::time::Duration) {
+        let _ = self.set_read_timeout(Some(limit));
+    }
+}
+
+/// Silence allowed before login.
+pub const LOGIN_WITHIN: std::time::Duration = std::time::Duration::from_secs(60);
+/// After login: RFC 3501 §5.4 asks at least 30 minutes.
+pub const IDLE_AFTER_LOGIN: std::time::Duration = std::time::Duration::from_secs(31 * 60);
+
 /// Serve one client until it logs out, closes, or breaks the protocol.
-pub fn serve<S: Read + Write>(stream: S, shared: &Shared) -> std::io::Result<()> {
+pub fn serve<S: Read + Write + Idle>(mut stream: S, shared: &Shared) -> std::io::Result<()> {
+    stream.set_idle(LOGIN_WITHIN);
     let greeting = Greeting::ok(None, "ssmax-card IMAP front door ready (loopback only)")
         .unwrap_or_else(|_| Greeting::ok(None, "ready").expect("a constant greeting"));
     let mut options = Options::default();
@@ -53,6 +89,8 @@ pub fn serve<S: Read + Write>(stream: S, shared: &Shared) -> std::io::Result<()>
         failures: 0,
         selected: false,
         known: Vec::new(),
+        fetching: None,
+        deferred: std::collections::VecDeque::new(),
         done: false,
         auth_tag: None,
     };
@@ -71,17 +109,29 @@ fn bad(tag: &Tag<'static>, text: &'static str) -> Status<'static> {
     Status::bad(Some(tag.clone()), None, text).expect("a constant text")
 }
 
-impl<S: Read + Write> Session<'_, S> {
+impl<S: Read + Write + Idle> Session<'_, S> {
     fn run(&mut self) -> std::io::Result<()> {
         let mut buf = vec![0u8; 64 * 1024];
         loop {
+            // A FETCH under way answers one message per turn, each written before the next is
+            // built; commands the client sent along wait their turn, in order.
+            if self.fetching.is_some() {
+                self.fetch_next();
+            } else if let Some(event) = self.deferred.pop_front() {
+                self.on(event);
+            }
+            let busy = self.fetching.is_some() || !self.deferred.is_empty();
             match self.server.next() {
+                Ok(event) if busy => self.deferred.push_back(event),
                 Ok(event) => self.on(event),
                 Err(Interrupt::Io(Io::Output(bytes))) => self.stream.write_all(&bytes)?,
                 // Everything queued is written (BYE and the tagged OK of LOGOUT among it).
                 Err(Interrupt::Io(Io::NeedMoreInput)) => {
                     if self.done {
                         return Ok(());
+                    }
+                    if busy {
+                        continue;
                     }
                     let n = self.stream.read(&mut buf)?;
                     if n == 0 {
@@ -99,6 +149,10 @@ impl<S: Read + Write> Session<'_, S> {
     }
 
     fn on(&mut self, event: Event) {
+        // After BYE nothing more is done, whatever the client sent along.
+        if self.done {
+            return;
+        }
         match event {
             Event::CommandReceived { command } => self.command(command),
             Event::CommandAuthenticateReceived { command_authenticate: a } => {
@@ -152,6 +206,7 @@ impl<S: Read + Write> Session<'_, S> {
     fn finish_auth(&mut self, tag: &Tag<'static>, ok: bool) {
         if ok {
             self.authed = true;
+            self.stream.set_idle(IDLE_AFTER_LOGIN);
             let _ = self.server.authenticate_finish(ok_status(tag, "logged in"));
         } else {
             let status = self.refused(tag);
@@ -202,6 +257,7 @@ impl<S: Read + Write> Session<'_, S> {
                 let secret: &[u8] = secret.as_ref();
                 if self.credentials(user, secret) {
                     self.authed = true;
+                    self.stream.set_idle(IDLE_AFTER_LOGIN);
                     ok(&tag, "logged in")
                 } else {
                     self.refused(&tag)
@@ -234,7 +290,12 @@ impl<S: Read + Write> Session<'_, S> {
                 if !self.selected {
                     bad(&tag, "select a mailbox first")
                 } else {
-                    self.fetch(&tag, &sequence_set, macro_or_item_names, uid)
+                    let status = self.fetch(&tag, &sequence_set, macro_or_item_names, uid);
+                    if self.fetching.is_some() {
+                        // Answered message by message from the run loop.
+                        return;
+                    }
+                    status
                 }
             }
             CommandBody::Close | CommandBody::Unselect => {
@@ -346,40 +407,71 @@ impl<S: Read + Write> Session<'_, S> {
         }) {
             return no(tag, "ENVELOPE, BODYSTRUCTURE and BINARY are not offered yet");
         }
-        let mirror = self.shared.mirror.lock().unwrap_or_else(|p| p.into_inner());
+        let mut unique: Vec<MessageDataItemName<'static>> = Vec::new();
+        for n in names {
+            if !unique.contains(&n) {
+                unique.push(n);
+            }
+        }
+        if unique.len() > MAX_FETCH_ITEMS {
+            return bad(tag, "too many items in one FETCH");
+        }
         let last_seq = self.known.len() as u32;
         let last_uid = self.known.last().map(|u| u.get()).unwrap_or(0);
-        let mut responses = Vec::new();
+        if !uid && set.0.as_ref().iter().any(|s| past(s, last_seq)) {
+            return bad(tag, "no message with that sequence number");
+        }
+        let mut todo = std::collections::VecDeque::new();
         for (i, known) in self.known.iter().enumerate() {
             let seq = i as u32 + 1;
             let wanted = if uid { contains(set, known.get(), last_uid) } else { contains(set, seq, last_seq) };
-            if !wanted {
-                continue;
+            if let (true, Some(seq)) = (wanted, NonZeroU32::new(seq)) {
+                todo.push_back((seq, *known));
             }
+        }
+        self.fetching = Some(Fetching { tag: tag.clone(), names: unique, uid, todo });
+        // The tagged answer comes after the last message (fetch_next).
+        Status::ok(None, None, "fetching").expect("a constant text")
+    }
+
+    /// Answer the next message of the FETCH under way, or end it.
+    fn fetch_next(&mut self) {
+        let Some(f) = self.fetching.as_mut() else { return };
+        let Some((seq, uid)) = f.todo.pop_front() else {
+            let tag = f.tag.clone();
+            self.fetching = None;
+            self.server.enqueue_status(ok(&tag, "fetched"));
+            return;
+        };
+        let response = {
+            let mirror = self.shared.mirror.lock().unwrap_or_else(|p| p.into_inner());
             // Gone from the mirror since the client was last told: nothing to show (RFC 3501
             // §7.4.1 lets a server answer nothing for such a message) until EXPUNGE says so.
-            let Ok(at) = mirror.messages.binary_search_by_key(known, |m| m.uid) else { continue };
+            let Ok(at) = mirror.messages.binary_search_by_key(&uid, |m| m.uid) else { return };
             let m = &mirror.messages[at];
             let mut items = Vec::new();
-            if uid {
+            if f.uid {
                 items.push(MessageDataItem::Uid(m.uid));
             }
-            for n in &names {
-                if let Some(item) = item_for(m, n) {
-                    if !(uid && matches!(item, MessageDataItem::Uid(_))) {
+            let mut bytes = 0usize;
+            for n in &f.names {
+                if let Some(item) = item_for(m, n, &mut bytes) {
+                    if !(f.uid && matches!(item, MessageDataItem::Uid(_))) {
                         items.push(item);
                     }
                 }
+                if bytes > MAX_RESPONSE_BYTES {
+                    let tag = f.tag.clone();
+                    self.fetching = None;
+                    self.server.enqueue_status(no(&tag, "the FETCH asks for too much of one message at once"));
+                    return;
+                }
             }
-            if let (Ok(items), Some(seq)) = (Vec1::try_from(items), NonZeroU32::new(seq)) {
-                responses.push(Data::Fetch { seq, items });
-            }
-        }
-        drop(mirror);
-        for r in responses {
+            Vec1::try_from(items).ok().map(|items| Data::Fetch { seq, items })
+        };
+        if let Some(r) = response {
             self.server.enqueue_data(r);
         }
-        ok(tag, "fetched")
     }
 }
 
@@ -394,6 +486,15 @@ fn capabilities() -> Data<'static> {
 
 /// Whether `value` is in `set` (`*` being `largest`): looked up, never expanded, so `1:4294967295`
 /// costs what `1:2` does.
+/// Whether `s` names a sequence number past `last` (`*` never does).
+fn past(s: &Sequence, last: u32) -> bool {
+    let over = |v: &SeqOrUid| matches!(v, SeqOrUid::Value(n) if n.get() > last);
+    match s {
+        Sequence::Single(a) => over(a),
+        Sequence::Range(a, b) => over(a) && over(b),
+    }
+}
+
 fn contains(set: &SequenceSet, value: u32, largest: u32) -> bool {
     let v = |s: &SeqOrUid| match s {
         SeqOrUid::Value(n) => n.get(),
@@ -452,11 +553,18 @@ fn header_fields(header: &[u8], names: &[AString<'_>], not: bool) -> Vec<u8> {
 }
 
 /// One FETCH item of a message, from its view.
-fn item_for(m: &Message, name: &MessageDataItemName<'static>) -> Option<MessageDataItem<'static>> {
+fn item_for(m: &Message, name: &MessageDataItemName<'static>, bytes: &mut usize) -> Option<MessageDataItem<'static>> {
     let view = m.view.as_slice();
+    let mut literal = |b: &[u8]| {
+        *bytes = bytes.saturating_add(b.len());
+        literal(b)
+    };
     Some(match name {
         MessageDataItemName::Uid => MessageDataItem::Uid(m.uid),
-        MessageDataItemName::Flags => MessageDataItem::Flags(m.flags.clone()),
+        // \Recent is the upstream's session's, not this one's (SELECT says 0 RECENT).
+        MessageDataItemName::Flags => MessageDataItem::Flags(
+            m.flags.iter().filter(|f| !matches!(f, imap_next::imap_types::flag::FlagFetch::Recent)).cloned().collect(),
+        ),
         MessageDataItemName::InternalDate => MessageDataItem::InternalDate(m.internal_date.clone()?),
         MessageDataItemName::Rfc822Size => MessageDataItem::Rfc822Size(u32::try_from(view.len()).ok()?),
         MessageDataItemName::Rfc822 => MessageDataItem::Rfc822(literal(view)),
@@ -475,10 +583,11 @@ fn item_for(m: &Message, name: &MessageDataItemName<'static>) -> Option<MessageD
                 Some(_) => Vec::new(),
             };
             let (data, origin) = match partial {
+                // The origin as the client asked, even past the end (RFC 3501 §6.4.5).
                 Some((start, len)) => {
-                    let start = (*start as usize).min(whole.len());
-                    let end = start.saturating_add(len.get() as usize).min(whole.len());
-                    (whole[start..end].to_vec(), Some(start as u32))
+                    let from = (*start as usize).min(whole.len());
+                    let end = from.saturating_add(len.get() as usize).min(whole.len());
+                    (whole[from..end].to_vec(), Some(*start))
                 }
                 None => (whole, None),
             };

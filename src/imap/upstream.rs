@@ -36,6 +36,7 @@ pub enum UpstreamError {
 /// One message as the upstream holds it.
 pub struct Fetched {
     pub uid: u32,
+    pub size: u32,
     pub flags: Vec<FlagFetch<'static>>,
     pub internal_date: Option<imap_next::imap_types::datetime::DateTime>,
     pub body: Vec<u8>,
@@ -254,7 +255,12 @@ impl Upstream {
     /// Every message whose UID is in `uids` (`n:*`), with its flags, date and whole body.
     pub fn fetch(&mut self, uids: &str, with_body: bool) -> Result<Vec<Fetched>, UpstreamError> {
         let set = SequenceSet::try_from(uids).map_err(|e| UpstreamError::Protocol(self.name.clone(), e.to_string()))?;
-        let mut items = vec![MessageDataItemName::Uid, MessageDataItemName::Flags, MessageDataItemName::InternalDate];
+        let mut items = vec![
+            MessageDataItemName::Uid,
+            MessageDataItemName::Flags,
+            MessageDataItemName::InternalDate,
+            MessageDataItemName::Rfc822Size,
+        ];
         if with_body {
             items.push(MessageDataItemName::BodyExt { section: None, partial: None, peek: true });
         }
@@ -266,10 +272,11 @@ impl Upstream {
         let mut out = Vec::new();
         for d in self.run(body, "FETCH")? {
             let Data::Fetch { items, .. } = d else { continue };
-            let mut f = Fetched { uid: 0, flags: Vec::new(), internal_date: None, body: Vec::new() };
+            let mut f = Fetched { uid: 0, size: 0, flags: Vec::new(), internal_date: None, body: Vec::new() };
             for item in items.into_iter() {
                 match item {
                     MessageDataItem::Uid(u) => f.uid = u.get(),
+                    MessageDataItem::Rfc822Size(n) => f.size = n,
                     MessageDataItem::Flags(fl) => f.flags = fl,
                     MessageDataItem::InternalDate(d) => f.internal_date = Some(d),
                     MessageDataItem::BodyExt { data, .. } => {

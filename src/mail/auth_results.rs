@@ -16,6 +16,24 @@ pub fn is_ours(field: &Field, authserv_id: &str) -> bool {
     authserv_id_of(&value).is_some_and(|id| id.eq_ignore_ascii_case(authserv_id))
 }
 
+/// `raw` with every bare CR in its header block made a space: readers differ on whether a lone
+/// CR ends a line, so a field could hide another behind one (`Subject: x\rAuthentication-
+/// Results: …`). Mail with none comes back untouched (None).
+pub fn header_without_bare_cr(raw: &[u8]) -> Option<Vec<u8>> {
+    let head_end = super::header_end(raw).map(|(h, _)| h).unwrap_or(raw.len());
+    let bare = |i: usize| raw[i] == b'\r' && raw.get(i + 1) != Some(&b'\n');
+    if !(0..head_end).any(bare) {
+        return None;
+    }
+    let mut out = raw.to_vec();
+    for (i, b) in out.iter_mut().enumerate().take(head_end) {
+        if *b == b'\r' && raw.get(i + 1) != Some(&b'\n') {
+            *b = b' ';
+        }
+    }
+    Some(out)
+}
+
 /// `raw` without the header fields that claim `authserv_id`'s verdict, every other byte as it
 /// was; None when there is none. Read line by line, not through the MIME parser: a header the
 /// parser refuses must not carry a claim through.
@@ -51,30 +69,42 @@ pub fn strip_ours(raw: &[u8], authserv_id: &str) -> Option<Vec<u8>> {
     Some(out)
 }
 
-/// The authserv-id a field value starts with: after any comments, up to white space or ';'.
-fn authserv_id_of(value: &str) -> Option<&str> {
-    let mut rest = value.trim_start();
-    // Comments may nest; a field that never closes one names no id anyone can rely on.
-    while rest.starts_with('(') {
-        let mut depth = 0usize;
-        let mut end = None;
-        for (i, c) in rest.char_indices() {
-            match c {
-                '(' => depth += 1,
-                ')' => {
-                    depth -= 1;
-                    if depth == 0 {
-                        end = Some(i + 1);
-                        break;
-                    }
+/// The authserv-id a field value starts with, as a reader would take it: comments removed
+/// wherever they are (nested, with quoted-pairs), a quoted string unquoted, up to white space,
+/// ';' or a comment. A comment that never closes leaves no id anyone can rely on.
+fn authserv_id_of(value: &str) -> Option<String> {
+    let mut out = String::new();
+    let mut chars = value.chars().peekable();
+    let mut depth = 0usize;
+    let mut quoted = false;
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' if depth > 0 || quoted => {
+                let escaped = chars.next()?;
+                if quoted {
+                    out.push(escaped);
                 }
-                _ => {}
             }
+            '(' if !quoted => depth += 1,
+            ')' if !quoted && depth > 0 => {
+                depth -= 1;
+                // A comment ends a token that came before it.
+                if depth == 0 && !out.is_empty() {
+                    break;
+                }
+            }
+            _ if depth > 0 => {}
+            '"' => quoted = !quoted,
+            ';' if !quoted => break,
+            c if c.is_whitespace() && !quoted => {
+                if !out.is_empty() {
+                    break;
+                }
+            }
+            c => out.push(c),
         }
-        rest = rest[end?..].trim_start();
     }
-    let id = rest.split(|c: char| c == ';' || c.is_whitespace()).next()?;
-    (!id.is_empty()).then_some(id)
+    (depth == 0 && !out.is_empty()).then_some(out)
 }
 
 /// The door's verdict on a mail's S/MIME signature.
@@ -113,6 +143,10 @@ mod tests {
             "SSMAX-Card.Local 1; smime=pass",
             " (looks harmless) ssmax-card.local;smime=pass",
             "(a (nested) comment) ssmax-card.local ; none",
+            "\"ssmax-card.local\"; smime=pass",
+            "ssmax-card.local(c); smime=pass",
+            "(\\() ssmax-card.local; smime=pass",
+            "(;) ssmax-card.local; smime=pass",
         ] {
             assert!(is_ours(&f(v), "ssmax-card.local"), "{v}");
         }

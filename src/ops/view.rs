@@ -59,12 +59,19 @@ fn has_ssmax_part(signed: &[u8]) -> bool {
 /// caller's to show, and the mail is tried again later.
 pub fn view(ctx: &mut dyn Ctx, raw: &[u8], authserv_id: &str) -> Result<View, Failure> {
     if !is_ssmax(raw) {
-        // As it is, but for a verdict it claims in the door's name (RFC 8601 §5).
-        let mail = auth_results::strip_ours(raw, authserv_id).unwrap_or_else(|| raw.to_vec());
+        // As it is, but for a verdict it claims in the door's name (RFC 8601 §5), hidden or not
+        // behind a bare CR.
+        let cleaned = auth_results::header_without_bare_cr(raw);
+        let raw = cleaned.as_deref().unwrap_or(raw);
+        let mail = auth_results::strip_ours(raw, authserv_id).or(cleaned.clone()).unwrap_or_else(|| raw.to_vec());
         return Ok(View { mail, verdict: Verdict::Untouched });
     }
     match open(ctx, raw) {
-        Ok(o) => Ok(passed(raw, &o, authserv_id)),
+        Ok(o) => match twice_given(&o.rec.outer) {
+            // One of each (RFC 5322 §3.6): two Subjects or two Reply-Tos show one thing and do another.
+            Some(name) => Ok(failed(raw, &crate::tr!("view-field-twice", field = name), authserv_id)),
+            None => Ok(passed(raw, &o, authserv_id)),
+        },
         // About the mail: it does not verify, is malformed, or is not for a key on this card.
         Err(f) if matches!(f.exit, Exit::VerificationFailed | Exit::Usage | Exit::NoKey) => {
             Ok(failed(raw, &f.message, authserv_id))
@@ -73,9 +80,26 @@ pub fn view(ctx: &mut dyn Ctx, raw: &[u8], authserv_id: &str) -> Result<View, Fa
     }
 }
 
+/// The first field of those a mail may have once (RFC 5322 §3.6) that it has twice.
+fn twice_given(outer: &Entity<'_>) -> Option<&'static str> {
+    const ONCE: [&str; 10] =
+        ["Date", "From", "Sender", "Reply-To", "To", "Cc", "Subject", "Message-ID", "In-Reply-To", "References"];
+    ONCE.into_iter().find(|name| outer.fields.iter().filter(|f| f.is(name)).count() > 1)
+}
+
 fn passed(raw: &[u8], o: &OpenedMail<'_>, authserv_id: &str) -> View {
     let mut text = crate::tr!("view-verified", org = o.org.as_str());
     text.push('\n');
+    // The signature covers the content, not the header: where replies would go, or who says
+    // they sent it, if not the verified sender, is said first.
+    for field in ["Reply-To", "Sender"] {
+        let Some(f) = o.rec.outer.field(field) else { continue };
+        let value = crate::mail::field_value(f);
+        if !value.to_ascii_lowercase().contains(&o.rec.from) || value.matches('@').count() != 1 {
+            text.push_str(&crate::tr!("view-header-other", field = field, value = crate::l10n::escaped(&value)));
+            text.push('\n');
+        }
+    }
     for l in o.rec.chain.lines() {
         text.push_str(&format!("  {l}\n"));
     }
@@ -104,7 +128,21 @@ fn failed(raw: &[u8], why: &str, authserv_id: &str) -> View {
     let mut parts = vec![text_part(&format!("{text}\n"))];
     let mut fields = Vec::new();
     if let Ok(Incoming::Detached { outer, signed, .. }) = classify(raw) {
-        fields = outer.fields.clone();
+        // A lone CR inside a field could hide another field for some readers: made a space.
+        fields = outer
+            .fields
+            .iter()
+            .map(|f| {
+                let mut f = f.clone();
+                let n = f.raw.len();
+                for i in 0..n {
+                    if f.raw[i] == b'\r' && f.raw.get(i + 1) != Some(&b'\n') {
+                        f.raw[i] = b' ';
+                    }
+                }
+                f
+            })
+            .collect();
         // The text the mail carries, for what it is worth: its protected parts stay closed.
         if let Ok(p) = crate::ssmax::mail::parse(&signed) {
             parts.extend(p.body);
