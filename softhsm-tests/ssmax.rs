@@ -1950,3 +1950,32 @@ fn the_imap_door_reads_its_mail_store_over_tls_or_starttls_and_refuses_a_certifi
         stderr(&o)
     );
 }
+
+#[test]
+fn a_message_too_large_for_a_view_is_a_notice_and_the_mail_after_it_still_arrives() {
+    let w = World::new();
+    let store = Dovecot::start(&w.bob);
+    // 64 MiB and a little: over what the agent takes; never fetched by the door.
+    let mut big = b"From: Carol <carol@example.jp>\r\nSubject: huge\r\n\r\n".to_vec();
+    big.extend(
+        std::iter::repeat_n(b"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcd\r\n".as_slice(), 1 << 20)
+            .flatten(),
+    );
+    let big = w.bob.write("big.eml", big);
+    let after = w.bob.write("after.eml", "From: Carol <carol@example.jp>\r\nSubject: after\r\n\r\nStill here.\r\n");
+    store.deliver(&[&big, &after]);
+    let agent = crate::support::agent::start_agent(&w.bob, "", "0");
+    let door = imap_door(&w.bob, &agent.socket, &store);
+    let o = mbsync(&w.bob, &door);
+    assert_eq!(code(&o), 0, "{}{}", stdout(&o), stderr(&o));
+    let got: Vec<String> =
+        maildir_messages(&w.bob).into_iter().map(|(_, b)| String::from_utf8_lossy(&b).into_owned()).collect();
+    assert_eq!(got.len(), 2);
+    assert!(
+        got.iter()
+            .any(|t| t.contains("Subject: [ssmax-card] a message could not be shown")
+                && t.contains("larger than 63 MiB")),
+        "{got:?}"
+    );
+    assert!(got.iter().any(|t| t.contains("Still here.")), "{got:?}");
+}
