@@ -200,6 +200,15 @@ public class BcPeer {
     static final ASN1ObjectIdentifier ID_SSMAX_ATTACHMENT =
         new ASN1ObjectIdentifier("2.25.177981922264625539930734361460954600427.4");
 
+    /** RSA-OAEP with SHA-256 and MGF1-SHA-256 to the certificate at `path`, as the profile says. */
+    static JceKeyTransRecipientInfoGenerator oaepSha256(String path) throws Exception {
+        OAEPParameterSpec spec = new OAEPParameterSpec("SHA-256", "MGF1", new MGF1ParameterSpec("SHA-256"), PSource.PSpecified.DEFAULT);
+        JceKeyTransRecipientInfoGenerator rig = new JceKeyTransRecipientInfoGenerator(cert(path),
+            new JcaAlgorithmParametersConverter().getAlgorithmIdentifier(PKCSObjectIdentifiers.id_RSAES_OAEP, spec));
+        rig.setProvider("BC");
+        return rig;
+    }
+
     static void ssmaxProtect(String senderPath, String label, String filename, String recipPath, String in, String out) throws Exception {
         X509CertificateHolder sender = new JcaX509CertificateHolder(cert(senderPath));
         ASN1EncodableVector binding = new ASN1EncodableVector();
@@ -209,12 +218,8 @@ public class BcPeer {
         Hashtable<ASN1ObjectIdentifier, Attribute> attrs = new Hashtable<>();
         attrs.put(CMSAttributes.contentType, new Attribute(CMSAttributes.contentType, new DERSet(CMSObjectIdentifiers.data)));
         attrs.put(ID_SSMAX_ATTACHMENT, new Attribute(ID_SSMAX_ATTACHMENT, new DERSet(new DERSequence(binding))));
-        OAEPParameterSpec spec = new OAEPParameterSpec("SHA-256", "MGF1", new MGF1ParameterSpec("SHA-256"), PSource.PSpecified.DEFAULT);
-        JceKeyTransRecipientInfoGenerator rig = new JceKeyTransRecipientInfoGenerator(cert(recipPath),
-            new JcaAlgorithmParametersConverter().getAlgorithmIdentifier(PKCSObjectIdentifiers.id_RSAES_OAEP, spec));
-        rig.setProvider("BC");
         CMSAuthEnvelopedDataGenerator gen = new CMSAuthEnvelopedDataGenerator();
-        gen.addRecipientInfoGenerator(rig);
+        gen.addRecipientInfoGenerator(oaepSha256(recipPath));
         gen.setAuthenticatedAttributeGenerator(new SimpleAttributeTableGenerator(new AttributeTable(attrs)));
         byte[] data = Files.readAllBytes(Path.of(in));
         Files.write(Path.of(out), gen.generate(new CMSProcessableByteArray(data),
@@ -272,12 +277,8 @@ public class BcPeer {
         Files.write(Path.of(entityOut), entity);
         // Bouncy Castle cannot replace only the recipient infos: the same content and the same
         // authenticated attributes, encrypted anew.
-        OAEPParameterSpec spec = new OAEPParameterSpec("SHA-256", "MGF1", new MGF1ParameterSpec("SHA-256"), PSource.PSpecified.DEFAULT);
-        JceKeyTransRecipientInfoGenerator rig = new JceKeyTransRecipientInfoGenerator(cert(nextPath),
-            new JcaAlgorithmParametersConverter().getAlgorithmIdentifier(PKCSObjectIdentifiers.id_RSAES_OAEP, spec));
-        rig.setProvider("BC");
         CMSAuthEnvelopedDataGenerator gen = new CMSAuthEnvelopedDataGenerator();
-        gen.addRecipientInfoGenerator(rig);
+        gen.addRecipientInfoGenerator(oaepSha256(nextPath));
         gen.setAuthenticatedAttributeGenerator(new SimpleAttributeTableGenerator(attrs));
         Files.write(Path.of(out), gen.generate(new CMSProcessableByteArray(entity),
             (org.bouncycastle.operator.OutputAEADEncryptor) new JceCMSContentEncryptorBuilder(CMSAlgorithm.AES256_GCM).setProvider("BC").build()).getEncoded());

@@ -238,6 +238,26 @@ impl Passed {
 }
 
 impl Request {
+    /// A front door's request for `call` in this process's name, with the user's environment
+    /// (the agent's pinentry appears where they are) and no token named: the agent chooses.
+    pub fn from_door(call: &Call, timeout_ms: u64, body_in_fd: bool, reply_in_fd: bool) -> Request {
+        Request {
+            v: VERSION,
+            id: u64::from(std::process::id()),
+            method: call.method().into(),
+            args: call.args(),
+            token: None,
+            key: None,
+            allow_final_pin_try: false,
+            revocation: None,
+            timeout_ms,
+            client: crate::agent::client::client_env(),
+            body_in_fd,
+            reply_in_fd,
+            passed: Vec::new(),
+        }
+    }
+
     /// The method and arguments as a `Call`.
     pub fn call(&self) -> Result<Call, CallError> {
         Call::from_wire(&self.method, &self.args)

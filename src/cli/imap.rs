@@ -4,7 +4,6 @@ use super::{common, Global, ImapCommand};
 use crate::config::RelayTls;
 use crate::error::{Exit, Failure};
 use crate::smtp::{login_name, relay::host_port, secrets};
-use secrecy::{ExposeSecret, SecretString};
 
 pub fn run(g: &Global, what: ImapCommand) -> Result<(), Failure> {
     let setup = common::setup(g)?;
@@ -76,20 +75,7 @@ pub fn run(g: &Global, what: ImapCommand) -> Result<(), Failure> {
                 .or(cfg.upstream_user)
                 .ok_or_else(|| Failure::new(Exit::Usage, crate::tr!("imap-give-upstream-user")))?;
             let host = host_port(&upstream)?.0;
-            let password = match password_fd {
-                Some(fd) => crate::prompt::secret_from_fd(fd, "--password-fd", &crate::tr!("secret-password"))
-                    .map_err(|e| Failure::new(Exit::Usage, e))?,
-                None => SecretString::from(
-                    rpassword::prompt_password(format!(
-                        "{} ",
-                        crate::tr!("smtp-password-prompt", user = user, host = host)
-                    ))
-                    .map_err(|e| Failure::new(Exit::Io, crate::tr!("smtp-password-unread", error = e.to_string())))?,
-                ),
-            };
-            if password.expose_secret().is_empty() {
-                return Err(Failure::new(Exit::Usage, crate::tr!("smtp-password-empty")));
-            }
+            let password = super::smtp::account_password(password_fd, &user, &host)?;
             secrets::store_upstream_password(&host, &user, &password)?;
             eprintln!("ssmax-card: {}", crate::tr!("smtp-password-stored", user = user, host = host));
             Ok(())

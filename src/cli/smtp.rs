@@ -32,20 +32,7 @@ pub fn run(g: &Global, what: SmtpCommand) -> Result<(), Failure> {
                 .or(cfg.relay_user)
                 .ok_or_else(|| Failure::new(Exit::Usage, crate::tr!("smtp-give-relay-user")))?;
             let host = host_port(&relay)?.0;
-            let password = match password_fd {
-                Some(fd) => crate::prompt::secret_from_fd(fd, "--password-fd", &crate::tr!("secret-password"))
-                    .map_err(|e| Failure::new(Exit::Usage, e))?,
-                None => SecretString::from(
-                    rpassword::prompt_password(format!(
-                        "{} ",
-                        crate::tr!("smtp-password-prompt", user = user, host = host)
-                    ))
-                    .map_err(|e| Failure::new(Exit::Io, crate::tr!("smtp-password-unread", error = e.to_string())))?,
-                ),
-            };
-            if password.expose_secret().is_empty() {
-                return Err(Failure::new(Exit::Usage, crate::tr!("smtp-password-empty")));
-            }
+            let password = account_password(password_fd, &user, &host)?;
             secrets::store_relay_password(&host, &user, &password)?;
             eprintln!("ssmax-card: {}", crate::tr!("smtp-password-stored", user = user, host = host));
             Ok(())
@@ -58,4 +45,20 @@ pub fn run(g: &Global, what: SmtpCommand) -> Result<(), Failure> {
             Ok(())
         }
     }
+}
+
+/// An account's password from `--password-fd`, else asked on the terminal; never empty.
+pub(super) fn account_password(password_fd: Option<i32>, user: &str, host: &str) -> Result<SecretString, Failure> {
+    let password = match password_fd {
+        Some(fd) => crate::prompt::secret_from_fd(fd, "--password-fd", &crate::tr!("secret-password"))
+            .map_err(|e| Failure::new(Exit::Usage, e))?,
+        None => SecretString::from(
+            rpassword::prompt_password(format!("{} ", crate::tr!("smtp-password-prompt", user = user, host = host)))
+                .map_err(|e| Failure::new(Exit::Io, crate::tr!("smtp-password-unread", error = e.to_string())))?,
+        ),
+    };
+    if password.expose_secret().is_empty() {
+        return Err(Failure::new(Exit::Usage, crate::tr!("smtp-password-empty")));
+    }
+    Ok(password)
 }

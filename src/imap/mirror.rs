@@ -5,7 +5,7 @@
 
 use super::upstream::{Fetched, Upstream, UpstreamError};
 use crate::agent::client::{call_retrying, connect};
-use crate::agent::protocol::{Call, Request, ViewArgs, VERSION};
+use crate::agent::protocol::{Call, Request, ViewArgs};
 use crate::error::Exit;
 use imap_next::imap_types::datetime::DateTime;
 use imap_next::imap_types::flag::FlagFetch;
@@ -134,22 +134,8 @@ pub fn notice(uid: u32, why: &str) -> Vec<u8> {
 fn view_in_agent(agent: &Path, raw: &[u8], authserv_id: &str) -> Result<Vec<u8>, (Exit, String)> {
     let unreachable = |e: &dyn std::fmt::Display| (Exit::AgentUnreachable, e.to_string());
     let mut stream = connect(agent).map_err(|e| unreachable(&e))?;
-    let call = Call::View(ViewArgs { authserv_id: authserv_id.to_string() });
-    let req = Request {
-        v: VERSION,
-        id: u64::from(std::process::id()),
-        method: call.method().into(),
-        args: call.args(),
-        token: None,
-        key: None,
-        allow_final_pin_try: false,
-        revocation: None,
-        timeout_ms: 300_000,
-        client: crate::agent::client::client_env(),
-        body_in_fd: false,
-        reply_in_fd: false,
-        passed: Vec::new(),
-    };
+    // PIN entry happens inside the time.
+    let req = Request::from_door(&Call::View(ViewArgs { authserv_id: authserv_id.to_string() }), 300_000, false, false);
     let (resp, body) = call_retrying(&mut stream, agent, &req, raw, &[]).map_err(|e| unreachable(&e))?;
     if resp.ok {
         Ok(body)

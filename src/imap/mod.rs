@@ -9,13 +9,9 @@ pub mod upstream;
 use crate::config::ImapConfig;
 use crate::error::{Exit, Failure};
 use secrecy::SecretString;
-use std::io::Write;
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-
-/// Connections served at once; more are told to come back.
-const MAX_CONNECTIONS: usize = 32;
 
 pub struct Shared {
     pub cfg: ImapConfig,
@@ -68,27 +64,16 @@ pub fn run(shared: Shared) -> Result<(), Failure> {
     })?;
     eprintln!("ssmax-card imap: listening on {listen}, reading {}", shared.upstream);
     let shared = Arc::new(shared);
-    let open = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    for stream in listener.incoming() {
-        let Ok(mut stream) = stream else { continue };
-        if !stream.peer_addr().is_ok_and(|a| a.ip().is_loopback()) {
-            continue;
-        }
-        if open.fetch_add(1, std::sync::atomic::Ordering::SeqCst) >= MAX_CONNECTIONS {
-            open.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
-            let _ = stream.write_all(b"* BYE too many connections; try again shortly\r\n");
-            continue;
-        }
-        let (shared, done) = (shared.clone(), open.clone());
-        let spawned = std::thread::Builder::new().name("imap-client".into()).spawn(move || {
+    crate::smtp::server::serve_loopback(
+        listener,
+        "imap-client",
+        b"* BYE too many connections; try again shortly\r\n",
+        move |stream| {
             // The silence allowed is the session's to set (session::Idle).
             let _ = stream.set_write_timeout(Some(std::time::Duration::from_secs(60)));
+            // A client that vanished or timed out only ends its own session.
             let _ = session::serve(stream, &shared);
-            done.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
-        });
-        if spawned.is_err() {
-            open.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
-        }
-    }
+        },
+    );
     Ok(())
 }

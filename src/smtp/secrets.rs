@@ -40,49 +40,58 @@ fn keyring_failure(what: &str, e: keyring::Error) -> Failure {
     Failure::new(Exit::Io, crate::tr!("keyring-failed", what = what, error = e.to_string()))
 }
 
-fn relay_entry(host: &str, user: &str) -> Result<keyring::Entry, Failure> {
+/// An account whose password the doors keep in the keyring.
+#[derive(Clone, Copy)]
+enum Account {
+    /// The SMTP door's relay (`smtp set-relay-password`).
+    Relay,
+    /// The IMAP door's mail store (`imap set-upstream-password`).
+    Upstream,
+}
+
+fn account_entry(kind: Account, host: &str, user: &str) -> Result<keyring::Entry, Failure> {
     ensure_session_keyring();
-    keyring::Entry::new(SERVICE, &format!("relay {user}@{host}"))
-        .map_err(|e| keyring_failure(&crate::tr!("keyring-open-relay"), e))
+    let label = match kind {
+        Account::Relay => format!("relay {user}@{host}"),
+        Account::Upstream => format!("imap upstream {user}@{host}"),
+    };
+    keyring::Entry::new(SERVICE, &label).map_err(|e| keyring_failure(&crate::tr!("keyring-open-relay"), e))
+}
+
+fn account_password(kind: Account, host: &str, user: &str) -> Result<SecretString, Failure> {
+    match account_entry(kind, host, user)?.get_password() {
+        Ok(p) => Ok(SecretString::from(p)),
+        Err(keyring::Error::NoEntry) => Err(Failure::new(
+            Exit::Usage,
+            match kind {
+                Account::Relay => crate::tr!("keyring-no-relay-password", user = user, host = host),
+                Account::Upstream => crate::tr!("keyring-no-upstream-password", user = user, host = host),
+            },
+        )),
+        Err(e) => Err(keyring_failure(&crate::tr!("keyring-read-relay"), e)),
+    }
+}
+
+fn store_account_password(kind: Account, host: &str, user: &str, password: &SecretString) -> Result<(), Failure> {
+    account_entry(kind, host, user)?
+        .set_password(password.expose_secret())
+        .map_err(|e| keyring_failure(&crate::tr!("keyring-store-relay"), e))
 }
 
 pub fn relay_password(host: &str, user: &str) -> Result<SecretString, Failure> {
-    match relay_entry(host, user)?.get_password() {
-        Ok(p) => Ok(SecretString::from(p)),
-        Err(keyring::Error::NoEntry) => {
-            Err(Failure::new(Exit::Usage, crate::tr!("keyring-no-relay-password", user = user, host = host)))
-        }
-        Err(e) => Err(keyring_failure(&crate::tr!("keyring-read-relay"), e)),
-    }
-}
-
-/// The IMAP door's upstream account password (`imap set-upstream-password`).
-fn upstream_entry(host: &str, user: &str) -> Result<keyring::Entry, Failure> {
-    ensure_session_keyring();
-    keyring::Entry::new(SERVICE, &format!("imap upstream {user}@{host}"))
-        .map_err(|e| keyring_failure(&crate::tr!("keyring-open-relay"), e))
+    account_password(Account::Relay, host, user)
 }
 
 pub fn upstream_password(host: &str, user: &str) -> Result<SecretString, Failure> {
-    match upstream_entry(host, user)?.get_password() {
-        Ok(p) => Ok(SecretString::from(p)),
-        Err(keyring::Error::NoEntry) => {
-            Err(Failure::new(Exit::Usage, crate::tr!("keyring-no-upstream-password", user = user, host = host)))
-        }
-        Err(e) => Err(keyring_failure(&crate::tr!("keyring-read-relay"), e)),
-    }
+    account_password(Account::Upstream, host, user)
 }
 
 pub fn store_upstream_password(host: &str, user: &str, password: &SecretString) -> Result<(), Failure> {
-    upstream_entry(host, user)?
-        .set_password(password.expose_secret())
-        .map_err(|e| keyring_failure(&crate::tr!("keyring-store-relay"), e))
+    store_account_password(Account::Upstream, host, user, password)
 }
 
 pub fn store_relay_password(host: &str, user: &str, password: &SecretString) -> Result<(), Failure> {
-    relay_entry(host, user)?
-        .set_password(password.expose_secret())
-        .map_err(|e| keyring_failure(&crate::tr!("keyring-store-relay"), e))
+    store_account_password(Account::Relay, host, user, password)
 }
 
 fn client_entry(user: &str) -> Result<keyring::Entry, Failure> {

@@ -5,7 +5,7 @@
 use super::relay::Relay;
 use super::SmtpConfig;
 use crate::agent::client::{call_retrying, connect};
-use crate::agent::protocol::{Call, Request, SendArgs, VERSION};
+use crate::agent::protocol::{Call, Request, SendArgs};
 use crate::error::{Exit, Failure};
 use secrecy::{ExposeSecret, SecretString};
 use smtp_proto::request::receiver::DataReceiver;
@@ -52,6 +52,23 @@ pub fn run(shared: Shared) -> Result<(), Failure> {
         crate::tr!("smtp-listening", listen = listen.to_string(), relay = shared.relay.name)
     );
     let shared = Arc::new(shared);
+    serve_loopback(listener, "smtp-client", b"421 4.7.0 too many connections; try again shortly\r\n", move |stream| {
+        // A client that vanished or timed out only ends its own session.
+        let _ = serve_tcp(stream, &shared);
+    });
+    Ok(())
+}
+
+/// Accept loopback clients on `listener` until the process is stopped, each on a thread of its
+/// own named `name`, at most `MAX_CONNECTIONS` at once (any local user can connect, logged in
+/// or not); one more is told `busy` and closed. Shared by the SMTP and IMAP front doors.
+pub fn serve_loopback(
+    listener: TcpListener,
+    name: &str,
+    busy: &'static [u8],
+    serve: impl Fn(TcpStream) + Send + Sync + 'static,
+) {
+    let serve = Arc::new(serve);
     let open = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     for stream in listener.incoming() {
         let Ok(mut stream) = stream else { continue };
@@ -60,16 +77,15 @@ pub fn run(shared: Shared) -> Result<(), Failure> {
         }
         if open.fetch_add(1, std::sync::atomic::Ordering::SeqCst) >= MAX_CONNECTIONS {
             open.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
-            let _ = stream.write_all(b"421 4.7.0 too many connections; try again shortly\r\n");
+            let _ = stream.write_all(busy);
             continue;
         }
-        let (shared, done) = (shared.clone(), open.clone());
-        let spawned = std::thread::Builder::new().name("smtp-client".into()).spawn(move || {
+        let (serve, done) = (serve.clone(), open.clone());
+        let spawned = std::thread::Builder::new().name(name.into()).spawn(move || {
             // The connection is counted out before it closes: a client that has seen it close
             // and comes straight back is not turned away as one too many.
             let closes_last = stream.try_clone();
-            // A client that vanished or timed out only ends its own session.
-            let _ = serve_tcp(stream, &shared);
+            serve(stream);
             done.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
             drop(closes_last);
         });
@@ -77,7 +93,6 @@ pub fn run(shared: Shared) -> Result<(), Failure> {
             open.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
         }
     }
-    Ok(())
 }
 
 fn serve_tcp(stream: TcpStream, shared: &Shared) -> std::io::Result<()> {
@@ -412,23 +427,8 @@ fn sign_in_agent(shared: &Shared, spool: &File) -> Result<memmap2::Mmap, String>
     let local = |e: std::io::Error| format!("451 4.3.0 cannot hold the signed message ({e}); not sent, try again");
     let signed = tempfile::tempfile().map_err(local)?;
     let mut stream = connect(&shared.agent).map_err(|e| unreachable(&e))?;
-    let call = Call::Send(SendArgs { pss: false });
-    let req = Request {
-        v: VERSION,
-        id: u64::from(std::process::id()),
-        method: call.method().into(),
-        args: call.args(),
-        token: None,
-        key: None,
-        allow_final_pin_try: false,
-        revocation: None,
-        // PIN entry happens inside this time.
-        timeout_ms: 300_000,
-        client: crate::agent::client::client_env(),
-        body_in_fd: true,
-        reply_in_fd: true,
-        passed: Vec::new(),
-    };
+    // PIN entry happens inside the time.
+    let req = Request::from_door(&Call::Send(SendArgs { pss: false }), 300_000, true, true);
     let (resp, _) = call_retrying(&mut stream, &shared.agent, &req, &[], &[spool.as_fd(), signed.as_fd()])
         .map_err(|e| unreachable(&e))?;
     if resp.ok {
