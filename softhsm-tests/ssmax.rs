@@ -1574,6 +1574,10 @@ fn the_door_shows_ssmax_mail_verified_and_decrypted_as_plain_multipart_mixed_wit
     let view = stdout(&bobs_view(&w, &twice, "C.UTF-8"));
     assert!(view.starts_with("Authentication-Results: ssmax-card.local; smime=fail"), "{view}");
     assert!(first_part(&view).contains("more than one Subject field"), "{view}");
+    // ...decided before the card is asked: no PIN source at all, and no prompt.
+    let o = run(w.bob.cmd().args(["imap", "view", "--in", twice.to_str().unwrap()]).stdin(std::process::Stdio::null()));
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(first_part(&stdout(&o)).contains("more than one Subject field"), "{}", stdout(&o));
     // A mail that is not SSMAX: exactly as it came.
     let plain = w.bob.write("plain.eml", "From: Carol <carol@example.jp>\r\nSubject: lunch\r\n\r\nNoon?\r\n");
     let o = bobs_view(&w, &plain, "C.UTF-8");

@@ -66,12 +66,15 @@ pub fn view(ctx: &mut dyn Ctx, raw: &[u8], authserv_id: &str) -> Result<View, Fa
         let mail = auth_results::strip_ours(raw, authserv_id).or(cleaned.clone()).unwrap_or_else(|| raw.to_vec());
         return Ok(View { mail, verdict: Verdict::Untouched });
     }
+    // One of each (RFC 5322 §3.6): two Subjects or two Reply-Tos show one thing and do another.
+    // Judged before the card is asked: such a mail costs no PIN.
+    if let Ok(Incoming::Detached { outer, .. }) = classify(raw) {
+        if let Some(name) = twice_given(&outer) {
+            return Ok(failed(raw, &crate::tr!("view-field-twice", field = name), authserv_id));
+        }
+    }
     match open(ctx, raw) {
-        Ok(o) => match twice_given(&o.rec.outer) {
-            // One of each (RFC 5322 §3.6): two Subjects or two Reply-Tos show one thing and do another.
-            Some(name) => Ok(failed(raw, &crate::tr!("view-field-twice", field = name), authserv_id)),
-            None => Ok(passed(raw, &o, authserv_id)),
-        },
+        Ok(o) => Ok(passed(raw, &o, authserv_id)),
         // About the mail: it does not verify, is malformed, or is not for a key on this card.
         Err(f) if matches!(f.exit, Exit::VerificationFailed | Exit::Usage | Exit::NoKey) => {
             Ok(failed(raw, &f.message, authserv_id))
