@@ -277,6 +277,44 @@ pub struct ImapConfig {
     /// The authserv-id of the door's Authentication-Results (RFC 8601).
     #[serde(default = "default_authserv_id")]
     pub authserv_id: String,
+    /// Where the door keeps its UID map and views, sealed; default: the user's cache directory.
+    pub cache_dir: Option<PathBuf>,
+    /// How much the stored views may take ("1 GiB", "500 MiB", "64 KiB", or bytes).
+    #[serde(default = "default_cache_size", deserialize_with = "size")]
+    pub cache_size: u64,
+}
+
+fn default_cache_size() -> u64 {
+    1 << 30
+}
+
+/// A size as people write it: a number and an optional binary unit (B, KiB, MiB, GiB).
+fn size<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Given {
+        Bytes(u64),
+        Text(String),
+    }
+    let text = match Given::deserialize(d)? {
+        Given::Bytes(n) => return Ok(n),
+        Given::Text(t) => t,
+    };
+    parse_size(&text).ok_or_else(|| serde::de::Error::custom(crate::tr!("imap-cache-size", value = text.as_str())))
+}
+
+pub fn parse_size(text: &str) -> Option<u64> {
+    let t = text.trim();
+    let digits = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let n: u64 = t[..digits].parse().ok()?;
+    let shift = match t[digits..].trim() {
+        "" | "B" => 0,
+        "KiB" => 10,
+        "MiB" => 20,
+        "GiB" => 30,
+        _ => return None,
+    };
+    n.checked_mul(1 << shift)
 }
 
 fn default_upstream_tls() -> RelayTls {
@@ -300,6 +338,8 @@ impl Default for ImapConfig {
             upstream_ca: None,
             listen: default_imap_listen(),
             authserv_id: default_authserv_id(),
+            cache_dir: None,
+            cache_size: default_cache_size(),
         }
     }
 }

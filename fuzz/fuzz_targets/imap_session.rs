@@ -1,25 +1,20 @@
 //! What a local mail client sends the IMAP front door: whole sessions (login, LIST, SELECT,
 //! FETCH with every section and partial, AUTHENTICATE exchanges, garbage) against a door whose
-//! mirror holds one view and whose upstream is unreachable (a refresh fails and changes nothing).
+//! cache holds one view and whose upstream is unreachable (a refresh fails and changes nothing).
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 use ssmax_card::config::{ImapConfig, RelayTls};
-use ssmax_card::imap::{mirror, session, Shared};
+use ssmax_card::imap::{mirror, session, Settings, Shared};
 use std::io::{Read, Write};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::OnceLock;
 
 fn shared() -> &'static Shared {
     static SHARED: OnceLock<Shared> = OnceLock::new();
     SHARED.get_or_init(|| {
         let view = b"Authentication-Results: ssmax-card.local; smime=pass\r\nFrom: a@example.jp\r\nSubject: s\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"b\"\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nhello\r\n--b--\r\n";
-        let message = mirror::Message {
-            uid: std::num::NonZeroU32::new(7).expect("non-zero"),
-            flags: Vec::new(),
-            internal_date: None,
-            view: Arc::new(view.to_vec()),
-        };
-        Shared {
-            cfg: ImapConfig { upstream_tls: RelayTls::None, ..Default::default() },
+        let dir = std::env::temp_dir().join(format!("ssmax-fuzz-imap-{}", std::process::id()));
+        let shared = Shared::open(Settings {
+            cfg: ImapConfig { upstream_tls: RelayTls::None, cache_dir: Some(dir), ..Default::default() },
             upstream: "127.0.0.1:9".into(),
             upstream_host: "127.0.0.1".into(),
             security: ssmax_card::imap::upstream::Security::Plain,
@@ -28,9 +23,25 @@ fn shared() -> &'static Shared {
             client_user: "fuzz".into(),
             client_secret: "fuzz-secret".to_string().into(),
             agent: "/nonexistent/ssmax-card-agent.sock".into(),
-            mirror: Mutex::new(mirror::Mirror { uidvalidity: 42, messages: vec![message], pending: Vec::new() }),
-            refreshing: Mutex::new(()),
+            cache_key: zeroize::Zeroizing::new([7; 32]),
+        })
+        .expect("a private cache directory");
+        {
+            let mut m = shared.mirror.lock().expect("not poisoned");
+            let uidvalidity = m.uidvalidity();
+            shared.cache.put_view(uidvalidity, 7, view).expect("a view stored");
+            m.state.next_uid = 8;
+            m.state.entries = vec![mirror::Entry {
+                uid: 7,
+                upstream: 3,
+                size: view.len() as u32,
+                digest: [0; 32],
+                shown: mirror::Shown::View,
+                used: 0,
+                stored: true,
+            }];
         }
+        shared
     })
 }
 

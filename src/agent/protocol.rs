@@ -94,6 +94,9 @@ pub struct SendArgs {
 pub struct ViewArgs {
     /// The authserv-id of the view's Authentication-Results; empty: the default.
     pub authserv_id: String,
+    /// Never ask for a PIN: a view the token needs a PIN for fails (exit 4) unless it is cached.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub no_prompt: bool,
 }
 
 pub use crate::ops::forward::ForwardArgs;

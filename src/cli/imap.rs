@@ -54,7 +54,8 @@ pub fn run(g: &Global, what: ImapCommand) -> Result<(), Failure> {
             let client_secret = secrets::client_secret(&client_user, false)?;
             let upstream_password = secrets::upstream_password(&host, &user)?;
             let agent = crate::agent::client::socket_path(g.socket.as_deref());
-            crate::imap::run(crate::imap::Shared {
+            let cache_key = secrets::imap_cache_key(&host, &user)?;
+            crate::imap::run(crate::imap::Settings {
                 cfg,
                 upstream,
                 upstream_host: host,
@@ -64,8 +65,7 @@ pub fn run(g: &Global, what: ImapCommand) -> Result<(), Failure> {
                 client_user,
                 client_secret,
                 agent,
-                mirror: Default::default(),
-                refreshing: Default::default(),
+                cache_key,
             })
         }
         ImapCommand::SetUpstreamPassword { upstream, upstream_user, password_fd } => {

@@ -1,145 +1,661 @@
-//! What the door serves of a mailbox: each upstream message under its UID with its flags, date
-//! and view, the view built once by the agent as the message arrives. A FETCH reads from here
-//! and never waits on the card. A message whose view cannot be built yet (card absent, PIN
-//! declined) is left out and tried again at the next refresh.
+//! What the door serves of a mailbox, and under which UIDs. The door has a UID space of its
+//! own: each upstream message gets the next door UID when its view is first made, and keeps it,
+//! with the same bytes, across restarts (the map is saved, sealed, in the cache). A mail that
+//! could not be opened yet (card absent, PIN declined) is shown as a notice saying so; once it
+//! opens, its view comes under a new UID and the notice's UID is expunged, so no UID ever
+//! changes what it shows. UIDVALIDITY changes when the upstream's does (or the cache is lost).
+//! A FETCH reads views from the cache and never waits on the card; the views are made here, in
+//! the door's own refresh, as mail arrives.
 
+use super::cache::Cache;
 use super::upstream::{Fetched, Upstream, UpstreamError};
 use crate::agent::client::{call_retrying, connect};
 use crate::agent::protocol::{Call, Request, ViewArgs};
 use crate::error::Exit;
 use imap_next::imap_types::datetime::DateTime;
 use imap_next::imap_types::flag::FlagFetch;
-use std::num::NonZeroU32;
+use serde::{Deserialize, Serialize};
+use sha2::Digest;
+use std::collections::HashMap;
 use std::path::Path;
-use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-/// Most messages one mailbox may hold in the door (each keeps its view in memory).
+/// Most messages one mailbox may hold in the door.
 pub const MAX_MESSAGES: usize = 100_000;
 
-pub struct Message {
-    pub uid: NonZeroU32,
-    pub flags: Vec<FlagFetch<'static>>,
-    pub internal_date: Option<DateTime>,
-    pub view: Arc<Vec<u8>>,
+/// The largest message the door shows (the agent's frame bound, less room for its header).
+pub const MAX_MESSAGE: usize = (64 << 20) - (64 << 10);
+
+/// How a message is shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Shown {
+    /// Its view (ops/view.rs): any mail as it is, SSMAX mail verified (or failed) and opened.
+    View,
+    /// A notice in its place, for good (too large; a mail the agent will not take).
+    Notice,
+    /// A notice for a mail that could not be opened yet; tried again until it opens.
+    Waiting,
 }
 
-#[derive(Default)]
-pub struct Mirror {
+/// One message as the door serves it, saved in the state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    /// The door's UID.
+    pub uid: u32,
+    /// The upstream's UID of the mail shown.
+    pub upstream: u32,
+    pub size: u32,
+    /// SHA-256 of the view: a view built again must be these bytes to keep this UID.
+    pub digest: [u8; 32],
+    pub shown: Shown,
+    /// When it was last read (the state's clock): the least recently read views go first.
+    pub used: u64,
+    /// Whether its view is in the cache now.
+    pub stored: bool,
+}
+
+/// The door's UID map, as saved (sealed) in the cache.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct State {
+    pub upstream_uidvalidity: u32,
     pub uidvalidity: u32,
+    pub next_uid: u32,
+    /// The highest upstream UID taken in.
+    pub last_upstream: u32,
+    pub clock: u64,
     /// In UID order: a message's sequence number is its place here, from 1.
-    pub messages: Vec<Message>,
+    pub entries: Vec<Entry>,
+}
+
+/// What the upstream says of a message now (never saved: asked at every refresh).
+#[derive(Clone, Default)]
+pub struct Live {
+    pub flags: Vec<FlagFetch<'static>>,
+    pub internal_date: Option<DateTime>,
+}
+
+/// When a waiting mail is tried again, and whether the PIN may be asked then.
+#[derive(Clone, Copy)]
+struct Retry {
+    /// A PIN was declined or wrong: tried without a prompt at every refresh (the PIN may be
+    /// cached by then), with a prompt no sooner than this. Otherwise (the card was absent, the
+    /// agent busy) tried at every refresh, a prompt allowed: asking costs nothing while the
+    /// card is away, and the first refresh after it comes asks once.
+    ask_after: Instant,
+}
+
+/// How long after a declined PIN the door asks again for a waiting mail.
+const ASK_AGAIN_AFTER: Duration = Duration::from_secs(10 * 60);
+
+pub struct Mirror {
+    pub state: State,
+    pub live: HashMap<u32, Live>,
+    retry: HashMap<u32, Retry>,
     /// What the last refresh could not do, for the log.
     pub pending: Vec<String>,
+    /// The state changed since it was last saved; `used` alone, since when.
+    dirty: bool,
+    used_since: Option<Instant>,
+    limit: u64,
+}
+
+/// A view a refresh made, already in the cache under its UID.
+pub struct Made {
+    pub entry: Entry,
+    pub live: Live,
+    /// The door UID of the waiting notice it replaces.
+    pub replaces: Option<u32>,
+    /// Why it waits (for a waiting notice).
+    pub waits: Option<Exit>,
+}
+
+/// What a refresh found, views made and stored. Made without holding the mirror: clients go on
+/// fetching while the agent builds views (and maybe asks the PIN).
+pub struct Update {
+    /// The state started anew (a new UIDVALIDITY upstream): everything before is gone.
+    pub fresh: Option<(u32, u32)>,
+    pub live: HashMap<u32, Live>,
+    pub made: Vec<Made>,
+    pub last_upstream: u32,
+    pub next_uid: u32,
+    pub pending: Vec<String>,
+}
+
+/// What a refresh needs to know from the mirror, taken under its lock.
+pub struct Known {
+    upstream_uidvalidity: u32,
+    uidvalidity: u32,
+    last_upstream: u32,
+    next_uid: u32,
+    count: usize,
+    /// Waiting mails due a try: (door UID, upstream UID, whether the PIN may be asked).
+    due: Vec<(u32, u32, bool)>,
 }
 
 impl Mirror {
-    pub fn uidnext(&self) -> u32 {
-        self.messages.last().map(|m| m.uid.get().saturating_add(1)).unwrap_or(1)
-    }
-
-    /// What a refresh must ask the upstream from: its UIDVALIDITY and the last UID here.
-    pub fn known(&self) -> (u32, u32) {
-        (self.uidvalidity, self.messages.last().map(|m| m.uid.get()).unwrap_or(0))
-    }
-
-    /// Take in what a refresh found: a new UIDVALIDITY starts over; messages gone upstream go
-    /// here too; flags are the upstream's; new messages come after the last one.
-    pub fn apply(&mut self, u: Update) {
-        if u.uidvalidity != self.uidvalidity {
-            self.messages.clear();
-            self.uidvalidity = u.uidvalidity;
+    /// The state saved in `cache`, or a new one.
+    pub fn load(cache: &Cache, limit: u64) -> Mirror {
+        let state = cache.load_state().and_then(|b| serde_json::from_slice::<State>(&b).ok()).filter(|s| s.valid());
+        let fresh = state.is_none();
+        let state =
+            state.unwrap_or_else(|| State { next_uid: 1, uidvalidity: new_uidvalidity(cache), ..State::default() });
+        if fresh {
+            // Views of a state that did not open are unreachable.
+            cache.sweep(state.uidvalidity, |_| false);
         }
-        self.messages.retain(|m| u.flags.contains_key(&m.uid.get()));
-        for m in &mut self.messages {
-            if let Some(f) = u.flags.get(&m.uid.get()) {
-                m.flags = f.clone();
+        // A waiting mail is tried at the first refresh, PIN asked.
+        let now = Instant::now();
+        let retry = state
+            .entries
+            .iter()
+            .filter(|e| e.shown == Shown::Waiting)
+            .map(|e| (e.uid, Retry { ask_after: now }))
+            .collect();
+        Mirror { state, live: HashMap::new(), retry, pending: Vec::new(), dirty: fresh, used_since: None, limit }
+    }
+
+    pub fn uidvalidity(&self) -> u32 {
+        self.state.uidvalidity
+    }
+
+    pub fn uidnext(&self) -> u32 {
+        self.state.next_uid
+    }
+
+    pub fn uids(&self) -> Vec<u32> {
+        self.state.entries.iter().map(|e| e.uid).collect()
+    }
+
+    pub fn entry(&self, uid: u32) -> Option<&Entry> {
+        let at = self.state.entries.binary_search_by_key(&uid, |e| e.uid).ok()?;
+        self.state.entries.get(at)
+    }
+
+    /// The message `uid` was read now.
+    pub fn touch(&mut self, uid: u32, stored: bool) {
+        self.state.clock += 1;
+        let clock = self.state.clock;
+        if let Ok(at) = self.state.entries.binary_search_by_key(&uid, |e| e.uid) {
+            let e = &mut self.state.entries[at];
+            e.used = clock;
+            e.dirty_stored(stored, &mut self.dirty);
+        }
+        self.used_since.get_or_insert_with(Instant::now);
+    }
+
+    /// A view built again came out different (a certificate expired meanwhile): this UID
+    /// cannot show it; the mail is made again under a new UID at the next refresh.
+    pub fn changed(&mut self, uid: u32) {
+        if let Ok(at) = self.state.entries.binary_search_by_key(&uid, |e| e.uid) {
+            self.state.entries[at].shown = Shown::Waiting;
+            self.retry.insert(uid, Retry { ask_after: Instant::now() });
+            self.dirty = true;
+        }
+    }
+
+    /// What a refresh must know, and which waiting mails are due a try.
+    pub fn known(&self) -> Known {
+        let now = Instant::now();
+        let due = self
+            .state
+            .entries
+            .iter()
+            .filter(|e| e.shown == Shown::Waiting)
+            .filter_map(|e| {
+                let r = self.retry.get(&e.uid)?;
+                Some((e.uid, e.upstream, now >= r.ask_after))
+            })
+            .collect();
+        Known {
+            upstream_uidvalidity: self.state.upstream_uidvalidity,
+            uidvalidity: self.state.uidvalidity,
+            last_upstream: self.state.last_upstream,
+            next_uid: self.state.next_uid,
+            count: self.state.entries.len(),
+            due,
+        }
+    }
+
+    /// Take in what a refresh found; evict views past the size bound. Returns the state to
+    /// save, when it changed (serialised here, sealed and written by the caller unlocked).
+    pub fn apply(&mut self, u: Update, cache: &Cache) -> Option<Vec<u8>> {
+        if let Some((upstream_uidvalidity, uidvalidity)) = u.fresh {
+            self.state = State { upstream_uidvalidity, uidvalidity, next_uid: 1, ..State::default() };
+            self.retry.clear();
+            self.dirty = true;
+        }
+        // Gone upstream: gone here, views and all.
+        let before = self.state.entries.len();
+        self.state.entries.retain(|e| {
+            let keep = u.live.contains_key(&e.upstream);
+            if !keep {
+                cache.remove_view(self.state.uidvalidity, e.uid);
+            }
+            keep
+        });
+        self.dirty |= before != self.state.entries.len();
+        let now = Instant::now();
+        for m in u.made {
+            if let Some(old) = m.replaces {
+                if let Ok(at) = self.state.entries.binary_search_by_key(&old, |e| e.uid) {
+                    match m.waits {
+                        // Still waiting: the notice stays, under its UID.
+                        Some(_) => {}
+                        None => {
+                            self.state.entries.remove(at);
+                            cache.remove_view(self.state.uidvalidity, old);
+                        }
+                    }
+                }
+                if m.waits.is_some() {
+                    self.wait(old, m.waits, now);
+                    continue;
+                }
+                self.retry.remove(&old);
+            }
+            self.wait(m.entry.uid, m.waits, now);
+            self.state.entries.push(m.entry);
+            self.dirty = true;
+        }
+        self.state.entries.sort_by_key(|e| e.uid);
+        self.state.last_upstream = self.state.last_upstream.max(u.last_upstream);
+        self.state.next_uid = self.state.next_uid.max(u.next_uid);
+        self.live = u.live;
+        self.pending = u.pending;
+        self.evict(cache);
+        let used_long_ago = self.used_since.is_some_and(|t| t.elapsed() > Duration::from_secs(60));
+        if self.dirty || used_long_ago {
+            self.dirty = false;
+            self.used_since = None;
+            return serde_json::to_vec(&self.state).ok();
+        }
+        None
+    }
+
+    fn wait(&mut self, uid: u32, why: Option<Exit>, now: Instant) {
+        let Some(exit) = why else {
+            self.retry.remove(&uid);
+            return;
+        };
+        let ask_after = if exit == Exit::WrongPin {
+            // Asked and declined (or tried quietly before it is time to ask again): the time
+            // to ask again stands, or starts now.
+            match self.retry.get(&uid) {
+                Some(r) if r.ask_after > now => r.ask_after,
+                _ => now + ASK_AGAIN_AFTER,
+            }
+        } else {
+            now
+        };
+        self.retry.insert(uid, Retry { ask_after });
+    }
+
+    /// Least recently read views out, until the stored views fit the bound. Notices stay (they
+    /// are small and cannot be made again without the reason).
+    fn evict(&mut self, cache: &Cache) {
+        let mut total: u64 = self.state.entries.iter().filter(|e| e.stored).map(|e| u64::from(e.size)).sum();
+        if total <= self.limit {
+            return;
+        }
+        let mut order: Vec<(u64, u32)> =
+            self.state.entries.iter().filter(|e| e.stored && e.shown == Shown::View).map(|e| (e.used, e.uid)).collect();
+        order.sort_unstable();
+        for (_, uid) in order {
+            if total <= self.limit {
+                break;
+            }
+            if let Ok(at) = self.state.entries.binary_search_by_key(&uid, |e| e.uid) {
+                let e = &mut self.state.entries[at];
+                cache.remove_view(self.state.uidvalidity, uid);
+                e.stored = false;
+                total -= u64::from(e.size);
+                self.dirty = true;
             }
         }
-        let last = self.known().1;
-        self.messages.extend(u.new.into_iter().filter(|m| m.uid.get() > last));
-        self.pending = u.pending;
     }
 }
 
-/// What the upstream's INBOX has that the mirror does not, views built. Made without holding
-/// the mirror: clients go on fetching while the agent builds views (and maybe asks the PIN).
-pub struct Update {
-    pub uidvalidity: u32,
-    pub flags: std::collections::HashMap<u32, Vec<FlagFetch<'static>>>,
-    pub new: Vec<Message>,
-    pub pending: Vec<String>,
+impl Entry {
+    fn dirty_stored(&mut self, stored: bool, dirty: &mut bool) {
+        if self.stored != stored {
+            self.stored = stored;
+            *dirty = true;
+        }
+    }
 }
 
-/// Ask the upstream what changed since `known` (`Mirror::known`).
-pub fn update(up: &mut Upstream, agent: &Path, authserv_id: &str, known: (u32, u32)) -> Result<Update, UpstreamError> {
-    let uidvalidity = up.examine("INBOX")?;
-    let last = if uidvalidity == known.0 { known.1 } else { 0 };
+impl State {
+    /// Whether a loaded state holds together (UIDs ascending and below the next).
+    fn valid(&self) -> bool {
+        self.uidvalidity != 0
+            && self.next_uid != 0
+            && self.entries.windows(2).all(|w| w[0].uid < w[1].uid)
+            && self.entries.last().is_none_or(|e| e.uid < self.next_uid)
+            && self.entries.len() <= MAX_MESSAGES
+    }
+}
+
+/// A UIDVALIDITY not given out before in this cache: the time in seconds (RFC 3501 §2.3.1.1
+/// suggests it), past the last one (a clock set back, two in one second), recorded.
+pub fn new_uidvalidity(cache: &Cache) -> u32 {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let now = u32::try_from(now).unwrap_or(u32::MAX);
+    let v = now.max(cache.last_uidvalidity().saturating_add(1)).max(1);
+    if let Err(e) = cache.record_uidvalidity(v) {
+        eprintln!("ssmax-card imap: {e}");
+    }
+    v
+}
+
+/// Ask the upstream what changed since `known`; make the views of new mail and of waiting mail
+/// due a try, and store them in `cache` under the UIDs they get.
+pub fn update(
+    up: &mut Upstream,
+    cache: &Cache,
+    agent: &Path,
+    authserv_id: &str,
+    known: Known,
+) -> Result<Update, UpstreamError> {
+    let upstream_uidvalidity = up.examine("INBOX")?;
+    let mut known = known;
+    let mut fresh = None;
+    if upstream_uidvalidity != known.upstream_uidvalidity {
+        // A new mailbox upstream (or the first look): every UID starts over, under a new
+        // UIDVALIDITY of the door's, and no earlier view is kept.
+        let uidvalidity = if known.upstream_uidvalidity == 0 && known.count == 0 {
+            known.uidvalidity
+        } else {
+            new_uidvalidity(cache)
+        };
+        cache.sweep(uidvalidity, |_| false);
+        fresh = Some((upstream_uidvalidity, uidvalidity));
+        known = Known { upstream_uidvalidity, uidvalidity, last_upstream: 0, next_uid: 1, count: 0, due: Vec::new() };
+    }
     let now = up.fetch("1:*", false)?;
-    let sizes: std::collections::HashMap<u32, u32> = now.iter().map(|f| (f.uid, f.size)).collect();
-    let flags: std::collections::HashMap<u32, Vec<FlagFetch<'static>>> =
-        now.into_iter().map(|f: Fetched| (f.uid, f.flags)).collect();
-    let mut fresh: Vec<u32> = flags.keys().copied().filter(|&u| u > last).collect();
-    fresh.sort_unstable();
-    let mut u = Update { uidvalidity, flags, new: Vec::new(), pending: Vec::new() };
-    for uid in fresh {
-        if known.1 as usize + u.new.len() >= MAX_MESSAGES {
+    let sizes: HashMap<u32, u32> = now.iter().map(|f| (f.uid, f.size)).collect();
+    let live: HashMap<u32, Live> =
+        now.into_iter().map(|f: Fetched| (f.uid, Live { flags: f.flags, internal_date: f.internal_date })).collect();
+    let mut u = Update {
+        fresh,
+        live,
+        made: Vec::new(),
+        last_upstream: known.last_upstream,
+        next_uid: known.next_uid,
+        pending: Vec::new(),
+    };
+    let mut maker = Maker { up, agent, authserv_id, card_waits: None };
+    let uidvalidity = known.uidvalidity;
+    // Waiting mail first: when the card came, the mail that waited longest opens first.
+    for (old, upstream, may_ask) in known.due {
+        let Some(live) = u.live.get(&upstream).cloned() else { continue };
+        let Some((view, shown, waits)) = maker.make(upstream, sizes.get(&upstream).copied(), may_ask)? else {
+            continue;
+        };
+        let mut m = match waits {
+            // Still waiting: the notice keeps its UID; nothing new is stored.
+            Some(_) => Made { entry: entry_for(old, upstream, &view, shown, false), live, replaces: None, waits },
+            None => {
+                let uid = u.next_uid;
+                u.next_uid += 1;
+                let stored = cache.put_view(uidvalidity, uid, &view).is_ok();
+                Made { entry: entry_for(uid, upstream, &view, shown, stored), live, replaces: None, waits }
+            }
+        };
+        m.replaces = Some(old);
+        u.made.push(m);
+    }
+    let mut fresh_uids: Vec<u32> = u.live.keys().copied().filter(|&x| x > known.last_upstream).collect();
+    fresh_uids.sort_unstable();
+    for upstream in fresh_uids {
+        if known.count + u.made.len() >= MAX_MESSAGES {
             u.pending.push(format!("more than {MAX_MESSAGES} messages: the rest are not shown"));
             break;
         }
-        let Some(nz) = NonZeroU32::new(uid) else { continue };
-        let flags_now = u.flags.get(&uid).cloned().unwrap_or_default();
-        // Too large for a view: not fetched at all (the response would be over the door's
-        // bounds), shown as a notice.
-        if sizes.get(&uid).is_some_and(|&n| n as usize > MAX_MESSAGE) {
-            let why = format!("it is larger than {} MiB", MAX_MESSAGE >> 20);
-            u.new.push(Message { uid: nz, flags: flags_now, internal_date: None, view: Arc::new(notice(uid, &why)) });
-            continue;
+        let live = u.live.get(&upstream).cloned().unwrap_or_default();
+        if let Some((view, shown, waits)) = maker.make(upstream, sizes.get(&upstream).copied(), true)? {
+            let uid = u.next_uid;
+            u.next_uid += 1;
+            if let Some(why) = waits {
+                u.pending.push(format!("upstream message {upstream}: waits ({why:?})"));
+            }
+            let stored = cache.put_view(uidvalidity, uid, &view).is_ok();
+            u.made.push(Made { entry: entry_for(uid, upstream, &view, shown, stored), live, replaces: None, waits });
         }
-        // One at a time: a 64 MiB message is held once, with its view.
-        let Some(f) = up.fetch(&uid.to_string(), true)?.into_iter().find(|f| f.uid == uid) else { continue };
-        match view_in_agent(agent, &f.body, authserv_id) {
-            Ok(view) => {
-                u.new.push(Message { uid: nz, flags: f.flags, internal_date: f.internal_date, view: Arc::new(view) })
-            }
-            // About the card or the person (absent, PIN declined, busy): this one and those after
-            // it wait, so the client sees messages in UID order, none skipped.
-            Err((exit, why)) if exit.is_temporary() => {
-                u.pending.push(format!("message {uid}: {why}"));
-                break;
-            }
-            // About the message itself: it will not get better; a notice stands in for it.
-            Err((_, why)) => {
-                let view = Arc::new(notice(uid, &why));
-                u.new.push(Message { uid: nz, flags: f.flags, internal_date: f.internal_date, view });
-            }
-        }
+        u.last_upstream = upstream;
     }
     Ok(u)
 }
 
-/// The largest message the door shows (the agent's frame bound, less room for its header).
-pub const MAX_MESSAGE: usize = (64 << 20) - (64 << 10);
+fn entry_for(uid: u32, upstream: u32, view: &[u8], shown: Shown, stored: bool) -> Entry {
+    Entry {
+        uid,
+        upstream,
+        size: u32::try_from(view.len()).unwrap_or(u32::MAX),
+        digest: sha2::Sha256::digest(view).into(),
+        shown,
+        used: 0,
+        stored,
+    }
+}
+
+/// A view, how it is shown, and why it waits if it does.
+type Shaped = (Vec<u8>, Shown, Option<Exit>);
+
+struct Maker<'a> {
+    up: &'a mut Upstream,
+    agent: &'a Path,
+    authserv_id: &'a str,
+    /// Why a mail waited in this refresh after the door could have asked the PIN (or the card
+    /// was absent): the next SSMAX mail waits for the same, not taken to the agent (one PIN
+    /// declined is not a prompt per mail).
+    card_waits: Option<Exit>,
+}
+
+impl Maker<'_> {
+    /// The view of upstream message `upstream`, how it is shown, and why it waits if it does.
+    /// None when the upstream no longer has it.
+    fn make(&mut self, upstream: u32, size: Option<u32>, may_ask: bool) -> Result<Option<Shaped>, UpstreamError> {
+        // Too large for a view: not fetched at all, shown as a notice.
+        if size.is_some_and(|n| n as usize > MAX_MESSAGE) {
+            let why = format!("it is larger than {} MiB", MAX_MESSAGE >> 20);
+            return Ok(Some((notice(upstream, &why), Shown::Notice, None)));
+        }
+        let Some(f) = self.up.fetch(&upstream.to_string(), true)?.into_iter().find(|f| f.uid == upstream) else {
+            return Ok(None);
+        };
+        if let Some(exit) = self.card_waits.filter(|_| crate::ops::view::is_ssmax(&f.body)) {
+            let text = waiting_notice(&crate::tr!("imap-waiting-earlier"));
+            return Ok(Some((text, Shown::Waiting, Some(exit))));
+        }
+        Ok(Some(match view_in_agent(self.agent, &f.body, self.authserv_id, !may_ask) {
+            Ok(view) => (view, Shown::View, None),
+            // About the card or the person: a notice that says what to do, and tried again.
+            Err((exit, why)) if exit.is_temporary() => {
+                if may_ask || exit == Exit::TokenNotPresent {
+                    self.card_waits = Some(exit);
+                }
+                (waiting_notice(&why), Shown::Waiting, Some(exit))
+            }
+            // About the message itself: it will not get better.
+            Err((_, why)) => (notice(upstream, &why), Shown::Notice, None),
+        }))
+    }
+}
+
+/// Build the view of upstream message `upstream` again, for a FETCH: from the upstream,
+/// without asking a PIN (a FETCH never waits on a person). The bytes, or why not.
+pub fn rebuild(up: &mut Upstream, agent: &Path, authserv_id: &str, upstream: u32) -> Result<Vec<u8>, String> {
+    let f = up
+        .fetch(&upstream.to_string(), true)
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .find(|f| f.uid == upstream)
+        .ok_or_else(|| "the mail store no longer has it".to_string())?;
+    view_in_agent(agent, &f.body, authserv_id, true).map_err(|(_, why)| why)
+}
 
 /// What stands in for a message the door cannot show: a short text saying why, the same bytes
 /// for the same message and reason.
 pub fn notice(uid: u32, why: &str) -> Vec<u8> {
     let text =
         format!("Message {uid} in your mail store could not be shown by ssmax-card: {}\n", crate::l10n::escaped(why));
-    let mut out = b"From: ssmax-card <ssmax-card@localhost>\r\nSubject: [ssmax-card] a message could not be shown\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n".to_vec();
+    notice_mail("[ssmax-card] a message could not be shown", &text)
+}
+
+/// What stands in for a protected mail until it can be opened: why, and what to do.
+fn waiting_notice(why: &str) -> Vec<u8> {
+    let text = crate::tr!("imap-waiting-notice", reason = crate::l10n::escaped(why));
+    notice_mail("[ssmax-card] a protected mail waits for your card", &format!("{text}\n"))
+}
+
+fn notice_mail(subject: &str, text: &str) -> Vec<u8> {
+    let mut out = format!("From: ssmax-card <ssmax-card@localhost>\r\nSubject: {subject}\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n").into_bytes();
     out.extend_from_slice(&crate::mail::quoted_printable(text.as_bytes()));
     out
 }
 
-/// The agent's `view` of one message (PIN by its pinentry, as the cache policy says).
-fn view_in_agent(agent: &Path, raw: &[u8], authserv_id: &str) -> Result<Vec<u8>, (Exit, String)> {
+/// The agent's `view` of one message (PIN by its pinentry, as the cache policy says; never
+/// when `quiet`).
+fn view_in_agent(agent: &Path, raw: &[u8], authserv_id: &str, quiet: bool) -> Result<Vec<u8>, (Exit, String)> {
     let unreachable = |e: &dyn std::fmt::Display| (Exit::AgentUnreachable, e.to_string());
     let mut stream = connect(agent).map_err(|e| unreachable(&e))?;
     // PIN entry happens inside the time.
-    let req = Request::from_door(&Call::View(ViewArgs { authserv_id: authserv_id.to_string() }), 300_000, false, false);
+    let args = ViewArgs { authserv_id: authserv_id.to_string(), no_prompt: quiet };
+    let req = Request::from_door(&Call::View(args), 300_000, false, false);
     let (resp, body) = call_retrying(&mut stream, agent, &req, raw, &[]).map_err(|e| unreachable(&e))?;
     if resp.ok {
         Ok(body)
     } else {
         Err((Exit::from_code(resp.exit), resp.error.unwrap_or_else(|| "the agent could not build the view".into())))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use zeroize::Zeroizing;
+
+    fn entry(uid: u32, upstream: u32, size: u32, used: u64) -> Entry {
+        Entry { uid, upstream, size, digest: [0; 32], shown: Shown::View, used, stored: true }
+    }
+
+    fn mirror(dir: &Path, limit: u64) -> (Cache, Mirror) {
+        let cache = Cache::open(&dir.join("c"), Zeroizing::new([9; 32])).unwrap();
+        let m = Mirror::load(&cache, limit);
+        (cache, m)
+    }
+
+    fn update(live: &[u32], made: Vec<Made>) -> Update {
+        let next_uid = made.iter().map(|m| m.entry.uid + 1).max().unwrap_or(0);
+        Update {
+            fresh: None,
+            live: live.iter().map(|&u| (u, Live::default())).collect(),
+            made,
+            last_upstream: live.iter().copied().max().unwrap_or(0),
+            next_uid,
+            pending: Vec::new(),
+        }
+    }
+
+    fn made(e: Entry, replaces: Option<u32>, waits: Option<Exit>) -> Made {
+        Made { entry: e, live: Live::default(), replaces, waits }
+    }
+
+    #[test]
+    fn the_uid_map_comes_back_from_the_cache_and_a_lost_one_gets_a_new_uidvalidity() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cache, mut m) = mirror(dir.path(), 1 << 30);
+        let first = m.uidvalidity();
+        let saved = m.apply(
+            update(&[10, 11], vec![made(entry(1, 10, 5, 0), None, None), made(entry(2, 11, 5, 0), None, None)]),
+            &cache,
+        );
+        cache.save_state(&saved.unwrap()).unwrap();
+        let (_, again) = mirror(dir.path(), 1 << 30);
+        assert_eq!(again.state, m.state);
+        assert_eq!(again.uids(), [1, 2]);
+        // Under another key the state does not open: started anew, under another UIDVALIDITY.
+        let other = Cache::open(&dir.path().join("c"), Zeroizing::new([8; 32])).unwrap();
+        let lost = Mirror::load(&other, 1 << 30);
+        assert!(lost.uids().is_empty());
+        assert!(lost.uidvalidity() > first, "{} {}", lost.uidvalidity(), first);
+    }
+
+    #[test]
+    fn a_mail_that_opens_later_replaces_its_notice_under_a_new_uid() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cache, mut m) = mirror(dir.path(), 1 << 30);
+        let mut waiting = entry(1, 10, 5, 0);
+        waiting.shown = Shown::Waiting;
+        m.apply(
+            update(
+                &[10, 11],
+                vec![made(waiting, None, Some(Exit::TokenNotPresent)), made(entry(2, 11, 5, 0), None, None)],
+            ),
+            &cache,
+        );
+        let k = m.known();
+        assert_eq!(k.due, [(1, 10, true)]);
+        // Still absent: the notice keeps its UID.
+        let mut still = entry(3, 10, 5, 0);
+        still.shown = Shown::Waiting;
+        m.apply(update(&[10, 11], vec![made(still, Some(1), Some(Exit::TokenNotPresent))]), &cache);
+        assert_eq!(m.uids(), [1, 2]);
+        // Opened: UID 1 goes, the view comes as UID 3.
+        m.apply(update(&[10, 11], vec![made(entry(3, 10, 50, 0), Some(1), None)]), &cache);
+        assert_eq!(m.uids(), [2, 3]);
+        assert!(m.known().due.is_empty());
+    }
+
+    #[test]
+    fn a_declined_pin_is_tried_quietly_and_asked_again_only_later() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cache, mut m) = mirror(dir.path(), 1 << 30);
+        let mut waiting = entry(1, 10, 5, 0);
+        waiting.shown = Shown::Waiting;
+        m.apply(update(&[10], vec![made(waiting, None, Some(Exit::WrongPin))]), &cache);
+        assert_eq!(m.known().due, [(1, 10, false)]);
+    }
+
+    #[test]
+    fn views_past_the_bound_go_least_recently_read_first_and_notices_stay() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cache, mut m) = mirror(dir.path(), 250);
+        let mut notice = entry(4, 13, 10, 0);
+        notice.shown = Shown::Notice;
+        m.apply(
+            update(
+                &[10, 11, 12, 13],
+                vec![
+                    made(entry(1, 10, 100, 0), None, None),
+                    made(entry(2, 11, 100, 0), None, None),
+                    made(entry(3, 12, 100, 0), None, None),
+                    made(notice, None, None),
+                ],
+            ),
+            &cache,
+        );
+        // Nothing read yet: the oldest UID goes.
+        let stored: Vec<u32> = m.state.entries.iter().filter(|e| e.stored).map(|e| e.uid).collect();
+        assert_eq!(stored, [2, 3, 4]);
+        m.touch(1, true);
+        m.touch(2, true);
+        m.apply(update(&[10, 11, 12, 13], Vec::new()), &cache);
+        let stored: Vec<u32> = m.state.entries.iter().filter(|e| e.stored).map(|e| e.uid).collect();
+        assert_eq!(stored, [1, 2, 4]);
+    }
+
+    #[test]
+    fn mail_gone_upstream_is_gone_here_with_its_view() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cache, mut m) = mirror(dir.path(), 1 << 30);
+        cache.put_view(m.uidvalidity(), 1, b"x").unwrap();
+        m.apply(
+            update(&[10, 11], vec![made(entry(1, 10, 1, 0), None, None), made(entry(2, 11, 1, 0), None, None)]),
+            &cache,
+        );
+        m.apply(update(&[11], Vec::new()), &cache);
+        assert_eq!(m.uids(), [2]);
+        assert_eq!(cache.view(m.uidvalidity(), 1), None);
     }
 }

@@ -2,6 +2,7 @@
 //! that shows each message as its view (ops/view.rs), built once by the agent, while the mail
 //! itself stays as it is on the organisation's mail store.
 
+pub mod cache;
 pub mod mirror;
 pub mod session;
 pub mod upstream;
@@ -13,7 +14,8 @@ use std::net::TcpListener;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-pub struct Shared {
+/// What `imap serve` was given, resolved from options and config.
+pub struct Settings {
     pub cfg: ImapConfig,
     pub upstream: String,
     /// The upstream's host name, as its TLS certificate names it.
@@ -25,45 +27,135 @@ pub struct Shared {
     pub client_secret: SecretString,
     /// The agent's socket.
     pub agent: PathBuf,
-    pub mirror: Mutex<mirror::Mirror>,
-    /// Held by the one refresh under way.
-    pub refreshing: Mutex<()>,
+    pub cache_key: zeroize::Zeroizing<[u8; 32]>,
 }
 
-/// Bring the mirror up to the upstream (a connection per refresh: the upstream may have
-/// restarted in between; nothing is kept open that a dead peer could hold). One refresh at a
-/// time; a client that asks meanwhile is served what is there. The mirror is locked only to
-/// read what it knows and to take in the result.
+pub struct Shared {
+    pub s: Settings,
+    pub cache: cache::Cache,
+    pub mirror: Mutex<mirror::Mirror>,
+    /// The refresh's connection to the upstream, held by the one refresh under way.
+    refreshing: Mutex<Option<upstream::Upstream>>,
+}
+
+/// How often the door looks for new mail and tries waiting mail again.
+const POLL: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The cache directory of one upstream account: the user's cache, a name from the account.
+fn cache_dir(s: &Settings) -> Option<PathBuf> {
+    use sha2::Digest;
+    if let Some(d) = &s.cfg.cache_dir {
+        return Some(d.clone());
+    }
+    let account = sha2::Sha256::digest(format!("{}\0{}", s.upstream, s.upstream_user));
+    let name = base16ct::lower::encode_string(&account[..8]);
+    directories::ProjectDirs::from("jp", "SSMAX", "ssmax-card").map(|d| d.cache_dir().join("imap").join(name))
+}
+
+impl Shared {
+    pub fn open(s: Settings) -> Result<Shared, Failure> {
+        let dir =
+            cache_dir(&s).ok_or_else(|| Failure::new(Exit::Usage, "no cache directory: set cache_dir in [imap]"))?;
+        let cache = cache::Cache::open(&dir, s.cache_key.clone()).map_err(|e| Failure::new(Exit::Io, e.to_string()))?;
+        let mirror = mirror::Mirror::load(&cache, s.cfg.cache_size);
+        Ok(Shared { s, cache, mirror: Mutex::new(mirror), refreshing: Mutex::new(None) })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, mirror::Mirror> {
+        self.mirror.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn login(&self) -> Result<upstream::Upstream, upstream::UpstreamError> {
+        let s = &self.s;
+        upstream::Upstream::login(&s.upstream, &s.upstream_host, &s.security, &s.upstream_user, &s.upstream_password)
+    }
+
+    /// The view of `uid`: from the cache, or built again from the upstream (never asking a
+    /// PIN) when it was evicted. A view built again that is not the bytes this UID showed is
+    /// not shown under it (the mail comes back under a new UID). None, and why, otherwise.
+    pub fn view(&self, uid: u32) -> Result<Vec<u8>, String> {
+        let (uidvalidity, entry) = {
+            let m = self.lock();
+            (m.uidvalidity(), m.entry(uid).cloned().ok_or("gone")?)
+        };
+        if let Some(v) = self.cache.view(uidvalidity, uid) {
+            self.lock().touch(uid, true);
+            return Ok(v);
+        }
+        let mut up = self.login().map_err(|e| e.to_string())?;
+        let view = mirror::rebuild(&mut up, &self.s.agent, &self.s.cfg.authserv_id, entry.upstream)?;
+        let same = <sha2::Sha256 as sha2::Digest>::digest(&view).as_slice() == entry.digest;
+        let mut m = self.lock();
+        if !same || m.uidvalidity() != uidvalidity {
+            m.changed(uid);
+            return Err("the message changed; it comes back as a new message".into());
+        }
+        let stored = self.cache.put_view(uidvalidity, uid, &view).is_ok();
+        m.touch(uid, stored);
+        Ok(view)
+    }
+}
+
+/// Bring the mirror up to the upstream. One refresh at a time, on one kept connection (made
+/// again when it broke: the upstream may have restarted); a client that asks meanwhile is
+/// served what is there. The mirror is locked only to read what it knows and to take in the
+/// result; views are made and stored unlocked.
 pub fn refresh(shared: &Shared) -> Result<(), upstream::UpstreamError> {
-    let Ok(_one) = shared.refreshing.try_lock() else { return Ok(()) };
-    let known = shared.mirror.lock().unwrap_or_else(|p| p.into_inner()).known();
-    let mut up = upstream::Upstream::login(
-        &shared.upstream,
-        &shared.upstream_host,
-        &shared.security,
-        &shared.upstream_user,
-        &shared.upstream_password,
-    )?;
-    let update = mirror::update(&mut up, &shared.agent, &shared.cfg.authserv_id, known)?;
+    let Ok(mut conn) = shared.refreshing.try_lock() else { return Ok(()) };
+    let s = &shared.s;
+    let mut tried_fresh = false;
+    let update = loop {
+        if conn.is_none() {
+            *conn = Some(shared.login()?);
+            tried_fresh = true;
+        }
+        let Some(up) = conn.as_mut() else { continue };
+        let known = shared.lock().known();
+        match mirror::update(up, &shared.cache, &s.agent, &s.cfg.authserv_id, known) {
+            Ok(u) => break u,
+            // A kept connection the upstream dropped meanwhile: once more, on a new one.
+            Err(_) if !tried_fresh => *conn = None,
+            Err(e) => {
+                *conn = None;
+                return Err(e);
+            }
+        }
+    };
     for p in &update.pending {
         eprintln!("ssmax-card imap: not shown yet: {p}");
     }
-    shared.mirror.lock().unwrap_or_else(|p| p.into_inner()).apply(update);
+    let save = shared.lock().apply(update, &shared.cache);
+    if let Some(state) = save {
+        if let Err(e) = shared.cache.save_state(&state) {
+            eprintln!("ssmax-card imap: {e}");
+        }
+    }
     Ok(())
 }
 
 /// Listen on loopback and serve until the process is stopped.
-pub fn run(shared: Shared) -> Result<(), Failure> {
+pub fn run(settings: Settings) -> Result<(), Failure> {
     crate::platform::survive_vanished_peers();
-    let listen = shared.cfg.listen;
+    let listen = settings.cfg.listen;
     if !listen.ip().is_loopback() {
         return Err(Failure::new(Exit::Usage, crate::tr!("smtp-loopback-only", listen = listen.to_string())));
     }
     let listener = TcpListener::bind(listen).map_err(|e| {
         Failure::new(Exit::Io, crate::tr!("smtp-cannot-listen", listen = listen.to_string(), error = e.to_string()))
     })?;
-    eprintln!("ssmax-card imap: listening on {listen}, reading {}", shared.upstream);
-    let shared = Arc::new(shared);
+    eprintln!("ssmax-card imap: listening on {listen}, reading {}", settings.upstream);
+    let shared = Arc::new(Shared::open(settings)?);
+    // Mail is made into views here, as it arrives, never in a client's FETCH.
+    let polling = shared.clone();
+    std::thread::Builder::new()
+        .name("imap-refresh".into())
+        .spawn(move || loop {
+            if let Err(e) = refresh(&polling) {
+                eprintln!("ssmax-card imap: {e}");
+            }
+            std::thread::sleep(POLL);
+        })
+        .map_err(|e| Failure::new(Exit::Io, e.to_string()))?;
     crate::smtp::server::serve_loopback(
         listener,
         "imap-client",

@@ -2,13 +2,14 @@
 //! socket): log in with the client secret, list and select INBOX, fetch from the mirror.
 //! What the door does not do yet is refused with NO, never half done.
 
-use super::mirror::Message;
 use super::Shared;
 use imap_next::imap_types::auth::{AuthMechanism, AuthenticateData};
 use imap_next::imap_types::command::{Command, CommandBody};
 use imap_next::imap_types::core::{AString, IString, Literal, NString, QuotedChar, Tag, Vec1};
+use imap_next::imap_types::datetime::DateTime;
 use imap_next::imap_types::fetch::{Macro, MacroOrMessageDataItemNames, MessageDataItem, MessageDataItemName, Section};
 use imap_next::imap_types::flag::Flag;
+use imap_next::imap_types::flag::FlagFetch;
 use imap_next::imap_types::mailbox::Mailbox;
 use imap_next::imap_types::response::{Capability, Code, Data, Greeting, Status};
 use imap_next::imap_types::sequence::{SeqOrUid, Sequence, SequenceSet};
@@ -47,6 +48,8 @@ struct Fetching {
     uid: bool,
     /// (sequence number, UID) still to answer.
     todo: std::collections::VecDeque<(NonZeroU32, NonZeroU32)>,
+    /// Messages whose view could not be had (evicted, and the card needed to build it again).
+    unshown: u32,
 }
 
 /// Items one FETCH may name (the same item twice counts once).
@@ -198,8 +201,8 @@ impl<S: Read + Write + Idle> Session<'_, S> {
     }
 
     fn credentials(&self, user: &[u8], secret: &[u8]) -> bool {
-        let want = self.shared.client_secret.expose_secret().as_bytes();
-        let user_ok = user == self.shared.client_user.as_bytes();
+        let want = self.shared.s.client_secret.expose_secret().as_bytes();
+        let user_ok = user == self.shared.s.client_user.as_bytes();
         bool::from(secret.ct_eq(want)) && user_ok
     }
 
@@ -316,7 +319,7 @@ impl<S: Read + Write + Idle> Session<'_, S> {
             let line: String = e.to_string().chars().map(|c| if c.is_control() { ' ' } else { c }).take(300).collect();
             return Err(line);
         }
-        Ok(self.shared.mirror.lock().unwrap_or_else(|p| p.into_inner()).messages.len())
+        Ok(self.shared.lock().state.entries.len())
     }
 
     fn select(&mut self, tag: &Tag<'static>) -> Status<'static> {
@@ -332,8 +335,8 @@ impl<S: Read + Write + Idle> Session<'_, S> {
                 .unwrap_or_else(|_| no(tag, "the mail store cannot be read (the door's log says why)"));
             }
         }
-        let mirror = self.shared.mirror.lock().unwrap_or_else(|p| p.into_inner());
-        self.known = mirror.messages.iter().map(|m| m.uid).collect();
+        let mirror = self.shared.lock();
+        self.known = mirror.uids().into_iter().filter_map(NonZeroU32::new).collect();
         self.server.enqueue_data(Data::Flags(vec![
             Flag::Seen,
             Flag::Answered,
@@ -343,7 +346,7 @@ impl<S: Read + Write + Idle> Session<'_, S> {
         ]));
         self.server.enqueue_data(Data::Exists(self.known.len() as u32));
         self.server.enqueue_data(Data::Recent(0));
-        if let Some(v) = NonZeroU32::new(mirror.uidvalidity) {
+        if let Some(v) = NonZeroU32::new(mirror.uidvalidity()) {
             if let Ok(s) = Status::ok(None, Some(Code::UidValidity(v)), "UIDs valid") {
                 self.server.enqueue_status(s);
             }
@@ -361,10 +364,7 @@ impl<S: Read + Write + Idle> Session<'_, S> {
     /// (EXPUNGE, highest sequence number first, so the others' numbers hold), then how many
     /// there are (EXISTS) when new ones came.
     fn tell_changes(&mut self) {
-        let now: Vec<NonZeroU32> = {
-            let mirror = self.shared.mirror.lock().unwrap_or_else(|p| p.into_inner());
-            mirror.messages.iter().map(|m| m.uid).collect()
-        };
+        let now: Vec<NonZeroU32> = self.shared.lock().uids().into_iter().filter_map(NonZeroU32::new).collect();
         for i in (0..self.known.len()).rev() {
             if now.binary_search(&self.known[i]).is_err() {
                 self.known.remove(i);
@@ -429,7 +429,7 @@ impl<S: Read + Write + Idle> Session<'_, S> {
                 todo.push_back((seq, *known));
             }
         }
-        self.fetching = Some(Fetching { tag: tag.clone(), names: unique, uid, todo });
+        self.fetching = Some(Fetching { tag: tag.clone(), names: unique, uid, todo, unshown: 0 });
         // The tagged answer comes after the last message (fetch_next).
         Status::ok(None, None, "fetching").expect("a constant text")
     }
@@ -439,40 +439,83 @@ impl<S: Read + Write + Idle> Session<'_, S> {
         let Some(f) = self.fetching.as_mut() else { return };
         let Some((seq, uid)) = f.todo.pop_front() else {
             let tag = f.tag.clone();
+            let unshown = f.unshown;
             self.fetching = None;
-            self.server.enqueue_status(ok(&tag, "fetched"));
+            self.server.enqueue_status(if unshown == 0 {
+                ok(&tag, "fetched")
+            } else {
+                // RFC 3501 §6.4.5: NO when some of the data could not be fetched.
+                no(&tag, "some messages cannot be shown now: they need the card again (the door's log says which)")
+            });
             return;
         };
-        let response = {
-            let mirror = self.shared.mirror.lock().unwrap_or_else(|p| p.into_inner());
+        // What the client asks is read under the lock; the view, from the cache, outside it.
+        let Some(mut m) = ({
+            let mirror = self.shared.lock();
             // Gone from the mirror since the client was last told: nothing to show (RFC 3501
             // §7.4.1 lets a server answer nothing for such a message) until EXPUNGE says so.
-            let Ok(at) = mirror.messages.binary_search_by_key(&uid, |m| m.uid) else { return };
-            let m = &mirror.messages[at];
-            let mut items = Vec::new();
-            if f.uid {
-                items.push(MessageDataItem::Uid(m.uid));
-            }
-            let mut bytes = 0usize;
-            for n in &f.names {
-                if let Some(item) = item_for(m, n, &mut bytes) {
-                    if !(f.uid && matches!(item, MessageDataItem::Uid(_))) {
-                        items.push(item);
-                    }
-                }
-                if bytes > MAX_RESPONSE_BYTES {
-                    let tag = f.tag.clone();
-                    self.fetching = None;
-                    self.server.enqueue_status(no(&tag, "the FETCH asks for too much of one message at once"));
+            mirror.entry(uid.get()).map(|e| Served {
+                uid,
+                flags: mirror.live.get(&e.upstream).map(|l| l.flags.clone()).unwrap_or_default(),
+                internal_date: mirror.live.get(&e.upstream).and_then(|l| l.internal_date.clone()),
+                size: e.size,
+                view: None,
+            })
+        }) else {
+            return;
+        };
+        if f.names.iter().any(needs_view) {
+            match self.shared.view(uid.get()) {
+                Ok(v) => m.view = Some(v),
+                Err(why) => {
+                    eprintln!("ssmax-card imap: message {uid} cannot be shown now: {why}");
+                    f.unshown += 1;
                     return;
                 }
             }
-            Vec1::try_from(items).ok().map(|items| Data::Fetch { seq, items })
-        };
-        if let Some(r) = response {
-            self.server.enqueue_data(r);
+        }
+        let mut items = Vec::new();
+        if f.uid {
+            items.push(MessageDataItem::Uid(m.uid));
+        }
+        let mut bytes = 0usize;
+        for n in &f.names {
+            if let Some(item) = item_for(&m, n, &mut bytes) {
+                if !(f.uid && matches!(item, MessageDataItem::Uid(_))) {
+                    items.push(item);
+                }
+            }
+            if bytes > MAX_RESPONSE_BYTES {
+                let tag = f.tag.clone();
+                self.fetching = None;
+                self.server.enqueue_status(no(&tag, "the FETCH asks for too much of one message at once"));
+                return;
+            }
+        }
+        if let Ok(items) = Vec1::try_from(items) {
+            self.server.enqueue_data(Data::Fetch { seq, items });
         }
     }
+}
+
+/// One message as a FETCH answers it: what the mirror knows, and its view when an item needs it.
+struct Served {
+    uid: NonZeroU32,
+    flags: Vec<FlagFetch<'static>>,
+    internal_date: Option<DateTime>,
+    size: u32,
+    view: Option<Vec<u8>>,
+}
+
+/// Whether answering `name` takes the message's bytes.
+fn needs_view(name: &MessageDataItemName<'_>) -> bool {
+    !matches!(
+        name,
+        MessageDataItemName::Uid
+            | MessageDataItemName::Flags
+            | MessageDataItemName::InternalDate
+            | MessageDataItemName::Rfc822Size
+    )
 }
 
 fn ok_status(tag: &Tag<'static>, text: &'static str) -> Status<'static> {
@@ -553,8 +596,8 @@ fn header_fields(header: &[u8], names: &[AString<'_>], not: bool) -> Vec<u8> {
 }
 
 /// One FETCH item of a message, from its view.
-fn item_for(m: &Message, name: &MessageDataItemName<'static>, bytes: &mut usize) -> Option<MessageDataItem<'static>> {
-    let view = m.view.as_slice();
+fn item_for(m: &Served, name: &MessageDataItemName<'static>, bytes: &mut usize) -> Option<MessageDataItem<'static>> {
+    let view = m.view.as_deref().unwrap_or_default();
     let mut literal = |b: &[u8]| {
         *bytes = bytes.saturating_add(b.len());
         literal(b)
@@ -566,7 +609,7 @@ fn item_for(m: &Message, name: &MessageDataItemName<'static>, bytes: &mut usize)
             m.flags.iter().filter(|f| !matches!(f, imap_next::imap_types::flag::FlagFetch::Recent)).cloned().collect(),
         ),
         MessageDataItemName::InternalDate => MessageDataItem::InternalDate(m.internal_date.clone()?),
-        MessageDataItemName::Rfc822Size => MessageDataItem::Rfc822Size(u32::try_from(view.len()).ok()?),
+        MessageDataItemName::Rfc822Size => MessageDataItem::Rfc822Size(m.size),
         MessageDataItemName::Rfc822 => MessageDataItem::Rfc822(literal(view)),
         MessageDataItemName::Rfc822Header => MessageDataItem::Rfc822Header(literal(split_header(view).0)),
         MessageDataItemName::Rfc822Text => MessageDataItem::Rfc822Text(literal(split_header(view).1)),

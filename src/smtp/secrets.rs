@@ -100,6 +100,31 @@ fn client_entry(user: &str) -> Result<keyring::Entry, Failure> {
         .map_err(|e| keyring_failure(&crate::tr!("keyring-open-client"), e))
 }
 
+/// The key the IMAP door seals its cache with (32 random bytes, made the first time). A key
+/// that is lost or renewed makes the cache unreadable, never readable by another key.
+pub fn imap_cache_key(host: &str, user: &str) -> Result<zeroize::Zeroizing<[u8; 32]>, Failure> {
+    ensure_session_keyring();
+    let what = crate::tr!("imap-cache-key");
+    let entry =
+        keyring::Entry::new(SERVICE, &format!("imap cache {user}@{host}")).map_err(|e| keyring_failure(&what, e))?;
+    let mut key = zeroize::Zeroizing::new([0u8; 32]);
+    match entry.get_password() {
+        Ok(hex) => {
+            let hex = zeroize::Zeroizing::new(hex);
+            if base16ct::lower::decode(hex.as_bytes(), key.as_mut()).is_ok_and(|k| k.len() == 32) {
+                return Ok(key);
+            }
+        }
+        Err(keyring::Error::NoEntry) => {}
+        Err(e) => return Err(keyring_failure(&what, e)),
+    }
+    // None, or not a key: a new one (the old cache no longer opens, and is started anew).
+    rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, key.as_mut());
+    let hex = zeroize::Zeroizing::new(base16ct::lower::encode_string(key.as_ref()));
+    entry.set_password(&hex).map_err(|e| keyring_failure(&what, e))?;
+    Ok(key)
+}
+
 /// 32 random bytes in hex. Not URL-safe base64: one such secret in 64 began with '-', which
 /// command-line clients (swaks among them) take for an option.
 fn new_client_secret() -> SecretString {

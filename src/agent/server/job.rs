@@ -68,6 +68,7 @@ pub(super) fn run_job(
         dog: agent.dog.clone(),
         serial,
         method: req.method.clone(),
+        quiet: matches!(&call, Call::View(a) if a.no_prompt),
     };
     let token_key = s.token_uri.to_string();
     let mut ctx = AgentCtx {
@@ -389,6 +390,9 @@ impl Ctx for AgentCtx<'_> {
 
 impl PinPrompt for EventPrompt {
     fn ask(&self, request: &PinRequest<'_>) -> Result<SecretString, TokenError> {
+        if self.quiet {
+            return Err(TokenError::NoPinSource(crate::tr!("pin-not-asked")));
+        }
         if let Ok(mut subs) = self.events.lock() {
             let ev = Response {
                 v: VERSION,

@@ -428,4 +428,6 @@ struct EventPrompt {
     /// The request's number for the watchdog.
     serial: u64,
     method: String,
+    /// The caller asked that no PIN be asked (the IMAP door's FETCH): a PIN not cached fails.
+    quiet: bool,
 }

@@ -1,0 +1,228 @@
+//! The door's memory on disk, in the user's cache directory: the door's UID map (its state) and
+//! the view of each message, every file sealed with AES-256-GCM under a key from the OS
+//! keyring, so no decrypted byte is written in the clear. Each file has its own key, derived
+//! with HKDF-SHA256 from the cache key, a random salt and what the file is (the state, or the
+//! view of one UID under one UIDVALIDITY): a file moved onto another's name does not open.
+//! A file that does not open is as good as absent: the state is started anew (under a new
+//! UIDVALIDITY), a view is built again.
+
+use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
+use ring::hkdf::{Salt, HKDF_SHA256};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use zeroize::Zeroizing;
+
+/// What a sealed file begins with: the format, then the salt.
+const MAGIC: &[u8; 8] = b"SSMXIMC1";
+const SALT_LEN: usize = 32;
+/// The largest state file read (about 200 bytes per message, 100,000 messages, and room).
+const MAX_STATE: u64 = 64 << 20;
+/// The largest view file read: a 64 MiB message with its framing.
+const MAX_VIEW: u64 = (64 << 20) + 4096;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CacheError {
+    #[error("the IMAP door's cache {0}: {1}")]
+    Io(PathBuf, std::io::Error),
+    #[error("the IMAP door's cache {0} is not a private directory of this user")]
+    NotPrivate(PathBuf),
+}
+
+pub struct Cache {
+    dir: PathBuf,
+    key: Zeroizing<[u8; 32]>,
+}
+
+impl Cache {
+    /// The cache in `dir` (made 0700 unless it exists; refused unless it is this user's own),
+    /// sealed under `key`.
+    pub fn open(dir: &Path, key: Zeroizing<[u8; 32]>) -> Result<Cache, CacheError> {
+        crate::platform::private_dir(dir).map_err(|_| CacheError::NotPrivate(dir.to_path_buf()))?;
+        let views = dir.join("views");
+        crate::platform::private_dir(&views).map_err(|_| CacheError::NotPrivate(views))?;
+        Ok(Cache { dir: dir.to_path_buf(), key })
+    }
+
+    fn state_path(&self) -> PathBuf {
+        self.dir.join("state")
+    }
+
+    fn view_path(&self, uidvalidity: u32, uid: u32) -> PathBuf {
+        self.dir.join("views").join(format!("{uidvalidity}-{uid}"))
+    }
+
+    /// The state as last saved, or None when there is none or it does not open.
+    pub fn load_state(&self) -> Option<Vec<u8>> {
+        let sealed = read_file(&self.state_path(), MAX_STATE)?;
+        open(&self.key, b"state", &sealed)
+    }
+
+    pub fn save_state(&self, state: &[u8]) -> Result<(), CacheError> {
+        self.write(&self.state_path(), &seal(&self.key, b"state", state))
+    }
+
+    /// The UIDVALIDITY last given out (kept in the clear: it says nothing of the mail), so a
+    /// state that is lost is never followed by one that reuses it.
+    pub fn last_uidvalidity(&self) -> u32 {
+        read_file(&self.dir.join("uidvalidity"), 16)
+            .and_then(|b| String::from_utf8(b).ok())
+            .and_then(|t| t.trim().parse().ok())
+            .unwrap_or(0)
+    }
+
+    pub fn record_uidvalidity(&self, uidvalidity: u32) -> Result<(), CacheError> {
+        self.write(&self.dir.join("uidvalidity"), format!("{uidvalidity}\n").as_bytes())
+    }
+
+    /// The view of `uid`, or None when it was never stored, was evicted or does not open.
+    pub fn view(&self, uidvalidity: u32, uid: u32) -> Option<Vec<u8>> {
+        let sealed = read_file(&self.view_path(uidvalidity, uid), MAX_VIEW)?;
+        open(&self.key, &view_context(uidvalidity, uid), &sealed)
+    }
+
+    pub fn put_view(&self, uidvalidity: u32, uid: u32, view: &[u8]) -> Result<(), CacheError> {
+        self.write(&self.view_path(uidvalidity, uid), &seal(&self.key, &view_context(uidvalidity, uid), view))
+    }
+
+    pub fn remove_view(&self, uidvalidity: u32, uid: u32) {
+        // Already gone is what was wanted.
+        let _ = std::fs::remove_file(self.view_path(uidvalidity, uid));
+    }
+
+    /// Every view file not of `uidvalidity`, or of a UID `keep` rejects: left behind by a
+    /// UIDVALIDITY that changed or a state that was lost.
+    pub fn sweep(&self, uidvalidity: u32, keep: impl Fn(u32) -> bool) {
+        let Ok(entries) = std::fs::read_dir(self.dir.join("views")) else { return };
+        for e in entries.flatten() {
+            let name = e.file_name();
+            let ours = name
+                .to_str()
+                .and_then(|n| n.split_once('-'))
+                .and_then(|(v, u)| Some((v.parse::<u32>().ok()?, u.parse::<u32>().ok()?)))
+                .is_some_and(|(v, u)| v == uidvalidity && keep(u));
+            if !ours {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
+
+    /// Written whole or not at all: a temporary file in the same directory, then renamed.
+    fn write(&self, path: &Path, bytes: &[u8]) -> Result<(), CacheError> {
+        let io = |e: std::io::Error| CacheError::Io(path.to_path_buf(), e);
+        let dir = path.parent().unwrap_or(&self.dir);
+        let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(io)?;
+        tmp.write_all(bytes).map_err(io)?;
+        tmp.as_file().sync_data().map_err(io)?;
+        tmp.persist(path).map_err(|e| io(e.error))?;
+        Ok(())
+    }
+}
+
+fn view_context(uidvalidity: u32, uid: u32) -> Vec<u8> {
+    format!("view {uidvalidity} {uid}").into_bytes()
+}
+
+fn read_file(path: &Path, limit: u64) -> Option<Vec<u8>> {
+    crate::files::read_regular(path, limit).ok()
+}
+
+/// The key of one file: HKDF-SHA256 of the cache key with the file's salt, for what it is.
+fn file_key(key: &[u8; 32], salt: &[u8], what: &[u8]) -> Option<LessSafeKey> {
+    let prk = Salt::new(HKDF_SHA256, salt).extract(key);
+    let info = [b"ssmax-card imap cache\0".as_slice(), what];
+    let okm = prk.expand(&info, &AES_256_GCM).ok()?;
+    Some(LessSafeKey::new(UnboundKey::from(okm)))
+}
+
+/// MAGIC, a fresh salt, and `plain` sealed under the file's own key. A key is used for one
+/// file once, so the nonce can be zero.
+pub fn seal(key: &[u8; 32], what: &[u8], plain: &[u8]) -> Vec<u8> {
+    let mut salt = [0u8; SALT_LEN];
+    rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut salt);
+    let mut out = Vec::with_capacity(MAGIC.len() + SALT_LEN + plain.len() + AES_256_GCM.tag_len());
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&salt);
+    let body = out.len();
+    out.extend_from_slice(plain);
+    let sealing = file_key(key, &salt, what).expect("HKDF gives 32 bytes");
+    let tag = sealing
+        .seal_in_place_separate_tag(Nonce::assume_unique_for_key([0; 12]), Aad::from(MAGIC), &mut out[body..])
+        .expect("a message under GCM's length limit");
+    out.extend_from_slice(tag.as_ref());
+    out
+}
+
+/// What `seal` sealed for `what`, or None for anything else.
+pub fn open(key: &[u8; 32], what: &[u8], sealed: &[u8]) -> Option<Vec<u8>> {
+    let rest = sealed.strip_prefix(MAGIC.as_slice())?;
+    if rest.len() < SALT_LEN + AES_256_GCM.tag_len() {
+        return None;
+    }
+    let (salt, body) = rest.split_at(SALT_LEN);
+    let mut body = body.to_vec();
+    let opening = file_key(key, salt, what)?;
+    let plain_len =
+        opening.open_in_place(Nonce::assume_unique_for_key([0; 12]), Aad::from(MAGIC), &mut body).ok()?.len();
+    body.truncate(plain_len);
+    Some(body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(b: u8) -> Zeroizing<[u8; 32]> {
+        Zeroizing::new([b; 32])
+    }
+
+    #[test]
+    fn a_view_opens_under_its_own_uid_only_and_not_under_another_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::open(&dir.path().join("c"), key(1)).unwrap();
+        cache.put_view(7, 1, b"Subject: secret contract\r\n\r\nbody").unwrap();
+        cache.put_view(7, 2, b"other").unwrap();
+        assert_eq!(cache.view(7, 1).unwrap(), b"Subject: secret contract\r\n\r\nbody");
+        // Nothing of the view is on the disk in the clear.
+        let raw = std::fs::read(dir.path().join("c/views/7-1")).unwrap();
+        assert!(memchr::memmem::find(&raw, b"secret").is_none());
+        // Moved onto another's name, or under another UIDVALIDITY: does not open.
+        std::fs::copy(dir.path().join("c/views/7-1"), dir.path().join("c/views/7-2")).unwrap();
+        assert_eq!(cache.view(7, 2), None);
+        std::fs::copy(dir.path().join("c/views/7-1"), dir.path().join("c/views/8-1")).unwrap();
+        assert_eq!(cache.view(8, 1), None);
+        let other = Cache::open(&dir.path().join("c"), key(2)).unwrap();
+        assert_eq!(other.view(7, 1), None);
+    }
+
+    #[test]
+    fn a_sealed_file_changed_in_any_byte_does_not_open() {
+        let sealed = seal(&[3; 32], b"state", b"{\"uidvalidity\":5}");
+        assert_eq!(open(&[3; 32], b"state", &sealed).unwrap(), b"{\"uidvalidity\":5}");
+        for i in 0..sealed.len() {
+            let mut bad = sealed.clone();
+            bad[i] ^= 0x20;
+            assert_eq!(open(&[3; 32], b"state", &bad), None, "byte {i}");
+        }
+        assert_eq!(open(&[3; 32], b"state", &sealed[..sealed.len() - 1]), None);
+        assert_eq!(open(&[3; 32], b"view 1 1", &sealed), None);
+        // Two seals of the same bytes differ (a fresh salt each).
+        assert_ne!(seal(&[3; 32], b"state", b"x"), seal(&[3; 32], b"state", b"x"));
+    }
+
+    #[test]
+    fn sweep_removes_views_of_another_uidvalidity_and_those_not_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::open(&dir.path().join("c"), key(1)).unwrap();
+        for (v, u) in [(1, 1), (1, 2), (2, 1), (2, 5)] {
+            cache.put_view(v, u, b"x").unwrap();
+        }
+        std::fs::write(dir.path().join("c/views/stray"), b"x").unwrap();
+        cache.sweep(2, |u| u == 5);
+        let mut left: Vec<String> = std::fs::read_dir(dir.path().join("c/views"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        left.sort();
+        assert_eq!(left, ["2-5"]);
+    }
+}
