@@ -1955,6 +1955,154 @@ fn the_imap_door_reads_its_mail_store_over_tls_or_starttls_and_refuses_a_certifi
     );
 }
 
+/// Python's imaplib logged in to the door, INBOX selected read-only as `d`, then `body`; what
+/// it printed.
+fn imap_probe(door: &ImapDoor, body: &str) -> String {
+    let script = format!(
+        "import imaplib,sys,hashlib,time\nd=imaplib.IMAP4('127.0.0.1',int(sys.argv[1]))\nd.login(sys.argv[2],sys.argv[3])\ntyp,n=d.select('INBOX', readonly=True)\nprint('selected', typ, n, d.response('UIDVALIDITY')[1])\n{body}\n"
+    );
+    let o = run(Command::new("python3").args(["-c", &script, &door.port.to_string(), &door.user, &door.secret]));
+    format!("{}{}", stdout(&o), stderr(&o))
+}
+
+/// Every UID the door shows, with the SHA-256 of each message's bytes and its size.
+const UID_DIGESTS: &str = "typ,data=d.uid('FETCH','1:*','(UID RFC822.SIZE BODY.PEEK[])')\nfor x in data:\n    if isinstance(x, tuple): print('msg', x[0].split(b' BODY')[0].decode(), hashlib.sha256(x[1]).hexdigest())\n";
+
+/// Every file under `dir`, read whole.
+fn files_under(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                todo.push(p);
+            } else {
+                out.push((p.clone(), std::fs::read(&p).unwrap()));
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn the_imap_door_keeps_uids_and_bytes_across_restarts_without_the_card_and_writes_no_clear_byte() {
+    let w = World::new();
+    let sent = w.send(&[("figures.csv", "Q3 revenue: 1,234 MJPY\n", "Q3 figures")]);
+    let (_, hop1) = w.org("sending", &sent, "hop1.eml", None);
+    let (_, hop2) = w.org("receiving", &hop1, "hop2.eml", None);
+    let plain = w.bob.write("plain.eml", "From: Carol <carol@example.jp>\r\nSubject: lunch\r\n\r\nNoon?\r\n");
+    let store = Dovecot::start(&w.bob);
+    store.deliver(&[&plain, &hop2]);
+    let agent = crate::support::agent::start_agent(&w.bob, "", "0");
+    let door = imap_door(&w.bob, &agent.socket, &store);
+    let first = imap_probe(&door, UID_DIGESTS);
+    let shown: Vec<&str> = first.lines().filter(|l| l.starts_with("msg ")).collect();
+    assert_eq!(shown.len(), 2, "{first}");
+    let o = imap_probe(&door, "print(d.uid('FETCH','2','(BODY.PEEK[])')[1][0][1].decode())");
+    assert!(o.contains("smime=pass") && o.contains("UTMgcmV2ZW51ZTogMSwyMzQgTUpQWQo="), "opened: {o}");
+    // The door stops; so does the agent (no card to ask). A new door shows the same UIDs,
+    // UIDVALIDITY and bytes, from its cache.
+    drop(door);
+    drop(agent);
+    let door = imap_door(&w.bob, &w.bob.path("no-agent.sock"), &store);
+    let again = imap_probe(&door, UID_DIGESTS);
+    let first_sel = first.lines().find(|l| l.starts_with("selected")).unwrap();
+    assert_eq!(again.lines().find(|l| l.starts_with("selected")).unwrap(), first_sel, "{again}");
+    let shown_again: Vec<&str> = again.lines().filter(|l| l.starts_with("msg ")).collect();
+    assert_eq!(shown_again, shown, "{again}");
+    // Nothing decrypted or verified is on the disk in the clear: not the attachment (as text or
+    // as the base64 the view carries), not the verdict.
+    let cache = files_under(&w.bob.dir.path().join(".cache"));
+    assert!(cache.len() >= 3, "the state and two views: {:?}", cache.iter().map(|c| &c.0).collect::<Vec<_>>());
+    for (path, bytes) in &cache {
+        for clear in [&b"Q3 revenue"[..], b"UTMgcmV2ZW51ZTogMSwyMzQgTUpQWQo=", b"smime=pass", b"Noon?"] {
+            assert!(memchr::memmem::find(bytes, clear).is_none(), "{} holds {:?}", path.display(), clear);
+        }
+    }
+}
+
+#[test]
+fn a_protected_mail_that_waits_for_the_card_comes_back_opened_under_a_new_uid() {
+    let w = World::new();
+    let sent = w.send(&[("figures.csv", "Q3 revenue: 1,234 MJPY\n", "Q3 figures")]);
+    let (_, hop1) = w.org("sending", &sent, "hop1.eml", None);
+    let (_, hop2) = w.org("receiving", &hop1, "hop2.eml", None);
+    let plain = w.bob.write("plain.eml", "From: Carol <carol@example.jp>\r\nSubject: lunch\r\n\r\nNoon?\r\n");
+    let store = Dovecot::start(&w.bob);
+    store.deliver(&[&hop2, &plain]);
+    // The card is away when the door first reads the mail.
+    let tokens = w.bob.dir.path().join("t/tokens");
+    let away = w.bob.dir.path().join("t/tokens.away");
+    std::fs::rename(&tokens, &away).unwrap();
+    let agent = crate::support::agent::start_agent(&w.bob, "presence_poll_ms = 200\n", "0");
+    let door = imap_door(&w.bob, &agent.socket, &store);
+    // One client stays all along; the card comes back while it is selected (the script moves
+    // the token store back).
+    let o = imap_probe(
+        &door,
+        &format!(
+            "import os\nprint('before', d.uid('FETCH','1:*','(UID BODY.PEEK[])'))\nos.rename('{}', '{}')\nstart=time.time()\nwhile time.time()-start < 60:\n    d.noop()\n    gone=d.response('EXPUNGE')[1]\n    if gone != [None]: break\n    time.sleep(0.25)\nprint('expunged', gone, 'after %.1f s' % (time.time()-start))\nprint('uids', d.fetch('1:*','(UID)')[1])\nprint(d.uid('FETCH','3','(BODY.PEEK[])')[1][0][1].decode())",
+            away.display(),
+            tokens.display()
+        ),
+    );
+    let before = o.lines().find(|l| l.starts_with("before")).unwrap_or_default();
+    assert!(o.contains("selected OK [b'2']"), "{o}");
+    assert!(before.contains("UID 1 ") && before.contains("waits for your card"), "{o}");
+    assert!(before.contains("insert the card"), "says what to do: {o}");
+    assert!(before.contains("UID 2 ") && before.contains("Noon?"), "the plain mail does not wait: {o}");
+    assert!(o.contains("expunged [b'1']"), "{o}");
+    assert!(o.contains("uids [b'1 (UID 2)', b'2 (UID 3)']"), "{o}");
+    assert!(o.contains("smime=pass") && o.contains("UTMgcmV2ZW51ZTogMSwyMzQgTUpQWQo="), "{o}");
+    eprintln!("opened once the card came back: {}", o.lines().find(|l| l.starts_with("expunged")).unwrap_or(""));
+    assert_eq!(crate::support::agent::getpins(&agent), 1, "one PIN, when the card came");
+}
+
+#[test]
+fn views_past_the_cache_size_are_evicted_and_built_again_as_the_same_bytes() {
+    let w = World::new();
+    let sent = w.send(&[("figures.csv", "Q3 revenue: 1,234 MJPY\n", "Q3 figures")]);
+    let (_, hop1) = w.org("sending", &sent, "hop1.eml", None);
+    let (_, hop2) = w.org("receiving", &hop1, "hop2.eml", None);
+    let plain = w.bob.write("plain.eml", "From: Carol <carol@example.jp>\r\nSubject: lunch\r\n\r\nNoon?\r\n");
+    let store = Dovecot::start(&w.bob);
+    store.deliver(&[&plain, &hop2]);
+    let agent = crate::support::agent::start_agent(&w.bob, "pin_cache = \"until-removed\"\n", "0");
+    let upstream =
+        format!("upstream = \"127.0.0.1:{}\"\nupstream_tls = \"none\"\ncache_size = \"1 KiB\"\n", store.port);
+    let door = imap_door_with(&w.bob, &agent.socket, &store, &upstream);
+    let view_now = |door: &ImapDoor| {
+        imap_probe(door, "typ,data=d.uid('FETCH','2','(BODY.PEEK[])')\nprint(typ)\nprint(hashlib.sha256(data[0][1]).hexdigest() if typ == 'OK' else data)")
+    };
+    let views = || {
+        files_under(&w.bob.dir.path().join(".cache"))
+            .into_iter()
+            .filter(|(p, _)| p.parent().unwrap().ends_with("views"))
+            .count()
+    };
+    // Over 1 KiB: the SSMAX mail's view is not kept; the plain one is.
+    let o = view_now(&door);
+    let want = bobs_view(&w, &hop2, "C");
+    assert_eq!(code(&want), 0, "{}", stderr(&want));
+    let want = format!("{:x}", <sha2::Sha256 as sha2::Digest>::digest(&want.stdout));
+    assert!(
+        o.contains(&format!("OK\n{want}")),
+        "built again as the same bytes: {o}\n{}",
+        std::fs::read_to_string(w.bob.path(&format!("imap-door-{}.log", door.port))).unwrap_or_default()
+    );
+    // Evicted again at the next refresh; with the card gone, a FETCH says so at once, rather
+    // than wait for it.
+    let start = std::time::Instant::now();
+    while views() > 1 {
+        assert!(start.elapsed() < std::time::Duration::from_secs(30), "never evicted");
+        imap_probe(&door, "d.noop()");
+    }
+    drop(agent);
+    let o = view_now(&door);
+    assert!(o.contains("NO") && o.contains("cannot be shown now"), "{o}");
+}
+
 #[test]
 fn a_message_too_large_for_a_view_is_a_notice_and_the_mail_after_it_still_arrives() {
     let w = World::new();

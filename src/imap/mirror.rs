@@ -484,7 +484,17 @@ impl Maker<'_> {
 
 /// Build the view of upstream message `upstream` again, for a FETCH: from the upstream,
 /// without asking a PIN (a FETCH never waits on a person). The bytes, or why not.
-pub fn rebuild(up: &mut Upstream, agent: &Path, authserv_id: &str, upstream: u32) -> Result<Vec<u8>, String> {
+pub fn rebuild(
+    up: &mut Upstream,
+    agent: &Path,
+    authserv_id: &str,
+    upstream_uidvalidity: u32,
+    upstream: u32,
+) -> Result<Vec<u8>, String> {
+    // The UID names the same mail only under the same UIDVALIDITY.
+    if up.examine("INBOX").map_err(|e| e.to_string())? != upstream_uidvalidity {
+        return Err("the mail store's mailbox changed".into());
+    }
     let f = up
         .fetch(&upstream.to_string(), true)
         .map_err(|e| e.to_string())?

@@ -74,16 +74,17 @@ impl Shared {
     /// PIN) when it was evicted. A view built again that is not the bytes this UID showed is
     /// not shown under it (the mail comes back under a new UID). None, and why, otherwise.
     pub fn view(&self, uid: u32) -> Result<Vec<u8>, String> {
-        let (uidvalidity, entry) = {
+        let (uidvalidity, upstream_uidvalidity, entry) = {
             let m = self.lock();
-            (m.uidvalidity(), m.entry(uid).cloned().ok_or("gone")?)
+            (m.uidvalidity(), m.state.upstream_uidvalidity, m.entry(uid).cloned().ok_or("gone")?)
         };
         if let Some(v) = self.cache.view(uidvalidity, uid) {
             self.lock().touch(uid, true);
             return Ok(v);
         }
         let mut up = self.login().map_err(|e| e.to_string())?;
-        let view = mirror::rebuild(&mut up, &self.s.agent, &self.s.cfg.authserv_id, entry.upstream)?;
+        let view =
+            mirror::rebuild(&mut up, &self.s.agent, &self.s.cfg.authserv_id, upstream_uidvalidity, entry.upstream)?;
         let same = <sha2::Sha256 as sha2::Digest>::digest(&view).as_slice() == entry.digest;
         let mut m = self.lock();
         if !same || m.uidvalidity() != uidvalidity {
