@@ -2104,6 +2104,61 @@ fn views_past_the_cache_size_are_evicted_and_built_again_as_the_same_bytes() {
 }
 
 #[test]
+fn the_imap_door_keeps_flags_on_the_mail_store_expunges_the_right_mail_and_wakes_an_idling_client() {
+    let w = World::new();
+    let sent = w.send(&[("figures.csv", "Q3 revenue: 1,234 MJPY\n", "Q3 figures")]);
+    let (_, hop1) = w.org("sending", &sent, "hop1.eml", None);
+    let (_, hop2) = w.org("receiving", &hop1, "hop2.eml", None);
+    let mails: Vec<PathBuf> = (1..=3)
+        .map(|i| {
+            w.bob.write(
+                &format!("m{i}.eml"),
+                format!("From: Carol <carol@example.jp>\r\nSubject: note {i}\r\n\r\nNote {i}.\r\n"),
+            )
+        })
+        .collect();
+    let store = Dovecot::start(&w.bob);
+    // Door UIDs: 1 the SSMAX mail, 2..4 the notes; upstream UIDs the same order.
+    store.deliver(&[&hop2, &mails[0], &mails[1], &mails[2]]);
+    let agent = crate::support::agent::start_agent(&w.bob, "", "0");
+    let door = imap_door(&w.bob, &agent.socket, &store);
+    // Flags set through the door are the mail store's: another client of the store sees them.
+    let o = imap_probe(
+        &door,
+        "d.select('INBOX')\nprint('store', d.uid('STORE','1','+FLAGS','(\\\\Seen \\\\Flagged)'))\nprint('store', d.uid('STORE','3','+FLAGS.SILENT','(\\\\Deleted)'))\nprint('expunge', d.expunge())\nprint('left', d.fetch('1:*','(UID FLAGS)')[1])",
+    );
+    assert!(o.contains("store ('OK', [b'1 (UID 1 FLAGS (\\\\Flagged \\\\Seen))'])"), "{o}");
+    assert!(o.contains("expunge ('OK', [b'3'])"), "note 2 (sequence 3) expunged: {o}");
+    assert!(
+        o.contains("left [b'1 (UID 1 FLAGS (\\\\Flagged \\\\Seen))', b'2 (UID 2 FLAGS ())', b'3 (UID 4 FLAGS ())']"),
+        "{o}"
+    );
+    let direct = "import imaplib,sys\nm=imaplib.IMAP4('127.0.0.1',int(sys.argv[1]))\nm.login(sys.argv[2],sys.argv[3])\nm.select('INBOX', readonly=True)\nfor x in m.fetch('1:*','(UID FLAGS BODY.PEEK[HEADER.FIELDS (SUBJECT)])')[1]:\n    print(x)\n";
+    let o = run(Command::new("python3").args(["-c", direct, &store.port.to_string(), &store.user, &store.password]));
+    let upstream = stdout(&o);
+    assert!(upstream.contains("UID 1 FLAGS (\\\\Flagged \\\\Seen)"), "{upstream}{}", stderr(&o));
+    assert!(upstream.contains("note 1") && upstream.contains("note 3") && !upstream.contains("note 2"), "{upstream}");
+    // No decrypted byte reached the mail store: its SSMAX mail is as delivered.
+    assert!(!upstream.contains("smime=pass"), "{upstream}");
+    // An idling client hears of a new mail without asking.
+    let idle = "import socket,sys,time,imaplib\ns=socket.create_connection(('127.0.0.1',int(sys.argv[1])))\nf=s.makefile('rb')\nf.readline()\ns.sendall(b'a LOGIN ' + sys.argv[2].encode() + b' ' + sys.argv[3].encode() + b'\\r\\nb SELECT INBOX\\r\\nc IDLE\\r\\n')\nwhile not f.readline().startswith(b'+'): pass\nm=imaplib.IMAP4('127.0.0.1',int(sys.argv[4]))\nm.login(sys.argv[5],sys.argv[6])\nm.append('INBOX',None,None,b'From: Carol <carol@example.jp>\\r\\nSubject: late\\r\\n\\r\\nLate.\\r\\n')\nstart=time.time()\nwhile True:\n    l=f.readline()\n    if not l or l.endswith(b'EXISTS\\r\\n'): break\nprint('heard', l, 'after %.1f s' % (time.time()-start))\ns.sendall(b'DONE\\r\\n')\nprint('done', f.readline())\n";
+    let o = run(Command::new("python3").args([
+        "-c",
+        idle,
+        &door.port.to_string(),
+        &door.user,
+        &door.secret,
+        &store.port.to_string(),
+        &store.user,
+        &store.password,
+    ]));
+    let said = stdout(&o);
+    assert!(said.contains("heard b'* 4 EXISTS\\r\\n'"), "{said}{}", stderr(&o));
+    assert!(said.contains("done b'c OK"), "{said}");
+    eprintln!("{}", said.lines().next().unwrap_or_default());
+}
+
+#[test]
 fn a_message_too_large_for_a_view_is_a_notice_and_the_mail_after_it_still_arrives() {
     let w = World::new();
     let store = Dovecot::start(&w.bob);

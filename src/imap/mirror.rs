@@ -193,6 +193,24 @@ impl Mirror {
         }
     }
 
+    /// These messages were expunged upstream by the door: gone here too, views and all. The
+    /// state to save.
+    pub fn forget(&mut self, uids: &[u32], cache: &Cache) -> Option<Vec<u8>> {
+        let uidvalidity = self.state.uidvalidity;
+        let uids: std::collections::HashSet<u32> = uids.iter().copied().collect();
+        self.state.entries.retain(|e| {
+            let gone = uids.contains(&e.uid);
+            if gone {
+                cache.remove_view(uidvalidity, e.uid);
+            }
+            !gone
+        });
+        for u in &uids {
+            self.retry.remove(u);
+        }
+        serde_json::to_vec(&self.state).ok()
+    }
+
     /// What a refresh must know, and which waiting mails are due a try.
     pub fn known(&self) -> Known {
         let now = Instant::now();

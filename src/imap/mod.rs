@@ -97,12 +97,86 @@ impl Shared {
     }
 }
 
+impl Shared {
+    /// The upstream UIDs of door UIDs (those still here), and the UIDVALIDITY they are under.
+    fn upstream_of(&self, uids: &[u32]) -> (u32, Vec<(u32, u32)>) {
+        let m = self.lock();
+        let pairs = uids.iter().filter_map(|&u| m.entry(u).map(|e| (u, e.upstream))).collect();
+        (m.state.upstream_uidvalidity, pairs)
+    }
+
+    /// The upstream INBOX, selected read-write, when it is still the mailbox the UIDs are of.
+    fn writable(&self, upstream_uidvalidity: u32) -> Result<upstream::Upstream, String> {
+        let mut up = self.login().map_err(|e| e.to_string())?;
+        if up.select("INBOX").map_err(|e| e.to_string())? != upstream_uidvalidity {
+            return Err("the mail store's mailbox changed; select it again".into());
+        }
+        Ok(up)
+    }
+
+    /// Change flags on the upstream (they are the mail's, not the view's): the flags of each
+    /// door UID afterwards.
+    pub fn store(
+        &self,
+        uids: &[u32],
+        kind: imap_next::imap_types::flag::StoreType,
+        flags: Vec<imap_next::imap_types::flag::Flag<'static>>,
+    ) -> Result<Vec<(u32, Vec<imap_next::imap_types::flag::FlagFetch<'static>>)>, String> {
+        let (validity, pairs) = self.upstream_of(uids);
+        if pairs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut up = self.writable(validity)?;
+        let upstream: Vec<u32> = pairs.iter().map(|p| p.1).collect();
+        let got = up.store(&upstream, kind, flags).map_err(|e| e.to_string())?;
+        let mut m = self.lock();
+        for (u, f) in &got {
+            m.live.entry(*u).or_default().flags = f.clone();
+        }
+        Ok(pairs
+            .iter()
+            .filter_map(|(door, upstream)| got.iter().find(|(u, _)| u == upstream).map(|(_, f)| (*door, f.clone())))
+            .collect())
+    }
+
+    /// Remove these messages from the upstream, and from the mirror (a refresh follows).
+    pub fn expunge(&self, uids: &[u32]) -> Result<(), String> {
+        let (validity, pairs) = self.upstream_of(uids);
+        if pairs.is_empty() {
+            return Ok(());
+        }
+        let mut up = self.writable(validity)?;
+        let upstream: Vec<u32> = pairs.iter().map(|p| p.1).collect();
+        up.uid_expunge(&upstream).map_err(|e| e.to_string())?;
+        // Gone now, whatever refresh is under way: the client is told before its OK.
+        let gone: Vec<u32> = pairs.iter().map(|p| p.0).collect();
+        if let Some(save) = self.lock().forget(&gone, &self.cache) {
+            if let Err(e) = self.cache.save_state(&save) {
+                eprintln!("ssmax-card imap: {e}");
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Bring the mirror up to the upstream. One refresh at a time, on one kept connection (made
 /// again when it broke: the upstream may have restarted); a client that asks meanwhile is
 /// served what is there. The mirror is locked only to read what it knows and to take in the
 /// result; views are made and stored unlocked.
-pub fn refresh(shared: &Shared) -> Result<(), upstream::UpstreamError> {
-    let Ok(mut conn) = shared.refreshing.try_lock() else { return Ok(()) };
+/// `patience`: how long to wait for a refresh under way to end (a client's SELECT wants what
+/// is there now, but a refresh may be waiting on a PIN: past that, what is there is served).
+pub fn refresh(shared: &Shared, patience: std::time::Duration) -> Result<(), upstream::UpstreamError> {
+    let start = std::time::Instant::now();
+    let mut conn = loop {
+        match shared.refreshing.try_lock() {
+            Ok(c) => break c,
+            Err(std::sync::TryLockError::Poisoned(p)) => break p.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) if start.elapsed() < patience => {
+                std::thread::sleep(std::time::Duration::from_millis(20))
+            }
+            Err(std::sync::TryLockError::WouldBlock) => return Ok(()),
+        }
+    };
     let s = &shared.s;
     let mut tried_fresh = false;
     let update = loop {
@@ -151,7 +225,7 @@ pub fn run(settings: Settings) -> Result<(), Failure> {
     std::thread::Builder::new()
         .name("imap-refresh".into())
         .spawn(move || loop {
-            if let Err(e) = refresh(&polling) {
+            if let Err(e) = refresh(&polling, std::time::Duration::ZERO) {
                 eprintln!("ssmax-card imap: {e}");
             }
             std::thread::sleep(POLL);

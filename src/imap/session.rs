@@ -8,8 +8,8 @@ use imap_next::imap_types::command::{Command, CommandBody};
 use imap_next::imap_types::core::{AString, IString, Literal, NString, QuotedChar, Tag, Vec1};
 use imap_next::imap_types::datetime::DateTime;
 use imap_next::imap_types::fetch::{Macro, MacroOrMessageDataItemNames, MessageDataItem, MessageDataItemName, Section};
-use imap_next::imap_types::flag::Flag;
 use imap_next::imap_types::flag::FlagFetch;
+use imap_next::imap_types::flag::{Flag, FlagPerm, StoreResponse, StoreType};
 use imap_next::imap_types::mailbox::Mailbox;
 use imap_next::imap_types::response::{Capability, Code, Data, Greeting, Status};
 use imap_next::imap_types::sequence::{SeqOrUid, Sequence, SequenceSet};
@@ -30,6 +30,10 @@ struct Session<'a, S: Read + Write + Idle> {
     authed: bool,
     failures: u32,
     selected: bool,
+    /// Selected with EXAMINE: no flag changes, no expunging.
+    read_only: bool,
+    /// An IDLE under way: its tag, and when the client last spoke.
+    idling: Option<(Tag<'static>, std::time::Instant)>,
     /// The UIDs this client knows, in sequence-number order: sequence numbers change only when
     /// the client is told (EXPUNGE, EXISTS), whatever other clients' refreshes did meanwhile.
     known: Vec<NonZeroU32>,
@@ -74,6 +78,16 @@ impl Idle for std::net::TcpStream {
 pub const LOGIN_WITHIN: std::time::Duration = std::time::Duration::from_secs(60);
 /// After login: RFC 3501 §5.4 asks at least 30 minutes.
 pub const IDLE_AFTER_LOGIN: std::time::Duration = std::time::Duration::from_secs(31 * 60);
+/// How long a SELECT waits for a refresh under way (new mail being made into views) before it
+/// answers with what is there; a NOOP, less.
+const SELECT_PATIENCE: std::time::Duration = std::time::Duration::from_secs(20);
+const NOOP_PATIENCE: std::time::Duration = std::time::Duration::from_secs(2);
+/// How often an idling client is told what changed (the mirror itself is refreshed every 5 s).
+const IDLE_TICK: std::time::Duration = std::time::Duration::from_secs(1);
+
+fn is_timeout(e: &std::io::Error) -> bool {
+    matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut)
+}
 
 /// Serve one client until it logs out, closes, or breaks the protocol.
 pub fn serve<S: Read + Write + Idle>(mut stream: S, shared: &Shared) -> std::io::Result<()> {
@@ -91,6 +105,8 @@ pub fn serve<S: Read + Write + Idle>(mut stream: S, shared: &Shared) -> std::io:
         authed: false,
         failures: 0,
         selected: false,
+        read_only: true,
+        idling: None,
         known: Vec::new(),
         fetching: None,
         deferred: std::collections::VecDeque::new(),
@@ -136,7 +152,17 @@ impl<S: Read + Write + Idle> Session<'_, S> {
                     if busy {
                         continue;
                     }
-                    let n = self.stream.read(&mut buf)?;
+                    let n = match self.stream.read(&mut buf) {
+                        // Idling: each quiet second, what changed is told (RFC 2177).
+                        Err(e) if self.idling.is_some() && is_timeout(&e) => {
+                            if self.idling.as_ref().is_some_and(|(_, t)| t.elapsed() > IDLE_AFTER_LOGIN) {
+                                return Ok(());
+                            }
+                            self.tell_changes();
+                            continue;
+                        }
+                        r => r?,
+                    };
                     if n == 0 {
                         return Ok(());
                     }
@@ -185,7 +211,23 @@ impl<S: Read + Write + Idle> Session<'_, S> {
                 }
             }
             Event::IdleCommandReceived { tag } => {
-                let _ = self.server.idle_reject(no(&tag, "IDLE is not offered yet"));
+                if !self.authed || !self.selected {
+                    let _ = self.server.idle_reject(bad(&tag, "select a mailbox first"));
+                    return;
+                }
+                let go = imap_next::imap_types::response::CommandContinuationRequest::basic(None, "idling")
+                    .expect("a constant text");
+                if self.server.idle_accept(go).is_ok() {
+                    self.tell_changes();
+                    self.stream.set_idle(IDLE_TICK);
+                    self.idling = Some((tag, std::time::Instant::now()));
+                }
+            }
+            Event::IdleDoneReceived => {
+                if let Some((tag, _)) = self.idling.take() {
+                    self.stream.set_idle(IDLE_AFTER_LOGIN);
+                    self.server.enqueue_status(ok(&tag, "IDLE done"));
+                }
             }
             _ => {}
         }
@@ -229,6 +271,7 @@ impl<S: Read + Write + Idle> Session<'_, S> {
 
     fn command(&mut self, command: Command<'static>) {
         let tag = command.tag;
+        let command_is_close = matches!(command.body, CommandBody::Close);
         let status = match command.body {
             CommandBody::Capability => {
                 self.server.enqueue_data(capabilities());
@@ -236,7 +279,7 @@ impl<S: Read + Write + Idle> Session<'_, S> {
             }
             CommandBody::Noop => {
                 if self.selected {
-                    match self.refresh() {
+                    match self.refresh(NOOP_PATIENCE) {
                         Ok(_) => self.tell_changes(),
                         Err(why) => {
                             if let Ok(s) =
@@ -281,14 +324,19 @@ impl<S: Read + Write + Idle> Session<'_, S> {
                 }
                 ok(&tag, "listed")
             }
-            CommandBody::Select { mailbox } | CommandBody::Examine { mailbox } => {
-                if mailbox != Mailbox::Inbox {
-                    self.selected = false;
-                    no(&tag, "the door shows INBOX only")
+            CommandBody::Select { mailbox } => self.select_inbox(&tag, &mailbox, false),
+            CommandBody::Examine { mailbox } => self.select_inbox(&tag, &mailbox, true),
+            CommandBody::Store { sequence_set, kind, response, flags, uid } => {
+                if !self.selected {
+                    bad(&tag, "select a mailbox first")
+                } else if self.read_only {
+                    no(&tag, "the mailbox is selected read-only (EXAMINE)")
                 } else {
-                    self.select(&tag)
+                    self.store(&tag, &sequence_set, kind, response, flags, uid)
                 }
             }
+            CommandBody::Expunge => self.expunge(&tag, None),
+            CommandBody::ExpungeUid { sequence_set } => self.expunge(&tag, Some(&sequence_set)),
             CommandBody::Fetch { sequence_set, macro_or_item_names, uid } => {
                 if !self.selected {
                     bad(&tag, "select a mailbox first")
@@ -302,6 +350,12 @@ impl<S: Read + Write + Idle> Session<'_, S> {
                 }
             }
             CommandBody::Close | CommandBody::Unselect => {
+                // CLOSE removes what is marked \Deleted, without telling (RFC 3501 §6.4.2).
+                if command_is_close && self.selected && !self.read_only {
+                    if let Err(why) = self.shared.expunge(&self.deleted(None)) {
+                        eprintln!("ssmax-card imap: CLOSE could not expunge: {why}");
+                    }
+                }
                 self.selected = false;
                 self.known.clear();
                 ok(&tag, "closed")
@@ -313,8 +367,8 @@ impl<S: Read + Write + Idle> Session<'_, S> {
 
     /// Bring the mirror up to the upstream: the messages now there, or why the upstream could
     /// not be read (one line of printable text, for a NO).
-    fn refresh(&mut self) -> Result<usize, String> {
-        if let Err(e) = super::refresh(self.shared) {
+    fn refresh(&mut self, patience: std::time::Duration) -> Result<usize, String> {
+        if let Err(e) = super::refresh(self.shared, patience) {
             eprintln!("ssmax-card imap: {e}");
             let line: String = e.to_string().chars().map(|c| if c.is_control() { ' ' } else { c }).take(300).collect();
             return Err(line);
@@ -322,8 +376,17 @@ impl<S: Read + Write + Idle> Session<'_, S> {
         Ok(self.shared.lock().state.entries.len())
     }
 
+    fn select_inbox(&mut self, tag: &Tag<'static>, mailbox: &Mailbox<'_>, read_only: bool) -> Status<'static> {
+        if *mailbox != Mailbox::Inbox {
+            self.selected = false;
+            return no(tag, "the door shows INBOX only");
+        }
+        self.read_only = read_only;
+        self.select(tag)
+    }
+
     fn select(&mut self, tag: &Tag<'static>) -> Status<'static> {
-        match self.refresh() {
+        match self.refresh(SELECT_PATIENCE) {
             Ok(_) => {}
             Err(why) => {
                 self.selected = false;
@@ -356,8 +419,23 @@ impl<S: Read + Write + Idle> Session<'_, S> {
                 self.server.enqueue_status(s);
             }
         }
+        if !self.read_only {
+            let mut permanent: Vec<FlagPerm<'static>> =
+                [Flag::Seen, Flag::Answered, Flag::Flagged, Flag::Deleted, Flag::Draft]
+                    .into_iter()
+                    .map(FlagPerm::Flag)
+                    .collect();
+            permanent.push(FlagPerm::Asterisk);
+            if let Ok(s) = Status::ok(None, Some(Code::PermanentFlags(permanent)), "flags are kept on the mail store") {
+                self.server.enqueue_status(s);
+            }
+        }
         self.selected = true;
-        Status::ok(Some(tag.clone()), Some(Code::ReadOnly), "INBOX selected, read-only").expect("a constant text")
+        if self.read_only {
+            Status::ok(Some(tag.clone()), Some(Code::ReadOnly), "INBOX selected, read-only").expect("a constant text")
+        } else {
+            Status::ok(Some(tag.clone()), Some(Code::ReadWrite), "INBOX selected").expect("a constant text")
+        }
     }
 
     /// Tell the client what changed in the mailbox since it was last told: each message gone
@@ -378,6 +456,99 @@ impl<S: Read + Write + Idle> Session<'_, S> {
         self.known.extend(now.into_iter().filter(|u| last.is_none_or(|l| *u > l)));
         if self.known.len() != before {
             self.server.enqueue_data(Data::Exists(self.known.len() as u32));
+        }
+    }
+
+    /// The door UIDs `set` names (by UID or sequence number) among those the client knows.
+    fn resolve(&self, set: &SequenceSet, uid: bool) -> Result<Vec<u32>, &'static str> {
+        let last_seq = self.known.len() as u32;
+        let last_uid = self.known.last().map(|u| u.get()).unwrap_or(0);
+        if !uid && set.0.as_ref().iter().any(|s| past(s, last_seq)) {
+            return Err("no message with that sequence number");
+        }
+        Ok(self
+            .known
+            .iter()
+            .enumerate()
+            .filter(
+                |(i, k)| if uid { contains(set, k.get(), last_uid) } else { contains(set, *i as u32 + 1, last_seq) },
+            )
+            .map(|(_, k)| k.get())
+            .collect())
+    }
+
+    fn store(
+        &mut self,
+        tag: &Tag<'static>,
+        set: &SequenceSet,
+        kind: StoreType,
+        response: StoreResponse,
+        flags: Vec<Flag<'static>>,
+        uid: bool,
+    ) -> Status<'static> {
+        let uids = match self.resolve(set, uid) {
+            Ok(u) => u,
+            Err(why) => return bad(tag, why),
+        };
+        match self.shared.store(&uids, kind, flags) {
+            Ok(changed) => {
+                for (door, flags) in changed {
+                    let Some(at) = self.known.iter().position(|k| k.get() == door) else { continue };
+                    let (Some(seq), Some(u)) = (NonZeroU32::new(at as u32 + 1), NonZeroU32::new(door)) else {
+                        continue;
+                    };
+                    if response == StoreResponse::Silent {
+                        continue;
+                    }
+                    let mut items = vec![MessageDataItem::Flags(without_recent(&flags))];
+                    if uid {
+                        items.insert(0, MessageDataItem::Uid(u));
+                    }
+                    if let Ok(items) = Vec1::try_from(items) {
+                        self.server.enqueue_data(Data::Fetch { seq, items });
+                    }
+                }
+                ok(tag, "flags stored")
+            }
+            Err(why) => {
+                eprintln!("ssmax-card imap: STORE: {why}");
+                no(tag, "the mail store did not take the flags (the door's log says why)")
+            }
+        }
+    }
+
+    /// The door UIDs the client knows that are marked \Deleted (and in `set`, if given).
+    fn deleted(&self, set: Option<&SequenceSet>) -> Vec<u32> {
+        let within = set.map(|s| self.resolve(s, true).unwrap_or_default());
+        let m = self.shared.lock();
+        self.known
+            .iter()
+            .map(|k| k.get())
+            .filter(|u| within.as_ref().is_none_or(|w| w.contains(u)))
+            .filter(|u| {
+                m.entry(*u)
+                    .and_then(|e| m.live.get(&e.upstream))
+                    .is_some_and(|l| l.flags.iter().any(|f| matches!(f, FlagFetch::Flag(Flag::Deleted))))
+            })
+            .collect()
+    }
+
+    fn expunge(&mut self, tag: &Tag<'static>, set: Option<&SequenceSet>) -> Status<'static> {
+        if !self.selected {
+            return bad(tag, "select a mailbox first");
+        }
+        if self.read_only {
+            return no(tag, "the mailbox is selected read-only (EXAMINE)");
+        }
+        match self.shared.expunge(&self.deleted(set)) {
+            Ok(()) => {
+                self.tell_changes();
+                ok(tag, "expunged")
+            }
+            Err(why) => {
+                eprintln!("ssmax-card imap: EXPUNGE: {why}");
+                no(tag, "the mail store did not expunge (the door's log says why)")
+            }
         }
     }
 
@@ -518,13 +689,24 @@ fn needs_view(name: &MessageDataItemName<'_>) -> bool {
     )
 }
 
+/// \Recent is the upstream's session's, not this one's (SELECT says 0 RECENT).
+fn without_recent(flags: &[FlagFetch<'static>]) -> Vec<FlagFetch<'static>> {
+    flags.iter().filter(|f| !matches!(f, FlagFetch::Recent)).cloned().collect()
+}
+
 fn ok_status(tag: &Tag<'static>, text: &'static str) -> Status<'static> {
     ok(tag, text)
 }
 
 fn capabilities() -> Data<'static> {
-    let caps = vec![Capability::Imap4Rev1, Capability::Auth(AuthMechanism::Plain)];
-    Data::Capability(Vec1::try_from(caps).expect("two capabilities"))
+    let caps = vec![
+        Capability::Imap4Rev1,
+        Capability::Auth(AuthMechanism::Plain),
+        Capability::Idle,
+        Capability::UidPlus,
+        Capability::Unselect,
+    ];
+    Data::Capability(Vec1::try_from(caps).expect("capabilities"))
 }
 
 /// Whether `value` is in `set` (`*` being `largest`): looked up, never expanded, so `1:4294967295`
@@ -605,9 +787,7 @@ fn item_for(m: &Served, name: &MessageDataItemName<'static>, bytes: &mut usize) 
     Some(match name {
         MessageDataItemName::Uid => MessageDataItem::Uid(m.uid),
         // \Recent is the upstream's session's, not this one's (SELECT says 0 RECENT).
-        MessageDataItemName::Flags => MessageDataItem::Flags(
-            m.flags.iter().filter(|f| !matches!(f, imap_next::imap_types::flag::FlagFetch::Recent)).cloned().collect(),
-        ),
+        MessageDataItemName::Flags => MessageDataItem::Flags(without_recent(&m.flags)),
         MessageDataItemName::InternalDate => MessageDataItem::InternalDate(m.internal_date.clone()?),
         MessageDataItemName::Rfc822Size => MessageDataItem::Rfc822Size(m.size),
         MessageDataItemName::Rfc822 => MessageDataItem::Rfc822(literal(view)),

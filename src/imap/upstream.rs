@@ -6,7 +6,7 @@ use imap_next::client::{Client, Event, Options};
 use imap_next::imap_types::command::{Command, CommandBody};
 use imap_next::imap_types::core::{AString, Tag};
 use imap_next::imap_types::fetch::{MacroOrMessageDataItemNames, MessageDataItem, MessageDataItemName};
-use imap_next::imap_types::flag::FlagFetch;
+use imap_next::imap_types::flag::{Flag, FlagFetch, StoreResponse, StoreType};
 use imap_next::imap_types::mailbox::Mailbox;
 use imap_next::imap_types::response::{Code, Data, Status, StatusKind};
 use imap_next::imap_types::sequence::SequenceSet;
@@ -222,12 +222,22 @@ impl Upstream {
 
     /// SELECT (read-only: EXAMINE) a mailbox: its UIDVALIDITY.
     pub fn examine(&mut self, mailbox: &str) -> Result<u32, UpstreamError> {
+        self.open_mailbox(mailbox, false)
+    }
+
+    /// SELECT a mailbox read-write (for STORE and EXPUNGE): its UIDVALIDITY.
+    pub fn select(&mut self, mailbox: &str) -> Result<u32, UpstreamError> {
+        self.open_mailbox(mailbox, true)
+    }
+
+    fn open_mailbox(&mut self, mailbox: &str, write: bool) -> Result<u32, UpstreamError> {
         let mailbox = Mailbox::try_from(mailbox.to_string())
             .map_err(|e| UpstreamError::Protocol(self.name.clone(), e.to_string()))?;
         self.tags += 1;
         let tag = Tag::try_from(format!("s{}", self.tags))
             .map_err(|e| UpstreamError::Protocol(self.name.clone(), e.to_string()))?;
-        self.client.enqueue_command(Command { tag: tag.clone(), body: CommandBody::Examine { mailbox } });
+        let body = if write { CommandBody::Select { mailbox } } else { CommandBody::Examine { mailbox } };
+        self.client.enqueue_command(Command { tag: tag.clone(), body });
         let mut validity = None;
         loop {
             match self.next()? {
@@ -290,5 +300,50 @@ impl Upstream {
             }
         }
         Ok(out)
+    }
+
+    /// UID STORE on the selected mailbox: the flags each message has afterwards, by UID.
+    pub fn store(
+        &mut self,
+        uids: &[u32],
+        kind: StoreType,
+        flags: Vec<Flag<'static>>,
+    ) -> Result<Vec<(u32, Vec<FlagFetch<'static>>)>, UpstreamError> {
+        let body = CommandBody::Store {
+            sequence_set: self.uid_set(uids)?,
+            kind,
+            response: StoreResponse::Answer,
+            flags,
+            uid: true,
+        };
+        let mut out = Vec::new();
+        for d in self.run(body, "STORE")? {
+            let Data::Fetch { items, .. } = d else { continue };
+            let (mut uid, mut flags) = (0, None);
+            for item in items.into_iter() {
+                match item {
+                    MessageDataItem::Uid(u) => uid = u.get(),
+                    MessageDataItem::Flags(f) => flags = Some(f),
+                    _ => {}
+                }
+            }
+            if let (true, Some(f)) = (uid != 0, flags) {
+                out.push((uid, f));
+            }
+        }
+        Ok(out)
+    }
+
+    /// UID EXPUNGE (RFC 4315) on the selected mailbox: only these messages go, whatever else
+    /// another client marked \Deleted meanwhile.
+    pub fn uid_expunge(&mut self, uids: &[u32]) -> Result<(), UpstreamError> {
+        let body = CommandBody::ExpungeUid { sequence_set: self.uid_set(uids)? };
+        self.run(body, "UID EXPUNGE").map(|_| ())
+    }
+
+    fn uid_set(&self, uids: &[u32]) -> Result<SequenceSet, UpstreamError> {
+        let text: Vec<String> = uids.iter().map(u32::to_string).collect();
+        SequenceSet::try_from(text.join(",").as_str())
+            .map_err(|e| UpstreamError::Protocol(self.name.clone(), e.to_string()))
     }
 }
