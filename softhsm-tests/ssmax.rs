@@ -2122,6 +2122,15 @@ fn the_imap_door_keeps_flags_on_the_mail_store_expunges_the_right_mail_and_wakes
     store.deliver(&[&hop2, &mails[0], &mails[1], &mails[2]]);
     let agent = crate::support::agent::start_agent(&w.bob, "", "0");
     let door = imap_door(&w.bob, &agent.socket, &store);
+    // SEARCH looks in what the client is shown: the decrypted attachment's text is found.
+    let o = imap_probe(
+        &door,
+        "d.sock.settimeout(20)\nprint('body', d.uid('SEARCH','BODY','\"revenue: 1,234\"'))\nprint('subject', d.search(None,'SUBJECT','\"note 2\"'))\nprint('not', d.uid('SEARCH','NOT','FROM','carol'))\nprint('deep', d.search(None, 'NOT '*100 + 'ALL'))",
+    );
+    assert!(o.contains("body ('OK', [b'1'])"), "{o}");
+    assert!(o.contains("subject ('OK', [b'3'])"), "{o}");
+    assert!(o.contains("not ('OK', [b'1'])"), "{o}");
+    assert!(o.contains("deep") && o.contains("nested too deep"), "answered under its tag: {o}");
     // Flags set through the door are the mail store's: another client of the store sees them.
     let o = imap_probe(
         &door,

@@ -4,6 +4,7 @@
 
 pub mod cache;
 pub mod mirror;
+pub mod search;
 pub mod session;
 pub mod upstream;
 

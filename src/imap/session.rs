@@ -12,6 +12,7 @@ use imap_next::imap_types::flag::FlagFetch;
 use imap_next::imap_types::flag::{Flag, FlagPerm, StoreResponse, StoreType};
 use imap_next::imap_types::mailbox::Mailbox;
 use imap_next::imap_types::response::{Capability, Code, Data, Greeting, Status};
+use imap_next::imap_types::search::SearchKey;
 use imap_next::imap_types::sequence::{SeqOrUid, Sequence, SequenceSet};
 use imap_next::server::{Event, Options, Server};
 use imap_next::{Interrupt, Io, State};
@@ -168,9 +169,23 @@ impl<S: Read + Write + Idle> Session<'_, S> {
                     }
                     self.server.enqueue_input(&buf[..n]);
                 }
-                // A line the parser could not take: said, and the session goes on.
-                Err(Interrupt::Error(_)) => {
-                    let status = Status::bad(None, None, "the command could not be read").expect("a constant text");
+                // A line the parser could not take: said, under its tag when it has one (a
+                // client waits for its tag), and the session goes on.
+                Err(Interrupt::Error(e)) => {
+                    let tag = match &e {
+                        imap_next::server::Error::ExpectedCrlfGotLf { discarded_bytes }
+                        | imap_next::server::Error::MalformedMessage { discarded_bytes }
+                        | imap_next::server::Error::LiteralTooLong { discarded_bytes }
+                        | imap_next::server::Error::CommandTooLong { discarded_bytes } => {
+                            tag_of(discarded_bytes.declassify())
+                        }
+                    };
+                    let status = Status::bad(
+                        tag,
+                        None,
+                        "the command could not be read (too long, nested too deep, or not IMAP)",
+                    )
+                    .expect("a constant text");
                     self.server.enqueue_status(status);
                 }
             }
@@ -333,6 +348,21 @@ impl<S: Read + Write + Idle> Session<'_, S> {
                     no(&tag, "the mailbox is selected read-only (EXAMINE)")
                 } else {
                     self.store(&tag, &sequence_set, kind, response, flags, uid)
+                }
+            }
+            CommandBody::Search { charset, criteria, uid } => {
+                if !self.selected {
+                    bad(&tag, "select a mailbox first")
+                } else if charset.as_ref().is_some_and(|c| {
+                    let c: &str = c.as_ref();
+                    !c.eq_ignore_ascii_case("utf-8") && !c.eq_ignore_ascii_case("us-ascii")
+                }) {
+                    Status::no(Some(tag.clone()), Some(Code::BadCharset { allowed: Vec::new() }), "UTF-8 or US-ASCII")
+                        .unwrap_or_else(|_| no(&tag, "UTF-8 or US-ASCII"))
+                } else if super::search::too_deep(criteria.as_ref()) {
+                    bad(&tag, "the search nests too deep")
+                } else {
+                    self.search(&tag, criteria.as_ref(), uid)
                 }
             }
             CommandBody::Expunge => self.expunge(&tag, None),
@@ -533,6 +563,49 @@ impl<S: Read + Write + Idle> Session<'_, S> {
             .collect()
     }
 
+    /// SEARCH on the views (search.rs): the matching sequence numbers, or UIDs for UID SEARCH.
+    fn search(&mut self, tag: &Tag<'static>, keys: &[SearchKey<'static>], uid: bool) -> Status<'static> {
+        let last_seq = self.known.len() as u32;
+        let last_uid = self.known.last().map(|u| u.get()).unwrap_or(0);
+        let mut found = Vec::new();
+        for (i, known) in self.known.iter().enumerate() {
+            let seq = i as u32 + 1;
+            let Some((flags, date, size)) = ({
+                let m = self.shared.lock();
+                m.entry(known.get()).map(|e| {
+                    let live = m.live.get(&e.upstream);
+                    (
+                        live.map(|l| l.flags.clone()).unwrap_or_default(),
+                        live.and_then(|l| l.internal_date.clone()),
+                        e.size,
+                    )
+                })
+            }) else {
+                continue;
+            };
+            let shared = self.shared;
+            let door_uid = known.get();
+            let mut view = move || shared.view(door_uid).ok();
+            let mut c = super::search::Candidate::new(
+                seq,
+                door_uid,
+                last_seq,
+                last_uid,
+                &flags,
+                date.as_ref(),
+                size,
+                &mut view,
+            );
+            if super::search::matches(keys, &mut c) {
+                if let Some(n) = NonZeroU32::new(if uid { door_uid } else { seq }) {
+                    found.push(n);
+                }
+            }
+        }
+        self.server.enqueue_data(Data::Search(found));
+        ok(tag, "searched")
+    }
+
     fn expunge(&mut self, tag: &Tag<'static>, set: Option<&SequenceSet>) -> Status<'static> {
         if !self.selected {
             return bad(tag, "select a mailbox first");
@@ -692,6 +765,12 @@ fn needs_view(name: &MessageDataItemName<'_>) -> bool {
 /// \Recent is the upstream's session's, not this one's (SELECT says 0 RECENT).
 fn without_recent(flags: &[FlagFetch<'static>]) -> Vec<FlagFetch<'static>> {
     flags.iter().filter(|f| !matches!(f, FlagFetch::Recent)).cloned().collect()
+}
+
+/// The tag a command line begins with, if it begins with one.
+fn tag_of(line: &[u8]) -> Option<Tag<'static>> {
+    let end = line.iter().position(|&b| b == b' ').unwrap_or(0);
+    Tag::try_from(String::from_utf8(line[..end].to_vec()).ok()?).ok()
 }
 
 fn ok_status(tag: &Tag<'static>, text: &'static str) -> Status<'static> {
