@@ -9,12 +9,12 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 /// A private tmux server (own socket) running one program in a 120×40 window.
-struct Tmux {
+pub(crate) struct Tmux {
     socket: PathBuf,
 }
 
 impl Tmux {
-    fn start(tok: &Tok, command: &str) -> Tmux {
+    pub(crate) fn start(tok: &Tok, command: &str) -> Tmux {
         let socket = tok.path("tmux.sock");
         ok(Command::new("tmux").arg("-S").arg(&socket).args([
             "new-session",
@@ -30,16 +30,16 @@ impl Tmux {
         Tmux { socket }
     }
 
-    fn keys(&self, keys: &[&str]) {
+    pub(crate) fn keys(&self, keys: &[&str]) {
         ok(Command::new("tmux").arg("-S").arg(&self.socket).args(["send-keys", "-t", "t"]).args(keys));
     }
 
-    fn screen(&self) -> String {
+    pub(crate) fn screen(&self) -> String {
         stdout(&run(Command::new("tmux").arg("-S").arg(&self.socket).args(["capture-pane", "-p", "-t", "t"])))
     }
 
     /// The screen once it shows `text`; a clear failure (with the screen) if it never does.
-    fn wait_for(&self, text: &str) -> String {
+    pub(crate) fn wait_for(&self, text: &str) -> String {
         let start = Instant::now();
         loop {
             let s = self.screen();

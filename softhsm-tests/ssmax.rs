@@ -2168,6 +2168,49 @@ fn the_imap_door_keeps_flags_on_the_mail_store_expunges_the_right_mail_and_wakes
 }
 
 #[test]
+fn neomutt_over_the_imap_door_opens_the_ssmax_mail_and_lists_its_decrypted_attachment() {
+    let w = World::new();
+    let sent = w.send(&[("figures.csv", "Q3 revenue: 1,234 MJPY\n", "Q3 figures")]);
+    let (_, hop1) = w.org("sending", &sent, "hop1.eml", None);
+    let (_, hop2) = w.org("receiving", &hop1, "hop2.eml", None);
+    let store = Dovecot::start(&w.bob);
+    store.deliver(&[&hop2]);
+    let agent = crate::support::agent::start_agent(&w.bob, "", "0");
+    let door = imap_door(&w.bob, &agent.socket, &store);
+    let home = w.bob.path("neomutt-home");
+    std::fs::create_dir_all(&home).unwrap();
+    let rc = w.bob.write(
+        "neomuttrc-imap",
+        format!(
+            "set folder = \"imap://{}@127.0.0.1:{}/\"\nset spoolfile = \"+INBOX\"\nset imap_pass = \"{}\"\n\
+             set ssl_starttls = no\nset ssl_force_tls = no\nset header_cache = \"\"\nset message_cachedir = \"\"\n\
+             set sort = mailbox-order\nset help = no\nset wait_key = no\nset record = \"\"\nset mark_old = no\n",
+            door.user, door.port, door.secret
+        ),
+    );
+    let t = crate::mailclients::Tmux::start(
+        &w.bob,
+        &format!(
+            "env -i PATH='{}' HOME='{}' TERM=tmux-256color neomutt -n -F '{}'; sleep 600",
+            std::env::var("PATH").unwrap_or_default(),
+            home.display(),
+            rc.display()
+        ),
+    );
+    t.wait_for("Q3 figures");
+    t.keys(&["Enter"]);
+    let screen = t.wait_for("the figures are attached");
+    assert!(screen.contains("Partner Org") || screen.contains("verified"), "the door's first part: {screen}");
+    t.keys(&["v"]);
+    let screen = t.wait_for("figures.csv");
+    // As the sender attached it (send attaches files as application/octet-stream), not .p7m.
+    assert!(screen.contains("octet-stre") && !screen.contains("p7m"), "{screen}");
+    assert!(screen.contains("1 <no description>") && screen.contains("[text/plain, quoted, utf-8"), "{screen}");
+    // The mail store saw the door read, nothing more; the agent asked one PIN, once.
+    assert_eq!(crate::support::agent::getpins(&agent), 1);
+}
+
+#[test]
 fn a_message_too_large_for_a_view_is_a_notice_and_the_mail_after_it_still_arrives() {
     let w = World::new();
     let store = Dovecot::start(&w.bob);
