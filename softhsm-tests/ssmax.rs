@@ -2210,6 +2210,42 @@ fn neomutt_over_the_imap_door_opens_the_ssmax_mail_and_lists_its_decrypted_attac
     assert_eq!(crate::support::agent::getpins(&agent), 1);
 }
 
+/// A multipart mail as Japanese clients send it: an ISO-2022-JP subject and sender, a text part,
+/// an attachment with an RFC 2231 name, and a forwarded mail.
+const JAPANESE_MULTIPART: &str = "From: =?ISO-2022-JP?B?GyRCOzNFRBsoQg==?= <yamada@example.jp>\r\nTo: Bob <bob@partner.example>, =?UTF-8?B?6Yi05pyo?= <suzuki@example.jp>\r\nCc: team: carol@example.jp, dave@example.jp;\r\nSubject: =?ISO-2022-JP?B?GyRCOF5AUTtxGyhC?=\r\nDate: Mon, 7 Dec 2026 10:00:00 +0900\r\nMessage-ID: <m1@example.jp>\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"outer\"\r\n\r\npreamble\r\n--outer\r\nContent-Type: text/plain; charset=\"UTF-8\"\r\nContent-Transfer-Encoding: base64\r\n\r\n6KaL56mN5pu444KS6YCB44KK44G+44GZ44CC\r\n--outer\r\nContent-Type: application/pdf; name=\"mitsumori.pdf\"\r\nContent-Disposition: attachment; filename*=UTF-8''%E8%A6%8B%E7%A9%8D.pdf\r\nContent-Transfer-Encoding: base64\r\n\r\nJVBERi0xLjQK\r\n--outer\r\nContent-Type: message/rfc822\r\n\r\nFrom: carol@example.jp\r\nSubject: earlier\r\n\r\nThe earlier note.\r\n--outer--\r\n";
+
+#[test]
+fn the_imap_door_answers_bodystructure_envelope_and_sections_as_dovecot_does_for_the_same_bytes() {
+    let w = World::new();
+    let sent = w.send(&[("figures.csv", "Q3 revenue: 1,234 MJPY\n", "Q3 figures")]);
+    let (_, hop1) = w.org("sending", &sent, "hop1.eml", None);
+    let (_, hop2) = w.org("receiving", &hop1, "hop2.eml", None);
+    let jp = w.bob.write("jp.eml", JAPANESE_MULTIPART);
+    let store = Dovecot::start(&w.bob);
+    store.deliver(&[&jp, &hop2]);
+    let agent = crate::support::agent::start_agent(&w.bob, "", "0");
+    let door = imap_door(&w.bob, &agent.socket, &store);
+    // The same FETCH to the mail store and to the door: for a mail the door shows as it is,
+    // the same answers (letter case aside: imap-codec writes TEXT and 7BIT in capitals).
+    let fetch = "for x in m.fetch('1','(BODYSTRUCTURE ENVELOPE BODY BODY.PEEK[1] BODY.PEEK[2.MIME] BODY.PEEK[3.HEADER] BODY.PEEK[3.TEXT] BODY.PEEK[3.1] BODY.PEEK[2]<4.8> BODY.PEEK[HEADER.FIELDS (SUBJECT CC)])')[1]:\n    print(x)\n";
+    let ask = |port: u16, user: &str, secret: &str| {
+        let script = format!("import imaplib,sys\nm=imaplib.IMAP4('127.0.0.1',int(sys.argv[1]))\nm.login(sys.argv[2],sys.argv[3])\nm.select('INBOX', readonly=True)\n{fetch}");
+        let o = run(Command::new("python3").args(["-c", &script, &port.to_string(), user, secret]));
+        assert_eq!(code(&o), 0, "{}", stderr(&o));
+        stdout(&o).to_lowercase()
+    };
+    let upstream = ask(store.port, &store.user, &store.password);
+    let through = ask(door.port, &door.user, &door.secret);
+    assert!(upstream.contains("bodystructure ((\"text\" \"plain\""), "{upstream}");
+    assert_eq!(through, upstream);
+    // The SSMAX mail's structure is its view's: the decrypted attachment is a part of its own.
+    let o =
+        imap_probe(&door, "for x in d.fetch('2','(BODYSTRUCTURE BODY.PEEK[3.MIME] BODY.PEEK[3])')[1]:\n    print(x)");
+    assert!(o.contains("(\"mixed\" ") || o.contains("\"MIXED\"") || o.contains("\"mixed\""), "{o}");
+    assert!(o.contains("figures.csv") && o.contains("UTMgcmV2ZW51ZTogMSwyMzQgTUpQWQo="), "{o}");
+    assert!(!o.to_lowercase().contains("pkcs7"), "no sealed part is shown: {o}");
+}
+
 #[test]
 fn a_message_too_large_for_a_view_is_a_notice_and_the_mail_after_it_still_arrives() {
     let w = World::new();

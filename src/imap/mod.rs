@@ -6,6 +6,7 @@ pub mod cache;
 pub mod mirror;
 pub mod search;
 pub mod session;
+pub mod structure;
 pub mod upstream;
 
 use crate::config::ImapConfig;

@@ -2,10 +2,11 @@
 //! socket): log in with the client secret, list and select INBOX, fetch from the mirror.
 //! What the door does not do yet is refused with NO, never half done.
 
+use super::structure::Tree;
 use super::Shared;
 use imap_next::imap_types::auth::{AuthMechanism, AuthenticateData};
 use imap_next::imap_types::command::{Command, CommandBody};
-use imap_next::imap_types::core::{AString, IString, Literal, NString, QuotedChar, Tag, Vec1};
+use imap_next::imap_types::core::{IString, Literal, NString, QuotedChar, Tag, Vec1};
 use imap_next::imap_types::datetime::DateTime;
 use imap_next::imap_types::fetch::{Macro, MacroOrMessageDataItemNames, MessageDataItem, MessageDataItemName, Section};
 use imap_next::imap_types::flag::FlagFetch;
@@ -633,23 +634,23 @@ impl<S: Read + Write + Idle> Session<'_, S> {
         uid: bool,
     ) -> Status<'static> {
         let names = match names {
-            MacroOrMessageDataItemNames::Macro(Macro::Fast) => {
-                vec![MessageDataItemName::Flags, MessageDataItemName::InternalDate, MessageDataItemName::Rfc822Size]
+            MacroOrMessageDataItemNames::Macro(m) => {
+                use MessageDataItemName::{Body, Envelope, Flags, InternalDate, Rfc822Size};
+                match m {
+                    Macro::Fast => vec![Flags, InternalDate, Rfc822Size],
+                    Macro::All => vec![Flags, InternalDate, Rfc822Size, Envelope],
+                    Macro::Full => vec![Flags, InternalDate, Rfc822Size, Envelope, Body],
+                    _ => return bad(tag, "unknown FETCH macro"),
+                }
             }
-            MacroOrMessageDataItemNames::Macro(_) => return no(tag, "ENVELOPE and BODYSTRUCTURE are not offered yet"),
             MacroOrMessageDataItemNames::MessageDataItemNames(n) => n,
         };
-        if names.iter().any(|n| {
-            matches!(
-                n,
-                MessageDataItemName::Envelope
-                    | MessageDataItemName::BodyStructure
-                    | MessageDataItemName::Body
-                    | MessageDataItemName::Binary { .. }
-                    | MessageDataItemName::BinarySize { .. }
-            )
-        }) {
-            return no(tag, "ENVELOPE, BODYSTRUCTURE and BINARY are not offered yet");
+        // BINARY (RFC 3516) is not announced.
+        if names
+            .iter()
+            .any(|n| matches!(n, MessageDataItemName::Binary { .. } | MessageDataItemName::BinarySize { .. }))
+        {
+            return bad(tag, "BINARY is not offered");
         }
         let mut unique: Vec<MessageDataItemName<'static>> = Vec::new();
         for n in names {
@@ -723,8 +724,11 @@ impl<S: Read + Write + Idle> Session<'_, S> {
             items.push(MessageDataItem::Uid(m.uid));
         }
         let mut bytes = 0usize;
+        // Sections, ENVELOPE and BODYSTRUCTURE all come from the view's bytes (structure.rs):
+        // the same bytes give the same answers, for as long as the UID lives.
+        let tree = m.view.as_deref().map(Tree::parse);
         for n in &f.names {
-            if let Some(item) = item_for(&m, n, &mut bytes) {
+            if let Some(item) = item_for(&m, tree.as_ref(), n, &mut bytes) {
                 if !(f.uid && matches!(item, MessageDataItem::Uid(_))) {
                     items.push(item);
                 }
@@ -821,44 +825,18 @@ fn literal(bytes: &[u8]) -> NString<'static> {
     }
 }
 
-/// The header block of a message (its blank line included) and the rest.
-fn split_header(view: &[u8]) -> (&[u8], &[u8]) {
-    match memchr::memmem::find(view, b"\r\n\r\n") {
-        Some(i) => view.split_at(i + 4),
-        None => (view, &[][..]),
-    }
-}
-
-/// The header fields of `header` named (or, with `not`, not named) in `names`, with the blank line.
-fn header_fields(header: &[u8], names: &[AString<'_>], not: bool) -> Vec<u8> {
-    let wanted = |line: &[u8]| {
-        let name = line.split(|&b| b == b':').next().unwrap_or_default();
-        let named = names.iter().any(|n| {
-            let n: &[u8] = n.as_ref();
-            n.eq_ignore_ascii_case(name.trim_ascii())
-        });
-        named != not
-    };
-    let mut out = Vec::new();
-    let mut keep = false;
-    for line in header.split_inclusive(|&b| b == b'\n') {
-        if line == b"\r\n" {
-            break;
-        }
-        if !line.starts_with(b" ") && !line.starts_with(b"\t") {
-            keep = wanted(line);
-        }
-        if keep {
-            out.extend_from_slice(line);
-        }
-    }
-    out.extend_from_slice(b"\r\n");
-    out
-}
-
 /// One FETCH item of a message, from its view.
-fn item_for(m: &Served, name: &MessageDataItemName<'static>, bytes: &mut usize) -> Option<MessageDataItem<'static>> {
+fn item_for(
+    m: &Served,
+    tree: Option<&Tree<'_>>,
+    name: &MessageDataItemName<'static>,
+    bytes: &mut usize,
+) -> Option<MessageDataItem<'static>> {
     let view = m.view.as_deref().unwrap_or_default();
+    let section = |s: Option<&Section<'_>>| tree.and_then(|t| t.section(s)).unwrap_or_default();
+    // What the answer holds from the view, counted against the bound: the header for ENVELOPE
+    // and BODYSTRUCTURE (their strings come from header fields).
+    let header_len = || section(Some(&Section::Header(None))).len();
     let mut literal = |b: &[u8]| {
         *bytes = bytes.saturating_add(b.len());
         literal(b)
@@ -870,19 +848,28 @@ fn item_for(m: &Served, name: &MessageDataItemName<'static>, bytes: &mut usize) 
         MessageDataItemName::InternalDate => MessageDataItem::InternalDate(m.internal_date.clone()?),
         MessageDataItemName::Rfc822Size => MessageDataItem::Rfc822Size(m.size),
         MessageDataItemName::Rfc822 => MessageDataItem::Rfc822(literal(view)),
-        MessageDataItemName::Rfc822Header => MessageDataItem::Rfc822Header(literal(split_header(view).0)),
-        MessageDataItemName::Rfc822Text => MessageDataItem::Rfc822Text(literal(split_header(view).1)),
-        MessageDataItemName::BodyExt { section, partial, .. } => {
-            let (header, text) = split_header(view);
-            let whole: Vec<u8> = match section {
+        MessageDataItemName::Rfc822Header => {
+            MessageDataItem::Rfc822Header(literal(&section(Some(&Section::Header(None)))))
+        }
+        MessageDataItemName::Rfc822Text => MessageDataItem::Rfc822Text(literal(&section(Some(&Section::Text(None))))),
+        MessageDataItemName::Envelope => {
+            *bytes = bytes.saturating_add(header_len());
+            MessageDataItem::Envelope(tree?.envelope())
+        }
+        MessageDataItemName::BodyStructure => {
+            *bytes = bytes.saturating_add(header_len());
+            MessageDataItem::BodyStructure(tree?.body_structure(true))
+        }
+        MessageDataItemName::Body => {
+            *bytes = bytes.saturating_add(header_len());
+            MessageDataItem::Body(tree?.body_structure(false))
+        }
+        MessageDataItemName::BodyExt { section: asked, partial, .. } => {
+            // A part that is not there is an empty string (RFC 3501 leaves it to the server;
+            // Dovecot does the same).
+            let whole: Vec<u8> = match asked {
                 None => view.to_vec(),
-                Some(Section::Header(None)) => header.to_vec(),
-                Some(Section::Text(None)) => text.to_vec(),
-                Some(Section::HeaderFields(None, names)) => header_fields(header, names.as_ref(), false),
-                Some(Section::HeaderFieldsNot(None, names)) => header_fields(header, names.as_ref(), true),
-                // Parts inside the message: not offered yet (an empty string, as for a part
-                // that is not there).
-                Some(_) => Vec::new(),
+                Some(s) => section(Some(s)),
             };
             let (data, origin) = match partial {
                 // The origin as the client asked, even past the end (RFC 3501 §6.4.5).
@@ -893,7 +880,7 @@ fn item_for(m: &Served, name: &MessageDataItemName<'static>, bytes: &mut usize) 
                 }
                 None => (whole, None),
             };
-            MessageDataItem::BodyExt { section: section.clone(), origin, data: literal(&data) }
+            MessageDataItem::BodyExt { section: asked.clone(), origin, data: literal(&data) }
         }
         _ => return None,
     })
