@@ -2011,6 +2011,11 @@ fn the_imap_door_keeps_uids_and_bytes_across_restarts_without_the_card_and_write
     assert_eq!(again.lines().find(|l| l.starts_with("selected")).unwrap(), first_sel, "{again}");
     let shown_again: Vec<&str> = again.lines().filter(|l| l.starts_with("msg ")).collect();
     assert_eq!(shown_again, shown, "{again}");
+    // Mail that is not SSMAX needs no agent: a new one is shown as it is, not as waiting.
+    let later = w.bob.write("later.eml", "From: Carol <carol@example.jp>\r\nSubject: later\r\n\r\nStill no card.\r\n");
+    store.deliver(&[&later]);
+    let o = imap_probe(&door, "print(d.uid('FETCH','3','(BODY.PEEK[])'))");
+    assert!(o.contains("Still no card.") && !o.contains("waits"), "{o}");
     // Nothing decrypted or verified is on the disk in the clear: not the attachment (as text or
     // as the base64 the view carries), not the verdict.
     let cache = files_under(&w.bob.dir.path().join(".cache"));

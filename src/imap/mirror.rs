@@ -481,7 +481,11 @@ impl Maker<'_> {
         let Some(f) = self.up.fetch(&upstream.to_string(), true)?.into_iter().find(|f| f.uid == upstream) else {
             return Ok(None);
         };
-        if let Some(exit) = self.card_waits.filter(|_| crate::ops::view::is_ssmax(&f.body)) {
+        // Mail that is not SSMAX needs no card and no agent: made here.
+        if !crate::ops::view::is_ssmax(&f.body) {
+            return Ok(Some((crate::ops::view::untouched(&f.body, self.authserv_id), Shown::View, None)));
+        }
+        if let Some(exit) = self.card_waits {
             let text = waiting_notice(&crate::tr!("imap-waiting-earlier"));
             return Ok(Some((text, Shown::Waiting, Some(exit))));
         }
@@ -519,6 +523,9 @@ pub fn rebuild(
         .into_iter()
         .find(|f| f.uid == upstream)
         .ok_or_else(|| "the mail store no longer has it".to_string())?;
+    if !crate::ops::view::is_ssmax(&f.body) {
+        return Ok(crate::ops::view::untouched(&f.body, authserv_id));
+    }
     view_in_agent(agent, &f.body, authserv_id, true).map_err(|(_, why)| why)
 }
 

@@ -59,12 +59,7 @@ fn has_ssmax_part(signed: &[u8]) -> bool {
 /// caller's to show, and the mail is tried again later.
 pub fn view(ctx: &mut dyn Ctx, raw: &[u8], authserv_id: &str) -> Result<View, Failure> {
     if !is_ssmax(raw) {
-        // As it is, but for a verdict it claims in the door's name (RFC 8601 §5), hidden or not
-        // behind a bare CR.
-        let cleaned = auth_results::header_without_bare_cr(raw);
-        let raw = cleaned.as_deref().unwrap_or(raw);
-        let mail = auth_results::strip_ours(raw, authserv_id).or(cleaned.clone()).unwrap_or_else(|| raw.to_vec());
-        return Ok(View { mail, verdict: Verdict::Untouched });
+        return Ok(View { mail: untouched(raw, authserv_id), verdict: Verdict::Untouched });
     }
     // One of each (RFC 5322 §3.6): two Subjects or two Reply-Tos show one thing and do another.
     // Judged before the card is asked: such a mail costs no PIN.
@@ -81,6 +76,15 @@ pub fn view(ctx: &mut dyn Ctx, raw: &[u8], authserv_id: &str) -> Result<View, Fa
         }
         Err(f) => Err(f),
     }
+}
+
+/// A mail that is not SSMAX as the door shows it: as it is, but for a verdict it claims in the
+/// door's name (RFC 8601 §5), hidden or not behind a bare CR. Needs no card: the door makes it
+/// itself.
+pub fn untouched(raw: &[u8], authserv_id: &str) -> Vec<u8> {
+    let cleaned = auth_results::header_without_bare_cr(raw);
+    let raw = cleaned.as_deref().unwrap_or(raw);
+    auth_results::strip_ours(raw, authserv_id).or(cleaned.clone()).unwrap_or_else(|| raw.to_vec())
 }
 
 /// The first field of those a mail may have once (RFC 5322 §3.6) that it has twice.
