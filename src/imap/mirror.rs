@@ -74,23 +74,16 @@ pub struct Live {
     pub internal_date: Option<DateTime>,
 }
 
-/// When a waiting mail is tried again, and whether the PIN may be asked then.
-#[derive(Clone, Copy)]
-struct Retry {
-    /// A PIN was declined or wrong: tried without a prompt at every refresh (the PIN may be
-    /// cached by then), with a prompt no sooner than this. Otherwise (the card was absent, the
-    /// agent busy) tried at every refresh, a prompt allowed: asking costs nothing while the
-    /// card is away, and the first refresh after it comes asks once.
-    ask_after: Instant,
-}
-
-/// How long after a declined PIN the door asks again for a waiting mail.
+/// How long after a declined PIN the door asks again, for any mail: meanwhile mail is tried
+/// without a prompt (it opens as soon as the PIN is cached another way). One decline is not a
+/// prompt per arriving mail.
 const ASK_AGAIN_AFTER: Duration = Duration::from_secs(10 * 60);
 
 pub struct Mirror {
     pub state: State,
     pub live: HashMap<u32, Live>,
-    retry: HashMap<u32, Retry>,
+    /// No PIN is asked before this (a PIN was declined or wrong).
+    ask_after: Option<Instant>,
     /// What the last refresh could not do, for the log.
     pub pending: Vec<String>,
     /// The state changed since it was last saved; `used` alone, since when.
@@ -119,17 +112,21 @@ pub struct Update {
     pub last_upstream: u32,
     pub next_uid: u32,
     pub pending: Vec<String>,
+    /// A PIN was asked and declined (or wrong): none is asked for ten minutes.
+    pub declined: bool,
 }
 
 /// What a refresh needs to know from the mirror, taken under its lock.
 pub struct Known {
+    /// A PIN may be asked now (none was declined in the last ten minutes).
+    may_ask: bool,
     upstream_uidvalidity: u32,
     uidvalidity: u32,
     last_upstream: u32,
     next_uid: u32,
     count: usize,
-    /// Waiting mails due a try: (door UID, upstream UID, whether the PIN may be asked).
-    due: Vec<(u32, u32, bool)>,
+    /// Waiting mails: (door UID, upstream UID).
+    due: Vec<(u32, u32)>,
 }
 
 impl Mirror {
@@ -143,15 +140,15 @@ impl Mirror {
             // Views of a state that did not open are unreachable.
             cache.sweep(state.uidvalidity, |_| false);
         }
-        // A waiting mail is tried at the first refresh, PIN asked.
-        let now = Instant::now();
-        let retry = state
-            .entries
-            .iter()
-            .filter(|e| e.shown == Shown::Waiting)
-            .map(|e| (e.uid, Retry { ask_after: now }))
-            .collect();
-        Mirror { state, live: HashMap::new(), retry, pending: Vec::new(), dirty: fresh, used_since: None, limit }
+        Mirror {
+            state,
+            live: HashMap::new(),
+            ask_after: None,
+            pending: Vec::new(),
+            dirty: fresh,
+            used_since: None,
+            limit,
+        }
     }
 
     pub fn uidvalidity(&self) -> u32 {
@@ -188,7 +185,6 @@ impl Mirror {
     pub fn changed(&mut self, uid: u32) {
         if let Ok(at) = self.state.entries.binary_search_by_key(&uid, |e| e.uid) {
             self.state.entries[at].shown = Shown::Waiting;
-            self.retry.insert(uid, Retry { ask_after: Instant::now() });
             self.dirty = true;
         }
     }
@@ -205,26 +201,15 @@ impl Mirror {
             }
             !gone
         });
-        for u in &uids {
-            self.retry.remove(u);
-        }
         serde_json::to_vec(&self.state).ok()
     }
 
-    /// What a refresh must know, and which waiting mails are due a try.
+    /// What a refresh must know: the waiting mails, and whether a PIN may be asked now.
     pub fn known(&self) -> Known {
-        let now = Instant::now();
-        let due = self
-            .state
-            .entries
-            .iter()
-            .filter(|e| e.shown == Shown::Waiting)
-            .filter_map(|e| {
-                let r = self.retry.get(&e.uid)?;
-                Some((e.uid, e.upstream, now >= r.ask_after))
-            })
-            .collect();
+        let due =
+            self.state.entries.iter().filter(|e| e.shown == Shown::Waiting).map(|e| (e.uid, e.upstream)).collect();
         Known {
+            may_ask: self.ask_after.is_none_or(|t| Instant::now() >= t),
             upstream_uidvalidity: self.state.upstream_uidvalidity,
             uidvalidity: self.state.uidvalidity,
             last_upstream: self.state.last_upstream,
@@ -239,7 +224,6 @@ impl Mirror {
     pub fn apply(&mut self, u: Update, cache: &Cache) -> Option<Vec<u8>> {
         if let Some((upstream_uidvalidity, uidvalidity)) = u.fresh {
             self.state = State { upstream_uidvalidity, uidvalidity, next_uid: 1, ..State::default() };
-            self.retry.clear();
             self.dirty = true;
         }
         // Gone upstream: gone here, views and all.
@@ -252,26 +236,20 @@ impl Mirror {
             keep
         });
         self.dirty |= before != self.state.entries.len();
-        let now = Instant::now();
+        if u.declined {
+            self.ask_after = Some(Instant::now() + ASK_AGAIN_AFTER);
+        }
         for m in u.made {
             if let Some(old) = m.replaces {
-                if let Ok(at) = self.state.entries.binary_search_by_key(&old, |e| e.uid) {
-                    match m.waits {
-                        // Still waiting: the notice stays, under its UID.
-                        Some(_) => {}
-                        None => {
-                            self.state.entries.remove(at);
-                            cache.remove_view(self.state.uidvalidity, old);
-                        }
-                    }
-                }
+                // Still waiting: the notice stays, under its UID.
                 if m.waits.is_some() {
-                    self.wait(old, m.waits, now);
                     continue;
                 }
-                self.retry.remove(&old);
+                if let Ok(at) = self.state.entries.binary_search_by_key(&old, |e| e.uid) {
+                    self.state.entries.remove(at);
+                    cache.remove_view(self.state.uidvalidity, old);
+                }
             }
-            self.wait(m.entry.uid, m.waits, now);
             self.state.entries.push(m.entry);
             self.dirty = true;
         }
@@ -288,24 +266,6 @@ impl Mirror {
             return serde_json::to_vec(&self.state).ok();
         }
         None
-    }
-
-    fn wait(&mut self, uid: u32, why: Option<Exit>, now: Instant) {
-        let Some(exit) = why else {
-            self.retry.remove(&uid);
-            return;
-        };
-        let ask_after = if exit == Exit::WrongPin {
-            // Asked and declined (or tried quietly before it is time to ask again): the time
-            // to ask again stands, or starts now.
-            match self.retry.get(&uid) {
-                Some(r) if r.ask_after > now => r.ask_after,
-                _ => now + ASK_AGAIN_AFTER,
-            }
-        } else {
-            now
-        };
-        self.retry.insert(uid, Retry { ask_after });
     }
 
     /// Least recently read views out, until the stored views fit the bound. Notices stay (they
@@ -365,14 +325,18 @@ pub fn new_uidvalidity(cache: &Cache) -> u32 {
     v
 }
 
-/// Ask the upstream what changed since `known`; make the views of new mail and of waiting mail
-/// due a try, and store them in `cache` under the UIDs they get.
+/// Ask the upstream what changed since `known`; make the views of new mail (and, in the door's
+/// own refresh, of waiting mail), and store them in `cache` under the UIDs they get.
+/// `interactive`: the door's own refresh, which may ask a PIN and makes waiting notices. A
+/// client's refresh (SELECT, NOOP) is not: it never asks a PIN nor waits for a busy token, and
+/// leaves an SSMAX mail it cannot open, and those after it, to the door's refresh.
 pub fn update(
     up: &mut Upstream,
     cache: &Cache,
     agent: &Path,
     authserv_id: &str,
     known: Known,
+    interactive: bool,
 ) -> Result<Update, UpstreamError> {
     let upstream_uidvalidity = up.examine("INBOX")?;
     let mut known = known;
@@ -387,7 +351,15 @@ pub fn update(
         };
         cache.sweep(uidvalidity, |_| false);
         fresh = Some((upstream_uidvalidity, uidvalidity));
-        known = Known { upstream_uidvalidity, uidvalidity, last_upstream: 0, next_uid: 1, count: 0, due: Vec::new() };
+        known = Known {
+            upstream_uidvalidity,
+            uidvalidity,
+            last_upstream: 0,
+            next_uid: 1,
+            count: 0,
+            due: Vec::new(),
+            ..known
+        };
     }
     let now = up.fetch("1:*", false)?;
     let sizes: HashMap<u32, u32> = now.iter().map(|f| (f.uid, f.size)).collect();
@@ -400,27 +372,23 @@ pub fn update(
         last_upstream: known.last_upstream,
         next_uid: known.next_uid,
         pending: Vec::new(),
+        declined: false,
     };
-    let mut maker = Maker { up, agent, authserv_id, card_waits: None };
+    let may_ask = interactive && known.may_ask;
+    let mut maker = Maker { up, agent, authserv_id, may_ask, card_waits: None, declined: false };
     let uidvalidity = known.uidvalidity;
-    // Waiting mail first: when the card came, the mail that waited longest opens first.
-    for (old, upstream, may_ask) in known.due {
+    // Waiting mail first (the door's refresh only): when the card came, the mail that waited
+    // longest opens first. One that still waits is enough to know the rest would.
+    for (old, upstream) in known.due.into_iter().filter(|_| interactive) {
         let Some(live) = u.live.get(&upstream).cloned() else { continue };
-        let Some((view, shown, waits)) = maker.make(upstream, sizes.get(&upstream).copied(), may_ask)? else {
-            continue;
-        };
-        let mut m = match waits {
-            // Still waiting: the notice keeps its UID; nothing new is stored.
-            Some(_) => Made { entry: entry_for(old, upstream, &view, shown, false), live, replaces: None, waits },
-            None => {
-                let uid = u.next_uid;
-                u.next_uid += 1;
-                let stored = cache.put_view(uidvalidity, uid, &view).is_ok();
-                Made { entry: entry_for(uid, upstream, &view, shown, stored), live, replaces: None, waits }
-            }
-        };
-        m.replaces = Some(old);
-        u.made.push(m);
+        let Some((view, shown, waits)) = maker.make(upstream, sizes.get(&upstream).copied())? else { continue };
+        if waits.is_some() {
+            break;
+        }
+        let uid = u.next_uid;
+        u.next_uid += 1;
+        let stored = cache.put_view(uidvalidity, uid, &view).is_ok();
+        u.made.push(Made { entry: entry_for(uid, upstream, &view, shown, stored), live, replaces: Some(old), waits });
     }
     let mut fresh_uids: Vec<u32> = u.live.keys().copied().filter(|&x| x > known.last_upstream).collect();
     fresh_uids.sort_unstable();
@@ -430,17 +398,23 @@ pub fn update(
             break;
         }
         let live = u.live.get(&upstream).cloned().unwrap_or_default();
-        if let Some((view, shown, waits)) = maker.make(upstream, sizes.get(&upstream).copied(), true)? {
-            let uid = u.next_uid;
-            u.next_uid += 1;
+        if let Some((view, shown, waits)) = maker.make(upstream, sizes.get(&upstream).copied())? {
             if let Some(why) = waits {
+                // A client's refresh leaves it (and what comes after, to keep UID order) to the
+                // door's refresh, which may ask the PIN and otherwise shows a notice.
+                if !interactive {
+                    break;
+                }
                 u.pending.push(format!("upstream message {upstream}: waits ({why:?})"));
             }
+            let uid = u.next_uid;
+            u.next_uid += 1;
             let stored = cache.put_view(uidvalidity, uid, &view).is_ok();
             u.made.push(Made { entry: entry_for(uid, upstream, &view, shown, stored), live, replaces: None, waits });
         }
         u.last_upstream = upstream;
     }
+    u.declined = maker.declined;
     Ok(u)
 }
 
@@ -463,16 +437,19 @@ struct Maker<'a> {
     up: &'a mut Upstream,
     agent: &'a Path,
     authserv_id: &'a str,
-    /// Why a mail waited in this refresh after the door could have asked the PIN (or the card
-    /// was absent): the next SSMAX mail waits for the same, not taken to the agent (one PIN
-    /// declined is not a prompt per mail).
+    /// Whether the agent may ask the PIN.
+    may_ask: bool,
+    /// Why an SSMAX mail waited in this refresh: the next ones wait for the same, not taken to
+    /// the agent (a card away, or a PIN declined, is not a call or a prompt per mail).
     card_waits: Option<Exit>,
+    /// A PIN was asked for and not given (declined, wrong).
+    declined: bool,
 }
 
 impl Maker<'_> {
     /// The view of upstream message `upstream`, how it is shown, and why it waits if it does.
     /// None when the upstream no longer has it.
-    fn make(&mut self, upstream: u32, size: Option<u32>, may_ask: bool) -> Result<Option<Shaped>, UpstreamError> {
+    fn make(&mut self, upstream: u32, size: Option<u32>) -> Result<Option<Shaped>, UpstreamError> {
         // Too large for a view: not fetched at all, shown as a notice.
         if size.is_some_and(|n| n as usize > MAX_MESSAGE) {
             let why = format!("it is larger than {} MiB", MAX_MESSAGE >> 20);
@@ -489,17 +466,16 @@ impl Maker<'_> {
             let text = waiting_notice(&crate::tr!("imap-waiting-earlier"));
             return Ok(Some((text, Shown::Waiting, Some(exit))));
         }
-        Ok(Some(match view_in_agent(self.agent, &f.body, self.authserv_id, !may_ask) {
+        Ok(Some(match view_in_agent(self.agent, &f.body, self.authserv_id, !self.may_ask) {
             Ok(view) => (view, Shown::View, None),
-            // About the card or the person: a notice that says what to do, and tried again.
-            Err((exit, why)) if exit.is_temporary() => {
-                if may_ask || exit == Exit::TokenNotPresent {
-                    self.card_waits = Some(exit);
-                }
+            // The agent turns what is wrong with the mail into a failed view: an error is about
+            // the card, the person or the agent itself (absent, PIN declined, busy, another
+            // version). A notice says what to do, and the mail is tried again.
+            Err((exit, why)) => {
+                self.card_waits = Some(exit);
+                self.declined |= self.may_ask && exit == Exit::WrongPin;
                 (waiting_notice(&why), Shown::Waiting, Some(exit))
             }
-            // About the message itself: it will not get better.
-            Err((_, why)) => (notice(upstream, &why), Shown::Notice, None),
         }))
     }
 }
@@ -554,9 +530,10 @@ fn notice_mail(subject: &str, text: &str) -> Vec<u8> {
 fn view_in_agent(agent: &Path, raw: &[u8], authserv_id: &str, quiet: bool) -> Result<Vec<u8>, (Exit, String)> {
     let unreachable = |e: &dyn std::fmt::Display| (Exit::AgentUnreachable, e.to_string());
     let mut stream = connect(agent).map_err(|e| unreachable(&e))?;
-    // PIN entry happens inside the time.
+    // PIN entry happens inside the time; without one, a token busy with someone else's PIN
+    // prompt is not waited for.
     let args = ViewArgs { authserv_id: authserv_id.to_string(), no_prompt: quiet };
-    let req = Request::from_door(&Call::View(args), 300_000, false, false);
+    let req = Request::from_door(&Call::View(args), if quiet { 3_000 } else { 300_000 }, false, false);
     let (resp, body) = call_retrying(&mut stream, agent, &req, raw, &[]).map_err(|e| unreachable(&e))?;
     if resp.ok {
         Ok(body)
@@ -589,6 +566,7 @@ mod tests {
             last_upstream: live.iter().copied().max().unwrap_or(0),
             next_uid,
             pending: Vec::new(),
+            declined: false,
         }
     }
 
@@ -630,7 +608,8 @@ mod tests {
             &cache,
         );
         let k = m.known();
-        assert_eq!(k.due, [(1, 10, true)]);
+        assert_eq!(k.due, [(1, 10)]);
+        assert!(k.may_ask);
         // Still absent: the notice keeps its UID.
         let mut still = entry(3, 10, 5, 0);
         still.shown = Shown::Waiting;
@@ -643,13 +622,23 @@ mod tests {
     }
 
     #[test]
-    fn a_declined_pin_is_tried_quietly_and_asked_again_only_later() {
+    fn a_declined_pin_means_no_prompt_for_any_mail_for_ten_minutes() {
         let dir = tempfile::tempdir().unwrap();
         let (cache, mut m) = mirror(dir.path(), 1 << 30);
         let mut waiting = entry(1, 10, 5, 0);
         waiting.shown = Shown::Waiting;
-        m.apply(update(&[10], vec![made(waiting, None, Some(Exit::WrongPin))]), &cache);
-        assert_eq!(m.known().due, [(1, 10, false)]);
+        let mut u = update(&[10], vec![made(waiting, None, Some(Exit::WrongPin))]);
+        u.declined = true;
+        m.apply(u, &cache);
+        let k = m.known();
+        assert_eq!(k.due, [(1, 10)]);
+        assert!(!k.may_ask, "tried quietly, for this mail and any new one");
+        // A card away is no decline: the next refresh may ask.
+        let (cache, mut m) = mirror(&dir.path().join("other"), 1 << 30);
+        let mut waiting = entry(1, 10, 5, 0);
+        waiting.shown = Shown::Waiting;
+        m.apply(update(&[10], vec![made(waiting, None, Some(Exit::TokenNotPresent))]), &cache);
+        assert!(m.known().may_ask);
     }
 
     #[test]

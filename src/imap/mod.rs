@@ -38,6 +38,20 @@ pub struct Shared {
     pub mirror: Mutex<mirror::Mirror>,
     /// The refresh's connection to the upstream, held by the one refresh under way.
     refreshing: Mutex<Option<upstream::Upstream>>,
+    /// Clients asking the refresh thread for a refresh, and its answers.
+    asked: Mutex<Asked>,
+    wake: std::sync::Condvar,
+    finished: std::sync::Condvar,
+    /// Whether the refresh thread runs (else a client's refresh is made in its own thread,
+    /// never asking a PIN).
+    refresher: std::sync::atomic::AtomicBool,
+}
+
+/// Refreshes asked for and done, by number, and how the last one went.
+struct Asked {
+    asked: u64,
+    done: u64,
+    last: Result<(), String>,
 }
 
 /// How often the door looks for new mail and tries waiting mail again.
@@ -60,7 +74,58 @@ impl Shared {
             cache_dir(&s).ok_or_else(|| Failure::new(Exit::Usage, "no cache directory: set cache_dir in [imap]"))?;
         let cache = cache::Cache::open(&dir, s.cache_key.clone()).map_err(|e| Failure::new(Exit::Io, e.to_string()))?;
         let mirror = mirror::Mirror::load(&cache, s.cfg.cache_size);
-        Ok(Shared { s, cache, mirror: Mutex::new(mirror), refreshing: Mutex::new(None) })
+        Ok(Shared {
+            s,
+            cache,
+            mirror: Mutex::new(mirror),
+            refreshing: Mutex::new(None),
+            asked: Mutex::new(Asked { asked: 0, done: 0, last: Ok(()) }),
+            wake: std::sync::Condvar::new(),
+            finished: std::sync::Condvar::new(),
+            refresher: std::sync::atomic::AtomicBool::new(false),
+        })
+    }
+
+    /// A refresh for a client (SELECT, NOOP): the refresh thread is asked for one and waited
+    /// for, up to `patience` (it may be waiting on a PIN: then what is there is served). A
+    /// client's thread never asks a PIN itself, nor waits on a card. How the refresh went, as
+    /// one line for a NO.
+    pub fn refresh_now(&self, patience: std::time::Duration) -> Result<(), String> {
+        if !self.refresher.load(std::sync::atomic::Ordering::SeqCst) {
+            return refresh(self, false).map_err(|e| e.to_string());
+        }
+        let deadline = std::time::Instant::now() + patience;
+        let mut a = self.asked.lock().unwrap_or_else(|p| p.into_inner());
+        a.asked += 1;
+        let want = a.asked;
+        self.wake.notify_all();
+        while a.done < want {
+            let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) else { return Ok(()) };
+            a = self.finished.wait_timeout(a, left).unwrap_or_else(|p| p.into_inner()).0;
+        }
+        a.last.clone()
+    }
+
+    /// The refresh thread: a refresh every POLL, or as soon as a client asks.
+    fn refresh_loop(&self) {
+        self.refresher.store(true, std::sync::atomic::Ordering::SeqCst);
+        loop {
+            let target = {
+                let mut a = self.asked.lock().unwrap_or_else(|p| p.into_inner());
+                if a.asked == a.done {
+                    a = self.wake.wait_timeout(a, POLL).unwrap_or_else(|p| p.into_inner()).0;
+                }
+                a.asked
+            };
+            let result = refresh(self, true).map_err(|e| {
+                eprintln!("ssmax-card imap: {e}");
+                e.to_string()
+            });
+            let mut a = self.asked.lock().unwrap_or_else(|p| p.into_inner());
+            a.done = a.done.max(target);
+            a.last = result;
+            self.finished.notify_all();
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, mirror::Mirror> {
@@ -75,21 +140,33 @@ impl Shared {
     /// The view of `uid`: from the cache, or built again from the upstream (never asking a
     /// PIN) when it was evicted. A view built again that is not the bytes this UID showed is
     /// not shown under it (the mail comes back under a new UID). None, and why, otherwise.
-    pub fn view(&self, uid: u32) -> Result<Vec<u8>, String> {
-        let (uidvalidity, upstream_uidvalidity, entry) = {
+    pub fn view(&self, uidvalidity: u32, uid: u32) -> Result<Vec<u8>, String> {
+        let (upstream_uidvalidity, entry) = {
             let m = self.lock();
-            (m.uidvalidity(), m.state.upstream_uidvalidity, m.entry(uid).cloned().ok_or("gone")?)
+            if m.uidvalidity() != uidvalidity {
+                return Err("the mailbox changed".into());
+            }
+            (m.state.upstream_uidvalidity, m.entry(uid).cloned().ok_or("gone")?)
         };
+        // A sealed file is this UID's only if it is the bytes the UID was given: an older file
+        // put back in the cache directory opens, but is another mail's.
         if let Some(v) = self.cache.view(uidvalidity, uid) {
-            self.lock().touch(uid, true);
-            return Ok(v);
+            if <sha2::Sha256 as sha2::Digest>::digest(&v).as_slice() == entry.digest {
+                self.lock().touch(uid, true);
+                return Ok(v);
+            }
         }
         let mut up = self.login().map_err(|e| e.to_string())?;
         let view =
             mirror::rebuild(&mut up, &self.s.agent, &self.s.cfg.authserv_id, upstream_uidvalidity, entry.upstream)?;
         let same = <sha2::Sha256 as sha2::Digest>::digest(&view).as_slice() == entry.digest;
         let mut m = self.lock();
-        if !same || m.uidvalidity() != uidvalidity {
+        // Expunged, or the mailbox started anew, while it was being built: not stored, not
+        // taken for another mail of the same number.
+        if m.uidvalidity() != uidvalidity || m.entry(uid).is_none_or(|e| e.upstream != entry.upstream) {
+            return Err("the message is gone".into());
+        }
+        if !same {
             m.changed(uid);
             return Err("the message changed; it comes back as a new message".into());
         }
@@ -100,11 +177,15 @@ impl Shared {
 }
 
 impl Shared {
-    /// The upstream UIDs of door UIDs (those still here), and the UIDVALIDITY they are under.
-    fn upstream_of(&self, uids: &[u32]) -> (u32, Vec<(u32, u32)>) {
+    /// The upstream UIDs of door UIDs (those still here), and the UIDVALIDITY they are under,
+    /// when the door's UIDVALIDITY is still the one the client selected.
+    fn upstream_of(&self, uidvalidity: u32, uids: &[u32]) -> Result<(u32, Vec<(u32, u32)>), String> {
         let m = self.lock();
+        if m.uidvalidity() != uidvalidity {
+            return Err("the mailbox changed on the mail store; select it again".into());
+        }
         let pairs = uids.iter().filter_map(|&u| m.entry(u).map(|e| (u, e.upstream))).collect();
-        (m.state.upstream_uidvalidity, pairs)
+        Ok((m.state.upstream_uidvalidity, pairs))
     }
 
     /// The upstream INBOX, selected read-write, when it is still the mailbox the UIDs are of.
@@ -120,11 +201,12 @@ impl Shared {
     /// door UID afterwards.
     pub fn store(
         &self,
+        uidvalidity: u32,
         uids: &[u32],
         kind: imap_next::imap_types::flag::StoreType,
         flags: Vec<imap_next::imap_types::flag::Flag<'static>>,
     ) -> Result<Vec<(u32, Vec<imap_next::imap_types::flag::FlagFetch<'static>>)>, String> {
-        let (validity, pairs) = self.upstream_of(uids);
+        let (validity, pairs) = self.upstream_of(uidvalidity, uids)?;
         if pairs.is_empty() {
             return Ok(Vec::new());
         }
@@ -142,8 +224,8 @@ impl Shared {
     }
 
     /// Remove these messages from the upstream, and from the mirror (a refresh follows).
-    pub fn expunge(&self, uids: &[u32]) -> Result<(), String> {
-        let (validity, pairs) = self.upstream_of(uids);
+    pub fn expunge(&self, uidvalidity: u32, uids: &[u32]) -> Result<(), String> {
+        let (validity, pairs) = self.upstream_of(uidvalidity, uids)?;
         if pairs.is_empty() {
             return Ok(());
         }
@@ -165,20 +247,9 @@ impl Shared {
 /// again when it broke: the upstream may have restarted); a client that asks meanwhile is
 /// served what is there. The mirror is locked only to read what it knows and to take in the
 /// result; views are made and stored unlocked.
-/// `patience`: how long to wait for a refresh under way to end (a client's SELECT wants what
-/// is there now, but a refresh may be waiting on a PIN: past that, what is there is served).
-pub fn refresh(shared: &Shared, patience: std::time::Duration) -> Result<(), upstream::UpstreamError> {
-    let start = std::time::Instant::now();
-    let mut conn = loop {
-        match shared.refreshing.try_lock() {
-            Ok(c) => break c,
-            Err(std::sync::TryLockError::Poisoned(p)) => break p.into_inner(),
-            Err(std::sync::TryLockError::WouldBlock) if start.elapsed() < patience => {
-                std::thread::sleep(std::time::Duration::from_millis(20))
-            }
-            Err(std::sync::TryLockError::WouldBlock) => return Ok(()),
-        }
-    };
+/// `interactive`: the door's own refresh thread, the only one that asks a PIN (mirror::update).
+fn refresh(shared: &Shared, interactive: bool) -> Result<(), upstream::UpstreamError> {
+    let mut conn = shared.refreshing.lock().unwrap_or_else(|p| p.into_inner());
     let s = &shared.s;
     let mut tried_fresh = false;
     let update = loop {
@@ -188,7 +259,7 @@ pub fn refresh(shared: &Shared, patience: std::time::Duration) -> Result<(), ups
         }
         let Some(up) = conn.as_mut() else { continue };
         let known = shared.lock().known();
-        match mirror::update(up, &shared.cache, &s.agent, &s.cfg.authserv_id, known) {
+        match mirror::update(up, &shared.cache, &s.agent, &s.cfg.authserv_id, known, interactive) {
             Ok(u) => break u,
             // A kept connection the upstream dropped meanwhile: once more, on a new one.
             Err(_) if !tried_fresh => *conn = None,
@@ -222,16 +293,11 @@ pub fn run(settings: Settings) -> Result<(), Failure> {
     })?;
     eprintln!("ssmax-card imap: listening on {listen}, reading {}", settings.upstream);
     let shared = Arc::new(Shared::open(settings)?);
-    // Mail is made into views here, as it arrives, never in a client's FETCH.
+    // Mail is made into views here, as it arrives, never in a client's thread.
     let polling = shared.clone();
     std::thread::Builder::new()
         .name("imap-refresh".into())
-        .spawn(move || loop {
-            if let Err(e) = refresh(&polling, std::time::Duration::ZERO) {
-                eprintln!("ssmax-card imap: {e}");
-            }
-            std::thread::sleep(POLL);
-        })
+        .spawn(move || polling.refresh_loop())
         .map_err(|e| Failure::new(Exit::Io, e.to_string()))?;
     crate::smtp::server::serve_loopback(
         listener,

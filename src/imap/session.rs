@@ -34,6 +34,10 @@ struct Session<'a, S: Read + Write + Idle> {
     selected: bool,
     /// Selected with EXAMINE: no flag changes, no expunging.
     read_only: bool,
+    /// The door's UIDVALIDITY when the client selected: every UID the client holds is under it.
+    /// When it changes (the mail store's mailbox started anew) the client is told BYE, never
+    /// shown other mail under UIDs it knows.
+    validity: u32,
     /// An IDLE under way: its tag, and when the client last spoke.
     idling: Option<(Tag<'static>, std::time::Instant)>,
     /// The UIDs this client knows, in sequence-number order: sequence numbers change only when
@@ -108,6 +112,7 @@ pub fn serve<S: Read + Write + Idle>(mut stream: S, shared: &Shared) -> std::io:
         failures: 0,
         selected: false,
         read_only: true,
+        validity: 0,
         idling: None,
         known: Vec::new(),
         fetching: None,
@@ -383,7 +388,7 @@ impl<S: Read + Write + Idle> Session<'_, S> {
             CommandBody::Close | CommandBody::Unselect => {
                 // CLOSE removes what is marked \Deleted, without telling (RFC 3501 §6.4.2).
                 if command_is_close && self.selected && !self.read_only {
-                    if let Err(why) = self.shared.expunge(&self.deleted(None)) {
+                    if let Err(why) = self.shared.expunge(self.validity, &self.deleted(None)) {
                         eprintln!("ssmax-card imap: CLOSE could not expunge: {why}");
                     }
                 }
@@ -399,9 +404,8 @@ impl<S: Read + Write + Idle> Session<'_, S> {
     /// Bring the mirror up to the upstream: the messages now there, or why the upstream could
     /// not be read (one line of printable text, for a NO).
     fn refresh(&mut self, patience: std::time::Duration) -> Result<usize, String> {
-        if let Err(e) = super::refresh(self.shared, patience) {
-            eprintln!("ssmax-card imap: {e}");
-            let line: String = e.to_string().chars().map(|c| if c.is_control() { ' ' } else { c }).take(300).collect();
+        if let Err(e) = self.shared.refresh_now(patience) {
+            let line: String = e.chars().map(|c| if c.is_control() { ' ' } else { c }).take(300).collect();
             return Err(line);
         }
         Ok(self.shared.lock().state.entries.len())
@@ -431,6 +435,7 @@ impl<S: Read + Write + Idle> Session<'_, S> {
         }
         let mirror = self.shared.lock();
         self.known = mirror.uids().into_iter().filter_map(NonZeroU32::new).collect();
+        self.validity = mirror.uidvalidity();
         self.server.enqueue_data(Data::Flags(vec![
             Flag::Seen,
             Flag::Answered,
@@ -473,7 +478,14 @@ impl<S: Read + Write + Idle> Session<'_, S> {
     /// (EXPUNGE, highest sequence number first, so the others' numbers hold), then how many
     /// there are (EXISTS) when new ones came.
     fn tell_changes(&mut self) {
-        let now: Vec<NonZeroU32> = self.shared.lock().uids().into_iter().filter_map(NonZeroU32::new).collect();
+        let (validity, now): (u32, Vec<NonZeroU32>) = {
+            let m = self.shared.lock();
+            (m.uidvalidity(), m.uids().into_iter().filter_map(NonZeroU32::new).collect())
+        };
+        if validity != self.validity {
+            self.mailbox_changed();
+            return;
+        }
         for i in (0..self.known.len()).rev() {
             if now.binary_search(&self.known[i]).is_err() {
                 self.known.remove(i);
@@ -488,6 +500,17 @@ impl<S: Read + Write + Idle> Session<'_, S> {
         if self.known.len() != before {
             self.server.enqueue_data(Data::Exists(self.known.len() as u32));
         }
+    }
+
+    /// The mail store's mailbox started anew under the client: its UIDs name nothing now. BYE
+    /// (RFC 3501 §2.3.1.1: a client learns a new UIDVALIDITY at SELECT), nothing more done.
+    fn mailbox_changed(&mut self) {
+        self.done = true;
+        self.fetching = None;
+        let bye =
+            Status::bye(None, "the mailbox changed on the mail store (new UIDVALIDITY); connect and select it again")
+                .expect("a constant text");
+        self.server.enqueue_status(bye);
     }
 
     /// The door UIDs `set` names (by UID or sequence number) among those the client knows.
@@ -521,7 +544,7 @@ impl<S: Read + Write + Idle> Session<'_, S> {
             Ok(u) => u,
             Err(why) => return bad(tag, why),
         };
-        match self.shared.store(&uids, kind, flags) {
+        match self.shared.store(self.validity, &uids, kind, flags) {
             Ok(changed) => {
                 for (door, flags) in changed {
                     let Some(at) = self.known.iter().position(|k| k.get() == door) else { continue };
@@ -573,6 +596,11 @@ impl<S: Read + Write + Idle> Session<'_, S> {
             let seq = i as u32 + 1;
             let Some((flags, date, size)) = ({
                 let m = self.shared.lock();
+                if m.uidvalidity() != self.validity {
+                    drop(m);
+                    self.mailbox_changed();
+                    return no(tag, "the mailbox changed");
+                }
                 m.entry(known.get()).map(|e| {
                     let live = m.live.get(&e.upstream);
                     (
@@ -586,7 +614,8 @@ impl<S: Read + Write + Idle> Session<'_, S> {
             };
             let shared = self.shared;
             let door_uid = known.get();
-            let mut view = move || shared.view(door_uid).ok();
+            let validity = self.validity;
+            let mut view = move || shared.view(validity, door_uid).ok();
             let mut c = super::search::Candidate::new(
                 seq,
                 door_uid,
@@ -614,7 +643,7 @@ impl<S: Read + Write + Idle> Session<'_, S> {
         if self.read_only {
             return no(tag, "the mailbox is selected read-only (EXAMINE)");
         }
-        match self.shared.expunge(&self.deleted(set)) {
+        match self.shared.expunge(self.validity, &self.deleted(set)) {
             Ok(()) => {
                 self.tell_changes();
                 ok(tag, "expunged")
@@ -695,6 +724,10 @@ impl<S: Read + Write + Idle> Session<'_, S> {
             return;
         };
         // What the client asks is read under the lock; the view, from the cache, outside it.
+        if self.shared.lock().uidvalidity() != self.validity {
+            self.mailbox_changed();
+            return;
+        }
         let Some(mut m) = ({
             let mirror = self.shared.lock();
             // Gone from the mirror since the client was last told: nothing to show (RFC 3501
@@ -710,7 +743,7 @@ impl<S: Read + Write + Idle> Session<'_, S> {
             return;
         };
         if f.names.iter().any(needs_view) {
-            match self.shared.view(uid.get()) {
+            match self.shared.view(self.validity, uid.get()) {
                 Ok(v) => m.view = Some(v),
                 Err(why) => {
                     eprintln!("ssmax-card imap: message {uid} cannot be shown now: {why}");
