@@ -70,7 +70,18 @@ pub struct Tree<'a> {
     raw: &'a [u8],
     /// The message is node 0; a node's children come after it.
     nodes: Vec<Node<'a>>,
+    /// Addresses one answer (an ENVELOPE, or a BODYSTRUCTURE with the envelopes of its
+    /// forwarded messages) may still hold: a mail of tiny addresses (`,a,a,a…`) would make
+    /// each two bytes of it into an address structure of a hundred, three times over (Sender
+    /// and Reply-To default to From), in every forwarded message.
+    budget: std::cell::Cell<usize>,
 }
+
+/// Addresses in one answer, all fields and forwarded messages together (a real To of a large
+/// list has a few thousand).
+const MAX_ADDRESSES: usize = 10_000;
+/// The most of one address field read for its addresses.
+const MAX_ADDRESS_FIELD: usize = 256 << 10;
 
 /// One part: `raw[start..body]` is its header block, `raw[body..end]` its body.
 struct Node<'a> {
@@ -249,16 +260,72 @@ impl<'a> Tree<'a> {
                 n.kind = Kind::Multi(children);
             }
         }
-        Tree { raw, nodes }
+        Tree { raw, nodes, budget: std::cell::Cell::new(MAX_ADDRESSES) }
     }
 
     /// BODYSTRUCTURE (with extension data) when `extended`, BODY (without) otherwise.
     pub fn body_structure(&self, extended: bool) -> BodyStructure<'static> {
+        self.budget.set(MAX_ADDRESSES);
         self.structure(0, extended)
     }
 
     pub fn envelope(&self) -> Envelope<'static> {
+        self.budget.set(MAX_ADDRESSES);
         self.envelope_of(0)
+    }
+
+    /// The message with every header field, of the message and of each part, cut to `max`
+    /// bytes (its line end kept): what a search reads, so that a field of a million tiny
+    /// addresses is not a million address structures in the reader. Borrowed when no field is
+    /// that long.
+    pub fn with_fields_cut(&self, max: usize) -> std::borrow::Cow<'a, [u8]> {
+        let long = |n: &Node<'_>| {
+            let header = self.raw.get(n.start..n.body).unwrap_or_default();
+            Fields::new(header).any(|f| f.raw.len() > max)
+        };
+        if !self.nodes.iter().any(long) {
+            return std::borrow::Cow::Borrowed(self.raw);
+        }
+        let mut out = Vec::with_capacity(self.raw.len());
+        let mut at = 0;
+        // Nodes are in the order their headers appear, none inside another's header.
+        for n in &self.nodes {
+            let Some(header) = self.raw.get(n.start..n.body) else { continue };
+            if n.start < at {
+                continue;
+            }
+            out.extend_from_slice(self.raw.get(at..n.start).unwrap_or_default());
+            let mut used = 0;
+            for f in Fields::new(header) {
+                used += f.raw.len();
+                if f.raw.len() > max {
+                    let end = if f.raw.ends_with(b"\r\n") { b"\r\n".as_slice() } else { b"\n" };
+                    out.extend_from_slice(f.raw.get(..max).unwrap_or(f.raw));
+                    out.extend_from_slice(end);
+                } else {
+                    out.extend_from_slice(f.raw);
+                }
+            }
+            at = n.start + used;
+        }
+        out.extend_from_slice(self.raw.get(at..).unwrap_or_default());
+        std::borrow::Cow::Owned(out)
+    }
+
+    /// The addresses of a field's value, within what the answer may still hold.
+    fn addresses(&self, value: &[u8]) -> Vec<Address<'static>> {
+        let value = value.get(..MAX_ADDRESS_FIELD).unwrap_or(value);
+        let mut list = addresses(value);
+        list.truncate(self.budget.get());
+        self.budget.set(self.budget.get() - list.len());
+        list
+    }
+
+    /// A copy of `list` (Sender or Reply-To taken from From), within the budget.
+    fn copy(&self, list: &[Address<'static>]) -> Vec<Address<'static>> {
+        let n = list.len().min(self.budget.get());
+        self.budget.set(self.budget.get() - n);
+        list[..n].to_vec()
     }
 
     /// The bytes of BODY[section] (section as imap_types::fetch::Section, including Part, Mime,
@@ -407,18 +474,21 @@ impl<'a> Tree<'a> {
         }
         let [date, subject, from, sender, reply_to, to, cc, bcc, in_reply_to, message_id] = v;
         let text = |v: Option<&[u8]>| NString(v.map(|v| istring(unfold(v).trim_ascii_start())));
-        let from = from.map(addresses).unwrap_or_default();
+        let list = |v: Option<&[u8]>| v.map(|v| self.addresses(v)).unwrap_or_default();
+        let from = list(from);
         // RFC 3501 §7.4.2: Sender and Reply-To absent, or present but empty, are From.
-        let or_from = |v: Option<&[u8]>| Some(v.map(addresses).unwrap_or_default()).filter(|a| !a.is_empty());
+        let or_from = |v: Option<&[u8]>| Some(list(v)).filter(|a| !a.is_empty());
+        let sender = or_from(sender).unwrap_or_else(|| self.copy(&from));
+        let reply_to = or_from(reply_to).unwrap_or_else(|| self.copy(&from));
         Envelope {
             date: text(date),
             subject: text(subject),
-            sender: or_from(sender).unwrap_or_else(|| from.clone()),
-            reply_to: or_from(reply_to).unwrap_or_else(|| from.clone()),
+            sender,
+            reply_to,
             from,
-            to: to.map(addresses).unwrap_or_default(),
-            cc: cc.map(addresses).unwrap_or_default(),
-            bcc: bcc.map(addresses).unwrap_or_default(),
+            to: list(to),
+            cc: list(cc),
+            bcc: list(bcc),
             in_reply_to: text(in_reply_to),
             message_id: text(message_id),
         }
@@ -1068,6 +1138,44 @@ fn mailbox(outside: &[&Token], inside: Option<&[&Token]>, out: &mut Vec<Address<
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_envelope_holds_at_most_ten_thousand_addresses_however_many_the_mail_names() {
+        let mut mail = b"From: ".to_vec();
+        mail.extend(std::iter::repeat_n(b",a".as_slice(), 100_000).flatten());
+        mail.extend_from_slice(b"\r\nSubject: many\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n");
+        // Forwarded messages, each naming as many, each with its own envelope.
+        for _ in 0..50 {
+            mail.extend_from_slice(b"--b\r\nContent-Type: message/rfc822\r\n\r\nTo: ");
+            mail.extend(std::iter::repeat_n(b"x@y,".as_slice(), 20_000).flatten());
+            mail.extend_from_slice(b"\r\n\r\nhi\r\n");
+        }
+        mail.extend_from_slice(b"--b--\r\n");
+        let tree = Tree::parse(&mail);
+        let e = tree.envelope();
+        let n = e.from.len() + e.sender.len() + e.reply_to.len() + e.to.len();
+        assert!(n <= MAX_ADDRESSES, "{n}");
+        assert_eq!(e.subject.0.map(|s| s.as_ref().to_vec()), Some(b"many".to_vec()));
+        // The budget is per answer: a BODYSTRUCTURE after it has its own.
+        let text = format!("{:?}", tree.body_structure(true));
+        assert!(text.matches("Address {").count() <= MAX_ADDRESSES);
+        assert!(text.matches("Address {").count() > 100);
+    }
+
+    #[test]
+    fn fields_cut_for_a_search_keep_the_structure_and_short_fields_whole() {
+        let mut mail = b"Subject: s\r\nFrom: ".to_vec();
+        mail.extend(std::iter::repeat_n(b",a".as_slice(), 50_000).flatten());
+        mail.extend_from_slice(b"\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nX-Long: ");
+        mail.extend(std::iter::repeat_n(b"y".as_slice(), 40_000).flatten());
+        mail.extend_from_slice(b"\r\n\r\npart one\r\n--b--\r\n");
+        let tree = Tree::parse(&mail);
+        let cut = tree.with_fields_cut(1000);
+        assert!(cut.len() < 3000, "{}", cut.len());
+        let again = Tree::parse(&cut);
+        assert_eq!(again.section(Some(&Section::Part(Part(Vec1::from(NonZeroU32::MIN))))).unwrap(), b"part one");
+        assert!(matches!(Tree::parse(b"Subject: s\r\n\r\nx").with_fields_cut(1000), std::borrow::Cow::Borrowed(_)));
+    }
     use imap_next::imap_types::fetch::MessageDataItem;
     use imap_next::imap_types::response::{Data, Greeting};
     use imap_next::server::{Options, Server};

@@ -127,7 +127,18 @@ pub struct Upstream {
     stream: Conn,
     client: Client,
     tags: u32,
+    /// Bytes read and time taken since the command under way was sent: a mail store that
+    /// answers without end, or a byte a minute, costs one refresh, not the door's memory or a
+    /// refresh for ever.
+    read: usize,
+    since: std::time::Instant,
 }
+
+/// The most one command's answer may be: one message at its largest, or the flags of every
+/// message of a mailbox at the door's bound, with room.
+const MAX_ANSWER: usize = 96 << 20;
+/// The longest one command may take.
+const MAX_COMMAND_TIME: Duration = Duration::from_secs(600);
 
 impl Upstream {
     /// Connect to `addr` (`host` names it for TLS), secured as `security` says, and log in.
@@ -149,7 +160,8 @@ impl Upstream {
         };
         let mut options = Options::default();
         options.max_response_size = MAX_RESPONSE;
-        let mut up = Upstream { name, stream, client: Client::new(options), tags: 0 };
+        let mut up =
+            Upstream { name, stream, client: Client::new(options), tags: 0, read: 0, since: std::time::Instant::now() };
         loop {
             if let Event::GreetingReceived { .. } = up.next()? {
                 break;
@@ -182,10 +194,17 @@ impl Upstream {
                     self.stream.write_all(&bytes).map_err(|e| UpstreamError::Io(self.name.clone(), e))?
                 }
                 Err(Interrupt::Io(Io::NeedMoreInput)) => {
+                    if self.read > MAX_ANSWER || self.since.elapsed() > MAX_COMMAND_TIME {
+                        return Err(UpstreamError::Protocol(
+                            self.name.clone(),
+                            "an answer larger or slower than any the door asks for".into(),
+                        ));
+                    }
                     let n = self.stream.read(&mut buf).map_err(|e| UpstreamError::Io(self.name.clone(), e))?;
                     if n == 0 {
                         return Err(UpstreamError::Closed(self.name.clone()));
                     }
+                    self.read += n;
                     self.client.enqueue_input(&buf[..n]);
                 }
                 Err(Interrupt::Error(e)) => return Err(UpstreamError::Protocol(self.name.clone(), e.to_string())),
@@ -198,6 +217,8 @@ impl Upstream {
         self.tags += 1;
         let tag = Tag::try_from(format!("s{}", self.tags))
             .map_err(|e| UpstreamError::Protocol(self.name.clone(), e.to_string()))?;
+        self.read = 0;
+        self.since = std::time::Instant::now();
         self.client.enqueue_command(Command { tag: tag.clone(), body });
         let mut data = Vec::new();
         loop {
@@ -237,6 +258,8 @@ impl Upstream {
         let tag = Tag::try_from(format!("s{}", self.tags))
             .map_err(|e| UpstreamError::Protocol(self.name.clone(), e.to_string()))?;
         let body = if write { CommandBody::Select { mailbox } } else { CommandBody::Examine { mailbox } };
+        self.read = 0;
+        self.since = std::time::Instant::now();
         self.client.enqueue_command(Command { tag: tag.clone(), body });
         let mut validity = None;
         loop {
