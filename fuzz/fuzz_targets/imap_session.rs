@@ -24,6 +24,7 @@ fn shared() -> &'static Shared {
             client_secret: "fuzz-secret".to_string().into(),
             agent: "/nonexistent/ssmax-card-agent.sock".into(),
             cache_key: zeroize::Zeroizing::new([7; 32]),
+            mark: Box::<ssmax_card::imap::cache::MemoryMark>::default(),
         })
         .expect("a private cache directory");
         {

@@ -55,6 +55,7 @@ pub fn run(g: &Global, what: ImapCommand) -> Result<(), Failure> {
             let upstream_password = secrets::upstream_password(&host, &user)?;
             let agent = crate::agent::client::socket_path(g.socket.as_deref());
             let cache_key = secrets::imap_cache_key(&host, &user)?;
+            let mark = Box::new(crate::imap::KeyringMark(secrets::imap_cache_mark(&host, &user)?));
             crate::imap::run(crate::imap::Settings {
                 cfg,
                 upstream,
@@ -66,6 +67,7 @@ pub fn run(g: &Global, what: ImapCommand) -> Result<(), Failure> {
                 client_secret,
                 agent,
                 cache_key,
+                mark,
             })
         }
         ImapCommand::SetUpstreamPassword { upstream, upstream_user, password_fd } => {

@@ -31,16 +31,54 @@ pub enum CacheError {
 pub struct Cache {
     dir: PathBuf,
     key: Zeroizing<[u8; 32]>,
+    mark: Box<dyn Mark>,
+}
+
+/// How far the door's UIDs have gone — (UIDVALIDITY, next UID) — kept where whoever can write
+/// the cache directory cannot (the OS keyring): an older sealed state put back opens, but is
+/// seen to be behind, and is not taken (its UIDs would name other mail than the client holds).
+pub trait Mark: Send + Sync {
+    fn get(&self) -> Option<(u32, u32)>;
+    fn set(&self, uidvalidity: u32, next_uid: u32);
+}
+
+/// A state to save, and how far its UIDs have gone.
+pub struct Saved {
+    pub bytes: Vec<u8>,
+    pub uidvalidity: u32,
+    pub next_uid: u32,
+}
+
+/// A mark held in memory (tests; a door without a keyring would lose it at exit).
+#[derive(Default, Clone)]
+pub struct MemoryMark(std::sync::Arc<std::sync::Mutex<Option<(u32, u32)>>>);
+
+impl Mark for MemoryMark {
+    fn get(&self) -> Option<(u32, u32)> {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+    fn set(&self, uidvalidity: u32, next_uid: u32) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some((uidvalidity, next_uid));
+    }
 }
 
 impl Cache {
     /// The cache in `dir` (made 0700 unless it exists; refused unless it is this user's own),
     /// sealed under `key`.
-    pub fn open(dir: &Path, key: Zeroizing<[u8; 32]>) -> Result<Cache, CacheError> {
+    pub fn open(dir: &Path, key: Zeroizing<[u8; 32]>, mark: Box<dyn Mark>) -> Result<Cache, CacheError> {
         crate::platform::private_dir(dir).map_err(|_| CacheError::NotPrivate(dir.to_path_buf()))?;
         let views = dir.join("views");
         crate::platform::private_dir(&views).map_err(|_| CacheError::NotPrivate(views))?;
-        Ok(Cache { dir: dir.to_path_buf(), key })
+        Ok(Cache { dir: dir.to_path_buf(), key, mark })
+    }
+
+    /// How far the UIDs have gone, as last marked.
+    pub fn mark(&self) -> Option<(u32, u32)> {
+        self.mark.get()
+    }
+
+    pub fn set_mark(&self, uidvalidity: u32, next_uid: u32) {
+        self.mark.set(uidvalidity, next_uid)
     }
 
     fn state_path(&self) -> PathBuf {
@@ -57,21 +95,12 @@ impl Cache {
         open(&self.key, b"state", &sealed)
     }
 
-    pub fn save_state(&self, state: &[u8]) -> Result<(), CacheError> {
-        self.write(&self.state_path(), &seal(&self.key, b"state", state))
-    }
-
-    /// The UIDVALIDITY last given out (kept in the clear: it says nothing of the mail), so a
-    /// state that is lost is never followed by one that reuses it.
-    pub fn last_uidvalidity(&self) -> u32 {
-        read_file(&self.dir.join("uidvalidity"), 16)
-            .and_then(|b| String::from_utf8(b).ok())
-            .and_then(|t| t.trim().parse().ok())
-            .unwrap_or(0)
-    }
-
-    pub fn record_uidvalidity(&self, uidvalidity: u32) -> Result<(), CacheError> {
-        self.write(&self.dir.join("uidvalidity"), format!("{uidvalidity}\n").as_bytes())
+    /// Save the state (serialised), then mark how far its UIDs have gone: a state saved but
+    /// not marked (a crash between) is ahead of the mark, and taken.
+    pub fn save_state(&self, state: &Saved) -> Result<(), CacheError> {
+        self.write(&self.state_path(), &seal(&self.key, b"state", &state.bytes))?;
+        self.set_mark(state.uidvalidity, state.next_uid);
+        Ok(())
     }
 
     /// The view of `uid`, or None when it was never stored, was evicted or does not open.
@@ -178,7 +207,7 @@ mod tests {
     #[test]
     fn a_view_opens_under_its_own_uid_only_and_not_under_another_key() {
         let dir = tempfile::tempdir().unwrap();
-        let cache = Cache::open(&dir.path().join("c"), key(1)).unwrap();
+        let cache = Cache::open(&dir.path().join("c"), key(1), Box::<MemoryMark>::default()).unwrap();
         cache.put_view(7, 1, b"Subject: secret contract\r\n\r\nbody").unwrap();
         cache.put_view(7, 2, b"other").unwrap();
         assert_eq!(cache.view(7, 1).unwrap(), b"Subject: secret contract\r\n\r\nbody");
@@ -190,7 +219,7 @@ mod tests {
         assert_eq!(cache.view(7, 2), None);
         std::fs::copy(dir.path().join("c/views/7-1"), dir.path().join("c/views/8-1")).unwrap();
         assert_eq!(cache.view(8, 1), None);
-        let other = Cache::open(&dir.path().join("c"), key(2)).unwrap();
+        let other = Cache::open(&dir.path().join("c"), key(2), Box::<MemoryMark>::default()).unwrap();
         assert_eq!(other.view(7, 1), None);
     }
 
@@ -212,7 +241,7 @@ mod tests {
     #[test]
     fn sweep_removes_views_of_another_uidvalidity_and_those_not_kept() {
         let dir = tempfile::tempdir().unwrap();
-        let cache = Cache::open(&dir.path().join("c"), key(1)).unwrap();
+        let cache = Cache::open(&dir.path().join("c"), key(1), Box::<MemoryMark>::default()).unwrap();
         for (v, u) in [(1, 1), (1, 2), (2, 1), (2, 5)] {
             cache.put_view(v, u, b"x").unwrap();
         }

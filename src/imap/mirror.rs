@@ -7,7 +7,7 @@
 //! A FETCH reads views from the cache and never waits on the card; the views are made here, in
 //! the door's own refresh, as mail arrives.
 
-use super::cache::Cache;
+use super::cache::{Cache, Saved};
 use super::upstream::{Fetched, Upstream, UpstreamError};
 use crate::agent::client::{call_retrying, connect};
 use crate::agent::protocol::{Call, Request, ViewArgs};
@@ -132,7 +132,13 @@ pub struct Known {
 impl Mirror {
     /// The state saved in `cache`, or a new one.
     pub fn load(cache: &Cache, limit: u64) -> Mirror {
-        let state = cache.load_state().and_then(|b| serde_json::from_slice::<State>(&b).ok()).filter(|s| s.valid());
+        let mark = cache.mark();
+        // Behind the mark: an older state put back in the directory (or a lost one's leftover).
+        let behind = |s: &State| mark.is_some_and(|(v, n)| s.uidvalidity < v || (s.uidvalidity == v && s.next_uid < n));
+        let state = cache
+            .load_state()
+            .and_then(|b| serde_json::from_slice::<State>(&b).ok())
+            .filter(|s| s.valid() && !behind(s));
         let fresh = state.is_none();
         let state =
             state.unwrap_or_else(|| State { next_uid: 1, uidvalidity: new_uidvalidity(cache), ..State::default() });
@@ -189,9 +195,14 @@ impl Mirror {
         }
     }
 
+    fn saved(&self) -> Option<Saved> {
+        let bytes = serde_json::to_vec(&self.state).ok()?;
+        Some(Saved { bytes, uidvalidity: self.state.uidvalidity, next_uid: self.state.next_uid })
+    }
+
     /// These messages were expunged upstream by the door: gone here too, views and all. The
     /// state to save.
-    pub fn forget(&mut self, uids: &[u32], cache: &Cache) -> Option<Vec<u8>> {
+    pub fn forget(&mut self, uids: &[u32], cache: &Cache) -> Option<Saved> {
         let uidvalidity = self.state.uidvalidity;
         let uids: std::collections::HashSet<u32> = uids.iter().copied().collect();
         self.state.entries.retain(|e| {
@@ -201,7 +212,7 @@ impl Mirror {
             }
             !gone
         });
-        serde_json::to_vec(&self.state).ok()
+        self.saved()
     }
 
     /// What a refresh must know: the waiting mails, and whether a PIN may be asked now.
@@ -221,7 +232,7 @@ impl Mirror {
 
     /// Take in what a refresh found; evict views past the size bound. Returns the state to
     /// save, when it changed (serialised here, sealed and written by the caller unlocked).
-    pub fn apply(&mut self, u: Update, cache: &Cache) -> Option<Vec<u8>> {
+    pub fn apply(&mut self, u: Update, cache: &Cache) -> Option<Saved> {
         if let Some((upstream_uidvalidity, uidvalidity)) = u.fresh {
             self.state = State { upstream_uidvalidity, uidvalidity, next_uid: 1, ..State::default() };
             self.dirty = true;
@@ -263,7 +274,7 @@ impl Mirror {
         if self.dirty || used_long_ago {
             self.dirty = false;
             self.used_since = None;
-            return serde_json::to_vec(&self.state).ok();
+            return self.saved();
         }
         None
     }
@@ -313,15 +324,15 @@ impl State {
     }
 }
 
-/// A UIDVALIDITY not given out before in this cache: the time in seconds (RFC 3501 §2.3.1.1
-/// suggests it), past the last one (a clock set back, two in one second), recorded.
+/// A UIDVALIDITY not given out before for this account: the time in seconds (RFC 3501
+/// §2.3.1.1 suggests it), past the last one marked (a clock set back, two in one second),
+/// marked.
 pub fn new_uidvalidity(cache: &Cache) -> u32 {
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
     let now = u32::try_from(now).unwrap_or(u32::MAX);
-    let v = now.max(cache.last_uidvalidity().saturating_add(1)).max(1);
-    if let Err(e) = cache.record_uidvalidity(v) {
-        eprintln!("ssmax-card imap: {e}");
-    }
+    let last = cache.mark().map(|m| m.0).unwrap_or(0);
+    let v = now.max(last.saturating_add(1)).max(1);
+    cache.set_mark(v, 1);
     v
 }
 
@@ -544,6 +555,7 @@ fn view_in_agent(agent: &Path, raw: &[u8], authserv_id: &str, quiet: bool) -> Re
 
 #[cfg(test)]
 mod tests {
+    use super::super::cache::MemoryMark;
     use super::*;
     use zeroize::Zeroizing;
 
@@ -552,7 +564,7 @@ mod tests {
     }
 
     fn mirror(dir: &Path, limit: u64) -> (Cache, Mirror) {
-        let cache = Cache::open(&dir.join("c"), Zeroizing::new([9; 32])).unwrap();
+        let cache = Cache::open(&dir.join("c"), Zeroizing::new([9; 32]), Box::new(MemoryMark::default())).unwrap();
         let m = Mirror::load(&cache, limit);
         (cache, m)
     }
@@ -575,23 +587,30 @@ mod tests {
     }
 
     #[test]
-    fn the_uid_map_comes_back_from_the_cache_and_a_lost_one_gets_a_new_uidvalidity() {
+    fn the_uid_map_comes_back_from_the_cache_and_a_lost_or_older_one_gets_a_new_uidvalidity() {
         let dir = tempfile::tempdir().unwrap();
-        let (cache, mut m) = mirror(dir.path(), 1 << 30);
+        let mark = MemoryMark::default();
+        let open = |k: u8| Cache::open(&dir.path().join("c"), Zeroizing::new([k; 32]), Box::new(mark.clone())).unwrap();
+        let cache = open(9);
+        let mut m = Mirror::load(&cache, 1 << 30);
         let first = m.uidvalidity();
-        let saved = m.apply(
-            update(&[10, 11], vec![made(entry(1, 10, 5, 0), None, None), made(entry(2, 11, 5, 0), None, None)]),
-            &cache,
-        );
+        let saved = m.apply(update(&[10], vec![made(entry(1, 10, 5, 0), None, None)]), &cache);
         cache.save_state(&saved.unwrap()).unwrap();
-        let (_, again) = mirror(dir.path(), 1 << 30);
+        let older = std::fs::read(dir.path().join("c/state")).unwrap();
+        let saved = m.apply(update(&[10, 11], vec![made(entry(2, 11, 5, 0), None, None)]), &cache);
+        cache.save_state(&saved.unwrap()).unwrap();
+        let again = Mirror::load(&open(9), 1 << 30);
         assert_eq!(again.state, m.state);
         assert_eq!(again.uids(), [1, 2]);
-        // Under another key the state does not open: started anew, under another UIDVALIDITY.
-        let other = Cache::open(&dir.path().join("c"), Zeroizing::new([8; 32])).unwrap();
-        let lost = Mirror::load(&other, 1 << 30);
+        // An older state put back opens, but is behind the mark: not taken, a new UIDVALIDITY.
+        std::fs::write(dir.path().join("c/state"), &older).unwrap();
+        let rolled = Mirror::load(&open(9), 1 << 30);
+        assert!(rolled.uids().is_empty());
+        assert!(rolled.uidvalidity() > first);
+        // Under another key the state does not open: started anew, past every UIDVALIDITY before.
+        let lost = Mirror::load(&open(8), 1 << 30);
         assert!(lost.uids().is_empty());
-        assert!(lost.uidvalidity() > first, "{} {}", lost.uidvalidity(), first);
+        assert!(lost.uidvalidity() > rolled.uidvalidity(), "{} {}", lost.uidvalidity(), rolled.uidvalidity());
     }
 
     #[test]

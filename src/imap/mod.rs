@@ -30,6 +30,24 @@ pub struct Settings {
     /// The agent's socket.
     pub agent: PathBuf,
     pub cache_key: zeroize::Zeroizing<[u8; 32]>,
+    /// How far the door's UIDs have gone, out of the cache directory's reach (cache::Mark).
+    pub mark: Box<dyn cache::Mark>,
+}
+
+/// The mark in the OS keyring, beside the cache key.
+pub struct KeyringMark(pub keyring::Entry);
+
+impl cache::Mark for KeyringMark {
+    fn get(&self) -> Option<(u32, u32)> {
+        let text = self.0.get_password().ok()?;
+        let (v, n) = text.split_once(' ')?;
+        Some((v.parse().ok()?, n.parse().ok()?))
+    }
+    fn set(&self, uidvalidity: u32, next_uid: u32) {
+        if let Err(e) = self.0.set_password(&format!("{uidvalidity} {next_uid}")) {
+            eprintln!("ssmax-card imap: the keyring did not keep how far the UIDs went: {e}");
+        }
+    }
 }
 
 pub struct Shared {
@@ -69,10 +87,12 @@ fn cache_dir(s: &Settings) -> Option<PathBuf> {
 }
 
 impl Shared {
-    pub fn open(s: Settings) -> Result<Shared, Failure> {
+    pub fn open(mut s: Settings) -> Result<Shared, Failure> {
+        let mark = std::mem::replace(&mut s.mark, Box::new(cache::MemoryMark::default()));
         let dir =
             cache_dir(&s).ok_or_else(|| Failure::new(Exit::Usage, "no cache directory: set cache_dir in [imap]"))?;
-        let cache = cache::Cache::open(&dir, s.cache_key.clone()).map_err(|e| Failure::new(Exit::Io, e.to_string()))?;
+        let cache =
+            cache::Cache::open(&dir, s.cache_key.clone(), mark).map_err(|e| Failure::new(Exit::Io, e.to_string()))?;
         let mirror = mirror::Mirror::load(&cache, s.cfg.cache_size);
         Ok(Shared {
             s,

@@ -125,6 +125,14 @@ pub fn imap_cache_key(host: &str, user: &str) -> Result<zeroize::Zeroizing<[u8; 
     Ok(key)
 }
 
+/// The keyring entry where the IMAP door marks how far its UIDs have gone (not a secret; kept
+/// where whoever can write the cache directory cannot).
+pub fn imap_cache_mark(host: &str, user: &str) -> Result<keyring::Entry, Failure> {
+    ensure_session_keyring();
+    keyring::Entry::new(SERVICE, &format!("imap cache mark {user}@{host}"))
+        .map_err(|e| keyring_failure(&crate::tr!("imap-cache-key"), e))
+}
+
 /// 32 random bytes in hex. Not URL-safe base64: one such secret in 64 began with '-', which
 /// command-line clients (swaks among them) take for an option.
 fn new_client_secret() -> SecretString {
