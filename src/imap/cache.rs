@@ -98,7 +98,7 @@ impl Cache {
     /// Save the state (serialised), then mark how far its UIDs have gone: a state saved but
     /// not marked (a crash between) is ahead of the mark, and taken.
     pub fn save_state(&self, state: &Saved) -> Result<(), CacheError> {
-        self.write(&self.state_path(), &seal(&self.key, b"state", &state.bytes))?;
+        self.write(&self.state_path(), &seal(&self.key, b"state", &state.bytes), true)?;
         self.set_mark(state.uidvalidity, state.next_uid);
         Ok(())
     }
@@ -109,8 +109,10 @@ impl Cache {
         open(&self.key, &view_context(uidvalidity, uid), &sealed)
     }
 
+    /// Not synced to the disk: a view lost or torn in a crash does not open, and is built
+    /// again with the same bytes (its digest is in the state).
     pub fn put_view(&self, uidvalidity: u32, uid: u32, view: &[u8]) -> Result<(), CacheError> {
-        self.write(&self.view_path(uidvalidity, uid), &seal(&self.key, &view_context(uidvalidity, uid), view))
+        self.write(&self.view_path(uidvalidity, uid), &seal(&self.key, &view_context(uidvalidity, uid), view), false)
     }
 
     pub fn remove_view(&self, uidvalidity: u32, uid: u32) {
@@ -135,13 +137,16 @@ impl Cache {
         }
     }
 
-    /// Written whole or not at all: a temporary file in the same directory, then renamed.
-    fn write(&self, path: &Path, bytes: &[u8]) -> Result<(), CacheError> {
+    /// Written whole or not at all: a temporary file in the same directory, then renamed;
+    /// `sync`: on the disk before the rename.
+    fn write(&self, path: &Path, bytes: &[u8], sync: bool) -> Result<(), CacheError> {
         let io = |e: std::io::Error| CacheError::Io(path.to_path_buf(), e);
         let dir = path.parent().unwrap_or(&self.dir);
         let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(io)?;
         tmp.write_all(bytes).map_err(io)?;
-        tmp.as_file().sync_data().map_err(io)?;
+        if sync {
+            tmp.as_file().sync_data().map_err(io)?;
+        }
         tmp.persist(path).map_err(|e| io(e.error))?;
         Ok(())
     }

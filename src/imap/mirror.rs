@@ -386,7 +386,7 @@ pub fn update(
         declined: false,
     };
     let may_ask = interactive && known.may_ask;
-    let mut maker = Maker { up, agent, authserv_id, may_ask, card_waits: None, declined: false };
+    let mut maker = Maker { up, agent, authserv_id, may_ask, card_waits: None, declined: false, fetched: HashMap::new() };
     let uidvalidity = known.uidvalidity;
     // Waiting mail first (the door's refresh only): when the card came, the mail that waited
     // longest opens first. One that still waits is enough to know the rest would.
@@ -403,11 +403,12 @@ pub fn update(
     }
     let mut fresh_uids: Vec<u32> = u.live.keys().copied().filter(|&x| x > known.last_upstream).collect();
     fresh_uids.sort_unstable();
-    for upstream in fresh_uids {
+    for (i, &upstream) in fresh_uids.iter().enumerate() {
         if known.count + u.made.len() >= MAX_MESSAGES {
             u.pending.push(format!("more than {MAX_MESSAGES} messages: the rest are not shown"));
             break;
         }
+        maker.fetch_ahead(&fresh_uids, i, &sizes)?;
         let live = u.live.get(&upstream).cloned().unwrap_or_default();
         if let Some((view, shown, waits)) = maker.make(upstream, sizes.get(&upstream).copied())? {
             if let Some(why) = waits {
@@ -455,6 +456,39 @@ struct Maker<'a> {
     card_waits: Option<Exit>,
     /// A PIN was asked for and not given (declined, wrong).
     declined: bool,
+    /// Messages fetched ahead, several in one FETCH (`fetch_ahead`).
+    fetched: HashMap<u32, Fetched>,
+}
+
+/// Bytes of messages one FETCH brings ahead: few round trips, bounded memory.
+const FETCH_AHEAD: u64 = 16 << 20;
+
+impl Maker<'_> {
+    /// Fetch the next messages of `uids` from `at` in one FETCH, as many as fit FETCH_AHEAD
+    /// (at least one), unless the next one is fetched already.
+    fn fetch_ahead(&mut self, uids: &[u32], at: usize, sizes: &HashMap<u32, u32>) -> Result<(), UpstreamError> {
+        if uids.get(at).is_none_or(|u| self.fetched.contains_key(u)) {
+            return Ok(());
+        }
+        let mut batch = Vec::new();
+        let mut bytes = 0u64;
+        for u in uids.iter().skip(at) {
+            let size = u64::from(sizes.get(u).copied().unwrap_or(0));
+            // One too large for a view is never fetched (make shows a notice).
+            if size as usize > MAX_MESSAGE || (!batch.is_empty() && bytes + size > FETCH_AHEAD) {
+                break;
+            }
+            bytes += size;
+            batch.push(u.to_string());
+        }
+        if batch.is_empty() {
+            return Ok(());
+        }
+        for f in self.up.fetch(&batch.join(","), true)? {
+            self.fetched.insert(f.uid, f);
+        }
+        Ok(())
+    }
 }
 
 impl Maker<'_> {
@@ -466,8 +500,12 @@ impl Maker<'_> {
             let why = format!("it is larger than {} MiB", MAX_MESSAGE >> 20);
             return Ok(Some((notice(upstream, &why), Shown::Notice, None)));
         }
-        let Some(f) = self.up.fetch(&upstream.to_string(), true)?.into_iter().find(|f| f.uid == upstream) else {
-            return Ok(None);
+        let f = match self.fetched.remove(&upstream) {
+            Some(f) => f,
+            None => match self.up.fetch(&upstream.to_string(), true)?.into_iter().find(|f| f.uid == upstream) {
+                Some(f) => f,
+                None => return Ok(None),
+            },
         };
         // Mail that is not SSMAX needs no card and no agent: made here.
         if !crate::ops::view::is_ssmax(&f.body) {
