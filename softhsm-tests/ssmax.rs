@@ -2252,6 +2252,66 @@ fn the_imap_door_answers_bodystructure_envelope_and_sections_as_dovecot_does_for
 }
 
 #[test]
+fn the_imap_door_shows_ordinary_smime_with_its_verdict_and_opens_what_is_for_the_card() {
+    let w = World::new();
+    // alice signs an ordinary mail on her card; openssl encrypts to bob's certificate: her
+    // signed mail, and a plain text; and one to alice's certificate, not bob's.
+    let plain = w.alice.write("plain.eml", MAIL);
+    let signed = w.alice.path("signed.eml");
+    ok(&mut w.alice.with_pin(&[
+        "--agent",
+        "never",
+        "sign",
+        "--in",
+        plain.to_str().unwrap(),
+        "--out",
+        signed.to_str().unwrap(),
+    ]));
+    let tampered = tamper(&w.bob, &signed, "the figures are attached", "pay invoice 77 today");
+    let encrypt = |input: &Path, to: &str, name: &str| {
+        let o = ok(Command::new("openssl")
+            .args(["cms", "-encrypt", "-aes256", "-from", "alice@example.jp", "-to", "bob@partner.example"])
+            .args(["-subject", name, "-in"])
+            .arg(input)
+            .arg(pki().join(to)));
+        w.bob.write(&format!("{name}.eml"), o.stdout)
+    };
+    let secret = w.bob.write("secret.txt", "Content-Type: text/plain\r\n\r\nThe merger closes on Friday.\r\n");
+    // What a client encrypts is the signed MIME entity, not the whole mail.
+    let signed_text = String::from_utf8(std::fs::read(&signed).unwrap()).unwrap();
+    let entity: String = signed_text
+        .split_inclusive('\n')
+        .skip_while(|l| ["From:", "To:", "Subject:", "Date:"].iter().any(|f| l.starts_with(f)))
+        .collect();
+    let entity = w.bob.write("signed-entity.eml", entity);
+    let sealed_signed = encrypt(&entity, "bob.pem", "sealed-signed");
+    let sealed_text = encrypt(&secret, "bob.pem", "sealed-text");
+    let not_ours = encrypt(&secret, "alice.pem", "not-ours");
+    let store = Dovecot::start(&w.bob);
+    store.deliver(&[&signed, &tampered, &sealed_signed, &sealed_text, &not_ours]);
+    let agent = crate::support::agent::start_agent(&w.bob, "", "0");
+    let door = imap_door(&w.bob, &agent.socket, &store);
+    let o = imap_probe(&door, "for i in range(1,6):\n    print('== %d' % i)\n    print(d.uid('FETCH',str(i),'(BODY.PEEK[])')[1][0][1].decode())");
+    let views: Vec<&str> = o.split("== ").skip(1).collect();
+    assert_eq!(views.len(), 5, "{o}");
+    let a_r = "Authentication-Results: ssmax-card.local; smime=pass header.smime-identifier=alice@example.jp";
+    // Signed: the door's verdict first, the mail otherwise byte for byte.
+    let signed_bytes = String::from_utf8(std::fs::read(&signed).unwrap()).unwrap();
+    assert!(views[0].contains(&format!("{a_r}\r\n{signed_bytes}")), "{}", views[0]);
+    assert!(views[1].contains("smime=fail") && !views[1].contains("smime=pass"), "{}", views[1]);
+    // Enveloped to bob's card: opened on it, the signature inside judged.
+    assert!(views[2].contains(a_r), "{}", views[2]);
+    assert!(views[2].contains("the figures are attached") && !views[2].contains("pkcs7-mime"), "{}", views[2]);
+    assert!(
+        views[3].contains("The merger closes on Friday.") && !views[3].contains("Authentication-Results"),
+        "{}",
+        views[3]
+    );
+    // For someone else's key: as it is.
+    assert!(views[4].contains("application/pkcs7-mime") && !views[4].contains("merger"), "{}", views[4]);
+}
+
+#[test]
 fn a_message_too_large_for_a_view_is_a_notice_and_the_mail_after_it_still_arrives() {
     let w = World::new();
     let store = Dovecot::start(&w.bob);

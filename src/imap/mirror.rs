@@ -386,7 +386,8 @@ pub fn update(
         declined: false,
     };
     let may_ask = interactive && known.may_ask;
-    let mut maker = Maker { up, agent, authserv_id, may_ask, card_waits: None, declined: false, fetched: HashMap::new() };
+    let mut maker =
+        Maker { up, agent, authserv_id, may_ask, card_waits: None, declined: false, fetched: HashMap::new() };
     let uidvalidity = known.uidvalidity;
     // Waiting mail first (the door's refresh only): when the card came, the mail that waited
     // longest opens first. One that still waits is enough to know the rest would.
@@ -507,8 +508,8 @@ impl Maker<'_> {
                 None => return Ok(None),
             },
         };
-        // Mail that is not SSMAX needs no card and no agent: made here.
-        if !crate::ops::view::is_ssmax(&f.body) {
+        // Mail that is neither SSMAX nor S/MIME needs no card and no agent: made here.
+        if !needs_card(&f.body) {
             return Ok(Some((crate::ops::view::untouched(&f.body, self.authserv_id), Shown::View, None)));
         }
         if let Some(exit) = self.card_waits {
@@ -548,10 +549,16 @@ pub fn rebuild(
         .into_iter()
         .find(|f| f.uid == upstream)
         .ok_or_else(|| "the mail store no longer has it".to_string())?;
-    if !crate::ops::view::is_ssmax(&f.body) {
+    if !needs_card(&f.body) {
         return Ok(crate::ops::view::untouched(&f.body, authserv_id));
     }
     view_in_agent(agent, &f.body, authserv_id, true).map_err(|(_, why)| why)
+}
+
+/// Whether the view of `raw` is made by the agent: SSMAX and S/MIME mail (verified against the
+/// card's anchors, decrypted with its key).
+fn needs_card(raw: &[u8]) -> bool {
+    crate::ops::view::is_ssmax(raw) || crate::ops::view::is_smime(raw)
 }
 
 /// What stands in for a message the door cannot show: a short text saying why, the same bytes

@@ -34,6 +34,36 @@ pub fn run(ctx: &mut dyn Ctx) -> Result<(), Failure> {
             }
         },
     };
+    let (head, content) = open(ctx, outer, der, from)?;
+    match head {
+        Some(head) => ctx.output_pieces(&[&head, &content]),
+        None => ctx.output(content),
+    }
+}
+
+/// An enveloped mail (any other mail: None) decrypted on the token: its header fields and
+/// content, one mail again.
+pub fn open_mail(ctx: &mut dyn Ctx, raw: Vec<u8>) -> Result<Option<Vec<u8>>, Failure> {
+    let Ok(mail) = take_opaque(raw)? else { return Ok(None) };
+    if mail.smime_type.contains("signed") {
+        return Ok(None);
+    }
+    let der = match unarmor(&mail.cms)? {
+        std::borrow::Cow::Borrowed(_) => mail.cms,
+        std::borrow::Cow::Owned(v) => v,
+    };
+    let (head, content) = open(ctx, Some(mail.fields), der, mail.from)?;
+    Ok(Some([head.unwrap_or_default(), content].concat()))
+}
+
+/// The content of the CMS `der` opened with the content key the token recovers, and the mail's
+/// header fields (`outer`) to go before it (the content then with CRLF line ends).
+fn open(
+    ctx: &mut dyn Ctx,
+    outer: Option<Vec<crate::mail::Field>>,
+    der: Vec<u8>,
+    from: Option<String>,
+) -> Result<(Option<Vec<u8>>, Vec<u8>), Failure> {
     let env = decrypt::Envelope::parse_owned(der)?;
     let operation = match &from {
         Some(from) => crate::tr!("decrypt-operation-from", from = from),
@@ -54,17 +84,17 @@ pub fn run(ctx: &mut dyn Ctx) -> Result<(), Failure> {
     let alg = env.content_alg()?;
     let content = env.into_plaintext(&cek)?;
     drop(cek);
-    match &outer {
+    let opened = match &outer {
         Some(fields) => {
             let head = rejoin_head(fields);
             if crate::mail::is_crlf(&content) {
-                ctx.output_pieces(&[&head, &content])?;
+                (Some(head), content)
             } else {
-                ctx.output_pieces(&[&head, &crate::mail::to_crlf(&content)])?;
+                (Some(head), crate::mail::to_crlf(&content))
             }
         }
-        None => ctx.output(content)?,
-    }
+        None => (None, content),
+    };
     ctx.note(crate::tr!(
         "decrypt-done",
         token = token_label,
@@ -72,7 +102,7 @@ pub fn run(ctx: &mut dyn Ctx) -> Result<(), Failure> {
         transport = transport.to_string(),
         algorithm = alg.name()
     ));
-    Ok(())
+    Ok(opened)
 }
 
 fn signed_not_encrypted() -> Failure {

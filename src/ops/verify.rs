@@ -49,6 +49,29 @@ impl VerifyArgs {
 
 pub fn run(ctx: &mut dyn Ctx, a: &VerifyArgs) -> Result<(), Failure> {
     let raw = ctx.input()?;
+    let checked = check(ctx, &raw, a)?;
+    if ctx.wants_output() {
+        ctx.output(checked.content)?;
+    }
+    if let Some(w) = checked.claimed {
+        ctx.note(w);
+    }
+    ctx.report(checked.report);
+    Ok(())
+}
+
+/// What verifying a mail found: the report, a warning about its display name, its sender (for
+/// a mail), and the innermost signed content (a mail's with its header fields).
+pub struct Checked {
+    pub report: String,
+    pub claimed: Option<String>,
+    pub from: Option<String>,
+    pub content: Vec<u8>,
+}
+
+/// Verify `raw` (a signed mail, or bare CMS with `a.content`), fail-closed: every signature,
+/// chain, usage, revocation, and the From address against the certificate.
+pub fn check(ctx: &mut dyn Ctx, raw: &[u8], a: &VerifyArgs) -> Result<Checked, Failure> {
     let mut trust = Trust { anchors: a.anchors.clone(), intermediates: a.intermediates.clone(), ..Default::default() };
     for f in &ctx.setup().config.anchors {
         trust.anchors.extend(load_file(f)?);
@@ -92,7 +115,7 @@ pub fn run(ctx: &mut dyn Ctx, a: &VerifyArgs) -> Result<(), Failure> {
         }
         found
     };
-    let (verified, outer) = match classify(&raw)? {
+    let (verified, outer) = match classify(raw)? {
         Incoming::Detached { outer, signed, signature } => {
             let der = unarmor(&signature)?;
             (verify_with_lists(&der, Some(&signed), &trust, now, &mut lists)?, Some(outer))
@@ -190,18 +213,11 @@ pub fn run(ctx: &mut dyn Ctx, a: &VerifyArgs) -> Result<(), Failure> {
             content = v.content;
         }
     }
-    if ctx.wants_output() {
-        let content = match &outer {
-            Some(o) => rejoin(o, &content),
-            None => content,
-        };
-        ctx.output(content)?;
-    }
-    if let Some(w) = claimed {
-        ctx.note(w);
-    }
-    ctx.report(report);
-    Ok(())
+    let content = match &outer {
+        Some(o) => rejoin(o, &content),
+        None => content,
+    };
+    Ok(Checked { report, claimed, from, content })
 }
 
 /// The sender named inside the signed content, if any, is the one the mail shows

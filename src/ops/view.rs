@@ -59,6 +59,9 @@ fn has_ssmax_part(signed: &[u8]) -> bool {
 /// caller's to show, and the mail is tried again later.
 pub fn view(ctx: &mut dyn Ctx, raw: &[u8], authserv_id: &str) -> Result<View, Failure> {
     if !is_ssmax(raw) {
+        if is_smime(raw) {
+            return smime_view(ctx, raw, authserv_id);
+        }
         return Ok(View { mail: untouched(raw, authserv_id), verdict: Verdict::Untouched });
     }
     // One of each (RFC 5322 §3.6): two Subjects or two Reply-Tos show one thing and do another.
@@ -76,6 +79,51 @@ pub fn view(ctx: &mut dyn Ctx, raw: &[u8], authserv_id: &str) -> Result<View, Fa
         }
         Err(f) => Err(f),
     }
+}
+
+/// Whether `raw` is S/MIME at its top (multipart/signed, or application/pkcs7-mime signed or
+/// enveloped): its view needs the card (its anchors, its key).
+pub fn is_smime(raw: &[u8]) -> bool {
+    matches!(classify(raw), Ok(Incoming::Detached { .. } | Incoming::Opaque { .. }))
+}
+
+/// Ordinary S/MIME (RFC 8551), as the door shows it: a mail enveloped to a key on the card
+/// decrypted on it; a signed one (or what the decrypted one holds) with the door's verdict in
+/// `Authentication-Results`, judged as `verify` judges (the card's anchors, the chain, usage,
+/// revocation, From against the certificate), and otherwise as it is. A mail for someone
+/// else's key, or one that does not decrypt, is shown as it is.
+fn smime_view(ctx: &mut dyn Ctx, raw: &[u8], authserv_id: &str) -> Result<View, Failure> {
+    // The card decides (its anchors, its key) and a view is made once: without it, the mail
+    // waits (exit 3), rather than be judged without the anchors.
+    ctx.token_certificates()?;
+    let cleaned = untouched(raw, authserv_id);
+    let shown = match super::decrypt::open_mail(ctx, cleaned.clone()) {
+        // What was inside may name our verdict among its fields too: they are the mail's now.
+        Ok(Some(opened)) => untouched(&opened, authserv_id),
+        Ok(None) => cleaned,
+        Err(f) if matches!(f.exit, Exit::NoKey | Exit::Usage | Exit::VerificationFailed) => {
+            return Ok(View { mail: cleaned, verdict: Verdict::Untouched })
+        }
+        Err(f) => return Err(f),
+    };
+    if !matches!(classify(&shown), Ok(Incoming::Detached { .. } | Incoming::Opaque { .. })) {
+        return Ok(View { mail: shown, verdict: Verdict::Untouched });
+    }
+    let args = super::verify::VerifyArgs::default();
+    let (smime, identifier, verdict) = match super::verify::check(ctx, &shown, &args) {
+        Ok(c) => {
+            let sender = c.from.unwrap_or_default();
+            (Smime::Pass, Some(sender.clone()), Verdict::Pass { sender })
+        }
+        Err(f) if matches!(f.exit, Exit::VerificationFailed | Exit::Usage | Exit::NoKey) => {
+            let from = Entity::parse(&shown).ok().and_then(|e| e.from_address().ok());
+            (Smime::Fail, from, Verdict::Fail { why: f.message })
+        }
+        Err(f) => return Err(f),
+    };
+    let mut mail = auth_results::field(authserv_id, &smime, identifier.as_deref()).raw;
+    mail.extend_from_slice(&shown);
+    Ok(View { mail, verdict })
 }
 
 /// A mail that is not SSMAX as the door shows it: as it is, but for a verdict it claims in the
