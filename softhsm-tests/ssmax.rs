@@ -1784,6 +1784,14 @@ fn imap_door_with(tok: &Tok, socket: &Path, store: &Dovecot, upstream: &str) -> 
     ImapDoor { child, port, user, secret }
 }
 
+/// A Python script given the door's port, user and secret, then the mail store's, then `more`.
+fn with_door_and_store(script: &str, door: &ImapDoor, store: &Dovecot, more: &[&str]) -> Output {
+    run(Command::new("python3")
+        .args(["-c", script, &door.port.to_string(), &door.user, &door.secret])
+        .args([&store.port.to_string(), &store.user, &store.password])
+        .args(more))
+}
+
 /// mbsync (Debian's isync) pulls INBOX through the door into a Maildir; its output.
 fn mbsync(tok: &Tok, door: &ImapDoor) -> Output {
     mbsync_into(tok, door, "Mail")
@@ -1869,17 +1877,7 @@ fn mbsync_through_the_imap_door_gets_ssmax_mail_decrypted_and_other_mail_as_it_i
     assert_eq!(maildir_messages(&w.bob), got);
     // A client that stays: a new mail reaches it at its next NOOP, as EXISTS.
     let script = "import imaplib,sys\nd=imaplib.IMAP4('127.0.0.1',int(sys.argv[1]))\nd.login(sys.argv[2],sys.argv[3])\nprint('selected', d.select('INBOX', readonly=True)[1])\ns=imaplib.IMAP4('127.0.0.1',int(sys.argv[4]))\ns.login(sys.argv[5],sys.argv[6])\ns.append('INBOX',None,None,open(sys.argv[7],'rb').read())\nd.noop()\nprint('exists', d.response('EXISTS')[1])\nprint('fetched', d.fetch('4','(RFC822.SIZE)')[1])\n";
-    let o = run(Command::new("python3").args([
-        "-c",
-        script,
-        &door.port.to_string(),
-        &door.user,
-        &door.secret,
-        &store.port.to_string(),
-        &store.user,
-        &store.password,
-        plain.to_str().unwrap(),
-    ]));
+    let o = with_door_and_store(script, &door, &store, &[plain.to_str().unwrap()]);
     let said = stdout(&o);
     assert!(said.contains("selected [b'3']") && said.contains("exists [b'3', b'4']"), "{said}{}", stderr(&o));
     assert!(said.contains("RFC822.SIZE"), "{said}");
@@ -2156,16 +2154,7 @@ fn the_imap_door_keeps_flags_on_the_mail_store_expunges_the_right_mail_and_wakes
     assert!(!upstream.contains("smime=pass"), "{upstream}");
     // An idling client hears of a new mail without asking.
     let idle = "import socket,sys,time,imaplib\ns=socket.create_connection(('127.0.0.1',int(sys.argv[1])))\nf=s.makefile('rb')\nf.readline()\ns.sendall(b'a LOGIN ' + sys.argv[2].encode() + b' ' + sys.argv[3].encode() + b'\\r\\nb SELECT INBOX\\r\\nc IDLE\\r\\n')\nwhile not f.readline().startswith(b'+'): pass\nm=imaplib.IMAP4('127.0.0.1',int(sys.argv[4]))\nm.login(sys.argv[5],sys.argv[6])\nm.append('INBOX',None,None,b'From: Carol <carol@example.jp>\\r\\nSubject: late\\r\\n\\r\\nLate.\\r\\n')\nstart=time.time()\nwhile True:\n    l=f.readline()\n    if not l or l.endswith(b'EXISTS\\r\\n'): break\nprint('heard', l, 'after %.1f s' % (time.time()-start))\ns.sendall(b'DONE\\r\\n')\nprint('done', f.readline())\n";
-    let o = run(Command::new("python3").args([
-        "-c",
-        idle,
-        &door.port.to_string(),
-        &door.user,
-        &door.secret,
-        &store.port.to_string(),
-        &store.user,
-        &store.password,
-    ]));
+    let o = with_door_and_store(idle, &door, &store, &[]);
     let said = stdout(&o);
     assert!(said.contains("heard b'* 4 EXISTS\\r\\n'"), "{said}{}", stderr(&o));
     assert!(said.contains("done b'c OK"), "{said}");

@@ -2,6 +2,7 @@
 //! socket): log in with the client secret, list and select INBOX, fetch from the mirror.
 //! What the door does not do yet is refused with NO, never half done.
 
+use super::search::contains;
 use super::structure::Tree;
 use super::Shared;
 use imap_next::imap_types::auth::{AuthMechanism, AuthenticateData};
@@ -834,20 +835,6 @@ fn past(s: &Sequence, last: u32) -> bool {
         Sequence::Single(a) => over(a),
         Sequence::Range(a, b) => over(a) && over(b),
     }
-}
-
-fn contains(set: &SequenceSet, value: u32, largest: u32) -> bool {
-    let v = |s: &SeqOrUid| match s {
-        SeqOrUid::Value(n) => n.get(),
-        SeqOrUid::Asterisk => largest,
-    };
-    set.0.as_ref().iter().any(|s| match s {
-        Sequence::Single(a) => v(a) == value,
-        Sequence::Range(a, b) => {
-            let (lo, hi) = (v(a).min(v(b)), v(a).max(v(b)));
-            (lo..=hi).contains(&value)
-        }
-    })
 }
 
 /// The bytes as an IMAP literal (NIL for what a literal cannot carry: a NUL byte).

@@ -850,6 +850,11 @@ impl<'v> Cursor<'v> {
     /// does not close).
     fn quoted(&mut self) -> Vec<u8> {
         self.bump();
+        self.until(b'"')
+    }
+
+    /// Up to `close` (taken, not kept): backslash pairs as their second byte, line ends out.
+    fn until(&mut self, close: u8) -> Vec<u8> {
         let mut out = Vec::new();
         while let Some(b) = self.peek() {
             self.bump();
@@ -860,8 +865,8 @@ impl<'v> Cursor<'v> {
                         out.push(c);
                     }
                 }
-                b'"' => break,
                 b'\r' | b'\n' => {}
+                _ if b == close => break,
                 _ => out.push(b),
             }
         }
@@ -872,20 +877,7 @@ impl<'v> Cursor<'v> {
     fn literal(&mut self) -> Vec<u8> {
         self.bump();
         let mut out = vec![b'['];
-        while let Some(b) = self.peek() {
-            self.bump();
-            match b {
-                b'\\' => {
-                    if let Some(c) = self.peek() {
-                        self.bump();
-                        out.push(c);
-                    }
-                }
-                b']' => break,
-                b'\r' | b'\n' => {}
-                _ => out.push(b),
-            }
-        }
+        out.extend(self.until(b']'));
         out.push(b']');
         out
     }
