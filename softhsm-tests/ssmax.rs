@@ -82,6 +82,13 @@ impl World {
         self.alice.write("draft.eml", format!("From: Alice Example <alice@example.jp>\nTo: Bob <bob@partner.example>\nSubject: Q3 figures\n\n{body}\n"))
     }
 
+    /// alice's figures.csv through both organisations, as bob's mail store receives it.
+    fn figures_to_bob(&self) -> PathBuf {
+        let sent = self.send(&[("figures.csv", "Q3 revenue: 1,234 MJPY\n", "Q3 figures")]);
+        let (_, hop1) = self.org("sending", &sent, "hop1.eml", None);
+        self.org("receiving", &hop1, "hop2.eml", None).1
+    }
+
     fn send(&self, attach: &[(&str, &str, &str)]) -> PathBuf {
         let draft = self.draft("Bob, the figures are attached.");
         let out = self.alice.path("sent.eml");
@@ -670,9 +677,7 @@ fn extraction_refuses_a_directory_that_is_a_symbolic_link_unless_named_as_dir_sl
 #[test]
 fn receive_opens_the_attachments_on_the_token_they_are_for_among_several() {
     let w = World::new();
-    let sent = w.send(&[("figures.csv", "Q3 revenue: 1,234 MJPY\n", "Q3 figures")]);
-    let (_, hop1) = w.org("sending", &sent, "hop1.eml", None);
-    let (_, hop2) = w.org("receiving", &hop1, "hop2.eml", None);
+    let hop2 = w.figures_to_bob();
     // Bob also carries a card of alice's (a shared desk): both decrypt, one is for this mail.
     crate::tokens::add_token_for(&w.bob, "alice card", "alice");
     let o = run(&mut w.bob.with_pin(&["--agent", "never", "receive", "--in", hop2.to_str().unwrap()]));
@@ -714,9 +719,7 @@ fn a_second_from_is_refused_by_both_organisations_and_by_receive() {
 #[test]
 fn receive_refuses_mail_signed_by_an_organisation_whose_certificate_was_revoked() {
     let w = World::new();
-    let sent = w.send(&[("figures.csv", "Q3 revenue: 1,234 MJPY\n", "Q3 figures")]);
-    let (_, hop1) = w.org("sending", &sent, "hop1.eml", None);
-    let (_, hop2) = w.org("receiving", &hop1, "hop2.eml", None);
+    let hop2 = w.figures_to_bob();
     // Partner Org lost its accreditation: the SSMAX root revoked its certificate.
     let root = crate::revocation::crl(&w.bob.path("crls"), "root", &[("partner-org.pem", "affiliationChanged")], None);
     let config = w.bob.write("revoked.toml", format!("crls = [\"{}\"]\n", root.display()));
@@ -1514,9 +1517,7 @@ fn qp_decoded(text: &str) -> String {
 #[test]
 fn the_door_shows_ssmax_mail_verified_and_decrypted_as_plain_multipart_mixed_with_its_verdict() {
     let w = World::new();
-    let sent = w.send(&[("figures.csv", "Q3 revenue: 1,234 MJPY\n", "Q3 figures")]);
-    let (_, hop1) = w.org("sending", &sent, "hop1.eml", None);
-    let (_, hop2) = w.org("receiving", &hop1, "hop2.eml", None);
+    let hop2 = w.figures_to_bob();
     // A verdict someone put in front, under the door's own authserv-id, and one from a real MX.
     let text = std::fs::read_to_string(&hop2).unwrap();
     let claimed = w.bob.write(
@@ -1606,9 +1607,7 @@ fn the_door_shows_ssmax_mail_verified_and_decrypted_as_plain_multipart_mixed_wit
 #[test]
 fn the_door_shows_a_tampered_ssmax_mail_as_failed_with_no_attachment_opened_and_no_pin_asked() {
     let w = World::new();
-    let sent = w.send(&[("figures.csv", "Q3 revenue: 1,234 MJPY\n", "Q3 figures")]);
-    let (_, hop1) = w.org("sending", &sent, "hop1.eml", None);
-    let (_, hop2) = w.org("receiving", &hop1, "hop2.eml", None);
+    let hop2 = w.figures_to_bob();
     let bad = tamper(&w.bob, &hop2, "Bob, the figures are attached.", "Bob, pay invoice 77 today.");
     // No PIN source at all: a failed mail asks for none.
     let o = run(w.bob.cmd().args(["imap", "view", "--in", bad.to_str().unwrap()]).stdin(std::process::Stdio::null()));
@@ -1634,9 +1633,7 @@ fn the_door_shows_a_tampered_ssmax_mail_as_failed_with_no_attachment_opened_and_
 fn the_agent_builds_the_same_view_the_door_will_serve_asking_the_pin_through_its_pinentry() {
     use crate::support::agent::{getpins, recv_msg, send_msg, start_agent};
     let w = World::new();
-    let sent = w.send(&[("figures.csv", "Q3 revenue: 1,234 MJPY\n", "Q3 figures")]);
-    let (_, hop1) = w.org("sending", &sent, "hop1.eml", None);
-    let (_, hop2) = w.org("receiving", &hop1, "hop2.eml", None);
+    let hop2 = w.figures_to_bob();
     let agent = start_agent(&w.bob, "", "0");
     let mut s = std::os::unix::net::UnixStream::connect(&agent.socket).unwrap();
     let request = serde_json::json!({"v": 1, "id": 7, "method": "view", "args": {}, "timeout_ms": 60000, "client": {}});
@@ -1830,9 +1827,7 @@ fn maildir_messages(tok: &Tok) -> Vec<(String, Vec<u8>)> {
 #[test]
 fn mbsync_through_the_imap_door_gets_ssmax_mail_decrypted_and_other_mail_as_it_is() {
     let w = World::new();
-    let sent = w.send(&[("figures.csv", "Q3 revenue: 1,234 MJPY\n", "Q3 figures")]);
-    let (_, hop1) = w.org("sending", &sent, "hop1.eml", None);
-    let (_, hop2) = w.org("receiving", &hop1, "hop2.eml", None);
+    let hop2 = w.figures_to_bob();
     let tampered = tamper(&w.bob, &hop2, "Bob, the figures are attached.", "Bob, pay invoice 77 today.");
     let plain = w.bob.write(
         "plain.eml",
@@ -1986,9 +1981,7 @@ fn files_under(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
 #[test]
 fn the_imap_door_keeps_uids_and_bytes_across_restarts_without_the_card_and_writes_no_clear_byte() {
     let w = World::new();
-    let sent = w.send(&[("figures.csv", "Q3 revenue: 1,234 MJPY\n", "Q3 figures")]);
-    let (_, hop1) = w.org("sending", &sent, "hop1.eml", None);
-    let (_, hop2) = w.org("receiving", &hop1, "hop2.eml", None);
+    let hop2 = w.figures_to_bob();
     let plain = w.bob.write("plain.eml", "From: Carol <carol@example.jp>\r\nSubject: lunch\r\n\r\nNoon?\r\n");
     let store = Dovecot::start(&w.bob);
     store.deliver(&[&plain, &hop2]);
@@ -2028,9 +2021,7 @@ fn the_imap_door_keeps_uids_and_bytes_across_restarts_without_the_card_and_write
 #[test]
 fn a_protected_mail_that_waits_for_the_card_comes_back_opened_under_a_new_uid() {
     let w = World::new();
-    let sent = w.send(&[("figures.csv", "Q3 revenue: 1,234 MJPY\n", "Q3 figures")]);
-    let (_, hop1) = w.org("sending", &sent, "hop1.eml", None);
-    let (_, hop2) = w.org("receiving", &hop1, "hop2.eml", None);
+    let hop2 = w.figures_to_bob();
     let plain = w.bob.write("plain.eml", "From: Carol <carol@example.jp>\r\nSubject: lunch\r\n\r\nNoon?\r\n");
     let store = Dovecot::start(&w.bob);
     store.deliver(&[&hop2, &plain]);
@@ -2065,9 +2056,7 @@ fn a_protected_mail_that_waits_for_the_card_comes_back_opened_under_a_new_uid() 
 #[test]
 fn views_past_the_cache_size_are_evicted_and_built_again_as_the_same_bytes() {
     let w = World::new();
-    let sent = w.send(&[("figures.csv", "Q3 revenue: 1,234 MJPY\n", "Q3 figures")]);
-    let (_, hop1) = w.org("sending", &sent, "hop1.eml", None);
-    let (_, hop2) = w.org("receiving", &hop1, "hop2.eml", None);
+    let hop2 = w.figures_to_bob();
     let plain = w.bob.write("plain.eml", "From: Carol <carol@example.jp>\r\nSubject: lunch\r\n\r\nNoon?\r\n");
     let store = Dovecot::start(&w.bob);
     store.deliver(&[&plain, &hop2]);
@@ -2109,9 +2098,7 @@ fn views_past_the_cache_size_are_evicted_and_built_again_as_the_same_bytes() {
 #[test]
 fn the_imap_door_keeps_flags_on_the_mail_store_expunges_the_right_mail_and_wakes_an_idling_client() {
     let w = World::new();
-    let sent = w.send(&[("figures.csv", "Q3 revenue: 1,234 MJPY\n", "Q3 figures")]);
-    let (_, hop1) = w.org("sending", &sent, "hop1.eml", None);
-    let (_, hop2) = w.org("receiving", &hop1, "hop2.eml", None);
+    let hop2 = w.figures_to_bob();
     let mails: Vec<PathBuf> = (1..=3)
         .map(|i| {
             w.bob.write(
@@ -2164,9 +2151,7 @@ fn the_imap_door_keeps_flags_on_the_mail_store_expunges_the_right_mail_and_wakes
 #[test]
 fn neomutt_over_the_imap_door_opens_the_ssmax_mail_and_lists_its_decrypted_attachment() {
     let w = World::new();
-    let sent = w.send(&[("figures.csv", "Q3 revenue: 1,234 MJPY\n", "Q3 figures")]);
-    let (_, hop1) = w.org("sending", &sent, "hop1.eml", None);
-    let (_, hop2) = w.org("receiving", &hop1, "hop2.eml", None);
+    let hop2 = w.figures_to_bob();
     let store = Dovecot::start(&w.bob);
     store.deliver(&[&hop2]);
     let agent = crate::support::agent::start_agent(&w.bob, "", "0");
@@ -2211,9 +2196,7 @@ const JAPANESE_MULTIPART: &str = "From: =?ISO-2022-JP?B?GyRCOzNFRBsoQg==?= <yama
 #[test]
 fn the_imap_door_answers_bodystructure_envelope_and_sections_as_dovecot_does_for_the_same_bytes() {
     let w = World::new();
-    let sent = w.send(&[("figures.csv", "Q3 revenue: 1,234 MJPY\n", "Q3 figures")]);
-    let (_, hop1) = w.org("sending", &sent, "hop1.eml", None);
-    let (_, hop2) = w.org("receiving", &hop1, "hop2.eml", None);
+    let hop2 = w.figures_to_bob();
     let jp = w.bob.write("jp.eml", JAPANESE_MULTIPART);
     let store = Dovecot::start(&w.bob);
     store.deliver(&[&jp, &hop2]);
