@@ -40,6 +40,8 @@ fn shared() -> &'static Shared {
                 shown: mirror::Shown::View,
                 used: 0,
                 stored: true,
+                lazy: false,
+                plain: false,
             }];
         }
         shared

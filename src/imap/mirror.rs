@@ -8,7 +8,7 @@
 //! the door's own refresh, as mail arrives.
 
 use super::cache::{Cache, Saved};
-use super::upstream::{Fetched, Upstream, UpstreamError};
+use super::upstream::{Body, Fetched, Upstream, UpstreamError};
 use crate::agent::client::{call_retrying, connect};
 use crate::agent::protocol::{Call, Request, ViewArgs};
 use crate::error::Exit;
@@ -52,6 +52,15 @@ pub struct Entry {
     pub used: u64,
     /// Whether its view is in the cache now.
     pub stored: bool,
+    /// A mail that needs no card, taken in by its header alone: its view (the mail less our
+    /// verdict's fields) is made from the upstream when first read; `size` is known from the
+    /// header and the upstream's size, `digest` once made.
+    #[serde(default)]
+    pub lazy: bool,
+    /// A mail that needs no card: its view is made from the upstream without the agent when it
+    /// is first read (or read again after eviction).
+    #[serde(default)]
+    pub plain: bool,
 }
 
 /// The door's UID map, as saved (sealed) in the cache.
@@ -184,6 +193,17 @@ impl Mirror {
             e.dirty_stored(stored, &mut self.dirty);
         }
         self.used_since.get_or_insert_with(Instant::now);
+    }
+
+    /// A lazy mail's view was made (its size as promised): its digest, from now on the bytes
+    /// its UID shows.
+    pub fn made(&mut self, uid: u32, digest: [u8; 32]) {
+        if let Ok(at) = self.state.entries.binary_search_by_key(&uid, |e| e.uid) {
+            let e = &mut self.state.entries[at];
+            e.digest = digest;
+            e.lazy = false;
+            self.dirty = true;
+        }
     }
 
     /// A view built again came out different (a certificate expired meanwhile): this UID
@@ -372,7 +392,7 @@ pub fn update(
             ..known
         };
     }
-    let now = up.fetch("1:*", false)?;
+    let now = up.fetch("1:*", Body::None)?;
     let sizes: HashMap<u32, u32> = now.iter().map(|f| (f.uid, f.size)).collect();
     let live: HashMap<u32, Live> =
         now.into_iter().map(|f: Fetched| (f.uid, Live { flags: f.flags, internal_date: f.internal_date })).collect();
@@ -404,12 +424,49 @@ pub fn update(
     }
     let mut fresh_uids: Vec<u32> = u.live.keys().copied().filter(|&x| x > known.last_upstream).collect();
     fresh_uids.sort_unstable();
-    for (i, &upstream) in fresh_uids.iter().enumerate() {
+    fresh_uids.truncate(MAX_MESSAGES.saturating_sub(known.count));
+    // Their headers first: mail that needs no card is taken in by its header alone.
+    let mut headers: HashMap<u32, Vec<u8>> = HashMap::new();
+    for chunk in fresh_uids.chunks(HEADERS_AT_ONCE) {
+        let set: Vec<String> = chunk.iter().map(u32::to_string).collect();
+        for f in maker.up.fetch(&set.join(","), Body::Header)? {
+            headers.insert(f.uid, f.body);
+        }
+    }
+    let card_uids: Vec<u32> =
+        fresh_uids.iter().copied().filter(|u| headers.get(u).is_none_or(|h| header_needs_card(h))).collect();
+    let mut card_at = 0;
+    for &upstream in &fresh_uids {
         if known.count + u.made.len() >= MAX_MESSAGES {
             u.pending.push(format!("more than {MAX_MESSAGES} messages: the rest are not shown"));
             break;
         }
-        maker.fetch_ahead(&fresh_uids, i, &sizes)?;
+        let size = sizes.get(&upstream).copied();
+        if let (Some(header), Some(size)) = (headers.get(&upstream), size) {
+            if !header_needs_card(header) && size as usize <= MAX_MESSAGE {
+                let live = u.live.get(&upstream).cloned().unwrap_or_default();
+                let shown_header = crate::ops::view::untouched(header, authserv_id);
+                let view_size = (size as usize).saturating_sub(header.len()).saturating_add(shown_header.len());
+                let uid = u.next_uid;
+                u.next_uid += 1;
+                let entry = Entry {
+                    uid,
+                    upstream,
+                    size: u32::try_from(view_size).unwrap_or(u32::MAX),
+                    digest: [0; 32],
+                    shown: Shown::View,
+                    used: 0,
+                    stored: false,
+                    lazy: true,
+                    plain: true,
+                };
+                u.made.push(Made { entry, live, replaces: None, waits: None });
+                u.last_upstream = upstream;
+                continue;
+            }
+        }
+        maker.fetch_ahead(&card_uids, card_at, &sizes)?;
+        card_at += usize::from(card_uids.get(card_at) == Some(&upstream));
         let live = u.live.get(&upstream).cloned().unwrap_or_default();
         if let Some((view, shown, waits)) = maker.make(upstream, sizes.get(&upstream).copied())? {
             if let Some(why) = waits {
@@ -440,6 +497,8 @@ fn entry_for(uid: u32, upstream: u32, view: &[u8], shown: Shown, stored: bool) -
         shown,
         used: 0,
         stored,
+        lazy: false,
+        plain: false,
     }
 }
 
@@ -485,7 +544,7 @@ impl Maker<'_> {
         if batch.is_empty() {
             return Ok(());
         }
-        for f in self.up.fetch(&batch.join(","), true)? {
+        for f in self.up.fetch(&batch.join(","), Body::Whole)? {
             self.fetched.insert(f.uid, f);
         }
         Ok(())
@@ -503,7 +562,7 @@ impl Maker<'_> {
         }
         let f = match self.fetched.remove(&upstream) {
             Some(f) => f,
-            None => match self.up.fetch(&upstream.to_string(), true)?.into_iter().find(|f| f.uid == upstream) {
+            None => match self.up.fetch(&upstream.to_string(), Body::Whole)?.into_iter().find(|f| f.uid == upstream) {
                 Some(f) => f,
                 None => return Ok(None),
             },
@@ -544,7 +603,7 @@ pub fn rebuild(
         return Err("the mail store's mailbox changed".into());
     }
     let f = up
-        .fetch(&upstream.to_string(), true)
+        .fetch(&upstream.to_string(), Body::Whole)
         .map_err(|e| e.to_string())?
         .into_iter()
         .find(|f| f.uid == upstream)
@@ -553,6 +612,16 @@ pub fn rebuild(
         return Ok(crate::ops::view::untouched(&f.body, authserv_id));
     }
     view_in_agent(agent, &f.body, authserv_id, true).map_err(|(_, why)| why)
+}
+
+/// Headers fetched in one FETCH.
+const HEADERS_AT_ONCE: usize = 200;
+
+/// Whether a mail with this header block needs the card for its view: its top Content-Type is
+/// what SSMAX and S/MIME mail have (multipart/signed, pkcs7-mime), or it cannot be read.
+fn header_needs_card(header: &[u8]) -> bool {
+    let Ok(e) = crate::mail::Entity::parse(header) else { return true };
+    matches!(e.content_type().mime.as_str(), "multipart/signed" | "application/pkcs7-mime" | "application/x-pkcs7-mime")
 }
 
 /// Whether the view of `raw` is made by the agent: SSMAX and S/MIME mail (verified against the
@@ -605,7 +674,17 @@ mod tests {
     use zeroize::Zeroizing;
 
     fn entry(uid: u32, upstream: u32, size: u32, used: u64) -> Entry {
-        Entry { uid, upstream, size, digest: [0; 32], shown: Shown::View, used, stored: true }
+        Entry {
+            uid,
+            upstream,
+            size,
+            digest: [0; 32],
+            shown: Shown::View,
+            used,
+            stored: true,
+            lazy: false,
+            plain: false,
+        }
     }
 
     fn mirror(dir: &Path, limit: u64) -> (Cache, Mirror) {

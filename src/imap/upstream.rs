@@ -33,6 +33,16 @@ pub enum UpstreamError {
     Closed(String),
 }
 
+/// What of each message a FETCH brings, besides UID, flags, date and size.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Body {
+    None,
+    /// BODY.PEEK[HEADER]: the header fields and the blank line.
+    Header,
+    /// BODY.PEEK[]: the whole message.
+    Whole,
+}
+
 /// One message as the upstream holds it.
 pub struct Fetched {
     pub uid: u32,
@@ -132,6 +142,9 @@ pub struct Upstream {
     /// refresh for ever.
     read: usize,
     since: std::time::Instant,
+    /// Reads are taken in large pieces: the parser looks at what it has after each, and a
+    /// message of a MiB in 64 KiB pieces was looked at sixteen times.
+    buf: Vec<u8>,
 }
 
 /// The most one command's answer may be: one message at its largest, or the flags of every
@@ -160,8 +173,15 @@ impl Upstream {
         };
         let mut options = Options::default();
         options.max_response_size = MAX_RESPONSE;
-        let mut up =
-            Upstream { name, stream, client: Client::new(options), tags: 0, read: 0, since: std::time::Instant::now() };
+        let mut up = Upstream {
+            name,
+            stream,
+            client: Client::new(options),
+            tags: 0,
+            read: 0,
+            since: std::time::Instant::now(),
+            buf: vec![0; 1 << 20],
+        };
         loop {
             if let Event::GreetingReceived { .. } = up.next()? {
                 break;
@@ -186,7 +206,6 @@ impl Upstream {
     }
 
     fn next(&mut self) -> Result<Event, UpstreamError> {
-        let mut buf = [0u8; 64 * 1024];
         loop {
             match self.client.next() {
                 Ok(event) => return Ok(event),
@@ -200,12 +219,12 @@ impl Upstream {
                             "an answer larger or slower than any the door asks for".into(),
                         ));
                     }
-                    let n = self.stream.read(&mut buf).map_err(|e| UpstreamError::Io(self.name.clone(), e))?;
+                    let n = self.stream.read(&mut self.buf).map_err(|e| UpstreamError::Io(self.name.clone(), e))?;
                     if n == 0 {
                         return Err(UpstreamError::Closed(self.name.clone()));
                     }
                     self.read += n;
-                    self.client.enqueue_input(&buf[..n]);
+                    self.client.enqueue_input(&self.buf[..n]);
                 }
                 Err(Interrupt::Error(e)) => return Err(UpstreamError::Protocol(self.name.clone(), e.to_string())),
             }
@@ -286,7 +305,7 @@ impl Upstream {
     }
 
     /// Every message whose UID is in `uids` (`n:*`), with its flags, date and whole body.
-    pub fn fetch(&mut self, uids: &str, with_body: bool) -> Result<Vec<Fetched>, UpstreamError> {
+    pub fn fetch(&mut self, uids: &str, body: Body) -> Result<Vec<Fetched>, UpstreamError> {
         let set = SequenceSet::try_from(uids).map_err(|e| UpstreamError::Protocol(self.name.clone(), e.to_string()))?;
         let mut items = vec![
             MessageDataItemName::Uid,
@@ -294,8 +313,14 @@ impl Upstream {
             MessageDataItemName::InternalDate,
             MessageDataItemName::Rfc822Size,
         ];
-        if with_body {
-            items.push(MessageDataItemName::BodyExt { section: None, partial: None, peek: true });
+        match body {
+            Body::None => {}
+            Body::Header => items.push(MessageDataItemName::BodyExt {
+                section: Some(imap_next::imap_types::fetch::Section::Header(None)),
+                partial: None,
+                peek: true,
+            }),
+            Body::Whole => items.push(MessageDataItemName::BodyExt { section: None, partial: None, peek: true }),
         }
         let body = CommandBody::Fetch {
             sequence_set: set,
