@@ -426,11 +426,25 @@ pub fn update(
     fresh_uids.sort_unstable();
     fresh_uids.truncate(MAX_MESSAGES.saturating_sub(known.count));
     // Their headers first: mail that needs no card is taken in by its header alone.
+    // A batch is bounded by count and by the messages' sizes (a header is at most its
+    // message): two mails of huge headers never make one answer past the door's bound.
     let mut headers: HashMap<u32, Vec<u8>> = HashMap::new();
-    for chunk in fresh_uids.chunks(HEADERS_AT_ONCE) {
-        let set: Vec<String> = chunk.iter().map(u32::to_string).collect();
-        for f in maker.up.fetch(&set.join(","), Body::Header)? {
-            headers.insert(f.uid, f.body);
+    let mut batch: Vec<String> = Vec::new();
+    let mut bytes = 0u64;
+    for (i, u) in fresh_uids.iter().enumerate() {
+        let size = u64::from(sizes.get(u).copied().unwrap_or(0));
+        if size as usize <= MAX_MESSAGE {
+            batch.push(u.to_string());
+            bytes += size;
+        }
+        let next = fresh_uids.get(i + 1).and_then(|n| sizes.get(n)).map(|&n| u64::from(n)).unwrap_or(0);
+        let full = batch.len() >= HEADERS_AT_ONCE || bytes + next > FETCH_AHEAD || i + 1 == fresh_uids.len();
+        if full && !batch.is_empty() {
+            for f in maker.up.fetch(&batch.join(","), Body::Header)? {
+                headers.insert(f.uid, f.body);
+            }
+            batch.clear();
+            bytes = 0;
         }
     }
     let card_uids: Vec<u32> =
