@@ -2052,6 +2052,9 @@ fn a_protected_mail_that_waits_for_the_card_comes_back_opened_under_a_new_uid() 
     assert!(o.contains("smime=pass") && o.contains("UTMgcmV2ZW51ZTogMSwyMzQgTUpQWQo="), "{o}");
     eprintln!("opened once the card came back: {}", o.lines().find(|l| l.starts_with("expunged")).unwrap_or(""));
     assert_eq!(crate::support::agent::getpins(&agent), 1, "one PIN, when the card came");
+    // The prompt names the mail it is for.
+    let asked = std::fs::read_to_string(&agent.pinentry_log).unwrap();
+    assert!(asked.contains("to open the protected mail from alice@example.jp"), "{asked}");
 }
 
 #[test]
