@@ -77,11 +77,12 @@ impl Drop for PostfixRelay {
 }
 
 /// `ssmax-card smtp serve` wired to the relay and the test's agent; the client's user and secret.
-struct FrontDoor {
-    child: Child,
-    port: u16,
-    user: String,
-    secret: String,
+/// A door the test started (the SMTP door here, the IMAP door in ssmax.rs), killed when dropped.
+pub(crate) struct FrontDoor {
+    pub(crate) child: Child,
+    pub(crate) port: u16,
+    pub(crate) user: String,
+    pub(crate) secret: String,
 }
 
 impl Drop for FrontDoor {

@@ -1722,19 +1722,7 @@ impl Drop for Dovecot {
     }
 }
 
-struct ImapDoor {
-    child: std::process::Child,
-    port: u16,
-    user: String,
-    secret: String,
-}
-
-impl Drop for ImapDoor {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+type ImapDoor = crate::smtp::FrontDoor;
 
 /// `ssmax-card imap serve` for bob, reading `store` through bob's agent at `socket`.
 fn imap_door(tok: &Tok, socket: &Path, store: &Dovecot) -> ImapDoor {
@@ -1946,6 +1934,21 @@ fn the_imap_door_reads_its_mail_store_over_tls_or_starttls_and_refuses_a_certifi
         "{}",
         stderr(&o)
     );
+    // Mail clients reach the door on loopback only: another address is refused at start.
+    let o = run(w.bob.cmd().args([
+        "imap",
+        "serve",
+        "--upstream",
+        &format!("127.0.0.1:{}", store.port),
+        "--upstream-user",
+        &store.user,
+        "--upstream-tls",
+        "none",
+        "--listen",
+        "0.0.0.0:1143",
+    ]));
+    assert_clear_failure(&o, 2);
+    assert!(stderr(&o).contains("0.0.0.0:1143"), "{}", stderr(&o));
 }
 
 /// Python's imaplib logged in to the door, INBOX selected read-only as `d`, then `body`; what

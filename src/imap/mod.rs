@@ -12,7 +12,6 @@ pub mod upstream;
 use crate::config::ImapConfig;
 use crate::error::{Exit, Failure};
 use secrecy::SecretString;
-use std::net::TcpListener;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
@@ -348,14 +347,8 @@ fn refresh(shared: &Shared, interactive: bool) -> Result<(), upstream::UpstreamE
 
 /// Listen on loopback and serve until the process is stopped.
 pub fn run(settings: Settings) -> Result<(), Failure> {
-    crate::platform::survive_vanished_peers();
     let listen = settings.cfg.listen;
-    if !listen.ip().is_loopback() {
-        return Err(Failure::new(Exit::Usage, crate::tr!("smtp-loopback-only", listen = listen.to_string())));
-    }
-    let listener = TcpListener::bind(listen).map_err(|e| {
-        Failure::new(Exit::Io, crate::tr!("smtp-cannot-listen", listen = listen.to_string(), error = e.to_string()))
-    })?;
+    let listener = crate::smtp::server::bind_loopback(listen)?;
     eprintln!("ssmax-card imap: listening on {listen}, reading {}", settings.upstream);
     let shared = Arc::new(Shared::open(settings)?);
     // Mail is made into views here, as it arrives, never in a client's thread.

@@ -37,16 +37,22 @@ pub struct Shared {
     pub agent: PathBuf,
 }
 
-/// Listen and serve until the process is stopped.
-pub fn run(shared: Shared) -> Result<(), Failure> {
+/// A door's listener: a loopback address only (exit 2 for another), and a vanished peer costs
+/// its own connection only.
+pub fn bind_loopback(listen: std::net::SocketAddr) -> Result<TcpListener, Failure> {
     crate::platform::survive_vanished_peers();
-    let listen = shared.cfg.listen;
     if !listen.ip().is_loopback() {
         return Err(Failure::new(Exit::Usage, crate::tr!("smtp-loopback-only", listen = listen.to_string())));
     }
-    let listener = TcpListener::bind(listen).map_err(|e| {
+    TcpListener::bind(listen).map_err(|e| {
         Failure::new(Exit::Io, crate::tr!("smtp-cannot-listen", listen = listen.to_string(), error = e.to_string()))
-    })?;
+    })
+}
+
+/// Listen and serve until the process is stopped.
+pub fn run(shared: Shared) -> Result<(), Failure> {
+    let listen = shared.cfg.listen;
+    let listener = bind_loopback(listen)?;
     eprintln!(
         "ssmax-card smtp: {}",
         crate::tr!("smtp-listening", listen = listen.to_string(), relay = shared.relay.name)
