@@ -2157,6 +2157,136 @@ fn the_imap_door_keeps_flags_on_the_mail_store_expunges_the_right_mail_and_wakes
 }
 
 #[test]
+fn the_imap_door_serves_every_mailbox_and_copies_moves_and_appends_originals_never_views() {
+    let w = World::new();
+    let hop2 = w.figures_to_bob();
+    let note = w.bob.write("note.eml", "From: Carol <carol@example.jp>\r\nSubject: note\r\n\r\nA note.\r\n");
+    let old = w.bob.write("old.eml", "From: Carol <carol@example.jp>\r\nSubject: old report\r\n\r\nFiled.\r\n");
+    let draft = w.bob.write("draft.eml", "From: Bob <bob@partner.example>\r\nSubject: draft\r\n\r\nTo be sent.\r\n");
+    let store = Dovecot::start(&w.bob);
+    store.deliver(&[&hop2, &note]);
+    let agent = crate::support::agent::start_agent(&w.bob, "", "0");
+    let door = imap_door(&w.bob, &agent.socket, &store);
+    let script = r#"import imaplib,sys,time
+d=imaplib.IMAP4('127.0.0.1',int(sys.argv[1])); d.login(sys.argv[2],sys.argv[3])
+s=imaplib.IMAP4('127.0.0.1',int(sys.argv[4])); s.login(sys.argv[5],sys.argv[6])
+old=open(sys.argv[7],'rb').read(); draft=open(sys.argv[8],'rb').read()
+s.create('Archive'); s.append('Archive',None,None,old)
+print('list', d.list())
+print('status', d.status('Archive','(MESSAGES UIDNEXT UIDVALIDITY UNSEEN)'))
+print('nonexistent', d.select('Nowhere'))
+d.select('Archive', readonly=True)
+print('archived as it is', d.fetch('1','(BODY.PEEK[])')[1][0][1] == old)
+d.select('INBOX')
+view=d.uid('FETCH','1','(BODY.PEEK[])')[1][0][1]
+print('view opened', b'smime=pass' in view)
+print('copy', d.uid('COPY','1','Archive'))
+print('trycreate', d.uid('COPY','1','Nowhere'))
+print('move', d.uid('MOVE','2','Archive'), d.response('EXPUNGE'))
+print('inbox after move', d.fetch('1:*','(UID)')[1])
+print('create', d.create('Saved'))
+print('append view', d.append('Saved',None,None,view))
+print('append changed view', d.append('Saved',None,None,view.replace(b'\r\n\r\n', b'\r\nX-Changed: yes\r\n\r\n', 1)))
+print('append draft', d.append('Saved',None,None,draft))
+original=None
+s.select('INBOX', readonly=True); original=s.fetch('1','(BODY.PEEK[])')[1][0][1]
+for box in ['Archive','Saved']:
+    s.select(box, readonly=True)
+    for x in s.fetch('1:*','(BODY.PEEK[])')[1]:
+        if isinstance(x, tuple):
+            m=x[1]
+            print('store', box, 'original' if m == original else 'old' if m == old else 'draft' if m == draft else 'note' if b'A note.' in m else 'OTHER', b'smime=pass' in m)
+deadline=time.time()+30
+while True:
+    d.select('Archive', readonly=True)
+    bodies=[x[1] for x in d.fetch('1:*','(BODY.PEEK[])')[1] if isinstance(x, tuple)]
+    if len(bodies)==3 or time.time()>deadline: break
+    time.sleep(0.5)
+print('archive through the door', len(bodies), sum(b'smime=pass' in b for b in bodies), bodies.count(view))
+"#;
+    let o = with_door_and_store(script, &door, &store, &[old.to_str().unwrap(), draft.to_str().unwrap()]);
+    let said = format!("{}{}", stdout(&o), stderr(&o));
+    assert!(said.contains(r#"\"Archive\""#) || said.contains(" Archive'"), "LIST shows the store's mailboxes: {said}");
+    assert!(
+        said.contains("status ('OK', [b'\"Archive\" (MESSAGES 1 UIDNEXT 2 UIDVALIDITY")
+            || said.contains("status ('OK', [b'Archive (MESSAGES 1 UIDNEXT 2 UIDVALIDITY"),
+        "{said}"
+    );
+    assert!(said.contains("UNSEEN 1)'])"), "{said}");
+    assert!(said.contains("nonexistent ('NO'"), "{said}");
+    assert!(said.contains("archived as it is True"), "{said}");
+    assert!(said.contains("view opened True"), "{said}");
+    assert!(said.contains("copy ('OK'"), "{said}");
+    assert!(said.contains("trycreate ('NO', [b\"[TRYCREATE]"), "a client may create it and try again: {said}");
+    assert!(said.contains("move ('OK'") && said.contains("('EXPUNGE', [b'2'])"), "{said}");
+    assert!(said.contains("inbox after move [b'1 (UID 1)']"), "{said}");
+    assert!(said.contains("append view ('OK'"), "{said}");
+    assert!(said.contains("append changed view ('NO'") && said.contains("not uploaded"), "{said}");
+    assert!(said.contains("append draft ('OK'"), "{said}");
+    // On the mail store: the originals, copied and moved there, and the draft; no view.
+    for line in [
+        "store Archive old False",
+        "store Archive original False",
+        "store Archive note False",
+        "store Saved original False",
+        "store Saved draft False",
+    ] {
+        assert!(said.contains(line), "{line}: {said}");
+    }
+    assert!(!said.contains("OTHER"), "{said}");
+    assert!(!said.lines().any(|l| l.starts_with("store ") && l.ends_with("True")), "no view uploaded: {said}");
+    assert_eq!(said.matches("store Saved").count(), 2, "the changed view was not uploaded: {said}");
+    // Through the door, the copy in Archive is shown as its view: the same bytes as in INBOX.
+    assert!(said.contains("archive through the door 3 1 1"), "{said}");
+    // mbsync pulls every mailbox, each as the door shows it.
+    let maildir = w.bob.path("All");
+    std::fs::create_dir_all(&maildir).unwrap();
+    let rc = w.bob.write(
+        "mbsyncrc-all",
+        format!(
+            "IMAPAccount door\nHost 127.0.0.1\nPort {}\nUser {}\nPass {}\nSSLType None\nAuthMechs PLAIN\n\nIMAPStore door\nAccount door\n\nMaildirStore local\nPath {m}/\nInbox {m}/INBOX\nSubFolders Verbatim\n\nChannel all\nFar :door:\nNear :local:\nPatterns *\nSync Pull\nCreate Near\nSyncState *\n",
+            door.port,
+            door.user,
+            door.secret,
+            m = maildir.display()
+        ),
+    );
+    let o = run(Command::new("mbsync").arg("-V").arg("-c").arg(&rc).arg("all"));
+    assert_eq!(code(&o), 0, "{}{}", stdout(&o), stderr(&o));
+    // Messages only: mbsync keeps its state files beside them.
+    let mails = |box_: &str| -> Vec<Vec<u8>> {
+        files_under(&maildir.join(box_))
+            .into_iter()
+            .filter(|(p, _)| p.parent().is_some_and(|d| d.ends_with("cur") || d.ends_with("new")))
+            .map(|(_, b)| b)
+            .collect()
+    };
+    let archived = mails("Archive");
+    assert_eq!(archived.len(), 3, "{}", stdout(&o));
+    assert!(archived.iter().any(|m| m.windows(10).any(|x| x == b"smime=pass")), "the copied SSMAX mail arrives opened");
+    assert_eq!(mails("Saved").len(), 2, "{}", stdout(&o));
+    // Restarted without the agent: Archive keeps its UIDVALIDITY, UIDs and bytes, from the
+    // cache, where nothing opened is in the clear.
+    let archive =
+        format!("d.select('Archive', readonly=True)\nprint('archive', d.response('UIDVALIDITY')[1])\n{UID_DIGESTS}");
+    let before = imap_probe(&door, &archive);
+    assert_eq!(before.lines().filter(|l| l.starts_with("msg ")).count(), 3, "{before}");
+    drop(door);
+    drop(agent);
+    let door = imap_door(&w.bob, &w.bob.path("no-agent.sock"), &store);
+    let after = imap_probe(&door, &archive);
+    let kept = |o: &str| -> Vec<String> {
+        o.lines().filter(|l| l.starts_with("msg ") || l.starts_with("archive ")).map(str::to_string).collect()
+    };
+    assert_eq!(kept(&after), kept(&before), "{after}");
+    for (path, bytes) in files_under(&w.bob.dir.path().join(".cache")) {
+        for clear in [&b"UTMgcmV2ZW51ZTogMSwyMzQgTUpQWQo="[..], b"smime=pass", b"Filed.", b"Archive"] {
+            assert!(memchr::memmem::find(&bytes, clear).is_none(), "{} holds {:?}", path.display(), clear);
+        }
+    }
+}
+
+#[test]
 fn neomutt_over_the_imap_door_opens_the_ssmax_mail_and_lists_its_decrypted_attachment() {
     let w = World::new();
     let hop2 = w.figures_to_bob();

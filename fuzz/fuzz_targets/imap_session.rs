@@ -24,13 +24,14 @@ fn shared() -> &'static Shared {
             client_secret: "fuzz-secret".to_string().into(),
             agent: "/nonexistent/ssmax-card-agent.sock".into(),
             cache_key: zeroize::Zeroizing::new([7; 32]),
-            mark: Box::<ssmax_card::imap::cache::MemoryMark>::default(),
+            mark: Box::<ssmax_card::imap::cache::MemoryStore>::default(),
         })
         .expect("a private cache directory");
         {
-            let mut m = shared.mirror.lock().expect("not poisoned");
+            let inbox = shared.folder("INBOX").expect("INBOX");
+            let mut m = inbox.lock();
             let uidvalidity = m.uidvalidity();
-            shared.cache.put_view(uidvalidity, 7, view).expect("a view stored");
+            inbox.cache.put_view(uidvalidity, 7, view).expect("a view stored");
             m.state.next_uid = 8;
             m.state.entries = vec![mirror::Entry {
                 uid: 7,

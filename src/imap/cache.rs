@@ -32,6 +32,9 @@ pub struct Cache {
     dir: PathBuf,
     key: Zeroizing<[u8; 32]>,
     mark: Box<dyn Mark>,
+    /// Which mailbox's cache this is, in every file's key: a file moved from one mailbox's
+    /// directory to another's does not open. Empty for INBOX (as it was when INBOX was all).
+    scope: String,
 }
 
 /// How far the door's UIDs have gone — (UIDVALIDITY, next UID) — kept where whoever can write
@@ -47,6 +50,97 @@ pub struct Saved {
     pub bytes: Vec<u8>,
     pub uidvalidity: u32,
     pub next_uid: u32,
+}
+
+/// Where the marks of an account's mailboxes are kept, as one text: the OS keyring's entry.
+pub trait MarkStore: Send + Sync {
+    fn load(&self) -> Option<String>;
+    fn store(&self, text: &str);
+}
+
+/// The marks of every mailbox of one account, a line each in one store: `v n` for INBOX (as
+/// it was when INBOX was all), `scope v n` for another mailbox.
+pub struct Marks {
+    store: Box<dyn MarkStore>,
+    /// One change at a time: each is read, changed and written whole.
+    lock: std::sync::Mutex<()>,
+}
+
+/// Most marks kept: a mailbox past these is not cached (super::MAX_FOLDERS is below).
+const MAX_MARKS: usize = 1024;
+
+impl Marks {
+    pub fn new(store: Box<dyn MarkStore>) -> std::sync::Arc<Marks> {
+        std::sync::Arc::new(Marks { store, lock: std::sync::Mutex::new(()) })
+    }
+
+    fn read(&self) -> Vec<(String, u32, u32)> {
+        let text = self.store.load().unwrap_or_default();
+        text.lines()
+            .take(MAX_MARKS)
+            .filter_map(|l| {
+                let f: Vec<&str> = l.split(' ').collect();
+                let (scope, v, n) = match f.as_slice() {
+                    [v, n] => ("", v, n),
+                    [s, v, n] => (*s, v, n),
+                    _ => return None,
+                };
+                Some((scope.to_string(), v.parse().ok()?, n.parse().ok()?))
+            })
+            .collect()
+    }
+
+    fn get(&self, scope: &str) -> Option<(u32, u32)> {
+        self.read().into_iter().find(|m| m.0 == scope).map(|m| (m.1, m.2))
+    }
+
+    /// Set (or with None, drop) the mark of `scope`.
+    fn change(&self, scope: &str, to: Option<(u32, u32)>) {
+        let _one = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+        let mut all = self.read();
+        all.retain(|m| m.0 != scope);
+        if let Some((v, n)) = to {
+            all.push((scope.to_string(), v, n));
+        }
+        let text: Vec<String> = all
+            .iter()
+            .map(|(s, v, n)| if s.is_empty() { format!("{v} {n}") } else { format!("{s} {v} {n}") })
+            .collect();
+        self.store.store(&text.join("\n"));
+    }
+
+    /// A mailbox deleted: its mark goes (a mailbox made again under its name starts anew).
+    pub fn forget(&self, scope: &str) {
+        self.change(scope, None)
+    }
+}
+
+/// One mailbox's mark among an account's.
+pub struct ScopedMark {
+    pub marks: std::sync::Arc<Marks>,
+    pub scope: String,
+}
+
+impl Mark for ScopedMark {
+    fn get(&self) -> Option<(u32, u32)> {
+        self.marks.get(&self.scope)
+    }
+    fn set(&self, uidvalidity: u32, next_uid: u32) {
+        self.marks.change(&self.scope, Some((uidvalidity, next_uid)))
+    }
+}
+
+/// Marks held in memory (tests, the fuzz target).
+#[derive(Default, Clone)]
+pub struct MemoryStore(pub std::sync::Arc<std::sync::Mutex<Option<String>>>);
+
+impl MarkStore for MemoryStore {
+    fn load(&self) -> Option<String> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+    fn store(&self, text: &str) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(text.to_string());
+    }
 }
 
 /// A mark held in memory (tests; a door without a keyring would lose it at exit).
@@ -66,10 +160,28 @@ impl Cache {
     /// The cache in `dir` (made 0700 unless it exists; refused unless it is this user's own),
     /// sealed under `key`.
     pub fn open(dir: &Path, key: Zeroizing<[u8; 32]>, mark: Box<dyn Mark>) -> Result<Cache, CacheError> {
+        Cache::open_scoped(dir, key, mark, "")
+    }
+
+    /// The cache of one mailbox, `scope` naming it (empty: INBOX).
+    pub fn open_scoped(
+        dir: &Path,
+        key: Zeroizing<[u8; 32]>,
+        mark: Box<dyn Mark>,
+        scope: &str,
+    ) -> Result<Cache, CacheError> {
+        if let Some(parent) = dir.parent().filter(|_| !scope.is_empty()) {
+            crate::platform::private_dir(parent).map_err(|_| CacheError::NotPrivate(parent.to_path_buf()))?;
+        }
         crate::platform::private_dir(dir).map_err(|_| CacheError::NotPrivate(dir.to_path_buf()))?;
         let views = dir.join("views");
         crate::platform::private_dir(&views).map_err(|_| CacheError::NotPrivate(views))?;
-        Ok(Cache { dir: dir.to_path_buf(), key, mark })
+        Ok(Cache { dir: dir.to_path_buf(), key, mark, scope: scope.to_string() })
+    }
+
+    /// Every file of this mailbox's cache, and its mark: the mailbox was deleted.
+    pub fn destroy(&self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 
     /// How far the UIDs have gone, as last marked.
@@ -79,6 +191,22 @@ impl Cache {
 
     pub fn set_mark(&self, uidvalidity: u32, next_uid: u32) {
         self.mark.set(uidvalidity, next_uid)
+    }
+
+    fn state_context(&self) -> Vec<u8> {
+        if self.scope.is_empty() {
+            b"state".to_vec()
+        } else {
+            format!("state {}", self.scope).into_bytes()
+        }
+    }
+
+    fn view_context(&self, uidvalidity: u32, uid: u32) -> Vec<u8> {
+        if self.scope.is_empty() {
+            format!("view {uidvalidity} {uid}").into_bytes()
+        } else {
+            format!("view {} {uidvalidity} {uid}", self.scope).into_bytes()
+        }
     }
 
     fn state_path(&self) -> PathBuf {
@@ -92,13 +220,13 @@ impl Cache {
     /// The state as last saved, or None when there is none or it does not open.
     pub fn load_state(&self) -> Option<Vec<u8>> {
         let sealed = read_file(&self.state_path(), MAX_STATE)?;
-        open(&self.key, b"state", &sealed)
+        open(&self.key, &self.state_context(), &sealed)
     }
 
     /// Save the state (serialised), then mark how far its UIDs have gone: a state saved but
     /// not marked (a crash between) is ahead of the mark, and taken.
     pub fn save_state(&self, state: &Saved) -> Result<(), CacheError> {
-        self.write(&self.state_path(), &seal(&self.key, b"state", &state.bytes), true)?;
+        self.write(&self.state_path(), &seal(&self.key, &self.state_context(), &state.bytes), true)?;
         self.set_mark(state.uidvalidity, state.next_uid);
         Ok(())
     }
@@ -106,13 +234,17 @@ impl Cache {
     /// The view of `uid`, or None when it was never stored, was evicted or does not open.
     pub fn view(&self, uidvalidity: u32, uid: u32) -> Option<Vec<u8>> {
         let sealed = read_file(&self.view_path(uidvalidity, uid), MAX_VIEW)?;
-        open(&self.key, &view_context(uidvalidity, uid), &sealed)
+        open(&self.key, &self.view_context(uidvalidity, uid), &sealed)
     }
 
     /// Not synced to the disk: a view lost or torn in a crash does not open, and is built
     /// again with the same bytes (its digest is in the state).
     pub fn put_view(&self, uidvalidity: u32, uid: u32, view: &[u8]) -> Result<(), CacheError> {
-        self.write(&self.view_path(uidvalidity, uid), &seal(&self.key, &view_context(uidvalidity, uid), view), false)
+        self.write(
+            &self.view_path(uidvalidity, uid),
+            &seal(&self.key, &self.view_context(uidvalidity, uid), view),
+            false,
+        )
     }
 
     pub fn remove_view(&self, uidvalidity: u32, uid: u32) {
@@ -150,10 +282,6 @@ impl Cache {
         tmp.persist(path).map_err(|e| io(e.error))?;
         Ok(())
     }
-}
-
-fn view_context(uidvalidity: u32, uid: u32) -> Vec<u8> {
-    format!("view {uidvalidity} {uid}").into_bytes()
 }
 
 fn read_file(path: &Path, limit: u64) -> Option<Vec<u8>> {
@@ -226,6 +354,41 @@ mod tests {
         assert_eq!(cache.view(8, 1), None);
         let other = Cache::open(&dir.path().join("c"), key(2), Box::<MemoryMark>::default()).unwrap();
         assert_eq!(other.view(7, 1), None);
+    }
+
+    #[test]
+    fn a_file_of_one_mailbox_does_not_open_as_another_mailboxs() {
+        let dir = tempfile::tempdir().unwrap();
+        let inbox = Cache::open(&dir.path().join("c"), key(1), Box::<MemoryMark>::default()).unwrap();
+        let archive =
+            Cache::open_scoped(&dir.path().join("c/boxes/aa"), key(1), Box::<MemoryMark>::default(), "aa").unwrap();
+        archive.put_view(7, 1, b"archived").unwrap();
+        archive.save_state(&Saved { bytes: b"{}".to_vec(), uidvalidity: 7, next_uid: 2 }).unwrap();
+        assert_eq!(archive.view(7, 1).unwrap(), b"archived");
+        std::fs::copy(dir.path().join("c/boxes/aa/views/7-1"), dir.path().join("c/views/7-1")).unwrap();
+        std::fs::copy(dir.path().join("c/boxes/aa/state"), dir.path().join("c/state")).unwrap();
+        assert_eq!(inbox.view(7, 1), None);
+        assert_eq!(inbox.load_state(), None);
+        // INBOX's view sweep leaves the other mailboxes' directories alone.
+        inbox.sweep(7, |_| false);
+        assert_eq!(archive.view(7, 1).unwrap(), b"archived");
+    }
+
+    #[test]
+    fn each_mailbox_has_its_mark_and_inbox_reads_the_mark_written_before_there_were_others() {
+        let store = MemoryStore::default();
+        store.store("17 5");
+        let marks = Marks::new(Box::new(store.clone()));
+        let inbox = ScopedMark { marks: marks.clone(), scope: String::new() };
+        let archive = ScopedMark { marks: marks.clone(), scope: "aa".into() };
+        assert_eq!(inbox.get(), Some((17, 5)));
+        assert_eq!(archive.get(), None);
+        archive.set(20, 3);
+        inbox.set(17, 6);
+        assert_eq!((inbox.get(), archive.get()), (Some((17, 6)), Some((20, 3))));
+        marks.forget("aa");
+        assert_eq!((inbox.get(), archive.get()), (Some((17, 6)), None));
+        assert_eq!(store.load().as_deref(), Some("17 6"));
     }
 
     #[test]

@@ -66,6 +66,10 @@ pub struct Entry {
 /// The door's UID map, as saved (sealed) in the cache.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct State {
+    /// The mailbox on the mail store, as the upstream names it ("" is INBOX, as it was when
+    /// INBOX was all).
+    #[serde(default)]
+    pub mailbox: String,
     pub upstream_uidvalidity: u32,
     pub uidvalidity: u32,
     pub next_uid: u32,
@@ -98,7 +102,6 @@ pub struct Mirror {
     /// The state changed since it was last saved; `used` alone, since when.
     dirty: bool,
     used_since: Option<Instant>,
-    limit: u64,
 }
 
 /// A view a refresh made, already in the cache under its UID.
@@ -139,31 +142,30 @@ pub struct Known {
 }
 
 impl Mirror {
-    /// The state saved in `cache`, or a new one.
-    pub fn load(cache: &Cache, limit: u64) -> Mirror {
+    /// The state of `mailbox` saved in `cache`, or a new one.
+    pub fn load(cache: &Cache, mailbox: &str) -> Mirror {
         let mark = cache.mark();
         // Behind the mark: an older state put back in the directory (or a lost one's leftover).
         let behind = |s: &State| mark.is_some_and(|(v, n)| s.uidvalidity < v || (s.uidvalidity == v && s.next_uid < n));
         let state = cache
             .load_state()
             .and_then(|b| serde_json::from_slice::<State>(&b).ok())
-            .filter(|s| s.valid() && !behind(s));
+            .filter(|s| s.valid() && !behind(s) && s.is_of(mailbox));
         let fresh = state.is_none();
-        let state =
+        let mut state =
             state.unwrap_or_else(|| State { next_uid: 1, uidvalidity: new_uidvalidity(cache), ..State::default() });
+        state.mailbox = mailbox.to_string();
         if fresh {
             // Views of a state that did not open are unreachable.
             cache.sweep(state.uidvalidity, |_| false);
         }
-        Mirror {
-            state,
-            live: HashMap::new(),
-            ask_after: None,
-            pending: Vec::new(),
-            dirty: fresh,
-            used_since: None,
-            limit,
-        }
+        Mirror { state, live: HashMap::new(), ask_after: None, pending: Vec::new(), dirty: fresh, used_since: None }
+    }
+
+    /// The mailbox whose state `cache` holds, if one opens.
+    pub fn stored_name(cache: &Cache) -> Option<String> {
+        let state: State = serde_json::from_slice(&cache.load_state()?).ok()?;
+        Some(state.mailbox).filter(|n| !n.is_empty())
     }
 
     pub fn uidvalidity(&self) -> u32 {
@@ -183,10 +185,10 @@ impl Mirror {
         self.state.entries.get(at)
     }
 
-    /// The message `uid` was read now.
-    pub fn touch(&mut self, uid: u32, stored: bool) {
-        self.state.clock += 1;
-        let clock = self.state.clock;
+    /// The message `uid` was read now: `clock` is the door's (one for every mailbox, so the
+    /// least recently read view of any mailbox goes first).
+    pub fn touch(&mut self, uid: u32, stored: bool, clock: u64) {
+        self.state.clock = self.state.clock.max(clock);
         if let Ok(at) = self.state.entries.binary_search_by_key(&uid, |e| e.uid) {
             let e = &mut self.state.entries[at];
             e.used = clock;
@@ -254,7 +256,8 @@ impl Mirror {
     /// save, when it changed (serialised here, sealed and written by the caller unlocked).
     pub fn apply(&mut self, u: Update, cache: &Cache) -> Option<Saved> {
         if let Some((upstream_uidvalidity, uidvalidity)) = u.fresh {
-            self.state = State { upstream_uidvalidity, uidvalidity, next_uid: 1, ..State::default() };
+            let mailbox = std::mem::take(&mut self.state.mailbox);
+            self.state = State { mailbox, upstream_uidvalidity, uidvalidity, next_uid: 1, ..State::default() };
             self.dirty = true;
         }
         // Gone upstream: gone here, views and all.
@@ -289,7 +292,6 @@ impl Mirror {
         self.state.next_uid = self.state.next_uid.max(u.next_uid);
         self.live = u.live;
         self.pending = u.pending;
-        self.evict(cache);
         let used_long_ago = self.used_since.is_some_and(|t| t.elapsed() > Duration::from_secs(60));
         if self.dirty || used_long_ago {
             self.dirty = false;
@@ -299,27 +301,44 @@ impl Mirror {
         None
     }
 
-    /// Least recently read views out, until the stored views fit the bound. Notices stay (they
-    /// are small and cannot be made again without the reason).
-    fn evict(&mut self, cache: &Cache) {
-        let mut total: u64 = self.state.entries.iter().filter(|e| e.stored).map(|e| u64::from(e.size)).sum();
-        if total <= self.limit {
-            return;
+    /// The bytes of the views stored now.
+    pub fn stored_bytes(&self) -> u64 {
+        self.state.entries.iter().filter(|e| e.stored).map(|e| u64::from(e.size)).sum()
+    }
+
+    /// A save of the state when it changed (the views evicted).
+    pub fn save_if_changed(&mut self) -> Option<Saved> {
+        if !self.dirty {
+            return None;
         }
-        let mut order: Vec<(u64, u32)> =
-            self.state.entries.iter().filter(|e| e.stored && e.shown == Shown::View).map(|e| (e.used, e.uid)).collect();
-        order.sort_unstable();
-        for (_, uid) in order {
-            if total <= self.limit {
-                break;
-            }
-            if let Ok(at) = self.state.entries.binary_search_by_key(&uid, |e| e.uid) {
-                let e = &mut self.state.entries[at];
-                cache.remove_view(self.state.uidvalidity, uid);
-                e.stored = false;
-                total -= u64::from(e.size);
-                self.dirty = true;
-            }
+        self.dirty = false;
+        self.saved()
+    }
+}
+
+/// Least recently read views out, of any mailbox, until the stored views of all fit `limit`.
+/// Notices stay (they are small and cannot be made again without the reason).
+pub fn evict(mirrors: &mut [(&mut Mirror, &Cache)], limit: u64) {
+    let mut total: u64 = mirrors.iter().map(|(m, _)| m.stored_bytes()).sum();
+    if total <= limit {
+        return;
+    }
+    let mut order: Vec<(u64, usize, u32)> = Vec::new();
+    for (i, (m, _)) in mirrors.iter().enumerate() {
+        order.extend(m.state.entries.iter().filter(|e| e.stored && e.shown == Shown::View).map(|e| (e.used, i, e.uid)));
+    }
+    order.sort_unstable();
+    for (_, i, uid) in order {
+        if total <= limit {
+            break;
+        }
+        let (m, cache) = &mut mirrors[i];
+        if let Ok(at) = m.state.entries.binary_search_by_key(&uid, |e| e.uid) {
+            let e = &mut m.state.entries[at];
+            cache.remove_view(m.state.uidvalidity, uid);
+            e.stored = false;
+            total -= u64::from(e.size);
+            m.dirty = true;
         }
     }
 }
@@ -334,6 +353,12 @@ impl Entry {
 }
 
 impl State {
+    /// Whether this is the state of `mailbox` (a state saved before mailboxes had names is
+    /// INBOX's).
+    fn is_of(&self, mailbox: &str) -> bool {
+        self.mailbox == mailbox || (self.mailbox.is_empty() && mailbox.eq_ignore_ascii_case("INBOX"))
+    }
+
     /// Whether a loaded state holds together (UIDs ascending and below the next).
     fn valid(&self) -> bool {
         self.uidvalidity != 0
@@ -363,13 +388,14 @@ pub fn new_uidvalidity(cache: &Cache) -> u32 {
 /// leaves an SSMAX mail it cannot open, and those after it, to the door's refresh.
 pub fn update(
     up: &mut Upstream,
+    mailbox: &str,
     cache: &Cache,
     agent: &Path,
     authserv_id: &str,
     known: Known,
     interactive: bool,
 ) -> Result<Update, UpstreamError> {
-    let upstream_uidvalidity = up.examine("INBOX")?;
+    let upstream_uidvalidity = up.examine(mailbox)?;
     let mut known = known;
     let mut fresh = None;
     if upstream_uidvalidity != known.upstream_uidvalidity {
@@ -607,13 +633,14 @@ impl Maker<'_> {
 /// without asking a PIN (a FETCH never waits on a person). The bytes, or why not.
 pub fn rebuild(
     up: &mut Upstream,
+    mailbox: &str,
     agent: &Path,
     authserv_id: &str,
     upstream_uidvalidity: u32,
     upstream: u32,
 ) -> Result<Vec<u8>, String> {
     // The UID names the same mail only under the same UIDVALIDITY.
-    if up.examine("INBOX").map_err(|e| e.to_string())? != upstream_uidvalidity {
+    if up.examine(mailbox).map_err(|e| e.to_string())? != upstream_uidvalidity {
         return Err("the mail store's mailbox changed".into());
     }
     let f = up
@@ -701,9 +728,9 @@ mod tests {
         }
     }
 
-    fn mirror(dir: &Path, limit: u64) -> (Cache, Mirror) {
+    fn mirror(dir: &Path) -> (Cache, Mirror) {
         let cache = Cache::open(&dir.join("c"), Zeroizing::new([9; 32]), Box::new(MemoryMark::default())).unwrap();
-        let m = Mirror::load(&cache, limit);
+        let m = Mirror::load(&cache, "INBOX");
         (cache, m)
     }
 
@@ -730,31 +757,51 @@ mod tests {
         let mark = MemoryMark::default();
         let open = |k: u8| Cache::open(&dir.path().join("c"), Zeroizing::new([k; 32]), Box::new(mark.clone())).unwrap();
         let cache = open(9);
-        let mut m = Mirror::load(&cache, 1 << 30);
+        let mut m = Mirror::load(&cache, "INBOX");
         let first = m.uidvalidity();
         let saved = m.apply(update(&[10], vec![made(entry(1, 10, 5, 0), None, None)]), &cache);
         cache.save_state(&saved.unwrap()).unwrap();
         let older = std::fs::read(dir.path().join("c/state")).unwrap();
         let saved = m.apply(update(&[10, 11], vec![made(entry(2, 11, 5, 0), None, None)]), &cache);
         cache.save_state(&saved.unwrap()).unwrap();
-        let again = Mirror::load(&open(9), 1 << 30);
+        let again = Mirror::load(&open(9), "INBOX");
         assert_eq!(again.state, m.state);
         assert_eq!(again.uids(), [1, 2]);
         // An older state put back opens, but is behind the mark: not taken, a new UIDVALIDITY.
         std::fs::write(dir.path().join("c/state"), &older).unwrap();
-        let rolled = Mirror::load(&open(9), 1 << 30);
+        let rolled = Mirror::load(&open(9), "INBOX");
         assert!(rolled.uids().is_empty());
         assert!(rolled.uidvalidity() > first);
         // Under another key the state does not open: started anew, past every UIDVALIDITY before.
-        let lost = Mirror::load(&open(8), 1 << 30);
+        let lost = Mirror::load(&open(8), "INBOX");
         assert!(lost.uids().is_empty());
         assert!(lost.uidvalidity() > rolled.uidvalidity(), "{} {}", lost.uidvalidity(), rolled.uidvalidity());
     }
 
     #[test]
+    fn a_mailbox_state_keeps_its_name_when_the_mail_store_starts_it_anew() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::open_scoped(
+            &dir.path().join("c/boxes/aa"),
+            Zeroizing::new([9; 32]),
+            Box::new(MemoryMark::default()),
+            "aa",
+        )
+        .unwrap();
+        let mut m = Mirror::load(&cache, "Archive");
+        let mut u = update(&[10], vec![made(entry(1, 10, 5, 0), None, None)]);
+        u.fresh = Some((77, m.uidvalidity()));
+        cache.save_state(&m.apply(u, &cache).unwrap()).unwrap();
+        assert_eq!(Mirror::stored_name(&cache).as_deref(), Some("Archive"));
+        assert_eq!(Mirror::load(&cache, "Archive").uids(), [1]);
+        // Another mailbox's name: not this state.
+        assert!(Mirror::load(&cache, "Other").uids().is_empty());
+    }
+
+    #[test]
     fn a_mail_that_opens_later_replaces_its_notice_under_a_new_uid() {
         let dir = tempfile::tempdir().unwrap();
-        let (cache, mut m) = mirror(dir.path(), 1 << 30);
+        let (cache, mut m) = mirror(dir.path());
         let mut waiting = entry(1, 10, 5, 0);
         waiting.shown = Shown::Waiting;
         m.apply(
@@ -781,7 +828,7 @@ mod tests {
     #[test]
     fn a_declined_pin_means_no_prompt_for_any_mail_for_ten_minutes() {
         let dir = tempfile::tempdir().unwrap();
-        let (cache, mut m) = mirror(dir.path(), 1 << 30);
+        let (cache, mut m) = mirror(dir.path());
         let mut waiting = entry(1, 10, 5, 0);
         waiting.shown = Shown::Waiting;
         let mut u = update(&[10], vec![made(waiting, None, Some(Exit::WrongPin))]);
@@ -791,7 +838,7 @@ mod tests {
         assert_eq!(k.due, [(1, 10)]);
         assert!(!k.may_ask, "tried quietly, for this mail and any new one");
         // A card away is no decline: the next refresh may ask.
-        let (cache, mut m) = mirror(&dir.path().join("other"), 1 << 30);
+        let (cache, mut m) = mirror(&dir.path().join("other"));
         let mut waiting = entry(1, 10, 5, 0);
         waiting.shown = Shown::Waiting;
         m.apply(update(&[10], vec![made(waiting, None, Some(Exit::TokenNotPresent))]), &cache);
@@ -801,7 +848,7 @@ mod tests {
     #[test]
     fn views_past_the_bound_go_least_recently_read_first_and_notices_stay() {
         let dir = tempfile::tempdir().unwrap();
-        let (cache, mut m) = mirror(dir.path(), 250);
+        let (cache, mut m) = mirror(dir.path());
         let mut notice = entry(4, 13, 10, 0);
         notice.shown = Shown::Notice;
         m.apply(
@@ -816,12 +863,13 @@ mod tests {
             ),
             &cache,
         );
+        evict(&mut [(&mut m, &cache)], 250);
         // Nothing read yet: the oldest UID goes.
         let stored: Vec<u32> = m.state.entries.iter().filter(|e| e.stored).map(|e| e.uid).collect();
         assert_eq!(stored, [2, 3, 4]);
-        m.touch(1, true);
-        m.touch(2, true);
-        m.apply(update(&[10, 11, 12, 13], Vec::new()), &cache);
+        m.touch(1, true, 1);
+        m.touch(2, true, 2);
+        evict(&mut [(&mut m, &cache)], 250);
         let stored: Vec<u32> = m.state.entries.iter().filter(|e| e.stored).map(|e| e.uid).collect();
         assert_eq!(stored, [1, 2, 4]);
     }
@@ -829,7 +877,7 @@ mod tests {
     #[test]
     fn mail_gone_upstream_is_gone_here_with_its_view() {
         let dir = tempfile::tempdir().unwrap();
-        let (cache, mut m) = mirror(dir.path(), 1 << 30);
+        let (cache, mut m) = mirror(dir.path());
         cache.put_view(m.uidvalidity(), 1, b"x").unwrap();
         m.apply(
             update(&[10, 11], vec![made(entry(1, 10, 1, 0), None, None), made(entry(2, 11, 1, 0), None, None)]),

@@ -12,8 +12,11 @@ pub mod upstream;
 use crate::config::ImapConfig;
 use crate::error::{Exit, Failure};
 use secrecy::SecretString;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 /// What `imap serve` was given, resolved from options and config.
 pub struct Settings {
@@ -29,30 +32,74 @@ pub struct Settings {
     /// The agent's socket.
     pub agent: PathBuf,
     pub cache_key: zeroize::Zeroizing<[u8; 32]>,
-    /// How far the door's UIDs have gone, out of the cache directory's reach (cache::Mark).
-    pub mark: Box<dyn cache::Mark>,
+    /// How far the door's UIDs have gone in each mailbox, out of the cache directory's reach
+    /// (cache::Mark): the OS keyring.
+    pub mark: Box<dyn cache::MarkStore>,
 }
 
-/// The mark in the OS keyring, beside the cache key.
+/// The marks in the OS keyring, beside the cache key.
 pub struct KeyringMark(pub keyring::Entry);
 
-impl cache::Mark for KeyringMark {
-    fn get(&self) -> Option<(u32, u32)> {
-        let text = self.0.get_password().ok()?;
-        let (v, n) = text.split_once(' ')?;
-        Some((v.parse().ok()?, n.parse().ok()?))
+impl cache::MarkStore for KeyringMark {
+    fn load(&self) -> Option<String> {
+        self.0.get_password().ok()
     }
-    fn set(&self, uidvalidity: u32, next_uid: u32) {
-        if let Err(e) = self.0.set_password(&format!("{uidvalidity} {next_uid}")) {
+    fn store(&self, text: &str) {
+        if let Err(e) = self.0.set_password(text) {
             eprintln!("ssmax-card imap: the keyring did not keep how far the UIDs went: {e}");
         }
     }
 }
 
-pub struct Shared {
-    pub s: Settings,
+/// One mailbox of the mail store, as the door serves it: its own UID space, views and state.
+pub struct Folder {
+    /// Its name, as the mail store and the client spell it ("INBOX" for the inbox).
+    pub name: String,
     pub cache: cache::Cache,
     pub mirror: Mutex<mirror::Mirror>,
+    /// Views whose digest was checked at their first read.
+    checked: Mutex<HashSet<(u32, u32)>>,
+    /// The refresh thread keeps it up to date until then (INBOX always): a mailbox a client
+    /// selected or asked the STATUS of.
+    watched_until: Mutex<Instant>,
+    /// When its last refresh ended well.
+    refreshed: Mutex<Option<Instant>>,
+}
+
+impl Folder {
+    pub fn lock(&self) -> MutexGuard<'_, mirror::Mirror> {
+        self.mirror.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn watch(&self) {
+        let mut until = self.watched_until.lock().unwrap_or_else(|p| p.into_inner());
+        *until = (*until).max(Instant::now() + WATCH_FOR);
+    }
+
+    /// Whether it was brought up to the mail store within `age` (a client's STATUS of every
+    /// mailbox in turn does not cost a round of refreshes each).
+    pub fn fresh_within(&self, age: Duration) -> bool {
+        self.refreshed.lock().unwrap_or_else(|p| p.into_inner()).is_some_and(|t| t.elapsed() < age)
+    }
+
+    pub fn unwatch(&self) {
+        *self.watched_until.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
+    }
+
+    fn watched(&self) -> bool {
+        self.name == "INBOX" || *self.watched_until.lock().unwrap_or_else(|p| p.into_inner()) > Instant::now()
+    }
+}
+
+pub struct Shared {
+    pub s: Settings,
+    /// The account's cache directory (INBOX's; other mailboxes' below it).
+    dir: PathBuf,
+    marks: Arc<cache::Marks>,
+    /// The mailboxes the door has a state for, by name.
+    folders: Mutex<BTreeMap<String, Arc<Folder>>>,
+    /// The door's clock for "least recently read", one for every mailbox.
+    clock: AtomicU64,
     /// The refresh's connection to the upstream, held by the one refresh under way.
     refreshing: Mutex<Option<upstream::Upstream>>,
     /// Clients asking the refresh thread for a refresh, and its answers.
@@ -61,22 +108,48 @@ pub struct Shared {
     finished: std::sync::Condvar,
     /// Whether the refresh thread runs (else a client's refresh is made in its own thread,
     /// never asking a PIN).
-    refresher: std::sync::atomic::AtomicBool,
-    /// Views whose digest was checked at their first read.
-    checked: Mutex<std::collections::HashSet<(u32, u32)>>,
-    /// The clients' connection to the upstream (views built again, lazy mail read).
+    refresher: AtomicBool,
+    /// The clients' connection to the upstream (views built again, lazy mail read, LIST).
     reader: Mutex<Option<upstream::Upstream>>,
+    appending: Mutex<()>,
 }
 
-/// Refreshes asked for and done, by number, and how the last one went.
+/// Rounds of refreshes asked for and done, by number, and how each mailbox's last went.
 struct Asked {
     asked: u64,
     done: u64,
-    last: Result<(), String>,
+    last: HashMap<String, Result<(), String>>,
 }
 
 /// How often the door looks for new mail and tries waiting mail again.
-const POLL: std::time::Duration = std::time::Duration::from_secs(5);
+pub(crate) const POLL: Duration = Duration::from_secs(5);
+/// How long a mailbox other than INBOX is kept up to date after a client last looked at it.
+const WATCH_FOR: Duration = Duration::from_secs(10 * 60);
+/// Most mailboxes the door keeps a state for: a mail store with more is served for the first
+/// ones a client opens.
+pub const MAX_FOLDERS: usize = 256;
+
+/// How the door names a mailbox: INBOX in any case is INBOX (RFC 3501 §5.1); other names as
+/// they are.
+pub fn folder_name(name: &str) -> String {
+    if name.eq_ignore_ascii_case("INBOX") {
+        "INBOX".to_string()
+    } else {
+        name.to_string()
+    }
+}
+
+/// The directory and key scope of a mailbox's cache: INBOX's is the account's directory
+/// itself (as it was when INBOX was all); another's is named by a digest of its name, so no
+/// mailbox name is written in the clear.
+fn folder_scope(name: &str) -> String {
+    use sha2::Digest;
+    if name == "INBOX" {
+        return String::new();
+    }
+    let d = sha2::Sha256::digest(format!("mailbox\0{name}"));
+    base16ct::lower::encode_string(&d[..8])
+}
 
 /// The cache directory of one upstream account: the user's cache, a name from the account.
 fn cache_dir(s: &Settings) -> Option<PathBuf> {
@@ -91,49 +164,147 @@ fn cache_dir(s: &Settings) -> Option<PathBuf> {
 
 impl Shared {
     pub fn open(mut s: Settings) -> Result<Shared, Failure> {
-        let mark = std::mem::replace(&mut s.mark, Box::new(cache::MemoryMark::default()));
+        let store = std::mem::replace(&mut s.mark, Box::new(cache::MemoryStore::default()));
         let dir =
             cache_dir(&s).ok_or_else(|| Failure::new(Exit::Usage, "no cache directory: set cache_dir in [imap]"))?;
-        let cache =
-            cache::Cache::open(&dir, s.cache_key.clone(), mark).map_err(|e| Failure::new(Exit::Io, e.to_string()))?;
-        let mirror = mirror::Mirror::load(&cache, s.cfg.cache_size);
-        Ok(Shared {
+        let shared = Shared {
             s,
-            cache,
-            mirror: Mutex::new(mirror),
+            dir,
+            marks: cache::Marks::new(store),
+            folders: Mutex::new(BTreeMap::new()),
+            clock: AtomicU64::new(0),
             refreshing: Mutex::new(None),
-            asked: Mutex::new(Asked { asked: 0, done: 0, last: Ok(()) }),
+            asked: Mutex::new(Asked { asked: 0, done: 0, last: HashMap::new() }),
             wake: std::sync::Condvar::new(),
             finished: std::sync::Condvar::new(),
-            refresher: std::sync::atomic::AtomicBool::new(false),
-            checked: Mutex::new(std::collections::HashSet::new()),
+            refresher: AtomicBool::new(false),
             reader: Mutex::new(None),
-        })
+            appending: Mutex::new(()),
+        };
+        shared.folder("INBOX").map_err(|e| Failure::new(Exit::Io, e))?;
+        // Every mailbox with views in the cache counts in its bound, read or not this time.
+        for name in shared.cached_folder_names() {
+            if let Err(e) = shared.folder(&name) {
+                eprintln!("ssmax-card imap: the cache of mailbox {name}: {e}");
+            }
+        }
+        let clock = shared.all_folders().iter().map(|f| f.lock().state.clock).max().unwrap_or(0);
+        shared.clock.store(clock, Ordering::SeqCst);
+        Ok(shared)
     }
 
-    /// A refresh for a client (SELECT, NOOP): the refresh thread is asked for one and waited
-    /// for, up to `patience` (it may be waiting on a PIN: then what is there is served). A
-    /// client's thread never asks a PIN itself, nor waits on a card. How the refresh went, as
-    /// one line for a NO.
-    pub fn refresh_now(&self, patience: std::time::Duration) -> Result<(), String> {
-        if !self.refresher.load(std::sync::atomic::Ordering::SeqCst) {
-            return refresh(self, false).map_err(|e| e.to_string());
+    fn folder_dir(&self, scope: &str) -> PathBuf {
+        if scope.is_empty() {
+            self.dir.clone()
+        } else {
+            self.dir.join("boxes").join(scope)
         }
-        let deadline = std::time::Instant::now() + patience;
+    }
+
+    fn open_cache(&self, scope: &str) -> Result<cache::Cache, String> {
+        let mark = Box::new(cache::ScopedMark { marks: self.marks.clone(), scope: scope.to_string() });
+        cache::Cache::open_scoped(&self.folder_dir(scope), self.s.cache_key.clone(), mark, scope)
+            .map_err(|e| e.to_string())
+    }
+
+    /// The names of the mailboxes other than INBOX with a cache directory (their states say).
+    fn cached_folder_names(&self) -> Vec<String> {
+        let Ok(entries) = std::fs::read_dir(self.dir.join("boxes")) else { return Vec::new() };
+        let mut names = Vec::new();
+        for e in entries.flatten().take(MAX_FOLDERS) {
+            let Some(scope) = e.file_name().to_str().map(str::to_string) else { continue };
+            let Ok(cache) = self.open_cache(&scope) else { continue };
+            match mirror::Mirror::stored_name(&cache) {
+                // A directory is a mailbox's only under the name its digest is of.
+                Some(name) if folder_scope(&name) == scope => names.push(name),
+                _ => cache.destroy(),
+            }
+        }
+        names
+    }
+
+    /// The door's state of mailbox `name`, opened (from the cache, or anew) at first use.
+    pub fn folder(&self, name: &str) -> Result<Arc<Folder>, String> {
+        let name = folder_name(name);
+        let mut folders = self.folders.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(f) = folders.get(&name) {
+            return Ok(f.clone());
+        }
+        if folders.len() >= MAX_FOLDERS {
+            return Err(format!("the door serves at most {MAX_FOLDERS} mailboxes"));
+        }
+        let cache = self.open_cache(&folder_scope(&name))?;
+        let mirror = mirror::Mirror::load(&cache, &name);
+        let folder = Arc::new(Folder {
+            name: name.clone(),
+            cache,
+            mirror: Mutex::new(mirror),
+            checked: Mutex::new(HashSet::new()),
+            watched_until: Mutex::new(Instant::now()),
+            refreshed: Mutex::new(None),
+        });
+        folders.insert(name, folder.clone());
+        Ok(folder)
+    }
+
+    /// The door's state of mailbox `name` when the mail store has that mailbox: a client
+    /// naming mailboxes that do not exist makes no state.
+    pub fn existing_folder(&self, name: &str) -> Result<Arc<Folder>, String> {
+        let name = folder_name(name);
+        if let Some(f) = self.folders.lock().unwrap_or_else(|p| p.into_inner()).get(&name) {
+            return Ok(f.clone());
+        }
+        self.reading(|up| up.examine(&name).map_err(|e| e.to_string()))?;
+        self.folder(&name)
+    }
+
+    pub fn all_folders(&self) -> Vec<Arc<Folder>> {
+        self.folders.lock().unwrap_or_else(|p| p.into_inner()).values().cloned().collect()
+    }
+
+    /// The mailbox is gone from the mail store (deleted, renamed): its state and views go.
+    fn drop_folder(&self, name: &str) {
+        let name = folder_name(name);
+        // INBOX cannot be deleted; renamed, it stays (empty), and its refresh sees what went.
+        if name == "INBOX" {
+            return;
+        }
+        let gone = self.folders.lock().unwrap_or_else(|p| p.into_inner()).remove(&name);
+        if let Some(f) = gone {
+            f.cache.destroy();
+            self.marks.forget(&folder_scope(&name));
+        }
+    }
+
+    fn tick(&self) -> u64 {
+        self.clock.fetch_add(1, Ordering::SeqCst) + 1
+    }
+
+    /// A refresh of `folder` for a client (SELECT, STATUS, NOOP): the refresh thread is asked
+    /// for one and waited for, up to `patience` (it may be waiting on a PIN: then what is there
+    /// is served). A client's thread never asks a PIN itself, nor waits on a card. How the
+    /// refresh went, as one line for a NO.
+    pub fn refresh_now(&self, folder: &Arc<Folder>, patience: Duration) -> Result<(), String> {
+        folder.watch();
+        if !self.refresher.load(Ordering::SeqCst) {
+            return refresh(self, folder, false).map_err(|e| e.to_string());
+        }
+        let deadline = Instant::now() + patience;
         let mut a = self.asked.lock().unwrap_or_else(|p| p.into_inner());
         a.asked += 1;
         let want = a.asked;
         self.wake.notify_all();
         while a.done < want {
-            let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) else { return Ok(()) };
+            let Some(left) = deadline.checked_duration_since(Instant::now()) else { return Ok(()) };
             a = self.finished.wait_timeout(a, left).unwrap_or_else(|p| p.into_inner()).0;
         }
-        a.last.clone()
+        a.last.get(&folder.name).cloned().unwrap_or(Ok(()))
     }
 
-    /// The refresh thread: a refresh every POLL, or as soon as a client asks.
+    /// The refresh thread: a round every POLL, or as soon as a client asks: each mailbox
+    /// watched is brought up to the mail store, then the cache is held to its bound.
     fn refresh_loop(&self) {
-        self.refresher.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.refresher.store(true, Ordering::SeqCst);
         loop {
             let target = {
                 let mut a = self.asked.lock().unwrap_or_else(|p| p.into_inner());
@@ -142,19 +313,49 @@ impl Shared {
                 }
                 a.asked
             };
-            let result = refresh(self, true).map_err(|e| {
-                eprintln!("ssmax-card imap: {e}");
-                e.to_string()
-            });
+            let mut results = HashMap::new();
+            for folder in self.all_folders().into_iter().filter(|f| f.watched()) {
+                let result = refresh(self, &folder, true);
+                // Gone from the mail store (another client deleted it), or not readable: not
+                // looked at again until a client asks. Its views stay, under the cache's bound.
+                if let Err(upstream::UpstreamError::Refused(_, "EXAMINE", _)) = &result {
+                    folder.unwatch();
+                }
+                let result = result.map_err(|e| {
+                    eprintln!("ssmax-card imap: {}: {e}", folder.name);
+                    e.to_string()
+                });
+                results.insert(folder.name.clone(), result);
+            }
+            self.evict();
             let mut a = self.asked.lock().unwrap_or_else(|p| p.into_inner());
             a.done = a.done.max(target);
-            a.last = result;
+            a.last = results;
             self.finished.notify_all();
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, mirror::Mirror> {
-        self.mirror.lock().unwrap_or_else(|p| p.into_inner())
+    /// Least recently read views out, of every mailbox, until the cache fits its bound.
+    fn evict(&self) {
+        let folders = self.all_folders();
+        let mut saves = Vec::new();
+        {
+            // In the folders' (name) order, the only place two mirrors are held at once.
+            let mut guards: Vec<_> = folders.iter().map(|f| f.lock()).collect();
+            let mut pairs: Vec<(&mut mirror::Mirror, &cache::Cache)> =
+                guards.iter_mut().zip(folders.iter()).map(|(g, f)| (&mut **g, &f.cache)).collect();
+            mirror::evict(&mut pairs, self.s.cfg.cache_size);
+            for (i, g) in guards.iter_mut().enumerate() {
+                if let Some(save) = g.save_if_changed() {
+                    saves.push((i, save));
+                }
+            }
+        }
+        for (i, save) in saves {
+            if let Err(e) = folders[i].cache.save_state(&save) {
+                eprintln!("ssmax-card imap: {e}");
+            }
+        }
     }
 
     fn login(&self) -> Result<upstream::Upstream, upstream::UpstreamError> {
@@ -165,9 +366,9 @@ impl Shared {
     /// The view of `uid`: from the cache, or built again from the upstream (never asking a
     /// PIN) when it was evicted. A view built again that is not the bytes this UID showed is
     /// not shown under it (the mail comes back under a new UID). None, and why, otherwise.
-    pub fn view(&self, uidvalidity: u32, uid: u32) -> Result<Vec<u8>, String> {
+    pub fn view(&self, folder: &Folder, uidvalidity: u32, uid: u32) -> Result<Vec<u8>, String> {
         let (upstream_uidvalidity, entry) = {
-            let m = self.lock();
+            let m = folder.lock();
             if m.uidvalidity() != uidvalidity {
                 return Err("the mailbox changed".into());
             }
@@ -177,8 +378,8 @@ impl Shared {
         // put back in the cache directory opens, but is another mail's. Checked at its first
         // read by this process (a UID is never given twice under one UIDVALIDITY, cache::Mark,
         // so no later file of this name can hold other bytes).
-        if let Some(v) = self.cache.view(uidvalidity, uid) {
-            let mut checked = self.checked.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(v) = folder.cache.view(uidvalidity, uid) {
+            let mut checked = folder.checked.lock().unwrap_or_else(|p| p.into_inner());
             if checked.contains(&(uidvalidity, uid))
                 || <sha2::Sha256 as sha2::Digest>::digest(&v).as_slice() == entry.digest
             {
@@ -186,17 +387,24 @@ impl Shared {
                     checked.insert((uidvalidity, uid));
                 }
                 drop(checked);
-                self.lock().touch(uid, true);
+                folder.lock().touch(uid, true, self.tick());
                 return Ok(v);
             }
         }
         let view = self.reading(|up| {
-            mirror::rebuild(up, &self.s.agent, &self.s.cfg.authserv_id, upstream_uidvalidity, entry.upstream)
+            mirror::rebuild(
+                up,
+                &folder.name,
+                &self.s.agent,
+                &self.s.cfg.authserv_id,
+                upstream_uidvalidity,
+                entry.upstream,
+            )
         })?;
         let digest: [u8; 32] = <sha2::Sha256 as sha2::Digest>::digest(&view).into();
         // A lazy mail shows, the first time, the bytes of the size it was given.
         let same = if entry.lazy { view.len() == entry.size as usize } else { digest == entry.digest };
-        let mut m = self.lock();
+        let mut m = folder.lock();
         // Expunged, or the mailbox started anew, while it was being built: not stored, not
         // taken for another mail of the same number.
         if m.uidvalidity() != uidvalidity || m.entry(uid).is_none_or(|e| e.upstream != entry.upstream) {
@@ -209,8 +417,8 @@ impl Shared {
         if entry.lazy {
             m.made(uid, digest);
         }
-        let stored = self.cache.put_view(uidvalidity, uid, &view).is_ok();
-        m.touch(uid, stored);
+        let stored = folder.cache.put_view(uidvalidity, uid, &view).is_ok();
+        m.touch(uid, stored, self.tick());
         Ok(view)
     }
 }
@@ -239,8 +447,8 @@ impl Shared {
 
     /// The upstream UIDs of door UIDs (those still here), and the UIDVALIDITY they are under,
     /// when the door's UIDVALIDITY is still the one the client selected.
-    fn upstream_of(&self, uidvalidity: u32, uids: &[u32]) -> Result<(u32, Vec<(u32, u32)>), String> {
-        let m = self.lock();
+    fn upstream_of(&self, folder: &Folder, uidvalidity: u32, uids: &[u32]) -> Result<(u32, Vec<(u32, u32)>), String> {
+        let m = folder.lock();
         if m.uidvalidity() != uidvalidity {
             return Err("the mailbox changed on the mail store; select it again".into());
         }
@@ -248,10 +456,10 @@ impl Shared {
         Ok((m.state.upstream_uidvalidity, pairs))
     }
 
-    /// The upstream INBOX, selected read-write, when it is still the mailbox the UIDs are of.
-    fn writable(&self, upstream_uidvalidity: u32) -> Result<upstream::Upstream, String> {
+    /// The upstream mailbox, selected read-write, when it is still the mailbox the UIDs are of.
+    fn writable(&self, folder: &Folder, upstream_uidvalidity: u32) -> Result<upstream::Upstream, String> {
         let mut up = self.login().map_err(|e| e.to_string())?;
-        if up.select("INBOX").map_err(|e| e.to_string())? != upstream_uidvalidity {
+        if up.select(&folder.name).map_err(|e| e.to_string())? != upstream_uidvalidity {
             return Err("the mail store's mailbox changed; select it again".into());
         }
         Ok(up)
@@ -261,19 +469,20 @@ impl Shared {
     /// door UID afterwards.
     pub fn store(
         &self,
+        folder: &Folder,
         uidvalidity: u32,
         uids: &[u32],
         kind: imap_next::imap_types::flag::StoreType,
         flags: Vec<imap_next::imap_types::flag::Flag<'static>>,
     ) -> Result<Vec<(u32, Vec<imap_next::imap_types::flag::FlagFetch<'static>>)>, String> {
-        let (validity, pairs) = self.upstream_of(uidvalidity, uids)?;
+        let (validity, pairs) = self.upstream_of(folder, uidvalidity, uids)?;
         if pairs.is_empty() {
             return Ok(Vec::new());
         }
-        let mut up = self.writable(validity)?;
+        let mut up = self.writable(folder, validity)?;
         let upstream: Vec<u32> = pairs.iter().map(|p| p.1).collect();
         let got = up.store(&upstream, kind, flags).map_err(|e| e.to_string())?;
-        let mut m = self.lock();
+        let mut m = folder.lock();
         for (u, f) in &got {
             m.live.entry(*u).or_default().flags = f.clone();
         }
@@ -284,23 +493,177 @@ impl Shared {
     }
 
     /// Remove these messages from the upstream, and from the mirror (a refresh follows).
-    pub fn expunge(&self, uidvalidity: u32, uids: &[u32]) -> Result<(), String> {
-        let (validity, pairs) = self.upstream_of(uidvalidity, uids)?;
+    pub fn expunge(&self, folder: &Folder, uidvalidity: u32, uids: &[u32]) -> Result<(), String> {
+        let (validity, pairs) = self.upstream_of(folder, uidvalidity, uids)?;
         if pairs.is_empty() {
             return Ok(());
         }
-        let mut up = self.writable(validity)?;
+        let mut up = self.writable(folder, validity)?;
         let upstream: Vec<u32> = pairs.iter().map(|p| p.1).collect();
         up.uid_expunge(&upstream).map_err(|e| e.to_string())?;
-        // Gone now, whatever refresh is under way: the client is told before its OK.
+        self.gone(folder, &pairs);
+        Ok(())
+    }
+
+    /// Gone now, whatever refresh is under way: the client is told before its OK.
+    fn gone(&self, folder: &Folder, pairs: &[(u32, u32)]) {
         let gone: Vec<u32> = pairs.iter().map(|p| p.0).collect();
-        if let Some(save) = self.lock().forget(&gone, &self.cache) {
-            if let Err(e) = self.cache.save_state(&save) {
+        if let Some(save) = folder.lock().forget(&gone, &folder.cache) {
+            if let Err(e) = folder.cache.save_state(&save) {
                 eprintln!("ssmax-card imap: {e}");
             }
         }
+    }
+
+    /// COPY (or MOVE) these messages to mailbox `to`: the originals, on the mail store (a view
+    /// is never uploaded); they show in `to` as its refresh makes their views. Moved ones are
+    /// gone from `folder` here too.
+    pub fn copy(
+        &self,
+        folder: &Folder,
+        uidvalidity: u32,
+        uids: &[u32],
+        to: &str,
+        moving: bool,
+    ) -> Result<(), NotTaken> {
+        let (validity, pairs) = self.upstream_of(folder, uidvalidity, uids)?;
+        if pairs.is_empty() {
+            return Ok(());
+        }
+        let mut up = self.writable(folder, validity)?;
+        let upstream: Vec<u32> = pairs.iter().map(|p| p.1).collect();
+        up.copy(&upstream, &folder_name(to), moving)?;
+        if moving {
+            self.gone(folder, &pairs);
+        }
+        self.after_change(to);
         Ok(())
     }
+
+    /// A mailbox changed on the mail store by the door: it is watched, and refreshed soon.
+    fn after_change(&self, name: &str) {
+        if let Ok(f) = self.folder(name) {
+            f.watch();
+        }
+        let mut a = self.asked.lock().unwrap_or_else(|p| p.into_inner());
+        a.asked += 1;
+        self.wake.notify_all();
+    }
+
+    /// APPEND a message to mailbox `to`. A view of the door's (a client moving mail between
+    /// accounts, or back) is never uploaded: its original is copied on the mail store instead.
+    /// A message carrying the door's verdict that is no view the door has (a view changed,
+    /// forwarded inside another, or its original gone) is refused: it may hold what was
+    /// decrypted. Any other message (Sent, Drafts) goes as it is.
+    pub fn append(
+        &self,
+        to: &str,
+        message: &[u8],
+        flags: Vec<imap_next::imap_types::flag::Flag<'static>>,
+        date: Option<imap_next::imap_types::datetime::DateTime>,
+    ) -> Result<(), NotTaken> {
+        // One at a time: each holds a message of up to 64 MiB, and its copy on the way out.
+        let _one = self.appending.lock().unwrap_or_else(|p| p.into_inner());
+        let digest: [u8; 32] = <sha2::Sha256 as sha2::Digest>::digest(message).into();
+        for folder in self.all_folders() {
+            let found = {
+                let m = folder.lock();
+                m.state
+                    .entries
+                    .iter()
+                    .find(|e| !e.lazy && e.digest == digest)
+                    .map(|e| (m.state.upstream_uidvalidity, e.upstream))
+            };
+            let Some((validity, upstream)) = found else { continue };
+            let mut up = self.writable(&folder, validity)?;
+            up.copy(&[upstream], &folder_name(to), false)?;
+            self.after_change(to);
+            return Ok(());
+        }
+        if carries_verdict(message, &self.s.cfg.authserv_id) {
+            return Err(APPEND_REFUSED.to_string().into());
+        }
+        let mut up = self.login()?;
+        up.append(&folder_name(to), message, flags, date)?;
+        self.after_change(to);
+        Ok(())
+    }
+
+    /// A command that changes only mailboxes (CREATE, DELETE, RENAME, SUBSCRIBE, UNSUBSCRIBE),
+    /// passed to the mail store as the client sent it. What is deleted or renamed away is
+    /// forgotten here with its views.
+    pub fn pass(
+        &self,
+        body: imap_next::imap_types::command::CommandBody<'static>,
+        what: &'static str,
+        gone: Option<&str>,
+    ) -> Result<(), String> {
+        let mut up = self.login().map_err(|e| e.to_string())?;
+        up.pass(body, what).map_err(|e| e.to_string())?;
+        if let Some(name) = gone {
+            self.drop_folder(name);
+        }
+        Ok(())
+    }
+
+    /// LIST or LSUB, answered by the mail store: the door serves its mailboxes as they are.
+    pub fn list(
+        &self,
+        body: imap_next::imap_types::command::CommandBody<'static>,
+    ) -> Result<Vec<imap_next::imap_types::response::Data<'static>>, String> {
+        self.reading(|up| up.pass(body.clone(), "LIST").map_err(|e| e.to_string()))
+    }
+}
+
+/// Why the mail store (or the door) did not take a COPY, MOVE or APPEND.
+pub struct NotTaken {
+    pub why: String,
+    /// The mailbox named does not exist: a client may CREATE it and try again.
+    pub try_create: bool,
+}
+
+impl From<String> for NotTaken {
+    fn from(why: String) -> NotTaken {
+        NotTaken { why, try_create: false }
+    }
+}
+
+impl From<upstream::UpstreamError> for NotTaken {
+    fn from(e: upstream::UpstreamError) -> NotTaken {
+        let try_create = matches!(e, upstream::UpstreamError::NoMailbox(..));
+        NotTaken { why: e.to_string(), try_create }
+    }
+}
+
+/// Why an APPEND of a changed view is refused.
+pub const APPEND_REFUSED: &str = "this message holds a view the door made (decrypted content) that it no longer has as it was; it is not uploaded: move or copy the original mail instead";
+
+/// Whether `message` carries, in any header block (its own, or of a message inside it), an
+/// Authentication-Results field of the door's: what the door showed, decrypted, not what the
+/// mail store holds.
+fn carries_verdict(message: &[u8], authserv_id: &str) -> bool {
+    let name = b"authentication-results:";
+    // Each line's start (a field, not words inside a line), read in place: a message may be
+    // 64 MiB.
+    let starts = std::iter::once(0).chain(memchr::memchr_iter(b'\n', message).map(|i| i + 1));
+    for start in starts {
+        let Some(head) = message.get(start..start + name.len()) else { continue };
+        if !head.eq_ignore_ascii_case(name) {
+            continue;
+        }
+        let at = start + name.len();
+        let rest = &message[at..message.len().min(at + 1024)];
+        let id: Vec<u8> = rest
+            .iter()
+            .skip_while(|b| b.is_ascii_whitespace() || **b == b'"')
+            .take_while(|b| !b.is_ascii_whitespace() && **b != b';' && **b != b'"')
+            .copied()
+            .collect();
+        if id.eq_ignore_ascii_case(authserv_id.as_bytes()) {
+            return true;
+        }
+    }
+    false
 }
 
 /// Bring the mirror up to the upstream. One refresh at a time, on one kept connection (made
@@ -308,7 +671,7 @@ impl Shared {
 /// served what is there. The mirror is locked only to read what it knows and to take in the
 /// result; views are made and stored unlocked.
 /// `interactive`: the door's own refresh thread, the only one that asks a PIN (mirror::update).
-fn refresh(shared: &Shared, interactive: bool) -> Result<(), upstream::UpstreamError> {
+fn refresh(shared: &Shared, folder: &Folder, interactive: bool) -> Result<(), upstream::UpstreamError> {
     let mut conn = shared.refreshing.lock().unwrap_or_else(|p| p.into_inner());
     let started = std::time::Instant::now();
     let s = &shared.s;
@@ -319,8 +682,8 @@ fn refresh(shared: &Shared, interactive: bool) -> Result<(), upstream::UpstreamE
             tried_fresh = true;
         }
         let Some(up) = conn.as_mut() else { continue };
-        let known = shared.lock().known();
-        match mirror::update(up, &shared.cache, &s.agent, &s.cfg.authserv_id, known, interactive) {
+        let known = folder.lock().known();
+        match mirror::update(up, &folder.name, &folder.cache, &s.agent, &s.cfg.authserv_id, known, interactive) {
             Ok(u) => break u,
             // A kept connection the upstream dropped meanwhile: once more, on a new one.
             Err(_) if !tried_fresh => *conn = None,
@@ -331,14 +694,16 @@ fn refresh(shared: &Shared, interactive: bool) -> Result<(), upstream::UpstreamE
         }
     };
     for p in &update.pending {
-        eprintln!("ssmax-card imap: not shown yet: {p}");
+        eprintln!("ssmax-card imap: {}: not shown yet: {p}", folder.name);
     }
     if !update.made.is_empty() {
-        eprintln!("ssmax-card imap: {} new views in {:.1} s", update.made.len(), started.elapsed().as_secs_f64());
+        let (n, secs) = (update.made.len(), started.elapsed().as_secs_f64());
+        eprintln!("ssmax-card imap: {}: {n} new views in {secs:.1} s", folder.name);
     }
-    let save = shared.lock().apply(update, &shared.cache);
+    let save = folder.lock().apply(update, &folder.cache);
+    *folder.refreshed.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
     if let Some(state) = save {
-        if let Err(e) = shared.cache.save_state(&state) {
+        if let Err(e) = folder.cache.save_state(&state) {
             eprintln!("ssmax-card imap: {e}");
         }
     }
@@ -369,4 +734,23 @@ pub fn run(settings: Settings) -> Result<(), Failure> {
         },
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::carries_verdict;
+
+    #[test]
+    fn a_message_carrying_the_doors_verdict_anywhere_in_its_headers_is_known_as_a_view() {
+        let id = "ssmax-card.local";
+        assert!(carries_verdict(b"Authentication-Results: ssmax-card.local; smime=pass\r\n\r\nx", id));
+        assert!(carries_verdict(b"authentication-results:\r\n  SSMAX-Card.Local; smime=fail\r\n\r\n", id));
+        // A view forwarded inside another message.
+        let forwarded = b"Subject: Fwd\r\nContent-Type: message/rfc822\r\n\r\nAuthentication-Results: ssmax-card.local; smime=pass\r\nSubject: s\r\n\r\nx";
+        assert!(carries_verdict(forwarded, id));
+        // Another server's verdict, or the words inside a line, are not the door's.
+        assert!(!carries_verdict(b"Authentication-Results: mx.example.jp; dkim=pass\r\n\r\nx", id));
+        assert!(!carries_verdict(b"Subject: x\r\n\r\nsee Authentication-Results: ssmax-card.local; in the log", id));
+        assert!(!carries_verdict(b"Authentication-Results: ssmax-card.local.example; smime=pass\r\n", id));
+    }
 }

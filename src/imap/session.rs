@@ -1,13 +1,13 @@
 //! One mail client's IMAP session with the door (imap-next's server flows over a blocking
-//! socket): log in with the client secret, list and select INBOX, fetch from the mirror.
-//! What the door does not do yet is refused with NO, never half done.
+//! socket): log in with the client secret, list the mail store's mailboxes, select one, fetch
+//! from its mirror. What the door does not do is refused with NO, never half done.
 
 use super::search::contains;
 use super::structure::Tree;
-use super::Shared;
+use super::{Folder, Shared};
 use imap_next::imap_types::auth::{AuthMechanism, AuthenticateData};
 use imap_next::imap_types::command::{Command, CommandBody};
-use imap_next::imap_types::core::{IString, Literal, NString, QuotedChar, Tag, Vec1};
+use imap_next::imap_types::core::{IString, Literal, NString, Tag, Vec1};
 use imap_next::imap_types::datetime::DateTime;
 use imap_next::imap_types::fetch::{Macro, MacroOrMessageDataItemNames, MessageDataItem, MessageDataItemName, Section};
 use imap_next::imap_types::flag::FlagFetch;
@@ -21,6 +21,7 @@ use imap_next::{Interrupt, Io, State};
 use secrecy::ExposeSecret;
 use std::io::{Read, Write};
 use std::num::NonZeroU32;
+use std::sync::Arc;
 use subtle::ConstantTimeEq;
 
 /// Wrong logins on one connection before it is closed.
@@ -32,7 +33,8 @@ struct Session<'a, S: Read + Write + Idle> {
     shared: &'a Shared,
     authed: bool,
     failures: u32,
-    selected: bool,
+    /// The mailbox selected.
+    selected: Option<Arc<Folder>>,
     /// Selected with EXAMINE: no flag changes, no expunging.
     read_only: bool,
     /// The door's UIDVALIDITY when the client selected: every UID the client holds is under it.
@@ -51,7 +53,12 @@ struct Session<'a, S: Read + Write + Idle> {
     done: bool,
     /// An AUTHENTICATE waiting for the client's response.
     auth_tag: Option<Tag<'static>>,
+    /// Bytes the client sent before it logged in.
+    before_login: usize,
 }
+
+/// What a client may send before it logs in (login, capability, a few refused commands).
+const PRE_LOGIN_BYTES: usize = 128 << 10;
 
 struct Fetching {
     tag: Tag<'static>,
@@ -102,16 +109,17 @@ pub fn serve<S: Read + Write + Idle>(mut stream: S, shared: &Shared) -> std::io:
     let greeting = Greeting::ok(None, "ssmax-card IMAP front door ready (loopback only)")
         .unwrap_or_else(|_| Greeting::ok(None, "ready").expect("a constant greeting"));
     let mut options = Options::default();
-    // Commands carry no messages here (APPEND is not taken yet): a few KiB is plenty.
-    options.max_literal_size = 64 * 1024;
-    options.max_command_size = 128 * 1024;
+    // APPEND carries a message (the door's bound, 64 MiB); before login a client gets far less
+    // (PRE_LOGIN_BYTES).
+    options.max_literal_size = super::mirror::MAX_MESSAGE as u32;
+    options.max_command_size = (super::mirror::MAX_MESSAGE + (64 << 10)) as u32;
     let mut s = Session {
         stream,
         server: Server::new(options, greeting),
         shared,
         authed: false,
         failures: 0,
-        selected: false,
+        selected: None,
         read_only: true,
         validity: 0,
         idling: None,
@@ -120,6 +128,7 @@ pub fn serve<S: Read + Write + Idle>(mut stream: S, shared: &Shared) -> std::io:
         deferred: std::collections::VecDeque::new(),
         done: false,
         auth_tag: None,
+        before_login: 0,
     };
     s.run()
 }
@@ -173,6 +182,13 @@ impl<S: Read + Write + Idle> Session<'_, S> {
                     };
                     if n == 0 {
                         return Ok(());
+                    }
+                    if !self.authed {
+                        // Any local user can connect: before login, a few short commands.
+                        self.before_login += n;
+                        if self.before_login > PRE_LOGIN_BYTES {
+                            return Ok(());
+                        }
                     }
                     self.server.enqueue_input(&buf[..n]);
                 }
@@ -233,7 +249,7 @@ impl<S: Read + Write + Idle> Session<'_, S> {
                 }
             }
             Event::IdleCommandReceived { tag } => {
-                if !self.authed || !self.selected {
+                if !self.authed || self.selected.is_none() {
                     let _ = self.server.idle_reject(bad(&tag, "select a mailbox first"));
                     return;
                 }
@@ -299,9 +315,9 @@ impl<S: Read + Write + Idle> Session<'_, S> {
                 self.server.enqueue_data(capabilities());
                 ok(&tag, "capabilities listed")
             }
-            CommandBody::Noop => {
-                if self.selected {
-                    match self.refresh(NOOP_PATIENCE) {
+            CommandBody::Noop | CommandBody::Check => {
+                if let Some(folder) = self.selected.clone() {
+                    match self.refresh(&folder, NOOP_PATIENCE) {
                         Ok(_) => self.tell_changes(),
                         Err(why) => {
                             if let Ok(s) =
@@ -332,24 +348,20 @@ impl<S: Read + Write + Idle> Session<'_, S> {
                 }
             }
             _ if !self.authed => no(&tag, "log in first"),
-            CommandBody::List { mailbox_wildcard, .. } | CommandBody::Lsub { mailbox_wildcard, .. } => {
-                let pattern: &[u8] = match &mailbox_wildcard {
-                    imap_next::imap_types::mailbox::ListMailbox::Token(t) => t.as_ref(),
-                    imap_next::imap_types::mailbox::ListMailbox::String(s) => s.as_ref(),
-                };
-                if matches!(pattern, b"*" | b"%") || pattern.eq_ignore_ascii_case(b"inbox") {
-                    self.server.enqueue_data(Data::List {
-                        items: Vec::new(),
-                        delimiter: QuotedChar::try_from('/').ok(),
-                        mailbox: Mailbox::Inbox,
-                    });
-                }
-                ok(&tag, "listed")
-            }
-            CommandBody::Select { mailbox } => self.select_inbox(&tag, &mailbox, false),
-            CommandBody::Examine { mailbox } => self.select_inbox(&tag, &mailbox, true),
+            body @ (CommandBody::List { .. } | CommandBody::Lsub { .. }) => self.list(&tag, body),
+            CommandBody::Select { mailbox } => self.select_mailbox(&tag, &mailbox, false),
+            CommandBody::Examine { mailbox } => self.select_mailbox(&tag, &mailbox, true),
+            CommandBody::Status { mailbox, item_names } => self.status(&tag, &mailbox, &item_names),
+            CommandBody::Copy { sequence_set, mailbox, uid } => self.copy(&tag, &sequence_set, &mailbox, uid, false),
+            CommandBody::Move { sequence_set, mailbox, uid } => self.copy(&tag, &sequence_set, &mailbox, uid, true),
+            CommandBody::Append { mailbox, flags, date, message } => self.append(&tag, &mailbox, flags, date, message),
+            body @ (CommandBody::Create { .. }
+            | CommandBody::Delete { .. }
+            | CommandBody::Rename { .. }
+            | CommandBody::Subscribe { .. }
+            | CommandBody::Unsubscribe { .. }) => self.pass(&tag, body),
             CommandBody::Store { sequence_set, kind, response, flags, uid } => {
-                if !self.selected {
+                if self.selected.is_none() {
                     bad(&tag, "select a mailbox first")
                 } else if self.read_only {
                     no(&tag, "the mailbox is selected read-only (EXAMINE)")
@@ -358,7 +370,7 @@ impl<S: Read + Write + Idle> Session<'_, S> {
                 }
             }
             CommandBody::Search { charset, criteria, uid } => {
-                if !self.selected {
+                if self.selected.is_none() {
                     bad(&tag, "select a mailbox first")
                 } else if charset.as_ref().is_some_and(|c| {
                     let c: &str = c.as_ref();
@@ -375,7 +387,7 @@ impl<S: Read + Write + Idle> Session<'_, S> {
             CommandBody::Expunge => self.expunge(&tag, None),
             CommandBody::ExpungeUid { sequence_set } => self.expunge(&tag, Some(&sequence_set)),
             CommandBody::Fetch { sequence_set, macro_or_item_names, uid } => {
-                if !self.selected {
+                if self.selected.is_none() {
                     bad(&tag, "select a mailbox first")
                 } else {
                     let status = self.fetch(&tag, &sequence_set, macro_or_item_names, uid);
@@ -388,12 +400,12 @@ impl<S: Read + Write + Idle> Session<'_, S> {
             }
             CommandBody::Close | CommandBody::Unselect => {
                 // CLOSE removes what is marked \Deleted, without telling (RFC 3501 §6.4.2).
-                if command_is_close && self.selected && !self.read_only {
-                    if let Err(why) = self.shared.expunge(self.validity, &self.deleted(None)) {
+                if let (true, Some(folder), false) = (command_is_close, self.selected.clone(), self.read_only) {
+                    if let Err(why) = self.shared.expunge(&folder, self.validity, &self.deleted(None)) {
                         eprintln!("ssmax-card imap: CLOSE could not expunge: {why}");
                     }
                 }
-                self.selected = false;
+                self.selected = None;
                 self.known.clear();
                 ok(&tag, "closed")
             }
@@ -404,28 +416,168 @@ impl<S: Read + Write + Idle> Session<'_, S> {
 
     /// Bring the mirror up to the upstream: the messages now there, or why the upstream could
     /// not be read (one line of printable text, for a NO).
-    fn refresh(&mut self, patience: std::time::Duration) -> Result<usize, String> {
-        if let Err(e) = self.shared.refresh_now(patience) {
-            let line: String = e.chars().map(|c| if c.is_control() { ' ' } else { c }).take(300).collect();
-            return Err(line);
-        }
-        Ok(self.shared.lock().state.entries.len())
+    fn refresh(&mut self, folder: &Arc<Folder>, patience: std::time::Duration) -> Result<(), String> {
+        self.shared.refresh_now(folder, patience).map_err(|e| one_line(&e))
     }
 
-    fn select_inbox(&mut self, tag: &Tag<'static>, mailbox: &Mailbox<'_>, read_only: bool) -> Status<'static> {
-        if *mailbox != Mailbox::Inbox {
-            self.selected = false;
-            return no(tag, "the door shows INBOX only");
-        }
+    fn select_mailbox(&mut self, tag: &Tag<'static>, mailbox: &Mailbox<'_>, read_only: bool) -> Status<'static> {
+        // A SELECT that fails leaves no mailbox selected (RFC 3501 §6.3.1).
+        self.selected = None;
+        self.known.clear();
+        let folder = match self.open(mailbox) {
+            Ok(f) => f,
+            Err(why) => return no_because(tag, &why),
+        };
         self.read_only = read_only;
-        self.select(tag)
+        self.select(tag, folder)
     }
 
-    fn select(&mut self, tag: &Tag<'static>) -> Status<'static> {
-        match self.refresh(SELECT_PATIENCE) {
+    /// LIST or LSUB: the mail store's mailboxes, as it names them.
+    fn list(&mut self, tag: &Tag<'static>, body: CommandBody<'static>) -> Status<'static> {
+        match self.shared.list(body) {
+            Ok(data) => {
+                for d in data.into_iter().filter(|d| matches!(d, Data::List { .. } | Data::Lsub { .. })) {
+                    self.server.enqueue_data(d);
+                }
+                ok(tag, "listed")
+            }
+            Err(why) => no_because(tag, &format!("the mail store cannot be read: {why}")),
+        }
+    }
+
+    /// STATUS: the door's own numbers for the mailbox (its UIDs, not the mail store's), after
+    /// a short wait for its refresh.
+    fn status(
+        &mut self,
+        tag: &Tag<'static>,
+        mailbox: &Mailbox<'static>,
+        names: &[imap_next::imap_types::status::StatusDataItemName],
+    ) -> Status<'static> {
+        use imap_next::imap_types::status::{StatusDataItem as I, StatusDataItemName as N};
+        let folder = match self.open(mailbox) {
+            Ok(f) => f,
+            Err(why) => return no_because(tag, &why),
+        };
+        folder.watch();
+        if !folder.fresh_within(super::POLL) {
+            if let Err(why) = self.refresh(&folder, NOOP_PATIENCE) {
+                return no_because(tag, &format!("the mail store cannot be read: {why}"));
+            }
+        }
+        let m = folder.lock();
+        let flagged = |flag: Flag<'static>| {
+            m.state
+                .entries
+                .iter()
+                .filter(|e| {
+                    m.live.get(&e.upstream).is_some_and(|l| l.flags.iter().any(|f| *f == FlagFetch::Flag(flag.clone())))
+                })
+                .count() as u32
+        };
+        let mut items = Vec::new();
+        for n in names {
+            match n {
+                N::Messages => items.push(I::Messages(m.state.entries.len() as u32)),
+                N::Recent => items.push(I::Recent(0)),
+                N::UidNext => items.extend(NonZeroU32::new(m.uidnext()).map(I::UidNext)),
+                N::UidValidity => items.extend(NonZeroU32::new(m.uidvalidity()).map(I::UidValidity)),
+                N::Unseen => items.push(I::Unseen(m.state.entries.len() as u32 - flagged(Flag::Seen))),
+                N::Deleted => items.push(I::Deleted(flagged(Flag::Deleted))),
+                _ => {}
+            }
+        }
+        drop(m);
+        self.server.enqueue_data(Data::Status { mailbox: mailbox.clone(), items: items.into() });
+        ok(tag, "status")
+    }
+
+    /// COPY or MOVE: the originals, copied or moved on the mail store.
+    fn copy(
+        &mut self,
+        tag: &Tag<'static>,
+        set: &SequenceSet,
+        to: &Mailbox<'static>,
+        uid: bool,
+        moving: bool,
+    ) -> Status<'static> {
+        let Some(folder) = self.selected.clone() else { return bad(tag, "select a mailbox first") };
+        if moving && self.read_only {
+            return no(tag, "the mailbox is selected read-only (EXAMINE)");
+        }
+        let uids = match self.resolve(set, uid) {
+            Ok(u) => u,
+            Err(why) => return bad(tag, why),
+        };
+        let to = match mailbox_name(to) {
+            Ok(n) => n,
+            Err(why) => return no_because(tag, &why),
+        };
+        match self.shared.copy(&folder, self.validity, &uids, &to, moving) {
+            Ok(()) => {
+                if moving {
+                    // The moved messages are expunged here (RFC 6851 §3.3), before the OK.
+                    self.tell_changes();
+                }
+                ok(tag, if moving { "moved" } else { "copied" })
+            }
+            Err(e) => not_taken(tag, &e),
+        }
+    }
+
+    fn append(
+        &mut self,
+        tag: &Tag<'static>,
+        to: &Mailbox<'static>,
+        flags: Vec<Flag<'static>>,
+        date: Option<DateTime>,
+        message: imap_next::imap_types::extensions::binary::LiteralOrLiteral8<'static>,
+    ) -> Status<'static> {
+        use imap_next::imap_types::extensions::binary::LiteralOrLiteral8;
+        let LiteralOrLiteral8::Literal(literal) = message else {
+            return bad(tag, "BINARY is not offered");
+        };
+        let to = match mailbox_name(to) {
+            Ok(n) => n,
+            Err(why) => return no_because(tag, &why),
+        };
+        match self.shared.append(&to, literal.data(), flags, date) {
+            Ok(()) => ok(tag, "appended"),
+            Err(e) => not_taken(tag, &e),
+        }
+    }
+
+    /// CREATE, DELETE, RENAME, SUBSCRIBE, UNSUBSCRIBE: the mail store's to do.
+    fn pass(&mut self, tag: &Tag<'static>, body: CommandBody<'static>) -> Status<'static> {
+        let what = body.name();
+        let gone = match &body {
+            CommandBody::Delete { mailbox } | CommandBody::Rename { from: mailbox, .. } => {
+                match mailbox_name(mailbox) {
+                    Ok(n) => Some(n),
+                    Err(why) => return no_because(tag, &why),
+                }
+            }
+            _ => None,
+        };
+        // The mailbox selected is not deleted or renamed under the client's feet.
+        if gone.is_some() && self.selected.as_ref().is_some_and(|f| Some(&f.name) == gone.as_ref()) {
+            return no(tag, "the mailbox is selected: close it first");
+        }
+        match self.shared.pass(body, what, gone.as_deref()) {
+            Ok(()) => ok(tag, "done"),
+            Err(why) => no_because(tag, &why),
+        }
+    }
+
+    /// The door's state of `mailbox`.
+    fn open(&self, mailbox: &Mailbox<'_>) -> Result<Arc<Folder>, String> {
+        self.shared.existing_folder(&mailbox_name(mailbox)?)
+    }
+
+    fn select(&mut self, tag: &Tag<'static>, folder: Arc<Folder>) -> Status<'static> {
+        match self.refresh(&folder, SELECT_PATIENCE) {
             Ok(_) => {}
             Err(why) => {
-                self.selected = false;
+                self.selected = None;
                 return Status::no(
                     Some(tag.clone()),
                     Some(Code::Alert),
@@ -434,7 +586,7 @@ impl<S: Read + Write + Idle> Session<'_, S> {
                 .unwrap_or_else(|_| no(tag, "the mail store cannot be read (the door's log says why)"));
             }
         }
-        let mirror = self.shared.lock();
+        let mirror = folder.lock();
         self.known = mirror.uids().into_iter().filter_map(NonZeroU32::new).collect();
         self.validity = mirror.uidvalidity();
         self.server.enqueue_data(Data::Flags(vec![
@@ -467,11 +619,12 @@ impl<S: Read + Write + Idle> Session<'_, S> {
                 self.server.enqueue_status(s);
             }
         }
-        self.selected = true;
+        drop(mirror);
+        self.selected = Some(folder);
         if self.read_only {
-            Status::ok(Some(tag.clone()), Some(Code::ReadOnly), "INBOX selected, read-only").expect("a constant text")
+            Status::ok(Some(tag.clone()), Some(Code::ReadOnly), "selected, read-only").expect("a constant text")
         } else {
-            Status::ok(Some(tag.clone()), Some(Code::ReadWrite), "INBOX selected").expect("a constant text")
+            Status::ok(Some(tag.clone()), Some(Code::ReadWrite), "selected").expect("a constant text")
         }
     }
 
@@ -479,8 +632,11 @@ impl<S: Read + Write + Idle> Session<'_, S> {
     /// (EXPUNGE, highest sequence number first, so the others' numbers hold), then how many
     /// there are (EXISTS) when new ones came.
     fn tell_changes(&mut self) {
+        let Some(folder) = self.selected.clone() else { return };
+        // Selected (idling, too): kept up to date for as long.
+        folder.watch();
         let (validity, now): (u32, Vec<NonZeroU32>) = {
-            let m = self.shared.lock();
+            let m = folder.lock();
             (m.uidvalidity(), m.uids().into_iter().filter_map(NonZeroU32::new).collect())
         };
         if validity != self.validity {
@@ -545,7 +701,8 @@ impl<S: Read + Write + Idle> Session<'_, S> {
             Ok(u) => u,
             Err(why) => return bad(tag, why),
         };
-        match self.shared.store(self.validity, &uids, kind, flags) {
+        let Some(folder) = self.selected.clone() else { return bad(tag, "select a mailbox first") };
+        match self.shared.store(&folder, self.validity, &uids, kind, flags) {
             Ok(changed) => {
                 for (door, flags) in changed {
                     let Some(at) = self.known.iter().position(|k| k.get() == door) else { continue };
@@ -575,7 +732,8 @@ impl<S: Read + Write + Idle> Session<'_, S> {
     /// The door UIDs the client knows that are marked \Deleted (and in `set`, if given).
     fn deleted(&self, set: Option<&SequenceSet>) -> Vec<u32> {
         let within = set.map(|s| self.resolve(s, true).unwrap_or_default());
-        let m = self.shared.lock();
+        let Some(folder) = self.selected.clone() else { return Vec::new() };
+        let m = folder.lock();
         self.known
             .iter()
             .map(|k| k.get())
@@ -592,11 +750,12 @@ impl<S: Read + Write + Idle> Session<'_, S> {
     fn search(&mut self, tag: &Tag<'static>, keys: &[SearchKey<'static>], uid: bool) -> Status<'static> {
         let last_seq = self.known.len() as u32;
         let last_uid = self.known.last().map(|u| u.get()).unwrap_or(0);
+        let Some(folder) = self.selected.clone() else { return bad(tag, "select a mailbox first") };
         let mut found = Vec::new();
         for (i, known) in self.known.iter().enumerate() {
             let seq = i as u32 + 1;
             let Some((flags, date, size)) = ({
-                let m = self.shared.lock();
+                let m = folder.lock();
                 if m.uidvalidity() != self.validity {
                     drop(m);
                     self.mailbox_changed();
@@ -616,7 +775,8 @@ impl<S: Read + Write + Idle> Session<'_, S> {
             let shared = self.shared;
             let door_uid = known.get();
             let validity = self.validity;
-            let mut view = move || shared.view(validity, door_uid).ok();
+            let folder = &folder;
+            let mut view = move || shared.view(folder, validity, door_uid).ok();
             let mut c = super::search::Candidate::new(
                 seq,
                 door_uid,
@@ -638,13 +798,11 @@ impl<S: Read + Write + Idle> Session<'_, S> {
     }
 
     fn expunge(&mut self, tag: &Tag<'static>, set: Option<&SequenceSet>) -> Status<'static> {
-        if !self.selected {
-            return bad(tag, "select a mailbox first");
-        }
+        let Some(folder) = self.selected.clone() else { return bad(tag, "select a mailbox first") };
         if self.read_only {
             return no(tag, "the mailbox is selected read-only (EXAMINE)");
         }
-        match self.shared.expunge(self.validity, &self.deleted(set)) {
+        match self.shared.expunge(&folder, self.validity, &self.deleted(set)) {
             Ok(()) => {
                 self.tell_changes();
                 ok(tag, "expunged")
@@ -724,13 +882,17 @@ impl<S: Read + Write + Idle> Session<'_, S> {
             });
             return;
         };
+        let Some(folder) = self.selected.clone() else {
+            self.fetching = None;
+            return;
+        };
         // What the client asks is read under the lock; the view, from the cache, outside it.
-        if self.shared.lock().uidvalidity() != self.validity {
+        if folder.lock().uidvalidity() != self.validity {
             self.mailbox_changed();
             return;
         }
         let Some(mut m) = ({
-            let mirror = self.shared.lock();
+            let mirror = folder.lock();
             // Gone from the mirror since the client was last told: nothing to show (RFC 3501
             // §7.4.1 lets a server answer nothing for such a message) until EXPUNGE says so.
             mirror.entry(uid.get()).map(|e| Served {
@@ -744,7 +906,7 @@ impl<S: Read + Write + Idle> Session<'_, S> {
             return;
         };
         if f.names.iter().any(needs_view) {
-            match self.shared.view(self.validity, uid.get()) {
+            match self.shared.view(&folder, self.validity, uid.get()) {
                 Ok(v) => m.view = Some(v),
                 Err(why) => {
                     eprintln!("ssmax-card imap: message {uid} cannot be shown now: {why}");
@@ -815,6 +977,34 @@ fn ok_status(tag: &Tag<'static>, text: &'static str) -> Status<'static> {
     ok(tag, text)
 }
 
+/// A mailbox's name as the door and the mail store use it (UTF-8: modified UTF-7 is ASCII).
+fn mailbox_name(mailbox: &Mailbox<'_>) -> Result<String, String> {
+    match mailbox {
+        Mailbox::Inbox => Ok("INBOX".into()),
+        Mailbox::Other(o) => std::str::from_utf8(o.as_ref())
+            .map(super::folder_name)
+            .map_err(|_| "the mailbox name is not UTF-8".to_string()),
+    }
+}
+
+/// One line of printable text, at most 300 characters: what a status response may carry.
+fn one_line(text: &str) -> String {
+    text.chars().map(|c| if c.is_control() { ' ' } else { c }).take(300).collect()
+}
+
+/// NO, with `why` (made one line).
+fn no_because(tag: &Tag<'static>, why: &str) -> Status<'static> {
+    Status::no(Some(tag.clone()), None, one_line(why)).unwrap_or_else(|_| no(tag, "refused (the door's log says why)"))
+}
+
+/// NO for a COPY, MOVE or APPEND not taken, with TRYCREATE when the mailbox does not exist.
+fn not_taken(tag: &Tag<'static>, e: &super::NotTaken) -> Status<'static> {
+    eprintln!("ssmax-card imap: {}", e.why);
+    let code = e.try_create.then_some(Code::TryCreate);
+    Status::no(Some(tag.clone()), code, one_line(&e.why))
+        .unwrap_or_else(|_| no(tag, "refused (the door's log says why)"))
+}
+
 fn capabilities() -> Data<'static> {
     let caps = vec![
         Capability::Imap4Rev1,
@@ -822,6 +1012,7 @@ fn capabilities() -> Data<'static> {
         Capability::Idle,
         Capability::UidPlus,
         Capability::Unselect,
+        Capability::Move,
     ];
     Data::Capability(Vec1::try_from(caps).expect("capabilities"))
 }

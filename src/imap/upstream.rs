@@ -31,6 +31,9 @@ pub enum UpstreamError {
     Refused(String, &'static str, String),
     #[error("the mail store {0} closed the connection")]
     Closed(String),
+    #[error("the mail store {0} refused {1}: {2}")]
+    /// Refused with TRYCREATE: the mailbox named does not exist (RFC 3501 §6.3.11).
+    NoMailbox(String, &'static str, String),
 }
 
 /// What of each message a FETCH brings, besides UID, flags, date and size.
@@ -244,9 +247,11 @@ impl Upstream {
             match self.next()? {
                 Event::DataReceived { data: d } => data.push(d),
                 Event::StatusReceived { status: Status::Tagged(t) } if t.tag == tag => {
-                    return match t.body.kind {
-                        StatusKind::Ok => Ok(data),
-                        _ => Err(UpstreamError::Refused(self.name.clone(), what, t.body.text.to_string())),
+                    let text = t.body.text.to_string();
+                    return match (t.body.kind, t.body.code) {
+                        (StatusKind::Ok, _) => Ok(data),
+                        (_, Some(Code::TryCreate)) => Err(UpstreamError::NoMailbox(self.name.clone(), what, text)),
+                        _ => Err(UpstreamError::Refused(self.name.clone(), what, text)),
                     };
                 }
                 Event::StatusReceived { status: Status::Bye(b) } => {
@@ -387,6 +392,46 @@ impl Upstream {
     pub fn uid_expunge(&mut self, uids: &[u32]) -> Result<(), UpstreamError> {
         let body = CommandBody::ExpungeUid { sequence_set: self.uid_set(uids)? };
         self.run(body, "UID EXPUNGE").map(|_| ())
+    }
+
+    /// A command as a client sent it (CREATE, LIST, …): the untagged data that came with it.
+    pub fn pass(
+        &mut self,
+        body: CommandBody<'static>,
+        what: &'static str,
+    ) -> Result<Vec<Data<'static>>, UpstreamError> {
+        self.run(body, what)
+    }
+
+    /// UID COPY (or UID MOVE, RFC 6851) from the selected mailbox to `to`.
+    pub fn copy(&mut self, uids: &[u32], to: &str, moving: bool) -> Result<(), UpstreamError> {
+        let mailbox = self.mailbox(to)?;
+        let sequence_set = self.uid_set(uids)?;
+        let (body, what) = if moving {
+            (CommandBody::Move { sequence_set, mailbox, uid: true }, "MOVE")
+        } else {
+            (CommandBody::Copy { sequence_set, mailbox, uid: true }, "COPY")
+        };
+        self.run(body, what).map(|_| ())
+    }
+
+    /// APPEND `message` to mailbox `to`.
+    pub fn append(
+        &mut self,
+        to: &str,
+        message: &[u8],
+        flags: Vec<Flag<'static>>,
+        date: Option<imap_next::imap_types::datetime::DateTime>,
+    ) -> Result<(), UpstreamError> {
+        let mailbox = self.mailbox(to)?;
+        let literal = imap_next::imap_types::core::Literal::try_from(message.to_vec())
+            .map_err(|e| UpstreamError::Protocol(self.name.clone(), e.to_string()))?;
+        let message = imap_next::imap_types::extensions::binary::LiteralOrLiteral8::Literal(literal);
+        self.run(CommandBody::Append { mailbox, flags, date, message }, "APPEND").map(|_| ())
+    }
+
+    fn mailbox(&self, name: &str) -> Result<Mailbox<'static>, UpstreamError> {
+        Mailbox::try_from(name.to_string()).map_err(|e| UpstreamError::Protocol(self.name.clone(), e.to_string()))
     }
 
     fn uid_set(&self, uids: &[u32]) -> Result<SequenceSet, UpstreamError> {
