@@ -2287,6 +2287,72 @@ print('archive through the door', len(bodies), sum(b'smime=pass' in b for b in b
 }
 
 #[test]
+fn a_client_that_insists_gets_starttls_with_the_doors_own_certificate_and_nothing_sent_before_it_counts() {
+    let w = World::new();
+    let hop2 = w.figures_to_bob();
+    let store = Dovecot::start(&w.bob);
+    store.deliver(&[&hop2]);
+    let agent = crate::support::agent::start_agent(&w.bob, "", "0");
+    let door = imap_door(&w.bob, &agent.socket, &store);
+    let cert = files_under(&w.bob.dir.path().join(".cache"))
+        .into_iter()
+        .find(|(p, _)| p.ends_with("door-certificate.pem"))
+        .map(|(p, _)| p)
+        .expect("the door made its certificate");
+    // A LOGIN sent in the clear right behind STARTTLS is dropped, not run under TLS
+    // (CVE-2011-0411); after the handshake the client logs in, and is no longer offered STARTTLS.
+    let script = r#"import socket,ssl,sys
+s=socket.create_connection(('127.0.0.1',int(sys.argv[1])))
+f=s.makefile('rb'); f.readline()
+s.sendall(b'a CAPABILITY\r\n'); print('before', f.readline()); f.readline()
+s.sendall(b'b STARTTLS\r\nc LOGIN ' + sys.argv[2].encode() + b' ' + sys.argv[3].encode() + b'\r\n')
+print('starttls', f.readline())
+ctx=ssl.create_default_context(cafile=sys.argv[7])
+ctx.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
+t=ctx.wrap_socket(s, server_hostname='localhost')
+g=t.makefile('rb')
+t.sendall(b'd CAPABILITY\r\n'); print('after', g.readline()); print('after', g.readline())
+t.sendall(b'e SELECT INBOX\r\n')
+while True:
+    l=g.readline(); print('select', l)
+    if l.startswith(b'e ') or not l: break
+t.sendall(b'f LOGIN ' + sys.argv[2].encode() + b' ' + sys.argv[3].encode() + b'\r\n'); print('login', g.readline())
+"#;
+    let o = with_door_and_store(script, &door, &store, &[cert.to_str().unwrap()]);
+    let said = format!("{}{}", stdout(&o), stderr(&o));
+    assert!(said.contains("before b'* CAPABILITY") && said.contains("STARTTLS"), "{said}");
+    assert!(said.contains("starttls b'b OK"), "{said}");
+    let after: Vec<&str> = said.lines().filter(|l| l.starts_with("after")).collect();
+    assert!(after.len() == 2 && !after[0].contains("STARTTLS") && after[1].contains("d OK"), "{said}");
+    assert!(!said.contains("c OK") && !said.contains("c NO"), "the LOGIN sent in the clear was not run: {said}");
+    assert!(said.contains("select b'e NO") && said.contains("log in first"), "{said}");
+    assert!(said.contains("login b'f OK"), "{said}");
+    // mbsync insisting on STARTTLS, trusting the door's certificate, syncs INBOX.
+    let maildir = w.bob.path("Secure");
+    std::fs::create_dir_all(&maildir).unwrap();
+    let rc = w.bob.write(
+        "mbsyncrc-tls",
+        format!(
+            "IMAPAccount door\nHost localhost\nPort {}\nUser {}\nPass {}\nSSLType STARTTLS\nCertificateFile {}\nAuthMechs PLAIN\n\nIMAPStore door\nAccount door\n\nMaildirStore local\nPath {m}/\nInbox {m}/INBOX\n\nChannel inbox\nFar :door:INBOX\nNear :local:INBOX\nSync Pull\nCreate Near\nSyncState *\n",
+            door.port,
+            door.user,
+            door.secret,
+            cert.display(),
+            m = maildir.display()
+        ),
+    );
+    let o = run(Command::new("mbsync").arg("-V").arg("-c").arg(&rc).arg("inbox"));
+    assert_eq!(code(&o), 0, "{}{}", stdout(&o), stderr(&o));
+    let got: Vec<Vec<u8>> = files_under(&maildir.join("INBOX"))
+        .into_iter()
+        .filter(|(p, _)| p.parent().is_some_and(|d| d.ends_with("new") || d.ends_with("cur")))
+        .map(|(_, b)| b)
+        .collect();
+    assert_eq!(got.len(), 1, "{}", stdout(&o));
+    assert!(memchr::memmem::find(&got[0], b"smime=pass").is_some());
+}
+
+#[test]
 fn neomutt_over_the_imap_door_opens_the_ssmax_mail_and_lists_its_decrypted_attachment() {
     let w = World::new();
     let hop2 = w.figures_to_bob();

@@ -7,6 +7,7 @@ pub mod mirror;
 pub mod search;
 pub mod session;
 pub mod structure;
+pub mod tls;
 pub mod upstream;
 
 use crate::config::ImapConfig;
@@ -112,6 +113,8 @@ pub struct Shared {
     /// The clients' connection to the upstream (views built again, lazy mail read, LIST).
     reader: Mutex<Option<upstream::Upstream>>,
     appending: Mutex<()>,
+    /// STARTTLS for clients: the door's own certificate (None: not offered).
+    pub tls: Option<tls::DoorTls>,
 }
 
 /// Rounds of refreshes asked for and done, by number, and how each mailbox's last went.
@@ -180,8 +183,14 @@ impl Shared {
             refresher: AtomicBool::new(false),
             reader: Mutex::new(None),
             appending: Mutex::new(()),
+            tls: None,
         };
+        let mut shared = shared;
         shared.folder("INBOX").map_err(|e| Failure::new(Exit::Io, e))?;
+        match tls::door_tls(&shared.dir, &shared.s.cache_key) {
+            Ok(t) => shared.tls = Some(t),
+            Err(e) => eprintln!("ssmax-card imap: STARTTLS is not offered: {e}"),
+        }
         // Every mailbox with views in the cache counts in its bound, read or not this time.
         for name in shared.cached_folder_names() {
             if let Err(e) = shared.folder(&name) {
@@ -716,6 +725,13 @@ pub fn run(settings: Settings) -> Result<(), Failure> {
     let listener = crate::smtp::server::bind_loopback(listen)?;
     eprintln!("ssmax-card imap: listening on {listen}, reading {}", settings.upstream);
     let shared = Arc::new(Shared::open(settings)?);
+    if let Some(t) = &shared.tls {
+        eprintln!(
+            "ssmax-card imap: STARTTLS with the certificate {} (SHA-256 {})",
+            t.certificate.display(),
+            t.fingerprint
+        );
+    }
     // Mail is made into views here, as it arrives, never in a client's thread.
     let polling = shared.clone();
     std::thread::Builder::new()

@@ -28,7 +28,9 @@ use subtle::ConstantTimeEq;
 const MAX_AUTH_FAILURES: u32 = 3;
 
 struct Session<'a, S: Read + Write + Idle> {
-    stream: S,
+    stream: Link<S>,
+    /// A STARTTLS answered, the handshake to come once the OK is written.
+    starttls: Option<Tag<'static>>,
     server: Server,
     shared: &'a Shared,
     authed: bool,
@@ -103,9 +105,57 @@ fn is_timeout(e: &std::io::Error) -> bool {
     matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut)
 }
 
-/// Serve one client until it logs out, closes, or breaks the protocol.
-pub fn serve<S: Read + Write + Idle>(mut stream: S, shared: &Shared) -> std::io::Result<()> {
-    stream.set_idle(LOGIN_WITHIN);
+/// The client's connection: in the clear until STARTTLS, then TLS over the same socket.
+enum Link<S: Read + Write + Idle> {
+    Plain(S),
+    Tls(Box<rustls::StreamOwned<rustls::ServerConnection, S>>),
+    /// Between the two.
+    Moved,
+}
+
+fn moved() -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::NotConnected, "the connection is being secured")
+}
+
+impl<S: Read + Write + Idle> Read for Link<S> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Link::Plain(s) => s.read(buf),
+            Link::Tls(s) => s.read(buf),
+            Link::Moved => Err(moved()),
+        }
+    }
+}
+
+impl<S: Read + Write + Idle> Write for Link<S> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Link::Plain(s) => s.write(buf),
+            Link::Tls(s) => s.write(buf),
+            Link::Moved => Err(moved()),
+        }
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Link::Plain(s) => s.flush(),
+            Link::Tls(s) => s.flush(),
+            Link::Moved => Err(moved()),
+        }
+    }
+}
+
+impl<S: Read + Write + Idle> Idle for Link<S> {
+    fn set_idle(&mut self, limit: std::time::Duration) {
+        match self {
+            Link::Plain(s) => s.set_idle(limit),
+            Link::Tls(s) => s.sock.set_idle(limit),
+            Link::Moved => {}
+        }
+    }
+}
+
+/// The server's flows, as at the start of a connection (and after STARTTLS, anew).
+fn new_server() -> Server {
     let greeting = Greeting::ok(None, "ssmax-card IMAP front door ready (loopback only)")
         .unwrap_or_else(|_| Greeting::ok(None, "ready").expect("a constant greeting"));
     let mut options = Options::default();
@@ -113,9 +163,16 @@ pub fn serve<S: Read + Write + Idle>(mut stream: S, shared: &Shared) -> std::io:
     // (PRE_LOGIN_BYTES).
     options.max_literal_size = super::mirror::MAX_MESSAGE as u32;
     options.max_command_size = (super::mirror::MAX_MESSAGE + (64 << 10)) as u32;
+    Server::new(options, greeting)
+}
+
+/// Serve one client until it logs out, closes, or breaks the protocol.
+pub fn serve<S: Read + Write + Idle>(mut stream: S, shared: &Shared) -> std::io::Result<()> {
+    stream.set_idle(LOGIN_WITHIN);
     let mut s = Session {
-        stream,
-        server: Server::new(options, greeting),
+        stream: Link::Plain(stream),
+        server: new_server(),
+        starttls: None,
         shared,
         authed: false,
         failures: 0,
@@ -149,6 +206,9 @@ impl<S: Read + Write + Idle> Session<'_, S> {
     fn run(&mut self) -> std::io::Result<()> {
         let mut buf = vec![0u8; 64 * 1024];
         loop {
+            if let Some(tag) = self.starttls.take() {
+                self.secure(&tag)?;
+            }
             // A FETCH under way answers one message per turn, each written before the next is
             // built; commands the client sent along wait their turn, in order.
             if self.fetching.is_some() {
@@ -213,6 +273,42 @@ impl<S: Read + Write + Idle> Session<'_, S> {
                 }
             }
         }
+    }
+
+    /// STARTTLS is offered before login, on a connection in the clear, when the door has its
+    /// certificate.
+    fn offers_tls(&self) -> bool {
+        !self.authed && matches!(self.stream, Link::Plain(_)) && self.shared.tls.is_some()
+    }
+
+    /// Answer STARTTLS and secure the connection (RFC 3501 §6.2.1). Whatever the client sent
+    /// after STARTTLS in the clear is dropped, never taken as a command under TLS (the STARTTLS
+    /// command injection of CVE-2011-0411): the flows start anew.
+    fn secure(&mut self, tag: &Tag<'static>) -> std::io::Result<()> {
+        let Some(tls) = self.shared.tls.as_ref() else { return Ok(()) };
+        self.server.enqueue_status(ok(tag, "begin TLS now"));
+        loop {
+            match self.server.next() {
+                Err(Interrupt::Io(Io::Output(bytes))) => self.stream.write_all(&bytes)?,
+                Err(Interrupt::Io(Io::NeedMoreInput)) => break,
+                // Sent in the clear after STARTTLS: dropped.
+                Ok(_) | Err(Interrupt::Error(_)) => {}
+            }
+        }
+        self.server = new_server();
+        self.deferred.clear();
+        // The new flows' greeting is not sent: a client gets none after STARTTLS.
+        while let Err(Interrupt::Io(Io::Output(_))) = self.server.next() {}
+        let Link::Plain(sock) = std::mem::replace(&mut self.stream, Link::Moved) else {
+            return Err(moved());
+        };
+        let conn = rustls::ServerConnection::new(tls.config.clone()).map_err(std::io::Error::other)?;
+        let mut stream = rustls::StreamOwned::new(conn, sock);
+        while stream.conn.is_handshaking() {
+            stream.conn.complete_io(&mut stream.sock)?;
+        }
+        self.stream = Link::Tls(Box::new(stream));
+        Ok(())
     }
 
     fn on(&mut self, event: Event) {
@@ -312,7 +408,7 @@ impl<S: Read + Write + Idle> Session<'_, S> {
         let command_is_close = matches!(command.body, CommandBody::Close);
         let status = match command.body {
             CommandBody::Capability => {
-                self.server.enqueue_data(capabilities());
+                self.server.enqueue_data(capabilities(self.offers_tls()));
                 ok(&tag, "capabilities listed")
             }
             CommandBody::Noop | CommandBody::Check => {
@@ -329,6 +425,15 @@ impl<S: Read + Write + Idle> Session<'_, S> {
                     }
                 }
                 ok(&tag, "done")
+            }
+            CommandBody::StartTLS => {
+                if !self.offers_tls() {
+                    bad(&tag, "STARTTLS is not offered now (before login, once)")
+                } else {
+                    // Answered, and the connection secured, in the run loop.
+                    self.starttls = Some(tag);
+                    return;
+                }
             }
             CommandBody::Logout => {
                 self.done = true;
@@ -1005,8 +1110,8 @@ fn not_taken(tag: &Tag<'static>, e: &super::NotTaken) -> Status<'static> {
         .unwrap_or_else(|_| no(tag, "refused (the door's log says why)"))
 }
 
-fn capabilities() -> Data<'static> {
-    let caps = vec![
+fn capabilities(starttls: bool) -> Data<'static> {
+    let mut caps = vec![
         Capability::Imap4Rev1,
         Capability::Auth(AuthMechanism::Plain),
         Capability::Idle,
@@ -1014,6 +1119,9 @@ fn capabilities() -> Data<'static> {
         Capability::Unselect,
         Capability::Move,
     ];
+    if starttls {
+        caps.push(Capability::StartTls);
+    }
     Data::Capability(Vec1::try_from(caps).expect("capabilities"))
 }
 
