@@ -2478,6 +2478,11 @@ fn the_imap_door_shows_ordinary_smime_with_its_verdict_and_opens_what_is_for_the
     // Enveloped to bob's card: opened on it, the signature inside judged.
     assert!(views[2].contains(a_r), "{}", views[2]);
     assert!(views[2].contains("the figures are attached") && !views[2].contains("pkcs7-mime"), "{}", views[2]);
+    // One MIME-Version (RFC 2045 §4): the signed entity's own, not another put before it.
+    for v in &views[2..4] {
+        let head = v.split("\r\n\r\n").next().unwrap_or_default();
+        assert_eq!(head.to_ascii_lowercase().matches("mime-version:").count(), 1, "{v}");
+    }
     assert!(
         views[3].contains("The merger closes on Friday.") && !views[3].contains("Authentication-Results"),
         "{}",

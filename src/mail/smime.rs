@@ -158,24 +158,38 @@ pub fn signed_parts(outer: &[Field], signed: &[&[u8]], signature_der: &[u8], mic
     [out, tail]
 }
 
-/// The header block `rejoin` puts before a decrypted entity: the outer fields minus content fields.
-pub fn rejoin_head(outer_fields: &[Field]) -> Vec<u8> {
+/// The header block `rejoin` puts before a decrypted entity `inner`: the outer fields minus
+/// content fields, and MIME-Version once (the entity's own, when it has one: a message signed
+/// by openssl or Outlook and then enveloped carries it inside).
+pub fn rejoin_head(outer_fields: &[Field], inner: &[u8]) -> Vec<u8> {
     let (fields, _) = split_fields(outer_fields);
     let mut out: Vec<u8> = fields.iter().flat_map(|f| f.raw.iter().copied()).collect();
-    out.extend_from_slice(b"MIME-Version: 1.0\r\n");
+    if !has_mime_version(inner) {
+        out.extend_from_slice(b"MIME-Version: 1.0\r\n");
+    }
     out
 }
 
 /// The outer header fields (minus content fields) followed by a decrypted or unwrapped entity.
 pub fn rejoin(outer: &Entity<'_>, inner: &[u8]) -> Vec<u8> {
-    let (fields, _) = split_fields(&outer.fields);
-    let mut out = Vec::with_capacity(inner.len() + 1024);
-    for f in &fields {
-        out.extend_from_slice(&f.raw);
-    }
-    out.extend_from_slice(b"MIME-Version: 1.0\r\n");
+    let mut out = rejoin_head(&outer.fields, inner);
     out.extend_from_slice(&to_crlf(inner));
     out
+}
+
+/// Whether the header block at the start of `entity` has a MIME-Version field.
+fn has_mime_version(entity: &[u8]) -> bool {
+    let name = b"mime-version:";
+    for line in entity.split(|&b| b == b'\n') {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.is_empty() {
+            return false;
+        }
+        if line.len() >= name.len() && line[..name.len()].eq_ignore_ascii_case(name) {
+            return true;
+        }
+    }
+    false
 }
 
 #[cfg(test)]
@@ -194,6 +208,21 @@ mod tests {
             }
             _ => panic!("not detached"),
         }
+    }
+
+    #[test]
+    fn a_decrypted_entity_that_has_mime_version_gets_no_second_one() {
+        let outer = vec![Field::new("From", "a@b.example"), Field::new("MIME-Version", "1.0")];
+        let signed = b"MIME-Version: 1.0\r\nContent-Type: text/plain\r\n\r\nMIME-Version: in the text\r\n";
+        let head = rejoin_head(&outer, signed);
+        let whole = [head.as_slice(), signed].concat();
+        assert_eq!(
+            whole.windows(13).filter(|w| w.eq_ignore_ascii_case(b"mime-version:")).count(),
+            2,
+            "one field, one line of text"
+        );
+        let bare = b"Content-Type: text/plain\r\n\r\nMIME-Version: in the text\r\n";
+        assert!(String::from_utf8_lossy(&rejoin_head(&outer, bare)).contains("MIME-Version: 1.0\r\n"));
     }
 
     #[test]

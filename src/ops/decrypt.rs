@@ -86,7 +86,7 @@ fn open(
     drop(cek);
     let opened = match &outer {
         Some(fields) => {
-            let head = rejoin_head(fields);
+            let head = rejoin_head(fields, &content);
             if crate::mail::is_crlf(&content) {
                 (Some(head), content)
             } else {
