@@ -2188,6 +2188,13 @@ print('create', d.create('Saved'))
 print('append view', d.append('Saved',None,None,view))
 print('append changed view', d.append('Saved',None,None,view.replace(b'\r\n\r\n', b'\r\nX-Changed: yes\r\n\r\n', 1)))
 print('append draft', d.append('Saved',None,None,draft))
+print('append with tuid', d.append('Saved',None,None,view.replace(b'\r\n\r\n', b'\r\nX-TUID: 0123456789ab\r\n\r\n', 1)))
+import email, email.policy
+from email.message import EmailMessage
+att=[p for p in email.message_from_bytes(view, policy=email.policy.default).iter_attachments() if p.get_filename()=='figures.csv'][0]
+fwd=EmailMessage(); fwd['From']='bob@partner.example'; fwd['To']='dave@example.org'; fwd['Subject']='Fwd: figures'
+fwd.set_content('See attached.'); fwd.add_attachment(att.get_content().encode() if isinstance(att.get_content(), str) else att.get_content(), maintype='application', subtype='octet-stream', filename='copy.csv')
+print('append forward', d.append('Saved',None,None,fwd.as_bytes(policy=email.policy.SMTP)))
 original=None
 s.select('INBOX', readonly=True); original=s.fetch('1','(BODY.PEEK[])')[1][0][1]
 for box in ['Archive','Saved']:
@@ -2223,6 +2230,8 @@ print('archive through the door', len(bodies), sum(b'smime=pass' in b for b in b
     assert!(said.contains("append view ('OK'"), "{said}");
     assert!(said.contains("append changed view ('NO'") && said.contains("not uploaded"), "{said}");
     assert!(said.contains("append draft ('OK'"), "{said}");
+    assert!(said.contains("append with tuid ('OK'"), "mbsync's X-TUID field aside, a view: {said}");
+    assert!(said.contains("append forward ('NO'") && said.contains("decrypted"), "{said}");
     // On the mail store: the originals, copied and moved there, and the draft; no view.
     for line in [
         "store Archive old False",
@@ -2235,7 +2244,8 @@ print('archive through the door', len(bodies), sum(b'smime=pass' in b for b in b
     }
     assert!(!said.contains("OTHER"), "{said}");
     assert!(!said.lines().any(|l| l.starts_with("store ") && l.ends_with("True")), "no view uploaded: {said}");
-    assert_eq!(said.matches("store Saved").count(), 2, "the changed view was not uploaded: {said}");
+    assert_eq!(said.matches("store Saved original").count(), 2, "{said}");
+    assert_eq!(said.matches("store Saved").count(), 3, "neither the changed view nor the forward was uploaded: {said}");
     // Through the door, the copy in Archive is shown as its view: the same bytes as in INBOX.
     assert!(said.contains("archive through the door 3 1 1"), "{said}");
     // mbsync pulls every mailbox, each as the door shows it.
@@ -2264,7 +2274,7 @@ print('archive through the door', len(bodies), sum(b'smime=pass' in b for b in b
     let archived = mails("Archive");
     assert_eq!(archived.len(), 3, "{}", stdout(&o));
     assert!(archived.iter().any(|m| m.windows(10).any(|x| x == b"smime=pass")), "the copied SSMAX mail arrives opened");
-    assert_eq!(mails("Saved").len(), 2, "{}", stdout(&o));
+    assert_eq!(mails("Saved").len(), 3, "{}", stdout(&o));
     // Restarted without the agent: Archive keeps its UIDVALIDITY, UIDs and bytes, from the
     // cache, where nothing opened is in the clear.
     let archive =
@@ -2350,6 +2360,41 @@ t.sendall(b'f LOGIN ' + sys.argv[2].encode() + b' ' + sys.argv[3].encode() + b'\
         .collect();
     assert_eq!(got.len(), 1, "{}", stdout(&o));
     assert!(memchr::memmem::find(&got[0], b"smime=pass").is_some());
+}
+
+#[test]
+fn large_appends_from_several_clients_at_once_take_turns_and_all_arrive_as_sent() {
+    let w = World::new();
+    let store = Dovecot::start(&w.bob);
+    let agent = crate::support::agent::start_agent(&w.bob, "", "0");
+    let door = imap_door(&w.bob, &agent.socket, &store);
+    // Four clients each APPEND a different 12 MiB message at once; a door-wide permit lets two
+    // send at a time, the others wait, none is refused or cut.
+    let script = r#"import imaplib,sys,threading,hashlib
+def mail(i):
+    line=(b'%d' % i) * 76 + b'\r\n'
+    return b'From: Carol <carol@example.jp>\r\nSubject: big %d\r\n\r\n' % i + line * (12*1024*1024 // len(line))
+sent={}
+def push(i):
+    d=imaplib.IMAP4('127.0.0.1',int(sys.argv[1])); d.login(sys.argv[2],sys.argv[3])
+    m=mail(i); sent[i]=hashlib.sha256(m).hexdigest()
+    print('append', i, d.append('INBOX',None,None,m)[0])
+    d.logout()
+ts=[threading.Thread(target=push, args=(i,)) for i in range(4)]
+[t.start() for t in ts]; [t.join() for t in ts]
+s=imaplib.IMAP4('127.0.0.1',int(sys.argv[4])); s.login(sys.argv[5],sys.argv[6]); s.select('INBOX', readonly=True)
+got=sorted(hashlib.sha256(x[1]).hexdigest() for x in s.fetch('1:*','(BODY.PEEK[])')[1] if isinstance(x, tuple))
+print('stored as sent', got == sorted(sent.values()))
+"#;
+    let o = with_door_and_store(script, &door, &store, &[]);
+    let said = format!("{}{}", stdout(&o), stderr(&o));
+    assert_eq!(said.matches("OK").count(), 4, "{said}");
+    assert!(said.contains("stored as sent True"), "{said}");
+    let status = std::fs::read_to_string(format!("/proc/{}/status", door.child.id())).unwrap_or_default();
+    eprintln!(
+        "door after four 12 MiB APPENDs: {}",
+        status.lines().find(|l| l.starts_with("VmHWM")).unwrap_or_default()
+    );
 }
 
 #[test]

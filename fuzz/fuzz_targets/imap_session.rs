@@ -43,6 +43,7 @@ fn shared() -> &'static Shared {
                 stored: true,
                 lazy: false,
                 plain: false,
+                parts: Vec::new(),
             }];
         }
         shared

@@ -77,7 +77,7 @@ impl Marks {
     fn read(&self) -> Vec<(String, u32, u32)> {
         let text = self.store.load().unwrap_or_default();
         text.lines()
-            .take(MAX_MARKS)
+            .take(MAX_MARKS + 1)
             .filter_map(|l| {
                 let f: Vec<&str> = l.split(' ').collect();
                 let (scope, v, n) = match f.as_slice() {
@@ -101,6 +101,11 @@ impl Marks {
         all.retain(|m| m.0 != scope);
         if let Some((v, n)) = to {
             all.push((scope.to_string(), v, n));
+        }
+        // The oldest other mailbox's mark makes room; INBOX's stays.
+        while all.len() > MAX_MARKS {
+            let Some(at) = all.iter().position(|m| !m.0.is_empty()) else { break };
+            all.remove(at);
         }
         let text: Vec<String> = all
             .iter()

@@ -61,6 +61,11 @@ pub struct Entry {
     /// is first read (or read again after eviction).
     #[serde(default)]
     pub plain: bool,
+    /// SHA-256 of each part of a view the card opened, decoded (super::part_digests): what a
+    /// client may put in a message of its own (a forward, a draft, a Sent copy) is known as
+    /// decrypted, and never uploaded (Shared::append).
+    #[serde(default)]
+    pub parts: Vec<[u8; 32]>,
 }
 
 /// The door's UID map, as saved (sealed) in the cache.
@@ -395,6 +400,7 @@ pub fn update(
     known: Known,
     interactive: bool,
 ) -> Result<Update, UpstreamError> {
+    let started = Instant::now();
     let upstream_uidvalidity = up.examine(mailbox)?;
     let mut known = known;
     let mut fresh = None;
@@ -499,11 +505,18 @@ pub fn update(
                     stored: false,
                     lazy: true,
                     plain: true,
+                    parts: Vec::new(),
                 };
                 u.made.push(Made { entry, live, replaces: None, waits: None });
                 u.last_upstream = upstream;
                 continue;
             }
+        }
+        // A mailbox with much protected mail new to the door is opened over several rounds:
+        // the other mailboxes (INBOX first) get theirs in between.
+        if started.elapsed() > ROUND_BUDGET && !u.made.is_empty() {
+            u.pending.push("more mail to open: next round".into());
+            break;
         }
         maker.fetch_ahead(&card_uids, card_at, &sizes)?;
         card_at += usize::from(card_uids.get(card_at) == Some(&upstream));
@@ -539,6 +552,7 @@ fn entry_for(uid: u32, upstream: u32, view: &[u8], shown: Shown, stored: bool) -
         stored,
         lazy: false,
         plain: false,
+        parts: if shown == Shown::View { super::part_digests(view) } else { Vec::new() },
     }
 }
 
@@ -655,6 +669,10 @@ pub fn rebuild(
     view_in_agent(agent, &f.body, authserv_id, true).map_err(|(_, why)| why)
 }
 
+/// How long one mailbox's update may go on opening protected mail before it leaves the rest to
+/// the next round.
+const ROUND_BUDGET: Duration = Duration::from_secs(10);
+
 /// Headers fetched in one FETCH.
 const HEADERS_AT_ONCE: usize = 200;
 
@@ -725,6 +743,7 @@ mod tests {
             stored: true,
             lazy: false,
             plain: false,
+            parts: Vec::new(),
         }
     }
 

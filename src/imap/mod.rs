@@ -113,15 +113,36 @@ pub struct Shared {
     /// The clients' connection to the upstream (views built again, lazy mail read, LIST).
     reader: Mutex<Option<upstream::Upstream>>,
     appending: Mutex<()>,
+    /// Clients sending a large command now (BigInput).
+    big_inputs: Mutex<usize>,
+    big_freed: std::sync::Condvar,
     /// STARTTLS for clients: the door's own certificate (None: not offered).
     pub tls: Option<tls::DoorTls>,
 }
 
-/// Rounds of refreshes asked for and done, by number, and how each mailbox's last went.
+/// Rounds of refreshes asked for and done, by number, and how each mailbox's last went (in
+/// which round).
 struct Asked {
     asked: u64,
     done: u64,
-    last: HashMap<String, Result<(), String>>,
+    last: HashMap<String, (u64, Result<(), String>)>,
+    /// Mailboxes to bring up once in the next round, though not watched (a STATUS).
+    once: HashSet<String>,
+}
+
+/// Large commands being sent at once, door-wide.
+const BIG_INPUTS: usize = 2;
+
+/// A client's permit to send a large command (and since when it holds it); given back when
+/// dropped.
+pub struct BigInput<'a>(&'a Shared, pub Instant);
+
+impl Drop for BigInput<'_> {
+    fn drop(&mut self) {
+        let mut busy = self.0.big_inputs.lock().unwrap_or_else(|p| p.into_inner());
+        *busy = busy.saturating_sub(1);
+        self.0.big_freed.notify_one();
+    }
 }
 
 /// How often the door looks for new mail and tries waiting mail again.
@@ -177,12 +198,14 @@ impl Shared {
             folders: Mutex::new(BTreeMap::new()),
             clock: AtomicU64::new(0),
             refreshing: Mutex::new(None),
-            asked: Mutex::new(Asked { asked: 0, done: 0, last: HashMap::new() }),
+            asked: Mutex::new(Asked { asked: 0, done: 0, last: HashMap::new(), once: HashSet::new() }),
             wake: std::sync::Condvar::new(),
             finished: std::sync::Condvar::new(),
             refresher: AtomicBool::new(false),
             reader: Mutex::new(None),
             appending: Mutex::new(()),
+            big_inputs: Mutex::new(0),
+            big_freed: std::sync::Condvar::new(),
             tls: None,
         };
         let mut shared = shared;
@@ -240,7 +263,19 @@ impl Shared {
             return Ok(f.clone());
         }
         if folders.len() >= MAX_FOLDERS {
-            return Err(format!("the door serves at most {MAX_FOLDERS} mailboxes"));
+            // The mailbox no client looked at for longest makes room (its views go; it comes
+            // back under a new UIDVALIDITY if a client opens it again).
+            let oldest = folders
+                .values()
+                .filter(|f| f.name != "INBOX" && !f.watched())
+                .min_by_key(|f| *f.watched_until.lock().unwrap_or_else(|p| p.into_inner()))
+                .map(|f| f.name.clone());
+            let Some(oldest) = oldest else {
+                return Err(format!("the door serves at most {MAX_FOLDERS} mailboxes at once"));
+            };
+            if let Some(f) = folders.remove(&oldest) {
+                f.cache.destroy();
+            }
         }
         let cache = self.open_cache(&folder_scope(&name))?;
         let mirror = mirror::Mirror::load(&cache, &name);
@@ -278,11 +313,32 @@ impl Shared {
         if name == "INBOX" {
             return;
         }
-        let gone = self.folders.lock().unwrap_or_else(|p| p.into_inner()).remove(&name);
-        if let Some(f) = gone {
-            f.cache.destroy();
-            self.marks.forget(&folder_scope(&name));
+        let mut folders = self.folders.lock().unwrap_or_else(|p| p.into_inner());
+        // Its children go with it (a RENAME moves them; whatever the delimiter, they start with
+        // the name and one character).
+        let gone: Vec<String> = folders
+            .keys()
+            .filter(|k| k.as_str() == name || k.strip_prefix(&name).is_some_and(|rest| rest.starts_with(['/', '.'])))
+            .cloned()
+            .collect();
+        for g in gone {
+            // Its mark stays: a mailbox made again under the name gets a UIDVALIDITY past it.
+            if let Some(f) = folders.remove(&g) {
+                f.cache.destroy();
+            }
         }
+    }
+
+    /// A permit to send a large command (an APPEND of up to 64 MiB, held in memory until it
+    /// is whole): a few at a time, door-wide, so many clients at once cost a few messages'
+    /// memory, not one each. Others wait their turn.
+    pub fn big_input(&self) -> BigInput<'_> {
+        let mut busy = self.big_inputs.lock().unwrap_or_else(|p| p.into_inner());
+        while *busy >= BIG_INPUTS {
+            busy = self.big_freed.wait(busy).unwrap_or_else(|p| p.into_inner());
+        }
+        *busy += 1;
+        BigInput(self, Instant::now())
     }
 
     fn tick(&self) -> u64 {
@@ -291,10 +347,13 @@ impl Shared {
 
     /// A refresh of `folder` for a client (SELECT, STATUS, NOOP): the refresh thread is asked
     /// for one and waited for, up to `patience` (it may be waiting on a PIN: then what is there
-    /// is served). A client's thread never asks a PIN itself, nor waits on a card. How the
+    /// is served). A client's thread never asks a PIN itself, nor waits on a card. `watch`: kept
+    /// up to date from now on (a mailbox selected), else brought up once (a STATUS). How the
     /// refresh went, as one line for a NO.
-    pub fn refresh_now(&self, folder: &Arc<Folder>, patience: Duration) -> Result<(), String> {
-        folder.watch();
+    pub fn refresh_now(&self, folder: &Arc<Folder>, patience: Duration, watch: bool) -> Result<(), String> {
+        if watch {
+            folder.watch();
+        }
         if !self.refresher.load(Ordering::SeqCst) {
             return refresh(self, folder, false).map_err(|e| e.to_string());
         }
@@ -302,12 +361,23 @@ impl Shared {
         let mut a = self.asked.lock().unwrap_or_else(|p| p.into_inner());
         a.asked += 1;
         let want = a.asked;
+        if !watch && a.once.len() < MAX_FOLDERS {
+            a.once.insert(folder.name.clone());
+        }
         self.wake.notify_all();
-        while a.done < want {
+        // Answered as soon as this mailbox is done, not the whole round.
+        loop {
+            if let Some((round, result)) = a.last.get(&folder.name) {
+                if *round >= want {
+                    return result.clone();
+                }
+            }
+            if a.done >= want {
+                return Ok(());
+            }
             let Some(left) = deadline.checked_duration_since(Instant::now()) else { return Ok(()) };
             a = self.finished.wait_timeout(a, left).unwrap_or_else(|p| p.into_inner()).0;
         }
-        a.last.get(&folder.name).cloned().unwrap_or(Ok(()))
     }
 
     /// The refresh thread: a round every POLL, or as soon as a client asks: each mailbox
@@ -315,31 +385,37 @@ impl Shared {
     fn refresh_loop(&self) {
         self.refresher.store(true, Ordering::SeqCst);
         loop {
-            let target = {
+            let (target, once) = {
                 let mut a = self.asked.lock().unwrap_or_else(|p| p.into_inner());
                 if a.asked == a.done {
                     a = self.wake.wait_timeout(a, POLL).unwrap_or_else(|p| p.into_inner()).0;
                 }
-                a.asked
+                (a.asked, std::mem::take(&mut a.once))
             };
-            let mut results = HashMap::new();
-            for folder in self.all_folders().into_iter().filter(|f| f.watched()) {
+            // INBOX first: new mail is looked for there before any other mailbox.
+            let mut round: Vec<Arc<Folder>> =
+                self.all_folders().into_iter().filter(|f| f.watched() || once.contains(&f.name)).collect();
+            round.sort_by_key(|f| f.name != "INBOX");
+            for folder in round {
                 let result = refresh(self, &folder, true);
-                // Gone from the mail store (another client deleted it), or not readable: not
-                // looked at again until a client asks. Its views stay, under the cache's bound.
+                // Gone from the mail store (another client deleted or renamed it): forgotten
+                // here, views and all.
                 if let Err(upstream::UpstreamError::Refused(_, "EXAMINE", _)) = &result {
-                    folder.unwatch();
+                    self.drop_folder(&folder.name);
                 }
                 let result = result.map_err(|e| {
                     eprintln!("ssmax-card imap: {}: {e}", folder.name);
                     e.to_string()
                 });
-                results.insert(folder.name.clone(), result);
+                let mut a = self.asked.lock().unwrap_or_else(|p| p.into_inner());
+                a.last.insert(folder.name.clone(), (target, result));
+                self.finished.notify_all();
             }
             self.evict();
             let mut a = self.asked.lock().unwrap_or_else(|p| p.into_inner());
             a.done = a.done.max(target);
-            a.last = results;
+            let known: HashSet<String> = self.all_folders().iter().map(|f| f.name.clone()).collect();
+            a.last.retain(|name, _| known.contains(name));
             self.finished.notify_all();
         }
     }
@@ -567,13 +643,15 @@ impl Shared {
     pub fn append(
         &self,
         to: &str,
-        message: &[u8],
+        literal: imap_next::imap_types::core::Literal<'static>,
         flags: Vec<imap_next::imap_types::flag::Flag<'static>>,
         date: Option<imap_next::imap_types::datetime::DateTime>,
     ) -> Result<(), NotTaken> {
+        let message = literal.data();
         // One at a time: each holds a message of up to 64 MiB, and its copy on the way out.
         let _one = self.appending.lock().unwrap_or_else(|p| p.into_inner());
-        let digest: [u8; 32] = <sha2::Sha256 as sha2::Digest>::digest(message).into();
+        // mbsync puts its X-TUID field in what it uploads.
+        let digest: [u8; 32] = <sha2::Sha256 as sha2::Digest>::digest(without_tuid(message)).into();
         for folder in self.all_folders() {
             let found = {
                 let m = folder.lock();
@@ -585,6 +663,10 @@ impl Shared {
             };
             let Some((validity, upstream)) = found else { continue };
             let mut up = self.writable(&folder, validity)?;
+            // Still there (a UID COPY of a UID gone copies nothing, and says OK).
+            if !up.fetch(&upstream.to_string(), upstream::Body::None)?.iter().any(|f| f.uid == upstream) {
+                continue;
+            }
             up.copy(&[upstream], &folder_name(to), false)?;
             self.after_change(to);
             return Ok(());
@@ -592,8 +674,16 @@ impl Shared {
         if carries_verdict(message, &self.s.cfg.authserv_id) {
             return Err(APPEND_REFUSED.to_string().into());
         }
+        let opened: HashSet<[u8; 32]> = self
+            .all_folders()
+            .iter()
+            .flat_map(|f| f.lock().state.entries.iter().flat_map(|e| e.parts.clone()).collect::<Vec<_>>())
+            .collect();
+        if !opened.is_empty() && part_digests(message).iter().any(|d| opened.contains(d)) {
+            return Err(APPEND_HOLDS_OPENED.to_string().into());
+        }
         let mut up = self.login()?;
-        up.append(&folder_name(to), message, flags, date)?;
+        up.append(&folder_name(to), literal, flags, date)?;
         self.after_change(to);
         Ok(())
     }
@@ -642,6 +732,73 @@ impl From<upstream::UpstreamError> for NotTaken {
         let try_create = matches!(e, upstream::UpstreamError::NoMailbox(..));
         NotTaken { why: e.to_string(), try_create }
     }
+}
+
+/// Why an APPEND holding a part of a view the card opened is refused.
+pub const APPEND_HOLDS_OPENED: &str = "this message holds an attachment the door decrypted from a protected mail; it is not uploaded to the mail store in the clear (keep the copy locally, or send the attachment again through the SMTP door)";
+
+/// The most parts of one message whose digests are taken.
+const MAX_DIGESTED_PARTS: usize = 1000;
+
+/// SHA-256 of each part of `message` that is not empty, decoded (base64, quoted-printable;
+/// text as UTF-8, as mail-parser reads it), in forwarded messages too: the same attachment in
+/// a view and in a client's own message has the same digest however each encodes it.
+pub fn part_digests(message: &[u8]) -> Vec<[u8; 32]> {
+    use mail_parser::PartType;
+    fn walk(msg: &mail_parser::Message<'_>, out: &mut Vec<[u8; 32]>, depth: usize) {
+        if depth > 8 {
+            return;
+        }
+        for part in &msg.parts {
+            if out.len() >= MAX_DIGESTED_PARTS {
+                return;
+            }
+            let bytes: &[u8] = match &part.body {
+                PartType::Text(t) | PartType::Html(t) => t.as_bytes(),
+                PartType::Binary(b) | PartType::InlineBinary(b) => b,
+                PartType::Message(m) => {
+                    walk(m, out, depth + 1);
+                    continue;
+                }
+                PartType::Multipart(_) => continue,
+            };
+            if !bytes.iter().all(u8::is_ascii_whitespace) {
+                out.push(<sha2::Sha256 as sha2::Digest>::digest(bytes).into());
+            }
+        }
+    }
+    let mut out = Vec::new();
+    if let Some(msg) = mail_parser::MessageParser::default().parse(message) {
+        walk(&msg, &mut out, 0);
+    }
+    out
+}
+
+/// `message` without the X-TUID fields of its header (mbsync's mark on what it uploads).
+fn without_tuid(message: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    let name = b"x-tuid:";
+    let mut out = Vec::new();
+    let mut at = 0;
+    let mut dropped = false;
+    while at < message.len() {
+        let end = memchr::memchr(b'\n', &message[at..]).map_or(message.len(), |i| at + i + 1);
+        let line = &message[at..end];
+        if line == b"\r\n" || line == b"\n" {
+            break;
+        }
+        let field = line.len() >= name.len() && line[..name.len()].eq_ignore_ascii_case(name);
+        if field {
+            dropped = true;
+        } else {
+            out.extend_from_slice(line);
+        }
+        at = end;
+    }
+    if !dropped {
+        return std::borrow::Cow::Borrowed(message);
+    }
+    out.extend_from_slice(&message[at..]);
+    std::borrow::Cow::Owned(out)
 }
 
 /// Why an APPEND of a changed view is refused.
@@ -755,6 +912,18 @@ pub fn run(settings: Settings) -> Result<(), Failure> {
 #[cfg(test)]
 mod tests {
     use super::carries_verdict;
+
+    #[test]
+    fn a_part_has_the_same_digest_however_it_is_encoded_and_x_tuid_is_not_the_message() {
+        let b64 = b"Subject: a\r\nContent-Type: multipart/mixed; boundary=x\r\n\r\n--x\r\nContent-Type: text/plain\r\n\r\nhi\r\n--x\r\nContent-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n\r\nUTMgcmV2ZW51\r\nZTogMSwyMzQ=\r\n--x--\r\n";
+        let qp = b"Subject: b\r\nContent-Type: multipart/mixed; boundary=y\r\n\r\n--y\r\nContent-Type: application/octet-stream\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\nQ3 reve=\r\nnue: 1,234\r\n--y--\r\n";
+        let secret = super::part_digests(b64);
+        assert_eq!(secret.len(), 2);
+        assert!(super::part_digests(qp).iter().all(|d| secret.contains(d)));
+        let tagged = b"Subject: a\r\nX-TUID: abc\r\n\r\nX-TUID: in the text\r\n";
+        assert_eq!(&*super::without_tuid(tagged), b"Subject: a\r\n\r\nX-TUID: in the text\r\n");
+        assert_eq!(&*super::without_tuid(b"Subject: a\r\n\r\nx"), b"Subject: a\r\n\r\nx");
+    }
 
     #[test]
     fn a_message_carrying_the_doors_verdict_anywhere_in_its_headers_is_known_as_a_view() {

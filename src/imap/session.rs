@@ -57,7 +57,17 @@ struct Session<'a, S: Read + Write + Idle> {
     auth_tag: Option<Tag<'static>>,
     /// Bytes the client sent before it logged in.
     before_login: usize,
+    /// Bytes sent since the last whole command; a large one holds a door-wide permit.
+    pending: usize,
+    big: Option<super::BigInput<'a>>,
 }
+
+/// A command past this size is a large one (super::BigInput).
+const SMALL_COMMAND: usize = 1 << 20;
+/// The longest a large command may take to arrive (64 MiB at 110 kB/s).
+const BIG_INPUT_TIME: std::time::Duration = std::time::Duration::from_secs(600);
+/// The longest pause inside a large command.
+const BIG_INPUT_PAUSE: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// What a client may send before it logs in (login, capability, a few refused commands).
 const PRE_LOGIN_BYTES: usize = 128 << 10;
@@ -186,6 +196,8 @@ pub fn serve<S: Read + Write + Idle>(mut stream: S, shared: &Shared) -> std::io:
         done: false,
         auth_tag: None,
         before_login: 0,
+        pending: 0,
+        big: None,
     };
     s.run()
 }
@@ -218,8 +230,14 @@ impl<S: Read + Write + Idle> Session<'_, S> {
             }
             let busy = self.fetching.is_some() || !self.deferred.is_empty();
             match self.server.next() {
-                Ok(event) if busy => self.deferred.push_back(event),
-                Ok(event) => self.on(event),
+                Ok(event) => {
+                    self.command_done();
+                    if busy {
+                        self.deferred.push_back(event)
+                    } else {
+                        self.on(event)
+                    }
+                }
                 Err(Interrupt::Io(Io::Output(bytes))) => self.stream.write_all(&bytes)?,
                 // Everything queued is written (BYE and the tagged OK of LOGOUT among it).
                 Err(Interrupt::Io(Io::NeedMoreInput)) => {
@@ -250,6 +268,17 @@ impl<S: Read + Write + Idle> Session<'_, S> {
                             return Ok(());
                         }
                     }
+                    // Steady but slow is no way to keep the permit from others.
+                    if self.big.as_ref().is_some_and(|b| b.1.elapsed() > BIG_INPUT_TIME) {
+                        return Ok(());
+                    }
+                    self.pending += n;
+                    if self.pending > SMALL_COMMAND && self.big.is_none() {
+                        // A large command (an APPEND): one of a few at a time, door-wide, and
+                        // sent without long pauses.
+                        self.big = Some(self.shared.big_input());
+                        self.stream.set_idle(BIG_INPUT_PAUSE);
+                    }
                     self.server.enqueue_input(&buf[..n]);
                 }
                 // A line the parser could not take: said, under its tag when it has one (a
@@ -272,6 +301,14 @@ impl<S: Read + Write + Idle> Session<'_, S> {
                     self.server.enqueue_status(status);
                 }
             }
+        }
+    }
+
+    /// A whole command came: a large one's permit goes back.
+    fn command_done(&mut self) {
+        self.pending = 0;
+        if self.big.take().is_some() {
+            self.stream.set_idle(if self.idling.is_some() { IDLE_TICK } else { IDLE_AFTER_LOGIN });
         }
     }
 
@@ -522,7 +559,7 @@ impl<S: Read + Write + Idle> Session<'_, S> {
     /// Bring the mirror up to the upstream: the messages now there, or why the upstream could
     /// not be read (one line of printable text, for a NO).
     fn refresh(&mut self, folder: &Arc<Folder>, patience: std::time::Duration) -> Result<(), String> {
-        self.shared.refresh_now(folder, patience).map_err(|e| one_line(&e))
+        self.shared.refresh_now(folder, patience, true).map_err(|e| one_line(&e))
     }
 
     fn select_mailbox(&mut self, tag: &Tag<'static>, mailbox: &Mailbox<'_>, read_only: bool) -> Status<'static> {
@@ -563,10 +600,9 @@ impl<S: Read + Write + Idle> Session<'_, S> {
             Ok(f) => f,
             Err(why) => return no_because(tag, &why),
         };
-        folder.watch();
         if !folder.fresh_within(super::POLL) {
-            if let Err(why) = self.refresh(&folder, NOOP_PATIENCE) {
-                return no_because(tag, &format!("the mail store cannot be read: {why}"));
+            if let Err(why) = self.shared.refresh_now(&folder, NOOP_PATIENCE, false) {
+                return no_because(tag, &format!("the mail store cannot be read: {}", one_line(&why)));
             }
         }
         let m = folder.lock();
@@ -586,7 +622,11 @@ impl<S: Read + Write + Idle> Session<'_, S> {
                 N::Recent => items.push(I::Recent(0)),
                 N::UidNext => items.extend(NonZeroU32::new(m.uidnext()).map(I::UidNext)),
                 N::UidValidity => items.extend(NonZeroU32::new(m.uidvalidity()).map(I::UidValidity)),
-                N::Unseen => items.push(I::Unseen(m.state.entries.len() as u32 - flagged(Flag::Seen))),
+                N::Unseen => {
+                    // Of the messages whose flags the mail store told (all, once refreshed).
+                    let told = m.state.entries.iter().filter(|e| m.live.contains_key(&e.upstream)).count() as u32;
+                    items.push(I::Unseen(told.saturating_sub(flagged(Flag::Seen))))
+                }
                 N::Deleted => items.push(I::Deleted(flagged(Flag::Deleted))),
                 _ => {}
             }
@@ -645,7 +685,7 @@ impl<S: Read + Write + Idle> Session<'_, S> {
             Ok(n) => n,
             Err(why) => return no_because(tag, &why),
         };
-        match self.shared.append(&to, literal.data(), flags, date) {
+        match self.shared.append(&to, literal, flags, date) {
             Ok(()) => ok(tag, "appended"),
             Err(e) => not_taken(tag, &e),
         }

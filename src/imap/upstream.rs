@@ -135,6 +135,41 @@ fn wrap(tcp: TcpStream, host: &str, config: &Arc<rustls::ClientConfig>) -> std::
     Ok(Conn::Tls(Box::new(stream)))
 }
 
+/// The most characters of one UID set the door sends.
+const MAX_SET_TEXT: usize = 8 << 10;
+
+/// `uids` (in any order, repeats allowed) as texts of comma-separated ranges, each at most
+/// MAX_SET_TEXT long.
+fn uid_ranges(uids: &[u32]) -> Vec<String> {
+    let mut sorted = uids.to_vec();
+    sorted.sort_unstable();
+    sorted.dedup();
+    let mut sets = Vec::new();
+    let mut text = String::new();
+    let mut i = 0;
+    while i < sorted.len() {
+        let start = sorted[i];
+        let mut end = start;
+        while sorted.get(i + 1).is_some_and(|&n| Some(n) == end.checked_add(1)) {
+            i += 1;
+            end = sorted[i];
+        }
+        i += 1;
+        let range = if start == end { start.to_string() } else { format!("{start}:{end}") };
+        if !text.is_empty() && text.len() + 1 + range.len() > MAX_SET_TEXT {
+            sets.push(std::mem::take(&mut text));
+        }
+        if !text.is_empty() {
+            text.push(',');
+        }
+        text.push_str(&range);
+    }
+    if !text.is_empty() {
+        sets.push(text);
+    }
+    sets
+}
+
 pub struct Upstream {
     name: String,
     stream: Conn,
@@ -362,15 +397,19 @@ impl Upstream {
         kind: StoreType,
         flags: Vec<Flag<'static>>,
     ) -> Result<Vec<(u32, Vec<FlagFetch<'static>>)>, UpstreamError> {
-        let body = CommandBody::Store {
-            sequence_set: self.uid_set(uids)?,
-            kind,
-            response: StoreResponse::Answer,
-            flags,
-            uid: true,
-        };
+        let mut answers = Vec::new();
+        for sequence_set in self.uid_sets(uids)? {
+            let body = CommandBody::Store {
+                sequence_set,
+                kind,
+                response: StoreResponse::Answer,
+                flags: flags.clone(),
+                uid: true,
+            };
+            answers.extend(self.run(body, "STORE")?);
+        }
         let mut out = Vec::new();
-        for d in self.run(body, "STORE")? {
+        for d in answers {
             let Data::Fetch { items, .. } = d else { continue };
             let (mut uid, mut flags) = (0, None);
             for item in items.into_iter() {
@@ -390,8 +429,10 @@ impl Upstream {
     /// UID EXPUNGE (RFC 4315) on the selected mailbox: only these messages go, whatever else
     /// another client marked \Deleted meanwhile.
     pub fn uid_expunge(&mut self, uids: &[u32]) -> Result<(), UpstreamError> {
-        let body = CommandBody::ExpungeUid { sequence_set: self.uid_set(uids)? };
-        self.run(body, "UID EXPUNGE").map(|_| ())
+        for sequence_set in self.uid_sets(uids)? {
+            self.run(CommandBody::ExpungeUid { sequence_set }, "UID EXPUNGE")?;
+        }
+        Ok(())
     }
 
     /// A command as a client sent it (CREATE, LIST, …): the untagged data that came with it.
@@ -406,27 +447,30 @@ impl Upstream {
     /// UID COPY (or UID MOVE, RFC 6851) from the selected mailbox to `to`.
     pub fn copy(&mut self, uids: &[u32], to: &str, moving: bool) -> Result<(), UpstreamError> {
         let mailbox = self.mailbox(to)?;
-        let sequence_set = self.uid_set(uids)?;
-        let (body, what) = if moving {
-            (CommandBody::Move { sequence_set, mailbox, uid: true }, "MOVE")
-        } else {
-            (CommandBody::Copy { sequence_set, mailbox, uid: true }, "COPY")
-        };
-        self.run(body, what).map(|_| ())
+        for sequence_set in self.uid_sets(uids)? {
+            let mailbox = mailbox.clone();
+            let (body, what) = if moving {
+                (CommandBody::Move { sequence_set, mailbox, uid: true }, "MOVE")
+            } else {
+                (CommandBody::Copy { sequence_set, mailbox, uid: true }, "COPY")
+            };
+            self.run(body, what)?;
+        }
+        Ok(())
     }
 
     /// APPEND `message` to mailbox `to`.
     pub fn append(
         &mut self,
         to: &str,
-        message: &[u8],
+        message: imap_next::imap_types::core::Literal<'static>,
         flags: Vec<Flag<'static>>,
         date: Option<imap_next::imap_types::datetime::DateTime>,
     ) -> Result<(), UpstreamError> {
         let mailbox = self.mailbox(to)?;
-        let literal = imap_next::imap_types::core::Literal::try_from(message.to_vec())
-            .map_err(|e| UpstreamError::Protocol(self.name.clone(), e.to_string()))?;
-        let message = imap_next::imap_types::extensions::binary::LiteralOrLiteral8::Literal(literal);
+        // The client's literal itself, not a copy of its 64 MiB (sent synchronising: whether the
+        // mail store takes LITERAL+ is not asked).
+        let message = imap_next::imap_types::extensions::binary::LiteralOrLiteral8::Literal(message.into_sync());
         self.run(CommandBody::Append { mailbox, flags, date, message }, "APPEND").map(|_| ())
     }
 
@@ -434,9 +478,30 @@ impl Upstream {
         Mailbox::try_from(name.to_string()).map_err(|e| UpstreamError::Protocol(self.name.clone(), e.to_string()))
     }
 
-    fn uid_set(&self, uids: &[u32]) -> Result<SequenceSet, UpstreamError> {
-        let text: Vec<String> = uids.iter().map(u32::to_string).collect();
-        SequenceSet::try_from(text.join(",").as_str())
+    /// `uids` as UID sets of ranges (`3:7,9`), each short enough for any mail store's command
+    /// line (Dovecot's is 64 KiB): a thousand scattered UIDs are a few commands.
+    fn uid_sets(&self, uids: &[u32]) -> Result<Vec<SequenceSet>, UpstreamError> {
+        uid_ranges(uids)
+            .iter()
+            .map(|t| SequenceSet::try_from(t.as_str()))
+            .collect::<Result<_, _>>()
             .map_err(|e| UpstreamError::Protocol(self.name.clone(), e.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::uid_ranges;
+
+    #[test]
+    fn uids_go_as_ranges_in_sets_no_mail_store_finds_too_long() {
+        assert_eq!(uid_ranges(&[9, 3, 4, 5, 7, 4]), ["3:5,7,9"]);
+        assert_eq!(uid_ranges(&[u32::MAX, u32::MAX - 1]), [format!("{}:{}", u32::MAX - 1, u32::MAX)]);
+        assert!(uid_ranges(&[]).is_empty());
+        let scattered: Vec<u32> = (0..20_000).map(|i| i * 2 + 1).collect();
+        let sets = uid_ranges(&scattered);
+        assert!(sets.len() > 1 && sets.iter().all(|s| s.len() <= super::MAX_SET_TEXT));
+        let back: Vec<u32> = sets.iter().flat_map(|s| s.split(',')).map(|n| n.parse().unwrap()).collect();
+        assert_eq!(back, scattered);
     }
 }
