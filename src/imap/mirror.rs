@@ -654,7 +654,7 @@ pub fn rebuild(
     upstream: u32,
 ) -> Result<Vec<u8>, String> {
     // The UID names the same mail only under the same UIDVALIDITY.
-    if up.examine(mailbox).map_err(|e| e.to_string())? != upstream_uidvalidity {
+    if up.reexamine(mailbox).map_err(|e| e.to_string())? != upstream_uidvalidity {
         return Err("the mail store's mailbox changed".into());
     }
     let f = up

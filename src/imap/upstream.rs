@@ -170,6 +170,156 @@ fn uid_ranges(uids: &[u32]) -> Vec<String> {
     sets
 }
 
+/// Literals at least this long are held here, not handed to the parser: imap-codec copies
+/// what it is given into its message a byte at a time (`Vec::extend` from a `VecDeque`
+/// drain), which was a quarter of the door's time in a first sync (about 2 ns a byte), and then
+/// copies the message again into owned data. Smaller ones (flags, headers of short mail) pass.
+const HELD_LITERAL: u32 = 4096;
+
+/// The framing of the upstream's input as imap-codec's fragmentizer sees it: lines, each to its
+/// first LF, and literals, each announced by `{n}` or `{n+}` ending its line before CRLF or LF.
+/// A large literal is taken out and the parser gets a short literal in its place naming it
+/// (`placeholder`); `take` gives the bytes back. The placeholders carry a random number of this
+/// connection's, so no bytes the mail store sends can pass for one.
+struct Literals {
+    /// The line read so far, handed on whole (its announcement, if any, rewritten).
+    line: Vec<u8>,
+    /// Bytes of the literal under way still to come, and whether it is held.
+    literal: Option<(u32, bool)>,
+    /// The held literal being read.
+    held: Vec<u8>,
+    prefix: Vec<u8>,
+    next: u64,
+    taken: std::collections::HashMap<u64, Vec<u8>>,
+}
+
+impl Literals {
+    fn new() -> Literals {
+        let mut nonce = [0u8; 16];
+        rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut nonce);
+        let prefix = format!("ssmax-door held literal {:032x} ", u128::from_be_bytes(nonce)).into_bytes();
+        Literals {
+            line: Vec::new(),
+            literal: None,
+            held: Vec::new(),
+            prefix,
+            next: 0,
+            taken: std::collections::HashMap::new(),
+        }
+    }
+
+    /// Append to `out` what the parser is to get of `input`.
+    fn frame(&mut self, mut input: &[u8], out: &mut Vec<u8>) -> Result<(), &'static str> {
+        while !input.is_empty() {
+            if let Some((left, hold)) = self.literal {
+                let n = input.len().min(left as usize);
+                let (now, rest) = input.split_at(n);
+                if hold {
+                    self.held.extend_from_slice(now);
+                } else {
+                    out.extend_from_slice(now);
+                }
+                input = rest;
+                // n is at most `left`, a u32.
+                let left = left - n as u32;
+                if left > 0 {
+                    self.literal = Some((left, hold));
+                    continue;
+                }
+                self.literal = None;
+                if hold {
+                    let id = self.next;
+                    self.next += 1;
+                    self.taken.insert(id, std::mem::take(&mut self.held));
+                }
+                continue;
+            }
+            let Some(lf) = memchr::memchr(b'\n', input) else {
+                self.line.extend_from_slice(input);
+                return Ok(());
+            };
+            let (now, rest) = input.split_at(lf + 1);
+            self.line.extend_from_slice(now);
+            input = rest;
+            match announcement(&self.line) {
+                Some((open, length)) if length >= HELD_LITERAL => {
+                    if length > MAX_RESPONSE {
+                        return Err("a literal larger than any the door takes");
+                    }
+                    // `{n}` (or `{n+}`) and the line's end after it: the length changes, the
+                    // rest stays as it was (an LF alone still makes the parser refuse the line).
+                    let close = self.line[open..].iter().position(|&b| b == b'}').map_or(self.line.len(), |c| open + c);
+                    let placeholder = self.placeholder(self.next);
+                    out.extend_from_slice(&self.line[..open]);
+                    out.extend_from_slice(format!("{{{}}}", placeholder.len()).as_bytes());
+                    out.extend_from_slice(&self.line[(close + 1).min(self.line.len())..]);
+                    out.extend_from_slice(&placeholder);
+                    self.held = Vec::with_capacity(length.min(16 << 20) as usize);
+                    self.literal = Some((length, true));
+                }
+                Some((_, length)) => {
+                    out.extend_from_slice(&self.line);
+                    self.literal = (length > 0).then_some((length, false));
+                }
+                None => out.extend_from_slice(&self.line),
+            }
+            self.line.clear();
+        }
+        Ok(())
+    }
+
+    fn placeholder(&self, id: u64) -> Vec<u8> {
+        let mut p = self.prefix.clone();
+        p.extend_from_slice(id.to_string().as_bytes());
+        p
+    }
+
+    /// The held literal `data` stands for, if it is a placeholder of this connection's.
+    fn take(&mut self, data: &[u8]) -> Option<Vec<u8>> {
+        let id = std::str::from_utf8(data.strip_prefix(self.prefix.as_slice())?).ok()?.parse().ok()?;
+        self.taken.remove(&id)
+    }
+}
+
+/// Where the literal announcement ending `line` (its last byte an LF) begins, and its length,
+/// as imap-codec's fragmentizer reads it (the same states, byte for byte): `{`, digits that
+/// fit a u32, an optional `+`, `}`, then CRLF or LF.
+fn announcement(line: &[u8]) -> Option<(usize, u32)> {
+    #[derive(Clone, Copy)]
+    enum S {
+        Other,
+        Open,
+        Digit(u32),
+        Plus(u32),
+        Close(u32),
+        Cr(Option<u32>),
+    }
+    let (_, body) = line.split_last()?;
+    let mut s = S::Other;
+    let mut open = 0;
+    for (i, &b) in body.iter().enumerate() {
+        s = match (s, b) {
+            (S::Close(n), b'\r') => S::Cr(Some(n)),
+            (_, b'\r') => S::Cr(None),
+            (_, b'{') => {
+                open = i;
+                S::Open
+            }
+            (S::Open, b'0'..=b'9') => S::Digit(u32::from(b - b'0')),
+            (S::Digit(n), b'0'..=b'9') => {
+                n.checked_mul(10).and_then(|n| n.checked_add(u32::from(b - b'0'))).map_or(S::Other, S::Digit)
+            }
+            (S::Digit(n), b'+') => S::Plus(n),
+            (S::Digit(n) | S::Plus(n), b'}') => S::Close(n),
+            _ => S::Other,
+        };
+    }
+    match s {
+        S::Close(n) | S::Cr(Some(n)) => Some((open, n)),
+        _ => None,
+    }
+}
+
 pub struct Upstream {
     name: String,
     stream: Conn,
@@ -183,6 +333,16 @@ pub struct Upstream {
     /// Reads are taken in large pieces: the parser looks at what it has after each, and a
     /// message of a MiB in 64 KiB pieces was looked at sixteen times.
     buf: Vec<u8>,
+    /// Large literals are taken out of the input before the parser sees them (`Literals`).
+    literals: Literals,
+    /// What `literals` hands on to the parser, reused.
+    framed: Vec<u8>,
+    /// The mailbox this connection has open read-only, and its UIDVALIDITY (which a server
+    /// does not change under an open mailbox: Dovecot says BYE).
+    examined: Option<(String, u32)>,
+    /// Whether `examined` was taken as it was (`reexamine`) since the last EXAMINE: mail that
+    /// came since may not be seen yet.
+    reused: bool,
 }
 
 /// The most one command's answer may be: one message at its largest, or the flags of every
@@ -219,6 +379,10 @@ impl Upstream {
             read: 0,
             since: std::time::Instant::now(),
             buf: vec![0; 1 << 20],
+            literals: Literals::new(),
+            framed: Vec::new(),
+            examined: None,
+            reused: false,
         };
         loop {
             if let Event::GreetingReceived { .. } = up.next()? {
@@ -262,7 +426,13 @@ impl Upstream {
                         return Err(UpstreamError::Closed(self.name.clone()));
                     }
                     self.read += n;
-                    self.client.enqueue_input(&self.buf[..n]);
+                    self.framed.clear();
+                    self.literals
+                        .frame(&self.buf[..n], &mut self.framed)
+                        .map_err(|e| UpstreamError::Protocol(self.name.clone(), e.into()))?;
+                    if !self.framed.is_empty() {
+                        self.client.enqueue_input(&self.framed);
+                    }
                 }
                 Err(Interrupt::Error(e)) => return Err(UpstreamError::Protocol(self.name.clone(), e.to_string())),
             }
@@ -276,6 +446,9 @@ impl Upstream {
             .map_err(|e| UpstreamError::Protocol(self.name.clone(), e.to_string()))?;
         self.read = 0;
         self.since = std::time::Instant::now();
+        // What the last command's caller did not take goes: held literals are bounded by one
+        // answer.
+        self.literals.taken.clear();
         self.client.enqueue_command(Command { tag: tag.clone(), body });
         let mut data = Vec::new();
         loop {
@@ -305,12 +478,28 @@ impl Upstream {
         self.open_mailbox(mailbox, false)
     }
 
+    /// As `examine`, without asking again when this connection has the mailbox open already:
+    /// a round trip, and the mail store opening the mailbox, for each message read. A message
+    /// `fetch` does not find then (mail that came since) is looked for again after an EXAMINE.
+    pub fn reexamine(&mut self, mailbox: &str) -> Result<u32, UpstreamError> {
+        match &self.examined {
+            Some((m, v)) if m == mailbox => {
+                self.reused = true;
+                Ok(*v)
+            }
+            _ => self.examine(mailbox),
+        }
+    }
+
     /// SELECT a mailbox read-write (for STORE and EXPUNGE): its UIDVALIDITY.
     pub fn select(&mut self, mailbox: &str) -> Result<u32, UpstreamError> {
         self.open_mailbox(mailbox, true)
     }
 
     fn open_mailbox(&mut self, mailbox: &str, write: bool) -> Result<u32, UpstreamError> {
+        self.examined = None;
+        self.reused = false;
+        let name = mailbox;
         let mailbox = Mailbox::try_from(mailbox.to_string())
             .map_err(|e| UpstreamError::Protocol(self.name.clone(), e.to_string()))?;
         self.tags += 1;
@@ -319,6 +508,7 @@ impl Upstream {
         let body = if write { CommandBody::Select { mailbox } } else { CommandBody::Examine { mailbox } };
         self.read = 0;
         self.since = std::time::Instant::now();
+        self.literals.taken.clear();
         self.client.enqueue_command(Command { tag: tag.clone(), body });
         let mut validity = None;
         loop {
@@ -332,9 +522,13 @@ impl Upstream {
                     if t.body.kind != StatusKind::Ok {
                         return Err(UpstreamError::Refused(self.name.clone(), "EXAMINE", t.body.text.to_string()));
                     }
-                    return validity.ok_or_else(|| {
+                    let validity = validity.ok_or_else(|| {
                         UpstreamError::Protocol(self.name.clone(), "no UIDVALIDITY for the mailbox".into())
-                    });
+                    })?;
+                    if !write {
+                        self.examined = Some((name.to_string(), validity));
+                    }
+                    return Ok(validity);
                 }
                 Event::StatusReceived { status: Status::Bye(b) } => {
                     return Err(UpstreamError::Refused(self.name.clone(), "EXAMINE", b.text.to_string()))
@@ -346,6 +540,20 @@ impl Upstream {
 
     /// Every message whose UID is in `uids` (`n:*`), with its flags, date and whole body.
     pub fn fetch(&mut self, uids: &str, body: Body) -> Result<Vec<Fetched>, UpstreamError> {
+        let out = self.fetch_once(uids, body)?;
+        match self.examined.clone() {
+            Some((mailbox, validity)) if out.is_empty() && self.reused => {
+                // Opened again: the same mailbox still, or nothing of it is taken.
+                if self.examine(&mailbox)? != validity {
+                    return Ok(Vec::new());
+                }
+                self.fetch_once(uids, body)
+            }
+            _ => Ok(out),
+        }
+    }
+
+    fn fetch_once(&mut self, uids: &str, body: Body) -> Result<Vec<Fetched>, UpstreamError> {
         let set = SequenceSet::try_from(uids).map_err(|e| UpstreamError::Protocol(self.name.clone(), e.to_string()))?;
         let mut items = vec![
             MessageDataItemName::Uid,
@@ -378,7 +586,10 @@ impl Upstream {
                     MessageDataItem::Flags(fl) => f.flags = fl,
                     MessageDataItem::InternalDate(d) => f.internal_date = Some(d),
                     MessageDataItem::BodyExt { data, .. } => {
-                        f.body = data.0.map(|s| s.as_ref().to_vec()).unwrap_or_default()
+                        f.body = data
+                            .0
+                            .map(|s| self.literals.take(s.as_ref()).unwrap_or_else(|| s.as_ref().to_vec()))
+                            .unwrap_or_default()
                     }
                     _ => {}
                 }
@@ -491,7 +702,7 @@ impl Upstream {
 
 #[cfg(test)]
 mod tests {
-    use super::uid_ranges;
+    use super::*;
 
     #[test]
     fn uids_go_as_ranges_in_sets_no_mail_store_finds_too_long() {
@@ -503,5 +714,58 @@ mod tests {
         assert!(sets.len() > 1 && sets.iter().all(|s| s.len() <= super::MAX_SET_TEXT));
         let back: Vec<u32> = sets.iter().flat_map(|s| s.split(',')).map(|n| n.parse().unwrap()).collect();
         assert_eq!(back, scattered);
+    }
+
+    #[test]
+    fn a_literal_is_announced_as_the_fragmentizer_reads_it() {
+        assert_eq!(announcement(b"* 1 FETCH (BODY[] {5}\r\n"), Some((18, 5)));
+        assert_eq!(announcement(b"* 1 FETCH (BODY[] {5}\n"), Some((18, 5)));
+        assert_eq!(announcement(b"x {{0012+}\r\n"), Some((3, 12)));
+        assert_eq!(announcement(b"x ~{7}\r\n"), Some((3, 7)));
+        for no in [
+            &b"x {5} \r\n"[..],
+            b"x {5}\r\r\n",
+            b"x {}\r\n",
+            b"x {+}\r\n",
+            b"x {5+3}\r\n",
+            b"x {99999999999}\r\n",
+            b"x 5}\r\n",
+            b"\n",
+        ] {
+            assert_eq!(announcement(no), None, "{:?}", String::from_utf8_lossy(no));
+        }
+    }
+
+    #[test]
+    fn a_large_literal_is_held_and_the_parser_gets_its_placeholder_however_the_input_is_cut() {
+        let body: Vec<u8> = (0..HELD_LITERAL as usize + 10).map(|i| b"ab{9}\r\n"[i % 7]).collect();
+        let mut input = format!("* 1 FETCH (UID 4 BODY[] {{{}}}\r\n", body.len()).into_bytes();
+        input.extend_from_slice(&body);
+        input.extend_from_slice(b" FLAGS (\\Seen {x})\r\n* 2 FETCH (BODY[HEADER] {3}\r\nA\r\n)\r\ns1 OK done\r\n");
+        let mut first: Option<(Vec<u8>, Vec<u8>)> = None;
+        for cut in [1, 2, 3, 7, 100, 4096, input.len()] {
+            let mut l = Literals::new();
+            let mut out = Vec::new();
+            for piece in input.chunks(cut) {
+                l.frame(piece, &mut out).unwrap();
+            }
+            let placeholder = l.placeholder(0);
+            let want = [
+                format!("* 1 FETCH (UID 4 BODY[] {{{}}}\r\n", placeholder.len()).as_bytes(),
+                &placeholder,
+                b" FLAGS (\\Seen {x})\r\n* 2 FETCH (BODY[HEADER] {3}\r\nA\r\n)\r\ns1 OK done\r\n",
+            ]
+            .concat();
+            assert_eq!(out, want, "cut {cut}");
+            assert_eq!(l.take(&placeholder).as_deref(), Some(body.as_slice()));
+            // Given once; another connection's placeholder, or the bytes themselves, are not one.
+            assert_eq!(l.take(&placeholder), None);
+            assert_eq!(l.take(&Literals::new().placeholder(0)), None);
+            first.get_or_insert((out, placeholder));
+        }
+        assert!(first.is_some());
+        let mut l = Literals::new();
+        let too_large = format!("* 1 FETCH (BODY[] {{{}}}\r\n", MAX_RESPONSE + 1);
+        assert!(l.frame(too_large.as_bytes(), &mut Vec::new()).is_err());
     }
 }
