@@ -1176,12 +1176,14 @@ fn past(s: &Sequence, last: u32) -> bool {
     }
 }
 
-/// The bytes as an IMAP literal (NIL for what a literal cannot carry: a NUL byte).
-fn literal(bytes: &[u8]) -> NString<'static> {
-    match Literal::try_from(bytes.to_vec()) {
-        Ok(l) => NString(Some(IString::Literal(l))),
-        Err(_) => NString(None),
+/// The bytes as an IMAP literal (NIL for what a literal cannot carry: a NUL byte). Taken, not
+/// copied, and checked with memchr: imap-types' own check goes a byte at a time, and with the
+/// copy it was about 8% of the door's CPU time in a first sync of 1 MiB mails.
+fn literal(bytes: Vec<u8>) -> NString<'static> {
+    if memchr::memchr(0, &bytes).is_some() {
+        return NString(None);
     }
+    NString(Some(IString::Literal(Literal::unvalidated(bytes))))
 }
 
 /// One FETCH item of a message, from its view.
@@ -1196,7 +1198,7 @@ fn item_for(
     // What the answer holds from the view, counted against the bound: the header for ENVELOPE
     // and BODYSTRUCTURE (their strings come from header fields).
     let header_len = || section(Some(&Section::Header(None))).len();
-    let mut literal = |b: &[u8]| {
+    let mut literal = |b: Vec<u8>| {
         *bytes = bytes.saturating_add(b.len());
         literal(b)
     };
@@ -1206,11 +1208,11 @@ fn item_for(
         MessageDataItemName::Flags => MessageDataItem::Flags(without_recent(&m.flags)),
         MessageDataItemName::InternalDate => MessageDataItem::InternalDate(m.internal_date.clone()?),
         MessageDataItemName::Rfc822Size => MessageDataItem::Rfc822Size(m.size),
-        MessageDataItemName::Rfc822 => MessageDataItem::Rfc822(literal(view)),
+        MessageDataItemName::Rfc822 => MessageDataItem::Rfc822(literal(view.to_vec())),
         MessageDataItemName::Rfc822Header => {
-            MessageDataItem::Rfc822Header(literal(&section(Some(&Section::Header(None)))))
+            MessageDataItem::Rfc822Header(literal(section(Some(&Section::Header(None)))))
         }
-        MessageDataItemName::Rfc822Text => MessageDataItem::Rfc822Text(literal(&section(Some(&Section::Text(None))))),
+        MessageDataItemName::Rfc822Text => MessageDataItem::Rfc822Text(literal(section(Some(&Section::Text(None))))),
         MessageDataItemName::Envelope => {
             *bytes = bytes.saturating_add(header_len());
             MessageDataItem::Envelope(tree?.envelope())
@@ -1239,7 +1241,7 @@ fn item_for(
                 }
                 None => (whole, None),
             };
-            MessageDataItem::BodyExt { section: asked.clone(), origin, data: literal(&data) }
+            MessageDataItem::BodyExt { section: asked.clone(), origin, data: literal(data) }
         }
         _ => return None,
     })
