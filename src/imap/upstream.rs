@@ -191,6 +191,27 @@ struct Literals {
     prefix: Vec<u8>,
     next: u64,
     taken: std::collections::HashMap<u64, Vec<u8>>,
+    /// Literals this long and longer are held (HELD_LITERAL; the fuzz target, less).
+    hold_from: u32,
+}
+
+/// What the parser gets of some input, and each held literal: (placeholder, bytes).
+#[doc(hidden)]
+pub type Framed = (Vec<u8>, Vec<(Vec<u8>, Vec<u8>)>);
+
+/// For the fuzz target `imap_upstream_framing`, which checks the framing against imap-codec's
+/// own fragmentizer: `input` framed in pieces of `cut` bytes, literals from `hold_from` bytes
+/// held: what the parser gets, and each held literal with its placeholder.
+#[doc(hidden)]
+pub fn frame_for_fuzzing(input: &[u8], cut: usize, hold_from: u32) -> Result<Framed, &'static str> {
+    let mut l = Literals::new();
+    l.hold_from = hold_from.max(1);
+    let mut out = Vec::new();
+    for piece in input.chunks(cut.max(1)) {
+        l.frame(piece, &mut out)?;
+    }
+    let held = (0..l.next).filter_map(|id| Some((l.placeholder(id), l.taken.get(&id)?.clone()))).collect();
+    Ok((out, held))
 }
 
 impl Literals {
@@ -205,6 +226,7 @@ impl Literals {
             prefix,
             next: 0,
             taken: std::collections::HashMap::new(),
+            hold_from: HELD_LITERAL,
         }
     }
 
@@ -242,7 +264,7 @@ impl Literals {
             self.line.extend_from_slice(now);
             input = rest;
             match announcement(&self.line) {
-                Some((open, length)) if length >= HELD_LITERAL => {
+                Some((open, length)) if length >= self.hold_from => {
                     if length > MAX_RESPONSE {
                         return Err("a literal larger than any the door takes");
                     }
