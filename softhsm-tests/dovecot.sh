@@ -59,6 +59,16 @@ CONF
     ;;
   stop)
     dir=$2
-    [ -f "$dir/run/master.pid" ] && kill "$(cat "$dir/run/master.pid")" 2>/dev/null || true
+    pid=$(cat "$dir/run/master.pid" 2>/dev/null || true)
+    [ -n "$pid" ] || exit 0
+    # Its processes serving connections outlive the master: they go too, so a client's kept
+    # connection sees the mail store down (only this instance's: other tests run theirs).
+    children=$(pgrep -P "$pid" || true)
+    kill "$pid" 2>/dev/null || true
+    for _ in $(seq 100); do
+      kill -0 "$pid" 2>/dev/null || break
+      sleep 0.1
+    done
+    [ -z "$children" ] || kill $children 2>/dev/null || true
     ;;
 esac

@@ -1660,6 +1660,8 @@ struct Dovecot {
     tls: Option<(u16, PathBuf)>,
     user: String,
     password: String,
+    /// What dovecot.sh was started with (to start it again).
+    args: Vec<String>,
 }
 
 fn free_port() -> u16 {
@@ -1701,7 +1703,21 @@ impl Dovecot {
         ok(Command::new("bash")
             .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("softhsm-tests/dovecot.sh"))
             .args(&args));
-        Dovecot { dir, port, tls: tls_info, user, password }
+        Dovecot { dir, port, tls: tls_info, user, password, args }
+    }
+
+    /// Stopped, its mail kept.
+    fn stop(&self) {
+        ok(Command::new("bash")
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("softhsm-tests/dovecot.sh"))
+            .args(["stop", self.dir.to_str().unwrap()]));
+    }
+
+    /// Started again on its port, with the mail it had.
+    fn start_again(&self) {
+        ok(Command::new("bash")
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("softhsm-tests/dovecot.sh"))
+            .args(&self.args));
     }
 
     /// Put messages in INBOX as a delivery would (Python's imaplib as the client).
@@ -2395,6 +2411,37 @@ print('stored as sent', got == sorted(sent.values()))
         "door after four 12 MiB APPENDs: {}",
         status.lines().find(|l| l.starts_with("VmHWM")).unwrap_or_default()
     );
+}
+
+#[test]
+fn the_imap_door_says_why_when_the_mail_store_is_down_keeps_running_and_reads_it_again_when_it_is_back() {
+    let w = World::new();
+    let store = Dovecot::start(&w.bob);
+    let lunch = w.bob.write("lunch.eml", "From: Carol <carol@example.jp>\r\nSubject: lunch\r\n\r\nNoon?\r\n");
+    store.deliver(&[&lunch]);
+    let agent = crate::support::agent::start_agent(&w.bob, "", "0");
+    let mut door = imap_door(&w.bob, &agent.socket, &store);
+    let o = imap_probe(&door, "print('read', b'Noon?' in d.fetch('1','(BODY.PEEK[])')[1][0][1])");
+    assert!(o.contains("read True"), "{o}");
+    store.stop();
+    for _ in 0..2 {
+        let o = imap_probe(&door, "print('status', d.status('INBOX','(MESSAGES)'))");
+        let log: String = std::fs::read_dir(w.bob.dir.path())
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with("imap-door-"))
+            .map(|e| std::fs::read_to_string(e.path()).unwrap())
+            .collect();
+        assert!(o.contains("selected NO") && o.contains("the mail store cannot be read"), "says why: {o}\nLOG {log}");
+        assert!(o.to_lowercase().contains("refused"), "{o}");
+        assert!(door.child.try_wait().unwrap().is_none(), "the door keeps running");
+    }
+    store.start_again();
+    let dinner = w.bob.write("dinner.eml", "From: Carol <carol@example.jp>\r\nSubject: dinner\r\n\r\nSeven?\r\n");
+    store.deliver(&[&dinner]);
+    let o =
+        imap_probe(&door, "print('both', [x[1] for x in d.fetch('1:*','(BODY.PEEK[])')[1] if isinstance(x, tuple)])");
+    assert!(o.contains("selected OK") && o.contains("Noon?") && o.contains("Seven?"), "{o}");
 }
 
 #[test]
