@@ -61,11 +61,11 @@ pub struct Entry {
     /// is first read (or read again after eviction).
     #[serde(default)]
     pub plain: bool,
-    /// SHA-256 of each part of a view the card opened, decoded (super::part_digests): what a
-    /// client may put in a message of its own (a forward, a draft, a Sent copy) is known as
-    /// decrypted, and never uploaded (Shared::append).
-    #[serde(default)]
-    pub parts: Vec<[u8; 32]>,
+    /// Digests of the parts the card opened (super::part_digests of the view, less those of
+    /// the mail as it came): what a client may put in a message of its own (a forward, a
+    /// draft, a Sent copy) is known as decrypted, and never uploaded (Shared::append).
+    #[serde(default, with = "hex_digests")]
+    pub parts: Vec<super::PartDigest>,
 }
 
 /// The door's UID map, as saved (sealed) in the cache.
@@ -445,14 +445,17 @@ pub fn update(
     // longest opens first. One that still waits is enough to know the rest would.
     for (old, upstream) in known.due.into_iter().filter(|_| interactive) {
         let Some(live) = u.live.get(&upstream).cloned() else { continue };
-        let Some((view, shown, waits)) = maker.make(upstream, sizes.get(&upstream).copied())? else { continue };
+        let Some((view, shown, waits, opened)) = maker.make(upstream, sizes.get(&upstream).copied())? else {
+            continue;
+        };
         if waits.is_some() {
             break;
         }
         let uid = u.next_uid;
         u.next_uid += 1;
         let stored = cache.put_view(uidvalidity, uid, &view).is_ok();
-        u.made.push(Made { entry: entry_for(uid, upstream, &view, shown, stored), live, replaces: Some(old), waits });
+        let entry = entry_for(uid, upstream, &view, shown, stored, opened);
+        u.made.push(Made { entry, live, replaces: Some(old), waits });
     }
     let mut fresh_uids: Vec<u32> = u.live.keys().copied().filter(|&x| x > known.last_upstream).collect();
     fresh_uids.sort_unstable();
@@ -521,7 +524,7 @@ pub fn update(
         maker.fetch_ahead(&card_uids, card_at, &sizes)?;
         card_at += usize::from(card_uids.get(card_at) == Some(&upstream));
         let live = u.live.get(&upstream).cloned().unwrap_or_default();
-        if let Some((view, shown, waits)) = maker.make(upstream, sizes.get(&upstream).copied())? {
+        if let Some((view, shown, waits, opened)) = maker.make(upstream, sizes.get(&upstream).copied())? {
             if let Some(why) = waits {
                 // A client's refresh leaves it (and what comes after, to keep UID order) to the
                 // door's refresh, which may ask the PIN and otherwise shows a notice.
@@ -533,7 +536,8 @@ pub fn update(
             let uid = u.next_uid;
             u.next_uid += 1;
             let stored = cache.put_view(uidvalidity, uid, &view).is_ok();
-            u.made.push(Made { entry: entry_for(uid, upstream, &view, shown, stored), live, replaces: None, waits });
+            let entry = entry_for(uid, upstream, &view, shown, stored, opened);
+            u.made.push(Made { entry, live, replaces: None, waits });
         }
         u.last_upstream = upstream;
     }
@@ -541,7 +545,7 @@ pub fn update(
     Ok(u)
 }
 
-fn entry_for(uid: u32, upstream: u32, view: &[u8], shown: Shown, stored: bool) -> Entry {
+fn entry_for(uid: u32, upstream: u32, view: &[u8], shown: Shown, stored: bool, parts: Vec<super::PartDigest>) -> Entry {
     Entry {
         uid,
         upstream,
@@ -552,12 +556,52 @@ fn entry_for(uid: u32, upstream: u32, view: &[u8], shown: Shown, stored: bool) -
         stored,
         lazy: false,
         plain: false,
-        parts: if shown == Shown::View { super::part_digests(view) } else { Vec::new() },
+        parts,
     }
 }
 
 /// A view, how it is shown, and why it waits if it does.
-type Shaped = (Vec<u8>, Shown, Option<Exit>);
+/// A view, how it is shown, why it waits if it does, and the digests of what the card opened.
+type Shaped = (Vec<u8>, Shown, Option<Exit>, Vec<super::PartDigest>);
+
+/// The most opened parts remembered of one mail: the state stays small whatever a mail holds
+/// (a mail of more attachments has its first ones known).
+const MAX_OPENED_PARTS: usize = 8;
+
+/// The parts of `view` that are not parts of the mail as it came (`raw`): what the card
+/// decrypted (SSMAX attachments, an enveloped mail's content) and the door's own report. A
+/// mail only signed, or for another key, opens nothing.
+fn opened_parts(view: &[u8], raw: &[u8]) -> Vec<super::PartDigest> {
+    let came: std::collections::HashSet<super::PartDigest> = super::part_digests(raw).into_iter().collect();
+    let mut out: Vec<super::PartDigest> = Vec::new();
+    for d in super::part_digests(view) {
+        if !came.contains(&d) && !out.contains(&d) && out.len() < MAX_OPENED_PARTS {
+            out.push(d);
+        }
+    }
+    out
+}
+
+/// Part digests in the state as hex text (a JSON array of numbers is three times the size).
+mod hex_digests {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &[super::super::PartDigest], s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(v.iter().map(|d| base16ct::lower::encode_string(d)))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<super::super::PartDigest>, D::Error> {
+        let texts = Vec::<String>::deserialize(d)?;
+        Ok(texts
+            .iter()
+            .filter_map(|t| {
+                let mut out = [0u8; 16];
+                base16ct::lower::decode(t, &mut out).ok().filter(|b| b.len() == 16)?;
+                Some(out)
+            })
+            .collect())
+    }
+}
 
 struct Maker<'a> {
     up: &'a mut Upstream,
@@ -612,7 +656,7 @@ impl Maker<'_> {
         // Too large for a view: not fetched at all, shown as a notice.
         if size.is_some_and(|n| n as usize > MAX_MESSAGE) {
             let why = format!("it is larger than {} MiB", MAX_MESSAGE >> 20);
-            return Ok(Some((notice(upstream, &why), Shown::Notice, None)));
+            return Ok(Some((notice(upstream, &why), Shown::Notice, None, Vec::new())));
         }
         let f = match self.fetched.remove(&upstream) {
             Some(f) => f,
@@ -623,21 +667,24 @@ impl Maker<'_> {
         };
         // Mail that is neither SSMAX nor S/MIME needs no card and no agent: made here.
         if !needs_card(&f.body) {
-            return Ok(Some((crate::ops::view::untouched(&f.body, self.authserv_id), Shown::View, None)));
+            return Ok(Some((crate::ops::view::untouched(&f.body, self.authserv_id), Shown::View, None, Vec::new())));
         }
         if let Some(exit) = self.card_waits {
             let text = waiting_notice(&crate::tr!("imap-waiting-earlier"));
-            return Ok(Some((text, Shown::Waiting, Some(exit))));
+            return Ok(Some((text, Shown::Waiting, Some(exit), Vec::new())));
         }
         Ok(Some(match view_in_agent(self.agent, &f.body, self.authserv_id, !self.may_ask) {
-            Ok(view) => (view, Shown::View, None),
+            Ok(view) => {
+                let opened = opened_parts(&view, &f.body);
+                (view, Shown::View, None, opened)
+            }
             // The agent turns what is wrong with the mail into a failed view: an error is about
             // the card, the person or the agent itself (absent, PIN declined, busy, another
             // version). A notice says what to do, and the mail is tried again.
             Err((exit, why)) => {
                 self.card_waits = Some(exit);
                 self.declined |= self.may_ask && exit == Exit::WrongPin;
-                (waiting_notice(&why), Shown::Waiting, Some(exit))
+                (waiting_notice(&why), Shown::Waiting, Some(exit), Vec::new())
             }
         }))
     }
@@ -815,6 +862,21 @@ mod tests {
         assert_eq!(Mirror::load(&cache, "Archive").uids(), [1]);
         // Another mailbox's name: not this state.
         assert!(Mirror::load(&cache, "Other").uids().is_empty());
+    }
+
+    #[test]
+    fn only_what_the_card_opened_is_remembered_as_opened_and_it_is_saved_as_hex() {
+        let raw = b"Subject: s\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nHello.\r\n--b\r\nContent-Type: application/pkcs7-mime\r\nContent-Transfer-Encoding: base64\r\n\r\nMIAGCSqGSIb3DQEHA6CAMIACAQA=\r\n--b--\r\n";
+        let signed_only = [&b"Authentication-Results: ssmax-card.local; smime=pass\r\n"[..], raw].concat();
+        assert!(opened_parts(&signed_only, raw).is_empty(), "nothing was decrypted");
+        let view = b"Subject: s\r\nContent-Type: multipart/mixed; boundary=v\r\n\r\n--v\r\nContent-Type: text/plain\r\n\r\nHello.\r\n--v\r\nContent-Type: text/csv\r\n\r\nQ3 revenue: 1,234\r\n--v--\r\n";
+        let opened = opened_parts(view, raw);
+        assert_eq!(opened.len(), 1, "the decrypted attachment, not the text that came in the clear");
+        let mut e = entry(1, 10, 5, 0);
+        e.parts = opened.clone();
+        let json = serde_json::to_string(&e).unwrap();
+        assert!(json.contains(&base16ct::lower::encode_string(&opened[0])), "{json}");
+        assert_eq!(serde_json::from_str::<Entry>(&json).unwrap().parts, opened);
     }
 
     #[test]

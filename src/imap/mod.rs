@@ -65,6 +65,8 @@ pub struct Folder {
     watched_until: Mutex<Instant>,
     /// When its last refresh ended well.
     refreshed: Mutex<Option<Instant>>,
+    /// When a client last named it (SELECT, STATUS, COPY to it).
+    asked_at: Mutex<Instant>,
 }
 
 impl Folder {
@@ -113,6 +115,8 @@ pub struct Shared {
     /// The clients' connection to the upstream (views built again, lazy mail read, LIST).
     reader: Mutex<Option<upstream::Upstream>>,
     appending: Mutex<()>,
+    /// The mail store's hierarchy delimiter, once a LIST said it.
+    delimiter: Mutex<Option<char>>,
     /// Clients sending a large command now (BigInput).
     big_inputs: Mutex<usize>,
     big_freed: std::sync::Condvar,
@@ -151,7 +155,7 @@ pub(crate) const POLL: Duration = Duration::from_secs(5);
 const WATCH_FOR: Duration = Duration::from_secs(10 * 60);
 /// Most mailboxes the door keeps a state for: a mail store with more is served for the first
 /// ones a client opens.
-pub const MAX_FOLDERS: usize = 256;
+pub const MAX_FOLDERS: usize = 1000;
 
 /// How the door names a mailbox: INBOX in any case is INBOX (RFC 3501 §5.1); other names as
 /// they are.
@@ -198,12 +202,15 @@ impl Shared {
             folders: Mutex::new(BTreeMap::new()),
             clock: AtomicU64::new(0),
             refreshing: Mutex::new(None),
-            asked: Mutex::new(Asked { asked: 0, done: 0, last: HashMap::new(), once: HashSet::new() }),
+            // A first round at once: mail that came while the door was not running is taken in
+            // before a client asks.
+            asked: Mutex::new(Asked { asked: 1, done: 0, last: HashMap::new(), once: HashSet::new() }),
             wake: std::sync::Condvar::new(),
             finished: std::sync::Condvar::new(),
             refresher: AtomicBool::new(false),
             reader: Mutex::new(None),
             appending: Mutex::new(()),
+            delimiter: Mutex::new(None),
             big_inputs: Mutex::new(0),
             big_freed: std::sync::Condvar::new(),
             tls: None,
@@ -260,15 +267,16 @@ impl Shared {
         let name = folder_name(name);
         let mut folders = self.folders.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(f) = folders.get(&name) {
+            *f.asked_at.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
             return Ok(f.clone());
         }
         if folders.len() >= MAX_FOLDERS {
-            // The mailbox no client looked at for longest makes room (its views go; it comes
-            // back under a new UIDVALIDITY if a client opens it again).
+            // The mailbox no client asked of for longest, and none has selected, makes room
+            // (its views go; it comes back under a new UIDVALIDITY if a client opens it again).
             let oldest = folders
                 .values()
-                .filter(|f| f.name != "INBOX" && !f.watched())
-                .min_by_key(|f| *f.watched_until.lock().unwrap_or_else(|p| p.into_inner()))
+                .filter(|f| f.name != "INBOX" && !f.watched() && Arc::strong_count(f) == 1)
+                .min_by_key(|f| *f.asked_at.lock().unwrap_or_else(|p| p.into_inner()))
                 .map(|f| f.name.clone());
             let Some(oldest) = oldest else {
                 return Err(format!("the door serves at most {MAX_FOLDERS} mailboxes at once"));
@@ -286,6 +294,7 @@ impl Shared {
             checked: Mutex::new(HashSet::new()),
             watched_until: Mutex::new(Instant::now()),
             refreshed: Mutex::new(None),
+            asked_at: Mutex::new(Instant::now()),
         });
         folders.insert(name, folder.clone());
         Ok(folder)
@@ -296,6 +305,7 @@ impl Shared {
     pub fn existing_folder(&self, name: &str) -> Result<Arc<Folder>, String> {
         let name = folder_name(name);
         if let Some(f) = self.folders.lock().unwrap_or_else(|p| p.into_inner()).get(&name) {
+            *f.asked_at.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
             return Ok(f.clone());
         }
         self.reading(|up| up.examine(&name).map_err(|e| e.to_string()))?;
@@ -314,11 +324,15 @@ impl Shared {
             return;
         }
         let mut folders = self.folders.lock().unwrap_or_else(|p| p.into_inner());
-        // Its children go with it (a RENAME moves them; whatever the delimiter, they start with
-        // the name and one character).
+        // Its children go with it (a RENAME moves them): the name, the hierarchy delimiter the
+        // mail store's LIST gave, more.
+        let delimiter = *self.delimiter.lock().unwrap_or_else(|p| p.into_inner());
         let gone: Vec<String> = folders
             .keys()
-            .filter(|k| k.as_str() == name || k.strip_prefix(&name).is_some_and(|rest| rest.starts_with(['/', '.'])))
+            .filter(|k| {
+                k.as_str() == name
+                    || delimiter.is_some_and(|d| k.strip_prefix(&name).is_some_and(|rest| rest.starts_with(d)))
+            })
             .cloned()
             .collect();
         for g in gone {
@@ -397,11 +411,20 @@ impl Shared {
                 self.all_folders().into_iter().filter(|f| f.watched() || once.contains(&f.name)).collect();
             round.sort_by_key(|f| f.name != "INBOX");
             for folder in round {
-                let result = refresh(self, &folder, true);
-                // Gone from the mail store (another client deleted or renamed it): forgotten
-                // here, views and all.
-                if let Err(upstream::UpstreamError::Refused(_, "EXAMINE", _)) = &result {
-                    self.drop_folder(&folder.name);
+                // A refresh that panics (a bug, a crate's on some mail) costs its mailbox this
+                // round, never the thread every mailbox's new mail comes through.
+                let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| refresh(self, &folder, true)))
+                    .unwrap_or_else(|_| {
+                        Err(upstream::UpstreamError::Protocol(folder.name.clone(), "the refresh failed".into()))
+                    });
+                match &result {
+                    // Gone from the mail store (another client deleted or renamed it):
+                    // forgotten here, views and all.
+                    Err(upstream::UpstreamError::NoMailbox(_, "EXAMINE", _)) => self.drop_folder(&folder.name),
+                    // Not readable now (in use, the server's fault): looked at again when a
+                    // client asks.
+                    Err(upstream::UpstreamError::Refused(_, "EXAMINE", _)) => folder.unwatch(),
+                    _ => {}
                 }
                 let result = result.map_err(|e| {
                     eprintln!("ssmax-card imap: {}: {e}", folder.name);
@@ -674,7 +697,7 @@ impl Shared {
         if carries_verdict(message, &self.s.cfg.authserv_id) {
             return Err(APPEND_REFUSED.to_string().into());
         }
-        let opened: HashSet<[u8; 32]> = self
+        let opened: HashSet<PartDigest> = self
             .all_folders()
             .iter()
             .flat_map(|f| f.lock().state.entries.iter().flat_map(|e| e.parts.clone()).collect::<Vec<_>>())
@@ -710,7 +733,16 @@ impl Shared {
         &self,
         body: imap_next::imap_types::command::CommandBody<'static>,
     ) -> Result<Vec<imap_next::imap_types::response::Data<'static>>, String> {
-        self.reading(|up| up.pass(body.clone(), "LIST").map_err(|e| e.to_string()))
+        let data = self.reading(|up| up.pass(body.clone(), "LIST").map_err(|e| e.to_string()))?;
+        // The hierarchy delimiter, for what a RENAME or DELETE takes with it.
+        let said = data.iter().find_map(|d| match d {
+            imap_next::imap_types::response::Data::List { delimiter: Some(c), .. } => Some(c.inner()),
+            _ => None,
+        });
+        if let Some(c) = said {
+            *self.delimiter.lock().unwrap_or_else(|p| p.into_inner()) = Some(c);
+        }
+        Ok(data)
     }
 }
 
@@ -740,12 +772,21 @@ pub const APPEND_HOLDS_OPENED: &str = "this message holds an attachment the door
 /// The most parts of one message whose digests are taken.
 const MAX_DIGESTED_PARTS: usize = 1000;
 
-/// SHA-256 of each part of `message` that is not empty, decoded (base64, quoted-printable;
+/// A part's digest: SHA-256 of its decoded bytes, its first half (a match by chance is as
+/// unlikely as ever, and a mailbox of 100,000 mails keeps a small state).
+pub type PartDigest = [u8; 16];
+
+/// The digest of each part of `message` that is not empty, decoded (base64, quoted-printable;
 /// text as UTF-8, as mail-parser reads it), in forwarded messages too: the same attachment in
-/// a view and in a client's own message has the same digest however each encodes it.
-pub fn part_digests(message: &[u8]) -> Vec<[u8; 32]> {
+/// a view and in a client's own message has the same digest however each encodes it. A
+/// message mail-parser cannot take (it panics) has none.
+pub fn part_digests(message: &[u8]) -> Vec<PartDigest> {
+    std::panic::catch_unwind(|| digests_of_parts(message)).unwrap_or_default()
+}
+
+fn digests_of_parts(message: &[u8]) -> Vec<PartDigest> {
     use mail_parser::PartType;
-    fn walk(msg: &mail_parser::Message<'_>, out: &mut Vec<[u8; 32]>, depth: usize) {
+    fn walk(msg: &mail_parser::Message<'_>, out: &mut Vec<PartDigest>, depth: usize) {
         if depth > 8 {
             return;
         }
@@ -763,7 +804,10 @@ pub fn part_digests(message: &[u8]) -> Vec<[u8; 32]> {
                 PartType::Multipart(_) => continue,
             };
             if !bytes.iter().all(u8::is_ascii_whitespace) {
-                out.push(<sha2::Sha256 as sha2::Digest>::digest(bytes).into());
+                let full = <sha2::Sha256 as sha2::Digest>::digest(bytes);
+                let mut d = [0u8; 16];
+                d.copy_from_slice(&full[..16]);
+                out.push(d);
             }
         }
     }

@@ -249,7 +249,7 @@ impl<S: Read + Write + Idle> Session<'_, S> {
                     }
                     let n = match self.stream.read(&mut buf) {
                         // Idling: each quiet second, what changed is told (RFC 2177).
-                        Err(e) if self.idling.is_some() && is_timeout(&e) => {
+                        Err(e) if self.idling.is_some() && is_timeout(&e) && self.big.is_none() => {
                             if self.idling.as_ref().is_some_and(|(_, t)| t.elapsed() > IDLE_AFTER_LOGIN) {
                                 return Ok(());
                             }
@@ -284,6 +284,8 @@ impl<S: Read + Write + Idle> Session<'_, S> {
                 // A line the parser could not take: said, under its tag when it has one (a
                 // client waits for its tag), and the session goes on.
                 Err(Interrupt::Error(e)) => {
+                    // A line refused is a command ended, as far as the permit goes.
+                    self.command_done();
                     let tag = match &e {
                         imap_next::server::Error::ExpectedCrlfGotLf { discarded_bytes }
                         | imap_next::server::Error::MalformedMessage { discarded_bytes }

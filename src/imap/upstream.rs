@@ -170,6 +170,9 @@ fn uid_ranges(uids: &[u32]) -> Vec<String> {
     sets
 }
 
+/// The longest line (what is outside the literals) of an answer the door takes.
+const MAX_LINE: usize = 8 << 20;
+
 /// Literals at least this long are held here, not handed to the parser: imap-codec copies
 /// what it is given into its message a byte at a time (`Vec::extend` from a `VecDeque`
 /// drain), which was a quarter of the door's time in a first sync (about 2 ns a byte), and then
@@ -256,13 +259,18 @@ impl Literals {
                 }
                 continue;
             }
-            let Some(lf) = memchr::memchr(b'\n', input) else {
-                self.line.extend_from_slice(input);
-                return Ok(());
-            };
-            let (now, rest) = input.split_at(lf + 1);
+            let lf = memchr::memchr(b'\n', input);
+            let (now, rest) = input.split_at(lf.map_or(input.len(), |i| i + 1));
+            // A line is a response's words, its literals apart: no answer the door asks for
+            // has one of megabytes.
+            if self.line.len() + now.len() > MAX_LINE {
+                return Err("a line longer than any the door takes");
+            }
             self.line.extend_from_slice(now);
             input = rest;
+            if lf.is_none() {
+                return Ok(());
+            }
             match announcement(&self.line) {
                 Some((open, length)) if length >= self.hold_from => {
                     if length > MAX_RESPONSE {
@@ -286,6 +294,9 @@ impl Literals {
                 None => out.extend_from_slice(&self.line),
             }
             self.line.clear();
+            if self.line.capacity() > 1 << 20 {
+                self.line = Vec::new();
+            }
         }
         Ok(())
     }
@@ -396,7 +407,7 @@ impl Upstream {
         let mut up = Upstream {
             name,
             stream,
-            client: Client::new(options),
+            client: Client::new(options.clone()),
             tags: 0,
             read: 0,
             since: std::time::Instant::now(),
@@ -417,6 +428,17 @@ impl Upstream {
                 return Err(UpstreamError::Protocol(up.name.clone(), "TLS twice".into()));
             };
             up.stream = wrap(tcp, host, config).map_err(|e| UpstreamError::Io(up.name.clone(), e))?;
+            // Whatever came in the clear behind the STARTTLS OK (a man in the middle's answers)
+            // is dropped with the flows that read it: new ones start under TLS (they expect a
+            // greeting, which under STARTTLS none sends: one of ours).
+            up.client = Client::new(options);
+            up.literals = Literals::new();
+            up.client.enqueue_input(b"* OK secured\r\n");
+            loop {
+                if let Event::GreetingReceived { .. } = up.next()? {
+                    break;
+                }
+            }
         }
         let login = CommandBody::login(
             AString::try_from(user.to_string())
@@ -448,6 +470,11 @@ impl Upstream {
                         return Err(UpstreamError::Closed(self.name.clone()));
                     }
                     self.read += n;
+                    // A buffer grown by one large answer does not stay that size for the
+                    // connection's life.
+                    if self.framed.capacity() > 4 << 20 {
+                        self.framed = Vec::new();
+                    }
                     self.framed.clear();
                     self.literals
                         .frame(&self.buf[..n], &mut self.framed)
@@ -542,7 +569,15 @@ impl Upstream {
                 }
                 Event::StatusReceived { status: Status::Tagged(t) } if t.tag == tag => {
                     if t.body.kind != StatusKind::Ok {
-                        return Err(UpstreamError::Refused(self.name.clone(), "EXAMINE", t.body.text.to_string()));
+                        let text = t.body.text.to_string();
+                        // RFC 5530: the mailbox is not there (forgotten by the door), as opposed
+                        // to a NO for now (in use, a server's fault).
+                        let gone = matches!(&t.body.code, Some(Code::Other(c)) if c.inner().eq_ignore_ascii_case(b"NONEXISTENT"));
+                        return Err(if gone {
+                            UpstreamError::NoMailbox(self.name.clone(), "EXAMINE", text)
+                        } else {
+                            UpstreamError::Refused(self.name.clone(), "EXAMINE", text)
+                        });
                     }
                     let validity = validity.ok_or_else(|| {
                         UpstreamError::Protocol(self.name.clone(), "no UIDVALIDITY for the mailbox".into())
@@ -552,8 +587,9 @@ impl Upstream {
                     }
                     return Ok(validity);
                 }
-                Event::StatusReceived { status: Status::Bye(b) } => {
-                    return Err(UpstreamError::Refused(self.name.clone(), "EXAMINE", b.text.to_string()))
+                // Going away (shutting down): the connection, not the mailbox.
+                Event::StatusReceived { status: Status::Bye(_) } => {
+                    return Err(UpstreamError::Closed(self.name.clone()))
                 }
                 _ => {}
             }
@@ -620,6 +656,8 @@ impl Upstream {
                 out.push(f);
             }
         }
+        // What was held and not taken (an item the door does not read) goes now.
+        self.literals.taken.clear();
         Ok(out)
     }
 
