@@ -509,25 +509,46 @@ impl Shared {
                 entry.upstream,
             )
         })?;
-        let digest: [u8; 32] = <sha2::Sha256 as sha2::Digest>::digest(&view).into();
-        // A lazy mail shows, the first time, the bytes of the size it was given.
+        self.keep(folder, uidvalidity, uid, &entry, &view)?;
+        Ok(view)
+    }
+
+    /// Take a view built again (or for the first time, for mail taken in by its header) as
+    /// UID `uid`'s: stored when it is the bytes the UID was given (a lazy one: of the size it
+    /// was given, its digest from now on). Sealed and written outside the mirror's lock.
+    fn keep(
+        &self,
+        folder: &Folder,
+        uidvalidity: u32,
+        uid: u32,
+        entry: &mirror::Entry,
+        view: &[u8],
+    ) -> Result<(), String> {
+        let digest: [u8; 32] = <sha2::Sha256 as sha2::Digest>::digest(view).into();
         let same = if entry.lazy { view.len() == entry.size as usize } else { digest == entry.digest };
-        let mut m = folder.lock();
-        // Expunged, or the mailbox started anew, while it was being built: not stored, not
-        // taken for another mail of the same number.
-        if m.uidvalidity() != uidvalidity || m.entry(uid).is_none_or(|e| e.upstream != entry.upstream) {
-            return Err("the message is gone".into());
-        }
+        let still = |m: &mirror::Mirror| {
+            m.uidvalidity() == uidvalidity && m.entry(uid).is_some_and(|e| e.upstream == entry.upstream)
+        };
         if !same {
-            m.changed(uid);
+            let mut m = folder.lock();
+            if still(&m) {
+                m.changed(uid);
+            }
             return Err("the message changed; it comes back as a new message".into());
         }
-        if entry.lazy {
+        let stored = folder.cache.put_view(uidvalidity, uid, view).is_ok();
+        let mut m = folder.lock();
+        // Expunged, or the mailbox started anew, while it was being built: not kept, not taken
+        // for another mail of the same number.
+        if !still(&m) {
+            folder.cache.remove_view(uidvalidity, uid);
+            return Err("the message is gone".into());
+        }
+        if m.entry(uid).is_some_and(|e| e.lazy) {
             m.made(uid, digest);
         }
-        let stored = folder.cache.put_view(uidvalidity, uid, &view).is_ok();
         m.touch(uid, stored, self.tick());
-        Ok(view)
+        Ok(())
     }
 }
 
