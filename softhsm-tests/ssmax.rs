@@ -1799,19 +1799,34 @@ fn mbsync(tok: &Tok, door: &ImapDoor) -> Output {
 }
 
 fn mbsync_into(tok: &Tok, door: &ImapDoor, dir: &str) -> Output {
+    mbsync_with(tok, door, dir, "Host 127.0.0.1\nSSLType None\n", "Far :door:INBOX\nNear :local:INBOX\n")
+}
+
+/// mbsync pulling through the door into the Maildir `dir`: `account`, the account's host and
+/// TLS lines; `channel`, what the channel syncs (Far, Near, Patterns).
+fn mbsync_with(tok: &Tok, door: &ImapDoor, dir: &str, account: &str, channel: &str) -> Output {
     let maildir = tok.path(dir);
     std::fs::create_dir_all(&maildir).unwrap();
     let rc = tok.write(
         &format!("mbsyncrc-{dir}"),
         format!(
-            "IMAPAccount door\nHost 127.0.0.1\nPort {}\nUser {}\nPass {}\nSSLType None\nAuthMechs PLAIN\n\nIMAPStore door\nAccount door\n\nMaildirStore local\nPath {m}/\nInbox {m}/INBOX\n\nChannel inbox\nFar :door:INBOX\nNear :local:INBOX\nSync Pull\nCreate Near\nSyncState *\n",
+            "IMAPAccount door\n{account}Port {}\nUser {}\nPass {}\nAuthMechs PLAIN\n\nIMAPStore door\nAccount door\n\nMaildirStore local\nPath {m}/\nInbox {m}/INBOX\nSubFolders Verbatim\n\nChannel c\n{channel}Sync Pull\nCreate Near\nSyncState *\n",
             door.port,
             door.user,
             door.secret,
             m = maildir.display()
         ),
     );
-    run(Command::new("mbsync").arg("-V").arg("-c").arg(&rc).arg("inbox"))
+    run(Command::new("mbsync").arg("-V").arg("-c").arg(&rc).arg("c"))
+}
+
+/// The messages of mailbox `name` in the Maildir `dir` (not mbsync's state files beside them).
+fn maildir_box(tok: &Tok, dir: &str, name: &str) -> Vec<Vec<u8>> {
+    files_under(&tok.path(dir).join(name))
+        .into_iter()
+        .filter(|(p, _)| p.parent().is_some_and(|d| d.ends_with("cur") || d.ends_with("new")))
+        .map(|(_, b)| b)
+        .collect()
 }
 
 /// The messages mbsync wrote, by content.
@@ -2265,32 +2280,13 @@ print('archive through the door', len(bodies), sum(b'smime=pass' in b for b in b
     // Through the door, the copy in Archive is shown as its view: the same bytes as in INBOX.
     assert!(said.contains("archive through the door 3 1 1"), "{said}");
     // mbsync pulls every mailbox, each as the door shows it.
-    let maildir = w.bob.path("All");
-    std::fs::create_dir_all(&maildir).unwrap();
-    let rc = w.bob.write(
-        "mbsyncrc-all",
-        format!(
-            "IMAPAccount door\nHost 127.0.0.1\nPort {}\nUser {}\nPass {}\nSSLType None\nAuthMechs PLAIN\n\nIMAPStore door\nAccount door\n\nMaildirStore local\nPath {m}/\nInbox {m}/INBOX\nSubFolders Verbatim\n\nChannel all\nFar :door:\nNear :local:\nPatterns *\nSync Pull\nCreate Near\nSyncState *\n",
-            door.port,
-            door.user,
-            door.secret,
-            m = maildir.display()
-        ),
-    );
-    let o = run(Command::new("mbsync").arg("-V").arg("-c").arg(&rc).arg("all"));
+    let o =
+        mbsync_with(&w.bob, &door, "All", "Host 127.0.0.1\nSSLType None\n", "Far :door:\nNear :local:\nPatterns *\n");
     assert_eq!(code(&o), 0, "{}{}", stdout(&o), stderr(&o));
-    // Messages only: mbsync keeps its state files beside them.
-    let mails = |box_: &str| -> Vec<Vec<u8>> {
-        files_under(&maildir.join(box_))
-            .into_iter()
-            .filter(|(p, _)| p.parent().is_some_and(|d| d.ends_with("cur") || d.ends_with("new")))
-            .map(|(_, b)| b)
-            .collect()
-    };
-    let archived = mails("Archive");
+    let archived = maildir_box(&w.bob, "All", "Archive");
     assert_eq!(archived.len(), 3, "{}", stdout(&o));
     assert!(archived.iter().any(|m| m.windows(10).any(|x| x == b"smime=pass")), "the copied SSMAX mail arrives opened");
-    assert_eq!(mails("Saved").len(), 3, "{}", stdout(&o));
+    assert_eq!(maildir_box(&w.bob, "All", "Saved").len(), 3, "{}", stdout(&o));
     // Restarted without the agent: Archive keeps its UIDVALIDITY, UIDs and bytes, from the
     // cache, where nothing opened is in the clear.
     let archive =
@@ -2320,11 +2316,21 @@ fn a_client_that_insists_gets_starttls_with_the_doors_own_certificate_and_nothin
     store.deliver(&[&hop2]);
     let agent = crate::support::agent::start_agent(&w.bob, "", "0");
     let door = imap_door(&w.bob, &agent.socket, &store);
-    let cert = files_under(&w.bob.dir.path().join(".cache"))
-        .into_iter()
-        .find(|(p, _)| p.ends_with("door-certificate.pem"))
-        .map(|(p, _)| p)
-        .expect("the door made its certificate");
+    // The door listens from its start; the certificate is made before it takes a client.
+    let started = std::time::Instant::now();
+    let cert = loop {
+        let found = files_under(&w.bob.dir.path().join(".cache"))
+            .into_iter()
+            .find(|(p, b)| p.ends_with("door-certificate.pem") && !b.is_empty())
+            .map(|(p, _)| p);
+        match found {
+            Some(p) => break p,
+            None if started.elapsed() < std::time::Duration::from_secs(20) => {
+                std::thread::sleep(std::time::Duration::from_millis(50))
+            }
+            None => panic!("the door made no certificate"),
+        }
+    };
     // A LOGIN sent in the clear right behind STARTTLS is dropped, not run under TLS
     // (CVE-2011-0411); after the handshake the client logs in, and is no longer offered STARTTLS.
     let script = r#"import socket,ssl,sys
@@ -2354,26 +2360,10 @@ t.sendall(b'f LOGIN ' + sys.argv[2].encode() + b' ' + sys.argv[3].encode() + b'\
     assert!(said.contains("select b'e NO") && said.contains("log in first"), "{said}");
     assert!(said.contains("login b'f OK"), "{said}");
     // mbsync insisting on STARTTLS, trusting the door's certificate, syncs INBOX.
-    let maildir = w.bob.path("Secure");
-    std::fs::create_dir_all(&maildir).unwrap();
-    let rc = w.bob.write(
-        "mbsyncrc-tls",
-        format!(
-            "IMAPAccount door\nHost localhost\nPort {}\nUser {}\nPass {}\nSSLType STARTTLS\nCertificateFile {}\nAuthMechs PLAIN\n\nIMAPStore door\nAccount door\n\nMaildirStore local\nPath {m}/\nInbox {m}/INBOX\n\nChannel inbox\nFar :door:INBOX\nNear :local:INBOX\nSync Pull\nCreate Near\nSyncState *\n",
-            door.port,
-            door.user,
-            door.secret,
-            cert.display(),
-            m = maildir.display()
-        ),
-    );
-    let o = run(Command::new("mbsync").arg("-V").arg("-c").arg(&rc).arg("inbox"));
+    let account = format!("Host localhost\nSSLType STARTTLS\nCertificateFile {}\n", cert.display());
+    let o = mbsync_with(&w.bob, &door, "Secure", &account, "Far :door:INBOX\nNear :local:INBOX\n");
     assert_eq!(code(&o), 0, "{}{}", stdout(&o), stderr(&o));
-    let got: Vec<Vec<u8>> = files_under(&maildir.join("INBOX"))
-        .into_iter()
-        .filter(|(p, _)| p.parent().is_some_and(|d| d.ends_with("new") || d.ends_with("cur")))
-        .map(|(_, b)| b)
-        .collect();
+    let got = maildir_box(&w.bob, "Secure", "INBOX");
     assert_eq!(got.len(), 1, "{}", stdout(&o));
     assert!(memchr::memmem::find(&got[0], b"smime=pass").is_some());
 }
