@@ -667,7 +667,12 @@ impl Maker<'_> {
         };
         // Mail that is neither SSMAX nor S/MIME needs no card and no agent: made here.
         if !needs_card(&f.body) {
-            return Ok(Some((crate::ops::view::untouched(&f.body, self.authserv_id), Shown::View, None, Vec::new())));
+            return Ok(Some((
+                crate::ops::view::untouched_owned(f.body, self.authserv_id),
+                Shown::View,
+                None,
+                Vec::new(),
+            )));
         }
         if let Some(exit) = self.card_waits {
             let text = waiting_notice(&crate::tr!("imap-waiting-earlier"));
@@ -711,7 +716,7 @@ pub fn rebuild(
         .find(|f| f.uid == upstream)
         .ok_or_else(|| "the mail store no longer has it".to_string())?;
     if !needs_card(&f.body) {
-        return Ok(crate::ops::view::untouched(&f.body, authserv_id));
+        return Ok(crate::ops::view::untouched_owned(f.body, authserv_id));
     }
     view_in_agent(agent, &f.body, authserv_id, true).map_err(|(_, why)| why)
 }

@@ -130,9 +130,18 @@ fn smime_view(ctx: &mut dyn Ctx, raw: &[u8], authserv_id: &str) -> Result<View, 
 /// door's name (RFC 8601 §5), hidden or not behind a bare CR. Needs no card: the door makes it
 /// itself.
 pub fn untouched(raw: &[u8], authserv_id: &str) -> Vec<u8> {
-    let cleaned = auth_results::header_without_bare_cr(raw);
-    let raw = cleaned.as_deref().unwrap_or(raw);
-    auth_results::strip_ours(raw, authserv_id).or(cleaned.clone()).unwrap_or_else(|| raw.to_vec())
+    untouched_owned(raw.to_vec(), authserv_id)
+}
+
+/// `untouched`, taking the mail: one that has nothing to take out is its own view, not a copy
+/// (the IMAP door makes a view of each plain mail it serves, most of them as they are).
+pub fn untouched_owned(raw: Vec<u8>, authserv_id: &str) -> Vec<u8> {
+    let cleaned = auth_results::header_without_bare_cr(&raw);
+    let base = cleaned.as_deref().unwrap_or(&raw);
+    match auth_results::strip_ours(base, authserv_id) {
+        Some(stripped) => stripped,
+        None => cleaned.unwrap_or(raw),
+    }
 }
 
 /// The first field of those a mail may have once (RFC 5322 §3.6) that it has twice.
