@@ -168,6 +168,16 @@ pub fn parse(der: &[u8]) -> Result<SignedData, CmsError> {
     ci.content.decode_as().map_err(|e| CmsError::Malformed(format!("SignedData does not parse: {e}")))
 }
 
+/// The content an opaque signature carries: an id-data eContent's octets (other types carry
+/// their DER), or None when it is detached.
+pub fn econtent(sd: &SignedData) -> Option<Vec<u8>> {
+    sd.encap_content_info.econtent.as_ref().map(|c| {
+        der::asn1::OctetString::from_der(&c.to_der().unwrap_or_default())
+            .map(|o| o.as_bytes().to_vec())
+            .unwrap_or_else(|_| c.value().to_vec())
+    })
+}
+
 /// What one signature covers and carries.
 pub struct SignInput<'a> {
     /// The signed content, in pieces (hashed in order; never copied into one buffer here).

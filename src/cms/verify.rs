@@ -78,12 +78,7 @@ pub fn verify_with_lists(
     lists: &mut revocation::Finder<'_>,
 ) -> Result<Verified, CmsError> {
     let sd = signed::parse(der)?;
-    let econtent = sd.encap_content_info.econtent.as_ref().map(|c| {
-        // id-data eContent is an OCTET STRING; other types carry their DER.
-        der::asn1::OctetString::from_der(&c.to_der().unwrap_or_default())
-            .map(|o| o.as_bytes().to_vec())
-            .unwrap_or_else(|_| c.value().to_vec())
-    });
+    let econtent = signed::econtent(&sd);
     let content = match (econtent, detached) {
         // Well-formed, but a detached signature must not carry content of its own (RFC 8551
         // §3.5.3); which of the two would the reader be shown? Refused as a verification.

@@ -15,8 +15,9 @@ use zeroize::Zeroizing;
 /// What a sealed file begins with: the format, then the salt.
 const MAGIC: &[u8; 8] = b"SSMXIMC1";
 const SALT_LEN: usize = 32;
-/// The largest state file read (about 200 bytes per message, 100,000 messages, and room).
-const MAX_STATE: u64 = 64 << 20;
+/// The largest state file read (about 250 bytes per message and up to 840 of opened parts'
+/// digests, 100,000 messages, and room).
+const MAX_STATE: u64 = 256 << 20;
 /// The largest view file read: a 64 MiB message with its framing.
 const MAX_VIEW: u64 = (64 << 20) + 4096;
 

@@ -415,6 +415,8 @@ impl Shared {
                 // round, never the thread every mailbox's new mail comes through.
                 let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| refresh(self, &folder, true)))
                     .unwrap_or_else(|_| {
+                        // Its connection may be in the middle of an answer: not used again.
+                        *self.refreshing.lock().unwrap_or_else(|p| p.into_inner()) = None;
                         Err(upstream::UpstreamError::Protocol(folder.name.clone(), "the refresh failed".into()))
                     });
                 match &result {
@@ -434,7 +436,9 @@ impl Shared {
                 a.last.insert(folder.name.clone(), (target, result));
                 self.finished.notify_all();
             }
-            self.evict();
+            if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.evict())).is_err() {
+                eprintln!("ssmax-card imap: the cache could not be held to its bound this round");
+            }
             let mut a = self.asked.lock().unwrap_or_else(|p| p.into_inner());
             a.done = a.done.max(target);
             let known: HashSet<String> = self.all_folders().iter().map(|f| f.name.clone()).collect();
@@ -723,8 +727,12 @@ impl Shared {
             .iter()
             .flat_map(|f| f.lock().state.entries.iter().flat_map(|e| e.parts.clone()).collect::<Vec<_>>())
             .collect();
-        if !opened.is_empty() && part_digests(message).iter().any(|d| opened.contains(d)) {
-            return Err(APPEND_HOLDS_OPENED.to_string().into());
+        if !opened.is_empty() {
+            // A message that cannot be read through is not known to hold nothing opened.
+            let holds = part_digests(message).is_none_or(|ds| ds.iter().any(|d| opened.contains(d)));
+            if holds {
+                return Err(APPEND_HOLDS_OPENED.to_string().into());
+            }
         }
         let mut up = self.login()?;
         up.append(&folder_name(to), literal, flags, date)?;
@@ -799,14 +807,38 @@ pub type PartDigest = [u8; 16];
 
 /// The digest of each part of `message` that is not empty, decoded (base64, quoted-printable;
 /// text as UTF-8, as mail-parser reads it), in forwarded messages too: the same attachment in
-/// a view and in a client's own message has the same digest however each encodes it. A
-/// message mail-parser cannot take (it panics) has none.
-pub fn part_digests(message: &[u8]) -> Vec<PartDigest> {
-    std::panic::catch_unwind(|| digests_of_parts(message)).unwrap_or_default()
+/// a view and in a client's own message has the same digest however each encodes it. Each
+/// part counts twice: as mail-parser reads it (text in UTF-8), and as its bytes came with only
+/// the transfer encoding taken off and line ends made LF (a Shift_JIS CSV re-attached as
+/// octet-stream, or with CRLF, is the same part); a forwarded message counts whole too, and
+/// the content of an opaque signature inside (signed, then encrypted) is read as a message.
+/// None when mail-parser cannot take the message (it panics).
+pub fn part_digests(message: &[u8]) -> Option<Vec<PartDigest>> {
+    std::panic::catch_unwind(|| digests_of_parts(message)).ok()
 }
 
 fn digests_of_parts(message: &[u8]) -> Vec<PartDigest> {
-    use mail_parser::PartType;
+    use mail_parser::{Encoding, PartType};
+    fn push(out: &mut Vec<PartDigest>, bytes: &[u8]) {
+        if out.len() >= MAX_DIGESTED_PARTS || bytes.iter().all(u8::is_ascii_whitespace) {
+            return;
+        }
+        let full = <sha2::Sha256 as sha2::Digest>::digest(bytes);
+        let mut d = [0u8; 16];
+        d.copy_from_slice(&full[..16]);
+        if !out.contains(&d) {
+            out.push(d);
+        }
+    }
+    fn lf_only(bytes: &[u8]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(bytes.len());
+        for (i, &b) in bytes.iter().enumerate() {
+            if !(b == b'\r' && bytes.get(i + 1) == Some(&b'\n')) {
+                out.push(b);
+            }
+        }
+        out
+    }
     fn walk(msg: &mail_parser::Message<'_>, out: &mut Vec<PartDigest>, depth: usize) {
         if depth > 8 {
             return;
@@ -815,20 +847,31 @@ fn digests_of_parts(message: &[u8]) -> Vec<PartDigest> {
             if out.len() >= MAX_DIGESTED_PARTS {
                 return;
             }
-            let bytes: &[u8] = match &part.body {
-                PartType::Text(t) | PartType::Html(t) => t.as_bytes(),
-                PartType::Binary(b) | PartType::InlineBinary(b) => b,
+            let raw = msg.raw_message.get(part.offset_body as usize..part.offset_end as usize).unwrap_or_default();
+            let decoded = match part.encoding {
+                Encoding::Base64 => crate::mail::decode_base64(raw).ok(),
+                Encoding::QuotedPrintable => mail_parser::decoders::quoted_printable::quoted_printable_decode(raw),
+                Encoding::None => Some(raw.to_vec()),
+            };
+            match &part.body {
+                PartType::Text(t) | PartType::Html(t) => push(out, t.as_bytes()),
+                PartType::Binary(b) | PartType::InlineBinary(b) => {
+                    push(out, b);
+                    if let Some(inner) = opaque_content(b) {
+                        if let Some(m) = mail_parser::MessageParser::default().parse(&inner) {
+                            walk(&m, out, depth + 1);
+                        }
+                    }
+                }
                 PartType::Message(m) => {
+                    push(out, &m.raw_message);
                     walk(m, out, depth + 1);
                     continue;
                 }
                 PartType::Multipart(_) => continue,
-            };
-            if !bytes.iter().all(u8::is_ascii_whitespace) {
-                let full = <sha2::Sha256 as sha2::Digest>::digest(bytes);
-                let mut d = [0u8; 16];
-                d.copy_from_slice(&full[..16]);
-                out.push(d);
+            }
+            if let Some(d) = decoded {
+                push(out, &lf_only(&d));
             }
         }
     }
@@ -837,6 +880,13 @@ fn digests_of_parts(message: &[u8]) -> Vec<PartDigest> {
         walk(&msg, &mut out, 0);
     }
     out
+}
+
+/// The content of an opaque S/MIME signature (`application/pkcs7-mime; smime-type=signed-data`,
+/// DER or BER): the message a client shows once it takes the signature off.
+fn opaque_content(der: &[u8]) -> Option<Vec<u8>> {
+    let sd = crate::cms::signed::parse(der).ok()?;
+    crate::cms::signed::econtent(&sd)
 }
 
 /// `message` without the X-TUID fields of its header (mbsync's mark on what it uploads).
@@ -982,9 +1032,18 @@ mod tests {
     fn a_part_has_the_same_digest_however_it_is_encoded_and_x_tuid_is_not_the_message() {
         let b64 = b"Subject: a\r\nContent-Type: multipart/mixed; boundary=x\r\n\r\n--x\r\nContent-Type: text/plain\r\n\r\nhi\r\n--x\r\nContent-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n\r\nUTMgcmV2ZW51\r\nZTogMSwyMzQ=\r\n--x--\r\n";
         let qp = b"Subject: b\r\nContent-Type: multipart/mixed; boundary=y\r\n\r\n--y\r\nContent-Type: application/octet-stream\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\nQ3 reve=\r\nnue: 1,234\r\n--y--\r\n";
-        let secret = super::part_digests(b64);
+        let secret = super::part_digests(b64).unwrap();
         assert_eq!(secret.len(), 2);
-        assert!(super::part_digests(qp).iter().all(|d| secret.contains(d)));
+        assert!(super::part_digests(qp).unwrap().iter().all(|d| secret.contains(d)));
+        // A Shift_JIS CSV as the view shows it (text, its charset named, CRLF) and as a client
+        // re-attaches it (octet-stream, base64 of the bytes with LF): one part.
+        let sjis: &[u8] = b"\x94\x84\x8f\xe3,1234\r\n\x97\x98\x89v,56\r\n";
+        let view = [&b"Subject: v\r\nContent-Type: multipart/mixed; boundary=v\r\n\r\n--v\r\nContent-Type: text/csv; charset=shift_jis\r\nContent-Transfer-Encoding: 8bit\r\n\r\n"[..], sjis, b"\r\n--v--\r\n"].concat();
+        let lf: Vec<u8> = sjis.iter().copied().filter(|&b| b != b'\r').collect();
+        let b64 = String::from_utf8(crate::mail::base64_lines(&lf)).unwrap();
+        let copy = format!("Subject: c\r\nContent-Type: multipart/mixed; boundary=c\r\n\r\n--c\r\nContent-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n\r\n{b64}\r\n--c--\r\n");
+        let opened = super::part_digests(&view).unwrap();
+        assert!(super::part_digests(copy.as_bytes()).unwrap().iter().any(|d| opened.contains(d)));
         let tagged = b"Subject: a\r\nX-TUID: abc\r\n\r\nX-TUID: in the text\r\n";
         assert_eq!(&*super::without_tuid(tagged), b"Subject: a\r\n\r\nX-TUID: in the text\r\n");
         assert_eq!(&*super::without_tuid(b"Subject: a\r\n\r\nx"), b"Subject: a\r\n\r\nx");

@@ -570,9 +570,11 @@ impl Upstream {
                 Event::StatusReceived { status: Status::Tagged(t) } if t.tag == tag => {
                     if t.body.kind != StatusKind::Ok {
                         let text = t.body.text.to_string();
-                        // RFC 5530: the mailbox is not there (forgotten by the door), as opposed
-                        // to a NO for now (in use, a server's fault).
-                        let gone = matches!(&t.body.code, Some(Code::Other(c)) if c.inner().eq_ignore_ascii_case(b"NONEXISTENT"));
+                        // RFC 5530 NONEXISTENT (or TRYCREATE, as some stores say it): the mailbox
+                        // is not there (forgotten by the door), as opposed to a NO for now (in
+                        // use, a server's fault).
+                        let gone = matches!(&t.body.code, Some(Code::TryCreate))
+                            || matches!(&t.body.code, Some(Code::Other(c)) if c.inner().eq_ignore_ascii_case(b"NONEXISTENT"));
                         return Err(if gone {
                             UpstreamError::NoMailbox(self.name.clone(), "EXAMINE", text)
                         } else {
