@@ -95,14 +95,12 @@ impl Marks {
         self.read().into_iter().find(|m| m.0 == scope).map(|m| (m.1, m.2))
     }
 
-    /// Set (or with None, drop) the mark of `scope`.
-    fn change(&self, scope: &str, to: Option<(u32, u32)>) {
+    /// Set the mark of `scope`.
+    fn change(&self, scope: &str, to: (u32, u32)) {
         let _one = self.lock.lock().unwrap_or_else(|p| p.into_inner());
         let mut all = self.read();
         all.retain(|m| m.0 != scope);
-        if let Some((v, n)) = to {
-            all.push((scope.to_string(), v, n));
-        }
+        all.push((scope.to_string(), to.0, to.1));
         // The oldest other mailbox's mark makes room; INBOX's stays.
         while all.len() > MAX_MARKS {
             let Some(at) = all.iter().position(|m| !m.0.is_empty()) else { break };
@@ -113,11 +111,6 @@ impl Marks {
             .map(|(s, v, n)| if s.is_empty() { format!("{v} {n}") } else { format!("{s} {v} {n}") })
             .collect();
         self.store.store(&text.join("\n"));
-    }
-
-    /// A mailbox deleted: its mark goes (a mailbox made again under its name starts anew).
-    pub fn forget(&self, scope: &str) {
-        self.change(scope, None)
     }
 }
 
@@ -132,7 +125,7 @@ impl Mark for ScopedMark {
         self.marks.get(&self.scope)
     }
     fn set(&self, uidvalidity: u32, next_uid: u32) {
-        self.marks.change(&self.scope, Some((uidvalidity, next_uid)))
+        self.marks.change(&self.scope, (uidvalidity, next_uid))
     }
 }
 
@@ -392,9 +385,14 @@ mod tests {
         archive.set(20, 3);
         inbox.set(17, 6);
         assert_eq!((inbox.get(), archive.get()), (Some((17, 6)), Some((20, 3))));
-        marks.forget("aa");
+        // Past MAX_MARKS, the oldest other mailbox's mark makes room; INBOX's stays.
+        for i in 0..MAX_MARKS {
+            ScopedMark { marks: marks.clone(), scope: format!("s{i}") }.set(1, 1);
+        }
         assert_eq!((inbox.get(), archive.get()), (Some((17, 6)), None));
-        assert_eq!(store.load().as_deref(), Some("17 6"));
+        let newest = ScopedMark { marks: marks.clone(), scope: format!("s{}", MAX_MARKS - 1) };
+        assert_eq!(newest.get(), Some((1, 1)));
+        assert_eq!(store.load().unwrap_or_default().lines().count(), MAX_MARKS);
     }
 
     #[test]
