@@ -2026,6 +2026,18 @@ fn the_imap_door_keeps_uids_and_bytes_across_restarts_without_the_card_and_write
     assert_eq!(shown.len(), 2, "{first}");
     let o = imap_probe(&door, "print(d.uid('FETCH','2','(BODY.PEEK[])')[1][0][1].decode())");
     assert!(o.contains("smime=pass") && o.contains("UTMgcmV2ZW51ZTogMSwyMzQgTUpQWQo="), "opened: {o}");
+    // Read once, a plain mail is not written to the disk (made again from the mail store at
+    // any time, without the card); read twice, it is kept.
+    let views = || {
+        files_under(&w.bob.dir.path().join(".cache"))
+            .into_iter()
+            .filter(|(p, _)| p.parent().unwrap().ends_with("views"))
+            .count()
+    };
+    assert_eq!(views(), 1, "the SSMAX mail's view alone");
+    let o = imap_probe(&door, "print(d.uid('FETCH','1','(BODY.PEEK[])')[1][0][1].decode())");
+    assert!(o.contains("Noon?"), "{o}");
+    assert_eq!(views(), 2, "the plain mail's view too, at its second read");
     // The door stops; so does the agent (no card to ask). A new door shows the same UIDs,
     // UIDVALIDITY and bytes, from its cache.
     drop(door);
@@ -2044,7 +2056,6 @@ fn the_imap_door_keeps_uids_and_bytes_across_restarts_without_the_card_and_write
     // Nothing decrypted or verified is on the disk in the clear: not the attachment (as text or
     // as the base64 the view carries), not the verdict.
     let cache = files_under(&w.bob.dir.path().join(".cache"));
-    // The state and the two views (a plain mail's is made from the mail store when first read).
     assert!(cache.len() >= 3, "the state and two views: {:?}", cache.iter().map(|c| &c.0).collect::<Vec<_>>());
     for (path, bytes) in &cache {
         for clear in [&b"Q3 revenue"[..], b"UTMgcmV2ZW51ZTogMSwyMzQgTUpQWQo=", b"smime=pass", b"Noon?"] {

@@ -518,8 +518,13 @@ impl Shared {
     }
 
     /// Take a view built again (or for the first time, for mail taken in by its header) as
-    /// UID `uid`'s: stored when it is the bytes the UID was given (a lazy one: of the size it
-    /// was given, its digest from now on). Sealed and written outside the mirror's lock.
+    /// UID `uid`'s when it is the bytes the UID was given (a lazy one: of the size it was
+    /// given, its digest from now on). Sealed and written outside the mirror's lock.
+    ///
+    /// A plain mail's view is stored at its second read, not its first: it is the mail
+    /// store's own bytes, made again at any time without the card, and most clients read a
+    /// message once and keep it. One pass over a mailbox (a client's first sync, a search)
+    /// then writes nothing to the disk and evicts no view that needs the card to be made.
     fn keep(
         &self,
         folder: &Folder,
@@ -540,7 +545,8 @@ impl Shared {
             }
             return Err("the message changed; it comes back as a new message".into());
         }
-        let stored = folder.cache.put_view(uidvalidity, uid, view).is_ok();
+        let first_read = entry.plain && entry.lazy;
+        let stored = !first_read && folder.cache.put_view(uidvalidity, uid, view).is_ok();
         let mut m = folder.lock();
         // Expunged, or the mailbox started anew, while it was being built: not kept, not taken
         // for another mail of the same number.
