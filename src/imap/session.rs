@@ -1067,11 +1067,17 @@ impl<S: Read + Write + Idle> Session<'_, S> {
             items.push(MessageDataItem::Uid(m.uid));
         }
         let mut bytes = 0usize;
+        // The whole message asked and nothing else of its bytes (a client's download): the view
+        // goes into the answer as it is, neither parsed nor copied.
+        let mut whole = match f.names.iter().filter(|n| needs_view(n)).collect::<Vec<_>>()[..] {
+            [n] if is_whole(n) => m.view.take(),
+            _ => None,
+        };
         // Sections, ENVELOPE and BODYSTRUCTURE all come from the view's bytes (structure.rs):
         // the same bytes give the same answers, for as long as the UID lives.
         let tree = m.view.as_deref().map(Tree::parse);
         for n in &f.names {
-            if let Some(item) = item_for(&m, tree.as_ref(), n, &mut bytes) {
+            if let Some(item) = item_for(&m, tree.as_ref(), n, &mut whole, &mut bytes) {
                 if !(f.uid && matches!(item, MessageDataItem::Uid(_))) {
                     items.push(item);
                 }
@@ -1107,6 +1113,11 @@ fn needs_view(name: &MessageDataItemName<'_>) -> bool {
             | MessageDataItemName::InternalDate
             | MessageDataItemName::Rfc822Size
     )
+}
+
+/// Whether `name` asks for the whole message (of which a FETCH may want a range).
+fn is_whole(name: &MessageDataItemName<'_>) -> bool {
+    matches!(name, MessageDataItemName::Rfc822 | MessageDataItemName::BodyExt { section: None, .. })
 }
 
 /// \Recent is the upstream's session's, not this one's (SELECT says 0 RECENT).
@@ -1188,14 +1199,17 @@ fn literal(bytes: Vec<u8>) -> NString<'static> {
     NString(Some(IString::Literal(Literal::unvalidated(bytes))))
 }
 
-/// One FETCH item of a message, from its view.
+/// One FETCH item of a message, from its view (or from `whole`, the view moved out of `m`
+/// for the one item that asks for the whole message).
 fn item_for(
     m: &Served,
     tree: Option<&Tree<'_>>,
     name: &MessageDataItemName<'static>,
+    whole: &mut Option<Vec<u8>>,
     bytes: &mut usize,
 ) -> Option<MessageDataItem<'static>> {
     let view = m.view.as_deref().unwrap_or_default();
+    let mut all = || whole.take().unwrap_or_else(|| view.to_vec());
     let section = |s: Option<&Section<'_>>| tree.and_then(|t| t.section(s)).unwrap_or_default();
     // What the answer holds from the view, counted against the bound: the header for ENVELOPE
     // and BODYSTRUCTURE (their strings come from header fields).
@@ -1210,7 +1224,7 @@ fn item_for(
         MessageDataItemName::Flags => MessageDataItem::Flags(without_recent(&m.flags)),
         MessageDataItemName::InternalDate => MessageDataItem::InternalDate(m.internal_date.clone()?),
         MessageDataItemName::Rfc822Size => MessageDataItem::Rfc822Size(m.size),
-        MessageDataItemName::Rfc822 => MessageDataItem::Rfc822(literal(view.to_vec())),
+        MessageDataItemName::Rfc822 => MessageDataItem::Rfc822(literal(all())),
         MessageDataItemName::Rfc822Header => {
             MessageDataItem::Rfc822Header(literal(section(Some(&Section::Header(None)))))
         }
@@ -1231,7 +1245,7 @@ fn item_for(
             // A part that is not there is an empty string (RFC 3501 leaves it to the server;
             // Dovecot does the same).
             let whole: Vec<u8> = match asked {
-                None => view.to_vec(),
+                None => all(),
                 Some(s) => section(Some(s)),
             };
             let (data, origin) = match partial {

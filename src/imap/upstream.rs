@@ -189,8 +189,10 @@ struct Literals {
     line: Vec<u8>,
     /// Bytes of the literal under way still to come, and whether it is held.
     literal: Option<(u32, bool)>,
-    /// The held literal being read.
+    /// The held literal being read, made its full length when announced (zeroed pages the
+    /// kernel gives only as they are written), and how much of it has come.
     held: Vec<u8>,
+    filled: usize,
     prefix: Vec<u8>,
     next: u64,
     taken: std::collections::HashMap<u64, Vec<u8>>,
@@ -211,7 +213,12 @@ pub fn frame_for_fuzzing(input: &[u8], cut: usize, hold_from: u32) -> Result<Fra
     l.hold_from = hold_from.max(1);
     let mut out = Vec::new();
     for piece in input.chunks(cut.max(1)) {
-        l.frame(piece, &mut out)?;
+        // As a connection reads: into a held literal's room when one is under way.
+        let room = l.room();
+        let n = room.len().min(piece.len());
+        room[..n].copy_from_slice(&piece[..n]);
+        l.came(n);
+        l.frame(&piece[n..], &mut out)?;
     }
     let held = (0..l.next).filter_map(|id| Some((l.placeholder(id), l.taken.get(&id)?.clone()))).collect();
     Ok((out, held))
@@ -226,6 +233,7 @@ impl Literals {
             line: Vec::new(),
             literal: None,
             held: Vec::new(),
+            filled: 0,
             prefix,
             next: 0,
             taken: std::collections::HashMap::new(),
@@ -239,24 +247,16 @@ impl Literals {
             if let Some((left, hold)) = self.literal {
                 let n = input.len().min(left as usize);
                 let (now, rest) = input.split_at(n);
-                if hold {
-                    self.held.extend_from_slice(now);
-                } else {
-                    out.extend_from_slice(now);
-                }
                 input = rest;
-                // n is at most `left`, a u32.
-                let left = left - n as u32;
-                if left > 0 {
-                    self.literal = Some((left, hold));
+                if hold {
+                    self.room()[..n].copy_from_slice(now);
+                    self.came(n);
                     continue;
                 }
-                self.literal = None;
-                if hold {
-                    let id = self.next;
-                    self.next += 1;
-                    self.taken.insert(id, std::mem::take(&mut self.held));
-                }
+                out.extend_from_slice(now);
+                // n is at most `left`, a u32.
+                let left = left - n as u32;
+                self.literal = (left > 0).then_some((left, false));
                 continue;
             }
             let lf = memchr::memchr(b'\n', input);
@@ -284,7 +284,8 @@ impl Literals {
                     out.extend_from_slice(format!("{{{}}}", placeholder.len()).as_bytes());
                     out.extend_from_slice(&self.line[(close + 1).min(self.line.len())..]);
                     out.extend_from_slice(&placeholder);
-                    self.held = Vec::with_capacity(length.min(16 << 20) as usize);
+                    self.held = vec![0; length as usize];
+                    self.filled = 0;
                     self.literal = Some((length, true));
                 }
                 Some((_, length)) => {
@@ -299,6 +300,32 @@ impl Literals {
             }
         }
         Ok(())
+    }
+
+    /// Where the next bytes of a held literal go: read there straight from the connection,
+    /// not through the read buffer (a message is not copied once more). Empty when no held
+    /// literal is under way.
+    fn room(&mut self) -> &mut [u8] {
+        match self.literal {
+            Some((_, true)) => &mut self.held[self.filled..],
+            _ => &mut [],
+        }
+    }
+
+    /// `n` bytes came into `room`.
+    fn came(&mut self, n: usize) {
+        let Some((left, true)) = self.literal else { return };
+        self.filled += n;
+        // `room` is `left` bytes long.
+        let left = left - n as u32;
+        if left > 0 {
+            self.literal = Some((left, true));
+            return;
+        }
+        self.literal = None;
+        let id = self.next;
+        self.next += 1;
+        self.taken.insert(id, std::mem::take(&mut self.held));
     }
 
     fn placeholder(&self, id: u64) -> Vec<u8> {
@@ -464,6 +491,16 @@ impl Upstream {
                             self.name.clone(),
                             "an answer larger or slower than any the door asks for".into(),
                         ));
+                    }
+                    let room = self.literals.room();
+                    if !room.is_empty() {
+                        let n = self.stream.read(room).map_err(|e| UpstreamError::Io(self.name.clone(), e))?;
+                        if n == 0 {
+                            return Err(UpstreamError::Closed(self.name.clone()));
+                        }
+                        self.read += n;
+                        self.literals.came(n);
+                        continue;
                     }
                     let n = self.stream.read(&mut self.buf).map_err(|e| UpstreamError::Io(self.name.clone(), e))?;
                     if n == 0 {
