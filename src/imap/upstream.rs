@@ -189,8 +189,8 @@ struct Literals {
     line: Vec<u8>,
     /// Bytes of the literal under way still to come, and whether it is held.
     literal: Option<(u32, bool)>,
-    /// The held literal being read, made its full length when announced (zeroed pages the
-    /// kernel gives only as they are written), and how much of it has come.
+    /// The held literal being read, made its full length when announced (at most
+    /// MAX_RESPONSE, as the bytes themselves would take), and how much of it has come.
     held: Vec<u8>,
     filled: usize,
     prefix: Vec<u8>,
@@ -651,6 +651,7 @@ impl Upstream {
     }
 
     fn fetch_once(&mut self, uids: &str, body: Body) -> Result<Vec<Fetched>, UpstreamError> {
+        let wants_body = !matches!(body, Body::None);
         let set = SequenceSet::try_from(uids).map_err(|e| UpstreamError::Protocol(self.name.clone(), e.to_string()))?;
         let mut items = vec![
             MessageDataItemName::Uid,
@@ -676,6 +677,7 @@ impl Upstream {
         for d in self.run(body, "FETCH")? {
             let Data::Fetch { items, .. } = d else { continue };
             let mut f = Fetched { uid: 0, size: 0, flags: Vec::new(), internal_date: None, body: Vec::new() };
+            let mut got_body = false;
             for item in items.into_iter() {
                 match item {
                     MessageDataItem::Uid(u) => f.uid = u.get(),
@@ -683,6 +685,7 @@ impl Upstream {
                     MessageDataItem::Flags(fl) => f.flags = fl,
                     MessageDataItem::InternalDate(d) => f.internal_date = Some(d),
                     MessageDataItem::BodyExt { data, .. } => {
+                        got_body = true;
                         f.body = data
                             .0
                             .map(|s| self.literals.take(s.as_ref()).unwrap_or_else(|| s.as_ref().to_vec()))
@@ -691,7 +694,10 @@ impl Upstream {
                     _ => {}
                 }
             }
-            if f.uid != 0 {
+            // A FETCH the mail store sends of its own (flags another client changed, with the
+            // UID under a UID command) is not this message's answer: taken as one, its bytes
+            // would be none.
+            if f.uid != 0 && (got_body || !wants_body) {
                 out.push(f);
             }
         }
@@ -802,6 +808,45 @@ impl Upstream {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A mail store on loopback that answers each command line with `answer(line)`.
+    fn scripted_store(answer: fn(&str) -> String) -> String {
+        use std::io::{BufRead, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        std::thread::spawn(move || {
+            let (stream, _) = listener.accept().unwrap();
+            let mut out = stream.try_clone().unwrap();
+            out.write_all(b"* OK ready\r\n").unwrap();
+            for line in std::io::BufReader::new(stream).lines() {
+                let Ok(line) = line else { return };
+                if out.write_all(answer(&line).as_bytes()).is_err() {
+                    return;
+                }
+            }
+        });
+        addr
+    }
+
+    #[test]
+    fn a_fetch_the_store_sends_of_its_own_is_not_taken_for_the_message_asked_for() {
+        // Flags another client changed, sent with the UID (as under a UID command) before and
+        // after the answer: the message's bytes are the answer's, not none.
+        let addr = scripted_store(|line| {
+            let tag = line.split(' ').next().unwrap_or("*");
+            if line.contains("FETCH") {
+                format!("* 1 FETCH (UID 12 FLAGS (\\Seen))\r\n* 1 FETCH (UID 12 FLAGS () RFC822.SIZE 5 BODY[] {{5}}\r\nhello)\r\n* 1 FETCH (FLAGS (\\Seen) UID 12)\r\n{tag} OK done\r\n")
+            } else {
+                format!("{tag} OK done\r\n")
+            }
+        });
+        let mut up = Upstream::login(&addr, "127.0.0.1", &Security::Plain, "bob", &"pw".to_string().into()).unwrap();
+        let got = up.fetch("12", Body::Whole).unwrap();
+        assert_eq!(got.len(), 1);
+        assert_eq!((got[0].uid, got[0].body.as_slice()), (12, &b"hello"[..]));
+        // Asked for flags alone, every FETCH with a UID counts.
+        assert_eq!(up.fetch("12", Body::None).unwrap().len(), 3);
+    }
 
     #[test]
     fn uids_go_as_ranges_in_sets_no_mail_store_finds_too_long() {
