@@ -2065,6 +2065,39 @@ fn the_imap_door_keeps_uids_and_bytes_across_restarts_without_the_card_and_write
 }
 
 #[test]
+fn a_download_through_the_door_gets_every_plain_mail_as_the_store_holds_it_in_any_order() {
+    let w = World::new();
+    let store = Dovecot::start(&w.bob);
+    // Forty plain mails from 100 bytes to 300 KiB: several to one FETCH read ahead, and some
+    // past the size the door's client holds apart from the parser.
+    let mails: Vec<PathBuf> = (0..40)
+        .map(|i| {
+            let size = [100, 5_000, 300_000, 70_000][i % 4] + i;
+            let text: String = (0..size).map(|j| char::from(b'a' + ((i * 7 + j / 60) % 26) as u8)).collect();
+            let lines: Vec<&str> = text.as_bytes().chunks(60).map(|c| std::str::from_utf8(c).unwrap()).collect();
+            w.bob.write(
+                &format!("plain-{i}.eml"),
+                format!("From: Carol <carol@example.jp>\r\nSubject: part {i}\r\n\r\n{}\r\n", lines.join("\r\n")),
+            )
+        })
+        .collect();
+    store.deliver(&mails.iter().map(PathBuf::as_path).collect::<Vec<_>>());
+    let agent = crate::support::agent::start_agent(&w.bob, "", "0");
+    let door = imap_door(&w.bob, &agent.socket, &store);
+    // As a download asks (one message after another), then skipping ahead and back, then
+    // every message again: each is the store's bytes, by the door's and the store's UID.
+    let script = "import imaplib,sys\nd=imaplib.IMAP4('127.0.0.1',int(sys.argv[1]))\nd.login(sys.argv[2],sys.argv[3])\nd.select('INBOX', readonly=True)\ns=imaplib.IMAP4('127.0.0.1',int(sys.argv[4]))\ns.login(sys.argv[5],sys.argv[6])\ns.select('INBOX', readonly=True)\ndef body(c,u):\n    typ,data=c.uid('FETCH',str(u),'(BODY.PEEK[])')\n    assert typ=='OK', data\n    return data[0][1]\nwrong=[]\norder=list(range(1,21))+[35,36,30,31,32]+list(range(40,20,-1))+list(range(1,41))\nfor u in order:\n    if body(d,u)!=body(s,u): wrong.append(u)\nprint('read', len(order), 'wrong', wrong)\n";
+    let o = with_door_and_store(script, &door, &store, &[]);
+    assert!(
+        stdout(&o).contains("read 85 wrong []"),
+        "{}{}\n{}",
+        stdout(&o),
+        stderr(&o),
+        std::fs::read_to_string(w.bob.path(&format!("imap-door-{}.log", door.port))).unwrap_or_default()
+    );
+}
+
+#[test]
 fn a_protected_mail_that_waits_for_the_card_comes_back_opened_under_a_new_uid() {
     let w = World::new();
     let hop2 = w.figures_to_bob();

@@ -738,6 +738,27 @@ pub fn rebuild(
     view_in_agent(agent, &f.body, authserv_id, true).map_err(|(_, why)| why)
 }
 
+/// The views of plain mails `uids` of `mailbox`, read in one FETCH (for reading ahead of a
+/// client, ahead.rs): by upstream UID, those the mail store still has and that need no card.
+pub fn read_plain(
+    up: &mut Upstream,
+    mailbox: &str,
+    authserv_id: &str,
+    upstream_uidvalidity: u32,
+    uids: &[u32],
+) -> Result<HashMap<u32, Vec<u8>>, UpstreamError> {
+    if uids.is_empty() || up.reexamine(mailbox)? != upstream_uidvalidity {
+        return Ok(HashMap::new());
+    }
+    let set = uids.iter().map(u32::to_string).collect::<Vec<_>>().join(",");
+    Ok(up
+        .fetch(&set, Body::Whole)?
+        .into_iter()
+        .filter(|f| uids.contains(&f.uid) && !needs_card(&f.body))
+        .map(|f| (f.uid, crate::ops::view::untouched_owned(f.body, authserv_id)))
+        .collect())
+}
+
 /// How long one mailbox's update may go on opening protected mail before it leaves the rest to
 /// the next round.
 const ROUND_BUDGET: Duration = Duration::from_secs(10);

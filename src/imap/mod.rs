@@ -2,6 +2,7 @@
 //! that shows each message as its view (ops/view.rs), built once by the agent, while the mail
 //! itself stays as it is on the organisation's mail store.
 
+mod ahead;
 pub mod cache;
 pub mod mirror;
 pub mod search;
@@ -122,6 +123,8 @@ pub struct Shared {
     big_freed: std::sync::Condvar,
     /// STARTTLS for clients: the door's own certificate (None: not offered).
     pub tls: Option<tls::DoorTls>,
+    /// Plain mail read ahead of a client's download (ahead.rs).
+    ahead: ahead::Ahead,
 }
 
 /// Rounds of refreshes asked for and done, by number, and how each mailbox's last went (in
@@ -214,6 +217,7 @@ impl Shared {
             big_inputs: Mutex::new(0),
             big_freed: std::sync::Condvar::new(),
             tls: None,
+            ahead: ahead::Ahead::default(),
         };
         let mut shared = shared;
         shared.folder("INBOX").map_err(|e| Failure::new(Exit::Io, e))?;
@@ -478,7 +482,7 @@ impl Shared {
     /// The view of `uid`: from the cache, or built again from the upstream (never asking a
     /// PIN) when it was evicted. A view built again that is not the bytes this UID showed is
     /// not shown under it (the mail comes back under a new UID). None, and why, otherwise.
-    pub fn view(&self, folder: &Folder, uidvalidity: u32, uid: u32) -> Result<Vec<u8>, String> {
+    pub fn view(&self, folder: &Arc<Folder>, uidvalidity: u32, uid: u32) -> Result<Vec<u8>, String> {
         let (upstream_uidvalidity, entry) = {
             let m = folder.lock();
             if m.uidvalidity() != uidvalidity {
@@ -503,6 +507,15 @@ impl Shared {
                 return Ok(v);
             }
         }
+        // A plain mail's first read: the client is downloading; the next ones are read ahead.
+        if entry.plain && entry.lazy {
+            let ready = self.ahead.take(folder, uidvalidity, uid);
+            self.ahead.plan_after(folder, uidvalidity, uid);
+            if let Some(r) = ready {
+                self.keep(folder, uidvalidity, uid, &entry, &r.view, Some(r.digest))?;
+                return Ok(r.view);
+            }
+        }
         let view = self.reading(|up| {
             mirror::rebuild(
                 up,
@@ -513,7 +526,7 @@ impl Shared {
                 entry.upstream,
             )
         })?;
-        self.keep(folder, uidvalidity, uid, &entry, &view)?;
+        self.keep(folder, uidvalidity, uid, &entry, &view, None)?;
         Ok(view)
     }
 
@@ -532,8 +545,9 @@ impl Shared {
         uid: u32,
         entry: &mirror::Entry,
         view: &[u8],
+        digest: Option<[u8; 32]>,
     ) -> Result<(), String> {
-        let digest: [u8; 32] = <sha2::Sha256 as sha2::Digest>::digest(view).into();
+        let digest: [u8; 32] = digest.unwrap_or_else(|| <sha2::Sha256 as sha2::Digest>::digest(view).into());
         let same = if entry.lazy { view.len() == entry.size as usize } else { digest == entry.digest };
         let still = |m: &mirror::Mirror| {
             m.uidvalidity() == uidvalidity && m.entry(uid).is_some_and(|e| e.upstream == entry.upstream)
@@ -1015,6 +1029,11 @@ pub fn run(settings: Settings) -> Result<(), Failure> {
     std::thread::Builder::new()
         .name("imap-refresh".into())
         .spawn(move || polling.refresh_loop())
+        .map_err(|e| Failure::new(Exit::Io, e.to_string()))?;
+    let reading = shared.clone();
+    std::thread::Builder::new()
+        .name("imap-ahead".into())
+        .spawn(move || reading.read_ahead_loop())
         .map_err(|e| Failure::new(Exit::Io, e.to_string()))?;
     crate::smtp::server::serve_loopback(
         listener,
