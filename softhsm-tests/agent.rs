@@ -4,6 +4,7 @@ use crate::support::agent::*;
 use crate::support::*;
 use std::io::Write;
 use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -354,6 +355,81 @@ fn removed_token_forgets_the_pin_never_prompts_and_works_again_when_back() {
     let o = via(&tok, &agent, &["sign", "--in", input.to_str().unwrap()]);
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     assert_eq!(getpins(&agent), 2, "the cached PIN was wiped: a fresh PIN after reinsertion");
+}
+
+#[test]
+fn a_token_that_flaps_under_a_burst_of_signing_costs_requests_never_the_agent() {
+    let tok = Tok::new();
+    let mut agent = start_agent(&tok, "pin_cache = \"ttl\"\npresence_poll_ms = 300\n", "0");
+    let input = tok.write("mail.eml", MAIL);
+    let pid = agent.child.id();
+    let store = tok.dir.path().join("t/tokens");
+    let away = tok.dir.path().join("t/tokens.away");
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let mut died = None;
+    // Four clients sign in a loop while the token goes away for 1.2 s and comes back, twenty
+    // times in a row (the agent's module is re-initialised at each: it used to be unloaded and
+    // loaded again, and SoftHSM2's static destructors crashed the agent within a few flaps).
+    let answers: Vec<Vec<(i32, PathBuf, String)>> = std::thread::scope(|s| {
+        let clients: Vec<_> = (0..4)
+            .map(|c| {
+                let (tok, agent, input, stop) = (&tok, &agent, &input, &stop);
+                s.spawn(move || {
+                    let mut got = Vec::new();
+                    for n in 0.. {
+                        if stop.load(std::sync::atomic::Ordering::SeqCst) {
+                            break;
+                        }
+                        let out = tok.path(&format!("signed-{c}-{n}.eml"));
+                        let o =
+                            via(tok, agent, &["sign", "--in", input.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+                        got.push((code(&o), out, stderr(&o).lines().next().unwrap_or_default().to_string()));
+                        std::thread::sleep(Duration::from_millis(50));
+                    }
+                    got
+                })
+            })
+            .collect();
+        for flap in 0..20 {
+            std::fs::rename(&store, &away).unwrap();
+            std::thread::sleep(Duration::from_millis(1200));
+            std::fs::rename(&away, &store).unwrap();
+            std::thread::sleep(Duration::from_millis(1000));
+            // Running or sleeping, not a zombie: /proc/PID/stat's third field.
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let state = stat.rsplit(')').next().and_then(|r| r.split_whitespace().next());
+            if !matches!(state, Some("R" | "S" | "D")) {
+                died = Some(flap);
+                break;
+            }
+        }
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        clients.into_iter().map(|c| c.join().unwrap()).collect()
+    });
+    if let Some(flap) = died {
+        panic!("the agent died at flap {flap}: {:?}", agent.child.try_wait());
+    }
+    assert!(agent.child.try_wait().unwrap().is_none(), "the agent lives");
+    assert_eq!(agent.child.id(), pid);
+    let all: Vec<&(i32, PathBuf, String)> = answers.iter().flatten().collect();
+    let odd: Vec<_> = all.iter().filter(|(c, _, _)| *c != 0 && *c != 3).map(|(c, _, e)| (c, e)).collect();
+    assert!(odd.is_empty(), "every answer is signed (0) or not present (3): {odd:?}");
+    let signed: Vec<&PathBuf> = all.iter().filter(|(c, _, _)| *c == 0).map(|(_, p, _)| p).collect();
+    assert!(signed.len() > 20, "signing went on between the flaps: {} of {}", signed.len(), all.len());
+    eprintln!("{} requests over 20 flaps: {} signed, the rest not present", all.len(), signed.len());
+    std::thread::scope(|s| {
+        for part in signed.chunks(signed.len().div_ceil(4)) {
+            s.spawn(move || {
+                for p in part {
+                    let v = openssl_verify(p, &pki().join("root.pem"));
+                    assert!(v.status.success(), "{} does not verify: {}", p.display(), stderr(&v));
+                }
+            });
+        }
+    });
+    // And it signs again once the token stays.
+    let o = via(&tok, &agent, &["sign", "--in", input.to_str().unwrap()]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
 }
 
 #[test]

@@ -173,6 +173,7 @@ impl Desk {
                 reader: reader_of(t, cfg).map(|(r, _)| r),
                 events: reader_of(t, cfg).and_then(|(r, _)| readers.card_events(&r)).map(|(_, n)| n),
                 seen_at: Instant::now(),
+                waits_for_rescan: false,
             });
             w.present = true;
             w.serial = t.serial.clone();
@@ -201,6 +202,11 @@ impl Desk {
         self.closed
     }
 
+    /// A module waits to be re-initialised until no request uses one.
+    pub fn rescan_wanted(&self) -> bool {
+        self.watches.values().any(|w| w.waits_for_rescan)
+    }
+
     /// Between requests: forget PINs whose time is up, apply finished probes, start the next
     /// look when one is due (`may_rescan`: no request uses any module). Returns how long until
     /// it should run again, and whether it called into a module (a look).
@@ -225,8 +231,10 @@ impl Desk {
                 self.last_check = Instant::now();
             }
         }
-        // While a probe runs, come back soon to apply its result.
-        let next = if self.prober.busy { poll.min(Duration::from_millis(20)) } else { poll };
+        // While a probe runs, come back soon to apply its result; so too while a module waits
+        // for the moment no request uses one.
+        let soon = self.prober.busy || self.rescan_wanted();
+        let next = if soon { poll.min(Duration::from_millis(20)) } else { poll };
         (next, looked)
     }
 }

@@ -31,6 +31,9 @@ pub(super) struct Watch {
     /// When a request last succeeded with it: a probe started before then that found nothing
     /// is stale, not a removal.
     pub(super) seen_at: Instant,
+    /// Its module must be re-initialised (it left, came back, or was replaced) and requests
+    /// using a module kept that from happening: new requests wait a moment (`Desk::rescan_wanted`).
+    pub(super) waits_for_rescan: bool,
 }
 
 /// Probes of module-watched tokens run on their own thread: a probe starts a process that
@@ -171,9 +174,9 @@ pub(super) fn look(
 }
 
 /// Act on what was observed: removal drops the token's sessions and cached PIN at once.
-/// Returns whether the token the agent held is gone (removed or replaced). What needs its
-/// module re-initialised waits while a request uses a module (`may_rescan` false): the next
-/// look sees it again.
+/// Returns whether the token the agent held is gone (removed or replaced). Re-initialising its
+/// module waits while a request uses a module (`may_rescan` false): it is done at the first
+/// look when none does (`Watch::waits_for_rescan`; new requests let it go first).
 pub(super) fn apply_presence(
     key: &str,
     w: &mut Watch,
@@ -183,14 +186,21 @@ pub(super) fn apply_presence(
     may_rescan: bool,
 ) -> bool {
     let by_module = w.reinit && w.reader.is_none();
+    if w.waits_for_rescan && may_rescan {
+        rescan(lanes, &w.module);
+        w.waits_for_rescan = false;
+    }
+    let reinit = |lanes: &mut Lanes, w: &mut Watch| {
+        if may_rescan {
+            rescan(lanes, &w.module);
+        }
+        w.waits_for_rescan = !may_rescan;
+    };
     match (w.present, now) {
         (true, None) => {
-            if by_module && !may_rescan {
-                return false;
-            }
             forget(lanes, key);
             if by_module {
-                rescan(lanes, &w.module);
+                reinit(lanes, w);
             }
             w.present = false;
             let note = match &w.reader {
@@ -201,11 +211,8 @@ pub(super) fn apply_presence(
             true
         }
         (true, Some(serial)) if serial != w.serial => {
-            if !may_rescan {
-                return false;
-            }
             forget(lanes, key);
-            rescan(lanes, &w.module);
+            reinit(lanes, w);
             event(events, "token-removed", crate::tr!("event-token-replaced", token = w.label, serial = w.serial));
             event(events, "token-inserted", crate::tr!("event-token-inserted", token = w.label, serial = serial));
             w.serial = serial;
@@ -213,10 +220,7 @@ pub(super) fn apply_presence(
         }
         (false, Some(serial)) => {
             if by_module {
-                if !may_rescan {
-                    return false;
-                }
-                rescan(lanes, &w.module);
+                reinit(lanes, w);
             }
             w.present = true;
             event(events, "token-inserted", crate::tr!("event-token-inserted", token = w.label, serial = serial));
@@ -238,7 +242,9 @@ pub(super) fn check_presence(
 ) -> Vec<String> {
     let mut removed = Vec::new();
     for (key, w) in watches.iter_mut() {
-        if look(base, key, w, lanes, events, readers, may_rescan) {
+        // Gone now, or away (or back) since an earlier look while its module still holds what
+        // it had before: a request that failed on it failed because it left.
+        if look(base, key, w, lanes, events, readers, may_rescan) || !w.present || w.waits_for_rescan {
             removed.push(key.clone());
         }
     }

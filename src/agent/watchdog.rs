@@ -33,6 +33,9 @@ pub struct Watchdog {
     /// The accept loop has seen `restarting` and accepts no more (the kernel queues new
     /// connections for the next image).
     pub accept_parked: AtomicBool,
+    /// Subscribers told of the restart that have not yet written it to their client: the
+    /// re-exec waits for them too (a loaded machine ran the exec before a subscriber's thread).
+    pub events_owed: AtomicUsize,
 }
 
 impl Watchdog {
@@ -43,6 +46,7 @@ impl Watchdog {
             restarting: AtomicBool::new(false),
             in_flight: AtomicUsize::new(0),
             accept_parked: AtomicBool::new(false),
+            events_owed: AtomicUsize::new(0),
         })
     }
 
@@ -76,10 +80,20 @@ impl Watchdog {
         self.in_flight.fetch_sub(1, Ordering::SeqCst);
     }
 
-    /// Wait (bounded) until the accept loop has stopped and every answer owed has been written.
+    /// A subscriber wrote an event to its client after the restart began.
+    pub fn event_written(&self) {
+        if self.restarting.load(Ordering::SeqCst) {
+            let _ = self.events_owed.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
+        }
+    }
+
+    /// Wait (bounded) until the accept loop has stopped and every answer and restart event owed
+    /// has been written.
     pub fn drain_answers(&self, within: Duration) {
         let until = Instant::now() + within;
-        while (!self.accept_parked.load(Ordering::SeqCst) || self.in_flight.load(Ordering::SeqCst) > 0)
+        while (!self.accept_parked.load(Ordering::SeqCst)
+            || self.in_flight.load(Ordering::SeqCst) > 0
+            || self.events_owed.load(Ordering::SeqCst) > 0)
             && Instant::now() < until
         {
             std::thread::sleep(Duration::from_millis(10));

@@ -172,24 +172,72 @@ pub struct Module {
     pub(crate) ctx: Pkcs11,
 }
 
+/// The modules this process loaded, by the path they were loaded from: kept until the process
+/// ends, never unloaded. Unloading a module runs its static destructors (dlclose), and loading
+/// it again crashed the agent inside SoftHSM2's; a module is started afresh by C_Finalize and
+/// C_Initialize on the same handle instead. As many as the paths the user configured.
+///
+/// C_Initialize and C_Finalize run under this lock, and C_Initialize only on a module not
+/// initialised: requests opening tokens at once called C_Initialize at once, which SoftHSM2
+/// does not survive (a segfault in its configuration map, at the first token removal under a
+/// burst of signing).
+static LOADED: std::sync::Mutex<Vec<Loaded>> = std::sync::Mutex::new(Vec::new());
+
+struct Loaded {
+    /// Canonical, so that two spellings of one file are one module.
+    path: PathBuf,
+    ctx: Pkcs11,
+    initialized: bool,
+}
+
+fn loaded_modules() -> std::sync::MutexGuard<'static, Vec<Loaded>> {
+    LOADED.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn canonical(path: &Path) -> PathBuf {
+    std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf())
+}
+
 impl Module {
     pub fn load(path: &Path) -> Result<Module> {
         if !path.exists() {
             return Err(TokenError::ModuleLoad { path: path.into(), reason: crate::tr!("token-module-missing") });
         }
-        let ctx = Pkcs11::new(path).map_err(|e| TokenError::ModuleLoad { path: path.into(), reason: e.to_string() })?;
-        match ctx.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK)) {
-            Ok(()) | Err(CkError::Pkcs11(RvError::CryptokiAlreadyInitialized, _)) => {}
-            Err(e) => return Err(TokenError::ck(e)),
+        let key = canonical(path);
+        let mut all = loaded_modules();
+        let at = match all.iter().position(|l| l.path == key) {
+            Some(at) => at,
+            None => {
+                let ctx = Pkcs11::new(path)
+                    .map_err(|e| TokenError::ModuleLoad { path: path.into(), reason: e.to_string() })?;
+                all.push(Loaded { path: key, ctx, initialized: false });
+                all.len() - 1
+            }
+        };
+        let l = &mut all[at];
+        if !l.initialized {
+            match l.ctx.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK)) {
+                Ok(()) | Err(CkError::Pkcs11(RvError::CryptokiAlreadyInitialized, _)) => l.initialized = true,
+                Err(e) => return Err(TokenError::ck(e)),
+            }
         }
-        Ok(Module { path: path.into(), ctx })
+        Ok(Module { path: path.into(), ctx: l.ctx.clone() })
     }
 
-    /// C_Finalize: the next `load` starts the module afresh and sees tokens created or removed
-    /// since (SoftHSM2 reads its token directory only at C_Initialize). Every token opened
-    /// through this module must be dropped first: their sessions end here.
+    /// C_Finalize: the next `load` starts the module afresh (C_Initialize on the same handle)
+    /// and sees tokens created or removed since (SoftHSM2 reads its token directory only at
+    /// C_Initialize). Every token opened through this module must be dropped first: their
+    /// sessions end here. The module stays loaded (`LOADED`).
     pub fn finalize(self) -> Result<()> {
-        self.ctx.finalize().map_err(TokenError::ck)
+        let key = canonical(&self.path);
+        let mut all = loaded_modules();
+        match all.iter_mut().find(|l| l.path == key) {
+            Some(l) if l.initialized => {
+                l.initialized = false;
+                self.ctx.finalize().map_err(TokenError::ck)
+            }
+            _ => Ok(()),
+        }
     }
 
     pub fn slots(&self, profiles: &[Profile]) -> Result<Vec<SlotReport>> {

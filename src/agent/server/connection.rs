@@ -77,7 +77,9 @@ pub(super) fn serve(stream: Arc<UnixStream>, peer: Peer, agent: &Agent, mut owed
                 loop {
                     match rx.recv_timeout(SUBSCRIBER_CHECK) {
                         Ok(ev) => {
-                            if write_message(&mut &*stream, &ev, &[]).is_err() {
+                            let written = write_message(&mut &*stream, &ev, &[]);
+                            dog.event_written();
+                            if written.is_err() {
                                 return;
                             }
                         }

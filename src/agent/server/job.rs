@@ -5,6 +5,11 @@ use super::*;
 use crate::agent::desk::wait_for_leaving;
 use crate::token::objects::Shown;
 
+/// How long a new request lets a module waiting to be re-initialised go first: the requests
+/// under way finish (a signature takes milliseconds), the module starts afresh, and the new
+/// request finds the token as it now is. One waiting on a person is not waited for longer.
+const RESCAN_FIRST: Duration = Duration::from_secs(2);
+
 /// The token a request uses, out of the agent's table while the request holds its turn.
 pub(super) struct Held {
     key: String,
@@ -195,7 +200,12 @@ impl<'w> AgentCtx<'w> {
             wait_for_leaving(&agent.readers, &r);
         }
         let unused = agent.modules.try_write().ok();
-        let gone = lock(&agent.desk).after_request(&held.key, failed, unused.is_some());
+        let gone = {
+            let mut desk = lock(&agent.desk);
+            let gone = desk.after_request(&held.key, failed, unused.is_some());
+            agent.rescan_wanted.store(desk.rescan_wanted(), Ordering::SeqCst);
+            gone
+        };
         drop(unused);
         agent.dog.leave(self.serial);
         self.answered_elsewhere |= lock(&agent.current).remove(&self.serial).is_none();
@@ -214,6 +224,11 @@ impl<'w> AgentCtx<'w> {
     /// From here until the request is done with its token, no module is re-initialised.
     fn hold_modules(&mut self) {
         if self.modules.is_none() {
+            // A module waiting to be re-initialised goes first, for at most RESCAN_FIRST.
+            let until = (Instant::now() + RESCAN_FIRST).min(self.job.deadline);
+            while self.agent.rescan_wanted.load(Ordering::SeqCst) && Instant::now() < until {
+                std::thread::sleep(Duration::from_millis(10));
+            }
             self.modules = Some(self.agent.modules.read().unwrap_or_else(|e| e.into_inner()));
         }
     }

@@ -32,7 +32,7 @@ use std::os::unix::fs::FileExt;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard};
 use std::time::{Duration, Instant};
@@ -59,6 +59,9 @@ struct Agent {
     /// Held for reading by every request while it may call into a module; a module is
     /// re-initialised (presence.rs) only under the write lock, taken without waiting.
     modules: RwLock<()>,
+    /// A module waits to be re-initialised (Desk::rescan_wanted): new requests let it go first,
+    /// for a moment (a burst of them never left it one, and went on failing on the old token).
+    rescan_wanted: AtomicBool,
     /// Held by a request while it looks for tokens (opens every module, a session on each
     /// token): one looks at a time.
     looking: Mutex<()>,
@@ -144,6 +147,7 @@ pub fn run(setup: Setup, a: AgentArgs) -> Result<(), Failure> {
     let agent = Arc::new(Agent {
         desk: Mutex::new(Desk::new(a.config_path.clone(), cfg.clone(), events.clone(), readers.clone())),
         modules: RwLock::new(()),
+        rescan_wanted: AtomicBool::new(false),
         looking: Mutex::new(()),
         serials: AtomicU64::new(HOUSEKEEPER + 1),
         setup,
@@ -299,6 +303,7 @@ fn housekeeper(agent: &Agent) {
         }
         agent.dog.enter(HOUSEKEEPER, "presence check");
         wait = desk.housekeeping(unused.is_some()).0;
+        agent.rescan_wanted.store(desk.rescan_wanted(), Ordering::SeqCst);
         agent.dog.leave(HOUSEKEEPER);
     }
 }
@@ -361,6 +366,7 @@ fn watch_for_hangs(agent: &Agent, listener: std::os::fd::RawFd, own_path: Option
     // Whoever waits for a turn is told it may simply ask again once the agent is back. The table
     // is not locked if a hung call holds it: its lanes are closed through their own turnstiles.
     close_lanes(agent);
+    dog.events_owed.store(lock(&agent.events).len(), Ordering::SeqCst);
     event(&agent.events, "agent-restarting", msg.clone());
     if let Some(log) = &agent.audit {
         let _ = log.send(AuditMsg::Entry(AuditEntry {
