@@ -207,10 +207,32 @@ impl Desk {
         self.watches.values().any(|w| w.waits_for_rescan)
     }
 
+    /// The token under `key` was seen gone, or came back before its module was re-read: its
+    /// label.
+    pub fn away(&self, key: &str) -> Option<String> {
+        self.watches.get(key).filter(|w| !w.present || w.waits_for_rescan).map(|w| w.label.clone())
+    }
+
+    /// Re-initialise, once each, the modules waiting for it (the caller holds the modules for
+    /// writing): every watch on such a module is done with it.
+    fn rescan_waiting(&mut self) {
+        let modules: std::collections::BTreeSet<PathBuf> =
+            self.watches.values().filter(|w| w.waits_for_rescan).map(|w| w.module.clone()).collect();
+        for module in modules {
+            rescan(&mut self.lanes, &module);
+            for w in self.watches.values_mut().filter(|w| w.module == module) {
+                w.waits_for_rescan = false;
+            }
+        }
+    }
+
     /// Between requests: forget PINs whose time is up, apply finished probes, start the next
     /// look when one is due (`may_rescan`: no request uses any module). Returns how long until
     /// it should run again, and whether it called into a module (a look).
     pub fn housekeeping(&mut self, may_rescan: bool) -> (Duration, bool) {
+        if may_rescan {
+            self.rescan_waiting();
+        }
         let (base, cfg, events, readers) = (&self.base, &self.cfg, &self.events, &self.readers);
         let poll = Duration::from_millis(cfg.presence_poll_ms.max(100));
         apply_cache_policy(&mut self.lanes, cfg);

@@ -186,10 +186,6 @@ pub(super) fn apply_presence(
     may_rescan: bool,
 ) -> bool {
     let by_module = w.reinit && w.reader.is_none();
-    if w.waits_for_rescan && may_rescan {
-        rescan(lanes, &w.module);
-        w.waits_for_rescan = false;
-    }
     let reinit = |lanes: &mut Lanes, w: &mut Watch| {
         if may_rescan {
             rescan(lanes, &w.module);

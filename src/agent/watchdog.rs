@@ -17,6 +17,9 @@ use std::time::{Duration, Instant};
 
 /// Environment variable that carries the listening socket's descriptor across the re-exec.
 pub const LISTEN_FD_VAR: &str = "SSMAX_CARD_LISTEN_FD";
+/// The event subscribers hear before the agent restarts in place.
+pub const RESTARTING: &str = "agent-restarting";
+
 /// How many times this agent has restarted itself (shown in notes and the audit log).
 pub const RESTARTS_VAR: &str = "SSMAX_CARD_AGENT_RESTARTS";
 
@@ -80,11 +83,9 @@ impl Watchdog {
         self.in_flight.fetch_sub(1, Ordering::SeqCst);
     }
 
-    /// A subscriber wrote an event to its client after the restart began.
+    /// A subscriber wrote the restart event (`RESTARTING`) to its client.
     pub fn event_written(&self) {
-        if self.restarting.load(Ordering::SeqCst) {
-            let _ = self.events_owed.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
-        }
+        let _ = self.events_owed.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
     }
 
     /// Wait (bounded) until the accept loop has stopped and every answer and restart event owed

@@ -78,7 +78,9 @@ pub(super) fn serve(stream: Arc<UnixStream>, peer: Peer, agent: &Agent, mut owed
                     match rx.recv_timeout(SUBSCRIBER_CHECK) {
                         Ok(ev) => {
                             let written = write_message(&mut &*stream, &ev, &[]);
-                            dog.event_written();
+                            if ev.event.as_deref() == Some(crate::agent::watchdog::RESTARTING) {
+                                dog.event_written();
+                            }
                             if written.is_err() {
                                 return;
                             }

@@ -235,7 +235,11 @@ impl<'w> AgentCtx<'w> {
 
     /// Wait for the turn of the token under `key` and take the token out of the table.
     fn take_turn(&mut self, key: &str) -> Result<(), Failure> {
+        // Moving from one token's turn to another's keeps the hold on the modules: a token
+        // opened meanwhile (found by looking) keeps a live session, no module re-initialised.
+        let modules = self.modules.take();
         self.release(None);
+        self.modules = modules;
         self.hold_modules();
         let gate = lock(&self.agent.desk).gate(key);
         match gate.and_then(|g| g.take(self.job.deadline)) {
@@ -376,6 +380,12 @@ impl Ctx for AgentCtx<'_> {
             return Err(Failure::new(Exit::Io, "internal: the token turn vanished"));
         };
         if held.token.is_none() {
+            // Known to be away (or back, but its module not yet re-read, so what the module
+            // shows is the token as it was): not opened on that stale view.
+            let away = lock(&self.agent.desk).away(&held.key);
+            if let Some(label) = away {
+                return Err(TokenError::NotPresent(crate::tr!("token-removed-during", token = label)).into());
+            }
             held.token = Some(Token::open(&self.s.token_uri, &self.s.profiles)?);
         }
         // Possession first: a token bound to a reader is there only while its card is.

@@ -7,7 +7,7 @@
 
 use super::audit::AuditLog;
 use super::desk::Desk;
-use super::presence::{event, reader_of, Events};
+use super::presence::{reader_of, Events};
 use super::protocol::{
     read_message_with_fds_within, write_message, Call, Passed, ProtocolError, Request, Response, VerifyArgs, MAX_BODY,
     VERSION,
@@ -366,8 +366,24 @@ fn watch_for_hangs(agent: &Agent, listener: std::os::fd::RawFd, own_path: Option
     // Whoever waits for a turn is told it may simply ask again once the agent is back. The table
     // is not locked if a hung call holds it: its lanes are closed through their own turnstiles.
     close_lanes(agent);
-    dog.events_owed.store(lock(&agent.events).len(), Ordering::SeqCst);
-    event(&agent.events, "agent-restarting", msg.clone());
+    {
+        // Each subscriber told owes the event's writing (Watchdog::events_owed).
+        let mut subs = lock(&agent.events);
+        let before = subs.len();
+        dog.events_owed.store(before, Ordering::SeqCst);
+        let ev = Response {
+            v: VERSION,
+            ok: true,
+            event: Some(watchdog::RESTARTING.into()),
+            notes: vec![msg.clone()],
+            ..Default::default()
+        };
+        subs.retain(|s| s.send(ev.clone()).is_ok());
+        // Those gone already owe nothing.
+        for _ in subs.len()..before {
+            dog.event_written();
+        }
+    }
     if let Some(log) = &agent.audit {
         let _ = log.send(AuditMsg::Entry(AuditEntry {
             op: "watchdog".into(),
