@@ -170,6 +170,7 @@ pub struct TokenReport {
 pub struct Module {
     pub path: PathBuf,
     pub(crate) ctx: Pkcs11,
+    started: Started,
 }
 
 /// The modules this process loaded, by the path they were loaded from: kept until the process
@@ -177,22 +178,15 @@ pub struct Module {
 /// it again crashed the agent inside SoftHSM2's; a module is started afresh by C_Finalize and
 /// C_Initialize on the same handle instead. As many as the paths the user configured.
 ///
-/// C_Initialize and C_Finalize run under this lock, and C_Initialize only on a module not
-/// initialised: requests opening tokens at once called C_Initialize at once, which SoftHSM2
-/// does not survive (a segfault in its configuration map, at the first token removal under a
-/// burst of signing).
-static LOADED: std::sync::Mutex<Vec<Loaded>> = std::sync::Mutex::new(Vec::new());
+/// Each module's C_Initialize and C_Finalize run under its own lock (`Started`), and
+/// C_Initialize only on a module not initialised: requests opening tokens at once called
+/// C_Initialize at once, which SoftHSM2 does not survive (a segfault in its configuration map,
+/// at the first token removal under a burst of signing). One module slow to start holds up no
+/// other.
+static LOADED: std::sync::Mutex<Vec<(PathBuf, Pkcs11, Started)>> = std::sync::Mutex::new(Vec::new());
 
-struct Loaded {
-    /// Canonical, so that two spellings of one file are one module.
-    path: PathBuf,
-    ctx: Pkcs11,
-    initialized: bool,
-}
-
-fn loaded_modules() -> std::sync::MutexGuard<'static, Vec<Loaded>> {
-    LOADED.lock().unwrap_or_else(|p| p.into_inner())
-}
+/// Whether a loaded module is initialised, and the lock its C_Initialize and C_Finalize take.
+type Started = std::sync::Arc<std::sync::Mutex<bool>>;
 
 fn canonical(path: &Path) -> PathBuf {
     std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf())
@@ -204,24 +198,28 @@ impl Module {
             return Err(TokenError::ModuleLoad { path: path.into(), reason: crate::tr!("token-module-missing") });
         }
         let key = canonical(path);
-        let mut all = loaded_modules();
-        let at = match all.iter().position(|l| l.path == key) {
-            Some(at) => at,
-            None => {
-                let ctx = Pkcs11::new(path)
-                    .map_err(|e| TokenError::ModuleLoad { path: path.into(), reason: e.to_string() })?;
-                all.push(Loaded { path: key, ctx, initialized: false });
-                all.len() - 1
+        let (ctx, started) = {
+            let mut all = LOADED.lock().unwrap_or_else(|p| p.into_inner());
+            match all.iter().find(|(p, _, _)| *p == key) {
+                Some((_, ctx, started)) => (ctx.clone(), started.clone()),
+                None => {
+                    let ctx = Pkcs11::new(path)
+                        .map_err(|e| TokenError::ModuleLoad { path: path.into(), reason: e.to_string() })?;
+                    let started = Started::default();
+                    all.push((key, ctx.clone(), started.clone()));
+                    (ctx, started)
+                }
             }
         };
-        let l = &mut all[at];
-        if !l.initialized {
-            match l.ctx.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK)) {
-                Ok(()) | Err(CkError::Pkcs11(RvError::CryptokiAlreadyInitialized, _)) => l.initialized = true,
+        let mut initialized = started.lock().unwrap_or_else(|p| p.into_inner());
+        if !*initialized {
+            match ctx.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK)) {
+                Ok(()) | Err(CkError::Pkcs11(RvError::CryptokiAlreadyInitialized, _)) => *initialized = true,
                 Err(e) => return Err(TokenError::ck(e)),
             }
         }
-        Ok(Module { path: path.into(), ctx: l.ctx.clone() })
+        drop(initialized);
+        Ok(Module { path: path.into(), ctx, started })
     }
 
     /// C_Finalize: the next `load` starts the module afresh (C_Initialize on the same handle)
@@ -229,15 +227,12 @@ impl Module {
     /// C_Initialize). Every token opened through this module must be dropped first: their
     /// sessions end here. The module stays loaded (`LOADED`).
     pub fn finalize(self) -> Result<()> {
-        let key = canonical(&self.path);
-        let mut all = loaded_modules();
-        match all.iter_mut().find(|l| l.path == key) {
-            Some(l) if l.initialized => {
-                l.initialized = false;
-                self.ctx.finalize().map_err(TokenError::ck)
-            }
-            _ => Ok(()),
+        let mut initialized = self.started.lock().unwrap_or_else(|p| p.into_inner());
+        if !*initialized {
+            return Ok(());
         }
+        *initialized = false;
+        self.ctx.finalize().map_err(TokenError::ck)
     }
 
     pub fn slots(&self, profiles: &[Profile]) -> Result<Vec<SlotReport>> {
