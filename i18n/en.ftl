@@ -257,6 +257,8 @@ agent-listening = listening on { $socket }
 agent-listening-again = listening on { $socket } (restart { $restart } after a hung token call)
 agent-other-uid = refused: this agent serves uid { $uid } only
 agent-busy-connections = busy: the agent is serving { $limit } connections, its limit ([agent] max_connections); try again in a moment
+agent-closing-idle-for-room = closing an idle connection: the agent holds its limit of { $limit } connections ([agent] max_connections) and this one had waited longest with nothing under way
+agent-connections-capped = only { $limit } connections can be held open at once: the process may open { $descriptors } descriptors (ulimit -n)
 agent-token-hung = the token did not answer for { $seconds } s during '{ $what }' (limit { $limit } ms, [agent] token_timeout_ms): the agent abandoned the call and restarts with the token module loaded afresh; check the card and reader, then try again
 
 ## Agent events

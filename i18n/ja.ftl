@@ -256,6 +256,8 @@ agent-listening = { $socket } で待ち受けています
 agent-listening-again = { $socket } で待ち受けています(トークン呼び出しの無応答後の再起動 { $restart } 回目)
 agent-other-uid = 拒否しました: このエージェントは uid { $uid } のみに応じます
 agent-busy-connections = 混雑中: エージェントは上限([agent] max_connections)の { $limit } 接続を処理中です。少し待ってからやり直してください
+agent-closing-idle-for-room = 待機中の接続を閉じます: エージェントは接続数の上限([agent] max_connections)の { $limit } に達しており、この接続が最も長く何もせずに待っていました
+agent-connections-capped = 同時に開いておける接続は { $limit } までです: このプロセスが開けるディスクリプタは { $descriptors } です(ulimit -n)
 agent-token-hung = トークンが「{ $what }」の間 { $seconds } 秒応答しませんでした(上限 { $limit } ミリ秒、[agent] token_timeout_ms)。エージェントは呼び出しを打ち切り、トークンのモジュールを読み込み直して再起動します。カードとリーダーを確認してからやり直してください
 
 ## エージェントのイベント

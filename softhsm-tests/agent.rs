@@ -638,48 +638,78 @@ fn allow_descriptors(n: u64) {
     }
 }
 
+fn ping(s: &mut UnixStream, id: u64) -> serde_json::Value {
+    send_msg(s, &serde_json::json!({"v": 1, "id": id, "method": "ping", "timeout_ms": 1000, "client": {}}), b"");
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    recv_msg(s).unwrap().0
+}
+
 #[test]
-fn fifteen_hundred_idle_connections_cost_the_agent_its_connection_cap_in_threads_not_one_each() {
+fn ten_thousand_idle_connections_cost_no_thread_each_and_keep_no_signer_out() {
+    allow_descriptors(14_000);
+    let tok = Tok::new();
+    let agent = start_agent(&tok, "pin_cache = \"ttl\"\n", "0");
+    let input = tok.write("mail.eml", MAIL);
+    let signed = tok.path("signed.eml");
+    let o = via(&tok, &agent, &["sign", "--in", input.to_str().unwrap(), "--out", signed.to_str().unwrap()]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let (threads, rss) = (agent_threads(&agent), agent_status(&agent, "VmRSS:"));
+    // Connected the way the CLI connects: a kernel may answer a momentarily full queue of new
+    // connections with EAGAIN even to a blocking connect.
+    let mut held: Vec<UnixStream> = (0..10_000)
+        .map(|_| ssmax_card::platform::connect_unix(&agent.socket, Duration::from_secs(30)).unwrap())
+        .collect();
+    // Every one of them is taken in and held, and answered when it asks.
+    for i in [0, 5_000, 9_999] {
+        assert_eq!(ping(&mut held[i], i as u64)["ok"], true, "connection {i}");
+    }
+    for round in 0..3 {
+        let o = via(&tok, &agent, &["sign", "--in", input.to_str().unwrap(), "--out", signed.to_str().unwrap()]);
+        assert_eq!(code(&o), 0, "round {round} beside 10,000 idle connections: {}", stderr(&o));
+        let mut fresh = UnixStream::connect(&agent.socket).unwrap();
+        assert_eq!(ping(&mut fresh, round)["ok"], true);
+    }
+    let verified = openssl_verify(&signed, &pki().join("root.pem"));
+    assert!(verified.status.success(), "{}", stderr(&verified));
+    let (threads_now, rss_now) = (agent_threads(&agent), agent_status(&agent, "VmRSS:"));
+    assert!(threads_now <= threads + 2, "{threads} threads before, {threads_now} with 10,000 connections");
+    assert!(rss_now <= rss + 64 * 1024, "{rss} KiB resident before, {rss_now} KiB with 10,000 connections");
+    eprintln!("10,000 idle connections: threads {threads} -> {threads_now}, RSS {rss} -> {rss_now} KiB");
+}
+
+#[test]
+fn at_the_connection_cap_the_connection_idle_longest_makes_room_and_is_told_why() {
     allow_descriptors(4096);
     let tok = Tok::new();
     let agent = start_agent(&tok, "max_connections = 16\n", "0");
-    // Connected the way the CLI connects: a kernel may answer a momentarily full queue of new
-    // connections with EAGAIN even to a blocking connect.
-    let held: Vec<UnixStream> = (0..1500)
-        .map(|_| ssmax_card::platform::connect_unix(&agent.socket, Duration::from_secs(30)).unwrap())
+    let mut held: Vec<UnixStream> = (0..40)
+        .map(|_| {
+            let s = ssmax_card::platform::connect_unix(&agent.socket, Duration::from_secs(30)).unwrap();
+            // Taken in one after the other, so "idle longest" is the order they came.
+            std::thread::sleep(Duration::from_millis(20));
+            s
+        })
         .collect();
-    std::thread::sleep(Duration::from_millis(500));
-    // 16 connection threads and the agent's own (7 at rest: accept loop, audit, housekeeper,
-    // watchdog, turn-away, presence probes and readers), with room for ones started later.
-    let threads = agent_threads(&agent);
-    assert!(threads <= 16 + 12, "{threads} threads with 1,500 connections (cap 16)");
-    // The first 16 are served; the 17th is told why it is not, and that it may come back.
-    let mut over = held[16].try_clone().unwrap();
-    over.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let (resp, _) = recv_msg(&mut over).unwrap();
-    assert_eq!(resp["exit"], 9, "{resp}");
-    assert!(
-        resp["error"]
-            .as_str()
-            .unwrap()
-            .contains("busy: the agent is serving 16 connections, its limit ([agent] max_connections)"),
-        "{resp}"
-    );
-    assert!(resp["retry_after_ms"].as_u64().is_some(), "{resp}");
-    assert!(recv_msg(&mut over).is_err(), "and closed");
-    let mut served = held[0].try_clone().unwrap();
-    send_msg(
-        &mut served,
-        &serde_json::json!({"v": 1, "id": 1, "method": "ping", "timeout_ms": 1000, "client": {}}),
-        b"",
-    );
-    assert_eq!(recv_msg(&mut served).unwrap().0["ok"], true, "a connection within the cap is served");
-    drop(held);
-    drop(served);
-    drop(over);
-    // Once they are gone, the places are free again: the CLI gets through.
+    // The first 24 made room for the last; each is told why, and that it may come back.
+    for (i, s) in held.iter_mut().take(24).enumerate() {
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let (resp, _) = recv_msg(s).unwrap();
+        assert_eq!(resp["exit"], 9, "connection {i}: {resp}");
+        let error = resp["error"].as_str().unwrap();
+        assert!(error.contains("closing an idle connection: the agent holds its limit of 16 connections"), "{error}");
+        assert!(resp["retry_after_ms"].as_u64().is_some(), "{resp}");
+        assert!(recv_msg(s).is_err(), "and closed");
+    }
+    for (i, s) in held.iter_mut().enumerate().skip(24) {
+        assert_eq!(ping(s, i as u64)["ok"], true, "connection {i} was kept");
+    }
+    // A client mid-request is not idle: it keeps its place while the CLI makes room for itself.
+    let mut asking = held.pop().unwrap();
+    asking.write_all(&64u32.to_be_bytes()).unwrap();
     let o = via(&tok, &agent, &["status"]);
     assert_eq!(code(&o), 0, "{}", stderr(&o));
+    asking.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
+    assert!(recv_msg(&mut asking).is_err_and(|e| e.kind() == std::io::ErrorKind::WouldBlock));
 }
 
 #[test]

@@ -140,9 +140,14 @@ pub struct AgentConfig {
     /// answers the waiting clients and restarts itself in place (milliseconds).
     #[serde(default = "default_token_timeout")]
     pub token_timeout_ms: u64,
-    /// Connections served at once (subscribers included); the next is answered "busy" and closed.
+    /// Connections held open at once (subscribers included). At the limit the connection idle
+    /// longest is closed to make room; only when none is idle is the next answered "busy".
     #[serde(default = "default_max_connections")]
     pub max_connections: usize,
+    /// Requests worked on at once, each on a thread of its own while it runs (pings and
+    /// subscriptions excepted); the rest wait for one to finish, within their own timeout.
+    #[serde(default = "default_max_requests")]
+    pub max_requests: usize,
     /// A connection must deliver each full request within this long of opening or of its last
     /// answer, and read each answer within it; otherwise it is closed (milliseconds).
     #[serde(default = "default_idle_timeout")]
@@ -165,7 +170,12 @@ fn default_refresh_ahead() -> u64 {
 }
 
 fn default_max_connections() -> usize {
-    64
+    16_384
+}
+
+/// Above the default queue_limit, so one token's full line leaves room for the others.
+fn default_max_requests() -> usize {
+    128
 }
 
 fn default_idle_timeout() -> u64 {
@@ -199,6 +209,7 @@ impl Default for AgentConfig {
             presence_reader: Default::default(),
             token_timeout_ms: default_token_timeout(),
             max_connections: default_max_connections(),
+            max_requests: default_max_requests(),
             idle_timeout_ms: default_idle_timeout(),
             revocation_refresh_ms: default_refresh(),
             revocation_refresh_ahead_minutes: default_refresh_ahead(),

@@ -56,6 +56,23 @@ pub fn peer_of(socket: impl AsFd) -> std::io::Result<Peer> {
     Ok(Peer { pid: cred.pid.as_raw_nonzero().get(), uid: cred.uid.as_raw() })
 }
 
+/// Raise this process's soft limit on open descriptors towards `wanted`, as far as the hard
+/// limit allows; returns the limit now in force.
+pub fn allow_descriptors(wanted: u64) -> u64 {
+    use rustix::process::{getrlimit, setrlimit, Resource};
+    let mut lim = getrlimit(Resource::Nofile);
+    let cur = lim.current.unwrap_or(u64::MAX);
+    if cur >= wanted {
+        return cur;
+    }
+    let to = lim.maximum.map_or(wanted, |max| wanted.min(max));
+    lim.current = Some(to);
+    match setrlimit(Resource::Nofile, lim) {
+        Ok(()) => to,
+        Err(_) => cur,
+    }
+}
+
 /// Whether `fd` is closed when this process executes another program.
 pub fn set_close_on_exec(fd: impl AsFd, close: bool) -> std::io::Result<()> {
     let flags = if close { rustix::io::FdFlags::CLOEXEC } else { rustix::io::FdFlags::empty() };
@@ -182,6 +199,13 @@ pub fn send_with_descriptors(
     Ok(sendmsg(sock, slices, &mut control, SendFlags::NOSIGNAL)?)
 }
 
+/// Send what the socket takes at once (WouldBlock when it takes nothing), never raising
+/// SIGPIPE; the socket itself stays blocking for the threads that write to it.
+pub fn send_now(sock: &UnixStream, bytes: &[u8]) -> std::io::Result<usize> {
+    use rustix::net::{send, SendFlags};
+    Ok(send(sock, bytes, SendFlags::DONTWAIT | SendFlags::NOSIGNAL)?)
+}
+
 /// What one receive brought: bytes, the descriptors that rode on them (close-on-exec), and
 /// whether the kernel had to drop descriptors that did not fit.
 pub struct Received {
@@ -192,10 +216,20 @@ pub struct Received {
 
 /// Receive into `buf`, with room for up to `MAX_DESCRIPTORS` passed alongside.
 pub fn recv_with_descriptors(sock: &UnixStream, buf: &mut [u8]) -> std::io::Result<Received> {
+    receive(sock, buf, rustix::net::RecvFlags::empty())
+}
+
+/// `recv_with_descriptors` that takes only what has come (WouldBlock when nothing has), on a
+/// socket others use blocking: the flag is this call's, not the socket's.
+pub fn recv_with_descriptors_now(sock: &UnixStream, buf: &mut [u8]) -> std::io::Result<Received> {
+    receive(sock, buf, rustix::net::RecvFlags::DONTWAIT)
+}
+
+fn receive(sock: &UnixStream, buf: &mut [u8], flags: rustix::net::RecvFlags) -> std::io::Result<Received> {
     use rustix::net::{recvmsg, RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, ReturnFlags};
     let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(MAX_DESCRIPTORS))];
     let mut control = RecvAncillaryBuffer::new(&mut space);
-    let msg = recvmsg(sock, &mut [IoSliceMut::new(buf)], &mut control, RecvFlags::CMSG_CLOEXEC)?;
+    let msg = recvmsg(sock, &mut [IoSliceMut::new(buf)], &mut control, flags | RecvFlags::CMSG_CLOEXEC)?;
     let mut fds = Vec::new();
     for m in control.drain() {
         if let RecvAncillaryMessage::ScmRights(received) = m {

@@ -5,6 +5,7 @@
 pub mod audit;
 pub mod client;
 mod desk;
+pub mod incoming;
 mod presence;
 pub mod protocol;
 pub mod server;

@@ -14,7 +14,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Subscribers to agent events (`subscribe`).
-pub(super) type Events = Arc<Mutex<Vec<mpsc::Sender<Response>>>>;
+/// One subscriber's way to its client (the event loop writes it); false once that client is gone.
+pub(super) type Subscriber = Box<dyn Fn(Response) -> bool + Send>;
+pub(super) type Events = Arc<Mutex<Vec<Subscriber>>>;
 
 /// A token the agent has used, watched for removal and return.
 #[derive(Clone)]
@@ -114,7 +116,7 @@ pub(super) fn probe(base: Option<&Path>, w: &Watch) -> Option<String> {
 pub(super) fn event(events: &Events, name: &str, note: String) {
     if let Ok(mut subs) = events.lock() {
         let ev = Response { v: VERSION, ok: true, event: Some(name.into()), notes: vec![note], ..Default::default() };
-        subs.retain(|s| s.send(ev.clone()).is_ok());
+        subs.retain(|s| s(ev.clone()));
     }
 }
 

@@ -306,7 +306,7 @@ fn read_exactly(r: &mut impl Read, buf: &mut [u8]) -> Result<(), ProtocolError> 
     })
 }
 
-fn frame_size(len: [u8; 4], limit: u32, what: &'static str) -> Result<usize, ProtocolError> {
+pub(super) fn frame_size(len: [u8; 4], limit: u32, what: &'static str) -> Result<usize, ProtocolError> {
     let size = u32::from_be_bytes(len);
     if size > limit {
         return Err(ProtocolError::TooLarge { what, size, limit });
@@ -359,6 +359,14 @@ pub fn write_message<H: Serialize>(w: &mut impl Write, header: &H, body: &[u8]) 
     write_all_slices(w, &mut [IoSlice::new(&hl), IoSlice::new(&h), IoSlice::new(&bl), IoSlice::new(body)])?;
     w.flush()?;
     Ok(())
+}
+
+/// A message as the bytes `write_message` writes, for a writer that cannot wait (the agent's
+/// event loop queues what the socket does not take at once).
+pub fn encode_message<H: Serialize>(header: &H, body: &[u8]) -> Result<Vec<u8>, ProtocolError> {
+    let mut out = Vec::new();
+    write_message(&mut out, header, body)?;
+    Ok(out)
 }
 
 /// `write_message`, with `fds` passed alongside (attached to the first byte of the message).

@@ -77,19 +77,6 @@ pub(super) fn drain_until(stream: &UnixStream, deadline: Instant) {
     }
 }
 
-impl Counted {
-    pub(super) fn new(open: &Arc<AtomicUsize>) -> Counted {
-        open.fetch_add(1, Ordering::SeqCst);
-        Counted(open.clone())
-    }
-}
-
-impl Drop for Counted {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
-    }
-}
-
 pub(super) const TURN_AWAY_QUEUE: usize = 64;
 
 impl TurnAway {

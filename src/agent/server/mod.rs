@@ -9,8 +9,7 @@ use super::audit::AuditLog;
 use super::desk::Desk;
 use super::presence::{reader_of, Events};
 use super::protocol::{
-    read_message_with_fds_within, write_message, Call, Passed, ProtocolError, Request, Response, VerifyArgs, MAX_BODY,
-    VERSION,
+    encode_message, write_message, Call, Passed, ProtocolError, Request, Response, VerifyArgs, MAX_BODY, VERSION,
 };
 use super::turnstile::{Refused, Turn};
 use super::watchdog::{self, Owed, Watchdog};
@@ -40,6 +39,7 @@ use std::time::{Duration, Instant};
 mod audit_writer;
 mod connection;
 mod door;
+mod event_loop;
 mod job;
 
 use audit_writer::*;
@@ -182,64 +182,8 @@ pub fn run(setup: Setup, a: AgentArgs) -> Result<(), Failure> {
         Ok(n) => eprintln!("ssmax-card agent: {}", crate::tr!("agent-listening-again", socket = a.socket, restart = n)),
         Err(_) => eprintln!("ssmax-card agent: {}", crate::tr!("agent-listening", socket = a.socket)),
     }
-    let me = crate::platform::uid();
-    let dog = agent.dog.clone();
-    let door = TurnAway::start()?;
-    let open = Arc::new(AtomicUsize::new(0));
-    let cap = agent.cfg.max_connections.max(1);
-    loop {
-        if dog.restarting.load(Ordering::SeqCst) {
-            // The next image accepts from here on; the watchdog waits for this.
-            dog.accept_parked.store(true, Ordering::SeqCst);
-            loop {
-                std::thread::park();
-            }
-        }
-        let Ok((stream, _)) = listener.accept() else {
-            // Out of descriptors (EMFILE) or a connection reset before it was taken: wait a
-            // moment rather than spin on an accept that fails at once.
-            std::thread::sleep(Duration::from_millis(10));
-            continue;
-        };
-        let owed = Owed::at_accept(&dog);
-        let peer = match crate::platform::peer_of(&stream) {
-            Ok(p) => p,
-            Err(_) => continue,
-        };
-        if peer.uid != me {
-            door.refuse(
-                stream,
-                owed,
-                error_response(0, Exit::Usage, crate::tr!("agent-other-uid", uid = me.to_string())),
-            );
-            continue;
-        }
-        if open.load(Ordering::SeqCst) >= cap {
-            let busy = Response {
-                retry_after_ms: Some(200),
-                ..error_response(0, Exit::Busy, crate::tr!("agent-busy-connections", limit = cap))
-            };
-            door.refuse(stream, owed, busy);
-            continue;
-        }
-        let counted = Counted::new(&open);
-        let agent = agent.clone();
-        let spawned = std::thread::Builder::new().name(format!("client-{}", peer.pid)).spawn(move || {
-            let stream = Arc::new(stream);
-            // The connection is counted out before it closes: a client that has seen it close
-            // and comes straight back is not turned away as one too many.
-            let closes_last = stream.clone();
-            serve(stream, peer, &agent, owed);
-            drop(counted);
-            drop(closes_last);
-        });
-        // Without a thread the closure (and the count it holds) is dropped here.
-        let _ = spawned;
-    }
+    event_loop::serve_connections(agent, listener)
 }
-
-/// One open client connection, counted while it lives.
-struct Counted(Arc<AtomicUsize>);
 
 /// Connections the agent will not serve (another user's, one over the cap) get their answer
 /// from one thread, one at a time: turning clients away must not cost a thread each. Past
@@ -378,7 +322,7 @@ fn watch_for_hangs(agent: &Agent, listener: std::os::fd::RawFd, own_path: Option
             notes: vec![msg.clone()],
             ..Default::default()
         };
-        subs.retain(|s| s.send(ev.clone()).is_ok());
+        subs.retain(|s| s(ev.clone()));
         // Those gone already owe nothing.
         for _ in subs.len()..before {
             dog.event_written();

@@ -1,0 +1,691 @@
+//! Every client connection on one thread. The loop reads what each client has sent without
+//! waiting for the rest (incoming.rs), answers `ping` and holds subscriptions itself, and hands
+//! each other request, once whole, to a request thread (at most `[agent] max_requests` run at
+//! once; the rest wait here, within their own timeout). A connection that sends nothing costs
+//! a few hundred bytes and no thread, so idle connections never keep a client out: at the
+//! connection cap the one idle longest is closed to make room.
+//!
+//! The sockets stay blocking for the request threads that write answers (with their write
+//! timeout); the loop reads and writes with MSG_DONTWAIT, and queues what a socket does not take.
+
+use super::*;
+use crate::agent::incoming::{Complete, Incoming, BODY_STEP};
+use mio::unix::SourceFd;
+use mio::{Interest, Poll, Token as Key, Waker};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, VecDeque};
+
+const LISTENER: Key = Key(0);
+const WAKER: Key = Key(1);
+/// Bytes of requests the loop may hold, read and not yet taken by a request thread. Past it, a
+/// client's body is left in its socket (the client waits in its write) until room frees.
+const READ_BUDGET: usize = 256 << 20;
+/// What the loop reads from one connection before it serves the others: a client sending a
+/// large body takes its turn with them.
+const READ_TURN: usize = 4 << 20;
+/// What a client may leave unread of the loop's answers and events before it is closed.
+const MAX_UNREAD: usize = 1 << 20;
+/// Descriptors the agent keeps for itself beyond its connections (modules, audit, probes).
+const SPARE_DESCRIPTORS: u64 = 512;
+/// A request thread with nothing to do for this long ends.
+const WORKER_IDLE: Duration = Duration::from_secs(60);
+
+/// What other threads tell the loop.
+enum Note {
+    /// A request thread wrote its answer: the connection is the loop's again, or is closed.
+    Back { id: usize, owed: Option<Owed>, keep: bool },
+    /// An event for the subscriber on connection `id`.
+    Event { id: usize, ev: Box<Response> },
+}
+
+#[derive(PartialEq, Eq, Clone, Copy)]
+enum Phase {
+    /// Reading requests.
+    Reading,
+    /// Reading, stopped until the loop's reading budget has room.
+    Paused,
+    /// A whole request waits for a request thread.
+    Queued,
+    /// A request thread has the connection until it sends `Note::Back`.
+    Working,
+    /// Gets events; anything it sends, or its closing, ends it.
+    Subscribed,
+}
+
+struct Conn {
+    stream: Arc<UnixStream>,
+    peer: Peer,
+    /// None while a request thread holds the answer owed.
+    owed: Option<Owed>,
+    phase: Phase,
+    incoming: Incoming,
+    /// What `incoming` has added to the loop's `held` bytes.
+    charged: usize,
+    out: Vec<u8>,
+    sent: usize,
+    close_when_sent: bool,
+    /// When the connection must have sent its next whole request (or read what it was sent).
+    due: Option<Instant>,
+    /// The earliest entry this connection has in the loop's timers.
+    scheduled: Option<Instant>,
+    /// Since when it has had nothing under way (what the cap closes first).
+    idle_since: Instant,
+    /// For a subscriber: set once the connection is closed, so events stop being sent to it.
+    gone: Option<Arc<AtomicBool>>,
+}
+
+/// Gives a connection back to the loop when its request thread is done with it, also when the
+/// request panicked (the connection is then closed, and its place in `max_requests` freed).
+struct GiveBack {
+    id: usize,
+    owed: Option<Owed>,
+    keep: bool,
+    tx: mpsc::Sender<Note>,
+    waker: Arc<Waker>,
+}
+
+impl Drop for GiveBack {
+    fn drop(&mut self) {
+        let (id, keep) = (self.id, self.keep && self.owed.is_some());
+        let _ = self.tx.send(Note::Back { id, owed: self.owed.take(), keep });
+        let _ = self.waker.wake();
+    }
+}
+
+/// A request waiting for a thread.
+struct Waiting {
+    id: usize,
+    req: Request,
+    call: Call,
+    body: Vec<u8>,
+    fds: Vec<OwnedFd>,
+    received: Instant,
+}
+
+/// One request, as its thread runs it.
+type Work = Box<dyn FnOnce() + Send>;
+
+/// The request threads: started as needed up to the loop's limit, each taking the next request
+/// from one queue, ending after a minute with nothing to do.
+struct Workers {
+    tx: mpsc::Sender<Work>,
+    rx: Arc<Mutex<mpsc::Receiver<Work>>>,
+    idle: Arc<AtomicUsize>,
+}
+
+struct Loop {
+    agent: Arc<Agent>,
+    poll: Poll,
+    waker: Arc<Waker>,
+    tx: mpsc::Sender<Note>,
+    rx: mpsc::Receiver<Note>,
+    listener: UnixListener,
+    accepting: bool,
+    /// Accept failed for want of descriptors: try again then.
+    retry_accept: Option<Instant>,
+    conns: HashMap<usize, Conn>,
+    next_id: usize,
+    timers: BinaryHeap<Reverse<(Instant, usize)>>,
+    /// Bytes of requests held by the loop (READ_BUDGET).
+    held: usize,
+    paused: VecDeque<usize>,
+    /// Connections that had more to read when their turn ended.
+    again: Vec<usize>,
+    waiting: VecDeque<Waiting>,
+    working: usize,
+    workers: Workers,
+    idle: Duration,
+    cap: usize,
+    max_requests: usize,
+    door: TurnAway,
+    me: u32,
+}
+
+/// Serve the agent's socket until the process ends (or re-executes itself).
+pub(super) fn serve_connections(agent: Arc<Agent>, listener: UnixListener) -> Result<(), Failure> {
+    let fail = |e: std::io::Error| Failure::new(Exit::Io, crate::tr!("agent-cannot-start", error = e.to_string()));
+    let poll = Poll::new().map_err(fail)?;
+    let waker = Arc::new(Waker::new(poll.registry(), WAKER).map_err(fail)?);
+    listener.set_nonblocking(true).map_err(fail)?;
+    poll.registry().register(&mut SourceFd(&listener.as_raw_fd()), LISTENER, Interest::READABLE).map_err(fail)?;
+    let wanted = agent.cfg.max_connections.max(1) as u64;
+    let room = crate::platform::allow_descriptors(wanted + SPARE_DESCRIPTORS);
+    let cap = wanted.min(room.saturating_sub(SPARE_DESCRIPTORS).max(1)) as usize;
+    if cap < agent.cfg.max_connections {
+        eprintln!("ssmax-card agent: {}", crate::tr!("agent-connections-capped", limit = cap, descriptors = room));
+    }
+    let (tx, rx) = mpsc::channel();
+    let (wtx, wrx) = mpsc::channel();
+    let mut l = Loop {
+        poll,
+        waker,
+        tx,
+        rx,
+        listener,
+        accepting: true,
+        retry_accept: None,
+        conns: HashMap::new(),
+        next_id: 2,
+        timers: BinaryHeap::new(),
+        held: 0,
+        paused: VecDeque::new(),
+        again: Vec::new(),
+        waiting: VecDeque::new(),
+        working: 0,
+        workers: Workers { tx: wtx, rx: Arc::new(Mutex::new(wrx)), idle: Arc::new(AtomicUsize::new(0)) },
+        idle: Duration::from_millis(agent.cfg.idle_timeout_ms.max(100)),
+        cap,
+        max_requests: agent.cfg.max_requests.max(1),
+        door: TurnAway::start()?,
+        me: crate::platform::uid(),
+        agent,
+    };
+    let mut happened = mio::Events::with_capacity(1024);
+    loop {
+        let now = Instant::now();
+        let next = l.timers.peek().map(|Reverse((t, _))| *t).into_iter().chain(l.retry_accept);
+        let next = next.chain(l.waiting.iter().map(deadline_of)).min();
+        let next = if l.again.is_empty() { next } else { Some(now) };
+        if let Err(e) = l.poll.poll(&mut happened, next.map(|t| t.saturating_duration_since(now))) {
+            if e.kind() != std::io::ErrorKind::Interrupted {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            continue;
+        }
+        for ev in happened.iter() {
+            match ev.token() {
+                LISTENER => l.accept_all(),
+                WAKER => {}
+                Key(id) => l.ready(id, ev.is_readable() || ev.is_read_closed() || ev.is_error()),
+            }
+        }
+        for id in std::mem::take(&mut l.again) {
+            l.read_requests(id);
+        }
+        l.take_notes();
+        l.stop_for_restart();
+        l.expire();
+        l.start_waiting();
+        l.resume_paused();
+    }
+}
+
+impl Loop {
+    fn accept_all(&mut self) {
+        while self.accepting {
+            let stream = match self.listener.accept() {
+                Ok((s, _)) => s,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(_) => {
+                    // Out of descriptors (EMFILE), or a connection reset before it was taken:
+                    // the rest wait in the kernel's queue for a moment, not in a spinning loop.
+                    self.retry_accept = Some(Instant::now() + Duration::from_millis(10));
+                    return;
+                }
+            };
+            self.take_in(stream);
+        }
+    }
+
+    fn take_in(&mut self, stream: UnixStream) {
+        let dog = &self.agent.dog;
+        let owed = Owed::at_accept(dog);
+        let Ok(peer) = crate::platform::peer_of(&stream) else { return };
+        if peer.uid != self.me {
+            let answer = error_response(0, Exit::Usage, crate::tr!("agent-other-uid", uid = self.me.to_string()));
+            return self.door.refuse(stream, owed, answer);
+        }
+        if self.conns.len() >= self.cap && !self.close_longest_idle() {
+            let busy = Response {
+                retry_after_ms: Some(200),
+                ..error_response(0, Exit::Busy, crate::tr!("agent-busy-connections", limit = self.cap))
+            };
+            return self.door.refuse(stream, owed, busy);
+        }
+        // Some systems hand out accepted sockets non-blocking like their listener; the request
+        // threads write blocking, bounded by the write timeout.
+        if stream.set_nonblocking(false).is_err() || stream.set_write_timeout(Some(self.idle)).is_err() {
+            return;
+        }
+        let id = self.next_id;
+        self.next_id += 1;
+        let registered = self.poll.registry().register(
+            &mut SourceFd(&stream.as_raw_fd()),
+            Key(id),
+            Interest::READABLE | Interest::WRITABLE,
+        );
+        if registered.is_err() {
+            return;
+        }
+        let now = Instant::now();
+        self.conns.insert(
+            id,
+            Conn {
+                stream: Arc::new(stream),
+                peer,
+                owed: Some(owed),
+                phase: Phase::Reading,
+                incoming: Incoming::default(),
+                charged: 0,
+                out: Vec::new(),
+                sent: 0,
+                close_when_sent: false,
+                due: None,
+                scheduled: None,
+                idle_since: now,
+                gone: None,
+            },
+        );
+        self.set_due(id, Some(now + self.idle));
+        // The client may have sent its request before it was taken in.
+        self.read_requests(id);
+    }
+
+    /// At the cap: close the connection that has waited longest with nothing under way, telling
+    /// it why. False when every connection is busy (or subscribed).
+    fn close_longest_idle(&mut self) -> bool {
+        let longest = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.phase == Phase::Reading && c.incoming.is_empty() && c.out.is_empty())
+            .min_by_key(|(_, c)| c.idle_since)
+            .map(|(id, _)| *id);
+        let Some(id) = longest else { return false };
+        let msg = crate::tr!("agent-closing-idle-for-room", limit = self.cap);
+        // It may come straight back: the client's retry takes a request it could not send
+        // here to a new connection (client::call_retrying).
+        let resp = Response { retry_after_ms: Some(10), ..error_response(0, Exit::Busy, msg) };
+        self.answer(id, &resp, true);
+        // Gone whether or not the socket took the answer: its place is the newcomer's.
+        self.close(id);
+        true
+    }
+
+    /// A connection's socket is ready; `readable` also when it was closed or failed.
+    fn ready(&mut self, id: usize, readable: bool) {
+        let Some(c) = self.conns.get(&id) else { return };
+        match c.phase {
+            Phase::Reading => {
+                self.flush(id);
+                self.read_requests(id);
+            }
+            Phase::Subscribed => {
+                self.flush(id);
+                if readable {
+                    // A subscriber has nothing to send: anything it sends, or its leaving, ends it.
+                    self.close(id);
+                }
+            }
+            // Its turn comes (the budget frees, a thread takes it, the thread gives it back):
+            // it is read then, and a closed one found closed.
+            Phase::Paused | Phase::Queued | Phase::Working => {}
+        }
+    }
+
+    /// Read whole requests from connection `id` for as long as it has sent some, answering or
+    /// handing on each, and not while an answer to it is still on its way.
+    fn read_requests(&mut self, id: usize) {
+        let mut turn = 0;
+        loop {
+            let Some(c) = self.conns.get_mut(&id) else { return };
+            if c.phase != Phase::Reading || !c.out.is_empty() {
+                return;
+            }
+            if c.incoming.grows() && self.held + BODY_STEP > READ_BUDGET {
+                c.phase = Phase::Paused;
+                self.paused.push_back(id);
+                return;
+            }
+            if turn >= READ_TURN {
+                return self.again.push(id);
+            }
+            let mut drained = false;
+            let step = match crate::platform::recv_with_descriptors_now(&c.stream, c.incoming.room()) {
+                Ok(r) if r.truncated => Err(Some(ProtocolError::TooManyFds)),
+                Ok(r) if r.bytes == 0 => Err(None),
+                Ok(r) => {
+                    turn += r.bytes;
+                    c.incoming.filled(r.bytes, r.fds).map_err(Some)
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    drained = true;
+                    Ok(None)
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(_) => Err(None),
+            };
+            let now_held = c.incoming.held();
+            self.held = self.held + now_held - c.charged;
+            c.charged = now_held;
+            if !c.incoming.is_empty() {
+                c.idle_since = Instant::now();
+            }
+            match step {
+                // Nothing more has come.
+                Ok(None) if drained => return,
+                Ok(None) => {}
+                Ok(Some(whole)) => self.route(id, whole),
+                // Closed by the client, or its socket failed.
+                Err(None) => return self.close(id),
+                Err(Some(e)) => {
+                    let resp = error_response(0, Exit::Usage, format!("bad request: {e}"));
+                    return self.answer(id, &resp, true);
+                }
+            }
+        }
+    }
+
+    /// A whole request: answered here (ping, subscribe, the malformed), or handed on.
+    fn route(&mut self, id: usize, (req, body, fds): Complete) {
+        let received = Instant::now();
+        let Some(c) = self.conns.get_mut(&id) else { return };
+        if let Some(o) = c.owed.as_mut() {
+            o.owe();
+        }
+        c.idle_since = received;
+        if req.v != VERSION {
+            let resp = error_response(req.id, Exit::Usage, format!("protocol version {} is not {VERSION}", req.v));
+            return self.answer(id, &resp, true);
+        }
+        let call = match req.call() {
+            Ok(call) => call,
+            Err(e) => {
+                self.answer(id, &error_response(req.id, Exit::Usage, e.to_string()), false);
+                return self.set_due(id, Some(received + self.idle));
+            }
+        };
+        match call {
+            Call::Ping => {
+                let r = Response {
+                    v: VERSION,
+                    id: req.id,
+                    ok: true,
+                    notes: vec![format!("ssmax-card agent {}", env!("CARGO_PKG_VERSION"))],
+                    ..Default::default()
+                };
+                self.answer(id, &r, false);
+                self.set_due(id, Some(received + self.idle));
+            }
+            Call::Subscribe => self.subscribe(id, req.id),
+            call if self.agent.dog.restarting.load(Ordering::SeqCst) => {
+                let _ = call;
+                self.answer(id, &restarting_response(req.id), true);
+            }
+            call => {
+                c.phase = Phase::Queued;
+                self.held += body.capacity();
+                self.set_due(id, None);
+                self.waiting.push_back(Waiting { id, req, call, body, fds, received });
+            }
+        }
+    }
+
+    fn subscribe(&mut self, id: usize, req_id: u64) {
+        let Some(c) = self.conns.get_mut(&id) else { return };
+        let gone = Arc::new(AtomicBool::new(false));
+        c.phase = Phase::Subscribed;
+        c.gone = Some(gone.clone());
+        let (tx, waker) = (self.tx.clone(), self.waker.clone());
+        let sink: super::super::presence::Subscriber = Box::new(move |ev: Response| {
+            if gone.load(Ordering::SeqCst) {
+                return false;
+            }
+            let sent = tx.send(Note::Event { id, ev: Box::new(ev) }).is_ok();
+            let _ = waker.wake();
+            sent
+        });
+        lock(&self.agent.events).push(sink);
+        self.set_due(id, None);
+        self.answer(id, &Response { v: VERSION, id: req_id, ok: true, ..Default::default() }, false);
+        // A subscriber waits for events, not answers: it does not hold up a restart.
+        if let Some(o) = self.conns.get_mut(&id).and_then(|c| c.owed.as_mut()) {
+            o.settle();
+        }
+    }
+
+    /// Queue `resp` for connection `id` and send what its socket takes now.
+    fn answer(&mut self, id: usize, resp: &Response, then_close: bool) {
+        let Some(c) = self.conns.get_mut(&id) else { return };
+        match encode_message(resp, &[]) {
+            Ok(bytes) => c.out.extend_from_slice(&bytes),
+            Err(_) => c.close_when_sent = true,
+        }
+        c.close_when_sent |= then_close;
+        self.flush(id);
+    }
+
+    /// Send what is queued for connection `id`, as far as its socket takes it now.
+    fn flush(&mut self, id: usize) {
+        let Some(c) = self.conns.get_mut(&id) else { return };
+        while c.sent < c.out.len() {
+            match crate::platform::send_now(&c.stream, &c.out[c.sent..]) {
+                Ok(n) => c.sent += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(_) => return self.close(id),
+            }
+        }
+        if c.sent < c.out.len() {
+            if c.out.len() - c.sent > MAX_UNREAD {
+                return self.close(id);
+            }
+            // What it was sent must be read within the idle time, like a request.
+            if c.due.is_none() {
+                let due = Some(Instant::now() + self.idle);
+                return self.set_due(id, due);
+            }
+            return;
+        }
+        c.out.clear();
+        c.sent = 0;
+        if c.phase == Phase::Reading {
+            if let Some(o) = c.owed.as_mut() {
+                o.settle();
+            }
+        }
+        if c.close_when_sent {
+            self.close(id);
+        } else if c.phase == Phase::Subscribed {
+            self.set_due(id, None);
+        }
+    }
+
+    fn close(&mut self, id: usize) {
+        let Some(c) = self.conns.remove(&id) else { return };
+        let _ = self.poll.registry().deregister(&mut SourceFd(&c.stream.as_raw_fd()));
+        self.held -= c.charged;
+        if let Some(g) = &c.gone {
+            g.store(true, Ordering::SeqCst);
+        }
+    }
+
+    fn set_due(&mut self, id: usize, due: Option<Instant>) {
+        let Some(c) = self.conns.get_mut(&id) else { return };
+        c.due = due;
+        if let Some(d) = due {
+            // One entry per connection at a time: a later one is put in when the earlier comes due.
+            if c.scheduled.is_none_or(|s| d < s) {
+                c.scheduled = Some(d);
+                self.timers.push(Reverse((d, id)));
+            }
+        }
+    }
+
+    /// Connections whose time is up: the idle are told and closed; those that left an answer
+    /// unread are closed.
+    fn expire(&mut self) {
+        let now = Instant::now();
+        if self.retry_accept.is_some_and(|t| t <= now) {
+            self.retry_accept = None;
+            self.accept_all();
+        }
+        while let Some(&Reverse((t, id))) = self.timers.peek() {
+            if t > now {
+                break;
+            }
+            self.timers.pop();
+            let Some(c) = self.conns.get_mut(&id) else { continue };
+            if c.scheduled != Some(t) {
+                continue;
+            }
+            c.scheduled = None;
+            match c.due {
+                None => {}
+                Some(d) if d > now => {
+                    c.scheduled = Some(d);
+                    self.timers.push(Reverse((d, id)));
+                }
+                Some(_) if !c.out.is_empty() => self.close(id),
+                Some(_) if c.phase == Phase::Reading => {
+                    let e = ProtocolError::TimedOut(self.idle);
+                    let msg = format!("closing an idle connection: {e} ([agent] idle_timeout_ms)");
+                    self.answer(id, &error_response(0, Exit::Usage, msg), true);
+                }
+                Some(_) => {}
+            }
+        }
+        // A request whose client's deadline passed while it waited for a thread.
+        let (late, on_time): (Vec<Waiting>, Vec<Waiting>) = self.waiting.drain(..).partition(|w| deadline_of(w) <= now);
+        self.waiting = on_time.into();
+        for w in late {
+            let ms = w.req.timeout_ms.clamp(1, 3_600_000);
+            self.held -= w.body.capacity();
+            self.back_to_reading(w.id);
+            self.answer(w.id, &error_response(w.req.id, Exit::Io, crate::tr!("agent-timed-out", ms = ms)), false);
+        }
+    }
+
+    fn back_to_reading(&mut self, id: usize) {
+        let now = Instant::now();
+        if let Some(c) = self.conns.get_mut(&id) {
+            c.phase = Phase::Reading;
+            c.idle_since = now;
+        }
+        self.set_due(id, Some(now + self.idle));
+    }
+
+    /// Hand waiting requests to request threads, as many as may run.
+    fn start_waiting(&mut self) {
+        while self.working < self.max_requests {
+            let Some(w) = self.waiting.pop_front() else { return };
+            self.held -= w.body.capacity();
+            let Some(c) = self.conns.get_mut(&w.id) else { continue };
+            c.phase = Phase::Working;
+            let (stream, peer) = (c.stream.clone(), c.peer);
+            let mut owed = c.owed.take().unwrap_or_else(|| Owed::at_accept(&self.agent.dog));
+            let agent = self.agent.clone();
+            self.working += 1;
+            let Waiting { id, req, call, body, fds, received } = w;
+            let back = GiveBack { id, owed: None, keep: false, tx: self.tx.clone(), waker: self.waker.clone() };
+            self.workers.run(Box::new(move || {
+                // The whole guard moves here (not its fields), so it is dropped on this thread.
+                let mut back = back;
+                back.keep = run_request(&agent, &stream, peer, &mut owed, req, call, body, fds, received);
+                back.owed = Some(owed);
+            }));
+        }
+    }
+
+    /// Connections stopped for want of reading budget, read again while it has room.
+    fn resume_paused(&mut self) {
+        while self.held + BODY_STEP <= READ_BUDGET {
+            let Some(id) = self.paused.pop_front() else { return };
+            if let Some(c) = self.conns.get_mut(&id).filter(|c| c.phase == Phase::Paused) {
+                c.phase = Phase::Reading;
+                self.read_requests(id);
+            }
+        }
+    }
+
+    fn take_notes(&mut self) {
+        while let Ok(note) = self.rx.try_recv() {
+            match note {
+                Note::Back { id, owed, keep } => {
+                    self.working -= 1;
+                    let restarting = self.agent.dog.restarting.load(Ordering::SeqCst);
+                    match self.conns.get_mut(&id) {
+                        Some(c) if keep && !restarting => {
+                            c.owed = owed;
+                            self.back_to_reading(id);
+                            // Whatever it sent meanwhile (the next request, or its leaving).
+                            self.read_requests(id);
+                        }
+                        _ => self.close(id),
+                    }
+                }
+                Note::Event { id, ev } => {
+                    let restart = ev.event.as_deref() == Some(watchdog::RESTARTING);
+                    if self.conns.get(&id).is_some_and(|c| c.phase == Phase::Subscribed) {
+                        self.answer(id, &ev, false);
+                    }
+                    if restart {
+                        self.agent.dog.event_written();
+                    }
+                }
+            }
+        }
+    }
+
+    /// The watchdog is restarting the agent: take no more connections (the kernel queues them
+    /// for the next image), answer what was asked and let the rest go.
+    fn stop_for_restart(&mut self) {
+        if !self.accepting || !self.agent.dog.restarting.load(Ordering::SeqCst) {
+            return;
+        }
+        self.accepting = false;
+        let _ = self.poll.registry().deregister(&mut SourceFd(&self.listener.as_raw_fd()));
+        for w in std::mem::take(&mut self.waiting) {
+            self.held -= w.body.capacity();
+            self.answer(w.id, &restarting_response(w.req.id), true);
+        }
+        let ids: Vec<usize> = self.conns.keys().copied().collect();
+        for id in ids {
+            let Some(c) = self.conns.get(&id) else { continue };
+            match c.phase {
+                Phase::Reading | Phase::Paused if c.incoming.is_empty() && c.out.is_empty() => self.close(id),
+                Phase::Reading | Phase::Paused => self.answer(id, &restarting_response(0), true),
+                Phase::Queued | Phase::Working | Phase::Subscribed => {}
+            }
+        }
+        self.agent.dog.accept_parked.store(true, Ordering::SeqCst);
+    }
+}
+
+fn deadline_of(w: &Waiting) -> Instant {
+    w.received + Duration::from_millis(w.req.timeout_ms.clamp(1, 3_600_000))
+}
+
+impl Workers {
+    /// Run `work` on a request thread: one that waits for work if there is one, else a new one.
+    fn run(&self, work: Work) {
+        if self.tx.send(work).is_err() {
+            return;
+        }
+        // A waiting thread is promised this request by taking it out of `idle`; one that ends
+        // must first take itself out, so no request is promised to a thread that is gone.
+        if self.idle.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok() {
+            return;
+        }
+        let (rx, idle) = (self.rx.clone(), self.idle.clone());
+        // Without a new thread the request waits in the queue for the next thread that finishes.
+        let _ = std::thread::Builder::new().name("request".into()).spawn(move || loop {
+            let work = {
+                let queue = lock(&rx);
+                loop {
+                    match queue.recv_timeout(WORKER_IDLE) {
+                        Ok(w) => break w,
+                        Err(mpsc::RecvTimeoutError::Disconnected) => return,
+                        Err(mpsc::RecvTimeoutError::Timeout) => {
+                            if idle.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok() {
+                                return;
+                            }
+                        }
+                    }
+                }
+            };
+            work();
+            idle.fetch_add(1, Ordering::SeqCst);
+        });
+    }
+}
