@@ -625,19 +625,6 @@ fn agent_threads(agent: &Agent) -> u64 {
     agent_status(agent, "Threads:")
 }
 
-/// Room for `n` more descriptors in this process (and the agents it starts).
-fn allow_descriptors(n: u64) {
-    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-    // SAFETY: getrlimit/setrlimit read and write a plain struct we own.
-    unsafe {
-        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim), 0);
-        if lim.rlim_cur < n {
-            lim.rlim_cur = n.min(lim.rlim_max);
-            assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &lim), 0);
-        }
-    }
-}
-
 fn ping(s: &mut UnixStream, id: u64) -> serde_json::Value {
     send_msg(s, &serde_json::json!({"v": 1, "id": id, "method": "ping", "timeout_ms": 1000, "client": {}}), b"");
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
@@ -682,7 +669,16 @@ fn at_the_connection_cap_the_connection_idle_longest_makes_room_and_is_told_why(
     allow_descriptors(4096);
     let tok = Tok::new();
     let agent = start_agent(&tok, "max_connections = 16\n", "0");
-    let mut held: Vec<UnixStream> = (0..40)
+    // First of all a subscriber, which is idle like the rest (it asks nothing), and a client that
+    // has sent half a request, which goes only after every idle one.
+    let mut sub = UnixStream::connect(&agent.socket).unwrap();
+    send_msg(&mut sub, &serde_json::json!({"v": 1, "id": 1, "method": "subscribe", "timeout_ms": 1000}), b"");
+    sub.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    assert_eq!(recv_msg(&mut sub).unwrap().0["ok"], true);
+    let mut half = UnixStream::connect(&agent.socket).unwrap();
+    half.write_all(&64u32.to_be_bytes()).unwrap();
+    std::thread::sleep(Duration::from_millis(20));
+    let mut held: Vec<UnixStream> = (0..38)
         .map(|_| {
             let s = ssmax_card::platform::connect_unix(&agent.socket, Duration::from_secs(30)).unwrap();
             // Taken in one after the other, so "idle longest" is the order they came.
@@ -690,8 +686,10 @@ fn at_the_connection_cap_the_connection_idle_longest_makes_room_and_is_told_why(
             s
         })
         .collect();
-    // The first 24 made room for the last; each is told why, and that it may come back.
-    for (i, s) in held.iter_mut().take(24).enumerate() {
+    // The subscriber and the first 23 idle ones made room for the last 15; each is told why,
+    // and that it may come back.
+    let told: Vec<&mut UnixStream> = std::iter::once(&mut sub).chain(held.iter_mut().take(23)).collect();
+    for (i, s) in told.into_iter().enumerate() {
         s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
         let (resp, _) = recv_msg(s).unwrap();
         assert_eq!(resp["exit"], 9, "connection {i}: {resp}");
@@ -700,9 +698,11 @@ fn at_the_connection_cap_the_connection_idle_longest_makes_room_and_is_told_why(
         assert!(resp["retry_after_ms"].as_u64().is_some(), "{resp}");
         assert!(recv_msg(s).is_err(), "and closed");
     }
-    for (i, s) in held.iter_mut().enumerate().skip(24) {
+    for (i, s) in held.iter_mut().enumerate().skip(23) {
         assert_eq!(ping(s, i as u64)["ok"], true, "connection {i} was kept");
     }
+    half.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
+    assert!(recv_msg(&mut half).is_err_and(|e| e.kind() == std::io::ErrorKind::WouldBlock), "kept");
     // A client mid-request is not idle: it keeps its place while the CLI makes room for itself.
     let mut asking = held.pop().unwrap();
     asking.write_all(&64u32.to_be_bytes()).unwrap();
@@ -710,6 +710,43 @@ fn at_the_connection_cap_the_connection_idle_longest_makes_room_and_is_told_why(
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     asking.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
     assert!(recv_msg(&mut asking).is_err_and(|e| e.kind() == std::io::ErrorKind::WouldBlock));
+}
+
+#[test]
+fn a_client_that_reads_its_answer_slowly_holds_a_request_thread_no_longer_than_the_idle_time() {
+    use std::io::Read;
+    let tok = Tok::new();
+    let agent = start_agent(&tok, "pin_cache = \"ttl\"\nmax_requests = 1\nidle_timeout_ms = 1500\n", "0");
+    let input = tok.write("mail.eml", MAIL);
+    let o = via(&tok, &agent, &["sign", "--in", input.to_str().unwrap()]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    // A 4 MiB mail to sign, its answer taken 4 KiB at a time every 100 ms: 100 s for all of it,
+    // every single write of the agent's making progress.
+    let big =
+        [MAIL.as_bytes(), "A line of a long mail body, to be signed and read slowly.\r\n".repeat(70_000).as_bytes()]
+            .concat();
+    let mut slow = UnixStream::connect(&agent.socket).unwrap();
+    send_msg(
+        &mut slow,
+        &serde_json::json!({"v": 1, "id": 1, "method": "sign", "key": "pkcs11:id=%01", "timeout_ms": 60000, "client": {}}),
+        &big,
+    );
+    let reader = std::thread::spawn(move || {
+        let (mut got, mut buf) = (0usize, [0u8; 4096]);
+        loop {
+            match slow.read(&mut buf) {
+                Ok(0) | Err(_) => return got,
+                Ok(n) => got += n,
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    // The only request thread is writing to it; the next client gets it once the idle time is up.
+    let o = via(&tok, &agent, &["sign", "--in", input.to_str().unwrap()]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let got = reader.join().unwrap();
+    assert!(got < big.len(), "the slow reader was cut off after {got} bytes, not served the whole answer");
 }
 
 #[test]

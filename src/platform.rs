@@ -206,6 +206,24 @@ pub fn send_now(sock: &UnixStream, bytes: &[u8]) -> std::io::Result<usize> {
     Ok(send(sock, bytes, SendFlags::DONTWAIT | SendFlags::NOSIGNAL)?)
 }
 
+/// `send_now` of several slices in one call.
+pub fn send_vectored_now(sock: &UnixStream, bufs: &[IoSlice<'_>]) -> std::io::Result<usize> {
+    use rustix::net::{sendmsg, SendAncillaryBuffer, SendFlags};
+    Ok(sendmsg(sock, bufs, &mut SendAncillaryBuffer::default(), SendFlags::DONTWAIT | SendFlags::NOSIGNAL)?)
+}
+
+/// Wait until `sock` can take more bytes, for at most `limit`; false when it could not in time.
+pub fn wait_writable(sock: &UnixStream, limit: std::time::Duration) -> std::io::Result<bool> {
+    use rustix::event::{poll, PollFd, PollFlags, Timespec};
+    let t = Timespec { tv_sec: limit.as_secs() as i64, tv_nsec: i64::from(limit.subsec_nanos()) };
+    let mut fds = [PollFd::new(sock, PollFlags::OUT)];
+    match poll(&mut fds, Some(&t)) {
+        Ok(n) => Ok(n > 0),
+        Err(rustix::io::Errno::INTR) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// What one receive brought: bytes, the descriptors that rode on them (close-on-exec), and
 /// whether the kernel had to drop descriptors that did not fit.
 pub struct Received {

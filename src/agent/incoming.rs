@@ -6,16 +6,21 @@
 use super::protocol::{frame_size, ProtocolError, Request, MAX_BODY, MAX_FDS, MAX_HEADER};
 use std::os::fd::OwnedFd;
 
-/// The body grows by at most this much per read: a client that announces 64 MiB and sends a
-/// byte holds a byte, not 64 MiB.
-pub const BODY_STEP: usize = 1 << 20;
+/// A header or body grows by at most this much per read, to exactly what was announced: a
+/// client that announces 64 MiB and sends a byte holds one step, not 64 MiB.
+pub const STEP: usize = 1 << 20;
+/// The first step of a header (most are a few hundred bytes).
+const HEADER_STEP: usize = 4096;
 
 #[derive(Default)]
 pub struct Incoming {
     stage: Stage,
-    /// The header's length, then the header with the body's length after it.
+    /// The header's length, then the body's.
     prefix: [u8; 4],
+    /// The header, with the body's length after it while it is read.
     header: Vec<u8>,
+    /// What `header` holds when whole.
+    header_len: usize,
     body: Vec<u8>,
     body_len: usize,
     /// Bytes of the current piece (prefix, header, body) received so far.
@@ -39,20 +44,30 @@ impl Incoming {
     pub fn room(&mut self) -> &mut [u8] {
         match self.stage {
             Stage::Prefix => &mut self.prefix[self.got..],
-            Stage::Header => &mut self.header[self.got..],
+            Stage::Header => {
+                let step = HEADER_STEP.max(self.header.len()).min(STEP);
+                grow(&mut self.header, self.got, self.header_len, step);
+                &mut self.header[self.got..]
+            }
             Stage::Body => {
-                if self.got == self.body.len() {
-                    let to = self.body_len.min(self.body.len() + BODY_STEP);
-                    self.body.resize(to, 0);
-                }
+                grow(&mut self.body, self.got, self.body_len, STEP);
                 &mut self.body[self.got..]
             }
         }
     }
 
-    /// The next read would grow the body (see `held`).
+    /// The next read would grow what is held (see `held`).
     pub fn grows(&self) -> bool {
-        self.stage == Stage::Body && self.got == self.body.len()
+        match self.stage {
+            Stage::Prefix => false,
+            Stage::Header => self.got == self.header.len(),
+            Stage::Body => self.got == self.body.len(),
+        }
+    }
+
+    /// Descriptors received with this request so far.
+    pub fn descriptors(&self) -> usize {
+        self.fds.len()
     }
 
     /// Bytes held for this request so far (what it costs the agent's reading budget).
@@ -76,10 +91,10 @@ impl Incoming {
         loop {
             match self.stage {
                 Stage::Prefix if self.got == self.prefix.len() => {
-                    self.header = vec![0u8; frame_size(self.prefix, MAX_HEADER, "header")? + 4];
+                    self.header_len = frame_size(self.prefix, MAX_HEADER, "header")? + 4;
                     (self.stage, self.got) = (Stage::Header, 0);
                 }
-                Stage::Header if self.got == self.header.len() => {
+                Stage::Header if self.got == self.header_len => {
                     let split = self.header.len() - 4;
                     self.prefix.copy_from_slice(&self.header[split..]);
                     self.header.truncate(split);
@@ -94,6 +109,16 @@ impl Incoming {
                 _ => return Ok(None),
             }
         }
+    }
+}
+
+/// Make room in `v` (of which `got` bytes are filled) for the next `step` of `want` bytes, allocating
+/// exactly that (a doubling Vec would hold up to twice what came).
+fn grow(v: &mut Vec<u8>, got: usize, want: usize, step: usize) {
+    if got == v.len() && v.len() < want {
+        let to = want.min(v.len() + step);
+        v.reserve_exact(to - v.len());
+        v.resize(to, 0);
     }
 }
 
@@ -124,7 +149,7 @@ mod tests {
 
     #[test]
     fn a_request_split_anywhere_reads_as_the_whole_does() {
-        let body = (0..3 * BODY_STEP as u32 + 17).map(|i| i as u8).collect::<Vec<u8>>();
+        let body = (0..3 * STEP as u32 + 17).map(|i| i as u8).collect::<Vec<u8>>();
         let mut two = message(b"first");
         two.extend(message(&body));
         let whole = read_message::<Request>(&mut two.as_slice()).unwrap();
@@ -150,7 +175,7 @@ mod tests {
             at += n;
             assert!(inc.filled(n, Vec::new()).unwrap().is_none());
         }
-        assert!(inc.held() <= BODY_STEP + 4096, "{} bytes held for 10 of the body", inc.held());
+        assert!(inc.held() <= STEP + 4096, "{} bytes held for 10 of the body", inc.held());
         assert!(!inc.is_empty());
     }
 

@@ -14,8 +14,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Subscribers to agent events (`subscribe`).
-/// One subscriber's way to its client (the event loop writes it); false once that client is gone.
-pub(super) type Subscriber = Box<dyn Fn(Response) -> bool + Send>;
+/// One subscriber's way to its client (the event loop writes it).
+pub(super) struct Subscriber {
+    /// Set once its connection is closed: it is dropped from the list then.
+    pub gone: Arc<std::sync::atomic::AtomicBool>,
+    /// Hands an event to its connection; false once that is gone.
+    pub send: Box<dyn Fn(Response) -> bool + Send>,
+}
 pub(super) type Events = Arc<Mutex<Vec<Subscriber>>>;
 
 /// A token the agent has used, watched for removal and return.
@@ -116,7 +121,7 @@ pub(super) fn probe(base: Option<&Path>, w: &Watch) -> Option<String> {
 pub(super) fn event(events: &Events, name: &str, note: String) {
     if let Ok(mut subs) = events.lock() {
         let ev = Response { v: VERSION, ok: true, event: Some(name.into()), notes: vec![note], ..Default::default() };
-        subs.retain(|s| s(ev.clone()));
+        subs.retain(|s| (s.send)(ev.clone()));
     }
 }
 

@@ -415,6 +415,45 @@ impl Read for Until<'_> {
     }
 }
 
+/// A socket write that gives up at a deadline, however slowly the reader takes the bytes: a
+/// client that reads a byte a minute holds its writer no longer than one that reads nothing.
+/// (The socket's own send timeout starts again with each piece the kernel finds room for.)
+pub struct WriteUntil<'s> {
+    pub sock: &'s UnixStream,
+    pub deadline: std::time::Instant,
+}
+
+impl WriteUntil<'_> {
+    fn send(&self, send: impl Fn() -> std::io::Result<usize>) -> std::io::Result<usize> {
+        loop {
+            match send() {
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                r => return r,
+            }
+            let left = self.deadline.saturating_duration_since(std::time::Instant::now());
+            // A wait cut short (a signal) just goes round again.
+            let ready = !left.is_zero() && crate::platform::wait_writable(self.sock, left)?;
+            if !ready && std::time::Instant::now() >= self.deadline {
+                return Err(std::io::ErrorKind::TimedOut.into());
+            }
+        }
+    }
+}
+
+impl Write for WriteUntil<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.send(|| crate::platform::send_now(self.sock, buf))
+    }
+
+    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> std::io::Result<usize> {
+        self.send(|| crate::platform::send_vectored_now(self.sock, bufs))
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 /// `read_message_with_fds`, which must have the whole message within `limit` from now.
 pub fn read_message_with_fds_within<H: for<'de> Deserialize<'de>>(
     sock: &UnixStream,

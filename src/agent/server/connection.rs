@@ -40,7 +40,10 @@ pub(super) fn run_request(
         owed.settled_elsewhere();
         return !dog.restarting.load(Ordering::SeqCst);
     };
-    let written = write_message(&mut &**stream, &resp, &out);
+    // The answer must be read within the idle time, all of it: a client that reads slowly
+    // or not at all holds this thread no longer.
+    let idle = Duration::from_millis(agent.cfg.idle_timeout_ms.max(100));
+    let written = write_message(&mut WriteUntil { sock: stream, deadline: Instant::now() + idle }, &resp, &out);
     owed.settle();
     written.is_ok()
 }

@@ -9,7 +9,8 @@
 //! timeout); the loop reads and writes with MSG_DONTWAIT, and queues what a socket does not take.
 
 use super::*;
-use crate::agent::incoming::{Complete, Incoming, BODY_STEP};
+use crate::agent::incoming::{Complete, Incoming, STEP};
+use crate::agent::protocol::MAX_FDS;
 use mio::unix::SourceFd;
 use mio::{Interest, Poll, Token as Key, Waker};
 use std::cmp::Reverse;
@@ -27,6 +28,10 @@ const READ_TURN: usize = 4 << 20;
 const MAX_UNREAD: usize = 1 << 20;
 /// Descriptors the agent keeps for itself beyond its connections (modules, audit, probes).
 const SPARE_DESCRIPTORS: u64 = 512;
+/// Descriptors clients may have passed with requests the loop holds (read, or waiting for a
+/// thread); past it, reading stops as it does for the byte budget. Kept beside the connections
+/// and the spare, so a client passing descriptors can never use up the agent's.
+const FD_BUDGET: usize = 2048;
 /// A request thread with nothing to do for this long ends.
 const WORKER_IDLE: Duration = Duration::from_secs(60);
 
@@ -59,8 +64,11 @@ struct Conn {
     owed: Option<Owed>,
     phase: Phase,
     incoming: Incoming,
-    /// What `incoming` has added to the loop's `held` bytes.
+    /// What `incoming` has added to the loop's `held` bytes and `fds` descriptors.
     charged: usize,
+    charged_fds: usize,
+    /// Listed in the loop's `again`.
+    again: bool,
     out: Vec<u8>,
     sent: usize,
     close_when_sent: bool,
@@ -126,8 +134,9 @@ struct Loop {
     conns: HashMap<usize, Conn>,
     next_id: usize,
     timers: BinaryHeap<Reverse<(Instant, usize)>>,
-    /// Bytes of requests held by the loop (READ_BUDGET).
+    /// Bytes of requests held by the loop (READ_BUDGET), and descriptors (FD_BUDGET).
     held: usize,
+    fds: usize,
     paused: VecDeque<usize>,
     /// Connections that had more to read when their turn ended.
     again: Vec<usize>,
@@ -149,8 +158,9 @@ pub(super) fn serve_connections(agent: Arc<Agent>, listener: UnixListener) -> Re
     listener.set_nonblocking(true).map_err(fail)?;
     poll.registry().register(&mut SourceFd(&listener.as_raw_fd()), LISTENER, Interest::READABLE).map_err(fail)?;
     let wanted = agent.cfg.max_connections.max(1) as u64;
-    let room = crate::platform::allow_descriptors(wanted + SPARE_DESCRIPTORS);
-    let cap = wanted.min(room.saturating_sub(SPARE_DESCRIPTORS).max(1)) as usize;
+    let kept = SPARE_DESCRIPTORS + FD_BUDGET as u64;
+    let room = crate::platform::allow_descriptors(wanted + kept);
+    let cap = wanted.min(room.saturating_sub(kept).max(1)) as usize;
     if cap < agent.cfg.max_connections {
         eprintln!("ssmax-card agent: {}", crate::tr!("agent-connections-capped", limit = cap, descriptors = room));
     }
@@ -168,6 +178,7 @@ pub(super) fn serve_connections(agent: Arc<Agent>, listener: UnixListener) -> Re
         next_id: 2,
         timers: BinaryHeap::new(),
         held: 0,
+        fds: 0,
         paused: VecDeque::new(),
         again: Vec::new(),
         waiting: VecDeque::new(),
@@ -200,6 +211,9 @@ pub(super) fn serve_connections(agent: Arc<Agent>, listener: UnixListener) -> Re
             }
         }
         for id in std::mem::take(&mut l.again) {
+            if let Some(c) = l.conns.get_mut(&id) {
+                c.again = false;
+            }
             l.read_requests(id);
         }
         l.take_notes();
@@ -268,6 +282,8 @@ impl Loop {
                 phase: Phase::Reading,
                 incoming: Incoming::default(),
                 charged: 0,
+                charged_fds: 0,
+                again: false,
                 out: Vec::new(),
                 sent: 0,
                 close_when_sent: false,
@@ -282,14 +298,17 @@ impl Loop {
         self.read_requests(id);
     }
 
-    /// At the cap: close the connection that has waited longest with nothing under way, telling
-    /// it why. False when every connection is busy (or subscribed).
+    /// At the cap: close the connection that has waited longest with nothing under way (a
+    /// subscriber is one), else the one whose request has been coming longest, telling it why.
+    /// False when every connection has a whole request in the agent's hands.
     fn close_longest_idle(&mut self) -> bool {
+        // Those with nothing under way first, then those whose request has been coming longest;
+        // a request that is whole (waiting for a thread, or running) is never cut off.
         let longest = self
             .conns
             .iter()
-            .filter(|(_, c)| c.phase == Phase::Reading && c.incoming.is_empty() && c.out.is_empty())
-            .min_by_key(|(_, c)| c.idle_since)
+            .filter(|(_, c)| matches!(c.phase, Phase::Reading | Phase::Paused | Phase::Subscribed))
+            .min_by_key(|(_, c)| (!c.incoming.is_empty(), c.idle_since))
             .map(|(id, _)| *id);
         let Some(id) = longest else { return false };
         let msg = crate::tr!("agent-closing-idle-for-room", limit = self.cap);
@@ -332,13 +351,17 @@ impl Loop {
             if c.phase != Phase::Reading || !c.out.is_empty() {
                 return;
             }
-            if c.incoming.grows() && self.held + BODY_STEP > READ_BUDGET {
+            if (c.incoming.grows() && self.held + STEP > READ_BUDGET) || self.fds + MAX_FDS > FD_BUDGET {
                 c.phase = Phase::Paused;
                 self.paused.push_back(id);
                 return;
             }
             if turn >= READ_TURN {
-                return self.again.push(id);
+                if !c.again {
+                    c.again = true;
+                    self.again.push(id);
+                }
+                return;
             }
             let mut drained = false;
             let step = match crate::platform::recv_with_descriptors_now(&c.stream, c.incoming.room()) {
@@ -355,9 +378,10 @@ impl Loop {
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                 Err(_) => Err(None),
             };
-            let now_held = c.incoming.held();
+            let (now_held, now_fds) = (c.incoming.held(), c.incoming.descriptors());
             self.held = self.held + now_held - c.charged;
-            c.charged = now_held;
+            self.fds = self.fds + now_fds - c.charged_fds;
+            (c.charged, c.charged_fds) = (now_held, now_fds);
             if !c.incoming.is_empty() {
                 c.idle_since = Instant::now();
             }
@@ -415,6 +439,7 @@ impl Loop {
             call => {
                 c.phase = Phase::Queued;
                 self.held += body.capacity();
+                self.fds += fds.len();
                 self.set_due(id, None);
                 self.waiting.push_back(Waiting { id, req, call, body, fds, received });
             }
@@ -427,20 +452,29 @@ impl Loop {
         c.phase = Phase::Subscribed;
         c.gone = Some(gone.clone());
         let (tx, waker) = (self.tx.clone(), self.waker.clone());
-        let sink: super::super::presence::Subscriber = Box::new(move |ev: Response| {
-            if gone.load(Ordering::SeqCst) {
+        let flag = gone.clone();
+        let send = Box::new(move |ev: Response| {
+            if flag.load(Ordering::SeqCst) {
                 return false;
             }
             let sent = tx.send(Note::Event { id, ev: Box::new(ev) }).is_ok();
             let _ = waker.wake();
             sent
         });
-        lock(&self.agent.events).push(sink);
+        lock(&self.agent.events).push(super::super::presence::Subscriber { gone, send });
         self.set_due(id, None);
         self.answer(id, &Response { v: VERSION, id: req_id, ok: true, ..Default::default() }, false);
         // A subscriber waits for events, not answers: it does not hold up a restart.
         if let Some(o) = self.conns.get_mut(&id).and_then(|c| c.owed.as_mut()) {
             o.settle();
+        }
+        // Anything it sent after its request (it has nothing to send) ends it now.
+        if let Some(c) = self.conns.get(&id) {
+            let mut byte = [0u8; 1];
+            match crate::platform::recv_with_descriptors_now(&c.stream, &mut byte) {
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                _ => self.close(id),
+            }
         }
     }
 
@@ -494,9 +528,10 @@ impl Loop {
     fn close(&mut self, id: usize) {
         let Some(c) = self.conns.remove(&id) else { return };
         let _ = self.poll.registry().deregister(&mut SourceFd(&c.stream.as_raw_fd()));
-        self.held -= c.charged;
+        (self.held, self.fds) = (self.held - c.charged, self.fds - c.charged_fds);
         if let Some(g) = &c.gone {
             g.store(true, Ordering::SeqCst);
+            lock(&self.agent.events).retain(|s| !s.gone.load(Ordering::SeqCst));
         }
     }
 
@@ -509,6 +544,11 @@ impl Loop {
                 c.scheduled = Some(d);
                 self.timers.push(Reverse((d, id)));
             }
+        }
+        // Entries of connections gone or rescheduled stay until they come due: when they
+        // outnumber the live ones, the heap is made again from the connections.
+        if self.timers.len() > 2 * self.conns.len() + 1024 {
+            self.timers = self.conns.iter().filter_map(|(id, c)| c.scheduled.map(|t| Reverse((t, *id)))).collect();
         }
     }
 
@@ -537,7 +577,7 @@ impl Loop {
                     self.timers.push(Reverse((d, id)));
                 }
                 Some(_) if !c.out.is_empty() => self.close(id),
-                Some(_) if c.phase == Phase::Reading => {
+                Some(_) if matches!(c.phase, Phase::Reading | Phase::Paused) => {
                     let e = ProtocolError::TimedOut(self.idle);
                     let msg = format!("closing an idle connection: {e} ([agent] idle_timeout_ms)");
                     self.answer(id, &error_response(0, Exit::Usage, msg), true);
@@ -546,13 +586,18 @@ impl Loop {
             }
         }
         // A request whose client's deadline passed while it waited for a thread.
+        if !self.waiting.iter().any(|w| deadline_of(w) <= now) {
+            return;
+        }
         let (late, on_time): (Vec<Waiting>, Vec<Waiting>) = self.waiting.drain(..).partition(|w| deadline_of(w) <= now);
         self.waiting = on_time.into();
         for w in late {
             let ms = w.req.timeout_ms.clamp(1, 3_600_000);
-            self.held -= w.body.capacity();
+            (self.held, self.fds) = (self.held - w.body.capacity(), self.fds - w.fds.len());
             self.back_to_reading(w.id);
             self.answer(w.id, &error_response(w.req.id, Exit::Io, crate::tr!("agent-timed-out", ms = ms)), false);
+            // Whatever it sent meanwhile.
+            self.read_requests(w.id);
         }
     }
 
@@ -569,7 +614,7 @@ impl Loop {
     fn start_waiting(&mut self) {
         while self.working < self.max_requests {
             let Some(w) = self.waiting.pop_front() else { return };
-            self.held -= w.body.capacity();
+            (self.held, self.fds) = (self.held - w.body.capacity(), self.fds - w.fds.len());
             let Some(c) = self.conns.get_mut(&w.id) else { continue };
             c.phase = Phase::Working;
             let (stream, peer) = (c.stream.clone(), c.peer);
@@ -589,7 +634,7 @@ impl Loop {
 
     /// Connections stopped for want of reading budget, read again while it has room.
     fn resume_paused(&mut self) {
-        while self.held + BODY_STEP <= READ_BUDGET {
+        while self.held + STEP <= READ_BUDGET && self.fds + MAX_FDS <= FD_BUDGET {
             let Some(id) = self.paused.pop_front() else { return };
             if let Some(c) = self.conns.get_mut(&id).filter(|c| c.phase == Phase::Paused) {
                 c.phase = Phase::Reading;
@@ -636,11 +681,13 @@ impl Loop {
         self.accepting = false;
         let _ = self.poll.registry().deregister(&mut SourceFd(&self.listener.as_raw_fd()));
         for w in std::mem::take(&mut self.waiting) {
-            self.held -= w.body.capacity();
+            (self.held, self.fds) = (self.held - w.body.capacity(), self.fds - w.fds.len());
             self.answer(w.id, &restarting_response(w.req.id), true);
         }
         let ids: Vec<usize> = self.conns.keys().copied().collect();
         for id in ids {
+            // What came just now is answered "restarting", not cut off.
+            self.read_requests(id);
             let Some(c) = self.conns.get(&id) else { continue };
             match c.phase {
                 Phase::Reading | Phase::Paused if c.incoming.is_empty() && c.out.is_empty() => self.close(id),

@@ -426,7 +426,7 @@ impl PinPrompt for EventPrompt {
                 notes: vec![crate::tr!("event-pin-needed", token = request.token, operation = request.operation)],
                 ..Default::default()
             };
-            subs.retain(|s| s(ev.clone()));
+            subs.retain(|s| (s.send)(ev.clone()));
         }
         // A person typing a PIN is not a hung card: the watchdog looks away meanwhile.
         self.dog.leave(self.serial);

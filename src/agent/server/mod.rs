@@ -9,7 +9,8 @@ use super::audit::AuditLog;
 use super::desk::Desk;
 use super::presence::{reader_of, Events};
 use super::protocol::{
-    encode_message, write_message, Call, Passed, ProtocolError, Request, Response, VerifyArgs, MAX_BODY, VERSION,
+    encode_message, write_message, Call, Passed, ProtocolError, Request, Response, VerifyArgs, WriteUntil, MAX_BODY,
+    VERSION,
 };
 use super::turnstile::{Refused, Turn};
 use super::watchdog::{self, Owed, Watchdog};
@@ -322,7 +323,7 @@ fn watch_for_hangs(agent: &Agent, listener: std::os::fd::RawFd, own_path: Option
             notes: vec![msg.clone()],
             ..Default::default()
         };
-        subs.retain(|s| s(ev.clone()));
+        subs.retain(|s| (s.send)(ev.clone()));
         // Those gone already owe nothing.
         for _ in subs.len()..before {
             dog.event_written();
