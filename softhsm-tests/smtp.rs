@@ -309,30 +309,59 @@ fn front_door_answers_garbage_with_errors_and_keeps_serving() {
     assert!(reply(b"QUIT\r\n").starts_with("221 "));
     assert_eq!(reply(b""), "", "closed after QUIT");
     assert!(relay.delivered().is_empty());
+}
 
-    // Connections hold threads: past 32 at once, the next is told to come back.
-    let greeting = |s: &std::net::TcpStream| {
-        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+/// The door process's thread count.
+fn threads_of(child: &Child) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap();
+    status.lines().find_map(|l| l.strip_prefix("Threads:")).unwrap().trim().parse().unwrap()
+}
+
+#[test]
+fn front_door_holds_idle_clients_without_a_thread_each_and_makes_room_for_the_next() {
+    use std::io::{BufRead, BufReader, Write};
+    allow_descriptors(4096);
+    let tok = Tok::new();
+    let agent = start_agent(&tok, "", "0");
+    let relay = PostfixRelay::start(&tok);
+    let door = front_door(&tok, &agent, &relay);
+    let line = |r: &mut BufReader<std::net::TcpStream>| {
         let mut line = String::new();
-        BufReader::new(s).read_line(&mut line).unwrap();
+        r.read_line(&mut line).unwrap();
         line
     };
-    let held: Vec<_> = (0..32).map(|_| std::net::TcpStream::connect(("127.0.0.1", door.port)).unwrap()).collect();
-    for s in &held {
-        assert!(greeting(s).starts_with("220 "));
-    }
-    let extra = std::net::TcpStream::connect(("127.0.0.1", door.port)).unwrap();
-    assert!(greeting(&extra).starts_with("421 "), "the 33rd connection is turned away");
-    drop(held);
-    let start = Instant::now();
-    loop {
+    let open = || {
         let s = std::net::TcpStream::connect(("127.0.0.1", door.port)).unwrap();
-        if greeting(&s).starts_with("220 ") {
-            break;
-        }
-        assert!(start.elapsed() < Duration::from_secs(10), "slots were not given back");
-        std::thread::sleep(Duration::from_millis(50));
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut r = BufReader::new(s);
+        let greeting = line(&mut r);
+        assert!(greeting.starts_with("220 "), "{greeting}");
+        r
+    };
+    // A client in the middle of a message is not idle, however long it has been there.
+    let mut busy = open();
+    let login =
+        base64::Engine::encode(&base64::engine::general_purpose::STANDARD, format!("\0{}\0{}", door.user, door.secret));
+    busy.get_mut().write_all(format!("AUTH PLAIN {login}\r\n").as_bytes()).unwrap();
+    assert!(line(&mut busy).starts_with("235 "));
+    busy.get_mut().write_all(b"MAIL FROM:<alice@example.jp>\r\n").unwrap();
+    assert!(line(&mut busy).starts_with("250 "));
+    let threads = threads_of(&door.child);
+    // 1,100 idle clients: every one greeted, the first to come made room for the last 77.
+    let mut idle: Vec<_> = (0..1100).map(|_| open()).collect();
+    assert!(threads_of(&door.child) <= threads + 1, "{threads} threads before, {} after", threads_of(&door.child));
+    for (i, r) in idle.iter_mut().enumerate().take(77) {
+        let told = line(r);
+        assert!(told.starts_with("421 4.4.2 closing an idle connection to make room"), "{i}: {told}");
+        assert_eq!(line(r), "", "{i}: and closed");
     }
+    for r in idle.iter_mut().skip(77).step_by(97) {
+        r.get_mut().write_all(b"NOOP\r\n").unwrap();
+        assert!(line(r).starts_with("250 "), "a later client is still served");
+    }
+    busy.get_mut().write_all(b"RSET\r\n").unwrap();
+    assert!(line(&mut busy).starts_with("250 "), "the client mid-message kept its place");
+    assert!(relay.delivered().is_empty());
 }
 
 #[test]

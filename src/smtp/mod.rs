@@ -5,9 +5,11 @@
 //! only once the relay has accepted the signed message; any failure is a clear SMTP error and
 //! the message stays with the client.
 
+mod event_loop;
 pub mod relay;
 pub mod secrets;
 pub mod server;
+pub mod session;
 
 pub use crate::config::{RelayTls, SmtpConfig};
 

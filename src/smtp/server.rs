@@ -1,31 +1,24 @@
-//! The listening side: loopback only, AUTH before anything is accepted, one thread per client,
-//! commands parsed by smtp-proto, and the reply to DATA given only after the relay took the
-//! signed message.
+//! The listening side: loopback only, AUTH before anything is accepted (session.rs), every
+//! client on one event loop (event_loop.rs), and the reply to DATA given only after the relay
+//! took the signed message.
 
 use super::relay::Relay;
+use super::session::{Session, GREETING};
 use super::SmtpConfig;
 use crate::agent::client::{call_retrying, connect};
 use crate::agent::protocol::{Call, Request, SendArgs};
 use crate::error::{Exit, Failure};
-use secrecy::{ExposeSecret, SecretString};
-use smtp_proto::request::receiver::DataReceiver;
-use smtp_proto::{Error as ProtoError, Request as Cmd, AUTH_LOGIN, AUTH_PLAIN};
+use secrecy::SecretString;
 use std::fs::File;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::fd::AsFd;
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
-use subtle::ConstantTimeEq;
 
-/// A command line longer than this is refused (RFC 5321 allows 512; AUTH lines are longer).
-const MAX_LINE: usize = 4096;
-/// Wrong logins on one connection before it is closed.
-const MAX_AUTH_FAILURES: u32 = 3;
-/// Connections served at once; more are told to come back (each holds a thread, and any local
-/// user can connect to a loopback port, logged in or not).
+/// Connections the IMAP door serves at once; more are told to come back (each holds a thread,
+/// and any local user can connect to a loopback port, logged in or not).
 const MAX_CONNECTIONS: usize = 32;
 
 pub struct Shared {
@@ -58,11 +51,7 @@ pub fn run(shared: Shared) -> Result<(), Failure> {
         crate::tr!("smtp-listening", listen = listen.to_string(), relay = shared.relay.name)
     );
     let shared = Arc::new(shared);
-    serve_loopback(listener, "smtp-client", b"421 4.7.0 too many connections; try again shortly\r\n", move |stream| {
-        // A client that vanished or timed out only ends its own session.
-        let _ = serve_tcp(stream, &shared);
-    });
-    Ok(())
+    super::event_loop::serve_connections(listener, shared)
 }
 
 /// Accept loopback clients on `listener` until the process is stopped, each on a thread of its
@@ -101,278 +90,36 @@ pub fn serve_loopback(
     }
 }
 
-fn serve_tcp(stream: TcpStream, shared: &Shared) -> std::io::Result<()> {
-    stream.set_read_timeout(Some(Duration::from_secs(300)))?;
-    stream.set_write_timeout(Some(Duration::from_secs(60)))?;
-    serve(BufReader::new(stream.try_clone()?), stream, shared)
-}
-
-/// One client's session over any byte streams (TCP here; memory in the fuzz target).
-pub fn serve<R: BufRead, W: Write>(r: R, w: W, shared: &Shared) -> std::io::Result<()> {
-    Session { r, w, shared, authed: false, auth_failures: 0, from: None, rcpts: Vec::new() }.serve()
-}
-
-struct Session<'a, R: BufRead, W: Write> {
-    r: R,
-    w: W,
-    shared: &'a Shared,
-    authed: bool,
-    auth_failures: u32,
-    from: Option<String>,
-    rcpts: Vec<String>,
-}
-
-/// What a command line turned out to be.
-enum Line {
-    Text(Vec<u8>),
-    TooLong,
-    Closed,
-}
-
-impl<R: BufRead, W: Write> Session<'_, R, W> {
-    fn reply(&mut self, text: &str) -> std::io::Result<()> {
-        self.w.write_all(text.as_bytes())?;
-        self.w.write_all(b"\r\n")
-    }
-
-    fn line(&mut self) -> std::io::Result<Line> {
-        let mut buf = Vec::new();
-        let n = (&mut self.r).take(MAX_LINE as u64 + 1).read_until(b'\n', &mut buf)?;
-        if n == 0 {
-            return Ok(Line::Closed);
+/// One client's session over any byte streams, read and written blocking (memory in the fuzz
+/// target); a message is signed and relayed in line. The door itself drives the same session
+/// from its event loop (event_loop.rs).
+pub fn serve<R: BufRead, W: Write>(mut r: R, mut w: W, shared: &Shared) -> std::io::Result<()> {
+    let (mut session, mut input, mut out) = (Session::default(), Vec::new(), GREETING.to_vec());
+    loop {
+        w.write_all(&out)?;
+        out.clear();
+        if session.is_closed() {
+            return Ok(());
         }
-        if buf.last() != Some(&b'\n') {
-            if buf.len() > MAX_LINE {
-                // Skip the rest of the over-long line.
-                let mut rest = Vec::new();
-                self.r.read_until(b'\n', &mut rest)?;
-                return Ok(Line::TooLong);
-            }
-            return Ok(Line::Closed);
+        let chunk = r.fill_buf()?;
+        if chunk.is_empty() {
+            return Ok(());
         }
-        Ok(Line::Text(buf))
-    }
-
-    fn serve(&mut self) -> std::io::Result<()> {
-        self.reply("220 localhost ssmax-card ESMTP submission front door (loopback only)")?;
-        loop {
-            let line = match self.line()? {
-                Line::Closed => return Ok(()),
-                Line::TooLong => {
-                    self.reply("500 5.5.2 line too long")?;
-                    continue;
-                }
-                Line::Text(l) => l,
-            };
-            let cmd = match Cmd::parse(&mut line.iter()) {
-                Ok(c) => c,
-                Err(ProtoError::UnknownCommand) => {
-                    self.reply("500 5.5.1 unknown command")?;
-                    continue;
-                }
-                Err(e) => {
-                    self.reply(&format!("501 5.5.4 syntax error: {e:?}"))?;
-                    continue;
-                }
-            };
-            match cmd {
-                Cmd::Ehlo { .. } => {
-                    let max = self.shared.cfg.max_message_bytes;
-                    self.reply(&format!("250-localhost ssmax-card\r\n250-AUTH PLAIN LOGIN\r\n250-SIZE {max}\r\n250-8BITMIME\r\n250 ENHANCEDSTATUSCODES"))?;
-                }
-                Cmd::Helo { .. } => self.reply("250 localhost")?,
-                Cmd::Auth { mechanism, initial_response } => {
-                    let initial = initial_response.to_string();
-                    if !self.auth(mechanism, &initial)? {
-                        return Ok(());
-                    }
-                }
-                Cmd::Mail { from } => {
-                    if !self.authed {
-                        self.reply("530 5.7.0 authentication required: log in with your ssmax-card client secret")?;
-                    } else if from.size > self.shared.cfg.max_message_bytes {
-                        self.reply(&format!(
-                            "552 5.3.4 message larger than {} bytes",
-                            self.shared.cfg.max_message_bytes
-                        ))?;
-                    } else {
-                        self.from = Some(from.address.to_string());
-                        self.rcpts.clear();
-                        self.reply("250 2.1.0 sender ok")?;
-                    }
-                }
-                Cmd::Rcpt { to } => {
-                    if self.from.is_none() {
-                        self.reply("503 5.5.1 MAIL first")?;
-                    } else if self.rcpts.len() >= self.shared.cfg.max_recipients {
-                        self.reply(&format!(
-                            "452 4.5.3 more than {} recipients: send the rest in another message",
-                            self.shared.cfg.max_recipients
-                        ))?;
-                    } else {
-                        self.rcpts.push(to.address.to_string());
-                        self.reply("250 2.1.5 recipient ok")?;
-                    }
-                }
-                Cmd::Data => {
-                    if self.from.is_none() || self.rcpts.is_empty() {
-                        self.reply("503 5.5.1 MAIL and RCPT first")?;
-                        continue;
-                    }
-                    self.reply("354 end data with <CR><LF>.<CR><LF>")?;
-                    let data = self.data()?;
-                    let (from, rcpts) = (self.from.take().unwrap_or_default(), std::mem::take(&mut self.rcpts));
-                    let answer = match data {
-                        Received::Spooled(spool) => submit(self.shared, &from, &rcpts, &spool),
-                        Received::TooLarge => format!(
-                            "552 5.3.4 message larger than {} bytes; not sent",
-                            self.shared.cfg.max_message_bytes
-                        ),
-                        Received::SpoolFailed(e) => {
-                            format!("451 4.3.0 cannot hold the message for signing ({e}); not sent, try again")
-                        }
-                    };
-                    self.reply(&answer)?;
-                }
-                Cmd::Rset => {
-                    self.from = None;
-                    self.rcpts.clear();
-                    self.reply("250 2.0.0 ok")?;
-                }
-                Cmd::Noop { .. } => self.reply("250 2.0.0 ok")?,
-                Cmd::Quit => {
-                    self.reply("221 2.0.0 bye")?;
-                    return Ok(());
-                }
-                Cmd::StartTls => self.reply("502 5.5.1 STARTTLS is not offered on loopback")?,
-                _ => self.reply("502 5.5.1 command not implemented")?,
-            }
+        input.extend_from_slice(chunk);
+        let n = chunk.len();
+        r.consume(n);
+        while let Some(m) = session.feed(&mut input, &mut out, shared) {
+            let reply = submit(shared, &m.from, &m.rcpts, &m.spool);
+            session.submitted(&reply, &mut out);
         }
     }
-
-    /// AUTH PLAIN or LOGIN against the per-user secret; false when the connection must close.
-    fn auth(&mut self, mechanism: u64, initial: &str) -> std::io::Result<bool> {
-        if self.authed {
-            self.reply("503 5.5.1 already authenticated")?;
-            return Ok(true);
-        }
-        let creds = match mechanism {
-            AUTH_PLAIN => {
-                let response = if initial.is_empty() { self.challenge("")? } else { Some(initial.to_string()) };
-                response.and_then(|r| decode(&r)).and_then(|raw| {
-                    let mut it = raw.split(|&b| b == 0);
-                    let (_authz, user, pass) = (it.next()?, it.next()?, it.next()?);
-                    Some((
-                        String::from_utf8_lossy(user).into_owned(),
-                        SecretString::from(String::from_utf8_lossy(pass).into_owned()),
-                    ))
-                })
-            }
-            AUTH_LOGIN => {
-                let user = if initial.is_empty() { self.challenge("VXNlcm5hbWU6")? } else { Some(initial.to_string()) };
-                match user.and_then(|u| decode(&u)) {
-                    Some(user) => self.challenge("UGFzc3dvcmQ6")?.and_then(|p| decode(&p)).map(|p| {
-                        (
-                            String::from_utf8_lossy(&user).into_owned(),
-                            SecretString::from(String::from_utf8_lossy(&p).into_owned()),
-                        )
-                    }),
-                    None => None,
-                }
-            }
-            _ => {
-                self.reply("504 5.5.4 use AUTH PLAIN or LOGIN")?;
-                return Ok(true);
-            }
-        };
-        let ok = creds.is_some_and(|(user, pass)| {
-            let user_ok = user.as_bytes().ct_eq(self.shared.client_user.as_bytes());
-            let pass_ok = pass.expose_secret().as_bytes().ct_eq(self.shared.client_secret.expose_secret().as_bytes());
-            bool::from(user_ok & pass_ok)
-        });
-        if ok {
-            self.authed = true;
-            self.reply("235 2.7.0 authenticated")?;
-            return Ok(true);
-        }
-        self.auth_failures += 1;
-        if self.auth_failures >= MAX_AUTH_FAILURES {
-            self.reply("421 4.7.0 too many failed logins; closing")?;
-            return Ok(false);
-        }
-        self.reply("535 5.7.8 wrong user name or client secret ('ssmax-card smtp client-secret' shows it)")?;
-        Ok(true)
-    }
-
-    /// One "334" round; None when the client cancelled ("*") or sent nothing usable.
-    fn challenge(&mut self, prompt: &str) -> std::io::Result<Option<String>> {
-        self.reply(&format!("334 {prompt}"))?;
-        Ok(match self.line()? {
-            Line::Text(l) => {
-                let t = String::from_utf8_lossy(&l).trim().to_string();
-                (t != "*").then_some(t)
-            }
-            _ => None,
-        })
-    }
-
-    /// The message after DATA, dot-unstuffed, written to a spool file as it arrives (a large
-    /// mail is never held whole in this process). Too large or unspoolable: read to its end and
-    /// dropped, so the session stays in step.
-    fn data(&mut self) -> std::io::Result<Received> {
-        const FLUSH_AT: usize = 64 * 1024;
-        let max = self.shared.cfg.max_message_bytes as u64;
-        let mut receiver = DataReceiver::new();
-        // Unlinked from the start (O_TMPFILE under $TMPDIR, private to the unit with PrivateTmp):
-        // nothing is left behind whatever happens next.
-        let mut spool = tempfile::tempfile().map_err(|e| e.to_string());
-        let mut buf = Vec::with_capacity(FLUSH_AT + 4096);
-        let mut total = 0u64;
-        loop {
-            let chunk = self.r.fill_buf()?;
-            if chunk.is_empty() {
-                return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "client closed during DATA"));
-            }
-            let mut it = chunk.iter();
-            let done = receiver.ingest(&mut it, &mut buf);
-            let used = chunk.len() - it.as_slice().len();
-            self.r.consume(used);
-            if buf.len() >= FLUSH_AT || done {
-                total += buf.len() as u64;
-                if let (Ok(f), true) = (&mut spool, total <= max) {
-                    if let Err(e) = f.write_all(&buf) {
-                        spool = Err(e.to_string());
-                    }
-                }
-                buf.clear();
-            }
-            if done {
-                return Ok(match spool {
-                    _ if total > max => Received::TooLarge,
-                    Ok(f) => Received::Spooled(f),
-                    Err(e) => Received::SpoolFailed(e),
-                });
-            }
-        }
-    }
-}
-
-/// What DATA left us with.
-enum Received {
-    Spooled(File),
-    TooLarge,
-    SpoolFailed(String),
-}
-
-fn decode(b64: &str) -> Option<Vec<u8>> {
-    base64::Engine::decode(&base64::engine::general_purpose::STANDARD, b64.trim()).ok()
 }
 
 /// A header block longer than this is refused (it is read into memory to find From).
 const MAX_HEADER_BLOCK: usize = 1024 * 1024;
 
 /// SSMAX send in the agent, then the relay; the SMTP reply for the client.
-fn submit(shared: &Shared, envelope_from: &str, rcpts: &[String], spool: &File) -> String {
+pub(super) fn submit(shared: &Shared, envelope_from: &str, rcpts: &[String], spool: &File) -> String {
     let head = match header_block(spool) {
         Ok(h) => h,
         Err(e) => return format!("554 5.6.0 {e}; not sent"),

@@ -1,0 +1,326 @@
+//! The front door's connections on one thread (mio): each session (session.rs) is fed what its
+//! client has sent, without waiting for the rest, and its replies are written as the socket
+//! takes them. A connection costs no thread while it is idle or sending; a message being signed
+//! and relayed (the agent's call, the relay's) runs on a thread of its own, at most
+//! `MAX_SUBMITTING` at once, the rest waiting their turn. At `MAX_CONNECTIONS` the connection
+//! idle longest is closed to make room, so idle clients keep nobody out.
+
+use super::server::{submit, Shared};
+use super::session::{Session, Submit, GREETING};
+use crate::error::{Exit, Failure};
+use mio::net::{TcpListener, TcpStream};
+use mio::{Interest, Poll, Token as Key, Waker};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::io::{Read, Write};
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
+
+const LISTENER: Key = Key(0);
+const WAKER: Key = Key(1);
+/// Connections held open at once; any local user can connect to a loopback port.
+pub const MAX_CONNECTIONS: usize = 1024;
+/// Messages signed and relayed at once.
+pub const MAX_SUBMITTING: usize = 8;
+/// A client that sends nothing (and reads nothing) for this long is closed (RFC 5321 §4.5.3.2
+/// gives a server 5 minutes per command).
+const IDLE: Duration = Duration::from_secs(300);
+/// What one read takes; a session keeps at most a line (session::MAX_LINE) of it unread.
+const READ_CHUNK: usize = 16 * 1024;
+/// Replies a client leaves unread before the door stops reading its commands.
+const UNREAD_REPLIES: usize = 64 * 1024;
+
+struct Conn {
+    stream: TcpStream,
+    session: Session,
+    input: Vec<u8>,
+    out: Vec<u8>,
+    sent: usize,
+    due: Instant,
+    scheduled: Option<Instant>,
+    idle_since: Instant,
+}
+
+/// A message's reply, from its thread.
+struct Done {
+    id: usize,
+    reply: String,
+}
+
+/// Sends the reply back when its thread ends, also when signing or relaying panicked.
+struct Reply {
+    id: usize,
+    reply: Option<String>,
+    tx: mpsc::Sender<Done>,
+    waker: Arc<Waker>,
+}
+
+impl Drop for Reply {
+    fn drop(&mut self) {
+        let reply = self.reply.take().unwrap_or_else(|| "451 4.3.0 internal error; not sent, try again".into());
+        let _ = self.tx.send(Done { id: self.id, reply });
+        let _ = self.waker.wake();
+    }
+}
+
+struct Door {
+    shared: Arc<Shared>,
+    poll: Poll,
+    waker: Arc<Waker>,
+    tx: mpsc::Sender<Done>,
+    rx: mpsc::Receiver<Done>,
+    listener: TcpListener,
+    conns: HashMap<usize, Conn>,
+    next_id: usize,
+    timers: BinaryHeap<Reverse<(Instant, usize)>>,
+    waiting: VecDeque<(usize, Submit)>,
+    submitting: usize,
+    retry_accept: Option<Instant>,
+}
+
+/// Serve the front door's clients until the process is stopped.
+pub fn serve_connections(listener: std::net::TcpListener, shared: Arc<Shared>) -> Result<(), Failure> {
+    let fail = |e: std::io::Error| Failure::new(Exit::Io, crate::tr!("agent-cannot-start", error = e.to_string()));
+    listener.set_nonblocking(true).map_err(fail)?;
+    let mut listener = TcpListener::from_std(listener);
+    let poll = Poll::new().map_err(fail)?;
+    let waker = Arc::new(Waker::new(poll.registry(), WAKER).map_err(fail)?);
+    poll.registry().register(&mut listener, LISTENER, Interest::READABLE).map_err(fail)?;
+    crate::platform::allow_descriptors(MAX_CONNECTIONS as u64 + 256);
+    let (tx, rx) = mpsc::channel();
+    let mut door = Door {
+        shared,
+        poll,
+        waker,
+        tx,
+        rx,
+        listener,
+        conns: HashMap::new(),
+        next_id: 2,
+        timers: BinaryHeap::new(),
+        waiting: VecDeque::new(),
+        submitting: 0,
+        retry_accept: None,
+    };
+    let mut events = mio::Events::with_capacity(256);
+    loop {
+        let now = Instant::now();
+        let next = door.timers.peek().map(|Reverse((t, _))| *t).into_iter().chain(door.retry_accept).min();
+        if let Err(e) = door.poll.poll(&mut events, next.map(|t| t.saturating_duration_since(now))) {
+            if e.kind() != std::io::ErrorKind::Interrupted {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            continue;
+        }
+        for ev in events.iter() {
+            match ev.token() {
+                LISTENER => door.accept_all(),
+                WAKER => {}
+                Key(id) => door.pump(id),
+            }
+        }
+        door.take_replies();
+        door.expire();
+        door.start_waiting();
+    }
+}
+
+impl Door {
+    fn accept_all(&mut self) {
+        loop {
+            let (mut stream, peer) = match self.listener.accept() {
+                Ok(s) => s,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(_) => {
+                    // Out of descriptors: the rest wait in the kernel's queue for a moment.
+                    self.retry_accept = Some(Instant::now() + Duration::from_millis(10));
+                    return;
+                }
+            };
+            if !peer.ip().is_loopback() {
+                continue;
+            }
+            if self.conns.len() >= MAX_CONNECTIONS && !self.close_longest_idle() {
+                let _ = stream.write(b"421 4.7.0 too many connections; try again shortly\r\n");
+                continue;
+            }
+            let id = self.next_id;
+            self.next_id += 1;
+            if self.poll.registry().register(&mut stream, Key(id), Interest::READABLE | Interest::WRITABLE).is_err() {
+                continue;
+            }
+            let now = Instant::now();
+            let conn = Conn {
+                stream,
+                session: Session::default(),
+                input: Vec::new(),
+                out: GREETING.to_vec(),
+                sent: 0,
+                due: now + IDLE,
+                scheduled: None,
+                idle_since: now,
+            };
+            self.conns.insert(id, conn);
+            self.schedule(id);
+            self.pump(id);
+        }
+    }
+
+    /// At the cap: the session with no message under way that has waited longest (one with no
+    /// half-sent line first) is told and closed. False when every session has a message under way.
+    fn close_longest_idle(&mut self) -> bool {
+        let longest = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.session.is_idle())
+            .min_by_key(|(_, c)| (!c.input.is_empty(), c.idle_since))
+            .map(|(id, _)| *id);
+        let Some(id) = longest else { return false };
+        if let Some(c) = self.conns.get_mut(&id) {
+            let _ = c.stream.write(b"421 4.4.2 closing an idle connection to make room; try again\r\n");
+        }
+        self.close(id);
+        true
+    }
+
+    /// Write what the session has to say, feed it what its client sent, read more; until the
+    /// socket would block, the session waits for its message's reply, or it is over.
+    fn pump(&mut self, id: usize) {
+        loop {
+            let Some(c) = self.conns.get_mut(&id) else { return };
+            // Replies first, as far as the socket takes them.
+            while c.sent < c.out.len() {
+                match c.stream.write(&c.out[c.sent..]) {
+                    Ok(0) => return self.close(id),
+                    Ok(n) => {
+                        c.sent += n;
+                        c.due = Instant::now() + IDLE;
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                    Err(_) => return self.close(id),
+                }
+            }
+            if c.sent == c.out.len() {
+                c.out.clear();
+                c.sent = 0;
+                if c.session.is_closed() {
+                    return self.close(id);
+                }
+            }
+            if c.out.len() - c.sent > UNREAD_REPLIES {
+                // Its replies unread: no more of its commands until it reads them.
+                return;
+            }
+            let before = c.out.len();
+            let submit = c.session.feed(&mut c.input, &mut c.out, &self.shared);
+            if let Some(s) = submit {
+                self.waiting.push_back((id, s));
+                continue;
+            }
+            if c.out.len() > before {
+                continue;
+            }
+            // Signing its message, or over: its next commands wait in the socket. Its replies
+            // not yet taken: it is read again once they are (a writable event).
+            if c.session.is_submitting() || c.session.is_closed() || c.sent < c.out.len() {
+                return;
+            }
+            let have = c.input.len();
+            c.input.resize(have + READ_CHUNK, 0);
+            let read = c.stream.read(&mut c.input[have..]);
+            c.input.truncate(have + *read.as_ref().unwrap_or(&0));
+            match read {
+                Ok(0) => return self.close(id),
+                Ok(_) => {
+                    let now = Instant::now();
+                    (c.due, c.idle_since) = (now + IDLE, now);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
+                Err(_) => return self.close(id),
+            }
+        }
+    }
+
+    fn close(&mut self, id: usize) {
+        if let Some(mut c) = self.conns.remove(&id) {
+            let _ = self.poll.registry().deregister(&mut c.stream);
+        }
+    }
+
+    /// One timer entry per connection at a time; a later one is put in when it comes due.
+    fn schedule(&mut self, id: usize) {
+        let Some(c) = self.conns.get_mut(&id) else { return };
+        if c.scheduled.is_none_or(|s| c.due < s) {
+            c.scheduled = Some(c.due);
+            self.timers.push(Reverse((c.due, id)));
+        }
+        // Entries of connections gone stay until they come due: when they outnumber the live
+        // ones, the heap is made again from the connections.
+        if self.timers.len() > 2 * self.conns.len() + 1024 {
+            self.timers = self.conns.iter().filter_map(|(id, c)| c.scheduled.map(|t| Reverse((t, *id)))).collect();
+        }
+    }
+
+    fn expire(&mut self) {
+        let now = Instant::now();
+        if self.retry_accept.is_some_and(|t| t <= now) {
+            self.retry_accept = None;
+            self.accept_all();
+        }
+        while let Some(&Reverse((t, id))) = self.timers.peek() {
+            if t > now {
+                break;
+            }
+            self.timers.pop();
+            let Some(c) = self.conns.get_mut(&id) else { continue };
+            if c.scheduled != Some(t) {
+                continue;
+            }
+            c.scheduled = None;
+            if c.session.is_submitting() {
+                // Its message has its own time (the agent's and the relay's); it is judged again after.
+                c.due = now + IDLE;
+            }
+            if c.due > now {
+                self.schedule(id);
+                continue;
+            }
+            let _ = c.stream.write(b"421 4.4.2 closing: nothing from the client for 300 s\r\n");
+            self.close(id);
+        }
+    }
+
+    /// Messages waiting for a thread, started while fewer than MAX_SUBMITTING run.
+    fn start_waiting(&mut self) {
+        while self.submitting < MAX_SUBMITTING {
+            let Some((id, s)) = self.waiting.pop_front() else { return };
+            if !self.conns.contains_key(&id) {
+                continue;
+            }
+            self.submitting += 1;
+            let reply = Reply { id, reply: None, tx: self.tx.clone(), waker: self.waker.clone() };
+            let shared = self.shared.clone();
+            let spawned = std::thread::Builder::new().name("smtp-submit".into()).spawn(move || {
+                // The whole guard moves here (not its field), so it answers from this thread.
+                let mut reply = reply;
+                reply.reply = Some(submit(&shared, &s.from, &s.rcpts, &s.spool));
+            });
+            // Without a thread the Reply was dropped with the closure: the client hears 451.
+            let _ = spawned;
+        }
+    }
+
+    fn take_replies(&mut self) {
+        while let Ok(Done { id, reply }) = self.rx.try_recv() {
+            self.submitting -= 1;
+            let Some(c) = self.conns.get_mut(&id) else { continue };
+            c.session.submitted(&reply, &mut c.out);
+            c.due = Instant::now() + IDLE;
+            // Its next commands (pipelined, or sent while it waited) are in the socket.
+            self.pump(id);
+        }
+    }
+}
