@@ -38,7 +38,7 @@ const WORKER_IDLE: Duration = Duration::from_secs(60);
 /// What other threads tell the loop.
 enum Note {
     /// A request thread wrote its answer: the connection is the loop's again, or is closed.
-    Back { id: usize, owed: Option<Owed>, keep: bool },
+    Back { id: usize, owed: Option<Owed>, keep: bool, next: Next },
     /// An event for the subscriber on connection `id`.
     Event { id: usize, ev: Box<Response> },
 }
@@ -88,6 +88,7 @@ struct GiveBack {
     id: usize,
     owed: Option<Owed>,
     keep: bool,
+    next: Next,
     tx: mpsc::Sender<Note>,
     waker: Arc<Waker>,
 }
@@ -95,7 +96,8 @@ struct GiveBack {
 impl Drop for GiveBack {
     fn drop(&mut self) {
         let (id, keep) = (self.id, self.keep && self.owed.is_some());
-        let _ = self.tx.send(Note::Back { id, owed: self.owed.take(), keep });
+        let next = std::mem::take(&mut self.next);
+        let _ = self.tx.send(Note::Back { id, owed: self.owed.take(), keep, next });
         let _ = self.waker.wake();
     }
 }
@@ -622,11 +624,31 @@ impl Loop {
             let agent = self.agent.clone();
             self.working += 1;
             let Waiting { id, req, call, body, fds, received } = w;
-            let back = GiveBack { id, owed: None, keep: false, tx: self.tx.clone(), waker: self.waker.clone() };
+            let (tx, waker) = (self.tx.clone(), self.waker.clone());
+            let back = GiveBack { id, owed: None, keep: false, next: Next::default(), tx, waker };
             self.workers.run(Box::new(move || {
                 // The whole guard moves here (not its fields), so it is dropped on this thread.
                 let mut back = back;
-                back.keep = run_request(&agent, &stream, peer, &mut owed, req, call, body, fds, received);
+                let mut job = (req, call, body, fds, received);
+                loop {
+                    let (req, call, body, fds, received) = job;
+                    back.keep = run_request(&agent, &stream, peer, &mut owed, req, call, body, fds, received);
+                    if !back.keep || agent.dog.restarting.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    // A client that asks again at once is served on this thread: no hand-off
+                    // to the loop and back between one request and the next.
+                    match linger(&stream) {
+                        Next::Call(next) => {
+                            owed.owe();
+                            job = *next;
+                        }
+                        other => {
+                            back.next = other;
+                            break;
+                        }
+                    }
+                }
                 back.owed = Some(owed);
             }));
         }
@@ -643,16 +665,35 @@ impl Loop {
         }
     }
 
+    /// Take over what a request thread read of a connection's next request.
+    fn resume(&mut self, id: usize, incoming: Incoming) {
+        let Some(c) = self.conns.get_mut(&id) else { return };
+        c.incoming = incoming;
+        let (now_held, now_fds) = (c.incoming.held(), c.incoming.descriptors());
+        self.held = self.held + now_held - c.charged;
+        self.fds = self.fds + now_fds - c.charged_fds;
+        (c.charged, c.charged_fds) = (now_held, now_fds);
+    }
+
     fn take_notes(&mut self) {
         while let Ok(note) = self.rx.try_recv() {
             match note {
-                Note::Back { id, owed, keep } => {
+                Note::Back { id, owed, keep, next } => {
                     self.working -= 1;
                     let restarting = self.agent.dog.restarting.load(Ordering::SeqCst);
                     match self.conns.get_mut(&id) {
                         Some(c) if keep && !restarting => {
                             c.owed = owed;
                             self.back_to_reading(id);
+                            match next {
+                                Next::Partly(incoming) => self.resume(id, incoming),
+                                Next::Other(whole) => self.route(id, *whole),
+                                Next::Broken(e) => {
+                                    let resp = error_response(0, Exit::Usage, format!("bad request: {e}"));
+                                    self.answer(id, &resp, true);
+                                }
+                                Next::Call(_) | Next::Nothing => {}
+                            }
                             // Whatever it sent meanwhile (the next request, or its leaving).
                             self.read_requests(id);
                         }
@@ -697,6 +738,70 @@ impl Loop {
         }
         self.agent.dog.accept_parked.store(true, Ordering::SeqCst);
     }
+}
+
+/// How long a request thread waits for a client's next request before it gives the connection
+/// back to the loop: a client asking in a loop asks again within this.
+const LINGER: Duration = Duration::from_millis(2);
+
+/// A whole request a request thread may run itself: its parts, as `run_request` takes them.
+type Job = (Request, Call, Vec<u8>, Vec<OwnedFd>, Instant);
+
+/// What a request thread found of a connection's next request, for the loop.
+#[derive(Default)]
+enum Next {
+    /// Nothing, or part of one: the loop reads on from there.
+    Partly(Incoming),
+    /// A whole one the request thread runs itself.
+    Call(Box<Job>),
+    /// A whole one for the loop (ping, subscribe, a malformed one).
+    Other(Box<Complete>),
+    /// Bytes that are no request.
+    Broken(ProtocolError),
+    #[default]
+    Nothing,
+}
+
+/// Wait up to LINGER for the connection's next request.
+fn linger(stream: &UnixStream) -> Next {
+    let deadline = Instant::now() + LINGER;
+    let mut incoming = Incoming::default();
+    loop {
+        match crate::platform::recv_with_descriptors_now(stream, incoming.room()) {
+            Ok(r) if r.truncated => return Next::Broken(ProtocolError::TooManyFds),
+            // Closed: the loop finds it so.
+            Ok(r) if r.bytes == 0 => return Next::Partly(incoming),
+            Ok(r) => match incoming.filled(r.bytes, r.fds) {
+                Ok(None) => {}
+                Ok(Some((req, body, fds))) => {
+                    return match req.call() {
+                        Ok(call) if req.v == VERSION && !matches!(call, Call::Ping | Call::Subscribe) => {
+                            Next::Call(Box::new((req, call, body, fds, Instant::now())))
+                        }
+                        _ => Next::Other(Box::new((req, body, fds))),
+                    }
+                }
+                Err(e) => return Next::Broken(e),
+            },
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                let left = deadline.saturating_duration_since(Instant::now());
+                // Part of a request came: the loop reads the rest, however long it takes.
+                if left.is_zero() || !incoming.is_empty() || !readable_within(stream, left) {
+                    return Next::Partly(incoming);
+                }
+            }
+            Err(_) => return Next::Partly(incoming),
+        }
+    }
+}
+
+/// Whether `stream` has something to read (or was closed) within `limit`.
+fn readable_within(stream: &UnixStream, limit: Duration) -> bool {
+    use rustix::event::{poll, PollFd, PollFlags, Timespec};
+    let t = Timespec { tv_sec: limit.as_secs() as i64, tv_nsec: i64::from(limit.subsec_nanos()) };
+    let mut fds = [PollFd::new(stream, PollFlags::IN)];
+    poll(&mut fds, Some(&t)).is_ok_and(|n| n > 0)
 }
 
 fn deadline_of(w: &Waiting) -> Instant {
