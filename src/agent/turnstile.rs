@@ -1,8 +1,8 @@
 //! One caller at a time, in arrival order, with a bounded line and a deadline for each waiter.
 //!
 //! Each token the agent holds has its own turnstile: a request uses a token while it holds that
-//! token's turn, on its own connection thread (two thread hand-offs per request would cost more
-//! than the agent's own work on a small signature), and a request on another token never waits
+//! token's turn, on its own request thread (a further hand-off to a thread per token would cost
+//! more than the agent's own work on a small signature), and a request on another token never waits
 //! for it. A `Mutex` alone would do for exclusion but not for the rest: it is not FIFO (a busy
 //! client could starve others), has no deadline and no bound on the line, and cannot tell its
 //! waiters that the agent is restarting. The turn passes straight to the next waiter, so a

@@ -24,7 +24,7 @@ pub const RESTARTING: &str = "agent-restarting";
 pub const RESTARTS_VAR: &str = "SSMAX_CARD_AGENT_RESTARTS";
 
 /// Shared between the holders of token turns (each says when it is inside the token layer, under
-/// its own id), the connection threads (which count answers still to be written) and the
+/// its own id), the event loop and request threads (which count answers still to be written) and the
 /// watchdog thread.
 pub struct Watchdog {
     pub limit: Duration,
@@ -33,7 +33,7 @@ pub struct Watchdog {
     /// Answers owed: a connection accepted but not yet answered once, or a request read and
     /// not yet answered. The re-exec waits for these, so no client sees a bare hang-up.
     pub in_flight: AtomicUsize,
-    /// The accept loop has seen `restarting` and accepts no more (the kernel queues new
+    /// The event loop has seen `restarting` and accepts no more (the kernel queues new
     /// connections for the next image).
     pub accept_parked: AtomicBool,
     /// Subscribers told of the restart that have not yet written it to their client: the
@@ -76,7 +76,7 @@ impl Watchdog {
         (took > self.limit).then(|| (what.clone(), took))
     }
 
-    /// The watchdog wrote the answer a connection thread owed (that thread is stuck in the
+    /// The watchdog wrote the answer a request thread owed (that thread is stuck in the
     /// token, or its client's deadline passed): the debt is settled here, and that thread calls
     /// `Owed::settled_elsewhere`.
     pub fn settled_for_another(&self) {
@@ -88,8 +88,8 @@ impl Watchdog {
         let _ = self.events_owed.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
     }
 
-    /// Wait (bounded) until the accept loop has stopped and every answer and restart event owed
-    /// has been written.
+    /// Wait (bounded) until the event loop has stopped accepting and every answer and restart
+    /// event owed has been written.
     pub fn drain_answers(&self, within: Duration) {
         let until = Instant::now() + within;
         while (!self.accept_parked.load(Ordering::SeqCst)

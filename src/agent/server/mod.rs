@@ -1,9 +1,9 @@
-//! The agent as a whole: what its threads share, the accept loop, the housekeeper and the
-//! watchdog thread. One connection thread per client (connection.rs), at most max_connections
-//! (door.rs turns the rest away). A request runs on its client's thread (job.rs); the part of it
-//! that uses a token waits for that token's turn (turnstile.rs, desk.rs), so each token serves
-//! one request at a time, in arrival order, while the others serve theirs, and a small signature
-//! costs no thread hand-off. Audit entries go to their own thread (audit_writer.rs).
+//! The agent as a whole: what its threads share, the housekeeper and the watchdog thread. Every
+//! connection is read by one event loop (event_loop.rs); a whole request runs on a request
+//! thread (connection.rs, job.rs), which serves the same client's next request too when it comes
+//! at once; the part of it that uses a token waits for that token's turn (turnstile.rs, desk.rs),
+//! so each token serves one request at a time, in arrival order, while the others serve theirs.
+//! Audit entries go to their own thread (audit_writer.rs).
 
 use super::audit::AuditLog;
 use super::desk::Desk;
@@ -54,7 +54,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// What the connection threads, the housekeeper and the watchdog share.
+/// What the event loop, the request threads, the housekeeper and the watchdog share.
 struct Agent {
     desk: Mutex<Desk>,
     /// Held for reading by every request while it may call into a module; a module is
@@ -215,7 +215,7 @@ struct Received {
     reply: Option<File>,
 }
 
-/// A request as its connection thread runs it.
+/// A request as its request thread runs it.
 struct Job<'r> {
     req: &'r Request,
     peer: Peer,
@@ -343,9 +343,9 @@ fn watch_for_hangs(agent: &Agent, listener: std::os::fd::RawFd, own_path: Option
             let _ = wait.recv_timeout(Duration::from_secs(5));
         }
     }
-    // Wake the accept loop (blocked in accept) so it sees the flag and parks; a connection it
-    // accepts meanwhile is answered "restarting" before the exec, never cut off. A full queue
-    // wakes it as well, so this never waits.
+    // Wake the event loop (blocked in its poll) so it sees the flag and stops accepting; a
+    // request it has read meanwhile is answered "restarting" before the exec, never cut off. A
+    // full queue wakes it as well, so this never waits.
     if let Some(p) = &own_path {
         drop(crate::platform::connect_unix(p, Duration::ZERO));
     }
