@@ -346,21 +346,27 @@ fn front_door_holds_idle_clients_without_a_thread_each_and_makes_room_for_the_ne
     assert!(line(&mut busy).starts_with("235 "));
     busy.get_mut().write_all(b"MAIL FROM:<alice@example.jp>\r\n").unwrap();
     assert!(line(&mut busy).starts_with("250 "));
+    // Nor is a mail client that has logged in, while strangers (who have not) hold places.
+    let mut member = open();
+    member.get_mut().write_all(format!("AUTH PLAIN {login}\r\n").as_bytes()).unwrap();
+    assert!(line(&mut member).starts_with("235 "));
     let threads = threads_of(&door.child);
-    // 1,100 idle clients: every one greeted, the first to come made room for the last 77.
+    // 1,100 strangers: every one greeted, the first to come made room for the last 78.
     let mut idle: Vec<_> = (0..1100).map(|_| open()).collect();
     assert!(threads_of(&door.child) <= threads + 1, "{threads} threads before, {} after", threads_of(&door.child));
-    for (i, r) in idle.iter_mut().enumerate().take(77) {
+    for (i, r) in idle.iter_mut().enumerate().take(78) {
         let told = line(r);
         assert!(told.starts_with("421 4.4.2 closing an idle connection to make room"), "{i}: {told}");
         assert_eq!(line(r), "", "{i}: and closed");
     }
-    for r in idle.iter_mut().skip(77).step_by(97) {
+    for r in idle.iter_mut().skip(78).step_by(97) {
         r.get_mut().write_all(b"NOOP\r\n").unwrap();
         assert!(line(r).starts_with("250 "), "a later client is still served");
     }
     busy.get_mut().write_all(b"RSET\r\n").unwrap();
     assert!(line(&mut busy).starts_with("250 "), "the client mid-message kept its place");
+    member.get_mut().write_all(b"NOOP\r\n").unwrap();
+    assert!(line(&mut member).starts_with("250 "), "the logged-in client kept its place");
     assert!(relay.delivered().is_empty());
 }
 

@@ -34,7 +34,7 @@ fn talk(data: &[u8], step: usize) -> (Vec<u8>, Vec<(String, Vec<String>)>) {
     let (mut s, mut pending, mut out, mut sent) = (Session::default(), Vec::new(), Vec::new(), Vec::new());
     for piece in data.chunks(step) {
         pending.extend_from_slice(piece);
-        while let Some(m) = s.feed(&mut pending, &mut out, shared()) {
+        while let Some(m) = s.feed(&mut pending, &mut out, usize::MAX, shared()) {
             sent.push((m.from, m.rcpts));
             s.submitted("250 2.0.0 relayed", &mut out);
         }

@@ -25,8 +25,13 @@ pub const MAX_SUBMITTING: usize = 8;
 /// A client that sends nothing (and reads nothing) for this long is closed (RFC 5321 §4.5.3.2
 /// gives a server 5 minutes per command).
 const IDLE: Duration = Duration::from_secs(300);
+/// A client that has not logged in by then is closed: a mail client logs in at once, and a
+/// stranger holding connections holds each no longer.
+const LOGIN_TIME: Duration = Duration::from_secs(60);
 /// What one read takes; a session keeps at most a line (session::MAX_LINE) of it unread.
 const READ_CHUNK: usize = 16 * 1024;
+/// What the loop reads from one client before it serves the others.
+const READ_TURN: usize = 256 * 1024;
 /// Replies a client leaves unread before the door stops reading its commands.
 const UNREAD_REPLIES: usize = 64 * 1024;
 
@@ -38,7 +43,19 @@ struct Conn {
     sent: usize,
     due: Instant,
     scheduled: Option<Instant>,
-    idle_since: Instant,
+    accepted: Instant,
+    /// Listed in the door's `again`.
+    again: bool,
+}
+
+impl Conn {
+    /// When it is closed if nothing more happens after `now`: a stranger by its login time.
+    fn next_due(&self, now: Instant) -> Instant {
+        match self.session.is_authed() {
+            true => now + IDLE,
+            false => (now + IDLE).min(self.accepted + LOGIN_TIME),
+        }
+    }
 }
 
 /// A message's reply, from its thread.
@@ -76,6 +93,8 @@ struct Door {
     waiting: VecDeque<(usize, Submit)>,
     submitting: usize,
     retry_accept: Option<Instant>,
+    /// Clients that had more to read when their turn ended.
+    again: Vec<usize>,
 }
 
 /// Serve the front door's clients until the process is stopped.
@@ -101,11 +120,13 @@ pub fn serve_connections(listener: std::net::TcpListener, shared: Arc<Shared>) -
         waiting: VecDeque::new(),
         submitting: 0,
         retry_accept: None,
+        again: Vec::new(),
     };
     let mut events = mio::Events::with_capacity(256);
     loop {
         let now = Instant::now();
         let next = door.timers.peek().map(|Reverse((t, _))| *t).into_iter().chain(door.retry_accept).min();
+        let next = if door.again.is_empty() { next } else { Some(now) };
         if let Err(e) = door.poll.poll(&mut events, next.map(|t| t.saturating_duration_since(now))) {
             if e.kind() != std::io::ErrorKind::Interrupted {
                 std::thread::sleep(Duration::from_millis(10));
@@ -118,6 +139,12 @@ pub fn serve_connections(listener: std::net::TcpListener, shared: Arc<Shared>) -
                 WAKER => {}
                 Key(id) => door.pump(id),
             }
+        }
+        for id in std::mem::take(&mut door.again) {
+            if let Some(c) = door.conns.get_mut(&id) {
+                c.again = false;
+            }
+            door.pump(id);
         }
         door.take_replies();
         door.expire();
@@ -157,9 +184,10 @@ impl Door {
                 input: Vec::new(),
                 out: GREETING.to_vec(),
                 sent: 0,
-                due: now + IDLE,
+                due: now + LOGIN_TIME.min(IDLE),
                 scheduled: None,
-                idle_since: now,
+                accepted: now,
+                again: false,
             };
             self.conns.insert(id, conn);
             self.schedule(id);
@@ -167,14 +195,15 @@ impl Door {
         }
     }
 
-    /// At the cap: the session with no message under way that has waited longest (one with no
-    /// half-sent line first) is told and closed. False when every session has a message under way.
+    /// At the cap: a stranger (not logged in) is told and closed, the one there longest; only
+    /// when there is none, a logged-in session with no message under way. False when every
+    /// session has a message under way.
     fn close_longest_idle(&mut self) -> bool {
         let longest = self
             .conns
             .iter()
             .filter(|(_, c)| c.session.is_idle())
-            .min_by_key(|(_, c)| (!c.input.is_empty(), c.idle_since))
+            .min_by_key(|(_, c)| (c.session.is_authed(), c.accepted))
             .map(|(id, _)| *id);
         let Some(id) = longest else { return false };
         if let Some(c) = self.conns.get_mut(&id) {
@@ -187,6 +216,7 @@ impl Door {
     /// Write what the session has to say, feed it what its client sent, read more; until the
     /// socket would block, the session waits for its message's reply, or it is over.
     fn pump(&mut self, id: usize) {
+        let mut turn = 0;
         loop {
             let Some(c) = self.conns.get_mut(&id) else { return };
             // Replies first, as far as the socket takes them.
@@ -195,7 +225,7 @@ impl Door {
                     Ok(0) => return self.close(id),
                     Ok(n) => {
                         c.sent += n;
-                        c.due = Instant::now() + IDLE;
+                        c.due = c.next_due(Instant::now());
                     }
                     Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
@@ -205,6 +235,9 @@ impl Door {
             if c.sent == c.out.len() {
                 c.out.clear();
                 c.sent = 0;
+                if c.out.capacity() > UNREAD_REPLIES {
+                    c.out = Vec::new();
+                }
                 if c.session.is_closed() {
                     return self.close(id);
                 }
@@ -214,7 +247,8 @@ impl Door {
                 return;
             }
             let before = c.out.len();
-            let submit = c.session.feed(&mut c.input, &mut c.out, &self.shared);
+            let room = c.sent + UNREAD_REPLIES;
+            let submit = c.session.feed(&mut c.input, &mut c.out, room, &self.shared);
             if let Some(s) = submit {
                 self.waiting.push_back((id, s));
                 continue;
@@ -227,15 +261,22 @@ impl Door {
             if c.session.is_submitting() || c.session.is_closed() || c.sent < c.out.len() {
                 return;
             }
+            if turn >= READ_TURN {
+                if !c.again {
+                    c.again = true;
+                    self.again.push(id);
+                }
+                return;
+            }
             let have = c.input.len();
             c.input.resize(have + READ_CHUNK, 0);
             let read = c.stream.read(&mut c.input[have..]);
             c.input.truncate(have + *read.as_ref().unwrap_or(&0));
             match read {
                 Ok(0) => return self.close(id),
-                Ok(_) => {
-                    let now = Instant::now();
-                    (c.due, c.idle_since) = (now + IDLE, now);
+                Ok(n) => {
+                    turn += n;
+                    c.due = c.next_due(Instant::now());
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
@@ -288,7 +329,11 @@ impl Door {
                 self.schedule(id);
                 continue;
             }
-            let _ = c.stream.write(b"421 4.4.2 closing: nothing from the client for 300 s\r\n");
+            let bye: &[u8] = match c.session.is_authed() {
+                true => b"421 4.4.2 closing: nothing from the client for 300 s\r\n",
+                false => b"421 4.7.0 closing: not logged in within 60 s\r\n",
+            };
+            let _ = c.stream.write(bye);
             self.close(id);
         }
     }
@@ -318,7 +363,7 @@ impl Door {
             self.submitting -= 1;
             let Some(c) = self.conns.get_mut(&id) else { continue };
             c.session.submitted(&reply, &mut c.out);
-            c.due = Instant::now() + IDLE;
+            c.due = c.next_due(Instant::now());
             // Its next commands (pipelined, or sent while it waited) are in the socket.
             self.pump(id);
         }

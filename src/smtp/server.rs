@@ -108,7 +108,7 @@ pub fn serve<R: BufRead, W: Write>(mut r: R, mut w: W, shared: &Shared) -> std::
         input.extend_from_slice(chunk);
         let n = chunk.len();
         r.consume(n);
-        while let Some(m) = session.feed(&mut input, &mut out, shared) {
+        while let Some(m) = session.feed(&mut input, &mut out, usize::MAX, shared) {
             let reply = submit(shared, &m.from, &m.rcpts, &m.spool);
             session.submitted(&reply, &mut out);
         }

@@ -33,8 +33,8 @@ pub struct Session {
 enum State {
     #[default]
     Command,
-    /// The rest of an over-long line, dropped up to its end.
-    Skipping,
+    /// The rest of an over-long line, dropped up to its end; true when it was an AUTH answer.
+    Skipping(bool),
     /// AUTH PLAIN's credentials after a "334".
     AuthPlain,
     /// AUTH LOGIN's user name, then its secret.
@@ -61,12 +61,13 @@ pub struct Submit {
 }
 
 impl Session {
-    /// Take what it can of `input` (what it took is drained), with its replies appended to `out`.
+    /// Take what it can of `input` (what it took is drained), with its replies appended to `out`,
+    /// until `out` holds `room` bytes (a client that does not read its replies gets no more).
     /// Some(message) when a message is whole: the session takes nothing more until `submitted`.
-    pub fn feed(&mut self, input: &mut Vec<u8>, out: &mut Vec<u8>, shared: &Shared) -> Option<Submit> {
+    pub fn feed(&mut self, input: &mut Vec<u8>, out: &mut Vec<u8>, room: usize, shared: &Shared) -> Option<Submit> {
         let mut at = 0;
         let mut submit = None;
-        while at < input.len() && submit.is_none() {
+        while at < input.len() && submit.is_none() && out.len() < room {
             match self.state {
                 State::Submitting | State::Closed => break,
                 State::Data(_) => {
@@ -77,11 +78,11 @@ impl Session {
                         break;
                     }
                 }
-                State::Skipping => match memchr::memchr(b'\n', &input[at..]) {
+                State::Skipping(auth) => match memchr::memchr(b'\n', &input[at..]) {
                     Some(i) => {
                         at += i + 1;
                         self.state = State::Command;
-                        reply(out, "500 5.5.2 line too long");
+                        self.too_long(auth, out, shared);
                     }
                     None => at = input.len(),
                 },
@@ -90,14 +91,16 @@ impl Session {
                         let line = input[at..at + i + 1].to_vec();
                         at += i + 1;
                         if line.len() > MAX_LINE + 1 {
-                            reply(out, "500 5.5.2 line too long");
+                            let auth = self.in_auth();
+                            self.state = State::Command;
+                            self.too_long(auth, out, shared);
                         } else {
                             self.line(&line, out, shared);
                         }
                     }
                     None if input.len() - at > MAX_LINE => {
                         at = input.len();
-                        self.state = State::Skipping;
+                        self.state = State::Skipping(self.in_auth());
                     }
                     None => break,
                 },
@@ -105,6 +108,18 @@ impl Session {
         }
         input.drain(..at);
         submit
+    }
+
+    fn in_auth(&self) -> bool {
+        matches!(self.state, State::AuthPlain | State::AuthLoginUser | State::AuthLoginPass(_))
+    }
+
+    /// An over-long line: a command is refused; as the answer to a login it is a wrong login.
+    fn too_long(&mut self, auth: bool, out: &mut Vec<u8>, shared: &Shared) {
+        match auth {
+            true => self.logged_in(None, out, shared),
+            false => reply(out, "500 5.5.2 line too long"),
+        }
     }
 
     /// The reply to the message `feed` handed out; the session reads commands again.
@@ -115,6 +130,11 @@ impl Session {
 
     pub fn is_closed(&self) -> bool {
         matches!(self.state, State::Closed)
+    }
+
+    /// Logged in with the client secret.
+    pub fn is_authed(&self) -> bool {
+        self.authed
     }
 
     /// No message under way (a stranger's session never has one): what the door may close to
@@ -198,8 +218,13 @@ impl Session {
                 // Unlinked from the start (O_TMPFILE under $TMPDIR, private to the unit with
                 // PrivateTmp): nothing is left behind whatever happens next.
                 let spool = tempfile::tempfile().map_err(|e| e.to_string());
-                let buf = Vec::with_capacity(FLUSH_AT + 4096);
-                self.state = State::Data(Box::new(Data { receiver: DataReceiver::new(), spool, buf, total: 0 }));
+                let mut buf = Vec::with_capacity(FLUSH_AT + 4096);
+                // The DATA command's own CRLF comes first: a "." on the first line is stuffed, and a
+                // lone "." there ends an empty message (the receiver starts as if mid-line).
+                let mut receiver = DataReceiver::new();
+                receiver.ingest(&mut b"\r\n".iter(), &mut buf);
+                buf.clear();
+                self.state = State::Data(Box::new(Data { receiver, spool, buf, total: 0 }));
                 reply(out, "354 end data with <CR><LF>.<CR><LF>")
             }
             Cmd::Rset => {
@@ -344,7 +369,7 @@ mod tests {
             (shared(), Session::default(), Vec::new(), Vec::new(), Vec::new());
         for piece in input.chunks(step) {
             pending.extend_from_slice(piece);
-            while let Some(m) = s.feed(&mut pending, &mut out, &shared) {
+            while let Some(m) = s.feed(&mut pending, &mut out, usize::MAX, &shared) {
                 let mut body = Vec::new();
                 std::io::Seek::rewind(&mut &m.spool).unwrap();
                 std::io::Read::read_to_end(&mut &m.spool, &mut body).unwrap();
@@ -380,6 +405,37 @@ mod tests {
             let (out, _) = talk(&input, step);
             assert_eq!(out, "500 5.5.2 line too long\r\n250 2.0.0 ok\r\n", "in pieces of {step}");
         }
+    }
+
+    #[test]
+    fn an_over_long_login_answer_is_a_wrong_login_however_it_arrives() {
+        let mut input = b"AUTH LOGIN\r\n".to_vec();
+        input.extend(vec![b'A'; 2 * MAX_LINE]);
+        input.extend_from_slice(b"\r\nNOOP\r\n");
+        for step in [1, 100, usize::MAX] {
+            let (out, _) = talk(&input, step);
+            assert!(out.starts_with("334 VXNlcm5hbWU6\r\n535 "), "in pieces of {step}: {out}");
+            assert!(out.ends_with("250 2.0.0 ok\r\n"), "in pieces of {step}: {out}");
+        }
+    }
+
+    #[test]
+    fn a_dot_on_the_first_line_of_data_is_unstuffed_and_a_lone_one_ends_an_empty_message() {
+        let login = "AUTH PLAIN AGFsaWNlAHMzY3JldA==\r\nMAIL FROM:<alice@example.jp>\r\nRCPT TO:<b@c>\r\n";
+        let (_, sent) = talk(format!("{login}DATA\r\n..first\r\n.\r\n").as_bytes(), 1);
+        assert_eq!(sent[0].2, b".first\r\n");
+        let (out, sent) = talk(format!("{login}DATA\r\n.\r\nNOOP\r\n").as_bytes(), usize::MAX);
+        assert_eq!(sent[0].2, b"");
+        assert!(out.ends_with("250 2.0.0 relayed\r\n250 2.0.0 ok\r\n"), "{out}");
+    }
+
+    #[test]
+    fn a_client_that_reads_no_replies_gets_no_more_read_than_its_room() {
+        let (shared, mut s, mut out) = (shared(), Session::default(), Vec::new());
+        let mut input = b"\n".repeat(10_000);
+        assert!(s.feed(&mut input, &mut out, 1000, &shared).is_none());
+        assert!(out.len() < 1000 + 64, "{} bytes of replies", out.len());
+        assert!(!input.is_empty(), "the rest waits");
     }
 
     #[test]

@@ -35,10 +35,52 @@ const FD_BUDGET: usize = 2048;
 /// A request thread with nothing to do for this long ends.
 const WORKER_IDLE: Duration = Duration::from_secs(60);
 
+/// Bytes and descriptors of requests read and not yet taken by a request thread (READ_BUDGET,
+/// FD_BUDGET): charged by the loop, and by a request thread reading a client's next request.
+#[derive(Default)]
+struct Budget {
+    bytes: AtomicUsize,
+    fds: AtomicUsize,
+    /// Whole requests waiting for a thread (a request thread gives its connection back rather
+    /// than serve the same client again while others wait).
+    queued: AtomicUsize,
+}
+
+impl Budget {
+    /// Whether the next read into `incoming` may take place.
+    fn room_for(&self, incoming: &Incoming) -> bool {
+        (!incoming.grows() || self.bytes.load(Ordering::SeqCst) + STEP <= READ_BUDGET)
+            && self.fds.load(Ordering::SeqCst) + MAX_FDS <= FD_BUDGET
+    }
+
+    fn room_for_step(&self) -> bool {
+        self.bytes.load(Ordering::SeqCst) + STEP <= READ_BUDGET
+            && self.fds.load(Ordering::SeqCst) + MAX_FDS <= FD_BUDGET
+    }
+
+    fn add(&self, bytes: usize, fds: usize) {
+        self.bytes.fetch_add(bytes, Ordering::SeqCst);
+        self.fds.fetch_add(fds, Ordering::SeqCst);
+    }
+
+    fn take(&self, bytes: usize, fds: usize) {
+        self.bytes.fetch_sub(bytes, Ordering::SeqCst);
+        self.fds.fetch_sub(fds, Ordering::SeqCst);
+    }
+
+    /// Move a holder's charge from what `charged` says to what `incoming` holds now.
+    fn recharge(&self, charged: &mut (usize, usize), incoming: &Incoming) {
+        let now = (incoming.held(), incoming.descriptors());
+        self.add(now.0, now.1);
+        self.take(charged.0, charged.1);
+        *charged = now;
+    }
+}
+
 /// What other threads tell the loop.
 enum Note {
     /// A request thread wrote its answer: the connection is the loop's again, or is closed.
-    Back { id: usize, owed: Option<Owed>, keep: bool, next: Next },
+    Back { id: usize, owed: Option<Owed>, keep: bool, next: Handback },
     /// An event for the subscriber on connection `id`.
     Event { id: usize, ev: Box<Response> },
 }
@@ -64,9 +106,8 @@ struct Conn {
     owed: Option<Owed>,
     phase: Phase,
     incoming: Incoming,
-    /// What `incoming` has added to the loop's `held` bytes and `fds` descriptors.
-    charged: usize,
-    charged_fds: usize,
+    /// What `incoming` has added to the budget: bytes and descriptors.
+    charged: (usize, usize),
     /// Listed in the loop's `again`.
     again: bool,
     out: Vec<u8>,
@@ -88,7 +129,7 @@ struct GiveBack {
     id: usize,
     owed: Option<Owed>,
     keep: bool,
-    next: Next,
+    next: Handback,
     tx: mpsc::Sender<Note>,
     waker: Arc<Waker>,
 }
@@ -137,8 +178,7 @@ struct Loop {
     next_id: usize,
     timers: BinaryHeap<Reverse<(Instant, usize)>>,
     /// Bytes of requests held by the loop (READ_BUDGET), and descriptors (FD_BUDGET).
-    held: usize,
-    fds: usize,
+    budget: Arc<Budget>,
     paused: VecDeque<usize>,
     /// Connections that had more to read when their turn ended.
     again: Vec<usize>,
@@ -179,8 +219,7 @@ pub(super) fn serve_connections(agent: Arc<Agent>, listener: UnixListener) -> Re
         conns: HashMap::new(),
         next_id: 2,
         timers: BinaryHeap::new(),
-        held: 0,
-        fds: 0,
+        budget: Arc::new(Budget::default()),
         paused: VecDeque::new(),
         again: Vec::new(),
         waiting: VecDeque::new(),
@@ -223,6 +262,7 @@ pub(super) fn serve_connections(agent: Arc<Agent>, listener: UnixListener) -> Re
         l.expire();
         l.start_waiting();
         l.resume_paused();
+        l.budget.queued.store(l.waiting.len(), Ordering::SeqCst);
     }
 }
 
@@ -283,8 +323,7 @@ impl Loop {
                 owed: Some(owed),
                 phase: Phase::Reading,
                 incoming: Incoming::default(),
-                charged: 0,
-                charged_fds: 0,
+                charged: (0, 0),
                 again: false,
                 out: Vec::new(),
                 sent: 0,
@@ -353,7 +392,7 @@ impl Loop {
             if c.phase != Phase::Reading || !c.out.is_empty() {
                 return;
             }
-            if (c.incoming.grows() && self.held + STEP > READ_BUDGET) || self.fds + MAX_FDS > FD_BUDGET {
+            if !self.budget.room_for(&c.incoming) {
                 c.phase = Phase::Paused;
                 self.paused.push_back(id);
                 return;
@@ -380,10 +419,7 @@ impl Loop {
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                 Err(_) => Err(None),
             };
-            let (now_held, now_fds) = (c.incoming.held(), c.incoming.descriptors());
-            self.held = self.held + now_held - c.charged;
-            self.fds = self.fds + now_fds - c.charged_fds;
-            (c.charged, c.charged_fds) = (now_held, now_fds);
+            self.budget.recharge(&mut c.charged, &c.incoming);
             if !c.incoming.is_empty() {
                 c.idle_since = Instant::now();
             }
@@ -440,8 +476,7 @@ impl Loop {
             }
             call => {
                 c.phase = Phase::Queued;
-                self.held += body.capacity();
-                self.fds += fds.len();
+                self.budget.add(body.capacity(), fds.len());
                 self.set_due(id, None);
                 self.waiting.push_back(Waiting { id, req, call, body, fds, received });
             }
@@ -530,7 +565,7 @@ impl Loop {
     fn close(&mut self, id: usize) {
         let Some(c) = self.conns.remove(&id) else { return };
         let _ = self.poll.registry().deregister(&mut SourceFd(&c.stream.as_raw_fd()));
-        (self.held, self.fds) = (self.held - c.charged, self.fds - c.charged_fds);
+        self.budget.take(c.charged.0, c.charged.1);
         if let Some(g) = &c.gone {
             g.store(true, Ordering::SeqCst);
             lock(&self.agent.events).retain(|s| !s.gone.load(Ordering::SeqCst));
@@ -595,7 +630,7 @@ impl Loop {
         self.waiting = on_time.into();
         for w in late {
             let ms = w.req.timeout_ms.clamp(1, 3_600_000);
-            (self.held, self.fds) = (self.held - w.body.capacity(), self.fds - w.fds.len());
+            self.budget.take(w.body.capacity(), w.fds.len());
             self.back_to_reading(w.id);
             self.answer(w.id, &error_response(w.req.id, Exit::Io, crate::tr!("agent-timed-out", ms = ms)), false);
             // Whatever it sent meanwhile.
@@ -616,7 +651,7 @@ impl Loop {
     fn start_waiting(&mut self) {
         while self.working < self.max_requests {
             let Some(w) = self.waiting.pop_front() else { return };
-            (self.held, self.fds) = (self.held - w.body.capacity(), self.fds - w.fds.len());
+            self.budget.take(w.body.capacity(), w.fds.len());
             let Some(c) = self.conns.get_mut(&w.id) else { continue };
             c.phase = Phase::Working;
             let (stream, peer) = (c.stream.clone(), c.peer);
@@ -624,27 +659,29 @@ impl Loop {
             let agent = self.agent.clone();
             self.working += 1;
             let Waiting { id, req, call, body, fds, received } = w;
-            let (tx, waker) = (self.tx.clone(), self.waker.clone());
-            let back = GiveBack { id, owed: None, keep: false, next: Next::default(), tx, waker };
+            let (tx, waker, budget) = (self.tx.clone(), self.waker.clone(), self.budget.clone());
+            let back = GiveBack { id, owed: None, keep: false, next: Handback::default(), tx, waker };
             self.workers.run(Box::new(move || {
                 // The whole guard moves here (not its fields), so it is dropped on this thread.
                 let mut back = back;
                 let mut job = (req, call, body, fds, received);
-                loop {
+                for run in 1.. {
                     let (req, call, body, fds, received) = job;
                     back.keep = run_request(&agent, &stream, peer, &mut owed, req, call, body, fds, received);
-                    if !back.keep || agent.dog.restarting.load(Ordering::SeqCst) {
+                    // A client that asks again at once is served on this thread: no hand-off to
+                    // the loop and back between one request and the next. Not while others
+                    // wait for a thread, and not for ever.
+                    let others = budget.queued.load(Ordering::SeqCst) > 0 || run >= LINGER_RUNS;
+                    if !back.keep || others || agent.dog.restarting.load(Ordering::SeqCst) {
                         break;
                     }
-                    // A client that asks again at once is served on this thread: no hand-off
-                    // to the loop and back between one request and the next.
-                    match linger(&stream) {
-                        Next::Call(next) => {
+                    match linger(&stream, &budget) {
+                        Lingered::Call(next) => {
                             owed.owe();
                             job = *next;
                         }
-                        other => {
-                            back.next = other;
+                        Lingered::Back(next) => {
+                            back.next = next;
                             break;
                         }
                     }
@@ -656,7 +693,7 @@ impl Loop {
 
     /// Connections stopped for want of reading budget, read again while it has room.
     fn resume_paused(&mut self) {
-        while self.held + STEP <= READ_BUDGET && self.fds + MAX_FDS <= FD_BUDGET {
+        while self.budget.room_for_step() {
             let Some(id) = self.paused.pop_front() else { return };
             if let Some(c) = self.conns.get_mut(&id).filter(|c| c.phase == Phase::Paused) {
                 c.phase = Phase::Reading;
@@ -668,11 +705,9 @@ impl Loop {
     /// Take over what a request thread read of a connection's next request.
     fn resume(&mut self, id: usize, incoming: Incoming) {
         let Some(c) = self.conns.get_mut(&id) else { return };
+        // The request thread charged the budget for it as it read; the charge is the loop's now.
         c.incoming = incoming;
-        let (now_held, now_fds) = (c.incoming.held(), c.incoming.descriptors());
-        self.held = self.held + now_held - c.charged;
-        self.fds = self.fds + now_fds - c.charged_fds;
-        (c.charged, c.charged_fds) = (now_held, now_fds);
+        c.charged = (c.incoming.held(), c.incoming.descriptors());
     }
 
     fn take_notes(&mut self) {
@@ -681,24 +716,37 @@ impl Loop {
                 Note::Back { id, owed, keep, next } => {
                     self.working -= 1;
                     let restarting = self.agent.dog.restarting.load(Ordering::SeqCst);
-                    match self.conns.get_mut(&id) {
-                        Some(c) if keep && !restarting => {
-                            c.owed = owed;
-                            self.back_to_reading(id);
-                            match next {
-                                Next::Partly(incoming) => self.resume(id, incoming),
-                                Next::Other(whole) => self.route(id, *whole),
-                                Next::Broken(e) => {
-                                    let resp = error_response(0, Exit::Usage, format!("bad request: {e}"));
-                                    self.answer(id, &resp, true);
-                                }
-                                Next::Call(_) | Next::Nothing => {}
-                            }
-                            // Whatever it sent meanwhile (the next request, or its leaving).
-                            self.read_requests(id);
+                    let Some(c) = self.conns.get_mut(&id).filter(|_| keep) else {
+                        if let Handback::Partly(i) = &next {
+                            self.budget.take(i.held(), i.descriptors());
                         }
-                        _ => self.close(id),
+                        self.close(id);
+                        continue;
+                    };
+                    c.owed = owed;
+                    self.back_to_reading(id);
+                    // Taken over before anything else, so its charge is the loop's to give back.
+                    let partly = matches!(&next, Handback::Partly(i) if !i.is_empty());
+                    match next {
+                        Handback::Partly(incoming) => self.resume(id, incoming),
+                        // As the restart goes on, the loop answers it (route, stop_for_restart).
+                        Handback::Other(whole) => self.route(id, *whole),
+                        Handback::Broken(e) => {
+                            let resp = error_response(0, Exit::Usage, format!("bad request: {e}"));
+                            self.answer(id, &resp, true);
+                        }
+                        Handback::Nothing => {}
                     }
+                    if restarting {
+                        // What it had begun to ask is answered "restarting"; the rest let go.
+                        match partly {
+                            true => self.answer(id, &restarting_response(0), true),
+                            false => self.close(id),
+                        }
+                        continue;
+                    }
+                    // Whatever it sent meanwhile (the next request, or its leaving).
+                    self.read_requests(id);
                 }
                 Note::Event { id, ev } => {
                     let restart = ev.event.as_deref() == Some(watchdog::RESTARTING);
@@ -722,7 +770,7 @@ impl Loop {
         self.accepting = false;
         let _ = self.poll.registry().deregister(&mut SourceFd(&self.listener.as_raw_fd()));
         for w in std::mem::take(&mut self.waiting) {
-            (self.held, self.fds) = (self.held - w.body.capacity(), self.fds - w.fds.len());
+            self.budget.take(w.body.capacity(), w.fds.len());
             self.answer(w.id, &restarting_response(w.req.id), true);
         }
         let ids: Vec<usize> = self.conns.keys().copied().collect();
@@ -747,51 +795,79 @@ const LINGER: Duration = Duration::from_millis(2);
 /// A whole request a request thread may run itself: its parts, as `run_request` takes them.
 type Job = (Request, Call, Vec<u8>, Vec<OwnedFd>, Instant);
 
-/// What a request thread found of a connection's next request, for the loop.
-#[derive(Default)]
-enum Next {
-    /// Nothing, or part of one: the loop reads on from there.
-    Partly(Incoming),
-    /// A whole one the request thread runs itself.
+/// At most this many requests are run one after the other on a request thread before the
+/// connection goes back to the loop.
+const LINGER_RUNS: usize = 64;
+
+/// What a request thread found of a connection's next request.
+enum Lingered {
+    /// A whole one it runs itself.
     Call(Box<Job>),
+    /// What the loop takes on from.
+    Back(Handback),
+}
+
+/// What a request thread hands the loop with a connection.
+#[derive(Default)]
+enum Handback {
+    #[default]
+    Nothing,
+    /// Part of a request (or none), charged to the budget: the loop reads on from there.
+    Partly(Incoming),
     /// A whole one for the loop (ping, subscribe, a malformed one).
     Other(Box<Complete>),
     /// Bytes that are no request.
     Broken(ProtocolError),
-    #[default]
-    Nothing,
 }
 
-/// Wait up to LINGER for the connection's next request.
-fn linger(stream: &UnixStream) -> Next {
+/// Wait up to LINGER for the connection's next request, reading within the loop's budget.
+fn linger(stream: &UnixStream, budget: &Budget) -> Lingered {
     let deadline = Instant::now() + LINGER;
-    let mut incoming = Incoming::default();
+    let (mut incoming, mut charged) = (Incoming::default(), (0, 0));
+    let partly = |incoming: Incoming, mut charged: (usize, usize)| {
+        budget.recharge(&mut charged, &incoming);
+        Lingered::Back(Handback::Partly(incoming))
+    };
     loop {
-        match crate::platform::recv_with_descriptors_now(stream, incoming.room()) {
-            Ok(r) if r.truncated => return Next::Broken(ProtocolError::TooManyFds),
+        if !budget.room_for(&incoming) {
+            return partly(incoming, charged);
+        }
+        let read = crate::platform::recv_with_descriptors_now(stream, incoming.room());
+        match read {
+            Ok(r) if r.truncated => {
+                budget.take(charged.0, charged.1);
+                return Lingered::Back(Handback::Broken(ProtocolError::TooManyFds));
+            }
             // Closed: the loop finds it so.
-            Ok(r) if r.bytes == 0 => return Next::Partly(incoming),
-            Ok(r) => match incoming.filled(r.bytes, r.fds) {
-                Ok(None) => {}
-                Ok(Some((req, body, fds))) => {
-                    return match req.call() {
-                        Ok(call) if req.v == VERSION && !matches!(call, Call::Ping | Call::Subscribe) => {
-                            Next::Call(Box::new((req, call, body, fds, Instant::now())))
+            Ok(r) if r.bytes == 0 => return partly(incoming, charged),
+            Ok(r) => {
+                let filled = incoming.filled(r.bytes, r.fds);
+                budget.recharge(&mut charged, &incoming);
+                match filled {
+                    Ok(None) => {}
+                    Ok(Some((req, body, fds))) => {
+                        return match req.call() {
+                            Ok(call) if req.v == VERSION && !matches!(call, Call::Ping | Call::Subscribe) => {
+                                Lingered::Call(Box::new((req, call, body, fds, Instant::now())))
+                            }
+                            _ => Lingered::Back(Handback::Other(Box::new((req, body, fds)))),
                         }
-                        _ => Next::Other(Box::new((req, body, fds))),
+                    }
+                    Err(e) => {
+                        budget.take(charged.0, charged.1);
+                        return Lingered::Back(Handback::Broken(e));
                     }
                 }
-                Err(e) => return Next::Broken(e),
-            },
+            }
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                 let left = deadline.saturating_duration_since(Instant::now());
                 // Part of a request came: the loop reads the rest, however long it takes.
                 if left.is_zero() || !incoming.is_empty() || !readable_within(stream, left) {
-                    return Next::Partly(incoming);
+                    return partly(incoming, charged);
                 }
             }
-            Err(_) => return Next::Partly(incoming),
+            Err(_) => return partly(incoming, charged),
         }
     }
 }
