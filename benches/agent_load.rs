@@ -241,6 +241,42 @@ fn measure(setup: &Setup, bin: &str, name: &str) -> Figures {
     f
 }
 
+/// A persistent client's signature and ping, the agents (one per binary) side by side and asked
+/// in turn, 30 requests each, 20 times: what the machine does meanwhile falls on both alike.
+/// (sign p50, ping p50) per binary.
+fn interleaved(setup: &Setup, bins: &[&str]) -> Vec<(f64, f64)> {
+    let agents: Vec<(Child, PathBuf)> =
+        bins.iter().enumerate().map(|(i, b)| setup.start(b, &format!("turns-{i}"))).collect();
+    let body = std::fs::read(&setup.mail).unwrap();
+    let mut clients: Vec<UnixStream> = agents.iter().map(|(_, s)| UnixStream::connect(s).unwrap()).collect();
+    let mut lat = vec![(Vec::new(), Vec::new()); bins.len()];
+    for round in 0..21u64 {
+        for (i, c) in clients.iter_mut().enumerate() {
+            for n in 0..30 {
+                let t = Instant::now();
+                send_msg(c, &sign_req(round * 100 + n), &body);
+                let (h, _) = recv_msg(c).unwrap();
+                assert_eq!(h["ok"], true, "{h}");
+                // The first round logs in and reads the key's objects.
+                if round > 0 {
+                    lat[i].0.push(t.elapsed().as_secs_f64() * 1000.0);
+                }
+                let t = Instant::now();
+                send_msg(c, &ping_req(n), b"");
+                assert_eq!(recv_msg(c).unwrap().0["ok"], true);
+                if round > 0 {
+                    lat[i].1.push(t.elapsed().as_secs_f64() * 1000.0);
+                }
+            }
+        }
+    }
+    for (mut a, _) in agents {
+        let _ = a.kill();
+        let _ = a.wait();
+    }
+    lat.iter().map(|(s, p)| (pct(s, 0.5), pct(p, 0.5))).collect()
+}
+
 fn raise_descriptors() {
     let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
     // SAFETY: getrlimit/setrlimit read and write a plain struct we own.
@@ -266,6 +302,16 @@ fn main() {
             base.push(measure(&setup, b, &format!("base-{round}")));
         }
         ours.push(measure(&setup, BIN, &format!("ours-{round}")));
+    }
+    let bins: Vec<&str> = std::iter::once(BIN).chain(baseline.as_deref()).collect();
+    let turns = interleaved(&setup, &bins);
+    match turns.as_slice() {
+        [o, b] => println!(
+            "agents side by side, asked in turn (600 requests each): sign p50 {:.3} / {:.3} ms = {:.2}×, ping p50 {:.3} / {:.3} ms = {:.2}×",
+            o.0, b.0, o.0 / b.0, o.1, b.1, o.1 / b.1
+        ),
+        [o] => println!("agent asked in turns (600 requests): sign p50 {:.3} ms, ping p50 {:.3} ms", o.0, o.1),
+        _ => {}
     }
     let med = |v: &[Figures], get: &dyn Fn(&Figures) -> Option<f64>| -> Option<f64> {
         let got: Vec<f64> = v.iter().filter_map(get).collect();

@@ -459,14 +459,7 @@ impl Loop {
         };
         match call {
             Call::Ping => {
-                let r = Response {
-                    v: VERSION,
-                    id: req.id,
-                    ok: true,
-                    notes: vec![format!("ssmax-card agent {}", env!("CARGO_PKG_VERSION"))],
-                    ..Default::default()
-                };
-                self.answer(id, &r, false);
+                self.answer(id, &ping_response(req.id), false);
                 self.set_due(id, Some(received + self.idle));
             }
             Call::Subscribe => self.subscribe(id, req.id),
@@ -659,15 +652,16 @@ impl Loop {
             let agent = self.agent.clone();
             self.working += 1;
             let Waiting { id, req, call, body, fds, received } = w;
-            let (tx, waker, budget) = (self.tx.clone(), self.waker.clone(), self.budget.clone());
+            let (tx, waker, budget, idle) = (self.tx.clone(), self.waker.clone(), self.budget.clone(), self.idle);
             let back = GiveBack { id, owed: None, keep: false, next: Handback::default(), tx, waker };
             self.workers.run(Box::new(move || {
                 // The whole guard moves here (not its fields), so it is dropped on this thread.
                 let mut back = back;
-                let mut job = (req, call, body, fds, received);
+                let mut job = Some((req, call, body, fds, received));
                 for run in 1.. {
-                    let (req, call, body, fds, received) = job;
-                    back.keep = run_request(&agent, &stream, peer, &mut owed, req, call, body, fds, received);
+                    if let Some((req, call, body, fds, received)) = job.take() {
+                        back.keep = run_request(&agent, &stream, peer, &mut owed, req, call, body, fds, received);
+                    }
                     // A client that asks again at once is served on this thread: no hand-off to
                     // the loop and back between one request and the next. Not while others
                     // wait for a thread, and not for ever.
@@ -678,7 +672,18 @@ impl Loop {
                     match linger(&stream, &budget) {
                         Lingered::Call(next) => {
                             owed.owe();
-                            job = *next;
+                            job = Some(*next);
+                        }
+                        Lingered::Ping(ping_id) => {
+                            owed.owe();
+                            let until = Instant::now() + idle;
+                            let written = write_message(
+                                &mut WriteUntil { sock: &stream, deadline: until },
+                                &ping_response(ping_id),
+                                &[],
+                            );
+                            owed.settle();
+                            back.keep = written.is_ok();
                         }
                         Lingered::Back(next) => {
                             back.next = next;
@@ -795,6 +800,16 @@ const LINGER: Duration = Duration::from_millis(2);
 /// A whole request a request thread may run itself: its parts, as `run_request` takes them.
 type Job = (Request, Call, Vec<u8>, Vec<OwnedFd>, Instant);
 
+fn ping_response(id: u64) -> Response {
+    Response {
+        v: VERSION,
+        id,
+        ok: true,
+        notes: vec![format!("ssmax-card agent {}", env!("CARGO_PKG_VERSION"))],
+        ..Default::default()
+    }
+}
+
 /// At most this many requests are run one after the other on a request thread before the
 /// connection goes back to the loop.
 const LINGER_RUNS: usize = 64;
@@ -803,6 +818,8 @@ const LINGER_RUNS: usize = 64;
 enum Lingered {
     /// A whole one it runs itself.
     Call(Box<Job>),
+    /// A ping it answers itself (with this id).
+    Ping(u64),
     /// What the loop takes on from.
     Back(Handback),
 }
@@ -847,7 +864,8 @@ fn linger(stream: &UnixStream, budget: &Budget) -> Lingered {
                     Ok(None) => {}
                     Ok(Some((req, body, fds))) => {
                         return match req.call() {
-                            Ok(call) if req.v == VERSION && !matches!(call, Call::Ping | Call::Subscribe) => {
+                            Ok(Call::Ping) if req.v == VERSION => Lingered::Ping(req.id),
+                            Ok(call) if req.v == VERSION && !matches!(call, Call::Subscribe) => {
                                 Lingered::Call(Box::new((req, call, body, fds, Instant::now())))
                             }
                             _ => Lingered::Back(Handback::Other(Box::new((req, body, fds)))),
