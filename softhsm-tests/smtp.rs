@@ -109,12 +109,24 @@ fn front_door_in(
     lang: Option<&str>,
     log: Option<&Path>,
 ) -> FrontDoor {
+    front_door_configured(tok, agent_socket, relay, lang, log, "")
+}
+
+/// The same with `extra` in its `[smtp]` table.
+fn front_door_configured(
+    tok: &Tok,
+    agent_socket: &Path,
+    relay: &PostfixRelay,
+    lang: Option<&str>,
+    log: Option<&Path>,
+    extra: &str,
+) -> FrontDoor {
     let port = free_port();
     let user = format!("client{port}");
     let config = tok.write(
         "smtp.toml",
         format!(
-            "[smtp]\nclient_user = \"{user}\"\nrelay = \"127.0.0.1:{}\"\nrelay_user = \"{}\"\n",
+            "[smtp]\nclient_user = \"{user}\"\nrelay = \"127.0.0.1:{}\"\nrelay_user = \"{}\"\n{extra}",
             relay.port, relay.user
         ),
     );
@@ -324,42 +336,55 @@ fn front_door_holds_idle_clients_without_a_thread_each_and_makes_room_for_the_ne
     let tok = Tok::new();
     let agent = start_agent(&tok, "", "0");
     let relay = PostfixRelay::start(&tok);
-    let door = front_door(&tok, &agent, &relay);
     let line = |r: &mut BufReader<std::net::TcpStream>| {
         let mut line = String::new();
         r.read_line(&mut line).unwrap();
         line
     };
-    let open = || {
-        let s = std::net::TcpStream::connect(("127.0.0.1", door.port)).unwrap();
+    let connect = |port: u16| {
+        let s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        let mut r = BufReader::new(s);
+        BufReader::new(s)
+    };
+    let open = |port: u16| {
+        let mut r = connect(port);
         let greeting = line(&mut r);
         assert!(greeting.starts_with("220 "), "{greeting}");
         r
     };
-    // A client in the middle of a message is not idle, however long it has been there.
-    let mut busy = open();
+    // At the default limit, a thousand idle clients cost the door no thread each.
+    let door = front_door(&tok, &agent, &relay);
+    let threads = threads_of(&door.child);
+    let many: Vec<_> = (0..1000).map(|_| open(door.port)).collect();
+    assert!(threads_of(&door.child) <= threads + 1, "{threads} threads before, {} after", threads_of(&door.child));
+    drop(many);
+    drop(door);
+    let door = front_door_configured(&tok, &agent.socket, &relay, None, None, "max_connections = 16\n");
     let login =
         base64::Engine::encode(&base64::engine::general_purpose::STANDARD, format!("\0{}\0{}", door.user, door.secret));
+    // A client in the middle of a message, and one logged in: neither is a stranger.
+    let mut busy = open(door.port);
     busy.get_mut().write_all(format!("AUTH PLAIN {login}\r\n").as_bytes()).unwrap();
     assert!(line(&mut busy).starts_with("235 "));
     busy.get_mut().write_all(b"MAIL FROM:<alice@example.jp>\r\n").unwrap();
     assert!(line(&mut busy).starts_with("250 "));
-    // Nor is a mail client that has logged in, while strangers (who have not) hold places.
-    let mut member = open();
+    let mut member = open(door.port);
     member.get_mut().write_all(format!("AUTH PLAIN {login}\r\n").as_bytes()).unwrap();
     assert!(line(&mut member).starts_with("235 "));
-    let threads = threads_of(&door.child);
-    // 1,100 strangers: every one greeted, the first to come made room for the last 78.
-    let mut idle: Vec<_> = (0..1100).map(|_| open()).collect();
-    assert!(threads_of(&door.child) <= threads + 1, "{threads} threads before, {} after", threads_of(&door.child));
-    for (i, r) in idle.iter_mut().enumerate().take(78) {
+    // 14 strangers fill the door. One more, while they are all new, is turned away: a mail client
+    // between its greeting and its login is not pushed out by a flood of connections.
+    let mut strangers: Vec<_> = (0..14).map(|_| open(door.port)).collect();
+    let told = line(&mut connect(door.port));
+    assert!(told.starts_with("421 4.7.0 too many connections"), "{told}");
+    // Once they have had time to log in and have not, the first to come make room for 5 more.
+    std::thread::sleep(Duration::from_millis(2200));
+    strangers.extend((0..5).map(|_| open(door.port)));
+    for (i, r) in strangers.iter_mut().enumerate().take(5) {
         let told = line(r);
         assert!(told.starts_with("421 4.4.2 closing an idle connection to make room"), "{i}: {told}");
         assert_eq!(line(r), "", "{i}: and closed");
     }
-    for r in idle.iter_mut().skip(78).step_by(97) {
+    for r in strangers.iter_mut().skip(5) {
         r.get_mut().write_all(b"NOOP\r\n").unwrap();
         assert!(line(r).starts_with("250 "), "a later client is still served");
     }

@@ -253,6 +253,10 @@ pub struct SmtpConfig {
     /// Most recipients per message.
     #[serde(default = "default_max_recipients")]
     pub max_recipients: usize,
+    /// Client connections held open at once; at the limit a stranger's (or an idle one's) is
+    /// closed to make room.
+    #[serde(default = "default_smtp_connections")]
+    pub max_connections: usize,
 }
 
 fn default_listen() -> SocketAddr {
@@ -267,6 +271,10 @@ fn default_max_message() -> usize {
 
 fn default_max_recipients() -> usize {
     100
+}
+
+fn default_smtp_connections() -> usize {
+    1024
 }
 
 /// `[imap]` in the config file: the IMAP front door. Command-line flags override each field.
@@ -366,6 +374,7 @@ impl Default for SmtpConfig {
             client_user: None,
             max_message_bytes: default_max_message(),
             max_recipients: default_max_recipients(),
+            max_connections: default_smtp_connections(),
         }
     }
 }

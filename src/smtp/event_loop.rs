@@ -2,8 +2,8 @@
 //! client has sent, without waiting for the rest, and its replies are written as the socket
 //! takes them. A connection costs no thread while it is idle or sending; a message being signed
 //! and relayed (the agent's call, the relay's) runs on a thread of its own, at most
-//! `MAX_SUBMITTING` at once, the rest waiting their turn. At `MAX_CONNECTIONS` the connection
-//! idle longest is closed to make room, so idle clients keep nobody out.
+//! `MAX_SUBMITTING` at once, the rest waiting their turn. At `[smtp] max_connections` the connection
+//! idle longest is closed to make room (`[smtp] max_connections`), so idle clients keep nobody out.
 
 use super::server::{submit, Shared};
 use super::session::{Session, Submit, GREETING};
@@ -18,8 +18,6 @@ use std::time::{Duration, Instant};
 
 const LISTENER: Key = Key(0);
 const WAKER: Key = Key(1);
-/// Connections held open at once; any local user can connect to a loopback port.
-pub const MAX_CONNECTIONS: usize = 1024;
 /// Messages signed and relayed at once.
 pub const MAX_SUBMITTING: usize = 8;
 /// A client that sends nothing (and reads nothing) for this long is closed (RFC 5321 §4.5.3.2
@@ -32,6 +30,11 @@ const LOGIN_TIME: Duration = Duration::from_secs(60);
 const READ_CHUNK: usize = 16 * 1024;
 /// What the loop reads from one client before it serves the others.
 const READ_TURN: usize = 256 * 1024;
+/// Connections taken in at a time before the sessions are served again.
+const ACCEPT_TURN: usize = 64;
+/// A stranger this new is not closed to make room (the newcomer is turned away instead): a mail
+/// client between the greeting and its login is not pushed out by a flood of connections.
+const LOGIN_GRACE: Duration = Duration::from_secs(2);
 /// Replies a client leaves unread before the door stops reading its commands.
 const UNREAD_REPLIES: usize = 64 * 1024;
 
@@ -95,6 +98,8 @@ struct Door {
     retry_accept: Option<Instant>,
     /// Clients that had more to read when their turn ended.
     again: Vec<usize>,
+    /// The listener had more to take in when its turn ended.
+    accept_again: bool,
 }
 
 /// Serve the front door's clients until the process is stopped.
@@ -105,7 +110,8 @@ pub fn serve_connections(listener: std::net::TcpListener, shared: Arc<Shared>) -
     let poll = Poll::new().map_err(fail)?;
     let waker = Arc::new(Waker::new(poll.registry(), WAKER).map_err(fail)?);
     poll.registry().register(&mut listener, LISTENER, Interest::READABLE).map_err(fail)?;
-    crate::platform::allow_descriptors(MAX_CONNECTIONS as u64 + 256);
+    let cap = shared.cfg.max_connections.max(1);
+    crate::platform::allow_descriptors(cap as u64 + 256);
     let (tx, rx) = mpsc::channel();
     let mut door = Door {
         shared,
@@ -121,12 +127,13 @@ pub fn serve_connections(listener: std::net::TcpListener, shared: Arc<Shared>) -
         submitting: 0,
         retry_accept: None,
         again: Vec::new(),
+        accept_again: false,
     };
     let mut events = mio::Events::with_capacity(256);
     loop {
         let now = Instant::now();
         let next = door.timers.peek().map(|Reverse((t, _))| *t).into_iter().chain(door.retry_accept).min();
-        let next = if door.again.is_empty() { next } else { Some(now) };
+        let next = if door.again.is_empty() && !door.accept_again { next } else { Some(now) };
         if let Err(e) = door.poll.poll(&mut events, next.map(|t| t.saturating_duration_since(now))) {
             if e.kind() != std::io::ErrorKind::Interrupted {
                 std::thread::sleep(Duration::from_millis(10));
@@ -139,6 +146,9 @@ pub fn serve_connections(listener: std::net::TcpListener, shared: Arc<Shared>) -
                 WAKER => {}
                 Key(id) => door.pump(id),
             }
+        }
+        if std::mem::take(&mut door.accept_again) {
+            door.accept_all();
         }
         for id in std::mem::take(&mut door.again) {
             if let Some(c) = door.conns.get_mut(&id) {
@@ -154,7 +164,11 @@ pub fn serve_connections(listener: std::net::TcpListener, shared: Arc<Shared>) -
 
 impl Door {
     fn accept_all(&mut self) {
-        loop {
+        for taken in 0.. {
+            if taken == ACCEPT_TURN {
+                self.accept_again = true;
+                return;
+            }
             let (mut stream, peer) = match self.listener.accept() {
                 Ok(s) => s,
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
@@ -168,7 +182,7 @@ impl Door {
             if !peer.ip().is_loopback() {
                 continue;
             }
-            if self.conns.len() >= MAX_CONNECTIONS && !self.close_longest_idle() {
+            if self.conns.len() >= self.shared.cfg.max_connections.max(1) && !self.close_longest_idle() {
                 let _ = stream.write(b"421 4.7.0 too many connections; try again shortly\r\n");
                 continue;
             }
@@ -195,15 +209,20 @@ impl Door {
         }
     }
 
-    /// At the cap: a stranger (not logged in) is told and closed, the one there longest; only
-    /// when there is none, a logged-in session with no message under way. False when every
-    /// session has a message under way.
+    /// At the cap: a stranger (not logged in) is told and closed, the one there longest but not
+    /// one that came within LOGIN_GRACE; only when no stranger is there at all, the logged-in
+    /// session with no message under way there longest. False when there is no such session.
     fn close_longest_idle(&mut self) -> bool {
+        // While strangers hold places, a logged-in client never gives up its own for a newcomer.
+        let strangers = self.conns.values().any(|c| !c.session.is_authed());
         let longest = self
             .conns
             .iter()
-            .filter(|(_, c)| c.session.is_idle())
-            .min_by_key(|(_, c)| (c.session.is_authed(), c.accepted))
+            .filter(|(_, c)| match strangers {
+                true => !c.session.is_authed() && c.accepted.elapsed() >= LOGIN_GRACE,
+                false => c.session.is_idle(),
+            })
+            .min_by_key(|(_, c)| c.accepted)
             .map(|(id, _)| *id);
         let Some(id) = longest else { return false };
         if let Some(c) = self.conns.get_mut(&id) {

@@ -47,10 +47,18 @@ struct Budget {
 }
 
 impl Budget {
-    /// Whether the next read into `incoming` may take place.
-    fn room_for(&self, incoming: &Incoming) -> bool {
-        (!incoming.grows() || self.bytes.load(Ordering::SeqCst) + STEP <= READ_BUDGET)
-            && self.fds.load(Ordering::SeqCst) + MAX_FDS <= FD_BUDGET
+    /// Reserve what the next read into `incoming` may hold (a step of bytes if it grows, and
+    /// the descriptors one read may bring), so readers on several threads never overshoot
+    /// together; None when there is no room. Given back (`take`) once the read is charged.
+    fn reserve(&self, incoming: &Incoming) -> Option<(usize, usize)> {
+        let bytes = if incoming.grows() { STEP } else { 0 };
+        let up = |limit: usize, by: usize| move |n: usize| (n + by <= limit).then_some(n + by);
+        self.bytes.fetch_update(Ordering::SeqCst, Ordering::SeqCst, up(READ_BUDGET, bytes)).ok()?;
+        if self.fds.fetch_update(Ordering::SeqCst, Ordering::SeqCst, up(FD_BUDGET, MAX_FDS)).is_err() {
+            self.bytes.fetch_sub(bytes, Ordering::SeqCst);
+            return None;
+        }
+        Some((bytes, MAX_FDS))
     }
 
     fn room_for_step(&self) -> bool {
@@ -200,7 +208,10 @@ pub(super) fn serve_connections(agent: Arc<Agent>, listener: UnixListener) -> Re
     listener.set_nonblocking(true).map_err(fail)?;
     poll.registry().register(&mut SourceFd(&listener.as_raw_fd()), LISTENER, Interest::READABLE).map_err(fail)?;
     let wanted = agent.cfg.max_connections.max(1) as u64;
-    let kept = SPARE_DESCRIPTORS + FD_BUDGET as u64;
+    // Beside the connections: the agent's own, those held for requests read, and those a
+    // request thread holds while it runs (each up to MAX_FDS).
+    let running = (agent.cfg.max_requests.max(1) * MAX_FDS) as u64;
+    let kept = SPARE_DESCRIPTORS + FD_BUDGET as u64 + running;
     let room = crate::platform::allow_descriptors(wanted + kept);
     let cap = wanted.min(room.saturating_sub(kept).max(1)) as usize;
     if cap < agent.cfg.max_connections {
@@ -259,6 +270,9 @@ pub(super) fn serve_connections(agent: Arc<Agent>, listener: UnixListener) -> Re
         }
         l.take_notes();
         l.stop_for_restart();
+        // Room freed by a request thread goes to the paused before any of them is judged idle.
+        l.start_waiting();
+        l.resume_paused();
         l.expire();
         l.start_waiting();
         l.resume_paused();
@@ -392,11 +406,6 @@ impl Loop {
             if c.phase != Phase::Reading || !c.out.is_empty() {
                 return;
             }
-            if !self.budget.room_for(&c.incoming) {
-                c.phase = Phase::Paused;
-                self.paused.push_back(id);
-                return;
-            }
             if turn >= READ_TURN {
                 if !c.again {
                     c.again = true;
@@ -404,8 +413,14 @@ impl Loop {
                 }
                 return;
             }
+            let Some(reserved) = self.budget.reserve(&c.incoming) else {
+                c.phase = Phase::Paused;
+                self.paused.push_back(id);
+                return;
+            };
             let mut drained = false;
-            let step = match crate::platform::recv_with_descriptors_now(&c.stream, c.incoming.room()) {
+            let read = crate::platform::recv_with_descriptors_now(&c.stream, c.incoming.room());
+            let step = match read {
                 Ok(r) if r.truncated => Err(Some(ProtocolError::TooManyFds)),
                 Ok(r) if r.bytes == 0 => Err(None),
                 Ok(r) => {
@@ -416,10 +431,11 @@ impl Loop {
                     drained = true;
                     Ok(None)
                 }
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => Ok(None),
                 Err(_) => Err(None),
             };
             self.budget.recharge(&mut c.charged, &c.incoming);
+            self.budget.take(reserved.0, reserved.1);
             if !c.incoming.is_empty() {
                 c.idle_since = Instant::now();
             }
@@ -669,13 +685,11 @@ impl Loop {
                     if !back.keep || others || agent.dog.restarting.load(Ordering::SeqCst) {
                         break;
                     }
-                    match linger(&stream, &budget) {
-                        Lingered::Call(next) => {
-                            owed.owe();
-                            job = Some(*next);
-                        }
+                    // Owed before a byte is read: a restart meanwhile waits for its answer.
+                    owed.owe();
+                    match linger(&stream, &budget, &back.waker) {
+                        Lingered::Call(next) => job = Some(*next),
                         Lingered::Ping(ping_id) => {
-                            owed.owe();
                             let until = Instant::now() + idle;
                             let written = write_message(
                                 &mut WriteUntil { sock: &stream, deadline: until },
@@ -686,6 +700,12 @@ impl Loop {
                             back.keep = written.is_ok();
                         }
                         Lingered::Back(next) => {
+                            // Nothing begun: nothing owed (the loop owes again for what it reads).
+                            if matches!(&next, Handback::Nothing)
+                                || matches!(&next, Handback::Partly(i) if i.is_empty())
+                            {
+                                owed.settle();
+                            }
                             back.next = next;
                             break;
                         }
@@ -743,10 +763,15 @@ impl Loop {
                         Handback::Nothing => {}
                     }
                     if restarting {
-                        // What it had begun to ask is answered "restarting"; the rest let go.
-                        match partly {
-                            true => self.answer(id, &restarting_response(0), true),
-                            false => self.close(id),
+                        // As stop_for_restart does it: what came is read (a whole request is
+                        // answered "restarting" by route); what had begun to come is answered so;
+                        // the rest let go.
+                        self.read_requests(id);
+                        let begun = self.conns.get(&id).map(|c| partly || !c.incoming.is_empty() || !c.out.is_empty());
+                        match begun {
+                            Some(true) => self.answer(id, &restarting_response(0), true),
+                            Some(false) => self.close(id),
+                            None => {}
                         }
                         continue;
                     }
@@ -838,7 +863,7 @@ enum Handback {
 }
 
 /// Wait up to LINGER for the connection's next request, reading within the loop's budget.
-fn linger(stream: &UnixStream, budget: &Budget) -> Lingered {
+fn linger(stream: &UnixStream, budget: &Budget, waker: &Waker) -> Lingered {
     let deadline = Instant::now() + LINGER;
     let (mut incoming, mut charged) = (Incoming::default(), (0, 0));
     let partly = |incoming: Incoming, mut charged: (usize, usize)| {
@@ -846,20 +871,31 @@ fn linger(stream: &UnixStream, budget: &Budget) -> Lingered {
         Lingered::Back(Handback::Partly(incoming))
     };
     loop {
-        if !budget.room_for(&incoming) {
+        let Some(reserved) = budget.reserve(&incoming) else {
             return partly(incoming, charged);
-        }
+        };
         let read = crate::platform::recv_with_descriptors_now(stream, incoming.room());
+        // What the read holds is charged below (or given back); the reservation goes now.
+        let release = || budget.take(reserved.0, reserved.1);
         match read {
             Ok(r) if r.truncated => {
+                release();
                 budget.take(charged.0, charged.1);
                 return Lingered::Back(Handback::Broken(ProtocolError::TooManyFds));
             }
             // Closed: the loop finds it so.
-            Ok(r) if r.bytes == 0 => return partly(incoming, charged),
+            Ok(r) if r.bytes == 0 => {
+                release();
+                return partly(incoming, charged);
+            }
             Ok(r) => {
                 let filled = incoming.filled(r.bytes, r.fds);
                 budget.recharge(&mut charged, &incoming);
+                release();
+                if charged == (0, 0) {
+                    // A whole request left the budget: a paused client may go on.
+                    let _ = waker.wake();
+                }
                 match filled {
                     Ok(None) => {}
                     Ok(Some((req, body, fds))) => {
@@ -877,15 +913,19 @@ fn linger(stream: &UnixStream, budget: &Budget) -> Lingered {
                     }
                 }
             }
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => release(),
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                release();
                 let left = deadline.saturating_duration_since(Instant::now());
                 // Part of a request came: the loop reads the rest, however long it takes.
                 if left.is_zero() || !incoming.is_empty() || !readable_within(stream, left) {
                     return partly(incoming, charged);
                 }
             }
-            Err(_) => return partly(incoming, charged),
+            Err(_) => {
+                release();
+                return partly(incoming, charged);
+            }
         }
     }
 }
