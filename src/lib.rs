@@ -8,6 +8,7 @@ pub mod cli;
 pub mod cms;
 pub mod config;
 pub mod crl_store;
+pub mod deadlines;
 pub mod error;
 pub mod files;
 pub mod imap;
@@ -33,6 +34,7 @@ mod layering {
     const FLOORS: &[(&str, u8)] = &[
         // Words for people: every layer names its messages.
         ("l10n", 0),
+        ("deadlines", 1),
         ("files", 1),
         ("platform", 1),
         ("mail", 2),

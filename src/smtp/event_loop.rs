@@ -7,11 +7,11 @@
 
 use super::server::{submit, Shared};
 use super::session::{Session, Submit, GREETING};
+use crate::deadlines::{Deadline, Deadlines};
 use crate::error::{Exit, Failure};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Interest, Poll, Token as Key, Waker};
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::io::{Read, Write};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
@@ -44,8 +44,7 @@ struct Conn {
     input: Vec<u8>,
     out: Vec<u8>,
     sent: usize,
-    due: Instant,
-    scheduled: Option<Instant>,
+    deadline: Deadline,
     accepted: Instant,
     /// Listed in the door's `again`.
     again: bool,
@@ -92,7 +91,7 @@ struct Door {
     listener: TcpListener,
     conns: HashMap<usize, Conn>,
     next_id: usize,
-    timers: BinaryHeap<Reverse<(Instant, usize)>>,
+    timers: Deadlines,
     waiting: VecDeque<(usize, Submit)>,
     submitting: usize,
     retry_accept: Option<Instant>,
@@ -122,7 +121,7 @@ pub fn serve_connections(listener: std::net::TcpListener, shared: Arc<Shared>) -
         listener,
         conns: HashMap::new(),
         next_id: 2,
-        timers: BinaryHeap::new(),
+        timers: Deadlines::default(),
         waiting: VecDeque::new(),
         submitting: 0,
         retry_accept: None,
@@ -132,7 +131,7 @@ pub fn serve_connections(listener: std::net::TcpListener, shared: Arc<Shared>) -
     let mut events = mio::Events::with_capacity(256);
     loop {
         let now = Instant::now();
-        let next = door.timers.peek().map(|Reverse((t, _))| *t).into_iter().chain(door.retry_accept).min();
+        let next = door.timers.next().into_iter().chain(door.retry_accept).min();
         let next = if door.again.is_empty() && !door.accept_again { next } else { Some(now) };
         if let Err(e) = door.poll.poll(&mut events, next.map(|t| t.saturating_duration_since(now))) {
             if e.kind() != std::io::ErrorKind::Interrupted {
@@ -198,13 +197,12 @@ impl Door {
                 input: Vec::new(),
                 out: GREETING.to_vec(),
                 sent: 0,
-                due: now + LOGIN_TIME.min(IDLE),
-                scheduled: None,
+                deadline: Deadline::default(),
                 accepted: now,
                 again: false,
             };
             self.conns.insert(id, conn);
-            self.schedule(id);
+            self.set_due(id, now + LOGIN_TIME.min(IDLE));
             self.pump(id);
         }
     }
@@ -244,7 +242,8 @@ impl Door {
                     Ok(0) => return self.close(id),
                     Ok(n) => {
                         c.sent += n;
-                        c.due = c.next_due(Instant::now());
+                        let due = c.next_due(Instant::now());
+                        self.timers.set(id, &mut c.deadline, Some(due));
                     }
                     Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
@@ -295,7 +294,8 @@ impl Door {
                 Ok(0) => return self.close(id),
                 Ok(n) => {
                     turn += n;
-                    c.due = c.next_due(Instant::now());
+                    let due = c.next_due(Instant::now());
+                    self.timers.set(id, &mut c.deadline, Some(due));
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
@@ -310,18 +310,10 @@ impl Door {
         }
     }
 
-    /// One timer entry per connection at a time; a later one is put in when it comes due.
-    fn schedule(&mut self, id: usize) {
+    fn set_due(&mut self, id: usize, due: Instant) {
         let Some(c) = self.conns.get_mut(&id) else { return };
-        if c.scheduled.is_none_or(|s| c.due < s) {
-            c.scheduled = Some(c.due);
-            self.timers.push(Reverse((c.due, id)));
-        }
-        // Entries of connections gone stay until they come due: when they outnumber the live
-        // ones, the heap is made again from the connections.
-        if self.timers.len() > 2 * self.conns.len() + 1024 {
-            self.timers = self.conns.iter().filter_map(|(id, c)| c.scheduled.map(|t| Reverse((t, *id)))).collect();
-        }
+        self.timers.set(id, &mut c.deadline, Some(due));
+        self.timers.sweep(self.conns.iter().map(|(id, c)| (*id, &c.deadline)));
     }
 
     fn expire(&mut self) {
@@ -330,22 +322,14 @@ impl Door {
             self.retry_accept = None;
             self.accept_all();
         }
-        while let Some(&Reverse((t, id))) = self.timers.peek() {
-            if t > now {
-                break;
-            }
-            self.timers.pop();
+        for (id, at) in self.timers.due_by(now) {
             let Some(c) = self.conns.get_mut(&id) else { continue };
-            if c.scheduled != Some(t) {
+            if !self.timers.passed(id, at, &mut c.deadline, now) {
                 continue;
             }
-            c.scheduled = None;
             if c.session.is_submitting() {
                 // Its message has its own time (the agent's and the relay's); it is judged again after.
-                c.due = now + IDLE;
-            }
-            if c.due > now {
-                self.schedule(id);
+                self.timers.set(id, &mut c.deadline, Some(now + IDLE));
                 continue;
             }
             let bye: &[u8] = match c.session.is_authed() {
@@ -382,7 +366,8 @@ impl Door {
             self.submitting -= 1;
             let Some(c) = self.conns.get_mut(&id) else { continue };
             c.session.submitted(&reply, &mut c.out);
-            c.due = c.next_due(Instant::now());
+            let due = c.next_due(Instant::now());
+            self.timers.set(id, &mut c.deadline, Some(due));
             // Its next commands (pipelined, or sent while it waited) are in the socket.
             self.pump(id);
         }

@@ -11,10 +11,10 @@
 use super::*;
 use crate::agent::incoming::{Complete, Incoming, STEP};
 use crate::agent::protocol::MAX_FDS;
+use crate::deadlines::{Deadline, Deadlines};
 use mio::unix::SourceFd;
 use mio::{Interest, Poll, Token as Key, Waker};
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, VecDeque};
+use std::collections::VecDeque;
 
 const LISTENER: Key = Key(0);
 const WAKER: Key = Key(1);
@@ -122,9 +122,7 @@ struct Conn {
     sent: usize,
     close_when_sent: bool,
     /// When the connection must have sent its next whole request (or read what it was sent).
-    due: Option<Instant>,
-    /// The earliest entry this connection has in the loop's timers.
-    scheduled: Option<Instant>,
+    deadline: Deadline,
     /// Since when it has had nothing under way (what the cap closes first).
     idle_since: Instant,
     /// For a subscriber: set once the connection is closed, so events stop being sent to it.
@@ -184,7 +182,7 @@ struct Loop {
     retry_accept: Option<Instant>,
     conns: HashMap<usize, Conn>,
     next_id: usize,
-    timers: BinaryHeap<Reverse<(Instant, usize)>>,
+    timers: Deadlines,
     /// Bytes of requests held by the loop (READ_BUDGET), and descriptors (FD_BUDGET).
     budget: Arc<Budget>,
     paused: VecDeque<usize>,
@@ -229,7 +227,7 @@ pub(super) fn serve_connections(agent: Arc<Agent>, listener: UnixListener) -> Re
         retry_accept: None,
         conns: HashMap::new(),
         next_id: 2,
-        timers: BinaryHeap::new(),
+        timers: Deadlines::default(),
         budget: Arc::new(Budget::default()),
         paused: VecDeque::new(),
         again: Vec::new(),
@@ -246,7 +244,7 @@ pub(super) fn serve_connections(agent: Arc<Agent>, listener: UnixListener) -> Re
     let mut happened = mio::Events::with_capacity(1024);
     loop {
         let now = Instant::now();
-        let next = l.timers.peek().map(|Reverse((t, _))| *t).into_iter().chain(l.retry_accept);
+        let next = l.timers.next().into_iter().chain(l.retry_accept);
         let next = next.chain(l.waiting.iter().map(deadline_of)).min();
         let next = if l.again.is_empty() { next } else { Some(now) };
         if let Err(e) = l.poll.poll(&mut happened, next.map(|t| t.saturating_duration_since(now))) {
@@ -342,8 +340,7 @@ impl Loop {
                 out: Vec::new(),
                 sent: 0,
                 close_when_sent: false,
-                due: None,
-                scheduled: None,
+                deadline: Deadline::default(),
                 idle_since: now,
                 gone: None,
             },
@@ -551,7 +548,7 @@ impl Loop {
                 return self.close(id);
             }
             // What it was sent must be read within the idle time, like a request.
-            if c.due.is_none() {
+            if c.deadline.due.is_none() {
                 let due = Some(Instant::now() + self.idle);
                 return self.set_due(id, due);
             }
@@ -583,19 +580,8 @@ impl Loop {
 
     fn set_due(&mut self, id: usize, due: Option<Instant>) {
         let Some(c) = self.conns.get_mut(&id) else { return };
-        c.due = due;
-        if let Some(d) = due {
-            // One entry per connection at a time: a later one is put in when the earlier comes due.
-            if c.scheduled.is_none_or(|s| d < s) {
-                c.scheduled = Some(d);
-                self.timers.push(Reverse((d, id)));
-            }
-        }
-        // Entries of connections gone or rescheduled stay until they come due: when they
-        // outnumber the live ones, the heap is made again from the connections.
-        if self.timers.len() > 2 * self.conns.len() + 1024 {
-            self.timers = self.conns.iter().filter_map(|(id, c)| c.scheduled.map(|t| Reverse((t, *id)))).collect();
-        }
+        self.timers.set(id, &mut c.deadline, due);
+        self.timers.sweep(self.conns.iter().map(|(id, c)| (*id, &c.deadline)));
     }
 
     /// Connections whose time is up: the idle are told and closed; those that left an answer
@@ -606,29 +592,19 @@ impl Loop {
             self.retry_accept = None;
             self.accept_all();
         }
-        while let Some(&Reverse((t, id))) = self.timers.peek() {
-            if t > now {
-                break;
-            }
-            self.timers.pop();
+        for (id, at) in self.timers.due_by(now) {
             let Some(c) = self.conns.get_mut(&id) else { continue };
-            if c.scheduled != Some(t) {
+            if !self.timers.passed(id, at, &mut c.deadline, now) {
                 continue;
             }
-            c.scheduled = None;
-            match c.due {
-                None => {}
-                Some(d) if d > now => {
-                    c.scheduled = Some(d);
-                    self.timers.push(Reverse((d, id)));
-                }
-                Some(_) if !c.out.is_empty() => self.close(id),
-                Some(_) if matches!(c.phase, Phase::Reading | Phase::Paused) => {
+            match c.phase {
+                _ if !c.out.is_empty() => self.close(id),
+                Phase::Reading | Phase::Paused => {
                     let e = ProtocolError::TimedOut(self.idle);
                     let msg = format!("closing an idle connection: {e} ([agent] idle_timeout_ms)");
                     self.answer(id, &error_response(0, Exit::Usage, msg), true);
                 }
-                Some(_) => {}
+                Phase::Queued | Phase::Working | Phase::Subscribed => {}
             }
         }
         // A request whose client's deadline passed while it waited for a thread.
