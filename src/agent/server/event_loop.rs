@@ -44,6 +44,8 @@ struct Budget {
     /// Whole requests waiting for a thread (a request thread gives its connection back rather
     /// than serve the same client again while others wait).
     queued: AtomicUsize,
+    /// Connections paused for want of room (a request thread that frees some wakes the loop).
+    paused: AtomicUsize,
 }
 
 impl Budget {
@@ -275,6 +277,7 @@ pub(super) fn serve_connections(agent: Arc<Agent>, listener: UnixListener) -> Re
         l.start_waiting();
         l.resume_paused();
         l.budget.queued.store(l.waiting.len(), Ordering::SeqCst);
+        l.budget.paused.store(l.paused.len(), Ordering::SeqCst);
     }
 }
 
@@ -868,7 +871,7 @@ fn linger(stream: &UnixStream, budget: &Budget, waker: &Waker) -> Lingered {
                 let filled = incoming.filled(r.bytes, r.fds);
                 budget.recharge(&mut charged, &incoming);
                 release();
-                if charged == (0, 0) {
+                if charged == (0, 0) && budget.paused.load(Ordering::SeqCst) > 0 {
                     // A whole request left the budget: a paused client may go on.
                     let _ = waker.wake();
                 }
