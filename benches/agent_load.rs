@@ -8,7 +8,7 @@
 //! commit with `git worktree add /tmp/base <rev> && cargo build --release --manifest-path
 //! /tmp/base/Cargo.toml --target-dir /tmp/base-target`. Nothing here asserts a time.
 
-use std::io::{Read, Write};
+use ssmax_card::agent::protocol::{read_message, write_message, ProtocolError};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -32,26 +32,13 @@ fn pct(v: &[f64], p: f64) -> f64 {
     s[((s.len() as f64 - 1.0) * p).round() as usize]
 }
 
+// The agent protocol as the CLI speaks it (the library's own framing).
 fn send_msg(s: &mut UnixStream, header: &serde_json::Value, body: &[u8]) {
-    let h = serde_json::to_vec(header).unwrap();
-    let mut m = (h.len() as u32).to_be_bytes().to_vec();
-    m.extend(&h);
-    m.extend((body.len() as u32).to_be_bytes());
-    m.extend(body);
-    s.write_all(&m).unwrap();
+    write_message(s, header, body).unwrap();
 }
 
-fn recv_msg(s: &mut UnixStream) -> std::io::Result<(serde_json::Value, Vec<u8>)> {
-    let mut frame = || -> std::io::Result<Vec<u8>> {
-        let mut len = [0u8; 4];
-        s.read_exact(&mut len)?;
-        let mut buf = vec![0u8; u32::from_be_bytes(len) as usize];
-        s.read_exact(&mut buf)?;
-        Ok(buf)
-    };
-    let h = frame()?;
-    let body = frame()?;
-    Ok((serde_json::from_slice(&h).unwrap(), body))
+fn recv_msg(s: &mut UnixStream) -> Result<(serde_json::Value, Vec<u8>), ProtocolError> {
+    read_message(s)
 }
 
 fn sign_req(id: u64) -> serde_json::Value {

@@ -214,9 +214,19 @@ pub fn send_vectored_now(sock: &UnixStream, bufs: &[IoSlice<'_>]) -> std::io::Re
 
 /// Wait until `sock` can take more bytes, for at most `limit`; false when it could not in time.
 pub fn wait_writable(sock: &UnixStream, limit: std::time::Duration) -> std::io::Result<bool> {
-    use rustix::event::{poll, PollFd, PollFlags, Timespec};
+    wait_for(sock, rustix::event::PollFlags::OUT, limit)
+}
+
+/// Wait until `sock` has something to read (or was closed), for at most `limit`.
+pub fn wait_readable(sock: &UnixStream, limit: std::time::Duration) -> std::io::Result<bool> {
+    wait_for(sock, rustix::event::PollFlags::IN, limit)
+}
+
+/// false when the wait ran out, or a signal cut it short.
+fn wait_for(sock: &UnixStream, flags: rustix::event::PollFlags, limit: std::time::Duration) -> std::io::Result<bool> {
+    use rustix::event::{poll, PollFd, Timespec};
     let t = Timespec { tv_sec: limit.as_secs() as i64, tv_nsec: i64::from(limit.subsec_nanos()) };
-    let mut fds = [PollFd::new(sock, PollFlags::OUT)];
+    let mut fds = [PollFd::new(sock, flags)];
     match poll(&mut fds, Some(&t)) {
         Ok(n) => Ok(n > 0),
         Err(rustix::io::Errno::INTR) => Ok(false),

@@ -897,7 +897,10 @@ fn linger(stream: &UnixStream, budget: &Budget, waker: &Waker) -> Lingered {
                 release();
                 let left = deadline.saturating_duration_since(Instant::now());
                 // Part of a request came: the loop reads the rest, however long it takes.
-                if left.is_zero() || !incoming.is_empty() || !readable_within(stream, left) {
+                if left.is_zero()
+                    || !incoming.is_empty()
+                    || !crate::platform::wait_readable(stream, left).unwrap_or(false)
+                {
                     return partly(incoming, charged);
                 }
             }
@@ -907,14 +910,6 @@ fn linger(stream: &UnixStream, budget: &Budget, waker: &Waker) -> Lingered {
             }
         }
     }
-}
-
-/// Whether `stream` has something to read (or was closed) within `limit`.
-fn readable_within(stream: &UnixStream, limit: Duration) -> bool {
-    use rustix::event::{poll, PollFd, PollFlags, Timespec};
-    let t = Timespec { tv_sec: limit.as_secs() as i64, tv_nsec: i64::from(limit.subsec_nanos()) };
-    let mut fds = [PollFd::new(stream, PollFlags::IN)];
-    poll(&mut fds, Some(&t)).is_ok_and(|n| n > 0)
 }
 
 fn deadline_of(w: &Waiting) -> Instant {
