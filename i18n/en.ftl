@@ -4,6 +4,12 @@
 ## token/: what a PKCS#11 token did
 
 token-module-load = cannot load PKCS#11 module { $path }: { $reason }
+token-module-failed = PKCS#11 module { $module }: { $what }. The agent goes on, with the module started afresh for the next request; try again
+module-fault-signal = its worker process was killed by { $signal } during { $function }
+module-fault-exit = its worker process exited (status { $status }) during { $function }
+module-fault-hung = { $function } did not answer within { $ms } ms; its worker process was stopped
+module-fault-garbled = its worker process answered { $function } with { $what }; it was stopped
+module-fault-start = its worker process could not be started: { $reason }
 token-removed = { $function } failed: { $code } — the card or token was removed; insert it and try again
 token-session-closed = { $function } failed: { $code } — the session was closed (card removed or reset); try again
 token-logged-out = { $function } failed: { $code } — the token forgot the login (another program logged out or the card was reset); try again

@@ -3,6 +3,12 @@
 ## token/: PKCS#11 トークンの動作
 
 token-module-load = PKCS#11 モジュール { $path } を読み込めません: { $reason }
+token-module-failed = PKCS#11 モジュール { $module }: { $what }。エージェントは動作を続け、次の要求ではモジュールを新たに起動します。やり直してください
+module-fault-signal = ワーカープロセスが { $function } の実行中に { $signal } で強制終了しました
+module-fault-exit = ワーカープロセスが { $function } の実行中に終了しました (ステータス { $status })
+module-fault-hung = { $function } が { $ms } ミリ秒以内に応答しなかったため、ワーカープロセスを停止しました
+module-fault-garbled = ワーカープロセスが { $function } に不正な応答 ({ $what }) を返したため、停止しました
+module-fault-start = ワーカープロセスを起動できません: { $reason }
 token-removed = { $function } が失敗しました: { $code } — カードまたはトークンが取り外されました。挿入してからやり直してください
 token-session-closed = { $function } が失敗しました: { $code } — セッションが閉じられました(カードの取り外しまたはリセット)。やり直してください
 token-logged-out = { $function } が失敗しました: { $code } — トークンのログイン状態が失われました(他のプログラムによるログアウトまたはカードのリセット)。やり直してください

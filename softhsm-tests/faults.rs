@@ -134,14 +134,14 @@ fn agent_forgets_the_pin_when_the_card_is_pulled_mid_signature_and_keeps_serving
 }
 
 #[test]
-fn agent_restarts_in_place_when_a_token_call_hangs_and_the_next_request_works() {
+fn without_module_workers_the_agent_restarts_in_place_when_a_token_call_hangs_and_the_next_request_works() {
     let tok = Tok::new();
     let fault = tok.write("fault", "");
     let top = format!("token = \"{}\"\n", shim_uri());
     let mut agent = start_agent_env(
         &tok,
         &top,
-        "pin_cache = \"until-removed\"\ntoken_timeout_ms = 1500\n",
+        "pin_cache = \"until-removed\"\ntoken_timeout_ms = 1500\nmodule_workers = false\n",
         "0",
         &[("SSMAX_SHIM_FAULT", &fault)],
     );
@@ -205,4 +205,216 @@ fn agent_restarts_in_place_when_a_token_call_hangs_and_the_next_request_works() 
     assert_eq!(code(&a), 0, "{}{}", stdout(&a), stderr(&a));
     let log = std::fs::read_to_string(&agent.audit).unwrap();
     assert!(log.contains("watchdog") && log.contains("did not answer"), "{log}");
+}
+
+/// The agent's module workers now: (pid, module path) of each live child `module-worker`.
+fn workers_of(agent: &Agent) -> Vec<(u32, String)> {
+    let parent = agent.child.id();
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else { continue };
+        let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else { continue };
+        // "pid (comm) state ppid ...": comm may hold spaces, so split after its ')'.
+        let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else { continue };
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        if f.get(1).and_then(|p| p.parse::<u32>().ok()) != Some(parent) {
+            continue;
+        }
+        assert_ne!(f.first(), Some(&"Z"), "a module worker left unreaped: {stat}");
+        let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+        let args: Vec<String> =
+            cmd.split(|&b| b == 0).filter(|a| !a.is_empty()).map(|a| String::from_utf8_lossy(a).into_owned()).collect();
+        if args.iter().any(|a| a == "module-worker") {
+            out.push((pid, args.last().cloned().unwrap_or_default()));
+        }
+    }
+    out
+}
+
+/// An agent whose token is reached through the shim (its fault file armed per test), in a
+/// module worker, with the PIN cached until removal.
+fn agent_with_shim_worker(tok: &Tok, extra: &str) -> (Agent, std::path::PathBuf) {
+    let fault = tok.write("fault", "");
+    let top = format!("token = \"{}\"\n", shim_uri());
+    let config = format!("pin_cache = \"until-removed\"\n{extra}");
+    (start_agent_env(tok, &top, &config, "0", &[("SSMAX_SHIM_FAULT", &fault)]), fault)
+}
+
+/// Exit 8, naming the module and what became of its worker.
+fn assert_module_failure(o: &std::process::Output, what: &[&str]) {
+    let err = stderr(o);
+    assert_eq!(code(o), 8, "{err}");
+    assert!(err.contains(&shim().display().to_string()), "names the module: {err}");
+    for w in what {
+        assert!(err.contains(w), "says {w:?}: {err}");
+    }
+    assert_eq!(err.trim_end().lines().count(), 1, "one line: {err}");
+}
+
+#[test]
+fn a_module_that_segfaults_in_c_sign_costs_the_request_never_the_agent_nor_the_pin_of_another_module() {
+    let tok = Tok::new();
+    let (agent, fault) = agent_with_shim_worker(&tok, "");
+    let pid = agent.child.id();
+    let input = tok.write("mail.eml", MAIL);
+    let out = tok.path("signed.eml");
+    // The same token through SoftHSM2 itself: another module path, so another worker.
+    let plain = format!("pkcs11:token={}?module-path=/usr/lib/softhsm/libsofthsm2.so", LABEL.replace(' ', "%20"));
+    let sign_on = |token: &str| {
+        let args = ["--token", token, "sign", "--key", "pkcs11:id=%01", "--in", input.to_str().unwrap()];
+        via(&tok, &agent, &[&args[..], &["--out", out.to_str().unwrap()]].concat())
+    };
+    assert_eq!(code(&sign_on(&plain)), 0);
+    assert_eq!(code(&sign_on(&shim_uri())), 0);
+    assert_eq!(getpins(&agent), 2, "one PIN for each module's login");
+    let before = workers_of(&agent);
+    assert_eq!(before.len(), 2, "a worker per module: {before:?}");
+
+    for round in 0..3 {
+        std::fs::write(&fault, "C_Sign segv 0 worker\n").unwrap();
+        let _ = std::fs::remove_file(&out);
+        let o = sign_on(&shim_uri());
+        assert_module_failure(&o, &["SIGSEGV", "C_Sign"]);
+        assert!(!out.exists(), "round {round}: nothing written");
+        assert!(agent_alive(&agent, pid), "round {round}: the agent lives on");
+        // The token on the other module kept its login: no new PIN.
+        let pins = getpins(&agent);
+        let o = sign_on(&plain);
+        assert_eq!(code(&o), 0, "round {round}: {}", stderr(&o));
+        assert_eq!(getpins(&agent), pins, "round {round}: the other module's PIN cache lives on");
+        let v = openssl_verify(&out, &pki().join("root.pem"));
+        assert_eq!(code(&v), 0, "{}", stderr(&v));
+        // The crashed module is started again; its login died with the worker: one new PIN.
+        let o = sign_on(&shim_uri());
+        assert_eq!(code(&o), 0, "round {round}: {}", stderr(&o));
+        assert_eq!(getpins(&agent), pins + 1, "round {round}: the crashed module's token asks again");
+        let v = openssl_verify(&out, &pki().join("root.pem"));
+        assert_eq!(code(&v), 0, "{}", stderr(&v));
+    }
+    let after = workers_of(&agent);
+    assert_eq!(after.len(), 2, "still a worker per module, the dead ones collected: {after:?}");
+    let shim_worker = |w: &[(u32, String)]| w.iter().find(|(_, m)| m.contains("retry-shim")).map(|(p, _)| *p);
+    assert_ne!(shim_worker(&before), shim_worker(&after), "the shim's worker is a new process");
+    let log = std::fs::read_to_string(&agent.audit).unwrap();
+    assert_eq!(log.matches("SIGSEGV during C_Sign").count(), 3, "the audit log says each time: {log}");
+}
+
+#[test]
+fn a_module_that_aborts_in_c_find_objects_fails_each_request_and_the_next_worker_serves() {
+    let tok = Tok::new();
+    let (agent, fault) = agent_with_shim_worker(&tok, "");
+    let pid = agent.child.id();
+    let input = tok.write("mail.eml", MAIL);
+    let out = tok.path("signed.eml");
+    let sign = || {
+        via(
+            &tok,
+            &agent,
+            &["sign", "--key", "pkcs11:id=%01", "--in", input.to_str().unwrap(), "--out", out.to_str().unwrap()],
+        )
+    };
+    // Each round finds the token afresh (the one before lost its worker), so C_FindObjects runs.
+    for round in 0..3 {
+        std::fs::write(&fault, "C_FindObjects abort 0 worker\n").unwrap();
+        let o = sign();
+        assert_module_failure(&o, &["SIGABRT", "C_FindObjects"]);
+        assert!(agent_alive(&agent, pid), "round {round}: the agent lives on");
+        assert_eq!(std::fs::read_to_string(&fault).unwrap(), "", "round {round}: the fault fired in the worker");
+    }
+    let o = sign();
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let v = openssl_verify(&out, &pki().join("root.pem"));
+    assert_eq!(code(&v), 0, "{}", stderr(&v));
+    assert_eq!(workers_of(&agent).len(), 1);
+}
+
+#[test]
+fn a_module_that_crashes_in_c_initialize_fails_the_request_and_is_started_again_for_the_next() {
+    let tok = Tok::new();
+    let (agent, fault) = agent_with_shim_worker(&tok, "");
+    let pid = agent.child.id();
+    let input = tok.write("mail.eml", MAIL);
+    let out = tok.path("signed.eml");
+    let sign = || {
+        via(
+            &tok,
+            &agent,
+            &["sign", "--key", "pkcs11:id=%01", "--in", input.to_str().unwrap(), "--out", out.to_str().unwrap()],
+        )
+    };
+    for round in 0..3 {
+        // Round 0 crashes the first worker the agent starts; each later one the worker started
+        // after the crash before it.
+        std::fs::write(&fault, "C_Initialize segv 0 worker\n").unwrap();
+        let o = sign();
+        assert_module_failure(&o, &["SIGSEGV", "C_Initialize"]);
+        assert!(agent_alive(&agent, pid), "round {round}: the agent lives on");
+    }
+    let o = sign();
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let v = openssl_verify(&out, &pki().join("root.pem"));
+    assert_eq!(code(&v), 0, "{}", stderr(&v));
+    assert_eq!(getpins(&agent), 1, "no PIN was asked of a module that never started");
+}
+
+#[test]
+fn a_token_call_that_hangs_stops_its_modules_worker_and_the_agent_serves_on_without_a_restart() {
+    let tok = Tok::new();
+    let (agent, fault) = agent_with_shim_worker(&tok, "token_timeout_ms = 1500\n");
+    let pid = agent.child.id();
+    let input = tok.write("mail.eml", MAIL);
+    let out = tok.path("signed.eml");
+    let sign = || {
+        via(
+            &tok,
+            &agent,
+            &["sign", "--key", "pkcs11:id=%01", "--in", input.to_str().unwrap(), "--out", out.to_str().unwrap()],
+        )
+    };
+    assert_eq!(code(&sign()), 0);
+    let body = std::fs::read(&input).unwrap();
+    for round in 0..3 {
+        let pins = getpins(&agent);
+        // C_Sign never comes back (ten minutes is "never" here); the client would wait a minute.
+        std::fs::write(&fault, "C_Sign sleep 600 worker\n").unwrap();
+        let started = std::time::Instant::now();
+        let mut hung = UnixStream::connect(&agent.socket).unwrap();
+        send_msg(
+            &mut hung,
+            &serde_json::json!({"v": 1, "id": 41, "method": "sign", "key": "pkcs11:id=%01", "timeout_ms": 60000, "client": {}}),
+            &body,
+        );
+        std::thread::sleep(Duration::from_millis(300));
+        let mut queued = UnixStream::connect(&agent.socket).unwrap();
+        send_msg(
+            &mut queued,
+            &serde_json::json!({"v": 1, "id": 42, "method": "sign", "key": "pkcs11:id=%01", "timeout_ms": 60000, "client": {}}),
+            &body,
+        );
+        let (h, _) = recv_msg(&mut hung).unwrap();
+        assert_eq!((h["ok"].as_bool(), h["exit"].as_u64()), (Some(false), Some(8)), "round {round}: {h}");
+        let msg = h["error"].as_str().unwrap();
+        assert!(msg.contains("C_Sign did not answer within 1500 ms") && msg.contains("retry-shim"), "{msg}");
+        assert!(started.elapsed() < Duration::from_secs(10), "answered after {:?}", started.elapsed());
+        // The request queued behind it is served by the worker started in its place.
+        let (h, signed) = recv_msg(&mut queued).unwrap();
+        assert_eq!((h["ok"].as_bool(), h["id"].as_u64()), (Some(true), Some(42)), "round {round}: {h}");
+        std::fs::write(&out, signed).unwrap();
+        let v = openssl_verify(&out, &pki().join("root.pem"));
+        assert_eq!(code(&v), 0, "{}", stderr(&v));
+        assert_eq!(getpins(&agent), pins + 1, "round {round}: the login died with the worker, asked once again");
+        assert!(agent_alive(&agent, pid), "round {round}: the same agent, never restarted");
+    }
+    assert_eq!(workers_of(&agent).len(), 1, "the stopped workers were collected");
+    let log = std::fs::read_to_string(&agent.audit).unwrap();
+    assert!(!log.contains("watchdog"), "no restart: {log}");
+    assert_eq!(log.matches("did not answer within").count(), 3, "{log}");
+}
+
+/// The agent process is the one started, still running (not re-executed: same pid, no exit).
+fn agent_alive(agent: &Agent, pid: u32) -> bool {
+    agent.child.id() == pid && std::path::Path::new(&format!("/proc/{pid}")).exists() && {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        !stat.rsplit_once(')').is_some_and(|(_, r)| r.trim_start().starts_with('Z'))
+    }
 }

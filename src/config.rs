@@ -136,10 +136,16 @@ pub struct AgentConfig {
     /// reader (for modules that do not name their reader, or a card paired with a token).
     #[serde(default)]
     pub presence_reader: std::collections::HashMap<String, String>,
-    /// A token call (PIN entry excluded) running longer than this is taken as hung: the agent
-    /// answers the waiting clients and restarts itself in place (milliseconds).
+    /// A token call (PIN entry excluded) running longer than this is taken as hung: its
+    /// module's worker is stopped and the request fails (milliseconds). Without workers, the
+    /// agent answers the waiting clients and restarts itself in place.
     #[serde(default = "default_token_timeout")]
     pub token_timeout_ms: u64,
+    /// Each PKCS#11 module runs in a worker process of its own (`ssmax-card module-worker`),
+    /// so a module that crashes or hangs costs its requests, never the agent. false loads
+    /// modules into the agent itself (a module that will not run in a child process).
+    #[serde(default = "default_true")]
+    pub module_workers: bool,
     /// Connections held open at once (subscribers included). At the limit the connection idle
     /// longest is closed to make room; only when none is idle is the next answered "busy".
     #[serde(default = "default_max_connections")]
@@ -186,6 +192,10 @@ fn default_token_timeout() -> u64 {
     30_000
 }
 
+fn default_true() -> bool {
+    true
+}
+
 fn default_poll() -> u64 {
     1000
 }
@@ -208,6 +218,7 @@ impl Default for AgentConfig {
             presence_poll_ms: default_poll(),
             presence_reader: Default::default(),
             token_timeout_ms: default_token_timeout(),
+            module_workers: true,
             max_connections: default_max_connections(),
             max_requests: default_max_requests(),
             idle_timeout_ms: default_idle_timeout(),

@@ -64,7 +64,10 @@ impl From<TokenError> for Failure {
         let exit = match &e {
             TokenError::ModuleLoad { .. } | TokenError::NotPresent(_) => Exit::TokenNotPresent,
             TokenError::Pkcs11 { .. } if e.is_not_present() => Exit::TokenNotPresent,
-            TokenError::Pkcs11 { .. } | TokenError::Library(_) | TokenError::BadAnswer { .. } => Exit::Io,
+            TokenError::Pkcs11 { .. }
+            | TokenError::Library(_)
+            | TokenError::BadAnswer { .. }
+            | TokenError::ModuleFailed { .. } => Exit::Io,
             TokenError::WrongPin { .. } | TokenError::PinRules { .. } | TokenError::NoPinSource(_) => Exit::WrongPin,
             TokenError::PinLocked(_) | TokenError::FinalTryRefused(_) => Exit::PinLocked,
             TokenError::NoKey(_) => Exit::NoKey,

@@ -13,12 +13,17 @@
  *                      "<function> ckr <hex>"  the call returns that CKR without reaching SoftHSM2
  *                                              (after C_SignInit / C_DecryptInit succeeded)
  *                      "<function> sleep <s>"  the call waits, then goes through
- *                      functions: C_Sign, C_Decrypt, C_GetTokenInfo, C_FindObjectsInit
+ *                      "<function> segv 0"     the call crashes the process (a write through NULL)
+ *                      "<function> abort 0"    the call aborts the process (abort(), SIGABRT)
+ *                      functions: C_Sign, C_Decrypt, C_GetTokenInfo, C_FindObjects, C_Initialize
+ *                      A fourth word "worker" arms it only in the agent's module worker
+ *                      (`ssmax-card module-worker`), not in the presence probes beside it.
  */
 #include <dlfcn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdint.h>
 #include <unistd.h>
 #include <p11-kit/pkcs11.h>
 
@@ -100,24 +105,56 @@ static CK_RV shim_Decrypt(CK_SESSION_HANDLE h, CK_BYTE_PTR c, CK_ULONG cl, CK_BY
     return rv;
 }
 
+/* Whether this process is the agent's module worker: an argument "module-worker". */
+static int in_worker(void) {
+    char buf[4096];
+    FILE *f = fopen("/proc/self/cmdline", "r");
+    if (!f) return 0;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    for (size_t i = 0; i < n; i += strlen(buf + i) + 1) {
+        buf[n] = 0;
+        if (strcmp(buf + i, "module-worker") == 0) return 1;
+    }
+    return 0;
+}
+
 /* A fault for `fn`: returns 1 and sets *rv when the call must fail, sleeps when told to. */
 static int fault(const char *fn, CK_RV *rv) {
     const char *p = getenv("SSMAX_SHIM_FAULT");
     FILE *f = p ? fopen(p, "r") : NULL;
     if (!f) return 0;
-    char name[64] = {0}, kind[16] = {0};
+    char name[64] = {0}, kind[16] = {0}, where[16] = {0};
     unsigned long arg = 0;
-    int n = fscanf(f, "%63s %15s %lx", name, kind, &arg);
+    int n = fscanf(f, "%63s %15s %lx %15s", name, kind, &arg, where);
     fclose(f);
-    if (n != 3 || strcmp(name, fn) != 0) return 0;
+    if (n < 3 || strcmp(name, fn) != 0) return 0;
+    if (n == 4 && strcmp(where, "worker") == 0 && !in_worker()) return 0;
     FILE *w = fopen(p, "w"); /* fire once */
     if (w) fclose(w);
     if (strcmp(kind, "sleep") == 0) {
         sleep((unsigned)arg);
         return 0;
     }
+    if (strcmp(kind, "segv") == 0) {
+        *(volatile int *)(uintptr_t)arg = 1; /* arg is 0: the crash a bad driver has */
+        return 0;
+    }
+    if (strcmp(kind, "abort") == 0) abort();
     *rv = (CK_RV)arg;
     return 1;
+}
+
+static CK_RV shim_Initialize(CK_VOID_PTR args) {
+    CK_RV frv;
+    if (fault("C_Initialize", &frv)) return frv;
+    return real->C_Initialize(args);
+}
+
+static CK_RV shim_FindObjects(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE_PTR out, CK_ULONG max, CK_ULONG_PTR n) {
+    CK_RV frv;
+    if (fault("C_FindObjects", &frv)) return frv;
+    return real->C_FindObjects(h, out, max, n);
 }
 
 static CK_RV shim_GetTokenInfo(CK_SLOT_ID slot, CK_TOKEN_INFO_PTR info) {
@@ -156,6 +193,8 @@ CK_RV C_GetFunctionList(CK_FUNCTION_LIST_PTR_PTR out) {
     if (!get || get(&real) != CKR_OK) return CKR_GENERAL_ERROR;
     memcpy(&shim, real, sizeof shim);
     shim.C_GetTokenInfo = shim_GetTokenInfo;
+    shim.C_Initialize = shim_Initialize;
+    shim.C_FindObjects = shim_FindObjects;
     shim.C_Login = shim_Login;
     shim.C_SignInit = shim_SignInit;
     shim.C_Sign = shim_Sign;

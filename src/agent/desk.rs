@@ -112,6 +112,10 @@ impl Desk {
             look(self.base.as_deref(), key, w, &mut self.lanes, &self.events, &self.readers, false);
         }
         let mut token = self.lanes.get_mut(key).and_then(|l| l.token.take());
+        // Its module's worker was lost (crashed, hung): the session and login died with it.
+        if token.as_ref().is_some_and(|t| t.module.lost()) {
+            token = None;
+        }
         if let Some(t) = token.as_mut() {
             t.pin_is_cached();
         }
@@ -144,7 +148,8 @@ impl Desk {
     pub fn put_back(&mut self, key: &str, token: Option<Token>, shown: Option<Shown>, failed: Option<Exit>) {
         if let Some(lane) = self.lanes.get_mut(key) {
             // A token that went away is forgotten (and logged out): the next request finds it afresh.
-            if !std::mem::take(&mut lane.stale) && failed != Some(Exit::TokenNotPresent) {
+            let lost = token.as_ref().is_some_and(|t| t.module.lost());
+            if !std::mem::take(&mut lane.stale) && failed != Some(Exit::TokenNotPresent) && !lost {
                 lane.token = token.or(lane.token.take());
                 lane.shown = shown.or(lane.shown.take());
             } else {

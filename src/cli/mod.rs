@@ -237,6 +237,13 @@ pub enum Command {
     /// Is the token there? (the agent's presence check; no PIN, no login)
     #[command(hide = true)]
     Probe,
+    /// Run one PKCS#11 module for the agent, on the socket that is standard input (the agent
+    /// starts it; see token/worker).
+    #[command(hide = true)]
+    ModuleWorker {
+        #[arg(value_name = "MODULE")]
+        module: PathBuf,
+    },
     /// Write the manual pages and shell completions under DIR (the package build runs this).
     #[command(hide = true)]
     GenerateDocs {
@@ -465,6 +472,7 @@ fn run_here_or_in_agent(cli: Cli) -> Result<(), Failure> {
         Command::Agent { audit_log } => local::run_agent(g, audit_log),
         Command::BenchToken { iterations } => bench::run(&mut ctx::CliCtx::new(g, &no_io)?, iterations),
         Command::Probe => local::probe(g),
+        Command::ModuleWorker { module } => crate::token::worker::serve::serve(&module),
         Command::GenerateDocs { out } => docs::generate(&out),
         Command::Smtp { what } => smtp::run(g, what),
         Command::Imap { what: ImapCommand::View { io, authserv_id } } => local::run_view(g, &io, authserv_id),

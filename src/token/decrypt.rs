@@ -1,16 +1,14 @@
 //! The token as a CMS `Decryptor`: RSA key transport and ECDH key agreement on the card.
 //! Certificates are read without a PIN; the first private-key operation logs in.
 
+use super::calls::{Digest, Mech};
 use super::objects::{CertObject, KeyObject};
 use super::pin::PinPrompt;
-use super::raw::{Op, RawModule};
+use super::raw::Op;
 use super::{Token, TokenError};
 use crate::cms::decrypt::{Decryptor, RsaOp};
 use crate::cms::oaep::OaepHash;
 use crate::cms::CmsError;
-use cryptoki::mechanism::elliptic_curve::{EcKdf, Ecdh1DeriveParams};
-use cryptoki::mechanism::rsa::{PkcsMgfType, PkcsOaepParams, PkcsOaepSource};
-use cryptoki::mechanism::{Mechanism, MechanismType};
 use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass};
 use der::Decode;
 use x509_cert::Certificate;
@@ -74,14 +72,15 @@ impl<'t, 'p> TokenDecryptor<'t, 'p> {
         })
     }
 
-    fn run(&mut self, key: &KeyObject, mech: &Mechanism, data: &[u8]) -> Result<Zeroizing<Vec<u8>>, CmsError> {
-        let raw = RawModule::load(&self.token.module.path)?;
+    fn run(&mut self, key: &KeyObject, mech: &Mech, data: &[u8]) -> Result<Zeroizing<Vec<u8>>, CmsError> {
         if key.always_authenticate {
             self.token.fresh_pin_for_context(self.prompt, &self.operation, self.allow_final_try)?;
         }
         let context_pin = if key.always_authenticate { Some(self.token.context_pin()?) } else { None };
-        let out = raw
-            .single_call(Op::Decrypt, self.token.session().handle(), mech, key.handle, context_pin, data)
+        let out = self
+            .token
+            .session()
+            .single_call(Op::Decrypt, mech, key.handle, context_pin, data)
             .map_err(|e| self.token.explain_failure(e))
             .map_err(|t| match t {
                 // The data did not decrypt under this key: said no more precisely than any other
@@ -95,12 +94,12 @@ impl<'t, 'p> TokenDecryptor<'t, 'p> {
     }
 }
 
-fn oaep_mech(h: OaepHash) -> (MechanismType, PkcsMgfType) {
+fn oaep_digest(h: OaepHash) -> Digest {
     match h {
-        OaepHash::Sha1 => (MechanismType::SHA1, PkcsMgfType::MGF1_SHA1),
-        OaepHash::Sha256 => (MechanismType::SHA256, PkcsMgfType::MGF1_SHA256),
-        OaepHash::Sha384 => (MechanismType::SHA384, PkcsMgfType::MGF1_SHA384),
-        OaepHash::Sha512 => (MechanismType::SHA512, PkcsMgfType::MGF1_SHA512),
+        OaepHash::Sha1 => Digest::Sha1,
+        OaepHash::Sha256 => Digest::Sha256,
+        OaepHash::Sha384 => Digest::Sha384,
+        OaepHash::Sha512 => Digest::Sha512,
     }
 }
 
@@ -127,12 +126,9 @@ impl Decryptor for TokenDecryptor<'_, '_> {
     fn rsa_decrypt(&mut self, index: usize, op: RsaOp, data: &[u8]) -> Result<Zeroizing<Vec<u8>>, CmsError> {
         let key = self.key(index)?;
         let mech = match op {
-            RsaOp::Pkcs1v15 => Mechanism::RsaPkcs,
-            RsaOp::Oaep(h) => {
-                let (hash, mgf) = oaep_mech(h);
-                Mechanism::RsaPkcsOaep(PkcsOaepParams::new(hash, mgf, PkcsOaepSource::empty()))
-            }
-            RsaOp::Raw => Mechanism::RsaX509,
+            RsaOp::Pkcs1v15 => Mech::RsaPkcs,
+            RsaOp::Oaep(h) => Mech::RsaOaep { digest: oaep_digest(h) },
+            RsaOp::Raw => Mech::RsaX509,
         };
         self.run(&key, &mech, data)
     }
@@ -175,7 +171,6 @@ impl Token {
         peer_point: &[u8],
         len: usize,
     ) -> Result<Zeroizing<Vec<u8>>, TokenError> {
-        let params = Ecdh1DeriveParams::new(EcKdf::null(), peer_point);
         let template = [
             Attribute::Class(ObjectClass::SECRET_KEY),
             Attribute::KeyType(KeyType::GENERIC_SECRET),
@@ -185,12 +180,10 @@ impl Token {
             Attribute::ValueLen((len as u64).into()),
         ];
         let session = self.session();
-        let derived =
-            session.derive_key(&Mechanism::Ecdh1Derive(params), key.handle, &template).map_err(TokenError::ck)?;
+        let derived = session.derive_key(&Mech::Ecdh1Derive { peer: peer_point.to_vec() }, key.handle, &template)?;
         let value = session.get_attributes(derived, &[AttributeType::Value]);
         let _ = session.destroy_object(derived);
-        let z = value
-            .map_err(TokenError::ck)?
+        let z = value?
             .into_iter()
             .find_map(|a| if let Attribute::Value(v) = a { Some(v) } else { None })
             .ok_or_else(|| TokenError::NoKey(crate::tr!("key-no-ecdh-secret")))?;

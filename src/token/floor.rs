@@ -3,12 +3,11 @@
 //! C_Decrypt RSA, C_DeriveKey ECDH), medians in milliseconds. For `bench-token`; nothing here
 //! asserts a time.
 
+use super::calls::Mech;
 use super::objects::KeyKind;
 use super::pin::PinPrompt;
 use super::{Token, TokenError};
-use cryptoki::mechanism::Mechanism;
 use cryptoki::object::{Attribute, ObjectClass};
-use cryptoki::session::UserType;
 use std::time::Instant;
 
 /// The middle of `v` (NaN when empty).
@@ -42,7 +41,6 @@ pub fn measure(
     let rsa = keys.iter().find(|k| matches!(k.kind, KeyKind::Rsa { bits: 2048 }) && k.can_sign).cloned();
     let ec = keys.iter().find(|k| matches!(k.kind, KeyKind::Ec(_)) && k.can_derive).cloned();
     let session = token.session();
-    let ck = TokenError::ck;
     let mut out = serde_json::Map::new();
     let digest_info = [
         &[
@@ -55,23 +53,21 @@ pub fn measure(
     if let Some(k) = &rsa {
         out.insert(
             "C_Sign RSA-2048 (PKCS#1)".into(),
-            time(n, || session.sign(&Mechanism::RsaPkcs, k.handle, &digest_info).map(|_| ()).map_err(ck))?.into(),
+            time(n, || session.sign(&Mech::RsaPkcs, k.handle, &digest_info).map(|_| ()))?.into(),
         );
-        let ct = session
-            .find_objects(&[Attribute::Class(ObjectClass::PUBLIC_KEY), Attribute::Id(k.id.clone())])
-            .map_err(ck)?;
+        let ct = session.find_objects(&[Attribute::Class(ObjectClass::PUBLIC_KEY), Attribute::Id(k.id.clone())])?;
         if let Some(pubk) = ct.first() {
-            let c = session.encrypt(&Mechanism::RsaPkcs, *pubk, &[9u8; 32]).map_err(ck)?;
+            let c = session.encrypt(&Mech::RsaPkcs, *pubk, &[9u8; 32])?;
             out.insert(
                 "C_Decrypt RSA-2048 (PKCS#1)".into(),
-                time(n, || session.decrypt(&Mechanism::RsaPkcs, k.handle, &c).map(|_| ()).map_err(ck))?.into(),
+                time(n, || session.decrypt(&Mech::RsaPkcs, k.handle, &c).map(|_| ()))?.into(),
             );
         }
     }
     if let Some(k) = &ec {
         out.insert(
             "C_Sign ECDSA P-256".into(),
-            time(n, || session.sign(&Mechanism::Ecdsa, k.handle, &[5u8; 32]).map(|_| ()).map_err(ck))?.into(),
+            time(n, || session.sign(&Mech::Ecdsa, k.handle, &[5u8; 32]).map(|_| ()))?.into(),
         );
         let peer = p256::SecretKey::random(&mut rand_core::OsRng).public_key();
         let point = p256::EncodedPoint::from(peer).as_bytes().to_vec();
@@ -80,8 +76,8 @@ pub fn measure(
     out.insert(
         "C_Login".into(),
         time(n, || {
-            session.logout().map_err(ck)?;
-            session.login(UserType::User, Some(&pin)).map_err(ck)
+            session.logout()?;
+            session.login(&pin)
         })?
         .into(),
     );

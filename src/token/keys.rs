@@ -1,9 +1,9 @@
 //! Key and certificate lifecycle on the token: key pairs born on the token, public keys read
 //! back for requests, certificates and trust anchors stored next to the keys.
 
+use super::calls::Mech;
 use super::objects::{hex, KeyObject};
 use super::{Token, TokenError};
-use cryptoki::mechanism::Mechanism;
 use cryptoki::object::{Attribute, AttributeType, CertificateType, KeyType, ObjectClass};
 use der::asn1::{BitString, ObjectIdentifier};
 use der::{Decode, Encode};
@@ -22,7 +22,7 @@ const P384_PARAMS: &[u8] = &[0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x22];
 impl Token {
     /// Switch to a read-write session (keeping the login): object creation needs one.
     pub fn make_rw(&mut self) -> Result<(), TokenError> {
-        let rw = self.module.ctx.open_rw_session(self.slot).map_err(TokenError::ck)?;
+        let rw = self.module.lib.open_session(self.slot, true)?;
         // Open the new session before the old one closes: closing the last one would log out.
         let _old = std::mem::replace(&mut self.session, rw);
         self.invalidate_objects();
@@ -31,7 +31,7 @@ impl Token {
 
     /// The smallest one-byte CKA_ID no object uses yet.
     pub fn free_id(&self) -> Result<Vec<u8>, TokenError> {
-        let handles = self.session.find_objects(&[]).map_err(TokenError::ck)?;
+        let handles = self.session.find_objects(&[])?;
         let mut used = Vec::new();
         for h in handles {
             if let Ok(attrs) = self.session.get_attributes(h, &[AttributeType::Id]) {
@@ -71,41 +71,36 @@ impl Token {
                     Attribute::Encrypt(true),
                 ]);
                 private.push(Attribute::Decrypt(true));
-                Mechanism::RsaPkcsKeyPairGen
+                Mech::RsaKeyPairGen
             }
             KeySpec::P256 => {
                 public.push(Attribute::EcParams(P256_PARAMS.to_vec()));
                 private.push(Attribute::Derive(true));
-                Mechanism::EccKeyPairGen
+                Mech::EcKeyPairGen
             }
         };
-        self.session.generate_key_pair(&mechanism, &public, &private).map_err(TokenError::ck)?;
+        self.session.generate_key_pair(&mechanism, &public, &private)?;
         self.invalidate_objects();
         Ok(())
     }
 
     /// The public key with CKA_ID `id`, as a SubjectPublicKeyInfo (readable without a PIN).
     pub fn public_key(&self, id: &[u8]) -> Result<SubjectPublicKeyInfoOwned, TokenError> {
-        let handles = self
-            .session
-            .find_objects(&[Attribute::Class(ObjectClass::PUBLIC_KEY), Attribute::Id(id.to_vec())])
-            .map_err(TokenError::ck)?;
+        let handles =
+            self.session.find_objects(&[Attribute::Class(ObjectClass::PUBLIC_KEY), Attribute::Id(id.to_vec())])?;
         let h = *handles
             .first()
             .ok_or_else(|| TokenError::NoKey(crate::tr!("key-no-public-key", id = hex(id), token = self.label)))?;
-        let attrs = self
-            .session
-            .get_attributes(
-                h,
-                &[
-                    AttributeType::KeyType,
-                    AttributeType::Modulus,
-                    AttributeType::PublicExponent,
-                    AttributeType::EcParams,
-                    AttributeType::EcPoint,
-                ],
-            )
-            .map_err(TokenError::ck)?;
+        let attrs = self.session.get_attributes(
+            h,
+            &[
+                AttributeType::KeyType,
+                AttributeType::Modulus,
+                AttributeType::PublicExponent,
+                AttributeType::EcParams,
+                AttributeType::EcPoint,
+            ],
+        )?;
         let (mut kt, mut n, mut e, mut params, mut point) = (None, None, None, None, None);
         for a in attrs {
             match a {
@@ -166,14 +161,14 @@ impl Token {
             Attribute::SerialNumber(tbs.serial_number.to_der().map_err(enc)?),
             Attribute::Value(cert.to_der().map_err(enc)?),
         ];
-        self.session.create_object(&template).map_err(TokenError::ck)?;
+        self.session.create_object(&template)?;
         self.invalidate_objects();
         Ok(())
     }
 
     /// The key stays for decryption of old mail; it may no longer sign (CKA_SIGN false).
     pub fn retire_for_signing(&self, key: &KeyObject) -> Result<(), TokenError> {
-        self.session.update_attributes(key.handle, &[Attribute::Sign(false)]).map_err(TokenError::ck)?;
+        self.session.update_attributes(key.handle, &[Attribute::Sign(false)])?;
         self.invalidate_objects();
         Ok(())
     }

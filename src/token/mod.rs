@@ -2,20 +2,22 @@
 //! and the RustCrypto `Signer` in `signer.rs`.
 
 pub mod attestation;
+pub mod calls;
 pub mod decrypt;
 pub mod floor;
 pub mod keys;
 pub mod objects;
 pub mod pin;
 pub mod presence;
-mod raw;
+pub mod raw;
 pub mod signer;
 pub mod uri;
+pub mod worker;
 
 use crate::profile::Profile;
-use cryptoki::context::{CInitializeArgs, CInitializeFlags, Function, Pkcs11};
+use calls::{InProcess, Library, SessionCalls};
+use cryptoki::context::Function;
 use cryptoki::error::{Error as CkError, RvError};
-use cryptoki::session::{Session, UserType};
 use cryptoki::slot::Slot;
 use pin::{PinPrompt, PinRequest};
 use secrecy::SecretString;
@@ -51,6 +53,9 @@ pub enum TokenError {
     NoKey(String),
     #[error("{0}")]
     Ambiguous(String),
+    /// The module's worker process crashed, hung or broke off (the agent runs each module in one).
+    #[error("{}", crate::tr!("token-module-failed", module = .module, what = .fault.describe()))]
+    ModuleFailed { module: PathBuf, fault: worker::ModuleFault },
 }
 
 impl TokenError {
@@ -169,12 +174,12 @@ pub struct TokenReport {
 #[derive(Clone)]
 pub struct Module {
     pub path: PathBuf,
-    pub(crate) ctx: Pkcs11,
+    pub(crate) lib: std::sync::Arc<dyn Library>,
     started: Started,
 }
 
 /// The modules this process loaded, by the path they were loaded from: kept until the process
-/// ends, never unloaded. Unloading a module runs its static destructors (dlclose), and loading
+/// ends, never unloaded (in the agent, each in its worker: a lost worker is replaced). Unloading a module runs its static destructors (dlclose), and loading
 /// it again crashed the agent inside SoftHSM2's; a module is started afresh by C_Finalize and
 /// C_Initialize on the same handle instead. As many as the paths the user configured.
 ///
@@ -183,7 +188,19 @@ pub struct Module {
 /// C_Initialize at once, which SoftHSM2 does not survive (a segfault in its configuration map,
 /// at the first token removal under a burst of signing). One module slow to start holds up no
 /// other.
-static LOADED: std::sync::Mutex<Vec<(PathBuf, Pkcs11, Started)>> = std::sync::Mutex::new(Vec::new());
+static LOADED: std::sync::Mutex<Vec<Loaded>> = std::sync::Mutex::new(Vec::new());
+
+/// A module's path, its calls (in this process or its worker) and whether it is initialised.
+type Loaded = (PathBuf, std::sync::Arc<dyn Library>, Started);
+
+/// Set by the agent: every module runs in a worker process of its own (worker/), each call
+/// allowed this long before the worker is stopped. Unset: modules load into this process.
+static WORKERS: std::sync::OnceLock<std::time::Duration> = std::sync::OnceLock::new();
+
+/// From now on, load every module into a worker process of its own (the agent, at its start).
+pub fn run_modules_in_workers(call_limit: std::time::Duration) {
+    let _ = WORKERS.set(call_limit);
+}
 
 /// Whether a loaded module is initialised, and the lock its C_Initialize and C_Finalize take.
 type Started = std::sync::Arc<std::sync::Mutex<bool>>;
@@ -198,28 +215,33 @@ impl Module {
             return Err(TokenError::ModuleLoad { path: path.into(), reason: crate::tr!("token-module-missing") });
         }
         let key = canonical(path);
-        let (ctx, started) = {
+        let (lib, started) = {
             let mut all = LOADED.lock().unwrap_or_else(|p| p.into_inner());
-            match all.iter().find(|(p, _, _)| *p == key) {
-                Some((_, ctx, started)) => (ctx.clone(), started.clone()),
-                None => {
-                    let ctx = Pkcs11::new(path)
-                        .map_err(|e| TokenError::ModuleLoad { path: path.into(), reason: e.to_string() })?;
+            let at = all.iter().position(|(p, _, _)| *p == key);
+            match at.and_then(|i| all.get(i)) {
+                Some((_, lib, started)) if !lib.lost() => (lib.clone(), started.clone()),
+                _ => {
+                    // A worker lost (crashed, hung) is replaced by a new one, not initialised yet.
+                    let lib: std::sync::Arc<dyn Library> = match WORKERS.get() {
+                        Some(limit) => std::sync::Arc::new(worker::remote::Remote::start(path, *limit)?),
+                        None => std::sync::Arc::new(InProcess::load(path)?),
+                    };
                     let started = Started::default();
-                    all.push((key, ctx.clone(), started.clone()));
-                    (ctx, started)
+                    match at {
+                        Some(i) => all[i] = (key, lib.clone(), started.clone()),
+                        None => all.push((key, lib.clone(), started.clone())),
+                    }
+                    (lib, started)
                 }
             }
         };
         let mut initialized = started.lock().unwrap_or_else(|p| p.into_inner());
         if !*initialized {
-            match ctx.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK)) {
-                Ok(()) | Err(CkError::Pkcs11(RvError::CryptokiAlreadyInitialized, _)) => *initialized = true,
-                Err(e) => return Err(TokenError::ck(e)),
-            }
+            lib.initialize()?;
+            *initialized = true;
         }
         drop(initialized);
-        Ok(Module { path: path.into(), ctx, started })
+        Ok(Module { path: path.into(), lib, started })
     }
 
     /// C_Finalize: the next `load` starts the module afresh (C_Initialize on the same handle)
@@ -232,42 +254,47 @@ impl Module {
             return Ok(());
         }
         *initialized = false;
-        self.ctx.finalize().map_err(TokenError::ck)
+        if self.lib.lost() {
+            return Ok(());
+        }
+        self.lib.finalize()
+    }
+
+    /// The worker this module ran in was lost: every session through it is gone with it.
+    pub fn lost(&self) -> bool {
+        self.lib.lost()
     }
 
     pub fn slots(&self, profiles: &[Profile]) -> Result<Vec<SlotReport>> {
         let mut out = Vec::new();
-        for slot in self.ctx.get_all_slots().map_err(TokenError::ck)? {
-            let info = self.ctx.get_slot_info(slot).map_err(TokenError::ck)?;
+        for slot in self.lib.slots()? {
+            let info = self.lib.slot_info(slot)?;
             let mut problem = None;
-            let token = if info.token_present() {
-                match self.ctx.get_token_info(slot) {
+            let token = if info.present {
+                match self.lib.token_info(slot) {
                     Ok(t) => Some(TokenReport {
-                        label: t.label().trim_end().to_string(),
-                        manufacturer: t.manufacturer_id().trim_end().to_string(),
-                        model: t.model().trim_end().to_string(),
-                        serial: t.serial_number().trim_end().to_string(),
-                        initialized: t.token_initialized(),
-                        pin: PinFlags {
-                            count_low: t.user_pin_count_low(),
-                            final_try: t.user_pin_final_try(),
-                            locked: t.user_pin_locked(),
-                        },
+                        label: t.label.trim_end().to_string(),
+                        manufacturer: t.manufacturer.trim_end().to_string(),
+                        model: t.model.trim_end().to_string(),
+                        serial: t.serial.trim_end().to_string(),
+                        initialized: t.initialized,
+                        pin: PinFlags { count_low: t.count_low, final_try: t.final_try, locked: t.locked },
                         profile: crate::profile::match_profile(
                             profiles,
                             &self.path,
-                            t.label(),
-                            t.manufacturer_id(),
-                            t.model(),
+                            &t.label,
+                            &t.manufacturer,
+                            &t.model,
                         )
                         .map(|p| p.name.clone()),
                     }),
                     // Removed between the two calls: report it as absent.
-                    Err(CkError::Pkcs11(RvError::TokenNotPresent, _)) => None,
+                    Err(TokenError::Pkcs11 { rv: RvError::TokenNotPresent, .. }) => None,
+                    Err(e @ TokenError::ModuleFailed { .. }) => return Err(e),
                     // A card this module cannot use (a bank card, a plain ISO 7816 card): say so
                     // for this slot, and go on looking in the others.
                     Err(e) => {
-                        problem = Some(crate::tr!("token-unusable-card", error = TokenError::ck(e).to_string()));
+                        problem = Some(crate::tr!("token-unusable-card", error = e.to_string()));
                         None
                     }
                 }
@@ -276,8 +303,8 @@ impl Module {
             };
             out.push(SlotReport {
                 slot,
-                description: info.slot_description().trim_end().to_string(),
-                manufacturer: info.manufacturer_id().trim_end().to_string(),
+                description: info.description.trim_end().to_string(),
+                manufacturer: info.manufacturer.trim_end().to_string(),
                 token,
                 problem,
             });
@@ -315,7 +342,7 @@ pub struct Token {
     pub profile: Profile,
     /// When the token last accepted the PIN in this process.
     pub login_time: Option<std::time::SystemTime>,
-    session: Session,
+    session: Box<dyn SessionCalls>,
     /// Held only while this process needs it for context-specific logins; zeroized on drop.
     pin: Option<SecretString>,
     /// `pin` was entered for the operation at hand and has served no context-specific login
@@ -332,13 +359,15 @@ struct Search {
     found: Vec<(Module, SlotReport, Profile)>,
     searched: Vec<String>,
     load_errors: Vec<String>,
+    /// A module whose worker failed while looking: what to say when nothing was found.
+    module_failure: Option<TokenError>,
 }
 
 impl Token {
     /// Find the one token `uri` names (module from the URI, else every profile's module) and open
     /// a session. No token ⇒ `NotPresent` naming the slots searched, before any PIN is asked.
     pub fn open(uri: &Pkcs11Uri, profiles: &[Profile]) -> Result<Token> {
-        let Search { found, searched, load_errors } = Self::find(uri, profiles)?;
+        let Search { found, searched, load_errors, module_failure } = Self::find(uri, profiles)?;
         if found.len() > 1 && !uri.names_token() {
             let names: Vec<String> = found
                 .iter()
@@ -347,7 +376,7 @@ impl Token {
             return Err(TokenError::Ambiguous(crate::tr!("token-ambiguous", tokens = names.join(", "))));
         }
         let Some(first) = found.into_iter().next() else {
-            return Err(Self::not_present(uri, &searched, &load_errors));
+            return Err(module_failure.unwrap_or_else(|| Self::not_present(uri, &searched, &load_errors)));
         };
         Self::from_found(first)
     }
@@ -392,11 +421,15 @@ impl Token {
         let mut searched = Vec::new();
         let mut found: Vec<(Module, SlotReport, Profile)> = Vec::new();
         let mut load_errors = Vec::new();
+        let mut module_failure = None;
         for path in modules {
             let module = match Module::load(&path) {
                 Ok(m) => m,
                 Err(e) => {
                     load_errors.push(e.to_string());
+                    if matches!(e, TokenError::ModuleFailed { .. }) {
+                        module_failure = Some(e);
+                    }
                     continue;
                 }
             };
@@ -406,6 +439,9 @@ impl Token {
                 Ok(s) => s,
                 Err(e) => {
                     load_errors.push(format!("{}: {e}", path.display()));
+                    if matches!(e, TokenError::ModuleFailed { .. }) {
+                        module_failure = Some(e);
+                    }
                     continue;
                 }
             };
@@ -449,11 +485,11 @@ impl Token {
                 break;
             }
         }
-        Ok(Search { found, searched, load_errors })
+        Ok(Search { found, searched, load_errors, module_failure })
     }
 
     fn from_found((module, slot, profile): (Module, SlotReport, Profile)) -> Result<Token> {
-        let session = module.ctx.open_ro_session(slot.slot).map_err(TokenError::ck)?;
+        let session = module.lib.open_session(slot.slot, false)?;
         let label = slot.token.as_ref().map(|t| t.label.clone()).unwrap_or_default();
         let description = slot
             .token
@@ -491,8 +527,8 @@ impl Token {
         }
         let until = std::time::Instant::now() + std::time::Duration::from_secs(1);
         loop {
-            match self.module.ctx.get_slot_info(self.slot) {
-                Ok(info) if !info.token_present() => {
+            match self.module.lib.slot_info(self.slot) {
+                Ok(info) if !info.present => {
                     return TokenError::NotPresent(crate::tr!("token-removed-during", token = self.label))
                 }
                 Err(_) => return e,
@@ -502,33 +538,25 @@ impl Token {
         }
     }
 
-    pub fn session(&self) -> &Session {
-        &self.session
+    pub fn session(&self) -> &dyn SessionCalls {
+        self.session.as_ref()
     }
 
     /// PIN flags read from the token now.
     pub fn pin_flags(&self) -> Result<PinFlags> {
-        let t = self.module.ctx.get_token_info(self.slot).map_err(|e| match e {
-            CkError::Pkcs11(RvError::TokenNotPresent, _) => TokenError::NotPresent(crate::tr!(
+        let t = self.module.lib.token_info(self.slot).map_err(|e| match e {
+            TokenError::Pkcs11 { rv: RvError::TokenNotPresent, .. } => TokenError::NotPresent(crate::tr!(
                 "token-removed-from",
                 token = self.label,
                 slot = self.slot_description
             )),
-            e => TokenError::ck(e),
+            e => e,
         })?;
-        Ok(PinFlags {
-            count_low: t.user_pin_count_low(),
-            final_try: t.user_pin_final_try(),
-            locked: t.user_pin_locked(),
-        })
+        Ok(PinFlags { count_low: t.count_low, final_try: t.final_try, locked: t.locked })
     }
 
     pub fn is_logged_in(&self) -> bool {
-        use cryptoki::session::SessionState;
-        matches!(
-            self.session.get_session_info().map(|i| i.session_state()),
-            Ok(SessionState::RoUser) | Ok(SessionState::RwUser)
-        )
+        self.session.logged_in().unwrap_or(false)
     }
 
     /// Possession is proven by the open session; this adds knowledge: ask for the PIN once,
@@ -546,9 +574,9 @@ impl Token {
             _ => self.pin_flags()?,
         };
         let pin = self.ask_pin(flags, prompt, operation, allow_final_try)?;
-        match self.session.login(UserType::User, Some(&pin)) {
-            Ok(()) | Err(CkError::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => {}
-            Err(CkError::Pkcs11(RvError::PinIncorrect, _)) => {
+        match self.session.login(&pin) {
+            Ok(()) => {}
+            Err(TokenError::Pkcs11 { rv: RvError::PinIncorrect, .. }) => {
                 drop(pin);
                 let after = self.pin_flags().ok();
                 return Err(TokenError::WrongPin {
@@ -556,14 +584,16 @@ impl Token {
                     tries: pin::tries_left(after, &self.profile),
                 });
             }
-            Err(CkError::Pkcs11(RvError::PinLocked, _)) => return Err(TokenError::PinLocked(self.label.clone())),
-            Err(CkError::Pkcs11(RvError::PinLenRange, _)) => {
+            Err(TokenError::Pkcs11 { rv: RvError::PinLocked, .. }) => {
+                return Err(TokenError::PinLocked(self.label.clone()))
+            }
+            Err(TokenError::Pkcs11 { rv: RvError::PinLenRange, .. }) => {
                 return Err(TokenError::PinRules {
                     token: self.label.clone(),
                     reason: crate::tr!("pin-length-rejected"),
                 })
             }
-            Err(e) => return Err(TokenError::ck(e)),
+            Err(e) => return Err(e),
         }
         self.pin = Some(pin);
         self.pin_fresh.set(true);

@@ -127,8 +127,7 @@ impl Token {
     }
 
     fn read_certificates(&self) -> Result<Vec<CertObject>, TokenError> {
-        let handles =
-            self.session().find_objects(&[Attribute::Class(ObjectClass::CERTIFICATE)]).map_err(TokenError::ck)?;
+        let handles = self.session().find_objects(&[Attribute::Class(ObjectClass::CERTIFICATE)])?;
         let mut out = Vec::new();
         for h in handles {
             let attrs = match self
@@ -140,7 +139,7 @@ impl Token {
                 // fails (the card answers 6982, OpenSC says CKR_GENERAL_ERROR): it is read after
                 // the login the profile asks for.
                 Err(_) if self.hidden_until_login() => continue,
-                Err(e) => return Err(TokenError::ck(e)),
+                Err(e) => return Err(e),
             };
             let (mut id, mut label, mut der) = (Vec::new(), String::new(), Vec::new());
             for a in attrs {
@@ -169,8 +168,7 @@ impl Token {
 
     /// Public-key objects: readable without a PIN, they show which key pairs a token holds.
     pub fn public_keys(&self) -> Result<Vec<(Vec<u8>, String, String)>, TokenError> {
-        let handles =
-            self.session().find_objects(&[Attribute::Class(ObjectClass::PUBLIC_KEY)]).map_err(TokenError::ck)?;
+        let handles = self.session().find_objects(&[Attribute::Class(ObjectClass::PUBLIC_KEY)])?;
         let mut out = Vec::new();
         for h in handles {
             let attrs = match self.session().get_attributes(
@@ -186,7 +184,7 @@ impl Token {
                 Ok(a) => a,
                 // A public key OpenSC takes from a certificate hidden until login (JPKI).
                 Err(_) if self.hidden_until_login() => continue,
-                Err(e) => return Err(TokenError::ck(e)),
+                Err(e) => return Err(e),
             };
             let (mut id, mut label, mut kind) = (Vec::new(), String::new(), String::from("unknown"));
             for a in attrs {
@@ -244,29 +242,26 @@ impl Token {
         if let Some(id) = id {
             template.push(Attribute::Id(id.to_vec()));
         }
-        let handles = self.session().find_objects(&template).map_err(TokenError::ck)?;
+        let handles = self.session().find_objects(&template)?;
         let mut out = Vec::new();
         for h in handles {
-            let attrs = self
-                .session()
-                .get_attributes(
-                    h,
-                    &[
-                        AttributeType::Id,
-                        AttributeType::Label,
-                        AttributeType::KeyType,
-                        AttributeType::Sign,
-                        AttributeType::Decrypt,
-                        AttributeType::Unwrap,
-                        AttributeType::Derive,
-                        AttributeType::AlwaysAuthenticate,
-                        AttributeType::Sensitive,
-                        AttributeType::Extractable,
-                        AttributeType::Modulus,
-                        AttributeType::EcParams,
-                    ],
-                )
-                .map_err(TokenError::ck)?;
+            let attrs = self.session().get_attributes(
+                h,
+                &[
+                    AttributeType::Id,
+                    AttributeType::Label,
+                    AttributeType::KeyType,
+                    AttributeType::Sign,
+                    AttributeType::Decrypt,
+                    AttributeType::Unwrap,
+                    AttributeType::Derive,
+                    AttributeType::AlwaysAuthenticate,
+                    AttributeType::Sensitive,
+                    AttributeType::Extractable,
+                    AttributeType::Modulus,
+                    AttributeType::EcParams,
+                ],
+            )?;
             let mut k = KeyObject {
                 handle: h,
                 id: Vec::new(),

@@ -20,7 +20,7 @@ pub(crate) struct RawModule {
 }
 
 #[derive(Clone, Copy)]
-pub(crate) enum Op {
+pub enum Op {
     Sign,
     Decrypt,
 }

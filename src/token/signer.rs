@@ -3,14 +3,13 @@
 //! signs on the token: every card we support offers those, while hash-combined mechanisms vary
 //! (SoftHSM lacks CKM_ECDSA_SHA256).
 
+use super::calls::{Digest, Mech};
 use super::objects::{Curve, KeyKind, KeyObject};
-use super::raw::{Op, RawModule};
+use super::raw::Op;
 use super::{Token, TokenError};
 use crate::cms::signed::{self, RawAttribute, SignError, SignInput};
 use crate::cms::CmsError;
 use const_oid::db::rfc5912;
-use cryptoki::mechanism::rsa::{PkcsMgfType, PkcsPssParams};
-use cryptoki::mechanism::{Mechanism, MechanismType};
 use der::asn1::BitString;
 use signature::Keypair;
 use spki::{
@@ -22,10 +21,10 @@ use x509_cert::Certificate;
 pub use crate::cms::digest::Hash;
 
 /// What the token needs to know about a hash: the PKCS#1 v1.5 DigestInfo prefix and the
-/// PKCS#11 mechanism and MGF for RSA-PSS.
+/// digest RSA-PSS names (its hash and MGF1).
 trait OnToken {
     fn digest_info_prefix(self) -> &'static [u8];
-    fn mechanism_type(self) -> (MechanismType, PkcsMgfType);
+    fn mechanism_digest(self) -> Digest;
 }
 
 impl OnToken for Hash {
@@ -47,11 +46,11 @@ impl OnToken for Hash {
         }
     }
 
-    fn mechanism_type(self) -> (MechanismType, PkcsMgfType) {
+    fn mechanism_digest(self) -> Digest {
         match self {
-            Hash::Sha256 => (MechanismType::SHA256, PkcsMgfType::MGF1_SHA256),
-            Hash::Sha384 => (MechanismType::SHA384, PkcsMgfType::MGF1_SHA384),
-            Hash::Sha512 => (MechanismType::SHA512, PkcsMgfType::MGF1_SHA512),
+            Hash::Sha256 => Digest::Sha256,
+            Hash::Sha384 => Digest::Sha384,
+            Hash::Sha512 => Digest::Sha512,
         }
     }
 }
@@ -119,7 +118,8 @@ pub struct TokenSigner<'t> {
     key: KeyObject,
     scheme: Scheme,
     spki: SubjectPublicKeyInfoOwned,
-    raw: Option<RawModule>,
+    /// CKA_ALWAYS_AUTHENTICATE: the login sits between C_SignInit and C_Sign.
+    context_login: bool,
     /// The token error behind a failed `try_sign`, so the caller can report it exactly
     /// (the builders only pass on an opaque `signature::Error`).
     failure: RefCell<Option<TokenError>>,
@@ -143,8 +143,8 @@ impl<'t> TokenSigner<'t> {
                 mechanism = scheme.mechanism_name()
             )));
         }
-        let raw = if key.always_authenticate { Some(RawModule::load(&token.module.path)?) } else { None };
-        Ok(TokenSigner { token, key, scheme, spki, raw, failure: RefCell::new(None) })
+        let context_login = key.always_authenticate;
+        Ok(TokenSigner { token, key, scheme, spki, context_login, failure: RefCell::new(None) })
     }
 
     pub fn take_failure(&self) -> Option<TokenError> {
@@ -159,24 +159,17 @@ impl<'t> TokenSigner<'t> {
     pub fn sign_on_token(&self, msg: &[u8]) -> Result<Vec<u8>, TokenError> {
         let hash = self.scheme.hash();
         let digest = hash.digest(msg);
-        let (mech_type, mgf) = hash.mechanism_type();
-        let pss = PkcsPssParams { hash_alg: mech_type, mgf, s_len: (hash.output_len() as u64).into() };
+        let pss = Mech::RsaPss { digest: hash.mechanism_digest(), salt: hash.output_len() as u64 };
         let (mechanism, data) = match self.scheme {
-            Scheme::RsaPkcs1(h) => (Mechanism::RsaPkcs, [h.digest_info_prefix(), &digest].concat()),
-            Scheme::RsaPss(_) => (Mechanism::RsaPkcsPss(pss), digest),
-            Scheme::Ecdsa(..) => (Mechanism::Ecdsa, digest),
+            Scheme::RsaPkcs1(h) => (Mech::RsaPkcs, [h.digest_info_prefix(), &digest].concat()),
+            Scheme::RsaPss(_) => (pss, digest),
+            Scheme::Ecdsa(..) => (Mech::Ecdsa, digest),
         };
-        let raw_sig = match &self.raw {
-            // CKA_ALWAYS_AUTHENTICATE: the login must sit between C_SignInit and C_Sign.
-            Some(raw) => raw.single_call(
-                Op::Sign,
-                self.token.session().handle(),
-                &mechanism,
-                self.key.handle,
-                Some(self.token.context_pin()?),
-                &data,
-            ),
-            None => self.token.session().sign(&mechanism, self.key.handle, &data).map_err(TokenError::ck),
+        let session = self.token.session();
+        let raw_sig = if self.context_login {
+            session.single_call(Op::Sign, &mechanism, self.key.handle, Some(self.token.context_pin()?), &data)
+        } else {
+            session.sign(&mechanism, self.key.handle, &data)
         }
         .map_err(|e| self.token.explain_failure(e))?;
         match self.scheme {

@@ -127,6 +127,9 @@ pub struct AgentArgs {
 pub fn run(setup: Setup, a: AgentArgs) -> Result<(), Failure> {
     crate::platform::survive_vanished_peers();
     let cfg = setup.config.agent.clone();
+    if cfg.module_workers {
+        crate::token::run_modules_in_workers(Duration::from_millis(cfg.token_timeout_ms.max(100)));
+    }
     let listener = match activated_listener() {
         Some(l) => l,
         None => bind(&a.socket)?,
@@ -154,7 +157,7 @@ pub fn run(setup: Setup, a: AgentArgs) -> Result<(), Failure> {
         setup,
         readers,
         events,
-        dog: Watchdog::new(Duration::from_millis(cfg.token_timeout_ms.max(100))),
+        dog: Watchdog::new(dog_limit(&cfg)),
         audit,
         current: Mutex::new(HashMap::new()),
         cfg,
@@ -184,6 +187,18 @@ pub fn run(setup: Setup, a: AgentArgs) -> Result<(), Failure> {
         Err(_) => eprintln!("ssmax-card agent: {}", crate::tr!("agent-listening", socket = a.socket)),
     }
     event_loop::serve_connections(agent, listener)
+}
+
+/// How long a request may stay in the token layer before the watchdog restarts the agent in
+/// place. With module workers each call is bounded by `token_timeout_ms` on its own (the worker
+/// is stopped, the agent lives on), so the restart is only the last resort behind that.
+fn dog_limit(cfg: &crate::config::AgentConfig) -> Duration {
+    let call = Duration::from_millis(cfg.token_timeout_ms.max(100));
+    if cfg.module_workers {
+        call * 4
+    } else {
+        call
+    }
 }
 
 /// Connections the agent will not serve (another user's, one over the cap) get their answer
