@@ -16,7 +16,7 @@ cd "$(dirname "$0")/.."
 secs=${1:-60}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(mime cms cert crl ocsp agent_frame agent_session profile_config smtp_session imap_session imap_structure imap_upstream_framing)
+[ ${#targets[@]} -gt 0 ] || targets=(mime cms cert crl ocsp agent_frame agent_session profile_config smtp_session imap_session imap_structure imap_upstream_framing worker_answer)
 jobs=${FUZZ_JOBS:-$(nproc)}
 build=(-O)
 [ -n "${FUZZ_CODEGEN_UNITS:-}" ] && build+=(--codegen-units "$FUZZ_CODEGEN_UNITS")

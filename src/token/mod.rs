@@ -215,26 +215,37 @@ impl Module {
             return Err(TokenError::ModuleLoad { path: path.into(), reason: crate::tr!("token-module-missing") });
         }
         let key = canonical(path);
-        let (lib, started) = {
-            let mut all = LOADED.lock().unwrap_or_else(|p| p.into_inner());
-            let at = all.iter().position(|(p, _, _)| *p == key);
-            match at.and_then(|i| all.get(i)) {
-                Some((_, lib, started)) if !lib.lost() => (lib.clone(), started.clone()),
-                _ => {
-                    // A worker lost (crashed, hung) is replaced by a new one, not initialised yet.
-                    let lib: std::sync::Arc<dyn Library> = match WORKERS.get() {
-                        Some(limit) => std::sync::Arc::new(worker::remote::Remote::start(path, *limit)?),
-                        None => std::sync::Arc::new(InProcess::load(path)?),
-                    };
-                    let started = Started::default();
-                    match at {
-                        Some(i) => all[i] = (key, lib.clone(), started.clone()),
-                        None => all.push((key, lib.clone(), started.clone())),
+        let live = |all: &[Loaded]| {
+            all.iter().find(|(p, lib, _)| *p == key && !lib.lost()).map(|(_, lib, s)| (lib.clone(), s.clone()))
+        };
+        let mut all = LOADED.lock().unwrap_or_else(|p| p.into_inner());
+        let (lib, started) = match live(&all) {
+            Some(found) => found,
+            None => {
+                // A worker lost (crashed, hung) is replaced by a new one, not initialised yet.
+                let fresh: std::sync::Arc<dyn Library> = match WORKERS.get() {
+                    None => std::sync::Arc::new(InProcess::load(path)?),
+                    Some(limit) => {
+                        // Started without the lock: a module slow to load holds up no other.
+                        drop(all);
+                        let fresh = worker::remote::Remote::start(path, *limit)?;
+                        all = LOADED.lock().unwrap_or_else(|p| p.into_inner());
+                        std::sync::Arc::new(fresh)
                     }
-                    (lib, started)
+                };
+                // Another request may have started one meanwhile: the first stays (ours ends).
+                match live(&all) {
+                    Some(found) => found,
+                    None => {
+                        let started = Started::default();
+                        all.retain(|(p, _, _)| *p != key);
+                        all.push((key.clone(), fresh.clone(), started.clone()));
+                        (fresh, started)
+                    }
                 }
             }
         };
+        drop(all);
         let mut initialized = started.lock().unwrap_or_else(|p| p.into_inner());
         if !*initialized {
             lib.initialize()?;
