@@ -224,6 +224,10 @@ fn socket_activated_agent_refuses_peers_of_another_uid() {
     // Our own uid is served on the activated socket.
     let o = run(tok.cmd().args(["--agent", "always", "--socket"]).arg(&socket).arg("status"));
     assert_eq!(code(&o), 0, "{}", stderr(&o));
+    // systemd hands the socket over inheritable: the module worker the status started must not
+    // have it (nor the audit log).
+    let audit = tok.dir.path().join(".local/share/ssmax-card/audit.log");
+    assert_workers_hold_nothing_of_the_agent(activator.id(), &socket, &audit);
     let _ = activator.kill();
     let _ = activator.wait();
 }

@@ -207,28 +207,8 @@ fn without_module_workers_the_agent_restarts_in_place_when_a_token_call_hangs_an
     assert!(log.contains("watchdog") && log.contains("did not answer"), "{log}");
 }
 
-/// The agent's module workers now: (pid, module path) of each live child `module-worker`.
 fn workers_of(agent: &Agent) -> Vec<(u32, String)> {
-    let parent = agent.child.id();
-    let mut out = Vec::new();
-    for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else { continue };
-        let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else { continue };
-        // "pid (comm) state ppid ...": comm may hold spaces, so split after its ')'.
-        let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else { continue };
-        let f: Vec<&str> = rest.split_whitespace().collect();
-        if f.get(1).and_then(|p| p.parse::<u32>().ok()) != Some(parent) {
-            continue;
-        }
-        assert_ne!(f.first(), Some(&"Z"), "a module worker left unreaped: {stat}");
-        let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
-        let args: Vec<String> =
-            cmd.split(|&b| b == 0).filter(|a| !a.is_empty()).map(|a| String::from_utf8_lossy(a).into_owned()).collect();
-        if args.iter().any(|a| a == "module-worker") {
-            out.push((pid, args.last().cloned().unwrap_or_default()));
-        }
-    }
-    out
+    module_workers(agent.child.id())
 }
 
 /// An agent whose token is reached through the shim (its fault file armed per test), in a
@@ -269,6 +249,7 @@ fn a_module_that_segfaults_in_c_sign_costs_the_request_never_the_agent_nor_the_p
     assert_eq!(getpins(&agent), 2, "one PIN for each module's login");
     let before = workers_of(&agent);
     assert_eq!(before.len(), 2, "a worker per module: {before:?}");
+    assert_workers_hold_nothing_of_the_agent(agent.child.id(), &agent.socket, &agent.audit);
 
     for round in 0..3 {
         std::fs::write(&fault, "C_Sign segv 0 worker\n").unwrap();

@@ -180,6 +180,27 @@ pub fn private_dir(dir: &Path) -> Result<(), NotPrivate> {
     Ok(())
 }
 
+/// Close every descriptor from 3 up, for a process that must hold nothing it inherited by
+/// mistake (a module worker: a socket handed over without close-on-exec, by systemd or by the
+/// agent's own re-exec racing a worker's start, is the agent's and not the module's). Then
+/// standard input, `keep`'s descriptor before, is /dev/null.
+pub fn keep_only(keep: std::os::fd::OwnedFd) -> std::io::Result<std::os::fd::OwnedFd> {
+    use std::os::fd::AsRawFd;
+    let kept = rustix::io::fcntl_dupfd_cloexec(&keep, 0)?;
+    drop(keep);
+    let first = (kept.as_raw_fd() + 1) as u32;
+    for (from, to) in [(3u32, (kept.as_raw_fd() as u32).saturating_sub(1)), (first, u32::MAX)] {
+        if from <= to {
+            // SAFETY: closes descriptors only; nothing in this process uses any of them (the
+            // worker calls this first, before it opens a file or starts a thread).
+            unsafe { libc::close_range(from, to, 0) };
+        }
+    }
+    let null = std::fs::File::open("/dev/null")?;
+    rustix::stdio::dup2_stdin(&null)?;
+    Ok(kept)
+}
+
 /// The most descriptors one message may carry here, in either direction.
 pub const MAX_DESCRIPTORS: usize = 32;
 

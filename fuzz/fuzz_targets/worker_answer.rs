@@ -11,7 +11,7 @@ fuzz_target!(|data: &[u8]| {
     for _ in 0..64 {
         if first & 1 == 1 {
             // The worker's side reads the agent's calls the same way.
-            match wire::read_frame::<Call>(&mut r) {
+            match wire::read_frame::<Call>(&mut r, wire::MAX_CALL) {
                 Ok(mut c) => {
                     let _ = c.function();
                     if let Call::Find { template, .. } = &c {
@@ -23,8 +23,11 @@ fuzz_target!(|data: &[u8]| {
             }
             continue;
         }
-        match wire::read_frame::<Answer>(&mut r) {
+        match wire::read_frame::<Answer>(&mut r, wire::MAX_ATTRIBUTES) {
             Ok(Answer::Attributes(a)) => {
+                // As the agent reads an answer to its request for these types.
+                let asked = [0x102, 0x3, 0x11, 0x0, 0x100, 0x108, 0x120, 0x180];
+                let _ = wire::answered_attributes(&a, &asked);
                 let _ = wire::attributes(&a);
             }
             Ok(Answer::Failed(f)) => {

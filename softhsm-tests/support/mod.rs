@@ -417,3 +417,56 @@ pub fn dir_for_user(uid: u32) -> tempfile::TempDir {
     std::os::unix::fs::chown(d.path(), Some(uid), Some(uid)).unwrap();
     d
 }
+
+/// The module workers (`ssmax-card module-worker`) of the agent `parent`, as (pid, module path).
+/// A worker left a zombie fails the test.
+pub fn module_workers(parent: u32) -> Vec<(u32, String)> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else { continue };
+        let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else { continue };
+        // "pid (comm) state ppid ...": comm may hold spaces, so split after its ')'.
+        let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else { continue };
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        if f.get(1).and_then(|p| p.parse::<u32>().ok()) != Some(parent) {
+            continue;
+        }
+        let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+        let args: Vec<String> =
+            cmd.split(|&b| b == 0).filter(|a| !a.is_empty()).map(|a| String::from_utf8_lossy(a).into_owned()).collect();
+        if f.first() == Some(&"Z") {
+            panic!("a child of the agent left unreaped: {stat}");
+        }
+        if args.iter().any(|a| a == "module-worker") {
+            out.push((pid, args.last().cloned().unwrap_or_default()));
+        }
+    }
+    out
+}
+
+/// The socket inode of the listener bound at `path` (/proc/net/unix).
+fn listener_inode(path: &Path) -> Option<String> {
+    let table = std::fs::read_to_string("/proc/net/unix").ok()?;
+    let want = path.to_string_lossy();
+    table.lines().find(|l| l.ends_with(&*want)).and_then(|l| l.split_whitespace().nth(6)).map(str::to_string)
+}
+
+/// Every module worker of the agent `parent` exists, and none holds the agent's listening
+/// socket or its audit log: a module (untrusted C) gets nothing of the agent but its calls.
+pub fn assert_workers_hold_nothing_of_the_agent(parent: u32, socket: &Path, audit: &Path) {
+    let workers = module_workers(parent);
+    assert!(!workers.is_empty(), "no module worker");
+    let listener = listener_inode(socket).expect("the agent's listener in /proc/net/unix");
+    for (pid, module) in workers {
+        for fd in std::fs::read_dir(format!("/proc/{pid}/fd")).unwrap().flatten() {
+            let target = std::fs::read_link(fd.path()).unwrap_or_default();
+            assert_ne!(target, audit, "worker {pid} ({module}) holds the audit log");
+            assert_ne!(
+                target.to_string_lossy(),
+                format!("socket:[{listener}]"),
+                "worker {pid} ({module}) holds the agent's listening socket as fd {:?}",
+                fd.file_name()
+            );
+        }
+    }
+}

@@ -52,7 +52,7 @@ pub(super) fn rescan(lanes: &mut Lanes, module: &Path) {
             lane.shown = None;
         }
     }
-    if let Ok(m) = crate::token::Module::load(module) {
+    if let Some(m) = crate::token::Module::loaded(module) {
         let _ = m.finalize();
     }
 }

@@ -149,6 +149,8 @@ impl Drop for Owed {
 /// Returns only if the exec failed.
 pub fn reexec(listener: RawFd) -> std::io::Error {
     use std::os::unix::process::CommandExt;
+    // The module workers are this image's children: the next would not know to collect them.
+    crate::token::stop_workers();
     // SAFETY: the listening socket is ours and stays open for the whole call.
     let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(listener) };
     // Clearing close-on-exec lets it survive the exec.

@@ -117,6 +117,8 @@ pub trait Library: Send + Sync {
     fn lost(&self) -> bool {
         false
     }
+    /// Stop the process that runs this module's calls, if another does (before an exec).
+    fn stop(&self) {}
 }
 
 /// One session's calls. Dropping it closes the session.

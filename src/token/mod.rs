@@ -202,6 +202,44 @@ pub fn run_modules_in_workers(call_limit: std::time::Duration) {
     let _ = WORKERS.set(call_limit);
 }
 
+/// Keep `lib` as the module at `key` (in place of a lost one), not initialised yet.
+fn remember(
+    all: &mut Vec<Loaded>,
+    key: PathBuf,
+    lib: std::sync::Arc<dyn Library>,
+) -> (std::sync::Arc<dyn Library>, Started) {
+    let started = Started::default();
+    all.retain(|(p, _, _)| *p != key);
+    all.push((key, lib.clone(), started.clone()));
+    (lib, started)
+}
+
+/// Stop every module worker now: the agent is about to replace its own image, and workers it
+/// no longer knows would be left for nobody to collect.
+pub fn stop_workers() {
+    let all = LOADED.lock().unwrap_or_else(|p| p.into_inner());
+    for (_, lib, _) in all.iter() {
+        lib.stop();
+    }
+}
+
+/// One start at a time per module path: requests that find a module's worker lost at once wait
+/// for the one that starts the next, instead of each starting its own.
+static STARTING: std::sync::Mutex<Vec<(PathBuf, std::sync::Arc<std::sync::Mutex<()>>)>> =
+    std::sync::Mutex::new(Vec::new());
+
+fn start_lock(key: &Path) -> std::sync::Arc<std::sync::Mutex<()>> {
+    let mut all = STARTING.lock().unwrap_or_else(|p| p.into_inner());
+    match all.iter().find(|(p, _)| p == key) {
+        Some((_, l)) => l.clone(),
+        None => {
+            let l = std::sync::Arc::new(std::sync::Mutex::new(()));
+            all.push((key.to_path_buf(), l.clone()));
+            l
+        }
+    }
+}
+
 /// Whether a loaded module is initialised, and the lock its C_Initialize and C_Finalize take.
 type Started = std::sync::Arc<std::sync::Mutex<bool>>;
 
@@ -218,34 +256,38 @@ impl Module {
         let live = |all: &[Loaded]| {
             all.iter().find(|(p, lib, _)| *p == key && !lib.lost()).map(|(_, lib, s)| (lib.clone(), s.clone()))
         };
-        let mut all = LOADED.lock().unwrap_or_else(|p| p.into_inner());
-        let (lib, started) = match live(&all) {
+        let found = live(&LOADED.lock().unwrap_or_else(|p| p.into_inner()));
+        let (lib, started) = match found {
             Some(found) => found,
-            None => {
-                // A worker lost (crashed, hung) is replaced by a new one, not initialised yet.
-                let fresh: std::sync::Arc<dyn Library> = match WORKERS.get() {
-                    None => std::sync::Arc::new(InProcess::load(path)?),
-                    Some(limit) => {
-                        // Started without the lock: a module slow to load holds up no other.
-                        drop(all);
-                        let fresh = worker::remote::Remote::start(path, *limit)?;
-                        all = LOADED.lock().unwrap_or_else(|p| p.into_inner());
-                        std::sync::Arc::new(fresh)
-                    }
-                };
-                // Another request may have started one meanwhile: the first stays (ours ends).
-                match live(&all) {
-                    Some(found) => found,
-                    None => {
-                        let started = Started::default();
-                        all.retain(|(p, _, _)| *p != key);
-                        all.push((key.clone(), fresh.clone(), started.clone()));
-                        (fresh, started)
+            // A worker lost (crashed, hung) is replaced by a new one, not initialised yet.
+            None => match WORKERS.get() {
+                None => {
+                    let mut all = LOADED.lock().unwrap_or_else(|p| p.into_inner());
+                    match live(&all) {
+                        Some(found) => found,
+                        None => {
+                            let lib: std::sync::Arc<dyn Library> = std::sync::Arc::new(InProcess::load(path)?);
+                            remember(&mut all, key, lib)
+                        }
                     }
                 }
-            }
+                // Started without the modules lock (a module slow to load holds up no other),
+                // one start per path at a time.
+                Some(limit) => {
+                    let starting = start_lock(&key);
+                    let _one = starting.lock().unwrap_or_else(|p| p.into_inner());
+                    // A statement of its own: the guard must be gone before the arm below locks.
+                    let found = live(&LOADED.lock().unwrap_or_else(|p| p.into_inner()));
+                    match found {
+                        Some(found) => found,
+                        None => {
+                            let lib = std::sync::Arc::new(worker::remote::Remote::start(path, *limit)?);
+                            remember(&mut LOADED.lock().unwrap_or_else(|p| p.into_inner()), key, lib)
+                        }
+                    }
+                }
+            },
         };
-        drop(all);
         let mut initialized = started.lock().unwrap_or_else(|p| p.into_inner());
         if !*initialized {
             lib.initialize()?;
@@ -253,6 +295,18 @@ impl Module {
         }
         drop(initialized);
         Ok(Module { path: path.into(), lib, started })
+    }
+
+    /// The module at `path` as this process has it loaded and running, if it does: nothing is
+    /// loaded or started for the asking (re-initialising a module not loaded is nothing to do).
+    pub fn loaded(path: &Path) -> Option<Module> {
+        let key = canonical(path);
+        let all = LOADED.lock().unwrap_or_else(|p| p.into_inner());
+        all.iter().find(|(p, lib, _)| *p == key && !lib.lost()).map(|(_, lib, started)| Module {
+            path: path.into(),
+            lib: lib.clone(),
+            started: started.clone(),
+        })
     }
 
     /// C_Finalize: the next `load` starts the module afresh (C_Initialize on the same handle)

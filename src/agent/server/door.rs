@@ -23,7 +23,10 @@ pub(super) fn activated_listener() -> Option<UnixListener> {
     std::env::remove_var("LISTEN_FDS");
     std::env::remove_var("LISTEN_FDNAMES");
     // SAFETY: systemd passed us this listening socket as fd 3 and nothing else owns it.
-    Some(unsafe { UnixListener::from_raw_fd(3) })
+    let l = unsafe { UnixListener::from_raw_fd(3) };
+    // systemd hands it over inheritable: the module workers and probes must not get it.
+    let _ = crate::platform::set_close_on_exec(&l, true);
+    Some(l)
 }
 
 pub(super) fn bind(socket: &Path) -> Result<UnixListener, Failure> {

@@ -1,9 +1,10 @@
 //! The agent's side of a module's worker: the calls of `calls::Library` and `SessionCalls` sent
 //! to the worker process and its answers read, each call on a channel of its own (a socketpair
 //! handed to the worker over the control socket), so calls on different tokens of one module
-//! run side by side as they did in-process. A worker that ends, hangs past the limit or answers
-//! garbage is lost with every session in it; the request that saw it fails with a
-//! `ModuleFault`, and the next `Module::load` starts a new worker.
+//! run side by side as they did in-process. A worker that ends, does not answer a call within
+//! the limit (one deadline per call, however it trickles) or answers garbage is lost with every
+//! session in it; the calls that saw it fail with a `ModuleFault`, and the next `Module::load`
+//! starts a new worker.
 
 use super::wire::{self, Answer, Call, ReadFailure};
 use super::ModuleFault;
@@ -17,17 +18,20 @@ use secrecy::{ExposeSecret, SecretString};
 use std::io::IoSlice;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::UnixStream;
-use std::os::unix::process::ExitStatusExt;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-/// Channels (calls at once) to one worker; more callers wait for one within the call limit.
+/// Channels (calls at once) to one worker; more callers wait for one within their deadline.
 const CHANNELS: usize = 32;
-/// How long a worker whose channel closed has to be seen gone before it is stopped.
+/// How long a worker whose channel closed has to be seen gone (and one stopped, to go).
 const ENDS_WITHIN: Duration = Duration::from_secs(2);
+/// Logging out and closing a session, which the desk does under its lock: a module that cannot
+/// within this is stopped (the surest logout there is), so no other token waits on it.
+const SHORT_CALL: Duration = Duration::from_secs(2);
 
 struct Link {
     path: PathBuf,
@@ -39,6 +43,9 @@ struct Link {
     room: Condvar,
     lost: AtomicBool,
     fault: Mutex<Option<ModuleFault>>,
+    /// Counts logouts and closed sessions: a session's login seen before the count moved may be
+    /// gone (logging out one session logs out the token), so it is asked again.
+    logouts: AtomicU64,
 }
 
 #[derive(Default)]
@@ -52,7 +59,8 @@ struct Pool {
 pub struct Remote(Arc<Link>);
 
 impl Remote {
-    /// Start `ssmax-card module-worker MODULE` and wait for it to have loaded the module.
+    /// Start `ssmax-card module-worker MODULE` and wait (at most the call limit) for it to have
+    /// loaded the module.
     pub fn start(path: &Path, limit: Duration) -> CallResult<Remote> {
         let failed = |fault: ModuleFault| TokenError::ModuleFailed { module: path.into(), fault };
         let start = |e: std::io::Error| failed(ModuleFault::Start(e.to_string()));
@@ -63,9 +71,10 @@ impl Remote {
             .arg(path)
             .stdin(Stdio::from(OwnedFd::from(theirs)))
             .stdout(Stdio::null())
+            // Its own group: whatever the module forks is stopped with it.
+            .process_group(0)
             .spawn()
             .map_err(start)?;
-        ours.set_read_timeout(Some(limit)).map_err(start)?;
         let link = Arc::new(Link {
             path: path.into(),
             limit,
@@ -75,37 +84,88 @@ impl Remote {
             room: Condvar::new(),
             lost: AtomicBool::new(false),
             fault: Mutex::new(None),
+            logouts: AtomicU64::new(0),
         });
-        let hello = wire::read_frame::<Answer>(&mut &link.control);
+        let hello = read_until(&link.control, Instant::now() + limit, wire::MAX_ANSWER);
         match hello {
             Ok(Answer::Done) => Ok(Remote(link)),
             Ok(Answer::Failed(f)) => {
-                link.lose(Function::GetFunctionList, Loss::Stop("".into()));
+                link.lose(Function::GetFunctionList, Loss::Stop("no module".into()));
                 Err(f.into_error(path))
             }
-            Ok(other) => Err(link.lose(Function::GetFunctionList, Loss::Stop(format!("{other:?}")))),
-            Err(e) => Err(link.lose(Function::GetFunctionList, Loss::from(e))),
+            Ok(_) => Err(link.lose(Function::GetFunctionList, Loss::Stop("an answer to no call".into()))),
+            Err(e) => Err(link.lose(Function::GetFunctionList, Loss::of(e, limit))),
         }
     }
+}
+
+/// Read one answer of at most `max` bytes by `until`, however slowly its bytes come.
+fn read_until(sock: &UnixStream, until: Instant, max: usize) -> Result<Answer, ReadFailure> {
+    struct Until<'a>(&'a UnixStream, Instant);
+    impl std::io::Read for Until<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            loop {
+                let left = self.1.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Err(std::io::ErrorKind::TimedOut.into());
+                }
+                if crate::platform::wait_readable(self.0, left)? {
+                    return std::io::Read::read(&mut &*self.0, buf);
+                }
+            }
+        }
+    }
+    wire::read_frame(&mut Until(sock, until), max)
+}
+
+/// Send all of `bytes` by `until`.
+fn send_until(sock: &UnixStream, mut bytes: &[u8], until: Instant) -> std::io::Result<()> {
+    while !bytes.is_empty() {
+        match crate::platform::send_now(sock, bytes) {
+            Ok(n) => bytes = &bytes[n..],
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                let left = until.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Err(std::io::ErrorKind::TimedOut.into());
+                }
+                crate::platform::wait_writable(sock, left)?;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 /// How a call found the worker gone or wrong.
 enum Loss {
     /// Its end of the channel closed: it ended (or will, or is stopped).
     Ended,
-    Hung,
+    /// No answer within this long.
+    Hung(Duration),
     /// It said something that is no answer to the call.
     Stop(String),
 }
 
-impl From<ReadFailure> for Loss {
-    fn from(e: ReadFailure) -> Loss {
+impl Loss {
+    /// How a read failed, for a call given `allowed`.
+    fn of(e: ReadFailure, allowed: Duration) -> Loss {
         match e {
-            ReadFailure::Closed | ReadFailure::Io(_) => Loss::Ended,
-            ReadFailure::TimedOut => Loss::Hung,
+            ReadFailure::Closed => Loss::Ended,
+            ReadFailure::Io(e) if e.kind() == std::io::ErrorKind::TimedOut => Loss::Hung(allowed),
+            ReadFailure::Io(_) => Loss::Ended,
+            ReadFailure::TimedOut => Loss::Hung(allowed),
             ReadFailure::Garbled(m) => Loss::Stop(m),
         }
     }
+}
+
+/// Whether a channel must be had now, or may be waited for.
+#[derive(Clone, Copy, PartialEq)]
+enum Wait {
+    Until(Instant),
+    /// Only an idle channel or a new one (closing a session: never worth a wait).
+    Not,
 }
 
 impl Link {
@@ -117,32 +177,31 @@ impl Link {
         }
     }
 
-    /// The worker is lost: say why once (the first call to see it), stop it if it still runs,
-    /// and collect its exit status. Every call from now on fails with the same fault.
+    /// The worker is lost: from now on every call fails at once; it is stopped if it still
+    /// runs, collected, and what happened said once (as the first call to see it found it).
     fn lose(&self, during: Function, how: Loss) -> TokenError {
+        self.lost.store(true, Ordering::Release);
         {
             let mut fault = self.fault.lock().unwrap_or_else(|p| p.into_inner());
             if fault.is_none() {
-                let mut child = self.child.lock().unwrap_or_else(|p| p.into_inner());
-                let status = child.as_mut().map(|c| end(c, !matches!(how, Loss::Ended)));
-                *child = None;
+                let child = self.child.lock().unwrap_or_else(|p| p.into_inner()).take();
+                let status = child.map(|c| end(c, !matches!(how, Loss::Ended)));
                 *fault = Some(match how {
-                    Loss::Hung => ModuleFault::Hung { during, after: self.limit },
+                    Loss::Hung(after) => ModuleFault::Hung { during, after },
                     Loss::Stop(what) => ModuleFault::Garbled { during, what },
                     Loss::Ended => match status {
-                        Some((s, false)) => ModuleFault::Ended { during, signal: s.signal(), status: s.code() },
+                        Some((Some(s), false)) => ModuleFault::Ended { during, signal: s.signal(), status: s.code() },
                         _ => ModuleFault::Garbled { during, what: "a closed channel".into() },
                     },
                 });
-                self.lost.store(true, Ordering::Release);
             }
         }
+        self.pool.lock().unwrap_or_else(|p| p.into_inner()).idle.clear();
         self.room.notify_all();
         self.failure()
     }
 
-    fn channel(&self, during: Function) -> CallResult<UnixStream> {
-        let until = Instant::now() + self.limit;
+    fn channel(&self, during: Function, wait: Wait) -> CallResult<UnixStream> {
         let mut pool = self.pool.lock().unwrap_or_else(|p| p.into_inner());
         loop {
             if self.lost.load(Ordering::Acquire) {
@@ -155,14 +214,17 @@ impl Link {
                 pool.open += 1;
                 drop(pool);
                 return self.open_channel().map_err(|e| {
-                    self.pool.lock().unwrap_or_else(|p| p.into_inner()).open -= 1;
+                    self.drop_channel();
                     match e {
                         Some(e) => e,
                         None => self.lose(during, Loss::Ended),
                     }
                 });
             }
-            let left = until.saturating_duration_since(Instant::now());
+            let left = match wait {
+                Wait::Until(until) => until.saturating_duration_since(Instant::now()),
+                Wait::Not => Duration::ZERO,
+            };
             if left.is_zero() {
                 return Err(TokenError::Library(format!(
                     "{}: {CHANNELS} calls already wait for the module",
@@ -177,8 +239,6 @@ impl Link {
     fn open_channel(&self) -> Result<UnixStream, Option<TokenError>> {
         let local = |e: std::io::Error| Some(TokenError::Library(format!("a channel to the module's worker: {e}")));
         let (ours, theirs) = UnixStream::pair().map_err(local)?;
-        ours.set_read_timeout(Some(self.limit)).map_err(local)?;
-        ours.set_write_timeout(Some(self.limit)).map_err(local)?;
         match crate::platform::send_with_descriptors(&self.control, &[IoSlice::new(&[1])], &[theirs.as_fd()]) {
             Ok(1) => Ok(ours),
             _ => Err(None),
@@ -193,22 +253,33 @@ impl Link {
     fn drop_channel(&self) {
         let mut pool = self.pool.lock().unwrap_or_else(|p| p.into_inner());
         pool.open = pool.open.saturating_sub(1);
+        drop(pool);
+        self.room.notify_one();
     }
 
-    fn call(&self, mut call: Call) -> CallResult<Answer> {
+    fn call(&self, call: Call) -> CallResult<Answer> {
+        self.call_within(call, self.limit, true)
+    }
+
+    /// Make `call`, its answer due within `allowed` (a channel waited for within it too, when
+    /// `wait`). The call's secrets are wiped whatever happens.
+    fn call_within(&self, mut call: Call, allowed: Duration, wait: bool) -> CallResult<Answer> {
+        let until = Instant::now() + allowed;
+        let wait = if wait { Wait::Until(until) } else { Wait::Not };
         let during = call.function();
-        let mut channel = self.channel(during)?;
-        let sent = wire::write_frame(&mut channel, &call);
+        let max = call.answer_limit();
+        let channel = self.channel(during, wait);
+        let frame = wire::frame(&call);
         call.wipe();
-        if let Err(e) = sent {
+        let channel = channel?;
+        let frame = frame.map_err(|e| TokenError::Library(e.to_string()))?;
+        if let Err(e) = send_until(&channel, &frame, until) {
             self.drop_channel();
-            let how = match e.kind() {
-                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => Loss::Hung,
-                _ => Loss::Ended,
-            };
+            let how = if e.kind() == std::io::ErrorKind::TimedOut { Loss::Hung(allowed) } else { Loss::Ended };
             return Err(self.lose(during, how));
         }
-        match wire::read_frame::<Answer>(&mut channel) {
+        drop(frame);
+        match read_until(&channel, until, max) {
             Ok(Answer::Failed(f)) => {
                 self.give_back(channel);
                 Err(f.into_error(&self.path))
@@ -219,65 +290,66 @@ impl Link {
             }
             Err(e) => {
                 self.drop_channel();
-                Err(self.lose(during, Loss::from(e)))
+                Err(self.lose(during, Loss::of(e, allowed)))
             }
+        }
+    }
+
+    /// Stop the worker now (the agent is about to replace its own image).
+    fn stop(&self) {
+        self.lost.store(true, Ordering::Release);
+        if let Some(c) = self.child.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            end(c, true);
         }
     }
 }
 
 /// Collect a worker's exit status: stopped first when `stop`, or when it has not ended within
-/// `ENDS_WITHIN` of closing its channel. The flag says whether it was stopped here.
-fn end(child: &mut Child, stop: bool) -> (ExitStatus, bool) {
-    let until = Instant::now() + ENDS_WITHIN;
-    if !stop {
+/// `ENDS_WITHIN` of closing its channel. The flag says whether it was stopped here. A worker
+/// that does not go even then (a process stuck in the kernel) is left to a thread to collect.
+fn end(mut child: Child, stop: bool) -> (Option<ExitStatus>, bool) {
+    let wait = |child: &mut Child| {
+        let until = Instant::now() + ENDS_WITHIN;
         loop {
             match child.try_wait() {
-                Ok(Some(s)) => return (s, false),
-                Ok(None) if Instant::now() < until => std::thread::sleep(Duration::from_millis(5)),
-                _ => break,
+                Ok(Some(s)) => return Some(s),
+                Ok(None) if Instant::now() < until => std::thread::sleep(Duration::from_millis(2)),
+                _ => return None,
             }
         }
+    };
+    if !stop {
+        if let Some(s) = wait(&mut child) {
+            return (Some(s), false);
+        }
+    }
+    if let Some(pid) = rustix::process::Pid::from_raw(child.id() as i32) {
+        let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
     }
     let _ = child.kill();
-    match child.wait() {
-        Ok(s) => (s, true),
-        Err(_) => (ExitStatus::from_raw(0), true),
+    match wait(&mut child) {
+        Some(s) => (Some(s), true),
+        None => {
+            let _ = std::thread::Builder::new().name("reaper".into()).spawn(move || child.wait());
+            (None, true)
+        }
     }
 }
 
 impl Drop for Link {
     fn drop(&mut self) {
         // Its control socket closing ends the worker as well; this also collects it.
-        if let Some(mut c) = self.child.lock().unwrap_or_else(|p| p.into_inner()).take() {
-            let _ = c.kill();
-            let _ = c.wait();
+        if let Some(c) = self.child.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            end(c, true);
         }
     }
 }
 
-/// The answer was not the kind the call has: the worker is not to be trusted further.
-fn unexpected(link: &Link, during: Function, got: &Answer) -> TokenError {
-    link.lose(during, Loss::Stop(format!("{} where {} was due", kind(got), function_word(during))))
-}
-
-fn kind(a: &Answer) -> &'static str {
-    match a {
-        Answer::Done => "Done",
-        Answer::Slots(_) => "Slots",
-        Answer::SlotInfo(_) => "SlotInfo",
-        Answer::TokenInfo(_) => "TokenInfo",
-        Answer::Session(_) => "Session",
-        Answer::Bool(_) => "Bool",
-        Answer::Handles(_) => "Handles",
-        Answer::Handle(_) => "Handle",
-        Answer::Attributes(_) => "Attributes",
-        Answer::Bytes(_) => "Bytes",
-        Answer::Failed(_) => "Failed",
+impl Link {
+    /// The answer was not the kind the call has: the worker is not to be trusted further.
+    fn unexpected(&self, during: Function) -> TokenError {
+        self.lose(during, Loss::Stop("an answer of another kind".into()))
     }
-}
-
-fn function_word(f: Function) -> String {
-    crate::token::function_name(f)
 }
 
 /// Make `$call` and take the answer `$pat => $out`, any other being the worker's fault.
@@ -287,7 +359,7 @@ macro_rules! ask {
         let during = call.function();
         match $link.call(call)? {
             $pat => Ok($out),
-            other => Err(unexpected(&$link, during, &other)),
+            _ => Err($link.unexpected(during)),
         }
     }};
 }
@@ -300,6 +372,18 @@ fn handle(h: u64) -> ObjectHandle {
 
 fn slot(s: u64) -> CallResult<Slot> {
     Slot::try_from(s).map_err(|e| TokenError::Library(e.to_string()))
+}
+
+/// A text field of CK_SLOT_INFO / CK_TOKEN_INFO, no longer than PKCS#11 makes it.
+fn field(mut text: String, max: usize) -> String {
+    if text.len() > max {
+        let mut end = max;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+    }
+    text
 }
 
 impl Library for Remote {
@@ -317,20 +401,36 @@ impl Library for Remote {
     }
 
     fn slot_info(&self, s: Slot) -> CallResult<SlotInfo> {
-        ask!(self.0, Call::SlotInfo(s.id()), Answer::SlotInfo(i) => i)
+        let i = ask!(self.0, Call::SlotInfo(s.id()), Answer::SlotInfo(i) => i)?;
+        Ok(SlotInfo {
+            present: i.present,
+            description: field(i.description, 64),
+            manufacturer: field(i.manufacturer, 32),
+        })
     }
 
     fn token_info(&self, s: Slot) -> CallResult<TokenInfo> {
-        ask!(self.0, Call::TokenInfo(s.id()), Answer::TokenInfo(i) => i)
+        let t = ask!(self.0, Call::TokenInfo(s.id()), Answer::TokenInfo(t) => t)?;
+        Ok(TokenInfo {
+            label: field(t.label, 32),
+            manufacturer: field(t.manufacturer, 32),
+            model: field(t.model, 16),
+            serial: field(t.serial, 16),
+            ..t
+        })
     }
 
     fn open_session(&self, s: Slot, rw: bool) -> CallResult<Box<dyn SessionCalls>> {
         let id = ask!(self.0, Call::Open { slot: s.id(), rw }, Answer::Session(id) => id)?;
-        Ok(Box::new(RemoteSession { link: self.0.clone(), id }))
+        Ok(Box::new(RemoteSession { link: self.0.clone(), id, logged_in_at: Mutex::new(None) }))
     }
 
     fn lost(&self) -> bool {
         self.0.lost.load(Ordering::Acquire)
+    }
+
+    fn stop(&self) {
+        self.0.stop();
     }
 }
 
@@ -338,61 +438,99 @@ impl Library for Remote {
 struct RemoteSession {
     link: Arc<Link>,
     id: u64,
+    /// The link's logout count when this session was last seen logged in: while it stands,
+    /// the session is known logged in without asking the worker (a call less per signature).
+    logged_in_at: Mutex<Option<u64>>,
 }
 
 impl Drop for RemoteSession {
     fn drop(&mut self) {
         if !self.link.lost.load(Ordering::Acquire) {
-            let _ = self.link.call(Call::Close(self.id));
+            self.link.logouts.fetch_add(1, Ordering::AcqRel);
+            let _ = self.link.call_within(Call::Close(self.id), SHORT_CALL, false);
         }
     }
 }
 
-fn secret(pin: &SecretString) -> String {
-    pin.expose_secret().to_string()
+fn secret(pin: &SecretString) -> Vec<u8> {
+    pin.expose_secret().as_bytes().to_vec()
+}
+
+impl RemoteSession {
+    fn seen(&self, at: Option<u64>) {
+        *self.logged_in_at.lock().unwrap_or_else(|p| p.into_inner()) = at;
+    }
+
+    fn unexpected(&self, during: Function) -> TokenError {
+        self.seen(None);
+        self.link.unexpected(during)
+    }
+
+    /// A call on this session; a failure makes its login unknown again.
+    fn call(&self, call: Call) -> CallResult<Answer> {
+        let r = self.link.call(call);
+        if r.is_err() {
+            self.seen(None);
+        }
+        r
+    }
 }
 
 impl SessionCalls for RemoteSession {
     fn login(&self, pin: &SecretString) -> CallResult<()> {
-        ask!(self.link, Call::Login { session: self.id, pin: secret(pin) }, Answer::Done => ())
+        let at = self.link.logouts.load(Ordering::Acquire);
+        ask!(self, Call::Login { session: self.id, pin: secret(pin) }, Answer::Done => ())?;
+        self.seen(Some(at));
+        Ok(())
     }
 
     fn logout(&self) -> CallResult<()> {
-        ask!(self.link, Call::Logout(self.id), Answer::Done => ())
+        self.link.logouts.fetch_add(1, Ordering::AcqRel);
+        self.seen(None);
+        match self.link.call_within(Call::Logout(self.id), SHORT_CALL.min(self.link.limit), true)? {
+            Answer::Done => Ok(()),
+            _ => Err(self.link.unexpected(Function::Logout)),
+        }
     }
 
     fn logged_in(&self) -> CallResult<bool> {
-        ask!(self.link, Call::LoggedIn(self.id), Answer::Bool(b) => b)
+        let at = self.link.logouts.load(Ordering::Acquire);
+        if *self.logged_in_at.lock().unwrap_or_else(|p| p.into_inner()) == Some(at) {
+            return Ok(true);
+        }
+        let yes = ask!(self, Call::LoggedIn(self.id), Answer::Bool(b) => b)?;
+        self.seen(yes.then_some(at));
+        Ok(yes)
     }
 
     fn find_objects(&self, template: &[Attribute]) -> CallResult<Vec<ObjectHandle>> {
         let call = Call::Find { session: self.id, template: wire::raw_attributes(template) };
-        let hs = ask!(self.link, call, Answer::Handles(hs) => hs)?;
+        let hs = ask!(self, call, Answer::Handles(hs) => hs)?;
         Ok(hs.into_iter().map(handle).collect())
     }
 
     fn get_attributes(&self, object: ObjectHandle, types: &[AttributeType]) -> CallResult<Vec<Attribute>> {
-        let call =
-            Call::GetAttributes { session: self.id, object: object.handle(), types: wire::attribute_types(types) };
-        let mut raw = ask!(self.link, call, Answer::Attributes(a) => a)?;
-        let out = wire::attributes(&raw);
-        raw.iter_mut().for_each(|(_, v)| zeroize::Zeroize::zeroize(v));
+        let asked = wire::attribute_types(types);
+        let call = Call::GetAttributes { session: self.id, object: object.handle(), types: asked.clone() };
+        let mut raw = ask!(self, call, Answer::Attributes(a) => a)?;
+        let out = wire::answered_attributes(&raw, &asked);
+        raw.iter_mut().for_each(|a| zeroize::Zeroize::zeroize(&mut a.v));
         out
     }
 
     fn sign(&self, mech: &Mech, key: ObjectHandle, data: &[u8]) -> CallResult<Vec<u8>> {
         let call = Call::Sign { session: self.id, mech: mech.clone(), key: key.handle(), data: data.to_vec() };
-        ask!(self.link, call, Answer::Bytes(b) => b)
+        ask!(self, call, Answer::Bytes(b) => b)
     }
 
     fn encrypt(&self, mech: &Mech, key: ObjectHandle, data: &[u8]) -> CallResult<Vec<u8>> {
         let call = Call::Encrypt { session: self.id, mech: mech.clone(), key: key.handle(), data: data.to_vec() };
-        ask!(self.link, call, Answer::Bytes(b) => b)
+        ask!(self, call, Answer::Bytes(b) => b)
     }
 
     fn decrypt(&self, mech: &Mech, key: ObjectHandle, data: &[u8]) -> CallResult<Vec<u8>> {
         let call = Call::Decrypt { session: self.id, mech: mech.clone(), key: key.handle(), data: data.to_vec() };
-        ask!(self.link, call, Answer::Bytes(b) => b)
+        ask!(self, call, Answer::Bytes(b) => b)
     }
 
     fn single_call(
@@ -411,7 +549,7 @@ impl SessionCalls for RemoteSession {
             context_pin: context_pin.map(secret),
             data: data.to_vec(),
         };
-        ask!(self.link, call, Answer::Bytes(b) => b)
+        ask!(self, call, Answer::Bytes(b) => b)
     }
 
     fn derive_key(&self, mech: &Mech, key: ObjectHandle, template: &[Attribute]) -> CallResult<ObjectHandle> {
@@ -421,11 +559,11 @@ impl SessionCalls for RemoteSession {
             key: key.handle(),
             template: wire::raw_attributes(template),
         };
-        ask!(self.link, call, Answer::Handle(h) => handle(h))
+        ask!(self, call, Answer::Handle(h) => handle(h))
     }
 
     fn destroy_object(&self, object: ObjectHandle) -> CallResult<()> {
-        ask!(self.link, Call::Destroy { session: self.id, object: object.handle() }, Answer::Done => ())
+        ask!(self, Call::Destroy { session: self.id, object: object.handle() }, Answer::Done => ())
     }
 
     fn generate_key_pair(&self, mech: &Mech, public: &[Attribute], private: &[Attribute]) -> CallResult<()> {
@@ -435,16 +573,43 @@ impl SessionCalls for RemoteSession {
             public: wire::raw_attributes(public),
             private: wire::raw_attributes(private),
         };
-        ask!(self.link, call, Answer::Done => ())
+        ask!(self, call, Answer::Done => ())
     }
 
     fn create_object(&self, template: &[Attribute]) -> CallResult<ObjectHandle> {
         let call = Call::Create { session: self.id, template: wire::raw_attributes(template) };
-        ask!(self.link, call, Answer::Handle(h) => handle(h))
+        ask!(self, call, Answer::Handle(h) => handle(h))
     }
 
     fn update_attributes(&self, object: ObjectHandle, template: &[Attribute]) -> CallResult<()> {
         let call = Call::Update { session: self.id, object: object.handle(), template: wire::raw_attributes(template) };
-        ask!(self.link, call, Answer::Done => ())
+        ask!(self, call, Answer::Done => ())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_answer_that_trickles_in_is_cut_off_at_the_calls_deadline_not_each_reads() {
+        let (ours, theirs) = UnixStream::pair().unwrap();
+        // A length of 8 bytes, then a byte every 50 ms: each read would be in time on its own.
+        let writer = std::thread::spawn(move || {
+            let mut theirs = theirs;
+            let _ = std::io::Write::write_all(&mut theirs, &8u32.to_be_bytes());
+            for _ in 0..40 {
+                std::thread::sleep(Duration::from_millis(50));
+                if std::io::Write::write_all(&mut theirs, b" ").is_err() {
+                    return;
+                }
+            }
+        });
+        let started = Instant::now();
+        let got = read_until(&ours, started + Duration::from_millis(300), wire::MAX_ANSWER);
+        assert!(matches!(got, Err(ReadFailure::TimedOut)), "{got:?}");
+        assert!(started.elapsed() < Duration::from_millis(600), "{:?}", started.elapsed());
+        drop(ours);
+        let _ = writer.join();
     }
 }

@@ -30,7 +30,7 @@ struct Worker {
 
 /// Serve the agent until it closes the control socket; never returns.
 pub fn serve(module: &Path) -> ! {
-    let control = match std::io::stdin().as_fd().try_clone_to_owned() {
+    let control = match std::io::stdin().as_fd().try_clone_to_owned().and_then(crate::platform::keep_only) {
         Ok(fd) => UnixStream::from(fd),
         Err(_) => leave(),
     };
@@ -89,10 +89,16 @@ fn leave() -> ! {
     unsafe { libc::_exit(0) }
 }
 
+/// A PIN as the agent sent it (the UTF-8 bytes of what the person typed).
+fn secret(pin: &[u8]) -> Result<SecretString, TokenError> {
+    let text = std::str::from_utf8(pin).map_err(|_| TokenError::Library("a PIN that is not UTF-8".into()))?;
+    Ok(SecretString::from(text.to_string()))
+}
+
 impl Worker {
     fn serve_channel(&self, mut channel: UnixStream) {
         loop {
-            let mut call: Call = match wire::read_frame(&mut channel) {
+            let mut call: Call = match wire::read_frame(&mut channel, wire::MAX_CALL) {
                 Ok(c) => c,
                 Err(ReadFailure::Io(e)) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                 Err(_) => return,
@@ -152,7 +158,7 @@ impl Worker {
                 Answer::Done
             }
             Call::Login { session, pin } => {
-                let pin = SecretString::from(pin.clone());
+                let pin = secret(pin)?;
                 self.with(*session, |s| s.login(&pin)).map(|()| Answer::Done)?
             }
             Call::Logout(session) => self.with(*session, |s| s.logout()).map(|()| Answer::Done)?,
@@ -176,7 +182,7 @@ impl Worker {
                 Answer::Bytes(self.with(*session, |s| s.decrypt(mech, object(*key), data))?)
             }
             Call::Single { session, sign, mech, key, context_pin, data } => {
-                let pin = context_pin.as_ref().map(|p| SecretString::from(p.clone()));
+                let pin = context_pin.as_deref().map(secret).transpose()?;
                 let op = Call::op(*sign);
                 Answer::Bytes(self.with(*session, |s| s.single_call(op, mech, object(*key), pin.as_ref(), data))?)
             }
