@@ -86,9 +86,18 @@ impl Setup {
 
     fn start(&self, bin: &str, name: &str) -> (Child, PathBuf) {
         let socket = self.dir.join(format!("run-{name}/agent.sock"));
+        // Each agent its own audit log: two writers would break each other's chain.
+        let cfg = self.dir.join(format!("agent-{name}.toml"));
+        let text = std::fs::read_to_string(&self.cfg).unwrap();
+        let own = self.dir.join(format!("audit-{name}.log"));
+        std::fs::write(
+            &cfg,
+            text.replace(&self.dir.join("audit.log").display().to_string(), &own.display().to_string()),
+        )
+        .unwrap();
         let child = Command::new(bin)
             .args(["agent", "--config"])
-            .arg(&self.cfg)
+            .arg(&cfg)
             .arg("--socket")
             .arg(&socket)
             .env("SOFTHSM2_CONF", &self.conf)

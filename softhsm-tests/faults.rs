@@ -276,7 +276,7 @@ fn a_module_that_segfaults_in_c_sign_costs_the_request_never_the_agent_nor_the_p
     assert_eq!(after.len(), 2, "still a worker per module, the dead ones collected: {after:?}");
     let shim_worker = |w: &[(u32, String)]| w.iter().find(|(_, m)| m.contains("retry-shim")).map(|(p, _)| *p);
     assert_ne!(shim_worker(&before), shim_worker(&after), "the shim's worker is a new process");
-    let log = std::fs::read_to_string(&agent.audit).unwrap();
+    let log = audit_saying(&agent, "SIGSEGV during C_Sign", 3);
     assert_eq!(log.matches("SIGSEGV during C_Sign").count(), 3, "the audit log says each time: {log}");
 }
 
@@ -387,9 +387,22 @@ fn a_token_call_that_hangs_stops_its_modules_worker_and_the_agent_serves_on_with
         assert!(agent_alive(&agent, pid), "round {round}: the same agent, never restarted");
     }
     assert_eq!(workers_of(&agent).len(), 1, "the stopped workers were collected");
-    let log = std::fs::read_to_string(&agent.audit).unwrap();
+    let log = audit_saying(&agent, "did not answer within", 3);
     assert!(!log.contains("watchdog"), "no restart: {log}");
     assert_eq!(log.matches("did not answer within").count(), 3, "{log}");
+}
+
+/// The audit log once it says `what` `times` times (it is written in batches after the answers),
+/// or as it is after 5 s.
+fn audit_saying(agent: &Agent, what: &str, times: usize) -> String {
+    let until = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let log = std::fs::read_to_string(&agent.audit).unwrap_or_default();
+        if log.matches(what).count() >= times || std::time::Instant::now() > until {
+            return log;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// The agent process is the one started, still running (not re-executed: same pid, no exit).
