@@ -186,14 +186,28 @@ pub fn private_dir(dir: &Path) -> Result<(), NotPrivate> {
 /// standard input, `keep`'s descriptor before, is /dev/null.
 pub fn keep_only(keep: std::os::fd::OwnedFd) -> std::io::Result<std::os::fd::OwnedFd> {
     use std::os::fd::AsRawFd;
-    let kept = rustix::io::fcntl_dupfd_cloexec(&keep, 0)?;
+    // From 3 up: on 0-2 the copy would be lost to the /dev/null below.
+    let kept = rustix::io::fcntl_dupfd_cloexec(&keep, 3)?;
     drop(keep);
-    let first = (kept.as_raw_fd() + 1) as u32;
-    for (from, to) in [(3u32, (kept.as_raw_fd() as u32).saturating_sub(1)), (first, u32::MAX)] {
-        if from <= to {
-            // SAFETY: closes descriptors only; nothing in this process uses any of them (the
-            // worker calls this first, before it opens a file or starts a thread).
-            unsafe { libc::close_range(from, to, 0) };
+    let at = kept.as_raw_fd();
+    for (from, to) in [(3, at - 1), (at + 1, i32::MAX)] {
+        if from > to {
+            continue;
+        }
+        // SAFETY: closes descriptors only; nothing in this process uses any of them (the
+        // worker calls this first, before it opens a file or starts a thread).
+        if unsafe { libc::close_range(from as u32, to as u32, 0) } != 0 {
+            // A kernel before 5.9: each descriptor still open, one by one.
+            let open: Vec<i32> = std::fs::read_dir("/proc/self/fd")?
+                .flatten()
+                .filter_map(|e| e.file_name().to_str()?.parse().ok())
+                .filter(|&fd| fd >= from && fd <= to)
+                .collect();
+            for fd in open {
+                // SAFETY: as above; the directory's own descriptor may be among them, closed
+                // already by its drop, and closing a closed one only fails.
+                unsafe { libc::close(fd) };
+            }
         }
     }
     let null = std::fs::File::open("/dev/null")?;

@@ -46,8 +46,11 @@ pub(super) fn forget(lanes: &mut Lanes, key: &str) {
 /// End every session through `module` and re-initialise it, so it sees the slot as it is now.
 /// Only when no request uses the module (the caller holds the agent's module lock for writing).
 pub(super) fn rescan(lanes: &mut Lanes, module: &Path) {
+    // The same module by another name (a link) is the same module: its sessions end too.
+    let real = std::fs::canonicalize(module).ok();
+    let same = |p: &Path| p == module || (real.is_some() && std::fs::canonicalize(p).ok() == real);
     for lane in lanes.values_mut() {
-        if lane.token.as_ref().is_some_and(|t| t.module.path == module) {
+        if lane.token.as_ref().is_some_and(|t| same(&t.module.path)) {
             lane.token = None;
             lane.shown = None;
         }

@@ -32,6 +32,10 @@ const ENDS_WITHIN: Duration = Duration::from_secs(2);
 /// Logging out and closing a session, which the desk does under its lock: a module that cannot
 /// within this is stopped (the surest logout there is), so no other token waits on it.
 const SHORT_CALL: Duration = Duration::from_secs(2);
+/// How long a session's login, once seen (a login, the module's word, a private-key operation
+/// that worked), stands without asking the module again: a card reset by another program is
+/// noticed within this, as the objects read are (objects.rs caches them as long).
+const LOGIN_SEEN_FOR: Duration = Duration::from_secs(5);
 
 struct Link {
     path: PathBuf,
@@ -156,6 +160,7 @@ impl Loss {
             ReadFailure::Io(_) => Loss::Ended,
             ReadFailure::TimedOut => Loss::Hung(allowed),
             ReadFailure::Garbled(m) => Loss::Stop(m),
+            ReadFailure::TooLong(n) => Loss::Stop(format!("{n} bytes")),
         }
     }
 }
@@ -288,6 +293,14 @@ impl Link {
                 self.give_back(channel);
                 Ok(answer)
             }
+            // Read past whole: the channel is in step, the worker well; only this call fails.
+            Err(ReadFailure::TooLong(n)) => {
+                self.give_back(channel);
+                Err(TokenError::BadAnswer {
+                    function: function_text(during),
+                    what: format!("{n} bytes, more than {max}"),
+                })
+            }
             Err(e) => {
                 self.drop_channel();
                 Err(self.lose(during, Loss::of(e, allowed)))
@@ -346,6 +359,15 @@ impl Drop for Link {
 }
 
 impl Link {
+    /// A logout or close that failed on a worker still there (no channel free): stop it, the
+    /// surest end of its logins and sessions.
+    fn unless_lost(&self, e: TokenError, during: Function) -> TokenError {
+        if self.lost.load(Ordering::Acquire) {
+            return e;
+        }
+        self.lose(during, Loss::Stop("no channel free to end a session".into()))
+    }
+
     /// The answer was not the kind the call has: the worker is not to be trusted further.
     fn unexpected(&self, during: Function) -> TokenError {
         self.lose(during, Loss::Stop("an answer of another kind".into()))
@@ -362,6 +384,17 @@ macro_rules! ask {
             _ => Err($link.unexpected(during)),
         }
     }};
+}
+
+/// `C_Sign`, as BadAnswer names a function.
+fn function_text(f: Function) -> &'static str {
+    match f {
+        Function::FindObjects => "C_FindObjects",
+        Function::GetAttributeValue => "C_GetAttributeValue",
+        Function::Sign => "C_Sign",
+        Function::Decrypt => "C_Decrypt",
+        _ => "a PKCS#11 call",
+    }
 }
 
 fn handle(h: u64) -> ObjectHandle {
@@ -388,11 +421,16 @@ fn field(mut text: String, max: usize) -> String {
 
 impl Library for Remote {
     fn initialize(&self) -> CallResult<()> {
+        self.0.logouts.fetch_add(1, Ordering::AcqRel);
         ask!(self.0, Call::Initialize, Answer::Done => ())
     }
 
     fn finalize(&self) -> CallResult<()> {
-        ask!(self.0, Call::Finalize, Answer::Done => ())
+        // C_Finalize ends every session and login of the module.
+        self.0.logouts.fetch_add(1, Ordering::AcqRel);
+        let r = ask!(self.0, Call::Finalize, Answer::Done => ());
+        self.0.logouts.fetch_add(1, Ordering::AcqRel);
+        r
     }
 
     fn slots(&self) -> CallResult<Vec<Slot>> {
@@ -438,16 +476,22 @@ impl Library for Remote {
 struct RemoteSession {
     link: Arc<Link>,
     id: u64,
-    /// The link's logout count when this session was last seen logged in: while it stands,
-    /// the session is known logged in without asking the worker (a call less per signature).
-    logged_in_at: Mutex<Option<u64>>,
+    /// The link's logout count and the time when this session was last seen logged in: while
+    /// the count stands, for `LOGIN_SEEN_FOR`, the session is known logged in without asking
+    /// the worker (a call less per signature).
+    logged_in_at: Mutex<Option<(u64, Instant)>>,
 }
 
 impl Drop for RemoteSession {
     fn drop(&mut self) {
         if !self.link.lost.load(Ordering::Acquire) {
             self.link.logouts.fetch_add(1, Ordering::AcqRel);
-            let _ = self.link.call_within(Call::Close(self.id), SHORT_CALL, false);
+            // Never waits for a channel (the desk may hold its lock); a worker that cannot take
+            // the close is stopped, or its sessions would pile up.
+            if let Err(e) = self.link.call_within(Call::Close(self.id), SHORT_CALL, false) {
+                self.link.unless_lost(e, Function::CloseSession);
+            }
+            self.link.logouts.fetch_add(1, Ordering::AcqRel);
         }
     }
 }
@@ -458,7 +502,18 @@ fn secret(pin: &SecretString) -> Vec<u8> {
 
 impl RemoteSession {
     fn seen(&self, at: Option<u64>) {
-        *self.logged_in_at.lock().unwrap_or_else(|p| p.into_inner()) = at;
+        *self.logged_in_at.lock().unwrap_or_else(|p| p.into_inner()) = at.map(|n| (n, Instant::now()));
+    }
+
+    /// A private-key operation worked: the session was logged in when it ran.
+    fn worked(&self, at: u64, r: CallResult<Vec<u8>>) -> CallResult<Vec<u8>> {
+        if r.is_ok() {
+            let mut seen = self.logged_in_at.lock().unwrap_or_else(|p| p.into_inner());
+            if seen.is_some_and(|(n, _)| n == at) {
+                *seen = Some((at, Instant::now()));
+            }
+        }
+        r
     }
 
     fn unexpected(&self, during: Function) -> TokenError {
@@ -485,17 +540,24 @@ impl SessionCalls for RemoteSession {
     }
 
     fn logout(&self) -> CallResult<()> {
+        // Counted before and after: a login seen while the logout is under way is not kept.
         self.link.logouts.fetch_add(1, Ordering::AcqRel);
         self.seen(None);
-        match self.link.call_within(Call::Logout(self.id), SHORT_CALL.min(self.link.limit), true)? {
-            Answer::Done => Ok(()),
-            _ => Err(self.link.unexpected(Function::Logout)),
+        let r = self.link.call_within(Call::Logout(self.id), SHORT_CALL.min(self.link.limit), true);
+        self.link.logouts.fetch_add(1, Ordering::AcqRel);
+        match r {
+            Ok(Answer::Done) => Ok(()),
+            Ok(_) => Err(self.link.unexpected(Function::Logout)),
+            // A logout that cannot be made (every channel busy): the worker is stopped, which
+            // ends the login for certain.
+            Err(e) => Err(self.link.unless_lost(e, Function::Logout)),
         }
     }
 
     fn logged_in(&self) -> CallResult<bool> {
         let at = self.link.logouts.load(Ordering::Acquire);
-        if *self.logged_in_at.lock().unwrap_or_else(|p| p.into_inner()) == Some(at) {
+        let seen = *self.logged_in_at.lock().unwrap_or_else(|p| p.into_inner());
+        if seen.is_some_and(|(n, when)| n == at && when.elapsed() < LOGIN_SEEN_FOR) {
             return Ok(true);
         }
         let yes = ask!(self, Call::LoggedIn(self.id), Answer::Bool(b) => b)?;
@@ -519,8 +581,9 @@ impl SessionCalls for RemoteSession {
     }
 
     fn sign(&self, mech: &Mech, key: ObjectHandle, data: &[u8]) -> CallResult<Vec<u8>> {
+        let at = self.link.logouts.load(Ordering::Acquire);
         let call = Call::Sign { session: self.id, mech: mech.clone(), key: key.handle(), data: data.to_vec() };
-        ask!(self, call, Answer::Bytes(b) => b)
+        self.worked(at, ask!(self, call, Answer::Bytes(b) => b))
     }
 
     fn encrypt(&self, mech: &Mech, key: ObjectHandle, data: &[u8]) -> CallResult<Vec<u8>> {
@@ -541,6 +604,7 @@ impl SessionCalls for RemoteSession {
         context_pin: Option<&SecretString>,
         data: &[u8],
     ) -> CallResult<Vec<u8>> {
+        let at = self.link.logouts.load(Ordering::Acquire);
         let call = Call::Single {
             session: self.id,
             sign: matches!(op, Op::Sign),
@@ -549,7 +613,7 @@ impl SessionCalls for RemoteSession {
             context_pin: context_pin.map(secret),
             data: data.to_vec(),
         };
-        ask!(self, call, Answer::Bytes(b) => b)
+        self.worked(at, ask!(self, call, Answer::Bytes(b) => b))
     }
 
     fn derive_key(&self, mech: &Mech, key: ObjectHandle, template: &[Attribute]) -> CallResult<ObjectHandle> {

@@ -135,7 +135,12 @@ impl Worker {
         let handles = |v: Vec<ObjectHandle>| Answer::Handles(v.iter().map(ObjectHandle::handle).collect());
         Ok(match call {
             Call::Initialize => self.lib.initialize().map(|()| Answer::Done)?,
-            Call::Finalize => self.lib.finalize().map(|()| Answer::Done)?,
+            Call::Finalize => {
+                // C_Finalize ends every session: their numbers must not reach sessions the
+                // module opens afresh under the same handles.
+                drop(std::mem::take(&mut *self.sessions.lock().unwrap_or_else(|p| p.into_inner())));
+                self.lib.finalize().map(|()| Answer::Done)?
+            }
             Call::Slots => Answer::Slots(self.lib.slots()?.iter().map(Slot::id).collect()),
             Call::SlotInfo(s) => Answer::SlotInfo(self.lib.slot_info(slot(*s)?)?),
             Call::TokenInfo(s) => Answer::TokenInfo(self.lib.token_info(slot(*s)?)?),

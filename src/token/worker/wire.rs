@@ -239,7 +239,7 @@ impl Call {
     /// The most a worker may answer to this call.
     pub fn answer_limit(&self) -> usize {
         match self {
-            Call::GetAttributes { .. } => MAX_ATTRIBUTES,
+            Call::GetAttributes { .. } | Call::Find { .. } => MAX_ATTRIBUTES,
             _ => MAX_ANSWER,
         }
     }
@@ -349,7 +349,9 @@ impl Fault {
                 };
                 match FUNCTIONS.iter().find(|f| format!("{f:?}") == function) {
                     Some(&function) => TokenError::Pkcs11 { function, rv },
-                    None => TokenError::Library(format!("C_{function}: {}", crate::token::ckr_name(rv))),
+                    None => {
+                        TokenError::Library(format!("C_{}: {}", outside_text(&function), crate::token::ckr_name(rv)))
+                    }
                 }
             }
             Fault::WrongPin { tries } => TokenError::WrongPin { token: String::new(), tries: outside_text(&tries) },
@@ -469,8 +471,10 @@ pub enum ReadFailure {
     Closed,
     /// The wait for it ran out (the socket's read timeout).
     TimedOut,
-    /// Not a frame: too long, or not the JSON of one.
+    /// Not a frame: not the JSON of one.
     Garbled(String),
+    /// A frame longer than the call can bring back, read past (the channel stays in step).
+    TooLong(usize),
     Io(std::io::Error),
 }
 
@@ -480,7 +484,17 @@ pub fn read_frame<T: for<'de> Deserialize<'de>>(from: &mut impl Read, max: usize
     read_exact(from, &mut len)?;
     let len = u32::from_be_bytes(len) as usize;
     if len > max {
-        return Err(ReadFailure::Garbled(format!("a frame of {len} bytes (at most {max})")));
+        // Read past it in pieces, never held: a token with more objects than expected costs
+        // this call, not the worker and every login in it.
+        let mut left = len;
+        let mut piece = [0u8; 16 << 10];
+        while left > 0 {
+            let n = left.min(piece.len());
+            read_exact(from, &mut piece[..n])?;
+            left -= n;
+        }
+        piece.zeroize();
+        return Err(ReadFailure::TooLong(len));
     }
     let mut body = Zeroizing::new(vec![0u8; len]);
     read_exact(from, &mut body)?;
@@ -605,6 +619,12 @@ mod tests {
     #[test]
     fn a_frame_longer_than_the_limit_is_refused_before_it_is_read() {
         let mut bytes: &[u8] = &[0xff, 0xff, 0xff, 0xff, b'{'];
-        assert!(matches!(read_frame::<Answer>(&mut bytes, MAX_ANSWER), Err(ReadFailure::Garbled(_))));
+        assert!(matches!(read_frame::<Answer>(&mut bytes, MAX_ANSWER), Err(ReadFailure::Closed)));
+        let mut long = (70_000u32).to_be_bytes().to_vec();
+        long.extend(vec![b' '; 70_000]);
+        long.extend(frame(&Answer::Done).unwrap().iter());
+        let mut r = &long[..];
+        assert!(matches!(read_frame::<Answer>(&mut r, MAX_ANSWER), Err(ReadFailure::TooLong(70_000))));
+        assert!(matches!(read_frame::<Answer>(&mut r, MAX_ANSWER), Ok(Answer::Done)), "the next frame is read in step");
     }
 }
