@@ -145,15 +145,8 @@ fn without_module_workers_the_agent_restarts_in_place_when_a_token_call_hangs_an
         "0",
         &[("SSMAX_SHIM_FAULT", &fault)],
     );
-    let input = tok.write("mail.eml", MAIL);
-    let out = tok.path("signed.eml");
-    let sign = || {
-        via(
-            &tok,
-            &agent,
-            &["sign", "--key", "pkcs11:id=%01", "--in", input.to_str().unwrap(), "--out", out.to_str().unwrap()],
-        )
-    };
+    let (input, out) = (tok.write("mail.eml", MAIL), tok.path("signed.eml"));
+    let sign = || sign_into(&tok, &agent, &input, &out);
     assert_eq!(code(&sign()), 0);
     assert_eq!(getpins(&agent), 1);
     let mut sub = subscribe(&agent);
@@ -218,6 +211,15 @@ fn agent_with_shim_worker(tok: &Tok, extra: &str) -> (Agent, std::path::PathBuf)
     let top = format!("token = \"{}\"\n", shim_uri());
     let config = format!("pin_cache = \"until-removed\"\n{extra}");
     (start_agent_env(tok, &top, &config, "0", &[("SSMAX_SHIM_FAULT", &fault)]), fault)
+}
+
+/// `sign` through `agent` with key 01, `input` to `out`.
+fn sign_into(tok: &Tok, agent: &Agent, input: &std::path::Path, out: &std::path::Path) -> std::process::Output {
+    via(
+        tok,
+        agent,
+        &["sign", "--key", "pkcs11:id=%01", "--in", input.to_str().unwrap(), "--out", out.to_str().unwrap()],
+    )
 }
 
 /// Exit 8, naming the module and what became of its worker.
@@ -285,15 +287,8 @@ fn a_module_that_aborts_in_c_find_objects_fails_each_request_and_the_next_worker
     let tok = Tok::new();
     let (agent, fault) = agent_with_shim_worker(&tok, "");
     let pid = agent.child.id();
-    let input = tok.write("mail.eml", MAIL);
-    let out = tok.path("signed.eml");
-    let sign = || {
-        via(
-            &tok,
-            &agent,
-            &["sign", "--key", "pkcs11:id=%01", "--in", input.to_str().unwrap(), "--out", out.to_str().unwrap()],
-        )
-    };
+    let (input, out) = (tok.write("mail.eml", MAIL), tok.path("signed.eml"));
+    let sign = || sign_into(&tok, &agent, &input, &out);
     // Each round finds the token afresh (the one before lost its worker), so C_FindObjects runs.
     for round in 0..3 {
         std::fs::write(&fault, "C_FindObjects abort 0 worker\n").unwrap();
@@ -314,15 +309,8 @@ fn a_module_that_crashes_in_c_initialize_fails_the_request_and_is_started_again_
     let tok = Tok::new();
     let (agent, fault) = agent_with_shim_worker(&tok, "");
     let pid = agent.child.id();
-    let input = tok.write("mail.eml", MAIL);
-    let out = tok.path("signed.eml");
-    let sign = || {
-        via(
-            &tok,
-            &agent,
-            &["sign", "--key", "pkcs11:id=%01", "--in", input.to_str().unwrap(), "--out", out.to_str().unwrap()],
-        )
-    };
+    let (input, out) = (tok.write("mail.eml", MAIL), tok.path("signed.eml"));
+    let sign = || sign_into(&tok, &agent, &input, &out);
     for round in 0..3 {
         // Round 0 crashes the first worker the agent starts; each later one the worker started
         // after the crash before it.
@@ -343,15 +331,8 @@ fn a_token_call_that_hangs_stops_its_modules_worker_and_the_agent_serves_on_with
     let tok = Tok::new();
     let (agent, fault) = agent_with_shim_worker(&tok, "token_timeout_ms = 1500\n");
     let pid = agent.child.id();
-    let input = tok.write("mail.eml", MAIL);
-    let out = tok.path("signed.eml");
-    let sign = || {
-        via(
-            &tok,
-            &agent,
-            &["sign", "--key", "pkcs11:id=%01", "--in", input.to_str().unwrap(), "--out", out.to_str().unwrap()],
-        )
-    };
+    let (input, out) = (tok.write("mail.eml", MAIL), tok.path("signed.eml"));
+    let sign = || sign_into(&tok, &agent, &input, &out);
     assert_eq!(code(&sign()), 0);
     let body = std::fs::read(&input).unwrap();
     for round in 0..3 {
