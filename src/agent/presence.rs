@@ -2,7 +2,7 @@
 //! PC/SC readers, or by probing the module from a child process), and the events that say so.
 
 use super::desk::{forget, rescan, Lanes};
-use super::protocol::{Response, VERSION};
+use super::protocol::{Event, Response, VERSION};
 use crate::config::AgentConfig;
 use crate::token::presence::Readers;
 use crate::token::uri::Pkcs11Uri;
@@ -118,9 +118,9 @@ pub(super) fn probe(base: Option<&Path>, w: &Watch) -> Option<String> {
     (f.next() == Some("present")).then(|| f.nth(1).unwrap_or("").to_string())
 }
 
-pub(super) fn event(events: &Events, name: &str, note: String) {
+pub(super) fn event(events: &Events, event: Event, note: String) {
     if let Ok(mut subs) = events.lock() {
-        let ev = Response { v: VERSION, ok: true, event: Some(name.into()), notes: vec![note], ..Default::default() };
+        let ev = Response { v: VERSION, ok: true, event: Some(event), notes: vec![note], ..Default::default() };
         subs.retain(|s| (s.send)(ev.clone()));
     }
 }
@@ -141,7 +141,7 @@ pub(super) fn warn_expiring(t: &Token, events: &Events) {
                 let days = left.as_secs() / 86400;
                 crate::tr!("event-certificate-expiring", label = c.label, token = t.label, when = when, days = days)
             };
-            event(events, "cert-expiring", note);
+            event(events, Event::CertExpiring, note);
         }
     }
 }
@@ -210,14 +210,14 @@ pub(super) fn apply_presence(
                 Some(r) => crate::tr!("event-token-removed-from", token = w.label, reader = r),
                 None => crate::tr!("event-token-removed", token = w.label),
             };
-            event(events, "token-removed", note);
+            event(events, Event::TokenRemoved, note);
             true
         }
         (true, Some(serial)) if serial != w.serial => {
             forget(lanes, key);
             reinit(lanes, w);
-            event(events, "token-removed", crate::tr!("event-token-replaced", token = w.label, serial = w.serial));
-            event(events, "token-inserted", crate::tr!("event-token-inserted", token = w.label, serial = serial));
+            event(events, Event::TokenRemoved, crate::tr!("event-token-replaced", token = w.label, serial = w.serial));
+            event(events, Event::TokenInserted, crate::tr!("event-token-inserted", token = w.label, serial = serial));
             w.serial = serial;
             true
         }
@@ -226,7 +226,7 @@ pub(super) fn apply_presence(
                 reinit(lanes, w);
             }
             w.present = true;
-            event(events, "token-inserted", crate::tr!("event-token-inserted", token = w.label, serial = serial));
+            event(events, Event::TokenInserted, crate::tr!("event-token-inserted", token = w.label, serial = serial));
             w.serial = serial;
             false
         }

@@ -271,6 +271,25 @@ fn is_false(b: &bool) -> bool {
     !*b
 }
 
+/// What a subscriber is told, by the name the protocol gives it (docs/agent-protocol.md, Events).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Event {
+    /// Just before pinentry is started for a token and an operation.
+    PinNeeded,
+    /// A token the agent used is gone or was replaced: its sessions and PIN are gone.
+    TokenRemoved,
+    /// It is back (the next request asks for a fresh PIN).
+    TokenInserted,
+    /// A certificate on a token just opened expires within 30 days, or has.
+    CertExpiring,
+    /// The agent restarts in place (a token call hung); subscribers reconnect.
+    AgentRestarting,
+    /// An event a newer agent sends that this program does not know.
+    #[serde(other)]
+    Other,
+}
+
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Response {
     pub v: u32,
@@ -284,9 +303,9 @@ pub struct Response {
     pub notes: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub report: Option<String>,
-    /// Set on event messages of a subscription: token-inserted, token-removed, pin-needed, cert-expiring.
+    /// Set on event messages of a subscription.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub event: Option<String>,
+    pub event: Option<Event>,
     /// Set when the request never reached the token (the agent is restarting): sending it again
     /// on a new connection after this many milliseconds is safe.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -513,6 +532,22 @@ fn read_with_fds<H: for<'de> Deserialize<'de>>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn events_travel_by_their_protocol_names_and_an_unknown_one_is_still_read() {
+        let names = [
+            (Event::PinNeeded, "pin-needed"),
+            (Event::TokenRemoved, "token-removed"),
+            (Event::TokenInserted, "token-inserted"),
+            (Event::CertExpiring, "cert-expiring"),
+            (Event::AgentRestarting, "agent-restarting"),
+        ];
+        for (event, name) in names {
+            assert_eq!(serde_json::to_string(&event).unwrap(), format!("\"{name}\""));
+        }
+        let r: Response = serde_json::from_str(r#"{"v":1,"id":0,"ok":true,"exit":0,"event":"battery-low"}"#).unwrap();
+        assert_eq!(r.event, Some(Event::Other));
+    }
 
     #[test]
     fn every_call_reads_back_from_the_wire_as_written() {

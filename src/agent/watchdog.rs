@@ -17,8 +17,6 @@ use std::time::{Duration, Instant};
 
 /// Environment variable that carries the listening socket's descriptor across the re-exec.
 pub const LISTEN_FD_VAR: &str = "SSMAX_CARD_LISTEN_FD";
-/// The event subscribers hear before the agent restarts in place.
-pub const RESTARTING: &str = "agent-restarting";
 
 /// How many times this agent has restarted itself (shown in notes and the audit log).
 pub const RESTARTS_VAR: &str = "SSMAX_CARD_AGENT_RESTARTS";
@@ -83,7 +81,7 @@ impl Watchdog {
         self.in_flight.fetch_sub(1, Ordering::SeqCst);
     }
 
-    /// A subscriber wrote the restart event (`RESTARTING`) to its client.
+    /// A subscriber wrote the restart event (`Event::AgentRestarting`) to its client.
     pub fn event_written(&self) {
         let _ = self.events_owed.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
     }

@@ -758,7 +758,7 @@ impl Loop {
                     self.read_requests(id);
                 }
                 Note::Event { id, ev } => {
-                    let restart = ev.event.as_deref() == Some(watchdog::RESTARTING);
+                    let restart = ev.event == Some(Event::AgentRestarting);
                     if self.conns.get(&id).is_some_and(|c| c.phase == Phase::Subscribed) {
                         self.answer(id, &ev, false);
                     }

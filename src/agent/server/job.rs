@@ -422,7 +422,7 @@ impl PinPrompt for EventPrompt {
             let ev = Response {
                 v: VERSION,
                 ok: true,
-                event: Some("pin-needed".into()),
+                event: Some(Event::PinNeeded),
                 notes: vec![crate::tr!("event-pin-needed", token = request.token, operation = request.operation)],
                 ..Default::default()
             };

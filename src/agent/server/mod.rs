@@ -9,8 +9,8 @@ use super::audit::AuditLog;
 use super::desk::Desk;
 use super::presence::{reader_of, Events};
 use super::protocol::{
-    encode_message, write_message, Call, Passed, ProtocolError, Request, Response, VerifyArgs, WriteUntil, MAX_BODY,
-    VERSION,
+    encode_message, write_message, Call, Event, Passed, ProtocolError, Request, Response, VerifyArgs, WriteUntil,
+    MAX_BODY, VERSION,
 };
 use super::turnstile::{Refused, Turn};
 use super::watchdog::{self, Owed, Watchdog};
@@ -334,7 +334,7 @@ fn watch_for_hangs(agent: &Agent, listener: std::os::fd::RawFd, own_path: Option
         let ev = Response {
             v: VERSION,
             ok: true,
-            event: Some(watchdog::RESTARTING.into()),
+            event: Some(Event::AgentRestarting),
             notes: vec![msg.clone()],
             ..Default::default()
         };
