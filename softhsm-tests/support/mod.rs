@@ -434,7 +434,9 @@ pub fn module_workers(parent: u32) -> Vec<(u32, String)> {
         let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
         let args: Vec<String> =
             cmd.split(|&b| b == 0).filter(|a| !a.is_empty()).map(|a| String::from_utf8_lossy(a).into_owned()).collect();
-        if f.first() == Some(&"Z") {
+        // A child that just ended (a presence probe is collected within 10 ms) is not one left
+        // behind: only a zombie that stays is.
+        if f.first() == Some(&"Z") && still_zombie(e.path().join("stat")) {
             panic!("a child of the agent left unreaped: {stat}");
         }
         if args.iter().any(|a| a == "module-worker") {
@@ -442,6 +444,19 @@ pub fn module_workers(parent: u32) -> Vec<(u32, String)> {
         }
     }
     out
+}
+
+/// Whether the process whose stat is `stat` is still a zombie a second later.
+fn still_zombie(stat: PathBuf) -> bool {
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(1);
+    while std::time::Instant::now() < until {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        let Ok(now) = std::fs::read_to_string(&stat) else { return false };
+        if !now.rsplit_once(')').is_some_and(|(_, r)| r.trim_start().starts_with('Z')) {
+            return false;
+        }
+    }
+    true
 }
 
 /// The socket inode of the listener bound at `path` (/proc/net/unix).
