@@ -4,6 +4,7 @@
 //! moments, never across a token call that waits for a card or a person: a request takes its
 //! token's turn, lends the token out of the table, uses it, and gives it back.
 
+use super::lanes::{rescan, Lane, Lanes};
 use super::presence::*;
 use super::turnstile::{Refused, Turnstile};
 use crate::config::AgentConfig;
@@ -13,52 +14,13 @@ use crate::token::objects::Shown;
 use crate::token::presence::Readers;
 use crate::token::Token;
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// How long a failed request waits for its card's reader to report a removal (OpenSC says
 /// CKR_GENERAL_ERROR, not CKR_DEVICE_REMOVED, for a card pulled during a command).
 const CARD_LEAVES_WITHIN: Duration = Duration::from_secs(1);
-
-/// One token the agent holds, and the turn that serves its requests one at a time.
-pub(super) struct Lane {
-    pub(super) gate: Arc<Turnstile>,
-    /// None while a request has it out, or before it is first opened.
-    pub(super) token: Option<Token>,
-    /// What it showed when last given back: judged while a request has it out.
-    shown: Option<Shown>,
-    /// It was found removed while a request had it out: it is not taken back.
-    stale: bool,
-}
-
-pub(super) type Lanes = HashMap<String, Lane>;
-
-/// The token is gone: its sessions and login (cached PIN) end now, or, when a request has it
-/// out, when that request gives it back.
-pub(super) fn forget(lanes: &mut Lanes, key: &str) {
-    if let Some(lane) = lanes.get_mut(key) {
-        lane.shown = None;
-        lane.stale = lane.token.take().is_none() && !lane.gate.is_idle();
-    }
-}
-
-/// End every session through `module` and re-initialise it, so it sees the slot as it is now.
-/// Only when no request uses the module (the caller holds the agent's module lock for writing).
-pub(super) fn rescan(lanes: &mut Lanes, module: &Path) {
-    // The same module by another name (a link) is the same module: its sessions end too.
-    let real = std::fs::canonicalize(module).ok();
-    let same = |p: &Path| p == module || (real.is_some() && std::fs::canonicalize(p).ok() == real);
-    for lane in lanes.values_mut() {
-        if lane.token.as_ref().is_some_and(|t| same(&t.module.path)) {
-            lane.token = None;
-            lane.shown = None;
-        }
-    }
-    if let Some(m) = crate::token::Module::loaded(module) {
-        let _ = m.finalize();
-    }
-}
 
 /// What the holders of token turns share, behind one short-held lock.
 pub(super) struct Desk {

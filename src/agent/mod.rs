@@ -6,6 +6,7 @@ pub mod audit;
 pub mod client;
 mod desk;
 pub mod incoming;
+mod lanes;
 mod presence;
 pub mod protocol;
 pub mod server;

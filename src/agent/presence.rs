@@ -1,7 +1,7 @@
 //! Which tokens are there: the tokens the agent has used, watched for removal and return (through
 //! PC/SC readers, or by probing the module from a child process), and the events that say so.
 
-use super::desk::{forget, rescan, Lanes};
+use super::lanes::{forget, rescan, Lanes};
 use super::protocol::{Event, Response, VERSION};
 use crate::config::AgentConfig;
 use crate::token::presence::Readers;

@@ -306,6 +306,23 @@ pub fn fmt_time(t: std::time::SystemTime) -> String {
     }
 }
 
+/// The words for a CRLReason code (RFC 5280 §5.3.1), as CRLs and OCSP answers give it.
+pub fn revocation_reason(code: u8) -> &'static str {
+    match code {
+        0 => "unspecified",
+        1 => "key compromise",
+        2 => "CA compromise",
+        3 => "affiliation changed",
+        4 => "superseded",
+        5 => "cessation of operation",
+        6 => "certificate hold",
+        8 => "removed from CRL",
+        9 => "privilege withdrawn",
+        10 => "AA compromise",
+        _ => "a reason this program does not know",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -189,10 +189,7 @@ pub fn check(
         CertStatus::Good(_) => State::Good,
         CertStatus::Revoked(info) => State::Revoked {
             at: info.revocation_time.0.to_system_time(),
-            reason: info
-                .revocation_reason
-                .map(|r| super::revocation::reason_text(r as u8))
-                .unwrap_or("no reason given"),
+            reason: info.revocation_reason.map(|r| cert::revocation_reason(r as u8)).unwrap_or("no reason given"),
         },
         CertStatus::Unknown(_) => State::Unknown,
     };

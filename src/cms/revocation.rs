@@ -159,7 +159,7 @@ pub fn who_is_revoked(links: &[Link<'_>], crls: &[Shared]) -> Option<String> {
         };
         let r = list.find_serial(serial).ok().flatten().or_else(|| list.find_serial(stripped).ok().flatten())?;
         let when = std::time::UNIX_EPOCH + std::time::Duration::from_secs(r.revocation_date.as_secs());
-        let reason = r.reason_code.map(|c| reason_text(c as u8)).unwrap_or("no reason given");
+        let reason = r.reason_code.map(|c| super::cert::revocation_reason(c as u8)).unwrap_or("no reason given");
         Some(format!(
             "the certificate '{}' (serial {}) was revoked on {} ({reason}) by {}",
             cert::subject(c),
@@ -273,23 +273,6 @@ fn issuer_value(name_der: &[u8]) -> &[u8] {
         None => return &[],
     };
     name_der.get(header_len..).unwrap_or_default()
-}
-
-/// The words for a CRLReason code (RFC 5280 §5.3.1), as CRLs and OCSP answers give it.
-pub fn reason_text(code: u8) -> &'static str {
-    match code {
-        0 => "unspecified",
-        1 => "key compromise",
-        2 => "CA compromise",
-        3 => "affiliation changed",
-        4 => "superseded",
-        5 => "cessation of operation",
-        6 => "certificate hold",
-        8 => "removed from CRL",
-        9 => "privilege withdrawn",
-        10 => "AA compromise",
-        _ => "a reason this program does not know",
-    }
 }
 
 #[cfg(test)]
