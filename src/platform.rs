@@ -269,6 +269,70 @@ fn wait_for(sock: &UnixStream, flags: rustix::event::PollFlags, limit: std::time
     }
 }
 
+/// A socket read that gives up at a deadline, however the bytes are spread out: a client that
+/// sends one byte a minute gets no longer than one that sends nothing.
+pub struct ReadUntil<'s> {
+    pub sock: &'s UnixStream,
+    pub deadline: std::time::Instant,
+}
+
+impl ReadUntil<'_> {
+    /// Arm the socket's receive timeout with what is left; Err once nothing is.
+    pub fn arm(&self) -> std::io::Result<()> {
+        let left = self.deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return Err(std::io::ErrorKind::TimedOut.into());
+        }
+        self.sock.set_read_timeout(Some(left))
+    }
+}
+
+impl std::io::Read for ReadUntil<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.arm()?;
+        std::io::Read::read(&mut &*self.sock, buf)
+    }
+}
+
+/// A socket write that gives up at a deadline, however slowly the reader takes the bytes: a
+/// client that reads a byte a minute holds its writer no longer than one that reads nothing.
+/// (The socket's own send timeout starts again with each piece the kernel finds room for.)
+pub struct WriteUntil<'s> {
+    pub sock: &'s UnixStream,
+    pub deadline: std::time::Instant,
+}
+
+impl WriteUntil<'_> {
+    fn send(&self, send: impl Fn() -> std::io::Result<usize>) -> std::io::Result<usize> {
+        loop {
+            match send() {
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                r => return r,
+            }
+            let left = self.deadline.saturating_duration_since(std::time::Instant::now());
+            // A wait cut short (a signal) just goes round again.
+            let ready = !left.is_zero() && wait_writable(self.sock, left)?;
+            if !ready && std::time::Instant::now() >= self.deadline {
+                return Err(std::io::ErrorKind::TimedOut.into());
+            }
+        }
+    }
+}
+
+impl std::io::Write for WriteUntil<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.send(|| send_now(self.sock, buf))
+    }
+
+    fn write_vectored(&mut self, bufs: &[std::io::IoSlice<'_>]) -> std::io::Result<usize> {
+        self.send(|| send_vectored_now(self.sock, bufs))
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 /// What one receive brought: bytes, the descriptors that rode on them (close-on-exec), and
 /// whether the kernel had to drop descriptors that did not fit.
 pub struct Received {

@@ -409,69 +409,8 @@ pub fn write_message_with_fds<H: Serialize>(
     Ok(())
 }
 
-/// A socket read that gives up at a deadline, however the bytes are spread out: a client that
-/// sends one byte a minute gets no longer than one that sends nothing.
-struct Until<'s> {
-    sock: &'s UnixStream,
-    deadline: std::time::Instant,
-}
-
-impl Until<'_> {
-    /// Arm the socket's receive timeout with what is left; Err once nothing is.
-    fn arm(&self) -> std::io::Result<()> {
-        let left = self.deadline.saturating_duration_since(std::time::Instant::now());
-        if left.is_zero() {
-            return Err(std::io::ErrorKind::TimedOut.into());
-        }
-        self.sock.set_read_timeout(Some(left))
-    }
-}
-
-impl Read for Until<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        self.arm()?;
-        (&mut &*self.sock).read(buf)
-    }
-}
-
-/// A socket write that gives up at a deadline, however slowly the reader takes the bytes: a
-/// client that reads a byte a minute holds its writer no longer than one that reads nothing.
-/// (The socket's own send timeout starts again with each piece the kernel finds room for.)
-pub struct WriteUntil<'s> {
-    pub sock: &'s UnixStream,
-    pub deadline: std::time::Instant,
-}
-
-impl WriteUntil<'_> {
-    fn send(&self, send: impl Fn() -> std::io::Result<usize>) -> std::io::Result<usize> {
-        loop {
-            match send() {
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                r => return r,
-            }
-            let left = self.deadline.saturating_duration_since(std::time::Instant::now());
-            // A wait cut short (a signal) just goes round again.
-            let ready = !left.is_zero() && crate::platform::wait_writable(self.sock, left)?;
-            if !ready && std::time::Instant::now() >= self.deadline {
-                return Err(std::io::ErrorKind::TimedOut.into());
-            }
-        }
-    }
-}
-
-impl Write for WriteUntil<'_> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.send(|| crate::platform::send_now(self.sock, buf))
-    }
-
-    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> std::io::Result<usize> {
-        self.send(|| crate::platform::send_vectored_now(self.sock, bufs))
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
+use crate::platform::ReadUntil as Until;
+pub use crate::platform::WriteUntil;
 
 /// `read_message_with_fds`, which must have the whole message within `limit` from now.
 pub fn read_message_with_fds_within<H: for<'de> Deserialize<'de>>(

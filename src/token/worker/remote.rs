@@ -105,40 +105,12 @@ impl Remote {
 
 /// Read one answer of at most `max` bytes by `until`, however slowly its bytes come.
 fn read_until(sock: &UnixStream, until: Instant, max: usize) -> Result<Answer, ReadFailure> {
-    struct Until<'a>(&'a UnixStream, Instant);
-    impl std::io::Read for Until<'_> {
-        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-            loop {
-                let left = self.1.saturating_duration_since(Instant::now());
-                if left.is_zero() {
-                    return Err(std::io::ErrorKind::TimedOut.into());
-                }
-                if crate::platform::wait_readable(self.0, left)? {
-                    return std::io::Read::read(&mut &*self.0, buf);
-                }
-            }
-        }
-    }
-    wire::read_frame(&mut Until(sock, until), max)
+    wire::read_frame(&mut crate::platform::ReadUntil { sock, deadline: until }, max)
 }
 
 /// Send all of `bytes` by `until`.
-fn send_until(sock: &UnixStream, mut bytes: &[u8], until: Instant) -> std::io::Result<()> {
-    while !bytes.is_empty() {
-        match crate::platform::send_now(sock, bytes) {
-            Ok(n) => bytes = &bytes[n..],
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                let left = until.saturating_duration_since(Instant::now());
-                if left.is_zero() {
-                    return Err(std::io::ErrorKind::TimedOut.into());
-                }
-                crate::platform::wait_writable(sock, left)?;
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
+fn send_until(sock: &UnixStream, bytes: &[u8], until: Instant) -> std::io::Result<()> {
+    std::io::Write::write_all(&mut crate::platform::WriteUntil { sock, deadline: until }, bytes)
 }
 
 /// How a call found the worker gone or wrong.
